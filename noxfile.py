@@ -1,0 +1,102 @@
+"""The test matrix. ``nox -t ci`` is what CI runs (see README); plain ``nox`` runs everything.
+
+Sessions install with uv when it is present. Each area keeps its sessions in its own section.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+NEWEST = "3.13"
+# protobuf majors we support, oldest first; the newest is tested on every Python.
+PROTOBUFS = ["3.20.3", "4.25.8", "5.29.5", "6.33.0", "7.36.2"]
+TEST_DEPS = ["pytest>=7", "hypothesis>=6"]
+
+
+def install_core(session: nox.Session, *extra: str) -> None:
+    session.install("-e", ".", *TEST_DEPS, *extra)
+
+
+# --- core ---------------------------------------------------------------------------------
+
+
+@nox.session(python=PYTHONS, tags=["core"])
+def tests(session: nox.Session) -> None:
+    """The core SDK's tests on each Python, with the newest protobuf."""
+    install_core(session)
+    session.run("python", "-m", "pytest", "tests/core", *session.posargs)
+
+
+@nox.session(python="3.11", tags=["core"])
+@nox.parametrize("protobuf", PROTOBUFS)
+def protobuf(session: nox.Session, protobuf: str) -> None:
+    """The core SDK's tests across protobuf generations (3.20 pure-Python to 7.x upb)."""
+    install_core(session, f"protobuf=={protobuf}")
+    session.run("python", "-m", "pytest", "tests/core", *session.posargs)
+
+
+@nox.session(python=NEWEST, tags=["ci", "core"])
+def core(session: nox.Session) -> None:
+    """CI's core run: the newest Python and protobuf, plus the oldest protobuf on 3.9."""
+    install_core(session)
+    session.run("python", "-m", "pytest", "tests/core", *session.posargs)
+
+
+@nox.session(python="3.9", tags=["ci", "core"])
+def core_oldest(session: nox.Session) -> None:
+    """The oldest supported Python with the oldest supported protobuf."""
+    install_core(session, "protobuf==3.20.3")
+    session.run("python", "-m", "pytest", "tests/core", *session.posargs)
+
+
+@nox.session(python=NEWEST, tags=["ci"])
+def lint(session: nox.Session) -> None:
+    """ruff over the whole tree."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "statefun_core")
+
+
+@nox.session(python=NEWEST, tags=["ci"])
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the core package."""
+    session.install("-e", ".", "mypy", "types-protobuf")
+    session.run("mypy", "--strict", "statefun_core")
+
+
+@nox.session(python="3.11")
+def protos(session: nox.Session) -> None:
+    """Recompile statefun_core/protocol/*.proto into statefun.desc."""
+    session.install("grpcio-tools")
+    with session.chdir("statefun_core/protocol"):
+        session.run(
+            "python", "-m", "grpc_tools.protoc", "-I.", "--descriptor_set_out=statefun.desc",
+            "request_reply.proto", "types.proto", "egress.proto",
+        )
+
+
+@nox.session(python="3.11", tags=["bench"])
+def bench(session: nox.Session) -> None:
+    """Benchmarks: see benchmarks/README.md."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+# --- plugins (issue: plugin system) -------------------------------------------------------
+
+
+# --- aiohttp and tornado ------------------------------------------------------------------
+
+
+# --- flask and django ---------------------------------------------------------------------
+
+
+# --- engine, testing harness --------------------------------------------------------------
+
+
+# --- local runtime ------------------------------------------------------------------------

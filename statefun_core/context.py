@@ -1,0 +1,115 @@
+"""The context a function is called with: its address, caller, storage and outboxes."""
+
+from __future__ import annotations
+
+import abc
+from datetime import timedelta
+from typing import Any, Optional
+
+from .core import SdkAddress
+from .messages import EgressMessage, Message
+
+__all__ = ["Context", "DelayedMessage"]
+
+
+class DelayedMessage:
+    """A ``send_after`` (``message`` set) or a cancellation (``message`` is None)."""
+
+    __slots__ = ("cancellation_token", "delay_ms", "message")
+
+    def __init__(
+        self, delay_ms: int, message: Optional[Message], cancellation_token: str = ""
+    ) -> None:
+        self.delay_ms = delay_ms
+        self.message = message
+        self.cancellation_token = cancellation_token
+
+
+class Context(abc.ABC):
+    """What a function can see and do while it handles a message."""
+
+    __slots__ = ()
+
+    @property
+    @abc.abstractmethod
+    def address(self) -> SdkAddress:
+        """The address of the function instance being invoked."""
+
+    @property
+    @abc.abstractmethod
+    def storage(self) -> Any:
+        """The address-scoped storage: one attribute per registered ``ValueSpec``."""
+
+    @property
+    @abc.abstractmethod
+    def caller(self) -> Optional[SdkAddress]:
+        """The sending function's address, or None for a message from an ingress."""
+
+    @abc.abstractmethod
+    def send(self, message: Message) -> None:
+        """Send a message to a function."""
+
+    @abc.abstractmethod
+    def send_after(
+        self, duration: timedelta, message: Message, cancellation_token: str = ""
+    ) -> None:
+        """Send a message after ``duration``; a non-empty token makes it cancellable."""
+
+    @abc.abstractmethod
+    def cancel_delayed_message(self, cancellation_token: str) -> None:
+        """Cancel a pending delayed message (best effort: a delivered one is not recalled)."""
+
+    @abc.abstractmethod
+    def send_egress(self, message: EgressMessage) -> None:
+        """Send a record to an egress."""
+
+
+class InvocationContext(Context):
+    """The context of one batch; ``caller`` changes with each invocation."""
+
+    __slots__ = ("_address", "_caller", "_storage", "delayed", "egress", "messages")
+
+    def __init__(self, address: SdkAddress, storage: Any) -> None:
+        self._address = address
+        self._storage = storage
+        self._caller: Optional[SdkAddress] = None
+        self.messages: list[Message] = []
+        self.delayed: list[DelayedMessage] = []
+        self.egress: list[EgressMessage] = []
+
+    @property
+    def address(self) -> SdkAddress:
+        return self._address
+
+    @property
+    def storage(self) -> Any:
+        return self._storage
+
+    @property
+    def caller(self) -> Optional[SdkAddress]:
+        return self._caller
+
+    def send(self, message: Message) -> None:
+        if not isinstance(message, Message):
+            raise TypeError(f"send() takes a Message, got {type(message).__name__}")
+        self.messages.append(message)
+
+    def send_after(
+        self, duration: timedelta, message: Message, cancellation_token: str = ""
+    ) -> None:
+        if not isinstance(message, Message):
+            raise TypeError(f"send_after() takes a Message, got {type(message).__name__}")
+        delay_ms = int(duration.total_seconds() * 1000.0)
+        if delay_ms < 0:
+            raise ValueError(f"send_after() needs a non-negative duration, got {duration}")
+        self.delayed.append(DelayedMessage(delay_ms, message, cancellation_token or ""))
+
+    def cancel_delayed_message(self, cancellation_token: str) -> None:
+        if not cancellation_token:
+            raise ValueError("cancel_delayed_message() needs a non-empty cancellation token")
+        self.delayed.append(DelayedMessage(0, None, cancellation_token))
+
+    def send_egress(self, message: EgressMessage) -> None:
+        if not isinstance(message, EgressMessage):
+            raise TypeError(f"send_egress() takes an EgressMessage, got {type(message).__name__}")
+        self.egress.append(message)

@@ -1,0 +1,92 @@
+"""Addresses, typenames and state specifications."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from datetime import timedelta
+from keyword import iskeyword
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:
+    from .types import Type
+
+__all__ = ["SdkAddress", "ValueSpec", "parse_typename"]
+
+
+@dataclass(frozen=True)
+class SdkAddress:
+    """The address of a function instance: its type (``namespace/name``) and its id."""
+
+    namespace: str
+    name: str
+    id: str
+    typename: str
+
+
+def parse_typename(typename: str) -> tuple[str, str]:
+    """Split ``namespace/name`` at the last ``/``; both parts must be non-empty."""
+    if typename is None:
+        raise ValueError("function type must be provided")
+    idx = typename.rfind("/")
+    if idx < 0:
+        raise ValueError(f"typename {typename!r} must be of the form namespace/name")
+    namespace, name = typename[:idx], typename[idx + 1 :]
+    if not namespace:
+        raise ValueError(f"typename {typename!r} has an empty namespace")
+    if not name:
+        raise ValueError(f"typename {typename!r} has an empty name")
+    return namespace, name
+
+
+class ValueSpec:
+    """A persisted value of a function: a name, a type and an optional expiration.
+
+    ``type`` is a StateFun :class:`~statefun_core.Type`, or a Python class that a type plugin
+    knows (resolved when a handler is built). At most one of ``expire_after_call`` and
+    ``expire_after_write`` may be given; durations are kept in whole milliseconds.
+    """
+
+    __slots__ = ("after_call", "after_write", "duration", "name", "type")
+
+    def __init__(
+        self,
+        name: str,
+        type: Union[Type, builtins.type],
+        expire_after_call: Optional[timedelta] = None,
+        expire_after_write: Optional[timedelta] = None,
+    ) -> None:
+        from .types import Type
+
+        if not name:
+            raise ValueError("name can not be missing.")
+        if not name.isidentifier():
+            raise ValueError(
+                f"invalid name {name!r}: a spec name may contain only letters, digits and "
+                "underscores, and may not start with a digit."
+            )
+        if iskeyword(name):
+            raise ValueError(
+                f"invalid spec name {name!r}: it is a Python keyword, and spec names become "
+                "attributes of context.storage."
+            )
+        if not name.islower():
+            raise ValueError(f"Only lower case names are allowed, {name!r} is given.")
+        if not type:
+            raise ValueError("type can not be missing.")
+        if not isinstance(type, (Type, builtins.type)):
+            raise TypeError("type is not a StateFun type.")
+        if expire_after_call and expire_after_write:
+            raise ValueError(
+                "Either expire_after_call or expire_after_write can be set, but not both."
+            )
+        self.name = name
+        self.type: Union[Type, builtins.type] = type
+        self.after_call = bool(expire_after_call)
+        self.after_write = bool(expire_after_write)
+        expiration = expire_after_call or expire_after_write
+        self.duration = int(expiration.total_seconds() * 1000.0) if expiration else 0
+
+    def __repr__(self) -> str:
+        typename = getattr(self.type, "typename", getattr(self.type, "__name__", self.type))
+        return f"ValueSpec(name={self.name!r}, type={typename})"

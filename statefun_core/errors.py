@@ -1,0 +1,90 @@
+"""The exceptions the SDK raises; each maps to one HTTP status (see :mod:`statefun_core.http`)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AsyncFunctionInSyncContextError",
+    "FunctionFailedError",
+    "FunctionNotFoundError",
+    "IntegrationNotAvailableError",
+    "MalformedRequestError",
+    "PluginError",
+    "RequestTooLargeError",
+    "StatefunError",
+    "UnknownTypeError",
+]
+
+
+class StatefunError(Exception):
+    """Base class of every error the SDK raises on purpose.
+
+    ``status`` is the HTTP status a server answers with when a request ends in this error.
+    """
+
+    status: int = 500
+
+
+class MalformedRequestError(StatefunError, ValueError):
+    """The request body is not a ``ToFunction`` with an invocation batch (HTTP 400)."""
+
+    status = 400
+
+
+class FunctionNotFoundError(StatefunError, KeyError):
+    """No function is bound to the request's target typename (HTTP 404).
+
+    A ``KeyError``, as the official SDK's ``for_typename`` raises.
+    """
+
+    status = 404
+
+    def __init__(self, typename: str) -> None:
+        super().__init__(f"no function is bound to the typename {typename!r}")
+        self.typename = typename
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class RequestTooLargeError(StatefunError, ValueError):
+    """The request body exceeds the configured limit (HTTP 413)."""
+
+    status = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class FunctionFailedError(StatefunError):
+    """A function raised while handling a batch; nothing of the batch is returned (HTTP 500).
+
+    The function's own exception is chained as ``__cause__``.
+    """
+
+    status = 500
+
+    def __init__(self, typename: str, id: str) -> None:
+        super().__init__(f"function {typename!r} failed for id {id!r}")
+        self.typename = typename
+        self.id = id
+
+
+class AsyncFunctionInSyncContextError(StatefunError, RuntimeError):
+    """``handle_sync`` met an ``async`` function while an event loop runs in this thread.
+
+    Use ``await handler.handle_async(...)`` from async code instead.
+    """
+
+
+class UnknownTypeError(StatefunError, TypeError):
+    """No StateFun ``Type`` is known for a Python class (no plugin claims it)."""
+
+
+class PluginError(StatefunError):
+    """A plugin failed to load or is misconfigured (raised at start-up, naming the plugin)."""
+
+
+class IntegrationNotAvailableError(StatefunError, ImportError):
+    """An integration was imported without its framework; the message says what to install."""

@@ -1,0 +1,111 @@
+"""The registry of stateful functions: ``StatefulFunctions`` and its ``bind`` decorator."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterator, Optional, TypeVar
+
+from .core import ValueSpec, parse_typename
+from .errors import FunctionNotFoundError
+from .storage import StorageSpec
+
+__all__ = ["StatefulFunction", "StatefulFunctions"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class StatefulFunction:
+    """A bound function: its code, typename, state specs and how it is called."""
+
+    __slots__ = ("blocking", "fun", "is_async", "namespace", "specs", "storage_spec", "typename")
+
+    def __init__(
+        self,
+        typename: str,
+        fun: Callable[..., Any],
+        specs: list[ValueSpec],
+        blocking: bool = False,
+    ) -> None:
+        if fun is None:
+            raise ValueError("function code is missing.")
+        self.namespace, _ = parse_typename(typename)
+        self.typename = typename
+        self.fun = fun
+        self.specs = specs
+        self.storage_spec = StorageSpec(typename, [spec.name for spec in specs])
+        self.is_async = inspect.iscoroutinefunction(fun)
+        self.blocking = blocking
+
+    def __repr__(self) -> str:
+        return f"StatefulFunction({self.typename!r}, {getattr(self.fun, '__qualname__', self.fun)})"
+
+
+class StatefulFunctions:
+    """The functions an endpoint serves, by typename."""
+
+    __slots__ = ("_functions",)
+
+    def __init__(self) -> None:
+        self._functions: dict[str, StatefulFunction] = {}
+
+    def register(
+        self,
+        typename: str,
+        fun: Callable[..., Any],
+        specs: Optional[list[ValueSpec]] = None,
+        *,
+        blocking: bool = False,
+    ) -> None:
+        """Register ``fun(context, message)`` under ``typename`` (``namespace/name``).
+
+        ``blocking=True`` marks a sync function that blocks (I/O, heavy CPU):
+        ``handle_async`` then runs it in a thread pool instead of on the event loop.
+        """
+        if fun is None:
+            raise ValueError("function instance must be provided")
+        if not typename:
+            raise ValueError("function typename must be provided")
+        parse_typename(typename)
+        parameters = inspect.getfullargspec(fun).args
+        if inspect.ismethod(fun):
+            parameters = parameters[1:]
+        if len(parameters) != 2:
+            raise ValueError(
+                f"The registered function {typename} does not expect a context and a message "
+                f"but rather {parameters}."
+            )
+        for spec in specs or []:
+            if not isinstance(spec, ValueSpec):
+                raise TypeError(f"specs of {typename} must be ValueSpecs, got {spec!r}")
+        self._functions[typename] = StatefulFunction(typename, fun, list(specs or []), blocking)
+
+    def bind(
+        self, typename: str, specs: Optional[list[ValueSpec]] = None, *, blocking: bool = False
+    ) -> Callable[[F], F]:
+        """Decorator form of :meth:`register`::
+
+        @functions.bind("com.example.fns/greeter", specs=[ValueSpec("seen", IntType)])
+        async def greet(context, message): ...
+        """
+
+        def wrapper(function: F) -> F:
+            self.register(typename, function, specs, blocking=blocking)
+            return function
+
+        return wrapper
+
+    def for_typename(self, typename: str) -> StatefulFunction:
+        """The function bound to ``typename``; raises :class:`FunctionNotFoundError`."""
+        try:
+            return self._functions[typename]
+        except KeyError:
+            raise FunctionNotFoundError(typename) from None
+
+    def __contains__(self, typename: object) -> bool:
+        return typename in self._functions
+
+    def __iter__(self) -> Iterator[StatefulFunction]:
+        return iter(self._functions.values())
+
+    def __len__(self) -> int:
+        return len(self._functions)

@@ -1,0 +1,485 @@
+"""``RequestReplyHandler``: ``ToFunction`` bytes in, ``FromFunction`` bytes out.
+
+One pipeline — parse → resolve state → invoke → collect — with two drivers that differ only in
+how the function is called. ``handle_sync`` calls sync functions directly, with no event loop,
+and steps an ``async`` function by hand, falling back to an event loop kept per thread only
+when the coroutine really suspends. ``handle_async`` awaits async functions, calls sync ones
+inline, and sends ``blocking=True`` functions to a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import Executor
+from typing import Any, Callable, Coroutine, Mapping, Optional, Union
+
+import pluggy
+from google.protobuf.message import DecodeError
+
+from . import protocol
+from .context import InvocationContext
+from .core import SdkAddress, ValueSpec, parse_typename
+from .errors import (
+    AsyncFunctionInSyncContextError,
+    FunctionFailedError,
+    MalformedRequestError,
+    RequestTooLargeError,
+    StatefunError,
+)
+from .functions import StatefulFunction, StatefulFunctions
+from .messages import Message
+from .plugins.events import BatchEvent, InvocationEvent
+from .plugins.manager import make_plugin_manager
+from .registry import TypeRegistry
+from .storage import Cell
+from .types import Type, TypeSerializer, to_bytes
+
+__all__ = ["RequestReplyHandler"]
+
+RequestBytes = Union[bytes, bytearray, memoryview]
+Headers = Mapping[str, str]
+
+_NO_HEADERS: Headers = {}
+_MODIFY = 1  # FromFunction.PersistedValueMutation.MutationType
+_DELETE = 0
+_EXPIRE_NONE, _EXPIRE_AFTER_WRITE, _EXPIRE_AFTER_INVOKE = 0, 1, 2
+_LIFECYCLE_HOOKS = (
+    "statefun_batch_started",
+    "statefun_invocation_started",
+    "statefun_invocation_finished",
+    "statefun_batch_finished",
+    "statefun_batch_failed",
+    "statefun_request_failed",
+)
+
+
+class _Plan:
+    """What the handler precomputes for one function: resolved specs and replies to reuse."""
+
+    __slots__ = ("function", "incomplete_replies", "make_storage", "specs")
+
+    def __init__(self, function: StatefulFunction, types: TypeRegistry) -> None:
+        self.function = function
+        self.make_storage = function.storage_spec.make
+        self.specs: list[tuple[str, Type, TypeSerializer, ValueSpec]] = []
+        for spec in function.specs:
+            tpe = spec.type if isinstance(spec.type, Type) else types.for_class(spec.type)
+            self.specs.append((spec.name, tpe, tpe.serializer(), spec))
+        self.incomplete_replies: dict[tuple[str, ...], bytes] = {}
+
+    def incomplete_reply(self, names: tuple[str, ...]) -> bytes:
+        reply = self.incomplete_replies.get(names)
+        if reply is None:
+            out = protocol.FromFunction()
+            missing_values = out.incomplete_invocation_context.missing_values
+            for name, tpe, _, spec in self.specs:
+                if name not in names:
+                    continue
+                missing = missing_values.add(state_name=name, type_typename=tpe.typename)
+                if spec.after_call or spec.after_write:
+                    missing.expiration_spec.mode = (
+                        _EXPIRE_AFTER_INVOKE if spec.after_call else _EXPIRE_AFTER_WRITE
+                    )
+                    missing.expiration_spec.expire_after_millis = spec.duration
+                else:
+                    missing.expiration_spec.mode = _EXPIRE_NONE
+            reply = self.incomplete_replies[names] = out.SerializeToString()
+        return reply
+
+
+class _Batch:
+    """One request in flight: the function, its context and the invocations to run."""
+
+    __slots__ = ("address", "cells", "context", "event", "invocations", "plan")
+
+    def __init__(
+        self,
+        plan: _Plan,
+        address: SdkAddress,
+        cells: dict[str, Cell],
+        invocations: Any,
+        event: Optional[BatchEvent],
+    ) -> None:
+        self.plan = plan
+        self.address = address
+        self.cells = cells
+        self.context = InvocationContext(address, plan.make_storage(cells))
+        self.invocations = invocations
+        self.event = event
+
+    def messages(self, types: TypeRegistry) -> Any:
+        """Yield ``(caller, message)`` per invocation, setting the context's caller."""
+        address = self.address
+        context = self.context
+        typename, id = address.typename, address.id
+        callers: dict[tuple[str, str, str], SdkAddress] = {}
+        new_message = Message.__new__
+        for invocation in self.invocations:
+            caller = None
+            if invocation.HasField("caller"):
+                pb = invocation.caller
+                key = (pb.namespace, pb.type, pb.id)
+                caller = callers.get(key)
+                if caller is None and any(key):
+                    caller = callers[key] = SdkAddress(
+                        pb.namespace, pb.type, pb.id, f"{pb.namespace}/{pb.type}"
+                    )
+            context._caller = caller
+            message = new_message(Message)
+            message.target_typename = typename
+            message.target_id = id
+            message.typed_value = invocation.argument
+            message._value = None
+            message._types = types
+            yield message
+
+
+class RequestReplyHandler:
+    """Serves a :class:`StatefulFunctions` over the StateFun request-reply protocol.
+
+    ``plugins`` is a plugin manager from :func:`~statefun_core.plugins.make_plugin_manager`;
+    by default one is made that loads the installed plugins. ``executor`` runs
+    ``blocking=True`` functions under ``handle_async`` (default: the loop's executor).
+    ``max_request_bytes`` rejects larger bodies with :class:`RequestTooLargeError`.
+    """
+
+    def __init__(
+        self,
+        functions: StatefulFunctions,
+        *,
+        plugins: Optional[pluggy.PluginManager] = None,
+        executor: Optional[Executor] = None,
+        max_request_bytes: Optional[int] = None,
+    ) -> None:
+        if functions is None:
+            raise ValueError("functions must be provided.")
+        self.functions = functions
+        self.plugins = plugins if plugins is not None else make_plugin_manager()
+        self.types = TypeRegistry()
+        self.plugins.hook.statefun_register_types(registry=self.types)
+        hook = self.plugins.hook
+
+        def from_plugins(cls: type) -> Optional[Type]:
+            return hook.statefun_type_for_class(cls=cls)  # type: ignore[no-any-return]
+
+        self.types.add_factory(from_plugins)
+        self.executor = executor
+        self.max_request_bytes = max_request_bytes
+        self._plans: dict[str, _Plan] = {}
+        self._hooked: frozenset[str] = frozenset()
+        self._hooked_generation = -1
+        self._loops = threading.local()
+
+    # --- the two drivers ------------------------------------------------------------------
+
+    def handle_sync(self, request_bytes: RequestBytes, headers: Optional[Headers] = None) -> bytes:
+        """Handle one request without an event loop; safe to call from any thread."""
+        batch = self._begin(request_bytes, headers)
+        if type(batch) is bytes:
+            return batch
+        assert isinstance(batch, _Batch)
+        function = batch.plan.function
+        try:
+            if function.is_async:
+                self._invoke(batch, self._run_coroutine)
+            else:
+                self._invoke(batch, None)
+        except BaseException as error:
+            raise self._failed(batch, error, headers) from error
+        return self._collect(batch)
+
+    async def handle_async(
+        self, request_bytes: RequestBytes, headers: Optional[Headers] = None
+    ) -> bytes:
+        """Handle one request on the running event loop."""
+        batch = self._begin(request_bytes, headers)
+        if type(batch) is bytes:
+            return batch
+        assert isinstance(batch, _Batch)
+        function = batch.plan.function
+        try:
+            if function.is_async:
+                fun = function.fun
+                events = batch.event is not None
+                for index, message in enumerate(batch.messages(self.types)):
+                    if events:
+                        invocation = self._invocation_started(batch, index, message)
+                        try:
+                            await fun(batch.context, message)
+                        except BaseException as error:
+                            self._invocation_finished(invocation, error)
+                            raise
+                        self._invocation_finished(invocation, None)
+                    else:
+                        await fun(batch.context, message)
+            elif function.blocking:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self.executor, self._invoke, batch, None)
+            else:
+                self._invoke(batch, None)
+        except BaseException as error:
+            raise self._failed(batch, error, headers) from error
+        return self._collect(batch)
+
+    # --- the pipeline ---------------------------------------------------------------------
+
+    def _begin(self, data: RequestBytes, headers: Optional[Headers]) -> Union[bytes, _Batch]:
+        """Parse and resolve state: the missing-state reply as bytes, or a batch to run."""
+        try:
+            return self._resolve(data, headers or _NO_HEADERS)
+        except StatefunError as error:
+            if self._hooks("statefun_request_failed"):
+                self.plugins.hook.statefun_request_failed(
+                    error=error, batch=None, headers=headers or _NO_HEADERS
+                )
+            raise
+
+    def _resolve(self, data: RequestBytes, headers: Headers) -> Union[bytes, _Batch]:
+        if self.max_request_bytes is not None and len(data) > self.max_request_bytes:
+            raise RequestTooLargeError(len(data), self.max_request_bytes)
+        if not isinstance(data, bytes):
+            if isinstance(data, str):
+                raise MalformedRequestError("the request body must be bytes, not str")
+            data = bytes(data)
+        try:
+            request = protocol.ToFunction.FromString(data)
+        except (DecodeError, RuntimeError, ValueError) as error:
+            raise MalformedRequestError(f"the request body is not a ToFunction: {error}") from None
+        if not request.HasField("invocation"):
+            raise MalformedRequestError("the ToFunction request has no invocation batch")
+        pb_batch = request.invocation
+        target = pb_batch.target
+        typename = f"{target.namespace}/{target.type}"
+        plan = self._plans.get(typename)
+        if plan is None or plan.function is not self.functions._functions.get(typename):
+            plan = self._plans[typename] = _Plan(self.functions.for_typename(typename), self.types)
+        if not target.id:
+            raise MalformedRequestError(f"the request for {typename!r} has no target id")
+
+        received = {state.state_name: state for state in pb_batch.state}
+        cells: dict[str, Cell] = {}
+        absent: Optional[list[str]] = None
+        for name, tpe, serializer, _ in plan.specs:
+            state = received.get(name)
+            if state is None:
+                if absent is None:
+                    absent = []
+                absent.append(name)
+            elif absent is None:
+                cells[name] = Cell(
+                    tpe, serializer, state.state_value if state.HasField("state_value") else None
+                )
+
+        event: Optional[BatchEvent] = None
+        if self._hooks("statefun_batch_started"):
+            event = BatchEvent(
+                function_type=typename,
+                function_id=target.id,
+                batch_size=len(pb_batch.invocations),
+                headers=headers,
+                started=time.perf_counter(),
+            )
+            self.plugins.hook.statefun_batch_started(batch=event)
+
+        if absent is not None:
+            reply = plan.incomplete_reply(tuple(absent))
+            if event is not None:
+                event.outcome = "missing_state"
+                event.missing_states = tuple(absent)
+                event.duration = time.perf_counter() - event.started
+                self.plugins.hook.statefun_batch_finished(batch=event)
+            return reply
+
+        address = SdkAddress(target.namespace, target.type, target.id, typename)
+        return _Batch(plan, address, cells, pb_batch.invocations, event)
+
+    def _invoke(
+        self, batch: _Batch, drive: Optional[Callable[[Coroutine[Any, Any, Any]], Any]]
+    ) -> None:
+        """Run every invocation of a batch, in order (``drive`` runs coroutine functions)."""
+        fun = batch.plan.function.fun
+        context = batch.context
+        messages = batch.messages(self.types)
+        if batch.event is None:
+            if drive is None:
+                for message in messages:
+                    fun(context, message)
+            else:
+                for message in messages:
+                    drive(fun(context, message))
+            return
+        for index, message in enumerate(messages):
+            invocation = self._invocation_started(batch, index, message)
+            try:
+                result = fun(context, message)
+                if drive is not None:
+                    drive(result)
+            except BaseException as error:
+                self._invocation_finished(invocation, error)
+                raise
+            self._invocation_finished(invocation, None)
+
+    def _collect(self, batch: _Batch) -> bytes:
+        """Build the ``InvocationResponse``: messages, delayed, egress, then state mutations."""
+        context = batch.context
+        out = protocol.FromFunction()
+        result = out.invocation_result
+        if context.messages:
+            outgoing = result.outgoing_messages
+            for message in context.messages:
+                item = outgoing.add()
+                self._target(item.target, message.target_typename, message.target_id)
+                item.argument.CopyFrom(self._typed_value(message))
+        if context.delayed:
+            delayed = result.delayed_invocations
+            for record in context.delayed:
+                item = delayed.add()
+                if record.message is None:
+                    item.is_cancellation_request = True
+                    item.cancellation_token = record.cancellation_token
+                    continue
+                message = record.message
+                self._target(item.target, message.target_typename, message.target_id)
+                item.delay_in_ms = record.delay_ms
+                item.argument.CopyFrom(self._typed_value(message))
+                if record.cancellation_token:
+                    item.cancellation_token = record.cancellation_token
+        if context.egress:
+            egresses = result.outgoing_egresses
+            for egress in context.egress:
+                namespace, name = parse_typename(egress.typename)
+                item = egresses.add(egress_namespace=namespace, egress_type=name)
+                item.argument.CopyFrom(egress.typed_value)
+        written = 0
+        for name, cell in batch.cells.items():
+            if not cell.dirty:
+                continue
+            if cell.value is None:
+                result.state_mutations.add(mutation_type=_DELETE, state_name=name)
+                continue
+            tpe = cell.type
+            data = to_bytes(cell.serializer.serialize(cell.value), tpe.typename)
+            written += len(data)
+            mutation = result.state_mutations.add(mutation_type=_MODIFY, state_name=name)
+            value = mutation.state_value
+            value.typename = tpe.typename
+            value.has_value = True
+            value.value = data
+        reply: bytes = out.SerializeToString()
+        event = batch.event
+        if event is not None:
+            event.outcome = "ok"
+            event.duration = time.perf_counter() - event.started
+            event.state_bytes_read = sum(
+                len(cell.received.value) for cell in batch.cells.values() if cell.received
+            )
+            event.state_bytes_written = written
+            event.messages = len(context.messages)
+            event.delayed_messages = sum(1 for d in context.delayed if d.message is not None)
+            event.egress_records = len(context.egress)
+            self.plugins.hook.statefun_batch_finished(batch=event)
+        return reply
+
+    def _failed(
+        self, batch: _Batch, error: BaseException, headers: Optional[Headers]
+    ) -> FunctionFailedError:
+        failure = FunctionFailedError(batch.address.typename, batch.address.id)
+        failure.__cause__ = error
+        event = batch.event
+        if event is not None:
+            event.outcome = "error"
+            event.duration = time.perf_counter() - event.started
+            self.plugins.hook.statefun_batch_failed(batch=event, error=error)
+        if self._hooks("statefun_request_failed"):
+            self.plugins.hook.statefun_request_failed(
+                error=failure, batch=event, headers=headers or _NO_HEADERS
+            )
+        return failure
+
+    # --- helpers --------------------------------------------------------------------------
+
+    _targets: dict[str, tuple[str, str]] = {}
+
+    def _target(self, address: Any, typename: str, id: str) -> None:
+        parts = self._targets.get(typename)
+        if parts is None:
+            parts = self._targets[typename] = parse_typename(typename)
+        address.namespace, address.type = parts
+        address.id = id
+
+    def _typed_value(self, message: Message) -> Any:
+        typed_value = message.typed_value
+        if typed_value is None:  # message_builder(value=...) without a type: ask the plugins
+            tpe = self.types.for_value(message._value)
+            data = to_bytes(tpe.serializer().serialize(message._value), tpe.typename)
+            typed_value = protocol.TypedValue(typename=tpe.typename, has_value=True, value=data)
+        return typed_value
+
+    def _hooks(self, name: str) -> bool:
+        """Whether any plugin implements ``name``; cached until plugins change."""
+        generation = getattr(self.plugins, "generation", None)
+        if generation is None or generation != self._hooked_generation:
+            hook = self.plugins.hook
+            self._hooked = frozenset(
+                n for n in _LIFECYCLE_HOOKS if getattr(hook, n).get_hookimpls()
+            )
+            self._hooked_generation = -1 if generation is None else generation
+        return name in self._hooked
+
+    def _invocation_started(self, batch: _Batch, index: int, message: Message) -> InvocationEvent:
+        assert batch.event is not None
+        invocation = InvocationEvent(
+            batch=batch.event,
+            index=index,
+            caller=batch.context.caller,
+            argument_typename=message.typed_value.typename,
+        )
+        self.plugins.hook.statefun_invocation_started(invocation=invocation)
+        return invocation
+
+    def _invocation_finished(
+        self, invocation: InvocationEvent, error: Optional[BaseException]
+    ) -> None:
+        self.plugins.hook.statefun_invocation_finished(invocation=invocation, error=error)
+
+    def _run_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine to completion from sync code.
+
+        It is first stepped by hand with this thread's loop marked as running, so coroutines
+        that never suspend (most functions) finish without an event-loop iteration. One that
+        suspends is finished by running the loop until it is done.
+        """
+        if asyncio._get_running_loop() is not None:
+            coroutine.close()
+            raise AsyncFunctionInSyncContextError(
+                "handle_sync() was called with an async function from inside a running event "
+                "loop; await handler.handle_async(...) instead"
+            )
+        loop = getattr(self._loops, "loop", None)
+        if loop is None:
+            loop = self._loops.loop = asyncio.new_event_loop()
+        asyncio._set_running_loop(loop)
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            asyncio._set_running_loop(None)
+        return loop.run_until_complete(_finish(coroutine, yielded))
+
+
+async def _finish(coroutine: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+    """Continue a hand-stepped coroutine inside a real task: wait for what it waits for."""
+    while True:
+        if yielded is None:
+            await asyncio.sleep(0)
+        else:
+            await asyncio.wait((yielded,))
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+

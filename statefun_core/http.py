@@ -1,0 +1,48 @@
+"""What every web-framework integration shares: the content type and the status mapping.
+
+An integration reads the body, calls the handler, and on an exception answers with
+:func:`error_response`; nothing of this module depends on a web framework.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .errors import StatefunError
+
+__all__ = ["CONTENT_TYPE", "DEFAULT_MAX_REQUEST_BYTES", "error_response", "status_for"]
+
+#: The only content type the StateFun runtime accepts on a reply (no charset parameter).
+CONTENT_TYPE = "application/octet-stream"
+
+#: A default request-body limit for integrations: the runtime's own default reply limit.
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
+_REASONS = {
+    400: "Bad Request: the body is not a StateFun ToFunction message",
+    404: "Not Found: no function is bound to the request's typename",
+    413: "Payload Too Large",
+    500: "Internal Server Error: the function failed",
+}
+
+logger = logging.getLogger("statefun_core")
+
+
+def status_for(error: BaseException) -> int:
+    """The HTTP status for an exception raised by ``handle_sync``/``handle_async``."""
+    if isinstance(error, StatefunError):
+        return error.status
+    return 500
+
+
+def error_response(error: BaseException) -> tuple[int, str]:
+    """``(status, short text body)`` for an exception; never exposes a traceback.
+
+    Server errors (5xx) are logged here with their traceback, so every integration logs alike.
+    """
+    status = status_for(error)
+    if status >= 500:
+        logger.error("statefun request failed: %s", error, exc_info=error)
+    else:
+        logger.info("statefun request rejected (%d): %s", status, error)
+    return status, _REASONS.get(status, "Error")

@@ -1,0 +1,30 @@
+"""The plugin host: pluggy, project ``statefun``, hooks prefixed ``statefun_``.
+
+Write a plugin as a module or object with functions marked ``@hookimpl`` and named after the
+specifications in :mod:`statefun_core.plugins.hookspecs`; publish it under the entry-point group
+``statefun``. See ``docs/plugins.md``.
+"""
+
+from .events import BatchEvent, InvocationEvent, Outcome
+from .manager import (
+    DISABLE_AUTOLOAD_ENV,
+    DISABLED_PLUGINS_ENV,
+    ENTRY_POINT_GROUP,
+    PROJECT,
+    hookimpl,
+    hookspec,
+    make_plugin_manager,
+)
+
+__all__ = [
+    "DISABLED_PLUGINS_ENV",
+    "DISABLE_AUTOLOAD_ENV",
+    "ENTRY_POINT_GROUP",
+    "PROJECT",
+    "BatchEvent",
+    "InvocationEvent",
+    "Outcome",
+    "hookimpl",
+    "hookspec",
+    "make_plugin_manager",
+]

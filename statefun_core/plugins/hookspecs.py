@@ -1,0 +1,87 @@
+"""The hook specifications: the reference for plugin authors.
+
+Every hook is called with keyword arguments. Hooks are synchronous and run on the request
+path: they must not block or do I/O. Lifecycle hooks are events (pluggy cannot wrap an
+awaited call); carry your own state from one to the next in the event's ``scratch``.
+
+Order for one request: ``statefun_batch_started`` → for each invocation
+``statefun_invocation_started`` → ``statefun_invocation_finished`` → then exactly one of
+``statefun_batch_finished`` (outcome ``ok`` or ``missing_state``) or ``statefun_batch_failed``
+(outcome ``error``). ``statefun_request_failed`` is called for every request that ends in an
+error, including those rejected before a batch exists (malformed body, unknown function).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from ..registry import TypeRegistry
+from ..types import Type
+from .events import BatchEvent, InvocationEvent
+from .markers import hookspec
+
+
+@hookspec
+def statefun_register_types(registry: TypeRegistry) -> None:
+    """Contribute StateFun types when a handler is built.
+
+    Call ``registry.register(PythonClass, type)`` for fixed classes and
+    ``registry.add_factory(fn)`` for families of classes: ``fn(cls)`` returns a ``Type`` or
+    ``None``. Functions can then declare ``ValueSpec("name", type=PythonClass)`` and send
+    ``message_builder(..., value=instance)``. Two types claiming one typename is an error.
+    """
+
+
+@hookspec(firstresult=True)
+def statefun_type_for_class(cls: type) -> Optional[Type]:
+    """Return the StateFun ``Type`` for ``cls``, or ``None`` to let other plugins answer.
+
+    Asked once per class that ``statefun_register_types`` did not cover; the first answer wins
+    and is cached.
+    """
+
+
+@hookspec
+def statefun_batch_started(batch: BatchEvent) -> None:
+    """A batch for one address starts (after its request was parsed and its function found)."""
+
+
+@hookspec
+def statefun_invocation_started(invocation: InvocationEvent) -> None:
+    """One invocation of the batch is about to call the function."""
+
+
+@hookspec
+def statefun_invocation_finished(
+    invocation: InvocationEvent, error: Optional[BaseException]
+) -> None:
+    """One invocation returned (``error`` is None) or raised ``error``."""
+
+
+@hookspec
+def statefun_batch_finished(batch: BatchEvent) -> None:
+    """The batch produced a reply: ``outcome`` is ``ok`` or ``missing_state``.
+
+    ``duration``, state bytes read and written, and the counts of messages, delayed messages
+    and egress records are set; for ``missing_state``, ``missing_states`` names them.
+    """
+
+
+@hookspec
+def statefun_batch_failed(batch: BatchEvent, error: BaseException) -> None:
+    """A function raised: the batch produced no reply (outcome ``error``).
+
+    ``error`` is the function's own exception.
+    """
+
+
+@hookspec
+def statefun_request_failed(
+    error: BaseException, batch: Optional[BatchEvent], headers: Mapping[str, str]
+) -> None:
+    """A request ended in an error (any status but 200); ``batch`` is None when the request was
+    rejected before a batch existed (malformed body → 400, unknown function → 404)."""
+
+
+def _all() -> list[Any]:
+    return [value for name, value in globals().items() if name.startswith("statefun_")]

@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "statefun"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -1,0 +1,67 @@
+"""The types a handler knows by Python class, contributed by type plugins."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional
+
+from .errors import PluginError, UnknownTypeError
+from .types import Type
+
+__all__ = ["TypeRegistry"]
+
+TypeFactory = Callable[[type], Optional[Type]]
+
+
+class TypeRegistry:
+    """Maps Python classes to StateFun types.
+
+    Types are registered for a class; factories are asked, in order, for classes nobody
+    registered (a pydantic plugin answers for every ``BaseModel`` subclass). A typename is the
+    wire contract, so two different types claiming one typename is an error.
+    """
+
+    def __init__(self) -> None:
+        self._by_class: dict[type, Type] = {}
+        self._by_typename: dict[str, tuple[Type, str]] = {}
+        self._factories: list[TypeFactory] = []
+
+    def register(self, cls: type, tpe: Type, *, source: str = "user") -> None:
+        self._claim(tpe, source)
+        self._by_class[cls] = tpe
+
+    def add_factory(self, factory: TypeFactory) -> None:
+        self._factories.append(factory)
+
+    def _claim(self, tpe: Type, source: str) -> None:
+        known = self._by_typename.get(tpe.typename)
+        if known is not None and known[0] is not tpe:
+            raise PluginError(
+                f"typename {tpe.typename!r} is claimed twice: by {known[1]} and by {source}"
+            )
+        self._by_typename[tpe.typename] = (tpe, source)
+
+    def for_class(self, cls: type) -> Type:
+        """The type for ``cls`` (or its nearest registered base class)."""
+        found = self._by_class.get(cls)
+        if found is not None:
+            return found
+        for base in cls.__mro__[1:]:
+            found = self._by_class.get(base)
+            if found is not None:
+                break
+        else:
+            for factory in self._factories:
+                found = factory(cls)
+                if found is not None:
+                    self._claim(found, getattr(factory, "__qualname__", repr(factory)))
+                    break
+            else:
+                raise UnknownTypeError(
+                    f"no StateFun type is known for {cls.__module__}.{cls.__qualname__}; pass "
+                    "value_type=, or install a type plugin for it"
+                )
+        self._by_class[cls] = found
+        return found
+
+    def for_value(self, value: Any) -> Type:
+        return self.for_class(type(value))

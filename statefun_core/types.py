@@ -1,0 +1,253 @@
+"""StateFun types: how values become bytes on the wire, and back.
+
+The six built-in types are encoded exactly as the StateFun wrapper messages
+(``io.statefun.types/int`` is an ``IntWrapper`` with an ``sfixed32`` field, ...). Their
+serializers write and read the canonical encoding directly and fall back to protobuf for
+anything else a peer may legally send (unknown fields, repeated values).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import struct
+from typing import Any, Callable, Optional
+
+from . import protocol
+
+__all__ = [
+    "BoolType",
+    "DoubleType",
+    "FloatType",
+    "IntType",
+    "LongType",
+    "StringType",
+    "Type",
+    "TypeSerializer",
+    "make_json_type",
+    "make_protobuf_type",
+    "simple_type",
+    "to_bytes",
+]
+
+
+class TypeSerializer(metaclass=abc.ABCMeta):
+    """Serializes values of one type to bytes and back."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def serialize(self, value: Any) -> bytes:
+        """Serialize ``value`` to bytes."""
+
+    @abc.abstractmethod
+    def deserialize(self, byte: bytes) -> Any:
+        """Deserialize a value from its byte representation."""
+
+
+class Type(metaclass=abc.ABCMeta):
+    """A StateFun value type: a typename (``namespace/name``) and a serializer."""
+
+    __slots__ = ("typename",)
+
+    def __init__(self, typename: str) -> None:
+        if not typename:
+            raise ValueError("typename can not be missing")
+        self.typename = typename
+
+    @abc.abstractmethod
+    def serializer(self) -> TypeSerializer:
+        """The serializer of this type."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.typename!r})"
+
+
+def to_bytes(data: Any, typename: str) -> bytes:
+    """Normalize what a serializer returned: ``str`` is UTF-8 encoded, bytes-likes copied."""
+    if type(data) is bytes:
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(
+        f"the serializer of {typename!r} returned {type(data).__name__}; expected bytes or str"
+    )
+
+
+class _FunctionSerializer(TypeSerializer):
+    __slots__ = ("deserialize_fn", "serialize_fn")
+
+    def __init__(
+        self, serialize_fn: Callable[[Any], Any], deserialize_fn: Callable[[bytes], Any]
+    ) -> None:
+        self.serialize_fn = serialize_fn
+        self.deserialize_fn = deserialize_fn
+
+    def serialize(self, value: Any) -> Any:
+        return self.serialize_fn(value)
+
+    def deserialize(self, byte: bytes) -> Any:
+        return self.deserialize_fn(byte)
+
+
+class SimpleType(Type):
+    """A type made of two functions; see :func:`simple_type`."""
+
+    __slots__ = ("_serializer",)
+
+    def __init__(
+        self,
+        typename: str,
+        serialize_fn: Callable[[Any], Any],
+        deserialize_fn: Callable[[bytes], Any],
+    ) -> None:
+        super().__init__(typename)
+        if not serialize_fn:
+            raise ValueError("serialize_fn is missing")
+        if not deserialize_fn:
+            raise ValueError("deserialize_fn is missing")
+        self._serializer = _FunctionSerializer(serialize_fn, deserialize_fn)
+
+    def serializer(self) -> TypeSerializer:
+        return self._serializer
+
+
+def simple_type(
+    typename: str,
+    serialize_fn: Callable[[Any], Any],
+    deserialize_fn: Callable[[bytes], Any],
+) -> Type:
+    """A type from a pair of functions. ``serialize_fn`` may return ``bytes`` or ``str``
+    (encoded as UTF-8)."""
+    return SimpleType(typename, serialize_fn, deserialize_fn)
+
+
+def _json_dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def make_json_type(typename: str) -> Type:
+    """A type whose values are JSON documents (UTF-8) handled by :mod:`json`."""
+    return simple_type(typename, _json_dumps, json.loads)
+
+
+def make_protobuf_type(cls: Any, namespace: Optional[str] = None) -> Type:
+    """A type for a protobuf message class, named ``type.googleapis.com/<full.Name>``."""
+    if not cls:
+        raise ValueError("The Protobuf generated class is missing.")
+    name = cls.DESCRIPTOR.full_name
+    if not name:
+        raise TypeError("Unable to deduce the Protobuf Message full name.")
+    return simple_type(
+        f"{namespace or 'type.googleapis.com'}/{name}",
+        lambda message: message.SerializeToString(),
+        cls.FromString,
+    )
+
+
+# --- built-in types -------------------------------------------------------------------------
+
+
+class _WrapperSerializer(TypeSerializer):
+    """Canonical proto3 encoding of a one-field wrapper message, protobuf as the fallback."""
+
+    __slots__ = ("_default", "_packer", "_size", "_tag", "_wrapper")
+
+    def __init__(self, wrapper: Any, tag: int, fmt: str, default: Any) -> None:
+        self._wrapper = wrapper
+        self._tag = tag
+        self._packer = struct.Struct(fmt)
+        self._size = 1 + self._packer.size
+        self._default = default
+
+    def serialize(self, value: Any) -> bytes:
+        if type(value) in (int, float) or type(value) is bool:
+            try:
+                payload = self._packer.pack(value)
+            except (struct.error, OverflowError):
+                pass  # out of range: let protobuf decide (it raises or converts as it does)
+            else:
+                # proto3 omits a field at its default; a zero is all-zero bytes (-0.0 is not)
+                return b"" if not any(payload) else bytes((self._tag,)) + payload
+        return bytes(self._wrapper(value=value).SerializeToString())
+
+    def deserialize(self, byte: bytes) -> Any:
+        if not byte:
+            return self._default
+        if len(byte) == self._size and byte[0] == self._tag:
+            return self._packer.unpack_from(byte, 1)[0]
+        return self._wrapper.FromString(byte).value
+
+
+class _BoolSerializer(TypeSerializer):
+    __slots__ = ()
+
+    def serialize(self, value: Any) -> bytes:
+        if value is True:
+            return b"\x08\x01"
+        if value is False:
+            return b""
+        return bytes(protocol.BooleanWrapper(value=value).SerializeToString())
+
+    def deserialize(self, byte: bytes) -> bool:
+        if not byte:
+            return False
+        if byte == b"\x08\x01":
+            return True
+        return bool(protocol.BooleanWrapper.FromString(byte).value)
+
+
+class _StringSerializer(TypeSerializer):
+    __slots__ = ()
+
+    def serialize(self, value: Any) -> bytes:
+        if type(value) is not str:
+            return bytes(protocol.StringWrapper(value=value).SerializeToString())
+        if not value:
+            return b""
+        data = value.encode("utf-8")
+        size = len(data)
+        if size < 0x80:
+            return b"\x0a" + bytes((size,)) + data
+        header = bytearray(b"\x0a")
+        while size >= 0x80:
+            header.append((size & 0x7F) | 0x80)
+            size >>= 7
+        header.append(size)
+        return bytes(header) + data
+
+    def deserialize(self, byte: bytes) -> str:
+        if not byte:
+            return ""
+        if len(byte) >= 2 and byte[0] == 0x0A and byte[1] < 0x80 and len(byte) == byte[1] + 2:
+            return byte[2:].decode("utf-8")
+        return str(protocol.StringWrapper.FromString(byte).value)
+
+
+class _BuiltinType(Type):
+    __slots__ = ("_serializer",)
+
+    def __init__(self, typename: str, serializer: TypeSerializer) -> None:
+        super().__init__(typename)
+        self._serializer = serializer
+
+    def serializer(self) -> TypeSerializer:
+        return self._serializer
+
+
+BoolType: Type = _BuiltinType("io.statefun.types/bool", _BoolSerializer())
+IntType: Type = _BuiltinType(
+    "io.statefun.types/int", _WrapperSerializer(protocol.IntWrapper, 0x0D, "<i", 0)
+)
+FloatType: Type = _BuiltinType(
+    "io.statefun.types/float", _WrapperSerializer(protocol.FloatWrapper, 0x0D, "<f", 0.0)
+)
+LongType: Type = _BuiltinType(
+    "io.statefun.types/long", _WrapperSerializer(protocol.LongWrapper, 0x09, "<q", 0)
+)
+DoubleType: Type = _BuiltinType(
+    "io.statefun.types/double", _WrapperSerializer(protocol.DoubleWrapper, 0x09, "<d", 0.0)
+)
+StringType: Type = _BuiltinType("io.statefun.types/string", _StringSerializer())
