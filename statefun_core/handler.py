@@ -53,6 +53,8 @@ _LIFECYCLE_HOOKS = (
     "statefun_batch_failed",
     "statefun_request_failed",
 )
+# Any hook but request_failed needs a BatchEvent, not only statefun_batch_started.
+_BATCH_EVENTS = "batch events"
 
 
 class _Plan:
@@ -273,7 +275,7 @@ class RequestReplyHandler:
                 )
 
         event: Optional[BatchEvent] = None
-        if self._hooks("statefun_batch_started"):
+        if self._hooks(_BATCH_EVENTS):
             event = BatchEvent(
                 function_type=typename,
                 function_id=target.id,
@@ -422,9 +424,10 @@ class RequestReplyHandler:
         generation = getattr(self.plugins, "generation", None)
         if generation is None or generation != self._hooked_generation:
             hook = self.plugins.hook
-            self._hooked = frozenset(
-                n for n in _LIFECYCLE_HOOKS if getattr(hook, n).get_hookimpls()
-            )
+            hooked = {n for n in _LIFECYCLE_HOOKS if getattr(hook, n).get_hookimpls()}
+            if hooked - {"statefun_request_failed"}:
+                hooked.add(_BATCH_EVENTS)
+            self._hooked = frozenset(hooked)
             self._hooked_generation = -1 if generation is None else generation
         return name in self._hooked
 
