@@ -484,5 +484,3 @@ async def _finish(coroutine: Coroutine[Any, Any, Any], yielded: Any) -> Any:
             yielded = coroutine.send(None)
         except StopIteration as stop:
             return stop.value
-
-

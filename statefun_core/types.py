@@ -104,9 +104,9 @@ class SimpleType(Type):
         deserialize_fn: Callable[[bytes], Any],
     ) -> None:
         super().__init__(typename)
-        if not serialize_fn:
+        if serialize_fn is None:
             raise ValueError("serialize_fn is missing")
-        if not deserialize_fn:
+        if deserialize_fn is None:
             raise ValueError("deserialize_fn is missing")
         self._serializer = _FunctionSerializer(serialize_fn, deserialize_fn)
 

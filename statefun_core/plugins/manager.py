@@ -18,9 +18,9 @@ __all__ = [
     "DISABLE_AUTOLOAD_ENV",
     "ENTRY_POINT_GROUP",
     "PROJECT",
+    "StatefunPluginManager",
     "hookimpl",
     "hookspec",
-    "StatefunPluginManager",
     "make_plugin_manager",
 ]
 
@@ -69,7 +69,9 @@ def make_plugin_manager(
     manager = StatefunPluginManager(PROJECT)
     manager.add_hookspecs(hookspecs)
     names = set(blocked)
-    names.update(n.strip() for n in os.environ.get(DISABLED_PLUGINS_ENV, "").split(",") if n.strip())
+    names.update(
+        n.strip() for n in os.environ.get(DISABLED_PLUGINS_ENV, "").split(",") if n.strip()
+    )
     for name in names:
         manager.set_blocked(name)
     for plugin in plugins:

@@ -43,7 +43,8 @@ def _message_class(full_name: str) -> Any:
     get_message_class = getattr(message_factory, "GetMessageClass", None)
     if get_message_class is not None:  # protobuf >= 4.21
         return get_message_class(descriptor)
-    return message_factory.MessageFactory(pool).GetPrototype(descriptor)  # pragma: no cover
+    factory: Any = message_factory.MessageFactory(pool)
+    return factory.GetPrototype(descriptor)  # pragma: no cover
 
 
 _REQREPLY = "io.statefun.sdk.reqreply."
