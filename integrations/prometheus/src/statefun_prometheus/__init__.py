@@ -1,0 +1,23 @@
+"""Prometheus metrics for StateFun remote functions.
+
+Installed, the plugin registers itself (entry point ``prometheus``) with metrics on
+prometheus_client's default registry; serve them with :func:`metrics_response`.
+"""
+
+from __future__ import annotations
+
+from statefun_core.errors import IntegrationNotAvailableError
+
+try:
+    import prometheus_client  # noqa: F401
+except ImportError as error:  # pragma: no cover - prometheus-client is a dependency
+    raise IntegrationNotAvailableError(
+        "statefun_prometheus needs prometheus_client: pip install statefun-prometheus"
+    ) from error
+
+from .exposition import metrics_response
+from .plugin import PrometheusPlugin
+
+__version__ = "0.1.0"
+
+__all__ = ["PrometheusPlugin", "metrics_response"]

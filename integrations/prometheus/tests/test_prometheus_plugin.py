@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Optional
+
+import pytest
+import statefun_prometheus
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from statefun_prometheus import PrometheusPlugin, metrics_response
+
+from statefun_core import (
+    Context,
+    IntType,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    StringType,
+    ValueSpec,
+    kafka_egress_message,
+    message_builder,
+)
+from statefun_core.errors import FunctionFailedError, FunctionNotFoundError, MalformedRequestError
+from statefun_core.plugins import make_plugin_manager
+
+from .wire import to_function
+
+GREETER = "example/greeter"
+BROKEN = "example/broken"
+
+
+def make_functions() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind(GREETER, specs=[ValueSpec("seen", IntType)])
+    def greeter(context: Context, message: Message) -> None:
+        seen = (context.storage.seen or 0) + 1
+        context.storage.seen = seen
+        name = message.as_string()
+        context.send(message_builder("example/inbox", name, int_value=seen))
+        context.send_after(timedelta(seconds=1), message_builder(GREETER, name, str_value="x"))
+        context.send_egress(kafka_egress_message("example/out", "greetings", f"hi {name}"))
+
+    @functions.bind(BROKEN)
+    def broken(context: Context, message: Message) -> None:
+        raise RuntimeError("boom")
+
+    return functions
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def handler(registry: CollectorRegistry) -> RequestReplyHandler:
+    plugins = make_plugin_manager([PrometheusPlugin(registry)], load_entrypoints=False)
+    return RequestReplyHandler(make_functions(), plugins=plugins)
+
+
+SEEN_2 = {"seen": (IntType.typename, IntType.serializer().serialize(2))}
+
+
+def test_the_entry_point_registers_the_default_plugin_on_the_default_registry() -> None:
+    manager = make_plugin_manager()
+    from statefun_prometheus.default import plugin
+
+    assert manager.get_plugin("prometheus") is plugin
+    handler = RequestReplyHandler(make_functions(), plugins=manager)
+    labels = {"function_type": GREETER, "outcome": "ok"}
+    before = REGISTRY.get_sample_value("statefun_invocations_total", labels) or 0.0
+    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2))
+    assert REGISTRY.get_sample_value("statefun_invocations_total", labels) == before + 1
+
+
+def test_the_entry_point_can_be_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "prometheus")
+    assert make_plugin_manager().get_plugin("prometheus") is None
+
+
+def test_a_batch_is_counted_with_its_size_state_and_outgoing_messages(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    handler.handle_sync(to_function(GREETER, "ann", "ann", "bob", "cid", state=SEEN_2))
+
+    assert value(registry, "statefun_invocations_total", function_type=GREETER, outcome="ok") == 3
+    assert value(registry, "statefun_batches_total", function_type=GREETER, outcome="ok") == 1
+    assert value(registry, "statefun_batch_size_count", function_type=GREETER) == 1
+    assert value(registry, "statefun_batch_size_sum", function_type=GREETER) == 3
+    assert value(registry, "statefun_batch_size_bucket", function_type=GREETER, le="2.0") == 0
+    assert value(registry, "statefun_batch_size_bucket", function_type=GREETER, le="5.0") == 1
+    assert value(registry, "statefun_batch_duration_seconds_count", function_type=GREETER) == 1
+    assert value(registry, "statefun_state_read_bytes_total", function_type=GREETER) == 5
+    assert value(registry, "statefun_state_written_bytes_total", function_type=GREETER) == 5
+    for kind in ("message", "delayed", "egress"):
+        outgoing = value(
+            registry, "statefun_outgoing_messages_total", function_type=GREETER, kind=kind
+        )
+        assert outgoing == 3, kind
+
+
+def test_handle_async_is_counted_alike(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    asyncio.run(handler.handle_async(to_function(GREETER, "ann", "ann", state=SEEN_2)))
+    assert value(registry, "statefun_invocations_total", function_type=GREETER, outcome="ok") == 1
+    assert value(registry, "statefun_batches_total", function_type=GREETER, outcome="ok") == 1
+
+
+def test_missing_state_is_a_batch_outcome(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    handler.handle_sync(to_function(GREETER, "ann", "ann"))
+    labels = {"function_type": GREETER}
+    assert value(registry, "statefun_batches_total", outcome="missing_state", **labels) == 1
+    assert value(registry, "statefun_invocations_total", outcome="ok", **labels) == 0
+
+
+def test_a_failing_function_counts_an_error(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    with pytest.raises(FunctionFailedError):
+        handler.handle_sync(to_function(BROKEN, "ann", "x", "y"))
+    assert value(registry, "statefun_invocations_total", function_type=BROKEN, outcome="error") == 1
+    assert value(registry, "statefun_batches_total", function_type=BROKEN, outcome="error") == 1
+    assert value(registry, "statefun_batch_size_sum", function_type=BROKEN) == 2
+    assert value(registry, "statefun_requests_rejected_total", status="500") == 0
+
+
+def test_rejected_requests_are_counted_by_status_only(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    with pytest.raises(MalformedRequestError):
+        handler.handle_sync(b"\xff not protobuf")
+    with pytest.raises(FunctionNotFoundError):
+        handler.handle_sync(to_function("attacker/chosen-name", "id", "x"))
+    assert value(registry, "statefun_requests_rejected_total", status="400") == 1
+    assert value(registry, "statefun_requests_rejected_total", status="404") == 1
+    assert "attacker/chosen-name" not in metrics_response(registry)[0].decode()
+
+
+def test_labels_never_carry_an_id(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    handler.handle_sync(to_function(GREETER, "secret-id-42", "ann", state=SEEN_2))
+    with pytest.raises(FunctionFailedError):
+        handler.handle_sync(to_function(BROKEN, "secret-id-43", "x"))
+    body, _ = metrics_response(registry)
+    assert b"secret-id" not in body
+    label_names = {
+        name for family in registry.collect() for s in family.samples for name in s.labels
+    }
+    assert label_names <= {"function_type", "outcome", "kind", "status", "le"}
+
+
+def test_metrics_response_is_the_text_exposition(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2))
+    body, content_type = metrics_response(registry)
+    assert content_type == CONTENT_TYPE_LATEST
+    assert content_type.startswith("text/plain; version=")
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert families["statefun_invocations"].type == "counter"
+    assert families["statefun_batch_duration_seconds"].type == "histogram"
+
+
+def test_metrics_response_defaults_to_the_default_registry() -> None:
+    body, _ = metrics_response()
+    assert b"python_info" in body  # a collector prometheus_client puts on REGISTRY
+
+
+def test_two_plugins_may_not_share_a_registry(registry: CollectorRegistry) -> None:
+    PrometheusPlugin(registry)
+    with pytest.raises(ValueError, match="Duplicated"):
+        PrometheusPlugin(registry)
+
+
+WORKER = """
+import sys
+from statefun_core import RequestReplyHandler
+from statefun_core.plugins import make_plugin_manager
+sys.path.insert(0, {root!r})
+from tests.test_prometheus_plugin import make_functions, to_function, SEEN_2
+
+handler = RequestReplyHandler(make_functions(), plugins=make_plugin_manager())
+for _ in range({requests}):
+    handler.handle_sync(to_function("example/greeter", "ann", "ann", "bob", state=SEEN_2))
+"""
+
+READER = """
+import sys
+from statefun_prometheus import metrics_response
+sys.stdout.write(metrics_response()[0].decode())
+"""
+
+
+def run(script: str, directory: Path) -> str:
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(directory))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def sample(body: str, name: str, labels: dict[str, str]) -> Optional[float]:
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return None
+
+
+def test_multiprocess_mode_merges_the_metrics_of_every_worker(tmp_path: Path) -> None:
+    root = str(Path(__file__).parent.parent)
+    run(WORKER.format(root=root, requests=2), tmp_path)
+    run(WORKER.format(root=root, requests=3), tmp_path)
+    assert list(tmp_path.glob("*.db")), "the workers wrote no multiprocess files"
+    body = run(READER, tmp_path)
+    labels = {"function_type": GREETER, "outcome": "ok"}
+    assert sample(body, "statefun_invocations_total", labels) == 10
+    assert sample(body, "statefun_batch_size_count", {"function_type": GREETER}) == 5
+
+
+def test_the_package_declares_its_api() -> None:
+    assert statefun_prometheus.__all__ == ["PrometheusPlugin", "metrics_response"]
+    assert StringType.typename  # the wire helper's type is the built-in string
