@@ -8,6 +8,7 @@ __all__ = [
     "FunctionNotFoundError",
     "IntegrationNotAvailableError",
     "MalformedRequestError",
+    "MethodNotAllowedError",
     "PluginError",
     "RequestTooLargeError",
     "StatefunError",
@@ -28,6 +29,12 @@ class MalformedRequestError(StatefunError, ValueError):
     """The request body is not a ``ToFunction`` with an invocation batch (HTTP 400)."""
 
     status = 400
+
+
+class MethodNotAllowedError(StatefunError):
+    """The request is not a POST (HTTP 405); answer with ``Allow: POST``."""
+
+    status = 405
 
 
 class FunctionNotFoundError(StatefunError, KeyError):

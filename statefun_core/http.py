@@ -21,6 +21,7 @@ DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 _REASONS = {
     400: "Bad Request: the body is not a StateFun ToFunction message",
     404: "Not Found: no function is bound to the request's typename",
+    405: "Method Not Allowed: StateFun requests are POST",
     413: "Payload Too Large",
     500: "Internal Server Error: the function failed",
 }
