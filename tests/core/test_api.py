@@ -1,0 +1,266 @@
+"""The public API: a superset of the official SDK's, with its validation."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import statefun_core
+from statefun_core import (
+    BoolType,
+    DoubleType,
+    EgressMessage,
+    FloatType,
+    FunctionFailedError,
+    FunctionNotFoundError,
+    IntType,
+    LongType,
+    MalformedRequestError,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    StringType,
+    ValueSpec,
+    egress_message_builder,
+    error_response,
+    kafka_egress_message,
+    kinesis_egress_message,
+    make_json_type,
+    make_plugin_manager,
+    message_builder,
+)
+from statefun_core.storage import StorageSpec
+
+from .builders import request, typed
+
+# everything `statefun` (apache-flink-statefun 3.3.0) exports
+OFFICIAL_NAMES = [
+    "TypeSerializer", "Type", "simple_type", "ValueSpec", "SdkAddress", "BoolType", "IntType",
+    "FloatType", "DoubleType", "LongType", "StringType", "Message", "EgressMessage",
+    "message_builder", "egress_message_builder", "kafka_egress_message",
+    "kinesis_egress_message", "Context", "StatefulFunctions", "RequestReplyHandler",
+    "make_protobuf_type", "make_json_type",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", OFFICIAL_NAMES)
+def test_every_official_name_is_exported_by_star_import(name: str) -> None:
+    namespace: dict[str, Any] = {}
+    exec("from statefun_core import *", namespace)
+    assert name in namespace
+
+
+def test_all_names_resolve() -> None:
+    for name in statefun_core.__all__:
+        assert getattr(statefun_core, name) is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("", ValueError),
+        ("1abc", ValueError),
+        ("has space", ValueError),
+        ("class", ValueError),
+        ("Seen", ValueError),
+    ],
+)
+def test_value_spec_names_are_validated(name: str, error: type) -> None:
+    with pytest.raises(error):
+        ValueSpec(name, IntType)
+
+
+def test_value_spec_type_and_expiration_are_validated() -> None:
+    with pytest.raises(ValueError):
+        ValueSpec("a", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ValueSpec("a", "io.statefun.types/int")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not both"):
+        ValueSpec("a", IntType, expire_after_call=timedelta(1), expire_after_write=timedelta(1))
+
+
+def test_value_spec_durations_are_whole_milliseconds() -> None:
+    spec = ValueSpec("a", IntType, expire_after_call=timedelta(seconds=1, microseconds=1500))
+    assert (spec.duration, spec.after_call, spec.after_write) == (1001, True, False)
+    spec = ValueSpec("a", IntType, expire_after_write=timedelta(minutes=30))
+    assert (spec.duration, spec.after_call, spec.after_write) == (1_800_000, False, True)
+    assert ValueSpec("a", IntType).duration == 0
+
+
+def test_bind_validates_typename_and_signature() -> None:
+    functions = StatefulFunctions()
+    with pytest.raises(ValueError):
+        functions.register("no-slash", lambda ctx, msg: None)
+    with pytest.raises(ValueError):
+        functions.register("ns/", lambda ctx, msg: None)
+    with pytest.raises(ValueError, match="context and a message"):
+        functions.register("ns/f", lambda ctx: None)
+    with pytest.raises(ValueError, match="duplicate"):
+        functions.register(
+            "ns/f", lambda c, m: None, [ValueSpec("a", IntType), ValueSpec("a", IntType)]
+        )
+    functions.register("a.b/c/d", lambda c, m: None)  # split at the last slash
+    assert functions.for_typename("a.b/c/d").namespace == "a.b/c"
+
+
+def test_bind_returns_the_function_and_registers_it() -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f", specs=[ValueSpec("a", IntType)])
+    async def f(context: Any, message: Any) -> None:
+        pass
+
+    assert functions.for_typename("ns/f").fun is f
+    assert functions.for_typename("ns/f").is_async
+    assert "ns/f" in functions and len(functions) == 1
+    with pytest.raises(KeyError):
+        functions.for_typename("ns/g")
+    with pytest.raises(FunctionNotFoundError):
+        functions.for_typename("ns/g")
+
+
+def test_methods_can_be_bound() -> None:
+    class Greeter:
+        def greet(self, context: Any, message: Any) -> None:
+            pass
+
+    StatefulFunctions().register("ns/g", Greeter().greet)
+
+
+def test_storage_attributes_name_the_function_when_unregistered() -> None:
+    storage = StorageSpec("ns/f", ["a"]).make({})
+    for access in (
+        lambda: storage.b,
+        lambda: setattr(storage, "b", 1),
+        lambda: delattr(storage, "b"),
+    ):
+        with pytest.raises(
+            AttributeError, match="'b' is not a registered ValueSpec for the function 'ns/f'"
+        ):
+            access()
+
+
+def test_setting_state_to_none_is_an_error() -> None:
+    functions = StatefulFunctions()
+
+    def fn(ctx: Any, msg: Any) -> None:
+        ctx.storage.a = None
+
+    functions.register("ns/f", fn, [ValueSpec("a", IntType)])
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    with pytest.raises(FunctionFailedError) as failure:
+        handler.handle_sync(request("ns/f", "1", [typed(IntType, 1)], {"a": None}))
+    assert "use del" in str(failure.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "tpe"),
+    [
+        ("int_value", 3, IntType),
+        ("long_value", 2**40, LongType),
+        ("float_value", 1.5, FloatType),
+        ("double_value", 2.25, DoubleType),
+        ("bool_value", True, BoolType),
+        ("str_value", "héllo", StringType),
+    ],
+)
+def test_message_builder_and_message_accessors(keyword: str, value: Any, tpe: Any) -> None:
+    message = message_builder("ns/f", "id", **{keyword: value})
+    assert message.target_typename == "ns/f" and message.target_id == "id"
+    assert message.value_typename() == tpe.typename
+    assert message.is_type(tpe)
+    short = {IntType: "int", LongType: "long", FloatType: "float", DoubleType: "double",
+             BoolType: "bool", StringType: "string"}[tpe]  # fmt: skip
+    assert getattr(message, f"is_{short}")()
+    assert getattr(message, f"as_{short}")() == value
+    assert message.raw_value() == tpe.serializer().serialize(value)
+    others = [
+        t for t in (IntType, LongType, FloatType, DoubleType, BoolType, StringType) if t is not tpe
+    ]
+    assert not any(message.is_type(t) for t in others)
+
+
+def test_message_builder_with_a_value_type() -> None:
+    doc = make_json_type("com.example/Doc")
+    message = message_builder("ns/f", "id", value={"a": [1]}, value_type=doc)
+    assert message.as_type(doc) == {"a": [1]}
+
+
+def test_message_builder_rejects_bad_arguments() -> None:
+    with pytest.raises(TypeError):
+        message_builder("ns/f", "id")
+    with pytest.raises(TypeError):
+        message_builder("ns/f", "id", int_value=1, str_value="x")
+    with pytest.raises(ValueError):
+        message_builder("ns/f", "id", int_value=None)
+    with pytest.raises(ValueError):
+        message_builder("ns/f", "id", complex_value=1)
+    with pytest.raises(ValueError):
+        message_builder("ns/f", "", int_value=1)
+
+
+def test_a_message_without_value() -> None:
+    from statefun_core import protocol
+
+    message = Message("ns/f", "1", protocol.TypedValue(typename="io.statefun.types/int"))
+    assert message.raw_value() is None and message.as_int() is None
+
+
+def test_egress_builders() -> None:
+    doc = make_json_type("com.example/Doc")
+    record = egress_message_builder("com.example/out", {"x": 1}, doc)
+    assert isinstance(record, EgressMessage)
+    assert (record.typename, record.value_typename(), record.raw_value()) == (
+        "com.example/out", "com.example/Doc", b'{"x": 1}',
+    )  # fmt: skip
+    with pytest.raises(ValueError):
+        egress_message_builder("", 1, IntType)
+    with pytest.raises(ValueError):
+        kafka_egress_message("e/k", "", "v")
+    with pytest.raises(TypeError):
+        kafka_egress_message("e/k", "t", object())
+    with pytest.raises(TypeError):
+        kinesis_egress_message("e/k", "s", 1, "pk")
+    with pytest.raises(ValueError):
+        kinesis_egress_message("e/k", "s", "v", None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [("a", b"a"), (b"\x00", b"\x00"), (bytearray(b"z"), b"z"), (-2, b"\xff\xff\xff\xfe"),
+     (0.5, b"\x3f\xe0\x00\x00\x00\x00\x00\x00")],
+)  # fmt: skip
+def test_kafka_values_use_kafkas_serializers(value: Any, encoded: bytes) -> None:
+    from statefun_core import protocol
+
+    record = protocol.KafkaProducerRecord.FromString(
+        kafka_egress_message("e/k", "t", value).raw_value()
+    )
+    assert record.value_bytes == encoded and record.key == ""
+
+
+def test_context_rejects_invalid_sends() -> None:
+    from statefun_core.context import InvocationContext
+
+    ctx = InvocationContext(None, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ctx.send("not a message")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ctx.send_after(timedelta(seconds=-1), message_builder("ns/f", "1", int_value=1))
+    with pytest.raises(ValueError):
+        ctx.cancel_delayed_message("")
+    with pytest.raises(TypeError):
+        ctx.send_egress(message_builder("ns/f", "1", int_value=1))  # type: ignore[arg-type]
+
+
+def test_error_response_maps_statuses_without_internals(caplog: Any) -> None:
+    assert error_response(MalformedRequestError("x"))[0] == 400
+    assert error_response(FunctionNotFoundError("ns/f"))[0] == 404
+    with caplog.at_level(logging.ERROR, logger="statefun_core"):
+        status, body = error_response(RuntimeError("secret detail"))
+    assert status == 500 and "secret" not in body and "Traceback" not in body
+    assert "secret detail" in caplog.text
+    assert statefun_core.CONTENT_TYPE == "application/octet-stream"

@@ -1,0 +1,420 @@
+"""The request-reply protocol through both drivers (see docs protocol.md §4–§8)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import timedelta
+from typing import Any, Callable
+
+import pytest
+
+from statefun_core import (
+    AsyncFunctionInSyncContextError,
+    FunctionFailedError,
+    FunctionNotFoundError,
+    IntType,
+    MalformedRequestError,
+    RequestReplyHandler,
+    RequestTooLargeError,
+    StatefulFunctions,
+    StringType,
+    ValueSpec,
+    kafka_egress_message,
+    kinesis_egress_message,
+    make_json_type,
+    make_plugin_manager,
+    message_builder,
+    protocol,
+)
+
+from .builders import mutations, reply, request, result, typed
+
+Serve = Callable[[StatefulFunctions], Callable[[bytes], bytes]]
+GREETER = "com.example.fns/greeter"
+
+
+def greeter_functions() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind(GREETER, specs=[ValueSpec(name="seen_count", type=IntType)])
+    async def greet(ctx: Any, message: Any) -> None:
+        name = message.as_string()
+        seen = ctx.storage.seen_count or 0
+        ctx.storage.seen_count = seen + 1
+        ctx.send(
+            message_builder(
+                target_typename="com.example.fns/inbox",
+                target_id=name,
+                str_value=f"Hello {name} for the {seen}th time!",
+            )
+        )
+
+    return functions
+
+
+def test_greeter(serve: Serve) -> None:
+    data = serve(greeter_functions())(
+        request(GREETER, "bob", [typed(StringType, "bob")], state={"seen_count": typed(IntType, 4)})
+    )
+    out = result(data)
+    assert [(m.target.namespace, m.target.type, m.target.id) for m in out.outgoing_messages] == [
+        ("com.example.fns", "inbox", "bob")
+    ]
+    argument = out.outgoing_messages[0].argument
+    assert argument.typename == "io.statefun.types/string"
+    assert StringType.serializer().deserialize(argument.value) == "Hello bob for the 4th time!"
+    assert IntType.serializer().deserialize(mutations(data)["seen_count"].value) == 5
+
+
+@pytest.mark.parametrize(
+    ("spec", "mode", "millis"),
+    [
+        (ValueSpec("v", IntType), 0, 0),
+        (ValueSpec("v", IntType, expire_after_write=timedelta(seconds=2)), 1, 2000),
+        (ValueSpec("v", IntType, expire_after_call=timedelta(minutes=30)), 2, 1_800_000),
+    ],
+)
+def test_state_discovery_reports_each_expiration_mode(
+    serve: Serve, spec: ValueSpec, mode: int, millis: int
+) -> None:
+    functions = StatefulFunctions()
+    calls = []
+    functions.register("ns/f", lambda ctx, msg: calls.append(msg), specs=[spec])
+    from_function = reply(serve(functions)(request("ns/f", "1", [typed(IntType, 1)])))
+    (missing,) = from_function.incomplete_invocation_context.missing_values
+    assert missing.state_name == "v"
+    assert missing.type_typename == "io.statefun.types/int"
+    assert missing.expiration_spec.mode == mode
+    assert missing.expiration_spec.expire_after_millis == millis
+    assert not from_function.HasField("invocation_result")
+    assert calls == [], "an incomplete batch runs no function"
+
+
+def test_discovery_lists_all_missing_specs_in_declaration_order(serve: Serve) -> None:
+    functions = StatefulFunctions()
+    specs = [ValueSpec("a", IntType), ValueSpec("b", StringType), ValueSpec("c", IntType)]
+    functions.register("ns/f", lambda ctx, msg: None, specs=specs)
+    data = serve(functions)(request("ns/f", "1", [typed(IntType, 1)], state={"b": None}))
+    names = [m.state_name for m in reply(data).incomplete_invocation_context.missing_values]
+    assert names == ["a", "c"]
+
+
+def test_state_without_value_is_none_and_unknown_state_names_are_ignored(serve: Serve) -> None:
+    functions = StatefulFunctions()
+    seen = []
+
+    def fn(ctx: Any, msg: Any) -> None:
+        seen.append((ctx.storage.a, ctx.storage.b))
+
+    functions.register("ns/f", fn, specs=[ValueSpec("a", IntType), ValueSpec("b", IntType)])
+    no_value = protocol.TypedValue(typename="io.statefun.types/int", has_value=False)
+    data = serve(functions)(
+        request(
+            "ns/f",
+            "1",
+            [typed(IntType, 1)],
+            state={"a": None, "b": no_value, "leftover": typed(StringType, "old")},
+        )
+    )
+    assert seen == [(None, None)]
+    assert mutations(data) == {}
+
+
+def test_empty_but_present_value_is_the_default(serve: Serve) -> None:
+    functions = StatefulFunctions()
+    seen = []
+    functions.register(
+        "ns/f", lambda ctx, msg: seen.append(ctx.storage.a), [ValueSpec("a", IntType)]
+    )
+    zero = protocol.TypedValue(typename="io.statefun.types/int", has_value=True, value=b"")
+    serve(functions)(request("ns/f", "1", [typed(IntType, 1)], state={"a": zero}))
+    assert seen == [0]
+
+
+def test_a_batch_runs_in_order_against_one_storage_and_replies_once(serve: Serve) -> None:
+    functions = StatefulFunctions()
+
+    def count(ctx: Any, msg: Any) -> None:
+        ctx.storage.total = (ctx.storage.total or 0) + msg.as_int()
+        ctx.send(message_builder("ns/log", ctx.address.id, int_value=ctx.storage.total))
+
+    functions.register("ns/count", count, specs=[ValueSpec("total", IntType)])
+    data = serve(functions)(
+        request("ns/count", "7", [typed(IntType, i) for i in range(1, 101)], state={"total": None})
+    )
+    out = result(data)
+    running = [IntType.serializer().deserialize(m.argument.value) for m in out.outgoing_messages]
+    assert running == [sum(range(1, i + 1)) for i in range(1, 101)]
+    assert len(out.state_mutations) == 1, "one mutation per changed state"
+    assert IntType.serializer().deserialize(mutations(data)["total"].value) == 5050
+
+
+def test_caller_is_present_for_function_messages_and_absent_for_ingress(serve: Serve) -> None:
+    functions = StatefulFunctions()
+    callers = []
+    functions.register("ns/f", lambda ctx, msg: callers.append(ctx.caller))
+    handle = serve(functions)
+    handle(request("ns/f", "1", [typed(IntType, 1)], caller=("ns", "g", "42")))
+    handle(request("ns/f", "1", [typed(IntType, 1)]))
+    handle(request("ns/f", "1", [typed(IntType, 1)], caller=("", "", "")))
+    assert callers[0].typename == "ns/g"
+    assert (callers[0].namespace, callers[0].name, callers[0].id) == ("ns", "g", "42")
+    assert callers[1:] == [None, None]
+
+
+def test_address_and_message_target_are_the_invoked_function(serve: Serve) -> None:
+    functions = StatefulFunctions()
+    seen = []
+
+    def fn(ctx: Any, msg: Any) -> None:
+        seen.append((ctx.address.typename, ctx.address.id, msg.target_typename, msg.target_id))
+
+    functions.register("com.example.fns/user", fn)
+    serve(functions)(request("com.example.fns/user", "Zoë", [typed(StringType, "x")]))
+    assert seen == [("com.example.fns/user", "Zoë", "com.example.fns/user", "Zoë")]
+
+
+def test_delayed_messages_and_cancellations_keep_their_order(serve: Serve) -> None:
+    functions = StatefulFunctions()
+
+    def fn(ctx: Any, msg: Any) -> None:
+        later = message_builder("ns/timer", "t", str_value="ping")
+        ctx.send_after(timedelta(seconds=1.5), later)
+        ctx.send_after(timedelta(minutes=1), later, cancellation_token="tok")
+        ctx.cancel_delayed_message("tok")
+
+    functions.register("ns/f", fn)
+    delayed = result(
+        serve(functions)(request("ns/f", "1", [typed(IntType, 1)]))
+    ).delayed_invocations
+    assert [(d.is_cancellation_request, d.cancellation_token, d.delay_in_ms) for d in delayed] == [
+        (False, "", 1500),
+        (False, "tok", 60000),
+        (True, "tok", 0),
+    ]
+    assert delayed[0].target.type == "timer"
+    assert StringType.serializer().deserialize(delayed[1].argument.value) == "ping"
+    assert not delayed[2].HasField("target")
+
+
+def test_egress_records(serve: Serve) -> None:
+    functions = StatefulFunctions()
+    doc = make_json_type("com.example/Doc")
+
+    def fn(ctx: Any, msg: Any) -> None:
+        ctx.send_egress(kafka_egress_message("com.example/greets", "greetings", "hi", key="bob"))
+        ctx.send_egress(kafka_egress_message("com.example/nums", "n", 7))
+        ctx.send_egress(
+            kinesis_egress_message("com.example/k", "stream", {"a": 1}, "pk", value_type=doc)
+        )
+
+    functions.register("ns/f", fn)
+    egresses = result(serve(functions)(request("ns/f", "1", [typed(IntType, 1)]))).outgoing_egresses
+    assert [(e.egress_namespace, e.egress_type) for e in egresses] == [
+        ("com.example", "greets"),
+        ("com.example", "nums"),
+        ("com.example", "k"),
+    ]
+    kafka = protocol.KafkaProducerRecord.FromString(egresses[0].argument.value)
+    assert egresses[0].argument.typename.endswith("io.statefun.sdk.egress.KafkaProducerRecord")
+    assert (kafka.topic, kafka.key, kafka.value_bytes) == ("greetings", "bob", b"hi")
+    assert protocol.KafkaProducerRecord.FromString(egresses[1].argument.value).value_bytes == (
+        b"\x00\x00\x00\x07"
+    )
+    kinesis = protocol.KinesisEgressRecord.FromString(egresses[2].argument.value)
+    assert egresses[2].argument.typename.endswith("io.statefun.sdk.egress.KinesisEgressRecord")
+    assert (kinesis.stream, kinesis.partition_key, kinesis.value_bytes) == (
+        "stream",
+        "pk",
+        b'{"a": 1}',
+    )
+
+
+def test_delete_and_custom_types(serve: Serve) -> None:
+    functions = StatefulFunctions()
+    doc = make_json_type("com.example/Doc")
+
+    def fn(ctx: Any, msg: Any) -> None:
+        profile = ctx.storage.profile
+        profile["visits"] += 1
+        ctx.storage.profile = profile
+        del ctx.storage.name
+
+    functions.register("ns/f", fn, [ValueSpec("profile", doc), ValueSpec("name", StringType)])
+    data = serve(functions)(
+        request(
+            "ns/f",
+            "1",
+            [typed(IntType, 1)],
+            state={
+                "profile": typed(doc, {"visits": 1, "név": "ü"}),
+                "name": typed(StringType, "x"),
+            },
+        )
+    )
+    changed = mutations(data)
+    assert changed["name"] is None
+    assert changed["profile"].typename == "com.example/Doc"
+    assert doc.serializer().deserialize(changed["profile"].value) == {"visits": 2, "név": "ü"}
+
+
+def test_reading_state_of_another_type_fails_the_batch(serve: Serve) -> None:
+    functions = StatefulFunctions()
+    functions.register("ns/f", lambda ctx, msg: ctx.storage.a, [ValueSpec("a", IntType)])
+    with pytest.raises(FunctionFailedError) as failure:
+        serve(functions)(
+            request("ns/f", "1", [typed(IntType, 1)], state={"a": typed(StringType, "x")})
+        )
+    assert isinstance(failure.value.__cause__, TypeError)
+    assert "io.statefun.types/string" in str(failure.value.__cause__)
+
+
+def test_a_raising_function_fails_the_whole_batch(serve: Serve) -> None:
+    functions = StatefulFunctions()
+
+    def fn(ctx: Any, msg: Any) -> None:
+        ctx.storage.a = 1
+        ctx.send(message_builder("ns/g", "1", int_value=1))
+        if msg.as_int() == 2:
+            raise RuntimeError("boom")
+
+    functions.register("ns/f", fn, [ValueSpec("a", IntType)])
+    with pytest.raises(FunctionFailedError) as failure:
+        serve(functions)(request("ns/f", "9", [typed(IntType, 1), typed(IntType, 2)], {"a": None}))
+    assert failure.value.status == 500
+    assert (failure.value.typename, failure.value.id) == ("ns/f", "9")
+    assert str(failure.value.__cause__) == "boom"
+
+
+@pytest.mark.parametrize("body", [b"\xff\xff\xff", b"", b"\x0a\x02hi"])
+def test_malformed_requests(serve: Serve, body: bytes) -> None:
+    with pytest.raises(MalformedRequestError) as error:
+        serve(greeter_functions())(body)
+    assert error.value.status == 400
+
+
+def test_unknown_function(serve: Serve) -> None:
+    with pytest.raises(FunctionNotFoundError) as error:
+        serve(greeter_functions())(request("com.example.fns/nobody", "1", [typed(IntType, 1)]))
+    assert error.value.status == 404
+    assert "com.example.fns/nobody" in str(error.value)
+
+
+def test_request_size_limit() -> None:
+    handler = RequestReplyHandler(
+        greeter_functions(),
+        plugins=make_plugin_manager(load_entrypoints=False),
+        max_request_bytes=10,
+    )
+    with pytest.raises(RequestTooLargeError) as error:
+        handler.handle_sync(request(GREETER, "bob", [typed(StringType, "bob" * 10)]))
+    assert error.value.status == 413
+
+
+def test_functions_registered_after_the_handler_is_built_are_served() -> None:
+    functions = StatefulFunctions()
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    functions.register(
+        "ns/late", lambda ctx, msg: ctx.send(message_builder("ns/x", "1", int_value=2))
+    )
+    assert (
+        len(
+            result(
+                handler.handle_sync(request("ns/late", "1", [typed(IntType, 1)]))
+            ).outgoing_messages
+        )
+        == 1
+    )
+
+
+# --- the sync driver and async functions -----------------------------------------------------
+
+
+def sleeper_functions() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/sleeper", specs=[ValueSpec("n", IntType)])
+    async def sleeper(ctx: Any, msg: Any) -> None:
+        await asyncio.sleep(0.001)
+        await asyncio.sleep(0)
+        ctx.storage.n = (ctx.storage.n or 0) + msg.as_int()
+
+    return functions
+
+
+def test_handle_sync_runs_async_functions_that_really_suspend() -> None:
+    handler = RequestReplyHandler(
+        sleeper_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+    )
+    data = handler.handle_sync(
+        request("ns/sleeper", "1", [typed(IntType, 2), typed(IntType, 3)], {"n": None})
+    )
+    assert IntType.serializer().deserialize(mutations(data)["n"].value) == 5
+
+
+def test_handle_sync_works_from_many_threads() -> None:
+    handler = RequestReplyHandler(
+        sleeper_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+    )
+    results: dict[int, int] = {}
+
+    def work(i: int) -> None:
+        data = handler.handle_sync(request("ns/sleeper", str(i), [typed(IntType, i)], {"n": None}))
+        results[i] = IntType.serializer().deserialize(mutations(data)["n"].value)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: i for i in range(20)}
+
+
+def test_handle_sync_with_an_async_function_inside_a_running_loop_is_a_clear_error() -> None:
+    handler = RequestReplyHandler(
+        greeter_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+    )
+
+    async def main() -> None:
+        handler.handle_sync(
+            request(GREETER, "bob", [typed(StringType, "bob")], {"seen_count": None})
+        )
+
+    with pytest.raises(FunctionFailedError) as failure:
+        asyncio.run(main())
+    assert isinstance(failure.value.__cause__, AsyncFunctionInSyncContextError)
+
+
+def test_handle_sync_runs_sync_functions_inside_a_running_loop() -> None:
+    functions = StatefulFunctions()
+    functions.register("ns/f", lambda ctx, msg: ctx.send(message_builder("ns/g", "1", int_value=1)))
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+
+    async def main() -> bytes:
+        return handler.handle_sync(request("ns/f", "1", [typed(IntType, 1)]))
+
+    assert len(result(asyncio.run(main())).outgoing_messages) == 1
+
+
+def test_blocking_functions_run_in_the_executor_under_handle_async() -> None:
+    functions = StatefulFunctions()
+    threads = []
+
+    @functions.bind("ns/blocking", blocking=True)
+    def blocking(ctx: Any, msg: Any) -> None:
+        threads.append(threading.current_thread())
+
+    @functions.bind("ns/inline")
+    def inline(ctx: Any, msg: Any) -> None:
+        threads.append(threading.current_thread())
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+
+    async def main() -> None:
+        await handler.handle_async(request("ns/blocking", "1", [typed(IntType, 1)]))
+        await handler.handle_async(request("ns/inline", "1", [typed(IntType, 1)]))
+
+    asyncio.run(main())
+    assert threads[0] is not threading.main_thread()
+    assert threads[1] is threading.main_thread()
