@@ -1,4 +1,4 @@
-"""The request-reply protocol through both drivers (see docs protocol.md §4–§8)."""
+"""The request-reply protocol through both drivers (see docs protocol.md §4 to §8)."""
 
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ def test_a_serializer_returning_neither_bytes_nor_str_is_a_clear_error() -> None
     from statefun_core.messages import typed_value
 
     bad = simple_type("com.example/Bad", serialize_fn=lambda v: 42, deserialize_fn=lambda b: b)
-    with pytest.raises(TypeError, match="com.example/Bad"):
+    with pytest.raises(TypeError, match=r"com\.example/Bad"):
         typed_value(bad, "x")
 
 
