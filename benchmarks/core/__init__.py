@@ -1,0 +1,1 @@
+"""The core SDK benchmark: payloads, the benchmarked functions, the no-SDK floor, the worker."""

@@ -1,0 +1,316 @@
+"""Benchmark the core SDK's ``RequestReplyHandler`` against the official SDK and a floor.
+
+    python benchmarks/run.py            # full run (a few minutes the first time: venvs)
+    python benchmarks/run.py --quick    # a short run, to check that it works
+    python benchmarks/run.py --profile d --payloads batch100
+
+Standard library only: it makes one virtualenv per implementation under
+``benchmarks/.venvs/``, runs one worker process in each (``core/worker.py``), hands every
+worker the same request bytes, checks that the replies agree, then times the
+implementations in interleaved rounds. See README.md for how to read the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+VENVS = HERE / ".venvs"
+RESULTS = HERE / "results"
+DESCRIPTORS = ROOT / "statefun_core" / "protocol" / "statefun.desc"
+OFFICIAL = "apache-flink-statefun==3.3.0"
+TARGET = 1.5  # ours within 1.5x of the floor
+
+sys.path.insert(0, str(HERE))
+from core.payloads import PAYLOADS, build  # noqa: E402
+
+HANDLERS = ("sync", "async")
+
+
+@dataclass
+class Impl:
+    key: str
+    name: str
+    worker: str  # the worker's IMPL argument
+    installs: list[list[str]]  # one `pip install` argument list per step
+    info: dict[str, str] = field(default_factory=dict)
+    process: Any = None
+
+    @property
+    def venv(self) -> Path:
+        return VENVS / self.name
+
+    def ask(self, op: str, **arguments: Any) -> dict[str, Any]:
+        self.process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"worker {self.key} ({self.name}) died; see its stderr above")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise SystemExit(f"worker {self.key} ({self.name}) failed on {op}: {answer['error']}")
+        return answer
+
+
+def implementations(official_upb_protobuf: str) -> list[Impl]:
+    return [
+        Impl("a", "official", "official", [[OFFICIAL]]),
+        Impl(
+            "b",
+            "official-upb",
+            "official",
+            [["--no-deps", OFFICIAL], [official_upb_protobuf]],
+        ),
+        Impl("c", "floor", "floor", [["protobuf"]]),
+        Impl("d", "ours", "ours", [["-e", str(ROOT), "protobuf"]]),
+    ]
+
+
+# --- virtualenvs ------------------------------------------------------------------------------
+
+
+def python_of(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_venv(impl: Impl, python: str, recreate: bool) -> None:
+    """Make (or reuse) the implementation's venv; the spec file says what it was made with."""
+    spec = json.dumps({"python": python, "installs": impl.installs})
+    marker = impl.venv / "benchmark-spec.json"
+    if not recreate and marker.exists() and marker.read_text() == spec:
+        return
+    print(f"  making {impl.venv.relative_to(ROOT)} ...", file=sys.stderr)
+    shutil.rmtree(impl.venv, ignore_errors=True)
+    uv = shutil.which("uv")
+    if uv:
+        subprocess.run([uv, "venv", "-q", "-p", python, str(impl.venv)], check=True)
+        pip = [uv, "pip", "install", "-q", "--python", str(python_of(impl.venv))]
+    else:
+        interpreter = shutil.which(f"python{python}") or sys.executable
+        subprocess.run([interpreter, "-m", "venv", str(impl.venv)], check=True)
+        pip = [str(python_of(impl.venv)), "-m", "pip", "install", "-q"]
+    for arguments in impl.installs:
+        subprocess.run([*pip, *arguments], check=True)
+    marker.write_text(spec)
+
+
+def start(impl: Impl) -> None:
+    impl.process = subprocess.Popen(
+        [str(python_of(impl.venv)), "-m", "core.worker", impl.worker, str(DESCRIPTORS)],
+        cwd=HERE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    line = impl.process.stdout.readline()
+    if not line:
+        raise SystemExit(f"worker {impl.key} ({impl.name}) did not start; see its stderr above")
+    impl.info = json.loads(line)
+
+
+def stop(impl: Impl) -> None:
+    if impl.process is not None and impl.process.poll() is None:
+        impl.process.stdin.write(json.dumps({"op": "exit"}) + "\n")
+        impl.process.stdin.flush()
+        impl.process.wait(timeout=10)
+
+
+# --- verification ------------------------------------------------------------------------------
+
+
+def verify(impls: list[Impl], payloads: list[str], judge: Impl) -> bool:
+    """Every implementation's reply, per payload and handler, must parse to the same
+    ``FromFunction`` (``judge``, a worker with the newest protobuf, compares them)."""
+    print("Replies (parsed with the newest protobuf and compared):")
+    ok = True
+    for payload in payloads:
+        replies: dict[str, bytes] = {}
+        for handler in HANDLERS:
+            for impl in impls:
+                reply = impl.ask("reply", payload=payload, handler=handler)["reply"]
+                replies[f"{impl.key}/{handler}"] = base64.b64decode(reply)
+        verdict = judge.ask(
+            "equivalent", replies={k: base64.b64encode(v).decode() for k, v in replies.items()}
+        )
+        groups: dict[bytes, list[str]] = {}
+        for label, reply in replies.items():
+            groups.setdefault(reply, []).append(label)
+        identical = " = ".join(",".join(labels) for labels in groups.values())
+        sizes = sorted({len(reply) for reply in replies.values()})
+        state = "equivalent" if verdict["equal"] else "DIFFERENT"
+        print(f"  {payload:9} {state}; byte-identical groups: {identical}; bytes {sizes}")
+        if not verdict["equal"]:
+            ok = False
+            for label, text in verdict["differing"].items():
+                print(f"    --- {label}\n" + "\n".join("    " + t for t in text.splitlines()))
+    return ok
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+
+def run_rounds(
+    impls: list[Impl], cells: list[tuple[str, str]], rounds: int, block_ns: int
+) -> dict[tuple[str, str, str], list[float]]:
+    """Per (impl, payload, handler): µs per request, one value per round. Each round times
+    every cell on every implementation in turn, rotating the order from round to round."""
+    sizes = {
+        (impl.key, payload, handler): impl.ask(
+            "calibrate", payload=payload, handler=handler, target_ns=block_ns
+        )["n"]
+        for payload, handler in cells
+        for impl in impls
+    }
+    samples: dict[tuple[str, str, str], list[float]] = {key: [] for key in sizes}
+    started = time.monotonic()
+    for r in range(rounds):
+        for payload, handler in cells:
+            order = impls[r % len(impls) :] + impls[: r % len(impls)]
+            for impl in order:
+                key = (impl.key, payload, handler)
+                ns = impl.ask("time", payload=payload, handler=handler, n=sizes[key])["ns"]
+                samples[key].append(ns / sizes[key] / 1000)
+        if r == 0:
+            estimate = (time.monotonic() - started) * rounds
+            print(f"Timing {rounds} rounds (about {estimate:.0f} s) ...", file=sys.stderr)
+    return samples
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4)
+    return q1, statistics.median(values), q3
+
+
+def report(
+    impls: list[Impl], cells: list[tuple[str, str]], samples: dict[tuple[str, str, str], list[float]]
+) -> dict[str, Any]:
+    keys = [impl.key for impl in impls]
+    median = {key: statistics.median(values) for key, values in samples.items()}
+    ratios = [(k, "c") for k in ("d", "a", "b") if k in keys and "c" in keys]
+    header = f"{'payload':9} {'handler':7} " + " ".join(f"{k + ' µs':>9}" for k in keys)
+    header += "".join(f" {f'{x}/{y}':>6}" for x, y in ratios)
+    if ("d", "c") in ratios:
+        header += f"  target d/c<={TARGET}"
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for payload, handler in cells:
+        row = {"payload": payload, "handler": handler}
+        line = f"{payload:9} {handler:7} "
+        line += " ".join(f"{median[(k, payload, handler)]:9.1f}" for k in keys)
+        for x, y in ratios:
+            ratio = median[(x, payload, handler)] / median[(y, payload, handler)]
+            row[f"{x}/{y}"] = round(ratio, 3)
+            line += f" {ratio:6.2f}"
+        if ("d", "c") in ratios:
+            line += "  ok" if row["d/c"] <= TARGET else "  MISS"
+        for k in keys:
+            q1, q2, q3 = quartiles(samples[(k, payload, handler)])
+            row[k] = {"median_us": round(q2, 3), "q1_us": round(q1, 3), "q3_us": round(q3, 3)}
+        rows.append(row)
+        print(line)
+    spread, where = max(
+        ((q3 - q1) / q2, key) for key, (q1, q2, q3) in ((k, quartiles(v)) for k, v in samples.items())
+    )
+    print(f"\nLargest spread between rounds (IQR / median): {spread:.1%} at {'/'.join(where)}")
+    return {"rows": rows}
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few short rounds (a smoke test)")
+    parser.add_argument("--rounds", type=int, help="rounds of timing (default 60, quick 5)")
+    parser.add_argument("--block-ms", type=float, help="time per timed block (default 25, quick 5)")
+    parser.add_argument("--payloads", default=",".join(PAYLOADS), help="comma-separated")
+    parser.add_argument("--handlers", default=",".join(HANDLERS), help="comma-separated")
+    parser.add_argument("--impls", default="abcd", help="which implementations, e.g. cd")
+    parser.add_argument("--python", default="3.11", help="Python of every venv (default 3.11)")
+    parser.add_argument(
+        "--official-upb-protobuf", default="protobuf", help="protobuf requirement for (b)"
+    )
+    parser.add_argument("--recreate", action="store_true", help="rebuild the venvs")
+    parser.add_argument("--profile", metavar="IMPL", help="cProfile one implementation instead")
+    parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="results file")
+    args = parser.parse_args()
+    rounds = args.rounds or (5 if args.quick else 60)
+    block_ns = int((args.block_ms or (5 if args.quick else 25)) * 1e6)
+    payloads = [p for p in args.payloads.split(",") if p]
+    handlers = [h for h in args.handlers.split(",") if h]
+    unknown = set(payloads) - set(PAYLOADS) | set(handlers) - set(HANDLERS)
+    if unknown:
+        parser.error(f"unknown payloads or handlers: {sorted(unknown)}")
+    cells = [(payload, handler) for payload in payloads for handler in handlers]
+
+    everything = implementations(args.official_upb_protobuf)
+    wanted = set(args.impls + (args.profile or "") + "c")  # the floor also judges the replies
+    impls = [impl for impl in everything if impl.key in wanted]
+    print("Preparing virtualenvs ...", file=sys.stderr)
+    for impl in impls:
+        ensure_venv(impl, args.python, args.recreate)
+    requests = build()
+    encoded = {name: base64.b64encode(requests[name]).decode() for name in payloads}
+    try:
+        for impl in impls:
+            start(impl)
+            impl.ask("load", payloads=encoded)
+        print("Implementations:")
+        for impl in impls:
+            info = impl.info
+            what = info.get("sdk", "no SDK: the request parsed and the reply built by hand")
+            print(
+                f"  {impl.key} {impl.name:13} Python {info['python']}, protobuf "
+                f"{info['protobuf']} ({info['backend']}); {what}"
+            )
+        print("Payloads (request bytes identical for every implementation):")
+        for name in payloads:
+            print(f"  {name:9} {len(requests[name]):6} bytes  {PAYLOADS[name]}")
+        judge = next(impl for impl in impls if impl.key == "c")
+        if not verify(impls, payloads, judge):
+            print("The implementations disagree; not timing them.")
+            return 1
+        if args.profile:
+            profiled = next(impl for impl in impls if impl.key == args.profile)
+            for payload, handler in cells:
+                n = profiled.ask("calibrate", payload=payload, handler=handler, target_ns=10**9)
+                text = profiled.ask(
+                    "profile", payload=payload, handler=handler, n=n["n"], top=25
+                )["text"]
+                print(f"\n=== profile of {profiled.name}: {payload} / {handler} ({n['n']} requests)")
+                print(text)
+            return 0
+        timed = [impl for impl in impls if impl.key in args.impls]
+        samples = run_rounds(timed, cells, rounds, block_ns)
+    finally:
+        for impl in impls:
+            stop(impl)
+    print(f"\nMedian µs per request over {rounds} rounds (lower is better); ratios to the floor c:")
+    results = report(timed, cells, samples)
+    results["implementations"] = {impl.key: {"name": impl.name, **impl.info} for impl in impls}
+    results["rounds"] = rounds
+    results["command"] = " ".join(sys.argv)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"Results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
