@@ -1,0 +1,22 @@
+"""OpenTelemetry tracing for StateFun remote functions: a span per batch, a child per invocation.
+
+Installed, the plugin registers itself (entry point ``opentelemetry``) and traces with the global
+tracer provider. Depends on ``opentelemetry-api`` only; configure the SDK in your application.
+"""
+
+from __future__ import annotations
+
+from statefun_core.errors import IntegrationNotAvailableError
+
+try:
+    import opentelemetry.trace  # noqa: F401
+except ImportError as error:  # pragma: no cover - opentelemetry-api is a dependency
+    raise IntegrationNotAvailableError(
+        "statefun_opentelemetry needs opentelemetry-api: pip install statefun-opentelemetry"
+    ) from error
+
+from .plugin import SCRATCH_KEY, OpenTelemetryPlugin
+
+__version__ = "0.1.0"
+
+__all__ = ["SCRATCH_KEY", "OpenTelemetryPlugin"]

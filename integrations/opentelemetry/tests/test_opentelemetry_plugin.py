@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import TextMapPropagator, default_getter, default_setter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from statefun_opentelemetry import SCRATCH_KEY, OpenTelemetryPlugin
+
+from statefun_core import (
+    Context,
+    IntType,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    ValueSpec,
+    message_builder,
+)
+from statefun_core.errors import FunctionFailedError
+from statefun_core.plugins import hookimpl, make_plugin_manager
+
+from .wire import to_function
+
+GREETER = "example/greeter"
+BROKEN = "example/broken"
+SEEN_2 = {"seen": (IntType.typename, IntType.serializer().serialize(2))}
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PARENT_ID = "b7ad6b7169203331"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider
+    provider.shutdown()
+
+
+def make_functions(tracer: trace.Tracer) -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind(GREETER, specs=[ValueSpec("seen", IntType)])
+    def greeter(context: Context, message: Message) -> None:
+        with tracer.start_as_current_span("inside greeter"):
+            context.storage.seen = (context.storage.seen or 0) + 1
+            context.send(message_builder("example/inbox", "x", str_value=message.as_string()))
+
+    @functions.bind(BROKEN)
+    async def broken(context: Context, message: Message) -> None:
+        raise RuntimeError("boom")
+
+    return functions
+
+
+@pytest.fixture
+def handler(provider: TracerProvider) -> RequestReplyHandler:
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    return RequestReplyHandler(make_functions(provider.get_tracer("test")), plugins=plugins)
+
+
+def by_name(exporter: InMemorySpanExporter) -> dict[str, list[ReadableSpan]]:
+    spans: dict[str, list[ReadableSpan]] = {}
+    for span in exporter.get_finished_spans():
+        spans.setdefault(span.name, []).append(span)
+    return spans
+
+
+def batch_and_invocations(
+    exporter: InMemorySpanExporter, name: str
+) -> tuple[ReadableSpan, list[ReadableSpan]]:
+    spans = by_name(exporter)[name]
+    (batch,) = [s for s in spans if "statefun.batch.size" in (s.attributes or {})]
+    invocations = [s for s in spans if s is not batch]
+    return batch, sorted(
+        invocations, key=lambda s: (s.attributes or {})["statefun.invocation.index"]
+    )
+
+
+def test_a_batch_span_with_a_child_per_invocation(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    handler.handle_sync(to_function(GREETER, "ann", "ann", "bob", state=SEEN_2))
+
+    batch, invocations = batch_and_invocations(exporter, GREETER)
+    assert batch.kind is SpanKind.INTERNAL
+    assert batch.parent is None
+    assert batch.status.status_code is StatusCode.UNSET
+    assert dict(batch.attributes or {}) == {
+        "statefun.function.type": GREETER,
+        "statefun.function.id": "ann",
+        "statefun.batch.size": 2,
+        "statefun.state.read_bytes": 5,
+        "statefun.state.written_bytes": 5,
+        "statefun.outgoing.messages": 2,
+        "statefun.outgoing.delayed": 0,
+        "statefun.outgoing.egress": 0,
+        "statefun.outcome": "ok",
+    }
+    assert [(s.attributes or {})["statefun.invocation.index"] for s in invocations] == [0, 1]
+    for invocation in invocations:
+        assert invocation.kind is SpanKind.INTERNAL
+        assert invocation.parent is not None
+        assert invocation.parent.span_id == batch.context.span_id
+        assert (invocation.attributes or {})["statefun.outcome"] == "ok"
+        assert (invocation.attributes or {})["statefun.argument.type"] == (
+            "io.statefun.types/string"
+        )
+
+
+def test_the_invocation_span_is_current_while_the_function_runs(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2))
+    _, (invocation,) = batch_and_invocations(exporter, GREETER)
+    (inside,) = by_name(exporter)["inside greeter"]
+    assert inside.parent is not None
+    assert inside.parent.span_id == invocation.context.span_id
+    assert not trace.get_current_span().get_span_context().is_valid  # detached again
+
+
+def test_a_traceparent_header_is_continued(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    headers = {"Traceparent": TRACEPARENT}  # any case
+    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2), headers)
+    batch, (invocation,) = batch_and_invocations(exporter, GREETER)
+    assert batch.parent is not None
+    assert format(batch.context.trace_id, "032x") == TRACE_ID
+    assert format(batch.parent.span_id, "016x") == PARENT_ID
+    assert batch.parent.is_remote
+    assert invocation.context.trace_id == batch.context.trace_id
+
+
+def test_a_current_span_is_the_parent_rather_than_the_header(
+    handler: RequestReplyHandler, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = provider.get_tracer("http-server")
+    with tracer.start_as_current_span("POST /statefun", kind=SpanKind.SERVER) as server:
+        handler.handle_sync(
+            to_function(GREETER, "ann", "ann", state=SEEN_2), {"traceparent": TRACEPARENT}
+        )
+    batch, _ = batch_and_invocations(exporter, GREETER)
+    assert batch.parent is not None
+    assert batch.parent.span_id == server.get_span_context().span_id
+
+
+def test_an_injected_propagator_reads_the_headers(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    class OwnHeader(TextMapPropagator):
+        """Reads the W3C value from a header of its own name."""
+
+        def extract(self, carrier, context=None, getter=default_getter):  # type: ignore[no-untyped-def]
+            value = getter.get(carrier, "x-own-trace")
+            carrier = {"traceparent": value[0]} if value else {}
+            return TraceContextTextMapPropagator().extract(carrier, context)
+
+        def inject(self, carrier, context=None, setter=default_setter):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+        @property
+        def fields(self) -> set[str]:
+            return {"x-own-trace"}
+
+    plugin = OpenTelemetryPlugin(tracer_provider=provider, propagator=OwnHeader())
+    handler = RequestReplyHandler(
+        make_functions(provider.get_tracer("test")),
+        plugins=make_plugin_manager([plugin], load_entrypoints=False),
+    )
+    handler.handle_sync(
+        to_function(GREETER, "ann", "ann", state=SEEN_2),
+        {"x-own-trace": TRACEPARENT, "traceparent": f"00-{'1' * 32}-{'2' * 16}-01"},
+    )
+    batch, _ = batch_and_invocations(exporter, GREETER)
+    assert format(batch.context.trace_id, "032x") == TRACE_ID
+
+
+def test_a_raising_function_records_the_exception_and_status_error(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    with pytest.raises(FunctionFailedError):
+        asyncio.run(handler.handle_async(to_function(BROKEN, "ann", "x", "y")))
+    batch, invocations = batch_and_invocations(exporter, BROKEN)
+    assert len(invocations) == 1  # the batch stops at the first failure
+    for span in (batch, invocations[0]):
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description == "RuntimeError: boom"
+        assert (span.attributes or {})["statefun.outcome"] == "error"
+        (event,) = span.events
+        assert event.name == "exception"
+        assert (event.attributes or {})["exception.type"] == "RuntimeError"
+        assert (event.attributes or {})["exception.message"] == "boom"
+
+
+def test_missing_state_ends_the_batch_span_without_invocations(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    asyncio.run(handler.handle_async(to_function(GREETER, "ann", "ann")))
+    (batch,) = exporter.get_finished_spans()
+    assert (batch.attributes or {})["statefun.outcome"] == "missing_state"
+    assert tuple((batch.attributes or {})["statefun.state.missing"]) == ("seen",)
+    assert batch.status.status_code is StatusCode.UNSET
+
+
+def test_the_spans_are_carried_in_scratch(provider: TracerProvider) -> None:
+    seen: list[object] = []
+
+    class Peek:
+        @hookimpl(trylast=True)
+        def statefun_invocation_started(self, invocation) -> None:  # type: ignore[no-untyped-def]
+            seen.append(invocation.batch.scratch[SCRATCH_KEY])
+            seen.append(invocation.scratch[SCRATCH_KEY])
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider), Peek()], load_entrypoints=False
+    )
+    handler = RequestReplyHandler(make_functions(provider.get_tracer("t")), plugins=plugins)
+    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2))
+    batch_span, invocation_span = seen
+    assert isinstance(batch_span, trace.Span) and isinstance(invocation_span, trace.Span)
+    assert batch_span is not invocation_span
+
+
+def test_the_entry_point_traces_with_the_global_provider(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from statefun_opentelemetry.default import plugin
+
+    manager = make_plugin_manager()
+    assert manager.get_plugin("opentelemetry") is plugin
+    trace.set_tracer_provider(provider)  # once per process; the default plugin follows it
+    handler = RequestReplyHandler(make_functions(provider.get_tracer("t")), plugins=manager)
+    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2))
+    batch, _ = batch_and_invocations(exporter, GREETER)
+    assert (batch.attributes or {})["statefun.function.id"] == "ann"
+
+
+def test_the_entry_point_can_be_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "prometheus, opentelemetry")
+    assert make_plugin_manager().get_plugin("opentelemetry") is None
