@@ -1,0 +1,127 @@
+"""The endpoint view, ``setup`` for an existing application and ``create_app`` for a sub-app."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from concurrent.futures import Executor
+from typing import Optional, Union
+
+import pluggy
+from aiohttp import web
+
+from statefun_core import RequestReplyHandler, StatefulFunctions
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_response
+
+__all__ = ["HANDLER_KEY", "create_app", "handle_request", "metrics_view", "setup"]
+
+#: Where ``setup`` keeps the handler: ``request.config_dict[HANDLER_KEY]`` (sub-apps inherit it).
+HANDLER_KEY = web.AppKey("statefun_handler", RequestReplyHandler)
+
+FunctionsOrHandler = Union[StatefulFunctions, RequestReplyHandler]
+
+
+async def handle_request(request: web.Request) -> web.Response:
+    """POST a ``ToFunction``, get the ``FromFunction`` reply (``application/octet-stream``).
+
+    The request headers reach the plugin hooks through ``handle_async(..., headers=...)``.
+    A body over the application's ``client_max_size`` is answered 413.
+    """
+    if request.method != "POST":
+        response = _error_response(MethodNotAllowedError(f"{request.method} is not allowed"))
+        response.headers["Allow"] = "POST"
+        return response
+    handler = request.config_dict[HANDLER_KEY]
+    try:
+        body = await request.read()
+        reply = await handler.handle_async(body, headers=request.headers)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.client_max_size
+        return _error_response(RequestTooLargeError(request.content_length or limit + 1, limit))
+    except Exception as error:
+        return _error_response(error)
+    return web.Response(body=reply, content_type=CONTENT_TYPE)
+
+
+def _error_response(error: Exception) -> web.Response:
+    status, text = error_response(error)
+    return web.Response(status=status, text=text)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus exposition of statefun-prometheus's registry."""
+    metrics_response = importlib.import_module("statefun_prometheus").metrics_response
+    body, content_type = metrics_response()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def setup(
+    app: web.Application,
+    functions_or_handler: FunctionsOrHandler,
+    *,
+    path: str = "/statefun",
+    executor: Optional[Executor] = None,
+    plugins: Optional[pluggy.PluginManager] = None,
+    metrics_path: Optional[str] = "/metrics",
+) -> RequestReplyHandler:
+    """Serve the functions at ``POST path`` on ``app``; returns the handler it serves with.
+
+    Other methods are answered 405 with ``Allow: POST``.
+
+    Given :class:`StatefulFunctions`, builds a :class:`RequestReplyHandler` with ``plugins`` and
+    ``executor`` (the pool for functions bound with ``blocking=True``; default: the loop's).
+    When statefun-prometheus is installed, ``GET metrics_path`` serves the metrics (pass
+    ``metrics_path=None`` to leave it out). The body limit is the application's own
+    ``client_max_size``: set it on the application the server runs.
+    """
+    handler = _as_handler(functions_or_handler, executor=executor, plugins=plugins)
+    app[HANDLER_KEY] = handler
+    app.router.add_route("*", path, handle_request)
+    if metrics_path is not None and importlib.util.find_spec("statefun_prometheus") is not None:
+        app.router.add_get(metrics_path, metrics_view)
+    return handler
+
+
+def create_app(
+    functions_or_handler: FunctionsOrHandler,
+    *,
+    client_max_size: int = DEFAULT_MAX_REQUEST_BYTES,
+    executor: Optional[Executor] = None,
+    plugins: Optional[pluggy.PluginManager] = None,
+    metrics_path: Optional[str] = "/metrics",
+) -> web.Application:
+    """An application serving the functions at its root, with or without a trailing slash.
+
+    Run it (``web.run_app(create_app(functions))``) or mount it:
+    ``app.add_subapp("/statefun/", create_app(functions))`` serves ``POST /statefun``. Mounted,
+    the parent application's ``client_max_size`` is the one in force.
+    """
+    app = web.Application(client_max_size=client_max_size)
+    setup(
+        app,
+        functions_or_handler,
+        path="",
+        executor=executor,
+        plugins=plugins,
+        metrics_path=metrics_path,
+    )
+    app.router.add_route("*", "/", handle_request)
+    return app
+
+
+def _as_handler(
+    functions_or_handler: FunctionsOrHandler,
+    *,
+    executor: Optional[Executor],
+    plugins: Optional[pluggy.PluginManager],
+) -> RequestReplyHandler:
+    if isinstance(functions_or_handler, RequestReplyHandler):
+        if executor is not None or plugins is not None:
+            raise ValueError("pass executor and plugins to the RequestReplyHandler itself")
+        return functions_or_handler
+    if isinstance(functions_or_handler, StatefulFunctions):
+        return RequestReplyHandler(functions_or_handler, executor=executor, plugins=plugins)
+    raise TypeError(
+        f"expected StatefulFunctions or a RequestReplyHandler, got {functions_or_handler!r}"
+    )

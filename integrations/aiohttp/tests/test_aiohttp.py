@@ -1,0 +1,197 @@
+"""statefun_aiohttp against a real aiohttp server on 127.0.0.1, with real protobuf bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from typing import Any
+
+import pytest
+import statefun_aiohttp
+from aiohttp import web
+from aiohttp.test_utils import AioHTTPTestCase
+
+from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
+from statefun_core.plugins import BatchEvent
+
+from .functions import BLOCKING, FAILING, make_functions
+from .wire import GREETER, INBOX, greetings, missing_states, to_function
+
+LIMIT = 64 * 1024
+
+
+class HeaderRecorder:
+    """A real plugin: keeps the X-Request-Id header of each batch."""
+
+    def __init__(self) -> None:
+        self.request_ids: list[str] = []
+
+    @hookimpl
+    def statefun_batch_started(self, batch: BatchEvent) -> None:
+        self.request_ids.append(batch.headers.get("X-Request-Id", ""))
+
+
+class StatefunAppTest(AioHTTPTestCase):
+    """``setup(app, ...)`` on an existing application."""
+
+    async def get_application(self) -> web.Application:
+        self.recorder = HeaderRecorder()
+        self.executor = ThreadPoolExecutor(2, thread_name_prefix="statefun-blocking")
+        app = web.Application(client_max_size=LIMIT)
+        self.handler = statefun_aiohttp.setup(
+            app,
+            make_functions(),
+            executor=self.executor,
+            plugins=make_plugin_manager([self.recorder], load_entrypoints=False),
+        )
+        return app
+
+    async def asyncTearDown(self) -> None:
+        await super().asyncTearDown()
+        self.executor.shutdown()
+
+    async def post(self, body: bytes, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
+        async with self.client.post("/statefun", data=body, **kwargs) as response:
+            raw = {key.decode(): value.decode() for key, value in response.raw_headers}
+            return response.status, raw, await response.read()
+
+    async def test_greeter_reply(self) -> None:
+        status, headers, body = await self.post(to_function(GREETER, "Ann", "Ann", seen_count=2))
+        assert status == 200
+        assert headers["Content-Type"] == "application/octet-stream"
+        assert greetings(body) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
+
+    async def test_handler_is_reachable_through_the_app_key(self) -> None:
+        assert self.app[statefun_aiohttp.HANDLER_KEY] is self.handler
+
+    async def test_state_discovery(self) -> None:
+        status, headers, body = await self.post(
+            to_function(GREETER, "Ann", "Ann", with_state=False)
+        )
+        assert status == 200
+        assert headers["Content-Type"] == "application/octet-stream"
+        assert missing_states(body) == [("seen_count", "io.statefun.types/int")]
+
+    async def test_batch(self) -> None:
+        status, _, body = await self.post(to_function(GREETER, "Bo", "Bo", "Bo", "Bo"))
+        assert status == 200
+        seen, sent = greetings(body)
+        assert seen == 3
+        assert [text for _, _, text in sent] == [f"Hello Bo for the {n}th time!" for n in (1, 2, 3)]
+
+    async def test_garbage_body_is_400(self) -> None:
+        status, _, body = await self.post(b"\xff\xff\xff not a protobuf")
+        assert status == 400
+        assert b"Traceback" not in body
+
+    async def test_unknown_function_is_404(self) -> None:
+        status, _, _ = await self.post(to_function("com.example.fns/nobody", "x", "x"))
+        assert status == 404
+
+    async def test_get_is_405_with_allow(self) -> None:
+        async with self.client.get("/statefun") as response:
+            assert response.status == 405
+            assert response.headers["Allow"] == "POST"
+
+    async def test_body_over_client_max_size_is_413(self) -> None:
+        status, _, _ = await self.post(b"\x00" * (LIMIT + 1))
+        assert status == 413
+        status, _, body = await self.post(to_function(GREETER, "Cy", "Cy"))
+        assert status == 200
+        assert greetings(body)[0] == 1
+
+    async def test_raising_function_is_500_without_traceback(self) -> None:
+        with self.assertLogs("statefun_core", logging.ERROR) as logs:
+            status, _, body = await self.post(to_function(FAILING, "x", "x", with_state=False))
+        assert status == 500
+        assert body and b"Traceback" not in body and b"on purpose" not in body
+        assert "on purpose" in logs.output[0]
+        status, _, _ = await self.post(to_function(GREETER, "Di", "Di"))
+        assert status == 200
+
+    async def test_headers_reach_the_hooks(self) -> None:
+        await self.post(to_function(GREETER, "Ed", "Ed"), headers={"X-Request-Id": "r-42"})
+        assert self.recorder.request_ids == ["r-42"]
+
+    async def test_blocking_function_runs_on_the_given_executor(self) -> None:
+        status, _, body = await self.post(to_function(BLOCKING, "Fi", "Fi", with_state=False))
+        assert status == 200
+        ((_, _, thread_name),) = greetings(body)[1]
+        assert thread_name.startswith("statefun-blocking")
+
+    async def test_concurrent_requests_do_not_cross_talk(self) -> None:
+        names = [f"user-{n}" for n in range(200)]
+
+        async def greet(n: int, name: str) -> tuple[str, tuple[Any, ...]]:
+            status, _, body = await self.post(to_function(GREETER, name, name, seen_count=n))
+            assert status == 200
+            return name, greetings(body)
+
+        replies = await asyncio.gather(*(greet(n, name) for n, name in enumerate(names)))
+        for n, (name, (seen, sent)) in enumerate(replies):
+            assert seen == n + 1
+            assert sent == [(INBOX, name, f"Hello {name} for the {n + 1}th time!")]
+
+
+class SubAppTest(AioHTTPTestCase):
+    """``create_app`` mounted with ``add_subapp``: the handler is found through config_dict."""
+
+    async def get_application(self) -> web.Application:
+        self.handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        app = web.Application()
+        app.add_subapp("/statefun/", statefun_aiohttp.create_app(self.handler))
+        return app
+
+    async def test_served_with_and_without_trailing_slash(self) -> None:
+        for path in ("/statefun", "/statefun/"):
+            async with self.client.post(path, data=to_function(GREETER, "Ann", "Ann")) as response:
+                assert response.status == 200
+                assert response.headers["Content-Type"] == "application/octet-stream"
+                assert greetings(await response.read())[0] == 1
+
+    async def test_get_is_405(self) -> None:
+        async with self.client.get("/statefun") as response:
+            assert response.status == 405
+
+
+class MetricsTest(AioHTTPTestCase):
+    async def get_application(self) -> web.Application:
+        pytest.importorskip("statefun_prometheus")
+        app = web.Application()
+        statefun_aiohttp.setup(app, make_functions())  # the installed plugins, prometheus too
+        return app
+
+    async def test_metrics_after_a_request(self) -> None:
+        await self.client.post("/statefun", data=to_function(GREETER, "Ann", "Ann"))
+        async with self.client.get("/metrics") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain")
+            assert 'statefun_batches_total{function_type="com.example.fns/greeter"' in (
+                await response.text()
+            )
+
+
+def test_setup_rejects_executor_with_a_ready_handler() -> None:
+    handler = RequestReplyHandler(make_functions(), plugins=make_plugin_manager())
+    with pytest.raises(ValueError, match="RequestReplyHandler"):
+        statefun_aiohttp.setup(web.Application(), handler, executor=ThreadPoolExecutor(1))
+
+
+def test_entry_point_names_the_integration() -> None:
+    (entry_point,) = [e for e in metadata.entry_points(group="statefun") if e.name == "aiohttp"]
+    assert entry_point.load().FRAMEWORK == "aiohttp"
+    assert make_plugin_manager().has_plugin("aiohttp")
+
+
+def test_import_without_aiohttp_says_what_to_install() -> None:
+    code = "import sys; sys.modules['aiohttp'] = None; import statefun_aiohttp"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "IntegrationNotAvailableError" in result.stderr
+    assert "pip install statefun-aiohttp" in result.stderr
