@@ -1,0 +1,83 @@
+"""The endpoint: a blueprint whose one view hands the request body to a RequestReplyHandler."""
+
+from __future__ import annotations
+
+from typing import Union
+
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from statefun_core import RequestReplyHandler, StatefulFunctions
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.http import CONTENT_TYPE, error_response
+
+__all__ = ["FunctionsOrHandler", "as_handler", "make_blueprint", "metrics_view"]
+
+FunctionsOrHandler = Union[StatefulFunctions, RequestReplyHandler]
+
+# Every method but POST reaches the view, so that it too is answered through error_response.
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def as_handler(functions_or_handler: FunctionsOrHandler) -> RequestReplyHandler:
+    """The handler to serve: the given one, or a new one for a ``StatefulFunctions``."""
+    if isinstance(functions_or_handler, RequestReplyHandler):
+        return functions_or_handler
+    if isinstance(functions_or_handler, StatefulFunctions):
+        return RequestReplyHandler(functions_or_handler)
+    raise TypeError(
+        "expected a StatefulFunctions or a RequestReplyHandler, "
+        f"got {type(functions_or_handler).__name__}"
+    )
+
+
+def make_blueprint(
+    functions_or_handler: FunctionsOrHandler,
+    url_prefix: str = "/statefun",
+    name: str = "statefun",
+) -> Blueprint:
+    """A blueprint that serves ``POST <url_prefix>`` (endpoint ``<name>.endpoint``).
+
+    Requests are handled with ``handle_sync`` on the worker's thread: no event loop is made
+    per request, and ``async`` functions still work (the handler steps them itself). The
+    request body is limited by Flask's ``MAX_CONTENT_LENGTH``.
+    """
+    handler = as_handler(functions_or_handler)
+    blueprint = Blueprint(name, __name__, url_prefix=url_prefix or "/")
+
+    def endpoint() -> Response:
+        if request.method != "POST":
+            return statefun_error(MethodNotAllowedError(f"{request.method} is not allowed"))
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            limit = request.max_content_length or 0
+            return statefun_error(RequestTooLargeError(request.content_length or 0, limit))
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        try:
+            reply = handler.handle_sync(body, headers=headers)
+        except Exception as error:
+            return statefun_error(error)
+        return Response(reply, content_type=CONTENT_TYPE)
+
+    blueprint.add_url_rule(
+        "", "endpoint", endpoint, methods=_METHODS, provide_automatic_options=False
+    )
+    return blueprint
+
+
+def statefun_error(error: BaseException) -> Response:
+    """The response for a failed request: the core's status and short text, no traceback."""
+    status, text = error_response(error)
+    response = Response(text, status=status, content_type="text/plain; charset=utf-8")
+    if status == 405:
+        response.headers["Allow"] = "POST"
+    return response
+
+
+def metrics_view() -> Response:
+    """``GET``: the Prometheus exposition of statefun-prometheus (which must be installed)."""
+    from statefun_prometheus import metrics_response
+
+    body, content_type = metrics_response()
+    return Response(body, content_type=content_type)

@@ -1,0 +1,76 @@
+"""The Flask extension: ``Statefun(app)`` or ``Statefun()`` then ``init_app(app)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.util import find_spec
+from typing import Optional, Union
+
+from flask import Flask, current_app
+from werkzeug.utils import import_string
+
+from statefun_core import RequestReplyHandler
+
+from .blueprint import FunctionsOrHandler, as_handler, make_blueprint, metrics_view
+
+__all__ = ["Statefun", "StatefunState"]
+
+
+@dataclass
+class StatefunState:
+    """What the extension keeps per application, in ``app.extensions["statefun"]``."""
+
+    handler: RequestReplyHandler
+
+
+class Statefun:
+    """Serves StateFun functions from a Flask app, configured by ``STATEFUN_*`` keys.
+
+    ``functions`` (a ``StatefulFunctions`` or a ``RequestReplyHandler``) is the default for
+    ``STATEFUN_FUNCTIONS``; the app's config wins. Keys, with their defaults:
+
+    - ``STATEFUN_FUNCTIONS``: the functions, as an object or a dotted path
+      (``"proj.fns:functions"`` or ``"proj.fns.functions"``).
+    - ``STATEFUN_URL_PREFIX`` = ``"/statefun"``: where the runtime POSTs.
+    - ``STATEFUN_METRICS_PATH`` = ``"/metrics"``: Prometheus exposition, served when
+      statefun-prometheus is installed; ``None`` turns it off.
+
+    The request body limit is Flask's ``MAX_CONTENT_LENGTH`` (answered with 413).
+    """
+
+    def __init__(
+        self,
+        app: Optional[Flask] = None,
+        functions: Union[FunctionsOrHandler, str, None] = None,
+    ) -> None:
+        self.functions = functions
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        config = app.config
+        config.setdefault("STATEFUN_FUNCTIONS", self.functions)
+        config.setdefault("STATEFUN_URL_PREFIX", "/statefun")
+        config.setdefault("STATEFUN_METRICS_PATH", "/metrics")
+
+        functions = config["STATEFUN_FUNCTIONS"]
+        if functions is None:
+            raise RuntimeError(
+                "statefun_flask: no functions to serve; pass Statefun(app, functions) "
+                "or set app.config['STATEFUN_FUNCTIONS']"
+            )
+        if isinstance(functions, str):
+            functions = import_string(functions)
+        handler = as_handler(functions)
+
+        app.extensions["statefun"] = StatefunState(handler=handler)
+        app.register_blueprint(make_blueprint(handler, url_prefix=config["STATEFUN_URL_PREFIX"]))
+        metrics_path = config["STATEFUN_METRICS_PATH"]
+        if metrics_path and find_spec("statefun_prometheus") is not None:
+            app.add_url_rule(metrics_path, "statefun_metrics", metrics_view, methods=["GET"])
+
+    @property
+    def handler(self) -> RequestReplyHandler:
+        """The current app's handler (inside an application context)."""
+        state: StatefunState = current_app.extensions["statefun"]
+        return state.handler

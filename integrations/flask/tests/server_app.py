@@ -1,0 +1,12 @@
+"""The app the server tests run under gunicorn: ``gunicorn tests.server_app:app``."""
+
+from flask import Flask
+from statefun_flask import Statefun
+
+from .functions import make_functions
+
+LIMIT = 64 * 1024
+
+app = Flask(__name__)
+app.config["MAX_CONTENT_LENGTH"] = LIMIT
+Statefun(app, make_functions())

@@ -1,0 +1,216 @@
+"""statefun_flask through Flask's test client, with real protobuf bytes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from statefun_flask import Statefun, StatefunState, make_blueprint
+
+from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
+from statefun_core.plugins import BatchEvent
+
+from .functions import FAILING, make_functions
+from .wire import GREETER, INBOX, greetings, missing_states, to_function
+
+LIMIT = 64 * 1024
+
+
+class HeaderRecorder:
+    """A real plugin: keeps the headers each batch was started with."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+
+    @hookimpl
+    def statefun_batch_started(self, batch: BatchEvent) -> None:
+        self.headers.append(dict(batch.headers))
+
+
+@pytest.fixture
+def recorder() -> HeaderRecorder:
+    return HeaderRecorder()
+
+
+@pytest.fixture
+def app(recorder: HeaderRecorder) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = LIMIT
+    plugins = make_plugin_manager([recorder], load_entrypoints=False)
+    Statefun(app, RequestReplyHandler(make_functions(), plugins=plugins))
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def post(client: FlaskClient, body: bytes, path: str = "/statefun", **kwargs: object) -> object:
+    return client.post(path, data=body, content_type="application/octet-stream", **kwargs)
+
+
+def test_greeter_reply(client: FlaskClient) -> None:
+    response = post(client, to_function(GREETER, "Ann", "Ann", seen_count=2))
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert greetings(response.data) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
+
+
+def test_state_discovery(client: FlaskClient) -> None:
+    response = post(client, to_function(GREETER, "Ann", "Ann", with_state=False))
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert missing_states(response.data) == [("seen_count", "io.statefun.types/int")]
+
+
+def test_batch(client: FlaskClient) -> None:
+    response = post(client, to_function(GREETER, "Bo", "Bo", "Cy", "Bo", seen_count=None))
+    seen, sent = greetings(response.data)
+    assert seen == 3
+    assert [greeting for _, _, greeting in sent] == [
+        "Hello Bo for the 1th time!",
+        "Hello Cy for the 2th time!",
+        "Hello Bo for the 3th time!",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"\xff\xff\xff", 400),  # not protobuf
+        (b"", 400),  # a ToFunction without an invocation batch
+        (to_function("com.example.fns/nobody", "x", "x"), 404),
+        (to_function(FAILING, "x", "x", with_state=False), 500),
+    ],
+    ids=["malformed", "empty", "unknown-function", "function-fails"],
+)
+def test_error_statuses(client: FlaskClient, body: bytes, status: int) -> None:
+    response = post(client, body)
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    text = response.get_data(as_text=True)
+    assert 0 < len(text) < 100
+    assert "Traceback" not in text
+    assert "on purpose" not in text
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS", "HEAD"])
+def test_only_post_is_allowed(client: FlaskClient, method: str) -> None:
+    response = client.open("/statefun", method=method)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+
+
+def test_body_over_max_content_length_is_413(client: FlaskClient) -> None:
+    response = post(client, to_function(GREETER, "Ann", "x" * LIMIT))
+    assert response.status_code == 413
+    assert response.get_data(as_text=True) == "Payload Too Large"
+
+
+def test_request_headers_reach_the_plugins(client: FlaskClient, recorder: HeaderRecorder) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    post(client, to_function(GREETER, "Ann", "Ann"), headers={"Traceparent": traceparent})
+    assert recorder.headers[-1]["traceparent"] == traceparent
+
+
+# --- the extension ------------------------------------------------------------------------
+
+
+def test_extension_keeps_its_state_in_app_extensions(app: Flask) -> None:
+    state = app.extensions["statefun"]
+    assert isinstance(state, StatefunState)
+    assert isinstance(state.handler, RequestReplyHandler)
+    with app.app_context():
+        assert Statefun().handler is state.handler
+
+
+def test_init_app_serves_several_apps_without_keeping_one() -> None:
+    statefun = Statefun(functions=make_functions())
+    first, second = Flask("first"), Flask("second")
+    second.config["STATEFUN_URL_PREFIX"] = "/fns"
+    statefun.init_app(first)
+    statefun.init_app(second)
+    assert not hasattr(statefun, "app")
+    assert first.extensions["statefun"].handler is not second.extensions["statefun"].handler
+    body = to_function(GREETER, "Ann", "Ann", seen_count=0)
+    assert post(first.test_client(), body).status_code == 200
+    assert post(second.test_client(), body, path="/fns").status_code == 200
+    assert post(second.test_client(), body).status_code == 404
+
+
+def test_config_defaults_are_set_and_not_overridden() -> None:
+    app = Flask(__name__)
+    app.config["STATEFUN_URL_PREFIX"] = "/custom"
+    Statefun(app, make_functions())
+    assert app.config["STATEFUN_URL_PREFIX"] == "/custom"
+    assert app.config["STATEFUN_METRICS_PATH"] == "/metrics"
+    assert app.url_map.bind("localhost").match("/custom", method="POST")[0] == "statefun.endpoint"
+
+
+@pytest.mark.parametrize("path", ["tests.functions:functions", "tests.functions.functions"])
+def test_functions_by_dotted_path(path: str) -> None:
+    app = Flask(__name__)
+    app.config["STATEFUN_FUNCTIONS"] = path
+    Statefun(app)
+    response = post(app.test_client(), to_function(GREETER, "Ann", "Ann", seen_count=0))
+    assert greetings(response.data)[0] == 1
+
+
+def test_no_functions_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="STATEFUN_FUNCTIONS"):
+        Statefun(Flask(__name__))
+
+
+def test_blueprint_alone() -> None:
+    app = Flask(__name__)
+    app.register_blueprint(make_blueprint(make_functions(), url_prefix="/fns", name="fns"))
+    response = post(app.test_client(), to_function(GREETER, "Ann", "Ann"), path="/fns")
+    assert response.status_code == 200
+    assert greetings(response.data)[0] == 1
+    assert "statefun" not in app.extensions
+
+
+def test_blueprint_rejects_what_it_cannot_serve() -> None:
+    with pytest.raises(TypeError, match="StatefulFunctions"):
+        make_blueprint(object())  # type: ignore[arg-type]
+
+
+# --- metrics, entry point, import guard ---------------------------------------------------
+
+
+def test_metrics_when_statefun_prometheus_is_installed() -> None:
+    pytest.importorskip("statefun_prometheus")
+    app = Flask(__name__)
+    Statefun(app, make_functions())
+    client = app.test_client()
+    post(client, to_function(GREETER, "Ann", "Ann", seen_count=0))
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert b"statefun_" in response.data
+
+
+def test_metrics_path_none_turns_metrics_off() -> None:
+    app = Flask(__name__)
+    app.config["STATEFUN_METRICS_PATH"] = None
+    Statefun(app, make_functions())
+    assert app.test_client().get("/metrics").status_code == 404
+
+
+def test_entry_point_names_the_integration() -> None:
+    (entry_point,) = [ep for ep in metadata.entry_points(group="statefun") if ep.name == "flask"]
+    assert entry_point.value == "statefun_flask.plugin"
+    assert make_plugin_manager().has_plugin("flask")
+
+
+def test_import_without_flask_says_what_to_install() -> None:
+    code = "import sys; sys.modules['flask'] = None; import statefun_flask"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "IntegrationNotAvailableError" in result.stderr
+    assert "pip install statefun-flask" in result.stderr
