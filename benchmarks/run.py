@@ -192,12 +192,14 @@ def run_rounds(
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         return values[0], values[0], values[0]
-    q1, q2, q3 = statistics.quantiles(values, n=4)
+    q1, _, q3 = statistics.quantiles(values, n=4)
     return q1, statistics.median(values), q3
 
 
 def report(
-    impls: list[Impl], cells: list[tuple[str, str]], samples: dict[tuple[str, str, str], list[float]]
+    impls: list[Impl],
+    cells: list[tuple[str, str]],
+    samples: dict[tuple[str, str, str], list[float]],
 ) -> dict[str, Any]:
     keys = [impl.key for impl in impls]
     median = {key: statistics.median(values) for key, values in samples.items()}
@@ -225,7 +227,8 @@ def report(
         rows.append(row)
         print(line)
     spread, where = max(
-        ((q3 - q1) / q2, key) for key, (q1, q2, q3) in ((k, quartiles(v)) for k, v in samples.items())
+        ((q3 - q1) / q2, key)
+        for key, (q1, q2, q3) in ((k, quartiles(v)) for k, v in samples.items())
     )
     print(f"\nLargest spread between rounds (IQR / median): {spread:.1%} at {'/'.join(where)}")
     return {"rows": rows}
@@ -235,7 +238,9 @@ def report(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="few short rounds (a smoke test)")
     parser.add_argument("--rounds", type=int, help="rounds of timing (default 60, quick 5)")
     parser.add_argument("--block-ms", type=float, help="time per timed block (default 25, quick 5)")
@@ -290,10 +295,10 @@ def main() -> int:
             profiled = next(impl for impl in impls if impl.key == args.profile)
             for payload, handler in cells:
                 n = profiled.ask("calibrate", payload=payload, handler=handler, target_ns=10**9)
-                text = profiled.ask(
-                    "profile", payload=payload, handler=handler, n=n["n"], top=25
-                )["text"]
-                print(f"\n=== profile of {profiled.name}: {payload} / {handler} ({n['n']} requests)")
+                text = profiled.ask("profile", payload=payload, handler=handler, n=n["n"], top=25)[
+                    "text"
+                ]
+                print(f"\n=== {profiled.name}: {payload} / {handler}, {n['n']} requests")
                 print(text)
             return 0
         timed = [impl for impl in impls if impl.key in args.impls]

@@ -32,7 +32,9 @@ def bind(sdk: ModuleType) -> Any:
             )
         )
 
-    @functions.bind(STATE10, specs=[sdk.ValueSpec(name=n, type=sdk.StringType) for n in STATE10_NAMES])
+    @functions.bind(
+        STATE10, specs=[sdk.ValueSpec(name=n, type=sdk.StringType) for n in STATE10_NAMES]
+    )
     async def rotate(context: Any, message: Any) -> None:
         shift = message.as_int()
         storage = context.storage

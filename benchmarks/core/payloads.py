@@ -101,7 +101,10 @@ def build() -> dict[str, bytes]:
         "state10": to_function(
             STATE10,
             "doc-7",
-            [(name, STRING, string_value(state10_value(i))) for i, name in enumerate(STATE10_NAMES)],
+            [
+                (name, STRING, string_value(state10_value(i)))
+                for i, name in enumerate(STATE10_NAMES)
+            ],
             [(INT, int_value(3))],
         ),
         "fanout": to_function(FANOUT, "Carol", [], [(STRING, string_value("Carol"))]),

@@ -46,8 +46,9 @@ def make_handler(impl: str, descriptors: str) -> tuple[Any, dict[str, str]]:
     from .functions import bind
 
     if impl == "official":
-        import statefun as sdk
         from importlib.metadata import version
+
+        import statefun as sdk
 
         info["sdk"] = f"apache-flink-statefun {version('apache-flink-statefun')}"
         return sdk.RequestReplyHandler(bind(sdk)), info
