@@ -82,8 +82,11 @@ def protos(session: nox.Session) -> None:
 
 @nox.session(python="3.11", tags=["bench"])
 def bench(session: nox.Session) -> None:
-    """Benchmarks: see benchmarks/README.md."""
-    session.install("-e", ".")
+    """Ours vs the official SDK vs a no-SDK floor: see benchmarks/README.md.
+
+    The driver is standard-library only and makes one venv per implementation under
+    benchmarks/.venvs/. ``nox -s bench -- --quick`` for a short run.
+    """
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
