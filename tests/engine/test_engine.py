@@ -1,0 +1,562 @@
+"""The engine's rules, driven with hand-built replies (protocol §4 to §8, §11)."""
+
+from __future__ import annotations
+
+import pytest
+
+from statefun_core import protocol
+from statefun_core.engine import (
+    UNSET_TYPENAME,
+    Address,
+    Batch,
+    CancellationTokenError,
+    DiscoveryLoopError,
+    Engine,
+    ExpireMode,
+    InvalidReplyError,
+    ManualClock,
+    MemoryStore,
+    StaleBatchError,
+    StateTypeError,
+    TypedValue,
+    UnknownEgressError,
+    UnregisteredStateError,
+)
+
+from .replies import INT, STRING, Reply, arguments, missing, number, state_of, text
+
+COUNTER = Address("example/counter", "a")
+OTHER = Address("example/counter", "b")
+SINK = Address("example/sink", "a")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1_000)
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def engine(store: MemoryStore, clock: ManualClock) -> Engine:
+    return Engine(store, clock)
+
+
+def only_batch(engine: Engine) -> Batch:
+    batches = engine.next_batches()
+    assert len(batches) == 1, batches
+    return batches[0]
+
+
+def registered(engine: Engine, address: Address, *specs: tuple) -> Batch:
+    """Take the first batch for ``address`` and answer its discovery round with ``specs``."""
+    batch = only_batch(engine)
+    assert batch.address == address
+    engine.complete(batch, missing(*specs))
+    return only_batch(engine)
+
+
+# --- requests and batching ------------------------------------------------------------------
+
+
+def test_a_batch_carries_the_target_the_arguments_as_sent_and_no_caller_for_ingress(engine):
+    engine.send(COUNTER, TypedValue("example/opaque", b"", has_value=False))
+    engine.send(COUNTER, text("hi"), caller=SINK)
+
+    request = only_batch(engine).to_function().invocation
+
+    assert (request.target.namespace, request.target.type, request.target.id) == (
+        "example",
+        "counter",
+        "a",
+    )
+    first, second = request.invocations
+    assert not first.HasField("caller")
+    assert (first.argument.typename, first.argument.has_value) == ("example/opaque", False)
+    assert second.caller.type == "sink"
+    assert second.argument == text("hi").to_proto()
+    assert len(request.state) == 0
+
+
+def test_one_batch_in_flight_per_address_and_the_whole_buffer_is_the_next_batch(engine):
+    engine.send(COUNTER, text("1"))
+    first = only_batch(engine)
+    for value in ("2", "3", "4"):
+        engine.send(COUNTER, text(value))
+
+    assert engine.next_batches() == []
+    engine.complete(first, b"")
+
+    assert arguments(only_batch(engine)) == [b"2", b"3", b"4"]
+
+
+def test_messages_sent_while_applying_a_reply_come_after_the_batch_it_releases(engine):
+    engine.send(COUNTER, text("1"))
+    first = only_batch(engine)
+    engine.send(COUNTER, text("2"))
+
+    engine.complete(first, Reply().send(COUNTER, text("to self")).bytes())
+    released = only_batch(engine)
+    assert arguments(released) == [b"2"]
+    engine.complete(released, b"")
+
+    after = only_batch(engine)
+    assert arguments(after) == [b"to self"]
+    assert Address.from_proto(after.to_function().invocation.invocations[0].caller) == COUNTER
+
+
+def test_addresses_are_batched_independently_and_limit_caps_the_batches_taken(engine):
+    engine.send(COUNTER, text("a"))
+    engine.send(OTHER, text("b"))
+    engine.send(SINK, text("c"))
+
+    taken = engine.next_batches(limit=2)
+    assert [batch.address for batch in taken] == [COUNTER, OTHER]
+    assert [batch.address for batch in engine.next_batches()] == [SINK]
+
+
+def test_an_empty_reply_consumes_the_batch_without_effects(engine):
+    engine.send(COUNTER, text("x"))
+    completion = engine.complete(only_batch(engine), b"")
+
+    assert completion.sent == () and completion.mutated == ()
+    assert engine.is_idle()
+
+
+def test_backpressure_counts_the_messages_buffered_behind_the_batch_in_flight(store, clock):
+    engine = Engine(store, clock, backpressure_threshold=2)
+    engine.send(COUNTER, text("in flight"))
+    only_batch(engine)
+    engine.send(COUNTER, text("1"))
+    assert not engine.is_backpressured(COUNTER)
+
+    engine.send(COUNTER, text("2"))
+    assert engine.is_backpressured(COUNTER)
+    assert not engine.is_backpressured(OTHER)
+    assert not Engine(store, clock, backpressure_threshold=0).is_backpressured(COUNTER)
+
+
+def test_a_batch_can_be_larger_than_the_backpressure_threshold(store, clock):
+    engine = Engine(store, clock, backpressure_threshold=2)
+    engine.send(COUNTER, text("0"))
+    first = only_batch(engine)
+    for index in range(5):
+        engine.send(COUNTER, text(str(index)))
+    engine.complete(first, b"")
+
+    assert len(only_batch(engine).messages) == 5
+
+
+# --- state discovery ------------------------------------------------------------------------
+
+
+def test_discovery_registers_the_specs_and_resends_the_same_invocations(engine):
+    engine.send(COUNTER, text("1"), caller=SINK)
+    first = only_batch(engine)
+    engine.send(COUNTER, text("2"))
+
+    completion = engine.complete(first, missing(("seen", INT), ("name", STRING)))
+    retry = only_batch(engine)
+
+    assert completion.incomplete
+    assert [spec.name for spec in completion.registered] == ["seen", "name"]
+    assert retry.to_function().invocation.invocations == first.to_function().invocation.invocations
+    assert state_of(retry) == {"seen": None, "name": None}
+    assert retry.discovery_round == 1
+
+
+def test_specs_belong_to_the_function_type_so_other_ids_get_them_at_once(engine):
+    engine.send(COUNTER, text("x"))
+    registered(engine, COUNTER, ("seen", INT))
+    engine.send(OTHER, text("x"))
+
+    assert state_of(only_batch(engine)) == {"seen": None}
+    assert engine.registered_specs("example/counter")["seen"].typename == INT
+
+
+def test_specs_only_grow_and_a_changed_expiration_is_ignored(engine):
+    engine.send(COUNTER, text("1"))
+    retry = registered(engine, COUNTER, ("seen", INT, ExpireMode.AFTER_WRITE, 10))
+    engine.complete(retry, missing(("seen", INT), ("other", STRING)))
+
+    specs = engine.registered_specs("example/counter")
+    assert set(specs) == {"seen", "other"}
+    assert specs["seen"].expire_mode == ExpireMode.AFTER_WRITE
+
+
+def test_an_empty_state_type_is_recorded_as_unset(engine):
+    engine.send(COUNTER, text("1"))
+    registered(engine, COUNTER, ("blob", ""))
+
+    assert engine.registered_specs("example/counter")["blob"].typename == UNSET_TYPENAME
+
+
+def test_registering_a_known_state_with_another_type_is_an_error(engine):
+    engine.send(COUNTER, text("1"))
+    retry = registered(engine, COUNTER, ("seen", INT))
+
+    with pytest.raises(StateTypeError, match="seen"):
+        engine.complete(retry, missing(("seen", STRING)))
+
+
+@pytest.mark.parametrize("typename", ["noslash", "a/b/c"])
+def test_a_state_type_must_be_namespace_slash_name(engine, typename):
+    engine.send(COUNTER, text("1"))
+    with pytest.raises(InvalidReplyError):
+        engine.complete(only_batch(engine), missing(("seen", typename)))
+
+
+def test_a_ttl_spec_needs_a_positive_duration(engine):
+    engine.send(COUNTER, text("1"))
+    with pytest.raises(InvalidReplyError, match="positive"):
+        engine.complete(only_batch(engine), missing(("seen", INT, ExpireMode.AFTER_WRITE, 0)))
+
+
+def test_discovery_rounds_are_capped(store, clock):
+    engine = Engine(store, clock, max_discovery_rounds=3)
+    engine.send(COUNTER, text("1"))
+    for _ in range(3):
+        engine.complete(only_batch(engine), missing(("seen", INT)))
+
+    with pytest.raises(DiscoveryLoopError, match="3 discovery rounds"):
+        engine.complete(only_batch(engine), missing(("seen", INT)))
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+def test_mutations_are_applied_and_the_next_batch_reads_them(engine):
+    engine.send(COUNTER, text("1"))
+    retry = registered(engine, COUNTER, ("seen", INT), ("name", STRING))
+    engine.send(COUNTER, text("2"))
+
+    engine.complete(retry, Reply().modify("seen", number(1)).modify("name", text("ann")).bytes())
+    second = only_batch(engine)
+    assert state_of(second) == {"seen": number(1).value, "name": b"ann"}
+    assert engine.state(COUNTER) == {"seen": number(1), "name": text("ann")}
+
+    engine.send(COUNTER, text("3"))
+    engine.complete(second, Reply().delete("name").modify("seen", number(2)).bytes())
+    assert state_of(only_batch(engine)) == {"seen": number(2).value, "name": None}
+
+
+def test_the_last_mutation_of_a_state_wins(engine):
+    engine.send(COUNTER, text("1"))
+    retry = registered(engine, COUNTER, ("seen", INT))
+    reply = Reply().modify("seen", number(1)).delete("seen").modify("seen", number(3))
+
+    engine.complete(retry, reply.bytes())
+
+    assert engine.state(COUNTER) == {"seen": number(3)}
+
+
+def test_a_present_value_whose_encoding_is_empty_is_sent_as_a_value(engine):
+    engine.send(COUNTER, text("1"))
+    retry = registered(engine, COUNTER, ("seen", INT))
+    engine.send(COUNTER, text("2"))
+    engine.complete(retry, Reply().modify("seen", TypedValue(INT, b"")).bytes())
+
+    persisted = only_batch(engine).to_function().invocation.state[0]
+    assert persisted.state_value.has_value and persisted.state_value.value == b""
+
+
+def test_mutating_an_unregistered_state_is_an_error_and_nothing_is_applied(engine):
+    engine.send(COUNTER, text("1"))
+    retry = registered(engine, COUNTER, ("seen", INT))
+    reply = Reply().send(SINK, text("lost")).modify("seen", number(1)).modify("ghost", number(1))
+
+    with pytest.raises(UnregisteredStateError, match="ghost"):
+        engine.complete(retry, reply.bytes())
+
+    assert engine.state(COUNTER) == {}
+    assert [batch.address for batch in engine.next_batches()] == []
+    engine.fail(retry)
+    assert arguments(only_batch(engine)) == [b"1"]
+
+
+def test_writing_a_state_with_another_type_is_an_error(engine):
+    engine.send(COUNTER, text("1"))
+    retry = registered(engine, COUNTER, ("seen", INT))
+
+    with pytest.raises(StateTypeError, match=STRING):
+        engine.complete(retry, Reply().modify("seen", text("one")).bytes())
+
+
+# --- TTL ------------------------------------------------------------------------------------
+
+
+def write_with_ttl(engine: Engine, mode: ExpireMode) -> None:
+    engine.send(COUNTER, text("write"))
+    retry = registered(engine, COUNTER, ("seen", INT, mode, 100))
+    engine.complete(retry, Reply().modify("seen", number(7)).bytes())
+
+
+def read(engine: Engine) -> bytes | None:
+    engine.send(COUNTER, text("read"))
+    batch = only_batch(engine)
+    engine.complete(batch, b"")
+    return state_of(batch)["seen"]
+
+
+def test_after_write_expires_after_the_last_write_and_reads_do_not_extend_it(engine, clock):
+    write_with_ttl(engine, ExpireMode.AFTER_WRITE)
+
+    clock.advance(60)
+    assert read(engine) == number(7).value
+    clock.advance(39)
+    assert engine.state(COUNTER) == {"seen": number(7)}
+    clock.advance(1)
+    assert engine.state(COUNTER) == {}
+    assert read(engine) is None
+
+
+def test_after_invoke_is_refreshed_by_every_batch_sent_to_the_address(engine, clock):
+    write_with_ttl(engine, ExpireMode.AFTER_INVOKE)
+
+    clock.advance(60)
+    assert read(engine) == number(7).value
+    clock.advance(60)
+    assert read(engine) == number(7).value
+    clock.advance(99)
+    assert engine.state(COUNTER) == {"seen": number(7)}
+    clock.advance(1)
+    assert read(engine) is None
+
+
+def test_a_write_restarts_the_ttl(engine, clock):
+    write_with_ttl(engine, ExpireMode.AFTER_WRITE)
+    clock.advance(90)
+    engine.send(COUNTER, text("rewrite"))
+    engine.complete(only_batch(engine), Reply().modify("seen", number(8)).bytes())
+
+    clock.advance(90)
+    assert engine.state(COUNTER) == {"seen": number(8)}
+
+
+# --- delayed messages -----------------------------------------------------------------------
+
+
+def reply_once(engine: Engine, reply: Reply, address: Address = COUNTER) -> None:
+    engine.send(address, text("go"))
+    batch = only_batch(engine)
+    assert batch.address == address
+    engine.complete(batch, reply.bytes())
+
+
+def test_delayed_messages_fire_when_due_with_the_scheduler_as_caller(engine, clock):
+    reply_once(engine, Reply().send_after(50, SINK, text("later")))
+    assert engine.next_timer_due_ms() == 1_050
+
+    clock.advance(49)
+    assert engine.fire_due_timers() == 0
+    assert engine.next_batches() == []
+    clock.advance(1)
+    assert engine.fire_due_timers() == 1
+
+    batch = only_batch(engine)
+    assert arguments(batch) == [b"later"]
+    assert Address.from_proto(batch.to_function().invocation.invocations[0].caller) == COUNTER
+    assert engine.next_timer_due_ms() is None
+
+
+def test_timers_due_together_are_delivered_in_order(engine, clock):
+    reply = Reply().send_after(20, SINK, text("1")).send_after(10, SINK, text("0"))
+    reply.send_after(20, SINK, text("2"))
+    reply_once(engine, reply)
+
+    clock.advance(20)
+    assert engine.fire_due_timers() == 3
+    assert arguments(only_batch(engine)) == [b"0", b"1", b"2"]
+
+
+def test_schedule_then_cancel_in_one_reply_cancels(engine, clock):
+    reply_once(engine, Reply().send_after(10, SINK, text("x"), token="t").cancel("t"))
+
+    assert engine.pending_timers() == []
+
+
+def test_cancel_then_schedule_in_one_reply_leaves_it_scheduled(engine, clock):
+    reply_once(engine, Reply().cancel("t").send_after(10, SINK, text("x"), token="t"))
+
+    assert [timer.token for timer in engine.pending_timers()] == ["t"]
+
+
+def test_a_later_reply_cancels_a_pending_message(engine, clock):
+    reply_once(engine, Reply().send_after(10, SINK, text("x"), token="t"))
+    reply_once(engine, Reply().cancel("t"))
+
+    clock.advance(100)
+    assert engine.fire_due_timers() == 0
+
+
+def test_cancelling_an_unknown_token_is_a_no_op(engine):
+    reply_once(engine, Reply().cancel("never").send(SINK, text("still sent")))
+
+    assert arguments(only_batch(engine)) == [b"still sent"]
+
+
+def test_a_pending_token_can_not_be_scheduled_twice_in_its_scope(engine):
+    reply_once(engine, Reply().send_after(10, SINK, text("x"), token="t"))
+    engine.send(COUNTER, text("again"))
+    batch = only_batch(engine)
+
+    with pytest.raises(CancellationTokenError, match="'t'"):
+        engine.complete(batch, Reply().send_after(10, SINK, text("y"), token="t").bytes())
+    assert len(engine.pending_timers()) == 1
+
+
+def test_a_token_can_be_reused_once_its_message_was_delivered(engine, clock):
+    reply_once(engine, Reply().send_after(10, SINK, text("x"), token="t"))
+    clock.advance(10)
+    engine.fire_due_timers()
+    engine.complete(only_batch(engine), b"")
+    reply_once(engine, Reply().send_after(10, SINK, text("y"), token="t"))
+
+    assert [timer.token for timer in engine.pending_timers()] == ["t"]
+
+
+def test_the_token_scope_is_the_id_of_the_sending_address(engine):
+    same_id_other_type = Address("example/other", COUNTER.id)
+    reply_once(engine, Reply().send_after(10, SINK, text("x"), token="t"))
+    reply_once(engine, Reply().cancel("t"), address=OTHER)
+    assert len(engine.pending_timers()) == 1
+
+    reply_once(engine, Reply().cancel("t"), address=same_id_other_type)
+    assert engine.pending_timers() == []
+
+
+def test_a_cancellation_needs_a_token(engine):
+    engine.send(COUNTER, text("go"))
+    with pytest.raises(InvalidReplyError, match="token"):
+        engine.complete(only_batch(engine), Reply().cancel("").bytes())
+
+
+def test_a_delay_can_not_be_negative(engine):
+    engine.send(COUNTER, text("go"))
+    with pytest.raises(InvalidReplyError, match="negative"):
+        engine.complete(only_batch(engine), Reply().send_after(-1, SINK, text("x")).bytes())
+
+
+# --- egress and the order of effects ---------------------------------------------------------
+
+
+def test_egress_records_are_logged_in_order_with_their_egress_id(engine):
+    reply_once(engine, Reply().egress("example/out", text("1")).egress("example/log", text("2")))
+
+    records = engine.egress_records()
+    assert [(r.egress, r.argument) for r in records] == [
+        ("example/out", text("1")),
+        ("example/log", text("2")),
+    ]
+    assert engine.egress_records(after_seq=records[0].seq) == records[1:]
+
+
+def test_an_egress_the_engine_does_not_know_is_an_error(store, clock):
+    engine = Engine(store, clock, egress_ids={"example/out"})
+    engine.send(COUNTER, text("go"))
+    with pytest.raises(UnknownEgressError, match="example/nope"):
+        engine.complete(only_batch(engine), Reply().egress("example/nope", text("x")).bytes())
+
+
+def test_messages_are_applied_before_delayed_messages(engine, clock):
+    reply_once(engine, Reply().send_after(0, SINK, text("delayed")).send(SINK, text("direct")))
+    engine.fire_due_timers()
+
+    assert arguments(only_batch(engine)) == [b"direct", b"delayed"]
+
+
+def test_the_completion_lists_the_effects(engine):
+    engine.send(COUNTER, text("go"))
+    retry = registered(engine, COUNTER, ("seen", INT))
+    reply = Reply().send(SINK, text("m")).send_after(5, SINK, text("d"), token="t").cancel("u")
+    reply.egress("example/out", text("e")).modify("seen", number(1))
+
+    completion = engine.complete(retry, reply.bytes())
+
+    assert [(m.target, m.caller) for m in completion.sent] == [(SINK, COUNTER)]
+    assert [(t.due_ms, t.token, t.scope) for t in completion.scheduled] == [(1_005, "t", "a")]
+    assert completion.cancelled == ("u",)
+    assert [r.egress for r in completion.egress] == ["example/out"]
+    assert completion.mutated == ("seen",)
+
+
+# --- failures and recovery ------------------------------------------------------------------
+
+
+def test_a_failed_batch_is_offered_again_with_the_same_messages_first(engine):
+    engine.send(COUNTER, text("1"))
+    batch = only_batch(engine)
+    engine.send(COUNTER, text("2"))
+
+    engine.fail(batch)
+    retry = only_batch(engine)
+    assert arguments(retry) == [b"1"]
+    engine.complete(retry, b"")
+    assert arguments(only_batch(engine)) == [b"2"]
+
+
+def test_a_batch_that_is_not_in_flight_is_refused(engine):
+    engine.send(COUNTER, text("1"))
+    batch = only_batch(engine)
+    engine.fail(batch)
+    retry = only_batch(engine)
+
+    with pytest.raises(StaleBatchError):
+        engine.complete(batch, b"")
+    engine.complete(retry, b"")
+    with pytest.raises(StaleBatchError):
+        engine.complete(retry, b"")
+
+
+def test_a_reply_that_is_not_a_from_function_is_refused(engine):
+    engine.send(COUNTER, text("1"))
+    batch = only_batch(engine)
+    with pytest.raises(InvalidReplyError):
+        engine.complete(batch, b"\xff\xff\xff")
+
+
+def test_after_a_restart_the_batches_in_flight_are_sent_again(store, clock):
+    engine = Engine(store, clock)
+    engine.send(COUNTER, text("1"))
+    engine.send(OTHER, text("done"))
+    _in_flight, done = engine.next_batches()
+    engine.complete(done, b"")
+    engine.send(COUNTER, text("2"))
+
+    restarted = Engine(store, clock)
+    resent = only_batch(restarted)
+    assert (resent.address, arguments(resent)) == (COUNTER, [b"1"])
+    restarted.complete(resent, b"")
+    assert arguments(only_batch(restarted)) == [b"2"]
+
+
+def test_a_crash_while_applying_a_reply_leaves_the_store_as_it_was(store, clock):
+    engine = Engine(store, clock)
+    engine.send(COUNTER, text("1"))
+    batch = only_batch(engine)
+
+    class Crash(Exception):
+        pass
+
+    def crash(*args):
+        raise Crash
+
+    store.egress_append = crash  # the last effect before state; every earlier one must vanish
+    with pytest.raises(Crash):
+        engine.complete(
+            batch, Reply().send(SINK, text("m")).egress("example/out", text("e")).bytes()
+        )
+    del store.egress_append
+
+    restarted = Engine(store, clock)
+    assert arguments(only_batch(restarted)) == [b"1"]
+    assert store.mailbox_peek(SINK) == []
+
+
+def test_the_request_is_a_to_function(engine):
+    engine.send(COUNTER, text("1"))
+    batch = only_batch(engine)
+    assert protocol.ToFunction.FromString(batch.request) == batch.to_function()
