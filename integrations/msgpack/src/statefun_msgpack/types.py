@@ -1,0 +1,125 @@
+"""msgpack types: plain data as is, a dataclass as a map of its field names to values."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from typing import Any, Callable, Optional, TypeVar, cast
+
+import msgpack  # type: ignore[import-untyped]
+
+from statefun_core.types import Type, TypeSerializer
+
+__all__ = ["MARK", "MsgpackDecodeError", "msgpack_dataclass", "msgpack_type"]
+
+#: The class attribute ``@msgpack_dataclass`` sets: the class's own ``Type``.
+MARK = "__statefun_msgpack_type__"
+
+C = TypeVar("C", bound=type)
+
+
+class MsgpackDecodeError(ValueError):
+    """Bytes received under a msgpack typename could not be read back (the cause is chained)."""
+
+
+class _Serializer(TypeSerializer):
+    __slots__ = ("cls", "typename")
+
+    def __init__(self, typename: str, cls: Optional[type]) -> None:
+        self.typename = typename
+        self.cls = cls
+
+    def serialize(self, value: Any) -> bytes:
+        cls = self.cls
+        if cls is not None:
+            if not isinstance(value, cls):
+                raise TypeError(
+                    f"{self.typename!r} holds {cls.__qualname__} instances, "
+                    f"not {type(value).__qualname__}"
+                )
+            value = dataclasses.asdict(cast(Any, value))
+        data: bytes = msgpack.packb(value, use_bin_type=True)
+        return data
+
+    def deserialize(self, byte: bytes) -> Any:
+        try:
+            data = msgpack.unpackb(byte, raw=False, strict_map_key=False)
+            return data if self.cls is None else _build(self.cls, data)
+        except Exception as error:
+            target = f" as {self.cls.__qualname__}" if self.cls is not None else ""
+            raise MsgpackDecodeError(
+                f"a {self.typename!r} value could not be read{target}: {error}"
+            ) from error
+
+
+def _build(cls: type, data: Any) -> Any:
+    """``cls(**data)`` with nested dataclass fields built too. Keys ``cls`` lacks are ignored
+    (a newer writer added them); fields missing from ``data`` take their defaults."""
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a map, got {type(data).__name__}")
+    nested = _nested_dataclasses(cls)
+    init = _init_fields(cls)
+    return cls(
+        **{
+            name: _build(nested[name], value) if name in nested and value is not None else value
+            for name, value in data.items()
+            if name in init
+        }
+    )
+
+
+@functools.cache
+def _init_fields(cls: type) -> frozenset[str]:
+    return frozenset(field.name for field in dataclasses.fields(cls) if field.init)
+
+
+@functools.cache
+def _nested_dataclasses(cls: type) -> dict[str, type]:
+    """The fields of ``cls`` whose annotation is itself a dataclass."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError:  # an annotation names something out of reach: take what is a class
+        hints = {field.name: field.type for field in dataclasses.fields(cls)}
+    return {
+        name: hint
+        for name, hint in hints.items()
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint)
+    }
+
+
+class MsgpackType(Type):
+    """A msgpack type; make it with :func:`msgpack_type`."""
+
+    __slots__ = ("_serializer", "cls")
+
+    def __init__(self, typename: str, cls: Optional[type]) -> None:
+        super().__init__(typename)
+        self.cls = cls
+        self._serializer = _Serializer(typename, cls)
+
+    def serializer(self) -> TypeSerializer:
+        return self._serializer
+
+
+def msgpack_type(typename: str, cls: Optional[type] = None) -> Type:
+    """A msgpack type named ``typename``.
+
+    Without ``cls``: plain data (``dict``, ``list``, ``str``, ``int``, ``float``, ``bool``,
+    ``None``, ``bytes``; tuples come back as lists). With a dataclass ``cls``: its instances, as
+    a map of field names to values (nested dataclass fields included).
+    """
+    if cls is not None and not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"msgpack_type(cls=...) takes a dataclass, not {cls!r}")
+    return MsgpackType(typename, cls)
+
+
+def msgpack_dataclass(typename: str) -> Callable[[C], C]:
+    """Mark a dataclass as the msgpack type ``typename``; the class is returned unchanged but
+    for the attribute :data:`MARK`. Subclasses are not marked by inheritance."""
+
+    def mark(cls: C) -> C:
+        setattr(cls, MARK, msgpack_type(typename, cls))
+        return cls
+
+    return mark

@@ -1,0 +1,19 @@
+"""The plugin the ``pydantic`` entry point registers: every model class is a type."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel
+
+from statefun_core.plugins import hookimpl
+from statefun_core.types import Type
+
+from .types import pydantic_type
+
+
+@hookimpl
+def statefun_type_for_class(cls: type) -> Optional[Type]:
+    if issubclass(cls, BaseModel):
+        return pydantic_type(cls)
+    return None

@@ -1,0 +1,97 @@
+"""The StateFun ``Type`` of a pydantic model: its JSON, under a typename."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional
+
+from pydantic import BaseModel, ValidationError
+
+from statefun_core.types import Type, TypeSerializer
+
+__all__ = ["TYPENAME_ATTRIBUTE", "ModelValidationError", "default_typename", "pydantic_type"]
+
+#: A model's own class attribute that names its typename: ``__statefun_typename__ = "a/B"``.
+TYPENAME_ATTRIBUTE = "__statefun_typename__"
+
+
+class ModelValidationError(ValueError):
+    """Bytes received under a model's typename are not a valid instance of that model.
+
+    The pydantic ``ValidationError`` is chained as ``__cause__`` and kept as ``errors``.
+    """
+
+    def __init__(self, model: type[BaseModel], typename: str, error: ValidationError) -> None:
+        super().__init__(
+            f"a {typename!r} value is not a valid {model.__module__}.{model.__qualname__}: "
+            f"{error.error_count()} validation error(s): {_summary(error)}"
+        )
+        self.model = model
+        self.typename = typename
+        self.errors = error.errors()
+
+
+def _summary(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors()
+    )
+
+
+def default_typename(model: type[BaseModel]) -> str:
+    """``__statefun_typename__`` set on the model class itself, else
+    ``<module>/<qualified class name>`` (``shop.models/Order``)."""
+    own = model.__dict__.get(TYPENAME_ATTRIBUTE)
+    if own is not None:
+        if not isinstance(own, str):
+            raise TypeError(f"{model.__qualname__}.{TYPENAME_ATTRIBUTE} must be a str")
+        return own
+    return f"{model.__module__}/{model.__qualname__}"
+
+
+class _ModelSerializer(TypeSerializer):
+    __slots__ = ("model", "typename")
+
+    def __init__(self, model: type[BaseModel], typename: str) -> None:
+        self.model = model
+        self.typename = typename
+
+    def serialize(self, value: Any) -> bytes:
+        if not isinstance(value, self.model):
+            raise TypeError(
+                f"{self.typename!r} holds {self.model.__qualname__} instances, "
+                f"not {type(value).__qualname__}"
+            )
+        return value.model_dump_json(by_alias=True).encode("utf-8")
+
+    def deserialize(self, byte: bytes) -> BaseModel:
+        try:
+            return self.model.model_validate_json(byte)
+        except ValidationError as error:
+            raise ModelValidationError(self.model, self.typename, error) from error
+
+
+class PydanticType(Type):
+    """The type of one pydantic model; make it with :func:`pydantic_type`."""
+
+    __slots__ = ("_serializer", "model")
+
+    def __init__(self, model: type[BaseModel], typename: str) -> None:
+        super().__init__(typename)
+        self.model = model
+        self._serializer = _ModelSerializer(model, typename)
+
+    def serializer(self) -> TypeSerializer:
+        return self._serializer
+
+
+def pydantic_type(model: type[BaseModel], typename: Optional[str] = None) -> Type:
+    """The StateFun type of ``model``: its JSON (by alias) under ``typename``, by default
+    :func:`default_typename`. The same arguments give the same ``Type`` object."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"{model!r} is not a pydantic BaseModel subclass")
+    return _cached(model, typename or default_typename(model))
+
+
+@functools.cache
+def _cached(model: type[BaseModel], typename: str) -> Type:
+    return PydanticType(model, typename)

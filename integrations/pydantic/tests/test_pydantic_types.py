@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from pydantic import BaseModel
+from statefun_pydantic import ModelValidationError, default_typename, pydantic_type
+
+from statefun_core import (
+    Context,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    ValueSpec,
+    message_builder,
+    protocol,
+)
+from statefun_core.errors import FunctionFailedError, UnknownTypeError
+from statefun_core.plugins import make_plugin_manager
+
+from .models import Item, Order, Receipt
+
+CASHIER = "shop/cashier"
+RECEIPT = f"{Receipt.__module__}/Receipt"  # the default typename: <module>/<class>
+
+
+def request(order_json: bytes, *, typename: str = "shop/Order", last: bytes | None = None) -> bytes:
+    """A batch for the cashier with one Order argument and the ``last`` state."""
+    out = protocol.ToFunction()
+    batch = out.invocation
+    batch.target.namespace, batch.target.type, batch.target.id = "shop", "cashier", "till-1"
+    state = batch.state.add(state_name="last")
+    if last is not None:
+        state.state_value.typename = RECEIPT
+        state.state_value.has_value = True
+        state.state_value.value = last
+    invocation = batch.invocations.add()
+    invocation.argument.typename = typename
+    invocation.argument.has_value = True
+    invocation.argument.value = order_json
+    return out.SerializeToString()
+
+
+def make_functions() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind(CASHIER, specs=[ValueSpec("last", type=Receipt)])
+    def cashier(context: Context, message: Message) -> None:
+        assert message.is_type(Order)
+        order = message.as_type(Order)
+        previous = context.storage.last
+        assert previous is None or isinstance(previous, Receipt)
+        total = sum(item.quantity for item in order.items)
+        context.storage.last = Receipt(order_id=order.id, total_items=total)
+        context.send(message_builder("shop/ledger", order.id, value=order))
+
+    @functions.bind("shop/async-cashier", specs=[ValueSpec("last", type=Receipt)])
+    async def async_cashier(context: Context, message: Message) -> None:
+        cashier(context, message)
+
+    return functions
+
+
+@pytest.fixture
+def handler() -> RequestReplyHandler:
+    # the real entry point: autoload finds statefun-pydantic as installed
+    return RequestReplyHandler(make_functions(), plugins=make_plugin_manager())
+
+
+ORDER = b'{"id": "o-1", "items": [{"sku": "tea", "quantity": 2}], "customerNote": "hi"}'
+
+
+def test_the_entry_point_is_discovered() -> None:
+    import statefun_pydantic.plugin
+
+    assert make_plugin_manager().get_plugin("pydantic") is statefun_pydantic.plugin
+
+
+def check_reply(reply: bytes) -> None:
+    result = protocol.FromFunction.FromString(reply).invocation_result
+    (mutation,) = result.state_mutations
+    assert mutation.state_name == "last"
+    assert mutation.state_value.typename == RECEIPT
+    assert json.loads(mutation.state_value.value) == {"order_id": "o-1", "total_items": 2}
+    (sent,) = result.outgoing_messages
+    assert sent.argument.typename == "shop/Order"
+    assert json.loads(sent.argument.value) == {
+        "id": "o-1",
+        "items": [{"sku": "tea", "quantity": 2}],
+        "customerNote": "hi",
+    }
+
+
+def test_models_round_trip_through_handle_sync(handler: RequestReplyHandler) -> None:
+    previous = Receipt(order_id="o-0", total_items=9).model_dump_json().encode()
+    check_reply(handler.handle_sync(request(ORDER, last=previous)))
+
+
+def test_models_round_trip_through_handle_async(handler: RequestReplyHandler) -> None:
+    raw = protocol.ToFunction.FromString(request(ORDER))
+    raw.invocation.target.type = "async-cashier"
+    check_reply(asyncio.run(handler.handle_async(raw.SerializeToString())))
+
+
+def test_missing_state_names_the_model_typename(handler: RequestReplyHandler) -> None:
+    raw = protocol.ToFunction.FromString(request(ORDER))
+    del raw.invocation.state[:]
+    reply = protocol.FromFunction.FromString(handler.handle_sync(raw.SerializeToString()))
+    (missing,) = reply.incomplete_invocation_context.missing_values
+    assert (missing.state_name, missing.type_typename) == ("last", RECEIPT)
+
+
+def test_invalid_json_is_an_error_naming_the_model_and_typename(
+    handler: RequestReplyHandler,
+) -> None:
+    invalid = b'{"id": "o-1", "items": [{"sku": "tea", "quantity": 0}]}'
+    with pytest.raises(FunctionFailedError) as failed:
+        handler.handle_sync(request(invalid))
+    error = failed.value.__cause__
+    assert isinstance(error, ModelValidationError)
+    assert error.model is Order and error.typename == "shop/Order"
+    assert "'shop/Order' value is not a valid tests.models.Order" in str(error)
+    assert "items.0.quantity" in str(error)
+    assert error.errors[0]["type"] == "greater_than_equal"
+
+
+def test_a_value_of_another_class_is_refused() -> None:
+    serializer = pydantic_type(Order).serializer()
+    with pytest.raises(TypeError, match="'shop/Order' holds Order instances, not Item"):
+        serializer.serialize(Item(sku="x", quantity=1))
+
+
+def test_the_typename_comes_from_the_class_attribute_or_defaults() -> None:
+    assert default_typename(Order) == "shop/Order"
+    assert default_typename(Receipt) == "tests.models/Receipt"
+
+    class Special(Order):  # the attribute names Order only, not its subclasses
+        pass
+
+    assert default_typename(Special).endswith(
+        "/test_the_typename_comes_from_the_class_attribute_or_defaults.<locals>.Special"
+    )
+
+
+def test_an_explicit_typename() -> None:
+    tpe = pydantic_type(Receipt, typename="shop/Receipt.v2")
+    assert tpe.typename == "shop/Receipt.v2"
+    assert pydantic_type(Receipt, typename="shop/Receipt.v2") is tpe
+    value = Receipt(order_id="o", total_items=1)
+    assert tpe.serializer().deserialize(tpe.serializer().serialize(value)) == value
+
+
+def test_an_explicit_type_serves_a_value_spec() -> None:
+    functions = StatefulFunctions()
+    versioned = pydantic_type(Receipt, typename="shop/Receipt.v2")
+
+    @functions.bind("shop/versioned", specs=[ValueSpec("last", type=versioned)])
+    def versioned_fn(context: Context, message: Message) -> None:
+        context.storage.last = Receipt(
+            order_id="o", total_items=message.as_type(Order).id.count("o")
+        )
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager())
+    raw = protocol.ToFunction.FromString(request(ORDER))
+    raw.invocation.target.type = "versioned"
+    raw.invocation.state[0].state_value.typename = "shop/Receipt.v2"
+    result = protocol.FromFunction.FromString(handler.handle_sync(raw.SerializeToString()))
+    assert result.invocation_result.state_mutations[0].state_value.typename == "shop/Receipt.v2"
+
+
+def test_classes_that_are_not_models_are_left_to_other_plugins() -> None:
+    class NotAModel:
+        pass
+
+    functions = StatefulFunctions()
+    functions.register("shop/plain", lambda context, message: None, [ValueSpec("x", NotAModel)])
+    with pytest.raises(UnknownTypeError):
+        RequestReplyHandler(functions, plugins=make_plugin_manager()).handle_sync(_plain_request())
+
+
+def _plain_request() -> bytes:
+    raw = protocol.ToFunction.FromString(request(ORDER))
+    raw.invocation.target.type = "plain"
+    return raw.SerializeToString()
+
+
+def test_pydantic_type_refuses_non_models() -> None:
+    with pytest.raises(TypeError, match="not a pydantic BaseModel"):
+        pydantic_type(dict)  # type: ignore[arg-type]
+    assert issubclass(Order, BaseModel)
