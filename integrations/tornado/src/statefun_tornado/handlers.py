@@ -1,0 +1,78 @@
+"""``StatefunHandler``, the endpoint, and ``MetricsHandler`` for statefun-prometheus."""
+
+from __future__ import annotations
+
+import importlib
+
+from tornado.http1connection import HTTP1Connection
+from tornado.web import RequestHandler, stream_request_body
+
+from statefun_core import RequestReplyHandler
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_response
+
+__all__ = ["MetricsHandler", "StatefunHandler"]
+
+
+@stream_request_body
+class StatefunHandler(RequestHandler):
+    """POST a ``ToFunction``, get the ``FromFunction`` reply (``application/octet-stream``).
+
+    Configured by the routing table: ``(path, StatefunHandler, {"handler": ...,
+    "max_body_size": ...})``. A body declared larger than ``max_body_size`` (default 32 MiB)
+    is answered 413 before it is read; other methods than POST get 405 with ``Allow: POST``.
+    The request headers reach the plugin hooks through ``handle_async(..., headers=...)``.
+    Subclass and override ``prepare``/``on_finish`` (calling ``super()``) to add your own.
+    """
+
+    def initialize(
+        self, handler: RequestReplyHandler, max_body_size: int = DEFAULT_MAX_REQUEST_BYTES
+    ) -> None:
+        self.handler = handler
+        self.max_body_size = max_body_size
+        self._chunks: list[bytes] = []
+
+    def check_xsrf_cookie(self) -> None:
+        """The runtime posts protobuf without a cookie: XSRF protection does not apply."""
+
+    def prepare(self) -> None:
+        if self.request.method != "POST":
+            self.set_header("Allow", "POST")
+            self._finish_with_error(MethodNotAllowedError(f"{self.request.method} not allowed"))
+            return
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_body_size:
+            self._finish_with_error(RequestTooLargeError(int(declared), self.max_body_size))
+            return
+        # Tornado itself refuses a longer chunked body (400, connection closed).
+        if isinstance(self.request.connection, HTTP1Connection):
+            self.request.connection.set_max_body_size(self.max_body_size)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+
+    async def post(self) -> None:
+        body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        try:
+            reply = await self.handler.handle_async(body, headers=self.request.headers)
+        except Exception as error:
+            self._finish_with_error(error)
+            return
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(reply)
+
+    def _finish_with_error(self, error: Exception) -> None:
+        status, text = error_response(error)
+        self.set_status(status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text)
+
+
+class MetricsHandler(RequestHandler):
+    """``GET /metrics``: the Prometheus exposition of statefun-prometheus's registry."""
+
+    def get(self) -> None:
+        metrics_response = importlib.import_module("statefun_prometheus").metrics_response
+        body, content_type = metrics_response()
+        self.set_header("Content-Type", content_type)
+        self.finish(body)

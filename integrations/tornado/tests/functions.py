@@ -1,0 +1,54 @@
+"""The functions the tests serve: the guide's greeter, plus one that fails and one that blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from statefun_core import (
+    Context,
+    IntType,
+    Message,
+    StatefulFunctions,
+    ValueSpec,
+    message_builder,
+)
+
+from .wire import GREETER, INBOX
+
+FAILING = "com.example.fns/failing"
+BLOCKING = "com.example.fns/blocking"
+
+
+def make_functions() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind(GREETER, specs=[ValueSpec(name="seen_count", type=IntType)])
+    async def greeter(context: Context, message: Message) -> None:
+        name = message.as_string()
+        seen = (context.storage.seen_count or 0) + 1
+        await asyncio.sleep(0)  # let concurrent requests interleave between read and write
+        context.storage.seen_count = seen
+        context.send(
+            message_builder(
+                target_typename=INBOX,
+                target_id=name,
+                str_value=f"Hello {name} for the {seen}th time!",
+            )
+        )
+
+    @functions.bind(FAILING)
+    def failing(context: Context, message: Message) -> None:
+        raise RuntimeError("the function broke on purpose")
+
+    @functions.bind(BLOCKING, blocking=True)
+    def blocking(context: Context, message: Message) -> None:
+        context.send(
+            message_builder(
+                target_typename=INBOX,
+                target_id=context.address.id,
+                str_value=threading.current_thread().name,
+            )
+        )
+
+    return functions

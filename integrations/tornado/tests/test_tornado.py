@@ -1,0 +1,200 @@
+"""statefun_tornado against a real Tornado HTTPServer on 127.0.0.1, with real protobuf bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import statefun_tornado
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.testing import AsyncHTTPTestCase, gen_test
+from tornado.web import Application
+
+from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
+from statefun_core.plugins import BatchEvent
+
+from .functions import BLOCKING, FAILING, make_functions
+from .wire import GREETER, INBOX, greetings, missing_states, to_function
+
+LIMIT = 64 * 1024
+
+
+class HeaderRecorder:
+    """A real plugin: keeps the X-Request-Id header of each batch."""
+
+    def __init__(self) -> None:
+        self.request_ids: list[str] = []
+
+    @hookimpl
+    def statefun_batch_started(self, batch: BatchEvent) -> None:
+        self.request_ids.append(batch.headers.get("X-Request-Id", ""))
+
+
+class StatefunHandlerTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.recorder = HeaderRecorder()
+        self.executor = ThreadPoolExecutor(2, thread_name_prefix="statefun-blocking")
+        return statefun_tornado.make_app(
+            make_functions(),
+            max_body_size=LIMIT,
+            executor=self.executor,
+            plugins=make_plugin_manager([self.recorder], load_entrypoints=False),
+            xsrf_cookies=True,  # the endpoint must not need a cookie
+        )
+
+    def tearDown(self) -> None:
+        super().tearDown()
+        self.executor.shutdown()
+
+    async def post(self, body: bytes, **kwargs: Any) -> HTTPResponse:
+        return await self.http_client.fetch(
+            self.get_url("/statefun"), method="POST", body=body, raise_error=False, **kwargs
+        )
+
+    @gen_test
+    async def test_greeter_reply(self) -> None:
+        response = await self.post(to_function(GREETER, "Ann", "Ann", seen_count=2))
+        assert response.code == 200
+        assert response.headers.get_list("Content-Type") == ["application/octet-stream"]
+        assert greetings(response.body) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
+
+    @gen_test
+    async def test_state_discovery(self) -> None:
+        response = await self.post(to_function(GREETER, "Ann", "Ann", with_state=False))
+        assert response.code == 200
+        assert response.headers.get_list("Content-Type") == ["application/octet-stream"]
+        assert missing_states(response.body) == [("seen_count", "io.statefun.types/int")]
+
+    @gen_test
+    async def test_batch(self) -> None:
+        response = await self.post(to_function(GREETER, "Bo", "Bo", "Bo", "Bo"))
+        assert response.code == 200
+        seen, sent = greetings(response.body)
+        assert seen == 3
+        assert [text for _, _, text in sent] == [f"Hello Bo for the {n}th time!" for n in (1, 2, 3)]
+
+    @gen_test
+    async def test_garbage_body_is_400(self) -> None:
+        response = await self.post(b"\xff\xff\xff not a protobuf")
+        assert response.code == 400
+        assert b"Traceback" not in response.body
+
+    @gen_test
+    async def test_unknown_function_is_404(self) -> None:
+        response = await self.post(to_function("com.example.fns/nobody", "x", "x"))
+        assert response.code == 404
+
+    @gen_test
+    async def test_get_is_405_with_allow(self) -> None:
+        response = await self.http_client.fetch(self.get_url("/statefun"), raise_error=False)
+        assert response.code == 405
+        assert response.headers["Allow"] == "POST"
+
+    @gen_test
+    async def test_body_over_max_body_size_is_413(self) -> None:
+        response = await self.post(b"\x00" * (LIMIT + 1))
+        assert response.code == 413
+        response = await self.post(to_function(GREETER, "Cy", "Cy"))
+        assert response.code == 200
+        assert greetings(response.body)[0] == 1
+
+    @gen_test
+    async def test_raising_function_is_500_without_traceback(self) -> None:
+        with self.assertLogs("statefun_core", logging.ERROR) as logs:
+            response = await self.post(to_function(FAILING, "x", "x", with_state=False))
+        assert response.code == 500
+        assert response.body and b"Traceback" not in response.body
+        assert b"on purpose" not in response.body
+        assert "on purpose" in logs.output[0]
+        response = await self.post(to_function(GREETER, "Di", "Di"))
+        assert response.code == 200
+
+    @gen_test
+    async def test_headers_reach_the_hooks(self) -> None:
+        await self.post(to_function(GREETER, "Ed", "Ed"), headers={"X-Request-Id": "r-42"})
+        assert self.recorder.request_ids == ["r-42"]
+
+    @gen_test
+    async def test_blocking_function_runs_on_the_given_executor(self) -> None:
+        response = await self.post(to_function(BLOCKING, "Fi", "Fi", with_state=False))
+        assert response.code == 200
+        ((_, _, thread_name),) = greetings(response.body)[1]
+        assert thread_name.startswith("statefun-blocking")
+
+    @gen_test(timeout=60)
+    async def test_concurrent_requests_do_not_cross_talk(self) -> None:
+        client = AsyncHTTPClient(force_instance=True, max_clients=200)
+        names = [f"user-{n}" for n in range(200)]
+
+        async def greet(n: int, name: str) -> tuple[str, Any]:
+            response = await client.fetch(
+                self.get_url("/statefun"),
+                method="POST",
+                body=to_function(GREETER, name, name, seen_count=n),
+            )
+            return name, greetings(response.body)
+
+        try:
+            replies = await asyncio.gather(*(greet(n, name) for n, name in enumerate(names)))
+        finally:
+            client.close()
+        for n, (name, (seen, sent)) in enumerate(replies):
+            assert seen == n + 1
+            assert sent == [(INBOX, name, f"Hello {name} for the {n + 1}th time!")]
+
+
+class RoutesTest(AsyncHTTPTestCase):
+    """``make_routes`` in an application's own table, with a ready handler."""
+
+    def get_app(self) -> Application:
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        routes = statefun_tornado.make_routes(handler, "/fns", metrics_path=None)
+        return Application([*routes, (r"/other", statefun_tornado.MetricsHandler)])
+
+    def test_served_at_the_given_path(self) -> None:
+        response = self.fetch("/fns", method="POST", body=to_function(GREETER, "Ann", "Ann"))
+        assert response.code == 200
+        assert greetings(response.body)[0] == 1
+        assert self.fetch("/statefun", method="POST", body=b"").code == 404
+
+    def test_reverse_url(self) -> None:
+        assert self._app.reverse_url("statefun") == "/fns"
+
+
+class MetricsTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        pytest.importorskip("statefun_prometheus")
+        return statefun_tornado.make_app(make_functions())  # installed plugins, prometheus too
+
+    def test_metrics_after_a_request(self) -> None:
+        self.fetch("/statefun", method="POST", body=to_function(GREETER, "Ann", "Ann"))
+        response = self.fetch("/metrics")
+        assert response.code == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        assert b'statefun_batches_total{function_type="com.example.fns/greeter"' in response.body
+
+
+def test_make_routes_rejects_executor_with_a_ready_handler() -> None:
+    handler = RequestReplyHandler(make_functions(), plugins=make_plugin_manager())
+    with pytest.raises(ValueError, match="RequestReplyHandler"):
+        statefun_tornado.make_routes(handler, executor=ThreadPoolExecutor(1))
+
+
+def test_entry_point_names_the_integration() -> None:
+    plugin = make_plugin_manager().get_plugin("tornado")  # loaded from its entry point
+    assert plugin.FRAMEWORK == "tornado"
+
+
+def test_import_without_tornado_says_what_to_install() -> None:
+    code = "import sys; sys.modules['tornado'] = None; import statefun_tornado"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "IntegrationNotAvailableError" in result.stderr
+    assert "pip install statefun-tornado" in result.stderr
