@@ -1,0 +1,68 @@
+"""An example statefun plugin: a module whose ``@hookimpl`` functions are the plugin.
+
+- Logs a warning for every batch slower than ``STATEFUN_SLOW_BATCH_SECONDS`` (default 1.0).
+- Makes :class:`decimal.Decimal` a StateFun type (``example.types/decimal``, its string form),
+  so ``ValueSpec("balance", type=Decimal)`` and ``message_builder(..., value=Decimal("1.5"))``
+  work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from decimal import Decimal
+from typing import Optional
+
+from statefun_core import simple_type
+from statefun_core.plugins import BatchEvent, InvocationEvent, hookimpl
+from statefun_core.registry import TypeRegistry
+
+__all__ = ["DECIMAL", "SLOW_BATCH_SECONDS_ENV", "logger"]
+
+SLOW_BATCH_SECONDS_ENV = "STATEFUN_SLOW_BATCH_SECONDS"
+logger = logging.getLogger("statefun.slow_batches")
+
+DECIMAL = simple_type("example.types/decimal", str, lambda data: Decimal(data.decode("ascii")))
+# Scratch is shared by every plugin: key it by the plugin's own name.
+_SCRATCH = "slow-batches"
+
+
+def _threshold() -> float:
+    return float(os.environ.get(SLOW_BATCH_SECONDS_ENV, "1.0"))
+
+
+@hookimpl
+def statefun_register_types(registry: TypeRegistry) -> None:
+    registry.register(Decimal, DECIMAL, source="statefun-slow-batches")
+
+
+@hookimpl
+def statefun_invocation_started(invocation: InvocationEvent) -> None:
+    invocation.scratch[_SCRATCH] = time.perf_counter()
+
+
+@hookimpl
+def statefun_invocation_finished(
+    invocation: InvocationEvent, error: Optional[BaseException]
+) -> None:
+    took = time.perf_counter() - invocation.scratch[_SCRATCH]
+    slowest = invocation.batch.scratch.get(_SCRATCH, (0.0, -1))
+    if took > slowest[0]:
+        invocation.batch.scratch[_SCRATCH] = (took, invocation.index)
+
+
+@hookimpl
+def statefun_batch_finished(batch: BatchEvent) -> None:
+    if batch.duration >= _threshold():
+        took, index = batch.scratch.get(_SCRATCH, (0.0, -1))
+        logger.warning(
+            "slow batch: %s took %.3fs for %d invocation(s) (outcome %s); "
+            "the slowest was #%d at %.3fs",
+            batch.function_type,
+            batch.duration,
+            batch.batch_size,
+            batch.outcome,
+            index,
+            took,
+        )
