@@ -1,0 +1,33 @@
+"""Test your functions without a runtime: :class:`Harness` runs them through the real
+request-reply handler and the runtime engine, on a clock the test moves.
+
+::
+
+    harness = Harness(functions)
+    harness.send("example/greeter", "ann", str_value="Ann").run()
+    harness.assert_state("example/greeter", "ann", seen_count=1)
+
+With pytest, the ``statefun_harness`` fixture makes one: ``statefun_harness(functions)``.
+See docs/testing.md.
+"""
+
+from .harness import Harness, HarnessError
+from .records import (
+    EgressOutput,
+    KafkaRecord,
+    KinesisRecord,
+    PendingMessage,
+    SentMessage,
+    decode_egress,
+)
+
+__all__ = [
+    "EgressOutput",
+    "Harness",
+    "HarnessError",
+    "KafkaRecord",
+    "KinesisRecord",
+    "PendingMessage",
+    "SentMessage",
+    "decode_egress",
+]

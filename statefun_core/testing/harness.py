@@ -1,0 +1,292 @@
+"""The test harness: a user's functions run by the real handler, with the runtime's rules.
+
+Every batch goes through :class:`~statefun_core.RequestReplyHandler` as real protobuf bytes,
+and every reply is applied by the same :class:`~statefun_core.engine.Engine` the local runtime
+uses, over a :class:`~statefun_core.engine.MemoryStore` and a clock the test moves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any, Callable, Optional, Union
+
+import pluggy
+
+from ..engine import (
+    Address,
+    Batch,
+    Engine,
+    ManualClock,
+    MemoryStore,
+    StaleBatchError,
+    TypedValue,
+)
+from ..functions import StatefulFunctions
+from ..handler import RequestReplyHandler
+from ..messages import message_builder
+from ..types import Type
+from .records import AnyEgress, PendingMessage, SentMessage, decode_egress
+
+__all__ = ["Harness", "HarnessError"]
+
+Duration = Union[int, timedelta]
+
+
+class HarnessError(AssertionError):
+    """The harness could not finish: the functions keep messaging each other forever."""
+
+
+class Harness:
+    """Runs ``functions`` like a StateFun runtime, in-process and deterministically.
+
+    ``send`` queues a message, ``run`` (or ``await run_async()``) delivers until nothing is
+    left to do, ``advance`` moves the clock, firing delayed messages and expiring state.
+    Messages to function types that ``functions`` does not hold are captured in
+    :attr:`captured` instead of delivered. A function that raises fails its batch: the error
+    propagates and the batch's messages stay queued, as in the runtime, which retries them.
+
+    ``plugins`` is passed to the handler (default: the installed plugins, as in production).
+    ``max_batches`` bounds one ``run``; more means the functions never go quiet.
+    """
+
+    def __init__(
+        self,
+        functions: StatefulFunctions,
+        *,
+        plugins: Optional[pluggy.PluginManager] = None,
+        start_ms: int = 0,
+        max_batches: int = 10_000,
+        max_discovery_rounds: int = 10,
+    ) -> None:
+        self.functions = functions
+        self.handler = RequestReplyHandler(functions, plugins=plugins)
+        self.clock = ManualClock(start_ms)
+        self.store = MemoryStore()
+        self.engine = Engine(self.store, self.clock, max_discovery_rounds=max_discovery_rounds)
+        self.max_batches = max_batches
+        #: Every message a function sent, in the order the runtime applied them.
+        self.sent: list[SentMessage] = []
+        #: Messages delivered to function types the harness does not run.
+        self.captured: list[SentMessage] = []
+
+    # --- driving ------------------------------------------------------------------------
+
+    def send(
+        self,
+        typename: str,
+        id: str,
+        *,
+        caller: Optional[tuple[str, str]] = None,
+        **value: Any,
+    ) -> Harness:
+        """Queue a message for ``typename``/``id``, the value given as to ``message_builder``
+        (``str_value=``, ``int_value=``, ..., or ``value=`` with ``value_type=``). Without
+        ``caller`` (a ``(typename, id)`` pair) it arrives as from an ingress."""
+        sender = None if caller is None else Address(*caller)
+        self.engine.send(Address(typename, id), self._typed_value(typename, id, value), sender)
+        return self
+
+    def run(self) -> int:
+        """Deliver messages (and delayed messages due now) until the functions are quiet;
+        return how many batches were delivered."""
+        return self._run(self._call)
+
+    async def run_async(self) -> int:
+        """:meth:`run` through the handler's ``handle_async``, for asyncio tests."""
+        delivered = 0
+        while True:
+            batches = self._next_batches(delivered)
+            if not batches:
+                return delivered
+            for index, batch in enumerate(batches):
+                try:
+                    if batch.address.typename in self.functions:
+                        reply = await self.handler.handle_async(batch.request)
+                    else:
+                        reply = self._capture(batch)
+                    self._complete(batch, reply)
+                except BaseException:
+                    self._release(batches[index:])
+                    raise
+            delivered += len(batches)
+
+    def advance(self, duration: Duration) -> int:
+        """Move the clock forward by ``duration`` (milliseconds, or a ``timedelta``), delivering
+        each delayed message at its due time; return how many batches were delivered."""
+        delivered = self.run()
+        for due_ms in self._due_times(duration):
+            self.clock.advance(due_ms - self.clock.now_ms())
+            delivered += self.run()
+        return delivered
+
+    async def advance_async(self, duration: Duration) -> int:
+        """:meth:`advance` through ``handle_async``."""
+        delivered = await self.run_async()
+        for due_ms in self._due_times(duration):
+            self.clock.advance(due_ms - self.clock.now_ms())
+            delivered += await self.run_async()
+        return delivered
+
+    @property
+    def now_ms(self) -> int:
+        """The harness clock, in milliseconds."""
+        return self.clock.now_ms()
+
+    # --- reading results ----------------------------------------------------------------
+
+    def state(self, typename: str, id: str) -> dict[str, Any]:
+        """The live state of ``typename``/``id``, each value decoded by its declared type;
+        a state that was never written, was deleted or expired is absent."""
+        function = self.functions.for_typename(typename)
+        types = {spec.name: self._resolve(spec.type) for spec in function.specs}
+        return {
+            name: types[name].serializer().deserialize(value.value)
+            for name, value in self.engine.state(Address(typename, id)).items()
+            if name in types
+        }
+
+    @property
+    def pending(self) -> list[PendingMessage]:
+        """The delayed messages not delivered (nor cancelled) yet, by due time."""
+        return [
+            PendingMessage(t.target, t.argument, t.caller, t.due_ms, t.token)
+            for t in self.engine.pending_timers()
+        ]
+
+    @property
+    def egress(self) -> list[AnyEgress]:
+        """Every record sent to an egress, in order; Kafka and Kinesis records decoded."""
+        return [decode_egress(record) for record in self.engine.egress_records()]
+
+    # --- assertions ---------------------------------------------------------------------
+
+    def assert_state(self, typename: str, id: str, **expected: Any) -> None:
+        """Assert the given states of ``typename``/``id`` (``None`` for absent)."""
+        state = self.state(typename, id)
+        actual = {name: state.get(name) for name in expected}
+        if actual != expected:
+            raise AssertionError(
+                f"state of {typename}/{id}: expected {expected!r}, found {actual!r} "
+                f"(all live state: {state!r})"
+            )
+
+    def assert_sent(self, typename: str, id: str, **value: Any) -> SentMessage:
+        """Assert a function sent this message (value as for :meth:`send`); return it."""
+        return self._find(self.sent, "sent", typename, id, value)
+
+    def assert_captured(self, typename: str, id: str, **value: Any) -> SentMessage:
+        """Assert this message reached ``typename``/``id``, a type the harness does not run."""
+        return self._find(self.captured, "captured", typename, id, value)
+
+    def assert_egress(self, egress: Optional[str] = None, **fields: Any) -> AnyEgress:
+        """Assert a record matching ``egress`` (the egress id) and ``fields`` was sent, for
+        example ``assert_egress("example/out", topic="greetings", key="ann", value="Hi")``.
+        A ``str`` value is compared with the record's bytes decoded as UTF-8. Returns it."""
+        if egress is not None:
+            fields["egress"] = egress
+        for record in self.egress:
+            if all(
+                _matches(getattr(record, name, _MISSING), want) for name, want in fields.items()
+            ):
+                return record
+        raise AssertionError(
+            f"no egress record matches {fields!r}; records sent: {_listing(self.egress)}"
+        )
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _run(self, call: Callable[[bytes], bytes]) -> int:
+        delivered = 0
+        while True:
+            batches = self._next_batches(delivered)
+            if not batches:
+                return delivered
+            for index, batch in enumerate(batches):
+                try:
+                    if batch.address.typename in self.functions:
+                        reply = call(batch.request)
+                    else:
+                        reply = self._capture(batch)
+                    self._complete(batch, reply)
+                except BaseException:
+                    self._release(batches[index:])
+                    raise
+            delivered += len(batches)
+
+    def _call(self, request: bytes) -> bytes:
+        return self.handler.handle_sync(request)
+
+    def _next_batches(self, delivered: int) -> list[Batch]:
+        self.engine.fire_due_timers()
+        batches = self.engine.next_batches()
+        if batches and delivered >= self.max_batches:
+            self._release(batches)
+            busy = sorted({str(batch.address) for batch in batches})
+            raise HarnessError(
+                f"the functions are still busy after {delivered} batches (still messaging: "
+                f"{', '.join(busy)}); is a function sending to itself forever?"
+            )
+        return batches
+
+    def _capture(self, batch: Batch) -> bytes:
+        self.captured.extend(SentMessage(m.target, m.argument, m.caller) for m in batch.messages)
+        return b""
+
+    def _complete(self, batch: Batch, reply: bytes) -> None:
+        completion = self.engine.complete(batch, reply)
+        self.sent.extend(SentMessage(m.target, m.argument, m.caller) for m in completion.sent)
+
+    def _release(self, batches: Iterable[Batch]) -> None:
+        for batch in batches:
+            with contextlib.suppress(StaleBatchError):  # completed already
+                self.engine.fail(batch)
+
+    def _due_times(self, duration: Duration) -> Iterable[int]:
+        """The due times of delayed messages within ``duration``, then its end, computed
+        lazily: delivering one message may schedule another inside the window."""
+        ms = int(duration.total_seconds() * 1000) if isinstance(duration, timedelta) else duration
+        if ms < 0:
+            raise ValueError(f"time only moves forward; got {duration}")
+        until = self.clock.now_ms() + ms
+        while True:
+            due = self.engine.next_timer_due_ms()
+            if due is None or due > until:
+                yield until
+                return
+            yield due
+
+    def _typed_value(self, typename: str, id: str, value: dict[str, Any]) -> TypedValue:
+        if value.keys() == {"value"}:  # the class's type is known to the handler's plugins
+            value = {"value": value["value"], "value_type": self._resolve(type(value["value"]))}
+        return TypedValue.from_proto(message_builder(typename, id, **value).typed_value)
+
+    def _resolve(self, tpe: Union[Type, type]) -> Type:
+        return tpe if isinstance(tpe, Type) else self.handler.types.for_class(tpe)
+
+    def _find(
+        self, messages: list[SentMessage], kind: str, typename: str, id: str, value: dict[str, Any]
+    ) -> SentMessage:
+        target = Address(typename, id)
+        argument = self._typed_value(typename, id, value) if value else None
+        for message in messages:
+            if message.target == target and argument in (None, message.argument):
+                return message
+        raise AssertionError(
+            f"no {kind} message to {target} with {value!r}; {kind}: "
+            f"{_listing(messages) if messages else 'none'}"
+        )
+
+
+_MISSING = object()
+
+
+def _matches(actual: Any, wanted: Any) -> bool:
+    if isinstance(wanted, str) and isinstance(actual, bytes):
+        return actual == wanted.encode("utf-8")
+    return bool(actual == wanted)
+
+
+def _listing(items: Iterable[Any]) -> str:
+    return "".join(f"\n  {item!r}" for item in items) or "none"

@@ -1,0 +1,33 @@
+"""The pytest plugin (entry point ``pytest11: statefun``): harness fixtures.
+
+``statefun_harness`` is a factory: ``statefun_harness(functions, **options)`` returns a
+:class:`~statefun_core.testing.Harness` (options as its constructor's)::
+
+    def test_greets(statefun_harness):
+        harness = statefun_harness(functions)
+        harness.send("example/greeter", "ann", str_value="Ann").run()
+        harness.assert_egress("example/greets", key="ann")
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from ..functions import StatefulFunctions
+from .harness import Harness
+
+__all__ = ["statefun_harness"]
+
+HarnessFactory = Callable[..., Harness]
+
+
+@pytest.fixture
+def statefun_harness() -> HarnessFactory:
+    """Make a :class:`~statefun_core.testing.Harness` for a ``StatefulFunctions``."""
+
+    def make(functions: StatefulFunctions, **options: Any) -> Harness:
+        return Harness(functions, **options)
+
+    return make
