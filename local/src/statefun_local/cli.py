@@ -1,0 +1,241 @@
+"""``statefun-local``: run a module, send messages, look at state, follow the egress.
+
+    statefun-local run module.yaml [--db statefun-local.db] [--port 8090]
+    statefun-local send com.example.fns/greeter/Ann --string Ann
+    statefun-local state com.example.fns/greeter/Ann
+    statefun-local egress --follow
+
+``state`` and ``egress`` read the database file directly, so they work whether or not the
+runtime is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+from .inspection import address_view, egress_view, parse_address
+from .module import ModuleError, load_module
+from .runtime import LocalRuntime, WallClock, describe_module
+from .store import SqliteStore, connect
+
+DEFAULT_DB = "statefun-local.db"
+DEFAULT_PORT = 8090
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.command(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ModuleError, FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"statefun-local: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="statefun-local", description="A local, durable Stateful Functions runtime."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the functions of one or more module.yaml files")
+    run.add_argument("module", nargs="+", help="module.yaml file(s)")
+    run.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database (default {DEFAULT_DB})")
+    run.add_argument("--host", default="127.0.0.1", help="address of the web page and ingress")
+    run.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    run.add_argument("--egress-jsonl", metavar="FILE", help="also append egress records here")
+    run.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
+                     help="NORMAL survives a process crash; FULL also a power loss (slower)")
+    run.add_argument("-v", "--verbose", action="store_true", help="log every retry and resume")
+    run.set_defaults(command=_run)
+
+    send = commands.add_parser("send", help="send a message to namespace/type/id")
+    send.add_argument("address", help="namespace/type/id")
+    value = send.add_mutually_exclusive_group(required=True)
+    for name in ("string", "int", "long", "bool", "float", "double"):
+        value.add_argument(f"--{name}", metavar="VALUE", help=f"an io.statefun.types/{name}")
+    value.add_argument("--json", metavar="JSON", help="a JSON value (with --type ns/name)")
+    value.add_argument("--bytes-file", metavar="FILE", help="raw bytes (with --type ns/name)")
+    send.add_argument("--type", dest="typename", metavar="NS/NAME",
+                      help="the typename for --json or --bytes-file")
+    send.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}",
+                      help="the running runtime")
+    send.set_defaults(command=_send)
+
+    state = commands.add_parser("state", help="an address's state, mailbox and timers")
+    state.add_argument("address", help="namespace/type/id")
+    state.add_argument("--db", default=DEFAULT_DB)
+    state.set_defaults(command=_state)
+
+    egress = commands.add_parser("egress", help="print egress records")
+    egress.add_argument("--db", default=DEFAULT_DB)
+    egress.add_argument("--follow", "-f", action="store_true", help="keep printing new ones")
+    egress.add_argument("--after", type=int, default=0, help="only records after this number")
+    egress.add_argument("--json", action="store_true", help="one JSON object per line")
+    egress.set_defaults(command=_egress)
+    return parser
+
+
+# --- run -------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
+    if not args.verbose:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    module = load_module(*args.module)
+    runtime = LocalRuntime(
+        module, args.db, synchronous=args.synchronous, egress_jsonl=args.egress_jsonl,
+        module_name=", ".join(args.module),
+    )
+    asyncio.run(_serve(runtime, args.host, args.port, args.module))
+    return 0
+
+
+async def _serve(runtime: LocalRuntime, host: str, port: int, modules: list[str]) -> None:
+    from aiohttp import web
+
+    from .server import make_app
+
+    await runtime.start()
+    runner = web.AppRunner(make_app(runtime), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        print(f"statefun-local: running {', '.join(modules)} (database {runtime.db})", flush=True)
+        for line in describe_module(runtime.module):
+            print(line)
+        print(f"  web page and ingress on http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("statefun-local: stopping (batches in flight are sent again on the next run)")
+    finally:
+        await runner.cleanup()
+        await runtime.stop()
+
+
+# --- send ------------------------------------------------------------------------------------
+
+
+def _send(args: argparse.Namespace) -> int:
+    parse_address(args.address)
+    body: dict[str, Any]
+    for name in ("string", "int", "long", "bool", "float", "double"):
+        if getattr(args, name) is not None:
+            body = {"type": name, "value": getattr(args, name)}
+            break
+    else:
+        if not args.typename:
+            raise ValueError("--json and --bytes-file need --type namespace/name")
+        if args.json is not None:
+            body = {"type": args.typename, "value": json.loads(args.json)}
+        else:
+            data = Path(args.bytes_file).read_bytes()
+            body = {"type": args.typename, "base64": base64.b64encode(data).decode("ascii")}
+    request = urllib.request.Request(
+        f"{args.url.rstrip('/')}/ingress/{args.address}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            reply = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        print(f"statefun-local: {error.read().decode(errors='replace').strip()}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as error:
+        print(f"statefun-local: can not reach the runtime at {args.url}: {error.reason}",
+              file=sys.stderr)
+        return 1
+    print(f"sent {reply['type']} to {reply['target']} (message #{reply['seq']})")
+    return 0
+
+
+# --- state and egress ------------------------------------------------------------------------
+
+
+def _open_readonly(db: str) -> SqliteStore:
+    if not Path(db).exists():
+        raise FileNotFoundError(f"no database at {db} (give --db, or run the runtime first)")
+    return SqliteStore(connect(db, readonly=True))
+
+
+def _state(args: argparse.Namespace) -> int:
+    address = parse_address(args.address)
+    store = _open_readonly(args.db)
+    view = address_view(store, address, WallClock().now_ms())
+    print(view["address"])
+    if not view["state"]:
+        print("  state: (none)")
+    for name, entry in view["state"].items():
+        notes = [note for note, flag in (("expired", entry["expired"]),
+                                         ("no longer declared", not entry["declared"])) if flag]
+        suffix = f"  ({', '.join(notes)})" if notes else ""
+        print(f"  state {name}: {_show(entry['value'])}  [{entry['type']}]{suffix}")
+    for label in ("in_flight", "queued"):
+        messages = view[label]
+        print(f"  {label.replace('_', ' ')}: {len(messages)} message(s)")
+        for message in messages:
+            caller = f" from {message['caller']}" if message["caller"] else ""
+            print(f"    #{message['seq']}{caller}: {_show(message['value'])}  [{message['type']}]")
+    print(f"  timers: {len(view['timers'])}")
+    for timer in view["timers"]:
+        token = f", token {timer['cancellation_token']!r}" if timer["cancellation_token"] else ""
+        print(f"    due in {timer['due_in_ms']} ms from {timer['caller']}{token}: "
+              f"{_show(timer['value'])}  [{timer['type']}]")
+    return 0
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _egress(args: argparse.Namespace) -> int:
+    store = _open_readonly(args.db)
+    after = args.after
+    while True:
+        for record in store.egress_list(after, limit=1000):
+            view = egress_view(record)
+            after = record.seq
+            if args.json:
+                print(json.dumps(view, ensure_ascii=False), flush=True)
+            else:
+                print(f"#{view['seq']} {view['egress']}: {_show_record(view['record'])}",
+                      flush=True)
+        if not args.follow:
+            return 0
+        time.sleep(0.2)
+
+
+def _show_record(record: Any) -> str:
+    if isinstance(record, dict) and "kafka" in record:
+        kafka = record["kafka"]
+        return f"topic={kafka['topic']} key={kafka['key']} value={_show(kafka['value'])}"
+    if isinstance(record, dict) and "kinesis" in record:
+        kinesis = record["kinesis"]
+        return (f"stream={kinesis['stream']} partition_key={kinesis['partition_key']} "
+                f"value={_show(kinesis['value'])}")
+    return _show(record)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

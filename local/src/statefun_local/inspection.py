@@ -1,0 +1,75 @@
+"""What the CLI and the web page show, read straight from the store as JSON-friendly dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from statefun_core.engine import Address, EgressRecord, Envelope, Timer
+
+from .store import SqliteStore
+from .values import describe
+
+__all__ = ["address_view", "egress_view", "parse_address"]
+
+
+def parse_address(text: str) -> Address:
+    """``namespace/type/id`` (the id may itself contain slashes)."""
+    parts = text.split("/", 2)
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"expected an address 'namespace/type/id', got {text!r}")
+    return Address(f"{parts[0]}/{parts[1]}", parts[2])
+
+
+def _message_view(message: Envelope) -> dict[str, Any]:
+    return {
+        "seq": message.seq,
+        "caller": str(message.caller) if message.caller else None,
+        "type": message.argument.typename,
+        "value": describe(message.argument.typename, message.argument.value),
+    }
+
+
+def _timer_view(timer: Timer, now_ms: int) -> dict[str, Any]:
+    return {
+        "seq": timer.seq,
+        "target": str(timer.target),
+        "due_in_ms": max(0, timer.due_ms - now_ms),
+        "caller": str(timer.caller),
+        "cancellation_token": timer.token,
+        "type": timer.argument.typename,
+        "value": describe(timer.argument.typename, timer.argument.value),
+    }
+
+
+def address_view(store: SqliteStore, address: Address, now_ms: int) -> dict[str, Any]:
+    """An address's state (decoded by type, expired values marked), its queued messages, its
+    batch in flight and the delayed messages waiting for it."""
+    specs = store.specs_get(address.typename)
+    state = {}
+    for name, entry in sorted(store.state_get(address).items()):
+        spec = specs.get(name)
+        state[name] = {
+            "type": entry.typename,
+            "value": describe(entry.typename, entry.value),
+            "expired": bool(spec and entry.expired(spec, now_ms)),
+            "declared": spec is not None,
+        }
+    in_flight = store.in_flight_get(address)
+    mailbox = store.mailbox_peek(address)
+    return {
+        "address": str(address),
+        "state": state,
+        "in_flight": [_message_view(m) for m in mailbox if in_flight and m.seq <= in_flight],
+        "queued": [_message_view(m) for m in mailbox if not in_flight or m.seq > in_flight],
+        "timers": [_timer_view(t, now_ms) for t in store.timers() if t.target == address],
+    }
+
+
+def egress_view(record: EgressRecord) -> dict[str, Any]:
+    """An egress record; Kafka and Kinesis records opened to topic/stream, key and value."""
+    return {
+        "seq": record.seq,
+        "egress": record.egress,
+        "type": record.argument.typename,
+        "record": describe(record.argument.typename, record.argument.value),
+    }

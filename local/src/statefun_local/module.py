@@ -1,0 +1,485 @@
+"""Reading a StateFun 3.x ``module.yaml``: endpoints, ingresses and egresses.
+
+The same file deploys on Apache Flink StateFun, so this accepts what the reference runtime
+accepts for the kinds it knows and reports every problem with its file, document and field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import yaml
+
+__all__ = [
+    "ASYNC_TRANSPORT",
+    "OKHTTP_TRANSPORT",
+    "Egress",
+    "Endpoint",
+    "Ingress",
+    "Module",
+    "ModuleError",
+    "load_module",
+    "parse_duration",
+    "parse_module",
+]
+
+ENDPOINTS_V1 = "io.statefun.endpoints.v1/http"
+ENDPOINTS_V2 = "io.statefun.endpoints.v2/http"
+KAFKA_INGRESS = "io.statefun.kafka.v1/ingress"
+KAFKA_EGRESS = "io.statefun.kafka.v1/egress"
+KINESIS_INGRESS = "io.statefun.kinesis.v1/ingress"
+KINESIS_EGRESS = "io.statefun.kinesis.v1/egress"
+ASYNC_TRANSPORT = "io.statefun.transports.v1/async"
+OKHTTP_TRANSPORT = "io.statefun.transports.v1/okhttp"
+
+DEFAULT_MAX_NUM_BATCH_REQUESTS = 1000
+
+
+class ModuleError(ValueError):
+    """One or more problems in a module file; ``problems`` lists each as one line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid module:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+# --- durations -------------------------------------------------------------------------------
+
+_UNITS_MS = {
+    **dict.fromkeys(("ns", "nano", "nanos", "nanosecond", "nanoseconds"), 1e-6),
+    **dict.fromkeys(("us", "µs", "micro", "micros", "microsecond", "microseconds"), 1e-3),
+    **dict.fromkeys(("ms", "milli", "millis", "millisecond", "milliseconds"), 1.0),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1000.0),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60_000.0),
+    **dict.fromkeys(("h", "hour", "hours"), 3_600_000.0),
+    **dict.fromkeys(("d", "day", "days"), 86_400_000.0),
+}
+_DURATION = re.compile(r"^\s*(\d+)\s*([a-zµ]*)\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: Union[str, int]) -> float:
+    """A StateFun (Flink) duration such as ``2 min``, ``500ms`` or ``10`` (ms), in seconds."""
+    if isinstance(text, bool):
+        raise ValueError(f"not a duration: {text!r}")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"a duration can not be negative: {text}")
+        return text / 1000.0
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (expected e.g. '10s', '2 min', '500ms')")
+    number, unit = match.groups()
+    unit = unit.lower()
+    if unit and unit not in _UNITS_MS:
+        raise ValueError(f"unknown time unit {unit!r} in {text!r}")
+    return int(number) * _UNITS_MS[unit or "ms"] / 1000.0
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the functions of one type (or of a whole namespace, ``ns/*``) are served."""
+
+    functions: str
+    url_path_template: str
+    max_num_batch_requests: int = DEFAULT_MAX_NUM_BATCH_REQUESTS
+    transport: str = ASYNC_TRANSPORT
+    call_timeout: float = 120.0
+    connect_timeout: float = 20.0
+    payload_max_bytes: int = 33_554_432
+    source: str = ""
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.functions.endswith("/*")
+
+    @property
+    def namespace(self) -> str:
+        return self.functions.split("/", 1)[0]
+
+    def url_for(self, function_type: str) -> str:
+        """The URL to call for ``function_type`` (``namespace/name``)."""
+        name = function_type.split("/", 1)[1]
+        return self.url_path_template.replace("{function.name}", name)
+
+
+@dataclass(frozen=True)
+class Ingress:
+    """A Kafka or Kinesis ingress. Locally its records arrive over HTTP instead."""
+
+    id: str
+    kind: str
+    # (topic or stream, valueType, target function types)
+    routes: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Egress:
+    """A Kafka or Kinesis egress. Locally its records are stored and displayed."""
+
+    id: str
+    kind: str
+    source: str = ""
+
+    @property
+    def is_kafka(self) -> bool:
+        return self.kind == KAFKA_EGRESS
+
+
+@dataclass
+class Module:
+    endpoints: list[Endpoint] = field(default_factory=list)
+    ingresses: dict[str, Ingress] = field(default_factory=dict)
+    egresses: dict[str, Egress] = field(default_factory=dict)
+
+    def endpoint_for(self, function_type: str) -> Optional[Endpoint]:
+        """The endpoint serving ``function_type``; an exact binding wins over a wildcard."""
+        namespace = function_type.split("/", 1)[0]
+        wildcard = None
+        for endpoint in self.endpoints:
+            if endpoint.functions == function_type:
+                return endpoint
+            if endpoint.is_wildcard and endpoint.namespace == namespace:
+                wildcard = endpoint
+        return wildcard
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def load_module(*paths: Union[str, Path]) -> Module:
+    """Read and validate one or more module files into one :class:`Module`."""
+    module = Module()
+    problems: list[str] = []
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(f"{path}: can not read: {exc.strerror or exc}")
+            continue
+        _parse_into(module, text, str(path), problems)
+    if problems:
+        raise ModuleError(problems)
+    return module
+
+
+def parse_module(text: str, filename: str = "<module.yaml>") -> Module:
+    """Parse and validate the text of a module file."""
+    module = Module()
+    problems: list[str] = []
+    _parse_into(module, text, filename, problems)
+    if problems:
+        raise ModuleError(problems)
+    return module
+
+
+class _Document:
+    """One YAML document being read; collects problems with their location."""
+
+    def __init__(self, where: str, problems: list[str]) -> None:
+        self.where = where
+        self.problems = problems
+
+    def problem(self, path: str, message: str) -> None:
+        where = f"{self.where}: {path}" if path else self.where
+        self.problems.append(f"{where}: {message}")
+
+    def get(
+        self,
+        node: dict[str, Any],
+        path: str,
+        key: str,
+        convert: Callable[[Any], Any],
+        default: Any = None,
+        required: bool = False,
+    ) -> Any:
+        full = f"{path}.{key}" if path else key
+        if key not in node or node[key] is None:
+            if required:
+                self.problem(full, "is required")
+            return default
+        try:
+            return convert(node[key])
+        except (TypeError, ValueError) as exc:
+            self.problem(full, str(exc))
+            return default
+
+    def mapping(self, node: dict[str, Any], path: str, key: str) -> dict[str, Any]:
+        value = node.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(f"{path}.{key}" if path else key, "must be a mapping")
+            return {}
+        return value
+
+
+def _typename(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"must be a typename 'namespace/name', got {value!r}")
+    namespace, slash, name = value.partition("/")
+    if not namespace or not slash or not name or "/" in name:
+        raise ValueError(f"must be a typename 'namespace/name', got {value!r}")
+    return value
+
+
+def _function_binding(value: Any) -> str:
+    typename = _typename(value)
+    namespace, name = typename.split("/")
+    if "*" in namespace or ("*" in name and name != "*"):
+        raise ValueError(f"'*' may only stand for the whole function name ('ns/*'), got {value!r}")
+    return typename
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"must be an integer, got {value!r}")
+    return value
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
+        return str(value)
+
+    return check
+
+
+def _url_template(value: Any) -> str:
+    url = _string(value)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("http+unix", "https+unix"):
+        raise ValueError(f"{scheme} URLs are not supported by the local runtime")
+    if scheme not in ("http", "https"):
+        raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+    return url
+
+
+def _parse_into(module: Module, text: str, filename: str, problems: list[str]) -> None:
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        problems.append(f"{filename}: not valid YAML: {exc}")
+        return
+    for index, document in enumerate(documents):
+        if document is None:
+            continue  # an empty document, e.g. a leading or trailing '---'
+        doc = _Document(f"{filename}: document {index}", problems)
+        if not isinstance(document, dict):
+            doc.problem("", "must be a mapping with 'kind' and 'spec'")
+            continue
+        if "module" in document and "kind" not in document:
+            doc.problem("module", "the StateFun 3.0 'module:' format is not supported; "
+                        "use 'kind:'/'spec:' documents (StateFun 3.1+)")
+            continue
+        kind = document.get("kind")
+        spec = document.get("spec")
+        if not isinstance(kind, str):
+            doc.problem("kind", "is required")
+            continue
+        if not isinstance(spec, dict):
+            doc.problem("spec", "is required and must be a mapping")
+            continue
+        parser = _PARSERS.get(kind)
+        if parser is None:
+            doc.problem("kind", f"unknown kind {kind!r} (known: {', '.join(sorted(_PARSERS))})")
+            continue
+        doc.where = f"{doc.where} ({kind})"
+        parser(module, spec, doc)
+
+
+def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> None:
+    transport = doc.mapping(spec, "spec", "transport")
+    transport_type = doc.get(
+        transport, "spec.transport", "type", _one_of(ASYNC_TRANSPORT, OKHTTP_TRANSPORT),
+        default=ASYNC_TRANSPORT,
+    )
+    if transport_type == OKHTTP_TRANSPORT:
+        call, connect = _okhttp_timeouts(doc, transport, "spec.transport")
+    else:
+        timeouts = doc.mapping(transport, "spec.transport", "timeouts")
+        if timeouts:  # the compatibility form wins when present, with its own defaults
+            path = "spec.transport.timeouts"
+            call = doc.get(timeouts, path, "call", parse_duration, 60.0)
+            connect = doc.get(timeouts, path, "connect", parse_duration, 10.0)
+        else:
+            call = doc.get(transport, "spec.transport", "call", parse_duration, 120.0)
+            connect = doc.get(transport, "spec.transport", "connect", parse_duration, 20.0)
+    payload_max = doc.get(
+        transport, "spec.transport", "payload_max_bytes", _integer, 33_554_432
+    )
+    _add_endpoint(module, spec, doc, transport_type, call, connect, payload_max)
+
+
+def _parse_endpoint_v1(module: Module, spec: dict[str, Any], doc: _Document) -> None:
+    call, connect = _okhttp_timeouts(doc, spec, "spec")
+    _add_endpoint(module, spec, doc, OKHTTP_TRANSPORT, call, connect, 33_554_432)
+
+
+def _okhttp_timeouts(doc: _Document, node: dict[str, Any], path: str) -> tuple[float, float]:
+    timeouts = doc.mapping(node, path, "timeouts")
+    path = f"{path}.timeouts"
+    call = doc.get(timeouts, path, "call", parse_duration, 60.0)
+    values = {"call": call}
+    for name in ("connect", "read", "write"):
+        values[name] = doc.get(timeouts, path, name, parse_duration, 10.0)
+        if values[name] > call:
+            doc.problem(f"{path}.{name}", f"({values[name]:g} s) may not exceed call ({call:g} s)")
+    return call, values["connect"]
+
+
+def _add_endpoint(
+    module: Module,
+    spec: dict[str, Any],
+    doc: _Document,
+    transport: str,
+    call: float,
+    connect: float,
+    payload_max: int,
+) -> None:
+    functions = doc.get(spec, "spec", "functions", _function_binding, required=True)
+    url = doc.get(spec, "spec", "urlPathTemplate", _url_template, required=True)
+    max_batch = doc.get(
+        spec, "spec", "maxNumBatchRequests", _integer, DEFAULT_MAX_NUM_BATCH_REQUESTS
+    )
+    if functions is None or url is None:
+        return
+    if any(existing.functions == functions for existing in module.endpoints):
+        doc.problem("spec.functions", f"{functions!r} is already bound by another endpoint")
+        return
+    module.endpoints.append(
+        Endpoint(
+            functions=functions,
+            url_path_template=url,
+            max_num_batch_requests=max_batch,
+            transport=transport,
+            call_timeout=call,
+            connect_timeout=connect,
+            payload_max_bytes=payload_max,
+            source=doc.where,
+        )
+    )
+
+
+_STARTUP_POSITIONS = ("group-offsets", "earliest", "latest", "specific-offsets", "date")
+
+
+def _parse_routes(
+    doc: _Document, spec: dict[str, Any], key: str, name_key: str
+) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    entries = spec.get(key)
+    if not isinstance(entries, list) or not entries:
+        doc.problem(f"spec.{key}", "is required and must be a non-empty list")
+        return ()
+    routes = []
+    for index, entry in enumerate(entries):
+        path = f"spec.{key}[{index}]"
+        if not isinstance(entry, dict):
+            doc.problem(path, f"must be a mapping with {name_key}, valueType and targets")
+            continue
+        name = doc.get(entry, path, name_key, _string, required=True)
+        value_type = doc.get(entry, path, "valueType", _typename, required=True)
+        targets = entry.get("targets")
+        if not isinstance(targets, list) or not targets:
+            doc.problem(f"{path}.targets", "is required and must be a non-empty list")
+            continue
+        checked = []
+        for target_index, target in enumerate(targets):
+            try:
+                checked.append(_typename(target))
+            except (TypeError, ValueError) as exc:
+                doc.problem(f"{path}.targets[{target_index}]", str(exc))
+        if name and value_type:
+            routes.append((name, value_type, tuple(checked)))
+    return tuple(routes)
+
+
+def _register_io(
+    registry: dict[str, Any], item: Union[Ingress, Egress], doc: _Document, what: str
+) -> None:
+    if item.id in registry:
+        doc.problem("spec.id", f"{what} {item.id!r} is defined twice")
+    else:
+        registry[item.id] = item
+
+
+def _parse_kafka_ingress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
+    ingress_id = doc.get(spec, "spec", "id", _typename, required=True)
+    doc.get(spec, "spec", "address", _string, required=True)
+    doc.get(spec, "spec", "consumerGroupId", _string, required=True)
+    doc.get(spec, "spec", "autoOffsetResetPosition", _one_of("earliest", "latest"))
+    startup = doc.mapping(spec, "spec", "startupPosition")
+    position = doc.get(startup, "spec.startupPosition", "type", _one_of(*_STARTUP_POSITIONS))
+    if position == "specific-offsets" and not isinstance(startup.get("offsets"), list):
+        doc.problem("spec.startupPosition.offsets", "is required for specific-offsets")
+    if position == "date":
+        doc.get(startup, "spec.startupPosition", "date", _string, required=True)
+    routes = _parse_routes(doc, spec, "topics", "topic")
+    if ingress_id:
+        _register_io(module.ingresses, Ingress(ingress_id, KAFKA_INGRESS, routes, doc.where),
+                     doc, "ingress")
+
+
+def _parse_kinesis_ingress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
+    ingress_id = doc.get(spec, "spec", "id", _typename, required=True)
+    startup = doc.mapping(spec, "spec", "startupPosition")
+    doc.get(startup, "spec.startupPosition", "type", _one_of("earliest", "latest", "date"))
+    _parse_aws_region(doc, spec)
+    routes = _parse_routes(doc, spec, "streams", "stream")
+    if ingress_id:
+        _register_io(module.ingresses, Ingress(ingress_id, KINESIS_INGRESS, routes, doc.where),
+                     doc, "ingress")
+
+
+def _parse_aws_region(doc: _Document, spec: dict[str, Any]) -> None:
+    region = doc.mapping(spec, "spec", "awsRegion")
+    kind = doc.get(region, "spec.awsRegion", "type",
+                   _one_of("default", "specific", "custom-endpoint"))
+    if kind in ("specific", "custom-endpoint"):
+        doc.get(region, "spec.awsRegion", "id", _string, required=True)
+    if kind == "custom-endpoint":
+        doc.get(region, "spec.awsRegion", "endpoint", _string, required=True)
+
+
+def _parse_kafka_egress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
+    egress_id = doc.get(spec, "spec", "id", _typename, required=True)
+    doc.get(spec, "spec", "address", _string, required=True)
+    semantic = doc.mapping(spec, "spec", "deliverySemantic")
+    kind = doc.get(semantic, "spec.deliverySemantic", "type",
+                   _one_of("exactly-once", "at-least-once", "none"))
+    if kind == "exactly-once":
+        doc.get(semantic, "spec.deliverySemantic", "transactionTimeout", parse_duration,
+                required=True)
+    if egress_id:
+        _register_io(module.egresses, Egress(egress_id, KAFKA_EGRESS, doc.where), doc, "egress")
+
+
+def _parse_kinesis_egress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
+    egress_id = doc.get(spec, "spec", "id", _typename, required=True)
+    _parse_aws_region(doc, spec)
+    doc.get(spec, "spec", "maxOutstandingRecords", _integer)
+    if egress_id:
+        _register_io(module.egresses, Egress(egress_id, KINESIS_EGRESS, doc.where), doc, "egress")
+
+
+_PARSERS: dict[str, Callable[[Module, dict[str, Any], _Document], None]] = {
+    ENDPOINTS_V1: _parse_endpoint_v1,
+    ENDPOINTS_V2: _parse_endpoint_v2,
+    KAFKA_INGRESS: _parse_kafka_ingress,
+    KAFKA_EGRESS: _parse_kafka_egress,
+    KINESIS_INGRESS: _parse_kinesis_ingress,
+    KINESIS_EGRESS: _parse_kinesis_egress,
+}

@@ -1,0 +1,379 @@
+"""The local runtime: drives the core's engine with a SQLite store, HTTP and the wall clock.
+
+The rules (mailboxes, batching, discovery, TTL, timers, the order a reply is applied in) are
+the engine's (:mod:`statefun_core.engine`); this module only moves bytes and time:
+
+- a dispatcher takes every batch the engine offers and calls the function over HTTP, one
+  task per batch (the engine keeps one batch in flight per address);
+- each good reply goes back to the engine, which applies it and consumes the batch in one
+  SQLite transaction;
+- a timer task fires delayed messages when they fall due;
+- a call that finally fails (or a reply the engine rejects) is logged and listed in
+  :attr:`LocalRuntime.failures`; the batch stays in flight and is retried after a pause, as
+  the reference runtime replays it after restoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from statefun_core.engine import Address, Batch, Completion, Engine, EngineError, TypedValue
+
+from .inspection import address_view, egress_view
+from .module import Module
+from .store import SqliteStore
+from .transport import CallFailedError, HttpTransport
+
+__all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "WallClock"]
+
+log = logging.getLogger("statefun_local")
+
+
+class WallClock:
+    """Processing time: milliseconds since the epoch (timers survive restarts)."""
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+
+class UnknownFunctionError(ValueError):
+    """A message for a function type no endpoint in the module serves."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A batch that could not be delivered or whose reply was rejected."""
+
+    time: str
+    address: str
+    error: str
+    messages: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time, "address": self.address, "error": self.error,
+                "messages": self.messages}
+
+
+class LocalRuntime:
+    """A durable, single-process StateFun runtime for one module.
+
+    Use as ``async with LocalRuntime(module, "app.db") as runtime: await runtime.send(...)``,
+    or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        module: Module,
+        db: Union[str, Path] = "statefun-local.db",
+        *,
+        synchronous: str = "NORMAL",
+        egress_jsonl: Union[str, Path, None] = None,
+        failure_pause: float = 1.0,
+        clock: Optional[Any] = None,
+        module_name: str = "",
+    ) -> None:
+        self.module = module
+        self.db = Path(db)
+        self.synchronous = synchronous
+        self.egress_jsonl = Path(egress_jsonl) if egress_jsonl else None
+        self.failure_pause = failure_pause
+        self.clock = clock or WallClock()
+        self.module_name = module_name
+        self.failures: collections.deque[Failure] = collections.deque(maxlen=100)
+        self.delivered = 0
+        self._throughput: collections.deque[tuple[float, int]] = collections.deque()
+        self._store: Optional[SqliteStore] = None
+        self._engine: Optional[Engine] = None
+        self._transport: Optional[HttpTransport] = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._calls: set[asyncio.Task[None]] = set()
+        self._parked: dict[Address, int] = {}  # consecutive failures per address
+        self._started_at = 0.0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> LocalRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._store = SqliteStore.open(self.db, self.synchronous, self.clock.now_ms)
+        thresholds = [e.max_num_batch_requests for e in self.module.endpoints]
+        self._engine = Engine(
+            self._store,
+            self.clock,
+            backpressure_threshold=min(thresholds) if thresholds else 1000,
+            egress_ids=self.module.egresses.keys(),
+        )
+        self._transport = HttpTransport(on_retry=self._on_retry)
+        self._wake = asyncio.Event()
+        self._timer_wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._started_at = time.monotonic()
+        resumed = len(self._store.in_flight_addresses())
+        if resumed:
+            log.info("resuming: %d batch(es) were in flight, sending them again", resumed)
+        self._tasks = [asyncio.create_task(self._dispatch()), asyncio.create_task(self._timers())]
+        if self.egress_jsonl is not None:
+            self._tasks.append(asyncio.create_task(self._sink_jsonl(self.egress_jsonl)))
+        self._wake.set()
+        self._timer_wake.set()
+
+    async def stop(self) -> None:
+        """Stop calling functions; what is in flight stays in flight for the next start."""
+        for task in [*self._tasks, *self._calls]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._calls, return_exceptions=True)
+        self._tasks, self._calls = [], set()
+        if self._transport is not None:
+            await self._transport.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the runtime is not started")
+        return self._engine
+
+    @property
+    def store(self) -> SqliteStore:
+        if self._store is None:
+            raise RuntimeError("the runtime is not started")
+        return self._store
+
+    # --- input --------------------------------------------------------------------------
+
+    async def send(self, target: Address, value: TypedValue) -> int:
+        """Queue a message from outside (an ingress); durable when this returns. Waits while
+        the target has ``maxNumBatchRequests`` messages buffered."""
+        self.check_target(target)
+        while self.engine.is_backpressured(target):
+            await self._wait_progress()
+        seq = self.engine.send(target, value)
+        self._wake.set()
+        return seq
+
+    def check_target(self, target: Address) -> None:
+        if self.module.endpoint_for(target.typename) is None:
+            raise UnknownFunctionError(
+                f"no endpoint in the module serves function type {target.typename!r}"
+            )
+
+    async def _wait_progress(self, timeout: Optional[float] = None) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._progress.wait(), timeout)
+
+    def _notify_progress(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def wait_until_idle(self, timeout: float = 30.0, timers: bool = False) -> None:
+        """Wait until nothing is queued or in flight (and, with ``timers``, no delayed message
+        is pending). Raises ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not (self.engine.is_idle() and not (timers and self.engine.pending_timers())):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the runtime did not go idle within {timeout} s")
+            await self._wait_progress(min(remaining, 0.05))
+
+    # --- the dispatcher -----------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for batch in self.engine.next_batches():
+                task = asyncio.create_task(self._call(batch))
+                self._calls.add(task)
+                task.add_done_callback(self._calls.discard)
+
+    async def _call(self, batch: Batch) -> None:
+        address = batch.address
+        endpoint = self.module.endpoint_for(address.typename)
+        if endpoint is None:
+            await self._park(batch, f"no endpoint in the module serves {address.typename!r}")
+            return
+        assert self._transport is not None
+        try:
+            reply = await self._transport.call(endpoint, address.typename, batch.request)
+        except CallFailedError as error:
+            await self._park(batch, str(error))
+            return
+        try:
+            completion = self.engine.complete(batch, reply)
+        except EngineError as error:
+            await self._park(batch, f"{type(error).__name__}: {error}")
+            return
+        self._completed(completion)
+
+    def _completed(self, completion: Completion) -> None:
+        address = completion.batch.address
+        if self._parked.pop(address, None) is not None:
+            log.info("%s: delivered again after failing", address)
+        if not completion.incomplete:
+            count = len(completion.batch.messages)
+            self.delivered += count
+            self._throughput.append((time.monotonic(), count))
+        if completion.scheduled:
+            self._timer_wake.set()
+        self._wake.set()
+        self._notify_progress()
+
+    async def _park(self, batch: Batch, error: str) -> None:
+        """Record a failed batch, keep it in flight for a while, then offer it again."""
+        address = batch.address
+        failures = self._parked.get(address, 0) + 1
+        self._parked[address] = failures
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        self.failures.append(Failure(stamp, str(address), error, len(batch.messages)))
+        pause = min(self.failure_pause * 2 ** (failures - 1), 60.0)
+        log.error("%s: batch of %d message(s) failed: %s (retrying in %.1f s)",
+                  address, len(batch.messages), error, pause)
+        self._notify_progress()
+        await asyncio.sleep(pause)
+        self.engine.fail(batch)
+        self._wake.set()
+
+    def _on_retry(self, url: str, attempt: int, reason: str) -> None:
+        if attempt == 1 or attempt % 10 == 0:
+            log.warning("POST %s: attempt %d failed (%s); retrying", url, attempt, reason)
+
+    # --- timers -------------------------------------------------------------------------
+
+    async def _timers(self) -> None:
+        while True:
+            self._timer_wake.clear()
+            due = self.engine.next_timer_due_ms()
+            if due is None:
+                await self._timer_wake.wait()
+                continue
+            delay = (due - self.clock.now_ms()) / 1000.0
+            if delay > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._timer_wake.wait(), delay)
+                continue
+            if self.engine.fire_due_timers():
+                self._wake.set()
+
+    # --- egress -------------------------------------------------------------------------
+
+    async def _sink_jsonl(self, path: Path) -> None:
+        """Append every egress record to ``path`` as one JSON line, resuming after restarts
+        from a cursor kept in the database (at least once: a crash between writing and saving
+        the cursor repeats a few lines)."""
+        key = f"jsonl_cursor:{path.resolve()}"
+        cursor = int(self.store.meta_get(key) or 0)
+        with path.open("a", encoding="utf-8") as sink:
+            while True:
+                records = self.store.egress_list(cursor, limit=1000)
+                if not records:
+                    await self._wait_progress(1.0)
+                    continue
+                for record in records:
+                    sink.write(json.dumps(egress_view(record), ensure_ascii=False) + "\n")
+                sink.flush()
+                cursor = records[-1].seq
+                with self.store.transaction():
+                    self.store.meta_put(key, cursor)
+
+    def egress_records(self, after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        return [egress_view(r) for r in self.store.egress_list(after_seq, limit=limit)]
+
+    async def wait_egress(self, after_seq: int, timeout: float) -> list[dict[str, Any]]:
+        """The records after ``after_seq``, waiting up to ``timeout`` s for one to arrive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self.egress_records(after_seq)
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                return records
+            await self._wait_progress(remaining)
+
+    # --- inspection ---------------------------------------------------------------------
+
+    def inspect(self, address: Address) -> dict[str, Any]:
+        return address_view(self.store, address, self.clock.now_ms())
+
+    def messages_per_second(self, window: float = 5.0) -> float:
+        now = time.monotonic()
+        while self._throughput and self._throughput[0][0] < now - window:
+            self._throughput.popleft()
+        span = min(window, max(now - self._started_at, 1e-3))
+        return sum(count for _, count in self._throughput) / span
+
+    def status(self, top: int = 20, egress: int = 10) -> dict[str, Any]:
+        """What the web page shows: functions, busiest addresses, throughput, latest egress
+        records and failures."""
+        store = self.store
+        depths = store.queue_depths()
+        in_flight = set(store.in_flight_addresses())
+        timers = store.timers()
+        timers_by_address = collections.Counter(t.target for t in timers)
+        addresses_by_type = dict(store.conn.execute(
+            "SELECT target_type, COUNT(DISTINCT target_id) FROM state GROUP BY 1"
+        ).fetchall())
+        specs = store.all_specs()
+        typenames = sorted(
+            {e.functions for e in self.module.endpoints if not e.is_wildcard}
+            | set(specs) | {a.typename for a in depths} | set(addresses_by_type)
+        )
+        functions = []
+        for typename in typenames:
+            endpoint = self.module.endpoint_for(typename)
+            functions.append({
+                "typename": typename,
+                "endpoint": endpoint.url_for(typename) if endpoint else None,
+                "states": sorted(specs.get(typename, {})),
+                "addresses": addresses_by_type.get(typename, 0),
+                "queued": sum(n for a, n in depths.items() if a.typename == typename),
+                "in_flight": sum(1 for a in in_flight if a.typename == typename),
+            })
+        busiest = sorted(depths.items(), key=lambda item: -item[1])[:top]
+        last_seq = store.conn.execute("SELECT MAX(seq) FROM egress").fetchone()[0] or 0
+        return {
+            "module": self.module_name,
+            "db": str(self.db),
+            "uptime_s": int(time.monotonic() - self._started_at),
+            "messages_per_second": self.messages_per_second(),
+            "totals": {
+                "delivered": self.delivered,
+                "queued": sum(depths.values()),
+                "in_flight": len(in_flight),
+                "timers": len(timers),
+                "egress": last_seq,
+            },
+            "functions": functions,
+            "addresses": [
+                {"address": str(a), "queued": n, "in_flight": a in in_flight,
+                 "timers": timers_by_address.get(a, 0)}
+                for a, n in busiest
+            ],
+            "egress": list(reversed(self.egress_records(max(0, last_seq - egress), egress))),
+            "failures": [f.to_json() for f in reversed(self.failures)],
+        }
+
+
+def describe_module(module: Module) -> Iterable[str]:
+    """Lines that say what a module holds, for the CLI's banner."""
+    for endpoint in module.endpoints:
+        yield f"  functions {endpoint.functions} -> {endpoint.url_path_template}"
+    for ingress in module.ingresses.values():
+        yield f"  ingress {ingress.id} (send to it with POST /ingress/<ns>/<type>/<id>)"
+    for egress in module.egresses.values():
+        yield f"  egress {egress.id} (stored; follow with 'statefun-local egress --follow')"

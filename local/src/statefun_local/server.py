@@ -1,0 +1,108 @@
+"""The runtime's HTTP side: ingress, egress, inspection and a small live web page.
+
+=====================================  ===================================================
+``POST /ingress/{ns}/{type}/{id}``     send a message. JSON ``{"type": "string", "value":
+                                       "Ann"}`` (``string``, ``int``, ``long``, ``bool``,
+                                       ``float``, ``double``), ``{"type": "ns/name", "value":
+                                       {...}}`` (JSON), ``{"type": "ns/name", "base64":
+                                       "..."}``; or raw bytes (``application/octet-stream``)
+                                       with ``?typename=ns/name``
+``GET /api/status``                    functions, queues, throughput, egress, failures
+``GET /api/state/{ns}/{type}/{id}``    an address's state, mailbox and timers
+``GET /api/egress?after=N&wait=S``     egress records after ``N``, waiting up to ``S`` s
+``GET /``                              the web page (polls ``/api/status``)
+=====================================  ===================================================
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from statefun_core.engine import Address
+
+from .runtime import LocalRuntime, UnknownFunctionError
+from .values import InvalidValueError, make_value
+
+__all__ = ["RUNTIME_KEY", "make_app"]
+
+RUNTIME_KEY = web.AppKey("statefun_local_runtime", LocalRuntime)
+
+
+def _address(request: web.Request) -> Address:
+    info = request.match_info
+    return Address(f"{info['namespace']}/{info['type']}", info["id"])
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=message + "\n")
+
+
+async def ingress(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME_KEY]
+    target = _address(request)
+    try:
+        if request.content_type == "application/json":
+            try:
+                body: Any = await request.json()
+            except ValueError as error:
+                raise _bad_request(f"the body is not JSON: {error}") from None
+            if not isinstance(body, dict) or "type" not in body:
+                raise _bad_request(
+                    'expected {"type": "string", "value": ...} or {"type": "ns/name", '
+                    '"base64": "..."}'
+                )
+            value = make_value(str(body["type"]), body.get("value"),
+                               base64_data=body.get("base64"))
+        else:
+            typename = request.query.get("typename")
+            if not typename:
+                raise _bad_request(
+                    "send JSON (Content-Type: application/json), or raw bytes with "
+                    "?typename=namespace/name"
+                )
+            value = make_value(typename, raw=await request.read())
+        seq = await runtime.send(target, value)
+    except (InvalidValueError, UnknownFunctionError) as error:
+        raise _bad_request(str(error)) from None
+    return web.json_response(
+        {"target": str(target), "type": value.typename, "seq": seq}, status=202
+    )
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RUNTIME_KEY].status())
+
+
+async def state(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RUNTIME_KEY].inspect(_address(request)))
+
+
+async def egress(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME_KEY]
+    try:
+        after = int(request.query.get("after", "0"))
+        wait = min(float(request.query.get("wait", "0")), 60.0)
+    except ValueError:
+        raise _bad_request("after must be an integer and wait a number of seconds") from None
+    records = await runtime.wait_egress(after, wait)
+    return web.json_response({"records": records})
+
+
+async def index(request: web.Request) -> web.Response:
+    page = resources.files(__package__).joinpath("web/index.html").read_text("utf-8")
+    return web.Response(text=page, content_type="text/html")
+
+
+def make_app(runtime: LocalRuntime) -> web.Application:
+    """The runtime's web application (start and stop the runtime yourself)."""
+    app = web.Application()
+    app[RUNTIME_KEY] = runtime
+    app.router.add_post("/ingress/{namespace}/{type}/{id:.+}", ingress)
+    app.router.add_get("/api/status", status)
+    app.router.add_get("/api/state/{namespace}/{type}/{id:.+}", state)
+    app.router.add_get("/api/egress", egress)
+    app.router.add_get("/", index)
+    return app

@@ -1,0 +1,398 @@
+"""The engine's :class:`~statefun_core.engine.Store` on one SQLite file (WAL mode).
+
+Mailboxes, in-flight markers, state specs, state, timers and the egress log live in one
+database, so the engine's transactions (one per event: an ingress message, taking batches,
+applying a reply, firing timers) are SQLite transactions, and a ``kill -9`` at any moment
+leaves the file at the last committed event.
+
+Which addresses have queued messages, the in-flight markers and the specs are also kept in
+memory (written through, reloaded after a rollback): the engine asks for them on every round.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ContextManager, Optional, Union
+
+from statefun_core.engine import (
+    Address,
+    EgressRecord,
+    Envelope,
+    ExpireMode,
+    StateEntry,
+    StateSpec,
+    Timer,
+    TypedValue,
+)
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "connect"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mailbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    target_type TEXT NOT NULL, target_id TEXT NOT NULL,
+    caller_type TEXT, caller_id TEXT,
+    arg_typename TEXT NOT NULL, arg_has_value INTEGER NOT NULL, arg_value BLOB NOT NULL,
+    created_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS mailbox_by_address ON mailbox (target_type, target_id, seq);
+CREATE TABLE IF NOT EXISTS in_flight (
+    target_type TEXT NOT NULL, target_id TEXT NOT NULL, last_seq INTEGER NOT NULL,
+    set_order INTEGER NOT NULL,
+    PRIMARY KEY (target_type, target_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS specs (
+    function_type TEXT NOT NULL, name TEXT NOT NULL, typename TEXT NOT NULL,
+    expire_mode INTEGER NOT NULL, expire_after_ms INTEGER NOT NULL,
+    PRIMARY KEY (function_type, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    target_type TEXT NOT NULL, target_id TEXT NOT NULL, name TEXT NOT NULL,
+    typename TEXT NOT NULL, value BLOB NOT NULL,
+    written_ms INTEGER NOT NULL, accessed_ms INTEGER NOT NULL,
+    PRIMARY KEY (target_type, target_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timers (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    due_ms INTEGER NOT NULL,
+    target_type TEXT NOT NULL, target_id TEXT NOT NULL,
+    caller_type TEXT NOT NULL, caller_id TEXT NOT NULL,
+    arg_typename TEXT NOT NULL, arg_has_value INTEGER NOT NULL, arg_value BLOB NOT NULL,
+    token TEXT, scope TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due_ms, seq);
+CREATE INDEX IF NOT EXISTS timers_by_token ON timers (scope, token) WHERE token IS NOT NULL;
+CREATE TABLE IF NOT EXISTS egress (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    egress TEXT NOT NULL,
+    arg_typename TEXT NOT NULL, arg_has_value INTEGER NOT NULL, arg_value BLOB NOT NULL,
+    created_ms INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str = "NORMAL"
+            ) -> sqlite3.Connection:
+    """Open the runtime's database (creating it unless ``readonly``) in WAL mode.
+
+    ``synchronous=NORMAL`` survives any crash of the process (``kill -9``); ``FULL`` also
+    survives a power loss, at an fsync per commit.
+    """
+    if readonly:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no database at {path}")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        return conn
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.executescript(_SCHEMA)
+    version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if version is None:
+        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+    elif version[0] != SCHEMA_VERSION:
+        conn.close()
+        raise RuntimeError(
+            f"{path} has schema version {version[0]}; this statefun-local uses "
+            f"{SCHEMA_VERSION}. Use another --db file."
+        )
+    return conn
+
+
+def _address(typename: Optional[str], id_: Optional[str]) -> Optional[Address]:
+    return None if typename is None or id_ is None else Address(typename, id_)
+
+
+class SqliteStore:
+    """The engine's store on a SQLite connection (see :func:`connect`)."""
+
+    def __init__(self, conn: sqlite3.Connection, clock_ms: Any = None) -> None:
+        self.conn = conn
+        self._clock_ms = clock_ms or (lambda: 0)
+        self._in_transaction = False
+        self._load_caches()
+
+    @classmethod
+    def open(cls, path: Union[str, Path], synchronous: str = "NORMAL",
+             clock_ms: Any = None) -> SqliteStore:
+        return cls(connect(path, synchronous=synchronous), clock_ms)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _load_caches(self) -> None:
+        # address -> [oldest seq, count] of its queued messages
+        self._queued: dict[Address, list[int]] = {
+            Address(t, i): [oldest, count]
+            for t, i, oldest, count in self.conn.execute(
+                "SELECT target_type, target_id, MIN(seq), COUNT(*) FROM mailbox GROUP BY 1, 2"
+            )
+        }
+        self._in_flight: dict[Address, int] = {
+            Address(t, i): last
+            for t, i, last in self.conn.execute(
+                "SELECT target_type, target_id, last_seq FROM in_flight ORDER BY set_order"
+            )
+        }
+        rows = self.conn.execute("SELECT MAX(set_order) FROM in_flight").fetchone()
+        self._in_flight_order = rows[0] or 0
+        self._specs: dict[str, dict[str, StateSpec]] = {}
+        for function_type, name, typename, mode, after in self.conn.execute(
+            "SELECT function_type, name, typename, expire_mode, expire_after_ms FROM specs"
+        ):
+            self._specs.setdefault(function_type, {})[name] = StateSpec(
+                name, typename, ExpireMode(mode), after
+            )
+
+    # --- transactions -------------------------------------------------------------------
+
+    def transaction(self) -> ContextManager[None]:
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self._in_transaction:
+            raise RuntimeError("SqliteStore transactions do not nest")
+        self._in_transaction = True
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            self._load_caches()
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._in_transaction = False
+
+    # --- mailboxes ----------------------------------------------------------------------
+
+    def mailbox_append(self, envelope: Envelope) -> int:
+        caller = envelope.caller
+        argument = envelope.argument
+        cursor = self.conn.execute(
+            "INSERT INTO mailbox (target_type, target_id, caller_type, caller_id, arg_typename,"
+            " arg_has_value, arg_value, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                envelope.target.typename, envelope.target.id,
+                caller.typename if caller else None, caller.id if caller else None,
+                argument.typename, argument.has_value, argument.value, self._clock_ms(),
+            ),
+        )
+        seq = int(cursor.lastrowid or 0)
+        queued = self._queued.get(envelope.target)
+        if queued is None:
+            self._queued[envelope.target] = [seq, 1]
+        else:
+            queued[1] += 1
+        return seq
+
+    def mailbox_peek(self, address: Address) -> list[Envelope]:
+        if address not in self._queued:
+            return []
+        return [
+            Envelope(address, TypedValue(typename, bytes(value), bool(has_value)),
+                     _address(caller_type, caller_id), seq)
+            for seq, caller_type, caller_id, typename, has_value, value in self.conn.execute(
+                "SELECT seq, caller_type, caller_id, arg_typename, arg_has_value, arg_value"
+                " FROM mailbox WHERE target_type = ? AND target_id = ? ORDER BY seq",
+                (address.typename, address.id),
+            )
+        ]
+
+    def mailbox_count(self, address: Address, after_seq: int = 0) -> int:
+        queued = self._queued.get(address)
+        if queued is None:
+            return 0
+        if after_seq < queued[0]:
+            return queued[1]
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM mailbox WHERE target_type = ? AND target_id = ? AND seq > ?",
+            (address.typename, address.id, after_seq),
+        ).fetchone()
+        return int(row[0])
+
+    def mailbox_remove(self, address: Address, up_to_seq: int) -> None:
+        if address not in self._queued:
+            return
+        self.conn.execute(
+            "DELETE FROM mailbox WHERE target_type = ? AND target_id = ? AND seq <= ?",
+            (address.typename, address.id, up_to_seq),
+        )
+        oldest, count = self.conn.execute(
+            "SELECT MIN(seq), COUNT(*) FROM mailbox WHERE target_type = ? AND target_id = ?",
+            (address.typename, address.id),
+        ).fetchone()
+        if count:
+            self._queued[address] = [oldest, count]
+        else:
+            del self._queued[address]
+
+    def mailbox_addresses(self) -> list[Address]:
+        return sorted(self._queued, key=lambda address: self._queued[address][0])
+
+    def queue_depths(self) -> dict[Address, int]:
+        """How many messages each address has queued (in flight included)."""
+        return {address: queued[1] for address, queued in self._queued.items()}
+
+    # --- in-flight markers --------------------------------------------------------------
+
+    def in_flight_get(self, address: Address) -> Optional[int]:
+        return self._in_flight.get(address)
+
+    def in_flight_set(self, address: Address, last_seq: int) -> None:
+        self._in_flight_order += 1
+        self.conn.execute(
+            "INSERT INTO in_flight VALUES (?, ?, ?, ?) ON CONFLICT (target_type, target_id)"
+            " DO UPDATE SET last_seq = excluded.last_seq",
+            (address.typename, address.id, last_seq, self._in_flight_order),
+        )
+        self._in_flight[address] = last_seq
+
+    def in_flight_clear(self, address: Address) -> None:
+        if self._in_flight.pop(address, None) is not None:
+            self.conn.execute(
+                "DELETE FROM in_flight WHERE target_type = ? AND target_id = ?",
+                (address.typename, address.id),
+            )
+
+    def in_flight_addresses(self) -> list[Address]:
+        return list(self._in_flight)
+
+    # --- specs --------------------------------------------------------------------------
+
+    def specs_get(self, function_typename: str) -> dict[str, StateSpec]:
+        return dict(self._specs.get(function_typename, {}))
+
+    def spec_add(self, function_typename: str, spec: StateSpec) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO specs VALUES (?, ?, ?, ?, ?)",
+            (function_typename, spec.name, spec.typename, int(spec.expire_mode),
+             spec.expire_after_ms),
+        )
+        self._specs.setdefault(function_typename, {})[spec.name] = spec
+
+    def all_specs(self) -> dict[str, dict[str, StateSpec]]:
+        return {typename: dict(specs) for typename, specs in self._specs.items()}
+
+    # --- state --------------------------------------------------------------------------
+
+    def state_get(self, address: Address) -> dict[str, StateEntry]:
+        return {
+            name: StateEntry(typename, bytes(value), written, accessed)
+            for name, typename, value, written, accessed in self.conn.execute(
+                "SELECT name, typename, value, written_ms, accessed_ms FROM state"
+                " WHERE target_type = ? AND target_id = ?",
+                (address.typename, address.id),
+            )
+        }
+
+    def state_put(self, address: Address, name: str, entry: StateEntry) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (address.typename, address.id, name, entry.typename, entry.value,
+             entry.written_ms, entry.accessed_ms),
+        )
+
+    def state_delete(self, address: Address, name: str) -> None:
+        self.conn.execute(
+            "DELETE FROM state WHERE target_type = ? AND target_id = ? AND name = ?",
+            (address.typename, address.id, name),
+        )
+
+    # --- timers -------------------------------------------------------------------------
+
+    _TIMER_COLUMNS = (
+        "seq, due_ms, target_type, target_id, caller_type, caller_id, arg_typename,"
+        " arg_has_value, arg_value, token, scope"
+    )
+
+    @staticmethod
+    def _timer(row: tuple[Any, ...]) -> Timer:
+        seq, due, t_type, t_id, c_type, c_id, typename, has_value, value, token, scope = row
+        return Timer(due, Address(t_type, t_id), TypedValue(typename, bytes(value),
+                     bool(has_value)), Address(c_type, c_id), token, scope, seq)
+
+    def timer_add(self, timer: Timer) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO timers (due_ms, target_type, target_id, caller_type, caller_id,"
+            " arg_typename, arg_has_value, arg_value, token, scope)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (timer.due_ms, timer.target.typename, timer.target.id, timer.caller.typename,
+             timer.caller.id, timer.argument.typename, timer.argument.has_value,
+             timer.argument.value, timer.token, timer.scope),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def timer_pending(self, scope: str, token: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM timers WHERE scope = ? AND token = ? LIMIT 1", (scope, token)
+        ).fetchone()
+        return row is not None
+
+    def timer_cancel(self, scope: str, token: str) -> bool:
+        cursor = self.conn.execute(
+            "DELETE FROM timers WHERE scope = ? AND token = ?", (scope, token)
+        )
+        return cursor.rowcount > 0
+
+    def timers_pop_due(self, now_ms: int) -> list[Timer]:
+        rows = self.conn.execute(
+            f"SELECT {self._TIMER_COLUMNS} FROM timers WHERE due_ms <= ? ORDER BY due_ms, seq",
+            (now_ms,),
+        ).fetchall()
+        if rows:
+            self.conn.execute("DELETE FROM timers WHERE due_ms <= ?", (now_ms,))
+        return [self._timer(row) for row in rows]
+
+    def timer_next_due(self) -> Optional[int]:
+        row = self.conn.execute("SELECT MIN(due_ms) FROM timers").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def timers(self) -> list[Timer]:
+        return [
+            self._timer(row)
+            for row in self.conn.execute(
+                f"SELECT {self._TIMER_COLUMNS} FROM timers ORDER BY due_ms, seq"
+            )
+        ]
+
+    # --- egress -------------------------------------------------------------------------
+
+    def egress_append(self, record: EgressRecord) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO egress (egress, arg_typename, arg_has_value, arg_value, created_ms)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (record.egress, record.argument.typename, record.argument.has_value,
+             record.argument.value, self._clock_ms()),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def egress_list(self, after_seq: int = 0, limit: Optional[int] = None) -> list[EgressRecord]:
+        return [
+            EgressRecord(egress, TypedValue(typename, bytes(value), bool(has_value)), seq)
+            for seq, egress, typename, has_value, value in self.conn.execute(
+                "SELECT seq, egress, arg_typename, arg_has_value, arg_value FROM egress"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, -1 if limit is None else limit),
+            )
+        ]
+
+    # --- the runtime's own bookkeeping ---------------------------------------------------
+
+    def meta_get(self, key: str) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def meta_put(self, key: str, value: Any) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

@@ -1,0 +1,141 @@
+"""Calling remote functions over HTTP, with StateFun's retry rules (protocol.md §1, §11).
+
+Async transport (the default): every failed attempt is retried (connection errors, any non-2xx,
+a wrong content type, an unparsable or oversized body) with a backoff from 2 ms, doubling,
+within the endpoint's ``call`` budget. OkHttp transport: only I/O errors and 408, 409, 420,
+429, 499, 5xx are retried, from 10 ms; other statuses fail at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable, Optional
+
+import aiohttp
+
+from statefun_core import protocol
+
+from .module import OKHTTP_TRANSPORT, Endpoint
+
+__all__ = ["CallFailedError", "HttpTransport"]
+
+CONTENT_TYPE = "application/octet-stream"
+_OKHTTP_RETRIED_STATUSES = frozenset({408, 409, 420, 429, 499})
+_HEADERS = {
+    "Content-Type": CONTENT_TYPE,
+    "Accept": CONTENT_TYPE,
+    "Accept-Encoding": "gzip,deflate",
+    "User-Agent": "statefun",
+}
+
+
+class CallFailedError(Exception):
+    """A call to a function that failed for good: every attempt within the budget failed."""
+
+    def __init__(self, url: str, attempts: int, reason: str) -> None:
+        super().__init__(f"POST {url} failed after {attempts} attempt(s): {reason}")
+        self.url = url
+        self.attempts = attempts
+        self.reason = reason
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, reason: str, retry: bool = True) -> None:
+        super().__init__(reason)
+        self.retry = retry
+
+
+#: Called on every failed attempt that will be retried: (url, attempt number, reason).
+RetryListener = Callable[[str, int, str], None]
+
+
+class HttpTransport:
+    """Sends ``ToFunction`` requests and returns the parsed ``FromFunction`` replies.
+
+    Connections are pooled and kept alive; one session serves every endpoint.
+    """
+
+    def __init__(self, pool_size: int = 1024, on_retry: Optional[RetryListener] = None) -> None:
+        self._pool_size = pool_size
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._on_retry = on_retry
+
+    async def __aenter__(self) -> HttpTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=15)
+            self._session = aiohttp.ClientSession(connector=connector, headers=_HEADERS)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def call(self, endpoint: Endpoint, function_type: str, body: bytes) -> bytes:
+        """POST ``body`` (a ``ToFunction``) for ``function_type``; return the ``FromFunction``
+        bytes of the first good reply."""
+        url = endpoint.url_for(function_type)
+        okhttp = endpoint.transport == OKHTTP_TRANSPORT
+        backoff = 0.010 if okhttp else 0.002
+        deadline = time.monotonic() + endpoint.call_timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CallFailedError(url, attempt - 1, "the call timeout was exhausted")
+            try:
+                return await self._attempt(endpoint, url, body, remaining, okhttp)
+            except _AttemptFailed as failure:
+                reason = str(failure)
+                if not failure.retry:
+                    raise CallFailedError(url, attempt, reason) from None
+            remaining = deadline - time.monotonic()
+            if remaining <= backoff:
+                raise CallFailedError(url, attempt, reason)
+            if self._on_retry is not None:
+                self._on_retry(url, attempt, reason)
+            await asyncio.sleep(backoff)
+            backoff *= 2
+
+    async def _attempt(
+        self, endpoint: Endpoint, url: str, body: bytes, budget: float, okhttp: bool
+    ) -> bytes:
+        timeout = aiohttp.ClientTimeout(
+            total=budget, connect=min(endpoint.connect_timeout, budget)
+        )
+        try:
+            async with self._get_session().post(url, data=body, timeout=timeout) as response:
+                if not 200 <= response.status < 300:
+                    text = (await response.read())[:200].decode("utf-8", "replace")
+                    retry = not okhttp or (
+                        response.status >= 500 or response.status in _OKHTTP_RETRIED_STATUSES
+                    )
+                    raise _AttemptFailed(f"HTTP {response.status}: {text.strip()}", retry)
+                content_type = response.headers.get("Content-Type", "")
+                if content_type != CONTENT_TYPE:
+                    raise _AttemptFailed(
+                        f"the reply's Content-Type is {content_type!r}, "
+                        f"expected exactly {CONTENT_TYPE!r}"
+                    )
+                if (response.content_length or 0) > endpoint.payload_max_bytes:
+                    raise _AttemptFailed("the reply is larger than payload_max_bytes")
+                data = await response.read()
+                if len(data) > endpoint.payload_max_bytes:
+                    raise _AttemptFailed("the reply is larger than payload_max_bytes")
+        except asyncio.TimeoutError:
+            raise _AttemptFailed("timed out") from None
+        except aiohttp.ClientError as exc:
+            raise _AttemptFailed(f"{type(exc).__name__}: {exc}") from None
+        try:
+            protocol.FromFunction.FromString(data)
+        except Exception as exc:  # protobuf's DecodeError differs between backends
+            raise _AttemptFailed(f"the reply is not a FromFunction: {exc}") from None
+        return data

@@ -1,0 +1,150 @@
+"""Typed values in and out of the runtime: building them for ingress, decoding them for display."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Optional
+
+from statefun_core import protocol
+from statefun_core.engine.model import TypedValue
+from statefun_core.types import BoolType, DoubleType, FloatType, IntType, LongType, StringType
+
+__all__ = ["BUILTIN_TYPES", "InvalidValueError", "decode_egress", "describe", "make_value"]
+
+#: Short names for the built-in types, as accepted by ingress and the CLI.
+BUILTIN_TYPES = {
+    "string": StringType,
+    "int": IntType,
+    "long": LongType,
+    "bool": BoolType,
+    "float": FloatType,
+    "double": DoubleType,
+}
+_BUILTIN_BY_TYPENAME = {tpe.typename: tpe for tpe in BUILTIN_TYPES.values()}
+
+KAFKA_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KafkaProducerRecord"
+KINESIS_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgressRecord"
+
+
+class InvalidValueError(ValueError):
+    """A value that can not be built from what the user gave (message says why)."""
+
+
+def make_value(
+    type_: str, value: Any = None, *, base64_data: Optional[str] = None, raw: Optional[bytes] = None
+) -> TypedValue:
+    """Build a typed value.
+
+    ``type_`` is a built-in short name (``string``, ``int``, ...), a built-in typename, or any
+    ``namespace/name``: then the value is ``raw`` bytes, ``base64_data``, or ``value`` encoded
+    as JSON.
+    """
+    builtin = BUILTIN_TYPES.get(type_) or _BUILTIN_BY_TYPENAME.get(type_)
+    if builtin is not None:
+        if raw is not None or base64_data is not None:
+            return TypedValue(builtin.typename, raw if raw is not None else _b64(base64_data))
+        return TypedValue(builtin.typename, _encode_builtin(builtin, value))
+    namespace, slash, name = type_.partition("/")
+    if not namespace or not slash or not name or "/" in name:
+        raise InvalidValueError(
+            f"unknown type {type_!r}: use one of {', '.join(BUILTIN_TYPES)} "
+            "or a typename 'namespace/name'"
+        )
+    if raw is not None:
+        return TypedValue(type_, raw)
+    if base64_data is not None:
+        return TypedValue(type_, _b64(base64_data))
+    return TypedValue(type_, json.dumps(value, ensure_ascii=False).encode("utf-8"))
+
+
+def _b64(data: Optional[str]) -> bytes:
+    try:
+        return base64.b64decode(data or "", validate=True)
+    except ValueError as exc:
+        raise InvalidValueError(f"not valid base64: {exc}") from None
+
+
+def _encode_builtin(builtin: Any, value: Any) -> bytes:
+    expected: tuple[type, ...] = {
+        "string": (str,),
+        "bool": (bool,),
+        "int": (int,),
+        "long": (int,),
+        "float": (int, float),
+        "double": (int, float),
+    }[builtin.typename.rsplit("/", 1)[1]]
+    if isinstance(value, str) and expected != (str,):
+        value = _parse_text(builtin.typename, value)
+    if not isinstance(value, expected) or (expected != (bool,) and isinstance(value, bool)):
+        raise InvalidValueError(f"{value!r} is not a valid {builtin.typename}")
+    if builtin is IntType and not -(2**31) <= value < 2**31:
+        raise InvalidValueError(f"{value} does not fit io.statefun.types/int (32 bits); use long")
+    if builtin is LongType and not -(2**63) <= value < 2**63:
+        raise InvalidValueError(f"{value} does not fit io.statefun.types/long (64 bits)")
+    if builtin in (FloatType, DoubleType):
+        value = float(value)
+    return bytes(builtin.serializer().serialize(value))
+
+
+def _parse_text(typename: str, text: str) -> Any:
+    try:
+        if typename.endswith("/bool"):
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError(text)
+        if typename.endswith(("/int", "/long")):
+            return int(text)
+        return float(text)
+    except ValueError:
+        raise InvalidValueError(f"{text!r} is not a valid {typename}") from None
+
+
+def describe(typename: str, data: bytes) -> Any:
+    """A JSON-friendly rendering of a value: built-ins decoded, JSON parsed, Kafka and Kinesis
+    records opened, anything else as base64."""
+    builtin = _BUILTIN_BY_TYPENAME.get(typename)
+    if builtin is not None:
+        try:
+            return builtin.serializer().deserialize(data)
+        except Exception:
+            pass
+    elif typename in (KAFKA_RECORD, KINESIS_RECORD):
+        try:
+            return decode_egress(typename, data)
+        except Exception:
+            pass
+    else:
+        try:
+            return {"json": json.loads(data.decode("utf-8"))} if data else {"json": None}
+        except (UnicodeDecodeError, ValueError):
+            pass
+    return {"base64": base64.b64encode(data).decode("ascii")}
+
+
+def decode_egress(typename: str, data: bytes) -> dict[str, Any]:
+    """Open a Kafka or Kinesis egress record: where it goes, its key and its value."""
+    if typename == KAFKA_RECORD:
+        record = protocol.KafkaProducerRecord.FromString(data)
+        return {
+            "kafka": {"topic": record.topic, "key": record.key or None,
+                      "value": _text_or_b64(bytes(record.value_bytes))}
+        }
+    if typename == KINESIS_RECORD:
+        record = protocol.KinesisEgressRecord.FromString(data)
+        out = {"stream": record.stream, "partition_key": record.partition_key,
+               "value": _text_or_b64(bytes(record.value_bytes))}
+        if record.explicit_hash_key:
+            out["explicit_hash_key"] = record.explicit_hash_key
+        return {"kinesis": out}
+    raise ValueError(f"{typename!r} is not a Kafka or Kinesis egress record")
+
+
+def _text_or_b64(data: bytes) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode("ascii")}
+    return text if text.isprintable() or not text else {"base64": base64.b64encode(data).decode()}

@@ -1,0 +1,97 @@
+"""Real function servers on 127.0.0.1 (ephemeral ports) and real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Callable, Optional, TypeVar
+
+from aiohttp import web
+from statefun_local import LocalRuntime, parse_module
+
+from statefun_core import CONTENT_TYPE, RequestReplyHandler, StatefulFunctions, error_response
+
+T = TypeVar("T")
+
+#: Decides what to do with request number n (1-based): None to answer normally, or a
+#: response to send instead (e.g. a 500).
+Fault = Callable[[int], Optional[web.StreamResponse]]
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+class FunctionServer:
+    """An aiohttp server for ``functions`` at ``/statefun``; counts requests, injects faults."""
+
+    def __init__(self, functions: StatefulFunctions, fault: Optional[Fault] = None) -> None:
+        self.handler = RequestReplyHandler(functions)
+        self.fault = fault
+        self.requests = 0
+        self.url = ""
+        self._runner: Optional[web.AppRunner] = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        body = await request.read()
+        if self.fault is not None:
+            replaced = self.fault(self.requests)
+            if replaced is not None:
+                return replaced
+        try:
+            reply = await self.handler.handle_async(body)
+        except Exception as error:
+            status, text = error_response(error)
+            return web.Response(status=status, text=text)
+        return web.Response(body=reply, content_type=CONTENT_TYPE)
+
+    async def __aenter__(self) -> FunctionServer:
+        app = web.Application()
+        app.router.add_post("/statefun", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/statefun"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+def module_yaml(url: str, functions: str = "com.example/*", call: str = "10s",
+                extra: str = "") -> str:
+    return f"""
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: {functions}
+  urlPathTemplate: {url}
+  transport:
+    call: {call}
+---
+kind: io.statefun.kafka.v1/egress
+spec:
+  id: com.example/out
+  address: kafka:9092
+{extra}
+"""
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    functions: StatefulFunctions,
+    db: Any,
+    *,
+    fault: Optional[Fault] = None,
+    call: str = "10s",
+    failure_pause: float = 0.05,
+) -> AsyncIterator[tuple[FunctionServer, LocalRuntime]]:
+    """A function server and a local runtime for it, on the database file ``db``."""
+    async with FunctionServer(functions, fault) as server:
+        module = parse_module(module_yaml(server.url, call=call))
+        async with LocalRuntime(module, db, failure_pause=failure_pause) as runtime:
+            yield server, runtime

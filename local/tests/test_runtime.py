@@ -1,0 +1,268 @@
+"""End to end: a real function server, the local runtime, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from aiohttp import web
+from statefun_local import make_value
+
+from statefun_core import (
+    Context,
+    IntType,
+    Message,
+    StatefulFunctions,
+    StringType,
+    ValueSpec,
+    kafka_egress_message,
+    message_builder,
+)
+from statefun_core.engine import Address
+
+from .conftest import run, serving
+
+
+def greeter_functions() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/greeter", specs=[ValueSpec("seen_count", IntType)])
+    def greeter(context: Context, message: Message) -> None:
+        name = message.as_string()
+        seen = (context.storage.seen_count or 0) + 1
+        context.storage.seen_count = seen
+        context.send(message_builder("com.example/inbox", name,
+                                     str_value=f"Hello {name} for the {seen}th time!"))
+
+    @functions.bind("com.example/inbox")
+    def inbox(context: Context, message: Message) -> None:
+        context.send_egress(kafka_egress_message(
+            "com.example/out", topic="greetings", key=context.address.id,
+            value=message.as_string()))
+
+    return functions
+
+
+def string(text: str):
+    return make_value("string", text)
+
+
+def test_greeter_end_to_end(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            for name in ["Ann", "Bob", "Ann"]:
+                await runtime.send(Address("com.example/greeter", name), string(name))
+            await runtime.wait_until_idle()
+            records = [r["record"]["kafka"] for r in runtime.egress_records()]
+            assert sorted((r["key"], r["value"]) for r in records) == [
+                ("Ann", "Hello Ann for the 1th time!"),
+                ("Ann", "Hello Ann for the 2th time!"),
+                ("Bob", "Hello Bob for the 1th time!"),
+            ]
+            assert {r["topic"] for r in records} == {"greetings"}
+            state = runtime.inspect(Address("com.example/greeter", "Ann"))["state"]
+            assert state["seen_count"]["value"] == 2
+            assert state["seen_count"]["type"] == "io.statefun.types/int"
+
+    run(scenario())
+
+
+def test_state_discovery_registers_specs_and_resends(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+    seen: list[str] = []
+
+    @functions.bind("com.example/fn", specs=[ValueSpec("a", StringType), ValueSpec("b", IntType)])
+    def fn(context: Context, message: Message) -> None:
+        seen.append(message.as_string())
+        context.storage.a = message.as_string()
+        context.storage.b = len(seen)
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite") as (server, runtime):
+            await runtime.send(Address("com.example/fn", "x"), string("first"))
+            await runtime.wait_until_idle()
+            # one discovery round trip, then the same message again with both states
+            assert server.requests == 2
+            assert seen == ["first"]
+            assert sorted(runtime.store.specs_get("com.example/fn")) == ["a", "b"]
+            await runtime.send(Address("com.example/fn", "x"), string("second"))
+            await runtime.wait_until_idle()
+            assert server.requests == 3
+            state = runtime.inspect(Address("com.example/fn", "x"))["state"]
+            assert state["a"]["value"] == "second"
+            assert state["b"]["value"] == 2
+
+    run(scenario())
+
+
+def test_state_expires_after_write(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+    counts: list[int] = []
+
+    @functions.bind("com.example/fn", specs=[
+        ValueSpec("count", IntType, expire_after_write=timedelta(milliseconds=300))])
+    def fn(context: Context, message: Message) -> None:
+        count = (context.storage.count or 0) + 1
+        context.storage.count = count
+        counts.append(count)
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+            target = Address("com.example/fn", "x")
+            await runtime.send(target, string("1"))
+            await runtime.wait_until_idle()
+            await runtime.send(target, string("2"))
+            await runtime.wait_until_idle()
+            await asyncio.sleep(0.5)  # longer than the TTL
+            assert runtime.inspect(target)["state"]["count"]["expired"] is True
+            await runtime.send(target, string("3"))
+            await runtime.wait_until_idle()
+            assert counts == [1, 2, 1]
+
+    run(scenario())
+
+
+def test_delayed_message_delivered_and_cancelled_one_not(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+    received: list[str] = []
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        text = message.as_string()
+        if text == "start":
+            for word, token in (("kept", "t-kept"), ("cancelled", "t-cancelled")):
+                context.send_after(timedelta(milliseconds=200),
+                                   message_builder("com.example/fn", "x", str_value=word),
+                                   cancellation_token=token)
+        elif text == "cancel":
+            context.cancel_delayed_message("t-cancelled")
+        else:
+            received.append(f"{text} from {context.caller.id if context.caller else None}")
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+            target = Address("com.example/fn", "x")
+            await runtime.send(target, string("start"))
+            await runtime.wait_until_idle()
+            timers = runtime.inspect(target)["timers"]
+            assert sorted(t["cancellation_token"] for t in timers) == ["t-cancelled", "t-kept"]
+            await runtime.send(target, string("cancel"))
+            await runtime.wait_until_idle(timers=True)
+            assert received == ["kept from x"]
+            assert runtime.inspect(target)["timers"] == []
+
+    run(scenario())
+
+
+def test_retries_after_two_500s_without_losing_or_reordering(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+    received: list[str] = []
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        received.append(message.as_string())
+
+    def fail_twice(n: int) -> web.Response | None:
+        return web.Response(status=500, text="boom") if n <= 2 else None
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite", fault=fail_twice) as (
+            server, runtime
+        ):
+            target = Address("com.example/fn", "x")
+            for i in range(5):
+                await runtime.send(target, string(str(i)))
+            await runtime.wait_until_idle()
+            assert received == ["0", "1", "2", "3", "4"]
+            assert server.requests >= 3
+            assert list(runtime.failures) == []
+
+    run(scenario())
+
+
+def test_a_call_that_finally_fails_is_a_visible_failure(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        pass
+
+    def always_500(n: int) -> web.Response:
+        return web.Response(status=503, text="down for maintenance")
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite", fault=always_500, call="100ms",
+                           failure_pause=30) as (_, runtime):
+            target = Address("com.example/fn", "x")
+            await runtime.send(target, string("lost?"))
+            while not runtime.failures:
+                await asyncio.sleep(0.02)
+            failure = runtime.failures[0]
+            assert failure.address == "com.example/fn/x"
+            assert "HTTP 503" in failure.error and "down for maintenance" in failure.error
+            assert runtime.status()["failures"][0]["address"] == "com.example/fn/x"
+            # not dropped: the message is still in flight, to be sent again
+            assert [m["value"] for m in runtime.inspect(target)["in_flight"]] == ["lost?"]
+
+    run(scenario())
+
+
+def test_per_address_order_under_concurrency(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+    seen: dict[str, list[int]] = {}
+
+    @functions.bind("com.example/fn", specs=[ValueSpec("last", IntType)])
+    async def fn(context: Context, message: Message) -> None:
+        await asyncio.sleep(0.001)  # let other addresses' batches interleave
+        value = int(message.as_string())
+        seen.setdefault(context.address.id, []).append(value)
+        context.storage.last = value
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+            async def producer(address_id: str) -> None:
+                for i in range(40):
+                    await runtime.send(Address("com.example/fn", address_id), string(str(i)))
+                    if i % 7 == 0:
+                        await asyncio.sleep(0)
+
+            await asyncio.gather(*(producer(f"a{k}") for k in range(10)))
+            await runtime.wait_until_idle()
+        assert seen == {f"a{k}": list(range(40)) for k in range(10)}
+
+    run(scenario())
+
+
+def test_unknown_egress_is_a_failure_not_a_drop(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        context.send_egress(kafka_egress_message("com.example/nope", topic="t", value="v"))
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite", failure_pause=30) as (_, runtime):
+            await runtime.send(Address("com.example/fn", "x"), string("go"))
+            while not runtime.failures:
+                await asyncio.sleep(0.02)
+            assert "com.example/nope" in runtime.failures[0].error
+            assert runtime.egress_records() == []
+
+    run(scenario())
+
+
+def test_state_and_mailbox_survive_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with serving(greeter_functions(), db) as (_, runtime):
+            await runtime.send(Address("com.example/greeter", "Ann"), string("Ann"))
+            await runtime.wait_until_idle()
+        async with serving(greeter_functions(), db) as (_, runtime):
+            await runtime.send(Address("com.example/greeter", "Ann"), string("Ann"))
+            await runtime.wait_until_idle()
+            values = [r["record"]["kafka"]["value"] for r in runtime.egress_records()]
+            assert values == ["Hello Ann for the 1th time!", "Hello Ann for the 2th time!"]
+
+    run(scenario())
