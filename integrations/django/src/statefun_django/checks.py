@@ -1,0 +1,55 @@
+"""System checks (``manage.py check``) for the ``STATEFUN`` setting.
+
+- ``statefun.E001``: ``STATEFUN["FUNCTIONS"]`` is not set.
+- ``statefun.E002``: a dotted path in it cannot be imported.
+- ``statefun.E003``: an entry is not a ``StatefulFunctions``.
+- ``statefun.E004``: a typename is bound in more than one of the configured collections.
+- ``statefun.W001``: ``STATEFUN`` has a key this app does not know (a typo?).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from django.apps import AppConfig
+from django.core.checks import CheckMessage, Error, Warning
+
+from .conf import (
+    DEFAULTS,
+    StatefunConfigError,
+    configured_functions,
+    get_settings,
+    load_functions,
+    merge_functions,
+)
+
+__all__ = ["check_settings"]
+
+
+def check_settings(
+    app_configs: Optional[Sequence[AppConfig]] = None, **kwargs: Any
+) -> list[CheckMessage]:
+    messages: list[CheckMessage] = [
+        Warning(
+            f"STATEFUN has an unknown key {key!r}",
+            hint=f"known: {sorted(DEFAULTS)}",
+            id="statefun.W001",
+        )
+        for key in get_settings()
+        if key not in DEFAULTS
+    ]
+    try:
+        entries = configured_functions()
+    except StatefunConfigError as error:
+        return [*messages, Error(str(error), id=error.id)]
+    collections = []
+    for entry in entries:
+        try:
+            collections.append(load_functions(entry))
+        except StatefunConfigError as error:
+            messages.append(Error(str(error), id=error.id))
+    try:
+        merge_functions(collections)
+    except StatefunConfigError as error:
+        messages.append(Error(str(error), id=error.id))
+    return messages

@@ -1,0 +1,121 @@
+"""The ``STATEFUN`` settings dict, its defaults, and the handler built from it.
+
+Both are read once and dropped when the setting changes (``override_settings`` works).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Union
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from statefun_core import RequestReplyHandler, StatefulFunctions
+
+__all__ = [
+    "DEFAULTS",
+    "StatefunConfigError",
+    "get_handler",
+    "get_settings",
+    "load_functions",
+    "merge_functions",
+]
+
+DEFAULTS: dict[str, Any] = {
+    # A StatefulFunctions, or the dotted path to one, or a list of those: they are served
+    # together, and a typename bound in two of them is an error (statefun.E004).
+    "FUNCTIONS": None,
+    # Which view ``statefun_django.urls`` serves: True the async one (ASGI), False the sync one
+    # (WSGI), None decides when the URLconf is first loaded (async inside an event loop).
+    "ASYNC": None,
+    # Serve the Prometheus exposition at ``metrics`` under the include, when statefun-prometheus
+    # is installed.
+    "METRICS": True,
+}
+
+FunctionsSetting = Union[str, StatefulFunctions]
+
+
+class StatefunConfigError(ImproperlyConfigured):
+    """A misconfigured ``STATEFUN`` setting; ``id`` is the system check that reports it."""
+
+    def __init__(self, id: str, message: str) -> None:
+        super().__init__(message)
+        self.id = id
+
+
+@functools.cache
+def get_settings() -> dict[str, Any]:
+    """``STATEFUN`` over :data:`DEFAULTS`."""
+    return {**DEFAULTS, **getattr(settings, "STATEFUN", {})}
+
+
+def configured_functions() -> list[FunctionsSetting]:
+    """``STATEFUN["FUNCTIONS"]`` as a list; raises ``statefun.E001`` when it is not set."""
+    value = get_settings()["FUNCTIONS"]
+    if not value:
+        raise StatefunConfigError(
+            "statefun.E001",
+            'STATEFUN["FUNCTIONS"] is not set: name the StatefulFunctions to serve, '
+            'e.g. STATEFUN = {"FUNCTIONS": "proj.fns.functions"}',
+        )
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def load_functions(entry: FunctionsSetting) -> StatefulFunctions:
+    """One entry of ``FUNCTIONS``: imported if it is a dotted path (``statefun.E002``) and
+    checked to be a ``StatefulFunctions`` (``statefun.E003``)."""
+    functions: Any = entry
+    if isinstance(entry, str):
+        try:
+            functions = import_string(entry)
+        except ImportError as error:
+            raise StatefunConfigError(
+                "statefun.E002", f'STATEFUN["FUNCTIONS"]: cannot import {entry!r}: {error}'
+            ) from error
+    if not isinstance(functions, StatefulFunctions):
+        raise StatefunConfigError(
+            "statefun.E003",
+            f'STATEFUN["FUNCTIONS"]: {entry!r} is a {type(functions).__name__}, '
+            "not a StatefulFunctions",
+        )
+    return functions
+
+
+def merge_functions(collections: list[StatefulFunctions]) -> StatefulFunctions:
+    """One ``StatefulFunctions`` serving them all; a typename bound twice is ``statefun.E004``."""
+    if len(collections) == 1:
+        return collections[0]
+    merged = StatefulFunctions()
+    for functions in collections:
+        for function in functions:
+            if function.typename in merged:
+                raise StatefunConfigError(
+                    "statefun.E004",
+                    f'STATEFUN["FUNCTIONS"]: {function.typename!r} is bound in more than one '
+                    "of the configured StatefulFunctions",
+                )
+            merged.register(
+                function.typename, function.fun, function.specs, blocking=function.blocking
+            )
+    return merged
+
+
+@functools.cache
+def get_handler() -> RequestReplyHandler:
+    """The handler serving ``STATEFUN["FUNCTIONS"]``, made on first use."""
+    collections = [load_functions(entry) for entry in configured_functions()]
+    return RequestReplyHandler(merge_functions(collections))
+
+
+def reload(*, setting: str, **kwargs: Any) -> None:
+    """``setting_changed`` receiver: forget what was read from ``STATEFUN``."""
+    if setting == "STATEFUN":
+        get_settings.cache_clear()
+        get_handler.cache_clear()
+
+
+setting_changed.connect(reload, dispatch_uid="statefun_django.conf.reload")

@@ -1,0 +1,118 @@
+"""The endpoint views: a sync one for WSGI and an async one for ASGI, alike in all else.
+
+Both are CSRF-exempt (the runtime POSTs protobuf, no token) and answer every method but POST
+with 405. Statuses and error texts come from ``statefun_core.http.error_response``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Mapping
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.views import View
+
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.http import CONTENT_TYPE, error_response
+
+from .conf import get_handler, get_settings
+
+__all__ = ["AsyncStatefunView", "StatefunView", "endpoint_view", "metrics_view"]
+
+
+class _EndpointView(View):
+    http_method_names = ["post"]  # any other method ends in http_method_not_allowed
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
+        view = super().as_view(**initkwargs)
+        view.csrf_exempt = True  # type: ignore[attr-defined]
+        return view
+
+    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        response = statefun_error(MethodNotAllowedError(f"{request.method} is not allowed"))
+        if self.view_is_async:
+
+            async def respond() -> HttpResponse:
+                return response
+
+            return respond()
+        return response
+
+
+class StatefunView(_EndpointView):
+    """Runs ``handle_sync`` on the request's thread: the view for WSGI."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            return statefun_error(too_large(request))
+        try:
+            reply = get_handler().handle_sync(body, headers=statefun_headers(request))
+        except Exception as error:
+            return statefun_error(error)
+        return HttpResponse(reply, content_type=CONTENT_TYPE)
+
+
+class AsyncStatefunView(_EndpointView):
+    """Awaits ``handle_async`` on the event loop: the view for ASGI."""
+
+    async def post(self, request: HttpRequest) -> HttpResponse:
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            return statefun_error(too_large(request))
+        try:
+            reply = await get_handler().handle_async(body, headers=statefun_headers(request))
+        except Exception as error:
+            return statefun_error(error)
+        return HttpResponse(reply, content_type=CONTENT_TYPE)
+
+
+def endpoint_view() -> Callable[..., Any]:
+    """The view ``statefun_django.urls`` serves, per ``STATEFUN["ASYNC"]``.
+
+    ``None`` (the default) picks the async view when the URLconf is loaded inside a running
+    event loop, which is how an ASGI server first loads it.
+    """
+    use_async = get_settings()["ASYNC"]
+    if use_async is None:
+        try:
+            asyncio.get_running_loop()
+            use_async = True
+        except RuntimeError:
+            use_async = False
+    return (AsyncStatefunView if use_async else StatefunView).as_view()
+
+
+def statefun_headers(request: HttpRequest) -> Mapping[str, str]:
+    """The headers the core's hooks see: lower-cased, or those the middleware prepared."""
+    prepared: Mapping[str, str] | None = getattr(request, "statefun_headers", None)
+    if prepared is not None:
+        return prepared
+    return {key.lower(): value for key, value in request.headers.items()}
+
+
+def too_large(request: HttpRequest) -> RequestTooLargeError:
+    size = int(request.META.get("CONTENT_LENGTH") or 0)
+    return RequestTooLargeError(size, settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
+
+
+def statefun_error(error: BaseException) -> HttpResponse:
+    """The response for a failed request: the core's status and short text, no traceback."""
+    status, text = error_response(error)
+    response = HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+    if status == 405:
+        response["Allow"] = "POST"
+    return response
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``GET``: the Prometheus exposition of statefun-prometheus (which must be installed)."""
+    from statefun_prometheus import metrics_response
+
+    body, content_type = metrics_response()
+    return HttpResponse(body, content_type=content_type)

@@ -1,0 +1,17 @@
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path, resolve
+from statefun_django.views import AsyncStatefunView, StatefunView
+
+
+def endpoint_view_class(request: HttpRequest) -> HttpResponse:
+    """Which view class the include picked, for the tests to see from outside the server."""
+    return HttpResponse(resolve("/statefun/").func.view_class.__name__)
+
+
+urlpatterns = [
+    path("statefun/", include("statefun_django.urls")),
+    # Each view on its own path, so that the tests reach both whatever the include picked.
+    path("sync/", StatefunView.as_view()),
+    path("async/", AsyncStatefunView.as_view()),
+    path("endpoint-view-class/", endpoint_view_class),
+]

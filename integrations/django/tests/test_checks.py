@@ -1,0 +1,72 @@
+"""The system checks, through ``call_command("check")`` as ``manage.py check`` runs them."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+
+def check(statefun: Any) -> str:
+    """What ``manage.py check`` says with ``STATEFUN = statefun`` (``...`` for no setting)."""
+    out = io.StringIO()
+    settings = {} if statefun is ... else {"STATEFUN": statefun}
+    with override_settings(**settings):
+        if statefun is ...:
+            from django.conf import settings as django_settings
+
+            del django_settings.STATEFUN
+        try:
+            call_command("check", stdout=out, stderr=out)
+        except SystemCheckError as error:
+            return str(error)
+    return out.getvalue()
+
+
+def test_a_correct_setting_passes() -> None:
+    assert "no issues" in check({"FUNCTIONS": "tests.functions.functions"})
+
+
+@pytest.mark.parametrize("statefun", [..., {}, {"FUNCTIONS": None}, {"FUNCTIONS": []}])
+def test_missing_functions_is_e001(statefun: Any) -> None:
+    assert "statefun.E001" in check(statefun)
+
+
+@pytest.mark.parametrize("path", ["tests.nowhere.functions", "tests.functions.nothing", "nodots"])
+def test_unimportable_path_is_e002(path: str) -> None:
+    report = check({"FUNCTIONS": path})
+    assert "statefun.E002" in report
+    assert path in report
+
+
+def test_not_a_stateful_functions_is_e003() -> None:
+    report = check({"FUNCTIONS": "tests.functions.not_functions"})
+    assert "statefun.E003" in report
+    assert "dict" in report
+
+
+def test_a_typename_in_two_collections_is_e004() -> None:
+    report = check({"FUNCTIONS": ["tests.functions.functions", "tests.functions.duplicate"]})
+    assert "statefun.E004" in report
+    assert "com.example.fns/greeter" in report
+
+
+def test_each_bad_entry_is_reported() -> None:
+    report = check({"FUNCTIONS": ["tests.nowhere.functions", "tests.functions.not_functions"]})
+    assert "statefun.E002" in report
+    assert "statefun.E003" in report
+
+
+def test_an_unknown_key_is_w001() -> None:
+    report = check({"FUNCTIONS": "tests.functions.functions", "FUNCTION": "typo"})
+    assert "statefun.W001" in report
+    assert "'FUNCTION'" in report
+
+
+def test_checks_can_be_silenced() -> None:
+    with override_settings(SILENCED_SYSTEM_CHECKS=["statefun.E003"]):
+        assert "no issues" in check({"FUNCTIONS": "tests.functions.not_functions"})

@@ -1,0 +1,215 @@
+"""statefun_django through Django's test clients (sync and async views), real protobuf bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any, Callable, Iterator
+
+import pytest
+from django.test import AsyncClient, Client, override_settings
+from django.urls import resolve, reverse
+from statefun_django import conf
+from statefun_django.views import AsyncStatefunView, StatefunView, endpoint_view
+
+from statefun_core import hookimpl, make_plugin_manager
+from statefun_core.plugins import BatchEvent
+
+from .functions import FAILING
+from .wire import GREETER, INBOX, greetings, missing_states, to_function
+
+LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE of the test project
+
+Post = Callable[..., Any]
+
+
+def sync_post(path: str, body: bytes, method: str = "post", **headers: str) -> Any:
+    send = getattr(Client(), method)
+    return send(path, body, content_type="application/octet-stream", headers=headers)
+
+
+def async_post(path: str, body: bytes, method: str = "post", **headers: str) -> Any:
+    send = getattr(AsyncClient(), method)
+    return asyncio.run(send(path, body, content_type="application/octet-stream", headers=headers))
+
+
+@pytest.fixture(params=["sync", "async"])
+def post(request: pytest.FixtureRequest) -> Post:
+    """POST to one view with the matching client: sync under WSGI, async under ASGI."""
+    path, send = {"sync": ("/sync/", sync_post), "async": ("/async/", async_post)}[request.param]
+    return lambda body, **kwargs: send(path, body, **kwargs)
+
+
+def test_greeter_reply(post: Post) -> None:
+    response = post(to_function(GREETER, "Ann", "Ann", seen_count=2))
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert greetings(response.content) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
+
+
+def test_state_discovery(post: Post) -> None:
+    response = post(to_function(GREETER, "Ann", "Ann", with_state=False))
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert missing_states(response.content) == [("seen_count", "io.statefun.types/int")]
+
+
+def test_batch(post: Post) -> None:
+    response = post(to_function(GREETER, "Bo", "Bo", "Cy", "Bo", seen_count=None))
+    seen, sent = greetings(response.content)
+    assert seen == 3
+    assert [greeting for _, _, greeting in sent] == [
+        "Hello Bo for the 1th time!",
+        "Hello Cy for the 2th time!",
+        "Hello Bo for the 3th time!",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"\xff\xff\xff", 400),
+        (b"", 400),
+        (to_function("com.example.fns/nobody", "x", "x"), 404),
+        (to_function(GREETER, "Ann", "x" * LIMIT), 413),
+        (to_function(FAILING, "x", "x", with_state=False), 500),
+    ],
+    ids=["malformed", "empty", "unknown-function", "too-large", "function-fails"],
+)
+def test_error_statuses(post: Post, body: bytes, status: int) -> None:
+    response = post(body)
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    text = response.content.decode()
+    assert 0 < len(text) < 100
+    assert "Traceback" not in text
+    assert "on purpose" not in text
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete", "options", "head"])
+def test_only_post_is_allowed(post: Post, method: str) -> None:
+    response = post(b"", method=method)
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+
+
+def test_endpoint_needs_no_csrf_token() -> None:
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(
+        "/statefun/", to_function(GREETER, "Ann", "Ann"), content_type="application/octet-stream"
+    )
+    assert response.status_code == 200
+
+
+class HeaderRecorder:
+    """A real plugin: keeps the headers each batch was started with."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+
+    @hookimpl
+    def statefun_batch_started(self, batch: BatchEvent) -> None:
+        self.headers.append(dict(batch.headers))
+
+
+@pytest.fixture
+def recorder() -> Iterator[HeaderRecorder]:
+    recorder = HeaderRecorder()
+    plugins = conf.get_handler().plugins
+    plugins.register(recorder)
+    yield recorder
+    plugins.unregister(recorder)
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_request_headers_reach_the_plugins(post: Post, recorder: HeaderRecorder) -> None:
+    post(to_function(GREETER, "Ann", "Ann"), traceparent=TRACEPARENT)
+    assert recorder.headers[-1]["traceparent"] == TRACEPARENT
+    assert recorder.headers[-1]["content-type"] == "application/octet-stream"
+
+
+def test_middleware_passes_the_current_span_context(recorder: HeaderRecorder) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer(__name__)
+    with tracer.start_as_current_span("http server") as span:
+        sync_post("/sync/", to_function(GREETER, "Ann", "Ann"), traceparent=TRACEPARENT)
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert recorder.headers[-1]["traceparent"].split("-")[1] == trace_id
+
+
+def test_without_the_middleware_the_runtimes_headers_pass(recorder: HeaderRecorder) -> None:
+    with override_settings(MIDDLEWARE=[]):
+        sync_post("/sync/", to_function(GREETER, "Ann", "Ann"), traceparent=TRACEPARENT)
+    assert recorder.headers[-1]["traceparent"] == TRACEPARENT
+
+
+# --- settings, URLs, views ----------------------------------------------------------------
+
+
+def test_include_names_the_endpoint() -> None:
+    assert reverse("statefun:endpoint") == "/statefun/"
+    assert resolve("/statefun/").app_name == "statefun"
+
+
+def test_settings_are_reloaded_when_they_change() -> None:
+    before = conf.get_handler()
+    with override_settings(STATEFUN={"FUNCTIONS": "tests.functions.duplicate"}):
+        assert conf.get_settings()["FUNCTIONS"] == "tests.functions.duplicate"
+        assert conf.get_handler() is not before
+        response = sync_post("/sync/", to_function(GREETER, "Ann", "Ann", seen_count=0))
+        assert greetings(response.content)[0] == 1
+    assert conf.get_settings()["FUNCTIONS"] == "tests.functions.functions"
+
+
+def test_several_collections_are_served_together() -> None:
+    from statefun_core import StatefulFunctions
+
+    other = StatefulFunctions()
+    other.register("com.example.fns/other", lambda context, message: None)
+    with override_settings(STATEFUN={"FUNCTIONS": ["tests.functions.functions", other]}):
+        functions = conf.get_handler().functions
+        assert {f.typename for f in functions} == {GREETER, FAILING, "com.example.fns/other"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "view_class"), [(False, StatefunView), (True, AsyncStatefunView)]
+)
+def test_async_setting_picks_the_view(setting: bool, view_class: type) -> None:
+    with override_settings(STATEFUN={"FUNCTIONS": "tests.functions.functions", "ASYNC": setting}):
+        assert endpoint_view().view_class is view_class  # type: ignore[attr-defined]
+
+
+def test_by_default_the_view_follows_the_event_loop() -> None:
+    async def inside_a_loop() -> type:
+        return endpoint_view().view_class  # type: ignore[attr-defined,no-any-return]
+
+    assert endpoint_view().view_class is StatefunView  # type: ignore[attr-defined]
+    assert asyncio.run(inside_a_loop()) is AsyncStatefunView
+
+
+def test_metrics_when_statefun_prometheus_is_installed() -> None:
+    pytest.importorskip("statefun_prometheus")
+    sync_post("/statefun/", to_function(GREETER, "Ann", "Ann", seen_count=0))
+    response = Client().get("/statefun/metrics")
+    assert response.status_code == 200
+    assert b"statefun_" in response.content
+
+
+def test_entry_point_names_the_integration() -> None:
+    (entry_point,) = [ep for ep in metadata.entry_points(group="statefun") if ep.name == "django"]
+    assert entry_point.value == "statefun_django.plugin"
+    assert make_plugin_manager().has_plugin("django")
+
+
+def test_import_without_django_says_what_to_install() -> None:
+    code = "import sys; sys.modules['django'] = None; import statefun_django"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "IntegrationNotAvailableError" in result.stderr
+    assert "pip install statefun-django" in result.stderr

@@ -1,0 +1,102 @@
+"""statefun_django served for real on 127.0.0.1: gunicorn (WSGI) and uvicorn (ASGI)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .functions import FAILING
+from .servers import gunicorn, request, uvicorn
+from .wire import GREETER, INBOX, greetings, missing_states, to_function
+
+LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE of the test project
+
+
+SERVERS = {"gunicorn-wsgi": "StatefunView", "uvicorn-asgi": "AsyncStatefunView"}
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def server(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def port(server: str) -> Iterator[int]:
+    if server == "gunicorn-wsgi":
+        pytest.importorskip("gunicorn")
+        # Two workers with threads: requests run concurrently on one handler per process.
+        running = gunicorn(
+            "tests.project.wsgi:application", "-w", "2", "-k", "gthread", "--threads", "8"
+        )
+    else:
+        pytest.importorskip("uvicorn")
+        running = uvicorn("tests.project.asgi:application", "--workers", "1")
+    with running as port:
+        yield port
+
+
+def test_the_view_follows_the_server(server: str, port: int) -> None:
+    status, _, name = request(port, "/endpoint-view-class/", method="GET")
+    assert (status, name.decode()) == (200, SERVERS[server])
+
+
+def test_greeter_reply_with_exact_content_type(port: int) -> None:
+    body = to_function(GREETER, "Ann", "Ann", seen_count=4)
+    status, headers, body = request(port, "/statefun/", body)
+    assert status == 200
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert greetings(body) == (5, [(INBOX, "Ann", "Hello Ann for the 5th time!")])
+
+
+def test_state_discovery(port: int) -> None:
+    body = to_function(GREETER, "Ann", "Ann", with_state=False)
+    status, headers, body = request(port, "/statefun/", body)
+    assert status == 200
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert missing_states(body) == [("seen_count", "io.statefun.types/int")]
+
+
+def test_batch(port: int) -> None:
+    _, _, body = request(port, "/statefun/", to_function(GREETER, "Bo", "Bo", "Bo", seen_count=1))
+    seen, sent = greetings(body)
+    assert seen == 3
+    assert [greeting for _, _, greeting in sent] == [
+        "Hello Bo for the 2th time!",
+        "Hello Bo for the 3th time!",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "status"),
+    [
+        ("POST", b"\xff\xff\xff", 400),
+        ("POST", to_function("com.example.fns/nobody", "x", "x"), 404),
+        ("GET", None, 405),
+        ("POST", to_function(GREETER, "Ann", "x" * LIMIT), 413),
+        ("POST", to_function(FAILING, "x", "x", with_state=False), 500),
+    ],
+    ids=["400", "404", "405", "413", "500"],
+)
+def test_error_statuses(port: int, method: str, body: bytes, status: int) -> None:
+    got, headers, text = request(port, "/statefun/", body, method=method)
+    assert got == status
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert 0 < len(text) < 100
+    assert b"Traceback" not in text
+
+
+def test_concurrent_requests_do_not_cross_talk(port: int) -> None:
+    def greet(i: int) -> tuple[int, tuple[object, object]]:
+        name = f"user-{i}"
+        body = to_function(GREETER, name, name, seen_count=i)
+        status, _, reply = request(port, "/statefun/", body)
+        return status, greetings(reply)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(greet, range(100)))
+    for i, (status, reply) in enumerate(results):
+        name = f"user-{i}"
+        assert status == 200
+        assert reply == (i + 1, [(INBOX, name, f"Hello {name} for the {i + 1}th time!")])
