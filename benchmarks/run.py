@@ -45,12 +45,14 @@ class Impl:
     name: str
     worker: str  # the worker's IMPL argument
     installs: list[list[str]]  # one `pip install` argument list per step
+    pythonpath: str = ""  # put first on the worker's sys.path (a candidate statefun_core)
+    venv_name: str = ""  # another implementation's venv, shared
     info: dict[str, str] = field(default_factory=dict)
     process: Any = None
 
     @property
     def venv(self) -> Path:
-        return VENVS / self.name
+        return VENVS / (self.venv_name or self.name)
 
     def ask(self, op: str, **arguments: Any) -> dict[str, Any]:
         self.process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
@@ -64,7 +66,8 @@ class Impl:
         return answer
 
 
-def implementations(official_upb_protobuf: str) -> list[Impl]:
+def implementations(official_upb_protobuf: str, candidate: Path | None) -> list[Impl]:
+    ours = [["-e", str(ROOT), "protobuf"]]
     return [
         Impl("a", "official", "official", [[OFFICIAL]]),
         Impl(
@@ -74,7 +77,12 @@ def implementations(official_upb_protobuf: str) -> list[Impl]:
             [["--no-deps", OFFICIAL], [official_upb_protobuf]],
         ),
         Impl("c", "floor", "floor", [["protobuf"]]),
-        Impl("d", "ours", "ours", [["-e", str(ROOT), "protobuf"]]),
+        Impl("d", "ours", "ours", ours),
+        *(
+            [Impl("e", "candidate", "ours", ours, pythonpath=str(candidate), venv_name="ours")]
+            if candidate
+            else []
+        ),
     ]
 
 
@@ -107,13 +115,16 @@ def ensure_venv(impl: Impl, python: str, recreate: bool) -> None:
 
 
 def start(impl: Impl) -> None:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    if impl.pythonpath:
+        env["PYTHONPATH"] = impl.pythonpath
     impl.process = subprocess.Popen(
         [str(python_of(impl.venv)), "-m", "core.worker", impl.worker, str(DESCRIPTORS)],
         cwd=HERE,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        env=env,
     )
     line = impl.process.stdout.readline()
     if not line:
@@ -203,7 +214,7 @@ def report(
 ) -> dict[str, Any]:
     keys = [impl.key for impl in impls]
     median = {key: statistics.median(values) for key, values in samples.items()}
-    ratios = [(k, "c") for k in ("d", "a", "b") if k in keys and "c" in keys]
+    ratios = [(k, "c") for k in ("d", "e", "a", "b") if k in keys and "c" in keys]
     header = f"{'payload':9} {'handler':7} " + " ".join(f"{k + ' µs':>9}" for k in keys)
     header += "".join(f" {f'{x}/{y}':>6}" for x, y in ratios)
     if ("d", "c") in ratios:
@@ -231,6 +242,8 @@ def report(
         for key, (q1, q2, q3) in ((k, quartiles(v)) for k, v in samples.items())
     )
     print(f"\nLargest spread between rounds (IQR / median): {spread:.1%} at {'/'.join(where)}")
+    if hasattr(os, "getloadavg"):
+        print(f"Load average at the end (1, 5, 15 min): {os.getloadavg()}, {os.cpu_count()} CPUs")
     return {"rows": rows}
 
 
@@ -252,6 +265,13 @@ def main() -> int:
         "--official-upb-protobuf", default="protobuf", help="protobuf requirement for (b)"
     )
     parser.add_argument("--recreate", action="store_true", help="rebuild the venvs")
+    parser.add_argument(
+        "--candidate",
+        type=Path,
+        metavar="DIR",
+        help="also time e: the statefun_core package found in DIR (a copy of a checkout with a "
+        "change to try), in ours' venv",
+    )
     parser.add_argument("--profile", metavar="IMPL", help="cProfile one implementation instead")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="results file")
     args = parser.parse_args()
@@ -264,12 +284,15 @@ def main() -> int:
         parser.error(f"unknown payloads or handlers: {sorted(unknown)}")
     cells = [(payload, handler) for payload in payloads for handler in handlers]
 
-    everything = implementations(args.official_upb_protobuf)
-    wanted = set(args.impls + (args.profile or "") + "c")  # the floor also judges the replies
+    candidate = args.candidate.resolve() if args.candidate else None
+    everything = implementations(args.official_upb_protobuf, candidate)
+    impls_arg = args.impls + ("e" if args.candidate else "")
+    wanted = set(impls_arg + (args.profile or "") + "cd")  # c judges the replies, e needs d's venv
     impls = [impl for impl in everything if impl.key in wanted]
     print("Preparing virtualenvs ...", file=sys.stderr)
     for impl in impls:
-        ensure_venv(impl, args.python, args.recreate)
+        if not impl.venv_name:
+            ensure_venv(impl, args.python, args.recreate)
     requests = build()
     encoded = {name: base64.b64encode(requests[name]).decode() for name in payloads}
     try:
@@ -301,7 +324,7 @@ def main() -> int:
                 print(f"\n=== {profiled.name}: {payload} / {handler}, {n['n']} requests")
                 print(text)
             return 0
-        timed = [impl for impl in impls if impl.key in args.impls]
+        timed = [impl for impl in impls if impl.key in impls_arg]
         samples = run_rounds(timed, cells, rounds, block_ns)
     finally:
         for impl in impls:
