@@ -1,0 +1,119 @@
+"""Installed plugins are found through their real entry points, and can be blocked.
+
+Needs the example plugin installed (``pip install -e examples/plugin``; the nox sessions do).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from statefun_core import (
+    Context,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    ValueSpec,
+    make_plugin_manager,
+)
+from statefun_core.errors import PluginError
+
+from ..core.builders import mutations, request, typed
+from .recorder import Recorder
+
+EXAMPLE = "slow-batches"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STATEFUN_DISABLED_PLUGINS", raising=False)
+    monkeypatch.delenv("STATEFUN_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+
+
+def test_an_installed_plugin_is_loaded_by_its_entry_point() -> None:
+    import statefun_slow_batches
+
+    assert make_plugin_manager().get_plugin(EXAMPLE) is statefun_slow_batches
+
+
+def test_a_handler_loads_installed_plugins_by_default() -> None:
+    from statefun_slow_batches import DECIMAL
+
+    functions = StatefulFunctions()
+
+    @functions.bind("bank/account", specs=[ValueSpec("balance", type=Decimal)])
+    def account(context: Context, message: Message) -> None:
+        context.storage.balance = Decimal("1.50")
+
+    data = RequestReplyHandler(functions).handle_sync(
+        request("bank/account", "a", [typed(DECIMAL, Decimal(1))], {"balance": None})
+    )
+    assert mutations(data)["balance"].value == b"1.50"
+
+
+def test_statefun_disabled_plugins_blocks_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", f"someother , {EXAMPLE}")
+    manager = make_plugin_manager()
+    assert manager.get_plugin(EXAMPLE) is None
+    assert manager.is_blocked(EXAMPLE)
+
+
+def test_blocked_blocks_by_name() -> None:
+    assert make_plugin_manager(blocked=[EXAMPLE]).get_plugin(EXAMPLE) is None
+
+
+@pytest.mark.parametrize("value", ["1", "true", "yes"])
+def test_statefun_disable_plugin_autoload_loads_only_explicit_plugins(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("STATEFUN_DISABLE_PLUGIN_AUTOLOAD", value)
+    recorder = Recorder()
+    manager = make_plugin_manager([recorder])
+    assert manager.get_plugin(EXAMPLE) is None
+    assert manager.is_registered(recorder)
+
+
+def test_load_entrypoints_false_loads_only_explicit_plugins() -> None:
+    assert make_plugin_manager(load_entrypoints=False).get_plugin(EXAMPLE) is None
+
+
+def install_fake_distribution(tmp_path: Path, name: str, entry_point: str, module: str) -> None:
+    """A real installed distribution: a dist-info with an entry point, on sys.path."""
+    dist_info = tmp_path / f"{name}-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(f"[statefun]\n{entry_point}\n")
+    (tmp_path / f"{name}.py").write_text(module)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("fake_")]:
+        del sys.modules[name]
+
+
+def test_a_plugin_that_fails_to_import_is_named(site: Path) -> None:
+    install_fake_distribution(
+        site, "fake_broken", "broken = fake_broken", "raise ImportError('no such thing')\n"
+    )
+    with pytest.raises(PluginError, match=r"'broken' \(fake_broken\) failed to load"):
+        make_plugin_manager()
+    assert make_plugin_manager(blocked=["broken"]).get_plugin("broken") is None
+
+
+def test_a_plugin_with_an_unknown_hook_is_named(site: Path) -> None:
+    module = (
+        "from statefun_core.plugins import hookimpl\n"
+        "@hookimpl\n"
+        "def statefun_no_such_hook():\n"
+        "    pass\n"
+    )
+    install_fake_distribution(site, "fake_typo", "typo = fake_typo", module)
+    with pytest.raises(PluginError, match="statefun_no_such_hook"):
+        make_plugin_manager()

@@ -1,0 +1,414 @@
+"""One ``test_hook_<name>`` per hookspec, each through a real PluginManager and handler.
+
+``tests/plugins/test_meta.py`` fails when a hookspec has no such test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from datetime import timedelta
+from typing import Any, Callable, Optional
+
+import pytest
+
+from statefun_core import (
+    Context,
+    IntType,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    StringType,
+    Type,
+    ValueSpec,
+    kafka_egress_message,
+    make_json_type,
+    message_builder,
+    simple_type,
+)
+from statefun_core.errors import (
+    FunctionFailedError,
+    FunctionNotFoundError,
+    MalformedRequestError,
+    PluginError,
+    RequestTooLargeError,
+    UnknownTypeError,
+)
+from statefun_core.plugins import hookimpl, make_plugin_manager
+
+from ..core.builders import mutations, reply, request, result, typed
+from .recorder import Recorder
+
+KINDS = ("sync", "async", "blocking")
+DRIVERS = ("handle_sync", "handle_async")
+
+
+def greet(context: Context, message: Message) -> None:
+    name = message.as_string()
+    if name == "boom":
+        raise ValueError(f"boom for {context.address.id}")
+    context.storage.seen = (context.storage.seen or 0) + 1
+    context.send(message_builder("test/inbox", name, str_value="hi"))
+    if name == "later":
+        context.send_after(timedelta(seconds=5), message_builder("test/inbox", name, int_value=1))
+        context.cancel_delayed_message("an-earlier-one")  # not counted: no message
+        context.send_egress(kafka_egress_message("test/out", "topic", "bye"))
+
+
+async def async_greet(context: Context, message: Message) -> None:
+    await asyncio.sleep(0)  # really suspends
+    greet(context, message)
+
+
+def make_functions() -> StatefulFunctions:
+    functions = StatefulFunctions()
+    specs = [ValueSpec("seen", IntType)]
+    functions.register("test/sync", greet, specs)
+    functions.register("test/async", async_greet, specs)
+    functions.register("test/blocking", greet, specs, blocking=True)
+    return functions
+
+
+def make_handler(*plugins: Any, **options: Any) -> RequestReplyHandler:
+    manager = make_plugin_manager(plugins=plugins, load_entrypoints=False)
+    return RequestReplyHandler(make_functions(), plugins=manager, **options)
+
+
+def call(
+    handler: RequestReplyHandler, driver: str, body: bytes, headers: Optional[dict[str, str]]
+) -> bytes:
+    if driver == "handle_sync":
+        return handler.handle_sync(body, headers)
+    return asyncio.run(handler.handle_async(body, headers))
+
+
+def names(*words: str) -> list[Any]:
+    return [typed(StringType, word) for word in words]
+
+
+SEEN_3 = {"seen": typed(IntType, 3)}
+CALLER = ("test", "caller", "c-1")
+
+
+@pytest.fixture(params=DRIVERS)
+def driver(request: Any) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: Any) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+# --- the order --------------------------------------------------------------------------------
+
+
+def test_hooks_run_in_order_for_every_driver_and_kind_of_function(
+    recorder: Recorder, driver: str, kind: str
+) -> None:
+    handler = make_handler(recorder)
+    call(handler, driver, request(f"test/{kind}", "a", names("x", "y"), SEEN_3), None)
+    assert recorder.names() == [
+        "batch_started",
+        "invocation_started",
+        "invocation_finished",
+        "invocation_started",
+        "invocation_finished",
+        "batch_finished",
+    ]
+    assert [f["index"] for f in recorder.fields("invocation_started")] == [0, 1]
+
+
+def test_a_failing_batch_stops_at_the_failure_and_ends_in_batch_failed_then_request_failed(
+    recorder: Recorder, driver: str, kind: str
+) -> None:
+    handler = make_handler(recorder)
+    with pytest.raises(FunctionFailedError):
+        call(handler, driver, request(f"test/{kind}", "a", names("x", "boom", "z"), SEEN_3), None)
+    assert recorder.names() == [
+        "batch_started",
+        "invocation_started",
+        "invocation_finished",
+        "invocation_started",
+        "invocation_finished",
+        "batch_failed",
+        "request_failed",
+    ]
+
+
+# --- one test per hook -------------------------------------------------------------------------
+
+
+class Money:
+    def __init__(self, cents: int) -> None:
+        self.cents = cents
+
+
+MONEY = simple_type("test.types/money", lambda m: str(m.cents), lambda b: Money(int(b)))
+
+
+def test_hook_statefun_register_types() -> None:
+    class MoneyTypes:
+        @hookimpl
+        def statefun_register_types(self, registry: Any) -> None:
+            registry.register(Money, MONEY, source="MoneyTypes")
+
+    functions = StatefulFunctions()
+
+    @functions.bind("test/wallet", specs=[ValueSpec("balance", type=Money)])
+    def wallet(context: Context, message: Message) -> None:
+        paid = message.as_type(Money)
+        balance = context.storage.balance or Money(0)
+        context.storage.balance = Money(balance.cents + paid.cents)
+        context.send(message_builder("test/ledger", "all", value=paid))
+
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([MoneyTypes()], load_entrypoints=False)
+    )
+    reply_bytes = handler.handle_sync(
+        request("test/wallet", "w", [typed(MONEY, Money(250))], {"balance": typed(MONEY, Money(5))})
+    )
+    assert mutations(reply_bytes)["balance"].value == b"255"
+    (sent,) = result(reply_bytes).outgoing_messages
+    assert (sent.argument.typename, sent.argument.value) == ("test.types/money", b"250")
+
+    class Impostor:
+        @hookimpl
+        def statefun_register_types(self, registry: Any) -> None:
+            registry.register(dict, make_json_type("test.types/money"), source="Impostor")
+
+    with pytest.raises(PluginError, match=r"'test\.types/money' is claimed twice"):
+        RequestReplyHandler(
+            functions,
+            plugins=make_plugin_manager([MoneyTypes(), Impostor()], load_entrypoints=False),
+        )
+
+
+def test_hook_statefun_type_for_class() -> None:
+    asked: list[type] = []
+
+    class Declines:
+        @hookimpl(tryfirst=True)
+        def statefun_type_for_class(self, cls: type) -> Optional[Type]:
+            asked.append(cls)
+            return None  # lets the next plugin answer
+
+    class Answers:
+        @hookimpl
+        def statefun_type_for_class(self, cls: type) -> Optional[Type]:
+            return MONEY if cls is Money else None
+
+    functions = StatefulFunctions()
+
+    @functions.bind("test/wallet", specs=[ValueSpec("balance", type=Money)])
+    def wallet(context: Context, message: Message) -> None:
+        assert message.is_type(Money)
+        context.storage.balance = message.as_type(Money)
+        context.send(message_builder("test/ledger", "all", value=Money(1)))
+
+    manager = make_plugin_manager([Declines(), Answers()], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, plugins=manager)
+    for _ in range(2):
+        data = handler.handle_sync(
+            request("test/wallet", "w", [typed(MONEY, Money(7))], {"balance": None})
+        )
+        assert mutations(data)["balance"].value == b"7"
+        assert result(data).outgoing_messages[0].argument.typename == "test.types/money"
+    assert asked == [Money]  # asked once per class, then cached
+
+    class Unknown:
+        pass
+
+    functions.register("test/unknown", wallet, [ValueSpec("x", type=Unknown)])
+    with pytest.raises(UnknownTypeError, match="no StateFun type is known for"):
+        handler.handle_sync(request("test/unknown", "w", [typed(MONEY, Money(7))], {"x": None}))
+
+
+def test_hook_statefun_batch_started(recorder: Recorder, driver: str) -> None:
+    headers = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    call(make_handler(recorder), driver, request("test/sync", "a-1", names("x"), SEEN_3), headers)
+    (started,) = recorder.fields("batch_started")
+    assert started["function_type"] == "test/sync"
+    assert started["function_id"] == "a-1"
+    assert started["batch_size"] == 1
+    assert started["headers"] == headers
+    assert started["outcome"] is None
+    assert started["started"] > 0
+    assert recorder.batches[0].headers is headers  # passed through, not copied
+
+
+def test_hook_statefun_invocation_started(recorder: Recorder, driver: str, kind: str) -> None:
+    call(
+        make_handler(recorder),
+        driver,
+        request(f"test/{kind}", "a", names("x", "y"), SEEN_3, caller=CALLER),
+        None,
+    )
+    first, second = recorder.fields("invocation_started")
+    assert first["index"] == 0 and second["index"] == 1
+    assert first["argument_typename"] == StringType.typename
+    caller = first["caller"]
+    assert (caller.namespace, caller.name, caller.id, caller.typename) == (
+        "test",
+        "caller",
+        "c-1",
+        "test/caller",
+    )
+    assert first["batch_scratch"] == "from batch_started"  # the batch's scratch is shared
+
+
+def test_hook_statefun_invocation_finished(recorder: Recorder, driver: str, kind: str) -> None:
+    handler = make_handler(recorder)
+    call(handler, driver, request(f"test/{kind}", "a", names("x", "y"), SEEN_3), None)
+    finished = recorder.fields("invocation_finished")
+    assert [(f["index"], f["error"], f["scratch"]) for f in finished] == [
+        (0, None, "from invocation_started #0"),
+        (1, None, "from invocation_started #1"),
+    ]
+
+    recorder.calls.clear()
+    with pytest.raises(FunctionFailedError):
+        call(handler, driver, request(f"test/{kind}", "a", names("boom"), SEEN_3), None)
+    (failed,) = recorder.fields("invocation_finished")
+    assert isinstance(failed["error"], ValueError)
+    assert str(failed["error"]) == "boom for a"
+
+
+def test_hook_statefun_batch_finished(recorder: Recorder, driver: str, kind: str) -> None:
+    handler = make_handler(recorder)
+    call(handler, driver, request(f"test/{kind}", "a", names("x", "later", "y"), SEEN_3), None)
+    (finished,) = recorder.fields("batch_finished")
+    assert finished["outcome"] == "ok"
+    assert finished["batch_size"] == 3
+    assert finished["state_bytes_read"] == len(typed(IntType, 3).value) == 5
+    assert finished["state_bytes_written"] == 5  # seen = 6
+    assert finished["messages"] == 3
+    assert finished["delayed_messages"] == 1  # the cancellation is not a message
+    assert finished["egress_records"] == 1
+    assert finished["missing_states"] == ()
+    assert finished["duration"] > 0
+    assert finished["scratch"] == "from batch_started"
+
+
+def test_hook_statefun_batch_finished_for_missing_state(recorder: Recorder, driver: str) -> None:
+    data = call(make_handler(recorder), driver, request("test/sync", "a", names("x")), None)
+    assert reply(data).HasField("incomplete_invocation_context")
+    assert recorder.names() == ["batch_started", "batch_finished"]  # no invocation ran
+    (finished,) = recorder.fields("batch_finished")
+    assert finished["outcome"] == "missing_state"
+    assert finished["missing_states"] == ("seen",)
+    assert finished["state_bytes_read"] == finished["state_bytes_written"] == 0
+
+
+def test_hook_statefun_batch_failed(recorder: Recorder, driver: str, kind: str) -> None:
+    with pytest.raises(FunctionFailedError) as raised:
+        call(
+            make_handler(recorder),
+            driver,
+            request(f"test/{kind}", "a", names("x", "boom"), SEEN_3),
+            None,
+        )
+    (failed,) = recorder.fields("batch_failed")
+    assert failed["outcome"] == "error"
+    assert failed["error"] is raised.value.__cause__  # the function's own exception
+    assert isinstance(failed["error"], ValueError)
+    assert failed["batch_size"] == 2
+    assert failed["scratch"] == "from batch_started"
+    assert recorder.fields("batch_finished") == []
+
+
+REJECTED: list[tuple[Callable[[], bytes], type[Exception], int]] = [
+    (lambda: b"\x00\xff not a protobuf", MalformedRequestError, 400),
+    (lambda: b"", MalformedRequestError, 400),  # no invocation batch
+    (lambda: request("test/nobody", "a", names("x")), FunctionNotFoundError, 404),
+    (lambda: request("test/sync", "a", names("x" * 200), SEEN_3), RequestTooLargeError, 413),
+]
+
+
+@pytest.mark.parametrize(("body", "expected", "status"), REJECTED)
+def test_hook_statefun_request_failed(
+    recorder: Recorder,
+    driver: str,
+    body: Callable[[], bytes],
+    expected: type[Exception],
+    status: int,
+) -> None:
+    handler = make_handler(recorder, max_request_bytes=200)
+    headers = {"x-request-id": "r-1"}
+    with pytest.raises(expected) as raised:
+        call(handler, driver, body(), headers)
+    assert recorder.names() == ["request_failed"]  # rejected before a batch existed
+    (failed,) = recorder.fields("request_failed")
+    assert failed["error"] is raised.value
+    assert getattr(failed["error"], "status", None) == status
+    assert failed["batch"] is None
+    assert failed["headers"] == headers
+
+
+def test_hook_statefun_request_failed_after_a_batch(recorder: Recorder, driver: str) -> None:
+    with pytest.raises(FunctionFailedError) as raised:
+        call(make_handler(recorder), driver, request("test/sync", "a", names("boom"), SEEN_3), {})
+    (failed,) = recorder.fields("request_failed")
+    assert failed["error"] is raised.value
+    assert failed["error"].status == 500
+    assert failed["batch"] is recorder.batches[0]
+    assert failed["batch"].outcome == "error"
+
+
+# --- how hooks are wired ------------------------------------------------------------------------
+
+
+def test_a_plugin_with_only_a_finishing_hook_still_gets_its_events(driver: str) -> None:
+    seen: list[str] = []
+
+    class OnlyFinished:
+        @hookimpl
+        def statefun_batch_finished(self, batch: Any) -> None:
+            seen.append(f"{batch.function_type} {batch.outcome} {batch.batch_size}")
+
+    call(make_handler(OnlyFinished()), driver, request("test/sync", "a", names("x"), SEEN_3), None)
+    assert seen == ["test/sync ok 1"]
+
+
+def test_plugins_registered_after_the_handler_was_built_are_called() -> None:
+    handler = make_handler()
+    handler.handle_sync(request("test/sync", "a", names("x"), SEEN_3))
+    recorder = Recorder()
+    handler.plugins.register(recorder)
+    handler.handle_sync(request("test/sync", "a", names("x"), SEEN_3))
+    assert recorder.names()[0] == "batch_started"
+    handler.plugins.unregister(recorder)
+    handler.handle_sync(request("test/sync", "a", names("x"), SEEN_3))
+    assert len(recorder.fields("batch_started")) == 1
+
+
+def test_a_blocking_function_in_an_executor_reports_from_its_thread(recorder: Recorder) -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        handler = make_handler(recorder, executor=pool)
+        asyncio.run(handler.handle_async(request("test/blocking", "a", names("x"), SEEN_3)))
+    assert recorder.names()[-1] == "batch_finished"
+
+
+def test_a_raising_hook_fails_the_request(driver: str) -> None:
+    class Broken:
+        @hookimpl
+        def statefun_batch_started(self, batch: Any) -> None:
+            raise RuntimeError("plugin bug")
+
+    with pytest.raises(RuntimeError, match="plugin bug"):
+        call(make_handler(Broken()), driver, request("test/sync", "a", names("x"), SEEN_3), None)
+
+
+def test_an_unknown_hook_is_refused() -> None:
+    class Typo:
+        @hookimpl
+        def statefun_batch_finishd(self, batch: Any) -> None:
+            pass
+
+    with pytest.raises(PluginError, match="statefun_batch_finishd"):
+        make_plugin_manager([Typo()], load_entrypoints=False)
