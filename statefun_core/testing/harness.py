@@ -70,6 +70,8 @@ class Harness:
         self.sent: list[SentMessage] = []
         #: Messages delivered to function types the harness does not run.
         self.captured: list[SentMessage] = []
+        #: Every request sent to a function, state-discovery rounds included, in order.
+        self.batches: list[Batch] = []
 
     # --- driving ------------------------------------------------------------------------
 
@@ -103,6 +105,7 @@ class Harness:
             for index, batch in enumerate(batches):
                 try:
                     if batch.address.typename in self.functions:
+                        self.batches.append(batch)
                         reply = await self.handler.handle_async(batch.request)
                     else:
                         reply = self._capture(batch)
@@ -128,6 +131,15 @@ class Harness:
             self.clock.advance(due_ms - self.clock.now_ms())
             delivered += await self.run_async()
         return delivered
+
+    def redeploy(
+        self, functions: StatefulFunctions, *, plugins: Optional[pluggy.PluginManager] = None
+    ) -> Harness:
+        """Serve new versions of the functions against the same runtime (state, registered
+        specs, queued and delayed messages), to test how a change of state specs behaves."""
+        self.functions = functions
+        self.handler = RequestReplyHandler(functions, plugins=plugins)
+        return self
 
     @property
     def now_ms(self) -> int:
@@ -206,6 +218,7 @@ class Harness:
             for index, batch in enumerate(batches):
                 try:
                     if batch.address.typename in self.functions:
+                        self.batches.append(batch)
                         reply = call(batch.request)
                     else:
                         reply = self._capture(batch)

@@ -1,0 +1,52 @@
+"""The harness's async driver: the handler's ``handle_async``, from plain asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from statefun_core import IntType, StatefulFunctions, ValueSpec, message_builder
+from statefun_core.testing import Harness
+
+functions = StatefulFunctions()
+
+
+@functions.bind("example/async", specs=[ValueSpec("count", IntType)])
+async def counter(context, message):
+    await asyncio.sleep(0)
+    context.storage.count = (context.storage.count or 0) + message.as_int()
+    if message.as_int() == 1:
+        context.send_after(
+            timedelta(seconds=1), message_builder("example/async", context.address.id, int_value=10)
+        )
+
+
+@functions.bind("example/sync")
+def forward(context, message):
+    context.send(message_builder("example/async", "a", int_value=message.as_int()))
+
+
+def test_run_async_drives_async_and_sync_functions_on_the_running_loop():
+    async def scenario() -> Harness:
+        loop = asyncio.get_running_loop()
+        harness = Harness(functions)
+        harness.send("example/sync", "s", int_value=1).send("example/async", "a", int_value=5)
+        await harness.run_async()
+        assert asyncio.get_running_loop() is loop
+        return harness
+
+    harness = asyncio.run(scenario())
+    harness.assert_state("example/async", "a", count=6)
+    assert [pending.due_ms for pending in harness.pending] == [1_000]
+
+
+def test_advance_async_fires_delayed_messages():
+    async def scenario() -> Harness:
+        harness = Harness(functions)
+        harness.send("example/async", "a", int_value=1)
+        await harness.advance_async(timedelta(seconds=1))
+        return harness
+
+    harness = asyncio.run(scenario())
+    harness.assert_state("example/async", "a", count=11)
+    assert harness.pending == []

@@ -1,0 +1,411 @@
+"""The harness runs real functions through the real handler with the runtime's semantics."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from statefun_core import (
+    Context,
+    FunctionFailedError,
+    IntType,
+    Message,
+    StatefulFunctions,
+    StringType,
+    ValueSpec,
+    egress_message_builder,
+    kafka_egress_message,
+    kinesis_egress_message,
+    make_json_type,
+    message_builder,
+    protocol,
+)
+from statefun_core.engine import (
+    Address,
+    CancellationTokenError,
+    StateTypeError,
+    UnregisteredStateError,
+)
+from statefun_core.testing import (
+    EgressOutput,
+    Harness,
+    HarnessError,
+    KafkaRecord,
+    KinesisRecord,
+)
+
+LOG = make_json_type("example/log")
+
+
+def arguments(batch) -> list[str]:
+    return [
+        Message("t/t", "t", invocation.argument).as_string()
+        for invocation in batch.to_function().invocation.invocations
+    ]
+
+
+# --- the user guide's greeter ---------------------------------------------------------------
+
+greeter_functions = StatefulFunctions()
+
+
+@greeter_functions.bind("com.example.fns/greeter", specs=[ValueSpec("seen_count", IntType)])
+def greeter(context: Context, message: Message) -> None:
+    name = message.as_string()
+    seen = (context.storage.seen_count or 0) + 1
+    context.storage.seen_count = seen
+    context.send(
+        message_builder(
+            "com.example.fns/inbox", name, str_value=f"Hello {name} for the {seen}th time!"
+        )
+    )
+
+
+@greeter_functions.bind("com.example.fns/inbox")
+def inbox(context: Context, message: Message) -> None:
+    context.send_egress(
+        kafka_egress_message(
+            "com.example/greets",
+            topic="greetings",
+            key=context.address.id,
+            value=message.as_string(),
+        )
+    )
+
+
+def test_the_greeter_counts_visits_and_greets_through_kafka():
+    harness = Harness(greeter_functions)
+
+    harness.send("com.example.fns/greeter", "ann", str_value="ann").run()
+    harness.send("com.example.fns/greeter", "ann", str_value="ann").run()
+
+    harness.assert_state("com.example.fns/greeter", "ann", seen_count=2)
+    sent = harness.assert_sent(
+        "com.example.fns/inbox", "ann", str_value="Hello ann for the 2th time!"
+    )
+    assert sent.caller == Address("com.example.fns/greeter", "ann")
+    assert harness.egress == [
+        KafkaRecord("com.example/greets", "greetings", "ann", b"Hello ann for the 1th time!"),
+        KafkaRecord("com.example/greets", "greetings", "ann", b"Hello ann for the 2th time!"),
+    ]
+    harness.assert_egress("com.example/greets", key="ann", value="Hello ann for the 2th time!")
+
+
+def test_assertions_explain_what_was_there_instead():
+    harness = Harness(greeter_functions)
+    harness.send("com.example.fns/greeter", "ann", str_value="ann").run()
+
+    with pytest.raises(AssertionError, match=r"found \{'seen_count': 1\}"):
+        harness.assert_state("com.example.fns/greeter", "ann", seen_count=5)
+    with pytest.raises(AssertionError, match="Hello ann for the 1th time"):
+        harness.assert_egress("com.example/greets", value="Bye")
+    with pytest.raises(
+        AssertionError, match=re.escape("no sent message to com.example.fns/inbox/bob")
+    ):
+        harness.assert_sent("com.example.fns/inbox", "bob")
+
+
+def test_state_of_an_unknown_function_type_is_an_error():
+    with pytest.raises(KeyError):
+        Harness(greeter_functions).state("com.example.fns/nope", "ann")
+
+
+# --- discovery, batching and ordering -------------------------------------------------------
+
+
+def test_state_is_discovered_once_per_type_and_the_function_runs_once_per_message():
+    functions = StatefulFunctions()
+    calls = []
+
+    @functions.bind("example/counter", specs=[ValueSpec("count", IntType)])
+    def counter(context, message):
+        calls.append(context.address.id)
+        context.storage.count = (context.storage.count or 0) + 1
+
+    harness = Harness(functions)
+    harness.send("example/counter", "a", int_value=1).run()
+    harness.send("example/counter", "b", int_value=1).run()
+
+    assert calls == ["a", "b"]
+    assert [batch.discovery_round for batch in harness.batches] == [0, 1, 0]
+    assert harness.engine.registered_specs("example/counter")["count"].typename == IntType.typename
+    harness.assert_state("example/counter", "b", count=1)
+
+
+def test_messages_queued_while_a_batch_is_in_flight_form_the_next_batch():
+    functions = StatefulFunctions()
+
+    @functions.bind("example/a")
+    def a(context, message):
+        if message.as_string() == "go":
+            context.send(message_builder("example/a", "1", str_value="to self"))
+
+    @functions.bind("example/b")
+    def b(context, message):
+        context.send(message_builder("example/a", "1", str_value="from b 1"))
+        context.send(message_builder("example/a", "1", str_value="from b 2"))
+
+    harness = Harness(functions)
+    harness.send("example/b", "1", str_value="go").send("example/a", "1", str_value="go")
+    harness.run()
+
+    to_a = [arguments(batch) for batch in harness.batches if batch.address.typename == "example/a"]
+    assert to_a == [["go"], ["from b 1", "from b 2"], ["to self"]]
+
+
+def test_messages_from_one_sender_arrive_in_send_order():
+    functions = StatefulFunctions()
+
+    @functions.bind("example/sender")
+    def sender(context, message):
+        for index in range(3):
+            context.send(message_builder("example/receiver", "r", int_value=index))
+
+    @functions.bind("example/receiver", specs=[ValueSpec("seen", LOG)])
+    def receiver(context, message):
+        context.storage.seen = [*(context.storage.seen or []), message.as_int()]
+
+    harness = Harness(functions)
+    harness.send("example/sender", "s", str_value="1").run()
+    harness.send("example/sender", "s", str_value="2").run()
+
+    harness.assert_state("example/receiver", "r", seen=[0, 1, 2, 0, 1, 2])
+
+
+def test_a_function_that_never_goes_quiet_is_reported():
+    functions = StatefulFunctions()
+
+    @functions.bind("example/echo")
+    def echo(context, message):
+        context.send(message_builder("example/echo", "1", str_value="again"))
+
+    harness = Harness(functions, max_batches=20)
+    with pytest.raises(HarnessError, match="example/echo/1"):
+        harness.send("example/echo", "1", str_value="go").run()
+
+
+# --- delayed messages -----------------------------------------------------------------------
+
+timers = StatefulFunctions()
+
+
+@timers.bind("example/timer")
+def timer(context, message):
+    command = message.as_string()
+    later = message_builder("example/alarm", context.address.id, str_value="ring")
+    if command == "schedule":
+        context.send_after(timedelta(seconds=5), later, cancellation_token="alarm")
+    elif command == "schedule then cancel":
+        context.send_after(timedelta(seconds=5), later, cancellation_token="alarm")
+        context.cancel_delayed_message("alarm")
+    elif command == "cancel then schedule":
+        context.cancel_delayed_message("alarm")
+        context.send_after(timedelta(seconds=5), later, cancellation_token="alarm")
+    elif command == "cancel":
+        context.cancel_delayed_message("alarm")
+    elif command == "schedule twice":
+        context.send_after(timedelta(seconds=5), later, cancellation_token="alarm")
+        context.send_after(timedelta(seconds=6), later, cancellation_token="alarm")
+
+
+def test_a_delayed_message_arrives_when_its_time_comes_with_the_scheduler_as_caller():
+    harness = Harness(timers, start_ms=1_000)
+    harness.send("example/timer", "t", str_value="schedule").run()
+
+    [pending] = harness.pending
+    assert (pending.due_ms, pending.cancellation_token) == (6_000, "alarm")
+    assert pending.message.as_string() == "ring"
+    harness.advance(4_999)
+    assert harness.captured == []
+
+    harness.advance(1)
+    [alarm] = harness.captured
+    assert alarm.target == Address("example/alarm", "t")
+    assert alarm.caller == Address("example/timer", "t")
+    assert harness.pending == []
+
+
+def test_advance_delivers_chained_delays_at_their_own_due_times():
+    functions = StatefulFunctions()
+
+    @functions.bind("example/ticker", specs=[ValueSpec("ticks", LOG)])
+    def ticker(context, message):
+        ticks = context.storage.ticks or []
+        context.storage.ticks = [*ticks, harness.now_ms]
+        if len(ticks) < 3:
+            context.send_after(
+                timedelta(seconds=1), message_builder("example/ticker", "t", str_value="tick")
+            )
+
+    harness = Harness(functions)
+    harness.send("example/ticker", "t", str_value="start").run()
+    harness.advance(timedelta(minutes=1))
+
+    harness.assert_state("example/ticker", "t", ticks=[0, 1_000, 2_000, 3_000])
+    assert harness.now_ms == 60_000
+
+
+def test_schedule_then_cancel_in_one_reply_cancels():
+    harness = Harness(timers)
+    harness.send("example/timer", "t", str_value="schedule then cancel").run()
+
+    assert harness.pending == []
+
+
+def test_cancel_then_schedule_in_one_reply_leaves_the_message_scheduled():
+    harness = Harness(timers)
+    harness.send("example/timer", "t", str_value="cancel then schedule").run()
+
+    harness.advance(timedelta(seconds=5))
+    harness.assert_captured("example/alarm", "t", str_value="ring")
+
+
+def test_a_later_message_cancels_a_pending_one():
+    harness = Harness(timers)
+    harness.send("example/timer", "t", str_value="schedule").run()
+    harness.advance(1_000)
+    harness.send("example/timer", "t", str_value="cancel").run()
+
+    harness.advance(timedelta(hours=1))
+    assert harness.captured == []
+
+
+def test_scheduling_a_pending_token_again_is_an_error_and_nothing_is_applied():
+    harness = Harness(timers)
+    with pytest.raises(CancellationTokenError, match="alarm"):
+        harness.send("example/timer", "t", str_value="schedule twice").run()
+
+    assert harness.pending == []
+
+
+# --- TTL ------------------------------------------------------------------------------------
+
+
+def ttl_functions(**expiry: timedelta) -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind("example/session", specs=[ValueSpec("user", StringType, **expiry)])
+    def session(context, message):
+        if message.as_string() != "touch":
+            context.storage.user = message.as_string()
+
+    return functions
+
+
+def test_expire_after_write_counts_from_the_last_write_only():
+    harness = Harness(ttl_functions(expire_after_write=timedelta(seconds=10)))
+    harness.send("example/session", "s", str_value="ann").run()
+
+    harness.advance(timedelta(seconds=9))
+    harness.send("example/session", "s", str_value="touch").run()
+    harness.assert_state("example/session", "s", user="ann")
+    harness.advance(timedelta(seconds=1))
+    harness.assert_state("example/session", "s", user=None)
+
+
+def test_expire_after_call_is_refreshed_by_every_message():
+    harness = Harness(ttl_functions(expire_after_call=timedelta(seconds=10)))
+    harness.send("example/session", "s", str_value="ann").run()
+
+    for _ in range(3):
+        harness.advance(timedelta(seconds=9))
+        harness.send("example/session", "s", str_value="touch").run()
+    harness.assert_state("example/session", "s", user="ann")
+    harness.advance(timedelta(seconds=10))
+    harness.assert_state("example/session", "s", user=None)
+
+
+# --- egress and captured messages -----------------------------------------------------------
+
+
+def test_egress_records_are_decoded():
+    functions = StatefulFunctions()
+
+    @functions.bind("example/out")
+    def out(context, message):
+        context.send_egress(kafka_egress_message("example/kafka", "topic-a", "no key"))
+        context.send_egress(
+            kinesis_egress_message(
+                "example/kinesis", "stream-a", b"\x01", "pk", explicit_hash_key="7"
+            )
+        )
+        context.send_egress(egress_message_builder("example/custom", 5, IntType))
+
+    harness = Harness(functions)
+    harness.send("example/out", "1", str_value="go").run()
+
+    assert harness.egress == [
+        KafkaRecord("example/kafka", "topic-a", None, b"no key"),
+        KinesisRecord("example/kinesis", "stream-a", "pk", b"\x01", "7"),
+        EgressOutput("example/custom", IntType.typename, b"\x0d\x05\x00\x00\x00"),
+    ]
+    harness.assert_egress(stream="stream-a", partition_key="pk")
+    harness.assert_egress("example/kafka", topic="topic-a", key=None)
+
+
+def test_messages_to_types_the_harness_does_not_run_are_captured_in_order():
+    harness = Harness(greeter_functions)
+    harness.send("example/elsewhere", "x", int_value=1, caller=("com.example.fns/greeter", "ann"))
+    harness.send("example/elsewhere", "x", int_value=2)
+    harness.run()
+
+    first = harness.assert_captured("example/elsewhere", "x", int_value=1)
+    assert first.caller == Address("com.example.fns/greeter", "ann")
+    assert [message.message.as_int() for message in harness.captured] == [1, 2]
+    assert harness.batches == []
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_a_raising_function_fails_its_batch_and_the_messages_are_retried_later():
+    functions = StatefulFunctions()
+    broken = [True]
+
+    @functions.bind("example/flaky", specs=[ValueSpec("seen", LOG)])
+    def flaky(context, message):
+        if broken[0]:
+            raise RuntimeError("database is down")
+        context.storage.seen = [*(context.storage.seen or []), message.as_string()]
+
+    harness = Harness(functions)
+    harness.send("example/flaky", "1", str_value="a").send("example/flaky", "1", str_value="b")
+    with pytest.raises(FunctionFailedError) as failure:
+        harness.run()
+    assert "database is down" in str(failure.value.__cause__)
+    assert "example/flaky" in str(failure.value)
+
+    broken[0] = False
+    harness.send("example/flaky", "1", str_value="c").run()
+    harness.assert_state("example/flaky", "1", seen=["a", "b", "c"])
+
+
+def test_changing_the_type_of_a_state_is_an_error():
+    harness = Harness(ttl_functions())
+    harness.send("example/session", "s", str_value="ann").run()
+    retyped = StatefulFunctions()
+
+    @retyped.bind("example/session", specs=[ValueSpec("user", IntType)])
+    def session(context, message):
+        context.storage.user = 1
+
+    harness.redeploy(retyped).send("example/session", "s", str_value="bob")
+    with pytest.raises(StateTypeError, match=re.escape("registered as io.statefun.types/string")):
+        harness.run()
+    harness.redeploy(ttl_functions()).assert_state("example/session", "s", user="ann")
+
+
+def test_a_mutation_of_an_unregistered_state_is_an_error():
+    functions = StatefulFunctions()
+    functions.register("example/plain", lambda context, message: None)
+    harness = Harness(functions)
+    harness.send("example/plain", "1", str_value="go")
+    [batch] = harness.engine.next_batches()
+    reply = protocol.FromFunction()
+    mutation = reply.invocation_result.state_mutations.add()
+    mutation.mutation_type = 1
+    mutation.state_name = "ghost"
+    with pytest.raises(UnregisteredStateError, match="ghost"):
+        harness.engine.complete(batch, reply.SerializeToString())
