@@ -102,4 +102,18 @@ def bench(session: nox.Session) -> None:
 # --- engine, testing harness --------------------------------------------------------------
 
 
+@nox.session(python=NEWEST, tags=["ci", "engine"])
+def engine(session: nox.Session) -> None:
+    """The runtime engine's rules and the test harness (with its pytest plugin)."""
+    install_core(session)
+    session.run("python", "-m", "pytest", "tests/engine", "tests/testing", *session.posargs)
+
+
+@nox.session(python="3.9", tags=["ci", "engine"])
+def engine_oldest(session: nox.Session) -> None:
+    """The engine and harness on the oldest Python and protobuf."""
+    install_core(session, "protobuf==3.20.3")
+    session.run("python", "-m", "pytest", "tests/engine", "tests/testing", *session.posargs)
+
+
 # --- local runtime ------------------------------------------------------------------------
