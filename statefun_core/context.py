@@ -65,12 +65,16 @@ class Context(abc.ABC):
 
 
 class InvocationContext(Context):
-    """The context of one batch; ``caller`` changes with each invocation."""
+    """The context of one batch; ``caller`` changes with each invocation.
 
-    __slots__ = ("_address", "_caller", "_storage", "delayed", "egress", "messages")
+    The address is built on first use: most functions never read it.
+    """
 
-    def __init__(self, address: SdkAddress, storage: Any) -> None:
-        self._address = address
+    __slots__ = ("_address", "_caller", "_storage", "_target", "delayed", "egress", "messages")
+
+    def __init__(self, target: Any, storage: Any) -> None:
+        self._target = target  # the request's protobuf Address
+        self._address: Optional[SdkAddress] = None
         self._storage = storage
         self._caller: Optional[SdkAddress] = None
         self.messages: list[Message] = []
@@ -79,7 +83,13 @@ class InvocationContext(Context):
 
     @property
     def address(self) -> SdkAddress:
-        return self._address
+        address = self._address
+        if address is None:
+            target = self._target
+            address = self._address = SdkAddress(
+                target.namespace, target.type, target.id, f"{target.namespace}/{target.type}"
+            )
+        return address
 
     @property
     def storage(self) -> Any:

@@ -14,6 +14,7 @@ from .types import (
     LongType,
     StringType,
     Type,
+    TypeSerializer,
     to_bytes,
 )
 
@@ -33,20 +34,62 @@ KAFKA_PRODUCER_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KafkaProduce
 KINESIS_EGRESS_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgressRecord"
 
 
+def encode(tpe: Type, value: Any) -> bytes:
+    """``value`` serialized by ``tpe``, as bytes."""
+    return to_bytes(tpe.serializer().serialize(value), tpe.typename)
+
+
 def typed_value(tpe: Type, value: Any) -> Any:
     """The wire ``TypedValue`` for ``value`` of type ``tpe``."""
-    data = to_bytes(tpe.serializer().serialize(value), tpe.typename)
-    return protocol.TypedValue(typename=tpe.typename, has_value=True, value=data)
+    return protocol.TypedValue(typename=tpe.typename, has_value=True, value=encode(tpe, value))
 
 
-class Message:
+class _Typed:
+    """A typed value kept as ``(typename, bytes)``; the protobuf form is built on demand.
+
+    Received values keep the request's own ``TypedValue`` (no copy) and set only
+    ``_typed_value``: every method checks it first. Values built here keep their bytes and are
+    written straight into the reply.
+    """
+
+    __slots__ = ("_data", "_typed_value", "_typename")
+
+    _typed_value: Any
+    _typename: Optional[str]
+    _data: Optional[bytes]
+
+    @property
+    def typed_value(self) -> Any:
+        """The value as a protobuf ``TypedValue``."""
+        if self._typed_value is None:
+            self._typed_value = protocol.TypedValue(
+                typename=self.value_typename(), has_value=True, value=self._data
+            )
+        return self._typed_value
+
+    def value_typename(self) -> str:
+        tv = self._typed_value
+        if tv is not None:
+            return str(tv.typename)
+        if self._typename is None:
+            raise TypeError("this value's type is found by the handler's plugins when sent")
+        return self._typename
+
+    def raw_value(self) -> Optional[bytes]:
+        tv = self._typed_value
+        if tv is not None:
+            return bytes(tv.value) if tv.has_value else None
+        return self._data
+
+
+class Message(_Typed):
     """A message to a function: its target and a typed value.
 
     A message received by a function targets that function; a message built with
     :func:`message_builder` targets the function it is sent to.
     """
 
-    __slots__ = ("_types", "_value", "target_id", "target_typename", "typed_value")
+    __slots__ = ("_types", "_value", "target_id", "target_typename")
 
     def __init__(self, target_typename: str, target_id: str, typed_value: Any) -> None:
         if not target_typename:
@@ -57,56 +100,78 @@ class Message:
             raise ValueError("typed_value can not be missing")
         self.target_typename = target_typename
         self.target_id = target_id
-        self.typed_value = typed_value
+        self._typed_value = typed_value
+        self._typename = None
+        self._data = None
         self._value: Any = None
         self._types: Optional[TypeRegistry] = None
 
     @classmethod
-    def _deferred(cls, target_typename: str, target_id: str, value: Any) -> Message:
-        """A message whose type is found from the value's class by the handler's plugins."""
+    def _built(
+        cls, target_typename: str, target_id: str, typename: Optional[str], data: Optional[bytes]
+    ) -> Message:
         message = cls.__new__(cls)
         message.target_typename = target_typename
         message.target_id = target_id
-        message.typed_value = None
-        message._value = value
+        message._typed_value = None
+        message._typename = typename
+        message._data = data
+        message._value = None
         message._types = None
+        return message
+
+    @classmethod
+    def _deferred(cls, target_typename: str, target_id: str, value: Any) -> Message:
+        """A message whose type is found from the value's class by the handler's plugins."""
+        message = cls._built(target_typename, target_id, None, None)
+        message._value = value
         return message
 
     def is_int(self) -> bool:
         return self.is_type(IntType)
 
     def as_int(self) -> Optional[int]:
-        return self.as_type(IntType)  # type: ignore[no-any-return]
+        return self._decode(_INT)  # type: ignore[no-any-return]
 
     def is_bool(self) -> bool:
         return self.is_type(BoolType)
 
     def as_bool(self) -> Optional[bool]:
-        return self.as_type(BoolType)  # type: ignore[no-any-return]
+        return self._decode(_BOOL)  # type: ignore[no-any-return]
 
     def is_long(self) -> bool:
         return self.is_type(LongType)
 
     def as_long(self) -> Optional[int]:
-        return self.as_type(LongType)  # type: ignore[no-any-return]
+        return self._decode(_LONG)  # type: ignore[no-any-return]
 
     def is_string(self) -> bool:
         return self.is_type(StringType)
 
     def as_string(self) -> Optional[str]:
-        return self.as_type(StringType)  # type: ignore[no-any-return]
+        return self._decode(_STRING)  # type: ignore[no-any-return]
 
     def is_float(self) -> bool:
         return self.is_type(FloatType)
 
     def as_float(self) -> Optional[float]:
-        return self.as_type(FloatType)  # type: ignore[no-any-return]
+        return self._decode(_FLOAT)  # type: ignore[no-any-return]
 
     def is_double(self) -> bool:
         return self.is_type(DoubleType)
 
     def as_double(self) -> Optional[float]:
-        return self.as_type(DoubleType)  # type: ignore[no-any-return]
+        return self._decode(_DOUBLE)  # type: ignore[no-any-return]
+
+    def _decode(self, serializer: TypeSerializer) -> Any:
+        tv = self._typed_value
+        if tv is None:
+            data = self._data
+        elif tv.has_value:
+            data = tv.value
+        else:
+            return None
+        return None if data is None else serializer.deserialize(data)
 
     def _resolve(self, tpe: Union[Type, type]) -> Type:
         if isinstance(tpe, Type):
@@ -117,31 +182,23 @@ class Message:
 
     def is_type(self, tpe: Union[Type, type]) -> bool:
         """Whether the value's typename is that of ``tpe`` (a Type, or a class a plugin knows)."""
-        return bool(self.typed_value.typename == self._resolve(tpe).typename)
-
-    def value_typename(self) -> str:
-        return str(self.typed_value.typename)
-
-    def raw_value(self) -> Optional[bytes]:
-        tv = self.typed_value
-        return bytes(tv.value) if tv.has_value else None
+        return self.value_typename() == self._resolve(tpe).typename
 
     def as_type(self, tpe: Union[Type, type]) -> Any:
         """The value decoded by ``tpe``'s serializer, or ``None`` when the message has no value."""
-        tv = self.typed_value
-        if not tv.has_value:
-            return None
-        return self._resolve(tpe).serializer().deserialize(tv.value)
+        return self._decode(self._resolve(tpe).serializer())
 
     def __repr__(self) -> str:
-        typename = self.typed_value.typename if self.typed_value is not None else "?"
+        typename = (
+            "?" if self._typed_value is None and self._typename is None else (self.value_typename())
+        )
         return f"Message(target={self.target_typename}/{self.target_id}, type={typename})"
 
 
-class EgressMessage:
+class EgressMessage(_Typed):
     """A record for an egress, identified by the egress's typename."""
 
-    __slots__ = ("typed_value", "typename")
+    __slots__ = ("typename",)
 
     def __init__(self, typename: str, typed_value: Any) -> None:
         if not typename:
@@ -149,18 +206,25 @@ class EgressMessage:
         if not typed_value:
             raise ValueError("value is missing")
         self.typename = typename
-        self.typed_value = typed_value
+        self._typed_value = typed_value
+        self._typename = None
+        self._data = None
 
-    def value_typename(self) -> str:
-        return str(self.typed_value.typename)
-
-    def raw_value(self) -> Optional[bytes]:
-        tv = self.typed_value
-        return bytes(tv.value) if tv.has_value else None
+    @classmethod
+    def _built(cls, typename: str, value_typename: str, data: bytes) -> EgressMessage:
+        message = cls.__new__(cls)
+        message.typename = typename
+        message._typed_value = None
+        message._typename = value_typename
+        message._data = data
+        return message
 
     def __repr__(self) -> str:
-        return f"EgressMessage(egress={self.typename}, type={self.typed_value.typename})"
+        return f"EgressMessage(egress={self.typename}, type={self.value_typename()})"
 
+
+_INT, _BOOL, _LONG = IntType.serializer(), BoolType.serializer(), LongType.serializer()
+_STRING, _FLOAT, _DOUBLE = StringType.serializer(), FloatType.serializer(), DoubleType.serializer()
 
 _PRIMITIVE_KEYWORDS = {
     "int_value": IntType,
@@ -179,6 +243,10 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
     ``str_value=``, ``double_value=``, ``bool_value=``, or as ``value=`` with
     ``value_type=<Type>``. ``value=`` alone works for classes a type plugin knows.
     """
+    if not target_typename:
+        raise ValueError("target_typename can not be missing")
+    if not target_id:
+        raise ValueError("target_id can not be missing")
     if len(kwargs) == 2 and kwargs.keys() == {"value", "value_type"}:
         value, value_type = kwargs["value"], kwargs["value_type"]
     elif len(kwargs) == 1:
@@ -200,7 +268,9 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
             "Could not deduce the value type, please specify the type explicitly "
             "with value=<the value>, value_type=<the type>"
         )
-    return Message(target_typename, target_id, typed_value(value_type, value))
+    return Message._built(
+        target_typename, target_id, value_type.typename, encode(value_type, value)
+    )
 
 
 def egress_message_builder(target_typename: str, value: Any, value_type: Type) -> EgressMessage:
@@ -210,7 +280,20 @@ def egress_message_builder(target_typename: str, value: Any, value_type: Type) -
         raise ValueError("target typename is missing")
     if value is None:
         raise ValueError("value can not be missing")
-    return EgressMessage(target_typename, typed_value(value_type, value))
+    return EgressMessage._built(target_typename, value_type.typename, encode(value_type, value))
+
+
+def _field(number: int, data: bytes) -> bytes:
+    """One length-delimited protobuf field (proto3: omitted when empty), as protobuf writes it."""
+    if not data:
+        return b""
+    size = len(data)
+    header = bytearray(((number << 3) | 2,))
+    while size >= 0x80:
+        header.append((size & 0x7F) | 0x80)
+        size >>= 7
+    header.append(size)
+    return bytes(header) + data
 
 
 def _record_bytes(value: Any, value_type: Optional[Type], kafka: bool) -> bytes:
@@ -243,17 +326,12 @@ def kafka_egress_message(
         raise ValueError("A destination Kafka topic is missing")
     if value is None:
         raise ValueError("Missing value")
-    record = protocol.KafkaProducerRecord(
-        topic=topic, value_bytes=_record_bytes(value, value_type, kafka=True)
+    record = (
+        _field(1, key.encode("utf-8") if key else b"")
+        + _field(2, _record_bytes(value, value_type, kafka=True))
+        + _field(3, topic.encode("utf-8"))
     )
-    if key is not None:
-        record.key = key
-    return EgressMessage(
-        typename,
-        protocol.TypedValue(
-            typename=KAFKA_PRODUCER_RECORD, has_value=True, value=record.SerializeToString()
-        ),
-    )
+    return EgressMessage._built(typename, KAFKA_PRODUCER_RECORD, record)
 
 
 def kinesis_egress_message(
@@ -271,16 +349,10 @@ def kinesis_egress_message(
         raise ValueError("Missing value")
     if partition_key is None:
         raise ValueError("Missing partition key")
-    record = protocol.KinesisEgressRecord(
-        stream=stream,
-        partition_key=partition_key,
-        value_bytes=_record_bytes(value, value_type, kafka=False),
+    record = (
+        _field(1, partition_key.encode("utf-8"))
+        + _field(2, _record_bytes(value, value_type, kafka=False))
+        + _field(3, stream.encode("utf-8"))
+        + _field(4, explicit_hash_key.encode("utf-8") if explicit_hash_key else b"")
     )
-    if explicit_hash_key is not None:
-        record.explicit_hash_key = explicit_hash_key
-    return EgressMessage(
-        typename,
-        protocol.TypedValue(
-            typename=KINESIS_EGRESS_RECORD, has_value=True, value=record.SerializeToString()
-        ),
-    )
+    return EgressMessage._built(typename, KINESIS_EGRESS_RECORD, record)

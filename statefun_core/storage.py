@@ -19,7 +19,7 @@ class Cell:
     def __init__(self, tpe: Type, serializer: TypeSerializer, received: Any) -> None:
         self.type = tpe
         self.serializer = serializer
-        self.received = received  # a TypedValue, or None when the runtime sent no value
+        self.received = received  # a TypedValue; an empty one when the runtime sent no value
         self.value: Any = _UNREAD
         self.dirty = False
 
@@ -27,7 +27,7 @@ class Cell:
         value = self.value
         if value is _UNREAD:
             received = self.received
-            if received is None or not received.has_value:
+            if not received.has_value:
                 value = None
             elif received.typename != self.type.typename:
                 raise TypeError(
@@ -63,14 +63,12 @@ def _storage_property(name: str) -> property:
     return property(fget, fset, fdel)
 
 
-def _not_registered(self: Any, name: str) -> AttributeError:
-    return AttributeError(
-        f"'{name}' is not a registered ValueSpec for the function '{self._typename}'"
-    )
-
-
 class StorageSpec:
-    """The storage class of one function, generated once from its specs."""
+    """The storage class of one function, generated once from its specs.
+
+    Reading an unregistered name raises an ``AttributeError`` that names the function; setting
+    or deleting one raises Python's own, which names the class: ``'<typename> storage'``.
+    """
 
     __slots__ = ("make", "names")
 
@@ -78,36 +76,24 @@ class StorageSpec:
         if len(set(names)) != len(names):
             duplicate = next(n for n in names if names.count(n) > 1)
             raise ValueError(f"duplicate registered value name: {duplicate}")
-        known = frozenset(names) | {"_cells", "_typename"}
 
         def __init__(self: Any, cells: dict[str, Cell]) -> None:
-            object.__setattr__(self, "_cells", cells)
+            self._cells = cells
 
         def __getattr__(self: Any, name: str) -> Any:
-            raise _not_registered(self, name)
-
-        def __setattr__(self: Any, name: str, value: Any) -> None:
-            if name not in known:
-                raise _not_registered(self, name)
-            object.__setattr__(self, name, value)
-
-        def __delattr__(self: Any, name: str) -> None:
-            if name not in known:
-                raise _not_registered(self, name)
-            object.__delattr__(self, name)
+            raise AttributeError(
+                f"'{name}' is not a registered ValueSpec for the function '{typename}'"
+            )
 
         namespace: dict[str, Any] = {
             "__slots__": ("_cells",),
-            "_typename": typename,
             "__init__": __init__,
             "__getattr__": __getattr__,
-            "__setattr__": __setattr__,
-            "__delattr__": __delattr__,
             "__repr__": lambda self: f"<storage of {typename}: {', '.join(names) or 'no state'}>",
         }
         for name in names:
             namespace[name] = _storage_property(name)
-        self.make: Callable[[dict[str, Cell]], Any] = type("AddressScopedStorage", (), namespace)
+        self.make: Callable[[dict[str, Cell]], Any] = type(f"{typename} storage", (), namespace)
         self.names = tuple(names)
 
 
