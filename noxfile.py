@@ -98,6 +98,37 @@ def bench(session: nox.Session) -> None:
 
 # --- flask and django ---------------------------------------------------------------------
 
+FLASK_VERSIONS = [
+    nox.param("3.9", ("flask==2.3.0", "werkzeug~=2.3.0"), id="flask-2.3"),
+    nox.param(NEWEST, ("flask~=3.1.0",), id="flask-3.1", tags=["ci"]),
+]
+DJANGO_VERSIONS = [
+    nox.param("3.9", ("django~=4.2.0",), id="django-4.2"),
+    nox.param("3.11", ("django~=5.2.0",), id="django-5.2"),
+    nox.param(NEWEST, ("django",), id="django-newest", tags=["ci"]),  # 6.x: Python >= 3.12
+]
+
+
+@nox.session(tags=["flask"])
+@nox.parametrize(("python", "flask"), FLASK_VERSIONS)
+def flask(session: nox.Session, flask: tuple[str, ...]) -> None:
+    """statefun-flask with Flask's test client and under a real gunicorn."""
+    run_integration_tests(session, "flask", (*flask, "gunicorn"))
+
+
+@nox.session(tags=["django"])
+@nox.parametrize(("python", "django"), DJANGO_VERSIONS)
+def django(session: nox.Session, django: tuple[str, ...]) -> None:
+    """statefun-django with Django's test clients, under gunicorn (WSGI) and uvicorn (ASGI)."""
+    run_integration_tests(session, "django", (*django, "gunicorn", "uvicorn", "opentelemetry-sdk"))
+
+
+@nox.session(python="3.11", tags=["bench"])
+def bench_flask_django(session: nox.Session) -> None:
+    """Flask and Django: our endpoint against a bare view, gunicorn sync workers, wrk."""
+    session.install("-e", ".", "-e", "integrations/flask", "-e", "integrations/django", "gunicorn")
+    session.run("python", "benchmarks/http/flask_django_wrk.py", *session.posargs)
+
 
 # --- engine, testing harness --------------------------------------------------------------
 
