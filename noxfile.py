@@ -54,6 +54,13 @@ def core_oldest(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "tests/core", *session.posargs)
 
 
+@nox.session(python=NEWEST, tags=["ci", "core"])
+def compat(session: nox.Session) -> None:
+    """The `statefun` import name for code written for apache-flink-statefun."""
+    install_core(session, "-e", "integrations/compat")
+    session.run("python", "-m", "pytest", "integrations/compat/tests", *session.posargs)
+
+
 @nox.session(python=NEWEST, tags=["ci"])
 def lint(session: nox.Session) -> None:
     """ruff over the whole tree."""
@@ -92,8 +99,118 @@ def bench(session: nox.Session) -> None:
 
 # --- plugins (issue: plugin system) -------------------------------------------------------
 
+# (python, requirements): the oldest versions each plugin declares on the oldest Python, and
+# the newest releases on the newest Python (CI runs the newest).
+PLUGIN_VERSIONS = {
+    "prometheus": (["prometheus-client==0.16.0"], ["prometheus-client"]),
+    "opentelemetry": (
+        ["opentelemetry-api==1.20.0", "opentelemetry-sdk==1.20.0"],
+        ["opentelemetry-api", "opentelemetry-sdk"],
+    ),
+    "pydantic": (["pydantic==2.0"], ["pydantic"]),
+    "msgpack": (["msgpack==1.0.0"], ["msgpack"]),
+}
+
+
+def plugin_versions(name: str) -> list[object]:
+    oldest, newest = PLUGIN_VERSIONS[name]
+    return [
+        nox.param("3.9", oldest, id="oldest"),
+        nox.param(NEWEST, newest, id="newest", tags=["ci"]),
+    ]
+
+
+def run_plugin_tests(session: nox.Session, name: str, requirements: list[str]) -> None:
+    """One plugin package beside core and the example plugin: its own tests, then the hook
+    and meta-tests of tests/plugins (separately: both test folders are packages named tests)."""
+    folder = f"integrations/{name}"
+    session.install("-e", ".", "-e", folder, "-e", "examples/plugin", *requirements, *TEST_DEPS)
+    with session.chdir(folder):
+        session.run("python", "-m", "pytest", "tests", *session.posargs)
+    with session.chdir("examples/plugin"):
+        session.run("python", "-m", "pytest", "tests", *session.posargs)
+    session.run("python", "-m", "pytest", "tests/plugins", *session.posargs)
+
+
+@nox.session(tags=["plugins"])
+@nox.parametrize(("python", "requirements"), plugin_versions("prometheus"))
+def plugin_prometheus(session: nox.Session, requirements: list[str]) -> None:
+    """statefun-prometheus: metrics read from a real CollectorRegistry, multiprocess mode."""
+    run_plugin_tests(session, "prometheus", requirements)
+
+
+@nox.session(tags=["plugins"])
+@nox.parametrize(("python", "requirements"), plugin_versions("opentelemetry"))
+def plugin_opentelemetry(session: nox.Session, requirements: list[str]) -> None:
+    """statefun-opentelemetry: spans from the real SDK's InMemorySpanExporter."""
+    run_plugin_tests(session, "opentelemetry", requirements)
+
+
+@nox.session(tags=["plugins"])
+@nox.parametrize(("python", "requirements"), plugin_versions("pydantic"))
+def plugin_pydantic(session: nox.Session, requirements: list[str]) -> None:
+    """statefun-pydantic: models round-tripped through handle_sync and handle_async."""
+    run_plugin_tests(session, "pydantic", requirements)
+
+
+@nox.session(tags=["plugins"])
+@nox.parametrize(("python", "requirements"), plugin_versions("msgpack"))
+def plugin_msgpack(session: nox.Session, requirements: list[str]) -> None:
+    """statefun-msgpack: dataclasses and plain data through handle_sync and handle_async."""
+    run_plugin_tests(session, "msgpack", requirements)
+
+
+@nox.session(python="3.11", tags=["bench"])
+def bench_plugins(session: nox.Session) -> None:
+    """The plugin host's cost with no listening plugin (budget: b/a <= 1.05)."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/plugin_overhead.py", *session.posargs)
+
 
 # --- aiohttp and tornado ------------------------------------------------------------------
+
+# (python, requirements): the oldest framework we declare, on a Python it supports, with the
+# libraries of its day where newer ones broke it; and the newest release, which CI runs.
+AIOHTTP_VERSIONS = [
+    nox.param("3.9", ("aiohttp==3.9.0", "yarl<1.10"), id="aiohttp-3.9"),
+    nox.param(NEWEST, ("aiohttp",), id="aiohttp-newest", tags=["ci"]),
+]
+TORNADO_VERSIONS = [
+    # pytest 8 makes a TestCase with "runTest", which Tornado 6.1's AsyncTestCase rejects.
+    nox.param("3.9", ("tornado==6.1", "pytest<8"), id="tornado-6.1"),
+    nox.param(NEWEST, ("tornado",), id="tornado-newest", tags=["ci"]),
+]
+
+
+def run_integration_tests(session: nox.Session, name: str, requirements: tuple[str, ...]) -> None:
+    """Install an integration beside its framework version and run its own tests."""
+    folder = f"integrations/{name}"
+    session.install(
+        "-e", ".", "-e", folder, "-e", "integrations/prometheus", *requirements, *TEST_DEPS
+    )
+    with session.chdir(folder):
+        session.run("python", "-m", "pytest", "tests", *session.posargs)
+
+
+@nox.session(tags=["aiohttp"])
+@nox.parametrize(("python", "aiohttp"), AIOHTTP_VERSIONS)
+def aiohttp(session: nox.Session, aiohttp: tuple[str, ...]) -> None:
+    """statefun-aiohttp against a real aiohttp server, oldest and newest aiohttp."""
+    run_integration_tests(session, "aiohttp", aiohttp)
+
+
+@nox.session(tags=["tornado"])
+@nox.parametrize(("python", "tornado"), TORNADO_VERSIONS)
+def tornado(session: nox.Session, tornado: tuple[str, ...]) -> None:
+    """statefun-tornado against a real Tornado server, oldest and newest Tornado."""
+    run_integration_tests(session, "tornado", tornado)
+
+
+@nox.session(python="3.11", tags=["bench"])
+def bench_aiohttp_tornado(session: nox.Session) -> None:
+    """aiohttp and Tornado: our endpoint against a bare one under wrk (benchmarks/http)."""
+    session.install("-e", ".", "-e", "integrations/aiohttp", "-e", "integrations/tornado")
+    session.run("python", "benchmarks/http/aiohttp_tornado_wrk.py", *session.posargs)
 
 
 # --- flask and django ---------------------------------------------------------------------
