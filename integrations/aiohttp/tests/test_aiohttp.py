@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 import statefun_aiohttp
-from aiohttp import web
-from aiohttp.test_utils import AioHTTPTestCase
+from aiohttp import test_utils, web
 
 from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
 from statefun_core.plugins import BatchEvent
@@ -34,7 +33,7 @@ class HeaderRecorder:
         self.request_ids.append(batch.headers.get("X-Request-Id", ""))
 
 
-class StatefunAppTest(AioHTTPTestCase):
+class StatefunAppTest(test_utils.AioHTTPTestCase):
     """``setup(app, ...)`` on an existing application."""
 
     async def get_application(self) -> web.Application:
@@ -136,7 +135,7 @@ class StatefunAppTest(AioHTTPTestCase):
             assert sent == [(INBOX, name, f"Hello {name} for the {n + 1}th time!")]
 
 
-class SubAppTest(AioHTTPTestCase):
+class SubAppTest(test_utils.AioHTTPTestCase):
     """``create_app`` mounted with ``add_subapp``: the handler is found through config_dict."""
 
     async def get_application(self) -> web.Application:
@@ -159,7 +158,7 @@ class SubAppTest(AioHTTPTestCase):
             assert response.status == 405
 
 
-class MetricsTest(AioHTTPTestCase):
+class MetricsTest(test_utils.AioHTTPTestCase):
     async def get_application(self) -> web.Application:
         pytest.importorskip("statefun_prometheus")
         app = web.Application()

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 import statefun_tornado
+from tornado import testing
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
-from tornado.testing import AsyncHTTPTestCase, gen_test
+from tornado.testing import gen_test
 from tornado.web import Application
 
 from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
@@ -35,7 +36,7 @@ class HeaderRecorder:
         self.request_ids.append(batch.headers.get("X-Request-Id", ""))
 
 
-class StatefunHandlerTest(AsyncHTTPTestCase):
+class StatefunHandlerTest(testing.AsyncHTTPTestCase):
     def get_app(self) -> Application:
         self.recorder = HeaderRecorder()
         self.executor = ThreadPoolExecutor(2, thread_name_prefix="statefun-blocking")
@@ -148,7 +149,7 @@ class StatefunHandlerTest(AsyncHTTPTestCase):
             assert sent == [(INBOX, name, f"Hello {name} for the {n + 1}th time!")]
 
 
-class RoutesTest(AsyncHTTPTestCase):
+class RoutesTest(testing.AsyncHTTPTestCase):
     """``make_routes`` in an application's own table, with a ready handler."""
 
     def get_app(self) -> Application:
@@ -168,7 +169,7 @@ class RoutesTest(AsyncHTTPTestCase):
         assert self._app.reverse_url("statefun") == "/fns"
 
 
-class MetricsTest(AsyncHTTPTestCase):
+class MetricsTest(testing.AsyncHTTPTestCase):
     def get_app(self) -> Application:
         pytest.importorskip("statefun_prometheus")
         return statefun_tornado.make_app(make_functions())  # installed plugins, prometheus too

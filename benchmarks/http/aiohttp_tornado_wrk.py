@@ -1,0 +1,214 @@
+"""Requests per second of statefun_aiohttp and statefun_tornado against a bare endpoint, under wrk.
+
+    python benchmarks/http/aiohttp_tornado_wrk.py                 # both frameworks, ~2 minutes
+    python benchmarks/http/aiohttp_tornado_wrk.py --quick         # a short, noisy run
+    python benchmarks/http/aiohttp_tornado_wrk.py --frameworks tornado --duration 20
+
+For each framework two servers run, each a single process on one event loop: ``statefun`` (the
+user guide's async greeter behind our integration) and ``bare`` (the same framework reading the
+body and answering fixed bytes of the same size). wrk posts real ``ToFunction`` bodies over
+loopback, rotating over ``--addresses`` ids, each request carrying ``seen_count`` so no
+discovery round happens. The two servers take turns for ``--rounds`` rounds; the table shows
+the median. With two or more CPUs the server is pinned to CPU 0 and wrk to the others.
+Target: statefun >= 80% of bare requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+from statefun_core import protocol
+from statefun_core.types import IntType, StringType
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "examples"))
+from greeter_functions import functions  # noqa: E402
+
+from statefun_core import RequestReplyHandler, make_plugin_manager  # noqa: E402
+
+SERVERS = {"aiohttp": HERE / "aiohttp_server.py", "tornado": HERE / "tornado_server.py"}
+KINDS = ("bare", "statefun")
+TARGET = 0.80
+
+LUA = """
+local bodies = {%s}
+local n = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/octet-stream"
+request = function()
+  n = n %% #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[n])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests,
+    summary.duration, summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def greeter_request(id: str, seen: int) -> bytes:
+    request = protocol.ToFunction()
+    batch = request.invocation
+    batch.target.namespace, batch.target.type = "com.example.fns", "greeter"
+    batch.target.id = id
+    state = batch.state.add(state_name="seen_count")
+    state.state_value.typename = IntType.typename
+    state.state_value.has_value = True
+    state.state_value.value = IntType.serializer().serialize(seen)
+    invocation = batch.invocations.add()
+    invocation.argument.typename = StringType.typename
+    invocation.argument.has_value = True
+    invocation.argument.value = StringType.serializer().serialize(id)
+    return request.SerializeToString()
+
+
+def lua_string(data: bytes) -> str:
+    return '"' + "".join(f"\\{byte}" for byte in data) + '"'
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, framework: str, kind: str, fixed_reply: bytes, cpu: Optional[str]):
+        self.name = f"{framework} {kind}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/statefun"
+        command = [sys.executable, str(SERVERS[framework]), kind, str(self.port)]
+        if cpu is not None:
+            command = ["taskset", "-c", cpu, *command]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE)
+        assert self.process.stdin is not None
+        self.process.stdin.write(fixed_reply)
+        self.process.stdin.close()
+
+    def post(self, body: bytes) -> bytes:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                request = urllib.request.Request(self.url, data=body, method="POST")
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert response.headers["Content-Type"] == "application/octet-stream"
+                    return bytes(response.read())
+            except (ConnectionError, urllib.error.URLError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{self.name} server did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def run_wrk(
+    url: str, script: Path, seconds: float, threads: int, connections: int, cpu: Optional[str]
+) -> dict[str, float]:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
+    if cpu is not None:
+        command = ["taskset", "-c", cpu, *command]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    requests, duration_us, errors, p50, p99, _ = (int(v) for v in line.split()[1:])
+    if errors:
+        raise SystemExit(f"wrk saw {errors} errors against {url}:\n{output}")
+    return {"rps": requests / (duration_us / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--frameworks", nargs="+", choices=sorted(SERVERS), default=["aiohttp", "tornado"]
+    )
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--addresses", type=int, default=100, help="distinct ids to rotate over")
+    parser.add_argument("--quick", action="store_true", help="1 round of 3 s")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.rounds = 3, 1
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+
+    cpus = os.cpu_count() or 1
+    pinned = cpus >= 2 and shutil.which("taskset") is not None
+    server_cpu = "0" if pinned else None
+    wrk_cpu = f"1-{cpus - 1}" if pinned else None
+
+    bodies = [greeter_request(f"user-{n}", n) for n in range(args.addresses)]
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    fixed_reply = handler.handle_sync(bodies[0])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "greeter.lua"
+        script.write_text(LUA % ", ".join(lua_string(body) for body in bodies))
+        results: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for framework in args.frameworks:
+            servers = {kind: Server(framework, kind, fixed_reply, server_cpu) for kind in KINDS}
+            try:
+                for server in servers.values():
+                    reply = server.post(bodies[0])
+                    assert len(reply) == len(fixed_reply), (server.name, reply)
+                    if server.name.endswith("statefun"):
+                        assert reply == fixed_reply, "the integration's reply differs"
+                    run_wrk(server.url, script, 2, args.threads, args.connections, wrk_cpu)
+                for round in range(args.rounds):
+                    order = KINDS if round % 2 == 0 else KINDS[::-1]
+                    for kind in order:
+                        result = run_wrk(
+                            servers[kind].url,
+                            script,
+                            args.duration,
+                            args.threads,
+                            args.connections,
+                            wrk_cpu,
+                        )
+                        results.setdefault((framework, kind), []).append(result)
+                        print(
+                            f"  round {round + 1} {framework} {kind}: {result['rps']:.0f} req/s",
+                            file=sys.stderr,
+                        )
+            finally:
+                for server in servers.values():
+                    server.stop()
+
+    print(
+        f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, {args.rounds} "
+        f"round(s), {args.addresses} addresses, server pinned: {pinned}, "
+        f"Python {sys.version.split()[0]}"
+    )
+    print(f"{'framework':<10}{'endpoint':<10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for framework in args.frameworks:
+        medians = {}
+        for kind in KINDS:
+            runs = results[(framework, kind)]
+            median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+            medians[kind] = median
+            print(
+                f"{framework:<10}{kind:<10}{median['rps']:>10.0f}{median['p50_ms']:>9.2f}"
+                f"{median['p99_ms']:>9.2f}"
+            )
+        ratio = medians["statefun"]["rps"] / medians["bare"]["rps"]
+        verdict = "meets" if ratio >= TARGET else "BELOW"
+        print(f"{framework:<10}{'ratio':<10}{ratio:>10.0%}  {verdict} the {TARGET:.0%} target")
+
+
+if __name__ == "__main__":
+    main()
