@@ -1,0 +1,34 @@
+"""The Flask apps of the HTTP benchmark, for gunicorn: ``flask_app:make_app('statefun')``.
+
+``statefun`` serves the user guide's greeter through statefun_flask; ``bare`` is the floor: a
+plain Flask view reading the body and answering fixed bytes (hex in ``BENCH_FIXED_REPLY``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from flask import Flask, Response, request
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from greeter_functions import functions
+from statefun_flask import Statefun
+
+from statefun_core import CONTENT_TYPE
+
+
+def make_app(kind: str) -> Flask:
+    app = Flask(__name__)
+    if kind == "statefun":
+        Statefun(app, functions)
+        return app
+    fixed_reply = bytes.fromhex(os.environ["BENCH_FIXED_REPLY"])
+
+    @app.post("/statefun")
+    def bare() -> Response:
+        request.get_data()
+        return Response(fixed_reply, content_type=CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,169 @@
+"""Requests per second of statefun_flask and statefun_django against a bare view, under wrk.
+
+    python benchmarks/http/flask_django_wrk.py                  # both frameworks, ~2 minutes
+    python benchmarks/http/flask_django_wrk.py --quick          # a short, noisy run
+    python benchmarks/http/flask_django_wrk.py --frameworks django --duration 20
+
+For each framework two gunicorn servers run, with the same number of sync workers: ``statefun``
+(the user guide's greeter behind our integration) and ``bare`` (a plain view of the same
+framework reading the body and answering fixed bytes of the same size). wrk posts real
+``ToFunction`` bodies over loopback, rotating over ``--addresses`` ids, each carrying
+``seen_count`` so that no discovery round happens. The two take turns for ``--rounds`` rounds;
+the table shows the median. With two or more CPUs the servers are pinned to CPU 0 and wrk to
+the others. Installed plugins are not loaded (STATEFUN_DISABLE_PLUGIN_AUTOLOAD=1): this
+measures the integration and the core, not metrics or tracing. Target: statefun >= 90% of bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+# wrk's Lua script, the request bodies and the wrk runner are shared with the aiohttp benchmark.
+from aiohttp_tornado_wrk import LUA, free_port, greeter_request, lua_string, run_wrk  # noqa: E402
+from greeter_functions import functions  # noqa: E402 - examples/, put on the path by it
+
+from statefun_core import RequestReplyHandler, make_plugin_manager  # noqa: E402
+
+APPS = {"flask": "flask_app:make_app('{kind}')", "django": "django_app:application"}
+PATHS = {"flask": "/statefun", "django": "/statefun/"}
+KINDS = ("bare", "statefun")
+TARGET = 0.90
+
+
+class Server:
+    """``gunicorn`` with sync workers on an ephemeral port of 127.0.0.1."""
+
+    def __init__(
+        self, framework: str, kind: str, fixed_reply: bytes, workers: int, cpu: Optional[str]
+    ) -> None:
+        self.name = f"{framework} {kind}"
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}{PATHS[framework]}"
+        command = [
+            sys.executable, "-m", "gunicorn", "-k", "sync", "-w", str(workers),
+            "-b", f"127.0.0.1:{port}", "--chdir", str(HERE), "--log-level", "warning",
+            APPS[framework].format(kind=kind),
+        ]  # fmt: skip
+        if cpu is not None:
+            command = ["taskset", "-c", cpu, *command]
+        env = {
+            **os.environ,
+            "BENCH_KIND": kind,
+            "BENCH_FIXED_REPLY": fixed_reply.hex(),
+            "STATEFUN_DISABLE_PLUGIN_AUTOLOAD": "1",
+        }
+        self.process = subprocess.Popen(command, env=env)
+
+    def post(self, body: bytes) -> bytes:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                request = urllib.request.Request(self.url, data=body, method="POST")
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert response.headers["Content-Type"] == "application/octet-stream"
+                    return bytes(response.read())
+            except OSError:  # not listening yet (URLError, reset, timeout)
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{self.name} server did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--frameworks", nargs="+", choices=sorted(APPS), default=sorted(APPS))
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers, per server")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--addresses", type=int, default=100, help="distinct ids to rotate over")
+    parser.add_argument("--quick", action="store_true", help="1 round of 3 s")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.rounds = 3, 1
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+
+    cpus = os.cpu_count() or 1
+    pinned = cpus >= 2 and shutil.which("taskset") is not None
+    server_cpu = "0" if pinned else None
+    wrk_cpu = f"1-{cpus - 1}" if pinned else None
+
+    bodies = [greeter_request(f"user-{n}", n) for n in range(args.addresses)]
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    fixed_reply = handler.handle_sync(bodies[0])
+
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "greeter.lua"
+        script.write_text(LUA % ", ".join(lua_string(body) for body in bodies))
+        for framework in args.frameworks:
+            servers = {
+                kind: Server(framework, kind, fixed_reply, args.workers, server_cpu)
+                for kind in KINDS
+            }
+            try:
+                for server in servers.values():
+                    reply = server.post(bodies[0])
+                    assert len(reply) == len(fixed_reply), (server.name, reply)
+                    if server.name.endswith("statefun"):
+                        assert reply == fixed_reply, "the integration's reply differs"
+                    run_wrk(server.url, script, 2, args.threads, args.connections, wrk_cpu)
+                for round in range(args.rounds):
+                    for kind in KINDS if round % 2 == 0 else KINDS[::-1]:
+                        result = run_wrk(
+                            servers[kind].url,
+                            script,
+                            args.duration,
+                            args.threads,
+                            args.connections,
+                            wrk_cpu,
+                        )
+                        results.setdefault((framework, kind), []).append(result)
+                        print(
+                            f"  round {round + 1} {framework} {kind}: {result['rps']:.0f} req/s",
+                            file=sys.stderr,
+                        )
+            finally:
+                for server in servers.values():
+                    server.stop()
+
+    print(
+        f"\ngunicorn sync x{args.workers}, wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration:g}s, {args.rounds} round(s), {args.addresses} addresses, "
+        f"server pinned: {pinned}, Python {sys.version.split()[0]}"
+    )
+    print(f"{'framework':<10}{'endpoint':<10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for framework in args.frameworks:
+        medians = {}
+        for kind in KINDS:
+            runs = results[(framework, kind)]
+            medians[kind] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+            median = medians[kind]
+            print(
+                f"{framework:<10}{kind:<10}{median['rps']:>10.0f}{median['p50_ms']:>9.2f}"
+                f"{median['p99_ms']:>9.2f}"
+            )
+        ratio = medians["statefun"]["rps"] / medians["bare"]["rps"]
+        verdict = "meets" if ratio >= TARGET else "BELOW"
+        print(f"{framework:<10}{'ratio':<10}{ratio:>10.0%}  {verdict} the {TARGET:.0%} target")
+
+
+if __name__ == "__main__":
+    main()
