@@ -21,10 +21,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
+from statefun_local.store import SqliteStore, connect
 
 from statefun_core import Context, IntType, Message, StatefulFunctions, ValueSpec, message_builder
 from statefun_core.engine import Address
-from statefun_local.store import SqliteStore, connect
 
 from .conftest import FunctionServer, module_yaml, run
 
@@ -89,6 +89,13 @@ async def start_runtime(module: Path, db: Path) -> tuple[asyncio.subprocess.Proc
     raise RuntimeError("the runtime did not start")
 
 
+async def send(session: aiohttp.ClientSession, url: str, start: int) -> None:
+    async with session.post(
+        f"{url}/ingress/com.example/counter/{start}", json={"type": "int", "value": HOPS - 1}
+    ) as response:
+        assert response.status == 202, await response.text()
+
+
 async def kill(process: asyncio.subprocess.Process) -> None:
     os.kill(process.pid, signal.SIGKILL)
     await process.wait()
@@ -109,12 +116,7 @@ def test_kill_9_loses_nothing_and_applies_nothing_twice(tmp_path: Path) -> None:
             async with aiohttp.ClientSession() as session:
                 for wave in waves:
                     process, url = await start_runtime(module, db)
-                    for start in wave:
-                        async with session.post(
-                            f"{url}/ingress/com.example/counter/{start}",
-                            json={"type": "int", "value": HOPS - 1},
-                        ) as response:
-                            assert response.status == 202, await response.text()
+                    await asyncio.gather(*(send(session, url, start) for start in wave))
                     await asyncio.sleep(rng.uniform(0.02, 0.25))
                     await kill(process)
                     if pending(db):

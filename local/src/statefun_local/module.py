@@ -335,6 +335,9 @@ def _okhttp_timeouts(doc: _Document, node: dict[str, Any], path: str) -> tuple[f
     call = doc.get(timeouts, path, "call", parse_duration, 60.0)
     values = {"call": call}
     for name in ("connect", "read", "write"):
+        if timeouts.get(name) is None:  # a default never exceeds a shorter call timeout
+            values[name] = min(10.0, call)
+            continue
         values[name] = doc.get(timeouts, path, name, parse_duration, 10.0)
         if values[name] > call:
             doc.problem(f"{path}.{name}", f"({values[name]:g} s) may not exceed call ({call:g} s)")

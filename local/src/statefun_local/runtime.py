@@ -91,6 +91,7 @@ class LocalRuntime:
         self.module_name = module_name
         self.failures: collections.deque[Failure] = collections.deque(maxlen=100)
         self.delivered = 0
+        self.delivered_by_type: collections.Counter[str] = collections.Counter()
         self._throughput: collections.deque[tuple[float, int]] = collections.deque()
         self._store: Optional[SqliteStore] = None
         self._engine: Optional[Engine] = None
@@ -229,6 +230,7 @@ class LocalRuntime:
         if not completion.incomplete:
             count = len(completion.batch.messages)
             self.delivered += count
+            self.delivered_by_type[address.typename] += count
             self._throughput.append((time.monotonic(), count))
         if completion.scheduled:
             self._timer_wake.set()
@@ -332,6 +334,7 @@ class LocalRuntime:
         typenames = sorted(
             {e.functions for e in self.module.endpoints if not e.is_wildcard}
             | set(specs) | {a.typename for a in depths} | set(addresses_by_type)
+            | set(self.delivered_by_type)
         )
         functions = []
         for typename in typenames:
@@ -340,6 +343,7 @@ class LocalRuntime:
                 "typename": typename,
                 "endpoint": endpoint.url_for(typename) if endpoint else None,
                 "states": sorted(specs.get(typename, {})),
+                "delivered": self.delivered_by_type.get(typename, 0),
                 "addresses": addresses_by_type.get(typename, 0),
                 "queued": sum(n for a, n in depths.items() if a.typename == typename),
                 "in_flight": sum(1 for a in in_flight if a.typename == typename),

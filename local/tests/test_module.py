@@ -1,0 +1,161 @@
+"""Reading module.yaml: kinds, defaults, wildcards, durations and error reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from statefun_local import ModuleError, load_module, parse_module
+from statefun_local.module import OKHTTP_TRANSPORT, parse_duration
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ModuleError) as caught:
+        parse_module(text, "m.yaml")
+    return caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10", 0.01), (10, 0.01), ("500ms", 0.5), ("2 min", 120), ("2m", 120), ("1 minute", 60),
+     ("3s", 3), ("3 sec", 3), ("1h", 3600), ("2 hours", 7200), ("1d", 86400), ("2 days", 172800)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["", "soon", "10 fortnights", "-5s", "1.5s", True])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)  # type: ignore[arg-type]
+
+
+def test_v2_endpoint_defaults_and_url_template() -> None:
+    module = parse_module("""
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: com.example/*
+  urlPathTemplate: http://fns:8000/{function.name}
+""")
+    [endpoint] = module.endpoints
+    assert endpoint.max_num_batch_requests == 1000
+    assert endpoint.call_timeout == 120 and endpoint.connect_timeout == 20
+    assert endpoint.url_for("com.example/greeter") == "http://fns:8000/greeter"
+
+
+def test_exact_binding_wins_over_wildcard_in_any_order() -> None:
+    module = parse_module("""
+kind: io.statefun.endpoints.v2/http
+spec: {functions: com.example/*, urlPathTemplate: "http://all/{function.name}"}
+---
+kind: io.statefun.endpoints.v2/http
+spec: {functions: com.example/special, urlPathTemplate: "http://special/"}
+""")
+    assert module.endpoint_for("com.example/special").url_path_template == "http://special/"
+    assert module.endpoint_for("com.example/other").url_for("com.example/other") == "http://all/other"
+    assert module.endpoint_for("org.other/fn") is None
+
+
+def test_transport_timeouts_and_the_nested_compat_form() -> None:
+    module = parse_module("""
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: a/x
+  urlPathTemplate: http://x/
+  maxNumBatchRequests: 50
+  transport: {type: io.statefun.transports.v1/async, call: 30s, connect: 2s}
+---
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: a/y
+  urlPathTemplate: http://y/
+  transport: {timeouts: {call: 5s}}
+---
+kind: io.statefun.endpoints.v1/http
+spec:
+  functions: a/z
+  urlPathTemplate: http://z/
+  timeouts: {call: 7s, read: 3s}
+""")
+    x, y, z = module.endpoints
+    assert (x.call_timeout, x.connect_timeout, x.max_num_batch_requests) == (30, 2, 50)
+    assert (y.call_timeout, y.connect_timeout) == (5, 10)  # compat defaults: connect 10 s
+    assert (z.transport, z.call_timeout, z.connect_timeout) == (OKHTTP_TRANSPORT, 7, 7)
+
+
+def test_kafka_and_kinesis_io() -> None:
+    module = parse_module(Path(__file__).parents[2].joinpath(
+        "examples/greeter/module.yaml").read_text() + """
+---
+kind: io.statefun.kinesis.v1/egress
+spec:
+  id: com.example/stream
+  awsRegion: {type: specific, id: us-west-1}
+---
+kind: io.statefun.kinesis.v1/ingress
+spec:
+  id: com.example/in
+  streams:
+    - {stream: s, valueType: com.example/User, targets: [com.example.fns/greeter]}
+""")
+    assert sorted(module.egresses) == ["com.example/greets", "com.example/stream"]
+    assert module.egresses["com.example/greets"].is_kafka
+    assert module.ingresses["com.example/names"].routes == (
+        ("names", "io.statefun.types/string", ("com.example.fns/greeter",)),
+    )
+
+
+def test_problems_name_file_document_and_field() -> None:
+    found = problems("""
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: com.example/*
+  urlPathTemplate: http://x/
+---
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: "com.example/gr*"
+  urlPathTemplate: ftp://x/
+  transport: {call: soon}
+---
+kind: io.statefun.kafka.v1/egress
+spec:
+  address: kafka:9092
+  deliverySemantic: {type: exactly-once}
+---
+kind: io.statefun.unknown/kind
+spec: {}
+""")
+    assert any(p.startswith("m.yaml: document 1") and "spec.functions" in p for p in found)
+    assert any("document 1" in p and "spec.urlPathTemplate" in p for p in found)
+    assert any("document 1" in p and "spec.transport.call" in p and "soon" in p for p in found)
+    assert any("document 2" in p and "spec.id: is required" in p for p in found)
+    assert any("document 2" in p and "transactionTimeout: is required" in p for p in found)
+    assert any("document 3" in p and "unknown kind 'io.statefun.unknown/kind'" in p
+               for p in found)
+    assert len(found) == 6
+
+
+def test_duplicates_and_legacy_format() -> None:
+    assert any("already bound" in p for p in problems("""
+kind: io.statefun.endpoints.v2/http
+spec: {functions: a/b, urlPathTemplate: "http://x/"}
+---
+kind: io.statefun.endpoints.v2/http
+spec: {functions: a/b, urlPathTemplate: "http://y/"}
+"""))
+    assert any("3.0 'module:' format" in p for p in problems("module: {meta: {type: remote}}"))
+    assert any("not valid YAML" in p for p in problems("kind: [unclosed"))
+
+
+def test_okhttp_timeouts_may_not_exceed_call() -> None:
+    assert any("spec.timeouts.read" in p and "may not exceed" in p for p in problems("""
+kind: io.statefun.endpoints.v1/http
+spec: {functions: a/b, urlPathTemplate: "http://x/", timeouts: {call: 1s, read: 5s}}
+"""))
+
+
+def test_load_module_reports_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ModuleError) as caught:
+        load_module(tmp_path / "nope.yaml")
+    assert "nope.yaml: can not read" in caught.value.problems[0]

@@ -1,0 +1,198 @@
+"""The runtime's HTTP side (ingress, inspection, egress, web page) and the CLI, for real."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from statefun_local import make_app
+from statefun_local.cli import main
+
+from statefun_core import Context, Message, StatefulFunctions, kafka_egress_message
+
+from .conftest import run, serving
+
+
+def echo_functions() -> StatefulFunctions:
+    """``com.example/echo`` sends every argument to the Kafka egress as it came."""
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/echo")
+    def echo(context: Context, message: Message) -> None:
+        typed = message.typed_value
+        context.send_egress(kafka_egress_message(
+            "com.example/out", topic=typed.typename, key=context.address.id,
+            value=bytes(typed.value)))
+
+    return functions
+
+
+async def serve_runtime(runtime: Any) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(make_app(runtime), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def test_ingress_accepts_typed_values_and_egress_shows_them(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with serving(echo_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    bodies = [
+                        {"type": "string", "value": "Ann"},
+                        {"type": "int", "value": 7},
+                        {"type": "io.statefun.types/long", "value": "8"},
+                        {"type": "com.example/User", "value": {"name": "Ann"}},
+                        {"type": "com.example/Raw", "base64": base64.b64encode(b"\x00\x01").decode()},
+                    ]
+                    for body in bodies:
+                        async with session.post(f"{url}/ingress/com.example/echo/x",
+                                                json=body) as response:
+                            assert response.status == 202, await response.text()
+                    async with session.post(
+                        f"{url}/ingress/com.example/echo/x?typename=com.example/Bytes",
+                        data=b"raw", headers={"Content-Type": "application/octet-stream"},
+                    ) as response:
+                        assert response.status == 202
+                    async with session.get(f"{url}/api/egress?after=0&wait=5") as response:
+                        records = (await response.json())["records"]
+                    while len(records) < 6:
+                        async with session.get(
+                            f"{url}/api/egress?after={records[-1]['seq']}&wait=5"
+                        ) as response:
+                            records += (await response.json())["records"]
+            finally:
+                await runner.cleanup()
+        kafka = [r["record"]["kafka"] for r in records]
+        assert [(k["topic"], k["key"]) for k in kafka] == [
+            ("io.statefun.types/string", "x"), ("io.statefun.types/int", "x"),
+            ("io.statefun.types/long", "x"), ("com.example/User", "x"),
+            ("com.example/Raw", "x"), ("com.example/Bytes", "x"),
+        ]
+        assert kafka[3]["value"] == '{"name": "Ann"}'
+        assert kafka[4]["value"] == {"base64": "AAE="}
+        assert kafka[5]["value"] == "raw"
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        ("com.other/fn/x", {"type": "string", "value": "a"}, "no endpoint"),
+        ("com.example/echo/x", {"type": "int", "value": "seven"}, "not a valid"),
+        ("com.example/echo/x", {"type": "int", "value": 2**40}, "use long"),
+        ("com.example/echo/x", {"type": "nonsense", "value": 1}, "unknown type"),
+        ("com.example/echo/x", {"value": 1}, "expected"),
+    ],
+)
+def test_ingress_rejects_bad_input(tmp_path: Path, path: str, body: Any, error: str) -> None:
+    async def scenario() -> None:
+        async with serving(echo_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with aiohttp.ClientSession() as session, session.post(
+                    f"{url}/ingress/{path}", json=body
+                ) as response:
+                    assert response.status == 400
+                    assert error in await response.text()
+            finally:
+                await runner.cleanup()
+
+    run(scenario())
+
+
+def test_status_state_and_web_page(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with serving(echo_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    async with session.post(f"{url}/ingress/com.example/echo/a/b",
+                                            json={"type": "string", "value": "hi"}) as response:
+                        assert response.status == 202
+                    await runtime.wait_until_idle()
+                    async with session.get(f"{url}/api/status") as response:
+                        status = await response.json()
+                    async with session.get(f"{url}/api/state/com.example/echo/a/b") as response:
+                        state = await response.json()
+                    async with session.get(f"{url}/") as response:
+                        page = await response.text()
+            finally:
+                await runner.cleanup()
+        assert status["totals"]["delivered"] == 1
+        assert status["totals"]["egress"] == 1
+        [function] = [f for f in status["functions"] if f["typename"] == "com.example/echo"]
+        assert function["endpoint"].endswith("/statefun")
+        assert status["egress"][0]["record"]["kafka"]["key"] == "a/b"
+        assert state["address"] == "com.example/echo/a/b"
+        assert state["queued"] == [] and state["timers"] == []
+        assert "api/status" in page and "<title>statefun-local</title>" in page
+
+    run(scenario())
+
+
+def test_cli_send_state_and_egress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from .test_runtime import greeter_functions
+
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with serving(greeter_functions(), db) as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                for _ in range(2):
+                    code = await asyncio.to_thread(
+                        main, ["send", "com.example/greeter/Ann", "--string", "Ann", "--url", url]
+                    )
+                    assert code == 0
+                code = await asyncio.to_thread(
+                    main, ["send", "com.other/fn/x", "--string", "Ann", "--url", url]
+                )
+                assert code == 1
+                await runtime.wait_until_idle()
+            finally:
+                await runner.cleanup()
+
+    run(scenario())
+    out, err = capsys.readouterr()
+    assert "sent io.statefun.types/string to com.example/greeter/Ann" in out
+    assert "no endpoint in the module serves function type 'com.other/fn'" in err
+
+    assert main(["state", "com.example/greeter/Ann", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "state seen_count: 2  [io.statefun.types/int]" in out
+    assert "queued: 0 message(s)" in out
+
+    assert main(["egress", "--db", str(db)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "#1 com.example/out: topic=greetings key=Ann value=Hello Ann for the 1th time!",
+        "#2 com.example/out: topic=greetings key=Ann value=Hello Ann for the 2th time!",
+    ] or [line.split(" ", 1)[1] for line in lines] == [
+        "com.example/out: topic=greetings key=Ann value=Hello Ann for the 1th time!",
+        "com.example/out: topic=greetings key=Ann value=Hello Ann for the 2th time!",
+    ]
+    assert main(["egress", "--db", str(db), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first["record"]["kafka"]["value"] == "Hello Ann for the 1th time!"
+
+
+def test_cli_reports_module_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    module = tmp_path / "module.yaml"
+    module.write_text("kind: io.statefun.endpoints.v2/http\nspec: {functions: a/b}\n")
+    assert main(["run", str(module), "--db", str(tmp_path / "db")]) == 2
+    err = capsys.readouterr().err
+    assert "document 0" in err and "spec.urlPathTemplate: is required" in err
+    assert main(["state", "a/b/c", "--db", str(tmp_path / "missing.db")]) == 2
+    assert "no database" in capsys.readouterr().err
