@@ -53,7 +53,7 @@ def test_ingress_accepts_typed_values_and_egress_shows_them(tmp_path: Path) -> N
                         {"type": "int", "value": 7},
                         {"type": "io.statefun.types/long", "value": "8"},
                         {"type": "com.example/User", "value": {"name": "Ann"}},
-                        {"type": "com.example/Raw", "base64": base64.b64encode(b"\x00\x01").decode()},
+                        {"type": "com.example/Raw", "base64": base64.b64encode(b"\0\1").decode()},
                     ]
                     for body in bodies:
                         async with session.post(f"{url}/ingress/com.example/echo/x",
