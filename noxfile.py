@@ -277,3 +277,36 @@ def engine_oldest(session: nox.Session) -> None:
 
 
 # --- local runtime ------------------------------------------------------------------------
+
+
+def install_local(session: nox.Session, *extra: str) -> None:
+    session.install("-e", ".", "-e", "local", "-e", "integrations/aiohttp", *extra)
+
+
+@nox.session(python=NEWEST, tags=["ci", "local"])
+def local(session: nox.Session) -> None:
+    """statefun-local end to end: real function servers, real SQLite files, kill -9 crashes."""
+    install_local(session, *TEST_DEPS)
+    session.run("python", "-m", "pytest", "local/tests", *session.posargs)
+
+
+@nox.session(python="3.9", tags=["ci", "local"])
+def local_oldest(session: nox.Session) -> None:
+    """statefun-local on the oldest Python and protobuf, without the crash test."""
+    install_local(session, "protobuf==3.20.3", *TEST_DEPS)
+    session.run("python", "-m", "pytest", "local/tests", "--deselect",
+                "local/tests/test_crash.py", *session.posargs)
+
+
+@nox.session(python=NEWEST, tags=["demo"])
+def demo(session: nox.Session) -> None:
+    """The greeter in one command: function server, local runtime, names in, greetings out."""
+    install_local(session)
+    session.run("python", "examples/greeter/demo.py", *session.posargs)
+
+
+@nox.session(python="3.11", tags=["bench"])
+def bench_local(session: nox.Session) -> None:
+    """statefun-local throughput, latency and SQLite commit cost: see benchmarks/local/."""
+    install_local(session)
+    session.run("python", "benchmarks/local/bench.py", *session.posargs)
