@@ -198,9 +198,9 @@ class RequestReplyHandler:
                 self._run_coroutine(self._invoke_async(batch))
             else:
                 self._invoke(batch)
+            return self._collect(batch)  # a value that cannot be encoded fails the batch too
         except BaseException as error:
             raise self._failed(batch, error, headers) from error
-        return self._collect(batch)
 
     async def handle_async(
         self, request_bytes: RequestBytes, headers: Optional[Headers] = None
@@ -219,9 +219,9 @@ class RequestReplyHandler:
                 await loop.run_in_executor(self.executor, self._invoke, batch)
             else:
                 self._invoke(batch)
+            return self._collect(batch)  # a value that cannot be encoded fails the batch too
         except BaseException as error:
             raise self._failed(batch, error, headers) from error
-        return self._collect(batch)
 
     # --- the pipeline ---------------------------------------------------------------------
 
