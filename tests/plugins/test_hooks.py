@@ -412,3 +412,23 @@ def test_an_unknown_hook_is_refused() -> None:
 
     with pytest.raises(PluginError, match="statefun_batch_finishd"):
         make_plugin_manager([Typo()], load_entrypoints=False)
+
+
+def test_hook_statefun_batch_failed_when_the_reply_cannot_be_encoded(
+    recorder: Recorder, driver: str
+) -> None:
+    functions = StatefulFunctions()
+    functions.register(
+        "test/bad-state",
+        lambda context, message: setattr(context.storage, "seen", "not an int"),
+        [ValueSpec("seen", IntType)],
+    )
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([recorder], load_entrypoints=False)
+    )
+    with pytest.raises(FunctionFailedError) as raised:
+        call(handler, driver, request("test/bad-state", "a", names("x"), SEEN_3), None)
+    assert recorder.names()[-2:] == ["batch_failed", "request_failed"]
+    (failed,) = recorder.fields("batch_failed")
+    assert failed["error"] is raised.value.__cause__
+    assert isinstance(failed["error"], TypeError)
