@@ -202,8 +202,10 @@ def test_metrics_when_statefun_prometheus_is_installed() -> None:
 
 
 def test_entry_point_names_the_integration() -> None:
-    (entry_point,) = [ep for ep in metadata.entry_points(group="statefun") if ep.name == "django"]
-    assert entry_point.value == "statefun_django.plugin"
+    entry_points = metadata.distribution("statefun-django").entry_points
+    assert [(ep.group, ep.name, ep.value) for ep in entry_points] == [
+        ("statefun", "django", "statefun_django.plugin")
+    ]
     assert make_plugin_manager().has_plugin("django")
 
 

@@ -203,8 +203,10 @@ def test_metrics_path_none_turns_metrics_off() -> None:
 
 
 def test_entry_point_names_the_integration() -> None:
-    (entry_point,) = [ep for ep in metadata.entry_points(group="statefun") if ep.name == "flask"]
-    assert entry_point.value == "statefun_flask.plugin"
+    entry_points = metadata.distribution("statefun-flask").entry_points
+    assert [(ep.group, ep.name, ep.value) for ep in entry_points] == [
+        ("statefun", "flask", "statefun_flask.plugin")
+    ]
     assert make_plugin_manager().has_plugin("flask")
 
 
