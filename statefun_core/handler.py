@@ -10,6 +10,7 @@ inline, and sends ``blocking=True`` functions to a thread pool.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import threading
 import time
@@ -472,17 +473,22 @@ class RequestReplyHandler:
         loop: Optional[asyncio.AbstractEventLoop] = getattr(self._loops, "loop", None)
         if loop is None:
             loop = self._loops.loop = asyncio.new_event_loop()
+        # Every step runs in one context, as a task's would: a context variable set before
+        # the coroutine suspends (a tracing span made current) is reset in the same context.
+        context = contextvars.copy_context()
         asyncio._set_running_loop(loop)
         try:
-            yielded = coroutine.send(None)
+            yielded = context.run(coroutine.send, None)
         except StopIteration:
             return
         finally:
             asyncio._set_running_loop(None)
-        loop.run_until_complete(_finish(coroutine, yielded))
+        loop.run_until_complete(_finish(coroutine, yielded, context))
 
 
-async def _finish(coroutine: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+async def _finish(
+    coroutine: Coroutine[Any, Any, Any], yielded: Any, context: contextvars.Context
+) -> Any:
     """Continue a hand-stepped coroutine inside a real task: wait for what it waits for."""
     while True:
         if yielded is None:
@@ -490,6 +496,6 @@ async def _finish(coroutine: Coroutine[Any, Any, Any], yielded: Any) -> Any:
         else:
             await asyncio.wait((yielded,))
         try:
-            yielded = coroutine.send(None)
+            yielded = context.run(coroutine.send, None)
         except StopIteration as stop:
             return stop.value
