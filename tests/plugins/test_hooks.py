@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 from datetime import timedelta
 from typing import Any, Callable, Optional
 
@@ -432,3 +433,36 @@ def test_hook_statefun_batch_failed_when_the_reply_cannot_be_encoded(
     (failed,) = recorder.fields("batch_failed")
     assert failed["error"] is raised.value.__cause__
     assert isinstance(failed["error"], TypeError)
+
+
+CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="none")
+
+
+def test_context_set_in_invocation_started_is_reset_in_invocation_finished(driver: str) -> None:
+    """What tracing plugins do: make something current while the function runs. It must hold
+    in the function and be undone afterwards, even when an async function really suspends
+    under handle_sync (then a task finishes it)."""
+    seen: list[str] = []
+
+    class MakesCurrent:
+        @hookimpl
+        def statefun_invocation_started(self, invocation: Any) -> None:
+            invocation.scratch["token"] = CURRENT.set(f"invocation {invocation.index}")
+
+        @hookimpl
+        def statefun_invocation_finished(self, invocation: Any, error: Any) -> None:
+            CURRENT.reset(invocation.scratch.pop("token"))
+
+    functions = StatefulFunctions()
+
+    @functions.bind("test/suspends")
+    async def suspends(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        seen.append(CURRENT.get())
+
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([MakesCurrent()], load_entrypoints=False)
+    )
+    call(handler, driver, request("test/suspends", "a", names("x", "y")), None)
+    assert seen == ["invocation 0", "invocation 1"]
+    assert CURRENT.get() == "none"
