@@ -252,3 +252,42 @@ def test_the_entry_point_traces_with_the_global_provider(
 def test_the_entry_point_can_be_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "prometheus, opentelemetry")
     assert make_plugin_manager().get_plugin("opentelemetry") is None
+
+
+def test_an_async_function_that_suspends_under_handle_sync_leaks_no_current_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = provider.get_tracer("test")
+    functions = StatefulFunctions()
+
+    @functions.bind("example/waits")
+    async def waits(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)  # really suspends: the handler finishes it on an event loop
+        with tracer.start_as_current_span("after the wait"):
+            pass
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    handler = RequestReplyHandler(functions, plugins=plugins)
+    handler.handle_sync(to_function("example/waits", "first", "x"))
+    assert not trace.get_current_span().get_span_context().is_valid
+    handler.handle_sync(to_function("example/waits", "second", "x"))
+
+    for id in ("first", "second"):
+        (batch,) = [
+            s
+            for s in exporter.get_finished_spans()
+            if s.name == "example/waits"
+            and "statefun.batch.size" in (s.attributes or {})
+            and (s.attributes or {})["statefun.function.id"] == id
+        ]
+        assert batch.parent is None  # not a child of the previous request's spans
+    inner = by_name(exporter)["after the wait"]
+    invocation_ids = {
+        s.context.span_id
+        for s in by_name(exporter)["example/waits"]
+        if "statefun.invocation.index" in (s.attributes or {})
+    }
+    assert len(inner) == 2
+    assert all(s.parent is not None and s.parent.span_id in invocation_ids for s in inner)
