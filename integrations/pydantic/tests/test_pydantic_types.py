@@ -189,3 +189,10 @@ def test_pydantic_type_refuses_non_models() -> None:
     with pytest.raises(TypeError, match="not a pydantic BaseModel"):
         pydantic_type(dict)  # type: ignore[arg-type]
     assert issubclass(Order, BaseModel)
+
+
+def test_generic_aliases_are_not_models() -> None:
+    from statefun_pydantic.plugin import statefun_type_for_class
+
+    assert statefun_type_for_class(list[int]) is None  # type: ignore[arg-type]
+    assert statefun_type_for_class(Order) is pydantic_type(Order)

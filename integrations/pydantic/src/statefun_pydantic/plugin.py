@@ -14,6 +14,8 @@ from .types import pydantic_type
 
 @hookimpl
 def statefun_type_for_class(cls: type) -> Optional[Type]:
-    if issubclass(cls, BaseModel):
-        return pydantic_type(cls)
-    return None
+    try:
+        is_model = issubclass(cls, BaseModel)
+    except TypeError:  # not a class: list[int] passes for a type on Python < 3.11
+        return None
+    return pydantic_type(cls) if is_model else None
