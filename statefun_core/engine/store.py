@@ -20,11 +20,12 @@ message, taking batches, applying a reply, firing timers) is one transaction.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import ContextManager, Optional, Protocol
+from typing import Any, Callable, ContextManager, Optional, Protocol
 
 from .model import Address, EgressRecord, Envelope, StateEntry, StateSpec, Timer
 
@@ -129,21 +130,14 @@ class Store(Protocol):
         ...
 
 
-_Tables = tuple[
-    dict[Address, list[Envelope]],
-    dict[Address, int],
-    dict[str, dict[str, StateSpec]],
-    dict[Address, dict[str, StateEntry]],
-    list[Timer],
-    list[EgressRecord],
-]
+_ABSENT: Any = object()
 
 
 class MemoryStore:
     """A :class:`Store` in dictionaries, for tests and the test harness.
 
-    A transaction snapshots the data and restores it if the block raises, so a reply the
-    engine rejects leaves no trace, as with a SQL store.
+    A transaction keeps an undo journal and replays it backwards if the block raises, so a
+    reply the engine rejects leaves no trace, as with a SQL store.
     """
 
     def __init__(self) -> None:
@@ -151,122 +145,164 @@ class MemoryStore:
         self._in_flight: dict[Address, int] = {}
         self._specs: dict[str, dict[str, StateSpec]] = {}
         self._state: dict[Address, dict[str, StateEntry]] = {}
-        self._timers: list[Timer] = []
+        self._timers: dict[int, Timer] = {}
+        self._tokens: dict[tuple[str, str], int] = {}
         self._egress: list[EgressRecord] = []
         self._seq = itertools.count(1)
-        self._in_transaction = False
+        self._journal: Optional[list[Callable[[], object]]] = None
 
     def transaction(self) -> ContextManager[None]:
         return self._transaction()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        if self._in_transaction:
+        if self._journal is not None:
             raise RuntimeError("MemoryStore transactions do not nest")
-        saved = self._snapshot()
-        self._in_transaction = True
+        journal: list[Callable[[], object]] = []
+        self._journal = journal
         try:
             yield
         except BaseException:
-            self._restore(saved)
+            for undo in reversed(journal):
+                undo()
             raise
         finally:
-            self._in_transaction = False
+            self._journal = None
 
-    def _snapshot(self) -> _Tables:
-        # Rows are immutable, so copying the containers is a full snapshot.
-        return (
-            {address: list(queue) for address, queue in self._mailbox.items()},
-            dict(self._in_flight),
-            {typename: dict(specs) for typename, specs in self._specs.items()},
-            {address: dict(values) for address, values in self._state.items()},
-            list(self._timers),
-            list(self._egress),
-        )
+    def _on_rollback(self, undo: Callable[[], object]) -> None:
+        if self._journal is not None:
+            self._journal.append(undo)
 
-    def _restore(self, saved: _Tables) -> None:
-        (self._mailbox, self._in_flight, self._specs, self._state, self._timers, self._egress) = (
-            saved
-        )
+    def _put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        self._restorer(table, key)
+        table[key] = value
+
+    def _pop(self, table: dict[Any, Any], key: Any) -> Any:
+        self._restorer(table, key)
+        return table.pop(key, _ABSENT)
+
+    def _restorer(self, table: dict[Any, Any], key: Any) -> None:
+        old = table.get(key, _ABSENT)
+
+        def undo() -> None:
+            if old is _ABSENT:
+                table.pop(key, None)
+            else:
+                table[key] = old
+
+        self._on_rollback(undo)
+
+    # --- mailboxes ----------------------------------------------------------------------
 
     def mailbox_append(self, envelope: Envelope) -> int:
         seq = next(self._seq)
-        self._mailbox.setdefault(envelope.target, []).append(replace(envelope, seq=seq))
+        queue = self._mailbox.get(envelope.target)
+        if queue is None:
+            queue = []
+            self._put(self._mailbox, envelope.target, queue)
+        queue.append(replace(envelope, seq=seq))
+        self._on_rollback(queue.pop)
         return seq
 
     def mailbox_peek(self, address: Address) -> list[Envelope]:
         return list(self._mailbox.get(address, ()))
 
     def mailbox_count(self, address: Address, after_seq: int = 0) -> int:
-        return sum(1 for m in self._mailbox.get(address, ()) if m.seq > after_seq)
+        queue = self._mailbox.get(address, [])
+        return len(queue) - bisect.bisect_right([m.seq for m in queue], after_seq)
 
     def mailbox_remove(self, address: Address, up_to_seq: int) -> None:
-        kept = [m for m in self._mailbox.get(address, ()) if m.seq > up_to_seq]
-        if kept:
-            self._mailbox[address] = kept
-        else:
-            self._mailbox.pop(address, None)
+        queue = self._mailbox.get(address)
+        if queue is None:
+            return
+        count = bisect.bisect_right([m.seq for m in queue], up_to_seq)
+        removed = queue[:count]
+        del queue[:count]
+
+        def undo() -> None:
+            queue[:0] = removed
+
+        self._on_rollback(undo)
+        if not queue:
+            self._pop(self._mailbox, address)
 
     def mailbox_addresses(self) -> list[Address]:
         return sorted(self._mailbox, key=lambda address: self._mailbox[address][0].seq)
+
+    # --- in flight ----------------------------------------------------------------------
 
     def in_flight_get(self, address: Address) -> Optional[int]:
         return self._in_flight.get(address)
 
     def in_flight_set(self, address: Address, last_seq: int) -> None:
-        self._in_flight[address] = last_seq
+        self._put(self._in_flight, address, last_seq)
 
     def in_flight_clear(self, address: Address) -> None:
-        self._in_flight.pop(address, None)
+        self._pop(self._in_flight, address)
 
     def in_flight_addresses(self) -> list[Address]:
         return list(self._in_flight)
+
+    # --- specs and state ----------------------------------------------------------------
 
     def specs_get(self, function_typename: str) -> dict[str, StateSpec]:
         return dict(self._specs.get(function_typename, {}))
 
     def spec_add(self, function_typename: str, spec: StateSpec) -> None:
-        self._specs.setdefault(function_typename, {})[spec.name] = spec
+        self._put(self._specs.setdefault(function_typename, {}), spec.name, spec)
 
     def state_get(self, address: Address) -> dict[str, StateEntry]:
         return dict(self._state.get(address, {}))
 
     def state_put(self, address: Address, name: str, entry: StateEntry) -> None:
-        self._state.setdefault(address, {})[name] = entry
+        self._put(self._state.setdefault(address, {}), name, entry)
 
     def state_delete(self, address: Address, name: str) -> None:
-        self._state.get(address, {}).pop(name, None)
+        values = self._state.get(address)
+        if values is not None:
+            self._pop(values, name)
+
+    # --- timers -------------------------------------------------------------------------
 
     def timer_add(self, timer: Timer) -> int:
         seq = next(self._seq)
-        self._timers.append(replace(timer, seq=seq))
-        self._timers.sort(key=lambda t: (t.due_ms, t.seq))
+        self._put(self._timers, seq, replace(timer, seq=seq))
+        if timer.token:
+            self._put(self._tokens, (timer.scope, timer.token), seq)
         return seq
 
     def timer_pending(self, scope: str, token: str) -> bool:
-        return any(t.scope == scope and t.token == token for t in self._timers)
+        return (scope, token) in self._tokens
 
     def timer_cancel(self, scope: str, token: str) -> bool:
-        kept = [t for t in self._timers if not (t.scope == scope and t.token == token)]
-        cancelled = len(kept) < len(self._timers)
-        self._timers = kept
-        return cancelled
+        seq = self._pop(self._tokens, (scope, token))
+        if seq is _ABSENT:
+            return False
+        self._pop(self._timers, seq)
+        return True
 
     def timers_pop_due(self, now_ms: int) -> list[Timer]:
-        due = [t for t in self._timers if t.due_ms <= now_ms]
-        self._timers = self._timers[len(due) :]
+        due = [timer for timer in self.timers() if timer.due_ms <= now_ms]
+        for timer in due:
+            self._pop(self._timers, timer.seq)
+            if timer.token:
+                self._pop(self._tokens, (timer.scope, timer.token))
         return due
 
     def timer_next_due(self) -> Optional[int]:
-        return self._timers[0].due_ms if self._timers else None
+        return min((timer.due_ms for timer in self._timers.values()), default=None)
 
     def timers(self) -> list[Timer]:
-        return list(self._timers)
+        return sorted(self._timers.values(), key=lambda timer: (timer.due_ms, timer.seq))
+
+    # --- egress -------------------------------------------------------------------------
 
     def egress_append(self, record: EgressRecord) -> int:
         seq = next(self._seq)
         self._egress.append(replace(record, seq=seq))
+        self._on_rollback(self._egress.pop)
         return seq
 
     def egress_list(self, after_seq: int = 0) -> list[EgressRecord]:
-        return [r for r in self._egress if r.seq > after_seq]
+        start = bisect.bisect_right([record.seq for record in self._egress], after_seq)
+        return self._egress[start:]
