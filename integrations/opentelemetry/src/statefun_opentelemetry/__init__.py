@@ -15,8 +15,8 @@ except ImportError as error:  # pragma: no cover - opentelemetry-api is a depend
         "statefun_opentelemetry needs opentelemetry-api: pip install statefun-opentelemetry"
     ) from error
 
-from .plugin import SCRATCH_KEY, OpenTelemetryPlugin
+__version__ = "0.1.0"  # before .plugin, which names its tracer with it
 
-__version__ = "0.1.0"
+from .plugin import SCRATCH_KEY, OpenTelemetryPlugin
 
 __all__ = ["SCRATCH_KEY", "OpenTelemetryPlugin"]
