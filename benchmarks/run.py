@@ -20,6 +20,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ OFFICIAL = "apache-flink-statefun==3.3.0"
 TARGET = 1.5  # ours within 1.5x of the floor
 
 sys.path.insert(0, str(HERE))
-from core.payloads import PAYLOADS, build  # noqa: E402
+from core.payloads import INVOCATIONS, PAYLOADS, build  # noqa: E402
 
 HANDLERS = ("sync", "async")
 
@@ -46,6 +47,8 @@ class Impl:
     worker: str  # the worker's IMPL argument
     installs: list[list[str]]  # one `pip install` argument list per step
     pythonpath: str = ""  # put first on the worker's sys.path (a candidate statefun_core)
+    launcher: list[str] = field(default_factory=list)  # e.g. valgrind and its options
+    dumps: int = 0  # callgrind dumps made so far (with --instructions)
     venv_name: str = ""  # another implementation's venv, shared
     info: dict[str, str] = field(default_factory=dict)
     process: Any = None
@@ -119,7 +122,11 @@ def start(impl: Impl) -> None:
     if impl.pythonpath:
         env["PYTHONPATH"] = impl.pythonpath
     impl.process = subprocess.Popen(
-        [str(python_of(impl.venv)), "-m", "core.worker", impl.worker, str(DESCRIPTORS)],
+        [
+            *impl.launcher,
+            str(python_of(impl.venv)),
+            *["-m", "core.worker", impl.worker, str(DESCRIPTORS)],
+        ],
         cwd=HERE,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -202,6 +209,23 @@ def run_rounds(
     return samples
 
 
+def count_instructions(
+    impls: list[Impl], cells: list[tuple[str, str]], dumps: Path
+) -> dict[tuple[str, str, str], list[float]]:
+    """Per (impl, payload, handler): thousands of instructions per request, from callgrind
+    (one value: the count is the same from run to run, whatever else the machine does)."""
+    counts: dict[tuple[str, str, str], list[float]] = {}
+    for payload, handler in cells:
+        n = max(5, 100 // INVOCATIONS[payload])
+        for impl in impls:
+            impl.ask("count", payload=payload, handler=handler, n=n)
+            impl.dumps += 2  # the second holds the n requests
+            text = (dumps / f"{impl.key}.cg.{impl.dumps}").read_text()
+            total = int(next(line for line in text.splitlines() if line.startswith("totals:"))[7:])
+            counts[(impl.key, payload, handler)] = [total / n / 1000]
+    return counts
+
+
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         return values[0], values[0], values[0]
@@ -213,11 +237,12 @@ def report(
     impls: list[Impl],
     cells: list[tuple[str, str]],
     samples: dict[tuple[str, str, str], list[float]],
+    unit: str = "µs",
 ) -> dict[str, Any]:
     keys = [impl.key for impl in impls]
     median = {key: statistics.median(values) for key, values in samples.items()}
     ratios = [(k, "c") for k in ("d", "e", "a", "b") if k in keys and "c" in keys]
-    header = f"{'payload':9} {'handler':7} " + " ".join(f"{k + ' µs':>9}" for k in keys)
+    header = f"{'payload':9} {'handler':7} " + " ".join(f"{k + ' ' + unit:>9}" for k in keys)
     header += "".join(f" {f'{x}/{y}':>6}" for x, y in ratios)
     if ("d", "c") in ratios:
         header += f"  target d/c<={TARGET}"
@@ -240,9 +265,11 @@ def report(
             line += "  ok" if round(row["d/c"], 2) <= TARGET else "  MISS"
         for k in keys:
             q1, q2, q3 = quartiles(samples[(k, payload, handler)])
-            row[k] = {"median_us": round(q2, 3), "q1_us": round(q1, 3), "q3_us": round(q3, 3)}
+            row[k] = {"median": round(q2, 3), "q1": round(q1, 3), "q3": round(q3, 3)}
         rows.append(row)
         print(line)
+    if rounds_of(samples) == 1:
+        return {"rows": rows, "unit": unit}
     spread, where = max(
         ((q3 - q1) / q2, key)
         for key, (q1, q2, q3) in ((k, quartiles(v)) for k, v in samples.items())
@@ -251,7 +278,11 @@ def report(
     if hasattr(os, "getloadavg"):
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"Load average at the end (1, 5, 15 min): {load} on {os.cpu_count()} CPUs")
-    return {"rows": rows}
+    return {"rows": rows, "unit": unit}
+
+
+def rounds_of(samples: dict[tuple[str, str, str], list[float]]) -> int:
+    return len(next(iter(samples.values())))
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -287,6 +318,12 @@ def main() -> int:
         "change to try), in ours' venv",
     )
     parser.add_argument("--profile", metavar="IMPL", help="cProfile one implementation instead")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request under valgrind's callgrind instead of timing: "
+        "slow, but the same on a busy machine as on a quiet one",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="results file")
     args = parser.parse_args()
     rounds = args.rounds or (5 if args.quick else 60)
@@ -309,6 +346,19 @@ def main() -> int:
             ensure_venv(impl, args.python, args.recreate)
     requests = build()
     encoded = {name: base64.b64encode(requests[name]).decode() for name in payloads}
+    dumps = Path(tempfile.mkdtemp(prefix="statefun-bench-"))
+    if args.instructions:
+        valgrind = shutil.which("valgrind")
+        if not valgrind:
+            parser.error("--instructions needs valgrind (apt-get install valgrind)")
+        for impl in impls:
+            impl.launcher = [
+                valgrind,
+                "--tool=callgrind",
+                "--dump-before=getppid",
+                f"--callgrind-out-file={dumps / impl.key}.cg",
+                f"--log-file={dumps / impl.key}.log",
+            ]
     try:
         for impl in impls:
             start(impl)
@@ -339,19 +389,28 @@ def main() -> int:
                 print(text)
             return 0
         timed = [impl for impl in impls if impl.key in impls_arg]
-        samples = run_rounds(timed, cells, rounds, block_ns, args.clock)
+        if args.instructions:
+            print("Counting instructions under callgrind ...", file=sys.stderr)
+            samples = count_instructions(timed, cells, dumps)
+        else:
+            samples = run_rounds(timed, cells, rounds, block_ns, args.clock)
     finally:
         for impl in impls:
             stop(impl)
-    what = "wall-clock" if args.clock == "wall" else "CPU"
-    print(
-        f"\nMedian {what} µs per request over {rounds} rounds; ratios to the floor c "
-        "(medians of the per-round ratios):"
-    )
-    results = report(timed, cells, samples)
+        shutil.rmtree(dumps, ignore_errors=True)
+    if args.instructions:
+        print("\nThousands of instructions per request (callgrind); ratios to the floor c:")
+        results = report(timed, cells, samples, unit="kI")
+    else:
+        what = "wall-clock" if args.clock == "wall" else "CPU"
+        print(
+            f"\nMedian {what} µs per request over {rounds} rounds; ratios to the floor c "
+            "(medians of the per-round ratios):"
+        )
+        results = report(timed, cells, samples)
     results["implementations"] = {impl.key: {"name": impl.name, **impl.info} for impl in impls}
-    results["rounds"] = rounds
-    results["clock"] = args.clock
+    results["rounds"] = rounds_of(samples)
+    results["clock"] = "instructions" if args.instructions else args.clock
     results["command"] = " ".join(sys.argv)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")

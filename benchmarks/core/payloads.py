@@ -22,6 +22,9 @@ STRING = "io.statefun.types/string"
 STATE10_NAMES = tuple(f"s{i}" for i in range(10))
 STATE10_SIZE = 1024
 
+# payload name -> invocations in its request
+INVOCATIONS = {"greeter": 1, "batch100": 100, "state10": 1, "fanout": 1}
+
 # payload name -> what it exercises (shown in the README and the table)
 PAYLOADS = {
     "greeter": "1 invocation, 1 int state read and written, 1 message sent",

@@ -103,6 +103,32 @@ class Worker:
         ns, cpu_ns = clock() - start, cpu_clock() - cpu_start
         return {"ns": ns, "cpu_ns": cpu_ns}
 
+    def op_count(self, payload: str, handler: str, n: int) -> dict[str, Any]:
+        """Run ``n`` requests between two ``os.getppid()`` calls, after a warm-up. Under
+        callgrind with ``--dump-before=getppid``, the second dump counts exactly them."""
+        data = self.payloads[payload]
+        gc.collect()
+        if handler == "async":
+            self.loop.run_until_complete(self._count_async(data, n))
+            return {}
+        handle = self.handler.handle_sync
+        handle(data)
+        handle(data)
+        os.getppid()
+        for _ in range(n):
+            handle(data)
+        os.getppid()
+        return {}
+
+    async def _count_async(self, data: bytes, n: int) -> None:
+        handle = self.handler.handle_async
+        await handle(data)
+        await handle(data)
+        os.getppid()
+        for _ in range(n):
+            await handle(data)
+        os.getppid()
+
     def op_calibrate(self, payload: str, handler: str, target_ns: int) -> dict[str, Any]:
         """The number of requests that takes about ``target_ns`` (after a warm-up)."""
         n = 1
