@@ -165,6 +165,19 @@ class RoutesTest(testing.AsyncHTTPTestCase):
         assert greetings(response.body)[0] == 1
         assert self.fetch("/statefun", method="POST", body=b"").code == 404
 
+    def test_hand_written_rule(self) -> None:
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        rule = (
+            r"/own",
+            statefun_tornado.StatefunHandler,
+            {"handler": handler, "max_body_size": 10},
+        )
+        self._app.add_handlers(r".*", [rule])
+        response = self.fetch("/own", method="POST", body=to_function(GREETER, "Ann", "Ann"))
+        assert response.code == 413
+
     def test_reverse_url(self) -> None:
         assert self._app.reverse_url("statefun") == "/fns"
 
