@@ -141,6 +141,14 @@ class Harness:
         self.handler = RequestReplyHandler(functions, plugins=plugins)
         return self
 
+    def restart(self) -> Harness:
+        """Restart the runtime: a new engine over the same store and clock. Batches that were
+        in flight are sent again; nothing queued, scheduled or stored is lost."""
+        self.engine = Engine(
+            self.store, self.clock, max_discovery_rounds=self.engine.max_discovery_rounds
+        )
+        return self
+
     @property
     def now_ms(self) -> int:
         """The harness clock, in milliseconds."""
