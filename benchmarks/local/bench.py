@@ -72,6 +72,27 @@ async def wait_for_server(port: int) -> None:
     raise RuntimeError("the function server did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux), or 0 where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used by this process (the runtime) and by the function server meanwhile."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.start = (time.process_time(), cpu_seconds(server_pid))
+
+    def read(self) -> tuple[float, float]:
+        return (time.process_time() - self.start[0],
+                cpu_seconds(self.server_pid) - self.start[1])
+
+
 class CommitTimer:
     """Wraps the engine's ``complete`` to time it (parse + apply + one SQLite commit)."""
 
@@ -101,25 +122,30 @@ def preload(db: Path, addresses: int, per_address: int) -> None:
     store.close()
 
 
-async def batching(port: int, tmp: Path, addresses: int, per_address: int) -> dict[str, Any]:
+async def batching(port: int, tmp: Path, addresses: int, per_address: int, server_pid: int
+                   ) -> dict[str, Any]:
     db = tmp / "batching.db"
     preload(db, addresses, per_address)
     runtime = LocalRuntime(parse_module(module_text(port)), db)
+    cpu = CpuMeter(server_pid)
     start = time.perf_counter()
     await runtime.start()
     timer = CommitTimer(runtime)
     await runtime.wait_until_idle(timeout=600)
     elapsed = time.perf_counter() - start
+    used = cpu.read()
     await runtime.stop()
     deliveries = runtime.delivered
     return {"deliveries": deliveries, "seconds": elapsed, "rate": deliveries / elapsed,
-            "ingress_rate": addresses * per_address / elapsed, "timer": timer}
+            "ingress_rate": addresses * per_address / elapsed, "timer": timer, "cpu": used}
 
 
-async def no_batching(port: int, tmp: Path, addresses: int, rounds: int) -> dict[str, Any]:
+async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_pid: int
+                      ) -> dict[str, Any]:
     runtime = LocalRuntime(parse_module(module_text(port)), tmp / "rounds.db")
     await runtime.start()
     timer = CommitTimer(runtime)
+    cpu = CpuMeter(server_pid)
     start = time.perf_counter()
     for _ in range(rounds):
         for i in range(addresses):
@@ -127,10 +153,11 @@ async def no_batching(port: int, tmp: Path, addresses: int, rounds: int) -> dict
             await runtime.send(Address(GREETER, name), make_value("string", name))
         await runtime.wait_until_idle(timeout=600)
     elapsed = time.perf_counter() - start
+    used = cpu.read()
     await runtime.stop()
     deliveries = runtime.delivered
     return {"deliveries": deliveries, "seconds": elapsed, "rate": deliveries / elapsed,
-            "ingress_rate": addresses * rounds / elapsed, "timer": timer}
+            "ingress_rate": addresses * rounds / elapsed, "timer": timer, "cpu": used}
 
 
 async def latency(port: int, tmp: Path, addresses: int, samples: int) -> list[float]:
@@ -166,6 +193,10 @@ def show_run(label: str, result: dict[str, Any]) -> None:
           f"{statistics.mean(timer.batch_sizes):.1f}; apply+commit per batch: p50 "
           f"{pct(timer.samples, 0.5) * 1e3:.3f} ms, p99 {pct(timer.samples, 0.99) * 1e3:.3f} ms,"
           f" mean {statistics.mean(timer.samples) * 1e3:.3f} ms")
+    runtime_cpu, server_cpu = result["cpu"]
+    if runtime_cpu:
+        print(f"  CPU: runtime {runtime_cpu:.2f} s ({result['deliveries'] / runtime_cpu:,.0f} "
+              f"messages per runtime CPU-second), function server {server_cpu:.2f} s")
 
 
 async def main() -> None:
@@ -189,9 +220,9 @@ async def main() -> None:
         with tempfile.TemporaryDirectory(prefix="statefun-bench-") as tmp_name:
             tmp = Path(tmp_name)
             show_run(f"batching ({args.per_address} messages/address queued)",
-                     await batching(port, tmp, args.addresses, args.per_address))
+                     await batching(port, tmp, args.addresses, args.per_address, server.pid))
             show_run(f"no batching ({args.rounds} rounds of 1 message/address)",
-                     await no_batching(port, tmp, args.addresses, args.rounds))
+                     await no_batching(port, tmp, args.addresses, args.rounds, server.pid))
             samples = await latency(port, tmp, args.addresses, args.latency_samples)
             print(f"latency ingress -> egress (greeter -> inbox -> egress, one at a time): "
                   f"p50 {pct(samples, 0.5) * 1e3:.2f} ms, p99 {pct(samples, 0.99) * 1e3:.2f} ms "

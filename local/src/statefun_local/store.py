@@ -11,6 +11,7 @@ memory (written through, reloaded after a rollback): the engine asks for them on
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,7 +109,9 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
     return conn
 
 
+@functools.lru_cache(maxsize=65536)
 def _address(typename: Optional[str], id_: Optional[str]) -> Optional[Address]:
+    """The caller column pair as an address, shared between rows (callers repeat a lot)."""
     return None if typename is None or id_ is None else Address(typename, id_)
 
 
