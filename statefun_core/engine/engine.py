@@ -9,7 +9,7 @@ A driver moves messages: it calls :meth:`Engine.send` for input, sends each
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from google.protobuf.message import DecodeError
@@ -80,7 +80,7 @@ class Completion:
     scheduled: tuple[Timer, ...] = ()
     cancelled: tuple[str, ...] = ()
     egress: tuple[EgressRecord, ...] = ()
-    mutated: tuple[str, ...] = field(default=())
+    mutated: tuple[str, ...] = ()
 
 
 class Engine:

@@ -135,4 +135,4 @@ def test_every_counter_ends_exactly_as_the_oracle_says(seed):
     assert harness.pending == []
     counts = {id: harness.state(INTERPRETER, id).get("count", 0) for id in IDS}
     assert counts == {id: generator.expected[id] for id in IDS}
-    assert Counter(record.key for record in harness.egress) == generator.egress
+    assert Counter(record.key for record in harness.egress) == +generator.egress
