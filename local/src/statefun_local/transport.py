@@ -21,6 +21,8 @@ from .module import OKHTTP_TRANSPORT, Endpoint
 __all__ = ["CallFailedError", "HttpTransport"]
 
 CONTENT_TYPE = "application/octet-stream"
+#: No attempt is started with less of the call budget left than this.
+_MIN_ATTEMPT = 0.010
 _OKHTTP_RETRIED_STATUSES = frozenset({408, 409, 420, 429, 499})
 _HEADERS = {
     "Content-Type": CONTENT_TYPE,
@@ -88,21 +90,19 @@ class HttpTransport:
         attempt = 0
         while True:
             attempt += 1
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CallFailedError(url, attempt - 1, "the call timeout was exhausted")
             try:
-                return await self._attempt(endpoint, url, body, remaining, okhttp)
+                budget = deadline - time.monotonic()
+                return await self._attempt(endpoint, url, body, budget, okhttp)
             except _AttemptFailed as failure:
-                reason = str(failure)
                 if not failure.retry:
-                    raise CallFailedError(url, attempt, reason) from None
+                    raise CallFailedError(url, attempt, str(failure)) from None
+                reason = str(failure)
             remaining = deadline - time.monotonic()
-            if remaining <= backoff:
-                raise CallFailedError(url, attempt, reason)
+            if remaining <= _MIN_ATTEMPT:
+                raise CallFailedError(url, attempt, f"{reason} (call timeout exhausted)")
             if self._on_retry is not None:
                 self._on_retry(url, attempt, reason)
-            await asyncio.sleep(backoff)
+            await asyncio.sleep(min(backoff, remaining - _MIN_ATTEMPT))
             backoff *= 2
 
     async def _attempt(

@@ -1,0 +1,107 @@
+"""The HTTP transport's retry rules against a real server (protocol §11)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+import pytest
+from aiohttp import web
+from statefun_local import parse_module
+from statefun_local.transport import CallFailedError, HttpTransport
+
+from statefun_core import protocol
+
+GOOD_REPLY = protocol.FromFunction().SerializeToString()
+
+Responder = Callable[[int], web.StreamResponse]
+
+
+async def call_with(responder: Responder, endpoint_yaml: str) -> tuple[bytes | str, int]:
+    """Call a server answering request n with ``responder(n)``; (reply or error, requests)."""
+    requests = 0
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        nonlocal requests
+        requests += 1
+        await request.read()
+        response = responder(requests)
+        if isinstance(response, web.Response) and response.status == 599:
+            await asyncio.sleep(1.5)  # slower than the call budget
+        return response
+
+    app = web.Application()
+    app.router.add_post("/fn", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    module = parse_module(endpoint_yaml.replace("URL", f"http://127.0.0.1:{port}/fn"))
+    try:
+        async with HttpTransport() as transport:
+            try:
+                reply: bytes | str = await transport.call(module.endpoints[0], "a/b", b"")
+            except CallFailedError as error:
+                reply = str(error)
+    finally:
+        await runner.cleanup()
+    return reply, requests
+
+
+ASYNC = """
+kind: io.statefun.endpoints.v2/http
+spec: {functions: a/*, urlPathTemplate: URL, transport: {call: 1s}}
+"""
+OKHTTP = """
+kind: io.statefun.endpoints.v1/http
+spec: {functions: a/*, urlPathTemplate: URL, timeouts: {call: 1s}}
+"""
+
+
+def ok() -> web.Response:
+    return web.Response(body=GOOD_REPLY, content_type="application/octet-stream")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: web.Response(status=500, text="boom"),
+        lambda: web.Response(status=400, text="bad"),  # the async transport retries 4xx too
+        lambda: web.Response(body=GOOD_REPLY, content_type="application/json"),
+        lambda: web.Response(body=b"\xff\xff\xff", content_type="application/octet-stream"),
+    ],
+    ids=["500", "400", "wrong content type", "not a FromFunction"],
+)
+def test_async_transport_retries_every_failure(bad: Callable[[], web.Response]) -> None:
+    reply, requests = asyncio.run(call_with(lambda n: bad() if n <= 2 else ok(), ASYNC))
+    assert reply == GOOD_REPLY
+    assert requests == 3
+
+
+def test_content_type_must_be_exact() -> None:
+    def charset(n: int) -> web.Response:
+        return web.Response(body=GOOD_REPLY, headers={
+            "Content-Type": "application/octet-stream; charset=utf-8"})
+
+    reply, requests = asyncio.run(call_with(charset, ASYNC))
+    assert isinstance(reply, str) and "Content-Type" in reply
+    assert requests > 3
+
+
+def test_okhttp_transport_fails_at_once_on_a_client_error_but_retries_503() -> None:
+    reply, requests = asyncio.run(
+        call_with(lambda n: web.Response(status=404, text="no such function"), OKHTTP)
+    )
+    assert isinstance(reply, str) and "HTTP 404: no such function" in reply
+    assert requests == 1
+    reply, requests = asyncio.run(
+        call_with(lambda n: web.Response(status=503) if n == 1 else ok(), OKHTTP)
+    )
+    assert (reply, requests) == (GOOD_REPLY, 2)
+
+
+def test_the_call_budget_ends_retries() -> None:
+    reply, _ = asyncio.run(call_with(lambda n: web.Response(status=599), ASYNC))
+    assert isinstance(reply, str)
+    assert "timed out" in reply and "call timeout exhausted" in reply
