@@ -1,7 +1,8 @@
 """The user guide's greeter, shared by every example app.
 
 ``com.example.fns/greeter`` counts how often it has seen each name (state ``seen_count``) and
-sends a greeting to ``com.example.fns/inbox`` under the same id; the inbox logs what it gets.
+sends a greeting to ``com.example.fns/inbox`` under the same id ("Hello Ann for the 0th time!"
+the first time, as in the guide); the inbox logs what it gets.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ functions = StatefulFunctions()
 async def greeter(context: Context, message: Message) -> None:
     name = message.as_string()
     storage = context.storage
-    seen = (storage.seen_count or 0) + 1
-    storage.seen_count = seen
+    seen = storage.seen_count or 0
+    storage.seen_count = seen + 1
     context.send(
         message_builder(
             target_typename="com.example.fns/inbox",

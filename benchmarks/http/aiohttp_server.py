@@ -1,7 +1,8 @@
-"""One aiohttp server for the HTTP benchmark: ``python aiohttp_server.py {statefun|bare} PORT``.
+"""One aiohttp server of the HTTP benchmark: ``python aiohttp_server.py KIND PORT``.
 
-``statefun`` serves the user guide's greeter through statefun_aiohttp; ``bare`` is the floor:
-the same framework reading the body and answering fixed bytes.
+KIND ``statefun`` serves the user guide's greeter through statefun_aiohttp; ``bare`` is the same
+framework reading the body and answering fixed bytes; ``floor`` answers with the core
+benchmark's hand-written protobuf greeter (``benchmarks/core/floor.py``), no SDK at all.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import statefun_aiohttp
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-import statefun_aiohttp
-from greeter_functions import functions
-
 from statefun_core import CONTENT_TYPE, RequestReplyHandler, make_plugin_manager
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "benchmarks")]
+from core.floor import Floor  # noqa: E402
+from greeter_functions import functions  # noqa: E402
 
 
 def make_app(kind: str, fixed_reply: bytes) -> web.Application:
@@ -23,6 +26,14 @@ def make_app(kind: str, fixed_reply: bytes) -> web.Application:
     if kind == "statefun":
         plugins = make_plugin_manager(load_entrypoints=False)
         statefun_aiohttp.setup(app, RequestReplyHandler(functions, plugins=plugins))
+    elif kind == "floor":
+        floor = Floor(ROOT / "statefun_core" / "protocol" / "statefun.desc")
+
+        async def hand_written(request: web.Request) -> web.Response:
+            reply = await floor.handle_async(await request.read())
+            return web.Response(body=reply, content_type=CONTENT_TYPE)
+
+        app.router.add_post("/statefun", hand_written)
     else:
 
         async def bare(request: web.Request) -> web.Response:

@@ -1,7 +1,8 @@
-"""One Tornado server for the HTTP benchmark: ``python tornado_server.py {statefun|bare} PORT``.
+"""One Tornado server of the HTTP benchmark: ``python tornado_server.py KIND PORT``.
 
-``statefun`` serves the user guide's greeter through statefun_tornado; ``bare`` is the floor:
-the same framework reading the body and answering fixed bytes.
+KIND ``statefun`` serves the user guide's greeter through statefun_tornado; ``bare`` is the same
+framework reading the body and answering fixed bytes; ``floor`` answers with the core
+benchmark's hand-written protobuf greeter (``benchmarks/core/floor.py``), no SDK at all.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import asyncio
 import sys
 from pathlib import Path
 
+import statefun_tornado
 from tornado.web import Application, RequestHandler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-import statefun_tornado
-from greeter_functions import functions
-
 from statefun_core import CONTENT_TYPE, RequestReplyHandler, make_plugin_manager
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "benchmarks")]
+from core.floor import Floor  # noqa: E402
+from greeter_functions import functions  # noqa: E402
 
 
 class BareHandler(RequestHandler):
@@ -29,10 +32,23 @@ class BareHandler(RequestHandler):
         self.finish(self.reply)
 
 
+class FloorHandler(RequestHandler):
+    def initialize(self, floor: Floor) -> None:
+        self.floor = floor
+
+    async def post(self) -> None:
+        reply = await self.floor.handle_async(self.request.body)
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(reply)
+
+
 def make_app(kind: str, fixed_reply: bytes) -> Application:
     if kind == "statefun":
         plugins = make_plugin_manager(load_entrypoints=False)
         return statefun_tornado.make_app(RequestReplyHandler(functions, plugins=plugins))
+    if kind == "floor":
+        floor = Floor(ROOT / "statefun_core" / "protocol" / "statefun.desc")
+        return Application([("/statefun", FloorHandler, {"floor": floor})])
     return Application([("/statefun", BareHandler, {"reply": fixed_reply})])
 
 

@@ -40,7 +40,7 @@ def test_example_serves_the_greeter() -> None:
                 assert server.poll() is None, "the example exited"
                 assert time.monotonic() < deadline, "the example did not start"
                 time.sleep(0.1)
-        assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 2th time!")])
+        assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
     finally:
         server.terminate()
         server.wait()
