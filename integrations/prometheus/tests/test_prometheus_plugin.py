@@ -109,6 +109,21 @@ def test_a_batch_is_counted_with_its_size_state_and_outgoing_messages(
         assert outgoing == 3, kind
 
 
+def test_every_series_of_a_function_type_reads_0_before_it_counts(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    handler.handle_sync(to_function(GREETER, "ann", "ann"))  # missing state: nothing else
+    labels = {"function_type": GREETER}
+    assert (
+        registry.get_sample_value("statefun_invocations_total", {**labels, "outcome": "error"}) == 0
+    )
+    assert registry.get_sample_value("statefun_batches_total", {**labels, "outcome": "ok"}) == 0
+    assert registry.get_sample_value("statefun_state_written_bytes_total", labels) == 0
+    kind = {**labels, "kind": "egress"}
+    assert registry.get_sample_value("statefun_outgoing_messages_total", kind) == 0
+    assert registry.get_sample_value("statefun_batches_total", {**labels, "outcome": "ok"}) == 0
+
+
 def test_handle_async_is_counted_alike(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:

@@ -66,29 +66,34 @@ class PrometheusPlugin:
             ("function_type",),
             registry=registry,
         )
+        self._by_type: dict[str, _Series] = {}
+
+    def _series(self, function_type: str) -> _Series:
+        series = self._by_type.get(function_type)
+        if series is None:
+            series = self._by_type.setdefault(function_type, _Series(self, function_type))
+        return series
 
     @hookimpl
     def statefun_invocation_finished(
         self, invocation: InvocationEvent, error: Optional[BaseException]
     ) -> None:
-        outcome = "ok" if error is None else "error"
-        self.invocations.labels(invocation.batch.function_type, outcome).inc()
+        series = self._series(invocation.batch.function_type)
+        (series.invocations_ok if error is None else series.invocations_error).inc()
 
     @hookimpl
     def statefun_batch_finished(self, batch: BatchEvent) -> None:
-        self._batch(batch)
-        function_type = batch.function_type
+        series = self._batch(batch)
         if batch.state_bytes_read:
-            self.state_read.labels(function_type).inc(batch.state_bytes_read)
+            series.state_read.inc(batch.state_bytes_read)
         if batch.state_bytes_written:
-            self.state_written.labels(function_type).inc(batch.state_bytes_written)
-        for kind, count in (
-            ("message", batch.messages),
-            ("delayed", batch.delayed_messages),
-            ("egress", batch.egress_records),
-        ):
-            if count:
-                self.outgoing.labels(function_type, kind).inc(count)
+            series.state_written.inc(batch.state_bytes_written)
+        if batch.messages:
+            series.messages.inc(batch.messages)
+        if batch.delayed_messages:
+            series.delayed.inc(batch.delayed_messages)
+        if batch.egress_records:
+            series.egress.inc(batch.egress_records)
 
     @hookimpl
     def statefun_batch_failed(self, batch: BatchEvent, error: BaseException) -> None:
@@ -101,8 +106,29 @@ class PrometheusPlugin:
         if batch is None:
             self.rejected.labels(str(status_for(error))).inc()
 
-    def _batch(self, batch: BatchEvent) -> None:
-        function_type = batch.function_type
-        self.batches.labels(function_type, batch.outcome).inc()
-        self.batch_size.labels(function_type).observe(batch.batch_size)
-        self.batch_duration.labels(function_type).observe(batch.duration)
+    def _batch(self, batch: BatchEvent) -> _Series:
+        series = self._series(batch.function_type)
+        series.batches[batch.outcome or "ok"].inc()
+        series.batch_size.observe(batch.batch_size)
+        series.batch_duration.observe(batch.duration)
+        return series
+
+
+class _Series:
+    """The labelled children of one function type, looked up once: ``labels()`` takes a lock
+    and builds a key on every call. Made eagerly, so every series reads 0 before it counts."""
+
+    def __init__(self, plugin: PrometheusPlugin, function_type: str) -> None:
+        self.invocations_ok = plugin.invocations.labels(function_type, "ok")
+        self.invocations_error = plugin.invocations.labels(function_type, "error")
+        self.batches = {
+            outcome: plugin.batches.labels(function_type, outcome)
+            for outcome in ("ok", "missing_state", "error")
+        }
+        self.batch_size = plugin.batch_size.labels(function_type)
+        self.batch_duration = plugin.batch_duration.labels(function_type)
+        self.state_read = plugin.state_read.labels(function_type)
+        self.state_written = plugin.state_written.labels(function_type)
+        self.messages = plugin.outgoing.labels(function_type, "message")
+        self.delayed = plugin.outgoing.labels(function_type, "delayed")
+        self.egress = plugin.outgoing.labels(function_type, "egress")
