@@ -8,9 +8,9 @@ uses, over a :class:`~statefun_core.engine.MemoryStore` and a clock the test mov
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import pluggy
 
@@ -93,7 +93,19 @@ class Harness:
     def run(self) -> int:
         """Deliver messages (and delayed messages due now) until the functions are quiet;
         return how many batches were delivered."""
-        return self._run(self._call)
+        delivered = 0
+        while True:
+            batches = self._next_batches(delivered)
+            if not batches:
+                return delivered
+            for index, batch in enumerate(batches):
+                with self._released_on_error(batches[index:]):
+                    if self._is_served(batch):
+                        reply = self.handler.handle_sync(batch.request)
+                    else:
+                        reply = self._capture(batch)
+                    self._complete(batch, reply)
+            delivered += len(batches)
 
     async def run_async(self) -> int:
         """:meth:`run` through the handler's ``handle_async``, for asyncio tests."""
@@ -103,16 +115,12 @@ class Harness:
             if not batches:
                 return delivered
             for index, batch in enumerate(batches):
-                try:
-                    if batch.address.typename in self.functions:
-                        self.batches.append(batch)
+                with self._released_on_error(batches[index:]):
+                    if self._is_served(batch):
                         reply = await self.handler.handle_async(batch.request)
                     else:
                         reply = self._capture(batch)
                     self._complete(batch, reply)
-                except BaseException:
-                    self._release(batches[index:])
-                    raise
             delivered += len(batches)
 
     def advance(self, duration: Duration) -> int:
@@ -217,28 +225,6 @@ class Harness:
 
     # --- internals ----------------------------------------------------------------------
 
-    def _run(self, call: Callable[[bytes], bytes]) -> int:
-        delivered = 0
-        while True:
-            batches = self._next_batches(delivered)
-            if not batches:
-                return delivered
-            for index, batch in enumerate(batches):
-                try:
-                    if batch.address.typename in self.functions:
-                        self.batches.append(batch)
-                        reply = call(batch.request)
-                    else:
-                        reply = self._capture(batch)
-                    self._complete(batch, reply)
-                except BaseException:
-                    self._release(batches[index:])
-                    raise
-            delivered += len(batches)
-
-    def _call(self, request: bytes) -> bytes:
-        return self.handler.handle_sync(request)
-
     def _next_batches(self, delivered: int) -> list[Batch]:
         self.engine.fire_due_timers()
         batches = self.engine.next_batches()
@@ -251,6 +237,12 @@ class Harness:
             )
         return batches
 
+    def _is_served(self, batch: Batch) -> bool:
+        if batch.address.typename not in self.functions:
+            return False
+        self.batches.append(batch)
+        return True
+
     def _capture(self, batch: Batch) -> bytes:
         self.captured.extend(SentMessage(m.target, m.argument, m.caller) for m in batch.messages)
         return b""
@@ -258,6 +250,16 @@ class Harness:
     def _complete(self, batch: Batch, reply: bytes) -> None:
         completion = self.engine.complete(batch, reply)
         self.sent.extend(SentMessage(m.target, m.argument, m.caller) for m in completion.sent)
+
+    @contextlib.contextmanager
+    def _released_on_error(self, batches: list[Batch]) -> Iterator[None]:
+        """If delivering fails, give the undelivered batches back to the engine (their
+        messages stay queued for a later run) and let the error through."""
+        try:
+            yield
+        except BaseException:
+            self._release(batches)
+            raise
 
     def _release(self, batches: Iterable[Batch]) -> None:
         for batch in batches:
