@@ -16,11 +16,14 @@ from statefun_core import (
     StringType,
     ValueSpec,
     egress_message_builder,
+    hookimpl,
     kafka_egress_message,
     kinesis_egress_message,
     make_json_type,
+    make_plugin_manager,
     message_builder,
     protocol,
+    simple_type,
 )
 from statefun_core.engine import (
     Address,
@@ -409,3 +412,69 @@ def test_a_mutation_of_an_unregistered_state_is_an_error():
     mutation.state_name = "ghost"
     with pytest.raises(UnregisteredStateError, match="ghost"):
         harness.engine.complete(batch, reply.SerializeToString())
+
+
+# --- plugins, redeploys and restarts --------------------------------------------------------
+
+
+class Point:
+    def __init__(self, x: int, y: int) -> None:
+        self.x, self.y = x, y
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and (self.x, self.y) == (other.x, other.y)
+
+
+POINT = simple_type(
+    "example/point",
+    serialize_fn=lambda p: f"{p.x},{p.y}".encode(),
+    deserialize_fn=lambda data: Point(*map(int, data.decode().split(","))),
+)
+
+
+class PointTypes:
+    @hookimpl
+    def statefun_register_types(self, registry):
+        registry.register(Point, POINT)
+
+
+def test_classes_a_type_plugin_knows_are_sent_and_decoded_by_class():
+    functions = StatefulFunctions()
+
+    @functions.bind("example/shapes", specs=[ValueSpec("last", Point)])
+    def shapes(context, message):
+        context.storage.last = message.as_type(Point)
+
+    plugins = make_plugin_manager([PointTypes()], load_entrypoints=False)
+    harness = Harness(functions, plugins=plugins)
+    harness.send("example/shapes", "s", value=Point(1, 2)).run()
+
+    harness.assert_state("example/shapes", "s", last=Point(1, 2))
+
+
+def test_a_redeploy_that_adds_a_state_discovers_it_and_keeps_the_old_one():
+    harness = Harness(ttl_functions())
+    harness.send("example/session", "s", str_value="ann").run()
+    grown = StatefulFunctions()
+
+    @grown.bind(
+        "example/session", specs=[ValueSpec("user", StringType), ValueSpec("visits", IntType)]
+    )
+    def session(context, message):
+        context.storage.visits = (context.storage.visits or 0) + 1
+
+    harness.redeploy(grown).send("example/session", "s", str_value="again").run()
+
+    harness.assert_state("example/session", "s", user="ann", visits=1)
+    assert [batch.discovery_round for batch in harness.batches] == [0, 1, 0, 1]
+
+
+def test_a_restart_resends_the_batches_that_were_in_flight():
+    harness = Harness(ttl_functions())
+    harness.send("example/session", "s", str_value="ann")
+    [in_flight] = harness.engine.next_batches()
+
+    harness.restart().run()
+
+    harness.assert_state("example/session", "s", user="ann")
+    assert arguments(harness.batches[0]) == arguments(in_flight) == ["ann"]
