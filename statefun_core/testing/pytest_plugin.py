@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import pytest
+# pytest is not a dependency of the core: the type checker may run without it.
+import pytest  # type: ignore[import-not-found, unused-ignore]
 
 from ..functions import StatefulFunctions
 from .harness import Harness
@@ -23,7 +24,7 @@ __all__ = ["statefun_harness"]
 HarnessFactory = Callable[..., Harness]
 
 
-@pytest.fixture
+@pytest.fixture  # type: ignore[untyped-decorator, misc, unused-ignore]
 def statefun_harness() -> HarnessFactory:
     """Make a :class:`~statefun_core.testing.Harness` for a ``StatefulFunctions``."""
 
