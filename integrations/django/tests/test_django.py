@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 from importlib import metadata
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 from django.test import AsyncClient, Client, override_settings
@@ -107,11 +107,13 @@ class HeaderRecorder:
     """A real plugin: keeps the headers each batch was started with."""
 
     def __init__(self) -> None:
-        self.headers: list[dict[str, str]] = []
+        self.headers: list[dict[str, Optional[str]]] = []
 
     @hookimpl
     def statefun_batch_started(self, batch: BatchEvent) -> None:
-        self.headers.append(dict(batch.headers))
+        self.headers.append(
+            {name: batch.headers.get(name) for name in ("traceparent", "content-type")}
+        )
 
 
 @pytest.fixture

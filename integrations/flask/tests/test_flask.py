@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib import metadata
+from typing import Optional
 
 import pytest
 from flask import Flask
@@ -24,11 +25,13 @@ class HeaderRecorder:
     """A real plugin: keeps the headers each batch was started with."""
 
     def __init__(self) -> None:
-        self.headers: list[dict[str, str]] = []
+        self.headers: list[dict[str, Optional[str]]] = []
 
     @hookimpl
     def statefun_batch_started(self, batch: BatchEvent) -> None:
-        self.headers.append(dict(batch.headers))
+        self.headers.append(
+            {name: batch.headers.get(name) for name in ("traceparent", "content-type")}
+        )
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ with 405. Statuses and error texts come from ``statefun_core.http.error_response
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -19,7 +19,13 @@ from statefun_core.http import CONTENT_TYPE, error_response
 
 from .conf import get_handler, get_settings
 
-__all__ = ["AsyncStatefunView", "StatefunView", "endpoint_view", "metrics_view"]
+__all__ = [
+    "AsyncStatefunView",
+    "RequestHeaders",
+    "StatefunView",
+    "endpoint_view",
+    "metrics_view",
+]
 
 
 class _EndpointView(View):
@@ -89,11 +95,31 @@ def endpoint_view() -> Callable[..., Any]:
 
 
 def statefun_headers(request: HttpRequest) -> Mapping[str, str]:
-    """The headers the core's hooks see: lower-cased, or those the middleware prepared."""
-    prepared: Mapping[str, str] | None = getattr(request, "statefun_headers", None)
-    if prepared is not None:
-        return prepared
-    return {key.lower(): value for key, value in request.headers.items()}
+    """The headers the core's hooks see: those the middleware prepared, or the request's."""
+    prepared: Optional[Mapping[str, str]] = getattr(request, "statefun_headers", None)
+    return RequestHeaders(request) if prepared is None else prepared
+
+
+class RequestHeaders(Mapping[str, str]):
+    """``request.headers`` (case-insensitive), made only if a hook reads it: most requests
+    have no plugin that does, and Django builds it from the whole of ``META``."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: HttpRequest) -> None:
+        self._request = request
+
+    def __getitem__(self, key: str) -> str:
+        return self._request.headers[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._request.headers)
+
+    def __len__(self) -> int:
+        return len(self._request.headers)
+
+    def __bool__(self) -> bool:
+        return True  # a request has headers; spares building them (``headers or {}``)
 
 
 def too_large(request: HttpRequest) -> RequestTooLargeError:

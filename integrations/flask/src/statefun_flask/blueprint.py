@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Iterator, Mapping, Union
 
 from flask import Blueprint, Response, request
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from statefun_core import RequestReplyHandler, StatefulFunctions
@@ -53,9 +54,8 @@ def make_blueprint(
         except RequestEntityTooLarge:
             limit = request.max_content_length or 0
             return statefun_error(RequestTooLargeError(request.content_length or 0, limit))
-        headers = {key.lower(): value for key, value in request.headers.items()}
         try:
-            reply = handler.handle_sync(body, headers=headers)
+            reply = handler.handle_sync(body, headers=RequestHeaders(request.headers))
         except Exception as error:
             return statefun_error(error)
         return Response(reply, content_type=CONTENT_TYPE)
@@ -64,6 +64,28 @@ def make_blueprint(
         "", "endpoint", endpoint, methods=_METHODS, provide_automatic_options=False
     )
     return blueprint
+
+
+class RequestHeaders(Mapping[str, str]):
+    """The request's headers for the core's hooks: a case-insensitive mapping, read on demand
+    (most requests have no plugin that reads them, so nothing is copied)."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: Headers) -> None:
+        self._headers = headers
+
+    def __getitem__(self, key: str) -> str:
+        return self._headers[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, _ in self._headers.items())
+
+    def __len__(self) -> int:
+        return len(self._headers)
+
+    def __bool__(self) -> bool:
+        return True  # a request has headers; spares counting them (``headers or {}``)
 
 
 def statefun_error(error: BaseException) -> Response:
