@@ -115,7 +115,14 @@ class _Batch(InvocationContext):
         invocations: Any,
         event: Optional[BatchEvent],
     ) -> None:
-        super().__init__(target, plan.make_storage(cells))
+        # InvocationContext.__init__, inlined: this runs once per request
+        self._target = target
+        self._address = None
+        self._storage = plan.make_storage(cells)
+        self._caller = None
+        self.messages = []
+        self.delayed = []
+        self.egress = []
         self.plan = plan
         self.typename = typename
         self.cells = cells
@@ -339,8 +346,16 @@ class RequestReplyHandler:
             add = result.outgoing_messages.add
             for message in context.messages:
                 item = add()
-                self._write_target(item.target, message.target_typename, message.target_id)
-                self._write_value(item.argument, message)
+                target = item.target
+                target.namespace, target.type = _split(message.target_typename)
+                target.id = message.target_id
+                if message._typename is not None:
+                    argument = item.argument
+                    argument.typename = message._typename
+                    argument.has_value = True
+                    argument.value = message._data
+                else:
+                    self._write_value(item.argument, message)
         if context.delayed:
             add = result.delayed_invocations.add
             for record in context.delayed:

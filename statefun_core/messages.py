@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import protocol
 from .types import (
@@ -14,7 +14,6 @@ from .types import (
     LongType,
     StringType,
     Type,
-    TypeSerializer,
     to_bytes,
 )
 
@@ -82,6 +81,24 @@ class _Typed:
         return self._data
 
 
+def _reader(tpe: Type) -> Callable[[Any], Any]:
+    """``Message.as_<type>`` for a built-in type: the value decoded, or None without a value."""
+    deserialize = tpe.serializer().deserialize
+
+    def read(self: Message) -> Any:
+        tv = self._typed_value
+        if tv is None:
+            data = self._data
+        elif tv.has_value:
+            data = tv.value
+        else:
+            return None
+        return None if data is None else deserialize(data)
+
+    read.__name__ = f"as_{tpe.typename.rsplit('/', 1)[1]}"
+    return read
+
+
 class Message(_Typed):
     """A message to a function: its target and a typed value.
 
@@ -130,55 +147,40 @@ class Message(_Typed):
     def is_int(self) -> bool:
         return self.is_type(IntType)
 
-    def as_int(self) -> Optional[int]:
-        return self._decode(_INT)  # type: ignore[no-any-return]
+    as_int: Callable[[Message], Optional[int]] = _reader(IntType)
 
     def is_bool(self) -> bool:
         return self.is_type(BoolType)
 
-    def as_bool(self) -> Optional[bool]:
-        return self._decode(_BOOL)  # type: ignore[no-any-return]
+    as_bool: Callable[[Message], Optional[bool]] = _reader(BoolType)
 
     def is_long(self) -> bool:
         return self.is_type(LongType)
 
-    def as_long(self) -> Optional[int]:
-        return self._decode(_LONG)  # type: ignore[no-any-return]
+    as_long: Callable[[Message], Optional[int]] = _reader(LongType)
 
     def is_string(self) -> bool:
         return self.is_type(StringType)
 
-    def as_string(self) -> Optional[str]:
-        return self._decode(_STRING)  # type: ignore[no-any-return]
+    as_string: Callable[[Message], Optional[str]] = _reader(StringType)
 
     def is_float(self) -> bool:
         return self.is_type(FloatType)
 
-    def as_float(self) -> Optional[float]:
-        return self._decode(_FLOAT)  # type: ignore[no-any-return]
+    as_float: Callable[[Message], Optional[float]] = _reader(FloatType)
 
     def is_double(self) -> bool:
         return self.is_type(DoubleType)
 
-    def as_double(self) -> Optional[float]:
-        return self._decode(_DOUBLE)  # type: ignore[no-any-return]
-
-    def _decode(self, serializer: TypeSerializer) -> Any:
-        tv = self._typed_value
-        if tv is None:
-            data = self._data
-        elif tv.has_value:
-            data = tv.value
-        else:
-            return None
-        return None if data is None else serializer.deserialize(data)
+    as_double: Callable[[Message], Optional[float]] = _reader(DoubleType)
 
     def _resolve(self, tpe: Union[Type, type]) -> Type:
         if isinstance(tpe, Type):
             return tpe
-        if self._types is None:
+        types: Optional[TypeRegistry] = getattr(self, "_types", None)
+        if types is None:
             raise TypeError(f"{tpe!r} is not a StateFun Type")
-        return self._types.for_class(tpe)
+        return types.for_class(tpe)
 
     def is_type(self, tpe: Union[Type, type]) -> bool:
         """Whether the value's typename is that of ``tpe`` (a Type, or a class a plugin knows)."""
@@ -186,7 +188,8 @@ class Message(_Typed):
 
     def as_type(self, tpe: Union[Type, type]) -> Any:
         """The value decoded by ``tpe``'s serializer, or ``None`` when the message has no value."""
-        return self._decode(self._resolve(tpe).serializer())
+        data = self.raw_value()
+        return None if data is None else self._resolve(tpe).serializer().deserialize(data)
 
     def __repr__(self) -> str:
         typename = (
@@ -223,8 +226,7 @@ class EgressMessage(_Typed):
         return f"EgressMessage(egress={self.typename}, type={self.value_typename()})"
 
 
-_INT, _BOOL, _LONG = IntType.serializer(), BoolType.serializer(), LongType.serializer()
-_STRING, _FLOAT, _DOUBLE = StringType.serializer(), FloatType.serializer(), DoubleType.serializer()
+_new_message = Message.__new__
 
 _PRIMITIVE_KEYWORDS = {
     "int_value": IntType,
@@ -247,15 +249,15 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
         raise ValueError("target_typename can not be missing")
     if not target_id:
         raise ValueError("target_id can not be missing")
-    if len(kwargs) == 2 and kwargs.keys() == {"value", "value_type"}:
-        value, value_type = kwargs["value"], kwargs["value_type"]
-    elif len(kwargs) == 1:
-        keyword, value = next(iter(kwargs.items()))
+    if len(kwargs) == 1:
+        ((keyword, value),) = kwargs.items()
         if keyword == "value":
             if value is None:
                 raise ValueError("value can not be missing")
             return Message._deferred(target_typename, target_id, value)
         value_type = _PRIMITIVE_KEYWORDS.get(keyword)
+    elif len(kwargs) == 2 and kwargs.keys() == {"value", "value_type"}:
+        value, value_type = kwargs["value"], kwargs["value_type"]
     else:
         raise TypeError(
             f"Wrong value keywords given: {sorted(kwargs)}; give exactly one of "
@@ -268,9 +270,16 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
             "Could not deduce the value type, please specify the type explicitly "
             "with value=<the value>, value_type=<the type>"
         )
-    return Message._built(
-        target_typename, target_id, value_type.typename, encode(value_type, value)
-    )
+    data = value_type.serializer().serialize(value)
+    if type(data) is not bytes:
+        data = to_bytes(data, value_type.typename)
+    message = _new_message(Message)
+    message.target_typename = target_typename
+    message.target_id = target_id
+    message._typed_value = None
+    message._typename = value_type.typename
+    message._data = data
+    return message
 
 
 def egress_message_builder(target_typename: str, value: Any, value_type: Type) -> EgressMessage:

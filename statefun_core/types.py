@@ -153,31 +153,34 @@ def make_protobuf_type(cls: Any, namespace: Optional[str] = None) -> Type:
 class _WrapperSerializer(TypeSerializer):
     """Canonical proto3 encoding of a one-field wrapper message, protobuf as the fallback."""
 
-    __slots__ = ("_default", "_packer", "_size", "_tag", "_wrapper")
+    __slots__ = ("_default", "_pack", "_prefix", "_size", "_unpack_from", "_wrapper")
 
     def __init__(self, wrapper: Any, tag: int, fmt: str, default: Any) -> None:
+        packer = struct.Struct(fmt)
         self._wrapper = wrapper
-        self._tag = tag
-        self._packer = struct.Struct(fmt)
-        self._size = 1 + self._packer.size
+        self._prefix = bytes((tag,))
+        self._pack = packer.pack
+        self._unpack_from = packer.unpack_from
+        self._size = 1 + packer.size
         self._default = default
 
     def serialize(self, value: Any) -> bytes:
-        if type(value) in (int, float) or type(value) is bool:
+        kind = type(value)
+        if kind is int or kind is float or kind is bool:
             try:
-                payload = self._packer.pack(value)
+                payload = self._pack(value)
             except (struct.error, OverflowError):
                 pass  # out of range: let protobuf decide (it raises or converts as it does)
             else:
-                # proto3 omits a field at its default; a zero is all-zero bytes (-0.0 is not)
-                return b"" if not any(payload) else bytes((self._tag,)) + payload
+                # proto3 omits a field at its default: a zero is all-zero bytes (-0.0 is not)
+                return self._prefix + payload if any(payload) else b""
         return bytes(self._wrapper(value=value).SerializeToString())
 
     def deserialize(self, byte: bytes) -> Any:
         if not byte:
             return self._default
-        if len(byte) == self._size and byte[0] == self._tag:
-            return self._packer.unpack_from(byte, 1)[0]
+        if len(byte) == self._size and byte[0] == self._prefix[0]:
+            return self._unpack_from(byte, 1)[0]
         return self._wrapper.FromString(byte).value
 
 
