@@ -64,12 +64,13 @@ class FunctionServer:
 
 
 def module_yaml(url: str, functions: str = "com.example/*", call: str = "10s",
-                extra: str = "") -> str:
+                max_batch: int = 1000, extra: str = "") -> str:
     return f"""
 kind: io.statefun.endpoints.v2/http
 spec:
   functions: {functions}
   urlPathTemplate: {url}
+  maxNumBatchRequests: {max_batch}
   transport:
     call: {call}
 ---
@@ -89,9 +90,12 @@ async def serving(
     fault: Optional[Fault] = None,
     call: str = "10s",
     failure_pause: float = 0.05,
+    max_batch: int = 1000,
+    **options: Any,
 ) -> AsyncIterator[tuple[FunctionServer, LocalRuntime]]:
     """A function server and a local runtime for it, on the database file ``db``."""
     async with FunctionServer(functions, fault) as server:
-        module = parse_module(module_yaml(server.url, call=call))
-        async with LocalRuntime(module, db, failure_pause=failure_pause) as runtime:
+        text = module_yaml(server.url, call=call, max_batch=max_batch)
+        async with LocalRuntime(parse_module(text), db, failure_pause=failure_pause,
+                                **options) as runtime:
             yield server, runtime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -266,3 +267,60 @@ def test_state_and_mailbox_survive_a_restart(tmp_path: Path) -> None:
             assert values == ["Hello Ann for the 1th time!", "Hello Ann for the 2th time!"]
 
     run(scenario())
+
+
+def test_ingress_waits_while_an_address_has_max_num_batch_requests_buffered(
+    tmp_path: Path,
+) -> None:
+    functions = StatefulFunctions()
+    received: list[str] = []
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        @functions.bind("com.example/slow")
+        async def slow(context: Context, message: Message) -> None:
+            await gate.wait()
+            received.append(message.as_string())
+
+        async with serving(functions, tmp_path / "db.sqlite", max_batch=2) as (_, runtime):
+            target = Address("com.example/slow", "x")
+            await runtime.send(target, string("0"))
+            while not runtime.inspect(target)["in_flight"]:
+                await asyncio.sleep(0.01)
+            for i in (1, 2):  # buffered behind the batch in flight: the threshold
+                await runtime.send(target, string(str(i)))
+            blocked = asyncio.ensure_future(runtime.send(target, string("3")))
+            await asyncio.sleep(0.3)
+            if blocked.done():
+                gate.set()
+            assert not blocked.done()
+            assert len(runtime.inspect(target)["queued"]) == 2
+            gate.set()
+            await blocked
+            await runtime.wait_until_idle()
+        assert received == ["0", "1", "2", "3"]
+
+    run(scenario())
+
+
+def test_egress_jsonl_sink_resumes_without_repeating(tmp_path: Path) -> None:
+    sink = tmp_path / "egress.jsonl"
+
+    async def greet(name: str, expected_lines: int) -> None:
+        async with serving(greeter_functions(), tmp_path / "db.sqlite", egress_jsonl=sink) as (
+            _, runtime
+        ):
+            await runtime.send(Address("com.example/greeter", name), string(name))
+            await runtime.wait_until_idle()
+            for _ in range(500):
+                if sink.exists() and len(sink.read_text().splitlines()) >= expected_lines:
+                    break
+                await asyncio.sleep(0.01)
+
+    run(greet("Ann", 1))
+    run(greet("Bob", 2))
+    lines = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert [line["record"]["kafka"]["value"] for line in lines] == [
+        "Hello Ann for the 1th time!", "Hello Bob for the 1th time!"]
+    assert [line["seq"] for line in lines] == sorted({line["seq"] for line in lines})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from statefun_core import protocol
 from statefun_core.engine.model import TypedValue
@@ -78,6 +78,7 @@ def _encode_builtin(builtin: Any, value: Any) -> bytes:
         value = _parse_text(builtin.typename, value)
     if not isinstance(value, expected) or (expected != (bool,) and isinstance(value, bool)):
         raise InvalidValueError(f"{value!r} is not a valid {builtin.typename}")
+    value = cast(Any, value)
     if builtin is IntType and not -(2**31) <= value < 2**31:
         raise InvalidValueError(f"{value} does not fit io.statefun.types/int (32 bits); use long")
     if builtin is LongType and not -(2**63) <= value < 2**63:
