@@ -5,7 +5,17 @@ Sessions install with uv when it is present. Each area keeps its sessions in its
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nox
+
+# pyenv keeps each Python in its own folder; put them all on PATH so the matrix finds them
+# whether or not they are active in the shell.
+_pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+if _pyenv_root.is_dir():
+    _bins = [str(p / "bin") for p in sorted(_pyenv_root.iterdir()) if (p / "bin").is_dir()]
+    os.environ["PATH"] = os.pathsep.join([*_bins, os.environ.get("PATH", "")])
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
