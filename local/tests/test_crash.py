@@ -46,7 +46,7 @@ def counter_functions() -> StatefulFunctions:
             next_id = str((int(context.address.id) + 1) % ADDRESSES)
             onward = message_builder(COUNTER, next_id, int_value=hops_left - 1)
             if hops_left % 3 == 0:
-                context.send_after(timedelta(milliseconds=5), onward)
+                context.send_after(timedelta(milliseconds=50), onward)
             else:
                 context.send(onward)
 
@@ -117,7 +117,7 @@ def test_kill_9_loses_nothing_and_applies_nothing_twice(tmp_path: Path) -> None:
                 for wave in waves:
                     process, url = await start_runtime(module, db)
                     await asyncio.gather(*(send(session, url, start) for start in wave))
-                    await asyncio.sleep(rng.uniform(0.02, 0.25))
+                    await asyncio.sleep(rng.uniform(0.02, 0.15))
                     await kill(process)
                     if pending(db):
                         killed_mid_flow += 1

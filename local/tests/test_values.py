@@ -1,0 +1,52 @@
+"""Typed values for ingress, and how values and egress records are shown."""
+
+from __future__ import annotations
+
+import pytest
+from statefun_local.values import InvalidValueError, describe, make_value
+
+from statefun_core import protocol
+from statefun_core.types import DoubleType, IntType, StringType
+
+KAFKA = "type.googleapis.com/io.statefun.sdk.egress.KafkaProducerRecord"
+KINESIS = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgressRecord"
+
+
+def test_builtins_use_the_wire_encoding() -> None:
+    assert make_value("int", 5).value == IntType.serializer().serialize(5)
+    assert make_value("int", "0").value == b""  # proto3 default: zero bytes
+    assert make_value("double", 1).value == DoubleType.serializer().serialize(1.0)
+    assert make_value("bool", "true").value == b"\x08\x01"
+    assert make_value("io.statefun.types/string", "hé").value == (
+        StringType.serializer().serialize("hé"))
+
+
+def test_custom_types_are_json_or_raw_bytes() -> None:
+    value = make_value("com.example/User", {"name": "Ann"})
+    assert (value.typename, value.value) == ("com.example/User", b'{"name": "Ann"}')
+    assert make_value("com.example/Raw", base64_data="AAE=").value == b"\x00\x01"
+    assert make_value("com.example/Raw", raw=b"xyz").value == b"xyz"
+
+
+@pytest.mark.parametrize(
+    ("type_", "value"),
+    [("int", 2**31), ("long", 2**63), ("int", True), ("bool", "maybe"), ("string", 5),
+     ("nonsense", 1), ("a/b/c", 1)],
+)
+def test_invalid_values(type_: str, value: object) -> None:
+    with pytest.raises(InvalidValueError):
+        make_value(type_, value)
+
+
+def test_describe_decodes_builtins_json_and_egress_records() -> None:
+    assert describe("io.statefun.types/int", IntType.serializer().serialize(-7)) == -7
+    assert describe("com.example/User", b'{"a": [1]}') == {"json": {"a": [1]}}
+    assert describe("com.example/Blob", b"\xff\x00") == {"base64": "/wA="}
+    kafka = protocol.KafkaProducerRecord(topic="t", key="k", value_bytes=b"v").SerializeToString()
+    assert describe(KAFKA, kafka) == {"kafka": {"topic": "t", "key": "k", "value": "v"}}
+    kinesis = protocol.KinesisEgressRecord(
+        stream="s", partition_key="p", value_bytes=b"\x00\x01", explicit_hash_key="h"
+    ).SerializeToString()
+    assert describe(KINESIS, kinesis) == {"kinesis": {
+        "stream": "s", "partition_key": "p", "value": {"base64": "AAE="},
+        "explicit_hash_key": "h"}}
