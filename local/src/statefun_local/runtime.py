@@ -92,7 +92,8 @@ class LocalRuntime:
         self.failures: collections.deque[Failure] = collections.deque(maxlen=100)
         self.delivered = 0
         self.delivered_by_type: collections.Counter[str] = collections.Counter()
-        self._throughput: collections.deque[tuple[float, int]] = collections.deque()
+        # deliveries per whole second of the monotonic clock, the last few seconds only
+        self._throughput: collections.deque[list[int]] = collections.deque(maxlen=8)
         self._store: Optional[SqliteStore] = None
         self._engine: Optional[Engine] = None
         self._transport: Optional[HttpTransport] = None
@@ -231,7 +232,11 @@ class LocalRuntime:
             count = len(completion.batch.messages)
             self.delivered += count
             self.delivered_by_type[address.typename] += count
-            self._throughput.append((time.monotonic(), count))
+            second = int(time.monotonic())
+            if self._throughput and self._throughput[-1][0] == second:
+                self._throughput[-1][1] += count
+            else:
+                self._throughput.append([second, count])
         if completion.scheduled:
             self._timer_wake.set()
         self._wake.set()
@@ -312,12 +317,11 @@ class LocalRuntime:
     def inspect(self, address: Address) -> dict[str, Any]:
         return address_view(self.store, address, self.clock.now_ms())
 
-    def messages_per_second(self, window: float = 5.0) -> float:
-        now = time.monotonic()
-        while self._throughput and self._throughput[0][0] < now - window:
-            self._throughput.popleft()
-        span = min(window, max(now - self._started_at, 1e-3))
-        return sum(count for _, count in self._throughput) / span
+    def messages_per_second(self, window: int = 5) -> float:
+        """Deliveries per second over the last ``window`` whole seconds."""
+        now = int(time.monotonic())
+        recent = sum(count for second, count in self._throughput if now - window <= second < now)
+        return recent / max(1, min(window, now - int(self._started_at)))
 
     def status(self, top: int = 20, egress: int = 10) -> dict[str, Any]:
         """What the web page shows: functions, busiest addresses, throughput, latest egress
