@@ -83,3 +83,12 @@ def uvicorn(app: str, *options: str) -> Iterator[int]:
     command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
     with _running([*command, *options, app], port):
         yield port
+
+
+@contextmanager
+def statefun_serve(settings: str) -> Iterator[int]:
+    """``django-admin statefun_serve`` on an ephemeral port of 127.0.0.1; yields the port."""
+    port = free_port()
+    command = [sys.executable, "-m", "django", "statefun_serve", "--settings", settings]
+    with _running([*command, "--host", "127.0.0.1", "--port", str(port)], port):
+        yield port

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from .functions import FAILING
-from .servers import gunicorn, request, uvicorn
+from .servers import gunicorn, request, statefun_serve, uvicorn
 from .wire import GREETER, INBOX, greetings, missing_states, to_function
 
 LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE of the test project
@@ -100,3 +100,12 @@ def test_concurrent_requests_do_not_cross_talk(port: int) -> None:
         name = f"user-{i}"
         assert status == 200
         assert reply == (i + 1, [(INBOX, name, f"Hello {name} for the {i + 1}th time!")])
+
+
+def test_statefun_serve_serves_the_project() -> None:
+    with statefun_serve("tests.project.settings") as port:
+        body = to_function(GREETER, "Ann", "Ann", seen_count=0)
+        status, headers, reply = request(port, "/statefun/", body)
+    assert status == 200
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert greetings(reply) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
