@@ -352,15 +352,17 @@ class Engine:
 
     # --- inspection ---------------------------------------------------------------------
 
-    def is_backpressured(self, address: Address) -> bool:
-        """Whether ``address`` has ``backpressure_threshold`` messages buffered behind its
-        batch in flight (then a driver stops taking input for it)."""
-        if self.backpressure_threshold <= 0:
+    def is_backpressured(self, address: Address, threshold: Optional[int] = None) -> bool:
+        """Whether ``address`` has ``threshold`` (default ``backpressure_threshold``) messages
+        buffered behind its batch in flight (then a driver stops taking input for it). A
+        driver with one threshold per endpoint passes the address's own."""
+        threshold = self.backpressure_threshold if threshold is None else threshold
+        if threshold <= 0:
             return False
         with self.store.transaction():
             in_flight = self.store.in_flight_get(address) or 0
             buffered = self.store.mailbox_count(address, after_seq=in_flight)
-        return buffered >= self.backpressure_threshold
+        return buffered >= threshold
 
     def is_idle(self) -> bool:
         """No message queued, no batch in flight (delayed messages may still be pending)."""
