@@ -30,7 +30,7 @@ from typing import Any, Optional, Union
 from statefun_core.engine import Address, Batch, Completion, Engine, EngineError, TypedValue
 
 from .inspection import address_view, egress_view
-from .module import Module
+from .module import Endpoint, Module
 from .store import SqliteStore
 from .transport import CallFailedError, HttpTransport
 
@@ -113,13 +113,7 @@ class LocalRuntime:
 
     async def start(self) -> None:
         self._store = SqliteStore.open(self.db, self.synchronous, self.clock.now_ms)
-        thresholds = [e.max_num_batch_requests for e in self.module.endpoints]
-        self._engine = Engine(
-            self._store,
-            self.clock,
-            backpressure_threshold=min(thresholds) if thresholds else 1000,
-            egress_ids=self.module.egresses.keys(),
-        )
+        self._engine = Engine(self._store, self.clock, egress_ids=self.module.egresses.keys())
         self._transport = HttpTransport(on_retry=self._on_retry)
         self._wake = asyncio.Event()
         self._timer_wake = asyncio.Event()
@@ -163,18 +157,21 @@ class LocalRuntime:
     async def send(self, target: Address, value: TypedValue) -> int:
         """Queue a message from outside (an ingress); durable when this returns. Waits while
         the target has ``maxNumBatchRequests`` messages buffered."""
-        self.check_target(target)
-        while self.engine.is_backpressured(target):
+        endpoint = self.check_target(target)
+        while self.engine.is_backpressured(target, endpoint.max_num_batch_requests):
             await self._wait_progress()
         seq = self.engine.send(target, value)
         self._wake.set()
         return seq
 
-    def check_target(self, target: Address) -> None:
-        if self.module.endpoint_for(target.typename) is None:
+    def check_target(self, target: Address) -> Endpoint:
+        """The endpoint serving ``target``; raises :class:`UnknownFunctionError` if none."""
+        endpoint = self.module.endpoint_for(target.typename)
+        if endpoint is None:
             raise UnknownFunctionError(
                 f"no endpoint in the module serves function type {target.typename!r}"
             )
+        return endpoint
 
     async def _wait_progress(self, timeout: Optional[float] = None) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
