@@ -31,7 +31,9 @@ def test_a_correct_setting_passes() -> None:
     assert "no issues" in check({"FUNCTIONS": "tests.functions.functions"})
 
 
-@pytest.mark.parametrize("statefun", [..., {}, {"FUNCTIONS": None}, {"FUNCTIONS": []}])
+@pytest.mark.parametrize(
+    "statefun", [..., {}, {"FUNCTIONS": None}, {"FUNCTIONS": []}, "tests.functions.functions"]
+)
 def test_missing_functions_is_e001(statefun: Any) -> None:
     assert "statefun.E001" in check(statefun)
 

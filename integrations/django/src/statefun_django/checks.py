@@ -1,6 +1,6 @@
 """System checks (``manage.py check``) for the ``STATEFUN`` setting.
 
-- ``statefun.E001``: ``STATEFUN["FUNCTIONS"]`` is not set.
+- ``statefun.E001``: ``STATEFUN["FUNCTIONS"]`` is not set (or ``STATEFUN`` is not a dict).
 - ``statefun.E002``: a dotted path in it cannot be imported.
 - ``statefun.E003``: an entry is not a ``StatefulFunctions``.
 - ``statefun.E004``: a typename is bound in more than one of the configured collections.
@@ -29,19 +29,20 @@ __all__ = ["check_settings"]
 def check_settings(
     app_configs: Optional[Sequence[AppConfig]] = None, **kwargs: Any
 ) -> list[CheckMessage]:
+    try:
+        statefun = get_settings()
+        entries = configured_functions()
+    except StatefunConfigError as error:
+        return [Error(str(error), id=error.id)]
     messages: list[CheckMessage] = [
         Warning(
             f"STATEFUN has an unknown key {key!r}",
             hint=f"known: {sorted(DEFAULTS)}",
             id="statefun.W001",
         )
-        for key in get_settings()
+        for key in statefun
         if key not in DEFAULTS
     ]
-    try:
-        entries = configured_functions()
-    except StatefunConfigError as error:
-        return [*messages, Error(str(error), id=error.id)]
     collections = []
     for entry in entries:
         try:

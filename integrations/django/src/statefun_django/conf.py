@@ -6,7 +6,7 @@ Both are read once and dropped when the setting changes (``override_settings`` w
 from __future__ import annotations
 
 import functools
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -49,8 +49,13 @@ class StatefunConfigError(ImproperlyConfigured):
 
 @functools.cache
 def get_settings() -> dict[str, Any]:
-    """``STATEFUN`` over :data:`DEFAULTS`."""
-    return {**DEFAULTS, **getattr(settings, "STATEFUN", {})}
+    """``STATEFUN`` over :data:`DEFAULTS`; ``statefun.E001`` when it is not a dict."""
+    statefun = getattr(settings, "STATEFUN", {})
+    if not isinstance(statefun, Mapping):
+        raise StatefunConfigError(
+            "statefun.E001", f"STATEFUN must be a dict, not a {type(statefun).__name__}"
+        )
+    return {**DEFAULTS, **statefun}
 
 
 def configured_functions() -> list[FunctionsSetting]:
