@@ -7,8 +7,9 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from aiohttp import web
-from statefun_local import make_value
+from statefun_local import LocalRuntime, make_value
 
 from statefun_core import (
     Context,
@@ -324,3 +325,13 @@ def test_egress_jsonl_sink_resumes_without_repeating(tmp_path: Path) -> None:
     assert [line["record"]["kafka"]["value"] for line in lines] == [
         "Hello Ann for the 1th time!", "Hello Bob for the 1th time!"]
     assert [line["seq"] for line in lines] == sorted({line["seq"] for line in lines})
+
+
+def test_one_runtime_per_database(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            second = LocalRuntime(runtime.module, tmp_path / "db.sqlite")
+            with pytest.raises(RuntimeError, match="another statefun-local is running"):
+                await second.start()
+
+    run(scenario())

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import IO, Any, Optional, Union
 
 from statefun_core.engine import Address, Batch, Completion, Engine, EngineError, TypedValue
 
@@ -101,6 +101,7 @@ class LocalRuntime:
         self._calls: set[asyncio.Task[None]] = set()
         self._parked: dict[Address, int] = {}  # consecutive failures per address
         self._started_at = 0.0
+        self._lock: Optional[IO[bytes]] = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -112,6 +113,7 @@ class LocalRuntime:
         await self.stop()
 
     async def start(self) -> None:
+        self._lock = _lock_database(self.db)
         self._store = SqliteStore.open(self.db, self.synchronous, self.clock.now_ms)
         self._engine = Engine(self._store, self.clock, egress_ids=self.module.egresses.keys())
         self._transport = HttpTransport(on_retry=self._on_retry)
@@ -139,6 +141,9 @@ class LocalRuntime:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @property
     def engine(self) -> Engine:
@@ -372,6 +377,22 @@ class LocalRuntime:
             "egress": list(reversed(self.egress_records(max(0, last_seq - egress), egress))),
             "failures": [f.to_json() for f in reversed(self.failures)],
         }
+
+
+def _lock_database(db: Path) -> Optional[IO[bytes]]:
+    """Hold ``<db>.lock`` while running: two runtimes on one database would both send every
+    batch. The lock goes with the process, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        return None
+    lock = open(f"{db}.lock", "wb")  # noqa: SIM115 - held until stop()
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise RuntimeError(f"another statefun-local is running on {db}") from None
+    return lock
 
 
 def describe_module(module: Module) -> Iterable[str]:

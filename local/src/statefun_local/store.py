@@ -122,6 +122,7 @@ class SqliteStore:
         self.conn = conn
         self._clock_ms = clock_ms or (lambda: 0)
         self._in_transaction = False
+        self._begun = False
         self._load_caches()
 
     @classmethod
@@ -163,27 +164,37 @@ class SqliteStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
+        # The SQL transaction starts at the first write: the engine's read-only calls (is
+        # there a batch to take? a timer due?) then cost no lock. Reads before that first
+        # write see the latest commit, as this store is the database's only writer.
         if self._in_transaction:
             raise RuntimeError("SqliteStore transactions do not nest")
         self._in_transaction = True
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self._begun:
+                self.conn.execute("ROLLBACK")
             self._load_caches()
             raise
         else:
-            self.conn.execute("COMMIT")
+            if self._begun:
+                self.conn.execute("COMMIT")
         finally:
-            self._in_transaction = False
+            self._in_transaction = self._begun = False
+
+    def _write(self, sql: str, parameters: tuple[Any, ...]) -> sqlite3.Cursor:
+        if self._in_transaction and not self._begun:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._begun = True
+        return self.conn.execute(sql, parameters)
 
     # --- mailboxes ----------------------------------------------------------------------
 
     def mailbox_append(self, envelope: Envelope) -> int:
         caller = envelope.caller
         argument = envelope.argument
-        cursor = self.conn.execute(
+        cursor = self._write(
             "INSERT INTO mailbox (target_type, target_id, caller_type, caller_id, arg_typename,"
             " arg_has_value, arg_value, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -228,7 +239,7 @@ class SqliteStore:
     def mailbox_remove(self, address: Address, up_to_seq: int) -> None:
         if address not in self._queued:
             return
-        self.conn.execute(
+        self._write(
             "DELETE FROM mailbox WHERE target_type = ? AND target_id = ? AND seq <= ?",
             (address.typename, address.id, up_to_seq),
         )
@@ -255,7 +266,7 @@ class SqliteStore:
 
     def in_flight_set(self, address: Address, last_seq: int) -> None:
         self._in_flight_order += 1
-        self.conn.execute(
+        self._write(
             "INSERT INTO in_flight VALUES (?, ?, ?, ?) ON CONFLICT (target_type, target_id)"
             " DO UPDATE SET last_seq = excluded.last_seq",
             (address.typename, address.id, last_seq, self._in_flight_order),
@@ -264,7 +275,7 @@ class SqliteStore:
 
     def in_flight_clear(self, address: Address) -> None:
         if self._in_flight.pop(address, None) is not None:
-            self.conn.execute(
+            self._write(
                 "DELETE FROM in_flight WHERE target_type = ? AND target_id = ?",
                 (address.typename, address.id),
             )
@@ -278,7 +289,7 @@ class SqliteStore:
         return dict(self._specs.get(function_typename, {}))
 
     def spec_add(self, function_typename: str, spec: StateSpec) -> None:
-        self.conn.execute(
+        self._write(
             "INSERT OR REPLACE INTO specs VALUES (?, ?, ?, ?, ?)",
             (function_typename, spec.name, spec.typename, int(spec.expire_mode),
              spec.expire_after_ms),
@@ -301,14 +312,14 @@ class SqliteStore:
         }
 
     def state_put(self, address: Address, name: str, entry: StateEntry) -> None:
-        self.conn.execute(
+        self._write(
             "INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?, ?, ?)",
             (address.typename, address.id, name, entry.typename, entry.value,
              entry.written_ms, entry.accessed_ms),
         )
 
     def state_delete(self, address: Address, name: str) -> None:
-        self.conn.execute(
+        self._write(
             "DELETE FROM state WHERE target_type = ? AND target_id = ? AND name = ?",
             (address.typename, address.id, name),
         )
@@ -327,7 +338,7 @@ class SqliteStore:
                      bool(has_value)), Address(c_type, c_id), token, scope, seq)
 
     def timer_add(self, timer: Timer) -> int:
-        cursor = self.conn.execute(
+        cursor = self._write(
             "INSERT INTO timers (due_ms, target_type, target_id, caller_type, caller_id,"
             " arg_typename, arg_has_value, arg_value, token, scope)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -344,7 +355,7 @@ class SqliteStore:
         return row is not None
 
     def timer_cancel(self, scope: str, token: str) -> bool:
-        cursor = self.conn.execute(
+        cursor = self._write(
             "DELETE FROM timers WHERE scope = ? AND token = ?", (scope, token)
         )
         return cursor.rowcount > 0
@@ -355,7 +366,7 @@ class SqliteStore:
             (now_ms,),
         ).fetchall()
         if rows:
-            self.conn.execute("DELETE FROM timers WHERE due_ms <= ?", (now_ms,))
+            self._write("DELETE FROM timers WHERE due_ms <= ?", (now_ms,))
         return [self._timer(row) for row in rows]
 
     def timer_next_due(self) -> Optional[int]:
@@ -373,7 +384,7 @@ class SqliteStore:
     # --- egress -------------------------------------------------------------------------
 
     def egress_append(self, record: EgressRecord) -> int:
-        cursor = self.conn.execute(
+        cursor = self._write(
             "INSERT INTO egress (egress, arg_typename, arg_has_value, arg_value, created_ms)"
             " VALUES (?, ?, ?, ?, ?)",
             (record.egress, record.argument.typename, record.argument.has_value,
@@ -398,4 +409,4 @@ class SqliteStore:
         return None if row is None else row[0]
 
     def meta_put(self, key: str, value: Any) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
