@@ -197,7 +197,11 @@ class RequestReplyHandler:
         Async functions are stepped by hand: one that never suspends (most do not) finishes
         without an event loop; one that suspends is finished on an event loop kept per thread.
         """
-        batch = self._begin(request_bytes, headers)
+        try:
+            batch = self._resolve(request_bytes, headers or _NO_HEADERS)
+        except StatefunError as error:
+            self._rejected(error, headers)
+            raise
         if type(batch) is bytes:
             return batch
         assert isinstance(batch, _Batch)
@@ -214,7 +218,11 @@ class RequestReplyHandler:
         self, request_bytes: RequestBytes, headers: Optional[Headers] = None
     ) -> bytes:
         """Handle one request on the running event loop."""
-        batch = self._begin(request_bytes, headers)
+        try:
+            batch = self._resolve(request_bytes, headers or _NO_HEADERS)
+        except StatefunError as error:
+            self._rejected(error, headers)
+            raise
         if type(batch) is bytes:
             return batch
         assert isinstance(batch, _Batch)
@@ -233,18 +241,15 @@ class RequestReplyHandler:
 
     # --- the pipeline ---------------------------------------------------------------------
 
-    def _begin(self, data: RequestBytes, headers: Optional[Headers]) -> Union[bytes, _Batch]:
-        """Parse and resolve state: the missing-state reply as bytes, or a batch to run."""
-        try:
-            return self._resolve(data, headers or _NO_HEADERS)
-        except StatefunError as error:
-            if self._hooks("statefun_request_failed"):
-                self.plugins.hook.statefun_request_failed(
-                    error=error, batch=None, headers=headers or _NO_HEADERS
-                )
-            raise
+    def _rejected(self, error: StatefunError, headers: Optional[Headers]) -> None:
+        """A request failed before it had a batch (malformed, unknown function, too large)."""
+        if self._hooks("statefun_request_failed"):
+            self.plugins.hook.statefun_request_failed(
+                error=error, batch=None, headers=headers or _NO_HEADERS
+            )
 
     def _resolve(self, data: RequestBytes, headers: Headers) -> Union[bytes, _Batch]:
+        """Parse and resolve state: the missing-state reply as bytes, or a batch to run."""
         if self.max_request_bytes is not None and len(data) > self.max_request_bytes:
             raise RequestTooLargeError(len(data), self.max_request_bytes)
         if not isinstance(data, bytes):

@@ -39,12 +39,6 @@ class Cell:
             self.value = value
         return value
 
-    def set(self, value: Any) -> None:
-        if value is None:
-            raise ValueError("provided value must not be None. To delete a value, please use del.")
-        self.value = value
-        self.dirty = True
-
     def delete(self) -> None:
         self.value = None
         self.dirty = True
@@ -55,7 +49,11 @@ def _storage_property(name: str) -> property:
         return self._cells[name].get()
 
     def fset(self: Any, value: Any) -> None:
-        self._cells[name].set(value)
+        if value is None:
+            raise ValueError("provided value must not be None. To delete a value, please use del.")
+        cell = self._cells[name]
+        cell.value = value
+        cell.dirty = True
 
     def fdel(self: Any) -> None:
         self._cells[name].delete()
