@@ -50,12 +50,13 @@ class Impl:
     launcher: list[str] = field(default_factory=list)  # e.g. valgrind and its options
     dumps: int = 0  # callgrind dumps made so far (with --instructions)
     venv_name: str = ""  # another implementation's venv, shared
+    python: str = "3.11"
     info: dict[str, str] = field(default_factory=dict)
     process: Any = None
 
     @property
     def venv(self) -> Path:
-        return VENVS / (self.venv_name or self.name)
+        return VENVS / f"{self.venv_name or self.name}-py{self.python}"
 
     def ask(self, op: str, **arguments: Any) -> dict[str, Any]:
         self.process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
@@ -340,6 +341,8 @@ def main() -> int:
     impls_arg = args.impls + ("e" if args.candidate else "")
     wanted = set(impls_arg + (args.profile or "") + "cd")  # c judges the replies, e needs d's venv
     impls = [impl for impl in everything if impl.key in wanted]
+    for impl in impls:
+        impl.python = args.python
     print("Preparing virtualenvs ...", file=sys.stderr)
     for impl in impls:
         if not impl.venv_name:
