@@ -10,6 +10,7 @@ from .errors import (
     AsyncFunctionInSyncContextError,
     FunctionFailedError,
     FunctionNotFoundError,
+    LimitExceededError,
     MalformedRequestError,
     RequestTooLargeError,
     StatefunError,
@@ -17,6 +18,7 @@ from .errors import (
 from .functions import StatefulFunction, StatefulFunctions
 from .handler import RequestReplyHandler
 from .http import CONTENT_TYPE, error_response, status_for
+from .limits import Limits
 from .messages import (
     EgressMessage,
     Message,
@@ -53,6 +55,8 @@ __all__ = [
     "FunctionFailedError",
     "FunctionNotFoundError",
     "IntType",
+    "LimitExceededError",
+    "Limits",
     "LongType",
     "MalformedRequestError",
     "Message",

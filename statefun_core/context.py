@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any, Optional
 
 from .core import SdkAddress
+from .errors import LimitExceededError
 from .messages import EgressMessage, Message
 
 __all__ = ["Context", "DelayedMessage"]
@@ -70,7 +71,16 @@ class InvocationContext(Context):
     The address is built on first use: most functions never read it.
     """
 
-    __slots__ = ("_address", "_caller", "_storage", "_target", "delayed", "egress", "messages")
+    __slots__ = (
+        "_address",
+        "_caller",
+        "_max_outgoing",
+        "_storage",
+        "_target",
+        "delayed",
+        "egress",
+        "messages",
+    )
 
     def __init__(self, target: Any, storage: Any) -> None:
         self._target = target  # the request's protobuf Address
@@ -80,6 +90,14 @@ class InvocationContext(Context):
         self.messages: list[Message] = []
         self.delayed: list[DelayedMessage] = []
         self.egress: list[EgressMessage] = []
+        self._max_outgoing: Optional[int] = None
+
+    def _check_outgoing(self) -> None:
+        maximum = self._max_outgoing
+        if maximum is not None:
+            sent = len(self.messages) + len(self.delayed) + len(self.egress)
+            if sent >= maximum:
+                raise LimitExceededError("outgoing_per_batch", sent + 1, maximum)
 
     @property
     def address(self) -> SdkAddress:
@@ -102,6 +120,7 @@ class InvocationContext(Context):
     def send(self, message: Message) -> None:
         if not isinstance(message, Message):
             raise TypeError(f"send() takes a Message, got {type(message).__name__}")
+        self._check_outgoing()
         self.messages.append(message)
 
     def send_after(
@@ -112,14 +131,17 @@ class InvocationContext(Context):
         delay_ms = int(duration.total_seconds() * 1000.0)
         if delay_ms < 0:
             raise ValueError(f"send_after() needs a non-negative duration, got {duration}")
+        self._check_outgoing()
         self.delayed.append(DelayedMessage(delay_ms, message, cancellation_token or ""))
 
     def cancel_delayed_message(self, cancellation_token: str) -> None:
         if not cancellation_token:
             raise ValueError("cancel_delayed_message() needs a non-empty cancellation token")
+        self._check_outgoing()
         self.delayed.append(DelayedMessage(0, None, cancellation_token))
 
     def send_egress(self, message: EgressMessage) -> None:
         if not isinstance(message, EgressMessage):
             raise TypeError(f"send_egress() takes an EgressMessage, got {type(message).__name__}")
+        self._check_outgoing()
         self.egress.append(message)

@@ -7,6 +7,7 @@ __all__ = [
     "FunctionFailedError",
     "FunctionNotFoundError",
     "IntegrationNotAvailableError",
+    "LimitExceededError",
     "MalformedRequestError",
     "MethodNotAllowedError",
     "PluginError",
@@ -53,15 +54,27 @@ class FunctionNotFoundError(StatefunError, KeyError):
         return str(self.args[0])
 
 
-class RequestTooLargeError(StatefunError, ValueError):
-    """The request body exceeds the configured limit (HTTP 413)."""
+class LimitExceededError(StatefunError, ValueError):
+    """A request or a batch went past one of the handler's :class:`~statefun_core.Limits`.
+
+    ``limit`` is the name of the field of ``Limits``. On the request side the status is 413;
+    raised while a function runs, it fails the batch (500).
+    """
 
     status = 413
 
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
-        self.size = size
+    def __init__(self, limit: str, value: int, maximum: int) -> None:
+        super().__init__(f"{limit} is {value}, over the limit of {maximum} (Limits.{limit})")
         self.limit = limit
+        self.value = value
+        self.maximum = maximum
+
+
+class RequestTooLargeError(LimitExceededError):
+    """The request body is larger than ``Limits.request_bytes`` (HTTP 413)."""
+
+    def __init__(self, size: int, maximum: int) -> None:
+        super().__init__("request_bytes", size, maximum)
 
 
 class FunctionFailedError(StatefunError):

@@ -26,11 +26,13 @@ from .core import SdkAddress, ValueSpec, parse_typename
 from .errors import (
     AsyncFunctionInSyncContextError,
     FunctionFailedError,
+    LimitExceededError,
     MalformedRequestError,
     RequestTooLargeError,
     StatefunError,
 )
 from .functions import StatefulFunction, StatefulFunctions
+from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
@@ -114,6 +116,7 @@ class _Batch(InvocationContext):
         cells: dict[str, Cell],
         invocations: Any,
         event: Optional[BatchEvent],
+        max_outgoing: Optional[int],
     ) -> None:
         # InvocationContext.__init__, inlined: this runs once per request
         self._target = target
@@ -123,6 +126,7 @@ class _Batch(InvocationContext):
         self.messages = []
         self.delayed = []
         self.egress = []
+        self._max_outgoing = max_outgoing
         self.plan = plan
         self.typename = typename
         self.cells = cells
@@ -159,7 +163,8 @@ class RequestReplyHandler:
     ``plugins`` is a plugin manager from :func:`~statefun_core.plugins.make_plugin_manager`;
     by default one is made that loads the installed plugins. ``executor`` runs
     ``blocking=True`` functions under ``handle_async`` (default: the loop's executor).
-    ``max_request_bytes`` rejects larger bodies with :class:`RequestTooLargeError`.
+    ``limits`` bounds what a request may carry and a batch may produce (see
+    :class:`~statefun_core.Limits` for the defaults).
     """
 
     def __init__(
@@ -168,7 +173,7 @@ class RequestReplyHandler:
         *,
         plugins: Optional[pluggy.PluginManager] = None,
         executor: Optional[Executor] = None,
-        max_request_bytes: Optional[int] = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         if functions is None:
             raise ValueError("functions must be provided.")
@@ -183,7 +188,7 @@ class RequestReplyHandler:
 
         self.types.add_factory(from_plugins)
         self.executor = executor
-        self.max_request_bytes = max_request_bytes
+        self.limits = limits
         self._plans: dict[str, _Plan] = {}
         self._hooked: frozenset[str] = frozenset()
         self._hooked_generation = -1
@@ -250,8 +255,9 @@ class RequestReplyHandler:
 
     def _resolve(self, data: RequestBytes, headers: Headers) -> Union[bytes, _Batch]:
         """Parse and resolve state: the missing-state reply as bytes, or a batch to run."""
-        if self.max_request_bytes is not None and len(data) > self.max_request_bytes:
-            raise RequestTooLargeError(len(data), self.max_request_bytes)
+        limits = self.limits
+        if limits.request_bytes is not None and len(data) > limits.request_bytes:
+            raise RequestTooLargeError(len(data), limits.request_bytes)
         if not isinstance(data, bytes):
             if isinstance(data, str):
                 raise MalformedRequestError("the request body must be bytes, not str")
@@ -264,6 +270,13 @@ class RequestReplyHandler:
         invocations = pb_batch.invocations
         if not invocations:  # also when the request has no invocation batch at all
             raise MalformedRequestError("the ToFunction request has no invocations")
+        if (
+            limits.invocations_per_batch is not None
+            and len(invocations) > limits.invocations_per_batch
+        ):
+            raise LimitExceededError(
+                "invocations_per_batch", len(invocations), limits.invocations_per_batch
+            )
         target = pb_batch.target
         typename = f"{target.namespace}/{target.type}"
         plan = self._plans.get(typename)
@@ -304,7 +317,7 @@ class RequestReplyHandler:
                 self.plugins.hook.statefun_batch_finished(batch=event)
             return reply
 
-        return _Batch(plan, typename, target, cells, invocations, event)
+        return _Batch(plan, typename, target, cells, invocations, event, limits.outgoing_per_batch)
 
     def _invoke(self, batch: _Batch) -> None:
         """Run every invocation of a sync function's batch, in order."""
@@ -382,6 +395,7 @@ class RequestReplyHandler:
                 item.egress_namespace, item.egress_type = _split(egress.typename)
                 self._write_value(item.argument, egress)
         written = 0
+        max_state = self.limits.state_value_bytes
         for name, cell in batch.cells.items():
             if not cell.dirty:
                 continue
@@ -394,6 +408,8 @@ class RequestReplyHandler:
             if type(data) is not bytes:
                 data = to_bytes(data, tpe.typename)
             written += len(data)
+            if max_state is not None and len(data) > max_state:
+                raise LimitExceededError(f"state_value_bytes of {name!r}", len(data), max_state)
             mutation.mutation_type = _MODIFY
             value = mutation.state_value
             value.typename = tpe.typename

@@ -9,20 +9,21 @@ from __future__ import annotations
 import logging
 
 from .errors import StatefunError
+from .limits import DEFAULT_LIMITS
 
 __all__ = ["CONTENT_TYPE", "DEFAULT_MAX_REQUEST_BYTES", "error_response", "status_for"]
 
 #: The only content type the StateFun runtime accepts on a reply (no charset parameter).
 CONTENT_TYPE = "application/octet-stream"
 
-#: A default request-body limit for integrations: the runtime's own default reply limit.
-DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+#: The default request-body limit, for integrations that enforce it with their framework.
+DEFAULT_MAX_REQUEST_BYTES: int = DEFAULT_LIMITS.request_bytes  # type: ignore[assignment]
 
 _REASONS = {
     400: "Bad Request: the body is not a StateFun ToFunction message",
     404: "Not Found: no function is bound to the request's typename",
     405: "Method Not Allowed: StateFun requests are POST",
-    413: "Payload Too Large",
+    413: "Payload Too Large: the request is over the endpoint's limits",
     500: "Internal Server Error: the function failed",
 }
 

@@ -14,6 +14,8 @@ from statefun_core import (
     FunctionFailedError,
     FunctionNotFoundError,
     IntType,
+    LimitExceededError,
+    Limits,
     MalformedRequestError,
     RequestReplyHandler,
     RequestTooLargeError,
@@ -305,7 +307,7 @@ def test_request_size_limit() -> None:
     handler = RequestReplyHandler(
         greeter_functions(),
         plugins=make_plugin_manager(load_entrypoints=False),
-        max_request_bytes=10,
+        limits=Limits(request_bytes=10),
     )
     with pytest.raises(RequestTooLargeError) as error:
         handler.handle_sync(request(GREETER, "bob", [typed(StringType, "bob" * 10)]))
@@ -418,3 +420,62 @@ def test_blocking_functions_run_in_the_executor_under_handle_async() -> None:
     asyncio.run(main())
     assert threads[0] is not threading.main_thread()
     assert threads[1] is threading.main_thread()
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+
+def limited(functions: StatefulFunctions, **limits: int) -> RequestReplyHandler:
+    return RequestReplyHandler(
+        functions, plugins=make_plugin_manager(load_entrypoints=False), limits=Limits(**limits)
+    )
+
+
+def test_default_limits_are_documented_values() -> None:
+    assert Limits() == Limits(
+        request_bytes=32 * 1024 * 1024,
+        invocations_per_batch=10_000,
+        state_value_bytes=32 * 1024 * 1024,
+        outgoing_per_batch=10_000,
+    )
+
+
+def test_too_many_invocations_is_a_413_naming_the_limit() -> None:
+    handler = limited(greeter_functions(), invocations_per_batch=3)
+    body = request(GREETER, "a", [typed(StringType, "a")] * 4, {"seen_count": None})
+    with pytest.raises(LimitExceededError, match="invocations_per_batch") as error:
+        handler.handle_sync(body)
+    assert error.value.status == 413
+    request3 = request(GREETER, "a", [typed(StringType, "a")] * 3, {"seen_count": None})
+    assert len(result(handler.handle_sync(request3)).outgoing_messages) == 3
+
+
+def test_a_function_sending_without_end_fails_its_batch_at_the_limit() -> None:
+    functions = StatefulFunctions()
+
+    def flood(ctx: Any, msg: Any) -> None:
+        while True:
+            ctx.send(message_builder("ns/g", "1", int_value=1))
+
+    functions.register("ns/flood", flood)
+    with pytest.raises(FunctionFailedError) as failure:
+        limited(functions, outgoing_per_batch=50).handle_sync(
+            request("ns/flood", "1", [typed(IntType, 1)])
+        )
+    assert isinstance(failure.value.__cause__, LimitExceededError)
+    assert failure.value.__cause__.limit == "outgoing_per_batch"
+
+
+def test_a_state_value_over_the_limit_fails_the_batch() -> None:
+    functions = StatefulFunctions()
+
+    def grow(ctx: Any, msg: Any) -> None:
+        ctx.storage.blob = "x" * 100
+
+    functions.register("ns/grow", grow, [ValueSpec("blob", StringType)])
+    with pytest.raises(FunctionFailedError) as failure:
+        limited(functions, state_value_bytes=64).handle_sync(
+            request("ns/grow", "1", [typed(IntType, 1)], {"blob": None})
+        )
+    assert isinstance(failure.value.__cause__, LimitExceededError)
+    assert "state_value_bytes of 'blob'" in str(failure.value.__cause__)

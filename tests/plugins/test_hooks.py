@@ -16,6 +16,7 @@ import pytest
 from statefun_core import (
     Context,
     IntType,
+    Limits,
     Message,
     RequestReplyHandler,
     StatefulFunctions,
@@ -339,7 +340,7 @@ def test_hook_statefun_request_failed(
     expected: type[Exception],
     status: int,
 ) -> None:
-    handler = make_handler(recorder, max_request_bytes=200)
+    handler = make_handler(recorder, limits=Limits(request_bytes=200))
     headers = {"x-request-id": "r-1"}
     with pytest.raises(expected) as raised:
         call(handler, driver, body(), headers)
