@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import glob
 import json
 import os
 import shutil
@@ -97,6 +98,22 @@ def python_of(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def find_python(version: str) -> str:
+    """An interpreter for ``version`` ("3.12"), or ``version`` itself if it is a path."""
+    if os.sep in version:
+        return version
+    candidates = [shutil.which(f"python{version}") or ""]
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python")))
+    for candidate in candidates:
+        probe = [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+        if (
+            candidate
+            and subprocess.run(probe, capture_output=True, text=True).stdout.strip() == version
+        ):
+            return candidate
+    return version  # let uv (or venv) find it
+
+
 def ensure_venv(impl: Impl, python: str, recreate: bool) -> None:
     """Make (or reuse) the implementation's venv; the spec file says what it was made with."""
     spec = json.dumps({"python": python, "installs": impl.installs})
@@ -107,10 +124,10 @@ def ensure_venv(impl: Impl, python: str, recreate: bool) -> None:
     shutil.rmtree(impl.venv, ignore_errors=True)
     uv = shutil.which("uv")
     if uv:
-        subprocess.run([uv, "venv", "-q", "-p", python, str(impl.venv)], check=True)
+        subprocess.run([uv, "venv", "-q", "-p", find_python(python), str(impl.venv)], check=True)
         pip = [uv, "pip", "install", "-q", "--python", str(python_of(impl.venv))]
     else:
-        interpreter = shutil.which(f"python{python}") or sys.executable
+        interpreter = find_python(python)
         subprocess.run([interpreter, "-m", "venv", str(impl.venv)], check=True)
         pip = [str(python_of(impl.venv)), "-m", "pip", "install", "-q"]
     for arguments in impl.installs:
