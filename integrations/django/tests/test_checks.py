@@ -27,6 +27,14 @@ def check(statefun: Any) -> str:
     return out.getvalue()
 
 
+def test_the_app_is_labelled_statefun_and_tags_its_checks() -> None:
+    from django.apps import apps
+    from django.core.checks import registry
+
+    assert apps.get_app_config("statefun").name == "statefun_django"
+    assert "statefun" in registry.registry.tags_available()
+
+
 def test_a_correct_setting_passes() -> None:
     assert "no issues" in check({"FUNCTIONS": "tests.functions.functions"})
 
