@@ -311,7 +311,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="few short rounds (a smoke test)")
-    parser.add_argument("--rounds", type=int, help="rounds of timing (default 60, quick 5)")
+    parser.add_argument("--rounds", type=int, help="rounds of timing (default 100, quick 5)")
     parser.add_argument("--block-ms", type=float, help="time per timed block (default 25, quick 5)")
     parser.add_argument("--payloads", default=",".join(PAYLOADS), help="comma-separated")
     parser.add_argument("--handlers", default=",".join(HANDLERS), help="comma-separated")
@@ -344,7 +344,7 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="results file")
     args = parser.parse_args()
-    rounds = args.rounds or (5 if args.quick else 60)
+    rounds = args.rounds or (5 if args.quick else 100)
     block_ns = int((args.block_ms or (5 if args.quick else 25)) * 1e6)
     payloads = [p for p in args.payloads.split(",") if p]
     handlers = [h for h in args.handlers.split(",") if h]
