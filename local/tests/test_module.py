@@ -159,3 +159,15 @@ def test_load_module_reports_missing_files(tmp_path: Path) -> None:
     with pytest.raises(ModuleError) as caught:
         load_module(tmp_path / "nope.yaml")
     assert "nope.yaml: can not read" in caught.value.problems[0]
+
+
+def test_unix_socket_urls_need_the_okhttp_transport() -> None:
+    assert any("need transport io.statefun.transports.v1/okhttp" in p for p in problems("""
+kind: io.statefun.endpoints.v2/http
+spec: {functions: a/b, urlPathTemplate: "http+unix:///run/fn.sock/statefun"}
+"""))
+    module = parse_module("""
+kind: io.statefun.endpoints.v1/http
+spec: {functions: a/b, urlPathTemplate: "http+unix:///run/fn.sock/statefun"}
+""")
+    assert module.endpoints[0].transport == OKHTTP_TRANSPORT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -105,3 +106,34 @@ def test_the_call_budget_ends_retries() -> None:
     reply, _ = asyncio.run(call_with(lambda n: web.Response(status=599), ASYNC))
     assert isinstance(reply, str)
     assert "timed out" in reply and "call timeout exhausted" in reply
+
+
+def test_okhttp_transport_calls_a_unix_socket(tmp_path: Path) -> None:
+    async def scenario() -> tuple[bytes, str]:
+        paths = []
+
+        async def handle(request: web.Request) -> web.Response:
+            paths.append(request.path)
+            return ok()
+
+        app = web.Application()
+        app.router.add_post("/statefun/{name}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        socket_path = tmp_path / "fn.sock"
+        await web.UnixSite(runner, str(socket_path)).start()
+        module = parse_module(f"""
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: a/*
+  urlPathTemplate: http+unix://{socket_path}/statefun/{{function.name}}
+  transport: {{type: io.statefun.transports.v1/okhttp}}
+""")
+        try:
+            async with HttpTransport() as transport:
+                reply = await transport.call(module.endpoints[0], "a/greeter", b"")
+        finally:
+            await runner.cleanup()
+        return reply, paths[0]
+
+    assert asyncio.run(scenario()) == (GOOD_REPLY, "/statefun/greeter")

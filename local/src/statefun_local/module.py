@@ -261,11 +261,19 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
 def _url_template(value: Any) -> str:
     url = _string(value)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in ("http+unix", "https+unix"):
-        raise ValueError(f"{scheme} URLs are not supported by the local runtime")
-    if scheme not in ("http", "https"):
-        raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+    if scheme not in ("http", "https", "http+unix", "https+unix"):
+        raise ValueError(f"must be an http://, https:// or http+unix:// URL, got {url!r}")
+    if scheme.endswith("+unix") and ".sock" not in url:
+        raise ValueError(f"a {scheme} URL names a socket file ending in .sock, got {url!r}")
     return url
+
+
+def split_unix_url(url: str) -> tuple[str, str]:
+    """``http+unix:///run/fn.sock/statefun`` -> (``/run/fn.sock``, ``http://localhost/statefun``)."""
+    scheme, rest = url.split("://", 1)
+    socket_end = rest.index(".sock") + len(".sock")
+    path = rest[socket_end:] or "/"
+    return rest[:socket_end], f"{scheme.split('+')[0]}://localhost{path}"
 
 
 def _parse_into(module: Module, text: str, filename: str, problems: list[str]) -> None:
@@ -359,6 +367,10 @@ def _add_endpoint(
         spec, "spec", "maxNumBatchRequests", _integer, DEFAULT_MAX_NUM_BATCH_REQUESTS
     )
     if functions is None or url is None:
+        return
+    if url.split("://", 1)[0].lower().endswith("+unix") and transport != OKHTTP_TRANSPORT:
+        doc.problem("spec.urlPathTemplate",
+                    "unix socket URLs need transport io.statefun.transports.v1/okhttp")
         return
     if any(existing.functions == functions for existing in module.endpoints):
         doc.problem("spec.functions", f"{functions!r} is already bound by another endpoint")

@@ -16,7 +16,7 @@ import aiohttp
 
 from statefun_core import protocol
 
-from .module import OKHTTP_TRANSPORT, Endpoint
+from .module import OKHTTP_TRANSPORT, Endpoint, split_unix_url
 
 __all__ = ["CallFailedError", "HttpTransport"]
 
@@ -61,6 +61,7 @@ class HttpTransport:
     def __init__(self, pool_size: int = 1024, on_retry: Optional[RetryListener] = None) -> None:
         self._pool_size = pool_size
         self._session: Optional[aiohttp.ClientSession] = None
+        self._unix_sessions: dict[str, aiohttp.ClientSession] = {}
         self._on_retry = on_retry
 
     async def __aenter__(self) -> HttpTransport:
@@ -69,16 +70,25 @@ class HttpTransport:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _get_session(self, unix_socket: Optional[str] = None) -> aiohttp.ClientSession:
+        if unix_socket is not None:
+            session = self._unix_sessions.get(unix_socket)
+            if session is None:
+                unix = aiohttp.UnixConnector(path=unix_socket, limit=self._pool_size)
+                session = aiohttp.ClientSession(connector=unix, headers=_HEADERS)
+                self._unix_sessions[unix_socket] = session
+            return session
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=15)
             self._session = aiohttp.ClientSession(connector=connector, headers=_HEADERS)
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in [self._session, *self._unix_sessions.values()]:
+            if session is not None:
+                await session.close()
+        self._session = None
+        self._unix_sessions = {}
 
     async def call(self, endpoint: Endpoint, function_type: str, body: bytes) -> bytes:
         """POST ``body`` (a ``ToFunction``) for ``function_type``; return the ``FromFunction``
@@ -111,8 +121,12 @@ class HttpTransport:
         timeout = aiohttp.ClientTimeout(
             total=budget, connect=min(endpoint.connect_timeout, budget)
         )
+        unix_socket = None
+        if url.split("://", 1)[0].endswith("+unix"):
+            unix_socket, url = split_unix_url(url)
+        session = self._get_session(unix_socket)
         try:
-            async with self._get_session().post(url, data=body, timeout=timeout) as response:
+            async with session.post(url, data=body, timeout=timeout) as response:
                 if not 200 <= response.status < 300:
                     text = (await response.read())[:200].decode("utf-8", "replace")
                     retry = not okhttp or (
