@@ -13,6 +13,8 @@ from flask.testing import FlaskClient
 from statefun_flask import Statefun, StatefunState, make_blueprint
 
 from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
+from statefun_core.errors import RequestTooLargeError
+from statefun_core.http import error_response
 from statefun_core.plugins import BatchEvent
 
 from .functions import FAILING, make_functions
@@ -112,7 +114,7 @@ def test_only_post_is_allowed(client: FlaskClient, method: str) -> None:
 def test_body_over_max_content_length_is_413(client: FlaskClient) -> None:
     response = post(client, to_function(GREETER, "Ann", "x" * LIMIT))
     assert response.status_code == 413
-    assert response.get_data(as_text=True) == "Payload Too Large"
+    assert response.get_data(as_text=True) == error_response(RequestTooLargeError(1, 0))[1]
 
 
 def test_request_headers_reach_the_plugins(client: FlaskClient, recorder: HeaderRecorder) -> None:
