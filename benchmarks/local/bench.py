@@ -8,6 +8,7 @@ the runtime runs in this one, on a fresh SQLite file. Every message is durable: 
 counted when the reply that consumed it is committed. Each greeter message makes two
 deliveries (``greeter``, then ``inbox``, which writes the Kafka egress record).
 
+- each phase starts warm: one greeting per address first (state discovered, connections open);
 - batching: ``per-address`` messages queued for every address before the runtime starts, so
   addresses get batches of many messages;
 - no batching: rounds of one message per address, each round sent through the runtime's
@@ -34,6 +35,7 @@ from typing import Any
 import aiohttp
 from statefun_local import LocalRuntime, make_value, parse_module
 from statefun_local.store import SqliteStore
+from statefun_local.transport import HttpTransport
 
 from statefun_core.engine import Address, Envelope
 
@@ -112,6 +114,15 @@ class CommitTimer:
         engine.complete = timed  # type: ignore[method-assign]
 
 
+async def warm_up(port: int, db: Path, addresses: int, transport: HttpTransport) -> None:
+    """One greeting per address: state discovery done, keep-alive connections open."""
+    async with LocalRuntime(parse_module(module_text(port)), db, transport=transport) as runtime:
+        for i in range(addresses):
+            name = f"user{i}"
+            await runtime.send(Address(GREETER, name), make_value("string", name))
+        await runtime.wait_until_idle(timeout=600)
+
+
 def preload(db: Path, addresses: int, per_address: int) -> None:
     store = SqliteStore.open(db)
     with store.transaction():
@@ -122,11 +133,12 @@ def preload(db: Path, addresses: int, per_address: int) -> None:
     store.close()
 
 
-async def batching(port: int, tmp: Path, addresses: int, per_address: int, server_pid: int
-                   ) -> dict[str, Any]:
+async def batching(port: int, tmp: Path, addresses: int, per_address: int, server_pid: int,
+                   transport: HttpTransport) -> dict[str, Any]:
     db = tmp / "batching.db"
+    await warm_up(port, db, addresses, transport)
     preload(db, addresses, per_address)
-    runtime = LocalRuntime(parse_module(module_text(port)), db)
+    runtime = LocalRuntime(parse_module(module_text(port)), db, transport=transport)
     cpu = CpuMeter(server_pid)
     start = time.perf_counter()
     await runtime.start()
@@ -140,9 +152,10 @@ async def batching(port: int, tmp: Path, addresses: int, per_address: int, serve
             "ingress_rate": addresses * per_address / elapsed, "timer": timer, "cpu": used}
 
 
-async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_pid: int
-                      ) -> dict[str, Any]:
-    runtime = LocalRuntime(parse_module(module_text(port)), tmp / "rounds.db")
+async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_pid: int,
+                      transport: HttpTransport) -> dict[str, Any]:
+    await warm_up(port, tmp / "rounds.db", addresses, transport)
+    runtime = LocalRuntime(parse_module(module_text(port)), tmp / "rounds.db", transport=transport)
     await runtime.start()
     timer = CommitTimer(runtime)
     cpu = CpuMeter(server_pid)
@@ -219,10 +232,14 @@ async def main() -> None:
               f"{args.addresses} addresses; function server in its own process")
         with tempfile.TemporaryDirectory(prefix="statefun-bench-") as tmp_name:
             tmp = Path(tmp_name)
+            transport = HttpTransport()
             show_run(f"batching ({args.per_address} messages/address queued)",
-                     await batching(port, tmp, args.addresses, args.per_address, server.pid))
+                     await batching(port, tmp, args.addresses, args.per_address, server.pid,
+                                    transport))
             show_run(f"no batching ({args.rounds} rounds of 1 message/address)",
-                     await no_batching(port, tmp, args.addresses, args.rounds, server.pid))
+                     await no_batching(port, tmp, args.addresses, args.rounds, server.pid,
+                                       transport))
+            await transport.close()
             samples = await latency(port, tmp, args.addresses, args.latency_samples)
             print(f"latency ingress -> egress (greeter -> inbox -> egress, one at a time): "
                   f"p50 {pct(samples, 0.5) * 1e3:.2f} ms, p99 {pct(samples, 0.99) * 1e3:.2f} ms "

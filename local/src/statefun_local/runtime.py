@@ -81,6 +81,7 @@ class LocalRuntime:
         failure_pause: float = 1.0,
         clock: Optional[Any] = None,
         module_name: str = "",
+        transport: Optional[HttpTransport] = None,
     ) -> None:
         self.module = module
         self.db = Path(db)
@@ -96,7 +97,9 @@ class LocalRuntime:
         self._throughput: collections.deque[list[int]] = collections.deque(maxlen=8)
         self._store: Optional[SqliteStore] = None
         self._engine: Optional[Engine] = None
-        self._transport: Optional[HttpTransport] = None
+        # a transport given to us is shared (its connections outlive this runtime)
+        self._own_transport = transport is None
+        self._transport = transport
         self._tasks: list[asyncio.Task[None]] = []
         self._calls: set[asyncio.Task[None]] = set()
         self._parked: dict[Address, int] = {}  # consecutive failures per address
@@ -116,7 +119,8 @@ class LocalRuntime:
         self._lock = _lock_database(self.db)
         self._store = SqliteStore.open(self.db, self.synchronous, self.clock.now_ms)
         self._engine = Engine(self._store, self.clock, egress_ids=self.module.egresses.keys())
-        self._transport = HttpTransport(on_retry=self._on_retry)
+        if self._own_transport:
+            self._transport = HttpTransport(on_retry=self._on_retry)
         self._wake = asyncio.Event()
         self._timer_wake = asyncio.Event()
         self._progress = asyncio.Event()
@@ -136,8 +140,9 @@ class LocalRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._calls, return_exceptions=True)
         self._tasks, self._calls = [], set()
-        if self._transport is not None:
+        if self._transport is not None and self._own_transport:
             await self._transport.close()
+            self._transport = None
         if self._store is not None:
             self._store.close()
             self._store = None
