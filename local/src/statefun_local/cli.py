@@ -126,11 +126,28 @@ async def _serve(runtime: LocalRuntime, host: str, port: int, modules: list[str]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        progress = asyncio.create_task(_report_progress(runtime))
         await stop.wait()
+        progress.cancel()
         print("statefun-local: stopping (batches in flight are sent again on the next run)")
     finally:
         await runner.cleanup()
         await runtime.stop()
+
+
+async def _report_progress(runtime: LocalRuntime, every: float = 10.0) -> None:
+    """Log a line of counts every ``every`` seconds while messages are moving."""
+    log = logging.getLogger("statefun_local")
+    reported = runtime.delivered
+    while True:
+        await asyncio.sleep(every)
+        if runtime.delivered == reported:
+            continue
+        totals = runtime.status(top=0, egress=0)["totals"]
+        log.info("%d messages delivered (%.0f/s); %d queued, %d in flight, %d timers, "
+                 "%d egress records", totals["delivered"], runtime.messages_per_second(),
+                 totals["queued"], totals["in_flight"], totals["timers"], totals["egress"])
+        reported = runtime.delivered
 
 
 # --- send ------------------------------------------------------------------------------------
