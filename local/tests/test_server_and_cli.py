@@ -196,3 +196,49 @@ def test_cli_reports_module_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "document 0" in err and "spec.urlPathTemplate: is required" in err
     assert main(["state", "a/b/c", "--db", str(tmp_path / "missing.db")]) == 2
     assert "no database" in capsys.readouterr().err
+
+
+def test_kafka_records_are_routed_like_the_kafka_ingress(tmp_path: Path) -> None:
+    from .test_runtime import greeter_functions
+
+    extra = """
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/names
+  address: kafka:9092
+  consumerGroupId: g
+  topics:
+    - {topic: names, valueType: io.statefun.types/string, targets: [com.example/greeter]}
+"""
+
+    async def scenario() -> list[Any]:
+        from statefun_local import LocalRuntime, parse_module
+
+        from statefun_core.types import StringType
+
+        from .conftest import FunctionServer, module_yaml
+
+        async with FunctionServer(greeter_functions()) as server:
+            module = parse_module(module_yaml(server.url, extra=extra))
+            async with LocalRuntime(module, tmp_path / "db.sqlite") as runtime:
+                runner, url = await serve_runtime(runtime)
+                try:
+                    async with aiohttp.ClientSession() as session:
+                        # StringWrapper bytes, as a producer must write for a string valueType
+                        value = StringType.serializer().serialize("Ann")
+                        async with session.post(
+                            f"{url}/records/com.example/names?topic=names&key=Ann", data=value
+                        ) as response:
+                            assert response.status == 202, await response.text()
+                        async with session.post(
+                            f"{url}/records/com.example/names?topic=other&key=Ann", data=value
+                        ) as response:
+                            assert response.status == 400
+                            assert "does not read 'other'" in await response.text()
+                    await runtime.wait_until_idle()
+                finally:
+                    await runner.cleanup()
+                return [r["record"]["kafka"]["value"] for r in runtime.egress_records()]
+
+    assert run(scenario()) == ["Hello Ann for the 1th time!"]

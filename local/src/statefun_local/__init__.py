@@ -6,7 +6,7 @@ are the core's engine (:mod:`statefun_core.engine`); this package drives it.
 """
 
 from .module import Egress, Endpoint, Ingress, Module, ModuleError, load_module, parse_module
-from .runtime import Failure, LocalRuntime, UnknownFunctionError
+from .runtime import Failure, LocalRuntime, UnknownFunctionError, UnknownIngressError
 from .server import make_app
 from .values import make_value
 
@@ -21,6 +21,7 @@ __all__ = [
     "Module",
     "ModuleError",
     "UnknownFunctionError",
+    "UnknownIngressError",
     "load_module",
     "make_app",
     "make_value",

@@ -30,11 +30,11 @@ from typing import IO, Any, Optional, Union
 from statefun_core.engine import Address, Batch, Completion, Engine, EngineError, TypedValue
 
 from .inspection import address_view, egress_view
-from .module import Endpoint, Module
+from .module import KAFKA_INGRESS, Endpoint, Module
 from .store import SqliteStore
 from .transport import CallFailedError, HttpTransport
 
-__all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "WallClock"]
+__all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressError", "WallClock"]
 
 log = logging.getLogger("statefun_local")
 
@@ -48,6 +48,10 @@ class WallClock:
 
 class UnknownFunctionError(ValueError):
     """A message for a function type no endpoint in the module serves."""
+
+
+class UnknownIngressError(ValueError):
+    """A record for an ingress, topic or stream the module does not define."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,26 @@ class LocalRuntime:
         seq = self.engine.send(target, value)
         self._wake.set()
         return seq
+
+    async def send_record(self, ingress_id: str, source: str, key: str, value: bytes
+                          ) -> list[int]:
+        """Deliver a record as the Kafka or Kinesis ingress ``ingress_id`` would (protocol §9):
+        one message per target of the topic (stream) ``source``, to the id ``key``, typed as
+        the topic's ``valueType``, the bytes unwrapped."""
+        ingress = self.module.ingresses.get(ingress_id)
+        if ingress is None:
+            known = ", ".join(sorted(self.module.ingresses)) or "none"
+            raise UnknownIngressError(f"no ingress {ingress_id!r} in the module (known: {known})")
+        routes = [route for route in ingress.routes if route[0] == source]
+        if not routes:
+            names = ", ".join(route[0] for route in ingress.routes)
+            raise UnknownIngressError(f"ingress {ingress_id!r} does not read {source!r} "
+                                      f"(it reads {names})")
+        if not key:
+            raise UnknownIngressError("a record without a key can not be routed to an id")
+        _, value_type, targets = routes[0]
+        return [await self.send(Address(target, key), TypedValue(value_type, value))
+                for target in targets]
 
     def check_target(self, target: Address) -> Endpoint:
         """The endpoint serving ``target``; raises :class:`UnknownFunctionError` if none."""
@@ -405,6 +429,10 @@ def describe_module(module: Module) -> Iterable[str]:
     for endpoint in module.endpoints:
         yield f"  functions {endpoint.functions} -> {endpoint.url_path_template}"
     for ingress in module.ingresses.values():
-        yield f"  ingress {ingress.id} (send to it with POST /ingress/<ns>/<type>/<id>)"
+        source, key = ("topic", "key") if ingress.kind == KAFKA_INGRESS else ("stream",
+                                                                              "partition_key")
+        for name, _, targets in ingress.routes:
+            yield (f"  ingress {ingress.id} {source} {name} -> {', '.join(targets)} "
+                   f"(POST /records/{ingress.id}?{source}={name}&{key}=<id>)")
     for egress in module.egresses.values():
         yield f"  egress {egress.id} (stored; follow with 'statefun-local egress --follow')"

@@ -7,6 +7,9 @@
                                        {...}}`` (JSON), ``{"type": "ns/name", "base64":
                                        "..."}``; or raw bytes (``application/octet-stream``)
                                        with ``?typename=ns/name``
+``POST /records/{ns}/{name}``          a Kafka or Kinesis record for the ingress ``ns/name``:
+                                       the raw value as the body, ``?topic=...&key=...``
+                                       (Kinesis: ``?stream=...&partition_key=...``)
 ``GET /api/status``                    functions, queues, throughput, egress, failures
 ``GET /api/state/{ns}/{type}/{id}``    an address's state, mailbox and timers
 ``GET /api/egress?after=N&wait=S``     egress records after ``N``, waiting up to ``S`` s
@@ -23,7 +26,7 @@ from aiohttp import web
 
 from statefun_core.engine import Address
 
-from .runtime import LocalRuntime, UnknownFunctionError
+from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
 from .values import InvalidValueError, make_value
 
 __all__ = ["RUNTIME_KEY", "make_app"]
@@ -72,6 +75,18 @@ async def ingress(request: web.Request) -> web.Response:
     )
 
 
+async def record(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME_KEY]
+    ingress_id = f"{request.match_info['namespace']}/{request.match_info['name']}"
+    source = request.query.get("topic") or request.query.get("stream") or ""
+    key = request.query.get("key") or request.query.get("partition_key") or ""
+    try:
+        seqs = await runtime.send_record(ingress_id, source, key, await request.read())
+    except (UnknownIngressError, UnknownFunctionError) as error:
+        raise _bad_request(str(error)) from None
+    return web.json_response({"ingress": ingress_id, "messages": seqs}, status=202)
+
+
 async def status(request: web.Request) -> web.Response:
     return web.json_response(request.app[RUNTIME_KEY].status())
 
@@ -101,6 +116,7 @@ def make_app(runtime: LocalRuntime) -> web.Application:
     app = web.Application()
     app[RUNTIME_KEY] = runtime
     app.router.add_post("/ingress/{namespace}/{type}/{id:.+}", ingress)
+    app.router.add_post("/records/{namespace}/{name}", record)
     app.router.add_get("/api/status", status)
     app.router.add_get("/api/state/{namespace}/{type}/{id:.+}", state)
     app.router.add_get("/api/egress", egress)
