@@ -1,7 +1,8 @@
 """``kill -9`` the runtime process while counter messages flow; every count must stay exact.
 
 500 ingress messages each start a chain of 10 deliveries hopping across 100 counter
-addresses (every third hop through a delayed message), 5,000 deliveries in all. The runtime
+addresses (every third hop through a delayed message, some hops also scheduling and cancelling
+a decoy), 5,000 deliveries in all; 3% of the function's replies are 500s. The runtime
 runs as a real process (``python -m statefun_local run``) and is killed with SIGKILL several
 times mid-flow, then restarted; at the end each counter must equal what the chains imply: no
 message lost, no batch applied twice, every due timer fired.
@@ -21,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 from statefun_local.store import SqliteStore, connect
 
 from statefun_core import Context, IntType, Message, StatefulFunctions, ValueSpec, message_builder
@@ -40,8 +42,16 @@ def counter_functions() -> StatefulFunctions:
 
     @functions.bind(COUNTER, specs=[ValueSpec("count", IntType)])
     def counter(context: Context, message: Message) -> None:
-        context.storage.count = (context.storage.count or 0) + 1
+        count = (context.storage.count or 0) + 1
+        context.storage.count = count
         hops_left = message.as_int()
+        if hops_left % 4 == 1:
+            # scheduled, then cancelled in the same reply: were it ever delivered, the count
+            # would be one too high
+            token = f"decoy-{count}"
+            decoy = message_builder(COUNTER, context.address.id, int_value=0)
+            context.send_after(timedelta(milliseconds=20), decoy, cancellation_token=token)
+            context.cancel_delayed_message(token)
         if hops_left:
             next_id = str((int(context.address.id) + 1) % ADDRESSES)
             onward = message_builder(COUNTER, next_id, int_value=hops_left - 1)
@@ -109,7 +119,12 @@ def test_kill_9_loses_nothing_and_applies_nothing_twice(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         nonlocal killed_mid_flow
-        async with FunctionServer(counter_functions()) as server:
+        faults = random.Random(7)
+
+        def sometimes_500(n: int) -> web.Response | None:
+            return web.Response(status=500, text="injected") if faults.random() < 0.03 else None
+
+        async with FunctionServer(counter_functions(), fault=sometimes_500) as server:
             module = tmp_path / "module.yaml"
             module.write_text(module_yaml(server.url))
             waves = [starts[i::KILLS] for i in range(KILLS)]
