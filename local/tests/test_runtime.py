@@ -21,7 +21,7 @@ from statefun_core import (
     kafka_egress_message,
     message_builder,
 )
-from statefun_core.engine import Address
+from statefun_core.engine import Address, ManualClock
 
 from .conftest import run, serving
 
@@ -110,13 +110,17 @@ def test_state_expires_after_write(tmp_path: Path) -> None:
         counts.append(count)
 
     async def scenario() -> None:
-        async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+        clock = ManualClock(1_000_000)
+        async with serving(functions, tmp_path / "db.sqlite", clock=clock) as (_, runtime):
             target = Address("com.example/fn", "x")
             await runtime.send(target, string("1"))
             await runtime.wait_until_idle()
-            await runtime.send(target, string("2"))
+            clock.advance(200)
+            await runtime.send(target, string("2"))  # written again: 300 ms from here
             await runtime.wait_until_idle()
-            await asyncio.sleep(0.5)  # longer than the TTL
+            clock.advance(299)
+            assert runtime.inspect(target)["state"]["count"]["expired"] is False
+            clock.advance(1)
             assert runtime.inspect(target)["state"]["count"]["expired"] is True
             await runtime.send(target, string("3"))
             await runtime.wait_until_idle()
@@ -134,7 +138,7 @@ def test_delayed_message_delivered_and_cancelled_one_not(tmp_path: Path) -> None
         text = message.as_string()
         if text == "start":
             for word, token in (("kept", "t-kept"), ("cancelled", "t-cancelled")):
-                context.send_after(timedelta(milliseconds=200),
+                context.send_after(timedelta(seconds=1),
                                    message_builder("com.example/fn", "x", str_value=word),
                                    cancellation_token=token)
         elif text == "cancel":

@@ -87,7 +87,7 @@ def test_content_type_must_be_exact() -> None:
 
     reply, requests = asyncio.run(call_with(charset, ASYNC))
     assert isinstance(reply, str) and "Content-Type" in reply
-    assert requests > 3
+    assert requests >= 2  # retried, not given up at once
 
 
 def test_okhttp_transport_fails_at_once_on_a_client_error_but_retries_503() -> None:
