@@ -1,7 +1,8 @@
 """The Flask apps of the HTTP benchmark, for gunicorn: ``flask_app:make_app('statefun')``.
 
 ``statefun`` serves the user guide's greeter through statefun_flask; ``bare`` is the floor: a
-plain Flask view reading the body and answering fixed bytes (hex in ``BENCH_FIXED_REPLY``).
+plain Flask view reading the body and answering fixed bytes (hex in ``BENCH_FIXED_REPLY``);
+``handler`` is a plain view calling ``handle_sync``, to tell the core's cost from ours.
 """
 
 from __future__ import annotations
@@ -16,13 +17,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from greeter_functions import functions
 from statefun_flask import Statefun
 
-from statefun_core import CONTENT_TYPE
+from statefun_core import CONTENT_TYPE, RequestReplyHandler
 
 
 def make_app(kind: str) -> Flask:
     app = Flask(__name__)
     if kind == "statefun":
         Statefun(app, functions)
+        return app
+    if kind == "handler":
+        handler = RequestReplyHandler(functions)
+
+        @app.post("/statefun")
+        def by_hand() -> Response:
+            return Response(handler.handle_sync(request.get_data()), content_type=CONTENT_TYPE)
+
         return app
     fixed_reply = bytes.fromhex(os.environ["BENCH_FIXED_REPLY"])
 
