@@ -109,6 +109,7 @@ class LocalRuntime:
         self._parked: dict[Address, int] = {}  # consecutive failures per address
         self._started_at = 0.0
         self._lock: Optional[IO[bytes]] = None
+        self._counts: Optional[tuple[float, dict[str, int], dict[Address, int]]] = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -354,17 +355,29 @@ class LocalRuntime:
         recent = sum(count for second, count in self._throughput if now - window <= second < now)
         return recent / max(1, min(window, now - int(self._started_at)))
 
+    def _table_counts(self, max_age: float = 2.0) -> tuple[dict[str, int], dict[Address, int]]:
+        """Addresses with state per function type, and pending timers per address: whole-
+        table scans, so computed at most every ``max_age`` seconds for the polling page."""
+        now = time.monotonic()
+        if self._counts is None or now - self._counts[0] > max_age:
+            conn = self.store.conn
+            by_type = dict(conn.execute(
+                "SELECT target_type, COUNT(DISTINCT target_id) FROM state GROUP BY 1"
+            ).fetchall())
+            timers = {
+                Address(t, i): n for t, i, n in conn.execute(
+                    "SELECT target_type, target_id, COUNT(*) FROM timers GROUP BY 1, 2")
+            }
+            self._counts = (now, by_type, timers)
+        return self._counts[1], self._counts[2]
+
     def status(self, top: int = 20, egress: int = 10) -> dict[str, Any]:
         """What the web page shows: functions, busiest addresses, throughput, latest egress
         records and failures."""
         store = self.store
         depths = store.queue_depths()
         in_flight = set(store.in_flight_addresses())
-        timers = store.timers()
-        timers_by_address = collections.Counter(t.target for t in timers)
-        addresses_by_type = dict(store.conn.execute(
-            "SELECT target_type, COUNT(DISTINCT target_id) FROM state GROUP BY 1"
-        ).fetchall())
+        addresses_by_type, timers_by_address = self._table_counts()
         specs = store.all_specs()
         typenames = sorted(
             {e.functions for e in self.module.endpoints if not e.is_wildcard}
@@ -394,7 +407,7 @@ class LocalRuntime:
                 "delivered": self.delivered,
                 "queued": sum(depths.values()),
                 "in_flight": len(in_flight),
-                "timers": len(timers),
+                "timers": store.conn.execute("SELECT COUNT(*) FROM timers").fetchone()[0],
                 "egress": last_seq,
             },
             "functions": functions,
