@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import signal
@@ -125,7 +126,8 @@ async def _serve(runtime: LocalRuntime, host: str, port: int, modules: list[str]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C still works
+                loop.add_signal_handler(sig, stop.set)
         progress = asyncio.create_task(_report_progress(runtime))
         await stop.wait()
         progress.cancel()
