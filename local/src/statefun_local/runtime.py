@@ -249,6 +249,10 @@ class LocalRuntime:
         except CallFailedError as error:
             await self._park(batch, str(error))
             return
+        except Exception as error:  # a bug or a bad URL: still the address's visible failure
+            log.exception("%s: calling %s failed", address, endpoint.url_for(address.typename))
+            await self._park(batch, f"{type(error).__name__}: {error}")
+            return
         try:
             completion = self.engine.complete(batch, reply)
         except EngineError as error:
