@@ -18,16 +18,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Optional, Union
 
-from statefun_core.engine import Address, Batch, Completion, Engine, EngineError, TypedValue
+from statefun_core.engine import (
+    Address,
+    Batch,
+    Clock,
+    Completion,
+    Engine,
+    EngineError,
+    TypedValue,
+)
 
 from .inspection import address_view, egress_view
 from .module import KAFKA_INGRESS, Endpoint, Module
@@ -54,7 +62,7 @@ class UnknownIngressError(ValueError):
     """A record for an ingress, topic or stream the module does not define."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Failure:
     """A batch that could not be delivered or whose reply was rejected."""
 
@@ -64,8 +72,7 @@ class Failure:
     messages: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"time": self.time, "address": self.address, "error": self.error,
-                "messages": self.messages}
+        return dataclasses.asdict(self)
 
 
 class LocalRuntime:
@@ -83,7 +90,7 @@ class LocalRuntime:
         synchronous: str = "NORMAL",
         egress_jsonl: Union[str, Path, None] = None,
         failure_pause: float = 1.0,
-        clock: Optional[Any] = None,
+        clock: Optional[Clock] = None,
         module_name: str = "",
         transport: Optional[HttpTransport] = None,
     ) -> None:
@@ -92,7 +99,7 @@ class LocalRuntime:
         self.synchronous = synchronous
         self.egress_jsonl = Path(egress_jsonl) if egress_jsonl else None
         self.failure_pause = failure_pause
-        self.clock = clock or WallClock()
+        self.clock: Clock = clock or WallClock()
         self.module_name = module_name
         self.failures: collections.deque[Failure] = collections.deque(maxlen=100)
         self.delivered = 0
