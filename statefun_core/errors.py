@@ -63,8 +63,10 @@ class LimitExceededError(StatefunError, ValueError):
 
     status = 413
 
-    def __init__(self, limit: str, value: int, maximum: int) -> None:
-        super().__init__(f"{limit} is {value}, over the limit of {maximum} (Limits.{limit})")
+    def __init__(self, limit: str, value: int, maximum: int, what: str = "") -> None:
+        super().__init__(
+            f"{what or limit} is {value}, over the limit of {maximum} (Limits.{limit})"
+        )
         self.limit = limit
         self.value = value
         self.maximum = maximum

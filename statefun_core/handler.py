@@ -409,7 +409,9 @@ class RequestReplyHandler:
                 data = to_bytes(data, tpe.typename)
             written += len(data)
             if max_state is not None and len(data) > max_state:
-                raise LimitExceededError(f"state_value_bytes of {name!r}", len(data), max_state)
+                raise LimitExceededError(
+                    "state_value_bytes", len(data), max_state, f"state_value_bytes of {name!r}"
+                )
             mutation.mutation_type = _MODIFY
             value = mutation.state_value
             value.typename = tpe.typename

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from .errors import StatefunError
+from .errors import FunctionFailedError, LimitExceededError, StatefunError
 from .limits import DEFAULT_LIMITS
 
 __all__ = ["CONTENT_TYPE", "DEFAULT_MAX_REQUEST_BYTES", "error_response", "status_for"]
@@ -47,4 +47,9 @@ def error_response(error: BaseException) -> tuple[int, str]:
         logger.error("statefun request failed: %s", error, exc_info=error)
     else:
         logger.info("statefun request rejected (%d): %s", status, error)
-    return status, _REASONS.get(status, "Error")
+    text = _REASONS.get(status, "Error")
+    # A limit is configuration, not an internal: name it, so the operator knows what to raise.
+    limit = error.__cause__ if isinstance(error, FunctionFailedError) else error
+    if isinstance(limit, LimitExceededError):
+        text = f"{text}: {limit}"
+    return status, text
