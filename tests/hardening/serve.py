@@ -1,0 +1,134 @@
+"""Serve ``fuzz_target.FUNCTIONS`` with one integration on a real server, in this process.
+
+``python -m tests.hardening.serve FRAMEWORK PORT`` from the repository root. The handler's
+limits come from ``HARDENING_LIMITS`` (JSON of ``Limits`` fields; unset: ``fuzz_target.LIMITS``,
+``"default"``: the SDK's defaults), and the framework's own body limit is set to the same
+``request_bytes``. Flask and Django run under gunicorn (gthread workers), aiohttp and Tornado
+on their own servers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from statefun_core import Limits
+from statefun_core.http import DEFAULT_MAX_REQUEST_BYTES
+
+from .fuzz_target import LIMITS, make_handler
+
+FRAMEWORKS = ("aiohttp", "tornado", "flask", "django")
+PATH = "/statefun"
+
+
+def limits() -> Limits:
+    setting = os.environ.get("HARDENING_LIMITS")
+    if setting is None:
+        return LIMITS
+    if setting == "default":
+        return Limits()
+    return Limits(**json.loads(setting))
+
+
+LIMITS_IN_FORCE = limits()
+BODY_LIMIT = LIMITS_IN_FORCE.request_bytes or DEFAULT_MAX_REQUEST_BYTES
+HANDLER = make_handler(LIMITS_IN_FORCE)
+
+
+def serve_aiohttp(port: int) -> None:
+    from aiohttp import web
+    from statefun_aiohttp import setup
+
+    app = web.Application(client_max_size=BODY_LIMIT)
+    setup(app, HANDLER, path=PATH)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve_tornado(port: int) -> None:
+    import asyncio
+
+    from statefun_tornado import make_app
+
+    async def main() -> None:
+        make_app(HANDLER, PATH, max_body_size=BODY_LIMIT).listen(port, "127.0.0.1")
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def flask_app() -> Any:
+    from flask import Flask
+    from statefun_flask import Statefun
+
+    app = Flask("hardening")
+    app.config["MAX_CONTENT_LENGTH"] = BODY_LIMIT
+    Statefun(app, HANDLER)
+    return app
+
+
+def django_app() -> Any:
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="hardening",
+        ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+        INSTALLED_APPS=["statefun_django"],
+        MIDDLEWARE=[
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "statefun_django.middleware.statefun_middleware",
+        ],
+        ROOT_URLCONF="tests.hardening.django_urls",
+        STATEFUN={"FUNCTIONS": "tests.hardening.fuzz_target.FUNCTIONS", "ASYNC": False},
+        DATA_UPLOAD_MAX_MEMORY_SIZE=BODY_LIMIT,
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+    # statefun-django builds its handler with the default Limits and has no setting for them;
+    # serve ours so that the same limits apply behind every framework.
+    from statefun_django import views
+
+    views.get_handler = lambda: HANDLER
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
+def serve_wsgi(app: Any, port: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {
+                "bind": f"127.0.0.1:{port}", "workers": 1, "worker_class": "gthread",
+                "threads": 16, "loglevel": "warning", "accesslog": None,
+            }  # fmt: skip
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    Server().run()
+
+
+def main() -> None:
+    framework, port = sys.argv[1], int(sys.argv[2])
+    if framework == "aiohttp":
+        serve_aiohttp(port)
+    elif framework == "tornado":
+        serve_tornado(port)
+    elif framework == "flask":
+        serve_wsgi(flask_app(), port)
+    elif framework == "django":
+        serve_wsgi(django_app(), port)
+    else:
+        raise SystemExit(f"unknown framework {framework!r}; one of {FRAMEWORKS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Each of ``Limits`` has its documented default, can be set, and when exceeded ends in an
+error that names it: in the handler, and through each integration's real server (413 for the
+request-side limits, 500 for what a function produces), never in an out-of-memory."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from statefun_core import (
+    FunctionFailedError,
+    LimitExceededError,
+    Limits,
+    StringType,
+    error_response,
+)
+from statefun_core.limits import DEFAULT_LIMITS
+
+from .fuzz_target import DOC, DOCS, LIMITS, STATELESS, make_handler
+from .servers import Server, post, raw_request, running
+from .wire import counter_request, request
+
+MiB = 1024 * 1024
+FRAMEWORKS = ["aiohttp", "tornado", "flask", "django"]
+
+
+def sized_request(size: int) -> bytes:
+    """A valid request of exactly ``size`` bytes: one string message to the stateless function."""
+    text = "y" * size
+    while len(data := request(STATELESS, "1", {}, [(StringType, text)])) != size:
+        text = text[: len(text) - (len(data) - size)]
+    return data
+
+
+def over_request_bytes(limits: Limits) -> bytes:
+    assert limits.request_bytes is not None
+    return sized_request(limits.request_bytes + 1)
+
+
+def over_invocations(limits: Limits) -> bytes:
+    assert limits.invocations_per_batch is not None
+    return counter_request("1", 0, limits.invocations_per_batch + 1)
+
+
+def over_state_value(limits: Limits) -> bytes:
+    assert limits.state_value_bytes is not None
+    big = {"big": "y" * limits.state_value_bytes}
+    return request(DOCS, "1", {"doc": None}, [(DOC, big)])
+
+
+def over_outgoing(limits: Limits) -> bytes:
+    assert limits.outgoing_per_batch is not None
+    return counter_request("1", 0, limits.outgoing_per_batch + 1, value=5)  # an egress each
+
+
+# (limit, request builder, status through HTTP)
+CASES = [
+    ("request_bytes", over_request_bytes, 413),
+    ("invocations_per_batch", over_invocations, 413),
+    ("state_value_bytes", over_state_value, 500),
+    ("outgoing_per_batch", over_outgoing, 500),
+]
+
+
+def test_the_documented_defaults() -> None:
+    assert Limits() == DEFAULT_LIMITS
+    assert DEFAULT_LIMITS.request_bytes == 32 * MiB
+    assert DEFAULT_LIMITS.invocations_per_batch == 10_000
+    assert DEFAULT_LIMITS.state_value_bytes == 32 * MiB
+    assert DEFAULT_LIMITS.outgoing_per_batch == 10_000
+    assert make_handler(DEFAULT_LIMITS).limits == Limits()
+
+
+@pytest.mark.parametrize(("limit", "build", "status"), CASES)
+def test_each_limit_is_enforced_and_named(limit: str, build: object, status: int) -> None:
+    handler = make_handler(LIMITS)
+    data = build(LIMITS)  # type: ignore[operator]
+    for drive in (handler.handle_sync, lambda d: asyncio.run(handler.handle_async(d))):
+        with pytest.raises((LimitExceededError, FunctionFailedError)) as raised:
+            drive(data)
+        error = raised.value
+        exceeded = error.__cause__ if isinstance(error, FunctionFailedError) else error
+        assert isinstance(exceeded, LimitExceededError)
+        assert exceeded.limit == limit
+        assert f"(Limits.{limit})" in str(exceeded)
+        assert exceeded.value > exceeded.maximum == getattr(LIMITS, limit)
+        answer, text = error_response(error)
+        assert answer == status
+        assert f"Limits.{limit}" in text
+
+
+@pytest.mark.parametrize(("limit", "build", "status"), CASES)
+def test_a_limit_set_to_none_is_off(limit: str, build: object, status: int) -> None:
+    unlimited = Limits(**{**LIMITS.__dict__, limit: None})
+    reply = make_handler(unlimited).handle_sync(build(LIMITS))  # type: ignore[operator]
+    assert isinstance(reply, bytes)
+
+
+def test_at_the_limit_is_allowed() -> None:
+    handler = make_handler(LIMITS)
+    assert LIMITS.invocations_per_batch is not None
+    handler.handle_sync(counter_request("1", 0, LIMITS.invocations_per_batch))
+    handler.handle_sync(counter_request("1", 0, LIMITS.outgoing_per_batch or 0, value=5))
+    assert LIMITS.request_bytes is not None
+    handler.handle_sync(sized_request(LIMITS.request_bytes))
+
+
+def test_the_state_name_is_in_the_message_not_in_the_limit() -> None:
+    with pytest.raises(FunctionFailedError) as raised:
+        make_handler(LIMITS).handle_sync(over_state_value(LIMITS))
+    cause = raised.value.__cause__
+    assert isinstance(cause, LimitExceededError)
+    assert cause.limit == "state_value_bytes"
+    assert str(cause).startswith("state_value_bytes of 'doc' is ")
+
+
+# --- through each integration -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=FRAMEWORKS)
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    with running(request.param, LIMITS) as server:
+        yield server
+
+
+@pytest.mark.parametrize(("limit", "build", "status"), CASES)
+def test_each_limit_through_http(
+    server: Server, limit: str, build: object, status: int
+) -> None:
+    answer, body = post(server.port, build(LIMITS))  # type: ignore[operator]
+    assert answer == status
+    if limit != "request_bytes" or server.framework in ("aiohttp", "tornado"):
+        assert f"Limits.{limit}".encode() in body, body
+    else:  # Flask and Django refuse the body themselves: their own setting is the limit
+        assert b"Limits.request_bytes" in body, body
+    # and the server goes on
+    answer, _ = post(server.port, counter_request("2", 1, 1))
+    assert answer == 200
+
+
+def test_a_huge_declared_body_is_refused_without_reading_it(server: Server) -> None:
+    before = server.rss()
+    head = (
+        "POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Content-Length: {4 * 1024 * MiB}"
+    ).encode()
+    # aiohttp reads up to its client_max_size before it refuses; the others go by the header
+    status, _ = raw_request(server.port, head, b"\x00" * (2 * (LIMITS.request_bytes or 0)))
+    assert status == 413
+    assert server.rss() - before < 64 * MiB
+
+
+def test_a_long_chunked_body_is_cut_off(server: Server) -> None:
+    before = server.rss()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"%x\r\n%s\r\n" % (MiB, b"\x00" * MiB)
+        try:
+            for _ in range(64):  # 64 MiB, a thousand times the limit
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused mid-body
+        try:
+            sock.sendall(b"0\r\n\r\n")
+            response = sock.recv(4096)
+        except (BrokenPipeError, ConnectionResetError):
+            response = b""
+    if response:
+        assert response.split()[1] in (b"400", b"413"), response[:200]
+    assert server.rss() - before < 64 * MiB
+    answer, _ = post(server.port, counter_request("3", 1, 1))
+    assert answer == 200
+
+
+def test_the_default_request_limit_through_http() -> None:
+    """With no limits given, 32 MiB + 1 byte is refused by every integration."""
+    body = over_request_bytes(DEFAULT_LIMITS)
+    for framework in FRAMEWORKS:
+        with running(framework, default_limits=True) as server:
+            status, text = post(server.port, body)
+            assert status == 413, (framework, text)
+            assert b"Limits.request_bytes" in text
+            status, _ = post(server.port, counter_request("1", 1, 1))
+            assert status == 200
+
