@@ -196,6 +196,10 @@ def test_cli_reports_module_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "document 0" in err and "spec.urlPathTemplate: is required" in err
     assert main(["state", "a/b/c", "--db", str(tmp_path / "missing.db")]) == 2
     assert "no database" in capsys.readouterr().err
+    module.write_text("kind: io.statefun.endpoints.v2/http\n"
+                      "spec: {functions: a/b, urlPathTemplate: 'http://x/'}\n")
+    assert main(["run", str(module), "--db", str(tmp_path / "no/such/dir/db")]) == 2
+    assert "No such file or directory" in capsys.readouterr().err
 
 
 def test_kafka_records_are_routed_like_the_kafka_ingress(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import time
 import urllib.error
@@ -41,7 +42,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return int(args.command(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ModuleError, FileNotFoundError, ValueError, RuntimeError) as error:
+    except (ModuleError, OSError, ValueError, RuntimeError, sqlite3.Error) as error:
         print(f"statefun-local: {error}", file=sys.stderr)
         return 2
 
