@@ -105,7 +105,7 @@ def serve_wsgi(app: Any, port: int) -> None:
         def load_config(self) -> None:
             options = {
                 "bind": f"127.0.0.1:{port}", "workers": 1, "worker_class": "gthread",
-                "threads": 16, "loglevel": "warning", "accesslog": None,
+                "threads": 16, "loglevel": "warning", "accesslog": None, "graceful_timeout": 1,
             }  # fmt: skip
             for key, value in options.items():
                 self.cfg.set(key, value)
