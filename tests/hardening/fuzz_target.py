@@ -158,9 +158,7 @@ def make_functions() -> StatefulFunctions:
         ValueSpec("s", StringType), ValueSpec("b", BoolType), ValueSpec("l", LongType),
         ValueSpec("f", FloatType), ValueSpec("d", DoubleType),
     ])(_tracked(types))  # fmt: skip
-    bind(DOCS, specs=[ValueSpec("doc", DOC, expire_after_write=timedelta(hours=1))])(
-        _tracked(docs)
-    )
+    bind(DOCS, specs=[ValueSpec("doc", DOC, expire_after_write=timedelta(hours=1))])(_tracked(docs))
     bind(DELAYED, specs=[ValueSpec("pending", IntType, expire_after_call=timedelta(seconds=9))])(
         _tracked(delayed)
     )

@@ -45,8 +45,9 @@ class Server:
 
 
 @contextmanager
-def running(framework: str, limits: Optional[Limits] = None, default_limits: bool = False
-            ) -> Iterator[Server]:
+def running(
+    framework: str, limits: Optional[Limits] = None, default_limits: bool = False
+) -> Iterator[Server]:
     """The framework's server for the fuzz functions; ``limits`` for its handler."""
     env = dict(os.environ)
     env.pop("HARDENING_LIMITS", None)
@@ -58,7 +59,10 @@ def running(framework: str, limits: Optional[Limits] = None, default_limits: boo
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below); not a pipe: a full pipe would stall the server's logging
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.hardening.serve", framework, str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 30

@@ -29,9 +29,13 @@ PATHS = [
     "/statefun%ff", "/..%2f..%2fetc/passwd", "/statefun/" + "a" * 2000, "/metrics",
 ]  # fmt: skip
 HEADERS = [
-    "", "\r\nContent-Type: text/plain", "\r\nX-Odd: \u00e9",
-    "\r\nContent-Type: application/json; charset=utf-16", "\r\nTraceparent: 00-zz-zz-01",
-    "\r\nHost: evil.example", "\r\nCookie: csrftoken=abc",
+    "",
+    "\r\nContent-Type: text/plain",
+    "\r\nX-Odd: \u00e9",
+    "\r\nContent-Type: application/json; charset=utf-16",
+    "\r\nTraceparent: 00-zz-zz-01",
+    "\r\nHost: evil.example",
+    "\r\nCookie: csrftoken=abc",
 ]
 
 HANDLER = fuzz_target.make_handler()
@@ -102,7 +106,9 @@ def test_a_truncated_upload_does_not_wedge_the_server(server: Server) -> None:
 
     for _ in range(20):
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000"
-                         b"\r\n\r\n" + b"\x00" * 100)  # then hang up
+            sock.sendall(
+                b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000"
+                b"\r\n\r\n" + b"\x00" * 100
+            )  # then hang up
     status, _ = post(server.port, counter_request("8", count=1, invocations=1))
     assert status == 200

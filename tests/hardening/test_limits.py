@@ -127,9 +127,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 
 @pytest.mark.parametrize(("limit", "build", "status"), CASES)
-def test_each_limit_through_http(
-    server: Server, limit: str, build: object, status: int
-) -> None:
+def test_each_limit_through_http(server: Server, limit: str, build: object, status: int) -> None:
     answer, body = post(server.port, build(LIMITS))  # type: ignore[operator]
     assert answer == status
     if limit != "request_bytes" or server.framework in ("aiohttp", "tornado"):
@@ -188,4 +186,3 @@ def test_the_default_request_limit_through_http() -> None:
             assert b"Limits.request_bytes" in text
             status, _ = post(server.port, counter_request("1", 1, 1))
             assert status == 200
-
