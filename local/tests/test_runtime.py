@@ -339,3 +339,32 @@ def test_one_runtime_per_database(tmp_path: Path) -> None:
                 await second.start()
 
     run(scenario())
+
+
+def test_a_failed_batch_is_delivered_once_the_function_is_back(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+    received: list[str] = []
+    healthy = False
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        received.append(message.as_string())
+
+    def down_until_healthy(n: int) -> web.Response | None:
+        return None if healthy else web.Response(status=503, text="down")
+
+    async def scenario() -> None:
+        nonlocal healthy
+        async with serving(functions, tmp_path / "db.sqlite", fault=down_until_healthy,
+                           call="100ms", failure_pause=0.05) as (_, runtime):
+            target = Address("com.example/fn", "x")
+            await runtime.send(target, string("first"))
+            await runtime.send(target, string("second"))
+            while not runtime.failures:
+                await asyncio.sleep(0.01)
+            healthy = True
+            await runtime.wait_until_idle()
+            assert runtime.failures[0].address == "com.example/fn/x"
+        assert received == ["first", "second"]
+
+    run(scenario())
