@@ -7,6 +7,9 @@ Run by ``benchmarks/run.py`` as ``python -m core.worker IMPL [DESCRIPTORS]`` (fr
 
 Each stdin line is a JSON command ``{"op": ..., ...}``; each answer is one JSON line on the
 real stdout (anything the code under test prints goes to stderr).
+
+``python -m core.worker IMPL [DESCRIPTORS] --spin PAYLOAD HANDLER SECONDS`` instead handles
+one payload over and over for that long, for a sampling profiler (``py-spy record -- ...``).
 """
 
 from __future__ import annotations
@@ -168,13 +171,30 @@ class Worker:
         return {"equal": not differing, "differing": differing}
 
 
+def spin(worker: Worker, payload: str, handler: str, seconds: float) -> None:
+    from .payloads import build
+
+    worker.payloads = build()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        worker.op_time(payload, handler, 1000)
+
+
 def main() -> None:
-    impl = sys.argv[1]
-    descriptors = sys.argv[2] if len(sys.argv) > 2 else ""
+    arguments = sys.argv[1:]
+    spinning = arguments[arguments.index("--spin") + 1 :] if "--spin" in arguments else []
+    if spinning:
+        arguments = arguments[: arguments.index("--spin")]
+    impl = arguments[0]
+    descriptors = arguments[1] if len(arguments) > 1 else ""
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     sys.stdout = sys.stderr  # keep stray prints out of the answers
     handler, info = make_handler(impl, descriptors)
     worker = Worker(handler)
+    if spinning:
+        payload, handler_name, seconds = spinning
+        spin(worker, payload, handler_name, float(seconds))
+        return
     answers.write(json.dumps(info) + "\n")
     for line in sys.stdin:
         command = json.loads(line)
