@@ -3,6 +3,8 @@
     python benchmarks/run.py            # full run (a few minutes the first time: venvs)
     python benchmarks/run.py --quick    # a short run, to check that it works
     python benchmarks/run.py --profile d --payloads batch100
+    python benchmarks/run.py --instructions --impls cd     # callgrind counts, load-proof
+    python benchmarks/run.py --impls cd --candidate /tmp/try   # A/B a copy of statefun_core
 
 Standard library only: it makes one virtualenv per implementation under
 ``benchmarks/.venvs/``, runs one worker process in each (``core/worker.py``), hands every
