@@ -128,6 +128,8 @@ class LocalRuntime:
         await self.stop()
 
     async def start(self) -> None:
+        if self.egress_jsonl is not None:
+            self.egress_jsonl.open("a").close()  # a path we can not write fails here, not later
         self._lock = _lock_database(self.db)
         self._store = SqliteStore.open(self.db, self.synchronous, self.clock.now_ms)
         self._engine = Engine(self._store, self.clock, egress_ids=self.module.egresses.keys())
@@ -142,7 +144,6 @@ class LocalRuntime:
             log.info("resuming: %d batch(es) were in flight, sending them again", resumed)
         self._tasks = [asyncio.create_task(self._dispatch()), asyncio.create_task(self._timers())]
         if self.egress_jsonl is not None:
-            self.egress_jsonl.open("a").close()  # a path we can not write fails here, not later
             self._tasks.append(asyncio.create_task(self._sink_jsonl(self.egress_jsonl)))
         self._wake.set()
         self._timer_wake.set()
