@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Union
+from typing import Iterator, Mapping, Optional, Union
 
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import Headers
@@ -50,10 +50,12 @@ def make_blueprint(
         if request.method != "POST":
             return statefun_error(MethodNotAllowedError(f"{request.method} is not allowed"))
         try:
-            body = request.get_data(cache=False)
+            body = read_body(handler.limits.request_bytes)
         except RequestEntityTooLarge:
             limit = request.max_content_length or 0
             return statefun_error(RequestTooLargeError(request.content_length or 0, limit))
+        except RequestTooLargeError as error:
+            return statefun_error(error)
         try:
             reply = handler.handle_sync(body, headers=RequestHeaders(request.headers))
         except Exception as error:
@@ -64,6 +66,27 @@ def make_blueprint(
         "", "endpoint", endpoint, methods=_METHODS, provide_automatic_options=False
     )
     return blueprint
+
+
+def read_body(limit: Optional[int]) -> bytes:
+    """The request body. Without ``MAX_CONTENT_LENGTH`` Flask would read a body of any size
+    into memory, so the handler's ``Limits.request_bytes`` bounds what is read: a larger
+    declared length is refused unread, and a chunked body is read to one byte over the limit
+    (which the handler refuses)."""
+    if request.max_content_length is not None or limit is None:
+        return request.get_data(cache=False)
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RequestTooLargeError(declared, limit)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = request.stream.read(min(1 << 16, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class RequestHeaders(Mapping[str, str]):
