@@ -34,6 +34,8 @@ def limits() -> Limits:
 
 LIMITS_IN_FORCE = limits()
 BODY_LIMIT = LIMITS_IN_FORCE.request_bytes or DEFAULT_MAX_REQUEST_BYTES
+#: HARDENING_FRAMEWORK_LIMITS=0 leaves each framework's own body limit at its default.
+FRAMEWORK_LIMITS = os.environ.get("HARDENING_FRAMEWORK_LIMITS", "1") == "1"
 HANDLER = make_handler(LIMITS_IN_FORCE)
 
 
@@ -41,7 +43,7 @@ def serve_aiohttp(port: int) -> None:
     from aiohttp import web
     from statefun_aiohttp import setup
 
-    app = web.Application(client_max_size=BODY_LIMIT)
+    app = web.Application(client_max_size=BODY_LIMIT) if FRAMEWORK_LIMITS else web.Application()
     setup(app, HANDLER, path=PATH)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
@@ -52,7 +54,8 @@ def serve_tornado(port: int) -> None:
     from statefun_tornado import make_app
 
     async def main() -> None:
-        make_app(HANDLER, PATH, max_body_size=BODY_LIMIT).listen(port, "127.0.0.1")
+        options = {"max_body_size": BODY_LIMIT} if FRAMEWORK_LIMITS else {}
+        make_app(HANDLER, PATH, **options).listen(port, "127.0.0.1")
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -63,7 +66,8 @@ def flask_app() -> Any:
     from statefun_flask import Statefun
 
     app = Flask("hardening")
-    app.config["MAX_CONTENT_LENGTH"] = BODY_LIMIT
+    if FRAMEWORK_LIMITS:
+        app.config["MAX_CONTENT_LENGTH"] = BODY_LIMIT
     Statefun(app, HANDLER)
     return app
 
@@ -84,8 +88,8 @@ def django_app() -> Any:
         ],
         ROOT_URLCONF="tests.hardening.django_urls",
         STATEFUN={"FUNCTIONS": "tests.hardening.fuzz_target.FUNCTIONS", "ASYNC": False},
-        DATA_UPLOAD_MAX_MEMORY_SIZE=BODY_LIMIT,
         LOGGING_CONFIG=None,
+        **({"DATA_UPLOAD_MAX_MEMORY_SIZE": BODY_LIMIT} if FRAMEWORK_LIMITS else {}),
     )
     django.setup()
     # statefun-django builds its handler with the default Limits and has no setting for them;

@@ -46,11 +46,16 @@ class Server:
 
 @contextmanager
 def running(
-    framework: str, limits: Optional[Limits] = None, default_limits: bool = False
+    framework: str,
+    limits: Optional[Limits] = None,
+    default_limits: bool = False,
+    framework_limits: bool = True,
 ) -> Iterator[Server]:
-    """The framework's server for the fuzz functions; ``limits`` for its handler."""
+    """The framework's server for the fuzz functions; ``limits`` for its handler, and the
+    framework's own body limit set alike unless ``framework_limits`` is false."""
     env = dict(os.environ)
     env.pop("HARDENING_LIMITS", None)
+    env["HARDENING_FRAMEWORK_LIMITS"] = "1" if framework_limits else "0"
     if default_limits:
         env["HARDENING_LIMITS"] = "default"
     elif limits is not None:

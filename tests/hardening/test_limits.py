@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -186,3 +188,52 @@ def test_the_default_request_limit_through_http() -> None:
             assert b"Limits.request_bytes" in text
             status, _ = post(server.port, counter_request("1", 1, 1))
             assert status == 200
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_handler_limit_bounds_memory_without_a_framework_limit(
+    framework: str, chunked: bool
+) -> None:
+    """With the framework's body limit left at its default, a body far over
+    ``Limits.request_bytes`` is still refused without being held in memory."""
+    with running(framework, LIMITS, framework_limits=False) as server:
+        before = server.rss()
+        peak = before
+        sending = threading.Event()
+        sending.set()
+
+        def sample() -> None:  # the peak, while the body is being sent and handled
+            nonlocal peak
+            while sending.is_set():
+                peak = max(peak, server.rss())
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        size = 256 * MiB
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+            framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % size
+            sock.sendall(
+                b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                + framing
+                + b"\r\n\r\n"
+            )
+            block = b"%x\r\n%s\r\n" % (MiB, b"\x00" * MiB) if chunked else b"\x00" * MiB
+            try:
+                for _ in range(size // MiB):
+                    sock.sendall(block)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused mid-body
+            try:
+                response = sock.recv(4096)
+            except ConnectionResetError:
+                response = b""
+        sending.clear()
+        sampler.join()
+        growth = peak - before
+        assert growth < 64 * MiB, f"{framework} grew by {growth // MiB} MiB"
+        if response:  # Tornado refuses a chunked body over its own limit with 400
+            assert response.split()[1] in (b"400", b"413"), response[:200]
+        status, _ = post(server.port, counter_request("4", 1, 1))
+        assert status == 200
