@@ -7,8 +7,13 @@ anything else is a crash, written under ``-artifact_prefix``. Run from the repos
 
     python fuzz/fuzz_handler.py fuzz/work/corpus -runs=500000 -artifact_prefix=fuzz/crashes/
 
-``--export DIR`` (before the libFuzzer arguments) writes the request each corpus input
-generates to DIR, named by its hash: how fuzz/corpus/ is made from a minimized corpus.
+``--raw`` (before the libFuzzer arguments) feeds each input to the handler as it is: libFuzzer's
+byte-level mutations of real requests, seeded with fuzz/corpus/::
+
+    python fuzz/fuzz_handler.py --raw fuzz/work/raw fuzz/corpus -runs=200000
+
+``--export CORPUS DIR`` writes the request each (structured) corpus input generates to DIR,
+named by its hash: how fuzz/corpus/ is made from a minimized corpus (see fuzz/README.md).
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ def test_one_input(data: bytes) -> None:
     fuzz_target.check(HANDLER, request_for(data))
 
 
+def test_one_raw_input(data: bytes) -> None:
+    fuzz_target.check(HANDLER, data)
+
+
 def export(corpus: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for path in sorted(corpus.iterdir()):
@@ -48,7 +57,9 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--export":
         export(Path(sys.argv[2]), Path(sys.argv[3]))
         return
-    atheris.Setup(sys.argv, test_one_input)
+    raw = "--raw" in sys.argv
+    argv = [arg for arg in sys.argv if arg != "--raw"]
+    atheris.Setup(argv, test_one_raw_input if raw else test_one_input)
     atheris.Fuzz()
 
 
