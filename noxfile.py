@@ -320,3 +320,48 @@ def bench_local(session: nox.Session) -> None:
     """statefun-local throughput, latency and SQLite commit cost: see benchmarks/local/."""
     install_local(session)
     session.run("python", "benchmarks/local/bench.py", *session.posargs)
+
+
+# --- hardening ----------------------------------------------------------------------------
+
+HARDENING_PACKAGES = [
+    "-e", ".", "-e", "integrations/aiohttp", "-e", "integrations/tornado",
+    "-e", "integrations/flask", "-e", "integrations/django", "-e", "local",
+    "gunicorn", "psutil",
+]  # fmt: skip
+
+
+@nox.session(python=NEWEST, tags=["ci", "hardening"])
+def hardening(session: nox.Session) -> None:
+    """Fuzz regressions, HTTP fuzzing, limits, soak and the local runtime under kill -9, through
+    the real servers of every integration: see docs/security.md."""
+    session.install(*HARDENING_PACKAGES, *TEST_DEPS)
+    session.run("python", "-m", "pytest", "tests/hardening", *session.posargs)
+
+
+@nox.session(python="3.11")
+def fuzz(session: nox.Session) -> None:
+    """atheris over handle_sync/handle_async: 1,000,000 structured inputs, then 200,000 raw
+    ones seeded with fuzz/corpus (see fuzz/README.md); arguments go to libFuzzer."""
+    session.install("-e", ".", "atheris")
+    Path("fuzz/work/corpus").mkdir(parents=True, exist_ok=True)
+    Path("fuzz/work/raw").mkdir(parents=True, exist_ok=True)
+    crashes = "-artifact_prefix=fuzz/crashes/"
+    runs = session.posargs or ["-runs=1000000"]
+    session.run("python", "fuzz/fuzz_handler.py", "fuzz/work/corpus", "-max_len=2048", crashes,
+                "-print_final_stats=1", *runs)  # fmt: skip
+    runs = session.posargs or ["-runs=200000"]
+    session.run("python", "fuzz/fuzz_handler.py", "--raw", "fuzz/work/raw", "fuzz/corpus",
+                "-max_len=8192", crashes, "-print_final_stats=1", *runs)  # fmt: skip
+
+
+@nox.session(python=NEWEST)
+def soak(session: nox.Session) -> None:
+    """The long runs: each integration for 2 minutes, then the local runtime under faults with
+    3,000 ingress messages and 10 kills (benchmarks/soak/run.py; ``-- http --seconds 600``)."""
+    session.install(*HARDENING_PACKAGES)
+    if session.posargs:
+        session.run("python", "benchmarks/soak/run.py", *session.posargs)
+        return
+    session.run("python", "benchmarks/soak/run.py", "http")
+    session.run("python", "benchmarks/soak/run.py", "local")
