@@ -37,7 +37,7 @@ from .messages import EgressMessage, Message, encode
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
-from .storage import Cell
+from .storage import Cell, make_cell
 from .types import Type, TypeSerializer, to_bytes
 
 __all__ = ["RequestReplyHandler"]
@@ -103,35 +103,17 @@ class _Plan:
 class _Batch(InvocationContext):
     """One request in flight, and the context its function is called with.
 
-    Besides the context it keeps the plan, the state cells and the invocations to run.
+    Besides the context it keeps the plan, the state cells and the invocations to run. Made
+    field by field in ``_resolve`` (a class call with ``__init__`` costs several times more).
     """
 
     __slots__ = ("cells", "event", "invocations", "plan", "typename")
 
-    def __init__(
-        self,
-        plan: _Plan,
-        typename: str,
-        target: Any,
-        cells: dict[str, Cell],
-        invocations: Any,
-        event: Optional[BatchEvent],
-        max_outgoing: Optional[int],
-    ) -> None:
-        # InvocationContext.__init__, inlined: this runs once per request
-        self._target = target
-        self._address = None
-        self._storage = plan.make_storage(cells)
-        self._caller = None
-        self.messages = []
-        self.delayed = []
-        self.egress = []
-        self._max_outgoing = max_outgoing
-        self.plan = plan
-        self.typename = typename
-        self.cells = cells
-        self.invocations = invocations
-        self.event = event
+    plan: _Plan
+    typename: str
+    cells: dict[str, Cell]
+    invocations: Any
+    event: Optional[BatchEvent]
 
     def each_message(self, types: TypeRegistry) -> Iterator[Message]:
         """Yield a message per invocation, setting the caller for each."""
@@ -155,6 +137,9 @@ class _Batch(InvocationContext):
             message._typed_value = invocation.argument
             message._types = types
             yield message
+
+
+_new_batch = _Batch.__new__
 
 
 class RequestReplyHandler:
@@ -285,7 +270,9 @@ class RequestReplyHandler:
         if not target.id:
             raise MalformedRequestError(f"the request for {typename!r} has no target id")
 
-        received = {state.state_name: state for state in pb_batch.state}
+        received = {}
+        for state in pb_batch.state:
+            received[state.state_name] = state
         cells: dict[str, Cell] = {}
         absent: Optional[list[str]] = None
         for name, tpe, serializer, _ in plan.specs:
@@ -295,7 +282,7 @@ class RequestReplyHandler:
                     absent = []
                 absent.append(name)
             elif absent is None:
-                cells[name] = Cell(tpe, serializer, state.state_value)
+                cells[name] = make_cell(tpe, serializer, state.state_value)
 
         event: Optional[BatchEvent] = None
         if self._hooks(_BATCH_EVENTS):
@@ -317,7 +304,21 @@ class RequestReplyHandler:
                 self.plugins.hook.statefun_batch_finished(batch=event)
             return reply
 
-        return _Batch(plan, typename, target, cells, invocations, event, limits.outgoing_per_batch)
+        batch = _new_batch(_Batch)
+        batch._target = target
+        batch._address = None
+        batch._storage = plan.make_storage(cells)
+        batch._caller = None
+        batch._max_outgoing = limits.outgoing_per_batch
+        batch.messages = []
+        batch.delayed = []
+        batch.egress = []
+        batch.plan = plan
+        batch.typename = typename
+        batch.cells = cells
+        batch.invocations = invocations
+        batch.event = event
+        return batch
 
     def _invoke(self, batch: _Batch) -> None:
         """Run every invocation of a sync function's batch, in order."""
