@@ -188,7 +188,7 @@ class RequestReplyHandler:
         without an event loop; one that suspends is finished on an event loop kept per thread.
         """
         try:
-            batch = self._resolve(request_bytes, headers or _NO_HEADERS)
+            batch = self._resolve(request_bytes, _NO_HEADERS if headers is None else headers)
         except StatefunError as error:
             self._rejected(error, headers)
             raise
@@ -209,7 +209,7 @@ class RequestReplyHandler:
     ) -> bytes:
         """Handle one request on the running event loop."""
         try:
-            batch = self._resolve(request_bytes, headers or _NO_HEADERS)
+            batch = self._resolve(request_bytes, _NO_HEADERS if headers is None else headers)
         except StatefunError as error:
             self._rejected(error, headers)
             raise
@@ -235,7 +235,7 @@ class RequestReplyHandler:
         """A request failed before it had a batch (malformed, unknown function, too large)."""
         if self._hooks("statefun_request_failed"):
             self.plugins.hook.statefun_request_failed(
-                error=error, batch=None, headers=headers or _NO_HEADERS
+                error=error, batch=None, headers=_NO_HEADERS if headers is None else headers
             )
 
     def _resolve(self, data: RequestBytes, headers: Headers) -> Union[bytes, _Batch]:
@@ -443,7 +443,7 @@ class RequestReplyHandler:
             self.plugins.hook.statefun_batch_failed(batch=event, error=error)
         if self._hooks("statefun_request_failed"):
             self.plugins.hook.statefun_request_failed(
-                error=failure, batch=event, headers=headers or _NO_HEADERS
+                error=failure, batch=event, headers=_NO_HEADERS if headers is None else headers
             )
         return failure
 
