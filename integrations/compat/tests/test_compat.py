@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statefun
-import statefun_core
 from statefun import (
     IntType,
     RequestReplyHandler,
@@ -12,6 +11,8 @@ from statefun import (
     ValueSpec,
     message_builder,
 )
+
+import statefun_core
 
 
 def test_statefun_is_statefun_core() -> None:
