@@ -4,7 +4,7 @@
 limits come from ``HARDENING_LIMITS`` (JSON of ``Limits`` fields; unset: ``fuzz_target.LIMITS``,
 ``"default"``: the SDK's defaults), and the framework's own body limit is set to the same
 ``request_bytes``. Flask and Django run under gunicorn (gthread workers), aiohttp and Tornado
-on their own servers.
+on their own servers, Django's async view (``django-asgi``) under uvicorn.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from statefun_core import Limits
 from statefun_core.http import DEFAULT_MAX_REQUEST_BYTES
 
 from .fuzz_target import LIMITS, make_handler
+from .servers import FRAMEWORKS
 
-FRAMEWORKS = ("aiohttp", "tornado", "flask", "django")
 PATH = "/statefun"
 
 
@@ -72,7 +72,7 @@ def flask_app() -> Any:
     return app
 
 
-def django_app() -> Any:
+def django_app(asgi: bool = False) -> Any:
     import django
     from django.conf import settings
 
@@ -87,7 +87,7 @@ def django_app() -> Any:
             "statefun_django.middleware.statefun_middleware",
         ],
         ROOT_URLCONF="tests.hardening.django_urls",
-        STATEFUN={"FUNCTIONS": "tests.hardening.fuzz_target.FUNCTIONS", "ASYNC": False},
+        STATEFUN={"FUNCTIONS": "tests.hardening.fuzz_target.FUNCTIONS", "ASYNC": asgi},
         LOGGING_CONFIG=None,
         **({"DATA_UPLOAD_MAX_MEMORY_SIZE": BODY_LIMIT} if FRAMEWORK_LIMITS else {}),
     )
@@ -97,6 +97,10 @@ def django_app() -> Any:
     from statefun_django import views
 
     views.get_handler = lambda: HANDLER
+    if asgi:
+        from django.core.asgi import get_asgi_application
+
+        return get_asgi_application()
     from django.core.wsgi import get_wsgi_application
 
     return get_wsgi_application()
@@ -130,6 +134,11 @@ def main() -> None:
         serve_wsgi(flask_app(), port)
     elif framework == "django":
         serve_wsgi(django_app(), port)
+    elif framework == "django-asgi":
+        import uvicorn
+
+        uvicorn.run(django_app(asgi=True), host="127.0.0.1", port=port, log_level="warning",
+                    access_log=False, lifespan="off")  # fmt: skip
     else:
         raise SystemExit(f"unknown framework {framework!r}; one of {FRAMEWORKS}")
 

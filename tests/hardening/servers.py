@@ -17,6 +17,8 @@ from typing import Iterator, Optional
 from statefun_core import Limits
 
 ROOT = Path(__file__).resolve().parents[2]
+#: What tests.hardening.serve serves: each integration, Django both under WSGI and ASGI.
+FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "django-asgi")
 
 
 def free_port() -> int:
@@ -41,7 +43,11 @@ class Server:
     def rss(self) -> int:
         import psutil
 
-        return sum(psutil.Process(pid).memory_info().rss for pid in self.pids())
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(psutil.NoSuchProcess):  # a worker that has just exited
+                total += psutil.Process(pid).memory_info().rss
+        return total
 
 
 @contextmanager

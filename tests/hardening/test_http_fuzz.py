@@ -17,7 +17,7 @@ from statefun_core import protocol
 
 from . import fuzz_target
 from .fuzz_target import RandomSource, generate
-from .servers import Server, body_of, post, raw_request, running
+from .servers import FRAMEWORKS, Server, body_of, post, raw_request, running
 from .wire import counter_request
 
 REQUESTS = 250
@@ -41,7 +41,7 @@ HEADERS = [
 HANDLER = fuzz_target.make_handler()
 
 
-@pytest.fixture(scope="module", params=["aiohttp", "tornado", "flask", "django"])
+@pytest.fixture(scope="module", params=list(FRAMEWORKS))
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     with running(request.param) as server:
         yield server

@@ -8,14 +8,14 @@ import os
 
 import pytest
 
-from .servers import running
+from .servers import FRAMEWORKS, running
 from .soak import soak
 
 SECONDS = float(os.environ.get("HARDENING_SOAK_SECONDS", "8"))
 MiB = 1024 * 1024
 
 
-@pytest.mark.parametrize("framework", ["aiohttp", "tornado", "flask", "django"])
+@pytest.mark.parametrize("framework", list(FRAMEWORKS))
 def test_soak(framework: str) -> None:
     with running(framework) as server:
         result = asyncio.run(soak(server, SECONDS, addresses=300, connections=32))
