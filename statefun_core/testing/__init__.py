@@ -8,9 +8,11 @@ request-reply handler and the runtime engine, on a clock the test moves.
     harness.assert_state("example/greeter", "ann", seen_count=1)
 
 With pytest, the ``statefun_harness`` fixture makes one: ``statefun_harness(functions)``.
-See docs/testing.md.
+To talk to an endpoint directly, :mod:`statefun_core.testing.wire` builds ``ToFunction``
+requests and reads ``FromFunction`` replies. See docs/testing.md.
 """
 
+from . import wire
 from .harness import Harness, HarnessError
 from .records import (
     EgressOutput,
@@ -30,4 +32,5 @@ __all__ = [
     "PendingMessage",
     "SentMessage",
     "decode_egress",
+    "wire",
 ]

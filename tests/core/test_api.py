@@ -33,8 +33,7 @@ from statefun_core import (
     message_builder,
 )
 from statefun_core.storage import StorageSpec
-
-from .builders import request, typed
+from statefun_core.testing.wire import to_function, typed_value
 
 # everything `statefun` (apache-flink-statefun 3.3.0) exports
 OFFICIAL_NAMES = [
@@ -150,7 +149,7 @@ def test_setting_state_to_none_is_an_error() -> None:
     functions.register("ns/f", fn, [ValueSpec("a", IntType)])
     handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
     with pytest.raises(FunctionFailedError) as failure:
-        handler.handle_sync(request("ns/f", "1", [typed(IntType, 1)], {"a": None}))
+        handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)], {"a": None}))
     assert "use del" in str(failure.value.__cause__)
 
 

@@ -10,8 +10,7 @@ import asyncio
 from typing import Any
 
 from statefun_core import IntType, RequestReplyHandler, StringType, make_plugin_manager, protocol
-
-from .builders import mutations, request, result, typed
+from statefun_core.testing.wire import invocation_result, mutations, to_function, typed_value
 
 GREETER = """
 from statefun_core import *
@@ -181,20 +180,22 @@ def handler(namespace: dict[str, Any]) -> RequestReplyHandler:
 
 def test_defining_a_function() -> None:
     data = handler(run(GREETER)).handle_sync(
-        request("com.example.fns/greeter", "Ann", [typed(StringType, "Ann")], {"seen_count": None})
+        to_function(
+            "com.example.fns/greeter", "Ann", [typed_value(StringType, "Ann")], {"seen_count": None}
+        )
     )
-    (sent,) = result(data).outgoing_messages
+    (sent,) = invocation_result(data).outgoing_messages
     assert StringType.serializer().deserialize(sent.argument.value) == "Hello Ann for the 0th time!"
 
 
 def test_state_example_deletes_after_ten(capsys: Any) -> None:
     namespace = run(USER_TYPE, STATE)
     data = handler(namespace).handle_sync(
-        request(
+        to_function(
             "com.example.fns/greeter",
             "x",
-            [typed(StringType, "x")],
-            {"seen_count": typed(IntType, 10)},
+            [typed_value(StringType, "x")],
+            {"seen_count": typed_value(IntType, 10)},
         )
     )
     assert mutations(data) == {"seen_count": None}
@@ -203,14 +204,14 @@ def test_state_example_deletes_after_ten(capsys: Any) -> None:
 
 def test_delayed_message_example() -> None:
     data = handler(run(DELAYED)).handle_sync(
-        request(
+        to_function(
             "com.example.fns/delayed",
             "1",
-            [typed(StringType, "x")],
-            caller=("com.example.fns", "user", "u1"),
+            [typed_value(StringType, "x")],
+            caller=("com.example.fns/user", "u1"),
         )
     )
-    (delayed,) = result(data).delayed_invocations
+    (delayed,) = invocation_result(data).delayed_invocations
     assert (delayed.target.type, delayed.target.id, delayed.delay_in_ms) == (
         "user",
         "u1",
@@ -225,15 +226,18 @@ def test_kafka_and_kinesis_examples_with_the_user_type() -> None:
     ):
         namespace = run(USER_TYPE, snippet)
         user = namespace["User"]("Ann", "red")
-        argument = typed(namespace["UserType"], user)
+        argument = typed_value(namespace["UserType"], user)
         data = asyncio.run(
             handler(namespace).handle_async(
-                request(
-                    "com.example.fns/greeter", "Ann", [argument], {"seen_count": typed(IntType, 2)}
+                to_function(
+                    "com.example.fns/greeter",
+                    "Ann",
+                    [argument],
+                    {"seen_count": typed_value(IntType, 2)},
                 )
             )
         )
-        (egress,) = result(data).outgoing_egresses
+        (egress,) = invocation_result(data).outgoing_egresses
         record = record_type.FromString(egress.argument.value)
         assert record.value_bytes == b"Hello Ann for the 2th time!"
 
@@ -241,6 +245,8 @@ def test_kafka_and_kinesis_examples_with_the_user_type() -> None:
 def test_serving_example_builds_a_handler() -> None:
     namespace = run(SERVING)
     data = namespace["handler"].handle_sync(
-        request("com.example.fns/greeter", "a", [typed(StringType, "a")], {"seen_count": None})
+        to_function(
+            "com.example.fns/greeter", "a", [typed_value(StringType, "a")], {"seen_count": None}
+        )
     )
-    assert result(data).ListFields() == []
+    assert invocation_result(data).ListFields() == []

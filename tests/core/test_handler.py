@@ -29,8 +29,13 @@ from statefun_core import (
     message_builder,
     protocol,
 )
-
-from .builders import mutations, reply, request, result, typed
+from statefun_core.testing.wire import (
+    from_function,
+    invocation_result,
+    mutations,
+    to_function,
+    typed_value,
+)
 
 Serve = Callable[[StatefulFunctions], Callable[[bytes], bytes]]
 GREETER = "com.example.fns/greeter"
@@ -57,9 +62,14 @@ def greeter_functions() -> StatefulFunctions:
 
 def test_greeter(serve: Serve) -> None:
     data = serve(greeter_functions())(
-        request(GREETER, "bob", [typed(StringType, "bob")], state={"seen_count": typed(IntType, 4)})
+        to_function(
+            GREETER,
+            "bob",
+            [typed_value(StringType, "bob")],
+            state={"seen_count": typed_value(IntType, 4)},
+        )
     )
-    out = result(data)
+    out = invocation_result(data)
     assert [(m.target.namespace, m.target.type, m.target.id) for m in out.outgoing_messages] == [
         ("com.example.fns", "inbox", "bob")
     ]
@@ -83,13 +93,13 @@ def test_state_discovery_reports_each_expiration_mode(
     functions = StatefulFunctions()
     calls = []
     functions.register("ns/f", lambda ctx, msg: calls.append(msg), specs=[spec])
-    from_function = reply(serve(functions)(request("ns/f", "1", [typed(IntType, 1)])))
-    (missing,) = from_function.incomplete_invocation_context.missing_values
+    reply = from_function(serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)])))
+    (missing,) = reply.incomplete_invocation_context.missing_values
     assert missing.state_name == "v"
     assert missing.type_typename == "io.statefun.types/int"
     assert missing.expiration_spec.mode == mode
     assert missing.expiration_spec.expire_after_millis == millis
-    assert not from_function.HasField("invocation_result")
+    assert not reply.HasField("invocation_result")
     assert calls == [], "an incomplete batch runs no function"
 
 
@@ -97,8 +107,8 @@ def test_discovery_lists_all_missing_specs_in_declaration_order(serve: Serve) ->
     functions = StatefulFunctions()
     specs = [ValueSpec("a", IntType), ValueSpec("b", StringType), ValueSpec("c", IntType)]
     functions.register("ns/f", lambda ctx, msg: None, specs=specs)
-    data = serve(functions)(request("ns/f", "1", [typed(IntType, 1)], state={"b": None}))
-    names = [m.state_name for m in reply(data).incomplete_invocation_context.missing_values]
+    data = serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)], state={"b": None}))
+    names = [m.state_name for m in from_function(data).incomplete_invocation_context.missing_values]
     assert names == ["a", "c"]
 
 
@@ -112,11 +122,11 @@ def test_state_without_value_is_none_and_unknown_state_names_are_ignored(serve: 
     functions.register("ns/f", fn, specs=[ValueSpec("a", IntType), ValueSpec("b", IntType)])
     no_value = protocol.TypedValue(typename="io.statefun.types/int", has_value=False)
     data = serve(functions)(
-        request(
+        to_function(
             "ns/f",
             "1",
-            [typed(IntType, 1)],
-            state={"a": None, "b": no_value, "leftover": typed(StringType, "old")},
+            [typed_value(IntType, 1)],
+            state={"a": None, "b": no_value, "leftover": typed_value(StringType, "old")},
         )
     )
     assert seen == [(None, None)]
@@ -130,7 +140,7 @@ def test_empty_but_present_value_is_the_default(serve: Serve) -> None:
         "ns/f", lambda ctx, msg: seen.append(ctx.storage.a), [ValueSpec("a", IntType)]
     )
     zero = protocol.TypedValue(typename="io.statefun.types/int", has_value=True, value=b"")
-    serve(functions)(request("ns/f", "1", [typed(IntType, 1)], state={"a": zero}))
+    serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)], state={"a": zero}))
     assert seen == [0]
 
 
@@ -143,9 +153,11 @@ def test_a_batch_runs_in_order_against_one_storage_and_replies_once(serve: Serve
 
     functions.register("ns/count", count, specs=[ValueSpec("total", IntType)])
     data = serve(functions)(
-        request("ns/count", "7", [typed(IntType, i) for i in range(1, 101)], state={"total": None})
+        to_function(
+            "ns/count", "7", [typed_value(IntType, i) for i in range(1, 101)], state={"total": None}
+        )
     )
-    out = result(data)
+    out = invocation_result(data)
     running = [IntType.serializer().deserialize(m.argument.value) for m in out.outgoing_messages]
     assert running == [sum(range(1, i + 1)) for i in range(1, 101)]
     assert len(out.state_mutations) == 1, "one mutation per changed state"
@@ -157,9 +169,9 @@ def test_caller_is_present_for_function_messages_and_absent_for_ingress(serve: S
     callers = []
     functions.register("ns/f", lambda ctx, msg: callers.append(ctx.caller))
     handle = serve(functions)
-    handle(request("ns/f", "1", [typed(IntType, 1)], caller=("ns", "g", "42")))
-    handle(request("ns/f", "1", [typed(IntType, 1)]))
-    handle(request("ns/f", "1", [typed(IntType, 1)], caller=("", "", "")))
+    handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("ns/g", "42")))
+    handle(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("/", "")))
     assert callers[0].typename == "ns/g"
     assert (callers[0].namespace, callers[0].name, callers[0].id) == ("ns", "g", "42")
     assert callers[1:] == [None, None]
@@ -173,7 +185,7 @@ def test_address_and_message_target_are_the_invoked_function(serve: Serve) -> No
         seen.append((ctx.address.typename, ctx.address.id, msg.target_typename, msg.target_id))
 
     functions.register("com.example.fns/user", fn)
-    serve(functions)(request("com.example.fns/user", "Zoë", [typed(StringType, "x")]))
+    serve(functions)(to_function("com.example.fns/user", "Zoë", [typed_value(StringType, "x")]))
     assert seen == [("com.example.fns/user", "Zoë", "com.example.fns/user", "Zoë")]
 
 
@@ -187,8 +199,8 @@ def test_delayed_messages_and_cancellations_keep_their_order(serve: Serve) -> No
         ctx.cancel_delayed_message("tok")
 
     functions.register("ns/f", fn)
-    delayed = result(
-        serve(functions)(request("ns/f", "1", [typed(IntType, 1)]))
+    delayed = invocation_result(
+        serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)]))
     ).delayed_invocations
     assert [(d.is_cancellation_request, d.cancellation_token, d.delay_in_ms) for d in delayed] == [
         (False, "", 1500),
@@ -212,7 +224,9 @@ def test_egress_records(serve: Serve) -> None:
         )
 
     functions.register("ns/f", fn)
-    egresses = result(serve(functions)(request("ns/f", "1", [typed(IntType, 1)]))).outgoing_egresses
+    egresses = invocation_result(
+        serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    ).outgoing_egresses
     assert [(e.egress_namespace, e.egress_type) for e in egresses] == [
         ("com.example", "greets"),
         ("com.example", "nums"),
@@ -245,13 +259,13 @@ def test_delete_and_custom_types(serve: Serve) -> None:
 
     functions.register("ns/f", fn, [ValueSpec("profile", doc), ValueSpec("name", StringType)])
     data = serve(functions)(
-        request(
+        to_function(
             "ns/f",
             "1",
-            [typed(IntType, 1)],
+            [typed_value(IntType, 1)],
             state={
-                "profile": typed(doc, {"visits": 1, "név": "ü"}),
-                "name": typed(StringType, "x"),
+                "profile": typed_value(doc, {"visits": 1, "név": "ü"}),
+                "name": typed_value(StringType, "x"),
             },
         )
     )
@@ -266,7 +280,9 @@ def test_reading_state_of_another_type_fails_the_batch(serve: Serve) -> None:
     functions.register("ns/f", lambda ctx, msg: ctx.storage.a, [ValueSpec("a", IntType)])
     with pytest.raises(FunctionFailedError) as failure:
         serve(functions)(
-            request("ns/f", "1", [typed(IntType, 1)], state={"a": typed(StringType, "x")})
+            to_function(
+                "ns/f", "1", [typed_value(IntType, 1)], state={"a": typed_value(StringType, "x")}
+            )
         )
     assert isinstance(failure.value.__cause__, TypeError)
     assert "io.statefun.types/string" in str(failure.value.__cause__)
@@ -283,7 +299,11 @@ def test_a_raising_function_fails_the_whole_batch(serve: Serve) -> None:
 
     functions.register("ns/f", fn, [ValueSpec("a", IntType)])
     with pytest.raises(FunctionFailedError) as failure:
-        serve(functions)(request("ns/f", "9", [typed(IntType, 1), typed(IntType, 2)], {"a": None}))
+        serve(functions)(
+            to_function(
+                "ns/f", "9", [typed_value(IntType, 1), typed_value(IntType, 2)], {"a": None}
+            )
+        )
     assert failure.value.status == 500
     assert (failure.value.typename, failure.value.id) == ("ns/f", "9")
     assert str(failure.value.__cause__) == "boom"
@@ -298,7 +318,9 @@ def test_malformed_requests(serve: Serve, body: bytes) -> None:
 
 def test_unknown_function(serve: Serve) -> None:
     with pytest.raises(FunctionNotFoundError) as error:
-        serve(greeter_functions())(request("com.example.fns/nobody", "1", [typed(IntType, 1)]))
+        serve(greeter_functions())(
+            to_function("com.example.fns/nobody", "1", [typed_value(IntType, 1)])
+        )
     assert error.value.status == 404
     assert "com.example.fns/nobody" in str(error.value)
 
@@ -310,7 +332,7 @@ def test_request_size_limit() -> None:
         limits=Limits(request_bytes=10),
     )
     with pytest.raises(RequestTooLargeError) as error:
-        handler.handle_sync(request(GREETER, "bob", [typed(StringType, "bob" * 10)]))
+        handler.handle_sync(to_function(GREETER, "bob", [typed_value(StringType, "bob" * 10)]))
     assert error.value.status == 413
 
 
@@ -322,8 +344,8 @@ def test_functions_registered_after_the_handler_is_built_are_served() -> None:
     )
     assert (
         len(
-            result(
-                handler.handle_sync(request("ns/late", "1", [typed(IntType, 1)]))
+            invocation_result(
+                handler.handle_sync(to_function("ns/late", "1", [typed_value(IntType, 1)]))
             ).outgoing_messages
         )
         == 1
@@ -350,7 +372,9 @@ def test_handle_sync_runs_async_functions_that_really_suspend() -> None:
         sleeper_functions(), plugins=make_plugin_manager(load_entrypoints=False)
     )
     data = handler.handle_sync(
-        request("ns/sleeper", "1", [typed(IntType, 2), typed(IntType, 3)], {"n": None})
+        to_function(
+            "ns/sleeper", "1", [typed_value(IntType, 2), typed_value(IntType, 3)], {"n": None}
+        )
     )
     assert IntType.serializer().deserialize(mutations(data)["n"].value) == 5
 
@@ -362,7 +386,9 @@ def test_handle_sync_works_from_many_threads() -> None:
     results: dict[int, int] = {}
 
     def work(i: int) -> None:
-        data = handler.handle_sync(request("ns/sleeper", str(i), [typed(IntType, i)], {"n": None}))
+        data = handler.handle_sync(
+            to_function("ns/sleeper", str(i), [typed_value(IntType, i)], {"n": None})
+        )
         results[i] = IntType.serializer().deserialize(mutations(data)["n"].value)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(20)]
@@ -380,7 +406,7 @@ def test_handle_sync_with_an_async_function_inside_a_running_loop_is_a_clear_err
 
     async def main() -> None:
         handler.handle_sync(
-            request(GREETER, "bob", [typed(StringType, "bob")], {"seen_count": None})
+            to_function(GREETER, "bob", [typed_value(StringType, "bob")], {"seen_count": None})
         )
 
     with pytest.raises(FunctionFailedError) as failure:
@@ -394,9 +420,9 @@ def test_handle_sync_runs_sync_functions_inside_a_running_loop() -> None:
     handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
 
     async def main() -> bytes:
-        return handler.handle_sync(request("ns/f", "1", [typed(IntType, 1)]))
+        return handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)]))
 
-    assert len(result(asyncio.run(main())).outgoing_messages) == 1
+    assert len(invocation_result(asyncio.run(main())).outgoing_messages) == 1
 
 
 def test_blocking_functions_run_in_the_executor_under_handle_async() -> None:
@@ -414,8 +440,8 @@ def test_blocking_functions_run_in_the_executor_under_handle_async() -> None:
     handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
 
     async def main() -> None:
-        await handler.handle_async(request("ns/blocking", "1", [typed(IntType, 1)]))
-        await handler.handle_async(request("ns/inline", "1", [typed(IntType, 1)]))
+        await handler.handle_async(to_function("ns/blocking", "1", [typed_value(IntType, 1)]))
+        await handler.handle_async(to_function("ns/inline", "1", [typed_value(IntType, 1)]))
 
     asyncio.run(main())
     assert threads[0] is not threading.main_thread()
@@ -442,12 +468,12 @@ def test_default_limits_are_documented_values() -> None:
 
 def test_too_many_invocations_is_a_413_naming_the_limit() -> None:
     handler = limited(greeter_functions(), invocations_per_batch=3)
-    body = request(GREETER, "a", [typed(StringType, "a")] * 4, {"seen_count": None})
+    body = to_function(GREETER, "a", [typed_value(StringType, "a")] * 4, {"seen_count": None})
     with pytest.raises(LimitExceededError, match="invocations_per_batch") as error:
         handler.handle_sync(body)
     assert error.value.status == 413
-    request3 = request(GREETER, "a", [typed(StringType, "a")] * 3, {"seen_count": None})
-    assert len(result(handler.handle_sync(request3)).outgoing_messages) == 3
+    request3 = to_function(GREETER, "a", [typed_value(StringType, "a")] * 3, {"seen_count": None})
+    assert len(invocation_result(handler.handle_sync(request3)).outgoing_messages) == 3
 
 
 def test_a_function_sending_without_end_fails_its_batch_at_the_limit() -> None:
@@ -460,7 +486,7 @@ def test_a_function_sending_without_end_fails_its_batch_at_the_limit() -> None:
     functions.register("ns/flood", flood)
     with pytest.raises(FunctionFailedError) as failure:
         limited(functions, outgoing_per_batch=50).handle_sync(
-            request("ns/flood", "1", [typed(IntType, 1)])
+            to_function("ns/flood", "1", [typed_value(IntType, 1)])
         )
     assert isinstance(failure.value.__cause__, LimitExceededError)
     assert failure.value.__cause__.limit == "outgoing_per_batch"
@@ -475,7 +501,7 @@ def test_a_state_value_over_the_limit_fails_the_batch() -> None:
     functions.register("ns/grow", grow, [ValueSpec("blob", StringType)])
     with pytest.raises(FunctionFailedError) as failure:
         limited(functions, state_value_bytes=64).handle_sync(
-            request("ns/grow", "1", [typed(IntType, 1)], {"blob": None})
+            to_function("ns/grow", "1", [typed_value(IntType, 1)], {"blob": None})
         )
     assert isinstance(failure.value.__cause__, LimitExceededError)
     assert "state_value_bytes of 'blob'" in str(failure.value.__cause__)

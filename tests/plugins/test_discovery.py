@@ -21,8 +21,8 @@ from statefun_core import (
     make_plugin_manager,
 )
 from statefun_core.errors import PluginError
+from statefun_core.testing.wire import mutations, to_function, typed_value
 
-from ..core.builders import mutations, request, typed
 from .recorder import Recorder
 
 EXAMPLE = "slow-batches"
@@ -50,7 +50,7 @@ def test_a_handler_loads_installed_plugins_by_default() -> None:
         context.storage.balance = Decimal("1.50")
 
     data = RequestReplyHandler(functions).handle_sync(
-        request("bank/account", "a", [typed(DECIMAL, Decimal(1))], {"balance": None})
+        to_function("bank/account", "a", [typed_value(DECIMAL, Decimal(1))], {"balance": None})
     )
     assert mutations(data)["balance"].value == b"1.50"
 

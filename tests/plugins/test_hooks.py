@@ -37,8 +37,14 @@ from statefun_core.errors import (
     UnknownTypeError,
 )
 from statefun_core.plugins import hookimpl, make_plugin_manager
+from statefun_core.testing.wire import (
+    from_function,
+    invocation_result,
+    mutations,
+    to_function,
+    typed_value,
+)
 
-from ..core.builders import mutations, reply, request, result, typed
 from .recorder import Recorder
 
 KINDS = ("sync", "async", "blocking")
@@ -85,11 +91,11 @@ def call(
 
 
 def names(*words: str) -> list[Any]:
-    return [typed(StringType, word) for word in words]
+    return [typed_value(StringType, word) for word in words]
 
 
-SEEN_3 = {"seen": typed(IntType, 3)}
-CALLER = ("test", "caller", "c-1")
+SEEN_3 = {"seen": typed_value(IntType, 3)}
+CALLER = ("test/caller", "c-1")
 
 
 @pytest.fixture(params=DRIVERS)
@@ -114,7 +120,7 @@ def test_hooks_run_in_order_for_every_driver_and_kind_of_function(
     recorder: Recorder, driver: str, kind: str
 ) -> None:
     handler = make_handler(recorder)
-    call(handler, driver, request(f"test/{kind}", "a", names("x", "y"), SEEN_3), None)
+    call(handler, driver, to_function(f"test/{kind}", "a", names("x", "y"), SEEN_3), None)
     assert recorder.names() == [
         "batch_started",
         "invocation_started",
@@ -131,7 +137,9 @@ def test_a_failing_batch_stops_at_the_failure_and_ends_in_batch_failed_then_requ
 ) -> None:
     handler = make_handler(recorder)
     with pytest.raises(FunctionFailedError):
-        call(handler, driver, request(f"test/{kind}", "a", names("x", "boom", "z"), SEEN_3), None)
+        call(
+            handler, driver, to_function(f"test/{kind}", "a", names("x", "boom", "z"), SEEN_3), None
+        )
     assert recorder.names() == [
         "batch_started",
         "invocation_started",
@@ -173,10 +181,15 @@ def test_hook_statefun_register_types() -> None:
         functions, plugins=make_plugin_manager([MoneyTypes()], load_entrypoints=False)
     )
     reply_bytes = handler.handle_sync(
-        request("test/wallet", "w", [typed(MONEY, Money(250))], {"balance": typed(MONEY, Money(5))})
+        to_function(
+            "test/wallet",
+            "w",
+            [typed_value(MONEY, Money(250))],
+            {"balance": typed_value(MONEY, Money(5))},
+        )
     )
     assert mutations(reply_bytes)["balance"].value == b"255"
-    (sent,) = result(reply_bytes).outgoing_messages
+    (sent,) = invocation_result(reply_bytes).outgoing_messages
     assert (sent.argument.typename, sent.argument.value) == ("test.types/money", b"250")
 
     class Impostor:
@@ -217,10 +230,10 @@ def test_hook_statefun_type_for_class() -> None:
     handler = RequestReplyHandler(functions, plugins=manager)
     for _ in range(2):
         data = handler.handle_sync(
-            request("test/wallet", "w", [typed(MONEY, Money(7))], {"balance": None})
+            to_function("test/wallet", "w", [typed_value(MONEY, Money(7))], {"balance": None})
         )
         assert mutations(data)["balance"].value == b"7"
-        assert result(data).outgoing_messages[0].argument.typename == "test.types/money"
+        assert invocation_result(data).outgoing_messages[0].argument.typename == "test.types/money"
     assert asked == [Money]  # asked once per class, then cached
 
     class Unknown:
@@ -228,12 +241,16 @@ def test_hook_statefun_type_for_class() -> None:
 
     functions.register("test/unknown", wallet, [ValueSpec("x", type=Unknown)])
     with pytest.raises(UnknownTypeError, match="no StateFun type is known for"):
-        handler.handle_sync(request("test/unknown", "w", [typed(MONEY, Money(7))], {"x": None}))
+        handler.handle_sync(
+            to_function("test/unknown", "w", [typed_value(MONEY, Money(7))], {"x": None})
+        )
 
 
 def test_hook_statefun_batch_started(recorder: Recorder, driver: str) -> None:
     headers = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
-    call(make_handler(recorder), driver, request("test/sync", "a-1", names("x"), SEEN_3), headers)
+    call(
+        make_handler(recorder), driver, to_function("test/sync", "a-1", names("x"), SEEN_3), headers
+    )
     (started,) = recorder.fields("batch_started")
     assert started["function_type"] == "test/sync"
     assert started["function_id"] == "a-1"
@@ -248,7 +265,7 @@ def test_hook_statefun_invocation_started(recorder: Recorder, driver: str, kind:
     call(
         make_handler(recorder),
         driver,
-        request(f"test/{kind}", "a", names("x", "y"), SEEN_3, caller=CALLER),
+        to_function(f"test/{kind}", "a", names("x", "y"), SEEN_3, caller=CALLER),
         None,
     )
     first, second = recorder.fields("invocation_started")
@@ -266,7 +283,7 @@ def test_hook_statefun_invocation_started(recorder: Recorder, driver: str, kind:
 
 def test_hook_statefun_invocation_finished(recorder: Recorder, driver: str, kind: str) -> None:
     handler = make_handler(recorder)
-    call(handler, driver, request(f"test/{kind}", "a", names("x", "y"), SEEN_3), None)
+    call(handler, driver, to_function(f"test/{kind}", "a", names("x", "y"), SEEN_3), None)
     finished = recorder.fields("invocation_finished")
     assert [(f["index"], f["error"], f["scratch"]) for f in finished] == [
         (0, None, "from invocation_started #0"),
@@ -275,7 +292,7 @@ def test_hook_statefun_invocation_finished(recorder: Recorder, driver: str, kind
 
     recorder.calls.clear()
     with pytest.raises(FunctionFailedError):
-        call(handler, driver, request(f"test/{kind}", "a", names("boom"), SEEN_3), None)
+        call(handler, driver, to_function(f"test/{kind}", "a", names("boom"), SEEN_3), None)
     (failed,) = recorder.fields("invocation_finished")
     assert isinstance(failed["error"], ValueError)
     assert str(failed["error"]) == "boom for a"
@@ -283,11 +300,11 @@ def test_hook_statefun_invocation_finished(recorder: Recorder, driver: str, kind
 
 def test_hook_statefun_batch_finished(recorder: Recorder, driver: str, kind: str) -> None:
     handler = make_handler(recorder)
-    call(handler, driver, request(f"test/{kind}", "a", names("x", "later", "y"), SEEN_3), None)
+    call(handler, driver, to_function(f"test/{kind}", "a", names("x", "later", "y"), SEEN_3), None)
     (finished,) = recorder.fields("batch_finished")
     assert finished["outcome"] == "ok"
     assert finished["batch_size"] == 3
-    assert finished["state_bytes_read"] == len(typed(IntType, 3).value) == 5
+    assert finished["state_bytes_read"] == len(typed_value(IntType, 3).value) == 5
     assert finished["state_bytes_written"] == 5  # seen = 6
     assert finished["messages"] == 3
     assert finished["delayed_messages"] == 1  # the cancellation is not a message
@@ -298,8 +315,8 @@ def test_hook_statefun_batch_finished(recorder: Recorder, driver: str, kind: str
 
 
 def test_hook_statefun_batch_finished_for_missing_state(recorder: Recorder, driver: str) -> None:
-    data = call(make_handler(recorder), driver, request("test/sync", "a", names("x")), None)
-    assert reply(data).HasField("incomplete_invocation_context")
+    data = call(make_handler(recorder), driver, to_function("test/sync", "a", names("x")), None)
+    assert from_function(data).HasField("incomplete_invocation_context")
     assert recorder.names() == ["batch_started", "batch_finished"]  # no invocation ran
     (finished,) = recorder.fields("batch_finished")
     assert finished["outcome"] == "missing_state"
@@ -312,7 +329,7 @@ def test_hook_statefun_batch_failed(recorder: Recorder, driver: str, kind: str) 
         call(
             make_handler(recorder),
             driver,
-            request(f"test/{kind}", "a", names("x", "boom"), SEEN_3),
+            to_function(f"test/{kind}", "a", names("x", "boom"), SEEN_3),
             None,
         )
     (failed,) = recorder.fields("batch_failed")
@@ -327,8 +344,8 @@ def test_hook_statefun_batch_failed(recorder: Recorder, driver: str, kind: str) 
 REJECTED: list[tuple[Callable[[], bytes], type[Exception], int]] = [
     (lambda: b"\x00\xff not a protobuf", MalformedRequestError, 400),
     (lambda: b"", MalformedRequestError, 400),  # no invocation batch
-    (lambda: request("test/nobody", "a", names("x")), FunctionNotFoundError, 404),
-    (lambda: request("test/sync", "a", names("x" * 200), SEEN_3), RequestTooLargeError, 413),
+    (lambda: to_function("test/nobody", "a", names("x")), FunctionNotFoundError, 404),
+    (lambda: to_function("test/sync", "a", names("x" * 200), SEEN_3), RequestTooLargeError, 413),
 ]
 
 
@@ -354,7 +371,9 @@ def test_hook_statefun_request_failed(
 
 def test_hook_statefun_request_failed_after_a_batch(recorder: Recorder, driver: str) -> None:
     with pytest.raises(FunctionFailedError) as raised:
-        call(make_handler(recorder), driver, request("test/sync", "a", names("boom"), SEEN_3), {})
+        call(
+            make_handler(recorder), driver, to_function("test/sync", "a", names("boom"), SEEN_3), {}
+        )
     (failed,) = recorder.fields("request_failed")
     assert failed["error"] is raised.value
     assert failed["error"].status == 500
@@ -373,26 +392,31 @@ def test_a_plugin_with_only_a_finishing_hook_still_gets_its_events(driver: str) 
         def statefun_batch_finished(self, batch: Any) -> None:
             seen.append(f"{batch.function_type} {batch.outcome} {batch.batch_size}")
 
-    call(make_handler(OnlyFinished()), driver, request("test/sync", "a", names("x"), SEEN_3), None)
+    call(
+        make_handler(OnlyFinished()),
+        driver,
+        to_function("test/sync", "a", names("x"), SEEN_3),
+        None,
+    )
     assert seen == ["test/sync ok 1"]
 
 
 def test_plugins_registered_after_the_handler_was_built_are_called() -> None:
     handler = make_handler()
-    handler.handle_sync(request("test/sync", "a", names("x"), SEEN_3))
+    handler.handle_sync(to_function("test/sync", "a", names("x"), SEEN_3))
     recorder = Recorder()
     handler.plugins.register(recorder)
-    handler.handle_sync(request("test/sync", "a", names("x"), SEEN_3))
+    handler.handle_sync(to_function("test/sync", "a", names("x"), SEEN_3))
     assert recorder.names()[0] == "batch_started"
     handler.plugins.unregister(recorder)
-    handler.handle_sync(request("test/sync", "a", names("x"), SEEN_3))
+    handler.handle_sync(to_function("test/sync", "a", names("x"), SEEN_3))
     assert len(recorder.fields("batch_started")) == 1
 
 
 def test_a_blocking_function_in_an_executor_reports_from_its_thread(recorder: Recorder) -> None:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         handler = make_handler(recorder, executor=pool)
-        asyncio.run(handler.handle_async(request("test/blocking", "a", names("x"), SEEN_3)))
+        asyncio.run(handler.handle_async(to_function("test/blocking", "a", names("x"), SEEN_3)))
     assert recorder.names()[-1] == "batch_finished"
 
 
@@ -403,7 +427,9 @@ def test_a_raising_hook_fails_the_request(driver: str) -> None:
             raise RuntimeError("plugin bug")
 
     with pytest.raises(RuntimeError, match="plugin bug"):
-        call(make_handler(Broken()), driver, request("test/sync", "a", names("x"), SEEN_3), None)
+        call(
+            make_handler(Broken()), driver, to_function("test/sync", "a", names("x"), SEEN_3), None
+        )
 
 
 def test_an_unknown_hook_is_refused() -> None:
@@ -429,7 +455,7 @@ def test_hook_statefun_batch_failed_when_the_reply_cannot_be_encoded(
         functions, plugins=make_plugin_manager([recorder], load_entrypoints=False)
     )
     with pytest.raises(FunctionFailedError) as raised:
-        call(handler, driver, request("test/bad-state", "a", names("x"), SEEN_3), None)
+        call(handler, driver, to_function("test/bad-state", "a", names("x"), SEEN_3), None)
     assert recorder.names()[-2:] == ["batch_failed", "request_failed"]
     (failed,) = recorder.fields("batch_failed")
     assert failed["error"] is raised.value.__cause__
@@ -464,6 +490,6 @@ def test_context_set_in_invocation_started_is_reset_in_invocation_finished(drive
     handler = RequestReplyHandler(
         functions, plugins=make_plugin_manager([MakesCurrent()], load_entrypoints=False)
     )
-    call(handler, driver, request("test/suspends", "a", names("x", "y")), None)
+    call(handler, driver, to_function("test/suspends", "a", names("x", "y")), None)
     assert seen == ["invocation 0", "invocation 1"]
     assert CURRENT.get() == "none"

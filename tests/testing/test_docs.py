@@ -15,11 +15,13 @@ def code_blocks() -> list[str]:
 
 
 def test_the_greeter_example_and_its_tests_pass():
-    greeter, greeter_test, async_test = code_blocks()
+    greeter, greeter_test, async_test, wire_test = code_blocks()
     namespace: dict = {"Harness": Harness}
     exec(greeter, namespace)
     exec(greeter_test.replace("from greeter import functions\n", ""), namespace)
     exec(async_test, namespace)
+    exec(wire_test, namespace)
 
     namespace["test_greets_every_visit"](lambda functions, **options: Harness(functions, **options))
     namespace["test_async_greeter"]()
+    namespace["test_one_request_at_a_time"]()

@@ -14,10 +14,11 @@ import statefun_aiohttp
 from aiohttp import test_utils, web
 
 from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
+from statefun_core.engine import StateSpec
 from statefun_core.plugins import BatchEvent
+from statefun_core.testing import wire
 
-from .functions import BLOCKING, FAILING, make_functions
-from .wire import GREETER, INBOX, greetings, missing_states, to_function
+from .functions import BLOCKING, FAILING, GREETER, INBOX, NEW, greetings, make_functions
 
 LIMIT = 64 * 1024
 
@@ -58,7 +59,9 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
             return response.status, raw, await response.read()
 
     async def test_greeter_reply(self) -> None:
-        status, headers, body = await self.post(to_function(GREETER, "Ann", "Ann", seen_count=2))
+        status, headers, body = await self.post(
+            wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 2})
+        )
         assert status == 200
         assert headers["Content-Type"] == "application/octet-stream"
         assert greetings(body) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
@@ -67,15 +70,13 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
         assert self.app[statefun_aiohttp.HANDLER_KEY] is self.handler
 
     async def test_state_discovery(self) -> None:
-        status, headers, body = await self.post(
-            to_function(GREETER, "Ann", "Ann", with_state=False)
-        )
+        status, headers, body = await self.post(wire.to_function(GREETER, "Ann", ["Ann"]))
         assert status == 200
         assert headers["Content-Type"] == "application/octet-stream"
-        assert missing_states(body) == [("seen_count", "io.statefun.types/int")]
+        assert wire.missing_states(body) == [StateSpec("seen_count", "io.statefun.types/int")]
 
     async def test_batch(self) -> None:
-        status, _, body = await self.post(to_function(GREETER, "Bo", "Bo", "Bo", "Bo"))
+        status, _, body = await self.post(wire.to_function(GREETER, "Bo", ["Bo", "Bo", "Bo"], NEW))
         assert status == 200
         seen, sent = greetings(body)
         assert seen == 3
@@ -87,7 +88,7 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
         assert b"Traceback" not in body
 
     async def test_unknown_function_is_404(self) -> None:
-        status, _, _ = await self.post(to_function("com.example.fns/nobody", "x", "x"))
+        status, _, _ = await self.post(wire.to_function("com.example.fns/nobody", "x", ["x"], NEW))
         assert status == 404
 
     async def test_get_is_405_with_allow(self) -> None:
@@ -98,25 +99,28 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
     async def test_body_over_client_max_size_is_413(self) -> None:
         status, _, _ = await self.post(b"\x00" * (LIMIT + 1))
         assert status == 413
-        status, _, body = await self.post(to_function(GREETER, "Cy", "Cy"))
+        status, _, body = await self.post(wire.to_function(GREETER, "Cy", ["Cy"], NEW))
         assert status == 200
         assert greetings(body)[0] == 1
 
     async def test_raising_function_is_500_without_traceback(self) -> None:
         with self.assertLogs("statefun_core", logging.ERROR) as logs:
-            status, _, body = await self.post(to_function(FAILING, "x", "x", with_state=False))
+            status, _, body = await self.post(wire.to_function(FAILING, "x", ["x"]))
         assert status == 500
         assert body and b"Traceback" not in body and b"on purpose" not in body
         assert "on purpose" in logs.output[0]
-        status, _, _ = await self.post(to_function(GREETER, "Di", "Di"))
+        status, _, _ = await self.post(wire.to_function(GREETER, "Di", ["Di"], NEW))
         assert status == 200
 
     async def test_headers_reach_the_hooks(self) -> None:
-        await self.post(to_function(GREETER, "Ed", "Ed"), headers={"X-Request-Id": "r-42"})
+        await self.post(
+            wire.to_function(GREETER, "Ed", ["Ed"], NEW),
+            headers={"X-Request-Id": "r-42"},
+        )
         assert self.recorder.request_ids == ["r-42"]
 
     async def test_blocking_function_runs_on_the_given_executor(self) -> None:
-        status, _, body = await self.post(to_function(BLOCKING, "Fi", "Fi", with_state=False))
+        status, _, body = await self.post(wire.to_function(BLOCKING, "Fi", ["Fi"]))
         assert status == 200
         ((_, _, thread_name),) = greetings(body)[1]
         assert thread_name.startswith("statefun-blocking")
@@ -125,7 +129,9 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
         names = [f"user-{n}" for n in range(200)]
 
         async def greet(n: int, name: str) -> tuple[str, tuple[Any, ...]]:
-            status, _, body = await self.post(to_function(GREETER, name, name, seen_count=n))
+            status, _, body = await self.post(
+                wire.to_function(GREETER, name, [name], {"seen_count": n})
+            )
             assert status == 200
             return name, greetings(body)
 
@@ -148,7 +154,9 @@ class SubAppTest(test_utils.AioHTTPTestCase):
 
     async def test_served_with_and_without_trailing_slash(self) -> None:
         for path in ("/statefun", "/statefun/"):
-            async with self.client.post(path, data=to_function(GREETER, "Ann", "Ann")) as response:
+            async with self.client.post(
+                path, data=wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+            ) as response:
                 assert response.status == 200
                 assert response.headers["Content-Type"] == "application/octet-stream"
                 assert greetings(await response.read())[0] == 1
@@ -166,7 +174,7 @@ class MetricsTest(test_utils.AioHTTPTestCase):
         return app
 
     async def test_metrics_after_a_request(self) -> None:
-        await self.client.post("/statefun", data=to_function(GREETER, "Ann", "Ann"))
+        await self.client.post("/statefun", data=wire.to_function(GREETER, "Ann", ["Ann"], NEW))
         async with self.client.get("/metrics") as response:
             assert response.status == 200
             assert response.headers["Content-Type"].startswith("text/plain")

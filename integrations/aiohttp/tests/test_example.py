@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .wire import GREETER, INBOX, greetings, to_function
+from statefun_core.testing import wire
+
+from .functions import GREETER, INBOX, greetings
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "aiohttp" / "app.py"
 
@@ -27,7 +29,7 @@ def test_example_serves_the_greeter() -> None:
     try:
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/statefun",
-            data=to_function(GREETER, "Ann", "Ann", seen_count=1),
+            data=wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1}),
             method="POST",
         )
         deadline = time.monotonic() + 30

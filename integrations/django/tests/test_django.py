@@ -15,10 +15,11 @@ from statefun_django import conf
 from statefun_django.views import AsyncStatefunView, StatefunView, endpoint_view
 
 from statefun_core import hookimpl, make_plugin_manager
+from statefun_core.engine import StateSpec
 from statefun_core.plugins import BatchEvent
+from statefun_core.testing import wire
 
-from .functions import FAILING
-from .wire import GREETER, INBOX, greetings, missing_states, to_function
+from .functions import FAILING, GREETER, INBOX, NEW, greetings
 
 LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE of the test project
 
@@ -43,21 +44,23 @@ def post(request: pytest.FixtureRequest) -> Post:
 
 
 def test_greeter_reply(post: Post) -> None:
-    response = post(to_function(GREETER, "Ann", "Ann", seen_count=2))
+    response = post(wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 2}))
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/octet-stream"
     assert greetings(response.content) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
 
 
 def test_state_discovery(post: Post) -> None:
-    response = post(to_function(GREETER, "Ann", "Ann", with_state=False))
+    response = post(wire.to_function(GREETER, "Ann", ["Ann"]))
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/octet-stream"
-    assert missing_states(response.content) == [("seen_count", "io.statefun.types/int")]
+    assert wire.missing_states(response.content) == [
+        StateSpec("seen_count", "io.statefun.types/int")
+    ]
 
 
 def test_batch(post: Post) -> None:
-    response = post(to_function(GREETER, "Bo", "Bo", "Cy", "Bo", seen_count=None))
+    response = post(wire.to_function(GREETER, "Bo", ["Bo", "Cy", "Bo"], NEW))
     seen, sent = greetings(response.content)
     assert seen == 3
     assert [greeting for _, _, greeting in sent] == [
@@ -72,9 +75,9 @@ def test_batch(post: Post) -> None:
     [
         (b"\xff\xff\xff", 400),
         (b"", 400),
-        (to_function("com.example.fns/nobody", "x", "x"), 404),
-        (to_function(GREETER, "Ann", "x" * LIMIT), 413),
-        (to_function(FAILING, "x", "x", with_state=False), 500),
+        (wire.to_function("com.example.fns/nobody", "x", ["x"], NEW), 404),
+        (wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW), 413),
+        (wire.to_function(FAILING, "x", ["x"]), 500),
     ],
     ids=["malformed", "empty", "unknown-function", "too-large", "function-fails"],
 )
@@ -99,7 +102,9 @@ def test_only_post_is_allowed(post: Post, method: str) -> None:
 def test_endpoint_needs_no_csrf_token() -> None:
     client = Client(enforce_csrf_checks=True)
     response = client.post(
-        "/statefun/", to_function(GREETER, "Ann", "Ann"), content_type="application/octet-stream"
+        "/statefun/",
+        wire.to_function(GREETER, "Ann", ["Ann"], NEW),
+        content_type="application/octet-stream",
     )
     assert response.status_code == 200
 
@@ -130,7 +135,7 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def test_request_headers_reach_the_plugins(post: Post, recorder: HeaderRecorder) -> None:
-    post(to_function(GREETER, "Ann", "Ann"), traceparent=TRACEPARENT)
+    post(wire.to_function(GREETER, "Ann", ["Ann"], NEW), traceparent=TRACEPARENT)
     assert recorder.headers[-1]["traceparent"] == TRACEPARENT
     assert recorder.headers[-1]["content-type"] == "application/octet-stream"
 
@@ -141,14 +146,22 @@ def test_middleware_passes_the_current_span_context(recorder: HeaderRecorder) ->
 
     tracer = TracerProvider().get_tracer(__name__)
     with tracer.start_as_current_span("http server") as span:
-        sync_post("/sync/", to_function(GREETER, "Ann", "Ann"), traceparent=TRACEPARENT)
+        sync_post(
+            "/sync/",
+            wire.to_function(GREETER, "Ann", ["Ann"], NEW),
+            traceparent=TRACEPARENT,
+        )
     trace_id = format(span.get_span_context().trace_id, "032x")
     assert recorder.headers[-1]["traceparent"].split("-")[1] == trace_id
 
 
 def test_without_the_middleware_the_runtimes_headers_pass(recorder: HeaderRecorder) -> None:
     with override_settings(MIDDLEWARE=[]):
-        sync_post("/sync/", to_function(GREETER, "Ann", "Ann"), traceparent=TRACEPARENT)
+        sync_post(
+            "/sync/",
+            wire.to_function(GREETER, "Ann", ["Ann"], NEW),
+            traceparent=TRACEPARENT,
+        )
     assert recorder.headers[-1]["traceparent"] == TRACEPARENT
 
 
@@ -165,7 +178,7 @@ def test_settings_are_reloaded_when_they_change() -> None:
     with override_settings(STATEFUN={"FUNCTIONS": "tests.functions.duplicate"}):
         assert conf.get_settings()["FUNCTIONS"] == "tests.functions.duplicate"
         assert conf.get_handler() is not before
-        response = sync_post("/sync/", to_function(GREETER, "Ann", "Ann", seen_count=0))
+        response = sync_post("/sync/", wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0}))
         assert greetings(response.content)[0] == 1
     assert conf.get_settings()["FUNCTIONS"] == "tests.functions.functions"
 
@@ -198,7 +211,7 @@ def test_by_default_the_view_follows_the_event_loop() -> None:
 
 def test_metrics_when_statefun_prometheus_is_installed() -> None:
     pytest.importorskip("statefun_prometheus")
-    sync_post("/statefun/", to_function(GREETER, "Ann", "Ann", seen_count=0))
+    sync_post("/statefun/", wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0}))
     response = Client().get("/statefun/metrics")
     assert response.status_code == 200
     assert b"statefun_" in response.content

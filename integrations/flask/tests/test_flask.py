@@ -13,12 +13,13 @@ from flask.testing import FlaskClient
 from statefun_flask import Statefun, StatefunState, make_blueprint
 
 from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
+from statefun_core.engine import StateSpec
 from statefun_core.errors import RequestTooLargeError
 from statefun_core.http import error_response
 from statefun_core.plugins import BatchEvent
+from statefun_core.testing import wire
 
-from .functions import FAILING, make_functions
-from .wire import GREETER, INBOX, greetings, missing_states, to_function
+from .functions import FAILING, GREETER, INBOX, NEW, greetings, make_functions
 
 LIMIT = 64 * 1024
 
@@ -60,21 +61,21 @@ def post(client: FlaskClient, body: bytes, path: str = "/statefun", **kwargs: ob
 
 
 def test_greeter_reply(client: FlaskClient) -> None:
-    response = post(client, to_function(GREETER, "Ann", "Ann", seen_count=2))
+    response = post(client, wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 2}))
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/octet-stream"
     assert greetings(response.data) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
 
 
 def test_state_discovery(client: FlaskClient) -> None:
-    response = post(client, to_function(GREETER, "Ann", "Ann", with_state=False))
+    response = post(client, wire.to_function(GREETER, "Ann", ["Ann"]))
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/octet-stream"
-    assert missing_states(response.data) == [("seen_count", "io.statefun.types/int")]
+    assert wire.missing_states(response.data) == [StateSpec("seen_count", "io.statefun.types/int")]
 
 
 def test_batch(client: FlaskClient) -> None:
-    response = post(client, to_function(GREETER, "Bo", "Bo", "Cy", "Bo", seen_count=None))
+    response = post(client, wire.to_function(GREETER, "Bo", ["Bo", "Cy", "Bo"], NEW))
     seen, sent = greetings(response.data)
     assert seen == 3
     assert [greeting for _, _, greeting in sent] == [
@@ -89,8 +90,8 @@ def test_batch(client: FlaskClient) -> None:
     [
         (b"\xff\xff\xff", 400),  # not protobuf
         (b"", 400),  # a ToFunction without an invocation batch
-        (to_function("com.example.fns/nobody", "x", "x"), 404),
-        (to_function(FAILING, "x", "x", with_state=False), 500),
+        (wire.to_function("com.example.fns/nobody", "x", ["x"], NEW), 404),
+        (wire.to_function(FAILING, "x", ["x"]), 500),
     ],
     ids=["malformed", "empty", "unknown-function", "function-fails"],
 )
@@ -113,7 +114,7 @@ def test_only_post_is_allowed(client: FlaskClient, method: str) -> None:
 
 
 def test_body_over_max_content_length_is_413(client: FlaskClient) -> None:
-    body = to_function(GREETER, "Ann", "x" * LIMIT)
+    body = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
     response = post(client, body)
     assert response.status_code == 413
     expected = error_response(RequestTooLargeError(len(body), LIMIT))[1]
@@ -122,7 +123,11 @@ def test_body_over_max_content_length_is_413(client: FlaskClient) -> None:
 
 def test_request_headers_reach_the_plugins(client: FlaskClient, recorder: HeaderRecorder) -> None:
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    post(client, to_function(GREETER, "Ann", "Ann"), headers={"Traceparent": traceparent})
+    post(
+        client,
+        wire.to_function(GREETER, "Ann", ["Ann"], NEW),
+        headers={"Traceparent": traceparent},
+    )
     assert recorder.headers[-1]["traceparent"] == traceparent
 
 
@@ -145,7 +150,7 @@ def test_init_app_serves_several_apps_without_keeping_one() -> None:
     statefun.init_app(second)
     assert not hasattr(statefun, "app")
     assert first.extensions["statefun"].handler is not second.extensions["statefun"].handler
-    body = to_function(GREETER, "Ann", "Ann", seen_count=0)
+    body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0})
     assert post(first.test_client(), body).status_code == 200
     assert post(second.test_client(), body, path="/fns").status_code == 200
     assert post(second.test_client(), body).status_code == 404
@@ -165,7 +170,7 @@ def test_functions_by_dotted_path(path: str) -> None:
     app = Flask(__name__)
     app.config["STATEFUN_FUNCTIONS"] = path
     Statefun(app)
-    response = post(app.test_client(), to_function(GREETER, "Ann", "Ann", seen_count=0))
+    response = post(app.test_client(), wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0}))
     assert greetings(response.data)[0] == 1
 
 
@@ -177,7 +182,11 @@ def test_no_functions_is_a_clear_error() -> None:
 def test_blueprint_alone() -> None:
     app = Flask(__name__)
     app.register_blueprint(make_blueprint(make_functions(), url_prefix="/fns", name="fns"))
-    response = post(app.test_client(), to_function(GREETER, "Ann", "Ann"), path="/fns")
+    response = post(
+        app.test_client(),
+        wire.to_function(GREETER, "Ann", ["Ann"], NEW),
+        path="/fns",
+    )
     assert response.status_code == 200
     assert greetings(response.data)[0] == 1
     assert "statefun" not in app.extensions
@@ -196,7 +205,7 @@ def test_metrics_when_statefun_prometheus_is_installed() -> None:
     app = Flask(__name__)
     Statefun(app, make_functions())
     client = app.test_client()
-    post(client, to_function(GREETER, "Ann", "Ann", seen_count=0))
+    post(client, wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0}))
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain")

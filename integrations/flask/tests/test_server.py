@@ -7,10 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .functions import FAILING
+from statefun_core.engine import StateSpec
+from statefun_core.testing import wire
+
+from .functions import FAILING, GREETER, INBOX, NEW, greetings
 from .server_app import LIMIT
 from .servers import gunicorn, request
-from .wire import GREETER, INBOX, greetings, missing_states, to_function
 
 pytest.importorskip("gunicorn")
 
@@ -23,7 +25,7 @@ def port() -> Iterator[int]:
 
 
 def test_greeter_reply_with_exact_content_type(port: int) -> None:
-    body = to_function(GREETER, "Ann", "Ann", seen_count=4)
+    body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 4})
     status, headers, body = request(port, "/statefun", body)
     assert status == 200
     assert headers["Content-Type"] == "application/octet-stream"
@@ -31,15 +33,17 @@ def test_greeter_reply_with_exact_content_type(port: int) -> None:
 
 
 def test_state_discovery(port: int) -> None:
-    body = to_function(GREETER, "Ann", "Ann", with_state=False)
+    body = wire.to_function(GREETER, "Ann", ["Ann"])
     status, headers, body = request(port, "/statefun", body)
     assert status == 200
     assert headers["Content-Type"] == "application/octet-stream"
-    assert missing_states(body) == [("seen_count", "io.statefun.types/int")]
+    assert wire.missing_states(body) == [StateSpec("seen_count", "io.statefun.types/int")]
 
 
 def test_batch(port: int) -> None:
-    _, _, body = request(port, "/statefun", to_function(GREETER, "Bo", "Bo", "Bo", seen_count=1))
+    _, _, body = request(
+        port, "/statefun", wire.to_function(GREETER, "Bo", ["Bo", "Bo"], {"seen_count": 1})
+    )
     seen, sent = greetings(body)
     assert seen == 3
     assert [greeting for _, _, greeting in sent] == [
@@ -52,10 +56,10 @@ def test_batch(port: int) -> None:
     ("method", "body", "status"),
     [
         ("POST", b"\xff\xff\xff", 400),
-        ("POST", to_function("com.example.fns/nobody", "x", "x"), 404),
+        ("POST", wire.to_function("com.example.fns/nobody", "x", ["x"], NEW), 404),
         ("GET", None, 405),
-        ("POST", to_function(GREETER, "Ann", "x" * LIMIT), 413),
-        ("POST", to_function(FAILING, "x", "x", with_state=False), 500),
+        ("POST", wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW), 413),
+        ("POST", wire.to_function(FAILING, "x", ["x"]), 500),
     ],
     ids=["400", "404", "405", "413", "500"],
 )
@@ -71,7 +75,9 @@ def test_error_statuses(port: int, method: str, body: bytes, status: int) -> Non
 def test_concurrent_requests_do_not_cross_talk(port: int) -> None:
     def greet(i: int) -> tuple[int, tuple[object, object]]:
         name = f"user-{i}"
-        status, _, body = request(port, "/statefun", to_function(GREETER, name, name, seen_count=i))
+        status, _, body = request(
+            port, "/statefun", wire.to_function(GREETER, name, [name], {"seen_count": i})
+        )
         return status, greetings(body)
 
     with ThreadPoolExecutor(max_workers=32) as pool:

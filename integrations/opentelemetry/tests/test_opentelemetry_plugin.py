@@ -24,12 +24,11 @@ from statefun_core import (
 )
 from statefun_core.errors import FunctionFailedError
 from statefun_core.plugins import hookimpl, make_plugin_manager
-
-from .wire import to_function
+from statefun_core.testing import wire
 
 GREETER = "example/greeter"
 BROKEN = "example/broken"
-SEEN_2 = {"seen": (IntType.typename, IntType.serializer().serialize(2))}
+SEEN_2 = {"seen": 2}
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
@@ -93,7 +92,7 @@ def batch_and_invocations(
 def test_a_batch_span_with_a_child_per_invocation(
     handler: RequestReplyHandler, exporter: InMemorySpanExporter
 ) -> None:
-    handler.handle_sync(to_function(GREETER, "ann", "ann", "bob", state=SEEN_2))
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann", "bob"], SEEN_2))
 
     batch, invocations = batch_and_invocations(exporter, GREETER)
     assert batch.kind is SpanKind.INTERNAL
@@ -124,7 +123,7 @@ def test_a_batch_span_with_a_child_per_invocation(
 def test_the_invocation_span_is_current_while_the_function_runs(
     handler: RequestReplyHandler, exporter: InMemorySpanExporter
 ) -> None:
-    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2))
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2))
     _, (invocation,) = batch_and_invocations(exporter, GREETER)
     (inside,) = by_name(exporter)["inside greeter"]
     assert inside.parent is not None
@@ -136,7 +135,7 @@ def test_a_traceparent_header_is_continued(
     handler: RequestReplyHandler, exporter: InMemorySpanExporter
 ) -> None:
     headers = {"Traceparent": TRACEPARENT}  # any case
-    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2), headers)
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2), headers)
     batch, (invocation,) = batch_and_invocations(exporter, GREETER)
     assert batch.parent is not None
     assert format(batch.context.trace_id, "032x") == TRACE_ID
@@ -151,7 +150,7 @@ def test_a_current_span_is_the_parent_rather_than_the_header(
     tracer = provider.get_tracer("http-server")
     with tracer.start_as_current_span("POST /statefun", kind=SpanKind.SERVER) as server:
         handler.handle_sync(
-            to_function(GREETER, "ann", "ann", state=SEEN_2), {"traceparent": TRACEPARENT}
+            wire.to_function(GREETER, "ann", ["ann"], SEEN_2), {"traceparent": TRACEPARENT}
         )
     batch, _ = batch_and_invocations(exporter, GREETER)
     assert batch.parent is not None
@@ -182,7 +181,7 @@ def test_an_injected_propagator_reads_the_headers(
         plugins=make_plugin_manager([plugin], load_entrypoints=False),
     )
     handler.handle_sync(
-        to_function(GREETER, "ann", "ann", state=SEEN_2),
+        wire.to_function(GREETER, "ann", ["ann"], SEEN_2),
         {"x-own-trace": TRACEPARENT, "traceparent": f"00-{'1' * 32}-{'2' * 16}-01"},
     )
     batch, _ = batch_and_invocations(exporter, GREETER)
@@ -193,7 +192,7 @@ def test_a_raising_function_records_the_exception_and_status_error(
     handler: RequestReplyHandler, exporter: InMemorySpanExporter
 ) -> None:
     with pytest.raises(FunctionFailedError):
-        asyncio.run(handler.handle_async(to_function(BROKEN, "ann", "x", "y")))
+        asyncio.run(handler.handle_async(wire.to_function(BROKEN, "ann", ["x", "y"])))
     batch, invocations = batch_and_invocations(exporter, BROKEN)
     assert len(invocations) == 1  # the batch stops at the first failure
     for span in (batch, invocations[0]):
@@ -209,7 +208,7 @@ def test_a_raising_function_records_the_exception_and_status_error(
 def test_missing_state_ends_the_batch_span_without_invocations(
     handler: RequestReplyHandler, exporter: InMemorySpanExporter
 ) -> None:
-    asyncio.run(handler.handle_async(to_function(GREETER, "ann", "ann")))
+    asyncio.run(handler.handle_async(wire.to_function(GREETER, "ann", ["ann"])))
     (batch,) = exporter.get_finished_spans()
     assert (batch.attributes or {})["statefun.outcome"] == "missing_state"
     assert tuple((batch.attributes or {})["statefun.state.missing"]) == ("seen",)
@@ -229,7 +228,7 @@ def test_the_spans_are_carried_in_scratch(provider: TracerProvider) -> None:
         [OpenTelemetryPlugin(tracer_provider=provider), Peek()], load_entrypoints=False
     )
     handler = RequestReplyHandler(make_functions(provider.get_tracer("t")), plugins=plugins)
-    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2))
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2))
     batch_span, invocation_span = seen
     assert isinstance(batch_span, trace.Span) and isinstance(invocation_span, trace.Span)
     assert batch_span is not invocation_span
@@ -244,7 +243,7 @@ def test_the_entry_point_traces_with_the_global_provider(
     assert manager.get_plugin("opentelemetry") is plugin
     trace.set_tracer_provider(provider)  # once per process; the default plugin follows it
     handler = RequestReplyHandler(make_functions(provider.get_tracer("t")), plugins=manager)
-    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2))
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2))
     batch, _ = batch_and_invocations(exporter, GREETER)
     assert (batch.attributes or {})["statefun.function.id"] == "ann"
 
@@ -270,9 +269,9 @@ def test_an_async_function_that_suspends_under_handle_sync_leaks_no_current_span
         [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
     )
     handler = RequestReplyHandler(functions, plugins=plugins)
-    handler.handle_sync(to_function("example/waits", "first", "x"))
+    handler.handle_sync(wire.to_function("example/waits", "first", ["x"]))
     assert not trace.get_current_span().get_span_context().is_valid
-    handler.handle_sync(to_function("example/waits", "second", "x"))
+    handler.handle_sync(wire.to_function("example/waits", "second", ["x"]))
 
     for id in ("first", "second"):
         (batch,) = [

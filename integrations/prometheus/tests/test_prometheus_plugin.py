@@ -27,8 +27,7 @@ from statefun_core import (
 )
 from statefun_core.errors import FunctionFailedError, FunctionNotFoundError, MalformedRequestError
 from statefun_core.plugins import make_plugin_manager
-
-from .wire import to_function
+from statefun_core.testing import wire
 
 GREETER = "example/greeter"
 BROKEN = "example/broken"
@@ -68,7 +67,7 @@ def handler(registry: CollectorRegistry) -> RequestReplyHandler:
     return RequestReplyHandler(make_functions(), plugins=plugins)
 
 
-SEEN_2 = {"seen": (IntType.typename, IntType.serializer().serialize(2))}
+SEEN_2 = {"seen": 2}
 
 
 def test_the_entry_point_registers_the_default_plugin_on_the_default_registry() -> None:
@@ -79,7 +78,7 @@ def test_the_entry_point_registers_the_default_plugin_on_the_default_registry() 
     handler = RequestReplyHandler(make_functions(), plugins=manager)
     labels = {"function_type": GREETER, "outcome": "ok"}
     before = REGISTRY.get_sample_value("statefun_invocations_total", labels) or 0.0
-    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2))
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2))
     assert REGISTRY.get_sample_value("statefun_invocations_total", labels) == before + 1
 
 
@@ -91,7 +90,7 @@ def test_the_entry_point_can_be_blocked(monkeypatch: pytest.MonkeyPatch) -> None
 def test_a_batch_is_counted_with_its_size_state_and_outgoing_messages(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:
-    handler.handle_sync(to_function(GREETER, "ann", "ann", "bob", "cid", state=SEEN_2))
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann", "bob", "cid"], SEEN_2))
 
     assert value(registry, "statefun_invocations_total", function_type=GREETER, outcome="ok") == 3
     assert value(registry, "statefun_batches_total", function_type=GREETER, outcome="ok") == 1
@@ -112,7 +111,7 @@ def test_a_batch_is_counted_with_its_size_state_and_outgoing_messages(
 def test_every_series_of_a_function_type_reads_0_before_it_counts(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:
-    handler.handle_sync(to_function(GREETER, "ann", "ann"))  # missing state: nothing else
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"]))  # missing state: nothing else
     labels = {"function_type": GREETER}
     assert (
         registry.get_sample_value("statefun_invocations_total", {**labels, "outcome": "error"}) == 0
@@ -127,7 +126,7 @@ def test_every_series_of_a_function_type_reads_0_before_it_counts(
 def test_handle_async_is_counted_alike(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:
-    asyncio.run(handler.handle_async(to_function(GREETER, "ann", "ann", state=SEEN_2)))
+    asyncio.run(handler.handle_async(wire.to_function(GREETER, "ann", ["ann"], SEEN_2)))
     assert value(registry, "statefun_invocations_total", function_type=GREETER, outcome="ok") == 1
     assert value(registry, "statefun_batches_total", function_type=GREETER, outcome="ok") == 1
 
@@ -135,7 +134,7 @@ def test_handle_async_is_counted_alike(
 def test_missing_state_is_a_batch_outcome(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:
-    handler.handle_sync(to_function(GREETER, "ann", "ann"))
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"]))
     labels = {"function_type": GREETER}
     assert value(registry, "statefun_batches_total", outcome="missing_state", **labels) == 1
     assert value(registry, "statefun_invocations_total", outcome="ok", **labels) == 0
@@ -145,7 +144,7 @@ def test_a_failing_function_counts_an_error(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:
     with pytest.raises(FunctionFailedError):
-        handler.handle_sync(to_function(BROKEN, "ann", "x", "y"))
+        handler.handle_sync(wire.to_function(BROKEN, "ann", ["x", "y"]))
     assert value(registry, "statefun_invocations_total", function_type=BROKEN, outcome="error") == 1
     assert value(registry, "statefun_batches_total", function_type=BROKEN, outcome="error") == 1
     assert value(registry, "statefun_batch_size_sum", function_type=BROKEN) == 2
@@ -158,7 +157,7 @@ def test_rejected_requests_are_counted_by_status_only(
     with pytest.raises(MalformedRequestError):
         handler.handle_sync(b"\xff not protobuf")
     with pytest.raises(FunctionNotFoundError):
-        handler.handle_sync(to_function("attacker/chosen-name", "id", "x"))
+        handler.handle_sync(wire.to_function("attacker/chosen-name", "id", ["x"]))
     assert value(registry, "statefun_requests_rejected_total", status="400") == 1
     assert value(registry, "statefun_requests_rejected_total", status="404") == 1
     assert "attacker/chosen-name" not in metrics_response(registry)[0].decode()
@@ -167,9 +166,9 @@ def test_rejected_requests_are_counted_by_status_only(
 def test_labels_never_carry_an_id(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:
-    handler.handle_sync(to_function(GREETER, "secret-id-42", "ann", state=SEEN_2))
+    handler.handle_sync(wire.to_function(GREETER, "secret-id-42", ["ann"], SEEN_2))
     with pytest.raises(FunctionFailedError):
-        handler.handle_sync(to_function(BROKEN, "secret-id-43", "x"))
+        handler.handle_sync(wire.to_function(BROKEN, "secret-id-43", ["x"]))
     body, _ = metrics_response(registry)
     assert b"secret-id" not in body
     label_names = {
@@ -181,7 +180,7 @@ def test_labels_never_carry_an_id(
 def test_metrics_response_is_the_text_exposition(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:
-    handler.handle_sync(to_function(GREETER, "ann", "ann", state=SEEN_2))
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2))
     body, content_type = metrics_response(registry)
     assert content_type == CONTENT_TYPE_LATEST
     assert content_type.startswith("text/plain; version=")
@@ -205,12 +204,13 @@ WORKER = """
 import sys
 from statefun_core import RequestReplyHandler
 from statefun_core.plugins import make_plugin_manager
+from statefun_core.testing import wire
 sys.path.insert(0, {root!r})
-from tests.test_prometheus_plugin import make_functions, to_function, SEEN_2
+from tests.test_prometheus_plugin import make_functions, wire, SEEN_2
 
 handler = RequestReplyHandler(make_functions(), plugins=make_plugin_manager())
 for _ in range({requests}):
-    handler.handle_sync(to_function("example/greeter", "ann", "ann", "bob", state=SEEN_2))
+    handler.handle_sync(wire.to_function("example/greeter", "ann", ["ann", "bob"], SEEN_2))
 """
 
 READER = """

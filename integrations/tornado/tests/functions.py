@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Optional
 
 from statefun_core import (
     Context,
@@ -13,9 +14,12 @@ from statefun_core import (
     ValueSpec,
     message_builder,
 )
+from statefun_core.testing import wire
 
-from .wire import GREETER, INBOX
-
+GREETER = "com.example.fns/greeter"
+INBOX = "com.example.fns/inbox"
+#: The greeter's state for a new address: registered, no value yet.
+NEW = {"seen_count": None}
 FAILING = "com.example.fns/failing"
 BLOCKING = "com.example.fns/blocking"
 
@@ -52,3 +56,10 @@ def make_functions() -> StatefulFunctions:
         )
 
     return functions
+
+
+def greetings(reply: bytes) -> tuple[Optional[int], list[tuple[str, str, str]]]:
+    """``(seen_count written, [(target typename, target id, greeting)])`` of a reply."""
+    seen = wire.mutations(reply).get("seen_count")
+    sent = [(m.target.typename, m.target.id, m.message.as_string()) for m in wire.messages(reply)]
+    return (None if seen is None else IntType.serializer().deserialize(seen.value)), sent

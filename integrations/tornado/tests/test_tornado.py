@@ -17,10 +17,11 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
+from statefun_core.engine import StateSpec
 from statefun_core.plugins import BatchEvent
+from statefun_core.testing import wire
 
-from .functions import BLOCKING, FAILING, make_functions
-from .wire import GREETER, INBOX, greetings, missing_states, to_function
+from .functions import BLOCKING, FAILING, GREETER, INBOX, NEW, greetings, make_functions
 
 LIMIT = 64 * 1024
 
@@ -59,21 +60,23 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
 
     @gen_test
     async def test_greeter_reply(self) -> None:
-        response = await self.post(to_function(GREETER, "Ann", "Ann", seen_count=2))
+        response = await self.post(wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 2}))
         assert response.code == 200
         assert response.headers.get_list("Content-Type") == ["application/octet-stream"]
         assert greetings(response.body) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
 
     @gen_test
     async def test_state_discovery(self) -> None:
-        response = await self.post(to_function(GREETER, "Ann", "Ann", with_state=False))
+        response = await self.post(wire.to_function(GREETER, "Ann", ["Ann"]))
         assert response.code == 200
         assert response.headers.get_list("Content-Type") == ["application/octet-stream"]
-        assert missing_states(response.body) == [("seen_count", "io.statefun.types/int")]
+        assert wire.missing_states(response.body) == [
+            StateSpec("seen_count", "io.statefun.types/int")
+        ]
 
     @gen_test
     async def test_batch(self) -> None:
-        response = await self.post(to_function(GREETER, "Bo", "Bo", "Bo", "Bo"))
+        response = await self.post(wire.to_function(GREETER, "Bo", ["Bo", "Bo", "Bo"], NEW))
         assert response.code == 200
         seen, sent = greetings(response.body)
         assert seen == 3
@@ -87,7 +90,7 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
 
     @gen_test
     async def test_unknown_function_is_404(self) -> None:
-        response = await self.post(to_function("com.example.fns/nobody", "x", "x"))
+        response = await self.post(wire.to_function("com.example.fns/nobody", "x", ["x"], NEW))
         assert response.code == 404
 
     @gen_test
@@ -100,29 +103,32 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
     async def test_body_over_max_body_size_is_413(self) -> None:
         response = await self.post(b"\x00" * (LIMIT + 1))
         assert response.code == 413
-        response = await self.post(to_function(GREETER, "Cy", "Cy"))
+        response = await self.post(wire.to_function(GREETER, "Cy", ["Cy"], NEW))
         assert response.code == 200
         assert greetings(response.body)[0] == 1
 
     @gen_test
     async def test_raising_function_is_500_without_traceback(self) -> None:
         with self.assertLogs("statefun_core", logging.ERROR) as logs:
-            response = await self.post(to_function(FAILING, "x", "x", with_state=False))
+            response = await self.post(wire.to_function(FAILING, "x", ["x"]))
         assert response.code == 500
         assert response.body and b"Traceback" not in response.body
         assert b"on purpose" not in response.body
         assert "on purpose" in logs.output[0]
-        response = await self.post(to_function(GREETER, "Di", "Di"))
+        response = await self.post(wire.to_function(GREETER, "Di", ["Di"], NEW))
         assert response.code == 200
 
     @gen_test
     async def test_headers_reach_the_hooks(self) -> None:
-        await self.post(to_function(GREETER, "Ed", "Ed"), headers={"X-Request-Id": "r-42"})
+        await self.post(
+            wire.to_function(GREETER, "Ed", ["Ed"], NEW),
+            headers={"X-Request-Id": "r-42"},
+        )
         assert self.recorder.request_ids == ["r-42"]
 
     @gen_test
     async def test_blocking_function_runs_on_the_given_executor(self) -> None:
-        response = await self.post(to_function(BLOCKING, "Fi", "Fi", with_state=False))
+        response = await self.post(wire.to_function(BLOCKING, "Fi", ["Fi"]))
         assert response.code == 200
         ((_, _, thread_name),) = greetings(response.body)[1]
         assert thread_name.startswith("statefun-blocking")
@@ -136,7 +142,7 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
             response = await client.fetch(
                 self.get_url("/statefun"),
                 method="POST",
-                body=to_function(GREETER, name, name, seen_count=n),
+                body=wire.to_function(GREETER, name, [name], {"seen_count": n}),
             )
             return name, greetings(response.body)
 
@@ -160,7 +166,11 @@ class RoutesTest(testing.AsyncHTTPTestCase):
         return Application([*routes, (r"/other", statefun_tornado.MetricsHandler)])
 
     def test_served_at_the_given_path(self) -> None:
-        response = self.fetch("/fns", method="POST", body=to_function(GREETER, "Ann", "Ann"))
+        response = self.fetch(
+            "/fns",
+            method="POST",
+            body=wire.to_function(GREETER, "Ann", ["Ann"], NEW),
+        )
         assert response.code == 200
         assert greetings(response.body)[0] == 1
         assert self.fetch("/statefun", method="POST", body=b"").code == 404
@@ -175,7 +185,11 @@ class RoutesTest(testing.AsyncHTTPTestCase):
             {"handler": handler, "max_body_size": 10},
         )
         self._app.add_handlers(r".*", [rule])
-        response = self.fetch("/own", method="POST", body=to_function(GREETER, "Ann", "Ann"))
+        response = self.fetch(
+            "/own",
+            method="POST",
+            body=wire.to_function(GREETER, "Ann", ["Ann"], NEW),
+        )
         assert response.code == 413
 
     def test_reverse_url(self) -> None:
@@ -188,7 +202,11 @@ class MetricsTest(testing.AsyncHTTPTestCase):
         return statefun_tornado.make_app(make_functions())  # installed plugins, prometheus too
 
     def test_metrics_after_a_request(self) -> None:
-        self.fetch("/statefun", method="POST", body=to_function(GREETER, "Ann", "Ann"))
+        self.fetch(
+            "/statefun",
+            method="POST",
+            body=wire.to_function(GREETER, "Ann", ["Ann"], NEW),
+        )
         response = self.fetch("/metrics")
         assert response.code == 200
         assert response.headers["Content-Type"].startswith("text/plain")
