@@ -20,12 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.hardening.servers import running
+from tests.hardening.servers import FRAMEWORKS, running
 from tests.hardening.smoke import NEVER, run_smoke
 from tests.hardening.soak import soak
 
 MiB = 1024 * 1024
-FRAMEWORKS = ["aiohttp", "tornado", "flask", "django"]
 
 
 def http(args: argparse.Namespace) -> int:

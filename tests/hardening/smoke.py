@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -272,6 +273,7 @@ class SmokeResult:
     expected: dict[str, int]
     egress: list[str]
     expected_egress: list[str]
+    seconds: float
 
     def summary(self) -> str:
         return (
@@ -280,13 +282,14 @@ class SmokeResult:
             f"{len(self.expected_egress)} egress records; {self.kills} kill -9 "
             f"({self.killed_mid_flow} with work pending), "
             f"{self.starts} starts; {self.function_calls} function calls of which "
-            f"{self.injected_failures} answered 500"
+            f"{self.injected_failures} answered 500; {self.seconds:.0f} s"
         )
 
 
 async def run_smoke(
     workdir: Path, seed: int, waves: int, per_wave: int, failure_rate: float = 0.1
 ) -> SmokeResult:
+    started = time.monotonic()
     rng = random.Random(seed)
     generator = Generator(random.Random(seed + 1))
     db = workdir / "smoke.db"
@@ -315,7 +318,7 @@ async def run_smoke(
         killed_mid_flow=killed_mid_flow,
         starts=runtime.starts, function_calls=server.requests,
         injected_failures=server.failed, counts=counts, expected=dict(generator.expected),
-        egress=egress, expected_egress=generator.egress,
+        egress=egress, expected_egress=generator.egress, seconds=time.monotonic() - started,
     )  # fmt: skip
 
 
