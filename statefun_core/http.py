@@ -1,17 +1,35 @@
-"""What every web-framework integration shares: the content type and the status mapping.
+"""What every web-framework integration shares: the handler it serves, the content type and
+the status mapping.
 
-An integration reads the body, calls the handler, and on an exception answers with
-:func:`error_response`; nothing of this module depends on a web framework.
+An integration takes functions or a handler (:func:`as_handler`), reads the body, calls the
+handler, and on an exception answers with :func:`error_response`; nothing of this module
+depends on a web framework.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor
+from typing import Optional, Union
+
+import pluggy
 
 from .errors import FunctionFailedError, LimitExceededError, StatefunError
+from .functions import StatefulFunctions
+from .handler import RequestReplyHandler
 from .limits import DEFAULT_LIMITS
 
-__all__ = ["CONTENT_TYPE", "DEFAULT_MAX_REQUEST_BYTES", "error_response", "status_for"]
+__all__ = [
+    "CONTENT_TYPE",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "FunctionsOrHandler",
+    "as_handler",
+    "error_response",
+    "status_for",
+]
+
+#: What an integration serves: functions (it makes the handler) or a handler made by the user.
+FunctionsOrHandler = Union[StatefulFunctions, RequestReplyHandler]
 
 #: The only content type the StateFun runtime accepts on a reply (no charset parameter).
 CONTENT_TYPE = "application/octet-stream"
@@ -28,6 +46,27 @@ _REASONS = {
 }
 
 logger = logging.getLogger("statefun_core")
+
+
+def as_handler(
+    functions_or_handler: FunctionsOrHandler,
+    *,
+    executor: Optional[Executor] = None,
+    plugins: Optional[pluggy.PluginManager] = None,
+) -> RequestReplyHandler:
+    """The handler to serve: the given one, or a new one for ``StatefulFunctions`` made with
+    ``executor`` and ``plugins``. A ready handler has its own, so passing them with one is a
+    ``ValueError``; anything else is a ``TypeError``."""
+    if isinstance(functions_or_handler, RequestReplyHandler):
+        if executor is not None or plugins is not None:
+            raise ValueError("pass executor and plugins to the RequestReplyHandler itself")
+        return functions_or_handler
+    if isinstance(functions_or_handler, StatefulFunctions):
+        return RequestReplyHandler(functions_or_handler, executor=executor, plugins=plugins)
+    raise TypeError(
+        "expected a StatefulFunctions or a RequestReplyHandler, "
+        f"got {type(functions_or_handler).__name__}"
+    )
 
 
 def status_for(error: BaseException) -> int:

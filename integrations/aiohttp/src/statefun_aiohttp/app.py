@@ -5,21 +5,25 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from concurrent.futures import Executor
-from typing import Optional, Union
+from typing import Optional
 
 import pluggy
 from aiohttp import web
 
-from statefun_core import RequestReplyHandler, StatefulFunctions
+from statefun_core import RequestReplyHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
-from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_response
+from statefun_core.http import (
+    CONTENT_TYPE,
+    DEFAULT_MAX_REQUEST_BYTES,
+    FunctionsOrHandler,
+    as_handler,
+    error_response,
+)
 
 __all__ = ["HANDLER_KEY", "create_app", "handle_request", "metrics_view", "setup"]
 
 #: Where ``setup`` keeps the handler: ``request.config_dict[HANDLER_KEY]`` (sub-apps inherit it).
 HANDLER_KEY = web.AppKey("statefun_handler", RequestReplyHandler)
-
-FunctionsOrHandler = Union[StatefulFunctions, RequestReplyHandler]
 
 
 async def handle_request(request: web.Request) -> web.Response:
@@ -75,7 +79,7 @@ def setup(
     ``metrics_path=None`` to leave it out). The body limit is the application's own
     ``client_max_size``: set it on the application the server runs.
     """
-    handler = _as_handler(functions_or_handler, executor=executor, plugins=plugins)
+    handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
     app[HANDLER_KEY] = handler
     app.router.add_route("*", path, handle_request)
     if metrics_path is not None and importlib.util.find_spec("statefun_prometheus") is not None:
@@ -108,20 +112,3 @@ def create_app(
     )
     app.router.add_route("*", "/", handle_request)
     return app
-
-
-def _as_handler(
-    functions_or_handler: FunctionsOrHandler,
-    *,
-    executor: Optional[Executor],
-    plugins: Optional[pluggy.PluginManager],
-) -> RequestReplyHandler:
-    if isinstance(functions_or_handler, RequestReplyHandler):
-        if executor is not None or plugins is not None:
-            raise ValueError("pass executor and plugins to the RequestReplyHandler itself")
-        return functions_or_handler
-    if isinstance(functions_or_handler, StatefulFunctions):
-        return RequestReplyHandler(functions_or_handler, executor=executor, plugins=plugins)
-    raise TypeError(
-        f"expected StatefulFunctions or a RequestReplyHandler, got {functions_or_handler!r}"
-    )

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Optional, Union
+from typing import Iterator, Mapping, Optional
 
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from statefun_core import RequestReplyHandler, StatefulFunctions
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
-from statefun_core.http import CONTENT_TYPE, error_response
+from statefun_core.http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
 
-__all__ = ["FunctionsOrHandler", "as_handler", "make_blueprint", "metrics_view"]
-
-FunctionsOrHandler = Union[StatefulFunctions, RequestReplyHandler]
+__all__ = ["make_blueprint", "metrics_view"]
 
 # Every method but POST reaches the view, so that it too is answered through error_response.
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-def as_handler(functions_or_handler: FunctionsOrHandler) -> RequestReplyHandler:
-    """The handler to serve: the given one, or a new one for a ``StatefulFunctions``."""
-    if isinstance(functions_or_handler, RequestReplyHandler):
-        return functions_or_handler
-    if isinstance(functions_or_handler, StatefulFunctions):
-        return RequestReplyHandler(functions_or_handler)
-    raise TypeError(
-        "expected a StatefulFunctions or a RequestReplyHandler, "
-        f"got {type(functions_or_handler).__name__}"
-    )
 
 
 def make_blueprint(

@@ -10,8 +10,9 @@ from flask import Flask, current_app
 from werkzeug.utils import import_string
 
 from statefun_core import RequestReplyHandler
+from statefun_core.http import FunctionsOrHandler, as_handler
 
-from .blueprint import FunctionsOrHandler, as_handler, make_blueprint, metrics_view
+from .blueprint import make_blueprint, metrics_view
 
 __all__ = ["Statefun", "StatefunState"]
 

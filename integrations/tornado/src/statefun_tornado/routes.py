@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 from concurrent.futures import Executor
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import pluggy
 from tornado.routing import URLSpec
 from tornado.web import Application
 
-from statefun_core import RequestReplyHandler, StatefulFunctions
-from statefun_core.http import DEFAULT_MAX_REQUEST_BYTES
+from statefun_core.http import DEFAULT_MAX_REQUEST_BYTES, FunctionsOrHandler, as_handler
 
 from .handlers import MetricsHandler, StatefunHandler
 
 __all__ = ["make_app", "make_routes"]
-
-FunctionsOrHandler = Union[StatefulFunctions, RequestReplyHandler]
 
 
 def make_routes(
@@ -36,7 +33,7 @@ def make_routes(
     loop's). When statefun-prometheus is installed, ``GET metrics_path`` serves the metrics
     (``metrics_path=None`` leaves it out).
     """
-    handler = _as_handler(functions_or_handler, executor=executor, plugins=plugins)
+    handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
     options = {"handler": handler, "max_body_size": max_body_size}
     rules = [URLSpec(path, StatefunHandler, options, name="statefun")]
     if metrics_path is not None and importlib.util.find_spec("statefun_prometheus") is not None:
@@ -64,20 +61,3 @@ def make_app(
         metrics_path=metrics_path,
     )
     return Application([*routes], **settings)
-
-
-def _as_handler(
-    functions_or_handler: FunctionsOrHandler,
-    *,
-    executor: Optional[Executor],
-    plugins: Optional[pluggy.PluginManager],
-) -> RequestReplyHandler:
-    if isinstance(functions_or_handler, RequestReplyHandler):
-        if executor is not None or plugins is not None:
-            raise ValueError("pass executor and plugins to the RequestReplyHandler itself")
-        return functions_or_handler
-    if isinstance(functions_or_handler, StatefulFunctions):
-        return RequestReplyHandler(functions_or_handler, executor=executor, plugins=plugins)
-    raise TypeError(
-        f"expected StatefulFunctions or a RequestReplyHandler, got {functions_or_handler!r}"
-    )
