@@ -1,0 +1,185 @@
+"""What the HTTP benchmarks share: greeter request bodies, the servers they start, wrk runs
+(with the servers' CPU time per request) and the rounds in which the endpoints take turns."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+from statefun_core.testing import wire
+
+Result = dict[str, float]
+
+#: wrk posts the bodies in turn and prints one RESULT line: requests, duration (us),
+#: non-2xx answers, socket errors and timeouts, p50 and p99 latency (us).
+LUA = """
+local bodies = {%s}
+local n = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/octet-stream"
+request = function()
+  n = n %% #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[n])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests,
+    summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def greeter_requests(addresses: int) -> list[bytes]:
+    """``ToFunction`` bodies for the greeter at ``user-0``...: each carries ``seen_count``, so
+    no discovery round happens."""
+    return [
+        wire.to_function("com.example.fns/greeter", f"user-{n}", [f"user-{n}"], {"seen_count": n})
+        for n in range(addresses)
+    ]
+
+
+def write_script(path: Path, bodies: list[bytes]) -> Path:
+    lua_strings = ('"' + "".join(f"\\{byte}" for byte in body) + '"' for body in bodies)
+    path.write_text(LUA % ", ".join(lua_strings))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A server process answering ``POST`` at ``url``; ``name`` is ``"<framework> <kind>"``."""
+
+    def __init__(self, name: str, url: str, process: subprocess.Popen[bytes]) -> None:
+        self.name = name
+        self.url = url
+        self.process = process
+
+    def post(self, body: bytes) -> bytes:
+        """POST ``body``, waiting for the server to listen."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                request = urllib.request.Request(self.url, data=body, method="POST")
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert response.headers["Content-Type"] == "application/octet-stream"
+                    return bytes(response.read())
+            except OSError:  # not listening yet (URLError, reset, timeout)
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{self.name} server did not start") from None
+                time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server and its worker processes."""
+        children = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True
+        )
+        ticks = 0
+        for pid in [self.process.pid, *map(int, children.stdout.split())]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # a worker that just exited
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, connections: int) -> None:
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=connections)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--addresses", type=int, default=100, help="distinct ids to rotate over")
+    parser.add_argument("--quick", action="store_true", help="1 round of 3 s")
+
+
+def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.rounds = 3, 1
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    return args
+
+
+class Cpus:
+    """With two or more CPUs (and taskset), the servers run on CPU 0 and wrk on the others."""
+
+    def __init__(self) -> None:
+        count = os.cpu_count() or 1
+        self.pinned = count >= 2 and shutil.which("taskset") is not None
+        self.server = "0" if self.pinned else None
+        self.wrk = f"1-{count - 1}" if self.pinned else None
+
+    @staticmethod
+    def command(cpu: Optional[str], command: list[str]) -> list[str]:
+        return command if cpu is None else ["taskset", "-c", cpu, *command]
+
+
+def run_wrk(
+    server: Server, script: Path, args: argparse.Namespace, cpus: Cpus, seconds: float
+) -> Result:
+    """One wrk run: requests/s, latency percentiles and the server's CPU time per request."""
+    command = [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s",
+        "-s", str(script), server.url,
+    ]  # fmt: skip
+    cpu_before = server.cpu_seconds()
+    output = subprocess.run(
+        cpus.command(cpus.wrk, command), capture_output=True, text=True, check=True
+    ).stdout
+    cpu_used = server.cpu_seconds() - cpu_before
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    requests, duration_us, bad_status, socket_errors, p50, p99 = (int(v) for v in line.split()[1:])
+    if bad_status:
+        raise SystemExit(f"{server.name} answered {bad_status} requests with an error status")
+    return {
+        "rps": requests / (duration_us / 1e6),
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+        "cpu_us": cpu_used / requests * 1e6,
+        "socket_errors": socket_errors,
+    }
+
+
+def take_turns(
+    servers: dict[str, Server], script: Path, args: argparse.Namespace, cpus: Cpus
+) -> dict[str, Result]:
+    """A 2 s warm-up each, then ``args.rounds`` rounds in which every endpoint takes every
+    place in turn; the median of each measure, by endpoint kind."""
+    for server in servers.values():
+        run_wrk(server, script, args, cpus, 2)
+    kinds = list(servers)
+    runs: dict[str, list[Result]] = {kind: [] for kind in kinds}
+    for round in range(args.rounds):
+        shift = round % len(kinds)
+        for kind in kinds[shift:] + kinds[:shift]:
+            result = run_wrk(servers[kind], script, args, cpus, args.duration)
+            runs[kind].append(result)
+            print(
+                f"  round {round + 1} {servers[kind].name}: {result['rps']:.0f} req/s,"
+                f" {result['cpu_us']:.0f} server CPU us/req,"
+                f" {result['socket_errors']:.0f} socket errors/timeouts",
+                file=sys.stderr,
+            )
+    return {
+        kind: {key: statistics.median(run[key] for run in results) for key in results[0]}
+        for kind, results in runs.items()
+    }
