@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union
 
 from . import protocol
 from .types import (
@@ -147,32 +147,32 @@ class Message(_Typed):
     def is_int(self) -> bool:
         return self.is_type(IntType)
 
-    as_int: Callable[[Message], Optional[int]] = _reader(IntType)
+    as_int: ClassVar[Callable[[Message], Optional[int]]] = _reader(IntType)
 
     def is_bool(self) -> bool:
         return self.is_type(BoolType)
 
-    as_bool: Callable[[Message], Optional[bool]] = _reader(BoolType)
+    as_bool: ClassVar[Callable[[Message], Optional[bool]]] = _reader(BoolType)
 
     def is_long(self) -> bool:
         return self.is_type(LongType)
 
-    as_long: Callable[[Message], Optional[int]] = _reader(LongType)
+    as_long: ClassVar[Callable[[Message], Optional[int]]] = _reader(LongType)
 
     def is_string(self) -> bool:
         return self.is_type(StringType)
 
-    as_string: Callable[[Message], Optional[str]] = _reader(StringType)
+    as_string: ClassVar[Callable[[Message], Optional[str]]] = _reader(StringType)
 
     def is_float(self) -> bool:
         return self.is_type(FloatType)
 
-    as_float: Callable[[Message], Optional[float]] = _reader(FloatType)
+    as_float: ClassVar[Callable[[Message], Optional[float]]] = _reader(FloatType)
 
     def is_double(self) -> bool:
         return self.is_type(DoubleType)
 
-    as_double: Callable[[Message], Optional[float]] = _reader(DoubleType)
+    as_double: ClassVar[Callable[[Message], Optional[float]]] = _reader(DoubleType)
 
     def _resolve(self, tpe: Union[Type, type]) -> Type:
         if isinstance(tpe, Type):
