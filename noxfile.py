@@ -327,7 +327,7 @@ def bench_local(session: nox.Session) -> None:
 HARDENING_PACKAGES = [
     "-e", ".", "-e", "integrations/aiohttp", "-e", "integrations/tornado",
     "-e", "integrations/flask", "-e", "integrations/django", "-e", "local",
-    "gunicorn", "uvicorn", "psutil",
+    "gunicorn", "uvicorn", "psutil", "mypy",
 ]  # fmt: skip
 
 
