@@ -169,7 +169,7 @@ def make_functions() -> StatefulFunctions:
 
 FUNCTIONS = make_functions()
 SPECS: dict[str, dict[str, str]] = {
-    function.typename: {spec.name: spec.type.typename for spec in function.specs}
+    function.typename: {spec.name: spec.type.typename for spec in function.specs}  # type: ignore[union-attr]
     for function in FUNCTIONS
 }
 

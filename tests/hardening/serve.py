@@ -54,7 +54,7 @@ def serve_tornado(port: int) -> None:
     from statefun_tornado import make_app
 
     async def main() -> None:
-        options = {"max_body_size": BODY_LIMIT} if FRAMEWORK_LIMITS else {}
+        options: dict[str, Any] = {"max_body_size": BODY_LIMIT} if FRAMEWORK_LIMITS else {}
         make_app(HANDLER, PATH, **options).listen(port, "127.0.0.1")
         await asyncio.Event().wait()
 
@@ -96,7 +96,7 @@ def django_app(asgi: bool = False) -> Any:
     # serve ours so that the same limits apply behind every framework.
     from statefun_django import views
 
-    views.get_handler = lambda: HANDLER
+    views.get_handler = lambda: HANDLER  # type: ignore[attr-defined,assignment]
     if asgi:
         from django.core.asgi import get_asgi_application
 

@@ -24,7 +24,8 @@ def request(typename: str, id: str, states: dict[str, Optional[Value]], args: li
             _write(state.state_value, value)
     for value in args:
         _write(batch.invocations.add().argument, value)
-    return to_function.SerializeToString()
+    data: bytes = to_function.SerializeToString()
+    return data
 
 
 def _write(typed_value: object, value: Value) -> None:
