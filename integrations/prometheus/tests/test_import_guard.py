@@ -14,7 +14,7 @@ except IntegrationNotAvailableError as error:
 """
 
 
-def test_importing_without_() -> None:
+def test_importing_without_prometheus_client_names_the_package_to_install() -> None:
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True
     )

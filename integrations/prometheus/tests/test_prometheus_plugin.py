@@ -20,7 +20,6 @@ from statefun_core import (
     Message,
     RequestReplyHandler,
     StatefulFunctions,
-    StringType,
     ValueSpec,
     kafka_egress_message,
     message_builder,
@@ -250,4 +249,3 @@ def test_multiprocess_mode_merges_the_metrics_of_every_worker(tmp_path: Path) ->
 
 def test_the_package_declares_its_api() -> None:
     assert statefun_prometheus.__all__ == ["PrometheusPlugin", "metrics_response"]
-    assert StringType.typename  # the wire helper's type is the built-in string
