@@ -10,7 +10,6 @@ inline, and sends ``blocking=True`` functions to a thread pool.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import threading
 import time
@@ -498,10 +497,13 @@ class RequestReplyHandler:
         self.plugins.hook.statefun_invocation_finished(invocation=invocation, error=error)
 
     def _run_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        """Run a coroutine to completion from sync code.
+        """Run a coroutine to completion from sync code, in this thread's own context.
 
-        It is first stepped by hand with this thread's loop marked as running (so it can use
-        asyncio), and handed to that loop only if it really suspends.
+        It is stepped by hand with this thread's loop marked as running (so it can use
+        asyncio); only when it suspends is the loop run, until what it waits for is done.
+        Every step runs in the caller's context, as a sync function would, so a context
+        variable set before a suspension (a tracing span made current) is reset in the same
+        context after it.
         """
         if asyncio._get_running_loop() is not None:
             coroutine.close()
@@ -512,29 +514,22 @@ class RequestReplyHandler:
         loop: Optional[asyncio.AbstractEventLoop] = getattr(self._loops, "loop", None)
         if loop is None:
             loop = self._loops.loop = asyncio.new_event_loop()
-        # Every step runs in one context, as a task's would: a context variable set before
-        # the coroutine suspends (a tracing span made current) is reset in the same context.
-        context = contextvars.copy_context()
-        asyncio._set_running_loop(loop)
+        set_running_loop = asyncio._set_running_loop
         try:
-            yielded = context.run(coroutine.send, None)
+            while True:
+                set_running_loop(loop)
+                try:
+                    yielded = coroutine.send(None)
+                finally:
+                    set_running_loop(None)
+                loop.run_until_complete(_awaited(yielded))
         except StopIteration:
             return
-        finally:
-            asyncio._set_running_loop(None)
-        loop.run_until_complete(_finish(coroutine, yielded, context))
 
 
-async def _finish(
-    coroutine: Coroutine[Any, Any, Any], yielded: Any, context: contextvars.Context
-) -> Any:
-    """Continue a hand-stepped coroutine inside a real task: wait for what it waits for."""
-    while True:
-        if yielded is None:
-            await asyncio.sleep(0)
-        else:
-            await asyncio.wait((yielded,))
-        try:
-            yielded = context.run(coroutine.send, None)
-        except StopIteration as stop:
-            return stop.value
+async def _awaited(yielded: Any) -> None:
+    """Wait, on the loop, for what a hand-stepped coroutine yielded (a future, or None)."""
+    if yielded is None:
+        await asyncio.sleep(0)
+    else:
+        await asyncio.wait((yielded,))
