@@ -74,7 +74,7 @@ class InvocationContext(Context):
     __slots__ = (
         "_address",
         "_caller",
-        "_max_outgoing",
+        "_outgoing_budget",
         "_storage",
         "_target",
         "delayed",
@@ -90,14 +90,12 @@ class InvocationContext(Context):
         self.messages: list[Message] = []
         self.delayed: list[DelayedMessage] = []
         self.egress: list[EgressMessage] = []
-        self._max_outgoing: Optional[int] = None
+        # sends left before Limits.outgoing_per_batch: one decrement per send
+        self._outgoing_budget: float = float("inf")
 
-    def _check_outgoing(self) -> None:
-        maximum = self._max_outgoing
-        if maximum is not None:
-            sent = len(self.messages) + len(self.delayed) + len(self.egress)
-            if sent >= maximum:
-                raise LimitExceededError("outgoing_per_batch", sent + 1, maximum)
+    def _over_outgoing_limit(self) -> None:
+        sent = len(self.messages) + len(self.delayed) + len(self.egress)
+        raise LimitExceededError("outgoing_per_batch", sent + 1, sent)
 
     @property
     def address(self) -> SdkAddress:
@@ -120,7 +118,9 @@ class InvocationContext(Context):
     def send(self, message: Message) -> None:
         if not isinstance(message, Message):
             raise TypeError(f"send() takes a Message, got {type(message).__name__}")
-        self._check_outgoing()
+        self._outgoing_budget -= 1
+        if self._outgoing_budget < 0:
+            self._over_outgoing_limit()
         self.messages.append(message)
 
     def send_after(
@@ -131,17 +131,23 @@ class InvocationContext(Context):
         delay_ms = int(duration.total_seconds() * 1000.0)
         if delay_ms < 0:
             raise ValueError(f"send_after() needs a non-negative duration, got {duration}")
-        self._check_outgoing()
+        self._outgoing_budget -= 1
+        if self._outgoing_budget < 0:
+            self._over_outgoing_limit()
         self.delayed.append(DelayedMessage(delay_ms, message, cancellation_token or ""))
 
     def cancel_delayed_message(self, cancellation_token: str) -> None:
         if not cancellation_token:
             raise ValueError("cancel_delayed_message() needs a non-empty cancellation token")
-        self._check_outgoing()
+        self._outgoing_budget -= 1
+        if self._outgoing_budget < 0:
+            self._over_outgoing_limit()
         self.delayed.append(DelayedMessage(0, None, cancellation_token))
 
     def send_egress(self, message: EgressMessage) -> None:
         if not isinstance(message, EgressMessage):
             raise TypeError(f"send_egress() takes an EgressMessage, got {type(message).__name__}")
-        self._check_outgoing()
+        self._outgoing_budget -= 1
+        if self._outgoing_budget < 0:
+            self._over_outgoing_limit()
         self.egress.append(message)

@@ -173,6 +173,9 @@ class RequestReplyHandler:
         self.types.add_factory(from_plugins)
         self.executor = executor
         self.limits = limits
+        self._outgoing_budget: float = (
+            float("inf") if limits.outgoing_per_batch is None else limits.outgoing_per_batch
+        )
         self._plans: dict[str, _Plan] = {}
         self._hooked: frozenset[str] = frozenset()
         self._hooked_generation = -1
@@ -284,7 +287,9 @@ class RequestReplyHandler:
                 cells[name] = make_cell(tpe, serializer, state.state_value)
 
         event: Optional[BatchEvent] = None
-        if self._hooks(_BATCH_EVENTS):
+        if self._hooked_generation != getattr(self.plugins, "generation", None):
+            self._hooks(_BATCH_EVENTS)  # plugins changed: look again at who listens
+        if _BATCH_EVENTS in self._hooked:
             event = BatchEvent(
                 function_type=typename,
                 function_id=target.id,
@@ -308,7 +313,7 @@ class RequestReplyHandler:
         batch._address = None
         batch._storage = plan.make_storage(cells)
         batch._caller = None
-        batch._max_outgoing = limits.outgoing_per_batch
+        batch._outgoing_budget = self._outgoing_budget
         batch.messages = []
         batch.delayed = []
         batch.egress = []

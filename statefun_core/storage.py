@@ -25,22 +25,6 @@ class Cell:
     value: Any
     dirty: bool
 
-    def get(self) -> Any:
-        value = self.value
-        if value is _UNREAD:
-            received = self.received
-            if not received.has_value:
-                value = None
-            elif received.typename != self.type.typename:
-                raise TypeError(
-                    f"Type mismatch: the runtime sent state of type {received.typename}, "
-                    f"but it is declared as {self.type.typename}"
-                )
-            else:
-                value = self.serializer.deserialize(received.value)
-            self.value = value
-        return value
-
     def delete(self) -> None:
         self.value = None
         self.dirty = True
@@ -63,7 +47,21 @@ def make_cell(tpe: Type, serializer: TypeSerializer, received: Any) -> Cell:
 
 def _storage_property(name: str) -> property:
     def fget(self: Any) -> Any:
-        return self._cells[name].get()
+        cell = self._cells[name]
+        value = cell.value
+        if value is _UNREAD:  # first read: decode the received value
+            received = cell.received
+            if not received.has_value:
+                value = None
+            elif received.typename != cell.type.typename:
+                raise TypeError(
+                    f"Type mismatch: the runtime sent state {name!r} of type "
+                    f"{received.typename}, but it is declared as {cell.type.typename}"
+                )
+            else:
+                value = cell.serializer.deserialize(received.value)
+            cell.value = value
+        return value
 
     def fset(self: Any, value: Any) -> None:
         if value is None:
