@@ -519,17 +519,16 @@ class RequestReplyHandler:
         loop: Optional[asyncio.AbstractEventLoop] = getattr(self._loops, "loop", None)
         if loop is None:
             loop = self._loops.loop = asyncio.new_event_loop()
+        # Iterating (rather than send()) ends without raising StopIteration: cheaper, per request.
         set_running_loop = asyncio._set_running_loop
+        set_running_loop(loop)
         try:
-            while True:
-                set_running_loop(loop)
-                try:
-                    yielded = coroutine.send(None)
-                finally:
-                    set_running_loop(None)
+            for yielded in coroutine.__await__():
+                set_running_loop(None)
                 loop.run_until_complete(_awaited(yielded))
-        except StopIteration:
-            return
+                set_running_loop(loop)
+        finally:
+            set_running_loop(None)
 
 
 async def _awaited(yielded: Any) -> None:
