@@ -7,7 +7,6 @@ from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from .core import ValueSpec, parse_typename
 from .errors import FunctionNotFoundError
-from .storage import StorageSpec
 
 __all__ = ["StatefulFunction", "StatefulFunctions"]
 
@@ -17,7 +16,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class StatefulFunction:
     """A bound function: its code, typename, state specs and how it is called."""
 
-    __slots__ = ("blocking", "fun", "is_async", "namespace", "specs", "storage_spec", "typename")
+    __slots__ = ("blocking", "fun", "is_async", "namespace", "specs", "typename")
 
     def __init__(
         self,
@@ -32,7 +31,10 @@ class StatefulFunction:
         self.typename = typename
         self.fun = fun
         self.specs = specs
-        self.storage_spec = StorageSpec(typename, [spec.name for spec in specs])
+        names = [spec.name for spec in specs]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate registered value name: {', '.join(duplicates)}")
         self.is_async = inspect.iscoroutinefunction(fun)
         self.blocking = blocking
 

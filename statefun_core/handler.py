@@ -36,7 +36,7 @@ from .messages import EgressMessage, Message, encode
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
-from .storage import Cell, make_cell
+from .storage import storage_factory
 from .types import Type, TypeSerializer, to_bytes
 
 __all__ = ["RequestReplyHandler"]
@@ -68,15 +68,17 @@ def _split(typename: str) -> tuple[str, str]:
 class _Plan:
     """What the handler precomputes for one function: resolved specs and replies to reuse."""
 
-    __slots__ = ("function", "incomplete_replies", "make_storage", "specs")
+    __slots__ = ("function", "incomplete_replies", "make_storage", "names", "specs", "types")
 
     def __init__(self, function: StatefulFunction, types: TypeRegistry) -> None:
         self.function = function
-        self.make_storage = function.storage_spec.make
         self.specs: list[tuple[str, Type, TypeSerializer, ValueSpec]] = []
         for spec in function.specs:
             tpe = spec.type if isinstance(spec.type, Type) else types.for_class(spec.type)
             self.specs.append((spec.name, tpe, tpe.serializer(), spec))
+        self.names = tuple(name for name, *_ in self.specs)
+        self.types = {name: (tpe, serializer) for name, tpe, serializer, _ in self.specs}
+        self.make_storage = storage_factory(function.typename, self.types)
         self.incomplete_replies: dict[tuple[str, ...], bytes] = {}
 
     def incomplete_reply(self, names: tuple[str, ...]) -> bytes:
@@ -102,15 +104,14 @@ class _Plan:
 class _Batch(InvocationContext):
     """One request in flight, and the context its function is called with.
 
-    Besides the context it keeps the plan, the state cells and the invocations to run. Made
+    Besides the context it keeps the plan and the invocations to run. Made
     field by field in ``_resolve`` (a class call with ``__init__`` costs several times more).
     """
 
-    __slots__ = ("cells", "event", "invocations", "plan", "typename")
+    __slots__ = ("event", "invocations", "plan", "typename")
 
     plan: _Plan
     typename: str
-    cells: dict[str, Cell]
     invocations: Any
     event: Optional[BatchEvent]
 
@@ -275,16 +276,12 @@ class RequestReplyHandler:
         received = {}
         for state in pb_batch.state:
             received[state.state_name] = state
-        cells: dict[str, Cell] = {}
         absent: Optional[list[str]] = None
-        for name, tpe, serializer, _ in plan.specs:
-            state = received.get(name)
-            if state is None:
+        for name in plan.names:
+            if name not in received:
                 if absent is None:
                     absent = []
                 absent.append(name)
-            elif absent is None:
-                cells[name] = make_cell(tpe, serializer, state.state_value)
 
         event: Optional[BatchEvent] = None
         if self._hooked_generation != getattr(self.plugins, "generation", None):
@@ -311,7 +308,7 @@ class RequestReplyHandler:
         batch = _new_batch(_Batch)
         batch._target = target
         batch._address = None
-        batch._storage = plan.make_storage(cells)
+        batch._storage = plan.make_storage(received)
         batch._caller = None
         batch._outgoing_budget = self._outgoing_budget
         batch.messages = []
@@ -319,7 +316,6 @@ class RequestReplyHandler:
         batch.egress = []
         batch.plan = plan
         batch.typename = typename
-        batch.cells = cells
         batch.invocations = invocations
         batch.event = event
         return batch
@@ -400,34 +396,43 @@ class RequestReplyHandler:
                 item.egress_namespace, item.egress_type = _split(egress.typename)
                 self._write_value(item.argument, egress)
         written = 0
-        max_state = self.limits.state_value_bytes
-        for name, cell in batch.cells.items():
-            if not cell.dirty:
-                continue
-            mutation = result.state_mutations.add()
-            mutation.state_name = name
-            if cell.value is None:
-                continue  # DELETE is the default mutation type
-            tpe = cell.type
-            data = cell.serializer.serialize(cell.value)
-            if type(data) is not bytes:
-                data = to_bytes(data, tpe.typename)
-            written += len(data)
-            if max_state is not None and len(data) > max_state:
-                raise LimitExceededError(
-                    "state_value_bytes", len(data), max_state, f"state_value_bytes of {name!r}"
-                )
-            mutation.mutation_type = _MODIFY
-            value = mutation.state_value
-            value.typename = tpe.typename
-            value.has_value = True
-            value.value = data
+        storage = batch._storage
+        if storage._written:
+            max_state = self.limits.state_value_bytes
+            values, types = storage._values, batch.plan.types
+            add = result.state_mutations.add
+            written_names = storage._written
+            for name in batch.plan.names:  # declaration order, as the official SDK does
+                if name not in written_names:
+                    continue
+                mutation = add()
+                mutation.state_name = name
+                value = values[name]
+                if value is None:
+                    continue  # DELETE is the default mutation type
+                tpe, serializer = types[name]
+                data = serializer.serialize(value)
+                if type(data) is not bytes:
+                    data = to_bytes(data, tpe.typename)
+                written += len(data)
+                if max_state is not None and len(data) > max_state:
+                    raise LimitExceededError(
+                        "state_value_bytes", len(data), max_state, f"state_value_bytes of {name!r}"
+                    )
+                mutation.mutation_type = _MODIFY
+                typed_value = mutation.state_value
+                typed_value.typename = tpe.typename
+                typed_value.has_value = True
+                typed_value.value = data
         reply: bytes = out.SerializeToString()
         event = batch.event
         if event is not None:
             event.outcome = "ok"
             event.duration = time.perf_counter() - event.started
-            event.state_bytes_read = sum(len(cell.received.value) for cell in batch.cells.values())
+            received = storage._received
+            event.state_bytes_read = sum(
+                len(received[name].state_value.value) for name in batch.plan.names
+            )
             event.state_bytes_written = written
             event.messages = len(context.messages)
             event.delayed_messages = sum(1 for d in context.delayed if d.message is not None)

@@ -1,120 +1,96 @@
-"""Address-scoped storage: ``ctx.storage.<name>`` reads, assigns and deletes state."""
+"""Address-scoped storage: ``ctx.storage.<name>`` reads, assigns and deletes state.
+
+Each function gets a storage class, generated once per handler from its resolved specs: one
+property per state name. A request's storage holds what the runtime sent, the values read or
+written so far (decoded on first read, never before) and the names written; the handler
+encodes written values once, when the batch ends.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from .types import Type, TypeSerializer
+from .types import Type
 
-__all__ = ["Cell", "StorageSpec", "make_cell"]
+__all__ = ["StateValues", "storage_factory"]
 
-_UNREAD = object()
-
-
-class Cell:
-    """One state value: the received wire value, decoded on first read, encoded once at the end.
-
-    Made by :func:`make_cell`.
-    """
-
-    __slots__ = ("dirty", "received", "serializer", "type", "value")
-
-    type: Type
-    serializer: TypeSerializer
-    received: Any  # a TypedValue; an empty one when the runtime sent no value
-    value: Any
-    dirty: bool
-
-    def delete(self) -> None:
-        self.value = None
-        self.dirty = True
+#: ``name -> (Type, serializer)`` of a function's states, in declaration order.
+Specs = dict[str, tuple[Type, Any]]
 
 
-_new_cell = Cell.__new__
+class StateValues:
+    """The slots every storage class has (the state itself is behind the properties)."""
+
+    __slots__ = ("_received", "_values", "_written")
+
+    _received: dict[str, Any]  # name -> the request's PersistedValue
+    _values: dict[str, Any]  # name -> value read or written (None: deleted or absent)
+    _written: set[str]
 
 
-def make_cell(tpe: Type, serializer: TypeSerializer, received: Any) -> Cell:
-    # built field by field: a class call with __init__ costs several times more, once per state
-    # per request
-    cell = _new_cell(Cell)
-    cell.type = tpe
-    cell.serializer = serializer
-    cell.received = received
-    cell.value = _UNREAD
-    cell.dirty = False
-    return cell
+def _state_property(name: str, tpe: Type, serializer: Any) -> property:
+    typename = tpe.typename
+    deserialize = serializer.deserialize
 
-
-def _storage_property(name: str) -> property:
     def fget(self: Any) -> Any:
-        cell = self._cells[name]
-        value = cell.value
-        if value is _UNREAD:  # first read: decode the received value
-            received = cell.received
-            if not received.has_value:
-                value = None
-            elif received.typename != cell.type.typename:
-                raise TypeError(
-                    f"Type mismatch: the runtime sent state {name!r} of type "
-                    f"{received.typename}, but it is declared as {cell.type.typename}"
-                )
-            else:
-                value = cell.serializer.deserialize(received.value)
-            cell.value = value
+        values = self._values
+        if name in values:
+            return values[name]
+        received = self._received[name].state_value  # an empty TypedValue when none was sent
+        if not received.has_value:
+            value = None
+        elif received.typename != typename:
+            raise TypeError(
+                f"Type mismatch: the runtime sent state {name!r} of type {received.typename}, "
+                f"but it is declared as {typename}"
+            )
+        else:
+            value = deserialize(received.value)
+        values[name] = value
         return value
 
     def fset(self: Any, value: Any) -> None:
         if value is None:
             raise ValueError("provided value must not be None. To delete a value, please use del.")
-        cell = self._cells[name]
-        cell.value = value
-        cell.dirty = True
+        self._values[name] = value
+        self._written.add(name)
 
     def fdel(self: Any) -> None:
-        self._cells[name].delete()
+        self._values[name] = None
+        self._written.add(name)
 
     return property(fget, fset, fdel)
 
 
-class StorageSpec:
-    """The storage class of one function, generated once from its specs.
+def storage_factory(typename: str, specs: Specs) -> Callable[[dict[str, Any]], StateValues]:
+    """``make(received)``: a new storage over the ``PersistedValue``s of one request.
 
     Reading an unregistered name raises an ``AttributeError`` that names the function; setting
     or deleting one raises Python's own, which names the class: ``'<typename> storage'``.
     """
+    names = ", ".join(specs) or "no state"
 
-    __slots__ = ("make", "names")
+    def __getattr__(self: Any, name: str) -> Any:
+        raise AttributeError(
+            f"'{name}' is not a registered ValueSpec for the function '{typename}'"
+        )
 
-    def __init__(self, typename: str, names: list[str]) -> None:
-        if len(set(names)) != len(names):
-            duplicate = next(n for n in names if names.count(n) > 1)
-            raise ValueError(f"duplicate registered value name: {duplicate}")
+    namespace: dict[str, Any] = {
+        "__slots__": (),
+        "__getattr__": __getattr__,
+        "__repr__": lambda self: f"<storage of {typename}: {names}>",
+    }
+    for name, (tpe, serializer) in specs.items():
+        namespace[name] = _state_property(name, tpe, serializer)
+    storage_class: Any = type(f"{typename} storage", (StateValues,), namespace)
+    new = storage_class.__new__
 
-        def __getattr__(self: Any, name: str) -> Any:
-            raise AttributeError(
-                f"'{name}' is not a registered ValueSpec for the function '{typename}'"
-            )
+    def make(received: dict[str, Any]) -> StateValues:
+        # built field by field: a class call through __init__ costs several times more
+        storage: StateValues = new(storage_class)
+        storage._received = received
+        storage._values = {}
+        storage._written = set()
+        return storage
 
-        namespace: dict[str, Any] = {
-            "__slots__": ("_cells",),
-            "__getattr__": __getattr__,
-            "__repr__": lambda self: f"<storage of {typename}: {', '.join(names) or 'no state'}>",
-        }
-        for name in names:
-            namespace[name] = _storage_property(name)
-        storage_class: Any = type(f"{typename} storage", (), namespace)
-        new_storage = storage_class.__new__
-
-        def make(cells: dict[str, Cell]) -> Any:
-            storage = new_storage(storage_class)
-            storage._cells = cells
-            return storage
-
-        self.make: Callable[[dict[str, Cell]], Any] = make
-        self.names = tuple(names)
-
-
-def missing(received: dict[str, Any], names: tuple[str, ...]) -> Optional[list[str]]:
-    """The declared names the runtime did not send, in declaration order (None if none)."""
-    absent = [name for name in names if name not in received]
-    return absent or None
+    return make
