@@ -22,8 +22,8 @@ functions = StatefulFunctions()
 )
 def greeter(context: Context, message: Message) -> None:
     name = message.as_string()
-    seen = (context.storage.seen_count or 0) + 1
-    context.storage.seen_count = seen
+    seen = context.storage.seen_count or 0
+    context.storage.seen_count = seen + 1
     context.send(
         message_builder(
             target_typename="com.example.fns/inbox",
