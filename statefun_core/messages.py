@@ -238,6 +238,13 @@ _PRIMITIVE_KEYWORDS = {
 }
 
 
+# the built-in serializers return bytes
+_PRIMITIVE_ENCODERS = {
+    keyword: (tpe.typename, tpe.serializer().serialize)
+    for keyword, tpe in _PRIMITIVE_KEYWORDS.items()
+}
+
+
 def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Message:
     """Build a message for the function ``target_typename`` with id ``target_id``.
 
@@ -251,6 +258,16 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
         raise ValueError("target_id can not be missing")
     if len(kwargs) == 1:
         ((keyword, value),) = kwargs.items()
+        encoder = _PRIMITIVE_ENCODERS.get(keyword)
+        if encoder is not None and value is not None:
+            typename, serialize = encoder
+            message = _new_message(Message)
+            message.target_typename = target_typename
+            message.target_id = target_id
+            message._typed_value = None
+            message._typename = typename
+            message._data = serialize(value)
+            return message
         if keyword == "value":
             if value is None:
                 raise ValueError("value can not be missing")

@@ -214,6 +214,8 @@ class _StringSerializer(TypeSerializer):
         size = len(data)
         if size < 0x80:
             return b"\x0a" + bytes((size,)) + data
+        if size < 0x4000:  # a two-byte length: up to 16 KiB
+            return bytes((0x0A, (size & 0x7F) | 0x80, size >> 7)) + data
         header = bytearray(b"\x0a")
         while size >= 0x80:
             header.append((size & 0x7F) | 0x80)
@@ -224,8 +226,13 @@ class _StringSerializer(TypeSerializer):
     def deserialize(self, byte: bytes) -> str:
         if not byte:
             return ""
-        if len(byte) >= 2 and byte[0] == 0x0A and byte[1] < 0x80 and len(byte) == byte[1] + 2:
-            return byte[2:].decode("utf-8")
+        if len(byte) >= 2 and byte[0] == 0x0A:
+            size = byte[1]
+            if size < 0x80:
+                if len(byte) == size + 2:
+                    return byte[2:].decode("utf-8")
+            elif len(byte) > 3 and byte[2] < 0x80 and len(byte) == (size & 0x7F | byte[2] << 7) + 3:
+                return byte[3:].decode("utf-8")
         return str(protocol.StringWrapper.FromString(byte).value)
 
 
