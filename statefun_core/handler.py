@@ -108,23 +108,26 @@ class _Batch(InvocationContext):
     field by field in ``_resolve`` (a class call with ``__init__`` costs several times more).
     """
 
-    __slots__ = ("event", "invocations", "plan", "typename")
+    __slots__ = ("event", "id", "invocations", "plan", "typename")
 
     plan: _Plan
     typename: str
+    id: str
     invocations: Any
     event: Optional[BatchEvent]
 
     def each_message(self, types: TypeRegistry) -> Iterator[Message]:
         """Yield a message per invocation, setting the caller for each."""
-        typename, id = self.typename, self._target.id
-        callers: dict[tuple[str, str, str], SdkAddress] = {}
+        typename, id = self.typename, self.id
+        callers: Optional[dict[tuple[str, str, str], SdkAddress]] = None
         new_message = Message.__new__
         for invocation in self.invocations:
             caller = None
             if invocation.HasField("caller"):
                 pb = invocation.caller
                 key = (pb.namespace, pb.type, pb.id)
+                if callers is None:
+                    callers = {}
                 caller = callers.get(key)
                 if caller is None and any(key):
                     caller = callers[key] = SdkAddress(
@@ -270,7 +273,8 @@ class RequestReplyHandler:
         plan = self._plans.get(typename)
         if plan is None or plan.function is not self.functions._functions.get(typename):
             plan = self._plans[typename] = _Plan(self.functions.for_typename(typename), self.types)
-        if not target.id:
+        id = target.id
+        if not id:
             raise MalformedRequestError(f"the request for {typename!r} has no target id")
 
         received = {}
@@ -289,7 +293,7 @@ class RequestReplyHandler:
         if _BATCH_EVENTS in self._hooked:
             event = BatchEvent(
                 function_type=typename,
-                function_id=target.id,
+                function_id=id,
                 batch_size=len(invocations),
                 headers=headers,
                 started=time.perf_counter(),
@@ -316,6 +320,7 @@ class RequestReplyHandler:
         batch.egress = []
         batch.plan = plan
         batch.typename = typename
+        batch.id = id
         batch.invocations = invocations
         batch.event = event
         return batch
@@ -443,7 +448,7 @@ class RequestReplyHandler:
     def _failed(
         self, batch: _Batch, error: BaseException, headers: Optional[Headers]
     ) -> FunctionFailedError:
-        failure = FunctionFailedError(batch.typename, batch._target.id)
+        failure = FunctionFailedError(batch.typename, batch.id)
         failure.__cause__ = error
         event = batch.event
         if event is not None:
