@@ -68,25 +68,29 @@ class Context(abc.ABC):
 class InvocationContext(Context):
     """The context of one batch; ``caller`` changes with each invocation.
 
-    The address is built on first use: most functions never read it.
+    ``storage`` and ``caller`` are plain attributes, not properties: functions read them on
+    every invocation. The address is built on first use: most functions never read it.
     """
 
     __slots__ = (
         "_address",
-        "_caller",
         "_outgoing_budget",
-        "_storage",
         "_target",
+        "caller",
         "delayed",
         "egress",
         "messages",
+        "storage",
     )
+
+    storage: Any
+    caller: Optional[SdkAddress]
 
     def __init__(self, target: Any, storage: Any) -> None:
         self._target = target  # the request's protobuf Address
         self._address: Optional[SdkAddress] = None
-        self._storage = storage
-        self._caller: Optional[SdkAddress] = None
+        self.storage = storage
+        self.caller = None
         self.messages: list[Message] = []
         self.delayed: list[DelayedMessage] = []
         self.egress: list[EgressMessage] = []
@@ -106,14 +110,6 @@ class InvocationContext(Context):
                 target.namespace, target.type, target.id, f"{target.namespace}/{target.type}"
             )
         return address
-
-    @property
-    def storage(self) -> Any:
-        return self._storage
-
-    @property
-    def caller(self) -> Optional[SdkAddress]:
-        return self._caller
 
     def send(self, message: Message) -> None:
         if not isinstance(message, Message):

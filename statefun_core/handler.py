@@ -10,11 +10,13 @@ inline, and sends ``blocking=True`` functions to a thread pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import itertools
 import threading
 import time
 from concurrent.futures import Executor
-from typing import Any, Coroutine, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 import pluggy
 from google.protobuf.message import DecodeError
@@ -104,45 +106,46 @@ class _Plan:
 class _Batch(InvocationContext):
     """One request in flight, and the context its function is called with.
 
-    Besides the context it keeps the plan and the invocations to run. Made
-    field by field in ``_resolve`` (a class call with ``__init__`` costs several times more).
+    Besides the context it keeps the plan, the invocations to run and the function to call
+    (the user's, or one that reports each invocation to the plugins). Made field by field in
+    ``_resolve`` (a class call with ``__init__`` costs several times more).
     """
 
-    __slots__ = ("event", "id", "invocations", "plan", "typename")
+    __slots__ = ("_callers", "event", "fun", "id", "invocations", "plan", "typename")
 
     plan: _Plan
     typename: str
     id: str
     invocations: Any
     event: Optional[BatchEvent]
+    fun: Callable[..., Any]
+    _callers: Optional[dict[tuple[str, str, str], SdkAddress]]
 
-    def each_message(self, types: TypeRegistry) -> Iterator[Message]:
-        """Yield a message per invocation, setting the caller for each."""
-        typename, id = self.typename, self.id
-        callers: Optional[dict[tuple[str, str, str], SdkAddress]] = None
-        new_message = Message.__new__
-        for invocation in self.invocations:
-            caller = None
-            if invocation.HasField("caller"):
-                pb = invocation.caller
-                key = (pb.namespace, pb.type, pb.id)
-                if callers is None:
-                    callers = {}
-                caller = callers.get(key)
-                if caller is None and any(key):
-                    caller = callers[key] = SdkAddress(
-                        pb.namespace, pb.type, pb.id, f"{pb.namespace}/{pb.type}"
-                    )
-            self._caller = caller
-            message = new_message(Message)
-            message.target_typename = typename
-            message.target_id = id
-            message._typed_value = invocation.argument
-            message._types = types
-            yield message
+    def message(self, invocation: Any, types: TypeRegistry) -> Message:
+        """The message of one invocation; also sets the caller the function sees."""
+        caller = None
+        if invocation.HasField("caller"):
+            pb = invocation.caller
+            key = (pb.namespace, pb.type, pb.id)
+            callers = self._callers
+            if callers is None:
+                callers = self._callers = {}
+            caller = callers.get(key)
+            if caller is None and any(key):
+                caller = callers[key] = SdkAddress(
+                    pb.namespace, pb.type, pb.id, f"{pb.namespace}/{pb.type}"
+                )
+        self.caller = caller
+        message = _new_message(Message)
+        message.target_typename = self.typename
+        message.target_id = self.id
+        message._typed_value = invocation.argument
+        message._types = types
+        return message
 
 
 _new_batch = _Batch.__new__
+_new_message = Message.__new__
 
 
 class RequestReplyHandler:
@@ -203,7 +206,7 @@ class RequestReplyHandler:
         assert isinstance(batch, _Batch)
         try:
             if batch.plan.function.is_async:
-                self._run_coroutine(self._invoke_async(batch))
+                self._step(batch)
             else:
                 self._invoke(batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
@@ -225,7 +228,9 @@ class RequestReplyHandler:
         function = batch.plan.function
         try:
             if function.is_async:
-                await self._invoke_async(batch)
+                fun, types = batch.fun, self.types
+                for invocation in batch.invocations:
+                    await fun(batch, batch.message(invocation, types))
             elif function.blocking:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self.executor, self._invoke, batch)
@@ -312,8 +317,9 @@ class RequestReplyHandler:
         batch = _new_batch(_Batch)
         batch._target = target
         batch._address = None
-        batch._storage = plan.make_storage(received)
-        batch._caller = None
+        batch.storage = plan.make_storage(received)
+        batch.caller = None
+        batch._callers = None
         batch._outgoing_budget = self._outgoing_budget
         batch.messages = []
         batch.delayed = []
@@ -323,39 +329,44 @@ class RequestReplyHandler:
         batch.id = id
         batch.invocations = invocations
         batch.event = event
+        batch.fun = plan.function.fun if event is None else self._observed(batch)
         return batch
 
     def _invoke(self, batch: _Batch) -> None:
         """Run every invocation of a sync function's batch, in order."""
-        fun = batch.plan.function.fun
-        if batch.event is None:
-            for message in batch.each_message(self.types):
-                fun(batch, message)
-            return
-        for index, message in enumerate(batch.each_message(self.types)):
-            invocation = self._invocation_started(batch, index, message)
-            try:
-                fun(batch, message)
-            except BaseException as error:
-                self._invocation_finished(invocation, error)
-                raise
-            self._invocation_finished(invocation, None)
+        fun, types = batch.fun, self.types
+        for invocation in batch.invocations:
+            fun(batch, batch.message(invocation, types))
 
-    async def _invoke_async(self, batch: _Batch) -> None:
-        """Run every invocation of an async function's batch, in order."""
-        fun = batch.plan.function.fun
-        if batch.event is None:
-            for message in batch.each_message(self.types):
-                await fun(batch, message)
-            return
-        for index, message in enumerate(batch.each_message(self.types)):
-            invocation = self._invocation_started(batch, index, message)
-            try:
-                await fun(batch, message)
-            except BaseException as error:
-                self._invocation_finished(invocation, error)
-                raise
-            self._invocation_finished(invocation, None)
+    def _step(self, batch: _Batch) -> None:
+        """Run every invocation of an async function's batch from sync code, in order.
+
+        Each coroutine is stepped by hand with this thread's loop marked as running (so it can
+        use asyncio); only when it suspends is the loop run, until what it waits for is done.
+        Every step runs in the caller's context, as a sync function would, so a context
+        variable set before a suspension (a tracing span made current) is reset in the same
+        context after it.
+        """
+        if asyncio._get_running_loop() is not None:
+            raise AsyncFunctionInSyncContextError(
+                "handle_sync() was called with an async function from inside a running event "
+                "loop; await handler.handle_async(...) instead"
+            )
+        loop: Optional[asyncio.AbstractEventLoop] = getattr(self._loops, "loop", None)
+        if loop is None:
+            loop = self._loops.loop = asyncio.new_event_loop()
+        fun, types = batch.fun, self.types
+        set_running_loop = asyncio._set_running_loop
+        set_running_loop(loop)
+        try:
+            for invocation in batch.invocations:
+                # iterating, rather than send(), ends without raising StopIteration: cheaper
+                for yielded in fun(batch, batch.message(invocation, types)).__await__():
+                    set_running_loop(None)
+                    loop.run_until_complete(_awaited(yielded))
+                    set_running_loop(loop)
+        finally:
+            set_running_loop(None)
 
     def _collect(self, batch: _Batch) -> bytes:
         """Build the ``InvocationResponse``: messages, delayed, egress, then state mutations.
@@ -401,7 +412,7 @@ class RequestReplyHandler:
                 item.egress_namespace, item.egress_type = _split(egress.typename)
                 self._write_value(item.argument, egress)
         written = 0
-        storage = batch._storage
+        storage = batch.storage
         if storage._written:
             max_state = self.limits.state_value_bytes
             values, types = storage._values, batch.plan.types
@@ -495,50 +506,42 @@ class RequestReplyHandler:
             self._hooked_generation = -1 if generation is None else generation
         return name in self._hooked
 
-    def _invocation_started(self, batch: _Batch, index: int, message: Message) -> InvocationEvent:
+    def _observed(self, batch: _Batch) -> Callable[..., Any]:
+        """The batch's function, reporting each invocation to the plugins."""
+        fun = batch.plan.function.fun
+        index = itertools.count()
+        observing = self._observing
+        if batch.plan.function.is_async:
+
+            async def observed_async(context: Any, message: Message) -> None:
+                with observing(batch, next(index), message):
+                    await fun(context, message)
+
+            return observed_async
+
+        def observed(context: Any, message: Message) -> None:
+            with observing(batch, next(index), message):
+                fun(context, message)
+
+        return observed
+
+    @contextlib.contextmanager
+    def _observing(self, batch: _Batch, index: int, message: Message) -> Iterator[None]:
         assert batch.event is not None
+        hook = self.plugins.hook
         invocation = InvocationEvent(
             batch=batch.event,
             index=index,
             caller=batch.caller,
             argument_typename=message.typed_value.typename,
         )
-        self.plugins.hook.statefun_invocation_started(invocation=invocation)
-        return invocation
-
-    def _invocation_finished(
-        self, invocation: InvocationEvent, error: Optional[BaseException]
-    ) -> None:
-        self.plugins.hook.statefun_invocation_finished(invocation=invocation, error=error)
-
-    def _run_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        """Run a coroutine to completion from sync code, in this thread's own context.
-
-        It is stepped by hand with this thread's loop marked as running (so it can use
-        asyncio); only when it suspends is the loop run, until what it waits for is done.
-        Every step runs in the caller's context, as a sync function would, so a context
-        variable set before a suspension (a tracing span made current) is reset in the same
-        context after it.
-        """
-        if asyncio._get_running_loop() is not None:
-            coroutine.close()
-            raise AsyncFunctionInSyncContextError(
-                "handle_sync() was called with an async function from inside a running event "
-                "loop; await handler.handle_async(...) instead"
-            )
-        loop: Optional[asyncio.AbstractEventLoop] = getattr(self._loops, "loop", None)
-        if loop is None:
-            loop = self._loops.loop = asyncio.new_event_loop()
-        # Iterating (rather than send()) ends without raising StopIteration: cheaper, per request.
-        set_running_loop = asyncio._set_running_loop
-        set_running_loop(loop)
+        hook.statefun_invocation_started(invocation=invocation)
         try:
-            for yielded in coroutine.__await__():
-                set_running_loop(None)
-                loop.run_until_complete(_awaited(yielded))
-                set_running_loop(loop)
-        finally:
-            set_running_loop(None)
+            yield
+        except BaseException as error:
+            hook.statefun_invocation_finished(invocation=invocation, error=error)
+            raise
+        hook.statefun_invocation_finished(invocation=invocation, error=None)
 
 
 async def _awaited(yielded: Any) -> None:
