@@ -199,7 +199,7 @@ class RequestReplyHandler:
         try:
             batch = self._resolve(request_bytes, _NO_HEADERS if headers is None else headers)
         except StatefunError as error:
-            self._rejected(error, headers)
+            self.reject(error, headers)
             raise
         if type(batch) is bytes:
             return batch
@@ -220,7 +220,7 @@ class RequestReplyHandler:
         try:
             batch = self._resolve(request_bytes, _NO_HEADERS if headers is None else headers)
         except StatefunError as error:
-            self._rejected(error, headers)
+            self.reject(error, headers)
             raise
         if type(batch) is bytes:
             return batch
@@ -242,8 +242,13 @@ class RequestReplyHandler:
 
     # --- the pipeline ---------------------------------------------------------------------
 
-    def _rejected(self, error: StatefunError, headers: Optional[Headers]) -> None:
-        """A request failed before it had a batch (malformed, unknown function, too large)."""
+    def reject(self, error: StatefunError, headers: Optional[Headers] = None) -> None:
+        """Report a request refused before it had a batch to ``statefun_request_failed``.
+
+        The handler calls it for what it refuses itself (malformed, unknown function, too
+        large); a server calls it for what the framework answers before the handler sees the
+        body (a wrong method, a body over the framework's own size limit).
+        """
         if self._hooks("statefun_request_failed"):
             self.plugins.hook.statefun_request_failed(
                 error=error, batch=None, headers=_NO_HEADERS if headers is None else headers

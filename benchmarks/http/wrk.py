@@ -138,7 +138,7 @@ def run_wrk(
 ) -> Result:
     """One wrk run: requests/s, latency percentiles and the server's CPU time per request."""
     command = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s",
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds:g}s",
         "-s", str(script), server.url,
     ]  # fmt: skip
     cpu_before = server.cpu_seconds()
