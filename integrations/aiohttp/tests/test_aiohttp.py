@@ -7,7 +7,7 @@ import logging
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import pytest
 import statefun_aiohttp
@@ -15,6 +15,7 @@ from aiohttp import test_utils, web
 
 from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
 from statefun_core.engine import StateSpec
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.plugins import BatchEvent
 from statefun_core.testing import wire
 
@@ -34,18 +35,33 @@ class HeaderRecorder:
         self.request_ids.append(batch.headers.get("X-Request-Id", ""))
 
 
+class FailureRecorder:
+    """A real plugin: keeps the error class, status and X-Request-Id of each failed request."""
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[type, int, str]] = []
+
+    @hookimpl
+    def statefun_request_failed(
+        self, error: StatefunError, batch: Optional[BatchEvent], headers: Mapping[str, str]
+    ) -> None:
+        assert batch is None
+        self.failures.append((type(error), error.status, headers.get("X-Request-Id", "")))
+
+
 class StatefunAppTest(test_utils.AioHTTPTestCase):
     """``setup(app, ...)`` on an existing application."""
 
     async def get_application(self) -> web.Application:
         self.recorder = HeaderRecorder()
+        self.failures = FailureRecorder()
         self.executor = ThreadPoolExecutor(2, thread_name_prefix="statefun-blocking")
         app = web.Application(client_max_size=LIMIT)
         self.handler = statefun_aiohttp.setup(
             app,
             make_functions(),
             executor=self.executor,
-            plugins=make_plugin_manager([self.recorder], load_entrypoints=False),
+            plugins=make_plugin_manager([self.recorder, self.failures], load_entrypoints=False),
         )
         return app
 
@@ -102,6 +118,16 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
         status, _, body = await self.post(wire.to_function(GREETER, "Cy", ["Cy"], NEW))
         assert status == 200
         assert greetings(body)[0] == 1
+
+    async def test_framework_rejections_reach_the_hooks(self) -> None:
+        async with self.client.get("/statefun", headers={"X-Request-Id": "r-1"}) as response:
+            assert response.status == 405
+        status, _, _ = await self.post(b"\x00" * (LIMIT + 1), headers={"X-Request-Id": "r-2"})
+        assert status == 413
+        assert self.failures.failures == [
+            (MethodNotAllowedError, 405, "r-1"),
+            (RequestTooLargeError, 413, "r-2"),
+        ]
 
     async def test_raising_function_is_500_without_traceback(self) -> None:
         with self.assertLogs("statefun_core", logging.ERROR) as logs:

@@ -11,7 +11,7 @@ import pluggy
 from aiohttp import web
 
 from statefun_core import RequestReplyHandler
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import (
     CONTENT_TYPE,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -30,22 +30,34 @@ async def handle_request(request: web.Request) -> web.Response:
     """POST a ``ToFunction``, get the ``FromFunction`` reply (``application/octet-stream``).
 
     The request headers reach the plugin hooks through ``handle_async(..., headers=...)``.
-    A body over the application's ``client_max_size`` is answered 413.
+    A body over the application's ``client_max_size`` is answered 413; both this and a wrong
+    method reach the ``statefun_request_failed`` hook.
     """
+    handler = request.config_dict[HANDLER_KEY]
     if request.method != "POST":
-        response = _error_response(MethodNotAllowedError(f"{request.method} is not allowed"))
+        not_allowed = MethodNotAllowedError(f"{request.method} is not allowed")
+        response = _rejected(handler, request, not_allowed)
         response.headers["Allow"] = "POST"
         return response
-    handler = request.config_dict[HANDLER_KEY]
     try:
         body = await request.read()
         reply = await handler.handle_async(body, headers=request.headers)
     except web.HTTPRequestEntityTooLarge:
         limit = request.client_max_size
-        return _error_response(RequestTooLargeError(request.content_length or limit + 1, limit))
+        too_large = RequestTooLargeError(request.content_length or limit + 1, limit)
+        return _rejected(handler, request, too_large)
     except Exception as error:
         return _error_response(error)
     return web.Response(body=reply, content_type=CONTENT_TYPE)
+
+
+def _rejected(
+    handler: RequestReplyHandler, request: web.Request, error: StatefunError
+) -> web.Response:
+    """The answer to a request refused before the handler saw its body (a wrong method, a body
+    over ``client_max_size``): the plugins hear of it like of any rejected request."""
+    handler.reject(error, request.headers)
+    return _error_response(error)
 
 
 def _error_response(error: Exception) -> web.Response:
