@@ -7,7 +7,7 @@ import logging
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import pytest
 import statefun_tornado
@@ -18,6 +18,7 @@ from tornado.web import Application
 
 from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
 from statefun_core.engine import StateSpec
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.plugins import BatchEvent
 from statefun_core.testing import wire
 
@@ -37,15 +38,30 @@ class HeaderRecorder:
         self.request_ids.append(batch.headers.get("X-Request-Id", ""))
 
 
+class FailureRecorder:
+    """A real plugin: keeps the error class, status and X-Request-Id of each failed request."""
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[type, int, str]] = []
+
+    @hookimpl
+    def statefun_request_failed(
+        self, error: StatefunError, batch: Optional[BatchEvent], headers: Mapping[str, str]
+    ) -> None:
+        assert batch is None
+        self.failures.append((type(error), error.status, headers.get("X-Request-Id", "")))
+
+
 class StatefunHandlerTest(testing.AsyncHTTPTestCase):
     def get_app(self) -> Application:
         self.recorder = HeaderRecorder()
+        self.failures = FailureRecorder()
         self.executor = ThreadPoolExecutor(2, thread_name_prefix="statefun-blocking")
         return statefun_tornado.make_app(
             make_functions(),
             max_body_size=LIMIT,
             executor=self.executor,
-            plugins=make_plugin_manager([self.recorder], load_entrypoints=False),
+            plugins=make_plugin_manager([self.recorder, self.failures], load_entrypoints=False),
             xsrf_cookies=True,  # the endpoint must not need a cookie
         )
 
@@ -106,6 +122,19 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
         response = await self.post(wire.to_function(GREETER, "Cy", ["Cy"], NEW))
         assert response.code == 200
         assert greetings(response.body)[0] == 1
+
+    @gen_test
+    async def test_framework_rejections_reach_the_hooks(self) -> None:
+        response = await self.http_client.fetch(
+            self.get_url("/statefun"), headers={"X-Request-Id": "r-1"}, raise_error=False
+        )
+        assert response.code == 405
+        response = await self.post(b"\x00" * (LIMIT + 1), headers={"X-Request-Id": "r-2"})
+        assert response.code == 413
+        assert self.failures.failures == [
+            (MethodNotAllowedError, 405, "r-1"),
+            (RequestTooLargeError, 413, "r-2"),
+        ]
 
     @gen_test
     async def test_raising_function_is_500_without_traceback(self) -> None:

@@ -8,7 +8,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.web import RequestHandler, stream_request_body
 
 from statefun_core import RequestReplyHandler
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_response
 
 __all__ = ["MetricsHandler", "StatefunHandler"]
@@ -21,6 +21,7 @@ class StatefunHandler(RequestHandler):
     Configured by the routing table: ``(path, StatefunHandler, {"handler": ...,
     "max_body_size": ...})``. A body declared larger than ``max_body_size`` (default 32 MiB)
     is answered 413 before it is read; other methods than POST get 405 with ``Allow: POST``.
+    Both reach the ``statefun_request_failed`` hook, as the handler's own rejections do.
     The request headers reach the plugin hooks through ``handle_async(..., headers=...)``.
     Subclass and override ``prepare``/``on_finish`` (calling ``super()``) to add your own.
     """
@@ -38,11 +39,11 @@ class StatefunHandler(RequestHandler):
     def prepare(self) -> None:
         if self.request.method != "POST":
             self.set_header("Allow", "POST")
-            self._finish_with_error(MethodNotAllowedError(f"{self.request.method} not allowed"))
+            self._reject(MethodNotAllowedError(f"{self.request.method} not allowed"))
             return
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
-            self._finish_with_error(RequestTooLargeError(int(declared), self.max_body_size))
+            self._reject(RequestTooLargeError(int(declared), self.max_body_size))
             return
         # Tornado itself refuses a longer chunked body (400, connection closed).
         if isinstance(self.request.connection, HTTP1Connection):
@@ -60,6 +61,12 @@ class StatefunHandler(RequestHandler):
             return
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(reply)
+
+    def _reject(self, error: StatefunError) -> None:
+        """Answer a request refused before the handler saw its body (a wrong method, a body
+        over ``max_body_size``): the plugins hear of it like of any rejected request."""
+        self.handler.reject(error, self.request.headers)
+        self._finish_with_error(error)
 
     def _finish_with_error(self, error: Exception) -> None:
         status, text = error_response(error)
