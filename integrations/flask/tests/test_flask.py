@@ -5,16 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib import metadata
-from typing import Optional
+from typing import Mapping, Optional
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from statefun_flask import Statefun, StatefunState, make_blueprint
 
-from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
+from statefun_core import Limits, RequestReplyHandler, hookimpl, make_plugin_manager
 from statefun_core.engine import StateSpec
-from statefun_core.errors import RequestTooLargeError
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import error_response
 from statefun_core.plugins import BatchEvent
 from statefun_core.testing import wire
@@ -37,16 +37,35 @@ class HeaderRecorder:
         )
 
 
+class FailureRecorder:
+    """A real plugin: keeps the error class, status and X-Request-Id of each failed request."""
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[type, int, Optional[str]]] = []
+
+    @hookimpl
+    def statefun_request_failed(
+        self, error: StatefunError, batch: Optional[BatchEvent], headers: Mapping[str, str]
+    ) -> None:
+        assert batch is None
+        self.failures.append((type(error), error.status, headers.get("X-Request-Id")))
+
+
 @pytest.fixture
 def recorder() -> HeaderRecorder:
     return HeaderRecorder()
 
 
 @pytest.fixture
-def app(recorder: HeaderRecorder) -> Flask:
+def failures() -> FailureRecorder:
+    return FailureRecorder()
+
+
+@pytest.fixture
+def app(recorder: HeaderRecorder, failures: FailureRecorder) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = LIMIT
-    plugins = make_plugin_manager([recorder], load_entrypoints=False)
+    plugins = make_plugin_manager([recorder, failures], load_entrypoints=False)
     Statefun(app, RequestReplyHandler(make_functions(), plugins=plugins))
     return app
 
@@ -119,6 +138,29 @@ def test_body_over_max_content_length_is_413(client: FlaskClient) -> None:
     assert response.status_code == 413
     expected = error_response(RequestTooLargeError(len(body), LIMIT))[1]
     assert response.get_data(as_text=True) == expected
+
+
+def test_framework_rejections_reach_the_hooks(
+    client: FlaskClient, failures: FailureRecorder
+) -> None:
+    assert client.get("/statefun", headers={"X-Request-Id": "r-1"}).status_code == 405
+    response = post(client, b"\x00" * (LIMIT + 1), headers={"X-Request-Id": "r-2"})
+    assert response.status_code == 413
+    assert failures.failures == [
+        (MethodNotAllowedError, 405, "r-1"),
+        (RequestTooLargeError, 413, "r-2"),
+    ]
+
+
+def test_body_declared_over_the_handlers_limit_reaches_the_hooks() -> None:
+    failures = FailureRecorder()
+    plugins = make_plugin_manager([failures], load_entrypoints=False)
+    handler = RequestReplyHandler(make_functions(), plugins=plugins, limits=Limits(request_bytes=8))
+    app = Flask(__name__)  # no MAX_CONTENT_LENGTH: the handler's limit bounds the read
+    Statefun(app, handler)
+    response = post(app.test_client(), b"\x00" * 9, headers={"X-Request-Id": "r-3"})
+    assert response.status_code == 413
+    assert failures.failures == [(RequestTooLargeError, 413, "r-3")]
 
 
 def test_request_headers_reach_the_plugins(client: FlaskClient, recorder: HeaderRecorder) -> None:

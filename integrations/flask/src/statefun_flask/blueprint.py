@@ -8,7 +8,8 @@ from flask import Blueprint, Response, request
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core import RequestReplyHandler
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
 
 __all__ = ["make_blueprint", "metrics_view"]
@@ -26,21 +27,22 @@ def make_blueprint(
 
     Requests are handled with ``handle_sync`` on the worker's thread: no event loop is made
     per request, and ``async`` functions still work (the handler steps them itself). The
-    request body is limited by Flask's ``MAX_CONTENT_LENGTH``.
+    request body is limited by Flask's ``MAX_CONTENT_LENGTH``. A body over it (413) and a wrong
+    method (405) reach the ``statefun_request_failed`` hook, as the handler's own rejections do.
     """
     handler = as_handler(functions_or_handler)
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix or "/")
 
     def endpoint() -> Response:
         if request.method != "POST":
-            return statefun_error(MethodNotAllowedError(f"{request.method} is not allowed"))
+            return rejected(handler, MethodNotAllowedError(f"{request.method} is not allowed"))
         try:
             body = read_body(handler.limits.request_bytes)
         except RequestEntityTooLarge:
             limit = request.max_content_length or 0
-            return statefun_error(RequestTooLargeError(request.content_length or 0, limit))
+            return rejected(handler, RequestTooLargeError(request.content_length or 0, limit))
         except RequestTooLargeError as error:
-            return statefun_error(error)
+            return rejected(handler, error)
         try:
             reply = handler.handle_sync(body, headers=RequestHeaders(request.headers))
         except Exception as error:
@@ -94,6 +96,13 @@ class RequestHeaders(Mapping[str, str]):
 
     def __bool__(self) -> bool:
         return True  # a request has headers; spares counting them (``headers or {}``)
+
+
+def rejected(handler: RequestReplyHandler, error: StatefunError) -> Response:
+    """The answer to a request refused before the handler saw its body (a wrong method, a body
+    over the limit): the plugins hear of it like of any rejected request."""
+    handler.reject(error, RequestHeaders(request.headers))
+    return statefun_error(error)
 
 
 def statefun_error(error: BaseException) -> Response:
