@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 from importlib import metadata
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import pytest
 from django.test import AsyncClient, Client, override_settings
@@ -16,6 +16,7 @@ from statefun_django.views import AsyncStatefunView, StatefunView, endpoint_view
 
 from statefun_core import hookimpl, make_plugin_manager
 from statefun_core.engine import StateSpec
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.plugins import BatchEvent
 from statefun_core.testing import wire
 
@@ -129,6 +130,38 @@ def recorder() -> Iterator[HeaderRecorder]:
     plugins.register(recorder)
     yield recorder
     plugins.unregister(recorder)
+
+
+class FailureRecorder:
+    """A real plugin: keeps the error class, status and x-request-id of each failed request."""
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[type, int, Optional[str]]] = []
+
+    @hookimpl
+    def statefun_request_failed(
+        self, error: StatefunError, batch: Optional[BatchEvent], headers: Mapping[str, str]
+    ) -> None:
+        assert batch is None
+        self.failures.append((type(error), error.status, headers.get("x-request-id")))
+
+
+@pytest.fixture
+def failures() -> Iterator[FailureRecorder]:
+    failures = FailureRecorder()
+    plugins = conf.get_handler().plugins
+    plugins.register(failures)
+    yield failures
+    plugins.unregister(failures)
+
+
+def test_framework_rejections_reach_the_hooks(post: Post, failures: FailureRecorder) -> None:
+    assert post(b"", method="get", x_request_id="r-1").status_code == 405
+    assert post(b"\x00" * (LIMIT + 1), x_request_id="r-2").status_code == 413
+    assert failures.failures == [
+        (MethodNotAllowedError, 405, "r-1"),
+        (RequestTooLargeError, 413, "r-2"),
+    ]
 
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -1,7 +1,9 @@
 """The endpoint views: a sync one for WSGI and an async one for ASGI, alike in all else.
 
 Both are CSRF-exempt (the runtime POSTs protobuf, no token) and answer every method but POST
-with 405. Statuses and error texts come from ``statefun_core.http.error_response``.
+with 405. Statuses and error texts come from ``statefun_core.http.error_response``. What the
+views refuse before the handler sees the body (a wrong method, a body over
+``DATA_UPLOAD_MAX_MEMORY_SIZE``) reaches the ``statefun_request_failed`` hook too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views import View
 
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, error_response
 
 from .conf import get_handler, get_settings
@@ -38,7 +40,7 @@ class _EndpointView(View):
         return view
 
     def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        response = statefun_error(MethodNotAllowedError(f"{request.method} is not allowed"))
+        response = rejected(request, MethodNotAllowedError(f"{request.method} is not allowed"))
         if self.view_is_async:
 
             async def respond() -> HttpResponse:
@@ -55,7 +57,7 @@ class StatefunView(_EndpointView):
         try:
             body = request.body
         except RequestDataTooBig:
-            return statefun_error(too_large(request))
+            return rejected(request, too_large(request))
         try:
             reply = get_handler().handle_sync(body, headers=statefun_headers(request))
         except Exception as error:
@@ -70,7 +72,7 @@ class AsyncStatefunView(_EndpointView):
         try:
             body = request.body
         except RequestDataTooBig:
-            return statefun_error(too_large(request))
+            return rejected(request, too_large(request))
         try:
             reply = await get_handler().handle_async(body, headers=statefun_headers(request))
         except Exception as error:
@@ -125,6 +127,13 @@ class RequestHeaders(Mapping[str, str]):
 def too_large(request: HttpRequest) -> RequestTooLargeError:
     size = int(request.META.get("CONTENT_LENGTH") or 0)
     return RequestTooLargeError(size, settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
+
+
+def rejected(request: HttpRequest, error: StatefunError) -> HttpResponse:
+    """The answer to a request refused before the handler saw its body (a wrong method, a body
+    over ``DATA_UPLOAD_MAX_MEMORY_SIZE``): the plugins hear of it like of any rejected request."""
+    get_handler().reject(error, statefun_headers(request))
+    return statefun_error(error)
 
 
 def statefun_error(error: BaseException) -> HttpResponse:
