@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dis
 import inspect
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
@@ -16,7 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class StatefulFunction:
     """A bound function: its code, typename, state specs and how it is called."""
 
-    __slots__ = ("blocking", "fun", "is_async", "namespace", "specs", "typename")
+    __slots__ = ("awaits", "blocking", "fun", "is_async", "namespace", "specs", "typename")
 
     def __init__(
         self,
@@ -36,10 +37,27 @@ class StatefulFunction:
         if duplicates:
             raise ValueError(f"duplicate registered value name: {', '.join(duplicates)}")
         self.is_async = inspect.iscoroutinefunction(fun)
+        self.awaits = self.is_async and _can_suspend(fun)
         self.blocking = blocking
 
     def __repr__(self) -> str:
         return f"StatefulFunction({self.typename!r}, {getattr(self.fun, '__qualname__', self.fun)})"
+
+
+def _can_suspend(fun: Callable[..., Any]) -> bool:
+    """Whether the coroutines of an async function can suspend.
+
+    A coroutine suspends only where its own code yields (an ``await``, ``async for`` or
+    ``async with``); one whose code never yields finishes on its first step and needs no event
+    loop. Anything but a plain ``async def`` (a callable object, a wrapper) is assumed to.
+    """
+    if not inspect.isfunction(fun) or not fun.__code__.co_flags & inspect.CO_COROUTINE:
+        return True
+    code = fun.__code__
+    return any(op.opname in _YIELDS for op in dis.get_instructions(code))
+
+
+_YIELDS = frozenset({"YIELD_VALUE", "YIELD_FROM"})  # YIELD_FROM up to Python 3.10
 
 
 class StatefulFunctions:

@@ -67,6 +67,10 @@ def _split(typename: str) -> tuple[str, str]:
     return parse_typename(typename)
 
 
+def _no_limit(maximum: Optional[int]) -> float:
+    return float("inf") if maximum is None else maximum
+
+
 class _Plan:
     """What the handler precomputes for one function: resolved specs and replies to reuse."""
 
@@ -180,9 +184,10 @@ class RequestReplyHandler:
         self.types.add_factory(from_plugins)
         self.executor = executor
         self.limits = limits
-        self._outgoing_budget: float = (
-            float("inf") if limits.outgoing_per_batch is None else limits.outgoing_per_batch
-        )
+        # the limits as numbers to compare with (None: no limit)
+        self._max_request_bytes = _no_limit(limits.request_bytes)
+        self._max_invocations = _no_limit(limits.invocations_per_batch)
+        self._outgoing_budget = _no_limit(limits.outgoing_per_batch)
         self._plans: dict[str, _Plan] = {}
         self._hooked: frozenset[str] = frozenset()
         self._hooked_generation = -1
@@ -193,17 +198,18 @@ class RequestReplyHandler:
     def handle_sync(self, request_bytes: RequestBytes, headers: Optional[Headers] = None) -> bytes:
         """Handle one request without an event loop; safe to call from any thread.
 
-        Async functions are stepped by hand: one that never suspends (most do not) finishes
-        without an event loop; one that suspends is finished on an event loop kept per thread.
+        Async functions are stepped by hand. One whose code never awaits finishes on its first
+        step, with no event loop at all (so also when called from inside a running loop); one
+        that awaits runs with this thread's loop marked as running, and when it really suspends
+        it is finished on that loop, kept per thread.
         """
         try:
             batch = self._resolve(request_bytes, _NO_HEADERS if headers is None else headers)
         except StatefunError as error:
             self.reject(error, headers)
             raise
-        if type(batch) is bytes:
-            return batch
-        assert isinstance(batch, _Batch)
+        if not isinstance(batch, _Batch):
+            return batch  # the missing-state reply
         try:
             if batch.plan.function.is_async:
                 self._step(batch)
@@ -222,9 +228,8 @@ class RequestReplyHandler:
         except StatefunError as error:
             self.reject(error, headers)
             raise
-        if type(batch) is bytes:
-            return batch
-        assert isinstance(batch, _Batch)
+        if not isinstance(batch, _Batch):
+            return batch  # the missing-state reply
         function = batch.plan.function
         try:
             if function.is_async:
@@ -256,9 +261,8 @@ class RequestReplyHandler:
 
     def _resolve(self, data: RequestBytes, headers: Headers) -> Union[bytes, _Batch]:
         """Parse and resolve state: the missing-state reply as bytes, or a batch to run."""
-        limits = self.limits
-        if limits.request_bytes is not None and len(data) > limits.request_bytes:
-            raise RequestTooLargeError(len(data), limits.request_bytes)
+        if len(data) > self._max_request_bytes:
+            raise RequestTooLargeError(len(data), int(self._max_request_bytes))
         if not isinstance(data, bytes):
             if isinstance(data, str):
                 raise MalformedRequestError("the request body must be bytes, not str")
@@ -271,13 +275,9 @@ class RequestReplyHandler:
         invocations = pb_batch.invocations
         if not invocations:  # also when the request has no invocation batch at all
             raise MalformedRequestError("the ToFunction request has no invocations")
-        if (
-            limits.invocations_per_batch is not None
-            and len(invocations) > limits.invocations_per_batch
-        ):
-            raise LimitExceededError(
-                "invocations_per_batch", len(invocations), limits.invocations_per_batch
-            )
+        if len(invocations) > self._max_invocations:
+            maximum = int(self._max_invocations)
+            raise LimitExceededError("invocations_per_batch", len(invocations), maximum)
         target = pb_batch.target
         typename = f"{target.namespace}/{target.type}"
         plan = self._plans.get(typename)
@@ -352,6 +352,12 @@ class RequestReplyHandler:
         variable set before a suspension (a tracing span made current) is reset in the same
         context after it.
         """
+        fun, types = batch.fun, self.types
+        if not batch.plan.function.awaits:  # each coroutine ends on its first step: no loop
+            for invocation in batch.invocations:
+                for _ in fun(batch, batch.message(invocation, types)).__await__():
+                    raise AssertionError(f"{batch.typename} suspended, but its code never awaits")
+            return
         if asyncio._get_running_loop() is not None:
             raise AsyncFunctionInSyncContextError(
                 "handle_sync() was called with an async function from inside a running event "
@@ -360,7 +366,6 @@ class RequestReplyHandler:
         loop: Optional[asyncio.AbstractEventLoop] = getattr(self._loops, "loop", None)
         if loop is None:
             loop = self._loops.loop = asyncio.new_event_loop()
-        fun, types = batch.fun, self.types
         set_running_loop = asyncio._set_running_loop
         set_running_loop(loop)
         try:

@@ -121,6 +121,42 @@ def test_bind_returns_the_function_and_registers_it() -> None:
         functions.for_typename("ns/g")
 
 
+def test_async_functions_that_can_suspend_are_told_apart() -> None:
+    async def returns(context: Any, message: Any) -> None:
+        context.storage.seen = [x for x in range(3)]
+
+    async def awaits(context: Any, message: Any) -> None:
+        await message
+
+    async def iterates(context: Any, message: Any) -> None:
+        async for _ in message:
+            pass
+
+    async def enters(context: Any, message: Any) -> None:
+        async with message:
+            pass
+
+    class Greeter:
+        async def greet(self, context: Any, message: Any) -> None:  # a bound method: assumed
+            pass
+
+    functions = StatefulFunctions()
+    functions.register("ns/returns", returns)
+    functions.register("ns/awaits", awaits)
+    functions.register("ns/iterates", iterates)
+    functions.register("ns/enters", enters)
+    functions.register("ns/method", Greeter().greet)
+    functions.register("ns/sync", lambda c, m: None)
+    assert {f.typename: f.awaits for f in functions} == {
+        "ns/returns": False,
+        "ns/awaits": True,
+        "ns/iterates": True,
+        "ns/enters": True,
+        "ns/method": True,
+        "ns/sync": False,
+    }
+
+
 def test_methods_can_be_bound() -> None:
     class Greeter:
         def greet(self, context: Any, message: Any) -> None:

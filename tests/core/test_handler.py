@@ -11,12 +11,14 @@ import pytest
 
 from statefun_core import (
     AsyncFunctionInSyncContextError,
+    Context,
     FunctionFailedError,
     FunctionNotFoundError,
     IntType,
     LimitExceededError,
     Limits,
     MalformedRequestError,
+    Message,
     RequestReplyHandler,
     RequestTooLargeError,
     StatefulFunctions,
@@ -399,19 +401,34 @@ def test_handle_sync_works_from_many_threads() -> None:
     assert results == {i: i for i in range(20)}
 
 
-def test_handle_sync_with_an_async_function_inside_a_running_loop_is_a_clear_error() -> None:
-    handler = RequestReplyHandler(
-        greeter_functions(), plugins=make_plugin_manager(load_entrypoints=False)
-    )
+def test_handle_sync_with_an_awaiting_function_inside_a_running_loop_is_a_clear_error() -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f")
+    async def f(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
 
     async def main() -> None:
-        handler.handle_sync(
-            to_function(GREETER, "bob", [typed_value(StringType, "bob")], {"seen_count": None})
-        )
+        handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)]))
 
     with pytest.raises(FunctionFailedError) as failure:
         asyncio.run(main())
     assert isinstance(failure.value.__cause__, AsyncFunctionInSyncContextError)
+
+
+def test_handle_sync_runs_a_never_awaiting_async_function_inside_a_running_loop() -> None:
+    handler = RequestReplyHandler(
+        greeter_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+    )
+
+    async def main() -> bytes:
+        return handler.handle_sync(
+            to_function(GREETER, "bob", [typed_value(StringType, "bob")], {"seen_count": None})
+        )
+
+    assert len(invocation_result(asyncio.run(main())).outgoing_messages) == 1
 
 
 def test_handle_sync_runs_sync_functions_inside_a_running_loop() -> None:
