@@ -187,6 +187,7 @@ class RequestReplyHandler:
         # the limits as numbers to compare with (None: no limit)
         self._max_request_bytes = _no_limit(limits.request_bytes)
         self._max_invocations = _no_limit(limits.invocations_per_batch)
+        self._max_state_bytes = _no_limit(limits.state_value_bytes)
         self._outgoing_budget = _no_limit(limits.outgoing_per_batch)
         self._plans: dict[str, _Plan] = {}
         self._hooked: frozenset[str] = frozenset()
@@ -204,7 +205,7 @@ class RequestReplyHandler:
         it is finished on that loop, kept per thread.
         """
         try:
-            batch = self._resolve(request_bytes, _NO_HEADERS if headers is None else headers)
+            batch = self._resolve(request_bytes, headers)
         except StatefunError as error:
             self.reject(error, headers)
             raise
@@ -224,7 +225,7 @@ class RequestReplyHandler:
     ) -> bytes:
         """Handle one request on the running event loop."""
         try:
-            batch = self._resolve(request_bytes, _NO_HEADERS if headers is None else headers)
+            batch = self._resolve(request_bytes, headers)
         except StatefunError as error:
             self.reject(error, headers)
             raise
@@ -259,7 +260,7 @@ class RequestReplyHandler:
                 error=error, batch=None, headers=_NO_HEADERS if headers is None else headers
             )
 
-    def _resolve(self, data: RequestBytes, headers: Headers) -> Union[bytes, _Batch]:
+    def _resolve(self, data: RequestBytes, headers: Optional[Headers]) -> Union[bytes, _Batch]:
         """Parse and resolve state: the missing-state reply as bytes, or a batch to run."""
         if len(data) > self._max_request_bytes:
             raise RequestTooLargeError(len(data), int(self._max_request_bytes))
@@ -305,7 +306,7 @@ class RequestReplyHandler:
                 function_type=typename,
                 function_id=id,
                 batch_size=len(invocations),
-                headers=headers,
+                headers=_NO_HEADERS if headers is None else headers,
                 started=time.perf_counter(),
             )
             self.plugins.hook.statefun_batch_started(batch=event)
@@ -424,7 +425,7 @@ class RequestReplyHandler:
         written = 0
         storage = batch.storage
         if storage._written:
-            max_state = self.limits.state_value_bytes
+            max_state = self._max_state_bytes
             values, types = storage._values, batch.plan.types
             add = result.state_mutations.add
             written_names = storage._written
@@ -441,9 +442,12 @@ class RequestReplyHandler:
                 if type(data) is not bytes:
                     data = to_bytes(data, tpe.typename)
                 written += len(data)
-                if max_state is not None and len(data) > max_state:
+                if len(data) > max_state:
                     raise LimitExceededError(
-                        "state_value_bytes", len(data), max_state, f"state_value_bytes of {name!r}"
+                        "state_value_bytes",
+                        len(data),
+                        int(max_state),
+                        f"state_value_bytes of {name!r}",
                     )
                 mutation.mutation_type = _MODIFY
                 typed_value = mutation.state_value
