@@ -58,13 +58,15 @@ def make_blueprint(
 def read_body(limit: Optional[int]) -> bytes:
     """The request body. Without ``MAX_CONTENT_LENGTH`` Flask would read a body of any size
     into memory, so the handler's ``Limits.request_bytes`` bounds what is read: a larger
-    declared length is refused unread, and a chunked body is read to one byte over the limit
-    (which the handler refuses)."""
+    declared length is refused unread (a declared length bounds the input stream), and a
+    chunked body is read to one byte over the limit (which the handler refuses)."""
     if request.max_content_length is not None or limit is None:
         return request.get_data(cache=False)
     declared = request.content_length
-    if declared is not None and declared > limit:
-        raise RequestTooLargeError(declared, limit)
+    if declared is not None:
+        if declared > limit:
+            raise RequestTooLargeError(declared, limit)
+        return request.get_data(cache=False)
     chunks: list[bytes] = []
     size = 0
     while size <= limit:
