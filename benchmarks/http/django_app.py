@@ -3,7 +3,9 @@
 ``BENCH_KIND=statefun`` serves the user guide's greeter through statefun_django (its include);
 ``BENCH_KIND=bare`` is the floor: a plain function view reading the body and answering fixed
 bytes (hex in ``BENCH_FIXED_REPLY``); ``BENCH_KIND=handler`` is a plain view calling
-``handle_sync``, to tell the core's cost from ours. All have the same settings, no middleware.
+``handle_sync``, to tell the core's cost from ours; ``BENCH_KIND=floor`` is a plain view
+answering with the core benchmark's hand-written protobuf greeter (``benchmarks/core/floor.py``),
+no SDK at all. All have the same settings, no middleware.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-
 from statefun_core import CONTENT_TYPE, RequestReplyHandler
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "benchmarks")]
 
 KIND = os.environ["BENCH_KIND"]
 
@@ -49,6 +52,16 @@ elif KIND == "handler":
         return HttpResponse(handler.handle_sync(request.body), content_type=CONTENT_TYPE)
 
     urlpatterns = [path("statefun/", by_hand)]
+elif KIND == "floor":
+    from core.floor import Floor
+
+    floor = Floor(ROOT / "statefun_core" / "protocol" / "statefun.desc")
+
+    @csrf_exempt
+    def hand_written(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(floor.handle_sync(request.body), content_type=CONTENT_TYPE)
+
+    urlpatterns = [path("statefun/", hand_written)]
 else:
     fixed_reply = bytes.fromhex(os.environ["BENCH_FIXED_REPLY"])
 
