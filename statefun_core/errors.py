@@ -94,7 +94,8 @@ class FunctionFailedError(StatefunError):
 
 
 class AsyncFunctionInSyncContextError(StatefunError, RuntimeError):
-    """``handle_sync`` met an ``async`` function while an event loop runs in this thread.
+    """``handle_sync`` met an ``async`` function that awaits while an event loop runs in this
+    thread (one whose code never awaits runs anyway: it needs no loop).
 
     Use ``await handler.handle_async(...)`` from async code instead.
     """
