@@ -347,14 +347,16 @@ class RequestReplyHandler:
     def _step(self, batch: _Batch) -> None:
         """Run every invocation of an async function's batch from sync code, in order.
 
-        Each coroutine is stepped by hand with this thread's loop marked as running (so it can
-        use asyncio); only when it suspends is the loop run, until what it waits for is done.
+        A function whose code never awaits finishes each coroutine on its first step: no loop
+        is involved. Otherwise each coroutine is stepped by hand with this thread's loop marked
+        as running (so it can use asyncio); only when it suspends is the loop run, until what
+        it waits for is done.
         Every step runs in the caller's context, as a sync function would, so a context
         variable set before a suspension (a tracing span made current) is reset in the same
         context after it.
         """
         fun, types = batch.fun, self.types
-        if not batch.plan.function.awaits:  # each coroutine ends on its first step: no loop
+        if not batch.plan.function.awaits:
             for invocation in batch.invocations:
                 for _ in fun(batch, batch.message(invocation, types)).__await__():
                     raise AssertionError(f"{batch.typename} suspended, but its code never awaits")
