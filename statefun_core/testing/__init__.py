@@ -9,10 +9,12 @@ request-reply handler and the runtime engine, on a clock the test moves.
 
 With pytest, the ``statefun_harness`` fixture makes one: ``statefun_harness(functions)``.
 To talk to an endpoint directly, :mod:`statefun_core.testing.wire` builds ``ToFunction``
-requests and reads ``FromFunction`` replies. See docs/testing.md.
+requests and reads ``FromFunction`` replies; to test an HTTP endpoint that serves functions,
+:mod:`statefun_core.testing.endpoint` runs its server and brings the standard test functions
+and recording plugins. See docs/testing.md.
 """
 
-from . import wire
+from . import endpoint, wire
 from .harness import Harness, HarnessError
 from .records import (
     EgressOutput,
@@ -32,5 +34,6 @@ __all__ = [
     "PendingMessage",
     "SentMessage",
     "decode_egress",
+    "endpoint",
     "wire",
 ]

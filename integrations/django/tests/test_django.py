@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 from importlib import metadata
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator
 
 import pytest
 from django.test import AsyncClient, Client, override_settings
@@ -14,13 +14,19 @@ from django.urls import resolve, reverse
 from statefun_django import conf
 from statefun_django.views import AsyncStatefunView, StatefunView, endpoint_view
 
-from statefun_core import hookimpl, make_plugin_manager
+from statefun_core import make_plugin_manager
 from statefun_core.engine import StateSpec
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
-from statefun_core.plugins import BatchEvent
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
 from statefun_core.testing import wire
-
-from .functions import FAILING, GREETER, INBOX, NEW, greetings
+from statefun_core.testing.endpoint import (
+    FAILING,
+    GREETER,
+    INBOX,
+    NEW,
+    FailureRecorder,
+    HeaderRecorder,
+    greetings,
+)
 
 LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE of the test project
 
@@ -110,40 +116,13 @@ def test_endpoint_needs_no_csrf_token() -> None:
     assert response.status_code == 200
 
 
-class HeaderRecorder:
-    """A real plugin: keeps the headers each batch was started with."""
-
-    def __init__(self) -> None:
-        self.headers: list[dict[str, Optional[str]]] = []
-
-    @hookimpl
-    def statefun_batch_started(self, batch: BatchEvent) -> None:
-        self.headers.append(
-            {name: batch.headers.get(name) for name in ("traceparent", "content-type")}
-        )
-
-
 @pytest.fixture
 def recorder() -> Iterator[HeaderRecorder]:
-    recorder = HeaderRecorder()
+    recorder = HeaderRecorder("traceparent", "content-type")
     plugins = conf.get_handler().plugins
     plugins.register(recorder)
     yield recorder
     plugins.unregister(recorder)
-
-
-class FailureRecorder:
-    """A real plugin: keeps the error class, status and x-request-id of each failed request."""
-
-    def __init__(self) -> None:
-        self.failures: list[tuple[type, int, Optional[str]]] = []
-
-    @hookimpl
-    def statefun_request_failed(
-        self, error: StatefunError, batch: Optional[BatchEvent], headers: Mapping[str, str]
-    ) -> None:
-        assert batch is None
-        self.failures.append((type(error), error.status, headers.get("x-request-id")))
 
 
 @pytest.fixture
@@ -162,6 +141,7 @@ def test_framework_rejections_reach_the_hooks(post: Post, failures: FailureRecor
         (MethodNotAllowedError, 405, "r-1"),
         (RequestTooLargeError, 413, "r-2"),
     ]
+    assert failures.batches == [None, None]  # rejected before a batch existed
 
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

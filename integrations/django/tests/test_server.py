@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from statefun_core.engine import StateSpec
 from statefun_core.testing import wire
-
-from .functions import FAILING, GREETER, INBOX, NEW, greetings
-from .servers import gunicorn, request, statefun_serve, uvicorn
+from statefun_core.testing.endpoint import (
+    ENDPOINT_CHECKS,
+    GREETER,
+    INBOX,
+    check_request_limit,
+    free_port,
+    greetings,
+    request,
+    running,
+)
 
 LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE of the test project
-
+PACKAGE_ROOT = Path(__file__).parents[1]
 
 SERVERS = {"gunicorn-wsgi": "StatefunView", "uvicorn-asgi": "AsyncStatefunView"}
 
@@ -26,16 +34,18 @@ def server(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def port(server: str) -> Iterator[int]:
+    port = free_port()
     if server == "gunicorn-wsgi":
         pytest.importorskip("gunicorn")
         # Two workers with threads: requests run concurrently on one handler per process.
-        running = gunicorn(
-            "tests.project.wsgi:application", "-w", "2", "-k", "gthread", "--threads", "8"
-        )
+        workers = ["-w", "2", "-k", "gthread", "--threads", "8"]
+        app = "tests.project.wsgi:application"
+        command = ["gunicorn", "-b", f"127.0.0.1:{port}", *workers, app]
     else:
         pytest.importorskip("uvicorn")
-        running = uvicorn("tests.project.asgi:application", "--workers", "1")
-    with running as port:
+        address = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        command = ["uvicorn", *address, "tests.project.asgi:application"]
+    with running([sys.executable, "-m", *command], port, cwd=PACKAGE_ROOT):
         yield port
 
 
@@ -44,71 +54,20 @@ def test_the_view_follows_the_server(server: str, port: int) -> None:
     assert (status, name.decode()) == (200, SERVERS[server])
 
 
-def test_greeter_reply_with_exact_content_type(port: int) -> None:
-    body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 4})
-    status, headers, body = request(port, "/statefun/", body)
-    assert status == 200
-    assert headers["Content-Type"] == "application/octet-stream"
-    assert greetings(body) == (5, [(INBOX, "Ann", "Hello Ann for the 5th time!")])
+@pytest.mark.parametrize("check", ENDPOINT_CHECKS.values(), ids=list(ENDPOINT_CHECKS))
+def test_endpoint(port: int, check: Callable[[int, str], None]) -> None:
+    check(port, "/statefun/")
 
 
-def test_state_discovery(port: int) -> None:
-    body = wire.to_function(GREETER, "Ann", ["Ann"])
-    status, headers, body = request(port, "/statefun/", body)
-    assert status == 200
-    assert headers["Content-Type"] == "application/octet-stream"
-    assert wire.missing_states(body) == [StateSpec("seen_count", "io.statefun.types/int")]
-
-
-def test_batch(port: int) -> None:
-    _, _, body = request(
-        port, "/statefun/", wire.to_function(GREETER, "Bo", ["Bo", "Bo"], {"seen_count": 1})
-    )
-    seen, sent = greetings(body)
-    assert seen == 3
-    assert [greeting for _, _, greeting in sent] == [
-        "Hello Bo for the 2th time!",
-        "Hello Bo for the 3th time!",
-    ]
-
-
-@pytest.mark.parametrize(
-    ("method", "body", "status"),
-    [
-        ("POST", b"\xff\xff\xff", 400),
-        ("POST", wire.to_function("com.example.fns/nobody", "x", ["x"], NEW), 404),
-        ("GET", None, 405),
-        ("POST", wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW), 413),
-        ("POST", wire.to_function(FAILING, "x", ["x"]), 500),
-    ],
-    ids=["400", "404", "405", "413", "500"],
-)
-def test_error_statuses(port: int, method: str, body: bytes, status: int) -> None:
-    got, headers, text = request(port, "/statefun/", body, method=method)
-    assert got == status
-    assert headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert 0 < len(text) < 200  # one short line, no traceback
-    assert b"\n" not in text
-    assert b"Traceback" not in text
-
-
-def test_concurrent_requests_do_not_cross_talk(port: int) -> None:
-    def greet(i: int) -> tuple[int, tuple[object, object]]:
-        name = f"user-{i}"
-        body = wire.to_function(GREETER, name, [name], {"seen_count": i})
-        status, _, reply = request(port, "/statefun/", body)
-        return status, greetings(reply)
-
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        results = list(pool.map(greet, range(100)))
-    for i, (status, reply) in enumerate(results):
-        name = f"user-{i}"
-        assert status == 200
-        assert reply == (i + 1, [(INBOX, name, f"Hello {name} for the {i + 1}th time!")])
+def test_body_over_data_upload_max_memory_size_is_413(port: int) -> None:
+    check_request_limit(port, "/statefun/", LIMIT)
 
 
 def test_statefun_serve_serves_the_project() -> None:
-    with statefun_serve("tests.project.settings") as port:
+    port = free_port()
+    command = [sys.executable, "-m", "django", "statefun_serve"]
+    options = ["--settings", "tests.project.settings", "--host", "127.0.0.1", "--port", str(port)]
+    with running([*command, *options], port, cwd=PACKAGE_ROOT):
         body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0})
         status, headers, reply = request(port, "/statefun/", body)
     assert status == 200

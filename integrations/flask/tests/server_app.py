@@ -3,7 +3,7 @@
 from flask import Flask
 from statefun_flask import Statefun
 
-from .functions import make_functions
+from statefun_core.testing.endpoint import make_functions
 
 LIMIT = 64 * 1024
 

@@ -5,55 +5,34 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib import metadata
-from typing import Mapping, Optional
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from statefun_flask import Statefun, StatefunState, make_blueprint
 
-from statefun_core import Limits, RequestReplyHandler, hookimpl, make_plugin_manager
+from statefun_core import Limits, RequestReplyHandler, make_plugin_manager
 from statefun_core.engine import StateSpec
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
 from statefun_core.http import error_response
-from statefun_core.plugins import BatchEvent
 from statefun_core.testing import wire
-
-from .functions import FAILING, GREETER, INBOX, NEW, greetings, make_functions
+from statefun_core.testing.endpoint import (
+    FAILING,
+    GREETER,
+    INBOX,
+    NEW,
+    FailureRecorder,
+    HeaderRecorder,
+    greetings,
+    make_functions,
+)
 
 LIMIT = 64 * 1024
 
 
-class HeaderRecorder:
-    """A real plugin: keeps the headers each batch was started with."""
-
-    def __init__(self) -> None:
-        self.headers: list[dict[str, Optional[str]]] = []
-
-    @hookimpl
-    def statefun_batch_started(self, batch: BatchEvent) -> None:
-        self.headers.append(
-            {name: batch.headers.get(name) for name in ("traceparent", "content-type")}
-        )
-
-
-class FailureRecorder:
-    """A real plugin: keeps the error class, status and X-Request-Id of each failed request."""
-
-    def __init__(self) -> None:
-        self.failures: list[tuple[type, int, Optional[str]]] = []
-
-    @hookimpl
-    def statefun_request_failed(
-        self, error: StatefunError, batch: Optional[BatchEvent], headers: Mapping[str, str]
-    ) -> None:
-        assert batch is None
-        self.failures.append((type(error), error.status, headers.get("X-Request-Id")))
-
-
 @pytest.fixture
 def recorder() -> HeaderRecorder:
-    return HeaderRecorder()
+    return HeaderRecorder("traceparent", "content-type")
 
 
 @pytest.fixture
@@ -150,6 +129,7 @@ def test_framework_rejections_reach_the_hooks(
         (MethodNotAllowedError, 405, "r-1"),
         (RequestTooLargeError, 413, "r-2"),
     ]
+    assert failures.batches == [None, None]  # rejected before a batch existed
 
 
 def test_body_declared_over_the_handlers_limit_reaches_the_hooks() -> None:
@@ -161,6 +141,7 @@ def test_body_declared_over_the_handlers_limit_reaches_the_hooks() -> None:
     response = post(app.test_client(), b"\x00" * 9, headers={"X-Request-Id": "r-3"})
     assert response.status_code == 413
     assert failures.failures == [(RequestTooLargeError, 413, "r-3")]
+    assert failures.batches == [None]
 
 
 def test_request_headers_reach_the_plugins(client: FlaskClient, recorder: HeaderRecorder) -> None:

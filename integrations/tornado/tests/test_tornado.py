@@ -7,7 +7,7 @@ import logging
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import pytest
 import statefun_tornado
@@ -16,45 +16,32 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.testing import gen_test
 from tornado.web import Application
 
-from statefun_core import RequestReplyHandler, hookimpl, make_plugin_manager
+from statefun_core import RequestReplyHandler, StatefulFunctions, make_plugin_manager
 from statefun_core.engine import StateSpec
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
-from statefun_core.plugins import BatchEvent
-from statefun_core.testing import wire
-
-from .functions import BLOCKING, FAILING, GREETER, INBOX, NEW, greetings, make_functions
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.testing import endpoint, wire
+from statefun_core.testing.endpoint import (
+    BLOCKING,
+    FAILING,
+    GREETER,
+    INBOX,
+    NEW,
+    FailureRecorder,
+    HeaderRecorder,
+    greetings,
+)
 
 LIMIT = 64 * 1024
 
 
-class HeaderRecorder:
-    """A real plugin: keeps the X-Request-Id header of each batch."""
-
-    def __init__(self) -> None:
-        self.request_ids: list[str] = []
-
-    @hookimpl
-    def statefun_batch_started(self, batch: BatchEvent) -> None:
-        self.request_ids.append(batch.headers.get("X-Request-Id", ""))
-
-
-class FailureRecorder:
-    """A real plugin: keeps the error class, status and X-Request-Id of each failed request."""
-
-    def __init__(self) -> None:
-        self.failures: list[tuple[type, int, str]] = []
-
-    @hookimpl
-    def statefun_request_failed(
-        self, error: StatefunError, batch: Optional[BatchEvent], headers: Mapping[str, str]
-    ) -> None:
-        assert batch is None
-        self.failures.append((type(error), error.status, headers.get("X-Request-Id", "")))
+def make_functions() -> StatefulFunctions:
+    # The greeter yields between reading and writing its state: concurrent requests interleave.
+    return endpoint.make_functions(interleave=True, blocking=True)
 
 
 class StatefunHandlerTest(testing.AsyncHTTPTestCase):
     def get_app(self) -> Application:
-        self.recorder = HeaderRecorder()
+        self.recorder = HeaderRecorder("X-Request-Id")
         self.failures = FailureRecorder()
         self.executor = ThreadPoolExecutor(2, thread_name_prefix="statefun-blocking")
         return statefun_tornado.make_app(
@@ -135,6 +122,7 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
             (MethodNotAllowedError, 405, "r-1"),
             (RequestTooLargeError, 413, "r-2"),
         ]
+        assert self.failures.batches == [None, None]  # rejected before a batch existed
 
     @gen_test
     async def test_raising_function_is_500_without_traceback(self) -> None:
@@ -153,7 +141,7 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
             wire.to_function(GREETER, "Ed", ["Ed"], NEW),
             headers={"X-Request-Id": "r-42"},
         )
-        assert self.recorder.request_ids == ["r-42"]
+        assert self.recorder.headers == [{"X-Request-Id": "r-42"}]
 
     @gen_test
     async def test_blocking_function_runs_on_the_given_executor(self) -> None:

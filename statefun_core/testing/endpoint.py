@@ -1,0 +1,320 @@
+"""Test an HTTP endpoint that serves StateFun functions: yours, or a web framework integration.
+
+Serve the standard test functions, start the server for real on 127.0.0.1 and send it the
+runtime's bytes::
+
+    from statefun_core.testing import endpoint, wire
+
+    port = endpoint.free_port()
+    with endpoint.running(["gunicorn", "-b", f"127.0.0.1:{port}", "myapp:app"], port):
+        body = wire.to_function(endpoint.GREETER, "ann", ["ann"], endpoint.NEW)
+        status, headers, reply = endpoint.request(port, "/statefun", body)
+    seen_count, sent = endpoint.greetings(reply)
+    assert sent == [(endpoint.INBOX, "ann", "Hello ann for the 1th time!")]
+
+:class:`FailureRecorder` and :class:`HeaderRecorder` are plugins that keep what the hooks saw.
+:func:`check_endpoint` checks a running endpoint that serves :func:`make_functions`: replies,
+state discovery, batches, error statuses and concurrent requests (``ENDPOINT_CHECKS`` one by one).
+Standard library and ``statefun_core`` only: no web framework is imported here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Optional, Union
+
+from ..context import Context
+from ..core import ValueSpec
+from ..engine import StateSpec
+from ..errors import StatefunError
+from ..functions import StatefulFunctions
+from ..messages import Message, message_builder
+from ..plugins import BatchEvent, hookimpl
+from ..types import IntType
+from . import wire
+
+__all__ = [
+    "BLOCKING",
+    "ENDPOINT_CHECKS",
+    "FAILING",
+    "GREETER",
+    "INBOX",
+    "NEW",
+    "FailureRecorder",
+    "HeaderRecorder",
+    "check_endpoint",
+    "check_request_limit",
+    "free_port",
+    "greetings",
+    "make_functions",
+    "request",
+    "running",
+]
+
+GREETER = "com.example.fns/greeter"
+INBOX = "com.example.fns/inbox"
+FAILING = "com.example.fns/failing"
+BLOCKING = "com.example.fns/blocking"
+#: The greeter's state for a new address: registered, no value yet.
+NEW: Mapping[str, None] = {"seen_count": None}
+
+
+# --- the functions ------------------------------------------------------------------------
+
+
+def make_functions(*, interleave: bool = False, blocking: bool = False) -> StatefulFunctions:
+    """The guide's greeter (async; it greets ``INBOX``) and ``FAILING``, which always raises.
+
+    ``interleave=True`` makes the greeter yield to the event loop between reading and writing
+    its state, so that concurrent requests on one loop interleave. ``blocking=True`` adds
+    ``BLOCKING`` (bound with ``blocking=True``), which greets ``INBOX`` with the name of the
+    thread it ran on.
+    """
+    functions = StatefulFunctions()
+
+    @functions.bind(GREETER, specs=[ValueSpec(name="seen_count", type=IntType)])
+    async def greeter(context: Context, message: Message) -> None:
+        name = message.as_string() or ""
+        seen = (context.storage.seen_count or 0) + 1
+        if interleave:
+            await asyncio.sleep(0)
+        context.storage.seen_count = seen
+        context.send(message_builder(INBOX, name, str_value=f"Hello {name} for the {seen}th time!"))
+
+    @functions.bind(FAILING)
+    def failing(context: Context, message: Message) -> None:
+        raise RuntimeError("the function broke on purpose")
+
+    if blocking:
+
+        @functions.bind(BLOCKING, blocking=True)
+        def blocks(context: Context, message: Message) -> None:
+            thread = threading.current_thread().name
+            context.send(message_builder(INBOX, context.address.id, str_value=thread))
+
+    return functions
+
+
+def greetings(reply: bytes) -> tuple[Optional[int], list[tuple[str, str, Optional[str]]]]:
+    """``(seen_count written or None, [(target typename, target id, text), ...])`` of a reply."""
+    seen = wire.mutations(reply).get("seen_count")
+    sent = [(m.target.typename, m.target.id, m.message.as_string()) for m in wire.messages(reply)]
+    return (None if seen is None else IntType.serializer().deserialize(seen.value)), sent
+
+
+# --- plugins that record what the hooks saw -----------------------------------------------
+
+
+def _header(headers: Mapping[str, str], name: str) -> Optional[str]:
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+class FailureRecorder:
+    """A plugin: keeps ``(error class, status, header)`` of each failed request in ``failures``
+    and its batch (``None`` when rejected before one existed) in ``batches``.
+
+    ``header`` (default ``X-Request-Id``, matched in any case) is ``None`` when absent.
+    """
+
+    def __init__(self, header: str = "X-Request-Id") -> None:
+        self.header = header
+        self.failures: list[tuple[type[BaseException], Optional[int], Optional[str]]] = []
+        self.batches: list[Optional[BatchEvent]] = []
+
+    @hookimpl
+    def statefun_request_failed(
+        self, error: BaseException, batch: Optional[BatchEvent], headers: Mapping[str, str]
+    ) -> None:
+        status = error.status if isinstance(error, StatefunError) else None
+        self.failures.append((type(error), status, _header(headers, self.header)))
+        self.batches.append(batch)
+
+
+class HeaderRecorder:
+    """A plugin: keeps the named headers each batch started with, one dict per batch in
+    ``headers`` (``{name: value or None}``, names as given, matched in any case)."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+        self.headers: list[dict[str, Optional[str]]] = []
+
+    @hookimpl
+    def statefun_batch_started(self, batch: BatchEvent) -> None:
+        self.headers.append({name: _header(batch.headers, name) for name in self.names})
+
+
+# --- a real server ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running(
+    command: Sequence[str],
+    port: int,
+    *,
+    cwd: Union[str, os.PathLike[str], None] = None,
+    env: Optional[Mapping[str, str]] = None,
+    timeout: float = 30,
+) -> Iterator[int]:
+    """Run ``command`` in a subprocess until 127.0.0.1:``port`` accepts connections; yields the
+    port and terminates the server on exit. Raises ``RuntimeError`` with the server's output
+    if it exits first, or if it does not listen within ``timeout`` seconds."""
+    process = subprocess.Popen(
+        list(command), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        _wait_until_listening(process, port, timeout)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            process.kill()
+            process.wait()
+
+
+def _wait_until_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{output}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"the server did not listen on port {port} within {timeout} seconds")
+
+
+def request(
+    port: int,
+    path: str,
+    body: Optional[bytes] = None,
+    method: str = "POST",
+    headers: Optional[Mapping[str, str]] = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to 127.0.0.1:``port`` on a new connection: ``(status, headers, body)``.
+
+    A body goes as ``application/octet-stream``, as the runtime sends it, unless ``headers``
+    say otherwise.
+    """
+    sent = {"Content-Type": "application/octet-stream"} if body is not None else {}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers={**sent, **(headers or {})})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+# --- checks of a running endpoint that serves make_functions() ----------------------------
+
+
+def check_greeter_reply(port: int, path: str) -> None:
+    body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 4})
+    status, headers, reply = request(port, path, body)
+    assert status == 200, status
+    assert headers["Content-Type"] == "application/octet-stream", headers
+    assert greetings(reply) == (5, [(INBOX, "Ann", "Hello Ann for the 5th time!")])
+
+
+def check_state_discovery(port: int, path: str) -> None:
+    status, headers, reply = request(port, path, wire.to_function(GREETER, "Ann", ["Ann"]))
+    assert status == 200, status
+    assert headers["Content-Type"] == "application/octet-stream", headers
+    assert wire.missing_states(reply) == [StateSpec("seen_count", IntType.typename)]
+
+
+def check_batch(port: int, path: str) -> None:
+    _, _, reply = request(
+        port, path, wire.to_function(GREETER, "Bo", ["Bo", "Bo"], {"seen_count": 1})
+    )
+    seen, sent = greetings(reply)
+    assert seen == 3, seen
+    assert [text for _, _, text in sent] == [
+        "Hello Bo for the 2th time!",
+        "Hello Bo for the 3th time!",
+    ]
+
+
+def _check_error(port: int, path: str, method: str, body: Optional[bytes], status: int) -> None:
+    got, headers, text = request(port, path, body, method=method)
+    assert got == status, f"{method} {body!r:.40}: {got}, not {status}"
+    assert headers["Content-Type"] == "text/plain; charset=utf-8", headers
+    assert 0 < len(text) < 200 and b"\n" not in text, text  # one short line
+    assert b"Traceback" not in text, text
+
+
+def check_error_statuses(port: int, path: str) -> None:
+    """400 for a malformed body, 404 for an unknown function, 405 for GET, 500 for a function
+    that raises: each a short ``text/plain`` line without a traceback."""
+    unknown = wire.to_function("com.example.fns/nobody", "x", ["x"], NEW)
+    _check_error(port, path, "POST", b"\xff\xff\xff", 400)
+    _check_error(port, path, "POST", unknown, 404)
+    _check_error(port, path, "GET", None, 405)
+    _check_error(port, path, "POST", wire.to_function(FAILING, "x", ["x"]), 500)
+
+
+def check_request_limit(port: int, path: str, limit: int) -> None:
+    """A request over ``limit`` bytes is 413, a short ``text/plain`` line."""
+    _check_error(port, path, "POST", wire.to_function(GREETER, "Ann", ["x" * limit], NEW), 413)
+
+
+def check_concurrent_requests(port: int, path: str) -> None:
+    """100 requests from 32 threads at once: each reply is its own request's."""
+
+    def greet(i: int) -> tuple[int, tuple[Optional[int], list[tuple[str, str, Optional[str]]]]]:
+        name = f"user-{i}"
+        status, _, reply = request(
+            port, path, wire.to_function(GREETER, name, [name], {"seen_count": i})
+        )
+        return status, greetings(reply)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(greet, range(100)))
+    for i, (status, reply) in enumerate(results):
+        name = f"user-{i}"
+        assert status == 200, status
+        assert reply == (i + 1, [(INBOX, name, f"Hello {name} for the {i + 1}th time!")]), reply
+
+
+#: Each check by name, for ``pytest.mark.parametrize``; each takes ``(port, path)``.
+ENDPOINT_CHECKS: Mapping[str, Callable[[int, str], None]] = {
+    "greeter_reply": check_greeter_reply,
+    "state_discovery": check_state_discovery,
+    "batch": check_batch,
+    "error_statuses": check_error_statuses,
+    "concurrent_requests": check_concurrent_requests,
+}
+
+
+def check_endpoint(
+    port: int, path: str = "/statefun", *, request_limit: Optional[int] = None
+) -> None:
+    """Run every check in ``ENDPOINT_CHECKS`` against the endpoint at 127.0.0.1:``port``
+    ``path``, which serves :func:`make_functions`, and :func:`check_request_limit` when given
+    the endpoint's ``request_limit`` in bytes. A failed check raises ``AssertionError``."""
+    for check in ENDPOINT_CHECKS.values():
+        check(port, path)
+    if request_limit is not None:
+        check_request_limit(port, path, request_limit)
