@@ -25,12 +25,13 @@ import http.client
 import os
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Optional, Union
+from typing import IO, Callable, Optional, Union
 
 from ..context import Context
 from ..core import ValueSpec
@@ -176,33 +177,40 @@ def running(
     """Run ``command`` in a subprocess until 127.0.0.1:``port`` accepts connections; yields the
     port and terminates the server on exit. Raises ``RuntimeError`` with the server's output
     if it exits first, or if it does not listen within ``timeout`` seconds."""
-    process = subprocess.Popen(
-        list(command), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        _wait_until_listening(process, port, timeout)
-        yield port
-    finally:
-        process.terminate()
+    # The output goes to a file, not a pipe: a chatty server never blocks on a full pipe.
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            list(command), cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            process.kill()
-            process.wait()
+            _wait_until_listening(process, port, timeout, output)
+            yield port
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                process.kill()
+                process.wait()
 
 
-def _wait_until_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+def _wait_until_listening(
+    process: subprocess.Popen[bytes], port: int, timeout: float, output: IO[bytes]
+) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{output}")
+    while process.poll() is None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
+            if time.monotonic() > deadline:
+                problem = f"did not listen on port {port} within {timeout} seconds"
+                break
             time.sleep(0.05)
-    raise RuntimeError(f"the server did not listen on port {port} within {timeout} seconds")
+    else:
+        problem = f"exited with {process.returncode}"
+    output.seek(0)
+    raise RuntimeError(f"the server {problem}:\n{output.read().decode(errors='replace')}")
 
 
 def request(
