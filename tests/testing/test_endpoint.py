@@ -1,0 +1,145 @@
+"""The endpoint checks against a real HTTP server: the standard library's, serving the handler.
+
+A server that speaks the protocol passes every check; one that gets any part wrong fails it.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterator, Optional
+
+import pytest
+
+from statefun_core import RequestReplyHandler, make_plugin_manager
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.http import CONTENT_TYPE, error_response
+from statefun_core.testing import endpoint, wire
+
+LIMIT = 4096
+Reply = Callable[[BaseHTTPRequestHandler, int, str, bytes], None]
+
+
+def _reply(request: BaseHTTPRequestHandler, status: int, content_type: str, body: bytes) -> None:
+    request.send_response(status)
+    request.send_header("Content-Type", content_type)
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the concurrency check connects from 32 threads at once
+
+
+def _serve(handler: RequestReplyHandler, reply: Reply = _reply) -> Iterator[int]:
+    """A threading HTTP server on 127.0.0.1 whose POST /statefun is ``handle_sync``."""
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            size = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(size)  # read even when too large: the client is still sending
+            try:
+                if size > LIMIT:
+                    raise RequestTooLargeError(size, LIMIT)
+                reply(self, 200, CONTENT_TYPE, handler.handle_sync(body, headers=self.headers))
+            except Exception as error:
+                self._error(error)
+
+        def do_GET(self) -> None:
+            self._error(MethodNotAllowedError("GET is not allowed"))
+
+        def _error(self, error: Exception) -> None:
+            status, text = error_response(error)
+            reply(self, status, "text/plain; charset=utf-8", text.encode())
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = _Server(("127.0.0.1", 0), Endpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _handler() -> RequestReplyHandler:
+    return RequestReplyHandler(
+        endpoint.make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+    )
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    yield from _serve(_handler())
+
+
+@pytest.mark.parametrize("check", list(endpoint.ENDPOINT_CHECKS))
+def test_a_correct_endpoint_passes_each_check(port: int, check: str) -> None:
+    endpoint.ENDPOINT_CHECKS[check](port, "/statefun")
+
+
+def test_a_correct_endpoint_passes_them_all_with_its_request_limit(port: int) -> None:
+    endpoint.check_endpoint(port, request_limit=LIMIT)
+
+
+def _with_charset(request: BaseHTTPRequestHandler, status: int, kind: str, body: bytes) -> None:
+    _reply(request, status, kind + "; charset=utf-8" if status == 200 else kind, body)
+
+
+def _errors_as_200(request: BaseHTTPRequestHandler, status: int, kind: str, body: bytes) -> None:
+    _reply(request, 200, kind, body)
+
+
+def _traceback(request: BaseHTTPRequestHandler, status: int, kind: str, body: bytes) -> None:
+    _reply(request, status, kind, body if status < 500 else b"Traceback (most recent call)")
+
+
+@pytest.mark.parametrize(
+    ("reply", "check"),
+    [
+        (_with_charset, "greeter_reply"),  # the runtime rejects any other content type
+        (_errors_as_200, "error_statuses"),
+        (_traceback, "error_statuses"),
+    ],
+)
+def test_a_wrong_endpoint_fails_the_check(reply: Reply, check: str) -> None:
+    for port in _serve(_handler(), reply):
+        with pytest.raises(AssertionError):
+            endpoint.ENDPOINT_CHECKS[check](port, "/statefun")
+
+
+def test_an_endpoint_that_mixes_up_requests_fails_the_concurrency_check() -> None:
+    handler = _handler()
+    last: list[Optional[bytes]] = [None]
+    lock = threading.Lock()
+
+    def stale(request: BaseHTTPRequestHandler, status: int, kind: str, body: bytes) -> None:
+        with lock:  # answer each request with the previous request's reply
+            previous, last[0] = last[0], body
+        _reply(request, status, kind, previous if previous is not None else body)
+
+    for port in _serve(handler, stale):
+        with pytest.raises(AssertionError):
+            endpoint.check_concurrent_requests(port, "/statefun")
+
+
+def test_the_recorders_keep_what_the_hooks_saw() -> None:
+    failures = endpoint.FailureRecorder()
+    headers = endpoint.HeaderRecorder("X-Request-Id")
+    handler = RequestReplyHandler(
+        endpoint.make_functions(),
+        plugins=make_plugin_manager([failures, headers], load_entrypoints=False),
+    )
+    for port in _serve(handler):
+        body = wire.to_function(endpoint.GREETER, "Ann", ["Ann"], {"seen_count": 1})
+        greeted = endpoint.request(port, "/statefun", body, headers={"x-request-id": "r-1"})
+        malformed = endpoint.request(port, "/statefun", b"\xff", headers={"X-Request-Id": "r-2"})
+        assert (greeted[0], malformed[0]) == (200, 400)
+    assert headers.headers == [{"X-Request-Id": "r-1"}]
+    assert [(kind.__name__, status, id) for kind, status, id in failures.failures] == [
+        ("MalformedRequestError", 400, "r-2")
+    ]
