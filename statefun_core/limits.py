@@ -7,7 +7,7 @@ what a function produces (a state value, outgoing messages) fail the batch (500)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 __all__ = ["DEFAULT_LIMITS", "Limits"]
@@ -32,6 +32,12 @@ class Limits:
 
     outgoing_per_batch: Optional[int] = 10_000
     """Most messages, delayed messages, cancellations and egress records one batch may send."""
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise ValueError(f"Limits.{field.name} must be None or an int >= 0, not {value!r}")
 
 
 DEFAULT_LIMITS = Limits()

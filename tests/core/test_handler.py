@@ -483,6 +483,13 @@ def test_default_limits_are_documented_values() -> None:
     )
 
 
+@pytest.mark.parametrize("value", [-1, 1.5, "1024", True])
+def test_a_limit_is_none_or_a_non_negative_int(value: Any) -> None:
+    with pytest.raises(ValueError, match="request_bytes"):
+        Limits(request_bytes=value)
+    assert Limits(request_bytes=0, outgoing_per_batch=None).request_bytes == 0
+
+
 def test_too_many_invocations_is_a_413_naming_the_limit() -> None:
     handler = limited(greeter_functions(), invocations_per_batch=3)
     body = to_function(GREETER, "a", [typed_value(StringType, "a")] * 4, {"seen_count": None})

@@ -80,3 +80,25 @@ def test_an_unknown_key_is_w001() -> None:
 def test_checks_can_be_silenced() -> None:
     with override_settings(SILENCED_SYSTEM_CHECKS=["statefun.E003"]):
         assert "no issues" in check({"FUNCTIONS": "tests.functions.not_functions"})
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"request_bytes": 1024}, {"request_bytes": None, "outgoing_per_batch": 10}, None],
+)
+def test_valid_limits_pass(limits: Any) -> None:
+    assert "no issues" in check({"FUNCTIONS": "tests.functions.functions", "LIMITS": limits})
+
+
+@pytest.mark.parametrize(
+    ("limits", "says"),
+    [
+        (1024, "not a int"),
+        ({"request_size": 1024}, "request_size"),
+        ({"request_bytes": "1 MB"}, "request_bytes"),
+        ({"invocations_per_batch": -1}, "invocations_per_batch"),
+    ],
+)
+def test_invalid_limits_are_e005(limits: Any, says: str) -> None:
+    output = check({"FUNCTIONS": "tests.functions.functions", "LIMITS": limits})
+    assert "statefun.E005" in output and says in output

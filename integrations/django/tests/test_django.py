@@ -196,6 +196,20 @@ def test_settings_are_reloaded_when_they_change() -> None:
     assert conf.get_settings()["FUNCTIONS"] == "tests.functions.functions"
 
 
+def test_limits_setting_reaches_the_handler() -> None:
+    from statefun_core import Limits
+
+    statefun = {"FUNCTIONS": "tests.functions.functions", "LIMITS": {"request_bytes": 300}}
+    with override_settings(STATEFUN=statefun):
+        assert conf.get_handler().limits == Limits(request_bytes=300)
+        small = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0})
+        assert sync_post("/sync/", small).status_code == 200
+        large = wire.to_function(GREETER, "Ann", ["x" * 400], {"seen_count": 0})
+        assert sync_post("/sync/", large).status_code == 413
+    with override_settings(STATEFUN={"FUNCTIONS": "tests.functions.functions"}):
+        assert conf.get_handler().limits == Limits()
+
+
 def test_several_collections_are_served_together() -> None:
     from statefun_core import StatefulFunctions
 

@@ -4,6 +4,7 @@
 - ``statefun.E002``: a dotted path in it cannot be imported.
 - ``statefun.E003``: an entry is not a ``StatefulFunctions``.
 - ``statefun.E004``: a typename is bound in more than one of the configured collections.
+- ``statefun.E005``: ``STATEFUN["LIMITS"]`` is neither a ``Limits`` nor a dict of its fields.
 - ``statefun.W001``: ``STATEFUN`` has a key this app does not know (a typo?).
 """
 
@@ -18,6 +19,7 @@ from .conf import (
     DEFAULTS,
     StatefunConfigError,
     configured_functions,
+    configured_limits,
     get_settings,
     load_functions,
     merge_functions,
@@ -51,6 +53,10 @@ def check_settings(
             messages.append(Error(str(error), id=error.id))
     try:
         merge_functions(collections)
+    except StatefunConfigError as error:
+        messages.append(Error(str(error), id=error.id))
+    try:
+        configured_limits()
     except StatefunConfigError as error:
         messages.append(Error(str(error), id=error.id))
     return messages

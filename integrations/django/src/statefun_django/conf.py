@@ -13,11 +13,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from statefun_core import RequestReplyHandler, StatefulFunctions
+from statefun_core import Limits, RequestReplyHandler, StatefulFunctions
+from statefun_core.limits import DEFAULT_LIMITS
 
 __all__ = [
     "DEFAULTS",
     "StatefunConfigError",
+    "configured_limits",
     "get_handler",
     "get_settings",
     "load_functions",
@@ -34,6 +36,9 @@ DEFAULTS: dict[str, Any] = {
     # Serve the Prometheus exposition at ``metrics`` under the include, when statefun-prometheus
     # is installed.
     "METRICS": True,
+    # What a request may carry and a batch may produce: a statefun_core.Limits, or a dict of
+    # its fields (the others keep their defaults); None: the defaults (statefun.E005).
+    "LIMITS": None,
 }
 
 FunctionsSetting = Union[str, StatefulFunctions]
@@ -109,11 +114,31 @@ def merge_functions(collections: list[StatefulFunctions]) -> StatefulFunctions:
     return merged
 
 
+def configured_limits() -> Limits:
+    """``STATEFUN["LIMITS"]`` as a ``Limits``; ``statefun.E005`` when it cannot be one."""
+    value = get_settings()["LIMITS"]
+    if value is None:
+        return DEFAULT_LIMITS
+    if isinstance(value, Limits):
+        return value
+    if not isinstance(value, Mapping):
+        raise StatefunConfigError(
+            "statefun.E005",
+            'STATEFUN["LIMITS"] must be a statefun_core.Limits or a dict of its fields, '
+            f"not a {type(value).__name__}",
+        )
+    try:
+        return Limits(**value)
+    except (TypeError, ValueError) as error:
+        raise StatefunConfigError("statefun.E005", f'STATEFUN["LIMITS"]: {error}') from None
+
+
 @functools.cache
 def get_handler() -> RequestReplyHandler:
-    """The handler serving ``STATEFUN["FUNCTIONS"]``, made on first use."""
+    """The handler serving ``STATEFUN["FUNCTIONS"]`` within ``STATEFUN["LIMITS"]``, made on
+    first use."""
     collections = [load_functions(entry) for entry in configured_functions()]
-    return RequestReplyHandler(merge_functions(collections))
+    return RequestReplyHandler(merge_functions(collections), limits=configured_limits())
 
 
 def reload(*, setting: str, **kwargs: Any) -> None:
