@@ -1,0 +1,15 @@
+"""The app the server tests run: ``python -m tests.server_app PORT``, one process, one loop."""
+
+import sys
+
+import statefun_aiohttp
+from aiohttp import web
+
+from statefun_core.testing.endpoint import make_functions
+
+LIMIT = 64 * 1024
+
+if __name__ == "__main__":
+    app = web.Application(client_max_size=LIMIT)
+    statefun_aiohttp.setup(app, make_functions(interleave=True))  # POST /statefun
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)

@@ -1,0 +1,20 @@
+"""The app the server tests run: ``python -m tests.server_app PORT``, one process, one loop."""
+
+import asyncio
+import sys
+
+import statefun_tornado
+
+from statefun_core.testing.endpoint import make_functions
+
+LIMIT = 64 * 1024
+
+
+async def main(port: int) -> None:
+    functions = make_functions(interleave=True)
+    statefun_tornado.make_app(functions, max_body_size=LIMIT).listen(port, address="127.0.0.1")
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))

@@ -1,0 +1,31 @@
+"""statefun_tornado under a real Tornado server on 127.0.0.1, with real protobuf bytes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from statefun_core.testing.endpoint import ENDPOINT_CHECKS, check_request_limit, free_port, running
+
+from .server_app import LIMIT
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    port = free_port()
+    command = [sys.executable, "-m", "tests.server_app", str(port)]
+    with running(command, port, cwd=Path(__file__).parents[1]):
+        yield port
+
+
+@pytest.mark.parametrize("check", ENDPOINT_CHECKS.values(), ids=list(ENDPOINT_CHECKS))
+def test_endpoint(port: int, check: Callable[[int, str], None]) -> None:
+    check(port, "/statefun")
+
+
+def test_body_over_max_body_size_is_413(port: int) -> None:
+    check_request_limit(port, "/statefun", LIMIT)
