@@ -14,7 +14,7 @@ requests and reads ``FromFunction`` replies; to test an HTTP endpoint that serve
 and recording plugins. See docs/testing.md.
 """
 
-from . import endpoint, wire
+from . import endpoint, packaging, wire
 from .harness import Harness, HarnessError
 from .records import (
     EgressOutput,
@@ -35,5 +35,6 @@ __all__ = [
     "SentMessage",
     "decode_egress",
     "endpoint",
+    "packaging",
     "wire",
 ]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,6 +25,7 @@ from statefun_core.testing.endpoint import (
     HeaderRecorder,
     greetings,
 )
+from statefun_core.testing.packaging import check_import_guard
 
 LIMIT = 64 * 1024
 
@@ -209,8 +208,4 @@ def test_entry_point_names_the_integration() -> None:
 
 
 def test_import_without_aiohttp_says_what_to_install() -> None:
-    code = "import sys; sys.modules['aiohttp'] = None; import statefun_aiohttp"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "IntegrationNotAvailableError" in result.stderr
-    assert "pip install statefun-aiohttp" in result.stderr
+    check_import_guard("statefun_aiohttp", missing="aiohttp", distribution="statefun-aiohttp")

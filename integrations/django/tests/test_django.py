@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from importlib import metadata
 from typing import Any, Callable, Iterator
 
@@ -27,6 +25,7 @@ from statefun_core.testing.endpoint import (
     HeaderRecorder,
     greetings,
 )
+from statefun_core.testing.packaging import check_import_guard
 
 LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE of the test project
 
@@ -253,8 +252,4 @@ def test_entry_point_names_the_integration() -> None:
 
 
 def test_import_without_django_says_what_to_install() -> None:
-    code = "import sys; sys.modules['django'] = None; import statefun_django"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "IntegrationNotAvailableError" in result.stderr
-    assert "pip install statefun-django" in result.stderr
+    check_import_guard("statefun_django", missing="django", distribution="statefun-django")

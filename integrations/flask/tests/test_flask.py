@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from importlib import metadata
 
 import pytest
@@ -26,6 +24,7 @@ from statefun_core.testing.endpoint import (
     greetings,
     make_functions,
 )
+from statefun_core.testing.packaging import check_import_guard
 
 LIMIT = 64 * 1024
 
@@ -251,8 +250,4 @@ def test_entry_point_names_the_integration() -> None:
 
 
 def test_import_without_flask_says_what_to_install() -> None:
-    code = "import sys; sys.modules['flask'] = None; import statefun_flask"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "IntegrationNotAvailableError" in result.stderr
-    assert "pip install statefun-flask" in result.stderr
+    check_import_guard("statefun_flask", missing="flask", distribution="statefun-flask")

@@ -1,21 +1,7 @@
 from __future__ import annotations
 
-import subprocess
-import sys
-
-SCRIPT = """
-import sys
-sys.modules["msgpack"] = None  # as if msgpack were not installed
-from statefun_core.errors import IntegrationNotAvailableError
-try:
-    import statefun_msgpack
-except IntegrationNotAvailableError as error:
-    print(error)
-"""
+from statefun_core.testing.packaging import check_import_guard
 
 
 def test_importing_without_msgpack_names_the_package_to_install() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True
-    )
-    assert "pip install statefun-msgpack" in done.stdout
+    check_import_guard("statefun_msgpack", missing="msgpack", distribution="statefun-msgpack")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,6 +28,7 @@ from statefun_core.testing.endpoint import (
     HeaderRecorder,
     greetings,
 )
+from statefun_core.testing.packaging import check_import_guard
 
 LIMIT = 64 * 1024
 
@@ -242,8 +241,4 @@ def test_entry_point_names_the_integration() -> None:
 
 
 def test_import_without_tornado_says_what_to_install() -> None:
-    code = "import sys; sys.modules['tornado'] = None; import statefun_tornado"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "IntegrationNotAvailableError" in result.stderr
-    assert "pip install statefun-tornado" in result.stderr
+    check_import_guard("statefun_tornado", missing="tornado", distribution="statefun-tornado")
