@@ -28,18 +28,17 @@ from wrk import (
     Cpus,
     Server,
     add_arguments,
-    free_port,
+    check_replies,
+    greeter_reply,
     greeter_requests,
     parse_args,
     take_turns,
     write_script,
 )
 
-from statefun_core import RequestReplyHandler, make_plugin_manager, protocol
+from statefun_core.testing.endpoint import free_port
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1] / "examples"))
-from greeter_functions import functions  # noqa: E402
 
 SERVERS = {"aiohttp": HERE / "aiohttp_server.py", "tornado": HERE / "tornado_server.py"}
 KINDS = ("bare", "floor", "statefun")
@@ -67,9 +66,7 @@ def main() -> None:
     cpus = Cpus()
 
     bodies = greeter_requests(args.addresses)
-    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
-    fixed_reply = handler.handle_sync(bodies[0])
-    expected = protocol.FromFunction.FromString(fixed_reply)
+    fixed_reply = greeter_reply(bodies[0])
 
     medians: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,9 +74,7 @@ def main() -> None:
         for framework in args.frameworks:
             servers = {kind: start(framework, kind, fixed_reply, cpus) for kind in KINDS}
             try:
-                for server in servers.values():
-                    reply = protocol.FromFunction.FromString(server.post(bodies[0]))
-                    assert reply == expected, f"{server.name} answered {reply}"
+                check_replies(servers, bodies[0], fixed_reply)
                 medians[framework] = take_turns(servers, script, args, cpus)
             finally:
                 for server in servers.values():

@@ -32,18 +32,17 @@ from wrk import (
     Cpus,
     Server,
     add_arguments,
-    free_port,
+    check_replies,
+    greeter_reply,
     greeter_requests,
     parse_args,
     take_turns,
     write_script,
 )
 
-from statefun_core import RequestReplyHandler, make_plugin_manager, protocol
+from statefun_core.testing.endpoint import free_port
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1] / "examples"))
-from greeter_functions import functions  # noqa: E402
 
 APPS = {"flask": "flask_app:make_app('{kind}')", "django": "django_app:application"}
 PATHS = {"flask": "/statefun", "django": "/statefun/"}
@@ -78,9 +77,7 @@ def main() -> None:
     cpus = Cpus()
 
     bodies = greeter_requests(args.addresses)
-    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
-    fixed_reply = handler.handle_sync(bodies[0])
-    expected = protocol.FromFunction.FromString(fixed_reply)
+    fixed_reply = greeter_reply(bodies[0])
 
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,12 +87,7 @@ def main() -> None:
                 kind: start(framework, kind, fixed_reply, args.workers, cpus) for kind in KINDS
             }
             try:
-                for server in servers.values():
-                    reply = server.post(bodies[0])
-                    assert len(reply) == len(fixed_reply), (server.name, reply)
-                    if not server.name.endswith("bare"):
-                        parsed = protocol.FromFunction.FromString(reply)
-                        assert parsed == expected, f"{server.name} answered {parsed}"
+                check_replies(servers, bodies[0], fixed_reply)
                 results[framework] = take_turns(servers, script, args, cpus)
             finally:
                 for server in servers.values():

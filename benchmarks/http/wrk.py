@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -15,7 +14,11 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from statefun_core import RequestReplyHandler, make_plugin_manager, protocol
 from statefun_core.testing import wire
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from greeter_functions import functions
 
 Result = dict[str, float]
 
@@ -54,10 +57,11 @@ def write_script(path: Path, bodies: list[bytes]) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def greeter_reply(body: bytes) -> bytes:
+    """The guide's greeter's reply to ``body``, from the core handler with no plugins: what
+    every endpoint must answer (a bare one answers it as fixed bytes)."""
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    return handler.handle_sync(body)
 
 
 class Server:
@@ -99,6 +103,18 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait()
+
+
+def check_replies(servers: dict[str, Server], body: bytes, expected: bytes) -> None:
+    """Every server answers ``body`` with ``expected`` (compared as messages), the bare one
+    with bytes of the same size."""
+    reply = protocol.FromFunction.FromString(expected)
+    for kind, server in servers.items():
+        answer = server.post(body)
+        assert len(answer) == len(expected), f"{server.name} answered {answer!r}"
+        if kind != "bare":
+            parsed = protocol.FromFunction.FromString(answer)
+            assert parsed == reply, f"{server.name} answered {parsed}"
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, connections: int) -> None:
