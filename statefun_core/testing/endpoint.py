@@ -173,9 +173,9 @@ def running(
     cwd: Union[str, os.PathLike[str], None] = None,
     env: Optional[Mapping[str, str]] = None,
     timeout: float = 30,
-) -> Iterator[int]:
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` in a subprocess until 127.0.0.1:``port`` accepts connections; yields the
-    port and terminates the server on exit. Raises ``RuntimeError`` with the server's output
+    process and terminates it on exit. Raises ``RuntimeError`` with the server's output
     if it exits first, or if it does not listen within ``timeout`` seconds."""
     # The output goes to a file, not a pipe: a chatty server never blocks on a full pipe.
     with tempfile.TemporaryFile() as output:
@@ -184,7 +184,7 @@ def running(
         )
         try:
             _wait_until_listening(process, port, timeout, output)
-            yield port
+            yield process
         finally:
             process.terminate()
             try:

@@ -8,23 +8,17 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
 from statefun_core import Limits
+from statefun_core.testing import endpoint
+from statefun_core.testing.endpoint import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What tests.hardening.serve serves: each integration, Django both under WSGI and ASGI.
 FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "django-asgi")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -67,37 +61,9 @@ def running(
     elif limits is not None:
         env["HARDENING_LIMITS"] = json.dumps(limits.__dict__)
     port = free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below); not a pipe: a full pipe would stall the server's logging
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.hardening.serve", framework, str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                error = log.read().decode(errors="replace")
-                raise RuntimeError(f"{framework} exited with {process.returncode}:\n{error}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{framework} did not listen within 30 s") from None
-                time.sleep(0.05)
+    command = [sys.executable, "-m", "tests.hardening.serve", framework, str(port)]
+    with endpoint.running(command, port, cwd=ROOT, env=env) as process:
         yield Server(framework, process, port)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def raw_request(
