@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from statefun_local.store import SqliteStore
 from statefun_local.transport import HttpTransport
 
 from statefun_core.engine import Address, Envelope
+from statefun_core.testing.endpoint import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GREETER = "com.example.fns/greeter"
@@ -55,12 +55,6 @@ spec:
   id: com.example/greets
   address: kafka:9092
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_for_server(port: int) -> None:

@@ -15,7 +15,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sys
 from collections import Counter
 from datetime import timedelta
@@ -27,6 +26,7 @@ from statefun_local.store import SqliteStore, connect
 
 from statefun_core import Context, IntType, Message, StatefulFunctions, ValueSpec, message_builder
 from statefun_core.engine import Address
+from statefun_core.testing.endpoint import free_port
 
 from .conftest import FunctionServer, module_yaml, run
 
@@ -69,12 +69,6 @@ def expected_counts(starts: list[int]) -> Counter[str]:
         for hop in range(HOPS):
             counts[str((start + hop) % ADDRESSES)] += 1
     return counts
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start_runtime(module: Path, db: Path) -> tuple[asyncio.subprocess.Process, str]:
