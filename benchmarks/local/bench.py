@@ -127,6 +127,19 @@ def preload(db: Path, addresses: int, per_address: int) -> None:
     store.close()
 
 
+async def finish(
+    runtime: LocalRuntime, start: float, cpu: CpuMeter, timer: CommitTimer, greetings: int
+) -> dict[str, Any]:
+    """Stop a timed run: deliveries, seconds, rates (durable messages and greetings in), the
+    commit timer and the CPU used."""
+    elapsed = time.perf_counter() - start
+    used = cpu.read()
+    await runtime.stop()
+    deliveries = runtime.delivered
+    return {"deliveries": deliveries, "seconds": elapsed, "rate": deliveries / elapsed,
+            "ingress_rate": greetings / elapsed, "timer": timer, "cpu": used}
+
+
 async def batching(port: int, tmp: Path, addresses: int, per_address: int, server_pid: int,
                    transport: HttpTransport) -> dict[str, Any]:
     db = tmp / "batching.db"
@@ -138,12 +151,7 @@ async def batching(port: int, tmp: Path, addresses: int, per_address: int, serve
     await runtime.start()
     timer = CommitTimer(runtime)
     await runtime.wait_until_idle(timeout=600)
-    elapsed = time.perf_counter() - start
-    used = cpu.read()
-    await runtime.stop()
-    deliveries = runtime.delivered
-    return {"deliveries": deliveries, "seconds": elapsed, "rate": deliveries / elapsed,
-            "ingress_rate": addresses * per_address / elapsed, "timer": timer, "cpu": used}
+    return await finish(runtime, start, cpu, timer, greetings=addresses * per_address)
 
 
 async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_pid: int,
@@ -159,12 +167,7 @@ async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_
             name = f"user{i}"
             await runtime.send(Address(GREETER, name), make_value("string", name))
         await runtime.wait_until_idle(timeout=600)
-    elapsed = time.perf_counter() - start
-    used = cpu.read()
-    await runtime.stop()
-    deliveries = runtime.delivered
-    return {"deliveries": deliveries, "seconds": elapsed, "rate": deliveries / elapsed,
-            "ingress_rate": addresses * rounds / elapsed, "timer": timer, "cpu": used}
+    return await finish(runtime, start, cpu, timer, greetings=addresses * rounds)
 
 
 async def latency(port: int, tmp: Path, addresses: int, samples: int) -> list[float]:
