@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from datetime import timedelta
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from .core import SdkAddress
 from .errors import LimitExceededError
@@ -74,50 +74,46 @@ class InvocationContext(Context):
 
     __slots__ = (
         "_address",
-        "_outgoing_budget",
+        "_max_outgoing",
         "_target",
         "caller",
-        "delayed",
-        "egress",
-        "messages",
+        "outbox",
         "storage",
     )
 
     storage: Any
     caller: Optional[SdkAddress]
+    _address: SdkAddress
 
     def __init__(self, target: Any, storage: Any) -> None:
         self._target = target  # the request's protobuf Address
-        self._address: Optional[SdkAddress] = None
         self.storage = storage
         self.caller = None
-        self.messages: list[Message] = []
-        self.delayed: list[DelayedMessage] = []
-        self.egress: list[EgressMessage] = []
-        # sends left before Limits.outgoing_per_batch: one decrement per send
-        self._outgoing_budget: float = float("inf")
+        # everything sent, in order: Message, DelayedMessage and EgressMessage
+        self.outbox: list[Union[Message, DelayedMessage, EgressMessage]] = []
+        self._max_outgoing: float = float("inf")  # Limits.outgoing_per_batch
 
-    def _over_outgoing_limit(self) -> None:
-        sent = len(self.messages) + len(self.delayed) + len(self.egress)
-        raise LimitExceededError("outgoing_per_batch", sent + 1, sent)
+    def _over_outgoing_limit(self) -> LimitExceededError:
+        sent = len(self.outbox)
+        return LimitExceededError("outgoing_per_batch", sent + 1, sent)
 
     @property
     def address(self) -> SdkAddress:
-        address = self._address
-        if address is None:
+        try:
+            return self._address
+        except AttributeError:  # built on first use, in the slot
             target = self._target
             address = self._address = SdkAddress(
                 target.namespace, target.type, target.id, f"{target.namespace}/{target.type}"
             )
-        return address
+            return address
 
     def send(self, message: Message) -> None:
         if not isinstance(message, Message):
             raise TypeError(f"send() takes a Message, got {type(message).__name__}")
-        self._outgoing_budget -= 1
-        if self._outgoing_budget < 0:
-            self._over_outgoing_limit()
-        self.messages.append(message)
+        if len(self.outbox) >= self._max_outgoing:
+            raise self._over_outgoing_limit()
+        self.outbox.append(message)
 
     def send_after(
         self, duration: timedelta, message: Message, cancellation_token: str = ""
@@ -127,23 +123,20 @@ class InvocationContext(Context):
         delay_ms = int(duration.total_seconds() * 1000.0)
         if delay_ms < 0:
             raise ValueError(f"send_after() needs a non-negative duration, got {duration}")
-        self._outgoing_budget -= 1
-        if self._outgoing_budget < 0:
-            self._over_outgoing_limit()
-        self.delayed.append(DelayedMessage(delay_ms, message, cancellation_token or ""))
+        if len(self.outbox) >= self._max_outgoing:
+            raise self._over_outgoing_limit()
+        self.outbox.append(DelayedMessage(delay_ms, message, cancellation_token or ""))
 
     def cancel_delayed_message(self, cancellation_token: str) -> None:
         if not cancellation_token:
             raise ValueError("cancel_delayed_message() needs a non-empty cancellation token")
-        self._outgoing_budget -= 1
-        if self._outgoing_budget < 0:
-            self._over_outgoing_limit()
-        self.delayed.append(DelayedMessage(0, None, cancellation_token))
+        if len(self.outbox) >= self._max_outgoing:
+            raise self._over_outgoing_limit()
+        self.outbox.append(DelayedMessage(0, None, cancellation_token))
 
     def send_egress(self, message: EgressMessage) -> None:
         if not isinstance(message, EgressMessage):
             raise TypeError(f"send_egress() takes an EgressMessage, got {type(message).__name__}")
-        self._outgoing_budget -= 1
-        if self._outgoing_budget < 0:
-            self._over_outgoing_limit()
-        self.egress.append(message)
+        if len(self.outbox) >= self._max_outgoing:
+            raise self._over_outgoing_limit()
+        self.outbox.append(message)

@@ -22,7 +22,7 @@ import pluggy
 from google.protobuf.message import DecodeError
 
 from . import protocol
-from .context import InvocationContext
+from .context import DelayedMessage, InvocationContext
 from .core import SdkAddress, ValueSpec, parse_typename
 from .errors import (
     AsyncFunctionInSyncContextError,
@@ -39,7 +39,7 @@ from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
 from .storage import storage_factory
-from .types import Type, TypeSerializer, to_bytes
+from .types import BUILTIN_TYPES, Type, TypeSerializer, to_bytes
 
 __all__ = ["RequestReplyHandler"]
 
@@ -71,10 +71,28 @@ def _no_limit(maximum: Optional[int]) -> float:
     return float("inf") if maximum is None else maximum
 
 
+def _bytes_serializer(tpe: Type) -> Callable[[Any], bytes]:
+    """``tpe``'s serialize, made to return bytes (the built-in types' already do)."""
+    serialize = tpe.serializer().serialize
+    if tpe in BUILTIN_TYPES:
+        return serialize
+    typename = tpe.typename
+    return lambda value: to_bytes(serialize(value), typename)
+
+
 class _Plan:
     """What the handler precomputes for one function: resolved specs and replies to reuse."""
 
-    __slots__ = ("function", "incomplete_replies", "make_storage", "names", "specs", "types")
+    __slots__ = (
+        "function",
+        "incomplete_replies",
+        "make_storage",
+        "name_set",
+        "names",
+        "specs",
+        "states",
+        "types",
+    )
 
     def __init__(self, function: StatefulFunction, types: TypeRegistry) -> None:
         self.function = function
@@ -83,6 +101,11 @@ class _Plan:
             tpe = spec.type if isinstance(spec.type, Type) else types.for_class(spec.type)
             self.specs.append((spec.name, tpe, tpe.serializer(), spec))
         self.names = tuple(name for name, *_ in self.specs)
+        self.name_set = frozenset(self.names)
+        # (name, typename, serialize) of each state, for writing the mutations
+        self.states = tuple(
+            (name, tpe.typename, _bytes_serializer(tpe)) for name, tpe, _, _ in self.specs
+        )
         self.types = {name: (tpe, serializer) for name, tpe, serializer, _ in self.specs}
         self.make_storage = storage_factory(function.typename, self.types)
         self.incomplete_replies: dict[tuple[str, ...], bytes] = {}
@@ -115,7 +138,7 @@ class _Batch(InvocationContext):
     ``_resolve`` (a class call with ``__init__`` costs several times more).
     """
 
-    __slots__ = ("_callers", "event", "fun", "id", "invocations", "plan", "typename")
+    __slots__ = ("event", "fun", "id", "invocations", "plan", "typename")
 
     plan: _Plan
     typename: str
@@ -123,23 +146,19 @@ class _Batch(InvocationContext):
     invocations: Any
     event: Optional[BatchEvent]
     fun: Callable[..., Any]
-    _callers: Optional[dict[tuple[str, str, str], SdkAddress]]
 
     def message(self, invocation: Any, types: TypeRegistry) -> Message:
         """The message of one invocation; also sets the caller the function sees."""
-        caller = None
         if invocation.HasField("caller"):
             pb = invocation.caller
-            key = (pb.namespace, pb.type, pb.id)
-            callers = self._callers
-            if callers is None:
-                callers = self._callers = {}
-            caller = callers.get(key)
-            if caller is None and any(key):
-                caller = callers[key] = SdkAddress(
-                    pb.namespace, pb.type, pb.id, f"{pb.namespace}/{pb.type}"
-                )
-        self.caller = caller
+            namespace, type, id = pb.namespace, pb.type, pb.id
+            self.caller = (
+                SdkAddress(namespace, type, id, f"{namespace}/{type}")
+                if namespace or type or id
+                else None
+            )
+        else:
+            self.caller = None
         message = _new_message(Message)
         message.target_typename = self.typename
         message.target_id = self.id
@@ -173,6 +192,7 @@ class RequestReplyHandler:
         if functions is None:
             raise ValueError("functions must be provided.")
         self.functions = functions
+        self._functions = functions._functions  # the registry's own dict: a rebind is seen
         self.plugins = plugins if plugins is not None else make_plugin_manager()
         self.types = TypeRegistry()
         self.plugins.hook.statefun_register_types(registry=self.types)
@@ -188,7 +208,7 @@ class RequestReplyHandler:
         self._max_request_bytes = _no_limit(limits.request_bytes)
         self._max_invocations = _no_limit(limits.invocations_per_batch)
         self._max_state_bytes = _no_limit(limits.state_value_bytes)
-        self._outgoing_budget = _no_limit(limits.outgoing_per_batch)
+        self._max_outgoing = _no_limit(limits.outgoing_per_batch)
         self._plans: dict[str, _Plan] = {}
         self._hooked: frozenset[str] = frozenset()
         self._hooked_generation = -1
@@ -264,15 +284,14 @@ class RequestReplyHandler:
         """Parse and resolve state: the missing-state reply as bytes, or a batch to run."""
         if len(data) > self._max_request_bytes:
             raise RequestTooLargeError(len(data), int(self._max_request_bytes))
-        if not isinstance(data, bytes):
+        if type(data) is not bytes:
             if isinstance(data, str):
                 raise MalformedRequestError("the request body must be bytes, not str")
             data = bytes(data)
         try:
-            request = protocol.ToFunction.FromString(data)
+            pb_batch = protocol.ToFunction.FromString(data).invocation
         except (DecodeError, RuntimeError, ValueError) as error:
             raise MalformedRequestError(f"the request body is not a ToFunction: {error}") from None
-        pb_batch = request.invocation
         invocations = pb_batch.invocations
         if not invocations:  # also when the request has no invocation batch at all
             raise MalformedRequestError("the ToFunction request has no invocations")
@@ -282,21 +301,14 @@ class RequestReplyHandler:
         target = pb_batch.target
         typename = f"{target.namespace}/{target.type}"
         plan = self._plans.get(typename)
-        if plan is None or plan.function is not self.functions._functions.get(typename):
+        if plan is None or plan.function is not self._functions.get(typename):
             plan = self._plans[typename] = _Plan(self.functions.for_typename(typename), self.types)
         id = target.id
         if not id:
             raise MalformedRequestError(f"the request for {typename!r} has no target id")
-
         received = {}
         for state in pb_batch.state:
             received[state.state_name] = state
-        absent: Optional[list[str]] = None
-        for name in plan.names:
-            if name not in received:
-                if absent is None:
-                    absent = []
-                absent.append(name)
 
         event: Optional[BatchEvent] = None
         if self._hooked_generation != getattr(self.plugins, "generation", None):
@@ -311,25 +323,21 @@ class RequestReplyHandler:
             )
             self.plugins.hook.statefun_batch_started(batch=event)
 
-        if absent is not None:
-            reply = plan.incomplete_reply(tuple(absent))
+        if not received.keys() >= plan.name_set:
+            absent = tuple(name for name in plan.names if name not in received)
+            reply = plan.incomplete_reply(absent)
             if event is not None:
                 event.outcome = "missing_state"
-                event.missing_states = tuple(absent)
+                event.missing_states = absent
                 event.duration = time.perf_counter() - event.started
                 self.plugins.hook.statefun_batch_finished(batch=event)
             return reply
 
         batch = _new_batch(_Batch)
         batch._target = target
-        batch._address = None
         batch.storage = plan.make_storage(received)
-        batch.caller = None
-        batch._callers = None
-        batch._outgoing_budget = self._outgoing_budget
-        batch.messages = []
-        batch.delayed = []
-        batch.egress = []
+        batch._max_outgoing = self._max_outgoing
+        batch.outbox = []
         batch.plan = plan
         batch.typename = typename
         batch.id = id
@@ -387,63 +395,38 @@ class RequestReplyHandler:
         Fields are set one by one: with upb that is several times faster than building
         submessages and copying them in.
         """
-        context = batch
         out = protocol.FromFunction()
         result = out.invocation_result
-        if context.messages:
-            add = result.outgoing_messages.add
-            for message in context.messages:
-                item = add()
-                target = item.target
-                target.namespace, target.type = _split(message.target_typename)
-                target.id = message.target_id
-                if message._typename is not None:
-                    argument = item.argument
-                    argument.typename = message._typename
-                    argument.has_value = True
-                    argument.value = message._data
+        if batch.outbox:
+            add_message = result.outgoing_messages.add
+            for sent in batch.outbox:
+                if type(sent) is Message:
+                    item = add_message()
+                    target = item.target
+                    target.namespace, target.type = _split(sent.target_typename)
+                    target.id = sent.target_id
+                    if sent._typename is not None:
+                        argument = item.argument
+                        argument.typename = sent._typename
+                        argument.has_value = True
+                        argument.value = sent._data
+                    else:
+                        self._write_value(item.argument, sent)
                 else:
-                    self._write_value(item.argument, message)
-        if context.delayed:
-            add = result.delayed_invocations.add
-            for record in context.delayed:
-                item = add()
-                if record.message is None:
-                    item.is_cancellation_request = True
-                    item.cancellation_token = record.cancellation_token
-                    continue
-                message = record.message
-                self._write_target(item.target, message.target_typename, message.target_id)
-                item.delay_in_ms = record.delay_ms
-                self._write_value(item.argument, message)
-                if record.cancellation_token:
-                    item.cancellation_token = record.cancellation_token
-        if context.egress:
-            add = result.outgoing_egresses.add
-            for egress in context.egress:
-                item = add()
-                item.egress_namespace, item.egress_type = _split(egress.typename)
-                self._write_value(item.argument, egress)
-        written = 0
-        storage = batch.storage
-        if storage._written:
+                    self._write_other(result, sent)
+        written = batch.storage._written
+        if written:
+            values = batch.storage._values
             max_state = self._max_state_bytes
-            values, types = storage._values, batch.plan.types
             add = result.state_mutations.add
-            written_names = storage._written
-            for name in batch.plan.names:  # declaration order, as the official SDK does
-                if name not in written_names:
+            for name, typename, serialize in batch.plan.states:  # declaration order, as upstream
+                if name not in written:
                     continue
-                mutation = add()
-                mutation.state_name = name
                 value = values[name]
                 if value is None:
-                    continue  # DELETE is the default mutation type
-                tpe, serializer = types[name]
-                data = serializer.serialize(value)
-                if type(data) is not bytes:
-                    data = to_bytes(data, tpe.typename)
-                written += len(data)
+                    add(state_name=name)  # DELETE is the default mutation type
+                    continue
+                data = serialize(value)
                 if len(data) > max_state:
                     raise LimitExceededError(
                         "state_value_bytes",
@@ -451,26 +434,34 @@ class RequestReplyHandler:
                         int(max_state),
                         f"state_value_bytes of {name!r}",
                     )
-                mutation.mutation_type = _MODIFY
-                typed_value = mutation.state_value
-                typed_value.typename = tpe.typename
+                typed_value = add(state_name=name, mutation_type=_MODIFY).state_value
+                typed_value.typename = typename
                 typed_value.has_value = True
                 typed_value.value = data
         reply: bytes = out.SerializeToString()
-        event = batch.event
-        if event is not None:
-            event.outcome = "ok"
-            event.duration = time.perf_counter() - event.started
-            received = storage._received
-            event.state_bytes_read = sum(
-                len(received[name].state_value.value) for name in batch.plan.names
-            )
-            event.state_bytes_written = written
-            event.messages = len(context.messages)
-            event.delayed_messages = sum(1 for d in context.delayed if d.message is not None)
-            event.egress_records = len(context.egress)
-            self.plugins.hook.statefun_batch_finished(batch=event)
+        if batch.event is not None:
+            self._finished(batch, result)
         return reply
+
+    def _finished(self, batch: _Batch, result: Any) -> None:
+        """Report a batch that succeeded to ``statefun_batch_finished``."""
+        event = batch.event
+        assert event is not None
+        event.outcome = "ok"
+        event.duration = time.perf_counter() - event.started
+        received = batch.storage._received
+        event.state_bytes_read = sum(
+            len(received[name].state_value.value) for name in batch.plan.names
+        )
+        event.state_bytes_written = sum(
+            len(mutation.state_value.value) for mutation in result.state_mutations
+        )
+        event.messages = len(result.outgoing_messages)
+        event.delayed_messages = sum(
+            1 for item in result.delayed_invocations if not item.is_cancellation_request
+        )
+        event.egress_records = len(result.outgoing_egresses)
+        self.plugins.hook.statefun_batch_finished(batch=event)
 
     def _failed(
         self, batch: _Batch, error: BaseException, headers: Optional[Headers]
@@ -489,6 +480,26 @@ class RequestReplyHandler:
         return failure
 
     # --- helpers --------------------------------------------------------------------------
+
+    def _write_other(self, result: Any, sent: object) -> None:
+        """Write a delayed message, a cancellation or an egress record into the result."""
+        if isinstance(sent, DelayedMessage):
+            item = result.delayed_invocations.add()
+            if sent.message is None:
+                item.is_cancellation_request = True
+                item.cancellation_token = sent.cancellation_token
+                return
+            message = sent.message
+            self._write_target(item.target, message.target_typename, message.target_id)
+            item.delay_in_ms = sent.delay_ms
+            self._write_value(item.argument, message)
+            if sent.cancellation_token:
+                item.cancellation_token = sent.cancellation_token
+        else:
+            assert isinstance(sent, EgressMessage)
+            item = result.outgoing_egresses.add()
+            item.egress_namespace, item.egress_type = _split(sent.typename)
+            self._write_value(item.argument, sent)
 
     @staticmethod
     def _write_target(address: Any, typename: str, id: str) -> None:

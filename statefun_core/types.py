@@ -261,3 +261,6 @@ DoubleType: Type = _BuiltinType(
     "io.statefun.types/double", _WrapperSerializer(protocol.DoubleWrapper, 0x09, "<d", 0.0)
 )
 StringType: Type = _BuiltinType("io.statefun.types/string", _StringSerializer())
+
+#: The six built-in types; their serializers return ``bytes``.
+BUILTIN_TYPES = frozenset({BoolType, IntType, FloatType, LongType, DoubleType, StringType})
