@@ -153,35 +153,48 @@ def make_protobuf_type(cls: Any, namespace: Optional[str] = None) -> Type:
 class _WrapperSerializer(TypeSerializer):
     """Canonical proto3 encoding of a one-field wrapper message, protobuf as the fallback."""
 
-    __slots__ = ("_default", "_pack", "_prefix", "_size", "_unpack_from", "_wrapper")
+    __slots__ = (
+        "_default",
+        "_pack",
+        "_prefix",
+        "_size",
+        "_tag",
+        "_unpack_from",
+        "_wrapper",
+        "_zero",
+    )
 
     def __init__(self, wrapper: Any, tag: int, fmt: str, default: Any) -> None:
         packer = struct.Struct(fmt)
         self._wrapper = wrapper
+        self._tag = tag
         self._prefix = bytes((tag,))
         self._pack = packer.pack
         self._unpack_from = packer.unpack_from
         self._size = 1 + packer.size
+        self._zero = packer.pack(0)
         self._default = default
 
     def serialize(self, value: Any) -> bytes:
-        kind = type(value)
-        if kind is int or kind is float or kind is bool:
+        if type(value) in _NUMBERS:
             try:
                 payload = self._pack(value)
             except (struct.error, OverflowError):
                 pass  # out of range: let protobuf decide (it raises or converts as it does)
             else:
                 # proto3 omits a field at its default: a zero is all-zero bytes (-0.0 is not)
-                return self._prefix + payload if any(payload) else b""
+                return self._prefix + payload if payload != self._zero else b""
         return bytes(self._wrapper(value=value).SerializeToString())
 
     def deserialize(self, byte: bytes) -> Any:
+        if len(byte) == self._size and byte[0] == self._tag:
+            return self._unpack_from(byte, 1)[0]
         if not byte:
             return self._default
-        if len(byte) == self._size and byte[0] == self._prefix[0]:
-            return self._unpack_from(byte, 1)[0]
         return self._wrapper.FromString(byte).value
+
+
+_NUMBERS = frozenset({int, float, bool})
 
 
 class _BoolSerializer(TypeSerializer):
@@ -208,12 +221,10 @@ class _StringSerializer(TypeSerializer):
     def serialize(self, value: Any) -> bytes:
         if type(value) is not str:
             return bytes(protocol.StringWrapper(value=value).SerializeToString())
-        if not value:
-            return b""
-        data = value.encode("utf-8")
+        data = value.encode()
         size = len(data)
         if size < 0x80:
-            return b"\x0a" + bytes((size,)) + data
+            return _SHORT_STRING_HEADERS[size] + data if size else b""
         if size < 0x4000:  # a two-byte length: up to 16 KiB
             return bytes((0x0A, (size & 0x7F) | 0x80, size >> 7)) + data
         header = bytearray(b"\x0a")
@@ -224,16 +235,21 @@ class _StringSerializer(TypeSerializer):
         return bytes(header) + data
 
     def deserialize(self, byte: bytes) -> str:
-        if not byte:
-            return ""
-        if len(byte) >= 2 and byte[0] == 0x0A:
-            size = byte[1]
-            if size < 0x80:
-                if len(byte) == size + 2:
-                    return byte[2:].decode("utf-8")
-            elif len(byte) > 3 and byte[2] < 0x80 and len(byte) == (size & 0x7F | byte[2] << 7) + 3:
-                return byte[3:].decode("utf-8")
+        size = len(byte) - 2  # a value of up to 127 bytes: a one-byte length
+        if 0 <= size < 0x80 and byte[1] == size and byte[0] == 0x0A:
+            return byte[2:].decode()
+        size -= 1  # up to 16 KiB: a two-byte length
+        if size >= 0x80 and byte[2] < 0x80 <= byte[1] and size == byte[1] & 0x7F | byte[2] << 7:
+            return byte[3:].decode() if byte[0] == 0x0A else self._decode(byte)
+        return self._decode(byte) if byte else ""
+
+    @staticmethod
+    def _decode(byte: bytes) -> str:
         return str(protocol.StringWrapper.FromString(byte).value)
+
+
+# field 1, length-delimited, and a one-byte length: the header of a string of 0..127 bytes
+_SHORT_STRING_HEADERS = tuple(bytes((0x0A, size)) for size in range(0x80))
 
 
 class _BuiltinType(Type):

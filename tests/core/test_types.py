@@ -118,6 +118,24 @@ def test_non_canonical_encodings_decode_through_protobuf(value: int) -> None:
     assert IntType.serializer().deserialize(data) == value
 
 
+@given(st.text(max_size=300), st.binary(max_size=200))
+def test_strings_followed_by_an_unknown_field_decode_through_protobuf(
+    value: str, unknown: bytes
+) -> None:
+    # field 2, length-delimited: the value's length byte alone no longer matches the size
+    data = protocol.StringWrapper(value=value).SerializeToString()
+    data += b"\x12" + bytes((len(unknown),)) + unknown if len(unknown) < 0x80 else b"\x10\x01"
+    assert StringType.serializer().deserialize(data) == value
+
+
+def test_a_one_byte_length_is_not_read_as_two() -> None:
+    # 0a 01 01: "\x01", then an unknown field making the whole 132 bytes long, which is what
+    # the bytes 01 01 would mean as a two-byte length (1 | 1 << 7 = 129, plus the 3-byte header)
+    data = b"\x0a\x01\x01" + b"\x12\x7f" + bytes(127)
+    assert len(data) == (1 | 1 << 7) + 3
+    assert StringType.serializer().deserialize(data) == "\x01"
+
+
 def test_negative_zero_and_nan_are_encoded() -> None:
     assert DoubleType.serializer().serialize(-0.0) == b"\x09" + struct.pack("<d", -0.0)
     assert math.isnan(
