@@ -38,7 +38,7 @@ from .messages import EgressMessage, Message, encode
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
-from .storage import storage_factory
+from .storage import storage_class
 from .types import BUILTIN_TYPES, Type, TypeSerializer, to_bytes
 
 __all__ = ["RequestReplyHandler"]
@@ -86,11 +86,11 @@ class _Plan:
     __slots__ = (
         "function",
         "incomplete_replies",
-        "make_storage",
         "name_set",
         "names",
         "specs",
         "states",
+        "storage_class",
         "types",
     )
 
@@ -107,7 +107,7 @@ class _Plan:
             (name, tpe.typename, _bytes_serializer(tpe)) for name, tpe, _, _ in self.specs
         )
         self.types = {name: (tpe, serializer) for name, tpe, serializer, _ in self.specs}
-        self.make_storage = storage_factory(function.typename, self.types)
+        self.storage_class = storage_class(function.typename, self.types)
         self.incomplete_replies: dict[tuple[str, ...], bytes] = {}
 
     def incomplete_reply(self, names: tuple[str, ...]) -> bytes:
@@ -229,11 +229,17 @@ class RequestReplyHandler:
         except StatefunError as error:
             self.reject(error, headers)
             raise
-        if not isinstance(batch, _Batch):
+        if type(batch) is bytes:
             return batch  # the missing-state reply
         try:
-            if batch.plan.function.is_async:
+            function = batch.plan.function
+            if function.awaits:
                 self._step(batch)
+            elif function.is_async:  # each coroutine finishes on its first step
+                fun, types = batch.fun, self.types
+                for invocation in batch.invocations:
+                    for _ in fun(batch, batch.message(invocation, types)).__await__():
+                        raise AssertionError(f"{batch.typename} suspended but never awaits")
             else:
                 self._invoke(batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
@@ -249,7 +255,7 @@ class RequestReplyHandler:
         except StatefunError as error:
             self.reject(error, headers)
             raise
-        if not isinstance(batch, _Batch):
+        if type(batch) is bytes:
             return batch  # the missing-state reply
         function = batch.plan.function
         try:
@@ -333,9 +339,13 @@ class RequestReplyHandler:
                 self.plugins.hook.statefun_batch_finished(batch=event)
             return reply
 
+        storage = plan.storage_class()
+        storage._received = received
+        storage._values = {}
+        storage._written = set()
         batch = _new_batch(_Batch)
         batch._target = target
-        batch.storage = plan.make_storage(received)
+        batch.storage = storage
         batch._max_outgoing = self._max_outgoing
         batch.outbox = []
         batch.plan = plan
@@ -353,22 +363,15 @@ class RequestReplyHandler:
             fun(batch, batch.message(invocation, types))
 
     def _step(self, batch: _Batch) -> None:
-        """Run every invocation of an async function's batch from sync code, in order.
+        """Run every invocation of an async function that awaits from sync code, in order.
 
-        A function whose code never awaits finishes each coroutine on its first step: no loop
-        is involved. Otherwise each coroutine is stepped by hand with this thread's loop marked
-        as running (so it can use asyncio); only when it suspends is the loop run, until what
-        it waits for is done.
+        Each coroutine is stepped by hand with this thread's loop marked as running (so it can
+        use asyncio); only when it suspends is the loop run, until what it waits for is done.
         Every step runs in the caller's context, as a sync function would, so a context
         variable set before a suspension (a tracing span made current) is reset in the same
         context after it.
         """
         fun, types = batch.fun, self.types
-        if not batch.plan.function.awaits:
-            for invocation in batch.invocations:
-                for _ in fun(batch, batch.message(invocation, types)).__await__():
-                    raise AssertionError(f"{batch.typename} suspended, but its code never awaits")
-            return
         if asyncio._get_running_loop() is not None:
             raise AsyncFunctionInSyncContextError(
                 "handle_sync() was called with an async function from inside a running event "

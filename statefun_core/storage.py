@@ -8,11 +8,11 @@ encodes written values once, when the batch ends.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from .types import Type
 
-__all__ = ["StateValues", "storage_factory"]
+__all__ = ["StateValues", "storage_class"]
 
 #: ``name -> (Type, serializer)`` of a function's states, in declaration order.
 Specs = dict[str, tuple[Type, Any]]
@@ -62,11 +62,14 @@ def _state_property(name: str, tpe: Type, serializer: Any) -> property:
     return property(fget, fset, fdel)
 
 
-def storage_factory(typename: str, specs: Specs) -> Callable[[dict[str, Any]], StateValues]:
-    """``make(received)``: a new storage over the ``PersistedValue``s of one request.
+def storage_class(typename: str, specs: Specs) -> type[StateValues]:
+    """The storage class of a function: one property per state.
 
-    Reading an unregistered name raises an ``AttributeError`` that names the function; setting
-    or deleting one raises Python's own, which names the class: ``'<typename> storage'``.
+    A request's storage is an instance with its three fields set: the ``PersistedValue``s
+    received by name, an empty dict and an empty set (the handler sets them itself, which
+    costs less than a call). Reading an unregistered name raises an ``AttributeError`` that
+    names the function; setting or deleting one raises Python's own, which names the class:
+    ``'<typename> storage'``.
     """
     names = ", ".join(specs) or "no state"
 
@@ -82,15 +85,4 @@ def storage_factory(typename: str, specs: Specs) -> Callable[[dict[str, Any]], S
     }
     for name, (tpe, serializer) in specs.items():
         namespace[name] = _state_property(name, tpe, serializer)
-    storage_class: Any = type(f"{typename} storage", (StateValues,), namespace)
-    new = storage_class.__new__
-
-    def make(received: dict[str, Any]) -> StateValues:
-        # built field by field: a class call through __init__ costs several times more
-        storage: StateValues = new(storage_class)
-        storage._received = received
-        storage._values = {}
-        storage._written = set()
-        return storage
-
-    return make
+    return type(f"{typename} storage", (StateValues,), namespace)

@@ -32,7 +32,7 @@ from statefun_core import (
     make_plugin_manager,
     message_builder,
 )
-from statefun_core.storage import storage_factory
+from statefun_core.storage import storage_class
 from statefun_core.testing.wire import to_function, typed_value
 
 # everything `statefun` (apache-flink-statefun 3.3.0) exports
@@ -166,7 +166,7 @@ def test_methods_can_be_bound() -> None:
 
 
 def test_storage_attributes_name_the_function_when_unregistered() -> None:
-    storage = storage_factory("ns/f", {"a": (IntType, IntType.serializer())})({})
+    storage = storage_class("ns/f", {"a": (IntType, IntType.serializer())})()
     with pytest.raises(
         AttributeError, match="'b' is not a registered ValueSpec for the function 'ns/f'"
     ):
