@@ -111,9 +111,10 @@ class InvocationContext(Context):
     def send(self, message: Message) -> None:
         if not isinstance(message, Message):
             raise TypeError(f"send() takes a Message, got {type(message).__name__}")
-        if len(self.outbox) >= self._max_outgoing:
+        outbox = self.outbox
+        if len(outbox) >= self._max_outgoing:
             raise self._over_outgoing_limit()
-        self.outbox.append(message)
+        outbox.append(message)
 
     def send_after(
         self, duration: timedelta, message: Message, cancellation_token: str = ""

@@ -229,7 +229,7 @@ class RequestReplyHandler:
         except StatefunError as error:
             self.reject(error, headers)
             raise
-        if type(batch) is bytes:
+        if isinstance(batch, bytes):
             return batch  # the missing-state reply
         try:
             function = batch.plan.function
@@ -255,7 +255,7 @@ class RequestReplyHandler:
         except StatefunError as error:
             self.reject(error, headers)
             raise
-        if type(batch) is bytes:
+        if isinstance(batch, bytes):
             return batch  # the missing-state reply
         function = batch.plan.function
         try:

@@ -87,12 +87,9 @@ def _reader(tpe: Type) -> Callable[[Any], Any]:
 
     def read(self: Message) -> Any:
         tv = self._typed_value
-        if tv is None:
-            data = self._data
-        elif tv.has_value:
-            data = tv.value
-        else:
-            return None
+        if tv is not None:  # a received message
+            return deserialize(tv.value) if tv.has_value else None
+        data = self._data
         return None if data is None else deserialize(data)
 
     read.__name__ = f"as_{tpe.typename.rsplit('/', 1)[1]}"
@@ -260,12 +257,11 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
         ((keyword, value),) = kwargs.items()
         encoder = _PRIMITIVE_ENCODERS.get(keyword)
         if encoder is not None and value is not None:
-            typename, serialize = encoder
             message = _new_message(Message)
             message.target_typename = target_typename
             message.target_id = target_id
             message._typed_value = None
-            message._typename = typename
+            message._typename, serialize = encoder
             message._data = serialize(value)
             return message
         if keyword == "value":

@@ -67,20 +67,14 @@ def storage_class(typename: str, specs: Specs) -> type[StateValues]:
 
     A request's storage is an instance with its three fields set: the ``PersistedValue``s
     received by name, an empty dict and an empty set (the handler sets them itself, which
-    costs less than a call). Reading an unregistered name raises an ``AttributeError`` that
-    names the function; setting or deleting one raises Python's own, which names the class:
-    ``'<typename> storage'``.
+    costs less than a call). Reading, setting or deleting an unregistered name raises
+    Python's own ``AttributeError``, which names the function through the class:
+    ``'<typename> storage' object has no attribute '<name>'``. (No ``__getattr__`` for a
+    custom message: its mere presence makes every attribute read of the class slower.)
     """
     names = ", ".join(specs) or "no state"
-
-    def __getattr__(self: Any, name: str) -> Any:
-        raise AttributeError(
-            f"'{name}' is not a registered ValueSpec for the function '{typename}'"
-        )
-
     namespace: dict[str, Any] = {
         "__slots__": (),
-        "__getattr__": __getattr__,
         "__repr__": lambda self: f"<storage of {typename}: {names}>",
     }
     for name, (tpe, serializer) in specs.items():
