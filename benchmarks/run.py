@@ -257,9 +257,11 @@ def estimated_cycles(events: dict[str, int]) -> float:
     """Cycles from callgrind's simulated events: each instruction one cycle, a first-level
     cache miss 10 more, a last-level miss 100, a mispredicted branch 20.
 
-    The weights are rough, but the sum tracks the clock where instructions alone do not: an
-    interpreter's bytecode misses its instruction cache and mispredicts its dispatch far more
-    than protobuf's C, so an SDK's extra bytecode costs more cycles than its instructions say.
+    The weights are rough, but on one invocation the sum tracks the clock where instructions
+    alone do not: an interpreter's bytecode misses its instruction cache and mispredicts its
+    dispatch far more than protobuf's C, so an SDK's extra bytecode costs more cycles than its
+    instructions say. It overstates long loops (batch100), whose branches a real CPU's
+    predictor learns better than callgrind's simple model.
     """
     first = events["I1mr"] + events["D1mr"] + events["D1mw"]
     last = events["ILmr"] + events["DLmr"] + events["DLmw"]
