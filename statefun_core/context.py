@@ -1,4 +1,4 @@
-"""The context a function is called with: its address, caller, storage and outboxes."""
+"""The context a function is called with: its address, caller, storage and outbox."""
 
 from __future__ import annotations
 

@@ -71,10 +71,10 @@ def _no_limit(maximum: Optional[int]) -> float:
     return float("inf") if maximum is None else maximum
 
 
-def _bytes_serializer(tpe: Type) -> Callable[[Any], bytes]:
-    """``tpe``'s serialize, made to return bytes (the built-in types' already do)."""
-    serialize = tpe.serializer().serialize
-    if tpe in BUILTIN_TYPES:
+def _serialize_to_bytes(tpe: Type, serializer: TypeSerializer) -> Callable[[Any], bytes]:
+    """``serializer.serialize``, made to return bytes (the built-in types' already do)."""
+    serialize = serializer.serialize
+    if any(tpe is builtin for builtin in BUILTIN_TYPES):  # by identity: a Type may define __eq__
         return serialize
     typename = tpe.typename
     return lambda value: to_bytes(serialize(value), typename)
@@ -102,9 +102,10 @@ class _Plan:
             self.specs.append((spec.name, tpe, tpe.serializer(), spec))
         self.names = tuple(name for name, *_ in self.specs)
         self.name_set = frozenset(self.names)
-        # (name, typename, serialize) of each state, for writing the mutations
+        # (name, typename, serialize to bytes) of each state: what _collect writes mutations with
         self.states = tuple(
-            (name, tpe.typename, _bytes_serializer(tpe)) for name, tpe, _, _ in self.specs
+            (name, tpe.typename, _serialize_to_bytes(tpe, serializer))
+            for name, tpe, serializer, _ in self.specs
         )
         self.types = {name: (tpe, serializer) for name, tpe, serializer, _ in self.specs}
         self.storage_class = storage_class(function.typename, self.types)
@@ -135,7 +136,9 @@ class _Batch(InvocationContext):
 
     Besides the context it keeps the plan, the invocations to run and the function to call
     (the user's, or one that reports each invocation to the plugins). Made field by field in
-    ``_resolve`` (a class call with ``__init__`` costs several times more).
+    ``_resolve`` (a class call with ``__init__`` costs several times more), which leaves two
+    slots unset on purpose: ``caller``, set by :meth:`message` before each invocation, and
+    ``_address``, built on first read.
     """
 
     __slots__ = ("event", "fun", "id", "invocations", "plan", "typename")
@@ -192,7 +195,6 @@ class RequestReplyHandler:
         if functions is None:
             raise ValueError("functions must be provided.")
         self.functions = functions
-        self._functions = functions._functions  # the registry's own dict: a rebind is seen
         self.plugins = plugins if plugins is not None else make_plugin_manager()
         self.types = TypeRegistry()
         self.plugins.hook.statefun_register_types(registry=self.types)
@@ -307,7 +309,7 @@ class RequestReplyHandler:
         target = pb_batch.target
         typename = f"{target.namespace}/{target.type}"
         plan = self._plans.get(typename)
-        if plan is None or plan.function is not self._functions.get(typename):
+        if plan is None or plan.function is not self.functions._functions.get(typename):
             plan = self._plans[typename] = _Plan(self.functions.for_typename(typename), self.types)
         id = target.id
         if not id:
@@ -393,17 +395,19 @@ class RequestReplyHandler:
             set_running_loop(None)
 
     def _collect(self, batch: _Batch) -> bytes:
-        """Build the ``InvocationResponse``: messages, delayed, egress, then state mutations.
+        """Build the ``InvocationResponse``: the outbox in send order, each kind into its own
+        field, then the state mutations in declaration order.
 
-        Fields are set one by one: with upb that is several times faster than building
-        submessages and copying them in.
+        A value that cannot be encoded fails the batch (the first in send order, then the
+        states). Fields are set one by one: with upb that is several times faster than building
+        submessages and copying them in, and faster than passing them as keywords.
         """
         out = protocol.FromFunction()
         result = out.invocation_result
         if batch.outbox:
             add_message = result.outgoing_messages.add
             for sent in batch.outbox:
-                if type(sent) is Message:
+                if isinstance(sent, Message):
                     item = add_message()
                     target = item.target
                     target.namespace, target.type = _split(sent.target_typename)
@@ -416,7 +420,7 @@ class RequestReplyHandler:
                     else:
                         self._write_value(item.argument, sent)
                 else:
-                    self._write_other(result, sent)
+                    self._write_delayed_or_egress(result, sent)
         written = batch.storage._written
         if written:
             values = batch.storage._values
@@ -425,10 +429,11 @@ class RequestReplyHandler:
             for name, typename, serialize in batch.plan.states:  # declaration order, as upstream
                 if name not in written:
                     continue
+                mutation = add()  # fields set one by one: with upb, keywords cost more
+                mutation.state_name = name
                 value = values[name]
                 if value is None:
-                    add(state_name=name)  # DELETE is the default mutation type
-                    continue
+                    continue  # DELETE is the default mutation type
                 data = serialize(value)
                 if len(data) > max_state:
                     raise LimitExceededError(
@@ -437,7 +442,8 @@ class RequestReplyHandler:
                         int(max_state),
                         f"state_value_bytes of {name!r}",
                     )
-                typed_value = add(state_name=name, mutation_type=_MODIFY).state_value
+                mutation.mutation_type = _MODIFY
+                typed_value = mutation.state_value
                 typed_value.typename = typename
                 typed_value.has_value = True
                 typed_value.value = data
@@ -484,7 +490,9 @@ class RequestReplyHandler:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _write_other(self, result: Any, sent: object) -> None:
+    def _write_delayed_or_egress(
+        self, result: Any, sent: Union[DelayedMessage, EgressMessage]
+    ) -> None:
         """Write a delayed message, a cancellation or an egress record into the result."""
         if isinstance(sent, DelayedMessage):
             item = result.delayed_invocations.add()
@@ -499,7 +507,6 @@ class RequestReplyHandler:
             if sent.cancellation_token:
                 item.cancellation_token = sent.cancellation_token
         else:
-            assert isinstance(sent, EgressMessage)
             item = result.outgoing_egresses.add()
             item.egress_namespace, item.egress_type = _split(sent.typename)
             self._write_value(item.argument, sent)

@@ -19,7 +19,11 @@ Specs = dict[str, tuple[Type, Any]]
 
 
 class StateValues:
-    """The slots every storage class has (the state itself is behind the properties)."""
+    """The slots every storage class has (the state itself is behind the properties).
+
+    The handler makes a request's storage and sets all three itself; a storage without them
+    fails on its first read or write.
+    """
 
     __slots__ = ("_received", "_values", "_written")
 

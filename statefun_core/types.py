@@ -279,4 +279,4 @@ DoubleType: Type = _BuiltinType(
 StringType: Type = _BuiltinType("io.statefun.types/string", _StringSerializer())
 
 #: The six built-in types; their serializers return ``bytes``.
-BUILTIN_TYPES = frozenset({BoolType, IntType, FloatType, LongType, DoubleType, StringType})
+BUILTIN_TYPES = (BoolType, IntType, FloatType, LongType, DoubleType, StringType)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from datetime import timedelta
 from typing import Any, Callable
@@ -23,6 +24,8 @@ from statefun_core import (
     RequestTooLargeError,
     StatefulFunctions,
     StringType,
+    Type,
+    TypeSerializer,
     ValueSpec,
     kafka_egress_message,
     kinesis_egress_message,
@@ -249,6 +252,89 @@ def test_egress_records(serve: Serve) -> None:
     )
 
 
+def test_sends_of_every_kind_interleaved_keep_each_kinds_order(serve: Serve) -> None:
+    functions = StatefulFunctions()
+
+    def fn(ctx: Any, msg: Any) -> None:
+        ctx.send_egress(kafka_egress_message("ns/out", "t", "e1"))
+        ctx.send(message_builder("ns/g", "m1", int_value=1))
+        ctx.cancel_delayed_message("tok")
+        ctx.send_after(timedelta(seconds=1), message_builder("ns/g", "d1", int_value=2))
+        ctx.send(message_builder("ns/g", "m2", int_value=3))
+        ctx.send_egress(kafka_egress_message("ns/out", "t", "e2"))
+
+    functions.register("ns/f", fn)
+    result = invocation_result(
+        serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    )
+    assert [m.target.id for m in result.outgoing_messages] == ["m1", "m2"]
+    assert [(d.is_cancellation_request, d.target.id) for d in result.delayed_invocations] == [
+        (True, ""),
+        (False, "d1"),
+    ]
+    values = [
+        protocol.KafkaProducerRecord.FromString(e.argument.value).value_bytes
+        for e in (result.outgoing_egresses)
+    ]
+    assert values == [b"e1", b"e2"]
+
+
+def test_a_message_subclass_is_sent_as_a_message(serve: Serve) -> None:
+    class Tagged(Message):
+        __slots__ = ()
+
+    functions = StatefulFunctions()
+
+    def fn(ctx: Any, msg: Any) -> None:
+        built = message_builder("ns/g", "x", str_value="hi")
+        tagged = Tagged("ns/g", "y", typed_value(StringType, "hello"))
+        ctx.send(built)
+        ctx.send(tagged)
+
+    functions.register("ns/f", fn)
+    result = invocation_result(
+        serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    )
+    assert [(m.target.id, m.argument.value) for m in result.outgoing_messages] == [
+        ("x", typed_value(StringType, "hi").value),
+        ("y", typed_value(StringType, "hello").value),
+    ]
+
+
+class CountingType(Type):
+    """A custom type that compares by typename (so is unhashable) and counts its serializers."""
+
+    def __init__(self) -> None:
+        super().__init__("com.example/Counted")
+        self.serializers = 0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Type) and other.typename == self.typename
+
+    def serializer(self) -> TypeSerializer:
+        self.serializers += 1
+        return make_json_type(self.typename).serializer()
+
+
+def test_a_custom_state_type_may_be_unhashable_and_is_asked_for_one_serializer(
+    serve: Serve,
+) -> None:
+    counted = CountingType()
+    functions = StatefulFunctions()
+
+    def fn(ctx: Any, msg: Any) -> None:
+        ctx.storage.doc = {"n": (ctx.storage.doc or {"n": 0})["n"] + 1}
+
+    functions.register("ns/f", fn, [ValueSpec("doc", counted)])
+    call = serve(functions)
+    first = mutations(
+        call(to_function("ns/f", "1", [typed_value(IntType, 1)], state={"doc": None}))
+    )
+    assert json.loads(first["doc"].value) == {"n": 1}
+    call(to_function("ns/f", "1", [typed_value(IntType, 1)], state={"doc": None}))
+    assert counted.serializers == 1  # once per handler, when the function is first served
+
+
 def test_delete_and_custom_types(serve: Serve) -> None:
     functions = StatefulFunctions()
     doc = make_json_type("com.example/Doc")
@@ -355,6 +441,21 @@ def test_functions_registered_after_the_handler_is_built_are_served() -> None:
 
 
 # --- the sync driver and async functions -----------------------------------------------------
+
+
+def test_a_handler_given_other_functions_serves_them() -> None:
+    handler = RequestReplyHandler(
+        greeter_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+    )
+    request = to_function(
+        GREETER, "bob", [typed_value(StringType, "bob")], state={"seen_count": None}
+    )
+    handler.handle_sync(request)
+    others = StatefulFunctions()
+    others.register(GREETER, lambda ctx, msg: ctx.send(message_builder("ns/g", "x", int_value=1)))
+    handler.functions = others
+    result = invocation_result(handler.handle_sync(request))
+    assert [m.target.id for m in result.outgoing_messages] == ["x"]
 
 
 def sleeper_functions() -> StatefulFunctions:

@@ -314,6 +314,26 @@ def test_hook_statefun_batch_finished(recorder: Recorder, driver: str, kind: str
     assert finished["scratch"] == "from batch_started"
 
 
+def test_hook_statefun_batch_finished_counts_deletes_and_cancellations_as_nothing(
+    recorder: Recorder, driver: str
+) -> None:
+    functions = StatefulFunctions()
+
+    def forget(context: Context, message: Message) -> None:
+        del context.storage.seen
+        context.cancel_delayed_message("an-earlier-one")
+
+    functions.register("test/forget", forget, [ValueSpec("seen", IntType)])
+    manager = make_plugin_manager(plugins=[recorder], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, plugins=manager)
+    call(handler, driver, to_function("test/forget", "a", names("x"), SEEN_3), None)
+    (finished,) = recorder.fields("batch_finished")
+    assert finished["state_bytes_read"] == 5
+    assert finished["state_bytes_written"] == 0  # a delete writes no value
+    assert finished["messages"] == finished["delayed_messages"] == 0
+    assert finished["egress_records"] == 0
+
+
 def test_hook_statefun_batch_finished_for_missing_state(recorder: Recorder, driver: str) -> None:
     data = call(make_handler(recorder), driver, to_function("test/sync", "a", names("x")), None)
     assert from_function(data).HasField("incomplete_invocation_context")
