@@ -68,27 +68,27 @@ class Context(abc.ABC):
 class InvocationContext(Context):
     """The context of one batch; ``caller`` changes with each invocation.
 
-    ``storage`` and ``caller`` are plain attributes, not properties: functions read them on
-    every invocation. The address is built on first use: most functions never read it.
+    ``storage`` is a plain attribute, not a property: functions read it on every invocation.
+    The address and the caller are built when read, from the request's protobuf: most
+    functions never read them, and looking for a caller costs every invocation otherwise.
     """
 
     __slots__ = (
         "_address",
+        "_invocation",
         "_max_outgoing",
         "_target",
-        "caller",
         "outbox",
         "storage",
     )
 
     storage: Any
-    caller: Optional[SdkAddress]
     _address: SdkAddress
 
     def __init__(self, target: Any, storage: Any) -> None:
         self._target = target  # the request's protobuf Address
+        self._invocation: Any = None  # the protobuf Invocation being handled
         self.storage = storage
-        self.caller = None
         # everything sent, in order: Message, DelayedMessage and EgressMessage
         self.outbox: list[Union[Message, DelayedMessage, EgressMessage]] = []
         self._max_outgoing: float = float("inf")  # Limits.outgoing_per_batch
@@ -107,6 +107,17 @@ class InvocationContext(Context):
                 target.namespace, target.type, target.id, f"{target.namespace}/{target.type}"
             )
             return address
+
+    @property
+    def caller(self) -> Optional[SdkAddress]:
+        invocation = self._invocation
+        if invocation is None or not invocation.HasField("caller"):
+            return None  # a message from an ingress
+        pb = invocation.caller
+        namespace, type, id = pb.namespace, pb.type, pb.id
+        if not (namespace or type or id):
+            return None
+        return SdkAddress(namespace, type, id, f"{namespace}/{type}")
 
     def send(self, message: Message) -> None:
         if not isinstance(message, Message):

@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 
 from . import protocol
 from .context import DelayedMessage, InvocationContext
-from .core import SdkAddress, ValueSpec, parse_typename
+from .core import ValueSpec, parse_typename
 from .errors import (
     AsyncFunctionInSyncContextError,
     FunctionFailedError,
@@ -137,8 +137,8 @@ class _Batch(InvocationContext):
     Besides the context it keeps the plan, the invocations to run and the function to call
     (the user's, or one that reports each invocation to the plugins). Made field by field in
     ``_resolve`` (a class call with ``__init__`` costs several times more), which leaves two
-    slots unset on purpose: ``caller``, set by :meth:`message` before each invocation, and
-    ``_address``, built on first read.
+    slots unset on purpose: ``_invocation``, set by :meth:`message` before each invocation,
+    and ``_address``, built on first read.
     """
 
     __slots__ = ("event", "fun", "id", "invocations", "plan", "typename")
@@ -151,17 +151,8 @@ class _Batch(InvocationContext):
     fun: Callable[..., Any]
 
     def message(self, invocation: Any, types: TypeRegistry) -> Message:
-        """The message of one invocation; also sets the caller the function sees."""
-        if invocation.HasField("caller"):
-            pb = invocation.caller
-            namespace, type, id = pb.namespace, pb.type, pb.id
-            self.caller = (
-                SdkAddress(namespace, type, id, f"{namespace}/{type}")
-                if namespace or type or id
-                else None
-            )
-        else:
-            self.caller = None
+        """The message of one invocation, which becomes the one the context answers for."""
+        self._invocation = invocation
         message = _new_message(Message)
         message.target_typename = self.typename
         message.target_id = self.id

@@ -182,6 +182,30 @@ def test_caller_is_present_for_function_messages_and_absent_for_ingress(serve: S
     assert callers[1:] == [None, None]
 
 
+def test_each_invocation_of_a_batch_sees_its_own_caller(serve: Serve) -> None:
+    request = protocol.ToFunction()
+    batch = request.invocation
+    batch.target.namespace, batch.target.type, batch.target.id = "ns", "f", "1"
+    for caller in ("a", "", "b"):
+        invocation = batch.invocations.add()
+        invocation.argument.CopyFrom(typed_value(IntType, 1))
+        if caller:
+            invocation.caller.namespace, invocation.caller.type = "ns", caller
+            invocation.caller.id = "7"
+    functions = StatefulFunctions()
+    seen = []
+
+    async def fn(ctx: Any, msg: Any) -> None:
+        first = ctx.caller
+        await asyncio.sleep(0)
+        assert ctx.caller == first  # the same caller, read again after a suspension
+        seen.append(first and first.typename)
+
+    functions.register("ns/f", fn)
+    serve(functions)(request.SerializeToString())
+    assert seen == ["ns/a", None, "ns/b"]
+
+
 def test_address_and_message_target_are_the_invoked_function(serve: Serve) -> None:
     functions = StatefulFunctions()
     seen = []
