@@ -370,9 +370,10 @@ class RequestReplyHandler:
                 "handle_sync() was called with an async function from inside a running event "
                 "loop; await handler.handle_async(...) instead"
             )
-        loop: Optional[asyncio.AbstractEventLoop] = getattr(self._loops, "loop", None)
-        if loop is None:
-            loop = self._loops.loop = asyncio.new_event_loop()
+        owner: Optional[_ThreadLoop] = getattr(self._loops, "owner", None)
+        if owner is None:
+            owner = self._loops.owner = _ThreadLoop()
+        loop = owner.loop
         set_running_loop = asyncio._set_running_loop
         set_running_loop(loop)
         try:
@@ -570,6 +571,19 @@ class RequestReplyHandler:
             hook.statefun_invocation_finished(invocation=invocation, error=error)
             raise
         hook.statefun_invocation_finished(invocation=invocation, error=None)
+
+
+class _ThreadLoop:
+    """The event loop ``handle_sync`` keeps for one thread, closed when the thread's locals go
+    (at thread exit, or with the handler), so no loop is left unclosed."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        self.loop.close()
 
 
 async def _awaited(yielded: Any) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
+import warnings
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -504,6 +506,20 @@ def test_handle_sync_runs_async_functions_that_really_suspend() -> None:
         )
     )
     assert IntType.serializer().deserialize(mutations(data)["n"].value) == 5
+
+
+def test_the_event_loop_of_a_thread_is_closed_when_the_thread_ends() -> None:
+    handler = RequestReplyHandler(
+        sleeper_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+    )
+    request = to_function("ns/sleeper", "1", [typed_value(IntType, 2)], {"n": None})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=handler.handle_sync, args=(request,))
+        thread.start()
+        thread.join()
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 def test_handle_sync_works_from_many_threads() -> None:
