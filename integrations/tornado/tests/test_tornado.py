@@ -110,6 +110,19 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
         assert greetings(response.body)[0] == 1
 
     @gen_test
+    async def test_a_method_tornado_does_not_route_is_a_405_that_reaches_the_hooks(self) -> None:
+        response = await self.http_client.fetch(
+            self.get_url("/statefun"),
+            method="PROPFIND",
+            headers={"X-Request-Id": "r-3"},
+            allow_nonstandard_methods=True,
+            raise_error=False,
+        )
+        assert response.code == 405
+        assert response.headers["Allow"] == "POST"
+        assert self.failures.failures == [(MethodNotAllowedError, 405, "r-3")]
+
+    @gen_test
     async def test_framework_rejections_reach_the_hooks(self) -> None:
         response = await self.http_client.fetch(
             self.get_url("/statefun"), headers={"X-Request-Id": "r-1"}, raise_error=False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from tornado.http1connection import HTTP1Connection
 from tornado.web import RequestHandler, stream_request_body
@@ -20,7 +21,8 @@ class StatefunHandler(RequestHandler):
 
     Configured by the routing table: ``(path, StatefunHandler, {"handler": ...,
     "max_body_size": ...})``. A body declared larger than ``max_body_size`` (default 32 MiB)
-    is answered 413 before it is read; other methods than POST get 405 with ``Allow: POST``.
+    is answered 413 before it is read; other methods than POST (any method, also one Tornado
+    does not route) get 405 with ``Allow: POST``.
     Both reach the ``statefun_request_failed`` hook, as the handler's own rejections do.
     The request headers reach the plugin hooks through ``handle_async(..., headers=...)``.
     Subclass and override ``prepare``/``on_finish`` (calling ``super()``) to add your own.
@@ -61,6 +63,15 @@ class StatefunHandler(RequestHandler):
             return
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(reply)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Tornado answers a method outside ``SUPPORTED_METHODS`` itself, before ``prepare``:
+        that 405 gets ``Allow: POST`` and reaches the hooks like any other wrong method."""
+        if status_code != 405:
+            super().write_error(status_code, **kwargs)
+            return
+        self.set_header("Allow", "POST")
+        self._reject(MethodNotAllowedError(f"{self.request.method} not allowed"))
 
     def _reject(self, error: StatefunError) -> None:
         """Answer a request refused before the handler saw its body (a wrong method, a body
