@@ -230,7 +230,7 @@ def run_rounds(
     return samples
 
 
-def count_instructions(
+def count_under_callgrind(
     impls: list[Impl], cells: list[tuple[str, str]], dumps: Path, cycles: bool = False
 ) -> dict[tuple[str, str, str], list[float]]:
     """Per (impl, payload, handler): thousands of instructions (or estimated cycles) per
@@ -444,7 +444,7 @@ def main() -> int:
         timed = [impl for impl in impls if impl.key in impls_arg]
         if counting:
             print("Counting under callgrind ...", file=sys.stderr)
-            samples = count_instructions(timed, cells, dumps, cycles=args.cycles)
+            samples = count_under_callgrind(timed, cells, dumps, cycles=args.cycles)
         else:
             samples = run_rounds(timed, cells, rounds, block_ns, args.clock)
     finally:

@@ -91,7 +91,6 @@ class _Plan:
         "specs",
         "states",
         "storage_class",
-        "types",
     )
 
     def __init__(self, function: StatefulFunction, types: TypeRegistry) -> None:
@@ -107,8 +106,9 @@ class _Plan:
             (name, tpe.typename, _serialize_to_bytes(tpe, serializer))
             for name, tpe, serializer, _ in self.specs
         )
-        self.types = {name: (tpe, serializer) for name, tpe, serializer, _ in self.specs}
-        self.storage_class = storage_class(function.typename, self.types)
+        self.storage_class = storage_class(
+            function.typename, {name: (tpe, serializer) for name, tpe, serializer, _ in self.specs}
+        )
         self.incomplete_replies: dict[tuple[str, ...], bytes] = {}
 
     def incomplete_reply(self, names: tuple[str, ...]) -> bytes:
@@ -404,7 +404,7 @@ class RequestReplyHandler:
                     target = item.target
                     target.namespace, target.type = _split(sent.target_typename)
                     target.id = sent.target_id
-                    if sent._typename is not None:
+                    if sent._typename is not None:  # _write_value's common case, inlined
                         argument = item.argument
                         argument.typename = sent._typename
                         argument.has_value = True
