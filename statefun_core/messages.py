@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Optional, Union
 
 from . import protocol
 from .types import (
@@ -307,8 +307,11 @@ def egress_message_builder(target_typename: str, value: Any, value_type: Type) -
 
 def _field(number: int, data: bytes) -> bytes:
     """One length-delimited protobuf field (proto3: omitted when empty), as protobuf writes it."""
-    if not data:
-        return b""
+    return _element(number, data) if data else b""
+
+
+def _element(number: int, data: bytes) -> bytes:
+    """One length-delimited field written even when empty: an element of a repeated field."""
     size = len(data)
     header = bytearray(((number << 3) | 2,))
     while size >= 0x80:
@@ -332,17 +335,25 @@ def _record_bytes(value: Any, value_type: Optional[Type], kafka: bool) -> bytes:
     raise TypeError(f"Unable to convert a value of type {type(value).__name__} to bytes.")
 
 
+#: A Kafka header's value: text (UTF-8), bytes, or None for a null value.
+HeaderValue = Union[str, bytes, None]
+
+
 def kafka_egress_message(
     typename: str,
     topic: str,
     value: Union[str, bytes, bytearray, int, float, Any],
     value_type: Optional[Type] = None,
     key: Optional[str] = None,
+    headers: Union[Mapping[str, HeaderValue], Iterable[tuple[str, HeaderValue]], None] = None,
 ) -> EgressMessage:
     """A record for a Kafka egress (``typename`` is the egress id in ``module.yaml``).
 
     Without ``value_type``, ``str`` is UTF-8, bytes are as-is, ``int`` and ``float`` use
-    Kafka's big-endian Integer and Double serializers.
+    Kafka's big-endian Integer and Double serializers. ``headers`` are the record's headers, a
+    mapping or ``(key, value)`` pairs (in order, a key may repeat); a value is ``str`` (UTF-8),
+    bytes, or None for a null header. StateFun Actors writes them to the record; Apache
+    StateFun 3.3 does not know them and produces the record without headers.
     """
     if not topic:
         raise ValueError("A destination Kafka topic is missing")
@@ -353,7 +364,18 @@ def kafka_egress_message(
         + _field(2, _record_bytes(value, value_type, kafka=True))
         + _field(3, topic.encode("utf-8"))
     )
+    if headers:
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        record += b"".join(_element(4, _header(name, value)) for name, value in pairs)
     return EgressMessage._built(typename, KAFKA_PRODUCER_RECORD, record)
+
+
+def _header(name: str, value: HeaderValue) -> bytes:
+    """One ``KafkaProducerRecord.Header``, as protobuf writes it (``has_value`` is field 3)."""
+    if value is None:
+        return _field(1, name.encode("utf-8"))
+    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    return _field(1, name.encode("utf-8")) + _field(2, data) + b"\x18\x01"
 
 
 def kinesis_egress_message(

@@ -52,12 +52,14 @@ class EgressOutput:
 
 @dataclass(frozen=True)
 class KafkaRecord:
-    """A Kafka egress record: ``key`` is None for a key-less record; ``value`` as written."""
+    """A Kafka egress record: ``key`` is None for a key-less record; ``value`` as written;
+    ``headers`` in order, a null header's value None."""
 
     egress: str
     topic: str
     key: Optional[str]
     value: bytes
+    headers: tuple[tuple[str, Optional[bytes]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,13 @@ def decode_egress(record: EgressRecord) -> AnyEgress:
     argument = record.argument
     if argument.typename == KAFKA_PRODUCER_RECORD:
         kafka: Any = protocol.KafkaProducerRecord.FromString(argument.value)
-        return KafkaRecord(record.egress, kafka.topic, kafka.key or None, bytes(kafka.value_bytes))
+        headers = tuple(
+            (header.key, bytes(header.value) if header.has_value else None)
+            for header in kafka.headers
+        )
+        return KafkaRecord(
+            record.egress, kafka.topic, kafka.key or None, bytes(kafka.value_bytes), headers
+        )
     if argument.typename == KINESIS_EGRESS_RECORD:
         kinesis: Any = protocol.KinesisEgressRecord.FromString(argument.value)
         return KinesisRecord(

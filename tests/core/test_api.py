@@ -297,3 +297,29 @@ def test_error_response_maps_statuses_without_internals(caplog: Any) -> None:
     assert status == 500 and "secret" not in body and "Traceback" not in body
     assert "secret detail" in caplog.text
     assert statefun_core.CONTENT_TYPE == "application/octet-stream"
+
+
+def test_kafka_headers_are_written_as_protobuf_writes_them() -> None:
+    from statefun_core import protocol
+
+    headers = [("trace", "t-1"), ("empty", b""), ("null", None), ("trace", b"\x00\xff"), ("", "v")]
+    raw = kafka_egress_message("e/k", "t", "v", key="k", headers=headers).raw_value()
+    expected = protocol.KafkaProducerRecord(key="k", value_bytes=b"v", topic="t")
+    for name, value in headers:
+        header = expected.headers.add(key=name)
+        if value is not None:
+            header.value = value.encode() if isinstance(value, str) else value
+            header.has_value = True
+    assert raw == expected.SerializeToString()
+    record = protocol.KafkaProducerRecord.FromString(raw)
+    assert [(h.key, h.value if h.has_value else None) for h in record.headers] == [
+        ("trace", b"t-1"), ("empty", b""), ("null", None), ("trace", b"\x00\xff"), ("", b"v"),
+    ]  # fmt: skip
+    mapped = kafka_egress_message("e/k", "t", "v", headers={"a": "1", "b": None}).raw_value()
+    assert [h.key for h in protocol.KafkaProducerRecord.FromString(mapped).headers] == ["a", "b"]
+
+
+def test_kafka_record_without_headers_is_unchanged() -> None:
+    plain = kafka_egress_message("e/k", "t", "v", key="k").raw_value()
+    assert plain == kafka_egress_message("e/k", "t", "v", key="k", headers=[]).raw_value()
+    assert plain == b"\n\x01k\x12\x01v\x1a\x01t"
