@@ -5,16 +5,20 @@ limits come from ``HARDENING_LIMITS`` (JSON of ``Limits`` fields; unset: ``fuzz_
 ``"default"``: the SDK's defaults), and the framework's own body limit is set to the same
 ``request_bytes``. Flask and Django run under gunicorn (gthread workers), aiohttp and Tornado
 on their own servers, Django's async view (``django-asgi``) under uvicorn.
+
+``SERVE_FUNCTIONS=module:name`` serves those functions instead, through a handler with the
+installed plugins (the e2e suite's application).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 from typing import Any
 
-from statefun_core import Limits
+from statefun_core import Limits, RequestReplyHandler
 from statefun_core.http import DEFAULT_MAX_REQUEST_BYTES
 
 from .fuzz_target import LIMITS, make_handler
@@ -36,7 +40,17 @@ LIMITS_IN_FORCE = limits()
 BODY_LIMIT = LIMITS_IN_FORCE.request_bytes or DEFAULT_MAX_REQUEST_BYTES
 #: HARDENING_FRAMEWORK_LIMITS=0 leaves each framework's own body limit at its default.
 FRAMEWORK_LIMITS = os.environ.get("HARDENING_FRAMEWORK_LIMITS", "1") == "1"
-HANDLER = make_handler(LIMITS_IN_FORCE)
+
+
+def handler() -> RequestReplyHandler:
+    served = os.environ.get("SERVE_FUNCTIONS")
+    if served is None:
+        return make_handler(LIMITS_IN_FORCE)
+    module, _, name = served.partition(":")
+    return RequestReplyHandler(getattr(importlib.import_module(module), name), limits=LIMITS_IN_FORCE)
+
+
+HANDLER = handler()
 
 
 def serve_aiohttp(port: int) -> None:

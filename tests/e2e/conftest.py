@@ -1,0 +1,76 @@
+"""Fixtures of the e2e suite: one Kafka broker for the session, and the e2e application on each
+runtime with each integration, started when first needed and stopped by PID when done.
+
+A test that fails shows the log of every process the kit started (broker, function servers,
+runtimes). A runtime that cannot be had on this machine (not resolvable from Maven Central, no
+JDK for it) skips its tests with the exact command and output, which the session prints.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import kit
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kit.Kafka]:
+    broker = kit.Kafka(tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+def runtime_or_skip(name: str) -> kit.Runtime:
+    runtime = kit.ALL_RUNTIMES[name]
+    try:
+        runtime.prepare()
+    except kit.Unavailable as error:
+        pytest.skip(f"{name} is not available on this machine: {error}")
+    return runtime
+
+
+def start_application(
+    kafka: kit.Kafka, runtime_name: str, framework: str, workdir: Path
+) -> kit.Application:
+    runtime = runtime_or_skip(runtime_name)
+    prefix = f"{runtime_name}-{framework}-{uuid.uuid4().hex[:6]}-"
+    app = kit.Application(kafka, runtime, framework, workdir, prefix)
+    app.start()
+    return app
+
+
+@pytest.fixture(scope="module", params=sorted(kit.ALL_RUNTIMES))
+def runtime_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def application(
+    kafka: kit.Kafka, runtime_name: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[kit.Application]:
+    """The application on ``runtime_name``, served by aiohttp: every scenario runs on it."""
+    app = start_application(kafka, runtime_name, "aiohttp", tmp_path_factory.mktemp("app"))
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for process in kit.STARTED:
+            state = "running" if process.alive() else f"exited {process.popen.returncode}"
+            report.sections.append(
+                (f"log of {process.name}, pid {process.pid} ({state})", process.tail())
+            )

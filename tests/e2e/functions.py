@@ -1,0 +1,235 @@
+"""The functions of the e2e application, one per scenario (``module.yaml`` beside this file).
+
+Every scenario starts from a record on a Kafka ingress topic and ends in records on Kafka egress
+topics, so a test sees only what a user of the real runtime sees. Commands are JSON
+(``e2e/command``): ``{"op": ..., ...}``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from statefun_msgpack import msgpack_dataclass
+
+from statefun_core import (
+    BoolType,
+    Context,
+    DoubleType,
+    FloatType,
+    IntType,
+    LongType,
+    Message,
+    StatefulFunctions,
+    StringType,
+    ValueSpec,
+    kafka_egress_message,
+    make_json_type,
+    message_builder,
+)
+
+#: The ``topic`` of every egress record is ``TOPIC_PREFIX`` + a scenario's topic name, so that
+#: each run of the application writes topics of its own.
+TOPIC_PREFIX = os.environ.get("E2E_TOPIC_PREFIX", "")
+EGRESS = "e2e/out"
+COMMAND = make_json_type("e2e/command")
+
+functions = StatefulFunctions()
+
+
+def emit(topic: str, key: str, value: str, **options: Any) -> Any:
+    return kafka_egress_message(EGRESS, TOPIC_PREFIX + topic, value, key=key, **options)
+
+
+# --- the guide's greeter: state kept across messages, a chain of two function types ----------
+
+
+@functions.bind("e2e.fns/greeter", specs=[ValueSpec("seen_count", IntType)])
+def greeter(context: Context, message: Message) -> None:
+    name = message.as_string()
+    seen = context.storage.seen_count or 0
+    context.storage.seen_count = seen + 1
+    context.send(
+        message_builder(
+            "e2e.fns/inbox", name, str_value=f"Hello {name} for the {seen}th time!"
+        )
+    )
+
+
+@functions.bind("e2e.fns/inbox")
+def inbox(context: Context, message: Message) -> None:
+    context.send_egress(emit("greetings", context.address.id, message.as_string()))
+
+
+# --- fan-out across function types, and replies to the caller ------------------------------
+
+
+@functions.bind("e2e.fns/fanout", specs=[ValueSpec("replies", make_json_type("e2e/replies"))])
+def fanout(context: Context, message: Message) -> None:
+    if message.is_type(COMMAND):  # {"op": "fanout", "n": N}: ask N workers
+        count = message.as_type(COMMAND)["n"]
+        context.storage.replies = {"expected": count, "from": []}
+        for index in range(count):
+            context.send(message_builder("e2e.fns/worker", f"{context.address.id}-{index}",
+                                         str_value=context.address.id))  # fmt: skip
+        return
+    replies = context.storage.replies
+    replies["from"].append(message.as_string())
+    context.storage.replies = replies
+    if len(replies["from"]) == replies["expected"]:
+        done = ",".join(sorted(replies["from"]))
+        context.send_egress(emit("fanned", context.address.id, done))
+
+
+@functions.bind("e2e.fns/worker", specs=[ValueSpec("calls", IntType)])
+def worker(context: Context, message: Message) -> None:
+    """Replies to whoever called it, through a second hop (``e2e.fns/relay``)."""
+    context.storage.calls = (context.storage.calls or 0) + 1
+    caller = context.caller
+    assert caller is not None and caller.typename == "e2e.fns/fanout"
+    context.send(message_builder("e2e.fns/relay", caller.id, str_value=context.address.id))
+
+
+@functions.bind("e2e.fns/relay")
+def relay(context: Context, message: Message) -> None:
+    context.send(message_builder("e2e.fns/fanout", context.address.id,
+                                 str_value=message.as_string()))  # fmt: skip
+
+
+# --- delayed messages and their cancellation -------------------------------------------------
+
+
+@functions.bind("e2e.fns/delay")
+def delay(context: Context, message: Message) -> None:
+    if message.is_type(COMMAND):
+        command = message.as_type(COMMAND)
+        if command["op"] == "cancel":
+            context.cancel_delayed_message(command["token"])
+            return
+        later = message_builder("e2e.fns/delay", context.address.id, str_value=command["label"])
+        context.send_after(timedelta(milliseconds=command["after_ms"]), later,
+                           cancellation_token=command.get("token"))  # fmt: skip
+        return
+    context.send_egress(emit("delays", context.address.id, message.as_string()))
+
+
+# --- a function that fails its first attempts --------------------------------------------------
+
+#: Attempts per (id, payload) in this server process. The runtime retries a failed batch, so the
+#: count lives outside the state, which a failed batch never changes.
+_attempts: dict[tuple[str, str], int] = {}
+
+
+@functions.bind("e2e.fns/flaky", specs=[ValueSpec("successes", IntType)])
+def flaky(context: Context, message: Message) -> None:
+    command = message.as_type(COMMAND)
+    attempt_key = (context.address.id, command["payload"])
+    attempt = _attempts[attempt_key] = _attempts.get(attempt_key, 0) + 1
+    context.storage.successes = (context.storage.successes or 0) + 1
+    context.send_egress(emit("attempts", context.address.id, f"{command['payload']}:{attempt}"))
+    if attempt <= command["fail"]:
+        raise RuntimeError(f"attempt {attempt} of {command['payload']} fails on purpose")
+    context.send_egress(
+        emit("attempts", context.address.id, f"successes={context.storage.successes}")
+    )
+
+
+# --- per-id counters (the crash scenario) ----------------------------------------------------
+
+
+@functions.bind("e2e.fns/counter", specs=[ValueSpec("count", LongType)])
+def counter(context: Context, message: Message) -> None:
+    count = (context.storage.count or 0) + 1
+    context.storage.count = count
+    context.send_egress(emit("counts", context.address.id, str(count)))
+
+
+# --- every type through state and messages -------------------------------------------------
+
+
+class Profile(BaseModel):
+    name: str
+    tags: list[str]
+
+
+@msgpack_dataclass("e2e/point")
+@dataclass
+class Point:
+    x: int
+    y: float
+
+
+#: (state name, spec type, value): written to state, then sent as a message.
+TYPED_VALUES: list[tuple[str, Any, Any]] = [
+    ("b", BoolType, True),
+    ("i", IntType, -2_147_483_648),
+    ("l", LongType, 9_007_199_254_740_993),
+    ("f", FloatType, 1.5),
+    ("d", DoubleType, -0.1),
+    ("s", StringType, "héllo ✓"),
+    ("p", Profile, Profile(name="Ann", tags=["a", "b"])),
+    ("m", Point, Point(x=3, y=0.25)),
+]
+
+
+@functions.bind("e2e.fns/types", specs=[ValueSpec(name, type) for name, type, _ in TYPED_VALUES])
+def types(context: Context, message: Message) -> None:
+    """``write``: every value to state; ``read``: each state sent as a message to ``e2e.fns/
+    echo``, which writes what it received to the egress."""
+    command = message.as_type(COMMAND)
+    for name, type_, value in TYPED_VALUES:
+        if command["op"] == "write":
+            setattr(context.storage, name, value)
+        else:
+            stored = getattr(context.storage, name)
+            target = f"{context.address.id}.{name}"
+            if isinstance(type_, type):  # a plugin's type: value= alone
+                context.send(message_builder("e2e.fns/echo", target, value=stored))
+            else:
+                context.send(message_builder("e2e.fns/echo", target, value=stored,
+                                             value_type=type_))  # fmt: skip
+
+
+@functions.bind("e2e.fns/echo")
+def echo(context: Context, message: Message) -> None:
+    name = context.address.id.rsplit(".", 1)[1]
+    _, type_, _ = next(entry for entry in TYPED_VALUES if entry[0] == name)
+    value = message.as_type(type_)
+    shown = value.model_dump_json() if isinstance(value, BaseModel) else repr(value)
+    context.send_egress(emit("typed", context.address.id, f"{message.value_typename()} {shown}"))
+
+
+# --- egress records with keys and headers ---------------------------------------------------
+
+
+@functions.bind("e2e.fns/egress")
+def egress(context: Context, message: Message) -> None:
+    command = message.as_type(COMMAND)
+    headers = [("h", "1"), ("h", b"\x00\x02"), ("null", None), ("empty", "")]
+    context.send_egress(emit("records", context.address.id, command["value"], headers=headers))
+
+
+# --- state with a time to live --------------------------------------------------------------
+
+
+@functions.bind(
+    "e2e.fns/ttl",
+    specs=[
+        ValueSpec("after_write", IntType, expire_after_write=timedelta(seconds=3)),
+        ValueSpec("after_call", IntType, expire_after_call=timedelta(seconds=3)),
+    ],
+)
+def ttl(context: Context, message: Message) -> None:
+    """Reports both states, then sets each that was gone: ``after_write`` expires 3 s after it
+    was written however often it is read, ``after_call`` 3 s after the last message."""
+    storage = context.storage
+    context.send_egress(
+        emit("expiry", context.address.id, f"{storage.after_write} {storage.after_call}")
+    )
+    if storage.after_write is None:
+        storage.after_write = 1
+    if storage.after_call is None:
+        storage.after_call = 1

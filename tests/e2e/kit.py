@@ -1,0 +1,437 @@
+"""The e2e suite's test kit: a Kafka broker, the real StateFun runtimes and our function servers,
+each a real process on 127.0.0.1 with its log in a file, stopped by its PID.
+
+The runtimes and the broker are released artifacts from Maven Central, resolved by
+``runtimes/pom.xml`` (one profile each) into a classpath; nothing of theirs is built. See
+docs/deployment.md for the same recipe as commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+RUNTIMES = HERE / "runtimes"
+TARGET = RUNTIMES / "target"
+LOG4J = f"-Dlog4j.configurationFile={RUNTIMES / 'log4j2.properties'}"
+
+#: Every process the kit started in this test session, for the logs shown when a test fails.
+STARTED: list[Process] = []
+
+
+class Unavailable(RuntimeError):
+    """A runtime or the broker cannot be had on this machine (the message says exactly why)."""
+
+
+def timed(what: str) -> Any:
+    """Print how long ``what`` took (the e2e session's timings)."""
+
+    class Timer:
+        def __enter__(self) -> None:
+            self.start = time.monotonic()
+
+        def __exit__(self, *exc: object) -> None:
+            print(f"[e2e timing] {what}: {time.monotonic() - self.start:.1f} s", file=sys.stderr)
+
+    return Timer()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: Process, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise RuntimeError(f"{process.name} exited with {process.popen.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{process.name} did not listen on port {port} within {timeout} s")
+
+
+class Process:
+    """A process started with its output in ``log``; stopped by its PID (its process group)."""
+
+    def __init__(self, name: str, command: Sequence[str], log: Path, **options: Any) -> None:
+        self.name = name
+        self.log = log
+        self.command = list(command)
+        with open(log, "ab") as output:
+            self.popen = subprocess.Popen(
+                self.command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                **options,
+            )  # fmt: skip
+        STARTED.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM to the process group (gunicorn's workers too), SIGKILL if it lingers."""
+        if self.alive():
+            os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self.popen.wait()
+
+    def kill9(self) -> None:
+        if self.alive():
+            os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait()
+
+    def tail(self, lines: int = 150) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def run_checked(command: Sequence[str], what: str, **options: Any) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, **options)
+    if done.returncode != 0:
+        raise Unavailable(
+            f"{what} failed ({done.returncode}):\n$ {' '.join(command)}\n{done.stdout}{done.stderr}"
+        )
+    return done.stdout
+
+
+def classpath(profile: str) -> str:
+    """The classpath of one profile of runtimes/pom.xml, resolved from Maven Central once."""
+    path = TARGET / f"{profile}.classpath"
+    if not path.exists() or path.stat().st_mtime < (RUNTIMES / "pom.xml").stat().st_mtime:
+        command = ["mvn", "-B", "-q", "-f", str(RUNTIMES / "pom.xml"), "-P", profile,
+                   "dependency:build-classpath"]  # fmt: skip
+        with timed(f"maven: resolve {profile}"):
+            run_checked(command, f"resolving {profile} from Maven Central")
+    return path.read_text().strip()
+
+
+# --- Kafka ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    key: Optional[str]
+    value: bytes
+    headers: list[tuple[str, Optional[bytes]]]
+
+    @property
+    def text(self) -> str:
+        return self.value.decode()
+
+
+class Kafka:
+    """One Apache Kafka broker in KRaft mode (broker and controller in one JVM)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.process: Optional[Process] = None
+
+    def start(self) -> None:
+        cp = classpath("kafka")
+        controller = free_port()
+        config = self.workdir / "server.properties"
+        config.write_text(
+            "process.roles=broker,controller\nnode.id=1\n"
+            f"controller.quorum.voters=1@127.0.0.1:{controller}\n"
+            f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://127.0.0.1:{controller}\n"
+            f"advertised.listeners=PLAINTEXT://{self.bootstrap}\n"
+            "controller.listener.names=CONTROLLER\n"
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+            f"log.dirs={self.workdir / 'data'}\n"
+            "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
+            "transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
+            "auto.create.topics.enable=false\n"
+        )
+        java = ["java", LOG4J, "-Xmx512m", "-cp", cp]
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        with timed("kafka: format and start"):
+            run_checked([*java, "kafka.tools.StorageTool", "format", "-t", cluster,
+                         "-c", str(config)], "formatting Kafka's log directory")  # fmt: skip
+            self.process = Process("kafka", [*java, "kafka.Kafka", str(config)],
+                                   self.workdir / "kafka.log")  # fmt: skip
+            wait_for_port(self.port, self.process, 60)
+            self.admin().list_topics(timeout=30)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def admin(self) -> Any:
+        from confluent_kafka.admin import AdminClient
+
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def create_topics(self, names: Iterable[str], partitions: int = 2) -> None:
+        from confluent_kafka.admin import NewTopic
+
+        admin = self.admin()  # kept until every future is done: its futures die with it
+        unique = dict.fromkeys(names)  # librdkafka crashes on a name given twice in one call
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in unique]
+        )
+        for future in futures.values():
+            future.result(timeout=30)
+
+    def produce(self, topic: str, records: Iterable[tuple[str, bytes]]) -> None:
+        from confluent_kafka import Producer
+
+        producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True})
+        for key, value in records:
+            producer.produce(topic, key=key.encode(), value=value)
+        if producer.flush(30):
+            raise RuntimeError(f"records to {topic} not delivered within 30 s")
+
+    def read(
+        self, topic: str, count: int, timeout: float = 90, settle: float = 0
+    ) -> list[Record]:
+        """The first ``count`` committed records of ``topic`` (``read_committed``), waiting up to
+        ``timeout`` s; then ``settle`` s more, to see any record beyond ``count``."""
+        from confluent_kafka import Consumer
+
+        consumer = Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": f"e2e-reader-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        })  # fmt: skip
+        consumer.subscribe([topic])
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout
+        extra_until: Optional[float] = None
+        try:
+            while True:
+                now = time.monotonic()
+                if extra_until is None and len(records) >= count:
+                    extra_until = now + settle
+                if (extra_until is not None and now >= extra_until) or now >= deadline:
+                    break
+                message = consumer.poll(0.5)
+                if message is None or message.error():
+                    continue
+                key = message.key()
+                records.append(Record(
+                    message.topic(), message.partition(), key.decode() if key else None,
+                    message.value() or b"", list(message.headers() or []),
+                ))  # fmt: skip
+        finally:
+            consumer.close()
+        return records
+
+
+# --- the StateFun runtimes ------------------------------------------------------------------
+
+# What Flink 1.16 needs opened on Java 17 (Flink's own list for Java 17, from 1.17 on).
+JAVA17_OPENS = [
+    f"--add-opens=java.base/{package}=ALL-UNNAMED"
+    for package in ("java.lang", "java.net", "java.io", "java.nio", "sun.nio.ch",
+                    "java.lang.reflect", "java.text", "java.time", "java.util",
+                    "java.util.concurrent", "java.util.concurrent.atomic",
+                    "java.util.concurrent.locks")
+] + ["--add-exports=java.base/sun.net.util=ALL-UNNAMED",
+     "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
+     "--add-exports=java.security.jgss/sun.security.krb5=ALL-UNNAMED"]  # fmt: skip
+
+
+def newest_jdk(at_least: int) -> Path:
+    """A JDK of at least ``at_least`` under /usr/lib/jvm (or $JAVA_HOME)."""
+    candidates = [Path(os.environ["JAVA_HOME"])] if "JAVA_HOME" in os.environ else []
+    candidates += sorted(Path("/usr/lib/jvm").glob("*"), reverse=True)
+    for home in candidates:
+        release = home / "release"
+        if release.exists():
+            for line in release.read_text().splitlines():
+                if line.startswith("JAVA_VERSION="):
+                    major = int(line.split("=")[1].strip('"').split(".")[0])
+                    if major >= at_least:
+                        return home
+    raise Unavailable(f"no JDK >= {at_least} under /usr/lib/jvm or $JAVA_HOME")
+
+
+@dataclass
+class Runtime:
+    """One StateFun runtime: its Maven profile, its JDK and the Flink keys it reads."""
+
+    name: str
+    java_major: int
+    jvm_options: list[str]
+    #: Flink configuration keys by meaning (they were renamed in Flink 2).
+    keys: dict[str, str]
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def java_home(self) -> Path:
+        return newest_jdk(self.java_major)
+
+    def prepare(self) -> tuple[Path, str]:
+        """Resolve the runtime and compile the launcher against it: (java home, classpath)."""
+        home = self.java_home()
+        cp = classpath(self.name)
+        classes = TARGET / f"{self.name}-launcher"
+        source = RUNTIMES / "StatefunLauncher.java"
+        launcher = classes / "StatefunLauncher.class"
+        if not launcher.exists() or launcher.stat().st_mtime < source.stat().st_mtime:
+            run_checked([str(home / "bin" / "javac"), "-d", str(classes), "-cp", cp,
+                         str(source)], "compiling the launcher")  # fmt: skip
+        return home, f"{classes}{os.pathsep}{cp}"
+
+    def configuration(self, module: Path, checkpoints: Path) -> dict[str, str]:
+        keys = self.keys
+        settings = {
+            "statefun.remote.module-name": module.as_uri(),
+            keys["backend"]: "rocksdb",
+            keys["checkpoints"]: checkpoints.as_uri(),
+            keys["retained"]: "3",
+            "execution.checkpointing.interval": "1s",
+            "execution.checkpointing.min-pause": "200ms",
+            "execution.checkpointing.max-concurrent-checkpoints": "1",
+            "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+            "classloader.parent-first-patterns.additional":
+                "org.apache.flink.statefun;org.apache.kafka;com.google.protobuf",
+            "restart-strategy": "fixed-delay",
+            "restart-strategy.fixed-delay.attempts": "1000",
+            "restart-strategy.fixed-delay.delay": "1s",
+            "parallelism.default": "2",
+            "rest.port": str(free_port()),
+            **self.settings,
+        }  # fmt: skip
+        restore = latest_checkpoint(checkpoints)
+        if restore is not None:
+            settings[keys["restore"]] = restore.as_uri()
+        return settings
+
+    def start(self, module: Path, workdir: Path) -> Process:
+        """Run the application of ``module`` (restoring the newest retained checkpoint under
+        ``workdir``, if any) in a Flink mini-cluster in one JVM."""
+        home, cp = self.prepare()
+        settings = self.configuration(module, workdir / "checkpoints")
+        command = [str(home / "bin" / "java"), *self.jvm_options, LOG4J, "-Xmx1g", "-cp", cp,
+                   "StatefunLauncher", *(f"{key}={value}" for key, value in settings.items())]  # fmt: skip
+        return Process(self.name, command, workdir / f"{self.name}.log")
+
+
+def latest_checkpoint(checkpoints: Path) -> Optional[Path]:
+    """The newest complete checkpoint (one with ``_metadata``) under ``checkpoints``."""
+    done = [meta.parent for meta in checkpoints.glob("*/chk-*/_metadata")]
+    return max(done, key=lambda chk: int(chk.name.split("-")[1]), default=None)
+
+
+APACHE = Runtime(
+    "apache-statefun", 17, JAVA17_OPENS,
+    {"backend": "state.backend", "checkpoints": "state.checkpoints.dir",
+     "retained": "state.checkpoints.num-retained", "restore": "execution.savepoint.path"},
+)  # fmt: skip
+ACTORS = Runtime(
+    "statefun-actors", 21, JAVA17_OPENS,
+    {"backend": "state.backend.type", "checkpoints": "execution.checkpointing.dir",
+     "retained": "execution.checkpointing.num-retained",
+     "restore": "execution.state-recovery.path"},
+)  # fmt: skip
+ALL_RUNTIMES = {runtime.name: runtime for runtime in (APACHE, ACTORS)}
+
+
+# --- our function servers -------------------------------------------------------------------
+
+#: Each integration as tests/hardening/serve.py runs it (Flask and Django under gunicorn,
+#: Django also under uvicorn).
+FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "django-asgi")
+
+
+def start_function_server(framework: str, workdir: Path, prefix: str) -> tuple[Process, int]:
+    port = free_port()
+    env = {**os.environ, "SERVE_FUNCTIONS": "tests.e2e.functions:functions",
+           "HARDENING_LIMITS": "default", "E2E_TOPIC_PREFIX": prefix}  # fmt: skip
+    command = [sys.executable, "-m", "tests.hardening.serve", framework, str(port)]
+    process = Process(f"functions ({framework})", command, workdir / f"{framework}.log",
+                      cwd=ROOT, env=env)  # fmt: skip
+    wait_for_port(port, process, 60)
+    return process, port
+
+
+def render_module(workdir: Path, functions_url: str, kafka: str, prefix: str) -> Path:
+    text = Template((HERE / "module.yaml").read_text()).substitute(
+        functions_url=functions_url, kafka=kafka, prefix=prefix
+    )
+    module = workdir / "module.yaml"
+    module.write_text(text)
+    return module
+
+
+#: The ingress topics of module.yaml, and the egress topics the functions write.
+INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress")
+EGRESS_TOPICS = ("greetings", "expiry", "counts", "fanned", "delays", "attempts", "typed", "records")
+
+
+@dataclass
+class Application:
+    """The e2e application running: functions served by ``framework``, on ``runtime``."""
+
+    kafka: Kafka
+    runtime: Runtime
+    framework: str
+    workdir: Path
+    prefix: str
+    functions: Optional[Process] = None
+    job: Optional[Process] = None
+    module: Optional[Path] = None
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    def start(self) -> None:
+        self.kafka.create_topics(
+            [self.topic(name) for name in (*INGRESS_TOPICS, *EGRESS_TOPICS)]
+        )
+        self.start_functions()
+        self.start_runtime()
+
+    def start_functions(self) -> None:
+        with timed(f"{self.framework}: start the function server"):
+            self.functions, port = start_function_server(self.framework, self.workdir,
+                                                         self.prefix)  # fmt: skip
+        self.module = render_module(self.workdir, f"http://127.0.0.1:{port}/statefun",
+                                    self.kafka.bootstrap, self.prefix)  # fmt: skip
+
+    def start_runtime(self) -> None:
+        assert self.module is not None
+        self.job = self.runtime.start(self.module, self.workdir)
+
+    def send(self, topic: str, records: Iterable[tuple[str, bytes]]) -> None:
+        self.kafka.produce(self.topic(topic), records)
+
+    def read(self, topic: str, count: int, **options: Any) -> list[Record]:
+        return self.kafka.read(self.topic(topic), count, **options)
+
+    def stop(self) -> None:
+        for process in (self.job, self.functions):
+            if process is not None:
+                process.stop()
+
+    def processes(self) -> Iterator[Process]:
+        yield from (p for p in (self.kafka.process, self.functions, self.job) if p is not None)
