@@ -325,6 +325,32 @@ def bench_local(session: nox.Session) -> None:
     session.run("python", "benchmarks/local/bench.py", *session.posargs)
 
 
+# --- end to end on the real runtimes ------------------------------------------------------
+
+E2E_PACKAGES = [
+    "-e", ".", "-e", "integrations/aiohttp", "-e", "integrations/tornado",
+    "-e", "integrations/flask", "-e", "integrations/django", "-e", "integrations/pydantic",
+    "-e", "integrations/msgpack", "gunicorn", "uvicorn", "confluent-kafka",
+]  # fmt: skip
+
+
+@nox.session(python=NEWEST, tags=["ci", "e2e"])
+def e2e(session: nox.Session) -> None:
+    """Apache Flink StateFun 3.3 and StateFun Actors (Maven Central, a Flink mini-cluster in one
+    JVM) with a real Kafka broker, our functions served by every integration: tests/e2e. The
+    crash scenario runs seed 1 here; ``nox -s e2e_crash`` runs five."""
+    session.install(*E2E_PACKAGES, *TEST_DEPS)
+    session.run("python", "-m", "pytest", "tests/e2e", "-rs", "--durations=0", *session.posargs)
+
+
+@nox.session(python=NEWEST, tags=["e2e"])
+def e2e_crash(session: nox.Session) -> None:
+    """The kill -9 scenario on seeds 1 to 5, on each runtime."""
+    session.install(*E2E_PACKAGES, *TEST_DEPS)
+    session.run("python", "-m", "pytest", "tests/e2e/test_crash.py", "-rs", *session.posargs,
+                env={"E2E_CRASH_SEEDS": "1,2,3,4,5"})  # fmt: skip
+
+
 # --- hardening ----------------------------------------------------------------------------
 
 HARDENING_PACKAGES = [

@@ -44,6 +44,13 @@ def test_describe_decodes_builtins_json_and_egress_records() -> None:
     assert describe("com.example/Blob", b"\xff\x00") == {"base64": "/wA="}
     kafka = protocol.KafkaProducerRecord(topic="t", key="k", value_bytes=b"v").SerializeToString()
     assert describe(KAFKA, kafka) == {"kafka": {"topic": "t", "key": "k", "value": "v"}}
+    with_headers = protocol.KafkaProducerRecord(topic="t", value_bytes=b"v")
+    with_headers.headers.add(key="h", value=b"1", has_value=True)
+    with_headers.headers.add(key="h", value=b"\x00", has_value=True)
+    with_headers.headers.add(key="null")
+    assert describe(KAFKA, with_headers.SerializeToString())["kafka"]["headers"] == [
+        ["h", "1"], ["h", {"base64": "AA=="}], ["null", None],
+    ]  # fmt: skip
     kinesis = protocol.KinesisEgressRecord(
         stream="s", partition_key="p", value_bytes=b"\x00\x01", explicit_hash_key="h"
     ).SerializeToString()

@@ -40,14 +40,18 @@ def runtime_or_skip(name: str) -> kit.Runtime:
 def start_application(
     kafka: kit.Kafka, runtime_name: str, framework: str, workdir: Path
 ) -> kit.Application:
-    runtime = runtime_or_skip(runtime_name)
+    """The e2e application on ``runtime_name``; on statefun-local too, so that every scenario
+    is also the differential test: the same assertions hold on each runtime."""
     prefix = f"{runtime_name}-{framework}-{uuid.uuid4().hex[:6]}-"
-    app = kit.Application(kafka, runtime, framework, workdir, prefix)
+    if runtime_name == kit.LOCAL.name:
+        app: kit.Application = kit.LocalApplication(kafka, kit.LOCAL, framework, workdir, prefix)
+    else:
+        app = kit.Application(kafka, runtime_or_skip(runtime_name), framework, workdir, prefix)
     app.start()
     return app
 
 
-@pytest.fixture(scope="module", params=sorted(kit.ALL_RUNTIMES))
+@pytest.fixture(scope="module", params=[*sorted(kit.ALL_RUNTIMES), kit.LOCAL.name])
 def runtime_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -74,3 +78,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
             report.sections.append(
                 (f"log of {process.name}, pid {process.pid} ({state})", process.tail())
             )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    terminalreporter.section("e2e: how long each part took")
+    for what, seconds in kit.TIMINGS:
+        terminalreporter.write_line(f"{seconds:7.1f} s  {what}")

@@ -223,13 +223,13 @@ def egress(context: Context, message: Message) -> None:
     ],
 )
 def ttl(context: Context, message: Message) -> None:
-    """Reports both states, then sets each that was gone: ``after_write`` expires 3 s after it
-    was written however often it is read, ``after_call`` 3 s after the last message."""
+    """Reports both states; on the first message (``after_call`` unset) writes both. Later
+    messages only read them: ``after_write`` expires 3 s after that write however often it is
+    read, ``after_call`` 3 s after the last message."""
     storage = context.storage
     context.send_egress(
         emit("expiry", context.address.id, f"{storage.after_write} {storage.after_call}")
     )
-    if storage.after_write is None:
-        storage.after_write = 1
     if storage.after_call is None:
+        storage.after_write = 1
         storage.after_call = 1

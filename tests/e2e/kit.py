@@ -30,6 +30,8 @@ LOG4J = f"-Dlog4j.configurationFile={RUNTIMES / 'log4j2.properties'}"
 
 #: Every process the kit started in this test session, for the logs shown when a test fails.
 STARTED: list[Process] = []
+#: (what, seconds) of each timed step, printed at the end of the session.
+TIMINGS: list[tuple[str, float]] = []
 
 
 class Unavailable(RuntimeError):
@@ -44,7 +46,7 @@ def timed(what: str) -> Any:
             self.start = time.monotonic()
 
         def __exit__(self, *exc: object) -> None:
-            print(f"[e2e timing] {what}: {time.monotonic() - self.start:.1f} s", file=sys.stderr)
+            TIMINGS.append((what, time.monotonic() - self.start))
 
     return Timer()
 
@@ -119,8 +121,24 @@ def run_checked(command: Sequence[str], what: str, **options: Any) -> str:
     return done.stdout
 
 
+_classpaths: dict[str, str | Unavailable] = {}
+
+
 def classpath(profile: str) -> str:
-    """The classpath of one profile of runtimes/pom.xml, resolved from Maven Central once."""
+    """The classpath of one profile of runtimes/pom.xml, resolved from Maven Central once (a
+    failure too is remembered for the session)."""
+    if profile not in _classpaths:
+        try:
+            _classpaths[profile] = _resolve(profile)
+        except Unavailable as error:
+            _classpaths[profile] = error
+    found = _classpaths[profile]
+    if isinstance(found, Unavailable):
+        raise found
+    return found
+
+
+def _resolve(profile: str) -> str:
     path = TARGET / f"{profile}.classpath"
     if not path.exists() or path.stat().st_mtime < (RUNTIMES / "pom.xml").stat().st_mtime:
         command = ["mvn", "-B", "-q", "-f", str(RUNTIMES / "pom.xml"), "-P", profile,
@@ -260,19 +278,23 @@ JAVA17_OPENS = [
      "--add-exports=java.security.jgss/sun.security.krb5=ALL-UNNAMED"]  # fmt: skip
 
 
-def newest_jdk(at_least: int) -> Path:
-    """A JDK of at least ``at_least`` under /usr/lib/jvm (or $JAVA_HOME)."""
-    candidates = [Path(os.environ["JAVA_HOME"])] if "JAVA_HOME" in os.environ else []
-    candidates += sorted(Path("/usr/lib/jvm").glob("*"), reverse=True)
-    for home in candidates:
+def jdk(at_least: int) -> Path:
+    """The oldest JDK of version ``at_least`` or newer, of $JAVA_HOME and those under
+    /usr/lib/jvm: each runtime on the Java it was released for."""
+    homes = [Path(os.environ["JAVA_HOME"])] if "JAVA_HOME" in os.environ else []
+    homes += Path("/usr/lib/jvm").glob("*")
+    found = {}
+    for home in homes:
         release = home / "release"
-        if release.exists():
+        if release.exists() and (home / "bin" / "javac").exists():
             for line in release.read_text().splitlines():
                 if line.startswith("JAVA_VERSION="):
                     major = int(line.split("=")[1].strip('"').split(".")[0])
                     if major >= at_least:
-                        return home
-    raise Unavailable(f"no JDK >= {at_least} under /usr/lib/jvm or $JAVA_HOME")
+                        found.setdefault(major, home)
+    if not found:
+        raise Unavailable(f"no JDK {at_least} or newer in $JAVA_HOME or under /usr/lib/jvm")
+    return found[min(found)]
 
 
 @dataclass
@@ -287,13 +309,13 @@ class Runtime:
     settings: dict[str, str] = field(default_factory=dict)
 
     def java_home(self) -> Path:
-        return newest_jdk(self.java_major)
+        return jdk(self.java_major)
 
     def prepare(self) -> tuple[Path, str]:
         """Resolve the runtime and compile the launcher against it: (java home, classpath)."""
         home = self.java_home()
         cp = classpath(self.name)
-        classes = TARGET / f"{self.name}-launcher"
+        classes = TARGET / f"{self.name}-launcher-{home.name}"
         source = RUNTIMES / "StatefunLauncher.java"
         launcher = classes / "StatefunLauncher.class"
         if not launcher.exists() or launcher.stat().st_mtime < source.stat().st_mtime:
@@ -338,8 +360,8 @@ class Runtime:
 
 def latest_checkpoint(checkpoints: Path) -> Optional[Path]:
     """The newest complete checkpoint (one with ``_metadata``) under ``checkpoints``."""
-    done = [meta.parent for meta in checkpoints.glob("*/chk-*/_metadata")]
-    return max(done, key=lambda chk: int(chk.name.split("-")[1]), default=None)
+    done = list(checkpoints.glob("*/chk-*/_metadata"))
+    return max(done, key=lambda meta: meta.stat().st_mtime_ns, default=None).parent if done else None
 
 
 APACHE = Runtime(
@@ -393,7 +415,7 @@ class Application:
     """The e2e application running: functions served by ``framework``, on ``runtime``."""
 
     kafka: Kafka
-    runtime: Runtime
+    runtime: Any  # Runtime, or LocalRuntime for LocalApplication
     framework: str
     workdir: Path
     prefix: str
@@ -433,5 +455,81 @@ class Application:
             if process is not None:
                 process.stop()
 
-    def processes(self) -> Iterator[Process]:
-        yield from (p for p in (self.kafka.process, self.functions, self.job) if p is not None)
+
+
+@dataclass
+class LocalRuntime:
+    """statefun-local, run as its CLI runs it: ``statefun-local run module.yaml``."""
+
+    name: str = "statefun-local"
+
+    def start(self, module: Path, workdir: Path) -> tuple[Process, int]:
+        port = free_port()
+        command = [sys.executable, "-m", "statefun_local", "run", str(module),
+                   "--db", str(workdir / "local.db"), "--port", str(port)]  # fmt: skip
+        process = Process(self.name, command, workdir / f"{self.name}.log")
+        wait_for_port(port, process, 60)
+        return process, port
+
+
+LOCAL = LocalRuntime()
+
+
+class LocalApplication(Application):
+    """The same application on statefun-local: records go in through its route for the
+    module's Kafka ingress (``POST /records/e2e/in?topic=&key=``), and come out of its stored
+    egress (``GET /api/egress``), which is what it offers until it talks to Kafka itself."""
+
+    port = 0
+
+    def start(self) -> None:
+        self.start_functions()
+        self.start_runtime()
+
+    def start_runtime(self) -> None:
+        assert self.module is not None
+        self.job, self.port = LOCAL.start(self.module, self.workdir)
+
+    def send(self, topic: str, records: Iterable[tuple[str, bytes]]) -> None:
+        import urllib.parse
+        import urllib.request
+
+        for key, value in records:
+            query = urllib.parse.urlencode({"topic": self.topic(topic), "key": key})
+            url = f"http://127.0.0.1:{self.port}/records/e2e/in?{query}"
+            with urllib.request.urlopen(urllib.request.Request(url, value), timeout=30) as reply:
+                assert reply.status == 202, reply.status
+
+    def read(
+        self, topic: str, count: int, timeout: float = 90, settle: float = 0
+    ) -> list[Record]:
+        import json
+        import urllib.request
+
+        wanted = self.topic(topic)
+        records: list[Record] = []
+        after = 0
+        deadline = time.monotonic() + timeout
+        extra_until: Optional[float] = None
+        while True:
+            now = time.monotonic()
+            if extra_until is None and len(records) >= count:
+                extra_until = now + settle
+            if (extra_until is not None and now >= extra_until) or now >= deadline:
+                return records
+            url = f"http://127.0.0.1:{self.port}/api/egress?after={after}&wait=0.5"
+            with urllib.request.urlopen(url, timeout=30) as reply:
+                for stored in json.load(reply)["records"]:
+                    after = stored["seq"]
+                    kafka = stored["record"]["kafka"]
+                    if kafka["topic"] == wanted:
+                        records.append(Record(
+                            wanted, 0, kafka["key"], _local_bytes(kafka["value"]),
+                            [(name, None if value is None else _local_bytes(value))
+                             for name, value in kafka.get("headers", [])],
+                        ))  # fmt: skip
+
+
+def _local_bytes(shown: Any) -> bytes:
+    """Bytes back from statefun-local's JSON view (text, or ``{"base64": ...}``)."""
+    return base64.b64decode(shown["base64"]) if isinstance(shown, dict) else shown.encode()

@@ -33,3 +33,78 @@ def test_greeter_keeps_state_across_messages(application: Application) -> None:
         "Ann": [f"Hello Ann for the {n}th time!" for n in range(3)],
         "Bo": ["Hello Bo for the 0th time!"],
     }
+
+
+def test_fan_out_across_types_and_replies_to_the_caller(application: Application) -> None:
+    application.send("fanout", [("F1", command(op="fanout", n=5)), ("F2", command(op="fanout", n=2))])
+    done = by_key(application.read("fanned", 2, settle=2))
+    assert done == {
+        "F1": [",".join(f"F1-{index}" for index in range(5))],
+        "F2": ["F2-0,F2-1"],
+    }
+
+
+def test_delayed_messages_and_cancellation(application: Application) -> None:
+    application.send("delay", [
+        ("D", command(op="send", label="late", after_ms=3000)),
+        ("D", command(op="send", label="cancelled", after_ms=2000, token="t-cancel")),
+        ("D", command(op="send", label="early", after_ms=1000, token="t-keep")),
+        ("D", command(op="cancel", token="t-cancel")),
+        ("D", command(op="cancel", token="no-such-token")),
+    ])  # fmt: skip
+    assert by_key(application.read("delays", 2, settle=4)) == {"D": ["early", "late"]}
+
+
+def test_failed_attempts_are_retried_to_exactly_one_effect(application: Application) -> None:
+    application.send("flaky", [("X", command(payload="p1", fail=3)),
+                               ("X", command(payload="p2", fail=0))])  # fmt: skip
+    attempts = by_key(application.read("attempts", 4, settle=3))
+    # a failed attempt's egress records and state writes are never seen
+    assert attempts == {"X": ["p1:4", "successes=1", "p2:1", "successes=2"]}
+
+
+def test_every_type_through_state_and_messages(application: Application) -> None:
+    from .functions import TYPED_VALUES
+
+    application.send("types", [("T", command(op="write")), ("T", command(op="read"))])
+    typed = {record.key: record.text for record in application.read("typed", len(TYPED_VALUES))}
+    assert typed == {
+        "T.b": "io.statefun.types/bool True",
+        "T.i": "io.statefun.types/int -2147483648",
+        "T.l": "io.statefun.types/long 9007199254740993",
+        "T.f": "io.statefun.types/float 1.5",
+        "T.d": "io.statefun.types/double -0.1",
+        "T.s": "io.statefun.types/string 'héllo ✓'",
+        "T.p": 'tests.e2e.functions/Profile {"name":"Ann","tags":["a","b"]}',
+        "T.m": "e2e/point Point(x=3, y=0.25)",
+    }
+
+
+def test_egress_records_keep_keys_and_headers(application: Application) -> None:
+    application.send("egress", [("K1", command(value="v1")), ("K2", command(value="v2"))])
+    records = sorted(application.read("records", 2, settle=2), key=lambda r: r.key or "")
+    assert [(r.key, r.text) for r in records] == [("K1", "v1"), ("K2", "v2")]
+    if application.runtime.name == "apache-statefun":
+        # Apache StateFun 3.3's KafkaProducerRecord has no field 4: records carry no headers
+        assert all(record.headers == [] for record in records)
+    else:
+        assert all(
+            record.headers == [("h", b"1"), ("h", b"\x00\x02"), ("null", None), ("empty", b"")]
+            for record in records
+        )
+
+
+def test_state_expires_after_write_and_after_call(application: Application) -> None:
+    import time
+
+    for _ in range(7):  # a message each second from 0 s to 6 s; both written at 0 s, TTL 3 s
+        application.send("ttl", [("E", string("tick"))])
+        time.sleep(1)
+    time.sleep(4)  # idle past the TTL
+    application.send("ttl", [("E", string("tick"))])
+    seen = by_key(application.read("expiry", 8, settle=2))["E"]
+    assert seen[0] == "None None"
+    assert seen[1:3] == ["1 1", "1 1"]  # 1 s, 2 s
+    # 4 s to 6 s: written 4 s ago and more, gone; called a second ago, kept (at 3 s: either)
+    assert seen[4:7] == ["None 1"] * 3
+    assert seen[7] == "None None"  # 5 s after the last call

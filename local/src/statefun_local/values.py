@@ -129,10 +129,14 @@ def decode_egress(typename: str, data: bytes) -> dict[str, Any]:
     """Open a Kafka or Kinesis egress record: where it goes, its key and its value."""
     if typename == KAFKA_RECORD:
         record = protocol.KafkaProducerRecord.FromString(data)
-        return {
-            "kafka": {"topic": record.topic, "key": record.key or None,
-                      "value": _text_or_b64(bytes(record.value_bytes))}
-        }
+        kafka = {"topic": record.topic, "key": record.key or None,
+                 "value": _text_or_b64(bytes(record.value_bytes))}  # fmt: skip
+        if record.headers:
+            kafka["headers"] = [
+                [header.key, _text_or_b64(bytes(header.value)) if header.has_value else None]
+                for header in record.headers
+            ]
+        return {"kafka": kafka}
     if typename == KINESIS_RECORD:
         record = protocol.KinesisEgressRecord.FromString(data)
         out = {"stream": record.stream, "partition_key": record.partition_key,
