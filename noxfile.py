@@ -351,6 +351,14 @@ def e2e_crash(session: nox.Session) -> None:
                 env={"E2E_CRASH_SEEDS": "1,2,3,4,5"})  # fmt: skip
 
 
+@nox.session(python="3.11", tags=["bench"])
+def bench_e2e(session: nox.Session) -> None:
+    """Messages per second Kafka in to Kafka out through each real runtime, our SDK against
+    the official SDK 3.3.0, and statefun-local against them (benchmarks/e2e/bench.py)."""
+    session.install("-e", ".", "-e", "local", "-e", "integrations/aiohttp", "confluent-kafka")
+    session.run("python", "benchmarks/e2e/bench.py", *session.posargs)
+
+
 # --- hardening ----------------------------------------------------------------------------
 
 HARDENING_PACKAGES = [

@@ -53,9 +53,7 @@ def greeter(context: Context, message: Message) -> None:
     seen = context.storage.seen_count or 0
     context.storage.seen_count = seen + 1
     context.send(
-        message_builder(
-            "e2e.fns/inbox", name, str_value=f"Hello {name} for the {seen}th time!"
-        )
+        message_builder("e2e.fns/inbox", name, str_value=f"Hello {name} for the {seen}th time!")
     )
 
 

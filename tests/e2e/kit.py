@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -228,9 +228,7 @@ class Kafka:
         if producer.flush(30):
             raise RuntimeError(f"records to {topic} not delivered within 30 s")
 
-    def read(
-        self, topic: str, count: int, timeout: float = 90, settle: float = 0
-    ) -> list[Record]:
+    def read(self, topic: str, count: int, timeout: float = 90, settle: float = 0) -> list[Record]:
         """The first ``count`` committed records of ``topic`` (``read_committed``), waiting up to
         ``timeout`` s; then ``settle`` s more, to see any record beyond ``count``."""
         from confluent_kafka import Consumer
@@ -353,15 +351,19 @@ class Runtime:
         ``workdir``, if any) in a Flink mini-cluster in one JVM."""
         home, cp = self.prepare()
         settings = self.configuration(module, workdir / "checkpoints")
-        command = [str(home / "bin" / "java"), *self.jvm_options, LOG4J, "-Xmx1g", "-cp", cp,
-                   "StatefunLauncher", *(f"{key}={value}" for key, value in settings.items())]  # fmt: skip
+        arguments = [f"{key}={value}" for key, value in settings.items()]
+        java = str(home / "bin" / "java")
+        command = [java, *self.jvm_options, LOG4J, "-Xmx1g", "-cp", cp, "StatefunLauncher"]
+        command += arguments
         return Process(self.name, command, workdir / f"{self.name}.log")
 
 
 def latest_checkpoint(checkpoints: Path) -> Optional[Path]:
     """The newest complete checkpoint (one with ``_metadata``) under ``checkpoints``."""
     done = list(checkpoints.glob("*/chk-*/_metadata"))
-    return max(done, key=lambda meta: meta.stat().st_mtime_ns, default=None).parent if done else None
+    return (
+        max(done, key=lambda meta: meta.stat().st_mtime_ns, default=None).parent if done else None
+    )
 
 
 APACHE = Runtime(
@@ -396,8 +398,14 @@ def start_function_server(framework: str, workdir: Path, prefix: str) -> tuple[P
     return process, port
 
 
-def render_module(workdir: Path, functions_url: str, kafka: str, prefix: str) -> Path:
-    text = Template((HERE / "module.yaml").read_text()).substitute(
+def render_module(
+    workdir: Path,
+    functions_url: str,
+    kafka: str,
+    prefix: str,
+    template: Path = HERE / "module.yaml",
+) -> Path:
+    text = Template(template.read_text()).substitute(
         functions_url=functions_url, kafka=kafka, prefix=prefix
     )
     module = workdir / "module.yaml"
@@ -407,7 +415,16 @@ def render_module(workdir: Path, functions_url: str, kafka: str, prefix: str) ->
 
 #: The ingress topics of module.yaml, and the egress topics the functions write.
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress")
-EGRESS_TOPICS = ("greetings", "expiry", "counts", "fanned", "delays", "attempts", "typed", "records")
+EGRESS_TOPICS = (
+    "greetings",
+    "expiry",
+    "counts",
+    "fanned",
+    "delays",
+    "attempts",
+    "typed",
+    "records",
+)
 
 
 @dataclass
@@ -427,9 +444,7 @@ class Application:
         return self.prefix + name
 
     def start(self) -> None:
-        self.kafka.create_topics(
-            [self.topic(name) for name in (*INGRESS_TOPICS, *EGRESS_TOPICS)]
-        )
+        self.kafka.create_topics([self.topic(name) for name in (*INGRESS_TOPICS, *EGRESS_TOPICS)])
         self.start_functions()
         self.start_runtime()
 
@@ -454,7 +469,6 @@ class Application:
         for process in (self.job, self.functions):
             if process is not None:
                 process.stop()
-
 
 
 @dataclass
@@ -500,9 +514,7 @@ class LocalApplication(Application):
             with urllib.request.urlopen(urllib.request.Request(url, value), timeout=30) as reply:
                 assert reply.status == 202, reply.status
 
-    def read(
-        self, topic: str, count: int, timeout: float = 90, settle: float = 0
-    ) -> list[Record]:
+    def read(self, topic: str, count: int, timeout: float = 90, settle: float = 0) -> list[Record]:
         import json
         import urllib.request
 

@@ -36,7 +36,9 @@ def test_greeter_keeps_state_across_messages(application: Application) -> None:
 
 
 def test_fan_out_across_types_and_replies_to_the_caller(application: Application) -> None:
-    application.send("fanout", [("F1", command(op="fanout", n=5)), ("F2", command(op="fanout", n=2))])
+    application.send(
+        "fanout", [("F1", command(op="fanout", n=5)), ("F2", command(op="fanout", n=2))]
+    )
     done = by_key(application.read("fanned", 2, settle=2))
     assert done == {
         "F1": [",".join(f"F1-{index}" for index in range(5))],

@@ -47,7 +47,8 @@ def handler() -> RequestReplyHandler:
     if served is None:
         return make_handler(LIMITS_IN_FORCE)
     module, _, name = served.partition(":")
-    return RequestReplyHandler(getattr(importlib.import_module(module), name), limits=LIMITS_IN_FORCE)
+    functions = getattr(importlib.import_module(module), name)
+    return RequestReplyHandler(functions, limits=LIMITS_IN_FORCE)
 
 
 HANDLER = handler()
