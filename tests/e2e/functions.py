@@ -231,3 +231,21 @@ def ttl(context: Context, message: Message) -> None:
     if storage.after_call is None:
         storage.after_write = 1
         storage.after_call = 1
+
+
+# --- a state added between two runs -----------------------------------------------------------
+
+#: Set when the function server is redeployed with the ``added`` state.
+EVOLVED = os.environ.get("E2E_EVOLVED") == "1"
+
+
+@functions.bind(
+    "e2e.fns/evolving",
+    specs=[ValueSpec("kept", IntType), *([ValueSpec("added", IntType)] if EVOLVED else [])],
+)
+def evolving(context: Context, message: Message) -> None:
+    kept = context.storage.kept = (context.storage.kept or 0) + 1
+    added = None
+    if EVOLVED:
+        added = context.storage.added = (context.storage.added or 0) + 1
+    context.send_egress(emit("evolved", context.address.id, f"kept={kept} added={added}"))

@@ -387,10 +387,12 @@ ALL_RUNTIMES = {runtime.name: runtime for runtime in (APACHE, ACTORS)}
 FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "django-asgi")
 
 
-def start_function_server(framework: str, workdir: Path, prefix: str) -> tuple[Process, int]:
+def start_function_server(
+    framework: str, workdir: Path, prefix: str, **settings: str
+) -> tuple[Process, int]:
     port = free_port()
     env = {**os.environ, "SERVE_FUNCTIONS": "tests.e2e.functions:functions",
-           "HARDENING_LIMITS": "default", "E2E_TOPIC_PREFIX": prefix}  # fmt: skip
+           "HARDENING_LIMITS": "default", "E2E_TOPIC_PREFIX": prefix, **settings}  # fmt: skip
     command = [sys.executable, "-m", "tests.hardening.serve", framework, str(port)]
     process = Process(f"functions ({framework})", command, workdir / f"{framework}.log",
                       cwd=ROOT, env=env)  # fmt: skip
@@ -414,8 +416,10 @@ def render_module(
 
 
 #: The ingress topics of module.yaml, and the egress topics the functions write.
-INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress")
+INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
+                  "evolving")  # fmt: skip
 EGRESS_TOPICS = (
+    "evolved",
     "greetings",
     "expiry",
     "counts",
@@ -448,10 +452,12 @@ class Application:
         self.start_functions()
         self.start_runtime()
 
-    def start_functions(self) -> None:
+    def start_functions(self, **settings: str) -> None:
+        """Start (or redeploy, with ``settings`` in its environment) the function server, and
+        point module.yaml at it."""
         with timed(f"{self.framework}: start the function server"):
             self.functions, port = start_function_server(self.framework, self.workdir,
-                                                         self.prefix)  # fmt: skip
+                                                         self.prefix, **settings)  # fmt: skip
         self.module = render_module(self.workdir, f"http://127.0.0.1:{port}/statefun",
                                     self.kafka.bootstrap, self.prefix)  # fmt: skip
 
