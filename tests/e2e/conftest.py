@@ -47,7 +47,11 @@ def start_application(
         app: kit.Application = kit.LocalApplication(kafka, kit.LOCAL, framework, workdir, prefix)
     else:
         app = kit.Application(kafka, runtime_or_skip(runtime_name), framework, workdir, prefix)
-    app.start()
+    try:
+        app.start()
+    except BaseException:
+        app.stop()
+        raise
     return app
 
 
@@ -84,3 +88,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("e2e: how long each part took")
     for what, seconds in kit.TIMINGS:
         terminalreporter.write_line(f"{seconds:7.1f} s  {what}")
+
+
+def pytest_sessionfinish() -> None:
+    """Whatever a test left running (it failed half-way through starting) stops here."""
+    for process in kit.STARTED:
+        process.stop()
