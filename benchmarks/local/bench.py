@@ -110,7 +110,8 @@ class CommitTimer:
 
 async def warm_up(port: int, db: Path, addresses: int, transport: HttpTransport) -> None:
     """One greeting per address: state discovery done, keep-alive connections open."""
-    async with LocalRuntime(parse_module(module_text(port)), db, transport=transport) as runtime:
+    module = parse_module(module_text(port))
+    async with LocalRuntime(module, db, transport=transport, offline=True) as runtime:
         for i in range(addresses):
             name = f"user{i}"
             await runtime.send(Address(GREETER, name), make_value("string", name))
@@ -145,7 +146,7 @@ async def batching(port: int, tmp: Path, addresses: int, per_address: int, serve
     db = tmp / "batching.db"
     await warm_up(port, db, addresses, transport)
     preload(db, addresses, per_address)
-    runtime = LocalRuntime(parse_module(module_text(port)), db, transport=transport)
+    runtime = LocalRuntime(parse_module(module_text(port)), db, transport=transport, offline=True)
     cpu = CpuMeter(server_pid)
     start = time.perf_counter()
     await runtime.start()
@@ -157,7 +158,8 @@ async def batching(port: int, tmp: Path, addresses: int, per_address: int, serve
 async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_pid: int,
                       transport: HttpTransport) -> dict[str, Any]:
     await warm_up(port, tmp / "rounds.db", addresses, transport)
-    runtime = LocalRuntime(parse_module(module_text(port)), tmp / "rounds.db", transport=transport)
+    runtime = LocalRuntime(parse_module(module_text(port)), tmp / "rounds.db", transport=transport,
+                           offline=True)
     await runtime.start()
     timer = CommitTimer(runtime)
     cpu = CpuMeter(server_pid)
@@ -171,7 +173,7 @@ async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_
 
 
 async def latency(port: int, tmp: Path, addresses: int, samples: int) -> list[float]:
-    runtime = LocalRuntime(parse_module(module_text(port)), tmp / "latency.db")
+    runtime = LocalRuntime(parse_module(module_text(port)), tmp / "latency.db", offline=True)
     await runtime.start()
     results = []
     last = 0

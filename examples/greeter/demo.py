@@ -47,7 +47,8 @@ async def demo(db: Path) -> None:
         dataclasses.replace(e, url_path_template=f"http://127.0.0.1:{functions_port}/statefun")
         for e in module.endpoints
     ]
-    runtime = LocalRuntime(module, db, module_name="examples/greeter/module.yaml")
+    # no broker here: the Kafka ingress is fed over HTTP and the egress read from the database
+    runtime = LocalRuntime(module, db, module_name="examples/greeter/module.yaml", offline=True)
     await runtime.start()
     web_runner, port = await start(make_app(runtime))
     url = f"http://127.0.0.1:{port}"

@@ -96,6 +96,7 @@ async def serving(
     """A function server and a local runtime for it, on the database file ``db``."""
     async with FunctionServer(functions, fault) as server:
         text = module_yaml(server.url, call=call, max_batch=max_batch)
+        # the module's Kafka address names no broker: records come over HTTP
         async with LocalRuntime(parse_module(text), db, failure_pause=failure_pause,
-                                **options) as runtime:
+                                offline=True, **options) as runtime:
             yield server, runtime

@@ -75,7 +75,7 @@ async def start_runtime(module: Path, db: Path) -> tuple[asyncio.subprocess.Proc
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "statefun_local", "run", str(module), "--db", str(db),
-        "--port", str(port),
+        "--port", str(port), "--offline",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"

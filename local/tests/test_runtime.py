@@ -334,7 +334,7 @@ def test_egress_jsonl_sink_resumes_without_repeating(tmp_path: Path) -> None:
 def test_one_runtime_per_database(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
-            second = LocalRuntime(runtime.module, tmp_path / "db.sqlite")
+            second = LocalRuntime(runtime.module, tmp_path / "db.sqlite", offline=True)
             with pytest.raises(RuntimeError, match="another statefun-local is running"):
                 await second.start()
 

@@ -225,7 +225,7 @@ spec:
 
         async with FunctionServer(greeter_functions()) as server:
             module = parse_module(module_yaml(server.url, extra=extra))
-            async with LocalRuntime(module, tmp_path / "db.sqlite") as runtime:
+            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True) as runtime:
                 runner, url = await serve_runtime(runtime)
                 try:
                     async with aiohttp.ClientSession() as session:

@@ -216,14 +216,14 @@ def egress(context: Context, message: Message) -> None:
 @functions.bind(
     "e2e.fns/ttl",
     specs=[
-        ValueSpec("after_write", IntType, expire_after_write=timedelta(seconds=3)),
-        ValueSpec("after_call", IntType, expire_after_call=timedelta(seconds=3)),
+        ValueSpec("after_write", IntType, expire_after_write=timedelta(seconds=4)),
+        ValueSpec("after_call", IntType, expire_after_call=timedelta(seconds=4)),
     ],
 )
 def ttl(context: Context, message: Message) -> None:
     """Reports both states; on the first message (``after_call`` unset) writes both. Later
-    messages only read them: ``after_write`` expires 3 s after that write however often it is
-    read, ``after_call`` 3 s after the last message."""
+    messages only read them: ``after_write`` expires 4 s after that write however often it is
+    read, ``after_call`` 4 s after the last message."""
     storage = context.storage
     context.send_egress(
         emit("expiry", context.address.id, f"{storage.after_write} {storage.after_call}")

@@ -174,10 +174,10 @@ class Kafka:
         self.process: Optional[Process] = None
 
     def start(self) -> None:
-        cp = classpath("kafka")
+        """Format a new log directory and start the broker."""
         controller = free_port()
-        config = self.workdir / "server.properties"
-        config.write_text(
+        self.config = self.workdir / "server.properties"
+        self.config.write_text(
             "process.roles=broker,controller\nnode.id=1\n"
             f"controller.quorum.voters=1@127.0.0.1:{controller}\n"
             f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://127.0.0.1:{controller}\n"
@@ -189,15 +189,21 @@ class Kafka:
             "transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
             "auto.create.topics.enable=false\n"
         )
-        java = ["java", LOG4J, "-Xmx512m", "-cp", cp]
         cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         with timed("kafka: format and start"):
-            run_checked([*java, "kafka.tools.StorageTool", "format", "-t", cluster,
-                         "-c", str(config)], "formatting Kafka's log directory")  # fmt: skip
-            self.process = Process("kafka", [*java, "kafka.Kafka", str(config)],
-                                   self.workdir / "kafka.log")  # fmt: skip
-            wait_for_port(self.port, self.process, 60)
-            self.admin().list_topics(timeout=30)
+            run_checked([*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster,
+                         "-c", str(self.config)], "formatting Kafka's log directory")  # fmt: skip
+            self.restart()
+
+    def _java(self) -> list[str]:
+        return ["java", LOG4J, "-Xmx512m", "-cp", classpath("kafka")]
+
+    def restart(self) -> None:
+        """Start the broker (again) on its log directory, and wait until it answers."""
+        self.process = Process("kafka", [*self._java(), "kafka.Kafka", str(self.config)],
+                               self.workdir / "kafka.log")  # fmt: skip
+        wait_for_port(self.port, self.process, 60)
+        self.admin().list_topics(timeout=30)
 
     def stop(self) -> None:
         if self.process:
@@ -219,12 +225,16 @@ class Kafka:
         for future in futures.values():
             future.result(timeout=30)
 
-    def produce(self, topic: str, records: Iterable[tuple[str, bytes]]) -> None:
+    def produce(
+        self, topic: str, records: Iterable[tuple[Optional[str], bytes]], **options: Any
+    ) -> None:
+        """Produce ``(key, value)`` records (``options``: ``partition=``, ``timestamp=``)."""
         from confluent_kafka import Producer
 
         producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True})
         for key, value in records:
-            producer.produce(topic, key=key.encode(), value=value)
+            producer.produce(topic, key=key.encode() if key is not None else None, value=value,
+                             **options)  # fmt: skip
         if producer.flush(30):
             raise RuntimeError(f"records to {topic} not delivered within 30 s")
 
@@ -496,58 +506,10 @@ LOCAL = LocalRuntime()
 
 
 class LocalApplication(Application):
-    """The same application on statefun-local: records go in through its route for the
-    module's Kafka ingress (``POST /records/e2e/in?topic=&key=``), and come out of its stored
-    egress (``GET /api/egress``), which is what it offers until it talks to Kafka itself."""
+    """The same application on statefun-local, Kafka in and Kafka out like the others."""
 
-    port = 0
-
-    def start(self) -> None:
-        self.start_functions()
-        self.start_runtime()
+    port = 0  # of its web page and HTTP API
 
     def start_runtime(self) -> None:
         assert self.module is not None
         self.job, self.port = LOCAL.start(self.module, self.workdir)
-
-    def send(self, topic: str, records: Iterable[tuple[str, bytes]]) -> None:
-        import urllib.parse
-        import urllib.request
-
-        for key, value in records:
-            query = urllib.parse.urlencode({"topic": self.topic(topic), "key": key})
-            url = f"http://127.0.0.1:{self.port}/records/e2e/in?{query}"
-            with urllib.request.urlopen(urllib.request.Request(url, value), timeout=30) as reply:
-                assert reply.status == 202, reply.status
-
-    def read(self, topic: str, count: int, timeout: float = 90, settle: float = 0) -> list[Record]:
-        import json
-        import urllib.request
-
-        wanted = self.topic(topic)
-        records: list[Record] = []
-        after = 0
-        deadline = time.monotonic() + timeout
-        extra_until: Optional[float] = None
-        while True:
-            now = time.monotonic()
-            if extra_until is None and len(records) >= count:
-                extra_until = now + settle
-            if (extra_until is not None and now >= extra_until) or now >= deadline:
-                return records
-            url = f"http://127.0.0.1:{self.port}/api/egress?after={after}&wait=0.5"
-            with urllib.request.urlopen(url, timeout=30) as reply:
-                for stored in json.load(reply)["records"]:
-                    after = stored["seq"]
-                    kafka = stored["record"]["kafka"]
-                    if kafka["topic"] == wanted:
-                        records.append(Record(
-                            wanted, 0, kafka["key"], _local_bytes(kafka["value"]),
-                            [(name, None if value is None else _local_bytes(value))
-                             for name, value in kafka.get("headers", [])],
-                        ))  # fmt: skip
-
-
-def _local_bytes(shown: Any) -> bytes:
-    """Bytes back from statefun-local's JSON view (text, or ``{"base64": ...}``)."""
-    return base64.b64decode(shown["base64"]) if isinstance(shown, dict) else shown.encode()

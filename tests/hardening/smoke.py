@@ -216,7 +216,7 @@ class RuntimeProcess:
         port = free_port()
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "statefun_local", "run", str(self.module),
-            "--db", str(self.db), "--port", str(port),
+            "--db", str(self.db), "--port", str(port), "--offline",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         self.url = f"http://127.0.0.1:{port}"

@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
                      help="NORMAL survives a process crash; FULL also a power loss (slower)")
     run.add_argument("-v", "--verbose", action="store_true", help="log every retry and resume")
+    run.add_argument("--offline", action="store_true",
+                     help="connect to no Kafka broker: records come in over HTTP only, and "
+                          "egress records are only stored")  # fmt: skip
     run.set_defaults(command=_run)
 
     send = commands.add_parser("send", help="send a message to namespace/type/id")
@@ -103,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     module = load_module(*args.module)
     runtime = LocalRuntime(
         module, args.db, synchronous=args.synchronous, egress_jsonl=args.egress_jsonl,
-        module_name=", ".join(args.module),
+        module_name=", ".join(args.module), offline=args.offline,
     )
     asyncio.run(_serve(runtime, args.host, args.port, args.module))
     return 0
@@ -121,7 +124,7 @@ async def _serve(runtime: LocalRuntime, host: str, port: int, modules: list[str]
         site = web.TCPSite(runner, host, port)
         await site.start()
         print(f"statefun-local: running {', '.join(modules)} (database {runtime.db})", flush=True)
-        for line in describe_module(runtime.module):
+        for line in describe_module(runtime.module, kafka=not runtime.offline):
             print(line)
         print(f"  web page and ingress on http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
         stop = asyncio.Event()

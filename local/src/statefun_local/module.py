@@ -6,6 +6,7 @@ accepts for the kinds it knows and reports every problem with its file, document
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,23 +110,46 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class KafkaStartup:
+    """Where a Kafka ingress starts reading a partition it has no offset for (StateFun's
+    ``startupPosition``; ``reset`` is ``autoOffsetResetPosition``)."""
+
+    position: str = "group-offsets"
+    #: ``specific-offsets``: (topic, partition) -> offset
+    offsets: tuple[tuple[str, int, int], ...] = ()
+    #: ``date``: milliseconds since the epoch
+    date_ms: int = 0
+    reset: str = "latest"
+
+
+@dataclass(frozen=True)
 class Ingress:
-    """A Kafka or Kinesis ingress. Locally its records arrive over HTTP instead."""
+    """A Kafka or Kinesis ingress: its records come from the broker (Kafka) or over HTTP."""
 
     id: str
     kind: str
     # (topic or stream, valueType, target function types)
     routes: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     source: str = ""
+    address: str = ""
+    group: str = ""
+    startup: KafkaStartup = KafkaStartup()
+    #: the client ``properties`` of the module, in order
+    properties: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class Egress:
-    """A Kafka or Kinesis egress. Locally its records are stored and displayed."""
+    """A Kafka or Kinesis egress: its records are stored, and produced to Kafka."""
 
     id: str
     kind: str
     source: str = ""
+    address: str = ""
+    #: ``exactly-once``, ``at-least-once`` or ``none``
+    semantic: str = "at-least-once"
+    transaction_timeout_ms: int = 0
+    properties: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_kafka(self) -> bool:
@@ -433,19 +457,85 @@ def _register_io(
 
 def _parse_kafka_ingress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
     ingress_id = doc.get(spec, "spec", "id", _typename, required=True)
-    doc.get(spec, "spec", "address", _string, required=True)
-    doc.get(spec, "spec", "consumerGroupId", _string, required=True)
-    doc.get(spec, "spec", "autoOffsetResetPosition", _one_of("earliest", "latest"))
+    address = doc.get(spec, "spec", "address", _string, required=True)
+    group = doc.get(spec, "spec", "consumerGroupId", _string, required=True)
+    reset = doc.get(spec, "spec", "autoOffsetResetPosition", _one_of("earliest", "latest"),
+                    default="latest")  # fmt: skip
     startup = doc.mapping(spec, "spec", "startupPosition")
-    position = doc.get(startup, "spec.startupPosition", "type", _one_of(*_STARTUP_POSITIONS))
-    if position == "specific-offsets" and not isinstance(startup.get("offsets"), list):
-        doc.problem("spec.startupPosition.offsets", "is required for specific-offsets")
+    position = doc.get(startup, "spec.startupPosition", "type", _one_of(*_STARTUP_POSITIONS),
+                       default="group-offsets")  # fmt: skip
+    offsets: tuple[tuple[str, int, int], ...] = ()
+    date_ms = 0
+    if position == "specific-offsets":
+        if not isinstance(startup.get("offsets"), list):
+            doc.problem("spec.startupPosition.offsets", "is required for specific-offsets")
+        else:
+            offsets = _specific_offsets(startup["offsets"], doc)
     if position == "date":
-        doc.get(startup, "spec.startupPosition", "date", _string, required=True)
+        date_ms = doc.get(startup, "spec.startupPosition", "date", _startup_date, default=0,
+                          required=True)  # fmt: skip
     routes = _parse_routes(doc, spec, "topics", "topic")
     if ingress_id:
-        _register_io(module.ingresses, Ingress(ingress_id, KAFKA_INGRESS, routes, doc.where),
-                     doc, "ingress")
+        kafka = KafkaStartup(position, offsets, date_ms, reset)
+        ingress = Ingress(ingress_id, KAFKA_INGRESS, routes, doc.where, address or "",
+                          group or "", kafka, _properties(spec, doc))  # fmt: skip
+        _register_io(module.ingresses, ingress, doc, "ingress")
+
+
+def _specific_offsets(entries: list[Any], doc: _Document) -> tuple[tuple[str, int, int], ...]:
+    """``- topic/partition: offset`` entries, as StateFun writes them."""
+    found = []
+    for index, entry in enumerate(entries):
+        path = f"spec.startupPosition.offsets[{index}]"
+        if not isinstance(entry, dict) or len(entry) != 1:
+            doc.problem(path, "must be one 'topic/partition: offset' entry")
+            continue
+        ((where, offset),) = entry.items()
+        topic, slash, partition = str(where).rpartition("/")
+        if not topic or not slash or not partition.isdigit() or not isinstance(offset, int):
+            doc.problem(path, f"must be 'topic/partition: offset', got {entry!r}")
+            continue
+        found.append((topic, int(partition), offset))
+    return tuple(found)
+
+
+_DATE = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))? *(Z|[+-]\d\d:?\d\d)"
+)
+
+
+def _startup_date(value: Any) -> int:
+    """StateFun's ``yyyy-MM-dd HH:mm:ss.SSS Z`` (e.g. ``2020-02-01 04:15:00.00 Z``), in ms."""
+    found = _DATE.fullmatch(str(value).strip())
+    if not found:
+        raise ValueError(f"must be a date like '2020-02-01 04:15:00.000 Z', got {value!r}")
+    *fields, fraction, zone = found.groups()
+    offset = datetime.timedelta(0)
+    if zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset = sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    moment = datetime.datetime(*map(int, fields), int((fraction or "0").ljust(6, "0")),
+                               tzinfo=datetime.timezone(offset))  # fmt: skip
+    return int(moment.timestamp() * 1000)
+
+
+def _properties(spec: dict[str, Any], doc: _Document) -> tuple[tuple[str, str], ...]:
+    """The client ``properties``: a list of single-entry mappings (or one mapping)."""
+    raw = spec.get("properties")
+    if raw is None:
+        return ()
+    entries = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(entries, list):
+        doc.problem("spec.properties", "must be a list of 'key: value' entries")
+        return ()
+    found = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            doc.problem(f"spec.properties[{index}]", "must be a 'key: value' entry")
+            continue
+        found += [(str(key), str(value)) for key, value in entry.items()]
+    return tuple(found)
 
 
 def _parse_kinesis_ingress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
@@ -471,15 +561,18 @@ def _parse_aws_region(doc: _Document, spec: dict[str, Any]) -> None:
 
 def _parse_kafka_egress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
     egress_id = doc.get(spec, "spec", "id", _typename, required=True)
-    doc.get(spec, "spec", "address", _string, required=True)
+    address = doc.get(spec, "spec", "address", _string, required=True)
     semantic = doc.mapping(spec, "spec", "deliverySemantic")
-    kind = doc.get(semantic, "spec.deliverySemantic", "type",
-                   _one_of("exactly-once", "at-least-once", "none"))
+    semantics = _one_of("exactly-once", "at-least-once", "none")
+    kind = doc.get(semantic, "spec.deliverySemantic", "type", semantics, default="at-least-once")
+    timeout = 0.0
     if kind == "exactly-once":
-        doc.get(semantic, "spec.deliverySemantic", "transactionTimeout", parse_duration,
-                required=True)
+        timeout = doc.get(semantic, "spec.deliverySemantic", "transactionTimeout",
+                          parse_duration, default=0.0, required=True)  # fmt: skip
     if egress_id:
-        _register_io(module.egresses, Egress(egress_id, KAFKA_EGRESS, doc.where), doc, "egress")
+        egress = Egress(egress_id, KAFKA_EGRESS, doc.where, address or "", kind,
+                        int(timeout * 1000), _properties(spec, doc))  # fmt: skip
+        _register_io(module.egresses, egress, doc, "egress")
 
 
 def _parse_kinesis_egress(module: Module, spec: dict[str, Any], doc: _Document) -> None:

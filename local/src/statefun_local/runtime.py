@@ -93,6 +93,7 @@ class LocalRuntime:
         clock: Optional[Clock] = None,
         module_name: str = "",
         transport: Optional[HttpTransport] = None,
+        offline: bool = False,
     ) -> None:
         self.module = module
         self.db = Path(db)
@@ -117,6 +118,9 @@ class LocalRuntime:
         self._started_at = 0.0
         self._lock: Optional[IO[bytes]] = None
         self._counts: Optional[tuple[float, dict[str, int], dict[Address, int]]] = None
+        #: without Kafka: records come over HTTP only, and egress records are only stored
+        self.offline = offline
+        self.connectors: list[Any] = []  # kafka.KafkaIngress / kafka.KafkaEgress
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -145,6 +149,11 @@ class LocalRuntime:
         self._tasks = [asyncio.create_task(self._dispatch()), asyncio.create_task(self._timers())]
         if self.egress_jsonl is not None:
             self._tasks.append(asyncio.create_task(self._sink_jsonl(self.egress_jsonl)))
+        if not self.offline:
+            from .kafka import connectors
+
+            self.connectors = connectors(self)
+            self._tasks += [asyncio.create_task(connector.run()) for connector in self.connectors]
         self._wake.set()
         self._timer_wake.set()
 
@@ -193,6 +202,13 @@ class LocalRuntime:
         """Deliver a record as the Kafka or Kinesis ingress ``ingress_id`` would (protocol §9):
         one message per target of the topic (stream) ``source``, to the id ``key``, typed as
         the topic's ``valueType``, the bytes unwrapped."""
+        return [await self.send(target, message)
+                for target, message in self.route_record(ingress_id, source, key, value)]
+
+    def route_record(self, ingress_id: str, source: str, key: str, value: Optional[bytes]
+                     ) -> list[tuple[Address, TypedValue]]:
+        """The messages a record of ``source`` becomes: one per target, to the id ``key``.
+        Raises :class:`UnknownIngressError` for a record no route takes."""
         ingress = self.module.ingresses.get(ingress_id)
         if ingress is None:
             known = ", ".join(sorted(self.module.ingresses)) or "none"
@@ -205,8 +221,8 @@ class LocalRuntime:
         if not key:
             raise UnknownIngressError("a record without a key can not be routed to an id")
         _, value_type, targets = routes[0]
-        return [await self.send(Address(target, key), TypedValue(value_type, value))
-                for target in targets]
+        message = TypedValue(value_type, value or b"", value is not None)
+        return [(Address(target, key), message) for target in targets]
 
     def check_target(self, target: Address) -> Endpoint:
         """The endpoint serving ``target``; raises :class:`UnknownFunctionError` if none."""
@@ -431,6 +447,7 @@ class LocalRuntime:
             ],
             "egress": list(reversed(self.egress_records(max(0, last_seq - egress), egress))),
             "failures": [f.to_json() for f in reversed(self.failures)],
+            "connections": [connector.status() for connector in self.connectors],
         }
 
 
@@ -450,8 +467,9 @@ def _lock_database(db: Path) -> Optional[IO[bytes]]:
     return lock
 
 
-def describe_module(module: Module) -> Iterable[str]:
-    """Lines that say what a module holds, for the CLI's banner."""
+def describe_module(module: Module, kafka: bool = False) -> Iterable[str]:
+    """Lines that say what a module holds, for the CLI's banner (``kafka``: what the Kafka
+    ingresses and egresses connect to)."""
     for endpoint in module.endpoints:
         yield f"  functions {endpoint.functions} -> {endpoint.url_path_template}"
     for ingress in module.ingresses.values():
@@ -460,5 +478,11 @@ def describe_module(module: Module) -> Iterable[str]:
         for name, _, targets in ingress.routes:
             yield (f"  ingress {ingress.id} {source} {name} -> {', '.join(targets)} "
                    f"(POST /records/{ingress.id}?{source}={name}&{key}=<id>)")
+        if kafka and ingress.kind == KAFKA_INGRESS:
+            yield (f"    reads Kafka {ingress.address}, group {ingress.group}, "
+                   f"from {ingress.startup.position}")
     for egress in module.egresses.values():
-        yield f"  egress {egress.id} (stored; follow with 'statefun-local egress --follow')"
+        if kafka and egress.is_kafka:
+            yield f"  egress {egress.id} -> Kafka {egress.address} ({egress.semantic}), stored"
+        else:
+            yield f"  egress {egress.id} (stored; follow with 'statefun-local egress --follow')"

@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS timers (
 );
 CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due_ms, seq);
 CREATE INDEX IF NOT EXISTS timers_by_token ON timers (scope, token) WHERE token IS NOT NULL;
+CREATE TABLE IF NOT EXISTS kafka_offsets (
+    ingress TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (ingress, topic, partition)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS egress (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     egress TEXT NOT NULL,
@@ -168,7 +173,10 @@ class SqliteStore:
         # there a batch to take? a timer due?) then cost no lock. Reads before that first
         # write see the latest commit, as this store is the database's only writer.
         if self._in_transaction:
-            raise RuntimeError("SqliteStore transactions do not nest")
+            # joins the enclosing one: a Kafka ingress enqueues its records (each an engine
+            # transaction) and writes their offsets as one commit
+            yield
+            return
         self._in_transaction = True
         try:
             yield
@@ -401,6 +409,22 @@ class SqliteStore:
                 (after_seq, -1 if limit is None else limit),
             )
         ]
+
+    # --- Kafka ingress offsets ------------------------------------------------------------
+
+    def kafka_offsets(self, ingress: str) -> dict[tuple[str, int], int]:
+        """The next offset to read of each partition ``ingress`` has taken records from."""
+        return {
+            (topic, partition): next_offset
+            for topic, partition, next_offset in self.conn.execute(
+                "SELECT topic, partition, next_offset FROM kafka_offsets WHERE ingress = ?",
+                (ingress,),
+            )
+        }
+
+    def kafka_offset_put(self, ingress: str, topic: str, partition: int, next_offset: int) -> None:
+        self._write("INSERT OR REPLACE INTO kafka_offsets VALUES (?, ?, ?, ?)",
+                    (ingress, topic, partition, next_offset))  # fmt: skip
 
     # --- the runtime's own bookkeeping ---------------------------------------------------
 
