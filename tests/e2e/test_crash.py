@@ -32,30 +32,36 @@ def crashing(
         app.stop()
 
 
+KILLS = 2
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_kill_9_mid_stream_loses_and_repeats_nothing(crashing: kit.Application, seed: int) -> None:
+    """Waves of +1 messages to random ids; ``KILLS`` times, a kill -9 at a random moment while
+    the runtime consumes and produces, a wave sent while it is down, and a restart."""
     rng = random.Random(seed)
     ids = [f"id{index}" for index in range(rng.randint(5, 20))]
     sent = {name: 0 for name in ids}
-    waves = []
-    for _ in range(4):
-        wave = [rng.choice(ids) for _ in range(rng.randint(100, 300))]
-        waves.append(wave)
-        for name in wave:
-            sent[name] += 1
-    total = sum(sent.values())
 
-    crashing.send("counter", [(name, string("+1")) for name in waves[0]])
-    crashing.read("counts", len(waves[0]) // 2)  # the job is running and has committed some
-    crashing.send("counter", [(name, string("+1")) for name in waves[1]])
-    time.sleep(rng.uniform(0.0, 3.0))
-    assert crashing.job is not None
-    crashing.job.kill9()
-    crashing.send("counter", [(name, string("+1")) for name in waves[2]])  # while it is down
-    with kit.timed(f"{crashing.runtime.name}: restart after kill -9 to the last record"):
-        crashing.start_runtime()
-        crashing.send("counter", [(name, string("+1")) for name in waves[3]])
-        crashing.read("counts", total, timeout=180)
+    def wave() -> None:
+        names = [rng.choice(ids) for _ in range(rng.randint(100, 300))]
+        for name in names:
+            sent[name] += 1
+        crashing.send("counter", [(name, string("+1")) for name in names])
+
+    wave()
+    crashing.read("counts", sum(sent.values()) // 2)  # running, and has committed some
+    for _ in range(KILLS):
+        wave()
+        time.sleep(rng.uniform(0.0, 3.0))
+        assert crashing.job is not None
+        crashing.job.kill9()
+        wave()  # while it is down
+        with kit.timed(f"{crashing.runtime.name}: restart after kill -9"):
+            crashing.start_runtime()
+    wave()
+    total = sum(sent.values())
+    crashing.read("counts", total, timeout=180)
     records = crashing.read("counts", total + 1, timeout=8)  # one more than sent: none may come
     counts: dict[str, list[int]] = {}
     for record in records:
