@@ -38,7 +38,8 @@ setTimeout(() => {
   console.log(JSON.stringify({
     summary: elements.summary.textContent, functions: rows("functions"), egress: rows("egress"),
     failuresHidden: elements["failures-box"].hidden,
-    failures: elements.failures.children.map(li => li.textContent)}));
+    failures: elements.failures.children.map(li => li.textContent),
+    connectionsHidden: elements["connections-box"].hidden, connections: rows("connections")}));
 }, 50);
 """
 
@@ -58,7 +59,18 @@ def test_the_page_shows_functions_egress_and_failures(tmp_path: Path) -> None:
     script = page[page.index("<script>") + len("<script>"):page.index("</script>")]
     (tmp_path / "page.js").write_text(script)
     (tmp_path / "harness.js").write_text(HARNESS)
-    (tmp_path / "status.json").write_text(json.dumps(run(status())))
+    shown_status = run(status())
+    assert shown_status["connections"] == []  # offline
+    # what a Kafka ingress and egress report (kafka.py's status()), as the page gets it
+    shown_status["connections"] = [
+        {"kind": "ingress", "id": "com.example/names", "broker": "k:9092", "state": "connected",
+         "error": None, "group": "g", "topics": ["names"], "partitions": 2, "records": 7,
+         "lag": 3, "skipped": ["names/0@5: a record without a key can not be routed to an id"]},
+        {"kind": "egress", "id": "com.example/greets", "broker": "k:9092",
+         "state": "unreachable", "error": "broker k:9092 unreachable", "semantic": "exactly-once",
+         "records": 4, "position": 9},
+    ]  # fmt: skip
+    (tmp_path / "status.json").write_text(json.dumps(shown_status))
     result = subprocess.run(
         [NODE, str(tmp_path / "harness.js"), str(tmp_path / "page.js"),
          str(tmp_path / "status.json")],
@@ -73,3 +85,10 @@ def test_the_page_shows_functions_egress_and_failures(tmp_path: Path) -> None:
     ]
     assert shown["failuresHidden"] is False
     assert shown["failures"] == ["2026-01-01T00:00:00+00:00 com.example/x/y: HTTP 500: boom"]
+    assert shown["connectionsHidden"] is False
+    assert shown["connections"] == [
+        ["ingress", "com.example/names", "k:9092", "connected", "names · g", 7, 3,
+         "names/0@5: a record without a key can not be routed to an id"],
+        ["egress", "com.example/greets", "k:9092", "unreachable", "exactly-once", 4, "",
+         "broker k:9092 unreachable"],
+    ]  # fmt: skip
