@@ -320,9 +320,12 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python="3.11", tags=["bench"])
 def bench_local(session: nox.Session) -> None:
-    """statefun-local throughput, latency and SQLite commit cost: see benchmarks/local/."""
+    """statefun-local throughput, latency and SQLite commit cost (benchmarks/local/), then
+    Kafka in to Kafka out on a real broker (benchmarks/e2e/bench.py)."""
     install_local(session)
     session.run("python", "benchmarks/local/bench.py", *session.posargs)
+    # Kafka in to Kafka out, exactly once, with a real broker
+    session.run("python", "benchmarks/e2e/bench.py", "--runtimes", "statefun-local")
 
 
 # --- end to end on the real runtimes ------------------------------------------------------

@@ -158,6 +158,8 @@ class Record:
     key: Optional[str]
     value: bytes
     headers: list[tuple[str, Optional[bytes]]]
+    #: when this reader got it (time.time())
+    received: float = 0.0
 
     @property
     def text(self) -> str:
@@ -265,7 +267,7 @@ class Kafka:
                 key = message.key()
                 records.append(Record(
                     message.topic(), message.partition(), key.decode() if key else None,
-                    message.value() or b"", list(message.headers() or []),
+                    message.value() or b"", list(message.headers() or []), time.time(),
                 ))  # fmt: skip
         finally:
             consumer.close()

@@ -50,6 +50,8 @@ CURSOR_TOPIC = "statefun-local.egress-cursors"
 KAFKA_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KafkaProducerRecord"
 #: records taken per poll, and per egress transaction
 BATCH = 1000
+#: seconds a poll waits for a full batch
+POLL = 0.05
 MAX_BACKOFF = 30.0
 #: seconds a client call may block before the connector starts over with a new client
 TIMEOUT = 20
@@ -168,7 +170,8 @@ class KafkaIngress(_Connector):
             self.consumer.subscribe(self.topics, on_assign=self._on_assign,
                                     on_revoke=self._on_revoke)  # fmt: skip
             while True:
-                records = await _blocking(self.consumer.consume, BATCH, 0.5)
+                # returns when BATCH records are there or after POLL s: the latency it adds
+                records = await _blocking(self.consumer.consume, BATCH, POLL)
                 if records:
                     await self._take(records)
         finally:
