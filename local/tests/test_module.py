@@ -171,3 +171,82 @@ kind: io.statefun.endpoints.v1/http
 spec: {functions: a/b, urlPathTemplate: "http+unix:///run/fn.sock/statefun"}
 """)
     assert module.endpoints[0].transport == OKHTTP_TRANSPORT
+
+
+def test_what_the_kafka_connectors_are_given() -> None:
+    module = parse_module("""
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/in
+  address: broker:9092
+  consumerGroupId: g
+  autoOffsetResetPosition: earliest
+  startupPosition:
+    type: specific-offsets
+    offsets:
+      - user-topic/0: 91
+      - user/topic/12: 8
+  topics:
+    - {topic: user-topic, valueType: io.statefun.types/string, targets: [com.example/f]}
+  properties:
+    - max.poll.records: 5
+    - client.id: me
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/dated
+  address: broker:9092
+  consumerGroupId: g
+  startupPosition: {type: date, date: 2020-02-01 04:15:00.00 Z}
+  topics:
+    - {topic: t, valueType: io.statefun.types/string, targets: [com.example/f]}
+---
+kind: io.statefun.kafka.v1/egress
+spec:
+  id: com.example/out
+  address: broker:9092
+  deliverySemantic: {type: exactly-once, transactionTimeout: 2min}
+  properties: [{linger.ms: 5}]
+""")
+    ingress = module.ingresses["com.example/in"]
+    assert (ingress.address, ingress.group) == ("broker:9092", "g")
+    assert ingress.startup.position == "specific-offsets"
+    assert ingress.startup.offsets == (("user-topic", 0, 91), ("user/topic", 12, 8))
+    assert ingress.startup.reset == "earliest"
+    assert ingress.properties == (("max.poll.records", "5"), ("client.id", "me"))
+    dated = module.ingresses["com.example/dated"].startup
+    assert (dated.position, dated.date_ms, dated.reset) == ("date", 1580530500000, "latest")
+    egress = module.egresses["com.example/out"]
+    assert (egress.semantic, egress.transaction_timeout_ms) == ("exactly-once", 120000)
+    assert egress.properties == (("linger.ms", "5"),)
+
+
+def test_kafka_defaults_and_bad_startup_positions() -> None:
+    module = parse_module("""
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/in
+  address: b:9092
+  consumerGroupId: g
+  topics: [{topic: t, valueType: io.statefun.types/string, targets: [com.example/f]}]
+""")
+    assert module.ingresses["com.example/in"].startup.position == "group-offsets"
+    found = problems("""
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/in
+  address: b:9092
+  consumerGroupId: g
+  startupPosition: {type: date, date: yesterday}
+  topics: [{topic: t, valueType: io.statefun.types/string, targets: [com.example/f]}]
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/in2
+  address: b:9092
+  consumerGroupId: g
+  startupPosition: {type: specific-offsets, offsets: [{t: 1}]}
+  topics: [{topic: t, valueType: io.statefun.types/string, targets: [com.example/f]}]
+""")
+    assert any("spec.startupPosition.date: must be a date like" in p for p in found), found
+    assert any("offsets[0]: must be 'topic/partition: offset'" in p for p in found), found

@@ -338,7 +338,7 @@ class KafkaEgress(_Connector):
 
     def _create_cursor_topic(self) -> None:
         kafka = _client()
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
         admin = AdminClient(self.config())
         topic = NewTopic(CURSOR_TOPIC, 1, -1, config={"cleanup.policy": "compact"})

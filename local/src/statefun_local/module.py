@@ -515,7 +515,9 @@ def _startup_date(value: Any) -> int:
         sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
         offset = sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    moment = datetime.datetime(*map(int, fields), int((fraction or "0").ljust(6, "0")),
+    year, month, day, hour, minute, second = (int(field) for field in fields)
+    microsecond = int((fraction or "0").ljust(6, "0"))
+    moment = datetime.datetime(year, month, day, hour, minute, second, microsecond,
                                tzinfo=datetime.timezone(offset))  # fmt: skip
     return int(moment.timestamp() * 1000)
 
