@@ -149,10 +149,15 @@ async def _report_progress(runtime: LocalRuntime, every: float = 10.0) -> None:
         await asyncio.sleep(every)
         if runtime.delivered == reported:
             continue
-        totals = runtime.status(top=0, egress=0)["totals"]
+        status = runtime.status(top=0, egress=0)
+        totals = status["totals"]
         log.info("%d messages delivered (%.0f/s); %d queued, %d in flight, %d timers, "
                  "%d egress records", totals["delivered"], runtime.messages_per_second(),
                  totals["queued"], totals["in_flight"], totals["timers"], totals["egress"])
+        for c in status["connections"]:
+            done = f"lag {c['lag']}" if c["kind"] == "ingress" else f"at {c['position']}"
+            log.info("kafka %s %s (%s): %s, %d records, %s", c["kind"], c["id"], c["broker"],
+                     c["state"], c["records"], done)
         reported = runtime.delivered
 
 
