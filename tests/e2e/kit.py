@@ -346,7 +346,7 @@ class Runtime:
             "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
             "classloader.parent-first-patterns.additional":
                 "org.apache.flink.statefun;org.apache.kafka;com.google.protobuf",
-            "restart-strategy": "fixed-delay",
+            keys["restart"]: "fixed-delay",
             "restart-strategy.fixed-delay.attempts": "1000",
             "restart-strategy.fixed-delay.delay": "1s",
             "parallelism.default": "2",
@@ -381,13 +381,14 @@ def latest_checkpoint(checkpoints: Path) -> Optional[Path]:
 APACHE = Runtime(
     "apache-statefun", 17, JAVA17_OPENS,
     {"backend": "state.backend", "checkpoints": "state.checkpoints.dir",
-     "retained": "state.checkpoints.num-retained", "restore": "execution.savepoint.path"},
+     "retained": "state.checkpoints.num-retained", "restore": "execution.savepoint.path",
+     "restart": "restart-strategy"},
 )  # fmt: skip
 ACTORS = Runtime(
     "statefun-actors", 21, JAVA17_OPENS,
     {"backend": "state.backend.type", "checkpoints": "execution.checkpointing.dir",
      "retained": "execution.checkpointing.num-retained",
-     "restore": "execution.state-recovery.path"},
+     "restore": "execution.state-recovery.path", "restart": "restart-strategy.type"},
 )  # fmt: skip
 ALL_RUNTIMES = {runtime.name: runtime for runtime in (APACHE, ACTORS)}
 
