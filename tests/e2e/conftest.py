@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +61,33 @@ def runtime_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@contextmanager
+def running(
+    kafka: kit.Kafka, runtime_name: str, framework: str, workdir: Path
+) -> Iterator[kit.Application]:
+    app = start_application(kafka, runtime_name, framework, workdir)
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
 @pytest.fixture(scope="module")
 def application(
     kafka: kit.Kafka, runtime_name: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[kit.Application]:
     """The application on ``runtime_name``, served by aiohttp: every scenario runs on it."""
-    app = start_application(kafka, runtime_name, "aiohttp", tmp_path_factory.mktemp("app"))
-    try:
+    with running(kafka, runtime_name, "aiohttp", tmp_path_factory.mktemp("app")) as app:
         yield app
-    finally:
-        app.stop()
+
+
+@pytest.fixture
+def own_application(
+    kafka: kit.Kafka, runtime_name: str, tmp_path: Path
+) -> Iterator[kit.Application]:
+    """An application of the test's own, for a test that kills or redeploys a part of it."""
+    with running(kafka, runtime_name, "aiohttp", tmp_path) as app:
+        yield app
 
 
 @pytest.hookimpl(hookwrapper=True)

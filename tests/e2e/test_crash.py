@@ -10,35 +10,23 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from . import kit
-from .conftest import start_application
 from .test_scenarios import string
 
 SEEDS = [int(seed) for seed in os.environ.get("E2E_CRASH_SEEDS", "1").split(",")]
-
-
-@pytest.fixture
-def crashing(
-    kafka: kit.Kafka, runtime_name: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[kit.Application]:
-    app = start_application(kafka, runtime_name, "aiohttp", tmp_path_factory.mktemp("crash"))
-    try:
-        yield app
-    finally:
-        app.stop()
-
-
 KILLS = 2
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_kill_9_mid_stream_loses_and_repeats_nothing(crashing: kit.Application, seed: int) -> None:
+def test_kill_9_mid_stream_loses_and_repeats_nothing(
+    own_application: kit.Application, seed: int
+) -> None:
     """Waves of +1 messages to random ids; ``KILLS`` times, a kill -9 at a random moment while
     the runtime consumes and produces, a wave sent while it is down, and a restart."""
+    crashing = own_application
     rng = random.Random(seed)
     ids = [f"id{index}" for index in range(rng.randint(5, 20))]
     sent = {name: 0 for name in ids}

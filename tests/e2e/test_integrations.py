@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from . import kit
-from .conftest import start_application
+from .conftest import running
 from .test_scenarios import by_key, command, string
 
 OTHER_FRAMEWORKS = [framework for framework in kit.FRAMEWORKS if framework != "aiohttp"]
@@ -22,11 +22,8 @@ def served(
     runtime_name: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[kit.Application]:
-    app = start_application(kafka, runtime_name, request.param, tmp_path_factory.mktemp("app"))
-    try:
+    with running(kafka, runtime_name, request.param, tmp_path_factory.mktemp("app")) as app:
         yield app
-    finally:
-        app.stop()
 
 
 def test_greeter(served: kit.Application) -> None:

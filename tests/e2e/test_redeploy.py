@@ -4,27 +4,12 @@ redeployed with one more ``ValueSpec`` and the runtime restarted from its retain
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from . import kit
-from .conftest import start_application
 from .test_scenarios import by_key, string
 
 
-@pytest.fixture
-def redeployed(
-    kafka: kit.Kafka, runtime_name: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[kit.Application]:
-    app = start_application(kafka, runtime_name, "aiohttp", tmp_path_factory.mktemp("redeploy"))
-    try:
-        yield app
-    finally:
-        app.stop()
-
-
-def test_a_state_added_between_two_runs(redeployed: kit.Application) -> None:
+def test_a_state_added_between_two_runs(own_application: kit.Application) -> None:
+    redeployed = own_application
     redeployed.send("evolving", [("V", string("x")), ("V", string("x"))])
     first_run = ["kept=1 added=None", "kept=2 added=None"]
     assert by_key(redeployed.read("evolved", 2)) == {"V": first_run}
