@@ -93,6 +93,7 @@ class _Connector:
         self.properties = properties
         self.state = "connecting"
         self.error: Optional[str] = None
+        self._pending: Optional[asyncio.Future[Any]] = None
 
     def config(self, **settings: Any) -> dict[str, Any]:
         # the module's properties first; what the module names (address, group) wins.
@@ -104,12 +105,13 @@ class _Connector:
         """librdkafka's errors (a broker down, unknown, refusing): shown, and logged once per
         change; the client keeps retrying by itself."""
         text = error.str()
-        if error.code() in (-195, -187, -193):  # _TRANSPORT, _ALL_BROKERS_DOWN, _RESOLVE
+        unreachable = error.code() in (-195, -187, -193)  # _TRANSPORT, _ALL_BROKERS_DOWN, _RESOLVE
+        if unreachable:
             text = f"broker {self.address} unreachable: {text}"
         if text != self.error:
             log.warning("kafka %s %s: %s (retrying)", self.kind, self.id, text)
         self.error = text
-        self.state = "unreachable"
+        self.state = "unreachable" if unreachable else "error"
 
     def _connected(self) -> None:
         if self.state != "connected":
@@ -136,14 +138,22 @@ class _Connector:
     async def _run(self) -> None:
         raise NotImplementedError
 
+    async def _blocking(self, call: Callable[..., Any], *args: Any) -> Any:
+        """A blocking client call, off the event loop. A cancelled caller does not stop it:
+        :meth:`_settle` waits for it before the client is closed."""
+        self._pending = asyncio.get_running_loop().run_in_executor(None, call, *args)
+        return await self._pending
+
+    async def _settle(self) -> None:
+        if self._pending is not None:
+            await asyncio.wait([self._pending])
+            self._pending = None
+
     def status(self) -> dict[str, Any]:
         return {"kind": self.kind, "id": self.id, "broker": self.address, "state": self.state,
                 "error": self.error}  # fmt: skip
 
 
-async def _blocking(call: Callable[..., Any], *args: Any) -> Any:
-    """A blocking client call, off the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(None, call, *args)
 
 
 class KafkaIngress(_Connector):
@@ -171,12 +181,13 @@ class KafkaIngress(_Connector):
                                     on_revoke=self._on_revoke)  # fmt: skip
             while True:
                 # returns when BATCH records are there or after POLL s: the latency it adds
-                records = await _blocking(self.consumer.consume, BATCH, POLL)
+                records = await self._blocking(self.consumer.consume, BATCH, POLL)
                 if records:
                     await self._take(records)
         finally:
+            await self._settle()
             consumer, self.consumer, self.assigned = self.consumer, None, []
-            await _blocking(consumer.close)
+            await self._blocking(consumer.close)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         """Where each assigned partition starts: the database's offset, else the module's
@@ -247,11 +258,12 @@ class KafkaIngress(_Connector):
         self.taken += len(records)
         self._connected()
         runtime._wake.set()
-        kafka = _client()
-        self.consumer.commit(
-            offsets=[kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-            asynchronous=True,
-        )
+        if offsets:  # for Kafka's tools; the database's offsets are the ones read back
+            kafka = _client()
+            self.consumer.commit(
+                offsets=[kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=True,
+            )
 
     def _skip(self, record: Any, why: str) -> None:
         """A record no function can take (no key, a key that is not UTF-8): reported with
@@ -311,9 +323,10 @@ class KafkaEgress(_Connector):
         self.cursor = int(self.runtime.store.meta_get(self.cursor_key) or 0)
         try:
             if self.exactly_once:
-                await _blocking(self._create_cursor_topic)
-                await _blocking(producer.init_transactions, TIMEOUT)  # aborts what we left open
-                self.cursor = max(self.cursor, await _blocking(self._committed_cursor, name))
+                await self._blocking(self._create_cursor_topic)
+                # fences an earlier producer of ours and aborts what it left open
+                await self._blocking(producer.init_transactions, TIMEOUT)
+                self.cursor = max(self.cursor, await self._blocking(self._committed_cursor, name))
             self._connected()
             while True:
                 records = self.runtime.store.egress_list(self.cursor, limit=BATCH)
@@ -325,16 +338,17 @@ class KafkaEgress(_Connector):
                 mine = [r.argument.value for r in records
                         if r.egress == self.id and r.argument.typename == KAFKA_RECORD]  # fmt: skip
                 if mine and self.exactly_once:
-                    await _blocking(self._transaction, producer, name, mine, last)
+                    await self._blocking(self._transaction, producer, name, mine, last)
                 elif mine:
-                    await _blocking(self._deliver, producer, mine)
+                    await self._blocking(self._deliver, producer, mine)
                 with self.runtime.store.transaction():
                     self.runtime.store.meta_put(self.cursor_key, last)
                 self.cursor = last
                 self.produced += len(mine)
                 self._connected()
         finally:
-            await _blocking(producer.flush, 5)
+            await self._settle()
+            await self._blocking(producer.flush, 5)
 
     def _create_cursor_topic(self) -> None:
         kafka = _client()
