@@ -333,7 +333,7 @@ def bench_local(session: nox.Session) -> None:
 E2E_PACKAGES = [
     "-e", ".", "-e", "integrations/aiohttp", "-e", "integrations/tornado",
     "-e", "integrations/flask", "-e", "integrations/django", "-e", "integrations/pydantic",
-    "-e", "integrations/msgpack", "-e", "local", "gunicorn", "uvicorn", "confluent-kafka",
+    "-e", "integrations/msgpack", "-e", "local[kinesis]", "gunicorn", "uvicorn", "confluent-kafka",
 ]  # fmt: skip
 
 

@@ -27,6 +27,7 @@ from statefun_core import (
     StringType,
     ValueSpec,
     kafka_egress_message,
+    kinesis_egress_message,
     make_json_type,
     message_builder,
 )
@@ -249,3 +250,16 @@ def evolving(context: Context, message: Message) -> None:
     if EVOLVED:
         added = context.storage.added = (context.storage.added or 0) + 1
     context.send_egress(emit("evolved", context.address.id, f"kept={kept} added={added}"))
+
+
+# --- Kinesis in, Kinesis out (statefun-local's Kinesis connectors) ---------------------------
+
+
+@functions.bind("e2e.fns/kinesis-counter", specs=[ValueSpec("count", LongType)])
+def kinesis_counter(context: Context, message: Message) -> None:
+    count = (context.storage.count or 0) + 1
+    context.storage.count = count
+    context.send_egress(kinesis_egress_message(
+        "e2e/kinesis-out", TOPIC_PREFIX + "kinesis-counts", str(count),
+        partition_key=context.address.id,
+    ))  # fmt: skip

@@ -274,6 +274,78 @@ class Kafka:
         return records
 
 
+# --- Kinesis ---------------------------------------------------------------------------------
+
+KINESALITE = "kinesalite@3.3.3"
+
+
+class Kinesis:
+    """A Kinesis API on 127.0.0.1: kinesalite (from the npm registry, run by Node), in memory."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process: Optional[Process] = None
+
+    def start(self) -> None:
+        npm = TARGET / "npm"
+        program = npm / "node_modules" / "kinesalite" / "cli.js"
+        if not program.exists():
+            install = ["npm", "install", "--prefix", str(npm), "--no-audit", "--no-fund"]
+            with timed(f"npm: install {KINESALITE}"):
+                run_checked([*install, KINESALITE], f"installing {KINESALITE} from npm")
+        command = ["node", str(program), "--port", str(self.port), "--createStreamMs", "0"]
+        self.process = Process("kinesalite", command, self.workdir / "kinesalite.log")
+        wait_for_port(self.port, self.process, 60)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("kinesis", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="local", aws_secret_access_key="local")  # fmt: skip
+
+    def create_streams(self, names: Iterable[str], shards: int = 2) -> None:
+        client = self.client()
+        for name in names:
+            client.create_stream(StreamName=name, ShardCount=shards)
+            client.get_waiter("stream_exists").wait(StreamName=name,
+                                                    WaiterConfig={"Delay": 0.2})  # fmt: skip
+
+    def put(self, stream: str, records: Iterable[tuple[str, bytes]]) -> None:
+        entries = [{"PartitionKey": key, "Data": value} for key, value in records]
+        reply = self.client().put_records(StreamName=stream, Records=entries)
+        assert not reply["FailedRecordCount"], reply
+
+    def read(self, stream: str, count: int, timeout: float = 60, settle: float = 0) -> list[Record]:
+        """Every record of ``stream`` from the start, once ``count`` are there (and ``settle``
+        s more have passed), or after ``timeout`` s: partition key as the key, shard order."""
+        client = self.client()
+        deadline = time.monotonic() + timeout
+        extra_until: Optional[float] = None
+        while True:
+            records: list[Record] = []
+            for index, shard in enumerate(client.list_shards(StreamName=stream)["Shards"]):
+                iterator = client.get_shard_iterator(
+                    StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+                while iterator:
+                    reply = client.get_records(ShardIterator=iterator, Limit=10000)
+                    records += [Record(stream, index, r["PartitionKey"], bytes(r["Data"]), [])
+                                for r in reply["Records"]]  # fmt: skip
+                    iterator = reply.get("NextShardIterator") if reply["Records"] else None
+            now = time.monotonic()
+            if extra_until is None and len(records) >= count:
+                extra_until = now + settle
+            if (extra_until is not None and now >= extra_until) or now >= deadline:
+                return records
+            time.sleep(0.3)
+
+
 # --- the StateFun runtimes ------------------------------------------------------------------
 
 # What Flink 1.16 needs opened on Java 17 (Flink's own list for Java 17, from 1.17 on).

@@ -63,8 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="NORMAL survives a process crash; FULL also a power loss (slower)")
     run.add_argument("-v", "--verbose", action="store_true", help="log every retry and resume")
     run.add_argument("--offline", action="store_true",
-                     help="connect to no Kafka broker: records come in over HTTP only, and "
-                          "egress records are only stored")  # fmt: skip
+                     help="connect to no Kafka broker or Kinesis endpoint: records come in "
+                          "over HTTP only, and egress records are only stored")  # fmt: skip
     run.set_defaults(command=_run)
 
     send = commands.add_parser("send", help="send a message to namespace/type/id")

@@ -29,16 +29,16 @@ with backoff; a connector never stops the runtime.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 from statefun_core import protocol
 
-from .module import KAFKA_EGRESS, KAFKA_INGRESS, Egress, Ingress
+from .connector import Connector
+from .module import Egress, Ingress
 from .runtime import UnknownIngressError
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ KAFKA_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KafkaProducerRecord"
 BATCH = 1000
 #: seconds a poll waits for a full batch
 POLL = 0.05
-MAX_BACKOFF = 30.0
 #: seconds a client call may block before the connector starts over with a new client
 TIMEOUT = 20
 
@@ -67,33 +66,13 @@ def _client() -> Any:
     return confluent_kafka
 
 
-def connectors(runtime: LocalRuntime) -> list[Any]:
-    """A connector for each Kafka ingress and egress of the runtime's module."""
-    found: list[Any] = []
-    for ingress in runtime.module.ingresses.values():
-        if ingress.kind == KAFKA_INGRESS:
-            found.append(KafkaIngress(runtime, ingress))
-    for egress in runtime.module.egresses.values():
-        if egress.kind == KAFKA_EGRESS:
-            found.append(KafkaEgress(runtime, egress))
-    return found
-
-
-class _Connector:
-    """What the ingress and the egress share: a client config, a state to show, and a loop
-    that restarts the client with backoff whatever goes wrong."""
-
-    kind = ""
+class _KafkaConnector(Connector):
+    system = "kafka"
 
     def __init__(self, runtime: LocalRuntime, id_: str, address: str,
                  properties: tuple[tuple[str, str], ...]) -> None:  # fmt: skip
-        self.runtime = runtime
-        self.id = id_
-        self.address = address
+        super().__init__(runtime, id_, address)
         self.properties = properties
-        self.state = "connecting"
-        self.error: Optional[str] = None
-        self._pending: Optional[asyncio.Future[Any]] = None
 
     def config(self, **settings: Any) -> dict[str, Any]:
         # the module's properties first; what the module names (address, group) wins.
@@ -102,61 +81,14 @@ class _Connector:
                 "error_cb": self._on_error, **settings}  # fmt: skip
 
     def _on_error(self, error: Any) -> None:
-        """librdkafka's errors (a broker down, unknown, refusing): shown, and logged once per
-        change; the client keeps retrying by itself."""
-        text = error.str()
-        unreachable = error.code() in (-195, -187, -193)  # _TRANSPORT, _ALL_BROKERS_DOWN, _RESOLVE
-        if unreachable:
-            text = f"broker {self.address} unreachable: {text}"
-        if text != self.error:
-            log.warning("kafka %s %s: %s (retrying)", self.kind, self.id, text)
-        self.error = text
-        self.state = "unreachable" if unreachable else "error"
-
-    def _connected(self) -> None:
-        if self.state != "connected":
-            log.info("kafka %s %s: connected to %s", self.kind, self.id, self.address)
-        self.state, self.error = "connected", None
-
-    async def run(self) -> None:
-        backoff = 1.0
-        while True:
-            started = time.monotonic()
-            try:
-                await self._run()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # never the runtime's end: shown, and tried again
-                self.state, self.error = "failed", f"{type(error).__name__}: {error}"
-                log.error("kafka %s %s: %s; restarting in %.0f s", self.kind, self.id,
-                          self.error, backoff)  # fmt: skip
-            if time.monotonic() - started > 60:
-                backoff = 1.0
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
-
-    async def _run(self) -> None:
-        raise NotImplementedError
-
-    async def _blocking(self, call: Callable[..., Any], *args: Any) -> Any:
-        """A blocking client call, off the event loop. A cancelled caller does not stop it:
-        :meth:`_settle` waits for it before the client is closed."""
-        self._pending = asyncio.get_running_loop().run_in_executor(None, call, *args)
-        return await self._pending
-
-    async def _settle(self) -> None:
-        if self._pending is not None:
-            await asyncio.wait([self._pending])
-            self._pending = None
-
-    def status(self) -> dict[str, Any]:
-        return {"kind": self.kind, "id": self.id, "broker": self.address, "state": self.state,
-                "error": self.error}  # fmt: skip
+        """librdkafka's errors (a broker down, unknown, refusing); it retries by itself."""
+        if error.code() in (-195, -187, -193):  # _TRANSPORT, _ALL_BROKERS_DOWN, _RESOLVE
+            self.problem(f"broker {self.address} unreachable: {error.str()}", "unreachable")
+        else:
+            self.problem(error.str())
 
 
-
-
-class KafkaIngress(_Connector):
+class KafkaIngress(_KafkaConnector):
     kind = "ingress"
 
     def __init__(self, runtime: LocalRuntime, ingress: Ingress) -> None:
@@ -166,7 +98,6 @@ class KafkaIngress(_Connector):
         self.offsets: dict[tuple[str, int], int] = {}
         self.assigned: list[Any] = []
         self.consumer: Any = None
-        self.taken = 0
         self.skipped: list[str] = []
 
     async def _run(self) -> None:
@@ -181,13 +112,13 @@ class KafkaIngress(_Connector):
                                     on_revoke=self._on_revoke)  # fmt: skip
             while True:
                 # returns when BATCH records are there or after POLL s: the latency it adds
-                records = await self._blocking(self.consumer.consume, BATCH, POLL)
+                records = await self.blocking(self.consumer.consume, BATCH, POLL)
                 if records:
                     await self._take(records)
         finally:
-            await self._settle()
+            await self.settle()
             consumer, self.consumer, self.assigned = self.consumer, None, []
-            await self._blocking(consumer.close)
+            await self.blocking(consumer.close)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         """Where each assigned partition starts: the database's offset, else the module's
@@ -212,7 +143,7 @@ class KafkaIngress(_Connector):
                 partition.offset = kafka.OFFSET_STORED
         consumer.assign(partitions)
         self.assigned = partitions
-        self._connected()
+        self.connected()
 
     def _offset_at(self, consumer: Any, partition: Any, date_ms: int) -> int:
         kafka = _client()
@@ -242,22 +173,14 @@ class KafkaIngress(_Connector):
                 )
             except (UnknownIngressError, UnicodeDecodeError) as error:
                 self._skip(record, str(error))
-        runtime = self.runtime
-        for target in {address for address, _ in messages}:
-            endpoint = runtime.module.endpoint_for(target.typename)
-            while endpoint and runtime.engine.is_backpressured(
-                target, endpoint.max_num_batch_requests
-            ):
-                await runtime._wait_progress()
-        with runtime.store.transaction():
-            for target, message in messages:
-                runtime.engine.send(target, message)
+        def positions() -> None:
             for (topic, partition), next_offset in offsets.items():
-                runtime.store.kafka_offset_put(self.id, topic, partition, next_offset)
+                self.runtime.store.kafka_offset_put(self.id, topic, partition, next_offset)
+
+        await self.enqueue(messages, positions)
         self.offsets.update(offsets)
-        self.taken += len(records)
-        self._connected()
-        runtime._wake.set()
+        self.records += len(records)
+        self.connected()
         if offsets:  # for Kafka's tools; the database's offsets are the ones read back
             kafka = _client()
             self.consumer.commit(
@@ -286,11 +209,11 @@ class KafkaIngress(_Connector):
                 if high is not None and high >= 0 and where in self.offsets:
                     lag += max(0, high - self.offsets[where])
         return {**super().status(), "group": self.ingress.group, "topics": self.topics,
-                "partitions": len(self.assigned), "records": self.taken, "lag": lag,
+                "partitions": len(self.assigned), "lag": lag,
                 "skipped": self.skipped}  # fmt: skip
 
 
-class KafkaEgress(_Connector):
+class KafkaEgress(_KafkaConnector):
     kind = "egress"
 
     def __init__(self, runtime: LocalRuntime, egress: Egress) -> None:
@@ -298,7 +221,6 @@ class KafkaEgress(_Connector):
         self.egress = egress
         self.exactly_once = egress.semantic == "exactly-once"
         self.cursor = 0
-        self.produced = 0
         self.cursor_key = f"kafka_egress_cursor:{egress.id}"
 
     def _name(self) -> str:
@@ -323,11 +245,11 @@ class KafkaEgress(_Connector):
         self.cursor = int(self.runtime.store.meta_get(self.cursor_key) or 0)
         try:
             if self.exactly_once:
-                await self._blocking(self._create_cursor_topic)
+                await self.blocking(self._create_cursor_topic)
                 # fences an earlier producer of ours and aborts what it left open
-                await self._blocking(producer.init_transactions, TIMEOUT)
-                self.cursor = max(self.cursor, await self._blocking(self._committed_cursor, name))
-            self._connected()
+                await self.blocking(producer.init_transactions, TIMEOUT)
+                self.cursor = max(self.cursor, await self.blocking(self._committed_cursor, name))
+            self.connected()
             while True:
                 records = self.runtime.store.egress_list(self.cursor, limit=BATCH)
                 if not records:
@@ -338,17 +260,17 @@ class KafkaEgress(_Connector):
                 mine = [r.argument.value for r in records
                         if r.egress == self.id and r.argument.typename == KAFKA_RECORD]  # fmt: skip
                 if mine and self.exactly_once:
-                    await self._blocking(self._transaction, producer, name, mine, last)
+                    await self.blocking(self._transaction, producer, name, mine, last)
                 elif mine:
-                    await self._blocking(self._deliver, producer, mine)
+                    await self.blocking(self._deliver, producer, mine)
                 with self.runtime.store.transaction():
                     self.runtime.store.meta_put(self.cursor_key, last)
                 self.cursor = last
-                self.produced += len(mine)
-                self._connected()
+                self.records += len(mine)
+                self.connected()
         finally:
-            await self._settle()
-            await self._blocking(producer.flush, 5)
+            await self.settle()
+            await self.blocking(producer.flush, 5)
 
     def _create_cursor_topic(self) -> None:
         kafka = _client()
@@ -431,5 +353,4 @@ class KafkaEgress(_Connector):
             raise RuntimeError(f"records not produced: {failed[0]}")
 
     def status(self) -> dict[str, Any]:
-        return {**super().status(), "semantic": self.egress.semantic, "records": self.produced,
-                "position": self.cursor}  # fmt: skip
+        return {**super().status(), "semantic": self.egress.semantic, "position": self.cursor}

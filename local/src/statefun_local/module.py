@@ -110,9 +110,9 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class KafkaStartup:
-    """Where a Kafka ingress starts reading a partition it has no offset for (StateFun's
-    ``startupPosition``; ``reset`` is ``autoOffsetResetPosition``)."""
+class StartupPosition:
+    """Where an ingress starts reading a partition (shard) it has no position for: StateFun's
+    ``startupPosition``; ``reset`` is Kafka's ``autoOffsetResetPosition``."""
 
     position: str = "group-offsets"
     #: ``specific-offsets``: (topic, partition) -> offset
@@ -120,6 +120,17 @@ class KafkaStartup:
     #: ``date``: milliseconds since the epoch
     date_ms: int = 0
     reset: str = "latest"
+
+
+@dataclass(frozen=True)
+class Aws:
+    """Where a Kinesis ingress or egress connects (``awsRegion``, ``awsCredentials``)."""
+
+    region: str = ""  # empty: the AWS SDK's default
+    endpoint: str = ""  # ``custom-endpoint``
+    access_key_id: str = ""  # ``basic`` credentials
+    secret_access_key: str = ""
+    profile: str = ""  # ``profile`` credentials
 
 
 @dataclass(frozen=True)
@@ -133,9 +144,10 @@ class Ingress:
     source: str = ""
     address: str = ""
     group: str = ""
-    startup: KafkaStartup = KafkaStartup()
-    #: the client ``properties`` of the module, in order
+    startup: StartupPosition = StartupPosition()
+    #: the client ``properties`` (Kinesis: ``clientConfigProperties``) of the module, in order
     properties: tuple[tuple[str, str], ...] = ()
+    aws: Aws = Aws()
 
 
 @dataclass(frozen=True)
@@ -150,6 +162,7 @@ class Egress:
     semantic: str = "at-least-once"
     transaction_timeout_ms: int = 0
     properties: tuple[tuple[str, str], ...] = ()
+    aws: Aws = Aws()
 
     @property
     def is_kafka(self) -> bool:
@@ -476,7 +489,7 @@ def _parse_kafka_ingress(module: Module, spec: dict[str, Any], doc: _Document) -
                           required=True)  # fmt: skip
     routes = _parse_routes(doc, spec, "topics", "topic")
     if ingress_id:
-        kafka = KafkaStartup(position, offsets, date_ms, reset)
+        kafka = StartupPosition(position, offsets, date_ms, reset)
         ingress = Ingress(ingress_id, KAFKA_INGRESS, routes, doc.where, address or "",
                           group or "", kafka, _properties(spec, doc))  # fmt: skip
         _register_io(module.ingresses, ingress, doc, "ingress")
@@ -522,19 +535,21 @@ def _startup_date(value: Any) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _properties(spec: dict[str, Any], doc: _Document) -> tuple[tuple[str, str], ...]:
+def _properties(
+    spec: dict[str, Any], doc: _Document, key: str = "properties"
+) -> tuple[tuple[str, str], ...]:
     """The client ``properties``: a list of single-entry mappings (or one mapping)."""
-    raw = spec.get("properties")
+    raw = spec.get(key)
     if raw is None:
         return ()
     entries = [raw] if isinstance(raw, dict) else raw
     if not isinstance(entries, list):
-        doc.problem("spec.properties", "must be a list of 'key: value' entries")
+        doc.problem(f"spec.{key}", "must be a list of 'key: value' entries")
         return ()
     found = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            doc.problem(f"spec.properties[{index}]", "must be a 'key: value' entry")
+            doc.problem(f"spec.{key}[{index}]", "must be a 'key: value' entry")
             continue
         found += [(str(key), str(value)) for key, value in entry.items()]
     return tuple(found)
@@ -543,22 +558,45 @@ def _properties(spec: dict[str, Any], doc: _Document) -> tuple[tuple[str, str], 
 def _parse_kinesis_ingress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
     ingress_id = doc.get(spec, "spec", "id", _typename, required=True)
     startup = doc.mapping(spec, "spec", "startupPosition")
-    doc.get(startup, "spec.startupPosition", "type", _one_of("earliest", "latest", "date"))
-    _parse_aws_region(doc, spec)
+    position = doc.get(startup, "spec.startupPosition", "type",
+                       _one_of("earliest", "latest", "date"), default="latest")  # fmt: skip
+    date_ms = 0
+    if position == "date":
+        date_ms = doc.get(startup, "spec.startupPosition", "date", _startup_date, default=0,
+                          required=True)  # fmt: skip
+    aws = _parse_aws(doc, spec)
     routes = _parse_routes(doc, spec, "streams", "stream")
     if ingress_id:
-        _register_io(module.ingresses, Ingress(ingress_id, KINESIS_INGRESS, routes, doc.where),
-                     doc, "ingress")
+        properties = _properties(spec, doc, "clientConfigProperties")
+        ingress = Ingress(ingress_id, KINESIS_INGRESS, routes, doc.where, aws.endpoint,
+                          startup=StartupPosition(position, date_ms=date_ms),
+                          properties=properties, aws=aws)  # fmt: skip
+        _register_io(module.ingresses, ingress, doc, "ingress")
 
 
-def _parse_aws_region(doc: _Document, spec: dict[str, Any]) -> None:
+def _parse_aws(doc: _Document, spec: dict[str, Any]) -> Aws:
     region = doc.mapping(spec, "spec", "awsRegion")
     kind = doc.get(region, "spec.awsRegion", "type",
                    _one_of("default", "specific", "custom-endpoint"))
+    region_id = endpoint = ""
     if kind in ("specific", "custom-endpoint"):
-        doc.get(region, "spec.awsRegion", "id", _string, required=True)
+        region_id = doc.get(region, "spec.awsRegion", "id", _string, default="", required=True)
     if kind == "custom-endpoint":
-        doc.get(region, "spec.awsRegion", "endpoint", _string, required=True)
+        endpoint = doc.get(region, "spec.awsRegion", "endpoint", _string, default="",
+                           required=True)  # fmt: skip
+    credentials = doc.mapping(spec, "spec", "awsCredentials")
+    kind = doc.get(credentials, "spec.awsCredentials", "type",
+                   _one_of("default", "basic", "profile"))
+    key = secret = profile = ""
+    if kind == "basic":
+        key = doc.get(credentials, "spec.awsCredentials", "accessKeyId", _string, default="",
+                      required=True)  # fmt: skip
+        secret = doc.get(credentials, "spec.awsCredentials", "secretAccessKey", _string,
+                         default="", required=True)  # fmt: skip
+    if kind == "profile":
+        profile = doc.get(credentials, "spec.awsCredentials", "profileName", _string,
+                          default="", required=True)  # fmt: skip
+    return Aws(region_id, endpoint, key, secret, profile)
 
 
 def _parse_kafka_egress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
@@ -579,10 +617,13 @@ def _parse_kafka_egress(module: Module, spec: dict[str, Any], doc: _Document) ->
 
 def _parse_kinesis_egress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
     egress_id = doc.get(spec, "spec", "id", _typename, required=True)
-    _parse_aws_region(doc, spec)
+    aws = _parse_aws(doc, spec)
     doc.get(spec, "spec", "maxOutstandingRecords", _integer)
     if egress_id:
-        _register_io(module.egresses, Egress(egress_id, KINESIS_EGRESS, doc.where), doc, "egress")
+        properties = _properties(spec, doc, "clientConfigProperties")
+        egress = Egress(egress_id, KINESIS_EGRESS, doc.where, aws.endpoint,
+                        properties=properties, aws=aws)  # fmt: skip
+        _register_io(module.egresses, egress, doc, "egress")
 
 
 _PARSERS: dict[str, Callable[[Module, dict[str, Any], _Document], None]] = {

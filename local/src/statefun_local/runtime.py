@@ -120,7 +120,7 @@ class LocalRuntime:
         self._counts: Optional[tuple[float, dict[str, int], dict[Address, int]]] = None
         #: without Kafka: records come over HTTP only, and egress records are only stored
         self.offline = offline
-        self.connectors: list[Any] = []  # kafka.KafkaIngress / kafka.KafkaEgress
+        self.connectors: list[Any] = []  # connector.Connector: Kafka and Kinesis I/O
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ class LocalRuntime:
         if self.egress_jsonl is not None:
             self._tasks.append(asyncio.create_task(self._sink_jsonl(self.egress_jsonl)))
         if not self.offline:
-            from .kafka import connectors
+            from .connector import connectors
 
             self.connectors = connectors(self)
             self._tasks += [asyncio.create_task(connector.run()) for connector in self.connectors]
@@ -469,7 +469,7 @@ def _lock_database(db: Path) -> Optional[IO[bytes]]:
 
 def describe_module(module: Module, kafka: bool = False) -> Iterable[str]:
     """Lines that say what a module holds, for the CLI's banner (``kafka``: what the Kafka
-    ingresses and egresses connect to)."""
+    and Kinesis ingresses and egresses connect to)."""
     for endpoint in module.endpoints:
         yield f"  functions {endpoint.functions} -> {endpoint.url_path_template}"
     for ingress in module.ingresses.values():
@@ -481,8 +481,14 @@ def describe_module(module: Module, kafka: bool = False) -> Iterable[str]:
         if kafka and ingress.kind == KAFKA_INGRESS:
             yield (f"    reads Kafka {ingress.address}, group {ingress.group}, "
                    f"from {ingress.startup.position}")
+        elif kafka:
+            yield (f"    reads Kinesis {ingress.aws.endpoint or ingress.aws.region or '(default)'}"
+                   f", from {ingress.startup.position}")
     for egress in module.egresses.values():
         if kafka and egress.is_kafka:
             yield f"  egress {egress.id} -> Kafka {egress.address} ({egress.semantic}), stored"
+        elif kafka:
+            where = egress.aws.endpoint or egress.aws.region or "(default)"
+            yield f"  egress {egress.id} -> Kinesis {where} (at-least-once), stored"
         else:
             yield f"  egress {egress.id} (stored; follow with 'statefun-local egress --follow')"

@@ -74,6 +74,11 @@ CREATE TABLE IF NOT EXISTS kafka_offsets (
     next_offset INTEGER NOT NULL,
     PRIMARY KEY (ingress, topic, partition)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kinesis_positions (
+    ingress TEXT NOT NULL, stream TEXT NOT NULL, shard TEXT NOT NULL,
+    sequence_number TEXT NOT NULL,
+    PRIMARY KEY (ingress, stream, shard)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS egress (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     egress TEXT NOT NULL,
@@ -425,6 +430,22 @@ class SqliteStore:
     def kafka_offset_put(self, ingress: str, topic: str, partition: int, next_offset: int) -> None:
         self._write("INSERT OR REPLACE INTO kafka_offsets VALUES (?, ?, ?, ?)",
                     (ingress, topic, partition, next_offset))  # fmt: skip
+
+    # --- Kinesis ingress positions -----------------------------------------------------------
+
+    def kinesis_positions(self, ingress: str) -> dict[tuple[str, str], str]:
+        """The last sequence number ``ingress`` took from each shard it has read."""
+        return {
+            (stream, shard): sequence_number
+            for stream, shard, sequence_number in self.conn.execute(
+                "SELECT stream, shard, sequence_number FROM kinesis_positions WHERE ingress = ?",
+                (ingress,),
+            )
+        }
+
+    def kinesis_position_put(self, ingress: str, stream: str, shard: str, sequence: str) -> None:
+        self._write("INSERT OR REPLACE INTO kinesis_positions VALUES (?, ?, ?, ?)",
+                    (ingress, stream, shard, sequence))  # fmt: skip
 
     # --- the runtime's own bookkeeping ---------------------------------------------------
 

@@ -1,0 +1,121 @@
+"""What statefun-local's Kafka and Kinesis connectors share: a state to show, a loop that starts
+the client again with backoff whatever goes wrong, blocking client calls off the event loop, and
+the way an ingress queues what it read (with its read position, in one SQLite transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+from statefun_core.engine import Address, TypedValue
+
+from .module import KAFKA_EGRESS, KAFKA_INGRESS, KINESIS_EGRESS, KINESIS_INGRESS, Egress, Ingress
+
+if TYPE_CHECKING:
+    from .runtime import LocalRuntime
+
+log = logging.getLogger("statefun_local.connectors")
+
+MAX_BACKOFF = 30.0
+
+
+def connectors(runtime: LocalRuntime) -> list[Connector]:
+    """A connector for each Kafka and Kinesis ingress and egress of the runtime's module."""
+    module = runtime.module
+    ios: list[Union[Ingress, Egress]] = [*module.ingresses.values(), *module.egresses.values()]
+    kinds = {io.kind for io in ios}
+    made: dict[str, Callable[..., Connector]] = {}
+    if kinds & {KAFKA_INGRESS, KAFKA_EGRESS}:
+        from .kafka import KafkaEgress, KafkaIngress
+
+        made.update({KAFKA_INGRESS: KafkaIngress, KAFKA_EGRESS: KafkaEgress})
+    if kinds & {KINESIS_INGRESS, KINESIS_EGRESS}:
+        from .kinesis import KinesisEgress, KinesisIngress
+
+        made.update({KINESIS_INGRESS: KinesisIngress, KINESIS_EGRESS: KinesisEgress})
+    return [made[io.kind](runtime, io) for io in ios if io.kind in made]
+
+
+class Connector:
+    """One ingress or egress connected to its system (``system``: kafka, kinesis)."""
+
+    system = ""
+    kind = ""  # ingress, egress
+
+    def __init__(self, runtime: LocalRuntime, id_: str, address: str) -> None:
+        self.runtime = runtime
+        self.id = id_
+        self.address = address
+        self.state = "connecting"
+        self.error: Optional[str] = None
+        self.records = 0
+        self._pending: Optional[asyncio.Future[Any]] = None
+
+    def __str__(self) -> str:
+        return f"{self.system} {self.kind} {self.id}"
+
+    def problem(self, text: str, state: str = "error") -> None:
+        """A problem the client keeps retrying by itself: shown, and logged once a change."""
+        if text != self.error:
+            log.warning("%s: %s (retrying)", self, text)
+        self.state, self.error = state, text
+
+    def connected(self) -> None:
+        if self.state != "connected":
+            log.info("%s: connected to %s", self, self.address)
+        self.state, self.error = "connected", None
+
+    async def run(self) -> None:
+        backoff = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # never the runtime's end: shown, and tried again
+                self.state, self.error = "failed", f"{type(error).__name__}: {error}"
+                log.error("%s: %s; starting again in %.0f s", self, self.error, backoff)
+            if time.monotonic() - started > 60:
+                backoff = 1.0
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def blocking(self, call: Callable[..., Any], *args: Any) -> Any:
+        """A blocking client call, off the event loop. A cancelled caller does not stop it:
+        :meth:`settle` waits for it before the client is closed."""
+        self._pending = asyncio.get_running_loop().run_in_executor(None, call, *args)
+        return await self._pending
+
+    async def settle(self) -> None:
+        if self._pending is not None:
+            await asyncio.wait([self._pending])
+            self._pending = None
+
+    async def enqueue(
+        self, messages: list[tuple[Address, TypedValue]], positions: Callable[[], None]
+    ) -> None:
+        """Queue ``messages`` and write the read position (``positions``, store writes) in one
+        SQLite transaction, once no target is over its ``maxNumBatchRequests``."""
+        runtime = self.runtime
+        for target in {address for address, _ in messages}:
+            endpoint = runtime.module.endpoint_for(target.typename)
+            while endpoint and runtime.engine.is_backpressured(
+                target, endpoint.max_num_batch_requests
+            ):
+                await runtime._wait_progress()
+        with runtime.store.transaction():
+            for target, message in messages:
+                runtime.engine.send(target, message)
+            positions()
+        runtime._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        return {"system": self.system, "kind": self.kind, "id": self.id,
+                "broker": self.address, "state": self.state, "error": self.error,
+                "records": self.records}  # fmt: skip

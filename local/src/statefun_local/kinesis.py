@@ -1,0 +1,197 @@
+"""statefun-local's Kinesis ingresses and egresses, on a Kinesis API endpoint (boto3).
+
+**Ingress, exactly once.** Each ``io.statefun.kinesis.v1/ingress`` reads every shard of its
+streams. A batch of records becomes messages (one per target, the partition key as the id)
+queued in the same SQLite transaction that records the shard's last sequence number; after a
+crash the shard is read again after that number. A shard the database has never read starts at
+the module's ``startupPosition`` (earliest, latest or date).
+
+**Egress, at least once** (as the runtime's Kinesis egress): records are put in the order of
+the database's egress log, and the log position is saved once Kinesis accepted them; a record
+put just before a crash is put again.
+
+The connection follows ``awsRegion`` (``custom-endpoint`` for a local Kinesis API such as
+kinesalite) and ``awsCredentials``; needs ``boto3`` (``pip install statefun-local[kinesis]``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+from statefun_core import protocol
+
+from .connector import Connector
+from .module import Aws, Egress, Ingress
+from .runtime import UnknownIngressError
+
+if TYPE_CHECKING:
+    from .runtime import LocalRuntime
+
+KINESIS_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgressRecord"
+#: records read per shard and call, and put per call (Kinesis' own limits: 10,000 and 500)
+READ_BATCH = 1000
+PUT_BATCH = 500
+#: seconds between reads of the shard list, and between polls that found nothing
+SHARDS_EVERY = 30.0
+IDLE = 0.2
+
+
+def _client(aws: Aws, properties: tuple[tuple[str, str], ...]) -> Any:
+    try:
+        import boto3
+    except ImportError:
+        raise RuntimeError(
+            "the module names a Kinesis stream: pip install 'statefun-local[kinesis]' (boto3), "
+            "or run with --offline"
+        ) from None
+    session = boto3.session.Session(profile_name=aws.profile or None)
+    options: dict[str, Any] = {"region_name": aws.region or None}
+    if aws.endpoint:
+        options["endpoint_url"] = aws.endpoint
+    if aws.access_key_id:
+        options["aws_access_key_id"] = aws.access_key_id
+        options["aws_secret_access_key"] = aws.secret_access_key
+    return session.client("kinesis", **options)
+
+
+class KinesisIngress(Connector):
+    system = "kinesis"
+    kind = "ingress"
+
+    def __init__(self, runtime: LocalRuntime, ingress: Ingress) -> None:
+        super().__init__(runtime, ingress.id, ingress.aws.endpoint or ingress.aws.region)
+        self.ingress = ingress
+        self.streams = [stream for stream, _, _ in ingress.routes]
+        self.iterators: dict[tuple[str, str], Optional[str]] = {}  # None: the shard is closed
+
+    async def _run(self) -> None:
+        client = _client(self.ingress.aws, self.ingress.properties)
+        self.iterators = {}
+        positions = self.runtime.store.kinesis_positions(self.id)
+        listed = 0.0
+        while True:
+            if time.monotonic() - listed > SHARDS_EVERY:
+                for stream in self.streams:
+                    for shard in await self.blocking(self._shards, client, stream):
+                        if (stream, shard) not in self.iterators:
+                            self.iterators[stream, shard] = await self.blocking(
+                                self._iterator, client, stream, shard,
+                                positions.get((stream, shard)),
+                            )  # fmt: skip
+                listed = time.monotonic()
+                self.connected()
+            read = 0
+            for (stream, shard), iterator in list(self.iterators.items()):
+                if iterator is not None:
+                    read += await self._read(client, stream, shard, iterator, positions)
+            if not read:
+                await self.runtime._wait_progress(IDLE)
+
+    @staticmethod
+    def _shards(client: Any, stream: str) -> list[str]:
+        shards, token = [], None
+        while True:
+            page = client.list_shards(**({"NextToken": token} if token else {"StreamName": stream}))
+            shards += [shard["ShardId"] for shard in page["Shards"]]
+            token = page.get("NextToken")
+            if not token:
+                return shards
+
+    def _iterator(self, client: Any, stream: str, shard: str, after: Optional[str]) -> str:
+        where: dict[str, Any] = {"StreamName": stream, "ShardId": shard}
+        startup = self.ingress.startup
+        if after is not None:
+            where.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
+        elif startup.position == "earliest":
+            where["ShardIteratorType"] = "TRIM_HORIZON"
+        elif startup.position == "date":
+            moment = datetime.datetime.fromtimestamp(startup.date_ms / 1000, datetime.timezone.utc)
+            where.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=moment)
+        else:
+            where["ShardIteratorType"] = "LATEST"
+        return str(client.get_shard_iterator(**where)["ShardIterator"])
+
+    async def _read(self, client: Any, stream: str, shard: str, iterator: str,
+                    positions: dict[tuple[str, str], str]) -> int:  # fmt: skip
+        reply = await self.blocking(lambda: client.get_records(ShardIterator=iterator,
+                                                               Limit=READ_BATCH))  # fmt: skip
+        self.iterators[stream, shard] = reply.get("NextShardIterator")
+        records = reply["Records"]
+        if not records:
+            return 0
+        messages = []
+        for record in records:
+            try:
+                messages += self.runtime.route_record(self.id, stream, record["PartitionKey"],
+                                                      bytes(record["Data"]))  # fmt: skip
+            except UnknownIngressError as error:  # pragma: no cover - Kinesis requires a key
+                self.problem(f"record {stream}/{shard}@{record['SequenceNumber']}: {error}")
+        last = records[-1]["SequenceNumber"]
+
+        def position() -> None:
+            self.runtime.store.kinesis_position_put(self.id, stream, shard, last)
+
+        await self.enqueue(messages, position)
+        positions[stream, shard] = last
+        self.records += len(records)
+        return len(records)
+
+    def status(self) -> dict[str, Any]:
+        open_shards = sum(1 for iterator in self.iterators.values() if iterator is not None)
+        return {**super().status(), "topics": self.streams, "group": "",
+                "partitions": open_shards, "lag": None, "skipped": []}  # fmt: skip
+
+
+class KinesisEgress(Connector):
+    system = "kinesis"
+    kind = "egress"
+
+    def __init__(self, runtime: LocalRuntime, egress: Egress) -> None:
+        super().__init__(runtime, egress.id, egress.aws.endpoint or egress.aws.region)
+        self.egress = egress
+        self.cursor_key = f"kinesis_egress_cursor:{egress.id}"
+        self.cursor = 0
+
+    async def _run(self) -> None:
+        client = _client(self.egress.aws, self.egress.properties)
+        self.cursor = int(self.runtime.store.meta_get(self.cursor_key) or 0)
+        while True:
+            records = self.runtime.store.egress_list(self.cursor, limit=PUT_BATCH)
+            if not records:
+                await self.runtime._wait_progress(1.0)
+                continue
+            mine = [r.argument.value for r in records
+                    if r.egress == self.id and r.argument.typename == KINESIS_RECORD]  # fmt: skip
+            if mine:
+                await self.blocking(self._put, client, mine)
+            last = records[-1].seq
+            with self.runtime.store.transaction():
+                self.runtime.store.meta_put(self.cursor_key, last)
+            self.cursor = last
+            self.records += len(mine)
+            self.connected()
+
+    @staticmethod
+    def _put(client: Any, raw: list[bytes]) -> None:
+        """Put the records, stream by stream in log order; what Kinesis refuses is put again."""
+        pending = [protocol.KinesisEgressRecord.FromString(data) for data in raw]
+        while pending:
+            stream = pending[0].stream
+            run: list[Any] = []
+            while pending and pending[0].stream == stream and len(run) < PUT_BATCH:
+                run.append(pending.pop(0))
+            entries = [{"Data": bytes(r.value_bytes), "PartitionKey": r.partition_key,
+                        **({"ExplicitHashKey": r.explicit_hash_key}
+                           if r.explicit_hash_key else {})} for r in run]  # fmt: skip
+            while entries:
+                reply = client.put_records(StreamName=stream, Records=entries)
+                if not reply.get("FailedRecordCount"):
+                    break
+                entries = [entry for entry, result in zip(entries, reply["Records"])
+                           if "ErrorCode" in result]  # fmt: skip
+                time.sleep(0.2)
+
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "semantic": "at-least-once", "position": self.cursor}
