@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any, Optional
@@ -388,14 +388,10 @@ class Runtime:
     jvm_options: list[str]
     #: Flink configuration keys by meaning (they were renamed in Flink 2).
     keys: dict[str, str]
-    settings: dict[str, str] = field(default_factory=dict)
-
-    def java_home(self) -> Path:
-        return jdk(self.java_major)
 
     def prepare(self) -> tuple[Path, str]:
         """Resolve the runtime and compile the launcher against it: (java home, classpath)."""
-        home = self.java_home()
+        home = jdk(self.java_major)
         cp = classpath(self.name)
         classes = TARGET / f"{self.name}-launcher-{home.name}"
         source = RUNTIMES / "StatefunLauncher.java"
@@ -423,7 +419,6 @@ class Runtime:
             "restart-strategy.fixed-delay.delay": "1s",
             "parallelism.default": "2",
             "rest.port": str(free_port()),
-            **self.settings,
         }  # fmt: skip
         restore = latest_checkpoint(checkpoints)
         if restore is not None:
