@@ -8,6 +8,9 @@ statefun-local, Kafka in and Kafka out.)
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -192,3 +195,37 @@ def test_the_broker_going_away_and_coming_back(tmp_path: Path) -> None:
     finally:
         local.stop()
         kafka.stop()
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+def chromium(url: str, profile: Path, *options: str) -> str:
+    """What headless Chromium makes of ``url`` once its scripts ran: the DOM (or a file)."""
+    assert CHROMIUM is not None, "chromium is not installed (.ci/run installs Debian's)"
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=4000",
+               *options, url]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def test_the_web_page_shows_the_connections_in_a_browser(local: Local, tmp_path: Path) -> None:
+    local.kafka.produce(local.inbox, [("Ann", string("+1"))])
+    local.start()
+    assert local.taken(1, settle=0) == ["Ann"]
+    local.wait_for("egress", state="connected")
+    url = f"http://127.0.0.1:{local.port}/"
+    dom = chromium(url, tmp_path / "profile", "--dump-dom")
+    rows = re.findall(r"<tr>(.*?)</tr>", dom.split('id="connections"')[1].split("</tbody>")[0])
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+    assert [row[:4] for row in cells] == [
+        ["ingress", "e2e/in", local.kafka.bootstrap, "connected"],
+        ["egress", "e2e/out", local.kafka.bootstrap, "connected"],
+    ]
+    assert cells[0][4] == f"{local.inbox} · {local.prefix}group" and cells[0][5] == "1"
+    assert cells[1][4] == "exactly-once" and cells[1][5] == "1"
+    assert f"topic={local.prefix}counts key=Ann value=1" in dom
+    screenshot = tmp_path / "page.png"  # for a person to look at: pytest keeps tmp_path
+    chromium(url, tmp_path / "profile", f"--screenshot={screenshot}", "--window-size=1280,900")
+    assert screenshot.stat().st_size > 10_000
