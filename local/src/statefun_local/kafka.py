@@ -14,11 +14,12 @@ order and produces each ``KafkaProducerRecord`` (topic, key, value, headers).
 
 - ``exactly-once``: a transactional producer (``transactional.id``
   ``statefun-local.<instance>.<egress id>``). Each Kafka transaction holds a run of records and
-  one more: the log position after them, keyed by that id, on the compacted topic
-  ``statefun-local.egress-cursors``. The position is committed if and only if the records are.
-  On start the producer reads the newest committed position back, so a crash between Kafka's
-  commit and the database's copy of the position repeats nothing, and the records of an
-  aborted transaction (a crash before the commit) are produced again, once.
+  one more: the log position after them, on a compacted one-partition topic of the same name
+  that only this producer writes. The position is committed if and only if the records are.
+  On start the producer fences its predecessor (aborting what it left open) and reads the
+  newest committed position back, so a crash between Kafka's commit and the database's copy of
+  the position repeats nothing, and the records of an aborted transaction (a crash before the
+  commit) are produced again, once.
 - ``at-least-once`` (and ``none``): an idempotent producer; the position is saved in the
   database after the broker acknowledged the records, so a crash in between produces those
   records again.
@@ -31,9 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from statefun_core import protocol
 
@@ -46,12 +48,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("statefun_local.kafka")
 
-CURSOR_TOPIC = "statefun-local.egress-cursors"
+#: how far back from its end the position topic is read first (two offsets a transaction)
+CURSOR_WINDOW = 1000
 KAFKA_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KafkaProducerRecord"
 #: records taken per poll, and per egress transaction
 BATCH = 1000
 #: seconds a poll waits for a full batch
 POLL = 0.05
+#: seconds between looks for partitions added to the topics
+PARTITIONS_EVERY = 30.0
 #: seconds a client call may block before the connector starts over with a new client
 TIMEOUT = 20
 
@@ -64,6 +69,23 @@ def _client() -> Any:
             "the module names a Kafka broker: install confluent-kafka, or run with --offline"
         ) from None
     return confluent_kafka
+
+
+def _new(factory: Any, config: dict[str, Any], connector: Connector) -> Any:
+    """A librdkafka client for ``config``, without the properties librdkafka does not know
+    (module.yaml files carry the Java client's, such as ``sasl.jaas.config``): each is named
+    in the log and left out."""
+    kafka = _client()
+    while True:
+        try:
+            return factory(config)
+        except kafka.KafkaException as error:
+            unknown = re.search(r'No such configuration property: "([^"]+)"', str(error))
+            if not unknown or unknown.group(1) not in config:
+                raise
+            log.warning("%s: property %r is not one librdkafka knows: left out", connector,
+                        unknown.group(1))  # fmt: skip
+            config = {k: v for k, v in config.items() if k != unknown.group(1)}
 
 
 class _KafkaConnector(Connector):
@@ -96,65 +118,88 @@ class KafkaIngress(_KafkaConnector):
         self.ingress = ingress
         self.topics = [topic for topic, _, _ in ingress.routes]
         self.offsets: dict[tuple[str, int], int] = {}
+        #: start positions resolved on the consumer's thread, not yet in the database
+        self.resolved: dict[tuple[str, int], int] = {}
         self.assigned: list[Any] = []
+        self.listed = 0.0
         self.consumer: Any = None
         self.skipped: list[str] = []
 
     async def _run(self) -> None:
         kafka = _client()
         self.offsets = self.runtime.store.kafka_offsets(self.id)
-        self.consumer = kafka.Consumer(self.config(**{
+        self.consumer = consumer = _new(kafka.Consumer, self.config(**{
             "group.id": self.ingress.group, "enable.auto.commit": False,
-            "auto.offset.reset": self.ingress.startup.reset, "enable.partition.eof": False,
-        }))  # fmt: skip
+            "enable.partition.eof": False,
+        }), self)  # fmt: skip
+        first = not self.offsets
         try:
-            self.consumer.subscribe(self.topics, on_assign=self._on_assign,
-                                    on_revoke=self._on_revoke)  # fmt: skip
             while True:
+                if time.monotonic() - self.listed > PARTITIONS_EVERY:
+                    await self.blocking(self._assign_new, consumer, first)
+                    first = False
+                    if self.resolved:
+                        await self._take([])
                 # returns when BATCH records are there or after POLL s: the latency it adds
-                records = await self.blocking(self.consumer.consume, BATCH, POLL)
+                records = await self.blocking(consumer.consume, BATCH, POLL)
                 if records:
                     await self._take(records)
         finally:
             await self.settle()
-            consumer, self.consumer, self.assigned = self.consumer, None, []
+            self.consumer, self.assigned, self.listed = None, [], 0.0
             await self.blocking(consumer.close)
 
-    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        """Where each assigned partition starts: the database's offset, else the module's
-        ``startupPosition`` (runs on the consumer's thread, inside ``consume``)."""
+    def _assign_new(self, consumer: Any, first: bool) -> None:
+        """Take every partition of the topics (as the runtime does: the group only keeps
+        committed offsets, it does not share partitions out). A partition the database has no
+        offset for starts at the ``startupPosition`` on the first start, and at its earliest
+        record when it is found later (a partition added to a topic, or new since the last
+        run): either way the position is resolved now and written to the database, so that a
+        restart goes on from there."""
         kafka = _client()
-        startup = self.ingress.startup
-        for partition in partitions:
-            stored = self.offsets.get((partition.topic, partition.partition))
-            if stored is not None:
-                partition.offset = stored
-            elif startup.position == "earliest":
-                partition.offset = kafka.OFFSET_BEGINNING
-            elif startup.position == "latest":
-                partition.offset = kafka.OFFSET_END
-            elif startup.position == "specific-offsets":
-                given = {(t, p): o for t, p, o in startup.offsets}
-                partition.offset = given.get((partition.topic, partition.partition),
-                                             kafka.OFFSET_STORED)  # fmt: skip
-            elif startup.position == "date":
-                partition.offset = self._offset_at(consumer, partition, startup.date_ms)
-            else:  # group-offsets; auto.offset.reset where the group has none
-                partition.offset = kafka.OFFSET_STORED
-        consumer.assign(partitions)
-        self.assigned = partitions
+        topics = consumer.list_topics(timeout=TIMEOUT).topics
+        found = [kafka.TopicPartition(topic, partition)
+                 for topic in self.topics if topic in topics
+                 for partition in topics[topic].partitions]  # fmt: skip
+        known = {(p.topic, p.partition) for p in self.assigned}
+        new = [p for p in found if (p.topic, p.partition) not in known]
+        self.listed = time.monotonic()
+        if not new:
+            return
+        resolved = {}
+        for partition in new:
+            where = (partition.topic, partition.partition)
+            if where not in self.offsets:
+                resolved[where] = self._start(consumer, partition, first)
+        self.resolved.update(resolved)
+        self.offsets.update(resolved)
+        for partition in new:
+            partition.offset = self.offsets[partition.topic, partition.partition]
+        self.assigned = [*self.assigned, *new]
+        consumer.assign(self.assigned)
         self.connected()
 
-    def _offset_at(self, consumer: Any, partition: Any, date_ms: int) -> int:
+    def _start(self, consumer: Any, partition: Any, first: bool) -> int:
+        """The offset a partition without one starts at (on the consumer's thread)."""
         kafka = _client()
-        query = kafka.TopicPartition(partition.topic, partition.partition, date_ms)
-        (found,) = consumer.offsets_for_times([query], timeout=30)
-        # no record at or after the date: the reset position, as the runtime falls back to
-        reset = kafka.OFFSET_BEGINNING if self.ingress.startup.reset == "earliest" else None
-        return int(found.offset) if found.offset >= 0 else (reset or kafka.OFFSET_END)
-
-    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        self.assigned = []
+        startup = self.ingress.startup
+        low, high = consumer.get_watermark_offsets(partition, timeout=TIMEOUT)
+        reset = low if startup.reset == "earliest" else high
+        where = (partition.topic, partition.partition)
+        if not first or startup.position == "earliest":
+            return int(low)
+        if startup.position == "latest":
+            return int(high)
+        if startup.position == "specific-offsets":
+            given = {(t, p): o for t, p, o in startup.offsets}.get(where)
+            return int(given) if given is not None and low <= given <= high else int(reset)
+        if startup.position == "date":
+            query = kafka.TopicPartition(partition.topic, partition.partition, startup.date_ms)
+            (at,) = consumer.offsets_for_times([query], timeout=TIMEOUT)
+            return int(at.offset) if at.offset >= 0 else int(reset)
+        # group-offsets: what the group committed, else autoOffsetResetPosition
+        (committed,) = consumer.committed([kafka.TopicPartition(*where)], timeout=TIMEOUT)
+        return int(committed.offset) if committed.offset >= 0 else int(reset)
 
     async def _take(self, records: list[Any]) -> None:
         """Queue the records' messages and move the offsets, in one SQLite transaction."""
@@ -173,6 +218,9 @@ class KafkaIngress(_KafkaConnector):
                 )
             except (UnknownIngressError, UnicodeDecodeError) as error:
                 self._skip(record, str(error))
+        offsets = {**self.resolved, **offsets}
+        self.resolved = {}
+
         def positions() -> None:
             for (topic, partition), next_offset in offsets.items():
                 self.runtime.store.kafka_offset_put(self.id, topic, partition, next_offset)
@@ -221,6 +269,7 @@ class KafkaEgress(_KafkaConnector):
         self.egress = egress
         self.exactly_once = egress.semantic == "exactly-once"
         self.cursor = 0
+        self.cursor_topic = ""
         self.cursor_key = f"kafka_egress_cursor:{egress.id}"
 
     def _name(self) -> str:
@@ -236,19 +285,20 @@ class KafkaEgress(_KafkaConnector):
     async def _run(self) -> None:
         kafka = _client()
         name = self._name()
+        self.cursor_topic = name.replace("/", ".")  # only this producer writes it
         settings: dict[str, Any] = {"enable.idempotence": True}
         if self.exactly_once:
             settings["transactional.id"] = name
             if self.egress.transaction_timeout_ms:
                 settings["transaction.timeout.ms"] = self.egress.transaction_timeout_ms
-        producer = kafka.Producer(self.config(**settings))
+        producer = _new(kafka.Producer, self.config(**settings), self)
         self.cursor = int(self.runtime.store.meta_get(self.cursor_key) or 0)
         try:
             if self.exactly_once:
                 await self.blocking(self._create_cursor_topic)
                 # fences an earlier producer of ours and aborts what it left open
                 await self.blocking(producer.init_transactions, TIMEOUT)
-                self.cursor = max(self.cursor, await self.blocking(self._committed_cursor, name))
+                self.cursor = max(self.cursor, await self.blocking(self._committed_cursor))
             self.connected()
             while True:
                 records = self.runtime.store.egress_list(self.cursor, limit=BATCH)
@@ -260,7 +310,7 @@ class KafkaEgress(_KafkaConnector):
                 mine = [r.argument.value for r in records
                         if r.egress == self.id and r.argument.typename == KAFKA_RECORD]  # fmt: skip
                 if mine and self.exactly_once:
-                    await self.blocking(self._transaction, producer, name, mine, last)
+                    await self.blocking(self._transaction, producer, mine, last)
                 elif mine:
                     await self.blocking(self._deliver, producer, mine)
                 with self.runtime.store.transaction():
@@ -277,44 +327,55 @@ class KafkaEgress(_KafkaConnector):
         from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
         admin = AdminClient(self.config())
-        topic = NewTopic(CURSOR_TOPIC, 1, -1, config={"cleanup.policy": "compact"})
-        (future,) = admin.create_topics([topic]).values()
+        config = {"cleanup.policy": "compact", "segment.ms": "3600000"}
+        (future,) = admin.create_topics([NewTopic(self.cursor_topic, 1, -1, config=config)]
+                                        ).values()  # fmt: skip
         try:
             future.result(timeout=TIMEOUT)
         except kafka.KafkaException as error:
             if error.args[0].code() != kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
 
-    def _committed_cursor(self, name: str) -> int:
-        """The newest position committed under ``name`` (0 if none), read_committed."""
+    def _committed_cursor(self) -> int:
+        """The newest committed position (0 if none). Only this egress' producer writes its
+        topic, and init_transactions has aborted what it left open: the end is stable."""
         kafka = _client()
         reader = kafka.Consumer(self.config(**{
-            "group.id": name, "enable.auto.commit": False, "isolation.level": "read_committed",
+            "group.id": self.cursor_topic, "enable.auto.commit": False,
+            "isolation.level": "read_committed",
         }))  # fmt: skip
+        partition = kafka.TopicPartition(self.cursor_topic, 0)
         try:
-            _, end = reader.get_watermark_offsets(kafka.TopicPartition(CURSOR_TOPIC, 0),
-                                                  timeout=TIMEOUT)  # fmt: skip
-            if end <= 0:
-                return 0
-            # the position passes the transactions' markers too: it reaches the end
-            reader.assign([kafka.TopicPartition(CURSOR_TOPIC, 0, kafka.OFFSET_BEGINNING)])
-            cursor, key = 0, name.encode()
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline:
-                (position,) = reader.position([kafka.TopicPartition(CURSOR_TOPIC, 0)])
-                if position.offset >= end:
-                    return cursor
-                for record in reader.consume(BATCH, 0.5):
-                    if not record.error() and record.key() == key:
-                        cursor = int(record.value())
-            raise RuntimeError(f"could not read {CURSOR_TOPIC} within {TIMEOUT} s")
+            low, end = reader.get_watermark_offsets(partition, timeout=TIMEOUT)
+            for start in (max(low, end - CURSOR_WINDOW), low):  # the tail first, then all
+                found = self._last_value(reader, kafka.TopicPartition(self.cursor_topic, 0,
+                                                                      start), end)  # fmt: skip
+                if found is not None:
+                    return found
+            return 0
         finally:
             reader.close()
 
+    def _last_value(self, reader: Any, start: Any, end: int) -> Optional[int]:
+        if end <= start.offset:
+            return None
+        reader.assign([start])
+        found = None
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            for record in reader.consume(BATCH, 0.5):
+                if not record.error():
+                    found = int(record.value())
+            # the position passes the transactions' markers too: it reaches the end
+            (position,) = reader.position([start])
+            if position.offset >= end:
+                return found
+        raise RuntimeError(f"could not read {self.cursor_topic} within {TIMEOUT} s")
+
     def _produce(self, producer: Any, records: list[bytes], failed: list[str]) -> None:
-        def delivered(error: Any, _: Any) -> None:
+        def delivered(error: Any, record: Any) -> None:
             if error is not None:
-                failed.append(error.str())
+                failed.append(f"to {record.topic()}: {error.str()}")
 
         for raw in records:
             record = protocol.KafkaProducerRecord.FromString(raw)
@@ -328,12 +389,13 @@ class KafkaEgress(_KafkaConnector):
                 except BufferError:  # the producer's queue is full: let it drain
                     producer.poll(0.1)
 
-    def _transaction(self, producer: Any, name: str, records: list[bytes], last: int) -> None:
+    def _transaction(self, producer: Any, records: list[bytes], last: int) -> None:
         failed: list[str] = []
         producer.begin_transaction()
         try:
             self._produce(producer, records, failed)
-            producer.produce(CURSOR_TOPIC, key=name.encode(), value=str(last).encode())
+            # a compacted topic takes only keyed records
+            producer.produce(self.cursor_topic, key=b"position", value=str(last).encode())
             producer.commit_transaction(TIMEOUT)
         except BaseException:
             # whatever failed, this producer is done: the connector starts a new one, whose
@@ -347,10 +409,11 @@ class KafkaEgress(_KafkaConnector):
     def _deliver(self, producer: Any, records: list[bytes]) -> None:
         failed: list[str] = []
         self._produce(producer, records, failed)
-        if producer.flush(TIMEOUT):
-            raise RuntimeError(f"records not acknowledged within {TIMEOUT} s")
+        waiting = producer.flush(TIMEOUT)
         if failed:
             raise RuntimeError(f"records not produced: {failed[0]}")
+        if waiting:
+            raise RuntimeError(f"{waiting} records not acknowledged within {TIMEOUT} s")
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "semantic": self.egress.semantic, "position": self.cursor}
