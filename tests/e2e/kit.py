@@ -171,13 +171,15 @@ class Kafka:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.port = 0
+        self.bootstrap = ""
         self.process: Optional[Process] = None
 
     def start(self) -> None:
         """Format a new log directory and start the broker."""
-        controller = free_port()
+        classpath("kafka")  # resolved before the ports are picked, so they are still free
+        self.port, controller = free_port(), free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
         self.config = self.workdir / "server.properties"
         self.config.write_text(
             "process.roles=broker,controller\nnode.id=1\n"

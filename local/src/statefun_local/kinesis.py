@@ -30,15 +30,19 @@ if TYPE_CHECKING:
     from .runtime import LocalRuntime
 
 KINESIS_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgressRecord"
-#: records read per shard and call, and put per call (Kinesis' own limits: 10,000 and 500)
+#: records read per shard and call, and put per call (Kinesis' own limits: 10,000 and 500,
+#: and 5 MiB a put)
 READ_BATCH = 1000
 PUT_BATCH = 500
+PUT_BYTES = 4 * 1024 * 1024
+PUT_ATTEMPTS = 6
 #: seconds between reads of the shard list, and between polls that found nothing
 SHARDS_EVERY = 30.0
 IDLE = 0.2
 
 
-def _client(aws: Aws, properties: tuple[tuple[str, str], ...]) -> Any:
+def _client(aws: Aws) -> Any:
+    """A boto3 Kinesis client (``clientConfigProperties`` are the Java SDK's: not applied)."""
     try:
         import boto3
     except ImportError:
@@ -46,8 +50,13 @@ def _client(aws: Aws, properties: tuple[tuple[str, str], ...]) -> Any:
             "the module names a Kinesis stream: pip install 'statefun-local[kinesis]' (boto3), "
             "or run with --offline"
         ) from None
+    from botocore.config import Config
+
     session = boto3.session.Session(profile_name=aws.profile or None)
-    options: dict[str, Any] = {"region_name": aws.region or None}
+    options: dict[str, Any] = {
+        "region_name": aws.region or None,
+        "config": Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 3}),
+    }
     if aws.endpoint:
         options["endpoint_url"] = aws.endpoint
     if aws.access_key_id:
@@ -67,27 +76,35 @@ class KinesisIngress(Connector):
         self.iterators: dict[tuple[str, str], Optional[str]] = {}  # None: the shard is closed
 
     async def _run(self) -> None:
-        client = _client(self.ingress.aws, self.ingress.properties)
+        client = _client(self.ingress.aws)
         self.iterators = {}
         positions = self.runtime.store.kinesis_positions(self.id)
-        listed = 0.0
-        while True:
-            if time.monotonic() - listed > SHARDS_EVERY:
-                for stream in self.streams:
-                    for shard in await self.blocking(self._shards, client, stream):
-                        if (stream, shard) not in self.iterators:
-                            self.iterators[stream, shard] = await self.blocking(
-                                self._iterator, client, stream, shard,
-                                positions.get((stream, shard)),
-                            )  # fmt: skip
-                listed = time.monotonic()
-                self.connected()
-            read = 0
-            for (stream, shard), iterator in list(self.iterators.items()):
-                if iterator is not None:
+        listed, first = 0.0, True
+        last_read: dict[tuple[str, str], float] = {}
+        try:
+            while True:
+                if time.monotonic() - listed > SHARDS_EVERY:
+                    for stream in self.streams:
+                        for shard in await self.blocking(self._shards, client, stream):
+                            if (stream, shard) not in self.iterators:
+                                self.iterators[stream, shard] = await self.blocking(
+                                    self._iterator, client, stream, shard,
+                                    positions.get((stream, shard)), first,
+                                )  # fmt: skip
+                    listed, first = time.monotonic(), False
+                    self.connected()
+                read = 0
+                for (stream, shard), iterator in list(self.iterators.items()):
+                    # Kinesis allows five reads a second per shard
+                    since = time.monotonic() - last_read.get((stream, shard), 0.0)
+                    if iterator is None or since < 0.2:
+                        continue
+                    last_read[stream, shard] = time.monotonic()
                     read += await self._read(client, stream, shard, iterator, positions)
-            if not read:
-                await self.runtime._wait_progress(IDLE)
+                if not read:
+                    await self.runtime._wait_progress(IDLE)
+        finally:
+            await self.settle()
 
     @staticmethod
     def _shards(client: Any, stream: str) -> list[str]:
@@ -99,12 +116,17 @@ class KinesisIngress(Connector):
             if not token:
                 return shards
 
-    def _iterator(self, client: Any, stream: str, shard: str, after: Optional[str]) -> str:
+    def _iterator(
+        self, client: Any, stream: str, shard: str, after: Optional[str], first: bool
+    ) -> str:
+        """Where a shard is read from: after its stored sequence number; else, for the shards
+        of the first listing, the ``startupPosition``; a shard found later (a reshard) from its
+        start."""
         where: dict[str, Any] = {"StreamName": stream, "ShardId": shard}
         startup = self.ingress.startup
         if after is not None:
             where.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
-        elif startup.position == "earliest":
+        elif startup.position == "earliest" or not first:
             where["ShardIteratorType"] = "TRIM_HORIZON"
         elif startup.position == "date":
             moment = datetime.datetime.fromtimestamp(startup.date_ms / 1000, datetime.timezone.utc)
@@ -155,43 +177,59 @@ class KinesisEgress(Connector):
         self.cursor = 0
 
     async def _run(self) -> None:
-        client = _client(self.egress.aws, self.egress.properties)
+        client = _client(self.egress.aws)
         self.cursor = int(self.runtime.store.meta_get(self.cursor_key) or 0)
-        while True:
-            records = self.runtime.store.egress_list(self.cursor, limit=PUT_BATCH)
-            if not records:
-                await self.runtime._wait_progress(1.0)
-                continue
-            mine = [r.argument.value for r in records
-                    if r.egress == self.id and r.argument.typename == KINESIS_RECORD]  # fmt: skip
-            if mine:
-                await self.blocking(self._put, client, mine)
-            last = records[-1].seq
-            with self.runtime.store.transaction():
-                self.runtime.store.meta_put(self.cursor_key, last)
-            self.cursor = last
-            self.records += len(mine)
-            self.connected()
+        try:
+            while True:
+                records = self.runtime.store.egress_list(self.cursor, limit=PUT_BATCH)
+                if not records:
+                    await self.runtime._wait_progress(1.0)
+                    continue
+                mine = [r.argument.value for r in records if r.egress == self.id
+                        and r.argument.typename == KINESIS_RECORD]  # fmt: skip
+                if mine:
+                    await self.blocking(self._put, client, mine)
+                last = records[-1].seq
+                with self.runtime.store.transaction():
+                    self.runtime.store.meta_put(self.cursor_key, last)
+                self.cursor = last
+                self.records += len(mine)
+                self.connected()
+        finally:
+            await self.settle()
 
-    @staticmethod
-    def _put(client: Any, raw: list[bytes]) -> None:
-        """Put the records, stream by stream in log order; what Kinesis refuses is put again."""
+    def _put(self, client: Any, raw: list[bytes]) -> None:
+        """Put the records, stream by stream in log order, in calls within Kinesis' limits;
+        what Kinesis refuses is put again a few times, then the connector starts over."""
         pending = [protocol.KinesisEgressRecord.FromString(data) for data in raw]
         while pending:
             stream = pending[0].stream
-            run: list[Any] = []
-            while pending and pending[0].stream == stream and len(run) < PUT_BATCH:
-                run.append(pending.pop(0))
-            entries = [{"Data": bytes(r.value_bytes), "PartitionKey": r.partition_key,
-                        **({"ExplicitHashKey": r.explicit_hash_key}
-                           if r.explicit_hash_key else {})} for r in run]  # fmt: skip
-            while entries:
+            entries: list[dict[str, Any]] = []
+            size = 0
+            while pending and pending[0].stream == stream and len(entries) < PUT_BATCH:
+                record = pending[0]
+                entry = {"Data": bytes(record.value_bytes), "PartitionKey": record.partition_key}
+                if record.explicit_hash_key:
+                    entry["ExplicitHashKey"] = record.explicit_hash_key
+                entry_size = len(entry["Data"]) + len(record.partition_key)
+                if entries and size + entry_size > PUT_BYTES:
+                    break
+                entries.append(entry)
+                size += entry_size
+                pending.pop(0)
+            for attempt in range(PUT_ATTEMPTS):
                 reply = client.put_records(StreamName=stream, Records=entries)
                 if not reply.get("FailedRecordCount"):
                     break
-                entries = [entry for entry, result in zip(entries, reply["Records"])
+                refused = [(entry, result) for entry, result in zip(entries, reply["Records"])
                            if "ErrorCode" in result]  # fmt: skip
-                time.sleep(0.2)
+                self.problem(f"{len(refused)} records to {stream} refused: "
+                             f"{refused[0][1]['ErrorCode']}: {refused[0][1].get('ErrorMessage')}")
+                entries = [entry for entry, _ in refused]
+                time.sleep(0.2 * 2**attempt)
+            else:
+                raise RuntimeError(f"{len(entries)} records to {stream} refused "
+                                   f"{PUT_ATTEMPTS} times")  # fmt: skip
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "semantic": "at-least-once", "position": self.cursor}
