@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Union
 
 from statefun_core.engine import Address, TypedValue
 
@@ -51,6 +51,7 @@ class Connector:
         self.state = "connecting"
         self.error: Optional[str] = None
         self.records = 0
+        self.cursor = 0  # an egress': its position in the runtime's egress log
         self._pending: Optional[asyncio.Future[Any]] = None
 
     def __str__(self) -> str:
@@ -114,6 +115,35 @@ class Connector:
                 runtime.engine.send(target, message)
             positions()
         runtime._wake.set()
+
+    async def drain(
+        self,
+        cursor_key: str,
+        typename: str,
+        deliver: Callable[[list[bytes], int], Awaitable[None]],
+        limit: int,
+        idle: Callable[[], None] = lambda: None,
+    ) -> None:
+        """An egress' loop: the runtime's egress log after ``self.cursor``, this egress'
+        records of ``typename`` handed to ``deliver`` (with the log position after them),
+        then that position saved under ``cursor_key``. ``idle`` runs while nothing is new."""
+        store = self.runtime.store
+        while True:
+            records = store.egress_list(self.cursor, limit=limit)
+            if not records:
+                idle()
+                await self.runtime._wait_progress(1.0)
+                continue
+            mine = [r.argument.value for r in records
+                    if r.egress == self.id and r.argument.typename == typename]  # fmt: skip
+            last = records[-1].seq
+            if mine:
+                await deliver(mine, last)
+            with store.transaction():
+                store.meta_put(cursor_key, last)
+            self.cursor = last
+            self.records += len(mine)
+            self.connected()
 
     def status(self) -> dict[str, Any]:
         return {"system": self.system, "kind": self.kind, "id": self.id,

@@ -268,7 +268,6 @@ class KafkaEgress(_KafkaConnector):
         super().__init__(runtime, egress.id, egress.address, egress.properties)
         self.egress = egress
         self.exactly_once = egress.semantic == "exactly-once"
-        self.cursor = 0
         self.cursor_topic = ""
         self.cursor_key = f"kafka_egress_cursor:{egress.id}"
 
@@ -300,24 +299,16 @@ class KafkaEgress(_KafkaConnector):
                 await self.blocking(producer.init_transactions, TIMEOUT)
                 self.cursor = max(self.cursor, await self.blocking(self._committed_cursor))
             self.connected()
-            while True:
-                records = self.runtime.store.egress_list(self.cursor, limit=BATCH)
-                if not records:
-                    producer.poll(0)  # serves error_cb: a broker gone shows while idle too
-                    await self.runtime._wait_progress(1.0)
-                    continue
-                last = records[-1].seq
-                mine = [r.argument.value for r in records
-                        if r.egress == self.id and r.argument.typename == KAFKA_RECORD]  # fmt: skip
-                if mine and self.exactly_once:
-                    await self.blocking(self._transaction, producer, mine, last)
-                elif mine:
-                    await self.blocking(self._deliver, producer, mine)
-                with self.runtime.store.transaction():
-                    self.runtime.store.meta_put(self.cursor_key, last)
-                self.cursor = last
-                self.records += len(mine)
-                self.connected()
+
+            async def deliver(records: list[bytes], last: int) -> None:
+                if self.exactly_once:
+                    await self.blocking(self._transaction, producer, records, last)
+                else:
+                    await self.blocking(self._deliver, producer, records)
+
+            # poll serves error_cb: a broker gone shows while idle too
+            await self.drain(self.cursor_key, KAFKA_RECORD, deliver, BATCH,
+                             idle=lambda: producer.poll(0))  # fmt: skip
         finally:
             await self.settle()
             await self.blocking(producer.flush, 5)

@@ -174,27 +174,16 @@ class KinesisEgress(Connector):
         super().__init__(runtime, egress.id, egress.aws.endpoint or egress.aws.region)
         self.egress = egress
         self.cursor_key = f"kinesis_egress_cursor:{egress.id}"
-        self.cursor = 0
 
     async def _run(self) -> None:
         client = _client(self.egress.aws)
         self.cursor = int(self.runtime.store.meta_get(self.cursor_key) or 0)
+
+        async def deliver(records: list[bytes], last: int) -> None:
+            await self.blocking(self._put, client, records)
+
         try:
-            while True:
-                records = self.runtime.store.egress_list(self.cursor, limit=PUT_BATCH)
-                if not records:
-                    await self.runtime._wait_progress(1.0)
-                    continue
-                mine = [r.argument.value for r in records if r.egress == self.id
-                        and r.argument.typename == KINESIS_RECORD]  # fmt: skip
-                if mine:
-                    await self.blocking(self._put, client, mine)
-                last = records[-1].seq
-                with self.runtime.store.transaction():
-                    self.runtime.store.meta_put(self.cursor_key, last)
-                self.cursor = last
-                self.records += len(mine)
-                self.connected()
+            await self.drain(self.cursor_key, KINESIS_RECORD, deliver, PUT_BATCH)
         finally:
             await self.settle()
 
