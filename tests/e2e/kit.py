@@ -585,3 +585,47 @@ class LocalApplication(Application):
     def start_runtime(self) -> None:
         assert self.module is not None
         self.job, self.port = LOCAL.start(self.module, self.workdir)
+
+
+class LocalWithFunctions:
+    """statefun-local and a function server of its own, on names made for one test, for tests
+    of statefun-local's connectors that write their module themselves."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.prefix = f"local-{uuid.uuid4().hex[:6]}-"
+        self.functions, port = start_function_server("aiohttp", workdir, self.prefix)
+        self.url = f"http://127.0.0.1:{port}/statefun"
+        self.runtime: Optional[Process] = None
+        self.port = 0
+
+    def start_module(self, text: str) -> None:
+        module = self.workdir / "module.yaml"
+        module.write_text(text)
+        self.runtime, self.port = LOCAL.start(module, self.workdir)
+
+    def connection(self, kind: str) -> dict[str, Any]:
+        """Its ``kind`` connection (ingress, egress) as ``/api/status`` shows it."""
+        import json
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.port}/api/status"
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            status = json.load(reply)
+        found: dict[str, Any] = next(c for c in status["connections"] if c["kind"] == kind)
+        return found
+
+    def wait_for(self, kind: str, timeout: float = 60, **expected: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.connection(kind)
+            if all(found.get(key) == value for key, value in expected.items()):
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{kind} never had {expected}: {found}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for process in (self.runtime, self.functions):
+            if process is not None:
+                process.stop()

@@ -7,16 +7,12 @@ statefun-local, Kafka in and Kafka out.)
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -48,55 +44,27 @@ spec:
 """
 
 
-class Local:
+class Local(kit.LocalWithFunctions):
     """statefun-local with the counter function on its own topics: each record's key is its
     own id, so the keys of the ``counts`` records are the records it took."""
 
     def __init__(self, kafka: kit.Kafka, workdir: Path) -> None:
+        super().__init__(workdir)
         self.kafka = kafka
-        self.workdir = workdir
-        self.prefix = f"local-{uuid.uuid4().hex[:6]}-"
         self.inbox = self.prefix + "counter"
         kafka.create_topics([self.inbox, self.prefix + "counts"], partitions=2)
-        self.functions, port = kit.start_function_server("aiohttp", workdir, self.prefix)
-        self.url = f"http://127.0.0.1:{port}/statefun"
-        self.runtime: Any = None
-        self.port = 0
 
     def start(self, startup: str = "{type: earliest}", group: str = "") -> None:
-        module = self.workdir / "module.yaml"
-        module.write_text(MODULE.format(
+        self.start_module(MODULE.format(
             url=self.url, kafka=self.kafka.bootstrap, group=group or self.prefix + "group",
             startup=startup, prefix=self.prefix,
         ))  # fmt: skip
-        self.runtime, self.port = kit.LOCAL.start(module, self.workdir)
-
-    def connection(self, kind: str) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.port}/api/status"
-        with urllib.request.urlopen(url, timeout=30) as reply:
-            status = json.load(reply)
-        return next(c for c in status["connections"] if c["kind"] == kind)
-
-    def wait_for(self, kind: str, timeout: float = 60, **expected: Any) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.connection(kind)
-            if all(found.get(key) == value for key, value in expected.items()):
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{kind} never had {expected}: {found}")
-            time.sleep(0.2)
 
     def taken(self, count: int, settle: float = 2) -> list[str]:
         """The keys of the records the ingress took (each record counted once, as 1)."""
         records = self.kafka.read(self.prefix + "counts", count, timeout=60, settle=settle)
         assert all(record.text == "1" for record in records), [r.text for r in records]
         return sorted(record.key or "" for record in records)
-
-    def stop(self) -> None:
-        for process in (self.runtime, self.functions):
-            if process is not None:
-                process.stop()
 
 
 @pytest.fixture

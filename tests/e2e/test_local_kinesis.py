@@ -4,7 +4,6 @@ registry): records in from every shard, results out, a ``kill -9`` in the middle
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,33 +47,22 @@ def kinesis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kit.Kinesis]:
         server.stop()
 
 
-class Local:
+class Local(kit.LocalWithFunctions):
     def __init__(self, kinesis: kit.Kinesis, workdir: Path) -> None:
+        super().__init__(workdir)
         self.kinesis = kinesis
-        self.workdir = workdir
-        self.prefix = f"local-{uuid.uuid4().hex[:6]}-"
         self.inbox, self.outbox = self.prefix + "kinesis-in", self.prefix + "kinesis-counts"
         kinesis.create_streams([self.inbox, self.outbox])
-        self.functions, port = kit.start_function_server("aiohttp", workdir, self.prefix)
-        self.url = f"http://127.0.0.1:{port}/statefun"
-        self.runtime: kit.Process | None = None
 
     def start(self, startup: str = "{type: earliest}") -> None:
-        module = self.workdir / "module.yaml"
-        module.write_text(MODULE.format(url=self.url, endpoint=self.kinesis.endpoint,
+        self.start_module(MODULE.format(url=self.url, endpoint=self.kinesis.endpoint,
                                         startup=startup, prefix=self.prefix))  # fmt: skip
-        self.runtime, _ = kit.LOCAL.start(module, self.workdir)
 
     def counts(self, count: int, settle: float = 2) -> dict[str, list[int]]:
         found: dict[str, list[int]] = {}
         for record in self.kinesis.read(self.outbox, count, settle=settle):
             found.setdefault(record.key or "", []).append(int(record.text))
         return found
-
-    def stop(self) -> None:
-        for process in (self.runtime, self.functions):
-            if process is not None:
-                process.stop()
 
 
 @pytest.fixture
