@@ -288,12 +288,15 @@ class RequestReplyHandler:
                 raise MalformedRequestError("the request body must be bytes, not str")
             data = bytes(data)
         try:
-            pb_batch = protocol.ToFunction.FromString(data).invocation
+            request = protocol.ToFunction.FromString(data)
         except (DecodeError, RuntimeError, ValueError) as error:
             raise MalformedRequestError(f"the request body is not a ToFunction: {error}") from None
+        if not request.HasField("invocation"):
+            raise MalformedRequestError("the ToFunction request has no invocation batch")
+        pb_batch = request.invocation
+        # A batch may be empty, and its target id too (a Kafka record with an empty key): it is
+        # answered as the official SDK answers it, with the missing state or a reply.
         invocations = pb_batch.invocations
-        if not invocations:  # also when the request has no invocation batch at all
-            raise MalformedRequestError("the ToFunction request has no invocations")
         if len(invocations) > self._max_invocations:
             maximum = int(self._max_invocations)
             raise LimitExceededError("invocations_per_batch", len(invocations), maximum)
@@ -303,8 +306,6 @@ class RequestReplyHandler:
         if plan is None or plan.function is not self.functions._functions.get(typename):
             plan = self._plans[typename] = _Plan(self.functions.for_typename(typename), self.types)
         id = target.id
-        if not id:
-            raise MalformedRequestError(f"the request for {typename!r} has no target id")
         received = {}
         for state in pb_batch.state:
             received[state.state_name] = state

@@ -311,7 +311,7 @@ def _typed_value(w: _Writer, typename: str) -> bytes:
 
 
 def _address(w: _Writer, typename: str, id: str) -> bytes:
-    namespace, _, name = typename.partition("/")
+    namespace, _, name = typename.rpartition("/")
     return w.ld(1, w.string([namespace])) + w.ld(2, w.string([name])) + w.ld(3, w.string([id]))
 
 
