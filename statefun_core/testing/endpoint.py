@@ -219,16 +219,23 @@ def request(
     body: Optional[bytes] = None,
     method: str = "POST",
     headers: Optional[Mapping[str, str]] = None,
+    *,
+    chunked: bool = False,
 ) -> tuple[int, dict[str, str], bytes]:
     """One request to 127.0.0.1:``port`` on a new connection: ``(status, headers, body)``.
 
     A body goes as ``application/octet-stream``, as the runtime sends it, unless ``headers``
-    say otherwise.
+    say otherwise; ``chunked=True`` sends it in chunks, without a ``Content-Length``.
     """
     sent = {"Content-Type": "application/octet-stream"} if body is not None else {}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        connection.request(method, path, body=body, headers={**sent, **(headers or {})})
+        sending: Union[bytes, Iterator[bytes], None] = body
+        if chunked and body is not None:
+            sending = (body[i : i + 4096] for i in range(0, len(body), 4096))
+        connection.request(
+            method, path, sending, {**sent, **(headers or {})}, encode_chunked=chunked
+        )
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
@@ -253,6 +260,15 @@ def check_state_discovery(port: int, path: str) -> None:
     assert wire.missing_states(reply) == [StateSpec("seen_count", IntType.typename)]
 
 
+def check_chunked_body(port: int, path: str) -> None:
+    """A body sent in chunks, without a ``Content-Length``, is read whole."""
+    name = "Cy" * 5000  # a few chunks
+    body = wire.to_function(GREETER, "Cy", [name], {"seen_count": 1})
+    status, _, reply = request(port, path, body, chunked=True)
+    assert status == 200, (status, reply[:200])
+    assert greetings(reply) == (2, [(INBOX, name, f"Hello {name} for the 2th time!")])
+
+
 def check_batch(port: int, path: str) -> None:
     _, _, reply = request(
         port, path, wire.to_function(GREETER, "Bo", ["Bo", "Bo"], {"seen_count": 1})
@@ -265,12 +281,15 @@ def check_batch(port: int, path: str) -> None:
     ]
 
 
-def _check_error(port: int, path: str, method: str, body: Optional[bytes], status: int) -> None:
-    got, headers, text = request(port, path, body, method=method)
+def _check_error(
+    port: int, path: str, method: str, body: Optional[bytes], status: int, *, chunked: bool = False
+) -> bytes:
+    got, headers, text = request(port, path, body, method=method, chunked=chunked)
     assert got == status, f"{method} {body!r:.40}: {got}, not {status}"
     assert headers["Content-Type"] == "text/plain; charset=utf-8", headers
     assert 0 < len(text) < 200 and b"\n" not in text, text  # one short line
     assert b"Traceback" not in text, text
+    return text
 
 
 def check_error_statuses(port: int, path: str) -> None:
@@ -283,9 +302,16 @@ def check_error_statuses(port: int, path: str) -> None:
     _check_error(port, path, "POST", wire.to_function(FAILING, "x", ["x"]), 500)
 
 
-def check_request_limit(port: int, path: str, limit: int) -> None:
-    """A request over ``limit`` bytes is 413, a short ``text/plain`` line."""
-    _check_error(port, path, "POST", wire.to_function(GREETER, "Ann", ["x" * limit], NEW), 413)
+def check_request_limit(
+    port: int, path: str, limit: int, setting: Optional[str] = None, *, chunked: bool = False
+) -> None:
+    """A request over ``limit`` bytes is 413, a short ``text/plain`` line that names
+    ``setting`` (the limit that refused it), when given. ``chunked=True`` sends it without a
+    ``Content-Length``."""
+    body = wire.to_function(GREETER, "Ann", ["x" * limit], NEW)
+    text = _check_error(port, path, "POST", body, 413, chunked=chunked)
+    if setting is not None:
+        assert f"over the limit of {limit} bytes ({setting})".encode() in text, text
 
 
 def check_concurrent_requests(port: int, path: str) -> None:
@@ -310,6 +336,7 @@ def check_concurrent_requests(port: int, path: str) -> None:
 ENDPOINT_CHECKS: Mapping[str, Callable[[int, str], None]] = {
     "greeter_reply": check_greeter_reply,
     "state_discovery": check_state_discovery,
+    "chunked_body": check_chunked_body,
     "batch": check_batch,
     "error_statuses": check_error_statuses,
     "concurrent_requests": check_concurrent_requests,

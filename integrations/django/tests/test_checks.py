@@ -102,3 +102,16 @@ def test_valid_limits_pass(limits: Any) -> None:
 def test_invalid_limits_are_e005(limits: Any, says: str) -> None:
     output = check({"FUNCTIONS": "tests.functions.functions", "LIMITS": limits})
     assert "statefun.E005" in output and says in output
+
+
+def test_an_endpoint_served_only_with_a_trailing_slash_is_w002() -> None:
+    with override_settings(ROOT_URLCONF="tests.project.urls_with_slash"):
+        report = check({"FUNCTIONS": "tests.functions.functions"})
+    assert "statefun.W002" in report
+    assert "served at /statefun/ but not at /statefun" in report
+    assert 're_path(r"^statefun/?", include("statefun_django.urls"))' in report
+
+
+def test_the_documented_include_passes_the_url_check() -> None:
+    report = check({"FUNCTIONS": "tests.functions.functions"})
+    assert "statefun.W002" not in report and "no issues" in report

@@ -12,6 +12,7 @@ class StatefunConfig(AppConfig):
     verbose_name = "StateFun"
 
     def ready(self) -> None:
-        from .checks import check_settings
+        from .checks import check_settings, check_urls
 
         checks.register(check_settings, "statefun")
+        checks.register(check_urls, "statefun", checks.Tags.urls)

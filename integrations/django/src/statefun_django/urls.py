@@ -1,4 +1,4 @@
-"""``path("statefun/", include("statefun_django.urls"))``: the endpoint, and ``metrics`` when
+"""``re_path(r"^statefun/?", include("statefun_django.urls"))``: the endpoint, and ``metrics`` when
 statefun-prometheus is installed (URL names ``statefun:endpoint`` and ``statefun:metrics``)."""
 
 from __future__ import annotations
