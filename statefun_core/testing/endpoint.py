@@ -45,6 +45,7 @@ from . import wire
 
 __all__ = [
     "BLOCKING",
+    "EDGE_CHECKS",
     "ENDPOINT_CHECKS",
     "FAILING",
     "GREETER",
@@ -232,7 +233,7 @@ def request(
     try:
         sending: Union[bytes, Iterator[bytes], None] = body
         if chunked and body is not None:
-            sending = (body[i : i + 4096] for i in range(0, len(body), 4096))
+            sending = (body[i : i + 1024] for i in range(0, len(body), 1024))
         connection.request(
             method, path, sending, {**sent, **(headers or {})}, encode_chunked=chunked
         )
@@ -260,15 +261,6 @@ def check_state_discovery(port: int, path: str) -> None:
     assert wire.missing_states(reply) == [StateSpec("seen_count", IntType.typename)]
 
 
-def check_chunked_body(port: int, path: str) -> None:
-    """A body sent in chunks, without a ``Content-Length``, is read whole."""
-    name = "Cy" * 5000  # a few chunks
-    body = wire.to_function(GREETER, "Cy", [name], {"seen_count": 1})
-    status, _, reply = request(port, path, body, chunked=True)
-    assert status == 200, (status, reply[:200])
-    assert greetings(reply) == (2, [(INBOX, name, f"Hello {name} for the 2th time!")])
-
-
 def check_batch(port: int, path: str) -> None:
     _, _, reply = request(
         port, path, wire.to_function(GREETER, "Bo", ["Bo", "Bo"], {"seen_count": 1})
@@ -287,6 +279,8 @@ def _check_error(
     got, headers, text = request(port, path, body, method=method, chunked=chunked)
     assert got == status, f"{method} {body!r:.40}: {got}, not {status}"
     assert headers["Content-Type"] == "text/plain; charset=utf-8", headers
+    if status == 405:
+        assert headers.get("Allow") == "POST", headers
     assert 0 < len(text) < 200 and b"\n" not in text, text  # one short line
     assert b"Traceback" not in text, text
     return text
@@ -336,10 +330,68 @@ def check_concurrent_requests(port: int, path: str) -> None:
 ENDPOINT_CHECKS: Mapping[str, Callable[[int, str], None]] = {
     "greeter_reply": check_greeter_reply,
     "state_discovery": check_state_discovery,
-    "chunked_body": check_chunked_body,
     "batch": check_batch,
     "error_statuses": check_error_statuses,
     "concurrent_requests": check_concurrent_requests,
+}
+
+
+# --- the edges: what the runtime does not send, but a server must get right --------------
+
+
+def check_chunked_body(port: int, path: str) -> None:
+    """A body sent in chunks, without a ``Content-Length``, is read whole."""
+    name = "Cy" * 1000  # a few chunks
+    body = wire.to_function(GREETER, "Cy", [name], {"seen_count": 1})
+    status, _, reply = request(port, path, body, chunked=True)
+    assert status == 200, (status, reply[:200])
+    assert greetings(reply) == (2, [(INBOX, name, f"Hello {name} for the 2th time!")])
+
+
+def check_every_other_method(port: int, path: str) -> None:
+    """Any method but POST, also one the framework does not route, is the endpoint's 405."""
+    for method in ("PUT", "DELETE", "TRACE", "PROPFIND"):
+        _check_error(port, path, method, None, 405)
+
+
+def check_connection_after_refusal(port: int, path: str) -> None:
+    """After a refused request (405, 400) the connection still serves the next request, or
+    the response said ``Connection: close``."""
+    greet = wire.to_function(GREETER, "Di", ["Di"], NEW)
+    for method, body in (("GET", None), ("TRACE", None), ("PUT", b"abc"), ("POST", b"\xff")):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request(method, path, body)
+            refused = connection.getresponse()
+            refused.read()
+            try:  # on the same connection, or a new one if the response said it would close
+                connection.request("POST", path, greet)
+                status = connection.getresponse().status
+            except (http.client.HTTPException, ConnectionError) as error:
+                raise AssertionError(
+                    f"after {method} ({refused.status}) the connection was closed without "
+                    f"Connection: close: {error!r}"
+                ) from error
+            assert status == 200, f"after {method} ({refused.status}): {status}"
+        finally:
+            connection.close()
+
+
+def check_no_versions(port: int, path: str) -> None:
+    """No response names a version of the server (``Server: name/1.2``)."""
+    greet = wire.to_function(GREETER, "Ed", ["Ed"], NEW)
+    for method, body in (("POST", greet), ("POST", b"\xff"), ("GET", None), ("TRACE", None)):
+        _, headers, _ = request(port, path, body, method=method)
+        server = next((v for k, v in headers.items() if k.lower() == "server"), "")
+        assert not any(c.isdigit() for c in server), f"{method}: Server: {server}"
+
+
+#: The edge checks by name, as ``ENDPOINT_CHECKS``.
+EDGE_CHECKS: Mapping[str, Callable[[int, str], None]] = {
+    "chunked_body": check_chunked_body,
+    "every_other_method": check_every_other_method,
+    "connection_after_refusal": check_connection_after_refusal,
+    "no_versions": check_no_versions,
 }
 
 

@@ -9,7 +9,14 @@ from typing import Callable
 
 import pytest
 
-from statefun_core.testing.endpoint import ENDPOINT_CHECKS, check_request_limit, free_port, running
+from statefun_core.testing.endpoint import (
+    EDGE_CHECKS,
+    ENDPOINT_CHECKS,
+    check_request_limit,
+    free_port,
+    request,
+    running,
+)
 
 from .server_app import LIMIT
 
@@ -27,5 +34,17 @@ def test_endpoint(port: int, check: Callable[[int, str], None]) -> None:
     check(port, "/statefun")
 
 
-def test_body_over_max_body_size_is_413(port: int) -> None:
-    check_request_limit(port, "/statefun", LIMIT)
+@pytest.mark.parametrize("check", EDGE_CHECKS.values(), ids=list(EDGE_CHECKS))
+def test_edges(port: int, check: Callable[[int, str], None]) -> None:
+    check(port, "/statefun")
+
+
+def test_body_over_max_body_size_is_413_and_names_it(port: int) -> None:
+    check_request_limit(port, "/statefun", LIMIT, "max_body_size")
+
+
+def test_a_refused_request_says_the_connection_closes(port: int) -> None:
+    """Tornado closes the connection after answering before the body was read."""
+    for method in ("GET", "TRACE"):
+        _, headers, _ = request(port, "/statefun", method=method)
+        assert headers.get("Connection") == "close", (method, headers)
