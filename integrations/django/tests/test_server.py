@@ -11,6 +11,7 @@ import pytest
 
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
+    EDGE_CHECKS,
     ENDPOINT_CHECKS,
     GREETER,
     INBOX,
@@ -58,6 +59,11 @@ def test_the_view_follows_the_server(server: str, port: int) -> None:
 @pytest.mark.parametrize("check", ENDPOINT_CHECKS.values(), ids=list(ENDPOINT_CHECKS))
 def test_endpoint(port: int, check: Callable[[int, str], None], path: str) -> None:
     check(port, path)
+
+
+@pytest.mark.parametrize("check", EDGE_CHECKS.values(), ids=list(EDGE_CHECKS))
+def test_edges(port: int, check: Callable[[int, str], None]) -> None:
+    check(port, "/statefun")
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
