@@ -31,6 +31,7 @@ from .errors import (
     MalformedRequestError,
     RequestTooLargeError,
     StatefunError,
+    UnknownTypeError,
 )
 from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
@@ -97,7 +98,12 @@ class _Plan:
         self.function = function
         self.specs: list[tuple[str, Type, TypeSerializer, ValueSpec]] = []
         for spec in function.specs:
-            tpe = spec.type if isinstance(spec.type, Type) else types.for_class(spec.type)
+            try:
+                tpe = spec.type if isinstance(spec.type, Type) else types.for_class(spec.type)
+            except UnknownTypeError as error:
+                raise UnknownTypeError(
+                    f"function {function.typename!r}, state {spec.name!r}: {error}"
+                ) from None
             self.specs.append((spec.name, tpe, tpe.serializer(), spec))
         self.names = tuple(name for name, *_ in self.specs)
         self.name_set = frozenset(self.names)
@@ -203,9 +209,34 @@ class RequestReplyHandler:
         self._max_state_bytes = _no_limit(limits.state_value_bytes)
         self._max_outgoing = _no_limit(limits.outgoing_per_batch)
         self._plans: dict[str, _Plan] = {}
+        for function in functions:
+            self._plan(function)
+        functions._served_by(self._plan)
         self._hooked: frozenset[str] = frozenset()
         self._hooked_generation = -1
         self._loops = threading.local()
+
+    def _plan(self, function: StatefulFunction) -> _Plan:
+        """Resolve the types of ``function``'s state now: a spec no plugin resolves fails here,
+        when the handler is built or the function bound, never on a request."""
+        try:
+            plan = _Plan(function, self.types)
+        except UnknownTypeError as error:
+            raise UnknownTypeError(f"{error}; {self._plugins_hint()}") from None
+        self._plans[function.typename] = plan
+        return plan
+
+    def _plugins_hint(self) -> str:
+        """What the plugin manager left out, for an error about a type nobody resolves."""
+        disabled: list[str] = getattr(self.plugins, "disabled", [])
+        if disabled:
+            return f"disabled plugins: {', '.join(disabled)} (STATEFUN_DISABLED_PLUGINS)"
+        if not getattr(self.plugins, "autoload", True):
+            return (
+                "installed plugins were not loaded "
+                "(STATEFUN_DISABLE_PLUGIN_AUTOLOAD or load_entrypoints=False)"
+            )
+        return "no plugin is disabled"
 
     # --- the two drivers ------------------------------------------------------------------
 
@@ -301,7 +332,7 @@ class RequestReplyHandler:
         typename = f"{target.namespace}/{target.type}"
         plan = self._plans.get(typename)
         if plan is None or plan.function is not self.functions._functions.get(typename):
-            plan = self._plans[typename] = _Plan(self.functions.for_typename(typename), self.types)
+            plan = self._plan(self.functions.for_typename(typename))
         id = target.id
         if not id:
             raise MalformedRequestError(f"the request for {typename!r} has no target id")

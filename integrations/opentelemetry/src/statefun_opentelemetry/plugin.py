@@ -57,6 +57,9 @@ class OpenTelemetryPlugin:
 
         self._tracer = trace.get_tracer(__name__, __version__, tracer_provider)
         self._propagator = propagator
+        # per instance: two instances (one given, one from the entry point) never detach
+        # each other's context
+        self._token_key = f"{_TOKEN_KEY}.{id(self)}"
 
     def _parent(self, headers: Mapping[str, str]) -> Optional[Context]:
         if trace.get_current_span().get_span_context().is_valid:
@@ -97,14 +100,14 @@ class OpenTelemetryPlugin:
             attributes=attributes,
         )
         invocation.scratch[SCRATCH_KEY] = span
-        invocation.scratch[_TOKEN_KEY] = context.attach(trace.set_span_in_context(span))
+        invocation.scratch[self._token_key] = context.attach(trace.set_span_in_context(span))
 
     @hookimpl
     def statefun_invocation_finished(
         self, invocation: InvocationEvent, error: Optional[BaseException]
     ) -> None:
         span: Optional[Span] = invocation.scratch.pop(SCRATCH_KEY, None)
-        token = invocation.scratch.pop(_TOKEN_KEY, None)
+        token = invocation.scratch.pop(self._token_key, None)
         if token is not None:
             context.detach(token)
         if span is not None:
