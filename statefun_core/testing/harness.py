@@ -179,7 +179,14 @@ class Harness:
     def pending(self) -> list[PendingMessage]:
         """The delayed messages not delivered (nor cancelled) yet, by due time."""
         return [
-            PendingMessage(t.target, t.argument, t.caller, t.due_ms, t.token)
+            PendingMessage(
+                t.target,
+                t.argument,
+                t.caller,
+                self.handler.types,
+                due_ms=t.due_ms,
+                cancellation_token=t.token,
+            )
             for t in self.engine.pending_timers()
         ]
 
@@ -244,12 +251,18 @@ class Harness:
         return True
 
     def _capture(self, batch: Batch) -> bytes:
-        self.captured.extend(SentMessage(m.target, m.argument, m.caller) for m in batch.messages)
+        types = self.handler.types
+        self.captured.extend(
+            SentMessage(m.target, m.argument, m.caller, types) for m in batch.messages
+        )
         return b""
 
     def _complete(self, batch: Batch, reply: bytes) -> None:
         completion = self.engine.complete(batch, reply)
-        self.sent.extend(SentMessage(m.target, m.argument, m.caller) for m in completion.sent)
+        types = self.handler.types
+        self.sent.extend(
+            SentMessage(m.target, m.argument, m.caller, types) for m in completion.sent
+        )
 
     @contextlib.contextmanager
     def _released_on_error(self, batches: list[Batch]) -> Iterator[None]:
