@@ -29,6 +29,7 @@ from .errors import (
     FunctionFailedError,
     LimitExceededError,
     MalformedRequestError,
+    PluginError,
     RequestTooLargeError,
     StatefunError,
     UnknownTypeError,
@@ -36,6 +37,7 @@ from .errors import (
 from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
+from .plugins.endpoints import Endpoint, find_endpoint
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
@@ -215,6 +217,25 @@ class RequestReplyHandler:
         self._hooked: frozenset[str] = frozenset()
         self._hooked_generation = -1
         self._loops = threading.local()
+        self.endpoints = self._endpoints()
+        """The HTTP endpoints the plugins contribute (``statefun_endpoints``), which every
+        integration mounts beside the function endpoint."""
+
+    def endpoint_for(self, method: str, path: str) -> Optional[Endpoint]:
+        """The plugins' endpoint for ``method`` and ``path`` (``HEAD`` finds ``GET``), or None:
+        what a server that routes by itself calls before answering 404."""
+        return find_endpoint(self.endpoints, method, path)
+
+    def _endpoints(self) -> tuple[Endpoint, ...]:
+        endpoints: list[Endpoint] = []
+        for contributed in self.plugins.hook.statefun_endpoints(handler=self):
+            for endpoint in contributed or ():
+                if find_endpoint(endpoints, endpoint.method, endpoint.path) is not None:
+                    raise PluginError(
+                        f"two plugins contribute the endpoint {endpoint.method} {endpoint.path}"
+                    )
+                endpoints.append(endpoint)
+        return tuple(endpoints)
 
     def _plan(self, function: StatefulFunction) -> _Plan:
         """Resolve the types of ``function``'s state now: a spec no plugin resolves fails here,

@@ -12,6 +12,7 @@ import pluggy
 
 from ..errors import PluginError
 from . import hookspecs
+from .health import HEALTH_ENV, HEALTH_SHOW_FUNCTIONS_ENV, HealthEndpoints
 from .markers import PROJECT, hookimpl, hookspec
 
 __all__ = [
@@ -111,8 +112,10 @@ def make_plugin_manager(
     ``plugins`` are registered first, in order. Installed plugins (entry-point group
     ``statefun``) are then loaded unless ``load_entrypoints`` is False or
     ``STATEFUN_DISABLE_PLUGIN_AUTOLOAD=1``; names in ``blocked`` and in
-    ``STATEFUN_DISABLED_PLUGINS`` are skipped. A plugin that fails to import, or implements a
-    hook that does not exist, raises :class:`~statefun_core.errors.PluginError` naming it.
+    ``STATEFUN_DISABLED_PLUGINS`` are skipped. With ``STATEFUN_HEALTH=1`` the core's health
+    endpoints register too (as ``health``; see :mod:`statefun_core.plugins.health`). A plugin
+    that fails to import, or implements a hook that does not exist, raises
+    :class:`~statefun_core.errors.PluginError` naming it.
     """
     manager = StatefunPluginManager(PROJECT)
     manager.add_hookspecs(hookspecs)
@@ -124,6 +127,9 @@ def make_plugin_manager(
         manager.set_blocked(name)
     for plugin in plugins:
         manager.register(plugin)
+    if is_true(os.environ.get(HEALTH_ENV)) and not manager.is_blocked("health"):
+        show = is_true(os.environ.get(HEALTH_SHOW_FUNCTIONS_ENV))
+        manager.register(HealthEndpoints(show_functions=show), name="health")
     if load_entrypoints is None:
         load_entrypoints = not is_true(os.environ.get(DISABLE_AUTOLOAD_ENV))
     manager.autoload = load_entrypoints

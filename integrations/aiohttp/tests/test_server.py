@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,16 +10,25 @@ from typing import Callable
 
 import pytest
 
-from statefun_core.testing.endpoint import ENDPOINT_CHECKS, check_request_limit, free_port, running
+from statefun_core.testing.endpoint import (
+    ENDPOINT_CHECKS,
+    check_plugin_endpoints,
+    check_request_limit,
+    free_port,
+    running,
+)
 
 from .server_app import LIMIT
+
+
+def command(port: int) -> list[str]:
+    return [sys.executable, "-m", "tests.server_app", str(port)]
 
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
     port = free_port()
-    command = [sys.executable, "-m", "tests.server_app", str(port)]
-    with running(command, port, cwd=Path(__file__).parents[1]):
+    with running(command(port), port, cwd=Path(__file__).parents[1]):
         yield port
 
 
@@ -29,3 +39,14 @@ def test_endpoint(port: int, check: Callable[[int, str], None]) -> None:
 
 def test_body_over_client_max_size_is_413(port: int) -> None:
     check_request_limit(port, "/statefun", LIMIT)
+
+
+def test_the_plugins_endpoints_are_served(port: int) -> None:
+    check_plugin_endpoints(port, "")
+
+
+def test_metrics_are_gone_when_the_prometheus_plugin_is_disabled() -> None:
+    port = free_port()
+    env = {**os.environ, "STATEFUN_DISABLED_PLUGINS": "prometheus"}
+    with running(command(port), port, cwd=Path(__file__).parents[1], env=env):
+        check_plugin_endpoints(port, "", metrics=False)

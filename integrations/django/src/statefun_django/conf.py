@@ -35,9 +35,9 @@ DEFAULTS: dict[str, Any] = {
     # Which view ``statefun_django.urls`` serves: True the async one (ASGI), False the sync one
     # (WSGI), None decides when the URLconf is first loaded (async inside an event loop).
     "ASYNC": None,
-    # Serve the Prometheus exposition at ``metrics`` under the include, when statefun-prometheus
-    # is installed.
-    "METRICS": True,
+    # Serve the endpoints the plugins contribute (``metrics`` of statefun-prometheus, health)
+    # under the include.
+    "ENDPOINTS": True,
     # What a request may carry and a batch may produce: a statefun_core.Limits, or a dict of
     # its fields (the others keep their defaults); None: the defaults (statefun.E005).
     "LIMITS": None,

@@ -18,6 +18,7 @@ from django.views import View
 
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, error_response
+from statefun_core.plugins import Endpoint
 
 from .conf import get_handler, get_settings
 
@@ -26,7 +27,7 @@ __all__ = [
     "RequestHeaders",
     "StatefunView",
     "endpoint_view",
-    "metrics_view",
+    "plugin_endpoint_view",
 ]
 
 
@@ -145,9 +146,18 @@ def statefun_error(error: BaseException) -> HttpResponse:
     return response
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``GET``: the Prometheus exposition of statefun-prometheus (which must be installed)."""
-    from statefun_prometheus import metrics_response
+def plugin_endpoint_view(endpoint: Endpoint) -> Callable[..., HttpResponse]:
+    """The view of one endpoint a plugin contributes (``metrics``, health): its method only."""
 
-    body, content_type = metrics_response()
-    return HttpResponse(body, content_type=content_type)
+    def view(request: HttpRequest) -> HttpResponse:
+        if request.method not in (endpoint.method, "HEAD"):
+            response = HttpResponse(status=405)
+            response["Allow"] = endpoint.method
+            return response
+        status, headers, body = endpoint.respond(RequestHeaders(request))
+        response = HttpResponse(body, status=status)
+        for name, value in headers.items():
+            response[name] = value
+        return response
+
+    return view

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import Headers
@@ -11,8 +11,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
+from statefun_core.plugins import Endpoint
 
-__all__ = ["make_blueprint", "metrics_view"]
+__all__ = ["endpoint_view", "make_blueprint"]
 
 # Every method but POST reaches the view, so that it too is answered through error_response.
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -116,9 +117,11 @@ def statefun_error(error: BaseException) -> Response:
     return response
 
 
-def metrics_view() -> Response:
-    """``GET``: the Prometheus exposition of statefun-prometheus (which must be installed)."""
-    from statefun_prometheus import metrics_response
+def endpoint_view(endpoint: Endpoint) -> Callable[[], Response]:
+    """The view of one endpoint a plugin contributes (``/metrics``, health)."""
 
-    body, content_type = metrics_response()
-    return Response(body, content_type=content_type)
+    def view() -> Response:
+        status, headers, body = endpoint.respond(RequestHeaders(request.headers))
+        return Response(body, status=status, headers=dict(headers))
+
+    return view

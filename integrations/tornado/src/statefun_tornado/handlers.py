@@ -1,8 +1,7 @@
-"""``StatefunHandler``, the endpoint, and ``MetricsHandler`` for statefun-prometheus."""
+"""``StatefunHandler``, the endpoint, and ``EndpointHandler`` for the plugins' endpoints."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from tornado.http1connection import HTTP1Connection
@@ -11,8 +10,9 @@ from tornado.web import RequestHandler, stream_request_body
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_response
+from statefun_core.plugins import Endpoint
 
-__all__ = ["MetricsHandler", "StatefunHandler"]
+__all__ = ["EndpointHandler", "StatefunHandler"]
 
 
 @stream_request_body
@@ -86,11 +86,21 @@ class StatefunHandler(RequestHandler):
         self.finish(text)
 
 
-class MetricsHandler(RequestHandler):
-    """``GET /metrics``: the Prometheus exposition of statefun-prometheus's registry."""
+class EndpointHandler(RequestHandler):
+    """One endpoint a plugin contributes (``/metrics``, health), configured by
+    ``{"endpoint": endpoint}``; other methods than the endpoint's get 405."""
 
-    def get(self) -> None:
-        metrics_response = importlib.import_module("statefun_prometheus").metrics_response
-        body, content_type = metrics_response()
-        self.set_header("Content-Type", content_type)
+    def initialize(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def prepare(self) -> None:
+        if self.request.method not in (self.endpoint.method, "HEAD"):
+            self.set_status(405)
+            self.set_header("Allow", self.endpoint.method)
+            self.finish()
+            return
+        status, headers, body = self.endpoint.respond(self.request.headers)
+        self.set_status(status)
+        for name, value in headers.items():
+            self.set_header(name, value)
         self.finish(body)
