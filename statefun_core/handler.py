@@ -16,7 +16,7 @@ import itertools
 import threading
 import time
 from concurrent.futures import Executor
-from typing import Any, Callable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, MutableMapping, Optional, Union
 
 import pluggy
 from google.protobuf.message import DecodeError
@@ -48,6 +48,7 @@ __all__ = ["RequestReplyHandler"]
 
 RequestBytes = Union[bytes, bytearray, memoryview]
 Headers = Mapping[str, str]
+ReplyHeaders = MutableMapping[str, str]
 
 _NO_HEADERS: Headers = {}
 _MODIFY = 1  # FromFunction.PersistedValueMutation.MutationType
@@ -261,8 +262,17 @@ class RequestReplyHandler:
 
     # --- the two drivers ------------------------------------------------------------------
 
-    def handle_sync(self, request_bytes: RequestBytes, headers: Optional[Headers] = None) -> bytes:
+    def handle_sync(
+        self,
+        request_bytes: RequestBytes,
+        headers: Optional[Headers] = None,
+        reply_headers: Optional[ReplyHeaders] = None,
+    ) -> bytes:
         """Handle one request without an event loop; safe to call from any thread.
+
+        ``headers`` are the request's HTTP headers, for the plugins (a trace context); the
+        headers plugins set for the reply (``traceresponse``) are added to ``reply_headers``,
+        which a server sends with the reply.
 
         Async functions are stepped by hand. One whose code never awaits finishes on its first
         step, with no event loop at all (so also when called from inside a running loop); one
@@ -270,7 +280,7 @@ class RequestReplyHandler:
         it is finished on that loop, kept per thread.
         """
         try:
-            batch = self._resolve(request_bytes, headers)
+            batch = self._resolve(request_bytes, headers, reply_headers)
         except StatefunError as error:
             self.reject(error, headers)
             raise
@@ -292,11 +302,15 @@ class RequestReplyHandler:
             raise self._failed(batch, error, headers) from error
 
     async def handle_async(
-        self, request_bytes: RequestBytes, headers: Optional[Headers] = None
+        self,
+        request_bytes: RequestBytes,
+        headers: Optional[Headers] = None,
+        reply_headers: Optional[ReplyHeaders] = None,
     ) -> bytes:
-        """Handle one request on the running event loop."""
+        """Handle one request on the running event loop (``headers`` and ``reply_headers`` as
+        for :meth:`handle_sync`)."""
         try:
-            batch = self._resolve(request_bytes, headers)
+            batch = self._resolve(request_bytes, headers, reply_headers)
         except StatefunError as error:
             self.reject(error, headers)
             raise
@@ -331,7 +345,9 @@ class RequestReplyHandler:
                 error=error, batch=None, headers=_NO_HEADERS if headers is None else headers
             )
 
-    def _resolve(self, data: RequestBytes, headers: Optional[Headers]) -> Union[bytes, _Batch]:
+    def _resolve(
+        self, data: RequestBytes, headers: Optional[Headers], reply_headers: Optional[ReplyHeaders]
+    ) -> Union[bytes, _Batch]:
         """Parse and resolve state: the missing-state reply as bytes, or a batch to run."""
         if len(data) > self._max_request_bytes:
             raise RequestTooLargeError(len(data), int(self._max_request_bytes))
@@ -371,6 +387,7 @@ class RequestReplyHandler:
                 batch_size=len(invocations),
                 headers=_NO_HEADERS if headers is None else headers,
                 started=time.perf_counter(),
+                reply_headers={} if reply_headers is None else reply_headers,
             )
             self.plugins.hook.statefun_batch_started(batch=event)
 

@@ -8,6 +8,12 @@ specifications in :mod:`statefun_core.plugins.hookspecs`; publish it under the e
 from .endpoints import Endpoint, EndpointResponse, find_endpoint, header
 from .events import BatchEvent, InvocationEvent, Outcome
 from .health import HealthEndpoints
+from .logcontext import (
+    InvocationLogContext,
+    InvocationLogFilter,
+    add_invocation_context,
+    current_invocation,
+)
 from .manager import (
     DISABLE_AUTOLOAD_ENV,
     DISABLED_PLUGINS_ENV,
@@ -28,7 +34,11 @@ __all__ = [
     "EndpointResponse",
     "HealthEndpoints",
     "InvocationEvent",
+    "InvocationLogContext",
+    "InvocationLogFilter",
     "Outcome",
+    "add_invocation_context",
+    "current_invocation",
     "find_endpoint",
     "header",
     "hookimpl",

@@ -13,6 +13,7 @@ import pluggy
 from ..errors import PluginError
 from . import hookspecs
 from .health import HEALTH_ENV, HEALTH_SHOW_FUNCTIONS_ENV, HealthEndpoints
+from .logcontext import LOG_CONTEXT_ENV, InvocationLogContext
 from .markers import PROJECT, hookimpl, hookspec
 
 __all__ = [
@@ -113,7 +114,9 @@ def make_plugin_manager(
     ``statefun``) are then loaded unless ``load_entrypoints`` is False or
     ``STATEFUN_DISABLE_PLUGIN_AUTOLOAD=1``; names in ``blocked`` and in
     ``STATEFUN_DISABLED_PLUGINS`` are skipped. With ``STATEFUN_HEALTH=1`` the core's health
-    endpoints register too (as ``health``; see :mod:`statefun_core.plugins.health`). A plugin
+    endpoints register too (as ``health``; see :mod:`statefun_core.plugins.health`), and with
+    ``STATEFUN_LOG_CONTEXT=1`` the invocation log context (as ``log_context``; see
+    :mod:`statefun_core.plugins.logcontext`). A plugin
     that fails to import, or implements a hook that does not exist, raises
     :class:`~statefun_core.errors.PluginError` naming it.
     """
@@ -130,6 +133,8 @@ def make_plugin_manager(
     if is_true(os.environ.get(HEALTH_ENV)) and not manager.is_blocked("health"):
         show = is_true(os.environ.get(HEALTH_SHOW_FUNCTIONS_ENV))
         manager.register(HealthEndpoints(show_functions=show), name="health")
+    if is_true(os.environ.get(LOG_CONTEXT_ENV)) and not manager.is_blocked("log_context"):
+        manager.register(InvocationLogContext(), name="log_context")
     if load_entrypoints is None:
         load_entrypoints = not is_true(os.environ.get(DISABLE_AUTOLOAD_ENV))
     manager.autoload = load_entrypoints

@@ -38,16 +38,19 @@ async def handle_request(request: web.Request) -> web.Response:
         response = _rejected(handler, request, not_allowed)
         response.headers["Allow"] = "POST"
         return response
+    reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
     try:
         body = await request.read()
-        reply = await handler.handle_async(body, headers=request.headers)
+        reply = await handler.handle_async(
+            body, headers=request.headers, reply_headers=reply_headers
+        )
     except web.HTTPRequestEntityTooLarge:
         limit = request.client_max_size
         too_large = RequestTooLargeError(request.content_length or limit + 1, limit)
         return _rejected(handler, request, too_large)
     except Exception as error:
         return _error_response(error)
-    return web.Response(body=reply, content_type=CONTENT_TYPE)
+    return web.Response(body=reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
 
 def _rejected(

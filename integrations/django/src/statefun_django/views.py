@@ -59,11 +59,14 @@ class StatefunView(_EndpointView):
             body = request.body
         except RequestDataTooBig:
             return rejected(request, too_large(request))
+        reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = get_handler().handle_sync(body, headers=statefun_headers(request))
+            reply = get_handler().handle_sync(
+                body, headers=statefun_headers(request), reply_headers=reply_headers
+            )
         except Exception as error:
             return statefun_error(error)
-        return HttpResponse(reply, content_type=CONTENT_TYPE)
+        return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
 
 class AsyncStatefunView(_EndpointView):
@@ -74,11 +77,14 @@ class AsyncStatefunView(_EndpointView):
             body = request.body
         except RequestDataTooBig:
             return rejected(request, too_large(request))
+        reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = await get_handler().handle_async(body, headers=statefun_headers(request))
+            reply = await get_handler().handle_async(
+                body, headers=statefun_headers(request), reply_headers=reply_headers
+            )
         except Exception as error:
             return statefun_error(error)
-        return HttpResponse(reply, content_type=CONTENT_TYPE)
+        return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
 
 def endpoint_view() -> Callable[..., Any]:

@@ -44,11 +44,14 @@ def make_blueprint(
             return rejected(handler, RequestTooLargeError(request.content_length or 0, limit))
         except RequestTooLargeError as error:
             return rejected(handler, error)
+        reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = handler.handle_sync(body, headers=RequestHeaders(request.headers))
+            reply = handler.handle_sync(
+                body, headers=RequestHeaders(request.headers), reply_headers=reply_headers
+            )
         except Exception as error:
             return statefun_error(error)
-        return Response(reply, content_type=CONTENT_TYPE)
+        return Response(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
     blueprint.add_url_rule(
         "", "endpoint", endpoint, methods=_METHODS, provide_automatic_options=False

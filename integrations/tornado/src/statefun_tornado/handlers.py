@@ -56,11 +56,16 @@ class StatefunHandler(RequestHandler):
 
     async def post(self) -> None:
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = await self.handler.handle_async(body, headers=self.request.headers)
+            reply = await self.handler.handle_async(
+                body, headers=self.request.headers, reply_headers=reply_headers
+            )
         except Exception as error:
             self._finish_with_error(error)
             return
+        for name, value in reply_headers.items():
+            self.set_header(name, value)
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(reply)
 
