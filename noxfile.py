@@ -220,8 +220,9 @@ def run_integration_tests(session: nox.Session, name: str, requirements: tuple[s
     """Install an integration beside its framework version and run its own tests."""
     folder = f"integrations/{name}"
     session.install(
-        "-e", ".", "-e", folder, "-e", "integrations/prometheus", *requirements, *TEST_DEPS
-    )
+        "-e", ".", "-e", folder, "-e", "integrations/prometheus", "-e", "examples/plugin",
+        *requirements, *TEST_DEPS,
+    )  # fmt: skip
     with session.chdir(folder):
         session.run("python", "-m", "pytest", "tests", *session.posargs)
 
@@ -261,10 +262,11 @@ DJANGO_VERSIONS = [
 
 
 def install_integration(session: nox.Session, name: str, *requirements: str) -> None:
-    """The core, one integration (with statefun-prometheus, for /metrics) and test tools."""
+    """The core, one integration, statefun-prometheus (/metrics) and the example plugin (an
+    endpoint and a type from an installed plugin), and test tools."""
     session.install(
         "-e", ".", "-e", f"integrations/{name}", "-e", "integrations/prometheus",
-        *requirements, *TEST_DEPS,
+        "-e", "examples/plugin", *requirements, *TEST_DEPS,
     )  # fmt: skip
 
 

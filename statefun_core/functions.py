@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dis
 import inspect
+import weakref
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from .core import ValueSpec, parse_typename
@@ -63,10 +64,17 @@ _YIELDS = frozenset({"YIELD_VALUE", "YIELD_FROM"})  # YIELD_FROM up to Python 3.
 class StatefulFunctions:
     """The functions an endpoint serves, by typename."""
 
-    __slots__ = ("_functions",)
+    __slots__ = ("_functions", "_servers")
 
     def __init__(self) -> None:
         self._functions: dict[str, StatefulFunction] = {}
+        self._servers: list[weakref.WeakMethod[Callable[[StatefulFunction], Any]]] = []
+
+    def _served_by(self, prepare: Callable[[StatefulFunction], Any]) -> None:
+        """``prepare`` (a handler's bound method) is called with each function bound from now
+        on, before it is added: what it raises (a state type nobody resolves) fails the bind."""
+        self._servers = [ref for ref in self._servers if ref() is not None]
+        self._servers.append(weakref.WeakMethod(prepare))
 
     def register(
         self,
@@ -97,7 +105,12 @@ class StatefulFunctions:
         for spec in specs or []:
             if not isinstance(spec, ValueSpec):
                 raise TypeError(f"specs of {typename} must be ValueSpecs, got {spec!r}")
-        self._functions[typename] = StatefulFunction(typename, fun, list(specs or []), blocking)
+        function = StatefulFunction(typename, fun, list(specs or []), blocking)
+        for server in self._servers:
+            prepare = server()
+            if prepare is not None:
+                prepare(function)
+        self._functions[typename] = function
 
     def bind(
         self, typename: str, specs: Optional[list[ValueSpec]] = None, *, blocking: bool = False

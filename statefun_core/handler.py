@@ -16,7 +16,7 @@ import itertools
 import threading
 import time
 from concurrent.futures import Executor
-from typing import Any, Callable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, MutableMapping, Optional, Union
 
 import pluggy
 from google.protobuf.message import DecodeError
@@ -29,12 +29,15 @@ from .errors import (
     FunctionFailedError,
     LimitExceededError,
     MalformedRequestError,
+    PluginError,
     RequestTooLargeError,
     StatefunError,
+    UnknownTypeError,
 )
 from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
+from .plugins.endpoints import Endpoint, find_endpoint
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
@@ -45,6 +48,7 @@ __all__ = ["RequestReplyHandler"]
 
 RequestBytes = Union[bytes, bytearray, memoryview]
 Headers = Mapping[str, str]
+ReplyHeaders = MutableMapping[str, str]
 
 _NO_HEADERS: Headers = {}
 _MODIFY = 1  # FromFunction.PersistedValueMutation.MutationType
@@ -97,7 +101,12 @@ class _Plan:
         self.function = function
         self.specs: list[tuple[str, Type, TypeSerializer, ValueSpec]] = []
         for spec in function.specs:
-            tpe = spec.type if isinstance(spec.type, Type) else types.for_class(spec.type)
+            try:
+                tpe = spec.type if isinstance(spec.type, Type) else types.for_class(spec.type)
+            except UnknownTypeError as error:
+                raise UnknownTypeError(
+                    f"function {function.typename!r}, state {spec.name!r}: {error}"
+                ) from None
             self.specs.append((spec.name, tpe, tpe.serializer(), spec))
         self.names = tuple(name for name, *_ in self.specs)
         self.name_set = frozenset(self.names)
@@ -203,14 +212,67 @@ class RequestReplyHandler:
         self._max_state_bytes = _no_limit(limits.state_value_bytes)
         self._max_outgoing = _no_limit(limits.outgoing_per_batch)
         self._plans: dict[str, _Plan] = {}
+        for function in functions:
+            self._plan(function)
+        functions._served_by(self._plan)
         self._hooked: frozenset[str] = frozenset()
         self._hooked_generation = -1
         self._loops = threading.local()
+        self.endpoints = self._endpoints()
+        """The HTTP endpoints the plugins contribute (``statefun_endpoints``), which every
+        integration mounts beside the function endpoint."""
+
+    def endpoint_for(self, method: str, path: str) -> Optional[Endpoint]:
+        """The plugins' endpoint for ``method`` and ``path`` (``HEAD`` finds ``GET``), or None:
+        what a server that routes by itself calls before answering 404."""
+        return find_endpoint(self.endpoints, method, path)
+
+    def _endpoints(self) -> tuple[Endpoint, ...]:
+        endpoints: list[Endpoint] = []
+        for contributed in self.plugins.hook.statefun_endpoints(handler=self):
+            for endpoint in contributed or ():
+                if find_endpoint(endpoints, endpoint.method, endpoint.path) is not None:
+                    raise PluginError(
+                        f"two plugins contribute the endpoint {endpoint.method} {endpoint.path}"
+                    )
+                endpoints.append(endpoint)
+        return tuple(endpoints)
+
+    def _plan(self, function: StatefulFunction) -> _Plan:
+        """Resolve the types of ``function``'s state now: a spec no plugin resolves fails here,
+        when the handler is built or the function bound, never on a request."""
+        try:
+            plan = _Plan(function, self.types)
+        except UnknownTypeError as error:
+            raise UnknownTypeError(f"{error}; {self._plugins_hint()}") from None
+        self._plans[function.typename] = plan
+        return plan
+
+    def _plugins_hint(self) -> str:
+        """What the plugin manager left out, for an error about a type nobody resolves."""
+        disabled: list[str] = getattr(self.plugins, "disabled", [])
+        if disabled:
+            return f"disabled plugins: {', '.join(disabled)} (STATEFUN_DISABLED_PLUGINS)"
+        if not getattr(self.plugins, "autoload", True):
+            return (
+                "installed plugins were not loaded "
+                "(STATEFUN_DISABLE_PLUGIN_AUTOLOAD or load_entrypoints=False)"
+            )
+        return "no plugin is disabled"
 
     # --- the two drivers ------------------------------------------------------------------
 
-    def handle_sync(self, request_bytes: RequestBytes, headers: Optional[Headers] = None) -> bytes:
+    def handle_sync(
+        self,
+        request_bytes: RequestBytes,
+        headers: Optional[Headers] = None,
+        reply_headers: Optional[ReplyHeaders] = None,
+    ) -> bytes:
         """Handle one request without an event loop; safe to call from any thread.
+
+        ``headers`` are the request's HTTP headers, for the plugins (a trace context); the
+        headers plugins set for the reply (``traceresponse``) are added to ``reply_headers``,
+        which a server sends with the reply.
 
         Async functions are stepped by hand. One whose code never awaits finishes on its first
         step, with no event loop at all (so also when called from inside a running loop); one
@@ -218,7 +280,7 @@ class RequestReplyHandler:
         it is finished on that loop, kept per thread.
         """
         try:
-            batch = self._resolve(request_bytes, headers)
+            batch = self._resolve(request_bytes, headers, reply_headers)
         except StatefunError as error:
             self.reject(error, headers)
             raise
@@ -240,11 +302,15 @@ class RequestReplyHandler:
             raise self._failed(batch, error, headers) from error
 
     async def handle_async(
-        self, request_bytes: RequestBytes, headers: Optional[Headers] = None
+        self,
+        request_bytes: RequestBytes,
+        headers: Optional[Headers] = None,
+        reply_headers: Optional[ReplyHeaders] = None,
     ) -> bytes:
-        """Handle one request on the running event loop."""
+        """Handle one request on the running event loop (``headers`` and ``reply_headers`` as
+        for :meth:`handle_sync`)."""
         try:
-            batch = self._resolve(request_bytes, headers)
+            batch = self._resolve(request_bytes, headers, reply_headers)
         except StatefunError as error:
             self.reject(error, headers)
             raise
@@ -279,7 +345,9 @@ class RequestReplyHandler:
                 error=error, batch=None, headers=_NO_HEADERS if headers is None else headers
             )
 
-    def _resolve(self, data: RequestBytes, headers: Optional[Headers]) -> Union[bytes, _Batch]:
+    def _resolve(
+        self, data: RequestBytes, headers: Optional[Headers], reply_headers: Optional[ReplyHeaders]
+    ) -> Union[bytes, _Batch]:
         """Parse and resolve state: the missing-state reply as bytes, or a batch to run."""
         if len(data) > self._max_request_bytes:
             raise RequestTooLargeError(len(data), int(self._max_request_bytes))
@@ -304,7 +372,7 @@ class RequestReplyHandler:
         typename = f"{target.namespace}/{target.type}"
         plan = self._plans.get(typename)
         if plan is None or plan.function is not self.functions._functions.get(typename):
-            plan = self._plans[typename] = _Plan(self.functions.for_typename(typename), self.types)
+            plan = self._plan(self.functions.for_typename(typename))
         id = target.id
         received = {}
         for state in pb_batch.state:
@@ -320,6 +388,7 @@ class RequestReplyHandler:
                 batch_size=len(invocations),
                 headers=_NO_HEADERS if headers is None else headers,
                 started=time.perf_counter(),
+                reply_headers={} if reply_headers is None else reply_headers,
             )
             self.plugins.hook.statefun_batch_started(batch=event)
 

@@ -33,6 +33,7 @@ from .model import (
     StateEntry,
     StateSpec,
     Timer,
+    TraceContext,
     TypedValue,
 )
 from .store import MemoryStore, Store
@@ -59,6 +60,7 @@ __all__ = [
     "StateTypeError",
     "Store",
     "Timer",
+    "TraceContext",
     "TypedValue",
     "UnknownEgressError",
     "UnregisteredStateError",

@@ -8,13 +8,13 @@ A driver moves messages: it calls :meth:`Engine.send` for input, sends each
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from google.protobuf.message import DecodeError
 
-from .. import protocol
+from .. import protocol, tracecontext
 from .clock import Clock
 from .errors import (
     CancellationTokenError,
@@ -34,6 +34,7 @@ from .model import (
     StateEntry,
     StateSpec,
     Timer,
+    TraceContext,
     TypedValue,
 )
 from .store import Store
@@ -47,13 +48,18 @@ _MODIFY = 1  # FromFunction.PersistedValueMutation.MutationType
 class Batch:
     """One request to one address: its messages, oldest first, and the ``ToFunction`` bytes.
 
-    Batches compare by identity: the engine accepts a reply only for the batch it handed out.
+    ``headers`` are the trace headers to send with the request (none when no message has a
+    known origin; see :mod:`statefun_core.tracecontext`) and ``trace`` the context they
+    continue. Batches compare by identity: the engine accepts a reply only for the batch it
+    handed out.
     """
 
     address: Address
     messages: tuple[Envelope, ...]
     request: bytes
     discovery_round: int = 0
+    trace: Optional[TraceContext] = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def last_seq(self) -> int:
@@ -119,10 +125,17 @@ class Engine:
 
     # --- input --------------------------------------------------------------------------
 
-    def send(self, target: Address, argument: TypedValue, caller: Optional[Address] = None) -> int:
-        """Queue a message (from an ingress when ``caller`` is None); return its ``seq``."""
+    def send(
+        self,
+        target: Address,
+        argument: TypedValue,
+        caller: Optional[Address] = None,
+        trace: Optional[TraceContext] = None,
+    ) -> int:
+        """Queue a message (from an ingress when ``caller`` is None); return its ``seq``.
+        ``trace`` is where it comes from, when the ingress knows (a ``traceparent``)."""
         with self.store.transaction():
-            return self.store.mailbox_append(Envelope(target, argument, caller))
+            return self.store.mailbox_append(Envelope(target, argument, caller, trace=trace))
 
     def fire_due_timers(self) -> int:
         """Deliver the delayed messages due on the clock to their mailboxes, in
@@ -130,7 +143,9 @@ class Engine:
         with self.store.transaction():
             due = self.store.timers_pop_due(self.clock.now_ms())
             for timer in due:
-                self.store.mailbox_append(Envelope(timer.target, timer.argument, timer.caller))
+                self.store.mailbox_append(
+                    Envelope(timer.target, timer.argument, timer.caller, trace=timer.trace)
+                )
         return len(due)
 
     # --- batches ------------------------------------------------------------------------
@@ -193,16 +208,23 @@ class Engine:
             if message.caller is not None:
                 item.caller.CopyFrom(message.caller.to_proto())
             item.argument.CopyFrom(message.argument.to_proto())
+        trace, headers = _trace_headers(messages)
         return Batch(
             address,
             tuple(messages),
             request.SerializeToString(),
             self._discovery_rounds.get(address, 0),
+            trace,
+            headers,
         )
 
-    def complete(self, batch: Batch, reply: bytes) -> Completion:
+    def complete(
+        self, batch: Batch, reply: bytes, trace: Optional[TraceContext] = None
+    ) -> Completion:
         """Apply the function's reply to ``batch`` (the bytes of a ``FromFunction``; empty
-        means no effects).
+        means no effects). ``trace`` is the span of the batch the function reported
+        (``traceresponse``): the origin of the messages, delayed messages and egress records of
+        the reply; without it they keep the batch's own (``batch.trace``).
 
         On a discovery reply the specs are registered and the same messages are offered
         again. Otherwise, atomically: the batch's messages are consumed, the address's
@@ -219,7 +241,7 @@ class Engine:
             if response.HasField("incomplete_invocation_context"):
                 completion = self._discover(batch, response.incomplete_invocation_context)
             else:
-                completion = self._apply(batch, response.invocation_result)
+                completion = self._apply(batch, response.invocation_result, trace or batch.trace)
         del self._outstanding[batch.address]
         if not completion.incomplete:
             self._discovery_rounds.pop(batch.address, None)
@@ -263,7 +285,7 @@ class Engine:
         self._discovery_rounds[batch.address] = rounds
         return Completion(batch, incomplete=True, registered=tuple(added))
 
-    def _apply(self, batch: Batch, result: Any) -> Completion:
+    def _apply(self, batch: Batch, result: Any, trace: Optional[TraceContext]) -> Completion:
         address = batch.address
         now_ms = self.clock.now_ms()
         self.store.mailbox_remove(address, batch.last_seq)
@@ -280,6 +302,7 @@ class Engine:
                 Address.from_proto(outgoing.target),
                 TypedValue.from_proto(outgoing.argument),
                 address,
+                trace=trace,
             )
             sent.append(replace(envelope, seq=self.store.mailbox_append(envelope)))
 
@@ -306,6 +329,7 @@ class Engine:
                 address,
                 token or None,
                 address.id,
+                trace=trace,
             )
             scheduled.append(replace(timer, seq=self.store.timer_add(timer)))
 
@@ -314,7 +338,7 @@ class Engine:
             egress_id = f"{message.egress_namespace}/{message.egress_type}"
             if self.egress_ids is not None and egress_id not in self.egress_ids:
                 raise UnknownEgressError(f"{address} sent to unknown egress {egress_id}")
-            record = EgressRecord(egress_id, TypedValue.from_proto(message.argument))
+            record = EgressRecord(egress_id, TypedValue.from_proto(message.argument), trace=trace)
             egress.append(replace(record, seq=self.store.egress_append(record)))
 
         specs = self.store.specs_get(address.typename)
@@ -418,3 +442,22 @@ def _spec(function_typename: str, missing: Any) -> StateSpec:
             f"{expiration.expire_after_millis} ms; it must be positive"
         )
     return StateSpec(missing.state_name, typename, mode, expiration.expire_after_millis)
+
+
+_NO_HEADERS: Mapping[str, str] = {}
+
+
+def _trace_headers(
+    messages: list[Envelope],
+) -> tuple[Optional[TraceContext], Mapping[str, str]]:
+    """The batch's trace context (its first known origin) and the headers that carry it with
+    the origin of every message."""
+    first = next((message.trace for message in messages if message.trace is not None), None)
+    if first is None:
+        return None, _NO_HEADERS
+    headers = {tracecontext.TRACEPARENT: first.traceparent}
+    if first.tracestate:
+        headers[tracecontext.TRACESTATE] = first.tracestate
+    origins = [None if m.trace is None else m.trace.traceparent for m in messages]
+    headers[tracecontext.ORIGINS] = tracecontext.encode_origins(origins)
+    return first, headers

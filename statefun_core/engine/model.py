@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .. import protocol
+from ..tracecontext import is_traceparent
 
 __all__ = [
     "UNSET_TYPENAME",
@@ -21,6 +22,7 @@ __all__ = [
     "StateEntry",
     "StateSpec",
     "Timer",
+    "TraceContext",
     "TypedValue",
 ]
 
@@ -77,14 +79,35 @@ class TypedValue:
 
 
 @dataclass(frozen=True)
+class TraceContext:
+    """A W3C trace context: where a message comes from, for tracing (see
+    :mod:`statefun_core.tracecontext`). The runtime keeps it with a message and sends it with
+    the batch that delivers it; it never reads it."""
+
+    traceparent: str
+    tracestate: str = ""
+
+    @classmethod
+    def parse(cls, traceparent: Optional[str], tracestate: str = "") -> Optional[TraceContext]:
+        """The context of a ``traceparent`` (or ``traceresponse``) header value; None when
+        there is none or it is malformed."""
+        if traceparent is None:
+            return None
+        traceparent = traceparent.strip().lower()
+        return cls(traceparent, tracestate.strip()) if is_traceparent(traceparent) else None
+
+
+@dataclass(frozen=True)
 class Envelope:
     """A message in a mailbox. ``seq`` is given by the store: it grows with every append, so
-    the messages of one address are in arrival order when sorted by it."""
+    the messages of one address are in arrival order when sorted by it. ``trace`` is the trace
+    context of what sent it (the batch of a function, or the ingress), when known."""
 
     target: Address
     argument: TypedValue
     caller: Optional[Address] = None
     seq: int = 0
+    trace: Optional[TraceContext] = None
 
 
 class ExpireMode(enum.IntEnum):
@@ -132,7 +155,8 @@ class Timer:
 
     ``caller`` is the function that scheduled it (the caller on delivery); ``scope`` is the
     namespace of its ``token`` (the scheduling address's id, as the reference runtime);
-    ``seq`` is given by the store and orders timers due at the same instant.
+    ``seq`` is given by the store and orders timers due at the same instant; ``trace`` is the
+    trace context of the batch that scheduled it.
     """
 
     due_ms: int
@@ -142,12 +166,15 @@ class Timer:
     token: Optional[str] = None
     scope: str = ""
     seq: int = 0
+    trace: Optional[TraceContext] = None
 
 
 @dataclass(frozen=True)
 class EgressRecord:
-    """A record a function sent to an egress (``egress`` is the egress id ``ns/name``)."""
+    """A record a function sent to an egress (``egress`` is the egress id ``ns/name``);
+    ``trace`` is the trace context of the batch that sent it."""
 
     egress: str
     argument: TypedValue
     seq: int = 0
+    trace: Optional[TraceContext] = None

@@ -5,7 +5,15 @@ specifications in :mod:`statefun_core.plugins.hookspecs`; publish it under the e
 ``statefun``. See ``docs/plugins.md``.
 """
 
+from .endpoints import Endpoint, EndpointResponse, find_endpoint, header
 from .events import BatchEvent, InvocationEvent, Outcome
+from .health import HealthEndpoints
+from .logcontext import (
+    InvocationLogContext,
+    InvocationLogFilter,
+    add_invocation_context,
+    current_invocation,
+)
 from .manager import (
     DISABLE_AUTOLOAD_ENV,
     DISABLED_PLUGINS_ENV,
@@ -22,8 +30,17 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PROJECT",
     "BatchEvent",
+    "Endpoint",
+    "EndpointResponse",
+    "HealthEndpoints",
     "InvocationEvent",
+    "InvocationLogContext",
+    "InvocationLogFilter",
     "Outcome",
+    "add_invocation_context",
+    "current_invocation",
+    "find_endpoint",
+    "header",
     "hookimpl",
     "hookspec",
     "make_plugin_manager",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, MutableMapping, Optional
 
 from ..core import SdkAddress
 
@@ -23,8 +23,13 @@ class BatchEvent:
     function_id: str
     batch_size: int
     headers: Mapping[str, str]
+    """The request's HTTP headers; empty when the handler was called without any (no HTTP
+    request carries the batch)."""
     started: float
     """``time.perf_counter()`` when the batch started."""
+    reply_headers: MutableMapping[str, str] = field(default_factory=dict)
+    """Headers to send with the reply (statefun-opentelemetry's ``traceresponse``); a server
+    sends them when it passed ``reply_headers`` to the handler."""
     outcome: Optional[Outcome] = None
     duration: float = 0.0
     """Seconds from start to finish or failure."""

@@ -13,12 +13,16 @@ error, including those rejected before a batch exists (malformed body, unknown f
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from ..registry import TypeRegistry
 from ..types import Type
+from .endpoints import Endpoint
 from .events import BatchEvent, InvocationEvent
 from .markers import hookspec
+
+if TYPE_CHECKING:
+    from ..handler import RequestReplyHandler
 
 
 @hookspec
@@ -81,6 +85,21 @@ def statefun_request_failed(
 ) -> None:
     """A request ended in an error (any status but 200); ``batch`` is None when the request was
     rejected before a batch existed (malformed body → 400, unknown function → 404)."""
+
+
+# --- endpoints --------------------------------------------------------------------------------
+
+
+@hookspec
+def statefun_endpoints(handler: RequestReplyHandler) -> Sequence[Endpoint]:
+    """Contribute HTTP endpoints (metrics, health) when a handler is built.
+
+    Return :class:`~statefun_core.plugins.Endpoint` objects: a method, a path from the root of
+    the application and ``handle(headers) -> EndpointResponse(status, headers, body)``, with
+    no web framework in sight. Every integration mounts ``handler.endpoints`` beside the
+    function endpoint. Two endpoints with one method and path are a ``PluginError``.
+    """
+    return ()
 
 
 def _all() -> list[Any]:

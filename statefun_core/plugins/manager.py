@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from importlib import metadata
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import pluggy
 
 from ..errors import PluginError
 from . import hookspecs
+from .health import HEALTH_ENV, HEALTH_SHOW_FUNCTIONS_ENV, HealthEndpoints
+from .logcontext import LOG_CONTEXT_ENV, InvocationLogContext
 from .markers import PROJECT, hookimpl, hookspec
 
 __all__ = [
@@ -27,8 +30,30 @@ __all__ = [
 ENTRY_POINT_GROUP = "statefun"
 #: Comma-separated entry-point names that are not loaded.
 DISABLED_PLUGINS_ENV = "STATEFUN_DISABLED_PLUGINS"
-#: Set to 1 to load no installed plugin at all (explicitly given ones still register).
+#: Set to 1 (or true, yes, on) to load no installed plugin at all (explicitly given ones still
+#: register).
 DISABLE_AUTOLOAD_ENV = "STATEFUN_DISABLE_PLUGIN_AUTOLOAD"
+
+#: Hooks that only observe a request: one that raises is logged and ignored.
+OBSERVER_HOOKS = frozenset(
+    {
+        "statefun_batch_started",
+        "statefun_invocation_started",
+        "statefun_invocation_finished",
+        "statefun_batch_finished",
+        "statefun_batch_failed",
+        "statefun_request_failed",
+    }
+)
+#: Hooks whose failure is the plugin's bug at start-up: raised as ``PluginError``.
+TYPE_HOOKS = frozenset({"statefun_register_types", "statefun_type_for_class"})
+
+logger = logging.getLogger("statefun_core.plugins")
+
+
+def is_true(value: Optional[str]) -> bool:
+    """Whether an environment variable is set the way people write "yes"."""
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _entry_points() -> Iterable[metadata.EntryPoint]:
@@ -42,10 +67,35 @@ class StatefunPluginManager(pluggy.PluginManager):
     have implementations and re-check only when plugins change."""
 
     generation = 0
+    autoload = True
+    """Whether installed plugins were loaded (see ``STATEFUN_DISABLE_PLUGIN_AUTOLOAD``)."""
+
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        self.disabled: list[str] = []
+        """The names blocked by ``blocked=`` or ``STATEFUN_DISABLED_PLUGINS``, in order."""
+
+    def set_blocked(self, name: str) -> None:
+        if name not in self.disabled:
+            self.disabled.append(name)
+        super().set_blocked(name)
 
     def register(self, plugin: Any, name: Optional[str] = None) -> Optional[str]:
+        """Register ``plugin``, with its observer hooks isolated (a raising one is logged and
+        ignored) and its type hooks' errors raised as ``PluginError`` naming it. A hook
+        implementation whose arguments the hook does not have is a ``PluginError`` too."""
         self.generation += 1
-        return super().register(plugin, name)
+        try:
+            registered = super().register(plugin, name)
+        except pluggy.PluginValidationError as error:
+            described = name or getattr(plugin, "__name__", type(plugin).__name__)
+            raise PluginError(f"statefun plugin {described!r} is invalid: {error}") from error
+        if registered is not None:
+            for caller in self.get_hookcallers(plugin) or ():
+                for impl in caller.get_hookimpls():
+                    if impl.plugin is plugin and not (impl.hookwrapper or impl.wrapper):
+                        _guard(impl, caller.name)
+        return registered
 
     def unregister(self, plugin: Any = None, name: Optional[str] = None) -> Any:
         self.generation += 1
@@ -63,8 +113,12 @@ def make_plugin_manager(
     ``plugins`` are registered first, in order. Installed plugins (entry-point group
     ``statefun``) are then loaded unless ``load_entrypoints`` is False or
     ``STATEFUN_DISABLE_PLUGIN_AUTOLOAD=1``; names in ``blocked`` and in
-    ``STATEFUN_DISABLED_PLUGINS`` are skipped. A plugin that fails to import, or implements a
-    hook that does not exist, raises :class:`~statefun_core.errors.PluginError` naming it.
+    ``STATEFUN_DISABLED_PLUGINS`` are skipped. With ``STATEFUN_HEALTH=1`` the core's health
+    endpoints register too (as ``health``; see :mod:`statefun_core.plugins.health`), and with
+    ``STATEFUN_LOG_CONTEXT=1`` the invocation log context (as ``log_context``; see
+    :mod:`statefun_core.plugins.logcontext`). A plugin
+    that fails to import, or implements a hook that does not exist, raises
+    :class:`~statefun_core.errors.PluginError` naming it.
     """
     manager = StatefunPluginManager(PROJECT)
     manager.add_hookspecs(hookspecs)
@@ -76,8 +130,14 @@ def make_plugin_manager(
         manager.set_blocked(name)
     for plugin in plugins:
         manager.register(plugin)
+    if is_true(os.environ.get(HEALTH_ENV)) and not manager.is_blocked("health"):
+        show = is_true(os.environ.get(HEALTH_SHOW_FUNCTIONS_ENV))
+        manager.register(HealthEndpoints(show_functions=show), name="health")
+    if is_true(os.environ.get(LOG_CONTEXT_ENV)) and not manager.is_blocked("log_context"):
+        manager.register(InvocationLogContext(), name="log_context")
     if load_entrypoints is None:
-        load_entrypoints = os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("1", "true", "yes")
+        load_entrypoints = not is_true(os.environ.get(DISABLE_AUTOLOAD_ENV))
+    manager.autoload = load_entrypoints
     if load_entrypoints:
         for entry_point in _entry_points():
             if manager.is_blocked(entry_point.name) or manager.has_plugin(entry_point.name):
@@ -85,6 +145,8 @@ def make_plugin_manager(
             try:
                 plugin = entry_point.load()
                 manager.register(plugin, name=entry_point.name)
+            except PluginError:
+                raise
             except Exception as error:
                 raise PluginError(
                     f"statefun plugin {entry_point.name!r} ({entry_point.value}) failed to "
@@ -95,3 +157,40 @@ def make_plugin_manager(
     except pluggy.PluginValidationError as error:
         raise PluginError(f"statefun plugin {error.plugin!r} is invalid: {error}") from error
     return manager
+
+
+def _guard(impl: Any, hook: str) -> None:
+    """Wrap one hook implementation: isolated if it observes, named if it resolves types."""
+    function: Callable[..., Any] = impl.function
+    plugin = impl.plugin_name
+    if plugin.isdigit():  # registered without a name: pluggy named it by id()
+        plugin = getattr(impl.plugin, "__name__", type(impl.plugin).__name__)
+    if hook in OBSERVER_HOOKS:
+        logged = False
+
+        def isolated(*args: Any) -> Any:
+            nonlocal logged
+            try:
+                return function(*args)
+            except Exception:
+                if not logged:  # once per plugin and hook: a broken plugin fails every request
+                    logged = True
+                    logger.exception(
+                        "statefun plugin %r raised in %s; ignored (logged once)", plugin, hook
+                    )
+                return None
+
+        impl.function = isolated
+    elif hook in TYPE_HOOKS:
+
+        def named(*args: Any) -> Any:
+            try:
+                return function(*args)
+            except PluginError:
+                raise
+            except Exception as error:
+                raise PluginError(
+                    f"statefun plugin {plugin!r} raised in {hook}: {type(error).__name__}: {error}"
+                ) from error
+
+        impl.function = named

@@ -54,6 +54,7 @@ __all__ = [
     "FailureRecorder",
     "HeaderRecorder",
     "check_endpoint",
+    "check_plugin_endpoints",
     "check_request_limit",
     "free_port",
     "greetings",
@@ -405,3 +406,34 @@ def check_endpoint(
         check(port, path)
     if request_limit is not None:
         check_request_limit(port, path, request_limit)
+
+
+def check_plugin_endpoints(port: int, prefix: str = "", *, metrics: bool = True) -> None:
+    """Check the endpoints installed plugins contribute, as a server mounts them under
+    ``prefix``: ``GET /slow-batches`` of the example plugin (``examples/plugin``), and
+    ``GET /metrics`` of statefun-prometheus in the text format, in OpenMetrics when asked and
+    gzipped when accepted; with ``metrics=False``, that ``/metrics`` is not served (404)."""
+    import gzip
+    import json
+
+    status, headers, body = request(port, f"{prefix}/slow-batches", method="GET")
+    assert status == 200, (status, body)
+    assert headers["Content-Type"] == "application/json"
+    assert "slow_batches" in json.loads(body)
+
+    status, headers, body = request(port, f"{prefix}/metrics", method="GET")
+    if not metrics:
+        assert status == 404, (status, body[:200])
+        return
+    assert status == 200, (status, body[:200])
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert b"# TYPE statefun_batch_duration_seconds histogram" in body
+    assert "Content-Encoding" not in headers
+
+    asked = {"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"}
+    status, headers, body = request(port, f"{prefix}/metrics", method="GET", headers=asked)
+    assert status == 200, (status, body[:200])
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(body)
+    assert b"# TYPE statefun_batch_duration_seconds histogram" in text and text.endswith(b"# EOF\n")

@@ -3,6 +3,7 @@
 Every batch goes through :class:`~statefun_core.RequestReplyHandler` as real protobuf bytes,
 and every reply is applied by the same :class:`~statefun_core.engine.Engine` the local runtime
 uses, over a :class:`~statefun_core.engine.MemoryStore` and a clock the test moves.
+Each batch carries the trace headers statefun-local sends (:mod:`statefun_core.tracecontext`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from ..engine import (
     ManualClock,
     MemoryStore,
     StaleBatchError,
+    TraceContext,
     TypedValue,
 )
 from ..functions import StatefulFunctions
 from ..handler import RequestReplyHandler
+from ..http import CONTENT_TYPE
 from ..messages import message_builder
+from ..tracecontext import TRACERESPONSE
 from ..types import Type
 from .records import AnyEgress, PendingMessage, SentMessage, decode_egress
 
@@ -81,13 +85,19 @@ class Harness:
         id: str,
         *,
         caller: Optional[tuple[str, str]] = None,
+        traceparent: Optional[str] = None,
         **value: Any,
     ) -> Harness:
         """Queue a message for ``typename``/``id``, the value given as to ``message_builder``
         (``str_value=``, ``int_value=``, ..., or ``value=`` with ``value_type=``). Without
-        ``caller`` (a ``(typename, id)`` pair) it arrives as from an ingress."""
+        ``caller`` (a ``(typename, id)`` pair) it arrives as from an ingress; ``traceparent``
+        is where it comes from, for tracing (a W3C ``traceparent``)."""
         sender = None if caller is None else Address(*caller)
-        self.engine.send(Address(typename, id), self._typed_value(typename, id, value), sender)
+        trace = TraceContext.parse(traceparent)
+        if traceparent is not None and trace is None:
+            raise ValueError(f"not a W3C traceparent: {traceparent!r}")
+        typed_value = self._typed_value(typename, id, value)
+        self.engine.send(Address(typename, id), typed_value, sender, trace)
         return self
 
     def run(self) -> int:
@@ -100,11 +110,13 @@ class Harness:
                 return delivered
             for index, batch in enumerate(batches):
                 with self._released_on_error(batches[index:]):
+                    reply_headers: dict[str, str] = {}
                     if self._is_served(batch):
-                        reply = self.handler.handle_sync(batch.request)
+                        headers = _request_headers(batch)
+                        reply = self.handler.handle_sync(batch.request, headers, reply_headers)
                     else:
                         reply = self._capture(batch)
-                    self._complete(batch, reply)
+                    self._complete(batch, reply, reply_headers)
             delivered += len(batches)
 
     async def run_async(self) -> int:
@@ -116,11 +128,15 @@ class Harness:
                 return delivered
             for index, batch in enumerate(batches):
                 with self._released_on_error(batches[index:]):
+                    reply_headers: dict[str, str] = {}
                     if self._is_served(batch):
-                        reply = await self.handler.handle_async(batch.request)
+                        headers = _request_headers(batch)
+                        reply = await self.handler.handle_async(
+                            batch.request, headers, reply_headers
+                        )
                     else:
                         reply = self._capture(batch)
-                    self._complete(batch, reply)
+                    self._complete(batch, reply, reply_headers)
             delivered += len(batches)
 
     def advance(self, duration: Duration) -> int:
@@ -179,7 +195,14 @@ class Harness:
     def pending(self) -> list[PendingMessage]:
         """The delayed messages not delivered (nor cancelled) yet, by due time."""
         return [
-            PendingMessage(t.target, t.argument, t.caller, t.due_ms, t.token)
+            PendingMessage(
+                t.target,
+                t.argument,
+                t.caller,
+                self.handler.types,
+                due_ms=t.due_ms,
+                cancellation_token=t.token,
+            )
             for t in self.engine.pending_timers()
         ]
 
@@ -244,12 +267,19 @@ class Harness:
         return True
 
     def _capture(self, batch: Batch) -> bytes:
-        self.captured.extend(SentMessage(m.target, m.argument, m.caller) for m in batch.messages)
+        types = self.handler.types
+        self.captured.extend(
+            SentMessage(m.target, m.argument, m.caller, types) for m in batch.messages
+        )
         return b""
 
-    def _complete(self, batch: Batch, reply: bytes) -> None:
-        completion = self.engine.complete(batch, reply)
-        self.sent.extend(SentMessage(m.target, m.argument, m.caller) for m in completion.sent)
+    def _complete(self, batch: Batch, reply: bytes, reply_headers: dict[str, str]) -> None:
+        trace = TraceContext.parse(reply_headers.get(TRACERESPONSE))
+        completion = self.engine.complete(batch, reply, trace)
+        types = self.handler.types
+        self.sent.extend(
+            SentMessage(m.target, m.argument, m.caller, types) for m in completion.sent
+        )
 
     @contextlib.contextmanager
     def _released_on_error(self, batches: list[Batch]) -> Iterator[None]:
@@ -303,6 +333,11 @@ class Harness:
 
 
 _MISSING = object()
+
+
+def _request_headers(batch: Batch) -> dict[str, str]:
+    """The headers statefun-local sends with a batch: the content type and the trace headers."""
+    return {"Content-Type": CONTENT_TYPE, **batch.headers}
 
 
 def _matches(actual: Any, wanted: Any) -> bool:

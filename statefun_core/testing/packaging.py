@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
-__all__ = ["check_import_guard"]
+__all__ = ["check_import_guard", "install_distribution"]
 
 _SCRIPT = """
 import sys
@@ -35,3 +37,18 @@ def check_import_guard(package: str, *, missing: str, distribution: str) -> None
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr or done.stdout
     assert f"pip install {distribution}" in done.stdout, done.stdout
+
+
+def install_distribution(
+    site: Path, name: str, entry_points: Mapping[str, str], modules: Mapping[str, str]
+) -> None:
+    """Install a distribution into ``site`` (a folder on ``sys.path``) as an installer would
+    leave it: a ``.dist-info`` with its ``statefun`` entry points (name → ``module[:attr]``)
+    and its modules (module name → source). ``importlib.metadata`` finds it like any other."""
+    dist_info = site / f"{name.replace('-', '_')}-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    lines = [f"{entry} = {target}" for entry, target in entry_points.items()]
+    (dist_info / "entry_points.txt").write_text("[statefun]\n" + "\n".join(lines) + "\n")
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(source)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from .. import protocol
 from ..engine import Address, EgressRecord, TypedValue
 from ..messages import KAFKA_PRODUCER_RECORD, KINESIS_EGRESS_RECORD, Message
+from ..registry import TypeRegistry
 
 __all__ = [
     "EgressOutput",
@@ -22,15 +23,20 @@ __all__ = [
 @dataclass(frozen=True)
 class SentMessage:
     """A message a function sent (``caller``), or one captured for a function type the
-    harness does not run. ``message`` decodes it: ``sent.message.as_string()``."""
+    harness does not run. ``message`` decodes it: ``sent.message.as_string()``, and
+    ``sent.message.as_type(Model)`` for a class a type plugin knows (``types``: the harness
+    handler's, set by the harness)."""
 
     target: Address
     argument: TypedValue
     caller: Optional[Address]
+    types: Optional[TypeRegistry] = field(default=None, compare=False, repr=False)
 
     @property
     def message(self) -> Message:
-        return Message(self.target.typename, self.target.id, self.argument.to_proto())
+        message = Message(self.target.typename, self.target.id, self.argument.to_proto())
+        message._types = self.types
+        return message
 
 
 @dataclass(frozen=True)

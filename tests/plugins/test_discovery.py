@@ -20,7 +20,7 @@ from statefun_core import (
     ValueSpec,
     make_plugin_manager,
 )
-from statefun_core.errors import PluginError
+from statefun_core.errors import PluginError, UnknownTypeError
 from statefun_core.testing.wire import mutations, to_function, typed_value
 
 from .recorder import Recorder
@@ -62,11 +62,42 @@ def test_statefun_disabled_plugins_blocks_by_name(monkeypatch: pytest.MonkeyPatc
     assert manager.is_blocked(EXAMPLE)
 
 
+def test_a_state_of_a_disabled_type_plugin_fails_when_the_handler_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", EXAMPLE)
+    functions = StatefulFunctions()
+
+    @functions.bind("bank/account", specs=[ValueSpec("balance", type=Decimal)])
+    def account(context: Context, message: Message) -> None:
+        pass
+
+    with pytest.raises(UnknownTypeError) as raised:
+        RequestReplyHandler(functions)
+    assert str(raised.value) == (
+        "function 'bank/account', state 'balance': no StateFun type is known for "
+        "decimal.Decimal; pass value_type=, or install a type plugin for it; "
+        "disabled plugins: slow-batches (STATEFUN_DISABLED_PLUGINS)"
+    )
+
+
+def test_a_function_bound_after_the_handler_is_built_fails_at_the_bind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", EXAMPLE)
+    functions = StatefulFunctions()
+    handler = RequestReplyHandler(functions)
+    with pytest.raises(UnknownTypeError, match=r"'bank/late', state 'balance'.*slow-batches"):
+        functions.register("bank/late", lambda c, m: None, [ValueSpec("balance", type=Decimal)])
+    assert "bank/late" not in functions
+    del handler
+
+
 def test_blocked_blocks_by_name() -> None:
     assert make_plugin_manager(blocked=[EXAMPLE]).get_plugin(EXAMPLE) is None
 
 
-@pytest.mark.parametrize("value", ["1", "true", "yes"])
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", " Yes ", "on"])
 def test_statefun_disable_plugin_autoload_loads_only_explicit_plugins(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:

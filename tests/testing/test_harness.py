@@ -452,6 +452,28 @@ def test_classes_a_type_plugin_knows_are_sent_and_decoded_by_class():
     harness.assert_state("example/shapes", "s", last=Point(1, 2))
 
 
+def test_a_recorded_message_decodes_a_class_a_type_plugin_knows():
+    functions = StatefulFunctions()
+
+    @functions.bind("example/mirror")
+    def mirror(context, message):
+        point = message.as_type(Point)
+        context.send(message_builder("example/sink", "k", value=Point(point.y, point.x)))
+        context.send_after(
+            timedelta(hours=1), message_builder("example/sink", "k", value=Point(0, 0))
+        )
+
+    plugins = make_plugin_manager([PointTypes()], load_entrypoints=False)
+    harness = Harness(functions, plugins=plugins)
+    harness.send("example/mirror", "m", value=Point(1, 2)).run()
+
+    [sent] = harness.captured
+    assert sent.message.as_type(Point) == Point(2, 1)
+    assert sent.message.is_type(Point)
+    [pending] = harness.pending
+    assert pending.message.as_type(Point) == Point(0, 0)
+
+
 def test_a_redeploy_that_adds_a_state_discovers_it_and_keeps_the_old_one():
     harness = Harness(ttl_functions())
     harness.send("example/session", "s", str_value="ann").run()

@@ -115,3 +115,34 @@ def test_an_endpoint_served_only_with_a_trailing_slash_is_w002() -> None:
 def test_the_documented_include_passes_the_url_check() -> None:
     report = check({"FUNCTIONS": "tests.functions.functions"})
     assert "statefun.W002" not in report and "no issues" in report
+
+
+def test_a_state_of_a_disabled_type_plugin_is_e006(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "no issues" in check({"FUNCTIONS": "tests.functions.decimal_functions"})
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")
+    report = check({"FUNCTIONS": "tests.functions.decimal_functions"})
+    assert "statefun.E006" in report
+    assert "'bank/account', state 'balance'" in report
+    assert "decimal.Decimal" in report and "disabled plugins: slow-batches" in report
+
+
+def test_the_app_reports_it_at_start_up(tmp_path: Any) -> None:
+    """A fresh process: ``django.setup()`` logs it before any request or command."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "e006_settings.py").write_text(
+        "from tests.project.settings import *\n"
+        "STATEFUN = {'FUNCTIONS': 'tests.functions.decimal_functions'}\n"
+    )
+    env = {
+        **os.environ,
+        "STATEFUN_DISABLED_PLUGINS": "slow-batches",
+        "DJANGO_SETTINGS_MODULE": "e006_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])]),
+    }
+    script = "import django; django.setup()"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert "statefun: the handler cannot be built: function 'bank/account'" in done.stderr

@@ -15,6 +15,7 @@ from statefun_core.testing.endpoint import (
     ENDPOINT_CHECKS,
     GREETER,
     INBOX,
+    check_plugin_endpoints,
     check_request_limit,
     free_port,
     greetings,
@@ -83,3 +84,17 @@ def test_statefun_serve_serves_the_project() -> None:
     assert status == 200
     assert headers["Content-Type"] == "application/octet-stream"
     assert greetings(reply) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
+
+
+def test_the_plugins_endpoints_are_served(port: int) -> None:
+    check_plugin_endpoints(port, "/statefun")
+
+
+def test_metrics_are_gone_when_the_prometheus_plugin_is_disabled() -> None:
+    import os
+
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "STATEFUN_DISABLED_PLUGINS": "prometheus"}
+    with running([*command, "tests.project.asgi:application"], port, cwd=PACKAGE_ROOT, env=env):
+        check_plugin_endpoints(port, "/statefun", metrics=False)

@@ -183,7 +183,7 @@ def test_config_defaults_are_set_and_not_overridden() -> None:
     app.config["STATEFUN_URL_PREFIX"] = "/custom"
     Statefun(app, make_functions())
     assert app.config["STATEFUN_URL_PREFIX"] == "/custom"
-    assert app.config["STATEFUN_METRICS_PATH"] == "/metrics"
+    assert app.config["STATEFUN_ENDPOINTS"] is True
     assert app.url_map.bind("localhost").match("/custom", method="POST")[0] == "statefun.endpoint"
 
 
@@ -234,9 +234,9 @@ def test_metrics_when_statefun_prometheus_is_installed() -> None:
     assert b"statefun_" in response.data
 
 
-def test_metrics_path_none_turns_metrics_off() -> None:
+def test_endpoints_false_turns_the_plugins_endpoints_off() -> None:
     app = Flask(__name__)
-    app.config["STATEFUN_METRICS_PATH"] = None
+    app.config["STATEFUN_ENDPOINTS"] = False
     Statefun(app, make_functions())
     assert app.test_client().get("/metrics").status_code == 404
 

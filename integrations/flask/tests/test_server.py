@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 from statefun_core.testing.endpoint import (
     EDGE_CHECKS,
     ENDPOINT_CHECKS,
+    check_plugin_endpoints,
     check_request_limit,
     free_port,
     request,
@@ -25,13 +27,17 @@ from .server_app import LIMIT
 pytest.importorskip("gunicorn")
 
 
+def command(port: int) -> list[str]:
+    # Two workers with threads: requests run concurrently on one handler per process.
+    workers = ["-w", "2", "-k", "gthread", "--threads", "8"]
+    gunicorn = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", *workers]
+    return [*gunicorn, "tests.server_app:app"]
+
+
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
     port = free_port()
-    # Two workers with threads: requests run concurrently on one handler per process.
-    workers = ["-w", "2", "-k", "gthread", "--threads", "8"]
-    command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", *workers]
-    with running([*command, "tests.server_app:app"], port, cwd=Path(__file__).parents[1]):
+    with running(command(port), port, cwd=Path(__file__).parents[1]):
         yield port
 
 
@@ -105,3 +111,14 @@ def test_a_chunked_body_over_the_limit_is_held_once_at_most() -> None:
     assert response.split()[1] == b"413", response[:200]
     assert b"(Limits.request_bytes)" in response, response
     assert growth < 48 * MiB, f"the worker grew by {growth // MiB} MiB for a 32 MiB limit"
+
+
+def test_the_plugins_endpoints_are_served(port: int) -> None:
+    check_plugin_endpoints(port)
+
+
+def test_metrics_are_gone_when_the_prometheus_plugin_is_disabled() -> None:
+    port = free_port()
+    env = {**os.environ, "STATEFUN_DISABLED_PLUGINS": "prometheus"}
+    with running(command(port), port, cwd=Path(__file__).parents[1], env=env):
+        check_plugin_endpoints(port, metrics=False)

@@ -248,4 +248,8 @@ def test_multiprocess_mode_merges_the_metrics_of_every_worker(tmp_path: Path) ->
 
 
 def test_the_package_declares_its_api() -> None:
-    assert statefun_prometheus.__all__ == ["PrometheusPlugin", "metrics_response"]
+    assert statefun_prometheus.__all__ == [
+        "PrometheusPlugin",
+        "metrics_endpoint",
+        "metrics_response",
+    ]

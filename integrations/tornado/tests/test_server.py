@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from statefun_core.testing.endpoint import (
     EDGE_CHECKS,
     ENDPOINT_CHECKS,
+    check_plugin_endpoints,
     check_request_limit,
     free_port,
     request,
@@ -21,11 +23,14 @@ from statefun_core.testing.endpoint import (
 from .server_app import LIMIT
 
 
+def command(port: int) -> list[str]:
+    return [sys.executable, "-m", "tests.server_app", str(port)]
+
+
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
     port = free_port()
-    command = [sys.executable, "-m", "tests.server_app", str(port)]
-    with running(command, port, cwd=Path(__file__).parents[1]):
+    with running(command(port), port, cwd=Path(__file__).parents[1]):
         yield port
 
 
@@ -48,3 +53,14 @@ def test_a_refused_request_says_the_connection_closes(port: int) -> None:
     for method in ("GET", "TRACE"):
         _, headers, _ = request(port, "/statefun", method=method)
         assert headers.get("Connection") == "close", (method, headers)
+
+
+def test_the_plugins_endpoints_are_served(port: int) -> None:
+    check_plugin_endpoints(port, "")
+
+
+def test_metrics_are_gone_when_the_prometheus_plugin_is_disabled() -> None:
+    port = free_port()
+    env = {**os.environ, "STATEFUN_DISABLED_PLUGINS": "prometheus"}
+    with running(command(port), port, cwd=Path(__file__).parents[1], env=env):
+        check_plugin_endpoints(port, "", metrics=False)

@@ -17,6 +17,7 @@ from tornado.web import Application
 from statefun_core import RequestReplyHandler, StatefulFunctions, make_plugin_manager
 from statefun_core.engine import StateSpec
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.plugins import Endpoint, EndpointResponse
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.endpoint import (
     BLOCKING,
@@ -191,8 +192,11 @@ class RoutesTest(testing.AsyncHTTPTestCase):
         handler = RequestReplyHandler(
             make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
         )
-        routes = statefun_tornado.make_routes(handler, "/fns", metrics_path=None)
-        return Application([*routes, (r"/other", statefun_tornado.MetricsHandler)])
+        routes = statefun_tornado.make_routes(handler, "/fns", endpoints=False)
+        other = Endpoint("GET", "/other", lambda headers: EndpointResponse(200, {}, b"other"))
+        return Application(
+            [*routes, (r"/other", statefun_tornado.EndpointHandler, {"endpoint": other})]
+        )
 
     def test_served_at_the_given_path(self) -> None:
         response = self.fetch(

@@ -26,6 +26,7 @@ def _message_view(message: Envelope) -> dict[str, Any]:
         "caller": str(message.caller) if message.caller else None,
         "type": message.argument.typename,
         "value": describe(message.argument.typename, message.argument.value),
+        "traceparent": message.trace.traceparent if message.trace else None,
     }
 
 
@@ -72,4 +73,5 @@ def egress_view(record: EgressRecord) -> dict[str, Any]:
         "egress": record.egress,
         "type": record.argument.typename,
         "record": describe(record.argument.typename, record.argument.value),
+        "traceparent": record.trace.traceparent if record.trace else None,
     }

@@ -34,8 +34,10 @@ from statefun_core.engine import (
     Completion,
     Engine,
     EngineError,
+    TraceContext,
     TypedValue,
 )
+from statefun_core.tracecontext import TRACERESPONSE
 
 from .inspection import address_view, egress_view
 from .module import KAFKA_INGRESS, Endpoint, Module
@@ -187,22 +189,25 @@ class LocalRuntime:
 
     # --- input --------------------------------------------------------------------------
 
-    async def send(self, target: Address, value: TypedValue) -> int:
+    async def send(
+        self, target: Address, value: TypedValue, trace: Optional[TraceContext] = None
+    ) -> int:
         """Queue a message from outside (an ingress); durable when this returns. Waits while
-        the target has ``maxNumBatchRequests`` messages buffered."""
+        the target has ``maxNumBatchRequests`` messages buffered. ``trace`` is where the
+        message comes from (the ingress request's ``traceparent``), when known."""
         endpoint = self.check_target(target)
         while self.engine.is_backpressured(target, endpoint.max_num_batch_requests):
             await self._wait_progress()
-        seq = self.engine.send(target, value)
+        seq = self.engine.send(target, value, trace=trace)
         self._wake.set()
         return seq
 
-    async def send_record(self, ingress_id: str, source: str, key: str, value: bytes
-                          ) -> list[int]:
+    async def send_record(self, ingress_id: str, source: str, key: str, value: bytes,
+                          trace: Optional[TraceContext] = None) -> list[int]:
         """Deliver a record as the Kafka or Kinesis ingress ``ingress_id`` would (protocol §9):
         one message per target of the topic (stream) ``source``, to the id ``key``, typed as
         the topic's ``valueType``, the bytes unwrapped."""
-        return [await self.send(target, message)
+        return [await self.send(target, message, trace)
                 for target, message in self.route_record(ingress_id, source, key, value)]
 
     def route_record(self, ingress_id: str, source: str, key: str, value: Optional[bytes]
@@ -269,8 +274,11 @@ class LocalRuntime:
             await self._park(batch, f"no endpoint in the module serves {address.typename!r}")
             return
         assert self._transport is not None
+        reply_headers: dict[str, str] = {}
         try:
-            reply = await self._transport.call(endpoint, address.typename, batch.request)
+            reply = await self._transport.call(
+                endpoint, address.typename, batch.request, batch.headers, reply_headers
+            )
         except CallFailedError as error:
             await self._park(batch, str(error))
             return
@@ -278,8 +286,9 @@ class LocalRuntime:
             log.exception("%s: calling %s failed", address, endpoint.url_for(address.typename))
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
+        trace = TraceContext.parse(reply_headers.get(TRACERESPONSE))
         try:
-            completion = self.engine.complete(batch, reply)
+            completion = self.engine.complete(batch, reply, trace)
         except EngineError as error:
             await self._park(batch, f"{type(error).__name__}: {error}")
             return

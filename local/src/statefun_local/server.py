@@ -15,16 +15,19 @@
 ``GET /api/egress?after=N&wait=S``     egress records after ``N``, waiting up to ``S`` s
 ``GET /``                              the web page (polls ``/api/status``)
 =====================================  ===================================================
+
+An ingress request's W3C ``traceparent`` (and ``tracestate``) header is kept with its
+messages: the trace continues through every function they reach.
 """
 
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
+from typing import Any, Optional
 
 from aiohttp import web
 
-from statefun_core.engine import Address
+from statefun_core.engine import Address, TraceContext
 
 from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
 from .values import InvalidValueError, make_value
@@ -37,6 +40,12 @@ RUNTIME_KEY = web.AppKey("statefun_local_runtime", LocalRuntime)
 def _address(request: web.Request) -> Address:
     info = request.match_info
     return Address(f"{info['namespace']}/{info['type']}", info["id"])
+
+
+def _trace(request: web.Request) -> Optional[TraceContext]:
+    """The W3C trace context the ingress request carries, if any: where its message starts."""
+    return TraceContext.parse(request.headers.get("traceparent"),
+                              request.headers.get("tracestate", ""))
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
@@ -67,7 +76,7 @@ async def ingress(request: web.Request) -> web.Response:
                     "?typename=namespace/name"
                 )
             value = make_value(typename, raw=await request.read())
-        seq = await runtime.send(target, value)
+        seq = await runtime.send(target, value, _trace(request))
     except (InvalidValueError, UnknownFunctionError) as error:
         raise _bad_request(str(error)) from None
     return web.json_response(
@@ -81,7 +90,8 @@ async def record(request: web.Request) -> web.Response:
     source = request.query.get("topic") or request.query.get("stream") or ""
     key = request.query.get("key") or request.query.get("partition_key") or ""
     try:
-        seqs = await runtime.send_record(ingress_id, source, key, await request.read())
+        seqs = await runtime.send_record(ingress_id, source, key, await request.read(),
+                                         _trace(request))
     except (UnknownIngressError, UnknownFunctionError) as error:
         raise _bad_request(str(error)) from None
     return web.json_response({"ingress": ingress_id, "messages": seqs}, status=202)

@@ -5,6 +5,10 @@ database, so the engine's transactions (one per event: an ingress message, takin
 applying a reply, firing timers) are SQLite transactions, and a ``kill -9`` at any moment
 leaves the file at the last committed event.
 
+Messages, delayed messages and egress records keep the W3C trace context of what sent them
+(``traceparent``, ``tracestate``: nullable columns, added to a database made before them when
+it is opened).
+
 Which addresses have queued messages, the in-flight markers and the specs are also kept in
 memory (written through, reloaded after a rollback): the engine asks for them on every round.
 """
@@ -26,6 +30,7 @@ from statefun_core.engine import (
     StateEntry,
     StateSpec,
     Timer,
+    TraceContext,
     TypedValue,
 )
 
@@ -40,7 +45,8 @@ CREATE TABLE IF NOT EXISTS mailbox (
     target_type TEXT NOT NULL, target_id TEXT NOT NULL,
     caller_type TEXT, caller_id TEXT,
     arg_typename TEXT NOT NULL, arg_has_value INTEGER NOT NULL, arg_value BLOB NOT NULL,
-    created_ms INTEGER NOT NULL DEFAULT 0
+    created_ms INTEGER NOT NULL DEFAULT 0,
+    traceparent TEXT, tracestate TEXT
 );
 CREATE INDEX IF NOT EXISTS mailbox_by_address ON mailbox (target_type, target_id, seq);
 CREATE TABLE IF NOT EXISTS in_flight (
@@ -65,7 +71,8 @@ CREATE TABLE IF NOT EXISTS timers (
     target_type TEXT NOT NULL, target_id TEXT NOT NULL,
     caller_type TEXT NOT NULL, caller_id TEXT NOT NULL,
     arg_typename TEXT NOT NULL, arg_has_value INTEGER NOT NULL, arg_value BLOB NOT NULL,
-    token TEXT, scope TEXT NOT NULL
+    token TEXT, scope TEXT NOT NULL,
+    traceparent TEXT, tracestate TEXT
 );
 CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due_ms, seq);
 CREATE INDEX IF NOT EXISTS timers_by_token ON timers (scope, token) WHERE token IS NOT NULL;
@@ -83,9 +90,16 @@ CREATE TABLE IF NOT EXISTS egress (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     egress TEXT NOT NULL,
     arg_typename TEXT NOT NULL, arg_has_value INTEGER NOT NULL, arg_value BLOB NOT NULL,
-    created_ms INTEGER NOT NULL DEFAULT 0
+    created_ms INTEGER NOT NULL DEFAULT 0,
+    traceparent TEXT, tracestate TEXT
 );
 """
+#: Columns added to version 1 after it shipped: (table, column, type), added when missing.
+_ADDED_COLUMNS = [
+    (table, column, "TEXT")
+    for table in ("mailbox", "timers", "egress")
+    for column in ("traceparent", "tracestate")
+]
 
 
 def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str = "NORMAL"
@@ -107,6 +121,10 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.executescript(_SCHEMA)
+    for table, column, sql_type in _ADDED_COLUMNS:
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:  # nullable: older statefun-local versions still read the file
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
     version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if version is None:
         conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
@@ -117,6 +135,14 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
             f"{SCHEMA_VERSION}. Use another --db file."
         )
     return conn
+
+
+def _trace(traceparent: Optional[str], tracestate: Optional[str]) -> Optional[TraceContext]:
+    return None if traceparent is None else TraceContext(traceparent, tracestate or "")
+
+
+def _trace_columns(trace: Optional[TraceContext]) -> tuple[Optional[str], Optional[str]]:
+    return (None, None) if trace is None else (trace.traceparent, trace.tracestate or None)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -209,11 +235,13 @@ class SqliteStore:
         argument = envelope.argument
         cursor = self._write(
             "INSERT INTO mailbox (target_type, target_id, caller_type, caller_id, arg_typename,"
-            " arg_has_value, arg_value, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " arg_has_value, arg_value, created_ms, traceparent, tracestate)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 envelope.target.typename, envelope.target.id,
                 caller.typename if caller else None, caller.id if caller else None,
                 argument.typename, argument.has_value, argument.value, self._clock_ms(),
+                *_trace_columns(envelope.trace),
             ),
         )
         seq = int(cursor.lastrowid or 0)
@@ -229,9 +257,11 @@ class SqliteStore:
             return []
         return [
             Envelope(address, TypedValue(typename, bytes(value), bool(has_value)),
-                     _address(caller_type, caller_id), seq)
-            for seq, caller_type, caller_id, typename, has_value, value in self.conn.execute(
-                "SELECT seq, caller_type, caller_id, arg_typename, arg_has_value, arg_value"
+                     _address(caller_type, caller_id), seq, _trace(traceparent, tracestate))
+            for seq, caller_type, caller_id, typename, has_value, value, traceparent, tracestate
+            in self.conn.execute(
+                "SELECT seq, caller_type, caller_id, arg_typename, arg_has_value, arg_value,"
+                " traceparent, tracestate"
                 " FROM mailbox WHERE target_type = ? AND target_id = ? ORDER BY seq",
                 (address.typename, address.id),
             )
@@ -341,23 +371,25 @@ class SqliteStore:
 
     _TIMER_COLUMNS = (
         "seq, due_ms, target_type, target_id, caller_type, caller_id, arg_typename,"
-        " arg_has_value, arg_value, token, scope"
+        " arg_has_value, arg_value, token, scope, traceparent, tracestate"
     )
 
     @staticmethod
     def _timer(row: tuple[Any, ...]) -> Timer:
-        seq, due, t_type, t_id, c_type, c_id, typename, has_value, value, token, scope = row
+        (seq, due, t_type, t_id, c_type, c_id, typename, has_value, value, token, scope,
+         traceparent, tracestate) = row
         return Timer(due, Address(t_type, t_id), TypedValue(typename, bytes(value),
-                     bool(has_value)), Address(c_type, c_id), token, scope, seq)
+                     bool(has_value)), Address(c_type, c_id), token, scope, seq,
+                     _trace(traceparent, tracestate))
 
     def timer_add(self, timer: Timer) -> int:
         cursor = self._write(
             "INSERT INTO timers (due_ms, target_type, target_id, caller_type, caller_id,"
-            " arg_typename, arg_has_value, arg_value, token, scope)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " arg_typename, arg_has_value, arg_value, token, scope, traceparent, tracestate)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (timer.due_ms, timer.target.typename, timer.target.id, timer.caller.typename,
              timer.caller.id, timer.argument.typename, timer.argument.has_value,
-             timer.argument.value, timer.token, timer.scope),
+             timer.argument.value, timer.token, timer.scope, *_trace_columns(timer.trace)),
         )
         return int(cursor.lastrowid or 0)
 
@@ -398,19 +430,21 @@ class SqliteStore:
 
     def egress_append(self, record: EgressRecord) -> int:
         cursor = self._write(
-            "INSERT INTO egress (egress, arg_typename, arg_has_value, arg_value, created_ms)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO egress (egress, arg_typename, arg_has_value, arg_value, created_ms,"
+            " traceparent, tracestate) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (record.egress, record.argument.typename, record.argument.has_value,
-             record.argument.value, self._clock_ms()),
+             record.argument.value, self._clock_ms(), *_trace_columns(record.trace)),
         )
         return int(cursor.lastrowid or 0)
 
     def egress_list(self, after_seq: int = 0, limit: Optional[int] = None) -> list[EgressRecord]:
         return [
-            EgressRecord(egress, TypedValue(typename, bytes(value), bool(has_value)), seq)
-            for seq, egress, typename, has_value, value in self.conn.execute(
-                "SELECT seq, egress, arg_typename, arg_has_value, arg_value FROM egress"
-                " WHERE seq > ? ORDER BY seq LIMIT ?",
+            EgressRecord(egress, TypedValue(typename, bytes(value), bool(has_value)), seq,
+                         _trace(traceparent, tracestate))
+            for seq, egress, typename, has_value, value, traceparent, tracestate
+            in self.conn.execute(
+                "SELECT seq, egress, arg_typename, arg_has_value, arg_value, traceparent,"
+                " tracestate FROM egress WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, -1 if limit is None else limit),
             )
         ]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, MutableMapping
 from typing import Callable, Optional
 
 import aiohttp
 
 from statefun_core import protocol
+from statefun_core.tracecontext import TRACERESPONSE
 
 from .module import OKHTTP_TRANSPORT, Endpoint, split_unix_url
 
@@ -90,9 +92,17 @@ class HttpTransport:
         self._session = None
         self._unix_sessions = {}
 
-    async def call(self, endpoint: Endpoint, function_type: str, body: bytes) -> bytes:
-        """POST ``body`` (a ``ToFunction``) for ``function_type``; return the ``FromFunction``
-        bytes of the first good reply."""
+    async def call(
+        self,
+        endpoint: Endpoint,
+        function_type: str,
+        body: bytes,
+        headers: Optional[Mapping[str, str]] = None,
+        reply_headers: Optional[MutableMapping[str, str]] = None,
+    ) -> bytes:
+        """POST ``body`` (a ``ToFunction``) for ``function_type``, with ``headers`` (the
+        batch's trace headers); return the ``FromFunction`` bytes of the first good reply.
+        The reply's ``traceresponse`` header, if any, is put in ``reply_headers``."""
         url = endpoint.url_for(function_type)
         okhttp = endpoint.transport == OKHTTP_TRANSPORT
         backoff = 0.010 if okhttp else 0.002
@@ -102,7 +112,9 @@ class HttpTransport:
             attempt += 1
             try:
                 budget = deadline - time.monotonic()
-                return await self._attempt(endpoint, url, body, budget, okhttp)
+                return await self._attempt(
+                    endpoint, url, body, budget, okhttp, headers, reply_headers
+                )
             except _AttemptFailed as failure:
                 if not failure.retry:
                     raise CallFailedError(url, attempt, str(failure)) from None
@@ -116,7 +128,14 @@ class HttpTransport:
             backoff *= 2
 
     async def _attempt(
-        self, endpoint: Endpoint, url: str, body: bytes, budget: float, okhttp: bool
+        self,
+        endpoint: Endpoint,
+        url: str,
+        body: bytes,
+        budget: float,
+        okhttp: bool,
+        headers: Optional[Mapping[str, str]],
+        reply_headers: Optional[MutableMapping[str, str]],
     ) -> bytes:
         timeout = aiohttp.ClientTimeout(
             total=budget, connect=min(endpoint.connect_timeout, budget)
@@ -126,7 +145,9 @@ class HttpTransport:
             unix_socket, url = split_unix_url(url)
         session = self._get_session(unix_socket)
         try:
-            async with session.post(url, data=body, timeout=timeout) as response:
+            async with session.post(
+                url, data=body, timeout=timeout, headers=headers or None
+            ) as response:
                 if not 200 <= response.status < 300:
                     text = (await response.read())[:200].decode("utf-8", "replace")
                     retry = not okhttp or (
@@ -144,6 +165,9 @@ class HttpTransport:
                 data = await response.read()
                 if len(data) > endpoint.payload_max_bytes:
                     raise _AttemptFailed("the reply is larger than payload_max_bytes")
+                traceresponse = response.headers.get(TRACERESPONSE)
+                if reply_headers is not None and traceresponse is not None:
+                    reply_headers[TRACERESPONSE] = traceresponse
         except asyncio.TimeoutError:
             raise _AttemptFailed("timed out") from None
         except aiohttp.ClientError as exc:

@@ -4,21 +4,25 @@
 - Makes :class:`decimal.Decimal` a StateFun type (``example.types/decimal``, its string form),
   so ``ValueSpec("balance", type=Decimal)`` and ``message_builder(..., value=Decimal("1.5"))``
   work.
+- Serves ``GET /slow-batches`` in every integration: how many slow batches it has seen, as
+  JSON (an endpoint: no web framework is imported here).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 import time
 from decimal import Decimal
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from statefun_core import simple_type
-from statefun_core.plugins import BatchEvent, InvocationEvent, hookimpl
+from statefun_core.plugins import BatchEvent, Endpoint, EndpointResponse, InvocationEvent, hookimpl
 from statefun_core.registry import TypeRegistry
 
-__all__ = ["DECIMAL", "SLOW_BATCH_SECONDS_ENV", "logger"]
+__all__ = ["DECIMAL", "PATH", "SLOW_BATCH_SECONDS_ENV", "logger"]
 
 SLOW_BATCH_SECONDS_ENV = "STATEFUN_SLOW_BATCH_SECONDS"
 logger = logging.getLogger("statefun.slow_batches")
@@ -26,6 +30,10 @@ logger = logging.getLogger("statefun.slow_batches")
 DECIMAL = simple_type("example.types/decimal", str, lambda data: Decimal(data.decode("ascii")))
 # Scratch is shared by every plugin: key it by the plugin's own name.
 _SCRATCH = "slow-batches"
+#: Where the endpoint is served, from the root of the application.
+PATH = "/slow-batches"
+_lock = threading.Lock()  # hooks run on many threads
+_seen = 0
 
 
 def _threshold() -> float:
@@ -55,6 +63,9 @@ def statefun_invocation_finished(
 @hookimpl
 def statefun_batch_finished(batch: BatchEvent) -> None:
     if batch.duration >= _threshold():
+        global _seen
+        with _lock:
+            _seen += 1
         took, index = batch.scratch.get(_SCRATCH, (0.0, -1))
         logger.warning(
             "slow batch: %s took %.3fs for %d invocation(s) (outcome %s); "
@@ -66,3 +77,14 @@ def statefun_batch_finished(batch: BatchEvent) -> None:
             index,
             took,
         )
+
+
+@hookimpl
+def statefun_endpoints(handler: Any) -> list[Endpoint]:
+    def report(headers: Mapping[str, str]) -> EndpointResponse:
+        body = {"slow_batches": _seen, "threshold_seconds": _threshold()}
+        return EndpointResponse(
+            200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+        )
+
+    return [Endpoint("GET", PATH, report)]

@@ -20,8 +20,8 @@ except ImportError as error:  # pragma: no cover - aiohttp is a dependency
         "statefun_aiohttp needs aiohttp: pip install statefun-aiohttp"
     ) from error
 
-from .app import HANDLER_KEY, create_app, handle_request, metrics_view, setup
+from .app import HANDLER_KEY, create_app, endpoint_view, handle_request, setup
 
 __version__ = "0.1.0"
 
-__all__ = ["HANDLER_KEY", "create_app", "handle_request", "metrics_view", "setup"]
+__all__ = ["HANDLER_KEY", "create_app", "endpoint_view", "handle_request", "setup"]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from concurrent.futures import Executor
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 import pluggy
 from aiohttp import web
@@ -19,8 +17,9 @@ from statefun_core.http import (
     as_handler,
     error_response,
 )
+from statefun_core.plugins import Endpoint
 
-__all__ = ["HANDLER_KEY", "create_app", "handle_request", "metrics_view", "setup"]
+__all__ = ["HANDLER_KEY", "create_app", "endpoint_view", "handle_request", "setup"]
 
 #: Where ``setup`` keeps the handler: ``request.config_dict[HANDLER_KEY]`` (sub-apps inherit it).
 HANDLER_KEY = web.AppKey("statefun_handler", RequestReplyHandler)
@@ -39,9 +38,12 @@ async def handle_request(request: web.Request) -> web.Response:
         response = _rejected(handler, request, not_allowed)
         response.headers["Allow"] = "POST"
         return response
+    reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
     try:
         body = await request.read()
-        reply = await handler.handle_async(body, headers=request.headers)
+        reply = await handler.handle_async(
+            body, headers=request.headers, reply_headers=reply_headers
+        )
     except web.HTTPRequestEntityTooLarge:
         # The request's client_max_size: that of the application the server runs, which is
         # the parent's when this one is mounted. None for a chunked body: its size is unknown.
@@ -50,7 +52,7 @@ async def handle_request(request: web.Request) -> web.Response:
         return _rejected(handler, request, too_large)
     except Exception as error:
         return _error_response(error)
-    return web.Response(body=reply, content_type=CONTENT_TYPE, headers=_SERVER)
+    return web.Response(body=reply, content_type=CONTENT_TYPE, headers={**reply_headers, **_SERVER})
 
 
 def _rejected(
@@ -71,11 +73,14 @@ def _error_response(error: Exception) -> web.Response:
 _SERVER = {"Server": "aiohttp"}
 
 
-async def metrics_view(request: web.Request) -> web.Response:
-    """``GET /metrics``: the Prometheus exposition of statefun-prometheus's registry."""
-    metrics_response = importlib.import_module("statefun_prometheus").metrics_response
-    body, content_type = metrics_response()
-    return web.Response(body=body, headers={"Content-Type": content_type})
+def endpoint_view(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The view of one endpoint a plugin contributes (``/metrics``, health)."""
+
+    async def view(request: web.Request) -> web.Response:
+        status, headers, body = endpoint.respond(request.headers)
+        return web.Response(status=status, headers=headers, body=body)
+
+    return view
 
 
 def setup(
@@ -85,7 +90,7 @@ def setup(
     path: str = "/statefun",
     executor: Optional[Executor] = None,
     plugins: Optional[pluggy.PluginManager] = None,
-    metrics_path: Optional[str] = "/metrics",
+    endpoints: bool = True,
 ) -> RequestReplyHandler:
     """Serve the functions at ``POST path`` on ``app``; returns the handler it serves with.
 
@@ -93,15 +98,16 @@ def setup(
 
     Given :class:`StatefulFunctions`, builds a :class:`RequestReplyHandler` with ``plugins`` and
     ``executor`` (the pool for functions bound with ``blocking=True``; default: the loop's).
-    When statefun-prometheus is installed, ``GET metrics_path`` serves the metrics (pass
-    ``metrics_path=None`` to leave it out). The body limit is the application's own
-    ``client_max_size``: set it on the application the server runs.
+    The endpoints the plugins contribute (``/metrics`` of statefun-prometheus, health) are
+    routed on ``app`` at their own paths (``endpoints=False`` leaves them out). The body limit
+    is the application's own ``client_max_size``: set it on the application the server runs.
     """
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
     app[HANDLER_KEY] = handler
     app.router.add_route("*", path, handle_request)
-    if metrics_path is not None and importlib.util.find_spec("statefun_prometheus") is not None:
-        app.router.add_get(metrics_path, metrics_view)
+    if endpoints:
+        for endpoint in handler.endpoints:
+            app.router.add_route(endpoint.method, endpoint.path, endpoint_view(endpoint))
     return handler
 
 
@@ -111,7 +117,7 @@ def create_app(
     client_max_size: int = DEFAULT_MAX_REQUEST_BYTES,
     executor: Optional[Executor] = None,
     plugins: Optional[pluggy.PluginManager] = None,
-    metrics_path: Optional[str] = "/metrics",
+    endpoints: bool = True,
 ) -> web.Application:
     """An application serving the functions at its root, with or without a trailing slash.
 
@@ -126,7 +132,7 @@ def create_app(
         path="",
         executor=executor,
         plugins=plugins,
-        metrics_path=metrics_path,
+        endpoints=endpoints,
     )
     app.router.add_route("*", "/", handle_request)
     return app

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.apps import AppConfig
 from django.core import checks
+
+logger = logging.getLogger("statefun_django")
 
 
 class StatefunConfig(AppConfig):
@@ -13,6 +17,12 @@ class StatefunConfig(AppConfig):
 
     def ready(self) -> None:
         from .checks import check_settings, check_urls
+        from .conf import handler_error
 
         checks.register(check_settings, "statefun")
         checks.register(check_urls, "statefun", checks.Tags.urls)
+        # Built at start-up, so that a type no plugin resolves is reported now (and by
+        # ``manage.py check``, statefun.E006), not by the first request.
+        problem = handler_error()
+        if problem is not None:
+            logger.error("statefun: the handler cannot be built: %s", problem)

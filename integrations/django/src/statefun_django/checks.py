@@ -5,6 +5,8 @@
 - ``statefun.E003``: an entry is not a ``StatefulFunctions``.
 - ``statefun.E004``: a typename is bound in more than one of the configured collections.
 - ``statefun.E005``: ``STATEFUN["LIMITS"]`` is neither a ``Limits`` nor a dict of its fields.
+- ``statefun.E006``: the handler cannot be built: a state's class no plugin resolves (a type
+  plugin not installed, or disabled), or a plugin that fails to load.
 - ``statefun.W001``: ``STATEFUN`` has a key this app does not know (a typo?).
 - ``statefun.W002``: the endpoint is served at a URL ending in ``/`` but not without it,
   where module.yaml files point the runtime (which follows no redirect).
@@ -24,6 +26,7 @@ from .conf import (
     configured_functions,
     configured_limits,
     get_settings,
+    handler_error,
     load_functions,
     merge_functions,
 )
@@ -62,6 +65,10 @@ def check_settings(
         configured_limits()
     except StatefunConfigError as error:
         messages.append(Error(str(error), id=error.id))
+    if not any(message.is_serious() for message in messages):
+        problem = handler_error()
+        if problem is not None:
+            messages.append(Error(problem, id="statefun.E006"))
     return messages
 
 

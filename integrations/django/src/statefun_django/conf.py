@@ -6,7 +6,7 @@ Both are read once and dropped when the setting changes (``override_settings`` w
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -14,6 +14,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from statefun_core import Limits, RequestReplyHandler, StatefulFunctions
+from statefun_core.errors import PluginError, UnknownTypeError
 from statefun_core.limits import DEFAULT_LIMITS
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "configured_limits",
     "get_handler",
     "get_settings",
+    "handler_error",
     "load_functions",
     "merge_functions",
 ]
@@ -33,9 +35,9 @@ DEFAULTS: dict[str, Any] = {
     # Which view ``statefun_django.urls`` serves: True the async one (ASGI), False the sync one
     # (WSGI), None decides when the URLconf is first loaded (async inside an event loop).
     "ASYNC": None,
-    # Serve the Prometheus exposition at ``metrics`` under the include, when statefun-prometheus
-    # is installed.
-    "METRICS": True,
+    # Serve the endpoints the plugins contribute (``metrics`` of statefun-prometheus, health)
+    # under the include.
+    "ENDPOINTS": True,
     # What a request may carry and a batch may produce: a statefun_core.Limits, or a dict of
     # its fields (the others keep their defaults); None: the defaults (statefun.E005).
     "LIMITS": None,
@@ -139,6 +141,18 @@ def get_handler() -> RequestReplyHandler:
     first use."""
     collections = [load_functions(entry) for entry in configured_functions()]
     return RequestReplyHandler(merge_functions(collections), limits=configured_limits())
+
+
+def handler_error() -> Optional[str]:
+    """Why the handler cannot be built (a state type no plugin resolves, a plugin that fails to
+    load), or None; a misconfigured setting is left to its own check."""
+    try:
+        get_handler()
+    except StatefunConfigError:
+        return None
+    except (UnknownTypeError, PluginError) as error:
+        return str(error)
+    return None
 
 
 def reload(*, setting: str, **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ from django.views import View
 
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, error_response
+from statefun_core.plugins import Endpoint
 
 from .conf import get_handler, get_settings
 
@@ -26,7 +27,7 @@ __all__ = [
     "RequestHeaders",
     "StatefunView",
     "endpoint_view",
-    "metrics_view",
+    "plugin_endpoint_view",
 ]
 
 
@@ -60,11 +61,14 @@ class StatefunView(_EndpointView):
             return rejected(request, too_large(request))
         except RequestTooLargeError as error:
             return rejected(request, error)
+        reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = get_handler().handle_sync(body, headers=statefun_headers(request))
+            reply = get_handler().handle_sync(
+                body, headers=statefun_headers(request), reply_headers=reply_headers
+            )
         except Exception as error:
             return statefun_error(error)
-        return HttpResponse(reply, content_type=CONTENT_TYPE)
+        return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
 
 class AsyncStatefunView(_EndpointView):
@@ -75,11 +79,14 @@ class AsyncStatefunView(_EndpointView):
             body = request.body
         except RequestDataTooBig:
             return rejected(request, too_large(request))
+        reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = await get_handler().handle_async(body, headers=statefun_headers(request))
+            reply = await get_handler().handle_async(
+                body, headers=statefun_headers(request), reply_headers=reply_headers
+            )
         except Exception as error:
             return statefun_error(error)
-        return HttpResponse(reply, content_type=CONTENT_TYPE)
+        return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
 
 def endpoint_view() -> Callable[..., Any]:
@@ -180,9 +187,18 @@ def statefun_error(error: BaseException) -> HttpResponse:
     return response
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``GET``: the Prometheus exposition of statefun-prometheus (which must be installed)."""
-    from statefun_prometheus import metrics_response
+def plugin_endpoint_view(endpoint: Endpoint) -> Callable[..., HttpResponse]:
+    """The view of one endpoint a plugin contributes (``metrics``, health): its method only."""
 
-    body, content_type = metrics_response()
-    return HttpResponse(body, content_type=content_type)
+    def view(request: HttpRequest) -> HttpResponse:
+        if request.method not in (endpoint.method, "HEAD"):
+            response = HttpResponse(status=405)
+            response["Allow"] = endpoint.method
+            return response
+        status, headers, body = endpoint.respond(RequestHeaders(request))
+        response = HttpResponse(body, status=status)
+        for name, value in headers.items():
+            response[name] = value
+        return response
+
+    return view

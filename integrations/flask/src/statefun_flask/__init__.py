@@ -2,7 +2,7 @@
 
 As an extension, configured through ``app.config`` (``STATEFUN_*`` keys)::
 
-    statefun = Statefun(app, functions)        # POST /statefun, GET /metrics
+    statefun = Statefun(app, functions)        # POST /statefun, plugin endpoints (GET /metrics)
     # or: statefun = Statefun(); statefun.init_app(app)
 
 or as a blueprint::
@@ -21,9 +21,9 @@ except ImportError as error:  # pragma: no cover - flask is a dependency
         "statefun_flask needs Flask: pip install statefun-flask"
     ) from error
 
-from .blueprint import make_blueprint, metrics_view
+from .blueprint import endpoint_view, make_blueprint
 from .extension import Statefun, StatefunState
 
 __version__ = "0.1.0"
 
-__all__ = ["Statefun", "StatefunState", "make_blueprint", "metrics_view"]
+__all__ = ["Statefun", "StatefunState", "endpoint_view", "make_blueprint"]

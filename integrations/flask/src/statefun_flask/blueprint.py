@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Optional, Union
+from typing import Callable, Iterator, Mapping, Optional, Union
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import Headers
@@ -11,8 +11,9 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
+from statefun_core.plugins import Endpoint
 
-__all__ = ["make_blueprint", "metrics_view"]
+__all__ = ["endpoint_view", "make_blueprint"]
 
 
 def make_blueprint(
@@ -39,11 +40,14 @@ def make_blueprint(
             body = read_body(handler.limits.request_bytes)
         except RequestTooLargeError as error:
             return rejected(handler, error)
+        reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = handler.handle_sync(body, headers=RequestHeaders(request.headers))
+            reply = handler.handle_sync(
+                body, headers=RequestHeaders(request.headers), reply_headers=reply_headers
+            )
         except Exception as error:
             return statefun_error(error)
-        return Response(reply, content_type=CONTENT_TYPE)
+        return Response(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
     blueprint.add_url_rule(
         "", "endpoint", endpoint, methods=["POST"], provide_automatic_options=False
@@ -132,9 +136,11 @@ def statefun_error(error: BaseException) -> Response:
     return response
 
 
-def metrics_view() -> Response:
-    """``GET``: the Prometheus exposition of statefun-prometheus (which must be installed)."""
-    from statefun_prometheus import metrics_response
+def endpoint_view(endpoint: Endpoint) -> Callable[[], Response]:
+    """The view of one endpoint a plugin contributes (``/metrics``, health)."""
 
-    body, content_type = metrics_response()
-    return Response(body, content_type=content_type)
+    def view() -> Response:
+        status, headers, body = endpoint.respond(RequestHeaders(request.headers))
+        return Response(body, status=status, headers=dict(headers))
+
+    return view

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.util import find_spec
 from typing import Optional, Union
 
 from flask import Flask, current_app
@@ -12,7 +11,7 @@ from werkzeug.utils import import_string
 from statefun_core import RequestReplyHandler
 from statefun_core.http import FunctionsOrHandler, as_handler
 
-from .blueprint import make_blueprint, metrics_view
+from .blueprint import endpoint_view, make_blueprint
 
 __all__ = ["Statefun", "StatefunState"]
 
@@ -33,8 +32,8 @@ class Statefun:
     - ``STATEFUN_FUNCTIONS``: the functions, as an object or a dotted path
       (``"proj.fns:functions"`` or ``"proj.fns.functions"``).
     - ``STATEFUN_URL_PREFIX`` = ``"/statefun"``: where the runtime POSTs.
-    - ``STATEFUN_METRICS_PATH`` = ``"/metrics"``: Prometheus exposition, served when
-      statefun-prometheus is installed; ``None`` turns it off.
+    - ``STATEFUN_ENDPOINTS`` = ``True``: serve the endpoints the plugins contribute
+      (``/metrics`` of statefun-prometheus, health) at their paths; ``False`` leaves them out.
 
     The request body limit is Flask's ``MAX_CONTENT_LENGTH`` (answered with 413).
     """
@@ -52,7 +51,7 @@ class Statefun:
         config = app.config
         config.setdefault("STATEFUN_FUNCTIONS", self.functions)
         config.setdefault("STATEFUN_URL_PREFIX", "/statefun")
-        config.setdefault("STATEFUN_METRICS_PATH", "/metrics")
+        config.setdefault("STATEFUN_ENDPOINTS", True)
 
         functions = config["STATEFUN_FUNCTIONS"]
         if functions is None:
@@ -66,9 +65,14 @@ class Statefun:
 
         app.extensions["statefun"] = StatefunState(handler=handler)
         app.register_blueprint(make_blueprint(handler, url_prefix=config["STATEFUN_URL_PREFIX"]))
-        metrics_path = config["STATEFUN_METRICS_PATH"]
-        if metrics_path and find_spec("statefun_prometheus") is not None:
-            app.add_url_rule(metrics_path, "statefun_metrics", metrics_view, methods=["GET"])
+        if config["STATEFUN_ENDPOINTS"]:
+            for endpoint in handler.endpoints:
+                app.add_url_rule(
+                    endpoint.path,
+                    f"statefun_endpoint_{endpoint.method}_{endpoint.path}",
+                    endpoint_view(endpoint),
+                    methods=[endpoint.method],
+                )
 
     @property
     def handler(self) -> RequestReplyHandler:

@@ -1,4 +1,5 @@
-"""OpenTelemetry tracing for StateFun remote functions: a span per batch, a child per invocation.
+"""OpenTelemetry tracing for StateFun remote functions: a span per batch, a child per invocation,
+a span per rejected request; trace context carried from message to message.
 
 Installed, the plugin registers itself (entry point ``opentelemetry``) and traces with the global
 tracer provider. Depends on ``opentelemetry-api`` only; configure the SDK in your application.
@@ -17,6 +18,6 @@ except ImportError as error:  # pragma: no cover - opentelemetry-api is a depend
 
 __version__ = "0.1.0"  # before .plugin, which names its tracer with it
 
-from .plugin import SCRATCH_KEY, OpenTelemetryPlugin
+from .plugin import REJECTED_SPAN_NAME, SCRATCH_KEY, OpenTelemetryPlugin
 
-__all__ = ["SCRATCH_KEY", "OpenTelemetryPlugin"]
+__all__ = ["REJECTED_SPAN_NAME", "SCRATCH_KEY", "OpenTelemetryPlugin"]

@@ -1,9 +1,15 @@
-"""``OpenTelemetryPlugin``: one INTERNAL span per batch, a child span per invocation.
+"""``OpenTelemetryPlugin``: a span per batch, a child span per invocation, a span per rejected
+request, named and attributed by OpenTelemetry's semantic conventions (FaaS, messaging, HTTP,
+``error.type``); ``statefun.*`` attributes only for what no convention covers.
 
-Both are named by the function's typename. The batch span's parent is the current span when
-there is one (an HTTP server instrumentation already made it), else the W3C ``traceparent`` of
-the request headers. The invocation span is the current span while the function runs, so spans
-the function starts are its children.
+The batch span is a SERVER span when the handler was given the request's headers (an HTTP
+request carries the batch) and a CONSUMER span when it was not; it is INTERNAL when a span is
+already current (an HTTP server instrumentation made the request's SERVER span). Its parent is
+that current span, else the trace context the propagator reads from the headers (W3C
+``traceparent``, ``tracestate`` and ``baggage`` by default). The invocation span is current
+while the function runs, with the baggage of the request, and links to its message's origin
+(``statefun-origins``, see :mod:`statefun_core.tracecontext`). The batch span is reported
+back to the runtime in the reply's ``traceresponse`` header.
 """
 
 from __future__ import annotations
@@ -13,15 +19,21 @@ from typing import Any, Mapping, Optional
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, TextMapPropagator
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from statefun_core.errors import FunctionNotFoundError
 from statefun_core.plugins import BatchEvent, InvocationEvent, hookimpl
+from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, decode_origins
 
-__all__ = ["SCRATCH_KEY", "OpenTelemetryPlugin"]
+__all__ = ["REJECTED_SPAN_NAME", "SCRATCH_KEY", "OpenTelemetryPlugin"]
 
 #: The key of this plugin's span in ``BatchEvent.scratch`` and ``InvocationEvent.scratch``.
 SCRATCH_KEY = "opentelemetry"
+#: The name of the span of a request rejected before it had a batch (its function unknown).
+REJECTED_SPAN_NAME = "statefun"
 _TOKEN_KEY = "opentelemetry.token"
+_CONTEXT_KEY = "opentelemetry.context"
+_ORIGINS_KEY = "opentelemetry.origins"
 
 
 class _HeaderGetter(Getter[Mapping[str, str]]):
@@ -43,7 +55,7 @@ _GETTER = _HeaderGetter()
 
 
 class OpenTelemetryPlugin:
-    """Traces batches and invocations.
+    """Traces batches, invocations and rejected requests.
 
     ``tracer_provider`` and ``propagator`` default to the global ones (looked up per span).
     """
@@ -57,32 +69,50 @@ class OpenTelemetryPlugin:
 
         self._tracer = trace.get_tracer(__name__, __version__, tracer_provider)
         self._propagator = propagator
+        # per instance: two instances (one given, one from the entry point) never detach
+        # each other's context
+        self._token_key = f"{_TOKEN_KEY}.{id(self)}"
 
-    def _parent(self, headers: Mapping[str, str]) -> Optional[Context]:
-        if trace.get_current_span().get_span_context().is_valid:
-            return None  # the current context
+    def _parent(self, headers: Mapping[str, str]) -> tuple[Context, SpanKind]:
+        """The parent context of a request's span, and the kind of that span."""
+        current = context.get_current()
+        if trace.get_current_span(current).get_span_context().is_valid:
+            return current, SpanKind.INTERNAL  # the request's own span is current
         propagator = self._propagator or propagate.get_global_textmap()
-        return propagator.extract(headers, getter=_GETTER)
+        parent = propagator.extract(headers, getter=_GETTER)
+        return parent, SpanKind.SERVER if headers else SpanKind.CONSUMER
 
     @hookimpl
     def statefun_batch_started(self, batch: BatchEvent) -> None:
-        batch.scratch[SCRATCH_KEY] = self._tracer.start_span(
+        parent, kind = self._parent(batch.headers)
+        span = self._tracer.start_span(
             batch.function_type,
-            context=self._parent(batch.headers),
-            kind=SpanKind.INTERNAL,
+            context=parent,
+            kind=kind,
             attributes={
-                "statefun.function.type": batch.function_type,
+                "faas.trigger": "pubsub",
+                "messaging.system": "statefun",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": batch.function_type,
+                "messaging.batch.message_count": batch.batch_size,
                 "statefun.function.id": batch.function_id,
-                "statefun.batch.size": batch.batch_size,
             },
         )
+        batch.scratch[SCRATCH_KEY] = span
+        batch.scratch[_CONTEXT_KEY] = trace.set_span_in_context(span, parent)
+        origins = _GETTER.get(batch.headers, ORIGINS) if batch.headers else None
+        if origins:
+            batch.scratch[_ORIGINS_KEY] = decode_origins(origins[0], batch.batch_size)
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            batch.reply_headers[TRACERESPONSE] = _traceparent(span_context)
 
     @hookimpl
     def statefun_invocation_started(self, invocation: InvocationEvent) -> None:
         batch = invocation.batch
-        parent: Optional[Span] = batch.scratch.get(SCRATCH_KEY)
+        parent: Optional[Context] = batch.scratch.get(_CONTEXT_KEY)
         attributes: dict[str, Any] = {
-            "statefun.function.type": batch.function_type,
+            "messaging.destination.name": batch.function_type,
             "statefun.function.id": batch.function_id,
             "statefun.invocation.index": invocation.index,
             "statefun.argument.type": invocation.argument_typename,
@@ -90,21 +120,30 @@ class OpenTelemetryPlugin:
         if invocation.caller is not None:
             attributes["statefun.caller.type"] = invocation.caller.typename
             attributes["statefun.caller.id"] = invocation.caller.id
+        links = None
+        origins: Optional[list[Optional[str]]] = batch.scratch.get(_ORIGINS_KEY)
+        if origins is not None and invocation.index < len(origins):
+            origin = origins[invocation.index]
+            if origin is not None:
+                links = [Link(_span_context(origin))]
         span = self._tracer.start_span(
             batch.function_type,
-            context=trace.set_span_in_context(parent) if parent is not None else None,
+            context=parent,
             kind=SpanKind.INTERNAL,
             attributes=attributes,
+            links=links,
         )
         invocation.scratch[SCRATCH_KEY] = span
-        invocation.scratch[_TOKEN_KEY] = context.attach(trace.set_span_in_context(span))
+        invocation.scratch[self._token_key] = context.attach(
+            trace.set_span_in_context(span, parent)
+        )
 
     @hookimpl
     def statefun_invocation_finished(
         self, invocation: InvocationEvent, error: Optional[BaseException]
     ) -> None:
         span: Optional[Span] = invocation.scratch.pop(SCRATCH_KEY, None)
-        token = invocation.scratch.pop(_TOKEN_KEY, None)
+        token = invocation.scratch.pop(self._token_key, None)
         if token is not None:
             context.detach(token)
         if span is not None:
@@ -134,10 +173,59 @@ class OpenTelemetryPlugin:
         if span is not None:
             _end(span, "error", error)
 
+    @hookimpl
+    def statefun_request_failed(
+        self, error: BaseException, batch: Optional[BatchEvent], headers: Mapping[str, str]
+    ) -> None:
+        if batch is not None:
+            return  # the batch's span tells it
+        parent, kind = self._parent(headers)
+        status: int = getattr(error, "status", 500)
+        attributes: dict[str, Any] = {
+            "error.type": _error_type(error),
+            "http.response.status_code": status,
+            "statefun.outcome": "rejected",
+        }
+        if isinstance(error, FunctionNotFoundError):
+            attributes["messaging.destination.name"] = error.typename
+        span = self._tracer.start_span(
+            REJECTED_SPAN_NAME, context=parent, kind=kind, attributes=attributes
+        )
+        # a 4xx answer is the client's error: by the HTTP conventions a SERVER span's status
+        # stays unset, error.type tells what was wrong
+        if status >= 500 or kind is not SpanKind.SERVER:
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.end()
+
 
 def _end(span: Span, outcome: str, error: Optional[BaseException]) -> None:
     span.set_attribute("statefun.outcome", outcome)
     if error is not None:
+        span.set_attribute("error.type", _error_type(error))
         span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
     span.end()
+
+
+def _error_type(error: BaseException) -> str:
+    """The exception's fully qualified class name (builtins by their bare name)."""
+    cls = type(error)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _traceparent(span_context: SpanContext) -> str:
+    return (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+        f"{int(span_context.trace_flags):02x}"
+    )
+
+
+def _span_context(traceparent: str) -> SpanContext:
+    """The remote span a well-formed ``traceparent`` names (see ``decode_origins``)."""
+    return SpanContext(
+        trace_id=int(traceparent[3:35], 16),
+        span_id=int(traceparent[36:52], 16),
+        is_remote=True,
+        trace_flags=TraceFlags(int(traceparent[53:55], 16)),
+    )

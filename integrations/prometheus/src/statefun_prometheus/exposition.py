@@ -1,9 +1,10 @@
-"""The body and content type of a ``/metrics`` response, for any web framework."""
+"""The ``/metrics`` endpoint: prometheus_client's exposition, negotiated as its own server does."""
 
 from __future__ import annotations
 
+import gzip
 import os
-from typing import Optional
+from typing import Mapping, Optional
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -12,20 +13,41 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.exposition import choose_encoder
 
-__all__ = ["metrics_response"]
+from statefun_core.plugins import EndpointResponse, header
+
+__all__ = ["metrics_endpoint", "metrics_response"]
+
+
+def _registry(registry: Optional[CollectorRegistry]) -> CollectorRegistry:
+    """``registry``; or, when ``PROMETHEUS_MULTIPROC_DIR`` is set, the metrics of every process
+    that wrote to that directory, merged (prometheus_client's multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return merged
+    return REGISTRY if registry is None else registry
 
 
 def metrics_response(registry: Optional[CollectorRegistry] = None) -> tuple[bytes, str]:
-    """``(body, content_type)`` of the Prometheus text exposition of ``registry``.
-
-    Without a registry: the default one, or, when ``PROMETHEUS_MULTIPROC_DIR`` is set, the
-    metrics of every process that wrote to that directory, merged.
-    """
+    """``(body, content_type)`` of the Prometheus text exposition of ``registry`` (default: the
+    default registry, or the multiprocess directory's metrics when it is set)."""
     if registry is None:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        else:
-            registry = REGISTRY
+        return generate_latest(_registry(None)), CONTENT_TYPE_LATEST
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def metrics_endpoint(
+    headers: Mapping[str, str], registry: Optional[CollectorRegistry] = None
+) -> EndpointResponse:
+    """The answer to ``GET /metrics``: OpenMetrics when the ``Accept`` header asks for it, the
+    text format otherwise (prometheus_client's ``choose_encoder``), gzipped when
+    ``Accept-Encoding`` allows it."""
+    encoder, content_type = choose_encoder(header(headers, "Accept") or "")
+    body = encoder(_registry(registry))
+    response_headers = {"Content-Type": content_type}
+    if "gzip" in (header(headers, "Accept-Encoding") or ""):
+        body = gzip.compress(body)
+        response_headers["Content-Encoding"] = "gzip"
+    return EndpointResponse(200, response_headers, body)

@@ -7,12 +7,17 @@ status only, since their typename comes from the (untrusted) request.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from statefun_core.http import status_for
-from statefun_core.plugins import BatchEvent, InvocationEvent, hookimpl
+from statefun_core.plugins import BatchEvent, Endpoint, EndpointResponse, InvocationEvent, hookimpl
+
+from .exposition import metrics_endpoint
+
+if TYPE_CHECKING:
+    from statefun_core import RequestReplyHandler
 
 __all__ = ["BATCH_SIZE_BUCKETS", "PrometheusPlugin"]
 
@@ -23,9 +28,18 @@ class PrometheusPlugin:
     """Registers its metrics on ``registry`` (default: prometheus_client's ``REGISTRY``).
 
     Make one per registry: a second instance on the same registry is a duplicate-metric error.
+    Every integration serves the registry at ``GET metrics_path`` (``None``: not served).
     """
 
-    def __init__(self, registry: Optional[CollectorRegistry] = REGISTRY) -> None:
+    def __init__(
+        self,
+        registry: Optional[CollectorRegistry] = REGISTRY,
+        *,
+        metrics_path: Optional[str] = "/metrics",
+    ) -> None:
+        self.registry = registry
+        self.metrics_path = metrics_path
+
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
             return Counter(name, doc, labels, registry=registry)
 
@@ -67,6 +81,17 @@ class PrometheusPlugin:
             registry=registry,
         )
         self._by_type: dict[str, _Series] = {}
+
+    @hookimpl
+    def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
+        if self.metrics_path is None:
+            return []
+        registry = self.registry
+
+        def metrics(headers: Mapping[str, Any]) -> EndpointResponse:
+            return metrics_endpoint(headers, registry)
+
+        return [Endpoint("GET", self.metrics_path, metrics)]
 
     def _series(self, function_type: str) -> _Series:
         series = self._by_type.get(function_type)

@@ -20,9 +20,9 @@ except ImportError as error:  # pragma: no cover - tornado is a dependency
         "statefun_tornado needs tornado: pip install statefun-tornado"
     ) from error
 
-from .handlers import MetricsHandler, StatefunHandler
+from .handlers import EndpointHandler, StatefunHandler
 from .routes import make_app, make_routes
 
 __version__ = "0.1.0"
 
-__all__ = ["MetricsHandler", "StatefunHandler", "make_app", "make_routes"]
+__all__ = ["EndpointHandler", "StatefunHandler", "make_app", "make_routes"]

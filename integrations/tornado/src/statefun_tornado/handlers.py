@@ -1,8 +1,7 @@
-"""``StatefunHandler``, the endpoint, and ``MetricsHandler`` for statefun-prometheus."""
+"""``StatefunHandler``, the endpoint, and ``EndpointHandler`` for the plugins' endpoints."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from tornado.http1connection import HTTP1Connection
@@ -11,8 +10,9 @@ from tornado.web import RequestHandler, stream_request_body
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_response
+from statefun_core.plugins import Endpoint
 
-__all__ = ["MetricsHandler", "StatefunHandler"]
+__all__ = ["EndpointHandler", "StatefunHandler"]
 
 
 @stream_request_body
@@ -59,11 +59,16 @@ class StatefunHandler(RequestHandler):
 
     async def post(self) -> None:
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = await self.handler.handle_async(body, headers=self.request.headers)
+            reply = await self.handler.handle_async(
+                body, headers=self.request.headers, reply_headers=reply_headers
+            )
         except Exception as error:
             self._finish_with_error(error)
             return
+        for name, value in reply_headers.items():
+            self.set_header(name, value)
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(reply)
 
@@ -94,11 +99,21 @@ class StatefunHandler(RequestHandler):
         self.finish(text)
 
 
-class MetricsHandler(RequestHandler):
-    """``GET /metrics``: the Prometheus exposition of statefun-prometheus's registry."""
+class EndpointHandler(RequestHandler):
+    """One endpoint a plugin contributes (``/metrics``, health), configured by
+    ``{"endpoint": endpoint}``; other methods than the endpoint's get 405."""
 
-    def get(self) -> None:
-        metrics_response = importlib.import_module("statefun_prometheus").metrics_response
-        body, content_type = metrics_response()
-        self.set_header("Content-Type", content_type)
+    def initialize(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def prepare(self) -> None:
+        if self.request.method not in (self.endpoint.method, "HEAD"):
+            self.set_status(405)
+            self.set_header("Allow", self.endpoint.method)
+            self.finish()
+            return
+        status, headers, body = self.endpoint.respond(self.request.headers)
+        self.set_status(status)
+        for name, value in headers.items():
+            self.set_header(name, value)
         self.finish(body)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from concurrent.futures import Executor
 from typing import Any, Optional
 
@@ -12,7 +11,7 @@ from tornado.web import Application
 
 from statefun_core.http import DEFAULT_MAX_REQUEST_BYTES, FunctionsOrHandler, as_handler
 
-from .handlers import MetricsHandler, StatefunHandler
+from .handlers import EndpointHandler, StatefunHandler
 
 __all__ = ["make_app", "make_routes"]
 
@@ -24,20 +23,28 @@ def make_routes(
     max_body_size: int = DEFAULT_MAX_REQUEST_BYTES,
     executor: Optional[Executor] = None,
     plugins: Optional[pluggy.PluginManager] = None,
-    metrics_path: Optional[str] = "/metrics",
+    endpoints: bool = True,
 ) -> list[URLSpec]:
     """The routing rules that serve the functions at ``POST path`` (named ``statefun``).
 
     Given :class:`StatefulFunctions`, builds one :class:`RequestReplyHandler` with ``plugins``
     and ``executor`` (the pool for functions bound with ``blocking=True``; default: the
-    loop's). When statefun-prometheus is installed, ``GET metrics_path`` serves the metrics
-    (``metrics_path=None`` leaves it out).
+    loop's). The endpoints the plugins contribute (``/metrics`` of statefun-prometheus, health)
+    get a rule each (named ``statefun-endpoint-<path>``; ``endpoints=False`` leaves them out).
     """
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
     options = {"handler": handler, "max_body_size": max_body_size}
     rules = [URLSpec(path, StatefunHandler, options, name="statefun")]
-    if metrics_path is not None and importlib.util.find_spec("statefun_prometheus") is not None:
-        rules.append(URLSpec(metrics_path, MetricsHandler, name="statefun-metrics"))
+    if endpoints:
+        for endpoint in handler.endpoints:
+            rules.append(
+                URLSpec(
+                    endpoint.path,
+                    EndpointHandler,
+                    {"endpoint": endpoint},
+                    name=f"statefun-endpoint-{endpoint.method}-{endpoint.path}",
+                )
+            )
     return rules
 
 
@@ -48,7 +55,7 @@ def make_app(
     max_body_size: int = DEFAULT_MAX_REQUEST_BYTES,
     executor: Optional[Executor] = None,
     plugins: Optional[pluggy.PluginManager] = None,
-    metrics_path: Optional[str] = "/metrics",
+    endpoints: bool = True,
     **settings: Any,
 ) -> Application:
     """An :class:`Application` with :func:`make_routes`; ``settings`` go to the Application."""
@@ -58,6 +65,6 @@ def make_app(
         max_body_size=max_body_size,
         executor=executor,
         plugins=plugins,
-        metrics_path=metrics_path,
+        endpoints=endpoints,
     )
     return Application([*routes], **settings)

@@ -1,0 +1,70 @@
+"""HTTP endpoints that plugins contribute (``statefun_endpoints``), free of any web framework.
+
+An :class:`Endpoint` is a method, a path and a callable from the request headers to an
+:class:`EndpointResponse`. Every integration mounts a handler's ``endpoints`` beside the
+function endpoint; a plain ASGI or WSGI app finds one with
+:meth:`~statefun_core.RequestReplyHandler.endpoint_for`, calls :meth:`Endpoint.respond` and
+writes what it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Mapping, NamedTuple, Optional, Sequence
+
+__all__ = ["Endpoint", "EndpointResponse", "find_endpoint", "header"]
+
+logger = logging.getLogger("statefun_core.plugins")
+
+
+class EndpointResponse(NamedTuple):
+    """What an endpoint answers: ``(status, headers, body)``."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+_FAILED = EndpointResponse(500, {"Content-Type": "text/plain; charset=utf-8"}, b"endpoint failed")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """``method`` (``"GET"``) and ``path`` (``"/metrics"``, from the root of the application
+    the integration serves) answered by ``handle(headers)``.
+
+    ``headers`` is the request's headers, case-insensitive as the framework gives them (read
+    them with :func:`header` to be safe with a plain dict). ``handle`` runs on the server's
+    thread or event loop: keep it short, with no blocking I/O."""
+
+    method: str
+    path: str
+    handle: Callable[[Mapping[str, str]], EndpointResponse]
+
+    def respond(self, headers: Mapping[str, str]) -> EndpointResponse:
+        """``handle(headers)``; a 500 with a short text when it raises (logged, no traceback
+        to the caller)."""
+        try:
+            return self.handle(headers)
+        except Exception:
+            logger.exception("statefun endpoint %s %s failed", self.method, self.path)
+            return _FAILED
+
+
+def header(headers: Mapping[str, str], name: str) -> Optional[str]:
+    """The value of header ``name`` in ``headers``, whatever the case of its key."""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
+def find_endpoint(endpoints: Sequence[Endpoint], method: str, path: str) -> Optional[Endpoint]:
+    """The endpoint for ``method`` and ``path`` (a ``HEAD`` finds the ``GET`` one), or None."""
+    method = "GET" if method == "HEAD" else method
+    for endpoint in endpoints:
+        if endpoint.path == path and endpoint.method == method:
+            return endpoint
+    return None

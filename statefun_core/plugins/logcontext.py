@@ -1,0 +1,138 @@
+"""Log records that say which function wrote them: typename, id, caller and trace id.
+
+The :class:`InvocationLogContext` plugin keeps the invocation that runs in a context variable;
+:class:`InvocationLogFilter` (the standard library's ``logging``) and
+:func:`add_invocation_context` (a structlog processor) copy it onto each record. The plugin
+registers with ``STATEFUN_LOG_CONTEXT=1`` (or pass it to ``make_plugin_manager``); without it
+the handler does nothing per invocation and the filter finds no invocation.
+
+The trace id is that of the current OpenTelemetry span when OpenTelemetry is in use and a
+span is current (statefun-opentelemetry makes the invocation's span current), else the one of
+the request's ``traceparent`` header.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, MutableMapping, Optional
+
+from ..tracecontext import TRACEPARENT, is_traceparent
+from .events import InvocationEvent
+from .markers import hookimpl
+
+__all__ = [
+    "LOG_CONTEXT_ENV",
+    "Invocation",
+    "InvocationLogContext",
+    "InvocationLogFilter",
+    "add_invocation_context",
+    "current_invocation",
+]
+
+#: Set to 1 (or true, yes, on) to register :class:`InvocationLogContext` as ``log_context``.
+LOG_CONTEXT_ENV = "STATEFUN_LOG_CONTEXT"
+
+_TOKEN_KEY = "log_context.token"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The invocation running in this context."""
+
+    function: str
+    """The function's typename (``example/greeter``)."""
+    id: str
+    caller: Optional[str]
+    """``typename/id`` of the function that sent the message, or None (from an ingress)."""
+    traceparent: Optional[str]
+    """The request's ``traceparent`` header, when it had a well-formed one."""
+
+    @property
+    def trace_id(self) -> Optional[str]:
+        """The current OpenTelemetry span's trace id, else the ``traceparent``'s (32 hex
+        digits), else None."""
+        otel = sys.modules.get("opentelemetry.trace")  # never imported here: used if in use
+        if otel is not None:
+            span_context = otel.get_current_span().get_span_context()
+            if span_context.is_valid:
+                return format(span_context.trace_id, "032x")
+        return None if self.traceparent is None else self.traceparent[3:35]
+
+
+current_invocation: ContextVar[Optional[Invocation]] = ContextVar(
+    "statefun_invocation", default=None
+)
+"""The invocation running, while :class:`InvocationLogContext` is registered."""
+
+
+class InvocationLogContext:
+    """The plugin that sets :data:`current_invocation` while each invocation runs."""
+
+    @hookimpl
+    def statefun_invocation_started(self, invocation: InvocationEvent) -> None:
+        batch = invocation.batch
+        caller = invocation.caller
+        traceparent = _header(batch.headers, TRACEPARENT)
+        invocation.scratch[_TOKEN_KEY] = current_invocation.set(
+            Invocation(
+                batch.function_type,
+                batch.function_id,
+                None if caller is None else f"{caller.typename}/{caller.id}",
+                traceparent if traceparent is not None and is_traceparent(traceparent) else None,
+            )
+        )
+
+    @hookimpl
+    def statefun_invocation_finished(
+        self, invocation: InvocationEvent, error: Optional[BaseException]
+    ) -> None:
+        token = invocation.scratch.pop(_TOKEN_KEY, None)
+        if token is not None:
+            current_invocation.reset(token)
+
+
+class InvocationLogFilter(logging.Filter):
+    """Adds ``statefun_function``, ``statefun_id``, ``statefun_caller`` and ``trace_id`` to
+    every record (None outside an invocation, or when unknown), for a format such as
+    ``"%(statefun_function)s/%(statefun_id)s trace=%(trace_id)s %(message)s"``. Lets every
+    record through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        invocation = current_invocation.get()
+        if invocation is None:
+            record.statefun_function = record.statefun_id = None
+            record.statefun_caller = record.trace_id = None
+        else:
+            record.statefun_function = invocation.function
+            record.statefun_id = invocation.id
+            record.statefun_caller = invocation.caller
+            record.trace_id = invocation.trace_id
+        return True
+
+
+def add_invocation_context(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: inside an invocation, adds ``statefun_function``,
+    ``statefun_id``, ``statefun_caller`` and ``trace_id`` (the known ones) to the event."""
+    invocation = current_invocation.get()
+    if invocation is not None:
+        event_dict["statefun_function"] = invocation.function
+        event_dict["statefun_id"] = invocation.id
+        if invocation.caller is not None:
+            event_dict["statefun_caller"] = invocation.caller
+        trace_id = invocation.trace_id
+        if trace_id is not None:
+            event_dict["trace_id"] = trace_id
+    return event_dict
+
+
+def _header(headers: Any, name: str) -> Optional[str]:
+    """A header whatever the case of its name (frameworks give dicts and multidicts)."""
+    value = headers.get(name)
+    if value is None and headers:
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value if isinstance(value, str) else None

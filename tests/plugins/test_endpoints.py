@@ -1,0 +1,120 @@
+"""``statefun_endpoints``: plugins contribute HTTP endpoints; the core's health endpoints; and
+no integration imports a plugin package by name."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import pytest
+
+from statefun_core import RequestReplyHandler, make_plugin_manager
+from statefun_core.errors import PluginError
+from statefun_core.plugins import Endpoint, EndpointResponse, HealthEndpoints, hookimpl
+
+from .test_hooks import make_functions
+
+ROOT = Path(__file__).resolve().parents[2]
+INTEGRATIONS = ("aiohttp", "tornado", "flask", "django")
+PLUGIN_PACKAGES = {
+    "statefun_prometheus",
+    "statefun_opentelemetry",
+    "statefun_pydantic",
+    "statefun_msgpack",
+    "statefun_slow_batches",
+}
+
+
+class Hello:
+    @hookimpl
+    def statefun_endpoints(self, handler: Any) -> list[Endpoint]:
+        def hello(headers: Mapping[str, str]) -> EndpointResponse:
+            return EndpointResponse(200, {"Content-Type": "text/plain"}, b"hello")
+
+        def broken(headers: Mapping[str, str]) -> EndpointResponse:
+            raise RuntimeError("endpoint bug")
+
+        return [Endpoint("GET", "/hello", hello), Endpoint("POST", "/broken", broken)]
+
+
+def handler(*plugins: Any) -> RequestReplyHandler:
+    manager = make_plugin_manager(plugins, load_entrypoints=False)
+    return RequestReplyHandler(make_functions(), plugins=manager)
+
+
+def test_hook_statefun_endpoints(caplog: pytest.LogCaptureFixture) -> None:
+    served = handler(Hello())
+    assert [(e.method, e.path) for e in served.endpoints] == [
+        ("GET", "/hello"),
+        ("POST", "/broken"),
+    ]
+    hello = served.endpoint_for("GET", "/hello")
+    assert hello is not None and hello.respond({}) == (
+        200,
+        {"Content-Type": "text/plain"},
+        b"hello",
+    )
+    assert served.endpoint_for("HEAD", "/hello") is hello
+    assert served.endpoint_for("POST", "/hello") is None
+    assert served.endpoint_for("GET", "/nowhere") is None
+    broken = served.endpoint_for("POST", "/broken")
+    assert broken is not None
+    status, _, body = broken.respond({})
+    assert (status, body) == (500, b"endpoint failed")  # no traceback to the caller
+    assert "endpoint POST /broken failed" in caplog.text
+    assert handler().endpoints == ()
+
+
+def test_two_plugins_with_one_endpoint_is_a_plugin_error() -> None:
+    with pytest.raises(PluginError, match="GET /hello"):
+        handler(Hello(), Hello())
+
+
+def test_health_is_off_by_default_and_on_with_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STATEFUN_HEALTH", raising=False)
+    assert handler().endpoint_for("GET", "/health/live") is None
+    monkeypatch.setenv("STATEFUN_HEALTH", "TRUE")
+    served = handler()
+    live = served.endpoint_for("GET", "/health/live")
+    ready = served.endpoint_for("GET", "/health/ready")
+    assert live is not None and live.respond({}).status == 200
+    assert ready is not None
+    status, headers, body = ready.respond({})
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"status": "ready", "functions": 3}  # no function names
+    assert b"test/" not in body
+
+
+def test_health_names_the_functions_only_when_configured() -> None:
+    ready = handler(HealthEndpoints("/healthz/", show_functions=True)).endpoint_for(
+        "GET", "/healthz/ready"
+    )
+    assert ready is not None
+    assert json.loads(ready.respond({}).body)["typenames"] == [
+        "test/async",
+        "test/blocking",
+        "test/sync",
+    ]
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Constant) and node.value in PLUGIN_PACKAGES:
+            names.add(node.value)  # importlib.import_module("statefun_prometheus") and the like
+    return names
+
+
+@pytest.mark.parametrize("integration", INTEGRATIONS)
+def test_no_integration_module_imports_a_plugin_package(integration: str) -> None:
+    sources = sorted((ROOT / "integrations" / integration / "src").rglob("*.py"))
+    assert sources
+    for path in sources:
+        named = imported_modules(path) & PLUGIN_PACKAGES
+        assert not named, f"{path.relative_to(ROOT)} imports {sorted(named)}"

@@ -1,0 +1,126 @@
+"""A plugin that only observes never changes a request; a broken type plugin fails at build.
+
+The plugins here are installed distributions with real ``statefun`` entry points, loaded by
+``make_plugin_manager()`` as a deployment would load them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from statefun_core import RequestReplyHandler, make_plugin_manager
+from statefun_core.errors import FunctionFailedError, FunctionNotFoundError, PluginError
+from statefun_core.testing.packaging import install_distribution
+from statefun_core.testing.wire import to_function
+
+from .recorder import Recorder
+from .test_hooks import SEEN_3, call, make_functions, names
+
+OBSERVERS = {
+    "statefun_batch_started": "batch",
+    "statefun_invocation_started": "invocation",
+    "statefun_invocation_finished": "invocation, error",
+    "statefun_batch_finished": "batch",
+    "statefun_batch_failed": "batch, error",
+    "statefun_request_failed": "error, batch, headers",
+}
+TYPE_HOOKS = {"statefun_register_types": "registry", "statefun_type_for_class": "cls"}
+
+
+def raising_module(hook: str, arguments: str) -> str:
+    return (
+        "from statefun_core.plugins import hookimpl\n"
+        "@hookimpl\n"
+        f"def {hook}({arguments}):\n"
+        f"    raise RuntimeError('broken {hook}')\n"
+    )
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")  # only what a test installs
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("fake_")]:
+        del sys.modules[name]
+
+
+def install_raising(site: Path, hook: str, arguments: str) -> None:
+    install_distribution(
+        site,
+        "fake-broken",
+        {"broken": "fake_broken"},
+        {"fake_broken": raising_module(hook, arguments)},
+    )
+
+
+@pytest.mark.parametrize("hook", OBSERVERS)
+@pytest.mark.parametrize("driver", ["handle_sync", "handle_async"])
+def test_a_raising_observer_hook_changes_nothing_and_is_logged_once_with_its_plugin(
+    site: Path, hook: str, driver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    install_raising(site, hook, OBSERVERS[hook])
+    recorder = Recorder()
+    with_broken = RequestReplyHandler(make_functions(), plugins=make_plugin_manager([recorder]))
+    assert with_broken.plugins.has_plugin("broken")
+    without = RequestReplyHandler(make_functions(), plugins=make_plugin_manager(blocked=["broken"]))
+    request = to_function("test/sync", "a", names("x", "y"), SEEN_3)
+
+    with caplog.at_level(logging.ERROR, logger="statefun_core.plugins"):
+        for _ in range(2):
+            assert call(with_broken, driver, request, None) == call(without, driver, request, None)
+            with pytest.raises(FunctionFailedError):
+                boom = to_function("test/sync", "a", names("boom"), SEEN_3)
+                call(with_broken, driver, boom, None)
+            with pytest.raises(FunctionNotFoundError):
+                call(with_broken, driver, to_function("test/nobody", "a", names("x"), {}), None)
+
+    logged = [r for r in caplog.records if r.name == "statefun_core.plugins"]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    assert "'broken'" in logged[0].getMessage() and hook in logged[0].getMessage()
+    assert logged[0].exc_info is not None
+    # the other plugin saw every event, and each request ended exactly once
+    ok = ["batch_started", *["invocation_started", "invocation_finished"] * 2, "batch_finished"]
+    failed = ["batch_started", "invocation_started", "invocation_finished", "batch_failed"]
+    assert recorder.names() == [*ok, *failed, "request_failed", "request_failed"] * 2
+
+
+@pytest.mark.parametrize("hook", TYPE_HOOKS)
+def test_a_raising_type_hook_fails_the_handler_build_naming_plugin_and_hook(
+    site: Path, hook: str
+) -> None:
+    install_raising(site, hook, TYPE_HOOKS[hook])
+    from decimal import Decimal
+
+    from statefun_core import StatefulFunctions, ValueSpec
+
+    functions = StatefulFunctions()
+    functions.register("test/money", lambda context, message: None, [ValueSpec("m", Decimal)])
+    with pytest.raises(PluginError, match=rf"'broken' raised in {hook}: RuntimeError: broken"):
+        RequestReplyHandler(functions)
+
+
+def test_a_hook_implementation_with_a_wrong_signature_fails_naming_plugin_and_hook(
+    site: Path,
+) -> None:
+    install_raising(site, "statefun_batch_started", "batch, extra")
+    with pytest.raises(PluginError, match=r"(?s)'broken'.*statefun_batch_started.*extra") as raised:
+        RequestReplyHandler(make_functions())
+    assert "statefun_batch_started" in str(raised.value)
+
+
+def test_an_explicit_plugin_with_a_wrong_signature_is_a_plugin_error() -> None:
+    class Wrong:
+        from statefun_core.plugins import hookimpl
+
+        @hookimpl
+        def statefun_invocation_finished(self, invocation: object, outcome: object) -> None:
+            pass
+
+    with pytest.raises(PluginError, match=r"(?s)statefun_invocation_finished.*outcome"):
+        make_plugin_manager([Wrong()], load_entrypoints=False)
