@@ -119,7 +119,7 @@ class DeadLetterRecord:
             message_value=bytes(argument.value) if argument.has_value else None,
             error_class=f"{kind.__module__}.{kind.__qualname__}",
             error_message=str(error),
-            time=datetime.now(timezone.utc),
+            time=_now_ms(),
         )
 
     @property
@@ -179,6 +179,12 @@ class DeadLetterRecord:
         if egress.stream is not None:
             return kinesis_egress_message(egress.typename, egress.stream, data, self.address)
         return egress_message_builder(egress.typename, data, _RECORD_TYPE)
+
+
+def _now_ms() -> datetime:
+    """The time now, to the millisecond (what the JSON holds)."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _address_json(typename: str, id: str) -> dict[str, str]:

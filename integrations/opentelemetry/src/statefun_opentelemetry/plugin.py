@@ -15,6 +15,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from statefun_core.deadletters import DeadLetterRecord
 from statefun_core.plugins import BatchEvent, InvocationEvent, hookimpl
 
 __all__ = ["SCRATCH_KEY", "OpenTelemetryPlugin"]
@@ -22,6 +23,7 @@ __all__ = ["SCRATCH_KEY", "OpenTelemetryPlugin"]
 #: The key of this plugin's span in ``BatchEvent.scratch`` and ``InvocationEvent.scratch``.
 SCRATCH_KEY = "opentelemetry"
 _TOKEN_KEY = "opentelemetry.token"
+_DEAD_LETTERED_KEY = "opentelemetry.dead_lettered"
 
 
 class _HeaderGetter(Getter[Mapping[str, str]]):
@@ -100,6 +102,19 @@ class OpenTelemetryPlugin:
         invocation.scratch[_TOKEN_KEY] = context.attach(trace.set_span_in_context(span))
 
     @hookimpl
+    def statefun_invocation_dead_lettered(
+        self, invocation: InvocationEvent, error: BaseException, record: DeadLetterRecord
+    ) -> None:
+        span: Optional[Span] = invocation.scratch.get(SCRATCH_KEY)
+        if span is not None:
+            invocation.scratch[_DEAD_LETTERED_KEY] = True
+            span.set_attribute("statefun.dead_lettered", True)
+            span.add_event(
+                "statefun.dead_letter",
+                {"exception.type": record.error_class, "exception.message": record.error_message},
+            )
+
+    @hookimpl
     def statefun_invocation_finished(
         self, invocation: InvocationEvent, error: Optional[BaseException]
     ) -> None:
@@ -108,7 +123,11 @@ class OpenTelemetryPlugin:
         if token is not None:
             context.detach(token)
         if span is not None:
-            _end(span, "ok" if error is None else "error", error)
+            if invocation.scratch.pop(_DEAD_LETTERED_KEY, False):
+                outcome = "dead_lettered"
+            else:
+                outcome = "ok" if error is None else "error"
+            _end(span, outcome, error)
 
     @hookimpl
     def statefun_batch_finished(self, batch: BatchEvent) -> None:
@@ -124,6 +143,8 @@ class OpenTelemetryPlugin:
                 "statefun.outgoing.egress": batch.egress_records,
             }
         )
+        if batch.dead_letters:
+            span.set_attribute("statefun.dead_letters", batch.dead_letters)
         if batch.missing_states:
             span.set_attribute("statefun.state.missing", list(batch.missing_states))
         _end(span, batch.outcome or "ok", None)
