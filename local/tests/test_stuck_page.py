@@ -136,7 +136,7 @@ def test_the_page_shows_stuck_addresses_and_acts_on_them(tmp_path: Path) -> None
                         is False
                     rows = {row[0]: row for row in await page.evaluate(ROWS)}
                     assert set(rows) == {str(x), str(y), str(z)}
-                    address, head, attempts, error, next_retry, buttons = rows[str(x)]
+                    _, head, attempts, error, next_retry, buttons = rows[str(x)]
                     assert head.startswith("#") and "io.statefun.types/string" in head
                     assert attempts == "1"
                     assert "failed after" in error
