@@ -388,3 +388,47 @@ def test_the_http_api_lists_and_acts(tmp_path: Path) -> None:
                 await app_runner.cleanup()
 
     run(scenario())
+
+
+# --- the SDK's final failures on statefun-local ------------------------------------------------
+
+
+def test_an_sdk_final_failure_mid_batch_keeps_the_rest_of_the_batch(tmp_path: Path) -> None:
+    from statefun_core import DeadLetterEgress, FinalFailure, kafka_egress_message
+
+    functions = StatefulFunctions()
+    egress = DeadLetterEgress("com.example/out", topic="dead-letters")
+
+    @functions.bind("com.example/summer", specs=[ValueSpec("sum", IntType)], dead_letters=egress)
+    def summer(context: Context, message: Message) -> None:
+        n = message.as_int()
+        context.storage.sum = (context.storage.sum or 0) + n
+        context.send_egress(kafka_egress_message("com.example/out", "sums", str(n)))
+        if n == 3:
+            raise FinalFailure("three is right out")
+
+    target = Address("com.example/summer", "s")
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite") as (server, runtime):
+            for n in range(1, 6):  # no await between them: one batch of five
+                runtime.engine.send(target, make_int(n))
+            runtime._wake.set()
+            await runtime.wait_until_idle()
+            assert runtime.inspect(target)["state"]["sum"]["value"] == 1 + 2 + 4 + 5
+            records = [r["record"]["kafka"] for r in runtime.egress_records()]
+            assert [r["value"] for r in records if r["topic"] == "sums"] == ["1", "2", "4", "5"]
+            (dead,) = [r for r in records if r["topic"] == "dead-letters"]
+            record = DeadLetterRecord.from_json(dead["value"].encode())
+            assert record.message_value == IntType.serializer().serialize(3)
+            assert record.error_message == "three is right out"
+            assert runtime.stuck() == [] and list(runtime.failures) == []
+            assert server.requests == 2  # the state-discovery round, then the batch of five
+
+    run(scenario())
+
+
+def make_int(n: int) -> Any:
+    from statefun_local import make_value
+
+    return make_value("int", n)
