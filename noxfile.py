@@ -428,3 +428,19 @@ def soak(session: nox.Session) -> None:
         return
     session.run("python", "benchmarks/soak/run.py", "http")
     session.run("python", "benchmarks/soak/run.py", "local")
+
+
+# --- dead letters -------------------------------------------------------------------------
+
+
+@nox.session(python=NEWEST, tags=["ci", "core"])
+def deadletters(session: nox.Session) -> None:
+    """Final failures and dead-letter records: real Flask and aiohttp servers, the Harness,
+    statefun-prometheus on a real registry and OpenTelemetry's SDK with an in-memory exporter."""
+    install_core(
+        session,
+        *("-e", "integrations/flask", "-e", "integrations/aiohttp"),
+        *("-e", "integrations/prometheus", "-e", "integrations/opentelemetry"),
+        "opentelemetry-sdk",
+    )
+    session.run("python", "-m", "pytest", "tests/deadletters", *session.posargs)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 __all__ = [
     "AsyncFunctionInSyncContextError",
+    "FinalFailure",
     "FunctionFailedError",
     "FunctionNotFoundError",
     "IntegrationNotAvailableError",
@@ -129,3 +131,28 @@ class PluginError(StatefunError):
 
 class IntegrationNotAvailableError(StatefunError, ImportError):
     """An integration was imported without its framework; the message says what to install."""
+
+
+class FinalFailure(Exception):
+    """Raise it to say that this message can never succeed (``raise FinalFailure(...) from
+    error`` keeps the cause).
+
+    With a dead-letter egress for the function (see :mod:`statefun_core.deadletters`), the
+    invocation's effects are dropped and the message goes to that egress; without one it fails
+    the batch like any other exception.
+    """
+
+
+_UNREADABLE = "_statefun_unreadable"
+
+
+def mark_unreadable(error: BaseException) -> None:
+    """Mark ``error`` as raised while reading a state or an argument with its type."""
+    # an exception class with __slots__ cannot be marked: it stays an ordinary failure
+    with contextlib.suppress(AttributeError):
+        setattr(error, _UNREADABLE, True)
+
+
+def is_unreadable(error: BaseException) -> bool:
+    """Whether ``error`` was raised reading a state or an argument (``final_unreadable``)."""
+    return getattr(error, _UNREADABLE, False) is True
