@@ -38,8 +38,8 @@ from .messages import EgressMessage, Message, encode
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
-from .storage import storage_class
-from .types import BUILTIN_TYPES, Type, TypeSerializer, to_bytes
+from .storage import state_serializer, storage_class
+from .types import Type, TypeSerializer
 
 __all__ = ["RequestReplyHandler"]
 
@@ -71,15 +71,6 @@ def _no_limit(maximum: Optional[int]) -> float:
     return float("inf") if maximum is None else maximum
 
 
-def _serialize_to_bytes(tpe: Type, serializer: TypeSerializer) -> Callable[[Any], bytes]:
-    """``serializer.serialize``, made to return bytes (the built-in types' already do)."""
-    serialize = serializer.serialize
-    if any(tpe is builtin for builtin in BUILTIN_TYPES):  # by identity: a Type may define __eq__
-        return serialize
-    typename = tpe.typename
-    return lambda value: to_bytes(serialize(value), typename)
-
-
 class _Plan:
     """What the handler precomputes for one function: resolved specs and replies to reuse."""
 
@@ -103,7 +94,7 @@ class _Plan:
         self.name_set = frozenset(self.names)
         # (name, typename, serialize to bytes) of each state: what _collect writes mutations with
         self.states = tuple(
-            (name, tpe.typename, _serialize_to_bytes(tpe, serializer))
+            (name, tpe.typename, state_serializer(tpe, serializer))
             for name, tpe, serializer, _ in self.specs
         )
         self.storage_class = storage_class(
@@ -335,7 +326,7 @@ class RequestReplyHandler:
         storage = plan.storage_class()
         storage._received = received
         storage._values = {}
-        storage._written = set()
+        storage._written = {}
         batch = _new_batch(_Batch)
         batch._target = target
         batch.storage = storage
@@ -415,7 +406,6 @@ class RequestReplyHandler:
                     self._write_delayed_or_egress(result, sent)
         written = batch.storage._written
         if written:
-            values = batch.storage._values
             max_state = self._max_state_bytes
             add = result.state_mutations.add
             for name, typename, serialize in batch.plan.states:  # declaration order, as upstream
@@ -423,10 +413,11 @@ class RequestReplyHandler:
                     continue
                 mutation = add()  # fields set one by one: with upb, keywords cost more
                 mutation.state_name = name
-                value = values[name]
-                if value is None:
+                data = written[name]  # encoded when assigned, but for an int or bool (storage.py)
+                if data is None:
                     continue  # DELETE is the default mutation type
-                data = serialize(value)
+                if type(data) is not bytes:
+                    data = serialize(data)
                 if len(data) > max_state:
                     raise LimitExceededError(
                         "state_value_bytes",
