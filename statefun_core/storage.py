@@ -32,7 +32,7 @@ Specs = dict[str, tuple[Type, Any]]
 
 #: The built-in types whose values are stored as they are, ``(class, lowest, highest)``
 #: (by identity: a Type may define ``__eq__``).
-_KEPT_AS_IS: tuple[tuple[Type, tuple[type, int, int]], ...] = (
+_KEPT_AS_IS: tuple[tuple[Type, tuple[Any, int, int]], ...] = (
     (IntType, (int, -(2**31), 2**31 - 1)),
     (LongType, (int, -(2**63), 2**63 - 1)),
     (BoolType, (bool, False, True)),
@@ -94,7 +94,7 @@ def _builtin_property(name: str, tpe: Type, serializer: Any) -> property:
     serialize = serializer.serialize
     deserialize = serializer.deserialize
     read_received = _received_reader(name, tpe.typename, deserialize)
-    kept: Optional[tuple[type, int, int]] = next(
+    kept: Optional[tuple[Any, int, int]] = next(
         (bounds for builtin, bounds in _KEPT_AS_IS if tpe is builtin), None
     )
     exact = str if tpe is StringType else None  # a str reads back as itself
