@@ -249,9 +249,11 @@ class _BoolSerializer(TypeSerializer):
             return b"\x08\x01"
         if value is False:
             return b""
-        if isinstance(value, int):  # any int is true or false, as protobuf's Python has it
-            return b"\x08\x01" if value else b""
-        return _assigned(protocol.BooleanWrapper, value)
+        # anything with __index__ is true or false, as the official SDK's protobuf has it;
+        # nothing else goes to protobuf (upb crashes the process on a message there)
+        if not hasattr(value, "__index__"):
+            raise TypeError(f"{value!r:.200} has type {type(value).__name__}; expected a bool")
+        return b"\x08\x01" if value else b""
 
     def deserialize(self, byte: bytes) -> bool:
         if not byte:

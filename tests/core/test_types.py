@@ -266,3 +266,11 @@ def test_custom_type_and_serializer_subclasses() -> None:
     assert UpperType().serializer().serialize("ab") == b"AB"
     with pytest.raises(ValueError):
         simple_type("", serialize_fn=str, deserialize_fn=bytes)
+
+
+def test_a_message_for_a_bool_is_refused_without_reaching_protobuf() -> None:
+    # upb (protobuf 7) crashed the process on BooleanWrapper(value=<a message>)
+    with pytest.raises(TypeError):
+        BoolType.serializer().serialize(protocol.Address(namespace="a", type="b", id="c"))
+    with pytest.raises(TypeError):
+        BoolType.serializer().serialize(1.5)
