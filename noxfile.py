@@ -71,6 +71,19 @@ def compat(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "integrations/compat/tests", *session.posargs)
 
 
+@nox.session(python=NEWEST, tags=["ci", "core"])
+def differential(session: nox.Session) -> None:
+    """Ours against the official SDK 3.3.0 (in a venv of its own, made on first use) on the
+    same random requests: tests/differential, then 6,000 requests. The long run:
+    ``nox -s differential -- --seeds 500 --requests 200`` (arguments go to its run.py)."""
+    install_core(session)
+    if session.posargs:
+        session.run("python", "-m", "tests.differential.run", *session.posargs)
+        return
+    session.run("python", "-m", "pytest", "tests/differential")
+    session.run("python", "-m", "tests.differential.run", "--seeds", "20", "--requests", "300")
+
+
 @nox.session(python=NEWEST, tags=["ci"])
 def lint(session: nox.Session) -> None:
     """ruff over the whole tree."""

@@ -54,6 +54,13 @@ _INTS = [
 ]  # fmt: skip
 
 
+def _is_nan(spec: list[Any]) -> bool:
+    if spec[0] != "f":
+        return False
+    value: float = struct.unpack(">d", bytes.fromhex(spec[1]))[0]
+    return value != value
+
+
 @dataclass
 class Invocation:
     program: list[Any]
@@ -136,7 +143,9 @@ class Generator:
         complete = rng.random() < 0.85
         states: dict[str, Optional[tuple[str, bool, str]]] = {}
         for name in names:
-            states[name] = self.received(STATES[name][0]) if complete or rng.random() < 0.5 else None
+            states[name] = (
+                self.received(STATES[name][0]) if complete or rng.random() < 0.5 else None
+            )
         if rng.random() < 0.1:  # a state the function does not declare: ignored by both
             states["undeclared"] = self.received(rng.choice(TYPE_KEYS))
         case = Case(self.seed, index, function, self.id(), states, [])
@@ -177,13 +186,15 @@ class Generator:
             return rng.choice([b"", b"\x08\x01", b"\x08\x02"])
         if key in ("int", "long"):
             bits = 32 if key == "int" else 64
-            number = rng.choice([0, 1, -1, 2 ** (bits - 1) - 1, -(2 ** (bits - 1)), rng.randint(-999, 999)])
+            number = rng.choice(
+                [0, 1, -1, 2 ** (bits - 1) - 1, -(2 ** (bits - 1)), rng.randint(-999, 999)]
+            )
             wrapper = protocol.IntWrapper if key == "int" else protocol.LongWrapper
             return bytes(wrapper(value=number).SerializeToString())
         if key == "float":
             if rng.random() < 0.2:
                 return b""
-            bits = rng.choice(_FLOAT32_BITS + [f"{rng.getrandbits(32):08x}"])
+            bits = rng.choice([*_FLOAT32_BITS, f"{rng.getrandbits(32):08x}"])
             return b"\x0d" + bytes.fromhex(bits)[::-1]
         if key == "double":
             if rng.random() < 0.2:
@@ -194,8 +205,9 @@ class Generator:
         if key == "json":
             return json.dumps(self.plain(2)).encode()
         return bytes(
-            protocol.Address(namespace=self.id(), type=rng.choice(["", "t"]), id=self.id())
-            .SerializeToString()
+            protocol.Address(
+                namespace=self.id(), type=rng.choice(["", "t"]), id=self.id()
+            ).SerializeToString()
         )
 
     def double(self) -> float:
@@ -240,7 +252,10 @@ class Generator:
         if key in ("int", "long"):
             if rng.random() < 0.7:
                 bits = 32 if key == "int" else 64
-                return ["i", rng.randint(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) >> rng.randrange(bits)]
+                return [
+                    "i",
+                    rng.randint(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) >> rng.randrange(bits),
+                ]
             return ["i", rng.choice(_INTS)]
         if key in ("float", "double"):
             return ["f", struct.pack(">d", self.double()).hex()]
@@ -298,9 +313,11 @@ class Generator:
                 if op in ("get", "del", "mutate"):
                     program.append([op, name])
                 elif op == "add":
-                    amount: list[Any] = (
-                        self.value(key) if key not in ("json", "pb", None) else self.value()
-                    )
+                    amount = self.value(key if key not in ("json", "pb", None) else None)
+                    while _is_nan(amount):
+                        # NaN + NaN keeps either payload, depending on how the interpreter
+                        # added them (a specialized instruction may swap the operands)
+                        amount = self.value(key if key not in ("json", "pb", None) else None)
                     program.append([op, name, amount])
                 else:
                     program.append([op, name, self.value(key)])

@@ -14,9 +14,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import statefun  # noqa: E402
-from program import build  # noqa: E402
-from statefun.request_reply_pb2 import Address  # noqa: E402
+import statefun
+from program import build
+from statefun.request_reply_pb2 import Address
 
 
 def main() -> None:

@@ -146,8 +146,12 @@ def build(sdk: Any, address_class: Any) -> Any:
             return sdk.ValueSpec(name=name, type=types[key])
         mode, ms = ttl
         if mode == "write":
-            return sdk.ValueSpec(name=name, type=types[key], expire_after_write=timedelta(milliseconds=ms))
-        return sdk.ValueSpec(name=name, type=types[key], expire_after_call=timedelta(milliseconds=ms))
+            return sdk.ValueSpec(
+                name=name, type=types[key], expire_after_write=timedelta(milliseconds=ms)
+            )
+        return sdk.ValueSpec(
+            name=name, type=types[key], expire_after_call=timedelta(milliseconds=ms)
+        )
 
     def value_of(spec: Any) -> Any:
         return make_value(spec, address_class)

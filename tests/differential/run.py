@@ -77,7 +77,8 @@ class Official:
     """The official SDK's worker process (``official_worker.py``); stopped by its PID."""
 
     def __init__(self) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="differential-official-", suffix=".log")
+        # the log lives as long as the worker (closed in stop)
+        self.log = tempfile.NamedTemporaryFile(prefix="differential-official-")  # noqa: SIM115
         self.process = subprocess.Popen(
             [official_python(), str(HERE / "official_worker.py")],
             stdin=subprocess.PIPE,
@@ -174,7 +175,11 @@ def traces(outcome: Outcome) -> Optional[list[Any]]:
     found = []
     for message in result.outgoing_messages:
         if f"{message.target.namespace}/{message.target.type}" == TRACE_TYPENAME:
-            found.append(json.loads(statefun_core.StringType.serializer().deserialize(message.argument.value)))
+            found.append(
+                json.loads(
+                    statefun_core.StringType.serializer().deserialize(message.argument.value)
+                )
+            )
     return found
 
 
@@ -188,7 +193,7 @@ class Differential:
         self.failed_batches = 0
         self.missing_state = 0
         self.deviations: collections.Counter[str] = collections.Counter()
-        self.differences: list[str] = []
+        self.differences: list[tuple[Case, str]] = []  # (the shrunk case, its report)
 
     def stop(self) -> None:
         self.official.stop()
@@ -251,9 +256,13 @@ class Differential:
         lines.append("  official:\n" + _indent(show(official)))
         for driver, outcome in ours.items():
             verdict = "same as official" if same(official, outcome) else _indent(show(outcome))
-            lines.append(f"  ours, {driver}:\n{verdict}" if "\n" in verdict else f"  ours, {driver}: {verdict}")
-        self.differences.append("\n".join(lines))
-        print(self.differences[-1], flush=True)
+            lines.append(
+                f"  ours, {driver}:\n{verdict}"
+                if "\n" in verdict
+                else f"  ours, {driver}: {verdict}"
+            )
+        self.differences.append((case, "\n".join(lines)))
+        print(self.differences[-1][1], flush=True)
 
     def shrink(self, case: Case) -> Case:
         """Remove invocations, then commands, while the replies still differ."""
@@ -262,7 +271,9 @@ class Differential:
             changed = False
             for i in range(len(case.invocations) - 1, -1, -1):
                 if len(case.invocations) > 1:
-                    candidate = _with(case, [inv for n, inv in enumerate(case.invocations) if n != i])
+                    candidate = _with(
+                        case, [inv for n, inv in enumerate(case.invocations) if n != i]
+                    )
                     if self.differs(candidate):
                         case, changed = candidate, True
             for i, invocation in enumerate(case.invocations):
@@ -277,7 +288,9 @@ class Differential:
         return case
 
     def summary(self, seconds: float, seeds: int) -> str:
-        deviations = ", ".join(f"{name}: {count}" for name, count in sorted(self.deviations.items()))
+        deviations = ", ".join(
+            f"{name}: {count}" for name, count in sorted(self.deviations.items())
+        )
         return (
             f"{self.requests} requests over {seeds} seeds in {seconds:.1f} s "
             f"(official: statefun {self.official.versions['statefun']}, protobuf "
@@ -297,11 +310,15 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
-def run(first_seed: int, seeds: int, requests: int) -> Differential:
+def run(first_seed: int, seeds: int, requests: int, max_differences: int = 20) -> Differential:
+    """Run ``seeds`` seeds of ``requests`` requests each; stop after the seed in which the
+    ``max_differences``-th difference was found."""
     differential = Differential()
     try:
         for seed in range(first_seed, first_seed + seeds):
             differential.run_seed(seed, requests)
+            if len(differential.differences) >= max_differences:
+                break
     finally:
         differential.stop()
     return differential
@@ -312,9 +329,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seeds", type=int, default=10, help="how many seeds (default 10)")
     parser.add_argument("--requests", type=int, default=300, help="requests per seed (300)")
     parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--max-differences", type=int, default=20, help="stop after (20)")
     arguments = parser.parse_args(argv)
     started = time.monotonic()
-    differential = run(arguments.first_seed, arguments.seeds, arguments.requests)
+    differential = run(
+        arguments.first_seed, arguments.seeds, arguments.requests, arguments.max_differences
+    )
     print(differential.summary(time.monotonic() - started, arguments.seeds))
     return 1 if differential.differences else 0
 
