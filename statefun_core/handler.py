@@ -381,9 +381,11 @@ class RequestReplyHandler:
         """Build the ``InvocationResponse``: the outbox in send order, each kind into its own
         field, then the state mutations in declaration order.
 
-        A value that cannot be encoded fails the batch (the first in send order, then the
-        states). Fields are set one by one: with upb that is several times faster than building
-        submessages and copying them in, and faster than passing them as keywords.
+        A message value that cannot be encoded fails the batch (the first in send order);
+        state values were encoded when assigned (see storage.py), but for ints and bools,
+        whose encoding cannot fail. Fields are set one by one: with upb that is several times
+        faster than building submessages and copying them in, and faster than passing them as
+        keywords.
         """
         out = protocol.FromFunction()
         result = out.invocation_result
