@@ -97,7 +97,6 @@ def _builtin_property(name: str, tpe: Type, serializer: Any) -> property:
     kept: Optional[tuple[Any, int, int]] = next(
         (bounds for builtin, bounds in _KEPT_AS_IS if tpe is builtin), None
     )
-    exact = str if tpe is StringType else None  # a str reads back as itself
 
     def fget(self: Any) -> Any:
         values = self._values
@@ -111,8 +110,9 @@ def _builtin_property(name: str, tpe: Type, serializer: Any) -> property:
         if value is None:
             raise _none_error()
         data = serialize(value)
-        return data, (value if type(value) is exact else deserialize(data))
+        return data, deserialize(data)
 
+    # each type's common case first, without a call: functions write state on every invocation
     if kept is not None:
         kind, lowest, highest = kept
 
@@ -120,14 +120,21 @@ def _builtin_property(name: str, tpe: Type, serializer: Any) -> property:
             if type(value) is kind and lowest <= value <= highest:
                 self._values[name] = self._written[name] = value  # encoded in the reply
             else:
-                data, self._values[name] = encode(value)
-                self._written[name] = data
+                self._written[name], self._values[name] = encode(value)
+
+    elif tpe is StringType:
+
+        def fset(self: Any, value: Any) -> None:
+            if type(value) is str:
+                self._written[name] = serialize(value)  # raises before anything is stored
+                self._values[name] = value
+            else:
+                self._written[name], self._values[name] = encode(value)
 
     else:
 
         def fset(self: Any, value: Any) -> None:
-            data, self._values[name] = encode(value)
-            self._written[name] = data
+            self._written[name], self._values[name] = encode(value)
 
     def fdel(self: Any) -> None:
         self._values[name] = self._written[name] = None
