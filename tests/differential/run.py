@@ -7,7 +7,11 @@ and on statefun-core through ``handle_sync`` and ``handle_async``; replies compa
     python -m tests.differential.run --first-seed 1234 --seeds 1    # one seed again
 
 A reply is compared as a parsed ``FromFunction`` (every value's bytes exactly); a batch that
-failed on both sides is compared by the class of the function's error. The deliberate
+failed on both sides is compared by the class of the function's error (ours raises
+``FunctionFailedError`` with it as the cause). An error a command catches is traced by the
+standard class it is an instance of, what an ``except`` clause sees: our ``StringType``
+raises ``UnicodeEncodeError`` where the official SDK's protobuf raises a plain ``ValueError``
+(docs/migration.md). The deliberate
 deviations (``generator.DEVIATIONS``, documented in docs/migration.md) are checked, counted and
 named: each must show exactly as documented in the traces, and the same request with the
 deviating commands made no-ops must then agree. Any other difference is shrunk (invocations
