@@ -92,6 +92,19 @@ def official(session: nox.Session) -> None:
                 env={"STATEFUN_OFFICIAL_PYTHON": str(official_python)})  # fmt: skip
 
 
+@nox.session(python=NEWEST, tags=["ci", "core"])
+def differential(session: nox.Session) -> None:
+    """Ours against the official SDK 3.3.0 (in a venv of its own, made on first use) on the
+    same random requests: tests/differential, then 6,000 requests. The long run:
+    ``nox -s differential -- --seeds 500 --requests 200`` (arguments go to its run.py)."""
+    install_core(session)
+    if session.posargs:
+        session.run("python", "-m", "tests.differential.run", *session.posargs)
+        return
+    session.run("python", "-m", "pytest", "tests/differential")
+    session.run("python", "-m", "tests.differential.run", "--seeds", "20", "--requests", "300")
+
+
 @nox.session(python=NEWEST, tags=["ci"])
 def lint(session: nox.Session) -> None:
     """ruff over the whole tree."""

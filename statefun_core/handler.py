@@ -42,8 +42,8 @@ from .plugins.endpoints import Endpoint, find_endpoint
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
-from .storage import checkpoint, rollback, storage_class
-from .types import BUILTIN_TYPES, Type, TypeSerializer, to_bytes
+from .storage import checkpoint, rollback, state_serializer, storage_class
+from .types import Type, TypeSerializer
 
 __all__ = ["RequestReplyHandler"]
 
@@ -75,15 +75,6 @@ def _split(typename: str) -> tuple[str, str]:
 
 def _no_limit(maximum: Optional[int]) -> float:
     return float("inf") if maximum is None else maximum
-
-
-def _serialize_to_bytes(tpe: Type, serializer: TypeSerializer) -> Callable[[Any], bytes]:
-    """``serializer.serialize``, made to return bytes (the built-in types' already do)."""
-    serialize = serializer.serialize
-    if any(tpe is builtin for builtin in BUILTIN_TYPES):  # by identity: a Type may define __eq__
-        return serialize
-    typename = tpe.typename
-    return lambda value: to_bytes(serialize(value), typename)
 
 
 class _Plan:
@@ -126,7 +117,7 @@ class _Plan:
         self.name_set = frozenset(self.names)
         # (name, typename, serialize to bytes) of each state: what _collect writes mutations with
         self.states = tuple(
-            (name, tpe.typename, _serialize_to_bytes(tpe, serializer))
+            (name, tpe.typename, state_serializer(tpe, serializer))
             for name, tpe, serializer, _ in self.specs
         )
         self.storage_class = storage_class(
@@ -433,7 +424,7 @@ class RequestReplyHandler:
         storage = plan.storage_class()
         storage._received = received
         storage._values = {}
-        storage._written = set()
+        storage._written = {}
         batch = _new_batch(_Batch)
         batch._target = target
         batch.storage = storage
@@ -491,9 +482,11 @@ class RequestReplyHandler:
         """Build the ``InvocationResponse``: the outbox in send order, each kind into its own
         field, then the state mutations in declaration order.
 
-        A value that cannot be encoded fails the batch (the first in send order, then the
-        states). Fields are set one by one: with upb that is several times faster than building
-        submessages and copying them in, and faster than passing them as keywords.
+        A message value that cannot be encoded fails the batch (the first in send order);
+        state values were encoded when assigned (see storage.py), but for ints and bools,
+        whose encoding cannot fail. Fields are set one by one: with upb that is several times
+        faster than building submessages and copying them in, and faster than passing them as
+        keywords.
         """
         out = protocol.FromFunction()
         result = out.invocation_result
@@ -516,7 +509,6 @@ class RequestReplyHandler:
                     self._write_delayed_or_egress(result, sent)
         written = batch.storage._written
         if written:
-            values = batch.storage._values
             max_state = self._max_state_bytes
             add = result.state_mutations.add
             for name, typename, serialize in batch.plan.states:  # declaration order, as upstream
@@ -524,10 +516,11 @@ class RequestReplyHandler:
                     continue
                 mutation = add()  # fields set one by one: with upb, keywords cost more
                 mutation.state_name = name
-                value = values[name]
-                if value is None:
+                data = written[name]  # encoded when assigned, but for an int or bool (storage.py)
+                if data is None:
                     continue  # DELETE is the default mutation type
-                data = serialize(value)
+                if type(data) is not bytes:
+                    data = serialize(data)
                 if len(data) > max_state:
                     raise LimitExceededError(
                         "state_value_bytes",

@@ -254,6 +254,13 @@ _PRIMITIVE_ENCODERS = {
 }
 
 
+def _check_target(target_typename: str, target_id: str) -> None:
+    if not target_typename:
+        raise ValueError("target_typename can not be missing")
+    if not target_id:
+        raise ValueError("target_id can not be missing")
+
+
 def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Message:
     """Build a message for the function ``target_typename`` with id ``target_id``.
 
@@ -261,24 +268,25 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
     ``str_value=``, ``double_value=``, ``bool_value=``, or as ``value=`` with
     ``value_type=<Type>``. ``value=`` alone works for classes a type plugin knows.
     """
-    if not target_typename:
-        raise ValueError("target_typename can not be missing")
-    if not target_id:
-        raise ValueError("target_id can not be missing")
+    # the value is encoded before the target is checked, as the official SDK does: a bad
+    # value and a missing target raise what the value raises
     if len(kwargs) == 1:
         ((keyword, value),) = kwargs.items()
         encoder = _PRIMITIVE_ENCODERS.get(keyword)
         if encoder is not None and value is not None:
             message = _new_message(Message)
+            message._typename, serialize = encoder
+            message._data = serialize(value)
+            if not (target_typename and target_id):
+                _check_target(target_typename, target_id)
             message.target_typename = target_typename
             message.target_id = target_id
             message._typed_value = None
-            message._typename, serialize = encoder
-            message._data = serialize(value)
             return message
         if keyword == "value":
             if value is None:
                 raise ValueError("value can not be missing")
+            _check_target(target_typename, target_id)
             return Message._deferred(target_typename, target_id, value)
         value_type = _PRIMITIVE_KEYWORDS.get(keyword)
     elif len(kwargs) == 2 and kwargs.keys() == {"value", "value_type"}:
@@ -298,6 +306,7 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
     data = value_type.serializer().serialize(value)
     if type(data) is not bytes:
         data = to_bytes(data, value_type.typename)
+    _check_target(target_typename, target_id)
     message = _new_message(Message)
     message.target_typename = target_typename
     message.target_id = target_id

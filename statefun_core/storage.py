@@ -1,22 +1,43 @@
 """Address-scoped storage: ``ctx.storage.<name>`` reads, assigns and deletes state.
 
 Each function gets a storage class, generated once per handler from its resolved specs: one
-property per state name. A request's storage holds what the runtime sent, the values read or
-written so far (decoded on first read, never before) and the names written; the handler
-encodes written values once, when the batch ends.
+property per state name. A request's storage holds what the runtime sent and what was written
+so far, and behaves as the official SDK's does:
+
+- a value is encoded when it is assigned, so a value that cannot be encoded raises at the
+  assignment, where the function can catch it;
+- a read returns the decoded stored value: a ``FloatType`` state reads back float32-rounded,
+  ``True`` written to an ``IntType`` reads back ``1``, a tuple in a JSON state a list;
+- a value read or assigned is a copy: changing it in place, without assigning it again,
+  changes nothing stored.
+
+Values of the built-in types are immutable, so the decoded value is kept and returned by
+every read. Values of other types (JSON, protobuf, plugins' types) are decoded on each read,
+from the bytes received or written. An ``int`` in range for ``IntType`` or ``LongType`` and a
+``bool`` for ``BoolType`` are kept as they are and encoded when the reply is built: their
+encoding cannot fail, and a function that writes its counter on every invocation of a batch
+pays for one encoding, not one per invocation.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .errors import mark_unreadable
-from .types import Type, to_bytes
+from .types import BUILTIN_TYPES, BoolType, IntType, LongType, StringType, Type, to_bytes
 
-__all__ = ["StateValues", "checkpoint", "rollback", "storage_class"]
+__all__ = ["StateValues", "checkpoint", "rollback", "state_serializer", "storage_class"]
 
 #: ``name -> (Type, serializer)`` of a function's states, in declaration order.
 Specs = dict[str, tuple[Type, Any]]
+
+#: The built-in types whose values are stored as they are, ``(class, lowest, highest)``
+#: (by identity: a Type may define ``__eq__``).
+_KEPT_AS_IS: tuple[tuple[Type, tuple[Any, int, int]], ...] = (
+    (IntType, (int, -(2**31), 2**31 - 1)),
+    (LongType, (int, -(2**63), 2**63 - 1)),
+    (BoolType, (bool, False, True)),
+)
 
 
 class StateValues:
@@ -29,46 +50,125 @@ class StateValues:
     __slots__ = ("_received", "_values", "_written")
 
     _received: dict[str, Any]  # name -> the request's PersistedValue
-    _values: dict[str, Any]  # name -> value read or written (None: deleted or absent)
-    _written: set[str]
+    _values: dict[str, Any]  # name -> decoded value of a built-in type (None: deleted, absent)
+    # name -> what to write: the encoded bytes, None to delete, or an int or bool to encode
+    # when the reply is built (see the module's docstring)
+    _written: dict[str, Any]
 
 
-def _state_property(name: str, tpe: Type, serializer: Any) -> property:
+def state_serializer(tpe: Type, serializer: Any) -> Callable[[Any], bytes]:
+    """``serializer.serialize``, made to return bytes (the built-in types' already do)."""
+    serialize: Callable[[Any], bytes] = serializer.serialize
+    if _is_builtin(tpe):
+        return serialize
     typename = tpe.typename
-    deserialize = serializer.deserialize
+    return lambda value: to_bytes(serialize(value), typename)
 
-    def fget(self: Any) -> Any:
-        values = self._values
-        if name in values:
-            return values[name]
-        received = self._received[name].state_value  # an empty TypedValue when none was sent
+
+def _is_builtin(tpe: Type) -> bool:
+    return any(tpe is builtin for builtin in BUILTIN_TYPES)
+
+
+def _none_error() -> ValueError:
+    return ValueError("provided value must not be None. To delete a value, please use del.")
+
+
+def _received_reader(name: str, typename: str, deserialize: Any) -> Callable[[Any], Any]:
+    """Decodes the state the runtime sent (None when it sent no value)."""
+
+    def read_received(storage: Any) -> Any:
+        received = storage._received[name].state_value  # an empty TypedValue when none was sent
         if not received.has_value:
-            value = None
-        elif received.typename != typename:
+            return None
+        if received.typename != typename:
             mismatch = TypeError(
                 f"Type mismatch: the runtime sent state {name!r} of type {received.typename}, "
                 f"but it is declared as {typename}"
             )
             mark_unreadable(mismatch)
             raise mismatch
-        else:
-            try:
-                value = deserialize(received.value)
-            except Exception as error:
-                mark_unreadable(error)
-                raise
-        values[name] = value
+        try:
+            return deserialize(received.value)
+        except Exception as error:
+            mark_unreadable(error)
+            raise
+
+    return read_received
+
+
+def _builtin_property(name: str, tpe: Type, serializer: Any) -> property:
+    """A state of a built-in type: its decoded value is kept, and every read returns it."""
+    serialize = serializer.serialize
+    deserialize = serializer.deserialize
+    read_received = _received_reader(name, tpe.typename, deserialize)
+    kept: Optional[tuple[Any, int, int]] = next(
+        (bounds for builtin, bounds in _KEPT_AS_IS if tpe is builtin), None
+    )
+
+    def fget(self: Any) -> Any:
+        values = self._values
+        if name in values:
+            return values[name]
+        value = values[name] = read_received(self)
         return value
+
+    def encode(value: Any) -> tuple[Any, Any]:
+        """(what to write, what a read returns) for any value: the official SDK's outcome."""
+        if value is None:
+            raise _none_error()
+        data = serialize(value)
+        return data, deserialize(data)
+
+    # each type's common case first, without a call: functions write state on every invocation
+    if kept is not None:
+        kind, lowest, highest = kept
+
+        def fset(self: Any, value: Any) -> None:
+            if type(value) is kind and lowest <= value <= highest:
+                self._values[name] = self._written[name] = value  # encoded in the reply
+            else:
+                self._written[name], self._values[name] = encode(value)
+
+    elif tpe is StringType:
+
+        def fset(self: Any, value: Any) -> None:
+            if type(value) is str:
+                self._written[name] = serialize(value)  # raises before anything is stored
+                self._values[name] = value
+            else:
+                self._written[name], self._values[name] = encode(value)
+
+    else:
+
+        def fset(self: Any, value: Any) -> None:
+            self._written[name], self._values[name] = encode(value)
+
+    def fdel(self: Any) -> None:
+        self._values[name] = self._written[name] = None
+
+    return property(fget, fset, fdel)
+
+
+def _decoding_property(name: str, tpe: Type, serializer: Any) -> property:
+    """A state of any other type: each read decodes the bytes received or written."""
+    serialize = state_serializer(tpe, serializer)
+    deserialize = serializer.deserialize
+    read_received = _received_reader(name, tpe.typename, deserialize)
+
+    def fget(self: Any) -> Any:
+        written = self._written
+        if name in written:
+            data = written[name]
+            return None if data is None else deserialize(data)
+        return read_received(self)
 
     def fset(self: Any, value: Any) -> None:
         if value is None:
-            raise ValueError("provided value must not be None. To delete a value, please use del.")
-        self._values[name] = value
-        self._written.add(name)
+            raise _none_error()
+        self._written[name] = serialize(value)
 
     def fdel(self: Any) -> None:
-        self._values[name] = None
-        self._written.add(name)
+        self._written[name] = None
 
     return property(fget, fset, fdel)
 
@@ -77,51 +177,37 @@ def storage_class(typename: str, specs: Specs) -> type[StateValues]:
     """The storage class of a function: one property per state.
 
     A request's storage is an instance with its three fields set: the ``PersistedValue``s
-    received by name, an empty dict and an empty set (the handler sets them itself, which
-    costs less than a call). Reading, setting or deleting an unregistered name raises
-    Python's own ``AttributeError``, which names the function through the class:
+    received by name and two empty dicts (the handler sets them itself, which costs less than
+    a call). Reading, setting or deleting an unregistered name raises Python's own
+    ``AttributeError``, which names the function through the class:
     ``'<typename> storage' object has no attribute '<name>'``. (No ``__getattr__`` for a
     custom message: its mere presence makes every attribute read of the class slower.)
     """
     names = ", ".join(specs) or "no state"
     namespace: dict[str, Any] = {
         "__slots__": (),
-        "_specs": specs,
         "__repr__": lambda self: f"<storage of {typename}: {names}>",
     }
     for name, (tpe, serializer) in specs.items():
-        namespace[name] = _state_property(name, tpe, serializer)
+        make = _builtin_property if _is_builtin(tpe) else _decoding_property
+        namespace[name] = make(name, tpe, serializer)
     return type(f"{typename} storage", (StateValues,), namespace)
 
 
-#: What :func:`rollback` restores: each state written so far, encoded (None: deleted).
-Checkpoint = dict[str, Optional[bytes]]
+#: What :func:`rollback` restores: the storage's written and kept values at :func:`checkpoint`.
+Checkpoint = tuple[dict[str, Any], dict[str, Any]]
 
 
 def checkpoint(storage: StateValues) -> Checkpoint:
-    """The states written so far, encoded, so that a value changed in place later cannot
-    change what :func:`rollback` restores. Costs nothing before the first write."""
-    values = storage._values
-    specs: Specs = storage._specs  # type: ignore[attr-defined]
-    saved: Checkpoint = {}
-    for name in storage._written:
-        value = values[name]
-        if value is None:
-            saved[name] = None
-        else:
-            tpe, serializer = specs[name]
-            saved[name] = to_bytes(serializer.serialize(value), tpe.typename)
-    return saved
+    """The storage as it is now. What it holds is encoded bytes or immutable built-in values
+    (see the module's docstring), so a value changed in place later cannot change it."""
+    return dict(storage._written), dict(storage._values)
 
 
 def rollback(storage: StateValues, saved: Checkpoint) -> None:
-    """Put the storage back as it was at :func:`checkpoint`. Values read but not written are
-    dropped, to be read again from what the runtime sent."""
-    values = storage._values
-    specs: Specs = storage._specs  # type: ignore[attr-defined]
-    values.clear()
-    for name, data in saved.items():
-        values[name] = None if data is None else specs[name][1].deserialize(data)
-    written = storage._written
-    written.clear()
-    written.update(saved)
+    """Put the storage back as it was at :func:`checkpoint`."""
+    written, values = saved
+    storage._written.clear()
+    storage._written.update(written)
+    storage._values.clear()
+    storage._values.update(values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import json
+import math
 import struct
 from typing import Any, Callable, Optional
 
@@ -188,7 +189,7 @@ class _WrapperSerializer(TypeSerializer):
             else:
                 # proto3 omits a field at its default: a zero is all-zero bytes (-0.0 is not)
                 return self._prefix + payload if payload != self._zero else b""
-        return bytes(self._wrapper(value=value).SerializeToString())
+        return _assigned(self._wrapper, value)
 
     def deserialize(self, byte: bytes) -> Any:
         if len(byte) == self._size and byte[0] == self._tag:
@@ -201,6 +202,49 @@ class _WrapperSerializer(TypeSerializer):
 _NUMBERS = frozenset({int, float, bool})
 
 
+def _assigned(wrapper: Any, value: Any) -> bytes:
+    """The wrapper's encoding with ``value`` assigned to its field, which checks it as the
+    official SDK does (a keyword argument would take None for no value)."""
+    message = wrapper()
+    message.value = value
+    return bytes(message.SerializeToString())
+
+
+_FLOAT32_MAX = float.fromhex("0x1.fffffep+127")
+
+
+class _FloatingSerializer(_WrapperSerializer):
+    """Floats and doubles encoded and decoded as the official SDK's protobuf does.
+
+    A zero of either sign is left out, as proto3 leaves out a default (so ``-0.0``, and a float
+    too small for float32, reads back as ``0.0``); a float beyond float32's range is an
+    infinity, not the largest float32; every NaN reads back as Python's ``math.nan``.
+    """
+
+    __slots__ = ("_largest", "_negative_zero")
+
+    def __init__(self, wrapper: Any, fmt: str, largest: float) -> None:
+        super().__init__(wrapper, 0x0D if fmt == "<f" else 0x09, fmt, 0.0)
+        self._largest = largest
+        self._negative_zero = self._pack(-0.0)
+
+    def serialize(self, value: Any) -> bytes:
+        if type(value) is not float:
+            return super().serialize(value)
+        if not -self._largest <= value <= self._largest and value == value:
+            value = math.inf if value > 0 else -math.inf
+        payload = self._pack(value)
+        if payload == self._zero or payload == self._negative_zero:
+            return b""
+        return self._prefix + payload
+
+    def deserialize(self, byte: bytes) -> Any:
+        value = super().deserialize(byte)
+        if value and value == value:
+            return value
+        return 0.0 if value == value else math.nan
+
+
 class _BoolSerializer(TypeSerializer):
     __slots__ = ()
 
@@ -209,7 +253,11 @@ class _BoolSerializer(TypeSerializer):
             return b"\x08\x01"
         if value is False:
             return b""
-        return bytes(protocol.BooleanWrapper(value=value).SerializeToString())
+        # anything with __index__ is true or false, as the official SDK's protobuf has it;
+        # nothing else goes to protobuf (upb crashes the process on a message there)
+        if not hasattr(value, "__index__"):
+            raise TypeError(f"{value!r:.200} has type {type(value).__name__}; expected a bool")
+        return b"\x08\x01" if value else b""
 
     def deserialize(self, byte: bytes) -> bool:
         if not byte:
@@ -224,7 +272,7 @@ class _StringSerializer(TypeSerializer):
 
     def serialize(self, value: Any) -> bytes:
         if type(value) is not str:
-            return bytes(protocol.StringWrapper(value=value).SerializeToString())
+            return _assigned(protocol.StringWrapper, value)
         data = value.encode()
         size = len(data)
         if size < 0x80:
@@ -272,13 +320,13 @@ IntType: Type = _BuiltinType(
     "io.statefun.types/int", _WrapperSerializer(protocol.IntWrapper, 0x0D, "<i", 0)
 )
 FloatType: Type = _BuiltinType(
-    "io.statefun.types/float", _WrapperSerializer(protocol.FloatWrapper, 0x0D, "<f", 0.0)
+    "io.statefun.types/float", _FloatingSerializer(protocol.FloatWrapper, "<f", _FLOAT32_MAX)
 )
 LongType: Type = _BuiltinType(
     "io.statefun.types/long", _WrapperSerializer(protocol.LongWrapper, 0x09, "<q", 0)
 )
 DoubleType: Type = _BuiltinType(
-    "io.statefun.types/double", _WrapperSerializer(protocol.DoubleWrapper, 0x09, "<d", 0.0)
+    "io.statefun.types/double", _FloatingSerializer(protocol.DoubleWrapper, "<d", math.inf)
 )
 StringType: Type = _BuiltinType("io.statefun.types/string", _StringSerializer())
 

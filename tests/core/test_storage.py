@@ -1,0 +1,145 @@
+"""``ctx.storage`` behaves as the official SDK's: a value is encoded when it is assigned and read
+back decoded. (tests/differential compares the two SDKs on random programs; these are the
+cases of issue 20, one by one, through both drivers.)"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable
+
+import pytest
+
+from statefun_core import (
+    BoolType,
+    DoubleType,
+    FloatType,
+    IntType,
+    StatefulFunctions,
+    ValueSpec,
+    make_json_type,
+    make_protobuf_type,
+    protocol,
+)
+from statefun_core.testing.wire import mutations, to_function, typed_value
+
+Serve = Callable[[StatefulFunctions], Callable[[bytes], bytes]]
+JSON = make_json_type("com.example/doc")
+ADDRESS = make_protobuf_type(protocol.Address)
+
+
+def run(serve: Serve, spec: ValueSpec, body: Callable[[Any], None], invocations: int = 1) -> bytes:
+    """Run ``body(storage)`` once per invocation; the state starts absent."""
+    functions = StatefulFunctions()
+    functions.register("ns/f", lambda ctx, msg: body(ctx.storage), [spec])
+    request = to_function("ns/f", "1", [1] * invocations, state={spec.name: None})
+    return serve(functions)(request)
+
+
+def test_a_float_reads_back_rounded_to_float32(serve: Serve) -> None:
+    seen = []
+
+    def add(storage: Any) -> None:
+        storage.total = (storage.total or 0.0) + 0.1
+        seen.append(storage.total)
+
+    data = run(serve, ValueSpec("total", FloatType), add, invocations=3)
+    as_float32 = [struct.unpack("<f", struct.pack("<f", x))[0] for x in seen]
+    assert seen == as_float32
+    assert seen[0] == struct.unpack("<f", struct.pack("<f", 0.1))[0] != 0.1
+    assert FloatType.serializer().deserialize(mutations(data)["total"].value) == seen[-1]
+
+
+@pytest.mark.parametrize(
+    ("spec", "written", "read_back"),
+    [
+        (ValueSpec("n", IntType), True, 1),
+        (ValueSpec("flag", BoolType), 7, True),
+        (ValueSpec("x", DoubleType), 3, 3.0),
+        (ValueSpec("x", DoubleType), -0.0, 0.0),
+        (ValueSpec("doc", JSON), (1, "two"), [1, "two"]),
+        (ValueSpec("doc", JSON), {1: "a"}, {"1": "a"}),
+    ],
+)
+def test_a_read_returns_the_decoded_stored_value(
+    serve: Serve, spec: ValueSpec, written: Any, read_back: Any
+) -> None:
+    seen = []
+
+    def write(storage: Any) -> None:
+        setattr(storage, spec.name, written)
+        seen.append(getattr(storage, spec.name))
+
+    run(serve, spec, write)
+    assert seen == [read_back] and type(seen[0]) is type(read_back)
+    assert repr(seen[0]) == repr(read_back)  # -0.0 reads back 0.0
+
+
+@pytest.mark.parametrize(
+    ("spec", "bad"),
+    [
+        (ValueSpec("flag", BoolType), 1.5),
+        (ValueSpec("n", IntType), 2**31),
+        (ValueSpec("n", IntType), "1"),
+        (ValueSpec("doc", JSON), object()),
+        (ValueSpec("address", ADDRESS), "not a message"),
+    ],
+)
+def test_a_bad_write_raises_at_the_assignment_and_stores_nothing(
+    serve: Serve, spec: ValueSpec, bad: Any
+) -> None:
+    caught = []
+
+    def write(storage: Any) -> None:
+        try:
+            setattr(storage, spec.name, bad)
+        except (TypeError, ValueError, AttributeError) as error:
+            caught.append(error)
+        caught.append(getattr(storage, spec.name))
+
+    data = run(serve, spec, write)
+    assert len(caught) == 2 and isinstance(caught[0], Exception) and caught[1] is None
+    assert mutations(data) == {}
+
+
+def test_changing_a_read_value_in_place_stores_nothing(serve: Serve) -> None:
+    functions = StatefulFunctions()
+    seen = []
+
+    def append(ctx: Any, msg: Any) -> None:
+        ctx.storage.doc.append(4)
+        address = ctx.storage.address
+        address.id = "changed"
+        seen.append((ctx.storage.doc, ctx.storage.address.id))
+
+    functions.register("ns/f", append, [ValueSpec("doc", JSON), ValueSpec("address", ADDRESS)])
+    state = {
+        "doc": typed_value(JSON, [1, 2, 3]),
+        "address": typed_value(ADDRESS, protocol.Address(namespace="n", type="t", id="kept")),
+    }
+    data = serve(functions)(to_function("ns/f", "1", [1], state=state))
+    assert seen == [([1, 2, 3], "kept")]
+    assert mutations(data) == {}
+
+
+def test_a_value_changed_after_its_assignment_is_stored_as_assigned(serve: Serve) -> None:
+    seen = []
+
+    def write(storage: Any) -> None:
+        doc = [1]
+        storage.doc = doc
+        doc.append(2)
+        seen.append(storage.doc)
+
+    data = run(serve, ValueSpec("doc", JSON), write)
+    assert seen == [[1]]
+    assert JSON.serializer().deserialize(mutations(data)["doc"].value) == [1]
+
+
+def test_a_delete_after_a_write_deletes(serve: Serve) -> None:
+    def write_then_delete(storage: Any) -> None:
+        storage.n = 5
+        del storage.n
+        assert storage.n is None
+
+    data = run(serve, ValueSpec("n", IntType), write_then_delete)
+    assert mutations(data) == {"n": None}

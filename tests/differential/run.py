@@ -1,0 +1,347 @@
+"""The differential test: the same requests and the same function code on the official SDK
+(``apache-flink-statefun==3.3.0`` in its own virtual environment, with the protobuf it installs)
+and on statefun-core through ``handle_sync`` and ``handle_async``; replies compared after parsing.
+
+    python -m tests.differential.run                       # 10 seeds x 300 requests
+    python -m tests.differential.run --seeds 500 --requests 200     # the long run
+    python -m tests.differential.run --first-seed 1234 --seeds 1    # one seed again
+
+A reply is compared as a parsed ``FromFunction`` (every value's bytes exactly); a batch that
+failed on both sides is compared by the class of the function's error (ours raises
+``FunctionFailedError`` with it as the cause). An error a command catches is traced by the
+standard class it is an instance of, what an ``except`` clause sees: our ``StringType``
+raises ``UnicodeEncodeError`` where the official SDK's protobuf raises a plain ``ValueError``
+(docs/migration.md). The deliberate
+deviations (``generator.DEVIATIONS``, documented in docs/migration.md) are checked, counted and
+named: each must show exactly as documented in the traces, and the same request with the
+deviating commands made no-ops must then agree. Any other difference is shrunk (invocations
+and commands removed while it persists) and printed as a reproduction: seed, request, program
+and both replies. The official SDK's venv is made on first use under
+``tests/differential/.venv-official`` (``STATEFUN_OFFICIAL_PYTHON`` names another interpreter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from google.protobuf import text_format
+
+import statefun_core
+from statefun_core import RequestReplyHandler, make_plugin_manager, protocol
+
+from .generator import DEVIATIONS, Case, Generator, Invocation
+from .program import TRACE_TYPENAME, build
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".venv-official"
+OFFICIAL = "apache-flink-statefun==3.3.0"
+OFFICIAL_PYTHON = "3.11"  # the newest Python its protobuf pin (<4) still supports well
+
+Outcome = dict[str, Any]  # {"reply": bytes} or {"failed": "<error class>"}
+
+
+# --- the two sides ------------------------------------------------------------------------
+
+
+def official_python() -> str:
+    """The official SDK's interpreter, made on first use (a venv with its own protobuf)."""
+    configured = os.environ.get("STATEFUN_OFFICIAL_PYTHON")
+    if configured:
+        return configured
+    python = VENV / "bin" / "python"
+    marker = VENV / "installed.txt"
+    if marker.exists() and marker.read_text() == OFFICIAL:
+        return str(python)
+    shutil.rmtree(VENV, ignore_errors=True)
+    interpreter = shutil.which(f"python{OFFICIAL_PYTHON}") or sys.executable
+    uv = shutil.which("uv")
+    if uv:
+        subprocess.run([uv, "venv", "-q", "-p", interpreter, str(VENV)], check=True)
+        subprocess.run([uv, "pip", "install", "-q", "--python", str(python), OFFICIAL], check=True)
+    else:
+        subprocess.run([interpreter, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", OFFICIAL], check=True)
+    marker.write_text(OFFICIAL)
+    return str(python)
+
+
+class Official:
+    """The official SDK's worker process (``official_worker.py``); stopped by its PID."""
+
+    def __init__(self) -> None:
+        # the log lives as long as the worker (closed in stop)
+        self.log = tempfile.NamedTemporaryFile(prefix="differential-official-")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [official_python(), str(HERE / "official_worker.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        self.versions = self._read()["ready"]
+
+    def _read(self) -> Any:
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        if not line:
+            self.log.seek(0)
+            raise RuntimeError("the official SDK's worker died:\n" + self.log.read().decode())
+        return json.loads(line)
+
+    def handle(self, requests: list[bytes]) -> list[Outcome]:
+        assert self.process.stdin is not None
+        encoded = [base64.b64encode(request).decode() for request in requests]
+        self.process.stdin.write(json.dumps({"requests": encoded}) + "\n")
+        self.process.stdin.flush()
+        outcomes = []
+        for answer in self._read()["replies"]:
+            if "reply" in answer:
+                outcomes.append({"reply": base64.b64decode(answer["reply"])})
+            else:
+                outcomes.append(answer)
+        return outcomes
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class Ours:
+    """statefun-core in this process, through both drivers."""
+
+    def __init__(self) -> None:
+        plugins = make_plugin_manager(load_entrypoints=False)
+        self.handler = RequestReplyHandler(build(statefun_core, protocol.Address), plugins=plugins)
+        self.loop = asyncio.new_event_loop()
+
+    def handle(self, request: bytes) -> dict[str, Outcome]:
+        outcomes = {}
+        for driver in ("handle_sync", "handle_async"):
+            try:
+                if driver == "handle_sync":
+                    reply = self.handler.handle_sync(request)
+                else:
+                    reply = self.loop.run_until_complete(self.handler.handle_async(request))
+            except statefun_core.FunctionFailedError as error:
+                # the function's own error, which the official SDK lets through as it is
+                outcomes[driver] = {"failed": type(error.__cause__).__name__}
+            else:
+                outcomes[driver] = {"reply": reply}
+        return outcomes
+
+    def stop(self) -> None:
+        self.loop.close()
+
+
+# --- comparing ----------------------------------------------------------------------------
+
+
+def parsed(outcome: Outcome) -> Any:
+    if "reply" not in outcome:
+        return outcome
+    return protocol.FromFunction.FromString(outcome["reply"])
+
+
+def same(official: Outcome, ours: Outcome) -> bool:
+    return bool(parsed(official) == parsed(ours))
+
+
+def show(outcome: Outcome) -> str:
+    if "reply" not in outcome:
+        return f"the batch failed: {outcome['failed']}"
+    text = text_format.MessageToString(parsed(outcome), as_utf8=True)
+    return text.rstrip() or "(an empty FromFunction)"
+
+
+def traces(outcome: Outcome) -> Optional[list[Any]]:
+    """The traces the invocations sent, in order (None for a failed batch)."""
+    if "reply" not in outcome:
+        return None
+    result = parsed(outcome).invocation_result
+    found = []
+    for message in result.outgoing_messages:
+        if f"{message.target.namespace}/{message.target.type}" == TRACE_TYPENAME:
+            found.append(
+                json.loads(
+                    statefun_core.StringType.serializer().deserialize(message.argument.value)
+                )
+            )
+    return found
+
+
+class Differential:
+    """Runs cases on both sides and keeps the score."""
+
+    def __init__(self) -> None:
+        self.official = Official()
+        self.ours = Ours()
+        self.requests = 0
+        self.failed_batches = 0
+        self.missing_state = 0
+        self.deviations: collections.Counter[str] = collections.Counter()
+        self.differences: list[tuple[Case, str]] = []  # (the shrunk case, its report)
+
+    def stop(self) -> None:
+        self.official.stop()
+        self.ours.stop()
+
+    def outcomes(self, cases: list[Case]) -> list[tuple[Outcome, dict[str, Outcome]]]:
+        requests = [case.request() for case in cases]
+        official = self.official.handle(requests)
+        return [(theirs, self.ours.handle(request)) for theirs, request in zip(official, requests)]
+
+    def differs(self, case: Case) -> bool:
+        ((official, ours),) = self.outcomes([case])
+        return not all(same(official, outcome) for outcome in ours.values())
+
+    def run_seed(self, seed: int, count: int) -> None:
+        cases = Generator(seed).cases(count)
+        for case, (official, ours) in zip(cases, self.outcomes(cases)):
+            self.requests += 1
+            if "failed" in official:
+                self.failed_batches += 1
+            elif parsed(official).HasField("incomplete_invocation_context"):
+                self.missing_state += 1
+            if case.deviations:
+                self.check_deviations(case, official, ours)
+            elif not all(same(official, outcome) for outcome in ours.values()):
+                self.report(case)
+
+    def check_deviations(self, case: Case, official: Outcome, ours: dict[str, Outcome]) -> None:
+        """Each deviating command must show as documented, and the rest must agree."""
+        theirs = traces(official)
+        if theirs == []:  # a missing-state reply: no command ran
+            if not all(same(official, outcome) for outcome in ours.values()):
+                self.report(case)
+            return
+        for driver, outcome in ours.items():
+            mine = traces(outcome)
+            if theirs is None or mine is None:
+                self.report(case, f"a batch with a deviation failed ({driver})")
+                return
+            for name, i, j in case.deviations:
+                if theirs[i][j] == mine[i][j]:
+                    continue  # the command failed before it could deviate (a bad message)
+                if theirs[i][j] != ["ok", None] or mine[i][j] != ["raised", "ValueError"]:
+                    self.report(case, f"deviation {name!r} not as documented ({driver})")
+                    return
+        stripped = case.without_deviations()
+        if self.differs(stripped):
+            self.report(stripped)
+            return
+        for name, i, j in case.deviations:
+            if theirs[i][j] == ["ok", None]:
+                self.deviations[name] += 1
+
+    def report(self, case: Case, why: str = "the replies differ") -> None:
+        if case.deviations == [] and why == "the replies differ":
+            case = self.shrink(case)
+        ((official, ours),) = self.outcomes([case])
+        lines = [f"DIFFERENCE: {why}", case.describe()]
+        lines.append(f"  request (base64): {base64.b64encode(case.request()).decode()}")
+        lines.append("  official:\n" + _indent(show(official)))
+        for driver, outcome in ours.items():
+            verdict = "same as official" if same(official, outcome) else _indent(show(outcome))
+            lines.append(
+                f"  ours, {driver}:\n{verdict}"
+                if "\n" in verdict
+                else f"  ours, {driver}: {verdict}"
+            )
+        self.differences.append((case, "\n".join(lines)))
+        print(self.differences[-1][1], flush=True)
+
+    def shrink(self, case: Case) -> Case:
+        """Remove invocations, then commands, while the replies still differ."""
+        changed = True
+        while changed:
+            changed = False
+            for i in range(len(case.invocations) - 1, -1, -1):
+                if len(case.invocations) > 1:
+                    candidate = _with(
+                        case, [inv for n, inv in enumerate(case.invocations) if n != i]
+                    )
+                    if self.differs(candidate):
+                        case, changed = candidate, True
+            for i, invocation in enumerate(case.invocations):
+                for j in range(len(invocation.program) - 1, -1, -1):
+                    program = invocation.program[:j] + invocation.program[j + 1 :]
+                    invocations = list(case.invocations)
+                    invocations[i] = Invocation(program, invocation.caller)
+                    candidate = _with(case, invocations)
+                    if self.differs(candidate):
+                        case, changed = candidate, True
+                        invocation = invocations[i]
+        return case
+
+    def summary(self, seconds: float, seeds: int) -> str:
+        deviations = ", ".join(
+            f"{name}: {count}" for name, count in sorted(self.deviations.items())
+        )
+        return (
+            f"{self.requests} requests over {seeds} seeds in {seconds:.1f} s "
+            f"(official: statefun {self.official.versions['statefun']}, protobuf "
+            f"{self.official.versions['protobuf']}; ours: protobuf "
+            f"{__import__('google.protobuf').protobuf.__version__}); "
+            f"{self.failed_batches} failed batches, {self.missing_state} missing-state replies; "
+            f"deliberate deviations (each checked): {deviations or 'none'} "
+            f"[known: {len(DEVIATIONS)}]; differences: {len(self.differences)}"
+        )
+
+
+def _with(case: Case, invocations: list[Invocation]) -> Case:
+    return Case(case.seed, case.index, case.function, case.id, case.states, invocations)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def run(first_seed: int, seeds: int, requests: int, max_differences: int = 20) -> Differential:
+    """Run ``seeds`` seeds of ``requests`` requests each; stop after the seed in which the
+    ``max_differences``-th difference was found."""
+    differential = Differential()
+    try:
+        for seed in range(first_seed, first_seed + seeds):
+            differential.run_seed(seed, requests)
+            if len(differential.differences) >= max_differences:
+                break
+    finally:
+        differential.stop()
+    return differential
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=10, help="how many seeds (default 10)")
+    parser.add_argument("--requests", type=int, default=300, help="requests per seed (300)")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--max-differences", type=int, default=20, help="stop after (20)")
+    arguments = parser.parse_args(argv)
+    started = time.monotonic()
+    differential = run(
+        arguments.first_seed, arguments.seeds, arguments.requests, arguments.max_differences
+    )
+    print(differential.summary(time.monotonic() - started, arguments.seeds))
+    return 1 if differential.differences else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
