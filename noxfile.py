@@ -6,7 +6,6 @@ Sessions install with uv when it is present. Each area keeps its sessions in its
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import nox
@@ -74,35 +73,21 @@ def compat(session: nox.Session) -> None:
 
 @nox.session(python=NEWEST, tags=["ci", "core"])
 def official(session: nox.Session) -> None:
-    """Request by request against the official SDK (apache-flink-statefun 3.3.0), which pins an
-    old protobuf and so gets a virtualenv of its own, inside this session's."""
+    """Ours against the official SDK (apache-flink-statefun 3.3.0, in a virtualenv of its own
+    made on first use, tests/official/sdk.py): request by request on the edges (tests/official),
+    then the differential test on 6,000 random requests (tests/differential)."""
     install_core(session)
-    official_env = Path(session.virtualenv.location) / "official-sdk"
-    official_python = official_env / "bin" / "python"
-    if not official_python.exists():
-        if shutil.which("uv"):
-            session.run("uv", "venv", "--quiet", "--python", "python", str(official_env))
-            session.run("uv", "pip", "install", "--quiet", "--python", str(official_python),
-                        "apache-flink-statefun==3.3.0")  # fmt: skip
-        else:
-            session.run("python", "-m", "venv", str(official_env))
-            session.run(str(official_python), "-m", "pip", "install", "--quiet",
-                        "apache-flink-statefun==3.3.0", external=True)  # fmt: skip
-    session.run("python", "-m", "pytest", "tests/official", *session.posargs,
-                env={"STATEFUN_OFFICIAL_PYTHON": str(official_python)})  # fmt: skip
-
-
-@nox.session(python=NEWEST, tags=["ci", "core"])
-def differential(session: nox.Session) -> None:
-    """Ours against the official SDK 3.3.0 (in a venv of its own, made on first use) on the
-    same random requests: tests/differential, then 6,000 requests. The long run:
-    ``nox -s differential -- --seeds 500 --requests 200`` (arguments go to its run.py)."""
-    install_core(session)
-    if session.posargs:
-        session.run("python", "-m", "tests.differential.run", *session.posargs)
-        return
-    session.run("python", "-m", "pytest", "tests/differential")
+    session.run("python", "-m", "pytest", "tests/official", "tests/differential")
     session.run("python", "-m", "tests.differential.run", "--seeds", "20", "--requests", "300")
+
+
+@nox.session(python=NEWEST, tags=["core"])
+def differential(session: nox.Session) -> None:
+    """The differential test's long run, e.g. ``nox -s differential -- --seeds 500 --requests
+    200`` (100,000 requests; arguments go to tests/differential/run.py)."""
+    install_core(session)
+    runs = session.posargs or ["--seeds", "500", "--requests", "200"]
+    session.run("python", "-m", "tests.differential.run", *runs)
 
 
 @nox.session(python=NEWEST, tags=["ci"])
@@ -129,8 +114,14 @@ def protos(session: nox.Session) -> None:
     session.install("grpcio-tools")
     with session.chdir("statefun_core/protocol"):
         session.run(
-            "python", "-m", "grpc_tools.protoc", "-I.", "--descriptor_set_out=statefun.desc",
-            "request_reply.proto", "types.proto", "egress.proto",
+            "python",
+            "-m",
+            "grpc_tools.protoc",
+            "-I.",
+            "--descriptor_set_out=statefun.desc",
+            "request_reply.proto",
+            "types.proto",
+            "egress.proto",
         )
 
 
@@ -343,8 +334,15 @@ def local(session: nox.Session) -> None:
 def local_oldest(session: nox.Session) -> None:
     """statefun-local on the oldest Python and protobuf, without the crash test."""
     install_local(session, "protobuf==3.20.3", *TEST_DEPS)
-    session.run("python", "-m", "pytest", "local/tests", "--ignore",
-                "local/tests/test_crash.py", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "local/tests",
+        "--ignore",
+        "local/tests/test_crash.py",
+        *session.posargs,
+    )
 
 
 @nox.session(python=NEWEST, tags=["demo"])

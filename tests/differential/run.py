@@ -17,7 +17,7 @@ named: each must show exactly as documented in the traces, and the same request 
 deviating commands made no-ops must then agree. Any other difference is shrunk (invocations
 and commands removed while it persists) and printed as a reproduction: seed, request, program
 and both replies. The official SDK's venv is made on first use under
-``tests/differential/.venv-official`` (``STATEFUN_OFFICIAL_PYTHON`` names another interpreter).
+``tests/.venv-official`` (``STATEFUN_OFFICIAL_PYTHON`` names another interpreter).
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ import asyncio
 import base64
 import collections
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,40 +39,16 @@ from google.protobuf import text_format
 import statefun_core
 from statefun_core import RequestReplyHandler, make_plugin_manager, protocol
 
+from ..official.sdk import official_python
 from .generator import DEVIATIONS, Case, Generator, Invocation
 from .program import TRACE_TYPENAME, build
 
 HERE = Path(__file__).resolve().parent
-VENV = HERE / ".venv-official"
-OFFICIAL = "apache-flink-statefun==3.3.0"
-OFFICIAL_PYTHON = "3.11"  # the newest Python its protobuf pin (<4) still supports well
 
 Outcome = dict[str, Any]  # {"reply": bytes} or {"failed": "<error class>"}
 
 
 # --- the two sides ------------------------------------------------------------------------
-
-
-def official_python() -> str:
-    """The official SDK's interpreter, made on first use (a venv with its own protobuf)."""
-    configured = os.environ.get("STATEFUN_OFFICIAL_PYTHON")
-    if configured:
-        return configured
-    python = VENV / "bin" / "python"
-    marker = VENV / "installed.txt"
-    if marker.exists() and marker.read_text() == OFFICIAL:
-        return str(python)
-    shutil.rmtree(VENV, ignore_errors=True)
-    interpreter = shutil.which(f"python{OFFICIAL_PYTHON}") or sys.executable
-    uv = shutil.which("uv")
-    if uv:
-        subprocess.run([uv, "venv", "-q", "-p", interpreter, str(VENV)], check=True)
-        subprocess.run([uv, "pip", "install", "-q", "--python", str(python), OFFICIAL], check=True)
-    else:
-        subprocess.run([interpreter, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", OFFICIAL], check=True)
-    marker.write_text(OFFICIAL)
-    return str(python)
 
 
 class Official:

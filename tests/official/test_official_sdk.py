@@ -1,7 +1,7 @@
 """Request by request, our handler against the official SDK (``apache-flink-statefun`` 3.3.0).
 
-The official SDK pins an old protobuf, so it runs in a virtualenv of its own, named by
-``STATEFUN_OFFICIAL_PYTHON`` (``nox -s official`` makes it): official_driver.py answers every
+The official SDK pins an old protobuf, so it runs in a virtualenv of its own (``sdk.py`` makes
+it on first use; ``STATEFUN_OFFICIAL_PYTHON`` names another): official_driver.py answers every
 request there, in one process, and each of our answers (``handle_sync`` and ``handle_async``)
 must be the same bytes, or differ as docs/migration.md says.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,10 @@ from statefun_core import FunctionFailedError, RequestReplyHandler, make_plugin_
 from statefun_core.testing import wire
 
 from . import scenarios
+from .sdk import official_python
 
-OFFICIAL_PYTHON = os.environ.get("STATEFUN_OFFICIAL_PYTHON")
+OFFICIAL_PYTHON = official_python()
 HERE = Path(__file__).parent
-
-pytestmark = pytest.mark.skipif(
-    not OFFICIAL_PYTHON, reason="STATEFUN_OFFICIAL_PYTHON is not set: run `nox -s official`"
-)
 
 COMPLETE = {"seen": 3}
 REQUESTS = {
@@ -53,7 +49,6 @@ REQUESTS = {
 @pytest.fixture(scope="module")
 def official() -> dict[str, Any]:
     """The official SDK's answers, from its own virtualenv."""
-    assert OFFICIAL_PYTHON is not None
     request = json.dumps({"requests": {name: body.hex() for name, body in REQUESTS.items()}})
     done = subprocess.run(
         [OFFICIAL_PYTHON, str(HERE / "official_driver.py")],

@@ -1,0 +1,36 @@
+"""The official SDK (apache-flink-statefun 3.3.0) in a virtualenv of its own, which the tests
+that compare it with ours drive as a subprocess: it pins an old protobuf."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+VENV = Path(__file__).resolve().parents[1] / ".venv-official"
+OFFICIAL = "apache-flink-statefun==3.3.0"
+OFFICIAL_PYTHON = "3.11"  # the newest Python its protobuf pin (<4) still supports well
+
+
+def official_python() -> str:
+    """The official SDK's interpreter, made on first use (a venv with its own protobuf)."""
+    configured = os.environ.get("STATEFUN_OFFICIAL_PYTHON")
+    if configured:
+        return configured
+    python = VENV / "bin" / "python"
+    marker = VENV / "installed.txt"
+    if marker.exists() and marker.read_text() == OFFICIAL:
+        return str(python)
+    shutil.rmtree(VENV, ignore_errors=True)
+    interpreter = shutil.which(f"python{OFFICIAL_PYTHON}") or sys.executable
+    uv = shutil.which("uv")
+    if uv:
+        subprocess.run([uv, "venv", "-q", "-p", interpreter, str(VENV)], check=True)
+        subprocess.run([uv, "pip", "install", "-q", "--python", str(python), OFFICIAL], check=True)
+    else:
+        subprocess.run([interpreter, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", OFFICIAL], check=True)
+    marker.write_text(OFFICIAL)
+    return str(python)
