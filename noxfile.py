@@ -295,7 +295,11 @@ def engine_oldest(session: nox.Session) -> None:
 
 
 def install_local(session: nox.Session, *extra: str) -> None:
-    session.install("-e", ".", "-e", "local", "-e", "integrations/aiohttp", *extra)
+    # statefun-opentelemetry and the SDK: one trace through the runtime (test_tracing.py)
+    session.install(
+        "-e", ".", "-e", "local", "-e", "integrations/aiohttp",
+        "-e", "integrations/opentelemetry", "opentelemetry-sdk", *extra,
+    )
 
 
 @nox.session(python=NEWEST, tags=["ci", "local"])
