@@ -117,8 +117,8 @@ def bench(session: nox.Session) -> None:
 PLUGIN_VERSIONS = {
     "prometheus": (["prometheus-client==0.16.0"], ["prometheus-client"]),
     "opentelemetry": (
-        ["opentelemetry-api==1.20.0", "opentelemetry-sdk==1.20.0"],
-        ["opentelemetry-api", "opentelemetry-sdk"],
+        ["opentelemetry-api==1.20.0", "opentelemetry-sdk==1.20.0", "structlog"],
+        ["opentelemetry-api", "opentelemetry-sdk", "structlog"],
     ),
     "pydantic": (["pydantic==2.0"], ["pydantic"]),
     "msgpack": (["msgpack==1.0.0"], ["msgpack"]),
@@ -155,8 +155,9 @@ def plugin_prometheus(session: nox.Session, requirements: list[str]) -> None:
 @nox.session(tags=["plugins"])
 @nox.parametrize(("python", "requirements"), plugin_versions("opentelemetry"))
 def plugin_opentelemetry(session: nox.Session, requirements: list[str]) -> None:
-    """statefun-opentelemetry: spans from the real SDK's InMemorySpanExporter."""
-    run_plugin_tests(session, "opentelemetry", requirements)
+    """statefun-opentelemetry: spans from the real SDK's InMemorySpanExporter (and requests
+    statefun-aiohttp rejects, under a real server)."""
+    run_plugin_tests(session, "opentelemetry", [*requirements, "-e", "integrations/aiohttp"])
 
 
 @nox.session(tags=["plugins"])
