@@ -155,8 +155,9 @@ def plugin_prometheus(session: nox.Session, requirements: list[str]) -> None:
 @nox.session(tags=["plugins"])
 @nox.parametrize(("python", "requirements"), plugin_versions("opentelemetry"))
 def plugin_opentelemetry(session: nox.Session, requirements: list[str]) -> None:
-    """statefun-opentelemetry: spans from the real SDK's InMemorySpanExporter (and requests
-    statefun-aiohttp rejects, under a real server)."""
+    """statefun-opentelemetry: spans from the real SDK's InMemorySpanExporter.
+
+    With statefun-aiohttp, for the spans of requests a real server rejects."""
     run_plugin_tests(session, "opentelemetry", [*requirements, "-e", "integrations/aiohttp"])
 
 
