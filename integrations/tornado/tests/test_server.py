@@ -13,6 +13,7 @@ import pytest
 from statefun_core.testing.endpoint import (
     ENDPOINT_CHECKS,
     check_plugin_endpoints,
+    check_reply_headers,
     check_request_limit,
     free_port,
     running,
@@ -39,6 +40,10 @@ def test_endpoint(port: int, check: Callable[[int, str], None]) -> None:
 
 def test_body_over_max_body_size_is_413(port: int) -> None:
     check_request_limit(port, "/statefun", LIMIT)
+
+
+def test_the_plugins_reply_headers_are_sent(port: int) -> None:
+    check_reply_headers(port, "/statefun")
 
 
 def test_the_plugins_endpoints_are_served(port: int) -> None:
