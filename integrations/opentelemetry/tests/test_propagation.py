@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -150,3 +151,35 @@ def test_without_the_tracing_plugin_the_ingress_context_is_passed_on() -> None:
 def test_a_malformed_traceparent_is_refused(harness: Harness) -> None:
     with pytest.raises(ValueError, match="traceparent"):
         harness.send(FIRST, "ann", str_value="x", traceparent="00-nope")
+
+
+def test_a_delayed_message_keeps_the_trace_of_the_batch_that_scheduled_it(
+    exporter: InMemorySpanExporter,
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    functions = StatefulFunctions()
+
+    @functions.bind(FIRST)
+    def first(context: Context, message: Message) -> None:
+        context.send_after(timedelta(seconds=5), message_builder(SECOND, "later", str_value="hi"))
+
+    @functions.bind(SECOND)
+    def second(context: Context, message: Message) -> None:
+        pass
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    harness = Harness(functions, plugins=plugins)
+    harness.send(FIRST, "ann", str_value="x", traceparent=INGRESS).run()
+    (timer,) = harness.engine.pending_timers()
+    assert timer.trace is not None and timer.trace.traceparent == traceparent(
+        batch_span(exporter, FIRST)
+    )
+    harness.advance(timedelta(seconds=5))
+
+    scheduler, receiver = batch_span(exporter, FIRST), batch_span(exporter, SECOND)
+    assert receiver.parent is not None and receiver.parent.span_id == scheduler.context.span_id
+    assert format(receiver.context.trace_id, "032x") == TRACE_ID
+    provider.shutdown()
