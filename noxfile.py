@@ -6,6 +6,7 @@ Sessions install with uv when it is present. Each area keeps its sessions in its
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -69,6 +70,26 @@ def compat(session: nox.Session) -> None:
     """The `statefun` import name for code written for apache-flink-statefun."""
     install_core(session, "-e", "integrations/compat")
     session.run("python", "-m", "pytest", "integrations/compat/tests", *session.posargs)
+
+
+@nox.session(python=NEWEST, tags=["ci", "core"])
+def official(session: nox.Session) -> None:
+    """Request by request against the official SDK (apache-flink-statefun 3.3.0), which pins an
+    old protobuf and so gets a virtualenv of its own, inside this session's."""
+    install_core(session)
+    official_env = Path(session.virtualenv.location) / "official-sdk"
+    official_python = official_env / "bin" / "python"
+    if not official_python.exists():
+        if shutil.which("uv"):
+            session.run("uv", "venv", "--quiet", "--python", "python", str(official_env))
+            session.run("uv", "pip", "install", "--quiet", "--python", str(official_python),
+                        "apache-flink-statefun==3.3.0")  # fmt: skip
+        else:
+            session.run("python", "-m", "venv", str(official_env))
+            session.run(str(official_python), "-m", "pip", "install", "--quiet",
+                        "apache-flink-statefun==3.3.0", external=True)  # fmt: skip
+    session.run("python", "-m", "pytest", "tests/official", *session.posargs,
+                env={"STATEFUN_OFFICIAL_PYTHON": str(official_python)})  # fmt: skip
 
 
 @nox.session(python=NEWEST, tags=["ci"])
@@ -413,3 +434,19 @@ def soak(session: nox.Session) -> None:
         return
     session.run("python", "benchmarks/soak/run.py", "http")
     session.run("python", "benchmarks/soak/run.py", "local")
+
+
+# --- dead letters -------------------------------------------------------------------------
+
+
+@nox.session(python=NEWEST, tags=["ci", "core"])
+def deadletters(session: nox.Session) -> None:
+    """Final failures and dead-letter records: real Flask and aiohttp servers, the Harness,
+    statefun-prometheus on a real registry and OpenTelemetry's SDK with an in-memory exporter."""
+    install_core(
+        session,
+        *("-e", "integrations/flask", "-e", "integrations/aiohttp"),
+        *("-e", "integrations/prometheus", "-e", "integrations/opentelemetry"),
+        "opentelemetry-sdk",
+    )
+    session.run("python", "-m", "pytest", "tests/deadletters", *session.posargs)

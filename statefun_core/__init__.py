@@ -6,8 +6,10 @@ A superset of the official ``statefun`` SDK: ``from statefun_core import *`` in 
 
 from .context import Context
 from .core import SdkAddress, ValueSpec
+from .deadletters import DeadLetterEgress, DeadLetterRecord
 from .errors import (
     AsyncFunctionInSyncContextError,
+    FinalFailure,
     FunctionFailedError,
     FunctionNotFoundError,
     LimitExceededError,
@@ -49,8 +51,11 @@ __all__ = [
     "AsyncFunctionInSyncContextError",
     "BoolType",
     "Context",
+    "DeadLetterEgress",
+    "DeadLetterRecord",
     "DoubleType",
     "EgressMessage",
+    "FinalFailure",
     "FloatType",
     "FunctionFailedError",
     "FunctionNotFoundError",

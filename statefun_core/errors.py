@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Optional
+
 __all__ = [
     "AsyncFunctionInSyncContextError",
+    "FinalFailure",
     "FunctionFailedError",
     "FunctionNotFoundError",
     "IntegrationNotAvailableError",
@@ -57,26 +61,42 @@ class FunctionNotFoundError(StatefunError, KeyError):
 class LimitExceededError(StatefunError, ValueError):
     """A request or a batch went past one of the handler's :class:`~statefun_core.Limits`.
 
-    ``limit`` is the name of the field of ``Limits``. On the request side the status is 413;
+    ``limit`` is the name of the field of ``Limits``; ``setting`` is what the message names as
+    the limit to raise (by default ``Limits.<limit>``). On the request side the status is 413;
     raised while a function runs, it fails the batch (500).
     """
 
     status = 413
 
-    def __init__(self, limit: str, value: int, maximum: int, what: str = "") -> None:
-        super().__init__(
-            f"{what or limit} is {value}, over the limit of {maximum} (Limits.{limit})"
-        )
+    def __init__(
+        self, limit: str, value: int, maximum: int, what: str = "", *, setting: str = ""
+    ) -> None:
+        setting = setting or f"Limits.{limit}"
+        super().__init__(f"{what or limit} is {value}, over the limit of {maximum} ({setting})")
         self.limit = limit
         self.value = value
         self.maximum = maximum
+        self.setting = setting
 
 
 class RequestTooLargeError(LimitExceededError):
-    """The request body is larger than ``Limits.request_bytes`` (HTTP 413)."""
+    """The request body is over a size limit (HTTP 413).
 
-    def __init__(self, size: int, maximum: int) -> None:
-        super().__init__("request_bytes", size, maximum)
+    ``setting`` names the limit that refused it: the handler's ``Limits.request_bytes`` by
+    default, or the web framework's own, which refuses a body before the handler sees it
+    (``DATA_UPLOAD_MAX_MEMORY_SIZE``, ``client_max_size``, ...). ``size`` is None for a body
+    sent without its length (chunked) and refused before its end; ``value`` is then the least
+    it was, one byte over the limit.
+    """
+
+    def __init__(self, size: Optional[int], maximum: int, setting: str = "") -> None:
+        value = maximum + 1 if size is None else size
+        super().__init__("request_bytes", value, maximum, setting=setting)
+        over = f"over the limit of {maximum} bytes ({self.setting})"
+        if size is None:
+            self.args = (f"the request body is {over}",)
+        else:
+            self.args = (f"the request body is {size} bytes, {over}",)
 
 
 class FunctionFailedError(StatefunError):
@@ -111,3 +131,28 @@ class PluginError(StatefunError):
 
 class IntegrationNotAvailableError(StatefunError, ImportError):
     """An integration was imported without its framework; the message says what to install."""
+
+
+class FinalFailure(Exception):
+    """Raise it to say that this message can never succeed (``raise FinalFailure(...) from
+    error`` keeps the cause).
+
+    With a dead-letter egress for the function (see :mod:`statefun_core.deadletters`), the
+    invocation's effects are dropped and the message goes to that egress; without one it fails
+    the batch like any other exception.
+    """
+
+
+_UNREADABLE = "_statefun_unreadable"
+
+
+def mark_unreadable(error: BaseException) -> None:
+    """Mark ``error`` as raised while reading a state or an argument with its type."""
+    # an exception class with __slots__ cannot be marked: it stays an ordinary failure
+    with contextlib.suppress(AttributeError):
+        setattr(error, _UNREADABLE, True)
+
+
+def is_unreadable(error: BaseException) -> bool:
+    """Whether ``error`` was raised reading a state or an argument (``final_unreadable``)."""
+    return getattr(error, _UNREADABLE, False) is True

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dis
 import inspect
 import weakref
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 from .core import ValueSpec, parse_typename
 from .errors import FunctionNotFoundError
+
+if TYPE_CHECKING:
+    from .deadletters import DeadLetterEgress
 
 __all__ = ["StatefulFunction", "StatefulFunctions"]
 
@@ -18,7 +21,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 class StatefulFunction:
     """A bound function: its code, typename, state specs and how it is called."""
 
-    __slots__ = ("awaits", "blocking", "fun", "is_async", "namespace", "specs", "typename")
+    __slots__ = (
+        "awaits",
+        "blocking",
+        "dead_letters",
+        "final_errors",
+        "final_unreadable",
+        "fun",
+        "is_async",
+        "namespace",
+        "specs",
+        "typename",
+    )
 
     def __init__(
         self,
@@ -26,6 +40,10 @@ class StatefulFunction:
         fun: Callable[..., Any],
         specs: list[ValueSpec],
         blocking: bool = False,
+        *,
+        final_errors: Iterable[type[Exception]] = (),
+        final_unreadable: bool = False,
+        dead_letters: Optional[DeadLetterEgress] = None,
     ) -> None:
         if fun is None:
             raise ValueError("function code is missing.")
@@ -40,6 +58,12 @@ class StatefulFunction:
         self.is_async = inspect.iscoroutinefunction(fun)
         self.awaits = self.is_async and _can_suspend(fun)
         self.blocking = blocking
+        self.final_errors = tuple(final_errors)
+        for error in self.final_errors:
+            if not (isinstance(error, type) and issubclass(error, Exception)):
+                raise TypeError(f"final_errors of {typename} must be Exception classes: {error!r}")
+        self.final_unreadable = final_unreadable
+        self.dead_letters = dead_letters
 
     def __repr__(self) -> str:
         return f"StatefulFunction({self.typename!r}, {getattr(self.fun, '__qualname__', self.fun)})"
@@ -83,11 +107,20 @@ class StatefulFunctions:
         specs: Optional[list[ValueSpec]] = None,
         *,
         blocking: bool = False,
+        final_errors: Iterable[type[Exception]] = (),
+        final_unreadable: bool = False,
+        dead_letters: Optional[DeadLetterEgress] = None,
     ) -> None:
         """Register ``fun(context, message)`` under ``typename`` (``namespace/name``).
 
         ``blocking=True`` marks a sync function that blocks (I/O, heavy CPU):
         ``handle_async`` then runs it in a thread pool instead of on the event loop.
+
+        Failures that never succeed: besides a raised :class:`~statefun_core.FinalFailure`,
+        the exceptions of ``final_errors`` are final, and with ``final_unreadable=True`` so is
+        a state or an argument its type cannot read. A final failure sends the message to
+        ``dead_letters`` (or to the handler's ``dead_letters``) instead of failing the batch;
+        see :mod:`statefun_core.deadletters`.
         """
         if fun is None:
             raise ValueError("function instance must be provided")
@@ -105,7 +138,15 @@ class StatefulFunctions:
         for spec in specs or []:
             if not isinstance(spec, ValueSpec):
                 raise TypeError(f"specs of {typename} must be ValueSpecs, got {spec!r}")
-        function = StatefulFunction(typename, fun, list(specs or []), blocking)
+        function = StatefulFunction(
+            typename,
+            fun,
+            list(specs or []),
+            blocking,
+            final_errors=final_errors,
+            final_unreadable=final_unreadable,
+            dead_letters=dead_letters,
+        )
         for server in self._servers:
             prepare = server()
             if prepare is not None:
@@ -113,7 +154,14 @@ class StatefulFunctions:
         self._functions[typename] = function
 
     def bind(
-        self, typename: str, specs: Optional[list[ValueSpec]] = None, *, blocking: bool = False
+        self,
+        typename: str,
+        specs: Optional[list[ValueSpec]] = None,
+        *,
+        blocking: bool = False,
+        final_errors: Iterable[type[Exception]] = (),
+        final_unreadable: bool = False,
+        dead_letters: Optional[DeadLetterEgress] = None,
     ) -> Callable[[F], F]:
         """Decorator form of :meth:`register`::
 
@@ -122,7 +170,15 @@ class StatefulFunctions:
         """
 
         def wrapper(function: F) -> F:
-            self.register(typename, function, specs, blocking=blocking)
+            self.register(
+                typename,
+                function,
+                specs,
+                blocking=blocking,
+                final_errors=final_errors,
+                final_unreadable=final_unreadable,
+                dead_letters=dead_letters,
+            )
             return function
 
         return wrapper

@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 from . import protocol
 from .context import DelayedMessage, InvocationContext
 from .core import ValueSpec, parse_typename
+from .deadletters import DeadLetterEgress, DeadLetterPolicy, DeadLetterRecord
 from .errors import (
     AsyncFunctionInSyncContextError,
     FunctionFailedError,
@@ -41,7 +42,7 @@ from .plugins.endpoints import Endpoint, find_endpoint
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
-from .storage import storage_class
+from .storage import checkpoint, rollback, storage_class
 from .types import BUILTIN_TYPES, Type, TypeSerializer, to_bytes
 
 __all__ = ["RequestReplyHandler"]
@@ -58,6 +59,7 @@ _LIFECYCLE_HOOKS = (
     "statefun_batch_started",
     "statefun_invocation_started",
     "statefun_invocation_finished",
+    "statefun_invocation_dead_lettered",
     "statefun_batch_finished",
     "statefun_batch_failed",
     "statefun_request_failed",
@@ -92,13 +94,25 @@ class _Plan:
         "incomplete_replies",
         "name_set",
         "names",
+        "policy",
         "specs",
         "states",
         "storage_class",
     )
 
-    def __init__(self, function: StatefulFunction, types: TypeRegistry) -> None:
+    def __init__(
+        self,
+        function: StatefulFunction,
+        types: TypeRegistry,
+        dead_letters: Optional[DeadLetterEgress] = None,
+    ) -> None:
         self.function = function
+        egress = function.dead_letters or dead_letters
+        self.policy = (
+            None
+            if egress is None
+            else DeadLetterPolicy(egress, function.final_errors, function.final_unreadable)
+        )
         self.specs: list[tuple[str, Type, TypeSerializer, ValueSpec]] = []
         for spec in function.specs:
             try:
@@ -181,7 +195,9 @@ class RequestReplyHandler:
     by default one is made that loads the installed plugins. ``executor`` runs
     ``blocking=True`` functions under ``handle_async`` (default: the loop's executor).
     ``limits`` bounds what a request may carry and a batch may produce (see
-    :class:`~statefun_core.Limits` for the defaults).
+    :class:`~statefun_core.Limits` for the defaults). ``dead_letters`` is where the final
+    failures of functions that name no dead-letter egress of their own go (see
+    :mod:`statefun_core.deadletters`).
     """
 
     def __init__(
@@ -191,9 +207,21 @@ class RequestReplyHandler:
         plugins: Optional[pluggy.PluginManager] = None,
         executor: Optional[Executor] = None,
         limits: Limits = DEFAULT_LIMITS,
+        dead_letters: Optional[DeadLetterEgress] = None,
     ) -> None:
         if functions is None:
             raise ValueError("functions must be provided.")
+        if dead_letters is None:
+            for function in functions:
+                if function.dead_letters is None and (
+                    function.final_errors or function.final_unreadable
+                ):
+                    raise ValueError(
+                        f"{function.typename} declares final failures but no dead-letter "
+                        "egress: name one at bind(dead_letters=...) or "
+                        "RequestReplyHandler(dead_letters=...)"
+                    )
+        self.dead_letters = dead_letters
         self.functions = functions
         self.plugins = plugins if plugins is not None else make_plugin_manager()
         self.types = TypeRegistry()
@@ -242,7 +270,7 @@ class RequestReplyHandler:
         """Resolve the types of ``function``'s state now: a spec no plugin resolves fails here,
         when the handler is built or the function bound, never on a request."""
         try:
-            plan = _Plan(function, self.types)
+            plan = _Plan(function, self.types, self.dead_letters)
         except UnknownTypeError as error:
             raise UnknownTypeError(f"{error}; {self._plugins_hint()}") from None
         self._plans[function.typename] = plan
@@ -356,12 +384,15 @@ class RequestReplyHandler:
                 raise MalformedRequestError("the request body must be bytes, not str")
             data = bytes(data)
         try:
-            pb_batch = protocol.ToFunction.FromString(data).invocation
+            request = protocol.ToFunction.FromString(data)
         except (DecodeError, RuntimeError, ValueError) as error:
             raise MalformedRequestError(f"the request body is not a ToFunction: {error}") from None
+        if not request.HasField("invocation"):
+            raise MalformedRequestError("the ToFunction request has no invocation batch")
+        pb_batch = request.invocation
+        # A batch may be empty, and its target id too (a Kafka record with an empty key): it is
+        # answered as the official SDK answers it, with the missing state or a reply.
         invocations = pb_batch.invocations
-        if not invocations:  # also when the request has no invocation batch at all
-            raise MalformedRequestError("the ToFunction request has no invocations")
         if len(invocations) > self._max_invocations:
             maximum = int(self._max_invocations)
             raise LimitExceededError("invocations_per_batch", len(invocations), maximum)
@@ -371,8 +402,6 @@ class RequestReplyHandler:
         if plan is None or plan.function is not self.functions._functions.get(typename):
             plan = self._plan(self.functions.for_typename(typename))
         id = target.id
-        if not id:
-            raise MalformedRequestError(f"the request for {typename!r} has no target id")
         received = {}
         for state in pb_batch.state:
             received[state.state_name] = state
@@ -415,7 +444,10 @@ class RequestReplyHandler:
         batch.id = id
         batch.invocations = invocations
         batch.event = event
-        batch.fun = plan.function.fun if event is None else self._observed(batch)
+        if event is None and plan.policy is None:
+            batch.fun = plan.function.fun
+        else:
+            batch.fun = self._observed(batch)
         return batch
 
     def _invoke(self, batch: _Batch) -> None:
@@ -605,7 +637,8 @@ class RequestReplyHandler:
         return name in self._hooked
 
     def _observed(self, batch: _Batch) -> Callable[..., Any]:
-        """The batch's function, reporting each invocation to the plugins."""
+        """The batch's function, reporting each invocation to the plugins and dead-lettering
+        its final failures (either or both)."""
         fun = batch.plan.function.fun
         index = itertools.count()
         observing = self._observing
@@ -625,21 +658,47 @@ class RequestReplyHandler:
 
     @contextlib.contextmanager
     def _observing(self, batch: _Batch, index: int, message: Message) -> Iterator[None]:
-        assert batch.event is not None
+        policy = batch.plan.policy
+        if policy is not None:
+            saved_outbox, saved_state = len(batch.outbox), checkpoint(batch.storage)
         hook = self.plugins.hook
-        invocation = InvocationEvent(
-            batch=batch.event,
-            index=index,
-            caller=batch.caller,
-            argument_typename=message.typed_value.typename,
-        )
-        hook.statefun_invocation_started(invocation=invocation)
+        invocation = None
+        if batch.event is not None:
+            invocation = InvocationEvent(
+                batch=batch.event,
+                index=index,
+                caller=batch.caller,
+                argument_typename=message.typed_value.typename,
+            )
+            hook.statefun_invocation_started(invocation=invocation)
         try:
             yield
         except BaseException as error:
-            hook.statefun_invocation_finished(invocation=invocation, error=error)
-            raise
-        hook.statefun_invocation_finished(invocation=invocation, error=None)
+            if policy is None or not policy.is_final(error):
+                if invocation is not None:
+                    hook.statefun_invocation_finished(invocation=invocation, error=error)
+                raise
+            # a final failure: this invocation leaves no trace but its dead-letter record
+            del batch.outbox[saved_outbox:]
+            rollback(batch.storage, saved_state)
+            caller = batch.caller
+            record = DeadLetterRecord.for_error(
+                batch.typename,
+                batch.id,
+                None if caller is None else (caller.typename, caller.id),
+                batch._invocation.argument,
+                error,
+            )
+            batch.outbox.append(record.to_egress(policy.egress))
+            if invocation is not None:
+                invocation.batch.dead_letters += 1
+                hook.statefun_invocation_dead_lettered(
+                    invocation=invocation, error=error, record=record
+                )
+                hook.statefun_invocation_finished(invocation=invocation, error=error)
+            return
+        if invocation is not None:
+            hook.statefun_invocation_finished(invocation=invocation, error=None)
 
 
 class _ThreadLoop:

@@ -6,6 +6,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Optional, Union
 
 from . import protocol
+from .errors import mark_unreadable
 from .types import (
     BoolType,
     DoubleType,
@@ -87,10 +88,14 @@ def _reader(tpe: Type) -> Callable[[Any], Any]:
 
     def read(self: Message) -> Any:
         tv = self._typed_value
-        if tv is not None:  # a received message
-            return deserialize(tv.value) if tv.has_value else None
-        data = self._data
-        return None if data is None else deserialize(data)
+        try:
+            if tv is not None:  # a received message
+                return deserialize(tv.value) if tv.has_value else None
+            data = self._data
+            return None if data is None else deserialize(data)
+        except Exception as error:
+            mark_unreadable(error)
+            raise
 
     read.__name__ = f"as_{tpe.typename.rsplit('/', 1)[1]}"
     return read
@@ -186,7 +191,14 @@ class Message(_Typed):
     def as_type(self, tpe: Union[Type, type]) -> Any:
         """The value decoded by ``tpe``'s serializer, or ``None`` when the message has no value."""
         data = self.raw_value()
-        return None if data is None else self._resolve(tpe).serializer().deserialize(data)
+        if data is None:
+            return None
+        deserialize = self._resolve(tpe).serializer().deserialize
+        try:
+            return deserialize(data)
+        except Exception as error:
+            mark_unreadable(error)
+            raise
 
     def __repr__(self) -> str:
         typename = (

@@ -8,11 +8,12 @@ encodes written values once, when the batch ends.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-from .types import Type
+from .errors import mark_unreadable
+from .types import Type, to_bytes
 
-__all__ = ["StateValues", "storage_class"]
+__all__ = ["StateValues", "checkpoint", "rollback", "storage_class"]
 
 #: ``name -> (Type, serializer)`` of a function's states, in declaration order.
 Specs = dict[str, tuple[Type, Any]]
@@ -44,12 +45,18 @@ def _state_property(name: str, tpe: Type, serializer: Any) -> property:
         if not received.has_value:
             value = None
         elif received.typename != typename:
-            raise TypeError(
+            mismatch = TypeError(
                 f"Type mismatch: the runtime sent state {name!r} of type {received.typename}, "
                 f"but it is declared as {typename}"
             )
+            mark_unreadable(mismatch)
+            raise mismatch
         else:
-            value = deserialize(received.value)
+            try:
+                value = deserialize(received.value)
+            except Exception as error:
+                mark_unreadable(error)
+                raise
         values[name] = value
         return value
 
@@ -79,8 +86,42 @@ def storage_class(typename: str, specs: Specs) -> type[StateValues]:
     names = ", ".join(specs) or "no state"
     namespace: dict[str, Any] = {
         "__slots__": (),
+        "_specs": specs,
         "__repr__": lambda self: f"<storage of {typename}: {names}>",
     }
     for name, (tpe, serializer) in specs.items():
         namespace[name] = _state_property(name, tpe, serializer)
     return type(f"{typename} storage", (StateValues,), namespace)
+
+
+#: What :func:`rollback` restores: each state written so far, encoded (None: deleted).
+Checkpoint = dict[str, Optional[bytes]]
+
+
+def checkpoint(storage: StateValues) -> Checkpoint:
+    """The states written so far, encoded, so that a value changed in place later cannot
+    change what :func:`rollback` restores. Costs nothing before the first write."""
+    values = storage._values
+    specs: Specs = storage._specs  # type: ignore[attr-defined]
+    saved: Checkpoint = {}
+    for name in storage._written:
+        value = values[name]
+        if value is None:
+            saved[name] = None
+        else:
+            tpe, serializer = specs[name]
+            saved[name] = to_bytes(serializer.serialize(value), tpe.typename)
+    return saved
+
+
+def rollback(storage: StateValues, saved: Checkpoint) -> None:
+    """Put the storage back as it was at :func:`checkpoint`. Values read but not written are
+    dropped, to be read again from what the runtime sent."""
+    values = storage._values
+    specs: Specs = storage._specs  # type: ignore[attr-defined]
+    values.clear()
+    for name, data in saved.items():
+        values[name] = None if data is None else specs[name][1].deserialize(data)
+    written = storage._written
+    written.clear()
+    written.update(saved)

@@ -99,14 +99,14 @@ class SimpleType(Type):
 
     def __init__(
         self,
-        typename: str,
-        serialize_fn: Callable[[Any], Any],
-        deserialize_fn: Callable[[bytes], Any],
+        typename: Optional[str],
+        serialize_fn: Optional[Callable[[Any], Any]],
+        deserialize_fn: Optional[Callable[[bytes], Any]],
     ) -> None:
-        super().__init__(typename)
-        if serialize_fn is None:
+        super().__init__(typename or "")  # refused there: "typename can not be missing"
+        if not serialize_fn:
             raise ValueError("serialize_fn is missing")
-        if deserialize_fn is None:
+        if not deserialize_fn:
             raise ValueError("deserialize_fn is missing")
         self._serializer = _FunctionSerializer(serialize_fn, deserialize_fn)
 
@@ -115,12 +115,16 @@ class SimpleType(Type):
 
 
 def simple_type(
-    typename: str,
-    serialize_fn: Callable[[Any], Any],
-    deserialize_fn: Callable[[bytes], Any],
+    typename: Optional[str] = None,
+    serialize_fn: Optional[Callable[[Any], Any]] = None,
+    deserialize_fn: Optional[Callable[[bytes], Any]] = None,
 ) -> Type:
     """A type from a pair of functions. ``serialize_fn`` may return ``bytes`` or ``str``
-    (encoded as UTF-8)."""
+    (encoded as UTF-8).
+
+    Each argument is required; one left out raises ``ValueError``, as in the official SDK,
+    whose signature this keeps.
+    """
     return SimpleType(typename, serialize_fn, deserialize_fn)
 
 

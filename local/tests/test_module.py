@@ -56,6 +56,15 @@ spec: {functions: com.example/special, urlPathTemplate: "http://special/"}
     assert module.endpoint_for("org.other/fn") is None
 
 
+def test_a_typename_splits_at_its_last_slash_so_a_wildcard_does_not_take_a_nested_one() -> None:
+    module = parse_module("""
+kind: io.statefun.endpoints.v2/http
+spec: {functions: com.example/*, urlPathTemplate: "http://all/{function.name}"}
+""")
+    # namespace com.example/nested, type fn: no endpoint binds that namespace
+    assert module.endpoint_for("com.example/nested/fn") is None
+
+
 def test_transport_timeouts_and_the_nested_compat_form() -> None:
     module = parse_module("""
 kind: io.statefun.endpoints.v2/http

@@ -32,18 +32,22 @@ UNSET_TYPENAME = "io.statefun.types/unset"
 
 @dataclass(frozen=True, order=True)
 class Address:
-    """A function instance: its type (``namespace/name``) and id."""
+    """A function instance: its type (``namespace/name``) and id.
+
+    The type splits at its last ``/``, as the runtime splits it: ``a.b/c/d`` is namespace
+    ``a.b/c``, name ``d``.
+    """
 
     typename: str
     id: str
 
     @property
     def namespace(self) -> str:
-        return self.typename.partition("/")[0]
+        return self.typename.rpartition("/")[0]
 
     @property
     def name(self) -> str:
-        return self.typename.partition("/")[2]
+        return self.typename.rpartition("/")[2]
 
     def to_proto(self) -> Any:
         return protocol.Address(namespace=self.namespace, type=self.name, id=self.id)

@@ -39,6 +39,8 @@ class BatchEvent:
     delayed_messages: int = 0
     egress_records: int = 0
     missing_states: tuple[str, ...] = ()
+    dead_letters: int = 0
+    """Invocations that failed for good and went to the dead-letter egress (the batch is ok)."""
     scratch: dict[str, Any] = field(default_factory=dict)
 
 

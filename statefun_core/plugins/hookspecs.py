@@ -5,7 +5,8 @@ path: they must not block or do I/O. Lifecycle hooks are events (pluggy cannot w
 awaited call); carry your own state from one to the next in the event's ``scratch``.
 
 Order for one request: ``statefun_batch_started`` → for each invocation
-``statefun_invocation_started`` → ``statefun_invocation_finished`` → then exactly one of
+``statefun_invocation_started`` → (``statefun_invocation_dead_lettered`` for a final failure)
+→ ``statefun_invocation_finished`` → then exactly one of
 ``statefun_batch_finished`` (outcome ``ok`` or ``missing_state``) or ``statefun_batch_failed``
 (outcome ``error``). ``statefun_request_failed`` is called for every request that ends in an
 error, including those rejected before a batch exists (malformed body, unknown function).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
+from ..deadletters import DeadLetterRecord
 from ..registry import TypeRegistry
 from ..types import Type
 from .endpoints import Endpoint
@@ -60,6 +62,17 @@ def statefun_invocation_finished(
     invocation: InvocationEvent, error: Optional[BaseException]
 ) -> None:
     """One invocation returned (``error`` is None) or raised ``error``."""
+
+
+@hookspec
+def statefun_invocation_dead_lettered(
+    invocation: InvocationEvent, error: BaseException, record: DeadLetterRecord
+) -> None:
+    """One invocation failed for good: ``error`` is final for its function, so its effects were
+    dropped and ``record`` went to the function's dead-letter egress instead of failing the
+    batch. Called between ``statefun_invocation_started`` and ``statefun_invocation_finished``
+    (which gets the same ``error``); the batch goes on with the next invocation.
+    """
 
 
 @hookspec

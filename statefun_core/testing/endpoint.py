@@ -45,6 +45,7 @@ from . import wire
 
 __all__ = [
     "BLOCKING",
+    "EDGE_CHECKS",
     "ENDPOINT_CHECKS",
     "FAILING",
     "GREETER",
@@ -221,16 +222,23 @@ def request(
     body: Optional[bytes] = None,
     method: str = "POST",
     headers: Optional[Mapping[str, str]] = None,
+    *,
+    chunked: bool = False,
 ) -> tuple[int, dict[str, str], bytes]:
     """One request to 127.0.0.1:``port`` on a new connection: ``(status, headers, body)``.
 
     A body goes as ``application/octet-stream``, as the runtime sends it, unless ``headers``
-    say otherwise.
+    say otherwise; ``chunked=True`` sends it in chunks, without a ``Content-Length``.
     """
     sent = {"Content-Type": "application/octet-stream"} if body is not None else {}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        connection.request(method, path, body=body, headers={**sent, **(headers or {})})
+        sending: Union[bytes, Iterator[bytes], None] = body
+        if chunked and body is not None:
+            sending = (body[i : i + 1024] for i in range(0, len(body), 1024))
+        connection.request(
+            method, path, sending, {**sent, **(headers or {})}, encode_chunked=chunked
+        )
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
@@ -267,12 +275,17 @@ def check_batch(port: int, path: str) -> None:
     ]
 
 
-def _check_error(port: int, path: str, method: str, body: Optional[bytes], status: int) -> None:
-    got, headers, text = request(port, path, body, method=method)
+def _check_error(
+    port: int, path: str, method: str, body: Optional[bytes], status: int, *, chunked: bool = False
+) -> bytes:
+    got, headers, text = request(port, path, body, method=method, chunked=chunked)
     assert got == status, f"{method} {body!r:.40}: {got}, not {status}"
     assert headers["Content-Type"] == "text/plain; charset=utf-8", headers
+    if status == 405:
+        assert headers.get("Allow") == "POST", headers
     assert 0 < len(text) < 200 and b"\n" not in text, text  # one short line
     assert b"Traceback" not in text, text
+    return text
 
 
 def check_error_statuses(port: int, path: str) -> None:
@@ -285,9 +298,16 @@ def check_error_statuses(port: int, path: str) -> None:
     _check_error(port, path, "POST", wire.to_function(FAILING, "x", ["x"]), 500)
 
 
-def check_request_limit(port: int, path: str, limit: int) -> None:
-    """A request over ``limit`` bytes is 413, a short ``text/plain`` line."""
-    _check_error(port, path, "POST", wire.to_function(GREETER, "Ann", ["x" * limit], NEW), 413)
+def check_request_limit(
+    port: int, path: str, limit: int, setting: Optional[str] = None, *, chunked: bool = False
+) -> None:
+    """A request over ``limit`` bytes is 413, a short ``text/plain`` line that names
+    ``setting`` (the limit that refused it), when given. ``chunked=True`` sends it without a
+    ``Content-Length``."""
+    body = wire.to_function(GREETER, "Ann", ["x" * limit], NEW)
+    text = _check_error(port, path, "POST", body, 413, chunked=chunked)
+    if setting is not None:
+        assert f"over the limit of {limit} bytes ({setting})".encode() in text, text
 
 
 def check_concurrent_requests(port: int, path: str) -> None:
@@ -315,6 +335,65 @@ ENDPOINT_CHECKS: Mapping[str, Callable[[int, str], None]] = {
     "batch": check_batch,
     "error_statuses": check_error_statuses,
     "concurrent_requests": check_concurrent_requests,
+}
+
+
+# --- the edges: what the runtime does not send, but a server must get right --------------
+
+
+def check_chunked_body(port: int, path: str) -> None:
+    """A body sent in chunks, without a ``Content-Length``, is read whole."""
+    name = "Cy" * 1000  # a few chunks
+    body = wire.to_function(GREETER, "Cy", [name], {"seen_count": 1})
+    status, _, reply = request(port, path, body, chunked=True)
+    assert status == 200, (status, reply[:200])
+    assert greetings(reply) == (2, [(INBOX, name, f"Hello {name} for the 2th time!")])
+
+
+def check_every_other_method(port: int, path: str) -> None:
+    """Any method but POST, also one the framework does not route, is the endpoint's 405."""
+    for method in ("PUT", "DELETE", "TRACE", "PROPFIND"):
+        _check_error(port, path, method, None, 405)
+
+
+def check_connection_after_refusal(port: int, path: str) -> None:
+    """After a refused request (405, 400) the connection still serves the next request, or
+    the response said ``Connection: close``."""
+    greet = wire.to_function(GREETER, "Di", ["Di"], NEW)
+    for method, body in (("GET", None), ("TRACE", None), ("PUT", b"abc"), ("POST", b"\xff")):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request(method, path, body)
+            refused = connection.getresponse()
+            refused.read()
+            try:  # on the same connection, or a new one if the response said it would close
+                connection.request("POST", path, greet)
+                status = connection.getresponse().status
+            except (http.client.HTTPException, ConnectionError) as error:
+                raise AssertionError(
+                    f"after {method} ({refused.status}) the connection was closed without "
+                    f"Connection: close: {error!r}"
+                ) from error
+            assert status == 200, f"after {method} ({refused.status}): {status}"
+        finally:
+            connection.close()
+
+
+def check_no_versions(port: int, path: str) -> None:
+    """No response names a version of the server (``Server: name/1.2``)."""
+    greet = wire.to_function(GREETER, "Ed", ["Ed"], NEW)
+    for method, body in (("POST", greet), ("POST", b"\xff"), ("GET", None), ("TRACE", None)):
+        _, headers, _ = request(port, path, body, method=method)
+        server = next((v for k, v in headers.items() if k.lower() == "server"), "")
+        assert not any(c.isdigit() for c in server), f"{method}: Server: {server}"
+
+
+#: The edge checks by name, as ``ENDPOINT_CHECKS``.
+EDGE_CHECKS: Mapping[str, Callable[[int, str], None]] = {
+    "chunked_body": check_chunked_body,
+    "every_other_method": check_every_other_method,
+    "connection_after_refusal": check_connection_after_refusal,
+    "no_versions": check_no_versions,
 }
 
 

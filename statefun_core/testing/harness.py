@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 
 import pluggy
 
+from ..deadletters import DeadLetterEgress, DeadLetterRecord
 from ..engine import (
     Address,
     Batch,
@@ -51,7 +52,9 @@ class Harness:
     :attr:`captured` instead of delivered. A function that raises fails its batch: the error
     propagates and the batch's messages stay queued, as in the runtime, which retries them.
 
-    ``plugins`` is passed to the handler (default: the installed plugins, as in production).
+    ``plugins`` and ``dead_letters`` are passed to the handler (default: the installed
+    plugins, as in production); a final failure goes to its dead-letter egress as it would
+    from a deployed endpoint (:attr:`dead_letters`, :meth:`assert_dead_lettered`).
     ``max_batches`` bounds one ``run``; more means the functions never go quiet.
     """
 
@@ -63,9 +66,10 @@ class Harness:
         start_ms: int = 0,
         max_batches: int = 10_000,
         max_discovery_rounds: int = 10,
+        dead_letters: Optional[DeadLetterEgress] = None,
     ) -> None:
         self.functions = functions
-        self.handler = RequestReplyHandler(functions, plugins=plugins)
+        self.handler = RequestReplyHandler(functions, plugins=plugins, dead_letters=dead_letters)
         self.clock = ManualClock(start_ms)
         self.store = MemoryStore()
         self.engine = Engine(self.store, self.clock, max_discovery_rounds=max_discovery_rounds)
@@ -162,7 +166,9 @@ class Harness:
         """Serve new versions of the functions against the same runtime (state, registered
         specs, queued and delayed messages), to test how a change of state specs behaves."""
         self.functions = functions
-        self.handler = RequestReplyHandler(functions, plugins=plugins)
+        self.handler = RequestReplyHandler(
+            functions, plugins=plugins, dead_letters=self.handler.dead_letters
+        )
         return self
 
     def restart(self) -> Harness:
@@ -211,7 +217,35 @@ class Harness:
         """Every record sent to an egress, in order; Kafka and Kinesis records decoded."""
         return [decode_egress(record) for record in self.engine.egress_records()]
 
+    @property
+    def dead_letters(self) -> list[DeadLetterRecord]:
+        """Every dead-letter record sent (to any function's dead-letter egress), in order."""
+        egresses = {function.dead_letters for function in self.functions}
+        egresses.add(self.handler.dead_letters)
+        names = {egress.typename for egress in egresses if egress is not None}
+        return [
+            DeadLetterRecord.from_json(record.value)
+            for record in self.egress
+            if record.egress in names
+        ]
+
     # --- assertions ---------------------------------------------------------------------
+
+    def assert_dead_lettered(
+        self, typename: str, id: str, error: Optional[type[BaseException]] = None
+    ) -> DeadLetterRecord:
+        """Assert a message to ``typename``/``id`` was dead-lettered (for ``error``, a class,
+        when given); return its record."""
+        for record in self.dead_letters:
+            if (record.function_type, record.function_id) != (typename, id):
+                continue
+            if error is None or record.error_class == f"{error.__module__}.{error.__qualname__}":
+                return record
+        raise AssertionError(
+            f"no message to {typename}/{id} was dead-lettered"
+            f"{'' if error is None else f' for {error.__qualname__}'}; dead letters: "
+            f"{_listing(self.dead_letters)}"
+        )
 
     def assert_state(self, typename: str, id: str, **expected: Any) -> None:
         """Assert the given states of ``typename``/``id`` (``None`` for absent)."""

@@ -18,6 +18,7 @@ from statefun_msgpack import msgpack_dataclass
 from statefun_core import (
     BoolType,
     Context,
+    DeadLetterEgress,
     DoubleType,
     FloatType,
     IntType,
@@ -134,6 +135,26 @@ def flaky(context: Context, message: Message) -> None:
     context.send_egress(
         emit("attempts", context.address.id, f"successes={context.storage.successes}")
     )
+
+
+# --- a message that can never succeed goes to a dead-letter topic ---------------------------
+
+
+@functions.bind(
+    "e2e.fns/poison",
+    specs=[ValueSpec("kept", IntType)],
+    final_errors=(ValueError,),
+    dead_letters=DeadLetterEgress(EGRESS, topic=TOPIC_PREFIX + "dead-letters"),
+)
+def poison(context: Context, message: Message) -> None:
+    """``{"payload": ..., "poison": bool}``: counts and reports each payload; a poisoned one
+    fails for good, after writing its state and its record (both dropped)."""
+    command = message.as_type(COMMAND)
+    context.storage.kept = (context.storage.kept or 0) + 1
+    kept = f"{command['payload']}:kept={context.storage.kept}"
+    context.send_egress(emit("survivors", context.address.id, kept))
+    if command.get("poison"):
+        raise ValueError(f"{command['payload']} can never succeed")
 
 
 # --- per-id counters (the crash scenario) ----------------------------------------------------

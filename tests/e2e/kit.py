@@ -499,7 +499,7 @@ def render_module(
 
 #: The ingress topics of module.yaml, and the egress topics the functions write.
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
-                  "evolving")  # fmt: skip
+                  "evolving", "poison")  # fmt: skip
 EGRESS_TOPICS = (
     "evolved",
     "greetings",
@@ -510,6 +510,8 @@ EGRESS_TOPICS = (
     "attempts",
     "typed",
     "records",
+    "survivors",
+    "dead-letters",
 )
 
 

@@ -65,6 +65,28 @@ def test_failed_attempts_are_retried_to_exactly_one_effect(application: Applicat
     assert attempts == {"X": ["p1:4", "successes=1", "p2:1", "successes=2"]}
 
 
+def test_a_final_failure_goes_to_the_dead_letter_topic_and_the_job_runs_on(
+    application: Application,
+) -> None:
+    from statefun_core import DeadLetterRecord
+
+    poisoned = command(payload="p2", poison=True)
+    application.send("poison", [("P", command(payload="p1")), ("P", poisoned),
+                                ("P", command(payload="p3"))])  # fmt: skip
+    (dead,) = application.read("dead-letters", 1, settle=2)
+    assert dead.key == "e2e.fns/poison/P"
+    record = DeadLetterRecord.from_json(dead.value)
+    assert (record.function_type, record.function_id) == ("e2e.fns/poison", "P")
+    assert (record.caller_type, record.caller_id) == (None, None)  # from the ingress
+    assert (record.message_typename, record.message_value) == ("e2e/command", poisoned)
+    assert record.error_class == "builtins.ValueError"
+    assert record.error_message == "p2 can never succeed"
+    # the poisoned message's state write and egress record are dropped, and the job runs on
+    application.send("poison", [("P", command(payload="p4"))])
+    survivors = by_key(application.read("survivors", 3, settle=2))
+    assert survivors == {"P": ["p1:kept=1", "p3:kept=2", "p4:kept=3"]}
+
+
 def test_every_type_through_state_and_messages(application: Application) -> None:
     from .functions import TYPED_VALUES
 

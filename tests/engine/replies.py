@@ -49,7 +49,7 @@ class Reply:
         return self
 
     def egress(self, egress_id: str, value: TypedValue) -> Reply:
-        namespace, _, name = egress_id.partition("/")
+        namespace, _, name = egress_id.rpartition("/")
         message = self.result.outgoing_egresses.add()
         message.egress_namespace = namespace
         message.egress_type = name

@@ -81,6 +81,18 @@ def test_a_batch_carries_the_target_the_arguments_as_sent_and_no_caller_for_ingr
     assert len(request.state) == 0
 
 
+def test_a_typename_splits_at_its_last_slash_as_the_runtime_splits_it(engine):
+    nested = Address("a.b/c/d", "x")
+    engine.send(COUNTER, text("go"))
+    engine.complete(only_batch(engine), Reply().send(nested, text("hi")).bytes())
+
+    batch = only_batch(engine)
+    target = batch.to_function().invocation.target
+    assert batch.address == nested
+    assert (target.namespace, target.type, target.id) == ("a.b/c", "d", "x")
+    assert Address.from_proto(target) == nested
+
+
 def test_one_batch_in_flight_per_address_and_the_whole_buffer_is_the_next_batch(engine):
     engine.send(COUNTER, text("1"))
     first = only_batch(engine)

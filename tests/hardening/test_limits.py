@@ -28,6 +28,15 @@ from .wire import counter_request, request
 
 MiB = 1024 * 1024
 FRAMEWORKS = list(SERVED)
+#: The framework's own body limit, which refuses a body before the handler sees it and which
+#: its 413 names (the servers set it to Limits.request_bytes).
+BODY_LIMIT_SETTING = {
+    "aiohttp": "client_max_size",
+    "tornado": "max_body_size",
+    "flask": "MAX_CONTENT_LENGTH",
+    "django": "DATA_UPLOAD_MAX_MEMORY_SIZE",
+    "django-asgi": "DATA_UPLOAD_MAX_MEMORY_SIZE",
+}
 
 
 def sized_request(size: int) -> bytes:
@@ -133,10 +142,10 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 def test_each_limit_through_http(server: Server, limit: str, build: object, status: int) -> None:
     answer, body = post(server.port, build(LIMITS))  # type: ignore[operator]
     assert answer == status
-    if limit != "request_bytes" or server.framework in ("aiohttp", "tornado"):
-        assert f"Limits.{limit}".encode() in body, body
-    else:  # Flask and Django refuse the body themselves: their own setting is the limit
-        assert b"Limits.request_bytes" in body, body
+    if limit != "request_bytes":
+        assert f"(Limits.{limit})".encode() in body, body
+    else:  # the framework refuses the body before the handler: its own setting is named
+        assert f"({BODY_LIMIT_SETTING[server.framework]})".encode() in body, body
     # and the server goes on
     answer, _ = post(server.port, counter_request("2", 1, 1))
     assert answer == 200
@@ -190,7 +199,7 @@ def test_the_default_request_limit_through_http() -> None:
         with running(framework, default_limits=True) as server:
             status, text = post(server.port, body)
             assert status == 413, (framework, text)
-            assert b"Limits.request_bytes" in text
+            assert f"({BODY_LIMIT_SETTING[framework]})".encode() in text, text
             status, _ = post(server.port, counter_request("1", 1, 1))
             assert status == 200
 

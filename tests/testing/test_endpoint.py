@@ -23,6 +23,8 @@ Reply = Callable[[BaseHTTPRequestHandler, int, str, bytes], None]
 def _reply(request: BaseHTTPRequestHandler, status: int, content_type: str, body: bytes) -> None:
     request.send_response(status)
     request.send_header("Content-Type", content_type)
+    if status == 405:
+        request.send_header("Allow", "POST")
     request.send_header("Content-Length", str(len(body)))
     request.end_headers()
     request.wfile.write(body)
@@ -36,9 +38,16 @@ def _serve(handler: RequestReplyHandler, reply: Reply = _reply) -> Iterator[int]
     """A threading HTTP server on 127.0.0.1 whose POST /statefun is ``handle_sync``."""
 
     class Endpoint(BaseHTTPRequestHandler):
+        server_version = "reference"  # no versions in Server
+        sys_version = ""
+
         def do_POST(self) -> None:
-            size = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(size)  # read even when too large: the client is still sending
+            if self.headers.get("Transfer-Encoding") == "chunked":
+                body = self._read_chunked()
+                size = len(body)
+            else:
+                size = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(size)  # read even when too large: the client still sends
             try:
                 if size > LIMIT:
                     raise RequestTooLargeError(size, LIMIT)
@@ -48,6 +57,16 @@ def _serve(handler: RequestReplyHandler, reply: Reply = _reply) -> Iterator[int]
 
         def do_GET(self) -> None:
             self._error(MethodNotAllowedError("GET is not allowed"))
+
+        do_PUT = do_DELETE = do_TRACE = do_PROPFIND = do_GET
+
+        def _read_chunked(self) -> bytes:
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+            return b"".join(chunks)
 
         def _error(self, error: Exception) -> None:
             status, text = error_response(error)
@@ -80,6 +99,29 @@ def port() -> Iterator[int]:
 @pytest.mark.parametrize("check", list(endpoint.ENDPOINT_CHECKS))
 def test_a_correct_endpoint_passes_each_check(port: int, check: str) -> None:
     endpoint.ENDPOINT_CHECKS[check](port, "/statefun")
+
+
+@pytest.mark.parametrize("check", list(endpoint.EDGE_CHECKS))
+def test_a_correct_endpoint_passes_each_edge_check(port: int, check: str) -> None:
+    endpoint.EDGE_CHECKS[check](port, "/statefun")
+
+
+def _server_version(request: BaseHTTPRequestHandler, status: int, kind: str, body: bytes) -> None:
+    request.server_version = "reference/1.0"
+    _reply(request, status, kind, body)
+
+
+def _no_allow(request: BaseHTTPRequestHandler, status: int, kind: str, body: bytes) -> None:
+    _reply(request, 400 if status == 405 else status, kind, body)
+
+
+@pytest.mark.parametrize(
+    ("reply", "check"), [(_server_version, "no_versions"), (_no_allow, "every_other_method")]
+)
+def test_a_wrong_endpoint_fails_the_edge_check(reply: Reply, check: str) -> None:
+    for port in _serve(_handler(), reply):
+        with pytest.raises(AssertionError):
+            endpoint.EDGE_CHECKS[check](port, "/statefun")
 
 
 def test_a_correct_endpoint_passes_them_all_with_its_request_limit(port: int) -> None:

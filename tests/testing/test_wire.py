@@ -69,6 +69,12 @@ def test_a_request_carries_typed_arguments_state_and_caller() -> None:
     }
 
 
+def test_a_typename_splits_at_its_last_slash() -> None:
+    target = protocol.ToFunction.FromString(wire.to_function("a.b/c/d", "x")).invocation.target
+
+    assert (target.namespace, target.type, target.id) == ("a.b/c", "d", "x")
+
+
 def test_plain_values_take_the_builtin_types() -> None:
     body = wire.to_function("ns/f", "a", [True, 1, "s"])
     arguments = [

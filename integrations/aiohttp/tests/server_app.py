@@ -12,4 +12,7 @@ LIMIT = 64 * 1024
 if __name__ == "__main__":
     app = web.Application(client_max_size=LIMIT)
     statefun_aiohttp.setup(app, make_functions(interleave=True))  # POST /statefun
+    # POST /mounted/, with a larger client_max_size of its own than the parent's
+    mounted = statefun_aiohttp.create_app(make_functions(), client_max_size=4 * LIMIT)
+    app.add_subapp("/mounted/", mounted)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)

@@ -11,7 +11,9 @@ from typing import Callable
 import pytest
 
 from statefun_core.testing.endpoint import (
+    EDGE_CHECKS,
     ENDPOINT_CHECKS,
+    check_endpoint,
     check_plugin_endpoints,
     check_reply_headers,
     check_request_limit,
@@ -38,8 +40,20 @@ def test_endpoint(port: int, check: Callable[[int, str], None]) -> None:
     check(port, "/statefun")
 
 
-def test_body_over_client_max_size_is_413(port: int) -> None:
-    check_request_limit(port, "/statefun", LIMIT)
+@pytest.mark.parametrize("check", EDGE_CHECKS.values(), ids=list(EDGE_CHECKS))
+def test_edges(port: int, check: Callable[[int, str], None]) -> None:
+    check(port, "/statefun")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_over_client_max_size_is_413_and_names_it(port: int, chunked: bool) -> None:
+    check_request_limit(port, "/statefun", LIMIT, "client_max_size", chunked=chunked)
+
+
+def test_a_mounted_app_names_the_parents_client_max_size(port: int) -> None:
+    """create_app's own client_max_size is larger: the parent's is the one in force."""
+    check_request_limit(port, "/mounted/", LIMIT, "client_max_size")
+    check_endpoint(port, "/mounted/")
 
 
 def test_the_plugins_reply_headers_are_sent(port: int) -> None:

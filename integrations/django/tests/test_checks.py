@@ -104,6 +104,19 @@ def test_invalid_limits_are_e005(limits: Any, says: str) -> None:
     assert "statefun.E005" in output and says in output
 
 
+def test_an_endpoint_served_only_with_a_trailing_slash_is_w002() -> None:
+    with override_settings(ROOT_URLCONF="tests.project.urls_with_slash"):
+        report = check({"FUNCTIONS": "tests.functions.functions"})
+    assert "statefun.W002" in report
+    assert "served at /statefun/ but not at /statefun" in report
+    assert 're_path(r"^statefun/?", include("statefun_django.urls"))' in report
+
+
+def test_the_documented_include_passes_the_url_check() -> None:
+    report = check({"FUNCTIONS": "tests.functions.functions"})
+    assert "statefun.W002" not in report and "no issues" in report
+
+
 def test_a_state_of_a_disabled_type_plugin_is_e006(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "no issues" in check({"FUNCTIONS": "tests.functions.decimal_functions"})
     monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")

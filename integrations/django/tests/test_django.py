@@ -181,8 +181,21 @@ def test_without_the_middleware_the_runtimes_headers_pass(recorder: HeaderRecord
 
 
 def test_include_names_the_endpoint() -> None:
-    assert reverse("statefun:endpoint") == "/statefun/"
+    assert reverse("statefun:endpoint") == "/statefun"
     assert resolve("/statefun/").app_name == "statefun"
+
+
+@pytest.mark.parametrize("path", ["/statefun", "/statefun/"])
+def test_the_documented_include_serves_the_path_with_and_without_a_slash(path: str) -> None:
+    """module.yaml files name /statefun; the runtime follows no redirect."""
+    with override_settings(DEBUG=True, APPEND_SLASH=True):
+        response = Client().post(
+            path,
+            wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0}),
+            content_type="application/octet-stream",
+        )
+    assert response.status_code == 200
+    assert greetings(response.content) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
 
 
 def test_settings_are_reloaded_when_they_change() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
+    EDGE_CHECKS,
     ENDPOINT_CHECKS,
     GREETER,
     INBOX,
@@ -56,13 +57,22 @@ def test_the_view_follows_the_server(server: str, port: int) -> None:
     assert (status, name.decode()) == (200, SERVERS[server])
 
 
+@pytest.mark.parametrize("path", ["/statefun", "/statefun/"])
 @pytest.mark.parametrize("check", ENDPOINT_CHECKS.values(), ids=list(ENDPOINT_CHECKS))
-def test_endpoint(port: int, check: Callable[[int, str], None]) -> None:
-    check(port, "/statefun/")
+def test_endpoint(port: int, check: Callable[[int, str], None], path: str) -> None:
+    check(port, path)
 
 
-def test_body_over_data_upload_max_memory_size_is_413(port: int) -> None:
-    check_request_limit(port, "/statefun/", LIMIT)
+@pytest.mark.parametrize("check", EDGE_CHECKS.values(), ids=list(EDGE_CHECKS))
+def test_edges(port: int, check: Callable[[int, str], None]) -> None:
+    check(port, "/statefun")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_over_data_upload_max_memory_size_is_413_and_names_it(
+    port: int, chunked: bool
+) -> None:
+    check_request_limit(port, "/statefun", LIMIT, "DATA_UPLOAD_MAX_MEMORY_SIZE", chunked=chunked)
 
 
 def test_statefun_serve_serves_the_project() -> None:

@@ -10,3 +10,14 @@ LIMIT = 64 * 1024
 app = Flask(__name__)
 app.config["MAX_CONTENT_LENGTH"] = LIMIT
 Statefun(app, make_functions())
+
+
+@app.get("/plain")
+def plain() -> str:
+    """A URL of the application's own, whose 405 stays Flask's."""
+    return "plain"
+
+
+#: No MAX_CONTENT_LENGTH: the handler's Limits.request_bytes (32 MiB by default) is the limit.
+unlimited = Flask("unlimited")
+Statefun(unlimited, make_functions())

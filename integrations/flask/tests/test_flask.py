@@ -103,7 +103,7 @@ def test_error_statuses(client: FlaskClient, body: bytes, status: int) -> None:
     assert "on purpose" not in text
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS", "HEAD"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS", "HEAD", "TRACE", "FOO"])
 def test_only_post_is_allowed(client: FlaskClient, method: str) -> None:
     response = client.open("/statefun", method=method)
     assert response.status_code == 405
@@ -114,7 +114,7 @@ def test_body_over_max_content_length_is_413(client: FlaskClient) -> None:
     body = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
     response = post(client, body)
     assert response.status_code == 413
-    expected = error_response(RequestTooLargeError(len(body), LIMIT))[1]
+    expected = error_response(RequestTooLargeError(len(body), LIMIT, "MAX_CONTENT_LENGTH"))[1]
     assert response.get_data(as_text=True) == expected
 
 

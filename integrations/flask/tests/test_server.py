@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
@@ -11,11 +13,13 @@ from typing import Callable
 import pytest
 
 from statefun_core.testing.endpoint import (
+    EDGE_CHECKS,
     ENDPOINT_CHECKS,
     check_plugin_endpoints,
     check_reply_headers,
     check_request_limit,
     free_port,
+    request,
     running,
 )
 
@@ -43,8 +47,71 @@ def test_endpoint(port: int, check: Callable[[int, str], None]) -> None:
     check(port, "/statefun")
 
 
-def test_body_over_max_content_length_is_413(port: int) -> None:
-    check_request_limit(port, "/statefun", LIMIT)
+@pytest.mark.parametrize("check", EDGE_CHECKS.values(), ids=list(EDGE_CHECKS))
+def test_edges(port: int, check: Callable[[int, str], None]) -> None:
+    check(port, "/statefun")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_over_max_content_length_is_413_and_names_it(port: int, chunked: bool) -> None:
+    check_request_limit(port, "/statefun", LIMIT, "MAX_CONTENT_LENGTH", chunked=chunked)
+
+
+def test_another_urls_405_stays_flasks(port: int) -> None:
+    status, headers, _ = request(port, "/plain", method="TRACE")
+    assert status == 405
+    assert headers["Content-Type"].startswith("text/html"), headers
+    assert headers["Allow"] != "POST"
+
+
+MiB = 1024 * 1024
+
+
+def _worker(master: int) -> int:
+    """The pid of gunicorn's one worker."""
+    for _ in range(100):
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise AssertionError("gunicorn started no worker")
+
+
+def _peak_rss(pid: int) -> int:
+    """The most memory the process has held (VmHWM), in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    (line,) = [line for line in status.splitlines() if line.startswith("VmHWM:")]
+    return int(line.split()[1]) * 1024
+
+
+def test_a_chunked_body_over_the_limit_is_held_once_at_most() -> None:
+    """Without MAX_CONTENT_LENGTH, Limits.request_bytes (32 MiB) bounds a chunked body: it is
+    refused one byte over the limit, before the chunks read are joined (twice the memory)."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1"]
+    with running(
+        [*command, "tests.server_app:unlimited"], port, cwd=Path(__file__).parents[1]
+    ) as master:
+        worker = _worker(master.pid)
+        assert request(port, "/statefun", method="GET")[0] == 405  # the worker is up
+        before = _peak_rss(worker)
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(
+                b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            chunk = b"%x\r\n%s\r\n" % (MiB, b"\x00" * MiB)
+            try:
+                for _ in range(48):
+                    sock.sendall(chunk)
+                sock.sendall(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused mid-body
+            response = sock.recv(4096)
+        growth = _peak_rss(worker) - before
+    assert response.split()[1] == b"413", response[:200]
+    assert b"(Limits.request_bytes)" in response, response
+    assert growth < 48 * MiB, f"the worker grew by {growth // MiB} MiB for a 32 MiB limit"
 
 
 def test_the_plugins_reply_headers_are_sent(port: int) -> None:

@@ -11,11 +11,13 @@ from typing import Callable
 import pytest
 
 from statefun_core.testing.endpoint import (
+    EDGE_CHECKS,
     ENDPOINT_CHECKS,
     check_plugin_endpoints,
     check_reply_headers,
     check_request_limit,
     free_port,
+    request,
     running,
 )
 
@@ -38,8 +40,20 @@ def test_endpoint(port: int, check: Callable[[int, str], None]) -> None:
     check(port, "/statefun")
 
 
-def test_body_over_max_body_size_is_413(port: int) -> None:
-    check_request_limit(port, "/statefun", LIMIT)
+@pytest.mark.parametrize("check", EDGE_CHECKS.values(), ids=list(EDGE_CHECKS))
+def test_edges(port: int, check: Callable[[int, str], None]) -> None:
+    check(port, "/statefun")
+
+
+def test_body_over_max_body_size_is_413_and_names_it(port: int) -> None:
+    check_request_limit(port, "/statefun", LIMIT, "max_body_size")
+
+
+def test_a_refused_request_says_the_connection_closes(port: int) -> None:
+    """Tornado closes the connection after answering before the body was read."""
+    for method in ("GET", "TRACE"):
+        _, headers, _ = request(port, "/statefun", method=method)
+        assert headers.get("Connection") == "close", (method, headers)
 
 
 def test_the_plugins_reply_headers_are_sent(port: int) -> None:

@@ -8,11 +8,13 @@ are the core's engine (:mod:`statefun_core.engine`); this package drives it.
 from .module import Egress, Endpoint, Ingress, Module, ModuleError, load_module, parse_module
 from .runtime import Failure, LocalRuntime, UnknownFunctionError, UnknownIngressError
 from .server import make_app
+from .stuck import DeadLetterPolicy
 from .values import make_value
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DeadLetterPolicy",
     "Egress",
     "Endpoint",
     "Failure",

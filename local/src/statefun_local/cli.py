@@ -4,9 +4,13 @@
     statefun-local send com.example.fns/greeter/Ann --string Ann
     statefun-local state com.example.fns/greeter/Ann
     statefun-local egress --follow
+    statefun-local stuck                      # addresses whose head message keeps failing
+    statefun-local skip com.example.fns/greeter/Ann     # or retry, dead-letter
+    statefun-local audit
 
-``state`` and ``egress`` read the database file directly, so they work whether or not the
-runtime is running.
+``state``, ``egress``, ``stuck`` and ``audit`` read the database file directly, so they work
+whether or not the runtime is running; ``retry``, ``skip`` and ``dead-letter`` ask the running
+runtime.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .inspection import address_view, egress_view, parse_address
 from .module import ModuleError, load_module
 from .runtime import LocalRuntime, WallClock, describe_module
 from .store import SqliteStore, connect
+from .stuck import DeadLetterPolicy
 
 DEFAULT_DB = "statefun-local.db"
 DEFAULT_PORT = 8090
@@ -65,6 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--offline", action="store_true",
                      help="connect to no Kafka broker or Kinesis endpoint: records come in "
                           "over HTTP only, and egress records are only stored")  # fmt: skip
+    dead = run.add_argument_group("dead letters (beyond the Flink runtime)")
+    dead.add_argument("--dead-letter-after", type=int, metavar="N",
+                      help="move a head message to the dead-letter egress after N failed "
+                           "attempts (default: only by hand)")  # fmt: skip
+    dead.add_argument("--dead-letter-egress", metavar="NS/NAME",
+                      help="an egress of the module (default: statefun-local/dead-letters, "
+                           "stored only)")  # fmt: skip
+    dead.add_argument("--dead-letter-topic", metavar="TOPIC", help="its topic, for Kafka")
+    dead.add_argument("--dead-letter-stream", metavar="STREAM", help="its stream, for Kinesis")
+    dead.add_argument("--dead-letter-config", metavar="FILE",
+                      help="a YAML policy: egress, topic or stream, after, and per "
+                           "function type 'functions: {ns/name: N}'; flags win")  # fmt: skip
     run.set_defaults(command=_run)
 
     send = commands.add_parser("send", help="send a message to namespace/type/id")
@@ -91,6 +108,23 @@ def _parser() -> argparse.ArgumentParser:
     egress.add_argument("--after", type=int, default=0, help="only records after this number")
     egress.add_argument("--json", action="store_true", help="one JSON object per line")
     egress.set_defaults(command=_egress)
+
+    listed = commands.add_parser("stuck", help="addresses whose head message keeps failing")
+    listed.add_argument("--db", default=DEFAULT_DB)
+    listed.add_argument("--json", action="store_true", help="one JSON object per line")
+    listed.set_defaults(command=_stuck)
+    audit = commands.add_parser("audit", help="what was done to stuck addresses")
+    audit.add_argument("--db", default=DEFAULT_DB)
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(command=_audit)
+    for action, text in (("retry", "retry the head message of a stuck address now"),
+                         ("skip", "drop the head message of a stuck address"),
+                         ("dead-letter", "move it to the dead-letter egress")):
+        act = commands.add_parser(action, help=text)
+        act.add_argument("address", help="namespace/type/id")
+        act.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}",
+                         help="the running runtime")
+        act.set_defaults(command=_act, action=action)
     return parser
 
 
@@ -107,6 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     runtime = LocalRuntime(
         module, args.db, synchronous=args.synchronous, egress_jsonl=args.egress_jsonl,
         module_name=", ".join(args.module), offline=args.offline,
+        dead_letters=_dead_letter_policy(args),
     )
     asyncio.run(_serve(runtime, args.host, args.port, args.module))
     return 0
@@ -159,6 +194,19 @@ async def _report_progress(runtime: LocalRuntime, every: float = 10.0) -> None:
             log.info("kafka %s %s (%s): %s, %d records, %s", c["kind"], c["id"], c["broker"],
                      c["state"], c["records"], done)
         reported = runtime.delivered
+
+
+def _dead_letter_policy(args: argparse.Namespace) -> DeadLetterPolicy:
+    policy = (DeadLetterPolicy.load(args.dead_letter_config) if args.dead_letter_config
+              else DeadLetterPolicy())  # fmt: skip
+    egress = policy.egress
+    if args.dead_letter_egress or args.dead_letter_topic or args.dead_letter_stream:
+        from statefun_core import DeadLetterEgress
+
+        egress = DeadLetterEgress(args.dead_letter_egress or egress.typename,
+                                  args.dead_letter_topic, args.dead_letter_stream)
+    after = policy.after if args.dead_letter_after is None else args.dead_letter_after
+    return DeadLetterPolicy(egress, after, policy.by_type)
 
 
 # --- send ------------------------------------------------------------------------------------
@@ -252,6 +300,57 @@ def _egress(args: argparse.Namespace) -> int:
         if not args.follow:
             return 0
         time.sleep(0.2)
+
+
+# --- stuck addresses -------------------------------------------------------------------------
+
+
+def _stuck(args: argparse.Namespace) -> int:
+    from . import stuck
+
+    entries = stuck.listing(_open_readonly(args.db))
+    if not args.json and not entries:
+        print("no stuck addresses")
+    for entry in entries:
+        if args.json:
+            print(json.dumps(entry, ensure_ascii=False))
+            continue
+        caller = f" from {entry['caller']}" if entry["caller"] else ""
+        print(f"{entry['address']}: message #{entry['message_seq']} [{entry['message_type']}]"
+              f"{caller}, {entry['attempts']} attempt(s), next retry {entry['next_retry']}")
+        print(f"  last error: {entry['last_error']}")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from . import stuck
+
+    for entry in reversed(stuck.audit_listing(_open_readonly(args.db).conn, limit=10_000)):
+        if args.json:
+            print(json.dumps(entry, ensure_ascii=False))
+            continue
+        detail = f" ({entry['detail']})" if entry["detail"] else ""
+        print(f"{entry['time']} {entry['action']} {entry['address']} message "
+              f"#{entry['message_seq']} by {entry['by']}{detail}")
+    return 0
+
+
+def _act(args: argparse.Namespace) -> int:
+    parse_address(args.address)
+    url = f"{args.url.rstrip('/')}/api/stuck/{args.action}/{args.address}?by=cli"
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            reply = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        print(f"statefun-local: {error.read().decode(errors='replace').strip()}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as error:
+        print(f"statefun-local: can not reach the runtime at {args.url}: {error.reason}",
+              file=sys.stderr)
+        return 1
+    print(f"{reply['address']}: {reply['done']}")
+    return 0
 
 
 def _show_record(record: Any) -> str:

@@ -177,7 +177,7 @@ class Module:
 
     def endpoint_for(self, function_type: str) -> Optional[Endpoint]:
         """The endpoint serving ``function_type``; an exact binding wins over a wildcard."""
-        namespace = function_type.split("/", 1)[0]
+        namespace = function_type.rpartition("/")[0]
         wildcard = None
         for endpoint in self.endpoints:
             if endpoint.functions == function_type:

@@ -10,7 +10,9 @@ the engine's (:mod:`statefun_core.engine`); this module only moves bytes and tim
 - a timer task fires delayed messages when they fall due;
 - a call that finally fails (or a reply the engine rejects) is logged and listed in
   :attr:`LocalRuntime.failures`; the batch stays in flight and is retried after a pause, as
-  the reference runtime replays it after restoring.
+  the reference runtime replays it after restoring. Its address is listed as stuck (see
+  :mod:`statefun_local.stuck`): the retry sends its head message alone, and the head message
+  can be retried now, skipped or dead-lettered, by hand or by a :class:`DeadLetterPolicy`.
 """
 
 from __future__ import annotations
@@ -34,14 +36,17 @@ from statefun_core.engine import (
     Completion,
     Engine,
     EngineError,
+    StaleBatchError,
     TraceContext,
     TypedValue,
 )
 from statefun_core.tracecontext import TRACERESPONSE
 
+from . import stuck
 from .inspection import address_view, egress_view
 from .module import KAFKA_INGRESS, Endpoint, Module
 from .store import SqliteStore
+from .stuck import BusyAddressError, DeadLetterPolicy, NotStuckError
 from .transport import CallFailedError, HttpTransport
 
 __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressError", "WallClock"]
@@ -96,6 +101,7 @@ class LocalRuntime:
         module_name: str = "",
         transport: Optional[HttpTransport] = None,
         offline: bool = False,
+        dead_letters: Optional[DeadLetterPolicy] = None,
     ) -> None:
         self.module = module
         self.db = Path(db)
@@ -123,6 +129,11 @@ class LocalRuntime:
         #: without Kafka: records come over HTTP only, and egress records are only stored
         self.offline = offline
         self.connectors: list[Any] = []  # connector.Connector: Kafka and Kinesis I/O
+        self.dead_letters = dead_letters or DeadLetterPolicy()
+        self.dead_letters.check(module)
+        self._stuck: set[Address] = set()  # addresses with a row in the stuck table
+        # the parked batch of each stuck address waiting for its retry, and what wakes it
+        self._waiting: dict[Address, tuple[Batch, asyncio.Event]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -138,6 +149,8 @@ class LocalRuntime:
             self.egress_jsonl.open("a").close()  # a path we can not write fails here, not later
         self._lock = _lock_database(self.db)
         self._store = SqliteStore.open(self.db, self.synchronous, self.clock.now_ms)
+        stuck.ensure_schema(self._store.conn)
+        self._stuck = stuck.addresses(self._store.conn)
         self._engine = Engine(self._store, self.clock, egress_ids=self.module.egresses.keys())
         if self._own_transport:
             self._transport = HttpTransport(on_retry=self._on_retry)
@@ -298,6 +311,10 @@ class LocalRuntime:
         address = completion.batch.address
         if self._parked.pop(address, None) is not None:
             log.info("%s: delivered again after failing", address)
+        if address in self._stuck:
+            self._stuck.discard(address)
+            with self.store.transaction():
+                stuck.clear(self.store, address)
         if not completion.incomplete:
             count = len(completion.batch.messages)
             self.delivered += count
@@ -322,10 +339,109 @@ class LocalRuntime:
         pause = min(self.failure_pause * 2 ** (failures - 1), 60.0)
         log.error("%s: batch of %d message(s) failed: %s (retrying in %.1f s)",
                   address, len(batch.messages), error, pause)
+        head = batch.messages[0]
+        now_ms = self.clock.now_ms()
+        with self.store.transaction():
+            attempts = stuck.record_failure(self.store, address, head.seq, error, now_ms,
+                                            now_ms + int(pause * 1000))
+            if len(batch.messages) > 1:  # the retry sends the head alone: is it the one?
+                self.store.in_flight_set(address, head.seq)
+        self._stuck.add(address)
+        after = self.dead_letters.after_for(address.typename)
+        if after is not None and attempts >= after:
+            self._remove_head(batch, "dead-letter", "policy", f"after {attempts} attempts")
+            return
         self._notify_progress()
-        await asyncio.sleep(pause)
-        self.engine.fail(batch)
+        wake = asyncio.Event()
+        self._waiting[address] = (batch, wake)
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), pause)
+        finally:
+            self._waiting.pop(address, None)
+        with contextlib.suppress(StaleBatchError):  # skipped or dead-lettered meanwhile
+            self.engine.fail(batch)
         self._wake.set()
+
+    # --- stuck addresses ----------------------------------------------------------------
+
+    def stuck(self) -> list[dict[str, Any]]:
+        """Every address whose head message keeps failing: attempts, last error, next retry."""
+        return stuck.listing(self.store)
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """What was done to stuck addresses, newest first."""
+        return stuck.audit_listing(self.store.conn, limit)
+
+    def retry_now(self, address: Address, actor: str) -> str:
+        """Retry the head message of a stuck address now, not at its next retry."""
+        entry = self._stuck_entry(address)
+        waiting = self._waiting.get(address)
+        detail = "" if waiting else "a call was in progress already"
+        with self.store.transaction():
+            stuck.set_next_retry(self.store, address, self.clock.now_ms())
+            stuck.audit(self.store, self.clock.now_ms(), address, "retry",
+                        entry["message_seq"], actor, detail)
+        if waiting is not None:
+            waiting[1].set()
+        return "retrying"
+
+    def skip(self, address: Address, actor: str) -> str:
+        """Drop the head message of a stuck address; the messages after it go on."""
+        return self._act(address, "skip", actor)
+
+    def dead_letter(self, address: Address, actor: str) -> str:
+        """Move the head message of a stuck address to the dead-letter egress."""
+        return self._act(address, "dead-letter", actor)
+
+    def _stuck_entry(self, address: Address) -> dict[str, Any]:
+        entry = stuck.get(self.store, address) if address in self._stuck else None
+        if entry is None:
+            raise NotStuckError(f"{address} is not stuck: no failing message to act on")
+        return entry
+
+    def _act(self, address: Address, action: str, actor: str) -> str:
+        self._stuck_entry(address)
+        waiting = self._waiting.get(address)
+        if waiting is None:
+            raise BusyAddressError(f"{address} is being called right now; try again once "
+                                   "that call has failed")
+        batch, wake = waiting
+        self._remove_head(batch, action, actor, "")
+        wake.set()
+        return "skipped" if action == "skip" else "dead-lettered"
+
+    def _remove_head(self, batch: Batch, action: str, actor: str, detail: str) -> None:
+        """Take the head message out of a failed batch's mailbox, for good (``skip``) or to
+        the dead-letter egress (``dead-letter``), and write why to the audit log; all in one
+        transaction. The rest of the mailbox is offered again as the next batch."""
+        address, head = batch.address, batch.messages[0]
+        row = self.store.conn.execute(
+            "SELECT attempts, last_error FROM stuck WHERE target_type = ? AND target_id = ?",
+            (address.typename, address.id),
+        ).fetchone()
+        attempts, error = (row[0], row[1]) if row else (0, "")
+        record = None
+        if action == "dead-letter":
+            record = stuck.dead_letter_record(self.dead_letters.egress, head, error, attempts)
+            where = f"to {self.dead_letters.egress.typename}"
+            detail = f"{detail}, {where}" if detail else where
+        with contextlib.suppress(StaleBatchError):
+            self.engine.fail(batch)
+        with self.store.transaction():
+            self.store.mailbox_remove(address, head.seq)
+            self.store.in_flight_clear(address)
+            if record is not None:
+                self.store.egress_append(record)
+            stuck.clear(self.store, address)
+            stuck.audit(self.store, self.clock.now_ms(), address, action, head.seq, actor,
+                        detail)
+        self._stuck.discard(address)
+        self._parked.pop(address, None)
+        log.warning("%s: message #%d %s by %s (%s)", address, head.seq,
+                    "skipped" if action == "skip" else "dead-lettered", actor, detail or error)
+        self._wake.set()
+        self._notify_progress()
 
     def _on_retry(self, url: str, attempt: int, reason: str) -> None:
         if attempt == 1 or attempt % 10 == 0:
@@ -456,6 +572,8 @@ class LocalRuntime:
             ],
             "egress": list(reversed(self.egress_records(max(0, last_seq - egress), egress))),
             "failures": [f.to_json() for f in reversed(self.failures)],
+            "stuck": self.stuck(),
+            "audit": self.audit_log(20),
             "connections": [connector.status() for connector in self.connectors],
         }
 

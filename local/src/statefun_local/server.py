@@ -14,6 +14,11 @@
 ``GET /api/state/{ns}/{type}/{id}``    an address's state, mailbox and timers
 ``GET /api/egress?after=N&wait=S``     egress records after ``N``, waiting up to ``S`` s
 ``GET /``                              the web page (polls ``/api/status``)
+``GET /api/stuck``                     addresses whose head message keeps failing
+``GET /api/audit``                     what was done to them, newest first
+``POST /api/stuck/{action}/{address}`` ``retry``, ``skip`` or ``dead-letter`` the head
+                                       message of ``ns/type/id``; ``?by=`` names who did it
+                                       in the audit log (default ``api``)
 =====================================  ===================================================
 
 An ingress request's W3C ``traceparent`` (and ``tracestate``) header is kept with its
@@ -30,6 +35,7 @@ from aiohttp import web
 from statefun_core.engine import Address, TraceContext
 
 from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
+from .stuck import BusyAddressError, NotStuckError
 from .values import InvalidValueError, make_value
 
 __all__ = ["RUNTIME_KEY", "make_app"]
@@ -121,6 +127,36 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
+# --- stuck addresses ---------------------------------------------------------------------
+
+_ACTIONS = {"retry": LocalRuntime.retry_now, "skip": LocalRuntime.skip,
+            "dead-letter": LocalRuntime.dead_letter}  # fmt: skip
+
+
+async def stuck_list(request: web.Request) -> web.Response:
+    return web.json_response({"stuck": request.app[RUNTIME_KEY].stuck()})
+
+
+async def audit_list(request: web.Request) -> web.Response:
+    return web.json_response({"audit": request.app[RUNTIME_KEY].audit_log()})
+
+
+async def stuck_action(request: web.Request) -> web.Response:
+    action = _ACTIONS.get(request.match_info["action"])
+    if action is None:
+        raise web.HTTPNotFound(text=f"no action {request.match_info['action']!r}; use "
+                                    f"{', '.join(_ACTIONS)}\n")
+    address = _address(request)
+    actor = request.query.get("by", "api")[:40] or "api"
+    try:
+        done = action(request.app[RUNTIME_KEY], address, actor)
+    except NotStuckError as error:
+        raise web.HTTPNotFound(text=f"{error}\n") from None
+    except BusyAddressError as error:
+        raise web.HTTPConflict(text=f"{error}\n") from None
+    return web.json_response({"address": str(address), "done": done})
+
+
 def make_app(runtime: LocalRuntime) -> web.Application:
     """The runtime's web application (start and stop the runtime yourself)."""
     app = web.Application()
@@ -131,4 +167,7 @@ def make_app(runtime: LocalRuntime) -> web.Application:
     app.router.add_get("/api/state/{namespace}/{type}/{id:.+}", state)
     app.router.add_get("/api/egress", egress)
     app.router.add_get("/", index)
+    app.router.add_get("/api/stuck", stuck_list)
+    app.router.add_get("/api/audit", audit_list)
+    app.router.add_post("/api/stuck/{action}/{namespace}/{type}/{id:.+}", stuck_action)
     return app

@@ -45,12 +45,14 @@ async def handle_request(request: web.Request) -> web.Response:
             body, headers=request.headers, reply_headers=reply_headers
         )
     except web.HTTPRequestEntityTooLarge:
+        # The request's client_max_size: that of the application the server runs, which is
+        # the parent's when this one is mounted. None for a chunked body: its size is unknown.
         limit = request.client_max_size
-        too_large = RequestTooLargeError(request.content_length or limit + 1, limit)
+        too_large = RequestTooLargeError(request.content_length, limit, "client_max_size")
         return _rejected(handler, request, too_large)
     except Exception as error:
         return _error_response(error)
-    return web.Response(body=reply, content_type=CONTENT_TYPE, headers=reply_headers)
+    return web.Response(body=reply, content_type=CONTENT_TYPE, headers={**reply_headers, **_SERVER})
 
 
 def _rejected(
@@ -64,7 +66,11 @@ def _rejected(
 
 def _error_response(error: Exception) -> web.Response:
     status, text = error_response(error)
-    return web.Response(status=status, text=text)
+    return web.Response(status=status, text=text, headers=_SERVER)
+
+
+# aiohttp's default names its version and Python's.
+_SERVER = {"Server": "aiohttp"}
 
 
 def endpoint_view(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -6,7 +6,7 @@
     STATEFUN = {"FUNCTIONS": "proj.fns.functions"}
 
     # urls.py
-    urlpatterns = [path("statefun/", include("statefun_django.urls"))]
+    urlpatterns = [re_path(r"^statefun/?", include("statefun_django.urls"))]
 
 This module imports nothing of Django's beyond a check that it is installed, so that it can be
 named in ``INSTALLED_APPS`` and loaded as a plugin before the settings are configured.

@@ -16,10 +16,11 @@ class StatefunConfig(AppConfig):
     verbose_name = "StateFun"
 
     def ready(self) -> None:
-        from .checks import check_settings
+        from .checks import check_settings, check_urls
         from .conf import handler_error
 
         checks.register(check_settings, "statefun")
+        checks.register(check_urls, "statefun", checks.Tags.urls)
         # Built at start-up, so that a type no plugin resolves is reported now (and by
         # ``manage.py check``, statefun.E006), not by the first request.
         problem = handler_error()

@@ -8,6 +8,8 @@
 - ``statefun.E006``: the handler cannot be built: a state's class no plugin resolves (a type
   plugin not installed, or disabled), or a plugin that fails to load.
 - ``statefun.W001``: ``STATEFUN`` has a key this app does not know (a typo?).
+- ``statefun.W002``: the endpoint is served at a URL ending in ``/`` but not without it,
+  where module.yaml files point the runtime (which follows no redirect).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning
+from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 
 from .conf import (
     DEFAULTS,
@@ -28,7 +31,7 @@ from .conf import (
     merge_functions,
 )
 
-__all__ = ["check_settings"]
+__all__ = ["check_settings", "check_urls"]
 
 
 def check_settings(
@@ -67,3 +70,31 @@ def check_settings(
         if problem is not None:
             messages.append(Error(problem, id="statefun.E006"))
     return messages
+
+
+def check_urls(
+    app_configs: Optional[Sequence[AppConfig]] = None, **kwargs: Any
+) -> list[CheckMessage]:
+    try:
+        url = reverse("statefun:endpoint")
+    except NoReverseMatch:
+        return []  # not included, or routed by hand
+    bare = url.rstrip("/")
+    if not bare or bare == url:
+        return []
+    try:
+        served = resolve(bare).view_name == "statefun:endpoint"
+    except Resolver404:
+        served = False
+    if served:
+        return []
+    return [
+        Warning(
+            f"the StateFun endpoint is served at {url} but not at {bare}: a runtime whose "
+            f"module.yaml names {bare} gets a 404, or from APPEND_SLASH a redirect it does not "
+            "follow (a 500 with DEBUG)",
+            hint='include the URLs with re_path(r"^statefun/?", include("statefun_django.urls")),'
+            " which serves both",
+            id="statefun.W002",
+        )
+    ]

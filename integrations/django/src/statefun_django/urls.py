@@ -1,4 +1,4 @@
-"""``path("statefun/", include("statefun_django.urls"))``: the endpoint (URL name
+"""``re_path(r"^statefun/?", include("statefun_django.urls"))``: the endpoint (URL name
 ``statefun:endpoint``), and each endpoint a plugin contributes under the same include, at its
 path without the leading slash (``statefun/metrics`` for statefun-prometheus's ``/metrics``)."""
 

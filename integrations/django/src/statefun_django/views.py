@@ -56,9 +56,11 @@ class StatefunView(_EndpointView):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         try:
-            body = request.body
+            body = read_body(request)
         except RequestDataTooBig:
             return rejected(request, too_large(request))
+        except RequestTooLargeError as error:
+            return rejected(request, error)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
             reply = get_handler().handle_sync(
@@ -131,9 +133,42 @@ class RequestHeaders(Mapping[str, str]):
         return True  # a request has headers; spares building them (``headers or {}``)
 
 
+def read_body(request: HttpRequest) -> bytes:
+    """The request body under WSGI.
+
+    Django reads a body sent without a ``Content-Length`` (chunked) as empty. A server that
+    ends the input stream with the body says so (``wsgi.input_terminated``, as gunicorn does);
+    then it is read here, to one byte over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (or, without it,
+    over the handler's ``Limits.request_bytes``) at most.
+    """
+    meta = request.META
+    if meta.get("CONTENT_LENGTH") or not meta.get("wsgi.input_terminated"):
+        return request.body
+    limit, setting = settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "DATA_UPLOAD_MAX_MEMORY_SIZE"
+    if limit is None:
+        limit, setting = get_handler().limits.request_bytes, "Limits.request_bytes"
+    stream = meta["wsgi.input"]
+    chunks: list[bytes] = []
+    size = 0
+    while limit is None or size <= limit:
+        chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    raise RequestTooLargeError(None, limit, setting)
+
+
+_CHUNK = 1 << 16
+
+
 def too_large(request: HttpRequest) -> RequestTooLargeError:
-    size = int(request.META.get("CONTENT_LENGTH") or 0)
-    return RequestTooLargeError(size, settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
+    """Django refused the body (``RequestDataTooBig``): by its declared length, or, for a
+    chunked body under ASGI, while reading it (its length is then unknown)."""
+    declared = str(request.META.get("CONTENT_LENGTH") or "")
+    size = int(declared) if declared.isdigit() else None
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
+    return RequestTooLargeError(size, limit, "DATA_UPLOAD_MAX_MEMORY_SIZE")
 
 
 def rejected(request: HttpRequest, error: StatefunError) -> HttpResponse:

@@ -1,5 +1,5 @@
 from django.http import HttpRequest, HttpResponse
-from django.urls import include, path, resolve
+from django.urls import include, path, re_path, resolve
 from statefun_django.views import AsyncStatefunView, StatefunView
 
 
@@ -9,7 +9,7 @@ def endpoint_view_class(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns = [
-    path("statefun/", include("statefun_django.urls")),
+    re_path(r"^statefun/?", include("statefun_django.urls")),  # /statefun and /statefun/
     # Each view on its own path, so that the tests reach both whatever the include picked.
     path("sync/", StatefunView.as_view()),
     path("async/", AsyncStatefunView.as_view()),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional, Union
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import Headers
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
@@ -14,9 +14,6 @@ from statefun_core.http import CONTENT_TYPE, FunctionsOrHandler, as_handler, err
 from statefun_core.plugins import Endpoint
 
 __all__ = ["endpoint_view", "make_blueprint"]
-
-# Every method but POST reaches the view, so that it too is answered through error_response.
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def make_blueprint(
@@ -30,18 +27,17 @@ def make_blueprint(
     per request, and ``async`` functions still work (the handler steps them itself). The
     request body is limited by Flask's ``MAX_CONTENT_LENGTH``. A body over it (413) and a wrong
     method (405) reach the ``statefun_request_failed`` hook, as the handler's own rejections do.
+
+    Any method but POST is answered 405 with ``Allow: POST``, also one Flask does not know: the
+    blueprint registers an application-wide 405 handler, which answers so for this endpoint
+    only and leaves every other URL's 405 as it was.
     """
     handler = as_handler(functions_or_handler)
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix or "/")
 
     def endpoint() -> Response:
-        if request.method != "POST":
-            return rejected(handler, MethodNotAllowedError(f"{request.method} is not allowed"))
         try:
             body = read_body(handler.limits.request_bytes)
-        except RequestEntityTooLarge:
-            limit = request.max_content_length or 0
-            return rejected(handler, RequestTooLargeError(request.content_length or 0, limit))
         except RequestTooLargeError as error:
             return rejected(handler, error)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
@@ -54,32 +50,52 @@ def make_blueprint(
         return Response(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
     blueprint.add_url_rule(
-        "", "endpoint", endpoint, methods=_METHODS, provide_automatic_options=False
+        "", "endpoint", endpoint, methods=["POST"], provide_automatic_options=False
     )
+
+    @blueprint.app_errorhandler(MethodNotAllowed)
+    def method_not_allowed(error: HTTPException) -> Union[Response, HTTPException]:
+        adapter = current_app.create_url_adapter(request)
+        try:
+            matched, _ = adapter.match(method="POST") if adapter is not None else (None, None)
+        except HTTPException:
+            return error  # not this endpoint's URL: Flask's own answer
+        if current_app.view_functions.get(str(matched)) is not endpoint:
+            return error
+        return rejected(handler, MethodNotAllowedError(f"{request.method} is not allowed"))
+
     return blueprint
 
 
 def read_body(limit: Optional[int]) -> bytes:
-    """The request body. Without ``MAX_CONTENT_LENGTH`` Flask would read a body of any size
-    into memory, so the handler's ``Limits.request_bytes`` bounds what is read: a larger
-    declared length is refused unread (a declared length bounds the input stream), and a
-    chunked body is read to one byte over the limit (which the handler refuses)."""
-    if request.max_content_length is not None or limit is None:
-        return request.get_data(cache=False)
+    """The request body, bounded by ``MAX_CONTENT_LENGTH`` or, without it, by the handler's
+    ``Limits.request_bytes`` (``limit``): Flask alone would read a body of any size.
+
+    A declared length over the limit is refused unread. A body sent in chunks, which the server
+    ends (``wsgi.input_terminated``), is read here, and refused as soon as it is one byte over
+    the limit: Werkzeug would cut it at ``MAX_CONTENT_LENGTH`` and pass it on, and joining the
+    chunks of a body over the limit would hold it twice.
+    """
+    maximum, setting = request.max_content_length, "MAX_CONTENT_LENGTH"
+    if maximum is None:
+        maximum, setting = limit, "Limits.request_bytes"
     declared = request.content_length
-    if declared is not None:
-        if declared > limit:
-            raise RequestTooLargeError(declared, limit)
+    if declared is not None or not request.environ.get("wsgi.input_terminated"):
+        if declared is not None and maximum is not None and declared > maximum:
+            raise RequestTooLargeError(declared, maximum, setting)
         return request.get_data(cache=False)
+    stream = request.environ["wsgi.input"]
     chunks: list[bytes] = []
     size = 0
-    while size <= limit:
-        chunk = request.stream.read(min(1 << 16, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
+    while chunk := stream.read(_CHUNK if maximum is None else min(_CHUNK, maximum + 1 - size)):
         size += len(chunk)
+        if maximum is not None and size > maximum:
+            raise RequestTooLargeError(None, maximum, setting)
+        chunks.append(chunk)
     return b"".join(chunks)
+
+
+_CHUNK = 1 << 16
 
 
 class RequestHeaders(Mapping[str, str]):

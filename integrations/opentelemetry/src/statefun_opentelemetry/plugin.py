@@ -21,6 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from statefun_core.deadletters import DeadLetterRecord
 from statefun_core.errors import FunctionNotFoundError
 from statefun_core.plugins import BatchEvent, InvocationEvent, hookimpl
 from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, decode_origins
@@ -34,6 +35,7 @@ REJECTED_SPAN_NAME = "statefun"
 _TOKEN_KEY = "opentelemetry.token"
 _CONTEXT_KEY = "opentelemetry.context"
 _ORIGINS_KEY = "opentelemetry.origins"
+_DEAD_LETTERED_KEY = "opentelemetry.dead_lettered"
 
 
 class _HeaderGetter(Getter[Mapping[str, str]]):
@@ -139,6 +141,19 @@ class OpenTelemetryPlugin:
         )
 
     @hookimpl
+    def statefun_invocation_dead_lettered(
+        self, invocation: InvocationEvent, error: BaseException, record: DeadLetterRecord
+    ) -> None:
+        span: Optional[Span] = invocation.scratch.get(SCRATCH_KEY)
+        if span is not None:
+            invocation.scratch[_DEAD_LETTERED_KEY] = True
+            span.set_attribute("statefun.dead_lettered", True)
+            span.add_event(
+                "statefun.dead_letter",
+                {"exception.type": record.error_class, "exception.message": record.error_message},
+            )
+
+    @hookimpl
     def statefun_invocation_finished(
         self, invocation: InvocationEvent, error: Optional[BaseException]
     ) -> None:
@@ -147,7 +162,11 @@ class OpenTelemetryPlugin:
         if token is not None:
             context.detach(token)
         if span is not None:
-            _end(span, "ok" if error is None else "error", error)
+            if invocation.scratch.pop(_DEAD_LETTERED_KEY, False):
+                outcome = "dead_lettered"
+            else:
+                outcome = "ok" if error is None else "error"
+            _end(span, outcome, error)
 
     @hookimpl
     def statefun_batch_finished(self, batch: BatchEvent) -> None:
@@ -163,6 +182,8 @@ class OpenTelemetryPlugin:
                 "statefun.outgoing.egress": batch.egress_records,
             }
         )
+        if batch.dead_letters:
+            span.set_attribute("statefun.dead_letters", batch.dead_letters)
         if batch.missing_states:
             span.set_attribute("statefun.state.missing", list(batch.missing_states))
         _end(span, batch.outcome or "ok", None)

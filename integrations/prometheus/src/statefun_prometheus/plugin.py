@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
+from statefun_core.deadletters import DeadLetterRecord
 from statefun_core.http import status_for
 from statefun_core.plugins import BatchEvent, Endpoint, EndpointResponse, InvocationEvent, hookimpl
 
@@ -67,6 +68,11 @@ class PrometheusPlugin:
             "Messages, delayed messages and egress records produced.",
             ("function_type", "kind"),
         )
+        self.dead_letters = counter(
+            "statefun_dead_letters",
+            "Invocations that failed for good and went to the dead-letter egress.",
+            ("function_type",),
+        )
         self.batch_size = Histogram(
             "statefun_batch_size",
             "Invocations per batch.",
@@ -105,6 +111,12 @@ class PrometheusPlugin:
     ) -> None:
         series = self._series(invocation.batch.function_type)
         (series.invocations_ok if error is None else series.invocations_error).inc()
+
+    @hookimpl
+    def statefun_invocation_dead_lettered(
+        self, invocation: InvocationEvent, error: BaseException, record: DeadLetterRecord
+    ) -> None:
+        self._series(invocation.batch.function_type).dead_letters.inc()
 
     @hookimpl
     def statefun_batch_finished(self, batch: BatchEvent) -> None:
@@ -157,3 +169,4 @@ class _Series:
         self.messages = plugin.outgoing.labels(function_type, "message")
         self.delayed = plugin.outgoing.labels(function_type, "delayed")
         self.egress = plugin.outgoing.labels(function_type, "egress")
+        self.dead_letters = plugin.dead_letters.labels(function_type)

@@ -35,6 +35,9 @@ class StatefunHandler(RequestHandler):
         self.max_body_size = max_body_size
         self._chunks: list[bytes] = []
 
+    def set_default_headers(self) -> None:
+        self.set_header("Server", "TornadoServer")  # not Tornado's default, with its version
+
     def check_xsrf_cookie(self) -> None:
         """The runtime posts protobuf without a cookie: XSRF protection does not apply."""
 
@@ -45,7 +48,7 @@ class StatefunHandler(RequestHandler):
             return
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
-            self._reject(RequestTooLargeError(int(declared), self.max_body_size))
+            self._reject(RequestTooLargeError(int(declared), self.max_body_size, "max_body_size"))
             return
         # Tornado itself refuses a longer chunked body (400, connection closed).
         if isinstance(self.request.connection, HTTP1Connection):
@@ -80,8 +83,13 @@ class StatefunHandler(RequestHandler):
 
     def _reject(self, error: StatefunError) -> None:
         """Answer a request refused before the handler saw its body (a wrong method, a body
-        over ``max_body_size``): the plugins hear of it like of any rejected request."""
+        over ``max_body_size``): the plugins hear of it like of any rejected request.
+
+        Tornado closes the connection after a response given before the body was read, so
+        the response says so (``Connection: close``): a client does not reuse it.
+        """
         self.handler.reject(error, self.request.headers)
+        self.set_header("Connection", "close")
         self._finish_with_error(error)
 
     def _finish_with_error(self, error: Exception) -> None:

@@ -1,0 +1,259 @@
+"""Stuck addresses: a head message that keeps failing, what to do with it, and an audit log.
+
+Beyond the Flink runtime, which retries a failing batch until its call budget runs out and then
+restarts the job, again and again. Here every address whose batch fails is listed with the
+attempts of its head message (its oldest), the last error and the next retry; it can be retried
+now, its head message skipped, or moved to a dead-letter egress, by hand or by a policy after N
+attempts. Each of these is written to an audit log. All of it lives in the runtime's SQLite
+file, in the same transactions as the mailbox, so it survives ``kill -9``.
+
+The dead-letter record is the SDK's (:class:`statefun_core.DeadLetterRecord`, JSON), with the
+error class ``statefun_local.FailedCall``, the last error as its message and the attempts.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from statefun_core import DeadLetterEgress, DeadLetterRecord
+from statefun_core.engine import Address, EgressRecord, Envelope, TypedValue
+
+from .module import Module
+from .store import SqliteStore
+
+__all__ = [
+    "DEFAULT_EGRESS",
+    "FAILED_CALL",
+    "BusyAddressError",
+    "DeadLetterPolicy",
+    "NotStuckError",
+    "PolicyError",
+]
+
+#: Where dead-letter records go when no egress is named: stored only (``statefun-local egress``).
+DEFAULT_EGRESS = "statefun-local/dead-letters"
+#: The error class of a record written by statefun-local: the function's call failed.
+FAILED_CALL = "statefun_local.FailedCall"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stuck (
+    target_type TEXT NOT NULL, target_id TEXT NOT NULL,
+    head_seq INTEGER NOT NULL, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,
+    first_failed_ms INTEGER NOT NULL, last_failed_ms INTEGER NOT NULL,
+    next_retry_ms INTEGER NOT NULL,
+    PRIMARY KEY (target_type, target_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ms INTEGER NOT NULL, address TEXT NOT NULL, action TEXT NOT NULL,
+    message_seq INTEGER, actor TEXT NOT NULL, detail TEXT NOT NULL
+);
+"""
+
+
+class PolicyError(ValueError):
+    """A dead-letter policy that can not work with the module (found at start-up)."""
+
+
+class NotStuckError(ValueError):
+    """The address has no failing head message."""
+
+
+class BusyAddressError(RuntimeError):
+    """The address's batch is being called right now: act once that call has failed."""
+
+
+@dataclass(frozen=True)
+class DeadLetterPolicy:
+    """Where dead letters go, and after how many attempts a head message is moved there.
+
+    ``after`` applies to every function type, ``by_type`` overrides it per function type
+    (0: never by itself); None or 0 everywhere: only by hand.
+    """
+
+    egress: DeadLetterEgress = field(default_factory=lambda: DeadLetterEgress(DEFAULT_EGRESS))
+    after: Optional[int] = None
+    by_type: Mapping[str, int] = field(default_factory=dict)
+
+    def after_for(self, typename: str) -> Optional[int]:
+        after = self.by_type.get(typename, self.after)
+        return after or None
+
+    def check(self, module: Module) -> None:
+        """Fail at start-up, not at the first dead letter, for an egress the module lacks."""
+        for count in (self.after, *self.by_type.values()):
+            if count is not None and count < 0:
+                raise PolicyError(f"dead letters: attempts must be 0 or more, got {count}")
+        if self.egress.typename == DEFAULT_EGRESS:
+            return
+        egress = module.egresses.get(self.egress.typename)
+        if egress is None:
+            known = ", ".join(sorted(module.egresses)) or "none"
+            raise PolicyError(f"dead letters: no egress {self.egress.typename!r} in the module "
+                              f"(known: {known})")
+        if egress.is_kafka and self.egress.topic is None:
+            raise PolicyError(f"dead letters: {egress.id} is a Kafka egress; name its topic")
+        if not egress.is_kafka and self.egress.stream is None:
+            raise PolicyError(f"dead letters: {egress.id} is a Kinesis egress; name its stream")
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> DeadLetterPolicy:
+        """Read a policy file (YAML)::
+
+            egress: com.example/dead-letters   # an egress of the module (default: stored only)
+            topic: dead-letters                # for a Kafka egress (stream: for Kinesis)
+            after: 5                           # attempts, for every function type
+            functions:                         # per function type (0: only by hand)
+              com.example/greeter: 3
+        """
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise PolicyError(f"{path}: expected a mapping")
+        unknown = set(data) - {"egress", "topic", "stream", "after", "functions"}
+        if unknown:
+            raise PolicyError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+        functions = data.get("functions") or {}
+        if not isinstance(functions, dict) or not all(
+            isinstance(n, int) for n in functions.values()
+        ):
+            raise PolicyError(f"{path}: functions maps function types to attempts")
+        try:
+            egress = DeadLetterEgress(
+                str(data.get("egress", DEFAULT_EGRESS)), data.get("topic"), data.get("stream")
+            )
+        except ValueError as error:
+            raise PolicyError(f"{path}: {error}") from None
+        return cls(egress, data.get("after"), {str(k): v for k, v in functions.items()})
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+
+
+def _iso(ms: int) -> str:
+    stamp = datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+    return stamp.isoformat(timespec="seconds")
+
+
+def record_failure(store: SqliteStore, address: Address, head_seq: int, error: str,
+                   now_ms: int, next_retry_ms: int) -> int:
+    """Count one more failed attempt of the head message; return its attempts so far."""
+    row = store.conn.execute(
+        "SELECT head_seq, attempts, first_failed_ms FROM stuck"
+        " WHERE target_type = ? AND target_id = ?", (address.typename, address.id),
+    ).fetchone()
+    attempts, first = (row[1] + 1, row[2]) if row and row[0] == head_seq else (1, now_ms)
+    store._write(
+        "INSERT OR REPLACE INTO stuck VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (address.typename, address.id, head_seq, attempts, error, first, now_ms, next_retry_ms),
+    )
+    return int(attempts)
+
+
+def clear(store: SqliteStore, address: Address) -> None:
+    store._write("DELETE FROM stuck WHERE target_type = ? AND target_id = ?",
+                 (address.typename, address.id))
+
+
+def set_next_retry(store: SqliteStore, address: Address, next_retry_ms: int) -> None:
+    store._write("UPDATE stuck SET next_retry_ms = ? WHERE target_type = ? AND target_id = ?",
+                 (next_retry_ms, address.typename, address.id))
+
+
+def audit(store: SqliteStore, now_ms: int, address: Address, action: str,
+          message_seq: Optional[int], actor: str, detail: str) -> None:
+    store._write(
+        "INSERT INTO audit (time_ms, address, action, message_seq, actor, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?)", (now_ms, str(address), action, message_seq, actor, detail),
+    )
+
+
+def get(store: SqliteStore, address: Address) -> Optional[dict[str, Any]]:
+    for entry in listing(store):
+        if entry["address"] == str(address):
+            return entry
+    return None
+
+
+def addresses(conn: sqlite3.Connection) -> set[Address]:
+    try:
+        rows = conn.execute("SELECT target_type, target_id FROM stuck").fetchall()
+    except sqlite3.OperationalError:  # a database from before stuck addresses: none
+        return set()
+    return {Address(t, i) for t, i in rows}
+
+
+def listing(store: SqliteStore) -> list[dict[str, Any]]:
+    """Every stuck address whose head message is still queued, oldest failure first."""
+    try:
+        rows = store.conn.execute(
+            "SELECT s.target_type, s.target_id, s.head_seq, s.attempts, s.last_error,"
+            " s.first_failed_ms, s.last_failed_ms, s.next_retry_ms, m.arg_typename,"
+            " m.caller_type, m.caller_id FROM stuck s JOIN mailbox m ON m.seq = s.head_seq"
+            " ORDER BY s.first_failed_ms, s.target_type, s.target_id"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [
+        {
+            "address": str(Address(t, i)),
+            "message_seq": seq,
+            "message_type": typename,
+            "caller": None if ct is None else str(Address(ct, ci)),
+            "attempts": attempts,
+            "last_error": error,
+            "first_failed": _iso(first),
+            "last_failed": _iso(last),
+            "next_retry": _iso(next_retry),
+            "next_retry_ms": next_retry,
+        }
+        for t, i, seq, attempts, error, first, last, next_retry, typename, ct, ci in rows
+    ]
+
+
+def audit_listing(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """The latest entries of the audit log, newest first."""
+    try:
+        rows = conn.execute(
+            "SELECT seq, time_ms, address, action, message_seq, actor, detail FROM audit"
+            " ORDER BY seq DESC LIMIT ?", (limit,),
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [
+        {"seq": seq, "time": _iso(time_ms), "address": address, "action": action,
+         "message_seq": message_seq, "by": actor, "detail": detail}
+        for seq, time_ms, address, action, message_seq, actor, detail in rows
+    ]
+
+
+def dead_letter_record(egress: DeadLetterEgress, head: Envelope, error: str,
+                       attempts: int) -> EgressRecord:
+    """The SDK's dead-letter record of ``head``, as an egress record for ``egress``."""
+    caller = head.caller
+    record = DeadLetterRecord(
+        function_type=head.target.typename,
+        function_id=head.target.id,
+        caller_type=None if caller is None else caller.typename,
+        caller_id=None if caller is None else caller.id,
+        message_typename=head.argument.typename,
+        message_value=head.argument.value if head.argument.has_value else None,
+        error_class=FAILED_CALL,
+        error_message=error,
+        time=_now_ms(),
+        attempts=attempts,
+    )
+    message = record.to_egress(egress)
+    return EgressRecord(egress.typename, TypedValue.from_proto(message.typed_value))
+
+
+def _now_ms() -> datetime.datetime:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)

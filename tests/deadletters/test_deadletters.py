@@ -1,0 +1,255 @@
+"""Failures that never succeed: a final failure drops only its own invocation's effects and
+sends a dead-letter record; every other failure still fails the batch (500)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statefun_core import (
+    Context,
+    DeadLetterEgress,
+    DeadLetterRecord,
+    FinalFailure,
+    FunctionFailedError,
+    IntType,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    make_plugin_manager,
+)
+from statefun_core.testing import endpoint, wire
+from statefun_core.testing.records import EgressOutput, KafkaRecord
+
+from .functions import (
+    ASYNC,
+    AWAITING,
+    COUNTERS,
+    DEAD_LETTERS,
+    FINAL,
+    FINAL_BY_BIND,
+    LATER,
+    LOG,
+    NOT_FINAL,
+    ORDER,
+    OUT,
+    OUT_EGRESS,
+    STRICT,
+    SYNC,
+    make_functions,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+NEW = {"total": None, "log": None}
+
+
+@pytest.fixture(scope="module", params=["sync", "async"])
+def server(request: Any) -> Iterator[int]:
+    """The port of a real server: Flask (handle_sync) or aiohttp (handle_async)."""
+    port = endpoint.free_port()
+    command = [sys.executable, "-m", "tests.deadletters.server", str(port), request.param]
+    with endpoint.running(command, port, cwd=ROOT):
+        yield port
+
+
+def post(port: int, body: bytes) -> tuple[int, bytes]:
+    status, _, reply = endpoint.request(port, "/statefun", body)
+    return status, reply
+
+
+def ints(values: list[Any]) -> list[int]:
+    return [IntType.serializer().deserialize(value.value) for value in values]
+
+
+@pytest.mark.parametrize("typename", COUNTERS)
+@pytest.mark.parametrize("failing", [FINAL, FINAL_BY_BIND])
+def test_a_final_failure_mid_batch_keeps_the_other_four_invocations(
+    server: int, typename: str, failing: int
+) -> None:
+    arguments = [1, 2, failing, 4, 5]
+    caller = ("test/caller", "c1")
+    status, reply = post(server, wire.to_function(typename, "a", arguments, NEW, caller=caller))
+    assert status == 200, reply
+
+    kept = [1, 2, 4, 5]
+    state = wire.mutations(reply)
+    assert IntType.serializer().deserialize(state["total"].value) == sum(kept)
+    # the failed invocation appended to the log in place before it failed: not kept either
+    assert LOG.serializer().deserialize(state["log"].value) == kept
+    assert [(m.target.typename, m.target.id) for m in wire.messages(reply)] == [
+        (OUT, str(n)) for n in kept
+    ]
+    assert [(d.target.type, d.delay_in_ms) for d in wire.delayed(reply)] == [
+        (LATER.split("/")[1], n * 1000) for n in kept
+    ]
+    records = wire.egress(reply)
+    assert [r.value for r in records if r.egress == OUT_EGRESS] == [b"1", b"2", b"4", b"5"]
+
+    (dead,) = [r for r in records if r.egress == DEAD_LETTERS.typename]
+    assert isinstance(dead, KafkaRecord)
+    assert (dead.topic, dead.key) == ("dead-letters", f"{typename}/a")
+    record = DeadLetterRecord.from_json(dead.value)
+    assert (record.function_type, record.function_id) == (typename, "a")
+    assert (record.caller_type, record.caller_id) == caller
+    assert record.message_typename == IntType.typename
+    assert record.message_value == IntType.serializer().serialize(failing)
+    if failing == FINAL:
+        assert record.error_class == "statefun_core.errors.FinalFailure"
+        assert record.error_message == "3 can never succeed"
+    else:
+        assert record.error_class == "builtins.KeyError"
+        assert record.error_message == "7"
+    # the record comes in send order: after the second invocation's effects
+    assert [r.egress for r in records].index(DEAD_LETTERS.typename) == 2
+
+
+@pytest.mark.parametrize("typename", COUNTERS)
+def test_any_other_failure_still_fails_the_batch(server: int, typename: str) -> None:
+    body = wire.to_function(typename, "a", [1, FINAL, NOT_FINAL, 4], NEW)
+    status, reply = post(server, body)
+    assert status == 500
+    assert b"FromFunction" not in reply and b"Traceback" not in reply
+
+
+def test_unreadable_input_is_final_when_the_function_opts_in(server: int) -> None:
+    good = wire.typed_value(ORDER, {"id": 1})
+    unreadable = wire.typed_value(ORDER, {"id": 2})
+    unreadable.value = b"{not json"
+    body = wire.to_function(STRICT, "s", [good, unreadable], {"last": None})
+    status, reply = post(server, body)
+    assert status == 200, reply
+    assert ORDER.serializer().deserialize(wire.mutations(reply)["last"].value) == {"id": 1}
+    (dead,) = [r for r in wire.egress(reply) if r.egress == DEAD_LETTERS.typename]
+    record = DeadLetterRecord.from_json(dead.value)
+    assert record.error_class == "json.decoder.JSONDecodeError"
+    assert record.message_value == b"{not json"
+
+
+def test_a_state_of_another_type_is_unreadable(server: int) -> None:
+    stale = wire.typed_value(IntType, 5)  # written by an older version, as an int
+    body = wire.to_function(STRICT, "s", [wire.typed_value(ORDER, {"id": 1})], {"last": stale})
+    status, reply = post(server, body)
+    assert status == 200, reply
+    assert wire.mutations(reply) == {}
+    (dead,) = wire.egress(reply)
+    record = DeadLetterRecord.from_json(dead.value)
+    assert record.error_class == "builtins.TypeError"
+    assert "Type mismatch" in record.error_message
+
+
+# --- the record ------------------------------------------------------------------------------
+
+
+def handler(functions: StatefulFunctions, **kwargs: Any) -> RequestReplyHandler:
+    return RequestReplyHandler(
+        functions, plugins=make_plugin_manager(load_entrypoints=False), **kwargs
+    )
+
+
+def test_the_record_is_json_with_every_field() -> None:
+    before = datetime.now(timezone.utc)
+    body = wire.to_function(SYNC, "a/b", [FINAL], NEW, caller=("test/caller", "c1"))
+    (dead,) = wire.egress(handler(make_functions(), dead_letters=DEAD_LETTERS).handle_sync(body))
+    assert isinstance(dead, KafkaRecord)
+    document = json.loads(dead.value)
+    assert document.keys() == {
+        "version",
+        "address",
+        "caller",
+        "message",
+        "error",
+        "time",
+        "attempts",
+    }
+    assert document["version"] == 1
+    assert document["address"] == {"namespace": "test", "type": "sync-counter", "id": "a/b"}
+    assert document["caller"] == {"namespace": "test", "type": "caller", "id": "c1"}
+    value = base64.b64encode(IntType.serializer().serialize(FINAL)).decode()
+    assert document["message"] == {"typename": IntType.typename, "value": value}
+    assert document["error"] == {
+        "class": "statefun_core.errors.FinalFailure",
+        "message": "3 can never succeed",
+    }
+    assert document["attempts"] == 1
+    assert document["time"].endswith("Z")
+    time = datetime.fromisoformat(document["time"].replace("Z", "+00:00"))
+    assert before - timedelta(milliseconds=1) <= time <= datetime.now(timezone.utc)
+    record = DeadLetterRecord.from_json(dead.value)
+    assert DeadLetterRecord.from_json(record.to_json()) == record
+
+
+def test_a_message_from_an_ingress_has_no_caller_and_kinesis_and_plain_egresses() -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("test/fails", dead_letters=DeadLetterEgress("test/dlq", stream="dead"))
+    def fails(context: Context, message: Message) -> None:
+        raise FinalFailure("no")
+
+    @functions.bind("test/fails-plain")
+    def fails_plain(context: Context, message: Message) -> None:
+        raise FinalFailure("no")
+
+    served = handler(functions, dead_letters=DeadLetterEgress("test/plain"))
+    (kinesis,) = wire.egress(served.handle_sync(wire.to_function("test/fails", "x", [1])))
+    assert (kinesis.stream, kinesis.partition_key) == ("dead", "test/fails/x")  # type: ignore[union-attr]
+    assert json.loads(kinesis.value)["caller"] is None
+    (plain,) = wire.egress(served.handle_sync(wire.to_function("test/fails-plain", "x", [1])))
+    assert isinstance(plain, EgressOutput)
+    assert plain.typename == "statefun_core/dead-letter"
+    assert DeadLetterRecord.from_json(plain.value).function_type == "test/fails-plain"
+
+
+def test_final_failure_without_a_dead_letter_egress_fails_the_batch() -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("test/fails")
+    def fails(context: Context, message: Message) -> None:
+        raise FinalFailure("no egress to go to")
+
+    with pytest.raises(FunctionFailedError) as failed:
+        handler(functions).handle_sync(wire.to_function("test/fails", "x", [1]))
+    assert isinstance(failed.value.__cause__, FinalFailure)
+
+
+def test_declaring_final_failures_without_an_egress_fails_when_the_handler_is_made() -> None:
+    functions = StatefulFunctions()
+    functions.register("test/strict", lambda context, message: None, final_unreadable=True)
+    with pytest.raises(ValueError, match="test/strict declares final failures"):
+        handler(functions)
+    with pytest.raises(TypeError, match="must be Exception classes"):
+        functions.register("test/x", lambda c, m: None, final_errors=[KeyboardInterrupt])
+
+
+def test_unreadable_input_is_an_ordinary_failure_without_the_opt_in() -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("test/reads", dead_letters=DEAD_LETTERS)
+    def reads(context: Context, message: Message) -> None:
+        message.as_type(ORDER)
+
+    bad = wire.typed_value(ORDER, {})
+    bad.value = b"{"
+    with pytest.raises(FunctionFailedError):
+        handler(functions).handle_sync(wire.to_function("test/reads", "x", [bad]))
+
+
+def test_handle_async_in_process_for_every_kind_of_function() -> None:
+    served = handler(make_functions(), dead_letters=DEAD_LETTERS)
+
+    async def run() -> list[bytes]:
+        return [
+            await served.handle_async(wire.to_function(t, "a", [1, FINAL, 2], NEW))
+            for t in (SYNC, ASYNC, AWAITING)
+        ]
+
+    for reply in asyncio.run(run()):
+        assert IntType.serializer().deserialize(wire.mutations(reply)["total"].value) == 3
+        assert ints([m.argument for m in wire.messages(reply)]) == [1, 2]
