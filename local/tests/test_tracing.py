@@ -33,7 +33,7 @@ from statefun_core import (
 from statefun_core.engine import Address, EgressRecord, Envelope, Timer, TraceContext, TypedValue
 from statefun_core.plugins import make_plugin_manager
 
-from .conftest import module_yaml, run
+from .conftest import module_yaml, run, serving
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 INGRESS = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -180,3 +180,22 @@ def test_a_database_made_before_trace_contexts_gets_the_columns(tmp_path: Path) 
         store.mailbox_append(Envelope(A, VALUE, trace=ORIGIN))
     assert [m.trace for m in store.mailbox_peek(A)] == [None, ORIGIN]
     store.close()
+
+
+def test_a_message_the_policy_dead_letters_keeps_its_trace(tmp_path: Path) -> None:
+    from statefun_local import DeadLetterPolicy
+
+    from .test_stuck import FRAGILE, POISON, fragile_functions
+
+    async def scenario() -> list[dict[str, object]]:
+        async with serving(
+            fragile_functions(), tmp_path / "db.sqlite", call="300ms",
+            dead_letters=DeadLetterPolicy(after=2),
+        ) as (_, runtime):  # fmt: skip
+            value = TypedValue("io.statefun.types/string", b"\n\x06" + POISON.encode())
+            await runtime.send(Address(FRAGILE, "x"), value, TraceContext.parse(INGRESS))
+            await runtime.wait_until_idle()
+            return runtime.egress_records()
+
+    (record,) = run(scenario())
+    assert record["traceparent"] == INGRESS
