@@ -142,8 +142,8 @@ def bench(session: nox.Session) -> None:
 PLUGIN_VERSIONS = {
     "prometheus": (["prometheus-client==0.16.0"], ["prometheus-client"]),
     "opentelemetry": (
-        ["opentelemetry-api==1.20.0", "opentelemetry-sdk==1.20.0"],
-        ["opentelemetry-api", "opentelemetry-sdk"],
+        ["opentelemetry-api==1.20.0", "opentelemetry-sdk==1.20.0", "structlog"],
+        ["opentelemetry-api", "opentelemetry-sdk", "structlog"],
     ),
     "pydantic": (["pydantic==2.0"], ["pydantic"]),
     "msgpack": (["msgpack==1.0.0"], ["msgpack"]),
@@ -180,8 +180,10 @@ def plugin_prometheus(session: nox.Session, requirements: list[str]) -> None:
 @nox.session(tags=["plugins"])
 @nox.parametrize(("python", "requirements"), plugin_versions("opentelemetry"))
 def plugin_opentelemetry(session: nox.Session, requirements: list[str]) -> None:
-    """statefun-opentelemetry: spans from the real SDK's InMemorySpanExporter."""
-    run_plugin_tests(session, "opentelemetry", requirements)
+    """statefun-opentelemetry: spans from the real SDK's InMemorySpanExporter.
+
+    With statefun-aiohttp, for the spans of requests a real server rejects."""
+    run_plugin_tests(session, "opentelemetry", [*requirements, "-e", "integrations/aiohttp"])
 
 
 @nox.session(tags=["plugins"])
@@ -320,7 +322,11 @@ def engine_oldest(session: nox.Session) -> None:
 
 
 def install_local(session: nox.Session, *extra: str) -> None:
-    session.install("-e", ".", "-e", "local", "-e", "integrations/aiohttp", *extra)
+    # statefun-opentelemetry and the SDK: one trace through the runtime (test_tracing.py)
+    session.install(
+        "-e", ".", "-e", "local", "-e", "integrations/aiohttp",
+        "-e", "integrations/opentelemetry", "opentelemetry-sdk", *extra,
+    )
 
 
 @nox.session(python=NEWEST, tags=["ci", "local"])

@@ -49,7 +49,11 @@ def statefun_type_for_class(cls: type) -> Optional[Type]:
 
 @hookspec
 def statefun_batch_started(batch: BatchEvent) -> None:
-    """A batch for one address starts (after its request was parsed and its function found)."""
+    """A batch for one address starts (after its request was parsed and its function found).
+
+    Headers a plugin puts in ``batch.reply_headers`` (until the batch finishes) are sent with
+    the reply by servers that pass ``reply_headers`` to the handler, as the integrations do.
+    """
 
 
 @hookspec

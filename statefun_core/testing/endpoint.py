@@ -55,6 +55,7 @@ __all__ = [
     "HeaderRecorder",
     "check_endpoint",
     "check_plugin_endpoints",
+    "check_reply_headers",
     "check_request_limit",
     "free_port",
     "greetings",
@@ -406,6 +407,15 @@ def check_endpoint(
         check(port, path)
     if request_limit is not None:
         check_request_limit(port, path, request_limit)
+
+
+def check_reply_headers(port: int, path: str) -> None:
+    """Check that a reply carries the headers installed plugins add to it (``reply_headers``):
+    the example plugin's (``examples/plugin``) ``Server-Timing``."""
+    body = wire.to_function(GREETER, "ann", ["ann"], NEW)
+    status, headers, reply = request(port, path, body)
+    assert status == 200, (status, reply[:200])
+    assert headers.get("Server-Timing", "").startswith("statefun;dur="), headers
 
 
 def check_plugin_endpoints(port: int, prefix: str = "", *, metrics: bool = True) -> None:

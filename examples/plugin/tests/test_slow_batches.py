@@ -84,6 +84,14 @@ def test_a_batch_under_the_threshold_is_not_logged(
     assert caplog.records == []
 
 
+def test_the_reply_gets_a_server_timing_header() -> None:
+    reply_headers: dict[str, str] = {}
+    make_handler().handle_sync(request("0.02"), {}, reply_headers)
+    (timing,) = reply_headers.values()
+    assert list(reply_headers) == ["Server-Timing"] and timing.startswith("statefun;dur=")
+    assert float(timing.split("=")[1]) >= 20.0  # the function sleeps 20 ms
+
+
 def test_the_plugin_can_be_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")
     assert make_plugin_manager().get_plugin("slow-batches") is None

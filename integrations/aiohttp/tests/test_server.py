@@ -15,6 +15,7 @@ from statefun_core.testing.endpoint import (
     ENDPOINT_CHECKS,
     check_endpoint,
     check_plugin_endpoints,
+    check_reply_headers,
     check_request_limit,
     free_port,
     running,
@@ -53,6 +54,10 @@ def test_a_mounted_app_names_the_parents_client_max_size(port: int) -> None:
     """create_app's own client_max_size is larger: the parent's is the one in force."""
     check_request_limit(port, "/mounted/", LIMIT, "client_max_size")
     check_endpoint(port, "/mounted/")
+
+
+def test_the_plugins_reply_headers_are_sent(port: int) -> None:
+    check_reply_headers(port, "/statefun")
 
 
 def test_the_plugins_endpoints_are_served(port: int) -> None:

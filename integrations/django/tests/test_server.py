@@ -16,6 +16,7 @@ from statefun_core.testing.endpoint import (
     GREETER,
     INBOX,
     check_plugin_endpoints,
+    check_reply_headers,
     check_request_limit,
     free_port,
     greetings,
@@ -84,6 +85,10 @@ def test_statefun_serve_serves_the_project() -> None:
     assert status == 200
     assert headers["Content-Type"] == "application/octet-stream"
     assert greetings(reply) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
+
+
+def test_the_plugins_reply_headers_are_sent(port: int) -> None:
+    check_reply_headers(port, "/statefun/")
 
 
 def test_the_plugins_endpoints_are_served(port: int) -> None:

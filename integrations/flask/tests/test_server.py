@@ -16,6 +16,7 @@ from statefun_core.testing.endpoint import (
     EDGE_CHECKS,
     ENDPOINT_CHECKS,
     check_plugin_endpoints,
+    check_reply_headers,
     check_request_limit,
     free_port,
     request,
@@ -111,6 +112,10 @@ def test_a_chunked_body_over_the_limit_is_held_once_at_most() -> None:
     assert response.split()[1] == b"413", response[:200]
     assert b"(Limits.request_bytes)" in response, response
     assert growth < 48 * MiB, f"the worker grew by {growth // MiB} MiB for a 32 MiB limit"
+
+
+def test_the_plugins_reply_headers_are_sent(port: int) -> None:
+    check_reply_headers(port, "/statefun")
 
 
 def test_the_plugins_endpoints_are_served(port: int) -> None:

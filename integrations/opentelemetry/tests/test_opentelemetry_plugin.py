@@ -82,7 +82,7 @@ def batch_and_invocations(
     exporter: InMemorySpanExporter, name: str
 ) -> tuple[ReadableSpan, list[ReadableSpan]]:
     spans = by_name(exporter)[name]
-    (batch,) = [s for s in spans if "statefun.batch.size" in (s.attributes or {})]
+    (batch,) = [s for s in spans if "messaging.batch.message_count" in (s.attributes or {})]
     invocations = [s for s in spans if s is not batch]
     return batch, sorted(
         invocations, key=lambda s: (s.attributes or {})["statefun.invocation.index"]
@@ -95,13 +95,16 @@ def test_a_batch_span_with_a_child_per_invocation(
     handler.handle_sync(wire.to_function(GREETER, "ann", ["ann", "bob"], SEEN_2))
 
     batch, invocations = batch_and_invocations(exporter, GREETER)
-    assert batch.kind is SpanKind.INTERNAL
+    assert batch.kind is SpanKind.CONSUMER  # no HTTP request: no headers
     assert batch.parent is None
     assert batch.status.status_code is StatusCode.UNSET
     assert dict(batch.attributes or {}) == {
-        "statefun.function.type": GREETER,
+        "faas.trigger": "pubsub",
+        "messaging.system": "statefun",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": GREETER,
+        "messaging.batch.message_count": 2,
         "statefun.function.id": "ann",
-        "statefun.batch.size": 2,
         "statefun.state.read_bytes": 5,
         "statefun.state.written_bytes": 5,
         "statefun.outgoing.messages": 2,
@@ -114,10 +117,15 @@ def test_a_batch_span_with_a_child_per_invocation(
         assert invocation.kind is SpanKind.INTERNAL
         assert invocation.parent is not None
         assert invocation.parent.span_id == batch.context.span_id
-        assert (invocation.attributes or {})["statefun.outcome"] == "ok"
-        assert (invocation.attributes or {})["statefun.argument.type"] == (
-            "io.statefun.types/string"
-        )
+        assert not invocation.links  # no statefun-origins header
+        attributes = dict(invocation.attributes or {})
+        index = attributes.pop("statefun.invocation.index")
+        assert attributes == {
+            "messaging.destination.name": GREETER,
+            "statefun.function.id": "ann",
+            "statefun.argument.type": "io.statefun.types/string",
+            "statefun.outcome": "ok",
+        }, index
 
 
 def test_the_invocation_span_is_current_while_the_function_runs(
@@ -137,6 +145,7 @@ def test_a_traceparent_header_is_continued(
     headers = {"Traceparent": TRACEPARENT}  # any case
     handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2), headers)
     batch, (invocation,) = batch_and_invocations(exporter, GREETER)
+    assert batch.kind is SpanKind.SERVER  # an HTTP request carried it
     assert batch.parent is not None
     assert format(batch.context.trace_id, "032x") == TRACE_ID
     assert format(batch.parent.span_id, "016x") == PARENT_ID
@@ -153,6 +162,7 @@ def test_a_current_span_is_the_parent_rather_than_the_header(
             wire.to_function(GREETER, "ann", ["ann"], SEEN_2), {"traceparent": TRACEPARENT}
         )
     batch, _ = batch_and_invocations(exporter, GREETER)
+    assert batch.kind is SpanKind.INTERNAL  # one SERVER span per request: the server's
     assert batch.parent is not None
     assert batch.parent.span_id == server.get_span_context().span_id
 
@@ -199,6 +209,7 @@ def test_a_raising_function_records_the_exception_and_status_error(
         assert span.status.status_code is StatusCode.ERROR
         assert span.status.description == "RuntimeError: boom"
         assert (span.attributes or {})["statefun.outcome"] == "error"
+        assert (span.attributes or {})["error.type"] == "RuntimeError"
         (event,) = span.events
         assert event.name == "exception"
         assert (event.attributes or {})["exception.type"] == "RuntimeError"
@@ -278,7 +289,7 @@ def test_an_async_function_that_suspends_under_handle_sync_leaks_no_current_span
             s
             for s in exporter.get_finished_spans()
             if s.name == "example/waits"
-            and "statefun.batch.size" in (s.attributes or {})
+            and "messaging.batch.message_count" in (s.attributes or {})
             and (s.attributes or {})["statefun.function.id"] == id
         ]
         assert batch.parent is None  # not a child of the previous request's spans

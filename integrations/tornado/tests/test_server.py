@@ -14,6 +14,7 @@ from statefun_core.testing.endpoint import (
     EDGE_CHECKS,
     ENDPOINT_CHECKS,
     check_plugin_endpoints,
+    check_reply_headers,
     check_request_limit,
     free_port,
     request,
@@ -53,6 +54,10 @@ def test_a_refused_request_says_the_connection_closes(port: int) -> None:
     for method in ("GET", "TRACE"):
         _, headers, _ = request(port, "/statefun", method=method)
         assert headers.get("Connection") == "close", (method, headers)
+
+
+def test_the_plugins_reply_headers_are_sent(port: int) -> None:
+    check_reply_headers(port, "/statefun")
 
 
 def test_the_plugins_endpoints_are_served(port: int) -> None:

@@ -251,7 +251,8 @@ def dead_letter_record(egress: DeadLetterEgress, head: Envelope, error: str,
         attempts=attempts,
     )
     message = record.to_egress(egress)
-    return EgressRecord(egress.typename, TypedValue.from_proto(message.typed_value))
+    return EgressRecord(egress.typename, TypedValue.from_proto(message.typed_value),
+                        trace=head.trace)  # the record goes on in the message's trace
 
 
 def _now_ms() -> datetime.datetime:

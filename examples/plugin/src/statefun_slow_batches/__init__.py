@@ -4,6 +4,8 @@
 - Makes :class:`decimal.Decimal` a StateFun type (``example.types/decimal``, its string form),
   so ``ValueSpec("balance", type=Decimal)`` and ``message_builder(..., value=Decimal("1.5"))``
   work.
+- Answers every batch with a ``Server-Timing`` header (``statefun;dur=<ms>``): a header for
+  the reply, which every integration sends.
 - Serves ``GET /slow-batches`` in every integration: how many slow batches it has seen, as
   JSON (an endpoint: no web framework is imported here).
 """
@@ -62,6 +64,8 @@ def statefun_invocation_finished(
 
 @hookimpl
 def statefun_batch_finished(batch: BatchEvent) -> None:
+    # a header for the reply: what the batch took, for the runtime's side (or a proxy) to see
+    batch.reply_headers["Server-Timing"] = f"statefun;dur={batch.duration * 1000:.3f}"
     if batch.duration >= _threshold():
         global _seen
         with _lock:

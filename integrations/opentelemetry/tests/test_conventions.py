@@ -1,0 +1,238 @@
+"""Span kinds and attributes by OpenTelemetry's conventions, baggage inside the function,
+links to each message's origin, ``traceresponse``, and a span for every rejected request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
+
+import aiohttp
+import pytest
+from aiohttp import web
+from opentelemetry import baggage
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from statefun_aiohttp import create_app
+from statefun_opentelemetry import REJECTED_SPAN_NAME, OpenTelemetryPlugin
+
+from statefun_core import Context, Limits, Message, RequestReplyHandler, StatefulFunctions
+from statefun_core.errors import (
+    FunctionFailedError,
+    FunctionNotFoundError,
+    MalformedRequestError,
+    RequestTooLargeError,
+)
+from statefun_core.plugins import make_plugin_manager
+from statefun_core.testing import wire
+from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, encode_origins
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
+ORIGIN_A = f"00-{'a' * 32}-{'1' * 16}-01"
+ORIGIN_B = f"00-{'b' * 32}-{'2' * 16}-01"
+SYNC, ASYNC, BLOCKING, BROKEN = "example/sync", "example/async", "example/blocking", "example/x"
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def seen() -> list[Optional[object]]:
+    return []
+
+
+@pytest.fixture
+def handler(
+    provider: TracerProvider, seen: list[Optional[object]]
+) -> Iterator[RequestReplyHandler]:
+    functions = StatefulFunctions()
+
+    @functions.bind(SYNC)
+    def sync(context: Context, message: Message) -> None:
+        seen.append(baggage.get_baggage("tenant"))
+
+    @functions.bind(ASYNC)
+    async def in_async(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        seen.append(baggage.get_baggage("tenant"))
+
+    @functions.bind(BLOCKING, blocking=True)
+    def blocking(context: Context, message: Message) -> None:
+        seen.append(baggage.get_baggage("tenant"))
+
+    @functions.bind(BROKEN)
+    def broken(context: Context, message: Message) -> None:
+        raise Boom("no")
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    with ThreadPoolExecutor(1) as executor:
+        yield RequestReplyHandler(
+            functions, plugins=plugins, executor=executor, limits=Limits(request_bytes=1000)
+        )
+
+
+def spans(exporter: InMemorySpanExporter, name: str) -> tuple[ReadableSpan, list[ReadableSpan]]:
+    """The batch span named ``name`` and its invocation spans, by index."""
+    named = [s for s in exporter.get_finished_spans() if s.name == name]
+    (batch,) = [s for s in named if "messaging.batch.message_count" in (s.attributes or {})]
+    invocations = [s for s in named if s is not batch]
+    return batch, sorted(
+        invocations, key=lambda s: (s.attributes or {})["statefun.invocation.index"]
+    )
+
+
+@pytest.mark.parametrize("typename", [SYNC, ASYNC, BLOCKING])
+def test_the_requests_baggage_is_visible_inside_the_function(
+    handler: RequestReplyHandler, seen: list[Optional[object]], typename: str
+) -> None:
+    headers = {"traceparent": TRACEPARENT, "baggage": "tenant=acme"}
+    body = wire.to_function(typename, "ann", ["x"])
+    asyncio.run(handler.handle_async(body, headers))
+    if typename != BLOCKING:  # handle_sync has no executor: blocking is for handle_async
+        handler.handle_sync(body, headers)
+    assert seen and set(seen) == {"acme"}
+    assert baggage.get_baggage("tenant") is None  # nothing left attached
+
+
+def test_each_invocation_links_to_its_messages_origin_and_the_reply_names_the_batch_span(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "traceparent": ORIGIN_A,
+        ORIGINS: encode_origins([ORIGIN_A, ORIGIN_A, None, ORIGIN_B]),
+    }
+    reply_headers: dict[str, str] = {}
+    handler.handle_sync(wire.to_function(SYNC, "ann", ["1", "2", "3", "4"]), headers, reply_headers)
+
+    batch, invocations = spans(exporter, SYNC)
+    assert batch.kind is SpanKind.SERVER
+    assert batch.parent is not None and format(batch.parent.span_id, "016x") == "1" * 16
+    links = [
+        [(format(link.context.trace_id, "032x"), link.context.is_remote) for link in s.links]
+        for s in invocations
+    ]
+    assert links == [[("a" * 32, True)], [("a" * 32, True)], [], [("b" * 32, True)]]
+    context = batch.context
+    assert reply_headers == {TRACERESPONSE: f"00-{context.trace_id:032x}-{context.span_id:016x}-01"}
+
+
+def test_error_type_is_the_exceptions_qualified_name(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    with pytest.raises(FunctionFailedError):
+        handler.handle_sync(wire.to_function(BROKEN, "ann", ["x"]))
+    batch, (invocation,) = spans(exporter, BROKEN)
+    for span in (batch, invocation):
+        assert (span.attributes or {})["error.type"] == f"{__name__}.Boom"
+        assert span.status.status_code is StatusCode.ERROR
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "status"),
+    [
+        (b"\xff\xff not protobuf", MalformedRequestError, 400),
+        (wire.to_function("example/unknown", "ann", ["x"]), FunctionNotFoundError, 404),
+        (wire.to_function(SYNC, "ann", ["x" * 2000]), RequestTooLargeError, 413),
+    ],
+)
+def test_a_request_the_handler_rejects_has_a_span(
+    handler: RequestReplyHandler,
+    exporter: InMemorySpanExporter,
+    body: bytes,
+    error: type[Exception],
+    status: int,
+) -> None:
+    with pytest.raises(error):
+        handler.handle_sync(body, {"traceparent": TRACEPARENT})
+    (span,) = exporter.get_finished_spans()
+    assert span.name == REJECTED_SPAN_NAME
+    assert span.kind is SpanKind.SERVER
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    attributes = dict(span.attributes or {})
+    assert attributes["error.type"] == f"statefun_core.errors.{error.__name__}"
+    assert attributes["http.response.status_code"] == status
+    assert span.status.status_code is StatusCode.UNSET  # a 4xx is the client's error
+    if status == 404:
+        assert attributes["messaging.destination.name"] == "example/unknown"
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: RequestReplyHandler) -> AsyncIterator[str]:
+    """The statefun-aiohttp application of ``handler`` (bodies up to 500 bytes) on a port."""
+    runner = web.AppRunner(create_app(handler, client_max_size=500), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "status", "error"),
+    [
+        ("GET", b"", 405, "MethodNotAllowedError"),
+        ("POST", b"\xff\xff", 400, "MalformedRequestError"),
+        ("POST", wire.to_function(SYNC, "ann", ["x" * 600]), 413, "RequestTooLargeError"),
+    ],
+)
+def test_a_request_the_server_rejects_has_a_span(
+    handler: RequestReplyHandler,
+    exporter: InMemorySpanExporter,
+    method: str,
+    body: bytes,
+    status: int,
+    error: str,
+) -> None:
+    async def scenario() -> None:
+        async with serving(handler) as url, aiohttp.ClientSession() as session:
+            headers = {"traceparent": TRACEPARENT}
+            async with session.request(method, url, data=body, headers=headers) as response:
+                assert response.status == status
+
+    asyncio.run(scenario())
+    (span,) = exporter.get_finished_spans()
+    assert span.name == REJECTED_SPAN_NAME and span.kind is SpanKind.SERVER
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert (span.attributes or {})["error.type"] == f"statefun_core.errors.{error}"
+    assert (span.attributes or {})["http.response.status_code"] == status
+
+
+def test_the_reply_of_a_served_batch_carries_traceresponse(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    async def scenario() -> str:
+        async with serving(handler) as url, aiohttp.ClientSession() as session:
+            body = wire.to_function(SYNC, "ann", ["x"])
+            headers = {"traceparent": TRACEPARENT}
+            async with session.post(url, data=body, headers=headers) as response:
+                assert response.status == 200
+                return response.headers[TRACERESPONSE]
+
+    traceresponse = asyncio.run(scenario())
+    batch, _ = spans(exporter, SYNC)
+    assert traceresponse == f"00-{TRACE_ID}-{batch.context.span_id:016x}-01"

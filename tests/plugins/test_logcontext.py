@@ -1,0 +1,117 @@
+"""Log records written inside a function carry its typename, id, caller and trace id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from statefun_core import Context, Message, RequestReplyHandler, StatefulFunctions, message_builder
+from statefun_core.plugins import (
+    InvocationLogContext,
+    InvocationLogFilter,
+    current_invocation,
+    make_plugin_manager,
+)
+from statefun_core.testing import wire
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
+GREETER, WAITER = "example/greeter", "example/waiter"
+log = logging.getLogger("test.logcontext")
+
+
+class Records(logging.Handler):
+    """Keeps the records it is given, after its filters ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def records() -> Iterator[Records]:
+    handler = Records()
+    handler.addFilter(InvocationLogFilter())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    yield handler
+    log.removeHandler(handler)
+
+
+def functions() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind(GREETER)
+    def greeter(context: Context, message: Message) -> None:
+        log.info("greeting %s", message.as_string())
+        context.send(message_builder("example/inbox", "x", str_value="hi"))
+
+    @functions.bind(WAITER)
+    async def waiter(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        log.info("after the wait")
+
+    return functions
+
+
+def context_of(record: logging.LogRecord) -> tuple[object, ...]:
+    return (
+        record.statefun_function,  # type: ignore[attr-defined]
+        record.statefun_id,  # type: ignore[attr-defined]
+        record.statefun_caller,  # type: ignore[attr-defined]
+        record.trace_id,  # type: ignore[attr-defined]
+    )
+
+
+def test_a_record_written_inside_a_function_names_it(records: Records) -> None:
+    plugins = make_plugin_manager([InvocationLogContext()], load_entrypoints=False)
+    handler = RequestReplyHandler(functions(), plugins=plugins)
+    body = wire.to_function(GREETER, "ann", ["ann"], caller=("example/sender", "bob"))
+    handler.handle_sync(body, {"Traceparent": TRACEPARENT})
+    asyncio.run(handler.handle_async(wire.to_function(WAITER, "zoe", ["x"])))
+    log.info("outside")
+
+    assert [context_of(r) for r in records.records] == [
+        (GREETER, "ann", "example/sender/bob", TRACE_ID),
+        (WAITER, "zoe", None, None),  # an ingress message, no trace context
+        (None, None, None, None),
+    ]
+    assert current_invocation.get() is None
+
+
+def test_a_format_string_can_name_the_fields(records: Records) -> None:
+    records.setFormatter(
+        logging.Formatter("%(statefun_function)s/%(statefun_id)s trace=%(trace_id)s %(message)s")
+    )
+    plugins = make_plugin_manager([InvocationLogContext()], load_entrypoints=False)
+    RequestReplyHandler(functions(), plugins=plugins).handle_sync(
+        wire.to_function(GREETER, "ann", ["ann"]), {"traceparent": TRACEPARENT}
+    )
+    assert records.format(records.records[0]) == (
+        f"example/greeter/ann trace={TRACE_ID} greeting ann"
+    )
+
+
+def test_registered_by_the_environment_and_costs_nothing_without_it(
+    records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugins = make_plugin_manager(load_entrypoints=False)
+    assert plugins.get_plugin("log_context") is None
+    RequestReplyHandler(functions(), plugins=plugins).handle_sync(
+        wire.to_function(GREETER, "ann", ["ann"])
+    )
+    assert context_of(records.records[-1]) == (None, None, None, None)
+
+    monkeypatch.setenv("STATEFUN_LOG_CONTEXT", "true")
+    plugins = make_plugin_manager(load_entrypoints=False)
+    assert isinstance(plugins.get_plugin("log_context"), InvocationLogContext)
+    RequestReplyHandler(functions(), plugins=plugins).handle_sync(
+        wire.to_function(GREETER, "ann", ["ann"])
+    )
+    assert context_of(records.records[-1])[:2] == (GREETER, "ann")
