@@ -18,10 +18,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from collections.abc import Awaitable, Iterable
-from typing import Callable, Optional
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Optional
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler, Middleware
 
 __all__ = ["guard_middleware", "one_line", "one_line_logger", "typename_problem"]
 
@@ -32,7 +35,6 @@ _SIMPLE_CONTENT_TYPES = frozenset(
 )
 _SAME_SITE_OK = frozenset({"same-origin", "none"})
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _hostname(host: str) -> str:
@@ -51,7 +53,7 @@ def _is_ip(name: str) -> bool:
     return True
 
 
-def guard_middleware(allowed_hosts: Iterable[str] = ()) -> Callable[..., Awaitable[web.StreamResponse]]:
+def guard_middleware(allowed_hosts: Iterable[str] = ()) -> Middleware:
     """The middleware refusing what a page on another origin could make a browser send."""
     names = {"localhost", *(host.lower() for host in allowed_hosts)}
 

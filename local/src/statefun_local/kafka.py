@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from statefun_core import protocol
 
-from .guard import one_line_logger
 from .connector import Connector
+from .guard import one_line_logger
 from .module import Egress, Ingress
 from .runtime import UnknownIngressError
 

@@ -43,7 +43,7 @@ def make_value(
     try:
         return _make_value(type_, value, base64_data, raw)
     except UnicodeEncodeError:
-        raise InvalidValueError("a string holds a lone surrogate: it is not valid Unicode") from None
+        raise InvalidValueError("a lone surrogate in a string: not valid Unicode") from None
     except RecursionError:
         raise InvalidValueError("the value is nested too deeply") from None
 
