@@ -279,7 +279,7 @@ class LocalRuntime:
             await self._park(batch, str(error))
             return
         except Exception as error:  # a bug or a bad URL: still the address's visible failure
-            log.exception("%s: calling %s failed", address, endpoint.url_for(address.typename))
+            log.exception("%s: calling %s failed", address, endpoint.url_path_template)
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
         try:
