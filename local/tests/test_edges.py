@@ -165,7 +165,7 @@ def test_a_long_poll_ends_when_its_client_leaves(tmp_path: Path) -> None:
             runner, url = await serve_runtime(runtime)
             try:
                 host, port = url.removeprefix("http://").split(":")
-                reader, writer = await asyncio.open_connection(host, int(port))
+                _, writer = await asyncio.open_connection(host, int(port))
                 writer.write(f"GET /api/egress?wait=60 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
                 await writer.drain()
                 await _until(lambda: _handlers_running() == 1)

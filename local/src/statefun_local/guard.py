@@ -36,7 +36,6 @@ _SIMPLE_CONTENT_TYPES = frozenset(
 _SAME_SITE_OK = frozenset({"same-origin", "none"})
 
 
-
 def _hostname(host: str) -> str:
     """The name or address of a ``Host`` header, without the port and IPv6 brackets."""
     if host.startswith("["):
