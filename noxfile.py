@@ -405,3 +405,17 @@ def soak(session: nox.Session) -> None:
         return
     session.run("python", "benchmarks/soak/run.py", "http")
     session.run("python", "benchmarks/soak/run.py", "local")
+
+
+# --- docs ---------------------------------------------------------------------------------
+
+
+@nox.session(python=NEWEST, tags=["ci", "docs"])
+def docs(session: nox.Session) -> None:
+    """Every python block of every README and doc runs as written (tests/docs/test_docs.py
+    says how a block is marked to continue another, be a file, a test or a server)."""
+    packages = sorted(Path("integrations").glob("*/pyproject.toml"))
+    editable = [arg for package in packages for arg in ("-e", str(package.parent))]
+    session.install("-e", ".", *editable, "-e", "local", "gunicorn", "opentelemetry-sdk",
+                    *TEST_DEPS)  # fmt: skip
+    session.run("python", "-m", "pytest", "tests/docs", *session.posargs)
