@@ -57,7 +57,6 @@ BODY = b'{"type": "string", "value": "Ann"}'
         ("GET", "/api/status", {"Host": "localhost:8090"}, 200),
         ("GET", "/api/status", {"Host": "127.0.0.1:1"}, 200),
         ("GET", "/api/status", {"Host": "[::1]:8090"}, 200),
-        ("GET", "/api/status", {"Host": "fns.internal:8090"}, 200),  # --allow-host
         # another origin, by Origin or Sec-Fetch-Site
         ("POST", "/ingress/com.example/echo/x", {**JSON, "Origin": "http://evil.test"}, 403),
         ("POST", "/ingress/com.example/echo/x", {**JSON, "Origin": "null"}, 403),
@@ -76,7 +75,12 @@ BODY = b'{"type": "string", "value": "Ann"}'
         ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw", {}, 415),
         ("POST", "/records/com.example/names?topic=names&key=x", {"Content-Type": "text/plain"},
          415),
-        # the runtime's own page, and tools outside a browser
+        # the runtime's own page (its fetches and its forms), and tools outside a browser
+        ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw",
+         {"Content-Type": "text/plain", "Origin": "http://{host}"}, 202),
+        ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw",
+         {"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"},
+         202),
         ("POST", "/ingress/com.example/echo/x",
          {**JSON, "Origin": "http://{host}", "Sec-Fetch-Site": "same-origin"}, 202),
         ("POST", "/ingress/com.example/echo/x", {**JSON, "Sec-Fetch-Site": "none"}, 202),
@@ -104,7 +108,7 @@ spec:
         async with FunctionServer(echo_functions()) as server:
             module = parse_module(module_yaml(server.url, extra=extra))
             async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True) as runtime:
-                runner = web.AppRunner(make_app(runtime, allowed_hosts=["fns.internal"]))
+                runner = web.AppRunner(make_app(runtime))
                 await runner.setup()
                 site = web.TCPSite(runner, "127.0.0.1", 0)
                 await site.start()
@@ -437,3 +441,38 @@ def test_the_database_files_are_private(tmp_path: Path) -> None:
         run(scenario())
     finally:
         os.umask(previous)
+
+
+def test_allow_host_admits_a_name_and_the_page_browses_addresses_a_page_at_a_time(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            for name in ["Cy", "Ann", "Bob"]:
+                await runtime.send(Address("com.example/greeter", name),
+                                   TypedValue("io.statefun.types/string", b"\n\x02Jo"))
+            await runtime.wait_until_idle()
+            runner = web.AppRunner(make_app(runtime, allowed_hosts=["fns.internal"]))
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            url = f"http://127.0.0.1:{port}/api/addresses/com.example/greeter"
+            try:
+                async with aiohttp.ClientSession() as session:
+                    pages = []
+                    after = ""
+                    while after is not None:
+                        async with session.get(url, params={"limit": "2", "after": after},
+                                               headers={"Host": f"fns.internal:{port}"}) as r:
+                            assert r.status == 200, await r.text()
+                            page = await r.json()
+                        pages.append(page["ids"])
+                        after = page["next"]
+                    async with session.get(url, headers={"Host": "other.internal"}) as r:
+                        assert r.status == 403
+            finally:
+                await runner.cleanup()
+        assert pages == [["Ann", "Bob"], ["Cy"]]
+
+    run(scenario())

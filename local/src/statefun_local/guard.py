@@ -6,9 +6,9 @@ against a page open in the developer's browser.
   rebinding) sends its own name, and is refused.
 - A request that changes something (any method but GET, HEAD, OPTIONS) must come from the
   runtime's own page or from outside a browser: an ``Origin`` other than the runtime's own, or a
-  ``Sec-Fetch-Site`` other than ``same-origin``/``none``, is refused; and it must carry a
-  ``Content-Type`` a page on another origin can not send without asking first (not
-  ``text/plain``, a form's, or none).
+  ``Sec-Fetch-Site`` other than ``same-origin``/``none``, is refused; and unless the browser
+  says it comes from the runtime's own page, it must carry a ``Content-Type`` a page on another
+  origin can not send without asking first (not ``text/plain``, a form's, or none).
 
 Also here: log lines that keep to one line whatever a typename, id or reply holds.
 """
@@ -70,8 +70,11 @@ def guard_middleware(allowed_hosts: Iterable[str] = ()) -> Middleware:
         site = request.headers.get("Sec-Fetch-Site")
         if site is not None and site.lower() not in _SAME_SITE_OK:
             return web.Response(status=403, text=f"{site} request refused (Sec-Fetch-Site)\n")
+        # the page's own form posts say where they come from; anything else must use a type
+        # that no other site's page can send without a preflight (which is never allowed)
+        own_page = origin is not None or (site or "").lower() == "same-origin"
         content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if content_type in _SIMPLE_CONTENT_TYPES:
+        if content_type in _SIMPLE_CONTENT_TYPES and not own_page:
             return web.Response(status=415, text=(
                 f"Content-Type {content_type or '(none)'} refused: send application/json, or "
                 "application/octet-stream for raw bytes\n"))  # fmt: skip
