@@ -136,7 +136,7 @@ spec:
 
 @pytest.mark.parametrize(
     "query",
-    ["wait=nan", "wait=inf", "wait=-inf", "wait=-1", "wait=61", "wait=1e999", "wait=x",
+    ["wait=nan", "wait=inf", "wait=-inf", "wait=-1", "wait=1e999", "wait=x",
      f"after={2**63}", "after=-1", "after=1.5", "after=nan"],
 )  # fmt: skip
 def test_egress_numbers_are_finite_and_bounded(tmp_path: Path, query: str) -> None:

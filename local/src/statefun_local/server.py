@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sys
 from collections.abc import Iterable
 from importlib import resources
 from typing import Any
@@ -163,7 +164,7 @@ def _number(request: web.Request, name: str, default: float, maximum: float,
     except ValueError:
         number = math.nan
     if not (math.isfinite(number) and 0 <= number <= maximum):
-        kind = "an integer" if integer else "a number"
+        kind = "an integer" if integer else "a finite number"
         raise _bad_request(f"{name} must be {kind} from 0 to {maximum:g}, not {text!r}")
     return number
 
@@ -173,7 +174,7 @@ async def egress(request: web.Request) -> web.Response:
     the client goes away or the server stops."""
     runtime = request.app[RUNTIME_KEY]
     after = int(_number(request, "after", 0, maximum=_MAX_SEQ))
-    wait = _number(request, "wait", 0, maximum=MAX_WAIT, integer=False)
+    wait = min(_number(request, "wait", 0, maximum=sys.float_info.max, integer=False), MAX_WAIT)
     records = asyncio.ensure_future(runtime.wait_egress(after, wait))
     stopping = asyncio.ensure_future(request.app[_STOPPING_KEY].wait())
     gone = asyncio.ensure_future(_client_gone(request))
