@@ -43,7 +43,7 @@ from statefun_core.testing import wire
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
 MARKER = re.compile(r"<!--\s*docs-test:\s*(\w+)\s*(.*?)\s*-->")
-SKIPPED_FOLDERS = {".git", ".nox", "node_modules", "work", "target"}
+SKIPPED_FOLDERS = {"node_modules", "work", "target", "build", "dist"}
 
 
 @dataclasses.dataclass
@@ -61,10 +61,11 @@ class Block:
 
 
 def markdown_files() -> list[Path]:
+    """The repository's Markdown files, not those of tools' folders (hidden, build, work)."""
     return sorted(
         path for path in ROOT.rglob("*.md")
-        if not SKIPPED_FOLDERS & set(path.relative_to(ROOT).parts)
-        and not any(part.startswith(".venv") for part in path.relative_to(ROOT).parts)
+        if not any(part in SKIPPED_FOLDERS or part.startswith(".")
+                   for part in path.relative_to(ROOT).parts[:-1])
     )  # fmt: skip
 
 
