@@ -147,7 +147,7 @@ async def addresses(request: web.Request) -> web.Response:
     typename = _typename(request)
     after = request.query.get("after", "")
     _check_text(after)
-    limit = int(_number(request, "limit", 100, maximum=1000))
+    limit = max(1, int(_number(request, "limit", 100, maximum=1000)))
     ids = address_ids(request.app[RUNTIME_KEY].store, typename, after, limit + 1)
     return web.json_response({"function": typename, "ids": ids[:limit],
                               "next": ids[limit - 1] if len(ids) > limit else None})
@@ -164,8 +164,8 @@ def _number(request: web.Request, name: str, default: float, maximum: float,
     except ValueError:
         number = math.nan
     if not (math.isfinite(number) and 0 <= number <= maximum):
-        kind = "an integer" if integer else "a finite number"
-        raise _bad_request(f"{name} must be {kind} from 0 to {maximum:g}, not {text!r}")
+        kind = f"an integer from 0 to {int(maximum)}" if integer else "a finite number, 0 or more"
+        raise _bad_request(f"{name} must be {kind}, not {text!r}")
     return number
 
 
