@@ -461,3 +461,17 @@ def deadletters(session: nox.Session) -> None:
         "opentelemetry-sdk",
     )
     session.run("python", "-m", "pytest", "tests/deadletters", *session.posargs)
+
+
+# --- docs ---------------------------------------------------------------------------------
+
+
+@nox.session(python=NEWEST, tags=["ci", "docs"])
+def docs(session: nox.Session) -> None:
+    """Every python block of every README and doc runs as written (tests/docs/test_docs.py
+    says how a block is marked to continue another, be a file, a test or a server)."""
+    packages = sorted(Path("integrations").glob("*/pyproject.toml"))
+    editable = [arg for package in packages for arg in ("-e", str(package.parent))]
+    session.install("-e", ".", *editable, "-e", "local", "gunicorn", "opentelemetry-sdk",
+                    *TEST_DEPS)  # fmt: skip
+    session.run("python", "-m", "pytest", "tests/docs", *session.posargs)

@@ -1,94 +1,199 @@
-"""The web page's script, run by Node (when installed) against a real ``/api/status``."""
+"""The web page in a real headless Chromium, against a real runtime, function server and
+SQLite file; and what a page on another site can make the browser do to the runtime."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from importlib import resources
 from pathlib import Path
 
 import pytest
-from statefun_local import Failure, make_value
+from aiohttp import web
+from statefun_local import LocalRuntime, make_value, parse_module
 
 from statefun_core.engine import Address
 
-from .conftest import run, serving
+from .browser import CHROMIUM, chromium
+from .conftest import FunctionServer, module_yaml, run
 from .test_runtime import greeter_functions
+from .test_server_and_cli import serve_runtime
 
-NODE = shutil.which("node")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
 
-# A minimal DOM: enough for the page's refresh() to fill its tables.
-HARNESS = """
-const fs = require("fs");
-const [script, statusFile] = process.argv.slice(2);
-const status = JSON.parse(fs.readFileSync(statusFile, "utf8"));
-const elements = {};
-function el(tag) {
-  return { tag, children: [], textContent: "", className: "", hidden: false,
-           append(...c) { this.children.push(...c); },
-           replaceChildren(...c) { this.children = c; } };
-}
-global.document = { getElementById: id => (elements[id] ||= el(id)), createElement: el };
-global.fetch = async () => ({ json: async () => status });
-global.setInterval = () => {};
-eval(fs.readFileSync(script, "utf8"));
-setTimeout(() => {
-  const rows = id => elements[id].children.map(r => r.children.map(c => c.textContent));
-  console.log(JSON.stringify({
-    summary: elements.summary.textContent, functions: rows("functions"), egress: rows("egress"),
-    failuresHidden: elements["failures-box"].hidden,
-    failures: elements.failures.children.map(li => li.textContent),
-    connectionsHidden: elements["connections-box"].hidden, connections: rows("connections")}));
-}, 50);
+INGRESS = """
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/names
+  address: kafka:9092
+  consumerGroupId: g
+  topics:
+    - {topic: names, valueType: io.statefun.types/string, targets: [com.example/greeter]}
 """
 
 
-@pytest.mark.skipif(NODE is None, reason="needs Node.js to run the page's script")
-def test_the_page_shows_functions_egress_and_failures(tmp_path: Path) -> None:
-    async def status() -> dict:  # type: ignore[type-arg]
-        async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
-            for name in ["Ann", "Bob"]:
-                await runtime.send(Address("com.example/greeter", name), make_value("string", name))
-            await runtime.wait_until_idle()
-            runtime.failures.append(Failure("2026-01-01T00:00:00+00:00", "com.example/x/y",
-                                            "HTTP 500: boom", 1))
-            return runtime.status()
+def test_the_page_shows_state_browses_addresses_and_clears_a_recovered_failure(
+    tmp_path: Path,
+) -> None:
+    broken = False
 
-    page = resources.files("statefun_local").joinpath("web/index.html").read_text("utf-8")
-    script = page[page.index("<script>") + len("<script>"):page.index("</script>")]
-    (tmp_path / "page.js").write_text(script)
-    (tmp_path / "harness.js").write_text(HARNESS)
-    shown_status = run(status())
-    assert shown_status["connections"] == []  # offline
-    # what a Kafka ingress and egress report (kafka.py's status()), as the page gets it
-    shown_status["connections"] = [
-        {"kind": "ingress", "id": "com.example/names", "broker": "k:9092", "state": "connected",
-         "error": None, "group": "g", "topics": ["names"], "partitions": 2, "records": 7,
-         "lag": 3, "skipped": ["names/0@5: a record without a key can not be routed to an id"]},
-        {"kind": "egress", "id": "com.example/greets", "broker": "k:9092",
-         "state": "unreachable", "error": "broker k:9092 unreachable", "semantic": "exactly-once",
-         "records": 4, "position": 9},
-    ]  # fmt: skip
-    (tmp_path / "status.json").write_text(json.dumps(shown_status))
-    result = subprocess.run(
-        [NODE, str(tmp_path / "harness.js"), str(tmp_path / "page.js"),
-         str(tmp_path / "status.json")],
-        capture_output=True, text=True, timeout=60, check=True,
-    )
-    shown = json.loads(result.stdout)
-    assert "4 delivered" in shown["summary"]
-    assert [row[0] for row in shown["functions"]] == ["com.example/greeter", "com.example/inbox"]
-    assert sorted(row[2] for row in shown["egress"]) == [
-        "topic=greetings key=Ann value=Hello Ann for the 1th time!",
-        "topic=greetings key=Bob value=Hello Bob for the 1th time!",
-    ]
-    assert shown["failuresHidden"] is False
-    assert shown["failures"] == ["2026-01-01T00:00:00+00:00 com.example/x/y: HTTP 500: boom"]
-    assert shown["connectionsHidden"] is False
-    assert shown["connections"] == [
-        ["ingress", "com.example/names", "k:9092", "connected", "names · g", 7, 3,
-         "names/0@5: a record without a key can not be routed to an id"],
-        ["egress", "com.example/greets", "k:9092", "unreachable", "exactly-once", 4, "",
-         "broker k:9092 unreachable"],
-    ]  # fmt: skip
+    def fault(_: int) -> web.Response | None:
+        return web.Response(status=500, text="down for now") if broken else None
+
+    async def scenario() -> None:
+        nonlocal broken
+        async with FunctionServer(greeter_functions(), fault) as server:
+            module = parse_module(module_yaml(server.url, call="200ms", extra=INGRESS))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True,
+                                    failure_pause=0.05) as runtime:
+                runner, url = await serve_runtime(runtime)
+                try:
+                    for name in ["Ann", "Ann", "Zoë / 1"]:
+                        await runtime.send(Address("com.example/greeter", name),
+                                           make_value("string", name))
+                    await runtime.wait_until_idle()
+                    broken = True
+                    await runtime.send(Address("com.example/greeter", "Bob"),
+                                       make_value("string", "Bob"))
+                    async with chromium(tmp_path / "profile") as page:
+                        await page.goto(f"{url}/")
+                        failure = await page.wait_for(
+                            "!document.getElementById('failures-box').hidden && "
+                            "document.getElementById('failures').innerText")
+                        assert "com.example/greeter/Bob: POST" in failure
+                        assert "HTTP 500: down for now" in failure
+
+                        functions = await page.rows("functions")
+                        assert [row[0] for row in functions] == ["com.example/greeter",
+                                                                 "com.example/inbox"]
+                        assert await page.rows("io") == [
+                            ["kafka ingress", "com.example/names", "kafka:9092",
+                             "names (io.statefun.types/string) → com.example/greeter"],
+                            ["kafka egress", "com.example/out", "kafka:9092", "at-least-once"],
+                        ]
+
+                        # browse: the function type's addresses, then one address's state
+                        await page.evaluate("[...document.querySelectorAll('#functions a')]"
+                                            ".find(a => a.innerText === 'com.example/greeter')"
+                                            ".click()")
+                        ids = await page.wait_for(
+                            "document.getElementById('browse-ids').innerText")
+                        assert ids.split("\n") == ["Ann", "Bob", "Zoë / 1"]
+                        await page.evaluate("[...document.querySelectorAll('#browse-ids a')]"
+                                            ".find(a => a.innerText === 'Zoë / 1').click()")
+                        await page.wait_for("document.getElementById('browse-title').innerText"
+                                            ".startsWith('com.example/greeter/Zoë / 1')")
+                        assert await page.rows("state") == [
+                            ["seen_count", "1", "io.statefun.types/int", ""]]
+
+                        # typed into the form: Ann's state, and Bob's message in flight
+                        await page.evaluate(
+                            "document.getElementById('lookup-address').value = "
+                            "'com.example/greeter/Ann';"
+                            "document.querySelector('#lookup button').click()")
+                        await page.wait_for("document.getElementById('browse-title').innerText"
+                                            ".startsWith('com.example/greeter/Ann')")
+                        await page.wait_for("document.getElementById('state').innerText"
+                                            ".includes('seen_count\\t2')")
+                        await page.goto(f"{url}/#address=com.example%2Fgreeter%2FBob")
+                        await page.wait_for("document.getElementById('browse-title').innerText"
+                                            ".startsWith('com.example/greeter/Bob')")
+                        await page.wait_for("document.getElementById('messages-summary')"
+                                            ".innerText === '1 in flight · 0 queued · 0 delayed'")
+                        assert (await page.rows("messages"))[0][3] == "Bob"
+
+                        # the function server recovers: the page stops showing the failure
+                        broken = False
+                        await runtime.wait_until_idle()
+                        await page.wait_for("document.getElementById('failures-box').hidden")
+                        await page.wait_for("document.getElementById('state').innerText"
+                                            ".includes('seen_count\\t1')")
+                        assert await page.text("#messages-summary") == (
+                            "0 in flight · 0 queued · 0 delayed")
+                        assert "Hello Bob for the 1th time!" in await page.text("#egress")
+                finally:
+                    await runner.cleanup()
+
+    run(scenario())
+
+
+ATTACKER_PAGE = """<!doctype html><title>another site</title><body>
+<iframe name="sink"></iframe>
+<form id="form" method="POST" target="sink" enctype="text/plain"
+  action="{runtime}/ingress/com.example/greeter/form?typename=com.example/Raw">
+  <input name='{{"type": "string", "value": "' value='"}}'></form>
+</body>"""
+
+ATTACKS = """
+(async () => {
+  const target = "%s/ingress/com.example/greeter/";
+  await fetch(target + "plain?typename=com.example/Raw", {method: "POST", mode: "no-cors",
+    headers: {"Content-Type": "text/plain"}, body: '{"type": "string", "value": "x"}'});
+  await fetch(target + "blob?typename=com.example/Raw", {method: "POST", mode: "no-cors",
+    body: new Blob(["raw"])});
+  const sent = new Promise(resolve => document.querySelector("iframe").onload = resolve);
+  document.getElementById("form").submit();
+  await sent;
+  try {  // a non-simple request needs a preflight, which the runtime does not allow
+    await fetch(target + "json", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: '{"type": "string", "value": "x"}'});
+    return "sent";
+  } catch (error) {
+    return "refused";
+  }
+})()
+"""
+
+
+def test_another_site_can_not_send_and_a_rebound_name_reads_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with FunctionServer(greeter_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True) as runtime:
+                runner, url = await serve_runtime(runtime)
+                attacker = web.Application()
+
+                async def page(_: web.Request) -> web.Response:
+                    return web.Response(text=ATTACKER_PAGE.format(runtime=url),
+                                        content_type="text/html")
+
+                attacker.router.add_get("/", page)
+                attacker_runner, attacker_url = await serve_runtime_app(attacker)
+                port = url.rsplit(":", 1)[1]
+                try:
+                    rules = "--host-resolver-rules=MAP rebound.test 127.0.0.1"
+                    async with chromium(tmp_path / "profile", (rules,)) as tab:
+                        # a page on another origin (another port of 127.0.0.1: same site)
+                        await tab.goto(f"{attacker_url}/")
+                        await tab.wait_for("document.title === 'another site'")
+                        assert await tab.evaluate(ATTACKS % url) == "refused"
+                        # the runtime's own page may send
+                        await tab.goto(f"{url}/")
+                        await tab.wait_for("document.title === 'statefun-local'")
+                        status = await tab.evaluate(
+                            "fetch('ingress/com.example/greeter/own', {method: 'POST', "
+                            "headers: {'Content-Type': 'application/json'}, body: JSON.stringify("
+                            "{type: 'string', value: 'own'})}).then(r => r.status)")
+                        assert status == 202
+                        # DNS rebinding: a name of the attacker's, resolving to 127.0.0.1
+                        await tab.goto(f"http://rebound.test:{port}/api/status")
+                        body = await tab.wait_for("document.body && document.body.innerText")
+                        assert "is not this runtime's" in body
+                        assert "functions" not in body
+                    await runtime.wait_until_idle()
+                    assert [r["record"]["kafka"]["key"] for r in runtime.egress_records()] == [
+                        "own"]
+                    assert runtime.store.mailbox_addresses() == []
+                    assert runtime.status()["totals"]["delivered"] == 2
+                finally:
+                    await attacker_runner.cleanup()
+                    await runner.cleanup()
+
+    run(scenario())
+
+
+async def serve_runtime_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"

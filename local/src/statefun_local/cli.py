@@ -21,11 +21,13 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Optional
@@ -63,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database (default {DEFAULT_DB})")
     run.add_argument("--host", default="127.0.0.1", help="address of the web page and ingress")
     run.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    run.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                     help="a name the page and ingress may be reached by besides localhost and "
+                          "IP addresses (e.g. a container's service name); repeatable")
     run.add_argument("--egress-jsonl", metavar="FILE", help="also append egress records here")
     run.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
                      help="NORMAL survives a process crash; FULL also a power loss (slower)")
@@ -143,17 +148,20 @@ def _run(args: argparse.Namespace) -> int:
         module_name=", ".join(args.module), offline=args.offline,
         dead_letters=_dead_letter_policy(args),
     )
-    asyncio.run(_serve(runtime, args.host, args.port, args.module))
+    asyncio.run(_serve(runtime, args.host, args.port, args.module, args.allow_host))
     return 0
 
 
-async def _serve(runtime: LocalRuntime, host: str, port: int, modules: list[str]) -> None:
+async def _serve(runtime: LocalRuntime, host: str, port: int, modules: list[str],
+                 allowed_hosts: list[str]) -> None:
     from aiohttp import web
 
     from .server import make_app
 
     await runtime.start()
-    runner = web.AppRunner(make_app(runtime), access_log=None)
+    # on stop, requests still running get half a second (a long poll ends at once)
+    runner = web.AppRunner(make_app(runtime, allowed_hosts=allowed_hosts), access_log=None,
+                           shutdown_timeout=0.5)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -213,7 +221,6 @@ def _dead_letter_policy(args: argparse.Namespace) -> DeadLetterPolicy:
 
 
 def _send(args: argparse.Namespace) -> int:
-    parse_address(args.address)
     body: dict[str, Any]
     for name in ("string", "int", "long", "bool", "float", "double"):
         if getattr(args, name) is not None:
@@ -227,8 +234,12 @@ def _send(args: argparse.Namespace) -> int:
         else:
             data = Path(args.bytes_file).read_bytes()
             body = {"type": args.typename, "base64": base64.b64encode(data).decode("ascii")}
+    address = parse_address(args.address)
+    namespace, function_name = address.typename.split("/", 1)
+    path = "/".join(urllib.parse.quote(part, safe="") for part in (namespace, function_name,
+                                                                   address.id))
     request = urllib.request.Request(
-        f"{args.url.rstrip('/')}/ingress/{args.address}",
+        f"{args.url.rstrip('/')}/ingress/{path}",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -288,18 +299,26 @@ def _show(value: Any) -> str:
 def _egress(args: argparse.Namespace) -> int:
     store = _open_readonly(args.db)
     after = args.after
-    while True:
-        for record in store.egress_list(after, limit=1000):
-            view = egress_view(record)
-            after = record.seq
-            if args.json:
-                print(json.dumps(view, ensure_ascii=False), flush=True)
-            else:
-                print(f"#{view['seq']} {view['egress']}: {_show_record(view['record'])}",
-                      flush=True)
-        if not args.follow:
-            return 0
-        time.sleep(0.2)
+    try:
+        while True:
+            records = store.egress_list(after, limit=1000)
+            for record in records:
+                view = egress_view(record)
+                after = record.seq
+                if args.json:
+                    print(json.dumps(view, ensure_ascii=False))
+                else:
+                    print(f"#{view['seq']} {view['egress']}: {_show_record(view['record'])}")
+            sys.stdout.flush()
+            if not records and not args.follow:
+                return 0
+            if not records:
+                time.sleep(0.2)
+    except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly, and keep Python from reporting the
+        # failed flush of stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 # --- stuck addresses -------------------------------------------------------------------------

@@ -5,18 +5,18 @@ the way an ingress queues what it read (with its read position, in one SQLite tr
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Union
 
 from statefun_core.engine import Address, TypedValue
 
+from .guard import one_line_logger
 from .module import KAFKA_EGRESS, KAFKA_INGRESS, KINESIS_EGRESS, KINESIS_INGRESS, Egress, Ingress
 
 if TYPE_CHECKING:
     from .runtime import LocalRuntime
 
-log = logging.getLogger("statefun_local.connectors")
+log = one_line_logger("statefun_local.connectors")
 
 MAX_BACKOFF = 30.0
 

@@ -9,7 +9,7 @@ from statefun_core.engine import Address, EgressRecord, Envelope, Timer
 from .store import SqliteStore
 from .values import describe
 
-__all__ = ["address_view", "egress_view", "parse_address"]
+__all__ = ["address_ids", "address_view", "egress_view", "parse_address"]
 
 
 def parse_address(text: str) -> Address:
@@ -75,3 +75,17 @@ def egress_view(record: EgressRecord) -> dict[str, Any]:
         "record": describe(record.argument.typename, record.argument.value),
         "traceparent": record.trace.traceparent if record.trace else None,
     }
+
+
+def address_ids(store: SqliteStore, typename: str, after: str = "", limit: int = 100
+                ) -> list[str]:
+    """The ids of ``typename`` that have state, queued messages or delayed messages, in order,
+    after the id ``after``: a page of at most ``limit``."""
+    rows = store.conn.execute(
+        "SELECT target_id FROM state WHERE target_type = ?1 AND target_id > ?2"
+        " UNION SELECT target_id FROM mailbox WHERE target_type = ?1 AND target_id > ?2"
+        " UNION SELECT target_id FROM timers WHERE target_type = ?1 AND target_id > ?2"
+        " ORDER BY 1 LIMIT ?3",
+        (typename, after, limit),
+    )
+    return [row[0] for row in rows]

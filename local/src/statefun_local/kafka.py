@@ -31,7 +31,6 @@ with backoff; a connector never stops the runtime.
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import time
 import uuid
@@ -40,13 +39,14 @@ from typing import TYPE_CHECKING, Any, Optional
 from statefun_core import protocol
 
 from .connector import Connector
+from .guard import one_line_logger
 from .module import Egress, Ingress
 from .runtime import UnknownIngressError
 
 if TYPE_CHECKING:
     from .runtime import LocalRuntime
 
-log = logging.getLogger("statefun_local.kafka")
+log = one_line_logger("statefun_local.kafka")
 
 #: how far back from its end the position topic is read first (two offsets a transaction)
 CURSOR_WINDOW = 1000

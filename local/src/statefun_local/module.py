@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
+from urllib.parse import quote
 
 import yaml
 
@@ -104,9 +105,12 @@ class Endpoint:
         return self.functions.split("/", 1)[0]
 
     def url_for(self, function_type: str) -> str:
-        """The URL to call for ``function_type`` (``namespace/name``)."""
+        """The URL to call for ``function_type`` (``namespace/name``): ``{function.name}``
+        percent-encoded, so a name can not reach another path, a query or a fragment."""
         name = function_type.split("/", 1)[1]
-        return self.url_path_template.replace("{function.name}", name)
+        if name in (".", ".."):
+            raise ValueError(f"{function_type!r}: '.' and '..' are not function names")
+        return self.url_path_template.replace("{function.name}", quote(name, safe=""))
 
 
 @dataclass(frozen=True)

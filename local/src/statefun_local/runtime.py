@@ -23,7 +23,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
-import logging
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,6 +43,7 @@ from statefun_core.engine import (
 from statefun_core.tracecontext import TRACERESPONSE
 
 from . import stuck
+from .guard import one_line_logger, typename_problem
 from .inspection import address_view, egress_view
 from .module import KAFKA_INGRESS, Endpoint, Module
 from .store import SqliteStore
@@ -51,7 +52,7 @@ from .transport import CallFailedError, HttpTransport
 
 __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressError", "WallClock"]
 
-log = logging.getLogger("statefun_local")
+log = one_line_logger("statefun_local")
 
 
 class WallClock:
@@ -244,6 +245,9 @@ class LocalRuntime:
 
     def check_target(self, target: Address) -> Endpoint:
         """The endpoint serving ``target``; raises :class:`UnknownFunctionError` if none."""
+        problem = typename_problem(target.typename)
+        if problem is not None:
+            raise UnknownFunctionError(problem)
         endpoint = self.module.endpoint_for(target.typename)
         if endpoint is None:
             raise UnknownFunctionError(
@@ -296,7 +300,7 @@ class LocalRuntime:
             await self._park(batch, str(error))
             return
         except Exception as error:  # a bug or a bad URL: still the address's visible failure
-            log.exception("%s: calling %s failed", address, endpoint.url_for(address.typename))
+            log.exception("%s: calling %s failed", address, endpoint.url_path_template)
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
         trace = TraceContext.parse(reply_headers.get(TRACERESPONSE))
@@ -551,6 +555,7 @@ class LocalRuntime:
                 "in_flight": sum(1 for a in in_flight if a.typename == typename),
             })
         busiest = sorted(depths.items(), key=lambda item: -item[1])[:top]
+        failing = {str(address) for address in self._parked}
         last_seq = store.conn.execute("SELECT MAX(seq) FROM egress").fetchone()[0] or 0
         return {
             "module": self.module_name,
@@ -571,11 +576,30 @@ class LocalRuntime:
                 for a, n in busiest
             ],
             "egress": list(reversed(self.egress_records(max(0, last_seq - egress), egress))),
-            "failures": [f.to_json() for f in reversed(self.failures)],
+            # an address that recovered is no longer shown as failing
+            "failures": [f.to_json() for f in reversed(self.failures) if f.address in failing],
             "stuck": self.stuck(),
             "audit": self.audit_log(20),
             "connections": [connector.status() for connector in self.connectors],
+            **self.module_view(),
         }
+
+    def module_view(self) -> dict[str, Any]:
+        """The module's ingresses (with their topics or streams and targets) and egresses."""
+        ingresses = [
+            {"id": ingress.id, "kind": "kafka" if ingress.kind == KAFKA_INGRESS else "kinesis",
+             "address": ingress.address or ingress.aws.endpoint or ingress.aws.region,
+             "routes": [{"source": source, "type": value_type, "targets": list(targets)}
+                        for source, value_type, targets in ingress.routes]}
+            for ingress in self.module.ingresses.values()
+        ]
+        egresses = [
+            {"id": egress.id, "kind": "kafka" if egress.is_kafka else "kinesis",
+             "address": egress.address or egress.aws.endpoint or egress.aws.region,
+             "semantic": egress.semantic}
+            for egress in self.module.egresses.values()
+        ]
+        return {"ingresses": ingresses, "egresses": egresses}
 
 
 def _lock_database(db: Path) -> Optional[IO[bytes]]:
@@ -585,7 +609,7 @@ def _lock_database(db: Path) -> Optional[IO[bytes]]:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no lock
         return None
-    lock = open(f"{db}.lock", "wb")  # noqa: SIM115 - held until stop()
+    lock = os.fdopen(os.open(f"{db}.lock", os.O_WRONLY | os.O_CREAT, 0o600), "wb")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -12,7 +12,10 @@
                                        (Kinesis: ``?stream=...&partition_key=...``)
 ``GET /api/status``                    functions, queues, throughput, egress, failures
 ``GET /api/state/{ns}/{type}/{id}``    an address's state, mailbox and timers
+``GET /api/addresses/{ns}/{type}``     the ids of a function type with state, messages or
+                                       timers, ``?after=ID`` for the next page
 ``GET /api/egress?after=N&wait=S``     egress records after ``N``, waiting up to ``S`` s
+                                       (at most 60)
 ``GET /``                              the web page (polls ``/api/status``)
 ``GET /api/stuck``                     addresses whose head message keeps failing
 ``GET /api/audit``                     what was done to them, newest first
@@ -23,10 +26,18 @@
 
 An ingress request's W3C ``traceparent`` (and ``tracestate``) header is kept with its
 messages: the trace continues through every function they reach.
+
+Every request passes :func:`~statefun_local.guard.guard_middleware` first: no other site's
+page can use these through the developer's browser.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import math
+import sys
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any, Optional
 
@@ -34,6 +45,8 @@ from aiohttp import web
 
 from statefun_core.engine import Address, TraceContext
 
+from .guard import guard_middleware, typename_problem
+from .inspection import address_ids
 from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
 from .stuck import BusyAddressError, NotStuckError
 from .values import InvalidValueError, make_value
@@ -41,11 +54,26 @@ from .values import InvalidValueError, make_value
 __all__ = ["RUNTIME_KEY", "make_app"]
 
 RUNTIME_KEY = web.AppKey("statefun_local_runtime", LocalRuntime)
+_STOPPING_KEY = web.AppKey("statefun_local_stopping", asyncio.Event)
+#: The longest ``GET /api/egress`` waits for a record.
+MAX_WAIT = 60.0
+#: Sequence numbers are SQLite integers.
+_MAX_SEQ = 2**63 - 1
+
+
+def _typename(request: web.Request) -> str:
+    typename = f"{request.match_info['namespace']}/{request.match_info['type']}"
+    _check_text(typename)
+    problem = typename_problem(typename)
+    if problem is not None:
+        raise _bad_request(problem)
+    return typename
 
 
 def _address(request: web.Request) -> Address:
-    info = request.match_info
-    return Address(f"{info['namespace']}/{info['type']}", info["id"])
+    address = Address(_typename(request), request.match_info["id"])
+    _check_text(address.id)
+    return address
 
 
 def _trace(request: web.Request) -> Optional[TraceContext]:
@@ -58,22 +86,40 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=message + "\n")
 
 
+def _check_text(*texts: str) -> None:
+    """Refuse text that can not be UTF-8 (a lone surrogate from a JSON escape): it can be
+    neither stored nor sent."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _bad_request(f"{text!r} is not valid Unicode (a lone surrogate)") from None
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.text())
+    except RecursionError:
+        raise _bad_request("the body is not JSON this runtime reads: nested too deeply") from None
+    except ValueError as error:  # UnicodeDecodeError included
+        raise _bad_request(f"the body is not JSON: {error}") from None
+
+
 async def ingress(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     target = _address(request)
     try:
         if request.content_type == "application/json":
-            try:
-                body: Any = await request.json()
-            except ValueError as error:
-                raise _bad_request(f"the body is not JSON: {error}") from None
-            if not isinstance(body, dict) or "type" not in body:
+            body = await _json_body(request)
+            if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not (
+                body.get("base64") is None or isinstance(body["base64"], str)
+            ):
                 raise _bad_request(
                     'expected {"type": "string", "value": ...} or {"type": "ns/name", '
                     '"base64": "..."}'
                 )
-            value = make_value(str(body["type"]), body.get("value"),
-                               base64_data=body.get("base64"))
+            _check_text(body["type"])
+            value = make_value(body["type"], body.get("value"), base64_data=body.get("base64"))
         else:
             typename = request.query.get("typename")
             if not typename:
@@ -95,6 +141,7 @@ async def record(request: web.Request) -> web.Response:
     ingress_id = f"{request.match_info['namespace']}/{request.match_info['name']}"
     source = request.query.get("topic") or request.query.get("stream") or ""
     key = request.query.get("key") or request.query.get("partition_key") or ""
+    _check_text(ingress_id, source, key)
     try:
         seqs = await runtime.send_record(ingress_id, source, key, await request.read(),
                                          _trace(request))
@@ -111,15 +158,56 @@ async def state(request: web.Request) -> web.Response:
     return web.json_response(request.app[RUNTIME_KEY].inspect(_address(request)))
 
 
-async def egress(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
+async def addresses(request: web.Request) -> web.Response:
+    """A page of a function type's ids; ``next`` is the ``after`` of the next page."""
+    typename = _typename(request)
+    after = request.query.get("after", "")
+    _check_text(after)
+    limit = max(1, int(_number(request, "limit", 100, maximum=1000)))
+    ids = address_ids(request.app[RUNTIME_KEY].store, typename, after, limit + 1)
+    return web.json_response({"function": typename, "ids": ids[:limit],
+                              "next": ids[limit - 1] if len(ids) > limit else None})
+
+
+def _number(request: web.Request, name: str, default: float, maximum: float,
+            integer: bool = True) -> float:
+    """The query parameter ``name``: a finite number from 0 to ``maximum``."""
+    text = request.query.get(name)
+    if text is None:
+        return default
     try:
-        after = int(request.query.get("after", "0"))
-        wait = min(float(request.query.get("wait", "0")), 60.0)
+        number = int(text) if integer else float(text)
     except ValueError:
-        raise _bad_request("after must be an integer and wait a number of seconds") from None
-    records = await runtime.wait_egress(after, wait)
-    return web.json_response({"records": records})
+        number = math.nan
+    if not (math.isfinite(number) and 0 <= number <= maximum):
+        kind = f"an integer from 0 to {int(maximum)}" if integer else "a finite number, 0 or more"
+        raise _bad_request(f"{name} must be {kind}, not {text!r}")
+    return number
+
+
+async def egress(request: web.Request) -> web.Response:
+    """Egress records after ``after``; with none yet, waits up to ``wait`` s for one, until
+    the client goes away or the server stops."""
+    runtime = request.app[RUNTIME_KEY]
+    after = int(_number(request, "after", 0, maximum=_MAX_SEQ))
+    wait = min(_number(request, "wait", 0, maximum=sys.float_info.max, integer=False), MAX_WAIT)
+    records = asyncio.ensure_future(runtime.wait_egress(after, wait))
+    stopping = asyncio.ensure_future(request.app[_STOPPING_KEY].wait())
+    gone = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({records, stopping, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (records, stopping, gone):
+            task.cancel()
+    if not records.done() or records.cancelled():
+        return web.json_response({"records": runtime.egress_records(after)})
+    return web.json_response({"records": records.result()})
+
+
+async def _client_gone(request: web.Request, every: float = 0.2) -> None:
+    """Returns once the client closed its connection (aiohttp does not cancel the handler)."""
+    while request.transport is not None and not request.transport.is_closing():
+        await asyncio.sleep(every)
 
 
 async def index(request: web.Request) -> web.Response:
@@ -157,14 +245,26 @@ async def stuck_action(request: web.Request) -> web.Response:
     return web.json_response({"address": str(address), "done": done})
 
 
-def make_app(runtime: LocalRuntime) -> web.Application:
-    """The runtime's web application (start and stop the runtime yourself)."""
-    app = web.Application()
+async def _started(app: web.Application) -> None:
+    app[_STOPPING_KEY] = asyncio.Event()
+
+
+async def _stopping(app: web.Application) -> None:
+    app[_STOPPING_KEY].set()
+
+
+def make_app(runtime: LocalRuntime, *, allowed_hosts: Iterable[str] = ()) -> web.Application:
+    """The runtime's web application (start and stop the runtime yourself). ``allowed_hosts``:
+    names besides ``localhost`` and IP addresses that requests may give in ``Host``."""
+    app = web.Application(middlewares=[guard_middleware(allowed_hosts)])
     app[RUNTIME_KEY] = runtime
+    app.on_startup.append(_started)
+    app.on_shutdown.append(_stopping)
     app.router.add_post("/ingress/{namespace}/{type}/{id:.+}", ingress)
     app.router.add_post("/records/{namespace}/{name}", record)
     app.router.add_get("/api/status", status)
     app.router.add_get("/api/state/{namespace}/{type}/{id:.+}", state)
+    app.router.add_get("/api/addresses/{namespace}/{type}", addresses)
     app.router.add_get("/api/egress", egress)
     app.router.add_get("/", index)
     app.router.add_get("/api/stuck", stuck_list)

@@ -15,7 +15,9 @@ memory (written through, reloaded after a rollback): the engine asks for them on
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,6 +118,7 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
                                check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
         return conn
+    _create_private(path)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -143,6 +146,13 @@ def _trace(traceparent: Optional[str], tracestate: Optional[str]) -> Optional[Tr
 
 def _trace_columns(trace: Optional[TraceContext]) -> tuple[Optional[str], Optional[str]]:
     return (None, None) if trace is None else (trace.traceparent, trace.tracestate or None)
+
+
+def _create_private(path: Union[str, Path]) -> None:
+    """Create the database file readable and writable by its owner only (0600), if it is not
+    there: SQLite gives its -wal and -shm files the database file's permissions."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 @functools.lru_cache(maxsize=65536)

@@ -40,6 +40,17 @@ def make_value(
     ``namespace/name``: then the value is ``raw`` bytes, ``base64_data``, or ``value`` encoded
     as JSON.
     """
+    try:
+        return _make_value(type_, value, base64_data, raw)
+    except UnicodeEncodeError:
+        raise InvalidValueError("a lone surrogate in a string: not valid Unicode") from None
+    except RecursionError:
+        raise InvalidValueError("the value is nested too deeply") from None
+
+
+def _make_value(type_: str, value: Any, base64_data: Optional[str], raw: Optional[bytes]
+                ) -> TypedValue:
+    type_.encode("utf-8")  # a typename that is not valid Unicode can not be stored
     builtin = BUILTIN_TYPES.get(type_) or _BUILTIN_BY_TYPENAME.get(type_)
     if builtin is not None:
         if raw is not None or base64_data is not None:
@@ -79,12 +90,17 @@ def _encode_builtin(builtin: Any, value: Any) -> bytes:
     if not isinstance(value, expected) or (expected != (bool,) and isinstance(value, bool)):
         raise InvalidValueError(f"{value!r} is not a valid {builtin.typename}")
     value = cast(Any, value)
+    if builtin is StringType:
+        value.encode("utf-8")  # a lone surrogate raises here, whatever protobuf would do
     if builtin is IntType and not -(2**31) <= value < 2**31:
         raise InvalidValueError(f"{value} does not fit io.statefun.types/int (32 bits); use long")
     if builtin is LongType and not -(2**63) <= value < 2**63:
         raise InvalidValueError(f"{value} does not fit io.statefun.types/long (64 bits)")
     if builtin in (FloatType, DoubleType):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise InvalidValueError(f"the number is too large for {builtin.typename}") from None
     return bytes(builtin.serializer().serialize(value))
 
 

@@ -1,0 +1,130 @@
+"""What keeps the runtime's HTTP side to the developer's own tools: loopback is no boundary
+against a page open in the developer's browser.
+
+- Every request must name the runtime in ``Host`` by an IP address, ``localhost`` or a name
+  allowed with ``--allow-host``: a page that had its own domain name resolve to 127.0.0.1 (DNS
+  rebinding) sends its own name, and is refused.
+- A request that changes something (any method but GET, HEAD, OPTIONS) must come from the
+  runtime's own page or from outside a browser: an ``Origin`` other than the runtime's own, or a
+  ``Sec-Fetch-Site`` other than ``same-origin``/``none``, is refused; and unless the browser
+  says it comes from the runtime's own page, it must carry a ``Content-Type`` a page on another
+  origin can not send without asking first (not ``text/plain``, a form's, or none).
+
+Also here: log lines that keep to one line whatever a typename, id or reply holds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Optional
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler, Middleware
+
+__all__ = ["guard_middleware", "one_line", "one_line_logger", "typename_problem"]
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: What a page may send to any origin without a CORS preflight (Fetch standard).
+_SIMPLE_CONTENT_TYPES = frozenset(
+    {"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"}
+)
+_SAME_SITE_OK = frozenset({"same-origin", "none"})
+
+
+def _hostname(host: str) -> str:
+    """The name or address of a ``Host`` header, without the port and IPv6 brackets."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    name, colon, port = host.rpartition(":")
+    return name if colon and port.isdigit() else host
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def guard_middleware(allowed_hosts: Iterable[str] = ()) -> Middleware:
+    """The middleware refusing what a page on another origin could make a browser send."""
+    names = {"localhost", *(host.lower() for host in allowed_hosts)}
+
+    def refusal(request: web.Request) -> Optional[web.Response]:
+        host = request.headers.get("Host")
+        if host is not None and not (_is_ip(_hostname(host)) or _hostname(host).lower() in names):
+            return web.Response(status=403, text=(
+                f"Host {host!r} is not this runtime's: use its address, or localhost "
+                "(statefun-local run --allow-host NAME allows a name)\n"))  # fmt: skip
+        if request.method in _SAFE_METHODS:
+            return None
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.lower() != f"{request.scheme}://{host}".lower():
+            return web.Response(status=403, text=f"cross-origin request from {origin!r} refused\n")
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None and site.lower() not in _SAME_SITE_OK:
+            return web.Response(status=403, text=f"{site} request refused (Sec-Fetch-Site)\n")
+        # the page's own form posts say where they come from; anything else must use a type
+        # that no other site's page can send without a preflight (which is never allowed)
+        own_page = origin is not None or (site or "").lower() == "same-origin"
+        content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if content_type in _SIMPLE_CONTENT_TYPES and not own_page:
+            return web.Response(status=415, text=(
+                f"Content-Type {content_type or '(none)'} refused: send application/json, or "
+                "application/octet-stream for raw bytes\n"))  # fmt: skip
+        return None
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return refusal(request) or await handler(request)
+
+    return guard
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters (newlines included) escaped as in Python."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
+
+
+class _OneLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = one_line(message)
+        if escaped != message:
+            record.msg, record.args = escaped, None
+        return True
+
+
+_ONE_LINE = _OneLine()
+
+
+def one_line_logger(name: str) -> logging.Logger:
+    """The logger ``name``, whose messages keep to one line: a typename, an id or a function's
+    reply can not forge a log line."""
+    log = logging.getLogger(name)
+    if _ONE_LINE not in log.filters:
+        log.addFilter(_ONE_LINE)
+    return log
+
+
+def typename_problem(typename: str) -> Optional[str]:
+    """Why ``typename`` can not be a function type the runtime calls, or None. Its name goes
+    into the endpoint's URL (percent-encoded): these would still make the URL say something
+    else than the typename."""
+    parts = typename.split("/")
+    if len(parts) < 2 or not all(parts):
+        return f"{typename!r} is not a typename 'namespace/name'"
+    if any(part in (".", "..") for part in parts):
+        return f"{one_line(typename)!r}: '.' and '..' are not names"
+    if "?" in typename or "#" in typename or _CONTROL.search(typename):
+        return f"{one_line(typename)!r}: a typename holds no '?', '#' or control characters"
+    return None
