@@ -234,12 +234,8 @@ def _send(args: argparse.Namespace) -> int:
         else:
             data = Path(args.bytes_file).read_bytes()
             body = {"type": args.typename, "base64": base64.b64encode(data).decode("ascii")}
-    address = parse_address(args.address)
-    namespace, function_name = address.typename.split("/", 1)
-    path = "/".join(urllib.parse.quote(part, safe="") for part in (namespace, function_name,
-                                                                   address.id))
     request = urllib.request.Request(
-        f"{args.url.rstrip('/')}/ingress/{path}",
+        f"{args.url.rstrip('/')}/ingress/{_address_path(args.address)}",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -354,10 +350,20 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _address_path(text: str) -> str:
+    """``ns/type/id`` as a URL path, each part percent-encoded (an id may hold anything)."""
+    address = parse_address(text)
+    namespace, function_name = address.typename.rsplit("/", 1)
+    parts = (namespace, function_name, address.id)
+    return "/".join(urllib.parse.quote(part, safe="") for part in parts)
+
+
 def _act(args: argparse.Namespace) -> int:
-    parse_address(args.address)
-    url = f"{args.url.rstrip('/')}/api/stuck/{args.action}/{args.address}?by=cli"
-    request = urllib.request.Request(url, data=b"", method="POST")
+    url = f"{args.url.rstrip('/')}/api/stuck/{args.action}/{_address_path(args.address)}?by=cli"
+    # JSON, as the runtime asks of every POST (a form type is what another site could send)
+    request = urllib.request.Request(
+        url, data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             reply = json.loads(response.read())
