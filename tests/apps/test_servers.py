@@ -151,3 +151,20 @@ def test_a_chunked_body_over_the_limit_is_413(server: Server) -> None:
     )
     assert status == 200
     assert greetings(reply) == (2, [(INBOX, name, "Hello after for the 2th time!")])
+
+
+EXAMPLE = ROOT / "examples" / "fastapi"
+
+
+def test_the_fastapi_example_serves_the_greeter() -> None:
+    pytest.importorskip("fastapi")
+    port = free_port()
+    command = [*uvicorn(port)[:-1], "--app-dir", str(EXAMPLE), "app:app"]
+    with running(command, port, cwd=ROOT):
+        body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1})
+        status, _, reply = request(port, "/statefun/", body)
+        assert status == 200
+        assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
+        status, _, listed = request(port, "/functions", method="GET")
+        assert status == 200
+        assert b"com.example.fns/greeter" in listed
