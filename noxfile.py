@@ -294,6 +294,13 @@ def apps_oldest(session: nox.Session) -> None:
                 "tests/apps/test_lambda.py", *session.posargs)  # fmt: skip
 
 
+@nox.session(python="3.11", tags=["bench"])
+def bench_asgi(session: nox.Session) -> None:
+    """StatefunASGI under uvicorn against a hand-written ASGI endpoint, wrk (benchmarks/http)."""
+    session.install("-e", ".", "uvicorn")
+    session.run("python", "benchmarks/http/asgi_wrk.py", *session.posargs)
+
+
 # --- engine, testing harness --------------------------------------------------------------
 
 
