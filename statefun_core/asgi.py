@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Executor
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import pluggy
 
 from .handler import RequestReplyHandler
-from .http import FunctionsOrHandler
+from .http import CONTENT_TYPE, FunctionsOrHandler
 from .serving import Answer, Endpoint, declared_length, error_answer
 
 __all__ = ["ASGIApp", "StatefunASGI", "mount"]
@@ -35,6 +35,8 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 #: An ASGI 3 application.
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_OCTETS = (b"Content-Type", CONTENT_TYPE.encode())
 
 
 class StatefunASGI:
@@ -73,23 +75,30 @@ class StatefunASGI:
         kind = scope["type"]
         if kind == "http":
             answer = await self._answer(scope, receive)
-            if answer is not None:
+            if type(answer) is bytes:  # the reply: what every request of the runtime gets
+                length = (b"Content-Length", b"%d" % len(answer))
+                start = {"type": "http.response.start", "status": 200, "headers": [_OCTETS, length]}
+                await send(start)
+                await send({"type": "http.response.body", "body": answer})
+            elif isinstance(answer, Answer):
                 await _send(send, answer, head=scope["method"] == "HEAD")
         elif kind == "lifespan":
             await _lifespan(receive, send)
         else:  # a websocket: refused before it is accepted (the server answers 403)
             await send({"type": "websocket.close", "code": 1008})
 
-    async def _answer(self, scope: Scope, receive: Receive) -> Optional[Answer]:
-        """The answer to the request, or ``None`` when the client left before it was sent."""
+    async def _answer(self, scope: Scope, receive: Receive) -> Union[bytes, Answer, None]:
+        """The handler's reply, another answer, or ``None`` when the client left before it
+        was sent."""
         endpoint = self.endpoint
-        headers = ScopeHeaders(scope["headers"])
-        early = endpoint.before_body(
-            scope["method"],
-            _relative_path(scope),
-            headers,
-            declared_length(headers.get("content-length")),
-        )
+        raw = scope["headers"]
+        headers = ScopeHeaders(raw)
+        declared = None
+        for name, value in raw:
+            if name == b"content-length":  # ASGI servers give the names in lower case
+                declared = declared_length(value.decode("latin-1"))
+                break
+        early = endpoint.before_body(scope["method"], _relative_path(scope), headers, declared)
         if early is not None:
             return early
         limit = endpoint.limit
@@ -111,7 +120,7 @@ class StatefunASGI:
             reply = await endpoint.handler.handle_async(body, headers=headers)
         except Exception as error:
             return error_answer(error)
-        return endpoint.reply(reply)
+        return reply
 
 
 def _relative_path(scope: Scope) -> str:
