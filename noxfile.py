@@ -296,9 +296,11 @@ def apps_oldest(session: nox.Session) -> None:
 
 @nox.session(python="3.11", tags=["bench"])
 def bench_asgi(session: nox.Session) -> None:
-    """StatefunASGI under uvicorn against a hand-written ASGI endpoint, wrk (benchmarks/http)."""
+    """StatefunASGI under uvicorn against a hand-written ASGI endpoint: wrk over loopback, then
+    uvicorn's protocol in one process (steadier on a busy machine); benchmarks/http."""
     session.install("-e", ".", "uvicorn")
     session.run("python", "benchmarks/http/asgi_wrk.py", *session.posargs)
+    session.run("python", "benchmarks/http/asgi_protocol.py")
 
 
 # --- engine, testing harness --------------------------------------------------------------

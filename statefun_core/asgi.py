@@ -36,7 +36,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 #: An ASGI 3 application.
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_OCTETS = (b"Content-Type", CONTENT_TYPE.encode())
+_OCTETS = (b"content-type", CONTENT_TYPE.encode())
 
 
 class StatefunASGI:
@@ -76,7 +76,7 @@ class StatefunASGI:
         if kind == "http":
             answer = await self._answer(scope, receive)
             if type(answer) is bytes:  # the reply: what every request of the runtime gets
-                length = (b"Content-Length", b"%d" % len(answer))
+                length = (b"content-length", b"%d" % len(answer))
                 start = {"type": "http.response.start", "status": 200, "headers": [_OCTETS, length]}
                 await send(start)
                 await send({"type": "http.response.body", "body": answer})
@@ -96,7 +96,7 @@ class StatefunASGI:
         declared = None
         for name, value in raw:
             if name == b"content-length":  # ASGI servers give the names in lower case
-                declared = declared_length(value.decode("latin-1"))
+                declared = declared_length(value)
                 break
         early = endpoint.before_body(scope["method"], _relative_path(scope), headers, declared)
         if early is not None:
@@ -135,9 +135,9 @@ def _relative_path(scope: Scope) -> str:
 
 
 async def _send(send: Send, answer: Answer, head: bool = False) -> None:
-    # The names as written, as Django sends them: HTTP/1.1 clients may look for this case.
-    headers = [(name.encode(), value.encode("latin-1")) for name, value in answer.headers]
-    headers.append((b"Content-Length", str(len(answer.body)).encode()))
+    # Names in lower case, as ASGI asks (and HTTP/2 requires).
+    headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in answer.headers]
+    headers.append((b"content-length", b"%d" % len(answer.body)))
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else answer.body})
 

@@ -13,7 +13,7 @@ import importlib.util
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import pluggy
 
@@ -126,7 +126,7 @@ class Endpoint:
         return Answer(200, _REPLY_HEADERS, reply)
 
 
-def declared_length(value: Optional[str]) -> Optional[int]:
+def declared_length(value: Union[str, bytes, None]) -> Optional[int]:
     """A ``Content-Length`` as a number; ``None`` when absent or not a number (the server
     refuses such a request itself, or frames the body another way)."""
     if value is None:
