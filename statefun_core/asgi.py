@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Executor
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 import pluggy
 
@@ -72,24 +72,9 @@ class StatefunASGI:
         return self.endpoint.handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            answer = await self._answer(scope, receive)
-            if type(answer) is bytes:  # the reply: what every request of the runtime gets
-                length = (b"content-length", b"%d" % len(answer))
-                start = {"type": "http.response.start", "status": 200, "headers": [_OCTETS, length]}
-                await send(start)
-                await send({"type": "http.response.body", "body": answer})
-            elif isinstance(answer, Answer):
-                await _send(send, answer, head=scope["method"] == "HEAD")
-        elif kind == "lifespan":
-            await _lifespan(receive, send)
-        else:  # a websocket: refused before it is accepted (the server answers 403)
-            await send({"type": "websocket.close", "code": 1008})
-
-    async def _answer(self, scope: Scope, receive: Receive) -> Union[bytes, Answer, None]:
-        """The handler's reply, another answer, or ``None`` when the client left before it
-        was sent."""
+        if scope["type"] != "http":
+            await _not_http(scope, receive, send)
+            return
         endpoint = self.endpoint
         raw = scope["headers"]
         headers = ScopeHeaders(raw)
@@ -100,18 +85,20 @@ class StatefunASGI:
                 break
         early = endpoint.before_body(scope["method"], _relative_path(scope), headers, declared)
         if early is not None:
-            return early
+            await _send(send, early, head=scope["method"] == "HEAD")
+            return
         limit = endpoint.limit
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return None
+                return  # nobody to answer
             chunk = message.get("body", b"")
             size += len(chunk)
             if limit is not None and size > limit:
-                return endpoint.rejected(endpoint.too_large(size), headers)
+                await _send(send, endpoint.rejected(endpoint.too_large(size), headers))
+                return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -119,8 +106,18 @@ class StatefunASGI:
         try:
             reply = await endpoint.handler.handle_async(body, headers=headers)
         except Exception as error:
-            return error_answer(error)
-        return reply
+            await _send(send, error_answer(error))
+            return
+        length = (b"content-length", b"%d" % len(reply))
+        await send({"type": "http.response.start", "status": 200, "headers": [_OCTETS, length]})
+        await send({"type": "http.response.body", "body": reply})
+
+
+async def _not_http(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    else:  # a websocket: refused before it is accepted (the server answers 403)
+        await send({"type": "websocket.close", "code": 1008})
 
 
 def _relative_path(scope: Scope) -> str:

@@ -24,6 +24,7 @@ from statefun_core.testing.endpoint import (
     request,
     running,
 )
+from tests.hardening.servers import body_of
 
 from .served import LIMIT
 
@@ -119,6 +120,24 @@ def test_200_addresses_at_once_each_get_their_own_reply(server: Server) -> None:
                 (INBOX, name, f"Hello {name} for the {i + 2}th time!"),
             ],
         ), reply
+
+
+def test_a_chunked_body_is_read_whole(server: Server) -> None:
+    body = wire.to_function(GREETER, "Chunked", ["Chunked"], {"seen_count": 6})
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 10]), body[i : i + 10])
+                       for i in range(0, len(body), 10)) + b"0\r\n\r\n"  # fmt: skip
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            f"POST {server.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + chunked
+        )
+        response = b""
+        while data := sock.recv(65536):
+            response += data
+    assert response.split()[1] == b"200", response[:300]
+    reply = body_of(response.partition(b"\r\n")[2])
+    assert greetings(reply) == (7, [(INBOX, "Chunked", "Hello Chunked for the 7th time!")])
 
 
 def test_a_chunked_body_over_the_limit_is_413(server: Server) -> None:
