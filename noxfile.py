@@ -301,6 +301,37 @@ def bench_flask_django(session: nox.Session) -> None:
     session.run("python", "benchmarks/http/flask_django_wrk.py", *session.posargs)
 
 
+# --- plain ASGI and WSGI, the frameworks that mount them, AWS Lambda ------------------------
+
+APP_SERVERS = ["uvicorn", "hypercorn", "granian", "gunicorn", "waitress"]
+APP_FRAMEWORKS = ["fastapi", "starlette", "litestar", "quart", "falcon", "httpx"]
+
+
+@nox.session(python=NEWEST, tags=["ci", "apps"])
+def apps(session: nox.Session) -> None:
+    """statefun_core.asgi, .wsgi and .aws_lambda: the examples of docs/servers.md under uvicorn,
+    hypercorn, granian, gunicorn and waitress, and the Lambda handler on documented events."""
+    install_core(session, "-e", "integrations/prometheus", *APP_SERVERS, *APP_FRAMEWORKS)
+    session.run("python", "-m", "pytest", "tests/apps", *session.posargs)
+
+
+@nox.session(python="3.9", tags=["ci", "apps"])
+def apps_oldest(session: nox.Session) -> None:
+    """The protocols and the Lambda handler on the oldest Python and protobuf, no framework."""
+    install_core(session, "protobuf==3.20.3")
+    session.run("python", "-m", "pytest", "tests/apps/test_protocols.py",
+                "tests/apps/test_lambda.py", *session.posargs)  # fmt: skip
+
+
+@nox.session(python="3.11", tags=["bench"])
+def bench_asgi(session: nox.Session) -> None:
+    """StatefunASGI under uvicorn against a hand-written ASGI endpoint: wrk over loopback, then
+    uvicorn's protocol in one process (steadier on a busy machine); benchmarks/http."""
+    session.install("-e", ".", "uvicorn")
+    session.run("python", "benchmarks/http/asgi_wrk.py", *session.posargs)
+    session.run("python", "benchmarks/http/asgi_protocol.py")
+
+
 # --- engine, testing harness --------------------------------------------------------------
 
 
@@ -374,6 +405,7 @@ E2E_PACKAGES = [
     "-e", ".", "-e", "integrations/aiohttp", "-e", "integrations/tornado",
     "-e", "integrations/flask", "-e", "integrations/django", "-e", "integrations/pydantic",
     "-e", "integrations/msgpack", "-e", "local[kinesis]", "gunicorn", "uvicorn", "confluent-kafka",
+    "fastapi",
 ]  # fmt: skip
 
 

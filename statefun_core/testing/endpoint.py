@@ -228,7 +228,9 @@ def request(
     """One request to 127.0.0.1:``port`` on a new connection: ``(status, headers, body)``.
 
     A body goes as ``application/octet-stream``, as the runtime sends it, unless ``headers``
-    say otherwise; ``chunked=True`` sends it in chunks, without a ``Content-Length``.
+    say otherwise; ``chunked=True`` sends it in chunks, without a ``Content-Length``. The
+    response's header names come in their usual case (``Content-Type``), whatever case the server
+    sent (servers built on hyper send them in lower case).
     """
     sent = {"Content-Type": "application/octet-stream"} if body is not None else {}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -240,9 +242,14 @@ def request(
             method, path, sending, {**sent, **(headers or {})}, encode_chunked=chunked
         )
         response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        headers = {_canonical(name): value for name, value in response.getheaders()}
+        return response.status, headers, response.read()
     finally:
         connection.close()
+
+
+def _canonical(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.split("-"))
 
 
 # --- checks of a running endpoint that serves make_functions() ----------------------------

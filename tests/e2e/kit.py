@@ -465,8 +465,14 @@ ALL_RUNTIMES = {runtime.name: runtime for runtime in (APACHE, ACTORS)}
 # --- our function servers -------------------------------------------------------------------
 
 #: Each integration as tests/hardening/serve.py runs it (Flask and Django under gunicorn,
-#: Django also under uvicorn).
-FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "django-asgi")
+#: Django also under uvicorn), and the core's ASGI application mounted in FastAPI.
+FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "django-asgi", "fastapi")
+
+
+def function_path(framework: str) -> str:
+    """Where ``framework`` serves the functions: a Starlette mount (FastAPI) answers its path
+    with a trailing slash, and the runtime does not follow a redirect of a POST."""
+    return "/statefun/" if framework == "fastapi" else "/statefun"
 
 
 def start_function_server(
@@ -542,8 +548,8 @@ class Application:
         with timed(f"{self.framework}: start the function server"):
             self.functions, port = start_function_server(self.framework, self.workdir,
                                                          self.prefix, **settings)  # fmt: skip
-        self.module = render_module(self.workdir, f"http://127.0.0.1:{port}/statefun",
-                                    self.kafka.bootstrap, self.prefix)  # fmt: skip
+        url = f"http://127.0.0.1:{port}{function_path(self.framework)}"
+        self.module = render_module(self.workdir, url, self.kafka.bootstrap, self.prefix)
 
     def start_runtime(self) -> None:
         assert self.module is not None

@@ -1,5 +1,6 @@
 """The greeter and the failure scenario through every other integration, on each runtime:
-Tornado, Flask under gunicorn, Django under gunicorn (WSGI) and under uvicorn (ASGI).
+Tornado, Flask under gunicorn, Django under gunicorn (WSGI) and under uvicorn (ASGI), and the
+core's ASGI application mounted in FastAPI under uvicorn.
 (aiohttp runs every scenario: test_scenarios.py.)"""
 
 from __future__ import annotations

@@ -4,7 +4,9 @@
 limits come from ``HARDENING_LIMITS`` (JSON of ``Limits`` fields; unset: ``fuzz_target.LIMITS``,
 ``"default"``: the SDK's defaults), and the framework's own body limit is set to the same
 ``request_bytes``. Flask and Django run under gunicorn (gthread workers), aiohttp and Tornado
-on their own servers, Django's async view (``django-asgi``) under uvicorn.
+on their own servers, Django's async view (``django-asgi``) under uvicorn; ``fastapi`` is
+``statefun_core.asgi.StatefunASGI`` mounted at ``/statefun`` in FastAPI, under uvicorn (its URL
+ends in a slash: ``/statefun/``).
 
 ``SERVE_FUNCTIONS=module:name`` serves those functions instead, through a handler with the
 installed plugins (the e2e suite's application).
@@ -139,6 +141,17 @@ def serve_wsgi(app: Any, port: int) -> None:
     Server().run()
 
 
+def serve_fastapi(port: int) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from statefun_core.asgi import StatefunASGI
+
+    app = FastAPI()
+    app.mount(PATH, StatefunASGI(HANDLER))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 def main() -> None:
     framework, port = sys.argv[1], int(sys.argv[2])
     if framework == "aiohttp":
@@ -154,8 +167,10 @@ def main() -> None:
 
         uvicorn.run(django_app(asgi=True), host="127.0.0.1", port=port, log_level="warning",
                     access_log=False, lifespan="off")  # fmt: skip
+    elif framework == "fastapi":
+        serve_fastapi(port)
     else:
-        raise SystemExit(f"unknown framework {framework!r}; one of {FRAMEWORKS}")
+        raise SystemExit(f"unknown framework {framework!r}; one of {(*FRAMEWORKS, 'fastapi')}")
 
 
 if __name__ == "__main__":

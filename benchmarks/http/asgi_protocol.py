@@ -1,0 +1,123 @@
+"""Server CPU per request of the ASGI benchmark's applications through uvicorn's own HTTP/1.1
+protocol (``H11Protocol``), in one process, with no sockets.
+
+    python benchmarks/http/asgi_protocol.py
+    python benchmarks/http/asgi_protocol.py --requests 5000 --repeats 9
+
+What wrk measures over loopback, less the network and the other processes of a busy machine:
+keep-alive requests (the greeter bodies of asgi_wrk.py) are fed to one connection's protocol
+and each response is awaited before the next. The applications take turns for ``--repeats``
+runs; the table shows each one's fastest run (the least disturbed) and the median. Target, as
+asgi_wrk.py's: statefun within 3% of handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
+from wrk import greeter_reply, greeter_requests
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("bare", "floor", "handler", "statefun")
+TARGET = 0.97
+
+
+class Transport(asyncio.Transport):
+    """What the protocol writes, kept in a list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+
+    def write(self, data: Any) -> None:
+        self.written.append(bytes(data))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def microseconds_per_request(app: Any, requests: list[bytes], count: int) -> float:
+    config = Config(app, http="h11", lifespan="off", log_level="warning", access_log=False)
+    config.load()
+    protocol = H11Protocol(config, ServerState(), {})
+    transport = Transport()
+    protocol.connection_made(transport)
+
+    async def one(i: int) -> None:
+        before = len(transport.written)
+        protocol.data_received(requests[i % len(requests)])
+        while len(transport.written) < before + 3:  # head, body, end of message
+            await asyncio.sleep(0)
+
+    for i in range(200):  # warm up
+        await one(i)
+    assert b" 200 " in transport.written[-3], transport.written[-3]
+    started = time.process_time()
+    for i in range(count):
+        await one(i)
+    return (time.process_time() - started) / count * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="per run")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--addresses", type=int, default=100)
+    args = parser.parse_args()
+
+    bodies = greeter_requests(args.addresses)
+    os.environ["BENCH_FIXED_REPLY"] = greeter_reply(bodies[0]).hex()
+    sys.path.insert(0, str(HERE))
+    from asgi_app import make_app
+
+    requests = [
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        for body in bodies
+    ]
+    apps = {kind: make_app(kind) for kind in KINDS}
+    runs: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for _ in range(args.repeats):
+        for kind in KINDS:
+            runs[kind].append(
+                asyncio.run(microseconds_per_request(apps[kind], requests, args.requests))
+            )
+    print(
+        f"\nuvicorn's H11Protocol in one process, {args.requests} requests x {args.repeats} "
+        f"runs, Python {sys.version.split()[0]}"
+    )
+    print(f"{'endpoint':<10}{'fastest us':>11}{'median us':>11}")
+    for kind in KINDS:
+        print(f"{kind:<10}{min(runs[kind]):>11.1f}{statistics.median(runs[kind]):>11.1f}")
+    fastest = min(runs["handler"]) / min(runs["statefun"])
+    median = statistics.median(runs["handler"]) / statistics.median(runs["statefun"])
+    verdict = "meets" if fastest >= TARGET else "BELOW"
+    print(
+        f"statefun / handler (handler's time / statefun's): fastest runs {fastest:.1%}, "
+        f"medians {median:.1%}; {verdict} the {TARGET:.0%} target"
+    )
+
+
+if __name__ == "__main__":
+    main()

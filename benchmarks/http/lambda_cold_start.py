@@ -1,0 +1,86 @@
+"""Cold start of the AWS Lambda handler: a fresh interpreter imports the greeter's module (the
+core, the functions, ``LambdaHandler``) and answers its first event.
+
+    python benchmarks/http/lambda_cold_start.py            # 20 fresh processes
+    python benchmarks/http/lambda_cold_start.py --runs 50
+
+Each run is a new ``python`` process. It reports, as medians over the runs: *import*, from
+before the first import to the handler made (what Lambda's init phase pays beyond the
+runtime's own start); *first reply*, the first event answered (a ``ToFunction`` for the
+greeter in a function URL's payload 2.0, base64); *second reply*, for scale; and *process*,
+from spawning the interpreter to its exit, as the parent sees it. No AWS service is involved:
+Lambda adds its own start of the runtime and of the execution environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = r"""
+import time
+started = time.perf_counter()
+import sys
+sys.path.insert(0, {examples!r})
+from statefun_core.aws_lambda import LambdaHandler
+from greeter_functions import functions
+statefun = LambdaHandler(functions)
+imported = time.perf_counter()
+import base64, json
+event = json.loads({event!r})
+response = statefun(event, None)
+first = time.perf_counter()
+assert response["statusCode"] == 200, response
+statefun(event, None)
+second = time.perf_counter()
+print(json.dumps({{"import": imported - started, "first": first - imported,
+                  "second": second - first}}))
+"""
+
+
+def the_event() -> str:
+    import base64
+
+    from statefun_core.testing import wire
+
+    body = wire.to_function("com.example.fns/greeter", "Ann", ["Ann"], {"seen_count": 1})
+    event = json.loads((ROOT / "tests" / "apps" / "events" / "function_url.json").read_text())
+    event["body"] = base64.b64encode(body).decode()
+    event["isBase64Encoded"] = True
+    return json.dumps(event)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    code = CHILD.format(examples=str(ROOT / "examples"), event=the_event())
+    runs: dict[str, list[float]] = {"import": [], "first": [], "second": [], "process": []}
+    for _ in range(args.runs):
+        spawned = time.perf_counter()
+        output = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        runs["process"].append(time.perf_counter() - spawned)
+        for key, value in json.loads(output).items():
+            runs[key].append(value)
+    print(f"{args.runs} fresh processes, Python {sys.version.split()[0]}; medians (p90):")
+    labels = {"import": "import and make the handler", "first": "first reply",
+              "second": "second reply", "process": "process, spawn to exit"}  # fmt: skip
+    for key, label in labels.items():
+        values = sorted(runs[key])
+        p90 = values[int(0.9 * (len(values) - 1))]
+        print(f"  {label:28} {statistics.median(values) * 1000:8.1f} ms  ({p90 * 1000:.1f} ms)")
+    cold = [i + f for i, f in zip(runs["import"], runs["first"])]
+    print(f"  {'import to first reply':28} {statistics.median(cold) * 1000:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""A plain ASGI application serving StateFun functions: run it with any ASGI server, or mount
+it in any ASGI framework. No framework is imported.
+
+Run it::
+
+    app = StatefunASGI(functions)          # uvicorn module:app, hypercorn, granian ...
+
+Mount it in FastAPI or Starlette (the runtime's URL then ends in a slash:
+``http://host:8000/statefun/``)::
+
+    statefun = StatefunASGI(functions)
+    app.mount("/statefun", statefun)
+
+or in front of any other ASGI application (Quart, Falcon's ``falcon.asgi.App``)::
+
+    app = mount(other_app, "/statefun", StatefunASGI(functions))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterator, Mapping, MutableMapping
+from concurrent.futures import Executor
+from typing import Any, Callable, Optional
+
+import pluggy
+
+from .handler import RequestReplyHandler
+from .http import CONTENT_TYPE, FunctionsOrHandler
+from .serving import Answer, Endpoint, declared_length, error_answer
+
+__all__ = ["ASGIApp", "StatefunASGI", "mount"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+#: An ASGI 3 application.
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_OCTETS = (b"content-type", CONTENT_TYPE.encode())
+
+
+class StatefunASGI:
+    """An ASGI 3 application: ``POST`` at its root is the function endpoint; ``GET
+    metrics_path`` serves statefun-prometheus's metrics when it is installed (``None`` leaves
+    it out).
+
+    Given :class:`~statefun_core.StatefulFunctions`, it builds a
+    :class:`~statefun_core.RequestReplyHandler` with ``executor`` and ``plugins``; the one it
+    serves with is :attr:`handler`. Functions run with ``handle_async`` on the server's loop.
+    The body is read as it arrives and refused (413) once it is over the handler's
+    ``Limits.request_bytes``: a larger declared ``Content-Length`` is refused unread. Every
+    other method is answered 405 with ``Allow: POST``; both refusals reach the
+    ``statefun_request_failed`` hook. ``lifespan`` events are answered, so servers that send
+    them need no option.
+    """
+
+    def __init__(
+        self,
+        functions_or_handler: FunctionsOrHandler,
+        *,
+        executor: Optional[Executor] = None,
+        plugins: Optional[pluggy.PluginManager] = None,
+        metrics_path: Optional[str] = "/metrics",
+    ) -> None:
+        self.endpoint = Endpoint(
+            functions_or_handler, executor=executor, plugins=plugins, metrics_path=metrics_path
+        )
+
+    @property
+    def handler(self) -> RequestReplyHandler:
+        """The handler the application serves with (for a dependency, a test, a plugin)."""
+        return self.endpoint.handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await _not_http(scope, receive, send)
+            return
+        endpoint = self.endpoint
+        raw = scope["headers"]
+        headers = ScopeHeaders(raw)
+        declared = None
+        for name, value in raw:
+            if name == b"content-length":  # ASGI servers give the names in lower case
+                declared = declared_length(value)
+                break
+        early = endpoint.before_body(scope["method"], _relative_path(scope), headers, declared)
+        if early is not None:
+            await _send(send, early, head=scope["method"] == "HEAD")
+            return
+        limit = endpoint.limit
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if limit is not None and size > limit:
+                await _send(send, endpoint.rejected(endpoint.too_large(size), headers))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            reply = await endpoint.handler.handle_async(body, headers=headers)
+        except Exception as error:
+            await _send(send, error_answer(error))
+            return
+        length = (b"content-length", b"%d" % len(reply))
+        await send({"type": "http.response.start", "status": 200, "headers": [_OCTETS, length]})
+        await send({"type": "http.response.body", "body": reply})
+
+
+async def _not_http(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    else:  # a websocket: refused before it is accepted (the server answers 403)
+        await send({"type": "websocket.close", "code": 1008})
+
+
+def _relative_path(scope: Scope) -> str:
+    """The path below the application's mount point. ASGI servers and frameworks put the
+    mount point in ``root_path``; newer ones keep it in ``path`` as well, older ones take it
+    out."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :]
+    return path
+
+
+async def _send(send: Send, answer: Answer, head: bool = False) -> None:
+    # Names in lower case, as ASGI asks (and HTTP/2 requires).
+    headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in answer.headers]
+    headers.append((b"content-length", b"%d" % len(answer.body)))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else answer.body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start or stop: each event is acknowledged."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class ScopeHeaders(Mapping[str, str]):
+    """An ASGI scope's headers for the core's hooks: a case-insensitive mapping, decoded on
+    demand (most requests have no plugin that reads them)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self._raw: list[tuple[bytes, bytes]] = raw
+
+    def __getitem__(self, key: str) -> str:
+        wanted = key.lower().encode("latin-1")
+        for name, value in self._raw:
+            if name.lower() == wanted:
+                return value.decode("latin-1")
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name.decode("latin-1") for name, _ in self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __bool__(self) -> bool:
+        return True  # a request has headers; spares counting them (``headers or {}``)
+
+
+def mount(app: ASGIApp, path: str, statefun: ASGIApp) -> ASGIApp:
+    """An ASGI application that sends requests for ``path`` and below it to ``statefun`` and
+    everything else (``lifespan`` too) to ``app``: for frameworks that cannot mount an ASGI
+    application themselves. ``path`` itself (no trailing slash) reaches ``statefun``'s root."""
+    prefix = "/" + path.strip("/")
+
+    async def mounted(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            root = scope.get("root_path", "")
+            full: str = scope["path"]
+            below = full[len(root) :] if root and full.startswith(root) else full
+            if below == prefix or below.startswith(prefix + "/"):
+                inner = dict(scope)
+                inner["root_path"] = root + prefix
+                inner["path"] = root + below
+                await statefun(inner, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return mounted

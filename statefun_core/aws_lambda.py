@@ -1,0 +1,111 @@
+"""An AWS Lambda handler serving StateFun functions behind an HTTP gateway: API Gateway HTTP APIs
+(payload format 2.0 or 1.0), REST APIs (1.0) and Lambda function URLs (2.0). No AWS library
+is imported.
+
+In the function's module, made once per execution environment::
+
+    statefun = LambdaHandler(functions)    # the Lambda handler setting: module.statefun
+
+Every path of the function is the endpoint. A REST API passes a binary body through only
+when ``application/octet-stream`` is one of its binary media types (see docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor
+from typing import Any, Optional
+
+import pluggy
+
+from .errors import MalformedRequestError
+from .handler import RequestReplyHandler
+from .http import FunctionsOrHandler
+from .serving import Answer, Endpoint, error_answer
+
+__all__ = ["LambdaHandler"]
+
+
+class LambdaHandler:
+    """A Lambda handler, ``(event, context) -> response``: ``POST`` with a ``ToFunction``
+    body (base64 when the gateway says ``isBase64Encoded``) is answered with the reply,
+    base64 encoded; everything else with the statuses of every integration (405 with
+    ``Allow: POST`` for another method, 400, 404, 413 over ``Limits.request_bytes``, 500), a
+    short line of text. Functions run with ``handle_sync``; ``async`` functions too.
+
+    Given :class:`~statefun_core.StatefulFunctions`, it builds a
+    :class:`~statefun_core.RequestReplyHandler` with ``executor`` and ``plugins``; the one it
+    serves with is :attr:`handler`.
+    """
+
+    def __init__(
+        self,
+        functions_or_handler: FunctionsOrHandler,
+        *,
+        executor: Optional[Executor] = None,
+        plugins: Optional[pluggy.PluginManager] = None,
+    ) -> None:
+        self.endpoint = Endpoint(
+            functions_or_handler, executor=executor, plugins=plugins, metrics_path=None
+        )
+
+    @property
+    def handler(self) -> RequestReplyHandler:
+        """The handler the Lambda function serves with."""
+        return self.endpoint.handler
+
+    def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        answer = self._answer(event)
+        headers = dict(answer.headers)
+        if answer.status == 200:
+            body = base64.b64encode(answer.body).decode("ascii")
+            return {"statusCode": 200, "headers": headers, "body": body, "isBase64Encoded": True}
+        text = answer.body.decode("utf-8")
+        return {"statusCode": answer.status, "headers": headers, "body": text,
+                "isBase64Encoded": False}  # fmt: skip
+
+    def _answer(self, event: Mapping[str, Any]) -> Answer:
+        endpoint = self.endpoint
+        if event.get("version") == "2.0":  # HTTP API 2.0 and function URLs
+            method = event["requestContext"]["http"]["method"]
+        else:  # REST API, HTTP API 1.0
+            method = event["httpMethod"]
+        headers = EventHeaders(event.get("headers") or {})
+        early = endpoint.before_body(method, "", headers, None)
+        if early is not None:
+            return early
+        text = event.get("body") or ""
+        if event.get("isBase64Encoded"):
+            try:
+                body = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                malformed = MalformedRequestError("the request body is not valid base64")
+                return endpoint.rejected(malformed, headers)
+        else:
+            body = text.encode("utf-8")
+        try:
+            reply = endpoint.handler.handle_sync(body, headers=headers)
+        except Exception as error:
+            return error_answer(error)
+        return endpoint.reply(reply)
+
+
+class EventHeaders(Mapping[str, str]):
+    """An event's ``headers`` for the core's hooks, matched in any case (payload 1.0 keeps the
+    client's case, 2.0 lowers it)."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._headers = {name.lower(): value for name, value in headers.items()}
+
+    def __getitem__(self, key: str) -> str:
+        return self._headers[key.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers)
+
+    def __len__(self) -> int:
+        return len(self._headers)

@@ -1,0 +1,155 @@
+"""A plain WSGI application serving StateFun functions: run it with any WSGI server, or put it
+in front of any WSGI application. No framework is imported.
+
+Run it::
+
+    app = StatefunWSGI(functions)          # gunicorn module:app, waitress-serve module:app ...
+
+or serve it beside another WSGI application (Falcon, Bottle, Pyramid ...)::
+
+    app = mount(other_app, "/statefun", StatefunWSGI(functions))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Executor
+from http import HTTPStatus
+from typing import Any, Callable, Optional
+
+import pluggy
+
+from .handler import RequestReplyHandler
+from .http import FunctionsOrHandler
+from .serving import Answer, Endpoint, declared_length, error_answer
+
+__all__ = ["StatefunWSGI", "WSGIApp", "mount"]
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+#: A WSGI application (PEP 3333).
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+_CHUNK = 1 << 16
+
+
+class StatefunWSGI:
+    """A WSGI application: ``POST`` at its root is the function endpoint; ``GET metrics_path``
+    serves statefun-prometheus's metrics when it is installed (``None`` leaves it out).
+
+    Given :class:`~statefun_core.StatefulFunctions`, it builds a
+    :class:`~statefun_core.RequestReplyHandler` with ``executor`` and ``plugins``; the one it
+    serves with is :attr:`handler`. Functions run with ``handle_sync`` on the server's worker
+    thread (``async`` functions too: the handler steps them). A declared ``Content-Length``
+    over the handler's ``Limits.request_bytes`` is refused unread (413); a body without one
+    is read when the server marks it complete (``wsgi.input_terminated``, as gunicorn and
+    waitress do for a chunked body), up to one byte over the limit. Every other method is
+    answered 405 with ``Allow: POST``; both refusals reach the ``statefun_request_failed``
+    hook.
+    """
+
+    def __init__(
+        self,
+        functions_or_handler: FunctionsOrHandler,
+        *,
+        executor: Optional[Executor] = None,
+        plugins: Optional[pluggy.PluginManager] = None,
+        metrics_path: Optional[str] = "/metrics",
+    ) -> None:
+        self.endpoint = Endpoint(
+            functions_or_handler, executor=executor, plugins=plugins, metrics_path=metrics_path
+        )
+
+    @property
+    def handler(self) -> RequestReplyHandler:
+        """The handler the application serves with (for a dependency, a test, a plugin)."""
+        return self.endpoint.handler
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        answer = self._answer(environ)
+        status = f"{answer.status} {HTTPStatus(answer.status).phrase}"
+        start_response(status, [*answer.headers, ("Content-Length", str(len(answer.body)))])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [answer.body]
+
+    def _answer(self, environ: Environ) -> Answer:
+        endpoint = self.endpoint
+        headers = EnvironHeaders(environ)
+        declared = declared_length(environ.get("CONTENT_LENGTH") or None)
+        early = endpoint.before_body(
+            environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), headers, declared
+        )
+        if early is not None:
+            return early
+        stream = environ["wsgi.input"]
+        limit = endpoint.limit
+        if declared is not None:  # within the limit: before_body checked it
+            body = stream.read(declared)
+        elif environ.get("wsgi.input_terminated"):
+            chunks: list[bytes] = []
+            size = 0
+            while limit is None or size <= limit:
+                chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if limit is not None and size > limit:
+                return endpoint.rejected(endpoint.too_large(size), headers)
+            body = b"".join(chunks)
+        else:  # PEP 3333: without a length, the input may not be read
+            body = b""
+        try:
+            reply = endpoint.handler.handle_sync(body, headers=headers)
+        except Exception as error:
+            return error_answer(error)
+        return endpoint.reply(reply)
+
+
+class EnvironHeaders(Mapping[str, str]):
+    """A WSGI environ's request headers for the core's hooks: a case-insensitive mapping,
+    read on demand (most requests have no plugin that reads them)."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Environ) -> None:
+        self._environ = environ
+
+    def __getitem__(self, key: str) -> str:
+        name = key.upper().replace("-", "_")
+        if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            name = "HTTP_" + name
+        value = self._environ.get(name)
+        if value is None:
+            raise KeyError(key)
+        return str(value)
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._environ:
+            if key.startswith("HTTP_"):
+                yield key[5:].replace("_", "-").lower()
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                yield key.replace("_", "-").lower()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return True  # a request has headers; spares counting them (``headers or {}``)
+
+
+def mount(app: WSGIApp, path: str, statefun: WSGIApp) -> WSGIApp:
+    """A WSGI application that sends requests for ``path`` and below it to ``statefun``
+    (``SCRIPT_NAME`` and ``PATH_INFO`` shifted, as a WSGI dispatcher does) and everything else
+    to ``app``. ``path`` itself (no trailing slash) reaches ``statefun``'s root."""
+    prefix = "/" + path.strip("/")
+
+    def mounted(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path_info: str = environ.get("PATH_INFO", "")
+        if path_info == prefix or path_info.startswith(prefix + "/"):
+            inner = dict(environ)
+            inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+            inner["PATH_INFO"] = path_info[len(prefix) :]
+            return statefun(inner, start_response)
+        return app(environ, start_response)
+
+    return mounted

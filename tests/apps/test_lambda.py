@@ -1,0 +1,157 @@
+"""The AWS Lambda handler against the events of each gateway, in the documented shapes
+(tests/apps/events): as written, and carrying real ``ToFunction`` bytes."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from statefun_core import Limits, RequestReplyHandler, make_plugin_manager
+from statefun_core.aws_lambda import LambdaHandler
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.testing import wire
+from statefun_core.testing.endpoint import (
+    FAILING,
+    GREETER,
+    INBOX,
+    NEW,
+    FailureRecorder,
+    greetings,
+    make_functions,
+)
+
+from .served import load
+
+EVENTS = Path(__file__).parent / "events"
+#: Each documented event and whether it is payload format 2.0.
+PAYLOADS = {
+    "http_api_v2": True,
+    "http_api_v1": False,
+    "rest_api": False,
+    "function_url": True,
+}
+LIMIT = 4096
+
+
+def documented(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return event
+
+
+def event(name: str, body: Optional[bytes], method: str = "POST", **headers: str) -> dict[str, Any]:
+    """The documented event ``name`` with ``method``, ``body`` (base64) and ``headers`` put in."""
+    shaped = copy.deepcopy(documented(name))
+    if PAYLOADS[name]:
+        shaped["requestContext"]["http"]["method"] = method
+    else:
+        shaped["httpMethod"] = method
+        shaped["requestContext"]["httpMethod"] = method
+    shaped["headers"] = {**(shaped["headers"] or {}), **headers}
+    shaped["body"] = None if body is None else base64.b64encode(body).decode()
+    shaped["isBase64Encoded"] = body is not None
+    return shaped
+
+
+@pytest.fixture
+def recorder() -> FailureRecorder:
+    return FailureRecorder()
+
+
+@pytest.fixture
+def statefun(recorder: FailureRecorder) -> LambdaHandler:
+    plugins = make_plugin_manager(load_entrypoints=False)
+    plugins.register(recorder)
+    handler = RequestReplyHandler(make_functions(), plugins=plugins, limits=Limits(LIMIT))
+    return LambdaHandler(handler)
+
+
+def call(statefun: LambdaHandler, event: dict[str, Any]) -> dict[str, Any]:
+    """The handler's answer, as Lambda sends it on: through JSON."""
+    response: dict[str, Any] = json.loads(json.dumps(statefun(event, None)))
+    return response
+
+
+def reply_of(response: dict[str, Any]) -> bytes:
+    assert response["statusCode"] == 200, response
+    assert response["headers"]["Content-Type"] == "application/octet-stream"
+    assert response["isBase64Encoded"] is True
+    return base64.b64decode(response["body"])
+
+
+def assert_error(response: dict[str, Any], status: int) -> str:
+    assert response["statusCode"] == status, response
+    assert response["headers"]["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["isBase64Encoded"] is False
+    text: str = response["body"]
+    assert 0 < len(text) < 200 and "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+@pytest.mark.parametrize("name", PAYLOADS)
+def test_the_greeter_state_discovery_and_a_batch(statefun: LambdaHandler, name: str) -> None:
+    greet = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 4})
+    reply = reply_of(call(statefun, event(name, greet)))
+    assert greetings(reply) == (5, [(INBOX, "Ann", "Hello Ann for the 5th time!")])
+
+    discover = wire.to_function(GREETER, "Ann", ["Ann"])
+    reply = reply_of(call(statefun, event(name, discover)))
+    assert [spec.name for spec in wire.missing_states(reply)] == ["seen_count"]
+
+    batch = wire.to_function(GREETER, "Bo", ["Bo", "Bo"], {"seen_count": 1})
+    seen, sent = greetings(reply_of(call(statefun, event(name, batch))))
+    assert seen == 3
+    assert [text for _, _, text in sent] == [
+        "Hello Bo for the 2th time!",
+        "Hello Bo for the 3th time!",
+    ]
+
+
+@pytest.mark.parametrize("name", PAYLOADS)
+def test_every_error_status(statefun: LambdaHandler, name: str) -> None:
+    unknown = wire.to_function("com.example.fns/nobody", "x", ["x"], NEW)
+    assert_error(call(statefun, event(name, b"\xff\xff\xff")), 400)
+    assert_error(call(statefun, event(name, unknown)), 404)
+    assert_error(call(statefun, event(name, wire.to_function(FAILING, "x", ["x"]))), 500)
+    too_large = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
+    assert "Limits.request_bytes" in assert_error(call(statefun, event(name, too_large)), 413)
+    not_base64 = {**event(name, b""), "body": "not base64!", "isBase64Encoded": True}
+    assert_error(call(statefun, not_base64), 400)
+
+
+@pytest.mark.parametrize("name", PAYLOADS)
+def test_a_wrong_method_is_405_and_reaches_the_hooks(
+    statefun: LambdaHandler, recorder: FailureRecorder, name: str
+) -> None:
+    response = call(statefun, event(name, None, "GET", **{"x-request-id": "r-1"}))
+    assert_error(response, 405)
+    assert response["headers"]["Allow"] == "POST"
+    assert recorder.failures == [(MethodNotAllowedError, 405, "r-1")]
+
+
+def test_the_hooks_see_refused_requests_with_their_headers(
+    statefun: LambdaHandler, recorder: FailureRecorder
+) -> None:
+    too_large = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
+    call(statefun, event("rest_api", too_large, **{"X-Request-Id": "r-2"}))
+    assert recorder.failures == [(RequestTooLargeError, 413, "r-2")]
+
+
+@pytest.mark.parametrize("name", PAYLOADS)
+def test_each_documented_event_as_written(statefun: LambdaHandler, name: str) -> None:
+    """The examples carry a text body (not a ToFunction: 400) or are a GET (405)."""
+    shaped = documented(name)
+    expected = 405 if shaped.get("httpMethod") == "GET" else 400
+    assert_error(call(statefun, shaped), expected)
+
+
+def test_the_documented_example_serves_the_greeter() -> None:
+    statefun = load("lambda", make_functions()).statefun
+    assert isinstance(statefun, LambdaHandler)
+    greet = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1})
+    reply = reply_of(call(statefun, event("function_url", greet)))
+    assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 2th time!")])

@@ -1,0 +1,265 @@
+"""The ASGI and WSGI applications driven through their protocols in this process: lifespan,
+streamed bodies and the limit, the hooks, other paths, ``mount``, and FastAPI's dependency."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterable
+from typing import Any, Optional
+
+import pytest
+
+from statefun_core import Limits, RequestReplyHandler, StatefulFunctions, make_plugin_manager
+from statefun_core.asgi import StatefunASGI
+from statefun_core.asgi import mount as mount_asgi
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.testing import wire
+from statefun_core.testing.endpoint import (
+    GREETER,
+    INBOX,
+    FailureRecorder,
+    greetings,
+    make_functions,
+)
+from statefun_core.wsgi import StatefunWSGI
+from statefun_core.wsgi import mount as mount_wsgi
+
+from .served import load
+
+LIMIT = 4096
+GREET = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1})
+
+
+def handler(recorder: Optional[FailureRecorder] = None) -> RequestReplyHandler:
+    plugins = make_plugin_manager(load_entrypoints=False)
+    if recorder is not None:
+        plugins.register(recorder)
+    return RequestReplyHandler(make_functions(), plugins=plugins, limits=Limits(LIMIT))
+
+
+# --- ASGI ---------------------------------------------------------------------------------
+
+
+class Exchange:
+    """One ASGI request: the messages the app receives, one at a time, and what it sends."""
+
+    def __init__(self, *messages: dict[str, Any]) -> None:
+        self.messages = list(messages)
+        self.received = 0
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        self.received += 1
+        return self.messages.pop(0)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    @property
+    def status(self) -> int:
+        return int(self.sent[0]["status"])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {name.decode().lower(): value.decode() for name, value in self.sent[0]["headers"]}
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(message.get("body", b"") for message in self.sent[1:])
+
+
+def http(
+    method: str = "POST", path: str = "/", root_path: str = "", **headers: str
+) -> dict[str, Any]:
+    raw = [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
+    return {"type": "http", "method": method, "path": path, "root_path": root_path, "headers": raw}
+
+
+def chunks(body: bytes, size: int) -> list[dict[str, Any]]:
+    parts = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+    return [{"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+            for i, part in enumerate(parts)]  # fmt: skip
+
+
+def asgi(app: Any, scope: dict[str, Any], *messages: dict[str, Any]) -> Exchange:
+    exchange = Exchange(*messages)
+    asyncio.run(app(scope, exchange.receive, exchange.send))
+    return exchange
+
+
+def test_lifespan_is_acknowledged() -> None:
+    exchange = asgi(
+        StatefunASGI(handler()),
+        {"type": "lifespan", "asgi": {"version": "3.0"}},
+        {"type": "lifespan.startup"},
+        {"type": "lifespan.shutdown"},
+    )
+    assert [message["type"] for message in exchange.sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+
+
+def test_a_body_in_many_messages_is_one_request() -> None:
+    exchange = asgi(StatefunASGI(handler()), http(), *chunks(GREET, 7))
+    assert exchange.status == 200
+    assert exchange.headers["content-type"] == "application/octet-stream"
+    assert exchange.headers["content-length"] == str(len(exchange.body))
+    assert greetings(exchange.body) == (2, [(INBOX, "Ann", "Hello Ann for the 2th time!")])
+
+
+def test_reading_stops_at_the_limit_and_the_hooks_hear_of_it() -> None:
+    recorder = FailureRecorder()
+    messages = chunks(b"\x00" * (10 * LIMIT), 1024)
+    exchange = asgi(StatefunASGI(handler(recorder)), http(X_Request_Id="r-1"), *messages)
+    assert exchange.status == 413
+    assert b"Limits.request_bytes" in exchange.body
+    assert exchange.received == LIMIT // 1024 + 1  # not one message more than it took
+    assert recorder.failures == [(RequestTooLargeError, 413, "r-1")]
+
+
+def test_a_declared_length_over_the_limit_is_refused_unread() -> None:
+    scope = http(content_length=str(LIMIT + 1))
+    exchange = asgi(StatefunASGI(handler()), scope, *chunks(b"\x00" * (LIMIT + 1), 1024))
+    assert exchange.status == 413
+    assert exchange.received == 0
+
+
+def test_a_wrong_method_is_405_with_allow_and_reaches_the_hooks() -> None:
+    recorder = FailureRecorder()
+    exchange = asgi(
+        StatefunASGI(handler(recorder)), http("PUT", X_REQUEST_ID="r-2"), *chunks(b"", 1)
+    )
+    assert exchange.status == 405
+    assert exchange.headers["allow"] == "POST"
+    assert recorder.failures == [(MethodNotAllowedError, 405, "r-2")]
+
+
+def test_a_client_gone_gets_no_answer() -> None:
+    exchange = asgi(StatefunASGI(handler()), http(), {"type": "http.disconnect"})
+    assert exchange.sent == []
+
+
+def test_other_paths_metrics_and_head() -> None:
+    pytest.importorskip("statefun_prometheus")
+    app = StatefunASGI(handler())
+    metrics = asgi(app, http("GET", "/metrics"), *chunks(b"", 1))
+    assert metrics.status == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    head = asgi(app, http("HEAD", "/metrics"), *chunks(b"", 1))
+    assert head.status == 200 and head.body == b""
+    assert asgi(app, http("POST", "/metrics"), *chunks(b"", 1)).status == 405
+    assert asgi(app, http("POST", "/elsewhere"), *chunks(GREET, 1024)).status == 404
+    without = StatefunASGI(handler(), metrics_path=None)
+    assert asgi(without, http("GET", "/metrics"), *chunks(b"", 1)).status == 404
+
+
+def test_mounted_below_a_root_path_old_and_new_style() -> None:
+    app = StatefunASGI(handler())
+    for path in ("/statefun", "/statefun/", "/"):  # Starlette keeps the prefix, older ones not
+        exchange = asgi(app, http(path=path, root_path="/statefun"), *chunks(GREET, 1024))
+        assert exchange.status == 200, path
+
+
+def test_asgi_mount_sends_the_rest_and_lifespan_to_the_other_app() -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def other(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope["type"], scope.get("path", "")))
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    app = mount_asgi(other, "/statefun", StatefunASGI(handler()))
+    assert asgi(app, http(path="/statefun"), *chunks(GREET, 1024)).status == 200
+    assert asgi(app, http(path="/statefun/"), *chunks(GREET, 1024)).status == 200
+    assert asgi(app, http(path="/statefunx"), *chunks(GREET, 1024)).status == 204
+    asgi(app, {"type": "lifespan"}, {"type": "lifespan.startup"})
+    assert seen == [("http", "/statefunx"), ("lifespan", "")]
+
+
+def test_fastapi_gets_the_handler_as_a_dependency() -> None:
+    testclient = pytest.importorskip("fastapi.testclient")
+    example = load("fastapi", handler())
+    client = testclient.TestClient(example.app)
+    assert client.get("/functions").json() == sorted(f.typename for f in make_functions())
+    other = RequestReplyHandler(StatefulFunctions())  # no functions bound
+    example.app.dependency_overrides[example.statefun_handler] = lambda: other
+    assert client.get("/functions").json() == []
+    assert client.post("/statefun/", content=GREET).status_code == 200
+
+
+# --- WSGI ---------------------------------------------------------------------------------
+
+
+def wsgi(
+    app: Any, method: str = "POST", path: str = "/", body: bytes = b"", **environ: Any
+) -> tuple[str, dict[str, str], bytes]:
+    full = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "wsgi.input": io.BytesIO(body),
+        **environ,
+    }
+    started: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        started.extend([status, dict(headers)])
+
+    result: Iterable[bytes] = app(full, start_response)
+    return started[0], started[1], b"".join(result)
+
+
+def test_wsgi_reads_a_terminated_body_without_a_length() -> None:
+    status, headers, body = wsgi(
+        StatefunWSGI(handler()), body=GREET, **{"wsgi.input_terminated": True}
+    )
+    assert status == "200 OK"
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert greetings(body)[0] == 2
+
+
+def test_wsgi_stops_at_the_limit_and_the_hooks_hear_of_it() -> None:
+    recorder = FailureRecorder()
+    stream = io.BytesIO(b"\x00" * (10 * LIMIT))
+    app = StatefunWSGI(handler(recorder))
+    status, _, body = wsgi(
+        app, **{"wsgi.input": stream, "wsgi.input_terminated": True, "HTTP_X_REQUEST_ID": "r-3"}
+    )
+    assert status.startswith("413 ")
+    assert b"Limits.request_bytes" in body
+    assert stream.tell() == LIMIT + 1
+    assert recorder.failures == [(RequestTooLargeError, 413, "r-3")]
+
+
+def test_wsgi_refuses_a_declared_length_over_the_limit_unread() -> None:
+    stream = io.BytesIO(b"\x00" * (LIMIT + 1))
+    status, _, _ = wsgi(
+        StatefunWSGI(handler()), **{"wsgi.input": stream, "CONTENT_LENGTH": str(LIMIT + 1)}
+    )
+    assert status.startswith("413")
+    assert stream.tell() == 0
+
+
+def test_wsgi_wrong_method_other_paths_and_head() -> None:
+    recorder = FailureRecorder()
+    app = StatefunWSGI(handler(recorder), metrics_path=None)
+    status, headers, _ = wsgi(app, "GET", HTTP_X_REQUEST_ID="r-4")
+    assert status == "405 Method Not Allowed" and headers["Allow"] == "POST"
+    assert recorder.failures == [(MethodNotAllowedError, 405, "r-4")]
+    assert wsgi(app, "POST", "/elsewhere", GREET)[0].startswith("404")
+    assert wsgi(app, "HEAD")[2] == b""
+
+
+def test_wsgi_mount_shifts_the_path() -> None:
+    def other(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("204 No Content", [])
+        return [environ["PATH_INFO"].encode()]
+
+    app = mount_wsgi(other, "/statefun/", StatefunWSGI(handler()))
+    length = {"CONTENT_LENGTH": str(len(GREET))}
+    assert wsgi(app, path="/statefun", body=GREET, **length)[0] == "200 OK"
+    assert wsgi(app, path="/statefun/", body=GREET, **length)[0] == "200 OK"
+    assert wsgi(app, path="/other", body=GREET, **length) == ("204 No Content", {}, b"/other")

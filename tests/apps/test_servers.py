@@ -1,0 +1,189 @@
+"""The plain ASGI and WSGI applications and the examples of docs/servers.md under real servers
+on 127.0.0.1, with real protobuf bytes: ``ENDPOINT_CHECKS``, 200 addresses at once, and a body
+over the limit declared and chunked."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional
+
+import pytest
+
+from statefun_core.testing import wire
+from statefun_core.testing.endpoint import (
+    ENDPOINT_CHECKS,
+    GREETER,
+    INBOX,
+    check_request_limit,
+    free_port,
+    greetings,
+    request,
+    running,
+)
+from tests.hardening.servers import body_of
+
+from .served import LIMIT
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "tests.apps.served:app"
+
+
+def uvicorn(port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log", APP]  # fmt: skip
+
+
+def hypercorn(port: int) -> list[str]:
+    return [sys.executable, "-m", "hypercorn", "-b", f"127.0.0.1:{port}", APP]
+
+
+def granian(port: int) -> list[str]:
+    return [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning", APP]  # fmt: skip
+
+
+def gunicorn(port: int) -> list[str]:
+    # Two workers with threads: requests run concurrently on one handler per process.
+    return [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2",
+            "-k", "gthread", "--threads", "8", APP]  # fmt: skip
+
+
+def waitress(port: int) -> list[str]:
+    return [sys.executable, "-m", "waitress", "--listen", f"127.0.0.1:{port}", "--threads", "8",
+            APP]  # fmt: skip
+
+
+class Served(NamedTuple):
+    app: str  # an example of docs/servers.md (tests/apps/served.py)
+    server: Callable[[int], list[str]]
+    path: str  # where the runtime posts
+
+
+SERVED = {
+    "asgi-uvicorn": Served("asgi", uvicorn, "/"),
+    "asgi-hypercorn": Served("asgi", hypercorn, "/"),
+    "asgi-granian": Served("asgi", granian, "/"),
+    "wsgi-gunicorn": Served("wsgi", gunicorn, "/"),
+    "wsgi-waitress": Served("wsgi", waitress, "/"),
+    "fastapi-uvicorn": Served("fastapi", uvicorn, "/statefun/"),
+    "starlette-hypercorn": Served("starlette", hypercorn, "/statefun/"),
+    "falcon-gunicorn": Served("falcon", gunicorn, "/statefun"),
+    "litestar-uvicorn": Served("litestar", uvicorn, "/statefun"),
+    "quart-hypercorn": Served("quart", hypercorn, "/statefun"),
+}
+
+
+class Server(NamedTuple):
+    port: int
+    path: str
+
+
+@pytest.fixture(scope="module", params=list(SERVED))
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    served = SERVED[request.param]
+    pytest.importorskip(served.server.__name__)
+    port = free_port()
+    env = {**__import__("os").environ, "SERVED_APP": served.app}
+    with running(served.server(port), port, cwd=ROOT, env=env):
+        yield Server(port, served.path)
+
+
+@pytest.mark.parametrize("check", ENDPOINT_CHECKS.values(), ids=list(ENDPOINT_CHECKS))
+def test_endpoint(server: Server, check: Callable[[int, str], None]) -> None:
+    check(server.port, server.path)
+
+
+def test_a_declared_body_over_the_limit_is_413(server: Server) -> None:
+    check_request_limit(server.port, server.path, LIMIT)
+
+
+def test_200_addresses_at_once_each_get_their_own_reply(server: Server) -> None:
+    def greet(i: int) -> tuple[int, tuple[Optional[int], list[tuple[str, str, Optional[str]]]]]:
+        name = f"address-{i}"
+        body = wire.to_function(GREETER, name, [name, name], {"seen_count": i})
+        status, _, reply = request(server.port, server.path, body)
+        return status, greetings(reply)
+
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        results = list(pool.map(greet, range(200)))
+    for i, (status, reply) in enumerate(results):
+        name = f"address-{i}"
+        assert status == 200, status
+        assert reply == (
+            i + 2,
+            [
+                (INBOX, name, f"Hello {name} for the {i + 1}th time!"),
+                (INBOX, name, f"Hello {name} for the {i + 2}th time!"),
+            ],
+        ), reply
+
+
+def test_a_chunked_body_is_read_whole(server: Server) -> None:
+    body = wire.to_function(GREETER, "Chunked", ["Chunked"], {"seen_count": 6})
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 10]), body[i : i + 10])
+                       for i in range(0, len(body), 10)) + b"0\r\n\r\n"  # fmt: skip
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            f"POST {server.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + chunked
+        )
+        response = b""
+        while data := sock.recv(65536):
+            response += data
+    assert response.split()[1] == b"200", response[:300]
+    reply = body_of(response.partition(b"\r\n")[2])
+    assert greetings(reply) == (7, [(INBOX, "Chunked", "Hello Chunked for the 7th time!")])
+
+
+def test_a_chunked_body_over_the_limit_is_413(server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            f"POST {server.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        chunk = b"%x\r\n%s\r\n" % (16 * 1024, b"\x00" * 16 * 1024)
+        try:
+            for _ in range(2 * LIMIT // (16 * 1024)):  # twice the limit
+                sock.sendall(chunk)
+            sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused mid-body
+        response = b""
+        try:
+            while data := sock.recv(65536):
+                response += data
+        except ConnectionResetError:
+            pass
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"413", response[:300]
+    assert b"text/plain; charset=utf-8" in head.lower(), head
+    assert b"Limits.request_bytes" in body, body
+    # and the server goes on
+    name = "after"
+    status, _, reply = request(
+        server.port, server.path, wire.to_function(GREETER, name, [name], {"seen_count": 1})
+    )
+    assert status == 200
+    assert greetings(reply) == (2, [(INBOX, name, "Hello after for the 2th time!")])
+
+
+EXAMPLE = ROOT / "examples" / "fastapi"
+
+
+def test_the_fastapi_example_serves_the_greeter() -> None:
+    pytest.importorskip("fastapi")
+    port = free_port()
+    command = [*uvicorn(port)[:-1], "--app-dir", str(EXAMPLE), "app:app"]
+    with running(command, port, cwd=ROOT):
+        body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1})
+        status, _, reply = request(port, "/statefun/", body)
+        assert status == 200
+        assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
+        status, _, listed = request(port, "/functions", method="GET")
+        assert status == 200
+        assert b"com.example.fns/greeter" in listed
