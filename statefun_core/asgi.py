@@ -40,9 +40,9 @@ _OCTETS = (b"content-type", CONTENT_TYPE.encode())
 
 
 class StatefunASGI:
-    """An ASGI 3 application: ``POST`` at its root is the function endpoint; ``GET
-    metrics_path`` serves statefun-prometheus's metrics when it is installed (``None`` leaves
-    it out).
+    """An ASGI 3 application: ``POST`` at its root is the function endpoint; beside it, the
+    endpoints installed plugins contribute (``GET /metrics`` of statefun-prometheus, health;
+    ``endpoints=False`` leaves them out).
 
     Given :class:`~statefun_core.StatefulFunctions`, it builds a
     :class:`~statefun_core.RequestReplyHandler` with ``executor`` and ``plugins``; the one it
@@ -60,10 +60,10 @@ class StatefunASGI:
         *,
         executor: Optional[Executor] = None,
         plugins: Optional[pluggy.PluginManager] = None,
-        metrics_path: Optional[str] = "/metrics",
+        endpoints: bool = True,
     ) -> None:
         self.endpoint = Endpoint(
-            functions_or_handler, executor=executor, plugins=plugins, metrics_path=metrics_path
+            functions_or_handler, executor=executor, plugins=plugins, endpoints=endpoints
         )
 
     @property
@@ -103,13 +103,18 @@ class StatefunASGI:
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        reply_headers: dict[str, str] = {}  # what plugins add (a traceresponse)
         try:
-            reply = await endpoint.handler.handle_async(body, headers=headers)
+            reply = await endpoint.handler.handle_async(
+                body, headers=headers, reply_headers=reply_headers
+            )
         except Exception as error:
             await _send(send, error_answer(error))
             return
-        length = (b"content-length", b"%d" % len(reply))
-        await send({"type": "http.response.start", "status": 200, "headers": [_OCTETS, length]})
+        response_headers = [_OCTETS, (b"content-length", b"%d" % len(reply))]
+        for name, value in reply_headers.items():
+            response_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         await send({"type": "http.response.body", "body": reply})
 
 

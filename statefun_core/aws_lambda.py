@@ -48,7 +48,7 @@ class LambdaHandler:
         plugins: Optional[pluggy.PluginManager] = None,
     ) -> None:
         self.endpoint = Endpoint(
-            functions_or_handler, executor=executor, plugins=plugins, metrics_path=None
+            functions_or_handler, executor=executor, plugins=plugins, endpoints=False
         )
 
     @property
@@ -85,11 +85,12 @@ class LambdaHandler:
                 return endpoint.rejected(malformed, headers)
         else:
             body = text.encode("utf-8")
+        reply_headers: dict[str, str] = {}  # what plugins add (a traceresponse)
         try:
-            reply = endpoint.handler.handle_sync(body, headers=headers)
+            reply = endpoint.handler.handle_sync(body, headers=headers, reply_headers=reply_headers)
         except Exception as error:
             return error_answer(error)
-        return endpoint.reply(reply)
+        return endpoint.reply(reply, reply_headers)
 
 
 class EventHeaders(Mapping[str, str]):

@@ -8,12 +8,10 @@ before reading the body (:meth:`Endpoint.before_body`), reads the body within
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import pluggy
 
@@ -21,10 +19,7 @@ from .errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from .handler import RequestReplyHandler
 from .http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
 
-__all__ = ["Answer", "Endpoint", "GetEndpoint"]
-
-#: A GET endpoint served beside the function endpoint: ``() -> (body, content type)``.
-GetEndpoint = Callable[[], "tuple[bytes, str]"]
+__all__ = ["Answer", "Endpoint"]
 
 _TEXT = "text/plain; charset=utf-8"
 _TEXT_HEADERS = (("Content-Type", _TEXT),)
@@ -51,18 +46,11 @@ def error_answer(error: BaseException) -> Answer:
     return Answer(status, headers, text.encode())
 
 
-def _metrics() -> tuple[bytes, str]:
-    metrics_response = importlib.import_module("statefun_prometheus").metrics_response
-    body, content_type = metrics_response()
-    return bytes(body), str(content_type)
-
-
 class Endpoint:
-    """The function endpoint at the application's root (``""`` or ``"/"``) and the GET
-    endpoints in :attr:`routes` (each path relative to the root).
-
-    ``routes`` holds ``GET metrics_path`` when statefun-prometheus is installed; endpoints
-    contributed by plugins belong in it too, so each application serves them alike.
+    """The function endpoint at the application's root (``""`` or ``"/"``) and, with
+    ``endpoints`` true, the endpoints installed plugins contribute (``GET /metrics`` of
+    statefun-prometheus, health: :attr:`RequestReplyHandler.endpoints`), each at its path
+    relative to the root.
     """
 
     def __init__(
@@ -71,15 +59,13 @@ class Endpoint:
         *,
         executor: Optional[Executor] = None,
         plugins: Optional[pluggy.PluginManager] = None,
-        metrics_path: Optional[str] = "/metrics",
+        endpoints: bool = True,
     ) -> None:
         self.handler: RequestReplyHandler = as_handler(
             functions_or_handler, executor=executor, plugins=plugins
         )
         self.limit: Optional[int] = self.handler.limits.request_bytes
-        self.routes: dict[str, GetEndpoint] = {}
-        if metrics_path is not None and importlib.util.find_spec("statefun_prometheus"):
-            self.routes[metrics_path] = _metrics
+        self.endpoints = endpoints
 
     def before_body(
         self,
@@ -92,7 +78,7 @@ class Endpoint:
         handler: another endpoint, a path with none, a wrong method (405) or a declared
         length over ``Limits.request_bytes`` (413; that body is never read)."""
         if path not in ("", "/"):
-            return self._route(method, path)
+            return self._route(method, path, headers)
         if method != "POST":
             return self.rejected(MethodNotAllowedError(f"{method} is not allowed"), headers)
         limit = self.limit
@@ -100,14 +86,18 @@ class Endpoint:
             return self.rejected(RequestTooLargeError(declared_length, limit), headers)
         return None
 
-    def _route(self, method: str, path: str) -> Answer:
-        endpoint = self.routes.get(path)
-        if endpoint is None:
+    def _route(self, method: str, path: str, headers: Mapping[str, str]) -> Answer:
+        if not self.endpoints:
             return _NOT_FOUND
-        if method not in ("GET", "HEAD"):
-            return Answer(405, (*_TEXT_HEADERS, ("Allow", "GET")), b"Method Not Allowed")
-        body, content_type = endpoint()
-        return Answer(200, (("Content-Type", content_type),), body)
+        endpoint = self.handler.endpoint_for(method, path)
+        if endpoint is None:
+            allowed = sorted({e.method for e in self.handler.endpoints if e.path == path})
+            if not allowed:
+                return _NOT_FOUND
+            allow = ("Allow", ", ".join(allowed))
+            return Answer(405, (*_TEXT_HEADERS, allow), b"Method Not Allowed")
+        status, response_headers, body = endpoint.respond(headers)
+        return Answer(status, tuple(response_headers.items()), body)
 
     def too_large(self, size: int) -> RequestTooLargeError:
         """The error for a body found larger than the limit while it was read."""
@@ -121,9 +111,11 @@ class Endpoint:
         return error_answer(error)
 
     @staticmethod
-    def reply(reply: bytes) -> Answer:
-        """The answer carrying the handler's reply."""
-        return Answer(200, _REPLY_HEADERS, reply)
+    def reply(reply: bytes, reply_headers: Mapping[str, str]) -> Answer:
+        """The answer carrying the handler's reply, with the headers plugins add to it."""
+        if not reply_headers:
+            return Answer(200, _REPLY_HEADERS, reply)
+        return Answer(200, (*_REPLY_HEADERS, *reply_headers.items()), reply)
 
 
 def declared_length(value: Union[str, bytes, None]) -> Optional[int]:

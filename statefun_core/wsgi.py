@@ -34,8 +34,9 @@ _CHUNK = 1 << 16
 
 
 class StatefunWSGI:
-    """A WSGI application: ``POST`` at its root is the function endpoint; ``GET metrics_path``
-    serves statefun-prometheus's metrics when it is installed (``None`` leaves it out).
+    """A WSGI application: ``POST`` at its root is the function endpoint; beside it, the
+    endpoints installed plugins contribute (``GET /metrics`` of statefun-prometheus, health;
+    ``endpoints=False`` leaves them out).
 
     Given :class:`~statefun_core.StatefulFunctions`, it builds a
     :class:`~statefun_core.RequestReplyHandler` with ``executor`` and ``plugins``; the one it
@@ -54,10 +55,10 @@ class StatefunWSGI:
         *,
         executor: Optional[Executor] = None,
         plugins: Optional[pluggy.PluginManager] = None,
-        metrics_path: Optional[str] = "/metrics",
+        endpoints: bool = True,
     ) -> None:
         self.endpoint = Endpoint(
-            functions_or_handler, executor=executor, plugins=plugins, metrics_path=metrics_path
+            functions_or_handler, executor=executor, plugins=plugins, endpoints=endpoints
         )
 
     @property
@@ -98,11 +99,12 @@ class StatefunWSGI:
             body = b"".join(chunks)
         else:  # PEP 3333: without a length, the input may not be read
             body = b""
+        reply_headers: dict[str, str] = {}  # what plugins add (a traceresponse)
         try:
-            reply = endpoint.handler.handle_sync(body, headers=headers)
+            reply = endpoint.handler.handle_sync(body, headers=headers, reply_headers=reply_headers)
         except Exception as error:
             return error_answer(error)
-        return endpoint.reply(reply)
+        return endpoint.reply(reply, reply_headers)
 
 
 class EnvironHeaders(Mapping[str, str]):

@@ -14,6 +14,7 @@ from statefun_core import Limits, RequestReplyHandler, StatefulFunctions, make_p
 from statefun_core.asgi import StatefunASGI
 from statefun_core.asgi import mount as mount_asgi
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.plugins import Endpoint, EndpointResponse, hookimpl
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
     GREETER,
@@ -141,18 +142,37 @@ def test_a_client_gone_gets_no_answer() -> None:
     assert exchange.sent == []
 
 
-def test_other_paths_metrics_and_head() -> None:
-    pytest.importorskip("statefun_prometheus")
-    app = StatefunASGI(handler())
-    metrics = asgi(app, http("GET", "/metrics"), *chunks(b"", 1))
-    assert metrics.status == 200
-    assert metrics.headers["content-type"].startswith("text/plain")
-    head = asgi(app, http("HEAD", "/metrics"), *chunks(b"", 1))
+class PingPlugin:
+    """A plugin that contributes ``GET /ping`` and answers each batch with a header."""
+
+    @hookimpl
+    def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
+        pong = EndpointResponse(200, {"Content-Type": "text/plain"}, b"pong")
+        return [Endpoint("GET", "/ping", lambda headers: pong)]
+
+    @hookimpl
+    def statefun_batch_started(self, batch: Any) -> None:
+        batch.reply_headers["X-Ping"] = "pong"
+
+
+def test_the_plugins_endpoints_and_reply_headers_head_and_other_paths() -> None:
+    plugins = make_plugin_manager(load_entrypoints=False)
+    plugins.register(PingPlugin())
+    served = RequestReplyHandler(make_functions(), plugins=plugins, limits=Limits(LIMIT))
+    app = StatefunASGI(served)
+    ping = asgi(app, http("GET", "/ping"), *chunks(b"", 1))
+    assert (ping.status, ping.body) == (200, b"pong")
+    assert ping.headers["content-type"] == "text/plain"
+    head = asgi(app, http("HEAD", "/ping"), *chunks(b"", 1))
     assert head.status == 200 and head.body == b""
-    assert asgi(app, http("POST", "/metrics"), *chunks(b"", 1)).status == 405
+    assert asgi(app, http("POST", "/ping"), *chunks(b"", 1)).status == 405
     assert asgi(app, http("POST", "/elsewhere"), *chunks(GREET, 1024)).status == 404
-    without = StatefunASGI(handler(), metrics_path=None)
-    assert asgi(without, http("GET", "/metrics"), *chunks(b"", 1)).status == 404
+    assert asgi(app, http(), *chunks(GREET, 1024)).headers["x-ping"] == "pong"
+    without = StatefunASGI(served, endpoints=False)
+    assert asgi(without, http("GET", "/ping"), *chunks(b"", 1)).status == 404
+    assert wsgi(StatefunWSGI(served), "GET", "/ping")[::2] == ("200 OK", b"pong")
+    reply_headers = wsgi(StatefunWSGI(served), body=GREET, CONTENT_LENGTH=str(len(GREET)))[1]
+    assert reply_headers["X-Ping"] == "pong"
 
 
 def test_mounted_below_a_root_path_old_and_new_style() -> None:
@@ -245,7 +265,7 @@ def test_wsgi_refuses_a_declared_length_over_the_limit_unread() -> None:
 
 def test_wsgi_wrong_method_other_paths_and_head() -> None:
     recorder = FailureRecorder()
-    app = StatefunWSGI(handler(recorder), metrics_path=None)
+    app = StatefunWSGI(handler(recorder), endpoints=False)
     status, headers, _ = wsgi(app, "GET", HTTP_X_REQUEST_ID="r-4")
     assert status == "405 Method Not Allowed" and headers["Allow"] == "POST"
     assert recorder.failures == [(MethodNotAllowedError, 405, "r-4")]

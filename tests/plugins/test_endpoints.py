@@ -118,3 +118,10 @@ def test_no_integration_module_imports_a_plugin_package(integration: str) -> Non
     for path in sources:
         named = imported_modules(path) & PLUGIN_PACKAGES
         assert not named, f"{path.relative_to(ROOT)} imports {sorted(named)}"
+
+
+def test_no_core_module_imports_a_plugin_package() -> None:
+    """The plain ASGI/WSGI apps and the Lambda handler serve plugins' endpoints by the hook too."""
+    for path in sorted((ROOT / "statefun_core").rglob("*.py")):
+        named = imported_modules(path) & PLUGIN_PACKAGES
+        assert not named, f"{path.relative_to(ROOT)} imports {sorted(named)}"
