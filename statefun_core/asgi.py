@@ -19,14 +19,10 @@ or in front of any other ASGI application (Quart, Falcon's ``falcon.asgi.App``):
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterator, Mapping, MutableMapping
-from concurrent.futures import Executor
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-import pluggy
-
-from .handler import RequestReplyHandler
-from .http import CONTENT_TYPE, FunctionsOrHandler
-from .serving import Answer, Endpoint, declared_length, error_answer
+from .http import CONTENT_TYPE
+from .serving import Answer, Served, declared_length, error_answer
 
 __all__ = ["ASGIApp", "StatefunASGI", "mount"]
 
@@ -39,7 +35,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _OCTETS = (b"content-type", CONTENT_TYPE.encode())
 
 
-class StatefunASGI:
+class StatefunASGI(Served):
     """An ASGI 3 application: ``POST`` at its root is the function endpoint; beside it, the
     endpoints installed plugins contribute (``GET /metrics`` of statefun-prometheus, health;
     ``endpoints=False`` leaves them out).
@@ -53,23 +49,6 @@ class StatefunASGI:
     ``statefun_request_failed`` hook. ``lifespan`` events are answered, so servers that send
     them need no option.
     """
-
-    def __init__(
-        self,
-        functions_or_handler: FunctionsOrHandler,
-        *,
-        executor: Optional[Executor] = None,
-        plugins: Optional[pluggy.PluginManager] = None,
-        endpoints: bool = True,
-    ) -> None:
-        self.endpoint = Endpoint(
-            functions_or_handler, executor=executor, plugins=plugins, endpoints=endpoints
-        )
-
-    @property
-    def handler(self) -> RequestReplyHandler:
-        """The handler the application serves with (for a dependency, a test, a plugin)."""
-        return self.endpoint.handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -15,20 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Executor
-from typing import Any, Optional
-
-import pluggy
+from typing import Any
 
 from .errors import MalformedRequestError
-from .handler import RequestReplyHandler
-from .http import FunctionsOrHandler
-from .serving import Answer, Endpoint, error_answer
+from .serving import Answer, Served, error_answer
 
 __all__ = ["LambdaHandler"]
 
 
-class LambdaHandler:
+class LambdaHandler(Served):
     """A Lambda handler, ``(event, context) -> response``: ``POST`` with a ``ToFunction``
     body (base64 when the gateway says ``isBase64Encoded``) is answered with the reply,
     base64 encoded; everything else with the statuses of every integration (405 with
@@ -39,22 +34,6 @@ class LambdaHandler:
     :class:`~statefun_core.RequestReplyHandler` with ``executor`` and ``plugins``; the one it
     serves with is :attr:`handler`.
     """
-
-    def __init__(
-        self,
-        functions_or_handler: FunctionsOrHandler,
-        *,
-        executor: Optional[Executor] = None,
-        plugins: Optional[pluggy.PluginManager] = None,
-    ) -> None:
-        self.endpoint = Endpoint(
-            functions_or_handler, executor=executor, plugins=plugins, endpoints=False
-        )
-
-    @property
-    def handler(self) -> RequestReplyHandler:
-        """The handler the Lambda function serves with."""
-        return self.endpoint.handler
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         answer = self._answer(event)

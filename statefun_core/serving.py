@@ -19,7 +19,7 @@ from .errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from .handler import RequestReplyHandler
 from .http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
 
-__all__ = ["Answer", "Endpoint"]
+__all__ = ["Answer", "Endpoint", "Served"]
 
 _TEXT = "text/plain; charset=utf-8"
 _TEXT_HEADERS = (("Content-Type", _TEXT),)
@@ -128,3 +128,25 @@ def declared_length(value: Union[str, bytes, None]) -> Optional[int]:
     except ValueError:
         return None
     return length if length >= 0 else None
+
+
+class Served:
+    """What the ASGI and WSGI applications and the Lambda handler are built from: the
+    :class:`Endpoint` they answer with, and its :attr:`handler`."""
+
+    def __init__(
+        self,
+        functions_or_handler: FunctionsOrHandler,
+        *,
+        executor: Optional[Executor] = None,
+        plugins: Optional[pluggy.PluginManager] = None,
+        endpoints: bool = True,
+    ) -> None:
+        self.endpoint = Endpoint(
+            functions_or_handler, executor=executor, plugins=plugins, endpoints=endpoints
+        )
+
+    @property
+    def handler(self) -> RequestReplyHandler:
+        """The handler it serves with (for a dependency, a test, a plugin)."""
+        return self.endpoint.handler

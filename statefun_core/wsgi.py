@@ -13,15 +13,10 @@ or serve it beside another WSGI application (Falcon, Bottle, Pyramid ...)::
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Executor
 from http import HTTPStatus
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-import pluggy
-
-from .handler import RequestReplyHandler
-from .http import FunctionsOrHandler
-from .serving import Answer, Endpoint, declared_length, error_answer
+from .serving import Answer, Served, declared_length, error_answer
 
 __all__ = ["StatefunWSGI", "WSGIApp", "mount"]
 
@@ -33,7 +28,7 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 _CHUNK = 1 << 16
 
 
-class StatefunWSGI:
+class StatefunWSGI(Served):
     """A WSGI application: ``POST`` at its root is the function endpoint; beside it, the
     endpoints installed plugins contribute (``GET /metrics`` of statefun-prometheus, health;
     ``endpoints=False`` leaves them out).
@@ -48,23 +43,6 @@ class StatefunWSGI:
     answered 405 with ``Allow: POST``; both refusals reach the ``statefun_request_failed``
     hook.
     """
-
-    def __init__(
-        self,
-        functions_or_handler: FunctionsOrHandler,
-        *,
-        executor: Optional[Executor] = None,
-        plugins: Optional[pluggy.PluginManager] = None,
-        endpoints: bool = True,
-    ) -> None:
-        self.endpoint = Endpoint(
-            functions_or_handler, executor=executor, plugins=plugins, endpoints=endpoints
-        )
-
-    @property
-    def handler(self) -> RequestReplyHandler:
-        """The handler the application serves with (for a dependency, a test, a plugin)."""
-        return self.endpoint.handler
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         answer = self._answer(environ)

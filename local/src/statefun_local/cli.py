@@ -234,20 +234,8 @@ def _send(args: argparse.Namespace) -> int:
         else:
             data = Path(args.bytes_file).read_bytes()
             body = {"type": args.typename, "base64": base64.b64encode(data).decode("ascii")}
-    request = urllib.request.Request(
-        f"{args.url.rstrip('/')}/ingress/{_address_path(args.address)}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            reply = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        print(f"statefun-local: {error.read().decode(errors='replace').strip()}", file=sys.stderr)
-        return 1
-    except urllib.error.URLError as error:
-        print(f"statefun-local: can not reach the runtime at {args.url}: {error.reason}",
-              file=sys.stderr)
+    reply = _post(args.url, f"ingress/{_address_path(args.address)}", body)
+    if reply is None:
         return 1
     print(f"sent {reply['type']} to {reply['target']} (message #{reply['seq']})")
     return 0
@@ -350,6 +338,25 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _post(url: str, path: str, body: Any) -> Optional[Any]:
+    """POST ``body`` as JSON (as the runtime asks of every POST: a form type is what another
+    site could send) and return the JSON reply; None, with the reason printed, on a failure."""
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        print(f"statefun-local: {error.read().decode(errors='replace').strip()}", file=sys.stderr)
+    except urllib.error.URLError as error:
+        print(f"statefun-local: can not reach the runtime at {url}: {error.reason}",
+              file=sys.stderr)
+    return None
+
+
 def _address_path(text: str) -> str:
     """``ns/type/id`` as a URL path, each part percent-encoded (an id may hold anything)."""
     address = parse_address(text)
@@ -359,20 +366,8 @@ def _address_path(text: str) -> str:
 
 
 def _act(args: argparse.Namespace) -> int:
-    url = f"{args.url.rstrip('/')}/api/stuck/{args.action}/{_address_path(args.address)}?by=cli"
-    # JSON, as the runtime asks of every POST (a form type is what another site could send)
-    request = urllib.request.Request(
-        url, data=b"{}", method="POST", headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            reply = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        print(f"statefun-local: {error.read().decode(errors='replace').strip()}", file=sys.stderr)
-        return 1
-    except urllib.error.URLError as error:
-        print(f"statefun-local: can not reach the runtime at {args.url}: {error.reason}",
-              file=sys.stderr)
+    reply = _post(args.url, f"api/stuck/{args.action}/{_address_path(args.address)}?by=cli", {})
+    if reply is None:
         return 1
     print(f"{reply['address']}: {reply['done']}")
     return 0
