@@ -32,10 +32,13 @@ from statefun_core.testing.records import EgressOutput, KafkaRecord
 from .functions import (
     ASYNC,
     AWAITING,
+    COMMAND,
     COUNTERS,
     DEAD_LETTERS,
     FINAL,
     FINAL_BY_BIND,
+    KIND_STATES,
+    KINDS,
     LATER,
     LOG,
     NOT_FINAL,
@@ -45,6 +48,7 @@ from .functions import (
     STRICT,
     SYNC,
     make_functions,
+    place,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,6 +147,49 @@ def test_a_state_of_another_type_is_unreadable(server: int) -> None:
     record = DeadLetterRecord.from_json(dead.value)
     assert record.error_class == "builtins.TypeError"
     assert "Type mismatch" in record.error_message
+
+
+@pytest.mark.parametrize("typename", KINDS)
+def test_a_final_failure_after_writes_of_every_kind_of_state_leaves_them_as_they_were(
+    server: int, typename: str
+) -> None:
+    # values are encoded when assigned, but for ints and bools kept as they are until the
+    # reply; a read decodes or keeps: each is put back as it was before the failed invocation
+    received = {
+        "count": 10, "flag": True, "name": "ann", "ratio": 0.5, "doc": {"v": 1},
+        "place": place("home"),
+    }  # fmt: skip
+    every_kind = {
+        "count": 99, "flag": False, "name": "zed", "ratio": 0.1, "doc": {"v": 2}, "place": "away",
+    }  # fmt: skip
+    commands = [
+        [["write", {"count": 11, "name": "bob"}], ["report"]],
+        [["write", every_kind], ["report"], ["fail"]],
+        [["report"], ["write", {"doc": {"v": 3}}]],
+        # True for an int: encoded when assigned, not kept as is
+        [["write", {"count": True}], ["delete", list(KIND_STATES)], ["report"], ["fail"]],
+        [["report"]],
+    ]
+    state = {name: wire.typed_value(KIND_STATES[name], value) for name, value in received.items()}
+    arguments = [wire.typed_value(COMMAND, command) for command in commands]
+    status, reply = post(server, wire.to_function(typename, "k", arguments, state))
+    assert status == 200, reply
+
+    seen = {**received, "count": 11, "name": "bob", "place": "home"}
+    reports = [json.loads(m.argument.value[2:]) for m in wire.messages(reply)]
+    assert reports == [seen, seen, {**seen, "doc": {"v": 3}}]
+    state_after = {
+        name: KIND_STATES[name].serializer().deserialize(value.value)
+        for name, value in wire.mutations(reply).items()
+        if value is not None
+    }
+    assert state_after == {"count": 11, "name": "bob", "doc": {"v": 3}}
+    assert set(wire.mutations(reply)) == {"count", "name", "doc"}  # no delete, nothing else
+    dead = [DeadLetterRecord.from_json(r.value) for r in wire.egress(reply)]
+    assert [COMMAND.serializer().deserialize(r.message_value or b"") for r in dead] == [
+        commands[1],
+        commands[3],
+    ]
 
 
 # --- the record ------------------------------------------------------------------------------
