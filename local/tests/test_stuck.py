@@ -374,7 +374,15 @@ def test_the_http_api_lists_and_acts(tmp_path: Path) -> None:
                     while str(target) not in {str(a) for a in runtime._waiting}:
                         await asyncio.sleep(0.02)
                     path = f"{url}/api/stuck/skip/{target}"
-                    async with session.post(path) as response:
+                    # the guard: what another site's page could send changes nothing
+                    for refused, status in [
+                        ({"Content-Type": "text/plain"}, 415),
+                        ({"Content-Type": "application/json", "Origin": "http://evil.test"}, 403),
+                    ]:
+                        async with session.post(path, headers=refused, data=b"{}") as response:
+                            assert response.status == status, await response.text()
+                    assert runtime.stuck() and runtime.audit_log() == []
+                    async with session.post(path, json={}) as response:
                         assert response.status == 200, await response.text()
                         assert await response.json() == {"address": str(target),
                                                          "done": "skipped"}  # fmt: skip
