@@ -75,10 +75,13 @@ def compat(session: nox.Session) -> None:
 def official(session: nox.Session) -> None:
     """Ours against the official SDK (apache-flink-statefun 3.3.0, in a virtualenv of its own
     made on first use, tests/official/sdk.py): request by request on the edges (tests/official),
-    then the differential test on 6,000 random requests (tests/differential)."""
+    then the differential test on 6,000 random requests (tests/differential), and on 3,000 with
+    dead-lettered invocations (--dead-letters)."""
     install_core(session)
     session.run("python", "-m", "pytest", "tests/official", "tests/differential")
     session.run("python", "-m", "tests.differential.run", "--seeds", "20", "--requests", "300")
+    session.run("python", "-m", "tests.differential.run", "--seeds", "10", "--requests", "300",
+                "--dead-letters")  # fmt: skip
 
 
 @nox.session(python=NEWEST, tags=["core"])

@@ -105,6 +105,17 @@ class Case:
             item.argument.value = json.dumps(invocation.program).encode()
         return bytes(out.SerializeToString())
 
+    def raising(self) -> list[Invocation]:
+        """The invocations that raise (a ``["raise"]`` command): in dead-letter mode, the ones
+        dead-lettered."""
+        return [inv for inv in self.invocations if ["raise"] in inv.program]
+
+    def without_raising(self) -> Case:
+        """The same case without the invocations that raise: what is left of it once they are
+        dead-lettered."""
+        kept = [inv for inv in self.invocations if ["raise"] not in inv.program]
+        return replace(self, invocations=kept)
+
     def without_deviations(self) -> Case:
         """The same case with each deliberately deviating command made a no-op."""
         invocations = [
@@ -124,6 +135,16 @@ class Case:
             for command in invocation.program:
                 lines.append(f"    {json.dumps(command)}")
         return "\n".join(lines)
+
+
+def add_raises(case: Case, rng: random.Random) -> None:
+    """Make one or two invocations of half the cases raise where they stand (for dead-letter
+    mode), but for cases with a deliberate deviation, whose positions must stay as they are."""
+    if case.deviations or rng.random() < 0.5:
+        return
+    for invocation in rng.sample(case.invocations, min(len(case.invocations), rng.choice([1, 2]))):
+        if ["raise"] not in invocation.program:
+            invocation.program.insert(rng.randint(0, len(invocation.program)), ["raise"])
 
 
 class Generator:

@@ -126,8 +126,9 @@ def _mutate(value: Any) -> None:
         value.id += "!"
 
 
-def build(sdk: Any, address_class: Any) -> Any:
-    """The ``StatefulFunctions`` of the test, made with the SDK module ``sdk``."""
+def build(sdk: Any, address_class: Any, **options: Any) -> Any:
+    """The ``StatefulFunctions`` of the test, made with the SDK module ``sdk``; ``options``
+    go to each ``register`` call (ours only: a dead-letter policy)."""
     types = {
         "bool": sdk.BoolType,
         "int": sdk.IntType,
@@ -253,5 +254,5 @@ def build(sdk: Any, address_class: Any) -> Any:
     functions = sdk.StatefulFunctions()
     for typename, (is_async, names) in FUNCTIONS.items():
         fun = invoke_async if is_async else invoke
-        functions.register(typename, fun, [spec(name) for name in names])
+        functions.register(typename, fun, [spec(name) for name in names], **options)
     return functions

@@ -5,6 +5,7 @@ and on statefun-core through ``handle_sync`` and ``handle_async``; replies compa
     python -m tests.differential.run                       # 10 seeds x 300 requests
     python -m tests.differential.run --seeds 500 --requests 200     # the long run
     python -m tests.differential.run --first-seed 1234 --seeds 1    # one seed again
+    python -m tests.differential.run --dead-letters        # with final failures
 
 A reply is compared as a parsed ``FromFunction`` (every value's bytes exactly); a batch that
 failed on both sides is compared by the class of the function's error (ours raises
@@ -18,6 +19,12 @@ deviating commands made no-ops must then agree. Any other difference is shrunk (
 and commands removed while it persists) and printed as a reproduction: seed, request, program
 and both replies. The official SDK's venv is made on first use under
 ``tests/.venv-official`` (``STATEFUN_OFFICIAL_PYTHON`` names another interpreter).
+
+With ``--dead-letters``, half the requests get one or two invocations that raise, which our
+functions declare final (a dead-letter policy the official SDK does not have): our reply, its
+dead-letter records checked and taken out, must be the official SDK's reply to the same request
+without those invocations. Whatever state a failed invocation wrote, read or deleted, of any
+type, and whatever it sent, is gone, and the invocations after it see the storage as before it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import asyncio
 import base64
 import collections
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -40,12 +48,15 @@ import statefun_core
 from statefun_core import RequestReplyHandler, make_plugin_manager, protocol
 
 from ..official.sdk import official_python
-from .generator import DEVIATIONS, Case, Generator, Invocation
-from .program import TRACE_TYPENAME, build
+from .generator import DEVIATIONS, Case, Generator, Invocation, add_raises
+from .program import PROGRAM_TYPENAME, TRACE_TYPENAME, build
 
 HERE = Path(__file__).resolve().parent
 
 Outcome = dict[str, Any]  # {"reply": bytes} or {"failed": "<error class>"}
+
+#: Where our functions send what they raise, in dead-letter mode.
+DEAD_LETTERS = "fuzz/dead-letters"
 
 
 # --- the two sides ------------------------------------------------------------------------
@@ -99,11 +110,15 @@ class Official:
 
 
 class Ours:
-    """statefun-core in this process, through both drivers."""
+    """statefun-core in this process, through both drivers; with ``dead_letters``, what the
+    functions raise (``ValueError``) is final and goes to ``DEAD_LETTERS``."""
 
-    def __init__(self) -> None:
+    def __init__(self, dead_letters: bool = False) -> None:
         plugins = make_plugin_manager(load_entrypoints=False)
-        self.handler = RequestReplyHandler(build(statefun_core, protocol.Address), plugins=plugins)
+        options: dict[str, Any] = {"final_errors": (ValueError,)} if dead_letters else {}
+        functions = build(statefun_core, protocol.Address, **options)
+        egress = statefun_core.DeadLetterEgress(DEAD_LETTERS) if dead_letters else None
+        self.handler = RequestReplyHandler(functions, plugins=plugins, dead_letters=egress)
         self.loop = asyncio.new_event_loop()
 
     def handle(self, request: bytes) -> dict[str, Outcome]:
@@ -161,13 +176,56 @@ def traces(outcome: Outcome) -> Optional[list[Any]]:
     return found
 
 
-class Differential:
-    """Runs cases on both sides and keeps the score."""
+def without_dead_letters(case: Case, outcome: Outcome) -> Outcome:
+    """Our reply without its dead-letter records, once each is found as expected: one per
+    invocation that raised, in order; else a failed outcome that says what is wrong."""
+    if "reply" not in outcome:
+        return outcome
+    reply = parsed(outcome)
+    if reply.HasField("incomplete_invocation_context"):
+        return outcome
+    egresses = reply.invocation_result.outgoing_egresses
+    records = [
+        statefun_core.DeadLetterRecord.from_json(egress.argument.value)
+        for egress in egresses
+        if f"{egress.egress_namespace}/{egress.egress_type}" == DEAD_LETTERS
+    ]
+    found = [
+        (r.function_type, r.function_id, r.caller_type, r.caller_id, r.message_typename,
+         r.message_value, r.error_class, r.error_message, r.attempts)
+        for r in records
+    ]  # fmt: skip
+    expected = []
+    for invocation in case.raising():
+        caller = invocation.caller if invocation.caller and any(invocation.caller) else None
+        expected.append(
+            (case.function, case.id,
+             None if caller is None else f"{caller[0]}/{caller[1]}",
+             None if caller is None else caller[2],
+             PROGRAM_TYPENAME, json.dumps(invocation.program).encode(),
+             "builtins.ValueError", "the program raised", 1)
+        )  # fmt: skip
+    if found != expected:
+        return {"failed": f"dead-letter records {found} where {expected} were expected"}
+    kept = [e for e in egresses if f"{e.egress_namespace}/{e.egress_type}" != DEAD_LETTERS]
+    del egresses[:]
+    egresses.extend(kept)
+    if not case.without_raising().invocations and reply.invocation_result.ByteSize() == 0:
+        # every invocation dead-lettered: the official SDK answers an empty batch with an
+        # empty FromFunction, which the runtime reads as this empty result
+        reply.ClearField("invocation_result")
+    return {"reply": reply.SerializeToString()}
 
-    def __init__(self) -> None:
+
+class Differential:
+    """Runs cases on both sides and keeps the score (``dead_letters``: see the module)."""
+
+    def __init__(self, dead_letters: bool = False) -> None:
+        self.dead_letters = dead_letters
         self.official = Official()
-        self.ours = Ours()
+        self.ours = Ours(dead_letters)
         self.requests = 0
+        self.dead_lettered = 0  # invocations that raised, their records checked
         self.failed_batches = 0
         self.missing_state = 0
         self.deviations: collections.Counter[str] = collections.Counter()
@@ -178,9 +236,16 @@ class Differential:
         self.ours.stop()
 
     def outcomes(self, cases: list[Case]) -> list[tuple[Outcome, dict[str, Outcome]]]:
-        requests = [case.request() for case in cases]
-        official = self.official.handle(requests)
-        return [(theirs, self.ours.handle(request)) for theirs, request in zip(official, requests)]
+        if not self.dead_letters:
+            requests = [case.request() for case in cases]
+            official = self.official.handle(requests)
+            return [(theirs, self.ours.handle(ask)) for theirs, ask in zip(official, requests)]
+        official = self.official.handle([case.without_raising().request() for case in cases])
+        return [
+            (theirs, {driver: without_dead_letters(case, outcome)
+                      for driver, outcome in self.ours.handle(case.request()).items()})
+            for theirs, case in zip(official, cases)
+        ]  # fmt: skip
 
     def differs(self, case: Case) -> bool:
         ((official, ours),) = self.outcomes([case])
@@ -188,12 +253,18 @@ class Differential:
 
     def run_seed(self, seed: int, count: int) -> None:
         cases = Generator(seed).cases(count)
+        if self.dead_letters:
+            rng = random.Random(f"dead letters {seed}")
+            for case in cases:
+                add_raises(case, rng)
         for case, (official, ours) in zip(cases, self.outcomes(cases)):
             self.requests += 1
             if "failed" in official:
                 self.failed_batches += 1
             elif parsed(official).HasField("incomplete_invocation_context"):
                 self.missing_state += 1
+            else:
+                self.dead_lettered += len(case.raising()) if self.dead_letters else 0
             if case.deviations:
                 self.check_deviations(case, official, ours)
             elif not all(same(official, outcome) for outcome in ours.values()):
@@ -230,6 +301,8 @@ class Differential:
             case = self.shrink(case)
         ((official, ours),) = self.outcomes([case])
         lines = [f"DIFFERENCE: {why}", case.describe()]
+        if self.dead_letters:
+            lines.append("  (official: the request without the invocations that raise)")
         lines.append(f"  request (base64): {base64.b64encode(case.request()).decode()}")
         lines.append("  official:\n" + _indent(show(official)))
         for driver, outcome in ours.items():
@@ -269,13 +342,16 @@ class Differential:
         deviations = ", ".join(
             f"{name}: {count}" for name, count in sorted(self.deviations.items())
         )
+        dead_lettered = (
+            f"{self.dead_lettered} invocations dead-lettered; " if self.dead_letters else ""
+        )
         return (
             f"{self.requests} requests over {seeds} seeds in {seconds:.1f} s "
             f"(official: statefun {self.official.versions['statefun']}, protobuf "
             f"{self.official.versions['protobuf']}; ours: protobuf "
             f"{__import__('google.protobuf').protobuf.__version__}); "
             f"{self.failed_batches} failed batches, {self.missing_state} missing-state replies; "
-            f"deliberate deviations (each checked): {deviations or 'none'} "
+            f"{dead_lettered}deliberate deviations (each checked): {deviations or 'none'} "
             f"[known: {len(DEVIATIONS)}]; differences: {len(self.differences)}"
         )
 
@@ -288,10 +364,16 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
-def run(first_seed: int, seeds: int, requests: int, max_differences: int = 20) -> Differential:
+def run(
+    first_seed: int,
+    seeds: int,
+    requests: int,
+    max_differences: int = 20,
+    dead_letters: bool = False,
+) -> Differential:
     """Run ``seeds`` seeds of ``requests`` requests each; stop after the seed in which the
     ``max_differences``-th difference was found."""
-    differential = Differential()
+    differential = Differential(dead_letters)
     try:
         for seed in range(first_seed, first_seed + seeds):
             differential.run_seed(seed, requests)
@@ -308,10 +390,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="requests per seed (300)")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--max-differences", type=int, default=20, help="stop after (20)")
+    parser.add_argument(
+        "--dead-letters", action="store_true", help="with final failures (see above)"
+    )
     arguments = parser.parse_args(argv)
     started = time.monotonic()
     differential = run(
-        arguments.first_seed, arguments.seeds, arguments.requests, arguments.max_differences
+        arguments.first_seed,
+        arguments.seeds,
+        arguments.requests,
+        arguments.max_differences,
+        arguments.dead_letters,
     )
     print(differential.summary(time.monotonic() - started, arguments.seeds))
     return 1 if differential.differences else 0
