@@ -396,6 +396,26 @@ def test_the_http_api_lists_and_acts(tmp_path: Path) -> None:
                     async with session.get(f"{url}/api/audit") as response:
                         (logged,) = (await response.json())["audit"]
                     assert (logged["action"], logged["by"]) == ("skip", "api")
+
+                    # dead-letter: the head message goes to the dead-letter egress
+                    await runtime.send(target, StringValue(f"{POISON}-again"))
+                    while str(target) not in {str(a) for a in runtime._waiting}:
+                        await asyncio.sleep(0.02)
+                    path = f"{url}/api/stuck/dead-letter/{target}?by=ops"
+                    async with session.post(path, json={}) as response:
+                        assert response.status == 200, await response.text()
+                        assert (await response.json())["done"] == "dead-lettered"
+                    (dead,) = runtime.egress_records()
+                    assert dead["egress"] == DEFAULT_EGRESS
+                    record = DeadLetterRecord.from_json(json.dumps(dead["record"]["json"]).encode())
+                    assert (record.function_type, record.function_id) == (FRAGILE, target.id)
+                    assert record.message_value == StringType.serializer().serialize(
+                        f"{POISON}-again"
+                    )
+                    assert runtime.stuck() == []
+                    async with session.get(f"{url}/api/audit") as response:
+                        newest = (await response.json())["audit"][0]
+                    assert (newest["action"], newest["by"]) == ("dead-letter", "ops")
             finally:
                 await app_runner.cleanup()
 
