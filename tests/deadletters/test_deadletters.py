@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from statefun_core import (
+    BoolType,
     Context,
     DeadLetterEgress,
     DeadLetterRecord,
@@ -24,7 +26,10 @@ from statefun_core import (
     Message,
     RequestReplyHandler,
     StatefulFunctions,
+    StringType,
+    ValueSpec,
     make_plugin_manager,
+    message_builder,
 )
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.records import EgressOutput, KafkaRecord
@@ -286,6 +291,42 @@ def test_unreadable_input_is_an_ordinary_failure_without_the_opt_in() -> None:
     bad.value = b"{"
     with pytest.raises(FunctionFailedError):
         handler(functions).handle_sync(wire.to_function("test/reads", "x", [bad]))
+
+
+@pytest.mark.parametrize("driver", ["handle_sync", "handle_async"])
+def test_a_bad_write_fails_at_the_assignment_caught_or_dead_lettered(driver: str) -> None:
+    # as in the official SDK, a value its type cannot encode raises at the assignment, where
+    # the function may catch it (nothing stored); not caught, a final class dead-letters it
+    functions = StatefulFunctions()
+    specs = [ValueSpec("flag", BoolType), ValueSpec("seen", IntType)]
+
+    @functions.bind("test/flags", specs, final_errors=(TypeError,), dead_letters=DEAD_LETTERS)
+    def flags(context: Context, message: Message) -> None:
+        n = message.as_int()
+        storage: Any = context.storage
+        if n == 3:
+            context.send(message_builder(OUT, "seen", str_value=f"{storage.flag} {storage.seen}"))
+            return
+        storage.seen = n
+        if n == 1:
+            with contextlib.suppress(TypeError):
+                storage.flag = 1.5
+        else:
+            storage.flag = 1.5
+
+    served = handler(functions)
+    body = wire.to_function("test/flags", "f", [1, 2, 3], {"flag": False, "seen": None})
+    if driver == "handle_sync":
+        reply = served.handle_sync(body)
+    else:
+        reply = asyncio.run(served.handle_async(body))
+    (report,) = wire.messages(reply)
+    assert StringType.serializer().deserialize(report.argument.value) == "False 1"
+    assert {name: ints([value])[0] for name, value in wire.mutations(reply).items()} == {"seen": 1}
+    (dead,) = wire.egress(reply)
+    record = DeadLetterRecord.from_json(dead.value)
+    assert record.message_value == IntType.serializer().serialize(2)
+    assert record.error_class == "builtins.TypeError"
 
 
 def test_handle_async_in_process_for_every_kind_of_function() -> None:
