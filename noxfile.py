@@ -508,5 +508,5 @@ def docs(session: nox.Session) -> None:
     packages = sorted(Path("integrations").glob("*/pyproject.toml"))
     editable = [arg for package in packages for arg in ("-e", str(package.parent))]
     session.install("-e", ".", *editable, "-e", "local", "gunicorn", "opentelemetry-sdk",
-                    *TEST_DEPS)  # fmt: skip
+                    "structlog", *APP_FRAMEWORKS, *TEST_DEPS)  # fmt: skip
     session.run("python", "-m", "pytest", "tests/docs", *session.posargs)

@@ -1,6 +1,6 @@
 """The user guide's greeter served by aiohttp at http://127.0.0.1:$PORT/statefun (default 8000).
 
-    pip install statefun-aiohttp
+    pip install -e . -e integrations/aiohttp   # from the repository root
     PORT=8000 python examples/aiohttp/app.py
 
 Point a StateFun endpoint (``urlPathTemplate: http://127.0.0.1:8000/statefun``) at it.

@@ -1,6 +1,6 @@
 """The user guide's greeter served by FastAPI at http://127.0.0.1:$PORT/statefun/ (default 8000).
 
-    pip install statefun-core fastapi uvicorn
+    pip install -e . fastapi uvicorn   # from the repository root
     uvicorn --app-dir examples/fastapi --port ${PORT:-8000} app:app
 
 Point a StateFun endpoint at it, with the trailing slash of a mount:

@@ -1,6 +1,6 @@
 """The user guide's greeter served by Flask at http://127.0.0.1:$PORT/statefun (default 8000).
 
-    pip install statefun-flask gunicorn
+    pip install -e . -e integrations/flask gunicorn   # from the repository root
     gunicorn --chdir examples/flask -b 127.0.0.1:${PORT:-8000} app:app
 
 Point a StateFun endpoint (``urlPathTemplate: http://127.0.0.1:8000/statefun``) at it.

@@ -65,6 +65,10 @@ BODY = b'{"type": "string", "value": "Ann"}'
         ("POST", "/ingress/com.example/echo/x", {**JSON, "Sec-Fetch-Site": "same-site"}, 403),
         ("POST", "/records/com.example/names?topic=names&key=x",
          {"Content-Type": "application/octet-stream", "Sec-Fetch-Site": "cross-site"}, 403),
+        ("POST", "/api/stuck/skip/com.example/echo/x", {**JSON, "Origin": "http://evil.test"},
+         403),
+        ("POST", "/api/stuck/dead-letter/com.example/echo/x",
+         {**JSON, "Sec-Fetch-Site": "cross-site"}, 403),
         # what a page may send anywhere without asking first
         ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw",
          {"Content-Type": "text/plain"}, 415),
@@ -75,6 +79,8 @@ BODY = b'{"type": "string", "value": "Ann"}'
         ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw", {}, 415),
         ("POST", "/records/com.example/names?topic=names&key=x", {"Content-Type": "text/plain"},
          415),
+        ("POST", "/api/stuck/retry/com.example/echo/x", {"Content-Type": "text/plain"}, 415),
+        ("POST", "/api/stuck/skip/com.example/echo/x", {}, 415),
         # the runtime's own page (its fetches and its forms), and tools outside a browser
         ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw",
          {"Content-Type": "text/plain", "Origin": "http://{host}"}, 202),
@@ -88,6 +94,7 @@ BODY = b'{"type": "string", "value": "Ann"}'
          {"Content-Type": "application/octet-stream"}, 202),
         ("POST", "/records/com.example/names?topic=names&key=x",
          {"Content-Type": "application/octet-stream"}, 202),
+        ("POST", "/api/stuck/skip/com.example/echo/x", JSON, 404),  # passed; not stuck
     ],
 )  # fmt: skip
 def test_requests_another_site_could_make_are_refused(

@@ -1,6 +1,6 @@
 """The plain ASGI and WSGI applications and the examples of docs/servers.md under real servers
-on 127.0.0.1, with real protobuf bytes: ``ENDPOINT_CHECKS``, 200 addresses at once, and a body
-over the limit declared and chunked."""
+on 127.0.0.1, with real protobuf bytes: ``ENDPOINT_CHECKS`` and ``EDGE_CHECKS``, 200 addresses at
+once, and a body over the limit declared and chunked."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
+    EDGE_CHECKS,
     ENDPOINT_CHECKS,
     GREETER,
     INBOX,
@@ -94,6 +95,13 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 @pytest.mark.parametrize("check", ENDPOINT_CHECKS.values(), ids=list(ENDPOINT_CHECKS))
 def test_endpoint(server: Server, check: Callable[[int, str], None]) -> None:
+    check(server.port, server.path)
+
+
+@pytest.mark.parametrize("check", EDGE_CHECKS.values(), ids=list(EDGE_CHECKS))
+def test_edges(server: Server, check: Callable[[int, str], None]) -> None:
+    """The integrations' edges (docs/security.md): any other method is our 405, a connection
+    serves on after a refusal, no server version is named."""
     check(server.port, server.path)
 
 

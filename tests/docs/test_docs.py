@@ -190,7 +190,7 @@ def _post_greeter(port: int, process: subprocess.Popen[bytes]) -> bytes:
     while True:
         assert process.poll() is None, f"the server exited with {process.returncode}"
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=60) as response:
                 return bytes(response.read())
         except urllib.error.HTTPError:
             raise

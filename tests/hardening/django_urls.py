@@ -1,5 +1,6 @@
-"""The URLconf of the hardening tests' Django server: the endpoint at /statefun."""
+"""The URLconf of the hardening tests' Django server: the endpoint as the README routes it,
+at /statefun and /statefun/, with the plugins' endpoints under the same include."""
 
-from django.urls import include, path
+from django.urls import include, re_path
 
-urlpatterns = [path("statefun", include("statefun_django.urls"))]
+urlpatterns = [re_path(r"^statefun/?", include("statefun_django.urls"))]

@@ -1,7 +1,8 @@
 """Run in the official SDK's virtualenv: answer each request with ``apache-flink-statefun``.
 
 Reads ``{"requests": {name: hex}}`` from stdin and prints ``{"replies": {name: outcome},
-"simple_type": {...}}``, where an outcome is ``["reply", hex]`` or ``["error", class, text]``.
+"simple_type": {...}, "value_spec": [...]}``, where an outcome is ``["reply", hex]`` or
+``["error", class, text]``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ def main() -> None:
             replies[name] = ["reply", handler.handle_sync(bytes.fromhex(request)).hex()]
         except Exception as error:
             replies[name] = ["error", type(error).__name__, str(error)]
-    outcomes = {"replies": replies, "simple_type": scenarios.simple_type_outcomes(statefun)}
+    outcomes = {
+        "replies": replies,
+        "simple_type": scenarios.simple_type_outcomes(statefun),
+        "value_spec": scenarios.value_spec_of_a_plain_class(statefun),
+    }
     json.dump(outcomes, sys.stdout)
 
 

@@ -74,3 +74,23 @@ def simple_type_outcomes(sdk: Any) -> dict[str, list[str]]:
         except Exception as error:  # the outcome is what is compared
             outcomes[name] = [type(error).__name__, str(error)]
     return outcomes
+
+
+class Unresolved:
+    """A plain class, which no type plugin resolves."""
+
+
+def value_spec_of_a_plain_class(sdk: Any) -> list[str]:
+    """Where a state of ``type=Unresolved`` fails: ``[where, error class, text]``, ``where``
+    being ``"ValueSpec"`` or ``"handler"`` (when the handler is built), or ``["served"]``."""
+    try:
+        spec = sdk.ValueSpec(name="x", type=Unresolved)
+    except Exception as error:  # the outcome is what is compared
+        return ["ValueSpec", type(error).__name__, str(error)]
+    functions = sdk.StatefulFunctions()
+    functions.register("com.example/plain", lambda context, message: None, specs=[spec])
+    try:
+        sdk.RequestReplyHandler(functions)
+    except Exception as error:
+        return ["handler", type(error).__name__, str(error)]
+    return ["served"]

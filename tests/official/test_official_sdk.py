@@ -18,6 +18,7 @@ import pytest
 
 import statefun_core
 from statefun_core import FunctionFailedError, RequestReplyHandler, make_plugin_manager
+from statefun_core.errors import UnknownTypeError
 from statefun_core.testing import wire
 
 from . import scenarios
@@ -157,6 +158,19 @@ def test_what_the_runtime_refuses_fails_at_the_call(official, answer, name, refu
 def test_simple_type_fails_as_the_official_sdk_fails(official):
     assert scenarios.simple_type_outcomes(statefun_core) == official["simple_type"]
     assert official["simple_type"]["typename only"] == ["ValueError", "serialize_fn is missing"]
+
+
+def test_a_state_of_a_class_no_plugin_resolves_fails_before_any_request(official, monkeypatch):
+    """migration.md: the official SDK refuses a class for ValueSpec's type at once; ours takes
+    it for a type plugin to resolve, and fails when the handler is built when none does, with
+    a TypeError too (UnknownTypeError), naming the function, the state and the class."""
+    monkeypatch.setenv("STATEFUN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert official["value_spec"] == ["ValueSpec", "TypeError", "type is not a StateFun type."]
+
+    where, error, text = scenarios.value_spec_of_a_plain_class(statefun_core)
+    assert (where, error) == ("handler", UnknownTypeError.__name__)
+    assert issubclass(UnknownTypeError, TypeError)
+    assert "function 'com.example/plain', state 'x'" in text and "Unresolved" in text
 
 
 def test_the_official_sdk_is_the_one_compared_with():
