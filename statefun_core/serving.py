@@ -89,6 +89,8 @@ class Endpoint:
     def _route(self, method: str, path: str, headers: Mapping[str, str]) -> Answer:
         if not self.endpoints:
             return _NOT_FOUND
+        # Litestar's mount hands the path on with a slash added: "/metrics/" is "/metrics".
+        path = path.rstrip("/")
         endpoint = self.handler.endpoint_for(method, path)
         if endpoint is None:
             allowed = sorted({e.method for e in self.handler.endpoints if e.path == path})

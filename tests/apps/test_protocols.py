@@ -165,6 +165,8 @@ def test_the_plugins_endpoints_and_reply_headers_head_and_other_paths() -> None:
     assert ping.headers["content-type"] == "text/plain"
     head = asgi(app, http("HEAD", "/ping"), *chunks(b"", 1))
     assert head.status == 200 and head.body == b""
+    # as Litestar's mount hands the path on
+    assert asgi(app, http("GET", "/ping/"), *chunks(b"", 1)).body == b"pong"
     assert asgi(app, http("POST", "/ping"), *chunks(b"", 1)).status == 405
     assert asgi(app, http("POST", "/elsewhere"), *chunks(GREET, 1024)).status == 404
     assert asgi(app, http(), *chunks(GREET, 1024)).headers["x-ping"] == "pong"
