@@ -6,14 +6,22 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any, Optional
 
 import pytest
 
-from statefun_core import Limits, RequestReplyHandler, StatefulFunctions, make_plugin_manager
+from statefun_core import (
+    Limits,
+    RequestReplyHandler,
+    StatefulFunctions,
+    ValueSpec,
+    make_plugin_manager,
+)
 from statefun_core.asgi import StatefunASGI
 from statefun_core.asgi import mount as mount_asgi
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.aws_lambda import LambdaHandler
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, UnknownTypeError
 from statefun_core.plugins import Endpoint, EndpointResponse, hookimpl
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
@@ -285,3 +293,21 @@ def test_wsgi_mount_shifts_the_path() -> None:
     assert wsgi(app, path="/statefun", body=GREET, **length)[0] == "200 OK"
     assert wsgi(app, path="/statefun/", body=GREET, **length)[0] == "200 OK"
     assert wsgi(app, path="/other", body=GREET, **length) == ("204 No Content", {}, b"/other")
+
+
+@pytest.mark.parametrize("app", [StatefunASGI, StatefunWSGI, LambdaHandler])
+def test_a_state_of_a_disabled_type_plugin_fails_when_the_app_is_made(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example plugin's Decimal type: resolved when it is on, refused at once when off."""
+    pytest.importorskip("statefun_slow_batches")
+
+    def decimal_functions() -> StatefulFunctions:
+        functions = StatefulFunctions()
+        functions.register("bank/account", lambda c, m: None, [ValueSpec("balance", type=Decimal)])
+        return functions
+
+    app(decimal_functions())
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")
+    with pytest.raises(UnknownTypeError, match=r"'bank/account', state 'balance'.*slow-batches"):
+        app(decimal_functions())
