@@ -320,8 +320,9 @@ def apps(session: nox.Session) -> None:
 
 @nox.session(python="3.9", tags=["ci", "apps"])
 def apps_oldest(session: nox.Session) -> None:
-    """The protocols and the Lambda handler on the oldest Python and protobuf, no framework."""
-    install_core(session, "protobuf==3.20.3")
+    """The protocols and the Lambda handler on the oldest Python and protobuf, no framework;
+    the example plugin for a state type only a plugin resolves."""
+    install_core(session, "protobuf==3.20.3", "-e", "examples/plugin")
     session.run("python", "-m", "pytest", "tests/apps/test_protocols.py",
                 "tests/apps/test_lambda.py", *session.posargs)  # fmt: skip
 
