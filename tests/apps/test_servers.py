@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
@@ -219,3 +220,5 @@ def test_the_fastapi_example_serves_the_greeter() -> None:
         status, _, listed = request(port, "/functions", method="GET")
         assert status == 200
         assert b"com.example.fns/greeter" in listed
+        if find_spec("statefun_prometheus") and find_spec("statefun_slow_batches"):
+            check_plugin_endpoints(port, "/statefun")  # beside the mount, as the example says
