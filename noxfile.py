@@ -505,9 +505,10 @@ def deadletters(session: nox.Session) -> None:
 @nox.session(python=NEWEST, tags=["ci", "docs"])
 def docs(session: nox.Session) -> None:
     """Every python block of every README and doc runs as written (tests/docs/test_docs.py
-    says how a block is marked to continue another, be a file, a test or a server)."""
+    says how a block is marked to continue another, be a file, a test or a server); with
+    structlog and the frameworks docs/servers.md mounts in."""
     packages = sorted(Path("integrations").glob("*/pyproject.toml"))
     editable = [arg for package in packages for arg in ("-e", str(package.parent))]
     session.install("-e", ".", *editable, "-e", "local", "gunicorn", "opentelemetry-sdk",
-                    *TEST_DEPS)  # fmt: skip
+                    "structlog", *APP_FRAMEWORKS, *TEST_DEPS)  # fmt: skip
     session.run("python", "-m", "pytest", "tests/docs", *session.posargs)
