@@ -156,7 +156,11 @@ class PingPlugin:
     @hookimpl
     def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
         pong = EndpointResponse(200, {"Content-Type": "text/plain"}, b"pong")
-        return [Endpoint("GET", "/ping", lambda headers: pong)]
+        slashed = EndpointResponse(200, {"Content-Type": "text/plain"}, b"slashed")
+        return [
+            Endpoint("GET", "/ping", lambda headers: pong),
+            Endpoint("GET", "/slashed/", lambda headers: slashed),
+        ]
 
     @hookimpl
     def statefun_batch_started(self, batch: Any) -> None:
@@ -175,6 +179,7 @@ def test_the_plugins_endpoints_and_reply_headers_head_and_other_paths() -> None:
     assert head.status == 200 and head.body == b""
     # as Litestar's mount hands the path on
     assert asgi(app, http("GET", "/ping/"), *chunks(b"", 1)).body == b"pong"
+    assert asgi(app, http("GET", "/slashed/"), *chunks(b"", 1)).body == b"slashed"
     assert asgi(app, http("POST", "/ping"), *chunks(b"", 1)).status == 405
     assert asgi(app, http("POST", "/elsewhere"), *chunks(GREET, 1024)).status == 404
     assert asgi(app, http(), *chunks(GREET, 1024)).headers["x-ping"] == "pong"
