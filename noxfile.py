@@ -313,15 +313,19 @@ APP_FRAMEWORKS = ["fastapi", "starlette", "litestar", "quart", "falcon", "httpx"
 @nox.session(python=NEWEST, tags=["ci", "apps"])
 def apps(session: nox.Session) -> None:
     """statefun_core.asgi, .wsgi and .aws_lambda: the examples of docs/servers.md under uvicorn,
-    hypercorn, granian, gunicorn and waitress, and the Lambda handler on documented events."""
-    install_core(session, "-e", "integrations/prometheus", *APP_SERVERS, *APP_FRAMEWORKS)
+    hypercorn, granian, gunicorn and waitress, and the Lambda handler on documented events;
+    with statefun-prometheus and the example plugin, whose endpoints and reply headers they
+    serve."""
+    install_core(session, "-e", "integrations/prometheus", "-e", "examples/plugin",
+                 *APP_SERVERS, *APP_FRAMEWORKS)  # fmt: skip
     session.run("python", "-m", "pytest", "tests/apps", *session.posargs)
 
 
 @nox.session(python="3.9", tags=["ci", "apps"])
 def apps_oldest(session: nox.Session) -> None:
-    """The protocols and the Lambda handler on the oldest Python and protobuf, no framework."""
-    install_core(session, "protobuf==3.20.3")
+    """The protocols and the Lambda handler on the oldest Python and protobuf, no framework;
+    the example plugin for a state type only a plugin resolves."""
+    install_core(session, "protobuf==3.20.3", "-e", "examples/plugin")
     session.run("python", "-m", "pytest", "tests/apps/test_protocols.py",
                 "tests/apps/test_lambda.py", *session.posargs)  # fmt: skip
 
@@ -504,7 +508,8 @@ def deadletters(session: nox.Session) -> None:
 @nox.session(python=NEWEST, tags=["ci", "docs"])
 def docs(session: nox.Session) -> None:
     """Every python block of every README and doc runs as written (tests/docs/test_docs.py
-    says how a block is marked to continue another, be a file, a test or a server)."""
+    says how a block is marked to continue another, be a file, a test or a server); with
+    structlog and the frameworks docs/servers.md mounts in."""
     packages = sorted(Path("integrations").glob("*/pyproject.toml"))
     editable = [arg for package in packages for arg in ("-e", str(package.parent))]
     session.install("-e", ".", *editable, "-e", "local", "gunicorn", "opentelemetry-sdk",

@@ -89,11 +89,22 @@ class Endpoint:
     def _route(self, method: str, path: str, headers: Mapping[str, str]) -> Answer:
         if not self.endpoints:
             return _NOT_FOUND
+        answer = self._endpoint_answer(method, path, headers)
+        if answer is None and path.endswith("/"):
+            # Litestar's mount hands the path on with a slash added: "/metrics/" for "/metrics"
+            answer = self._endpoint_answer(method, path.rstrip("/"), headers)
+        return _NOT_FOUND if answer is None else answer
+
+    def _endpoint_answer(
+        self, method: str, path: str, headers: Mapping[str, str]
+    ) -> Optional[Answer]:
+        """The answer of the plugins' endpoint at ``path``: its own, or 405 for another
+        method; ``None`` when no endpoint is there."""
         endpoint = self.handler.endpoint_for(method, path)
         if endpoint is None:
             allowed = sorted({e.method for e in self.handler.endpoints if e.path == path})
             if not allowed:
-                return _NOT_FOUND
+                return None
             allow = ("Allow", ", ".join(allowed))
             return Answer(405, (*_TEXT_HEADERS, allow), b"Method Not Allowed")
         status, response_headers, body = endpoint.respond(headers)

@@ -14,6 +14,7 @@ import pytest
 from statefun_core import Limits, RequestReplyHandler, make_plugin_manager
 from statefun_core.aws_lambda import LambdaHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.plugins import hookimpl
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
     FAILING,
@@ -155,3 +156,20 @@ def test_the_documented_example_serves_the_greeter() -> None:
     greet = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1})
     reply = reply_of(call(statefun, event("function_url", greet)))
     assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 2th time!")])
+
+
+class ServerTiming:
+    """A plugin that answers each batch with a header, as the tracing plugin's traceresponse."""
+
+    @hookimpl
+    def statefun_batch_started(self, batch: Any) -> None:
+        batch.reply_headers["Server-Timing"] = "statefun"
+
+
+@pytest.mark.parametrize("name", PAYLOADS)
+def test_the_reply_carries_the_headers_plugins_add(name: str) -> None:
+    plugins = make_plugin_manager([ServerTiming()], load_entrypoints=False)
+    statefun = LambdaHandler(RequestReplyHandler(make_functions(), plugins=plugins))
+    response = call(statefun, event(name, wire.to_function(GREETER, "Ann", ["Ann"], NEW)))
+    assert greetings(reply_of(response))[0] == 1
+    assert response["headers"]["Server-Timing"] == "statefun"

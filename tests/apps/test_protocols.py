@@ -6,14 +6,22 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any, Optional
 
 import pytest
 
-from statefun_core import Limits, RequestReplyHandler, StatefulFunctions, make_plugin_manager
+from statefun_core import (
+    Limits,
+    RequestReplyHandler,
+    StatefulFunctions,
+    ValueSpec,
+    make_plugin_manager,
+)
 from statefun_core.asgi import StatefunASGI
 from statefun_core.asgi import mount as mount_asgi
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.aws_lambda import LambdaHandler
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, UnknownTypeError
 from statefun_core.plugins import Endpoint, EndpointResponse, hookimpl
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
@@ -148,7 +156,11 @@ class PingPlugin:
     @hookimpl
     def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
         pong = EndpointResponse(200, {"Content-Type": "text/plain"}, b"pong")
-        return [Endpoint("GET", "/ping", lambda headers: pong)]
+        slashed = EndpointResponse(200, {"Content-Type": "text/plain"}, b"slashed")
+        return [
+            Endpoint("GET", "/ping", lambda headers: pong),
+            Endpoint("GET", "/slashed/", lambda headers: slashed),
+        ]
 
     @hookimpl
     def statefun_batch_started(self, batch: Any) -> None:
@@ -165,6 +177,9 @@ def test_the_plugins_endpoints_and_reply_headers_head_and_other_paths() -> None:
     assert ping.headers["content-type"] == "text/plain"
     head = asgi(app, http("HEAD", "/ping"), *chunks(b"", 1))
     assert head.status == 200 and head.body == b""
+    # as Litestar's mount hands the path on
+    assert asgi(app, http("GET", "/ping/"), *chunks(b"", 1)).body == b"pong"
+    assert asgi(app, http("GET", "/slashed/"), *chunks(b"", 1)).body == b"slashed"
     assert asgi(app, http("POST", "/ping"), *chunks(b"", 1)).status == 405
     assert asgi(app, http("POST", "/elsewhere"), *chunks(GREET, 1024)).status == 404
     assert asgi(app, http(), *chunks(GREET, 1024)).headers["x-ping"] == "pong"
@@ -283,3 +298,21 @@ def test_wsgi_mount_shifts_the_path() -> None:
     assert wsgi(app, path="/statefun", body=GREET, **length)[0] == "200 OK"
     assert wsgi(app, path="/statefun/", body=GREET, **length)[0] == "200 OK"
     assert wsgi(app, path="/other", body=GREET, **length) == ("204 No Content", {}, b"/other")
+
+
+@pytest.mark.parametrize("app", [StatefunASGI, StatefunWSGI, LambdaHandler])
+def test_a_state_of_a_disabled_type_plugin_fails_when_the_app_is_made(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example plugin's Decimal type: resolved when it is on, refused at once when off."""
+    pytest.importorskip("statefun_slow_batches")
+
+    def decimal_functions() -> StatefulFunctions:
+        functions = StatefulFunctions()
+        functions.register("bank/account", lambda c, m: None, [ValueSpec("balance", type=Decimal)])
+        return functions
+
+    app(decimal_functions())
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")
+    with pytest.raises(UnknownTypeError, match=r"'bank/account', state 'balance'.*slow-batches"):
+        app(decimal_functions())

@@ -4,10 +4,12 @@ once, and a body over the limit declared and chunked."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
@@ -19,6 +21,8 @@ from statefun_core.testing.endpoint import (
     ENDPOINT_CHECKS,
     GREETER,
     INBOX,
+    check_plugin_endpoints,
+    check_reply_headers,
     check_request_limit,
     free_port,
     greetings,
@@ -63,6 +67,11 @@ class Served(NamedTuple):
     server: Callable[[int], list[str]]
     path: str  # where the runtime posts
 
+    @property
+    def prefix(self) -> str:
+        """Where the plugins' endpoints are: beside the function endpoint."""
+        return self.path.rstrip("/")
+
 
 SERVED = {
     "asgi-uvicorn": Served("asgi", uvicorn, "/"),
@@ -81,6 +90,7 @@ SERVED = {
 class Server(NamedTuple):
     port: int
     path: str
+    prefix: str
 
 
 @pytest.fixture(scope="module", params=list(SERVED))
@@ -88,9 +98,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     served = SERVED[request.param]
     pytest.importorskip(served.server.__name__)
     port = free_port()
-    env = {**__import__("os").environ, "SERVED_APP": served.app}
+    env = {**os.environ, "SERVED_APP": served.app}
     with running(served.server(port), port, cwd=ROOT, env=env):
-        yield Server(port, served.path)
+        yield Server(port, served.path, served.prefix)
 
 
 @pytest.mark.parametrize("check", ENDPOINT_CHECKS.values(), ids=list(ENDPOINT_CHECKS))
@@ -180,6 +190,29 @@ def test_a_chunked_body_over_the_limit_is_413(server: Server) -> None:
     assert greetings(reply) == (2, [(INBOX, name, "Hello after for the 2th time!")])
 
 
+def test_the_plugins_reply_headers_are_sent(server: Server) -> None:
+    pytest.importorskip("statefun_slow_batches")
+    check_reply_headers(server.port, server.path)
+
+
+def test_the_plugins_endpoints_are_served(server: Server) -> None:
+    pytest.importorskip("statefun_slow_batches")
+    pytest.importorskip("statefun_prometheus")
+    check_plugin_endpoints(server.port, server.prefix)
+
+
+@pytest.mark.parametrize("name", ["asgi-uvicorn", "wsgi-waitress", "fastapi-uvicorn"])
+def test_metrics_are_gone_when_the_prometheus_plugin_is_disabled(name: str) -> None:
+    pytest.importorskip("statefun_slow_batches")
+    pytest.importorskip("statefun_prometheus")
+    served = SERVED[name]
+    pytest.importorskip(served.server.__name__)
+    port = free_port()
+    env = {**os.environ, "SERVED_APP": served.app, "STATEFUN_DISABLED_PLUGINS": "prometheus"}
+    with running(served.server(port), port, cwd=ROOT, env=env):
+        check_plugin_endpoints(port, served.prefix, metrics=False)
+
+
 EXAMPLE = ROOT / "examples" / "fastapi"
 
 
@@ -195,3 +228,5 @@ def test_the_fastapi_example_serves_the_greeter() -> None:
         status, _, listed = request(port, "/functions", method="GET")
         assert status == 200
         assert b"com.example.fns/greeter" in listed
+        if find_spec("statefun_prometheus") and find_spec("statefun_slow_batches"):
+            check_plugin_endpoints(port, "/statefun")  # beside the mount, as the example says

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import statefun_aiohttp
 from aiohttp import test_utils, web
 
-from statefun_core import RequestReplyHandler, StatefulFunctions, make_plugin_manager
+from statefun_core import RequestReplyHandler, StatefulFunctions, ValueSpec, make_plugin_manager
 from statefun_core.engine import StateSpec
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, UnknownTypeError
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.endpoint import (
     BLOCKING,
@@ -28,6 +29,12 @@ from statefun_core.testing.endpoint import (
 from statefun_core.testing.packaging import check_import_guard
 
 LIMIT = 64 * 1024
+
+# What setup raises for a state whose type only a disabled plugin resolves.
+DISABLED_TYPE = (
+    r"function 'bank/account', state 'balance': no StateFun type is known for decimal\.Decimal"
+    r".*disabled plugins: slow-batches \(STATEFUN_DISABLED_PLUGINS\)"
+)
 
 
 def make_functions() -> StatefulFunctions:
@@ -209,3 +216,20 @@ def test_entry_point_names_the_integration() -> None:
 
 def test_import_without_aiohttp_says_what_to_install() -> None:
     check_import_guard("statefun_aiohttp", missing="aiohttp", distribution="statefun-aiohttp")
+
+
+def test_a_state_of_a_disabled_type_plugin_fails_at_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example plugin's Decimal type: resolved when it is on, refused at setup when off."""
+    pytest.importorskip("statefun_slow_batches")
+
+    def decimal_functions() -> StatefulFunctions:
+        functions = StatefulFunctions()
+        functions.register("bank/account", lambda c, m: None, [ValueSpec("balance", type=Decimal)])
+        return functions
+
+    statefun_aiohttp.setup(web.Application(), decimal_functions())
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")
+    with pytest.raises(UnknownTypeError, match=DISABLED_TYPE):
+        statefun_aiohttp.setup(web.Application(), decimal_functions())
+    with pytest.raises(UnknownTypeError, match=DISABLED_TYPE):
+        statefun_aiohttp.create_app(decimal_functions())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from importlib import metadata
 
 import pytest
@@ -9,9 +10,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from statefun_flask import Statefun, StatefunState, make_blueprint
 
-from statefun_core import Limits, RequestReplyHandler, make_plugin_manager
+from statefun_core import (
+    Limits,
+    RequestReplyHandler,
+    StatefulFunctions,
+    ValueSpec,
+    make_plugin_manager,
+)
 from statefun_core.engine import StateSpec
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, UnknownTypeError
 from statefun_core.http import error_response
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
@@ -27,6 +34,12 @@ from statefun_core.testing.endpoint import (
 from statefun_core.testing.packaging import check_import_guard
 
 LIMIT = 64 * 1024
+
+# What setup raises for a state whose type only a disabled plugin resolves.
+DISABLED_TYPE = (
+    r"function 'bank/account', state 'balance': no StateFun type is known for decimal\.Decimal"
+    r".*disabled plugins: slow-batches \(STATEFUN_DISABLED_PLUGINS\)"
+)
 
 
 @pytest.fixture
@@ -251,3 +264,20 @@ def test_entry_point_names_the_integration() -> None:
 
 def test_import_without_flask_says_what_to_install() -> None:
     check_import_guard("statefun_flask", missing="flask", distribution="statefun-flask")
+
+
+def test_a_state_of_a_disabled_type_plugin_fails_at_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example plugin's Decimal type: resolved when it is on, refused at setup when off."""
+    pytest.importorskip("statefun_slow_batches")
+
+    def decimal_functions() -> StatefulFunctions:
+        functions = StatefulFunctions()
+        functions.register("bank/account", lambda c, m: None, [ValueSpec("balance", type=Decimal)])
+        return functions
+
+    Statefun(Flask(__name__), decimal_functions())
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")
+    with pytest.raises(UnknownTypeError, match=DISABLED_TYPE):
+        Statefun(Flask(__name__), decimal_functions())
+    with pytest.raises(UnknownTypeError, match=DISABLED_TYPE):
+        make_blueprint(decimal_functions())
