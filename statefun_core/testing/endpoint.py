@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -180,7 +181,8 @@ def running(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` in a subprocess until 127.0.0.1:``port`` accepts connections; yields the
     process and terminates it on exit. Raises ``RuntimeError`` with the server's output
-    if it exits first, or if it does not listen within ``timeout`` seconds."""
+    if it exits first, or if it does not listen within ``timeout`` seconds; when the block
+    fails, the server's output is printed to stderr (pytest shows it with the failure)."""
     # The output goes to a file, not a pipe: a chatty server never blocks on a full pipe.
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(
@@ -188,7 +190,13 @@ def running(
         )
         try:
             _wait_until_listening(process, port, timeout, output)
-            yield process
+            try:
+                yield process
+            except BaseException:
+                output.seek(0)
+                log = output.read().decode(errors="replace")
+                print(f"--- the server's output ({' '.join(command)})\n{log}", file=sys.stderr)
+                raise
         finally:
             process.terminate()
             try:

@@ -5,6 +5,7 @@ A server that speaks the protocol passes every check; one that gets any part wro
 
 from __future__ import annotations
 
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator, Optional
@@ -185,3 +186,17 @@ def test_the_recorders_keep_what_the_hooks_saw() -> None:
     assert [(kind.__name__, status, id) for kind, status, id in failures.failures] == [
         ("MalformedRequestError", 400, "r-2")
     ]
+
+
+def test_running_shows_the_servers_output_when_the_block_fails(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = endpoint.free_port()
+    server = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+    failing = pytest.raises(AssertionError, match="a check failed")
+    with failing, endpoint.running(server, port) as process:
+        endpoint.request(port, "/", method="GET")  # http.server logs each request
+        raise AssertionError("a check failed")
+    assert process.poll() is not None  # stopped
+    shown = capsys.readouterr().err
+    assert "--- the server's output" in shown and '"GET / HTTP/1.1" 200' in shown
