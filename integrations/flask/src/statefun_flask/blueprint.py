@@ -76,8 +76,13 @@ def read_body(current: Request, limit: Optional[int]) -> bytes:
     the limit: Werkzeug would cut it at ``MAX_CONTENT_LENGTH`` and pass it on, and joining the
     chunks of a body over the limit would hold it twice.
     """
-    declared = current.content_length
-    if declared is not None or not current.environ.get("wsgi.input_terminated"):
+    environ = current.environ
+    length = environ.get("CONTENT_LENGTH", "")
+    if length.isascii() and length.isdigit() and "HTTP_TRANSFER_ENCODING" not in environ:
+        declared: Optional[int] = int(length)  # the runtime's requests, read faster than...
+    else:
+        declared = current.content_length  # ...Werkzeug reads them (and the rest)
+    if declared is not None or not environ.get("wsgi.input_terminated"):
         if declared is not None and limit is not None and declared > limit:
             maximum, setting = _maximum(current, limit)
             if maximum is not None and declared > maximum:
@@ -89,7 +94,7 @@ def read_body(current: Request, limit: Optional[int]) -> bytes:
             maximum, setting = _maximum(current, limit)
             raise RequestTooLargeError(declared, maximum or 0, setting) from None
     maximum, setting = _maximum(current, limit)
-    stream = current.environ["wsgi.input"]
+    stream = environ["wsgi.input"]
     chunks: list[bytes] = []
     size = 0
     while chunk := stream.read(_CHUNK if maximum is None else min(_CHUNK, maximum + 1 - size)):
