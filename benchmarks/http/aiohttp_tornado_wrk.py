@@ -37,7 +37,7 @@ from wrk import (
     greeter_requests,
     parse_args,
     report,
-    take_turns,
+    rounds,
     write_script,
 )
 
@@ -79,7 +79,7 @@ def main() -> None:
             servers = {kind: start(framework, kind, fixed_reply, cpus) for kind in KINDS}
             try:
                 check_replies(servers, bodies[0], fixed_reply)
-                results[framework] = take_turns(servers, script, args, cpus)
+                results[framework] = rounds(servers, script, args, cpus)
             finally:
                 for server in servers.values():
                     server.stop()

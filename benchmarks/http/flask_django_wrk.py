@@ -41,7 +41,7 @@ from wrk import (
     greeter_requests,
     parse_args,
     report,
-    take_turns,
+    rounds,
     write_script,
 )
 
@@ -105,7 +105,7 @@ def main() -> None:
             }
             try:
                 check_replies(servers, bodies[0], fixed_reply)
-                results[framework] = take_turns(servers, script, args, cpus)
+                results[framework] = rounds(servers, script, args, cpus)
             finally:
                 for server in servers.values():
                     server.stop()

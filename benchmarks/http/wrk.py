@@ -177,6 +177,17 @@ def run_wrk(
 
 def take_turns(
     servers: dict[str, Server], script: Path, args: argparse.Namespace, cpus: Cpus
+) -> dict[str, Result]:
+    """:func:`rounds`, then the median of each measure, by endpoint kind."""
+    runs = rounds(servers, script, args, cpus)
+    return {
+        kind: {key: statistics.median(run[key] for run in results) for key in results[0]}
+        for kind, results in runs.items()
+    }
+
+
+def rounds(
+    servers: dict[str, Server], script: Path, args: argparse.Namespace, cpus: Cpus
 ) -> dict[str, list[Result]]:
     """A 2 s warm-up each, then ``args.rounds`` rounds in which every endpoint takes every
     place in turn; each endpoint kind's results, round by round."""
@@ -213,8 +224,8 @@ def report(header: str, results: dict[str, dict[str, list[Result]]]) -> None:
         f"{'framework':<16}{'endpoint':<10}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'CPU us/req':>11}"
     )
     for framework, runs in results.items():
-        for kind, rounds in runs.items():
-            median = {key: statistics.median(run[key] for run in rounds) for key in rounds[0]}
+        for kind, kind_runs in runs.items():
+            median = {key: statistics.median(run[key] for run in kind_runs) for key in kind_runs[0]}
             print(
                 f"{framework:<16}{kind:<10}{median['rps']:>9.0f}{median['p50_ms']:>8.2f}"
                 f"{median['p99_ms']:>8.2f}{median['cpu_us']:>11.1f}"
