@@ -299,8 +299,12 @@ def django(session: nox.Session, django: tuple[str, ...]) -> None:
 
 @nox.session(python="3.11", tags=["bench"])
 def bench_flask_django(session: nox.Session) -> None:
-    """Flask and Django: our endpoint against a bare view, gunicorn sync workers, wrk."""
-    session.install("-e", ".", "-e", "integrations/flask", "-e", "integrations/django", "gunicorn")
+    """Flask and Django: our endpoint against plain views, gunicorn sync workers (and Django
+    under uvicorn), wrk."""
+    session.install(
+        "-e", ".", "-e", "integrations/flask", "-e", "integrations/django",
+        "gunicorn", "uvicorn", "httptools",
+    )  # fmt: skip
     session.run("python", "benchmarks/http/flask_django_wrk.py", *session.posargs)
 
 

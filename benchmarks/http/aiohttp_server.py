@@ -2,7 +2,9 @@
 
 KIND ``statefun`` serves the user guide's greeter through statefun_aiohttp; ``bare`` is the same
 framework reading the body and answering fixed bytes; ``floor`` answers with the core
-benchmark's hand-written protobuf greeter (``benchmarks/core/floor.py``), no SDK at all.
+benchmark's hand-written protobuf greeter (``benchmarks/core/floor.py``), no SDK at all;
+``handler`` is a plain view awaiting ``handle_async``, to tell the core's cost from the
+integration's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ def make_app(kind: str, fixed_reply: bytes) -> web.Application:
             return web.Response(body=reply, content_type=CONTENT_TYPE)
 
         app.router.add_post("/statefun", hand_written)
+    elif kind == "handler":
+        handler = RequestReplyHandler(
+            functions, plugins=make_plugin_manager(load_entrypoints=False)
+        )
+
+        async def by_hand(request: web.Request) -> web.Response:
+            reply = await handler.handle_async(await request.read())
+            return web.Response(body=reply, content_type=CONTENT_TYPE)
+
+        app.router.add_post("/statefun", by_hand)
     else:
 
         async def bare(request: web.Request) -> web.Response:

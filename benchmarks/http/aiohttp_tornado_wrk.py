@@ -4,16 +4,19 @@
     python benchmarks/http/aiohttp_tornado_wrk.py --quick         # a short, noisy run
     python benchmarks/http/aiohttp_tornado_wrk.py --frameworks tornado --duration 20
 
-For each framework three servers run, each a single process on one event loop: ``statefun``
+For each framework four servers run, each a single process on one event loop: ``statefun``
 (the user guide's async greeter behind our integration), ``bare`` (the same framework reading
-the body and answering the same reply as fixed bytes) and ``floor`` (the same framework with
-the core benchmark's hand-written protobuf greeter: no SDK at all). wrk posts real
+the body and answering the same reply as fixed bytes), ``floor`` (the same framework with
+the core benchmark's hand-written protobuf greeter: no SDK at all) and ``handler`` (a plain
+view awaiting ``handle_async``: what the core costs over the floor, and the integration over
+it). wrk posts real
 ``ToFunction`` bodies over loopback, rotating over ``--addresses`` ids, each request carrying
 ``seen_count`` so no discovery round happens. The servers take turns for ``--rounds`` rounds;
 the table shows the median, and the server's CPU time per request (read from /proc), which
 holds steady when other processes share the machine. With two or more CPUs the server is
 pinned to CPU 0 and wrk to the others.
-Target: statefun >= 80% of bare requests/s.
+Targets: statefun >= 97% of the floor's requests/s, and the integration at most 3 us of server
+CPU per request over ``handler``.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ from pathlib import Path
 
 from wrk import (
     Cpus,
+    Result,
     Server,
     add_arguments,
     check_replies,
     greeter_reply,
     greeter_requests,
     parse_args,
-    take_turns,
+    report,
+    rounds,
     write_script,
 )
 
@@ -41,8 +46,7 @@ from statefun_core.testing.endpoint import free_port
 HERE = Path(__file__).resolve().parent
 
 SERVERS = {"aiohttp": HERE / "aiohttp_server.py", "tornado": HERE / "tornado_server.py"}
-KINDS = ("bare", "floor", "statefun")
-TARGET = 0.80
+KINDS = ("bare", "floor", "handler", "statefun")
 
 
 def start(framework: str, kind: str, fixed_reply: bytes, cpus: Cpus) -> Server:
@@ -68,51 +72,22 @@ def main() -> None:
     bodies = greeter_requests(args.addresses)
     fixed_reply = greeter_reply(bodies[0])
 
-    medians: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, list[Result]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         script = write_script(Path(tmp) / "greeter.lua", bodies)
         for framework in args.frameworks:
             servers = {kind: start(framework, kind, fixed_reply, cpus) for kind in KINDS}
             try:
                 check_replies(servers, bodies[0], fixed_reply)
-                medians[framework] = take_turns(servers, script, args, cpus)
+                results[framework] = rounds(servers, script, args, cpus)
             finally:
                 for server in servers.values():
                     server.stop()
-    report(args, medians, cpus.pinned)
-
-
-def report(
-    args: argparse.Namespace, results: dict[str, dict[str, dict[str, float]]], pinned: bool
-) -> None:
-    print(
-        f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, {args.rounds} "
-        f"round(s), {args.addresses} addresses, server pinned: {pinned}, "
-        f"Python {sys.version.split()[0]}"
-    )
-    print(
-        f"{'framework':<10}{'endpoint':<10}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'CPU us/req':>11}{'req/s vs bare':>15}{'CPU vs bare':>13}"
-    )
-    for framework in args.frameworks:
-        medians = results[framework]
-        bare = medians["bare"]
-        for kind in KINDS:
-            median = medians[kind]
-            print(
-                f"{framework:<10}{kind:<10}{median['rps']:>8.0f}{median['p50_ms']:>8.1f}"
-                f"{median['p99_ms']:>8.1f}{median['cpu_us']:>11.0f}"
-                f"{median['rps'] / bare['rps']:>15.0%}{bare['cpu_us'] / median['cpu_us']:>13.0%}"
-            )
-        ratio = medians["statefun"]["rps"] / bare["rps"]
-        verdict = "meets" if ratio >= TARGET else "is BELOW"
-        print(
-            f"{framework}: statefun at {ratio:.0%} of bare req/s {verdict} the {TARGET:.0%} target"
-        )
-    print(
-        "\nCPU vs bare: bare's CPU time per request / this one's, the req/s ratio the server\n"
-        "would reach with a CPU to itself. floor: the hand-written protobuf greeter of\n"
-        "benchmarks/core, no SDK: what any SDK costs at least."
+    report(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, {args.rounds} "
+        f"round(s), {args.addresses} addresses, server pinned: {cpus.pinned}, "
+        f"Python {sys.version.split()[0]}",
+        results,
     )
 
 

@@ -1,4 +1,5 @@
-"""The Django project of the HTTP benchmark, for gunicorn: ``django_app:application``.
+"""The Django project of the HTTP benchmark: ``django_app:application`` for gunicorn, or with
+``BENCH_ASGI=1`` for uvicorn (async views throughout, the integration's async view).
 
 ``BENCH_KIND=statefun`` serves the user guide's greeter through statefun_django (its include);
 ``BENCH_KIND=bare`` is the floor: a plain function view reading the body and answering fixed
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "benchmarks")]
 
 KIND = os.environ["BENCH_KIND"]
+ASGI = os.environ.get("BENCH_ASGI") == "1"
 
 settings.configure(
     DEBUG=False,
@@ -34,10 +36,11 @@ settings.configure(
     INSTALLED_APPS=["statefun_django"],
     MIDDLEWARE=[],
     ROOT_URLCONF=__name__,
-    STATEFUN={"FUNCTIONS": "greeter_functions.functions", "ASYNC": False},
+    STATEFUN={"FUNCTIONS": "greeter_functions.functions", "ASYNC": ASGI},
 )
 django.setup()
 
+from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 if KIND == "statefun":
@@ -51,7 +54,12 @@ elif KIND == "handler":
     def by_hand(request: HttpRequest) -> HttpResponse:
         return HttpResponse(handler.handle_sync(request.body), content_type=CONTENT_TYPE)
 
-    urlpatterns = [path("statefun/", by_hand)]
+    @csrf_exempt
+    async def by_hand_async(request: HttpRequest) -> HttpResponse:
+        reply = await handler.handle_async(request.body)
+        return HttpResponse(reply, content_type=CONTENT_TYPE)
+
+    urlpatterns = [path("statefun/", by_hand_async if ASGI else by_hand)]
 elif KIND == "floor":
     from core.floor import Floor
 
@@ -61,7 +69,12 @@ elif KIND == "floor":
     def hand_written(request: HttpRequest) -> HttpResponse:
         return HttpResponse(floor.handle_sync(request.body), content_type=CONTENT_TYPE)
 
-    urlpatterns = [path("statefun/", hand_written)]
+    @csrf_exempt
+    async def hand_written_async(request: HttpRequest) -> HttpResponse:
+        reply = await floor.handle_async(request.body)
+        return HttpResponse(reply, content_type=CONTENT_TYPE)
+
+    urlpatterns = [path("statefun/", hand_written_async if ASGI else hand_written)]
 else:
     fixed_reply = bytes.fromhex(os.environ["BENCH_FIXED_REPLY"])
 
@@ -70,6 +83,11 @@ else:
         request.body  # noqa: B018 - read it, as the endpoint does
         return HttpResponse(fixed_reply, content_type=CONTENT_TYPE)
 
-    urlpatterns = [path("statefun/", bare)]
+    @csrf_exempt
+    async def bare_async(request: HttpRequest) -> HttpResponse:
+        request.body  # noqa: B018 - read it, as the endpoint does
+        return HttpResponse(fixed_reply, content_type=CONTENT_TYPE)
 
-application = get_wsgi_application()
+    urlpatterns = [path("statefun/", bare_async if ASGI else bare)]
+
+application = get_asgi_application() if ASGI else get_wsgi_application()

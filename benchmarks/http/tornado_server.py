@@ -2,7 +2,9 @@
 
 KIND ``statefun`` serves the user guide's greeter through statefun_tornado; ``bare`` is the same
 framework reading the body and answering fixed bytes; ``floor`` answers with the core
-benchmark's hand-written protobuf greeter (``benchmarks/core/floor.py``), no SDK at all.
+benchmark's hand-written protobuf greeter (``benchmarks/core/floor.py``), no SDK at all;
+``handler`` is a plain handler awaiting ``handle_async``, to tell the core's cost from the
+integration's.
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ class FloorHandler(RequestHandler):
         self.finish(reply)
 
 
+class ByHandHandler(RequestHandler):
+    def initialize(self, handler: RequestReplyHandler) -> None:
+        self.handler = handler
+
+    async def post(self) -> None:
+        reply = await self.handler.handle_async(self.request.body)
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(reply)
+
+
 def make_app(kind: str, fixed_reply: bytes) -> Application:
     if kind == "statefun":
         plugins = make_plugin_manager(load_entrypoints=False)
@@ -49,6 +61,11 @@ def make_app(kind: str, fixed_reply: bytes) -> Application:
     if kind == "floor":
         floor = Floor(ROOT / "statefun_core" / "protocol" / "statefun.desc")
         return Application([("/statefun", FloorHandler, {"floor": floor})])
+    if kind == "handler":
+        handler = RequestReplyHandler(
+            functions, plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        return Application([("/statefun", ByHandHandler, {"handler": handler})])
     return Application([("/statefun", BareHandler, {"reply": fixed_reply})])
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from statefun_core import RequestReplyHandler, make_plugin_manager, protocol
 from statefun_core.testing import wire
@@ -178,8 +178,19 @@ def run_wrk(
 def take_turns(
     servers: dict[str, Server], script: Path, args: argparse.Namespace, cpus: Cpus
 ) -> dict[str, Result]:
+    """:func:`rounds`, then the median of each measure, by endpoint kind."""
+    runs = rounds(servers, script, args, cpus)
+    return {
+        kind: {key: statistics.median(run[key] for run in results) for key in results[0]}
+        for kind, results in runs.items()
+    }
+
+
+def rounds(
+    servers: dict[str, Server], script: Path, args: argparse.Namespace, cpus: Cpus
+) -> dict[str, list[Result]]:
     """A 2 s warm-up each, then ``args.rounds`` rounds in which every endpoint takes every
-    place in turn; the median of each measure, by endpoint kind."""
+    place in turn; each endpoint kind's results, round by round."""
     for server in servers.values():
         run_wrk(server, script, args, cpus, 2)
     kinds = list(servers)
@@ -191,11 +202,57 @@ def take_turns(
             runs[kind].append(result)
             print(
                 f"  round {round + 1} {servers[kind].name}: {result['rps']:.0f} req/s,"
-                f" {result['cpu_us']:.0f} server CPU us/req,"
+                f" {result['cpu_us']:.1f} server CPU us/req,"
                 f" {result['socket_errors']:.0f} socket errors/timeouts",
                 file=sys.stderr,
             )
-    return {
-        kind: {key: statistics.median(run[key] for run in results) for key in results[0]}
-        for kind, results in runs.items()
-    }
+    return runs
+
+
+#: The issue's targets: our endpoint at >= 97% of the floor's requests/s, and at most 3 us of
+#: server CPU per request over the ``handler`` view (the integration's own cost).
+TARGET_RATIO = 0.97
+TARGET_INTEGRATION_US = 3.0
+
+
+def report(header: str, results: dict[str, dict[str, list[Result]]]) -> None:
+    """The table of medians by framework and endpoint, then the ratios and CPU differences
+    that the targets are about, each the median over the rounds of that round's value (the
+    endpoints of a round ran minutes apart at most, so load that comes and goes cancels)."""
+    print(f"\n{header}")
+    print(
+        f"{'framework':<16}{'endpoint':<10}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'CPU us/req':>11}"
+    )
+    for framework, runs in results.items():
+        for kind, kind_runs in runs.items():
+            median = {key: statistics.median(run[key] for run in kind_runs) for key in kind_runs[0]}
+            print(
+                f"{framework:<16}{kind:<10}{median['rps']:>9.0f}{median['p50_ms']:>8.2f}"
+                f"{median['p99_ms']:>8.2f}{median['cpu_us']:>11.1f}"
+            )
+    print()
+    for framework, runs in results.items():
+        ratio = _per_round(runs, lambda r: r["statefun"]["rps"] / r["floor"]["rps"])
+        cpu_ratio = _per_round(runs, lambda r: r["floor"]["cpu_us"] / r["statefun"]["cpu_us"])
+        core = _per_round(runs, lambda r: r["handler"]["cpu_us"] - r["floor"]["cpu_us"])
+        integration = _per_round(runs, lambda r: r["statefun"]["cpu_us"] - r["handler"]["cpu_us"])
+        print(
+            f"{framework}: statefun / floor {ratio:.1%} of req/s "
+            f"({'meets' if ratio >= TARGET_RATIO else 'BELOW'} {TARGET_RATIO:.0%}), "
+            f"{cpu_ratio:.1%} by server CPU per request; server CPU per request over the "
+            f"floor: core {core:+.1f} us, integration {integration:+.1f} us "
+            f"({'meets' if integration <= TARGET_INTEGRATION_US else 'OVER'} "
+            f"{TARGET_INTEGRATION_US:g} us)"
+        )
+    print(
+        "\nMedians over the rounds of each round's ratio or difference. floor: a plain view "
+        "with the\nhand-written protobuf greeter of benchmarks/core, no SDK; handler: a plain "
+        "view calling\nthe core's handler; bare: fixed bytes. core = handler - floor, "
+        "integration = statefun - handler."
+    )
+
+
+def _per_round(runs: dict[str, list[Result]], value: Callable[[dict[str, Result]], float]) -> float:
+    """The median over the rounds of ``value`` of one round's results by endpoint kind."""
+    rounds = len(next(iter(runs.values())))
+    return statistics.median(value({kind: runs[kind][n] for kind in runs}) for n in range(rounds))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import Executor
 from typing import Awaitable, Callable, Optional
 
 import pluggy
 from aiohttp import web
+from multidict import CIMultiDict
 
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
@@ -28,11 +30,17 @@ HANDLER_KEY = web.AppKey("statefun_handler", RequestReplyHandler)
 async def handle_request(request: web.Request) -> web.Response:
     """POST a ``ToFunction``, get the ``FromFunction`` reply (``application/octet-stream``).
 
-    The request headers reach the plugin hooks through ``handle_async(..., headers=...)``.
-    A body over the application's ``client_max_size`` is answered 413; both this and a wrong
-    method reach the ``statefun_request_failed`` hook.
+    The handler is ``request.config_dict[HANDLER_KEY]``. The request headers reach the plugin
+    hooks through ``handle_async(..., headers=...)``. A body over the application's
+    ``client_max_size`` is answered 413; both this and a wrong method reach the
+    ``statefun_request_failed`` hook.
     """
-    handler = request.config_dict[HANDLER_KEY]
+    return await _respond(request.config_dict[HANDLER_KEY], request)
+
+
+async def _respond(handler: RequestReplyHandler, request: web.Request) -> web.Response:
+    """``handle_request`` with its handler found: what ``setup`` routes, bound to the handler
+    it sets, so that no request looks it up."""
     if request.method != "POST":
         not_allowed = MethodNotAllowedError(f"{request.method} is not allowed")
         response = _rejected(handler, request, not_allowed)
@@ -52,7 +60,9 @@ async def handle_request(request: web.Request) -> web.Response:
         return _rejected(handler, request, too_large)
     except Exception as error:
         return _error_response(error)
-    return web.Response(body=reply, content_type=CONTENT_TYPE, headers={**reply_headers, **_SERVER})
+    if reply_headers:
+        return web.Response(body=reply, headers={**reply_headers, **_REPLY_HEADERS})
+    return web.Response(body=reply, headers=_REPLY_HEADERS)  # copied by the response
 
 
 def _rejected(
@@ -71,6 +81,7 @@ def _error_response(error: Exception) -> web.Response:
 
 # aiohttp's default names its version and Python's.
 _SERVER = {"Server": "aiohttp"}
+_REPLY_HEADERS = CIMultiDict({"Content-Type": CONTENT_TYPE, **_SERVER})
 
 
 def endpoint_view(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -104,7 +115,7 @@ def setup(
     """
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
     app[HANDLER_KEY] = handler
-    app.router.add_route("*", path, handle_request)
+    app.router.add_route("*", path, functools.partial(_respond, handler))
     if endpoints:
         for endpoint in handler.endpoints:
             app.router.add_route(endpoint.method, endpoint.path, endpoint_view(endpoint))
@@ -134,5 +145,5 @@ def create_app(
         plugins=plugins,
         endpoints=endpoints,
     )
-    app.router.add_route("*", "/", handle_request)
+    app.router.add_route("*", "/", functools.partial(_respond, app[HANDLER_KEY]))
     return app
