@@ -47,7 +47,7 @@ def hand_written(answer: Callable[[bytes], Any]) -> Any:
 def make_app(kind: str) -> Any:
     handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
     if kind == "statefun":
-        return StatefunASGI(handler, metrics_path=None)
+        return StatefunASGI(handler, endpoints=False)
     if kind == "handler":
         return hand_written(handler.handle_async)
     if kind == "floor":
