@@ -99,6 +99,11 @@ class _Plan:
     ) -> None:
         self.function = function
         egress = function.dead_letters or dead_letters
+        if egress is None and (function.final_errors or function.final_unreadable):
+            raise ValueError(
+                f"{function.typename} declares final failures but no dead-letter egress: "
+                "name one at bind(dead_letters=...) or RequestReplyHandler(dead_letters=...)"
+            )
         self.policy = (
             None
             if egress is None
@@ -202,16 +207,6 @@ class RequestReplyHandler:
     ) -> None:
         if functions is None:
             raise ValueError("functions must be provided.")
-        if dead_letters is None:
-            for function in functions:
-                if function.dead_letters is None and (
-                    function.final_errors or function.final_unreadable
-                ):
-                    raise ValueError(
-                        f"{function.typename} declares final failures but no dead-letter "
-                        "egress: name one at bind(dead_letters=...) or "
-                        "RequestReplyHandler(dead_letters=...)"
-                    )
         self.dead_letters = dead_letters
         self.functions = functions
         self.plugins = plugins if plugins is not None else make_plugin_manager()

@@ -280,6 +280,14 @@ def test_declaring_final_failures_without_an_egress_fails_when_the_handler_is_ma
         functions.register("test/x", lambda c, m: None, final_errors=[KeyboardInterrupt])
 
 
+def test_a_function_bound_to_served_functions_is_checked_alike() -> None:
+    functions = StatefulFunctions()
+    served = handler(functions)
+    with pytest.raises(ValueError, match="test/late declares final failures"):
+        functions.register("test/late", lambda context, message: None, final_errors=[KeyError])
+    assert "test/late" not in [f.typename for f in served.functions]
+
+
 def test_unreadable_input_is_an_ordinary_failure_without_the_opt_in() -> None:
     functions = StatefulFunctions()
 
