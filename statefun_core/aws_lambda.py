@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .errors import MalformedRequestError
-from .serving import Answer, Served, error_answer
+from .serving import Answer, Served
 
 __all__ = ["LambdaHandler"]
 
@@ -64,12 +64,7 @@ class LambdaHandler(Served):
                 return endpoint.rejected(malformed, headers)
         else:
             body = text.encode("utf-8")
-        reply_headers: dict[str, str] = {}  # what plugins add (a traceresponse)
-        try:
-            reply = endpoint.handler.handle_sync(body, headers=headers, reply_headers=reply_headers)
-        except Exception as error:
-            return error_answer(error)
-        return endpoint.reply(reply, reply_headers)
+        return endpoint.handle_sync(body, headers)
 
 
 class EventHeaders(Mapping[str, str]):

@@ -121,9 +121,14 @@ class Endpoint:
         self.handler.reject(error, headers)
         return error_answer(error)
 
-    @staticmethod
-    def reply(reply: bytes, reply_headers: Mapping[str, str]) -> Answer:
-        """The answer carrying the handler's reply, with the headers plugins add to it."""
+    def handle_sync(self, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """The handler's answer to ``body`` (``handle_sync``): its reply with the headers
+        plugins add to it, or the error's status and text."""
+        reply_headers: dict[str, str] = {}  # what plugins add (a traceresponse)
+        try:
+            reply = self.handler.handle_sync(body, headers=headers, reply_headers=reply_headers)
+        except Exception as error:
+            return error_answer(error)
         if not reply_headers:
             return Answer(200, _REPLY_HEADERS, reply)
         return Answer(200, (*_REPLY_HEADERS, *reply_headers.items()), reply)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any, Callable
 
-from .serving import Answer, Served, declared_length, error_answer
+from .serving import Answer, Served, declared_length
 
 __all__ = ["StatefunWSGI", "WSGIApp", "mount"]
 
@@ -77,12 +77,7 @@ class StatefunWSGI(Served):
             body = b"".join(chunks)
         else:  # PEP 3333: without a length, the input may not be read
             body = b""
-        reply_headers: dict[str, str] = {}  # what plugins add (a traceresponse)
-        try:
-            reply = endpoint.handler.handle_sync(body, headers=headers, reply_headers=reply_headers)
-        except Exception as error:
-            return error_answer(error)
-        return endpoint.reply(reply, reply_headers)
+        return endpoint.handle_sync(body, headers)
 
 
 class EnvironHeaders(Mapping[str, str]):
