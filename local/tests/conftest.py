@@ -63,6 +63,21 @@ class FunctionServer:
         await self._runner.cleanup()
 
 
+def kafka_ingress(value_type: str, target: str) -> str:
+    """A module document: the Kafka ingress ``com.example/names`` routing topic ``names`` to
+    ``target`` (with no broker, the runtime takes its records over HTTP, at ``/records``)."""
+    return f"""
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/names
+  address: kafka:9092
+  consumerGroupId: g
+  topics:
+    - {{topic: names, valueType: {value_type}, targets: [{target}]}}
+"""
+
+
 def module_yaml(url: str, functions: str = "com.example/*", call: str = "10s",
                 max_batch: int = 1000, extra: str = "") -> str:
     return f"""

@@ -36,7 +36,7 @@ from statefun_core import (
 )
 from statefun_core.engine import Address, EgressRecord, TypedValue
 
-from .conftest import FunctionServer, module_yaml, run, serving
+from .conftest import FunctionServer, kafka_ingress, module_yaml, run, serving
 from .test_runtime import greeter_functions
 from .test_server_and_cli import echo_functions, serve_runtime
 
@@ -100,16 +100,7 @@ BODY = b'{"type": "string", "value": "Ann"}'
 def test_requests_another_site_could_make_are_refused(
     tmp_path: Path, method: str, path: str, headers: dict[str, str], status: int
 ) -> None:
-    extra = """
----
-kind: io.statefun.kafka.v1/ingress
-spec:
-  id: com.example/names
-  address: kafka:9092
-  consumerGroupId: g
-  topics:
-    - {topic: names, valueType: com.example/Raw, targets: [com.example/echo]}
-"""
+    extra = kafka_ingress("com.example/Raw", "com.example/echo")
 
     async def scenario() -> None:
         async with FunctionServer(echo_functions()) as server:

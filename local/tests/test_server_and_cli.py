@@ -16,7 +16,7 @@ from statefun_local.cli import main
 
 from statefun_core import Context, Message, StatefulFunctions, kafka_egress_message
 
-from .conftest import run, serving
+from .conftest import kafka_ingress, run, serving
 
 
 def echo_functions() -> StatefulFunctions:
@@ -205,16 +205,7 @@ def test_cli_reports_module_errors(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_kafka_records_are_routed_like_the_kafka_ingress(tmp_path: Path) -> None:
     from .test_runtime import greeter_functions
 
-    extra = """
----
-kind: io.statefun.kafka.v1/ingress
-spec:
-  id: com.example/names
-  address: kafka:9092
-  consumerGroupId: g
-  topics:
-    - {topic: names, valueType: io.statefun.types/string, targets: [com.example/greeter]}
-"""
+    extra = kafka_ingress("io.statefun.types/string", "com.example/greeter")
 
     async def scenario() -> list[Any]:
         from statefun_local import LocalRuntime, parse_module

@@ -12,22 +12,13 @@ from statefun_local import LocalRuntime, make_value, parse_module
 from statefun_core.engine import Address
 
 from .browser import CHROMIUM, chromium
-from .conftest import FunctionServer, module_yaml, run
+from .conftest import FunctionServer, kafka_ingress, module_yaml, run
 from .test_runtime import greeter_functions
 from .test_server_and_cli import serve_runtime
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
 
-INGRESS = """
----
-kind: io.statefun.kafka.v1/ingress
-spec:
-  id: com.example/names
-  address: kafka:9092
-  consumerGroupId: g
-  topics:
-    - {topic: names, valueType: io.statefun.types/string, targets: [com.example/greeter]}
-"""
+INGRESS = kafka_ingress("io.statefun.types/string", "com.example/greeter")
 
 
 def test_the_page_shows_state_browses_addresses_and_clears_a_recovered_failure(
