@@ -16,6 +16,8 @@ from statefun_core import Limits
 from statefun_core.testing import endpoint
 from statefun_core.testing.endpoint import free_port
 
+from .wire import counter_request
+
 ROOT = Path(__file__).resolve().parents[2]
 #: What tests.hardening.serve serves: each integration, Django both under WSGI and ASGI.
 FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "django-asgi")
@@ -42,6 +44,14 @@ class Server:
             with contextlib.suppress(psutil.NoSuchProcess):  # a worker that has just exited
                 total += psutil.Process(pid).memory_info().rss
         return total
+
+    def settled_rss(self) -> int:
+        """``rss()`` once the server has answered a request. Gunicorn listens before it forks
+        its worker: a baseline taken earlier misses the worker, whose birth then looks like
+        growth (a fork starts with its parent's pages in its own RSS)."""
+        status, _ = post(self.port, counter_request("settle", 1, 1))
+        assert status == 200, status
+        return self.rss()
 
 
 @contextmanager

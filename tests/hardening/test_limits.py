@@ -152,7 +152,7 @@ def test_each_limit_through_http(server: Server, limit: str, build: object, stat
 
 
 def test_a_huge_declared_body_is_refused_without_reading_it(server: Server) -> None:
-    before = server.rss()
+    before = server.settled_rss()
     sent = 2 * (LIMITS.request_bytes or 0)
     # Django under ASGI reads (spools to disk) every body whole before any view or middleware
     # runs, so there the declared length is what is sent (see docs/security.md).
@@ -168,7 +168,7 @@ def test_a_huge_declared_body_is_refused_without_reading_it(server: Server) -> N
 
 
 def test_a_long_chunked_body_is_cut_off(server: Server) -> None:
-    before = server.rss()
+    before = server.settled_rss()
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(
             b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
@@ -212,7 +212,7 @@ def test_the_handler_limit_bounds_memory_without_a_framework_limit(
     """With the framework's body limit left at its default, a body far over
     ``Limits.request_bytes`` is still refused without being held in memory."""
     with running(framework, LIMITS, framework_limits=False) as server:
-        before = server.rss()
+        before = server.settled_rss()
         peak = before
         sending = threading.Event()
         sending.set()
