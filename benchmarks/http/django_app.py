@@ -1,9 +1,10 @@
 """The Django project of the HTTP benchmark: ``django_app:application`` for gunicorn, or with
 ``BENCH_ASGI=1`` for uvicorn (async views throughout, the integration's async view).
 
-``BENCH_KIND=statefun`` serves the user guide's greeter through statefun_django (its include);
-``BENCH_KIND=bare`` is the floor: a plain function view reading the body and answering fixed
-bytes (hex in ``BENCH_FIXED_REPLY``); ``BENCH_KIND=handler`` is a plain view calling
+``BENCH_KIND=statefun`` serves the user guide's greeter through statefun_django, routed with
+``statefun_urls`` as its README says; ``BENCH_KIND=bare`` is the floor: a plain function view
+reading the body and answering fixed bytes (hex in ``BENCH_FIXED_REPLY``);
+``BENCH_KIND=handler`` is a plain view calling
 ``handle_sync``, to tell the core's cost from ours; ``BENCH_KIND=floor`` is a plain view
 answering with the core benchmark's hand-written protobuf greeter (``benchmarks/core/floor.py``),
 no SDK at all. All have the same settings, no middleware.
@@ -18,7 +19,7 @@ from pathlib import Path
 import django
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.urls import include, path
+from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from statefun_core import CONTENT_TYPE, RequestReplyHandler
@@ -44,7 +45,9 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 if KIND == "statefun":
-    urlpatterns = [path("statefun/", include("statefun_django.urls"))]
+    from statefun_django.urls import statefun_urls
+
+    urlpatterns = statefun_urls("statefun")
 elif KIND == "handler":
     from greeter_functions import functions
 

@@ -1,6 +1,6 @@
 """The URLconf of the hardening tests' Django server: the endpoint as the README routes it,
-at /statefun and /statefun/, with the plugins' endpoints under the same include."""
+at /statefun and /statefun/, with the plugins' endpoints under it."""
 
-from django.urls import include, re_path
+from statefun_django.urls import statefun_urls
 
-urlpatterns = [re_path(r"^statefun/?", include("statefun_django.urls"))]
+urlpatterns = [*statefun_urls("statefun")]

@@ -1,6 +1,4 @@
-from django.urls import include, re_path
+from statefun_django.urls import statefun_urls
 
-urlpatterns = [
-    # /statefun, with or without the slash: the URL examples/greeter/module.yaml names.
-    re_path(r"^statefun/?", include("statefun_django.urls")),
-]
+# /statefun, with or without the slash: the URL examples/greeter/module.yaml names.
+urlpatterns = [*statefun_urls("statefun")]

@@ -109,11 +109,13 @@ def test_an_endpoint_served_only_with_a_trailing_slash_is_w002() -> None:
         report = check({"FUNCTIONS": "tests.functions.functions"})
     assert "statefun.W002" in report
     assert "served at /statefun/ but not at /statefun" in report
-    assert 're_path(r"^statefun/?", include("statefun_django.urls"))' in report
+    assert 'urlpatterns = [*statefun_urls("statefun")]' in report
 
 
-def test_the_documented_include_passes_the_url_check() -> None:
-    report = check({"FUNCTIONS": "tests.functions.functions"})
+@pytest.mark.parametrize("urlconf", ["tests.project.urls", "tests.project.urls_flat"])
+def test_the_documented_routes_pass_the_url_check(urlconf: str) -> None:
+    with override_settings(ROOT_URLCONF=urlconf):
+        report = check({"FUNCTIONS": "tests.functions.functions"})
     assert "statefun.W002" not in report and "no issues" in report
 
 

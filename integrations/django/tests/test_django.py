@@ -198,6 +198,36 @@ def test_the_documented_include_serves_the_path_with_and_without_a_slash(path: s
     assert greetings(response.content) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
 
 
+@pytest.mark.parametrize("path", ["/statefun", "/statefun/"])
+def test_statefun_urls_serve_the_path_with_and_without_a_slash(path: str) -> None:
+    with override_settings(ROOT_URLCONF="tests.project.urls_flat", APPEND_SLASH=True):
+        assert reverse("statefun-endpoint") == "/statefun"
+        response = Client().post(
+            path,
+            wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0}),
+            content_type="application/octet-stream",
+        )
+    assert response.status_code == 200
+    assert greetings(response.content) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
+
+
+@pytest.mark.parametrize("path", ["/statefunny", "/statefun/x", "/statefunmetrics", "/x/statefun"])
+def test_statefun_urls_take_no_other_path(path: str) -> None:
+    with override_settings(ROOT_URLCONF="tests.project.urls_flat"):
+        response = Client().post(path, b"", content_type="application/octet-stream")
+    if path == "/statefunny":
+        assert response.content == b"the project's own view"
+    else:
+        assert response.status_code == 404
+
+
+def test_statefun_urls_resolve_in_one_step() -> None:
+    """Flat patterns: no nested resolver (include()) between the root and the view."""
+    with override_settings(ROOT_URLCONF="tests.project.urls_flat"):
+        match = resolve("/statefun")
+    assert match.url_name == "statefun-endpoint" and match.namespaces == []
+
+
 def test_settings_are_reloaded_when_they_change() -> None:
     before = conf.get_handler()
     with override_settings(STATEFUN={"FUNCTIONS": "tests.functions.duplicate"}):
@@ -248,10 +278,12 @@ def test_by_default_the_view_follows_the_event_loop() -> None:
     assert asyncio.run(inside_a_loop()) is AsyncStatefunView
 
 
-def test_metrics_when_statefun_prometheus_is_installed() -> None:
+@pytest.mark.parametrize("urlconf", ["tests.project.urls", "tests.project.urls_flat"])
+def test_metrics_when_statefun_prometheus_is_installed(urlconf: str) -> None:
     pytest.importorskip("statefun_prometheus")
-    sync_post("/statefun/", wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0}))
-    response = Client().get("/statefun/metrics")
+    with override_settings(ROOT_URLCONF=urlconf):
+        sync_post("/statefun/", wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0}))
+        response = Client().get("/statefun/metrics")
     assert response.status_code == 200
     assert b"statefun_" in response.content
 

@@ -75,15 +75,19 @@ def check_settings(
 def check_urls(
     app_configs: Optional[Sequence[AppConfig]] = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    try:
-        url = reverse("statefun:endpoint")
-    except NoReverseMatch:
-        return []  # not included, or routed by hand
+    for name in ("statefun-endpoint", "statefun:endpoint"):  # statefun_urls(), include()
+        try:
+            url = reverse(name)
+            break
+        except NoReverseMatch:
+            continue
+    else:
+        return []  # routed by hand
     bare = url.rstrip("/")
     if not bare or bare == url:
         return []
     try:
-        served = resolve(bare).view_name == "statefun:endpoint"
+        served = resolve(bare).view_name == name
     except Resolver404:
         served = False
     if served:
@@ -93,8 +97,8 @@ def check_urls(
             f"the StateFun endpoint is served at {url} but not at {bare}: a runtime whose "
             f"module.yaml names {bare} gets a 404, or from APPEND_SLASH a redirect it does not "
             "follow (a 500 with DEBUG)",
-            hint='include the URLs with re_path(r"^statefun/?", include("statefun_django.urls")),'
-            " which serves both",
+            hint='route with urlpatterns = [*statefun_urls("statefun")] '
+            "(from statefun_django.urls), which serves both",
             id="statefun.W002",
         )
     ]

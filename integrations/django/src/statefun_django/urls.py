@@ -1,20 +1,59 @@
-"""``re_path(r"^statefun/?", include("statefun_django.urls"))``: the endpoint (URL name
-``statefun:endpoint``), and each endpoint a plugin contributes under the same include, at its
-path without the leading slash (``statefun/metrics`` for statefun-prometheus's ``/metrics``)."""
+"""The URL patterns of the endpoint and of the endpoints plugins contribute.
+
+::
+
+    # proj/urls.py
+    from statefun_django.urls import statefun_urls
+
+    urlpatterns = [*statefun_urls("statefun")]
+
+serves the endpoint at ``/statefun`` and ``/statefun/`` (URL name ``statefun-endpoint``) and
+each plugin endpoint under it (``/statefun/metrics`` for statefun-prometheus's ``/metrics``).
+
+``include("statefun_django.urls")`` serves the same under the namespace ``statefun``
+(``statefun:endpoint``); Django then resolves every request twice, once for the include and
+once inside it, which costs more than the rest of the integration together.
+"""
 
 from __future__ import annotations
 
-from django.urls import URLPattern, path
+import re
+from typing import Any, Callable
+
+from django.urls import URLPattern, path, re_path
+
+from statefun_core.plugins import Endpoint
 
 from .conf import get_handler, get_settings
 from .views import endpoint_view, plugin_endpoint_view
 
+__all__ = ["statefun_urls", "urlpatterns"]
+
 app_name = "statefun"
 
-urlpatterns: list[URLPattern] = [path("", endpoint_view(), name="endpoint")]
 
-if get_settings()["ENDPOINTS"]:
-    urlpatterns.extend(
-        path(endpoint.path.lstrip("/"), plugin_endpoint_view(endpoint))
-        for endpoint in get_handler().endpoints
-    )
+def statefun_urls(prefix: str = "statefun") -> list[URLPattern]:
+    """Flat patterns for ``urlpatterns``: the endpoint at ``/<prefix>`` with or without the
+    trailing slash (``module.yaml`` files name it without, and the runtime follows no
+    redirect), and the plugins' endpoints at ``/<prefix><their path>``."""
+    prefix = re.escape(prefix.strip("/"))
+    return [
+        re_path(rf"^{prefix}/?\Z", endpoint_view(), name="statefun-endpoint"),
+        *(
+            re_path(rf"^{prefix}{re.escape(endpoint.path)}\Z", view)
+            for endpoint, view in _plugin_views()
+        ),
+    ]
+
+
+def _plugin_views() -> list[tuple[Endpoint, Callable[..., Any]]]:
+    if not get_settings()["ENDPOINTS"]:
+        return []
+    return [(endpoint, plugin_endpoint_view(endpoint)) for endpoint in get_handler().endpoints]
+
+
+#: What ``include("statefun_django.urls")`` serves: the same, relative to the include.
+urlpatterns: list[URLPattern] = [
+    path("", endpoint_view(), name="endpoint"),
+    *(path(endpoint.path.lstrip("/"), view) for endpoint, view in _plugin_views()),
+]
