@@ -96,6 +96,7 @@ class _Plan:
         function: StatefulFunction,
         types: TypeRegistry,
         dead_letters: Optional[DeadLetterEgress] = None,
+        max_state_bytes: float = float("inf"),
     ) -> None:
         self.function = function
         egress = function.dead_letters or dead_letters
@@ -126,7 +127,9 @@ class _Plan:
             for name, tpe, serializer, _ in self.specs
         )
         self.storage_class = storage_class(
-            function.typename, {name: (tpe, serializer) for name, tpe, serializer, _ in self.specs}
+            function.typename,
+            {name: (tpe, serializer) for name, tpe, serializer, _ in self.specs},
+            max_state_bytes,
         )
         self.incomplete_replies: dict[tuple[str, ...], bytes] = {}
 
@@ -256,7 +259,7 @@ class RequestReplyHandler:
         """Resolve the types of ``function``'s state now: a spec no plugin resolves fails here,
         when the handler is built or the function bound, never on a request."""
         try:
-            plan = _Plan(function, self.types, self.dead_letters)
+            plan = _Plan(function, self.types, self.dead_letters, self._max_state_bytes)
         except UnknownTypeError as error:
             raise UnknownTypeError(f"{error}; {self._plugins_hint()}") from None
         self._plans[function.typename] = plan
@@ -504,25 +507,18 @@ class RequestReplyHandler:
                     self._write_delayed_or_egress(result, sent)
         written = batch.storage._written
         if written:
-            max_state = self._max_state_bytes
             add = result.state_mutations.add
             for name, typename, serialize in batch.plan.states:  # declaration order, as upstream
                 if name not in written:
                     continue
                 mutation = add()  # fields set one by one: with upb, keywords cost more
                 mutation.state_name = name
-                data = written[name]  # encoded when assigned, but for an int or bool (storage.py)
+                # encoded and measured when assigned, but for an int or bool (storage.py)
+                data = written[name]
                 if data is None:
                     continue  # DELETE is the default mutation type
                 if type(data) is not bytes:
                     data = serialize(data)
-                if len(data) > max_state:
-                    raise LimitExceededError(
-                        "state_value_bytes",
-                        len(data),
-                        int(max_state),
-                        f"state_value_bytes of {name!r}",
-                    )
                 mutation.mutation_type = _MODIFY
                 typed_value = mutation.state_value
                 typed_value.typename = typename

@@ -5,7 +5,9 @@ property per state name. A request's storage holds what the runtime sent and wha
 so far, and behaves as the official SDK's does:
 
 - a value is encoded when it is assigned, so a value that cannot be encoded raises at the
-  assignment, where the function can catch it;
+  assignment, where the function can catch it; so does one that encodes to more than
+  ``Limits.state_value_bytes`` (``LimitExceededError``), which a dead-letter policy can then
+  name final instead of failing every retry of the batch;
 - a read returns the decoded stored value: a ``FloatType`` state reads back float32-rounded,
   ``True`` written to an ``IntType`` reads back ``1``, a tuple in a JSON state a list;
 - a value read or assigned is a copy: changing it in place, without assigning it again,
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from .errors import mark_unreadable
+from .errors import LimitExceededError, mark_unreadable
 from .types import BUILTIN_TYPES, BoolType, IntType, LongType, StringType, Type, to_bytes
 
 __all__ = ["StateValues", "checkpoint", "rollback", "state_serializer", "storage_class"]
@@ -38,6 +40,7 @@ _KEPT_AS_IS: tuple[tuple[Type, tuple[Any, int, int]], ...] = (
     (LongType, (int, -(2**63), 2**63 - 1)),
     (BoolType, (bool, False, True)),
 )
+_LONGEST_KEPT = 9  # bytes: a LongType's encoding, its tag and 8 bytes
 
 
 class StateValues:
@@ -73,6 +76,13 @@ def _none_error() -> ValueError:
     return ValueError("provided value must not be None. To delete a value, please use del.")
 
 
+def _too_large(name: str, size: int, maximum: float) -> LimitExceededError:
+    """Over ``Limits.state_value_bytes``: raised at the assignment, so that the function can
+    catch it, or name it a final failure."""
+    what = f"state_value_bytes of {name!r}"
+    return LimitExceededError("state_value_bytes", size, int(maximum), what)
+
+
 def _received_reader(name: str, typename: str, deserialize: Any) -> Callable[[Any], Any]:
     """Decodes the state the runtime sent (None when it sent no value)."""
 
@@ -96,7 +106,7 @@ def _received_reader(name: str, typename: str, deserialize: Any) -> Callable[[An
     return read_received
 
 
-def _builtin_property(name: str, tpe: Type, serializer: Any) -> property:
+def _builtin_property(name: str, tpe: Type, serializer: Any, maximum: float) -> property:
     """A state of a built-in type: its decoded value is kept, and every read returns it."""
     serialize = serializer.serialize
     deserialize = serializer.deserialize
@@ -104,6 +114,8 @@ def _builtin_property(name: str, tpe: Type, serializer: Any) -> property:
     kept: Optional[tuple[Any, int, int]] = next(
         (bounds for builtin, bounds in _KEPT_AS_IS if tpe is builtin), None
     )
+    if maximum < _LONGEST_KEPT:
+        kept = None  # a limit so low that an int or bool must be measured too
 
     def fget(self: Any) -> Any:
         values = self._values
@@ -117,6 +129,8 @@ def _builtin_property(name: str, tpe: Type, serializer: Any) -> property:
         if value is None:
             raise _none_error()
         data = serialize(value)
+        if len(data) > maximum:
+            raise _too_large(name, len(data), maximum)
         return data, deserialize(data)
 
     # each type's common case first, without a call: functions write state on every invocation
@@ -133,7 +147,10 @@ def _builtin_property(name: str, tpe: Type, serializer: Any) -> property:
 
         def fset(self: Any, value: Any) -> None:
             if type(value) is str:
-                self._written[name] = serialize(value)  # raises before anything is stored
+                data = serialize(value)  # raises before anything is stored
+                if len(data) > maximum:
+                    raise _too_large(name, len(data), maximum)
+                self._written[name] = data
                 self._values[name] = value
             else:
                 self._written[name], self._values[name] = encode(value)
@@ -149,7 +166,7 @@ def _builtin_property(name: str, tpe: Type, serializer: Any) -> property:
     return property(fget, fset, fdel)
 
 
-def _decoding_property(name: str, tpe: Type, serializer: Any) -> property:
+def _decoding_property(name: str, tpe: Type, serializer: Any, maximum: float) -> property:
     """A state of any other type: each read decodes the bytes received or written."""
     serialize = state_serializer(tpe, serializer)
     deserialize = serializer.deserialize
@@ -165,7 +182,10 @@ def _decoding_property(name: str, tpe: Type, serializer: Any) -> property:
     def fset(self: Any, value: Any) -> None:
         if value is None:
             raise _none_error()
-        self._written[name] = serialize(value)
+        data = serialize(value)
+        if len(data) > maximum:
+            raise _too_large(name, len(data), maximum)
+        self._written[name] = data
 
     def fdel(self: Any) -> None:
         self._written[name] = None
@@ -173,8 +193,11 @@ def _decoding_property(name: str, tpe: Type, serializer: Any) -> property:
     return property(fget, fset, fdel)
 
 
-def storage_class(typename: str, specs: Specs) -> type[StateValues]:
-    """The storage class of a function: one property per state.
+def storage_class(
+    typename: str, specs: Specs, max_value_bytes: float = float("inf")
+) -> type[StateValues]:
+    """The storage class of a function: one property per state, refusing to store a value
+    that encodes to more than ``max_value_bytes`` (``LimitExceededError``).
 
     A request's storage is an instance with its three fields set: the ``PersistedValue``s
     received by name and two empty dicts (the handler sets them itself, which costs less than
@@ -190,7 +213,7 @@ def storage_class(typename: str, specs: Specs) -> type[StateValues]:
     }
     for name, (tpe, serializer) in specs.items():
         make = _builtin_property if _is_builtin(tpe) else _decoding_property
-        namespace[name] = make(name, tpe, serializer)
+        namespace[name] = make(name, tpe, serializer, max_value_bytes)
     return type(f"{typename} storage", (StateValues,), namespace)
 
 

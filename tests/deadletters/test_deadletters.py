@@ -23,11 +23,14 @@ from statefun_core import (
     FinalFailure,
     FunctionFailedError,
     IntType,
+    LimitExceededError,
+    Limits,
     Message,
     RequestReplyHandler,
     StatefulFunctions,
     StringType,
     ValueSpec,
+    make_json_type,
     make_plugin_manager,
     message_builder,
 )
@@ -335,6 +338,37 @@ def test_a_bad_write_fails_at_the_assignment_caught_or_dead_lettered(driver: str
     record = DeadLetterRecord.from_json(dead.value)
     assert record.message_value == IntType.serializer().serialize(2)
     assert record.error_class == "builtins.TypeError"
+
+
+@pytest.mark.parametrize("state_type", [StringType, make_json_type("test/note")])
+def test_a_state_over_the_limit_fails_at_the_assignment_caught_or_dead_lettered(
+    state_type: Any,
+) -> None:
+    """A value over Limits.state_value_bytes raises LimitExceededError where it is assigned:
+    the function may catch it, or name it final, so it never fails every retry of its batch."""
+    functions = StatefulFunctions()
+    spec = ValueSpec("note", state_type)
+
+    @functions.bind(
+        "test/notes", [spec], final_errors=(LimitExceededError,), dead_letters=DEAD_LETTERS
+    )
+    def notes(context: Context, message: Message) -> None:
+        n = message.as_int()
+        storage: Any = context.storage
+        if n == 1:
+            with contextlib.suppress(LimitExceededError):
+                storage.note = "x" * 100
+            return
+        storage.note = "y" * (100 if n == 2 else 10)
+
+    served = handler(functions, limits=Limits(state_value_bytes=64))
+    reply = served.handle_sync(wire.to_function("test/notes", "n", [1, 2, 3], {"note": None}))
+    assert state_type.serializer().deserialize(wire.mutations(reply)["note"].value) == "y" * 10
+    (dead,) = wire.egress(reply)
+    record = DeadLetterRecord.from_json(dead.value)
+    assert record.message_value == IntType.serializer().serialize(2)
+    assert record.error_class == "statefun_core.errors.LimitExceededError"
+    assert "state_value_bytes of 'note'" in record.error_message
 
 
 def test_handle_async_in_process_for_every_kind_of_function() -> None:
