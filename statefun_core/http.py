@@ -9,12 +9,20 @@ depends on a web framework.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent.futures import Executor
-from typing import Optional, Union
+from importlib import import_module
+from importlib.util import find_spec
+from typing import Any, Callable, Optional, Union
 
 import pluggy
 
-from .errors import FunctionFailedError, LimitExceededError, StatefunError
+from .errors import (
+    FunctionFailedError,
+    IntegrationNotAvailableError,
+    LimitExceededError,
+    StatefunError,
+)
 from .functions import StatefulFunctions
 from .handler import RequestReplyHandler
 from .limits import DEFAULT_LIMITS
@@ -25,6 +33,7 @@ __all__ = [
     "FunctionsOrHandler",
     "as_handler",
     "error_response",
+    "integration_exports",
     "status_for",
 ]
 
@@ -92,3 +101,27 @@ def error_response(error: BaseException) -> tuple[int, str]:
     if isinstance(limit, LimitExceededError):
         text = f"{text}: {limit}"
     return status, text
+
+
+def integration_exports(
+    package: str, exports: Mapping[str, str], *, framework: str, install: str
+) -> Callable[[str], Any]:
+    """For an integration's ``__init__``: ``__getattr__ = integration_exports(__name__, ...)``.
+
+    Raises :class:`IntegrationNotAvailableError` (``pip install <install>``) at once when the
+    ``framework`` module is not installed, and returns the package's ``__getattr__``, which
+    imports each exported name (name -> submodule, ``".app"``) on first use. So the framework
+    is imported when the integration is used, not with the package: the plugin host loads
+    every installed integration's entry point with each handler, and an application served
+    by one framework (or a Lambda function) does not pay for importing the others.
+    """
+    if find_spec(framework) is None:
+        raise IntegrationNotAvailableError(f"{package} needs {framework}: pip install {install}")
+
+    def __getattr__(name: str) -> Any:
+        submodule = exports.get(name)
+        if submodule is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(import_module(submodule, package), name)
+
+    return __getattr__

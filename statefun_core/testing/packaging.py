@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["check_import_guard", "install_distribution"]
+__all__ = ["check_framework_imported_on_use", "check_import_guard", "install_distribution"]
 
 _SCRIPT = """
 import sys
@@ -37,6 +37,31 @@ def check_import_guard(package: str, *, missing: str, distribution: str) -> None
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr or done.stdout
     assert f"pip install {distribution}" in done.stdout, done.stdout
+
+
+_LAZY_SCRIPT = """
+import sys
+from statefun_core import make_plugin_manager
+plugin = make_plugin_manager().get_plugin({name!r})  # its entry point, as every handler loads it
+assert plugin is not None, "no entry point named {name}"
+assert {framework!r} not in sys.modules, "loading the entry point imported {framework}"
+import {package}
+assert {framework!r} not in sys.modules, "importing {package} imported {framework}"
+getattr({package}, {export!r})
+assert {framework!r} in sys.modules, "{package}.{export} did not import {framework}"
+"""
+
+
+def check_framework_imported_on_use(
+    package: str, *, entry_point: str, framework: str, export: str
+) -> None:
+    """In a fresh interpreter, neither the plugin host loading the ``entry_point`` nor
+    ``import package`` imports ``framework``; reading ``package.<export>`` does."""
+    script = _LAZY_SCRIPT.format(
+        package=package, name=entry_point, framework=framework, export=export
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr or done.stdout
 
 
 def install_distribution(

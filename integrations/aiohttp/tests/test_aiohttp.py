@@ -26,7 +26,7 @@ from statefun_core.testing.endpoint import (
     HeaderRecorder,
     greetings,
 )
-from statefun_core.testing.packaging import check_import_guard
+from statefun_core.testing.packaging import check_framework_imported_on_use, check_import_guard
 
 LIMIT = 64 * 1024
 
@@ -207,6 +207,12 @@ def test_setup_rejects_executor_with_a_ready_handler() -> None:
     handler = RequestReplyHandler(make_functions(), plugins=make_plugin_manager())
     with pytest.raises(ValueError, match="RequestReplyHandler"):
         statefun_aiohttp.setup(web.Application(), handler, executor=ThreadPoolExecutor(1))
+
+
+def test_the_framework_is_imported_on_use_not_by_the_plugin_host() -> None:
+    check_framework_imported_on_use(
+        "statefun_aiohttp", entry_point="aiohttp", framework="aiohttp", export="setup"
+    )
 
 
 def test_entry_point_names_the_integration() -> None:

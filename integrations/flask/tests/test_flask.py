@@ -31,7 +31,7 @@ from statefun_core.testing.endpoint import (
     greetings,
     make_functions,
 )
-from statefun_core.testing.packaging import check_import_guard
+from statefun_core.testing.packaging import check_framework_imported_on_use, check_import_guard
 
 LIMIT = 64 * 1024
 
@@ -252,6 +252,12 @@ def test_endpoints_false_turns_the_plugins_endpoints_off() -> None:
     app.config["STATEFUN_ENDPOINTS"] = False
     Statefun(app, make_functions())
     assert app.test_client().get("/metrics").status_code == 404
+
+
+def test_the_framework_is_imported_on_use_not_by_the_plugin_host() -> None:
+    check_framework_imported_on_use(
+        "statefun_flask", entry_point="flask", framework="flask", export="Statefun"
+    )
 
 
 def test_entry_point_names_the_integration() -> None:

@@ -30,7 +30,7 @@ from statefun_core.testing.endpoint import (
     HeaderRecorder,
     greetings,
 )
-from statefun_core.testing.packaging import check_import_guard
+from statefun_core.testing.packaging import check_framework_imported_on_use, check_import_guard
 
 LIMIT = 64 * 1024
 
@@ -257,6 +257,12 @@ def test_make_routes_rejects_executor_with_a_ready_handler() -> None:
     handler = RequestReplyHandler(make_functions(), plugins=make_plugin_manager())
     with pytest.raises(ValueError, match="RequestReplyHandler"):
         statefun_tornado.make_routes(handler, executor=ThreadPoolExecutor(1))
+
+
+def test_the_framework_is_imported_on_use_not_by_the_plugin_host() -> None:
+    check_framework_imported_on_use(
+        "statefun_tornado", entry_point="tornado", framework="tornado", export="make_app"
+    )
 
 
 def test_entry_point_names_the_integration() -> None:

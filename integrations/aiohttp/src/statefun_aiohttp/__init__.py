@@ -11,16 +11,22 @@ or as a sub-application::
 
 from __future__ import annotations
 
-from statefun_core.errors import IntegrationNotAvailableError
+from typing import TYPE_CHECKING
 
-try:
-    import aiohttp  # noqa: F401
-except ImportError as error:  # pragma: no cover - aiohttp is a dependency
-    raise IntegrationNotAvailableError(
-        "statefun_aiohttp needs aiohttp: pip install statefun-aiohttp"
-    ) from error
+from statefun_core.http import integration_exports
 
-from .app import HANDLER_KEY, create_app, endpoint_view, handle_request, setup
+if TYPE_CHECKING:
+    from .app import HANDLER_KEY, create_app, endpoint_view, handle_request, setup
+
+__getattr__ = integration_exports(
+    __name__,
+    {
+        name: ".app"
+        for name in ("HANDLER_KEY", "create_app", "endpoint_view", "handle_request", "setup")
+    },
+    framework="aiohttp",
+    install="statefun-aiohttp",
+)
 
 __version__ = "0.1.0"
 

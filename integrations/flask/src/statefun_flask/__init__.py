@@ -12,17 +12,25 @@ or as a blueprint::
 
 from __future__ import annotations
 
-from statefun_core.errors import IntegrationNotAvailableError
+from typing import TYPE_CHECKING
 
-try:
-    import flask  # noqa: F401
-except ImportError as error:  # pragma: no cover - flask is a dependency
-    raise IntegrationNotAvailableError(
-        "statefun_flask needs Flask: pip install statefun-flask"
-    ) from error
+from statefun_core.http import integration_exports
 
-from .blueprint import endpoint_view, make_blueprint
-from .extension import Statefun, StatefunState
+if TYPE_CHECKING:
+    from .blueprint import endpoint_view, make_blueprint
+    from .extension import Statefun, StatefunState
+
+__getattr__ = integration_exports(
+    __name__,
+    {
+        "endpoint_view": ".blueprint",
+        "make_blueprint": ".blueprint",
+        "Statefun": ".extension",
+        "StatefunState": ".extension",
+    },
+    framework="flask",
+    install="statefun-flask",
+)
 
 __version__ = "0.1.0"
 

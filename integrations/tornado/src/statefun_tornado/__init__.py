@@ -11,17 +11,25 @@ or write the rule yourself with a ready handler::
 
 from __future__ import annotations
 
-from statefun_core.errors import IntegrationNotAvailableError
+from typing import TYPE_CHECKING
 
-try:
-    import tornado.web  # noqa: F401
-except ImportError as error:  # pragma: no cover - tornado is a dependency
-    raise IntegrationNotAvailableError(
-        "statefun_tornado needs tornado: pip install statefun-tornado"
-    ) from error
+from statefun_core.http import integration_exports
 
-from .handlers import EndpointHandler, StatefunHandler
-from .routes import make_app, make_routes
+if TYPE_CHECKING:
+    from .handlers import EndpointHandler, StatefunHandler
+    from .routes import make_app, make_routes
+
+__getattr__ = integration_exports(
+    __name__,
+    {
+        "EndpointHandler": ".handlers",
+        "StatefunHandler": ".handlers",
+        "make_app": ".routes",
+        "make_routes": ".routes",
+    },
+    framework="tornado",
+    install="statefun-tornado",
+)
 
 __version__ = "0.1.0"
 
