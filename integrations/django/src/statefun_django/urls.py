@@ -17,10 +17,9 @@ once inside it, which costs more than the rest of the integration together.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
-from django.urls import URLPattern, path, re_path
+from django.urls import URLPattern, path
 
 from statefun_core.plugins import Endpoint
 
@@ -36,13 +35,12 @@ def statefun_urls(prefix: str = "statefun") -> list[URLPattern]:
     """Flat patterns for ``urlpatterns``: the endpoint at ``/<prefix>`` with or without the
     trailing slash (``module.yaml`` files name it without, and the runtime follows no
     redirect), and the plugins' endpoints at ``/<prefix><their path>``."""
-    prefix = re.escape(prefix.strip("/"))
+    prefix = prefix.strip("/")
+    view = endpoint_view()
     return [
-        re_path(rf"^{prefix}/?\Z", endpoint_view(), name="statefun-endpoint"),
-        *(
-            re_path(rf"^{prefix}{re.escape(endpoint.path)}\Z", view)
-            for endpoint, view in _plugin_views()
-        ),
+        path(prefix, view, name="statefun-endpoint"),
+        path(f"{prefix}/", view),
+        *(path(f"{prefix}{endpoint.path}", served) for endpoint, served in _plugin_views()),
     ]
 
 
