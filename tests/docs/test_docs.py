@@ -15,7 +15,8 @@ before a block's opening fence changes how it runs:
 ``<!-- docs-test: serve PORT -->``
     the program (or a ``console`` block's one command) serves the function endpoint on
     ``127.0.0.1:PORT``: a greeter request POSTed to ``/statefun`` must be answered with its
-    reply; then the process is stopped.
+    reply; then the process is stopped. The block runs with a free port in place of ``PORT``,
+    so that a server the developer left running there does not fail the test.
 ``<!-- docs-test: skip REASON -->``
     the block is not run (say why: e.g. a fragment of a file shown whole elsewhere).
 """
@@ -27,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +39,7 @@ import pytest
 
 from statefun_core import IntType
 from statefun_core.testing import wire
+from statefun_core.testing.endpoint import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -149,15 +150,17 @@ def test_block_runs(block: Block, chain: list[Block], tmp_path: Path) -> None:
 
 
 def serve(block: Block, source: str, workdir: Path, env: dict[str, str]) -> None:
-    port = int(block.argument)
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            pytest.fail(f"{block.name}: port {port} is taken: stop what listens there")
+    port = free_port()
+    documented = re.compile(rf"\b{int(block.argument)}\b")
+    if block.language != "python":
+        source = block.code  # a console block: its one command
+    assert documented.search(source), f"{block.name}: port {block.argument} is not in the block"
+    source = documented.sub(str(port), source)
     if block.language == "python":
         (workdir / "snippet.py").write_text(source)
         command = [sys.executable, str(workdir / "run_block.py"), "snippet.py"]
     else:
-        lines = [line for line in block.code.splitlines() if line.strip()]
+        lines = [line for line in source.splitlines() if line.strip()]
         assert len(lines) == 1, f"{block.name}: a served console block is one command"
         command = ["bash", "-c", f"exec {lines[0].removeprefix('$ ')}"]
     log = workdir / "server.log"
