@@ -15,8 +15,10 @@ before a block's opening fence changes how it runs:
 ``<!-- docs-test: serve PORT -->``
     the program (or a ``console`` block's one command) serves the function endpoint on
     ``127.0.0.1:PORT``: a greeter request POSTed to ``/statefun`` must be answered with its
-    reply; then the process is stopped. The block runs with a free port in place of ``PORT``,
-    so that a server the developer left running there does not fail the test.
+    reply; then the process is stopped.
+
+The docs put servers on port 8000; every block runs with a free port in its place (the same
+in all blocks of a test), so that a server the developer left running there fails no test.
 ``<!-- docs-test: skip REASON -->``
     the block is not run (say why: e.g. a fragment of a file shown whole elsewhere).
 """
@@ -111,6 +113,7 @@ def programs() -> list[tuple[Block, list[Block]]]:
 
 
 PROGRAMS = programs()
+DOCUMENTED_PORT = re.compile(r"\b8000\b")
 
 
 @pytest.mark.parametrize(("block", "chain"), PROGRAMS, ids=[block.name for block, _ in PROGRAMS])
@@ -119,14 +122,16 @@ def test_block_runs(block: Block, chain: list[Block], tmp_path: Path) -> None:
         assert block.argument, f"{block.name}: say why a block is skipped"
         pytest.skip(block.argument)
     shutil.copytree(FIXTURES, tmp_path, dirs_exist_ok=True)
+    port = str(free_port())
     program = []
     for part in chain:
+        code = DOCUMENTED_PORT.sub(port, part.code)
         if part.marker == "file":
             target = tmp_path / part.argument
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(part.code + "\n")
+            target.write_text(code + "\n")
         else:
-            program.append(part.code)
+            program.append(code)
     source = "\n\n".join(program) + "\n"
     env = {
         **os.environ,
@@ -135,7 +140,8 @@ def test_block_runs(block: Block, chain: list[Block], tmp_path: Path) -> None:
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
     }
     if block.marker == "serve":
-        serve(block, source, tmp_path, env)
+        assert DOCUMENTED_PORT.fullmatch(block.argument), f"{block.name}: serve on port 8000"
+        serve(block, source, int(port), tmp_path, env)
         return
     if block.marker == "pytest":
         (tmp_path / "test_snippet.py").write_text(source)
@@ -149,18 +155,13 @@ def test_block_runs(block: Block, chain: list[Block], tmp_path: Path) -> None:
     assert result.returncode == 0, f"{block.name}\n{source}\n{result.stdout}\n{result.stderr}"
 
 
-def serve(block: Block, source: str, workdir: Path, env: dict[str, str]) -> None:
-    port = free_port()
-    documented = re.compile(rf"\b{int(block.argument)}\b")
-    if block.language != "python":
-        source = block.code  # a console block: its one command
-    assert documented.search(source), f"{block.name}: port {block.argument} is not in the block"
-    source = documented.sub(str(port), source)
+def serve(block: Block, source: str, port: int, workdir: Path, env: dict[str, str]) -> None:
     if block.language == "python":
         (workdir / "snippet.py").write_text(source)
         command = [sys.executable, str(workdir / "run_block.py"), "snippet.py"]
     else:
-        lines = [line for line in source.splitlines() if line.strip()]
+        lines = [line for line in DOCUMENTED_PORT.sub(str(port), block.code).splitlines()
+                 if line.strip()]  # fmt: skip
         assert len(lines) == 1, f"{block.name}: a served console block is one command"
         command = ["bash", "-c", f"exec {lines[0].removeprefix('$ ')}"]
     log = workdir / "server.log"
