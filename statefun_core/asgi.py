@@ -19,7 +19,7 @@ or in front of any other ASGI application (Quart, Falcon's ``falcon.asgi.App``):
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterator, Mapping, MutableMapping
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .http import CONTENT_TYPE
 from .serving import Answer, Served, declared_length, error_answer
@@ -57,31 +57,25 @@ class StatefunASGI(Served):
         endpoint = self.endpoint
         raw = scope["headers"]
         headers = ScopeHeaders(raw)
-        declared = None
-        for name, value in raw:
-            if name == b"content-length":  # ASGI servers give the names in lower case
-                declared = declared_length(value)
-                break
+        # ASGI servers give the names in lower case; a repeated Content-Length they refuse
+        declared = declared_length(dict(raw).get(b"content-length"))
         early = endpoint.before_body(scope["method"], _relative_path(scope), headers, declared)
         if early is not None:
             await _send(send, early, head=scope["method"] == "HEAD")
             return
         limit = endpoint.limit
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # nobody to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if limit is not None and size > limit:
-                await _send(send, endpoint.rejected(endpoint.too_large(size), headers))
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return  # nobody to answer
+        body = message.get("body", b"")
+        if message.get("more_body", False):
+            rest = await _rest_of_body(receive, body, limit)
+            if rest is None:
+                return  # the client is gone: nobody to answer
+            body = rest
+        if limit is not None and len(body) > limit:
+            await _send(send, endpoint.rejected(endpoint.too_large(len(body)), headers))
+            return
         reply_headers: dict[str, str] = {}  # what plugins add (a traceresponse)
         try:
             reply = await endpoint.handler.handle_async(
@@ -91,10 +85,28 @@ class StatefunASGI(Served):
             await _send(send, error_answer(error))
             return
         response_headers = [_OCTETS, (b"content-length", b"%d" % len(reply))]
-        for name, value in reply_headers.items():
-            response_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        if reply_headers:
+            for name, value in reply_headers.items():
+                response_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         await send({"type": "http.response.body", "body": reply})
+
+
+async def _rest_of_body(receive: Receive, first: bytes, limit: Optional[int]) -> Optional[bytes]:
+    """The body sent in more than one message, read until it ends or until it is over
+    ``limit`` (then what was read, which the caller refuses); ``None`` on a disconnect."""
+    chunks = [first]
+    size = len(first)
+    while limit is None or size <= limit:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
 
 async def _not_http(scope: Scope, receive: Receive, send: Send) -> None:
