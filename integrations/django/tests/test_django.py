@@ -185,10 +185,14 @@ def test_include_names_the_endpoint() -> None:
     assert resolve("/statefun/").app_name == "statefun"
 
 
+@pytest.mark.parametrize("urlconf", ["tests.project.urls", "tests.project.urls_flat"])
 @pytest.mark.parametrize("path", ["/statefun", "/statefun/"])
-def test_the_documented_include_serves_the_path_with_and_without_a_slash(path: str) -> None:
-    """module.yaml files name /statefun; the runtime follows no redirect."""
-    with override_settings(DEBUG=True, APPEND_SLASH=True):
+def test_the_documented_routes_serve_the_path_with_and_without_a_slash(
+    urlconf: str, path: str
+) -> None:
+    """module.yaml files name /statefun; the runtime follows no redirect. ``urls`` routes
+    with the include, ``urls_flat`` with statefun_urls."""
+    with override_settings(ROOT_URLCONF=urlconf, DEBUG=True, APPEND_SLASH=True):
         response = Client().post(
             path,
             wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0}),
@@ -198,17 +202,9 @@ def test_the_documented_include_serves_the_path_with_and_without_a_slash(path: s
     assert greetings(response.content) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
 
 
-@pytest.mark.parametrize("path", ["/statefun", "/statefun/"])
-def test_statefun_urls_serve_the_path_with_and_without_a_slash(path: str) -> None:
-    with override_settings(ROOT_URLCONF="tests.project.urls_flat", APPEND_SLASH=True):
+def test_statefun_urls_name_the_endpoint() -> None:
+    with override_settings(ROOT_URLCONF="tests.project.urls_flat"):
         assert reverse("statefun-endpoint") == "/statefun"
-        response = Client().post(
-            path,
-            wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0}),
-            content_type="application/octet-stream",
-        )
-    assert response.status_code == 200
-    assert greetings(response.content) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
 
 
 @pytest.mark.parametrize("path", ["/statefunny", "/statefun/x", "/statefunmetrics", "/x/statefun"])
