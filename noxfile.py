@@ -416,7 +416,7 @@ E2E_PACKAGES = [
     "-e", ".", "-e", "integrations/aiohttp", "-e", "integrations/tornado",
     "-e", "integrations/flask", "-e", "integrations/django", "-e", "integrations/pydantic",
     "-e", "integrations/msgpack", "-e", "local[kinesis]", "gunicorn", "uvicorn", "confluent-kafka",
-    "fastapi",
+    "fastapi", "-e", "integrations/opentelemetry", "opentelemetry-sdk",
 ]  # fmt: skip
 
 

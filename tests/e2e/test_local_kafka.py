@@ -1,5 +1,6 @@
 """statefun-local against a real broker: where each ingress starts (every ``startupPosition``),
-a record no function can take, and the broker going away and coming back mid-run.
+a record no function can take, a record's W3C trace context from its headers through the
+function to the egress record's headers, and the broker going away and coming back mid-run.
 
 (Every scenario of test_scenarios.py, and the kill -9 of test_crash.py, also run on
 statefun-local, Kafka in and Kafka out.)
@@ -7,14 +8,22 @@ statefun-local, Kafka in and Kafka out.)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import shutil
 import subprocess
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from statefun_core import Context, Message, StatefulFunctions, kafka_egress_message
+from statefun_core.plugins import make_plugin_manager
 
 from . import kit
 from .test_scenarios import string
@@ -141,6 +150,162 @@ def test_a_record_without_a_key_is_reported_and_passed_over(local: Local) -> Non
     assert local.taken(2) == ["first", "third"]
     skipped = local.connection("ingress")["skipped"]
     assert skipped == [f"{local.inbox}/0@1: a record without a key can not be routed to an id"]
+
+
+# --- the W3C trace context, Kafka in and Kafka out ---------------------------------------------
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+TRACESTATE = "vendor=value"
+#: the function's own header, on the record whose value is "own"
+OWN_TRACEPARENT = "00-11111111111111111111111111111111-2222222222222222-01"
+ECHO = "e2e.traced/echo"
+
+TRACED_MODULE = """
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: e2e.traced/*
+  urlPathTemplate: {url}
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: e2e/in
+  address: {kafka}
+  consumerGroupId: {prefix}group
+  startupPosition: {{type: earliest}}
+  topics:
+    - topic: {prefix}in
+      valueType: io.statefun.types/string
+      targets: [{echo}]
+---
+kind: io.statefun.kafka.v1/egress
+spec:
+  id: e2e/out
+  address: {kafka}
+  deliverySemantic: {{type: exactly-once, transactionTimeout: 1min}}
+"""
+
+
+def echo_functions(topic: str) -> StatefulFunctions:
+    """``e2e.traced/echo`` writes each message to ``topic``, keyed by its id; the message
+    "own" with a ``traceparent`` header of the function's own."""
+    functions = StatefulFunctions()
+
+    @functions.bind(ECHO)
+    def echo(context: Context, message: Message) -> None:
+        text = message.as_string()
+        headers = [("traceparent", OWN_TRACEPARENT)] if text == "own" else []
+        context.send_egress(kafka_egress_message("e2e/out", topic, text, key=context.address.id,
+                                                 headers=headers))  # fmt: skip
+
+    return functions
+
+
+@contextlib.contextmanager
+def serving(functions: StatefulFunctions, plugins: Any) -> Iterator[str]:
+    """``functions`` served by statefun-aiohttp with ``plugins``, on a thread of this process
+    (where the test reads the spans they made): its URL."""
+    from aiohttp import web
+    from statefun_aiohttp import create_app
+
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(create_app(functions, plugins=plugins), access_log=None)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    thread = threading.Thread(target=loop.run_forever, name="functions", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
+def run_traced(
+    kafka: kit.Kafka, tmp_path: Path, plugins: Any, records: list[tuple[str, list[tuple[str, str]]]]
+) -> dict[str, kit.Record]:
+    """Each ``(key, headers)`` record (its value: its key) through ``e2e.traced/echo`` on
+    statefun-local, with the function server's ``plugins``: the egress records by key."""
+    prefix = f"local-{uuid.uuid4().hex[:6]}-"
+    kafka.create_topics([prefix + "in", prefix + "out"], partitions=1)
+    for key, headers in records:
+        kafka.produce(prefix + "in", [(key, string(key))], headers=headers)
+    with serving(echo_functions(prefix + "out"), plugins) as url:
+        module = tmp_path / "module.yaml"
+        module.write_text(TRACED_MODULE.format(url=url, kafka=kafka.bootstrap, prefix=prefix,
+                                               echo=ECHO))  # fmt: skip
+        runtime, _ = kit.LOCAL.start(module, tmp_path)
+        try:
+            out = kafka.read(prefix + "out", len(records), timeout=60)
+        finally:
+            runtime.stop()
+    return {record.key or "": record for record in out}
+
+
+def test_a_records_trace_reaches_the_traced_function_and_its_egress_record(
+    kafka: kit.Kafka, tmp_path: Path
+) -> None:
+    """The function server traces with statefun-opentelemetry (the real SDK): the record's
+    trace context is the parent of the batch's span, whose ``traceresponse`` is the trace
+    context of the egress record; a function's own ``traceparent`` header wins."""
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from statefun_opentelemetry import OpenTelemetryPlugin
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    plugins = make_plugin_manager([OpenTelemetryPlugin(tracer_provider=provider)],
+                                  load_entrypoints=False)  # fmt: skip
+    traced = [("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)]
+    out = run_traced(kafka, tmp_path, plugins, [("traced", traced), ("own", traced),
+                                                ("plain", [])])  # fmt: skip
+    provider.shutdown()
+
+    def batch_span(key: str) -> ReadableSpan:
+        (span,) = [s for s in exporter.get_finished_spans()
+                   if "messaging.batch.message_count" in (s.attributes or {})
+                   and (s.attributes or {})["statefun.function.id"] == key]  # fmt: skip
+        return span
+
+    def traceparent(span: ReadableSpan) -> bytes:
+        context = span.context
+        flags = int(context.trace_flags)
+        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}".encode()
+
+    traced_span, plain_span = batch_span("traced"), batch_span("plain")
+    # the function server got the record's trace context: its span continues the trace
+    assert traced_span.parent is not None
+    assert f"{traced_span.parent.trace_id:032x}" == TRACE_ID
+    assert f"{traced_span.parent.span_id:016x}" == TRACEPARENT[36:52]
+    assert out["traced"].headers == [("traceparent", traceparent(traced_span))]
+    assert out["own"].headers == [("traceparent", OWN_TRACEPARENT.encode())]
+    # a record without one: the trace the function server started
+    assert plain_span.parent is None and f"{plain_span.context.trace_id:032x}" != TRACE_ID
+    assert out["plain"].headers == [("traceparent", traceparent(plain_span))]
+
+
+def test_a_records_trace_context_reaches_the_egress_record_through_an_untraced_function(
+    kafka: kit.Kafka, tmp_path: Path
+) -> None:
+    """Without a tracing plugin the function server answers no ``traceresponse``: the egress
+    record carries the record's own trace context, ``tracestate`` too. A malformed
+    ``traceparent`` is no trace context."""
+    plugins = make_plugin_manager([], load_entrypoints=False)
+    out = run_traced(kafka, tmp_path, plugins, [
+        ("traced", [("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)]),
+        ("malformed", [("traceparent", "00-not-a-trace"), ("tracestate", TRACESTATE)]),
+        ("plain", []),
+    ])  # fmt: skip
+    assert out["traced"].headers == [("traceparent", TRACEPARENT.encode()),
+                                     ("tracestate", TRACESTATE.encode())]  # fmt: skip
+    assert out["malformed"].headers == []
+    assert out["plain"].headers == []
 
 
 def test_the_broker_going_away_and_coming_back(tmp_path: Path) -> None:

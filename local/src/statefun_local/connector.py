@@ -1,14 +1,15 @@
 """What statefun-local's Kafka and Kinesis connectors share: a state to show, a loop that starts
 the client again with backoff whatever goes wrong, blocking client calls off the event loop, and
-the way an ingress queues what it read (with its read position, in one SQLite transaction)."""
+the way an ingress queues what it read (with its read position, in one SQLite transaction) and
+the way an egress takes its records from the runtime's egress log."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Sequence, Union
 
-from statefun_core.engine import Address, TypedValue
+from statefun_core.engine import Address, TraceContext, TypedValue
 
 from .guard import one_line_logger
 from .module import KAFKA_EGRESS, KAFKA_INGRESS, KINESIS_EGRESS, KINESIS_INGRESS, Egress, Ingress
@@ -99,20 +100,23 @@ class Connector:
             self._pending = None
 
     async def enqueue(
-        self, messages: list[tuple[Address, TypedValue]], positions: Callable[[], None]
+        self,
+        messages: Sequence[tuple[Address, TypedValue, Optional[TraceContext]]],
+        positions: Callable[[], None],
     ) -> None:
-        """Queue ``messages`` and write the read position (``positions``, store writes) in one
-        SQLite transaction, once no target is over its ``maxNumBatchRequests``."""
+        """Queue ``messages`` (each with the trace context of its record, if any) and write
+        the read position (``positions``, store writes) in one SQLite transaction, once no
+        target is over its ``maxNumBatchRequests``."""
         runtime = self.runtime
-        for target in {address for address, _ in messages}:
+        for target in {address for address, _, _ in messages}:
             endpoint = runtime.module.endpoint_for(target.typename)
             while endpoint and runtime.engine.is_backpressured(
                 target, endpoint.max_num_batch_requests
             ):
                 await runtime._wait_progress()
         with runtime.store.transaction():
-            for target, message in messages:
-                runtime.engine.send(target, message)
+            for target, message, trace in messages:
+                runtime.engine.send(target, message, trace=trace)
             positions()
         runtime._wake.set()
 
@@ -120,13 +124,14 @@ class Connector:
         self,
         cursor_key: str,
         typename: str,
-        deliver: Callable[[list[bytes], int], Awaitable[None]],
+        deliver: Callable[[list[tuple[bytes, Optional[TraceContext]]], int], Awaitable[None]],
         limit: int,
         idle: Callable[[], None] = lambda: None,
     ) -> None:
         """An egress' loop: the runtime's egress log after ``self.cursor``, this egress'
-        records of ``typename`` handed to ``deliver`` (with the log position after them),
-        then that position saved under ``cursor_key``. ``idle`` runs while nothing is new."""
+        records of ``typename`` handed to ``deliver`` (each value with the trace context of the
+        invocation that sent it, and the log position after them), then that position saved
+        under ``cursor_key``. ``idle`` runs while nothing is new."""
         store = self.runtime.store
         while True:
             records = store.egress_list(self.cursor, limit=limit)
@@ -134,7 +139,7 @@ class Connector:
                 idle()
                 await self.runtime._wait_progress(1.0)
                 continue
-            mine = [r.argument.value for r in records
+            mine = [(r.argument.value, r.trace) for r in records
                     if r.egress == self.id and r.argument.typename == typename]  # fmt: skip
             last = records[-1].seq
             if mine:

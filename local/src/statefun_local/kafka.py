@@ -24,6 +24,11 @@ order and produces each ``KafkaProducerRecord`` (topic, key, value, headers).
   database after the broker acknowledged the records, so a crash in between produces those
   records again.
 
+**Trace context.** A record's W3C ``traceparent`` and ``tracestate`` headers (as OpenTelemetry's
+Kafka instrumentation writes them) are the trace context of the messages it becomes, when the
+``traceparent`` is well-formed. A produced record carries the trace context of the invocation
+that sent it in the same two headers, unless the function set either header itself.
+
 A broker that is down or unknown is reported (CLI log, web page, ``/api/status``) and retried
 with backoff; a connector never stops the runtime.
 """
@@ -37,6 +42,8 @@ import uuid
 from typing import TYPE_CHECKING, Any, Optional
 
 from statefun_core import protocol
+from statefun_core.engine import TraceContext
+from statefun_core.tracecontext import TRACEPARENT, TRACESTATE
 
 from .connector import Connector
 from .guard import one_line_logger
@@ -86,6 +93,27 @@ def _new(factory: Any, config: dict[str, Any], connector: Connector) -> Any:
             log.warning("%s: property %r is not one librdkafka knows: left out", connector,
                         unknown.group(1))  # fmt: skip
             config = {k: v for k, v in config.items() if k != unknown.group(1)}
+
+
+def _trace(record: Any) -> Optional[TraceContext]:
+    """The trace context in a consumed record's headers (the first of each name), if any."""
+    found: dict[str, str] = {}
+    for name, value in record.headers() or ():
+        if name in (TRACEPARENT, TRACESTATE) and value is not None:
+            found.setdefault(name, value.decode("utf-8", "replace"))
+    return TraceContext.parse(found.get(TRACEPARENT), found.get(TRACESTATE, ""))
+
+
+def _trace_headers(trace: Optional[TraceContext], headers: list[tuple[str, Optional[bytes]]]
+                   ) -> list[tuple[str, Optional[bytes]]]:  # fmt: skip
+    """The headers of a record to produce: the function's, then ``trace`` as ``traceparent``
+    and ``tracestate`` (when not empty), unless the function set either: its own wins."""
+    if trace is None or any(name in (TRACEPARENT, TRACESTATE) for name, _ in headers):
+        return headers
+    headers = [*headers, (TRACEPARENT, trace.traceparent.encode())]
+    if trace.tracestate:
+        headers.append((TRACESTATE, trace.tracestate.encode()))
+    return headers
 
 
 class _KafkaConnector(Connector):
@@ -213,11 +241,14 @@ class KafkaIngress(_KafkaConnector):
             offsets[where] = record.offset() + 1
             key = record.key()
             try:
-                messages += self.runtime.route_record(
+                routed = self.runtime.route_record(
                     self.id, record.topic(), key.decode("utf-8") if key else "", record.value()
                 )
             except (UnknownIngressError, UnicodeDecodeError) as error:
                 self._skip(record, str(error))
+                continue
+            trace = _trace(record)
+            messages += [(target, value, trace) for target, value in routed]
         offsets = {**self.resolved, **offsets}
         self.resolved = {}
 
@@ -300,7 +331,8 @@ class KafkaEgress(_KafkaConnector):
                 self.cursor = max(self.cursor, await self.blocking(self._committed_cursor))
             self.connected()
 
-            async def deliver(records: list[bytes], last: int) -> None:
+            async def deliver(records: list[tuple[bytes, Optional[TraceContext]]], last: int
+                              ) -> None:  # fmt: skip
                 if self.exactly_once:
                     await self.blocking(self._transaction, producer, records, last)
                 else:
@@ -363,14 +395,16 @@ class KafkaEgress(_KafkaConnector):
                 return found
         raise RuntimeError(f"could not read {self.cursor_topic} within {TIMEOUT} s")
 
-    def _produce(self, producer: Any, records: list[bytes], failed: list[str]) -> None:
+    def _produce(self, producer: Any, records: list[tuple[bytes, Optional[TraceContext]]],
+                 failed: list[str]) -> None:  # fmt: skip
         def delivered(error: Any, record: Any) -> None:
             if error is not None:
                 failed.append(f"to {record.topic()}: {error.str()}")
 
-        for raw in records:
+        for raw, trace in records:
             record = protocol.KafkaProducerRecord.FromString(raw)
-            headers = [(h.key, bytes(h.value) if h.has_value else None) for h in record.headers]
+            headers = _trace_headers(trace, [(h.key, bytes(h.value) if h.has_value else None)
+                                             for h in record.headers])  # fmt: skip
             while True:
                 try:
                     producer.produce(record.topic, value=bytes(record.value_bytes),
@@ -380,7 +414,8 @@ class KafkaEgress(_KafkaConnector):
                 except BufferError:  # the producer's queue is full: let it drain
                     producer.poll(0.1)
 
-    def _transaction(self, producer: Any, records: list[bytes], last: int) -> None:
+    def _transaction(self, producer: Any, records: list[tuple[bytes, Optional[TraceContext]]],
+                     last: int) -> None:  # fmt: skip
         failed: list[str] = []
         producer.begin_transaction()
         try:
@@ -397,7 +432,8 @@ class KafkaEgress(_KafkaConnector):
         if failed:  # pragma: no cover - a failed record fails the commit first
             raise RuntimeError(f"records not produced: {failed[0]}")
 
-    def _deliver(self, producer: Any, records: list[bytes]) -> None:
+    def _deliver(self, producer: Any, records: list[tuple[bytes, Optional[TraceContext]]]
+                 ) -> None:  # fmt: skip
         failed: list[str] = []
         self._produce(producer, records, failed)
         waiting = producer.flush(TIMEOUT)

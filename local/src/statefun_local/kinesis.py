@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from statefun_core import protocol
+from statefun_core.engine import TraceContext
 
 from .connector import Connector
 from .module import Aws, Egress, Ingress
@@ -146,8 +147,9 @@ class KinesisIngress(Connector):
         messages = []
         for record in records:
             try:
-                messages += self.runtime.route_record(self.id, stream, record["PartitionKey"],
-                                                      bytes(record["Data"]))  # fmt: skip
+                routed = self.runtime.route_record(self.id, stream, record["PartitionKey"],
+                                                   bytes(record["Data"]))  # fmt: skip
+                messages += [(target, value, None) for target, value in routed]  # no headers
             except UnknownIngressError as error:  # pragma: no cover - Kinesis requires a key
                 self.problem(f"record {stream}/{shard}@{record['SequenceNumber']}: {error}")
         last = records[-1]["SequenceNumber"]
@@ -179,8 +181,8 @@ class KinesisEgress(Connector):
         client = _client(self.egress.aws)
         self.cursor = int(self.runtime.store.meta_get(self.cursor_key) or 0)
 
-        async def deliver(records: list[bytes], last: int) -> None:
-            await self.blocking(self._put, client, records)
+        async def deliver(records: list[tuple[bytes, Optional[TraceContext]]], last: int) -> None:
+            await self.blocking(self._put, client, [value for value, _ in records])
 
         try:
             await self.drain(self.cursor_key, KINESIS_RECORD, deliver, PUT_BATCH)
