@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import statefun_tornado
 from tornado import testing
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.tcpclient import TCPClient
 from tornado.testing import gen_test
 from tornado.web import Application
 
@@ -190,6 +192,49 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
         for n, (name, (seen, sent)) in enumerate(replies):
             assert seen == n + 1
             assert sent == [(INBOX, name, f"Hello {name} for the {n + 1}th time!")]
+
+
+class PreparedHandler(statefun_tornado.StatefunHandler):
+    """A subclass with its own ``prepare``, which says when it has run."""
+
+    def initialize(self, handler: RequestReplyHandler, prepared: asyncio.Event) -> None:
+        super().initialize(handler)
+        self.prepared = prepared
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.prepared.set()
+
+
+class BodyAfterPrepareTest(testing.AsyncHTTPTestCase):
+    """A request within the limit has its body read without waiting for ``prepare``, and
+    ``prepare`` may run before the body is in: the handler still gets it whole."""
+
+    def get_app(self) -> Application:
+        self.prepared = asyncio.Event()
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        options = {"handler": handler, "prepared": self.prepared}
+        return Application([("/statefun", PreparedHandler, options)])
+
+    @gen_test
+    async def test_a_body_still_coming_when_prepare_runs_is_read_whole(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        stream = await TCPClient().connect("127.0.0.1", self.get_http_port())
+        try:
+            head = b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+            await stream.write(head % len(body) + body[:10])
+            await self.prepared.wait()
+            await stream.write(body[10:])
+            reply_head = await stream.read_until(b"\r\n\r\n")
+            assert reply_head.startswith(b"HTTP/1.1 200 "), reply_head
+            length = re.search(rb"Content-Length: (\d+)", reply_head)
+            assert length is not None, reply_head
+            reply = await stream.read_bytes(int(length.group(1)))
+        finally:
+            stream.close()
+        assert greetings(reply) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
 
 
 class RoutesTest(testing.AsyncHTTPTestCase):
