@@ -12,8 +12,8 @@ difference over 500 is one request's count, startup and warm-up cancelling out.
 - ``flask`` and ``django`` (the apps of ``flask_app.py`` and ``django_app.py``) are called as
   WSGI applications with the environ gunicorn builds, with no server around them.
 - ``asgi`` (the apps of ``asgi_app.py``: ``StatefunASGI`` for ``statefun``, a hand-written
-  ASGI endpoint around ``handle_async`` or the floor for the others) is called as an ASGI
-  application with the scope uvicorn builds, on one event loop, with no server around it.
+  ASGI endpoint around ``handle_async`` or the floor for the others) is served by uvicorn's
+  HTTP/1.1 protocol (``H11Protocol``, as ``asgi_protocol.py`` drives it), with no sockets.
 - ``aiohttp`` and ``tornado`` (``aiohttp_server.py``, ``tornado_server.py``) serve on
   127.0.0.1 in the process that also runs the client, one keep-alive connection posting in
   turn: the client's share is the same for every endpoint kind, so the differences between
@@ -36,7 +36,6 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "asgi")
@@ -132,32 +131,16 @@ def wsgi(framework: str, kind: str, bodies: list[bytes], requests: int) -> None:
 async def asgi(kind: str, bodies: list[bytes], requests: int) -> None:
     os.environ["BENCH_KIND"] = kind
     from asgi_app import app
+    from asgi_protocol import h11_connection
 
+    one = h11_connection(app)
+    posts = [
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: application/octet-stream"
+        b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        for body in bodies
+    ]
     for n in range(requests):
-        body = bodies[n % len(bodies)]
-        scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
-            "scheme": "http", "method": "POST", "root_path": "", "path": "/",
-            "raw_path": b"/", "query_string": b"",
-            "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"),
-                        (b"content-type", b"application/octet-stream"),
-                        (b"content-length", b"%d" % len(body))],
-        }  # fmt: skip
-        sent: list[Any] = []
-
-        async def receive(body: bytes = body) -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await app(scope, receive, _collector(sent))
-        assert sent[0]["status"] == 200, sent[0]
-
-
-def _collector(sent: list[Any]) -> Any:
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    return send
+        await one(posts[n % len(posts)])
 
 
 async def served(
