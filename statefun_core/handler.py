@@ -179,6 +179,7 @@ class _Batch(InvocationContext):
         message.target_typename = self.typename
         message.target_id = self.id
         message._typed_value = invocation.argument
+        message._typename = None  # read first when the message is sent on
         message._types = types
         return message
 
