@@ -42,7 +42,7 @@ from .plugins.endpoints import Endpoint, find_endpoint
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
-from .storage import checkpoint, rollback, state_serializer, storage_class
+from .storage import checkpoint, kept_encoder, rollback, storage_class
 from .types import Type, TypeSerializer
 
 __all__ = ["RequestReplyHandler"]
@@ -121,10 +121,10 @@ class _Plan:
             self.specs.append((spec.name, tpe, tpe.serializer(), spec))
         self.names = tuple(name for name, *_ in self.specs)
         self.name_set = frozenset(self.names)
-        # (name, typename, serialize to bytes) of each state: what _collect writes mutations with
+        # (name, typename, encoder of a kept int or bool) of each state: what _collect writes
+        # mutations with
         self.states = tuple(
-            (name, tpe.typename, state_serializer(tpe, serializer))
-            for name, tpe, serializer, _ in self.specs
+            (name, tpe.typename, kept_encoder(tpe)) for name, tpe, _, _ in self.specs
         )
         self.storage_class = storage_class(
             function.typename,
@@ -509,7 +509,7 @@ class RequestReplyHandler:
         written = batch.storage._written
         if written:
             add = result.state_mutations.add
-            for name, typename, serialize in batch.plan.states:  # declaration order, as upstream
+            for name, typename, encode_kept in batch.plan.states:  # declaration order, as upstream
                 if name not in written:
                     continue
                 mutation = add()  # fields set one by one: with upb, keywords cost more
@@ -518,8 +518,8 @@ class RequestReplyHandler:
                 data = written[name]
                 if data is None:
                     continue  # DELETE is the default mutation type
-                if type(data) is not bytes:
-                    data = serialize(data)
+                if type(data) is not bytes:  # an int or bool kept as it is: not yet encoded
+                    data = encode_kept(data) if data else b""  # proto3 leaves a zero out
                 mutation.mutation_type = _MODIFY
                 typed_value = mutation.state_value
                 typed_value.typename = typename
