@@ -101,6 +101,25 @@ def _reader(tpe: Type) -> Callable[[Any], Any]:
     return read
 
 
+_read_any_string = _reader(StringType)
+
+
+def _read_string(self: Message) -> Optional[str]:
+    """``Message.as_string``: a string of up to 127 bytes, the usual argument, is decoded here
+    as ``_StringSerializer.deserialize`` decodes it, which saves a call per message."""
+    tv = self._typed_value
+    if tv is not None and tv.has_value:
+        data = tv.value
+        size = len(data) - 2
+        if 0 <= size < 0x80 and data[1] == size and data[0] == 0x0A:
+            try:
+                return data[2:].decode()  # type: ignore[no-any-return]
+            except UnicodeDecodeError as error:
+                mark_unreadable(error)
+                raise
+    return _read_any_string(self)  # type: ignore[no-any-return]
+
+
 class Message(_Typed):
     """A message to a function: its target and a typed value.
 
@@ -164,7 +183,7 @@ class Message(_Typed):
     def is_string(self) -> bool:
         return self.is_type(StringType)
 
-    as_string: ClassVar[Callable[[Message], Optional[str]]] = _reader(StringType)
+    as_string: ClassVar[Callable[[Message], Optional[str]]] = _read_string
 
     def is_float(self) -> bool:
         return self.is_type(FloatType)
