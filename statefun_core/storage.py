@@ -136,7 +136,8 @@ def _builtin_property(name: str, tpe: Type, serializer: Any, maximum: float) -> 
     """A state of a built-in type: its decoded value is kept, and every read returns it."""
     serialize = serializer.serialize
     deserialize = serializer.deserialize
-    read_received = _received_reader(name, tpe.typename, deserialize)
+    typename = tpe.typename
+    read_received = _received_reader(name, typename, deserialize)
     kept: Optional[tuple[Any, int, int]] = next(
         (bounds for builtin, bounds in _KEPT_AS_IS if tpe is builtin), None
     )
@@ -147,7 +148,16 @@ def _builtin_property(name: str, tpe: Type, serializer: Any, maximum: float) -> 
         values = self._values
         if name in values:
             return values[name]
-        value = values[name] = read_received(self)
+        received = self._received[name].state_value
+        if received.has_value and received.typename == typename:  # read_received, one call less
+            try:
+                value = deserialize(received.value)
+            except Exception as error:
+                mark_unreadable(error)
+                raise
+        else:
+            value = read_received(self)  # None, or the type mismatch
+        values[name] = value
         return value
 
     def encode(value: Any) -> tuple[Any, Any]:
