@@ -290,7 +290,8 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
     # the value is encoded before the target is checked, as the official SDK does: a bad
     # value and a missing target raise what the value raises
     if len(kwargs) == 1:
-        ((keyword, value),) = kwargs.items()
+        (keyword,) = kwargs  # cheaper than unpacking kwargs.items(): no view, no pair
+        value = kwargs[keyword]
         encoder = _PRIMITIVE_ENCODERS.get(keyword)
         if encoder is not None and value is not None:
             message = _new_message(Message)
