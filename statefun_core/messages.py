@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Op
 from . import protocol
 from .errors import mark_unreadable
 from .types import (
+    _SHORT_STRING_HEADERS,
     BoolType,
     DoubleType,
     FloatType,
@@ -296,7 +297,17 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
         if encoder is not None and value is not None:
             message = _new_message(Message)
             message._typename, serialize = encoder
-            message._data = serialize(value)
+            if type(value) is str and keyword == "str_value":
+                # text of up to 127 bytes, the usual message, encoded here as StringType's
+                # serializer encodes it: a call less
+                data = value.encode()
+                size = len(data)
+                if 0 < size < 0x80:
+                    message._data = _SHORT_STRING_HEADERS[size] + data
+                else:
+                    message._data = serialize(value)
+            else:
+                message._data = serialize(value)
             if not (target_typename and target_id):
                 _check_target(target_typename, target_id)
             message.target_typename = target_typename
