@@ -173,7 +173,8 @@ class _Batch(InvocationContext):
     fun: Callable[..., Any]
 
     def message(self, invocation: Any, types: TypeRegistry) -> Message:
-        """The message of one invocation, which becomes the one the context answers for."""
+        """The message of one invocation, which becomes the one the context answers for
+        (the two loops most invocations run in write this out)."""
         self._invocation = invocation
         message = _new_message(Message)
         message.target_typename = self.typename
@@ -305,14 +306,8 @@ class RequestReplyHandler:
         if isinstance(batch, bytes):
             return batch  # the missing-state reply
         try:
-            function = batch.plan.function
-            if function.awaits:
+            if batch.plan.function.awaits:
                 self._step(batch)
-            elif function.is_async:  # each coroutine finishes on its first step
-                fun, types = batch.fun, self.types
-                for invocation in batch.invocations:
-                    for _ in fun(batch, batch.message(invocation, types)).__await__():
-                        raise AssertionError(f"{batch.typename} suspended but never awaits")
             else:
                 self._invoke(batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
@@ -337,9 +332,18 @@ class RequestReplyHandler:
         function = batch.plan.function
         try:
             if function.is_async:
-                fun, types = batch.fun, self.types
+                fun, types, typename, id = batch.fun, self.types, batch.typename, batch.id
                 for invocation in batch.invocations:
-                    await fun(batch, batch.message(invocation, types))
+                    # batch.message(invocation, types), written out: most invocations run here
+                    # or in _invoke
+                    batch._invocation = invocation
+                    message = _new_message(Message)
+                    message.target_typename = typename
+                    message.target_id = id
+                    message._typed_value = invocation.argument
+                    message._typename = None
+                    message._types = types
+                    await fun(batch, message)
             elif function.blocking:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self.executor, self._invoke, batch)
@@ -441,10 +445,26 @@ class RequestReplyHandler:
         return batch
 
     def _invoke(self, batch: _Batch) -> None:
-        """Run every invocation of a sync function's batch, in order."""
-        fun, types = batch.fun, self.types
+        """Run every invocation of a sync function's batch, in order; under ``handle_sync``,
+        also of an ``async`` function whose code never awaits: each of its coroutines
+        finishes on its first step, with no event loop."""
+        fun, types, typename, id = batch.fun, self.types, batch.typename, batch.id
+        is_async = batch.plan.function.is_async
         for invocation in batch.invocations:
-            fun(batch, batch.message(invocation, types))
+            # batch.message(invocation, types), written out: most invocations run here or in
+            # handle_async's loop
+            batch._invocation = invocation
+            message = _new_message(Message)
+            message.target_typename = typename
+            message.target_id = id
+            message._typed_value = invocation.argument
+            message._typename = None
+            message._types = types
+            if is_async:
+                for _ in fun(batch, message).__await__():
+                    raise AssertionError(f"{typename} suspended but never awaits")
+            else:
+                fun(batch, message)
 
     def _step(self, batch: _Batch) -> None:
         """Run every invocation of an async function that awaits from sync code, in order.
