@@ -381,8 +381,8 @@ class RequestReplyHandler:
             request = protocol.ToFunction.FromString(data)
         except (DecodeError, RuntimeError, ValueError) as error:
             raise MalformedRequestError(f"the request body is not a ToFunction: {error}") from None
-        if not request.HasField("invocation"):
-            raise MalformedRequestError("the ToFunction request has no invocation batch")
+        # A request without an invocation batch reads as an empty one, whose target "/" no
+        # function can be bound to: it is told apart only when no plan is found.
         pb_batch = request.invocation
         # A batch may be empty, and its target id too (a Kafka record with an empty key): it is
         # answered as the official SDK answers it, with the missing state or a reply.
@@ -394,6 +394,8 @@ class RequestReplyHandler:
         typename = f"{target.namespace}/{target.type}"
         plan = self._plans.get(typename)
         if plan is None or plan.function is not self.functions._functions.get(typename):
+            if not request.HasField("invocation"):
+                raise MalformedRequestError("the ToFunction request has no invocation batch")
             plan = self._plan(self.functions.for_typename(typename))
         id = target.id
         received = {}
