@@ -174,7 +174,7 @@ class _Batch(InvocationContext):
 
     def message(self, invocation: Any, types: TypeRegistry) -> Message:
         """The message of one invocation, which becomes the one the context answers for
-        (the two loops most invocations run in write this out)."""
+        (the two drivers' loops, which most invocations run in, write this out)."""
         self._invocation = invocation
         message = _new_message(Message)
         message.target_typename = self.typename
@@ -306,10 +306,30 @@ class RequestReplyHandler:
         if isinstance(batch, bytes):
             return batch  # the missing-state reply
         try:
-            if batch.plan.function.awaits:
+            function = batch.plan.function
+            if function.awaits:
                 self._step(batch)
-            else:
-                self._invoke(batch)
+            else:  # sync, or async and finishing each coroutine on its first step
+                fun = batch.fun
+                types = self.types
+                typename = batch.typename
+                id = batch.id
+                is_async = function.is_async
+                for invocation in batch.invocations:
+                    # batch.message(invocation, types), written out: most invocations run here
+                    # or in handle_async's loop
+                    batch._invocation = invocation
+                    message = _new_message(Message)
+                    message.target_typename = typename
+                    message.target_id = id
+                    message._typed_value = invocation.argument
+                    message._typename = None
+                    message._types = types
+                    if is_async:
+                        for _ in fun(batch, message).__await__():
+                            raise AssertionError(f"{typename} suspended but never awaits")
+                    else:
+                        fun(batch, message)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
         except BaseException as error:
             raise self._failed(batch, error, headers) from error
@@ -332,10 +352,12 @@ class RequestReplyHandler:
         function = batch.plan.function
         try:
             if function.is_async:
-                fun, types, typename, id = batch.fun, self.types, batch.typename, batch.id
+                fun = batch.fun
+                types = self.types
+                typename = batch.typename
+                id = batch.id
                 for invocation in batch.invocations:
-                    # batch.message(invocation, types), written out: most invocations run here
-                    # or in _invoke
+                    # batch.message(invocation, types), written out, as in handle_sync
                     batch._invocation = invocation
                     message = _new_message(Message)
                     message.target_typename = typename
@@ -447,26 +469,11 @@ class RequestReplyHandler:
         return batch
 
     def _invoke(self, batch: _Batch) -> None:
-        """Run every invocation of a sync function's batch, in order; under ``handle_sync``,
-        also of an ``async`` function whose code never awaits: each of its coroutines
-        finishes on its first step, with no event loop."""
-        fun, types, typename, id = batch.fun, self.types, batch.typename, batch.id
-        is_async = batch.plan.function.is_async
+        """Run every invocation of a sync function's batch, in order (for ``handle_async``:
+        ``handle_sync`` runs them itself)."""
+        fun, types = batch.fun, self.types
         for invocation in batch.invocations:
-            # batch.message(invocation, types), written out: most invocations run here or in
-            # handle_async's loop
-            batch._invocation = invocation
-            message = _new_message(Message)
-            message.target_typename = typename
-            message.target_id = id
-            message._typed_value = invocation.argument
-            message._typename = None
-            message._types = types
-            if is_async:
-                for _ in fun(batch, message).__await__():
-                    raise AssertionError(f"{typename} suspended but never awaits")
-            else:
-                fun(batch, message)
+            fun(batch, batch.message(invocation, types))
 
     def _step(self, batch: _Batch) -> None:
         """Run every invocation of an async function that awaits from sync code, in order.
