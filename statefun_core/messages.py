@@ -272,6 +272,8 @@ _PRIMITIVE_ENCODERS = {
     keyword: (tpe.typename, tpe.serializer().serialize)
     for keyword, tpe in _PRIMITIVE_KEYWORDS.items()
 }
+_STRING = StringType.typename
+_encode_string = StringType.serializer().serialize
 
 
 def _check_target(target_typename: str, target_id: str) -> None:
@@ -290,30 +292,37 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
     """
     # the value is encoded before the target is checked, as the official SDK does: a bad
     # value and a missing target raise what the value raises
-    if len(kwargs) == 1:
-        (keyword,) = kwargs  # cheaper than unpacking kwargs.items(): no view, no pair
-        value = kwargs[keyword]
+    if len(kwargs) != 1:
+        return _built_otherwise(target_typename, target_id, kwargs)
+    (keyword,) = kwargs  # cheaper than unpacking kwargs.items(): no view, no pair
+    value = kwargs[keyword]
+    if type(value) is str and keyword == "str_value":  # text, the usual message
+        typename = _STRING
+        data = value.encode()  # a string of up to 127 bytes encoded as StringType does
+        size = len(data)
+        data = _SHORT_STRING_HEADERS[size] + data if 0 < size < 0x80 else _encode_string(value)
+    else:
         encoder = _PRIMITIVE_ENCODERS.get(keyword)
-        if encoder is not None and value is not None:
-            message = _new_message(Message)
-            message._typename, serialize = encoder
-            if type(value) is str and keyword == "str_value":
-                # text of up to 127 bytes, the usual message, encoded here as StringType's
-                # serializer encodes it: a call less
-                data = value.encode()
-                size = len(data)
-                if 0 < size < 0x80:
-                    message._data = _SHORT_STRING_HEADERS[size] + data
-                else:
-                    message._data = serialize(value)
-            else:
-                message._data = serialize(value)
-            if not (target_typename and target_id):
-                _check_target(target_typename, target_id)
-            message.target_typename = target_typename
-            message.target_id = target_id
-            message._typed_value = None
-            return message
+        if encoder is None or value is None:
+            return _built_otherwise(target_typename, target_id, kwargs)
+        typename, encode = encoder
+        data = encode(value)
+    if not (target_typename and target_id):
+        _check_target(target_typename, target_id)
+    message = _new_message(Message)
+    message.target_typename = target_typename
+    message.target_id = target_id
+    message._typed_value = None
+    message._typename = typename
+    message._data = data
+    return message
+
+
+def _built_otherwise(target_typename: str, target_id: str, kwargs: dict[str, Any]) -> Message:
+    """What ``message_builder`` does but for a value given by a primitive keyword: ``value=``
+    with or without ``value_type=``, a value of None, and wrong keywords."""
+    if len(kwargs) == 1:
+        ((keyword, value),) = kwargs.items()
         if keyword == "value":
             if value is None:
                 raise ValueError("value can not be missing")
