@@ -278,7 +278,7 @@ class _StringSerializer(TypeSerializer):
         if size < 0x80:
             return _SHORT_STRING_HEADERS[size] + data if size else b""
         if size < 0x4000:  # a two-byte length: up to 16 KiB
-            return bytes((0x0A, (size & 0x7F) | 0x80, size >> 7)) + data
+            return _pack_three_bytes(0x0A, (size & 0x7F) | 0x80, size >> 7) + data
         header = bytearray(b"\x0a")
         while size >= 0x80:
             header.append((size & 0x7F) | 0x80)
@@ -302,6 +302,7 @@ class _StringSerializer(TypeSerializer):
         return str(protocol.StringWrapper.FromString(byte).value)
 
 
+_pack_three_bytes = struct.Struct("3B").pack  # no tuple made, as bytes((a, b, c)) makes
 # field 1, length-delimited, and a one-byte length: the header of a string of 0..127 bytes
 _SHORT_STRING_HEADERS = tuple(bytes((0x0A, size)) for size in range(0x80))
 
