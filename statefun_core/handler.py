@@ -236,6 +236,7 @@ class RequestReplyHandler:
         functions._served_by(self._plan)
         self._hooked: frozenset[str] = frozenset()
         self._hooked_generation = -1
+        self._batch_events = False  # whether any hook needs a BatchEvent (see _hooks)
         self._loops = threading.local()
         self.endpoints = self._endpoints()
         """The HTTP endpoints the plugins contribute (``statefun_endpoints``), which every
@@ -427,7 +428,7 @@ class RequestReplyHandler:
         event: Optional[BatchEvent] = None
         if self._hooked_generation != getattr(self.plugins, "generation", None):
             self._hooks(_BATCH_EVENTS)  # plugins changed: look again at who listens
-        if _BATCH_EVENTS in self._hooked:
+        if self._batch_events:
             event = BatchEvent(
                 function_type=typename,
                 function_id=id,
@@ -647,6 +648,7 @@ class RequestReplyHandler:
             if hooked - {"statefun_request_failed"}:
                 hooked.add(_BATCH_EVENTS)
             self._hooked = frozenset(hooked)
+            self._batch_events = _BATCH_EVENTS in hooked
             self._hooked_generation = -1 if generation is None else generation
         return name in self._hooked
 
