@@ -42,7 +42,7 @@ from .plugins.endpoints import Endpoint, find_endpoint
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
 from .registry import TypeRegistry
-from .storage import checkpoint, rollback, state_serializer, storage_class
+from .storage import checkpoint, kept_encoder, rollback, storage_class
 from .types import Type, TypeSerializer
 
 __all__ = ["RequestReplyHandler"]
@@ -121,10 +121,10 @@ class _Plan:
             self.specs.append((spec.name, tpe, tpe.serializer(), spec))
         self.names = tuple(name for name, *_ in self.specs)
         self.name_set = frozenset(self.names)
-        # (name, typename, serialize to bytes) of each state: what _collect writes mutations with
+        # (name, typename, encoder of a kept int or bool) of each state: what _collect writes
+        # mutations with
         self.states = tuple(
-            (name, tpe.typename, state_serializer(tpe, serializer))
-            for name, tpe, serializer, _ in self.specs
+            (name, tpe.typename, kept_encoder(tpe)) for name, tpe, _, _ in self.specs
         )
         self.storage_class = storage_class(
             function.typename,
@@ -173,12 +173,14 @@ class _Batch(InvocationContext):
     fun: Callable[..., Any]
 
     def message(self, invocation: Any, types: TypeRegistry) -> Message:
-        """The message of one invocation, which becomes the one the context answers for."""
+        """The message of one invocation, which becomes the one the context answers for
+        (the two drivers' loops, which most invocations run in, write this out)."""
         self._invocation = invocation
         message = _new_message(Message)
         message.target_typename = self.typename
         message.target_id = self.id
         message._typed_value = invocation.argument
+        message._typename = None  # read first when the message is sent on
         message._types = types
         return message
 
@@ -234,6 +236,7 @@ class RequestReplyHandler:
         functions._served_by(self._plan)
         self._hooked: frozenset[str] = frozenset()
         self._hooked_generation = -1
+        self._batch_events = False  # whether any hook needs a BatchEvent (see _hooks)
         self._loops = threading.local()
         self.endpoints = self._endpoints()
         """The HTTP endpoints the plugins contribute (``statefun_endpoints``), which every
@@ -307,13 +310,27 @@ class RequestReplyHandler:
             function = batch.plan.function
             if function.awaits:
                 self._step(batch)
-            elif function.is_async:  # each coroutine finishes on its first step
-                fun, types = batch.fun, self.types
+            else:  # sync, or async and finishing each coroutine on its first step
+                fun = batch.fun
+                types = self.types
+                typename = batch.typename
+                id = batch.id
+                is_async = function.is_async
                 for invocation in batch.invocations:
-                    for _ in fun(batch, batch.message(invocation, types)).__await__():
-                        raise AssertionError(f"{batch.typename} suspended but never awaits")
-            else:
-                self._invoke(batch)
+                    # batch.message(invocation, types), written out: most invocations run here
+                    # or in handle_async's loop
+                    batch._invocation = invocation
+                    message = _new_message(Message)
+                    message.target_typename = typename
+                    message.target_id = id
+                    message._typed_value = invocation.argument
+                    message._typename = None
+                    message._types = types
+                    if is_async:
+                        for _ in fun(batch, message).__await__():
+                            raise AssertionError(f"{typename} suspended but never awaits")
+                    else:
+                        fun(batch, message)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
         except BaseException as error:
             raise self._failed(batch, error, headers) from error
@@ -336,9 +353,20 @@ class RequestReplyHandler:
         function = batch.plan.function
         try:
             if function.is_async:
-                fun, types = batch.fun, self.types
+                fun = batch.fun
+                types = self.types
+                typename = batch.typename
+                id = batch.id
                 for invocation in batch.invocations:
-                    await fun(batch, batch.message(invocation, types))
+                    # batch.message(invocation, types), written out, as in handle_sync
+                    batch._invocation = invocation
+                    message = _new_message(Message)
+                    message.target_typename = typename
+                    message.target_id = id
+                    message._typed_value = invocation.argument
+                    message._typename = None
+                    message._types = types
+                    await fun(batch, message)
             elif function.blocking:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self.executor, self._invoke, batch)
@@ -376,8 +404,8 @@ class RequestReplyHandler:
             request = protocol.ToFunction.FromString(data)
         except (DecodeError, RuntimeError, ValueError) as error:
             raise MalformedRequestError(f"the request body is not a ToFunction: {error}") from None
-        if not request.HasField("invocation"):
-            raise MalformedRequestError("the ToFunction request has no invocation batch")
+        # A request without an invocation batch reads as an empty one, whose target "/" no
+        # function can be bound to: it is told apart only when no plan is found.
         pb_batch = request.invocation
         # A batch may be empty, and its target id too (a Kafka record with an empty key): it is
         # answered as the official SDK answers it, with the missing state or a reply.
@@ -389,6 +417,8 @@ class RequestReplyHandler:
         typename = f"{target.namespace}/{target.type}"
         plan = self._plans.get(typename)
         if plan is None or plan.function is not self.functions._functions.get(typename):
+            if not request.HasField("invocation"):
+                raise MalformedRequestError("the ToFunction request has no invocation batch")
             plan = self._plan(self.functions.for_typename(typename))
         id = target.id
         received = {}
@@ -398,7 +428,7 @@ class RequestReplyHandler:
         event: Optional[BatchEvent] = None
         if self._hooked_generation != getattr(self.plugins, "generation", None):
             self._hooks(_BATCH_EVENTS)  # plugins changed: look again at who listens
-        if _BATCH_EVENTS in self._hooked:
+        if self._batch_events:
             event = BatchEvent(
                 function_type=typename,
                 function_id=id,
@@ -440,7 +470,8 @@ class RequestReplyHandler:
         return batch
 
     def _invoke(self, batch: _Batch) -> None:
-        """Run every invocation of a sync function's batch, in order."""
+        """Run every invocation of a sync function's batch, in order (for ``handle_async``:
+        ``handle_sync`` runs them itself)."""
         fun, types = batch.fun, self.types
         for invocation in batch.invocations:
             fun(batch, batch.message(invocation, types))
@@ -508,7 +539,7 @@ class RequestReplyHandler:
         written = batch.storage._written
         if written:
             add = result.state_mutations.add
-            for name, typename, serialize in batch.plan.states:  # declaration order, as upstream
+            for name, typename, encode_kept in batch.plan.states:  # declaration order, as upstream
                 if name not in written:
                     continue
                 mutation = add()  # fields set one by one: with upb, keywords cost more
@@ -517,8 +548,8 @@ class RequestReplyHandler:
                 data = written[name]
                 if data is None:
                     continue  # DELETE is the default mutation type
-                if type(data) is not bytes:
-                    data = serialize(data)
+                if type(data) is not bytes:  # an int or bool kept as it is: not yet encoded
+                    data = encode_kept(data) if data else b""  # proto3 leaves a zero out
                 mutation.mutation_type = _MODIFY
                 typed_value = mutation.state_value
                 typed_value.typename = typename
@@ -617,6 +648,7 @@ class RequestReplyHandler:
             if hooked - {"statefun_request_failed"}:
                 hooked.add(_BATCH_EVENTS)
             self._hooked = frozenset(hooked)
+            self._batch_events = _BATCH_EVENTS in hooked
             self._hooked_generation = -1 if generation is None else generation
         return name in self._hooked
 

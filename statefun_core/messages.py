@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Op
 from . import protocol
 from .errors import mark_unreadable
 from .types import (
+    _SHORT_STRING_HEADERS,
     BoolType,
     DoubleType,
     FloatType,
@@ -101,6 +102,25 @@ def _reader(tpe: Type) -> Callable[[Any], Any]:
     return read
 
 
+_read_any_string = _reader(StringType)
+
+
+def _read_string(self: Message) -> Optional[str]:
+    """``Message.as_string``: a string of up to 127 bytes, the usual argument, is decoded here
+    as ``_StringSerializer.deserialize`` decodes it, which saves a call per message."""
+    tv = self._typed_value
+    if tv is not None and tv.has_value:
+        data = tv.value
+        size = len(data) - 2
+        if 0 <= size < 0x80 and data[1] == size and data[0] == 0x0A:
+            try:
+                return data[2:].decode()  # type: ignore[no-any-return]
+            except UnicodeDecodeError as error:
+                mark_unreadable(error)
+                raise
+    return _read_any_string(self)  # type: ignore[no-any-return]
+
+
 class Message(_Typed):
     """A message to a function: its target and a typed value.
 
@@ -164,7 +184,7 @@ class Message(_Typed):
     def is_string(self) -> bool:
         return self.is_type(StringType)
 
-    as_string: ClassVar[Callable[[Message], Optional[str]]] = _reader(StringType)
+    as_string: ClassVar[Callable[[Message], Optional[str]]] = _read_string
 
     def is_float(self) -> bool:
         return self.is_type(FloatType)
@@ -252,6 +272,8 @@ _PRIMITIVE_ENCODERS = {
     keyword: (tpe.typename, tpe.serializer().serialize)
     for keyword, tpe in _PRIMITIVE_KEYWORDS.items()
 }
+_STRING = StringType.typename
+_encode_string = StringType.serializer().serialize
 
 
 def _check_target(target_typename: str, target_id: str) -> None:
@@ -270,19 +292,37 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
     """
     # the value is encoded before the target is checked, as the official SDK does: a bad
     # value and a missing target raise what the value raises
+    if len(kwargs) != 1:
+        return _built_otherwise(target_typename, target_id, kwargs)
+    (keyword,) = kwargs  # cheaper than unpacking kwargs.items(): no view, no pair
+    value = kwargs[keyword]
+    if type(value) is str and keyword == "str_value":  # text, the usual message
+        typename = _STRING
+        data = value.encode()  # a string of up to 127 bytes encoded as StringType does
+        size = len(data)
+        data = _SHORT_STRING_HEADERS[size] + data if 0 < size < 0x80 else _encode_string(value)
+    else:
+        encoder = _PRIMITIVE_ENCODERS.get(keyword)
+        if encoder is None or value is None:
+            return _built_otherwise(target_typename, target_id, kwargs)
+        typename, encode = encoder
+        data = encode(value)
+    if not (target_typename and target_id):
+        _check_target(target_typename, target_id)
+    message = _new_message(Message)
+    message.target_typename = target_typename
+    message.target_id = target_id
+    message._typed_value = None
+    message._typename = typename
+    message._data = data
+    return message
+
+
+def _built_otherwise(target_typename: str, target_id: str, kwargs: dict[str, Any]) -> Message:
+    """What ``message_builder`` does but for a value given by a primitive keyword: ``value=``
+    with or without ``value_type=``, a value of None, and wrong keywords."""
     if len(kwargs) == 1:
         ((keyword, value),) = kwargs.items()
-        encoder = _PRIMITIVE_ENCODERS.get(keyword)
-        if encoder is not None and value is not None:
-            message = _new_message(Message)
-            message._typename, serialize = encoder
-            message._data = serialize(value)
-            if not (target_typename and target_id):
-                _check_target(target_typename, target_id)
-            message.target_typename = target_typename
-            message.target_id = target_id
-            message._typed_value = None
-            return message
         if keyword == "value":
             if value is None:
                 raise ValueError("value can not be missing")

@@ -23,12 +23,21 @@ pays for one encoding, not one per invocation.
 
 from __future__ import annotations
 
+import functools
+import struct
 from typing import Any, Callable, Optional
 
 from .errors import LimitExceededError, mark_unreadable
 from .types import BUILTIN_TYPES, BoolType, IntType, LongType, StringType, Type, to_bytes
 
-__all__ = ["StateValues", "checkpoint", "rollback", "state_serializer", "storage_class"]
+__all__ = [
+    "StateValues",
+    "checkpoint",
+    "kept_encoder",
+    "rollback",
+    "state_serializer",
+    "storage_class",
+]
 
 #: ``name -> (Type, serializer)`` of a function's states, in declaration order.
 Specs = dict[str, tuple[Type, Any]]
@@ -41,6 +50,13 @@ _KEPT_AS_IS: tuple[tuple[Type, tuple[Any, int, int]], ...] = (
     (BoolType, (bool, False, True)),
 )
 _LONGEST_KEPT = 9  # bytes: a LongType's encoding, its tag and 8 bytes
+#: The encoding of a kept value but a zero (or False), which proto3 leaves out: the field's
+#: tag and the value, packed by one C call (the serializer writes the same bytes, in Python).
+_KEPT_ENCODERS: tuple[tuple[Type, Callable[[Any], bytes]], ...] = (
+    (IntType, functools.partial(struct.Struct("<Bi").pack, 0x0D)),
+    (LongType, functools.partial(struct.Struct("<Bq").pack, 0x09)),
+    (BoolType, functools.partial(struct.Struct("<B?").pack, 0x08)),
+)
 
 
 class StateValues:
@@ -66,6 +82,16 @@ def state_serializer(tpe: Type, serializer: Any) -> Callable[[Any], bytes]:
         return serialize
     typename = tpe.typename
     return lambda value: to_bytes(serialize(value), typename)
+
+
+def kept_encoder(tpe: Type) -> Callable[[Any], bytes]:
+    """How the reply encodes an int or bool of ``tpe`` kept as it is, when it is not zero or
+    False (those encode to no bytes)."""
+    return next((encode for builtin, encode in _KEPT_ENCODERS if tpe is builtin), _never_kept)
+
+
+def _never_kept(value: Any) -> bytes:
+    raise AssertionError(f"a value of this type is stored encoded, not as it is: {value!r:.100}")
 
 
 def _is_builtin(tpe: Type) -> bool:
@@ -110,7 +136,8 @@ def _builtin_property(name: str, tpe: Type, serializer: Any, maximum: float) -> 
     """A state of a built-in type: its decoded value is kept, and every read returns it."""
     serialize = serializer.serialize
     deserialize = serializer.deserialize
-    read_received = _received_reader(name, tpe.typename, deserialize)
+    typename = tpe.typename
+    read_received = _received_reader(name, typename, deserialize)
     kept: Optional[tuple[Any, int, int]] = next(
         (bounds for builtin, bounds in _KEPT_AS_IS if tpe is builtin), None
     )
@@ -121,7 +148,16 @@ def _builtin_property(name: str, tpe: Type, serializer: Any, maximum: float) -> 
         values = self._values
         if name in values:
             return values[name]
-        value = values[name] = read_received(self)
+        received = self._received[name].state_value
+        if received.has_value and received.typename == typename:  # read_received, one call less
+            try:
+                value = deserialize(received.value)
+            except Exception as error:
+                mark_unreadable(error)
+                raise
+        else:
+            value = read_received(self)  # None, or the type mismatch
+        values[name] = value
         return value
 
     def encode(value: Any) -> tuple[Any, Any]:

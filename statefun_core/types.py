@@ -278,7 +278,7 @@ class _StringSerializer(TypeSerializer):
         if size < 0x80:
             return _SHORT_STRING_HEADERS[size] + data if size else b""
         if size < 0x4000:  # a two-byte length: up to 16 KiB
-            return bytes((0x0A, (size & 0x7F) | 0x80, size >> 7)) + data
+            return _pack_three_bytes(0x0A, (size & 0x7F) | 0x80, size >> 7) + data
         header = bytearray(b"\x0a")
         while size >= 0x80:
             header.append((size & 0x7F) | 0x80)
@@ -287,12 +287,14 @@ class _StringSerializer(TypeSerializer):
         return bytes(header) + data
 
     def deserialize(self, byte: bytes) -> str:
-        size = len(byte) - 2  # a value of up to 127 bytes: a one-byte length
-        if 0 <= size < 0x80 and byte[1] == size and byte[0] == 0x0A:
-            return byte[2:].decode()
-        size -= 1  # up to 16 KiB: a two-byte length
-        if size >= 0x80 and byte[2] < 0x80 <= byte[1] and size == byte[1] & 0x7F | byte[2] << 7:
-            return byte[3:].decode() if byte[0] == 0x0A else self._decode(byte)
+        size = len(byte)
+        if size > 2 and byte[0] == 0x0A:  # the field, and a length of one or two bytes:
+            length = byte[1]
+            if length < 0x80:  # a value of up to 127 bytes
+                if length == size - 2:
+                    return byte[2:].decode()
+            elif 0 < byte[2] < 0x80 and length & 0x7F | byte[2] << 7 == size - 3:  # to 16 KiB
+                return byte[3:].decode()
         return self._decode(byte) if byte else ""
 
     @staticmethod
@@ -300,6 +302,7 @@ class _StringSerializer(TypeSerializer):
         return str(protocol.StringWrapper.FromString(byte).value)
 
 
+_pack_three_bytes = struct.Struct("3B").pack  # no tuple made, as bytes((a, b, c)) makes
 # field 1, length-delimited, and a one-byte length: the header of a string of 0..127 bytes
 _SHORT_STRING_HEADERS = tuple(bytes((0x0A, size)) for size in range(0x80))
 

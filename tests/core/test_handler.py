@@ -327,6 +327,23 @@ def test_a_message_subclass_is_sent_as_a_message(serve: Serve) -> None:
     ]
 
 
+def test_a_received_message_can_be_sent_on(serve: Serve) -> None:
+    functions = StatefulFunctions()
+
+    def forward(ctx: Any, message: Message) -> None:
+        ctx.send(message)  # to itself: the target of a received message is the invoked function
+        ctx.send_after(timedelta(seconds=1), message)
+
+    functions.register("ns/f", forward)
+    argument = typed_value(StringType, "hi")
+    result = invocation_result(serve(functions)(to_function("ns/f", "1", [argument])))
+    sent = [result.outgoing_messages[0], result.delayed_invocations[0]]
+    assert [(m.target.namespace, m.target.type, m.target.id) for m in sent] == [
+        ("ns", "f", "1")
+    ] * 2
+    assert [m.argument for m in sent] == [argument] * 2
+
+
 class CountingType(Type):
     """A custom type that compares by typename (so is unhashable) and counts its serializers."""
 
