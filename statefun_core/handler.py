@@ -173,8 +173,7 @@ class _Batch(InvocationContext):
     fun: Callable[..., Any]
 
     def message(self, invocation: Any, types: TypeRegistry) -> Message:
-        """The message of one invocation, which becomes the one the context answers for
-        (the two drivers' loops, which most invocations run in, write this out)."""
+        """The message of one invocation, which becomes the one the context answers for."""
         self._invocation = invocation
         message = _new_message(Message)
         message.target_typename = self.typename
@@ -313,22 +312,12 @@ class RequestReplyHandler:
             else:  # sync, or async and finishing each coroutine on its first step
                 fun = batch.fun
                 types = self.types
-                typename = batch.typename
-                id = batch.id
                 is_async = function.is_async
                 for invocation in batch.invocations:
-                    # batch.message(invocation, types), written out: most invocations run here
-                    # or in handle_async's loop
-                    batch._invocation = invocation
-                    message = _new_message(Message)
-                    message.target_typename = typename
-                    message.target_id = id
-                    message._typed_value = invocation.argument
-                    message._typename = None
-                    message._types = types
+                    message = batch.message(invocation, types)
                     if is_async:
                         for _ in fun(batch, message).__await__():
-                            raise AssertionError(f"{typename} suspended but never awaits")
+                            raise AssertionError(f"{batch.typename} suspended but never awaits")
                     else:
                         fun(batch, message)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
@@ -355,18 +344,8 @@ class RequestReplyHandler:
             if function.is_async:
                 fun = batch.fun
                 types = self.types
-                typename = batch.typename
-                id = batch.id
                 for invocation in batch.invocations:
-                    # batch.message(invocation, types), written out, as in handle_sync
-                    batch._invocation = invocation
-                    message = _new_message(Message)
-                    message.target_typename = typename
-                    message.target_id = id
-                    message._typed_value = invocation.argument
-                    message._typename = None
-                    message._types = types
-                    await fun(batch, message)
+                    await fun(batch, batch.message(invocation, types))
             elif function.blocking:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self.executor, self._invoke, batch)
