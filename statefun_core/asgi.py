@@ -57,9 +57,13 @@ class StatefunASGI(Served):
         endpoint = self.endpoint
         raw = scope["headers"]
         headers = ScopeHeaders(raw)
-        # ASGI servers give the names in lower case; a repeated Content-Length they refuse
-        declared = declared_length(dict(raw).get(b"content-length"))
-        early = endpoint.before_body(scope["method"], _relative_path(scope), headers, declared)
+        declared = None
+        for name, value in raw:
+            if name == b"content-length":  # ASGI servers give the names in lower case
+                declared = declared_length(value)
+                break
+        path = _relative_path(scope) if scope.get("root_path") else scope["path"]
+        early = endpoint.before_body(scope["method"], path, headers, declared)
         if early is not None:
             await _send(send, early, head=scope["method"] == "HEAD")
             return

@@ -70,7 +70,10 @@ def callgrind(framework: str, kind: str, requests: int) -> int:
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, __file__, "--serve", framework, kind, str(requests),
     ]  # fmt: skip
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stderr
+    # one hash seed for every run: with a random one, dicts and sets are laid out anew in each
+    # process and the same code counts some kI apart
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stderr
     match = re.search(r"Collected : (\d+)", output)
     if match is None:
         raise SystemExit(f"no count from callgrind for {framework} {kind}:\n{output}")
