@@ -319,8 +319,9 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
 
 
 def _built_otherwise(target_typename: str, target_id: str, kwargs: dict[str, Any]) -> Message:
-    """What ``message_builder`` does but for a value given by a primitive keyword: ``value=``
-    with or without ``value_type=``, a value of None, and wrong keywords."""
+    """``message_builder`` for every call but one primitive keyword with a value (which it
+    encodes itself): ``value=`` with or without ``value_type=``, a value of None, and wrong
+    keywords."""
     if len(kwargs) == 1:
         ((keyword, value),) = kwargs.items()
         if keyword == "value":

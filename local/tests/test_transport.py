@@ -108,6 +108,16 @@ def test_the_call_budget_ends_retries() -> None:
     assert "timed out" in reply and "call timeout exhausted" in reply
 
 
+def test_a_last_attempt_cut_short_by_the_budget_names_the_failure_before_it() -> None:
+    def down_then_slow(n: int) -> web.Response:  # 599: slower than the budget (call_with)
+        return web.Response(status=500, text="down for now") if n == 1 else web.Response(status=599)
+
+    reply, requests = asyncio.run(call_with(down_then_slow, ASYNC))
+    assert requests == 2
+    assert isinstance(reply, str) and "failed after 2 attempt(s)" in reply
+    assert "timed out, after HTTP 500: down for now (call timeout exhausted)" in reply
+
+
 def test_okhttp_transport_calls_a_unix_socket(tmp_path: Path) -> None:
     async def scenario() -> tuple[bytes, str]:
         paths = []

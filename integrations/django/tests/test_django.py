@@ -202,6 +202,23 @@ def test_the_documented_routes_serve_the_path_with_and_without_a_slash(
     assert greetings(response.content) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
 
 
+@pytest.mark.parametrize(
+    ("urlconf", "name"),
+    [("tests.project.urls", "statefun:endpoint"), ("tests.project.urls_flat", "statefun-endpoint")],
+)
+def test_the_endpoint_url_is_found_for_both_routes(urlconf: str, name: str) -> None:
+    """What statefun_serve prints and check W002 looks at."""
+    with override_settings(ROOT_URLCONF=urlconf):
+        assert conf.endpoint_url() == (name, "/statefun")
+
+
+def test_statefun_urls_need_a_path() -> None:
+    from statefun_django.urls import statefun_urls
+
+    with pytest.raises(ValueError, match="needs a path"):
+        statefun_urls("/")
+
+
 def test_statefun_urls_name_the_endpoint() -> None:
     with override_settings(ROOT_URLCONF="tests.project.urls_flat"):
         assert reverse("statefun-endpoint") == "/statefun"

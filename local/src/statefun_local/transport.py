@@ -108,6 +108,7 @@ class HttpTransport:
         backoff = 0.010 if okhttp else 0.002
         deadline = time.monotonic() + endpoint.call_timeout
         attempt = 0
+        previous = ""  # the reason of the attempt before, should the budget cut the last one
         while True:
             attempt += 1
             try:
@@ -121,7 +122,10 @@ class HttpTransport:
                 reason = str(failure)
             remaining = deadline - time.monotonic()
             if remaining <= _MIN_ATTEMPT:
+                if previous and previous != reason:  # a last attempt that timed out says little
+                    reason = f"{reason}, after {previous}"
                 raise CallFailedError(url, attempt, f"{reason} (call timeout exhausted)")
+            previous = reason
             if self._on_retry is not None:
                 self._on_retry(url, attempt, reason)
             await asyncio.sleep(min(backoff, remaining - _MIN_ATTEMPT))

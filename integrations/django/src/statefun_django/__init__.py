@@ -6,7 +6,9 @@
     STATEFUN = {"FUNCTIONS": "proj.fns.functions"}
 
     # urls.py
-    urlpatterns = [re_path(r"^statefun/?", include("statefun_django.urls"))]
+    from statefun_django.urls import statefun_urls
+
+    urlpatterns = [*statefun_urls("statefun")]
 
 This module imports nothing of Django's beyond a check that it is installed, so that it can be
 named in ``INSTALLED_APPS`` and loaded as a plugin before the settings are configured.

@@ -18,13 +18,14 @@ from typing import Any, Optional, Sequence
 
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning
-from django.urls import NoReverseMatch, Resolver404, resolve, reverse
+from django.urls import Resolver404, resolve
 
 from .conf import (
     DEFAULTS,
     StatefunConfigError,
     configured_functions,
     configured_limits,
+    endpoint_url,
     get_settings,
     handler_error,
     load_functions,
@@ -75,14 +76,10 @@ def check_settings(
 def check_urls(
     app_configs: Optional[Sequence[AppConfig]] = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    for name in ("statefun-endpoint", "statefun:endpoint"):  # statefun_urls(), include()
-        try:
-            url = reverse(name)
-            break
-        except NoReverseMatch:
-            continue
-    else:
+    found = endpoint_url()
+    if found is None:
         return []  # routed by hand
+    name, url = found
     bare = url.rstrip("/")
     if not bare or bare == url:
         return []

@@ -11,6 +11,7 @@ from typing import Any, Mapping, Optional, Union
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
 from statefun_core import Limits, RequestReplyHandler, StatefulFunctions
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULTS",
     "StatefunConfigError",
     "configured_limits",
+    "endpoint_url",
     "get_handler",
     "get_settings",
     "handler_error",
@@ -163,3 +165,15 @@ def reload(*, setting: str, **kwargs: Any) -> None:
 
 
 setting_changed.connect(reload, dispatch_uid="statefun_django.conf.reload")
+
+
+def endpoint_url() -> Optional[tuple[str, str]]:
+    """``(URL name, path)`` of the function endpoint in the project's URLconf: routed by
+    ``statefun_urls`` (``statefun-endpoint``) or by the include (``statefun:endpoint``); None
+    when it is routed by hand, under a name of the project's own."""
+    for name in ("statefun-endpoint", "statefun:endpoint"):
+        try:
+            return name, reverse(name)
+        except NoReverseMatch:
+            continue
+    return None

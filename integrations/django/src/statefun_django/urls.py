@@ -36,6 +36,8 @@ def statefun_urls(prefix: str = "statefun") -> list[URLPattern]:
     trailing slash (``module.yaml`` files name it without, and the runtime follows no
     redirect), and the plugins' endpoints at ``/<prefix><their path>``."""
     prefix = prefix.strip("/")
+    if not prefix:
+        raise ValueError("statefun_urls() needs a path to serve at, such as 'statefun'")
     view = endpoint_view()
     return [
         path(prefix, view, name="statefun-endpoint"),

@@ -6,9 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.core.servers.basehttp import get_internal_wsgi_application, run
-from django.urls import NoReverseMatch, reverse
 
-from ...conf import get_handler
+from ...conf import endpoint_url, get_handler
 
 
 class Command(BaseCommand):
@@ -20,10 +19,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         handler = get_handler()
-        try:
-            path = reverse("statefun:endpoint")
-        except NoReverseMatch:
-            path = "/<include statefun_django.urls in your URLconf>"
+        found = endpoint_url()
+        path = "/<route statefun_urls() in your URLconf>" if found is None else found[1]
         for function in handler.functions:
             self.stdout.write(f"{function.typename}  ->  http://{host}:{port}{path}")
         run(host, port, get_internal_wsgi_application(), threading=True)
