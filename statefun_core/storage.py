@@ -42,21 +42,16 @@ __all__ = [
 #: ``name -> (Type, serializer)`` of a function's states, in declaration order.
 Specs = dict[str, tuple[Type, Any]]
 
-#: The built-in types whose values are stored as they are, ``(class, lowest, highest)``
-#: (by identity: a Type may define ``__eq__``).
-_KEPT_AS_IS: tuple[tuple[Type, tuple[Any, int, int]], ...] = (
-    (IntType, (int, -(2**31), 2**31 - 1)),
-    (LongType, (int, -(2**63), 2**63 - 1)),
-    (BoolType, (bool, False, True)),
+#: The built-in types whose values are stored as they are (by identity: a Type may define
+#: ``__eq__``): the class and range of such a value, and how the reply encodes one that is not
+#: zero or False (proto3 leaves those out): the field's tag and the value packed by one C call,
+#: the bytes the type's serializer writes in Python.
+_KEPT_AS_IS: tuple[tuple[Type, tuple[Any, int, int], struct.Struct, int], ...] = (
+    (IntType, (int, -(2**31), 2**31 - 1), struct.Struct("<Bi"), 0x0D),
+    (LongType, (int, -(2**63), 2**63 - 1), struct.Struct("<Bq"), 0x09),
+    (BoolType, (bool, False, True), struct.Struct("<B?"), 0x08),
 )
-_LONGEST_KEPT = 9  # bytes: a LongType's encoding, its tag and 8 bytes
-#: The encoding of a kept value but a zero (or False), which proto3 leaves out: the field's
-#: tag and the value, packed by one C call (the serializer writes the same bytes, in Python).
-_KEPT_ENCODERS: tuple[tuple[Type, Callable[[Any], bytes]], ...] = (
-    (IntType, functools.partial(struct.Struct("<Bi").pack, 0x0D)),
-    (LongType, functools.partial(struct.Struct("<Bq").pack, 0x09)),
-    (BoolType, functools.partial(struct.Struct("<B?").pack, 0x08)),
-)
+_LONGEST_KEPT = max(packer.size for _, _, packer, _ in _KEPT_AS_IS)
 
 
 class StateValues:
@@ -87,7 +82,10 @@ def state_serializer(tpe: Type, serializer: Any) -> Callable[[Any], bytes]:
 def kept_encoder(tpe: Type) -> Callable[[Any], bytes]:
     """How the reply encodes an int or bool of ``tpe`` kept as it is, when it is not zero or
     False (those encode to no bytes)."""
-    return next((encode for builtin, encode in _KEPT_ENCODERS if tpe is builtin), _never_kept)
+    for builtin, _, packer, tag in _KEPT_AS_IS:
+        if tpe is builtin:
+            return functools.partial(packer.pack, tag)
+    return _never_kept
 
 
 def _never_kept(value: Any) -> bytes:
@@ -139,7 +137,7 @@ def _builtin_property(name: str, tpe: Type, serializer: Any, maximum: float) -> 
     typename = tpe.typename
     read_received = _received_reader(name, typename, deserialize)
     kept: Optional[tuple[Any, int, int]] = next(
-        (bounds for builtin, bounds in _KEPT_AS_IS if tpe is builtin), None
+        (bounds for builtin, bounds, _, _ in _KEPT_AS_IS if tpe is builtin), None
     )
     if maximum < _LONGEST_KEPT:
         kept = None  # a limit so low that an int or bool must be measured too

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import statefun_tornado
 from tornado.web import Application, RequestHandler
@@ -34,22 +35,14 @@ class BareHandler(RequestHandler):
         self.finish(self.reply)
 
 
-class FloorHandler(RequestHandler):
-    def initialize(self, floor: Floor) -> None:
-        self.floor = floor
+class AnsweringHandler(RequestHandler):
+    """A plain handler answering with ``await answer(body)``: the floor's or the core's."""
+
+    def initialize(self, answer: Callable[[bytes], Awaitable[bytes]]) -> None:
+        self.answer = answer
 
     async def post(self) -> None:
-        reply = await self.floor.handle_async(self.request.body)
-        self.set_header("Content-Type", CONTENT_TYPE)
-        self.finish(reply)
-
-
-class ByHandHandler(RequestHandler):
-    def initialize(self, handler: RequestReplyHandler) -> None:
-        self.handler = handler
-
-    async def post(self) -> None:
-        reply = await self.handler.handle_async(self.request.body)
+        reply = await self.answer(self.request.body)
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(reply)
 
@@ -60,12 +53,12 @@ def make_app(kind: str, fixed_reply: bytes) -> Application:
         return statefun_tornado.make_app(RequestReplyHandler(functions, plugins=plugins))
     if kind == "floor":
         floor = Floor(ROOT / "statefun_core" / "protocol" / "statefun.desc")
-        return Application([("/statefun", FloorHandler, {"floor": floor})])
+        return Application([("/statefun", AnsweringHandler, {"answer": floor.handle_async})])
     if kind == "handler":
         handler = RequestReplyHandler(
             functions, plugins=make_plugin_manager(load_entrypoints=False)
         )
-        return Application([("/statefun", ByHandHandler, {"handler": handler})])
+        return Application([("/statefun", AnsweringHandler, {"answer": handler.handle_async})])
     return Application([("/statefun", BareHandler, {"reply": fixed_reply})])
 
 
