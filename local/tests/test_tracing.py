@@ -37,6 +37,7 @@ from .conftest import module_yaml, run, serving
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 INGRESS = f"00-{TRACE_ID}-b7ad6b7169203331-01"
+STATE = "vendor=value,other=1"
 FIRST, SECOND, THIRD = "com.example/first", "com.example/second", "com.example/third"
 
 
@@ -110,7 +111,7 @@ def test_one_trace_from_the_ingress_through_three_functions_to_the_egress(
                 async with session.post(
                     f"{runtime_url}/ingress/{FIRST}/ann",
                     json={"type": "string", "value": "hello"},
-                    headers={"traceparent": INGRESS},
+                    headers={"traceparent": INGRESS, "tracestate": STATE},
                 ) as response:
                     assert response.status == 202, await response.text()
                 await runtime.wait_until_idle()
@@ -132,10 +133,12 @@ def test_one_trace_from_the_ingress_through_three_functions_to_the_egress(
             if s.name == receiver and "statefun.invocation.index" in (s.attributes or {})
         ]
         assert [link.context.span_id for link in invocation.links] == [sender.context.span_id]
-    # the egress record names the batch that sent it, in the view and in the SQLite file
-    assert record["traceparent"] == traceparent(third)
+    # the egress record names the batch that sent it, in the view and in the SQLite file, and
+    # keeps the ingress' tracestate: a traceresponse has none, and the trace is the same
+    assert (record["traceparent"], record["tracestate"]) == (traceparent(third), STATE)
     with contextlib.closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("SELECT traceparent FROM egress").fetchall() == [(traceparent(third),)]
+        rows = conn.execute("SELECT traceparent, tracestate FROM egress").fetchall()
+    assert rows == [(traceparent(third), STATE)]
 
 
 ORIGIN = TraceContext(INGRESS, "vendor=value")

@@ -224,7 +224,8 @@ class Engine:
         """Apply the function's reply to ``batch`` (the bytes of a ``FromFunction``; empty
         means no effects). ``trace`` is the span of the batch the function reported
         (``traceresponse``): the origin of the messages, delayed messages and egress records of
-        the reply; without it they keep the batch's own (``batch.trace``).
+        the reply; without it they keep the batch's own (``batch.trace``). A ``traceresponse``
+        has no ``tracestate``: one that continues the batch's trace keeps the batch's.
 
         On a discovery reply the specs are registered and the same messages are offered
         again. Otherwise, atomically: the batch's messages are consumed, the address's
@@ -241,7 +242,8 @@ class Engine:
             if response.HasField("incomplete_invocation_context"):
                 completion = self._discover(batch, response.incomplete_invocation_context)
             else:
-                completion = self._apply(batch, response.invocation_result, trace or batch.trace)
+                trace = _continued(trace, batch.trace)
+                completion = self._apply(batch, response.invocation_result, trace)
         del self._outstanding[batch.address]
         if not completion.incomplete:
             self._discovery_rounds.pop(batch.address, None)
@@ -445,6 +447,21 @@ def _spec(function_typename: str, missing: Any) -> StateSpec:
 
 
 _NO_HEADERS: Mapping[str, str] = {}
+
+
+def _continued(
+    reported: Optional[TraceContext], sent: Optional[TraceContext]
+) -> Optional[TraceContext]:
+    """The origin of a reply's effects: the span the function reported, with the vendors'
+    ``tracestate`` the batch was sent with when that span is in the same trace (W3C: the
+    state travels with the trace; a ``traceresponse`` carries none); else the batch's own."""
+    if reported is None:
+        return sent
+    if sent is None or reported.tracestate or not sent.tracestate:
+        return reported
+    if reported.traceparent[3:35] != sent.traceparent[3:35]:  # another trace id
+        return reported
+    return TraceContext(reported.traceparent, sent.tracestate)
 
 
 def _trace_headers(

@@ -283,7 +283,9 @@ def test_a_records_trace_reaches_the_traced_function_and_its_egress_record(
     assert traced_span.parent is not None
     assert f"{traced_span.parent.trace_id:032x}" == TRACE_ID
     assert f"{traced_span.parent.span_id:016x}" == TRACEPARENT[36:52]
-    assert out["traced"].headers == [("traceparent", traceparent(traced_span))]
+    # a traceresponse has no tracestate: the record's own goes on with its trace
+    assert out["traced"].headers == [("traceparent", traceparent(traced_span)),
+                                     ("tracestate", TRACESTATE.encode())]  # fmt: skip
     assert out["own"].headers == [("traceparent", OWN_TRACEPARENT.encode())]
     # a record without one: the trace the function server started
     assert plain_span.parent is None and f"{plain_span.context.trace_id:032x}" != TRACE_ID

@@ -18,6 +18,7 @@ from statefun_core.engine import (
     MemoryStore,
     StaleBatchError,
     StateTypeError,
+    TraceContext,
     TypedValue,
     UnknownEgressError,
     UnregisteredStateError,
@@ -572,3 +573,32 @@ def test_the_request_is_a_to_function(engine):
     engine.send(COUNTER, text("1"))
     batch = only_batch(engine)
     assert protocol.ToFunction.FromString(batch.request) == batch.to_function()
+
+
+SENT = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "vendor=value")
+
+
+@pytest.mark.parametrize(
+    "traceresponse, origin",
+    [
+        # the function's span in the batch's trace: the batch's tracestate goes on with it
+        ("00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01",
+         TraceContext("00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01", "vendor=value")),
+        # a span of another trace: the batch's vendors' state is not that trace's
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+         TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "")),
+        # no traceresponse (no tracing plugin): the batch's own context
+        (None, SENT),
+    ],
+)  # fmt: skip
+def test_a_replys_effects_get_the_reported_span_and_the_batchs_tracestate(
+    engine, traceresponse, origin
+):
+    engine.send(COUNTER, text("go"), trace=SENT)
+    batch = only_batch(engine)
+    assert batch.trace == SENT
+    reply = Reply().send(SINK, text("on")).egress("example/out", text("out")).bytes()
+    engine.complete(batch, reply, TraceContext.parse(traceresponse))
+    (record,) = engine.egress_records()
+    assert record.trace == origin
+    assert only_batch(engine).trace == origin

@@ -74,6 +74,7 @@ def egress_view(record: EgressRecord) -> dict[str, Any]:
         "type": record.argument.typename,
         "record": describe(record.argument.typename, record.argument.value),
         "traceparent": record.trace.traceparent if record.trace else None,
+        "tracestate": record.trace.tracestate or None if record.trace else None,
     }
 
 
