@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Op
 
 from . import protocol
 from .errors import mark_unreadable
+from .protowire import element, field
 from .types import (
     _SHORT_STRING_HEADERS,
     BoolType,
@@ -367,22 +368,6 @@ def egress_message_builder(target_typename: str, value: Any, value_type: Type) -
     return EgressMessage._built(target_typename, value_type.typename, encode(value_type, value))
 
 
-def _field(number: int, data: bytes) -> bytes:
-    """One length-delimited protobuf field (proto3: omitted when empty), as protobuf writes it."""
-    return _element(number, data) if data else b""
-
-
-def _element(number: int, data: bytes) -> bytes:
-    """One length-delimited field written even when empty: an element of a repeated field."""
-    size = len(data)
-    header = bytearray(((number << 3) | 2,))
-    while size >= 0x80:
-        header.append((size & 0x7F) | 0x80)
-        size >>= 7
-    header.append(size)
-    return bytes(header) + data
-
-
 def _record_bytes(value: Any, value_type: Optional[Type], kafka: bool) -> bytes:
     if value_type:
         return to_bytes(value_type.serializer().serialize(value), value_type.typename)
@@ -422,22 +407,22 @@ def kafka_egress_message(
     if value is None:
         raise ValueError("Missing value")
     record = (
-        _field(1, key.encode("utf-8") if key else b"")
-        + _field(2, _record_bytes(value, value_type, kafka=True))
-        + _field(3, topic.encode("utf-8"))
+        field(1, key.encode("utf-8") if key else b"")
+        + field(2, _record_bytes(value, value_type, kafka=True))
+        + field(3, topic.encode("utf-8"))
     )
     if headers:
         pairs = headers.items() if isinstance(headers, Mapping) else headers
-        record += b"".join(_element(4, _header(name, value)) for name, value in pairs)
+        record += b"".join(element(4, _header(name, value)) for name, value in pairs)
     return EgressMessage._built(typename, KAFKA_PRODUCER_RECORD, record)
 
 
 def _header(name: str, value: HeaderValue) -> bytes:
     """One ``KafkaProducerRecord.Header``, as protobuf writes it (``has_value`` is field 3)."""
     if value is None:
-        return _field(1, name.encode("utf-8"))
+        return field(1, name.encode("utf-8"))
     data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-    return _field(1, name.encode("utf-8")) + _field(2, data) + b"\x18\x01"
+    return field(1, name.encode("utf-8")) + field(2, data) + b"\x18\x01"
 
 
 def kinesis_egress_message(
@@ -456,9 +441,9 @@ def kinesis_egress_message(
     if partition_key is None:
         raise ValueError("Missing partition key")
     record = (
-        _field(1, partition_key.encode("utf-8"))
-        + _field(2, _record_bytes(value, value_type, kafka=False))
-        + _field(3, stream.encode("utf-8"))
-        + _field(4, explicit_hash_key.encode("utf-8") if explicit_hash_key else b"")
+        field(1, partition_key.encode("utf-8"))
+        + field(2, _record_bytes(value, value_type, kafka=False))
+        + field(3, stream.encode("utf-8"))
+        + field(4, explicit_hash_key.encode("utf-8") if explicit_hash_key else b"")
     )
     return EgressMessage._built(typename, KINESIS_EGRESS_RECORD, record)
