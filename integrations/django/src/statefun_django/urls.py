@@ -17,9 +17,10 @@ once inside it, which costs more than the rest of the integration together.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, re_path
 
 from statefun_core.plugins import Endpoint
 
@@ -38,10 +39,9 @@ def statefun_urls(prefix: str = "statefun") -> list[URLPattern]:
     prefix = prefix.strip("/")
     if not prefix:
         raise ValueError("statefun_urls() needs a path to serve at, such as 'statefun'")
-    view = endpoint_view()
     return [
-        path(prefix, view, name="statefun-endpoint"),
-        path(f"{prefix}/", view),
+        # one pattern for both paths: a request is matched once, whichever it names
+        re_path(rf"^{re.escape(prefix)}/?\Z", endpoint_view(), name="statefun-endpoint"),
         *(path(f"{prefix}{endpoint.path}", served) for endpoint, served in _plugin_views()),
     ]
 
