@@ -211,5 +211,7 @@ def test_long_values_and_many_effects() -> None:
 
 def test_varint_is_protobufs() -> None:
     for value in [*range(0, 70_000, 7), 2**14 - 1, 2**14, 2**21, 2**31, 2**63 - 1, -1, -(2**63)]:
-        written = protocol.FromFunction.DelayedInvocation(delay_in_ms=value).SerializeToString()
+        delayed = protocol.FromFunction().invocation_result.delayed_invocations.add()
+        delayed.delay_in_ms = value  # an int64
+        written = delayed.SerializeToString()
         assert written == (b"\x08" + varint(value) if value else b"")
