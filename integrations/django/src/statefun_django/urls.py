@@ -17,10 +17,9 @@ once inside it, which costs more than the rest of the integration together.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
-from django.urls import URLPattern, path, re_path
+from django.urls import URLPattern, path
 
 from statefun_core.plugins import Endpoint
 
@@ -39,9 +38,10 @@ def statefun_urls(prefix: str = "statefun") -> list[URLPattern]:
     prefix = prefix.strip("/")
     if not prefix:
         raise ValueError("statefun_urls() needs a path to serve at, such as 'statefun'")
+    view = endpoint_view()
     return [
-        # one pattern for both paths: a request is matched once, whichever it names
-        re_path(rf"^{re.escape(prefix)}/?\Z", endpoint_view(), name="statefun-endpoint"),
+        path(prefix, view, name="statefun-endpoint"),
+        path(f"{prefix}/", view),
         *(path(f"{prefix}{endpoint.path}", served) for endpoint, served in _plugin_views()),
     ]
 
