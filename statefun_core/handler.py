@@ -132,10 +132,16 @@ class _Plan:
         self.names = tuple(name for name, *_ in self.specs)
         self.name_set = frozenset(self.names)
         # what _collect writes each state's mutation with: its name, the whole DELETE
-        # mutation, a MODIFY mutation up to its value, the value's typename, and the encoder
-        # of an int or bool kept as it is
+        # mutation, a MODIFY mutation up to its value, the value up to its bytes, and the
+        # encoder of an int or bool kept as it is
         self.mutations = tuple(
-            (name, element(1, named), b"\x08\x01" + named, tpe.typename, kept_encoder(tpe))
+            (
+                name,
+                element(1, named),
+                b"\x08\x01" + named,
+                typed_value_fields(tpe.typename),
+                kept_encoder(tpe),
+            )
             for name, tpe, _, _ in self.specs
             for named in [field(2, name.encode())]  # state_name; b"\x08\x01": MODIFY
         )
@@ -511,7 +517,7 @@ class RequestReplyHandler:
         parts: list[bytes] = []  # the InvocationResponse's fields, in field order
         written = batch.storage._written
         if written:
-            for name, deleted, modified, state_typename, encode_kept in batch.plan.mutations:
+            for name, deleted, modified, value_head, encode_kept in batch.plan.mutations:
                 if name not in written:
                     continue
                 data = written[name]
@@ -520,8 +526,7 @@ class RequestReplyHandler:
                     continue
                 if type(data) is not bytes:  # an int or bool kept as it is: not yet encoded
                     data = encode_kept(data) if data else b""  # proto3 leaves a zero out
-                value = typed_value_fields(state_typename) + field(3, data)
-                parts.append(element(1, modified + element(3, value)))
+                parts.append(element(1, modified + element(3, value_head + field(3, data))))
         if batch.outbox:
             delayed: list[bytes] = []  # field 3, after the messages (2)
             egress: list[bytes] = []  # field 4
