@@ -16,7 +16,7 @@ import itertools
 import threading
 import time
 from concurrent.futures import Executor
-from typing import Any, Callable, Iterator, Mapping, MutableMapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, MutableMapping, NamedTuple, Optional, Union
 
 import pluggy
 from google.protobuf.message import DecodeError
@@ -41,7 +41,7 @@ from .messages import EgressMessage, Message, encode
 from .plugins.endpoints import Endpoint, find_endpoint
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
-from .protowire import element, field, key, typed_value_fields, varint
+from .protowire import element, field, key, text, typed_value_fields, varint
 from .registry import TypeRegistry
 from .storage import checkpoint, kept_encoder, rollback, storage_class
 from .types import Type, TypeSerializer
@@ -68,6 +68,9 @@ _BATCH_EVENTS = "batch events"
 
 
 _INVOCATION_RESULT = key(100, 2)  # FromFunction.invocation_result
+_MODIFY = key(1, 0) + b"\x01"  # PersistedValueMutation.mutation_type MODIFY
+_DELAY = key(1, 0)  # DelayedInvocation.delay_in_ms, a varint follows
+_CANCELLATION = key(10, 0) + b"\x01"  # DelayedInvocation.is_cancellation_request, true
 
 
 @functools.lru_cache(maxsize=4096)
@@ -82,9 +85,21 @@ def _no_limit(maximum: Optional[int]) -> float:
     return float("inf") if maximum is None else maximum
 
 
-def _address(message: Message) -> bytes:
+def _target(message: Message) -> bytes:
     """The ``Address`` a message is sent to."""
-    return _typename_head(message.target_typename) + field(3, message.target_id.encode())
+    target_id = message.target_id
+    ident = target_id.encode() if type(target_id) is str else text(target_id)
+    return _typename_head(message.target_typename) + field(3, ident)
+
+
+class _Mutation(NamedTuple):
+    """How :meth:`RequestReplyHandler._collect` writes a state's mutation."""
+
+    name: str
+    deleted: bytes  # the whole DELETE mutation
+    modified: bytes  # a MODIFY mutation up to its value
+    value_head: bytes  # the value's TypedValue up to its bytes
+    encode_kept: Callable[[Any], bytes]  # for an int or bool kept as it is
 
 
 class _Plan:
@@ -131,20 +146,18 @@ class _Plan:
             self.specs.append((spec.name, tpe, tpe.serializer(), spec))
         self.names = tuple(name for name, *_ in self.specs)
         self.name_set = frozenset(self.names)
-        # what _collect writes each state's mutation with: its name, the whole DELETE
-        # mutation, a MODIFY mutation up to its value, the value up to its bytes, and the
-        # encoder of an int or bool kept as it is
-        self.mutations = tuple(
-            (
-                name,
-                element(1, named),
-                b"\x08\x01" + named,
-                typed_value_fields(tpe.typename),
-                kept_encoder(tpe),
+        self.mutations: list[_Mutation] = []
+        for name, tpe, _, _ in self.specs:
+            state_name = field(2, name.encode())
+            self.mutations.append(
+                _Mutation(
+                    name,
+                    element(1, state_name),  # DELETE is mutation_type 0: left out
+                    _MODIFY + state_name,
+                    typed_value_fields(tpe.typename),
+                    kept_encoder(tpe),
+                )
             )
-            for name, tpe, _, _ in self.specs
-            for named in [field(2, name.encode())]  # state_name; b"\x08\x01": MODIFY
-        )
         self.storage_class = storage_class(
             function.typename,
             {name: (tpe, serializer) for name, tpe, serializer, _ in self.specs},
@@ -508,11 +521,11 @@ class RequestReplyHandler:
     def _collect(self, batch: _Batch) -> bytes:
         """The reply, written by hand (see protowire.py): a ``FromFunction`` whose
         ``InvocationResponse`` has the state mutations in declaration order, then the outbox
-        in send order, each kind in its own field (messages, delayed messages, egress).
+        by kind (messages, delayed messages, egress records), each kind in send order.
 
-        A message value that cannot be encoded fails the batch (the first in send order);
-        state values were encoded when assigned (see storage.py), but for ints and bools,
-        whose encoding cannot fail.
+        The outbox is encoded in send order, so what cannot be encoded (a target, a value)
+        fails the batch at the first such item sent; state values were encoded when assigned
+        (see storage.py), but for ints and bools, whose encoding cannot fail.
         """
         parts: list[bytes] = []  # the InvocationResponse's fields, in field order
         written = batch.storage._written
@@ -532,12 +545,13 @@ class RequestReplyHandler:
             egress: list[bytes] = []  # field 4
             for sent in batch.outbox:
                 if isinstance(sent, Message):
+                    target = _target(sent)
                     typename = sent._typename
                     if typename is not None:  # _typed_value's common case, inlined
                         value = typed_value_fields(typename) + field(3, sent._data)  # type: ignore[arg-type]
                     else:
                         value = self._typed_value(sent)
-                    parts.append(element(2, element(1, _address(sent)) + element(2, value)))
+                    parts.append(element(2, element(1, target) + element(2, value)))
                 elif isinstance(sent, EgressMessage):
                     record = _typename_head(sent.typename) + element(3, self._typed_value(sent))
                     egress.append(element(4, record))
@@ -565,9 +579,9 @@ class RequestReplyHandler:
         )
         written = batch.storage._written
         event.state_bytes_written = sum(
-            len(data) if type(data) is bytes else len(encode_kept(data)) if data else 0
-            for name, _, _, _, encode_kept in batch.plan.mutations
-            if (data := written.get(name)) is not None
+            len(data) if type(data) is bytes else len(mutation.encode_kept(data)) if data else 0
+            for mutation in batch.plan.mutations
+            if (data := written.get(mutation.name)) is not None
         )
         event.messages = event.delayed_messages = event.egress_records = 0
         for sent in batch.outbox:
@@ -599,13 +613,13 @@ class RequestReplyHandler:
 
     def _delayed(self, sent: DelayedMessage) -> bytes:
         """A ``DelayedInvocation``: a message sent after a delay, or a cancellation."""
-        token = field(11, sent.cancellation_token.encode())
         message = sent.message
         if message is None:
-            return b"\x50\x01" + token  # is_cancellation_request (10)
-        delay = b"\x08" + varint(sent.delay_ms) if sent.delay_ms else b""  # delay_in_ms (1)
-        value = self._typed_value(message)
-        return delay + element(2, _address(message)) + element(3, value) + token
+            return _CANCELLATION + field(11, text(sent.cancellation_token))
+        delay = _DELAY + varint(sent.delay_ms) if sent.delay_ms else b""
+        target = element(2, _target(message))
+        value = element(3, self._typed_value(message))
+        return delay + target + value + field(11, text(sent.cancellation_token))
 
     def _typed_value(self, message: Union[Message, EgressMessage]) -> bytes:
         """The ``TypedValue`` of a message or egress record."""

@@ -16,12 +16,13 @@ from __future__ import annotations
 import functools
 import struct
 
-__all__ = ["element", "field", "key", "typed_value_fields", "varint"]
+__all__ = ["HAS_VALUE", "element", "field", "key", "text", "typed_value_fields", "varint"]
 
 _ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
 _TWO_BYTES = struct.Struct("<H")
 # the key of a length-delimited field numbered 1 to 15, the only ones written here
 _KEYS = tuple(bytes(((number << 3) | 2,)) for number in range(16))
+HAS_VALUE = b"\x10\x01"  # TypedValue.has_value (2), true
 
 
 def varint(value: int) -> bytes:
@@ -30,6 +31,8 @@ def varint(value: int) -> bytes:
         return _ONE_BYTE[value]
     if 0 <= value < 0x4000:  # two bytes: a length up to 16 KiB
         return _TWO_BYTES.pack(value & 0x7F | 0x80 | (value >> 7) << 8)
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"Value out of range: {value}")  # as protobuf says of an int64
     value &= 0xFFFF_FFFF_FFFF_FFFF
     out = bytearray()
     while value >= 0x80:
@@ -42,6 +45,16 @@ def varint(value: int) -> bytes:
 def key(number: int, wire_type: int) -> bytes:
     """The key that starts field ``number`` of ``wire_type`` (0: varint, 2: length-delimited)."""
     return varint((number << 3) | wire_type)
+
+
+def text(value: str) -> bytes:
+    """A string field's bytes: ``value`` in UTF-8, or ``bytes`` that are UTF-8 already (which
+    protobuf's classes take for a string field too)."""
+    if type(value) is str:
+        return value.encode()
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode().encode()  # refused when not UTF-8, as protobuf refuses
+    raise TypeError(f"a string field takes str, not {type(value).__name__}")
 
 
 def element(number: int, data: bytes) -> bytes:
@@ -63,4 +76,4 @@ def field(number: int, data: bytes) -> bytes:
 def typed_value_fields(typename: str) -> bytes:
     """A ``TypedValue`` of ``typename`` with a value, up to the value's bytes: ``typename``
     (1) and ``has_value`` (2); the value (3) follows as ``field(3, data)``."""
-    return field(1, typename.encode()) + b"\x10\x01"
+    return field(1, typename.encode()) + HAS_VALUE

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,7 @@ from statefun_core import (
     Context,
     DoubleType,
     FloatType,
+    FunctionFailedError,
     IntType,
     LongType,
     Message,
@@ -40,8 +42,14 @@ from statefun_core.testing.wire import to_function, typed_value
 FUNCTION = "com.example/program"
 JSON = make_json_type("com.example/Json")
 STATES = {"count": IntType, "flag": BoolType, "text": StringType, "doc": JSON, "big": LongType}
-KEYWORDS = {"str_value": StringType, "int_value": IntType, "bool_value": BoolType,
-            "long_value": LongType, "float_value": FloatType, "double_value": DoubleType}  # fmt: skip
+KEYWORDS = {
+    "str_value": StringType,
+    "int_value": IntType,
+    "bool_value": BoolType,
+    "long_value": LongType,
+    "float_value": FloatType,
+    "double_value": DoubleType,
+}
 
 texts = st.text(max_size=300) | st.sampled_from(["", "a", "é" * 70, "x" * 20_000])
 identifiers = st.text(min_size=1, max_size=200)
@@ -65,11 +73,18 @@ state_values = {
 }
 commands = st.one_of(
     st.tuples(st.just("send"), targets, identifiers, values),
-    st.tuples(st.just("send_after"), targets, identifiers, values,
-              st.integers(0, 10**12), st.sampled_from(["", "token", "τ" * 200])),  # fmt: skip
+    st.tuples(
+        st.just("send_after"),
+        targets,
+        identifiers,
+        values,
+        st.integers(0, 10**12),
+        st.sampled_from(["", "token", "τ" * 200]),
+    ),
     st.tuples(st.just("cancel"), st.sampled_from(["token", "τ" * 200])),
-    st.tuples(st.just("kafka"), st.text(min_size=1, max_size=20), st.none() | st.text(max_size=20),
-              texts),  # fmt: skip
+    st.tuples(
+        st.just("kafka"), st.text(min_size=1, max_size=20), st.none() | st.text(max_size=20), texts
+    ),
     st.tuples(st.just("kinesis"), st.text(min_size=1, max_size=20), st.text(max_size=20), texts),
     st.tuples(st.just("egress"), texts),
     st.sampled_from(sorted(STATES)).flatmap(
@@ -215,3 +230,95 @@ def test_varint_is_protobufs() -> None:
         delayed.delay_in_ms = value  # an int64
         written = delayed.SerializeToString()
         assert written == (b"\x08" + varint(value) if value else b"")
+
+
+def reply_to(send: Any, argument: Any, id: str = "id") -> bytes:
+    """The reply of a function that calls ``send(context, message)`` once."""
+    functions = StatefulFunctions()
+    functions.register(FUNCTION, send)
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    return handler.handle_sync(to_function(FUNCTION, id, [argument]))
+
+
+UNKNOWN_FIELD = b"\xa2\x06\x03abc"  # field 100, length-delimited: not in TypedValue
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        typed_value(StringType, "hello"),
+        protocol.TypedValue(typename="com.example/nothing", has_value=False),
+        protocol.TypedValue(),
+        protocol.TypedValue.FromString(
+            typed_value(StringType, "hello").SerializeToString() + UNKNOWN_FIELD
+        ),
+    ],
+    ids=["value", "no value", "empty", "unknown field"],
+)
+@pytest.mark.parametrize("id", ["id", ""], ids=["id", "empty id"])
+def test_a_received_message_is_sent_on_as_it_came(argument: Any, id: str) -> None:
+    """Sent on, the message goes to the function itself, its TypedValue unchanged (unknown
+    fields too); sent after a delay, the same."""
+    reply = reply_to(lambda context, message: context.send(message), argument, id)
+    out = protocol.FromFunction()
+    item = out.invocation_result.outgoing_messages.add()
+    item.target.namespace, item.target.type, item.target.id = "com.example", "program", id
+    item.argument.CopyFrom(argument)
+    assert reply == out.SerializeToString()
+    assert UNKNOWN_FIELD not in argument.SerializeToString() or UNKNOWN_FIELD in reply
+
+    def later(context: Context, message: Message) -> None:
+        context.send_after(timedelta(seconds=1), message, "token")
+
+    reply = reply_to(later, argument, id)
+    out = protocol.FromFunction()
+    delayed = out.invocation_result.delayed_invocations.add(delay_in_ms=1000)
+    delayed.target.namespace, delayed.target.type, delayed.target.id = "com.example", "program", id
+    delayed.argument.CopyFrom(argument)
+    delayed.cancellation_token = "token"
+    assert reply == out.SerializeToString()
+
+
+def test_bytes_in_utf8_are_taken_for_a_string_field_as_protobuf_takes_them() -> None:
+    def send(context: Context, message: Message) -> None:
+        context.send_after(timedelta(0), message_builder("a/b", b"id", str_value="x"), b"tok")  # type: ignore[arg-type]
+        context.cancel_delayed_message(b"tok")  # type: ignore[arg-type]
+
+    out = protocol.FromFunction()
+    delayed = out.invocation_result.delayed_invocations
+    item = delayed.add(cancellation_token="tok")
+    item.target.namespace, item.target.type, item.target.id = "a", "b", "id"
+    item.argument.CopyFrom(typed_value(StringType, "x"))
+    delayed.add(is_cancellation_request=True, cancellation_token="tok")
+    assert reply_to(send, typed_value(StringType, "x")) == out.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    "send, error",
+    [
+        (lambda c, m: c.send(message_builder("a/b", 42, str_value="x")), TypeError),
+        (lambda c, m: c.send(message_builder("a/b", b"\xff", str_value="x")), UnicodeDecodeError),
+        (lambda c, m: c.send(message_builder("a/b", "\ud800", str_value="x")), UnicodeEncodeError),
+        (lambda c, m: c.cancel_delayed_message(7), TypeError),
+    ],
+    ids=["int id", "bytes not utf-8", "lone surrogate", "int token"],
+)
+def test_a_target_or_token_protobuf_would_refuse_fails_the_batch(send: Any, error: type) -> None:
+    with pytest.raises(FunctionFailedError) as failed:
+        reply_to(send, typed_value(StringType, "x"))
+    assert isinstance(failed.value.__cause__, error)
+
+
+def test_a_target_fails_before_the_value_of_the_same_message() -> None:
+    """As protobuf's classes did: the target is written first."""
+    send = lambda c, m: c.send(message_builder("a/b", 5, value=object()))  # noqa: E731
+    with pytest.raises(FunctionFailedError) as failed:
+        reply_to(send, typed_value(StringType, "x"))
+    cause = failed.value.__cause__
+    assert type(cause) is TypeError and "string field" in str(cause), cause  # not UnknownTypeError
+
+
+def test_an_int64_out_of_range_is_refused() -> None:
+    for value in (2**64, -(2**63) - 1):
+        with pytest.raises(ValueError, match="out of range"):
+            varint(value)
