@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from typing import Union
 
 __all__ = ["HAS_VALUE", "element", "field", "key", "text", "typed_value_fields", "varint"]
 
@@ -47,7 +48,7 @@ def key(number: int, wire_type: int) -> bytes:
     return varint((number << 3) | wire_type)
 
 
-def text(value: str) -> bytes:
+def text(value: Union[str, bytes, bytearray]) -> bytes:
     """A string field's bytes: ``value`` in UTF-8, or ``bytes`` that are UTF-8 already (which
     protobuf's classes take for a string field too)."""
     if type(value) is str:
