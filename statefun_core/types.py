@@ -15,6 +15,7 @@ import struct
 from typing import Any, Callable, Optional
 
 from . import protocol
+from .protowire import varint
 
 __all__ = [
     "BoolType",
@@ -279,12 +280,7 @@ class _StringSerializer(TypeSerializer):
             return _SHORT_STRING_HEADERS[size] + data if size else b""
         if size < 0x4000:  # a two-byte length: up to 16 KiB
             return _pack_three_bytes(0x0A, (size & 0x7F) | 0x80, size >> 7) + data
-        header = bytearray(b"\x0a")
-        while size >= 0x80:
-            header.append((size & 0x7F) | 0x80)
-            size >>= 7
-        header.append(size)
-        return bytes(header) + data
+        return b"\x0a" + varint(size) + data
 
     def deserialize(self, byte: bytes) -> str:
         size = len(byte)

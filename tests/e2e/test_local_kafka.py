@@ -159,36 +159,12 @@ TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 TRACESTATE = "vendor=value"
 #: the function's own header, on the record whose value is "own"
 OWN_TRACEPARENT = "00-11111111111111111111111111111111-2222222222222222-01"
-ECHO = "e2e.traced/echo"
-
-TRACED_MODULE = """
-kind: io.statefun.endpoints.v2/http
-spec:
-  functions: e2e.traced/*
-  urlPathTemplate: {url}
----
-kind: io.statefun.kafka.v1/ingress
-spec:
-  id: e2e/in
-  address: {kafka}
-  consumerGroupId: {prefix}group
-  startupPosition: {{type: earliest}}
-  topics:
-    - topic: {prefix}in
-      valueType: io.statefun.types/string
-      targets: [{echo}]
----
-kind: io.statefun.kafka.v1/egress
-spec:
-  id: e2e/out
-  address: {kafka}
-  deliverySemantic: {{type: exactly-once, transactionTimeout: 1min}}
-"""
+ECHO = "e2e.fns/counter"  # MODULE's function, which reads the topic <prefix>counter
 
 
 def echo_functions(topic: str) -> StatefulFunctions:
-    """``e2e.traced/echo`` writes each message to ``topic``, keyed by its id; the message
-    "own" with a ``traceparent`` header of the function's own."""
+    """The echo (MODULE's ``e2e.fns/counter``) writes each message to ``topic``, keyed by its
+    id; the message "own" with a ``traceparent`` header of the function's own."""
     functions = StatefulFunctions()
 
     @functions.bind(ECHO)
@@ -228,16 +204,16 @@ def serving(functions: StatefulFunctions, plugins: Any) -> Iterator[str]:
 def run_traced(
     kafka: kit.Kafka, tmp_path: Path, plugins: Any, records: list[tuple[str, list[tuple[str, str]]]]
 ) -> dict[str, kit.Record]:
-    """Each ``(key, headers)`` record (its value: its key) through ``e2e.traced/echo`` on
+    """Each ``(key, headers)`` record (its value: its key) through the echo on
     statefun-local, with the function server's ``plugins``: the egress records by key."""
     prefix = f"local-{uuid.uuid4().hex[:6]}-"
-    kafka.create_topics([prefix + "in", prefix + "out"], partitions=1)
+    kafka.create_topics([prefix + "counter", prefix + "out"], partitions=1)
     for key, headers in records:
-        kafka.produce(prefix + "in", [(key, string(key))], headers=headers)
+        kafka.produce(prefix + "counter", [(key, string(key))], headers=headers)
     with serving(echo_functions(prefix + "out"), plugins) as url:
         module = tmp_path / "module.yaml"
-        module.write_text(TRACED_MODULE.format(url=url, kafka=kafka.bootstrap, prefix=prefix,
-                                               echo=ECHO))  # fmt: skip
+        module.write_text(MODULE.format(url=url, kafka=kafka.bootstrap, group=prefix + "group",
+                                        startup="{type: earliest}", prefix=prefix))  # fmt: skip
         runtime, _ = kit.LOCAL.start(module, tmp_path)
         try:
             out = kafka.read(prefix + "out", len(records), timeout=60)
