@@ -25,6 +25,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from wrk import (
@@ -32,7 +33,6 @@ from wrk import (
     Result,
     Server,
     add_arguments,
-    check_replies,
     greeter_reply,
     greeter_requests,
     parse_args,
@@ -46,7 +46,6 @@ from statefun_core.testing.endpoint import free_port
 HERE = Path(__file__).resolve().parent
 
 SERVERS = {"aiohttp": HERE / "aiohttp_server.py", "tornado": HERE / "tornado_server.py"}
-KINDS = ("bare", "floor", "handler", "statefun")
 
 
 def start(framework: str, kind: str, fixed_reply: bytes, cpus: Cpus) -> Server:
@@ -76,13 +75,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         script = write_script(Path(tmp) / "greeter.lua", bodies)
         for framework in args.frameworks:
-            servers = {kind: start(framework, kind, fixed_reply, cpus) for kind in KINDS}
-            try:
-                check_replies(servers, bodies[0], fixed_reply)
-                results[framework] = rounds(servers, script, args, cpus)
-            finally:
-                for server in servers.values():
-                    server.stop()
+            results[framework] = rounds(
+                partial(start, framework, fixed_reply=fixed_reply, cpus=cpus),
+                bodies,
+                script,
+                args,
+                cpus,
+            )
     report(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, {args.rounds} "
         f"round(s), {args.addresses} addresses, server pinned: {cpus.pinned}, "

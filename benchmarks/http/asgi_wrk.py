@@ -1,17 +1,18 @@
-"""Requests per second of statefun_core.asgi under uvicorn against a hand-written ASGI endpoint.
+"""Requests per second of statefun_core.asgi under uvicorn against a hand-written endpoint.
 
     python benchmarks/http/asgi_wrk.py                  # ~2 minutes
     python benchmarks/http/asgi_wrk.py --quick          # a short, noisy run
+    python benchmarks/http/asgi_wrk.py --kinds floor statefun --duration 2 --rounds 40
 
 Four single-process uvicorn servers (one event loop each, the same options): ``statefun``
-(``StatefunASGI`` serving the user guide's greeter), ``handler`` (the floor for it: a
-hand-written ASGI endpoint awaiting ``handle_async`` on the body), ``bare`` (the body read,
-fixed bytes answered) and ``floor`` (the core benchmark's hand-written protobuf greeter, no
-SDK). wrk posts real ``ToFunction`` bodies over loopback, rotating over ``--addresses`` ids,
-each carrying ``seen_count`` so no discovery round happens; the servers take turns for
-``--rounds`` rounds and the table shows the medians, with the servers' CPU time per request
-(steadier on a busy machine). With two or more CPUs the servers are pinned to CPU 0 and wrk
-to the others. Target: statefun within 3% of handler.
+(``StatefunASGI`` serving the user guide's greeter), ``floor`` (the core benchmark's
+hand-written protobuf greeter in a hand-written ASGI endpoint, no SDK), ``handler`` (the
+same endpoint awaiting ``handle_async`` on the body) and ``bare`` (the body read, fixed bytes
+answered). wrk posts real ``ToFunction`` bodies over loopback, rotating over ``--addresses``
+ids, each carrying ``seen_count`` so no discovery round happens; the servers take turns for
+``--rounds`` rounds. With two or more CPUs the servers are pinned to CPU 0 and wrk to the
+others. The report is the other integrations' (``wrk.report``), under the same rule: statefun
+at 97% or more of the floor's requests/s.
 """
 
 from __future__ import annotations
@@ -27,19 +28,17 @@ from wrk import (
     Cpus,
     Server,
     add_arguments,
-    check_replies,
     greeter_reply,
     greeter_requests,
     parse_args,
-    take_turns,
+    report,
+    rounds,
     write_script,
 )
 
 from statefun_core.testing.endpoint import free_port
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("bare", "floor", "handler", "statefun")
-TARGET = 0.97
 
 
 def start(kind: str, fixed_reply: bytes, cpus: Cpus) -> Server:
@@ -64,34 +63,15 @@ def main() -> None:
     fixed_reply = greeter_reply(bodies[0])
     with tempfile.TemporaryDirectory() as tmp:
         script = write_script(Path(tmp) / "greeter.lua", bodies)
-        servers = {kind: start(kind, fixed_reply, cpus) for kind in KINDS}
-        try:
-            check_replies(servers, bodies[0], fixed_reply)
-            medians = take_turns(servers, script, args, cpus)
-        finally:
-            for server in servers.values():
-                server.stop()
+        runs = rounds(lambda kind: start(kind, fixed_reply, cpus), bodies, script, args, cpus)
 
     import uvicorn
 
-    print(
-        f"\nuvicorn {uvicorn.__version__}, one process, wrk -t{args.threads} "
+    report(
+        f"uvicorn {uvicorn.__version__}, one process, wrk -t{args.threads} "
         f"-c{args.connections} -d{args.duration:g}s, {args.rounds} round(s), {args.addresses} "
-        f"addresses, server pinned: {cpus.pinned}, Python {sys.version.split()[0]}"
-    )
-    print(f"{'endpoint':<10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}")
-    for kind in KINDS:
-        median = medians[kind]
-        print(
-            f"{kind:<10}{median['rps']:>10.0f}{median['p50_ms']:>9.2f}"
-            f"{median['p99_ms']:>9.2f}{median['cpu_us']:>12.0f}"
-        )
-    ratio = medians["statefun"]["rps"] / medians["handler"]["rps"]
-    cpu_ratio = medians["handler"]["cpu_us"] / medians["statefun"]["cpu_us"]
-    verdict = "meets" if ratio >= TARGET else "BELOW"
-    print(
-        f"statefun / handler: {ratio:.1%} of req/s, {verdict} the {TARGET:.0%} target; "
-        f"by server CPU per request: {cpu_ratio:.1%}"
+        f"addresses, server pinned: {cpus.pinned}, Python {sys.version.split()[0]}",
+        {"asgi (uvicorn)": runs},
     )
 
 

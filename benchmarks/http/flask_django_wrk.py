@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from wrk import (
@@ -36,7 +37,6 @@ from wrk import (
     Result,
     Server,
     add_arguments,
-    check_replies,
     greeter_reply,
     greeter_requests,
     parse_args,
@@ -55,7 +55,6 @@ APPS = {
     "django-uvicorn": "django_app:application",
 }
 PATHS = {"flask": "/statefun", "django": "/statefun/", "django-uvicorn": "/statefun/"}
-KINDS = ("bare", "floor", "handler", "statefun")
 
 
 def start(framework: str, kind: str, fixed_reply: bytes, workers: int, cpus: Cpus) -> Server:
@@ -100,15 +99,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         script = write_script(Path(tmp) / "greeter.lua", bodies)
         for framework in args.frameworks:
-            servers = {
-                kind: start(framework, kind, fixed_reply, args.workers, cpus) for kind in KINDS
-            }
-            try:
-                check_replies(servers, bodies[0], fixed_reply)
-                results[framework] = rounds(servers, script, args, cpus)
-            finally:
-                for server in servers.values():
-                    server.stop()
+            results[framework] = rounds(
+                partial(start, framework, fixed_reply=fixed_reply, workers=args.workers, cpus=cpus),
+                bodies,
+                script,
+                args,
+                cpus,
+            )
 
     report(
         f"gunicorn sync x{args.workers} (uvicorn: 1 process), wrk -t{args.threads} "

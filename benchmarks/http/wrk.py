@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -21,6 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from greeter_functions import functions
 
 Result = dict[str, float]
+
+#: The endpoints each framework serves (see benchmarks/README.md): fixed bytes, the
+#: hand-written protobuf greeter with no SDK, a plain view calling the core's handler, ours.
+KINDS = ("bare", "floor", "handler", "statefun")
 
 #: wrk posts the bodies in turn and prints one RESULT line: requests, duration (us),
 #: non-2xx answers, socket errors and timeouts, p50 and p99 latency (us).
@@ -123,11 +128,18 @@ def add_arguments(parser: argparse.ArgumentParser, *, connections: int) -> None:
     parser.add_argument("--connections", type=int, default=connections)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--addresses", type=int, default=100, help="distinct ids to rotate over")
+    parser.add_argument(
+        "--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+        help="endpoints to run (floor and statefun at least): fewer kinds, more rounds",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s")
 
 
 def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
+    if not {"floor", "statefun"} <= set(args.kinds):
+        parser.error("--kinds needs floor and statefun, the two the target compares")
+    args.kinds = [kind for kind in KINDS if kind in args.kinds]
     if args.quick:
         args.duration, args.rounds = 3, 1
     if shutil.which("wrk") is None:
@@ -175,50 +187,66 @@ def run_wrk(
     }
 
 
-def take_turns(
-    servers: dict[str, Server], script: Path, args: argparse.Namespace, cpus: Cpus
-) -> dict[str, Result]:
-    """:func:`rounds`, then the median of each measure, by endpoint kind."""
-    runs = rounds(servers, script, args, cpus)
-    return {
-        kind: {key: statistics.median(run[key] for run in results) for key in results[0]}
-        for kind, results in runs.items()
-    }
-
-
 def rounds(
-    servers: dict[str, Server], script: Path, args: argparse.Namespace, cpus: Cpus
+    start: Callable[[str], Server],
+    bodies: list[bytes],
+    script: Path,
+    args: argparse.Namespace,
+    cpus: Cpus,
 ) -> dict[str, list[Result]]:
-    """A 2 s warm-up each, then ``args.rounds`` rounds in which every endpoint takes every
-    place in turn; each endpoint kind's results, round by round."""
-    for server in servers.values():
-        run_wrk(server, script, args, cpus, 2)
-    kinds = list(servers)
+    """``args.rounds`` rounds, each with new server processes (``start(kind)`` for each of
+    ``args.kinds``) that take turns, each in every place in turn over the rounds, after a
+    1 s warm-up each; each endpoint kind's results, round by round.
+
+    A server process is one draw of what a process's start decides (its hash seed, where its
+    objects land in memory), which moves its speed by a few percent for good: with the same
+    processes in every round, the rounds agree on a ratio that the next processes do not.
+    """
+    kinds = list(args.kinds)
+    expected = greeter_reply(bodies[0])
     runs: dict[str, list[Result]] = {kind: [] for kind in kinds}
     for round in range(args.rounds):
-        shift = round % len(kinds)
-        for kind in kinds[shift:] + kinds[:shift]:
-            result = run_wrk(servers[kind], script, args, cpus, args.duration)
-            runs[kind].append(result)
-            print(
-                f"  round {round + 1} {servers[kind].name}: {result['rps']:.0f} req/s,"
-                f" {result['cpu_us']:.1f} server CPU us/req,"
-                f" {result['socket_errors']:.0f} socket errors/timeouts",
-                file=sys.stderr,
-            )
+        servers: dict[str, Server] = {}
+        try:
+            for kind in kinds:
+                servers[kind] = start(kind)
+            check_replies(servers, bodies[0], expected)
+            for server in servers.values():
+                run_wrk(server, script, args, cpus, 1)
+            shift = round % len(kinds)
+            for kind in kinds[shift:] + kinds[:shift]:
+                result = run_wrk(servers[kind], script, args, cpus, args.duration)
+                runs[kind].append(result)
+                print(
+                    f"  round {round + 1} {servers[kind].name}: {result['rps']:.0f} req/s,"
+                    f" {result['cpu_us']:.1f} server CPU us/req,"
+                    f" {result['socket_errors']:.0f} socket errors/timeouts",
+                    file=sys.stderr,
+                )
+        finally:
+            for server in servers.values():
+                server.stop()
     return runs
 
 
 #: The issue's targets: our endpoint at >= 97% of the floor's requests/s, and at most 3 us of
 #: server CPU per request over the ``handler`` view (the integration's own cost).
 TARGET_RATIO = 0.97
+#: The fewest rounds whose median has a 95% confidence interval narrower than their range.
+MIN_ROUNDS = 6
 TARGET_INTEGRATION_US = 3.0
 
 
 def report(header: str, results: dict[str, dict[str, list[Result]]]) -> None:
     """The table of medians by framework and endpoint, then the ratios and CPU differences
     that the targets are about, each the median over the rounds of that round's value (the
-    endpoints of a round ran minutes apart at most, so load that comes and goes cancels)."""
+    endpoints of a round ran moments apart, so load that comes and goes cancels out).
+
+    The ratio comes with a 95% confidence interval for that median, and the verdict is
+    taken from the interval: "meets" only when all of it is at or above the target, "BELOW"
+    when all of it is under, "undecided" when it straddles the target (more rounds narrow it;
+    fewer than ``MIN_ROUNDS`` cannot tell).
+    """
     print(f"\n{header}")
     print(
         f"{'framework':<16}{'endpoint':<10}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'CPU us/req':>11}"
@@ -232,18 +260,32 @@ def report(header: str, results: dict[str, dict[str, list[Result]]]) -> None:
             )
     print()
     for framework, runs in results.items():
-        ratio = _per_round(runs, lambda r: r["statefun"]["rps"] / r["floor"]["rps"])
+        ratios = _each_round(runs, lambda r: r["statefun"]["rps"] / r["floor"]["rps"])
+        ratio = statistics.median(ratios)
+        low, high = median_interval(ratios)
+        verdict = "meets" if low >= TARGET_RATIO else "undecided"
+        if high < TARGET_RATIO:
+            verdict = "BELOW"
+        if len(ratios) < MIN_ROUNDS:
+            verdict = f"too few rounds to tell, {MIN_ROUNDS} at least"
         cpu_ratio = _per_round(runs, lambda r: r["floor"]["cpu_us"] / r["statefun"]["cpu_us"])
-        core = _per_round(runs, lambda r: r["handler"]["cpu_us"] - r["floor"]["cpu_us"])
-        integration = _per_round(runs, lambda r: r["statefun"]["cpu_us"] - r["handler"]["cpu_us"])
-        print(
-            f"{framework}: statefun / floor {ratio:.1%} of req/s "
-            f"({'meets' if ratio >= TARGET_RATIO else 'BELOW'} {TARGET_RATIO:.0%}), "
-            f"{cpu_ratio:.1%} by server CPU per request; server CPU per request over the "
-            f"floor: core {core:+.1f} us, integration {integration:+.1f} us "
-            f"({'meets' if integration <= TARGET_INTEGRATION_US else 'OVER'} "
-            f"{TARGET_INTEGRATION_US:g} us)"
+        line = (
+            f"{framework}: statefun / floor {ratio:.1%} of req/s (95% CI {low:.1%} to "
+            f"{high:.1%} over {len(ratios)} rounds: {verdict}, target {TARGET_RATIO:.0%}), "
+            f"{cpu_ratio:.1%} by server CPU per request"
         )
+        if "handler" in runs:
+            core = _per_round(runs, lambda r: r["handler"]["cpu_us"] - r["floor"]["cpu_us"])
+            integration = _per_round(
+                runs, lambda r: r["statefun"]["cpu_us"] - r["handler"]["cpu_us"]
+            )
+            line += (
+                f"; server CPU per request over the floor: core {core:+.1f} us, integration "
+                f"{integration:+.1f} us "
+                f"({'meets' if integration <= TARGET_INTEGRATION_US else 'OVER'} "
+                f"{TARGET_INTEGRATION_US:g} us)"
+            )
+        print(line)
     print(
         "\nMedians over the rounds of each round's ratio or difference. floor: a plain view "
         "with the\nhand-written protobuf greeter of benchmarks/core, no SDK; handler: a plain "
@@ -252,7 +294,31 @@ def report(header: str, results: dict[str, dict[str, list[Result]]]) -> None:
     )
 
 
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median of ``values``: the order
+    statistics whose ranks a fair coin (Binomial(n, 1/2)) brackets with ``confidence``.
+    Too few values for that confidence give their whole range."""
+    ordered = sorted(values)
+    n = len(ordered)
+    tail = (1 - confidence) / 2
+    below = 0.0  # P(Binomial(n, 1/2) < k), for k = 0, 1, ...
+    k = 0
+    while below + math.comb(n, k) / 2**n <= tail:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    if k == 0:
+        return ordered[0], ordered[-1]
+    return ordered[k - 1], ordered[n - k]
+
+
+def _each_round(
+    runs: dict[str, list[Result]], value: Callable[[dict[str, Result]], float]
+) -> list[float]:
+    """``value`` of each round's results by endpoint kind."""
+    rounds = len(next(iter(runs.values())))
+    return [value({kind: runs[kind][n] for kind in runs}) for n in range(rounds)]
+
+
 def _per_round(runs: dict[str, list[Result]], value: Callable[[dict[str, Result]], float]) -> float:
     """The median over the rounds of ``value`` of one round's results by endpoint kind."""
-    rounds = len(next(iter(runs.values())))
-    return statistics.median(value({kind: runs[kind][n] for kind in runs}) for n in range(rounds))
+    return statistics.median(_each_round(runs, value))
