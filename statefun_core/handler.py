@@ -41,6 +41,7 @@ from .messages import EgressMessage, Message, encode
 from .plugins.endpoints import Endpoint, find_endpoint
 from .plugins.events import BatchEvent, InvocationEvent
 from .plugins.manager import make_plugin_manager
+from .protowire import ONE_BYTE as _ONE_BYTE
 from .protowire import element, field, key, text, typed_value_fields, varint
 from .registry import TypeRegistry
 from .storage import checkpoint, kept_encoder, rollback, storage_class
@@ -100,6 +101,50 @@ class _Mutation(NamedTuple):
     modified: bytes  # a MODIFY mutation up to its value
     value_head: bytes  # the value's TypedValue up to its bytes
     encode_kept: Callable[[Any], bytes]  # for an int or bool kept as it is
+    # the sizes around a value of n bytes: its TypedValue is value_head + n + 2 bytes long,
+    # the whole MODIFY mutation head + n + 4
+    value_overhead: int
+    mutation_overhead: int
+
+
+def _modify(mutation: _Mutation, data: bytes) -> bytes:
+    """A ``state_mutations`` element (``InvocationResponse`` field 1) setting ``data``.
+
+    When every length in it fits in one byte (a counter, a short string: most states), it is
+    written in one join with its lengths added up here; otherwise field by field."""
+    size = len(data)
+    if size and mutation.mutation_overhead + size < 0x80:
+        return b"".join((
+            b"\x0a", _ONE_BYTE[mutation.mutation_overhead + size], mutation.modified,
+            b"\x1a", _ONE_BYTE[mutation.value_overhead + size], mutation.value_head,
+            b"\x1a", _ONE_BYTE[size], data,
+        ))  # fmt: skip
+    return element(1, mutation.modified + element(3, mutation.value_head + field(3, data)))
+
+
+def _message(message: Message) -> Optional[bytes]:
+    """An ``outgoing_messages`` element (``InvocationResponse`` field 2) for a built message
+    whose every length fits in one byte (a short text to a short id: most messages), written
+    in one join with its lengths added up here; None for any other (see ``_collect``)."""
+    target_id = message.target_id
+    data = message._data
+    if type(target_id) is not str or not data:
+        return None
+    head = _typename_head(message.target_typename)  # the Address up to its id (3)
+    ident = target_id.encode()
+    value_head = typed_value_fields(message._typename)
+    ident_size = len(ident)
+    data_size = len(data)
+    address_size = len(head) + 2 + ident_size
+    value_size = len(value_head) + 2 + data_size
+    size = address_size + value_size + 4
+    if size >= 0x80 or not ident_size:
+        return None
+    return b"".join((
+        b"\x12", _ONE_BYTE[size],
+        b"\x0a", _ONE_BYTE[address_size], head, b"\x1a", _ONE_BYTE[ident_size], ident,
+        b"\x12", _ONE_BYTE[value_size], value_head, b"\x1a", _ONE_BYTE[data_size], data,
+    ))  # fmt: skip
 
 
 class _Plan:
@@ -149,13 +194,17 @@ class _Plan:
         self.mutations: list[_Mutation] = []
         for name, tpe, _, _ in self.specs:
             state_name = field(2, name.encode())
+            modified = _MODIFY + state_name
+            value_head = typed_value_fields(tpe.typename)
             self.mutations.append(
                 _Mutation(
                     name,
                     element(1, state_name),  # DELETE is mutation_type 0: left out
-                    _MODIFY + state_name,
-                    typed_value_fields(tpe.typename),
+                    modified,
+                    value_head,
                     kept_encoder(tpe),
+                    len(value_head) + 2,
+                    len(modified) + len(value_head) + 4,
                 )
             )
         self.storage_class = storage_class(
@@ -530,28 +579,26 @@ class RequestReplyHandler:
         parts: list[bytes] = []  # the InvocationResponse's fields, in field order
         written = batch.storage._written
         if written:
-            for name, deleted, modified, value_head, encode_kept in batch.plan.mutations:
-                if name not in written:
+            for mutation in batch.plan.mutations:
+                if mutation.name not in written:
                     continue
-                data = written[name]
+                data = written[mutation.name]
                 if data is None:
-                    parts.append(deleted)
+                    parts.append(mutation.deleted)
                     continue
                 if type(data) is not bytes:  # an int or bool kept as it is: not yet encoded
-                    data = encode_kept(data) if data else b""  # proto3 leaves a zero out
-                parts.append(element(1, modified + element(3, value_head + field(3, data))))
+                    data = mutation.encode_kept(data) if data else b""  # proto3 leaves 0 out
+                parts.append(_modify(mutation, data))
         if batch.outbox:
             delayed: list[bytes] = []  # field 3, after the messages (2)
             egress: list[bytes] = []  # field 4
             for sent in batch.outbox:
                 if isinstance(sent, Message):
-                    target = _target(sent)
-                    typename = sent._typename
-                    if typename is not None:  # _typed_value's common case, inlined
-                        value = typed_value_fields(typename) + field(3, sent._data)  # type: ignore[arg-type]
-                    else:
-                        value = self._typed_value(sent)
-                    parts.append(element(2, element(1, target) + element(2, value)))
+                    small = None if sent._typename is None else _message(sent)
+                    if small is None:  # the target first: what fails first, as protobuf's
+                        target = element(1, _target(sent))
+                        small = element(2, target + element(2, self._typed_value(sent)))
+                    parts.append(small)
                 elif isinstance(sent, EgressMessage):
                     record = _typename_head(sent.typename) + element(3, self._typed_value(sent))
                     egress.append(element(4, record))

@@ -106,14 +106,17 @@ def _reader(tpe: Type) -> Callable[[Any], Any]:
 _read_any_string = _reader(StringType)
 
 
+# a StringWrapper's first two bytes -> the size of the string they start, when under 0x80
+_SHORT_STRING_SIZES = {header: size for size, header in enumerate(_SHORT_STRING_HEADERS)}
+
+
 def _read_string(self: Message) -> Optional[str]:
     """``Message.as_string``: a string of up to 127 bytes, the usual argument, is decoded here
     as ``_StringSerializer.deserialize`` decodes it, which saves a call per message."""
     tv = self._typed_value
     if tv is not None and tv.has_value:
         data = tv.value
-        size = len(data) - 2
-        if 0 <= size < 0x80 and data[1] == size and data[0] == 0x0A:
+        if _SHORT_STRING_SIZES.get(data[:2]) == len(data) - 2:
             try:
                 return data[2:].decode()  # type: ignore[no-any-return]
             except UnicodeDecodeError as error:

@@ -17,9 +17,18 @@ import functools
 import struct
 from typing import Union
 
-__all__ = ["HAS_VALUE", "element", "field", "key", "text", "typed_value_fields", "varint"]
+__all__ = [
+    "HAS_VALUE",
+    "ONE_BYTE",
+    "element",
+    "field",
+    "key",
+    "text",
+    "typed_value_fields",
+    "varint",
+]
 
-_ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
+ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))  # a varint under 0x80, by its value
 _TWO_BYTES = struct.Struct("<H")
 # the key of a length-delimited field numbered 1 to 15, the only ones written here
 _KEYS = tuple(bytes(((number << 3) | 2,)) for number in range(16))
@@ -29,7 +38,7 @@ HAS_VALUE = b"\x10\x01"  # TypedValue.has_value (2), true
 def varint(value: int) -> bytes:
     """``value`` as a base-128 varint (a negative one as its 64-bit two's complement)."""
     if 0 <= value < 0x80:
-        return _ONE_BYTE[value]
+        return ONE_BYTE[value]
     if 0 <= value < 0x4000:  # two bytes: a length up to 16 KiB
         return _TWO_BYTES.pack(value & 0x7F | 0x80 | (value >> 7) << 8)
     if not -(2**63) <= value < 2**64:
@@ -62,7 +71,7 @@ def element(number: int, data: bytes) -> bytes:
     """A length-delimited field written even when empty: a submessage that is set, or an
     element of a repeated field (``number`` from 1 to 15)."""
     size = len(data)
-    return _KEYS[number] + (_ONE_BYTE[size] if size < 0x80 else varint(size)) + data
+    return _KEYS[number] + (ONE_BYTE[size] if size < 0x80 else varint(size)) + data
 
 
 def field(number: int, data: bytes) -> bytes:
@@ -70,7 +79,7 @@ def field(number: int, data: bytes) -> bytes:
     if not data:
         return b""
     size = len(data)
-    return _KEYS[number] + (_ONE_BYTE[size] if size < 0x80 else varint(size)) + data
+    return _KEYS[number] + (ONE_BYTE[size] if size < 0x80 else varint(size)) + data
 
 
 @functools.lru_cache(maxsize=4096)
