@@ -1,8 +1,9 @@
 """Requests per second of statefun_aiohttp and statefun_tornado against a bare endpoint, under wrk.
 
-    python benchmarks/http/aiohttp_tornado_wrk.py                 # both frameworks, ~2 minutes
+    python benchmarks/http/aiohttp_tornado_wrk.py                 # 20 rounds each, ~9 minutes
+    python benchmarks/http/aiohttp_tornado_wrk.py --kinds floor statefun  # the target only
     python benchmarks/http/aiohttp_tornado_wrk.py --quick         # a short, noisy run
-    python benchmarks/http/aiohttp_tornado_wrk.py --frameworks tornado --duration 20
+    python benchmarks/http/aiohttp_tornado_wrk.py --frameworks tornado --rounds 40
 
 For each framework four servers run, each a single process on one event loop: ``statefun``
 (the user guide's async greeter behind our integration), ``bare`` (the same framework reading
@@ -11,9 +12,11 @@ the core benchmark's hand-written protobuf greeter: no SDK at all) and ``handler
 view awaiting ``handle_async``: what the core costs over the floor, and the integration over
 it). wrk posts real
 ``ToFunction`` bodies over loopback, rotating over ``--addresses`` ids, each request carrying
-``seen_count`` so no discovery round happens. The servers take turns for ``--rounds`` rounds;
-the table shows the median, and the server's CPU time per request (read from /proc), which
-holds steady when other processes share the machine. With two or more CPUs the server is
+``seen_count`` so no discovery round happens. Each of ``--rounds`` rounds starts new server
+processes, which take turns (see ``wrk.rounds``); the table shows the medians, and the
+server's CPU time per request (read from /proc), which holds steady when other processes share
+the machine; the ratio the target is about comes with a 95% confidence interval
+(``wrk.report``). With two or more CPUs the server is
 pinned to CPU 0 and wrk to the others.
 Targets: statefun >= 97% of the floor's requests/s, and the integration at most 3 us of server
 CPU per request over ``handler``.

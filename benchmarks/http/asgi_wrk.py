@@ -1,19 +1,19 @@
 """Requests per second of statefun_core.asgi under uvicorn against a hand-written endpoint.
 
-    python benchmarks/http/asgi_wrk.py                  # ~2 minutes
+    python benchmarks/http/asgi_wrk.py                  # 20 rounds, ~5 minutes
     python benchmarks/http/asgi_wrk.py --quick          # a short, noisy run
     python benchmarks/http/asgi_wrk.py --kinds floor statefun --duration 2 --rounds 40
     python benchmarks/http/asgi_wrk.py --http httptools      # uvicorn[standard]'s server
 
 Four single-process uvicorn servers (one event loop each, the same options): ``statefun``
-(``StatefunASGI`` serving the user guide's greeter), ``floor`` (the core benchmark's
-hand-written protobuf greeter in a hand-written ASGI endpoint, no SDK), ``handler`` (the
-same endpoint awaiting ``handle_async`` on the body) and ``bare`` (the body read, fixed bytes
-answered). wrk posts real ``ToFunction`` bodies over loopback, rotating over ``--addresses``
-ids, each carrying ``seen_count`` so no discovery round happens; the servers take turns for
-``--rounds`` rounds. With two or more CPUs the servers are pinned to CPU 0 and wrk to the
-others. The report is the other integrations' (``wrk.report``), under the same rule: statefun
-at 97% or more of the floor's requests/s.
+(``StatefunASGI`` serving the user guide's greeter), ``floor`` (the core benchmark's hand-written
+protobuf greeter in a hand-written ASGI endpoint, no SDK), ``handler`` (the same endpoint awaiting
+``handle_async`` on the body) and ``bare`` (the body read, fixed bytes answered). wrk posts real
+``ToFunction`` bodies over loopback, rotating over ``--addresses`` ids, each carrying ``seen_count``
+so no discovery round happens; each of ``--rounds`` rounds starts new server processes, which take
+turns (see ``wrk.rounds``). With two or more CPUs the servers are pinned to CPU 0 and wrk to the
+others. The report is the other integrations' (``wrk.report``), under the same rule: statefun at 97%
+or more of the floor's requests/s.
 """
 
 from __future__ import annotations

@@ -1,25 +1,27 @@
 """Requests per second of statefun_flask and statefun_django against a bare view, under wrk.
 
-    python benchmarks/http/flask_django_wrk.py                  # both frameworks, ~2 minutes
+    python benchmarks/http/flask_django_wrk.py                  # 20 rounds each, ~15 minutes
+    python benchmarks/http/flask_django_wrk.py --kinds floor statefun     # the target only
     python benchmarks/http/flask_django_wrk.py --quick          # a short, noisy run
-    python benchmarks/http/flask_django_wrk.py --frameworks django --duration 20
+    python benchmarks/http/flask_django_wrk.py --frameworks django --rounds 40
 
 ``flask`` and ``django`` run under gunicorn with sync workers; ``django-uvicorn`` runs the same
-Django project under uvicorn (one process, httptools, asyncio), with async views throughout.
-For each framework four servers run, with the same number of workers: ``statefun``
-(the user guide's greeter behind our integration) and ``bare`` (a plain view of the same
-framework reading the body and answering fixed bytes of the same size); a third, ``handler``
-(a plain view calling ``handle_sync``), splits the gap into the core's share and the
-integration's, and a fourth, ``floor`` (a plain view answering with the core benchmark's
-hand-written protobuf greeter, no SDK at all), shows the most any SDK could reach. wrk posts real
-``ToFunction`` bodies over loopback, rotating over ``--addresses`` ids, each carrying
-``seen_count`` so that no discovery round happens. They take turns for ``--rounds`` rounds;
-the table shows the median. With two or more CPUs the servers are pinned to CPU 0 and wrk to
-the others. Besides requests/s, the servers' CPU time per request is reported: on a busy
-machine it is the steadier measure of what a request costs. Installed plugins are not loaded
-(STATEFUN_DISABLE_PLUGIN_AUTOLOAD=1): this measures the integration and the core, not metrics
-or tracing. Targets: statefun >= 97% of the floor's requests/s, and the integration at most 3 us
-of server CPU per request over ``handler``.
+Django project under uvicorn (one process, httptools, asyncio), with async views throughout. For
+each framework four servers run, with the same number of workers: ``statefun`` (the user guide's
+greeter behind our integration) and ``bare`` (a plain view of the same framework reading the body
+and answering fixed bytes of the same size); a third, ``handler`` (a plain view calling
+``handle_sync``), splits the gap into the core's share and the integration's, and a fourth,
+``floor`` (a plain view answering with the core benchmark's hand-written protobuf greeter, no SDK at
+all), shows the most any SDK could reach. wrk posts real ``ToFunction`` bodies over loopback,
+rotating over ``--addresses`` ids, each carrying ``seen_count`` so that no discovery round happens.
+Each of ``--rounds`` rounds starts new server processes, which take turns (see ``wrk.rounds``); the
+table shows the medians, and the ratio the target is about comes with a 95% confidence interval
+(``wrk.report``). With two or more CPUs the servers are pinned to CPU 0 and wrk to the others.
+Besides requests/s, the servers' CPU time per request is reported: on a busy machine it is the
+steadier measure of what a request costs. Installed plugins are not loaded
+(STATEFUN_DISABLE_PLUGIN_AUTOLOAD=1): this measures the integration and the core, not metrics or
+tracing. Targets: statefun >= 97% of the floor's requests/s, and the integration at most 3 us of
+server CPU per request over ``handler``.
 """
 
 from __future__ import annotations

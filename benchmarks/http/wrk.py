@@ -123,8 +123,8 @@ def check_replies(servers: dict[str, Server], body: bytes, expected: bytes) -> N
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, connections: int) -> None:
-    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=2, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=20, help="each with new server processes")
     parser.add_argument("--connections", type=int, default=connections)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--addresses", type=int, default=100, help="distinct ids to rotate over")
