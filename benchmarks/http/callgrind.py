@@ -110,7 +110,7 @@ def wsgi(framework: str, kind: str, bodies: list[bytes], requests: int) -> None:
     else:
         from django_app import application as app
 
-        path = "/statefun/"
+        path = "/statefun"  # as module.yaml names it
 
     def start_response(status: str, headers: object, exc_info: object = None) -> None:
         assert status.startswith("200"), status

@@ -62,7 +62,7 @@ elif KIND == "handler":
         reply = await handler.handle_async(request.body)
         return HttpResponse(reply, content_type=CONTENT_TYPE)
 
-    urlpatterns = [path("statefun/", by_hand_async if ASGI else by_hand)]
+    urlpatterns = [path("statefun", by_hand_async if ASGI else by_hand)]
 elif KIND == "floor":
     from core.floor import Floor
 
@@ -77,7 +77,7 @@ elif KIND == "floor":
         reply = await floor.handle_async(request.body)
         return HttpResponse(reply, content_type=CONTENT_TYPE)
 
-    urlpatterns = [path("statefun/", hand_written_async if ASGI else hand_written)]
+    urlpatterns = [path("statefun", hand_written_async if ASGI else hand_written)]
 else:
     fixed_reply = bytes.fromhex(os.environ["BENCH_FIXED_REPLY"])
 
@@ -91,6 +91,6 @@ else:
         request.body  # noqa: B018 - read it, as the endpoint does
         return HttpResponse(fixed_reply, content_type=CONTENT_TYPE)
 
-    urlpatterns = [path("statefun/", bare_async if ASGI else bare)]
+    urlpatterns = [path("statefun", bare_async if ASGI else bare)]
 
 application = get_asgi_application() if ASGI else get_wsgi_application()

@@ -56,7 +56,8 @@ APPS = {
     "django": "django_app:application",
     "django-uvicorn": "django_app:application",
 }
-PATHS = {"flask": "/statefun", "django": "/statefun/", "django-uvicorn": "/statefun/"}
+# the path module.yaml names (`urlPathTemplate: http://host:8000/statefun`), no slash
+PATHS = {"flask": "/statefun", "django": "/statefun", "django-uvicorn": "/statefun"}
 
 
 def start(framework: str, kind: str, fixed_reply: bytes, workers: int, cpus: Cpus) -> Server:
