@@ -224,6 +224,19 @@ def test_long_values_and_many_effects() -> None:
         + [("send", "a/b", str(n), ("int_value", n)) for n in range(300)])  # fmt: skip
 
 
+def test_every_length_around_the_one_byte_limit() -> None:
+    """A message or a mutation whose outer length is just under 0x80 is written in one join,
+    just over it field by field (``_message``, ``_modify``): both are protobuf's bytes."""
+    for size in range(80, 140):
+        run(
+            [
+                ("set", "text", "y" * size),
+                ("send", "a/b", "x" * (size % 7 + 1), ("str_value", "z" * size)),
+            ]
+        )
+        run([("send", "com.example.deep.namespace/fn", "i" * size, ("int_value", size))])
+
+
 def test_varint_is_protobufs() -> None:
     for value in [*range(0, 70_000, 7), 2**14 - 1, 2**14, 2**21, 2**31, 2**63 - 1, -1, -(2**63)]:
         delayed = protocol.FromFunction().invocation_result.delayed_invocations.add()
