@@ -101,8 +101,10 @@ class _Mutation(NamedTuple):
     modified: bytes  # a MODIFY mutation up to its value
     value_head: bytes  # the value's TypedValue up to its bytes
     encode_kept: Callable[[Any], bytes]  # for an int or bool kept as it is
-    # the sizes around a value of n bytes: its TypedValue is value_head + n + 2 bytes long,
-    # the whole MODIFY mutation head + n + 4
+    # What a value of n bytes adds up to while every length is under 0x80: its TypedValue is
+    # value_overhead + n bytes long (value_head, the value's key and length, the value), the
+    # whole MODIFY mutation mutation_overhead + n (modified and the TypedValue's key and length
+    # besides)
     value_overhead: int
     mutation_overhead: int
 
@@ -130,8 +132,8 @@ def _message(message: Message) -> Optional[bytes]:
     data = message._data
     if type(target_id) is not str or not data:
         return None
+    ident = target_id.encode()  # before the typename is parsed, as _target does
     head = _typename_head(message.target_typename)  # the Address up to its id (3)
-    ident = target_id.encode()
     value_head = typed_value_fields(message._typename)
     ident_size = len(ident)
     data_size = len(data)
@@ -595,7 +597,7 @@ class RequestReplyHandler:
             for sent in batch.outbox:
                 if isinstance(sent, Message):
                     small = None if sent._typename is None else _message(sent)
-                    if small is None:  # the target first: what fails first, as protobuf's
+                    if small is None:  # the target, then the value: what fails first fails
                         target = element(1, _target(sent))
                         small = element(2, target + element(2, self._typed_value(sent)))
                     parts.append(small)

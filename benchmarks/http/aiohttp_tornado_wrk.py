@@ -56,10 +56,15 @@ def start(framework: str, kind: str, fixed_reply: bytes, cpus: Cpus) -> Server:
     port = free_port()
     command = [sys.executable, str(SERVERS[framework]), kind, str(port)]
     process = subprocess.Popen(cpus.command(cpus.server, command), stdin=subprocess.PIPE)
+    server = Server(f"{framework} {kind}", f"http://127.0.0.1:{port}/statefun", process)
     assert process.stdin is not None
-    process.stdin.write(fixed_reply)
-    process.stdin.close()
-    return Server(f"{framework} {kind}", f"http://127.0.0.1:{port}/statefun", process)
+    try:
+        process.stdin.write(fixed_reply)
+        process.stdin.close()
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def main() -> None:
