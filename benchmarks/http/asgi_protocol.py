@@ -8,7 +8,9 @@ What wrk measures over loopback, less the network and the other processes of a b
 keep-alive requests (the greeter bodies of asgi_wrk.py) are fed to one connection's protocol
 and each response is awaited before the next. The applications take turns for ``--repeats``
 runs; the table shows each one's fastest run (the least disturbed) and the median. Target, as
-asgi_wrk.py's: statefun within 3% of handler.
+asgi_wrk.py's: statefun at 97% or more of the floor's requests/s (the floor's time / statefun's).
+All endpoints run in one process, so they share its draw of hash seed and memory layout: to
+compare two trees, run this in several new processes for each, alternating.
 """
 
 from __future__ import annotations
@@ -117,13 +119,14 @@ def main() -> None:
     print(f"{'endpoint':<10}{'fastest us':>11}{'median us':>11}")
     for kind in KINDS:
         print(f"{kind:<10}{min(runs[kind]):>11.1f}{statistics.median(runs[kind]):>11.1f}")
-    fastest = min(runs["handler"]) / min(runs["statefun"])
-    median = statistics.median(runs["handler"]) / statistics.median(runs["statefun"])
-    verdict = "meets" if fastest >= TARGET else "BELOW"
-    print(
-        f"statefun / handler (handler's time / statefun's): fastest runs {fastest:.1%}, "
-        f"medians {median:.1%}; {verdict} the {TARGET:.0%} target"
-    )
+    for reference in ("floor", "handler"):
+        fastest = min(runs[reference]) / min(runs["statefun"])
+        median = statistics.median(runs[reference]) / statistics.median(runs["statefun"])
+        verdict = f"; {'meets' if fastest >= TARGET else 'BELOW'} the {TARGET:.0%} target"
+        print(
+            f"statefun / {reference} ({reference}'s time / statefun's): fastest runs "
+            f"{fastest:.1%}, medians {median:.1%}{verdict if reference == 'floor' else ''}"
+        )
 
 
 if __name__ == "__main__":
