@@ -115,9 +115,10 @@ def _modify(mutation: _Mutation, data: bytes) -> bytes:
     When every length in it fits in one byte (a counter, a short string: most states), it is
     written in one join with its lengths added up here; otherwise field by field."""
     size = len(data)
-    if size and mutation.mutation_overhead + size < 0x80:
+    whole = mutation.mutation_overhead + size
+    if size and whole < 0x80:
         return b"".join((
-            b"\x0a", _ONE_BYTE[mutation.mutation_overhead + size], mutation.modified,
+            b"\x0a", _ONE_BYTE[whole], mutation.modified,
             b"\x1a", _ONE_BYTE[mutation.value_overhead + size], mutation.value_head,
             b"\x1a", _ONE_BYTE[size], data,
         ))  # fmt: skip
@@ -127,7 +128,11 @@ def _modify(mutation: _Mutation, data: bytes) -> bytes:
 def _message(message: Message) -> Optional[bytes]:
     """An ``outgoing_messages`` element (``InvocationResponse`` field 2) for a built message
     whose every length fits in one byte (a short text to a short id: most messages), written
-    in one join with its lengths added up here; None for any other (see ``_collect``)."""
+    in one join with its lengths added up here; None for any other, which ``_collect`` writes
+    field by field (a value whose type the plugins find, a received one sent on, an id given as
+    bytes, an empty id or value, a longer one)."""
+    if message._typename is None:  # received (no _data), or typed by the plugins when sent
+        return None
     target_id = message.target_id
     data = message._data
     if type(target_id) is not str or not data:
@@ -596,11 +601,11 @@ class RequestReplyHandler:
             egress: list[bytes] = []  # field 4
             for sent in batch.outbox:
                 if isinstance(sent, Message):
-                    small = None if sent._typename is None else _message(sent)
-                    if small is None:  # the target, then the value: what fails first fails
+                    message = _message(sent)
+                    if message is None:  # the target before the value: the first to fail fails
                         target = element(1, _target(sent))
-                        small = element(2, target + element(2, self._typed_value(sent)))
-                    parts.append(small)
+                        message = element(2, target + element(2, self._typed_value(sent)))
+                    parts.append(message)
                 elif isinstance(sent, EgressMessage):
                     record = _typename_head(sent.typename) + element(3, self._typed_value(sent))
                     egress.append(element(4, record))

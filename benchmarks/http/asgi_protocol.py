@@ -27,11 +27,11 @@ from typing import Any, Awaitable, Callable
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
+from wrk import TARGET_RATIO as TARGET
 from wrk import greeter_reply, greeter_requests
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("bare", "floor", "handler", "statefun")
-TARGET = 0.97
 
 
 class Transport(asyncio.Transport):
