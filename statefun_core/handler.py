@@ -1,10 +1,10 @@
 """``RequestReplyHandler``: ``ToFunction`` bytes in, ``FromFunction`` bytes out.
 
 One pipeline — parse → resolve state → invoke → collect — with two drivers that differ only in
-how the function is called. ``handle_sync`` calls sync functions directly, with no event loop,
-and steps an ``async`` function by hand, falling back to an event loop kept per thread only
-when the coroutine really suspends. ``handle_async`` awaits async functions, calls sync ones
-inline, and sends ``blocking=True`` functions to a thread pool.
+how the function is called. ``handle_sync`` calls sync functions directly, with no event loop
+(so does it an ``async`` function whose code never awaits), and runs any other ``async``
+function as a task of an event loop kept per thread. ``handle_async`` awaits async functions,
+calls sync ones inline, and sends ``blocking=True`` functions to a thread pool.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import itertools
 import threading
 import time
 from concurrent.futures import Executor
+from contextvars import copy_context
 from typing import Any, Callable, Iterator, Mapping, MutableMapping, NamedTuple, Optional, Union
 
 import pluggy
@@ -381,10 +382,12 @@ class RequestReplyHandler:
         headers plugins set for the reply (``traceresponse``) are added to ``reply_headers``,
         which a server sends with the reply.
 
-        Async functions are stepped by hand. One whose code never awaits finishes on its first
-        step, with no event loop at all (so also when called from inside a running loop); one
-        that awaits runs with this thread's loop marked as running, and when it really suspends
-        it is finished on that loop, kept per thread.
+        A batch runs in a copy of the caller's context, as under the official SDK's
+        ``asyncio.run``: what a function sets in a context variable (a logger's bound fields)
+        does not outlive its request in the server's thread. Sync functions, and async ones whose
+        code never awaits, are called with no event loop at all (so also from inside a running
+        loop); an async function that awaits runs as a task of this thread's event loop (kept per
+        thread), so ``asyncio.timeout``, task groups and HTTP clients work in it.
         """
         try:
             batch = self._resolve(request_bytes, headers, reply_headers)
@@ -396,18 +399,11 @@ class RequestReplyHandler:
         try:
             function = batch.plan.function
             if function.awaits:
-                self._step(batch)
-            else:  # sync, or async and finishing each coroutine on its first step
-                fun = batch.fun
-                types = self.types
-                is_async = function.is_async
-                for invocation in batch.invocations:
-                    message = batch.message(invocation, types)
-                    if is_async:
-                        for _ in fun(batch, message).__await__():
-                            raise AssertionError(f"{batch.typename} suspended but never awaits")
-                    else:
-                        fun(batch, message)
+                self._run_on_thread_loop(batch)
+            elif function.is_async:  # each coroutine finishes on its first step
+                copy_context().run(self._step, batch)
+            else:
+                copy_context().run(self._invoke, batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
         except BaseException as error:
             raise self._failed(batch, error, headers) from error
@@ -537,22 +533,22 @@ class RequestReplyHandler:
         return batch
 
     def _invoke(self, batch: _Batch) -> None:
-        """Run every invocation of a sync function's batch, in order (for ``handle_async``:
-        ``handle_sync`` runs them itself)."""
+        """Run every invocation of a sync function's batch, in order."""
         fun, types = batch.fun, self.types
         for invocation in batch.invocations:
             fun(batch, batch.message(invocation, types))
 
     def _step(self, batch: _Batch) -> None:
-        """Run every invocation of an async function that awaits from sync code, in order.
-
-        Each coroutine is stepped by hand with this thread's loop marked as running (so it can
-        use asyncio); only when it suspends is the loop run, until what it waits for is done.
-        Every step runs in the caller's context, as a sync function would, so a context
-        variable set before a suspension (a tracing span made current) is reset in the same
-        context after it.
-        """
+        """Run every invocation of an async function whose code never awaits, in order, each
+        coroutine to its end in one step: no event loop needed."""
         fun, types = batch.fun, self.types
+        for invocation in batch.invocations:
+            for _ in fun(batch, batch.message(invocation, types)).__await__():
+                raise AssertionError(f"{batch.typename} suspended but never awaits")
+
+    def _run_on_thread_loop(self, batch: _Batch) -> None:
+        """Run every invocation of an async function that awaits, from sync code: the batch is
+        one task of this thread's event loop, as under ``asyncio.run``."""
         if asyncio._get_running_loop() is not None:
             raise AsyncFunctionInSyncContextError(
                 "handle_sync() was called with an async function from inside a running event "
@@ -561,18 +557,12 @@ class RequestReplyHandler:
         owner: Optional[_ThreadLoop] = getattr(self._loops, "owner", None)
         if owner is None:
             owner = self._loops.owner = _ThreadLoop()
-        loop = owner.loop
-        set_running_loop = asyncio._set_running_loop
-        set_running_loop(loop)
-        try:
-            for invocation in batch.invocations:
-                # iterating, rather than send(), ends without raising StopIteration: cheaper
-                for yielded in fun(batch, batch.message(invocation, types)).__await__():
-                    set_running_loop(None)
-                    loop.run_until_complete(_awaited(yielded))
-                    set_running_loop(loop)
-        finally:
-            set_running_loop(None)
+        owner.loop.run_until_complete(self._invoke_async(batch))
+
+    async def _invoke_async(self, batch: _Batch) -> None:
+        fun, types = batch.fun, self.types
+        for invocation in batch.invocations:
+            await fun(batch, batch.message(invocation, types))
 
     def _collect(self, batch: _Batch) -> bytes:
         """The reply, written by hand (see protowire.py): a ``FromFunction`` whose
@@ -775,11 +765,3 @@ class _ThreadLoop:
 
     def __del__(self) -> None:
         self.loop.close()
-
-
-async def _awaited(yielded: Any) -> None:
-    """Wait, on the loop, for what a hand-stepped coroutine yielded (a future, or None)."""
-    if yielded is None:
-        await asyncio.sleep(0)
-    else:
-        await asyncio.wait((yielded,))

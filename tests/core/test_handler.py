@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import json
 import threading
@@ -587,6 +588,60 @@ def test_handle_sync_runs_a_never_awaiting_async_function_inside_a_running_loop(
         )
 
     assert len(invocation_result(asyncio.run(main())).outgoing_messages) == 1
+
+
+def test_handle_sync_runs_an_awaiting_function_as_a_task() -> None:
+    """asyncio.timeout, task groups and HTTP clients need the current task, as under the
+    official SDK's asyncio.run."""
+    functions = StatefulFunctions()
+    tasks: list[Any] = []
+
+    @functions.bind("ns/f")
+    async def f(context: Context, message: Message) -> None:
+        tasks.append(asyncio.current_task())
+        await asyncio.wait_for(asyncio.sleep(0), timeout=5)
+        if hasattr(asyncio, "timeout"):  # Python 3.11+
+            async with asyncio.timeout(5):
+                await asyncio.sleep(0)
+        context.send(message_builder("ns/g", "1", int_value=message.as_int()))
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    request = to_function("ns/f", "1", [typed_value(IntType, 1), typed_value(IntType, 2)])
+    assert len(invocation_result(handler.handle_sync(request)).outgoing_messages) == 2
+    assert len(tasks) == 2 and tasks[0] is not None and tasks[0] is tasks[1]  # one per batch
+
+
+CURRENT_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="none")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "async that awaits"])
+def test_handle_sync_keeps_what_a_function_sets_in_a_context_variable_to_its_batch(
+    kind: str,
+) -> None:
+    """A server thread serves one request after another: a context variable set in one (a
+    logger's bound fields) must not be seen by the next."""
+    functions = StatefulFunctions()
+    seen: list[str] = []
+
+    def tenant(message: Message) -> None:
+        seen.append(CURRENT_TENANT.get())
+        CURRENT_TENANT.set(message.as_string())
+
+    if kind == "sync":
+        functions.register("ns/f", lambda context, message: tenant(message))
+    else:
+
+        @functions.bind("ns/f")
+        async def f(context: Context, message: Message) -> None:
+            if kind == "async that awaits":
+                await asyncio.sleep(0)
+            tenant(message)
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    for name in ("a", "b"):
+        handler.handle_sync(to_function("ns/f", name, [typed_value(StringType, name)] * 2))
+    assert seen == ["none", "a", "none", "b"]  # shared within a batch, as in one asyncio.run
+    assert CURRENT_TENANT.get() == "none"
 
 
 def test_handle_sync_runs_sync_functions_inside_a_running_loop() -> None:
