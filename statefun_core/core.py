@@ -39,6 +39,11 @@ def parse_typename(typename: str) -> tuple[str, str]:
     return namespace, name
 
 
+#: Names ``context.storage`` has besides the states: the fields of every storage
+#: (``storage.StateValues``), which a state of the same name would hide.
+RESERVED_STATE_NAMES = frozenset({"_received", "_values", "_written"})
+
+
 class ValueSpec:
     """A persisted value of a function: a name, a type and an optional expiration.
 
@@ -72,6 +77,10 @@ class ValueSpec:
             )
         if not name.islower():
             raise ValueError(f"Only lower case names are allowed, {name!r} is given.")
+        if name in RESERVED_STATE_NAMES or (name.startswith("__") and name.endswith("__")):
+            raise ValueError(
+                f"invalid spec name {name!r}: context.storage uses it itself; choose another."
+            )
         if not type:
             raise ValueError("type can not be missing.")
         if not isinstance(type, (Type, builtins.type)):

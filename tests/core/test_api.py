@@ -32,8 +32,9 @@ from statefun_core import (
     make_plugin_manager,
     message_builder,
 )
-from statefun_core.storage import storage_class
-from statefun_core.testing.wire import to_function, typed_value
+from statefun_core.core import RESERVED_STATE_NAMES
+from statefun_core.storage import StateValues, storage_class
+from statefun_core.testing.wire import mutations, to_function, typed_value
 
 # everything `statefun` (apache-flink-statefun 3.3.0) exports
 OFFICIAL_NAMES = [
@@ -70,6 +71,22 @@ def test_all_names_resolve() -> None:
 def test_value_spec_names_are_validated(name: str, error: type) -> None:
     with pytest.raises(error):
         ValueSpec(name, IntType)
+
+
+def test_a_state_may_not_take_a_name_the_storage_uses_itself() -> None:
+    """Such a state would hide the storage's own field (every request would fail) or a
+    Python special name: it is refused where it is declared."""
+    assert set(StateValues.__slots__) <= RESERVED_STATE_NAMES
+    for name in (*StateValues.__slots__, "__init__", "__slots__", "__class__"):
+        with pytest.raises(ValueError, match="context.storage uses it itself"):
+            ValueSpec(name, IntType)
+    functions = StatefulFunctions()
+    specs = [ValueSpec("_value", IntType), ValueSpec("_written_at", IntType)]
+    functions.register("ns/f", lambda c, m: setattr(c.storage, "_value", 1), specs)
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    request = to_function("ns/f", "1", [typed_value(IntType, 1)], {"_value": None, "_written_at": 2})
+    reply = handler.handle_sync(request)
+    assert list(mutations(reply)) == ["_value"]
 
 
 def test_value_spec_type_and_expiration_are_validated() -> None:
