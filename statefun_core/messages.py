@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Op
 
 from . import protocol
 from .errors import mark_unreadable
-from .protowire import element, field
+from .protowire import element, field, text
 from .types import (
     _SHORT_STRING_HEADERS,
     BoolType,
@@ -248,6 +248,8 @@ class EgressMessage(_Typed):
 
     @classmethod
     def _built(cls, typename: str, value_typename: str, data: bytes) -> EgressMessage:
+        if not typename:
+            raise ValueError("typename is missing")
         message = cls.__new__(cls)
         message.typename = typename
         message._typed_value = None
@@ -410,9 +412,9 @@ def kafka_egress_message(
     if value is None:
         raise ValueError("Missing value")
     record = (
-        field(1, key.encode("utf-8") if key else b"")
+        field(1, text(key) if key else b"")
         + field(2, _record_bytes(value, value_type, kafka=True))
-        + field(3, topic.encode("utf-8"))
+        + field(3, text(topic))
     )
     if headers:
         pairs = headers.items() if isinstance(headers, Mapping) else headers
@@ -444,9 +446,9 @@ def kinesis_egress_message(
     if partition_key is None:
         raise ValueError("Missing partition key")
     record = (
-        field(1, partition_key.encode("utf-8"))
+        field(1, text(partition_key))
         + field(2, _record_bytes(value, value_type, kafka=False))
-        + field(3, stream.encode("utf-8"))
-        + field(4, explicit_hash_key.encode("utf-8") if explicit_hash_key else b"")
+        + field(3, text(stream))
+        + field(4, text(explicit_hash_key) if explicit_hash_key else b"")
     )
     return EgressMessage._built(typename, KINESIS_EGRESS_RECORD, record)

@@ -78,14 +78,14 @@ def test_a_state_may_not_take_a_name_the_storage_uses_itself() -> None:
     Python special name: it is refused where it is declared."""
     assert set(StateValues.__slots__) <= RESERVED_STATE_NAMES
     for name in (*StateValues.__slots__, "__init__", "__slots__", "__class__"):
-        with pytest.raises(ValueError, match="context.storage uses it itself"):
+        with pytest.raises(ValueError, match=r"context\.storage uses it itself"):
             ValueSpec(name, IntType)
     functions = StatefulFunctions()
     specs = [ValueSpec("_value", IntType), ValueSpec("_written_at", IntType)]
     functions.register("ns/f", lambda c, m: setattr(c.storage, "_value", 1), specs)
     handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
-    request = to_function("ns/f", "1", [typed_value(IntType, 1)], {"_value": None, "_written_at": 2})
-    reply = handler.handle_sync(request)
+    states = {"_value": None, "_written_at": 2}
+    reply = handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)], states))
     assert list(mutations(reply)) == ["_value"]
 
 
@@ -276,6 +276,33 @@ def test_egress_builders() -> None:
         kinesis_egress_message("e/k", "s", 1, "pk")
     with pytest.raises(ValueError):
         kinesis_egress_message("e/k", "s", "v", None)  # type: ignore[arg-type]
+
+
+def test_an_egress_record_without_an_egress_is_refused_where_it_is_built() -> None:
+    """As the official SDK: a function can catch it (a missing setting) and go on."""
+    for build in (
+        lambda: kafka_egress_message("", "t", "v"),
+        lambda: kafka_egress_message(None, "t", "v"),  # type: ignore[arg-type]
+        lambda: kinesis_egress_message("", "s", "v", "pk"),
+    ):
+        with pytest.raises(ValueError, match="typename is missing"):
+            build()
+
+
+def test_egress_record_strings_may_be_given_as_utf8_bytes() -> None:
+    """As protobuf's string fields, which the official SDK sets them through, take them."""
+    as_bytes: Any = kafka_egress_message  # typed for str, which the docs show
+    kafka = as_bytes("e/k", b"t\xc3\xa9", "v", key=b"k\xc3\xa9")
+    same = kafka_egress_message("e/k", "t\u00e9", "v", key="k\u00e9")
+    assert kafka.raw_value() == same.raw_value()
+    as_bytes = kinesis_egress_message
+    kinesis = as_bytes("e/k", b"s", "v", b"pk", explicit_hash_key=b"1")
+    same = kinesis_egress_message("e/k", "s", "v", "pk", explicit_hash_key="1")
+    assert kinesis.raw_value() == same.raw_value()
+    with pytest.raises(ValueError):
+        kafka_egress_message("e/k", b"\xff", "v")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        kafka_egress_message("e/k", "t", "v", key=1)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
