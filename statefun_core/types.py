@@ -14,6 +14,8 @@ import math
 import struct
 from typing import Any, Callable, Optional
 
+from google.protobuf.wrappers_pb2 import BytesValue
+
 from . import protocol
 from .protowire import varint
 
@@ -295,7 +297,10 @@ class _StringSerializer(TypeSerializer):
 
     @staticmethod
     def _decode(byte: bytes) -> str:
-        return str(protocol.StringWrapper.FromString(byte).value)
+        # Parsed as bytes (StringWrapper's layout) and decoded here: upb refuses text that is
+        # not UTF-8 as a malformed message, where the official SDK's protobuf raises
+        # UnicodeDecodeError (a ValueError), as the short strings above do.
+        return str(BytesValue.FromString(byte).value.decode())
 
 
 _pack_three_bytes = struct.Struct("3B").pack  # no tuple made, as bytes((a, b, c)) makes

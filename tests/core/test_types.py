@@ -135,6 +135,22 @@ def test_a_one_byte_length_is_not_read_as_two() -> None:
     assert StringType.serializer().deserialize(data) == "\x01"
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x0a\x01\xff",  # a one-byte length
+        b"\x0a\xc8\x01" + b"\xff" * 200,  # two bytes
+        b"\x0a\x81\x80\x01" + b"\xff" * 16385,  # three: decoded by protobuf
+        b"\x0a\x01a\x0a\x01\xff",  # the field twice: the last one counts
+    ],
+)
+def test_text_that_is_not_utf8_is_a_unicode_error_at_any_size(data: bytes) -> None:
+    """As the official SDK: a function may catch it as a ValueError (upb alone would raise
+    its DecodeError, which is not one, for the longer ones)."""
+    with pytest.raises(UnicodeDecodeError):
+        StringType.serializer().deserialize(data)
+
+
 # The official SDK's encodings at the edges (its protobuf, 3.20.3 pure Python, on Python 3.11):
 # the differential test (tests/differential) holds the rest.
 _NAN_WITH_SIGN = struct.unpack("<d", bytes.fromhex("000000000000f8ff"))[0]
