@@ -102,7 +102,9 @@ class RequestTooLargeError(LimitExceededError):
 class FunctionFailedError(StatefunError):
     """A function raised while handling a batch; nothing of the batch is returned (HTTP 500).
 
-    The function's own exception is chained as ``__cause__``.
+    The function's own exception is chained as ``__cause__``. What is not an ``Exception`` (a
+    cancelled task's ``CancelledError``, ``KeyboardInterrupt``) goes on up as it is, once the
+    plugins have heard the batch fail.
     """
 
     status = 500

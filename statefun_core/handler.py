@@ -406,7 +406,10 @@ class RequestReplyHandler:
                 copy_context().run(self._invoke, batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
         except BaseException as error:
-            raise self._failed(batch, error, headers) from error
+            failure = self._failed(batch, error, headers)
+            if not isinstance(error, Exception):
+                raise  # a cancelled task, an interrupted process: not the function's failure
+            raise failure from error
 
     async def handle_async(
         self,
@@ -437,7 +440,10 @@ class RequestReplyHandler:
                 self._invoke(batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
         except BaseException as error:
-            raise self._failed(batch, error, headers) from error
+            failure = self._failed(batch, error, headers)
+            if not isinstance(error, Exception):
+                raise  # a cancelled task, an interrupted process: not the function's failure
+            raise failure from error
 
     # --- the pipeline ---------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from statefun_core import (
     Type,
     TypeSerializer,
     ValueSpec,
+    hookimpl,
     kafka_egress_message,
     kinesis_egress_message,
     make_json_type,
@@ -609,6 +610,52 @@ def test_handle_sync_runs_an_awaiting_function_as_a_task() -> None:
     request = to_function("ns/f", "1", [typed_value(IntType, 1), typed_value(IntType, 2)])
     assert len(invocation_result(handler.handle_sync(request)).outgoing_messages) == 2
     assert len(tasks) == 2 and tasks[0] is not None and tasks[0] is tasks[1]  # one per batch
+
+
+def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
+    """A server cancels the request's task when its client goes: the cancellation goes on
+    up (the task ends cancelled), and observers still hear the batch end."""
+    functions = StatefulFunctions()
+    started = asyncio.Event()
+
+    @functions.bind("ns/waits")
+    async def waits(context: Context, message: Message) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    failed: list[BaseException] = []
+
+    class Observer:
+        @hookimpl
+        def statefun_batch_failed(self, batch: Any, error: BaseException) -> None:
+            failed.append(error)
+
+    plugins = make_plugin_manager([Observer()], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, plugins=plugins)
+
+    async def main() -> bool:
+        request = to_function("ns/waits", "1", [typed_value(IntType, 1)])
+        task = asyncio.ensure_future(handler.handle_async(request))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return task.cancelled()
+
+    assert asyncio.run(main())
+    assert [type(error) for error in failed] == [asyncio.CancelledError]
+
+
+def test_an_interrupt_in_a_function_interrupts_the_server() -> None:
+    functions = StatefulFunctions()
+
+    def interrupted(context: Context, message: Message) -> None:
+        raise KeyboardInterrupt
+
+    functions.register("ns/f", interrupted)
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    with pytest.raises(KeyboardInterrupt):
+        handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)]))
 
 
 CURRENT_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="none")
