@@ -27,7 +27,11 @@ class DelayedMessage:
 
 
 class Context(abc.ABC):
-    """What a function can see and do while it handles a message."""
+    """What a function can see and do while it handles a message.
+
+    A subclass must give ``address``, ``storage`` and ``caller``; the sends do nothing here, as
+    in the official SDK, so a test double may leave out those it does not need.
+    """
 
     __slots__ = ()
 
@@ -46,22 +50,18 @@ class Context(abc.ABC):
     def caller(self) -> Optional[SdkAddress]:
         """The sending function's address, or None for a message from an ingress."""
 
-    @abc.abstractmethod
-    def send(self, message: Message) -> None:
+    def send(self, message: Message) -> None:  # noqa: B027 (a no-op, as in the official SDK)
         """Send a message to a function."""
 
-    @abc.abstractmethod
-    def send_after(
+    def send_after(  # noqa: B027
         self, duration: timedelta, message: Message, cancellation_token: str = ""
     ) -> None:
         """Send a message after ``duration``; a non-empty token makes it cancellable."""
 
-    @abc.abstractmethod
-    def cancel_delayed_message(self, cancellation_token: str) -> None:
+    def cancel_delayed_message(self, cancellation_token: str) -> None:  # noqa: B027
         """Cancel a pending delayed message (best effort: a delivered one is not recalled)."""
 
-    @abc.abstractmethod
-    def send_egress(self, message: EgressMessage) -> None:
+    def send_egress(self, message: EgressMessage) -> None:  # noqa: B027
         """Send a record to an egress."""
 
 

@@ -367,3 +367,17 @@ def test_kafka_record_without_headers_is_unchanged() -> None:
     plain = kafka_egress_message("e/k", "t", "v", key="k").raw_value()
     assert plain == kafka_egress_message("e/k", "t", "v", key="k", headers=[]).raw_value()
     assert plain == b"\n\x01k\x12\x01v\x1a\x01t"
+
+
+def test_a_context_test_double_needs_only_the_address_storage_and_caller() -> None:
+    """As with the official SDK, whose sends are no-ops in Context: users' test doubles."""
+    from statefun_core import Context, SdkAddress
+
+    class Double(Context):
+        address = SdkAddress(namespace="ns", name="f", id="1", typename="ns/f")
+        storage = None
+        caller = None
+
+    double = Double()
+    double.send(message_builder("ns/g", "1", int_value=1))
+    assert double.address.id == "1"
