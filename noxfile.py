@@ -67,7 +67,7 @@ def core_oldest(session: nox.Session) -> None:
 @nox.session(python=NEWEST, tags=["ci", "core"])
 def compat(session: nox.Session) -> None:
     """The `statefun` import name for code written for apache-flink-statefun."""
-    install_core(session, "-e", "integrations/compat")
+    install_core(session, "-e", "integrations/compat", "mypy")  # mypy: what type checkers see
     session.run("python", "-m", "pytest", "integrations/compat/tests", *session.posargs)
 
 

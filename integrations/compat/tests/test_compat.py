@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import mypy.api
 import statefun
 from statefun import (
     IntType,
@@ -17,7 +20,24 @@ import statefun_core
 
 def test_statefun_is_statefun_core() -> None:
     assert statefun.RequestReplyHandler is statefun_core.RequestReplyHandler
-    assert set(statefun.__all__) == set(statefun_core.__all__)
+    star: dict[str, object] = {}
+    exec("from statefun import *", star)
+    assert set(star) - {"__builtins__"} == set(statefun_core.__all__)
+
+
+def test_type_checkers_see_what_a_star_import_gives(tmp_path: Path) -> None:
+    """``from statefun import *`` is how the guide starts: mypy must know every name of it."""
+    program = tmp_path / "greeter.py"
+    program.write_text(
+        "from statefun import *\n"
+        "functions = StatefulFunctions()\n"
+        "@functions.bind('com.example.fns/greeter', specs=[ValueSpec('seen', IntType)])\n"
+        "async def greet(context: Context, message: Message) -> None:\n"
+        "    context.send(message_builder('com.example.fns/inbox', 'x', str_value='hi'))\n"
+        "handler: RequestReplyHandler = RequestReplyHandler(functions)\n"
+    )
+    report, errors, status = mypy.api.run(["--strict", "--no-incremental", str(program)])
+    assert status == 0, report + errors
 
 
 def test_the_guides_greeter_unchanged() -> None:
