@@ -12,13 +12,15 @@ or serve it beside another WSGI application (Falcon, Bottle, Pyramid ...)::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any, Callable
 
+from .errors import MalformedRequestError
 from .serving import Answer, Served, declared_length
 
-__all__ = ["StatefunWSGI", "WSGIApp", "mount"]
+__all__ = ["StatefunWSGI", "WSGIApp", "incomplete", "input_errors", "mount", "unreadable"]
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -39,9 +41,10 @@ class StatefunWSGI(Served):
     thread (``async`` functions too: the handler steps them). A declared ``Content-Length``
     over the handler's ``Limits.request_bytes`` is refused unread (413); a body without one
     is read when the server marks it complete (``wsgi.input_terminated``, as gunicorn and
-    waitress do for a chunked body), up to one byte over the limit. Every other method is
-    answered 405 with ``Allow: POST``; both refusals reach the ``statefun_request_failed``
-    hook.
+    waitress do for a chunked body), up to one byte over the limit. A body the server cannot
+    hand over whole (shorter than its ``Content-Length``, a malformed chunk, a client gone) is
+    answered 400 and never run. Every other method is answered 405 with ``Allow: POST``; these
+    refusals reach the ``statefun_request_failed`` hook.
     """
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -62,22 +65,56 @@ class StatefunWSGI(Served):
         stream = environ["wsgi.input"]
         limit = endpoint.limit
         if declared is not None:  # within the limit: before_body checked it
-            body = stream.read(declared)
+            try:
+                body = stream.read(declared)
+            except input_errors() as error:
+                return endpoint.rejected(unreadable(error), headers)
+            if len(body) != declared:  # the client stopped sending: gunicorn hands over less
+                return endpoint.rejected(incomplete(len(body), declared), headers)
         elif environ.get("wsgi.input_terminated"):
             chunks: list[bytes] = []
             size = 0
-            while limit is None or size <= limit:
-                chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
+            try:
+                while limit is None or size <= limit:
+                    chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - size))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+            except input_errors() as error:
+                return endpoint.rejected(unreadable(error), headers)
             if limit is not None and size > limit:
                 return endpoint.rejected(endpoint.too_large(size), headers)
             body = b"".join(chunks)
         else:  # PEP 3333: without a length, the input may not be read
             body = b""
         return endpoint.handle_sync(body, headers)
+
+
+def input_errors() -> tuple[type[BaseException], ...]:
+    """What reading ``wsgi.input`` raises for a body the server cannot hand over whole (a
+    malformed chunk, a client gone): ``OSError`` and ``ValueError`` (most servers, werkzeug's
+    development server, gunicorn's ``NoMoreData``) and, when gunicorn serves, its
+    ``ParseException`` (``InvalidChunkSize``, ``ChunkMissingTerminator``, ...). For an
+    ``except`` clause, which looks it up only when something was raised."""
+    gunicorn = sys.modules.get("gunicorn.http.errors")
+    parse_error = getattr(gunicorn, "ParseException", None)
+    if isinstance(parse_error, type) and issubclass(parse_error, Exception):
+        return (OSError, ValueError, parse_error)
+    return (OSError, ValueError)
+
+
+def unreadable(error: BaseException) -> MalformedRequestError:
+    """The error (400) for a body the server could not read whole: one of
+    :func:`input_errors`."""
+    return MalformedRequestError(f"the request body could not be read: {error!r}")
+
+
+def incomplete(size: int, declared: int) -> MalformedRequestError:
+    """The error (400) for a body that ended before its ``Content-Length``: it is not run."""
+    return MalformedRequestError(
+        f"the request body is incomplete: {size} of its {declared} bytes (Content-Length)"
+    )
 
 
 class EnvironHeaders(Mapping[str, str]):

@@ -203,6 +203,47 @@ class MetricsTest(test_utils.AioHTTPTestCase):
             )
 
 
+def test_a_client_gone_before_its_body_is_in_is_no_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Logged at debug level, without a traceback, and no hook hears of it: nothing ran and
+    no one is left to answer (as Tornado's endpoint). Served as ``web.run_app`` serves, the
+    handler not cancelled with the connection (the test server cancels it)."""
+    failures = FailureRecorder()
+    app = web.Application()
+    plugins = make_plugin_manager([failures], load_entrypoints=False)
+    statefun_aiohttp.setup(app, make_functions(), plugins=plugins)
+
+    def records() -> list[logging.LogRecord]:
+        return [record for record in caplog.records if record.name == "statefun_core"]
+
+    async def disconnect() -> None:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            head = b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+            writer.write(head + b"\x00" * 10)
+            await writer.drain()
+            await asyncio.sleep(0.1)  # the endpoint waits for the rest of the body
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(200):
+                if records():
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await runner.cleanup()
+
+    with caplog.at_level(logging.DEBUG, logger="statefun_core"):
+        asyncio.run(disconnect())
+    assert [(r.levelno, r.exc_info) for r in records()] == [(logging.DEBUG, None)], caplog.text
+    assert records()[0].getMessage().startswith("statefun request abandoned"), caplog.text
+    assert failures.failures == []
+
+
 def test_setup_rejects_executor_with_a_ready_handler() -> None:
     handler = RequestReplyHandler(make_functions(), plugins=make_plugin_manager())
     with pytest.raises(ValueError, match="RequestReplyHandler"):

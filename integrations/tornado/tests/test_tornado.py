@@ -147,6 +147,26 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
         assert self.failures.batches == [None, None]  # rejected before a batch existed
 
     @gen_test
+    async def test_a_client_gone_before_its_body_is_in_is_no_failure(self) -> None:
+        """Logged at debug level, without a traceback, and no hook hears of it: nothing ran
+        and no one is left to answer (as statefun-aiohttp)."""
+        with self.assertLogs("statefun_core", logging.DEBUG) as logs:
+            stream = await TCPClient().connect("127.0.0.1", self.get_http_port())
+            head = b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+            await stream.write(head + b"\x00" * 10)
+            await asyncio.sleep(0.1)  # the endpoint waits for the rest of the body
+            stream.close()
+            for _ in range(200):
+                if logs.records:
+                    break
+                await asyncio.sleep(0.01)
+        assert [(r.levelno, r.exc_info) for r in logs.records] == [(logging.DEBUG, None)]
+        assert logs.records[0].getMessage().startswith("statefun request abandoned")
+        assert self.failures.failures == []
+        response = await self.post(wire.to_function(GREETER, "Di", ["Di"], NEW))
+        assert response.code == 200
+
+    @gen_test
     async def test_raising_function_is_500_without_traceback(self) -> None:
         with self.assertLogs("statefun_core", logging.ERROR) as logs:
             response = await self.post(wire.to_function(FAILING, "x", ["x"]))

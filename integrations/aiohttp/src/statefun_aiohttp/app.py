@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from concurrent.futures import Executor
 from typing import Awaitable, Callable, Optional
 
@@ -26,6 +27,8 @@ __all__ = ["HANDLER_KEY", "create_app", "endpoint_view", "handle_request", "setu
 #: Where ``setup`` keeps the handler: ``request.config_dict[HANDLER_KEY]`` (sub-apps inherit it).
 HANDLER_KEY = web.AppKey("statefun_handler", RequestReplyHandler)
 
+logger = logging.getLogger("statefun_core")  # where the core logs each request it fails
+
 
 async def handle_request(request: web.Request) -> web.Response:
     """POST a ``ToFunction``, get the ``FromFunction`` reply (``application/octet-stream``).
@@ -33,7 +36,8 @@ async def handle_request(request: web.Request) -> web.Response:
     The handler is ``request.config_dict[HANDLER_KEY]``. The request headers reach the plugin
     hooks through ``handle_async(..., headers=...)``. A body over the application's
     ``client_max_size`` is answered 413; both this and a wrong method reach the
-    ``statefun_request_failed`` hook.
+    ``statefun_request_failed`` hook. A client that goes away before its body is in is no
+    failure: it is logged at debug level, as Tornado's endpoint does, and nothing runs.
     """
     return await _respond(request.config_dict[HANDLER_KEY], request)
 
@@ -46,18 +50,26 @@ async def _respond(handler: RequestReplyHandler, request: web.Request) -> web.Re
         response = _rejected(handler, request, not_allowed)
         response.headers["Allow"] = "POST"
         return response
-    reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
     try:
         body = await request.read()
-        reply = await handler.handle_async(
-            body, headers=request.headers, reply_headers=reply_headers
-        )
     except web.HTTPRequestEntityTooLarge:
         # The request's client_max_size: that of the application the server runs, which is
         # the parent's when this one is mounted. None for a chunked body: its size is unknown.
         limit = request.client_max_size
         too_large = RequestTooLargeError(request.content_length, limit, "client_max_size")
         return _rejected(handler, request, too_large)
+    except OSError as error:
+        # The connection was lost before the body was in (aiohttp's "Connection lost"): no
+        # one is left to answer, and neither the server nor a function failed.
+        logger.debug("statefun request abandoned: the client disconnected (%r)", error)
+        return web.Response(status=400, headers=_SERVER)
+    except Exception as error:
+        return _error_response(error)
+    reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
+    try:
+        reply = await handler.handle_async(
+            body, headers=request.headers, reply_headers=reply_headers
+        )
     except Exception as error:
         return _error_response(error)
     if reply_headers:
@@ -85,13 +97,38 @@ _REPLY_HEADERS = CIMultiDict({"Content-Type": CONTENT_TYPE, **_SERVER})
 
 
 def endpoint_view(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The view of one endpoint a plugin contributes (``/metrics``, health)."""
+    """The view of one endpoint a plugin contributes (``/metrics``, health); route a ``GET``
+    one for ``HEAD`` too (``add_get`` does)."""
 
     async def view(request: web.Request) -> web.Response:
-        status, headers, body = endpoint.respond(request.headers)
-        return web.Response(status=status, headers=headers, body=body)
+        return _endpoint_response(endpoint, request)
 
     return view
+
+
+def _endpoints_view(
+    handler: RequestReplyHandler, path: str
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """What ``setup`` routes at a path of the plugins' endpoints, for any method: the
+    endpoint of the method (``HEAD`` finds the ``GET`` one), or 405 naming those there, all
+    with the function endpoint's ``Server`` (aiohttp's own 405 names its version)."""
+    allow = ", ".join(sorted({e.method for e in handler.endpoints if e.path == path}))
+
+    async def view(request: web.Request) -> web.Response:
+        endpoint = handler.endpoint_for(request.method, path)
+        if endpoint is None:
+            headers = {"Allow": allow, **_SERVER}
+            return web.Response(status=405, text="Method Not Allowed", headers=headers)
+        return _endpoint_response(endpoint, request)
+
+    return view
+
+
+def _endpoint_response(endpoint: Endpoint, request: web.Request) -> web.Response:
+    status, headers, body = endpoint.respond(request.headers)
+    response = web.Response(status=status, headers=headers, body=body)
+    response.headers.update(_SERVER)  # in whatever case the plugin wrote the name
+    return response
 
 
 def setup(
@@ -117,8 +154,8 @@ def setup(
     app[HANDLER_KEY] = handler
     app.router.add_route("*", path, functools.partial(_respond, handler))
     if endpoints:
-        for endpoint in handler.endpoints:
-            app.router.add_route(endpoint.method, endpoint.path, endpoint_view(endpoint))
+        for endpoint_path in dict.fromkeys(endpoint.path for endpoint in handler.endpoints):
+            app.router.add_route("*", endpoint_path, _endpoints_view(handler, endpoint_path))
     return handler
 
 

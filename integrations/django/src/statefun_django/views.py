@@ -3,7 +3,8 @@
 Both are CSRF-exempt (the runtime POSTs protobuf, no token) and answer every method but POST
 with 405. Statuses and error texts come from ``statefun_core.http.error_response``. What the
 views refuse before the handler sees the body (a wrong method, a body over
-``DATA_UPLOAD_MAX_MEMORY_SIZE``) reaches the ``statefun_request_failed`` hook too.
+``DATA_UPLOAD_MAX_MEMORY_SIZE``, one the server cannot hand over whole) reaches the
+``statefun_request_failed`` hook too.
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views import View
 
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
+from statefun_core.errors import (
+    MalformedRequestError,
+    MethodNotAllowedError,
+    RequestTooLargeError,
+    StatefunError,
+)
 from statefun_core.http import CONTENT_TYPE, error_response
 from statefun_core.plugins import Endpoint
+from statefun_core.wsgi import incomplete, input_errors, unreadable
 
 from .conf import get_handler, get_settings
 
@@ -69,7 +76,7 @@ class StatefunView(_EndpointView):
             body = read_body(request)
         except RequestDataTooBig:
             return rejected(request, too_large(request))
-        except RequestTooLargeError as error:
+        except (RequestTooLargeError, MalformedRequestError) as error:
             return rejected(request, error)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
@@ -86,9 +93,12 @@ class AsyncStatefunView(_EndpointView):
 
     async def post(self, request: HttpRequest) -> HttpResponse:
         try:
+            check_declared_length(request)
             body = request.body
         except RequestDataTooBig:
             return rejected(request, too_large(request))
+        except RequestTooLargeError as error:
+            return rejected(request, error)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
             reply = await get_handler().handle_async(
@@ -150,24 +160,52 @@ def read_body(request: HttpRequest) -> bytes:
     Django reads a body sent without a ``Content-Length`` (chunked) as empty. A server that
     ends the input stream with the body says so (``wsgi.input_terminated``, as gunicorn does);
     then it is read here, to one byte over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (or, without it,
-    over the handler's ``Limits.request_bytes``) at most.
+    over the handler's ``Limits.request_bytes``) at most. Without that setting, a declared
+    length over ``Limits.request_bytes`` is refused unread (:func:`check_declared_length`).
+
+    A body the server cannot hand over whole is a ``MalformedRequestError`` (400): one shorter
+    than its ``Content-Length`` (gunicorn hands over what came before the client stopped), or
+    one whose reading raised (a malformed chunk, a client gone: ``input_errors``).
     """
     meta = request.META
-    if meta.get("CONTENT_LENGTH") or not meta.get("wsgi.input_terminated"):
-        return request.body
+    length = meta.get("CONTENT_LENGTH")
+    if length or not meta.get("wsgi.input_terminated"):
+        check_declared_length(request)
+        try:
+            body = request.body
+        except input_errors() as error:  # Django's UnreadablePostError is an OSError
+            raise unreadable(error) from None
+        if length and length.isdigit() and len(body) != int(length):
+            raise incomplete(len(body), int(length))
+        return body
     limit, setting = settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "DATA_UPLOAD_MAX_MEMORY_SIZE"
     if limit is None:
         limit, setting = get_handler().limits.request_bytes, "Limits.request_bytes"
     stream = meta["wsgi.input"]
     chunks: list[bytes] = []
     size = 0
-    while limit is None or size <= limit:
-        chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - size))
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
+    try:
+        while limit is None or size <= limit:
+            chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+    except input_errors() as error:
+        raise unreadable(error) from None
     raise RequestTooLargeError(None, limit, setting)
+
+
+def check_declared_length(request: HttpRequest) -> None:
+    """Without ``DATA_UPLOAD_MAX_MEMORY_SIZE`` Django reads a body of any declared length:
+    one declared over the handler's ``Limits.request_bytes`` is refused here
+    (``RequestTooLargeError``), unread, as Django refuses one over its setting."""
+    if settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None:
+        return  # Django checks its own
+    declared = str(request.META.get("CONTENT_LENGTH") or "")
+    limit = get_handler().limits.request_bytes
+    if limit is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeError(int(declared), limit, "Limits.request_bytes")
 
 
 _CHUNK = 1 << 16

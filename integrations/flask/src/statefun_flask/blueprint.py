@@ -5,12 +5,23 @@ from __future__ import annotations
 from typing import Callable, Iterator, Mapping, Optional, Union
 
 from flask import Blueprint, Request, Response, current_app, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+)
 
 from statefun_core import RequestReplyHandler
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
+from statefun_core.errors import (
+    MalformedRequestError,
+    MethodNotAllowedError,
+    RequestTooLargeError,
+    StatefunError,
+)
 from statefun_core.http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
 from statefun_core.plugins import Endpoint
+from statefun_core.wsgi import incomplete, input_errors, unreadable
 
 __all__ = ["endpoint_view", "make_blueprint"]
 
@@ -24,8 +35,10 @@ def make_blueprint(
 
     Requests are handled with ``handle_sync`` on the worker's thread: no event loop is made
     per request, and ``async`` functions still work (the handler steps them itself). The
-    request body is limited by Flask's ``MAX_CONTENT_LENGTH``. A body over it (413) and a wrong
-    method (405) reach the ``statefun_request_failed`` hook, as the handler's own rejections do.
+    request body is limited by Flask's ``MAX_CONTENT_LENGTH``. A body over it (413), one the
+    server cannot hand over whole (400: shorter than its ``Content-Length``, a malformed chunk)
+    and a wrong method (405) reach the ``statefun_request_failed`` hook, as the handler's own
+    rejections do.
 
     Any method but POST is answered 405 with ``Allow: POST``, also one Flask does not know: the
     blueprint registers an application-wide 405 handler, which answers so for this endpoint
@@ -38,7 +51,7 @@ def make_blueprint(
         current: Request = request._get_current_object()  # type: ignore[attr-defined]
         try:
             body = read_body(current, handler.limits.request_bytes)
-        except RequestTooLargeError as error:
+        except (RequestTooLargeError, MalformedRequestError) as error:
             return rejected(handler, error)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
@@ -75,6 +88,11 @@ def read_body(current: Request, limit: Optional[int]) -> bytes:
     ends (``wsgi.input_terminated``), is read here, and refused as soon as it is one byte over
     the limit: Werkzeug would cut it at ``MAX_CONTENT_LENGTH`` and pass it on, and joining the
     chunks of a body over the limit would hold it twice.
+
+    A body the server cannot hand over whole is a ``MalformedRequestError`` (400): one shorter
+    than its ``Content-Length`` (gunicorn hands over what came before the client stopped), or
+    one whose reading raised (a malformed chunk, a client gone: ``input_errors``, and
+    Werkzeug's ``ClientDisconnected``).
     """
     environ = current.environ
     length = environ.get("CONTENT_LENGTH", "")
@@ -89,19 +107,31 @@ def read_body(current: Request, limit: Optional[int]) -> bytes:
                 raise RequestTooLargeError(declared, maximum, setting)
         try:
             # Werkzeug refuses a declared length over MAX_CONTENT_LENGTH itself, unread.
-            return current.get_data(cache=False)
+            body = current.get_data(cache=False)
         except RequestEntityTooLarge:
             maximum, setting = _maximum(current, limit)
             raise RequestTooLargeError(declared, maximum or 0, setting) from None
+        except ClientDisconnected as error:  # Werkzeug's: the input ended or failed early
+            raise unreadable(error) from None
+        except input_errors() as error:
+            raise unreadable(error) from None
+        if declared is not None and len(body) != declared:
+            raise incomplete(len(body), declared)
+        return body
     maximum, setting = _maximum(current, limit)
     stream = environ["wsgi.input"]
     chunks: list[bytes] = []
     size = 0
-    while chunk := stream.read(_CHUNK if maximum is None else min(_CHUNK, maximum + 1 - size)):
-        size += len(chunk)
-        if maximum is not None and size > maximum:
-            raise RequestTooLargeError(None, maximum, setting)
-        chunks.append(chunk)
+    try:
+        while chunk := stream.read(_CHUNK if maximum is None else min(_CHUNK, maximum + 1 - size)):
+            size += len(chunk)
+            if maximum is not None and size > maximum:
+                break
+            chunks.append(chunk)
+    except input_errors() as error:
+        raise unreadable(error) from None
+    if maximum is not None and size > maximum:
+        raise RequestTooLargeError(None, maximum, setting)
     return b"".join(chunks)
 
 

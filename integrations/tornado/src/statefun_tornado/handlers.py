@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Coroutine
 from typing import Any, Optional
 
@@ -14,6 +15,11 @@ from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_re
 from statefun_core.plugins import Endpoint
 
 __all__ = ["EndpointHandler", "StatefunHandler"]
+
+logger = logging.getLogger("statefun_core")  # where the core logs each request it fails
+
+# Not Tornado's default, which names its version.
+_SERVER = "TornadoServer"
 
 
 @stream_request_body
@@ -41,7 +47,7 @@ class StatefunHandler(RequestHandler):
         self._refusal = self._check_headers()
 
     def set_default_headers(self) -> None:
-        self.set_header("Server", "TornadoServer")  # not Tornado's default, with its version
+        self.set_header("Server", _SERVER)
 
     def check_xsrf_cookie(self) -> None:
         """The runtime posts protobuf without a cookie: XSRF protection does not apply."""
@@ -77,6 +83,13 @@ class StatefunHandler(RequestHandler):
 
     def data_received(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
+
+    def on_connection_close(self) -> None:
+        """A client that goes away before its body is in is no failure: Tornado runs nothing
+        and answers nothing; it is logged at debug level, as statefun-aiohttp does."""
+        if not self._finished and not self.request._body_future.done():
+            logger.debug("statefun request abandoned: the client disconnected")
+        super().on_connection_close()
 
     async def post(self) -> None:
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
@@ -127,6 +140,9 @@ class EndpointHandler(RequestHandler):
 
     def initialize(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
+
+    def set_default_headers(self) -> None:
+        self.set_header("Server", _SERVER)
 
     def prepare(self) -> None:
         if self.request.method not in (self.endpoint.method, "HEAD"):
