@@ -382,8 +382,8 @@ def local(session: nox.Session) -> None:
 
 @nox.session(python="3.9", tags=["ci", "local"])
 def local_oldest(session: nox.Session) -> None:
-    """statefun-local on the oldest Python and protobuf, without the crash test."""
-    install_local(session, "protobuf==3.20.3", *TEST_DEPS)
+    """statefun-local on the oldest Python, protobuf and aiohttp, without the crash test."""
+    install_local(session, "protobuf==3.20.3", "aiohttp==3.10.0", *TEST_DEPS)
     session.run(
         "python",
         "-m",

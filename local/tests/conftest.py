@@ -106,11 +106,13 @@ async def serving(
     call: str = "10s",
     failure_pause: float = 0.05,
     max_batch: int = 1000,
+    extra: str = "",
     **options: Any,
 ) -> AsyncIterator[tuple[FunctionServer, LocalRuntime]]:
-    """A function server and a local runtime for it, on the database file ``db``."""
+    """A function server and a local runtime for it, on the database file ``db`` (``extra``:
+    more module documents)."""
     async with FunctionServer(functions, fault) as server:
-        text = module_yaml(server.url, call=call, max_batch=max_batch)
+        text = module_yaml(server.url, call=call, max_batch=max_batch, extra=extra)
         # the module's Kafka address names no broker: records come over HTTP
         async with LocalRuntime(parse_module(text), db, failure_pause=failure_pause,
                                 offline=True, **options) as runtime:

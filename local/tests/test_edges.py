@@ -318,6 +318,41 @@ def test_typenames_and_ids_do_not_steer_the_call_or_the_log(
     assert not [message for message in messages if "\n" in message]
 
 
+def test_status_shows_a_function_type_no_url_can_name(tmp_path: Path) -> None:
+    """A function sends to ``com.example/..``: its message waits, failing, and the status (the
+    page's only source) shows the type with why it has no URL."""
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/router")
+    def router(context: Context, message: Message) -> None:
+        context.send(message_builder("com.example/..", "x", str_value="hi"))
+
+    async def scenario() -> dict[str, Any]:
+        async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                await runtime.send(Address("com.example/router", "r"),
+                                   TypedValue("io.statefun.types/string", b"\n\x02go"))
+                await _until(lambda: any("not function names" in f.error
+                                         for f in runtime.failures))
+                async with aiohttp.ClientSession() as session, session.get(
+                    f"{url}/api/status"
+                ) as response:
+                    assert response.status == 200, await response.text()
+                    status = await response.json()
+            finally:
+                await runner.cleanup()
+        return {function["typename"]: function for function in status["functions"]}
+
+    functions_shown = run(scenario())
+    assert functions_shown["com.example/.."]["endpoint"] is None
+    assert functions_shown["com.example/.."]["endpoint_problem"] == (
+        "'com.example/..': '.' and '..' are not function names")
+    assert functions_shown["com.example/.."]["queued"] == 1
+    assert functions_shown["com.example/router"]["endpoint"].endswith("/statefun")
+    assert functions_shown["com.example/router"]["endpoint_problem"] is None
+
+
 async def serve_runtime_app(app: web.Application) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -21,7 +21,7 @@ from statefun_core import (
     kafka_egress_message,
     message_builder,
 )
-from statefun_core.engine import Address, ManualClock
+from statefun_core.engine import Address, ExpireMode, ManualClock
 
 from .conftest import run, serving
 
@@ -270,6 +270,58 @@ def test_state_and_mailbox_survive_a_restart(tmp_path: Path) -> None:
             await runtime.wait_until_idle()
             values = [r["record"]["kafka"]["value"] for r in runtime.egress_records()]
             assert values == ["Hello Ann for the 1th time!", "Hello Ann for the 2th time!"]
+
+    run(scenario())
+
+
+def test_a_restart_forgets_the_state_specs_and_keeps_the_values(tmp_path: Path) -> None:
+    """Protocol §5: registered specs are lost on restart, so a new expiration takes effect;
+    the stored value is sent again once its name is registered with the same type, and
+    refused under another type (§6)."""
+    db = tmp_path / "db.sqlite"
+    clock = ManualClock(1_000_000)
+    target = Address("com.example/fn", "x")
+    seen: list[object] = []
+
+    def counter(spec: ValueSpec) -> StatefulFunctions:
+        functions = StatefulFunctions()
+
+        @functions.bind("com.example/fn", specs=[spec])
+        def fn(context: Context, message: Message) -> None:
+            seen.append(context.storage.count)
+            context.storage.count = (context.storage.count or 0) + 1
+
+        return functions
+
+    async def scenario() -> None:
+        expiring = ValueSpec("count", IntType, expire_after_write=timedelta(seconds=1))
+        async with serving(counter(expiring), db, clock=clock) as (_, runtime):
+            await runtime.send(target, string("1"))
+            await runtime.wait_until_idle()
+        # the function's new version keeps the count for good
+        async with serving(counter(ValueSpec("count", IntType)), db, clock=clock) as (
+            server, runtime
+        ):
+            assert runtime.store.all_specs() == {}
+            await runtime.send(target, string("2"))
+            await runtime.wait_until_idle()
+            assert server.requests == 2  # discovery again, then the message
+            clock.advance(5000)
+            await runtime.send(target, string("3"))
+            await runtime.wait_until_idle()
+            spec = runtime.store.specs_get("com.example/fn")["count"]
+            assert spec.expire_mode == ExpireMode.NONE
+        async with serving(counter(ValueSpec("count", StringType)), db, clock=clock,
+                           failure_pause=30) as (_, runtime):  # fmt: skip
+            await runtime.send(target, string("4"))
+            while not runtime.failures:
+                await asyncio.sleep(0.02)
+            assert runtime.failures[0].error == (
+                "StateTypeError: state 'count' of com.example/fn has values stored as "
+                "io.statefun.types/int; it can not become io.statefun.types/string"
+            )
+            assert runtime.store.all_specs() == {}
+        assert seen == [None, 1, 2]
 
     run(scenario())
 

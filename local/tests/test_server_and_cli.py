@@ -237,3 +237,82 @@ def test_kafka_records_are_routed_like_the_kafka_ingress(tmp_path: Path) -> None
                 return [r["record"]["kafka"]["value"] for r in runtime.egress_records()]
 
     assert run(scenario()) == ["Hello Ann for the 1th time!"]
+
+
+def test_a_record_is_queued_for_all_its_targets_or_for_none(tmp_path: Path) -> None:
+    """POST /records waits until every target of the record has room, then queues all its
+    messages in one transaction: a kill -9 while it waits leaves no target with the record,
+    so the client's retry delivers it once to each."""
+    from statefun_local.store import connect
+
+    from .conftest import FunctionServer, module_yaml
+    from .test_stuck import Runtime
+
+    functions = StatefulFunctions()
+    received: list[tuple[str, str]] = []
+    db = tmp_path / "db.sqlite"
+
+    async def post(runtime: Runtime, record: bytes, timeout: float = 30) -> None:
+        async with aiohttp.ClientSession() as session, session.post(
+            f"{runtime.url}/records/com.example/names?topic=names&key=k", data=record,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            assert response.status == 202, await response.text()
+
+    async def until_received(*expected: tuple[str, str]) -> None:
+        for _ in range(600):
+            if set(expected) <= set(received):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never received {expected}: {received}")
+
+    async def scenario() -> None:
+        slow_done = asyncio.Event()
+
+        @functions.bind("com.example/fast")
+        def fast(context: Context, message: Message) -> None:
+            received.append(("fast", (message.raw_value() or b"").decode()))
+
+        @functions.bind("com.example/slow")
+        async def slow(context: Context, message: Message) -> None:
+            received.append(("slow", (message.raw_value() or b"").decode()))
+            await slow_done.wait()
+
+        async with FunctionServer(functions) as server:
+            module = tmp_path / "module.yaml"
+            targets = "com.example/fast, com.example/slow"
+            module.write_text(module_yaml(server.url, call="60s", max_batch=1,
+                                          extra=kafka_ingress("com.example/Raw", targets)))
+            runtime = Runtime(module, db)
+            try:
+                await runtime.start()
+                await post(runtime, b"r1")
+                await until_received(("fast", "r1"), ("slow", "r1"))  # slow holds r1
+                await post(runtime, b"r2")  # queued behind r1: slow is at its threshold
+                await until_received(("fast", "r2"))
+                with pytest.raises(asyncio.TimeoutError):  # r3 waits for room at slow
+                    await post(runtime, b"r3", timeout=1)
+                await runtime.kill_9()
+                assert ("fast", "r3") not in received
+                conn = connect(db, readonly=True)
+                try:
+                    rows = conn.execute("SELECT COUNT(*) FROM mailbox WHERE arg_value = ?",
+                                        (b"r3",)).fetchone()  # fmt: skip
+                finally:
+                    conn.close()
+                assert rows == (0,)
+                # the client retries once the runtime is back
+                await runtime.start()
+                slow_done.set()
+                await post(runtime, b"r3")
+                await until_received(("fast", "r3"), ("slow", "r3"))
+            except BaseException:
+                print(f"--- the runtime's log ---\n{runtime.output()}")
+                raise
+            finally:
+                slow_done.set()
+                await runtime.stop()
+                runtime.log.close()
+        assert [value for name, value in received if name == "fast"] == ["r1", "r2", "r3"]
+
+    run(scenario())

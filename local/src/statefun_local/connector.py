@@ -107,18 +107,7 @@ class Connector:
         """Queue ``messages`` (each with the trace context of its record, if any) and write
         the read position (``positions``, store writes) in one SQLite transaction, once no
         target is over its ``maxNumBatchRequests``."""
-        runtime = self.runtime
-        for target in {address for address, _, _ in messages}:
-            endpoint = runtime.module.endpoint_for(target.typename)
-            while endpoint and runtime.engine.is_backpressured(
-                target, endpoint.max_num_batch_requests
-            ):
-                await runtime._wait_progress()
-        with runtime.store.transaction():
-            for target, message, trace in messages:
-                runtime.engine.send(target, message, trace=trace)
-            positions()
-        runtime._wake.set()
+        await self.runtime.send_all(messages, positions)
 
     async def drain(
         self,

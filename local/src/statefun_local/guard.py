@@ -82,7 +82,10 @@ def guard_middleware(allowed_hosts: Iterable[str] = ()) -> Middleware:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return refusal(request) or await handler(request)
+        refused = refusal(request)  # not `or`: before aiohttp 3.12 a Response is falsy
+        if refused is not None:
+            return refused
+        return await handler(request)
 
     return guard
 

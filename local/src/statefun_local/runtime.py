@@ -8,7 +8,8 @@ the engine's (:mod:`statefun_core.engine`); this module only moves bytes and tim
 - each good reply goes back to the engine, which applies it and consumes the batch in one
   SQLite transaction;
 - a timer task fires delayed messages when they fall due;
-- a call that finally fails (or a reply the engine rejects) is logged and listed in
+- a call that finally fails (or a reply the engine or :mod:`statefun_local.replies` refuses,
+  or one the database could not take) is logged and listed in
   :attr:`LocalRuntime.failures`; the batch stays in flight and is retried after a pause, as
   the reference runtime replays it after restoring. Its address is listed as stuck (see
   :mod:`statefun_local.stuck`): the retry sends its head message alone, and the head message
@@ -24,10 +25,11 @@ import dataclasses
 import datetime
 import json
 import os
+import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Callable, Optional, Union
 
 from statefun_core.engine import (
     Address,
@@ -46,6 +48,7 @@ from . import stuck
 from .guard import one_line_logger, typename_problem
 from .inspection import address_view, egress_view
 from .module import KAFKA_INGRESS, Endpoint, Module
+from .replies import check_reply
 from .store import SqliteStore
 from .stuck import BusyAddressError, DeadLetterPolicy, NotStuckError
 from .transport import CallFailedError, HttpTransport
@@ -150,6 +153,8 @@ class LocalRuntime:
             self.egress_jsonl.open("a").close()  # a path we can not write fails here, not later
         self._lock = _lock_database(self.db)
         self._store = SqliteStore.open(self.db, self.synchronous, self.clock.now_ms)
+        with self._store.transaction():
+            self._store.specs_forget()  # as the runtime does on restart (protocol §5)
         stuck.ensure_schema(self._store.conn)
         self._stuck = stuck.addresses(self._store.conn)
         self._engine = Engine(self._store, self.clock, egress_ids=self.module.egresses.keys())
@@ -209,20 +214,43 @@ class LocalRuntime:
         """Queue a message from outside (an ingress); durable when this returns. Waits while
         the target has ``maxNumBatchRequests`` messages buffered. ``trace`` is where the
         message comes from (the ingress request's ``traceparent``), when known."""
-        endpoint = self.check_target(target)
-        while self.engine.is_backpressured(target, endpoint.max_num_batch_requests):
-            await self._wait_progress()
-        seq = self.engine.send(target, value, trace=trace)
-        self._wake.set()
+        self.check_target(target)
+        (seq,) = await self.send_all([(target, value, trace)])
         return seq
 
     async def send_record(self, ingress_id: str, source: str, key: str, value: bytes,
                           trace: Optional[TraceContext] = None) -> list[int]:
         """Deliver a record as the Kafka or Kinesis ingress ``ingress_id`` would (protocol §9):
         one message per target of the topic (stream) ``source``, to the id ``key``, typed as
-        the topic's ``valueType``, the bytes unwrapped."""
-        return [await self.send(target, message, trace)
-                for target, message in self.route_record(ingress_id, source, key, value)]
+        the topic's ``valueType``, the bytes unwrapped; all of them or none."""
+        routed = self.route_record(ingress_id, source, key, value)
+        for target, _ in routed:
+            self.check_target(target)
+        return await self.send_all([(target, message, trace) for target, message in routed])
+
+    async def send_all(
+        self,
+        messages: Sequence[tuple[Address, TypedValue, Optional[TraceContext]]],
+        also: Callable[[], None] = lambda: None,
+    ) -> list[int]:
+        """Queue messages from outside (each with its trace context, if any) in one SQLite
+        transaction, with ``also``'s store writes (an ingress' read position), once no target
+        has its ``maxNumBatchRequests`` buffered: a crash queues all of them or none."""
+        targets = {target for target, _, _ in messages}
+        while any(self._backpressured(target) for target in targets):
+            await self._wait_progress()
+        with self.store.transaction():
+            seqs = [self.engine.send(target, value, trace=trace)
+                    for target, value, trace in messages]  # fmt: skip
+            also()
+        self._wake.set()
+        return seqs
+
+    def _backpressured(self, target: Address) -> bool:
+        endpoint = self.module.endpoint_for(target.typename)
+        return endpoint is not None and self.engine.is_backpressured(
+            target, endpoint.max_num_batch_requests
+        )
 
     def route_record(self, ingress_id: str, source: str, key: str, value: Optional[bytes]
                      ) -> list[tuple[Address, TypedValue]]:
@@ -279,12 +307,36 @@ class LocalRuntime:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            for batch in self.engine.next_batches():
+            try:
+                batches = self.engine.next_batches()
+            except sqlite3.OperationalError as error:  # e.g. another process holds the lock
+                await self._database_pause("taking batches", error)
+                self._wake.set()
+                continue
+            for batch in batches:
                 task = asyncio.create_task(self._call(batch))
                 self._calls.add(task)
                 task.add_done_callback(self._calls.discard)
 
+    async def _database_pause(self, doing: str, error: sqlite3.Error) -> None:
+        log.error("%s failed: %s; trying again in %.1f s", doing, error, self.failure_pause)
+        await asyncio.sleep(self.failure_pause)
+
     async def _call(self, batch: Batch) -> None:
+        """Call the function with ``batch`` and apply its reply, or park the batch. Should
+        even recording a failure fail (the database locked for longer than its busy timeout),
+        the batch is offered again after a pause: it never stays in flight for good."""
+        try:
+            await self._call_and_apply(batch)
+        except Exception:
+            log.exception("%s: the batch is offered again in %.1f s", batch.address,
+                          self.failure_pause)  # fmt: skip
+            await asyncio.sleep(self.failure_pause)
+            with contextlib.suppress(StaleBatchError):  # its reply was applied after all
+                self.engine.fail(batch)
+            self._wake.set()
+
+    async def _call_and_apply(self, batch: Batch) -> None:
         address = batch.address
         endpoint = self.module.endpoint_for(address.typename)
         if endpoint is None:
@@ -305,33 +357,43 @@ class LocalRuntime:
             return
         trace = TraceContext.parse(reply_headers.get(TRACERESPONSE))
         try:
+            check_reply(address, reply, self.module)
             completion = self.engine.complete(batch, reply, trace)
-        except EngineError as error:
+        except EngineError as error:  # refused: nothing of the reply is applied
+            await self._park(batch, f"{type(error).__name__}: {error}")
+            return
+        except Exception as error:  # e.g. the database locked by another process: rolled back
+            log.exception("%s: applying the reply failed", address)
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
         self._completed(completion)
 
     def _completed(self, completion: Completion) -> None:
-        address = completion.batch.address
-        if self._parked.pop(address, None) is not None:
-            log.info("%s: delivered again after failing", address)
-        if address in self._stuck:
-            self._stuck.discard(address)
-            with self.store.transaction():
-                stuck.clear(self.store, address)
-        if not completion.incomplete:
-            count = len(completion.batch.messages)
-            self.delivered += count
-            self.delivered_by_type[address.typename] += count
-            second = int(time.monotonic())
-            if self._throughput and self._throughput[-1][0] == second:
-                self._throughput[-1][1] += count
-            else:
-                self._throughput.append([second, count])
         if completion.scheduled:
             self._timer_wake.set()
         self._wake.set()
+        # a discovery round (after each restart too) delivers nothing: a failing address
+        # stays failing, its attempts counted on
+        if not completion.incomplete:
+            self._delivered(completion.batch)
         self._notify_progress()
+
+    def _delivered(self, batch: Batch) -> None:
+        address = batch.address
+        if self._parked.pop(address, None) is not None:
+            log.info("%s: delivered again after failing", address)
+        if address in self._stuck:
+            with self.store.transaction():
+                stuck.clear(self.store, address)
+            self._stuck.discard(address)
+        count = len(batch.messages)
+        self.delivered += count
+        self.delivered_by_type[address.typename] += count
+        second = int(time.monotonic())
+        if self._throughput and self._throughput[-1][0] == second:
+            self._throughput[-1][1] += count
+        else:
+            self._throughput.append([second, count])
 
     async def _park(self, batch: Batch, error: str) -> None:
         """Record a failed batch, keep it in flight for a while, then offer it again."""
@@ -465,7 +527,12 @@ class LocalRuntime:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._timer_wake.wait(), delay)
                 continue
-            if self.engine.fire_due_timers():
+            try:
+                fired = self.engine.fire_due_timers()
+            except sqlite3.OperationalError as error:  # e.g. another process holds the lock
+                await self._database_pause("firing delayed messages", error)
+                continue
+            if fired:
                 self._wake.set()
 
     # --- egress -------------------------------------------------------------------------
@@ -545,9 +612,11 @@ class LocalRuntime:
         functions = []
         for typename in typenames:
             endpoint = self.module.endpoint_for(typename)
+            url, problem = _url(endpoint, typename)
             functions.append({
                 "typename": typename,
-                "endpoint": endpoint.url_for(typename) if endpoint else None,
+                "endpoint": url,
+                "endpoint_problem": problem,
                 "states": sorted(specs.get(typename, {})),
                 "delivered": self.delivered_by_type.get(typename, 0),
                 "addresses": addresses_by_type.get(typename, 0),
@@ -600,6 +669,17 @@ class LocalRuntime:
             for egress in self.module.egresses.values()
         ]
         return {"ingresses": ingresses, "egresses": egresses}
+
+
+def _url(endpoint: Optional[Endpoint], typename: str) -> tuple[Optional[str], Optional[str]]:
+    """The URL ``typename`` is called at, or why there is none (a function may send to a
+    typename its endpoint's URL can not name, such as ``ns/..``)."""
+    if endpoint is None:
+        return None, "no endpoint"
+    try:
+        return endpoint.url_for(typename), None
+    except ValueError as error:
+        return None, str(error)
 
 
 def _lock_database(db: Path) -> Optional[IO[bytes]]:

@@ -11,6 +11,9 @@ it is opened).
 
 Which addresses have queued messages, the in-flight markers and the specs are also kept in
 memory (written through, reloaded after a rollback): the engine asks for them on every round.
+
+The specs are those registered since the runtime started: it forgets them when it starts, as
+the reference runtime does on a restart (protocol §5); the state values stay.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from statefun_core.engine import (
     ExpireMode,
     StateEntry,
     StateSpec,
+    StateTypeError,
     Timer,
     TraceContext,
     TypedValue,
@@ -342,12 +346,29 @@ class SqliteStore:
         return dict(self._specs.get(function_typename, {}))
 
     def spec_add(self, function_typename: str, spec: StateSpec) -> None:
+        # values outlive their spec: registering the name again with another type would send
+        # them labelled with the new one (protocol §6: fails, as restoring a snapshot does)
+        stored = self.conn.execute(
+            "SELECT typename FROM state WHERE target_type = ? AND name = ? AND typename <> ?"
+            " LIMIT 1",
+            (function_typename, spec.name, spec.typename),
+        ).fetchone()
+        if stored is not None:
+            raise StateTypeError(
+                f"state {spec.name!r} of {function_typename} has values stored as {stored[0]}; "
+                f"it can not become {spec.typename}"
+            )
         self._write(
             "INSERT OR REPLACE INTO specs VALUES (?, ?, ?, ?, ?)",
             (function_typename, spec.name, spec.typename, int(spec.expire_mode),
              spec.expire_after_ms),
         )
         self._specs.setdefault(function_typename, {})[spec.name] = spec
+
+    def specs_forget(self) -> None:
+        """Forget every registered spec; the state values stay."""
+        self._write("DELETE FROM specs", ())
+        self._specs.clear()
 
     def all_specs(self) -> dict[str, dict[str, StateSpec]]:
         return {typename: dict(specs) for typename, specs in self._specs.items()}
