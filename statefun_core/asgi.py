@@ -78,7 +78,7 @@ class StatefunASGI(Served):
                 return  # the client is gone: nobody to answer
             body = rest
         if limit is not None and len(body) > limit:
-            await _send(send, endpoint.rejected(endpoint.too_large(len(body)), headers))
+            await _send(send, endpoint.rejected(endpoint.too_large(), headers))
             return
         reply_headers: dict[str, str] = {}  # what plugins add (a traceresponse)
         try:

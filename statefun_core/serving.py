@@ -110,10 +110,11 @@ class Endpoint:
         status, response_headers, body = endpoint.respond(headers)
         return Answer(status, tuple(response_headers.items()), body)
 
-    def too_large(self, size: int) -> RequestTooLargeError:
-        """The error for a body found larger than the limit while it was read."""
+    def too_large(self) -> RequestTooLargeError:
+        """The error for a body found larger than the limit while it was read, which stops
+        there: how large it is, nobody knows."""
         assert self.limit is not None
-        return RequestTooLargeError(size, self.limit)
+        return RequestTooLargeError(None, self.limit)
 
     def rejected(self, error: StatefunError, headers: Mapping[str, str]) -> Answer:
         """The answer to a request refused before the handler saw its body; the plugins hear

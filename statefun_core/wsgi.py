@@ -84,7 +84,7 @@ class StatefunWSGI(Served):
             except input_errors() as error:
                 return endpoint.rejected(unreadable(error), headers)
             if limit is not None and size > limit:
-                return endpoint.rejected(endpoint.too_large(size), headers)
+                return endpoint.rejected(endpoint.too_large(), headers)
             body = b"".join(chunks)
         else:  # PEP 3333: without a length, the input may not be read
             body = b""
