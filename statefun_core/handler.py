@@ -1,9 +1,9 @@
 """``RequestReplyHandler``: ``ToFunction`` bytes in, ``FromFunction`` bytes out.
 
 One pipeline — parse → resolve state → invoke → collect — with two drivers that differ only in
-how the function is called. ``handle_sync`` calls sync functions directly, with no event loop
-(so does it an ``async`` function whose code never awaits), and runs any other ``async``
-function as a task of an event loop kept per thread. ``handle_async`` awaits async functions,
+how the function is called. ``handle_sync`` calls sync functions, and ``async`` ones whose code
+never awaits, directly, with no event loop, and runs any other ``async`` function as a task of
+an event loop kept per thread. ``handle_async`` awaits async functions,
 calls sync ones inline, and sends ``blocking=True`` functions to a thread pool.
 """
 
@@ -566,6 +566,8 @@ class RequestReplyHandler:
         owner.loop.run_until_complete(self._invoke_async(batch))
 
     async def _invoke_async(self, batch: _Batch) -> None:
+        """Await every invocation of an async function's batch, in order (``handle_async``
+        runs the same loop inline: a coroutine less per request)."""
         fun, types = batch.fun, self.types
         for invocation in batch.invocations:
             await fun(batch, batch.message(invocation, types))
