@@ -93,7 +93,7 @@ class AsyncStatefunView(_EndpointView):
 
     async def post(self, request: HttpRequest) -> HttpResponse:
         try:
-            check_declared_length(request)
+            check_declared_length(declared_length(request))
             body = request.body
         except RequestDataTooBig:
             return rejected(request, too_large(request))
@@ -168,15 +168,15 @@ def read_body(request: HttpRequest) -> bytes:
     one whose reading raised (a malformed chunk, a client gone: ``input_errors``).
     """
     meta = request.META
-    length = meta.get("CONTENT_LENGTH")
-    if length or not meta.get("wsgi.input_terminated"):
-        check_declared_length(request)
+    if meta.get("CONTENT_LENGTH") or not meta.get("wsgi.input_terminated"):
+        declared = declared_length(request)
+        check_declared_length(declared)
         try:
             body = request.body
         except input_errors() as error:  # Django's UnreadablePostError is an OSError
             raise unreadable(error) from None
-        if length and length.isdigit() and len(body) != int(length):
-            raise incomplete(len(body), int(length))
+        if declared is not None and len(body) != declared:
+            raise incomplete(len(body), declared)
         return body
     limit, setting = settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "DATA_UPLOAD_MAX_MEMORY_SIZE"
     if limit is None:
@@ -196,16 +196,25 @@ def read_body(request: HttpRequest) -> bytes:
     raise RequestTooLargeError(None, limit, setting)
 
 
-def check_declared_length(request: HttpRequest) -> None:
+def declared_length(request: HttpRequest) -> Optional[int]:
+    """The request's ``Content-Length``, or None when it has none (or not a number)."""
+    length = request.META.get("CONTENT_LENGTH")
+    return int(length) if length and length.isdigit() else None
+
+
+def check_declared_length(declared: Optional[int]) -> None:
     """Without ``DATA_UPLOAD_MAX_MEMORY_SIZE`` Django reads a body of any declared length:
     one declared over the handler's ``Limits.request_bytes`` is refused here
-    (``RequestTooLargeError``), unread, as Django refuses one over its setting."""
-    if settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None:
-        return  # Django checks its own
-    declared = str(request.META.get("CONTENT_LENGTH") or "")
+    (``RequestTooLargeError``), unread, as Django refuses one over its setting (the setting
+    read only then: through Django's lazy settings, a read costs a few calls)."""
     limit = get_handler().limits.request_bytes
-    if limit is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLargeError(int(declared), limit, "Limits.request_bytes")
+    if (
+        declared is not None
+        and limit is not None
+        and declared > limit
+        and settings.DATA_UPLOAD_MAX_MEMORY_SIZE is None  # else Django checks its own
+    ):
+        raise RequestTooLargeError(declared, limit, "Limits.request_bytes")
 
 
 _CHUNK = 1 << 16
