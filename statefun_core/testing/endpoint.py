@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import IO, Callable, Optional, Union
+from typing import IO, Any, Callable, Optional, Union
 
 from ..context import Context
 from ..core import ValueSpec
@@ -47,6 +47,7 @@ from . import wire
 
 __all__ = [
     "BLOCKING",
+    "BROKEN_BODIES",
     "EDGE_CHECKS",
     "ENDPOINT_CHECKS",
     "FAILING",
@@ -55,15 +56,19 @@ __all__ = [
     "NEW",
     "FailureRecorder",
     "HeaderRecorder",
+    "check_broken_body_is_400",
     "check_endpoint",
     "check_plugin_endpoints",
+    "check_plugin_endpoints_answer_head",
     "check_reply_headers",
     "check_request_limit",
     "free_port",
     "greetings",
     "make_functions",
+    "post_raw",
     "request",
     "running",
+    "serving_in_a_thread",
 ]
 
 GREETER = "com.example.fns/greeter"
@@ -206,6 +211,20 @@ def running(
                 process.wait()
 
 
+@contextmanager
+def serving_in_a_thread(server: Any) -> Iterator[int]:
+    """Serve ``server``, a ``socketserver`` server bound to 127.0.0.1 (Werkzeug's or Django's
+    development server), in a thread of this process: its port while it serves."""
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 def _wait_until_listening(
     process: subprocess.Popen[bytes], port: int, timeout: float, output: IO[bytes]
 ) -> None:
@@ -255,6 +274,55 @@ def request(
         return response.status, headers, response.read()
     finally:
         connection.close()
+
+
+def post_raw(
+    port: int, path: str, framing: str, body: bytes, *, fin: bool = True
+) -> tuple[int, str, bytes]:
+    """POST ``body`` to 127.0.0.1:``port`` ``path`` as it is after the headers (``framing``,
+    a ``Content-Length`` or ``Transfer-Encoding`` header, says how long it is), then end the
+    sending side (FIN) as a client that stops does, unless ``fin=False``: ``(status,
+    Content-Type, body)`` of the response, ``(0, "", b"")`` when there is none."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Content-Type: application/octet-stream\r\nX-Request-Id: raw\r\n{framing}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        if fin:
+            sock.shutdown(socket.SHUT_WR)
+        response = b""
+        try:
+            while data := sock.recv(65536):
+                response += data
+        except ConnectionResetError:
+            pass  # refused before the body's end
+    if not response:
+        return 0, "", b""
+    head_bytes, _, text = response.partition(b"\r\n\r\n")
+    lines = head_bytes.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers.get("content-type", ""), text
+
+
+_SHORT = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 4})
+
+#: Requests whose body the server cannot hand over whole, by name: ``(framing, body)`` for
+#: :func:`post_raw`. The last one is a greeting, which must not run.
+BROKEN_BODIES: Mapping[str, tuple[str, bytes]] = {
+    "chunk-size-not-hex": ("Transfer-Encoding: chunked", b"5\r\nabcde\r\nZZ\r\nabc\r\n0\r\n\r\n"),
+    "chunked-cut-off": ("Transfer-Encoding: chunked", b"64\r\n" + b"a" * 10),
+    "shorter-than-content-length": (f"Content-Length: {len(_SHORT) + 50}", _SHORT),
+}
+
+
+def check_broken_body_is_400(port: int, path: str, name: str) -> None:
+    """Check that the body ``BROKEN_BODIES[name]`` is answered by the endpoint's own 400 (not
+    the framework's 500 page), in plain text without a traceback."""
+    status, content_type, text = post_raw(port, path, *BROKEN_BODIES[name])
+    assert status == 400, (status, content_type, text[:200])
+    assert content_type == "text/plain; charset=utf-8"
+    assert b"Traceback" not in text and b"\n" not in text, text
 
 
 def _canonical(name: str) -> str:
@@ -467,3 +535,17 @@ def check_plugin_endpoints(port: int, prefix: str = "", *, metrics: bool = True)
     assert headers["Content-Encoding"] == "gzip"
     text = gzip.decompress(body)
     assert b"# TYPE statefun_batch_duration_seconds histogram" in text and text.endswith(b"# EOF\n")
+
+
+def check_plugin_endpoints_answer_head(port: int, path: str, server: str) -> None:
+    """Check a plugin's ``GET`` endpoint at ``path``: ``HEAD`` finds it (``endpoint_for``), a
+    ``POST`` is a 405 that allows ``GET``, and every answer says ``Server: <server>`` as the
+    function endpoint does, without a version."""
+    got, got_headers, _ = request(port, path, method="GET")
+    status, headers, body = request(port, path, method="HEAD")
+    assert (got, status, body) == (200, 200, b""), (got, status, body)
+    assert headers["Content-Type"] == got_headers["Content-Type"]
+    refused, refused_headers, _ = request(port, path, b"", method="POST")
+    assert (refused, refused_headers["Allow"]) == (405, "GET")
+    for answer in (got_headers, headers, refused_headers):
+        assert answer["Server"] == server, answer

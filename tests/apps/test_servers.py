@@ -17,15 +17,18 @@ import pytest
 
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
+    BROKEN_BODIES,
     EDGE_CHECKS,
     ENDPOINT_CHECKS,
     GREETER,
     INBOX,
+    check_broken_body_is_400,
     check_plugin_endpoints,
     check_reply_headers,
     check_request_limit,
     free_port,
     greetings,
+    post_raw,
     request,
     running,
 )
@@ -195,39 +198,15 @@ def test_a_chunked_body_over_the_limit_is_413(server: Server) -> None:
     assert greetings(reply) == (2, [(INBOX, name, "Hello after for the 2th time!")])
 
 
-#: (framing header, body) of requests whose body the server cannot hand over whole
-BROKEN_BODIES = {
-    "chunk-size-not-hex": ("Transfer-Encoding: chunked", b"5\r\nabcde\r\nZZ\r\nabc\r\n0\r\n\r\n"),
-    "chunked-cut-off": ("Transfer-Encoding: chunked", b"64\r\n" + b"a" * 10),
-    "shorter-than-content-length": ("Content-Length: {declared}", b""),
-}
-
-
 @pytest.mark.parametrize("broken", list(BROKEN_BODIES))
 def test_a_body_the_server_cannot_hand_over_whole_is_never_run(server: Server, broken: str) -> None:
     """Whatever the server makes of it (its own 400 or 500, no answer), never a 200; where
     the application reads the body itself (WSGI under gunicorn), its own 400."""
-    greeting = wire.to_function(GREETER, "Short", ["Short"], {"seen_count": 1})
-    framing, body = BROKEN_BODIES[broken]
-    framing, body = framing.format(declared=len(greeting) + 50), body or greeting
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(
-            f"POST {server.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-            f"Content-Type: application/octet-stream\r\n{framing}\r\n\r\n".encode()
-            + body
-        )
-        sock.shutdown(socket.SHUT_WR)  # the client stops sending
-        response = b""
-        try:
-            while data := sock.recv(65536):
-                response += data
-        except ConnectionResetError:
-            pass
-    head = response.partition(b"\r\n\r\n")[0]
-    assert not response.startswith(b"HTTP/1.1 200"), response[:300]
     if server.name == "wsgi-gunicorn":
-        assert head.split()[1] == b"400", response[:300]
-        assert b"text/plain; charset=utf-8" in head.lower(), head
+        check_broken_body_is_400(server.port, server.path, broken)
+    else:
+        status, _, text = post_raw(server.port, server.path, *BROKEN_BODIES[broken])
+        assert status != 200, text[:300]
 
 
 def test_the_plugins_reply_headers_are_sent(server: Server) -> None:

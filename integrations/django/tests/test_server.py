@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 import pytest
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
@@ -19,18 +16,22 @@ from statefun_django import conf
 from statefun_core.errors import MalformedRequestError
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
+    BROKEN_BODIES,
     EDGE_CHECKS,
     ENDPOINT_CHECKS,
     GREETER,
     INBOX,
     FailureRecorder,
+    check_broken_body_is_400,
     check_plugin_endpoints,
     check_reply_headers,
     check_request_limit,
     free_port,
     greetings,
+    post_raw,
     request,
     running,
+    serving_in_a_thread,
 )
 
 LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE of the test project
@@ -115,71 +116,23 @@ def test_metrics_are_gone_when_the_prometheus_plugin_is_disabled() -> None:
 # --- bodies the server cannot hand over whole: 400 through the endpoint, never run ----------
 
 
-def raw_post(port: int, framing: str, body: bytes, *, fin: bool = True) -> tuple[int, str, bytes]:
-    """POST ``body`` as it is after the headers (``framing`` says how long it is), then end
-    the sending side (FIN) as a client that stops does: ``(status, Content-Type, body)`` of
-    the response, ``(0, "", b"")`` when there is none."""
-    head = (
-        "POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        f"Content-Type: application/octet-stream\r\nX-Request-Id: raw\r\n{framing}\r\n\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head.encode() + body)
-        if fin:
-            sock.shutdown(socket.SHUT_WR)
-        response = sock.recv(65536)  # the first piece: a response sent before the body was
-        while response and (data := sock.recv(65536)):
-            response += data
-    if not response:
-        return 0, "", b""
-    head_bytes, _, text = response.partition(b"\r\n\r\n")
-    lines = head_bytes.decode("latin-1").split("\r\n")
-    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
-    return int(lines[0].split()[1]), headers.get("content-type", ""), text
-
-
-GREETING = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 4})
-
-#: (framing header, body) of requests whose body cannot be read whole.
-BROKEN = {
-    "chunk-size-not-hex": ("Transfer-Encoding: chunked", b"5\r\nabcde\r\nZZ\r\nabc\r\n0\r\n\r\n"),
-    "chunked-cut-off": ("Transfer-Encoding: chunked", b"64\r\n" + b"a" * 10),
-    "shorter-than-content-length": (f"Content-Length: {len(GREETING) + 50}", GREETING),
-}
-
-
-def check_broken_body_is_400(port: int, name: str) -> None:
-    status, content_type, text = raw_post(port, *BROKEN[name])
-    assert status == 400, (status, content_type, text[:200])
-    assert content_type == "text/plain; charset=utf-8"
-    assert b"Traceback" not in text and b"\n" not in text, text
-
-
-@pytest.mark.parametrize("name", list(BROKEN))
+@pytest.mark.parametrize("name", list(BROKEN_BODIES))
 def test_a_body_the_server_cannot_hand_over_whole_is_400(server: str, port: int, name: str) -> None:
     """A malformed chunk, a chunked body cut off, a body shorter than its Content-Length:
     under gunicorn the endpoint's 400 (not Django's 500 page), and the greeting is not run.
     uvicorn refuses a malformed chunk itself, and ends the others unanswered."""
     if server == "gunicorn-wsgi":
-        check_broken_body_is_400(port, name)
+        check_broken_body_is_400(port, "/statefun", name)
     elif name != "chunk-size-not-hex":
-        assert raw_post(port, *BROKEN[name]) == (0, "", b"")
+        assert post_raw(port, "/statefun", *BROKEN_BODIES[name]) == (0, "", b"")
 
 
-@contextmanager
-def django_server() -> Iterator[int]:
+def django_server() -> ContextManager[int]:
     """Django's development server (``runserver``'s), serving the test project in a thread of
     this process."""
     server = ThreadedWSGIServer(("127.0.0.1", 0), WSGIRequestHandler)
     server.set_app(get_wsgi_application())
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    return serving_in_a_thread(server)
 
 
 def test_a_body_shorter_than_its_content_length_is_400_and_reaches_the_hooks() -> None:
@@ -190,7 +143,7 @@ def test_a_body_shorter_than_its_content_length_is_400_and_reaches_the_hooks() -
     plugins.register(failures)
     try:
         with django_server() as port:
-            check_broken_body_is_400(port, "shorter-than-content-length")
+            check_broken_body_is_400(port, "/statefun", "shorter-than-content-length")
     finally:
         plugins.unregister(failures)
     assert failures.failures == [(MalformedRequestError, 400, "raw")]
@@ -212,8 +165,8 @@ def test_without_data_upload_max_memory_size_a_declared_length_over_the_limit_is
 ) -> None:
     """Declared 10 MiB over Limits.request_bytes (64 KiB), 1 KiB sent: answered at once, the
     rest never asked for (Django would read it all into memory)."""
-    status, content_type, text = raw_post(
-        unlimited_port, f"Content-Length: {10 << 20}", b"\0" * 1024, fin=False
+    status, content_type, text = post_raw(
+        unlimited_port, "/statefun", f"Content-Length: {10 << 20}", b"\0" * 1024, fin=False
     )
     assert status == 413, (status, content_type, text[:200])
     assert content_type == "text/plain; charset=utf-8"

@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 import pytest
 from flask import Flask
@@ -19,12 +17,12 @@ from werkzeug.serving import make_server
 
 from statefun_core import RequestReplyHandler, make_plugin_manager
 from statefun_core.errors import MalformedRequestError
-from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
+    BROKEN_BODIES,
     EDGE_CHECKS,
     ENDPOINT_CHECKS,
-    GREETER,
     FailureRecorder,
+    check_broken_body_is_400,
     check_plugin_endpoints,
     check_reply_headers,
     check_request_limit,
@@ -32,6 +30,7 @@ from statefun_core.testing.endpoint import (
     make_functions,
     request,
     running,
+    serving_in_a_thread,
 )
 
 from .server_app import LIMIT
@@ -143,67 +142,19 @@ def test_metrics_are_gone_when_the_prometheus_plugin_is_disabled() -> None:
 # --- bodies the server cannot hand over whole: 400 through the endpoint, never run ----------
 
 
-def raw_post(port: int, framing: str, body: bytes) -> tuple[int, str, bytes]:
-    """POST ``body`` as it is after the headers (``framing`` says how long it is), then end
-    the sending side (FIN) as a client that stops does: ``(status, Content-Type, body)`` of
-    the response, ``(0, "", b"")`` when there is none."""
-    head = (
-        "POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        f"Content-Type: application/octet-stream\r\nX-Request-Id: raw\r\n{framing}\r\n\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(head.encode() + body)
-        sock.shutdown(socket.SHUT_WR)
-        response = b""
-        while data := sock.recv(65536):
-            response += data
-    if not response:
-        return 0, "", b""
-    head_bytes, _, text = response.partition(b"\r\n\r\n")
-    lines = head_bytes.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    return int(lines[0].split()[1]), headers.get("Content-Type", ""), text
-
-
-GREETING = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 4})
-
-#: (framing header, body) of requests whose body cannot be read whole.
-BROKEN = {
-    "chunk-size-not-hex": ("Transfer-Encoding: chunked", b"5\r\nabcde\r\nZZ\r\nabc\r\n0\r\n\r\n"),
-    "chunked-cut-off": ("Transfer-Encoding: chunked", b"64\r\n" + b"a" * 10),
-    "shorter-than-content-length": (f"Content-Length: {len(GREETING) + 50}", GREETING),
-}
-
-
-def check_broken_body_is_400(port: int, name: str) -> None:
-    status, content_type, text = raw_post(port, *BROKEN[name])
-    assert status == 400, (status, content_type, text[:200])
-    assert content_type == "text/plain; charset=utf-8"
-    assert b"Traceback" not in text and b"\n" not in text, text
-
-
-@pytest.mark.parametrize("name", list(BROKEN))
+@pytest.mark.parametrize("name", list(BROKEN_BODIES))
 def test_a_body_gunicorn_cannot_hand_over_whole_is_400(port: int, name: str) -> None:
     """A malformed chunk, a chunked body cut off, a body shorter than its Content-Length:
     the endpoint's 400 (not Flask's 500 page), and the greeting is not run."""
-    check_broken_body_is_400(port, name)
+    check_broken_body_is_400(port, "/statefun", name)
 
 
-@contextmanager
-def werkzeug_server(app: Flask) -> Iterator[int]:
+def werkzeug_server(app: Flask) -> ContextManager[int]:
     """Werkzeug's development server (``flask run``'s), in a thread of this process."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    return serving_in_a_thread(make_server("127.0.0.1", 0, app, threaded=True))
 
 
-@pytest.mark.parametrize("name", list(BROKEN))
+@pytest.mark.parametrize("name", list(BROKEN_BODIES))
 def test_a_body_werkzeugs_server_cannot_hand_over_whole_is_400_and_reaches_the_hooks(
     name: str,
 ) -> None:
@@ -212,6 +163,6 @@ def test_a_body_werkzeugs_server_cannot_hand_over_whole_is_400_and_reaches_the_h
     app = Flask(__name__)
     Statefun(app, RequestReplyHandler(make_functions(), plugins=plugins))
     with werkzeug_server(app) as port:
-        check_broken_body_is_400(port, name)
+        check_broken_body_is_400(port, "/statefun", name)
     assert failures.failures == [(MalformedRequestError, 400, "raw")]
     assert failures.batches == [None]  # refused before a batch existed

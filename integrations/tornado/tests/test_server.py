@@ -14,6 +14,7 @@ from statefun_core.testing.endpoint import (
     EDGE_CHECKS,
     ENDPOINT_CHECKS,
     check_plugin_endpoints,
+    check_plugin_endpoints_answer_head,
     check_reply_headers,
     check_request_limit,
     free_port,
@@ -66,16 +67,7 @@ def test_the_plugins_endpoints_are_served(port: int) -> None:
 
 @pytest.mark.parametrize("path", ["/metrics", "/slow-batches"])
 def test_the_plugins_endpoints_answer_head_and_name_no_version(port: int, path: str) -> None:
-    """HEAD finds the GET endpoint (``endpoint_for``), and every answer, a 405 too, says
-    ``Server: TornadoServer`` as the function endpoint does, without a version."""
-    got, got_headers, _ = request(port, path, method="GET")
-    status, headers, body = request(port, path, method="HEAD")
-    assert (got, status, body) == (200, 200, b""), (got, status, body)
-    assert headers["Content-Type"] == got_headers["Content-Type"]
-    refused, refused_headers, _ = request(port, path, b"", method="POST")
-    assert (refused, refused_headers["Allow"]) == (405, "GET")
-    for answer in (got_headers, headers, refused_headers):
-        assert answer["Server"] == "TornadoServer", answer
+    check_plugin_endpoints_answer_head(port, path, "TornadoServer")
 
 
 def test_metrics_are_gone_when_the_prometheus_plugin_is_disabled() -> None:
