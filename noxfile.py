@@ -133,9 +133,12 @@ def bench(session: nox.Session) -> None:
     """Ours vs the official SDK vs a no-SDK floor: see benchmarks/README.md.
 
     The driver is standard-library only and makes one venv per implementation under
-    benchmarks/.venvs/. ``nox -s bench -- --quick`` for a short run.
+    benchmarks/.venvs/. ``nox -s bench -- --quick`` for a short run. Then
+    ``benchmarks/sync_awaits.py``: handle_sync by how an async function awaits.
     """
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.install("-e", ".")
+    session.run("python", "benchmarks/sync_awaits.py")
 
 
 # --- plugins (issue: plugin system) -------------------------------------------------------
