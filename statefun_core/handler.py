@@ -406,9 +406,10 @@ class RequestReplyHandler:
                 copy_context().run(self._invoke, batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
         except BaseException as error:
-            failure = self._failed(batch, error, headers)
-            if not isinstance(error, Exception):
-                raise  # a cancelled task, an interrupted process: not the function's failure
+            # the batch's task is the handler's own: a CancelledError is the function's
+            failure = self._failed(batch, error, headers, _interrupts(error))
+            if failure is error:
+                raise
             raise failure from error
 
     async def handle_async(
@@ -433,16 +434,16 @@ class RequestReplyHandler:
                 types = self.types
                 for invocation in batch.invocations:
                     await fun(batch, batch.message(invocation, types))
-            elif function.blocking:
+            elif function.blocking:  # in the request's context there too, and its own copy
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self.executor, self._invoke, batch)
+                await loop.run_in_executor(self.executor, copy_context().run, self._invoke, batch)
             else:
                 self._invoke(batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
         except BaseException as error:
-            failure = self._failed(batch, error, headers)
-            if not isinstance(error, Exception):
-                raise  # a cancelled task, an interrupted process: not the function's failure
+            failure = self._failed(batch, error, headers, _interrupts(error) or _cancelled(error))
+            if failure is error:
+                raise
             raise failure from error
 
     # --- the pipeline ---------------------------------------------------------------------
@@ -563,7 +564,15 @@ class RequestReplyHandler:
         owner: Optional[_ThreadLoop] = getattr(self._loops, "owner", None)
         if owner is None:
             owner = self._loops.owner = _ThreadLoop()
-        owner.loop.run_until_complete(self._invoke_async(batch))
+        loop = owner.loop
+        try:
+            loop.run_until_complete(self._invoke_async(batch))
+        finally:  # as asyncio.run: no task of the batch outlives it
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
 
     async def _invoke_async(self, batch: _Batch) -> None:
         """Await every invocation of an async function's batch, in order (``handle_async``
@@ -646,10 +655,15 @@ class RequestReplyHandler:
         self.plugins.hook.statefun_batch_finished(batch=event)
 
     def _failed(
-        self, batch: _Batch, error: BaseException, headers: Optional[Headers]
-    ) -> FunctionFailedError:
-        failure = FunctionFailedError(batch.typename, batch.id)
-        failure.__cause__ = error
+        self, batch: _Batch, error: BaseException, headers: Optional[Headers], ends_request: bool
+    ) -> BaseException:
+        """Report a batch that raised ``error`` to the plugins, and return what to raise: a
+        ``FunctionFailedError`` caused by it, or, when it ``ends_request`` (a cancelled
+        request, an interrupted process: not the function's failure), ``error`` itself."""
+        failure: BaseException = error
+        if not ends_request:
+            failure = FunctionFailedError(batch.typename, batch.id)
+            failure.__cause__ = error
         event = batch.event
         if event is not None:
             event.outcome = "error"
@@ -773,3 +787,19 @@ class _ThreadLoop:
 
     def __del__(self) -> None:
         self.loop.close()
+
+
+def _interrupts(error: BaseException) -> bool:
+    """Whether ``error`` interrupts the process (Ctrl-C, ``sys.exit``): not a function's failure."""
+    return isinstance(error, (KeyboardInterrupt, SystemExit))
+
+
+def _cancelled(error: BaseException) -> bool:
+    """Whether ``error`` is the request's task being cancelled from outside (a server whose
+    client went), not a ``CancelledError`` the function raised itself (awaiting a task it
+    cancelled), which is its failure. Before Python 3.11 tasks do not tell the two apart:
+    each is taken for the request's."""
+    if not isinstance(error, asyncio.CancelledError):
+        return False
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return cancelling is None or cancelling() > 0

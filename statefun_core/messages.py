@@ -425,9 +425,9 @@ def kafka_egress_message(
 def _header(name: str, value: HeaderValue) -> bytes:
     """One ``KafkaProducerRecord.Header``, as protobuf writes it (``has_value`` is field 3)."""
     if value is None:
-        return field(1, name.encode("utf-8"))
+        return field(1, text(name))
     data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-    return field(1, name.encode("utf-8")) + field(2, data) + b"\x18\x01"
+    return field(1, text(name)) + field(2, data) + b"\x18\x01"
 
 
 def kinesis_egress_message(

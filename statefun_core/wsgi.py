@@ -38,7 +38,7 @@ class StatefunWSGI(Served):
     Given :class:`~statefun_core.StatefulFunctions`, it builds a
     :class:`~statefun_core.RequestReplyHandler` with ``executor`` and ``plugins``; the one it
     serves with is :attr:`handler`. Functions run with ``handle_sync`` on the server's worker
-    thread (``async`` functions too: the handler steps them). A declared ``Content-Length``
+    thread (``async`` functions too: see ``handle_sync``). A declared ``Content-Length``
     over the handler's ``Limits.request_bytes`` is refused unread (413); a body without one
     is read when the server marks it complete (``wsgi.input_terminated``, as gunicorn and
     waitress do for a chunked body), up to one byte over the limit. A body the server cannot

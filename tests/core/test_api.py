@@ -292,8 +292,8 @@ def test_an_egress_record_without_an_egress_is_refused_where_it_is_built() -> No
 def test_egress_record_strings_may_be_given_as_utf8_bytes() -> None:
     """As protobuf's string fields, which the official SDK sets them through, take them."""
     as_bytes: Any = kafka_egress_message  # typed for str, which the docs show
-    kafka = as_bytes("e/k", b"t\xc3\xa9", "v", key=b"k\xc3\xa9")
-    same = kafka_egress_message("e/k", "t\u00e9", "v", key="k\u00e9")
+    kafka = as_bytes("e/k", b"t\xc3\xa9", "v", key=b"k\xc3\xa9", headers={b"h\xc3\xa9": "v"})
+    same = kafka_egress_message("e/k", "t\u00e9", "v", key="k\u00e9", headers={"h\u00e9": "v"})
     assert kafka.raw_value() == same.raw_value()
     as_bytes = kinesis_egress_message
     kinesis = as_bytes("e/k", b"s", "v", b"pk", explicit_hash_key=b"1")

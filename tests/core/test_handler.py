@@ -6,8 +6,10 @@ import asyncio
 import contextvars
 import gc
 import json
+import sys
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -623,15 +625,10 @@ def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
         started[0].set()
         await asyncio.Event().wait()
 
-    failed: list[BaseException] = []
-
-    class Observer:
-        @hookimpl
-        def statefun_batch_failed(self, batch: Any, error: BaseException) -> None:
-            failed.append(error)
-
-    plugins = make_plugin_manager([Observer()], load_entrypoints=False)
-    handler = RequestReplyHandler(functions, plugins=plugins)
+    observer = FailureObserver()
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([observer], load_entrypoints=False)
+    )
 
     async def main() -> bool:
         started.append(asyncio.Event())
@@ -644,7 +641,111 @@ def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
         return task.cancelled()
 
     assert asyncio.run(main())
-    assert [type(error) for error in failed] == [asyncio.CancelledError]
+    assert observer.failed == [(asyncio.CancelledError, asyncio.CancelledError)]
+
+
+class FailureObserver:
+    """What ``statefun_batch_failed`` and ``statefun_request_failed`` hear: a pair of error
+    classes per request."""
+
+    def __init__(self) -> None:
+        self.failed: list[tuple[type, type]] = []
+        self._batch_error: type = type(None)
+
+    @hookimpl
+    def statefun_batch_failed(self, batch: Any, error: BaseException) -> None:
+        self._batch_error = type(error)
+
+    @hookimpl
+    def statefun_request_failed(self, error: BaseException, batch: Any, headers: Any) -> None:
+        self.failed.append((self._batch_error, type(error)))
+
+
+def cancels_its_own_task() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f")
+    async def f(context: Context, message: Message) -> None:
+        task = asyncio.ensure_future(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        task.cancel()
+        await task  # raises CancelledError: the function's own failure
+
+    return functions
+
+
+def test_a_cancelled_error_a_function_raises_itself_is_its_failure_under_handle_sync() -> None:
+    """Nothing outside can cancel handle_sync's batch: a server's thread must get its 500."""
+    observer = FailureObserver()
+    handler = RequestReplyHandler(
+        cancels_its_own_task(), plugins=make_plugin_manager([observer], load_entrypoints=False)
+    )
+    with pytest.raises(FunctionFailedError) as failure:
+        handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    assert isinstance(failure.value.__cause__, asyncio.CancelledError)
+    assert observer.failed == [(asyncio.CancelledError, FunctionFailedError)]
+
+
+def test_a_cancelled_error_a_function_raises_itself_under_handle_async() -> None:
+    """Its failure (500) where the task can tell (Python 3.11+: ``Task.cancelling``); before,
+    a cancellation either way, which goes on up."""
+    handler = RequestReplyHandler(
+        cancels_its_own_task(), plugins=make_plugin_manager(load_entrypoints=False)
+    )
+    request = to_function("ns/f", "1", [typed_value(IntType, 1)])
+    expected = FunctionFailedError if sys.version_info >= (3, 11) else asyncio.CancelledError
+    with pytest.raises(expected):
+        asyncio.run(handler.handle_async(request))
+
+
+def test_no_task_a_batch_starts_outlives_it_under_handle_sync() -> None:
+    """As under asyncio.run: what is left running when the batch ends is cancelled then, not
+    frozen until the thread's next request."""
+    functions = StatefulFunctions()
+    ended: list[str] = []
+
+    async def background() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+
+    left: list[Any] = []  # the function forgets it (a "fire and forget" task); the test not
+
+    @functions.bind("ns/f")
+    async def f(context: Context, message: Message) -> None:
+        left.append(asyncio.ensure_future(background()))
+        await asyncio.sleep(0)
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    assert ended == ["cancelled"] and left[0].cancelled()
+
+
+def test_a_blocking_function_runs_in_a_copy_of_the_requests_context() -> None:
+    """In the executor's thread: it sees what the request's context holds (a current span),
+    and what it sets there does not reach the thread's next request."""
+    functions = StatefulFunctions()
+    seen: list[str] = []
+
+    def blocking(context: Context, message: Message) -> None:
+        seen.append(CURRENT_TENANT.get())
+        CURRENT_TENANT.set(message.as_string())
+
+    functions.register("ns/f", blocking, blocking=True)
+    with ThreadPoolExecutor(max_workers=1) as executor:  # one thread: both requests on it
+        handler = RequestReplyHandler(
+            functions, executor=executor, plugins=make_plugin_manager(load_entrypoints=False)
+        )
+
+        async def serve(name: str) -> None:
+            CURRENT_TENANT.set(f"request {name}")
+            await handler.handle_async(to_function("ns/f", name, [typed_value(StringType, name)]))
+
+        asyncio.run(serve("a"))
+        asyncio.run(serve("b"))
+    assert seen == ["request a", "request b"]
 
 
 def test_an_interrupt_in_a_function_interrupts_the_server() -> None:

@@ -329,12 +329,16 @@ class LocalRuntime:
         try:
             await self._call_and_apply(batch)
         except Exception:
-            log.exception("%s: the batch is offered again in %.1f s", batch.address,
-                          self.failure_pause)  # fmt: skip
+            log.exception("%s: handling the batch failed; looking again in %.1f s",
+                          batch.address, self.failure_pause)  # fmt: skip
             await asyncio.sleep(self.failure_pause)
-            with contextlib.suppress(StaleBatchError):  # its reply was applied after all
+            try:
                 self.engine.fail(batch)
+                log.info("%s: the batch is offered again", batch.address)
+            except StaleBatchError:  # its reply was applied: what failed was after that
+                log.info("%s: the batch's reply was applied", batch.address)
             self._wake.set()
+            self._notify_progress()
 
     async def _call_and_apply(self, batch: Batch) -> None:
         address = batch.address

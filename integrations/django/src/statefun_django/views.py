@@ -161,7 +161,8 @@ def read_body(request: HttpRequest) -> bytes:
     ends the input stream with the body says so (``wsgi.input_terminated``, as gunicorn does);
     then it is read here, to one byte over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (or, without it,
     over the handler's ``Limits.request_bytes``) at most. Without that setting, a declared
-    length over ``Limits.request_bytes`` is refused unread (:func:`check_declared_length`).
+    length over ``Limits.request_bytes`` is refused unread (:func:`check_declared_length`;
+    under ASGI, Django has spooled the body to a file before the view runs).
 
     A body the server cannot hand over whole is a ``MalformedRequestError`` (400): one shorter
     than its ``Content-Length`` (gunicorn hands over what came before the client stopped), or

@@ -34,7 +34,7 @@ def make_blueprint(
     """A blueprint that serves ``POST <url_prefix>`` (endpoint ``<name>.endpoint``).
 
     Requests are handled with ``handle_sync`` on the worker's thread: no event loop is made
-    per request, and ``async`` functions still work (the handler steps them itself). The
+    per request, and ``async`` functions still work (see ``handle_sync``). The
     request body is limited by Flask's ``MAX_CONTENT_LENGTH``. A body over it (413), one the
     server cannot hand over whole (400: shorter than its ``Content-Length``, a malformed chunk)
     and a wrong method (405) reach the ``statefun_request_failed`` hook, as the handler's own
