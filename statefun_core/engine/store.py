@@ -83,6 +83,11 @@ class Store(Protocol):
 
     def spec_add(self, function_typename: str, spec: StateSpec) -> None: ...
 
+    def specs_forget(self) -> None:
+        """Forget every registered spec, keeping the state values: what a runtime's restart
+        does (protocol §5)."""
+        ...
+
     # --- state values -------------------------------------------------------------------
 
     def state_get(self, address: Address) -> dict[str, StateEntry]:
@@ -250,6 +255,11 @@ class MemoryStore:
 
     def spec_add(self, function_typename: str, spec: StateSpec) -> None:
         self._put(self._specs.setdefault(function_typename, {}), spec.name, spec)
+
+    def specs_forget(self) -> None:
+        for specs in self._specs.values():
+            for name in list(specs):
+                self._pop(specs, name)
 
     def state_get(self, address: Address) -> dict[str, StateEntry]:
         return dict(self._state.get(address, {}))

@@ -78,6 +78,7 @@ class Harness:
         self.sent: list[SentMessage] = []
         #: Messages delivered to function types the harness does not run.
         self.captured: list[SentMessage] = []
+        self._dead_letter_egresses: set[DeadLetterEgress] = set()  # of functions redeployed
         #: Every request sent to a function, state-discovery rounds included, in order.
         self.batches: list[Batch] = []
 
@@ -164,16 +165,24 @@ class Harness:
         self, functions: StatefulFunctions, *, plugins: Optional[pluggy.PluginManager] = None
     ) -> Harness:
         """Serve new versions of the functions against the same runtime (state, registered
-        specs, queued and delayed messages), to test how a change of state specs behaves."""
+        specs, queued and delayed messages), to test how a change of state specs behaves;
+        with the harness' plugins unless ``plugins`` are given."""
+        self._dead_letter_egresses |= _dead_letter_egresses(self.functions, self.handler)
         self.functions = functions
         self.handler = RequestReplyHandler(
-            functions, plugins=plugins, dead_letters=self.handler.dead_letters
+            functions,
+            plugins=self.handler.plugins if plugins is None else plugins,
+            dead_letters=self.handler.dead_letters,
         )
         return self
 
     def restart(self) -> Harness:
         """Restart the runtime: a new engine over the same store and clock. Batches that were
-        in flight are sent again; nothing queued, scheduled or stored is lost."""
+        in flight are sent again; nothing queued, scheduled or stored is lost. The registered
+        state specs are, as the runtime loses them (protocol §5): the next request of each
+        function discovers them again, with its specs as they are now."""
+        with self.store.transaction():
+            self.store.specs_forget()
         self.engine = Engine(
             self.store, self.clock, max_discovery_rounds=self.engine.max_discovery_rounds
         )
@@ -219,14 +228,14 @@ class Harness:
 
     @property
     def dead_letters(self) -> list[DeadLetterRecord]:
-        """Every dead-letter record sent (to any function's dead-letter egress), in order."""
-        egresses = {function.dead_letters for function in self.functions}
-        egresses.add(self.handler.dead_letters)
-        names = {egress.typename for egress in egresses if egress is not None}
+        """Every dead-letter record sent (to any dead-letter egress of the functions served,
+        now or before a redeploy), in order; other records on the same egress (another topic
+        or stream) are not dead letters."""
+        egresses = self._dead_letter_egresses | _dead_letter_egresses(self.functions, self.handler)
         return [
             DeadLetterRecord.from_json(record.value)
             for record in self.egress
-            if record.egress in names
+            if _sent_to(record, egresses)
         ]
 
     # --- assertions ---------------------------------------------------------------------
@@ -248,7 +257,15 @@ class Harness:
         )
 
     def assert_state(self, typename: str, id: str, **expected: Any) -> None:
-        """Assert the given states of ``typename``/``id`` (``None`` for absent)."""
+        """Assert the given states of ``typename``/``id`` (``None`` for absent); a name the
+        function does not declare is an error, not an absent state (a typo would pass)."""
+        declared = {spec.name for spec in self.functions.for_typename(typename).specs}
+        unknown = sorted(expected.keys() - declared)
+        if unknown:
+            raise AssertionError(
+                f"{typename} declares no state {', '.join(map(repr, unknown))}; its states: "
+                f"{', '.join(sorted(declared)) or 'none'}"
+            )
         state = self.state(typename, id)
         actual = {name: state.get(name) for name in expected}
         if actual != expected:
@@ -333,7 +350,7 @@ class Harness:
     def _due_times(self, duration: Duration) -> Iterable[int]:
         """The due times of delayed messages within ``duration``, then its end, computed
         lazily: delivering one message may schedule another inside the window."""
-        ms = int(duration.total_seconds() * 1000) if isinstance(duration, timedelta) else duration
+        ms = duration // timedelta(milliseconds=1) if isinstance(duration, timedelta) else duration
         if ms < 0:
             raise ValueError(f"time only moves forward; got {duration}")
         until = self.clock.now_ms() + ms
@@ -367,6 +384,25 @@ class Harness:
 
 
 _MISSING = object()
+
+
+def _dead_letter_egresses(
+    functions: StatefulFunctions, handler: RequestReplyHandler
+) -> set[DeadLetterEgress]:
+    egresses = {function.dead_letters for function in functions}
+    egresses.add(handler.dead_letters)
+    return {egress for egress in egresses if egress is not None}
+
+
+def _sent_to(record: AnyEgress, egresses: set[DeadLetterEgress]) -> bool:
+    """Whether ``record`` went to one of ``egresses``: its egress id, and its topic or stream
+    when the dead-letter egress names one."""
+    return any(
+        record.egress == egress.typename
+        and getattr(record, "topic", None) == egress.topic
+        and getattr(record, "stream", None) == egress.stream
+        for egress in egresses
+    )
 
 
 def _request_headers(batch: Batch) -> dict[str, str]:

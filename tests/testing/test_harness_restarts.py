@@ -1,0 +1,154 @@
+"""The harness as the runtime is across a restart, a redeploy and a clock moved by a
+timedelta, and its dead letters beside other records on one egress (protocol.md §5, §8)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Callable
+
+import pytest
+
+from statefun_core import (
+    Context,
+    DeadLetterEgress,
+    FinalFailure,
+    IntType,
+    Message,
+    StatefulFunctions,
+    StringType,
+    ValueSpec,
+    hookimpl,
+    kafka_egress_message,
+    make_plugin_manager,
+    simple_type,
+)
+
+MakeHarness = Callable[..., Any]
+
+
+def session(ttl_ms: int) -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind(
+        "ex/session",
+        specs=[ValueSpec("user", StringType, expire_after_write=timedelta(milliseconds=ttl_ms))],
+    )
+    def handle(context: Context, message: Message) -> None:
+        context.storage.user = message.as_string()
+
+    return functions
+
+
+def test_the_first_request_after_a_restart_discovers_the_state_again(
+    statefun_harness: MakeHarness,
+) -> None:
+    harness = statefun_harness(session(1_000))
+    harness.send("ex/session", "s", str_value="ann").run()
+    harness.restart()
+    harness.send("ex/session", "s", str_value="bob").run()
+    assert [batch.discovery_round for batch in harness.batches] == [0, 1, 0, 1]
+
+
+def test_a_changed_expiration_takes_effect_after_a_restart(statefun_harness: MakeHarness) -> None:
+    harness = statefun_harness(session(1_000))
+    harness.send("ex/session", "s", str_value="ann").run()
+    harness.redeploy(session(60_000)).restart()
+    harness.send("ex/session", "s", str_value="bob").run()
+    harness.advance(5_000)
+    harness.assert_state("ex/session", "s", user="bob")
+
+
+def test_advance_by_a_timedelta_moves_the_clock_by_exactly_it(
+    statefun_harness: MakeHarness,
+) -> None:
+    harness = statefun_harness(StatefulFunctions())
+    harness.advance(timedelta(milliseconds=1001))  # 1.001 s * 1000 is 1000.999... as a float
+    assert harness.now_ms == 1001
+
+
+class Point:
+    def __init__(self, x: int, y: int) -> None:
+        self.x, self.y = x, y
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and (self.x, self.y) == (other.x, other.y)
+
+
+POINT = simple_type(
+    "example/point",
+    serialize_fn=lambda p: f"{p.x},{p.y}".encode(),
+    deserialize_fn=lambda data: Point(*map(int, data.decode().split(","))),
+)
+
+
+class PointTypes:
+    @hookimpl
+    def statefun_register_types(self, registry: Any) -> None:
+        registry.register(Point, POINT)
+
+
+def shapes() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind("example/shapes", specs=[ValueSpec("last", Point)])
+    def handle(context: Context, message: Message) -> None:
+        context.storage.last = message.as_type(Point)
+
+    return functions
+
+
+def test_a_redeploy_keeps_the_harness_plugins(statefun_harness: MakeHarness) -> None:
+    plugins = make_plugin_manager([PointTypes()], load_entrypoints=False)
+    harness = statefun_harness(shapes(), plugins=plugins)
+    harness.send("example/shapes", "s", value=Point(1, 2)).run()
+    harness.redeploy(shapes())  # as docs/testing.md calls it
+    harness.send("example/shapes", "s", value=Point(3, 4)).run()
+    harness.assert_state("example/shapes", "s", last=Point(3, 4))
+
+
+def orders(dead_letters: DeadLetterEgress) -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind(
+        "com.example/orders", specs=[ValueSpec("orders", IntType)], dead_letters=dead_letters
+    )
+    def handle(context: Context, message: Message) -> None:
+        if message.as_string() == "bad":
+            raise FinalFailure("order has no customer")
+        context.storage.orders = (context.storage.orders or 0) + 1
+        context.send_egress(
+            kafka_egress_message(
+                "com.example/out", topic="orders", key=context.address.id, value="accepted"
+            )
+        )
+
+    return functions
+
+
+def test_dead_letters_beside_other_records_on_their_egress(statefun_harness: MakeHarness) -> None:
+    """docs/dead-letters.md's setup: the dead letters on their own topic of the egress the
+    function writes its output to."""
+    harness = statefun_harness(orders(DeadLetterEgress("com.example/out", topic="dead")))
+    harness.send("com.example/orders", "17", str_value="ok").run()
+    harness.send("com.example/orders", "17", str_value="bad").run()
+    harness.assert_egress("com.example/out", topic="orders", value="accepted")
+    harness.assert_dead_lettered("com.example/orders", "17", error=FinalFailure)
+    assert len(harness.dead_letters) == 1
+
+
+def test_dead_letters_sent_before_a_redeploy_stay_dead_letters(
+    statefun_harness: MakeHarness,
+) -> None:
+    harness = statefun_harness(orders(DeadLetterEgress("com.example/out", topic="dead")))
+    harness.send("com.example/orders", "17", str_value="bad").run()
+    harness.redeploy(orders(DeadLetterEgress("com.example/elsewhere", topic="dead")))
+    harness.assert_dead_lettered("com.example/orders", "17", error=FinalFailure)
+
+
+def test_assert_state_refuses_a_state_the_function_does_not_declare(
+    statefun_harness: MakeHarness,
+) -> None:
+    """A typo in an "is absent" check would pass otherwise."""
+    harness = statefun_harness(session(1_000))
+    with pytest.raises(AssertionError, match="declares no state 'usr'"):
+        harness.assert_state("ex/session", "s", usr=None)
