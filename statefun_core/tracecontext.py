@@ -89,7 +89,7 @@ def decode_origins(value: str, invocations: int) -> list[Optional[str]]:
         count_text, star, origin = part.strip().rpartition("*")
         count = 1
         if star:
-            if not count_text.isdigit():
+            if not (count_text.isascii() and count_text.isdigit()):  # "²" is a digit too
                 break
             count = int(count_text)
         count = min(count, invocations - len(origins))

@@ -39,6 +39,7 @@ OBSERVER_HOOKS = frozenset(
     {
         "statefun_batch_started",
         "statefun_invocation_started",
+        "statefun_invocation_dead_lettered",
         "statefun_invocation_finished",
         "statefun_batch_finished",
         "statefun_batch_failed",
@@ -144,6 +145,8 @@ def make_plugin_manager(
                 continue
             try:
                 plugin = entry_point.load()
+                if manager.is_registered(plugin):  # given explicitly as well
+                    continue
                 manager.register(plugin, name=entry_point.name)
             except PluginError:
                 raise

@@ -39,6 +39,7 @@ def test_the_value_stops_before_the_limit_and_the_rest_is_unknown() -> None:
 def test_malformed_entries_are_unknown_and_counts_are_bounded() -> None:
     assert decode_origins(f"nonsense,{A}", 2) == [None, A]
     assert decode_origins(f"x*{A}", 2) == [None, None]
+    assert decode_origins(f"\u00b2*{A}", 2) == [None, None]  # a digit to isdigit, not to int
     assert decode_origins(f"99*{A}", 2) == [A, A]  # never more than the batch holds
     assert decode_origins("", 1) == [None]
 

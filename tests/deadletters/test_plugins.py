@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from typing import Any, Optional
 
@@ -88,6 +89,39 @@ def test_hook_statefun_invocation_dead_lettered(driver: str, typename: str) -> N
     assert events.calls[-1] == ("batch_finished", "ok", 1)
     (sent,) = [r for r in wire.egress(reply) if r.egress == DEAD_LETTERS.typename]
     assert DeadLetterRecord.from_json(sent.value) == record
+
+
+class RaisesWhenDeadLettered:
+    @hookimpl
+    def statefun_invocation_dead_lettered(
+        self, invocation: InvocationEvent, error: BaseException, record: DeadLetterRecord
+    ) -> None:
+        raise RuntimeError("a broken plugin")
+
+
+@pytest.mark.parametrize("driver", ["handle_sync", "handle_async"])
+def test_a_plugin_that_raises_when_an_invocation_is_dead_lettered_changes_nothing(
+    driver: str,
+) -> None:
+    """As any observer hook: logged and ignored, the reply and the other plugins' events as
+    without it."""
+    body = wire.to_function(SYNC, "a", [1, FINAL, 2], NEW, caller=("test/caller", "c"))
+    without, events = Events(), Events()
+    expected = without_time(run(serve(without), driver, body))
+    assert without_time(run(serve(RaisesWhenDeadLettered(), events), driver, body)) == expected
+    assert [call[:2] for call in events.calls] == [call[:2] for call in without.calls]
+
+
+def without_time(reply: bytes) -> Any:
+    """The reply as a message, its dead-letter records without the time they were made."""
+    result = wire.invocation_result(reply)
+    records = [
+        dataclasses.replace(DeadLetterRecord.from_json(record.value), time=None)
+        for record in wire.egress(reply)
+        if record.egress == DEAD_LETTERS.typename
+    ]
+    del result.outgoing_egresses[:]
+    return result, records
 
 
 @pytest.mark.parametrize("driver", ["handle_sync", "handle_async"])

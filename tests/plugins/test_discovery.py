@@ -40,6 +40,15 @@ def test_an_installed_plugin_is_loaded_by_its_entry_point() -> None:
     assert make_plugin_manager().get_plugin(EXAMPLE) is statefun_slow_batches
 
 
+def test_an_installed_plugin_given_explicitly_too_is_registered_once() -> None:
+    import statefun_slow_batches
+
+    manager = make_plugin_manager([statefun_slow_batches])
+    assert [p for p in manager.get_plugins() if p is statefun_slow_batches] == [
+        statefun_slow_batches
+    ]
+
+
 def test_a_handler_loads_installed_plugins_by_default() -> None:
     from statefun_slow_batches import DECIMAL
 
