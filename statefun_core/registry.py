@@ -21,7 +21,8 @@ class TypeRegistry:
     """
 
     def __init__(self) -> None:
-        self._by_class: dict[type, Type] = {}
+        self._by_class: dict[type, Type] = {}  # registered, for a class and its subclasses
+        self._answered: dict[type, Type] = {}  # what a factory answered, for that class only
         self._by_typename: dict[str, tuple[Type, str]] = {}
         self._factories: list[TypeFactory] = []
 
@@ -41,27 +42,29 @@ class TypeRegistry:
         self._by_typename[tpe.typename] = (tpe, source)
 
     def for_class(self, cls: type) -> Type:
-        """The type for ``cls`` (or its nearest registered base class)."""
+        """The type for ``cls``: registered for it or its nearest registered base class, or
+        else what a factory answers for ``cls`` itself (a subclass is asked about on its own:
+        it may have a type of its own, or none)."""
         found = self._by_class.get(cls)
+        if found is None:
+            found = self._answered.get(cls)
         if found is not None:
             return found
         for base in cls.__mro__[1:]:
             found = self._by_class.get(base)
             if found is not None:
-                break
-        else:
-            for factory in self._factories:
-                found = factory(cls)
-                if found is not None:
-                    self._claim(found, getattr(factory, "__qualname__", repr(factory)))
-                    break
-            else:
-                raise UnknownTypeError(
-                    f"no StateFun type is known for {cls.__module__}.{cls.__qualname__}; pass "
-                    "value_type=, or install a type plugin for it"
-                )
-        self._by_class[cls] = found
-        return found
+                self._by_class[cls] = found
+                return found
+        for factory in self._factories:
+            found = factory(cls)
+            if found is not None:
+                self._claim(found, getattr(factory, "__qualname__", repr(factory)))
+                self._answered[cls] = found
+                return found
+        raise UnknownTypeError(
+            f"no StateFun type is known for {cls.__module__}.{cls.__qualname__}; pass "
+            "value_type=, or install a type plugin for it"
+        )
 
     def for_value(self, value: Any) -> Type:
         return self.for_class(type(value))

@@ -1,0 +1,51 @@
+"""TypeRegistry: a class's type, registered for it or a base class, or answered by a factory."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from statefun_core import Type, simple_type
+from statefun_core.errors import UnknownTypeError
+from statefun_core.registry import TypeRegistry
+
+
+def marked_types(cls: type) -> Optional[Type]:
+    """A type plugin's factory: a class that names its own typename has that type; its
+    subclasses have theirs only if they name one too (as statefun-pydantic and -msgpack)."""
+    typename = vars(cls).get("typename")
+    if typename is None:
+        return None
+    return simple_type(typename, serialize_fn=repr, deserialize_fn=bytes.decode)
+
+
+class Order:
+    typename = "shop/Order"
+
+
+class RushOrder(Order):
+    typename = "shop/RushOrder"
+
+
+class Unmarked(Order):
+    pass
+
+
+@pytest.mark.parametrize("base_first", [False, True])
+def test_a_factory_is_asked_about_each_class_whatever_was_asked_before(base_first: bool) -> None:
+    registry = TypeRegistry()
+    registry.add_factory(marked_types)
+    if base_first:
+        assert registry.for_class(Order).typename == "shop/Order"
+    assert registry.for_class(RushOrder).typename == "shop/RushOrder"
+    with pytest.raises(UnknownTypeError):
+        registry.for_class(Unmarked)
+
+
+def test_a_type_registered_for_a_class_is_its_subclasses_type() -> None:
+    registry = TypeRegistry()
+    order = simple_type("shop/Order", serialize_fn=repr, deserialize_fn=bytes.decode)
+    registry.register(Order, order)
+    assert registry.for_class(Unmarked) is order
+    assert registry.for_class(RushOrder) is order
