@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import msgpack
 import pytest
@@ -35,6 +35,17 @@ class Track:
     last: Optional[Point] = None
     start: Point = field(default_factory=lambda: Point(0.0, 0.0))
     tags: list[str] = field(default_factory=list)
+
+
+if TYPE_CHECKING:  # for the type checker only: out of reach when the fields are resolved
+    from decimal import Decimal
+
+
+@msgpack_dataclass("geo/Priced")
+@dataclass
+class Priced:
+    where: Point
+    price: Optional[Decimal] = None
 
 
 VISITS = msgpack_type("geo/Visits")
@@ -210,3 +221,16 @@ def test_unmarked_classes_and_subclasses_are_unknown() -> None:
             RequestReplyHandler(functions, plugins=make_plugin_manager()).handle_sync(
                 raw.SerializeToString()
             )
+
+
+@pytest.mark.parametrize(
+    ("value", "nested"),
+    [
+        (Track(name="optional", last=Point(1.0, 2.0)), "last"),  # Optional[Point]
+        (Priced(where=Point(5.0, 6.0)), "where"),  # beside a type checker's annotation
+    ],
+)
+def test_nested_dataclasses_come_back_as_themselves(value: object, nested: str) -> None:
+    serializer = type(value).__statefun_msgpack_type__.serializer()  # type: ignore[attr-defined]
+    back = serializer.deserialize(serializer.serialize(value))
+    assert isinstance(getattr(back, nested), Point) and back == value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import typing
 from typing import Any, Callable, Optional, TypeVar, cast
 
@@ -76,16 +77,41 @@ def _init_fields(cls: type) -> frozenset[str]:
 
 @functools.cache
 def _nested_dataclasses(cls: type) -> dict[str, type]:
-    """The fields of ``cls`` whose annotation is itself a dataclass."""
+    """The fields of ``cls`` whose annotation is a dataclass, or an optional one."""
+    nested = {}
+    for name, hint in _field_hints(cls).items():
+        hint = _optional_of(hint)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            nested[name] = hint
+    return nested
+
+
+def _field_hints(cls: type) -> dict[str, Any]:
+    """The fields' annotations, resolved (``from __future__ import annotations`` makes them
+    strings); when one names something out of reach (imported for type checkers only), the
+    others are still resolved, one by one."""
     try:
-        hints = typing.get_type_hints(cls)
-    except NameError:  # an annotation names something out of reach: take what is a class
-        hints = {field.name: field.type for field in dataclasses.fields(cls)}
-    return {
-        name: hint
-        for name, hint in hints.items()
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint)
-    }
+        return typing.get_type_hints(cls)
+    except NameError:
+        module = sys.modules.get(cls.__module__)
+        namespace = dict(vars(module)) if module is not None else {}
+        hints = {}
+        for field in dataclasses.fields(cls):
+            hint = field.type
+            if isinstance(hint, str):
+                try:
+                    hint = eval(hint, namespace)  # as typing.get_type_hints evaluates it
+                except Exception:
+                    continue
+            hints[field.name] = hint
+        return hints
+
+
+def _optional_of(hint: Any) -> Any:
+    """``X`` for ``Optional[X]`` (``X | None``), else ``hint``."""
+    args = typing.get_args(hint)
+    others = [arg for arg in args if arg is not type(None)]
+    return others[0] if len(others) == 1 and len(args) == 2 else hint
 
 
 class MsgpackType(Type):
