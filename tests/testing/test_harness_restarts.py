@@ -17,11 +17,11 @@ from statefun_core import (
     StatefulFunctions,
     StringType,
     ValueSpec,
-    hookimpl,
     kafka_egress_message,
     make_plugin_manager,
-    simple_type,
 )
+
+from .test_harness import Point, PointTypes
 
 MakeHarness = Callable[..., Any]
 
@@ -64,27 +64,6 @@ def test_advance_by_a_timedelta_moves_the_clock_by_exactly_it(
     harness = statefun_harness(StatefulFunctions())
     harness.advance(timedelta(milliseconds=1001))  # 1.001 s * 1000 is 1000.999... as a float
     assert harness.now_ms == 1001
-
-
-class Point:
-    def __init__(self, x: int, y: int) -> None:
-        self.x, self.y = x, y
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Point) and (self.x, self.y) == (other.x, other.y)
-
-
-POINT = simple_type(
-    "example/point",
-    serialize_fn=lambda p: f"{p.x},{p.y}".encode(),
-    deserialize_fn=lambda data: Point(*map(int, data.decode().split(","))),
-)
-
-
-class PointTypes:
-    @hookimpl
-    def statefun_register_types(self, registry: Any) -> None:
-        registry.register(Point, POINT)
 
 
 def shapes() -> StatefulFunctions:
