@@ -8,6 +8,7 @@ Each batch carries the trace headers statefun-local sends (:mod:`statefun_core.t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
@@ -107,42 +108,44 @@ class Harness:
 
     def run(self) -> int:
         """Deliver messages (and delayed messages due now) until the functions are quiet;
-        return how many batches were delivered."""
+        return how many batches were delivered.
+
+        Each reply is applied before the next batch is sent, and what it makes ready goes
+        out then, as in the runtime: a message to an idle address is sent at once, alone,
+        and those that reach it while it is busy are its next batch."""
         delivered = 0
-        while True:
-            batches = self._next_batches(delivered)
-            if not batches:
-                return delivered
-            for index, batch in enumerate(batches):
-                with self._released_on_error(batches[index:]):
-                    reply_headers: dict[str, str] = {}
-                    if self._is_served(batch):
-                        headers = _request_headers(batch)
-                        reply = self.handler.handle_sync(batch.request, headers, reply_headers)
-                    else:
-                        reply = self._capture(batch)
-                    self._complete(batch, reply, reply_headers)
-            delivered += len(batches)
+        ready = collections.deque(self._next_batches(delivered))
+        while ready:
+            batch = ready.popleft()
+            with self._released_on_error([batch, *ready]):
+                reply_headers: dict[str, str] = {}
+                if self._is_served(batch):
+                    headers = _request_headers(batch)
+                    reply = self.handler.handle_sync(batch.request, headers, reply_headers)
+                else:
+                    reply = self._capture(batch)
+                self._complete(batch, reply, reply_headers)
+            delivered += 1
+            ready.extend(self._next_batches(delivered))
+        return delivered
 
     async def run_async(self) -> int:
         """:meth:`run` through the handler's ``handle_async``, for asyncio tests."""
         delivered = 0
-        while True:
-            batches = self._next_batches(delivered)
-            if not batches:
-                return delivered
-            for index, batch in enumerate(batches):
-                with self._released_on_error(batches[index:]):
-                    reply_headers: dict[str, str] = {}
-                    if self._is_served(batch):
-                        headers = _request_headers(batch)
-                        reply = await self.handler.handle_async(
-                            batch.request, headers, reply_headers
-                        )
-                    else:
-                        reply = self._capture(batch)
-                    self._complete(batch, reply, reply_headers)
-            delivered += len(batches)
+        ready = collections.deque(self._next_batches(delivered))
+        while ready:
+            batch = ready.popleft()
+            with self._released_on_error([batch, *ready]):
+                reply_headers: dict[str, str] = {}
+                if self._is_served(batch):
+                    headers = _request_headers(batch)
+                    reply = await self.handler.handle_async(batch.request, headers, reply_headers)
+                else:
+                    reply = self._capture(batch)
+                self._complete(batch, reply, reply_headers)
+            delivered += 1
+            ready.extend(self._next_batches(delivered))
+        return delivered
 
     def advance(self, duration: Duration) -> int:
         """Move the clock forward by ``duration`` (milliseconds, or a ``timedelta``), delivering

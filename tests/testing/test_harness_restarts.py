@@ -12,6 +12,7 @@ from statefun_core import (
     Context,
     DeadLetterEgress,
     FinalFailure,
+    FunctionFailedError,
     IntType,
     Message,
     StatefulFunctions,
@@ -19,6 +20,7 @@ from statefun_core import (
     ValueSpec,
     kafka_egress_message,
     make_plugin_manager,
+    message_builder,
 )
 
 from .test_harness import Point, PointTypes
@@ -131,3 +133,38 @@ def test_assert_state_refuses_a_state_the_function_does_not_declare(
     harness = statefun_harness(session(1_000))
     with pytest.raises(AssertionError, match="declares no state 'usr'"):
         harness.assert_state("ex/session", "s", usr=None)
+
+
+def fan_in() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind("ex/sender")
+    def sender(context: Context, message: Message) -> None:
+        context.send(message_builder("ex/counter", "c", str_value=context.address.id))
+
+    @functions.bind("ex/counter", specs=[ValueSpec("n", IntType)])
+    def counter(context: Context, message: Message) -> None:
+        if message.as_string() == "bad":
+            raise RuntimeError("bad message")
+        context.storage.n = (context.storage.n or 0) + 1
+
+    return functions
+
+
+def test_a_message_to_an_idle_address_is_sent_at_once_alone(statefun_harness: MakeHarness) -> None:
+    """protocol.md §4.3: two senders message one idle address; the first message goes out as
+    soon as its sender's reply is applied, the second is the next batch."""
+    harness = statefun_harness(fan_in())
+    harness.send("ex/counter", "c", str_value="warm-up").run()  # the specs discovered
+    harness.send("ex/sender", "a", str_value="go").send("ex/sender", "b", str_value="go").run()
+    sizes = [len(b.messages) for b in harness.batches if b.address.typename == "ex/counter"]
+    assert sizes[2:] == [1, 1], sizes
+
+
+def test_a_failing_message_takes_no_earlier_batch_with_it(statefun_harness: MakeHarness) -> None:
+    harness = statefun_harness(fan_in())
+    harness.send("ex/counter", "c", str_value="warm-up").run()
+    harness.send("ex/sender", "a", str_value="go").send("ex/sender", "bad", str_value="go")
+    with pytest.raises(FunctionFailedError):
+        harness.run()
+    harness.assert_state("ex/counter", "c", n=2)  # a's message was its own batch, applied
