@@ -105,25 +105,21 @@ def test_one_trace_from_the_ingress_through_three_functions_to_the_egress(
 def test_a_batch_of_messages_from_two_traces_links_each_to_its_own(
     harness: Harness, exporter: InMemorySpanExporter
 ) -> None:
-    # both first/ann and first/bob send to second/all: one batch of two messages
-    harness.send(FIRST, "ann", str_value="a", traceparent=INGRESS)
-    harness.send(FIRST, "bob", str_value="b", traceparent=OTHER_INGRESS)
+    # two messages from two traces queued for second/all before it is sent any: one batch
+    harness.send(SECOND, "all", str_value="a", traceparent=INGRESS)
+    harness.send(SECOND, "all", str_value="b", traceparent=OTHER_INGRESS)
     harness.run()
 
-    firsts = {
-        (s.attributes or {})["statefun.function.id"]: s
-        for s in exporter.get_finished_spans()
-        if s.name == FIRST and "messaging.batch.message_count" in (s.attributes or {})
-    }
     second = batch_span(exporter, SECOND)
     assert (second.attributes or {})["messaging.batch.message_count"] == 2
     # the batch continues its first message's trace ...
-    assert second.parent is not None and second.parent.span_id == firsts["ann"].context.span_id
-    # ... and each invocation links to the batch that sent its own message
+    assert second.parent is not None and format(second.parent.span_id, "016x") == INGRESS[36:52]
+    assert format(second.context.trace_id, "032x") == TRACE_ID
+    # ... and each invocation links to where its own message came from
     links = [[link.context for link in s.links] for s in invocation_spans(exporter, SECOND)]
     assert [[(c.trace_id, c.span_id) for c in context] for context in links] == [
-        [(firsts["ann"].context.trace_id, firsts["ann"].context.span_id)],
-        [(firsts["bob"].context.trace_id, firsts["bob"].context.span_id)],
+        [(int(TRACE_ID, 16), int(INGRESS[36:52], 16))],
+        [(int(OTHER_TRACE_ID, 16), int(OTHER_INGRESS[36:52], 16))],
     ]
 
 
