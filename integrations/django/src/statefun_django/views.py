@@ -25,6 +25,7 @@ from statefun_core.errors import (
 )
 from statefun_core.http import CONTENT_TYPE, error_response
 from statefun_core.plugins import Endpoint
+from statefun_core.serving import declared_length as parse_length
 from statefun_core.wsgi import incomplete, input_errors, unreadable
 
 from .conf import get_handler, get_settings
@@ -199,8 +200,7 @@ def read_body(request: HttpRequest) -> bytes:
 
 def declared_length(request: HttpRequest) -> Optional[int]:
     """The request's ``Content-Length``, or None when it has none (or not a number)."""
-    length = request.META.get("CONTENT_LENGTH")
-    return int(length) if length and length.isdigit() else None
+    return parse_length(request.META.get("CONTENT_LENGTH") or None)
 
 
 def check_declared_length(declared: Optional[int]) -> None:
@@ -224,10 +224,8 @@ _CHUNK = 1 << 16
 def too_large(request: HttpRequest) -> RequestTooLargeError:
     """Django refused the body (``RequestDataTooBig``): by its declared length, or, for a
     chunked body under ASGI, while reading it (its length is then unknown)."""
-    declared = str(request.META.get("CONTENT_LENGTH") or "")
-    size = int(declared) if declared.isdigit() else None
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
-    return RequestTooLargeError(size, limit, "DATA_UPLOAD_MAX_MEMORY_SIZE")
+    return RequestTooLargeError(declared_length(request), limit, "DATA_UPLOAD_MAX_MEMORY_SIZE")
 
 
 def rejected(request: HttpRequest, error: StatefunError) -> HttpResponse:
