@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Item(BaseModel):
@@ -21,3 +21,13 @@ class Order(BaseModel):
 class Receipt(BaseModel):
     order_id: str
     total_items: int
+
+
+class Reading(BaseModel):
+    sensor: str
+    value: float
+    previous: Optional[float] = None
+
+
+class ExactReading(Reading):
+    model_config = ConfigDict(ser_json_inf_nan="constants")

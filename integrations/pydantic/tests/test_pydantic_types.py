@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 import pytest
 from pydantic import BaseModel
@@ -19,7 +20,7 @@ from statefun_core import (
 from statefun_core.errors import FunctionFailedError, UnknownTypeError
 from statefun_core.plugins import make_plugin_manager
 
-from .models import Item, Order, Receipt
+from .models import ExactReading, Item, Order, Reading, Receipt
 
 CASHIER = "shop/cashier"
 RECEIPT = f"{Receipt.__module__}/Receipt"  # the default typename: <module>/<class>
@@ -129,6 +130,55 @@ def test_a_value_of_another_class_is_refused() -> None:
     serializer = pydantic_type(Order).serializer()
     with pytest.raises(TypeError, match="'shop/Order' holds Order instances, not Item"):
         serializer.serialize(Item(sku="x", quantity=1))
+
+
+def readings_handler() -> RequestReplyHandler:
+    functions = StatefulFunctions()
+
+    @functions.bind("lab/meter", specs=[ValueSpec("last", type=Reading)])
+    def meter(context: Context, message: Message) -> None:
+        sensor, value = message.as_string().split("=")
+        model = ExactReading if sensor.startswith("exact") else Reading
+        context.storage.last = model(sensor=sensor, value=float(value))
+
+    return RequestReplyHandler(functions, plugins=make_plugin_manager())
+
+
+def meter_request(argument: str) -> bytes:
+    out = protocol.ToFunction()
+    batch = out.invocation
+    batch.target.namespace, batch.target.type, batch.target.id = "lab", "meter", "m-1"
+    batch.state.add(state_name="last")
+    message = message_builder("lab/meter", "m-1", str_value=argument)
+    batch.invocations.add().argument.CopyFrom(message.typed_value)
+    return out.SerializeToString()
+
+
+def test_a_float_written_as_null_that_would_not_read_back_fails_the_batch() -> None:
+    # pydantic writes inf and nan as null by default, which a float field then refuses: the
+    # state would be unreadable from the next batch on
+    handler = readings_handler()
+    with pytest.raises(FunctionFailedError) as failed:
+        handler.handle_sync(meter_request("s1=inf"))
+    error = failed.value.__cause__
+    assert isinstance(error, ValueError)
+    assert "'tests.models/Reading' value would be written as JSON" in str(error)
+    assert "ser_json_inf_nan='constants'" in str(error)
+
+
+def test_none_and_configured_non_finite_floats_round_trip() -> None:
+    serializer = pydantic_type(Reading).serializer()
+    for reading in (Reading(sensor="s", value=1.5), ExactReading(sensor="exact", value=math.inf)):
+        assert serializer.deserialize(serializer.serialize(reading)) == Reading(
+            sensor=reading.sensor, value=reading.value
+        )
+    nan = serializer.deserialize(serializer.serialize(ExactReading(sensor="x", value=math.nan)))
+    assert math.isnan(nan.value)
+    reply = protocol.FromFunction.FromString(
+        readings_handler().handle_sync(meter_request("exact=-inf"))
+    )
+    (mutation,) = reply.invocation_result.state_mutations
+    assert json.loads(mutation.state_value.value)["value"] == -math.inf
 
 
 def test_the_typename_comes_from_the_class_attribute_or_defaults() -> None:

@@ -61,7 +61,17 @@ class _ModelSerializer(TypeSerializer):
                 f"{self.typename!r} holds {self.model.__qualname__} instances, "
                 f"not {type(value).__qualname__}"
             )
-        return value.model_dump_json(by_alias=True).encode("utf-8")
+        text = value.model_dump_json(by_alias=True)
+        if "null" in text:  # a None, or what pydantic writes as null: check that it reads back
+            try:
+                self.model.model_validate_json(text)
+            except ValidationError as error:
+                raise ValueError(
+                    f"a {self.typename!r} value would be written as JSON its model does not "
+                    f"read back ({_summary(error)}); an inf or nan float is written as null "
+                    "unless the model's config sets ser_json_inf_nan='constants'"
+                ) from error
+        return text.encode("utf-8")
 
     def deserialize(self, byte: bytes) -> BaseModel:
         try:
