@@ -190,6 +190,15 @@ def test_plain_data_round_trips() -> None:
     assert serializer.deserialize(serializer.serialize(value)) == value
 
 
+def test_tuple_map_keys_come_back_as_tuples_and_other_tuples_as_lists() -> None:
+    value = {(0, 1): ["a", ("b", 2)], "grid": {(2, (3, 4)): (5, 6)}}
+    serializer = VISITS.serializer()
+    assert serializer.deserialize(serializer.serialize(value)) == {
+        (0, 1): ["a", ["b", 2]],
+        "grid": {(2, (3, 4)): [5, 6]},
+    }
+
+
 def test_a_value_of_another_class_is_refused() -> None:
     with pytest.raises(TypeError, match="'geo/Point' holds Point instances, not Track"):
         Point.__statefun_msgpack_type__.serializer().serialize(Track(name="x"))  # type: ignore[attr-defined]

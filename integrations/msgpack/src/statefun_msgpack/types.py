@@ -45,13 +45,29 @@ class _Serializer(TypeSerializer):
 
     def deserialize(self, byte: bytes) -> Any:
         try:
-            data = msgpack.unpackb(byte, raw=False, strict_map_key=False)
+            data = _unpack(byte)
             return data if self.cls is None else _build(self.cls, data)
         except Exception as error:
             target = f" as {self.cls.__qualname__}" if self.cls is not None else ""
             raise MsgpackDecodeError(
                 f"a {self.typename!r} value could not be read{target}: {error}"
             ) from error
+
+
+def _unpack(byte: bytes) -> Any:
+    try:
+        return msgpack.unpackb(byte, raw=False, strict_map_key=False)
+    except TypeError:  # an array as a map key, a tuple when written: it comes back a tuple
+        return _lists(msgpack.unpackb(byte, raw=False, strict_map_key=False, use_list=False))
+
+
+def _lists(data: Any) -> Any:
+    """``data`` read with every array a tuple, with lists again where they are not map keys."""
+    if isinstance(data, tuple):
+        return [_lists(item) for item in data]
+    if isinstance(data, dict):
+        return {key: _lists(value) for key, value in data.items()}
+    return data
 
 
 def _build(cls: type, data: Any) -> Any:
@@ -132,8 +148,9 @@ def msgpack_type(typename: str, cls: Optional[type] = None) -> Type:
     """A msgpack type named ``typename``.
 
     Without ``cls``: plain data (``dict``, ``list``, ``str``, ``int``, ``float``, ``bool``,
-    ``None``, ``bytes``; tuples come back as lists). With a dataclass ``cls``: its instances, as
-    a map of field names to values (nested dataclass fields included).
+    ``None``, ``bytes``; tuples come back as lists, but for map keys, which stay tuples). With
+    a dataclass ``cls``: its instances, as a map of field names to values (nested dataclass
+    fields included).
     """
     if cls is not None and not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise TypeError(f"msgpack_type(cls=...) takes a dataclass, not {cls!r}")
