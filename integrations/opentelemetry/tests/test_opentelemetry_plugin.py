@@ -301,3 +301,24 @@ def test_an_async_function_that_suspends_under_handle_sync_leaks_no_current_span
     }
     assert len(inner) == 2
     assert all(s.parent is not None and s.parent.span_id in invocation_ids for s in inner)
+
+
+def test_two_instances_each_trace_to_their_own_provider(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    other_exporter = InMemorySpanExporter()
+    other = TracerProvider()
+    other.add_span_processor(SimpleSpanProcessor(other_exporter))
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider), OpenTelemetryPlugin(tracer_provider=other)],
+        load_entrypoints=False,
+    )
+    handler = RequestReplyHandler(make_functions(provider.get_tracer("t")), plugins=plugins)
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann", "bob"], SEEN_2))
+    for spans in (exporter, other_exporter):
+        batch, invocations = batch_and_invocations(spans, GREETER)
+        assert (batch.attributes or {})["statefun.outcome"] == "ok"
+        assert [span.parent.span_id for span in invocations if span.parent] == [
+            batch.context.span_id
+        ] * 2
+    other.shutdown()

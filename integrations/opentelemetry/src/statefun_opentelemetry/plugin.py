@@ -14,6 +14,8 @@ back to the runtime in the reply's ``traceresponse`` header.
 
 from __future__ import annotations
 
+from contextvars import Token
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from opentelemetry import context, propagate, trace
@@ -28,14 +30,25 @@ from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, decode_origins
 
 __all__ = ["REJECTED_SPAN_NAME", "SCRATCH_KEY", "OpenTelemetryPlugin"]
 
-#: The key of this plugin's span in ``BatchEvent.scratch`` and ``InvocationEvent.scratch``.
+#: The key of the batch's span in ``BatchEvent.scratch``, and of the invocation's in
+#: ``InvocationEvent.scratch`` (with two instances of the plugin, the first one's).
 SCRATCH_KEY = "opentelemetry"
 #: The name of the span of a request rejected before it had a batch (its function unknown).
 REJECTED_SPAN_NAME = "statefun"
-_TOKEN_KEY = "opentelemetry.token"
-_CONTEXT_KEY = "opentelemetry.context"
-_ORIGINS_KEY = "opentelemetry.origins"
-_DEAD_LETTERED_KEY = "opentelemetry.dead_lettered"
+
+
+@dataclass
+class _BatchTrace:
+    span: Span
+    context: Context  # the batch span's: the invocations' parent
+    origins: Optional[list[Optional[str]]]  # each message's origin (statefun-origins)
+
+
+@dataclass
+class _InvocationTrace:
+    span: Span
+    token: Token[Context]  # the attached context's, to detach
+    dead_lettered: bool = False
 
 
 class _HeaderGetter(Getter[Mapping[str, str]]):
@@ -71,9 +84,8 @@ class OpenTelemetryPlugin:
 
         self._tracer = trace.get_tracer(__name__, __version__, tracer_provider)
         self._propagator = propagator
-        # per instance: two instances (one given, one from the entry point) never detach
-        # each other's context
-        self._token_key = f"{_TOKEN_KEY}.{id(self)}"
+        # per instance: two instances (each with its own provider) trace independently
+        self._key = f"{SCRATCH_KEY}.{id(self)}"
 
     def _parent(self, headers: Mapping[str, str]) -> tuple[Context, SpanKind]:
         """The parent context of a request's span, and the kind of that span."""
@@ -100,11 +112,13 @@ class OpenTelemetryPlugin:
                 "statefun.function.id": batch.function_id,
             },
         )
-        batch.scratch[SCRATCH_KEY] = span
-        batch.scratch[_CONTEXT_KEY] = trace.set_span_in_context(span, parent)
+        batch.scratch.setdefault(SCRATCH_KEY, span)
         origins = _GETTER.get(batch.headers, ORIGINS) if batch.headers else None
-        if origins:
-            batch.scratch[_ORIGINS_KEY] = decode_origins(origins[0], batch.batch_size)
+        batch.scratch[self._key] = _BatchTrace(
+            span,
+            trace.set_span_in_context(span, parent),
+            decode_origins(origins[0], batch.batch_size) if origins else None,
+        )
         span_context = span.get_span_context()
         if span_context.is_valid:
             batch.reply_headers[TRACERESPONSE] = _traceparent(span_context)
@@ -112,7 +126,8 @@ class OpenTelemetryPlugin:
     @hookimpl
     def statefun_invocation_started(self, invocation: InvocationEvent) -> None:
         batch = invocation.batch
-        parent: Optional[Context] = batch.scratch.get(_CONTEXT_KEY)
+        batch_trace: Optional[_BatchTrace] = batch.scratch.get(self._key)
+        parent = None if batch_trace is None else batch_trace.context
         attributes: dict[str, Any] = {
             "messaging.destination.name": batch.function_type,
             "statefun.function.id": batch.function_id,
@@ -123,7 +138,7 @@ class OpenTelemetryPlugin:
             attributes["statefun.caller.type"] = invocation.caller.typename
             attributes["statefun.caller.id"] = invocation.caller.id
         links = None
-        origins: Optional[list[Optional[str]]] = batch.scratch.get(_ORIGINS_KEY)
+        origins = None if batch_trace is None else batch_trace.origins
         if origins is not None and invocation.index < len(origins):
             origin = origins[invocation.index]
             if origin is not None:
@@ -135,18 +150,18 @@ class OpenTelemetryPlugin:
             attributes=attributes,
             links=links,
         )
-        invocation.scratch[SCRATCH_KEY] = span
-        invocation.scratch[self._token_key] = context.attach(
-            trace.set_span_in_context(span, parent)
-        )
+        invocation.scratch.setdefault(SCRATCH_KEY, span)
+        token = context.attach(trace.set_span_in_context(span, parent))
+        invocation.scratch[self._key] = _InvocationTrace(span, token)
 
     @hookimpl
     def statefun_invocation_dead_lettered(
         self, invocation: InvocationEvent, error: BaseException, record: DeadLetterRecord
     ) -> None:
-        span: Optional[Span] = invocation.scratch.get(SCRATCH_KEY)
-        if span is not None:
-            invocation.scratch[_DEAD_LETTERED_KEY] = True
+        traced: Optional[_InvocationTrace] = invocation.scratch.get(self._key)
+        if traced is not None:
+            traced.dead_lettered = True
+            span = traced.span
             span.set_attribute("statefun.dead_lettered", True)
             span.add_event(
                 "statefun.dead_letter",
@@ -157,22 +172,21 @@ class OpenTelemetryPlugin:
     def statefun_invocation_finished(
         self, invocation: InvocationEvent, error: Optional[BaseException]
     ) -> None:
-        span: Optional[Span] = invocation.scratch.pop(SCRATCH_KEY, None)
-        token = invocation.scratch.pop(self._token_key, None)
-        if token is not None:
-            context.detach(token)
-        if span is not None:
-            if invocation.scratch.pop(_DEAD_LETTERED_KEY, False):
+        traced: Optional[_InvocationTrace] = invocation.scratch.pop(self._key, None)
+        if traced is not None:
+            context.detach(traced.token)
+            if traced.dead_lettered:
                 outcome = "dead_lettered"
             else:
                 outcome = "ok" if error is None else "error"
-            _end(span, outcome, error)
+            _end(traced.span, outcome, error)
 
     @hookimpl
     def statefun_batch_finished(self, batch: BatchEvent) -> None:
-        span: Optional[Span] = batch.scratch.pop(SCRATCH_KEY, None)
-        if span is None:
+        traced: Optional[_BatchTrace] = batch.scratch.pop(self._key, None)
+        if traced is None:
             return
+        span = traced.span
         span.set_attributes(
             {
                 "statefun.state.read_bytes": batch.state_bytes_read,
@@ -190,9 +204,9 @@ class OpenTelemetryPlugin:
 
     @hookimpl
     def statefun_batch_failed(self, batch: BatchEvent, error: BaseException) -> None:
-        span: Optional[Span] = batch.scratch.pop(SCRATCH_KEY, None)
-        if span is not None:
-            _end(span, "error", error)
+        traced: Optional[_BatchTrace] = batch.scratch.pop(self._key, None)
+        if traced is not None:
+            _end(traced.span, "error", error)
 
     @hookimpl
     def statefun_request_failed(
