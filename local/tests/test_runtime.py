@@ -161,6 +161,44 @@ def test_delayed_message_delivered_and_cancelled_one_not(tmp_path: Path) -> None
     run(scenario())
 
 
+def test_delayed_messages_due_together_reach_an_idle_address_one_at_a_time(
+    tmp_path: Path,
+) -> None:
+    """Two senders' delayed messages fire at the same instant: the first goes alone, so the
+    second's failure does not take it down (protocol.md §4.3)."""
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/sender")
+    def sender(context: Context, message: Message) -> None:
+        context.send_after(timedelta(milliseconds=100), message_builder(
+            "com.example/counter", "c", str_value=context.address.id))
+
+    @functions.bind("com.example/counter", specs=[ValueSpec("n", IntType)])
+    def counter(context: Context, message: Message) -> None:
+        if message.as_string() == "bad":
+            raise RuntimeError("bad message")
+        context.storage.n = (context.storage.n or 0) + 1
+
+    async def scenario() -> None:
+        clock = ManualClock(1_000_000)
+        async with serving(functions, tmp_path / "db.sqlite", clock=clock, call="100ms",
+                           failure_pause=30) as (_, runtime):
+            target = Address("com.example/counter", "c")
+            await runtime.send(target, string("warm-up"))  # the state discovered
+            for sender_id in ("a", "bad"):  # one after the other: a's timer is the older
+                await runtime.send(Address("com.example/sender", sender_id), string("go"))
+                await runtime.wait_until_idle()
+            assert [t.due_ms for t in runtime.engine.pending_timers()] == [1_000_100] * 2
+            clock.advance(100)
+            while not runtime.failures:
+                await asyncio.sleep(0.01)
+            (failure,) = runtime.failures
+            assert (failure.address, failure.messages) == ("com.example/counter/c", 1)
+            assert runtime.inspect(target)["state"]["n"]["value"] == 2  # a's message applied
+
+    run(scenario())
+
+
 def test_retries_after_two_500s_without_losing_or_reordering(tmp_path: Path) -> None:
     functions = StatefulFunctions()
     received: list[str] = []

@@ -443,7 +443,8 @@ def test_an_sdk_final_failure_mid_batch_keeps_the_rest_of_the_batch(tmp_path: Pa
 
     async def scenario() -> None:
         async with serving(functions, tmp_path / "db.sqlite") as (server, runtime):
-            for n in range(1, 6):  # no await between them: one batch of five
+            # no await between them: 1 goes alone to the idle address, 2 to 5 are its next batch
+            for n in range(1, 6):
                 runtime.engine.send(target, make_int(n))
             runtime._wake.set()
             await runtime.wait_until_idle()
@@ -455,7 +456,7 @@ def test_an_sdk_final_failure_mid_batch_keeps_the_rest_of_the_batch(tmp_path: Pa
             assert record.message_value == IntType.serializer().serialize(3)
             assert record.error_message == "three is right out"
             assert runtime.stuck() == [] and list(runtime.failures) == []
-            assert server.requests == 2  # the state-discovery round, then the batch of five
+            assert server.requests == 3  # the state-discovery round, 1, then 2 to 5
 
     run(scenario())
 

@@ -56,10 +56,13 @@ def check_mailbox(store: Store) -> None:
         assert [m.seq for m in queued] == [seqs[1], seqs[3]]
         assert queued[0] == Envelope(A, NO_VALUE, C, seqs[1]), queued[0]
         assert queued[1] == Envelope(A, VALUE, None, seqs[3]), queued[1]
+        assert store.mailbox_peek(A, limit=1) == queued[:1], "limit keeps the oldest"
+        assert store.mailbox_peek(A, limit=5) == queued
         assert store.mailbox_addresses() == [B, A], "addresses go by their oldest message"
         assert store.mailbox_count(A) == 2
         assert store.mailbox_count(A, after_seq=seqs[1]) == 1
         assert store.mailbox_peek(C) == [] and store.mailbox_count(C) == 0
+        assert store.mailbox_peek(C, limit=1) == []
 
         store.mailbox_remove(B, seqs[0])
         assert [m.seq for m in store.mailbox_peek(B)] == [seqs[2]]

@@ -153,8 +153,9 @@ class Engine:
     def next_batches(self, limit: Optional[int] = None) -> list[Batch]:
         """Take the batches ready to send and mark them in flight.
 
-        First the addresses with a marker and no batch out (re-sends), then idle addresses
-        with queued messages, each taking its whole mailbox.
+        First the addresses with a marker and no batch out (re-sends, with the same
+        messages), then idle addresses with queued messages, each sending its oldest message
+        alone: the rest are buffered, the next batch when the reply is applied (protocol §4.3).
         """
         batches: list[Batch] = []
         with self.store.transaction():
@@ -174,8 +175,8 @@ class Engine:
                     break
                 if self.store.in_flight_get(address) is not None:
                     continue
-                messages = self.store.mailbox_peek(address)
-                self.store.in_flight_set(address, messages[-1].seq)
+                messages = self.store.mailbox_peek(address, limit=1)
+                self.store.in_flight_set(address, messages[0].seq)
                 batches.append(self._take(address, messages))
         for batch in batches:
             self._outstanding[batch.address] = batch

@@ -47,8 +47,9 @@ class Store(Protocol):
         """Queue ``envelope`` (its ``seq`` is ignored); return the new, ever-growing ``seq``."""
         ...
 
-    def mailbox_peek(self, address: Address) -> list[Envelope]:
-        """The messages queued for ``address``, oldest first."""
+    def mailbox_peek(self, address: Address, limit: Optional[int] = None) -> list[Envelope]:
+        """The messages queued for ``address``, oldest first; only the ``limit`` oldest when
+        given."""
         ...
 
     def mailbox_count(self, address: Address, after_seq: int = 0) -> int:
@@ -209,8 +210,8 @@ class MemoryStore:
         self._on_rollback(queue.pop)
         return seq
 
-    def mailbox_peek(self, address: Address) -> list[Envelope]:
-        return list(self._mailbox.get(address, ()))
+    def mailbox_peek(self, address: Address, limit: Optional[int] = None) -> list[Envelope]:
+        return self._mailbox.get(address, [])[:limit]
 
     def mailbox_count(self, address: Address, after_seq: int = 0) -> int:
         queue = self._mailbox.get(address, [])

@@ -63,9 +63,22 @@ def registered(engine: Engine, address: Address, *specs: tuple) -> Batch:
 # --- requests and batching ------------------------------------------------------------------
 
 
+def drain(engine: Engine) -> list[list[bytes]]:
+    """Answer every batch with an empty reply until none is left; the arguments of each."""
+    delivered = []
+    while batches := engine.next_batches():
+        for batch in batches:
+            delivered.append(arguments(batch))
+            engine.complete(batch, b"")
+    return delivered
+
+
 def test_a_batch_carries_the_target_the_arguments_as_sent_and_no_caller_for_ingress(engine):
+    engine.send(COUNTER, text("busy"))
+    busy = only_batch(engine)
     engine.send(COUNTER, TypedValue("example/opaque", b"", has_value=False))
     engine.send(COUNTER, text("hi"), caller=SINK)
+    engine.complete(busy, b"")
 
     request = only_batch(engine).to_function().invocation
 
@@ -104,6 +117,29 @@ def test_one_batch_in_flight_per_address_and_the_whole_buffer_is_the_next_batch(
     engine.complete(first, b"")
 
     assert arguments(only_batch(engine)) == [b"2", b"3", b"4"]
+
+
+def test_an_idle_address_is_sent_its_first_message_alone_and_the_rest_next(engine):
+    # protocol §4.3: what is queued behind the first message is buffered, as if it had
+    # arrived while that one was in flight
+    engine.send(COUNTER, text("1"))
+    engine.send(COUNTER, text("2"), caller=SINK)
+    engine.send(COUNTER, text("3"))
+
+    first = only_batch(engine)
+    assert arguments(first) == [b"1"]
+    assert engine.next_batches() == []
+    engine.complete(first, b"")
+    assert arguments(only_batch(engine)) == [b"2", b"3"]
+
+
+def test_a_restart_resends_only_the_message_in_flight_of_an_idle_address(store, clock):
+    engine = Engine(store, clock)
+    engine.send(COUNTER, text("1"))
+    engine.send(COUNTER, text("2"))
+    assert arguments(only_batch(engine)) == [b"1"]
+
+    assert drain(Engine(store, clock)) == [[b"1"], [b"2"]]
 
 
 def test_messages_sent_while_applying_a_reply_come_after_the_batch_it_releases(engine):
@@ -382,7 +418,7 @@ def test_timers_due_together_are_delivered_in_order(engine, clock):
 
     clock.advance(20)
     assert engine.fire_due_timers() == 3
-    assert arguments(only_batch(engine)) == [b"0", b"1", b"2"]
+    assert drain(engine) == [[b"0"], [b"1", b"2"]]
 
 
 def test_schedule_then_cancel_in_one_reply_cancels(engine, clock):
@@ -478,7 +514,7 @@ def test_messages_are_applied_before_delayed_messages(engine, clock):
     reply_once(engine, Reply().send_after(0, SINK, text("delayed")).send(SINK, text("direct")))
     engine.fire_due_timers()
 
-    assert arguments(only_batch(engine)) == [b"direct", b"delayed"]
+    assert drain(engine) == [[b"direct"], [b"delayed"]]
 
 
 def test_the_completion_lists_the_effects(engine):

@@ -4,7 +4,7 @@ timedelta, and its dead letters beside other records on one egress (protocol.md 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -135,12 +135,17 @@ def test_assert_state_refuses_a_state_the_function_does_not_declare(
         harness.assert_state("ex/session", "s", usr=None)
 
 
-def fan_in() -> StatefulFunctions:
+def fan_in(delay: Optional[timedelta] = None) -> StatefulFunctions:
+    """Each ``ex/sender`` sends its id to ``ex/counter/c`` (after ``delay`` when given)."""
     functions = StatefulFunctions()
 
     @functions.bind("ex/sender")
     def sender(context: Context, message: Message) -> None:
-        context.send(message_builder("ex/counter", "c", str_value=context.address.id))
+        outgoing = message_builder("ex/counter", "c", str_value=context.address.id)
+        if delay is None:
+            context.send(outgoing)
+        else:
+            context.send_after(delay, outgoing)
 
     @functions.bind("ex/counter", specs=[ValueSpec("n", IntType)])
     def counter(context: Context, message: Message) -> None:
@@ -168,3 +173,32 @@ def test_a_failing_message_takes_no_earlier_batch_with_it(statefun_harness: Make
     with pytest.raises(FunctionFailedError):
         harness.run()
     harness.assert_state("ex/counter", "c", n=2)  # a's message was its own batch, applied
+
+
+def test_delayed_messages_due_together_reach_an_idle_address_one_at_a_time(
+    statefun_harness: MakeHarness,
+) -> None:
+    """Two senders' delayed messages fire at the same instant: the first goes alone, so the
+    second's failure does not take it down."""
+    harness = statefun_harness(fan_in(delay=timedelta(seconds=1)))
+    harness.send("ex/counter", "c", str_value="warm-up").run()
+    harness.send("ex/sender", "a", str_value="go").send("ex/sender", "bad", str_value="go").run()
+    assert [pending.due_ms for pending in harness.pending] == [1_000, 1_000]
+    with pytest.raises(FunctionFailedError):
+        harness.advance(timedelta(seconds=1))
+    harness.assert_state("ex/counter", "c", n=2)  # a's message was applied
+    sizes = [len(b.messages) for b in harness.batches if b.address.typename == "ex/counter"]
+    assert sizes[2:] == [1, 1], sizes  # a alone; then bad, which failed
+
+
+def test_messages_queued_before_run_go_first_alone_then_as_one_batch(
+    statefun_harness: MakeHarness,
+) -> None:
+    harness = statefun_harness(fan_in())
+    for value in ("warm-up", "x", "bad"):
+        harness.send("ex/counter", "c", str_value=value)
+    with pytest.raises(FunctionFailedError):
+        harness.run()
+    harness.assert_state("ex/counter", "c", n=1)  # warm-up was alone, and applied
+    sizes = [len(b.messages) for b in harness.batches if b.address.typename == "ex/counter"]
+    assert sizes == [1, 1, 2], sizes  # discovery round, warm-up, then x and bad together

@@ -60,12 +60,16 @@ def harness(exporter: InMemorySpanExporter) -> Iterator[Harness]:
     provider.shutdown()
 
 
-def batch_span(exporter: InMemorySpanExporter, typename: str) -> ReadableSpan:
-    (span,) = [
+def batch_spans(exporter: InMemorySpanExporter, typename: str) -> list[ReadableSpan]:
+    return [
         s
         for s in exporter.get_finished_spans()
         if s.name == typename and "messaging.batch.message_count" in (s.attributes or {})
     ]
+
+
+def batch_span(exporter: InMemorySpanExporter, typename: str) -> ReadableSpan:
+    (span,) = batch_spans(exporter, typename)
     return span
 
 
@@ -105,18 +109,26 @@ def test_one_trace_from_the_ingress_through_three_functions_to_the_egress(
 def test_a_batch_of_messages_from_two_traces_links_each_to_its_own(
     harness: Harness, exporter: InMemorySpanExporter
 ) -> None:
-    # two messages from two traces queued for second/all before it is sent any: one batch
+    # the first message to the idle second/all goes alone; the two from two traces queued
+    # behind it are its next batch
+    harness.send(SECOND, "all", str_value="first")
     harness.send(SECOND, "all", str_value="a", traceparent=INGRESS)
     harness.send(SECOND, "all", str_value="b", traceparent=OTHER_INGRESS)
     harness.run()
 
-    second = batch_span(exporter, SECOND)
-    assert (second.attributes or {})["messaging.batch.message_count"] == 2
+    alone, second = batch_spans(exporter, SECOND)
+    sizes = [(s.attributes or {})["messaging.batch.message_count"] for s in (alone, second)]
+    assert sizes == [1, 2]
     # the batch continues its first message's trace ...
     assert second.parent is not None and format(second.parent.span_id, "016x") == INGRESS[36:52]
     assert format(second.context.trace_id, "032x") == TRACE_ID
     # ... and each invocation links to where its own message came from
-    links = [[link.context for link in s.links] for s in invocation_spans(exporter, SECOND)]
+    invocations = [
+        s
+        for s in invocation_spans(exporter, SECOND)
+        if s.parent is not None and s.parent.span_id == second.context.span_id
+    ]
+    links = [[link.context for link in s.links] for s in invocations]
     assert [[(c.trace_id, c.span_id) for c in context] for context in links] == [
         [(int(TRACE_ID, 16), int(INGRESS[36:52], 16))],
         [(int(OTHER_TRACE_ID, 16), int(OTHER_INGRESS[36:52], 16))],

@@ -266,7 +266,7 @@ class SqliteStore:
             queued[1] += 1
         return seq
 
-    def mailbox_peek(self, address: Address) -> list[Envelope]:
+    def mailbox_peek(self, address: Address, limit: Optional[int] = None) -> list[Envelope]:
         if address not in self._queued:
             return []
         return [
@@ -276,8 +276,8 @@ class SqliteStore:
             in self.conn.execute(
                 "SELECT seq, caller_type, caller_id, arg_typename, arg_has_value, arg_value,"
                 " traceparent, tracestate"
-                " FROM mailbox WHERE target_type = ? AND target_id = ? ORDER BY seq",
-                (address.typename, address.id),
+                " FROM mailbox WHERE target_type = ? AND target_id = ? ORDER BY seq LIMIT ?",
+                (address.typename, address.id, -1 if limit is None else limit),  # -1: no limit
             )
         ]
 
