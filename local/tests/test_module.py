@@ -84,7 +84,7 @@ kind: io.statefun.endpoints.v1/http
 spec:
   functions: a/z
   urlPathTemplate: http://z/
-  timeouts: {call: 7s, read: 3s}
+  timeouts: {call: 7s, connect: 7s, read: 3s, write: 7s}
 """)
     x, y, z = module.endpoints
     assert (x.call_timeout, x.connect_timeout, x.max_num_batch_requests) == (30, 2, 50)
@@ -162,6 +162,148 @@ def test_okhttp_timeouts_may_not_exceed_call() -> None:
 kind: io.statefun.endpoints.v1/http
 spec: {functions: a/b, urlPathTemplate: "http://x/", timeouts: {call: 1s, read: 5s}}
 """))
+
+
+def endpoint(transport: str = "", kind: str = "v2") -> str:
+    """An endpoint document with ``transport`` (v2) or ``timeouts`` (v1) as given."""
+    key = "transport" if kind == "v2" else "timeouts"
+    return f"""
+kind: io.statefun.endpoints.{kind}/http
+spec: {{functions: a/b, urlPathTemplate: "http://x/", {key}: {transport}}}
+"""
+
+
+OKHTTP = "type: io.statefun.transports.v1/okhttp"
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "says"),
+    [
+        # a call budget of 0 (or under 1 ms) times out every request of the async transport
+        (endpoint("{call: 0}"), "spec.transport.call", "must be more than 0, got 0"),
+        (endpoint("{call: 0ms}"), "spec.transport.call", "every request would time out"),
+        (endpoint("{call: 500us}"), "spec.transport.call", "must be at least 1 ms"),
+        # the runtime refuses 0 in the compatibility form and in every OkHttp timeout
+        (endpoint("{timeouts: {call: 0}}"), "spec.transport.timeouts.call", "runtime refuses"),
+        (endpoint("{timeouts: {connect: 0s}}"), "spec.transport.timeouts.connect", "more than 0"),
+        (
+            endpoint(f"{{{OKHTTP}, timeouts: {{call: 0}}}}"),
+            "spec.transport.timeouts.call",
+            "must be more than 0",
+        ),
+        (
+            endpoint("{call: 1s, connect: 1s, read: 1s, write: 0}", "v1"),
+            "spec.timeouts.write",
+            "must be more than 0",
+        ),
+        (
+            endpoint("{call: 1s, connect: 250us, read: 1s, write: 1s}", "v1"),
+            "spec.timeouts.connect",
+            "at least 1 ms",
+        ),
+        # OkHttp checks the defaults too: a call under 10 s needs connect, read and write
+        (
+            endpoint("{call: 1s}", "v1"),
+            "spec.timeouts.connect",
+            "(not given: 10 s) may not exceed call (1 s)",
+        ),
+        (
+            endpoint(f"{{{OKHTTP}, timeouts: {{call: 2s, connect: 1s, read: 2s}}}}"),
+            "spec.transport.timeouts.write",
+            "(not given: 10 s) may not exceed call (2 s)",
+        ),
+        # what the clients can hold: OkHttp and the connect timeout in a Java int of ms, the
+        # async call budget in a long of ns
+        (endpoint("{call: 30 days}", "v1"), "spec.timeouts.call", "at most 2147483647 ms"),
+        (endpoint("{connect: 25 days}"), "spec.transport.connect", "at most 2147483647 ms"),
+        (endpoint("{call: 110000 days}"), "spec.transport.call", "at most 9223372036854 ms"),
+        (endpoint("{call: 99999999999999999999}"), "spec.transport.call", "numeric overflow"),
+        (
+            endpoint("{call: 9999999999999999999999999999999999 d}"),
+            "spec.transport.call",
+            "numeric overflow",
+        ),
+        # the flat ones are parsed even when the compatibility form wins
+        (endpoint("{call: soon, timeouts: {call: 5s}}"), "spec.transport.call", "soon"),
+        # no reply fits in 0 bytes; Netty refuses a negative size; the runtime reads an int
+        (
+            endpoint("{payload_max_bytes: 0}"),
+            "spec.transport.payload_max_bytes",
+            "must be at least 1, got 0: no reply would fit",
+        ),
+        (endpoint("{payload_max_bytes: -1}"), "spec.transport.payload_max_bytes", "got -1"),
+        (
+            endpoint("{payload_max_bytes: 2147483648}"),
+            "spec.transport.payload_max_bytes",
+            "32-bit integer",
+        ),
+        # Netty's fixed channel pool needs at least one connection
+        (endpoint("{pool_size: 0}"), "spec.transport.pool_size", "must be at least 1, got 0"),
+        (endpoint("{pool_size: -4}"), "spec.transport.pool_size", "got -4"),
+        (endpoint("{pool_ttl: soon}"), "spec.transport.pool_ttl", "not a duration"),
+        (
+            """
+kind: io.statefun.endpoints.v2/http
+spec: {functions: a/b, urlPathTemplate: "http://x/", maxNumBatchRequests: 2147483648}
+""",
+            "spec.maxNumBatchRequests",
+            "32-bit integer",
+        ),
+        (
+            """
+kind: io.statefun.kafka.v1/egress
+spec:
+  id: com.example/out
+  address: broker:9092
+  deliverySemantic: {type: exactly-once, transactionTimeout: 0 min}
+""",
+            "spec.deliverySemantic.transactionTimeout",
+            "must be more than 0",
+        ),
+        (
+            """
+kind: io.statefun.kinesis.v1/egress
+spec:
+  id: com.example/out
+  awsRegion: {type: default}
+  maxOutstandingRecords: 0
+""",
+            "spec.maxOutstandingRecords",
+            "must be at least 1, got 0",
+        ),
+    ],
+)
+def test_values_the_runtime_refuses(text: str, field: str, says: str) -> None:
+    found = problems(text)
+    assert any(f"{field}: " in p and says in p for p in found), found
+
+
+def test_odd_values_the_runtime_accepts() -> None:
+    module = parse_module(
+        endpoint("{connect: 0, pool_ttl: 0, pool_size: 1, payload_max_bytes: 1, call: 1ms}")
+        # the compatibility form wins: the flat call is not used, so 0 is no harm
+        + "---"
+        + endpoint("{call: 0, timeouts: {call: 5s}}").replace("a/b", "a/c")
+        # an empty compatibility form wins too, with its defaults
+        + "---"
+        + endpoint("{call: 30s, timeouts: {}}").replace("a/b", "a/d")
+        # OkHttp ignores payload_max_bytes and pool_size
+        + "---"
+        + endpoint(f"{{{OKHTTP}, payload_max_bytes: -1, pool_size: 0}}").replace("a/b", "a/e")
+        + "---"
+        + endpoint("{call: 2s, connect: 2s, read: 1s, write: 2s}", "v1").replace("a/b", "a/f")
+        + """---
+kind: io.statefun.endpoints.v2/http
+spec: {functions: a/g, urlPathTemplate: "http://x/", maxNumBatchRequests: -1}
+"""
+    )
+    b, c, d, e, f, g = module.endpoints
+    assert (b.connect_timeout, b.call_timeout, b.payload_max_bytes) == (0, 0.001, 1)
+    assert c.call_timeout == 5
+    assert (d.call_timeout, d.connect_timeout) == (60, 10)
+    assert (e.transport, e.payload_max_bytes) == (OKHTTP_TRANSPORT, 33_554_432)
+    assert (f.call_timeout, f.connect_timeout) == (2, 2)
+    assert g.max_num_batch_requests == -1  # no back-pressure
 
 
 def test_load_module_reports_missing_files(tmp_path: Path) -> None:

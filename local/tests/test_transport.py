@@ -56,7 +56,10 @@ spec: {functions: a/*, urlPathTemplate: URL, transport: {call: 1s}}
 """
 OKHTTP = """
 kind: io.statefun.endpoints.v1/http
-spec: {functions: a/*, urlPathTemplate: URL, timeouts: {call: 1s}}
+spec:
+  functions: a/*
+  urlPathTemplate: URL
+  timeouts: {call: 1s, connect: 1s, read: 1s, write: 1s}
 """
 
 

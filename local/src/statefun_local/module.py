@@ -38,6 +38,7 @@ ASYNC_TRANSPORT = "io.statefun.transports.v1/async"
 OKHTTP_TRANSPORT = "io.statefun.transports.v1/okhttp"
 
 DEFAULT_MAX_NUM_BATCH_REQUESTS = 1000
+_DEFAULT_PAYLOAD_MAX = 33_554_432
 
 
 class ModuleError(ValueError):
@@ -62,6 +63,11 @@ _UNITS_MS = {
 _DURATION = re.compile(r"^\s*(\d+)\s*([a-zµ]*)\s*$", re.IGNORECASE)
 
 
+#: Java's ``int`` and ``long``: the runtime keeps counts and most milliseconds in an ``int``
+_MAX_INT = 2**31 - 1
+_MAX_LONG = 2**63 - 1
+
+
 def parse_duration(text: Union[str, int]) -> float:
     """A StateFun (Flink) duration such as ``2 min``, ``500ms`` or ``10`` (ms), in seconds."""
     if isinstance(text, bool):
@@ -69,15 +75,20 @@ def parse_duration(text: Union[str, int]) -> float:
     if isinstance(text, int):
         if text < 0:
             raise ValueError(f"a duration can not be negative: {text}")
-        return text / 1000.0
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (expected e.g. '10s', '2 min', '500ms')")
-    number, unit = match.groups()
-    unit = unit.lower()
-    if unit and unit not in _UNITS_MS:
-        raise ValueError(f"unknown time unit {unit!r} in {text!r}")
-    return int(number) * _UNITS_MS[unit or "ms"] / 1000.0
+        number, unit = text, "ms"
+    else:
+        match = _DURATION.match(str(text))
+        if not match:
+            raise ValueError(f"not a duration: {text!r} (expected e.g. '10s', '2 min', '500ms')")
+        digits, unit = match.groups()
+        unit = unit.lower() or "ms"
+        if unit not in _UNITS_MS:
+            raise ValueError(f"unknown time unit {unit!r} in {text!r}")
+        number = int(digits)
+    # Flink reads the number as a long and the duration as a java.time.Duration (seconds: a long)
+    if number > _MAX_LONG or number * _UNITS_MS[unit] / 1000.0 > _MAX_LONG:
+        raise ValueError(f"{text!r} is too long a duration (numeric overflow)")
+    return number * _UNITS_MS[unit] / 1000.0
 
 
 # --- the model -------------------------------------------------------------------------------
@@ -93,7 +104,7 @@ class Endpoint:
     transport: str = ASYNC_TRANSPORT
     call_timeout: float = 120.0
     connect_timeout: float = 20.0
-    payload_max_bytes: int = 33_554_432
+    payload_max_bytes: int = _DEFAULT_PAYLOAD_MAX
     source: str = ""
 
     @property
@@ -284,6 +295,57 @@ def _integer(value: Any) -> int:
     return value
 
 
+def _int32(value: Any) -> int:
+    """An integer the runtime reads into a Java ``int``."""
+    number = _integer(value)
+    if not -_MAX_INT - 1 <= number <= _MAX_INT:
+        raise ValueError(f"must fit in a 32-bit integer (at most {_MAX_INT}), got {number}")
+    return number
+
+
+def _count(why: str) -> Callable[[Any], int]:
+    """A Java ``int`` of at least 1; ``why`` says what 0 or less would do."""
+
+    def check(value: Any) -> int:
+        number = _int32(value)
+        if number < 1:
+            raise ValueError(f"must be at least 1, got {number}: {why}")
+        return number
+
+    return check
+
+
+def _about(ms: float) -> str:
+    days = ms / 86_400_000
+    return f"about {days / 365.25:.0f} years" if days > 3650 else f"about {days:.0f} days"
+
+
+def _timeout(zero: str = "", max_ms: int = _MAX_INT) -> Callable[[Any], float]:
+    """A duration the runtime uses as a timeout, in seconds: ``zero`` says why 0 is refused
+    (empty: 0 is accepted, and means no timeout); between 0 and 1 ms is refused, the runtime
+    counting whole milliseconds (it would round it down to 0, i.e. no timeout, or time out every
+    request); and at most ``max_ms`` milliseconds, what the runtime's clients can hold."""
+
+    def check(value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds == 0 and zero:
+            raise ValueError(f"must be more than 0, got {value!r}: {zero}")
+        if 0 < seconds < 0.001:
+            whole = "the runtime counts timeouts in whole milliseconds"
+            raise ValueError(f"must be at least 1 ms, got {value!r} ({whole})")
+        if seconds * 1000 > max_ms:
+            raise ValueError(f"must be at most {max_ms} ms ({_about(max_ms)}), got {value!r}")
+        return seconds
+
+    return check
+
+
+#: the runtime refuses a zero timeout of OkHttp and of the async transport's ``timeouts``
+_REFUSED_ZERO = "the runtime refuses a zero timeout"
+#: the async transport keeps its call budget in nanoseconds (a Java long)
+_MAX_CALL_MS = _MAX_LONG // 1_000_000
+
+
 def _string(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError(f"must be a non-empty string, got {value!r}")
@@ -352,45 +414,59 @@ def _parse_into(module: Module, text: str, filename: str, problems: list[str]) -
 
 def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> None:
     transport = doc.mapping(spec, "spec", "transport")
-    transport_type = doc.get(
-        transport, "spec.transport", "type", _one_of(ASYNC_TRANSPORT, OKHTTP_TRANSPORT),
-        default=ASYNC_TRANSPORT,
-    )
+    path = "spec.transport"
+    kinds = _one_of(ASYNC_TRANSPORT, OKHTTP_TRANSPORT)
+    transport_type = doc.get(transport, path, "type", kinds, default=ASYNC_TRANSPORT)
     if transport_type == OKHTTP_TRANSPORT:
-        call, connect = _okhttp_timeouts(doc, transport, "spec.transport")
+        # OkHttp reads only ``timeouts``: payload_max_bytes, pool_* and the rest are ignored
+        call, connect = _okhttp_timeouts(doc, transport, path)
+        _add_endpoint(module, spec, doc, transport_type, call, connect, _DEFAULT_PAYLOAD_MAX)
+        return
+    timeouts = doc.mapping(transport, path, "timeouts")
+    if isinstance(transport.get("timeouts"), dict):
+        # the compatibility form wins when present (even empty), with its own defaults; the
+        # flat call and connect are still read, so they must parse
+        doc.get(transport, path, "call", parse_duration)
+        doc.get(transport, path, "connect", parse_duration)
+        nested = f"{path}.timeouts"
+        call = doc.get(timeouts, nested, "call", _timeout(_REFUSED_ZERO, _MAX_CALL_MS), 60.0)
+        connect = doc.get(timeouts, nested, "connect", _timeout(_REFUSED_ZERO), 10.0)
     else:
-        timeouts = doc.mapping(transport, "spec.transport", "timeouts")
-        if timeouts:  # the compatibility form wins when present, with its own defaults
-            path = "spec.transport.timeouts"
-            call = doc.get(timeouts, path, "call", parse_duration, 60.0)
-            connect = doc.get(timeouts, path, "connect", parse_duration, 10.0)
-        else:
-            call = doc.get(transport, "spec.transport", "call", parse_duration, 120.0)
-            connect = doc.get(transport, "spec.transport", "connect", parse_duration, 20.0)
+        zero_call = "every request would time out"
+        call = doc.get(transport, path, "call", _timeout(zero_call, _MAX_CALL_MS), 120.0)
+        connect = doc.get(transport, path, "connect", _timeout(), 20.0)  # 0: none
+    doc.get(transport, path, "pool_ttl", parse_duration)  # not applied here; 0: no TTL
+    doc.get(transport, path, "pool_size", _count("the connection pool would hold no connection"))
     payload_max = doc.get(
-        transport, "spec.transport", "payload_max_bytes", _integer, 33_554_432
+        transport, path, "payload_max_bytes", _count("no reply would fit"), _DEFAULT_PAYLOAD_MAX
     )
     _add_endpoint(module, spec, doc, transport_type, call, connect, payload_max)
 
 
 def _parse_endpoint_v1(module: Module, spec: dict[str, Any], doc: _Document) -> None:
     call, connect = _okhttp_timeouts(doc, spec, "spec")
-    _add_endpoint(module, spec, doc, OKHTTP_TRANSPORT, call, connect, 33_554_432)
+    _add_endpoint(module, spec, doc, OKHTTP_TRANSPORT, call, connect, _DEFAULT_PAYLOAD_MAX)
 
 
 def _okhttp_timeouts(doc: _Document, node: dict[str, Any], path: str) -> tuple[float, float]:
+    """The runtime checks the four timeouts with the defaults of those not given: a call
+    timeout under 10 s needs connect, read and write given too, each at most call."""
     timeouts = doc.mapping(node, path, "timeouts")
     path = f"{path}.timeouts"
-    call = doc.get(timeouts, path, "call", parse_duration, 60.0)
+    call = doc.get(timeouts, path, "call", _timeout(_REFUSED_ZERO), 60.0)
     values = {"call": call}
     for name in ("connect", "read", "write"):
-        if timeouts.get(name) is None:  # a default never exceeds a shorter call timeout
-            values[name] = min(10.0, call)
-            continue
-        values[name] = doc.get(timeouts, path, name, parse_duration, 10.0)
+        if timeouts.get(name) is None:
+            values[name] = 10.0
+            what = "(not given: 10 s)"
+        else:
+            values[name] = doc.get(timeouts, path, name, _timeout(_REFUSED_ZERO))
+            if values[name] is None:  # reported
+                continue
+            what = f"({values[name]:g} s)"
         if values[name] > call:
-            doc.problem(f"{path}.{name}", f"({values[name]:g} s) may not exceed call ({call:g} s)")
-    return call, values["connect"]
+            doc.problem(f"{path}.{name}", f"{what} may not exceed call ({call:g} s)")
+    return call, values.get("connect", 10.0)
 
 
 def _add_endpoint(
@@ -404,8 +480,8 @@ def _add_endpoint(
 ) -> None:
     functions = doc.get(spec, "spec", "functions", _function_binding, required=True)
     url = doc.get(spec, "spec", "urlPathTemplate", _url_template, required=True)
-    max_batch = doc.get(
-        spec, "spec", "maxNumBatchRequests", _integer, DEFAULT_MAX_NUM_BATCH_REQUESTS
+    max_batch = doc.get(  # ≤ 0 disables the back-pressure
+        spec, "spec", "maxNumBatchRequests", _int32, DEFAULT_MAX_NUM_BATCH_REQUESTS
     )
     if functions is None or url is None:
         return
@@ -611,8 +687,10 @@ def _parse_kafka_egress(module: Module, spec: dict[str, Any], doc: _Document) ->
     kind = doc.get(semantic, "spec.deliverySemantic", "type", semantics, default="at-least-once")
     timeout = 0.0
     if kind == "exactly-once":
+        # the producer's transaction.timeout.ms, a Kafka int the broker wants more than 0
         timeout = doc.get(semantic, "spec.deliverySemantic", "transactionTimeout",
-                          parse_duration, default=0.0, required=True)  # fmt: skip
+                          _timeout("the runtime refuses it for exactly-once"), default=0.0,
+                          required=True)  # fmt: skip
     if egress_id:
         egress = Egress(egress_id, KAFKA_EGRESS, doc.where, address or "", kind,
                         int(timeout * 1000), _properties(spec, doc))  # fmt: skip
@@ -622,7 +700,8 @@ def _parse_kafka_egress(module: Module, spec: dict[str, Any], doc: _Document) ->
 def _parse_kinesis_egress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
     egress_id = doc.get(spec, "spec", "id", _typename, required=True)
     aws = _parse_aws(doc, spec)
-    doc.get(spec, "spec", "maxOutstandingRecords", _integer)
+    doc.get(spec, "spec", "maxOutstandingRecords",
+            _count("the runtime refuses a queue limit under 1"))  # fmt: skip
     if egress_id:
         properties = _properties(spec, doc, "clientConfigProperties")
         egress = Egress(egress_id, KINESIS_EGRESS, doc.where, aws.endpoint,
