@@ -98,9 +98,9 @@ class CommitTimer:
         engine = runtime.engine
         complete = engine.complete
 
-        def timed(batch: Any, reply: bytes) -> Any:
+        def timed(batch: Any, reply: bytes, *rest: Any) -> Any:
             start = time.perf_counter()
-            result = complete(batch, reply)
+            result = complete(batch, reply, *rest)
             self.samples.append(time.perf_counter() - start)
             self.batch_sizes.append(len(batch.messages))
             return result
