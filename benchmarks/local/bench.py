@@ -1,6 +1,8 @@
 """statefun-local end to end: the greeter over 1,000 addresses on one machine.
 
     python benchmarks/local/bench.py [--addresses 1000] [--per-address 20] [--rounds 5]
+    python benchmarks/local/bench.py --addresses 5 --per-address 3 --rounds 1 \
+        --latency-samples 3 --timeout 60          # what local/tests runs: does it work
     nox -s bench_local
 
 The function server (``examples/greeter/app.py``, statefun-aiohttp) runs in its own process;
@@ -9,8 +11,8 @@ counted when the reply that consumed it is committed. Each greeter message makes
 deliveries (``greeter``, then ``inbox``, which writes the Kafka egress record).
 
 - each phase starts warm: one greeting per address first (state discovered, connections open);
-- batching: ``per-address`` messages queued for every address before the runtime starts, so
-  addresses get batches of many messages;
+- batching: ``per-address`` messages queued for every address before the runtime starts: each
+  address is sent its first message alone, then the others in one batch (as the runtime does);
 - no batching: rounds of one message per address, each round sent through the runtime's
   ingress path (one commit each) once the previous one has drained, so batches hold one message;
 - latency: one message at a time, from ``send`` to its egress record being committed;
@@ -137,12 +139,14 @@ async def finish(
     used = cpu.read()
     await runtime.stop()
     deliveries = runtime.delivered
+    if deliveries != 2 * greetings:  # each greeting: greeter, then inbox
+        raise RuntimeError(f"{deliveries} deliveries for {greetings} greetings, not twice as many")
     return {"deliveries": deliveries, "seconds": elapsed, "rate": deliveries / elapsed,
             "ingress_rate": greetings / elapsed, "timer": timer, "cpu": used}
 
 
 async def batching(port: int, tmp: Path, addresses: int, per_address: int, server_pid: int,
-                   transport: HttpTransport) -> dict[str, Any]:
+                   transport: HttpTransport, timeout: float) -> dict[str, Any]:
     db = tmp / "batching.db"
     await warm_up(port, db, addresses, transport)
     preload(db, addresses, per_address)
@@ -151,12 +155,12 @@ async def batching(port: int, tmp: Path, addresses: int, per_address: int, serve
     start = time.perf_counter()
     await runtime.start()
     timer = CommitTimer(runtime)
-    await runtime.wait_until_idle(timeout=600)
+    await runtime.wait_until_idle(timeout=timeout)
     return await finish(runtime, start, cpu, timer, greetings=addresses * per_address)
 
 
 async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_pid: int,
-                      transport: HttpTransport) -> dict[str, Any]:
+                      transport: HttpTransport, timeout: float) -> dict[str, Any]:
     await warm_up(port, tmp / "rounds.db", addresses, transport)
     runtime = LocalRuntime(parse_module(module_text(port)), tmp / "rounds.db", transport=transport,
                            offline=True)
@@ -168,7 +172,7 @@ async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_
         for i in range(addresses):
             name = f"user{i}"
             await runtime.send(Address(GREETER, name), make_value("string", name))
-        await runtime.wait_until_idle(timeout=600)
+        await runtime.wait_until_idle(timeout=timeout)
     return await finish(runtime, start, cpu, timer, greetings=addresses * rounds)
 
 
@@ -217,6 +221,8 @@ async def main() -> None:
     parser.add_argument("--per-address", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds a phase may take before the run fails")
     args = parser.parse_args()
 
     port = free_port()
@@ -234,10 +240,10 @@ async def main() -> None:
             transport = HttpTransport()
             show_run(f"batching ({args.per_address} messages/address queued)",
                      await batching(port, tmp, args.addresses, args.per_address, server.pid,
-                                    transport))
+                                    transport, args.timeout))
             show_run(f"no batching ({args.rounds} rounds of 1 message/address)",
                      await no_batching(port, tmp, args.addresses, args.rounds, server.pid,
-                                       transport))
+                                       transport, args.timeout))
             await transport.close()
             samples = await latency(port, tmp, args.addresses, args.latency_samples)
             print(f"latency ingress -> egress (greeter -> inbox -> egress, one at a time): "
