@@ -151,7 +151,7 @@ PLUGIN_VERSIONS = {
         ["opentelemetry-api==1.20.0", "opentelemetry-sdk==1.20.0", "structlog"],
         ["opentelemetry-api", "opentelemetry-sdk", "structlog"],
     ),
-    "pydantic": (["pydantic==2.0"], ["pydantic"]),
+    "pydantic": (["pydantic==2.5.2"], ["pydantic"]),
     "msgpack": (["msgpack==1.0.0"], ["msgpack"]),
 }
 

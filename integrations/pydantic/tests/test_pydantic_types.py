@@ -166,6 +166,13 @@ def test_a_float_written_as_null_that_would_not_read_back_fails_the_batch() -> N
     assert "ser_json_inf_nan='constants'" in str(error)
 
 
+def test_a_value_changed_past_its_constraints_is_refused_when_written() -> None:
+    item = Item(sku="tea", quantity=1)
+    item.quantity = 0  # pydantic does not validate assignments by default
+    with pytest.raises(ValueError, match=r"does not read back \(quantity: Input should be"):
+        pydantic_type(Item).serializer().serialize(item)
+
+
 def test_none_and_configured_non_finite_floats_round_trip() -> None:
     serializer = pydantic_type(Reading).serializer()
     for reading in (Reading(sensor="s", value=1.5), ExactReading(sensor="exact", value=math.inf)):

@@ -62,15 +62,14 @@ class _ModelSerializer(TypeSerializer):
                 f"not {type(value).__qualname__}"
             )
         text = value.model_dump_json(by_alias=True)
-        if "null" in text:  # a None, or what pydantic writes as null: check that it reads back
-            try:
-                self.model.model_validate_json(text)
-            except ValidationError as error:
-                raise ValueError(
-                    f"a {self.typename!r} value would be written as JSON its model does not "
-                    f"read back ({_summary(error)}); an inf or nan float is written as null "
-                    "unless the model's config sets ser_json_inf_nan='constants'"
-                ) from error
+        try:  # what is stored or sent must read back in the next batch
+            self.model.model_validate_json(text)
+        except ValidationError as error:
+            raise ValueError(
+                f"a {self.typename!r} value would be written as JSON its model does not read "
+                f"back ({_summary(error)}); pydantic writes an inf or nan float as null "
+                "unless the config of the model holding it sets ser_json_inf_nan='constants'"
+            ) from error
         return text.encode("utf-8")
 
     def deserialize(self, byte: bytes) -> BaseModel:
