@@ -314,7 +314,17 @@ def test_two_instances_each_trace_to_their_own_provider(
         load_entrypoints=False,
     )
     handler = RequestReplyHandler(make_functions(provider.get_tracer("t")), plugins=plugins)
-    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann", "bob"], SEEN_2))
+    reply_headers: dict[str, str] = {}
+    request = wire.to_function(GREETER, "ann", ["ann", "bob"], SEEN_2)
+
+    async def serve() -> trace.Span:
+        await handler.handle_async(request, headers={}, reply_headers=reply_headers)
+        return trace.get_current_span()  # in the server's task, after the request
+
+    assert not asyncio.run(serve()).get_span_context().is_valid  # no span left current
+    # the reply names the batch span of the instance pluggy calls first: the last registered
+    named = batch_and_invocations(other_exporter, GREETER)[0]
+    assert reply_headers["traceresponse"].split("-")[2] == f"{named.context.span_id:016x}"
     for spans in (exporter, other_exporter):
         batch, invocations = batch_and_invocations(spans, GREETER)
         assert (batch.attributes or {})["statefun.outcome"] == "ok"

@@ -31,10 +31,14 @@ from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, decode_origins
 __all__ = ["REJECTED_SPAN_NAME", "SCRATCH_KEY", "OpenTelemetryPlugin"]
 
 #: The key of the batch's span in ``BatchEvent.scratch``, and of the invocation's in
-#: ``InvocationEvent.scratch`` (with two instances of the plugin, the first one's).
+#: ``InvocationEvent.scratch``. With two instances of the plugin: the span of the one called
+#: first (pluggy calls the last registered first), which the reply's ``traceresponse`` names.
 SCRATCH_KEY = "opentelemetry"
 #: The name of the span of a request rejected before it had a batch (its function unknown).
 REJECTED_SPAN_NAME = "statefun"
+#: The tokens of the contexts the instances attached for an invocation: pluggy calls them in the
+#: same order to start and to finish, so the first to finish detaches them all, last first.
+_TOKENS_KEY = "opentelemetry.tokens"
 
 
 @dataclass
@@ -47,7 +51,6 @@ class _BatchTrace:
 @dataclass
 class _InvocationTrace:
     span: Span
-    token: Token[Context]  # the attached context's, to detach
     dead_lettered: bool = False
 
 
@@ -121,7 +124,7 @@ class OpenTelemetryPlugin:
         )
         span_context = span.get_span_context()
         if span_context.is_valid:
-            batch.reply_headers[TRACERESPONSE] = _traceparent(span_context)
+            batch.reply_headers.setdefault(TRACERESPONSE, _traceparent(span_context))
 
     @hookimpl
     def statefun_invocation_started(self, invocation: InvocationEvent) -> None:
@@ -151,8 +154,9 @@ class OpenTelemetryPlugin:
             links=links,
         )
         invocation.scratch.setdefault(SCRATCH_KEY, span)
-        token = context.attach(trace.set_span_in_context(span, parent))
-        invocation.scratch[self._key] = _InvocationTrace(span, token)
+        invocation.scratch[self._key] = _InvocationTrace(span)
+        tokens: list[Token[Context]] = invocation.scratch.setdefault(_TOKENS_KEY, [])
+        tokens.append(context.attach(trace.set_span_in_context(span, parent)))
 
     @hookimpl
     def statefun_invocation_dead_lettered(
@@ -172,9 +176,10 @@ class OpenTelemetryPlugin:
     def statefun_invocation_finished(
         self, invocation: InvocationEvent, error: Optional[BaseException]
     ) -> None:
+        for token in reversed(invocation.scratch.pop(_TOKENS_KEY, ())):
+            context.detach(token)
         traced: Optional[_InvocationTrace] = invocation.scratch.pop(self._key, None)
         if traced is not None:
-            context.detach(traced.token)
             if traced.dead_lettered:
                 outcome = "dead_lettered"
             else:
