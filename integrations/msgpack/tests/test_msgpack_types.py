@@ -191,11 +191,13 @@ def test_plain_data_round_trips() -> None:
 
 
 def test_tuple_map_keys_come_back_as_tuples_and_other_tuples_as_lists() -> None:
-    value = {(0, 1): ["a", ("b", 2)], "grid": {(2, (3, 4)): (5, 6)}}
+    extension = msgpack.ExtType(5, b"x")
+    value = {(0, 1): ["a", ("b", 2)], "grid": {(2, (3, 4)): (5, 6)}, "ext": extension}
     serializer = VISITS.serializer()
     assert serializer.deserialize(serializer.serialize(value)) == {
         (0, 1): ["a", ["b", 2]],
         "grid": {(2, (3, 4)): [5, 6]},
+        "ext": extension,
     }
 
 

@@ -63,7 +63,7 @@ def _unpack(byte: bytes) -> Any:
 
 def _lists(data: Any) -> Any:
     """``data`` read with every array a tuple, with lists again where they are not map keys."""
-    if isinstance(data, tuple):
+    if type(data) is tuple:  # not an ExtType, a tuple too
         return [_lists(item) for item in data]
     if isinstance(data, dict):
         return {key: _lists(value) for key, value in data.items()}
