@@ -110,14 +110,15 @@ class CommitTimer:
         engine.complete = timed  # type: ignore[method-assign]
 
 
-async def warm_up(port: int, db: Path, addresses: int, transport: HttpTransport) -> None:
+async def warm_up(port: int, db: Path, addresses: int, transport: HttpTransport,
+                  timeout: float) -> None:
     """One greeting per address: state discovery done, keep-alive connections open."""
     module = parse_module(module_text(port))
     async with LocalRuntime(module, db, transport=transport, offline=True) as runtime:
         for i in range(addresses):
             name = f"user{i}"
             await runtime.send(Address(GREETER, name), make_value("string", name))
-        await runtime.wait_until_idle(timeout=600)
+        await runtime.wait_until_idle(timeout=timeout)
 
 
 def preload(db: Path, addresses: int, per_address: int) -> None:
@@ -148,7 +149,7 @@ async def finish(
 async def batching(port: int, tmp: Path, addresses: int, per_address: int, server_pid: int,
                    transport: HttpTransport, timeout: float) -> dict[str, Any]:
     db = tmp / "batching.db"
-    await warm_up(port, db, addresses, transport)
+    await warm_up(port, db, addresses, transport, timeout)
     preload(db, addresses, per_address)
     runtime = LocalRuntime(parse_module(module_text(port)), db, transport=transport, offline=True)
     cpu = CpuMeter(server_pid)
@@ -161,7 +162,7 @@ async def batching(port: int, tmp: Path, addresses: int, per_address: int, serve
 
 async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_pid: int,
                       transport: HttpTransport, timeout: float) -> dict[str, Any]:
-    await warm_up(port, tmp / "rounds.db", addresses, transport)
+    await warm_up(port, tmp / "rounds.db", addresses, transport, timeout)
     runtime = LocalRuntime(parse_module(module_text(port)), tmp / "rounds.db", transport=transport,
                            offline=True)
     await runtime.start()

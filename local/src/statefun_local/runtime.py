@@ -484,7 +484,8 @@ class LocalRuntime:
     def _remove_head(self, batch: Batch, action: str, actor: str, detail: str) -> None:
         """Take the head message out of a failed batch's mailbox, for good (``skip``) or to
         the dead-letter egress (``dead-letter``), and write why to the audit log; all in one
-        transaction. The rest of the mailbox is offered again as the next batch."""
+        transaction. The rest of the mailbox is sent on as for an idle address: its oldest message
+        alone, then the others as one batch."""
         address, head = batch.address, batch.messages[0]
         row = self.store.conn.execute(
             "SELECT attempts, last_error FROM stuck WHERE target_type = ? AND target_id = ?",
