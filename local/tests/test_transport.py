@@ -105,6 +105,16 @@ def test_okhttp_transport_fails_at_once_on_a_client_error_but_retries_503() -> N
     assert (reply, requests) == (GOOD_REPLY, 2)
 
 
+def test_a_redirect_is_not_followed() -> None:
+    # as the runtime: a URL without the slash the server redirects to fails here too
+    def redirect(n: int) -> web.Response:
+        return web.Response(status=307, headers={"Location": "/fn"}) if n == 1 else ok()
+
+    reply, requests = asyncio.run(call_with(redirect, OKHTTP))
+    assert isinstance(reply, str) and "HTTP 307 to /fn: the runtime follows no redirect" in reply
+    assert requests == 1
+
+
 def test_the_call_budget_ends_retries() -> None:
     reply, _ = asyncio.run(call_with(lambda n: web.Response(status=599), ASYNC))
     assert isinstance(reply, str)
