@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mypy.api
@@ -72,3 +75,49 @@ def test_the_guides_greeter_unchanged() -> None:
     )
     (sent,) = reply.invocation_result.outgoing_messages
     assert StringType.serializer().deserialize(sent.argument.value) == "Hello Jo for the 0th time!"
+
+
+def test_the_official_generated_protobuf_modules_are_there() -> None:
+    """Tests written for the official SDK build requests with its generated modules."""
+    from statefun.request_reply_pb2 import FromFunction, ToFunction
+    from statefun.types_pb2 import StringWrapper
+
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/echo")
+    def echo(context: statefun.Context, message: statefun.Message) -> None:
+        context.send(message_builder("com.example/out", "x", str_value=message.as_string()))
+
+    request = ToFunction()
+    batch = request.invocation
+    batch.target.namespace, batch.target.type, batch.target.id = "com.example", "echo", "x"
+    argument = batch.invocations.add().argument
+    argument.typename = StringType.typename
+    argument.has_value = True
+    argument.value = StringWrapper(value="hi").SerializeToString()
+    reply = FromFunction.FromString(
+        RequestReplyHandler(functions).handle_sync(request.SerializeToString())
+    )
+    (sent,) = reply.invocation_result.outgoing_messages
+    assert StringWrapper.FromString(sent.argument.value).value == "hi"
+
+
+def test_the_official_sdk_installed_beside_is_named(tmp_path: Path) -> None:
+    """Both distributions install the package ``statefun``: uninstalling one later breaks the
+    other, so importing says so."""
+    info = tmp_path / "apache_flink_statefun-3.3.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: apache-flink-statefun\n")
+    alone = subprocess.run(
+        [sys.executable, "-c", "import statefun"], capture_output=True, text=True
+    )
+    assert alone.returncode == 0 and "apache-flink-statefun" not in alone.stderr
+    beside = subprocess.run(
+        [sys.executable, "-c", "import statefun"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert beside.returncode == 0, beside.stderr
+    assert "apache-flink-statefun is installed beside statefun-compat" in beside.stderr
+    assert "pip install --force-reinstall statefun-compat" in beside.stderr
