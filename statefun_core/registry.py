@@ -62,8 +62,8 @@ class TypeRegistry:
                 self._answered[cls] = found
                 return found
         raise UnknownTypeError(
-            f"no StateFun type is known for {cls.__module__}.{cls.__qualname__}; pass "
-            "value_type=, or install a type plugin for it"
+            f"no StateFun type is known for {cls.__module__}.{cls.__qualname__}; give its "
+            "Type (ValueSpec(type=...), value_type=...), or install a type plugin for it"
         )
 
     def for_value(self, value: Any) -> Type:

@@ -85,7 +85,8 @@ def test_a_state_of_a_disabled_type_plugin_fails_when_the_handler_is_built(
         RequestReplyHandler(functions)
     assert str(raised.value) == (
         "function 'bank/account', state 'balance': no StateFun type is known for "
-        "decimal.Decimal; pass value_type=, or install a type plugin for it; "
+        "decimal.Decimal; give its Type (ValueSpec(type=...), value_type=...), or install a "
+        "type plugin for it; "
         "disabled plugins: slow-batches (STATEFUN_DISABLED_PLUGINS)"
     )
 
