@@ -32,7 +32,7 @@ from ..handler import RequestReplyHandler
 from ..http import CONTENT_TYPE
 from ..messages import message_builder
 from ..tracecontext import TRACERESPONSE
-from ..types import Type
+from ..types import BUILTIN_TYPES, Type
 from .records import AnyEgress, PendingMessage, SentMessage, decode_egress
 
 __all__ = ["Harness", "HarnessError"]
@@ -382,7 +382,7 @@ class Harness:
                 return message
         raise AssertionError(
             f"no {kind} message to {target} with {value!r}; {kind}: "
-            f"{_listing(messages) if messages else 'none'}"
+            f"{_listing(map(_described, messages))}"
         )
 
 
@@ -417,6 +417,16 @@ def _matches(actual: Any, wanted: Any) -> bool:
     if isinstance(wanted, str) and isinstance(actual, bytes):
         return actual == wanted.encode("utf-8")
     return bool(actual == wanted)
+
+
+def _described(message: SentMessage) -> str:
+    """A message as a failed assertion lists it: a built-in type's value decoded."""
+    argument, shown = message.argument, message.argument.value
+    for tpe in BUILTIN_TYPES:
+        if tpe.typename == argument.typename and argument.has_value:
+            with contextlib.suppress(Exception):
+                shown = tpe.serializer().deserialize(argument.value)
+    return f"{message.target} from {message.caller}: {shown!r} ({argument.typename})"
 
 
 def _listing(items: Iterable[Any]) -> str:

@@ -108,6 +108,12 @@ def test_assertions_explain_what_was_there_instead():
         AssertionError, match=re.escape("no sent message to com.example.fns/inbox/bob")
     ):
         harness.assert_sent("com.example.fns/inbox", "bob")
+    sent_instead = (
+        "com.example.fns/inbox/ann from com.example.fns/greeter/ann: "
+        "'Hello ann for the 1th time!' (io.statefun.types/string)"
+    )
+    with pytest.raises(AssertionError, match=re.escape(sent_instead)):
+        harness.assert_sent("com.example.fns/inbox", "ann", str_value="Hello ann!")
 
 
 def test_state_of_an_unknown_function_type_is_an_error():
