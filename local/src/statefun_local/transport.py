@@ -149,9 +149,16 @@ class HttpTransport:
             unix_socket, url = split_unix_url(url)
         session = self._get_session(unix_socket)
         try:
-            async with session.post(
-                url, data=body, timeout=timeout, headers=headers or None
+            async with session.post(  # the runtime follows no redirect of a POST
+                url, data=body, timeout=timeout, headers=headers or None, allow_redirects=False
             ) as response:
+                location = response.headers.get("Location")
+                if 300 <= response.status < 400 and location:
+                    raise _AttemptFailed(
+                        f"HTTP {response.status} to {location}: the runtime follows no "
+                        "redirect; point the endpoint's urlPathTemplate there",
+                        retry=not okhttp,
+                    )
                 if not 200 <= response.status < 300:
                     text = (await response.read())[:200].decode("utf-8", "replace")
                     retry = not okhttp or (
