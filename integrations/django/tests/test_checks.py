@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,7 +116,9 @@ def test_an_endpoint_served_only_with_a_trailing_slash_is_w002() -> None:
     assert 'urlpatterns = [*statefun_urls("statefun")]' in report
 
 
-@pytest.mark.parametrize("urlconf", ["tests.project.urls", "tests.project.urls_flat"])
+@pytest.mark.parametrize(
+    "urlconf", ["tests.project.urls", "tests.project.urls_flat", "tests.project.urls_no_slash"]
+)
 def test_the_documented_routes_pass_the_url_check(urlconf: str) -> None:
     with override_settings(ROOT_URLCONF=urlconf):
         report = check({"FUNCTIONS": "tests.functions.functions"})
@@ -130,11 +136,6 @@ def test_a_state_of_a_disabled_type_plugin_is_e006(monkeypatch: pytest.MonkeyPat
 
 def test_the_app_reports_it_at_start_up(tmp_path: Any) -> None:
     """A fresh process: ``django.setup()`` logs it before any request or command."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     (tmp_path / "e006_settings.py").write_text(
         "from tests.project.settings import *\n"
         "STATEFUN = {'FUNCTIONS': 'tests.functions.decimal_functions'}\n"
@@ -148,3 +149,72 @@ def test_the_app_reports_it_at_start_up(tmp_path: Any) -> None:
     script = "import django; django.setup()"
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert "statefun: the handler cannot be built: function 'bank/account'" in done.stderr
+
+
+# --- a fresh process: the URLconf first loaded under a bad setting ---------------------------
+
+PACKAGE_ROOT = Path(__file__).parents[1]
+
+BAD_SETTINGS = {
+    "E001-no-functions": ({}, "statefun.E001"),
+    "E001-not-a-dict": (["tests.functions.functions"], "statefun.E001"),
+    "E002": ({"FUNCTIONS": "tests.functions.nope"}, "statefun.E002"),
+    "E003": ({"FUNCTIONS": "tests.functions.not_functions"}, "statefun.E003"),
+    "E004": (
+        {"FUNCTIONS": ["tests.functions.functions", "tests.functions.duplicate"]},
+        "statefun.E004",
+    ),
+    "E005": (
+        {"FUNCTIONS": "tests.functions.functions", "LIMITS": {"request_bytes": -1}},
+        "statefun.E005",
+    ),
+    "E006": ({"FUNCTIONS": "tests.functions.decimal_functions"}, "statefun.E006"),
+}
+
+
+def fresh_process(
+    tmp_path: Path, statefun: Any, urlconf: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``python <args>`` in a new process, with the test project's settings but ``STATEFUN``
+    and ``ROOT_URLCONF`` (and the example plugin disabled, for statefun.E006)."""
+    (tmp_path / "fresh_settings.py").write_text(
+        "from tests.project.settings import *\n"
+        f"STATEFUN = {statefun!r}\n"
+        f"ROOT_URLCONF = {urlconf!r}\n"
+    )
+    env = {
+        **os.environ,
+        "STATEFUN_DISABLED_PLUGINS": "slow-batches",
+        "DJANGO_SETTINGS_MODULE": "fresh_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PACKAGE_ROOT)]),
+    }
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("urlconf", ["tests.project.urls_flat", "tests.project.urls_no_slash"])
+@pytest.mark.parametrize(("statefun", "check_id"), BAD_SETTINGS.values(), ids=list(BAD_SETTINGS))
+def test_manage_py_check_reports_a_bad_setting(
+    tmp_path: Path, urlconf: str, statefun: Any, check_id: str
+) -> None:
+    """Reported as a system check, not raised from the URLconf (which ``check`` loads)."""
+    done = fresh_process(tmp_path, statefun, urlconf, "-m", "django", "check")
+    assert check_id in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1
+
+
+@pytest.mark.parametrize("urlconf", ["tests.project.urls_flat", "tests.project.urls_no_slash"])
+@pytest.mark.parametrize(
+    "statefun", [{}, ["tests.functions.functions"]], ids=["no-functions", "list"]
+)
+def test_the_projects_other_urls_answer_while_the_setting_is_bad(
+    tmp_path: Path, urlconf: str, statefun: Any
+) -> None:
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "response = Client().get('/statefunny')\n"
+        "print(response.status_code, response.content.decode())\n"
+    )
+    done = fresh_process(tmp_path, statefun, urlconf, "-c", script)
+    assert done.stdout == "200 the project's own view\n", done.stderr

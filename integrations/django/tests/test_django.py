@@ -301,6 +301,45 @@ def test_metrics_when_statefun_prometheus_is_installed(urlconf: str) -> None:
     assert b"statefun_" in response.content
 
 
+URLCONFS = [
+    "tests.project.urls",  # re_path(r"^statefun/?", include(...))
+    "tests.project.urls_flat",  # statefun_urls("statefun")
+    "tests.project.urls_with_slash",  # path("statefun/", include(...))
+    "tests.project.urls_no_slash",  # path("statefun", include(...))
+]
+
+
+@pytest.mark.parametrize("urlconf", URLCONFS)
+def test_the_plugins_endpoints_are_served_under_the_endpoints_path(urlconf: str) -> None:
+    """Whether or not the include's prefix ends in a slash: never at /statefunslow-batches."""
+    with override_settings(ROOT_URLCONF=urlconf):
+        assert Client().get("/statefun/slow-batches").status_code == 200
+        assert Client().get("/statefunslow-batches").status_code == 404
+
+
+def test_statefun_urls_name_the_plugins_endpoints() -> None:
+    with override_settings(ROOT_URLCONF="tests.project.urls_flat"):
+        assert reverse("statefun-slow-batches") == "/statefun/slow-batches"
+
+
+@pytest.mark.parametrize("urlconf", URLCONFS)
+def test_the_endpoints_setting_is_read_on_each_request(urlconf: str) -> None:
+    statefun = {"FUNCTIONS": "tests.functions.functions", "ENDPOINTS": False}
+    with override_settings(ROOT_URLCONF=urlconf):
+        with override_settings(STATEFUN=statefun):
+            assert Client().get("/statefun/slow-batches").status_code == 404
+        assert Client().get("/statefun/slow-batches").status_code == 200
+
+
+def test_the_plugins_endpoints_are_those_of_the_current_handler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handler built again when the setting changes, here without the example plugin."""
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")
+    with override_settings(STATEFUN={"FUNCTIONS": "tests.functions.functions"}):
+        assert Client().get("/statefun/slow-batches").status_code == 404
+
+
 def test_entry_point_names_the_integration() -> None:
     entry_points = metadata.distribution("statefun-django").entry_points
     assert [(ep.group, ep.name, ep.value) for ep in entry_points] == [

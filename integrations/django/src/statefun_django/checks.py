@@ -76,7 +76,10 @@ def check_settings(
 def check_urls(
     app_configs: Optional[Sequence[AppConfig]] = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    found = endpoint_url()
+    try:
+        found = endpoint_url()
+    except StatefunConfigError:
+        return []  # raised by loading the URLconf: check_settings reports it
     if found is None:
         return []  # routed by hand
     name, url = found

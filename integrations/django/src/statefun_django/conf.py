@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     # (WSGI), None decides when the URLconf is first loaded (async inside an event loop).
     "ASYNC": None,
     # Serve the endpoints the plugins contribute (``metrics`` of statefun-prometheus, health)
-    # under the include.
+    # under the endpoint's path; read on each request to them (404 when off).
     "ENDPOINTS": True,
     # What a request may carry and a batch may produce: a statefun_core.Limits, or a dict of
     # its fields (the others keep their defaults); None: the defaults (statefun.E005).

@@ -8,22 +8,29 @@
     urlpatterns = [*statefun_urls("statefun")]
 
 serves the endpoint at ``/statefun`` and ``/statefun/`` (URL name ``statefun-endpoint``) and
-each plugin endpoint under it (``/statefun/metrics`` for statefun-prometheus's ``/metrics``).
+each plugin endpoint under it (``/statefun/metrics`` for statefun-prometheus's ``/metrics``,
+URL name ``statefun-metrics``).
 
 ``include("statefun_django.urls")`` serves the same under the namespace ``statefun``
-(``statefun:endpoint``); Django then resolves every request twice, once for the include and
-once inside it, which costs more than the rest of the integration together.
+(``statefun:endpoint``), the plugins' endpoints at ``<prefix>/metrics`` whether or not the
+include's prefix ends in ``/``; Django then resolves every request twice, once for the include
+and once inside it, which costs more than the rest of the integration together.
+
+The plugins' endpoints are those of the handler built when the URLconf is loaded: none while
+``STATEFUN`` is misconfigured (``manage.py check`` says why), as an error here would break
+every URL of the project.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import re
 
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, re_path
 
+from statefun_core.errors import PluginError, UnknownTypeError
 from statefun_core.plugins import Endpoint
 
-from .conf import get_handler, get_settings
+from .conf import StatefunConfigError, get_handler
 from .views import endpoint_view, plugin_endpoint_view
 
 __all__ = ["statefun_urls", "urlpatterns"]
@@ -39,21 +46,27 @@ def statefun_urls(prefix: str = "statefun") -> list[URLPattern]:
     if not prefix:
         raise ValueError("statefun_urls() needs a path to serve at, such as 'statefun'")
     view = endpoint_view()
-    return [
-        path(prefix, view, name="statefun-endpoint"),
-        path(f"{prefix}/", view),
-        *(path(f"{prefix}{endpoint.path}", served) for endpoint, served in _plugin_views()),
-    ]
+    patterns = [path(prefix, view, name="statefun-endpoint"), path(f"{prefix}/", view)]
+    for endpoint in _plugin_endpoints():
+        name = f"statefun-{endpoint.path.strip('/')}"
+        patterns.append(path(f"{prefix}{endpoint.path}", plugin_endpoint_view(endpoint), name=name))
+    return patterns
 
 
-def _plugin_views() -> list[tuple[Endpoint, Callable[..., Any]]]:
-    if not get_settings()["ENDPOINTS"]:
-        return []
-    return [(endpoint, plugin_endpoint_view(endpoint)) for endpoint in get_handler().endpoints]
+def _plugin_endpoints() -> tuple[Endpoint, ...]:
+    """Routed even with ``STATEFUN["ENDPOINTS"]`` off: their views read it on each request."""
+    try:
+        return get_handler().endpoints
+    except (StatefunConfigError, UnknownTypeError, PluginError):
+        return ()  # the system checks report it (statefun.E001 to E006)
 
 
 #: What ``include("statefun_django.urls")`` serves: the same, relative to the include.
-urlpatterns: list[URLPattern] = [
-    path("", endpoint_view(), name="endpoint"),
-    *(path(endpoint.path.lstrip("/"), view) for endpoint, view in _plugin_views()),
+urlpatterns: list[URLPattern] = [path("", endpoint_view(), name="endpoint")]
+# "(?:/)?": after a prefix with its trailing slash or without ("statefun", as module.yaml names
+# the endpoint); the view refuses "/statefunmetrics". ("/?" would do, but Django warns of a
+# pattern that starts with a slash, urls.W002.)
+urlpatterns += [
+    re_path(rf"^(?:/)?{re.escape(endpoint.path.lstrip('/'))}$", plugin_endpoint_view(endpoint))
+    for endpoint in _plugin_endpoints()
 ]

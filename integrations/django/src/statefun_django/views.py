@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views import View
 
 from statefun_core.errors import (
@@ -28,7 +28,7 @@ from statefun_core.plugins import Endpoint
 from statefun_core.serving import declared_length as parse_length
 from statefun_core.wsgi import incomplete, input_errors, unreadable
 
-from .conf import get_handler, get_settings
+from .conf import StatefunConfigError, get_handler, get_settings
 
 __all__ = [
     "AsyncStatefunView",
@@ -111,12 +111,16 @@ class AsyncStatefunView(_EndpointView):
 
 
 def endpoint_view() -> Callable[..., Any]:
-    """The view ``statefun_django.urls`` serves, per ``STATEFUN["ASYNC"]``.
+    """The view ``statefun_django.urls`` serves, per ``STATEFUN["ASYNC"]``, read when the
+    patterns are made (as the URLconf is loaded), not per request.
 
     ``None`` (the default) picks the async view when the URLconf is loaded inside a running
-    event loop, which is how an ASGI server first loads it.
+    event loop, which is how an ASGI server first loads it (unless something loaded it before).
     """
-    use_async = get_settings()["ASYNC"]
+    try:
+        use_async = get_settings()["ASYNC"]
+    except StatefunConfigError:
+        use_async = None  # STATEFUN is not a dict: statefun.E001 reports it, and requests fail
     if use_async is None:
         try:
             asyncio.get_running_loop()
@@ -245,14 +249,23 @@ def statefun_error(error: BaseException) -> HttpResponse:
 
 
 def plugin_endpoint_view(endpoint: Endpoint) -> Callable[..., HttpResponse]:
-    """The view of one endpoint a plugin contributes (``metrics``, health): its method only."""
+    """The view of one endpoint a plugin contributes (``metrics``, health): its method only.
+    ``STATEFUN["ENDPOINTS"]`` and the handler that answers are read on each request, so that
+    they follow the setting."""
 
     def view(request: HttpRequest) -> HttpResponse:
+        # The include matches "metrics" after a prefix with or without its slash: not
+        # "/statefunmetrics".
+        if not get_settings()["ENDPOINTS"] or not request.path_info.endswith(endpoint.path):
+            raise Http404
         if request.method not in (endpoint.method, "HEAD"):
             response = HttpResponse(status=405)
             response["Allow"] = endpoint.method
             return response
-        status, headers, body = endpoint.respond(RequestHeaders(request))
+        current = get_handler().endpoint_for(endpoint.method, endpoint.path)
+        if current is None:
+            raise Http404  # the handler built since has not got it
+        status, headers, body = current.respond(RequestHeaders(request))
         response = HttpResponse(body, status=status)
         for name, value in headers.items():
             response[name] = value
