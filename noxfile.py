@@ -285,8 +285,9 @@ def install_integration(session: nox.Session, name: str, *requirements: str) -> 
 @nox.session(tags=["flask"])
 @nox.parametrize(("python", "flask"), FLASK_VERSIONS)
 def flask(session: nox.Session, flask: tuple[str, ...]) -> None:
-    """statefun-flask with Flask's test client and under a real gunicorn."""
-    install_integration(session, "flask", *flask, "gunicorn")
+    """statefun-flask with Flask's test client and under a real gunicorn, and Flask-WTF's
+    CSRFProtect."""
+    install_integration(session, "flask", *flask, "gunicorn", "flask-wtf")
     with session.chdir("integrations/flask"):
         session.run("python", "-m", "pytest", "tests", *session.posargs)
 

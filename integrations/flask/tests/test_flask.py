@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 from importlib import metadata
+from typing import Union
 
 import pytest
-from flask import Flask
+from flask import Flask, Response, jsonify
 from flask.testing import FlaskClient
 from statefun_flask import Statefun, StatefunState, make_blueprint
+from werkzeug.exceptions import HTTPException
 
 from statefun_core import (
     Limits,
@@ -144,6 +146,60 @@ def test_framework_rejections_reach_the_hooks(
     assert failures.batches == [None, None]  # rejected before a batch existed
 
 
+def json_errors(app: Flask, errors: Union[int, type[HTTPException]]) -> None:
+    """The application's own error handler: these errors as JSON."""
+
+    @app.errorhandler(errors)
+    def as_json(error: HTTPException) -> tuple[Response, int]:
+        return jsonify(error=error.name), error.code or 500
+
+
+@pytest.mark.parametrize("errors", [HTTPException, 405], ids=["HTTPException", "405"])
+def test_the_applications_own_405_handler_stays_in_force(
+    errors: Union[int, type[HTTPException]],
+) -> None:
+    app = Flask(__name__)
+    json_errors(app, errors)
+
+    @app.post("/api/x")
+    def x() -> str:
+        return "x"
+
+    Statefun(app, make_functions())
+    response = app.test_client().get("/api/x")
+    assert response.status_code == 405
+    assert response.get_json() == {"error": "Method Not Allowed"}
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "TRACE"])
+def test_the_endpoints_405_is_its_own_beside_the_applications_handler(
+    app: Flask, failures: FailureRecorder, method: str
+) -> None:
+    json_errors(app, 405)  # registered after the extension
+    response = app.test_client().open("/statefun", method=method, headers={"X-Request-Id": "r"})
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert failures.failures == [(MethodNotAllowedError, 405, "r")]
+
+
+def test_two_blueprints_each_answer_their_own_405_through_the_hook() -> None:
+    app = Flask(__name__)
+    recorders = {"a": FailureRecorder(), "b": FailureRecorder()}
+    for name, recorder in recorders.items():
+        plugins = make_plugin_manager([recorder], load_entrypoints=False)
+        handler = RequestReplyHandler(make_functions(), plugins=plugins)
+        app.register_blueprint(make_blueprint(handler, url_prefix=f"/{name}", name=name))
+    client = app.test_client()
+    for name in recorders:
+        response = client.get(f"/{name}", headers={"X-Request-Id": name})
+        assert response.status_code == 405
+        assert response.headers["Allow"] == "POST"
+        assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert recorders["a"].failures == [(MethodNotAllowedError, 405, "a")]
+    assert recorders["b"].failures == [(MethodNotAllowedError, 405, "b")]
+
+
 def test_body_declared_over_the_handlers_limit_reaches_the_hooks() -> None:
     failures = FailureRecorder()
     plugins = make_plugin_manager([failures], load_entrypoints=False)
@@ -225,6 +281,42 @@ def test_blueprint_alone() -> None:
     assert response.status_code == 200
     assert greetings(response.data)[0] == 1
     assert "statefun" not in app.extensions
+
+
+@pytest.mark.parametrize("how", ["extension", "blueprint"])
+def test_csrf_protect_set_up_first_exempts_the_endpoint(how: str) -> None:
+    """The runtime's POST carries no CSRF token: Flask-WTF would answer it 400."""
+    csrf_protect = pytest.importorskip("flask_wtf.csrf").CSRFProtect
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "test"
+    csrf = csrf_protect(app)
+
+    @app.post("/form")
+    def form() -> str:
+        return "form"
+
+    if how == "extension":
+        Statefun(app, make_functions())
+    else:
+        app.register_blueprint(make_blueprint(make_functions()))
+    client = app.test_client()
+    response = post(client, wire.to_function(GREETER, "Ann", ["Ann"], NEW))
+    assert response.status_code == 200
+    assert greetings(response.data)[0] == 1
+    assert client.put("/statefun").status_code == 405
+    assert client.post("/form").status_code == 400  # the application's views stay protected
+    assert app.blueprints["statefun"] in csrf._exempt_blueprints
+
+
+def test_csrf_protect_set_up_later_exempts_the_blueprint_as_documented() -> None:
+    csrf_protect = pytest.importorskip("flask_wtf.csrf").CSRFProtect
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "test"
+    Statefun(app, make_functions())
+    csrf = csrf_protect(app)
+    csrf.exempt(app.blueprints["statefun"])  # the README's form
+    response = post(app.test_client(), wire.to_function(GREETER, "Ann", ["Ann"], NEW))
+    assert response.status_code == 200
 
 
 def test_blueprint_rejects_what_it_cannot_serve() -> None:

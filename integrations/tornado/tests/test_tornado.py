@@ -301,6 +301,53 @@ class RoutesTest(testing.AsyncHTTPTestCase):
         assert self._app.reverse_url("statefun") == "/fns"
 
 
+class SettingsTest(testing.AsyncHTTPTestCase):
+    """A rule without options takes them from the application's settings; its own win."""
+
+    def get_app(self) -> Application:
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        return Application(
+            [
+                (r"/statefun", statefun_tornado.StatefunHandler),
+                (r"/own", statefun_tornado.StatefunHandler, {"max_body_size": 2 * LIMIT}),
+            ],
+            statefun_handler=handler,
+            statefun_max_body_size=LIMIT,
+        )
+
+    def test_the_handler_from_the_settings(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        response = self.fetch("/statefun", method="POST", body=body)
+        assert response.code == 200
+        assert greetings(response.body)[0] == 1
+
+    def test_the_body_limit_from_the_settings(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
+        assert self.fetch("/statefun", method="POST", body=body).code == 413
+        assert self.fetch("/own", method="POST", body=body).code == 200
+
+
+class NoHandlerTest(testing.AsyncHTTPTestCase):
+    """Neither the rule nor the settings give a handler: each request is a logged 500, not a
+    connection dropped unanswered."""
+
+    def get_app(self) -> Application:
+        return Application([(r"/statefun", statefun_tornado.StatefunHandler)])
+
+    def test_each_request_is_a_logged_500(self) -> None:
+        greeting = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        for method, body in (("POST", greeting), ("GET", None), ("PROPFIND", None)):
+            with self.assertLogs("statefun_core", logging.ERROR) as logs:
+                response = self.fetch(
+                    "/statefun", method=method, body=body, allow_nonstandard_methods=True
+                )
+            assert response.code == 500, method
+            assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+            assert "'statefun_handler' setting" in logs.output[0]
+
+
 class MetricsTest(testing.AsyncHTTPTestCase):
     def get_app(self) -> Application:
         pytest.importorskip("statefun_prometheus")

@@ -7,6 +7,9 @@ Mount on an existing application::
 or as a sub-application::
 
     app.add_subapp("/statefun/", statefun_aiohttp.create_app(functions))
+
+The body limit is the ``client_max_size`` of the application the server runs, the parent one
+when mounted: aiohttp's default, 1 MiB, is too small for the runtime's batches (up to 32 MiB).
 """
 
 from __future__ import annotations

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Mapping, Optional, Union
+import sys
+from typing import Callable, Iterator, Mapping, Optional
 
-from flask import Blueprint, Request, Response, current_app, request
-from werkzeug.exceptions import (
-    ClientDisconnected,
-    HTTPException,
-    MethodNotAllowed,
-    RequestEntityTooLarge,
-)
+from flask import Blueprint, Request, Response, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import (
@@ -40,15 +37,20 @@ def make_blueprint(
     and a wrong method (405) reach the ``statefun_request_failed`` hook, as the handler's own
     rejections do.
 
-    Any method but POST is answered 405 with ``Allow: POST``, also one Flask does not know: the
-    blueprint registers an application-wide 405 handler, which answers so for this endpoint
-    only and leaves every other URL's 405 as it was.
+    Any method but POST is answered 405 with ``Allow: POST``, also one Flask does not know
+    (``TRACE``, ``PROPFIND``): the endpoint's rule routes every method to its view, and the
+    application's own 405 handlers stay in force for its other URLs.
+
+    Registered on an application with Flask-WTF's ``CSRFProtect``, the blueprint exempts
+    itself: the runtime's POST carries no CSRF token.
     """
     handler = as_handler(functions_or_handler)
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix or "/")
 
     def endpoint() -> Response:
         current: Request = request._get_current_object()  # type: ignore[attr-defined]
+        if current.method != "POST":
+            return rejected(handler, MethodNotAllowedError(f"{current.method} is not allowed"))
         try:
             body = read_body(current, handler.limits.request_bytes)
         except (RequestTooLargeError, MalformedRequestError) as error:
@@ -62,22 +64,31 @@ def make_blueprint(
             return statefun_error(error)
         return Response(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
-    blueprint.add_url_rule(
-        "", "endpoint", endpoint, methods=["POST"], provide_automatic_options=False
-    )
-
-    @blueprint.app_errorhandler(MethodNotAllowed)
-    def method_not_allowed(error: HTTPException) -> Union[Response, HTTPException]:
-        adapter = current_app.create_url_adapter(request)
-        try:
-            matched, _ = adapter.match(method="POST") if adapter is not None else (None, None)
-        except HTTPException:
-            return error  # not this endpoint's URL: Flask's own answer
-        if current_app.view_functions.get(str(matched)) is not endpoint:
-            return error
-        return rejected(handler, MethodNotAllowedError(f"{request.method} is not allowed"))
+    @blueprint.record
+    def register(state: BlueprintSetupState) -> None:
+        # A werkzeug rule without methods routes every method to the view. Flask's
+        # add_url_rule cannot make one: it lists the rule's methods, and answers any other
+        # itself, through the application's 405 handlers.
+        name = f"{state.name_prefix}.{state.name}.endpoint".lstrip(".")
+        rule = state.app.url_rule_class(
+            state.url_prefix or "/",
+            endpoint=name,
+            subdomain=state.subdomain,
+            defaults=state.url_defaults,
+        )
+        state.app.url_map.add(rule)
+        state.app.view_functions[name] = endpoint
+        csrf_exempt(state.app.extensions, blueprint)
 
     return blueprint
+
+
+def csrf_exempt(extensions: Mapping[str, object], blueprint: Blueprint) -> None:
+    """Exempt the blueprint from Flask-WTF's ``CSRFProtect``, if the application has one."""
+    flask_wtf = sys.modules.get("flask_wtf.csrf")  # imported if the application uses it
+    csrf = extensions.get("csrf")
+    if flask_wtf is not None and isinstance(csrf, flask_wtf.CSRFProtect):
+        csrf.exempt(blueprint)
 
 
 def read_body(current: Request, limit: Optional[int]) -> bytes:

@@ -21,13 +21,21 @@ logger = logging.getLogger("statefun_core")  # where the core logs each request 
 # Not Tornado's default, which names its version.
 _SERVER = "TornadoServer"
 
+_NO_HANDLER = (
+    "statefun_tornado: StatefunHandler has no handler: route it with "
+    "{'handler': RequestReplyHandler(functions)}, or set the application's "
+    "'statefun_handler' setting"
+)
+
 
 @stream_request_body
 class StatefunHandler(RequestHandler):
     """POST a ``ToFunction``, get the ``FromFunction`` reply (``application/octet-stream``).
 
     Configured by the routing table: ``(path, StatefunHandler, {"handler": ...,
-    "max_body_size": ...})``. A body declared larger than ``max_body_size`` (default 32 MiB)
+    "max_body_size": ...})``, or by the application's settings ``statefun_handler`` and
+    ``statefun_max_body_size`` for what the rule does not give. Without a handler, every request
+    is answered 500 and logged. A body declared larger than ``max_body_size`` (default 32 MiB)
     is answered 413 before it is read; other methods than POST (any method, also one Tornado
     does not route) get 405 with ``Allow: POST``.
     Both reach the ``statefun_request_failed`` hook, as the handler's own rejections do.
@@ -38,11 +46,19 @@ class StatefunHandler(RequestHandler):
     """
 
     def initialize(
-        self, handler: RequestReplyHandler, max_body_size: int = DEFAULT_MAX_REQUEST_BYTES
+        self, handler: Optional[RequestReplyHandler] = None, max_body_size: Optional[int] = None
     ) -> None:
+        self._chunks: list[bytes] = []
+        if handler is None:
+            handler = self.settings.get("statefun_handler")
+            if handler is None:
+                # Raised here, it would drop the connection unanswered: prepare answers 500.
+                self._refusal: Optional[Exception] = RuntimeError(_NO_HANDLER)
+                return
+        if max_body_size is None:
+            max_body_size = self.settings.get("statefun_max_body_size", DEFAULT_MAX_REQUEST_BYTES)
         self.handler = handler
         self.max_body_size = max_body_size
-        self._chunks: list[bytes] = []
         # A streaming handler is made when the headers are in: checked here, before the body.
         self._refusal = self._check_headers()
 
@@ -112,18 +128,21 @@ class StatefunHandler(RequestHandler):
         if status_code != 405:
             super().write_error(status_code, **kwargs)
             return
-        self._reject(MethodNotAllowedError(f"{self.request.method} not allowed"))
+        # The refusal prepare would have answered: a wrong method, or no handler at all.
+        self._reject(self._refusal or MethodNotAllowedError(f"{self.request.method} not allowed"))
 
-    def _reject(self, error: StatefunError) -> None:
+    def _reject(self, error: Exception) -> None:
         """Answer a request refused before the handler saw its body (a wrong method, a body
-        over ``max_body_size``): the plugins hear of it like of any rejected request.
+        over ``max_body_size``): the plugins hear of it like of any rejected request. (A
+        missing handler is the server's error: 500, logged, and no plugins to tell.)
 
         Tornado closes the connection after a response given before the body was read, so
         the response says so (``Connection: close``): a client does not reuse it.
         """
         if isinstance(error, MethodNotAllowedError):
             self.set_header("Allow", "POST")
-        self.handler.reject(error, self.request.headers)
+        if isinstance(error, StatefunError):
+            self.handler.reject(error, self.request.headers)
         self.set_header("Connection", "close")
         self._finish_with_error(error)
 
