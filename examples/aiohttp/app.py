@@ -21,7 +21,7 @@ from greeter_functions import functions
 
 
 def make_app() -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=32 * 1024 * 1024)  # the runtime's largest batch
     statefun_aiohttp.setup(app, functions)
     return app
 

@@ -22,7 +22,7 @@ except ImportError:  # statefun-aiohttp not installed: the same thing by hand
 
 
 def make_app() -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=32 * 1024 * 1024)  # the runtime's largest batch
     if statefun_aiohttp is not None:
         statefun_aiohttp.setup(app, functions, path="/statefun")
         return app

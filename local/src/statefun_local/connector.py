@@ -78,7 +78,8 @@ class Connector:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # never the runtime's end: shown, and tried again
-                self.state, self.error = "failed", f"{type(error).__name__}: {error}"
+                detail = f": {error}" if str(error) else " (no detail)"
+                self.state, self.error = "failed", f"{type(error).__name__}{detail}"
                 log.error("%s: %s; starting again in %.0f s", self, self.error, backoff)
             if time.monotonic() - started > 60:
                 backoff = 1.0

@@ -35,6 +35,7 @@ with backoff; a connector never stops the runtime.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import re
 import time
@@ -355,6 +356,10 @@ class KafkaEgress(_KafkaConnector):
                                         ).values()  # fmt: skip
         try:
             future.result(timeout=TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"the broker did not create the topic {self.cursor_topic} within {TIMEOUT} s"
+            ) from None
         except kafka.KafkaException as error:
             if error.args[0].code() != kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
