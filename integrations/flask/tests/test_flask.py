@@ -171,6 +171,22 @@ def test_the_applications_own_405_handler_stays_in_force(
     assert response.get_json() == {"error": "Method Not Allowed"}
 
 
+def test_the_applications_routes_at_the_endpoints_path_answer_their_methods() -> None:
+    """Added after the extension, an application's GET at the same path is still served."""
+    app = Flask(__name__)
+    app.config["STATEFUN_URL_PREFIX"] = "/"
+    Statefun(app, make_functions())
+
+    @app.get("/")
+    def index() -> str:
+        return "index"
+
+    client = app.test_client()
+    assert (client.get("/").status_code, client.get("/").text) == (200, "index")
+    assert client.put("/").headers["Allow"] == "POST"  # the endpoint's own 405
+    assert all(rule.methods for rule in app.url_map.iter_rules())  # tools read them
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "TRACE"])
 def test_the_endpoints_405_is_its_own_beside_the_applications_handler(
     app: Flask, failures: FailureRecorder, method: str

@@ -5,9 +5,14 @@ from __future__ import annotations
 import sys
 from typing import Callable, Iterator, Mapping, Optional
 
-from flask import Blueprint, Request, Response, request
+from flask import Blueprint, Request, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
-from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+)
 
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import (
@@ -38,8 +43,8 @@ def make_blueprint(
     rejections do.
 
     Any method but POST is answered 405 with ``Allow: POST``, also one Flask does not know
-    (``TRACE``, ``PROPFIND``): the endpoint's rule routes every method to its view, and the
-    application's own 405 handlers stay in force for its other URLs.
+    (``TRACE``, ``PROPFIND``), before the application's 405 handlers, which stay in force for
+    its other URLs (and routes the application adds at the same path for other methods win).
 
     Registered on an application with Flask-WTF's ``CSRFProtect``, the blueprint exempts
     itself: the runtime's POST carries no CSRF token.
@@ -49,8 +54,6 @@ def make_blueprint(
 
     def endpoint() -> Response:
         current: Request = request._get_current_object()  # type: ignore[attr-defined]
-        if current.method != "POST":
-            return rejected(handler, MethodNotAllowedError(f"{current.method} is not allowed"))
         try:
             body = read_body(current, handler.limits.request_bytes)
         except (RequestTooLargeError, MalformedRequestError) as error:
@@ -64,20 +67,27 @@ def make_blueprint(
             return statefun_error(error)
         return Response(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
+    blueprint.add_url_rule(
+        "", "endpoint", endpoint, methods=["POST"], provide_automatic_options=False
+    )
+
+    @blueprint.before_app_request
+    def method_not_allowed() -> Optional[Response]:
+        # Flask raises a wrong method's MethodNotAllowed after the before-request functions,
+        # into the application's 405 handlers: this answers it first, for this endpoint only.
+        if not isinstance(request.routing_exception, MethodNotAllowed):
+            return None
+        adapter = current_app.create_url_adapter(request)
+        try:
+            rule, _ = adapter.match(method="POST", return_rule=True)  # type: ignore[union-attr]
+        except HTTPException:
+            return None  # not POST there either
+        if current_app.view_functions.get(rule.endpoint) is not endpoint:
+            return None
+        return rejected(handler, MethodNotAllowedError(f"{request.method} is not allowed"))
+
     @blueprint.record
-    def register(state: BlueprintSetupState) -> None:
-        # A werkzeug rule without methods routes every method to the view. Flask's
-        # add_url_rule cannot make one: it lists the rule's methods, and answers any other
-        # itself, through the application's 405 handlers.
-        name = f"{state.name_prefix}.{state.name}.endpoint".lstrip(".")
-        rule = state.app.url_rule_class(
-            state.url_prefix or "/",
-            endpoint=name,
-            subdomain=state.subdomain,
-            defaults=state.url_defaults,
-        )
-        state.app.url_map.add(rule)
-        state.app.view_functions[name] = endpoint
+    def exempt_from_csrf(state: BlueprintSetupState) -> None:
         csrf_exempt(state.app.extensions, blueprint)
 
     return blueprint
