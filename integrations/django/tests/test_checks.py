@@ -173,10 +173,10 @@ BAD_SETTINGS = {
 
 
 def fresh_process(
-    tmp_path: Path, statefun: Any, urlconf: str, *args: str
+    tmp_path: Path, statefun: Any, urlconf: str, *args: str, disabled: str = "slow-batches"
 ) -> subprocess.CompletedProcess[str]:
     """``python <args>`` in a new process, with the test project's settings but ``STATEFUN``
-    and ``ROOT_URLCONF`` (and the example plugin disabled, for statefun.E006)."""
+    and ``ROOT_URLCONF`` (and by default the example plugin disabled, for statefun.E006)."""
     (tmp_path / "fresh_settings.py").write_text(
         "from tests.project.settings import *\n"
         f"STATEFUN = {statefun!r}\n"
@@ -184,11 +184,13 @@ def fresh_process(
     )
     env = {
         **os.environ,
-        "STATEFUN_DISABLED_PLUGINS": "slow-batches",
+        "STATEFUN_DISABLED_PLUGINS": disabled,
         "DJANGO_SETTINGS_MODULE": "fresh_settings",
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PACKAGE_ROOT)]),
     }
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("urlconf", ["tests.project.urls_flat", "tests.project.urls_no_slash"])
@@ -218,3 +220,20 @@ def test_the_projects_other_urls_answer_while_the_setting_is_bad(
     )
     done = fresh_process(tmp_path, statefun, urlconf, "-c", script)
     assert done.stdout == "200 the project's own view\n", done.stderr
+
+
+def test_with_endpoints_off_the_projects_own_route_at_a_plugins_path_is_served(
+    tmp_path: Path,
+) -> None:
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "response = Client().get('/slow-batches')\n"
+        "print(response.status_code, response.content.decode())\n"
+    )
+    statefun = {"FUNCTIONS": "tests.functions.functions", "ENDPOINTS": False}
+    done = fresh_process(tmp_path, statefun, "tests.project.urls_root", "-c", script, disabled="")
+    assert done.stdout == "200 the project's own view\n", done.stderr
+    statefun["ENDPOINTS"] = True  # the plugin's endpoint then
+    done = fresh_process(tmp_path, statefun, "tests.project.urls_root", "-c", script, disabled="")
+    assert done.stdout.startswith("200 {"), done.stderr

@@ -30,7 +30,7 @@ from django.urls import URLPattern, path, re_path
 from statefun_core.errors import PluginError, UnknownTypeError
 from statefun_core.plugins import Endpoint
 
-from .conf import StatefunConfigError, get_handler
+from .conf import StatefunConfigError, get_handler, get_settings
 from .views import endpoint_view, plugin_endpoint_view
 
 __all__ = ["statefun_urls", "urlpatterns"]
@@ -54,9 +54,10 @@ def statefun_urls(prefix: str = "statefun") -> list[URLPattern]:
 
 
 def _plugin_endpoints() -> tuple[Endpoint, ...]:
-    """Routed even with ``STATEFUN["ENDPOINTS"]`` off: their views read it on each request."""
+    """None when ``STATEFUN["ENDPOINTS"]`` is off as the URLconf loads, so that the project's own
+    routes at those paths are served (a setting turned off later: the views answer 404)."""
     try:
-        return get_handler().endpoints
+        return get_handler().endpoints if get_settings()["ENDPOINTS"] else ()
     except (StatefunConfigError, UnknownTypeError, PluginError):
         return ()  # the system checks report it (statefun.E001 to E006)
 
