@@ -12,7 +12,7 @@ import collections
 import contextlib
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import pluggy
 
@@ -382,7 +382,7 @@ class Harness:
                 return message
         raise AssertionError(
             f"no {kind} message to {target} with {value!r}; {kind}: "
-            f"{_listing(map(_described, messages))}"
+            f"{_listing(messages, _described)}"
         )
 
 
@@ -429,5 +429,5 @@ def _described(message: SentMessage) -> str:
     return f"{message.target} from {message.caller}: {shown!r} ({argument.typename})"
 
 
-def _listing(items: Iterable[Any]) -> str:
-    return "".join(f"\n  {item!r}" for item in items) or "none"
+def _listing(items: Iterable[Any], show: Callable[[Any], str] = repr) -> str:
+    return "".join(f"\n  {show(item)}" for item in items) or "none"

@@ -109,7 +109,7 @@ def test_assertions_explain_what_was_there_instead():
     ):
         harness.assert_sent("com.example.fns/inbox", "bob")
     sent_instead = (
-        "com.example.fns/inbox/ann from com.example.fns/greeter/ann: "
+        "\n  com.example.fns/inbox/ann from com.example.fns/greeter/ann: "
         "'Hello ann for the 1th time!' (io.statefun.types/string)"
     )
     with pytest.raises(AssertionError, match=re.escape(sent_instead)):

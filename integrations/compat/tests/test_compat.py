@@ -109,7 +109,7 @@ def test_the_official_sdk_installed_beside_is_named(tmp_path: Path) -> None:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: apache-flink-statefun\n")
     alone = subprocess.run(
-        [sys.executable, "-c", "import statefun"], capture_output=True, text=True
+        [sys.executable, "-c", "import statefun"], capture_output=True, text=True, timeout=120
     )
     assert alone.returncode == 0 and "apache-flink-statefun" not in alone.stderr
     beside = subprocess.run(
@@ -117,6 +117,7 @@ def test_the_official_sdk_installed_beside_is_named(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        timeout=120,
     )
     assert beside.returncode == 0, beside.stderr
     assert "apache-flink-statefun is installed beside statefun-compat" in beside.stderr
