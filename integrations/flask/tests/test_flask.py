@@ -187,11 +187,16 @@ def test_the_applications_routes_at_the_endpoints_path_answer_their_methods() ->
     assert all(rule.methods for rule in app.url_map.iter_rules())  # tools read them
 
 
+@pytest.mark.parametrize("errors", [HTTPException, 405], ids=["HTTPException", "405"])
 @pytest.mark.parametrize("method", ["GET", "PUT", "TRACE"])
 def test_the_endpoints_405_is_its_own_beside_the_applications_handler(
-    app: Flask, failures: FailureRecorder, method: str
+    failures: FailureRecorder, method: str, errors: Union[int, type[HTTPException]]
 ) -> None:
-    json_errors(app, 405)  # registered after the extension
+    app = Flask(__name__)
+    json_errors(app, errors)  # registered before the extension, which keeps it for the rest
+    plugins = make_plugin_manager([failures], load_entrypoints=False)
+    Statefun(app, RequestReplyHandler(make_functions(), plugins=plugins))
+    json_errors(app, HTTPException)  # a base class's, registered after: the endpoint's wins
     response = app.test_client().open("/statefun", method=method, headers={"X-Request-Id": "r"})
     assert response.status_code == 405
     assert response.headers["Allow"] == "POST"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
-from flask import Blueprint, Request, Response, current_app, request
+from flask import Blueprint, Flask, Request, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import (
     ClientDisconnected,
     HTTPException,
@@ -43,8 +44,11 @@ def make_blueprint(
     rejections do.
 
     Any method but POST is answered 405 with ``Allow: POST``, also one Flask does not know
-    (``TRACE``, ``PROPFIND``), before the application's 405 handlers, which stay in force for
-    its other URLs (and routes the application adds at the same path for other methods win).
+    (``TRACE``, ``PROPFIND``): the blueprint registers an application-wide 405 handler that
+    answers so for the statefun endpoints and hands every other URL's 405 to the handler the
+    application had (its ``errorhandler(405)``, else one for a base class such as
+    ``HTTPException``, else Flask's own). A 405 handler the application registers after the
+    blueprint replaces it, for the endpoint too.
 
     Registered on an application with Flask-WTF's ``CSRFProtect``, the blueprint exempts
     itself: the runtime's POST carries no CSRF token.
@@ -71,26 +75,47 @@ def make_blueprint(
         "", "endpoint", endpoint, methods=["POST"], provide_automatic_options=False
     )
 
-    @blueprint.before_app_request
-    def method_not_allowed() -> Optional[Response]:
-        # Flask raises a wrong method's MethodNotAllowed after the before-request functions,
-        # into the application's 405 handlers: this answers it first, for this endpoint only.
-        if not isinstance(request.routing_exception, MethodNotAllowed):
-            return None
-        adapter = current_app.create_url_adapter(request)
-        try:
-            rule, _ = adapter.match(method="POST", return_rule=True)  # type: ignore[union-attr]
-        except HTTPException:
-            return None  # not POST there either
-        if current_app.view_functions.get(rule.endpoint) is not endpoint:
-            return None
-        return rejected(handler, MethodNotAllowedError(f"{request.method} is not allowed"))
-
     @blueprint.record
-    def exempt_from_csrf(state: BlueprintSetupState) -> None:
+    def register(state: BlueprintSetupState) -> None:
+        # An error handler, not a before-request function: it costs the POST path nothing.
+        endpoints = state.app.extensions.setdefault(_ENDPOINTS, {})
+        if not endpoints:
+            own_405 = state.app.error_handler_spec[None][405].get(MethodNotAllowed)
+            state.app.extensions[_APPLICATIONS_405] = own_405
+            state.app.register_error_handler(MethodNotAllowed, _method_not_allowed)
+        endpoints[endpoint] = handler
         csrf_exempt(state.app.extensions, blueprint)
 
     return blueprint
+
+
+#: ``app.extensions`` keys: each statefun endpoint view's handler, and the 405 handler the
+#: application had before the first statefun blueprint.
+_ENDPOINTS = "statefun_endpoints"
+_APPLICATIONS_405 = "statefun_applications_405"
+
+
+def _method_not_allowed(error: MethodNotAllowed) -> ResponseReturnValue:
+    """A statefun endpoint's 405 through its handler's hooks; the application's for the rest."""
+    app = current_app
+    adapter = app.create_url_adapter(request)
+    try:
+        matched, _ = adapter.match(method="POST") if adapter is not None else (None, None)
+    except HTTPException:
+        matched = None  # not POST there either
+    handler = app.extensions[_ENDPOINTS].get(app.view_functions.get(str(matched)))
+    if handler is not None:
+        return rejected(handler, MethodNotAllowedError(f"{request.method} is not allowed"))
+    applications = app.extensions[_APPLICATIONS_405] or _for_base_class(app, error)
+    if applications is None:
+        return error  # Flask's own answer
+    return app.ensure_sync(applications)(error)  # type: ignore[no-any-return]
+
+
+def _for_base_class(app: Flask, error: MethodNotAllowed) -> Optional[Callable[..., Any]]:
+    """The application's handler for a base class of the error (``HTTPException``)."""
+    handlers = app.error_handler_spec[None][None]
+    return next((handlers[cls] for cls in type(error).__mro__ if cls in handlers), None)
 
 
 def csrf_exempt(extensions: Mapping[str, object], blueprint: Blueprint) -> None:
