@@ -315,11 +315,6 @@ def _count(why: str) -> Callable[[Any], int]:
     return check
 
 
-def _about(ms: float) -> str:
-    days = ms / 86_400_000
-    return f"about {days / 365.25:.0f} years" if days > 3650 else f"about {days:.0f} days"
-
-
 def _timeout(zero: str = "", max_ms: int = _MAX_INT) -> Callable[[Any], float]:
     """A duration the runtime uses as a timeout, in seconds: ``zero`` says why 0 is refused
     (empty: 0 is accepted, and means no timeout); between 0 and 1 ms is refused, the runtime
@@ -334,7 +329,7 @@ def _timeout(zero: str = "", max_ms: int = _MAX_INT) -> Callable[[Any], float]:
             whole = "the runtime counts timeouts in whole milliseconds"
             raise ValueError(f"must be at least 1 ms, got {value!r} ({whole})")
         if seconds * 1000 > max_ms:
-            raise ValueError(f"must be at most {max_ms} ms ({_about(max_ms)}), got {value!r}")
+            raise ValueError(f"must be at most {max_ms} ms, got {value!r}")
         return seconds
 
     return check
