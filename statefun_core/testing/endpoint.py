@@ -387,9 +387,12 @@ def check_request_limit(
 ) -> None:
     """A request over ``limit`` bytes is 413, a short ``text/plain`` line that names
     ``setting`` (the limit that refused it), when given, and claims no size the body is not
-    over (a chunked body's length is unknown: "0 bytes" is wrong). ``chunked=True`` sends it
+    over (a chunked body's length is unknown: "0 bytes" is wrong); with another method it is
+    the endpoint's 405 (the method is judged before the length). ``chunked=True`` sends it
     without a ``Content-Length``."""
     body = wire.to_function(GREETER, "Ann", ["x" * limit], NEW)
+    for method in ("PUT", "DELETE"):
+        _check_error(port, path, method, body, 405, chunked=chunked)
     text = _check_error(port, path, "POST", body, 413, chunked=chunked)
     if setting is not None:
         assert f"over the limit of {limit} bytes ({setting})".encode() in text, text
@@ -538,14 +541,20 @@ def check_plugin_endpoints(port: int, prefix: str = "", *, metrics: bool = True)
 
 
 def check_plugin_endpoints_answer_head(port: int, path: str, server: str) -> None:
-    """Check a plugin's ``GET`` endpoint at ``path``: ``HEAD`` finds it (``endpoint_for``), a
-    ``POST`` is a 405 that allows ``GET``, and every answer says ``Server: <server>`` as the
-    function endpoint does, without a version."""
+    """Check a plugin's ``GET`` endpoint at ``path``: ``HEAD`` finds it (``endpoint_for``),
+    every other method (``POST``, also one the framework does not route) is a 405 that allows
+    ``GET`` in one short ``text/plain`` line, and every answer says ``Server: <server>`` as
+    the function endpoint does, without a version."""
     got, got_headers, _ = request(port, path, method="GET")
     status, headers, body = request(port, path, method="HEAD")
     assert (got, status, body) == (200, 200, b""), (got, status, body)
     assert headers["Content-Type"] == got_headers["Content-Type"]
-    refused, refused_headers, _ = request(port, path, b"", method="POST")
-    assert (refused, refused_headers["Allow"]) == (405, "GET")
-    for answer in (got_headers, headers, refused_headers):
+    answers = [got_headers, headers]
+    for method in ("POST", "PUT", "DELETE", "PROPFIND"):
+        refused, refused_headers, text = request(port, path, b"", method=method)
+        assert (refused, refused_headers.get("Allow")) == (405, "GET"), (method, refused_headers)
+        assert refused_headers["Content-Type"] == "text/plain; charset=utf-8", refused_headers
+        assert 0 < len(text) < 200 and b"\n" not in text and b"Traceback" not in text, text
+        answers.append(refused_headers)
+    for answer in answers:
         assert answer["Server"] == server, answer

@@ -24,6 +24,7 @@ from statefun_core.testing.endpoint import (
     INBOX,
     check_broken_body_is_400,
     check_plugin_endpoints,
+    check_plugin_endpoints_answer_head,
     check_reply_headers,
     check_request_limit,
     free_port,
@@ -218,6 +219,14 @@ def test_the_plugins_endpoints_are_served(server: Server) -> None:
     pytest.importorskip("statefun_slow_batches")
     pytest.importorskip("statefun_prometheus")
     check_plugin_endpoints(server.port, server.prefix)
+
+
+def test_the_plugins_endpoints_answer_head_and_405_any_other_method(server: Server) -> None:
+    pytest.importorskip("statefun_slow_batches")
+    _, headers, _ = request(server.port, server.path, method="GET")  # the function endpoint's
+    check_plugin_endpoints_answer_head(
+        server.port, f"{server.prefix}/slow-batches", headers.get("Server", "")
+    )
 
 
 @pytest.mark.parametrize("name", ["asgi-uvicorn", "wsgi-waitress", "fastapi-uvicorn"])

@@ -24,6 +24,7 @@ from statefun_core.testing.endpoint import (
     FailureRecorder,
     check_broken_body_is_400,
     check_plugin_endpoints,
+    check_plugin_endpoints_answer_head,
     check_reply_headers,
     check_request_limit,
     free_port,
@@ -103,6 +104,15 @@ def test_the_plugins_reply_headers_are_sent(port: int) -> None:
 
 def test_the_plugins_endpoints_are_served(port: int) -> None:
     check_plugin_endpoints(port, "/statefun")
+
+
+@pytest.mark.parametrize("path", ["/statefun/metrics", "/statefun/slow-batches"])
+def test_the_plugins_endpoints_answer_head_and_405_any_other_method(
+    server: str, port: int, path: str
+) -> None:
+    """Any other method is the endpoint's 405, also an unsafe one, which the CSRF middleware
+    would refuse (403) before the view: there is nothing to protect where nothing is done."""
+    check_plugin_endpoints_answer_head(port, path, server.partition("-")[0])
 
 
 def test_metrics_are_gone_when_the_prometheus_plugin_is_disabled() -> None:

@@ -249,9 +249,13 @@ def statefun_error(error: BaseException) -> HttpResponse:
 
 
 def plugin_endpoint_view(endpoint: Endpoint) -> Callable[..., HttpResponse]:
-    """The view of one endpoint a plugin contributes (``metrics``, health): its method only.
-    ``STATEFUN["ENDPOINTS"]`` and the handler that answers are read on each request, so that
-    they follow the setting."""
+    """The view of one endpoint a plugin contributes (``metrics``, health): its method only,
+    any other a 405 with ``Allow``. ``STATEFUN["ENDPOINTS"]`` and the handler that answers are
+    read on each request, so that they follow the setting.
+
+    The view of a ``GET`` endpoint is CSRF-exempt: the middleware would answer an unsafe
+    method 403 before the view could say 405, and for such a method the view does nothing.
+    """
 
     def view(request: HttpRequest) -> HttpResponse:
         # The include matches "metrics" after a prefix with or without its slash: not
@@ -259,7 +263,9 @@ def plugin_endpoint_view(endpoint: Endpoint) -> Callable[..., HttpResponse]:
         if not get_settings()["ENDPOINTS"] or not request.path_info.endswith(endpoint.path):
             raise Http404
         if request.method not in (endpoint.method, "HEAD"):
-            response = HttpResponse(status=405)
+            response = HttpResponse(
+                "Method Not Allowed", status=405, content_type="text/plain; charset=utf-8"
+            )
             response["Allow"] = endpoint.method
             return response
         current = get_handler().endpoint_for(endpoint.method, endpoint.path)
@@ -271,4 +277,6 @@ def plugin_endpoint_view(endpoint: Endpoint) -> Callable[..., HttpResponse]:
             response[name] = value
         return response
 
+    if endpoint.method in ("GET", "HEAD"):
+        view.csrf_exempt = True  # type: ignore[attr-defined]
     return view

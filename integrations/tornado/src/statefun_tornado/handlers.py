@@ -155,7 +155,8 @@ class StatefunHandler(RequestHandler):
 
 class EndpointHandler(RequestHandler):
     """One endpoint a plugin contributes (``/metrics``, health), configured by
-    ``{"endpoint": endpoint}``; other methods than the endpoint's get 405."""
+    ``{"endpoint": endpoint}``; other methods than the endpoint's (any method, also one
+    Tornado does not route) get 405 with ``Allow``, as the function endpoint does."""
 
     def initialize(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -165,12 +166,23 @@ class EndpointHandler(RequestHandler):
 
     def prepare(self) -> None:
         if self.request.method not in (self.endpoint.method, "HEAD"):
-            self.set_status(405)
-            self.set_header("Allow", self.endpoint.method)
-            self.finish()
+            self._method_not_allowed()
             return
         status, headers, body = self.endpoint.respond(self.request.headers)
         self.set_status(status)
         for name, value in headers.items():
             self.set_header(name, value)
         self.finish(body)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Tornado answers a method outside ``SUPPORTED_METHODS`` itself, before ``prepare``."""
+        if status_code == 405:
+            self._method_not_allowed()
+        else:
+            super().write_error(status_code, **kwargs)
+
+    def _method_not_allowed(self) -> None:
+        self.set_status(405)
+        self.set_header("Allow", self.endpoint.method)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish("Method Not Allowed")
