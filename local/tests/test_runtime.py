@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -20,6 +21,7 @@ from statefun_core import (
     ValueSpec,
     kafka_egress_message,
     message_builder,
+    protocol,
 )
 from statefun_core.engine import Address, ExpireMode, ManualClock
 
@@ -66,6 +68,39 @@ def test_greeter_end_to_end(tmp_path: Path) -> None:
             state = runtime.inspect(Address("com.example/greeter", "Ann"))["state"]
             assert state["seen_count"]["value"] == 2
             assert state["seen_count"]["type"] == "io.statefun.types/int"
+
+    run(scenario())
+
+
+def test_each_reply_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transport parses a reply (a bad one is retried), and hands the message on to the
+    runtime's own checks and to the engine: one ``FromFunction`` parse per reply."""
+    parses = 0
+    from_string = protocol.FromFunction.FromString
+    parse_from_string = protocol.FromFunction.ParseFromString
+
+    def counted_from_string(data: bytes) -> Any:
+        nonlocal parses
+        parses += 1
+        return from_string(data)
+
+    def counted_parse_from_string(self: Any, data: bytes) -> int:
+        nonlocal parses
+        parses += 1
+        return int(parse_from_string(self, data))
+
+    monkeypatch.setattr(protocol.FromFunction, "FromString", staticmethod(counted_from_string))
+    monkeypatch.setattr(protocol.FromFunction, "ParseFromString", counted_parse_from_string)
+
+    async def scenario() -> None:
+        async with serving(greeter_functions(), tmp_path / "db.sqlite") as (server, runtime):
+            for name in ["Ann", "Bob", "Ann"]:
+                await runtime.send(Address("com.example/greeter", name), string(name))
+            await runtime.wait_until_idle()
+            assert len(runtime.egress_records()) == 3
+            # discovery rounds, greetings and the inbox's egress: every reply, once each
+            assert server.requests >= 6
+            assert parses == server.requests
 
     run(scenario())
 

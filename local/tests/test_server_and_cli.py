@@ -11,10 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from statefun_local import make_app
+from statefun_local import make_app, make_value
 from statefun_local.cli import main
 
 from statefun_core import Context, Message, StatefulFunctions, kafka_egress_message
+from statefun_core.engine import Address
 
 from .conftest import kafka_ingress, run, serving
 
@@ -186,6 +187,25 @@ def test_cli_send_state_and_egress(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["egress", "--db", str(db), "--json"]) == 0
     first = json.loads(capsys.readouterr().out.splitlines()[0])
     assert first["record"]["kafka"]["value"] == "Hello Ann for the 1th time!"
+
+
+def test_cli_audit_says_when_the_audit_log_is_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with serving(echo_functions(), db) as (_, runtime):
+            await runtime.send(Address("com.example/echo", "x"), make_value("string", "hi"))
+            await runtime.wait_until_idle()
+
+    run(scenario())
+    assert main(["audit", "--db", str(db)]) == 0
+    assert capsys.readouterr().out == (
+        "the audit log is empty: nothing was done to a stuck address\n"
+    )
+    assert main(["audit", "--db", str(db), "--json"]) == 0  # JSON lines: none
+    assert capsys.readouterr().out == ""
 
 
 def test_cli_reports_module_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,6 +31,7 @@ from statefun_core import (
     StatefulFunctions,
     StringType,
     ValueSpec,
+    message_builder,
 )
 from statefun_core.engine import Address
 from statefun_core.testing.endpoint import free_port
@@ -56,20 +57,32 @@ def fragile_functions() -> StatefulFunctions:
 
 
 class Runtime:
-    """``python -m statefun_local run`` on one database, restartable, its log kept in a file."""
+    """``python -m statefun_local run`` on one database, restartable, its log kept in a file.
+    Without ``db``, no ``--db`` is given (``env``: the process' environment variables, besides
+    ours; ``cwd``: its directory)."""
 
-    def __init__(self, module: Path, db: Path, *options: str) -> None:
+    def __init__(
+        self,
+        module: Path,
+        db: Optional[Path],
+        *options: str,
+        env: Optional[dict[str, str]] = None,
+        cwd: Optional[Path] = None,
+    ) -> None:
         self.module, self.db, self.options = module, db, options
+        self.env, self.cwd = env, cwd
         self.process: Optional[asyncio.subprocess.Process] = None
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.url = ""
 
     async def start(self) -> None:
         port = free_port()
+        db = [] if self.db is None else ["--db", str(self.db)]
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "statefun_local", "run", str(self.module), "--db",
-            str(self.db), "--port", str(port), "--offline", *self.options,
-            stdout=self.log, stderr=self.log,
+            sys.executable, "-m", "statefun_local", "run", str(self.module), *db,
+            "--port", str(port), "--offline", *self.options,
+            stdout=self.log, stderr=self.log, env={**os.environ, **(self.env or {})},
+            cwd=self.cwd,
         )  # fmt: skip
         self.url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
@@ -101,10 +114,13 @@ class Runtime:
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, *options: str) -> AsyncIterator[tuple[FunctionServer, Runtime]]:
-    async with FunctionServer(fragile_functions()) as server:
+async def running(
+    tmp_path: Path, *options: str, server: Optional[FunctionServer] = None, call: str = "300ms"
+) -> AsyncIterator[tuple[FunctionServer, Runtime]]:
+    """The runtime on ``runtime.db``, calling ``server`` (default: the fragile functions)."""
+    async with server or FunctionServer(fragile_functions()) as server:
         module = tmp_path / "module.yaml"
-        module.write_text(module_yaml(server.url, call="300ms"))
+        module.write_text(module_yaml(server.url, call=call))
         runtime = Runtime(module, tmp_path / "runtime.db", *options)
         await runtime.start()
         try:
@@ -117,11 +133,15 @@ async def running(tmp_path: Path, *options: str) -> AsyncIterator[tuple[Function
             runtime.log.close()
 
 
-async def cli(*args: str) -> tuple[int, str]:
-    """Run ``statefun-local ARGS`` as a process: (exit code, stdout and stderr)."""
+async def cli(
+    *args: str, env: Optional[dict[str, str]] = None, cwd: Optional[Path] = None
+) -> tuple[int, str]:
+    """Run ``statefun-local ARGS`` as a process (``env``: environment variables besides ours,
+    ``cwd``: its directory): (exit code, stdout and stderr)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "statefun_local", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **(env or {})}, cwd=cwd,
     )  # fmt: skip
     out, _ = await process.communicate()
     return int(process.returncode or 0), out.decode()
@@ -149,15 +169,29 @@ async def until_stuck(db: Path, address: str, attempts: int = 1) -> dict[str, An
     raise AssertionError(f"{address} did not fail {attempts} time(s)")
 
 
+DONE = {"retry": "retrying", "skip": "skipped", "dead-letter": "dead-lettered"}
+
+
 async def act_by_cli(runtime: Runtime, action: str, address: str) -> str:
-    """``statefun-local ACTION ADDRESS``, again while a call to it is in progress (409)."""
+    """``statefun-local ACTION ADDRESS``, and what it did: ``retrying``, ``skipped`` or
+    ``dead-lettered``. A skip or dead-letter asked for while a call to the address is in
+    progress is pending until that call ends: then what the audit log says (``not done`` if
+    that call succeeded)."""
+    assert runtime.db is not None
+    logged = len(await audit_by_cli(runtime.db))
+    code, out = await cli(action, address, "--url", runtime.url)
+    assert code == 0, out
+    if not out.startswith(f"{address}: {action} pending: "):
+        assert out.startswith(f"{address}: {DONE[action]}"), out
+        return DONE[action]
     for _ in range(600):
-        code, out = await cli(action, address, "--url", runtime.url)
-        if code == 0:
-            return out
-        assert "being called right now" in out, out
+        audit = await audit_by_cli(runtime.db)
+        if len(audit) > logged:
+            entry = audit[-1]
+            assert (entry["action"], entry["address"], entry["by"]) == (action, address, "cli")
+            return "not done" if entry["detail"].startswith("not done") else DONE[action]
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{action} {address} never went through")
+    raise AssertionError(f"the pending {action} of {address} was never done")
 
 
 async def count_of(db: Path, address: str) -> Optional[int]:
@@ -265,7 +299,186 @@ def test_a_stuck_address_from_the_cli_across_kill_9(tmp_path: Path) -> None:
             assert DEFAULT_EGRESS in audit[1]["detail"]
             code, out = await cli("audit", "--db", str(db))
             assert f"skip {a} message #{entry['message_seq']} by cli" in out
+            assert "the audit log is empty" not in out
             assert a in await stuck_by_cli(db)  # poison-3 is still there
+
+    run(scenario())
+
+
+# --- acting while a call is in progress -------------------------------------------------------
+
+
+class HeldServer(FunctionServer):
+    """While ``hold`` is set, each request waits for ``release`` (``held`` says one came): the
+    runtime's call stays in progress for as long as the test wants."""
+
+    def __init__(self, functions: StatefulFunctions) -> None:
+        super().__init__(functions)
+        self.hold = False
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.hold:
+            self.held.set()
+            await self.release.wait()
+        return await super()._handle(request)
+
+    async def hold_next(self) -> None:
+        """Hold the requests from now on, and wait for the first of them."""
+        self.hold = True
+        self.held.clear()
+        self.release.clear()
+        await self.held.wait()
+
+    def release_all(self) -> None:
+        self.hold = False
+        self.release.set()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release_all()  # a request still held would hold up the server's shutdown
+        await super().__aexit__(*exc)
+
+
+def misrouting_functions(broken: list[bool]) -> StatefulFunctions:
+    """Counts its messages; while ``broken[0]``, a message starting with ``poison`` is answered
+    with a message to a function type no endpoint serves: a reply the runtime refuses at once,
+    with no retries, so that the address is stuck from the first call."""
+    functions = StatefulFunctions()
+
+    @functions.bind(FRAGILE, specs=[ValueSpec("count", IntType)])
+    def fragile(context: Context, message: Message) -> None:
+        if (message.as_string() or "").startswith(POISON) and broken[0]:
+            context.send(message_builder("com.nowhere/fn", "x", str_value="lost"))
+            return
+        context.storage.count = (context.storage.count or 0) + 1
+
+    return functions
+
+
+def test_a_skip_or_dead_letter_during_a_call_is_done_when_the_call_ends(tmp_path: Path) -> None:
+    """Asked for while the stuck address's retry is being called, a skip is stored and done
+    once that call fails, across kill -9; a dead-letter whose call then succeeds is not done.
+    The one who asked is told so at once, and the audit log says what came of it."""
+    a = f"{FRAGILE}/a"
+    db = tmp_path / "runtime.db"
+    broken = [True]
+
+    async def scenario() -> None:
+        server = HeldServer(misrouting_functions(broken))
+        async with running(tmp_path, server=server, call="60s") as (_, runtime):
+            await send(runtime, a, POISON)
+            await send(runtime, a, "after the poison")
+            seq = (await until_stuck(db, a))["message_seq"]
+            await server.hold_next()  # the retry: a call to a is in progress
+            code, out = await cli("skip", a, "--url", runtime.url)
+            assert code == 0, out
+            assert out.startswith(
+                f"{a}: skip pending: a call to {a} is in progress: if it fails, message #{seq} "
+                f"is skipped; if it succeeds, the message was delivered and the skip is not done"
+            ), out
+            assert (await stuck_by_cli(db))[a]["pending"]["by"] == "cli"
+            code, out = await cli("stuck", "--db", str(db))
+            assert "  pending: skip by cli at " in out, out
+            assert await audit_by_cli(db) == []  # nothing done yet
+
+            # kill -9 with the skip pending: the restarted runtime sends the call again, and
+            # does the skip when it fails
+            await runtime.kill_9()
+            assert (await stuck_by_cli(db))[a]["pending"]["action"] == "skip"
+            server.held.clear()
+            await runtime.start()
+            await server.held.wait()
+            server.release_all()
+            await until_count(db, a, 1)  # the message after the poison
+            assert a not in await stuck_by_cli(db)
+            (done,) = await audit_by_cli(db)
+            assert (done["action"], done["message_seq"], done["by"]) == ("skip", seq, "cli")
+            assert done["detail"] == "asked for while a call was in progress, which failed"
+
+            # a dead-letter, over HTTP, while a call is in progress that then succeeds
+            await send(runtime, a, f"{POISON}-2")
+            seq = (await until_stuck(db, a))["message_seq"]
+            await server.hold_next()
+            async with aiohttp.ClientSession() as session:
+                path = f"{runtime.url}/api/stuck/dead-letter/{a}?by=ops"
+                async with session.post(path, json={}) as response:
+                    assert response.status == 202, await response.text()
+                    reply = await response.json()
+            assert (reply["address"], reply["done"]) == (a, "pending")
+            dead_letter = f"if it fails, message #{seq} is moved to the dead-letter egress"
+            assert dead_letter in reply["detail"], reply
+            broken[0] = False  # the function is fixed meanwhile
+            server.release_all()
+            await until_count(db, a, 2)  # delivered, not dead-lettered
+            assert a not in await stuck_by_cli(db)
+            assert [v for v in await egress_by_cli(db) if v["egress"] == DEFAULT_EGRESS] == []
+            moot = (await audit_by_cli(db))[-1]
+            assert (moot["action"], moot["message_seq"], moot["by"]) == ("dead-letter", seq, "ops")
+            code, out = await cli("audit", "--db", str(db))
+            assert (
+                f"dead-letter {a} message #{seq} by ops (not done: asked for while a call "
+                f"was in progress, which delivered message #{seq})"
+            ) in out, out
+
+    run(scenario())
+
+
+# --- STATEFUN_LOCAL_DB --------------------------------------------------------------------------
+
+
+def test_statefun_local_db_is_the_database_of_every_command_without_db(tmp_path: Path) -> None:
+    """``run --db runtime.db``, then ``STATEFUN_LOCAL_DB=runtime.db`` for the commands that
+    read the database: they find it (run from another directory, where no statefun-local.db
+    is); ``--db`` still wins; and ``run`` takes it too."""
+    a, b = f"{FRAGILE}/a", f"{FRAGILE}/b"
+    db = tmp_path / "runtime.db"
+    env = {"STATEFUN_LOCAL_DB": str(db)}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    async def scenario() -> None:
+        async with running(tmp_path) as (_, runtime):
+            await send(runtime, a, POISON)
+            await send(runtime, b, "healthy")
+            await until_stuck(db, a)
+            await until_count(db, b, 1)
+            assert await act_by_cli(runtime, "retry", a) == "retrying"
+
+            code, out = await cli("state", b, env=env, cwd=elsewhere)
+            assert code == 0 and "state count: 1  [io.statefun.types/int]" in out, out
+            code, out = await cli("egress", "--json", env=env, cwd=elsewhere)
+            assert code == 0 and out == "", out
+            code, out = await cli("stuck", env=env, cwd=elsewhere)
+            assert code == 0 and f"{a}: message #" in out, out
+            code, out = await cli("audit", env=env, cwd=elsewhere)
+            assert code == 0 and f"retry {a} message #" in out, out
+            missing = tmp_path / "missing.db"
+            code, out = await cli("stuck", "--db", str(missing), env=env, cwd=elsewhere)
+            assert code == 2 and f"no database at {missing}" in out, out
+            code, out = await cli("audit", cwd=elsewhere)  # neither: statefun-local.db
+            assert code == 2, out
+            assert "no database at statefun-local.db (give --db or set STATEFUN_LOCAL_DB" in out
+            for command in ("run", "state", "egress", "stuck", "audit"):
+                code, out = await cli(command, "--help")
+                assert "STATEFUN_LOCAL_DB" in out, (command, out)
+
+        # run: its database is STATEFUN_LOCAL_DB's too
+        other = tmp_path / "other.db"
+        module = tmp_path / "module.yaml"
+        runtime = Runtime(module, None, env={"STATEFUN_LOCAL_DB": str(other)}, cwd=elsewhere)
+        await runtime.start()
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{runtime.url}/api/status") as response,
+            ):
+                assert (await response.json())["db"] == str(other)
+        finally:
+            await runtime.stop()
+            runtime.log.close()
+        assert other.exists()
+        assert list(elsewhere.iterdir()) == []
 
     run(scenario())
 

@@ -33,7 +33,8 @@ def click(address: str, action: str) -> str:
 
 
 async def until_waiting(runtime: LocalRuntime, *targets: Address) -> None:
-    """Until the runtime waits to retry each target (a call in progress can not be acted on)."""
+    """Until the runtime waits to retry each target (with a call in progress, an action would
+    only be pending)."""
     while not set(targets) <= set(runtime._waiting):
         await asyncio.sleep(0.02)
 

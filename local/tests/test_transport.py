@@ -8,18 +8,22 @@ from typing import Callable
 
 import pytest
 from aiohttp import web
+from google.protobuf.message import Message
 from statefun_local import parse_module
 from statefun_local.transport import CallFailedError, HttpTransport
 
 from statefun_core import protocol
 
-GOOD_REPLY = protocol.FromFunction().SerializeToString()
+GOOD = protocol.FromFunction()
+GOOD.invocation_result.outgoing_egresses.add(egress_namespace="a", egress_type="out")
+GOOD_REPLY = GOOD.SerializeToString()
 
 Responder = Callable[[int], web.StreamResponse]
 
 
-async def call_with(responder: Responder, endpoint_yaml: str) -> tuple[bytes | str, int]:
-    """Call a server answering request n with ``responder(n)``; (reply or error, requests)."""
+async def call_with(responder: Responder, endpoint_yaml: str) -> tuple[Message | str, int]:
+    """Call a server answering request n with ``responder(n)``; (the parsed reply or the
+    error, requests)."""
     requests = 0
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -42,7 +46,7 @@ async def call_with(responder: Responder, endpoint_yaml: str) -> tuple[bytes | s
     try:
         async with HttpTransport() as transport:
             try:
-                reply: bytes | str = await transport.call(module.endpoints[0], "a/b", b"")
+                reply: Message | str = await transport.call(module.endpoints[0], "a/b", b"")
             except CallFailedError as error:
                 reply = str(error)
     finally:
@@ -79,7 +83,7 @@ def ok() -> web.Response:
 )
 def test_async_transport_retries_every_failure(bad: Callable[[], web.Response]) -> None:
     reply, requests = asyncio.run(call_with(lambda n: bad() if n <= 2 else ok(), ASYNC))
-    assert reply == GOOD_REPLY
+    assert reply == GOOD
     assert requests == 3
 
 
@@ -102,7 +106,7 @@ def test_okhttp_transport_fails_at_once_on_a_client_error_but_retries_503() -> N
     reply, requests = asyncio.run(
         call_with(lambda n: web.Response(status=503) if n == 1 else ok(), OKHTTP)
     )
-    assert (reply, requests) == (GOOD_REPLY, 2)
+    assert (reply, requests) == (GOOD, 2)
 
 
 def test_a_redirect_is_not_followed() -> None:
@@ -132,7 +136,7 @@ def test_a_last_attempt_cut_short_by_the_budget_names_the_failure_before_it() ->
 
 
 def test_okhttp_transport_calls_a_unix_socket(tmp_path: Path) -> None:
-    async def scenario() -> tuple[bytes, str]:
+    async def scenario() -> tuple[Message, str]:
         paths = []
 
         async def handle(request: web.Request) -> web.Response:
@@ -159,4 +163,4 @@ spec:
             await runner.cleanup()
         return reply, paths[0]
 
-    assert asyncio.run(scenario()) == (GOOD_REPLY, "/statefun/greeter")
+    assert asyncio.run(scenario()) == (GOOD, "/statefun/greeter")

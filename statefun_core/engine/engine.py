@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from .. import protocol, tracecontext
 from .clock import Clock
@@ -220,10 +220,11 @@ class Engine:
         )
 
     def complete(
-        self, batch: Batch, reply: bytes, trace: Optional[TraceContext] = None
+        self, batch: Batch, reply: Union[bytes, Message], trace: Optional[TraceContext] = None
     ) -> Completion:
-        """Apply the function's reply to ``batch`` (the bytes of a ``FromFunction``; empty
-        means no effects). ``trace`` is the span of the batch the function reported
+        """Apply the function's reply to ``batch``: a ``FromFunction``, or its bytes (empty
+        means no effects); a driver that parsed the reply already passes the message, so it is
+        parsed once. ``trace`` is the span of the batch the function reported
         (``traceresponse``): the origin of the messages, delayed messages and egress records of
         the reply; without it they keep the batch's own (``batch.trace``). A ``traceresponse``
         has no ``tracestate``: one that continues the batch's trace keeps the batch's.
@@ -235,10 +236,14 @@ class Engine:
         leaves the store as it was and the batch in flight.
         """
         self._check_outstanding(batch)
-        try:
-            response = protocol.FromFunction.FromString(reply)
-        except DecodeError as error:
-            raise InvalidReplyError(f"the reply to {batch.address} is not a FromFunction: {error}")
+        response: Any = reply
+        if not isinstance(reply, protocol.FromFunction):
+            try:
+                response = protocol.FromFunction.FromString(reply)
+            except DecodeError as error:
+                raise InvalidReplyError(
+                    f"the reply to {batch.address} is not a FromFunction: {error}"
+                )
         with self.store.transaction():
             if response.HasField("incomplete_invocation_context"):
                 completion = self._discover(batch, response.incomplete_invocation_context)

@@ -5,12 +5,15 @@
     statefun-local state com.example.fns/greeter/Ann
     statefun-local egress --follow
     statefun-local stuck                      # addresses whose head message keeps failing
-    statefun-local skip com.example.fns/greeter/Ann     # or retry, dead-letter
+    statefun-local skip com.example.fns/greeter/Ann     # or retry, dead-letter (pending while
+                                                        # the address is being called)
     statefun-local audit
 
 ``state``, ``egress``, ``stuck`` and ``audit`` read the database file directly, so they work
 whether or not the runtime is running; ``retry``, ``skip`` and ``dead-letter`` ask the running
-runtime.
+runtime. Every command with ``--db`` takes the environment variable ``STATEFUN_LOCAL_DB`` as its
+default (``--db`` wins), so that ``export STATEFUN_LOCAL_DB=other.db`` points ``run`` and the
+commands that read the database at the same file.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from .store import SqliteStore, connect
 from .stuck import DeadLetterPolicy
 
 DEFAULT_DB = "statefun-local.db"
+#: The environment variable naming the database of every command with ``--db``.
+DB_VARIABLE = "STATEFUN_LOCAL_DB"
 DEFAULT_PORT = 8090
 
 
@@ -56,13 +61,16 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="statefun-local", description="A local, durable Stateful Functions runtime."
+        prog="statefun-local",
+        description="A local, durable Stateful Functions runtime.",
+        epilog=f"{DB_VARIABLE}: the database of every command with --db when --db is not "
+        f"given (default {DEFAULT_DB})",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the functions of one or more module.yaml files")
     run.add_argument("module", nargs="+", help="module.yaml file(s)")
-    run.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database (default {DEFAULT_DB})")
+    _db_argument(run)
     run.add_argument("--host", default="127.0.0.1", help="address of the web page and ingress")
     run.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     run.add_argument("--allow-host", action="append", default=[], metavar="NAME",
@@ -104,33 +112,43 @@ def _parser() -> argparse.ArgumentParser:
 
     state = commands.add_parser("state", help="an address's state, mailbox and timers")
     state.add_argument("address", help="namespace/type/id")
-    state.add_argument("--db", default=DEFAULT_DB)
+    _db_argument(state)
     state.set_defaults(command=_state)
 
     egress = commands.add_parser("egress", help="print egress records")
-    egress.add_argument("--db", default=DEFAULT_DB)
+    _db_argument(egress)
     egress.add_argument("--follow", "-f", action="store_true", help="keep printing new ones")
     egress.add_argument("--after", type=int, default=0, help="only records after this number")
     egress.add_argument("--json", action="store_true", help="one JSON object per line")
     egress.set_defaults(command=_egress)
 
     listed = commands.add_parser("stuck", help="addresses whose head message keeps failing")
-    listed.add_argument("--db", default=DEFAULT_DB)
+    _db_argument(listed)
     listed.add_argument("--json", action="store_true", help="one JSON object per line")
     listed.set_defaults(command=_stuck)
     audit = commands.add_parser("audit", help="what was done to stuck addresses")
-    audit.add_argument("--db", default=DEFAULT_DB)
+    _db_argument(audit)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(command=_audit)
     for action, text in (("retry", "retry the head message of a stuck address now"),
-                         ("skip", "drop the head message of a stuck address"),
-                         ("dead-letter", "move it to the dead-letter egress")):
+                         ("skip", "drop the head message of a stuck address (while it is "
+                                  "being called: once that call has failed)"),
+                         ("dead-letter", "move it to the dead-letter egress (likewise)")):
         act = commands.add_parser(action, help=text)
         act.add_argument("address", help="namespace/type/id")
         act.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}",
                          help="the running runtime")
         act.set_defaults(command=_act, action=action)
     return parser
+
+
+def _db_argument(parser: argparse.ArgumentParser) -> None:
+    """``--db``, its default the environment's ``STATEFUN_LOCAL_DB``, else ``DEFAULT_DB``."""
+    parser.add_argument(
+        "--db",
+        default=os.environ.get(DB_VARIABLE) or DEFAULT_DB,
+        help=f"the SQLite database (default: ${DB_VARIABLE} if set, else {DEFAULT_DB})",
+    )
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -246,7 +264,9 @@ def _send(args: argparse.Namespace) -> int:
 
 def _open_readonly(db: str) -> SqliteStore:
     if not Path(db).exists():
-        raise FileNotFoundError(f"no database at {db} (give --db, or run the runtime first)")
+        raise FileNotFoundError(
+            f"no database at {db} (give --db or set {DB_VARIABLE}, or run the runtime first)"
+        )
     return SqliteStore(connect(db, readonly=True))
 
 
@@ -322,13 +342,20 @@ def _stuck(args: argparse.Namespace) -> int:
         print(f"{entry['address']}: message #{entry['message_seq']} [{entry['message_type']}]"
               f"{caller}, {entry['attempts']} attempt(s), next retry {entry['next_retry']}")
         print(f"  last error: {entry['last_error']}")
+        pending = entry.get("pending")
+        if pending:
+            print(f"  pending: {pending['action']} by {pending['by']} at {pending['time']}, "
+                  "done if the call in progress fails")  # fmt: skip
     return 0
 
 
 def _audit(args: argparse.Namespace) -> int:
     from . import stuck
 
-    for entry in reversed(stuck.audit_listing(_open_readonly(args.db).conn, limit=10_000)):
+    entries = stuck.audit_listing(_open_readonly(args.db).conn, limit=10_000)
+    if not args.json and not entries:
+        print("the audit log is empty: nothing was done to a stuck address")
+    for entry in reversed(entries):
         if args.json:
             print(json.dumps(entry, ensure_ascii=False))
             continue
@@ -369,7 +396,11 @@ def _act(args: argparse.Namespace) -> int:
     reply = _post(args.url, f"api/stuck/{args.action}/{_address_path(args.address)}?by=cli", {})
     if reply is None:
         return 1
-    print(f"{reply['address']}: {reply['done']}")
+    if reply["done"] == "pending":
+        print(f"{reply['address']}: {args.action} pending: {reply['detail']}")
+    else:
+        detail = f" ({reply['detail']})" if reply.get("detail") else ""
+        print(f"{reply['address']}: {reply['done']}{detail}")
     return 0
 
 

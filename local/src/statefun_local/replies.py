@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from statefun_core import protocol
 from statefun_core.engine import Address, ExpireMode, InvalidReplyError
@@ -40,14 +40,10 @@ _RECORDS: dict[str, tuple[str, Any, tuple[str, ...]]] = {
 _EXPIRE_MODES = frozenset(int(mode) for mode in ExpireMode)
 
 
-def check_reply(address: Address, reply: bytes, module: Module) -> None:
-    """Raise :class:`InvalidReplyError` if the reply of ``address`` (a ``FromFunction``'s
-    bytes) holds something the runtime refuses. A reply that does not parse is left to the
-    engine, which refuses it too."""
-    try:
-        response = protocol.FromFunction.FromString(reply)
-    except DecodeError:
-        return
+def check_reply(address: Address, reply: Message, module: Module) -> None:
+    """Raise :class:`InvalidReplyError` if the reply of ``address`` (a parsed
+    ``FromFunction``) holds something the runtime refuses."""
+    response: Any = reply  # its fields are not typed
     for missing in response.incomplete_invocation_context.missing_values:
         mode = missing.expiration_spec.mode
         if mode not in _EXPIRE_MODES:

@@ -13,7 +13,9 @@ the engine's (:mod:`statefun_core.engine`); this module only moves bytes and tim
   :attr:`LocalRuntime.failures`; the batch stays in flight and is retried after a pause, as
   the reference runtime replays it after restoring. Its address is listed as stuck (see
   :mod:`statefun_local.stuck`): the retry sends its head message alone, and the head message
-  can be retried now, skipped or dead-lettered, by hand or by a :class:`DeadLetterPolicy`.
+  can be retried now, skipped or dead-lettered, by hand or by a :class:`DeadLetterPolicy`. A
+  skip or dead-letter asked for while its retry is being called is done when that call ends
+  (moot if it succeeds): the batch in flight is never taken from under its call.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from .inspection import address_view, egress_view
 from .module import KAFKA_INGRESS, Endpoint, Module
 from .replies import check_reply
 from .store import SqliteStore
-from .stuck import BusyAddressError, DeadLetterPolicy, NotStuckError
+from .stuck import DeadLetterPolicy, NotStuckError, Outcome
 from .transport import CallFailedError, HttpTransport
 
 __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressError", "WallClock"]
@@ -387,8 +389,18 @@ class LocalRuntime:
         if self._parked.pop(address, None) is not None:
             log.info("%s: delivered again after failing", address)
         if address in self._stuck:
+            request = stuck.request_of(self.store.conn, address)
             with self.store.transaction():
                 stuck.clear(self.store, address)
+                if request is not None:  # asked for during this call: moot
+                    stuck.audit(self.store, self.clock.now_ms(), address, request.action,
+                                request.message_seq, request.actor,
+                                f"not done: asked for while a call was in progress, which "
+                                f"delivered message #{request.message_seq}")  # fmt: skip
+            if request is not None:
+                log.warning("%s: the %s of message #%d by %s was not done: the call in "
+                            "progress delivered it", address, request.action,
+                            request.message_seq, request.actor)  # fmt: skip
             self._stuck.discard(address)
         count = len(batch.messages)
         self.delivered += count
@@ -417,6 +429,11 @@ class LocalRuntime:
             if len(batch.messages) > 1:  # the retry sends the head alone: is it the one?
                 self.store.in_flight_set(address, head.seq)
         self._stuck.add(address)
+        request = stuck.request_of(self.store.conn, address)
+        if request is not None and request.message_seq == head.seq:  # asked for during the call
+            why = "asked for while a call was in progress, which failed"
+            self._remove_head(batch, request.action, request.actor, why)
+            return
         after = self.dead_letters.after_for(address.typename)
         if after is not None and attempts >= after:
             self._remove_head(batch, "dead-letter", "policy", f"after {attempts} attempts")
@@ -443,7 +460,7 @@ class LocalRuntime:
         """What was done to stuck addresses, newest first."""
         return stuck.audit_listing(self.store.conn, limit)
 
-    def retry_now(self, address: Address, actor: str) -> str:
+    def retry_now(self, address: Address, actor: str) -> Outcome:
         """Retry the head message of a stuck address now, not at its next retry."""
         entry = self._stuck_entry(address)
         waiting = self._waiting.get(address)
@@ -454,14 +471,20 @@ class LocalRuntime:
                         entry["message_seq"], actor, detail)
         if waiting is not None:
             waiting[1].set()
-        return "retrying"
+        return Outcome("retrying", detail)
 
-    def skip(self, address: Address, actor: str) -> str:
-        """Drop the head message of a stuck address; the messages after it go on."""
+    def skip(self, address: Address, actor: str) -> Outcome:
+        """Drop the head message of a stuck address; the messages after it go on. While a call
+        to the address is in progress, it is done once that call has failed (see
+        :meth:`dead_letter`)."""
         return self._act(address, "skip", actor)
 
-    def dead_letter(self, address: Address, actor: str) -> str:
-        """Move the head message of a stuck address to the dead-letter egress."""
+    def dead_letter(self, address: Address, actor: str) -> Outcome:
+        """Move the head message of a stuck address to the dead-letter egress.
+
+        While a call to the address is in progress (its retry), the request is stored and the
+        outcome is ``pending``: it is done as soon as that call fails, and is moot if the call
+        succeeds (the head message was delivered). The audit log says which."""
         return self._act(address, "dead-letter", actor)
 
     def _stuck_entry(self, address: Address) -> dict[str, Any]:
@@ -470,16 +493,28 @@ class LocalRuntime:
             raise NotStuckError(f"{address} is not stuck: no failing message to act on")
         return entry
 
-    def _act(self, address: Address, action: str, actor: str) -> str:
-        self._stuck_entry(address)
+    def _act(self, address: Address, action: str, actor: str) -> Outcome:
+        entry = self._stuck_entry(address)
         waiting = self._waiting.get(address)
-        if waiting is None:
-            raise BusyAddressError(f"{address} is being called right now; try again once "
-                                   "that call has failed")
-        batch, wake = waiting
-        self._remove_head(batch, action, actor, "")
-        wake.set()
-        return "skipped" if action == "skip" else "dead-lettered"
+        if waiting is not None:
+            batch, wake = waiting
+            self._remove_head(batch, action, actor, "")
+            wake.set()
+            return Outcome("skipped" if action == "skip" else "dead-lettered")
+        # a call to the address is in progress: the batch stays with it until it ends
+        seq = entry["message_seq"]
+        earlier = stuck.request_of(self.store.conn, address)
+        with self.store.transaction():
+            stuck.keep_request(self.store, address, action, seq, actor, self.clock.now_ms())
+        done = "skipped" if action == "skip" else "moved to the dead-letter egress"
+        detail = (f"a call to {address} is in progress: if it fails, message #{seq} is "
+                  f"{done}; if it succeeds, the message was delivered and the {action} is "
+                  f"not done (the audit log will say which)")  # fmt: skip
+        if earlier is not None and (earlier.action, earlier.actor) != (action, actor):
+            detail += f"; this replaces the {earlier.action} asked for by {earlier.actor}"
+        log.info("%s: %s of message #%d by %s pending: a call is in progress",
+                 address, action, seq, actor)  # fmt: skip
+        return Outcome("pending", detail)
 
     def _remove_head(self, batch: Batch, action: str, actor: str, detail: str) -> None:
         """Take the head message out of a failed batch's mailbox, for good (``skip``) or to

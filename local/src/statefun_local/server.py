@@ -21,7 +21,11 @@
 ``GET /api/audit``                     what was done to them, newest first
 ``POST /api/stuck/{action}/{address}`` ``retry``, ``skip`` or ``dead-letter`` the head
                                        message of ``ns/type/id``; ``?by=`` names who did it
-                                       in the audit log (default ``api``)
+                                       in the audit log (default ``api``). While a call to
+                                       the address is in progress, a skip or dead-letter is
+                                       answered 202 ``"done": "pending"``: it is done if
+                                       that call fails, moot if it succeeds (the audit log
+                                       says which)
 =====================================  ===================================================
 
 An ingress request's W3C ``traceparent`` (and ``tracestate``) header is kept with its
@@ -48,7 +52,7 @@ from statefun_core.engine import Address, TraceContext
 from .guard import guard_middleware, typename_problem
 from .inspection import address_ids
 from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
-from .stuck import BusyAddressError, NotStuckError
+from .stuck import NotStuckError
 from .values import InvalidValueError, make_value
 
 __all__ = ["RUNTIME_KEY", "make_app"]
@@ -237,12 +241,13 @@ async def stuck_action(request: web.Request) -> web.Response:
     address = _address(request)
     actor = request.query.get("by", "api")[:40] or "api"
     try:
-        done = action(request.app[RUNTIME_KEY], address, actor)
+        outcome = action(request.app[RUNTIME_KEY], address, actor)
     except NotStuckError as error:
         raise web.HTTPNotFound(text=f"{error}\n") from None
-    except BusyAddressError as error:
-        raise web.HTTPConflict(text=f"{error}\n") from None
-    return web.json_response({"address": str(address), "done": done})
+    reply = {"address": str(address), "done": outcome.done}
+    if outcome.detail:
+        reply["detail"] = outcome.detail
+    return web.json_response(reply, status=202 if outcome.done == "pending" else 200)
 
 
 async def _started(app: web.Application) -> None:

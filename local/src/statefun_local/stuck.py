@@ -7,6 +7,12 @@ now, its head message skipped, or moved to a dead-letter egress, by hand or by a
 attempts. Each of these is written to an audit log. All of it lives in the runtime's SQLite
 file, in the same transactions as the mailbox, so it survives ``kill -9``.
 
+A skip or dead-letter asked for while a call to the address is in progress (its retry) is kept
+as the address's request, and done once that call ends: if it fails, the head message is
+skipped or dead-lettered as asked; if it succeeds, the head message was delivered and the
+request is moot. Either way the audit log says so. The request is stored too: a runtime killed
+meanwhile does it after its restart, once the call it sends again has ended.
+
 The dead-letter record is the SDK's (:class:`statefun_core.DeadLetterRecord`, JSON), with the
 error class ``statefun_local.FailedCall``, the last error as its message and the attempts.
 """
@@ -29,10 +35,11 @@ from .store import SqliteStore
 __all__ = [
     "DEFAULT_EGRESS",
     "FAILED_CALL",
-    "BusyAddressError",
     "DeadLetterPolicy",
     "NotStuckError",
+    "Outcome",
     "PolicyError",
+    "Request",
 ]
 
 #: Where dead-letter records go when no egress is named: stored only (``statefun-local egress``).
@@ -53,6 +60,12 @@ CREATE TABLE IF NOT EXISTS audit (
     time_ms INTEGER NOT NULL, address TEXT NOT NULL, action TEXT NOT NULL,
     message_seq INTEGER, actor TEXT NOT NULL, detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS stuck_requests (
+    target_type TEXT NOT NULL, target_id TEXT NOT NULL,
+    message_seq INTEGER NOT NULL, action TEXT NOT NULL, actor TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    PRIMARY KEY (target_type, target_id)
+) WITHOUT ROWID;
 """
 
 
@@ -64,8 +77,32 @@ class NotStuckError(ValueError):
     """The address has no failing head message."""
 
 
-class BusyAddressError(RuntimeError):
-    """The address's batch is being called right now: act once that call has failed."""
+@dataclass(frozen=True)
+class Outcome:
+    """What an action on a stuck address did: ``done`` is ``retrying``, ``skipped``,
+    ``dead-lettered``, or ``pending`` (a call to the address is in progress: the action is
+    done if that call fails, and is moot if it succeeds); ``detail`` says more."""
+
+    done: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A skip or dead-letter of ``message_seq`` asked for while a call was in progress."""
+
+    action: str
+    message_seq: int
+    actor: str
+    time_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "message_seq": self.message_seq,
+            "by": self.actor,
+            "time": _iso(self.time_ms),
+        }
 
 
 @dataclass(frozen=True)
@@ -158,8 +195,47 @@ def record_failure(store: SqliteStore, address: Address, head_seq: int, error: s
 
 
 def clear(store: SqliteStore, address: Address) -> None:
-    store._write("DELETE FROM stuck WHERE target_type = ? AND target_id = ?",
-                 (address.typename, address.id))
+    """The address is not stuck (any more): forget its failures and any request on it."""
+    for table in ("stuck", "stuck_requests"):
+        store._write(
+            f"DELETE FROM {table} WHERE target_type = ? AND target_id = ?",
+            (address.typename, address.id),
+        )
+
+
+def keep_request(
+    store: SqliteStore, address: Address, action: str, message_seq: int, actor: str, now_ms: int
+) -> None:
+    """Keep ``action`` on the head message of ``address`` until its call in progress ends (it
+    takes the place of an earlier request)."""
+    store._write(
+        "INSERT OR REPLACE INTO stuck_requests VALUES (?, ?, ?, ?, ?, ?)",
+        (address.typename, address.id, message_seq, action, actor, now_ms),
+    )
+
+
+def request_of(conn: sqlite3.Connection, address: Address) -> Optional[Request]:
+    """The action asked for on ``address`` while a call to it was in progress, if any."""
+    return pending_requests(conn, address).get(address)
+
+
+def pending_requests(
+    conn: sqlite3.Connection, address: Optional[Address] = None
+) -> dict[Address, Request]:
+    """The requests waiting for their call to end (of ``address`` only, if given)."""
+    sql = "SELECT target_type, target_id, action, message_seq, actor, time_ms FROM stuck_requests"
+    parameters: tuple[str, ...] = ()
+    if address is not None:
+        sql += " WHERE target_type = ? AND target_id = ?"
+        parameters = (address.typename, address.id)
+    try:
+        rows = conn.execute(sql, parameters).fetchall()
+    except sqlite3.OperationalError:  # a database from before these requests: none
+        return {}
+    return {
+        Address(t, i): Request(action, seq, actor, time_ms)
+        for t, i, action, seq, actor, time_ms in rows
+    }
 
 
 def set_next_retry(store: SqliteStore, address: Address, next_retry_ms: int) -> None:
@@ -201,6 +277,7 @@ def listing(store: SqliteStore) -> list[dict[str, Any]]:
         ).fetchall()
     except sqlite3.OperationalError:
         return []
+    pending = pending_requests(store.conn)
     return [
         {
             "address": str(Address(t, i)),
@@ -213,9 +290,15 @@ def listing(store: SqliteStore) -> list[dict[str, Any]]:
             "last_failed": _iso(last),
             "next_retry": _iso(next_retry),
             "next_retry_ms": next_retry,
+            # a skip or dead-letter waiting for the call in progress to end
+            "pending": _pending(pending.get(Address(t, i)), seq),
         }
         for t, i, seq, attempts, error, first, last, next_retry, typename, ct, ci in rows
     ]
+
+
+def _pending(request: Optional[Request], head_seq: int) -> Optional[dict[str, Any]]:
+    return request.to_json() if request is not None and request.message_seq == head_seq else None
 
 
 def audit_listing(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Callable, Optional
 
 import aiohttp
+from google.protobuf.message import Message
 
 from statefun_core import protocol
 from statefun_core.tracecontext import TRACERESPONSE
@@ -99,9 +100,9 @@ class HttpTransport:
         body: bytes,
         headers: Optional[Mapping[str, str]] = None,
         reply_headers: Optional[MutableMapping[str, str]] = None,
-    ) -> bytes:
+    ) -> Message:
         """POST ``body`` (a ``ToFunction``) for ``function_type``, with ``headers`` (the
-        batch's trace headers); return the ``FromFunction`` bytes of the first good reply.
+        batch's trace headers); return the ``FromFunction`` of the first good reply, parsed.
         The reply's ``traceresponse`` header, if any, is put in ``reply_headers``."""
         url = endpoint.url_for(function_type)
         okhttp = endpoint.transport == OKHTTP_TRANSPORT
@@ -140,7 +141,7 @@ class HttpTransport:
         okhttp: bool,
         headers: Optional[Mapping[str, str]],
         reply_headers: Optional[MutableMapping[str, str]],
-    ) -> bytes:
+    ) -> Message:
         timeout = aiohttp.ClientTimeout(
             total=budget, connect=min(endpoint.connect_timeout, budget)
         )
@@ -184,7 +185,7 @@ class HttpTransport:
         except aiohttp.ClientError as exc:
             raise _AttemptFailed(f"{type(exc).__name__}: {exc}") from None
         try:
-            protocol.FromFunction.FromString(data)
+            reply: Message = protocol.FromFunction.FromString(data)
         except Exception as exc:  # protobuf's DecodeError differs between backends
             raise _AttemptFailed(f"the reply is not a FromFunction: {exc}") from None
-        return data
+        return reply
