@@ -31,6 +31,7 @@ from statefun_core import (
     make_json_type,
     make_plugin_manager,
     message_builder,
+    protocol,
 )
 from statefun_core.core import RESERVED_STATE_NAMES
 from statefun_core.storage import StateValues, storage_class
@@ -331,6 +332,19 @@ def test_context_rejects_invalid_sends() -> None:
         ctx.cancel_delayed_message("")
     with pytest.raises(TypeError):
         ctx.send_egress(message_builder("ns/f", "1", int_value=1))  # type: ignore[arg-type]
+
+
+def test_a_context_made_directly_answers_for_its_target_with_an_empty_outbox() -> None:
+    from statefun_core.context import InvocationContext
+
+    storage = object()
+    ctx = InvocationContext(protocol.Address(namespace="ns", type="f", id="1"), storage)
+    assert (ctx.address.typename, ctx.address.id) == ("ns/f", "1")
+    assert ctx.caller is None and ctx.storage is storage and ctx.outbox == []
+
+    message = message_builder("ns/g", "2", int_value=1)
+    ctx.send(message)
+    assert ctx.outbox == [message]
 
 
 def test_error_response_maps_statuses_without_internals(caplog: Any) -> None:

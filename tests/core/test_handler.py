@@ -17,12 +17,14 @@ import pytest
 
 from statefun_core import (
     AsyncFunctionInSyncContextError,
+    BoolType,
     Context,
     FunctionFailedError,
     FunctionNotFoundError,
     IntType,
     LimitExceededError,
     Limits,
+    LongType,
     MalformedRequestError,
     Message,
     RequestReplyHandler,
@@ -183,9 +185,12 @@ def test_caller_is_present_for_function_messages_and_absent_for_ingress(serve: S
     handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("ns/g", "42")))
     handle(to_function("ns/f", "1", [typed_value(IntType, 1)]))
     handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("/", "")))
+    # protocol §4.1: only an all-empty caller is no caller
+    handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("ns/g", "")))
     assert callers[0].typename == "ns/g"
     assert (callers[0].namespace, callers[0].name, callers[0].id) == ("ns", "g", "42")
-    assert callers[1:] == [None, None]
+    assert callers[1:3] == [None, None]
+    assert (callers[3].typename, callers[3].id) == ("ns/g", "")
 
 
 def test_each_invocation_of_a_batch_sees_its_own_caller(serve: Serve) -> None:
@@ -876,6 +881,37 @@ def test_a_function_sending_without_end_fails_its_batch_at_the_limit() -> None:
         )
     assert isinstance(failure.value.__cause__, LimitExceededError)
     assert failure.value.__cause__.limit == "outgoing_per_batch"
+    assert (failure.value.__cause__.value, failure.value.__cause__.maximum) == (51, 50)
+
+
+@pytest.mark.parametrize("kind", ["send", "send_after", "cancel_delayed_message", "send_egress"])
+def test_each_kind_of_send_is_refused_past_the_outgoing_limit(kind: str) -> None:
+    functions = StatefulFunctions()
+    sends = {
+        "send": lambda ctx: ctx.send(message_builder("ns/g", "1", int_value=1)),
+        "send_after": lambda ctx: ctx.send_after(
+            timedelta(seconds=1), message_builder("ns/g", "1", int_value=1)
+        ),
+        "cancel_delayed_message": lambda ctx: ctx.cancel_delayed_message("token"),
+        "send_egress": lambda ctx: ctx.send_egress(kinesis_egress_message("e/k", "s", "v", "p")),
+    }
+    refused = []
+
+    def fn(ctx: Any, msg: Any) -> None:
+        for _ in range(3):
+            try:
+                sends[kind](ctx)
+            except LimitExceededError as error:
+                refused.append((error.limit, error.value, error.maximum))
+
+    functions.register("ns/f", fn)
+    reply = limited(functions, outgoing_per_batch=2).handle_sync(
+        to_function("ns/f", "1", [typed_value(IntType, 1)])
+    )
+    assert refused == [("outgoing_per_batch", 3, 2)]
+    result = invocation_result(reply)
+    sent = [*result.outgoing_messages, *result.delayed_invocations, *result.outgoing_egresses]
+    assert len(sent) == 2
 
 
 def test_a_state_value_over_the_limit_fails_the_batch() -> None:
@@ -891,3 +927,36 @@ def test_a_state_value_over_the_limit_fails_the_batch() -> None:
         )
     assert isinstance(failure.value.__cause__, LimitExceededError)
     assert "state_value_bytes of 'blob'" in str(failure.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("tpe", "value", "size"),
+    [
+        (IntType, 1, 5),
+        (LongType, 1, 9),
+        (BoolType, True, 2),
+        (StringType, "abc", 5),
+        (make_json_type("com.example/doc"), [1], 3),
+    ],
+)
+def test_a_state_value_may_take_up_the_limit_and_not_one_byte_more(
+    tpe: Type, value: Any, size: int
+) -> None:
+    # ints and bools too, though kept unencoded until the reply under an ordinary limit
+    outcomes = []
+
+    def write(ctx: Any, msg: Any) -> None:
+        try:
+            ctx.storage.n = value
+            outcomes.append("stored")
+        except LimitExceededError as error:
+            outcomes.append(error.limit)
+
+    for limit in (size, size - 1):
+        functions = StatefulFunctions()
+        functions.register("ns/f", write, [ValueSpec("n", tpe)])
+        reply = limited(functions, state_value_bytes=limit).handle_sync(
+            to_function("ns/f", "1", [typed_value(IntType, 1)], {"n": None})
+        )
+        assert set(mutations(reply)) == ({"n"} if limit == size else set())
+    assert outcomes == ["stored", "state_value_bytes"]

@@ -13,13 +13,18 @@ from statefun_core import (
     BoolType,
     DoubleType,
     FloatType,
+    FunctionFailedError,
     IntType,
+    LongType,
     StatefulFunctions,
+    StringType,
     ValueSpec,
     make_json_type,
     make_protobuf_type,
     protocol,
+    simple_type,
 )
+from statefun_core.deadletters import is_unreadable
 from statefun_core.testing.wire import mutations, to_function, typed_value
 
 Serve = Callable[[StatefulFunctions], Callable[[bytes], bytes]]
@@ -79,7 +84,11 @@ def test_a_read_returns_the_decoded_stored_value(
     [
         (ValueSpec("flag", BoolType), 1.5),
         (ValueSpec("n", IntType), 2**31),
+        (ValueSpec("n", IntType), -(2**31) - 1),
+        (ValueSpec("n", LongType), 2**63),
+        (ValueSpec("n", LongType), -(2**63) - 1),
         (ValueSpec("n", IntType), "1"),
+        (ValueSpec("s", StringType), 5),
         (ValueSpec("doc", JSON), object()),
         (ValueSpec("address", ADDRESS), "not a message"),
     ],
@@ -143,3 +152,66 @@ def test_a_delete_after_a_write_deletes(serve: Serve) -> None:
 
     data = run(serve, ValueSpec("n", IntType), write_then_delete)
     assert mutations(data) == {"n": None}
+
+
+BAD_JSON = typed_value(JSON, [1])
+BAD_JSON.value = b"{"
+BAD_INT = typed_value(IntType, 1)
+BAD_INT.value = b"\xff"
+
+
+@pytest.mark.parametrize(
+    ("spec", "received"),
+    [
+        (ValueSpec("n", IntType), typed_value(StringType, "x")),  # another type
+        (ValueSpec("doc", JSON), typed_value(StringType, "x")),
+        (ValueSpec("n", IntType), BAD_INT),  # bytes its type cannot decode
+        (ValueSpec("doc", JSON), BAD_JSON),
+    ],
+)
+def test_a_state_its_type_cannot_read_fails_as_unreadable(
+    serve: Serve, spec: ValueSpec, received: Any
+) -> None:
+    # what final_unreadable=True makes a final failure (statefun_core.deadletters)
+    functions = StatefulFunctions()
+    functions.register("ns/f", lambda ctx, msg: getattr(ctx.storage, spec.name), [spec])
+    request = to_function("ns/f", "1", [1], state={spec.name: received})
+    with pytest.raises(FunctionFailedError) as failure:
+        serve(functions)(request)
+    assert is_unreadable(failure.value.__cause__)
+
+
+def test_a_value_a_serializer_gives_as_str_is_stored_as_utf8(serve: Serve) -> None:
+    # simple_type: serialize_fn "may return bytes or str (encoded as UTF-8)"
+    name = simple_type("com.example/name", serialize_fn=str.upper, deserialize_fn=bytes.decode)
+    seen = []
+
+    def write(storage: Any) -> None:
+        storage.name = "zoë"
+        seen.append(storage.name)
+
+    data = run(serve, ValueSpec("name", name), write)
+    assert seen == ["ZOË"]
+    assert mutations(data)["name"].value == "ZOË".encode()
+
+
+class Name(str):
+    pass
+
+
+def test_a_string_read_after_its_assignment_is_the_plain_string_assigned(serve: Serve) -> None:
+    functions = StatefulFunctions()
+    seen = []
+
+    def write(ctx: Any, msg: Any) -> None:
+        seen.append(ctx.storage.s)
+        ctx.storage.s = "new"
+        seen.append(ctx.storage.s)
+        ctx.storage.s = Name("named")
+        seen.append(ctx.storage.s)
+
+    functions.register("ns/f", write, [ValueSpec("s", StringType)])
+    data = serve(functions)(to_function("ns/f", "1", [1], state={"s": "old"}))
+    assert seen == ["old", "new", "named"]
+    assert type(seen[-1]) is str
+    assert StringType.serializer().deserialize(mutations(data)["s"].value) == "named"

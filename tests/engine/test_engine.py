@@ -167,6 +167,33 @@ def test_addresses_are_batched_independently_and_limit_caps_the_batches_taken(en
     assert [batch.address for batch in engine.next_batches()] == [SINK]
 
 
+def test_limit_also_caps_the_batches_sent_again_after_a_restart(store, clock):
+    engine = Engine(store, clock)
+    for address in (COUNTER, OTHER, SINK):
+        engine.send(address, text("x"))
+    assert len(engine.next_batches()) == 3
+
+    restarted = Engine(store, clock)
+    assert [batch.address for batch in restarted.next_batches(limit=2)] == [COUNTER, OTHER]
+    assert [batch.address for batch in restarted.next_batches(limit=2)] == [SINK]
+
+
+def test_a_marker_whose_messages_were_consumed_is_dropped_and_the_address_served(store, clock):
+    # a store restored from an old copy: the marker of a batch whose reply was applied since
+    engine = Engine(store, clock)
+    engine.send(COUNTER, text("1"))
+    batch = only_batch(engine)
+    with store.transaction():
+        marker = store.in_flight_get(COUNTER)
+    engine.complete(batch, b"")
+    with store.transaction():
+        store.in_flight_set(COUNTER, marker)
+    engine.send(COUNTER, text("2"))
+
+    restarted = Engine(store, clock)
+    assert arguments(only_batch(restarted)) == [b"2"]
+
+
 def test_an_empty_reply_consumes_the_batch_without_effects(engine):
     engine.send(COUNTER, text("x"))
     completion = engine.complete(only_batch(engine), b"")
@@ -186,6 +213,48 @@ def test_backpressure_counts_the_messages_buffered_behind_the_batch_in_flight(st
     assert engine.is_backpressured(COUNTER)
     assert not engine.is_backpressured(OTHER)
     assert not Engine(store, clock, backpressure_threshold=0).is_backpressured(COUNTER)
+
+
+def test_by_default_backpressure_starts_at_1000_buffered_messages(engine):
+    # protocol §4.3: maxNumBatchRequests, 1000 by default
+    engine.send(COUNTER, text("in flight"))
+    only_batch(engine)
+    for _ in range(999):
+        engine.send(COUNTER, text("buffered"))
+    assert not engine.is_backpressured(COUNTER)
+
+    engine.send(COUNTER, text("buffered"))
+    assert engine.is_backpressured(COUNTER)
+
+
+def test_a_threshold_of_one_is_reached_by_one_buffered_message(engine):
+    engine.send(COUNTER, text("in flight"))
+    only_batch(engine)
+    assert not engine.is_backpressured(COUNTER, threshold=1)
+
+    engine.send(COUNTER, text("buffered"))
+    assert engine.is_backpressured(COUNTER, threshold=1)
+    assert not engine.is_backpressured(COUNTER, threshold=2)
+    assert engine.is_backpressured(COUNTER, threshold=0) is False
+
+
+def test_without_a_batch_in_flight_every_queued_message_counts(engine):
+    engine.send(COUNTER, text("1"))
+    assert engine.is_backpressured(COUNTER, threshold=1)
+
+    engine.send(COUNTER, text("2"))
+    assert engine.is_backpressured(COUNTER, threshold=2)
+
+
+def test_an_engine_is_idle_only_with_nothing_queued_and_nothing_in_flight(engine):
+    assert engine.is_idle()
+    engine.send(COUNTER, text("1"))
+    assert not engine.is_idle()
+
+    batch = only_batch(engine)
+    assert not engine.is_idle()
+    engine.complete(batch, b"")
+    assert engine.is_idle()
 
 
 def test_a_batch_can_be_larger_than_the_backpressure_threshold(store, clock):
@@ -243,6 +312,22 @@ def test_an_empty_state_type_is_recorded_as_unset(engine):
     assert engine.registered_specs("example/counter")["blob"].typename == UNSET_TYPENAME
 
 
+def test_a_state_named_twice_in_one_discovery_reply_is_registered_once(engine):
+    engine.send(COUNTER, text("1"))
+    reply = missing(("seen", INT, ExpireMode.AFTER_WRITE, 10), ("seen", INT))
+
+    completion = engine.complete(only_batch(engine), reply)
+
+    assert [spec.name for spec in completion.registered] == ["seen"]
+    assert engine.registered_specs("example/counter")["seen"].expire_mode == ExpireMode.AFTER_WRITE
+
+
+def test_a_state_named_twice_with_two_types_in_one_discovery_reply_is_an_error(engine):
+    engine.send(COUNTER, text("1"))
+    with pytest.raises(StateTypeError, match="seen"):
+        engine.complete(only_batch(engine), missing(("seen", INT), ("seen", STRING)))
+
+
 def test_registering_a_known_state_with_another_type_is_an_error(engine):
     engine.send(COUNTER, text("1"))
     retry = registered(engine, COUNTER, ("seen", INT))
@@ -264,6 +349,16 @@ def test_a_ttl_spec_needs_a_positive_duration(engine):
         engine.complete(only_batch(engine), missing(("seen", INT, ExpireMode.AFTER_WRITE, 0)))
 
 
+def test_a_ttl_of_one_millisecond_is_accepted(engine, clock):
+    engine.send(COUNTER, text("1"))
+    retry = registered(engine, COUNTER, ("seen", INT, ExpireMode.AFTER_WRITE, 1))
+    engine.complete(retry, Reply().modify("seen", number(7)).bytes())
+
+    assert engine.state(COUNTER) == {"seen": number(7)}
+    clock.advance(1)
+    assert engine.state(COUNTER) == {}
+
+
 def test_discovery_rounds_are_capped(store, clock):
     engine = Engine(store, clock, max_discovery_rounds=3)
     engine.send(COUNTER, text("1"))
@@ -271,6 +366,15 @@ def test_discovery_rounds_are_capped(store, clock):
         engine.complete(only_batch(engine), missing(("seen", INT)))
 
     with pytest.raises(DiscoveryLoopError, match="3 discovery rounds"):
+        engine.complete(only_batch(engine), missing(("seen", INT)))
+
+
+def test_by_default_ten_discovery_rounds_are_allowed(engine):
+    engine.send(COUNTER, text("1"))
+    for _ in range(10):
+        engine.complete(only_batch(engine), missing(("seen", INT)))
+
+    with pytest.raises(DiscoveryLoopError, match="10 discovery rounds"):
         engine.complete(only_batch(engine), missing(("seen", INT)))
 
 
@@ -373,6 +477,17 @@ def test_after_invoke_is_refreshed_by_every_batch_sent_to_the_address(engine, cl
     assert engine.state(COUNTER) == {"seen": number(7)}
     clock.advance(1)
     assert read(engine) is None
+
+
+def test_an_expired_value_found_by_a_batch_is_removed_from_the_store(engine, store, clock):
+    write_with_ttl(engine, ExpireMode.AFTER_WRITE)
+    clock.advance(100)
+    with store.transaction():
+        assert set(store.state_get(COUNTER)) == {"seen"}  # expired, not yet found
+
+    assert read(engine) is None
+    with store.transaction():
+        assert store.state_get(COUNTER) == {}
 
 
 def test_a_write_restarts_the_ttl(engine, clock):
@@ -560,11 +675,40 @@ def test_a_batch_that_is_not_in_flight_is_refused(engine):
         engine.complete(retry, b"")
 
 
+def test_failing_a_batch_that_is_not_in_flight_is_refused(engine):
+    engine.send(COUNTER, text("1"))
+    batch = only_batch(engine)
+    engine.fail(batch)
+    with pytest.raises(StaleBatchError):
+        engine.fail(batch)
+
+    retry = only_batch(engine)
+    with pytest.raises(StaleBatchError):
+        engine.fail(batch)
+    engine.complete(retry, b"")  # still in flight
+
+
 def test_a_reply_that_is_not_a_from_function_is_refused(engine):
     engine.send(COUNTER, text("1"))
     batch = only_batch(engine)
     with pytest.raises(InvalidReplyError):
         engine.complete(batch, b"\xff\xff\xff")
+
+
+def test_a_parsed_reply_is_applied_as_its_bytes_are_and_not_parsed_again(engine, monkeypatch):
+    engine.send(COUNTER, text("1"))
+    retry = registered(engine, COUNTER, ("seen", INT))
+    reply = Reply().modify("seen", number(3)).send(SINK, text("on")).message
+
+    def no_parsing(data: bytes) -> None:
+        raise AssertionError("a parsed reply was parsed again")
+
+    monkeypatch.setattr(protocol.FromFunction, "FromString", staticmethod(no_parsing))
+    completion = engine.complete(retry, reply)
+
+    assert completion.mutated == ("seen",)
+    assert [(m.target, m.argument) for m in completion.sent] == [(SINK, text("on"))]
+    assert engine.state(COUNTER) == {"seen": number(3)}
 
 
 def test_after_a_restart_the_batches_in_flight_are_sent_again(store, clock):
@@ -638,3 +782,56 @@ def test_a_replys_effects_get_the_reported_span_and_the_batchs_tracestate(
     (record,) = engine.egress_records()
     assert record.trace == origin
     assert only_batch(engine).trace == origin
+
+
+OTHER_TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+SAME_TRACE = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize(
+    "sent, reported",
+    [
+        # a batch of no known origin: the reported span is the origin
+        (None, TraceContext(OTHER_TRACE)),
+        # a reported context with its own tracestate keeps it, even in the batch's trace
+        (SENT, TraceContext(SAME_TRACE, "mine=1")),
+        # a batch without tracestate has none to pass on
+        (TraceContext(SENT.traceparent), TraceContext(SAME_TRACE)),
+    ],
+)
+def test_a_replys_effects_get_the_reported_context_as_it_is(engine, sent, reported):
+    engine.send(COUNTER, text("go"), trace=sent)
+    batch = only_batch(engine)
+    reply = Reply().send(SINK, text("on")).egress("example/out", text("out")).bytes()
+    engine.complete(batch, reply, reported)
+
+    (record,) = engine.egress_records()
+    assert record.trace == reported
+    assert only_batch(engine).trace == reported
+
+
+def test_a_batch_carries_the_trace_headers_of_its_first_known_origin(engine):
+    engine.send(COUNTER, text("0"))
+    first = only_batch(engine)
+    assert (first.trace, dict(first.headers)) == (None, {})
+    engine.send(COUNTER, text("1"))
+    engine.send(COUNTER, text("2"), trace=SENT)
+    engine.send(COUNTER, text("3"), trace=TraceContext(OTHER_TRACE))
+    engine.complete(first, b"")
+
+    batch = only_batch(engine)
+    assert batch.trace == SENT
+    assert dict(batch.headers) == {
+        "traceparent": SENT.traceparent,
+        "tracestate": "vendor=value",
+        "statefun-origins": f",{SENT.traceparent},{OTHER_TRACE}",
+    }
+
+
+def test_a_batch_whose_first_origin_has_no_tracestate_sends_none(engine):
+    engine.send(COUNTER, text("0"), trace=TraceContext(OTHER_TRACE))
+
+    assert dict(only_batch(engine).headers) == {
+        "traceparent": OTHER_TRACE,
+        "statefun-origins": OTHER_TRACE,
+    }
