@@ -18,6 +18,7 @@ import pluggy
 from .errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from .handler import RequestReplyHandler
 from .http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
+from .plugins.endpoints import allowed_methods
 
 __all__ = ["Answer", "Endpoint", "Served"]
 
@@ -102,11 +103,10 @@ class Endpoint:
         method; ``None`` when no endpoint is there."""
         endpoint = self.handler.endpoint_for(method, path)
         if endpoint is None:
-            allowed = sorted({e.method for e in self.handler.endpoints if e.path == path})
+            allowed = allowed_methods(self.handler.endpoints, path)
             if not allowed:
                 return None
-            allow = ("Allow", ", ".join(allowed))
-            return Answer(405, (*_TEXT_HEADERS, allow), b"Method Not Allowed")
+            return Answer(405, (*_TEXT_HEADERS, ("Allow", allowed)), b"Method Not Allowed")
         status, response_headers, body = endpoint.respond(headers)
         return Answer(status, tuple(response_headers.items()), body)
 

@@ -5,7 +5,7 @@ specifications in :mod:`statefun_core.plugins.hookspecs`; publish it under the e
 ``statefun``. See ``docs/plugins.md``.
 """
 
-from .endpoints import Endpoint, EndpointResponse, find_endpoint, header
+from .endpoints import Endpoint, EndpointResponse, allowed_methods, find_endpoint, header
 from .events import BatchEvent, InvocationEvent, Outcome
 from .health import HealthEndpoints
 from .logcontext import (
@@ -38,6 +38,7 @@ __all__ = [
     "InvocationLogFilter",
     "Outcome",
     "add_invocation_context",
+    "allowed_methods",
     "current_invocation",
     "find_endpoint",
     "header",

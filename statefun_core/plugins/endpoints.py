@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Mapping, NamedTuple, Optional, Sequence
 
-__all__ = ["Endpoint", "EndpointResponse", "find_endpoint", "header"]
+__all__ = ["Endpoint", "EndpointResponse", "allowed_methods", "find_endpoint", "header"]
 
 logger = logging.getLogger("statefun_core.plugins")
 
@@ -68,3 +68,12 @@ def find_endpoint(endpoints: Sequence[Endpoint], method: str, path: str) -> Opti
         if endpoint.path == path and endpoint.method == method:
             return endpoint
     return None
+
+
+def allowed_methods(endpoints: Sequence[Endpoint], path: str) -> str:
+    """The ``Allow`` header of a 405 at ``path``: its endpoints' methods, and ``HEAD`` beside
+    a ``GET`` (which answers it); empty when no endpoint is there."""
+    methods = {endpoint.method for endpoint in endpoints if endpoint.path == path}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))

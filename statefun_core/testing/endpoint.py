@@ -543,7 +543,7 @@ def check_plugin_endpoints(port: int, prefix: str = "", *, metrics: bool = True)
 def check_plugin_endpoints_answer_head(port: int, path: str, server: str) -> None:
     """Check a plugin's ``GET`` endpoint at ``path``: ``HEAD`` finds it (``endpoint_for``),
     every other method (``POST``, also one the framework does not route) is a 405 that allows
-    ``GET`` in one short ``text/plain`` line, and every answer says ``Server: <server>`` as
+    ``GET, HEAD`` in one short ``text/plain`` line, and every answer says ``Server: <server>`` as
     the function endpoint does, without a version."""
     got, got_headers, _ = request(port, path, method="GET")
     status, headers, body = request(port, path, method="HEAD")
@@ -552,7 +552,8 @@ def check_plugin_endpoints_answer_head(port: int, path: str, server: str) -> Non
     answers = [got_headers, headers]
     for method in ("POST", "PUT", "DELETE", "PROPFIND"):
         refused, refused_headers, text = request(port, path, b"", method=method)
-        assert (refused, refused_headers.get("Allow")) == (405, "GET"), (method, refused_headers)
+        allow = refused_headers.get("Allow")
+        assert (refused, allow) == (405, "GET, HEAD"), (method, refused_headers)
         assert refused_headers["Content-Type"] == "text/plain; charset=utf-8", refused_headers
         assert 0 < len(text) < 200 and b"\n" not in text and b"Traceback" not in text, text
         answers.append(refused_headers)

@@ -20,7 +20,7 @@ from statefun_core.http import (
     as_handler,
     error_response,
 )
-from statefun_core.plugins import Endpoint
+from statefun_core.plugins import Endpoint, allowed_methods
 
 __all__ = ["HANDLER_KEY", "create_app", "endpoint_view", "handle_request", "setup"]
 
@@ -112,7 +112,7 @@ def _endpoints_view(
     """What ``setup`` routes at a path of the plugins' endpoints, for any method: the
     endpoint of the method (``HEAD`` finds the ``GET`` one), or 405 naming those there, all
     with the function endpoint's ``Server`` (aiohttp's own 405 names its version)."""
-    allow = ", ".join(sorted({e.method for e in handler.endpoints if e.path == path}))
+    allow = allowed_methods(handler.endpoints, path)
 
     async def view(request: web.Request) -> web.Response:
         endpoint = handler.endpoint_for(request.method, path)

@@ -24,7 +24,7 @@ from statefun_core.errors import (
     StatefunError,
 )
 from statefun_core.http import CONTENT_TYPE, error_response
-from statefun_core.plugins import Endpoint
+from statefun_core.plugins import Endpoint, allowed_methods
 from statefun_core.serving import declared_length as parse_length
 from statefun_core.wsgi import incomplete, input_errors, unreadable
 
@@ -266,7 +266,7 @@ def plugin_endpoint_view(endpoint: Endpoint) -> Callable[..., HttpResponse]:
             response = HttpResponse(
                 "Method Not Allowed", status=405, content_type="text/plain; charset=utf-8"
             )
-            response["Allow"] = endpoint.method
+            response["Allow"] = allowed_methods((endpoint,), endpoint.path)
             return response
         current = get_handler().endpoint_for(endpoint.method, endpoint.path)
         if current is None:

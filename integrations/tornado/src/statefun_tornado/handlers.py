@@ -12,7 +12,7 @@ from tornado.web import OutputTransform, RequestHandler, stream_request_body
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_response
-from statefun_core.plugins import Endpoint
+from statefun_core.plugins import Endpoint, allowed_methods
 
 __all__ = ["EndpointHandler", "StatefunHandler"]
 
@@ -183,6 +183,6 @@ class EndpointHandler(RequestHandler):
 
     def _method_not_allowed(self) -> None:
         self.set_status(405)
-        self.set_header("Allow", self.endpoint.method)
+        self.set_header("Allow", allowed_methods((self.endpoint,), self.endpoint.path))
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish("Method Not Allowed")
