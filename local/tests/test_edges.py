@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 from statefun_local import Endpoint, LocalRuntime, make_app, parse_module
 from statefun_local.cli import main
+from statefun_local.guard import guard_middleware, typename_problem
 from statefun_local.store import SqliteStore
 
 from statefun_core import (
@@ -509,3 +510,49 @@ def test_allow_host_admits_a_name_and_the_page_browses_addresses_a_page_at_a_tim
         assert pages == [["Ann", "Bob"], ["Cy"]]
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [("localhost:8090", 200), ("localhost:evil", 403), ("127.0.0.1", 200), ("[::1]", 200)],
+)
+def test_host_is_a_name_and_a_numeric_port(host: str, status: int) -> None:
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def scenario() -> int:
+        app = web.Application(middlewares=[guard_middleware()])
+        app.router.add_get("/", ok)
+        runner, url = await serve_runtime_app(app)
+        try:
+            async with aiohttp.ClientSession() as session, session.get(
+                f"{url}/", headers={"Host": host}
+            ) as response:
+                return response.status
+        finally:
+            await runner.cleanup()
+
+    assert run(scenario()) == status
+
+
+@pytest.mark.parametrize(
+    ("typename", "problem"),
+    [
+        ("com.example/fn", None),
+        ("noslash", "is not a typename 'namespace/name'"),
+        ("com.example/", "is not a typename 'namespace/name'"),
+        ("/fn", "is not a typename 'namespace/name'"),
+        ("a//b", "is not a typename 'namespace/name'"),
+        ("com.example/..", "'.' and '..' are not names"),
+        ("./fn", "'.' and '..' are not names"),
+        ("com.example/a?b", "holds no '?', '#' or control characters"),
+        ("com.example/a#b", "holds no '?', '#' or control characters"),
+        ("com.example/a\u2028b", "holds no '?', '#' or control characters"),
+    ],
+)
+def test_typename_problem(typename: str, problem: Optional[str]) -> None:
+    found = typename_problem(typename)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found

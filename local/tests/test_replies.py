@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import pytest
 from aiohttp import web
-from statefun_local import make_value
+from statefun_local import make_value, parse_module
+from statefun_local.replies import MAX_DELAY_MS, check_reply
 from statefun_local.values import KAFKA_RECORD, KINESIS_RECORD
 
 from statefun_core import (
@@ -27,9 +28,9 @@ from statefun_core import (
     message_builder,
     protocol,
 )
-from statefun_core.engine import Address
+from statefun_core.engine import Address, InvalidReplyError
 
-from .conftest import run, serving
+from .conftest import module_yaml, run, serving
 
 TARGET = Address("com.example/fn", "x")
 KINESIS = """
@@ -214,3 +215,49 @@ def test_a_database_locked_by_another_process_delays_a_reply_and_a_timer_but_los
             assert runtime.stuck() == []
 
     run(scenario())
+
+
+def _reply(*parts: Callable[[Any], None]) -> Any:
+    response = protocol.FromFunction()
+    for part in parts:
+        part(response)
+    return response
+
+
+def cancel(token: str) -> Callable[[Any], None]:
+    def add(response: Any) -> None:
+        response.invocation_result.delayed_invocations.add(
+            is_cancellation_request=True, cancellation_token=token)
+
+    return add
+
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        # the longest delay (2**62 ms: now + delay fits SQLite's 64-bit integers), and a
+        # cancellation (it names no target)
+        message_to("com.example/fn", delayed=True, delay_in_ms=2**62),
+        cancel("t"),
+        # an unknown egress is for the engine to refuse; the modes that exist
+        lambda r: egress(r, "com.example/nowhere", "io.statefun.types/string", STRING),
+        missing_state_with_mode(0),
+        missing_state_with_mode(1),
+        missing_state_with_mode(2),
+        lambda r: egress(r, "com.example/stream", KINESIS_RECORD, bytes(
+            protocol.KinesisEgressRecord(stream="s", partition_key="p").SerializeToString())),
+    ],
+    ids=["longest-delay", "cancellation", "unknown-egress", "mode-none", "mode-after-write",
+         "mode-after-invoke", "kinesis-record"],
+)  # fmt: skip
+def test_check_reply_passes_what_the_runtime_takes(good: Callable[[Any], None]) -> None:
+    module = parse_module(module_yaml("http://127.0.0.1:1/statefun", extra=KINESIS))
+    check_reply(TARGET, _reply(message_to("com.example/fn"), good), module)
+
+
+def test_check_reply_refuses_a_delay_one_past_the_longest() -> None:
+    module = parse_module(module_yaml("http://127.0.0.1:1/statefun"))
+    assert MAX_DELAY_MS == 2**62
+    too_long = message_to("com.example/fn", delayed=True, delay_in_ms=2**62 + 1)
+    with pytest.raises(InvalidReplyError, match=f"sent a delay of {2**62 + 1} ms"):
+        check_reply(TARGET, _reply(too_long), module)

@@ -57,3 +57,30 @@ def test_describe_decodes_builtins_json_and_egress_records() -> None:
     assert describe(KINESIS, kinesis) == {"kinesis": {
         "stream": "s", "partition_key": "p", "value": {"base64": "AAE="},
         "explicit_hash_key": "h"}}
+
+
+def test_builtins_take_raw_bytes_or_base64_unchecked() -> None:
+    raw = make_value("int", raw=b"\x0d\x05\x00\x00\x00")
+    assert (raw.typename, raw.value) == ("io.statefun.types/int", b"\x0d\x05\x00\x00\x00")
+    decoded = make_value("io.statefun.types/string", base64_data="CgJoaQ==")
+    assert (decoded.typename, decoded.value) == ("io.statefun.types/string", b"\n\x02hi")
+
+
+def test_a_typename_that_is_not_valid_unicode_is_refused() -> None:
+    with pytest.raises(InvalidValueError, match="lone surrogate"):
+        make_value("com.example/\ud800", 1)
+
+
+@pytest.mark.parametrize(("type_", "value"), [("int", -(2**31)), ("int", 2**31 - 1)])
+def test_the_bounds_of_a_builtin_are_values(type_: str, value: int) -> None:
+    assert make_value(type_, value).value == IntType.serializer().serialize(value)
+
+
+@pytest.mark.parametrize(
+    ("type_", "value", "base64_data"),
+    [("int", -(2**31) - 1, None), ("string", "\ud800", None),
+     ("com.example/Raw", None, "AA*E="), ("int", None, "AA*E=")],
+)  # fmt: skip
+def test_more_invalid_values(type_: str, value: object, base64_data: object) -> None:
+    with pytest.raises(InvalidValueError):
+        make_value(type_, value, base64_data=base64_data)  # type: ignore[arg-type]
