@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from statefun_local import ModuleError, load_module, parse_module
-from statefun_local.module import OKHTTP_TRANSPORT, parse_duration
+from statefun_local.module import OKHTTP_TRANSPORT, parse_duration, split_unix_url
 
 
 def problems(text: str) -> list[str]:
@@ -381,7 +381,10 @@ spec:
   consumerGroupId: g
   topics: [{topic: t, valueType: io.statefun.types/string, targets: [com.example/f]}]
 """)
-    assert module.ingresses["com.example/in"].startup.position == "group-offsets"
+    # the runtime's default (protocol.md §10.2): the end of each partition, whatever the group
+    # committed
+    startup = module.ingresses["com.example/in"].startup
+    assert (startup.position, startup.reset) == ("latest", "latest")
     found = problems("""
 kind: io.statefun.kafka.v1/ingress
 spec:
@@ -401,3 +404,131 @@ spec:
 """)
     assert any("spec.startupPosition.date: must be a date like" in p for p in found), found
     assert any("offsets[0]: must be 'topic/partition: offset'" in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        # Flink reads the number into a long, the duration into a java.time.Duration
+        ("9223372036854775807", (2**63 - 1) / 1000),
+        ("106751991167300 d", 106751991167300 * 86400),
+    ],
+)
+def test_the_longest_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["9223372036854775808", "106751991167301 d"])
+def test_durations_one_past_the_longest_overflow(text: str) -> None:
+    with pytest.raises(ValueError, match="numeric overflow"):
+        parse_duration(text)
+
+
+def test_split_unix_url_names_the_socket_file_and_the_path() -> None:
+    assert split_unix_url("http+unix:///run/fn.sock/statefun") == (
+        "/run/fn.sock",
+        "http://localhost/statefun",
+    )
+    assert split_unix_url("https+unix:///tmp/a.sock") == ("/tmp/a.sock", "https://localhost/")
+    assert split_unix_url("http+unix:///a.sock/cb?to=http://x") == (
+        "/a.sock",
+        "http://localhost/cb?to=http://x",
+    )
+
+
+def test_load_module_reads_every_file_into_one_module(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(endpoint())
+    (tmp_path / "b.yaml").write_text("""
+kind: io.statefun.kinesis.v1/egress
+spec: {id: com.example/out, awsRegion: {type: default}}
+""")
+    module = load_module(tmp_path / "a.yaml", str(tmp_path / "b.yaml"))
+    assert [e.functions for e in module.endpoints] == ["a/b"]
+    assert list(module.egresses) == ["com.example/out"]
+    (tmp_path / "c.yaml").write_text(endpoint())  # binds a/b again
+    with pytest.raises(ModuleError) as caught:
+        load_module(tmp_path / "a.yaml", tmp_path / "c.yaml")
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{tmp_path / 'c.yaml'}: document 0") and "already bound" in problem
+
+
+def test_empty_documents_are_skipped() -> None:
+    module = parse_module("---\n" + endpoint() + "---\n---\n")
+    assert [e.functions for e in module.endpoints] == ["a/b"]
+
+
+def test_the_bounds_of_a_java_int_and_of_a_timeout_are_accepted() -> None:
+    module = parse_module(
+        endpoint("{connect: 2147483647ms}").replace(
+            'http://x/"', 'http://x/", maxNumBatchRequests: 2147483647'
+        )
+        + "---"
+        + endpoint("{payload_max_bytes: 2147483647}")
+        .replace("a/b", "a/c")
+        .replace('http://x/"', 'http://x/", maxNumBatchRequests: -2147483648')
+    )
+    b, c = module.endpoints
+    assert (b.max_num_batch_requests, b.connect_timeout) == (2**31 - 1, 2147483.647)
+    assert (c.max_num_batch_requests, c.payload_max_bytes) == (-(2**31), 2**31 - 1)
+
+
+KAFKA_EGRESS = """
+kind: io.statefun.kafka.v1/egress
+spec: {{id: {id}, address: {address}}}
+"""
+KAFKA_INGRESS = """
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/in
+  address: b:9092
+  consumerGroupId: g
+  topics: [{{topic: t, valueType: {value_type}, targets: [{target}]}}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "says"),
+    [
+        (endpoint("5"), "spec.transport", "must be a mapping"),
+        (endpoint("[call, 5s]", "v1"), "spec.timeouts", "must be a mapping"),
+        (endpoint("{connect: 2147483648ms}"), "spec.transport.connect", "at most 2147483647 ms"),
+        (endpoint().replace("http://x/\"", "http://x/\", maxNumBatchRequests: -2147483649"),
+         "spec.maxNumBatchRequests", "32-bit integer"),
+        (endpoint().replace("http://x/\"", "http://x/\", maxNumBatchRequests: true"),
+         "spec.maxNumBatchRequests", "must be an integer"),
+        (KAFKA_EGRESS.format(id="noslash", address="b:9092"), "spec.id", "namespace/name"),
+        (KAFKA_EGRESS.format(id="com.example/a/b", address="b:9092"), "spec.id", "namespace/name"),
+        (KAFKA_EGRESS.format(id="/out", address="b:9092"), "spec.id", "namespace/name"),
+        (KAFKA_EGRESS.format(id="com.example/", address="b:9092"), "spec.id", "namespace/name"),
+        (KAFKA_EGRESS.format(id="com.example/out", address='""'), "spec.address", "non-empty"),
+        (KAFKA_EGRESS.format(id="com.example/out", address="9092"), "spec.address", "non-empty"),
+        (KAFKA_INGRESS.format(value_type="string", target="com.example/f"),
+         "spec.topics[0].valueType", "namespace/name"),
+        (KAFKA_INGRESS.format(value_type="a/string", target="com.example/f/g"),
+         "spec.topics[0].targets[0]", "namespace/name"),
+    ],
+)  # fmt: skip
+def test_more_values_the_runtime_refuses(text: str, field: str, says: str) -> None:
+    found = problems(text)
+    assert any(f"{field}: " in p and says in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("just text", ["m.yaml: document 0: must be a mapping with 'kind' and 'spec'"]),
+        ("[kind, spec]", ["m.yaml: document 0: must be a mapping with 'kind' and 'spec'"]),
+        ("spec: {}", ["m.yaml: document 0: kind: is required"]),
+        ("module: {meta: {type: remote}}", [
+            "m.yaml: document 0: module: the StateFun 3.0 'module:' format is not supported; "
+            "use 'kind:'/'spec:' documents (StateFun 3.1+)"]),
+        ("kind: io.statefun.endpoints.v2/http\nspec: 5",
+         ["m.yaml: document 0: spec: is required and must be a mapping"]),
+        ("kind: io.statefun.kafka.v1/egress\nspec: {address: b:9092}",
+         ["m.yaml: document 0 (io.statefun.kafka.v1/egress): spec.id: is required"]),
+    ],
+)  # fmt: skip
+def test_each_problem_of_a_document_is_reported_once_with_its_place(
+    text: str, expected: list[str]
+) -> None:
+    assert problems(text) == expected

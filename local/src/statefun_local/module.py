@@ -129,7 +129,7 @@ class StartupPosition:
     """Where an ingress starts reading a partition (shard) it has no position for: StateFun's
     ``startupPosition``; ``reset`` is Kafka's ``autoOffsetResetPosition``."""
 
-    position: str = "group-offsets"
+    position: str = "latest"
     #: ``specific-offsets``: (topic, partition) -> offset
     offsets: tuple[tuple[str, int, int], ...] = ()
     #: ``date``: milliseconds since the epoch
@@ -550,8 +550,9 @@ def _parse_kafka_ingress(module: Module, spec: dict[str, Any], doc: _Document) -
     reset = doc.get(spec, "spec", "autoOffsetResetPosition", _one_of("earliest", "latest"),
                     default="latest")  # fmt: skip
     startup = doc.mapping(spec, "spec", "startupPosition")
+    # latest, as the runtime's Kafka ingress has it (its docs say group-offsets)
     position = doc.get(startup, "spec.startupPosition", "type", _one_of(*_STARTUP_POSITIONS),
-                       default="group-offsets")  # fmt: skip
+                       default="latest")  # fmt: skip
     offsets: tuple[tuple[str, int, int], ...] = ()
     date_ms = 0
     if position == "specific-offsets":
