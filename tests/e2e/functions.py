@@ -167,6 +167,15 @@ def counter(context: Context, message: Message) -> None:
     context.send_egress(emit("counts", context.address.id, str(count)))
 
 
+# --- an ingress without a startupPosition (module.yaml's e2e/unpositioned) ------------------
+
+
+@functions.bind("e2e.fns/unpositioned")
+def unpositioned(context: Context, message: Message) -> None:
+    """Reports each record that ingress took, by its key."""
+    context.send_egress(emit("unpositioned-taken", context.address.id, message.as_string()))
+
+
 # --- every type through state and messages -------------------------------------------------
 
 

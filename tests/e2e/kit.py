@@ -505,7 +505,7 @@ def render_module(
 
 #: The ingress topics of module.yaml, and the egress topics the functions write.
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
-                  "evolving", "poison")  # fmt: skip
+                  "evolving", "poison", "unpositioned")  # fmt: skip
 EGRESS_TOPICS = (
     "evolved",
     "greetings",
@@ -518,6 +518,7 @@ EGRESS_TOPICS = (
     "records",
     "survivors",
     "dead-letters",
+    "unpositioned-taken",
 )
 
 
@@ -539,8 +540,44 @@ class Application:
 
     def start(self) -> None:
         self.kafka.create_topics([self.topic(name) for name in (*INGRESS_TOPICS, *EGRESS_TOPICS)])
+        self.before_the_runtime()
         self.start_functions()
         self.start_runtime()
+
+    def before_the_runtime(self) -> None:
+        """Before the runtime first starts, on ``unpositioned`` (module.yaml's ingress without
+        a ``startupPosition``): offset 0 committed for that ingress's consumer group, then the
+        record ``A-<partition>`` on each partition, which group-offsets (and earliest) would
+        take and latest would not."""
+        from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+        from statefun_core import StringType
+
+        topic = self.topic("unpositioned")
+        committer = Consumer({"bootstrap.servers": self.kafka.bootstrap,
+                              "group.id": self.topic("unpositioned")})  # fmt: skip
+        offsets = [TopicPartition(topic, partition, 0) for partition in (0, 1)]
+        # the first group on a new broker waits for __consumer_offsets and its coordinator
+        waiting = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                   KafkaError.COORDINATOR_LOAD_IN_PROGRESS}  # fmt: skip
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                try:
+                    committer.commit(offsets=offsets, asynchronous=False)
+                    break
+                except KafkaException as error:
+                    if error.args[0].code() not in waiting or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+        finally:
+            committer.close()
+        producer = Producer({"bootstrap.servers": self.kafka.bootstrap})
+        for partition in (0, 1):
+            producer.produce(topic, key=f"A-{partition}".encode(), partition=partition,
+                             value=StringType.serializer().serialize("A"))  # fmt: skip
+        if producer.flush(30):
+            raise RuntimeError(f"records to {topic} not delivered within 30 s")
 
     def start_functions(self, **settings: str) -> None:
         """Start (or redeploy, with ``settings`` in its environment) the function server, and

@@ -132,3 +132,39 @@ def test_state_expires_after_write_and_after_call(application: Application) -> N
     assert seen[1:3] == ["1 1", "1 1"]  # 1 s, 2 s
     assert seen[6:9] == ["None 1"] * 3  # 6 s to 8 s: the write is gone, the last call is 1 s ago
     assert seen[9] == "None None"  # 6 s after the last call
+
+
+def test_an_ingress_without_a_startup_position_starts_at_latest(application: Application) -> None:
+    """module.yaml's ``e2e/unpositioned`` has no ``startupPosition``. Before the runtime started,
+    its group had committed offset 0 and ``A-0``, ``A-1`` went on the topic (``Application.
+    before_the_runtime``): group-offsets, which StateFun's docs call the default, would take
+    them. The runtime starts at the end of each partition instead (RoutableKafkaIngressSpec's
+    builder: ``fromLatest()``), and so does statefun-local."""
+    import time
+
+    topic = application.topic("unpositioned")
+    deadline = time.monotonic() + 120
+
+    def produce(label: str) -> None:
+        for partition in (0, 1):
+            application.kafka.produce(topic, [(f"{label}-{partition}", string(label))],
+                                      partition=partition)  # fmt: skip
+
+    def taken(count: int, settle: float = 0) -> list[str]:
+        records = application.read("unpositioned-taken", count, timeout=2, settle=settle)
+        assert time.monotonic() < deadline, f"only {[r.key for r in records]} taken in 120 s"
+        return [record.key or "" for record in records]
+
+    probe = 0
+    while True:  # probes until the ingress takes one: then it is consuming
+        produce(f"probe{probe}")
+        probe += 1
+        if taken(1):
+            break
+    produce("B")
+    seen: list[str] = []
+    while not {"B-0", "B-1"} <= set(seen):
+        seen = taken(len(seen) + 1)
+    seen = taken(len(seen), settle=2)  # and whatever else comes within 2 s
+    assert [key for key in seen if key.startswith("A-")] == [], "it started where the group was"
+    assert sorted(key for key in seen if not key.startswith("probe")) == ["B-0", "B-1"]
