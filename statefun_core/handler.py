@@ -665,14 +665,22 @@ class RequestReplyHandler:
             failure = FunctionFailedError(batch.typename, batch.id)
             failure.__cause__ = error
         event = batch.event
+        headers = _NO_HEADERS if headers is None else headers
         if event is not None:
             event.outcome = "error"
             event.duration = time.perf_counter() - event.started
             self.plugins.hook.statefun_batch_failed(batch=event, error=error)
         if self._hooks("statefun_request_failed"):
-            self.plugins.hook.statefun_request_failed(
-                error=failure, batch=event, headers=_NO_HEADERS if headers is None else headers
-            )
+            if event is None:  # no other hook: the batch was not observed, only named here
+                event = BatchEvent(
+                    function_type=batch.typename,
+                    function_id=batch.id,
+                    batch_size=len(batch.invocations),
+                    headers=headers,
+                    started=time.perf_counter(),
+                    outcome="error",
+                )
+            self.plugins.hook.statefun_request_failed(error=failure, batch=event, headers=headers)
         return failure
 
     # --- helpers --------------------------------------------------------------------------

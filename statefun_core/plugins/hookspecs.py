@@ -101,7 +101,9 @@ def statefun_request_failed(
     error: BaseException, batch: Optional[BatchEvent], headers: Mapping[str, str]
 ) -> None:
     """A request ended in an error (any status but 200); ``batch`` is None when the request was
-    rejected before a batch existed (malformed body → 400, unknown function → 404)."""
+    rejected before a batch existed (malformed body → 400, unknown function → 404). When no
+    plugin implements another lifecycle hook, the batch was not observed: its ``batch`` names
+    the function, the id and the batch size, with no duration or counters."""
 
 
 # --- endpoints --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from google.protobuf.message import DecodeError
 
 import statefun_core
 from statefun_core import (
@@ -32,8 +33,10 @@ from statefun_core import (
     make_plugin_manager,
     message_builder,
     protocol,
+    simple_type,
 )
 from statefun_core.core import RESERVED_STATE_NAMES
+from statefun_core.deadletters import is_unreadable
 from statefun_core.storage import StateValues, storage_class
 from statefun_core.testing.wire import mutations, to_function, typed_value
 
@@ -395,3 +398,121 @@ def test_a_context_test_double_needs_only_the_address_storage_and_caller() -> No
     double = Double()
     double.send(message_builder("ns/g", "1", int_value=1))
     assert double.address.id == "1"
+
+
+@pytest.mark.parametrize(
+    ("build", "tpe", "value"),
+    [
+        (lambda: message_builder("ns/f", "id", str_value="hi"), StringType, "hi"),
+        (lambda: message_builder("ns/f", "id", int_value=7), IntType, 7),
+        (lambda: egress_message_builder("e/out", 1.5, DoubleType), DoubleType, 1.5),
+    ],
+    ids=["message", "int message", "egress record"],
+)
+def test_a_built_value_is_the_typed_value_it_sends(build: Any, tpe: Any, value: Any) -> None:
+    """As the official SDK's ``typed_value`` attribute (the testing harness reads it)."""
+    built = build()
+    tv = built.typed_value
+    assert (tv.typename, tv.has_value, tv.value) == (
+        tpe.typename, True, tpe.serializer().serialize(value),
+    )  # fmt: skip
+    assert built.typed_value is tv
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        (b"\x0a\x01a\x10\x01", "a"),  # an unknown field after the string
+        (b"\x0a\x01a\x0a\x01b", "b"),  # the field twice: the last one is the value
+        (b"\x0a\x80\x01" + b"x" * 128, "x" * 128),  # a two-byte length
+        (b"", ""),
+    ],
+    ids=["unknown field", "repeated field", "long string", "empty"],
+)
+def test_a_received_string_reads_as_protobuf_reads_it(data: bytes, text: str) -> None:
+    assert protocol.StringWrapper.FromString(data).value == text
+    tv = protocol.TypedValue(typename=StringType.typename, has_value=True, value=data)
+    assert Message("ns/f", "1", tv).as_string() == text
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x0a\x02a", b"\x0a\x01ab", b"\x0a\x80" + b"x" * 128],
+    ids=["shorter than its length", "a stray byte after it", "a two-byte length cut short"],
+)
+def test_a_malformed_received_string_is_refused_as_protobuf_refuses_it(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        protocol.StringWrapper.FromString(data)
+    tv = protocol.TypedValue(typename=StringType.typename, has_value=True, value=data)
+    with pytest.raises(DecodeError) as error:
+        Message("ns/f", "1", tv).as_string()
+    assert is_unreadable(error.value)
+
+
+JSON_DOC = make_json_type("com.example/Doc")
+
+
+@pytest.mark.parametrize(
+    ("tpe", "data", "read"),
+    [
+        (IntType, b"\xff", Message.as_int),
+        (StringType, b"\x0a\x01\xff", Message.as_string),  # a short string
+        (StringType, b"\x0a\x80\x01" + b"\xff" * 128, Message.as_string),  # a long one
+        (JSON_DOC, b"{not json", lambda message: message.as_type(JSON_DOC)),
+    ],
+    ids=["int", "short string", "long string", "as_type"],
+)
+def test_an_argument_its_type_cannot_read_raises_as_unreadable(
+    tpe: Any, data: bytes, read: Any
+) -> None:
+    # what final_unreadable=True makes a final failure (statefun_core.deadletters)
+    tv = protocol.TypedValue(typename=tpe.typename, has_value=True, value=data)
+    with pytest.raises((DecodeError, ValueError)) as error:  # as protobuf, json, utf-8 raise
+        read(Message("ns/f", "1", tv))
+    assert is_unreadable(error.value)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [("int_value", "1"), ("long_value", "1"), ("double_value", "1.5"), ("str_value", 1)],
+)
+def test_a_value_of_another_type_than_its_keyword_is_refused(keyword: str, value: Any) -> None:
+    """As the official SDK's protobuf refuses it, never sent as another type."""
+    with pytest.raises(TypeError):
+        message_builder("ns/f", "id", **{keyword: value})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"int_value": 1},
+        {"str_value": "x"},
+        {"value": object()},
+        {"value": 1, "value_type": IntType},
+    ],
+    ids=["int_value", "str_value", "value", "value and value_type"],
+)
+@pytest.mark.parametrize(("target_typename", "target_id"), [("", "1"), ("ns/f", "")])
+def test_a_message_without_a_target_is_refused_whatever_its_value(
+    target_typename: str, target_id: str, value: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match="can not be missing"):
+        message_builder(target_typename, target_id, **value)
+
+
+def test_a_message_value_whose_serializer_gives_str_is_its_utf8() -> None:
+    # simple_type: serialize_fn "may return bytes or str (encoded as UTF-8)"
+    name = simple_type("com.example/name", serialize_fn=str.upper, deserialize_fn=bytes.decode)
+    message = message_builder("ns/f", "id", value="zoë", value_type=name)
+    assert message.raw_value() == "ZOË".encode()
+    assert message.typed_value.value == "ZOË".encode()
+    assert message.as_type(name) == "ZOË"
+
+
+def test_a_kinesis_record_is_what_protobuf_writes() -> None:
+    raw = kinesis_egress_message("e/k", "s", "v", "pk", explicit_hash_key="42").raw_value()
+    expected = protocol.KinesisEgressRecord(
+        partition_key="pk", value_bytes=b"v", stream="s", explicit_hash_key="42"
+    )
+    assert raw == expected.SerializeToString()
+    assert protocol.KinesisEgressRecord.FromString(raw).explicit_hash_key == "42"

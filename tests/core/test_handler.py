@@ -19,6 +19,7 @@ from statefun_core import (
     AsyncFunctionInSyncContextError,
     BoolType,
     Context,
+    EgressMessage,
     FunctionFailedError,
     FunctionNotFoundError,
     IntType,
@@ -45,6 +46,7 @@ from statefun_core import (
 from statefun_core.testing.wire import (
     from_function,
     invocation_result,
+    messages,
     mutations,
     to_function,
     typed_value,
@@ -287,6 +289,28 @@ def test_egress_records(serve: Serve) -> None:
     )
 
 
+def test_an_egress_record_made_from_a_typed_value_is_sent_as_it_was_made(serve: Serve) -> None:
+    """``EgressMessage(typename, typed_value)``, the official SDK's constructor."""
+    argument = typed_value(StringType, "hi")
+    made = EgressMessage("com.example/out", argument)
+    assert (made.typename, made.value_typename(), made.raw_value()) == (
+        "com.example/out", StringType.typename, argument.value,
+    )  # fmt: skip
+    assert made.typed_value is argument
+    for missing in (lambda: EgressMessage("", argument), lambda: EgressMessage("e/o", None)):
+        with pytest.raises(ValueError):
+            missing()
+
+    functions = StatefulFunctions()
+    functions.register("ns/f", lambda ctx, msg: ctx.send_egress(made))
+    records = invocation_result(
+        serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    ).outgoing_egresses
+    assert [(r.egress_namespace, r.egress_type, r.argument) for r in records] == [
+        ("com.example", "out", argument)
+    ]
+
+
 def test_sends_of_every_kind_interleaved_keep_each_kinds_order(serve: Serve) -> None:
     functions = StatefulFunctions()
 
@@ -474,6 +498,35 @@ def test_request_size_limit() -> None:
     with pytest.raises(RequestTooLargeError) as error:
         handler.handle_sync(to_function(GREETER, "bob", [typed_value(StringType, "bob" * 10)]))
     assert error.value.status == 413
+
+
+def test_a_request_may_take_up_the_size_limit_and_not_one_byte_more() -> None:
+    body = to_function(GREETER, "bob", [typed_value(StringType, "bob")], {"seen_count": None})
+    answers = []
+    for limit in (len(body), len(body) - 1):
+        handler = RequestReplyHandler(
+            greeter_functions(),
+            plugins=make_plugin_manager(load_entrypoints=False),
+            limits=Limits(request_bytes=limit),
+        )
+        try:
+            answers.append(messages(handler.handle_sync(body))[0].target.id)
+        except RequestTooLargeError:
+            answers.append("413")
+    assert answers == ["bob", "413"]
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_a_request_may_be_any_bytes_like(serve: Serve, kind: Any) -> None:
+    """``RequestBytes``: bytes, bytearray or memoryview, each answered alike."""
+    body = to_function(GREETER, "bob", [typed_value(StringType, "bob")], {"seen_count": None})
+    handle = serve(greeter_functions())
+    assert handle(kind(body)) == handle(body)
+
+
+def test_a_request_given_as_text_is_malformed(serve: Serve) -> None:
+    with pytest.raises(MalformedRequestError, match="must be bytes, not str"):
+        serve(greeter_functions())("\n\x00")  # type: ignore[arg-type]
 
 
 def test_functions_registered_after_the_handler_is_built_are_served() -> None:

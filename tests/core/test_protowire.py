@@ -36,7 +36,7 @@ from statefun_core import (
     message_builder,
     protocol,
 )
-from statefun_core.protowire import varint
+from statefun_core.protowire import element, field, key, varint
 from statefun_core.testing.wire import to_function, typed_value
 
 FUNCTION = "com.example/program"
@@ -243,6 +243,27 @@ def test_varint_is_protobufs() -> None:
         delayed.delay_in_ms = value  # an int64
         written = delayed.SerializeToString()
         assert written == (b"\x08" + varint(value) if value else b"")
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [
+        (0, "00"), (1, "01"), (0x7F, "7f"), (0x80, "8001"), (0x3FFF, "ff7f"), (0x4000, "808001"),
+        (2**63, "80808080808080808001"), (2**64 - 1, "ffffffffffffffffff01"),  # as a uint64
+    ],
+)  # fmt: skip
+def test_varint_is_minimal_at_each_size_boundary(value: int, encoded: str) -> None:
+    assert varint(value).hex() == encoded
+
+
+@pytest.mark.parametrize("number", range(1, 16))
+def test_fields_and_elements_take_every_number_from_1_to_15(number: int) -> None:
+    head = key(number, 2)
+    assert head == varint(number << 3 | 2)
+    assert field(number, b"ab") == head + b"\x02ab"
+    assert field(number, b"") == b""  # proto3 leaves an empty field out
+    assert element(number, b"") == head + b"\x00"  # a set submessage or an element: kept
+    assert element(number, b"x" * 200) == head + b"\xc8\x01" + b"x" * 200
 
 
 def reply_to(send: Any, argument: Any, id: str = "id") -> bytes:

@@ -7,7 +7,7 @@ from typing import Optional
 import pytest
 
 from statefun_core import Type, simple_type
-from statefun_core.errors import UnknownTypeError
+from statefun_core.errors import PluginError, UnknownTypeError
 from statefun_core.registry import TypeRegistry
 
 
@@ -49,3 +49,23 @@ def test_a_type_registered_for_a_class_is_its_subclasses_type() -> None:
     registry.register(Order, order)
     assert registry.for_class(Unmarked) is order
     assert registry.for_class(RushOrder) is order
+
+
+def test_one_type_may_be_claimed_for_many_classes_but_a_typename_by_one_type() -> None:
+    registry = TypeRegistry()
+    order = simple_type("shop/Order", serialize_fn=repr, deserialize_fn=bytes.decode)
+    registry.register(Order, order)
+    registry.register(RushOrder, order, source="a plugin")  # the same type again: fine
+    assert registry.for_class(RushOrder) is order
+    other = simple_type("shop/Order", serialize_fn=str, deserialize_fn=bytes.decode)
+    with pytest.raises(PluginError, match="claimed twice"):
+        registry.register(Unmarked, other)
+
+
+def test_a_factory_answer_claims_its_typename_too() -> None:
+    registry = TypeRegistry()
+    registry.add_factory(marked_types)  # answers a new type named "shop/Order" for Order
+    taken = simple_type("shop/Order", serialize_fn=str, deserialize_fn=bytes.decode)
+    registry.register(RushOrder, taken)
+    with pytest.raises(PluginError, match="claimed twice"):
+        registry.for_class(Order)

@@ -5,6 +5,7 @@ import math
 import struct
 
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from statefun_core import (
     protocol,
     simple_type,
 )
+from statefun_core.types import to_bytes
 
 WRAPPERS = {
     BoolType: protocol.BooleanWrapper,
@@ -127,6 +129,119 @@ def test_strings_followed_by_an_unknown_field_decode_through_protobuf(
     assert StringType.serializer().deserialize(data) == value
 
 
+FIXED = {IntType: (0x0D, 4), FloatType: (0x0D, 4), LongType: (0x09, 8), DoubleType: (0x09, 8)}
+
+
+@pytest.mark.parametrize("tpe", list(FIXED))
+def test_a_fixed_width_wrapper_of_the_right_size_with_another_field_reads_as_protobuf(
+    tpe: Type,
+) -> None:
+    # field 2 of the value's wire type, whose first byte is the value field's key
+    tag, size = FIXED[tpe]
+    data = bytes((tag + 8, tag)) + bytes(size - 1)
+    assert WRAPPERS[tpe].FromString(data).value == 0  # an unknown field: the default
+    assert tpe.serializer().deserialize(data) == 0
+
+
+@pytest.mark.parametrize("tpe", list(FIXED))
+@pytest.mark.parametrize("cut", ["a stray byte", "a byte short"])
+def test_a_fixed_width_wrapper_of_the_wrong_size_is_refused_as_protobuf_refuses_it(
+    tpe: Type, cut: str
+) -> None:
+    tag, size = FIXED[tpe]
+    canonical = bytes((tag,)) + bytes(range(1, size + 1))
+    data = canonical + b"\x00" if cut == "a stray byte" else canonical[:-1]
+    with pytest.raises(DecodeError):
+        WRAPPERS[tpe].FromString(data)
+    with pytest.raises(DecodeError):
+        tpe.serializer().deserialize(data)
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_a_serializer_may_return_any_bytes_like(kind: type) -> None:
+    """``to_bytes``: bytes-likes are copied to bytes."""
+    raw = simple_type("com.example/raw", serialize_fn=kind, deserialize_fn=bytes)
+    from statefun_core.messages import typed_value
+
+    assert to_bytes(kind(b"ab"), "com.example/raw") == b"ab"
+    tv = typed_value(raw, b"\x00\xff")
+    assert type(tv.value) is bytes and tv.value == b"\x00\xff"
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["0800", "0802", "1001", "08010800", "08001001", "0801"],
+    ids=["false written", "2", "unknown field", "true then false", "false, unknown field", "true"],
+)
+def test_every_bool_encoding_reads_as_protobuf_reads_it(data: str) -> None:
+    expected = protocol.BooleanWrapper.FromString(bytes.fromhex(data)).value
+    assert BoolType.serializer().deserialize(bytes.fromhex(data)) is expected
+
+
+@pytest.mark.parametrize("size", [0x7F, 0x80, 0x3FFF, 0x4000, 0x4001])
+def test_strings_around_each_length_size_are_what_protobuf_writes(size: int) -> None:
+    value = "x" * size
+    data = StringType.serializer().serialize(value)
+    assert data == protocol.StringWrapper(value=value).SerializeToString()
+    assert StringType.serializer().deserialize(data) == value
+
+
+LONG_THEN_UNKNOWN = b"\x0a\x7f\x01" + b"x" * 126 + b"\x12\x7f" + bytes(127)
+# a length of 1 as a three-byte varint (81 80 00), then 16 KiB of field 2: 16388 bytes in all,
+# what 81 80 read as a two-byte length (1 | 0x80 << 7) would make of it
+PADDED_LENGTH = b"\x0a\x81\x80\x00a" + b"\x12\xfc\x7f" + bytes(16380)
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        (b"\x12\x0a" + b"0123456789", ""),  # only field 2, its length byte that of field 1's key
+        (b"\x09\x07abcdefg", ""),  # field 1 as a fixed64: an unknown field
+        (b"\x0a\x01\x03\x10\x01", "\x03"),  # the value's first byte is the size of the rest
+        (b"\x0a\x01a\x12\x07" + b"1234567", "a"),  # 12 bytes in all, as 0x0a is 10 + 2
+        (LONG_THEN_UNKNOWN, "\x01" + "x" * 126),  # 127 bytes, an unknown field: 258 in all
+        (b"\x0a\x80\x01" + b"x" * 128 + b"\x10\x01", "x" * 128),  # a two-byte length, then more
+        (PADDED_LENGTH, "a"),
+        (b"\x0a\x80", DecodeError),  # a two-byte length cut short
+        (b"\x0b\x01a", DecodeError),  # a group that never ends
+        (b"\x0a\x80\x01" + b"x" * 127, DecodeError),  # a byte short of its length
+    ],
+    ids=lambda v: v.hex()[:12] if isinstance(v, bytes) else None,
+)
+def test_any_string_encoding_reads_as_protobuf_reads_it(data: bytes, text: object) -> None:
+    if text is DecodeError:
+        for read in (protocol.StringWrapper.FromString, StringType.serializer().deserialize):
+            with pytest.raises(DecodeError):
+                read(data)
+    else:
+        assert protocol.StringWrapper.FromString(data).value == text
+        assert StringType.serializer().deserialize(data) == text
+
+
+def _unknown_fields(size: int) -> bytes:
+    """``size`` bytes (2 or more) of unknown varint fields: 10 00, and one 10 80 00 if odd."""
+    return b"\x10\x80\x00" * (size % 2) + b"\x10\x00" * ((size - 3 * (size % 2)) // 2)
+
+
+@pytest.mark.parametrize("size", [200, 201])
+def test_a_two_byte_length_string_cut_short_or_followed_by_more_reads_as_protobuf(
+    size: int,
+) -> None:
+    value = "\x02" + "x" * (size - 1)
+    data = StringType.serializer().serialize(value)
+    deserialize = StringType.serializer().deserialize
+    for end in range(3, len(data)):  # cut inside the value: refused
+        with pytest.raises(DecodeError):
+            protocol.StringWrapper.FromString(data[:end])
+        with pytest.raises(DecodeError):
+            deserialize(data[:end])
+    with pytest.raises(DecodeError):
+        deserialize(data + b"\x00")  # a stray byte
+    for extra in range(2, 300):  # unknown fields after it: the value
+        assert protocol.StringWrapper.FromString(data + _unknown_fields(extra)).value == value
+        assert deserialize(data + _unknown_fields(extra)) == value
+
+
 def test_a_one_byte_length_is_not_read_as_two() -> None:
     # 0a 01 01: "\x01", then an unknown field making the whole 132 bytes long, which is what
     # the bytes 01 01 would mean as a two-byte length (1 | 1 << 7 = 129, plus the 3-byte header)
@@ -153,6 +268,7 @@ def test_text_that_is_not_utf8_is_a_unicode_error_at_any_size(data: bytes) -> No
 
 # The official SDK's encodings at the edges (its protobuf, 3.20.3 pure Python, on Python 3.11):
 # the differential test (tests/differential) holds the rest.
+FLOAT32_MAX = float.fromhex("0x1.fffffep+127")
 _NAN_WITH_SIGN = struct.unpack("<d", bytes.fromhex("000000000000f8ff"))[0]
 
 
@@ -164,6 +280,8 @@ _NAN_WITH_SIGN = struct.unpack("<d", bytes.fromhex("000000000000f8ff"))[0]
         (FloatType, -1e-50, "", "0.0"),  # rounds to -0.0 in float32
         (FloatType, 3.4028235e38, "0d0000807f", "inf"),  # above float32's largest, not rounded
         (FloatType, -3.5e38, "0d000080ff", "-inf"),
+        (FloatType, FLOAT32_MAX, "0dffff7f7f", "3.4028234663852886e+38"),  # the largest: kept
+        (FloatType, -FLOAT32_MAX, "0dffff7fff", "-3.4028234663852886e+38"),
         (DoubleType, _NAN_WITH_SIGN, "09000000000000f8ff", "nan"),
         (BoolType, 2**64, "0801", "True"),
         (BoolType, 0, "", "False"),
@@ -225,7 +343,7 @@ def test_the_guides_user_type_whose_serializer_returns_str() -> None:
     from statefun_core.messages import typed_value
 
     tv = typed_value(user_type, User("bob", "blue"))
-    assert tv.typename == "com.example/User"
+    assert tv.typename == "com.example/User" and tv.has_value
     assert json.loads(tv.value) == {"name": "bob", "favorite_color": "blue"}
     assert user_type.serializer().deserialize(tv.value).favorite_color == "blue"
 

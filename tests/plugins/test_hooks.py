@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
+import time
 from datetime import timedelta
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import pytest
 
 from statefun_core import (
+    BoolType,
     Context,
     IntType,
     Limits,
@@ -343,6 +346,88 @@ def test_hook_statefun_batch_finished_for_missing_state(recorder: Recorder, driv
     assert finished["state_bytes_read"] == finished["state_bytes_written"] == 0
 
 
+@pytest.mark.parametrize(("tpe", "zero"), [(IntType, 0), (BoolType, False)])
+def test_hook_statefun_batch_finished_counts_a_zero_as_the_no_bytes_it_writes(
+    recorder: Recorder, driver: str, tpe: Type, zero: Any
+) -> None:
+    functions = StatefulFunctions()
+
+    def reset(context: Context, message: Message) -> None:
+        context.storage.seen = zero
+
+    functions.register("test/reset", reset, [ValueSpec("seen", tpe)])
+    manager = make_plugin_manager(plugins=[recorder], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, plugins=manager)
+    reply = call(handler, driver, to_function("test/reset", "a", names("x"), {"seen": None}), None)
+    assert mutations(reply)["seen"].value == b""  # proto3 leaves a zero out
+    (finished,) = recorder.fields("batch_finished")
+    assert finished["state_bytes_written"] == 0
+
+
+class Timer:
+    @hookimpl
+    def statefun_batch_finished(self, batch: Any) -> None:
+        self.duration = batch.duration
+
+    @hookimpl
+    def statefun_batch_failed(self, batch: Any, error: BaseException) -> None:
+        self.duration = batch.duration
+
+
+@pytest.mark.parametrize(
+    ("state", "word"),
+    [(SEEN_3, "x"), (None, "x"), (SEEN_3, "boom")],
+    ids=["reply", "missing state", "failure"],
+)
+def test_a_batch_is_timed_however_it_ends(driver: str, state: Any, word: str) -> None:
+    timer = Timer()
+    started = time.perf_counter()
+    with contextlib.suppress(FunctionFailedError):
+        call(make_handler(timer), driver, to_function("test/sync", "a", names(word), state), None)
+    took = time.perf_counter() - started
+    assert 0 < timer.duration <= took
+
+
+def test_hook_statefun_request_failed_is_told_the_functions_exception_as_the_cause(
+    driver: str,
+) -> None:
+    causes = []
+
+    class Reporter:
+        @hookimpl
+        def statefun_request_failed(self, error: BaseException) -> None:
+            causes.append(error.__cause__)  # read when told, not after the handler raised
+
+    with pytest.raises(FunctionFailedError) as raised:
+        body = to_function("test/sync", "a", names("boom"), SEEN_3)
+        call(make_handler(Reporter()), driver, body, None)
+    assert causes == [raised.value.__cause__] and isinstance(causes[0], ValueError)
+
+
+class ReplyStamp:
+    """Sets a header for the reply, as statefun-tracecontext sets ``traceresponse``."""
+
+    @hookimpl
+    def statefun_batch_finished(self, batch: Any) -> None:
+        batch.reply_headers["x-outcome"] = batch.outcome
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome"), [(SEEN_3, "ok"), (None, "missing_state")], ids=["reply", "missing state"]
+)
+def test_headers_plugins_set_for_the_reply_go_to_the_servers_reply_headers(
+    driver: str, state: Any, outcome: str
+) -> None:
+    handler = make_handler(ReplyStamp())
+    body = to_function("test/sync", "a", names("x"), state)
+    reply_headers = {"content-type": "application/octet-stream"}
+    if driver == "handle_sync":
+        handler.handle_sync(body, None, reply_headers)
+    else:
+        asyncio.run(handler.handle_async(body, None, reply_headers))
+    assert reply_headers == {"content-type": "application/octet-stream", "x-outcome": outcome}
+
+
 def test_hook_statefun_batch_failed(recorder: Recorder, driver: str, kind: str) -> None:
     with pytest.raises(FunctionFailedError) as raised:
         call(
@@ -398,6 +483,23 @@ def test_hook_statefun_request_failed_after_a_batch(recorder: Recorder, driver: 
     assert failed["error"].status == 500
     assert failed["batch"] is recorder.batches[0]
     assert failed["batch"].outcome == "error"
+
+
+def test_a_plugin_with_only_request_failed_is_told_the_failed_batch(driver: str) -> None:
+    """An error reporter alone still learns which function failed (no other hook makes the
+    batch events)."""
+    told: list[Any] = []
+
+    class Reporter:
+        @hookimpl
+        def statefun_request_failed(self, batch: Any, headers: Mapping[str, str]) -> None:
+            told.append((batch.function_type, batch.function_id, batch.batch_size, batch.outcome,
+                         batch.headers is headers))  # fmt: skip
+
+    with pytest.raises(FunctionFailedError):
+        body = to_function("test/sync", "a", names("x", "boom"), SEEN_3)
+        call(make_handler(Reporter()), driver, body, {"x-request-id": "r-1"})
+    assert told == [("test/sync", "a", 2, "error", True)]
 
 
 # --- how hooks are wired ------------------------------------------------------------------------
