@@ -23,6 +23,7 @@ from statefun_core import (
     protocol,
     simple_type,
 )
+from statefun_core.messages import typed_value
 from statefun_core.types import to_bytes
 
 WRAPPERS = {
@@ -161,8 +162,6 @@ def test_a_fixed_width_wrapper_of_the_wrong_size_is_refused_as_protobuf_refuses_
 def test_a_serializer_may_return_any_bytes_like(kind: type) -> None:
     """``to_bytes``: bytes-likes are copied to bytes."""
     raw = simple_type("com.example/raw", serialize_fn=kind, deserialize_fn=bytes)
-    from statefun_core.messages import typed_value
-
     assert to_bytes(kind(b"ab"), "com.example/raw") == b"ab"
     tv = typed_value(raw, b"\x00\xff")
     assert type(tv.value) is bytes and tv.value == b"\x00\xff"
