@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from typing import Any, Callable
 
 import pytest
 from google.protobuf.message import DecodeError
@@ -144,18 +145,29 @@ def test_a_fixed_width_wrapper_of_the_right_size_with_another_field_reads_as_pro
     assert tpe.serializer().deserialize(data) == 0
 
 
+def _read(read: Callable[[bytes], Any], data: bytes) -> object:
+    """What ``read`` makes of ``data``: its value, or ``DecodeError`` if it refuses it."""
+    try:
+        return read(data)
+    except DecodeError:
+        return DecodeError
+
+
+@pytest.mark.filterwarnings("ignore:Unexpected end-group tag")  # protobuf 3.20 in Python
 @pytest.mark.parametrize("tpe", list(FIXED))
 @pytest.mark.parametrize("cut", ["a stray byte", "a byte short"])
-def test_a_fixed_width_wrapper_of_the_wrong_size_is_refused_as_protobuf_refuses_it(
+def test_a_fixed_width_wrapper_of_the_wrong_size_is_read_as_protobuf_reads_it(
     tpe: Type, cut: str
 ) -> None:
+    """A byte short is refused; a stray zero byte after the value is refused by upb and read
+    as an end-group tag by protobuf 3.20's Python parser: either way, as protobuf does."""
     tag, size = FIXED[tpe]
     canonical = bytes((tag,)) + bytes(range(1, size + 1))
     data = canonical + b"\x00" if cut == "a stray byte" else canonical[:-1]
-    with pytest.raises(DecodeError):
-        WRAPPERS[tpe].FromString(data)
-    with pytest.raises(DecodeError):
-        tpe.serializer().deserialize(data)
+    expected = _read(lambda data: WRAPPERS[tpe].FromString(data).value, data)
+    if cut == "a byte short":
+        assert expected is DecodeError
+    assert _read(tpe.serializer().deserialize, data) == expected
 
 
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
@@ -222,6 +234,7 @@ def _unknown_fields(size: int) -> bytes:
     return b"\x10\x80\x00" * (size % 2) + b"\x10\x00" * ((size - 3 * (size % 2)) // 2)
 
 
+@pytest.mark.filterwarnings("ignore:Unexpected end-group tag")  # protobuf 3.20 in Python
 @pytest.mark.parametrize("size", [200, 201])
 def test_a_two_byte_length_string_cut_short_or_followed_by_more_reads_as_protobuf(
     size: int,
@@ -234,8 +247,10 @@ def test_a_two_byte_length_string_cut_short_or_followed_by_more_reads_as_protobu
             protocol.StringWrapper.FromString(data[:end])
         with pytest.raises(DecodeError):
             deserialize(data[:end])
-    with pytest.raises(DecodeError):
-        deserialize(data + b"\x00")  # a stray byte
+    stray = data + b"\x00"  # refused by upb; an end-group tag to protobuf 3.20 in Python
+    assert _read(deserialize, stray) == _read(
+        lambda d: protocol.StringWrapper.FromString(d).value, stray
+    )
     for extra in range(2, 300):  # unknown fields after it: the value
         assert protocol.StringWrapper.FromString(data + _unknown_fields(extra)).value == value
         assert deserialize(data + _unknown_fields(extra)) == value
