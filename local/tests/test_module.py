@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from statefun_local import ModuleError, load_module, parse_module
-from statefun_local.module import OKHTTP_TRANSPORT, parse_duration, split_unix_url
+from statefun_local.module import OKHTTP_TRANSPORT, Aws, parse_duration, split_unix_url
 
 
 def problems(text: str) -> list[str]:
@@ -532,3 +533,173 @@ def test_each_problem_of_a_document_is_reported_once_with_its_place(
     text: str, expected: list[str]
 ) -> None:
     assert problems(text) == expected
+
+
+def document(kind: str, spec: dict[str, object], **changes: object) -> str:
+    """A ``kind`` document of ``spec`` with ``changes`` (``None``: the field is left out)."""
+    spec = {**spec, **changes}
+    return yaml.safe_dump({"kind": kind, "spec": {k: v for k, v in spec.items() if v is not None}})
+
+
+ROUTE = {"topic": "t", "valueType": "io.statefun.types/string", "targets": ["com.example/f"]}
+KAFKA_IN = {"id": "com.example/in", "address": "b:9092", "consumerGroupId": "g", "topics": [ROUTE]}
+STREAM = {"stream": "s", "valueType": "io.statefun.types/string", "targets": ["com.example/f"]}
+KINESIS = {"id": "com.example/k", "awsRegion": {"type": "default"}}
+
+
+def kafka_in(**changes: object) -> str:
+    return document("io.statefun.kafka.v1/ingress", KAFKA_IN, **changes)
+
+
+def kafka_out(**changes: object) -> str:
+    return document(
+        "io.statefun.kafka.v1/egress", {"id": "com.example/out", "address": "b:9092"}, **changes
+    )
+
+
+def kinesis_in(**changes: object) -> str:
+    return document("io.statefun.kinesis.v1/ingress", {**KINESIS, "streams": [STREAM]}, **changes)
+
+
+def kinesis_out(**changes: object) -> str:
+    return document("io.statefun.kinesis.v1/egress", KINESIS, **changes)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "says"),
+    [
+        # an endpoint needs both its functions and its URL
+        (document("io.statefun.endpoints.v2/http", {"urlPathTemplate": "http://x/"}),
+         "spec.functions", "is required"),
+        (document("io.statefun.endpoints.v2/http", {"functions": "a/b"}),
+         "spec.urlPathTemplate", "is required"),
+        (document("io.statefun.endpoints.v1/http", {"functions": "a/b"}),
+         "spec.urlPathTemplate", "is required"),
+        # the flat connect is parsed too when the compatibility form wins
+        (endpoint("{connect: soon, timeouts: {call: 5s}}"), "spec.transport.connect", "soon"),
+        # an OkHttp timeout given is named with its own value
+        (endpoint("{call: 20s, connect: 30s}", "v1"), "spec.timeouts.connect",
+         "(30 s) may not exceed call (20 s)"),
+        # every field of a Kafka ingress, and of each of its topics, is required
+        (kafka_in(id=None), "spec.id", "is required"),
+        (kafka_in(address=None), "spec.address", "is required"),
+        (kafka_in(consumerGroupId=None), "spec.consumerGroupId", "is required"),
+        (kafka_in(topics=None), "spec.topics", "is required and must be a non-empty list"),
+        (kafka_in(topics=[]), "spec.topics", "is required and must be a non-empty list"),
+        (kafka_in(topics=5), "spec.topics", "is required and must be a non-empty list"),
+        (kafka_in(topics=["t"]), "spec.topics[0]", "must be a mapping with topic"),
+        (kafka_in(topics=[{**ROUTE, "topic": None}]), "spec.topics[0].topic", "is required"),
+        (kafka_in(topics=[{**ROUTE, "valueType": None}]), "spec.topics[0].valueType",
+         "is required"),
+        (kafka_in(topics=[{**ROUTE, "targets": None}]), "spec.topics[0].targets",
+         "is required and must be a non-empty list"),
+        (kafka_in(topics=[{**ROUTE, "targets": []}]), "spec.topics[0].targets",
+         "is required and must be a non-empty list"),
+        (kafka_in(topics=[{**ROUTE, "targets": 5}]), "spec.topics[0].targets",
+         "is required and must be a non-empty list"),
+        (kafka_in(startupPosition={"type": "specific-offsets"}), "spec.startupPosition.offsets",
+         "is required for specific-offsets"),
+        (kafka_in(startupPosition={"type": "date"}), "spec.startupPosition.date", "is required"),
+        (kafka_in() + "---\n" + kafka_in(), "spec.id", "ingress 'com.example/in' is defined twice"),
+        (kafka_in(properties=5), "spec.properties", "must be a list of 'key: value' entries"),
+        (kafka_in(properties=[{"a": 1}, 5]), "spec.properties[1]", "must be a 'key: value' entry"),
+        (kafka_out(id=None), "spec.id", "is required"),
+        (kafka_out(address=None), "spec.address", "is required"),
+        (kafka_out() + "---\n" + kafka_out(), "spec.id",
+         "egress 'com.example/out' is defined twice"),
+        # Kinesis: the region or credentials a type names are required
+        (kinesis_in(id=None), "spec.id", "is required"),
+        (kinesis_in(streams=None), "spec.streams", "is required and must be a non-empty list"),
+        (kinesis_in(streams=[{**STREAM, "stream": None}]), "spec.streams[0].stream",
+         "is required"),
+        (kinesis_in(startupPosition={"type": "date"}), "spec.startupPosition.date", "is required"),
+        (kinesis_out(id=None), "spec.id", "is required"),
+        (kinesis_out(awsRegion={"type": "specific"}), "spec.awsRegion.id", "is required"),
+        (kinesis_out(awsRegion={"type": "custom-endpoint", "endpoint": "http://k:4566"}),
+         "spec.awsRegion.id", "is required"),
+        (kinesis_out(awsRegion={"type": "custom-endpoint", "id": "us-east-1"}),
+         "spec.awsRegion.endpoint", "is required"),
+        (kinesis_in(awsCredentials={"type": "basic", "secretAccessKey": "s"}),
+         "spec.awsCredentials.accessKeyId", "is required"),
+        (kinesis_in(awsCredentials={"type": "basic", "accessKeyId": "k"}),
+         "spec.awsCredentials.secretAccessKey", "is required"),
+        (kinesis_in(awsCredentials={"type": "profile"}), "spec.awsCredentials.profileName",
+         "is required"),
+        (kinesis_in(awsCredentials={"type": "anonymous"}), "spec.awsCredentials.type",
+         "must be one of default, basic, profile"),
+        (kinesis_in() + "---\n" + kinesis_in(), "spec.id",
+         "ingress 'com.example/k' is defined twice"),
+        (kinesis_out() + "---\n" + kinesis_out(), "spec.id",
+         "egress 'com.example/k' is defined twice"),
+    ],
+)  # fmt: skip
+def test_the_one_problem_of_a_document_missing_a_field(text: str, field: str, says: str) -> None:
+    [found] = problems(text)
+    assert f": {field}: " in found and says in found, found
+
+
+@pytest.mark.parametrize(
+    ("date", "ms"),
+    [
+        ("2020-02-01 04:15:00.00 Z", 1580530500000),
+        ("2020-02-01 04:15:00Z", 1580530500000),
+        ("2020-02-01 04:15:00.5 +01:30", 1580525100500),
+        ("2020-02-01 04:15:00.123456 -0530", 1580550300123),
+        ("2020-02-01 04:15:00.07 +0000", 1580530500070),
+    ],
+)
+def test_startup_dates_with_their_zone_and_fraction(date: str, ms: int) -> None:
+    module = parse_module(
+        kafka_in(startupPosition={"type": "date", "date": date})
+        + "---\n"
+        + kinesis_in(startupPosition={"type": "date", "date": date})
+    )
+    kafka, kinesis = module.ingresses["com.example/in"], module.ingresses["com.example/k"]
+    assert (kafka.startup.position, kafka.startup.date_ms) == ("date", ms)
+    assert (kinesis.startup.position, kinesis.startup.date_ms) == ("date", ms)
+
+
+def test_what_the_kinesis_connectors_are_given() -> None:
+    module = parse_module(
+        kinesis_in(
+            awsRegion={"type": "custom-endpoint", "id": "us-east-1", "endpoint": "http://k:4566"},
+            awsCredentials={"type": "basic", "accessKeyId": "key", "secretAccessKey": "secret"},
+            startupPosition={"type": "earliest"},
+            clientConfigProperties=[{"SocketTimeout": 120}, {"MaxConnections": 2}],
+        )
+        + "---\n"
+        + kinesis_out(
+            awsRegion={"type": "specific", "id": "eu-west-1"},
+            awsCredentials={"type": "profile", "profileName": "dev"},
+            clientConfigProperties={"RecordTtl": 100},
+        )
+    )
+    ingress, egress = module.ingresses["com.example/k"], module.egresses["com.example/k"]
+    assert ingress.address == "http://k:4566" and ingress.startup.position == "earliest"
+    assert ingress.aws == Aws("us-east-1", "http://k:4566", "key", "secret", "")
+    assert ingress.routes == (("s", "io.statefun.types/string", ("com.example/f",)),)
+    assert ingress.properties == (("SocketTimeout", "120"), ("MaxConnections", "2"))
+    assert egress.aws == Aws("eu-west-1", "", "", "", "dev")
+    assert egress.properties == (("RecordTtl", "100"),)
+    # the defaults: the SDK's region and credentials, from the end of each shard
+    default = parse_module(kinesis_in()).ingresses["com.example/k"]
+    assert (default.aws, default.startup.position, default.properties) == (Aws(), "latest", ())
+
+
+def test_a_kafka_egress_is_given_its_address() -> None:
+    egress = parse_module(kafka_out()).egresses["com.example/out"]
+    assert (egress.address, egress.semantic, egress.transaction_timeout_ms) == (
+        "b:9092",
+        "at-least-once",
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    "entry", [5, "t/0", {"t/0": 1, "t/1": 2}, {}, {"t/x": 1}, {"/0": 1}, {"t0": 1}, {"t/0": "9"},
+              {"t/": 1}, {"t/-1": 1}],
+)  # fmt: skip
+def test_bad_specific_offsets(entry: object) -> None:
+    text = kafka_in(startupPosition={"type": "specific-offsets", "offsets": [{"t/0": 5}, entry]})
+    [found] = problems(text)
+    assert ": spec.startupPosition.offsets[1]: must be " in found, found
