@@ -251,12 +251,23 @@ def test_kafka_records_are_routed_like_the_kafka_ingress(tmp_path: Path) -> None
                         ) as response:
                             assert response.status == 400
                             assert "does not read 'other'" in await response.text()
+                        async with session.post(
+                            f"{url}/records/com.example/names?topic=names", data=value
+                        ) as response:
+                            assert response.status == 400
+                            assert "without a key" in await response.text()
+                        # the empty key is an id, as the runtime takes it
+                        bo = StringType.serializer().serialize("Bo")
+                        async with session.post(
+                            f"{url}/records/com.example/names?topic=names&key=", data=bo
+                        ) as response:
+                            assert response.status == 202, await response.text()
                     await runtime.wait_until_idle()
                 finally:
                     await runner.cleanup()
-                return [r["record"]["kafka"]["value"] for r in runtime.egress_records()]
+                return sorted(r["record"]["kafka"]["value"] for r in runtime.egress_records())
 
-    assert run(scenario()) == ["Hello Ann for the 1th time!"]
+    assert run(scenario()) == ["Hello Ann for the 1th time!", "Hello Bo for the 1th time!"]
 
 
 def test_a_record_is_queued_for_all_its_targets_or_for_none(tmp_path: Path) -> None:

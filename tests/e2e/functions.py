@@ -7,6 +7,7 @@ topics, so a test sees only what a user of the real runtime sees. Commands are J
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -176,6 +177,17 @@ def unpositioned(context: Context, message: Message) -> None:
     context.send_egress(emit("unpositioned-taken", context.address.id, message.as_string()))
 
 
+# --- record keys: the empty key and one not UTF-8 (module.yaml's keys topic) ---------------
+
+
+@functions.bind("e2e.fns/keys")
+def keys(context: Context, message: Message) -> None:
+    """Reports the id each record reached, as JSON (ASCII): egress keys drop an empty one."""
+    context.send_egress(
+        emit("keys-seen", "k", f"{json.dumps(context.address.id)} {message.as_string()}")
+    )
+
+
 # --- every type through state and messages -------------------------------------------------
 
 
@@ -204,14 +216,19 @@ TYPED_VALUES: list[tuple[str, Any, Any]] = [
 ]
 
 
+#: Each type's zero: a built-in type's is written as no bytes at all, yet is there (has_value).
+ZEROS: dict[str, Any] = {"b": False, "i": 0, "l": 0, "f": 0.0, "d": 0.0, "s": "",
+                         "p": Profile(name="", tags=[]), "m": Point(x=0, y=0.0)}  # fmt: skip
+
+
 @functions.bind("e2e.fns/types", specs=[ValueSpec(name, type) for name, type, _ in TYPED_VALUES])
 def types(context: Context, message: Message) -> None:
-    """``write``: every value to state; ``read``: each state sent as a message to ``e2e.fns/
-    echo``, which writes what it received to the egress."""
+    """``write``: every value to state (``"zeros": true``: each type's zero); ``read``: each
+    state sent as a message to ``e2e.fns/echo``, which writes what it received to the egress."""
     command = message.as_type(COMMAND)
     for name, type_, value in TYPED_VALUES:
         if command["op"] == "write":
-            setattr(context.storage, name, value)
+            setattr(context.storage, name, ZEROS[name] if command.get("zeros") else value)
         else:
             stored = getattr(context.storage, name)
             target = f"{context.address.id}.{name}"

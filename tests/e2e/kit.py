@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -230,15 +230,19 @@ class Kafka:
             future.result(timeout=30)
 
     def produce(
-        self, topic: str, records: Iterable[tuple[Optional[str], bytes]], **options: Any
+        self,
+        topic: str,
+        records: Iterable[tuple[Union[str, bytes, None], Optional[bytes]]],
+        **options: Any,
     ) -> None:
-        """Produce ``(key, value)`` records (``options``: ``partition=``, ``timestamp=``)."""
+        """Produce ``(key, value)`` records, a text key as UTF-8 (``options``: ``partition=``,
+        ``timestamp=``)."""
         from confluent_kafka import Producer
 
         producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True})
         for key, value in records:
-            producer.produce(topic, key=key.encode() if key is not None else None, value=value,
-                             **options)  # fmt: skip
+            raw_key = key.encode() if isinstance(key, str) else key
+            producer.produce(topic, key=raw_key, value=value, **options)
         if producer.flush(30):
             raise RuntimeError(f"records to {topic} not delivered within 30 s")
 
@@ -505,8 +509,9 @@ def render_module(
 
 #: The ingress topics of module.yaml, and the egress topics the functions write.
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
-                  "evolving", "poison", "unpositioned")  # fmt: skip
+                  "evolving", "poison", "unpositioned", "keys")  # fmt: skip
 EGRESS_TOPICS = (
+    "keys-seen",
     "evolved",
     "greetings",
     "expiry",
@@ -592,7 +597,7 @@ class Application:
         assert self.module is not None
         self.job = self.runtime.start(self.module, self.workdir)
 
-    def send(self, topic: str, records: Iterable[tuple[str, bytes]]) -> None:
+    def send(self, topic: str, records: Iterable[tuple[Union[str, bytes], bytes]]) -> None:
         self.kafka.produce(self.topic(topic), records)
 
     def read(self, topic: str, count: int, **options: Any) -> list[Record]:

@@ -142,14 +142,19 @@ def test_date(local: Local) -> None:
     assert local.taken(2) == ["after-0", "after-1"]
 
 
-def test_a_record_without_a_key_is_reported_and_passed_over(local: Local) -> None:
+def test_a_record_without_a_key_or_a_value_is_reported_and_passed_over(local: Local) -> None:
+    """The runtime fails the job on either (no key: its deserializer refuses it; no value, a
+    tombstone: it wraps the null into a ByteString)."""
     local.kafka.produce(local.inbox, [("first", string("+1"))], partition=0)
     local.kafka.produce(local.inbox, [(None, string("+1"))], partition=0)
-    local.kafka.produce(local.inbox, [("third", string("+1"))], partition=0)
+    local.kafka.produce(local.inbox, [("tombstone", None)], partition=0)
+    local.kafka.produce(local.inbox, [("fourth", string("+1"))], partition=0)
     local.start()
-    assert local.taken(2) == ["first", "third"]
-    skipped = local.connection("ingress")["skipped"]
-    assert skipped == [f"{local.inbox}/0@1: a record without a key can not be routed to an id"]
+    assert local.taken(2) == ["first", "fourth"]
+    assert local.connection("ingress")["skipped"] == [
+        f"{local.inbox}/0@1: a record without a key can not be routed to an id",
+        f"{local.inbox}/0@2: a record without a value (a tombstone) can not be a message",
+    ]
 
 
 # --- the W3C trace context, Kafka in and Kafka out ---------------------------------------------

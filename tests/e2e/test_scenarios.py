@@ -88,11 +88,26 @@ def test_a_final_failure_goes_to_the_dead_letter_topic_and_the_job_runs_on(
 
 
 def test_every_type_through_state_and_messages(application: Application) -> None:
+    """Each type's zero too (id ``Z``): a built-in one is no bytes, but present, not None."""
     from .functions import TYPED_VALUES
 
-    application.send("types", [("T", command(op="write")), ("T", command(op="read"))])
-    typed = {record.key: record.text for record in application.read("typed", len(TYPED_VALUES))}
-    assert typed == {
+    application.send("types", [
+        ("T", command(op="write")), ("T", command(op="read")),
+        ("Z", command(op="write", zeros=True)), ("Z", command(op="read")),
+    ])  # fmt: skip
+    records = application.read("typed", 2 * len(TYPED_VALUES), settle=1)
+    typed = {record.key: record.text for record in records}
+    assert {key: text for key, text in typed.items() if key.startswith("Z.")} == {
+        "Z.b": "io.statefun.types/bool False",
+        "Z.i": "io.statefun.types/int 0",
+        "Z.l": "io.statefun.types/long 0",
+        "Z.f": "io.statefun.types/float 0.0",
+        "Z.d": "io.statefun.types/double 0.0",
+        "Z.s": "io.statefun.types/string ''",
+        "Z.p": 'tests.e2e.functions/Profile {"name":"","tags":[]}',
+        "Z.m": "e2e/point Point(x=0, y=0.0)",
+    }
+    assert {key: text for key, text in typed.items() if key.startswith("T.")} == {
         "T.b": "io.statefun.types/bool True",
         "T.i": "io.statefun.types/int -2147483648",
         "T.l": "io.statefun.types/long 9007199254740993",
@@ -132,6 +147,18 @@ def test_state_expires_after_write_and_after_call(application: Application) -> N
     assert seen[1:3] == ["1 1", "1 1"]  # 1 s, 2 s
     assert seen[6:9] == ["None 1"] * 3  # 6 s to 8 s: the write is gone, the last call is 1 s ago
     assert seen[9] == "None None"  # 6 s after the last call
+
+
+def test_a_record_key_becomes_the_id_as_java_decodes_it(application: Application) -> None:
+    """The empty key is the id "", and a key that is not UTF-8 is decoded as Java decodes it
+    (``new String(key, UTF_8)``: U+FFFD for what is not UTF-8). A record with no key or no
+    value fails the job on the runtime (statefun-local passes it over): not sent here."""
+    application.send("keys", [
+        (b"", string("empty")), (b"\xff", string("bad")), (b"a\xc3", string("cut")),
+        ("K\u00e9", string("plain")),
+    ])  # fmt: skip
+    seen = sorted(record.text for record in application.read("keys-seen", 4, settle=2))
+    assert seen == ['"" empty', '"K\\u00e9" plain', '"\\ufffd" bad', '"a\\ufffd" cut']
 
 
 def test_an_ingress_without_a_startup_position_starts_at_latest(application: Application) -> None:

@@ -240,12 +240,15 @@ class KafkaIngress(_KafkaConnector):
                 continue
             where = (record.topic(), record.partition())
             offsets[where] = record.offset() + 1
-            key = record.key()
+            key, value = record.key(), record.value()
+            if value is None:  # the runtime wraps the value unchecked: its NPE fails the job
+                self._skip(record, "a record without a value (a tombstone) can not be a message")
+                continue
+            if key is not None:  # as Java decodes it (new String(key, UTF_8)): U+FFFD for bad
+                key = key.decode("utf-8", "replace")
             try:
-                routed = self.runtime.route_record(
-                    self.id, record.topic(), key.decode("utf-8") if key else "", record.value()
-                )
-            except (UnknownIngressError, UnicodeDecodeError) as error:
+                routed = self.runtime.route_record(self.id, record.topic(), key, value)
+            except UnknownIngressError as error:
                 self._skip(record, str(error))
                 continue
             trace = _trace(record)
@@ -269,8 +272,8 @@ class KafkaIngress(_KafkaConnector):
             )
 
     def _skip(self, record: Any, why: str) -> None:
-        """A record no function can take (no key, a key that is not UTF-8): reported with
-        where it is, and passed over (the real runtime would fail the job on it)."""
+        """A record no function can take (no key, no value): reported with where it is, and
+        passed over (the real runtime would fail the job on it)."""
         where = f"{record.topic()}/{record.partition()}@{record.offset()}"
         log.error("kafka ingress %s: record %s skipped: %s", self.id, where, why)
         self.skipped = [*self.skipped[-9:], f"{where}: {why}"]

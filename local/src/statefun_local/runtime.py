@@ -220,7 +220,7 @@ class LocalRuntime:
         (seq,) = await self.send_all([(target, value, trace)])
         return seq
 
-    async def send_record(self, ingress_id: str, source: str, key: str, value: bytes,
+    async def send_record(self, ingress_id: str, source: str, key: Optional[str], value: bytes,
                           trace: Optional[TraceContext] = None) -> list[int]:
         """Deliver a record as the Kafka or Kinesis ingress ``ingress_id`` would (protocol §9):
         one message per target of the topic (stream) ``source``, to the id ``key``, typed as
@@ -254,10 +254,11 @@ class LocalRuntime:
             target, endpoint.max_num_batch_requests
         )
 
-    def route_record(self, ingress_id: str, source: str, key: str, value: Optional[bytes]
+    def route_record(self, ingress_id: str, source: str, key: Optional[str], value: bytes
                      ) -> list[tuple[Address, TypedValue]]:
-        """The messages a record of ``source`` becomes: one per target, to the id ``key``.
-        Raises :class:`UnknownIngressError` for a record no route takes."""
+        """The messages a record of ``source`` becomes: one per target, to the id ``key`` (the
+        empty key too, as the runtime does). Raises :class:`UnknownIngressError` for a record
+        no route takes, and for one without a key (the runtime fails the job on it)."""
         ingress = self.module.ingresses.get(ingress_id)
         if ingress is None:
             known = ", ".join(sorted(self.module.ingresses)) or "none"
@@ -267,10 +268,10 @@ class LocalRuntime:
             names = ", ".join(route[0] for route in ingress.routes)
             raise UnknownIngressError(f"ingress {ingress_id!r} does not read {source!r} "
                                       f"(it reads {names})")
-        if not key:
+        if key is None:
             raise UnknownIngressError("a record without a key can not be routed to an id")
         _, value_type, targets = routes[0]
-        message = TypedValue(value_type, value or b"", value is not None)
+        message = TypedValue(value_type, value, True)
         return [(Address(target, key), message) for target in targets]
 
     def check_target(self, target: Address) -> Endpoint:

@@ -144,8 +144,8 @@ async def record(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     ingress_id = f"{request.match_info['namespace']}/{request.match_info['name']}"
     source = request.query.get("topic") or request.query.get("stream") or ""
-    key = request.query.get("key") or request.query.get("partition_key") or ""
-    _check_text(ingress_id, source, key)
+    key = request.query.get("key", request.query.get("partition_key"))  # "" is an id, too
+    _check_text(ingress_id, source, key or "")
     try:
         seqs = await runtime.send_record(ingress_id, source, key, await request.read(),
                                          _trace(request))
