@@ -480,9 +480,9 @@ def function_path(framework: str) -> str:
 
 
 def start_function_server(
-    framework: str, workdir: Path, prefix: str, **settings: str
+    framework: str, workdir: Path, prefix: str, port: int = 0, **settings: str
 ) -> tuple[Process, int]:
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "SERVE_FUNCTIONS": "tests.e2e.functions:functions",
            "HARDENING_LIMITS": "default", "E2E_TOPIC_PREFIX": prefix, **settings}  # fmt: skip
     command = [sys.executable, "-m", "tests.hardening.serve", framework, str(port)]
@@ -537,6 +537,7 @@ class Application:
     workdir: Path
     prefix: str
     functions: Optional[Process] = None
+    functions_port: int = 0
     job: Optional[Process] = None
     module: Optional[Path] = None
 
@@ -588,10 +589,20 @@ class Application:
         """Start (or redeploy, with ``settings`` in its environment) the function server, and
         point module.yaml at it."""
         with timed(f"{self.framework}: start the function server"):
-            self.functions, port = start_function_server(self.framework, self.workdir,
-                                                         self.prefix, **settings)  # fmt: skip
-        url = f"http://127.0.0.1:{port}{function_path(self.framework)}"
+            self.functions, self.functions_port = start_function_server(
+                self.framework, self.workdir, self.prefix, **settings
+            )
+        url = f"http://127.0.0.1:{self.functions_port}{function_path(self.framework)}"
         self.module = render_module(self.workdir, url, self.kafka.bootstrap, self.prefix)
+
+    def redeploy_functions(self, **settings: str) -> None:
+        """Stop the function server and start it again at the same URL, with ``settings`` in
+        its environment: the runtime runs on, its calls retried meanwhile."""
+        assert self.functions is not None
+        self.functions.stop()
+        with timed(f"{self.framework}: redeploy the function server"):
+            self.functions, _ = start_function_server(self.framework, self.workdir, self.prefix,
+                                                      self.functions_port, **settings)  # fmt: skip
 
     def start_runtime(self) -> None:
         assert self.module is not None
@@ -631,6 +642,15 @@ class LocalApplication(Application):
     """The same application on statefun-local, Kafka in and Kafka out like the others."""
 
     port = 0  # of its web page and HTTP API
+
+    def redeploy_functions(self, **settings: str) -> None:
+        """Stop the function server and start it again at the same URL, with ``settings`` in
+        its environment: the runtime runs on, its calls retried meanwhile."""
+        assert self.functions is not None
+        self.functions.stop()
+        with timed(f"{self.framework}: redeploy the function server"):
+            self.functions, _ = start_function_server(self.framework, self.workdir, self.prefix,
+                                                      self.functions_port, **settings)  # fmt: skip
 
     def start_runtime(self) -> None:
         assert self.module is not None
