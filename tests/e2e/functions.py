@@ -117,6 +117,38 @@ def delay(context: Context, message: Message) -> None:
     context.send_egress(emit("delays", context.address.id, message.as_string()))
 
 
+# --- the rules of cancellation tokens, across two function types of one id -------------------
+
+
+@functions.bind("e2e.fns/timer")
+def timer(context: Context, message: Message) -> None:
+    """A command's ``steps``, in order, in one reply: ``["send", label, after_ms, token]``,
+    ``["cancel", token]`` or ``["peer-cancel", token]`` (a message to ``e2e.fns/timer-peer`` at
+    this id); a delivered label goes to the egress with who scheduled it."""
+    if not message.is_type(COMMAND):
+        caller = context.caller
+        assert caller is not None
+        delivered = f"{message.as_string()} from {caller.typename}/{caller.id}"
+        context.send_egress(emit("timers", context.address.id, delivered))
+        return
+    for step in message.as_type(COMMAND)["steps"]:
+        if step[0] == "cancel":
+            context.cancel_delayed_message(step[1])
+        elif step[0] == "peer-cancel":
+            peer = message_builder("e2e.fns/timer-peer", context.address.id, str_value=step[1])
+            context.send(peer)
+        else:
+            _, label, after_ms, token = step
+            later = message_builder("e2e.fns/timer", context.address.id, str_value=label)
+            context.send_after(timedelta(milliseconds=after_ms), later, cancellation_token=token)
+
+
+@functions.bind("e2e.fns/timer-peer")
+def timer_peer(context: Context, message: Message) -> None:
+    """Cancels a token of another function type, at the same id."""
+    context.cancel_delayed_message(message.as_string())
+
+
 # --- a function that fails its first attempts --------------------------------------------------
 
 #: Attempts per (id, payload) in this server process. The runtime retries a failed batch, so the

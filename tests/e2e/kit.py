@@ -195,8 +195,10 @@ class Kafka:
         )
         cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         with timed("kafka: format and start"):
-            run_checked([*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster,
-                         "-c", str(self.config)], "formatting Kafka's log directory")  # fmt: skip
+            # "=": an id that starts with "-" (1 in 64) is not taken for an option
+            run_checked([*self._java(), "kafka.tools.StorageTool", "format",
+                         f"--cluster-id={cluster}", "-c", str(self.config)],
+                        "formatting Kafka's log directory")  # fmt: skip
             self.restart()
 
     def _java(self) -> list[str]:
@@ -509,8 +511,9 @@ def render_module(
 
 #: The ingress topics of module.yaml, and the egress topics the functions write.
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
-                  "evolving", "poison", "unpositioned", "keys")  # fmt: skip
+                  "evolving", "poison", "unpositioned", "keys", "timer")  # fmt: skip
 EGRESS_TOPICS = (
+    "timers",
     "keys-seen",
     "evolved",
     "greetings",

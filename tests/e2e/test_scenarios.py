@@ -57,6 +57,26 @@ def test_delayed_messages_and_cancellation(application: Application) -> None:
     assert by_key(application.read("delays", 2, settle=4)) == {"D": ["early", "late"]}
 
 
+def test_cancellation_tokens_in_order_reused_and_shared_by_the_id(
+    application: Application,
+) -> None:
+    """Steps apply in order (send then cancel: cancelled; cancel then send: sent); a delay of 0
+    goes; the scheduler is the caller; a delivered token is free again; and the token's scope
+    is the id, not the function type: another type at the same id cancels it."""
+    application.send("timer", [("X", command(steps=[
+        ["send", "send-then-cancel", 300, "t1"], ["cancel", "t1"],
+        ["cancel", "t2"], ["send", "cancel-then-send", 300, "t2"],
+        ["send", "zero", 0, None],
+        ["send", "cancelled-by-the-peer", 3000, "t3"], ["peer-cancel", "t3"],
+    ]))])  # fmt: skip
+    assert sorted(r.text for r in application.read("timers", 2)) == [
+        "cancel-then-send from e2e.fns/timer/X", "zero from e2e.fns/timer/X",
+    ]  # fmt: skip
+    application.send("timer", [("X", command(steps=[["send", "reused", 300, "t2"]]))])
+    delivered = [record.text for record in application.read("timers", 3, settle=4)]
+    assert delivered[2:] == ["reused from e2e.fns/timer/X"]
+
+
 def test_failed_attempts_are_retried_to_exactly_one_effect(application: Application) -> None:
     application.send("flaky", [("X", command(payload="p1", fail=3)),
                                ("X", command(payload="p2", fail=0))])  # fmt: skip
