@@ -214,10 +214,10 @@ def unpositioned(context: Context, message: Message) -> None:
 
 @functions.bind("e2e.fns/keys")
 def keys(context: Context, message: Message) -> None:
-    """Reports the id each record reached, as JSON (ASCII): egress keys drop an empty one."""
-    context.send_egress(
-        emit("keys-seen", "k", f"{json.dumps(context.address.id)} {message.as_string()}")
-    )
+    """Reports the id each record reached, as JSON (ASCII), keyed by the id (an empty key is
+    no key: the egress writes a record without one)."""
+    id = context.address.id
+    context.send_egress(emit("keys-seen", id, f"{json.dumps(id)} {message.as_string()}"))
 
 
 # --- every type through state and messages -------------------------------------------------

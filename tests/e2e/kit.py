@@ -274,7 +274,7 @@ class Kafka:
                     continue
                 key = message.key()
                 records.append(Record(
-                    message.topic(), message.partition(), key.decode() if key else None,
+                    message.topic(), message.partition(), None if key is None else key.decode(),
                     message.value() or b"", list(message.headers() or []), time.time(),
                 ))  # fmt: skip
         finally:
