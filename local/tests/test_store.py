@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import pytest
-from statefun_local.store import SqliteStore
+from statefun_local.store import SCHEMA_VERSION, SqliteStore, connect
 
-from statefun_core.engine import Store
+from statefun_core.engine import Address, EgressRecord, Envelope, Store, Timer, TypedValue
 from statefun_core.engine.conformance import STORE_CHECKS
 
 
@@ -21,3 +24,140 @@ def test_sqlite_store_keeps_the_store_contract(
         check(store)
     finally:
         store.close()
+
+
+A = Address("example/f", "a")
+B = Address("example/f", "b")
+C = Address("example/g", "a")
+VALUE = TypedValue("example/t", b"v")
+
+
+def test_a_new_database_records_schema_version_1(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    assert store.meta_get("schema_version") == SCHEMA_VERSION == 1
+    store.close()
+
+
+def test_a_database_of_another_schema_version_is_refused_and_left_closed(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    store = SqliteStore.open(db)
+    store.meta_put("schema_version", 2)
+    store.close()
+    with pytest.raises(RuntimeError, match="schema version 2") as refused:
+        SqliteStore.open(db)
+    assert refused.value and not (tmp_path / "db.sqlite-wal").exists()  # no connection left
+
+
+def test_a_read_only_connection_needs_the_file_and_can_not_write(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    with pytest.raises(FileNotFoundError):
+        connect(db, readonly=True)
+    assert not db.exists()
+    SqliteStore.open(db).close()
+    with contextlib.closing(connect(db, readonly=True)) as conn:
+        assert conn.execute("SELECT value FROM meta").fetchall() == [(1,)]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            conn.execute("DELETE FROM meta")
+
+
+def test_connections_can_be_used_from_another_thread(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    readonly = contextlib.closing(connect(tmp_path / "db.sqlite", readonly=True))
+    with readonly as conn, ThreadPoolExecutor(1) as thread:
+        assert thread.submit(store.meta_get, "schema_version").result() == 1
+        assert thread.submit(conn.execute, "SELECT 1").result().fetchone() == (1,)
+    store.close()
+
+
+def test_connections_wait_5_s_for_a_lock_and_sync_as_asked(tmp_path: Path) -> None:
+    normal = SqliteStore.open(tmp_path / "normal.sqlite")
+    full = SqliteStore.open(tmp_path / "full.sqlite", synchronous="FULL")
+    readonly = connect(tmp_path / "full.sqlite", readonly=True)
+    for conn in (normal.conn, full.conn, readonly):
+        assert conn.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    assert normal.conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    assert full.conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    for conn in (normal.conn, full.conn, readonly):
+        conn.close()
+
+
+def test_messages_and_egress_records_are_stamped_by_the_clock(tmp_path: Path) -> None:
+    for clock, stamp in ((None, 0), (lambda: 1234, 1234)):
+        store = SqliteStore.open(tmp_path / f"{stamp}.sqlite", clock_ms=clock)
+        store.mailbox_append(Envelope(A, VALUE))
+        store.egress_append(EgressRecord("example/out", VALUE))
+        stamps = "SELECT created_ms FROM mailbox UNION ALL SELECT created_ms FROM egress"
+        assert store.conn.execute(stamps).fetchall() == [(stamp,), (stamp,)]
+        store.close()
+
+
+def test_a_closed_store_refuses_queries(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        store.meta_get("schema_version")
+
+
+def test_a_nested_transaction_joins_the_enclosing_one(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    with pytest.raises(KeyError), store.transaction():
+        with store.transaction():
+            store.meta_put("key", 1)
+        raise KeyError
+    assert store.meta_get("key") is None
+    store.close()
+
+
+def test_a_mailbox_count_takes_every_queued_message_by_default(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    with store.transaction():
+        for address in (B, A, B):
+            store.mailbox_append(Envelope(address, VALUE))
+    assert store.mailbox_count(B) == 2  # seqs 1 and 3
+    store.close()
+
+
+def test_a_reopened_store_has_the_in_flight_markers_in_the_order_they_were_set(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "db.sqlite"
+    store = SqliteStore.open(db)
+    with store.transaction():
+        for address in (B, A, C):
+            store.in_flight_set(address, 1)
+        store.in_flight_clear(C)
+    store.close()
+    store = SqliteStore.open(db)
+    assert store.in_flight_addresses() == [B, A]
+    store.in_flight_set(C, 2)
+    store.close()
+    store = SqliteStore.open(db)
+    assert store.in_flight_addresses() == [B, A, C]
+    store.close()
+
+
+def test_finding_no_due_timer_takes_no_write_lock(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    store.timer_add(Timer(100, A, VALUE, B))
+    with store.transaction():
+        assert store.timers_pop_due(99) == []
+        assert not store.conn.in_transaction
+    store.close()
+
+
+def test_ingress_offsets_and_positions_are_kept_per_ingress_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    with store.transaction():
+        for partition, offset in ((0, 5), (0, 7), (1, 3)):
+            store.kafka_offset_put("in", "t", partition, offset)
+        store.kafka_offset_put("other", "t", 0, 9)
+        for sequence in ("42", "43"):
+            store.kinesis_position_put("in", "s", "shard-1", sequence)
+        store.kinesis_position_put("other", "s", "shard-1", "1")
+    store.close()
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    assert store.kafka_offsets("in") == {("t", 0): 7, ("t", 1): 3}
+    assert store.kinesis_positions("in") == {("s", "shard-1"): "43"}
+    store.close()

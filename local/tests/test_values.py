@@ -6,7 +6,7 @@ import pytest
 from statefun_local.values import InvalidValueError, describe, make_value
 
 from statefun_core import protocol
-from statefun_core.types import DoubleType, IntType, StringType
+from statefun_core.types import BoolType, DoubleType, FloatType, IntType, LongType, StringType
 
 KAFKA = "type.googleapis.com/io.statefun.sdk.egress.KafkaProducerRecord"
 KINESIS = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgressRecord"
@@ -18,7 +18,8 @@ def test_builtins_use_the_wire_encoding() -> None:
     assert make_value("double", 1).value == DoubleType.serializer().serialize(1.0)
     assert make_value("bool", "true").value == b"\x08\x01"
     assert make_value("io.statefun.types/string", "hé").value == (
-        StringType.serializer().serialize("hé"))
+        StringType.serializer().serialize("hé")
+    )
 
 
 def test_custom_types_are_json_or_raw_bytes() -> None:
@@ -30,8 +31,15 @@ def test_custom_types_are_json_or_raw_bytes() -> None:
 
 @pytest.mark.parametrize(
     ("type_", "value"),
-    [("int", 2**31), ("long", 2**63), ("int", True), ("bool", "maybe"), ("string", 5),
-     ("nonsense", 1), ("a/b/c", 1)],
+    [
+        ("int", 2**31),
+        ("long", 2**63),
+        ("int", True),
+        ("bool", "maybe"),
+        ("string", 5),
+        ("nonsense", 1),
+        ("a/b/c", 1),
+    ],
 )
 def test_invalid_values(type_: str, value: object) -> None:
     with pytest.raises(InvalidValueError):
@@ -54,9 +62,14 @@ def test_describe_decodes_builtins_json_and_egress_records() -> None:
     kinesis = protocol.KinesisEgressRecord(
         stream="s", partition_key="p", value_bytes=b"\x00\x01", explicit_hash_key="h"
     ).SerializeToString()
-    assert describe(KINESIS, kinesis) == {"kinesis": {
-        "stream": "s", "partition_key": "p", "value": {"base64": "AAE="},
-        "explicit_hash_key": "h"}}
+    assert describe(KINESIS, kinesis) == {
+        "kinesis": {
+            "stream": "s",
+            "partition_key": "p",
+            "value": {"base64": "AAE="},
+            "explicit_hash_key": "h",
+        }
+    }
 
 
 def test_builtins_take_raw_bytes_or_base64_unchecked() -> None:
@@ -78,9 +91,37 @@ def test_the_bounds_of_a_builtin_are_values(type_: str, value: int) -> None:
 
 @pytest.mark.parametrize(
     ("type_", "value", "base64_data"),
-    [("int", -(2**31) - 1, None), ("string", "\ud800", None),
-     ("com.example/Raw", None, "AA*E="), ("int", None, "AA*E=")],
+    [("int", -(2**31) - 1, None), ("long", -(2**63) - 1, None), ("string", "\ud800", None),
+     ("com.example/Raw", None, "AA*E="), ("int", None, "AA*E="), ("float", 1e300, None),
+     ("float", -3.5e38, None)],
 )  # fmt: skip
 def test_more_invalid_values(type_: str, value: object, base64_data: object) -> None:
     with pytest.raises(InvalidValueError):
         make_value(type_, value, base64_data=base64_data)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [-(2**63), 2**63 - 1, 2**40])
+def test_a_long_takes_every_64_bit_value(value: int) -> None:
+    assert make_value("long", value).value == LongType.serializer().serialize(value)
+
+
+@pytest.mark.parametrize("value", [3.4028234e38, -3.4028234e38, float("inf"), float("-inf")])
+def test_a_float_takes_its_whole_range_and_infinity(value: float) -> None:
+    assert make_value("float", value).value == FloatType.serializer().serialize(value)
+
+
+def test_text_is_parsed_as_false_or_a_fractional_number() -> None:
+    assert make_value("bool", "No").value == BoolType.serializer().serialize(False)
+    assert make_value("double", "1.5").value == DoubleType.serializer().serialize(1.5)
+
+
+def test_a_kinesis_record_without_a_hash_key_shows_none() -> None:
+    kinesis = protocol.KinesisEgressRecord(stream="s", partition_key="p", value_bytes=b"v")
+    assert describe(KINESIS, kinesis.SerializeToString()) == {
+        "kinesis": {"stream": "s", "partition_key": "p", "value": "v"}
+    }
+
+
+def test_an_egress_value_that_is_not_utf8_is_shown_as_base64() -> None:
+    kafka = protocol.KafkaProducerRecord(topic="t", value_bytes=b"\xff").SerializeToString()
+    assert describe(KAFKA, kafka)["kafka"]["value"] == {"base64": "/w=="}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from typing import Any, Optional, cast
 
 from statefun_core import protocol
@@ -101,6 +102,13 @@ def _encode_builtin(builtin: Any, value: Any) -> bytes:
             value = float(value)
         except OverflowError:
             raise InvalidValueError(f"the number is too large for {builtin.typename}") from None
+        if builtin is FloatType:
+            try:  # protobuf would write infinity for it: a number that big is a mistake
+                struct.pack("<f", value)
+            except OverflowError:
+                raise InvalidValueError(
+                    f"{value} does not fit io.statefun.types/float (32 bits); use double"
+                ) from None
     return bytes(builtin.serializer().serialize(value))
 
 
