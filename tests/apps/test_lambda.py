@@ -13,7 +13,7 @@ import pytest
 
 from statefun_core import Limits, RequestReplyHandler, make_plugin_manager
 from statefun_core.aws_lambda import LambdaHandler
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
+from statefun_core.errors import MalformedRequestError, MethodNotAllowedError, RequestTooLargeError
 from statefun_core.plugins import hookimpl
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
@@ -173,3 +173,42 @@ def test_the_reply_carries_the_headers_plugins_add(name: str) -> None:
     response = call(statefun, event(name, wire.to_function(GREETER, "Ann", ["Ann"], NEW)))
     assert greetings(reply_of(response))[0] == 1
     assert response["headers"]["Server-Timing"] == "statefun"
+
+
+def test_a_body_not_marked_base64_is_taken_as_text_not_decoded(statefun: LambdaHandler) -> None:
+    greet = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    as_text = {**event("rest_api", greet), "isBase64Encoded": False}  # its base64, as text
+    assert_error(call(statefun, as_text), 400)
+
+
+def test_a_base64_body_with_a_character_outside_the_alphabet_is_400_and_never_run(
+    statefun: LambdaHandler, recorder: FailureRecorder
+) -> None:
+    shaped = event("function_url", wire.to_function(GREETER, "Ann", ["Ann"], NEW))
+    shaped["body"] = shaped["body"][:8] + "*" + shaped["body"][8:]
+    assert_error(call(statefun, shaped), 400)
+    assert recorder.failures == [(MalformedRequestError, 400, None)]
+    assert recorder.batches == [None]
+
+
+class HeadersSeen:
+    """A plugin that keeps how many headers each batch had, and the headers."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, dict[str, str]]] = []
+
+    @hookimpl
+    def statefun_batch_started(self, batch: Any) -> None:
+        self.seen.append((len(batch.headers), dict(batch.headers)))
+
+
+def test_the_hooks_get_the_event_headers_as_a_mapping_named_in_lower_case() -> None:
+    seen = HeadersSeen()
+    plugins = make_plugin_manager([seen], load_entrypoints=False)
+    statefun = LambdaHandler(RequestReplyHandler(make_functions(), plugins=plugins))
+    greet = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    reply_of(call(statefun, event("rest_api", greet, **{"X-Request-Id": "r-3"})))
+    ((count, headers),) = seen.seen
+    assert count == len(headers) == len(documented("rest_api")["headers"]) + 1
+    assert headers["x-request-id"] == "r-3"
+    assert headers["user-agent"].startswith("Mozilla/5.0")  # "User-Agent" in the event

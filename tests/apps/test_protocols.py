@@ -17,16 +17,23 @@ from statefun_core import (
     StatefulFunctions,
     ValueSpec,
     make_plugin_manager,
+    serving,
 )
 from statefun_core.asgi import StatefunASGI
 from statefun_core.asgi import mount as mount_asgi
 from statefun_core.aws_lambda import LambdaHandler
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, UnknownTypeError
+from statefun_core.errors import (
+    MalformedRequestError,
+    MethodNotAllowedError,
+    RequestTooLargeError,
+    UnknownTypeError,
+)
 from statefun_core.plugins import Endpoint, EndpointResponse, hookimpl
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
     GREETER,
     INBOX,
+    NEW,
     FailureRecorder,
     greetings,
     make_functions,
@@ -38,6 +45,7 @@ from .served import load
 
 LIMIT = 4096
 GREET = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1})
+AT_THE_LIMIT = wire.to_function(GREETER, "Ann", ["x" * 4005], NEW)  # LIMIT bytes
 
 
 def handler(recorder: Optional[FailureRecorder] = None) -> RequestReplyHandler:
@@ -225,6 +233,82 @@ def test_fastapi_gets_the_handler_as_a_dependency() -> None:
     assert client.post("/statefun/", content=GREET).status_code == 200
 
 
+def test_a_message_without_more_body_ends_the_body() -> None:
+    """ASGI: ``more_body`` is false when absent; nothing more is awaited."""
+    whole = {"type": "http.request", "body": GREET}
+    exchange = asgi(StatefunASGI(handler()), http(), whole)
+    assert (exchange.status, exchange.received) == (200, 1)
+    first = {"type": "http.request", "body": GREET[:7], "more_body": True}
+    last = {"type": "http.request", "body": GREET[7:]}
+    exchange = asgi(StatefunASGI(handler()), http(), first, last)
+    assert (exchange.status, exchange.received) == (200, 2)
+
+
+def test_a_body_of_exactly_the_limit_is_served() -> None:
+    assert len(AT_THE_LIMIT) == LIMIT
+    for scope in (http(), http(content_length=str(LIMIT))):
+        exchange = asgi(StatefunASGI(handler()), scope, *chunks(AT_THE_LIMIT, 1024))
+        assert exchange.status == 200
+    app = StatefunWSGI(handler())
+    assert wsgi(app, body=AT_THE_LIMIT, CONTENT_LENGTH=str(LIMIT))[0] == "200 OK"
+    assert wsgi(app, body=AT_THE_LIMIT, **{"wsgi.input_terminated": True})[0] == "200 OK"
+
+
+def test_a_websocket_is_closed_as_a_policy_violation_before_it_is_accepted() -> None:
+    exchange = asgi(StatefunASGI(handler()), {"type": "websocket", "path": "/", "headers": []})
+    assert exchange.sent == [{"type": "websocket.close", "code": 1008}]
+
+
+def test_the_answers_before_the_body_carry_their_content_length() -> None:
+    plugins = make_plugin_manager([PingPlugin()], load_entrypoints=False)
+    app = StatefunASGI(RequestReplyHandler(make_functions(), plugins=plugins))
+    refused = asgi(app, http("GET"), *chunks(b"", 1))
+    assert refused.status == 405
+    assert refused.headers["content-length"] == str(len(refused.body))
+    head = asgi(app, http("HEAD", "/ping"), *chunks(b"", 1))
+    assert (head.headers["content-length"], head.body) == ("4", b"")  # the GET's length
+
+
+def test_an_old_style_root_path_is_not_cut_from_a_path_without_it() -> None:
+    """Older servers take the mount point out of ``path``: it is then relative already."""
+    plugins = make_plugin_manager([PingPlugin()], load_entrypoints=False)
+    app = StatefunASGI(RequestReplyHandler(make_functions(), plugins=plugins))
+    ping = asgi(app, http("GET", "/ping", root_path="/statefun"), *chunks(b"", 1))
+    assert (ping.status, ping.body) == (200, b"pong")
+
+
+def test_asgi_mount_below_an_old_style_root_path() -> None:
+    async def other(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app = mount_asgi(other, "/statefun", StatefunASGI(handler()))
+    scope = http(path="/statefun", root_path="/app")  # "/app" already taken out of the path
+    assert asgi(app, scope, *chunks(GREET, 1024)).status == 200
+
+
+class HeadersSeen:
+    """A plugin that keeps the truth, length and contents of each batch's headers."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, int, dict[str, str]]] = []
+
+    @hookimpl
+    def statefun_batch_started(self, batch: Any) -> None:
+        headers = batch.headers
+        self.seen.append((bool(headers), len(headers), dict(headers)))
+
+
+def test_the_hooks_get_the_scope_headers_as_a_mapping() -> None:
+    seen = HeadersSeen()
+    plugins = make_plugin_manager([seen], load_entrypoints=False)
+    app = StatefunASGI(RequestReplyHandler(make_functions(), plugins=plugins))
+    scope = http(x_request_id="r-5", content_type="application/octet-stream")
+    assert asgi(app, scope, *chunks(GREET, 1024)).status == 200
+    expected = {"x-request-id": "r-5", "content-type": "application/octet-stream"}
+    assert seen.seen == [(True, 2, expected)]
+
+
 # --- WSGI ---------------------------------------------------------------------------------
 
 
@@ -316,3 +400,62 @@ def test_a_state_of_a_disabled_type_plugin_fails_when_the_app_is_made(
     monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")
     with pytest.raises(UnknownTypeError, match=r"'bank/account', state 'balance'.*slow-batches"):
         app(decimal_functions())
+
+
+@pytest.mark.parametrize("app", [StatefunASGI, StatefunWSGI, LambdaHandler])
+def test_each_app_serves_with_the_handler_it_was_given(app: Any) -> None:
+    given = handler()
+    assert app(given).handler is given
+
+
+def test_wsgi_reads_no_body_without_a_length_or_past_a_length_of_zero() -> None:
+    """PEP 3333: without ``CONTENT_LENGTH`` the input is read only when marked terminated."""
+    app = StatefunWSGI(handler())
+    assert wsgi(app, body=GREET)[0].startswith("400 ")  # an empty body, not the greeting
+    terminated = {"CONTENT_LENGTH": "0", "wsgi.input_terminated": True}
+    assert wsgi(app, body=GREET, **terminated)[0].startswith("400 ")
+
+
+def test_wsgi_reads_a_terminated_body_whole_without_a_limit() -> None:
+    unlimited = RequestReplyHandler(make_functions(), limits=Limits(request_bytes=None))
+    large = wire.to_function(GREETER, "Ann", ["x" * 200_000], NEW)  # read in several chunks
+    status, _, body = wsgi(StatefunWSGI(unlimited), body=large, **{"wsgi.input_terminated": True})
+    assert status == "200 OK" and greetings(body)[0] == 1
+
+
+def test_wsgi_a_body_that_cannot_be_read_is_400_and_reaches_the_hooks() -> None:
+    recorder = FailureRecorder()
+    app = StatefunWSGI(handler(recorder))
+    for framing in ({"CONTENT_LENGTH": str(len(GREET))}, {"wsgi.input_terminated": True}):
+        closed = io.BytesIO(GREET)
+        closed.close()  # reading it raises ValueError, as a server's input does for a client gone
+        assert wsgi(app, **{"wsgi.input": closed, **framing})[0].startswith("400 ")
+    assert recorder.failures == [(MalformedRequestError, 400, None)] * 2
+
+
+def test_the_hooks_get_the_environ_headers_as_a_mapping() -> None:
+    seen = HeadersSeen()
+    plugins = make_plugin_manager([seen], load_entrypoints=False)
+    app = StatefunWSGI(RequestReplyHandler(make_functions(), plugins=plugins))
+    length, octets = str(len(GREET)), "application/octet-stream"
+    environ = {"CONTENT_LENGTH": length, "CONTENT_TYPE": octets, "HTTP_X_REQUEST_ID": "r-6"}
+    assert wsgi(app, body=GREET, **environ)[0] == "200 OK"
+    expected = {"content-length": length, "content-type": octets, "x-request-id": "r-6"}
+    assert seen.seen == [(True, 3, expected)]
+
+
+def test_wsgi_mount_moves_the_prefix_to_the_script_name() -> None:
+    def where(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [f"{environ['SCRIPT_NAME']} {environ['PATH_INFO']}".encode()]
+
+    app = mount_wsgi(where, "/statefun", where)
+    assert wsgi(app, path="/statefun/ping", SCRIPT_NAME="/app")[2] == b"/app/statefun /ping"
+    assert wsgi(app, path="/other", SCRIPT_NAME="/app")[2] == b"/app /other"
+
+
+def test_an_endpoint_made_alone_serves_the_plugins_endpoints() -> None:
+    plugins = make_plugin_manager([PingPlugin()], load_entrypoints=False)
+    endpoint = serving.Endpoint(RequestReplyHandler(make_functions(), plugins=plugins))
+    answer = endpoint.before_body("GET", "/ping", {}, None)
+    assert answer is not None and (answer.status, answer.body) == (200, b"pong")

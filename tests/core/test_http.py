@@ -1,8 +1,9 @@
-"""statefun_core.http.as_handler: the one way an integration turns what it is given into a
-handler."""
+"""statefun_core.http: ``as_handler``, the one way an integration turns what it is given into a
+handler, and ``error_response``, the status, text and log line of a failed request."""
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,7 +16,14 @@ from statefun_core import (
     make_plugin_manager,
     message_builder,
 )
-from statefun_core.http import as_handler
+from statefun_core.errors import (
+    FunctionFailedError,
+    FunctionNotFoundError,
+    MalformedRequestError,
+    MethodNotAllowedError,
+    RequestTooLargeError,
+)
+from statefun_core.http import as_handler, error_response
 from statefun_core.testing.wire import messages, to_function
 
 
@@ -59,3 +67,45 @@ def test_executor_or_plugins_with_a_ready_handler_is_a_value_error() -> None:
 def test_anything_else_is_a_type_error_naming_its_type() -> None:
     with pytest.raises(TypeError, match="StatefulFunctions or a RequestReplyHandler, got dict"):
         as_handler({"ns/echo": print})  # type: ignore[arg-type]
+
+
+REASONS = {
+    400: "Bad Request: the body is not a StateFun ToFunction message",
+    404: "Not Found: no function is bound to the request's typename",
+    405: "Method Not Allowed: StateFun requests are POST",
+    500: "Internal Server Error: the function failed",
+}
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(MalformedRequestError("not protobuf"), 400), (FunctionNotFoundError("ns/nobody"), 404),
+     (MethodNotAllowedError("GET is not allowed"), 405), (RuntimeError("a bug"), 500)],
+)  # fmt: skip
+def test_each_status_answers_its_short_reason(error: Exception, status: int) -> None:
+    assert error_response(error) == (status, REASONS[status])
+
+
+def test_a_limit_names_itself_even_when_it_failed_a_function() -> None:
+    too_large = RequestTooLargeError(5000, 4096)
+    over = "the request body is 5000 bytes, over the limit of 4096 bytes (Limits.request_bytes)"
+    assert error_response(too_large) == (
+        413, f"Payload Too Large: the request is over the endpoint's limits: {over}"
+    )  # fmt: skip
+    failed = FunctionFailedError("ns/echo", "a")
+    failed.__cause__ = too_large
+    assert error_response(failed) == (500, f"{REASONS[500]}: {over}")
+
+
+def test_server_errors_are_logged_with_their_traceback_and_the_rest_as_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="statefun_core")
+    bug = RuntimeError("a bug")
+    error_response(bug)
+    error_response(MethodNotAllowedError("GET is not allowed"))
+    (failed, rejected) = caplog.records
+    assert (failed.levelname, failed.getMessage()) == ("ERROR", "statefun request failed: a bug")
+    assert failed.exc_info is not None and failed.exc_info[1] is bug
+    assert (rejected.levelname, rejected.exc_info) == ("INFO", None)
+    assert rejected.getMessage() == "statefun request rejected (405): GET is not allowed"
