@@ -266,9 +266,12 @@ def request(
         sending: Union[bytes, Iterator[bytes], None] = body
         if chunked and body is not None:
             sending = (body[i : i + 1024] for i in range(0, len(body), 1024))
-        connection.request(
-            method, path, sending, {**sent, **(headers or {})}, encode_chunked=chunked
-        )
+        try:
+            connection.request(
+                method, path, sending, {**sent, **(headers or {})}, encode_chunked=chunked
+            )
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the whole body was sent (refused early): read on
         response = connection.getresponse()
         headers = {_canonical(name): value for name, value in response.getheaders()}
         return response.status, headers, response.read()

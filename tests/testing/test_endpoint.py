@@ -200,3 +200,26 @@ def test_running_shows_the_servers_output_when_the_block_fails(
     assert process.poll() is not None  # stopped
     shown = capsys.readouterr().err
     assert "--- the server's output" in shown and '"GET / HTTP/1.1" 200' in shown
+
+
+def test_a_request_refused_before_its_body_is_sent_gets_its_answer() -> None:
+    """A server may answer and close while the body is still being sent: the answer counts."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def refuse_twice() -> None:
+            for _ in range(2):
+                peer, _ = server.accept()
+                with peer:
+                    peer.recv(1024)  # the head and a little of the body, never the rest
+                    peer.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 2\r\n"
+                                 b"Connection: close\r\n\r\nno")  # fmt: skip
+
+        refusing = threading.Thread(target=refuse_twice, daemon=True)
+        refusing.start()
+        port = server.getsockname()[1]
+        for chunked in (False, True):
+            status, _, text = endpoint.request(port, "/", b"x" * 16_000_000, "PUT", chunked=chunked)
+            assert (status, text) == (405, b"no")
+        refusing.join(10)
