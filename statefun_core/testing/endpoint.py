@@ -21,6 +21,7 @@ Standard library and ``statefun_core`` only: no web framework is imported here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import os
 import re
@@ -266,12 +267,11 @@ def request(
         sending: Union[bytes, Iterator[bytes], None] = body
         if chunked and body is not None:
             sending = (body[i : i + 1024] for i in range(0, len(body), 1024))
-        try:
+        # answered and closed before the whole body was sent (refused early): read the answer
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             connection.request(
                 method, path, sending, {**sent, **(headers or {})}, encode_chunked=chunked
             )
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # answered and closed before the whole body was sent (refused early): read on
         response = connection.getresponse()
         headers = {_canonical(name): value for name, value in response.getheaders()}
         return response.status, headers, response.read()
