@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +24,7 @@ from statefun_core import (
     MalformedRequestError,
     Message,
     RequestReplyHandler,
+    StatefulFunction,
     StatefulFunctions,
     StringType,
     ValueSpec,
@@ -184,6 +187,48 @@ def test_methods_can_be_bound() -> None:
             pass
 
     StatefulFunctions().register("ns/g", Greeter().greet)
+
+
+def test_bind_checks_the_typename_before_the_signature_and_the_specs() -> None:
+    functions = StatefulFunctions()
+    with pytest.raises(ValueError, match="namespace/name"):
+        functions.register("no-slash", lambda context: None)
+    with pytest.raises(ValueError, match="namespace/name"):
+        functions.register("no-slash", lambda c, m: None, ["seen"])  # type: ignore[list-item]
+
+
+def test_a_function_made_directly_needs_its_code_and_has_no_final_failures_by_default() -> None:
+    function = StatefulFunction("ns/f", lambda c, m: None, [])
+    assert (function.namespace, function.blocking, function.is_async) == ("ns", False, False)
+    assert (function.final_errors, function.final_unreadable, function.dead_letters) == (
+        (),
+        False,
+        None,
+    )
+    with pytest.raises(ValueError, match="code is missing"):
+        StatefulFunction("ns/f", None, [])  # type: ignore[arg-type]
+
+
+def test_handle_async_runs_a_sync_function_on_its_loop_unless_it_is_bound_as_blocking() -> None:
+    threads: dict[str, threading.Thread] = {}
+
+    def record(context: Any, message: Any) -> None:
+        threads[context.address.typename] = threading.current_thread()
+
+    functions = StatefulFunctions()
+    functions.register("ns/plain", record)
+    functions.bind("ns/bound")(record)
+    functions.register("ns/blocking", record, blocking=True)
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+
+    async def run() -> None:
+        for typename in ("ns/plain", "ns/bound", "ns/blocking"):
+            await handler.handle_async(to_function(typename, "a", [typed_value(IntType, 1)]))
+
+    asyncio.run(run())
+    loop_thread = threading.current_thread()
+    assert (threads["ns/plain"], threads["ns/bound"]) == (loop_thread, loop_thread)
+    assert threads["ns/blocking"] is not loop_thread
 
 
 def test_storage_attributes_name_the_function_when_unregistered() -> None:

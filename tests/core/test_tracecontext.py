@@ -51,3 +51,35 @@ def test_is_traceparent() -> None:
     assert not is_traceparent(f"ff-{'a' * 32}-{'1' * 16}-01")  # a forbidden version
     assert not is_traceparent(A.upper())
     assert not is_traceparent(A + "-")
+
+
+def test_a_single_unknown_origin_at_the_end_is_left_out() -> None:
+    assert encode_origins([A, None]) == A
+    assert encode_origins([A, None, None, None]) == A
+
+
+def origins_of_length(length: int) -> list[str | None]:
+    """Origins whose value is ``length`` characters: distinct entries (55 characters and a
+    comma each), then unknown ones between the first entries (a comma each)."""
+    entries = (length + 1) // 56
+    gaps = length - (56 * entries - 1)
+    origins: list[str | None] = []
+    for i in range(1, entries + 1):
+        origins.append(f"00-{i:032x}-{'1' * 16}-01")
+        if i <= gaps:
+            origins.append(None)
+    return origins
+
+
+def test_a_value_of_exactly_4096_characters_is_whole_and_one_more_drops_the_last_entry() -> None:
+    whole = origins_of_length(4096)
+    assert len(encode_origins(whole)) == 4096 == MAX_ORIGINS_LENGTH
+    assert decode_origins(encode_origins(whole), len(whole)) == whole
+    longer = origins_of_length(4097)
+    value = encode_origins(longer)
+    assert value == encode_origins(longer[:-1])  # the last entry would pass the limit
+    assert decode_origins(value, len(longer)) == [*longer[:-1], None]
+
+
+def test_a_run_after_other_entries_is_bounded_by_the_invocations_left() -> None:
+    assert decode_origins(f"{A},99*{B}", 3) == [A, B, B]

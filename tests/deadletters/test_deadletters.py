@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -241,6 +242,26 @@ def test_the_record_is_json_with_every_field() -> None:
     assert DeadLetterRecord.from_json(record.to_json()) == record
 
 
+def test_a_record_made_for_an_error_is_timed_now_to_the_millisecond_as_its_json() -> None:
+    argument = wire.typed_value(IntType, 1)
+    for _ in range(5):  # at several points of a second: a wrong rounding shows at most
+        before = datetime.now(timezone.utc)
+        record = DeadLetterRecord.for_error("test/f", "x", None, argument, ValueError("no"))
+        after = datetime.now(timezone.utc)
+        assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= record.time
+        assert record.time <= after and record.time.microsecond % 1000 == 0
+        assert DeadLetterRecord.from_json(record.to_json()) == record
+        time.sleep(0.05)
+
+
+def test_a_record_without_attempts_reads_as_tried_once() -> None:
+    when = datetime(2026, 12, 4, 19, 42, 26, 123000, tzinfo=timezone.utc)
+    record = DeadLetterRecord("test/f", "x", None, None, "test/m", None, "a.B", "no", when, 3)
+    document = json.loads(record.to_json())
+    del document["attempts"]
+    assert DeadLetterRecord.from_json(json.dumps(document).encode()).attempts == 1
+
+
 def test_a_message_from_an_ingress_has_no_caller_and_kinesis_and_plain_egresses() -> None:
     functions = StatefulFunctions()
 
@@ -260,6 +281,16 @@ def test_a_message_from_an_ingress_has_no_caller_and_kinesis_and_plain_egresses(
     assert isinstance(plain, EgressOutput)
     assert plain.typename == "statefun_core/dead-letter"
     assert DeadLetterRecord.from_json(plain.value).function_type == "test/fails-plain"
+
+
+def test_a_dead_letter_egress_needs_a_typename_and_at_most_one_non_empty_topic_or_stream() -> None:
+    with pytest.raises(ValueError):
+        DeadLetterEgress("no-namespace")
+    with pytest.raises(ValueError, match="not both"):
+        DeadLetterEgress("test/dlq", topic="dead", stream="dead")
+    for empty in ({"topic": ""}, {"stream": ""}):
+        with pytest.raises(ValueError, match="must not be empty"):
+            DeadLetterEgress("test/dlq", **empty)
 
 
 def test_final_failure_without_a_dead_letter_egress_fails_the_batch() -> None:
@@ -289,6 +320,16 @@ def test_a_function_bound_to_served_functions_is_checked_alike() -> None:
     with pytest.raises(ValueError, match="test/late declares final failures"):
         functions.register("test/late", lambda context, message: None, final_errors=[KeyError])
     assert "test/late" not in [f.typename for f in served.functions]
+
+
+def test_a_function_bound_to_functions_two_handlers_serve_is_checked_by_both() -> None:
+    functions = StatefulFunctions()
+    strict = handler(functions)
+    lenient = handler(functions, dead_letters=DEAD_LETTERS)
+    with pytest.raises(ValueError, match="test/late declares final failures"):
+        functions.register("test/late", lambda context, message: None, final_errors=[KeyError])
+    assert "test/late" not in functions
+    assert strict.functions is lenient.functions is functions
 
 
 def test_unreadable_input_is_an_ordinary_failure_without_the_opt_in() -> None:

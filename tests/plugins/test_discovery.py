@@ -91,6 +91,18 @@ def test_a_state_of_a_disabled_type_plugin_fails_when_the_handler_is_built(
     )
 
 
+def test_a_state_nobody_resolves_says_whether_installed_plugins_were_loaded() -> None:
+    class Unknown:
+        pass
+
+    functions = StatefulFunctions()
+    functions.register("bank/account", lambda c, m: None, [ValueSpec("balance", type=Unknown)])
+    with pytest.raises(UnknownTypeError, match=r"installed plugins were not loaded"):
+        RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    with pytest.raises(UnknownTypeError, match=r"no plugin is disabled$"):
+        RequestReplyHandler(functions, plugins=make_plugin_manager())
+
+
 def test_a_function_bound_after_the_handler_is_built_fails_at_the_bind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -12,7 +12,15 @@ import pytest
 
 from statefun_core import RequestReplyHandler, make_plugin_manager
 from statefun_core.errors import PluginError
-from statefun_core.plugins import Endpoint, EndpointResponse, HealthEndpoints, hookimpl
+from statefun_core.plugins import (
+    Endpoint,
+    EndpointResponse,
+    HealthEndpoints,
+    allowed_methods,
+    find_endpoint,
+    header,
+    hookimpl,
+)
 
 from .test_hooks import make_functions
 
@@ -67,6 +75,31 @@ def test_hook_statefun_endpoints(caplog: pytest.LogCaptureFixture) -> None:
     assert handler().endpoints == ()
 
 
+def test_header_reads_a_plain_dict_whatever_the_case_and_prefers_the_exact_name() -> None:
+    headers = {"Accept": "text/plain", "X-Token": "upper", "x-token": "lower"}
+    assert header(headers, "Accept") == header(headers, "ACCEPT") == "text/plain"
+    assert (header(headers, "X-Token"), header(headers, "x-token")) == ("upper", "lower")
+    assert header(headers, "x-TOKEN") == "upper"  # the first of any case
+    assert header(headers, "Authorization") is None
+
+
+def test_the_allow_header_at_a_path_names_its_methods_and_head_beside_get() -> None:
+    def ok(headers: Mapping[str, str]) -> EndpointResponse:
+        return EndpointResponse(200, {}, b"")
+
+    get, post, put = (
+        Endpoint("GET", "/a", ok),
+        Endpoint("POST", "/a", ok),
+        Endpoint("PUT", "/b", ok),
+    )
+    endpoints = [get, post, put]
+    assert allowed_methods(endpoints, "/a") == "GET, HEAD, POST"
+    assert allowed_methods(endpoints, "/b") == "PUT"
+    assert allowed_methods(endpoints, "/c") == ""
+    assert find_endpoint(endpoints, "HEAD", "/a") is get
+    assert find_endpoint(endpoints, "PUT", "/a") is None
+
+
 def test_two_plugins_with_one_endpoint_is_a_plugin_error() -> None:
     with pytest.raises(PluginError, match="GET /hello"):
         handler(Hello(), Hello())
@@ -97,6 +130,15 @@ def test_health_names_the_functions_only_when_configured() -> None:
         "test/blocking",
         "test/sync",
     ]
+
+
+def test_health_endpoints_registered_by_hand_serve_at_health_without_the_names() -> None:
+    served = handler(HealthEndpoints())
+    live = served.endpoint_for("GET", "/health/live")
+    ready = served.endpoint_for("GET", "/health/ready")
+    assert live is not None and live.respond({}).body == b'{"status": "live"}'
+    assert ready is not None
+    assert json.loads(ready.respond({}).body) == {"status": "ready", "functions": 3}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -263,6 +263,17 @@ def test_hook_statefun_batch_started(recorder: Recorder, driver: str) -> None:
     assert recorder.batches[0].headers is headers  # passed through, not copied
 
 
+def test_a_batch_starts_with_every_counter_at_zero(recorder: Recorder, driver: str) -> None:
+    call(
+        make_handler(recorder), driver, to_function("test/sync", "a", names("later"), SEEN_3), None
+    )
+    (started,) = recorder.fields("batch_started")
+    counters = ("state_bytes_read", "state_bytes_written", "messages", "delayed_messages")
+    assert [started[name] for name in counters] == [0, 0, 0, 0]
+    assert (started["egress_records"], started["missing_states"]) == (0, ())
+    assert (recorder.batches[0].dead_letters, recorder.batches[0].outcome) == (0, "ok")
+
+
 def test_hook_statefun_invocation_started(recorder: Recorder, driver: str, kind: str) -> None:
     call(
         make_handler(recorder),

@@ -124,3 +124,24 @@ def test_an_explicit_plugin_with_a_wrong_signature_is_a_plugin_error() -> None:
 
     with pytest.raises(PluginError, match=r"(?s)statefun_invocation_finished.*outcome"):
         make_plugin_manager([Wrong()], load_entrypoints=False)
+
+
+def test_a_plugin_registered_later_is_named_by_its_name_or_class_and_its_name_returned() -> None:
+    from statefun_core.plugins import hookimpl
+
+    class Fine:
+        @hookimpl
+        def statefun_batch_started(self, batch: object) -> None:
+            pass
+
+    class Wrong:
+        @hookimpl
+        def statefun_batch_started(self, batch: object, extra: object) -> None:
+            pass
+
+    manager = make_plugin_manager(load_entrypoints=False)
+    assert manager.register(Fine(), name="fine") == "fine"
+    with pytest.raises(PluginError, match="plugin 'wrong' is invalid"):
+        manager.register(Wrong(), name="wrong")
+    with pytest.raises(PluginError, match="plugin 'Wrong' is invalid"):
+        manager.register(Wrong())

@@ -7,11 +7,13 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from statefun_core import Context, Message, RequestReplyHandler, StatefulFunctions, message_builder
 from statefun_core.plugins import (
     InvocationLogContext,
     InvocationLogFilter,
+    add_invocation_context,
     current_invocation,
     make_plugin_manager,
 )
@@ -115,3 +117,55 @@ def test_registered_by_the_environment_and_costs_nothing_without_it(
         wire.to_function(GREETER, "ann", ["ann"])
     )
     assert context_of(records.records[-1])[:2] == (GREETER, "ann")
+
+
+def test_the_structlog_processor_adds_the_known_fields_inside_an_invocation_only() -> None:
+    events: list[object] = []
+    functions = StatefulFunctions()
+
+    @functions.bind(GREETER)
+    def greeter(context: Context, message: Message) -> None:
+        events.append(add_invocation_context(None, "info", {"event": "hi"}))
+
+    plugins = make_plugin_manager([InvocationLogContext()], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, plugins=plugins)
+    body = wire.to_function(GREETER, "ann", ["ann"], caller=("example/sender", "bob"))
+    handler.handle_sync(body, {"TRACEPARENT": TRACEPARENT})
+    handler.handle_sync(wire.to_function(GREETER, "zoe", ["zoe"]))
+    assert events == [
+        {
+            "event": "hi",
+            "statefun_function": GREETER,
+            "statefun_id": "ann",
+            "statefun_caller": "example/sender/bob",
+            "trace_id": TRACE_ID,
+        },
+        {"event": "hi", "statefun_function": GREETER, "statefun_id": "zoe"},
+    ]
+    assert add_invocation_context(None, "info", {"event": "out"}) == {"event": "out"}
+
+
+def test_the_trace_id_is_the_current_opentelemetry_spans_over_the_traceparent(
+    records: Records,
+) -> None:
+    plugins = make_plugin_manager([InvocationLogContext()], load_entrypoints=False)
+    handler = RequestReplyHandler(functions(), plugins=plugins)
+    tracer = TracerProvider().get_tracer("test.logcontext")
+    with tracer.start_as_current_span("outer") as span:
+        handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"]), {"traceparent": TRACEPARENT})
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert trace_id != TRACE_ID
+    assert context_of(records.records[0])[3] == trace_id
+
+
+def test_no_invocation_is_current_once_handle_async_returns() -> None:
+    plugins = make_plugin_manager([InvocationLogContext()], load_entrypoints=False)
+    handler = RequestReplyHandler(functions(), plugins=plugins)
+
+    async def run() -> list[object]:
+        await handler.handle_async(wire.to_function(GREETER, "ann", ["ann"]))
+        after_sync = current_invocation.get()
+        await handler.handle_async(wire.to_function(WAITER, "zoe", ["x"]))
+        return [after_sync, current_invocation.get()]
+
+    assert asyncio.run(run()) == [None, None]
