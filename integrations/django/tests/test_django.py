@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from importlib import metadata
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
-from django.test import AsyncClient, Client, override_settings
+from django.test import AsyncClient, Client, RequestFactory, override_settings
 from django.urls import resolve, reverse
 from statefun_django import conf
-from statefun_django.views import AsyncStatefunView, StatefunView, endpoint_view
+from statefun_django.views import AsyncStatefunView, RequestHeaders, StatefunView, endpoint_view
 
-from statefun_core import make_plugin_manager
+from statefun_core import Limits, make_plugin_manager
 from statefun_core.engine import StateSpec
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError
 from statefun_core.testing import wire
@@ -167,6 +168,19 @@ def test_middleware_passes_the_current_span_context(recorder: HeaderRecorder) ->
     assert recorder.headers[-1]["traceparent"].split("-")[1] == trace_id
 
 
+def test_the_async_middleware_passes_the_current_span_context(recorder: HeaderRecorder) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer(__name__)
+    with tracer.start_as_current_span("http server") as span:
+        async_post(
+            "/async/", wire.to_function(GREETER, "Ann", ["Ann"], NEW), traceparent=TRACEPARENT
+        )
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert recorder.headers[-1]["traceparent"].split("-")[1] == trace_id
+
+
 def test_without_the_middleware_the_runtimes_headers_pass(recorder: HeaderRecorder) -> None:
     with override_settings(MIDDLEWARE=[]):
         sync_post(
@@ -265,6 +279,64 @@ def test_limits_setting_reaches_the_handler() -> None:
         assert conf.get_handler().limits == Limits()
 
 
+def limited(request_bytes: int, data_upload: Optional[int] = None) -> Any:
+    """The handler's limit of ``request_bytes``, and DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    statefun = {
+        "FUNCTIONS": "tests.functions.functions",
+        "LIMITS": {"request_bytes": request_bytes},
+    }
+    return override_settings(STATEFUN=statefun, DATA_UPLOAD_MAX_MEMORY_SIZE=data_upload)
+
+
+def test_a_body_of_exactly_the_handlers_limit_is_served(post: Post) -> None:
+    body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0})
+    with limited(len(body)):
+        assert greetings(post(body).content)[0] == 1
+        assert post(body + b"\x00").status_code == 413
+
+
+def test_under_asgi_a_declared_length_over_the_handlers_limit_is_413_unread() -> None:
+    """Content-Length 9 over a limit of 8, no body sent: refused by the length (not a 400)."""
+    with limited(8):
+        response = async_post("/async/", b"", content_length="9")
+    assert response.status_code == 413
+    assert b"body is 9 bytes, over the limit of 8 bytes (Limits.request_bytes)" in response.content
+
+
+def post_chunked(stream: io.BytesIO) -> Any:
+    """A chunked body as gunicorn hands it over: no Content-Length, the input ended."""
+    chunked = {"CONTENT_LENGTH": "", "wsgi.input": stream, "wsgi.input_terminated": True}
+    return Client().post("/sync/", b"", content_type="application/octet-stream", **chunked)
+
+
+@pytest.mark.parametrize("setting", ["DATA_UPLOAD_MAX_MEMORY_SIZE", "Limits.request_bytes"])
+def test_a_chunked_body_is_read_to_one_byte_over_the_limit_at_most(setting: str) -> None:
+    body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0})
+    data_upload = len(body) if setting == "DATA_UPLOAD_MAX_MEMORY_SIZE" else None
+    with limited(len(body) if data_upload is None else LIMIT, data_upload):
+        assert greetings(post_chunked(io.BytesIO(body)).content)[0] == 1
+        stream = io.BytesIO(body + b"\x00" * 100)
+        response = post_chunked(stream)
+    assert response.status_code == 413
+    assert f"over the limit of {len(body)} bytes ({setting})".encode() in response.content
+    assert len(stream.read()) == 99  # the rest left unread
+
+
+def test_the_hooks_see_the_request_headers_as_a_mapping() -> None:
+    request = RequestFactory().post("/", headers={"Traceparent": "t", "X-Other": "o"})
+    headers = RequestHeaders(request)
+    assert headers["traceparent"] == "t"
+    assert len(headers) == len(request.headers) == len(list(headers))
+    assert bool(headers) is True
+    assert dict(headers)["X-Other"] == "o"
+
+
+def test_a_limits_object_in_the_setting_is_the_handlers_limits() -> None:
+    statefun = {"FUNCTIONS": "tests.functions.functions", "LIMITS": Limits(request_bytes=300)}
+    with override_settings(STATEFUN=statefun):
+        assert conf.get_handler().limits == Limits(request_bytes=300)
+
+
 def test_several_collections_are_served_together() -> None:
     from statefun_core import StatefulFunctions
 
@@ -273,6 +345,27 @@ def test_several_collections_are_served_together() -> None:
     with override_settings(STATEFUN={"FUNCTIONS": ["tests.functions.functions", other]}):
         functions = conf.get_handler().functions
         assert {f.typename for f in functions} == {GREETER, FAILING, "com.example.fns/other"}
+
+
+def test_served_together_a_function_keeps_what_makes_its_failures_final() -> None:
+    from statefun_core import DeadLetterEgress, StatefulFunctions
+
+    def fails(context: Any, message: Any) -> None:
+        raise ValueError("never succeeds")
+
+    final, other = StatefulFunctions(), StatefulFunctions()
+    dead_letters = DeadLetterEgress("com.example/dead-letters")
+    final.register("com.example.fns/final", fails, final_errors=[ValueError],
+                   final_unreadable=True, dead_letters=dead_letters)  # fmt: skip
+    other.register("com.example.fns/other", lambda context, message: None)
+    with override_settings(STATEFUN={"FUNCTIONS": [final, other]}):
+        served = conf.get_handler().functions.for_typename("com.example.fns/final")
+        assert (served.final_errors, served.final_unreadable, served.dead_letters) == (
+            (ValueError,), True, dead_letters
+        )  # fmt: skip
+        body = wire.to_function("com.example.fns/final", "x", ["x"])
+        response = Client().post("/sync/", body, content_type="application/octet-stream")
+        assert response.status_code == 200  # dead-lettered, not a 500 retried for ever
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,13 @@ def merge_functions(collections: list[StatefulFunctions]) -> StatefulFunctions:
                     "of the configured StatefulFunctions",
                 )
             merged.register(
-                function.typename, function.fun, function.specs, blocking=function.blocking
+                function.typename,
+                function.fun,
+                function.specs,
+                blocking=function.blocking,
+                final_errors=function.final_errors,
+                final_unreadable=function.final_unreadable,
+                dead_letters=function.dead_letters,
             )
     return merged
 
