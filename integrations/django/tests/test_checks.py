@@ -13,6 +13,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
+from django.urls import path
+from statefun_django import conf
+from statefun_django.views import StatefunView
 
 
 def check(statefun: Any) -> str:
@@ -48,6 +51,11 @@ def test_a_correct_setting_passes() -> None:
 )
 def test_missing_functions_is_e001(statefun: Any) -> None:
     assert "statefun.E001" in check(statefun)
+
+
+def test_a_check_says_what_is_wrong_in_its_own_words() -> None:
+    report = check("tests.functions.functions")
+    assert "?: (statefun.E001) STATEFUN must be a dict, not a str\n" in report
 
 
 @pytest.mark.parametrize("path", ["tests.nowhere.functions", "tests.functions.nothing", "nodots"])
@@ -123,6 +131,55 @@ def test_the_documented_routes_pass_the_url_check(urlconf: str) -> None:
     with override_settings(ROOT_URLCONF=urlconf):
         report = check({"FUNCTIONS": "tests.functions.functions"})
     assert "statefun.W002" not in report and "no issues" in report
+
+
+def test_an_endpoint_at_the_root_passes_the_url_check() -> None:
+    with override_settings(ROOT_URLCONF="tests.project.urls_root"):
+        report = check({"FUNCTIONS": "tests.functions.functions"})
+    assert "statefun.W002" not in report and "no issues" in report
+
+
+class RoutedByHand:
+    """A URLconf that routes the view under a name of the project's own."""
+
+    urlpatterns = [path("fns/", StatefunView.as_view(), name="fns")]
+
+
+def test_an_endpoint_routed_by_hand_passes_the_url_check() -> None:
+    with override_settings(ROOT_URLCONF=RoutedByHand):
+        assert "no issues" in check({"FUNCTIONS": "tests.functions.functions"})
+
+
+class NamedAtBothPaths:
+    """A URLconf that names both routes: the URL name reverses to the last, with its slash."""
+
+    urlpatterns = [
+        path("statefun", StatefunView.as_view(), name="statefun-endpoint"),
+        path("statefun/", StatefunView.as_view(), name="statefun-endpoint"),
+    ]
+
+
+def test_an_endpoint_named_at_both_its_paths_passes_the_url_check() -> None:
+    with override_settings(ROOT_URLCONF=NamedAtBothPaths):
+        report = check({"FUNCTIONS": "tests.functions.functions"})
+    assert "statefun.W002" not in report and "no issues" in report
+
+
+class BuildsTheHandler:
+    """A URLconf that builds the handler as it loads: it raises the setting's error."""
+
+    @property
+    def urlpatterns(self) -> list[Any]:
+        conf.get_handler()
+        return []
+
+
+def test_a_urlconf_failing_on_the_setting_leaves_it_to_the_settings_check() -> None:
+    """``manage.py check --tag statefun`` (Django's own URL check would raise)."""
+    out = io.StringIO()
+    urlconf = override_settings(ROOT_URLCONF=BuildsTheHandler(), STATEFUN={})
+    with urlconf, pytest.raises(SystemCheckError, match=r"statefun\.E001"):
+        call_command("check", "--tag", "statefun", stdout=out, stderr=out)
 
 
 def test_a_state_of_a_disabled_type_plugin_is_e006(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from decimal import Decimal
 from importlib import metadata
-from typing import Union
+from typing import Any, Optional, Union
 
 import pytest
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from flask.testing import FlaskClient
 from statefun_flask import Statefun, StatefunState, make_blueprint
+from statefun_flask.blueprint import RequestHeaders
 from werkzeug.exceptions import HTTPException
 
 from statefun_core import (
@@ -231,6 +233,73 @@ def test_body_declared_over_the_handlers_limit_reaches_the_hooks() -> None:
     assert response.status_code == 413
     assert failures.failures == [(RequestTooLargeError, 413, "r-3")]
     assert failures.batches == [None]
+
+
+def limited_app(request_bytes: Optional[int], max_content_length: Optional[int] = None) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = max_content_length
+    Statefun(app, RequestReplyHandler(make_functions(), limits=Limits(request_bytes=request_bytes)))
+    return app
+
+
+def post_chunked(app: Flask, body: Union[bytes, io.BytesIO], **environ: object) -> Any:
+    """A chunked body as a server hands it over: decoded, its end marked (input_terminated)."""
+    stream = body if isinstance(body, io.BytesIO) else io.BytesIO(body)
+    return app.test_client().post(
+        "/statefun",
+        input_stream=stream,
+        content_type="application/octet-stream",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True, **environ},
+    )
+
+
+def test_a_declared_length_over_the_handlers_limit_is_413_before_the_body_is_read() -> None:
+    """Content-Length 9 over a limit of 8, one byte sent: refused by its length, unread (read,
+    the body would be short of its length: a 400)."""
+    client = limited_app(8).test_client()
+    response = post(client, b"\x00", environ_overrides={"CONTENT_LENGTH": "9"})
+    assert response.status_code == 413
+    assert "body is 9 bytes, over the limit of 8 bytes (Limits.request_bytes)" in response.text
+
+
+def test_a_body_within_max_content_length_is_still_bounded_by_the_handlers_limit() -> None:
+    response = post(limited_app(8, max_content_length=16).test_client(), b"\x00" * 16)
+    assert response.status_code == 413
+    assert "body is 16 bytes, over the limit of 8 bytes (Limits.request_bytes)" in response.text
+
+
+def test_a_chunked_body_is_read_to_max_content_length_and_one_byte_over_at_most() -> None:
+    body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    app = limited_app(LIMIT, max_content_length=len(body))
+    assert greetings(post_chunked(app, body).data)[0] == 1
+    stream = io.BytesIO(body + b"\x00" * 100)
+    response = post_chunked(app, stream)
+    assert response.status_code == 413
+    assert f"over the limit of {len(body)} bytes (MAX_CONTENT_LENGTH)" in response.text
+    assert len(stream.read()) == 99  # read to one byte over the limit, the rest left unread
+
+
+def test_a_chunked_body_is_read_whole_when_nothing_limits_it() -> None:
+    body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    assert greetings(post_chunked(limited_app(None), body).data)[0] == 1
+
+
+def test_a_chunked_bodys_content_length_is_ignored() -> None:
+    """Transfer-Encoding wins over a Content-Length sent with it (RFC 9112, 6.3)."""
+    body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    response = post_chunked(limited_app(LIMIT), body, CONTENT_LENGTH="5")
+    assert greetings(response.data)[0] == 1
+
+
+def test_the_hooks_see_the_request_headers_as_a_mapping() -> None:
+    app = Flask(__name__)
+    with app.test_request_context(headers={"Traceparent": "t", "X-Other": "o"}):
+        headers = RequestHeaders(request)
+        assert headers["traceparent"] == "t"
+        assert len(headers) == len(request.headers) == len(list(headers))
+        assert bool(headers) is True
+        assert dict(headers)["X-Other"] == "o"
 
 
 def test_request_headers_reach_the_plugins(client: FlaskClient, recorder: HeaderRecorder) -> None:
