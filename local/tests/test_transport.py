@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,8 @@ from statefun_local import parse_module
 from statefun_local.transport import CallFailedError, HttpTransport
 
 from statefun_core import protocol
+from statefun_core.testing.endpoint import free_port
+from statefun_core.tracecontext import TRACERESPONSE
 
 GOOD = protocol.FromFunction()
 GOOD.invocation_result.outgoing_egresses.add(egress_namespace="a", egress_type="out")
@@ -89,8 +92,9 @@ def test_async_transport_retries_every_failure(bad: Callable[[], web.Response]) 
 
 def test_content_type_must_be_exact() -> None:
     def charset(n: int) -> web.Response:
-        return web.Response(body=GOOD_REPLY, headers={
-            "Content-Type": "application/octet-stream; charset=utf-8"})
+        return web.Response(
+            body=GOOD_REPLY, headers={"Content-Type": "application/octet-stream; charset=utf-8"}
+        )
 
     reply, requests = asyncio.run(call_with(charset, ASYNC))
     assert isinstance(reply, str) and "Content-Type" in reply
@@ -164,3 +168,209 @@ spec:
         return reply, paths[0]
 
     assert asyncio.run(scenario()) == (GOOD, "/statefun/greeter")
+
+
+@pytest.mark.parametrize("status", [408, 409, 420, 429, 499, 500])
+def test_okhttp_transport_retries_408_409_420_429_499_and_5xx(status: int) -> None:
+    reply, requests = asyncio.run(
+        call_with(lambda n: web.Response(status=status) if n == 1 else ok(), OKHTTP)
+    )
+    assert (reply, requests) == (GOOD, 2)
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "failure"),
+    [
+        (299, "/x", None),  # any 2xx is the reply, a Location or not
+        (300, None, "HTTP 300: "),
+        (300, "/x", "HTTP 300 to /x: the runtime follows no redirect"),
+        (399, "/x", "HTTP 399 to /x: the runtime follows no redirect"),
+        (400, "/x", "HTTP 400: "),
+    ],
+)
+def test_2xx_is_a_reply_3xx_with_a_location_a_redirect_and_any_other_status_a_failure(
+    status: int, location: str | None, failure: str | None
+) -> None:
+    def respond(n: int) -> web.Response:
+        headers = {} if location is None else {"Location": location}
+        return web.Response(status=status, body=GOOD_REPLY, headers={
+            "Content-Type": "application/octet-stream", **headers})  # fmt: skip
+
+    reply, requests = asyncio.run(call_with(respond, OKHTTP))
+    if failure is None:
+        assert reply == GOOD
+    else:
+        assert isinstance(reply, str) and failure in reply and requests == 1
+
+
+def test_a_failure_reply_is_quoted_to_its_first_200_characters() -> None:
+    reply, _ = asyncio.run(
+        call_with(lambda n: web.Response(status=404, text="x" * 199 + "yz"), OKHTTP)
+    )
+    assert isinstance(reply, str) and reply.endswith(f"HTTP 404: {'x' * 199}y")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["Content-Length", "chunked"])
+def test_a_reply_may_be_payload_max_bytes_long_but_no_longer(chunked: bool) -> None:
+    def respond(n: int) -> web.Response:
+        response = ok()
+        if chunked:
+            response.enable_chunked_encoding()
+        return response
+
+    def limited(size: int) -> str:
+        return ASYNC.replace("call: 1s", f"call: 300ms, payload_max_bytes: {size}")
+
+    assert asyncio.run(call_with(respond, limited(len(GOOD_REPLY)))) == (GOOD, 1)
+    reply, _ = asyncio.run(call_with(respond, limited(len(GOOD_REPLY) - 1)))
+    assert isinstance(reply, str) and "the reply is larger than payload_max_bytes" in reply
+
+
+def test_retries_back_off_from_2_ms_doubling_are_reported_and_the_error_names_them() -> None:
+    url = f"http://127.0.0.1:{free_port()}/fn"  # nobody listens: every attempt fails at once
+    endpoint = parse_module(ASYNC.replace("URL", url)).endpoints[0]
+    retries: list[tuple[str, int, str]] = []
+
+    async def scenario() -> CallFailedError:
+        async with HttpTransport(on_retry=lambda *retry: retries.append(retry)) as transport:
+            with pytest.raises(CallFailedError) as failed:
+                await transport.call(endpoint, "a/b", b"")
+        return failed.value
+
+    error = asyncio.run(scenario())
+    # 2 + 4 + ... + 256 ms between the first 9 attempts; the 10th gets what is left of 1 s
+    # (fewer on a busy machine, where each attempt takes longer: never more)
+    assert 5 <= error.attempts <= 11
+    reason = retries[0][2]
+    assert reason.startswith("ClientConnectorError")
+    assert retries == [(url, n, reason) for n in range(1, error.attempts)]
+    # the same failure every time is named once
+    assert (error.url, error.reason) == (url, f"{reason} (call timeout exhausted)")
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(300):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within 3 s")
+
+
+@pytest.mark.parametrize("unix", [False, True], ids=["tcp", "unix socket"])
+def test_calls_share_a_connection_until_the_transport_closes_which_a_call_reopens(
+    tmp_path: Path, unix: bool
+) -> None:
+    async def scenario() -> None:
+        connections: list[asyncio.BaseTransport] = []
+
+        async def handle(request: web.Request) -> web.Response:
+            await request.read()
+            assert request.transport is not None
+            connections.append(request.transport)
+            return ok()
+
+        app = web.Application()
+        app.router.add_post("/fn", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        if unix:
+            await web.UnixSite(runner, str(tmp_path / "fn.sock")).start()
+            url = f"http+unix://{tmp_path / 'fn.sock'}/fn"
+        else:
+            port = free_port()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            url = f"http://127.0.0.1:{port}/fn"
+        endpoint = parse_module(OKHTTP.replace("URL", url)).endpoints[0]
+        try:
+            async with HttpTransport() as transport:
+                for _ in range(2):
+                    assert await transport.call(endpoint, "a/b", b"") == GOOD
+                assert connections[0] is connections[1]  # kept alive
+                await transport.close()
+                await until(connections[0].is_closing)
+                assert await transport.call(endpoint, "a/b", b"") == GOOD
+            await until(connections[2].is_closing)  # leaving the transport closes it
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_a_reply_s_traceresponse_is_handed_back_when_asked_for_and_there_is_one() -> None:
+    traceresponse = f"00-{'1' * 32}-{'2' * 16}-01"
+
+    async def scenario() -> list[dict[str, str]]:
+        async def handle(request: web.Request) -> web.Response:
+            response = ok()
+            if request.query.get("traced"):
+                response.headers[TRACERESPONSE] = traceresponse
+            return response
+
+        app = web.Application()
+        app.router.add_post("/fn", handle)
+        runner, port = web.AppRunner(app, access_log=None), free_port()
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        handed: list[dict[str, str]] = [{}, {}]
+        try:
+            async with HttpTransport() as transport:
+                for traced, reply_headers in [("", handed[0]), ("1", None), ("1", handed[1])]:
+                    url = f"http://127.0.0.1:{port}/fn?traced={traced}"
+                    endpoint = parse_module(OKHTTP.replace("URL", url)).endpoints[0]
+                    assert await transport.call(endpoint, "a/b", b"", None, reply_headers) == GOOD
+        finally:
+            await runner.cleanup()
+        return handed
+
+    assert asyncio.run(scenario()) == [{}, {TRACERESPONSE: traceresponse}]
+
+
+def test_a_call_never_outlasts_its_budget() -> None:
+    async def scenario() -> tuple[str, float]:
+        start = time.monotonic()
+
+        async def handle(request: web.Request) -> web.Response:
+            if time.monotonic() - start > 0.8:  # slower than the budget from then on
+                await asyncio.sleep(1.5)
+            return web.Response(status=500, text="down for now")
+
+        app = web.Application()
+        app.router.add_post("/fn", handle)
+        runner, port = web.AppRunner(app, access_log=None, shutdown_timeout=0), free_port()
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        endpoint = parse_module(ASYNC.replace("URL", f"http://127.0.0.1:{port}/fn")).endpoints[0]
+        try:
+            async with HttpTransport() as transport:
+                with pytest.raises(CallFailedError) as failed:
+                    await transport.call(endpoint, "a/b", b"")
+                return failed.value.reason, time.monotonic() - start
+        finally:
+            await runner.cleanup()
+
+    reason, took = asyncio.run(scenario())
+    assert reason == "timed out, after HTTP 500: down for now (call timeout exhausted)"
+    assert took < 1.3  # the budget is 1 s
+
+
+def test_the_async_transport_takes_octet_stream_in_any_case_as_the_runtime_does() -> None:
+    """Netty's ``containsValue(CONTENT_TYPE, APPLICATION_OCTET_STREAM, ignoreCase=true)``."""
+    assert asyncio.run(call_with(lambda n: shouting(), ASYNC)) == (GOOD, 1)
+
+
+def shouting() -> web.Response:
+    return web.Response(body=GOOD_REPLY, headers={"Content-Type": "Application/Octet-Stream"})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda n: shouting(),
+        lambda n: web.Response(body=b"\xff\xff\xff", content_type="application/octet-stream"),
+    ],
+    ids=["content type not exactly", "not a FromFunction"],
+)
+def test_okhttp_transport_fails_at_once_on_a_reply_it_cannot_read(bad: Responder) -> None:
+    """OkHttp's client checks a 2xx reply after its retries: a wrong one fails the call."""
+    reply, requests = asyncio.run(call_with(bad, OKHTTP))
+    assert isinstance(reply, str) and requests == 1

@@ -166,11 +166,12 @@ class HttpTransport:
                         response.status >= 500 or response.status in _OKHTTP_RETRIED_STATUSES
                     )
                     raise _AttemptFailed(f"HTTP {response.status}: {text.strip()}", retry)
-                content_type = response.headers.get("Content-Type", "")
-                if content_type != CONTENT_TYPE:
+                content_types = response.headers.getall("Content-Type", [])
+                if not _octet_stream(content_types, okhttp):
                     raise _AttemptFailed(
-                        f"the reply's Content-Type is {content_type!r}, "
-                        f"expected exactly {CONTENT_TYPE!r}"
+                        f"the reply's Content-Type is {', '.join(content_types)!r}, "
+                        f"expected {CONTENT_TYPE!r}",
+                        retry=not okhttp,
                     )
                 if (response.content_length or 0) > endpoint.payload_max_bytes:
                     raise _AttemptFailed("the reply is larger than payload_max_bytes")
@@ -187,5 +188,19 @@ class HttpTransport:
         try:
             reply: Message = protocol.FromFunction.FromString(data)
         except Exception as exc:  # protobuf's DecodeError differs between backends
-            raise _AttemptFailed(f"the reply is not a FromFunction: {exc}") from None
+            raise _AttemptFailed(f"the reply is not a FromFunction: {exc}", not okhttp) from None
         return reply
+
+
+def _octet_stream(content_types: list[str], okhttp: bool) -> bool:
+    """Whether a reply's ``Content-Type`` headers say ``application/octet-stream`` as the
+    runtime's transport reads them: OkHttp's exactly (``MediaType`` equality); the async
+    transport's (Netty's ``containsValue(..., ignoreCase=true)``) ignoring case, any one of
+    the comma-separated values, trimmed. Neither takes parameters (``; charset=...``)."""
+    if okhttp:
+        return content_types[-1:] == [CONTENT_TYPE]  # OkHttp reads the last one
+    return any(
+        value.strip().lower() == CONTENT_TYPE
+        for header in content_types
+        for value in header.split(",")
+    )
