@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import signal
+import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any, Optional
 
 import aiohttp
+import pytest
 from aiohttp import web
-from statefun_local import DeadLetterPolicy, make_app
-from statefun_local.stuck import DEFAULT_EGRESS, FAILED_CALL
+from statefun_local import DeadLetterPolicy, make_app, parse_module
+from statefun_local.cli import main
+from statefun_local.store import SqliteStore
+from statefun_local.stuck import DEFAULT_EGRESS, FAILED_CALL, PolicyError
 
 from statefun_core import (
     Context,
+    DeadLetterEgress,
     DeadLetterRecord,
     IntType,
     Message,
@@ -541,6 +548,22 @@ def test_a_policy_file_sets_attempts_per_function_type(tmp_path: Path) -> None:
     run(scenario())
 
 
+def test_attempts_are_counted_for_the_head_message_whatever_its_number(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with serving(fragile_functions(), tmp_path / "db.sqlite", call="100ms",
+                           dead_letters=DeadLetterPolicy(after=3)) as (_, runtime):  # fmt: skip
+            for name in ["a", "b", "c", "d"]:  # the poison below is message #5, not #1
+                await runtime.send(Address(FRAGILE, name), StringValue("fine"))
+            await runtime.wait_until_idle()
+            await runtime.send(Address(FRAGILE, "t"), StringValue(POISON))
+            await runtime.wait_until_idle(timeout=10)
+            (entry,) = runtime.audit_log()
+            assert entry["message_seq"] == 5
+            assert entry["detail"] == f"after 3 attempts, to {DEFAULT_EGRESS}"
+
+    run(scenario())
+
+
 def test_a_policy_naming_an_egress_the_module_lacks_fails_at_start(tmp_path: Path) -> None:
     module = tmp_path / "module.yaml"
     module.write_text(module_yaml("http://127.0.0.1:1/statefun"))
@@ -550,6 +573,124 @@ def test_a_policy_naming_an_egress_the_module_lacks_fails_at_start(tmp_path: Pat
     ]:
         code, out = run(cli("run", str(module), "--db", str(tmp_path / "x.db"), *flags))
         assert code == 2 and problem in out, out
+
+
+def test_a_stuck_address_says_in_utc_when_it_first_and_last_failed_and_its_next_retry(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with serving(fragile_functions(), tmp_path / "db.sqlite", call="100ms") as (
+            _,
+            runtime,
+        ):
+            await runtime.send(Address(FRAGILE, "t"), StringValue(POISON))
+            while not runtime.stuck() or runtime.stuck()[0]["attempts"] < 2:
+                await asyncio.sleep(0.02)
+            (entry,) = runtime.stuck()
+            return entry
+
+    before = int(time.time())
+    entry = run(scenario())
+    first, last = (
+        datetime.datetime.fromisoformat(entry[key]) for key in ["first_failed", "last_failed"]
+    )
+    assert first.tzinfo == datetime.timezone.utc
+    assert before <= first.timestamp() <= last.timestamp() <= time.time()
+    next_retry = datetime.datetime.fromtimestamp(
+        entry["next_retry_ms"] // 1000, datetime.timezone.utc
+    )
+    assert entry["next_retry"] == next_retry.isoformat()
+
+
+def test_a_database_no_runtime_has_run_on_has_no_stuck_addresses_and_no_audit_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    SqliteStore.open(tmp_path / "db.sqlite").close()  # without the tables of stuck addresses
+    assert main(["stuck", "--db", str(tmp_path / "db.sqlite")]) == 0
+    assert main(["audit", "--db", str(tmp_path / "db.sqlite")]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "no stuck addresses",
+        "the audit log is empty: nothing was done to a stuck address",
+    ]
+
+
+def test_a_database_from_before_pending_requests_lists_its_stuck_addresses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with serving(fragile_functions(), db, call="100ms", failure_pause=30) as (_, runtime):
+            await runtime.send(Address(FRAGILE, "t"), StringValue(POISON))
+            while not runtime.stuck():
+                await asyncio.sleep(0.02)
+
+    run(scenario())
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE stuck_requests")
+    conn.commit()
+    conn.close()
+    assert main(["stuck", "--db", str(db), "--json"]) == 0
+    (entry,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (entry["address"], entry["attempts"], entry["pending"]) == (f"{FRAGILE}/t", 1, None)
+
+
+def test_a_policy_checks_its_attempts_and_the_egress_it_names() -> None:
+    module = parse_module(module_yaml("http://127.0.0.1:1/statefun", extra="""
+---
+kind: io.statefun.kinesis.v1/egress
+spec: {id: com.example/stream, awsRegion: {type: default}}
+"""))  # fmt: skip
+    for fine in [
+        DeadLetterPolicy(after=0, by_type={FRAGILE: 0}),  # 0: only by hand
+        DeadLetterPolicy(DeadLetterEgress("com.example/out", topic="dead"), after=1),
+        DeadLetterPolicy(DeadLetterEgress("com.example/stream", stream="dead")),
+    ]:
+        fine.check(module)
+    for policy, problem in [
+        (DeadLetterPolicy(after=-1), "attempts must be 0 or more, got -1"),
+        (DeadLetterPolicy(by_type={FRAGILE: -2}), "attempts must be 0 or more, got -2"),
+        (
+            DeadLetterPolicy(DeadLetterEgress("com.example/nope")),
+            "no egress 'com.example/nope' in the module (known: com.example/out, "
+            "com.example/stream)",
+        ),
+        (DeadLetterPolicy(DeadLetterEgress("com.example/out")), "a Kafka egress; name its topic"),
+        (
+            DeadLetterPolicy(DeadLetterEgress("com.example/stream")),
+            "a Kinesis egress; name its stream",
+        ),
+    ]:
+        with pytest.raises(PolicyError) as refused:
+            policy.check(module)
+        assert problem in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("- after: 3\n", "expected a mapping"),
+        ("after: 3\nretries: 2\nwhen: now\n", "unknown keys retries, when"),
+        ("functions: [com.example/fragile]\n", "functions maps function types to attempts"),
+        ("functions: {com.example/fragile: many}\n", "functions maps function types to attempts"),
+        (
+            "topic: t\nstream: s\n",
+            "a dead-letter egress has a Kafka topic or a Kinesis stream, not both",
+        ),
+    ],
+)
+def test_a_policy_file_that_is_not_one_says_why(tmp_path: Path, text: str, problem: str) -> None:
+    config = tmp_path / "dead-letters.yaml"
+    config.write_text(text)
+    with pytest.raises(PolicyError) as refused:
+        DeadLetterPolicy.load(config)
+    assert str(refused.value) == f"{config}: {problem}"
+
+
+def test_an_empty_policy_file_is_the_default_policy(tmp_path: Path) -> None:
+    config = tmp_path / "dead-letters.yaml"
+    config.write_text("")
+    assert DeadLetterPolicy.load(config) == DeadLetterPolicy()
 
 
 def StringValue(text: str) -> Any:
