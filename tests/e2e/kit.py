@@ -646,15 +646,6 @@ class LocalApplication(Application):
 
     port = 0  # of its web page and HTTP API
 
-    def redeploy_functions(self, **settings: str) -> None:
-        """Stop the function server and start it again at the same URL, with ``settings`` in
-        its environment: the runtime runs on, its calls retried meanwhile."""
-        assert self.functions is not None
-        self.functions.stop()
-        with timed(f"{self.framework}: redeploy the function server"):
-            self.functions, _ = start_function_server(self.framework, self.workdir, self.prefix,
-                                                      self.functions_port, **settings)  # fmt: skip
-
     def start_runtime(self) -> None:
         assert self.module is not None
         self.job, self.port = LOCAL.start(self.module, self.workdir)
