@@ -7,7 +7,6 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 
 from statefun_core import Context, Message, RequestReplyHandler, StatefulFunctions, message_builder
 from statefun_core.plugins import (
@@ -148,9 +147,10 @@ def test_the_structlog_processor_adds_the_known_fields_inside_an_invocation_only
 def test_the_trace_id_is_the_current_opentelemetry_spans_over_the_traceparent(
     records: Records,
 ) -> None:
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")  # not in the plugin sessions' envs
     plugins = make_plugin_manager([InvocationLogContext()], load_entrypoints=False)
     handler = RequestReplyHandler(functions(), plugins=plugins)
-    tracer = TracerProvider().get_tracer("test.logcontext")
+    tracer = sdk.TracerProvider().get_tracer("test.logcontext")
     with tracer.start_as_current_span("outer") as span:
         handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"]), {"traceparent": TRACEPARENT})
     trace_id = format(span.get_span_context().trace_id, "032x")
