@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import pytest
 from aiohttp import web
@@ -24,6 +26,30 @@ GOOD_REPLY = GOOD.SerializeToString()
 Responder = Callable[[int], web.StreamResponse]
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    handle: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    route: str = "/fn",
+    socket_path: Optional[Path] = None,
+) -> AsyncIterator[str]:
+    """A server answering POSTs to ``route`` with ``handle``: its base URL, on 127.0.0.1 or
+    (``http+unix://``) on ``socket_path``."""
+    app = web.Application()
+    app.router.add_post(route, handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        if socket_path is None:
+            port = free_port()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            yield f"http://127.0.0.1:{port}"
+        else:
+            await web.UnixSite(runner, str(socket_path)).start()
+            yield f"http+unix://{socket_path}"
+    finally:
+        await runner.cleanup()
+
+
 async def call_with(responder: Responder, endpoint_yaml: str) -> tuple[Message | str, int]:
     """Call a server answering request n with ``responder(n)``; (the parsed reply or the
     error, requests)."""
@@ -38,22 +64,12 @@ async def call_with(responder: Responder, endpoint_yaml: str) -> tuple[Message |
             await asyncio.sleep(1.5)  # slower than the call budget
         return response
 
-    app = web.Application()
-    app.router.add_post("/fn", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    module = parse_module(endpoint_yaml.replace("URL", f"http://127.0.0.1:{port}/fn"))
-    try:
-        async with HttpTransport() as transport:
-            try:
-                reply: Message | str = await transport.call(module.endpoints[0], "a/b", b"")
-            except CallFailedError as error:
-                reply = str(error)
-    finally:
-        await runner.cleanup()
+    async with serving(handle) as url, HttpTransport() as transport:
+        module = parse_module(endpoint_yaml.replace("URL", f"{url}/fn"))
+        try:
+            reply: Message | str = await transport.call(module.endpoints[0], "a/b", b"")
+        except CallFailedError as error:
+            reply = str(error)
     return reply, requests
 
 
@@ -147,24 +163,16 @@ def test_okhttp_transport_calls_a_unix_socket(tmp_path: Path) -> None:
             paths.append(request.path)
             return ok()
 
-        app = web.Application()
-        app.router.add_post("/statefun/{name}", handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        socket_path = tmp_path / "fn.sock"
-        await web.UnixSite(runner, str(socket_path)).start()
-        module = parse_module(f"""
+        socket = tmp_path / "fn.sock"
+        async with serving(handle, "/statefun/{name}", socket) as url, HttpTransport() as transport:
+            module = parse_module(f"""
 kind: io.statefun.endpoints.v2/http
 spec:
   functions: a/*
-  urlPathTemplate: http+unix://{socket_path}/statefun/{{function.name}}
+  urlPathTemplate: {url}/statefun/{{function.name}}
   transport: {{type: io.statefun.transports.v1/okhttp}}
 """)
-        try:
-            async with HttpTransport() as transport:
-                reply = await transport.call(module.endpoints[0], "a/greeter", b"")
-        finally:
-            await runner.cleanup()
+            reply = await transport.call(module.endpoints[0], "a/greeter", b"")
         return reply, paths[0]
 
     assert asyncio.run(scenario()) == (GOOD, "/statefun/greeter")
@@ -269,19 +277,8 @@ def test_calls_share_a_connection_until_the_transport_closes_which_a_call_reopen
             connections.append(request.transport)
             return ok()
 
-        app = web.Application()
-        app.router.add_post("/fn", handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        if unix:
-            await web.UnixSite(runner, str(tmp_path / "fn.sock")).start()
-            url = f"http+unix://{tmp_path / 'fn.sock'}/fn"
-        else:
-            port = free_port()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            url = f"http://127.0.0.1:{port}/fn"
-        endpoint = parse_module(OKHTTP.replace("URL", url)).endpoints[0]
-        try:
+        async with serving(handle, socket_path=tmp_path / "fn.sock" if unix else None) as url:
+            endpoint = parse_module(OKHTTP.replace("URL", f"{url}/fn")).endpoints[0]
             async with HttpTransport() as transport:
                 for _ in range(2):
                     assert await transport.call(endpoint, "a/b", b"") == GOOD
@@ -290,8 +287,6 @@ def test_calls_share_a_connection_until_the_transport_closes_which_a_call_reopen
                 await until(connections[0].is_closing)
                 assert await transport.call(endpoint, "a/b", b"") == GOOD
             await until(connections[2].is_closing)  # leaving the transport closes it
-        finally:
-            await runner.cleanup()
 
     asyncio.run(scenario())
 
@@ -306,20 +301,12 @@ def test_a_reply_s_traceresponse_is_handed_back_when_asked_for_and_there_is_one(
                 response.headers[TRACERESPONSE] = traceresponse
             return response
 
-        app = web.Application()
-        app.router.add_post("/fn", handle)
-        runner, port = web.AppRunner(app, access_log=None), free_port()
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
         handed: list[dict[str, str]] = [{}, {}]
-        try:
-            async with HttpTransport() as transport:
-                for traced, reply_headers in [("", handed[0]), ("1", None), ("1", handed[1])]:
-                    url = f"http://127.0.0.1:{port}/fn?traced={traced}"
-                    endpoint = parse_module(OKHTTP.replace("URL", url)).endpoints[0]
-                    assert await transport.call(endpoint, "a/b", b"", None, reply_headers) == GOOD
-        finally:
-            await runner.cleanup()
+        async with serving(handle) as url, HttpTransport() as transport:
+            for traced, reply_headers in [("", handed[0]), ("1", None), ("1", handed[1])]:
+                at = f"{url}/fn?traced={traced}"
+                endpoint = parse_module(OKHTTP.replace("URL", at)).endpoints[0]
+                assert await transport.call(endpoint, "a/b", b"", None, reply_headers) == GOOD
         return handed
 
     assert asyncio.run(scenario()) == [{}, {TRACERESPONSE: traceresponse}]
@@ -334,19 +321,11 @@ def test_a_call_never_outlasts_its_budget() -> None:
                 await asyncio.sleep(3)
             return web.Response(status=500, text="down for now")
 
-        app = web.Application()
-        app.router.add_post("/fn", handle)
-        runner, port = web.AppRunner(app, access_log=None, shutdown_timeout=0), free_port()
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        endpoint = parse_module(ASYNC.replace("URL", f"http://127.0.0.1:{port}/fn")).endpoints[0]
-        try:
-            async with HttpTransport() as transport:
-                with pytest.raises(CallFailedError) as failed:
-                    await transport.call(endpoint, "a/b", b"")
-                return failed.value.reason, time.monotonic() - start
-        finally:
-            await runner.cleanup()
+        async with serving(handle) as url, HttpTransport() as transport:
+            endpoint = parse_module(ASYNC.replace("URL", f"{url}/fn")).endpoints[0]
+            with pytest.raises(CallFailedError) as failed:
+                await transport.call(endpoint, "a/b", b"")
+            return failed.value.reason, time.monotonic() - start
 
     reason, took = asyncio.run(scenario())
     assert reason == "timed out, after HTTP 500: down for now (call timeout exhausted)"
