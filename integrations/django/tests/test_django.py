@@ -368,6 +368,32 @@ def test_served_together_a_function_keeps_what_makes_its_failures_final() -> Non
         assert response.status_code == 200  # dead-lettered, not a 500 retried for ever
 
 
+def test_served_together_a_function_bound_later_is_served() -> None:
+    from statefun_core import StatefulFunctions
+    from statefun_core.testing.endpoint import make_functions
+
+    greeter = make_functions().for_typename(GREETER)
+    first, later = StatefulFunctions(), StatefulFunctions()
+    first.register("com.example.fns/other", lambda context, message: None)
+    with override_settings(STATEFUN={"FUNCTIONS": [first, later]}):
+        conf.get_handler()  # built (by the system checks, say) before the module binds
+        later.bind(GREETER, specs=greeter.specs)(greeter.fun)
+        response = sync_post("/sync/", wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 2}))
+        assert response.status_code == 200
+        assert greetings(response.content) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
+
+        def again(context: Any, message: Any) -> None:
+            pass
+
+        later.register(GREETER, again)  # bound again in its own collection: replaced
+        assert conf.get_handler().functions.for_typename(GREETER).fun is again
+        with pytest.raises(conf.StatefunConfigError, match="more than one") as raised:
+            first.register(GREETER, again)  # bound in another collection: E004, not served
+        assert raised.value.id == "statefun.E004"
+        assert GREETER not in first
+        assert conf.get_handler().functions.for_typename(GREETER).fun is again
+
+
 @pytest.mark.parametrize(
     ("setting", "view_class"), [(False, StatefunView), (True, AsyncStatefunView)]
 )

@@ -14,7 +14,7 @@ from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
-from statefun_core import Limits, RequestReplyHandler, StatefulFunctions
+from statefun_core import Limits, RequestReplyHandler, StatefulFunction, StatefulFunctions
 from statefun_core.errors import PluginError, UnknownTypeError
 from statefun_core.limits import DEFAULT_LIMITS
 
@@ -100,28 +100,58 @@ def load_functions(entry: FunctionsSetting) -> StatefulFunctions:
 
 
 def merge_functions(collections: list[StatefulFunctions]) -> StatefulFunctions:
-    """One ``StatefulFunctions`` serving them all; a typename bound twice is ``statefun.E004``."""
+    """One ``StatefulFunctions`` serving them all, and what they bind later; a typename bound
+    in two of them is ``statefun.E004``."""
     if len(collections) == 1:
         return collections[0]
-    merged = StatefulFunctions()
+    merged = _Merged()
     for functions in collections:
+        follower = _Follower(merged, functions)
         for function in functions:
-            if function.typename in merged:
-                raise StatefunConfigError(
-                    "statefun.E004",
-                    f'STATEFUN["FUNCTIONS"]: {function.typename!r} is bound in more than one '
-                    "of the configured StatefulFunctions",
-                )
-            merged.register(
-                function.typename,
-                function.fun,
-                function.specs,
-                blocking=function.blocking,
-                final_errors=function.final_errors,
-                final_unreadable=function.final_unreadable,
-                dead_letters=function.dead_letters,
-            )
+            follower.add(function)
+        merged.followers.append(follower)
+        # like a handler, told of each function bound from now on, before it is added
+        functions._served_by(follower.bound)
     return merged
+
+
+class _Merged(StatefulFunctions):
+    __slots__ = ("followers",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.followers: list[_Follower] = []  # held here: the collections hold them weakly
+
+
+class _Follower:
+    """Copies into ``merged`` each function that ``functions`` holds or binds."""
+
+    __slots__ = ("__weakref__", "functions", "merged")
+
+    def __init__(self, merged: StatefulFunctions, functions: StatefulFunctions) -> None:
+        self.merged = merged
+        self.functions = functions
+
+    def bound(self, function: StatefulFunction) -> None:
+        # a typename bound again in the same collection replaces its function
+        self.add(function, rebound=function.typename in self.functions)
+
+    def add(self, function: StatefulFunction, *, rebound: bool = False) -> None:
+        if function.typename in self.merged and not rebound:
+            raise StatefunConfigError(
+                "statefun.E004",
+                f'STATEFUN["FUNCTIONS"]: {function.typename!r} is bound in more than one '
+                "of the configured StatefulFunctions",
+            )
+        self.merged.register(
+            function.typename,
+            function.fun,
+            function.specs,
+            blocking=function.blocking,
+            final_errors=function.final_errors,
+            final_unreadable=function.final_unreadable,
+            dead_letters=function.dead_letters,
+        )
 
 
 def configured_limits() -> Limits:
