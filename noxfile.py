@@ -1,4 +1,6 @@
-"""The test matrix. ``nox -t ci`` is what CI runs (see README); plain ``nox`` runs everything.
+"""The test matrix. ``nox -t ci`` is what CI runs (see README); plain ``nox`` runs the whole
+matrix (``nox.options.sessions``); the benchmarks, fuzzing, soak runs, the demo and the long
+differential and crash runs run only when named (``nox -s bench``).
 
 Sessions install with uv when it is present. Each area keeps its sessions in its own section.
 """
@@ -20,6 +22,13 @@ if _pyenv_root.is_dir():
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
+# plain `nox`: every area's tests on every Python, protobuf and framework version it supports
+nox.options.sessions = [
+    "tests", "protobuf", "compat", "official", "deadletters", "lint", "typecheck",
+    "plugin_prometheus", "plugin_opentelemetry", "plugin_pydantic", "plugin_msgpack",
+    "aiohttp", "tornado", "flask", "django", "apps", "apps_oldest", "engine", "engine_oldest",
+    "local", "local_oldest", "e2e", "hardening", "docs",
+]  # fmt: skip
 
 PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 NEWEST = "3.13"
