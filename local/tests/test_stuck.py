@@ -431,13 +431,16 @@ def test_a_skip_or_dead_letter_during_a_call_is_done_when_the_call_ends(tmp_path
     run(scenario())
 
 
-# --- STATEFUN_LOCAL_DB --------------------------------------------------------------------------
+# --- STATEFUN_LOCAL_DB and STATEFUN_LOCAL_URL ---------------------------------------------------
 
 
-def test_statefun_local_db_is_the_database_of_every_command_without_db(tmp_path: Path) -> None:
+def test_the_environment_names_the_database_and_the_runtime_of_every_command(
+    tmp_path: Path,
+) -> None:
     """``run --db runtime.db``, then ``STATEFUN_LOCAL_DB=runtime.db`` for the commands that
     read the database: they find it (run from another directory, where no statefun-local.db
-    is); ``--db`` still wins; and ``run`` takes it too."""
+    is); ``--db`` still wins; and ``run`` takes it too. ``STATEFUN_LOCAL_URL`` is the runtime
+    of the commands that ask it, whose failure to reach one says how to name another."""
     a, b = f"{FRAGILE}/a", f"{FRAGILE}/b"
     db = tmp_path / "runtime.db"
     env = {"STATEFUN_LOCAL_DB": str(db)}
@@ -451,6 +454,12 @@ def test_statefun_local_db_is_the_database_of_every_command_without_db(tmp_path:
             await until_stuck(db, a)
             await until_count(db, b, 1)
             assert await act_by_cli(runtime, "retry", a) == "retrying"
+            code, out = await cli("retry", a, env={"STATEFUN_LOCAL_URL": runtime.url})
+            assert code == 0 and out.startswith(f"{a}: retrying"), out
+            code, out = await cli("retry", a, env={"STATEFUN_LOCAL_URL": "http://127.0.0.1:1"})
+            assert code != 0, out
+            assert "can not reach the runtime at http://127.0.0.1:1" in out, out
+            assert "give --url or set STATEFUN_LOCAL_URL" in out, out
 
             code, out = await cli("state", b, env=env, cwd=elsewhere)
             assert code == 0 and "state count: 1  [io.statefun.types/int]" in out, out
@@ -469,6 +478,9 @@ def test_statefun_local_db_is_the_database_of_every_command_without_db(tmp_path:
             for command in ("run", "state", "egress", "stuck", "audit"):
                 code, out = await cli(command, "--help")
                 assert "STATEFUN_LOCAL_DB" in out, (command, out)
+            for command in ("send", "retry", "skip", "dead-letter"):
+                code, out = await cli(command, "--help")
+                assert "STATEFUN_LOCAL_URL" in out, (command, out)
 
         # run: its database is STATEFUN_LOCAL_DB's too
         other = tmp_path / "other.db"

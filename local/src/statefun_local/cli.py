@@ -13,7 +13,9 @@
 whether or not the runtime is running; ``retry``, ``skip`` and ``dead-letter`` ask the running
 runtime. Every command with ``--db`` takes the environment variable ``STATEFUN_LOCAL_DB`` as its
 default (``--db`` wins), so that ``export STATEFUN_LOCAL_DB=other.db`` points ``run`` and the
-commands that read the database at the same file.
+commands that read the database at the same file; likewise ``STATEFUN_LOCAL_URL`` is the
+``--url`` of the commands that ask the runtime (``send``, ``retry``, ``skip``, ``dead-letter``),
+for a runtime ``run`` elsewhere than on ``--port 8090``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ DEFAULT_DB = "statefun-local.db"
 #: The environment variable naming the database of every command with ``--db``.
 DB_VARIABLE = "STATEFUN_LOCAL_DB"
 DEFAULT_PORT = 8090
+#: The environment variable naming the runtime of every command with ``--url``.
+URL_VARIABLE = "STATEFUN_LOCAL_URL"
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -64,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="statefun-local",
         description="A local, durable Stateful Functions runtime.",
         epilog=f"{DB_VARIABLE}: the database of every command with --db when --db is not "
-        f"given (default {DEFAULT_DB})",
+        f"given (default {DEFAULT_DB}); {URL_VARIABLE}: likewise the runtime of every "
+        f"command with --url (default {DEFAULT_URL})",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -106,8 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     value.add_argument("--bytes-file", metavar="FILE", help="raw bytes (with --type ns/name)")
     send.add_argument("--type", dest="typename", metavar="NS/NAME",
                       help="the typename for --json or --bytes-file")
-    send.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}",
-                      help="the running runtime")
+    _url_argument(send)
     send.set_defaults(command=_send)
 
     state = commands.add_parser("state", help="an address's state, mailbox and timers")
@@ -136,8 +141,7 @@ def _parser() -> argparse.ArgumentParser:
                          ("dead-letter", "move it to the dead-letter egress (likewise)")):
         act = commands.add_parser(action, help=text)
         act.add_argument("address", help="namespace/type/id")
-        act.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}",
-                         help="the running runtime")
+        _url_argument(act)
         act.set_defaults(command=_act, action=action)
     return parser
 
@@ -148,6 +152,15 @@ def _db_argument(parser: argparse.ArgumentParser) -> None:
         "--db",
         default=os.environ.get(DB_VARIABLE) or DEFAULT_DB,
         help=f"the SQLite database (default: ${DB_VARIABLE} if set, else {DEFAULT_DB})",
+    )
+
+
+def _url_argument(parser: argparse.ArgumentParser) -> None:
+    """``--url``, its default the environment's ``STATEFUN_LOCAL_URL``, else ``DEFAULT_URL``."""
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(URL_VARIABLE) or DEFAULT_URL,
+        help=f"the running runtime (default: ${URL_VARIABLE} if set, else {DEFAULT_URL})",
     )
 
 
@@ -379,8 +392,8 @@ def _post(url: str, path: str, body: Any) -> Optional[Any]:
     except urllib.error.HTTPError as error:
         print(f"statefun-local: {error.read().decode(errors='replace').strip()}", file=sys.stderr)
     except urllib.error.URLError as error:
-        print(f"statefun-local: can not reach the runtime at {url}: {error.reason}",
-              file=sys.stderr)
+        print(f"statefun-local: can not reach the runtime at {url}: {error.reason} (is it "
+              f"running? give --url or set {URL_VARIABLE} for another port)", file=sys.stderr)
     return None
 
 
