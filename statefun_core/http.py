@@ -96,6 +96,8 @@ def error_response(error: BaseException) -> tuple[int, str]:
     else:
         logger.info("statefun request rejected (%d): %s", status, error)
     text = _REASONS.get(status, "Error")
+    if status == 500 and not isinstance(error, FunctionFailedError):
+        text = "Internal Server Error"  # the server's own failure (a misconfiguration, a bug)
     # A limit is configuration, not an internal: name it, so the operator knows what to raise.
     limit = error.__cause__ if isinstance(error, FunctionFailedError) else error
     if isinstance(limit, LimitExceededError):

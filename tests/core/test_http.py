@@ -80,10 +80,16 @@ REASONS = {
 @pytest.mark.parametrize(
     ("error", "status"),
     [(MalformedRequestError("not protobuf"), 400), (FunctionNotFoundError("ns/nobody"), 404),
-     (MethodNotAllowedError("GET is not allowed"), 405), (RuntimeError("a bug"), 500)],
+     (MethodNotAllowedError("GET is not allowed"), 405),
+     (FunctionFailedError("ns/echo", "a"), 500)],
 )  # fmt: skip
 def test_each_status_answers_its_short_reason(error: Exception, status: int) -> None:
     assert error_response(error) == (status, REASONS[status])
+
+
+def test_a_failure_that_is_not_a_functions_blames_no_function() -> None:
+    # a misconfigured endpoint (Tornado's without a handler), a bug in the server's code
+    assert error_response(RuntimeError("a bug")) == (500, "Internal Server Error")
 
 
 def test_a_limit_names_itself_even_when_it_failed_a_function() -> None:

@@ -171,7 +171,7 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
         with self.assertLogs("statefun_core", logging.ERROR) as logs:
             response = await self.post(wire.to_function(FAILING, "x", ["x"]))
         assert response.code == 500
-        assert response.body and b"Traceback" not in response.body
+        assert response.body == b"Internal Server Error: the function failed"
         assert b"on purpose" not in response.body
         assert "on purpose" in logs.output[0]
         response = await self.post(wire.to_function(GREETER, "Di", ["Di"], NEW))
@@ -345,6 +345,7 @@ class NoHandlerTest(testing.AsyncHTTPTestCase):
                 )
             assert response.code == 500, method
             assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+            assert response.body == b"Internal Server Error"  # no function failed
             assert "'statefun_handler' setting" in logs.output[0]
 
 
