@@ -89,8 +89,7 @@ class StatefunPluginManager(pluggy.PluginManager):
         try:
             registered = super().register(plugin, name)
         except pluggy.PluginValidationError as error:
-            described = name or getattr(plugin, "__name__", type(plugin).__name__)
-            raise PluginError(f"statefun plugin {described!r} is invalid: {error}") from error
+            raise _invalid(error, name) from error
         if registered is not None:
             for caller in self.get_hookcallers(plugin) or ():
                 for impl in caller.get_hookimpls():
@@ -158,8 +157,22 @@ def make_plugin_manager(
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as error:
-        raise PluginError(f"statefun plugin {error.plugin!r} is invalid: {error}") from error
+        raise _invalid(error, manager.get_name(error.plugin)) from error
     return manager
+
+
+def _invalid(error: pluggy.PluginValidationError, name: Optional[str]) -> PluginError:
+    """pluggy's refusal of a plugin, naming the plugin by its name, or its class (or module)
+    when it has none, where pluggy names it by its ``id()`` or its ``repr``."""
+    plugin = error.plugin
+    label = name if name and not name.isdigit() else _class_name(plugin)
+    detail = str(error).replace(repr(str(id(plugin))), repr(label))
+    detail = detail.replace(repr(plugin), repr(label))
+    return PluginError(f"statefun plugin {label!r} is invalid: {detail}")
+
+
+def _class_name(plugin: Any) -> str:
+    return getattr(plugin, "__name__", type(plugin).__name__)
 
 
 def _guard(impl: Any, hook: str) -> None:
@@ -167,7 +180,7 @@ def _guard(impl: Any, hook: str) -> None:
     function: Callable[..., Any] = impl.function
     plugin = impl.plugin_name
     if plugin.isdigit():  # registered without a name: pluggy named it by id()
-        plugin = getattr(impl.plugin, "__name__", type(impl.plugin).__name__)
+        plugin = _class_name(impl.plugin)
     if hook in OBSERVER_HOOKS:
         logged = False
 

@@ -143,5 +143,24 @@ def test_a_plugin_registered_later_is_named_by_its_name_or_class_and_its_name_re
     assert manager.register(Fine(), name="fine") == "fine"
     with pytest.raises(PluginError, match="plugin 'wrong' is invalid"):
         manager.register(Wrong(), name="wrong")
-    with pytest.raises(PluginError, match="plugin 'Wrong' is invalid"):
+    with pytest.raises(PluginError, match="plugin 'Wrong' is invalid") as raised:
         manager.register(Wrong())
+    assert str(id(raised.value.__cause__.plugin)) not in str(raised.value)  # type: ignore[union-attr]
+    assert "Plugin 'Wrong' for hook 'statefun_batch_started'" in str(raised.value)
+
+
+def test_a_plugin_with_a_hook_that_does_not_exist_is_named_by_its_class() -> None:
+    from statefun_core.plugins import hookimpl
+
+    class Misspelt:
+        @hookimpl
+        def statefun_batch_strted(self, batch: object) -> None:
+            pass
+
+    with pytest.raises(PluginError) as raised:
+        make_plugin_manager([Misspelt()], load_entrypoints=False)
+    assert str(raised.value).startswith(
+        "statefun plugin 'Misspelt' is invalid: unknown hook 'statefun_batch_strted' in plugin "
+        "'Misspelt'"
+    )
+    assert " object at 0x" not in str(raised.value)
