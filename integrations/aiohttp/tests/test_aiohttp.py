@@ -6,6 +6,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -14,7 +15,13 @@ from aiohttp import test_utils, web
 
 from statefun_core import RequestReplyHandler, StatefulFunctions, ValueSpec, make_plugin_manager
 from statefun_core.engine import StateSpec
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, UnknownTypeError
+from statefun_core.errors import (
+    MalformedRequestError,
+    MethodNotAllowedError,
+    RequestTooLargeError,
+    UnknownTypeError,
+)
+from statefun_core.plugins import Endpoint, EndpointResponse, hookimpl
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.endpoint import (
     BLOCKING,
@@ -40,6 +47,20 @@ DISABLED_TYPE = (
 def make_functions() -> StatefulFunctions:
     # The greeter yields between reading and writing its state: concurrent requests interleave.
     return endpoint.make_functions(interleave=True, blocking=True)
+
+
+class PingEndpoints:
+    """A plugin with two endpoints at one path, ``GET /ping`` (200) and ``POST /ping`` (202)."""
+
+    @hookimpl
+    def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
+        def answer(status: int, text: bytes) -> Any:
+            return lambda headers: EndpointResponse(status, {"Content-Type": "text/plain"}, text)
+
+        return [
+            Endpoint("GET", "/ping", answer(200, b"got")),
+            Endpoint("POST", "/ping", answer(202, b"posted")),
+        ]
 
 
 class StatefunAppTest(test_utils.AioHTTPTestCase):
@@ -74,6 +95,13 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
         assert status == 200
         assert headers["Content-Type"] == "application/octet-stream"
         assert greetings(body) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
+
+    async def test_a_reply_names_the_server_without_a_version(self) -> None:
+        """No plugin here adds reply headers: the plain reply has its own ``Server``."""
+        status, headers, _ = await self.post(wire.to_function(GREETER, "Ann", ["Ann"], NEW))
+        assert status == 200
+        assert headers["Server"] == "aiohttp"
+        assert headers["Content-Type"] == "application/octet-stream"
 
     async def test_handler_is_reachable_through_the_app_key(self) -> None:
         assert self.app[statefun_aiohttp.HANDLER_KEY] is self.handler
@@ -122,6 +150,36 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
             (RequestTooLargeError, 413, "r-2"),
         ]
         assert self.failures.batches == [None, None]  # rejected before a batch existed
+
+    async def test_a_wrong_method_is_named_in_the_rejection(self) -> None:
+        with self.assertLogs("statefun_core", logging.INFO) as logs:
+            async with self.client.delete("/statefun") as response:
+                assert response.status == 405
+        assert [r.getMessage() for r in logs.records] == [
+            "statefun request rejected (405): DELETE is not allowed"
+        ]
+
+    async def test_a_body_aiohttp_cannot_decode_is_a_400_that_reaches_the_hooks(self) -> None:
+        """``Content-Encoding: gzip`` on bytes that are not: aiohttp fails the read, a client's
+        error (the runtime never compresses), answered as a body that is not a ToFunction."""
+        for encoding, data in (("gzip", b"\x1f\x8b not gzip at all"), ("deflate", b"nope")):
+            with self.assertLogs("statefun_core", logging.INFO) as logs:
+                status, headers, body = await self.post(
+                    data,
+                    headers={"Content-Encoding": encoding, "Connection": "close"},
+                )
+            assert status == 400, encoding
+            assert headers["Server"] == "aiohttp"
+            assert headers["Content-Type"] == "text/plain; charset=utf-8"
+            assert body == b"Bad Request: the body is not a StateFun ToFunction message"
+            (logged,) = logs.records
+            assert logged.levelno == logging.INFO and logged.exc_info is None
+            assert logged.getMessage().startswith(
+                "statefun request rejected (400): the request body cannot be read: "
+            )
+        assert [error for error, _, _ in self.failures.failures] == [MalformedRequestError] * 2
+        status, _, _ = await self.post(wire.to_function(GREETER, "Di", ["Di"], NEW))
+        assert status == 200
 
     async def test_raising_function_is_500_without_traceback(self) -> None:
         with self.assertLogs("statefun_core", logging.ERROR) as logs:
@@ -186,6 +244,139 @@ class SubAppTest(test_utils.AioHTTPTestCase):
             assert response.status == 405
 
 
+class HandleRequestTest(test_utils.AioHTTPTestCase):
+    """``handle_request`` and ``endpoint_view`` routed by the application itself: the handler
+    is the one ``setup`` keeps under ``HANDLER_KEY``."""
+
+    async def get_application(self) -> web.Application:
+        self.failures = FailureRecorder()
+        app = web.Application()
+        plugins = make_plugin_manager([self.failures], load_entrypoints=False)
+        statefun_aiohttp.setup(app, make_functions(), plugins=plugins, endpoints=False)
+        app.router.add_route("*", "/own", statefun_aiohttp.handle_request)
+        other = Endpoint(
+            "GET", "/other", lambda headers: EndpointResponse(200, {"X-Other": "1"}, b"other")
+        )
+        app.router.add_get("/other", statefun_aiohttp.endpoint_view(other))
+        return app
+
+    async def test_handle_request_serves_the_functions(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1})
+        async with self.client.post("/own", data=body) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "application/octet-stream"
+            assert greetings(await response.read()) == (
+                2,
+                [(INBOX, "Ann", "Hello Ann for the 2th time!")],
+            )
+
+    async def test_handle_request_refuses_other_methods(self) -> None:
+        async with self.client.get("/own", headers={"X-Request-Id": "r-5"}) as response:
+            assert response.status == 405
+            assert response.headers["Allow"] == "POST"
+        assert self.failures.failures == [(MethodNotAllowedError, 405, "r-5")]
+
+    async def test_endpoint_view_answers_get_and_head(self) -> None:
+        async with self.client.get("/other") as response:
+            assert response.status == 200
+            assert response.headers["X-Other"] == "1"
+            assert response.headers["Server"] == "aiohttp"
+            assert await response.read() == b"other"
+        async with self.client.head("/other") as response:
+            assert response.status == 200
+            assert response.headers["Server"] == "aiohttp"
+
+
+class EndpointsTest(test_utils.AioHTTPTestCase):
+    """The plugins' endpoints ``setup`` routes, two of them at one path."""
+
+    async def get_application(self) -> web.Application:
+        app = web.Application()
+        plugins = make_plugin_manager([PingEndpoints()], load_entrypoints=False)
+        statefun_aiohttp.setup(app, make_functions(), plugins=plugins)
+        return app
+
+    async def test_each_method_finds_its_endpoint(self) -> None:
+        async with self.client.get("/ping") as response:
+            assert (response.status, await response.read()) == (200, b"got")
+        async with self.client.post("/ping") as response:
+            assert (response.status, await response.read()) == (202, b"posted")
+        async with self.client.put("/ping") as response:
+            assert response.status == 405
+            assert response.headers["Allow"] == "GET, HEAD, POST"
+            assert response.headers["Server"] == "aiohttp"
+
+
+class EndpointsLeftOutTest(test_utils.AioHTTPTestCase):
+    """``setup(..., endpoints=False)``: the plugins' endpoints are not routed."""
+
+    async def get_application(self) -> web.Application:
+        app = web.Application()
+        plugins = make_plugin_manager([PingEndpoints()], load_entrypoints=False)
+        statefun_aiohttp.setup(app, make_functions(), plugins=plugins, endpoints=False)
+        return app
+
+    async def test_the_endpoints_are_not_served(self) -> None:
+        async with self.client.get("/ping") as response:
+            assert response.status == 404
+        body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        async with self.client.post("/statefun", data=body) as response:
+            assert response.status == 200
+
+
+class CreateAppTest(test_utils.AioHTTPTestCase):
+    """``create_app`` run as the application itself: its options reach the handler it builds."""
+
+    async def get_application(self) -> web.Application:
+        self.recorder = HeaderRecorder("X-Request-Id")
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="statefun-created")
+        plugins = make_plugin_manager([self.recorder, PingEndpoints()], load_entrypoints=False)
+        return statefun_aiohttp.create_app(
+            make_functions(), executor=self.executor, plugins=plugins
+        )
+
+    async def asyncTearDown(self) -> None:
+        await super().asyncTearDown()
+        self.executor.shutdown()
+
+    async def test_the_given_plugins_and_executor(self) -> None:
+        body = wire.to_function(BLOCKING, "Fi", ["Fi"])
+        async with self.client.post("/", data=body, headers={"X-Request-Id": "r-7"}) as response:
+            assert response.status == 200
+            ((_, _, thread_name),) = greetings(await response.read())[1]
+        assert thread_name.startswith("statefun-created")
+        assert self.recorder.headers == [{"X-Request-Id": "r-7"}]
+
+    async def test_the_plugins_endpoints_are_served(self) -> None:
+        async with self.client.get("/ping") as response:
+            assert (response.status, await response.read()) == (200, b"got")
+
+    async def test_the_default_limit_is_the_runtimes_not_aiohttps(self) -> None:
+        """aiohttp's default client_max_size, 1 MiB, is too small for the runtime's batches."""
+        name = "x" * (2 * 1024 * 1024)
+        body = wire.to_function(GREETER, "Ann", [name], NEW)
+        async with self.client.post("", data=body) as response:
+            assert response.status == 200
+            assert greetings(await response.read())[0] == 1
+
+
+class CreateAppOptionsTest(test_utils.AioHTTPTestCase):
+    """``create_app(..., client_max_size=..., endpoints=False)``."""
+
+    async def get_application(self) -> web.Application:
+        plugins = make_plugin_manager([PingEndpoints()], load_entrypoints=False)
+        return statefun_aiohttp.create_app(
+            make_functions(), client_max_size=LIMIT, plugins=plugins, endpoints=False
+        )
+
+    async def test_the_given_limit_and_no_endpoints(self) -> None:
+        async with self.client.post("/", data=b"\x00" * (LIMIT + 1)) as response:
+            assert response.status == 413
+            assert f"over the limit of {LIMIT} bytes (client_max_size)" in await response.text()
+        async with self.client.get("/ping") as response:
+            assert response.status == 404
+
+
 class MetricsTest(test_utils.AioHTTPTestCase):
     async def get_application(self) -> web.Application:
         pytest.importorskip("statefun_prometheus")
@@ -214,8 +405,8 @@ def test_a_client_gone_before_its_body_is_in_is_no_failure(
     plugins = make_plugin_manager([failures], load_entrypoints=False)
     statefun_aiohttp.setup(app, make_functions(), plugins=plugins)
 
-    def records() -> list[logging.LogRecord]:
-        return [record for record in caplog.records if record.name == "statefun_core"]
+    def records(name: str = "statefun_core") -> list[logging.LogRecord]:
+        return [record for record in caplog.records if record.name == name]
 
     async def disconnect() -> None:
         runner = web.AppRunner(app)
@@ -230,18 +421,24 @@ def test_a_client_gone_before_its_body_is_in_is_no_failure(
             await asyncio.sleep(0.1)  # the endpoint waits for the rest of the body
             writer.close()
             await writer.wait_closed()
-            for _ in range(200):
-                if records():
+            for _ in range(1000):
+                if records() and records("aiohttp.access"):
                     break
                 await asyncio.sleep(0.01)
         finally:
             await runner.cleanup()
 
+    caplog.set_level(logging.INFO, logger="aiohttp.access")  # the status it answered with
     with caplog.at_level(logging.DEBUG, logger="statefun_core"):
         asyncio.run(disconnect())
     assert [(r.levelno, r.exc_info) for r in records()] == [(logging.DEBUG, None)], caplog.text
     assert records()[0].getMessage().startswith("statefun request abandoned"), caplog.text
     assert failures.failures == []
+    # nor does aiohttp log an error: the view answered as a view must, a 400 (in the access
+    # log only: no one reads the answer)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == [], caplog.text
+    (access,) = records("aiohttp.access")
+    assert '"POST /statefun HTTP/1.1" 400 ' in access.getMessage(), caplog.text
 
 
 def test_setup_rejects_executor_with_a_ready_handler() -> None:
@@ -259,6 +456,9 @@ def test_the_framework_is_imported_on_use_not_by_the_plugin_host() -> None:
 def test_entry_point_names_the_integration() -> None:
     plugin = make_plugin_manager().get_plugin("aiohttp")  # loaded from its entry point
     assert plugin.FRAMEWORK == "aiohttp"
+    # the distribution that registers it
+    entry_points = metadata.distribution(plugin.DISTRIBUTION).entry_points
+    assert [ep.name for ep in entry_points if ep.group == "statefun"] == ["aiohttp"]
 
 
 def test_import_without_aiohttp_says_what_to_install() -> None:

@@ -12,7 +12,12 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from statefun_core import RequestReplyHandler
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
+from statefun_core.errors import (
+    MalformedRequestError,
+    MethodNotAllowedError,
+    RequestTooLargeError,
+    StatefunError,
+)
 from statefun_core.http import (
     CONTENT_TYPE,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -35,8 +40,9 @@ async def handle_request(request: web.Request) -> web.Response:
 
     The handler is ``request.config_dict[HANDLER_KEY]``. The request headers reach the plugin
     hooks through ``handle_async(..., headers=...)``. A body over the application's
-    ``client_max_size`` is answered 413; both this and a wrong method reach the
-    ``statefun_request_failed`` hook. A client that goes away before its body is in is no
+    ``client_max_size`` is answered 413, one aiohttp cannot decode (a ``Content-Encoding`` it
+    does not hold to) 400; these and a wrong method reach the ``statefun_request_failed``
+    hook. A client that goes away before its body is in is no
     failure: it is logged at debug level, as Tornado's endpoint does, and nothing runs.
     """
     return await _respond(request.config_dict[HANDLER_KEY], request)
@@ -58,6 +64,11 @@ async def _respond(handler: RequestReplyHandler, request: web.Request) -> web.Re
         limit = request.client_max_size
         too_large = RequestTooLargeError(request.content_length, limit, "client_max_size")
         return _rejected(handler, request, too_large)
+    except web.RequestPayloadError as error:
+        # aiohttp decodes a Content-Encoding itself: bytes that are not what it says are the
+        # client's error, as a body that is not a ToFunction is
+        unreadable = MalformedRequestError(f"the request body cannot be read: {error.__cause__}")
+        return _rejected(handler, request, unreadable)
     except OSError as error:
         # The connection was lost before the body was in (aiohttp's "Connection lost"): no
         # one is left to answer, and neither the server nor a function failed.
