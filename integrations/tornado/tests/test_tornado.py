@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from decimal import Decimal
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -15,12 +18,12 @@ from tornado import testing
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.tcpclient import TCPClient
 from tornado.testing import gen_test
-from tornado.web import Application
+from tornado.web import Application, HTTPError
 
 from statefun_core import RequestReplyHandler, StatefulFunctions, ValueSpec, make_plugin_manager
 from statefun_core.engine import StateSpec
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, UnknownTypeError
-from statefun_core.plugins import Endpoint, EndpointResponse
+from statefun_core.plugins import Endpoint, EndpointResponse, HealthEndpoints, hookimpl
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.endpoint import (
     BLOCKING,
@@ -46,6 +49,23 @@ DISABLED_TYPE = (
 def make_functions() -> StatefulFunctions:
     # The greeter yields between reading and writing its state: concurrent requests interleave.
     return endpoint.make_functions(interleave=True, blocking=True)
+
+
+@contextmanager
+def logged(name: str = "statefun_core") -> Iterator[list[logging.LogRecord]]:
+    """The records logger ``name`` logs in the block, down to debug level (none is fine)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 class StatefunHandlerTest(testing.AsyncHTTPTestCase):
@@ -115,9 +135,46 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
     async def test_body_over_max_body_size_is_413(self) -> None:
         response = await self.post(b"\x00" * (LIMIT + 1))
         assert response.code == 413
+        assert "Allow" not in response.headers  # the method was right
         response = await self.post(wire.to_function(GREETER, "Cy", ["Cy"], NEW))
         assert response.code == 200
         assert greetings(response.body)[0] == 1
+
+    @gen_test
+    async def test_a_body_of_exactly_max_body_size_is_served(self) -> None:
+        name = "x" * (LIMIT - 100)
+        name += "x" * (LIMIT - len(wire.to_function(GREETER, "Ann", [name], NEW)))
+        body = wire.to_function(GREETER, "Ann", [name], NEW)
+        assert len(body) == LIMIT
+        response = await self.post(body)
+        assert response.code == 200
+        assert greetings(response.body)[0] == 1
+        body = wire.to_function(GREETER, "Ann", [name + "x"], NEW)
+        assert len(body) == LIMIT + 1
+        response = await self.post(body)
+        assert response.code == 413
+
+    @gen_test
+    async def test_a_chunked_body_over_max_body_size_is_refused_unread(self) -> None:
+        """No Content-Length to judge first: Tornado refuses it (400) once over the limit."""
+
+        body = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
+
+        async def chunks(write: Any) -> None:
+            for start in range(0, len(body), 8192):
+                await write(body[start : start + 8192])
+
+        response = await self.http_client.fetch(
+            self.get_url("/statefun"), method="POST", body_producer=chunks, raise_error=False
+        )
+        assert response.code == 400
+        assert self.recorder.headers == []  # no batch started: the greeting did not run
+        response = await self.post(wire.to_function(GREETER, "Cy", ["Cy"], NEW))
+        assert response.code == 200
+
+    def test_the_application_settings_are_given(self) -> None:
+        """make_app's keyword arguments are the Application's settings (xsrf_cookies here)."""
+        assert self._app.settings["xsrf_cookies"] is True
 
     @gen_test
     async def test_a_method_tornado_does_not_route_is_a_405_that_reaches_the_hooks(self) -> None:
@@ -166,11 +223,50 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
         response = await self.post(wire.to_function(GREETER, "Di", ["Di"], NEW))
         assert response.code == 200
 
+    @gen_test(timeout=30)
+    async def test_a_client_gone_before_its_body_is_in_leaves_nothing_waiting(self) -> None:
+        """The request's task, waiting for the body, ends when the client goes away."""
+
+        def requests() -> list[asyncio.Task[Any]]:
+            return [
+                task
+                for task in asyncio.all_tasks()
+                if getattr(task.get_coro(), "__qualname__", "") == "RequestHandler._execute"
+            ]
+
+        with self.assertLogs("statefun_core", logging.DEBUG) as logs:
+            stream = await TCPClient().connect("127.0.0.1", self.get_http_port())
+            head = b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+            await stream.write(head + b"\x00" * 10)
+            while not requests():  # its head is in: it waits for the rest of the body
+                await asyncio.sleep(0.01)
+            stream.close()
+            while not logs.records:
+                await asyncio.sleep(0.01)
+        while requests():
+            await asyncio.sleep(0.01)
+
+    @gen_test
+    async def test_a_wrong_method_is_named_in_the_rejection(self) -> None:
+        with self.assertLogs("statefun_core", logging.INFO) as logs:
+            response = await self.http_client.fetch(
+                self.get_url("/statefun"), method="DELETE", raise_error=False
+            )
+        assert response.code == 405
+        assert [r.getMessage() for r in logs.records] == [
+            "statefun request rejected (405): DELETE not allowed"
+        ]
+
     @gen_test
     async def test_raising_function_is_500_without_traceback(self) -> None:
-        with self.assertLogs("statefun_core", logging.ERROR) as logs:
+        with (
+            self.assertLogs("statefun_core", logging.ERROR) as logs,
+            logged("tornado.application") as tornado,
+        ):
             response = await self.post(wire.to_function(FAILING, "x", ["x"]))
         assert response.code == 500
+        # answered by the endpoint alone: Tornado saw no exception of the handler
+        assert [r.getMessage() for r in tornado if r.levelno >= logging.ERROR] == []
         assert response.body == b"Internal Server Error: the function failed"
         assert b"on purpose" not in response.body
         assert "on purpose" in logs.output[0]
@@ -257,6 +353,189 @@ class BodyAfterPrepareTest(testing.AsyncHTTPTestCase):
         assert greetings(reply) == (1, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
 
 
+class EventsHandler(statefun_tornado.StatefunHandler):
+    """Keeps in ``events`` when ``prepare`` ran and when body bytes came."""
+
+    def initialize(self, handler: RequestReplyHandler, events: list[str]) -> None:
+        super().initialize(handler, max_body_size=LIMIT)
+        self.events = events
+
+    def prepare(self) -> None:
+        self.events.append("prepare")
+        super().prepare()
+
+    def data_received(self, chunk: bytes) -> None:
+        self.events.append("body")
+        super().data_received(chunk)
+
+
+class RefusedBodyTest(testing.AsyncHTTPTestCase):
+    """A request refused on its head (a wrong method, a declared length over the limit) is
+    answered without its body read first: no byte of it comes before ``prepare`` runs."""
+
+    def get_app(self) -> Application:
+        self.events: list[str] = []
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        return Application(
+            [("/statefun", EventsHandler, {"handler": handler, "events": self.events})]
+        )
+
+    @gen_test(timeout=30)
+    async def test_the_body_of_a_refused_request_is_not_read_first(self) -> None:
+        for method, length, status in (("PUT", 100, b"405"), ("POST", LIMIT + 1, b"413")):
+            self.events.clear()
+            stream = await TCPClient().connect("127.0.0.1", self.get_http_port())
+            try:
+                head = f"{method} /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                head += f"Content-Length: {length}\r\n\r\n"
+                await stream.write(head.encode() + b"\x00" * 100)
+                reply = await stream.read_until(b"\r\n\r\n")
+            finally:
+                stream.close()
+            assert reply.startswith(b"HTTP/1.1 " + status), reply
+            assert self.events[:1] == ["prepare"], (method, self.events)
+
+
+class BodyWaitingHandler(statefun_tornado.StatefunHandler):
+    """A subclass whose ``prepare`` waits for the whole body (as one that checks a signature
+    of it would)."""
+
+    def initialize(self, handler: RequestReplyHandler) -> None:
+        super().initialize(handler)
+        self.received = 0
+        self.body_in = asyncio.Event()
+
+    def data_received(self, chunk: bytes) -> None:
+        super().data_received(chunk)
+        self.received += len(chunk)
+        if self.received == int(self.request.headers["Content-Length"]):
+            self.body_in.set()
+
+    async def prepare(self) -> None:
+        super().prepare()
+        await self.body_in.wait()
+
+
+class PrepareDoesNotHoldBackTheBodyTest(testing.AsyncHTTPTestCase):
+    """The body of a request the header checks let through is read without waiting for
+    ``prepare``: a ``prepare`` that waits for it gets it (it would wait forever otherwise)."""
+
+    def get_app(self) -> Application:
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        return Application([("/statefun", BodyWaitingHandler, {"handler": handler})])
+
+    @gen_test(timeout=30)
+    async def test_a_prepare_waiting_for_the_body_gets_it(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["Ann" * 10_000], NEW)
+        response = await self.http_client.fetch(
+            self.get_url("/statefun"), method="POST", body=body, raise_error=False
+        )
+        assert response.code == 200
+        assert greetings(response.body)[0] == 1
+
+
+class ForbiddingHandler(statefun_tornado.StatefunHandler):
+    """A subclass whose ``prepare`` refuses a request with an HTTPError of its own."""
+
+    def prepare(self) -> None:
+        if "X-Forbid" in self.request.headers:
+            raise HTTPError(403)
+        super().prepare()
+
+
+class OwnErrorsTest(testing.AsyncHTTPTestCase):
+    """An error other than a 405 is answered by Tornado's own ``write_error`` (here with the
+    traceback ``serve_traceback`` asks for), and is no rejection the hooks hear of."""
+
+    def get_app(self) -> Application:
+        self.failures = FailureRecorder()
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager([self.failures], load_entrypoints=False)
+        )
+        broken = Endpoint(
+            "GET", "/broken", lambda headers: EndpointResponse(200, {"X-Bad": "a\r\nb"}, b"")
+        )
+        return Application(
+            [
+                ("/statefun", ForbiddingHandler, {"handler": handler}),
+                ("/broken", statefun_tornado.EndpointHandler, {"endpoints": [broken]}),
+            ],
+            serve_traceback=True,
+        )
+
+    def test_a_subclass_http_error(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        with self.assertLogs("tornado.access", logging.WARNING):
+            response = self.fetch("/statefun", method="POST", body=body, headers={"X-Forbid": "1"})
+        assert response.code == 403
+        assert b"HTTP 403: Forbidden" in response.body  # the traceback of the HTTPError
+        assert "Allow" not in response.headers
+        assert self.failures.failures == []
+        response = self.fetch("/statefun", method="POST", body=body)
+        assert response.code == 200
+
+    def test_an_endpoint_that_fails_tornado_is_a_500(self) -> None:
+        with self.assertLogs("tornado.application", logging.ERROR):
+            response = self.fetch("/broken")
+        assert response.code == 500
+        assert b"Unsafe header value" in response.body  # the traceback of the ValueError
+        assert "Allow" not in response.headers
+
+
+class SlowFunctionTest(testing.AsyncHTTPTestCase):
+    """A client that goes away once its body is in, while its function runs, did not abandon
+    the request before the body: the function runs to its end and nothing says otherwise."""
+
+    def get_app(self) -> Application:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.finished = asyncio.Event()
+        functions = StatefulFunctions()
+
+        @functions.bind("com.example.fns/slow")
+        async def slow(context: Any, message: Any) -> None:
+            self.started.set()
+            await self.release.wait()
+            self.finished.set()
+
+        self.handler = RequestReplyHandler(
+            functions, plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        self.closed = asyncio.Event()
+        options = {"handler": self.handler, "closed": self.closed}
+        return Application([("/statefun", ClosedHandler, options)])
+
+    @gen_test(timeout=30)
+    async def test_a_client_gone_while_its_function_runs_is_not_an_abandoned_request(self) -> None:
+        body = wire.to_function("com.example.fns/slow", "x", ["x"])
+        head = b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+        with logged() as records:
+            stream = await TCPClient().connect("127.0.0.1", self.get_http_port())
+            await stream.write(head % len(body) + body)
+            await self.started.wait()
+            stream.close()
+            await self.closed.wait()  # the handler heard of the closed connection
+            self.release.set()
+            await self.finished.wait()
+        assert [r.getMessage() for r in records if "abandoned" in r.getMessage()] == []
+
+
+class ClosedHandler(statefun_tornado.StatefunHandler):
+    """Says when it has heard that the connection closed."""
+
+    def initialize(self, handler: RequestReplyHandler, closed: asyncio.Event) -> None:
+        super().initialize(handler)
+        self.closed = closed
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self.closed.set()
+
+
 class RoutesTest(testing.AsyncHTTPTestCase):
     """``make_routes`` in an application's own table, with a ready handler."""
 
@@ -266,9 +545,28 @@ class RoutesTest(testing.AsyncHTTPTestCase):
         )
         routes = statefun_tornado.make_routes(handler, "/fns", endpoints=False)
         other = Endpoint("GET", "/other", lambda headers: EndpointResponse(200, {}, b"other"))
+        self.answered: list[str] = []
+
+        def accepted(headers: Any) -> EndpointResponse:
+            self.answered.append(headers.get("X-Request-Id"))
+            return EndpointResponse(202, {"X-Own": "1"}, b"queued")
+
+        queue = Endpoint("GET", "/queue", accepted)
         return Application(
-            [*routes, (r"/other", statefun_tornado.EndpointHandler, {"endpoint": other})]
+            [
+                *routes,
+                (r"/other", statefun_tornado.EndpointHandler, {"endpoints": [other]}),
+                (r"/queue", statefun_tornado.EndpointHandler, {"endpoints": [queue]}),
+            ]
         )
+
+    def test_a_hand_written_endpoint_rule(self) -> None:
+        """The endpoint's own status and headers; other methods never reach it."""
+        response = self.fetch("/queue", headers={"X-Request-Id": "get"})
+        assert (response.code, response.headers["X-Own"], response.body) == (202, "1", b"queued")
+        response = self.fetch("/queue", method="POST", body=b"", headers={"X-Request-Id": "post"})
+        assert (response.code, response.headers["Allow"]) == (405, "GET, HEAD")
+        assert self.answered == ["get"]
 
     def test_served_at_the_given_path(self) -> None:
         response = self.fetch(
@@ -299,6 +597,98 @@ class RoutesTest(testing.AsyncHTTPTestCase):
 
     def test_reverse_url(self) -> None:
         assert self._app.reverse_url("statefun") == "/fns"
+
+
+class DefaultRoutesTest(testing.AsyncHTTPTestCase):
+    """``make_routes`` with its defaults: ``/statefun``, and a named rule for each endpoint
+    of the plugins."""
+
+    def get_app(self) -> Application:
+        handler = RequestReplyHandler(
+            make_functions(),
+            plugins=make_plugin_manager([HealthEndpoints()], load_entrypoints=False),
+        )
+        return Application(statefun_tornado.make_routes(handler))
+
+    def test_the_default_path_and_the_endpoints(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        assert self.fetch("/statefun", method="POST", body=body).code == 200
+        assert self._app.reverse_url("statefun") == "/statefun"
+        for path in ("/health/live", "/health/ready"):
+            assert self.fetch(path).code == 200, path
+            assert self._app.reverse_url(f"statefun-endpoint-{path}") == path
+
+
+class PingEndpoints:
+    """A plugin with two endpoints at one path: ``GET /ping`` (200) and ``POST /ping`` (202)."""
+
+    @hookimpl
+    def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
+        def answer(status: int, text: bytes) -> Any:
+            return lambda headers: EndpointResponse(status, {"Content-Type": "text/plain"}, text)
+
+        return [
+            Endpoint("GET", "/ping", answer(200, b"got")),
+            Endpoint("POST", "/ping", answer(202, b"posted")),
+            Endpoint("POST", "/pong", answer(202, b"ponged")),
+        ]
+
+
+class EndpointsAtOnePathTest(testing.AsyncHTTPTestCase):
+    """Endpoints of several methods at one path: one rule, each method its own endpoint."""
+
+    def get_app(self) -> Application:
+        plugins = make_plugin_manager([PingEndpoints()], load_entrypoints=False)
+        return statefun_tornado.make_app(make_functions(), plugins=plugins)
+
+    def test_each_method_finds_its_endpoint(self) -> None:
+        assert (self.fetch("/ping").code, self.fetch("/ping").body) == (200, b"got")
+        posted = self.fetch("/ping", method="POST", body=b"")
+        assert (posted.code, posted.body) == (202, b"posted")
+        assert self.fetch("/ping", method="HEAD").code == 200
+        refused = self.fetch("/ping", method="PUT", body=b"")
+        assert refused.code == 405
+        assert refused.headers["Allow"] == "GET, HEAD, POST"
+        assert self._app.reverse_url("statefun-endpoint-/ping") == "/ping"
+
+    def test_head_finds_only_a_get(self) -> None:
+        response = self.fetch("/pong", method="HEAD")
+        assert response.code == 405
+        assert response.headers["Allow"] == "POST"
+
+
+class GroupsInThePatternTest(testing.AsyncHTTPTestCase):
+    """A rule whose pattern has groups (one rule for several paths): the endpoint serves."""
+
+    def get_app(self) -> Application:
+        handler = RequestReplyHandler(make_functions())
+        return Application(
+            [
+                (r"/statefun/(.*)", statefun_tornado.StatefunHandler, {"handler": handler}),
+                (r"/named/(?P<rest>.*)", statefun_tornado.StatefunHandler, {"handler": handler}),
+            ]
+        )
+
+    def test_the_groups_are_passed_over(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        for path in ("/statefun/greeter", "/named/greeter"):
+            response = self.fetch(path, method="POST", body=body)
+            assert response.code == 200, path
+            assert greetings(response.body)[0] == 1
+
+
+class MakeAppWithoutEndpointsTest(testing.AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return statefun_tornado.make_app(
+            make_functions(),
+            plugins=make_plugin_manager([HealthEndpoints()], load_entrypoints=False),
+            endpoints=False,
+        )
+
+    def test_the_endpoints_are_left_out(self) -> None:
+        assert self.fetch("/health/live").code == 404
+        body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        assert self.fetch("/statefun", method="POST", body=body).code == 200
 
 
 class SettingsTest(testing.AsyncHTTPTestCase):
@@ -346,6 +736,7 @@ class NoHandlerTest(testing.AsyncHTTPTestCase):
             assert response.code == 500, method
             assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
             assert response.body == b"Internal Server Error"  # no function failed
+            assert "Allow" not in response.headers, method
             assert "'statefun_handler' setting" in logs.output[0]
 
 
@@ -381,6 +772,9 @@ def test_the_framework_is_imported_on_use_not_by_the_plugin_host() -> None:
 def test_entry_point_names_the_integration() -> None:
     plugin = make_plugin_manager().get_plugin("tornado")  # loaded from its entry point
     assert plugin.FRAMEWORK == "tornado"
+    # the distribution that registers it
+    entry_points = metadata.distribution(plugin.DISTRIBUTION).entry_points
+    assert [ep.name for ep in entry_points if ep.group == "statefun"] == ["tornado"]
 
 
 def test_import_without_tornado_says_what_to_install() -> None:

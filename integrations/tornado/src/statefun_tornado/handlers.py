@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Coroutine
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from tornado.http1connection import HTTP1Connection
 from tornado.web import OutputTransform, RequestHandler, stream_request_body
@@ -12,7 +12,7 @@ from tornado.web import OutputTransform, RequestHandler, stream_request_body
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_response
-from statefun_core.plugins import Endpoint, allowed_methods
+from statefun_core.plugins import Endpoint, allowed_methods, find_endpoint
 
 __all__ = ["EndpointHandler", "StatefunHandler"]
 
@@ -76,9 +76,9 @@ class StatefunHandler(RequestHandler):
         # a plain handler, some 35 kI (5 us). A request the header checks let through has
         # nothing to wait for: its body is read at once, and prepare() and post() run when the
         # task gets its turn, as in a plain handler.
-        if self._refusal is None and self._prepared_future is not None:
-            self._prepared_future.set_result(None)
-            self._prepared_future = None  # done: Tornado's _execute must not set it again
+        if self._refusal is None:
+            # what Tornado's delegate awaits before it reads the body: None, nothing to await
+            self._prepared_future = None
         return super()._execute(transforms, *args, **kwargs)
 
     def prepare(self) -> None:
@@ -107,7 +107,8 @@ class StatefunHandler(RequestHandler):
             logger.debug("statefun request abandoned: the client disconnected")
         super().on_connection_close()
 
-    async def post(self) -> None:
+    async def post(self, *path_args: str, **path_kwargs: str) -> None:
+        """The path's groups, when the rule's pattern has any, are not the endpoint's concern."""
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
@@ -154,21 +155,24 @@ class StatefunHandler(RequestHandler):
 
 
 class EndpointHandler(RequestHandler):
-    """One endpoint a plugin contributes (``/metrics``, health), configured by
-    ``{"endpoint": endpoint}``; other methods than the endpoint's (any method, also one
-    Tornado does not route) get 405 with ``Allow``, as the function endpoint does."""
+    """The endpoints plugins contribute at one path (``/metrics``, health), configured by
+    ``{"endpoints": [...]}``: a request is answered by the endpoint of its method (``HEAD`` by
+    the ``GET`` one); other methods (any method, also one Tornado does not route) get 405 with
+    ``Allow``, as the function endpoint does."""
 
-    def initialize(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
+    def initialize(self, endpoints: Sequence[Endpoint]) -> None:
+        self.endpoints = tuple(endpoints)
+        self.path = self.endpoints[0].path
 
     def set_default_headers(self) -> None:
         self.set_header("Server", _SERVER)
 
     def prepare(self) -> None:
-        if self.request.method not in (self.endpoint.method, "HEAD"):
+        endpoint = find_endpoint(self.endpoints, self.request.method or "", self.path)
+        if endpoint is None:
             self._method_not_allowed()
             return
-        status, headers, body = self.endpoint.respond(self.request.headers)
+        status, headers, body = endpoint.respond(self.request.headers)
         self.set_status(status)
         for name, value in headers.items():
             self.set_header(name, value)
@@ -183,6 +187,6 @@ class EndpointHandler(RequestHandler):
 
     def _method_not_allowed(self) -> None:
         self.set_status(405)
-        self.set_header("Allow", allowed_methods((self.endpoint,), self.endpoint.path))
+        self.set_header("Allow", allowed_methods(self.endpoints, self.path))
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish("Method Not Allowed")

@@ -30,21 +30,17 @@ def make_routes(
     Given :class:`StatefulFunctions`, builds one :class:`RequestReplyHandler` with ``plugins``
     and ``executor`` (the pool for functions bound with ``blocking=True``; default: the
     loop's). The endpoints the plugins contribute (``/metrics`` of statefun-prometheus, health)
-    get a rule each (named ``statefun-endpoint-<path>``; ``endpoints=False`` leaves them out).
+    get a rule per path (named ``statefun-endpoint-<path>``; ``endpoints=False`` leaves them
+    out).
     """
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
     options = {"handler": handler, "max_body_size": max_body_size}
     rules = [URLSpec(path, StatefunHandler, options, name="statefun")]
     if endpoints:
-        for endpoint in handler.endpoints:
-            rules.append(
-                URLSpec(
-                    endpoint.path,
-                    EndpointHandler,
-                    {"endpoint": endpoint},
-                    name=f"statefun-endpoint-{endpoint.method}-{endpoint.path}",
-                )
-            )
+        for endpoint_path in dict.fromkeys(endpoint.path for endpoint in handler.endpoints):
+            at_path = [endpoint for endpoint in handler.endpoints if endpoint.path == endpoint_path]
+            name = f"statefun-endpoint-{endpoint_path}"
+            rules.append(URLSpec(endpoint_path, EndpointHandler, {"endpoints": at_path}, name=name))
     return rules
 
 
