@@ -147,6 +147,34 @@ def test_a_refused_reply_applies_nothing_and_is_sent_again(
     run(scenario())
 
 
+def test_a_refused_reply_parks_its_batch_and_is_no_internal_error(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """A reply the engine refuses is the address' failure (parked, sent again after a pause),
+    not an error in handling the batch: nothing after the refusal runs."""
+    refusals = 2
+
+    def reply(request: int) -> web.Response:
+        response = protocol.FromFunction()
+        if request <= refusals:
+            egress(response, "com.example/nowhere", "io.statefun.types/string", STRING)
+        else:
+            egress(response, "com.example/out", KAFKA_RECORD, kafka_record(topic="t"))
+        return web.Response(body=response.SerializeToString(), content_type=CONTENT_TYPE)
+
+    async def scenario() -> None:
+        db = tmp_path / "db.sqlite"
+        async with serving(StatefulFunctions(), db, fault=reply) as (server, runtime):
+            await runtime.send(TARGET, make_value("string", "go"))
+            await runtime.wait_until_idle()
+            assert server.requests == refusals + 1
+            assert [f.error.split(":")[0] for f in runtime.failures] == ["UnknownEgressError"] * 2
+            assert runtime.stuck() == []
+        assert "handling the batch failed" not in caplog.text
+
+    run(scenario())
+
+
 LOCK_HOLDER = """
 import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -213,6 +241,55 @@ def test_a_database_locked_by_another_process_delays_a_reply_and_a_timer_but_los
             assert runtime.inspect(y)["state"]["count"]["value"] == 2  # schedule, then tick
             assert runtime.inspect(z)["state"]["count"]["value"] == 1
             assert runtime.stuck() == []
+
+    run(scenario())
+
+
+
+def test_a_database_locked_while_taking_batches_sends_no_batch_a_second_time(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """Taking batches fails while another process holds the write lock: the dispatcher waits
+    and tries again; the batch it took before (still in flight) is not sent again."""
+    functions = StatefulFunctions()
+    db = tmp_path / "db.sqlite"
+    calls: list[str] = []
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        @functions.bind("com.example/fn")
+        async def fn(context: Context, message: Message) -> None:
+            calls.append(message.as_string())
+            if message.as_string() == "hold":
+                await gate.wait()
+
+        async with serving(functions, db) as (server, runtime):
+            runtime.store.conn.execute("PRAGMA busy_timeout = 100")
+            x, z = Address("com.example/fn", "x"), Address("com.example/fn", "z")
+            await runtime.send(x, make_value("string", "hold"))  # the last batch taken
+            await until(lambda: calls == ["hold"])
+            runtime.engine.send(z, make_value("string", "queued"))  # the dispatcher not woken
+            holder = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", LOCK_HOLDER, str(db),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)  # fmt: skip
+            try:
+                assert holder.stdout is not None and holder.stdin is not None
+                assert await holder.stdout.readline() == b"locked\n"
+                runtime._wake.set()  # taking z's message fails while the lock is held
+                await until(lambda: caplog.text.count("taking batches failed") >= 3)
+                holder.stdin.write(b"release\n")
+                await holder.stdin.drain()
+                assert await holder.wait() == 0
+            finally:
+                if holder.returncode is None:
+                    holder.kill()
+                    await holder.wait()
+            gate.set()
+            await runtime.wait_until_idle(timeout=10)
+            assert sorted(calls) == ["hold", "queued"]
+            assert server.requests == 2
+            assert list(runtime.failures) == [] and runtime.stuck() == []
 
     run(scenario())
 

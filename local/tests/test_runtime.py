@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from statefun_local import LocalRuntime, make_value
+from statefun_local import LocalRuntime, make_value, parse_module
 
 from statefun_core import (
     Context,
@@ -25,7 +27,7 @@ from statefun_core import (
 )
 from statefun_core.engine import Address, ExpireMode, ManualClock
 
-from .conftest import run, serving
+from .conftest import FunctionServer, module_yaml, run, serving
 
 
 def greeter_functions() -> StatefulFunctions:
@@ -493,5 +495,259 @@ def test_a_failed_batch_is_delivered_once_the_function_is_back(tmp_path: Path) -
             await runtime.wait_until_idle()
             assert runtime.failures[0].address == "com.example/fn/x"
         assert received == ["first", "second"]
+
+    run(scenario())
+
+
+def test_send_all_queues_the_messages_and_the_read_position_together_or_neither(
+    tmp_path: Path,
+) -> None:
+    """A connector's read position (``also``'s store writes) commits with its records: both
+    are there after ``send_all``, and neither when ``also`` fails."""
+    functions = StatefulFunctions()
+    received: list[str] = []
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        received.append(f"{context.address.id}:{message.as_string()}")
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+            x, y = Address("com.example/fn", "x"), Address("com.example/fn", "y")
+
+            def position(value: int) -> Any:
+                return lambda: runtime.store.meta_put("position", value)
+
+            await runtime.send_all([(x, string("1"), None), (y, string("2"), None)],
+                                   position(7))  # fmt: skip
+            assert runtime.store.meta_get("position") == 7
+
+            def position_then_crash() -> None:
+                position(8)()
+                raise RuntimeError("crash after the position")
+
+            with pytest.raises(RuntimeError, match="crash after the position"):
+                await runtime.send_all([(x, string("3"), None)], position_then_crash)
+            assert runtime.store.meta_get("position") == 7
+            await runtime.wait_until_idle()
+            assert runtime.inspect(x)["queued"] == [] and runtime.inspect(x)["in_flight"] == []
+        assert sorted(received) == ["x:1", "y:2"]
+
+    run(scenario())
+
+
+def test_wait_until_idle_gives_up_after_its_timeout(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        pass
+
+    def always_503(n: int) -> web.Response:
+        return web.Response(status=503, text="down")
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite", fault=always_503, call="100ms",
+                           failure_pause=30) as (_, runtime):  # fmt: skip
+            await runtime.send(Address("com.example/fn", "x"), string("never delivered"))
+            with pytest.raises(TimeoutError, match=r"did not go idle within 0\.3 s"):
+                # bounded: a runtime that never gives up fails here instead of hanging
+                await asyncio.wait_for(runtime.wait_until_idle(timeout=0.3), 20)
+
+    run(scenario())
+
+
+def test_finished_calls_are_not_kept(tmp_path: Path) -> None:
+    """A long-running runtime keeps only the calls in progress, not every call it made."""
+
+    async def scenario() -> None:
+        async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            for i in range(20):
+                await runtime.send(Address("com.example/greeter", f"g{i}"), string(f"g{i}"))
+            await runtime.wait_until_idle()
+            assert len(runtime.egress_records()) == 20
+            for _ in range(500):  # the last call's task ends just after the runtime is idle
+                if not runtime._calls:
+                    break
+                await asyncio.sleep(0.01)
+            assert runtime._calls == set()
+
+    run(scenario())
+
+
+def test_a_message_for_a_function_type_the_module_no_longer_serves_is_a_visible_failure(
+    tmp_path: Path,
+) -> None:
+    """A batch left in flight for a function type the restarted module has no endpoint for
+    is not sent anywhere: the address fails, saying so, and keeps its message."""
+    db = tmp_path / "db.sqlite"
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        pass
+
+    def always_503(n: int) -> web.Response:
+        return web.Response(status=503, text="down")
+
+    async def scenario() -> None:
+        target = Address("com.example/fn", "x")
+        down = serving(functions, db, fault=always_503, call="100ms", failure_pause=30)
+        async with down as (_, runtime):
+            await runtime.send(target, string("kept"))
+            while not runtime.failures:
+                await asyncio.sleep(0.02)
+        async with FunctionServer(functions) as server:
+            module = parse_module(module_yaml(server.url, functions="com.other/*"))
+            async with LocalRuntime(module, db, failure_pause=30, offline=True) as runtime:
+                for _ in range(500):  # ten seconds at most
+                    if runtime.failures:
+                        break
+                    await asyncio.sleep(0.02)
+                (failure,) = runtime.failures
+                assert failure.error == "no endpoint in the module serves 'com.example/fn'"
+                assert [m["value"] for m in runtime.inspect(target)["in_flight"]] == ["kept"]
+                assert [entry["address"] for entry in runtime.stuck()] == [str(target)]
+            assert server.requests == 0
+
+    run(scenario())
+
+
+def test_every_delivery_counts_towards_the_throughput(tmp_path: Path) -> None:
+    """The page's messages per second: the deliveries of one second are counted together, and
+    each of them once."""
+
+    async def scenario() -> None:
+        async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            for name in ["Ann", "Bob", "Cid", "Dan", "Eve", "Fay", "Gus", "Hal", "Ida", "Jo"]:
+                await runtime.send(Address("com.example/greeter", name), string(name))
+            await runtime.wait_until_idle()
+            assert runtime.delivered == 20  # a greeting and its inbox message each
+            assert sum(count for _, count in runtime._throughput) == 20
+            # deliveries in a later second count for that second
+            first = int(time.monotonic())
+            while int(time.monotonic()) == first:
+                await asyncio.sleep(0.05)
+            later = int(time.monotonic())
+            for name in ["Kim", "Lea", "Max"]:
+                await runtime.send(Address("com.example/greeter", name), string(name))
+            await runtime.wait_until_idle()
+            assert sum(count for second, count in runtime._throughput if second >= later) == 6
+            assert sum(count for _, count in runtime._throughput) == runtime.delivered == 26
+            for _ in range(300):  # once the second of the deliveries is over
+                if runtime.messages_per_second() > 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert runtime.messages_per_second() > 0
+
+    run(scenario())
+
+
+def test_an_address_that_recovers_is_no_longer_stuck_and_its_deliveries_count(
+    tmp_path: Path, caplog: Any
+) -> None:
+    functions = StatefulFunctions()
+    healthy = False
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        pass
+
+    def down_until_healthy(n: int) -> web.Response | None:
+        return None if healthy else web.Response(status=503, text="down")
+
+    async def scenario() -> None:
+        nonlocal healthy
+        async with serving(functions, tmp_path / "db.sqlite", fault=down_until_healthy,
+                           call="100ms") as (_, runtime):  # fmt: skip
+            target = Address("com.example/fn", "x")
+            await runtime.send(target, string("first"))
+            await runtime.send(target, string("second"))
+            while not runtime.stuck():
+                await asyncio.sleep(0.01)
+            healthy = True
+            await runtime.wait_until_idle()
+            assert runtime.delivered == 2
+            assert runtime.delivered_by_type == {"com.example/fn": 2}
+            (stuck_rows,) = runtime.store.conn.execute("SELECT COUNT(*) FROM stuck").fetchone()
+            assert stuck_rows == 0
+            assert runtime.status()["failures"] == []  # recovered: no longer shown
+        assert "handling the batch failed" not in caplog.text
+
+    run(scenario())
+
+
+def test_egress_jsonl_sink_writes_each_record_as_it_comes_in_utf_8(tmp_path: Path) -> None:
+    sink = tmp_path / "egress.jsonl"
+
+    async def lines(count: int) -> list[str]:
+        for _ in range(500):  # ten seconds at most
+            if sink.exists() and len(sink.read_text(encoding="utf-8").splitlines()) >= count:
+                break
+            await asyncio.sleep(0.02)
+        return sink.read_text(encoding="utf-8").splitlines()
+
+    async def scenario() -> None:
+        db = tmp_path / "db.sqlite"
+        async with serving(greeter_functions(), db, egress_jsonl=sink) as (_, runtime):
+            for expected, name in enumerate(["Zoë", "Åsa"], start=1):
+                await runtime.send(Address("com.example/greeter", name), string(name))
+                await runtime.wait_until_idle()
+                written = await lines(expected)  # while the runtime runs, not once it stops
+                assert len(written) == expected
+            assert "Hello Zoë for the 1th time!" in written[0]  # as UTF-8, not escaped
+            assert "Hello Åsa for the 1th time!" in written[1]
+
+    run(scenario())
+
+
+def test_an_egress_jsonl_path_that_can_not_be_written_fails_the_start(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db, unwritable = tmp_path / "db.sqlite", tmp_path / "no" / "such" / "egress.jsonl"
+        with pytest.raises(FileNotFoundError):
+            async with serving(greeter_functions(), db, egress_jsonl=unwritable):
+                pass
+
+    run(scenario())
+
+
+def test_the_log_reports_the_first_failed_attempt_of_a_call_and_every_tenth(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    functions = StatefulFunctions()
+    received: list[str] = []
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        received.append(message.as_string())
+
+    def fail_ten_times(n: int) -> web.Response | None:
+        return web.Response(status=500, text="boom") if n <= 10 else None
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite", fault=fail_ten_times,
+                           call="60s") as (server, runtime):  # fmt: skip
+            await runtime.send(Address("com.example/fn", "x"), string("at last"))
+            await runtime.wait_until_idle()
+            assert server.requests == 11
+            assert list(runtime.failures) == []  # retried within the call, not a failure
+
+    run(scenario())
+    assert received == ["at last"]
+    reported = [re.search(r": attempt (\d+) failed \(", m) for m in caplog.messages]
+    assert [int(found[1]) for found in reported if found] == [1, 10]
+
+
+def test_wait_egress_waits_its_whole_timeout_for_a_record(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            waiting = asyncio.ensure_future(runtime.wait_egress(0, timeout=0.5))
+            await asyncio.sleep(0)  # its first look: nothing yet, so it waits
+            assert not waiting.done()
+            assert await waiting == []  # half a second later: still nothing
+            waiting = asyncio.ensure_future(runtime.wait_egress(0, timeout=30))
+            await runtime.send(Address("com.example/greeter", "Ann"), string("Ann"))
+            (record,) = await asyncio.wait_for(waiting, 30)
+            assert record["record"]["kafka"]["value"] == "Hello Ann for the 1th time!"
 
     run(scenario())

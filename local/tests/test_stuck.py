@@ -24,10 +24,16 @@ from typing import IO, Any, Optional
 import aiohttp
 import pytest
 from aiohttp import web
-from statefun_local import DeadLetterPolicy, make_app, parse_module
+from statefun_local import DeadLetterPolicy, LocalRuntime, make_app, parse_module
 from statefun_local.cli import main
 from statefun_local.store import SqliteStore
-from statefun_local.stuck import DEFAULT_EGRESS, FAILED_CALL, PolicyError
+from statefun_local.stuck import (
+    DEFAULT_EGRESS,
+    FAILED_CALL,
+    NotStuckError,
+    Outcome,
+    PolicyError,
+)
 
 from statefun_core import (
     Context,
@@ -40,7 +46,7 @@ from statefun_core import (
     ValueSpec,
     message_builder,
 )
-from statefun_core.engine import Address
+from statefun_core.engine import Address, ManualClock
 from statefun_core.testing.endpoint import free_port
 
 from .conftest import FunctionServer, module_yaml, run, serving
@@ -174,6 +180,15 @@ async def until_stuck(db: Path, address: str, attempts: int = 1) -> dict[str, An
             return entry
         await asyncio.sleep(0.05)
     raise AssertionError(f"{address} did not fail {attempts} time(s)")
+
+
+async def soon(condition: Any) -> None:
+    """Until ``condition()`` holds, ten seconds at most (a runtime in this process)."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the condition did not hold within 10 s")
 
 
 DONE = {"retry": "retrying", "skip": "skipped", "dead-letter": "dead-lettered"}
@@ -431,6 +446,145 @@ def test_a_skip_or_dead_letter_during_a_call_is_done_when_the_call_ends(tmp_path
     run(scenario())
 
 
+def test_an_action_during_a_call_in_process_is_done_or_moot_and_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
+    """The runtime's own API, in this process: a skip asked for while the retry is being called
+    is pending (a later dead-letter by someone else replaces it, and says so); the call fails,
+    so the dead-letter is done. Then a skip whose call succeeds is moot. Either way the stuck
+    and request tables are left empty."""
+    target = Address(FRAGILE, "a")
+    a = str(target)
+    db = tmp_path / "runtime.db"
+    broken = [True]
+
+    def rows(runtime: LocalRuntime, table: str) -> int:
+        return int(runtime.store.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    async def until_stuck_in_process(runtime: LocalRuntime) -> int:
+        await soon(runtime.stuck)
+        return int(runtime.stuck()[0]["message_seq"])
+
+    async def scenario() -> None:
+        async with HeldServer(misrouting_functions(broken)) as server:
+            module = parse_module(module_yaml(server.url, call="60s"))
+            async with LocalRuntime(module, db, failure_pause=0.05, offline=True) as runtime:
+                await runtime.send(target, StringValue(POISON))
+                await runtime.send(target, StringValue("after the poison"))
+                seq = await until_stuck_in_process(runtime)
+                await server.hold_next()  # the retry: a call to a is in progress
+                skip = runtime.skip(target, "me")
+                assert skip.done == "pending"
+                assert skip.detail == (
+                    f"a call to {a} is in progress: if it fails, message #{seq} is skipped; if "
+                    f"it succeeds, the message was delivered and the skip is not done (the "
+                    f"audit log will say which)")  # fmt: skip
+                again = runtime.skip(target, "me")
+                assert again == skip  # the same request: nothing replaced
+                dead = runtime.dead_letter(target, "ops")
+                assert dead.done == "pending"
+                assert dead.detail.endswith(
+                    "is moved to the dead-letter egress; if it succeeds, the message was "
+                    "delivered and the dead-letter is not done (the audit log will say which)"
+                    "; this replaces the skip asked for by me")  # fmt: skip
+                assert runtime.stuck()[0]["pending"]["by"] == "ops"
+                assert runtime.audit_log() == []  # nothing done yet
+                server.release_all()  # the call fails: the dead-letter is done
+                await runtime.wait_until_idle()
+                assert runtime.inspect(target)["state"]["count"]["value"] == 1
+                (done,) = runtime.audit_log()
+                assert (done["action"], done["by"]) == ("dead-letter", "ops")
+                assert done["message_seq"] == seq
+                why = "asked for while a call was in progress, which failed"
+                assert done["detail"] == f"{why}, to {DEFAULT_EGRESS}"
+                (dead_letter,) = runtime.egress_records()
+                assert dead_letter["egress"] == DEFAULT_EGRESS
+                assert (rows(runtime, "stuck"), rows(runtime, "stuck_requests")) == (0, 0)
+
+                await runtime.send(target, StringValue(f"{POISON}-2"))
+                seq = await until_stuck_in_process(runtime)
+                await server.hold_next()
+                assert runtime.skip(target, "me").done == "pending"
+                broken[0] = False  # the function is fixed meanwhile
+                server.release_all()  # the call succeeds: the skip is moot
+                await runtime.wait_until_idle()
+                assert runtime.inspect(target)["state"]["count"]["value"] == 2
+                moot = runtime.audit_log()[0]
+                assert (moot["action"], moot["message_seq"], moot["by"], moot["detail"]) == (
+                    "skip", seq, "me", "not done: asked for while a call was in progress, "
+                    f"which delivered message #{seq}")  # fmt: skip
+                assert runtime.stuck() == [] and len(runtime.egress_records()) == 1
+                assert (rows(runtime, "stuck"), rows(runtime, "stuck_requests")) == (0, 0)
+                with pytest.raises(NotStuckError):
+                    runtime.skip(target, "me")
+
+    run(scenario())
+
+
+def test_a_skip_asked_for_during_the_call_that_reaches_the_policy_is_done_once(
+    tmp_path: Path,
+) -> None:
+    """The retry asked for by hand fails, and its failure is the policy's last attempt: the
+    skip asked for during that call is done, and the policy then has nothing to dead-letter."""
+    target = Address(FRAGILE, "a")
+
+    async def scenario() -> None:
+        async with HeldServer(misrouting_functions([True])) as server:
+            module = parse_module(module_yaml(server.url, call="60s"))
+            policy = DeadLetterPolicy(after=2)
+            async with LocalRuntime(module, tmp_path / "runtime.db", failure_pause=30,
+                                    offline=True, dead_letters=policy) as runtime:  # fmt: skip
+                await runtime.send(target, StringValue(POISON))
+                await runtime.send(target, StringValue("after the poison"))
+                await soon(lambda: target in runtime._waiting)  # failed, its retry 30 s away
+                held = asyncio.ensure_future(server.hold_next())
+                await asyncio.sleep(0)  # requests are held from now on
+                assert runtime.retry_now(target, "me") == Outcome("retrying", "")
+                await held  # the second attempt is in progress
+                in_progress = Outcome("retrying", "a call was in progress already")
+                assert runtime.retry_now(target, "ops") == in_progress
+                assert runtime.skip(target, "me").done == "pending"
+                server.release_all()  # the second attempt fails
+                await runtime.wait_until_idle()
+                assert runtime.inspect(target)["state"]["count"]["value"] == 1
+                assert [(e["action"], e["by"], e["detail"]) for e in runtime.audit_log()] == [
+                    ("skip", "me", "asked for while a call was in progress, which failed"),
+                    ("retry", "ops", "a call was in progress already"),
+                    ("retry", "me", ""),
+                ]
+                assert runtime.egress_records() == []
+                assert runtime.stuck() == []
+
+    run(scenario())
+
+
+def test_a_failed_batch_is_retried_with_its_head_message_alone(tmp_path: Path) -> None:
+    target = Address(FRAGILE, "a")
+
+    async def scenario() -> None:
+        async with serving(fragile_functions(), tmp_path / "db.sqlite", call="300ms",
+                           failure_pause=30) as (_, runtime):  # fmt: skip
+            # no await between them: the first goes alone, the other two are the next batch
+            for text in ["fine", POISON, "fine again"]:
+                runtime.engine.send(target, StringValue(text))
+            runtime._wake.set()
+            await soon(lambda: target in runtime._waiting)
+            (failure,) = runtime.failures
+            assert failure.messages == 2
+            view = runtime.inspect(target)
+            assert [m["value"] for m in view["in_flight"]] == [POISON]  # what the retry sends
+            assert [m["value"] for m in view["queued"]] == ["fine again"]
+            assert runtime.dead_letter(target, "me").done == "dead-lettered"
+            await runtime.wait_until_idle()
+            assert runtime.inspect(target)["state"]["count"]["value"] == 2
+            (dead,) = runtime.egress_records()
+            record = DeadLetterRecord.from_json(json.dumps(dead["record"]["json"]).encode())
+            assert (record.attempts, record.error_message) == (1, failure.error)
+            assert record.message_value == StringType.serializer().serialize(POISON)
+
+    run(scenario())
+
+
 # --- STATEFUN_LOCAL_DB and STATEFUN_LOCAL_URL ---------------------------------------------------
 
 
@@ -612,6 +766,42 @@ def test_a_stuck_address_says_in_utc_when_it_first_and_last_failed_and_its_next_
         entry["next_retry_ms"] // 1000, datetime.timezone.utc
     )
     assert entry["next_retry"] == next_retry.isoformat()
+
+
+def test_the_pause_before_a_retry_doubles_up_to_a_minute(tmp_path: Path) -> None:
+    """Each failure of the same head message doubles the pause before its retry, from
+    ``failure_pause``, to 60 s at most; the failures shown say when, to the second, in UTC."""
+    clock = ManualClock(1_000_000)  # the next retry is due exactly that pause from now
+    target = Address(FRAGILE, "t")
+
+    async def scenario() -> None:
+        async with serving(fragile_functions(), tmp_path / "db.sqlite", call="100ms",
+                           failure_pause=20, clock=clock) as (_, runtime):  # fmt: skip
+            await runtime.send(target, StringValue(POISON))
+
+            def waiting_after(attempts: int) -> Any:
+                return lambda: (target in runtime._waiting
+                                and runtime.stuck()[0]["attempts"] >= attempts)  # fmt: skip
+
+            pauses = []
+            for attempt in range(1, 5):
+                # each retry asked for by hand: the runtime would wait 20 s, 40 s, ...
+                await soon(waiting_after(attempt))
+                pauses.append(runtime.stuck()[0]["next_retry_ms"] - clock.now_ms())
+                if attempt < 4:
+                    runtime.retry_now(target, "me")  # due now: the runtime is told at once
+                    assert runtime.stuck()[0]["next_retry_ms"] == clock.now_ms()
+            assert pauses == [20_000, 40_000, 60_000, 60_000]
+            assert len(runtime.failures) >= 4
+            for failure in runtime.failures:
+                when = datetime.datetime.fromisoformat(failure.time)
+                assert when.tzinfo == datetime.timezone.utc and when.microsecond == 0
+                assert failure.time == when.isoformat()  # no fraction of a second shown
+            assert runtime.status()["failures"]
+            assert runtime.skip(target, "me").done == "skipped"
+            assert runtime.status()["failures"] == []  # skipped: the address is not failing
+
+    run(scenario())
 
 
 def test_a_database_no_runtime_has_run_on_has_no_stuck_addresses_and_no_audit_log(

@@ -254,7 +254,7 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
             )
         assert response.code == 405
         assert [r.getMessage() for r in logs.records] == [
-            "statefun request rejected (405): DELETE not allowed"
+            "statefun request rejected (405): DELETE is not allowed"
         ]
 
     @gen_test

@@ -88,7 +88,7 @@ class StatefunHandler(RequestHandler):
     def _check_headers(self) -> Optional[StatefunError]:
         """Why the request is refused before its body is read, if it is."""
         if self.request.method != "POST":
-            return MethodNotAllowedError(f"{self.request.method} not allowed")
+            return MethodNotAllowedError(f"{self.request.method} is not allowed")
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
             return RequestTooLargeError(int(declared), self.max_body_size, "max_body_size")
@@ -130,7 +130,9 @@ class StatefunHandler(RequestHandler):
             super().write_error(status_code, **kwargs)
             return
         # The refusal prepare would have answered: a wrong method, or no handler at all.
-        self._reject(self._refusal or MethodNotAllowedError(f"{self.request.method} not allowed"))
+        self._reject(
+            self._refusal or MethodNotAllowedError(f"{self.request.method} is not allowed")
+        )
 
     def _reject(self, error: Exception) -> None:
         """Answer a request refused before the handler saw its body (a wrong method, a body
