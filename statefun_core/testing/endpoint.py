@@ -42,7 +42,7 @@ from ..engine import StateSpec
 from ..errors import StatefunError
 from ..functions import StatefulFunctions
 from ..messages import Message, message_builder
-from ..plugins import BatchEvent, hookimpl
+from ..plugins import BatchEvent, Endpoint, EndpointResponse, hookimpl
 from ..types import IntType
 from . import wire
 
@@ -57,6 +57,7 @@ __all__ = [
     "NEW",
     "FailureRecorder",
     "HeaderRecorder",
+    "PingEndpoints",
     "check_broken_body_is_400",
     "check_endpoint",
     "check_plugin_endpoints",
@@ -163,6 +164,23 @@ class HeaderRecorder:
     @hookimpl
     def statefun_batch_started(self, batch: BatchEvent) -> None:
         self.headers.append({name: _header(batch.headers, name) for name in self.names})
+
+
+class PingEndpoints:
+    """A plugin with endpoints of two methods at one path, ``GET /ping`` (200, ``got``) and
+    ``POST /ping`` (202, ``posted``), and ``POST /pong`` (202, ``ponged``) alone: each method
+    must find its own endpoint, and ``HEAD`` only a ``GET`` one."""
+
+    @hookimpl
+    def statefun_endpoints(self) -> list[Endpoint]:
+        def answer(status: int, text: bytes) -> Callable[[Mapping[str, str]], EndpointResponse]:
+            return lambda headers: EndpointResponse(status, {"Content-Type": "text/plain"}, text)
+
+        return [
+            Endpoint("GET", "/ping", answer(200, b"got")),
+            Endpoint("POST", "/ping", answer(202, b"posted")),
+            Endpoint("POST", "/pong", answer(202, b"ponged")),
+        ]
 
 
 # --- a real server ------------------------------------------------------------------------

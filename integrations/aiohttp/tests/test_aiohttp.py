@@ -21,7 +21,7 @@ from statefun_core.errors import (
     RequestTooLargeError,
     UnknownTypeError,
 )
-from statefun_core.plugins import Endpoint, EndpointResponse, hookimpl
+from statefun_core.plugins import Endpoint, EndpointResponse
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.endpoint import (
     BLOCKING,
@@ -31,6 +31,7 @@ from statefun_core.testing.endpoint import (
     NEW,
     FailureRecorder,
     HeaderRecorder,
+    PingEndpoints,
     greetings,
 )
 from statefun_core.testing.packaging import check_framework_imported_on_use, check_import_guard
@@ -47,20 +48,6 @@ DISABLED_TYPE = (
 def make_functions() -> StatefulFunctions:
     # The greeter yields between reading and writing its state: concurrent requests interleave.
     return endpoint.make_functions(interleave=True, blocking=True)
-
-
-class PingEndpoints:
-    """A plugin with two endpoints at one path, ``GET /ping`` (200) and ``POST /ping`` (202)."""
-
-    @hookimpl
-    def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
-        def answer(status: int, text: bytes) -> Any:
-            return lambda headers: EndpointResponse(status, {"Content-Type": "text/plain"}, text)
-
-        return [
-            Endpoint("GET", "/ping", answer(200, b"got")),
-            Endpoint("POST", "/ping", answer(202, b"posted")),
-        ]
 
 
 class StatefunAppTest(test_utils.AioHTTPTestCase):
@@ -305,6 +292,8 @@ class EndpointsTest(test_utils.AioHTTPTestCase):
             assert response.status == 405
             assert response.headers["Allow"] == "GET, HEAD, POST"
             assert response.headers["Server"] == "aiohttp"
+        async with self.client.head("/pong") as response:
+            assert (response.status, response.headers["Allow"]) == (405, "POST")
 
 
 class EndpointsLeftOutTest(test_utils.AioHTTPTestCase):

@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 from statefun_core import StatefulFunctions, ValueSpec
-from statefun_core.testing.endpoint import make_functions
+from statefun_core.testing.endpoint import PingEndpoints, make_functions
 
 functions = make_functions()
 
@@ -22,3 +22,8 @@ def _account(context: object, message: object) -> None:
 #: that plugin is disabled).
 decimal_functions = StatefulFunctions()
 decimal_functions.register("bank/account", _account, [ValueSpec("balance", type=Decimal)])
+
+
+#: A plugin with endpoints of two methods at one path (``GET``/``POST /ping``), for an entry
+#: point a test installs.
+ping = PingEndpoints()

@@ -420,6 +420,33 @@ def test_metrics_when_statefun_prometheus_is_installed(urlconf: str) -> None:
     assert b"statefun_" in response.content
 
 
+def test_endpoints_of_two_methods_at_one_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One pattern per path: each method finds its endpoint, HEAD only a GET one."""
+    from statefun_django.urls import statefun_urls
+
+    from statefun_core.plugins import manager
+
+    installed = list(manager._entry_points())
+    ping = metadata.EntryPoint("ping", "tests.functions:ping", "statefun")
+    monkeypatch.setattr(manager, "_entry_points", lambda: [*installed, ping])
+    with override_settings(STATEFUN={"FUNCTIONS": "tests.functions.functions"}):
+
+        class Urls:
+            urlpatterns = statefun_urls("statefun")
+
+        with override_settings(ROOT_URLCONF=Urls):
+            client = Client()
+            got, posted = client.get("/statefun/ping"), client.post("/statefun/ping")
+            assert (got.status_code, got.content) == (200, b"got")
+            assert (posted.status_code, posted.content) == (202, b"posted")
+            assert client.head("/statefun/ping").status_code == 200
+            refused = client.put("/statefun/ping")
+            assert (refused.status_code, refused["Allow"]) == (405, "GET, HEAD, POST")
+            refused = client.head("/statefun/pong")
+            assert (refused.status_code, refused["Allow"]) == (405, "POST")
+            assert reverse("statefun-ping") == "/statefun/ping"
+
+
 URLCONFS = [
     "tests.project.urls",  # re_path(r"^statefun/?", include(...))
     "tests.project.urls_flat",  # statefun_urls("statefun")

@@ -23,7 +23,7 @@ from tornado.web import Application, HTTPError
 from statefun_core import RequestReplyHandler, StatefulFunctions, ValueSpec, make_plugin_manager
 from statefun_core.engine import StateSpec
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, UnknownTypeError
-from statefun_core.plugins import Endpoint, EndpointResponse, HealthEndpoints, hookimpl
+from statefun_core.plugins import Endpoint, EndpointResponse, HealthEndpoints
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.endpoint import (
     BLOCKING,
@@ -33,6 +33,7 @@ from statefun_core.testing.endpoint import (
     NEW,
     FailureRecorder,
     HeaderRecorder,
+    PingEndpoints,
     greetings,
 )
 from statefun_core.testing.packaging import check_framework_imported_on_use, check_import_guard
@@ -617,21 +618,6 @@ class DefaultRoutesTest(testing.AsyncHTTPTestCase):
         for path in ("/health/live", "/health/ready"):
             assert self.fetch(path).code == 200, path
             assert self._app.reverse_url(f"statefun-endpoint-{path}") == path
-
-
-class PingEndpoints:
-    """A plugin with two endpoints at one path: ``GET /ping`` (200) and ``POST /ping`` (202)."""
-
-    @hookimpl
-    def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
-        def answer(status: int, text: bytes) -> Any:
-            return lambda headers: EndpointResponse(status, {"Content-Type": "text/plain"}, text)
-
-        return [
-            Endpoint("GET", "/ping", answer(200, b"got")),
-            Endpoint("POST", "/ping", answer(202, b"posted")),
-            Endpoint("POST", "/pong", answer(202, b"ponged")),
-        ]
 
 
 class EndpointsAtOnePathTest(testing.AsyncHTTPTestCase):

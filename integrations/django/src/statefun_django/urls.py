@@ -47,19 +47,25 @@ def statefun_urls(prefix: str = "statefun") -> list[URLPattern]:
         raise ValueError("statefun_urls() needs a path to serve at, such as 'statefun'")
     view = endpoint_view()
     patterns = [path(prefix, view, name="statefun-endpoint"), path(f"{prefix}/", view)]
-    for endpoint in _plugin_endpoints():
-        name = f"statefun-{endpoint.path.strip('/')}"
-        patterns.append(path(f"{prefix}{endpoint.path}", plugin_endpoint_view(endpoint), name=name))
+    for endpoint_path, endpoints in _plugin_endpoints().items():
+        name = f"statefun-{endpoint_path.strip('/')}"
+        view = plugin_endpoint_view(endpoints)
+        patterns.append(path(f"{prefix}{endpoint_path}", view, name=name))
     return patterns
 
 
-def _plugin_endpoints() -> tuple[Endpoint, ...]:
-    """None when ``STATEFUN["ENDPOINTS"]`` is off as the URLconf loads, so that the project's own
-    routes at those paths are served (a setting turned off later: the views answer 404)."""
+def _plugin_endpoints() -> dict[str, list[Endpoint]]:
+    """The plugins' endpoints by path; none when ``STATEFUN["ENDPOINTS"]`` is off as the URLconf
+    loads, so that the project's own routes at those paths are served (a setting turned off
+    later: the views answer 404)."""
     try:
-        return get_handler().endpoints if get_settings()["ENDPOINTS"] else ()
+        endpoints = get_handler().endpoints if get_settings()["ENDPOINTS"] else ()
     except (StatefunConfigError, UnknownTypeError, PluginError):
-        return ()  # the system checks report it (statefun.E001 to E006)
+        return {}  # the system checks report it (statefun.E001 to E006)
+    by_path: dict[str, list[Endpoint]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, []).append(endpoint)
+    return by_path
 
 
 #: What ``include("statefun_django.urls")`` serves: the same, relative to the include.
@@ -68,6 +74,6 @@ urlpatterns: list[URLPattern] = [path("", endpoint_view(), name="endpoint")]
 # the endpoint); the view refuses "/statefunmetrics". ("/?" would do, but Django warns of a
 # pattern that starts with a slash, urls.W002.)
 urlpatterns += [
-    re_path(rf"^(?:/)?{re.escape(endpoint.path.lstrip('/'))}$", plugin_endpoint_view(endpoint))
-    for endpoint in _plugin_endpoints()
+    re_path(rf"^(?:/)?{re.escape(endpoint_path.lstrip('/'))}$", plugin_endpoint_view(endpoints))
+    for endpoint_path, endpoints in _plugin_endpoints().items()
 ]

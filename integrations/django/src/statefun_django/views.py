@@ -10,7 +10,7 @@ views refuse before the handler sees the body (a wrong method, a body over
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -248,35 +248,39 @@ def statefun_error(error: BaseException) -> HttpResponse:
     return response
 
 
-def plugin_endpoint_view(endpoint: Endpoint) -> Callable[..., HttpResponse]:
-    """The view of one endpoint a plugin contributes (``metrics``, health): its method only,
-    any other a 405 with ``Allow``. ``STATEFUN["ENDPOINTS"]`` and the handler that answers are
-    read on each request, so that they follow the setting.
+def plugin_endpoint_view(endpoints: Sequence[Endpoint]) -> Callable[..., HttpResponse]:
+    """The view of the endpoints plugins contribute at one path (``metrics``, health): each
+    method answered by its endpoint (``HEAD`` by the ``GET`` one), any other a 405 with
+    ``Allow``. ``STATEFUN["ENDPOINTS"]`` and the handler that answers are read on each
+    request, so that they follow the setting.
 
-    The view of a ``GET`` endpoint is CSRF-exempt: the middleware would answer an unsafe
+    The view of ``GET`` endpoints only is CSRF-exempt: the middleware would answer an unsafe
     method 403 before the view could say 405, and for such a method the view does nothing.
     """
+    endpoint_path = endpoints[0].path
 
     def view(request: HttpRequest) -> HttpResponse:
         # The include matches "metrics" after a prefix with or without its slash: not
         # "/statefunmetrics".
-        if not get_settings()["ENDPOINTS"] or not request.path_info.endswith(endpoint.path):
+        if not get_settings()["ENDPOINTS"] or not request.path_info.endswith(endpoint_path):
             raise Http404
-        if request.method not in (endpoint.method, "HEAD"):
+        handler = get_handler()
+        current = handler.endpoint_for(request.method or "", endpoint_path)
+        if current is None:
+            allow = allowed_methods(handler.endpoints, endpoint_path)
+            if not allow:
+                raise Http404  # the handler built since has none here
             response = HttpResponse(
                 "Method Not Allowed", status=405, content_type="text/plain; charset=utf-8"
             )
-            response["Allow"] = allowed_methods((endpoint,), endpoint.path)
+            response["Allow"] = allow
             return response
-        current = get_handler().endpoint_for(endpoint.method, endpoint.path)
-        if current is None:
-            raise Http404  # the handler built since has not got it
         status, headers, body = current.respond(RequestHeaders(request))
         response = HttpResponse(body, status=status)
         for name, value in headers.items():
             response[name] = value
         return response
 
-    if endpoint.method in ("GET", "HEAD"):
+    if all(endpoint.method == "GET" for endpoint in endpoints):
         view.csrf_exempt = True  # type: ignore[attr-defined]
     return view
