@@ -10,7 +10,7 @@ from typing import Any, Optional, Union
 import pytest
 from flask import Flask, Response, jsonify, request
 from flask.testing import FlaskClient
-from statefun_flask import Statefun, StatefunState, make_blueprint
+from statefun_flask import Statefun, StatefunState, make_blueprint, route_endpoints
 from statefun_flask.blueprint import RequestHeaders
 from werkzeug.exceptions import HTTPException
 
@@ -32,6 +32,7 @@ from statefun_core.testing.endpoint import (
     NEW,
     FailureRecorder,
     HeaderRecorder,
+    PingEndpoints,
     greetings,
     make_functions,
 )
@@ -427,6 +428,33 @@ def test_metrics_when_statefun_prometheus_is_installed() -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     assert b"statefun_" in response.data
+
+
+@pytest.mark.parametrize("how", ["extension", "blueprint"])
+def test_endpoints_of_two_methods_at_one_path(how: str) -> None:
+    """Each method finds its endpoint, HEAD only a GET one; any other method is a plain 405
+    (no automatic OPTIONS), as at the function endpoint."""
+    app = Flask(__name__)
+    plugins = make_plugin_manager([PingEndpoints()], load_entrypoints=False)
+    handler = RequestReplyHandler(make_functions(), plugins=plugins)
+    if how == "extension":
+        Statefun(app, handler)
+    else:
+        app.register_blueprint(make_blueprint(handler))
+        route_endpoints(app, handler.endpoints)
+    client = app.test_client()
+    got, posted = client.get("/ping"), client.post("/ping")
+    assert (got.status_code, got.data) == (200, b"got")
+    assert (posted.status_code, posted.data) == (202, b"posted")
+    assert client.head("/ping").status_code == 200
+    for method in ("PUT", "OPTIONS", "PROPFIND"):
+        refused = client.open("/ping", method=method)
+        assert (refused.status_code, refused.headers["Allow"]) == (405, "GET, HEAD, POST")
+        assert refused.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert refused.data == b"Method Not Allowed"
+    refused = client.head("/pong")
+    assert (refused.status_code, refused.headers["Allow"]) == (405, "POST")
+    assert client.get("/elsewhere").status_code == 404
 
 
 def test_endpoints_false_turns_the_plugins_endpoints_off() -> None:

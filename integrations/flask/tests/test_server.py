@@ -24,6 +24,7 @@ from statefun_core.testing.endpoint import (
     FailureRecorder,
     check_broken_body_is_400,
     check_plugin_endpoints,
+    check_plugin_endpoints_answer_head,
     check_reply_headers,
     check_request_limit,
     free_port,
@@ -130,6 +131,11 @@ def test_the_plugins_reply_headers_are_sent(port: int) -> None:
 
 def test_the_plugins_endpoints_are_served(port: int) -> None:
     check_plugin_endpoints(port)
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/slow-batches"])
+def test_the_plugins_endpoints_answer_head_and_405_any_other_method(port: int, path: str) -> None:
+    check_plugin_endpoints_answer_head(port, path, "gunicorn")
 
 
 def test_metrics_are_gone_when_the_prometheus_plugin_is_disabled() -> None:

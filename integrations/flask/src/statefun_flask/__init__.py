@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from statefun_core.http import integration_exports
 
 if TYPE_CHECKING:
-    from .blueprint import endpoint_view, make_blueprint
+    from .blueprint import endpoint_view, make_blueprint, route_endpoints
     from .extension import Statefun, StatefunState
 
 __getattr__ = integration_exports(
@@ -25,6 +25,7 @@ __getattr__ = integration_exports(
     {
         "endpoint_view": ".blueprint",
         "make_blueprint": ".blueprint",
+        "route_endpoints": ".blueprint",
         "Statefun": ".extension",
         "StatefunState": ".extension",
     },
@@ -34,4 +35,4 @@ __getattr__ = integration_exports(
 
 __version__ = "0.1.0"
 
-__all__ = ["Statefun", "StatefunState", "endpoint_view", "make_blueprint"]
+__all__ = ["Statefun", "StatefunState", "endpoint_view", "make_blueprint", "route_endpoints"]

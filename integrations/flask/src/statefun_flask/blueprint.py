@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from flask import Blueprint, Flask, Request, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
@@ -23,10 +23,10 @@ from statefun_core.errors import (
     StatefunError,
 )
 from statefun_core.http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
-from statefun_core.plugins import Endpoint
+from statefun_core.plugins import Endpoint, allowed_methods
 from statefun_core.wsgi import incomplete, input_errors, unreadable
 
-__all__ = ["endpoint_view", "make_blueprint"]
+__all__ = ["endpoint_view", "make_blueprint", "route_endpoints"]
 
 
 def make_blueprint(
@@ -89,10 +89,27 @@ def make_blueprint(
     return blueprint
 
 
-#: ``app.extensions`` keys: each statefun endpoint view's handler, and the 405 handler the
-#: application had before the first statefun blueprint.
+#: ``app.extensions`` keys: each statefun endpoint view's handler, the 405 handler the
+#: application had before the first statefun blueprint, and the plugins' endpoints routed.
 _ENDPOINTS = "statefun_endpoints"
 _APPLICATIONS_405 = "statefun_applications_405"
+_PLUGIN_ENDPOINTS = "statefun_plugin_endpoints"
+
+
+def route_endpoints(app: Flask, endpoints: Iterable[Endpoint]) -> None:
+    """Route the endpoints plugins contribute at their paths, each method to its endpoint
+    (``HEAD`` to the ``GET`` one); any other method is a plain 405 with ``Allow``, as at the
+    function endpoint (no automatic ``OPTIONS``). Register a statefun blueprint first: its
+    405 handler answers them."""
+    for endpoint in endpoints:
+        app.add_url_rule(
+            endpoint.path,
+            f"statefun_endpoint_{endpoint.method}_{endpoint.path}",
+            endpoint_view(endpoint),
+            methods=[endpoint.method],
+            provide_automatic_options=False,
+        )
+        app.extensions.setdefault(_PLUGIN_ENDPOINTS, []).append(endpoint)
 
 
 def _method_not_allowed(error: MethodNotAllowed) -> ResponseReturnValue:
@@ -106,6 +123,11 @@ def _method_not_allowed(error: MethodNotAllowed) -> ResponseReturnValue:
     handler = app.extensions[_ENDPOINTS].get(app.view_functions.get(str(matched)))
     if handler is not None:
         return rejected(handler, MethodNotAllowedError(f"{request.method} is not allowed"))
+    allow = allowed_methods(app.extensions.get(_PLUGIN_ENDPOINTS, ()), request.path)
+    if allow:  # a plugin's endpoint: answered as the function endpoint answers
+        text = "Method Not Allowed"
+        headers = {"Allow": allow, "Content-Type": "text/plain; charset=utf-8"}
+        return Response(text, status=405, headers=headers)
     applications = app.extensions[_APPLICATIONS_405] or _for_base_class(app, error)
     if applications is None:
         return error  # Flask's own answer

@@ -11,7 +11,7 @@ from werkzeug.utils import import_string
 from statefun_core import RequestReplyHandler
 from statefun_core.http import FunctionsOrHandler, as_handler
 
-from .blueprint import endpoint_view, make_blueprint
+from .blueprint import make_blueprint, route_endpoints
 
 __all__ = ["Statefun", "StatefunState"]
 
@@ -66,13 +66,7 @@ class Statefun:
         app.extensions["statefun"] = StatefunState(handler=handler)
         app.register_blueprint(make_blueprint(handler, url_prefix=config["STATEFUN_URL_PREFIX"]))
         if config["STATEFUN_ENDPOINTS"]:
-            for endpoint in handler.endpoints:
-                app.add_url_rule(
-                    endpoint.path,
-                    f"statefun_endpoint_{endpoint.method}_{endpoint.path}",
-                    endpoint_view(endpoint),
-                    methods=[endpoint.method],
-                )
+            route_endpoints(app, handler.endpoints)
 
     @property
     def handler(self) -> RequestReplyHandler:
