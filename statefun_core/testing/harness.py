@@ -355,7 +355,7 @@ class Harness:
         lazily: delivering one message may schedule another inside the window."""
         ms = duration // timedelta(milliseconds=1) if isinstance(duration, timedelta) else duration
         if ms < 0:
-            raise ValueError(f"time only moves forward; got {duration}")
+            raise ValueError(f"time only moves forward; got {ms} ms")
         until = self.clock.now_ms() + ms
         while True:
             due = self.engine.next_timer_due_ms()

@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from .. import protocol
 from ..engine import Address, EgressRecord, ExpireMode, StateSpec, TypedValue
-from ..types import BoolType, IntType, StringType, Type
+from ..types import BoolType, IntType, StringType, Type, to_bytes
 from .records import AnyEgress, SentMessage, decode_egress
 
 __all__ = [
@@ -48,9 +48,7 @@ _MODIFY = 1
 
 def typed_value(tpe: Type, value: Any) -> Any:
     """``value`` serialized by ``tpe``, as a ``protocol.TypedValue``."""
-    data = tpe.serializer().serialize(value)
-    if isinstance(data, str):
-        data = data.encode()
+    data = to_bytes(tpe.serializer().serialize(value), tpe.typename)  # as the handler takes it
     return protocol.TypedValue(typename=tpe.typename, has_value=True, value=data)
 
 

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from statefun_core import IntType, StatefulFunctions, ValueSpec, message_builder
+from statefun_core.engine import Address
 from statefun_core.testing import Harness
 
 functions = StatefulFunctions()
@@ -31,7 +32,7 @@ def test_run_async_drives_async_and_sync_functions_on_the_running_loop():
         loop = asyncio.get_running_loop()
         harness = Harness(functions)
         harness.send("example/sync", "s", int_value=1).send("example/async", "a", int_value=5)
-        await harness.run_async()
+        assert await harness.run_async() == 4  # sync; async's discovery, 5, then 1
         assert asyncio.get_running_loop() is loop
         return harness
 
@@ -44,9 +45,23 @@ def test_advance_async_fires_delayed_messages():
     async def scenario() -> Harness:
         harness = Harness(functions)
         harness.send("example/async", "a", int_value=1)
-        await harness.advance_async(timedelta(seconds=1))
+        assert await harness.advance_async(timedelta(seconds=1)) == 3  # discovery, 1, then 10
+        assert await harness.run_async() == 0
         return harness
 
     harness = asyncio.run(scenario())
     harness.assert_state("example/async", "a", count=11)
     assert harness.pending == []
+
+
+def test_run_async_captures_messages_to_types_it_does_not_run():
+    async def scenario() -> Harness:
+        harness = Harness(functions)
+        harness.send("example/elsewhere", "x", int_value=1, caller=("example/sync", "s"))
+        assert await harness.run_async() == 1
+        return harness
+
+    harness = asyncio.run(scenario())
+    captured = harness.assert_captured("example/elsewhere", "x", int_value=1)
+    assert captured.caller == Address("example/sync", "s")
+    assert harness.batches == []

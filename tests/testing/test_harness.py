@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import timedelta
 
@@ -28,7 +29,9 @@ from statefun_core import (
 from statefun_core.engine import (
     Address,
     CancellationTokenError,
+    DiscoveryLoopError,
     StateTypeError,
+    TypedValue,
     UnregisteredStateError,
 )
 from statefun_core.testing import (
@@ -37,6 +40,7 @@ from statefun_core.testing import (
     HarnessError,
     KafkaRecord,
     KinesisRecord,
+    SentMessage,
 )
 
 LOG = make_json_type("example/log")
@@ -96,6 +100,21 @@ def test_the_greeter_counts_visits_and_greets_through_kafka():
     harness.assert_egress("com.example/greets", key="ann", value="Hello ann for the 2th time!")
 
 
+def test_a_recorded_message_equals_one_built_by_hand_and_its_repr_leaves_the_types_out():
+    harness = Harness(greeter_functions)
+    harness.send("com.example.fns/greeter", "ann", str_value="ann").run()
+
+    hello = message_builder("com.example.fns/inbox", "ann", str_value="Hello ann for the 1th time!")
+    expected = SentMessage(
+        Address("com.example.fns/inbox", "ann"),
+        TypedValue.from_proto(hello.typed_value),
+        Address("com.example.fns/greeter", "ann"),
+    )
+    assert harness.sent == [expected]
+    assert len({expected, *harness.sent}) == 1
+    assert repr(harness.sent[0]) == repr(expected)
+
+
 def test_assertions_explain_what_was_there_instead():
     harness = Harness(greeter_functions)
     harness.send("com.example.fns/greeter", "ann", str_value="ann").run()
@@ -114,6 +133,39 @@ def test_assertions_explain_what_was_there_instead():
     )
     with pytest.raises(AssertionError, match=re.escape(sent_instead)):
         harness.assert_sent("com.example.fns/inbox", "ann", str_value="Hello ann!")
+
+
+RAW = simple_type("example/raw", serialize_fn=bytes, deserialize_fn=bytes)
+
+
+def test_assertions_say_none_when_nothing_was_there_and_show_other_types_raw():
+    functions = StatefulFunctions()
+
+    @functions.bind("example/logger")
+    def logger(context, message):
+        context.send(message_builder("example/sink", "k", value=[1], value_type=LOG))
+        context.send(message_builder("example/sink", "k", value=b"\x08\x05", value_type=RAW))
+
+    harness = Harness(functions)
+    with pytest.raises(AssertionError, match=r"with \{\}; sent: none$"):
+        harness.assert_sent("example/sink", "k")
+    with pytest.raises(AssertionError, match=r"; captured: none$"):
+        harness.assert_captured("example/sink", "k")
+    with pytest.raises(AssertionError, match=r"records sent: none$"):
+        harness.assert_egress("example/out")
+    with pytest.raises(AssertionError, match=r"dead letters: none$"):
+        harness.assert_dead_lettered("example/logger", "1")
+
+    harness.send("example/logger", "1", str_value="go").run()
+    sent = harness.assert_sent("example/sink", "k")  # any value
+    assert sent.message.as_type(LOG) == [1]
+    raw = (
+        "\n  example/sink/k from example/logger/1: b'[1]' (example/log)"
+        "\n  example/sink/k from example/logger/1: b'\\x08\\x05' (example/raw)"  # not an int
+    )
+    with pytest.raises(AssertionError, match=re.escape(f"; sent: {raw}")):
+        harness.assert_sent("example/sink", "k", value=[2], value_type=LOG)
+    assert harness.assert_captured("example/sink", "k", value=[1], value_type=LOG) == sent
 
 
 def test_state_of_an_unknown_function_type_is_an_error():
@@ -351,7 +403,29 @@ def test_egress_records_are_decoded():
         EgressOutput("example/custom", IntType.typename, b"\x0d\x05\x00\x00\x00"),
     ]
     harness.assert_egress(stream="stream-a", partition_key="pk")
-    harness.assert_egress("example/kafka", topic="topic-a", key=None)
+    assert harness.assert_egress("example/kafka", topic="topic-a", key=None) == harness.egress[0]
+    with pytest.raises(AssertionError, match="no egress record matches"):
+        harness.assert_egress("example/kinesis", value="no key")  # the value of the Kafka one
+    assert len(set(harness.egress + harness.egress)) == 3  # records are values: hashable
+    for record in harness.egress:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.egress = "example/elsewhere"  # type: ignore[misc]
+
+
+def test_kafka_headers_are_decoded_in_order_an_empty_value_apart_from_a_null_one():
+    functions = StatefulFunctions()
+
+    @functions.bind("example/out")
+    def out(context, message):
+        headers = [("h", "a"), ("empty", b""), ("null", None), ("h", b"\x00")]
+        context.send_egress(kafka_egress_message("example/kafka", "t", "v", headers=headers))
+
+    harness = Harness(functions)
+    harness.send("example/out", "1", str_value="go").run()
+
+    headers = (("h", b"a"), ("empty", b""), ("null", None), ("h", b"\x00"))
+    assert harness.egress == [KafkaRecord("example/kafka", "t", None, b"v", headers)]
+    harness.assert_egress("example/kafka", headers=headers)
 
 
 def test_messages_to_types_the_harness_does_not_run_are_captured_in_order():
@@ -418,6 +492,28 @@ def test_a_mutation_of_an_unregistered_state_is_an_error():
     mutation.state_name = "ghost"
     with pytest.raises(UnregisteredStateError, match="ghost"):
         harness.engine.complete(batch, reply.SerializeToString())
+
+
+def asks_for_state_forever(harness: Harness, rounds: int) -> None:
+    """Answer ``rounds`` requests of example/plain with "state 'ghost' is missing"."""
+    reply = protocol.FromFunction()
+    missing = reply.incomplete_invocation_context.missing_values.add()
+    missing.state_name, missing.type_typename = "ghost", IntType.typename
+    for _ in range(rounds):
+        [batch] = harness.engine.next_batches()
+        harness.engine.complete(batch, reply.SerializeToString())
+
+
+@pytest.mark.parametrize("limit", [None, 2])
+def test_max_discovery_rounds_bounds_a_function_that_keeps_missing_state(limit):
+    functions = StatefulFunctions()
+    functions.register("example/plain", lambda context, message: None)
+    options = {} if limit is None else {"max_discovery_rounds": limit}
+    harness = Harness(functions, **options).restart()  # a restart keeps the bound
+    harness.send("example/plain", "1", str_value="go")
+    asks_for_state_forever(harness, 10 if limit is None else limit)
+    with pytest.raises(DiscoveryLoopError, match="ghost"):
+        asks_for_state_forever(harness, 1)
 
 
 # --- plugins, redeploys and restarts --------------------------------------------------------
@@ -506,3 +602,120 @@ def test_a_restart_resends_the_batches_that_were_in_flight():
 
     harness.assert_state("example/session", "s", user="ann")
     assert arguments(harness.batches[0]) == arguments(in_flight) == ["ann"]
+
+
+# --- trace headers --------------------------------------------------------------------------
+
+TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+GREETER_SPAN = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+
+
+class TraceResponder:
+    """Answers as statefun-opentelemetry does: the greeter's batch reports its span in a
+    ``traceresponse``; the headers of every request are kept."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+
+    @hookimpl
+    def statefun_batch_started(self, batch) -> None:
+        self.headers.append(dict(batch.headers))
+        if batch.function_type == "com.example.fns/greeter":
+            batch.reply_headers["traceresponse"] = GREETER_SPAN
+
+
+def test_batches_carry_the_trace_headers_and_a_traceresponse_is_the_origin_of_what_follows():
+    responder = TraceResponder()
+    plugins = make_plugin_manager([responder], load_entrypoints=False)
+    harness = Harness(greeter_functions, plugins=plugins)
+    harness.send("com.example.fns/greeter", "ann", str_value="ann", traceparent=TRACE).run()
+
+    assert [batch.headers["traceparent"] for batch in harness.batches] == [
+        TRACE,
+        TRACE,
+        GREETER_SPAN,
+    ]
+    assert all(h["Content-Type"] == "application/octet-stream" for h in responder.headers)
+    assert [h["traceparent"] for h in responder.headers] == [TRACE, TRACE, GREETER_SPAN]
+    [record] = harness.engine.egress_records()  # sent by the inbox, in the greeter's span
+    assert record.trace is not None and record.trace.traceparent == GREETER_SPAN
+
+
+def test_a_message_without_a_traceparent_carries_no_trace_headers():
+    responder = TraceResponder()
+    plugins = make_plugin_manager([responder], load_entrypoints=False)
+    harness = Harness(timers, plugins=plugins)
+    harness.send("example/timer", "t", str_value="cancel").run()
+
+    assert [dict(batch.headers) for batch in harness.batches] == [{}]
+    assert responder.headers == [{"Content-Type": "application/octet-stream"}]
+
+
+def test_a_redeploy_serves_with_the_plugins_it_is_given():
+    harness = Harness(timers, plugins=make_plugin_manager(load_entrypoints=False))
+    responder = TraceResponder()
+    harness.redeploy(timers, plugins=make_plugin_manager([responder], load_entrypoints=False))
+    harness.send("example/timer", "t", str_value="cancel").run()
+
+    assert len(responder.headers) == 1
+
+
+def test_a_malformed_traceparent_is_refused():
+    harness = Harness(greeter_functions)
+    with pytest.raises(ValueError, match="not a W3C traceparent: 'nope'"):
+        harness.send("com.example.fns/greeter", "ann", str_value="ann", traceparent="nope")
+    assert harness.run() == 0
+
+
+# --- what run and advance return, and their bounds ------------------------------------------
+
+countdown = StatefulFunctions()
+
+
+@countdown.bind("example/countdown")
+def count_down(context, message):
+    if message.as_int() > 0:
+        context.send(message_builder("example/countdown", "c", int_value=message.as_int() - 1))
+
+
+def test_max_batches_bounds_one_run_and_the_undelivered_messages_stay_queued():
+    harness = Harness(countdown, max_batches=3)
+    assert harness.send("example/countdown", "c", int_value=2).run() == 3
+
+    harness.send("example/countdown", "c", int_value=3)
+    busy = r"still busy after 3 batches \(still messaging: example/countdown/c\)"
+    with pytest.raises(HarnessError, match=busy):
+        harness.run()
+    assert harness.run() == 1  # the fourth message was given back, not lost
+    counts = [batch.messages[0].argument for batch in harness.batches[3:]]
+    assert [Message("t/t", "t", count.to_proto()).as_int() for count in counts] == [3, 2, 1, 0]
+
+
+def test_max_batches_is_10_000_by_default():
+    harness = Harness(countdown).send("example/countdown", "c", int_value=10_000)
+    with pytest.raises(HarnessError, match="still busy after 10000 batches"):
+        harness.run()
+
+
+def test_advance_delivers_what_is_queued_before_it_moves_the_clock_and_counts_batches():
+    functions = StatefulFunctions()
+
+    @functions.bind("example/ticker", specs=[ValueSpec("ticks", LOG)])
+    def ticker(context, message):
+        ticks = context.storage.ticks or []
+        context.storage.ticks = [*ticks, harness.now_ms]
+        if len(ticks) < 2:
+            context.send_after(
+                timedelta(seconds=1), message_builder("example/ticker", "t", str_value="tick")
+            )
+
+    harness = Harness(functions)
+    harness.send("example/ticker", "t", str_value="start")
+    assert harness.advance(timedelta(seconds=5)) == 4  # discovery, start, two ticks
+
+    harness.assert_state("example/ticker", "t", ticks=[0, 1_000, 2_000])
+    assert (harness.now_ms, harness.advance(0), harness.now_ms) == (5_000, 0, 5_000)
+    for backwards in (-1, timedelta(milliseconds=-1)):
+        with pytest.raises(ValueError, match=r"time only moves forward; got -1 ms$"):
+            harness.advance(backwards)
+    assert harness.now_ms == 5_000

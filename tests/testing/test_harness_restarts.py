@@ -19,6 +19,7 @@ from statefun_core import (
     StringType,
     ValueSpec,
     kafka_egress_message,
+    kinesis_egress_message,
     make_plugin_manager,
     message_builder,
 )
@@ -87,7 +88,7 @@ def test_a_redeploy_keeps_the_harness_plugins(statefun_harness: MakeHarness) -> 
     harness.assert_state("example/shapes", "s", last=Point(3, 4))
 
 
-def orders(dead_letters: DeadLetterEgress) -> StatefulFunctions:
+def orders(dead_letters: Optional[DeadLetterEgress] = None) -> StatefulFunctions:
     functions = StatefulFunctions()
 
     @functions.bind(
@@ -202,3 +203,62 @@ def test_messages_queued_before_run_go_first_alone_then_as_one_batch(
     harness.assert_state("ex/counter", "c", n=1)  # warm-up was alone, and applied
     sizes = [len(b.messages) for b in harness.batches if b.address.typename == "ex/counter"]
     assert sizes == [1, 1, 2], sizes  # discovery round, warm-up, then x and bad together
+
+
+def test_a_redeploy_keeps_the_handler_dead_letter_egress(statefun_harness: MakeHarness) -> None:
+    dead_letters = DeadLetterEgress("com.example/out", topic="dead")
+    harness = statefun_harness(
+        orders(), dead_letters=dead_letters
+    )  # the handler's, not the function's
+    harness.redeploy(orders())
+    harness.send("com.example/orders", "17", str_value="bad").run()
+    record = harness.assert_dead_lettered("com.example/orders", "17", error=FinalFailure)
+    assert harness.dead_letters == [record]
+    assert record.error_message == "order has no customer"
+
+
+def test_state_and_assert_state_follow_the_states_the_deployed_function_declares(
+    statefun_harness: MakeHarness,
+) -> None:
+    harness = statefun_harness(session(60_000))
+    harness.send("ex/session", "s", str_value="ann").run()
+    renamed = StatefulFunctions()
+
+    @renamed.bind("ex/session", specs=[ValueSpec("name", StringType)])
+    def handle(context: Context, message: Message) -> None:
+        context.storage.name = message.as_string()
+
+    harness.redeploy(renamed).send("ex/session", "s", str_value="bob").run()
+    assert harness.state("ex/session", "s") == {"name": "bob"}  # "user" is still stored
+    with pytest.raises(AssertionError, match=r"declares no state 'user'; its states: name$"):
+        harness.assert_state("ex/session", "s", user="ann")
+    harness.assert_state("ex/session", "s", name="bob")
+
+    stateless = StatefulFunctions()
+    stateless.register("ex/session", lambda context, message: None)
+    with pytest.raises(AssertionError, match="declares no state 'name', 'user'; its states: none"):
+        harness.redeploy(stateless).assert_state("ex/session", "s", user=None, name=None)
+
+
+def test_dead_letters_on_a_kinesis_stream_beside_other_records(
+    statefun_harness: MakeHarness,
+) -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind(
+        "com.example/orders",
+        dead_letters=DeadLetterEgress("com.example/kinesis", stream="dead"),
+    )
+    def handle(context: Context, message: Message) -> None:
+        context.send_egress(
+            kinesis_egress_message("com.example/kinesis", "orders", "accepted", "17")
+        )
+        if message.as_string() == "bad":
+            raise FinalFailure("order has no customer")
+
+    harness = statefun_harness(functions)
+    harness.send("com.example/orders", "17", str_value="ok").run()
+    harness.send("com.example/orders", "17", str_value="bad").run()
+    record = harness.assert_dead_lettered("com.example/orders", "17", error=FinalFailure)
+    assert harness.dead_letters == [record]
+    harness.assert_egress("com.example/kinesis", stream="orders", value="accepted")

@@ -19,6 +19,7 @@ from statefun_core import (
     make_plugin_manager,
     message_builder,
     protocol,
+    simple_type,
 )
 from statefun_core.engine import Address, ExpireMode, StateSpec
 from statefun_core.testing import KafkaRecord, wire
@@ -112,3 +113,27 @@ def test_a_discovery_reply_lists_the_missing_specs() -> None:
     with pytest.raises(AssertionError, match="missing state"):
         wire.invocation_result(reply)
     assert wire.from_function(reply).HasField("incomplete_invocation_context")
+
+
+def test_a_type_whose_serializer_returns_str_is_sent_as_its_utf8_bytes() -> None:
+    """``simple_type``'s ``serialize_fn`` may return ``str``: the runtime gets UTF-8 bytes."""
+    text = simple_type("ns/text", serialize_fn=lambda value: value, deserialize_fn=bytes.decode)
+
+    assert wire.typed_value(text, "hé") == protocol.TypedValue(
+        typename="ns/text", has_value=True, value="hé".encode()
+    )
+    body = wire.to_function("ns/f", "a", [wire.typed_value(text, "x")], {"s": "y"})
+    batch = protocol.ToFunction.FromString(body).invocation
+    assert batch.invocations[0].argument.value == b"x"
+    assert batch.state[0].state_value == wire.typed_value(StringType, "y")
+
+
+def test_a_type_whose_serializer_returns_a_bytes_like_is_sent_as_its_bytes() -> None:
+    """As the handler takes them: ``bytearray`` and ``memoryview`` too; anything else is a
+    ``TypeError`` naming the type."""
+    raw = simple_type("ns/raw", serialize_fn=lambda value: value, deserialize_fn=bytes)
+
+    for data in (bytearray(b"ab"), memoryview(b"ab")):
+        assert wire.typed_value(raw, data).value == b"ab"
+    with pytest.raises(TypeError, match="the serializer of 'ns/raw' returned int"):
+        wire.typed_value(raw, 7)
