@@ -6,11 +6,12 @@ the database's write lock."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
@@ -185,6 +186,25 @@ conn.execute("ROLLBACK")
 """
 
 
+@contextlib.asynccontextmanager
+async def database_locked(db: Path) -> AsyncIterator[None]:
+    """Another process holds ``db``'s write lock for the block (and lets it go at its end)."""
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LOCK_HOLDER, str(db),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert await holder.stdout.readline() == b"locked\n"
+        yield
+        holder.stdin.write(b"release\n")
+        await holder.stdin.drain()
+        assert await holder.wait() == 0
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+
+
 def test_a_database_locked_by_another_process_delays_a_reply_and_a_timer_but_loses_neither(
     tmp_path: Path,
 ) -> None:
@@ -215,24 +235,12 @@ def test_a_database_locked_by_another_process_delays_a_reply_and_a_timer_but_los
             await runtime.send(x, make_value("string", "hold"))
             await until(lambda: runtime.engine.pending_timers() and runtime.inspect(x)["in_flight"])
             runtime.engine.send(z, make_value("string", "queued"))  # the dispatcher not woken
-            holder = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", LOCK_HOLDER, str(db),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)  # fmt: skip
-            try:
-                assert holder.stdout is not None and holder.stdin is not None
-                assert await holder.stdout.readline() == b"locked\n"
+            async with database_locked(db):
                 runtime._wake.set()  # the dispatcher takes z's message while the lock is held
                 held.set()  # the reply for x comes back while the lock is held
                 await until(lambda: any("database is locked" in f.error for f in runtime.failures))
                 (timer,) = runtime.engine.pending_timers()
                 await until(lambda: runtime.clock.now_ms() > timer.due_ms + 200)
-                holder.stdin.write(b"release\n")
-                await holder.stdin.drain()
-                assert await holder.wait() == 0
-            finally:
-                if holder.returncode is None:
-                    holder.kill()
-                    await holder.wait()
             await runtime.wait_until_idle(timeout=10, timers=True)
             failure = next(f for f in runtime.failures if "locked" in f.error)
             assert (failure.address, failure.error) == (
@@ -270,21 +278,9 @@ def test_a_database_locked_while_taking_batches_sends_no_batch_a_second_time(
             await runtime.send(x, make_value("string", "hold"))  # the last batch taken
             await until(lambda: calls == ["hold"])
             runtime.engine.send(z, make_value("string", "queued"))  # the dispatcher not woken
-            holder = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", LOCK_HOLDER, str(db),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)  # fmt: skip
-            try:
-                assert holder.stdout is not None and holder.stdin is not None
-                assert await holder.stdout.readline() == b"locked\n"
+            async with database_locked(db):
                 runtime._wake.set()  # taking z's message fails while the lock is held
                 await until(lambda: caplog.text.count("taking batches failed") >= 3)
-                holder.stdin.write(b"release\n")
-                await holder.stdin.drain()
-                assert await holder.wait() == 0
-            finally:
-                if holder.returncode is None:
-                    holder.kill()
-                    await holder.wait()
             gate.set()
             await runtime.wait_until_idle(timeout=10)
             assert sorted(calls) == ["hold", "queued"]

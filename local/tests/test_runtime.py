@@ -265,6 +265,7 @@ def test_retries_after_two_500s_without_losing_or_reordering(tmp_path: Path) -> 
 
 
 def test_a_call_that_finally_fails_is_a_visible_failure(tmp_path: Path) -> None:
+    """Listed with its error, its message kept in flight; wait_until_idle gives up on it."""
     functions = StatefulFunctions()
 
     @functions.bind("com.example/fn")
@@ -287,6 +288,9 @@ def test_a_call_that_finally_fails_is_a_visible_failure(tmp_path: Path) -> None:
             assert runtime.status()["failures"][0]["address"] == "com.example/fn/x"
             # not dropped: the message is still in flight, to be sent again
             assert [m["value"] for m in runtime.inspect(target)["in_flight"]] == ["lost?"]
+            with pytest.raises(TimeoutError, match=r"did not go idle within 0\.3 s"):
+                # bounded: a runtime that never gives up fails here instead of hanging
+                await asyncio.wait_for(runtime.wait_until_idle(timeout=0.3), 20)
 
     run(scenario())
 
@@ -532,27 +536,6 @@ def test_send_all_queues_the_messages_and_the_read_position_together_or_neither(
             await runtime.wait_until_idle()
             assert runtime.inspect(x)["queued"] == [] and runtime.inspect(x)["in_flight"] == []
         assert sorted(received) == ["x:1", "y:2"]
-
-    run(scenario())
-
-
-def test_wait_until_idle_gives_up_after_its_timeout(tmp_path: Path) -> None:
-    functions = StatefulFunctions()
-
-    @functions.bind("com.example/fn")
-    def fn(context: Context, message: Message) -> None:
-        pass
-
-    def always_503(n: int) -> web.Response:
-        return web.Response(status=503, text="down")
-
-    async def scenario() -> None:
-        async with serving(functions, tmp_path / "db.sqlite", fault=always_503, call="100ms",
-                           failure_pause=30) as (_, runtime):  # fmt: skip
-            await runtime.send(Address("com.example/fn", "x"), string("never delivered"))
-            with pytest.raises(TimeoutError, match=r"did not go idle within 0\.3 s"):
-                # bounded: a runtime that never gives up fails here instead of hanging
-                await asyncio.wait_for(runtime.wait_until_idle(timeout=0.3), 20)
 
     run(scenario())
 

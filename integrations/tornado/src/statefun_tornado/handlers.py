@@ -164,13 +164,13 @@ class EndpointHandler(RequestHandler):
 
     def initialize(self, endpoints: Sequence[Endpoint]) -> None:
         self.endpoints = tuple(endpoints)
-        self.path = self.endpoints[0].path
+        self.endpoint_path = self.endpoints[0].path
 
     def set_default_headers(self) -> None:
         self.set_header("Server", _SERVER)
 
     def prepare(self) -> None:
-        endpoint = find_endpoint(self.endpoints, self.request.method or "", self.path)
+        endpoint = find_endpoint(self.endpoints, self.request.method or "", self.endpoint_path)
         if endpoint is None:
             self._method_not_allowed()
             return
@@ -189,6 +189,6 @@ class EndpointHandler(RequestHandler):
 
     def _method_not_allowed(self) -> None:
         self.set_status(405)
-        self.set_header("Allow", allowed_methods(self.endpoints, self.path))
+        self.set_header("Allow", allowed_methods(self.endpoints, self.endpoint_path))
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish("Method Not Allowed")
