@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -82,8 +83,10 @@ async def chromium(profile: Path, extra: tuple[str, ...] = ()) -> AsyncIterator[
                "--no-first-run", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-port=0",
                *extra, "about:blank"]  # fmt: skip
+    # Killed, Chromium leaves its singleton directory in $TMPDIR: keep it in pytest's tmp_path.
+    env = {**os.environ, "TMPDIR": str(profile.parent)}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         port = await _devtools_port(profile / "DevToolsActivePort", process)
         async with aiohttp.ClientSession() as session:
