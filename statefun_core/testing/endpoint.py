@@ -60,6 +60,7 @@ __all__ = [
     "PingEndpoints",
     "check_broken_body_is_400",
     "check_endpoint",
+    "check_expect_continue",
     "check_plugin_endpoints",
     "check_plugin_endpoints_answer_head",
     "check_reply_headers",
@@ -419,6 +420,30 @@ def check_request_limit(
         assert f"over the limit of {limit} bytes ({setting})".encode() in text, text
     claimed = re.search(rb"is (\d+) bytes", text)
     assert claimed is None or int(claimed.group(1)) > limit, text
+
+
+def check_expect_continue(port: int, path: str, limit: int) -> None:
+    """A client that asks ``Expect: 100-continue`` before a body over ``limit`` gets the 413
+    at once, not a ``100 Continue`` that tells it to upload the body; one within the limit
+    gets the ``100``, then its reply."""
+    body = wire.to_function(GREETER, "Fay", ["Fay"], NEW)
+    for length, body_sent, statuses in ((limit + 1, b"", [413]), (len(body), body, [100, 200])):
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n"
+            "Expect: 100-continue\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head.encode())
+            stream = sock.makefile("rb")
+            status = int(stream.readline().split()[1])
+            assert status == statuses[0], f"Content-Length {length}: {status} first"
+            if status == 100:
+                while stream.readline().strip():  # the 100's own (empty) header block
+                    pass
+                sock.sendall(body_sent)
+                final = int(stream.readline().split()[1])
+                assert final == statuses[1], f"after the 100: {final}"
 
 
 def check_concurrent_requests(port: int, path: str) -> None:

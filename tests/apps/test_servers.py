@@ -23,6 +23,7 @@ from statefun_core.testing.endpoint import (
     GREETER,
     INBOX,
     check_broken_body_is_400,
+    check_expect_continue,
     check_plugin_endpoints,
     check_plugin_endpoints_answer_head,
     check_reply_headers,
@@ -122,6 +123,17 @@ def test_edges(server: Server, check: Callable[[int, str], None]) -> None:
 
 def test_a_declared_body_over_the_limit_is_413(server: Server) -> None:
     check_request_limit(server.port, server.path, LIMIT)
+
+
+# The servers that send "100 Continue" only once the application reads the body: gunicorn,
+# waitress and hypercorn send it before the application sees the request (docs/security.md).
+CONTINUE_ON_READ = (uvicorn, granian)
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_100_continue(server: Server) -> None:
+    if SERVED[server.name].server not in CONTINUE_ON_READ:
+        pytest.skip(f"{server.name}: the server sends 100 Continue before the app sees it")
+    check_expect_continue(server.port, server.path, LIMIT)
 
 
 def test_200_addresses_at_once_each_get_their_own_reply(server: Server) -> None:

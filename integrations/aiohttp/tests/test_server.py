@@ -14,6 +14,7 @@ from statefun_core.testing.endpoint import (
     EDGE_CHECKS,
     ENDPOINT_CHECKS,
     check_endpoint,
+    check_expect_continue,
     check_plugin_endpoints,
     check_plugin_endpoints_answer_head,
     check_reply_headers,
@@ -49,6 +50,11 @@ def test_edges(port: int, check: Callable[[int, str], None]) -> None:
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_body_over_client_max_size_is_413_and_names_it(port: int, chunked: bool) -> None:
     check_request_limit(port, "/statefun", LIMIT, "client_max_size", chunked=chunked)
+
+
+@pytest.mark.parametrize("path", ["/statefun", "/mounted/"])
+def test_a_body_over_client_max_size_is_refused_before_100_continue(port: int, path: str) -> None:
+    check_expect_continue(port, path, LIMIT)
 
 
 def test_a_mounted_app_names_the_parents_client_max_size(port: int) -> None:

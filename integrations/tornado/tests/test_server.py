@@ -13,6 +13,7 @@ import pytest
 from statefun_core.testing.endpoint import (
     EDGE_CHECKS,
     ENDPOINT_CHECKS,
+    check_expect_continue,
     check_plugin_endpoints,
     check_plugin_endpoints_answer_head,
     check_reply_headers,
@@ -46,8 +47,13 @@ def test_edges(port: int, check: Callable[[int, str], None]) -> None:
     check(port, "/statefun")
 
 
-def test_body_over_max_body_size_is_413_and_names_it(port: int) -> None:
-    check_request_limit(port, "/statefun", LIMIT, "max_body_size")
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_over_max_body_size_is_413_and_names_it(port: int, chunked: bool) -> None:
+    check_request_limit(port, "/statefun", LIMIT, "max_body_size", chunked=chunked)
+
+
+def test_a_body_over_max_body_size_is_refused_before_100_continue(port: int) -> None:
+    check_expect_continue(port, "/statefun", LIMIT)
 
 
 def test_a_refused_request_says_the_connection_closes(port: int) -> None:

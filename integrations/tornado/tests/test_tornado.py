@@ -156,20 +156,37 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
         assert response.code == 413
 
     @gen_test
-    async def test_a_chunked_body_over_max_body_size_is_refused_unread(self) -> None:
-        """No Content-Length to judge first: Tornado refuses it (400) once over the limit."""
+    async def test_a_chunked_body_is_refused_once_over_max_body_size(self) -> None:
+        """No Content-Length to judge first: it is counted as it comes, served up to the
+        limit, and refused with the endpoint's 413 (which the hooks hear of) once over it."""
+        name = "x" * LIMIT
+        name = name[: LIMIT - (len(wire.to_function(GREETER, "Ann", [name], NEW)) - LIMIT)]
 
-        body = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
+        async def send(body: bytes) -> HTTPResponse:
+            async def chunks(write: Any) -> None:
+                for start in range(0, len(body), 8192):
+                    await write(body[start : start + 8192])
 
-        async def chunks(write: Any) -> None:
-            for start in range(0, len(body), 8192):
-                await write(body[start : start + 8192])
+            return await self.http_client.fetch(
+                self.get_url("/statefun"),
+                method="POST",
+                body_producer=chunks,
+                headers={"X-Request-Id": f"r-{len(body)}"},
+                raise_error=False,
+            )
 
-        response = await self.http_client.fetch(
-            self.get_url("/statefun"), method="POST", body_producer=chunks, raise_error=False
+        body = wire.to_function(GREETER, "Ann", [name], NEW)
+        assert len(body) == LIMIT
+        response = await send(body)
+        assert response.code == 200
+        assert greetings(response.body)[0] == 1
+        response = await send(wire.to_function(GREETER, "Ann", [name + "x"], NEW))
+        assert response.code == 413
+        assert response.body.endswith(
+            f": the request body is over the limit of {LIMIT} bytes (max_body_size)".encode()
         )
-        assert response.code == 400
-        assert self.recorder.headers == []  # no batch started: the greeting did not run
+        assert self.failures.failures == [(RequestTooLargeError, 413, f"r-{LIMIT + 1}")]
+        assert self.recorder.headers == [{"X-Request-Id": f"r-{LIMIT}"}]  # only the first ran
         response = await self.post(wire.to_function(GREETER, "Cy", ["Cy"], NEW))
         assert response.code == 200
 

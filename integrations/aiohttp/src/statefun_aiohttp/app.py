@@ -9,6 +9,7 @@ from typing import Awaitable, Callable, Optional
 
 import pluggy
 from aiohttp import web
+from aiohttp.web_urldispatcher import _default_expect_handler  # 100 Continue, or 417
 from multidict import CIMultiDict
 
 from statefun_core import RequestReplyHandler
@@ -59,11 +60,7 @@ async def _respond(handler: RequestReplyHandler, request: web.Request) -> web.Re
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        # The request's client_max_size: that of the application the server runs, which is
-        # the parent's when this one is mounted. None for a chunked body: its size is unknown.
-        limit = request.client_max_size
-        too_large = RequestTooLargeError(request.content_length, limit, "client_max_size")
-        return _rejected(handler, request, too_large)
+        return _too_large(handler, request)
     except web.RequestPayloadError as error:
         # aiohttp decodes a Content-Encoding itself: bytes that are not what it says are the
         # client's error, as a body that is not a ToFunction is
@@ -86,6 +83,28 @@ async def _respond(handler: RequestReplyHandler, request: web.Request) -> web.Re
     if reply_headers:
         return web.Response(body=reply, headers={**reply_headers, **_REPLY_HEADERS})
     return web.Response(body=reply, headers=_REPLY_HEADERS)  # copied by the response
+
+
+async def _expect(handler: RequestReplyHandler, request: web.Request) -> Optional[web.Response]:
+    """The endpoint's ``Expect: 100-continue``: a body declared over ``client_max_size`` (or a
+    wrong method) is refused at once, instead of a ``100 Continue`` that has the client upload
+    it first; anything else gets aiohttp's own answer."""
+    limit = request.client_max_size
+    if request.method != "POST":
+        return await _respond(handler, request)
+    if limit and request.content_length is not None and request.content_length > limit:
+        return _too_large(handler, request)
+    await _default_expect_handler(request)
+    return None
+
+
+def _too_large(handler: RequestReplyHandler, request: web.Request) -> web.Response:
+    # The request's client_max_size: that of the application the server runs, which is the
+    # parent's when this one is mounted. No Content-Length for a chunked body: its size is
+    # unknown.
+    limit = request.client_max_size
+    too_large = RequestTooLargeError(request.content_length, limit, "client_max_size")
+    return _rejected(handler, request, too_large)
 
 
 def _rejected(
@@ -163,11 +182,20 @@ def setup(
     """
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
     app[HANDLER_KEY] = handler
-    app.router.add_route("*", path, functools.partial(_respond, handler))
+    _route(app, path, handler)
     if endpoints:
         for endpoint_path in dict.fromkeys(endpoint.path for endpoint in handler.endpoints):
             app.router.add_route("*", endpoint_path, _endpoints_view(handler, endpoint_path))
     return handler
+
+
+def _route(app: web.Application, path: str, handler: RequestReplyHandler) -> None:
+    app.router.add_route(
+        "*",
+        path,
+        functools.partial(_respond, handler),
+        expect_handler=functools.partial(_expect, handler),
+    )
 
 
 def create_app(
@@ -193,5 +221,5 @@ def create_app(
         plugins=plugins,
         endpoints=endpoints,
     )
-    app.router.add_route("*", "/", functools.partial(_respond, app[HANDLER_KEY]))
+    _route(app, "/", app[HANDLER_KEY])
     return app

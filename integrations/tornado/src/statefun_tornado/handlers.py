@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Coroutine
 from typing import Any, Optional, Sequence
 
@@ -36,7 +37,7 @@ class StatefunHandler(RequestHandler):
     "max_body_size": ...})``, or by the application's settings ``statefun_handler`` and
     ``statefun_max_body_size`` for what the rule does not give. Without a handler, every request
     is answered 500 and logged. A body declared larger than ``max_body_size`` (default 32 MiB)
-    is answered 413 before it is read; other methods than POST (any method, also one Tornado
+    is answered 413 before it is read, a chunked one as soon as it is over; other methods than POST (any method, also one Tornado
     does not route) get 405 with ``Allow: POST``.
     Both reach the ``statefun_request_failed`` hook, as the handler's own rejections do.
     The request headers reach the plugin hooks through ``handle_async(..., headers=...)``.
@@ -49,6 +50,7 @@ class StatefunHandler(RequestHandler):
         self, handler: Optional[RequestReplyHandler] = None, max_body_size: Optional[int] = None
     ) -> None:
         self._chunks: list[bytes] = []
+        self._received = 0
         if handler is None:
             handler = self.settings.get("statefun_handler")
             if handler is None:
@@ -79,6 +81,8 @@ class StatefunHandler(RequestHandler):
         if self._refusal is None:
             # what Tornado's delegate awaits before it reads the body: None, nothing to await
             self._prepared_future = None
+            # set by the task too, but data_received may finish a 413 before the task starts
+            self._transforms = transforms
         return super()._execute(transforms, *args, **kwargs)
 
     def prepare(self) -> None:
@@ -92,12 +96,19 @@ class StatefunHandler(RequestHandler):
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
             return RequestTooLargeError(int(declared), self.max_body_size, "max_body_size")
-        # Tornado itself refuses a longer chunked body (400, connection closed).
+        # A chunked body is counted as it comes (data_received). The connection's own limit
+        # would answer a bare 400, at the chunk header that crosses it.
         if isinstance(self.request.connection, HTTP1Connection):
-            self.request.connection.set_max_body_size(self.max_body_size)
+            self.request.connection.set_max_body_size(sys.maxsize)
         return None
 
     def data_received(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._received > self.max_body_size:
+            # Tornado passes on no more of the body once the response is finished, and
+            # closes the connection when it is sent.
+            self._reject(RequestTooLargeError(None, self.max_body_size, "max_body_size"))
+            return
         self._chunks.append(chunk)
 
     def on_connection_close(self) -> None:
