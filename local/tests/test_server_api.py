@@ -389,10 +389,10 @@ def test_addresses_pages_by_limit_and_names_the_function(tmp_path: Path) -> None
 
     assert run(scenario()) == [
         (200, {"function": "com.example/greeter", "ids": ["Ann", "Bob", "Cy"], "next": None}),
-        (200, {"function": "com.example/greeter", "ids": ["Ann"], "next": "Ann"}),
+        (400, "limit must be an integer from 1 to 1000, not '0'\n"),
         (200, {"function": "com.example/greeter", "ids": ["Ann"], "next": "Ann"}),
         (200, {"function": "com.example/greeter", "ids": ["Bob", "Cy"], "next": None}),
-        (400, "limit must be an integer from 0 to 1000, not '1001'\n"),
+        (400, "limit must be an integer from 1 to 1000, not '1001'\n"),
         # exactly a page left: no next page
         (200, {"function": "com.example/greeter", "ids": ["Ann", "Bob", "Cy"], "next": None}),
     ]

@@ -167,15 +167,15 @@ async def addresses(request: web.Request) -> web.Response:
     typename = _typename(request)
     after = request.query.get("after", "")
     _check_text(after)
-    limit = max(1, int(_number(request, "limit", 100, maximum=1000)))
+    limit = int(_number(request, "limit", 100, maximum=1000, minimum=1))
     ids = address_ids(request.app[RUNTIME_KEY].store, typename, after, limit + 1)
     return web.json_response({"function": typename, "ids": ids[:limit],
                               "next": ids[limit - 1] if len(ids) > limit else None})
 
 
 def _number(request: web.Request, name: str, default: float, maximum: float,
-            integer: bool = True) -> float:
-    """The query parameter ``name``: a finite number from 0 to ``maximum``."""
+            integer: bool = True, minimum: int = 0) -> float:
+    """The query parameter ``name``: a finite number from ``minimum`` to ``maximum``."""
     text = request.query.get(name)
     if text is None:
         return default
@@ -183,8 +183,9 @@ def _number(request: web.Request, name: str, default: float, maximum: float,
         number = int(text) if integer else float(text)
     except ValueError:
         number = math.nan
-    if not (math.isfinite(number) and 0 <= number <= maximum):
-        kind = f"an integer from 0 to {int(maximum)}" if integer else "a finite number, 0 or more"
+    if not (math.isfinite(number) and minimum <= number <= maximum):
+        kind = (f"an integer from {minimum} to {int(maximum)}" if integer
+                else f"a finite number, {minimum} or more")
         raise _bad_request(f"{name} must be {kind}, not {text!r}")
     return number
 
