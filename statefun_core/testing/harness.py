@@ -283,7 +283,13 @@ class Harness:
 
     def assert_captured(self, typename: str, id: str, **value: Any) -> SentMessage:
         """Assert this message reached ``typename``/``id``, a type the harness does not run."""
-        return self._find(self.captured, "captured", typename, id, value)
+        try:
+            return self._find(self.captured, "captured", typename, id, value)
+        except AssertionError as error:
+            if typename not in self.functions:
+                raise
+            hint = f"{typename} is a function the harness runs: its messages are delivered, "
+            raise AssertionError(f"{error}\n{hint}not captured (assert_sent finds them)") from None
 
     def assert_egress(self, egress: Optional[str] = None, **fields: Any) -> AnyEgress:
         """Assert a record matching ``egress`` (the egress id) and ``fields`` was sent, for

@@ -440,6 +440,20 @@ def test_messages_to_types_the_harness_does_not_run_are_captured_in_order():
     assert harness.batches == []
 
 
+def test_assert_captured_on_a_type_the_harness_runs_points_at_assert_sent():
+    harness = Harness(greeter_functions)
+    harness.send("com.example.fns/greeter", "ann", str_value="Ann").run()
+    with pytest.raises(AssertionError) as runs:
+        harness.assert_captured("com.example.fns/greeter", "ann")
+    assert str(runs.value).endswith(
+        "com.example.fns/greeter is a function the harness runs: its messages are delivered, "
+        "not captured (assert_sent finds them)"
+    )
+    with pytest.raises(AssertionError) as elsewhere:
+        harness.assert_captured("example/elsewhere", "x")
+    assert "is a function the harness runs" not in str(elsewhere.value)
+
+
 # --- failures -------------------------------------------------------------------------------
 
 
