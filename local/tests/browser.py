@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -83,8 +84,10 @@ async def chromium(profile: Path, extra: tuple[str, ...] = ()) -> AsyncIterator[
                "--no-first-run", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-port=0",
                *extra, "about:blank"]  # fmt: skip
-    # Killed, Chromium leaves its singleton directory in $TMPDIR: keep it in pytest's tmp_path.
-    env = {**os.environ, "TMPDIR": str(profile.parent)}
+    # Killed, Chromium leaves its singleton directory (and socket) in $TMPDIR: a short one of
+    # its own, removed after (a socket's path under pytest's tmp_path can be over 107 bytes).
+    tmpdir = tempfile.mkdtemp(prefix="chromium-")
+    env = {**os.environ, "TMPDIR": tmpdir}
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -102,6 +105,7 @@ async def chromium(profile: Path, extra: tuple[str, ...] = ()) -> AsyncIterator[
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 async def _devtools_port(path: Path, process: subprocess.Popen[bytes]) -> int:
