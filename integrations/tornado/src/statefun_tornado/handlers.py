@@ -37,8 +37,8 @@ class StatefunHandler(RequestHandler):
     "max_body_size": ...})``, or by the application's settings ``statefun_handler`` and
     ``statefun_max_body_size`` for what the rule does not give. Without a handler, every request
     is answered 500 and logged. A body declared larger than ``max_body_size`` (default 32 MiB)
-    is answered 413 before it is read, a chunked one as soon as it is over; other methods than POST (any method, also one Tornado
-    does not route) get 405 with ``Allow: POST``.
+    is answered 413 before it is read, a chunked one as soon as it is over; other methods than
+    POST (any method, also one Tornado does not route) get 405 with ``Allow: POST``.
     Both reach the ``statefun_request_failed`` hook, as the handler's own rejections do.
     The request headers reach the plugin hooks through ``handle_async(..., headers=...)``.
     Subclass and override ``prepare``/``on_finish`` (calling ``super()``) to add your own;
