@@ -166,28 +166,42 @@ class Record:
         return self.value.decode()
 
 
+#: The one user the broker's SASL listener (``Kafka.sasl_bootstrap``, PLAIN) knows.
+SASL_USER, SASL_PASSWORD = "alice", "alice-s3cret"
+
+
 class Kafka:
-    """One Apache Kafka broker in KRaft mode (broker and controller in one JVM)."""
+    """One Apache Kafka broker in KRaft mode (broker and controller in one JVM), with a
+    PLAINTEXT listener (``bootstrap``) and a SASL_PLAINTEXT one (``sasl_bootstrap``)."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = 0
         self.bootstrap = ""
+        self.sasl_bootstrap = ""
         self.process: Optional[Process] = None
 
     def start(self) -> None:
         """Format a new log directory and start the broker."""
         classpath("kafka")  # resolved before the ports are picked, so they are still free
-        self.port, controller = free_port(), free_port()
+        self.port, controller, sasl = free_port(), free_port(), free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.sasl_bootstrap = f"127.0.0.1:{sasl}"
         self.config = self.workdir / "server.properties"
+        login = "org.apache.kafka.common.security.plain.PlainLoginModule required"
         self.config.write_text(
             "process.roles=broker,controller\nnode.id=1\n"
             f"controller.quorum.voters=1@127.0.0.1:{controller}\n"
-            f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://127.0.0.1:{controller}\n"
-            f"advertised.listeners=PLAINTEXT://{self.bootstrap}\n"
-            "controller.listener.names=CONTROLLER\n"
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+            f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://127.0.0.1:{controller},"
+            f"SASL_PLAINTEXT://{self.sasl_bootstrap}\n"
+            f"advertised.listeners=PLAINTEXT://{self.bootstrap},"
+            f"SASL_PLAINTEXT://{self.sasl_bootstrap}\n"
+            "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+            "SASL_PLAINTEXT:SASL_PLAINTEXT\n"
+            "sasl.enabled.mechanisms=PLAIN\n"
+            f'listener.name.sasl_plaintext.plain.sasl.jaas.config={login} user_{SASL_USER}="'
+            f'{SASL_PASSWORD}";\n'
             f"log.dirs={self.workdir / 'data'}\n"
             "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
             "transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"

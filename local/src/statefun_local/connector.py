@@ -78,8 +78,11 @@ class Connector:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # never the runtime's end: shown, and tried again
-                detail = f": {error}" if str(error) else " (no detail)"
-                self.state, self.error = "failed", f"{type(error).__name__}{detail}"
+                failure = f"{type(error).__name__}: {error}" if str(error) else (
+                    f"{type(error).__name__} (no detail)")
+                if self.state != "failed" and self.error:  # what the client said on the way
+                    failure = f"{failure} ({self.error})"
+                self.state, self.error = "failed", failure
                 log.error("%s: %s; starting again in %.0f s", self, self.error, backoff)
             if time.monotonic() - started > 60:
                 backoff = 1.0
@@ -93,7 +96,8 @@ class Connector:
         """A blocking client call, off the event loop. A cancelled caller does not stop it:
         :meth:`settle` waits for it before the client is closed."""
         self._pending = asyncio.get_running_loop().run_in_executor(None, call, *args)
-        return await self._pending
+        # shielded: cancelling the caller would cancel the future, not the call in its thread
+        return await asyncio.shield(self._pending)
 
     async def settle(self) -> None:
         if self._pending is not None:

@@ -81,9 +81,12 @@ def _client() -> Any:
 
 def _new(factory: Any, config: dict[str, Any], connector: Connector) -> Any:
     """A librdkafka client for ``config``, without the properties librdkafka does not know
-    (module.yaml files carry the Java client's, such as ``sasl.jaas.config``): each is named
-    in the log and left out."""
+    (module.yaml files carry the Java client's): each is named in the log and left out. The
+    Java client's ``sasl.jaas.config`` becomes librdkafka's ``sasl.username`` and
+    ``sasl.password`` (see :func:`_from_jaas`)."""
     kafka = _client()
+    if _JAAS in config:
+        config = _from_jaas(config, connector)
     while True:
         try:
             return factory(config)
@@ -94,6 +97,32 @@ def _new(factory: Any, config: dict[str, Any], connector: Connector) -> Any:
             log.warning("%s: property %r is not one librdkafka knows: left out", connector,
                         unknown.group(1))  # fmt: skip
             config = {k: v for k, v in config.items() if k != unknown.group(1)}
+
+
+# what librdkafka's error texts say of each retry: "(after 301ms in state AUTH_REQ)"
+_RETRY_DETAIL = re.compile(r" \(after \d+ms in state \w+\)")
+_JAAS = "sasl.jaas.config"
+# The Java client's PLAIN and SCRAM login modules, and their options: what librdkafka takes as
+# sasl.username and sasl.password (it refuses a JAAS configuration itself).
+_JAAS_LOGIN = re.compile(r"\s*(?:\S*\.)?(?:PlainLoginModule|ScramLoginModule)\s+required\b")
+_JAAS_OPTION = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _from_jaas(config: dict[str, Any], connector: Connector) -> dict[str, Any]:
+    """``config`` with its ``sasl.jaas.config`` turned into ``sasl.username`` and
+    ``sasl.password`` (unless set) for a PLAIN or SCRAM login module; any other is left out,
+    and named in the log."""
+    config = dict(config)
+    jaas = str(config.pop(_JAAS))
+    options = dict(_JAAS_OPTION.findall(jaas)) if _JAAS_LOGIN.match(jaas) else {}
+    if "username" not in options or "password" not in options:
+        log.warning("%s: sasl.jaas.config is not a PLAIN or SCRAM login with a username and "
+                    "password, which is all librdkafka takes of it: left out",
+                    connector)  # fmt: skip
+        return config
+    config.setdefault("sasl.username", re.sub(r"\\(.)", r"\1", options["username"]))
+    config.setdefault("sasl.password", re.sub(r"\\(.)", r"\1", options["password"]))
+    return config
 
 
 def _trace(record: Any) -> Optional[TraceContext]:
@@ -133,10 +162,13 @@ class _KafkaConnector(Connector):
 
     def _on_error(self, error: Any) -> None:
         """librdkafka's errors (a broker down, unknown, refusing); it retries by itself."""
+        text = _RETRY_DETAIL.sub("", error.str())  # the same problem at each retry: logged once
+        if error.code() == -187 and self.error is not None:
+            return  # _ALL_BROKERS_DOWN follows the problem shown (refused, a failed login)
         if error.code() in (-195, -187, -193):  # _TRANSPORT, _ALL_BROKERS_DOWN, _RESOLVE
-            self.problem(f"broker {self.address} unreachable: {error.str()}", "unreachable")
+            self.problem(f"broker {self.address} unreachable: {text}", "unreachable")
         else:
-            self.problem(error.str())
+            self.problem(text)
 
 
 class KafkaIngress(_KafkaConnector):

@@ -1,0 +1,923 @@
+"""statefun-local's Kafka connectors at their edges, in this process, on a real broker (Apache
+Kafka from Maven Central, started by the e2e suite's kit and stopped by its PID): where an
+ingress starts when nothing says so exactly, a partition found on a later start, what an ingress
+shows (its lag too) and commits to its group, both egress semantics (keys, headers, a restart, a
+database whose position is behind Kafka's, a record Kafka does not take), properties librdkafka
+does not know or refuses, a record's trace context and a broker nobody listens on. Then what
+every connector shares: what it shows before it starts, backoff, logging a problem once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import re
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from statefun_local import LocalRuntime, parse_module
+from statefun_local.connector import Connector, connectors
+from statefun_local.store import SqliteStore
+
+from statefun_core import Context, Message, StatefulFunctions, StringType, kafka_egress_message
+from statefun_core.engine import Address
+
+from .conftest import FunctionServer, run
+from .test_runtime import string
+
+KIT = Path(__file__).resolve().parents[2] / "tests" / "e2e" / "kit.py"
+ECHO = "com.example/echo"
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+OTHER_TRACEPARENT = b"00-11111111111111111111111111111111-2222222222222222-01"
+
+
+def load_kit() -> Any:
+    """tests/e2e/kit.py (the repository's: not a package of statefun-local's tests)."""
+    if not KIT.exists():
+        pytest.skip(f"{KIT} is not there: the e2e kit starts the broker")
+    spec = importlib.util.spec_from_file_location("statefun_e2e_kit", KIT)
+    assert spec is not None and spec.loader is not None
+    kit = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = kit  # its dataclasses look their module up
+    spec.loader.exec_module(kit)
+    return kit
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    kit = load_kit()
+    broker = kit.Kafka(tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+    except kit.Unavailable as error:
+        broker.stop()
+        pytest.skip(f"no Kafka broker on this machine: {error}")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def names() -> str:
+    """A prefix of this test's own topics and groups."""
+    return f"edges-{uuid.uuid4().hex[:6]}-"
+
+
+def endpoint(url: str, max_batch: int = 1000) -> str:
+    return f"""
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: com.example/*
+  urlPathTemplate: {url}
+  maxNumBatchRequests: {max_batch}
+"""
+
+
+def ingress(address: str, topic: str, group: str, startup: str = "{type: earliest}",
+            extra: str = "") -> str:  # fmt: skip
+    return f"""
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/in
+  address: {address}
+  consumerGroupId: {group}
+  startupPosition: {startup}
+  topics:
+    - {{topic: {topic}, valueType: io.statefun.types/string, targets: [{ECHO}]}}
+{extra}
+"""
+
+
+def egress(address: str, id_: str = "com.example/out", semantic: str = "{type: at-least-once}",
+           extra: str = "") -> str:  # fmt: skip
+    return f"""
+---
+kind: io.statefun.kafka.v1/egress
+spec:
+  id: {id_}
+  address: {address}
+  deliverySemantic: {semantic}
+{extra}
+"""
+
+
+def echo_functions(seen: list[str], out: str = "", audit: str = "") -> StatefulFunctions:
+    """``com.example/echo`` notes ``id:text`` of each message and, given the topic ``out``,
+    writes the text there keyed by the id (``nokey``: without a key; ``own``: with a
+    ``tracestate`` of its own), with a header ``h`` and a null header; ``audit-…`` texts go to
+    the egress ``com.example/audit``, on the topic ``audit``."""
+    functions = StatefulFunctions()
+
+    @functions.bind(ECHO)
+    def echo(context: Context, message: Message) -> None:
+        text = message.as_string()
+        seen.append(f"{context.address.id}:{text}")
+        if text.startswith("audit-"):
+            context.send_egress(kafka_egress_message("com.example/audit", audit, text))
+        elif out:
+            own = [("tracestate", "mine")] if context.address.id == "own" else []
+            key = None if text == "nokey" else context.address.id
+            headers = [("h", "v"), ("null", None), *own]
+            context.send_egress(
+                kafka_egress_message("com.example/out", out, text, key=key, headers=headers)
+            )
+
+    return functions
+
+
+@contextlib.asynccontextmanager
+async def running(functions: StatefulFunctions, db: Path, documents: str, max_batch: int = 1000
+                  ) -> AsyncIterator[LocalRuntime]:  # fmt: skip
+    """A function server and a local runtime (with its connectors) for it on ``db``."""
+    async with FunctionServer(functions) as server:
+        module = parse_module(endpoint(server.url, max_batch) + documents)
+        async with LocalRuntime(module, db, failure_pause=0.05) as runtime:
+            yield runtime
+
+
+def connection(runtime: LocalRuntime, kind: str) -> Any:
+    (found,) = [c for c in runtime.connectors if c.kind == kind]
+    return found
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def eventually(probe: Callable[[], Any], expected: Any, timeout: float = 60) -> None:
+    """Until the blocking ``probe`` (run off the event loop) gives ``expected``."""
+    deadline = time.monotonic() + timeout
+    while (found := await asyncio.to_thread(probe)) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{found} is still not {expected}")
+        await asyncio.sleep(0.1)
+
+
+async def read(kafka: Any, topic: str, count: int, settle: float = 1) -> list[Any]:
+    """The first ``count`` committed records of ``topic``, and any more within ``settle`` s."""
+    return await asyncio.to_thread(kafka.read, topic, count, 60, settle)  # type: ignore[no-any-return]
+
+
+def produce(kafka: Any, topic: str, label: str, partitions: tuple[int, ...] = (0, 1)) -> None:
+    """Two records on each partition, keyed and valued ``<label>-<partition>-<n>``."""
+    value = StringType.serializer().serialize
+    for partition in partitions:
+        keys = [f"{label}-{partition}-{n}" for n in range(2)]
+        kafka.produce(topic, [(name, value(name)) for name in keys], partition=partition)
+
+
+def coordinated(call: Callable[[], Any]) -> Any:
+    """``call`` (a group's offsets, read or committed), again while the group's coordinator
+    is not ready (a broker just started still loads its offsets topic)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    waiting = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+               KafkaError.COORDINATOR_NOT_AVAILABLE}  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return call()
+        except KafkaException as error:
+            if error.args[0].code() not in waiting or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def committed(kafka: Any, group: str, topic: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    reader = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group})
+    partitions = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+    try:
+        found = coordinated(lambda: reader.committed(partitions, timeout=30))
+    finally:
+        reader.close()
+    return {p.partition: p.offset for p in found}
+
+
+# --- where an ingress starts ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("startup", "reset", "taken"),
+    [
+        # an offset at the end is the end; one past it is autoOffsetResetPosition's
+        (
+            "{{type: specific-offsets, offsets: [{topic}/0: 2, {topic}/1: 5]}}",
+            "earliest",
+            ["old-1-0", "old-1-1"],
+        ),
+        # latest is the end, whatever the reset position
+        ("{{type: latest}}", "earliest", []),
+        # an offset at the start is the start; a partition not named is at the reset position
+        ("{{type: specific-offsets, offsets: [{topic}/0: 0]}}", "latest", ["old-0-0", "old-0-1"]),
+        # a date before every record is the first record, whatever the reset position
+        (
+            "{{type: date, date: '2001-01-01 00:00:00.000 Z'}}",
+            "latest",
+            ["old-0-0", "old-0-1", "old-1-0", "old-1-1"],
+        ),
+        # a date after every record: autoOffsetResetPosition's
+        (
+            "{{type: date, date: '2100-01-01 00:00:00.000 Z'}}",
+            "earliest",
+            ["old-0-0", "old-0-1", "old-1-0", "old-1-1"],
+        ),
+        ("{{type: date, date: '2100-01-01 00:00:00.000 Z'}}", "latest", []),
+        # nothing committed by the group: autoOffsetResetPosition's
+        ("{{type: group-offsets}}", "earliest", ["old-0-0", "old-0-1", "old-1-0", "old-1-1"]),
+        ("{{type: group-offsets}}", "latest", []),
+    ],
+    ids=[
+        "offsets-at-the-end-and-past-it",
+        "latest",
+        "an-offset-at-the-start",
+        "date-before-all",
+        "date-after-all-earliest",
+        "date-after-all-latest",
+        "group-offsets-none-earliest",
+        "group-offsets-none-latest",
+    ],
+)
+def test_where_an_ingress_starts_without_an_offset_to_start_at(
+    kafka: Any, tmp_path: Path, caplog: Any, startup: str, reset: str, taken: list[str]
+) -> None:
+    """Each partition of the topic ends up read to its end (offset 2), in the database, in
+    the ingress' status and in the group's offsets in Kafka; nothing to warn about."""
+    prefix = names()
+    topic, group = prefix + "in", prefix + "group"
+    kafka.create_topics([topic], partitions=2)
+    produce(kafka, topic, "old")
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, group, startup.format(topic=topic),
+                        extra=f"  autoOffsetResetPosition: {reset}")  # fmt: skip
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            end = {(topic, 0): 2, (topic, 1): 2}
+            await until(lambda: connector.offsets == end, "the ingress at the end")
+            await runtime.wait_until_idle()
+            assert runtime.store.kafka_offsets("com.example/in") == end
+            status = connector.status()
+            shown = {k: status[k] for k in ("state", "topics", "group", "partitions", "skipped")}
+            assert shown == {"state": "connected", "topics": [topic], "group": group,
+                             "partitions": 2, "skipped": []}  # fmt: skip
+            assert (status["records"], status["lag"]) == (len(taken), 0)
+            # for Kafka's tools: the group's offsets are the database's (committed meanwhile)
+            await eventually(lambda: committed(kafka, group, topic), {0: 2, 1: 2})
+        assert sorted(text.split(":")[1] for text in seen) == taken
+
+    with caplog.at_level(logging.INFO, logger="statefun_local"):
+        run(scenario())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_group_offset_of_zero_is_where_the_group_committed(kafka: Any, tmp_path: Path) -> None:
+    """group-offsets: an offset of 0 the group committed is one (the partition's first
+    record); a partition the group committed nothing for is at the reset position (latest)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    prefix = names()
+    topic, group = prefix + "in", prefix + "group"
+    kafka.create_topics([topic], partitions=2)
+    produce(kafka, topic, "old")
+    committer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group})
+    coordinated(lambda: committer.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False))
+    committer.close()
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, group, "{type: group-offsets}")
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            end = {(topic, 0): 2, (topic, 1): 2}
+            await until(lambda: connector.offsets == end, "the ingress at the end")
+            await runtime.wait_until_idle()
+
+    run(scenario())
+    assert sorted(text.split(":")[1] for text in seen) == ["old-0-0", "old-0-1"]
+
+
+def test_the_lag_is_what_the_ingress_read_and_can_not_queue_yet(kafka: Any, tmp_path: Path) -> None:
+    """While its target has its ``maxNumBatchRequests`` buffered, the ingress holds what it
+    read: the lag shows it (the partition's end in Kafka, past the database's offset), and is
+    0 again once the function goes on."""
+    prefix = names()
+    topic = prefix + "in"
+    kafka.create_topics([topic], partitions=1)
+    value = StringType.serializer().serialize
+    seen: list[str] = []
+    functions = StatefulFunctions()
+    held: list[asyncio.Event] = []
+
+    @functions.bind(ECHO)
+    async def hold(context: Context, message: Message) -> None:
+        seen.append(message.as_string())
+        await held[0].wait()
+
+    def send(*texts: str) -> None:
+        kafka.produce(topic, [("a", value(text)) for text in texts])
+
+    async def scenario() -> None:
+        held.append(asyncio.Event())
+        documents = ingress(kafka.bootstrap, topic, prefix + "group")
+        async with running(functions, tmp_path / "db.sqlite", documents, max_batch=1) as runtime:
+            connector = connection(runtime, "ingress")
+            await asyncio.to_thread(send, "r0")
+            await until(lambda: seen == ["r0"], "the function holding the first record")
+            await asyncio.to_thread(send, "r1", "r2", "r3")
+            await until(lambda: connector.offsets == {(topic, 0): 4}, "three more queued")
+            await asyncio.to_thread(send, "r4", "r5")
+            await until(lambda: connector.status()["lag"] == 2, "two records held")
+            assert connector.offsets == {(topic, 0): 4}
+            held[0].set()
+            await until(lambda: connector.offsets == {(topic, 0): 6}, "the held records queued")
+            await runtime.wait_until_idle()
+            assert connector.status()["lag"] == 0
+        assert seen == ["r0", "r1", "r2", "r3", "r4", "r5"]
+
+    run(scenario())
+
+
+def test_a_partition_found_on_a_later_start_starts_at_its_earliest_record(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """``startupPosition`` is for the first start only: a partition added to the topic while
+    the runtime was down is read from its first record, the others go on from the database."""
+    from confluent_kafka.admin import NewPartitions
+
+    prefix = names()
+    topic = prefix + "in"
+    kafka.create_topics([topic], partitions=1)
+    produce(kafka, topic, "old", partitions=(0,))
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, prefix + "group", "{type: latest}")
+    db = tmp_path / "db.sqlite"
+
+    async def first() -> None:
+        async with running(echo_functions(seen), db, documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.offsets == {(topic, 0): 2}, "the ingress at the end")
+            produce(kafka, topic, "first", partitions=(0,))
+            await until(lambda: connector.offsets == {(topic, 0): 4}, "the new records taken")
+            await runtime.wait_until_idle()
+
+    async def second() -> None:
+        async with running(echo_functions(seen), db, documents) as runtime:
+            connector = connection(runtime, "ingress")
+            end = {(topic, 0): 6, (topic, 1): 2}
+            await until(lambda: connector.offsets == end, "both partitions at their end")
+            # the new partition's start is written once: later records move only their own
+            produce(kafka, topic, "third", partitions=(0,))
+            end = {(topic, 0): 8, (topic, 1): 2}
+            await until(lambda: connector.offsets == end, "the third records taken")
+            await runtime.wait_until_idle()
+            assert runtime.store.kafka_offsets("com.example/in") == end
+            assert connector.status()["partitions"] == 2
+
+    run(first())
+    admin = kafka.admin()  # kept until its future is done: its futures die with it
+    (future,) = admin.create_partitions([NewPartitions(topic, 2)]).values()
+    future.result(timeout=30)
+    produce(kafka, topic, "second", partitions=(0, 1))
+    run(second())
+    assert sorted(text.split(":")[1] for text in seen) == [
+        "first-0-0", "first-0-1", "second-0-0", "second-0-1", "second-1-0", "second-1-1",
+        "third-0-0", "third-0-1",
+    ]  # fmt: skip
+
+
+# --- the egress --------------------------------------------------------------------------------
+
+
+def test_an_at_least_once_egress_produces_each_record_once_across_a_restart(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """Keys, values and headers (a null one too) as the function wrote them, a record without
+    a key, only this egress' records on its topics (another Kafka egress has its own), and
+    the position in the database: a restart produces nothing again. The producer's queue
+    holds one record: a batch waits for room, record by record."""
+    prefix = names()
+    out, audit = prefix + "out", prefix + "audit"
+    kafka.create_topics([out, audit], partitions=1)
+    seen: list[str] = []
+    functions = echo_functions(seen, out=out, audit=audit)
+    documents = egress(kafka.bootstrap, extra="  properties: [{queue.buffering.max.messages: 1}]")
+    documents += egress(kafka.bootstrap, "com.example/audit", "{type: at-least-once}")
+    db = tmp_path / "db.sqlite"
+
+    def message(id_: str, text: str) -> tuple[Address, Any, None]:
+        return Address(ECHO, id_), string(text), None
+
+    async def first() -> None:
+        async with running(functions, db, documents) as runtime:
+            await runtime.send_all([message(f"k{n}", f"v{n}") for n in range(5)])
+            await runtime.send_all([message("a", "audit-1"), message("x", "nokey")])
+            await runtime.wait_until_idle()
+            records = await read(kafka, out, 6)
+            assert [(r.key, r.text, r.headers) for r in records] == [
+                *[(f"k{n}", f"v{n}", [("h", b"v"), ("null", None)]) for n in range(5)],
+                (None, "nokey", [("h", b"v"), ("null", None)]),
+            ]
+            assert [(r.key, r.text) for r in await read(kafka, audit, 1)] == [(None, "audit-1")]
+            connector = next(c for c in runtime.connectors if c.id == "com.example/out")
+            last = runtime.store.egress_list()[-1].seq
+            await until(lambda: connector.cursor == last, "the egress at the log's end")
+            status = connector.status()
+            assert (status["semantic"], status["position"], status["records"]) == (
+                "at-least-once", last, 6)  # fmt: skip
+            assert (status["state"], status["error"]) == ("connected", None)
+            assert runtime.store.meta_get("kafka_egress_cursor:com.example/out") == last
+
+    async def second() -> None:
+        async with running(functions, db, documents) as runtime:
+            await runtime.send_all([message("k9", "v9")])
+            await runtime.wait_until_idle()
+            records = await read(kafka, out, 7, settle=2)
+            assert [r.text for r in records] == [*[f"v{n}" for n in range(5)], "nokey", "v9"]
+
+    run(first())
+    run(second())
+
+
+def test_an_exactly_once_egress_goes_on_from_kafkas_position_when_the_database_is_behind(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """The position committed with the records, on the egress' own compacted topic, is the one
+    a restart goes on from when the database's copy is behind (a crash between the two
+    commits): nothing is produced twice."""
+    from confluent_kafka.admin import ConfigResource
+
+    prefix = names()
+    out = prefix + "out"
+    kafka.create_topics([out], partitions=1)
+    seen: list[str] = []
+    functions = echo_functions(seen, out=out)
+    documents = egress(kafka.bootstrap, semantic="{type: exactly-once, transactionTimeout: 1min}")
+    db = tmp_path / "db.sqlite"
+    cursor_key = "kafka_egress_cursor:com.example/out"
+
+    async def first() -> str:
+        async with running(functions, db, documents) as runtime:
+            for n in range(3):
+                await runtime.send(Address(ECHO, f"k{n}"), string(f"v{n}"))
+            await runtime.wait_until_idle()
+            assert [r.text for r in await read(kafka, out, 3)] == ["v0", "v1", "v2"]
+            connector = connection(runtime, "egress")
+            last = runtime.store.egress_list()[-1].seq
+            await until(lambda: runtime.store.meta_get(cursor_key) == last, "the position saved")
+            status = connector.status()
+            assert (status["semantic"], status["position"], status["records"]) == (
+                "exactly-once", last, 3)  # fmt: skip
+            instance = runtime.store.meta_get("instance")
+            assert re.fullmatch("[0-9a-f]{32}", instance)
+            assert connector.cursor_topic == f"statefun-local.{instance}.com.example.out"
+            return str(connector.cursor_topic)
+
+    async def second() -> None:
+        async with running(functions, db, documents) as runtime:
+            connector = connection(runtime, "egress")
+            await until(lambda: connector.state == "connected", "the egress connected")
+            assert connector.cursor == last
+            await runtime.send(Address(ECHO, "k3"), string("v3"))
+            await runtime.wait_until_idle()
+            records = await read(kafka, out, 4, settle=2)
+            assert [r.text for r in records] == ["v0", "v1", "v2", "v3"]
+
+    cursor_topic = run(first())
+    store = SqliteStore.open(db)
+    last = store.meta_get(cursor_key)
+    with store.transaction():
+        store.meta_put(cursor_key, 0)  # as if the runtime died before the database's copy
+    store.close()
+    positions = kafka.read(cursor_topic, 1)
+    assert [(r.key, r.text) for r in positions][-1:] == [("position", str(last))]
+    admin = kafka.admin()
+    (described,) = admin.describe_configs([ConfigResource("topic", cursor_topic)]).values()
+    config = described.result(timeout=30)
+    assert (config["cleanup.policy"].value, config["segment.ms"].value) == ("compact", "3600000")
+    assert len(admin.list_topics(cursor_topic, timeout=30).topics[cursor_topic].partitions) == 1
+    run(second())
+
+
+def test_a_transaction_timeout_the_broker_does_not_allow_fails_the_egress_and_says_why(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """The module's transactionTimeout is the producer's: past the broker's
+    transaction.max.timeout.ms (15 minutes unless set) its transactions can not start."""
+    documents = egress(kafka.bootstrap, semantic="{type: exactly-once, transactionTimeout: 20min}")
+
+    async def scenario() -> str:
+        async with running(echo_functions([]), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "egress")
+            await until(lambda: connector.state == "failed", "the egress failed")
+            return str(connector.error)
+
+    error = run(scenario())
+    assert error.startswith("KafkaException: ") and "INVALID_TRANSACTION_TIMEOUT" in error
+
+
+def test_the_status_keeps_the_last_ten_records_skipped(kafka: Any, tmp_path: Path) -> None:
+    prefix = names()
+    topic = prefix + "in"
+    kafka.create_topics([topic], partitions=1)
+    kafka.produce(topic, [(f"t{n}", None) for n in range(12)])
+    documents = ingress(kafka.bootstrap, topic, prefix + "group")
+
+    async def scenario() -> dict[str, Any]:
+        async with running(echo_functions([]), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.offsets == {(topic, 0): 12}, "every record read")
+            return connector.status()  # type: ignore[no-any-return]
+
+    status = run(scenario())
+    why = "a record without a value (a tombstone) can not be a message"
+    assert status["skipped"] == [f"{topic}/0@{n}: {why}" for n in range(2, 12)]
+    assert status["records"] == 12
+
+
+def test_properties_librdkafka_does_not_know_are_named_and_left_out(
+    kafka: Any, tmp_path: Path, caplog: Any
+) -> None:
+    """A module.yaml written for the Java client: its own properties (one by one, however
+    many) are named in the log and left out, the others kept."""
+    prefix = names()
+    topic, out = prefix + "in", prefix + "out"
+    kafka.create_topics([topic, out], partitions=1)
+    produce(kafka, topic, "old", partitions=(0,))
+    seen: list[str] = []
+    java = "  properties: [{key.serializer: x}, {client.id: mine}, {key.deserializer: y}]"
+    documents = ingress(kafka.bootstrap, topic, prefix + "group", extra=java)
+    kerberos = "com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true;"
+    documents += egress(kafka.bootstrap, extra="  properties: [{value.serializer: z}, "
+                        f"{{sasl.jaas.config: '{kerberos}'}}]")  # fmt: skip
+
+    async def scenario() -> None:
+        with caplog.at_level(logging.WARNING, logger="statefun_local.kafka"):
+            async with running(echo_functions(seen, out=out), tmp_path / "db.sqlite",
+                               documents) as runtime:  # fmt: skip
+                records = await read(kafka, out, 2, settle=0)
+                assert [r.text for r in records] == ["old-0-0", "old-0-1"]
+                assert [c.state for c in runtime.connectors] == ["connected", "connected"]
+
+    run(scenario())
+    left_out = sorted(r.getMessage() for r in caplog.records if "left out" in r.getMessage())
+    assert left_out == [
+        "kafka egress com.example/out: property 'value.serializer' is not one librdkafka "
+        "knows: left out",
+        "kafka egress com.example/out: sasl.jaas.config is not a PLAIN or SCRAM login with a "
+        "username and password, which is all librdkafka takes of it: left out",
+        "kafka ingress com.example/in: property 'key.deserializer' is not one librdkafka "
+        "knows: left out",
+        "kafka ingress com.example/in: property 'key.serializer' is not one librdkafka "
+        "knows: left out",
+    ]
+
+
+@pytest.mark.parametrize("semantic", ["at-least-once", "exactly-once, transactionTimeout: 1min"])
+def test_a_record_kafka_does_not_take_fails_the_egress_until_it_does(
+    kafka: Any, tmp_path: Path, semantic: str
+) -> None:
+    """A record to a topic that is not there (the broker creates none) fails its batch: shown,
+    the position kept, and tried again until the topic is there; then it is there once."""
+    prefix = names()
+    out = prefix + "out"
+    seen: list[str] = []
+    documents = egress(kafka.bootstrap, semantic=f"{{type: {semantic}}}",
+                       extra="  properties: [{message.timeout.ms: 1000}]")  # fmt: skip
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen, out=out), tmp_path / "db.sqlite",
+                           documents) as runtime:  # fmt: skip
+            connector = connection(runtime, "egress")
+            await runtime.send(Address(ECHO, "k"), string("v"))
+            await until(lambda: connector.state == "failed", "the egress failed")
+            if semantic == "at-least-once":
+                assert connector.error.startswith(f"RuntimeError: records not produced: to {out}: ")
+            assert connector.cursor == 0
+            assert runtime.store.meta_get("kafka_egress_cursor:com.example/out") is None
+            await asyncio.to_thread(kafka.create_topics, [out], 1)
+            records = await read(kafka, out, 1, settle=2)
+            assert [(r.key, r.text) for r in records] == [("k", "v")]
+            await until(lambda: connector.state == "connected", "the egress connected again")
+            assert connector.cursor == runtime.store.egress_list()[-1].seq
+
+    run(scenario())
+
+
+def test_a_property_librdkafka_refuses_fails_the_connector_and_says_why(tmp_path: Path) -> None:
+    seen: list[str] = []
+    bad = "  properties: [{session.timeout.ms: soon}]"
+    documents = ingress(f"127.0.0.1:{free_port()}", "in", "group", extra=bad)
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "failed", "the ingress failed")
+            assert connector.error.startswith("KafkaException: ")
+            assert 'Invalid value for configuration property "session.timeout.ms"' in (
+                connector.error
+            )
+
+    run(scenario())
+
+
+def java_sasl(password: str) -> str:
+    """The properties a module.yaml for the Java client (the StateFun runtime's) logs in with."""
+    kit = sys.modules["statefun_e2e_kit"]
+    login = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+    return f"""  properties:
+    - security.protocol: SASL_PLAINTEXT
+    - sasl.mechanism: PLAIN
+    - sasl.jaas.config: '{login} username="{kit.SASL_USER}" password="{password}";'
+"""
+
+
+def test_the_java_clients_sasl_jaas_config_logs_in(kafka: Any, tmp_path: Path) -> None:
+    """librdkafka refuses a JAAS configuration: its PLAIN login's username and password are
+    what it is given, for the ingress and the egress; a wrong password is shown, not taken."""
+    kit = sys.modules["statefun_e2e_kit"]
+    prefix = names()
+    topic, out = prefix + "in", prefix + "out"
+    kafka.create_topics([topic, out], partitions=1)
+    produce(kafka, topic, "old", partitions=(0,))
+    seen: list[str] = []
+    sasl = java_sasl(kit.SASL_PASSWORD)
+    documents = ingress(kafka.sasl_bootstrap, topic, prefix + "group", extra=sasl) + egress(
+        kafka.sasl_bootstrap, extra=sasl
+    )
+
+    async def scenario() -> list[Any]:
+        async with running(echo_functions(seen, out), tmp_path / "db.sqlite", documents):
+            return await read(kafka, out, 2)
+
+    records = run(scenario())
+    assert seen == ["old-0-0:old-0-0", "old-0-1:old-0-1"]
+    assert [(record.key, record.text) for record in records] == [
+        ("old-0-0", "old-0-0"), ("old-0-1", "old-0-1"),
+    ]  # fmt: skip
+
+    wrong = ingress(kafka.sasl_bootstrap, topic, prefix + "other", extra=java_sasl("wrong"))
+
+    async def refused() -> str:
+        async with running(echo_functions(seen), tmp_path / "other.sqlite", wrong) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "failed", "the login refused")
+            return str(connector.error)
+
+    error = run(refused())
+    assert error.startswith("KafkaException: "), error
+    assert error.endswith("SASL authentication error: Authentication failed: Invalid username "
+                          "or password)"), error  # fmt: skip
+    assert "wrong" not in error and kit.SASL_PASSWORD not in error
+    assert len(seen) == 2
+
+
+def test_a_records_trace_context_is_the_first_well_formed_one_and_a_functions_own_wins(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """The first ``traceparent`` and the first ``tracestate`` with a value are the trace
+    context; no ``tracestate`` header when it is empty; a function that sets either header
+    keeps its own, alone (the function server here adds no trace of its own)."""
+    prefix = names()
+    topic, out = prefix + "in", prefix + "out"
+    kafka.create_topics([topic, out], partitions=1)
+    value = StringType.serializer().serialize
+    records = {
+        "first": [("tracestate", None), ("traceparent", TRACEPARENT),
+                  ("traceparent", OTHER_TRACEPARENT), ("tracestate", b"a=1"),
+                  ("tracestate", b"b=2")],
+        "nostate": [("traceparent", TRACEPARENT)],
+        "own": [("traceparent", TRACEPARENT), ("tracestate", b"a=1")],
+        "malformed": [("traceparent", b"00-not-a-trace"), ("tracestate", b"a=1")],
+    }  # fmt: skip
+    for key, headers in records.items():
+        kafka.produce(topic, [(key, value(key))], headers=headers)
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, prefix + "group") + egress(kafka.bootstrap)
+
+    async def scenario() -> dict[str, Any]:
+        async with running(echo_functions(seen, out=out), tmp_path / "db.sqlite", documents):
+            return {r.key: r.headers[2:] for r in await read(kafka, out, 4, settle=0)}
+
+    assert run(scenario()) == {
+        "first": [("traceparent", TRACEPARENT), ("tracestate", b"a=1")],
+        "nostate": [("traceparent", TRACEPARENT)],
+        "own": [("tracestate", b"mine")],
+        "malformed": [],
+    }
+
+
+def test_before_its_first_attempt_each_connector_shows_what_it_is(tmp_path: Path) -> None:
+    """The status right after the start, before any connector ran: connecting, no lag yet
+    (no partition assigned), the egress at position 0."""
+    address = f"127.0.0.1:{free_port()}"
+    documents = ingress(address, "in", "group") + egress(address)
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(echo_functions([]), tmp_path / "db.sqlite", documents) as runtime:
+            return runtime.status()["connections"]  # type: ignore[no-any-return]
+
+    shared = {"system": "kafka", "broker": address, "state": "connecting", "error": None,
+              "records": 0}  # fmt: skip
+    assert run(scenario()) == [
+        {**shared, "kind": "ingress", "id": "com.example/in", "group": "group", "topics": ["in"],
+         "partitions": 0, "lag": None, "skipped": []},
+        {**shared, "kind": "egress", "id": "com.example/out", "semantic": "at-least-once",
+         "position": 0},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [(f"127.0.0.1:{free_port()}", "Connection refused"), ("broker.invalid:9092", "resolve")],
+    ids=["refused", "unresolved"],
+)
+def test_a_broker_nobody_listens_on_is_shown_and_the_runtime_runs_on(
+    tmp_path: Path, caplog: Any, address: str, says: str
+) -> None:
+    """Each of librdkafka's words for it (the connection refused, a name that does not
+    resolve) is "unreachable", and "every broker is down", which follows, says nothing more; an
+    idle egress shows it too (its producer is polled while nothing is new)."""
+    seen: list[str] = []
+    shown = f"kafka egress com.example/out: broker {address} unreachable: "
+
+    def said() -> list[str]:
+        lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        return [line for line in lines if line.startswith("kafka egress")]
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite",
+                           egress(address)) as runtime:  # fmt: skip
+            connector = connection(runtime, "egress")
+            await until(lambda: any(says in line for line in said()), "the problem said")
+            assert connector.state == "unreachable"
+            assert connector.error.startswith(f"broker {address} unreachable: ")
+            status = runtime.status()["connections"][0]
+            assert (status["state"], status["position"]) == ("unreachable", 0)
+            await runtime.send(Address(ECHO, "x"), string("hi"))
+            await runtime.wait_until_idle()
+        assert seen == ["x:hi"]
+        assert all(line.startswith(shown) for line in said()), said()
+        assert not any("brokers are down" in line for line in said()), said()
+
+    with caplog.at_level(logging.INFO, logger="statefun_local.connectors"):
+        run(scenario())
+
+
+# --- what every connector shares ---------------------------------------------------------------
+
+
+class Flaky(Connector):
+    """A connector whose client fails ``failures`` times, then connects and returns."""
+
+    system, kind = "kafka", "ingress"
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(runtime=None, id_="com.example/in", address="broker:9092")  # type: ignore[arg-type]
+        self.failures = failures
+        self.attempts = 0
+
+    async def _run(self) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise ConnectionError(f"attempt {self.attempts}")
+        self.connected()
+
+
+def test_the_backoff_doubles_from_one_failure_to_the_next(caplog: Any) -> None:
+    connector = Flaky(failures=3)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(connector.run())
+        await until(lambda: connector.attempts == 4, "a fourth attempt")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level(logging.INFO, logger="statefun_local.connectors"):
+        run(scenario())
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "kafka ingress com.example/in: ConnectionError: attempt 1; starting again in 1 s",
+        "kafka ingress com.example/in: ConnectionError: attempt 2; starting again in 2 s",
+        "kafka ingress com.example/in: ConnectionError: attempt 3; starting again in 4 s",
+        "kafka ingress com.example/in: connected to broker:9092",
+    ]
+    assert (connector.state, connector.error) == ("connected", None)
+
+
+class Closing(Connector):
+    """A connector whose client call is under way when it is cancelled."""
+
+    system, kind = "kafka", "egress"
+
+    def __init__(self) -> None:
+        super().__init__(runtime=None, id_="com.example/out", address="broker:9092")  # type: ignore[arg-type]
+        self.events: list[str] = []
+
+    def call(self) -> None:
+        self.events.append("call started")
+        time.sleep(0.3)
+        self.events.append("call returned")
+
+    async def _run(self) -> None:
+        try:
+            await self.blocking(self.call)
+        finally:
+            await self.settle()
+            self.events.append("closed")
+
+
+def test_settling_with_no_client_call_under_way_returns() -> None:
+    connector = Closing()
+    run(connector.settle())
+    assert connector.events == []
+
+
+def test_a_cancelled_connector_closes_its_client_once_its_call_returned() -> None:
+    """What :meth:`Connector.settle` is for (its docstring: "a cancelled caller does not stop
+    it: settle waits for it before the client is closed"): librdkafka's calls go on in their
+    thread when the caller is cancelled, as on the runtime's stop."""
+    connector = Closing()
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(connector.run())
+        await until(lambda: connector.events == ["call started"], "the call under way")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(scenario())
+    assert connector.events == ["call started", "call returned", "closed"]
+
+
+def test_a_problem_is_logged_once_until_it_changes(caplog: Any) -> None:
+    connector = Flaky(failures=0)
+    with caplog.at_level(logging.INFO, logger="statefun_local.connectors"):
+        connector.problem("down", "unreachable")
+        connector.problem("down", "unreachable")
+        assert (connector.state, connector.error) == ("unreachable", "down")
+        connector.problem("refused")
+        assert (connector.state, connector.error) == ("error", "refused")
+        connector.connected()
+        connector.connected()
+        connector.problem("refused")
+    assert [r.getMessage() for r in caplog.records] == [
+        "kafka ingress com.example/in: down (retrying)",
+        "kafka ingress com.example/in: refused (retrying)",
+        "kafka ingress com.example/in: connected to broker:9092",
+        "kafka ingress com.example/in: refused (retrying)",
+    ]
+    assert connector.status() == {
+        "system": "kafka", "kind": "ingress", "id": "com.example/in", "broker": "broker:9092",
+        "state": "error", "error": "refused", "records": 0,
+    }  # fmt: skip
+
+
+def test_each_kafka_and_kinesis_ingress_and_egress_gets_its_connector(tmp_path: Path) -> None:
+    kinesis = """
+---
+kind: io.statefun.kinesis.v1/{kind}
+spec:
+  id: com.example/k{kind}
+  awsRegion: {{type: custom-endpoint, endpoint: "http://127.0.0.1:1", id: us-east-1}}
+  {streams}
+"""
+    streams = "streams: [{stream: s, valueType: io.statefun.types/string, targets: [a.b/c]}]"
+    text = "".join([
+        endpoint("http://127.0.0.1:1/"), ingress("b:9092", "t", "g"), egress("b:9092"),
+        kinesis.format(kind="ingress", streams=streams), kinesis.format(kind="egress", streams=""),
+    ])  # fmt: skip
+    made = connectors(LocalRuntime(parse_module(text), tmp_path / "db.sqlite"))
+    assert sorted((str(c), type(c).__name__) for c in made) == [
+        ("kafka egress com.example/out", "KafkaEgress"),
+        ("kafka ingress com.example/in", "KafkaIngress"),
+        ("kinesis egress com.example/kegress", "KinesisEgress"),
+        ("kinesis ingress com.example/kingress", "KinesisIngress"),
+    ]
+    only_kafka = endpoint("http://127.0.0.1:1/") + egress("b:9092")
+    assert [str(c) for c in connectors(LocalRuntime(parse_module(only_kafka),
+                                                     tmp_path / "other.sqlite"))] == [
+        "kafka egress com.example/out"
+    ]  # fmt: skip
