@@ -703,3 +703,33 @@ def test_bad_specific_offsets(entry: object) -> None:
     text = kafka_in(startupPosition={"type": "specific-offsets", "offsets": [{"t/0": 5}, entry]})
     [found] = problems(text)
     assert ": spec.startupPosition.offsets[1]: must be " in found, found
+
+
+def test_a_topic_or_stream_listed_twice_is_routed_as_its_last_entry_says() -> None:
+    """The runtime keeps an ingress' routes in a map by topic (stream): the last entry wins."""
+    module = parse_module("""
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/names
+  address: kafka:9092
+  consumerGroupId: g
+  topics:
+    - {topic: names, valueType: io.statefun.types/string, targets: [com.example/a]}
+    - {topic: other, valueType: io.statefun.types/string, targets: [com.example/c]}
+    - {topic: names, valueType: io.statefun.types/int, targets: [com.example/b]}
+---
+kind: io.statefun.kinesis.v1/ingress
+spec:
+  id: com.example/streams
+  awsRegion: {type: specific, id: us-east-1}
+  streams:
+    - {stream: s, valueType: io.statefun.types/string, targets: [com.example/a]}
+    - {stream: s, valueType: io.statefun.types/long, targets: [com.example/b]}
+""")
+    assert module.ingresses["com.example/names"].routes == (
+        ("other", "io.statefun.types/string", ("com.example/c",)),
+        ("names", "io.statefun.types/int", ("com.example/b",)),
+    )
+    assert module.ingresses["com.example/streams"].routes == (
+        ("s", "io.statefun.types/long", ("com.example/b",)),
+    )

@@ -511,7 +511,8 @@ def _parse_routes(
     if not isinstance(entries, list) or not entries:
         doc.problem(f"spec.{key}", "is required and must be a non-empty list")
         return ()
-    routes = []
+    # by name: of a topic or stream listed twice, the last entry routes, as in the runtime
+    routes: dict[str, tuple[str, str, tuple[str, ...]]] = {}
     for index, entry in enumerate(entries):
         path = f"spec.{key}[{index}]"
         if not isinstance(entry, dict):
@@ -530,8 +531,9 @@ def _parse_routes(
             except (TypeError, ValueError) as exc:
                 doc.problem(f"{path}.targets[{target_index}]", str(exc))
         if name and value_type:
-            routes.append((name, value_type, tuple(checked)))
-    return tuple(routes)
+            routes.pop(name, None)
+            routes[name] = (name, value_type, tuple(checked))
+    return tuple(routes.values())
 
 
 def _register_io(

@@ -191,7 +191,7 @@ class LocalRuntime:
             self._transport = None
         if self._store is not None:
             self._store.close()
-            self._store = None
+            self._store = self._engine = None  # the engine would work on the closed store
         if self._lock is not None:
             self._lock.close()
             self._lock = None

@@ -1,0 +1,933 @@
+"""The runtime's lifecycle (start, stop, restart), the status the page polls, how records are
+routed and the CLI's banner (found unguarded by mutation testing of ``runtime.py``): real
+function servers on 127.0.0.1, real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from statefun_local import DeadLetterPolicy, LocalRuntime, make_value, parse_module
+from statefun_local.guard import typename_problem
+from statefun_local.runtime import UnknownFunctionError, UnknownIngressError, describe_module
+from statefun_local.stuck import NotStuckError, PolicyError
+from statefun_local.transport import HttpTransport
+
+from statefun_core import (
+    Context,
+    DeadLetterEgress,
+    IntType,
+    Message,
+    StatefulFunctions,
+    ValueSpec,
+    kafka_egress_message,
+    message_builder,
+)
+from statefun_core.engine import Address, ManualClock, TypedValue
+from statefun_core.testing.endpoint import free_port
+
+from .conftest import FunctionServer, kafka_ingress, module_yaml, run, serving
+
+# --- the CLI's banner ------------------------------------------------------------------------
+
+ALL_IO = """
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: com.example/*
+  urlPathTemplate: http://127.0.0.1:1/statefun
+---
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: com.other/fn
+  urlPathTemplate: http://127.0.0.1:2/{function.name}
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/names
+  address: kafka:9092
+  consumerGroupId: greeters
+  startupPosition: {type: earliest}
+  topics:
+    - {topic: names, valueType: io.statefun.types/string, targets: [com.example/a, com.example/b]}
+    - {topic: nicknames, valueType: io.statefun.types/string, targets: [com.example/a]}
+---
+kind: io.statefun.kinesis.v1/ingress
+spec:
+  id: com.example/clicks
+  awsRegion: {type: custom-endpoint, id: us-east-1, endpoint: "http://kinesis:4566"}
+  startupPosition: {type: earliest}
+  streams:
+    - {stream: clicks, valueType: io.statefun.types/string, targets: [com.example/a]}
+---
+kind: io.statefun.kinesis.v1/ingress
+spec:
+  id: com.example/views
+  awsRegion: {type: specific, id: eu-west-1}
+  streams:
+    - {stream: views, valueType: io.statefun.types/string, targets: [com.example/b]}
+---
+kind: io.statefun.kinesis.v1/ingress
+spec:
+  id: com.example/taps
+  awsRegion: {type: default}
+  streams:
+    - {stream: taps, valueType: io.statefun.types/string, targets: [com.example/b]}
+---
+kind: io.statefun.kafka.v1/egress
+spec:
+  id: com.example/out
+  address: kafka:9092
+  deliverySemantic: {type: exactly-once, transactionTimeout: 15min}
+---
+kind: io.statefun.kinesis.v1/egress
+spec:
+  id: com.example/s1
+  awsRegion: {type: custom-endpoint, id: us-east-1, endpoint: "http://kinesis:4566"}
+---
+kind: io.statefun.kinesis.v1/egress
+spec:
+  id: com.example/s2
+  awsRegion: {type: specific, id: eu-west-1}
+---
+kind: io.statefun.kinesis.v1/egress
+spec:
+  id: com.example/s3
+  awsRegion: {type: default}
+"""
+
+FUNCTIONS_AND_ROUTES = [
+    "  functions com.example/* -> http://127.0.0.1:1/statefun",
+    "  functions com.other/fn -> http://127.0.0.1:2/{function.name}",
+    "  ingress com.example/names topic names -> com.example/a, com.example/b"
+    " (POST /records/com.example/names?topic=names&key=<id>)",
+    "  ingress com.example/names topic nicknames -> com.example/a"
+    " (POST /records/com.example/names?topic=nicknames&key=<id>)",
+    "  ingress com.example/clicks stream clicks -> com.example/a"
+    " (POST /records/com.example/clicks?stream=clicks&partition_key=<id>)",
+    "  ingress com.example/views stream views -> com.example/b"
+    " (POST /records/com.example/views?stream=views&partition_key=<id>)",
+    "  ingress com.example/taps stream taps -> com.example/b"
+    " (POST /records/com.example/taps?stream=taps&partition_key=<id>)",
+]
+
+
+def test_the_banner_names_every_function_route_and_egress_and_how_to_reach_them() -> None:
+    """Offline (the default), every route says how to post its records over HTTP and every
+    egress that it is stored."""
+    module = parse_module(ALL_IO)
+    stored = " (stored; follow with 'statefun-local egress --follow')"
+    expected = [
+        *FUNCTIONS_AND_ROUTES,
+        *(f"  egress com.example/{name}{stored}" for name in ["out", "s1", "s2", "s3"]),
+    ]
+    assert list(describe_module(module)) == expected
+    assert list(describe_module(module, kafka=False)) == expected
+
+
+def test_the_banner_with_kafka_says_what_each_ingress_and_egress_connects_to() -> None:
+    """Each ingress after its routes: Kafka's address, group and start; Kinesis' endpoint, or
+    region, or the default; each egress: Kafka's address and semantic, Kinesis' place."""
+    lines = list(describe_module(parse_module(ALL_IO), kafka=True))
+    routes = iter(FUNCTIONS_AND_ROUTES)
+    assert lines == [
+        next(routes), next(routes), next(routes), next(routes),
+        "    reads Kafka kafka:9092, group greeters, from earliest",
+        next(routes),
+        "    reads Kinesis http://kinesis:4566, from earliest",
+        next(routes),
+        "    reads Kinesis eu-west-1, from latest",
+        next(routes),
+        "    reads Kinesis (default), from latest",
+        "  egress com.example/out -> Kafka kafka:9092 (exactly-once), stored",
+        "  egress com.example/s1 -> Kinesis http://kinesis:4566 (at-least-once), stored",
+        "  egress com.example/s2 -> Kinesis eu-west-1 (at-least-once), stored",
+        "  egress com.example/s3 -> Kinesis (default) (at-least-once), stored",
+    ]  # fmt: skip
+
+
+# --- routing records and checking targets, started or not ------------------------------------
+
+
+def test_a_record_is_routed_to_each_target_of_its_topic_with_the_key_as_id() -> None:
+    runtime = LocalRuntime(parse_module(ALL_IO), "unused.db", offline=True)
+    routed = runtime.route_record("com.example/names", "names", "Ann", b"bytes")
+    message = TypedValue("io.statefun.types/string", b"bytes", True)
+    assert routed == [(Address("com.example/a", "Ann"), message),
+                      (Address("com.example/b", "Ann"), message)]  # fmt: skip
+    # the second topic of the same ingress, and a Kinesis stream: their own targets
+    assert runtime.route_record("com.example/names", "nicknames", "", b"x") == [
+        (Address("com.example/a", ""), TypedValue("io.statefun.types/string", b"x", True))
+    ]
+    assert [a for a, _ in runtime.route_record("com.example/views", "views", "k", b"")] == [
+        Address("com.example/b", "k")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("module", "ingress", "source", "key", "says"),
+    [
+        (ALL_IO, "com.example/nope", "names", "k",
+         "no ingress 'com.example/nope' in the module (known: com.example/clicks, "
+         "com.example/names, com.example/taps, com.example/views)"),
+        (module_yaml("http://127.0.0.1:1/statefun"), "com.example/names", "names", "k",
+         "no ingress 'com.example/names' in the module (known: none)"),
+        (ALL_IO, "com.example/names", "views", "k",
+         "ingress 'com.example/names' does not read 'views' (it reads names, nicknames)"),
+        (ALL_IO, "com.example/names", "names", None,
+         "a record without a key can not be routed to an id"),
+    ],
+)  # fmt: skip
+def test_a_record_no_route_takes_is_refused_saying_why(
+    module: str, ingress: str, source: str, key: str | None, says: str
+) -> None:
+    runtime = LocalRuntime(parse_module(module), "unused.db", offline=True)
+    with pytest.raises(UnknownIngressError) as refused:
+        runtime.route_record(ingress, source, key, b"x")
+    assert str(refused.value) == says
+
+
+def test_a_target_is_served_by_its_endpoint_or_refused_saying_why() -> None:
+    runtime = LocalRuntime(parse_module(ALL_IO), "unused.db", offline=True)
+    first, second = runtime.module.endpoints
+    assert runtime.check_target(Address("com.example/a", "x")) is first
+    assert runtime.check_target(Address("com.other/fn", "x")) is second
+    with pytest.raises(UnknownFunctionError) as refused:
+        runtime.check_target(Address("com.other/gn", "x"))
+    assert str(refused.value) == "no endpoint in the module serves function type 'com.other/gn'"
+    # a typename no URL could name is refused before an endpoint is looked for
+    with pytest.raises(UnknownFunctionError) as refused:
+        runtime.check_target(Address("com.example/..", "x"))
+    assert str(refused.value) == typename_problem("com.example/..")
+
+
+def test_the_store_and_the_engine_are_there_only_once_started(tmp_path: Path) -> None:
+    runtime = LocalRuntime(parse_module(ALL_IO), tmp_path / "db.sqlite", offline=True)
+    assert runtime.messages_per_second() == 0.0  # nothing delivered yet
+    with pytest.raises(NotStuckError):  # nothing failed yet
+        runtime.skip(Address("com.example/a", "x"), "ann")
+    for part in ["store", "engine"]:
+        with pytest.raises(RuntimeError, match=r"^the runtime is not started$"):
+            getattr(runtime, part)
+
+    async def scenario() -> None:
+        async with runtime:
+            assert runtime.store.meta_get("nothing") is None
+            assert runtime.engine.is_idle()
+        with pytest.raises(RuntimeError, match=r"^the runtime is not started$"):
+            runtime.store  # noqa: B018 - the property is what is tested
+
+    run(scenario())
+
+
+def string(text: str) -> TypedValue:
+    return make_value("string", text)
+
+
+# --- what a runtime does unless told otherwise -------------------------------------------------
+
+
+def test_a_runtime_connects_its_kafka_egress_unless_offline(tmp_path: Path) -> None:
+    """By default the module's Kafka egress is connected (here to a port nothing listens on);
+    offline, nothing is."""
+    port = free_port()
+    text = module_yaml("http://127.0.0.1:1/statefun").replace("kafka:9092", f"127.0.0.1:{port}")
+
+    async def scenario() -> None:
+        async with LocalRuntime(parse_module(text), tmp_path / "db.sqlite") as runtime:
+            (connection,) = runtime.status()["connections"]
+            assert {k: connection[k] for k in ["system", "kind", "id", "broker"]} == {
+                "system": "kafka", "kind": "egress", "id": "com.example/out",
+                "broker": f"127.0.0.1:{port}"}  # fmt: skip
+            # the connector runs: it tries the broker, and says how that went
+            await until(lambda: runtime.status()["connections"][0]["state"] != "connecting")
+        offline = LocalRuntime(parse_module(text), tmp_path / "db.sqlite", offline=True)
+        async with offline:
+            assert offline.status()["connections"] == []
+
+    run(scenario())
+
+
+def test_a_failed_batch_is_retried_a_second_later_by_default(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        pass
+
+    def always_503(n: int) -> web.Response:
+        return web.Response(status=503, text="down")
+
+    async def scenario() -> None:
+        clock = ManualClock(1_000_000)
+        async with FunctionServer(functions, always_503) as server:
+            module = parse_module(module_yaml(server.url, call="100ms"))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", clock=clock,
+                                    offline=True) as runtime:  # fmt: skip
+                await runtime.send(Address("com.example/fn", "x"), make_value("string", "a"))
+                for _ in range(500):  # ten seconds at most
+                    if runtime.stuck():
+                        break
+                    await asyncio.sleep(0.02)
+                (entry,) = runtime.stuck()
+                assert (entry["attempts"], entry["next_retry_ms"]) == (1, 1_001_000)
+
+    run(scenario())
+
+
+# --- the status the page polls -----------------------------------------------------------------
+
+FIXED = """
+---
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: com.other/fixed
+  urlPathTemplate: http://127.0.0.1:1/{function.name}
+"""
+
+
+def status_functions() -> StatefulFunctions:
+    """``greeter`` keeps a count and sends its name to the egress; ``later`` sends a message to
+    ``fragile/g`` in an hour; ``fragile`` fails."""
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/greeter", specs=[ValueSpec("seen", IntType)])
+    def greeter(context: Context, message: Message) -> None:
+        context.storage.seen = (context.storage.seen or 0) + 1
+        context.send_egress(kafka_egress_message(
+            "com.example/out", topic="greetings", key=context.address.id,
+            value=message.as_string()))  # fmt: skip
+
+    @functions.bind("com.example/later")
+    def later(context: Context, message: Message) -> None:
+        context.send_after(
+            timedelta(hours=1), message_builder("com.example/fragile", "g", str_value="late")
+        )
+
+    @functions.bind("com.example/fragile")
+    def fragile(context: Context, message: Message) -> None:
+        raise RuntimeError(f"cannot digest {message.as_string()}")
+
+    return functions
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):  # twenty seconds at most
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the condition never held")
+
+
+def test_the_status_shows_functions_addresses_egress_failures_and_the_module(
+    tmp_path: Path,
+) -> None:
+    """Every part of the status, from a runtime with deliveries, state, egress records, a
+    pending delayed message, and two failing addresses."""
+    db = tmp_path / "db.sqlite"
+    fragile_f, fragile_g = Address("com.example/fragile", "f"), Address("com.example/fragile", "g")
+
+    async def scenario() -> None:
+        async with FunctionServer(status_functions()) as server:
+            extra = FIXED + kafka_ingress("io.statefun.types/string", "com.example/greeter")
+            module = parse_module(module_yaml(server.url, call="100ms", extra=extra))
+            before = time.monotonic()
+            runtime = LocalRuntime(module, db, clock=ManualClock(1_000_000), failure_pause=60,
+                                   offline=True, module_name="app.yaml")  # fmt: skip
+            async with runtime:
+                for name in ["Ann", "Bob", "Ann", *(f"c{n}" for n in range(8))]:
+                    await runtime.send(Address("com.example/greeter", name), string(name))
+                await runtime.send(Address("com.example/later", "x"), string("x"))
+                await runtime.wait_until_idle()
+                await runtime.send(fragile_f, string("f0"))
+                await until(lambda: len(runtime.stuck()) == 1)
+                for text in ["g0", "g1", "g2"]:
+                    await runtime.send(fragile_g, string(text))
+                await until(lambda: len(runtime.stuck()) == 2)
+                status = runtime.status()
+                uptime = time.monotonic() - before
+                assert runtime.status(top=1, egress=1)["addresses"] == status["addresses"][:1]
+                assert runtime.status(top=1, egress=1)["egress"] == status["egress"][:1]
+
+        url = server.url
+        assert status["module"] == "app.yaml"
+        assert status["db"] == str(db)
+        assert 0 <= status["uptime_s"] <= uptime
+        assert status["totals"] == {"delivered": 12, "queued": 4, "in_flight": 2, "timers": 1,
+                                    "egress": 11}  # fmt: skip
+        assert status["functions"] == [
+            {"typename": "com.example/fragile", "endpoint": url, "endpoint_problem": None,
+             "states": [], "delivered": 0, "addresses": 0, "queued": 4, "in_flight": 2},
+            {"typename": "com.example/greeter", "endpoint": url, "endpoint_problem": None,
+             "states": ["seen"], "delivered": 11, "addresses": 10, "queued": 0, "in_flight": 0},
+            {"typename": "com.example/later", "endpoint": url, "endpoint_problem": None,
+             "states": [], "delivered": 1, "addresses": 0, "queued": 0, "in_flight": 0},
+            {"typename": "com.other/fixed", "endpoint": "http://127.0.0.1:1/fixed",
+             "endpoint_problem": None, "states": [], "delivered": 0, "addresses": 0,
+             "queued": 0, "in_flight": 0},
+        ]  # fmt: skip
+        # the busiest first: the failing head and the two behind it, with its delayed message
+        assert status["addresses"] == [
+            {"address": "com.example/fragile/g", "queued": 3, "in_flight": True, "timers": 1},
+            {"address": "com.example/fragile/f", "queued": 1, "in_flight": True, "timers": 0},
+        ]  # fmt: skip
+        # the latest 10 egress records, newest first
+        assert [r["seq"] for r in status["egress"]] == list(range(11, 1, -1))
+        assert {r["record"]["kafka"]["topic"] for r in status["egress"]} == {"greetings"}
+        # the failures of the addresses still failing, newest first
+        assert [(f["address"], f["messages"]) for f in status["failures"]] == [
+            ("com.example/fragile/g", 1),
+            ("com.example/fragile/f", 1),
+        ]
+        assert all("HTTP 500" in f["error"] for f in status["failures"])
+        assert [(s["address"], s["attempts"]) for s in status["stuck"]] == [
+            ("com.example/fragile/f", 1),
+            ("com.example/fragile/g", 1),
+        ]
+        assert status["audit"] == []
+        assert status["connections"] == []
+        assert status["ingresses"] == [
+            {"id": "com.example/names", "kind": "kafka", "address": "kafka:9092",
+             "routes": [{"source": "names", "type": "io.statefun.types/string",
+                         "targets": ["com.example/greeter"]}]}]  # fmt: skip
+        assert status["egresses"] == [
+            {"id": "com.example/out", "kind": "kafka", "address": "kafka:9092",
+             "semantic": "at-least-once"}]  # fmt: skip
+
+    run(scenario())
+
+
+def test_the_status_names_the_module_s_ingresses_and_egresses_and_where_they_are() -> None:
+    """A Kafka one at its address; a Kinesis one at its endpoint, or else its region."""
+    view = LocalRuntime(parse_module(ALL_IO), "unused.db", offline=True).module_view()
+    string_type = "io.statefun.types/string"
+    assert view["ingresses"] == [
+        {"id": "com.example/names", "kind": "kafka", "address": "kafka:9092",
+         "routes": [{"source": "names", "type": string_type,
+                     "targets": ["com.example/a", "com.example/b"]},
+                    {"source": "nicknames", "type": string_type,
+                     "targets": ["com.example/a"]}]},
+        {"id": "com.example/clicks", "kind": "kinesis", "address": "http://kinesis:4566",
+         "routes": [{"source": "clicks", "type": string_type, "targets": ["com.example/a"]}]},
+        {"id": "com.example/views", "kind": "kinesis", "address": "eu-west-1",
+         "routes": [{"source": "views", "type": string_type, "targets": ["com.example/b"]}]},
+        {"id": "com.example/taps", "kind": "kinesis", "address": "",
+         "routes": [{"source": "taps", "type": string_type, "targets": ["com.example/b"]}]},
+    ]  # fmt: skip
+    assert view["egresses"] == [
+        {"id": "com.example/out", "kind": "kafka", "address": "kafka:9092",
+         "semantic": "exactly-once"},
+        {"id": "com.example/s1", "kind": "kinesis", "address": "http://kinesis:4566",
+         "semantic": "at-least-once"},
+        {"id": "com.example/s2", "kind": "kinesis", "address": "eu-west-1",
+         "semantic": "at-least-once"},
+        {"id": "com.example/s3", "kind": "kinesis", "address": "", "semantic": "at-least-once"},
+    ]  # fmt: skip
+
+
+def test_the_status_shows_a_queued_type_the_restarted_module_has_no_endpoint_for(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "db.sqlite"
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        pass
+
+    def always_503(n: int) -> web.Response:
+        return web.Response(status=503, text="down")
+
+    async def scenario() -> None:
+        target = Address("com.example/fn", "x")
+        async with FunctionServer(functions, always_503) as server:
+            module = parse_module(module_yaml(server.url, call="100ms"))
+            async with LocalRuntime(module, db, failure_pause=60, offline=True) as runtime:
+                await runtime.send(target, string("kept"))
+                await until(lambda: bool(runtime.failures))
+        module = parse_module(module_yaml("http://127.0.0.1:1/statefun", functions="com.other/*"))
+        async with LocalRuntime(module, db, failure_pause=60, offline=True) as runtime:
+            await until(lambda: bool(runtime.failures))
+            status = runtime.status()
+        assert status["functions"] == [
+            {
+                "typename": "com.example/fn",
+                "endpoint": None,
+                "endpoint_problem": "no endpoint",
+                "states": [],
+                "delivered": 0,
+                "addresses": 0,
+                "queued": 1,
+                "in_flight": 1,
+            }
+        ]
+        assert status["totals"] == {"delivered": 0, "queued": 1, "in_flight": 1, "timers": 0,
+                                    "egress": 0}  # fmt: skip
+        assert status["egress"] == []
+        assert [(f["address"], f["error"]) for f in status["failures"]] == [
+            ("com.example/fn/x", "no endpoint in the module serves 'com.example/fn'")
+        ]
+
+    run(scenario())
+
+
+def test_the_status_shows_the_latest_20_entries_of_the_audit_log_and_it_keeps_100(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        clock = ManualClock(1_000_000)
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url, call="100ms"))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", clock=clock,
+                                    failure_pause=60, offline=True) as runtime:  # fmt: skip
+                fragile = Address("com.example/fragile", "f")
+                await runtime.send(fragile, string("m0"))
+                await until(lambda: bool(runtime.stuck()))
+                for n in range(101):
+                    runtime.retry_now(fragile, f"user{n}")
+                audit = runtime.status()["audit"]
+                assert [entry["by"] for entry in runtime.audit_log()] == [
+                    f"user{n}" for n in range(100, 0, -1)
+                ]  # the latest 100, unless told
+        assert [entry["by"] for entry in audit] == [f"user{n}" for n in range(100, 80, -1)]
+        assert {entry["action"] for entry in audit} == {"retry"}
+
+    run(scenario())
+
+
+def test_the_counts_of_whole_tables_are_taken_again_only_once_they_are_old(
+    tmp_path: Path,
+) -> None:
+    """Addresses with state per type and delayed messages per address: whole-table scans the
+    page polls, so kept for ``max_age`` seconds."""
+
+    async def scenario() -> None:
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            runtime = LocalRuntime(module, tmp_path / "db.sqlite", clock=ManualClock(1_000_000),
+                                   offline=True)  # fmt: skip
+            async with runtime:
+                await runtime.send(Address("com.example/greeter", "Ann"), string("Ann"))
+                await runtime.wait_until_idle()
+                assert runtime._table_counts() == ({"com.example/greeter": 1}, {})
+                await runtime.send(Address("com.example/greeter", "Bob"), string("Bob"))
+                await runtime.send(Address("com.example/later", "x"), string("x"))
+                await runtime.wait_until_idle()
+                assert runtime._table_counts(max_age=3600) == ({"com.example/greeter": 1}, {})
+                assert runtime._table_counts(max_age=0) == (
+                    {"com.example/greeter": 2},
+                    {Address("com.example/fragile", "g"): 1},
+                )
+
+    run(scenario())
+
+
+def test_a_record_for_a_target_no_endpoint_serves_is_queued_for_none_of_its_targets(
+    tmp_path: Path,
+) -> None:
+    extra = kafka_ingress("io.statefun.types/string", "com.example/fn, com.nothing/fn")
+
+    async def scenario() -> None:
+        module = parse_module(module_yaml("http://127.0.0.1:1/statefun", extra=extra))
+        async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True) as runtime:
+            with pytest.raises(UnknownFunctionError) as refused:
+                await runtime.send_record("com.example/names", "names", "k", b"\n\x01x")
+            assert str(refused.value) == (
+                "no endpoint in the module serves function type 'com.nothing/fn'"
+            )
+            assert runtime.store.queue_depths() == {}
+            assert runtime.engine.is_idle()
+
+    run(scenario())
+
+
+def test_the_runtime_keeps_the_latest_100_failures(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        pass
+
+    def always_503(n: int) -> web.Response:
+        return web.Response(status=503, text="down")
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite", fault=always_503, call="10ms",
+                           failure_pause=60) as (_, runtime):  # fmt: skip
+            for n in range(101):
+                await runtime.send(Address("com.example/fn", f"a{n}"), string("x"))
+                if n == 0:
+                    await until(lambda: len(runtime.failures) == 1)  # the oldest failure
+            await until(lambda: len(runtime.stuck()) == 101)
+            failures = [failure.address for failure in runtime.failures]
+            assert len(runtime.status()["addresses"]) == 20  # the 20 busiest, unless told
+        assert len(failures) == 100
+        assert "com.example/fn/a0" not in failures
+        assert set(failures) == {f"com.example/fn/a{n}" for n in range(1, 101)}
+
+    run(scenario())
+
+
+# --- restarts ----------------------------------------------------------------------------------
+
+
+def test_an_address_stuck_before_a_restart_is_no_longer_stuck_once_delivered_after_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="statefun_local")
+    db = tmp_path / "db.sqlite"
+    functions = StatefulFunctions()
+    received: list[str] = []
+    healthy = False
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        received.append(message.as_string())
+
+    def down_until_healthy(n: int) -> web.Response | None:
+        return None if healthy else web.Response(status=503, text="down")
+
+    async def scenario() -> None:
+        nonlocal healthy
+        target = Address("com.example/fn", "x")
+        async with FunctionServer(functions, down_until_healthy) as server:
+            module = parse_module(module_yaml(server.url, call="100ms"))
+            async with LocalRuntime(module, db, failure_pause=60, offline=True) as runtime:
+                await runtime.send(target, string("first"))
+                await until(lambda: bool(runtime.stuck()))
+            assert "resuming" not in caplog.text  # nothing was in flight at the first start
+            healthy = True
+            async with LocalRuntime(module, db, failure_pause=60, offline=True) as runtime:
+                # the address is stuck from the start: it can be acted on before any call ends
+                assert [entry["address"] for entry in runtime.stuck()] == [str(target)]
+                await runtime.wait_until_idle()
+                (rows,) = runtime.store.conn.execute("SELECT COUNT(*) FROM stuck").fetchone()
+                assert rows == 0
+                assert runtime.stuck() == []
+        assert received == ["first"]
+
+    run(scenario())
+    assert "resuming: 1 batch(es) were in flight, sending them again" in caplog.messages
+
+
+def test_a_skip_asked_for_right_after_a_restart_waits_for_the_call_in_progress(
+    tmp_path: Path,
+) -> None:
+    """The stuck addresses are known from the start: a skip asked for before the batch sent
+    again has failed is pending, and done when it fails."""
+    db = tmp_path / "db.sqlite"
+    fragile = Address("com.example/fragile", "f")
+
+    async def scenario() -> None:
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url, call="100ms"))
+            async with LocalRuntime(module, db, failure_pause=60, offline=True) as runtime:
+                await runtime.send(fragile, string("m0"))
+                await until(lambda: bool(runtime.stuck()))
+                (entry,) = runtime.stuck()
+            async with LocalRuntime(module, db, failure_pause=60, offline=True) as runtime:
+                outcome = runtime.skip(fragile, "ann")
+                assert outcome.done == "pending"
+                await runtime.wait_until_idle()
+                (skipped,) = runtime.audit_log()
+                assert (skipped["action"], skipped["message_seq"], skipped["by"]) == (
+                    "skip", entry["message_seq"], "ann")  # fmt: skip
+
+    run(scenario())
+
+
+def test_a_transport_given_to_the_runtime_is_the_one_it_calls_with_and_it_stays_open(
+    tmp_path: Path,
+) -> None:
+    """A shared transport (its retries reported to its own listener) serves the runtime, and
+    outlives it: a second runtime calls with it after the first has stopped."""
+    functions = StatefulFunctions()
+    received: list[str] = []
+    retries: list[int] = []
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        received.append(message.as_string())
+
+    def fail_first(n: int) -> web.Response | None:
+        return web.Response(status=500, text="boom") if n == 1 else None
+
+    async def scenario() -> None:
+        transport = HttpTransport(on_retry=lambda url, attempt, reason: retries.append(attempt))
+        try:
+            async with FunctionServer(functions, fail_first) as server:
+                module = parse_module(module_yaml(server.url))
+                for n, db in enumerate(["one.sqlite", "two.sqlite"]):
+                    runtime = LocalRuntime(module, tmp_path / db, transport=transport,
+                                           offline=True)  # fmt: skip
+                    async with runtime:
+                        await runtime.send(Address("com.example/fn", "x"), string(f"m{n}"))
+                        await runtime.wait_until_idle()
+                    assert transport._session is not None and not transport._session.closed
+        finally:
+            await transport.close()
+
+    run(scenario())
+    assert received == ["m0", "m1"]
+    assert retries == [1]
+
+
+def test_stop_lets_go_of_the_database_its_lock_and_its_own_transport_and_may_be_repeated(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            runtime = LocalRuntime(module, db, offline=True)
+            await runtime.stop()  # never started: nothing to stop
+            async with runtime:
+                await runtime.send(Address("com.example/greeter", "Ann"), string("Ann"))
+                await runtime.wait_until_idle()
+                transport = runtime._transport
+                assert transport is not None and transport._session is not None
+            assert transport._session is None  # its connections closed
+            # the database closed: its write-ahead log checkpointed and gone
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["db.sqlite", "db.sqlite.lock"]
+            with pytest.raises(RuntimeError, match=r"^the runtime is not started$"):
+                runtime.store  # noqa: B018 - the property is what is tested
+            with pytest.raises(RuntimeError, match=r"^the runtime is not started$"):
+                runtime.engine  # noqa: B018 - nor an engine on the closed store
+            await runtime.stop()  # stopped already: nothing more to do
+            async with LocalRuntime(module, db, offline=True) as again:  # the lock is free
+                assert again.inspect(Address("com.example/greeter", "Ann"))["state"]
+            # and the first runtime starts again, on a transport of its own
+            async with runtime:
+                assert runtime._transport is not None and runtime._transport is not transport
+                await runtime.send(Address("com.example/greeter", "Bob"), string("Bob"))
+                await runtime.wait_until_idle()
+                assert len(runtime.egress_records()) == 2
+
+    run(scenario())
+
+
+def test_a_dead_letter_policy_naming_an_egress_the_module_lacks_is_refused_at_once() -> None:
+    policy = DeadLetterPolicy(DeadLetterEgress("com.example/nowhere", topic="dead"), after=3)
+    with pytest.raises(PolicyError) as refused:
+        LocalRuntime(parse_module(ALL_IO), "unused.db", offline=True, dead_letters=policy)
+    assert str(refused.value) == (
+        "dead letters: no egress 'com.example/nowhere' in the module (known: com.example/out, "
+        "com.example/s1, com.example/s2, com.example/s3)"
+    )
+
+
+def test_a_skip_asked_for_during_a_call_that_delivers_the_message_is_not_done_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    functions = StatefulFunctions()
+    received: list[str] = []
+    entered, release = asyncio.Event(), asyncio.Event()
+    healthy = False
+
+    @functions.bind("com.example/fn")
+    async def fn(context: Context, message: Message) -> None:
+        entered.set()
+        await release.wait()
+        received.append(message.as_string())
+
+    def down_until_healthy(n: int) -> web.Response | None:
+        return None if healthy else web.Response(status=503, text="down")
+
+    async def scenario() -> None:
+        nonlocal healthy
+        target = Address("com.example/fn", "x")
+        async with serving(functions, tmp_path / "db.sqlite", fault=down_until_healthy,
+                           call="100ms", failure_pause=60) as (_, runtime):  # fmt: skip
+            await runtime.send(target, string("first"))
+            await until(lambda: bool(runtime.stuck()))
+            (entry,) = runtime.stuck()
+            healthy = True
+            assert runtime.retry_now(target, "bob").done == "retrying"
+            await entered.wait()  # the retry is being called
+            assert runtime.skip(target, "ann").done == "pending"
+            release.set()
+            await runtime.wait_until_idle()
+            skip, retry = runtime.audit_log()
+            seq = entry["message_seq"]
+        assert received == ["first"]
+        assert (retry["action"], retry["by"]) == ("retry", "bob")
+        assert (skip["action"], skip["message_seq"], skip["by"], skip["detail"]) == (
+            "skip", seq, "ann",
+            f"not done: asked for while a call was in progress, which delivered message #{seq}",
+        )  # fmt: skip
+        assert (f"com.example/fn/x: the skip of message #{seq} by ann was not done: the call in "
+                "progress delivered it") in caplog.messages  # fmt: skip
+
+    run(scenario())
+
+
+def test_a_runtime_refused_the_database_leaves_no_lock_file_open(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", ResourceWarning)
+                    second = LocalRuntime(module, tmp_path / "db.sqlite", offline=True)
+                    for _ in range(3):
+                        with pytest.raises(RuntimeError, match="another statefun-local is running"):
+                            await second.start()
+                    gc.collect()
+                assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+    run(scenario())
+
+
+def test_the_egress_records_come_100_at_a_time_unless_asked_for_more(tmp_path: Path) -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        for n in range(101):
+            context.send_egress(
+                kafka_egress_message("com.example/out", topic="t", key="k", value=f"{n}")
+            )
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+            await runtime.send(Address("com.example/fn", "x"), string("go"))
+            await runtime.wait_until_idle()
+            assert [r["seq"] for r in runtime.egress_records()] == list(range(1, 101))
+            assert [r["seq"] for r in runtime.egress_records(100)] == [101]
+            assert len(runtime.egress_records(limit=101)) == 101
+
+    run(scenario())
+
+
+def test_messages_per_second_counts_the_last_five_whole_seconds() -> None:
+    """The deliveries of the five whole seconds before this one, over five seconds (fewer if
+    the runtime has not run that long); those of this second are not over yet."""
+    runtime = LocalRuntime(parse_module(ALL_IO), "unused.db", offline=True)
+    while True:  # one whole second of the monotonic clock for the lot
+        now = int(time.monotonic())
+        runtime._started_at = now - 100.0
+        runtime._throughput.extend([[now - 6, 600], [now - 5, 10], [now - 1, 5], [now, 7]])
+        long_running = runtime.messages_per_second()
+        runtime._started_at = now - 2.0
+        just_started = runtime.messages_per_second()
+        runtime._started_at = float(now)
+        this_second = runtime.messages_per_second()
+        if int(time.monotonic()) == now:
+            break
+        runtime._throughput.clear()
+    assert long_running == (10 + 5) / 5
+    assert just_started == (10 + 5) / 2
+    assert this_second == (10 + 5) / 1
+
+
+# --- failing batches ---------------------------------------------------------------------------
+
+
+def test_a_failed_batch_of_several_messages_is_retried_with_its_head_alone(
+    tmp_path: Path,
+) -> None:
+    functions = StatefulFunctions()
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    @functions.bind("com.example/fn")
+    async def fn(context: Context, message: Message) -> None:
+        text = message.as_string()
+        if text == "hold":
+            entered.set()
+            await release.wait()
+        if text.startswith("poison"):
+            raise RuntimeError(f"cannot digest {text}")
+
+    async def scenario() -> None:
+        target = Address("com.example/fn", "x")
+        async with serving(functions, tmp_path / "db.sqlite", call="100ms",
+                           failure_pause=60) as (_, runtime):  # fmt: skip
+            await runtime.send(target, string("hold"))
+            await entered.wait()
+            first = await runtime.send(target, string("poison 1"))
+            await runtime.send(target, string("poison 2"))
+            release.set()  # the two queued behind go as one batch, which fails
+            await until(lambda: bool(runtime.stuck()))
+            (entry,) = runtime.stuck()
+            view = runtime.inspect(target)
+        assert (entry["message_seq"], entry["attempts"]) == (first, 1)
+        assert [f.messages for f in runtime.failures] == [2]
+        assert [m["value"] for m in view["in_flight"]] == ["poison 1"]  # retried alone
+        assert [m["value"] for m in view["queued"]] == ["poison 2"]
+
+    run(scenario())
+
+
+def test_the_pause_before_a_retry_doubles_up_to_a_minute(tmp_path: Path) -> None:
+    functions = status_functions()
+    fragile = Address("com.example/fragile", "f")
+
+    async def scenario() -> None:
+        clock = ManualClock(1_000_000)
+        async with FunctionServer(functions) as server:
+            module = parse_module(module_yaml(server.url, call="100ms"))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", clock=clock,
+                                    failure_pause=25, offline=True) as runtime:  # fmt: skip
+                await runtime.send(fragile, string("m0"))
+                await until(lambda: bool(runtime.stuck()))
+                assert runtime.stuck()[0]["next_retry_ms"] == 1_025_000
+                runtime.retry_now(fragile, "ann")
+                await until(lambda: runtime.stuck()[0]["attempts"] == 2)
+                assert runtime.stuck()[0]["next_retry_ms"] == 1_050_000
+                runtime.retry_now(fragile, "ann")
+                await until(lambda: runtime.stuck()[0]["attempts"] == 3)
+                assert runtime.stuck()[0]["next_retry_ms"] == 1_060_000  # not 100 s: a minute
+
+    run(scenario())
+
+
+def test_the_policy_dead_letters_a_message_at_its_nth_failed_attempt(tmp_path: Path) -> None:
+    policy = DeadLetterPolicy(after=1)
+    fragile = Address("com.example/fragile", "f")
+
+    async def scenario() -> None:
+        async with serving(status_functions(), tmp_path / "db.sqlite", call="100ms",
+                           failure_pause=60, dead_letters=policy) as (_, runtime):  # fmt: skip
+            seq = await runtime.send(fragile, string("m0"))
+            await until(lambda: bool(runtime.failures))
+            # done as the first attempt failed: not stuck, the message gone to the dead letters
+            assert runtime.stuck() == []
+            (entry,) = runtime.audit_log()
+            (record,) = runtime.egress_records()
+        assert (entry["action"], entry["message_seq"], entry["by"], entry["detail"]) == (
+            "dead-letter",
+            seq,
+            "policy",
+            "after 1 attempts, to statefun-local/dead-letters",
+        )
+        assert record["egress"] == "statefun-local/dead-letters"
+
+    run(scenario())
+
+
+def test_a_message_dead_lettered_by_hand_says_where_it_went(tmp_path: Path) -> None:
+    fragile = Address("com.example/fragile", "f")
+
+    async def scenario() -> None:
+        async with serving(status_functions(), tmp_path / "db.sqlite", call="100ms",
+                           failure_pause=60) as (_, runtime):  # fmt: skip
+            seq = await runtime.send(fragile, string("m0"))
+            await until(lambda: bool(runtime.stuck()))
+            assert runtime.dead_letter(fragile, "ann").done == "dead-lettered"
+            (entry,) = runtime.audit_log()
+        assert (entry["action"], entry["message_seq"], entry["by"], entry["detail"]) == (
+            "dead-letter",
+            seq,
+            "ann",
+            "to statefun-local/dead-letters",
+        )
+
+    run(scenario())
