@@ -729,7 +729,8 @@ def test_a_skip_asked_for_during_a_call_that_delivers_the_message_is_not_done_an
 ) -> None:
     functions = StatefulFunctions()
     received: list[str] = []
-    entered, release = asyncio.Event(), asyncio.Event()
+    entered: asyncio.Event  # made in the scenario, on its loop (Python 3.9 binds it when made)
+    release: asyncio.Event
     healthy = False
 
     @functions.bind("com.example/fn")
@@ -742,7 +743,8 @@ def test_a_skip_asked_for_during_a_call_that_delivers_the_message_is_not_done_an
         return None if healthy else web.Response(status=503, text="down")
 
     async def scenario() -> None:
-        nonlocal healthy
+        nonlocal healthy, entered, release
+        entered, release = asyncio.Event(), asyncio.Event()
         target = Address("com.example/fn", "x")
         async with serving(functions, tmp_path / "db.sqlite", fault=down_until_healthy,
                            call="100ms", failure_pause=60) as (_, runtime):  # fmt: skip
@@ -835,7 +837,8 @@ def test_a_failed_batch_of_several_messages_is_retried_with_its_head_alone(
     tmp_path: Path,
 ) -> None:
     functions = StatefulFunctions()
-    entered, release = asyncio.Event(), asyncio.Event()
+    entered: asyncio.Event  # made in the scenario, on its loop (Python 3.9 binds it when made)
+    release: asyncio.Event
 
     @functions.bind("com.example/fn")
     async def fn(context: Context, message: Message) -> None:
@@ -847,6 +850,8 @@ def test_a_failed_batch_of_several_messages_is_retried_with_its_head_alone(
             raise RuntimeError(f"cannot digest {text}")
 
     async def scenario() -> None:
+        nonlocal entered, release
+        entered, release = asyncio.Event(), asyncio.Event()
         target = Address("com.example/fn", "x")
         async with serving(functions, tmp_path / "db.sqlite", call="100ms",
                            failure_pause=60) as (_, runtime):  # fmt: skip
