@@ -514,9 +514,13 @@ def render_module(
     kafka: str,
     prefix: str,
     template: Path = HERE / "module.yaml",
+    sasl_kafka: str = "",
 ) -> Path:
+    login = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+    jaas = f"'{login} username=\"{SASL_USER}\" password=\"{SASL_PASSWORD}\";'"
     text = Template(template.read_text()).substitute(
-        functions_url=functions_url, kafka=kafka, prefix=prefix
+        functions_url=functions_url, kafka=kafka, prefix=prefix, sasl_kafka=sasl_kafka,
+        sasl_jaas=jaas,
     )
     module = workdir / "module.yaml"
     module.write_text(text)
@@ -525,7 +529,7 @@ def render_module(
 
 #: The ingress topics of module.yaml, and the egress topics the functions write.
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
-                  "evolving", "poison", "unpositioned", "keys", "timer")  # fmt: skip
+                  "evolving", "poison", "unpositioned", "keys", "timer", "logins")  # fmt: skip
 EGRESS_TOPICS = (
     "timers",
     "keys-seen",
@@ -610,7 +614,8 @@ class Application:
                 self.framework, self.workdir, self.prefix, **settings
             )
         url = f"http://127.0.0.1:{self.functions_port}{function_path(self.framework)}"
-        self.module = render_module(self.workdir, url, self.kafka.bootstrap, self.prefix)
+        self.module = render_module(self.workdir, url, self.kafka.bootstrap, self.prefix,
+                                    sasl_kafka=self.kafka.sasl_bootstrap)  # fmt: skip
 
     def redeploy_functions(self, **settings: str) -> None:
         """Stop the function server and start it again at the same URL, with ``settings`` in

@@ -220,3 +220,20 @@ def test_an_ingress_without_a_startup_position_starts_at_latest(application: App
     seen = taken(len(seen), settle=2)  # and whatever else comes within 2 s
     assert [key for key in seen if key.startswith("A-")] == [], "it started where the group was"
     assert sorted(key for key in seen if not key.startswith("probe")) == ["B-0", "B-1"]
+
+
+def test_a_sasl_login_written_for_the_java_client_reads_the_topic(
+    application: Application,
+) -> None:
+    """module.yaml's ``e2e/sasl`` reads the broker's SASL listener with the Java client's
+    ``sasl.jaas.config`` (a PLAIN login): the runtime's Kafka client takes it as it is,
+    statefun-local as librdkafka's ``sasl.username`` and ``sasl.password``."""
+    import time
+
+    application.send("logins", [("Sasl", string("Sasl"))])
+    deadline = time.monotonic() + 120
+    greeted: list[str] = []
+    while not greeted and time.monotonic() < deadline:  # among the other scenarios' greetings
+        records = application.read("greetings", 1, timeout=10, settle=2)
+        greeted = [record.text for record in records if record.key == "Sasl"]
+    assert greeted == ["Hello Sasl for the 0th time!"]
