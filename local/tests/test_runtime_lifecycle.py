@@ -119,6 +119,21 @@ FUNCTIONS_AND_ROUTES = [
 ]
 
 
+def doing_nothing() -> StatefulFunctions:
+    """``com.example/fn``, which does nothing: its calls fail by HTTP (:func:`always_503`)."""
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        pass
+
+    return functions
+
+
+def always_503(n: int) -> web.Response:
+    return web.Response(status=503, text="down")
+
+
 def test_the_banner_names_every_function_route_and_egress_and_how_to_reach_them() -> None:
     """Offline (the default), every route says how to post its records over HTTP and every
     egress that it is stored."""
@@ -256,14 +271,7 @@ def test_a_runtime_connects_its_kafka_egress_unless_offline(tmp_path: Path) -> N
 
 
 def test_a_failed_batch_is_retried_a_second_later_by_default(tmp_path: Path) -> None:
-    functions = StatefulFunctions()
-
-    @functions.bind("com.example/fn")
-    def fn(context: Context, message: Message) -> None:
-        pass
-
-    def always_503(n: int) -> web.Response:
-        return web.Response(status=503, text="down")
+    functions = doing_nothing()
 
     async def scenario() -> None:
         clock = ManualClock(1_000_000)
@@ -436,14 +444,7 @@ def test_the_status_shows_a_queued_type_the_restarted_module_has_no_endpoint_for
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "db.sqlite"
-    functions = StatefulFunctions()
-
-    @functions.bind("com.example/fn")
-    def fn(context: Context, message: Message) -> None:
-        pass
-
-    def always_503(n: int) -> web.Response:
-        return web.Response(status=503, text="down")
+    functions = doing_nothing()
 
     async def scenario() -> None:
         target = Address("com.example/fn", "x")
@@ -549,14 +550,7 @@ def test_a_record_for_a_target_no_endpoint_serves_is_queued_for_none_of_its_targ
 
 
 def test_the_runtime_keeps_the_latest_100_failures(tmp_path: Path) -> None:
-    functions = StatefulFunctions()
-
-    @functions.bind("com.example/fn")
-    def fn(context: Context, message: Message) -> None:
-        pass
-
-    def always_503(n: int) -> web.Response:
-        return web.Response(status=503, text="down")
+    functions = doing_nothing()
 
     async def scenario() -> None:
         async with serving(functions, tmp_path / "db.sqlite", fault=always_503, call="10ms",
