@@ -203,6 +203,8 @@ class Kafka:
             f'listener.name.sasl_plaintext.plain.sasl.jaas.config={login} user_{SASL_USER}="'
             f'{SASL_PASSWORD}";\n'
             f"log.dirs={self.workdir / 'data'}\n"
+            # one partition of group offsets: once a group's coordinator answers, every one does
+            "offsets.topic.num.partitions=1\n"
             "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
             "transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
             "auto.create.topics.enable=false\n"
@@ -517,9 +519,12 @@ def render_module(
     sasl_kafka: str = "",
 ) -> Path:
     login = "org.apache.kafka.common.security.plain.PlainLoginModule required"
-    jaas = f"'{login} username=\"{SASL_USER}\" password=\"{SASL_PASSWORD}\";'"
+    jaas = f'\'{login} username="{SASL_USER}" password="{SASL_PASSWORD}";\''
     text = Template(template.read_text()).substitute(
-        functions_url=functions_url, kafka=kafka, prefix=prefix, sasl_kafka=sasl_kafka,
+        functions_url=functions_url,
+        kafka=kafka,
+        prefix=prefix,
+        sasl_kafka=sasl_kafka,
         sasl_jaas=jaas,
     )
     module = workdir / "module.yaml"
