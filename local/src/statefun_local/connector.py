@@ -78,8 +78,8 @@ class Connector:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # never the runtime's end: shown, and tried again
-                failure = f"{type(error).__name__}: {error}" if str(error) else (
-                    f"{type(error).__name__} (no detail)")
+                detail = f": {error}" if str(error) else " (no detail)"
+                failure = f"{type(error).__name__}{detail}"
                 if self.state != "failed" and self.error:  # what the client said on the way
                     failure = f"{failure} ({self.error})"
                 self.state, self.error = "failed", failure
