@@ -159,12 +159,13 @@ def connection(runtime: LocalRuntime, kind: str) -> Any:
     return found
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+async def until(condition: Callable[[], bool], what: str, timeout: float = 60,
+                poll: float = 0.05) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"never: {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(poll)
 
 
 async def eventually(probe: Callable[[], Any], expected: Any, timeout: float = 60) -> None:
@@ -320,6 +321,69 @@ def test_a_group_offset_of_zero_is_where_the_group_committed(kafka: Any, tmp_pat
 
     run(scenario())
     assert sorted(text.split(":")[1] for text in seen) == ["old-0-0", "old-0-1"]
+
+
+def test_the_groups_offsets_in_kafka_are_the_databases_as_soon_as_the_ingress_stops(
+    kafka: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Records read one a batch, faster than the broker answers commits, are committed to the
+    group one commit at a time, the newest offsets last; the runtime stopped right after the
+    last one is read commits its offset before the client closes."""
+    from statefun_local import kafka as kafka_connectors
+
+    monkeypatch.setattr(kafka_connectors, "BATCH", 1)
+    prefix = names()
+    topic, group = prefix + "in", prefix + "group"
+    kafka.create_topics([topic], partitions=2)
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, group)
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            for batch in range(3):
+                await asyncio.to_thread(produce, kafka, topic, f"b{batch}")
+                end = {(topic, 0): 2 * batch + 2, (topic, 1): 2 * batch + 2}
+                # stopped as soon as the last record is read: its commit not even sent yet
+                await until(lambda end=end: connector.offsets == end, f"batch {batch}", poll=0)
+            assert runtime.store.kafka_offsets("com.example/in") == end
+        assert connector.uncommitted == connector.committing == {}
+
+    run(scenario())
+    assert committed(kafka, group, topic) == {0: 6, 1: 6}
+
+
+def test_a_commit_the_broker_refuses_is_logged_once_and_the_next_offsets_commit(
+    kafka: Any, tmp_path: Path, caplog: Any
+) -> None:
+    """A commit the broker refuses (an offset of a topic it does not know) is logged, once
+    however often it is refused; the next records' offsets are committed, and the ingress
+    reads on."""
+    prefix = names()
+    topic, group = prefix + "in", prefix + "group"
+    kafka.create_topics([topic], partitions=2)
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, group)
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "connected", "connected")
+            for _ in range(2):
+                connector.uncommitted[prefix + "gone", 0] = 5
+                await until(lambda: not connector.uncommitted and not connector.committing,
+                            "the commit answered")  # fmt: skip
+            assert connector.commit_error == "Broker: Unknown topic or partition"
+            await asyncio.to_thread(produce, kafka, topic, "new")
+            await eventually(lambda: committed(kafka, group, topic), {0: 2, 1: 2})
+            assert (connector.commit_error, connector.state) == (None, "connected")
+        assert len(seen) == 4
+
+    with caplog.at_level(logging.INFO, logger="statefun_local"):
+        run(scenario())
+    refusals = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert refusals == ["kafka ingress com.example/in: the group's offsets (for Kafka's tools) "
+                        "not committed: Broker: Unknown topic or partition"]  # fmt: skip
 
 
 def test_the_lag_is_what_the_ingress_read_and_can_not_queue_yet(kafka: Any, tmp_path: Path) -> None:

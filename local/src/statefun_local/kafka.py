@@ -5,8 +5,8 @@
 as the id) that are queued in the same SQLite transaction that records each partition's next
 offset. Offsets live in the database, not in Kafka: after a ``kill -9`` at any moment the
 ingress resumes exactly after the last record it queued. (They are also committed to the group
-in Kafka, afterwards, so that Kafka's tools show the lag.) A partition the database has no
-offset for starts at the module's ``startupPosition``.
+in Kafka, afterwards and one commit at a time, so that Kafka's tools show the lag.) A partition
+the database has no offset for starts at the module's ``startupPosition``.
 
 **Egress.** Egress records are written to the SQLite egress log in the transaction that
 applies the reply that sent them (the outbox); one producer per Kafka egress reads the log in
@@ -67,6 +67,8 @@ POLL = 0.05
 PARTITIONS_EVERY = 30.0
 #: seconds a client call may block before the connector starts over with a new client
 TIMEOUT = 20
+#: seconds a stopping ingress waits for its last commit of the group's offsets
+COMMIT_WAIT = 2.0
 
 
 def _client() -> Any:
@@ -185,15 +187,21 @@ class KafkaIngress(_KafkaConnector):
         self.listed = 0.0
         self.consumer: Any = None
         self.skipped: list[str] = []
+        #: offsets in the database, not yet committed to the group in Kafka
+        self.uncommitted: dict[tuple[str, int], int] = {}
+        #: the offsets of the commit the broker has not answered yet
+        self.committing: dict[tuple[str, int], int] = {}
+        self.commit_error: Optional[str] = None
 
     async def _run(self) -> None:
         kafka = _client()
         self.offsets = self.runtime.store.kafka_offsets(self.id)
         self.consumer = consumer = _new(kafka.Consumer, self.config(**{
             "group.id": self.ingress.group, "enable.auto.commit": False,
-            "enable.partition.eof": False,
+            "enable.partition.eof": False, "on_commit": self._on_commit,
         }), self)  # fmt: skip
         first = not self.offsets
+        self.committing = {}  # a commit left by a closed client: its outcome will not come
         try:
             while True:
                 if time.monotonic() - self.listed > PARTITIONS_EVERY:
@@ -205,10 +213,11 @@ class KafkaIngress(_KafkaConnector):
                 records = await self.blocking(consumer.consume, BATCH, POLL)
                 if records:
                     await self._take(records)
+                self._commit()
         finally:
             await self.settle()
+            await self.blocking(self._close, consumer)
             self.consumer, self.assigned, self.listed = None, [], 0.0
-            await self.blocking(consumer.close)
 
     def _assign_new(self, consumer: Any, first: bool) -> None:
         """Take every partition of the topics (as the runtime does: the group only keeps
@@ -294,14 +303,50 @@ class KafkaIngress(_KafkaConnector):
 
         await self.enqueue(messages, positions)
         self.offsets.update(offsets)
+        self.uncommitted.update(offsets)
         self.records += len(records)
         self.connected()
-        if offsets:  # for Kafka's tools; the database's offsets are the ones read back
-            kafka = _client()
-            self.consumer.commit(
-                offsets=[kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                asynchronous=True,
-            )
+
+    def _commit(self) -> None:
+        """The database's newest offsets committed to the group, for Kafka's tools (an ingress
+        reads its own back). One commit at a time: librdkafka retries a commit by itself, and
+        two in flight can land out of order, leaving the group's offsets behind."""
+        if self.committing or not self.uncommitted:
+            return
+        kafka = _client()
+        self.consumer.commit(
+            offsets=[kafka.TopicPartition(t, p, o) for (t, p), o in self.uncommitted.items()],
+            asynchronous=True,
+        )
+        self.committing, self.uncommitted = self.uncommitted, {}
+
+    def _on_commit(self, error: Any, partitions: Optional[list[Any]]) -> None:
+        """A commit's outcome (on the consumer's thread, while it consumes). librdkafka has
+        retried what can be; what failed is logged, and the partitions' next offsets commit."""
+        self.committing = {}
+        refused = [p.error for p in partitions or () if p.error is not None]
+        error = error or next(iter(refused), None)
+        text = None if error is None else error.str()
+        if text is not None and text != self.commit_error:  # logged once until it changes
+            log.warning("%s: the group's offsets (for Kafka's tools) not committed: %s",
+                        self, text)  # fmt: skip
+        self.commit_error = text
+
+    def _close(self, consumer: Any) -> None:
+        """The client closed (on its thread), once the newest offsets are committed to the
+        group or ``COMMIT_WAIT`` s have passed."""
+        try:
+            if self.assigned:
+                consumer.pause(self.assigned)  # consume then only serves the commits' outcomes
+            deadline = time.monotonic() + COMMIT_WAIT
+            while (self.committing or self.uncommitted) and time.monotonic() < deadline:
+                self._commit()
+                consumer.consume(BATCH, POLL)
+        except Exception as error:  # only Kafka's tools miss the last offsets: closed anyway
+            log.warning("%s: the group's offsets (for Kafka's tools) not committed: %s",
+                        self, error)  # fmt: skip
+        finally:
+            consumer.close()
 
     def _skip(self, record: Any, why: str) -> None:
         """A record no function can take (no key, no value): reported with where it is, and
