@@ -52,7 +52,7 @@ def test_body_over_client_max_size_is_413_and_names_it(port: int, chunked: bool)
     check_request_limit(port, "/statefun", LIMIT, "client_max_size", chunked=chunked)
 
 
-@pytest.mark.parametrize("path", ["/statefun", "/mounted/"])
+@pytest.mark.parametrize("path", ["/statefun", "/mounted/", "/own"])
 def test_a_body_over_client_max_size_is_refused_before_100_continue(port: int, path: str) -> None:
     check_expect_continue(port, path, LIMIT)
 

@@ -19,13 +19,27 @@ from typing import TYPE_CHECKING
 from statefun_core.http import integration_exports
 
 if TYPE_CHECKING:
-    from .app import HANDLER_KEY, create_app, endpoint_view, handle_request, setup
+    from .app import (
+        HANDLER_KEY,
+        create_app,
+        endpoint_view,
+        expect_continue,
+        handle_request,
+        setup,
+    )
 
 __getattr__ = integration_exports(
     __name__,
     {
         name: ".app"
-        for name in ("HANDLER_KEY", "create_app", "endpoint_view", "handle_request", "setup")
+        for name in (
+            "HANDLER_KEY",
+            "create_app",
+            "endpoint_view",
+            "expect_continue",
+            "handle_request",
+            "setup",
+        )
     },
     framework="aiohttp",
     install="statefun-aiohttp",
@@ -33,4 +47,11 @@ __getattr__ = integration_exports(
 
 __version__ = "0.1.0"
 
-__all__ = ["HANDLER_KEY", "create_app", "endpoint_view", "handle_request", "setup"]
+__all__ = [
+    "HANDLER_KEY",
+    "create_app",
+    "endpoint_view",
+    "expect_continue",
+    "handle_request",
+    "setup",
+]

@@ -28,7 +28,14 @@ from statefun_core.http import (
 )
 from statefun_core.plugins import Endpoint, allowed_methods
 
-__all__ = ["HANDLER_KEY", "create_app", "endpoint_view", "handle_request", "setup"]
+__all__ = [
+    "HANDLER_KEY",
+    "create_app",
+    "endpoint_view",
+    "expect_continue",
+    "handle_request",
+    "setup",
+]
 
 #: Where ``setup`` keeps the handler: ``request.config_dict[HANDLER_KEY]`` (sub-apps inherit it).
 HANDLER_KEY = web.AppKey("statefun_handler", RequestReplyHandler)
@@ -83,6 +90,16 @@ async def _respond(handler: RequestReplyHandler, request: web.Request) -> web.Re
     if reply_headers:
         return web.Response(body=reply, headers={**reply_headers, **_REPLY_HEADERS})
     return web.Response(body=reply, headers=_REPLY_HEADERS)  # copied by the response
+
+
+async def expect_continue(request: web.Request) -> Optional[web.Response]:
+    """The ``expect_handler`` of a route of :func:`handle_request`: a client that asks
+    ``Expect: 100-continue`` for a body declared over ``client_max_size`` (or with a wrong
+    method) is answered at once, and uploads nothing::
+
+        app.router.add_post("/fn", handle_request, expect_handler=expect_continue)
+    """
+    return await _expect(request.config_dict[HANDLER_KEY], request)
 
 
 async def _expect(handler: RequestReplyHandler, request: web.Request) -> Optional[web.Response]:
