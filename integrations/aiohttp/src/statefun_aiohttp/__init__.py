@@ -28,25 +28,6 @@ if TYPE_CHECKING:
         setup,
     )
 
-__getattr__ = integration_exports(
-    __name__,
-    {
-        name: ".app"
-        for name in (
-            "HANDLER_KEY",
-            "create_app",
-            "endpoint_view",
-            "expect_continue",
-            "handle_request",
-            "setup",
-        )
-    },
-    framework="aiohttp",
-    install="statefun-aiohttp",
-)
-
-__version__ = "0.1.0"
-
 __all__ = [
     "HANDLER_KEY",
     "create_app",
@@ -55,3 +36,12 @@ __all__ = [
     "handle_request",
     "setup",
 ]
+
+__getattr__ = integration_exports(
+    __name__,
+    dict.fromkeys(__all__, ".app"),
+    framework="aiohttp",
+    install="statefun-aiohttp",
+)
+
+__version__ = "0.1.0"
