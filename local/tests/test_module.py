@@ -300,10 +300,11 @@ spec: {functions: a/g, urlPathTemplate: "http://x/", maxNumBatchRequests: -1}
     )
     b, c, d, e, f, g = module.endpoints
     assert (b.connect_timeout, b.call_timeout, b.payload_max_bytes) == (0, 0.001, 1)
+    assert (b.pool_size, c.pool_size) == (1, 1024)
     assert c.call_timeout == 5
     assert (d.call_timeout, d.connect_timeout) == (60, 10)
-    assert (e.transport, e.payload_max_bytes) == (OKHTTP_TRANSPORT, 33_554_432)
-    assert (f.call_timeout, f.connect_timeout) == (2, 2)
+    assert (e.transport, e.payload_max_bytes, e.pool_size) == (OKHTTP_TRANSPORT, 33_554_432, 0)
+    assert (f.call_timeout, f.connect_timeout, f.pool_size) == (2, 2, 0)
     assert g.max_num_batch_requests == -1  # no back-pressure
 
 

@@ -353,3 +353,77 @@ def test_okhttp_transport_fails_at_once_on_a_reply_it_cannot_read(bad: Responder
     """OkHttp's client checks a 2xx reply after its retries: a wrong one fails the call."""
     reply, requests = asyncio.run(call_with(bad, OKHTTP))
     assert isinstance(reply, str) and requests == 1
+
+
+POOLED = """
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: a/*
+  urlPathTemplate: URL
+  transport: {call: 5s, connect: CONNECT, pool_size: 1}
+"""
+
+
+async def overlapping(calls: list[str], connect: str = "5s", hold: float = 0.3
+                      ) -> tuple[int, list[tuple[str, int, str]]]:  # fmt: skip
+    """``calls`` (function types) at once to a server that holds each request ``hold`` s: the
+    most requests the server had at one time, and the retries reported."""
+    busy = most = 0
+    retries: list[tuple[str, int, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal busy, most
+        busy += 1
+        most = max(most, busy)
+        await asyncio.sleep(hold)
+        busy -= 1
+        return ok()
+
+    async with serving(handle, "/fn/{name}") as url:
+        yaml = POOLED.replace("URL", f"{url}/fn/{{function.name}}").replace("CONNECT", connect)
+        endpoint = parse_module(yaml).endpoints[0]
+        async with HttpTransport(on_retry=lambda *retry: retries.append(retry)) as transport:
+            replies = await asyncio.gather(*(transport.call(endpoint, t, b"") for t in calls))
+    assert replies == [GOOD] * len(calls)
+    return most, retries
+
+
+def test_the_async_transport_holds_pool_size_connections_to_each_function_type() -> None:
+    """As the runtime's Netty pool (one per function type): with ``pool_size: 1`` a second
+    call to the same type waits for the first one's connection; another type has its own."""
+    assert asyncio.run(overlapping(["a/b", "a/b", "a/b"])) == (1, [])
+    assert asyncio.run(overlapping(["a/b", "a/c"])) == (2, [])
+
+
+def test_waiting_for_a_free_connection_counts_against_connect_and_is_retried() -> None:
+    """A call that waits longer than ``connect`` for a connection of the pool fails that
+    attempt (as the runtime's acquire timeout), and is retried within its ``call`` budget."""
+    most, retries = asyncio.run(overlapping(["a/b", "a/b"], connect="100ms", hold=0.5))
+    assert most == 1
+    assert retries, "the second call waited 500 ms for the connection, 100 ms allowed"
+    url, attempt, reason = retries[0]
+    assert (url.rsplit("/", 1)[1], attempt) == ("b", 1)
+    assert reason.startswith("timed out: Connection timeout to host"), reason
+
+
+def test_okhttp_transport_has_no_pool_limit() -> None:
+    """OkHttp's pool (the runtime's ``newClient``) limits no function type's calls: ``pool_size``
+    is not an OkHttp property."""
+
+    async def scenario() -> int:
+        busy = most = 0
+
+        async def handle(request: web.Request) -> web.Response:
+            nonlocal busy, most
+            busy += 1
+            most = max(most, busy)
+            await asyncio.sleep(0.3)
+            busy -= 1
+            return ok()
+
+        async with serving(handle) as url, HttpTransport() as transport:
+            endpoint = parse_module(OKHTTP.replace("URL", f"{url}/fn")).endpoints[0]
+            await asyncio.gather(*(transport.call(endpoint, "a/b", b"") for _ in range(3)))
+        return most
+
+    assert asyncio.run(scenario()) == 3

@@ -39,6 +39,8 @@ OKHTTP_TRANSPORT = "io.statefun.transports.v1/okhttp"
 
 DEFAULT_MAX_NUM_BATCH_REQUESTS = 1000
 _DEFAULT_PAYLOAD_MAX = 33_554_432
+#: the async transport's connections to one function type, at most (Netty's pool)
+_DEFAULT_POOL_SIZE = 1024
 
 
 class ModuleError(ValueError):
@@ -105,6 +107,8 @@ class Endpoint:
     call_timeout: float = 120.0
     connect_timeout: float = 20.0
     payload_max_bytes: int = _DEFAULT_PAYLOAD_MAX
+    #: the async transport's connections to one function type at most (0: OkHttp's, unbounded)
+    pool_size: int = _DEFAULT_POOL_SIZE
     source: str = ""
 
     @property
@@ -415,7 +419,7 @@ def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> 
     if transport_type == OKHTTP_TRANSPORT:
         # OkHttp reads only ``timeouts``: payload_max_bytes, pool_* and the rest are ignored
         call, connect = _okhttp_timeouts(doc, transport, path)
-        _add_endpoint(module, spec, doc, transport_type, call, connect, _DEFAULT_PAYLOAD_MAX)
+        _add_endpoint(module, spec, doc, transport_type, call, connect, _DEFAULT_PAYLOAD_MAX, 0)
         return
     timeouts = doc.mapping(transport, path, "timeouts")
     if isinstance(transport.get("timeouts"), dict):
@@ -431,16 +435,17 @@ def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> 
         call = doc.get(transport, path, "call", _timeout(zero_call, _MAX_CALL_MS), 120.0)
         connect = doc.get(transport, path, "connect", _timeout(), 20.0)  # 0: none
     doc.get(transport, path, "pool_ttl", parse_duration)  # not applied here; 0: no TTL
-    doc.get(transport, path, "pool_size", _count("the connection pool would hold no connection"))
+    no_connection = _count("the connection pool would hold no connection")
+    pool_size = doc.get(transport, path, "pool_size", no_connection, _DEFAULT_POOL_SIZE)
     payload_max = doc.get(
         transport, path, "payload_max_bytes", _count("no reply would fit"), _DEFAULT_PAYLOAD_MAX
     )
-    _add_endpoint(module, spec, doc, transport_type, call, connect, payload_max)
+    _add_endpoint(module, spec, doc, transport_type, call, connect, payload_max, pool_size)
 
 
 def _parse_endpoint_v1(module: Module, spec: dict[str, Any], doc: _Document) -> None:
     call, connect = _okhttp_timeouts(doc, spec, "spec")
-    _add_endpoint(module, spec, doc, OKHTTP_TRANSPORT, call, connect, _DEFAULT_PAYLOAD_MAX)
+    _add_endpoint(module, spec, doc, OKHTTP_TRANSPORT, call, connect, _DEFAULT_PAYLOAD_MAX, 0)
 
 
 def _okhttp_timeouts(doc: _Document, node: dict[str, Any], path: str) -> tuple[float, float]:
@@ -472,6 +477,7 @@ def _add_endpoint(
     call: float,
     connect: float,
     payload_max: int,
+    pool_size: int,
 ) -> None:
     functions = doc.get(spec, "spec", "functions", _function_binding, required=True)
     url = doc.get(spec, "spec", "urlPathTemplate", _url_template, required=True)
@@ -496,6 +502,7 @@ def _add_endpoint(
             call_timeout=call,
             connect_timeout=connect,
             payload_max_bytes=payload_max,
+            pool_size=pool_size,
             source=doc.where,
         )
     )

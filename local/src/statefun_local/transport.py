@@ -58,13 +58,15 @@ RetryListener = Callable[[str, int, str], None]
 class HttpTransport:
     """Sends ``ToFunction`` requests and returns the parsed ``FromFunction`` replies.
 
-    Connections are pooled and kept alive; one session serves every endpoint.
+    Connections are pooled and kept alive. The async transport pools them by function type,
+    at most the endpoint's ``pool_size``, as the runtime's Netty client does: waiting for a
+    free one counts against the ``connect`` timeout, as it does there (aiohttp's ``connect``
+    timeout covers it). OkHttp's pool is shared and unbounded, as the runtime's.
     """
 
-    def __init__(self, pool_size: int = 1024, on_retry: Optional[RetryListener] = None) -> None:
-        self._pool_size = pool_size
-        self._session: Optional[aiohttp.ClientSession] = None
-        self._unix_sessions: dict[str, aiohttp.ClientSession] = {}
+    def __init__(self, on_retry: Optional[RetryListener] = None) -> None:
+        #: (unix socket, function type or None for a shared pool) -> its session
+        self._sessions: dict[tuple[Optional[str], Optional[str]], aiohttp.ClientSession] = {}
         self._on_retry = on_retry
 
     async def __aenter__(self) -> HttpTransport:
@@ -73,25 +75,26 @@ class HttpTransport:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _get_session(self, unix_socket: Optional[str] = None) -> aiohttp.ClientSession:
-        if unix_socket is not None:
-            session = self._unix_sessions.get(unix_socket)
-            if session is None:
-                unix = aiohttp.UnixConnector(path=unix_socket, limit=self._pool_size)
-                session = aiohttp.ClientSession(connector=unix, headers=_HEADERS)
-                self._unix_sessions[unix_socket] = session
-            return session
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=15)
-            self._session = aiohttp.ClientSession(connector=connector, headers=_HEADERS)
-        return self._session
+    def _get_session(
+        self, endpoint: Endpoint, function_type: str, unix_socket: Optional[str]
+    ) -> aiohttp.ClientSession:
+        pooled = endpoint.pool_size > 0
+        key = (unix_socket, function_type if pooled else None)
+        session = self._sessions.get(key)
+        if session is None:
+            connector: aiohttp.BaseConnector
+            if unix_socket is not None:
+                connector = aiohttp.UnixConnector(path=unix_socket, limit=endpoint.pool_size)
+            else:
+                connector = aiohttp.TCPConnector(limit=endpoint.pool_size, keepalive_timeout=15)
+            session = aiohttp.ClientSession(connector=connector, headers=_HEADERS)
+            self._sessions[key] = session
+        return session
 
     async def close(self) -> None:
-        for session in [self._session, *self._unix_sessions.values()]:
-            if session is not None:
-                await session.close()
-        self._session = None
-        self._unix_sessions = {}
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            await session.close()
 
     async def call(
         self,
@@ -115,7 +118,7 @@ class HttpTransport:
             try:
                 budget = deadline - time.monotonic()
                 return await self._attempt(
-                    endpoint, url, body, budget, okhttp, headers, reply_headers
+                    endpoint, function_type, url, body, budget, okhttp, headers, reply_headers
                 )
             except _AttemptFailed as failure:
                 if not failure.retry:
@@ -135,6 +138,7 @@ class HttpTransport:
     async def _attempt(
         self,
         endpoint: Endpoint,
+        function_type: str,
         url: str,
         body: bytes,
         budget: float,
@@ -148,7 +152,7 @@ class HttpTransport:
         unix_socket = None
         if url.split("://", 1)[0].endswith("+unix"):
             unix_socket, url = split_unix_url(url)
-        session = self._get_session(unix_socket)
+        session = self._get_session(endpoint, function_type, unix_socket)
         try:
             async with session.post(  # the runtime follows no redirect of a POST
                 url, data=body, timeout=timeout, headers=headers or None, allow_redirects=False
@@ -181,6 +185,8 @@ class HttpTransport:
                 traceresponse = response.headers.get(TRACERESPONSE)
                 if reply_headers is not None and traceresponse is not None:
                     reply_headers[TRACERESPONSE] = traceresponse
+        except aiohttp.ServerTimeoutError as exc:  # connecting, or waiting for the pool
+            raise _AttemptFailed(f"timed out: {exc}") from None
         except asyncio.TimeoutError:
             raise _AttemptFailed("timed out") from None
         except aiohttp.ClientError as exc:
