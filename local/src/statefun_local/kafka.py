@@ -201,7 +201,8 @@ class KafkaIngress(_KafkaConnector):
             "enable.partition.eof": False, "on_commit": self._on_commit,
         }), self)  # fmt: skip
         first = not self.offsets
-        self.committing = {}  # a commit left by a closed client: its outcome will not come
+        # a commit a closed client left unanswered: its outcome will not come, so again
+        self.uncommitted, self.committing = {**self.committing, **self.uncommitted}, {}
         try:
             while True:
                 if time.monotonic() - self.listed > PARTITIONS_EVERY:
