@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import time
 import warnings
@@ -27,6 +28,7 @@ from statefun_core import (
     IntType,
     Message,
     StatefulFunctions,
+    StringType,
     ValueSpec,
     kafka_egress_message,
     message_builder,
@@ -35,6 +37,7 @@ from statefun_core.engine import Address, ManualClock, TypedValue
 from statefun_core.testing.endpoint import free_port
 
 from .conftest import FunctionServer, kafka_ingress, module_yaml, run, serving
+from .test_replies import database_locked
 
 # --- the CLI's banner ------------------------------------------------------------------------
 
@@ -664,7 +667,8 @@ def test_a_transport_given_to_the_runtime_is_the_one_it_calls_with_and_it_stays_
                     async with runtime:
                         await runtime.send(Address("com.example/fn", "x"), string(f"m{n}"))
                         await runtime.wait_until_idle()
-                    assert transport._session is not None and not transport._session.closed
+                    sessions = list(transport._sessions.values())
+                    assert sessions and not any(session.closed for session in sessions)
         finally:
             await transport.close()
 
@@ -687,8 +691,8 @@ def test_stop_lets_go_of_the_database_its_lock_and_its_own_transport_and_may_be_
                 await runtime.send(Address("com.example/greeter", "Ann"), string("Ann"))
                 await runtime.wait_until_idle()
                 transport = runtime._transport
-                assert transport is not None and transport._session is not None
-            assert transport._session is None  # its connections closed
+                assert transport is not None and transport._sessions
+            assert transport._sessions == {}  # its connections closed
             # the database closed: its write-ahead log checkpointed and gone
             assert sorted(p.name for p in tmp_path.iterdir()) == ["db.sqlite", "db.sqlite.lock"]
             with pytest.raises(RuntimeError, match=r"^the runtime is not started$"):
@@ -928,5 +932,213 @@ def test_a_message_dead_lettered_by_hand_says_where_it_went(tmp_path: Path) -> N
             "ann",
             "to statefun-local/dead-letters",
         )
+
+    run(scenario())
+
+
+def test_a_call_that_fails_on_this_side_is_the_address_s_failure_and_nothing_more(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message to a typename no URL can name (``com.example/..``) fails before any request
+    is made, with an error that is not an HTTP failure: the address is stuck with it, and its
+    retry is its next attempt. Once its pause is over the failed call is done with: it is
+    not taken on to a reply it never had (which would fail again, a second attempt counted
+    with an error of the runtime's own)."""
+    caplog.set_level(logging.INFO, logger="statefun_local")
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/router")
+    def router(context: Context, message: Message) -> None:
+        context.send(message_builder("com.example/..", "x", str_value="lost"))
+
+    dots = Address("com.example/..", "x")
+    problem = "ValueError: 'com.example/..': '.' and '..' are not function names"
+
+    async def scenario() -> str:
+        db = tmp_path / "db.sqlite"
+        async with serving(functions, db, failure_pause=60) as (server, runtime):
+            await runtime.send(Address("com.example/router", "r"), string("go"))
+            await until(lambda: bool(runtime.stuck()))
+            assert runtime.retry_now(dots, "ann").done == "retrying"
+            await until(lambda: runtime.stuck()[0]["attempts"] >= 2)
+            (entry,) = runtime.stuck()
+            assert entry["attempts"] == 2
+            assert (entry["address"], entry["last_error"]) == (str(dots), problem)
+            assert [f.error for f in runtime.failures] == [problem, problem]
+            assert server.requests == 1  # the router's: the two attempts posted nothing
+        return server.url
+
+    url = run(scenario())
+    failed = [r.getMessage() for r in caplog.records
+              if r.name.startswith("statefun_local") and r.levelno >= logging.ERROR]  # fmt: skip
+    once = [
+        f"{dots}: calling {url} failed",
+        f"{dots}: batch of 1 message(s) failed: {problem} (retrying in 60.0 s)",
+    ]
+    assert failed == once + once
+    assert not [m for m in caplog.messages if "reply was applied" in m]
+
+
+def test_a_message_the_policy_dead_letters_ends_its_call_and_leaves_the_next_one_its_wait(
+    tmp_path: Path,
+) -> None:
+    """Once the policy has dead-lettered a head message, nothing of its call is left: the
+    message after it, failing in turn, waits for its retry as its own, and a skip asked for
+    meanwhile is done at once, even after the pause the dead-lettered call was given would
+    have ended (here the first failure after a restart: the shortest pause, two seconds).
+
+    The skip comes within the second message's own pause (four seconds, after its second
+    failure), past the two seconds since the dead letter; that the second message failed
+    twice before those were over (three calls to 127.0.0.1) matters only to what this test
+    would catch."""
+    db = tmp_path / "db.sqlite"
+    fragile = Address("com.example/fragile", "f")
+    pause = 2.0
+
+    async def scenario() -> None:
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url, call="100ms"))
+
+            def runtime_() -> LocalRuntime:
+                return LocalRuntime(module, db, failure_pause=pause, offline=True,
+                                    dead_letters=DeadLetterPolicy(after=3))  # fmt: skip
+
+            async with runtime_() as runtime:
+                first = await runtime.send(fragile, string("m0"))
+                second = await runtime.send(fragile, string("m1"))
+                await until(lambda: bool(runtime.stuck()))
+                runtime.retry_now(fragile, "ann")
+                await until(lambda: runtime.stuck()[0]["attempts"] == 2)
+            async with runtime_() as runtime:
+                # m0's third attempt, sent again at the start, fails: the policy dead-letters it
+                await until(lambda: [e["message_seq"] for e in runtime.stuck()] == [second])
+                runtime.retry_now(fragile, "ann")
+                await until(lambda: runtime.stuck()[0]["attempts"] == 2)
+                await asyncio.sleep(pause)  # the dead-lettered call's pause is over
+                outcome = runtime.skip(fragile, "bob")
+                assert (outcome.done, outcome.detail) == ("skipped", "")
+                await runtime.wait_until_idle()
+                assert runtime.stuck() == []
+                actions = [(e["action"], e["message_seq"], e["by"]) for e in runtime.audit_log()]
+                (dead,) = runtime.egress_records()
+        assert actions == [("skip", second, "bob"), ("retry", second, "ann"),
+                           ("dead-letter", first, "policy"), ("retry", first, "ann")]  # fmt: skip
+        assert dead["egress"] == "statefun-local/dead-letters"
+
+    run(scenario())
+
+
+def test_the_egress_jsonl_sink_writes_the_records_of_one_reply_once_each_and_resumes_after_them(
+    tmp_path: Path,
+) -> None:
+    """A reply with three egress records: each is one line, once, and a restarted sink goes on
+    after the last of them."""
+    sink = tmp_path / "egress.jsonl"
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        for n in range(3):
+            value = f"{message.as_string()}{n}"
+            context.send_egress(kafka_egress_message("com.example/out", topic="t", key="k",
+                                                     value=value))  # fmt: skip
+
+    def lines() -> list[dict[str, object]]:
+        text = sink.read_text(encoding="utf-8") if sink.exists() else ""
+        return [json.loads(line) for line in text.splitlines()]
+
+    async def three_more(word: str, count: int) -> None:
+        async with serving(functions, tmp_path / "db.sqlite", egress_jsonl=sink) as (_, runtime):
+            await runtime.send(Address("com.example/fn", "x"), string(word))
+            await runtime.wait_until_idle()
+            await until(lambda: len(lines()) >= count)  # while the runtime runs
+            assert [line["seq"] for line in lines()] == list(range(1, count + 1))
+
+    run(three_more("a", 3))
+    run(three_more("b", 6))
+    values = [line["record"]["kafka"]["value"] for line in lines()]  # type: ignore[index]
+    assert values == ["a0", "a1", "a2", "b0", "b1", "b2"]
+
+
+def test_a_batch_whose_failure_could_not_be_written_is_sent_again_with_nothing_else_going_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process holds the database's write lock, for longer than the busy timeout, as
+    the only reply there is comes back: neither the reply nor its failure can be written. The
+    batch is offered again after the pause and sent, though no other message or timer comes
+    to set the runtime going."""
+    functions = StatefulFunctions()
+    db = tmp_path / "db.sqlite"
+    calls: list[str] = []
+
+    async def scenario() -> None:
+        held = asyncio.Event()  # made on the scenario's loop (Python 3.9 binds it when made)
+
+        @functions.bind("com.example/fn", specs=[ValueSpec("count", IntType)])
+        async def fn(context: Context, message: Message) -> None:
+            calls.append(message.as_string())
+            if len(calls) == 1:
+                await held.wait()
+            context.storage.count = (context.storage.count or 0) + 1
+
+        async with serving(functions, db) as (_, runtime):
+            runtime.store.conn.execute("PRAGMA busy_timeout = 100")
+            target = Address("com.example/fn", "x")
+            await runtime.send(target, string("m"))
+            await until(lambda: calls == ["m"])
+            async with database_locked(db):
+                held.set()  # the reply comes back while the lock is held
+                await until(lambda: "handling the batch failed" in caplog.text)
+            await runtime.wait_until_idle(timeout=10)
+            assert calls == ["m", "m"]
+            assert runtime.inspect(target)["state"]["count"]["value"] == 1
+            assert runtime.stuck() == []
+
+    run(scenario())
+
+
+def test_a_reply_the_database_has_no_room_for_is_the_address_s_failure_until_there_is_room(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reply whose state does not fit in the database (its size capped, as a full disk
+    would) is rolled back: the address is stuck with the database's error, and its retry,
+    once there is room, delivers it. The failed batch is not also reported as the runtime's
+    own failure to handle it, nor as one whose reply was applied."""
+    caplog.set_level(logging.INFO, logger="statefun_local")
+    functions = StatefulFunctions()
+    big = "x" * 1_000_000
+    full = "OperationalError: database or disk is full"
+
+    async def scenario() -> None:
+        held = asyncio.Event()  # made on the scenario's loop (Python 3.9 binds it when made)
+
+        @functions.bind("com.example/fn", specs=[ValueSpec("text", StringType)])
+        async def fn(context: Context, message: Message) -> None:
+            await held.wait()
+            context.storage.text = big
+
+        target = Address("com.example/fn", "x")
+        async with serving(functions, tmp_path / "db.sqlite", failure_pause=60) as (_, runtime):
+            conn = runtime.store.conn
+            await runtime.send(target, string("go"))
+            await until(lambda: bool(runtime.inspect(target)["in_flight"]))
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            conn.execute(f"PRAGMA max_page_count = {pages}")  # no room for the state
+            held.set()
+            await until(lambda: bool(runtime.stuck()))
+            assert runtime.stuck()[0]["last_error"] == full
+            assert [m["value"] for m in runtime.inspect(target)["in_flight"]] == ["go"]
+            conn.execute("PRAGMA max_page_count = 1073741823")
+            runtime.retry_now(target, "ann")
+            await runtime.wait_until_idle()
+            assert runtime.stuck() == []
+            assert runtime.inspect(target)["state"]["text"]["value"] == big
+        ours = [r for r in caplog.records if r.name.startswith("statefun_local")]
+        failed = [r.getMessage() for r in ours if r.levelno >= logging.ERROR]
+        assert failed == [
+            f"{target}: applying the reply failed",
+            f"{target}: batch of 1 message(s) failed: {full} (retrying in 60.0 s)",
+        ]
+        assert not [m for m in caplog.messages if "reply was applied" in m]
 
     run(scenario())

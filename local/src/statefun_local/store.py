@@ -225,14 +225,14 @@ class SqliteStore:
         self._in_transaction = True
         try:
             yield
-        except BaseException:
             if self._begun:
+                self.conn.execute("COMMIT")
+        except BaseException:
+            # SQLite has rolled back by itself on some errors (a full disk): only what is left
+            if self._begun and self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             self._load_caches()
             raise
-        else:
-            if self._begun:
-                self.conn.execute("COMMIT")
         finally:
             self._in_transaction = self._begun = False
 
