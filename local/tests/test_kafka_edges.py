@@ -1,10 +1,12 @@
 """statefun-local's Kafka connectors at their edges, in this process, on a real broker (Apache
 Kafka from Maven Central, started by the e2e suite's kit and stopped by its PID): where an
-ingress starts when nothing says so exactly, a partition found on a later start, what an ingress
-shows (its lag too) and commits to its group, both egress semantics (keys, headers, a restart, a
-database whose position is behind Kafka's, a record Kafka does not take), properties librdkafka
-does not know or refuses, a record's trace context and a broker nobody listens on. Then what
-every connector shares: what it shows before it starts, backoff, logging a problem once."""
+ingress starts when nothing says so exactly, a partition found on a later start or while it
+runs, what an ingress shows (its lag too) and commits to its group (one commit at a time, the
+last ones on stop, again after a failure), both egress semantics (keys, headers, a restart, a
+database whose position is behind Kafka's, a record Kafka does not take or does not acknowledge
+in time, a position topic Kafka refuses), properties librdkafka does not know or refuses, a
+record's trace context and a broker nobody listens on. Then what every connector shares: what
+it shows before it starts, backoff, logging a problem once."""
 
 from __future__ import annotations
 
@@ -323,6 +325,37 @@ def test_a_group_offset_of_zero_is_where_the_group_committed(kafka: Any, tmp_pat
     assert sorted(text.split(":")[1] for text in seen) == ["old-0-0", "old-0-1"]
 
 
+def test_an_ingress_that_read_nothing_goes_on_after_a_restart_from_where_it_started(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """The startup position is resolved on the first start and written to the database before
+    any record comes: records produced while the runtime is down are read on the next start
+    (``latest`` is not resolved again)."""
+    prefix = names()
+    topic = prefix + "in"
+    kafka.create_topics([topic], partitions=1)
+    produce(kafka, topic, "old", partitions=(0,))
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, prefix + "group", "{type: latest}")
+    db = tmp_path / "db.sqlite"
+
+    async def first() -> None:
+        async with running(echo_functions(seen), db, documents) as runtime:
+            await until(lambda: runtime.store.kafka_offsets("com.example/in") == {(topic, 0): 2},
+                        "the start position in the database")  # fmt: skip
+
+    async def second() -> None:
+        async with running(echo_functions(seen), db, documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.offsets == {(topic, 0): 4}, "the new records read")
+            await runtime.wait_until_idle()
+
+    run(first())
+    produce(kafka, topic, "down", partitions=(0,))
+    run(second())
+    assert sorted(text.split(":")[1] for text in seen) == ["down-0-0", "down-0-1"]
+
+
 def test_the_groups_offsets_in_kafka_are_the_databases_as_soon_as_the_ingress_stops(
     kafka: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -353,12 +386,104 @@ def test_the_groups_offsets_in_kafka_are_the_databases_as_soon_as_the_ingress_st
     assert committed(kafka, group, topic) == {0: 6, 1: 6}
 
 
+def test_offsets_read_while_a_commit_was_in_flight_are_committed_before_the_client_closes(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """The runtime stopped just as the broker answered a commit, newer offsets waiting for it:
+    those are committed (and answered) before the client closes."""
+    prefix = names()
+    topic, group = prefix + "in", prefix + "group"
+    kafka.create_topics([topic], partitions=2)
+    produce(kafka, topic, "old")
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, group)
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await eventually(lambda: committed(kafka, group, topic), {0: 2, 1: 2})
+            await until(lambda: not connector.uncommitted and not connector.committing,
+                        "the last commit answered")  # fmt: skip
+            connector.committing = {(topic, 0): 2}  # a commit in flight: the next ones wait
+            await asyncio.to_thread(produce, kafka, topic, "new")
+            end = {(topic, 0): 4, (topic, 1): 4}
+            await until(lambda: connector.uncommitted == end, "the new offsets waiting")
+            assert await asyncio.to_thread(committed, kafka, group, topic) == {0: 2, 1: 2}
+            connector.committing = {}  # answered, as the runtime stops
+        assert connector.uncommitted == connector.committing == {}
+
+    run(scenario())
+    assert committed(kafka, group, topic) == {0: 4, 1: 4}
+    assert len(seen) == 8
+
+
+def test_a_commit_is_sent_once_the_broker_answered_the_one_before(
+    kafka: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Many records read one a batch, each moving the offsets: the consumer (the real client,
+    watched) sends each commit of the group's offsets only once the broker answered the one
+    before, each with offsets past the ones sent before, the newest the database's; no
+    automatic commit comes between, whatever the module's properties say."""
+    import confluent_kafka
+    from statefun_local import kafka as kafka_connectors
+
+    events: list[str] = []
+    sent: list[dict[tuple[str, int], int]] = []
+
+    class Watched(confluent_kafka.Consumer):  # type: ignore[misc]
+        def __init__(self, config: dict[str, Any]) -> None:
+            answer = config.get("on_commit")
+            if answer is not None:
+
+                def answered(error: Any, partitions: Any) -> None:
+                    events.append("answered")
+                    answer(error, partitions)
+
+                config = {**config, "on_commit": answered}
+            super().__init__(config)
+
+        def commit(self, *args: Any, **kwargs: Any) -> Any:
+            events.append("sent")
+            sent.append({(p.topic, p.partition): p.offset for p in kwargs["offsets"]})
+            return super().commit(*args, **kwargs)
+
+    monkeypatch.setattr(kafka_connectors, "BATCH", 1)
+    monkeypatch.setattr(confluent_kafka, "Consumer", Watched)
+    prefix = names()
+    topic, group = prefix + "in", prefix + "group"
+    kafka.create_topics([topic], partitions=2)
+    value = StringType.serializer().serialize
+    for partition in (0, 1):
+        kafka.produce(topic, [(f"k{n}", value(f"v{n}")) for n in range(100)], partition=partition)
+    seen: list[str] = []
+    # the Java client's automatic commits, asked for by the module: the ingress' own setting wins
+    auto = "  properties: [{enable.auto.commit: true}, {auto.commit.interval.ms: 10}]"
+    documents = ingress(kafka.bootstrap, topic, group, extra=auto)
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            end = {(topic, 0): 100, (topic, 1): 100}
+            await until(lambda: connector.offsets == end, "every record read")
+            await eventually(lambda: committed(kafka, group, topic), {0: 100, 1: 100})
+
+    run(scenario())
+    assert len(seen) == 200
+    assert len(sent) > 1
+    assert events == ["sent", "answered"] * len(sent)
+    newest: dict[tuple[str, int], int] = {}
+    for offsets in sent:
+        assert all(offset > newest.get(where, -1) for where, offset in offsets.items()), sent
+        newest.update(offsets)
+    assert newest == {(topic, 0): 100, (topic, 1): 100}
+
+
 def test_a_commit_the_broker_refuses_is_logged_once_and_the_next_offsets_commit(
     kafka: Any, tmp_path: Path, caplog: Any
 ) -> None:
     """A commit the broker refuses (an offset of a topic it does not know) is logged, once
-    however often it is refused; the next records' offsets are committed, and the ingress
-    reads on."""
+    however often it is refused (and again once one went through); the next records' offsets
+    are committed, and the ingress reads on."""
     prefix = names()
     topic, group = prefix + "in", prefix + "group"
     kafka.create_topics([topic], partitions=2)
@@ -377,13 +502,101 @@ def test_a_commit_the_broker_refuses_is_logged_once_and_the_next_offsets_commit(
             await asyncio.to_thread(produce, kafka, topic, "new")
             await eventually(lambda: committed(kafka, group, topic), {0: 2, 1: 2})
             assert (connector.commit_error, connector.state) == (None, "connected")
+            # refused again after a commit went through: logged again
+            connector.uncommitted[prefix + "gone", 0] = 6
+            await until(lambda: connector.commit_error is not None, "the commit refused again")
         assert len(seen) == 4
 
     with caplog.at_level(logging.INFO, logger="statefun_local"):
         run(scenario())
     refusals = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert refusals == ["kafka ingress com.example/in: the group's offsets (for Kafka's tools) "
-                        "not committed: Broker: Unknown topic or partition"]  # fmt: skip
+                        "not committed: Broker: Unknown topic or partition"] * 2  # fmt: skip
+
+
+def test_an_ingress_started_again_after_a_failure_reads_on_and_commits_with_its_new_client(
+    kafka: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A failure while records are taken (here: routing one) closes the client, and the
+    ingress starts again with a new one: it reads the failed batch again from the database's
+    offsets (each record queued once) and commits the group's offsets again, a commit the old
+    client left unanswered notwithstanding."""
+    prefix = names()
+    topic, group = prefix + "in", prefix + "group"
+    kafka.create_topics([topic], partitions=2)
+    produce(kafka, topic, "old")
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, group)
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await eventually(lambda: committed(kafka, group, topic), {0: 2, 1: 2})
+            await until(lambda: not connector.uncommitted and not connector.committing,
+                        "the last commit answered")  # fmt: skip
+            route = runtime.route_record
+            failed: list[str] = []
+
+            def route_once_failing(*args: Any) -> Any:
+                if not failed:
+                    failed.append(args[2])
+                    raise RuntimeError("routing failed")
+                return route(*args)
+
+            monkeypatch.setattr(runtime, "route_record", route_once_failing)
+            # as if the broker had not answered the last commit when the client closed
+            connector.committing = {(topic, 0): 2}
+            await asyncio.to_thread(produce, kafka, topic, "new")
+            await eventually(lambda: committed(kafka, group, topic), {0: 4, 1: 4})
+            await runtime.wait_until_idle()
+            assert connector.state == "connected"
+            assert runtime.store.kafka_offsets("com.example/in") == {(topic, 0): 4, (topic, 1): 4}
+            assert len(failed) == 1
+
+    run(scenario())
+    assert sorted(text.split(":")[1] for text in seen) == [
+        f"{label}-{partition}-{n}" for label in ("new", "old") for partition in (0, 1)
+        for n in (0, 1)
+    ]  # fmt: skip
+
+
+def test_the_offsets_of_a_commit_a_closed_client_left_unanswered_are_committed_by_the_next(
+    kafka: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A failure (here: routing a record of partition 1) closes the client while the broker
+    has not answered its commit of partition 0's offset: the ingress started again commits
+    that offset too, though nothing new comes on partition 0."""
+    prefix = names()
+    topic, group = prefix + "in", prefix + "group"
+    kafka.create_topics([topic], partitions=2)
+    produce(kafka, topic, "old")
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, group)
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await eventually(lambda: committed(kafka, group, topic), {0: 2, 1: 2})
+            await until(lambda: not connector.uncommitted and not connector.committing,
+                        "the last commit answered")  # fmt: skip
+            connector.committing = {(topic, 0): 2}  # a commit in flight: the next ones wait
+            await asyncio.to_thread(produce, kafka, topic, "new", (0,))
+            await until(lambda: connector.uncommitted == {(topic, 0): 4}, "partition 0 read")
+            # sent, and never answered: the client closes first
+            connector.committing, connector.uncommitted = connector.uncommitted, {}
+            route = runtime.route_record
+
+            def route_failing_once(*args: Any) -> Any:
+                monkeypatch.setattr(runtime, "route_record", route)
+                raise RuntimeError("routing failed")
+
+            monkeypatch.setattr(runtime, "route_record", route_failing_once)
+            await asyncio.to_thread(produce, kafka, topic, "new", (1,))
+            await eventually(lambda: committed(kafka, group, topic), {0: 4, 1: 4})
+            await runtime.wait_until_idle()
+
+    run(scenario())
+    assert len(seen) == 8
 
 
 def test_the_lag_is_what_the_ingress_read_and_can_not_queue_yet(kafka: Any, tmp_path: Path) -> None:
@@ -475,6 +688,44 @@ def test_a_partition_found_on_a_later_start_starts_at_its_earliest_record(
     ]  # fmt: skip
 
 
+def test_a_partition_added_while_the_ingress_runs_is_read_from_its_first_record(
+    kafka: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The ingress looks for partitions added to its topics every ``PARTITIONS_EVERY`` s: one
+    found while it runs is read from its first record, whatever the ``startupPosition``
+    (``latest`` here, for the partition there at the first start)."""
+    from confluent_kafka.admin import NewPartitions
+    from statefun_local import kafka as kafka_connectors
+
+    prefix = names()
+    topic = prefix + "in"
+    kafka.create_topics([topic], partitions=1)
+    produce(kafka, topic, "old", partitions=(0,))
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, prefix + "group", "{type: latest}")
+
+    def add_a_partition() -> None:
+        admin = kafka.admin()  # kept until its future is done: its futures die with it
+        (future,) = admin.create_partitions([NewPartitions(topic, 2)]).values()
+        future.result(timeout=30)
+        produce(kafka, topic, "new", partitions=(1,))
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.offsets == {(topic, 0): 2}, "the ingress at the end")
+            await asyncio.to_thread(add_a_partition)
+            monkeypatch.setattr(kafka_connectors, "PARTITIONS_EVERY", 0.0)  # time to look
+            end = {(topic, 0): 2, (topic, 1): 2}
+            await until(lambda: connector.offsets == end, "the new partition read")
+            await runtime.wait_until_idle()
+            assert runtime.store.kafka_offsets("com.example/in") == end
+            assert connector.status()["partitions"] == 2
+
+    run(scenario())
+    assert sorted(text.split(":")[1] for text in seen) == ["new-1-0", "new-1-1"]
+
+
 # --- the egress --------------------------------------------------------------------------------
 
 
@@ -533,7 +784,9 @@ def test_an_exactly_once_egress_goes_on_from_kafkas_position_when_the_database_i
 ) -> None:
     """The position committed with the records, on the egress' own compacted topic, is the one
     a restart goes on from when the database's copy is behind (a crash between the two
-    commits): nothing is produced twice."""
+    commits): nothing is produced twice. The newest committed position counts, not one in a
+    transaction a crashed producer left open (aborted by the next one, with its records)."""
+    from confluent_kafka import Producer
     from confluent_kafka.admin import ConfigResource
 
     prefix = names()
@@ -547,13 +800,14 @@ def test_an_exactly_once_egress_goes_on_from_kafkas_position_when_the_database_i
 
     async def first() -> str:
         async with running(functions, db, documents) as runtime:
-            for n in range(3):
+            for n in range(3):  # a transaction each: the newest position is the one read back
                 await runtime.send(Address(ECHO, f"k{n}"), string(f"v{n}"))
-            await runtime.wait_until_idle()
+                await runtime.wait_until_idle()
+                last = runtime.store.egress_list()[-1].seq
+                await until(lambda last=last: runtime.store.meta_get(cursor_key) == last,
+                            "the position saved")  # fmt: skip
             assert [r.text for r in await read(kafka, out, 3)] == ["v0", "v1", "v2"]
             connector = connection(runtime, "egress")
-            last = runtime.store.egress_list()[-1].seq
-            await until(lambda: runtime.store.meta_get(cursor_key) == last, "the position saved")
             status = connector.status()
             assert (status["semantic"], status["position"], status["records"]) == (
                 "exactly-once", last, 3)  # fmt: skip
@@ -575,16 +829,25 @@ def test_an_exactly_once_egress_goes_on_from_kafkas_position_when_the_database_i
     cursor_topic = run(first())
     store = SqliteStore.open(db)
     last = store.meta_get(cursor_key)
+    instance = store.meta_get("instance")
     with store.transaction():
         store.meta_put(cursor_key, 0)  # as if the runtime died before the database's copy
     store.close()
-    positions = kafka.read(cursor_topic, 1)
+    positions = kafka.read(cursor_topic, 3)
     assert [(r.key, r.text) for r in positions][-1:] == [("position", str(last))]
     admin = kafka.admin()
     (described,) = admin.describe_configs([ConfigResource("topic", cursor_topic)]).values()
     config = described.result(timeout=30)
     assert (config["cleanup.policy"].value, config["segment.ms"].value) == ("compact", "3600000")
     assert len(admin.list_topics(cursor_topic, timeout=30).topics[cursor_topic].partitions) == 1
+    # the egress' producer died with a transaction open, a record and a position in it
+    name = f"statefun-local.{instance}.com.example/out"  # the egress' transactional.id
+    crashed = Producer({"bootstrap.servers": kafka.bootstrap, "transactional.id": name})
+    crashed.init_transactions(30)
+    crashed.begin_transaction()
+    crashed.produce(out, key=b"k9", value=StringType.serializer().serialize("v9"))
+    crashed.produce(cursor_topic, key=b"position", value=str(last + 1000).encode())
+    assert crashed.flush(30) == 0
     run(second())
 
 
@@ -603,6 +866,37 @@ def test_a_transaction_timeout_the_broker_does_not_allow_fails_the_egress_and_sa
 
     error = run(scenario())
     assert error.startswith("KafkaException: ") and "INVALID_TRANSACTION_TIMEOUT" in error
+
+
+@pytest.mark.parametrize("id_", ["com.example/out put", "com.example/" + "o" * 300])
+def test_an_exactly_once_egress_whose_id_is_no_topic_name_has_a_position_topic_all_the_same(
+    kafka: Any, tmp_path: Path, id_: str
+) -> None:
+    """The position topic is named after the egress' id: one with a character Kafka refuses
+    in a topic name (a space), or too long for one, gets a legal name of its own, and its
+    records are produced, once across a restart."""
+    out = names() + "out"
+    kafka.create_topics([out], partitions=1)
+    documents = egress(kafka.bootstrap, id_, "{type: exactly-once, transactionTimeout: 1min}")
+    functions = StatefulFunctions()
+
+    @functions.bind(ECHO)
+    def send(context: Context, message: Message) -> None:
+        text = message.as_string()
+        context.send_egress(kafka_egress_message(id_, out, text, key=context.address.id))
+
+    async def session(text: str) -> str:
+        async with running(functions, tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "egress")
+            await runtime.send(Address(ECHO, "k"), string(text))
+            await runtime.wait_until_idle()
+            await until(lambda: connector.records == 1, "the record produced")
+            return str(connector.cursor_topic)
+
+    topics = [run(session("v0")), run(session("v1"))]
+    assert topics[0] == topics[1]
+    assert re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", topics[0]), topics[0]
+    assert [r.text for r in kafka.read(out, 2, 60, 2)] == ["v0", "v1"]
 
 
 def test_the_status_keeps_the_last_ten_records_skipped(kafka: Any, tmp_path: Path) -> None:
@@ -682,6 +976,9 @@ def test_a_record_kafka_does_not_take_fails_the_egress_until_it_does(
             await until(lambda: connector.state == "failed", "the egress failed")
             if semantic == "at-least-once":
                 assert connector.error.startswith(f"RuntimeError: records not produced: to {out}: ")
+            else:  # the transaction's commit fails (then it is aborted), saying why
+                assert connector.error.startswith("KafkaException: "), connector.error
+                assert "1 message(s) failed delivery" in connector.error
             assert connector.cursor == 0
             assert runtime.store.meta_get("kafka_egress_cursor:com.example/out") is None
             await asyncio.to_thread(kafka.create_topics, [out], 1)
@@ -691,6 +988,32 @@ def test_a_record_kafka_does_not_take_fails_the_egress_until_it_does(
             assert connector.cursor == runtime.store.egress_list()[-1].seq
 
     run(scenario())
+
+
+def test_a_record_not_acknowledged_in_time_fails_the_at_least_once_egress(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A record the broker has not acknowledged ``TIMEOUT`` s after it was produced (nobody
+    listens at the address here) fails its batch, to be produced again by a new producer: the
+    position stays where it was."""
+    from statefun_local import kafka as kafka_connectors
+
+    monkeypatch.setattr(kafka_connectors, "TIMEOUT", 1)
+    seen: list[str] = []
+    documents = egress(f"127.0.0.1:{free_port()}")
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen, out="out"), tmp_path / "db.sqlite",
+                           documents) as runtime:  # fmt: skip
+            connector = connection(runtime, "egress")
+            await runtime.send(Address(ECHO, "k"), string("v"))
+            failure = "RuntimeError: 1 records not acknowledged within 1 s"
+            await until(lambda: str(connector.error).startswith(failure), "the batch failed")
+            assert connector.cursor == 0
+            assert runtime.store.meta_get("kafka_egress_cursor:com.example/out") is None
+
+    run(scenario())
+    assert seen == ["k:v"]
 
 
 def test_a_property_librdkafka_refuses_fails_the_connector_and_says_why(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import re
 import time
 import uuid
@@ -99,6 +100,21 @@ def _new(factory: Any, config: dict[str, Any], connector: Connector) -> Any:
             log.warning("%s: property %r is not one librdkafka knows: left out", connector,
                         unknown.group(1))  # fmt: skip
             config = {k: v for k, v in config.items() if k != unknown.group(1)}
+
+
+# what Kafka refuses in a topic name, and its longest
+_NOT_IN_TOPICS = re.compile(r"[^a-zA-Z0-9._-]")
+_TOPIC_MAX = 249
+
+
+def _topic_for(name: str) -> str:
+    """A topic name for ``name`` (an egress' position topic): ``/`` as ``.``; a name with any
+    other character Kafka refuses, or too long, made legal and told apart by its digest."""
+    topic = name.replace("/", ".")
+    if _NOT_IN_TOPICS.search(topic) or len(topic) > _TOPIC_MAX:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        topic = f"{_NOT_IN_TOPICS.sub('_', topic)[: _TOPIC_MAX - 17]}.{digest}"
+    return topic
 
 
 # what librdkafka's error texts say of each retry: "(after 301ms in state AUTH_REQ)"
@@ -397,7 +413,7 @@ class KafkaEgress(_KafkaConnector):
     async def _run(self) -> None:
         kafka = _client()
         name = self._name()
-        self.cursor_topic = name.replace("/", ".")  # only this producer writes it
+        self.cursor_topic = _topic_for(name)  # only this producer writes it
         settings: dict[str, Any] = {"enable.idempotence": True}
         if self.exactly_once:
             settings["transactional.id"] = name

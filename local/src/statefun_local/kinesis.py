@@ -3,8 +3,10 @@
 **Ingress, exactly once.** Each ``io.statefun.kinesis.v1/ingress`` reads every shard of its
 streams. A batch of records becomes messages (one per target, the partition key as the id)
 queued in the same SQLite transaction that records the shard's last sequence number; after a
-crash the shard is read again after that number. A shard the database has never read starts at
-the module's ``startupPosition`` (earliest, latest or date).
+crash the shard is read again after that number. On the ingress' first start each shard starts
+at the module's ``startupPosition`` (earliest, latest or date), a shard found later (a reshard,
+while running or while down) at its start; either way the position is written to the database
+at once (``latest`` as the moment it was taken), so that a restart goes on from there.
 
 **Egress, at least once** (as the runtime's Kinesis egress): records are put in the order of
 the database's egress log, and the log position is saved once Kinesis accepted them; a record
@@ -37,6 +39,8 @@ READ_BATCH = 1000
 PUT_BATCH = 500
 PUT_BYTES = 4 * 1024 * 1024
 PUT_ATTEMPTS = 6
+# a shard's position, when no record was read from it yet (a sequence number is digits)
+_TRIM_HORIZON, _LATEST, _AT = "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP:"
 #: seconds between reads of the shard list, and between polls that found nothing
 SHARDS_EVERY = 30.0
 IDLE = 0.2
@@ -80,18 +84,12 @@ class KinesisIngress(Connector):
         client = _client(self.ingress.aws)
         self.iterators = {}
         positions = self.runtime.store.kinesis_positions(self.id)
-        listed, first = 0.0, True
+        listed, first = 0.0, not positions
         last_read: dict[tuple[str, str], float] = {}
         try:
             while True:
                 if time.monotonic() - listed > SHARDS_EVERY:
-                    for stream in self.streams:
-                        for shard in await self.blocking(self._shards, client, stream):
-                            if (stream, shard) not in self.iterators:
-                                self.iterators[stream, shard] = await self.blocking(
-                                    self._iterator, client, stream, shard,
-                                    positions.get((stream, shard)), first,
-                                )  # fmt: skip
+                    await self._list(client, positions, first)
                     listed, first = time.monotonic(), False
                     self.connected()
                 read = 0
@@ -117,23 +115,55 @@ class KinesisIngress(Connector):
             if not token:
                 return shards
 
-    def _iterator(
-        self, client: Any, stream: str, shard: str, after: Optional[str], first: bool
-    ) -> str:
-        """Where a shard is read from: after its stored sequence number; else, for the shards
-        of the first listing, the ``startupPosition``; a shard found later (a reshard) from its
-        start."""
-        where: dict[str, Any] = {"StreamName": stream, "ShardId": shard}
+    async def _list(self, client: Any, positions: dict[tuple[str, str], str], first: bool
+                    ) -> None:  # fmt: skip
+        """An iterator for each shard not read yet; the positions of the shards new to the
+        database written to it."""
+        found: dict[tuple[str, str], str] = {}
+        for stream in self.streams:
+            for shard in await self.blocking(self._shards, client, stream):
+                if (stream, shard) in self.iterators:
+                    continue
+                position = positions.get((stream, shard))
+                if position is None:
+                    position, found[stream, shard] = self._start(first)
+                self.iterators[stream, shard] = await self.blocking(
+                    self._iterator, client, stream, shard, position
+                )
+        if found:
+
+            def write() -> None:
+                for (stream, shard), stored in found.items():
+                    self.runtime.store.kinesis_position_put(self.id, stream, shard, stored)
+
+            await self.enqueue([], write)
+            positions.update(found)
+
+    def _start(self, first: bool) -> tuple[str, str]:
+        """Where a shard the database has no position for starts, and the position to write:
+        on the first start the ``startupPosition``; a shard found later from its start.
+        ``latest`` is written as the moment it was taken."""
         startup = self.ingress.startup
-        if after is not None:
-            where.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
-        elif startup.position == "earliest" or not first:
-            where["ShardIteratorType"] = "TRIM_HORIZON"
-        elif startup.position == "date":
-            moment = datetime.datetime.fromtimestamp(startup.date_ms / 1000, datetime.timezone.utc)
+        if startup.position == "earliest" or not first:
+            return _TRIM_HORIZON, _TRIM_HORIZON
+        if startup.position == "date":
+            return f"{_AT}{startup.date_ms}", f"{_AT}{startup.date_ms}"
+        return _LATEST, f"{_AT}{int(time.time() * 1000)}"
+
+    @staticmethod
+    def _iterator(client: Any, stream: str, shard: str, position: str) -> str:
+        """A shard's iterator at ``position``: a sequence number (read after it), or where
+        :meth:`_start` put the shard."""
+        where: dict[str, Any] = {"StreamName": stream, "ShardId": shard}
+        if position in (_TRIM_HORIZON, _LATEST):
+            where["ShardIteratorType"] = position
+        elif position.startswith(_AT):
+            seconds = int(position[len(_AT) :]) / 1000
+            moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
             where.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=moment)
         else:
-            where["ShardIteratorType"] = "LATEST"
+            where.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                         StartingSequenceNumber=position)  # fmt: skip
         return str(client.get_shard_iterator(**where)["ShardIterator"])
 
     async def _read(self, client: Any, stream: str, shard: str, iterator: str,

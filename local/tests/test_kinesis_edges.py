@@ -1,0 +1,505 @@
+"""statefun-local's Kinesis connectors at their edges, in this process, on a real Kinesis API
+(kinesalite, from the npm registry, run by Node, in memory; started by the e2e suite's kit and
+stopped by its PID): where an ingress starts (earliest, latest, a date between two records) on
+every shard, a restart going on after the last record read, a shard split while the ingress
+runs, what each connector shows; records put by the egress on two streams in order, with their
+partition and explicit hash keys, more than one call's worth of them (by count and by size), a
+restart that puts nothing again; the credentials a profile names, and boto3 missing."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from statefun_local import LocalRuntime
+from statefun_local.connector import connectors
+from statefun_local.module import Aws, parse_module
+
+from statefun_core import Context, Message, StatefulFunctions, StringType, kinesis_egress_message
+from statefun_core.engine import Address
+
+from .conftest import run
+from .test_kafka_edges import connection, endpoint, load_kit, running, until
+from .test_runtime import string
+
+pytest.importorskip("boto3", reason="the Kinesis connectors need boto3 (statefun-local[kinesis])")
+
+ECHO = "com.example/echo"
+SENDER = "com.example/sender"
+#: an explicit hash key in each half of the hash key range: the first and the second shard of
+#: a stream of two (or the two shards a split at 2**127 makes of one)
+HASHES = ("0", str(2**127 + 1))
+
+
+@pytest.fixture(scope="module")
+def kinesis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    for program in ("node", "npm"):
+        if shutil.which(program) is None:
+            pytest.skip(f"no {program} on PATH: kinesalite (the Kinesis API) runs on Node")
+    kit = load_kit()
+    server = kit.Kinesis(tmp_path_factory.mktemp("kinesis"))
+    try:
+        server.start()
+    except kit.Unavailable as error:
+        server.stop()
+        pytest.skip(f"no kinesalite on this machine: {error}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_streams_left(kinesis: Any) -> Iterator[None]:
+    """Each test's streams deleted after it: kinesalite allows ten shards in all."""
+    yield
+    client = kinesis.client()
+    for stream in client.list_streams()["StreamNames"]:
+        client.delete_stream(StreamName=stream)
+    deadline = time.monotonic() + 60
+    while client.list_streams()["StreamNames"]:
+        assert time.monotonic() < deadline, "kinesalite never deleted the test's streams"
+        time.sleep(0.1)
+
+
+@pytest.fixture(autouse=True)
+def no_aws_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Only what the module says reaches boto3: none of the machine's AWS settings."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def names() -> str:
+    """A prefix of this test's own streams."""
+    return f"edges-{uuid.uuid4().hex[:6]}-"
+
+
+def streams(kinesis: Any, *names: str, shards: int = 2) -> None:
+    kinesis.create_streams(names, shards=shards)
+
+
+BASIC = "{type: basic, accessKeyId: local, secretAccessKey: local}"
+
+
+def kinesis_in(kinesis: Any, stream: str, startup: str = "{type: earliest}",
+               credentials: str = BASIC) -> str:  # fmt: skip
+    return f"""
+---
+kind: io.statefun.kinesis.v1/ingress
+spec:
+  id: com.example/kin
+  awsRegion: {{type: custom-endpoint, endpoint: "{kinesis.endpoint}", id: us-east-1}}
+  awsCredentials: {credentials}
+  startupPosition: {startup}
+  streams:
+    - {{stream: {stream}, valueType: io.statefun.types/string, targets: [{ECHO}]}}
+"""
+
+
+def kinesis_out(kinesis: Any) -> str:
+    return f"""
+---
+kind: io.statefun.kinesis.v1/egress
+spec:
+  id: com.example/kout
+  awsRegion: {{type: custom-endpoint, endpoint: "{kinesis.endpoint}", id: us-east-1}}
+  awsCredentials: {BASIC}
+"""
+
+
+def functions(seen: list[str]) -> StatefulFunctions:
+    """``com.example/echo`` notes ``id:text`` of each message; ``com.example/sender`` puts the
+    records a message lists (JSON: stream, partition key, explicit hash key or null, and the
+    text, or a size for a value of that many bytes) to the egress ``com.example/kout``."""
+    bound = StatefulFunctions()
+
+    @bound.bind(ECHO)
+    def echo(context: Context, message: Message) -> None:
+        seen.append(f"{context.address.id}:{message.as_string()}")
+
+    @bound.bind(SENDER)
+    def sender(context: Context, message: Message) -> None:
+        for stream, key, hash_key, text in json.loads(message.as_string()):
+            value = text.encode() if isinstance(text, str) else bytes([text % 251]) * text
+            record = kinesis_egress_message("com.example/kout", stream, value, key,
+                                            explicit_hash_key=hash_key)  # fmt: skip
+            context.send_egress(record)
+
+    return bound
+
+
+def put(kinesis: Any, stream: str, records: list[tuple[str, str, int]]) -> dict[str, str]:
+    """Put (partition key, text, shard: 0 or 1 of ``HASHES``); the last sequence number put to
+    each shard."""
+    value = StringType.serializer().serialize
+    entries = [{"PartitionKey": key, "Data": value(text), "ExplicitHashKey": HASHES[shard]}
+               for key, text, shard in records]  # fmt: skip
+    reply = kinesis.client().put_records(StreamName=stream, Records=entries)
+    assert not reply["FailedRecordCount"], reply
+    return {r["ShardId"]: r["SequenceNumber"] for r in reply["Records"]}
+
+
+def read(kinesis: Any, stream: str, count: int) -> list[Any]:
+    """Every record of ``stream`` once ``count`` are there (each shard in order)."""
+    return kinesis.read(stream, count, 60)  # type: ignore[no-any-return]
+
+
+def shard_ids(kinesis: Any, stream: str) -> list[str]:
+    return [s["ShardId"] for s in kinesis.client().list_shards(StreamName=stream)["Shards"]]
+
+
+def split(kinesis: Any, stream: str, shard: str) -> None:
+    """``shard`` split in two at the middle of the hash key range, the stream active again."""
+    client = kinesis.client()
+    client.split_shard(StreamName=stream, ShardToSplit=shard, NewStartingHashKey=str(2**127))
+    while client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+        "StreamStatus"] != "ACTIVE":  # fmt: skip
+        time.sleep(0.1)
+
+
+def sorted_texts(seen: list[str]) -> list[str]:
+    return sorted(seen)
+
+
+def label_records(label: str) -> list[tuple[str, str, int]]:
+    """Two records on each of the two shards: ``<label>-<shard>-<n>`` keyed the same."""
+    return [(f"{label}-{shard}-{n}", f"{label}-{shard}-{n}", shard)
+            for shard in (0, 1) for n in range(2)]  # fmt: skip
+
+
+def seen_of(label: str) -> list[str]:
+    return sorted(f"{name}:{name}" for name, _, _ in label_records(label))
+
+
+# --- where an ingress starts ------------------------------------------------------------------
+
+
+def next_second_after_now() -> datetime.datetime:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.replace(microsecond=0) + datetime.timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("startup", ["earliest", "latest", "date"])
+def test_where_an_ingress_starts_on_each_shard(
+    kinesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, startup: str
+) -> None:
+    """``old`` records are put before the runtime starts; for ``date``, ``dated`` ones after
+    the date and before the start; ``new`` ones once it runs. Earliest takes all, latest only
+    the new ones, a date only what came at or after it; each record once, though the shard
+    list is read again and again (a shard already being read goes on where it is). The
+    database holds each shard's last sequence number; the status shows both shards."""
+    from statefun_local import kinesis as connectors_module
+
+    monkeypatch.setattr(connectors_module, "SHARDS_EVERY", 0.0)
+    stream = names() + "in"
+    streams(kinesis, stream)
+    put(kinesis, stream, label_records("old"))
+    expected = {"earliest": seen_of("old"), "latest": [], "date": []}[startup]
+    position = "{type: " + startup + "}"
+    if startup == "date":
+        moment = next_second_after_now()  # after every old record: whole seconds, as boto3 sends
+        while datetime.datetime.now(datetime.timezone.utc) <= moment:
+            time.sleep(0.05)
+        put(kinesis, stream, label_records("dated"))
+        expected = seen_of("dated")
+        position = f"{{type: date, date: '{moment:%Y-%m-%d %H:%M:%S}.000 Z'}}"
+    seen: list[str] = []
+    documents = kinesis_in(kinesis, stream, position)
+
+    async def scenario() -> None:
+        async with running(functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "connected", "the shards listed")
+            last = await asyncio.to_thread(put, kinesis, stream, label_records("new"))
+            # a shard is read in order: once the new records are in, nothing before them comes
+            await until(lambda: runtime.store.kinesis_positions("com.example/kin")
+                        == {(stream, shard): seq for shard, seq in last.items()},
+                        "each shard read to its end")  # fmt: skip
+            await runtime.wait_until_idle()
+            status = connector.status()
+            assert status == {
+                "system": "kinesis", "kind": "ingress", "id": "com.example/kin",
+                "broker": kinesis.endpoint, "state": "connected", "error": None,
+                "records": len(expected) + 4, "topics": [stream], "group": "",
+                "partitions": 2, "lag": None, "skipped": [],
+            }  # fmt: skip
+
+    run(scenario())
+    assert sorted_texts(seen) == sorted(expected + seen_of("new"))
+
+
+def test_a_restart_goes_on_after_the_last_record_read(kinesis: Any, tmp_path: Path) -> None:
+    """Records read before a stop are not read again; those put while the runtime was down
+    are, each once (three on each shard a batch, so the last one is what counts)."""
+    stream = names() + "in"
+    streams(kinesis, stream)
+    seen: list[str] = []
+    documents = kinesis_in(kinesis, stream, "{type: latest}")
+    db = tmp_path / "db.sqlite"
+    batch = [(f"{label}{n}", f"{label}{n}", shard)
+             for label, shard in (("a", 0), ("b", 1)) for n in range(3)]  # fmt: skip
+    later = [(f"later-{key}", text, shard) for key, text, shard in batch]
+
+    async def first() -> None:
+        async with running(functions(seen), db, documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "connected", "the shards listed")
+            last = await asyncio.to_thread(put, kinesis, stream, batch)
+            expected = {(stream, shard): seq for shard, seq in last.items()}
+            await until(lambda: runtime.store.kinesis_positions("com.example/kin") == expected,
+                        "each shard read to its end")  # fmt: skip
+            await runtime.wait_until_idle()
+
+    async def second() -> None:
+        async with running(functions(seen), db, documents) as runtime:
+            await until(lambda: len(seen) >= 12, "the records put while down")
+            await runtime.wait_until_idle()
+            assert runtime.store.kinesis_positions("com.example/kin") == {
+                (stream, shard): seq for shard, seq in last.items()
+            }
+
+    run(first())
+    last = put(kinesis, stream, later)
+    run(second())
+    assert sorted(seen) == sorted(f"{key}:{text}" for key, text, _ in batch + later)
+
+
+def test_a_shard_split_while_the_ingress_runs_is_found_at_the_next_listing_and_read_from_its_start(
+    kinesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``latest``: the old record is not read, the parent is read to its end and then
+    left (no open shard until the shard list is read again, ``SHARDS_EVERY`` after the last
+    time; the runtime goes on meanwhile); the two new shards, found when it is, are read from
+    their first record, put before they were found."""
+    from statefun_local import kinesis as connectors_module
+
+    monkeypatch.setattr(connectors_module, "SHARDS_EVERY", 0.0)
+    stream = names() + "in"
+    streams(kinesis, stream, shards=1)
+    (parent,) = shard_ids(kinesis, stream)
+    put(kinesis, stream, [("old", "old", 0)])
+    seen: list[str] = []
+    documents = kinesis_in(kinesis, stream, "{type: latest}")
+
+    async def scenario() -> None:
+        async with running(functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "connected", "the shard listed")
+            monkeypatch.setattr(connectors_module, "SHARDS_EVERY", 600.0)  # not again here
+            await asyncio.to_thread(put, kinesis, stream, [("before", "before", 0)])
+            await until(lambda: seen == ["before:before"], "the record before the split")
+            await asyncio.to_thread(split, kinesis, stream, parent)
+            await asyncio.to_thread(put, kinesis, stream, [("low", "low", 0), ("high", "high", 1)])
+            await until(lambda: connector.status()["partitions"] == 0, "the parent read to its end")
+            assert len(shard_ids(kinesis, stream)) == 3
+            monkeypatch.setattr(connectors_module, "SHARDS_EVERY", 0.0)
+            await until(lambda: len(seen) == 3, "the new shards read")
+            await runtime.wait_until_idle()
+            assert connector.status()["partitions"] == 2
+
+    run(scenario())
+    assert sorted(seen) == ["before:before", "high:high", "low:low"]
+
+
+def test_a_shard_split_while_the_runtime_is_down_is_read_from_its_start(
+    kinesis: Any, tmp_path: Path
+) -> None:
+    """As a Kafka partition added while the runtime is down (and as the runtime restoring a
+    checkpoint): the startupPosition is for the first start; on a restart a shard the database
+    does not know yet is a reshard's, read from its start."""
+    stream = names() + "in"
+    streams(kinesis, stream, shards=1)
+    (parent,) = shard_ids(kinesis, stream)
+    seen: list[str] = []
+    documents = kinesis_in(kinesis, stream, "{type: latest}")
+    db = tmp_path / "db.sqlite"
+
+    async def first() -> None:
+        async with running(functions(seen), db, documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "connected", "the shard listed")
+            await asyncio.to_thread(put, kinesis, stream, [("before", "before", 0)])
+            await until(lambda: seen == ["before:before"], "the record before the split")
+            await runtime.wait_until_idle()
+
+    async def second() -> None:
+        async with running(functions(seen), db, documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.status()["partitions"] == 2, "the new shards listed")
+            await asyncio.to_thread(put, kinesis, stream, [("after", "after", 0)])
+            await until(lambda: "after:after" in seen, "a record put after the restart")
+            await runtime.wait_until_idle()
+
+    run(first())
+    split(kinesis, stream, parent)
+    put(kinesis, stream, [("low", "low", 0), ("high", "high", 1)])
+    run(second())
+    assert sorted(seen) == ["after:after", "before:before", "high:high", "low:low"]
+
+
+def test_records_put_while_down_on_a_shard_not_read_yet_are_read_after_a_restart(
+    kinesis: Any, tmp_path: Path
+) -> None:
+    """``latest`` is where the first start begins: as the Kafka ingress (which writes the
+    position it resolved at once), a restart goes on from there, not from a new latest."""
+    stream = names() + "in"
+    streams(kinesis, stream)
+    seen: list[str] = []
+    documents = kinesis_in(kinesis, stream, "{type: latest}")
+    db = tmp_path / "db.sqlite"
+
+    async def session(label: str) -> None:
+        async with running(functions(seen), db, documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "connected", "the shards listed")
+            if label:
+                await asyncio.to_thread(put, kinesis, stream, label_records(label))
+                await until(lambda: len(seen) >= 8, "the records put while down, and after")
+                await runtime.wait_until_idle()
+
+    run(session(""))
+    put(kinesis, stream, label_records("down"))
+    run(session("up"))
+    assert sorted(seen) == sorted(seen_of("down") + seen_of("up"))
+
+
+# --- the egress -------------------------------------------------------------------------------
+
+
+def send(runtime: LocalRuntime, records: list[Any], id_: str = "s") -> Any:
+    return runtime.send(Address(SENDER, id_), string(json.dumps(records)))
+
+
+def test_an_egress_puts_each_stream_in_order_with_its_keys_and_once_across_a_restart(
+    kinesis: Any, tmp_path: Path
+) -> None:
+    """Records for two streams, interleaved, arrive each stream in order; an explicit hash
+    key chooses the shard (the partition key would choose the other); the status shows the
+    egress log position saved, and a restart after a stop puts nothing again."""
+    prefix = names()
+    one, two = prefix + "one", prefix + "two"
+    streams(kinesis, one, two)
+    documents = kinesis_out(kinesis)
+    db = tmp_path / "db.sqlite"
+    first_batch = [[one if n % 2 == 0 else two, "k", None, f"r{n}"] for n in range(6)]
+    # the key "k" hashes to one shard: the explicit hash keys put a record on each
+    hashed = [[two, "k", HASHES[0], "h0"], [two, "k", HASHES[1], "h1"]]
+    later = [[one, "k", None, "r6"], [two, "k", None, "r7"]]
+
+    async def session(batch: list[Any], total: int) -> dict[str, Any]:
+        async with running(functions([]), db, documents) as runtime:
+            await send(runtime, batch)
+            egress = connection(runtime, "egress")
+            await until(lambda: egress.records == total, "the records put")
+            status = egress.status()
+            assert status["position"] == int(runtime.store.meta_get(egress.cursor_key))
+            return status  # type: ignore[no-any-return]
+
+    status = run(session(first_batch + hashed, 8))
+    assert status == {
+        "system": "kinesis", "kind": "egress", "id": "com.example/kout",
+        "broker": kinesis.endpoint, "state": "connected", "error": None, "records": 8,
+        "semantic": "at-least-once", "position": status["position"],
+    }  # fmt: skip
+    assert status["position"] >= 1
+    run(session(later, 2))
+    out_one = [r.text for r in read(kinesis, one, 4)]
+    out_two = read(kinesis, two, 6)
+    assert out_one == ["r0", "r2", "r4", "r6"]
+    assert [r.text for r in out_two if r.text.startswith("r")] == ["r1", "r3", "r5", "r7"]
+    shard_of = {r.text: r.partition for r in out_two}
+    assert (shard_of["h0"], shard_of["h1"]) == (0, 1)
+    assert len(out_two) == 6
+
+
+def test_more_records_than_one_put_takes_arrive_each_once_in_order(
+    kinesis: Any, tmp_path: Path
+) -> None:
+    """501 records (Kinesis puts at most 500 a call), and six of a million bytes each (5 MiB
+    a call: kinesalite takes at most 7 MiB of JSON, about 5 MiB of data): all arrive once, in
+    order."""
+    prefix = names()
+    many, big = prefix + "many", prefix + "big"
+    streams(kinesis, many, big, shards=1)
+    documents = kinesis_out(kinesis)
+    records = [[many, f"k{n}", None, f"m{n}"] for n in range(501)]
+    large = [[big, f"b{n}", None, 1_000_000 + n] for n in range(6)]
+
+    async def scenario() -> None:
+        async with running(functions([]), tmp_path / "db.sqlite", documents) as runtime:
+            await send(runtime, records, "many")
+            await send(runtime, large, "big")
+            egress = connection(runtime, "egress")
+            await until(lambda: egress.records == 507, "the records put")
+            assert egress.error is None
+
+    run(scenario())
+    assert [r.text for r in read(kinesis, many, 501)] == [f"m{n}" for n in range(501)]
+    out = read(kinesis, big, 6)
+    assert [(r.key, len(r.value), r.value[:1]) for r in out] == [
+        (f"b{n}", 1_000_000 + n, bytes([(1_000_000 + n) % 251])) for n in range(6)
+    ]
+
+
+# --- the connection ---------------------------------------------------------------------------
+
+
+def test_the_credentials_a_profile_names_are_used(
+    kinesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``awsCredentials: {type: profile}``: the profile's keys, from the shared credentials
+    file (the machine has no other credentials: a record read proves they were used)."""
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[kin]\naws_access_key_id = local\naws_secret_access_key = local\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    stream = names() + "in"
+    streams(kinesis, stream)
+    put(kinesis, stream, [("one", "one", 0)])
+    seen: list[str] = []
+    documents = kinesis_in(kinesis, stream, credentials="{type: profile, profileName: kin}")
+
+    async def scenario() -> None:
+        async with running(functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: seen == ["one:one"] or connector.state == "failed",
+                        "the record read, or a failure")  # fmt: skip
+            assert (connector.state, connector.error) == ("connected", None)
+
+    run(scenario())
+
+
+def test_before_its_first_attempt_each_connector_shows_what_it_is(
+    kinesis: Any, tmp_path: Path
+) -> None:
+    documents = endpoint("http://127.0.0.1:1/") + kinesis_in(kinesis, "s") + kinesis_out(kinesis)
+    made = connectors(LocalRuntime(parse_module(documents), tmp_path / "db.sqlite"))
+    shared = {"system": "kinesis", "broker": kinesis.endpoint, "state": "connecting",
+              "error": None, "records": 0}  # fmt: skip
+    assert [c.status() for c in made] == [
+        {**shared, "kind": "ingress", "id": "com.example/kin", "topics": ["s"], "group": "",
+         "partitions": 0, "lag": None, "skipped": []},
+        {**shared, "kind": "egress", "id": "com.example/kout", "semantic": "at-least-once",
+         "position": 0},
+    ]  # fmt: skip
+
+
+def test_without_boto3_the_connector_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from statefun_local.kinesis import _client
+
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "boto3", None)  # import boto3: ImportError
+        with pytest.raises(RuntimeError, match=r"pip install 'statefun-local\[kinesis\]'"):
+            _client(Aws(region="us-east-1"))
