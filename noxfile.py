@@ -379,9 +379,10 @@ def engine_oldest(session: nox.Session) -> None:
 
 
 def install_local(session: nox.Session, *extra: str) -> None:
-    # statefun-opentelemetry and the SDK: one trace through the runtime (test_tracing.py)
+    # statefun-opentelemetry and the SDK: one trace through the runtime (test_tracing.py);
+    # boto3 (the kinesis extra): the Kinesis connectors on kinesalite (test_kinesis_edges.py)
     session.install(
-        "-e", ".", "-e", "local", "-e", "integrations/aiohttp",
+        "-e", ".", "-e", "local[kinesis]", "-e", "integrations/aiohttp",
         "-e", "integrations/opentelemetry", "opentelemetry-sdk", *extra,
     )
 
