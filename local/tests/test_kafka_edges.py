@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import importlib.util
 import logging
 import re
@@ -897,6 +898,22 @@ def test_an_exactly_once_egress_whose_id_is_no_topic_name_has_a_position_topic_a
     assert topics[0] == topics[1]
     assert re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", topics[0]), topics[0]
     assert [r.text for r in kafka.read(out, 2, 60, 2)] == ["v0", "v1"]
+
+
+def test_a_position_topic_name_is_the_id_with_dots_or_legal_and_told_apart_by_a_digest() -> None:
+    """``/`` becomes ``.``; a name of 249 characters Kafka takes is kept; a character Kafka
+    refuses, or one more character, makes the name legal (249 characters at most) and adds the
+    first 16 hex digits of the id's SHA-256."""
+    from statefun_local.kafka import _topic_for
+
+    def digest(name: str) -> str:
+        return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+    assert _topic_for("com.example/out") == "com.example.out"
+    assert _topic_for("x" * 249) == "x" * 249
+    assert _topic_for("com.example/my out") == "com.example.my_out." + digest("com.example/my out")
+    assert _topic_for("x" * 250) == "x" * 232 + "." + digest("x" * 250)
+    assert len(_topic_for("x" * 250)) == 249
 
 
 def test_the_status_keeps_the_last_ten_records_skipped(kafka: Any, tmp_path: Path) -> None:

@@ -354,7 +354,8 @@ def test_records_put_while_down_on_a_shard_not_read_yet_are_read_after_a_restart
     kinesis: Any, tmp_path: Path
 ) -> None:
     """``latest`` is where the first start begins: as the Kafka ingress (which writes the
-    position it resolved at once), a restart goes on from there, not from a new latest."""
+    position it resolved at once), a restart goes on from there, not from a new latest, nor
+    from before it (the records put before the first start are not read)."""
     stream = names() + "in"
     streams(kinesis, stream)
     seen: list[str] = []
@@ -370,6 +371,7 @@ def test_records_put_while_down_on_a_shard_not_read_yet_are_read_after_a_restart
                 await until(lambda: len(seen) >= 8, "the records put while down, and after")
                 await runtime.wait_until_idle()
 
+    put(kinesis, stream, label_records("old"))
     run(session(""))
     put(kinesis, stream, label_records("down"))
     run(session("up"))
