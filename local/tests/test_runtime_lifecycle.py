@@ -18,7 +18,12 @@ import pytest
 from aiohttp import web
 from statefun_local import DeadLetterPolicy, LocalRuntime, make_value, parse_module
 from statefun_local.guard import typename_problem
-from statefun_local.runtime import UnknownFunctionError, UnknownIngressError, describe_module
+from statefun_local.runtime import (
+    UnknownFunctionError,
+    UnknownIngressError,
+    describe_module,
+    wait_event,
+)
 from statefun_local.stuck import NotStuckError, PolicyError
 from statefun_local.transport import HttpTransport
 
@@ -1142,3 +1147,31 @@ def test_a_reply_the_database_has_no_room_for_is_the_address_s_failure_until_the
         assert not [m for m in caplog.messages if "reply was applied" in m]
 
     run(scenario())
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+def test_a_task_waiting_for_an_event_in_a_loop_ends_when_cancelled_as_the_event_is_set(
+    turns: int,
+) -> None:
+    """What the runtime's loops wait with (the dispatcher's progress, a failure's pause, the
+    timers): a cancellation that comes as the event is set, ``turns`` of the loop later, ends
+    the task (``asyncio.wait_for`` before Python 3.12 loses it, and a stop then hangs)."""
+
+    async def scenario() -> bool:
+        event = asyncio.Event()
+
+        async def waiting() -> None:
+            while True:
+                await wait_event(event, 10)
+                event.clear()
+
+        task = asyncio.create_task(waiting())
+        await asyncio.sleep(0.01)
+        event.set()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=2)
+        return task in done and task.cancelled()
+
+    assert run(scenario())

@@ -60,6 +60,17 @@ __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressErr
 log = one_line_logger("statefun_local")
 
 
+async def wait_event(event: asyncio.Event, timeout: Optional[float]) -> None:
+    """Until ``event`` is set, or ``timeout`` s have passed. Not ``asyncio.wait_for``: before
+    Python 3.12 it loses a cancellation that comes as the event is set (bpo-42130), and a task
+    that waits in a loop then never ends: a runtime stopping would wait for it for ever."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([waiter], timeout=timeout)
+    finally:
+        waiter.cancel()
+
+
 class WallClock:
     """Processing time: milliseconds since the epoch (timers survive restarts)."""
 
@@ -287,8 +298,7 @@ class LocalRuntime:
         return endpoint
 
     async def _wait_progress(self, timeout: Optional[float] = None) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._progress.wait(), timeout)
+        await wait_event(self._progress, timeout)
 
     def _notify_progress(self) -> None:
         self._progress.set()
@@ -443,8 +453,7 @@ class LocalRuntime:
         wake = asyncio.Event()
         self._waiting[address] = (batch, wake)
         try:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), pause)
+            await wait_event(wake, pause)
         finally:
             self._waiting.pop(address, None)
         with contextlib.suppress(StaleBatchError):  # skipped or dead-lettered meanwhile
@@ -565,8 +574,7 @@ class LocalRuntime:
                 continue
             delay = (due - self.clock.now_ms()) / 1000.0
             if delay > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._timer_wake.wait(), delay)
+                await wait_event(self._timer_wake, delay)
                 continue
             try:
                 fired = self.engine.fire_due_timers()
