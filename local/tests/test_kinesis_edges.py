@@ -170,6 +170,16 @@ def split(kinesis: Any, stream: str, shard: str) -> None:
         time.sleep(0.1)
 
 
+def merge(kinesis: Any, stream: str) -> None:
+    """The two shards of ``stream`` merged into one, the stream active again."""
+    client = kinesis.client()
+    low, high = shard_ids(kinesis, stream)
+    client.merge_shards(StreamName=stream, ShardToMerge=low, AdjacentShardToMerge=high)
+    while client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+        "StreamStatus"] != "ACTIVE":  # fmt: skip
+        time.sleep(0.1)
+
+
 def sorted_texts(seen: list[str]) -> list[str]:
     return sorted(seen)
 
@@ -348,6 +358,42 @@ def test_a_shard_split_while_the_runtime_is_down_is_read_from_its_start(
     put(kinesis, stream, [("low", "low", 0), ("high", "high", 1)])
     run(second())
     assert sorted(seen) == ["after:after", "before:before", "high:high", "low:low"]
+
+
+@pytest.mark.parametrize("reshard", ["split", "merge"])
+def test_a_key_s_records_keep_their_order_across_a_reshard(
+    kinesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reshard: str
+) -> None:
+    """A shard is read once its parents are read to their end (a split's one, a merge's
+    two), so the records of a key put before the reshard reach its function before those put
+    after, however many reads the parents take (one record a read here)."""
+    from statefun_local import kinesis as connectors_module
+
+    monkeypatch.setattr(connectors_module, "READ_BATCH", 1)
+    stream = names() + "in"
+    streams(kinesis, stream, shards=1 if reshard == "split" else 2)
+    keys = ["k"] if reshard == "split" else ["k", "j"]
+
+    def records(label: str) -> list[tuple[str, str, int]]:
+        return [(key, f"{label}{n}", shard) for shard, key in enumerate(keys) for n in range(3)]
+
+    put(kinesis, stream, records("before"))
+    if reshard == "split":
+        split(kinesis, stream, shard_ids(kinesis, stream)[0])
+    else:
+        merge(kinesis, stream)
+    put(kinesis, stream, records("after"))
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        async with running(functions(seen), tmp_path / "db.sqlite", kinesis_in(kinesis, stream)):
+            await until(lambda: len(seen) == 6 * len(keys), "every record")
+
+    run(scenario())
+    for key in keys:
+        assert [text for text in seen if text.startswith(f"{key}:")] == [
+            f"{key}:{label}{n}" for label in ("before", "after") for n in range(3)
+        ]
 
 
 def test_records_put_while_down_on_a_shard_not_read_yet_are_read_after_a_restart(

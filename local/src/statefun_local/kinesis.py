@@ -6,7 +6,9 @@ queued in the same SQLite transaction that records the shard's last sequence num
 crash the shard is read again after that number. On the ingress' first start each shard starts
 at the module's ``startupPosition`` (earliest, latest or date), a shard found later (a reshard,
 while running or while down) at its start; either way the position is written to the database
-at once (``latest`` as the moment it was taken), so that a restart goes on from there.
+at once (``latest`` as the moment it was taken), so that a restart goes on from there. A
+shard is read once its parents (a split's one, a merge's two) are read to their end, as the
+Kinesis Client Library does, so that one key's records keep their order across a reshard.
 
 **Egress, at least once** (as the runtime's Kinesis egress): records are put in the order of
 the database's egress log, and the log position is saved once Kinesis accepted them; a record
@@ -78,11 +80,12 @@ class KinesisIngress(Connector):
         super().__init__(runtime, ingress.id, ingress.aws.endpoint or ingress.aws.region)
         self.ingress = ingress
         self.streams = [stream for stream, _, _ in ingress.routes]
-        self.iterators: dict[tuple[str, str], Optional[str]] = {}  # None: the shard is closed
+        self.iterators: dict[tuple[str, str], Optional[str]] = {}  # None: read to its end
+        self.waiting: dict[tuple[str, str], list[tuple[str, str]]] = {}  # shard: its parents
 
     async def _run(self) -> None:
         client = _client(self.ingress.aws)
-        self.iterators = {}
+        self.iterators, self.waiting = {}, {}
         positions = self.runtime.store.kinesis_positions(self.id)
         listed, first = 0.0, not positions
         last_read: dict[tuple[str, str], float] = {}
@@ -100,36 +103,43 @@ class KinesisIngress(Connector):
                         continue
                     last_read[stream, shard] = time.monotonic()
                     read += await self._read(client, stream, shard, iterator, positions)
+                if self.waiting:
+                    await self._start_ready(client, positions)
                 if not read:
                     await self.runtime._wait_progress(IDLE)
         finally:
             await self.settle()
 
     @staticmethod
-    def _shards(client: Any, stream: str) -> list[str]:
-        shards, token = [], None
+    def _shards(client: Any, stream: str) -> dict[str, list[str]]:
+        """Each shard of ``stream``, with the parents it was split or merged from."""
+        shards: dict[str, list[str]] = {}
+        token = None
         while True:
             page = client.list_shards(**({"NextToken": token} if token else {"StreamName": stream}))
-            shards += [shard["ShardId"] for shard in page["Shards"]]
+            for shard in page["Shards"]:
+                shards[shard["ShardId"]] = [shard[parent] for parent in
+                                            ("ParentShardId", "AdjacentParentShardId")
+                                            if shard.get(parent)]  # fmt: skip
             token = page.get("NextToken")
             if not token:
                 return shards
 
     async def _list(self, client: Any, positions: dict[tuple[str, str], str], first: bool
                     ) -> None:  # fmt: skip
-        """An iterator for each shard not read yet; the positions of the shards new to the
-        database written to it."""
+        """The shards not listed before: the positions of those new to the database written
+        to it, then each read once its parents are (a parent past the stream's retention, no
+        longer listed, is not waited for)."""
         found: dict[tuple[str, str], str] = {}
+        live: dict[tuple[str, str], str] = {}
         for stream in self.streams:
-            for shard in await self.blocking(self._shards, client, stream):
-                if (stream, shard) in self.iterators:
+            listed = await self.blocking(self._shards, client, stream)
+            for shard, parents in listed.items():
+                if (stream, shard) in self.iterators or (stream, shard) in self.waiting:
                     continue
-                position = positions.get((stream, shard))
-                if position is None:
-                    position, found[stream, shard] = self._start(first)
-                self.iterators[stream, shard] = await self.blocking(
-                    self._iterator, client, stream, shard, position
-                )
+                self.waiting[stream, shard] = [(stream, p) for p in parents if p in listed]
+                if (stream, shard) not in positions:
+                    live[stream, shard], found[stream, shard] = self._start(first)
         if found:
 
             def write() -> None:
@@ -138,6 +148,20 @@ class KinesisIngress(Connector):
 
             await self.enqueue([], write)
             positions.update(found)
+        await self._start_ready(client, positions, live)
+
+    async def _start_ready(self, client: Any, positions: dict[tuple[str, str], str],
+                           live: Optional[dict[tuple[str, str], str]] = None) -> None:  # fmt: skip
+        """An iterator for each waiting shard whose parents are read to their end: at its
+        position in the database, or where :meth:`_start` put it if that was just now."""
+        for (stream, shard), parents in list(self.waiting.items()):
+            if all(parent in self.iterators and self.iterators[parent] is None
+                   for parent in parents):  # fmt: skip
+                position = (live or {}).get((stream, shard)) or positions[stream, shard]
+                self.iterators[stream, shard] = await self.blocking(
+                    self._iterator, client, stream, shard, position
+                )
+                del self.waiting[stream, shard]
 
     def _start(self, first: bool) -> tuple[str, str]:
         """Where a shard the database has no position for starts, and the position to write:
