@@ -43,7 +43,8 @@ PUT_BYTES = 4 * 1024 * 1024
 PUT_ATTEMPTS = 6
 # a shard's position, when no record was read from it yet (a sequence number is digits)
 _TRIM_HORIZON, _LATEST, _AT = "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP:"
-#: seconds between reads of the shard list, and between polls that found nothing
+#: seconds between reads of the shard list (and at once when a shard is read to its end), and
+#: between polls that found nothing
 SHARDS_EVERY = 30.0
 IDLE = 0.2
 
@@ -103,6 +104,8 @@ class KinesisIngress(Connector):
                         continue
                     last_read[stream, shard] = time.monotonic()
                     read += await self._read(client, stream, shard, iterator, positions)
+                    if self.iterators[stream, shard] is None:  # a reshard's: list its children
+                        listed = 0.0
                 if self.waiting:
                     await self._start_ready(client, positions)
                 if not read:
