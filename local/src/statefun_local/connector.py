@@ -6,6 +6,8 @@ the way an egress takes its records from the runtime's egress log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Sequence, Union
 
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
 log = one_line_logger("statefun_local.connectors")
 
 MAX_BACKOFF = 30.0
+#: seconds a stopping connector waits for a client call under way (to a broker that does not
+#: answer, say) before it stops without closing that client, the call left to end by itself
+SETTLE_WAIT = 3.0
 
 
 def connectors(runtime: LocalRuntime) -> list[Connector]:
@@ -93,16 +98,30 @@ class Connector:
         raise NotImplementedError
 
     async def blocking(self, call: Callable[..., Any], *args: Any) -> Any:
-        """A blocking client call, off the event loop. A cancelled caller does not stop it:
-        :meth:`settle` waits for it before the client is closed."""
-        self._pending = asyncio.get_running_loop().run_in_executor(None, call, *args)
-        # shielded: cancelling the caller would cancel the future, not the call in its thread
-        return await asyncio.shield(self._pending)
+        """A blocking client call, in a thread of its own. A cancelled caller does not stop
+        it: :meth:`settle` waits for it before the client is closed. The thread is a daemon,
+        so that a call to a broker that does not answer does not hold up the process' exit
+        (an executor's threads are waited for)."""
+        loop = asyncio.get_running_loop()
+        self._pending = future = loop.create_future()
+        future.add_done_callback(_seen)
+        threading.Thread(target=_call, args=(loop, future, call, args), name=str(self),
+                         daemon=True).start()  # fmt: skip
+        # shielded: a cancelled caller leaves the future to the call
+        return await asyncio.shield(future)
 
-    async def settle(self) -> None:
-        if self._pending is not None:
-            await asyncio.wait([self._pending])
-            self._pending = None
+    async def settle(self) -> bool:
+        """Wait for the call under way, if any, ``SETTLE_WAIT`` s at most: whether none is
+        left, so that the client may be closed (a client still in a call is left to it)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return True
+        await asyncio.wait([pending], timeout=SETTLE_WAIT)
+        if not pending.done():
+            log.warning("%s: stopped with a call to %s under way, left to end by itself",
+                        self, self.address)  # fmt: skip
+            return False
+        return True
 
     async def enqueue(
         self,
@@ -148,3 +167,25 @@ class Connector:
         return {"system": self.system, "kind": self.kind, "id": self.id,
                 "broker": self.address, "state": self.state, "error": self.error,
                 "records": self.records}  # fmt: skip
+
+
+def _call(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
+          call: Callable[..., Any], args: tuple[Any, ...]) -> None:  # fmt: skip
+    """Run ``call`` (in its thread) and hand what it returns or raises to ``future``."""
+    try:
+        outcome: tuple[Callable[..., None], Any] = (future.set_result, call(*args))
+    except BaseException as error:  # handed to the caller, as an executor does
+        outcome = (future.set_exception, error)
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for it any more
+        loop.call_soon_threadsafe(_settle_future, future, *outcome)
+
+
+def _settle_future(future: asyncio.Future[Any], settle: Callable[..., None], value: Any) -> None:
+    if not future.cancelled():
+        settle(value)
+
+
+def _seen(future: asyncio.Future[Any]) -> None:
+    """What a call raised marked as seen: a caller cancelled meanwhile will not look."""
+    if not future.cancelled():
+        future.exception()

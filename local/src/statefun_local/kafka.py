@@ -232,8 +232,8 @@ class KafkaIngress(_KafkaConnector):
                     await self._take(records)
                 self._commit()
         finally:
-            await self.settle()
-            await self.blocking(self._close, consumer)
+            if await self.settle():
+                await self.blocking(self._close, consumer)
             self.consumer, self.assigned, self.listed = None, [], 0.0
 
     def _assign_new(self, consumer: Any, first: bool) -> None:
@@ -440,8 +440,8 @@ class KafkaEgress(_KafkaConnector):
             await self.drain(self.cursor_key, KAFKA_RECORD, deliver, BATCH,
                              idle=lambda: producer.poll(0))  # fmt: skip
         finally:
-            await self.settle()
-            await self.blocking(producer.flush, 5)
+            if await self.settle():
+                await self.blocking(producer.flush, 5)
 
     def _create_cursor_topic(self) -> None:
         kafka = _client()
