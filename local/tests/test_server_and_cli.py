@@ -189,6 +189,43 @@ def test_cli_send_state_and_egress(tmp_path: Path, capsys: pytest.CaptureFixture
     assert first["record"]["kafka"]["value"] == "Hello Ann for the 1th time!"
 
 
+def test_cli_sends_a_file_s_bytes_as_they_are_up_to_the_body_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--bytes-file`` posts the file as it is (base64 in JSON would leave room for only
+    768 KiB of the 1 MiB a body may hold); one byte over the limit is refused."""
+    received: list[tuple[str, bytes]] = []
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/blob")
+    def blob(context: Context, message: Message) -> None:
+        received.append((message.value_typename(), message.raw_value() or b""))
+
+    data = bytes(range(256)) * 3500  # 896,000 bytes, every byte value
+    (tmp_path / "fits").write_bytes(data)
+    (tmp_path / "over").write_bytes(b"x" * (1024 * 1024 + 1))
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                for name, code in (("fits", 0), ("over", 1)):
+                    sent = await asyncio.to_thread(main, [
+                        "send", "com.example/blob/b", "--bytes-file", str(tmp_path / name),
+                        "--type", "com.example/Blob+v1", "--url", url,
+                    ])  # fmt: skip
+                    assert sent == code
+                await runtime.wait_until_idle()
+            finally:
+                await runner.cleanup()
+
+    run(scenario())
+    assert received == [("com.example/Blob+v1", data)]
+    out, err = capsys.readouterr()
+    assert "sent com.example/Blob+v1 to com.example/blob/b" in out
+    assert "1048576" in err
+
+
 def test_cli_audit_says_when_the_audit_log_is_empty(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
