@@ -14,6 +14,7 @@ import math
 import struct
 from typing import Any, Callable, Optional
 
+from google.protobuf.message import DecodeError
 from google.protobuf.wrappers_pb2 import BytesValue
 
 from . import protocol
@@ -300,7 +301,12 @@ class _StringSerializer(TypeSerializer):
         # Parsed as bytes (StringWrapper's layout) and decoded here: upb refuses text that is
         # not UTF-8 as a malformed message, where the official SDK's protobuf raises
         # UnicodeDecodeError (a ValueError), as the short strings above do.
-        return str(BytesValue.FromString(byte).value.decode())
+        try:
+            return str(BytesValue.FromString(byte).value.decode())
+        except DecodeError:  # which would name BytesValue
+            raise DecodeError(
+                "not an io.statefun.types/string value (an io.statefun.sdk.types.StringWrapper)"
+            ) from None
 
 
 _pack_three_bytes = struct.Struct("3B").pack  # no tuple made, as bytes((a, b, c)) makes

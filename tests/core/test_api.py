@@ -492,6 +492,7 @@ def test_a_malformed_received_string_is_refused_as_protobuf_refuses_it(data: byt
     with pytest.raises(DecodeError) as error:
         Message("ns/f", "1", tv).as_string()
     assert is_unreadable(error.value)
+    assert "not an io.statefun.types/string value" in str(error.value)  # not BytesValue's
 
 
 JSON_DOC = make_json_type("com.example/Doc")
