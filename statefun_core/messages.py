@@ -347,8 +347,9 @@ def _built_otherwise(target_typename: str, target_id: str, kwargs: dict[str, Any
         raise ValueError("value can not be missing")
     if not value_type:
         raise ValueError(
-            "Could not deduce the value type, please specify the type explicitly "
-            "with value=<the value>, value_type=<the type>"
+            f"Could not deduce the value type from {', '.join(f'{k}=' for k in kwargs)}: give "
+            f"one of {', '.join(_PRIMITIVE_KEYWORDS)}, or value=<the value> with "
+            "value_type=<the type>"
         )
     data = value_type.serializer().serialize(value)
     if type(data) is not bytes:

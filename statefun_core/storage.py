@@ -162,7 +162,12 @@ def _builtin_property(name: str, tpe: Type, serializer: Any, maximum: float) -> 
         """(what to write, what a read returns) for any value: the official SDK's outcome."""
         if value is None:
             raise _none_error()
-        data = serialize(value)
+        try:
+            data = serialize(value)
+        except TypeError as error:  # protobuf's says only what the value is not
+            if type(error) is not TypeError:
+                raise
+            raise TypeError(f"state {name!r} is of type {typename}: {error}") from None
         if len(data) > maximum:
             raise _too_large(name, len(data), maximum)
         return data, deserialize(data)

@@ -295,8 +295,8 @@ def test_message_builder_rejects_bad_arguments() -> None:
         message_builder("ns/f", "id", int_value=1, str_value="x")
     with pytest.raises(ValueError):
         message_builder("ns/f", "id", int_value=None)
-    with pytest.raises(ValueError):
-        message_builder("ns/f", "id", complex_value=1)
+    with pytest.raises(ValueError, match=r"from string_value=: give one of int_value, "):
+        message_builder("ns/f", "id", string_value="x")  # a keyword mistyped: named
     with pytest.raises(ValueError):
         message_builder("ns/f", "", int_value=1)
 
