@@ -720,8 +720,10 @@ def test_the_log_reports_the_first_failed_attempt_of_a_call_and_every_tenth(
 
     run(scenario())
     assert received == ["at last"]
-    reported = [re.search(r": attempt (\d+) failed \(", m) for m in caplog.messages]
-    assert [int(found[1]) for found in reported if found] == [1, 10]
+    reported = [re.search(r"^(.*): POST .*: attempt (\d+) failed \(", m) for m in caplog.messages]
+    # each names the address: an endpoint of "com.example/*" has one URL for every function
+    assert [(found[1], int(found[2])) for found in reported if found] == [
+        ("com.example/fn/x", 1), ("com.example/fn/x", 10)]
 
 
 def test_wait_egress_waits_its_whole_timeout_for_a_record(tmp_path: Path) -> None:

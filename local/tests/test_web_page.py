@@ -106,6 +106,46 @@ def test_the_page_shows_state_browses_addresses_and_clears_a_recovered_failure(
     run(scenario())
 
 
+def test_the_page_shows_a_call_being_retried_until_it_goes_through(tmp_path: Path) -> None:
+    """A function server that answers 503 for now: within the call budget the call is not a
+    failure yet, but the page (and ``/api/status``) show its address and its last error."""
+    broken = True
+
+    def fault(_: int) -> web.Response | None:
+        return web.Response(status=503, text="starting up") if broken else None
+
+    async def scenario() -> None:
+        nonlocal broken
+        async with FunctionServer(greeter_functions(), fault) as server:
+            module = parse_module(module_yaml(server.url, call="60s"))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True) as runtime:
+                runner, url = await serve_runtime(runtime)
+                try:
+                    await runtime.send(Address("com.example/greeter", "Bob"),
+                                       make_value("string", "Bob"))
+                    async with chromium(tmp_path / "profile") as page:
+                        await page.goto(f"{url}/")
+                        retrying = await page.wait_for(
+                            "!document.getElementById('retrying-box').hidden && "
+                            "document.getElementById('retrying').innerText")
+                        assert retrying.startswith("com.example/greeter/Bob: ")
+                        assert "HTTP 503: starting up" in retrying
+                        assert await page.evaluate(
+                            "document.getElementById('failures-box').hidden")
+                        [shown] = runtime.status()["retrying"]
+                        assert shown["address"] == "com.example/greeter/Bob"
+                        assert shown["attempts"] >= 1
+
+                        broken = False
+                        await runtime.wait_until_idle()
+                        await page.wait_for("document.getElementById('retrying-box').hidden")
+                        assert runtime.status()["retrying"] == []
+                finally:
+                    await runner.cleanup()
+
+    run(scenario())
+
+
 ATTACKER_PAGE = """<!doctype html><title>another site</title><body>
 <iframe name="sink"></iframe>
 <form id="form" method="POST" target="sink" enctype="text/plain"

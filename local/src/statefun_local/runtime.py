@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import datetime
 import json
@@ -58,6 +59,10 @@ from .transport import CallFailedError, HttpTransport
 __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressError", "WallClock"]
 
 log = one_line_logger("statefun_local")
+#: the address whose batch the current task calls its function for (each call is a task)
+_calling: contextvars.ContextVar[Optional[Address]] = contextvars.ContextVar(
+    "statefun_local_calling", default=None
+)
 
 
 async def wait_event(event: asyncio.Event, timeout: Optional[float]) -> None:
@@ -140,6 +145,7 @@ class LocalRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._calls: set[asyncio.Task[None]] = set()
         self._parked: dict[Address, int] = {}  # consecutive failures per address
+        self._retrying: dict[Address, tuple[int, str]] = {}  # a call's failed attempts, reason
         self._started_at = 0.0
         self._lock: Optional[IO[bytes]] = None
         self._counts: Optional[tuple[float, dict[str, int], dict[Address, int]]] = None
@@ -361,6 +367,7 @@ class LocalRuntime:
             return
         assert self._transport is not None
         reply_headers: dict[str, str] = {}
+        _calling.set(address)  # for _on_retry: this task calls for this address only
         try:
             reply = await self._transport.call(
                 endpoint, address.typename, batch.request, batch.headers, reply_headers
@@ -372,6 +379,8 @@ class LocalRuntime:
             log.exception("%s: calling %s failed", address, endpoint.url_path_template)
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
+        finally:
+            self._retrying.pop(address, None)
         trace = TraceContext.parse(reply_headers.get(TRACERESPONSE))
         try:
             check_reply(address, reply, self.module)
@@ -560,8 +569,13 @@ class LocalRuntime:
         self._notify_progress()
 
     def _on_retry(self, url: str, attempt: int, reason: str) -> None:
+        """A failed attempt of the call the current task makes: shown until the call ends."""
+        address = _calling.get()
+        if address is not None:
+            self._retrying[address] = (attempt, reason)
         if attempt == 1 or attempt % 10 == 0:
-            log.warning("POST %s: attempt %d failed (%s); retrying", url, attempt, reason)
+            log.warning("%s: POST %s: attempt %d failed (%s); retrying",
+                        address, url, attempt, reason)  # fmt: skip
 
     # --- timers -------------------------------------------------------------------------
 
@@ -696,6 +710,9 @@ class LocalRuntime:
             "egress": list(reversed(self.egress_records(max(0, last_seq - egress), egress))),
             # an address that recovered is no longer shown as failing
             "failures": [f.to_json() for f in reversed(self.failures) if f.address in failing],
+            # calls under way whose attempts failed so far (retried within the call budget)
+            "retrying": [{"address": str(address), "attempts": attempts, "error": reason}
+                         for address, (attempts, reason) in self._retrying.items()],
             "stuck": self.stuck(),
             "audit": self.audit_log(20),
             "connections": [connector.status() for connector in self.connectors],
