@@ -595,6 +595,10 @@ class RoutesTest(testing.AsyncHTTPTestCase):
         assert response.code == 200
         assert greetings(response.body)[0] == 1
         assert self.fetch("/statefun", method="POST", body=b"").code == 404
+        slashed = self.fetch(
+            "/fns/", method="POST", body=wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        )
+        assert slashed.code == 200 and greetings(slashed.body)[0] == 1
 
     def test_hand_written_rule(self) -> None:
         handler = RequestReplyHandler(
@@ -631,6 +635,7 @@ class DefaultRoutesTest(testing.AsyncHTTPTestCase):
     def test_the_default_path_and_the_endpoints(self) -> None:
         body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
         assert self.fetch("/statefun", method="POST", body=body).code == 200
+        assert self.fetch("/statefun/", method="POST", body=body).code == 200  # as aiohttp's
         assert self._app.reverse_url("statefun") == "/statefun"
         for path in ("/health/live", "/health/ready"):
             assert self.fetch(path).code == 200, path

@@ -25,7 +25,8 @@ def make_routes(
     plugins: Optional[pluggy.PluginManager] = None,
     endpoints: bool = True,
 ) -> list[URLSpec]:
-    """The routing rules that serve the functions at ``POST path`` (named ``statefun``).
+    """The routing rules that serve the functions at ``POST path`` (named ``statefun``), with
+    or without a trailing slash (the runtime follows no redirect, and module files differ).
 
     Given :class:`StatefulFunctions`, builds one :class:`RequestReplyHandler` with ``plugins``
     and ``executor`` (the pool for functions bound with ``blocking=True``; default: the
@@ -36,6 +37,9 @@ def make_routes(
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
     options = {"handler": handler, "max_body_size": max_body_size}
     rules = [URLSpec(path, StatefunHandler, options, name="statefun")]
+    other = path[:-1] if path.endswith("/") else f"{path}/"
+    if other:
+        rules.append(URLSpec(other, StatefunHandler, options))
     if endpoints:
         for endpoint_path in dict.fromkeys(endpoint.path for endpoint in handler.endpoints):
             at_path = [endpoint for endpoint in handler.endpoints if endpoint.path == endpoint_path]
