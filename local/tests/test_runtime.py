@@ -726,6 +726,33 @@ def test_the_log_reports_the_first_failed_attempt_of_a_call_and_every_tenth(
         ("com.example/fn/x", 1), ("com.example/fn/x", 10)]
 
 
+def test_a_wait_until_idle_that_times_out_says_what_keeps_the_runtime_busy(
+    tmp_path: Path,
+) -> None:
+    """Here a greeting sent to a function the server does not bind: its address, and why its
+    call has not gone through."""
+    async def scenario() -> None:
+        functions = StatefulFunctions()
+
+        @functions.bind("com.example/greeter")
+        def greeter(context: Context, message: Message) -> None:
+            context.send(message_builder("com.example/inbox", "Ann", str_value="hi"))
+
+        async with serving(functions, tmp_path / "db.sqlite", call="60s") as (_, runtime):
+            await runtime.send(Address("com.example/greeter", "Ann"), string("Ann"))
+            with pytest.raises(TimeoutError) as waited:
+                await runtime.wait_until_idle(timeout=1.0)
+        assert str(waited.value).startswith(
+            "the runtime did not go idle within 1.0 s: 1 address(es) in flight "
+            "(com.example/inbox/Ann ("
+        )
+        assert "attempt(s) failed, the last: HTTP 404: " in str(waited.value)
+        assert str(waited.value).endswith(
+            "1 message(s) queued (in flight included), 0 delayed")
+
+    run(scenario())
+
+
 def test_wait_egress_waits_its_whole_timeout_for_a_record(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):

@@ -317,8 +317,28 @@ class LocalRuntime:
         while not (self.engine.is_idle() and not (timers and self.engine.pending_timers())):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"the runtime did not go idle within {timeout} s")
+                raise TimeoutError(f"the runtime did not go idle within {timeout} s: "
+                                   f"{self._busy()}")  # fmt: skip
             await self._wait_progress(min(remaining, 0.05))
+
+    def _busy(self) -> str:
+        """What keeps the runtime busy: the addresses in flight, with how their calls fare."""
+        failed = {failure.address: failure.error for failure in self.failures}
+        shown = []
+        in_flight = self.store.in_flight_addresses()
+        for address in in_flight[:5]:
+            if address in self._retrying:
+                attempts, reason = self._retrying[address]
+                shown.append(f"{address} ({attempts} attempt(s) failed, the last: {reason})")
+            elif address in self._parked and str(address) in failed:
+                shown.append(f"{address} (failed: {failed[str(address)]})")
+            else:
+                shown.append(str(address))
+        more = f" and {len(in_flight) - 5} more" if len(in_flight) > 5 else ""
+        queued = sum(self.store.queue_depths().values())
+        timers = len(self.engine.pending_timers())
+        return (f"{len(in_flight)} address(es) in flight ({', '.join(shown) or 'none'}{more}), "
+                f"{queued} message(s) queued (in flight included), {timers} delayed")  # fmt: skip
 
     # --- the dispatcher -----------------------------------------------------------------
 
