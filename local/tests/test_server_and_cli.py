@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +260,53 @@ def test_cli_reports_module_errors(tmp_path: Path, capsys: pytest.CaptureFixture
                       "spec: {functions: a/b, urlPathTemplate: 'http://x/'}\n")
     assert main(["run", str(module), "--db", str(tmp_path / "no/such/dir/db")]) == 2
     assert "No such file or directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["egress"], ["state", "com.example/echo/x"]])
+def test_cli_output_to_a_reader_gone_away_ends_quietly(tmp_path: Path, command: list[str]
+                                                        ) -> None:  # fmt: skip
+    """``statefun-local egress | head -1``: once ``head`` has gone, no error is printed."""
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with serving(echo_functions(), db) as (_, runtime):
+            await runtime.send(Address("com.example/echo", "x"), make_value("string", "hi"))
+            await runtime.wait_until_idle()
+
+    run(scenario())
+    process = subprocess.Popen([sys.executable, "-m", "statefun_local", *command, "--db", str(db)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert process.stdout is not None
+    process.stdout.close()  # before the process writes: every write finds no reader
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert (process.returncode, err.decode()) == (0, "")
+
+
+def test_cli_run_on_a_port_in_use_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = tmp_path / "module.yaml"
+    module.write_text("kind: io.statefun.endpoints.v2/http\n"
+                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code = main(["run", str(module), "--db", str(tmp_path / "db"), "--port", port,
+                     "--offline"])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.endswith(
+        f"statefun-local: port {port} of 127.0.0.1 is in use (another statefun-local? give "
+        "--port)\n"
+    )
+
+
+def test_cli_send_names_the_json_it_could_not_read(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["send", "a/b/c", "--json", "{bad", "--type", "a/T"]) == 2
+    assert capsys.readouterr().err.startswith("statefun-local: --json is not JSON: Expecting ")
 
 
 def test_kafka_records_are_routed_like_the_kafka_ingress(tmp_path: Path) -> None:

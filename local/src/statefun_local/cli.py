@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -55,9 +56,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.command(args) or 0)
+        code = int(args.command(args) or 0)
+        sys.stdout.flush()  # here, where a reader gone away is seen
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # what reads the output went away (| head): nothing more to say
+        with contextlib.suppress(OSError, ValueError):  # and no failed flush at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ModuleError, OSError, ValueError, RuntimeError, sqlite3.Error) as error:
         print(f"statefun-local: {error}", file=sys.stderr)
         return 2
@@ -195,7 +202,13 @@ async def _serve(runtime: LocalRuntime, host: str, port: int, modules: list[str]
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(f"port {port} of {host} is in use (another statefun-local? give "
+                          "--port)") from None  # fmt: skip
         print(f"statefun-local: running {', '.join(modules)} (database {runtime.db})", flush=True)
         for line in describe_module(runtime.module, kafka=not runtime.offline):
             print(line)
@@ -261,7 +274,10 @@ def _send(args: argparse.Namespace) -> int:
         if not args.typename:
             raise ValueError("--json and --bytes-file need --type namespace/name")
         if args.json is not None:
-            body = {"type": args.typename, "value": json.loads(args.json)}
+            try:
+                body = {"type": args.typename, "value": json.loads(args.json)}
+            except ValueError as error:
+                raise ValueError(f"--json is not JSON: {error}") from None
         else:  # as they are: base64 in JSON would take a third of the body's room
             body = Path(args.bytes_file).read_bytes()
             path += f"?typename={urllib.parse.quote(args.typename, safe='/')}"
@@ -316,26 +332,20 @@ def _show(value: Any) -> str:
 def _egress(args: argparse.Namespace) -> int:
     store = _open_readonly(args.db)
     after = args.after
-    try:
-        while True:
-            records = store.egress_list(after, limit=1000)
-            for record in records:
-                view = egress_view(record)
-                after = record.seq
-                if args.json:
-                    print(json.dumps(view, ensure_ascii=False))
-                else:
-                    print(f"#{view['seq']} {view['egress']}: {_show_record(view['record'])}")
-            sys.stdout.flush()
-            if not records and not args.follow:
-                return 0
-            if not records:
-                time.sleep(0.2)
-    except BrokenPipeError:
-        # the reader went away (``| head``): stop quietly, and keep Python from reporting the
-        # failed flush of stdout at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    while True:
+        records = store.egress_list(after, limit=1000)
+        for record in records:
+            view = egress_view(record)
+            after = record.seq
+            if args.json:
+                print(json.dumps(view, ensure_ascii=False))
+            else:
+                print(f"#{view['seq']} {view['egress']}: {_show_record(view['record'])}")
+        sys.stdout.flush()  # followed: each batch as it comes
+        if not records and not args.follow:
+            return 0
+        if not records:
+            time.sleep(0.2)
 
 
 # --- stuck addresses -------------------------------------------------------------------------
