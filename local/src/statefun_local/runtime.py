@@ -459,8 +459,6 @@ class LocalRuntime:
         stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         self.failures.append(Failure(stamp, str(address), error, len(batch.messages)))
         pause = min(self.failure_pause * 2 ** (failures - 1), 60.0)
-        log.error("%s: batch of %d message(s) failed: %s (retrying in %.1f s)",
-                  address, len(batch.messages), error, pause)
         head = batch.messages[0]
         now_ms = self.clock.now_ms()
         with self.store.transaction():
@@ -469,14 +467,18 @@ class LocalRuntime:
             if len(batch.messages) > 1:  # the retry sends the head alone: is it the one?
                 self.store.in_flight_set(address, head.seq)
         self._stuck.add(address)
+        removal: Optional[tuple[str, str, str]] = None  # the head's end: action, actor, why
         request = stuck.request_of(self.store.conn, address)
-        if request is not None and request.message_seq == head.seq:  # asked for during the call
-            why = "asked for while a call was in progress, which failed"
-            self._remove_head(batch, request.action, request.actor, why)
-            return
         after = self.dead_letters.after_for(address.typename)
-        if after is not None and attempts >= after:
-            self._remove_head(batch, "dead-letter", "policy", f"after {attempts} attempts")
+        if request is not None and request.message_seq == head.seq:  # asked for during the call
+            removal = (request.action, request.actor,
+                       "asked for while a call was in progress, which failed")  # fmt: skip
+        elif after is not None and attempts >= after:
+            removal = ("dead-letter", "policy", f"after {attempts} attempts")
+        log.error("%s: batch of %d message(s) failed: %s%s", address, len(batch.messages), error,
+                  "" if removal else f" (retrying in {pause:.1f} s)")  # fmt: skip
+        if removal is not None:
+            self._remove_head(batch, *removal)
             return
         self._notify_progress()
         wake = asyncio.Event()
