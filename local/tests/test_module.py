@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from string import Template
 
 import pytest
 import yaml
-from statefun_local import ModuleError, load_module, parse_module
+from statefun_local import LocalRuntime, ModuleError, load_module, parse_module
 from statefun_local.module import OKHTTP_TRANSPORT, Aws, parse_duration, split_unix_url
 
 
@@ -734,3 +736,75 @@ spec:
     assert module.ingresses["com.example/streams"].routes == (
         ("s", "io.statefun.types/long", ("com.example/b",)),
     )
+
+
+def test_what_the_runtime_would_run_but_likely_not_as_meant_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Keys the runtime ignores (a typo; a pool setting of OkHttp's, which reads none), a
+    placeholder other than ``{function.name}`` (sent as it is), an ingress target that no
+    endpoint serves: warnings, logged when a runtime starts, not errors (the runtime runs it)."""
+    module = parse_module("""
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: com.example/*
+  urlPathTemplate: http://fn:8000/{function.namespace}/{function.name
+  transport: {type: io.statefun.transports.v1/async, conect: 2s}
+---
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: com.other/f
+  urlPathTemplate: http://fn:8000/{function.name}
+  transport:
+    type: io.statefun.transports.v1/okhttp
+    pool_size: 4
+    timeouts: {call: 5s, connect: 1s, read: 1s, write: 1s}
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/in
+  address: broker:9092
+  consumerGroupId: g
+  startupPositon: {type: earliest}
+  topics:
+    - topic: t
+      valueType: io.statefun.types/string
+      targets: [com.example/f, com.shp/cart]
+      valuetype: x
+  properties: [{any.thing: 1}]
+""", "m.yaml")
+    ignored = "not a key of this kind: ignored (a typo?)"
+    endpoint = "m.yaml: document 0 (io.statefun.endpoints.v2/http): spec"
+    ingress = "m.yaml: document 2 (io.statefun.kafka.v1/ingress)"
+    assert module.warnings == [
+        f"{endpoint}.urlPathTemplate: {{function.namespace}} is sent as it is: the runtime "
+        "replaces {function.name} only",
+        f"{endpoint}.urlPathTemplate: {{function.name is sent as it is: the runtime "
+        "replaces {function.name} only",
+        f"{endpoint}.transport.conect: {ignored}",
+        f"m.yaml: document 1 (io.statefun.endpoints.v2/http): spec.transport.pool_size: {ignored}",
+        f"{ingress}: spec.startupPositon: {ignored}",
+        f"{ingress}: spec.topics[0].valuetype: {ignored}",
+        f"{ingress}: ingress com.example/in, t: no endpoint in the module serves the target "
+        "com.shp/cart: its records will fail",
+    ]
+
+    async def start() -> None:
+        async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True):
+            pass
+
+    asyncio.run(start())
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == module.warnings
+
+
+def test_the_repository_s_modules_hold_nothing_the_runtime_ignores() -> None:
+    """The examples', and the e2e suites' (templates, filled in as their kits do)."""
+    root = Path(__file__).parents[2]
+    files = [path for folder in ("examples", "tests/e2e", "benchmarks") for path in
+             (root / folder).rglob("module*.yaml")]  # fmt: skip
+    assert len(files) >= 3
+    values = {"functions_url": "http://127.0.0.1:8000/statefun", "kafka": "k:9092",
+              "prefix": "e2e-", "sasl_kafka": "k:9093", "sasl_jaas": "'PlainLoginModule'"}
+    warnings = {str(path): parse_module(Template(path.read_text()).substitute(values)).warnings
+                for path in files}  # fmt: skip
+    assert warnings == {str(path): [] for path in files}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -193,6 +194,9 @@ class Module:
     endpoints: list[Endpoint] = field(default_factory=list)
     ingresses: dict[str, Ingress] = field(default_factory=dict)
     egresses: dict[str, Egress] = field(default_factory=dict)
+    #: what the module holds that the runtime runs but likely not as meant (a key it ignores,
+    #: an ingress target no endpoint serves): logged when a runtime starts
+    warnings: list[str] = field(default_factory=list)
 
     def endpoint_for(self, function_type: str) -> Optional[Endpoint]:
         """The endpoint serving ``function_type``; an exact binding wins over a wildcard."""
@@ -222,6 +226,7 @@ def load_module(*paths: Union[str, Path]) -> Module:
         _parse_into(module, text, str(path), problems)
     if problems:
         raise ModuleError(problems)
+    _check_targets(module)
     return module
 
 
@@ -232,15 +237,53 @@ def parse_module(text: str, filename: str = "<module.yaml>") -> Module:
     _parse_into(module, text, filename, problems)
     if problems:
         raise ModuleError(problems)
+    _check_targets(module)
     return module
 
 
+def _check_targets(module: Module) -> None:
+    for ingress in module.ingresses.values():
+        for source, _, targets in ingress.routes:
+            for target in targets:
+                if module.endpoint_for(target) is None:
+                    module.warnings.append(
+                        f"{ingress.source}: ingress {ingress.id}, {source}: no endpoint in the "
+                        f"module serves the target {target}: its records will fail"
+                    )
+
+
 class _Document:
-    """One YAML document being read; collects problems with their location."""
+    """One YAML document being read; collects problems with their location, and the keys
+    read, so that those no parser read (a typo, which the runtime ignores) can be named."""
 
     def __init__(self, where: str, problems: list[str]) -> None:
         self.where = where
         self.problems = problems
+        self.read: set[tuple[int, Any]] = set()  # (id of a mapping, key)
+        self.opaque: set[int] = set()  # ids of values read whole (client properties)
+
+    def seen(self, node: dict[str, Any], key: str, opaque: bool = False) -> Any:
+        """``node[key]`` (None if absent), read by a parser; ``opaque``: with whatever it
+        holds (free-form)."""
+        self.read.add((id(node), key))
+        value = node.get(key)
+        if opaque:
+            self.opaque.add(id(value))
+        return value
+
+    def unread(self, node: Any, path: str) -> Iterator[str]:
+        """The paths of the keys under ``node`` that no parser read."""
+        if id(node) in self.opaque:
+            return
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                yield from self.unread(item, f"{path}[{index}]")
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if (id(node), key) in self.read:
+                    yield from self.unread(value, f"{path}.{key}")
+                else:
+                    yield f"{path}.{key}"
 
     def problem(self, path: str, message: str) -> None:
         where = f"{self.where}: {path}" if path else self.where
@@ -256,6 +299,7 @@ class _Document:
         required: bool = False,
     ) -> Any:
         full = f"{path}.{key}" if path else key
+        self.read.add((id(node), key))
         if key not in node or node[key] is None:
             if required:
                 self.problem(full, "is required")
@@ -267,7 +311,7 @@ class _Document:
             return default
 
     def mapping(self, node: dict[str, Any], path: str, key: str) -> dict[str, Any]:
-        value = node.get(key)
+        value = self.seen(node, key)
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -409,6 +453,8 @@ def _parse_into(module: Module, text: str, filename: str, problems: list[str]) -
             continue
         doc.where = f"{doc.where} ({kind})"
         parser(module, spec, doc)
+        module.warnings += [f"{doc.where}: {path}: not a key of this kind: ignored (a typo?)"
+                            for path in doc.unread(spec, "spec")]  # fmt: skip
 
 
 def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> None:
@@ -422,7 +468,7 @@ def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> 
         _add_endpoint(module, spec, doc, transport_type, call, connect, _DEFAULT_PAYLOAD_MAX, 0)
         return
     timeouts = doc.mapping(transport, path, "timeouts")
-    if isinstance(transport.get("timeouts"), dict):
+    if isinstance(doc.seen(transport, "timeouts"), dict):
         # the compatibility form wins when present (even empty), with its own defaults; the
         # flat call and connect are still read, so they must parse
         doc.get(transport, path, "call", parse_duration)
@@ -456,7 +502,7 @@ def _okhttp_timeouts(doc: _Document, node: dict[str, Any], path: str) -> tuple[f
     call = doc.get(timeouts, path, "call", _timeout(_REFUSED_ZERO), 60.0)
     values = {"call": call}
     for name in ("connect", "read", "write"):
-        if timeouts.get(name) is None:
+        if doc.seen(timeouts, name) is None:
             values[name] = 10.0
             what = "(not given: 10 s)"
         else:
@@ -486,6 +532,12 @@ def _add_endpoint(
     )
     if functions is None or url is None:
         return
+    for placeholder in _PLACEHOLDER.findall(url):
+        if placeholder != "{function.name}":
+            module.warnings.append(
+                f"{doc.where}: spec.urlPathTemplate: {placeholder} is sent as it is: the "
+                "runtime replaces {function.name} only"
+            )
     if url.split("://", 1)[0].lower().endswith("+unix") and transport != OKHTTP_TRANSPORT:
         doc.problem("spec.urlPathTemplate",
                     "unix socket URLs need transport io.statefun.transports.v1/okhttp")
@@ -508,13 +560,16 @@ def _add_endpoint(
     )
 
 
+# a placeholder, or what was meant as one: from a brace to the next one or to the end
+_PLACEHOLDER = re.compile(r"\{[^}]*\}?")
+
 _STARTUP_POSITIONS = ("group-offsets", "earliest", "latest", "specific-offsets", "date")
 
 
 def _parse_routes(
     doc: _Document, spec: dict[str, Any], key: str, name_key: str
 ) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
-    entries = spec.get(key)
+    entries = doc.seen(spec, key)
     if not isinstance(entries, list) or not entries:
         doc.problem(f"spec.{key}", "is required and must be a non-empty list")
         return ()
@@ -527,7 +582,7 @@ def _parse_routes(
             continue
         name = doc.get(entry, path, name_key, _string, required=True)
         value_type = doc.get(entry, path, "valueType", _typename, required=True)
-        targets = entry.get("targets")
+        targets = doc.seen(entry, "targets")
         if not isinstance(targets, list) or not targets:
             doc.problem(f"{path}.targets", "is required and must be a non-empty list")
             continue
@@ -565,10 +620,11 @@ def _parse_kafka_ingress(module: Module, spec: dict[str, Any], doc: _Document) -
     offsets: tuple[tuple[str, int, int], ...] = ()
     date_ms = 0
     if position == "specific-offsets":
-        if not isinstance(startup.get("offsets"), list):
+        entries = doc.seen(startup, "offsets", opaque=True)  # topic/partition: offset
+        if not isinstance(entries, list):
             doc.problem("spec.startupPosition.offsets", "is required for specific-offsets")
         else:
-            offsets = _specific_offsets(startup["offsets"], doc)
+            offsets = _specific_offsets(entries, doc)
     if position == "date":
         date_ms = doc.get(startup, "spec.startupPosition", "date", _startup_date, default=0,
                           required=True)  # fmt: skip
@@ -624,7 +680,7 @@ def _properties(
     spec: dict[str, Any], doc: _Document, key: str = "properties"
 ) -> tuple[tuple[str, str], ...]:
     """The client ``properties``: a list of single-entry mappings (or one mapping)."""
-    raw = spec.get(key)
+    raw = doc.seen(spec, key, opaque=True)
     if raw is None:
         return ()
     entries = [raw] if isinstance(raw, dict) else raw

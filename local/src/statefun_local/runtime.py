@@ -183,6 +183,8 @@ class LocalRuntime:
         self._timer_wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._started_at = time.monotonic()
+        for warning in self.module.warnings:
+            log.warning("%s", warning)
         resumed = len(self._store.in_flight_addresses())
         if resumed:
             log.info("resuming: %d batch(es) were in flight, sending them again", resumed)
