@@ -248,6 +248,7 @@ class Harness:
     ) -> DeadLetterRecord:
         """Assert a message to ``typename``/``id`` was dead-lettered (for ``error``, a class,
         when given); return its record."""
+        __tracebackhide__ = True  # pytest: a failure points at the test's line
         for record in self.dead_letters:
             if (record.function_type, record.function_id) != (typename, id):
                 continue
@@ -262,6 +263,7 @@ class Harness:
     def assert_state(self, typename: str, id: str, **expected: Any) -> None:
         """Assert the given states of ``typename``/``id`` (``None`` for absent); a name the
         function does not declare is an error, not an absent state (a typo would pass)."""
+        __tracebackhide__ = True  # pytest: a failure points at the test's line
         declared = {spec.name for spec in self.functions.for_typename(typename).specs}
         unknown = sorted(expected.keys() - declared)
         if unknown:
@@ -279,10 +281,12 @@ class Harness:
 
     def assert_sent(self, typename: str, id: str, **value: Any) -> SentMessage:
         """Assert a function sent this message (value as for :meth:`send`); return it."""
+        __tracebackhide__ = True  # pytest: a failure points at the test's line
         return self._find(self.sent, "sent", typename, id, value)
 
     def assert_captured(self, typename: str, id: str, **value: Any) -> SentMessage:
         """Assert this message reached ``typename``/``id``, a type the harness does not run."""
+        __tracebackhide__ = True  # pytest: a failure points at the test's line
         try:
             return self._find(self.captured, "captured", typename, id, value)
         except AssertionError as error:
@@ -295,6 +299,7 @@ class Harness:
         """Assert a record matching ``egress`` (the egress id) and ``fields`` was sent, for
         example ``assert_egress("example/out", topic="greetings", key="ann", value="Hi")``.
         A ``str`` value is compared with the record's bytes decoded as UTF-8. Returns it."""
+        __tracebackhide__ = True  # pytest: a failure points at the test's line
         if egress is not None:
             fields["egress"] = egress
         for record in self.egress:
@@ -381,6 +386,7 @@ class Harness:
     def _find(
         self, messages: list[SentMessage], kind: str, typename: str, id: str, value: dict[str, Any]
     ) -> SentMessage:
+        __tracebackhide__ = True
         target = Address(typename, id)
         argument = self._typed_value(typename, id, value) if value else None
         for message in messages:

@@ -45,3 +45,6 @@ def test_the_statefun_harness_fixture_makes_a_harness(pytester: pytest.Pytester)
 
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*state of example/counter/a: expected {'count': 3}*"])
+    # the failure points at the test's line, not inside the harness
+    result.stdout.fnmatch_lines(['>*harness.assert_state("example/counter", "a", count=3)'])
+    assert "statefun_core/testing/harness.py" not in result.stdout.str()
