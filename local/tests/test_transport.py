@@ -121,7 +121,7 @@ def test_okhttp_transport_fails_at_once_on_a_client_error_but_retries_503() -> N
     reply, requests = asyncio.run(
         call_with(lambda n: web.Response(status=404, text="no such function"), OKHTTP)
     )
-    assert isinstance(reply, str) and "HTTP 404: no such function" in reply
+    assert isinstance(reply, str) and "HTTP 404: no such function (is the endpoint's " in reply
     assert requests == 1
     reply, requests = asyncio.run(
         call_with(lambda n: web.Response(status=503) if n == 1 else ok(), OKHTTP)
@@ -213,9 +213,19 @@ def test_2xx_is_a_reply_3xx_with_a_location_a_redirect_and_any_other_status_a_fa
 
 def test_a_failure_reply_is_quoted_to_its_first_200_characters() -> None:
     reply, _ = asyncio.run(
-        call_with(lambda n: web.Response(status=404, text="x" * 199 + "yz"), OKHTTP)
+        call_with(lambda n: web.Response(status=400, text="x" * 199 + "yz"), OKHTTP)
     )
-    assert isinstance(reply, str) and reply.endswith(f"HTTP 404: {'x' * 199}y")
+    assert isinstance(reply, str) and reply.endswith(f"HTTP 400: {'x' * 199}y")
+
+
+@pytest.mark.parametrize(("status", "hint"), [
+    (404, "(is the endpoint's urlPathTemplate the function server's path, and the function "
+          "bound there?)"),
+    (405, "(is the endpoint's urlPathTemplate the path the function server takes POSTs at?)"),
+])  # fmt: skip
+def test_a_reply_that_says_the_url_is_wrong_says_where_to_look(status: int, hint: str) -> None:
+    reply, _ = asyncio.run(call_with(lambda n: web.Response(status=status, text="no"), OKHTTP))
+    assert isinstance(reply, str) and reply.endswith(f"HTTP {status}: no {hint}")
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["Content-Length", "chunked"])

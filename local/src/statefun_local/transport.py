@@ -27,6 +27,11 @@ CONTENT_TYPE = "application/octet-stream"
 #: No attempt is started with less of the call budget left than this.
 _MIN_ATTEMPT = 0.010
 _OKHTTP_RETRIED_STATUSES = frozenset({408, 409, 420, 429, 499})
+_HINTS = {
+    404: " (is the endpoint's urlPathTemplate the function server's path, and the function "
+    "bound there?)",
+    405: " (is the endpoint's urlPathTemplate the path the function server takes POSTs at?)",
+}
 _HEADERS = {
     "Content-Type": CONTENT_TYPE,
     "Accept": CONTENT_TYPE,
@@ -169,7 +174,8 @@ class HttpTransport:
                     retry = not okhttp or (
                         response.status >= 500 or response.status in _OKHTTP_RETRIED_STATUSES
                     )
-                    raise _AttemptFailed(f"HTTP {response.status}: {text.strip()}", retry)
+                    hint = _HINTS.get(response.status, "")
+                    raise _AttemptFailed(f"HTTP {response.status}: {text.strip()}{hint}", retry)
                 content_types = response.headers.getall("Content-Type", [])
                 if not _octet_stream(content_types, okhttp):
                     raise _AttemptFailed(
