@@ -116,6 +116,24 @@ def test_ingress_rejects_bad_input(tmp_path: Path, path: str, body: Any, error: 
     run(scenario())
 
 
+@pytest.mark.parametrize("path", ["com.example/echo", "com.example/echo/", "com.example"])
+def test_an_ingress_path_without_an_id_says_what_an_address_is(tmp_path: Path, path: str) -> None:
+    async def scenario() -> None:
+        async with serving(echo_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with aiohttp.ClientSession() as session, session.post(
+                    f"{url}/ingress/{path}", json={"type": "string", "value": "a"}
+                ) as response:
+                    assert response.status == 404
+                    assert await response.text() == (
+                        f"/ingress/{path}: an address is /ingress/<namespace>/<type>/<id>\n")
+            finally:
+                await runner.cleanup()
+
+    run(scenario())
+
+
 def test_status_state_and_web_page(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with serving(echo_functions(), tmp_path / "db.sqlite") as (_, runtime):

@@ -140,6 +140,10 @@ async def ingress(request: web.Request) -> web.Response:
     )
 
 
+async def no_address(request: web.Request) -> web.Response:
+    raise web.HTTPNotFound(text=f"{request.path}: an address is /ingress/<namespace>/<type>/<id>\n")
+
+
 async def record(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     ingress_id = f"{request.match_info['namespace']}/{request.match_info['name']}"
@@ -267,6 +271,7 @@ def make_app(runtime: LocalRuntime, *, allowed_hosts: Iterable[str] = ()) -> web
     app.on_startup.append(_started)
     app.on_shutdown.append(_stopping)
     app.router.add_post("/ingress/{namespace}/{type}/{id:.+}", ingress)
+    app.router.add_post("/ingress/{partial:.*}", no_address)
     app.router.add_post("/records/{namespace}/{name}", record)
     app.router.add_get("/api/status", status)
     app.router.add_get("/api/state/{namespace}/{type}/{id:.+}", state)
