@@ -600,6 +600,43 @@ def test_the_offsets_of_a_commit_a_closed_client_left_unanswered_are_committed_b
     assert len(seen) == 8
 
 
+def test_a_newer_offset_waiting_behind_a_commit_a_closed_client_left_unanswered_is_committed(
+    kafka: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A failure (here: routing a record of partition 1) closes the client while the broker
+    has not answered its commit of partition 0's offset and a newer offset of partition 0
+    waits for that answer: the ingress started again commits the newer one."""
+    prefix = names()
+    topic, group = prefix + "in", prefix + "group"
+    kafka.create_topics([topic], partitions=2)
+    produce(kafka, topic, "old")
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, group)
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await eventually(lambda: committed(kafka, group, topic), {0: 2, 1: 2})
+            await until(lambda: not connector.uncommitted and not connector.committing,
+                        "the last commit answered")  # fmt: skip
+            connector.committing = {(topic, 0): 2}  # sent, and never answered
+            await asyncio.to_thread(produce, kafka, topic, "new", (0,))
+            await until(lambda: connector.uncommitted == {(topic, 0): 4}, "partition 0 read")
+            route = runtime.route_record
+
+            def route_failing_once(*args: Any) -> Any:
+                monkeypatch.setattr(runtime, "route_record", route)
+                raise RuntimeError("routing failed")
+
+            monkeypatch.setattr(runtime, "route_record", route_failing_once)
+            await asyncio.to_thread(produce, kafka, topic, "new", (1,))
+            await eventually(lambda: committed(kafka, group, topic), {0: 4, 1: 4})
+            await runtime.wait_until_idle()
+
+    run(scenario())
+    assert len(seen) == 8
+
+
 def test_the_lag_is_what_the_ingress_read_and_can_not_queue_yet(kafka: Any, tmp_path: Path) -> None:
     """While its target has its ``maxNumBatchRequests`` buffered, the ingress holds what it
     read: the lag shows it (the partition's end in Kafka, past the database's offset), and is
@@ -898,6 +935,144 @@ def test_an_exactly_once_egress_whose_id_is_no_topic_name_has_a_position_topic_a
     assert topics[0] == topics[1]
     assert re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", topics[0]), topics[0]
     assert [r.text for r in kafka.read(out, 2, 60, 2)] == ["v0", "v1"]
+
+
+def test_an_exactly_once_egress_logs_in_with_every_client_it_has(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """librdkafka's own login properties (``sasl.username``, ``sasl.password``) are those of
+    each of an exactly-once egress' clients, on a listener that takes nobody without them: the
+    producer, and the clients that create its position topic and read it back on a restart."""
+    kit = sys.modules["statefun_e2e_kit"]
+    out = names() + "out"
+    kafka.create_topics([out], partitions=1)
+    login = f"""  properties:
+    - security.protocol: SASL_PLAINTEXT
+    - sasl.mechanism: PLAIN
+    - sasl.username: {kit.SASL_USER}
+    - sasl.password: {kit.SASL_PASSWORD}
+"""
+    semantic = "{type: exactly-once, transactionTimeout: 1min}"
+    documents = egress(kafka.sasl_bootstrap, semantic=semantic, extra=login)
+
+    async def session(text: str) -> None:
+        async with running(echo_functions([], out=out), tmp_path / "db.sqlite",
+                           documents) as runtime:  # fmt: skip
+            connector = connection(runtime, "egress")
+            await runtime.send(Address(ECHO, "k"), string(text))
+            await runtime.wait_until_idle()
+            await until(lambda: connector.records == 1, "the record produced")
+
+    run(session("v0"))
+    run(session("v1"))
+    assert [r.text for r in kafka.read(out, 2, 60, 2)] == ["v0", "v1"]
+
+
+def test_a_position_topic_not_created_in_time_fails_the_exactly_once_egress_and_says_so(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The position topic is created first: a broker that has not created it ``TIMEOUT`` s
+    after it was asked for (nobody listens at the address here) fails the egress, which says
+    which topic, to start over with a new client."""
+    from statefun_local import kafka as kafka_connectors
+
+    monkeypatch.setattr(kafka_connectors, "TIMEOUT", 1)
+    semantic = "{type: exactly-once, transactionTimeout: 1min}"
+    documents = egress(f"127.0.0.1:{free_port()}", semantic=semantic)
+
+    async def scenario() -> tuple[str, str]:
+        async with running(echo_functions([]), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "egress")
+            await until(lambda: connector.state == "failed", "the egress failed")
+            return str(connector.error), str(runtime.store.meta_get("instance"))
+
+    error, instance = run(scenario())
+    topic = f"statefun-local.{instance}.com.example.out"
+    assert error.startswith(
+        f"TimeoutError: the broker did not create the topic {topic} within 1 s"
+    ), error
+
+
+def test_a_position_topic_kafka_refuses_to_create_fails_the_egress_and_says_why(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """Kafka refuses a topic whose name is another's with a ``.`` for a ``_`` (their metrics
+    would have one name): the exactly-once egress does not go on without its position topic,
+    it fails and shows what Kafka said."""
+    db = tmp_path / "db.sqlite"
+    instance = uuid.uuid4().hex
+    store = SqliteStore.open(db)
+    with store.transaction():
+        store.meta_put("instance", instance)
+    store.close()
+    other = f"statefun-local_{instance}_com_example_out"
+    kafka.create_topics([other], partitions=1)
+    semantic = "{type: exactly-once, transactionTimeout: 1min}"
+    documents = egress(kafka.bootstrap, semantic=semantic)
+
+    async def scenario() -> str:
+        async with running(echo_functions([]), db, documents) as runtime:
+            connector = connection(runtime, "egress")
+            await until(lambda: connector.state == "failed", "the egress failed")
+            return str(connector.error)
+
+    error = run(scenario())
+    assert error.startswith("KafkaException: "), error
+    assert f"collides with existing topic: {other}" in error, error
+
+
+def test_a_position_not_among_the_newest_offsets_of_its_topic_is_read_from_its_start(
+    kafka: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The position is looked for in the last ``CURSOR_WINDOW`` offsets of its topic (two
+    here); when they hold no committed one (the record of a transaction a crashed producer left
+    open, and the marker that aborts it), in the whole topic: the newest committed position
+    still counts, and nothing is produced twice."""
+    from confluent_kafka import Producer
+    from statefun_local import kafka as kafka_connectors
+
+    monkeypatch.setattr(kafka_connectors, "CURSOR_WINDOW", 2)
+    out = names() + "out"
+    kafka.create_topics([out], partitions=1)
+    semantic = "{type: exactly-once, transactionTimeout: 1min}"
+    documents = egress(kafka.bootstrap, semantic=semantic)
+    db = tmp_path / "db.sqlite"
+    cursor_key = "kafka_egress_cursor:com.example/out"
+
+    async def first() -> str:
+        async with running(echo_functions([], out=out), db, documents) as runtime:
+            for n in range(2):  # a transaction each
+                await runtime.send(Address(ECHO, f"k{n}"), string(f"v{n}"))
+                await runtime.wait_until_idle()
+                last = runtime.store.egress_list()[-1].seq
+                await until(lambda last=last: runtime.store.meta_get(cursor_key) == last,
+                            "the position saved")  # fmt: skip
+            return str(connection(runtime, "egress").cursor_topic)
+
+    async def second() -> None:
+        async with running(echo_functions([], out=out), db, documents) as runtime:
+            connector = connection(runtime, "egress")
+            await until(lambda: connector.state == "connected", "the egress connected")
+            assert connector.cursor == last
+            await runtime.send(Address(ECHO, "k2"), string("v2"))
+            await runtime.wait_until_idle()
+            records = await read(kafka, out, 3, settle=2)
+            assert [r.text for r in records] == ["v0", "v1", "v2"]
+
+    cursor_topic = run(first())
+    store = SqliteStore.open(db)
+    last = store.meta_get(cursor_key)
+    instance = store.meta_get("instance")
+    with store.transaction():
+        store.meta_put(cursor_key, 0)  # as if the runtime died before the database's copy
+    store.close()
+    name = f"statefun-local.{instance}.com.example/out"  # the egress' transactional.id
+    crashed = Producer({"bootstrap.servers": kafka.bootstrap, "transactional.id": name})
+    crashed.init_transactions(30)
+    crashed.begin_transaction()
+    crashed.produce(cursor_topic, key=b"position", value=str(last + 1000).encode())
+    assert crashed.flush(30) == 0
+    run(second())
 
 
 def test_a_position_topic_name_is_the_id_with_dots_or_legal_and_told_apart_by_a_digest() -> None:
@@ -1329,3 +1504,29 @@ spec:
                                                      tmp_path / "other.sqlite"))] == [
         "kafka egress com.example/out"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["ingress", "egress"])
+def test_a_broker_nobody_answers_at_is_shown_while_the_first_call_still_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The ingress' listing of the topics and the exactly-once egress' creation of its position
+    topic wait for the broker in short tries, serving librdkafka's error callback between
+    them: the broker is shown unreachable at once, not once the call gives up."""
+    from statefun_local import kafka as connectors_module
+
+    monkeypatch.setattr(connectors_module, "TIMEOUT", 30)  # the call is still under way below
+    address = f"127.0.0.1:{free_port()}"  # nobody listens
+    exactly_once = "{type: exactly-once, transactionTimeout: 1min}"
+    documents = (ingress(address, "in", "group") if kind == "ingress"
+                 else egress(address, semantic=exactly_once))  # fmt: skip
+
+    async def scenario() -> None:
+        async with running(echo_functions([]), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, kind)
+            await until(lambda: connector.state == "unreachable", "the broker shown unreachable",
+                        timeout=20)  # fmt: skip
+            assert connector._pending is not None and not connector._pending.done()
+            assert connector.error.startswith(f"broker {address} unreachable: ")
+
+    run(scenario())

@@ -236,6 +236,21 @@ class KafkaIngress(_KafkaConnector):
                 await self.blocking(self._close, consumer)
             self.consumer, self.assigned, self.listed = None, [], 0.0
 
+    def _topics(self, consumer: Any) -> dict[str, Any]:
+        """The broker's topics. While no partition is assigned, asked in short tries with
+        ``error_cb`` served between them (polling reads no record then), so that a broker that
+        cannot be reached is shown at once rather than after ``TIMEOUT``."""
+        if self.assigned:
+            return consumer.list_topics(timeout=TIMEOUT).topics  # type: ignore[no-any-return]
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                return consumer.list_topics(timeout=1).topics  # type: ignore[no-any-return]
+            except _client().KafkaException:
+                if time.monotonic() >= deadline:
+                    raise
+                consumer.poll(0)
+
     def _assign_new(self, consumer: Any, first: bool) -> None:
         """Take every partition of the topics (as the runtime does: the group only keeps
         committed offsets, it does not share partitions out). A partition the database has no
@@ -244,7 +259,7 @@ class KafkaIngress(_KafkaConnector):
         run): either way the position is resolved now and written to the database, so that a
         restart goes on from there."""
         kafka = _client()
-        topics = consumer.list_topics(timeout=TIMEOUT).topics
+        topics = self._topics(consumer)
         found = [kafka.TopicPartition(topic, partition)
                  for topic in self.topics if topic in topics
                  for partition in topics[topic].partitions]  # fmt: skip
@@ -451,15 +466,20 @@ class KafkaEgress(_KafkaConnector):
         config = {"cleanup.policy": "compact", "segment.ms": "3600000"}
         (future,) = admin.create_topics([NewTopic(self.cursor_topic, 1, -1, config=config)]
                                         ).values()  # fmt: skip
-        try:
-            future.result(timeout=TIMEOUT)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(
-                f"the broker did not create the topic {self.cursor_topic} within {TIMEOUT} s"
-            ) from None
-        except kafka.KafkaException as error:
-            if error.args[0].code() != kafka.KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            admin.poll(0)  # serves error_cb: a broker that cannot be reached is shown at once
+            try:
+                future.result(timeout=1)
+                return
+            except concurrent.futures.TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"the broker did not create the topic "
+                                       f"{self.cursor_topic} within {TIMEOUT} s") from None
+            except kafka.KafkaException as error:
+                if error.args[0].code() != kafka.KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+                return
 
     def _committed_cursor(self) -> int:
         """The newest committed position (0 if none). Only this egress' producer writes its
