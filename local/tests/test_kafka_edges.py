@@ -1530,3 +1530,37 @@ def test_a_broker_nobody_answers_at_is_shown_while_the_first_call_still_waits_fo
             assert connector.error.startswith(f"broker {address} unreachable: ")
 
     run(scenario())
+
+
+class JustBooted:
+    """The ``time`` module of a machine up for a second: its monotonic clock starts near 0."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def monotonic(self) -> float:
+        return time.monotonic() - self.started + 1.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_an_ingress_lists_its_topics_at_once_on_a_machine_just_booted(
+    kafka: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first listing does not wait until the monotonic clock passes ``PARTITIONS_EVERY``
+    (it starts at the boot): the partitions are taken at once."""
+    from statefun_local import kafka as connectors_module
+
+    monkeypatch.setattr(connectors_module, "time", JustBooted())
+    prefix = names()
+    kafka.create_topics([prefix + "in"], partitions=2)
+    documents = ingress(kafka.bootstrap, prefix + "in", prefix + "group")
+
+    async def scenario() -> None:
+        async with running(echo_functions([]), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.status()["partitions"] == 2, "the partitions taken",
+                        timeout=10)  # fmt: skip
+
+    run(scenario())

@@ -9,17 +9,21 @@ restart that puts nothing again; the credentials a profile names, and boto3 miss
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import json
+import logging
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from statefun_local import LocalRuntime
 from statefun_local.connector import connectors
 from statefun_local.module import Aws, parse_module
@@ -392,6 +396,28 @@ def test_a_key_s_records_keep_their_order_across_a_reshard(
         ]
 
 
+def test_an_ingress_lists_its_shards_at_once_on_a_machine_just_booted(
+    kinesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first listing does not wait until the monotonic clock (from the boot) passes
+    ``SHARDS_EVERY``."""
+    from statefun_local import kinesis as connectors_module
+
+    from .test_kafka_edges import JustBooted
+
+    monkeypatch.setattr(connectors_module, "time", JustBooted())
+    stream = names() + "in"
+    streams(kinesis, stream, shards=1)
+
+    async def scenario() -> None:
+        async with running(functions([]), tmp_path / "db.sqlite", kinesis_in(kinesis, stream)
+                           ) as runtime:  # fmt: skip
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "connected", "the shards listed", timeout=10)
+
+    run(scenario())
+
+
 def test_records_put_while_down_on_a_shard_not_read_yet_are_read_after_a_restart(
     kinesis: Any, tmp_path: Path
 ) -> None:
@@ -552,3 +578,312 @@ def test_without_boto3_the_connector_says_what_to_install(monkeypatch: pytest.Mo
         patched.setitem(sys.modules, "boto3", None)  # import boto3: ImportError
         with pytest.raises(RuntimeError, match=r"pip install 'statefun-local\[kinesis\]'"):
             _client(Aws(region="us-east-1"))
+
+
+# --- what kinesalite never does: a Kinesis API in the middle --------------------------------
+
+
+class KinesisInTheMiddle:
+    """A Kinesis API on 127.0.0.1 that hands each call to kinesalite and its answer back, but
+    for what kinesalite never does and Kinesis does: a PutRecords call's records for which
+    ``refuse(data)`` is true are refused (not put; ``ProvisionedThroughputExceededException``
+    in their place in the answer, as for a shard over its limit); ListShards answers one shard a
+    page (with a NextToken for the next), without the shards in ``hidden`` (as shards past the
+    stream's retention); and an iterator named in ``expire`` (the one the next GetRecords uses,
+    once ``expire_next`` is set) is refused from then on, as an iterator older than five
+    minutes. ``puts`` holds the data of each PutRecords call's records, ``listings`` counts the
+    shard lists asked for (their first pages)."""
+
+    def __init__(self, kinesis: Any, refuse: Callable[[bytes], bool] = lambda data: False
+                 ) -> None:  # fmt: skip
+        self.kinesis, self.refuse = kinesis, refuse
+        self.puts: list[list[bytes]] = []
+        self.expire: set[str] = set()
+        self.expire_next = False
+        self.hidden: set[str] = set()
+        self.listings = 0
+        self.endpoint = ""
+
+    async def __aenter__(self) -> KinesisInTheMiddle:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/", self._handle)
+        self._session = aiohttp.ClientSession()
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+        await self._session.close()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        call = json.loads(await request.read())
+        action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        refused: list[bool] = []
+        if action == "PutRecords":
+            self.puts.append([base64.b64decode(r["Data"]) for r in call["Records"]])
+            refused = [self.refuse(data) for data in self.puts[-1]]
+            call["Records"] = [r for r, no in zip(call["Records"], refused) if not no]
+        if action == "GetRecords" and (self.expire_next or call["ShardIterator"] in self.expire):
+            self.expire_next = False
+            self.expire.add(call["ShardIterator"])
+            error = {"__type": "ExpiredIteratorException", "message": "Iterator expired"}
+            return web.json_response(error, status=400, content_type="application/x-amz-json-1.1")
+        self.listings += action == "ListShards" and "StreamName" in call
+        if action == "ListShards" and "NextToken" in call and "StreamName" not in call:
+            stream, after = json.loads(call.pop("NextToken"))
+            call.update(StreamName=stream, ExclusiveStartShardId=after)
+        answer: dict[str, Any] = {"FailedRecordCount": 0, "Records": []}
+        if call.get("Records", True):  # (kinesalite refuses a PutRecords of none)
+            headers = {name: value for name, value in request.headers.items()
+                       if name.lower() not in ("host", "content-length")}  # fmt: skip
+            async with self._session.post(self.kinesis.endpoint, data=json.dumps(call),
+                                          headers=headers) as reply:  # fmt: skip
+                if reply.status != 200:
+                    return web.Response(status=reply.status, body=await reply.read(),
+                                        content_type="application/x-amz-json-1.1")  # fmt: skip
+                answer = json.loads(await reply.read())
+        if action == "PutRecords":
+            taken = iter(answer["Records"])
+            refusal = {"ErrorCode": "ProvisionedThroughputExceededException",
+                       "ErrorMessage": "Rate exceeded for shard"}  # fmt: skip
+            answer = {"FailedRecordCount": sum(refused),
+                      "Records": [refusal if no else next(taken) for no in refused]}  # fmt: skip
+        if action == "ListShards":
+            answer["Shards"] = [s for s in answer["Shards"] if s["ShardId"] not in self.hidden]
+        if action == "ListShards" and len(answer["Shards"]) > 1:
+            first = answer["Shards"][0]
+            token = json.dumps([call["StreamName"], first["ShardId"]])
+            answer = {"Shards": [first], "NextToken": token}
+        return web.json_response(answer, content_type="application/x-amz-json-1.1")
+
+
+def test_records_kinesis_refuses_are_put_again_alone_until_it_takes_them(
+    kinesis: Any, tmp_path: Path, caplog: Any
+) -> None:
+    """Kinesis may refuse some records of a call (a shard over its limit): those, and only
+    those, are put again, in their order, so each record arrives once; the refusal is logged
+    and the egress shown connected once they are taken."""
+    stream = names() + "out"
+    streams(kinesis, stream, shards=1)
+    refused: set[bytes] = set()
+
+    def refuse(data: bytes) -> bool:  # the odd ones, the first time
+        if int(data[1:]) % 2 == 0 or data in refused:
+            return False
+        refused.add(data)
+        return True
+
+    records = [[stream, "k", None, f"r{n}"] for n in range(8)]
+
+    async def scenario() -> list[list[bytes]]:
+        async with KinesisInTheMiddle(kinesis, refuse) as middle:
+            async with running(functions([]), tmp_path / "db.sqlite", kinesis_out(middle)
+                               ) as runtime:  # fmt: skip
+                await send(runtime, records)
+                egress = connection(runtime, "egress")
+                await until(lambda: egress.records == 8, "the records put")
+                assert (egress.state, egress.error) == ("connected", None)
+            return middle.puts
+
+    with caplog.at_level(logging.WARNING, logger="statefun_local"):
+        puts = run(scenario())
+    assert puts == [[f"r{n}".encode() for n in range(8)], [b"r1", b"r3", b"r5", b"r7"]]
+    assert [r.text for r in read(kinesis, stream, 8)] == [f"r{n}" for n in (0, 2, 4, 6, 1, 3, 5, 7)]
+    assert (f"4 records to {stream} refused: ProvisionedThroughputExceededException: "
+            "Rate exceeded for shard") in caplog.text  # fmt: skip
+
+
+def test_a_record_refused_at_every_attempt_fails_the_egress_which_puts_the_batch_again(
+    kinesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """A record Kinesis refuses ``PUT_ATTEMPTS`` times fails the egress; it starts again from
+    the log position it saved, so the batch is put again (at least once: the record taken the
+    first time arrives twice), and the refused record, taken now, once."""
+    from statefun_local import kinesis as connectors_module
+
+    monkeypatch.setattr(connectors_module, "PUT_ATTEMPTS", 2)
+    stream = names() + "out"
+    streams(kinesis, stream, shards=1)
+    refusals: list[bytes] = []
+
+    def refuse(data: bytes) -> bool:  # "x", twice
+        if data == b"x" and len(refusals) < 2:
+            refusals.append(data)
+            return True
+        return False
+
+    async def scenario() -> list[list[bytes]]:
+        async with KinesisInTheMiddle(kinesis, refuse) as middle:
+            async with running(functions([]), tmp_path / "db.sqlite", kinesis_out(middle)
+                               ) as runtime:  # fmt: skip
+                await send(runtime, [[stream, "k", None, "a"], [stream, "k", None, "x"]])
+                egress = connection(runtime, "egress")
+                await until(lambda: egress.records == 2, "the records put")
+                assert (egress.state, egress.error) == ("connected", None)
+            return middle.puts
+
+    with caplog.at_level(logging.WARNING, logger="statefun_local"):
+        puts = run(scenario())
+    assert puts == [[b"a", b"x"], [b"x"], [b"a", b"x"]]
+    assert [r.text for r in read(kinesis, stream, 3)] == ["a", "a", "x"]
+    assert f"RuntimeError: 1 records to {stream} refused 2 times" in caplog.text
+
+
+def test_shards_listed_over_pages_are_each_read_after_their_parents(
+    kinesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream's shards come a page at a time (ListShards' NextToken, one shard a page
+    here): every one is read, a split's shards after their parent, listed on another page."""
+    from statefun_local import kinesis as connectors_module
+
+    monkeypatch.setattr(connectors_module, "READ_BATCH", 1)
+    stream = names() + "in"
+    streams(kinesis, stream, shards=1)
+    put(kinesis, stream, [("k", f"before{n}", 0) for n in range(3)])
+    split(kinesis, stream, shard_ids(kinesis, stream)[0])
+    put(kinesis, stream, [("k", "low", 0), ("j", "high", 1)])
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        async with KinesisInTheMiddle(kinesis) as middle:
+            documents = kinesis_in(middle, stream)
+            async with running(functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+                await until(lambda: len(seen) == 5, "every record")
+                await runtime.wait_until_idle()
+                assert connection(runtime, "ingress").status()["partitions"] == 2
+
+    run(scenario())
+    assert [text for text in seen if text.startswith("k:")] == [
+        "k:before0", "k:before1", "k:before2", "k:low"
+    ]  # fmt: skip
+    assert "j:high" in seen
+
+
+def test_an_expired_iterator_fails_the_ingress_which_starts_again_from_the_database(
+    kinesis: Any, tmp_path: Path
+) -> None:
+    """An iterator Kinesis no longer takes (older than five minutes: the runtime was held up)
+    fails the ingress; it starts again with new iterators at the positions in the database, so
+    the records after the last one read come, each once."""
+    stream = names() + "in"
+    streams(kinesis, stream, shards=1)
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        async with KinesisInTheMiddle(kinesis) as middle:
+            documents = kinesis_in(middle, stream)
+            async with running(functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+                connector = connection(runtime, "ingress")
+                await asyncio.to_thread(put, kinesis, stream, [("a", "a", 0)])
+                await until(lambda: seen == ["a:a"], "the first record")
+                middle.expire_next = True
+                await asyncio.to_thread(put, kinesis, stream, [("b", "b", 0)])
+                await until(lambda: seen == ["a:a", "b:b"], "the record after it")
+                await until(lambda: connector.state == "connected", "connected again")
+                assert len(middle.expire) == 1  # the ingress failed on it, once
+
+    run(scenario())
+
+
+def test_a_shard_whose_parent_is_no_longer_listed_is_read_at_once(
+    kinesis: Any, tmp_path: Path
+) -> None:
+    """A split's shards whose parent is past the stream's retention (no longer listed: hidden
+    here) do not wait for it: they are read from their start; the parent's records are not."""
+    stream = names() + "in"
+    streams(kinesis, stream, shards=1)
+    (parent,) = shard_ids(kinesis, stream)
+    put(kinesis, stream, [("k", "gone", 0)])
+    split(kinesis, stream, parent)
+    put(kinesis, stream, [("k", "low", 0), ("j", "high", 1)])
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        async with KinesisInTheMiddle(kinesis) as middle:
+            middle.hidden.add(parent)
+            documents = kinesis_in(middle, stream)
+            async with running(functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+                await until(lambda: len(seen) == 2, "the records of the split's shards")
+                await runtime.wait_until_idle()
+                assert connection(runtime, "ingress").status()["partitions"] == 2
+
+    run(scenario())
+    assert sorted(seen) == ["j:high", "k:low"]
+
+
+def test_the_shard_list_is_read_at_the_start_and_when_a_shard_ends(
+    kinesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``SHARDS_EVERY`` far away, the shard list is read once at the start, however many
+    records come, and once more when a shard (a split's parent) is read to its end, for its
+    children; not on every poll."""
+    from statefun_local import kinesis as connectors_module
+
+    monkeypatch.setattr(connectors_module, "SHARDS_EVERY", 600.0)
+    stream = names() + "in"
+    streams(kinesis, stream, shards=1)
+    (parent,) = shard_ids(kinesis, stream)
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        async with KinesisInTheMiddle(kinesis) as middle:
+            documents = kinesis_in(middle, stream)
+            async with running(functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+                connector = connection(runtime, "ingress")
+                for n in range(1, 4):
+                    await asyncio.to_thread(put, kinesis, stream, [("k", f"r{n}", 0)])
+                    await until(lambda n=n: len(seen) == n, "the record read")
+                assert (connector.state, middle.listings) == ("connected", 1)
+                await asyncio.to_thread(split, kinesis, stream, parent)
+                await asyncio.to_thread(put, kinesis, stream, [("k", "low", 0), ("j", "high", 1)])
+                await until(lambda: len(seen) == 5, "the split's shards read")
+                await runtime.wait_until_idle()
+                assert middle.listings == 2
+
+    run(scenario())
+
+
+def test_a_key_s_records_keep_their_order_across_a_split_and_then_a_merge(
+    kinesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard split, and its two shards merged again: the merged shard waits for both of
+    its parents, which wait for theirs (not read yet when the merged shard is listed); each
+    key's records come in the order they were put, over the three generations."""
+    from statefun_local import kinesis as connectors_module
+
+    monkeypatch.setattr(connectors_module, "READ_BATCH", 1)
+    stream = names() + "in"
+    streams(kinesis, stream, shards=1)
+    client = kinesis.client()
+    put(kinesis, stream, [("k", f"first{n}", 0) for n in range(2)])
+    split(kinesis, stream, shard_ids(kinesis, stream)[0])
+    # more on the merge's adjacent parent (the high one) than on the other
+    put(kinesis, stream, [(key, f"second{n}", shard) for shard, key in enumerate("kj")
+                          for n in range(2 + 6 * shard)])  # fmt: skip
+    low, high = shard_ids(kinesis, stream)[1:]
+    client.merge_shards(StreamName=stream, ShardToMerge=low, AdjacentShardToMerge=high)
+    while client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+        "StreamStatus"] != "ACTIVE":  # fmt: skip
+        time.sleep(0.1)
+    put(kinesis, stream, [(key, f"third{n}", shard) for shard, key in enumerate("kj")
+                          for n in range(2)])  # fmt: skip
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        async with running(functions(seen), tmp_path / "db.sqlite", kinesis_in(kinesis, stream)):
+            await until(lambda: len(seen) == 16, "every record")
+
+    run(scenario())
+    assert [text for text in seen if text.startswith("k:")] == [
+        f"k:{label}{n}" for label in ("first", "second", "third") for n in range(2)
+    ]
+    assert [text for text in seen if text.startswith("j:")] == [
+        *(f"j:second{n}" for n in range(8)),
+        "j:third0",
+        "j:third1",
+    ]

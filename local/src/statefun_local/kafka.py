@@ -38,6 +38,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
+import math
 import re
 import time
 import uuid
@@ -200,7 +201,7 @@ class KafkaIngress(_KafkaConnector):
         #: start positions resolved on the consumer's thread, not yet in the database
         self.resolved: dict[tuple[str, int], int] = {}
         self.assigned: list[Any] = []
-        self.listed = 0.0
+        self.listed = -math.inf  # never (the clock may start near 0): list at once
         self.consumer: Any = None
         self.skipped: list[str] = []
         #: offsets in the database, not yet committed to the group in Kafka
@@ -234,7 +235,7 @@ class KafkaIngress(_KafkaConnector):
         finally:
             if await self.settle():
                 await self.blocking(self._close, consumer)
-            self.consumer, self.assigned, self.listed = None, [], 0.0
+            self.consumer, self.assigned, self.listed = None, [], -math.inf
 
     def _topics(self, consumer: Any) -> dict[str, Any]:
         """The broker's topics. While no partition is assigned, asked in short tries with

@@ -21,6 +21,7 @@ kinesalite) and ``awsCredentials``; needs ``boto3`` (``pip install statefun-loca
 from __future__ import annotations
 
 import datetime
+import math
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -88,7 +89,7 @@ class KinesisIngress(Connector):
         client = _client(self.ingress.aws)
         self.iterators, self.waiting = {}, {}
         positions = self.runtime.store.kinesis_positions(self.id)
-        listed, first = 0.0, not positions
+        listed, first = -math.inf, not positions  # -inf: never (the clock may start near 0)
         last_read: dict[tuple[str, str], float] = {}
         try:
             while True:
@@ -105,9 +106,7 @@ class KinesisIngress(Connector):
                     last_read[stream, shard] = time.monotonic()
                     read += await self._read(client, stream, shard, iterator, positions)
                     if self.iterators[stream, shard] is None:  # a reshard's: list its children
-                        listed = 0.0
-                if self.waiting:
-                    await self._start_ready(client, positions)
+                        listed = -math.inf  # (and start them: _list starts what is ready)
                 if not read:
                     await self.runtime._wait_progress(IDLE)
         finally:
