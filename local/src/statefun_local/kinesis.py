@@ -100,7 +100,7 @@ class KinesisIngress(Connector):
                 read = 0
                 for (stream, shard), iterator in list(self.iterators.items()):
                     # Kinesis allows five reads a second per shard
-                    since = time.monotonic() - last_read.get((stream, shard), 0.0)
+                    since = time.monotonic() - last_read.get((stream, shard), -math.inf)
                     if iterator is None or since < 0.2:
                         continue
                     last_read[stream, shard] = time.monotonic()
