@@ -247,10 +247,8 @@ def test_cli_sends_a_file_s_bytes_as_they_are_up_to_the_body_limit(
     assert "1048576" in err
 
 
-def test_cli_audit_says_when_the_audit_log_is_empty(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    db = tmp_path / "db.sqlite"
+def echoed_once(db: Path) -> None:
+    """A database in which com.example/echo/x was sent "hi", and echoed it to the egress."""
 
     async def scenario() -> None:
         async with serving(echo_functions(), db) as (_, runtime):
@@ -258,6 +256,13 @@ def test_cli_audit_says_when_the_audit_log_is_empty(
             await runtime.wait_until_idle()
 
     run(scenario())
+
+
+def test_cli_audit_says_when_the_audit_log_is_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "db.sqlite"
+    echoed_once(db)
     assert main(["audit", "--db", str(db)]) == 0
     assert capsys.readouterr().out == (
         "the audit log is empty: nothing was done to a stuck address\n"
@@ -285,13 +290,7 @@ def test_cli_output_to_a_reader_gone_away_ends_quietly(tmp_path: Path, command: 
                                                         ) -> None:  # fmt: skip
     """``statefun-local egress | head -1``: once ``head`` has gone, no error is printed."""
     db = tmp_path / "db.sqlite"
-
-    async def scenario() -> None:
-        async with serving(echo_functions(), db) as (_, runtime):
-            await runtime.send(Address("com.example/echo", "x"), make_value("string", "hi"))
-            await runtime.wait_until_idle()
-
-    run(scenario())
+    echoed_once(db)
     process = subprocess.Popen([sys.executable, "-m", "statefun_local", *command, "--db", str(db)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     assert process.stdout is not None
