@@ -58,8 +58,10 @@ class Hanging(Connector):
 
     system, kind = "kafka", "ingress"
 
-    def __init__(self) -> None:
+    def __init__(self, connected: bool = False) -> None:
         super().__init__(runtime=None, id_="com.example/in", address="broker:9092")  # type: ignore[arg-type]
+        if connected:
+            self.connected()
         self.answer = threading.Event()
         self.called = threading.Event()
         self.closed = False
@@ -104,6 +106,30 @@ def test_a_stop_during_a_call_that_never_ends_waits_a_while_then_leaves_the_clie
     gc.collect()
     assert "stopped with a call to broker:9092 under way, left to end by itself" in caplog.text
     assert "never retrieved" not in caplog.text
+
+
+def test_a_connected_connector_s_stop_waits_for_its_call_and_then_closes_its_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its broker answers: the call under way ends, however long past ``SETTLE_WAIT`` (a
+    machine under load), and the client is closed (an ingress commits its last offsets)."""
+    from statefun_local import connector as connector_module
+
+    monkeypatch.setattr(connector_module, "SETTLE_WAIT", 0.05)
+    connector = Hanging(connected=True)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(connector.run())
+        await asyncio.to_thread(connector.called.wait, 10)
+        task.cancel()
+        await asyncio.sleep(0.5)  # ten times SETTLE_WAIT
+        assert not task.done()
+        connector.answer.set()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        assert connector.closed
+
+    asyncio.run(scenario())
 
 
 def test_a_call_that_never_ends_does_not_hold_up_the_process_exit(tmp_path: Path) -> None:

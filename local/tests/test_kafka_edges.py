@@ -851,7 +851,8 @@ def test_an_exactly_once_egress_goes_on_from_kafkas_position_when_the_database_i
                 "exactly-once", last, 3)  # fmt: skip
             instance = runtime.store.meta_get("instance")
             assert re.fullmatch("[0-9a-f]{32}", instance)
-            assert connector.cursor_topic == f"statefun-local.{instance}.com.example.out"
+            assert re.fullmatch(rf"statefun-local\.{instance}\.com\.example\.out\.[0-9a-f]{{16}}",
+                                connector.cursor_topic)  # fmt: skip
             return str(connector.cursor_topic)
 
     async def second() -> None:
@@ -987,7 +988,7 @@ def test_a_position_topic_not_created_in_time_fails_the_exactly_once_egress_and_
             return str(connector.error), str(runtime.store.meta_get("instance"))
 
     error, instance = run(scenario())
-    topic = f"statefun-local.{instance}.com.example.out"
+    topic = kafka_connectors._topic_for(f"statefun-local.{instance}.com.example/out")
     assert error.startswith(
         f"TimeoutError: the broker did not create the topic {topic} within 1 s"
     ), error
@@ -1005,7 +1006,9 @@ def test_a_position_topic_kafka_refuses_to_create_fails_the_egress_and_says_why(
     with store.transaction():
         store.meta_put("instance", instance)
     store.close()
-    other = f"statefun-local_{instance}_com_example_out"
+    from statefun_local.kafka import _topic_for
+
+    other = _topic_for(f"statefun-local.{instance}.com.example/out").replace(".", "_")
     kafka.create_topics([other], partitions=1)
     semantic = "{type: exactly-once, transactionTimeout: 1min}"
     documents = egress(kafka.bootstrap, semantic=semantic)
@@ -1075,20 +1078,61 @@ def test_a_position_not_among_the_newest_offsets_of_its_topic_is_read_from_its_s
     run(second())
 
 
-def test_a_position_topic_name_is_the_id_with_dots_or_legal_and_told_apart_by_a_digest() -> None:
-    """``/`` becomes ``.``; a name of 249 characters Kafka takes is kept; a character Kafka
-    refuses, or one more character, makes the name legal (249 characters at most) and adds the
-    first 16 hex digits of the id's SHA-256."""
+def test_a_position_topic_name_is_the_id_made_legal_then_its_digest() -> None:
+    """``/`` becomes ``.``, a character Kafka refuses ``_``, at most 249 characters, then the
+    first 16 hex digits of the id's SHA-256: ids Kafka would confuse get topics of their own."""
     from statefun_local.kafka import _topic_for
 
     def digest(name: str) -> str:
         return hashlib.sha256(name.encode()).hexdigest()[:16]
 
-    assert _topic_for("com.example/out") == "com.example.out"
-    assert _topic_for("x" * 249) == "x" * 249
+    assert _topic_for("com.example/out") == "com.example.out." + digest("com.example/out")
     assert _topic_for("com.example/my out") == "com.example.my_out." + digest("com.example/my out")
     assert _topic_for("x" * 250) == "x" * 232 + "." + digest("x" * 250)
     assert len(_topic_for("x" * 250)) == 249
+    confused = ["com.example/out", "com/example.out", "com.example/my_out", "com.example/my.out"]
+    topics = [_topic_for(name) for name in confused]
+    # Kafka refuses a topic whose name differs from another's only by "." and "_"
+    assert len({topic.replace(".", "_") for topic in topics}) == len(confused)
+
+
+def test_two_exactly_once_egresses_whose_ids_kafka_would_confuse_each_keep_their_own_position(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """``com.example/out`` and ``com/example.out``: each egress' position is its own (they
+    shared one topic, and one then went on from the other's position, skipping records)."""
+    prefix = names()
+    out_a, out_b = prefix + "a", prefix + "b"
+    kafka.create_topics([out_b], partitions=1)  # A's topic is not there yet: A fails
+    functions = StatefulFunctions()
+
+    @functions.bind(ECHO)
+    def send(context: Context, message: Message) -> None:
+        text = message.as_string()
+        out = ("com.example/out", out_a) if text.startswith("a") else ("com/example.out", out_b)
+        context.send_egress(kafka_egress_message(out[0], out[1], text))
+
+    exactly_once = "{type: exactly-once, transactionTimeout: 1min}"
+    documents = (egress(kafka.bootstrap, "com.example/out", exactly_once,
+                        extra="  properties: [{message.timeout.ms: 1000}]")
+                 + egress(kafka.bootstrap, "com/example.out", exactly_once))  # fmt: skip
+
+    async def scenario() -> None:
+        async with running(functions, tmp_path / "db.sqlite", documents) as runtime:
+            a, b = (next(c for c in runtime.connectors if c.id == id_)
+                    for id_ in ("com.example/out", "com/example.out"))  # fmt: skip
+            await runtime.send(Address(ECHO, "k"), string("a1"))
+            await until(lambda: a.state == "failed", "A failed: its topic is not there")
+            for text in ("b1", "b2"):
+                await runtime.send(Address(ECHO, "k"), string(text))
+            await until(lambda: b.records == 2, "B's records produced")
+            assert a.cursor_topic != b.cursor_topic
+            await asyncio.to_thread(kafka.create_topics, [out_a], 1)
+            await until(lambda: a.records == 1, "A's record produced")
+
+    run(scenario())
+    assert [r.text for r in kafka.read(out_a, 1, 60, 1)] == ["a1"]
+    assert [r.text for r in kafka.read(out_b, 2, 60, 1)] == ["b1", "b2"]
 
 
 def test_the_status_keeps_the_last_ten_records_skipped(kafka: Any, tmp_path: Path) -> None:
@@ -1114,7 +1158,9 @@ def test_properties_librdkafka_does_not_know_are_named_and_left_out(
     kafka: Any, tmp_path: Path, caplog: Any
 ) -> None:
     """A module.yaml written for the Java client: its own properties (one by one, however
-    many) are named in the log and left out, the others kept."""
+    many) are named in the log, once however many clients a connector makes (an exactly-once
+    egress has three: its producer, and those that create and read its position topic), and
+    left out; the others kept."""
     prefix = names()
     topic, out = prefix + "in", prefix + "out"
     kafka.create_topics([topic, out], partitions=1)
@@ -1123,7 +1169,8 @@ def test_properties_librdkafka_does_not_know_are_named_and_left_out(
     java = "  properties: [{key.serializer: x}, {client.id: mine}, {key.deserializer: y}]"
     documents = ingress(kafka.bootstrap, topic, prefix + "group", extra=java)
     kerberos = "com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true;"
-    documents += egress(kafka.bootstrap, extra="  properties: [{value.serializer: z}, "
+    documents += egress(kafka.bootstrap, semantic="{type: exactly-once, transactionTimeout: 1min}",
+                        extra="  properties: [{value.serializer: z}, "
                         f"{{sasl.jaas.config: '{kerberos}'}}]")  # fmt: skip
 
     async def scenario() -> None:

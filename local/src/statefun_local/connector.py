@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 log = one_line_logger("statefun_local.connectors")
 
 MAX_BACKOFF = 30.0
-#: seconds a stopping connector waits for a client call under way (to a broker that does not
-#: answer, say) before it stops without closing that client, the call left to end by itself
+#: seconds a stopping connector that is not connected (its broker does not answer, say) waits
+#: for a client call under way before it stops without closing that client, the call left to
+#: end by itself; a connected one waits for the call to end (its broker answers)
 SETTLE_WAIT = 3.0
 
 
@@ -59,6 +60,7 @@ class Connector:
         self.records = 0
         self.cursor = 0  # an egress': its position in the runtime's egress log
         self._pending: Optional[asyncio.Future[Any]] = None
+        self._warned: set[str] = set()
 
     def __str__(self) -> str:
         return f"{self.system} {self.kind} {self.id}"
@@ -68,6 +70,12 @@ class Connector:
         if text != self.error:
             log.warning("%s: %s (retrying)", self, text)
         self.state, self.error = state, text
+
+    def warn_once(self, text: str) -> None:
+        """A warning of the connector's set-up: logged once, however many clients it makes."""
+        if text not in self._warned:
+            self._warned.add(text)
+            log.warning("%s: %s", self, text)
 
     def connected(self) -> None:
         if self.state != "connected":
@@ -111,12 +119,13 @@ class Connector:
         return await asyncio.shield(future)
 
     async def settle(self) -> bool:
-        """Wait for the call under way, if any, ``SETTLE_WAIT`` s at most: whether none is
-        left, so that the client may be closed (a client still in a call is left to it)."""
+        """Wait for the call under way, if any (``SETTLE_WAIT`` s at most unless connected):
+        whether none is left, so that the client may be closed (a client still in a call is
+        left to it)."""
         pending, self._pending = self._pending, None
         if pending is None:
             return True
-        await asyncio.wait([pending], timeout=SETTLE_WAIT)
+        await asyncio.wait([pending], timeout=None if self.state == "connected" else SETTLE_WAIT)
         if not pending.done():
             log.warning("%s: stopped with a call to %s under way, left to end by itself",
                         self, self.address)  # fmt: skip

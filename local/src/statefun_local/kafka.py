@@ -14,8 +14,8 @@ order and produces each ``KafkaProducerRecord`` (topic, key, value, headers).
 
 - ``exactly-once``: a transactional producer (``transactional.id``
   ``statefun-local.<instance>.<egress id>``). Each Kafka transaction holds a run of records and
-  one more: the log position after them, on a compacted one-partition topic of the same name
-  that only this producer writes. The position is committed if and only if the records are.
+  one more: the log position after them, on a compacted one-partition topic named after it
+  (made a legal name, with a digest of it: see ``_topic_for``) that only this producer writes. The position is committed if and only if the records are.
   On start the producer fences its predecessor (aborting what it left open) and reads the
   newest committed position back, so a crash between Kafka's commit and the database's copy of
   the position repeats nothing, and the records of an aborted transaction (a crash before the
@@ -98,8 +98,8 @@ def _new(factory: Any, config: dict[str, Any], connector: Connector) -> Any:
             unknown = re.search(r'No such configuration property: "([^"]+)"', str(error))
             if not unknown or unknown.group(1) not in config:
                 raise
-            log.warning("%s: property %r is not one librdkafka knows: left out", connector,
-                        unknown.group(1))  # fmt: skip
+            connector.warn_once(f"property {unknown.group(1)!r} is not one librdkafka knows: "
+                                "left out")
             config = {k: v for k, v in config.items() if k != unknown.group(1)}
 
 
@@ -109,13 +109,13 @@ _TOPIC_MAX = 249
 
 
 def _topic_for(name: str) -> str:
-    """A topic name for ``name`` (an egress' position topic): ``/`` as ``.``; a name with any
-    other character Kafka refuses, or too long, made legal and told apart by its digest."""
-    topic = name.replace("/", ".")
-    if _NOT_IN_TOPICS.search(topic) or len(topic) > _TOPIC_MAX:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-        topic = f"{_NOT_IN_TOPICS.sub('_', topic)[: _TOPIC_MAX - 17]}.{digest}"
-    return topic
+    """A topic name for ``name`` (an egress' position topic): ``name`` with ``/`` as ``.`` and
+    any other character Kafka refuses as ``_``, cut to fit, then a digest of ``name``: no two
+    names share a topic (``com.example/out`` and ``com/example.out`` would), nor get two that
+    Kafka refuses as colliding (names that differ only by ``.`` and ``_``)."""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    readable = _NOT_IN_TOPICS.sub("_", name.replace("/", "."))
+    return f"{readable[: _TOPIC_MAX - len(digest) - 1]}.{digest}"
 
 
 # what librdkafka's error texts say of each retry: "(after 301ms in state AUTH_REQ)"
@@ -135,9 +135,8 @@ def _from_jaas(config: dict[str, Any], connector: Connector) -> dict[str, Any]:
     jaas = str(config.pop(_JAAS))
     options = dict(_JAAS_OPTION.findall(jaas)) if _JAAS_LOGIN.match(jaas) else {}
     if "username" not in options or "password" not in options:
-        log.warning("%s: sasl.jaas.config is not a PLAIN or SCRAM login with a username and "
-                    "password, which is all librdkafka takes of it: left out",
-                    connector)  # fmt: skip
+        connector.warn_once("sasl.jaas.config is not a PLAIN or SCRAM login with a username "
+                            "and password, which is all librdkafka takes of it: left out")
         return config
     config.setdefault("sasl.username", re.sub(r"\\(.)", r"\1", options["username"]))
     config.setdefault("sasl.password", re.sub(r"\\(.)", r"\1", options["password"]))
@@ -463,7 +462,7 @@ class KafkaEgress(_KafkaConnector):
         kafka = _client()
         from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-        admin = AdminClient(self.config())
+        admin = _new(AdminClient, self.config(), self)
         config = {"cleanup.policy": "compact", "segment.ms": "3600000"}
         (future,) = admin.create_topics([NewTopic(self.cursor_topic, 1, -1, config=config)]
                                         ).values()  # fmt: skip
@@ -486,10 +485,10 @@ class KafkaEgress(_KafkaConnector):
         """The newest committed position (0 if none). Only this egress' producer writes its
         topic, and init_transactions has aborted what it left open: the end is stable."""
         kafka = _client()
-        reader = kafka.Consumer(self.config(**{
+        reader = _new(kafka.Consumer, self.config(**{
             "group.id": self.cursor_topic, "enable.auto.commit": False,
             "isolation.level": "read_committed",
-        }))  # fmt: skip
+        }), self)  # fmt: skip
         partition = kafka.TopicPartition(self.cursor_topic, 0)
         try:
             low, end = reader.get_watermark_offsets(partition, timeout=TIMEOUT)
