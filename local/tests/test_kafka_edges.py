@@ -1611,3 +1611,30 @@ def test_an_ingress_lists_its_topics_at_once_on_a_machine_just_booted(
                         timeout=10)  # fmt: skip
 
     run(scenario())
+
+
+def test_an_ingress_whose_topic_is_not_there_yet_says_so_and_reads_it_once_created(
+    kafka: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not "connecting" for ever: the ingress shows that the broker has no such topic yet, and
+    reads it from its first record once it is created (found at a later listing)."""
+    from statefun_local import kafka as connectors_module
+
+    monkeypatch.setattr(connectors_module, "PARTITIONS_EVERY", 0.2)
+    prefix = names()
+    topic = prefix + "in"
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, prefix + "group")
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "waiting", "the topic missed")
+            assert connector.error == f"no topic {topic} on the broker yet: looked for every 0.2 s"
+            await asyncio.to_thread(kafka.create_topics, [topic], 1)
+            await asyncio.to_thread(produce, kafka, topic, "new", (0,))
+            await until(lambda: len(seen) == 2, "the records of the topic created")
+            assert (connector.state, connector.error) == ("connected", None)
+
+    run(scenario())
+    assert sorted(text.split(":")[1] for text in seen) == ["new-0-0", "new-0-1"]

@@ -15,10 +15,11 @@ order and produces each ``KafkaProducerRecord`` (topic, key, value, headers).
 - ``exactly-once``: a transactional producer (``transactional.id``
   ``statefun-local.<instance>.<egress id>``). Each Kafka transaction holds a run of records and
   one more: the log position after them, on a compacted one-partition topic named after it
-  (made a legal name, with a digest of it: see ``_topic_for``) that only this producer writes. The position is committed if and only if the records are.
-  On start the producer fences its predecessor (aborting what it left open) and reads the
-  newest committed position back, so a crash between Kafka's commit and the database's copy of
-  the position repeats nothing, and the records of an aborted transaction (a crash before the
+  (made a legal name, with a digest of it: see ``_topic_for``) that only this producer
+  writes. The position is committed if and only if the records are. On start the producer
+  fences its predecessor (aborting what it left open) and reads the newest committed position
+  back, so a crash between Kafka's commit and the database's copy of the position repeats
+  nothing, and the records of an aborted transaction (a crash before the
   commit) are produced again, once.
 - ``at-least-once`` (and ``none``): an idempotent producer; the position is saved in the
   database after the broker acknowledged the records, so a crash in between produces those
@@ -266,20 +267,27 @@ class KafkaIngress(_KafkaConnector):
         known = {(p.topic, p.partition) for p in self.assigned}
         new = [p for p in found if (p.topic, p.partition) not in known]
         self.listed = time.monotonic()
-        if not new:
-            return
-        resolved = {}
-        for partition in new:
-            where = (partition.topic, partition.partition)
-            if where not in self.offsets:
-                resolved[where] = self._start(consumer, partition, first)
-        self.resolved.update(resolved)
-        self.offsets.update(resolved)
-        for partition in new:
-            partition.offset = self.offsets[partition.topic, partition.partition]
-        self.assigned = [*self.assigned, *new]
-        consumer.assign(self.assigned)
-        self.connected()
+        if new:
+            resolved = {}
+            for partition in new:
+                where = (partition.topic, partition.partition)
+                if where not in self.offsets:
+                    resolved[where] = self._start(consumer, partition, first)
+            self.resolved.update(resolved)
+            self.offsets.update(resolved)
+            for partition in new:
+                partition.offset = self.offsets[partition.topic, partition.partition]
+            self.assigned = [*self.assigned, *new]
+            consumer.assign(self.assigned)
+            self.connected()
+        missing = [topic for topic in self.topics if topic not in topics]
+        if missing:  # read once created, found at a later listing
+            text = (f"no topic {', '.join(missing)} on the broker yet: looked for every "
+                    f"{PARTITIONS_EVERY:g} s")  # fmt: skip
+            if self.assigned:
+                self.warn_once(text)  # the other topics are read meanwhile
+            else:
+                self.problem(text, "waiting")
 
     def _start(self, consumer: Any, partition: Any, first: bool) -> int:
         """The offset a partition without one starts at (on the consumer's thread)."""
