@@ -662,6 +662,20 @@ class KinesisInTheMiddle:
         return web.json_response(answer, content_type="application/x-amz-json-1.1")
 
 
+async def put_through_the_middle(kinesis: Any, tmp_path: Path, refuse: Callable[[bytes], bool],
+                                 records: list[Any]) -> list[list[bytes]]:  # fmt: skip
+    """``records`` put by the egress through a :class:`KinesisInTheMiddle` that refuses what
+    ``refuse`` says, until every one is taken and the egress connected; the data of each put."""
+    async with KinesisInTheMiddle(kinesis, refuse) as middle:
+        async with running(functions([]), tmp_path / "db.sqlite", kinesis_out(middle)
+                           ) as runtime:  # fmt: skip
+            await send(runtime, records)
+            egress = connection(runtime, "egress")
+            await until(lambda: egress.records == len(records), "the records put")
+            assert (egress.state, egress.error) == ("connected", None)
+        return middle.puts
+
+
 def test_records_kinesis_refuses_are_put_again_alone_until_it_takes_them(
     kinesis: Any, tmp_path: Path, caplog: Any
 ) -> None:
@@ -680,18 +694,8 @@ def test_records_kinesis_refuses_are_put_again_alone_until_it_takes_them(
 
     records = [[stream, "k", None, f"r{n}"] for n in range(8)]
 
-    async def scenario() -> list[list[bytes]]:
-        async with KinesisInTheMiddle(kinesis, refuse) as middle:
-            async with running(functions([]), tmp_path / "db.sqlite", kinesis_out(middle)
-                               ) as runtime:  # fmt: skip
-                await send(runtime, records)
-                egress = connection(runtime, "egress")
-                await until(lambda: egress.records == 8, "the records put")
-                assert (egress.state, egress.error) == ("connected", None)
-            return middle.puts
-
     with caplog.at_level(logging.WARNING, logger="statefun_local"):
-        puts = run(scenario())
+        puts = run(put_through_the_middle(kinesis, tmp_path, refuse, records))
     assert puts == [[f"r{n}".encode() for n in range(8)], [b"r1", b"r3", b"r5", b"r7"]]
     assert [r.text for r in read(kinesis, stream, 8)] == [f"r{n}" for n in (0, 2, 4, 6, 1, 3, 5, 7)]
     assert (f"4 records to {stream} refused: ProvisionedThroughputExceededException: "
@@ -717,18 +721,9 @@ def test_a_record_refused_at_every_attempt_fails_the_egress_which_puts_the_batch
             return True
         return False
 
-    async def scenario() -> list[list[bytes]]:
-        async with KinesisInTheMiddle(kinesis, refuse) as middle:
-            async with running(functions([]), tmp_path / "db.sqlite", kinesis_out(middle)
-                               ) as runtime:  # fmt: skip
-                await send(runtime, [[stream, "k", None, "a"], [stream, "k", None, "x"]])
-                egress = connection(runtime, "egress")
-                await until(lambda: egress.records == 2, "the records put")
-                assert (egress.state, egress.error) == ("connected", None)
-            return middle.puts
-
+    records = [[stream, "k", None, "a"], [stream, "k", None, "x"]]
     with caplog.at_level(logging.WARNING, logger="statefun_local"):
-        puts = run(scenario())
+        puts = run(put_through_the_middle(kinesis, tmp_path, refuse, records))
     assert puts == [[b"a", b"x"], [b"x"], [b"a", b"x"]]
     assert [r.text for r in read(kinesis, stream, 3)] == ["a", "a", "x"]
     assert f"RuntimeError: 1 records to {stream} refused 2 times" in caplog.text

@@ -153,13 +153,14 @@ class KinesisIngress(Connector):
         await self._start_ready(client, positions, live)
 
     async def _start_ready(self, client: Any, positions: dict[tuple[str, str], str],
-                           live: Optional[dict[tuple[str, str], str]] = None) -> None:  # fmt: skip
-        """An iterator for each waiting shard whose parents are read to their end: at its
-        position in the database, or where :meth:`_start` put it if that was just now."""
+                           live: dict[tuple[str, str], str]) -> None:  # fmt: skip
+        """An iterator for each waiting shard whose parents are read to their end: where
+        :meth:`_start` put it if that was just now (``live``), else at its position in the
+        database."""
         for (stream, shard), parents in list(self.waiting.items()):
             if all(parent in self.iterators and self.iterators[parent] is None
                    for parent in parents):  # fmt: skip
-                position = (live or {}).get((stream, shard)) or positions[stream, shard]
+                position = live.get((stream, shard)) or positions[stream, shard]
                 self.iterators[stream, shard] = await self.blocking(
                     self._iterator, client, stream, shard, position
                 )
