@@ -200,14 +200,23 @@ class Harness:
 
     def state(self, typename: str, id: str) -> dict[str, Any]:
         """The live state of ``typename``/``id``, each value decoded by its declared type;
-        a state that was never written, was deleted or expired is absent."""
+        a state that was never written, was deleted or expired is absent. A value stored as
+        another type (a redeploy changed the state's type) raises ``TypeError``, as the
+        function's read of it does."""
         function = self.functions.for_typename(typename)
         types = {spec.name: self._resolve(spec.type) for spec in function.specs}
-        return {
-            name: types[name].serializer().deserialize(value.value)
-            for name, value in self.engine.state(Address(typename, id)).items()
-            if name in types
-        }
+        state = {}
+        for name, value in self.engine.state(Address(typename, id)).items():
+            tpe = types.get(name)
+            if tpe is None:
+                continue
+            if value.typename != tpe.typename:
+                raise TypeError(
+                    f"state {name!r} of {typename}/{id} is stored as {value.typename}, but "
+                    f"the deployed function declares it as {tpe.typename}"
+                )
+            state[name] = tpe.serializer().deserialize(value.value)
+        return state
 
     @property
     def pending(self) -> list[PendingMessage]:

@@ -262,3 +262,23 @@ def test_dead_letters_on_a_kinesis_stream_beside_other_records(
     record = harness.assert_dead_lettered("com.example/orders", "17", error=FinalFailure)
     assert harness.dead_letters == [record]
     harness.assert_egress("com.example/kinesis", stream="orders", value="accepted")
+
+
+def test_state_refuses_a_value_stored_as_another_type_as_the_function_does(
+    statefun_harness: MakeHarness,
+) -> None:
+    harness = statefun_harness(session(60_000))
+    harness.send("ex/session", "s", str_value="ann").run()
+    retyped = StatefulFunctions()
+
+    @retyped.bind("ex/session", specs=[ValueSpec("user", IntType)])
+    def handle(context: Context, message: Message) -> None:
+        context.storage.user = (context.storage.user or 0) + 1
+
+    harness.redeploy(retyped)
+    stored_as = "'user' of ex/session/s is stored as io.statefun.types/string, but the deployed"
+    with pytest.raises(TypeError, match=stored_as + r" function declares it as .+/int$"):
+        harness.state("ex/session", "s")
+    with pytest.raises(FunctionFailedError) as failed:
+        harness.send("ex/session", "s", str_value="bob").run()
+    assert "Type mismatch: the runtime sent state 'user'" in str(failed.value.__cause__)
