@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime
 import re
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 
@@ -24,6 +25,7 @@ __all__ = [
     "Ingress",
     "Module",
     "ModuleError",
+    "Tls",
     "load_module",
     "parse_duration",
     "parse_module",
@@ -98,6 +100,29 @@ def parse_duration(text: Union[str, int]) -> float:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """The async transport's TLS files, as paths: the CA certificates trusted instead of the
+    system's (PEM), and for mutual TLS the client's certificate, its PKCS#8 key and a file
+    holding the key's password."""
+
+    trust_cacerts: Optional[str] = None
+    client_cert: Optional[str] = None
+    client_key: Optional[str] = None
+    client_key_password: Optional[str] = None
+
+    def context(self) -> ssl.SSLContext:
+        """A client context with these files loaded (``OSError``, ``ssl.SSLError`` if they
+        do not load). Host names are checked, as Python does by default."""
+        context = ssl.create_default_context(cafile=self.trust_cacerts)
+        if self.client_cert is not None:
+            password = None
+            if self.client_key_password is not None:  # the whole file, as the runtime reads it
+                password = Path(self.client_key_password).read_text(encoding="utf-8")
+            context.load_cert_chain(self.client_cert, self.client_key, password)
+        return context
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """Where the functions of one type (or of a whole namespace, ``ns/*``) are served."""
 
@@ -110,6 +135,8 @@ class Endpoint:
     payload_max_bytes: int = _DEFAULT_PAYLOAD_MAX
     #: the async transport's connections to one function type at most (0: OkHttp's, unbounded)
     pool_size: int = _DEFAULT_POOL_SIZE
+    #: for ``https`` URLs with the async transport; None: the system's CAs, no client cert
+    tls: Optional[Tls] = None
     source: str = ""
 
     @property
@@ -256,8 +283,11 @@ class _Document:
     """One YAML document being read; collects problems with their location, and the keys
     read, so that those no parser read (a typo, which the runtime ignores) can be named."""
 
-    def __init__(self, where: str, problems: list[str]) -> None:
+    def __init__(self, where: str, problems: list[str], directory: Path = Path(".")) -> None:
         self.where = where
+        #: where ``classpath:`` files are looked for: beside the module file, which is the
+        #: runtime's ``classpath:module.yaml``
+        self.directory = directory
         self.problems = problems
         self.read: set[tuple[int, Any]] = set()  # (id of a mapping, key)
         self.opaque: set[int] = set()  # ids of values read whole (client properties)
@@ -431,7 +461,7 @@ def _parse_into(module: Module, text: str, filename: str, problems: list[str]) -
     for index, document in enumerate(documents):
         if document is None:
             continue  # an empty document, e.g. a leading or trailing '---'
-        doc = _Document(f"{filename}: document {index}", problems)
+        doc = _Document(f"{filename}: document {index}", problems, Path(filename).parent)
         if not isinstance(document, dict):
             doc.problem("", "must be a mapping with 'kind' and 'spec'")
             continue
@@ -486,7 +516,55 @@ def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> 
     payload_max = doc.get(
         transport, path, "payload_max_bytes", _count("no reply would fit"), _DEFAULT_PAYLOAD_MAX
     )
-    _add_endpoint(module, spec, doc, transport_type, call, connect, payload_max, pool_size)
+    tls = _tls(doc, transport, path)
+    _add_endpoint(module, spec, doc, transport_type, call, connect, payload_max, pool_size, tls)
+
+
+def _tls(doc: _Document, transport: dict[str, Any], path: str) -> Optional[Tls]:
+    """The TLS files, checked by loading them as the runtime does when it starts."""
+    located = _file_location(doc.directory)
+    files = {key: doc.get(transport, path, key, located) for key in _TLS_FILES}
+    if not any(files.values()):
+        return None
+    if (files["client_cert"] is None) != (files["client_key"] is None):
+        doc.problem(path, "client_cert and client_key go together: mutual TLS needs both")
+        return None
+    tls = Tls(**files)
+    try:
+        tls.context()
+    except (OSError, ssl.SSLError) as exc:
+        hint = ""
+        password = tls.client_key_password
+        if password is not None and Path(password).read_bytes().endswith(b"\n"):
+            hint = " (the password is the whole file, as the runtime reads it: its last line ends)"
+        doc.problem(path, f"the TLS files do not load: {exc}{hint}")
+        return None
+    return tls
+
+
+_TLS_FILES = ("trust_cacerts", "client_cert", "client_key", "client_key_password")
+
+
+def _file_location(directory: Path) -> Callable[[Any], str]:
+    """A file as the runtime names one: a path, a ``file:`` URL, or ``classpath:`` (a job
+    resource), looked for beside the module file."""
+
+    def check(value: Any) -> str:
+        location = _string(value)
+        if location.startswith("classpath:"):
+            where = directory / location[len("classpath:") :].lstrip("/")
+            beside = " (classpath: is read beside the module file)"
+        elif location.startswith("file:"):
+            where, beside = Path(unquote(urlsplit(location).path)), ""
+        elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", location):
+            raise ValueError(f"must be a file: a path, file: or classpath:, got {location!r}")
+        else:
+            where, beside = Path(location).expanduser(), ""
+        if not where.is_file():
+            raise ValueError(f"no file {str(where)!r}{beside}")
+        return str(where)
+
+    return check
 
 
 def _parse_endpoint_v1(module: Module, spec: dict[str, Any], doc: _Document) -> None:
@@ -524,6 +602,7 @@ def _add_endpoint(
     connect: float,
     payload_max: int,
     pool_size: int,
+    tls: Optional[Tls] = None,
 ) -> None:
     functions = doc.get(spec, "spec", "functions", _function_binding, required=True)
     url = doc.get(spec, "spec", "urlPathTemplate", _url_template, required=True)
@@ -555,6 +634,7 @@ def _add_endpoint(
             connect_timeout=connect,
             payload_max_bytes=payload_max,
             pool_size=pool_size,
+            tls=tls,
             source=doc.where,
         )
     )

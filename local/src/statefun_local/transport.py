@@ -91,7 +91,10 @@ class HttpTransport:
             if unix_socket is not None:
                 connector = aiohttp.UnixConnector(path=unix_socket, limit=endpoint.pool_size)
             else:
-                connector = aiohttp.TCPConnector(limit=endpoint.pool_size, keepalive_timeout=15)
+                tls = True if endpoint.tls is None else endpoint.tls.context()
+                connector = aiohttp.TCPConnector(
+                    limit=endpoint.pool_size, keepalive_timeout=15, ssl=tls
+                )
             session = aiohttp.ClientSession(connector=connector, headers=_HEADERS)
             self._sessions[key] = session
         return session

@@ -1,0 +1,144 @@
+"""The async transport's TLS files (``trust_cacerts``, ``client_cert``, ``client_key``,
+``client_key_password``) against a real HTTPS server that requires a client certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+
+import pytest
+import trustme
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from statefun_local import ModuleError, load_module
+from statefun_local.transport import CallFailedError, HttpTransport
+
+from statefun_core import protocol
+from statefun_core.testing.endpoint import free_port
+
+REPLY = protocol.FromFunction()
+REPLY.invocation_result.outgoing_egresses.add(egress_namespace="a", egress_type="out")
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    """A directory with a CA, a server certificate it signed for 127.0.0.1 and a client
+    certificate, its key in PKCS#8 encrypted with the password in ``password.txt``."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    client = ca.issue_cert("client.example.org", common_name="client.example.org")
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.crt"))
+    key = serialization.load_pem_private_key(client.private_key_pem.bytes(), None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret"),
+    )
+    (tmp_path / "client.key.p8").write_bytes(encrypted)
+    (tmp_path / "password.txt").write_text("s3cret")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    ca.configure_trust(server)
+    server.verify_mode = ssl.CERT_REQUIRED
+    pki.server = server  # type: ignore[attr-defined]
+    return tmp_path
+
+
+def module_file(directory: Path, url: str, tls: str) -> Path:
+    path = directory / "module.yaml"
+    path.write_text(
+        "kind: io.statefun.endpoints.v2/http\n"
+        f"spec: {{functions: a/*, urlPathTemplate: '{url}', transport: {{call: 1s, {tls}}}}}\n"
+    )
+    return path
+
+
+async def call(directory: Path, tls: str) -> tuple[object, list[str]]:
+    """Call a function behind mutual TLS with the module's TLS files: (the reply or the
+    error, the client certificates' subjects the server saw)."""
+    clients: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        clients.append(dict(entry[0] for entry in peer["subject"]).get("commonName", ""))
+        return web.Response(body=REPLY.SerializeToString(), content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_post("/fn", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=pki.server).start()  # type: ignore[attr-defined]
+    try:
+        module = load_module(module_file(directory, f"https://127.0.0.1:{port}/fn", tls))
+        async with HttpTransport() as transport:
+            try:
+                return await transport.call(module.endpoints[0], "a/b", b""), clients
+            except CallFailedError as error:
+                return str(error), clients
+    finally:
+        await runner.cleanup()
+
+
+MUTUAL = (
+    "trust_cacerts: 'file:{dir}/ca.pem', client_cert: {dir}/client.crt, "
+    "client_key: 'classpath:client.key.p8', client_key_password: password.txt"
+)
+
+
+def test_a_function_behind_mutual_tls_is_called_with_the_module_files(
+    pki: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(pki)  # a path without a scheme is the process' own, as in the runtime
+    reply, clients = asyncio.run(call(pki, MUTUAL.format(dir=pki)))
+    assert reply == REPLY
+    assert clients == ["client.example.org"]
+
+
+def test_without_the_ca_the_server_is_not_trusted_and_without_a_client_cert_not_let_in(
+    pki: Path,
+) -> None:
+    reply, clients = asyncio.run(call(pki, "pool_size: 1"))
+    assert isinstance(reply, str) and "certificate verify failed" in reply
+    reply, clients = asyncio.run(call(pki, f"trust_cacerts: {pki}/ca.pem"))
+    assert isinstance(reply, str) and reply.startswith("POST https://127.0.0.1:")
+    assert clients == []  # the server refused the handshake: the function never ran
+
+
+@pytest.mark.parametrize(
+    ("tls", "problem"),
+    [
+        ("client_cert: '{dir}/client.crt'", "client_cert and client_key go together"),
+        ("trust_cacerts: '{dir}/cas.pem'", "spec.transport.trust_cacerts: no file '{dir}/cas.pem'"),
+        (
+            "trust_cacerts: 'classpath:certs/ca.pem'",
+            "no file '{dir}/certs/ca.pem' (classpath: is read beside the module file)",
+        ),
+        ("trust_cacerts: 'https://example.org/ca.pem'", "must be a file: a path, file: or"),
+        ("trust_cacerts: '{dir}/password.txt'", "the TLS files do not load: "),
+        (
+            "client_cert: '{dir}/client.crt', client_key: '{dir}/client.key.p8', "
+            "client_key_password: '{dir}/newline.txt'",
+            "as the runtime reads it: its last line ends)",
+        ),
+    ],
+    ids=["cert without key", "no file", "classpath", "a URL", "not a CA", "password's newline"],
+)
+def test_tls_files_that_would_not_load_are_module_problems(
+    pki: Path, tls: str, problem: str
+) -> None:
+    (pki / "newline.txt").write_text("s3cret\n")
+    with pytest.raises(ModuleError) as error:
+        load_module(module_file(pki, "https://127.0.0.1/fn", tls.format(dir=pki)))
+    assert problem.format(dir=pki) in str(error.value)
+
+
+def test_tls_files_are_read_by_the_async_transport_only(pki: Path) -> None:
+    module = load_module(module_file(pki, "https://127.0.0.1/fn", f"trust_cacerts: {pki}/ca.pem"))
+    assert module.endpoints[0].tls is not None and module.warnings == []
+    okhttp = module_file(pki, "https://127.0.0.1/fn", "type: io.statefun.transports.v1/okhttp")
+    okhttp.write_text(okhttp.read_text().replace("}}", f", trust_cacerts: {pki}/ca.pem}}}}"))
+    module = load_module(okhttp)
+    assert module.endpoints[0].tls is None
+    assert any("trust_cacerts: not a key of this kind" in w for w in module.warnings)
