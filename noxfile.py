@@ -35,6 +35,8 @@ NEWEST = "3.13"
 # protobuf majors we support, oldest first; the newest is tested on every Python.
 PROTOBUFS = ["3.20.3", "4.25.8", "5.29.5", "6.33.0", "7.36.2"]
 TEST_DEPS = ["pytest>=7", "hypothesis>=6"]
+# statefun-local's tests: also a CA and certificates for the transport's TLS files (test_tls.py)
+LOCAL_TEST_DEPS = [*TEST_DEPS, "trustme"]
 
 
 def install_core(session: nox.Session, *extra: str) -> None:
@@ -390,14 +392,14 @@ def install_local(session: nox.Session, *extra: str) -> None:
 @nox.session(python=NEWEST, tags=["ci", "local"])
 def local(session: nox.Session) -> None:
     """statefun-local end to end: real function servers, real SQLite files, kill -9 crashes."""
-    install_local(session, *TEST_DEPS)
+    install_local(session, *LOCAL_TEST_DEPS)
     session.run("python", "-m", "pytest", "local/tests", *session.posargs)
 
 
 @nox.session(python="3.9", tags=["ci", "local"])
 def local_oldest(session: nox.Session) -> None:
     """statefun-local on the oldest Python, protobuf and aiohttp, without the crash test."""
-    install_local(session, "protobuf==3.20.3", "aiohttp==3.10.0", *TEST_DEPS)
+    install_local(session, "protobuf==3.20.3", "aiohttp==3.10.0", *LOCAL_TEST_DEPS)
     session.run(
         "python",
         "-m",
