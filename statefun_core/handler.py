@@ -41,7 +41,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
 from .plugins.endpoints import Endpoint, find_endpoint
 from .plugins.events import BatchEvent, InvocationEvent
-from .plugins.manager import make_plugin_manager
+from .plugins.manager import make_plugin_manager, plugin_label
 from .protowire import ONE_BYTE as _ONE_BYTE
 from .protowire import element, field, key, text, typed_value_fields, varint
 from .registry import TypeRegistry
@@ -310,7 +310,10 @@ class RequestReplyHandler:
         def from_plugins(cls: type) -> Optional[Type]:
             return hook.statefun_type_for_class(cls=cls)  # type: ignore[no-any-return]
 
-        self.types.add_factory(from_plugins)
+        answering = [plugin_label(impl) for impl in hook.statefun_type_for_class.get_hookimpls()]
+        self.types.add_factory(
+            from_plugins, source=f"statefun_type_for_class of {' or '.join(answering) or 'none'}"
+        )
         self.executor = executor
         self.limits = limits
         # the limits as numbers to compare with (None: no limit)

@@ -24,14 +24,16 @@ class TypeRegistry:
         self._by_class: dict[type, Type] = {}  # registered, for a class and its subclasses
         self._answered: dict[type, Type] = {}  # what a factory answered, for that class only
         self._by_typename: dict[str, tuple[Type, str]] = {}
-        self._factories: list[TypeFactory] = []
+        self._factories: list[tuple[TypeFactory, str]] = []
 
     def register(self, cls: type, tpe: Type, *, source: str = "user") -> None:
         self._claim(tpe, source)
         self._by_class[cls] = tpe
 
-    def add_factory(self, factory: TypeFactory) -> None:
-        self._factories.append(factory)
+    def add_factory(self, factory: TypeFactory, *, source: Optional[str] = None) -> None:
+        """Ask ``factory`` for the classes nobody registered; ``source`` names it in error
+        messages (its ``__qualname__`` if not given)."""
+        self._factories.append((factory, source or getattr(factory, "__qualname__", repr(factory))))
 
     def _claim(self, tpe: Type, source: str) -> None:
         known = self._by_typename.get(tpe.typename)
@@ -55,10 +57,10 @@ class TypeRegistry:
             if found is not None:
                 self._by_class[cls] = found
                 return found
-        for factory in self._factories:
+        for factory, source in self._factories:
             found = factory(cls)
             if found is not None:
-                self._claim(found, getattr(factory, "__qualname__", repr(factory)))
+                self._claim(found, f"{source} (for {cls.__module__}.{cls.__qualname__})")
                 self._answered[cls] = found
                 return found
         raise UnknownTypeError(

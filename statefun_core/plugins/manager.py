@@ -175,12 +175,17 @@ def _class_name(plugin: Any) -> str:
     return getattr(plugin, "__name__", type(plugin).__name__)
 
 
+def plugin_label(impl: Any) -> str:
+    """The name of a hook implementation's plugin, for messages."""
+    if impl.plugin_name.isdigit():  # registered without a name: pluggy named it by id()
+        return _class_name(impl.plugin)
+    return impl.plugin_name  # type: ignore[no-any-return]
+
+
 def _guard(impl: Any, hook: str) -> None:
     """Wrap one hook implementation: isolated if it observes, named if it resolves types."""
     function: Callable[..., Any] = impl.function
-    plugin = impl.plugin_name
-    if plugin.isdigit():  # registered without a name: pluggy named it by id()
-        plugin = _class_name(impl.plugin)
+    plugin = plugin_label(impl)
     if hook in OBSERVER_HOOKS:
         logged = False
 

@@ -628,3 +628,24 @@ def test_context_set_in_invocation_started_is_reset_in_invocation_finished(drive
     call(handler, driver, to_function("test/suspends", "a", names("x", "y")), None)
     assert seen == ["invocation 0", "invocation 1"]
     assert CURRENT.get() == "none"
+
+
+def test_a_typename_claimed_by_a_registered_type_and_a_class_hook_names_the_plugin() -> None:
+    class Registers:
+        @hookimpl
+        def statefun_register_types(self, registry: Any) -> None:
+            registry.register(dict, MONEY, source="Registers")
+
+    class Answers:
+        @hookimpl
+        def statefun_type_for_class(self, cls: type) -> Optional[Type]:
+            return make_json_type("test.types/money") if cls is Money else None
+
+    manager = make_plugin_manager([Registers(), Answers()], load_entrypoints=False)
+    handler = RequestReplyHandler(StatefulFunctions(), plugins=manager)
+    claimed = (
+        r"'test\.types/money' is claimed twice: by Registers and by statefun_type_for_class "
+        rf"of Answers \(for {__name__}\.Money\)$"
+    )
+    with pytest.raises(PluginError, match=claimed):
+        handler.types.for_class(Money)
