@@ -33,7 +33,9 @@ class TypeRegistry:
     def add_factory(self, factory: TypeFactory, *, source: Optional[str] = None) -> None:
         """Ask ``factory`` for the classes nobody registered; ``source`` names it in error
         messages (its ``__qualname__`` if not given)."""
-        self._factories.append((factory, source or getattr(factory, "__qualname__", repr(factory))))
+        if source is None:
+            source = str(getattr(factory, "__qualname__", factory))
+        self._factories.append((factory, source))
 
     def _claim(self, tpe: Type, source: str) -> None:
         known = self._by_typename.get(tpe.typename)
