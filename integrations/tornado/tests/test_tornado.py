@@ -600,6 +600,19 @@ class RoutesTest(testing.AsyncHTTPTestCase):
         )
         assert slashed.code == 200 and greetings(slashed.body)[0] == 1
 
+    def test_a_path_without_its_leading_slash(self) -> None:
+        """Tornado matches a rule against the path with its slash: "statefun/" is /statefun/."""
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        app = statefun_tornado.make_app(handler, "bare/", endpoints=False)
+        self._app.add_handlers(r".*", app.wildcard_router.rules)
+        for path in ("/bare", "/bare/"):
+            response = self.fetch(
+                path, method="POST", body=wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+            )
+            assert response.code == 200 and greetings(response.body)[0] == 1
+
     def test_hand_written_rule(self) -> None:
         handler = RequestReplyHandler(
             make_functions(), plugins=make_plugin_manager(load_entrypoints=False)

@@ -25,15 +25,17 @@ def make_routes(
     plugins: Optional[pluggy.PluginManager] = None,
     endpoints: bool = True,
 ) -> list[URLSpec]:
-    """The routing rules that serve the functions at ``POST path`` (named ``statefun``), with
-    or without a trailing slash (the runtime follows no redirect, and module files differ).
+    """The routing rules that serve the functions at ``POST path`` (named ``statefun``; a
+    regular expression, as every Tornado rule, its leading slash added if missing), with or
+    without a trailing slash (the runtime follows no redirect, and module files differ).
 
     Given :class:`StatefulFunctions`, builds one :class:`RequestReplyHandler` with ``plugins``
     and ``executor`` (the pool for functions bound with ``blocking=True``; default: the
     loop's). The endpoints the plugins contribute (``/metrics`` of statefun-prometheus, health)
-    get a rule per path (named ``statefun-endpoint-<path>``; ``endpoints=False`` leaves them
+    get a rule per path, at the root as the plugin names it (named ``statefun-endpoint-<path>``; ``endpoints=False`` leaves them
     out).
     """
+    path = "/" + path.lstrip("/")  # Tornado matches the path with its slash: "statefun" never
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
     options = {"handler": handler, "max_body_size": max_body_size}
     rules = [URLSpec(path, StatefunHandler, options, name="statefun")]
