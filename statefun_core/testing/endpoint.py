@@ -324,7 +324,22 @@ def post_raw(
     head_bytes, _, text = response.partition(b"\r\n\r\n")
     lines = head_bytes.decode("latin-1").split("\r\n")
     headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
+    if headers.get("transfer-encoding", "").lower() == "chunked":  # a reply given no length
+        text = _dechunked(text)
     return int(lines[0].split()[1]), headers.get("content-type", ""), text
+
+
+def _dechunked(data: bytes) -> bytes:
+    """The content of a chunked body, as much of it as arrived."""
+    content = []
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if not size:
+            break
+        content.append(data[:size])
+        data = data[size + 2 :]
+    return b"".join(content)
 
 
 _SHORT = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 4})

@@ -191,6 +191,24 @@ def test_without_the_middleware_the_runtimes_headers_pass(recorder: HeaderRecord
     assert recorder.headers[-1]["traceparent"] == TRACEPARENT
 
 
+@pytest.mark.parametrize("path", ["/sync/", "/async/"])
+def test_every_reply_has_its_length_without_common_middleware(path: str) -> None:
+    """A reply without Content-Length is sent chunked (gunicorn does): the views set it, as
+    the README's settings have no CommonMiddleware to."""
+    send = sync_post if path == "/sync/" else async_post
+    with override_settings(MIDDLEWARE=[]):
+        replies = [
+            send(path, wire.to_function(GREETER, "Ann", ["Ann"], NEW)),
+            send(path, b"\xff"),
+            send(path, b"", method="get"),
+            sync_post("/statefun/metrics", b"", method="get"),  # statefun-prometheus
+            sync_post("/statefun/metrics", b"", method="post"),
+        ]
+    assert [reply.status_code for reply in replies] == [200, 400, 405, 200, 405]
+    for reply in replies:
+        assert reply["Content-Length"] == str(len(reply.content)), reply
+
+
 # --- settings, URLs, views ----------------------------------------------------------------
 
 

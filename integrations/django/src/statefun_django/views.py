@@ -86,6 +86,7 @@ class StatefunView(_EndpointView):
             )
         except Exception as error:
             return statefun_error(error)
+        reply_headers["Content-Length"] = str(len(reply))  # else a server sends it chunked
         return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
 
@@ -107,6 +108,7 @@ class AsyncStatefunView(_EndpointView):
             )
         except Exception as error:
             return statefun_error(error)
+        reply_headers["Content-Length"] = str(len(reply))  # else a server sends it chunked
         return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
 
@@ -243,6 +245,7 @@ def statefun_error(error: BaseException) -> HttpResponse:
     """The response for a failed request: the core's status and short text, no traceback."""
     status, text = error_response(error)
     response = HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+    response["Content-Length"] = str(len(response.content))
     if status == 405:
         response["Allow"] = "POST"
     return response
@@ -274,11 +277,12 @@ def plugin_endpoint_view(endpoints: Sequence[Endpoint]) -> Callable[..., HttpRes
                 "Method Not Allowed", status=405, content_type="text/plain; charset=utf-8"
             )
             response["Allow"] = allow
-            return response
-        status, headers, body = current.respond(RequestHeaders(request))
-        response = HttpResponse(body, status=status)
-        for name, value in headers.items():
-            response[name] = value
+        else:
+            status, headers, body = current.respond(RequestHeaders(request))
+            response = HttpResponse(body, status=status)
+            for name, value in headers.items():
+                response[name] = value
+        response["Content-Length"] = str(len(response.content))
         return response
 
     if all(endpoint.method == "GET" for endpoint in endpoints):

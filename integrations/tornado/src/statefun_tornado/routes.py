@@ -32,8 +32,8 @@ def make_routes(
     Given :class:`StatefulFunctions`, builds one :class:`RequestReplyHandler` with ``plugins``
     and ``executor`` (the pool for functions bound with ``blocking=True``; default: the
     loop's). The endpoints the plugins contribute (``/metrics`` of statefun-prometheus, health)
-    get a rule per path, at the root as the plugin names it (named ``statefun-endpoint-<path>``; ``endpoints=False`` leaves them
-    out).
+    get a rule per path, at the root as the plugin names it (named
+    ``statefun-endpoint-<path>``; ``endpoints=False`` leaves them out).
     """
     path = "/" + path.lstrip("/")  # Tornado matches the path with its slash: "statefun" never
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
