@@ -89,6 +89,25 @@ def test_an_unknown_key_is_w001() -> None:
     assert "'FUNCTION'" in report
 
 
+def test_an_unknown_key_is_w001_also_beside_an_error() -> None:
+    report = check({"FUNCTION": "tests.functions.functions"})  # FUNCTIONS misspelt
+    assert "statefun.E001" in report and "unknown key 'FUNCTION'" in report
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("ASYNC", "no", """STATEFUN["ASYNC"] must be True or False or None, not 'no'"""),
+        ("ASYNC", 0, "not 0"),
+        ("ENDPOINTS", "false", """STATEFUN["ENDPOINTS"] must be True or False, not 'false'"""),
+        ("ENDPOINTS", None, "not None"),
+    ],
+)
+def test_a_flag_that_is_not_a_bool_is_e007(key: str, value: Any, says: str) -> None:
+    report = check({"FUNCTIONS": "tests.functions.functions", key: value})
+    assert "statefun.E007" in report and says in report
+
+
 def test_checks_can_be_silenced() -> None:
     with override_settings(SILENCED_SYSTEM_CHECKS=["statefun.E003"]):
         assert "no issues" in check({"FUNCTIONS": "tests.functions.not_functions"})

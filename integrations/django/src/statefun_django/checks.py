@@ -7,16 +7,20 @@
 - ``statefun.E005``: ``STATEFUN["LIMITS"]`` is neither a ``Limits`` nor a dict of its fields.
 - ``statefun.E006``: the handler cannot be built: a state's class no plugin resolves (a type
   plugin not installed, or disabled), or a plugin that fails to load.
-- ``statefun.W001``: ``STATEFUN`` has a key this app does not know (a typo?).
+- ``statefun.E007``: ``STATEFUN["ASYNC"]`` is not True, False or None, or
+  ``STATEFUN["ENDPOINTS"]`` not True or False.
+- ``statefun.W001``: ``STATEFUN`` has a key this app does not know (a typo?), reported with
+  the errors above.
 - ``statefun.W002``: the endpoint is served at a URL ending in ``/`` but not without it,
   where module.yaml files point the runtime (which follows no redirect).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from django.apps import AppConfig
+from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.urls import Resolver404, resolve
 
@@ -38,20 +42,21 @@ __all__ = ["check_settings", "check_urls"]
 def check_settings(
     app_configs: Optional[Sequence[AppConfig]] = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    try:
-        statefun = get_settings()
-        entries = configured_functions()
-    except StatefunConfigError as error:
-        return [Error(str(error), id=error.id)]
+    statefun = getattr(settings, "STATEFUN", {})
     messages: list[CheckMessage] = [
         Warning(
             f"STATEFUN has an unknown key {key!r}",
             hint=f"known: {sorted(DEFAULTS)}",
             id="statefun.W001",
         )
-        for key in statefun
+        for key in (statefun if isinstance(statefun, Mapping) else ())
         if key not in DEFAULTS
     ]
+    try:
+        get_settings()
+        entries = configured_functions()
+    except StatefunConfigError as error:
+        return [*messages, Error(str(error), id=error.id)]
     collections = []
     for entry in entries:
         try:

@@ -58,13 +58,23 @@ class StatefunConfigError(ImproperlyConfigured):
 
 @functools.cache
 def get_settings() -> dict[str, Any]:
-    """``STATEFUN`` over :data:`DEFAULTS`; ``statefun.E001`` when it is not a dict."""
+    """``STATEFUN`` over :data:`DEFAULTS`; ``statefun.E001`` when it is not a dict,
+    ``statefun.E007`` when ``ASYNC`` or ``ENDPOINTS`` is not what they take (``"false"`` would
+    read as true)."""
     statefun = getattr(settings, "STATEFUN", {})
     if not isinstance(statefun, Mapping):
         raise StatefunConfigError(
             "statefun.E001", f"STATEFUN must be a dict, not a {type(statefun).__name__}"
         )
-    return {**DEFAULTS, **statefun}
+    merged = {**DEFAULTS, **statefun}
+    for key, allowed in (("ASYNC", (True, False, None)), ("ENDPOINTS", (True, False))):
+        if not any(merged[key] is value for value in allowed):
+            raise StatefunConfigError(
+                "statefun.E007",
+                f'STATEFUN["{key}"] must be {" or ".join(map(str, allowed))}, '
+                f"not {merged[key]!r}",
+            )
+    return merged
 
 
 def configured_functions() -> list[FunctionsSetting]:
