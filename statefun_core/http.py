@@ -88,13 +88,17 @@ def status_for(error: BaseException) -> int:
 def error_response(error: BaseException) -> tuple[int, str]:
     """``(status, short text body)`` for an exception; never exposes a traceback.
 
-    Server errors (5xx) are logged here with their traceback, so every integration logs alike.
+    Logged here, so every integration logs alike: server errors (5xx) with their traceback; a
+    request the runtime sent and will send again for ever (a malformed or too large body, an
+    unknown function: the deployment is wrong) as a warning; a wrong method (a probe, a
+    browser) as info.
     """
     status = status_for(error)
     if status >= 500:
         logger.error("statefun request failed: %s", error, exc_info=error)
     else:
-        logger.info("statefun request rejected (%d): %s", status, error)
+        level = logging.INFO if status == 405 else logging.WARNING
+        logger.log(level, "statefun request rejected (%d): %s", status, error)
     text = _REASONS.get(status, "Error")
     if status == 500 and not isinstance(error, FunctionFailedError):
         text = "Internal Server Error"  # the server's own failure (a misconfiguration, a bug)

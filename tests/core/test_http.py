@@ -103,15 +103,20 @@ def test_a_limit_names_itself_even_when_it_failed_a_function() -> None:
     assert error_response(failed) == (500, f"{REASONS[500]}: {over}")
 
 
-def test_server_errors_are_logged_with_their_traceback_and_the_rest_as_info(
+def test_server_errors_are_logged_with_their_traceback_and_the_runtimes_retries_as_warnings(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="statefun_core")
     bug = RuntimeError("a bug")
     error_response(bug)
     error_response(MethodNotAllowedError("GET is not allowed"))
-    (failed, rejected) = caplog.records
+    error_response(FunctionNotFoundError("ns/nobody"))
+    error_response(RequestTooLargeError(5000, 4096))
+    error_response(MalformedRequestError("not a ToFunction"))
+    (failed, wrong_method, unknown, too_large, malformed) = caplog.records
     assert (failed.levelname, failed.getMessage()) == ("ERROR", "statefun request failed: a bug")
     assert failed.exc_info is not None and failed.exc_info[1] is bug
-    assert (rejected.levelname, rejected.exc_info) == ("INFO", None)
-    assert rejected.getMessage() == "statefun request rejected (405): GET is not allowed"
+    assert (wrong_method.levelname, wrong_method.exc_info) == ("INFO", None)
+    assert wrong_method.getMessage() == "statefun request rejected (405): GET is not allowed"
+    assert [record.levelname for record in (unknown, too_large, malformed)] == ["WARNING"] * 3
+    assert unknown.getMessage().startswith("statefun request rejected (404): ")

@@ -160,7 +160,7 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
             assert headers["Content-Type"] == "text/plain; charset=utf-8"
             assert body == b"Bad Request: the body is not a StateFun ToFunction message"
             (logged,) = logs.records
-            assert logged.levelno == logging.INFO and logged.exc_info is None
+            assert logged.levelno == logging.WARNING and logged.exc_info is None
             assert logged.getMessage().startswith(
                 "statefun request rejected (400): the request body cannot be read: "
             )

@@ -45,7 +45,11 @@ class PrometheusPlugin:
             return Counter(name, doc, labels, registry=registry)
 
         self.invocations = counter(
-            "statefun_invocations", "Function invocations.", ("function_type", "outcome")
+            "statefun_invocations",
+            "Function invocations by how the function returned: ok, or error (it raised). The "
+            "effects of a failed batch's ok invocations are discarded and the batch is sent "
+            "again: see statefun_batches.",
+            ("function_type", "outcome"),
         )
         self.batches = counter(
             "statefun_batches",
@@ -54,7 +58,8 @@ class PrometheusPlugin:
         )
         self.rejected = counter(
             "statefun_requests_rejected",
-            "Requests rejected before a batch existed (malformed, unknown function, too large).",
+            "Requests rejected before a batch existed, by status: malformed (400), unknown "
+            "function (404), wrong method (405), too large (413).",
             ("status",),
         )
         self.state_read = counter(
