@@ -247,6 +247,33 @@ def test_multiprocess_mode_merges_the_metrics_of_every_worker(tmp_path: Path) ->
     assert sample(body, "statefun_batch_size_count", {"function_type": GREETER}) == 5
 
 
+OWN_REGISTRY = """
+import sys
+from prometheus_client import CollectorRegistry
+from statefun_core import RequestReplyHandler, make_plugin_manager
+sys.path.insert(0, {root!r})
+from statefun_prometheus import PrometheusPlugin, metrics_endpoint, metrics_response
+from tests.test_prometheus_plugin import make_functions, wire, SEEN_2
+
+registry = CollectorRegistry()
+plugins = make_plugin_manager([PrometheusPlugin(registry)], blocked=["prometheus"])
+handler = RequestReplyHandler(make_functions(), plugins=plugins)
+for _ in range({requests}):
+    handler.handle_sync(wire.to_function("example/greeter", "ann", ["ann", "bob"], SEEN_2))
+if {read}:
+    assert metrics_endpoint({{}}, registry).body == metrics_response(registry)[0]
+    sys.stdout.write(metrics_response(registry)[0].decode())
+"""
+
+
+def test_multiprocess_mode_merges_the_workers_of_a_registry_of_their_own(tmp_path: Path) -> None:
+    root = str(Path(__file__).parent.parent)
+    run(OWN_REGISTRY.format(root=root, requests=2, read=False), tmp_path)
+    body = run(OWN_REGISTRY.format(root=root, requests=3, read=True), tmp_path)
+    labels = {"function_type": GREETER, "outcome": "ok"}
+    assert sample(body, "statefun_invocations_total", labels) == 10  # not this worker's 6
+
+
 def test_the_package_declares_its_api() -> None:
     assert statefun_prometheus.__all__ == [
         "PrometheusPlugin",

@@ -21,8 +21,10 @@ __all__ = ["metrics_endpoint", "metrics_response"]
 
 
 def _registry(registry: Optional[CollectorRegistry]) -> CollectorRegistry:
-    """``registry``; or, when ``PROMETHEUS_MULTIPROC_DIR`` is set, the metrics of every process
-    that wrote to that directory, merged (prometheus_client's multiprocess mode)."""
+    """``registry`` (the default one if None); or, when ``PROMETHEUS_MULTIPROC_DIR`` is set, the
+    metrics of every process that wrote to that directory, merged (prometheus_client's
+    multiprocess mode, in which every metric, whatever its registry, is written there: one
+    registry alone would show this worker's counts only)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
@@ -32,10 +34,9 @@ def _registry(registry: Optional[CollectorRegistry]) -> CollectorRegistry:
 
 def metrics_response(registry: Optional[CollectorRegistry] = None) -> tuple[bytes, str]:
     """``(body, content_type)`` of the Prometheus text exposition of ``registry`` (default: the
-    default registry, or the multiprocess directory's metrics when it is set)."""
-    if registry is None:
-        return generate_latest(_registry(None)), CONTENT_TYPE_LATEST
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    default registry), or of the multiprocess directory's metrics when it is set, as
+    :func:`metrics_endpoint` answers."""
+    return generate_latest(_registry(registry)), CONTENT_TYPE_LATEST
 
 
 def metrics_endpoint(
