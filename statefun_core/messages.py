@@ -205,7 +205,12 @@ class Message(_Typed):
             return tpe
         types: Optional[TypeRegistry] = getattr(self, "_types", None)
         if types is None:
-            raise TypeError(f"{tpe!r} is not a StateFun Type")
+            raise TypeError(
+                f"{tpe!r} is not a StateFun Type, and this message has no handler's types to "
+                "find one in (a function did not receive it): pass the Type "
+                "(handler.types.for_class(...)), or read it with wire.messages(reply, "
+                "handler.types)"
+            )
         return types.for_class(tpe)
 
     def is_type(self, tpe: Union[Type, type]) -> bool:

@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from .. import protocol
 from ..engine import Address, EgressRecord, ExpireMode, StateSpec, TypedValue
+from ..registry import TypeRegistry
 from ..types import BoolType, IntType, StringType, Type, to_bytes
 from .records import AnyEgress, SentMessage, decode_egress
 
@@ -105,11 +106,12 @@ def mutations(reply: bytes) -> dict[str, Optional[Any]]:
     }
 
 
-def messages(reply: bytes) -> list[SentMessage]:
-    """The messages the function sent, in order (``caller`` is None: a reply does not say)."""
+def messages(reply: bytes, types: Optional[TypeRegistry] = None) -> list[SentMessage]:
+    """The messages the function sent, in order (``caller`` is None: a reply does not say);
+    with a handler's ``types``, ``sent.message.as_type(Model)`` finds a plugin's type."""
     return [
         SentMessage(
-            Address.from_proto(message.target), TypedValue.from_proto(message.argument), None
+            Address.from_proto(message.target), TypedValue.from_proto(message.argument), None, types
         )
         for message in invocation_result(reply).outgoing_messages
     ]

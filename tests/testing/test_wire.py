@@ -24,6 +24,8 @@ from statefun_core import (
 from statefun_core.engine import Address, ExpireMode, StateSpec
 from statefun_core.testing import KafkaRecord, wire
 
+from .test_harness import Point, PointTypes
+
 
 def handler() -> RequestReplyHandler:
     functions = StatefulFunctions()
@@ -102,6 +104,24 @@ def test_a_reply_reads_back() -> None:
     assert [(d.delay_in_ms, d.target.id) for d in wire.delayed(reply)] == [(5000, "later")] * 2
     assert wire.egress(reply) == [KafkaRecord("ns/out", "t", "k", b"v")] * 2
     assert wire.missing_states(reply) == []
+
+
+def test_a_sent_message_of_a_plugins_type_reads_back_with_the_handlers_types() -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/pointer")
+    def point(context: Context, message: Message) -> None:
+        context.send(message_builder("ns/log", "c", value=Point(1, 2)))
+
+    served = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([PointTypes()], load_entrypoints=False)
+    )
+    reply = served.handle_sync(wire.to_function("ns/pointer", "a", ["go"], {}))
+    (sent,) = wire.messages(reply, served.types)
+    assert sent.message.as_type(Point) == Point(1, 2)
+    (untyped,) = wire.messages(reply)
+    with pytest.raises(TypeError, match=r"wire\.messages\(reply, handler\.types\)$"):
+        untyped.message.as_type(Point)
 
 
 def test_a_discovery_reply_lists_the_missing_specs() -> None:
