@@ -65,6 +65,12 @@ def test_unimportable_path_is_e002(path: str) -> None:
     assert path in report
 
 
+@pytest.mark.parametrize("path", ["tests.functions", "email.mime"])  # E003, E002
+def test_a_module_named_instead_of_its_functions_says_so(path: str) -> None:
+    report = check({"FUNCTIONS": path})
+    assert f"name the StatefulFunctions in the module, such as '{path}.functions'" in report
+
+
 def test_not_a_stateful_functions_is_e003() -> None:
     report = check({"FUNCTIONS": "tests.functions.not_functions"})
     assert "statefun.E003" in report

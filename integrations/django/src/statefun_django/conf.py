@@ -6,6 +6,8 @@ Both are read once and dropped when the setting changes (``override_settings`` w
 from __future__ import annotations
 
 import functools
+from importlib import import_module
+from types import ModuleType
 from typing import Any, Mapping, Optional, Union
 
 from django.conf import settings
@@ -97,16 +99,29 @@ def load_functions(entry: FunctionsSetting) -> StatefulFunctions:
         try:
             functions = import_string(entry)
         except ImportError as error:
+            hint = _MODULE_HINT.format(entry=entry) if _is_module(entry) else ""
             raise StatefunConfigError(
-                "statefun.E002", f'STATEFUN["FUNCTIONS"]: cannot import {entry!r}: {error}'
+                "statefun.E002", f'STATEFUN["FUNCTIONS"]: cannot import {entry!r}: {error}{hint}'
             ) from error
     if not isinstance(functions, StatefulFunctions):
+        hint = _MODULE_HINT.format(entry=entry) if isinstance(functions, ModuleType) else ""
         raise StatefunConfigError(
             "statefun.E003",
             f'STATEFUN["FUNCTIONS"]: {entry!r} is a {type(functions).__name__}, '
-            "not a StatefulFunctions",
+            f"not a StatefulFunctions{hint}",
         )
     return functions
+
+
+_MODULE_HINT = ": name the StatefulFunctions in the module, such as '{entry}.functions'"
+
+
+def _is_module(path: str) -> bool:
+    try:
+        import_module(path)
+    except ImportError:
+        return False
+    return True
 
 
 def merge_functions(collections: list[StatefulFunctions]) -> StatefulFunctions:

@@ -26,7 +26,7 @@ from statefun_core.errors import (
 from statefun_core.http import CONTENT_TYPE, error_response
 from statefun_core.plugins import Endpoint, allowed_methods
 from statefun_core.serving import declared_length as parse_length
-from statefun_core.wsgi import incomplete, input_errors, unreadable
+from statefun_core.wsgi import incomplete, input_errors, read_terminated, unreadable
 
 from .conf import StatefunConfigError, get_handler, get_settings
 
@@ -189,19 +189,7 @@ def read_body(request: HttpRequest) -> bytes:
     limit, setting = settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "DATA_UPLOAD_MAX_MEMORY_SIZE"
     if limit is None:
         limit, setting = get_handler().limits.request_bytes, "Limits.request_bytes"
-    stream = meta["wsgi.input"]
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        while limit is None or size <= limit:
-            chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - size))
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-    except input_errors() as error:
-        raise unreadable(error) from None
-    raise RequestTooLargeError(None, limit, setting)
+    return read_terminated(meta["wsgi.input"], limit, setting)
 
 
 def declared_length(request: HttpRequest) -> Optional[int]:
@@ -223,8 +211,6 @@ def check_declared_length(declared: Optional[int]) -> None:
     ):
         raise RequestTooLargeError(declared, limit, "Limits.request_bytes")
 
-
-_CHUNK = 1 << 16
 
 
 def too_large(request: HttpRequest) -> RequestTooLargeError:
