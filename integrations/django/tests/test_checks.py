@@ -65,10 +65,17 @@ def test_unimportable_path_is_e002(path: str) -> None:
     assert path in report
 
 
-@pytest.mark.parametrize("path", ["tests.functions", "xml.dom.pulldom"])  # E003, E002
-def test_a_module_named_instead_of_its_functions_says_so(path: str) -> None:
-    report = check({"FUNCTIONS": path})
-    assert f"name the StatefulFunctions in the module, such as '{path}.functions'" in report
+def test_a_module_named_instead_of_its_functions_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "__init__.py").write_text("")
+    (tmp_path / "proj" / "fns.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for path, id in (("proj.fns", "E002"), ("tests.functions", "E003")):  # imported or not yet
+        report = check({"FUNCTIONS": path})
+        hint = f"name the StatefulFunctions in the module, such as '{path}.functions'"
+        assert f"statefun.{id}" in report and hint in report, report
 
 
 def test_not_a_stateful_functions_is_e003() -> None:
