@@ -41,7 +41,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
 from .plugins.endpoints import Endpoint, find_endpoint
 from .plugins.events import BatchEvent, InvocationEvent
-from .plugins.manager import make_plugin_manager, plugin_label
+from .plugins.manager import OBSERVER_HOOKS, make_plugin_manager, plugin_label
 from .protowire import ONE_BYTE as _ONE_BYTE
 from .protowire import element, field, key, text, typed_value_fields, varint
 from .registry import TypeRegistry
@@ -56,15 +56,6 @@ ReplyHeaders = MutableMapping[str, str]
 
 _NO_HEADERS: Headers = {}
 _EXPIRE_NONE, _EXPIRE_AFTER_WRITE, _EXPIRE_AFTER_INVOKE = 0, 1, 2
-_LIFECYCLE_HOOKS = (
-    "statefun_batch_started",
-    "statefun_invocation_started",
-    "statefun_invocation_finished",
-    "statefun_invocation_dead_lettered",
-    "statefun_batch_finished",
-    "statefun_batch_failed",
-    "statefun_request_failed",
-)
 # Any hook but request_failed needs a BatchEvent, not only statefun_batch_started.
 _BATCH_EVENTS = "batch events"
 
@@ -714,7 +705,7 @@ class RequestReplyHandler:
         generation = getattr(self.plugins, "generation", None)
         if generation is None or generation != self._hooked_generation:
             hook = self.plugins.hook
-            hooked = {n for n in _LIFECYCLE_HOOKS if getattr(hook, n).get_hookimpls()}
+            hooked = {n for n in OBSERVER_HOOKS if getattr(hook, n).get_hookimpls()}
             if hooked - {"statefun_request_failed"}:
                 hooked.add(_BATCH_EVENTS)
             self._hooked = frozenset(hooked)

@@ -15,12 +15,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-from .errors import MalformedRequestError
+from .errors import MalformedRequestError, RequestTooLargeError, StatefunError
 from .serving import Answer, Served, declared_length
 
-__all__ = ["StatefunWSGI", "WSGIApp", "incomplete", "input_errors", "mount", "unreadable"]
+__all__ = [
+    "StatefunWSGI",
+    "WSGIApp",
+    "incomplete",
+    "input_errors",
+    "mount",
+    "read_terminated",
+    "unreadable",
+]
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -72,23 +80,32 @@ class StatefunWSGI(Served):
             if len(body) != declared:  # the client stopped sending: gunicorn hands over less
                 return endpoint.rejected(incomplete(len(body), declared), headers)
         elif environ.get("wsgi.input_terminated"):
-            chunks: list[bytes] = []
-            size = 0
             try:
-                while limit is None or size <= limit:
-                    chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - size))
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-            except input_errors() as error:
-                return endpoint.rejected(unreadable(error), headers)
-            if limit is not None and size > limit:
-                return endpoint.rejected(endpoint.too_large(), headers)
-            body = b"".join(chunks)
+                body = read_terminated(stream, limit, "Limits.request_bytes")
+            except StatefunError as error:  # unreadable (400) or over the limit (413)
+                return endpoint.rejected(error, headers)
         else:  # PEP 3333: without a length, the input may not be read
             body = b""
         return endpoint.handle_sync(body, headers)
+
+
+def read_terminated(stream: Any, limit: Optional[int], setting: str) -> bytes:
+    """A body without a ``Content-Length`` that the server ends (``wsgi.input_terminated``),
+    read to its end, or to one byte over ``limit`` (then ``RequestTooLargeError`` naming
+    ``setting``); a read that raises one of :func:`input_errors` is :func:`unreadable` (400)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while limit is None or size <= limit:
+            chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+    except input_errors() as error:
+        raise unreadable(error) from None
+    assert limit is not None  # the loop ends early only with a limit
+    raise RequestTooLargeError(None, limit, setting)
 
 
 def input_errors() -> tuple[type[BaseException], ...]:

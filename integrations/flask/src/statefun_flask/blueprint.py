@@ -24,7 +24,7 @@ from statefun_core.errors import (
 )
 from statefun_core.http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
 from statefun_core.plugins import Endpoint, allowed_methods
-from statefun_core.wsgi import incomplete, input_errors, unreadable
+from statefun_core.wsgi import incomplete, input_errors, read_terminated, unreadable
 
 __all__ = ["endpoint_view", "make_blueprint", "route_endpoints"]
 
@@ -187,20 +187,7 @@ def read_body(current: Request, limit: Optional[int]) -> bytes:
             raise incomplete(len(body), declared)
         return body
     maximum, setting = _maximum(current, limit)
-    stream = environ["wsgi.input"]
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        while chunk := stream.read(_CHUNK if maximum is None else min(_CHUNK, maximum + 1 - size)):
-            size += len(chunk)
-            if maximum is not None and size > maximum:
-                break
-            chunks.append(chunk)
-    except input_errors() as error:
-        raise unreadable(error) from None
-    if maximum is not None and size > maximum:
-        raise RequestTooLargeError(None, maximum, setting)
-    return b"".join(chunks)
+    return read_terminated(environ["wsgi.input"], maximum, setting)
 
 
 def _maximum(current: Request, limit: Optional[int]) -> tuple[Optional[int], str]:
@@ -209,8 +196,6 @@ def _maximum(current: Request, limit: Optional[int]) -> tuple[Optional[int], str
         return limit, "Limits.request_bytes"
     return current.max_content_length, "MAX_CONTENT_LENGTH"
 
-
-_CHUNK = 1 << 16
 
 
 class RequestHeaders(Mapping[str, str]):
