@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, MutableMapping, Optional
 
 from ..tracecontext import TRACEPARENT, is_traceparent
+from .endpoints import header
 from .events import InvocationEvent
 from .markers import hookimpl
 
@@ -75,7 +76,8 @@ class InvocationLogContext:
     def statefun_invocation_started(self, invocation: InvocationEvent) -> None:
         batch = invocation.batch
         caller = invocation.caller
-        traceparent = _header(batch.headers, TRACEPARENT)
+        traceparent = header(batch.headers, TRACEPARENT)
+        traceparent = traceparent if isinstance(traceparent, str) else None
         invocation.scratch[_TOKEN_KEY] = current_invocation.set(
             Invocation(
                 batch.function_type,
@@ -128,11 +130,3 @@ def add_invocation_context(
         if trace_id is not None:
             event_dict["trace_id"] = trace_id
     return event_dict
-
-
-def _header(headers: Any, name: str) -> Optional[str]:
-    """A header whatever the case of its name (frameworks give dicts and multidicts)."""
-    value = headers.get(name)
-    if value is None and headers:
-        value = next((v for k, v in headers.items() if k.lower() == name), None)
-    return value if isinstance(value, str) else None

@@ -42,7 +42,7 @@ from ..engine import StateSpec
 from ..errors import StatefunError
 from ..functions import StatefulFunctions
 from ..messages import Message, message_builder
-from ..plugins import BatchEvent, Endpoint, EndpointResponse, hookimpl
+from ..plugins import BatchEvent, Endpoint, EndpointResponse, header, hookimpl
 from ..types import IntType
 from . import wire
 
@@ -128,11 +128,6 @@ def greetings(reply: bytes) -> tuple[Optional[int], list[tuple[str, str, Optiona
 # --- plugins that record what the hooks saw -----------------------------------------------
 
 
-def _header(headers: Mapping[str, str], name: str) -> Optional[str]:
-    wanted = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == wanted), None)
-
-
 class FailureRecorder:
     """A plugin: keeps ``(error class, status, header)`` of each failed request in ``failures``
     and its batch (``None`` when rejected before one existed) in ``batches``.
@@ -150,7 +145,7 @@ class FailureRecorder:
         self, error: BaseException, batch: Optional[BatchEvent], headers: Mapping[str, str]
     ) -> None:
         status = error.status if isinstance(error, StatefunError) else None
-        self.failures.append((type(error), status, _header(headers, self.header)))
+        self.failures.append((type(error), status, header(headers, self.header)))
         self.batches.append(batch)
 
 
@@ -164,7 +159,7 @@ class HeaderRecorder:
 
     @hookimpl
     def statefun_batch_started(self, batch: BatchEvent) -> None:
-        self.headers.append({name: _header(batch.headers, name) for name in self.names})
+        self.headers.append({name: header(batch.headers, name) for name in self.names})
 
 
 class PingEndpoints:

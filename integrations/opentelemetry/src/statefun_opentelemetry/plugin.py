@@ -25,7 +25,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, Statu
 
 from statefun_core.deadletters import DeadLetterRecord
 from statefun_core.errors import FunctionNotFoundError
-from statefun_core.plugins import BatchEvent, InvocationEvent, hookimpl
+from statefun_core.plugins import BatchEvent, InvocationEvent, header, hookimpl
 from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, decode_origins
 
 __all__ = ["REJECTED_SPAN_NAME", "SCRATCH_KEY", "OpenTelemetryPlugin"]
@@ -59,10 +59,7 @@ class _HeaderGetter(Getter[Mapping[str, str]]):
     case-insensitive multidicts."""
 
     def get(self, carrier: Mapping[str, str], key: str) -> Optional[list[str]]:
-        value = carrier.get(key)
-        if value is None:
-            key = key.lower()
-            value = next((v for k, v in carrier.items() if k.lower() == key), None)
+        value = header(carrier, key)
         return None if value is None else [value]
 
     def keys(self, carrier: Mapping[str, str]) -> list[str]:
