@@ -185,8 +185,7 @@ def mount(app: ASGIApp, path: str, statefun: ASGIApp) -> ASGIApp:
     async def mounted(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             root = scope.get("root_path", "")
-            full: str = scope["path"]
-            below = full[len(root) :] if root and full.startswith(root) else full
+            below = _relative_path(scope)
             if below == prefix or below.startswith(prefix + "/"):
                 inner = dict(scope)
                 inner["root_path"] = root + prefix
