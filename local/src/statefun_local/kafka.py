@@ -53,6 +53,7 @@ from .connector import Connector
 from .guard import one_line_logger
 from .module import Egress, Ingress
 from .runtime import UnknownIngressError
+from .values import KAFKA_RECORD
 
 if TYPE_CHECKING:
     from .runtime import LocalRuntime
@@ -61,7 +62,6 @@ log = one_line_logger("statefun_local.kafka")
 
 #: how far back from its end the position topic is read first (two offsets a transaction)
 CURSOR_WINDOW = 1000
-KAFKA_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KafkaProducerRecord"
 #: records taken per poll, and per egress transaction
 BATCH = 1000
 #: seconds a poll waits for a full batch

@@ -31,11 +31,11 @@ from statefun_core.engine import TraceContext
 from .connector import Connector
 from .module import Aws, Egress, Ingress
 from .runtime import UnknownIngressError
+from .values import KINESIS_RECORD
 
 if TYPE_CHECKING:
     from .runtime import LocalRuntime
 
-KINESIS_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgressRecord"
 #: records read per shard and call, and put per call (Kinesis' own limits: 10,000 and 500,
 #: and 5 MiB a put)
 READ_BATCH = 1000

@@ -9,9 +9,10 @@ from typing import Any, Optional, cast
 
 from statefun_core import protocol
 from statefun_core.engine.model import TypedValue
+from statefun_core.messages import KAFKA_PRODUCER_RECORD, KINESIS_EGRESS_RECORD
 from statefun_core.types import BoolType, DoubleType, FloatType, IntType, LongType, StringType
 
-__all__ = ["BUILTIN_TYPES", "InvalidValueError", "decode_egress", "describe", "make_value"]
+__all__ = ["BUILTIN_TYPES", "InvalidValueError", "describe", "make_value"]
 
 #: Short names for the built-in types, as accepted by ingress and the CLI.
 BUILTIN_TYPES = {
@@ -24,8 +25,8 @@ BUILTIN_TYPES = {
 }
 _BUILTIN_BY_TYPENAME = {tpe.typename: tpe for tpe in BUILTIN_TYPES.values()}
 
-KAFKA_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KafkaProducerRecord"
-KINESIS_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgressRecord"
+KAFKA_RECORD = KAFKA_PRODUCER_RECORD
+KINESIS_RECORD = KINESIS_EGRESS_RECORD
 
 
 class InvalidValueError(ValueError):
@@ -138,7 +139,7 @@ def describe(typename: str, data: bytes) -> Any:
             pass
     elif typename in (KAFKA_RECORD, KINESIS_RECORD):
         try:
-            return decode_egress(typename, data)
+            return _describe_egress(typename, data)
         except Exception:
             pass
     else:
@@ -149,7 +150,7 @@ def describe(typename: str, data: bytes) -> Any:
     return {"base64": base64.b64encode(data).decode("ascii")}
 
 
-def decode_egress(typename: str, data: bytes) -> dict[str, Any]:
+def _describe_egress(typename: str, data: bytes) -> dict[str, Any]:
     """Open a Kafka or Kinesis egress record: where it goes, its key and its value."""
     if typename == KAFKA_RECORD:
         record = protocol.KafkaProducerRecord.FromString(data)
