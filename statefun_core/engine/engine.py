@@ -304,8 +304,24 @@ class Engine:
         else:
             self.store.in_flight_clear(address)
 
+        sent = self._send(address, result.outgoing_messages, trace)
+        scheduled, cancelled = self._schedule(address, result.delayed_invocations, trace, now_ms)
+        egress = self._produce(address, result.outgoing_egresses, trace)
+        mutated = self._mutate(address, result.state_mutations, now_ms)
+        return Completion(
+            batch,
+            sent=tuple(sent),
+            scheduled=tuple(scheduled),
+            cancelled=tuple(cancelled),
+            egress=tuple(egress),
+            mutated=tuple(mutated),
+        )
+
+    def _send(
+        self, address: Address, messages: Any, trace: Optional[TraceContext]
+    ) -> list[Envelope]:
         sent = []
-        for outgoing in result.outgoing_messages:
+        for outgoing in messages:
             envelope = Envelope(
                 Address.from_proto(outgoing.target),
                 TypedValue.from_proto(outgoing.argument),
@@ -313,9 +329,14 @@ class Engine:
                 trace=trace,
             )
             sent.append(replace(envelope, seq=self.store.mailbox_append(envelope)))
+        return sent
 
+    def _schedule(
+        self, address: Address, invocations: Any, trace: Optional[TraceContext], now_ms: int
+    ) -> tuple[list[Timer], list[str]]:
+        """The delayed messages added, and the cancellation tokens cancelled, in reply order."""
         scheduled, cancelled = [], []
-        for delayed in result.delayed_invocations:
+        for delayed in invocations:
             token = delayed.cancellation_token
             if delayed.is_cancellation_request:
                 if not token:
@@ -340,18 +361,25 @@ class Engine:
                 trace=trace,
             )
             scheduled.append(replace(timer, seq=self.store.timer_add(timer)))
+        return scheduled, cancelled
 
+    def _produce(
+        self, address: Address, egresses: Any, trace: Optional[TraceContext]
+    ) -> list[EgressRecord]:
         egress = []
-        for message in result.outgoing_egresses:
+        for message in egresses:
             egress_id = f"{message.egress_namespace}/{message.egress_type}"
             if self.egress_ids is not None and egress_id not in self.egress_ids:
                 raise UnknownEgressError(f"{address} sent to unknown egress {egress_id}")
             record = EgressRecord(egress_id, TypedValue.from_proto(message.argument), trace=trace)
             egress.append(replace(record, seq=self.store.egress_append(record)))
+        return egress
 
+    def _mutate(self, address: Address, mutations: Any, now_ms: int) -> list[str]:
+        """Apply the state mutations; the names of the states changed."""
         specs = self.store.specs_get(address.typename)
         mutated = []
-        for mutation in result.state_mutations:
+        for mutation in mutations:
             spec = specs.get(mutation.state_name)
             if spec is None:
                 raise UnregisteredStateError(
@@ -372,15 +400,7 @@ class Engine:
             else:
                 self.store.state_delete(address, spec.name)
             mutated.append(spec.name)
-
-        return Completion(
-            batch,
-            sent=tuple(sent),
-            scheduled=tuple(scheduled),
-            cancelled=tuple(cancelled),
-            egress=tuple(egress),
-            mutated=tuple(mutated),
-        )
+        return mutated
 
     # --- inspection ---------------------------------------------------------------------
 
