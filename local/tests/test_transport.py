@@ -437,3 +437,32 @@ def test_okhttp_transport_has_no_pool_limit() -> None:
         return most
 
     assert asyncio.run(scenario()) == 3
+
+
+@pytest.mark.parametrize(("pool_ttl", "connections"), [("1s", [1, 1, 2, 2]), ("0", [1, 1, 1, 1])])
+def test_a_connection_older_than_pool_ttl_starts_no_other_call(
+    pool_ttl: str, connections: list[int]
+) -> None:
+    """As the runtime's pool: a connection past its time to live starts no other call; 0
+    keeps connections for ever."""
+    peers: list[object] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        return ok()
+
+    async def calls() -> None:
+        async with serving(handle) as url, HttpTransport() as transport:
+            module = parse_module(
+                "kind: io.statefun.endpoints.v2/http\n"
+                f"spec: {{functions: a/*, urlPathTemplate: {url}/fn, transport: "
+                f"{{pool_ttl: {pool_ttl}}}}}\n"
+            )
+            for pause in (0, 0.1, 1.1, 0):
+                await asyncio.sleep(pause)
+                assert await transport.call(module.endpoints[0], "a/b", b"") == GOOD
+
+    asyncio.run(calls())
+    numbered = {peer: n for n, peer in enumerate(dict.fromkeys(peers), 1)}
+    assert [numbered[peer] for peer in peers] == connections

@@ -135,6 +135,8 @@ class Endpoint:
     payload_max_bytes: int = _DEFAULT_PAYLOAD_MAX
     #: the async transport's connections to one function type at most (0: OkHttp's, unbounded)
     pool_size: int = _DEFAULT_POOL_SIZE
+    #: seconds a connection of the async transport's pool lives (0: for ever), as the runtime's
+    pool_ttl: float = 0.0
     #: for ``https`` URLs with the async transport; None: the system's CAs, no client cert
     tls: Optional[Tls] = None
     source: str = ""
@@ -510,14 +512,16 @@ def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> 
         zero_call = "every request would time out"
         call = doc.get(transport, path, "call", _timeout(zero_call, _MAX_CALL_MS), 120.0)
         connect = doc.get(transport, path, "connect", _timeout(), 20.0)  # 0: none
-    doc.get(transport, path, "pool_ttl", parse_duration)  # not applied here; 0: no TTL
+    pool_ttl = doc.get(transport, path, "pool_ttl", parse_duration, 15.0)  # 0: none
     no_connection = _count("the connection pool would hold no connection")
     pool_size = doc.get(transport, path, "pool_size", no_connection, _DEFAULT_POOL_SIZE)
     payload_max = doc.get(
         transport, path, "payload_max_bytes", _count("no reply would fit"), _DEFAULT_PAYLOAD_MAX
     )
     tls = _tls(doc, transport, path)
-    _add_endpoint(module, spec, doc, transport_type, call, connect, payload_max, pool_size, tls)
+    _add_endpoint(
+        module, spec, doc, transport_type, call, connect, payload_max, pool_size, tls, pool_ttl
+    )
 
 
 def _tls(doc: _Document, transport: dict[str, Any], path: str) -> Optional[Tls]:
@@ -603,6 +607,7 @@ def _add_endpoint(
     payload_max: int,
     pool_size: int,
     tls: Optional[Tls] = None,
+    pool_ttl: float = 0.0,
 ) -> None:
     functions = doc.get(spec, "spec", "functions", _function_binding, required=True)
     url = doc.get(spec, "spec", "urlPathTemplate", _url_template, required=True)
@@ -634,6 +639,7 @@ def _add_endpoint(
             connect_timeout=connect,
             payload_max_bytes=payload_max,
             pool_size=pool_size,
+            pool_ttl=pool_ttl,
             tls=tls,
             source=doc.where,
         )

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Mapping, MutableMapping
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import aiohttp
+from aiohttp.connector import Connection
 from google.protobuf.message import Message
 
 from statefun_core import protocol
@@ -66,7 +68,8 @@ class HttpTransport:
     Connections are pooled and kept alive. The async transport pools them by function type,
     at most the endpoint's ``pool_size``, as the runtime's Netty client does: waiting for a
     free one counts against the ``connect`` timeout, as it does there (aiohttp's ``connect``
-    timeout covers it). OkHttp's pool is shared and unbounded, as the runtime's.
+    timeout covers it), and a connection older than ``pool_ttl`` starts no other call. OkHttp's
+    pool is shared and unbounded, as the runtime's.
     """
 
     def __init__(self, on_retry: Optional[RetryListener] = None) -> None:
@@ -92,8 +95,8 @@ class HttpTransport:
                 connector = aiohttp.UnixConnector(path=unix_socket, limit=endpoint.pool_size)
             else:
                 tls = True if endpoint.tls is None else endpoint.tls.context()
-                connector = aiohttp.TCPConnector(
-                    limit=endpoint.pool_size, keepalive_timeout=15, ssl=tls
+                connector = _Connector(
+                    endpoint.pool_ttl, limit=endpoint.pool_size, keepalive_timeout=15, ssl=tls
                 )
             session = aiohttp.ClientSession(connector=connector, headers=_HEADERS)
             self._sessions[key] = session
@@ -205,6 +208,27 @@ class HttpTransport:
         except Exception as exc:  # protobuf's DecodeError differs between backends
             raise _AttemptFailed(f"the reply is not a FromFunction: {exc}", not okhttp) from None
         return reply
+
+
+class _Connector(aiohttp.TCPConnector):
+    """A pool whose connections live ``ttl`` seconds at most (0: for ever): one that old
+    starts no other call, as the runtime's pool drops a connection past its ``pool_ttl``."""
+
+    def __init__(self, ttl: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ttl = ttl
+        self._born: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    async def connect(self, *args: Any, **kwargs: Any) -> Connection:
+        while True:
+            connection = await super().connect(*args, **kwargs)
+            protocol = connection.protocol
+            now = time.monotonic()
+            if not self._ttl or protocol is None:
+                return connection
+            if now - self._born.setdefault(protocol, now) < self._ttl:
+                return connection
+            connection.close()  # too old: closed, and another one taken
 
 
 def _octet_stream(content_types: list[str], okhttp: bool) -> bool:
