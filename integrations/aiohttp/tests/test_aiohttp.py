@@ -390,7 +390,7 @@ def test_a_client_gone_before_its_body_is_in_is_no_failure(
     no one is left to answer (as Tornado's endpoint). Served as ``web.run_app`` serves, the
     handler not cancelled with the connection (the test server cancels it)."""
     failures = FailureRecorder()
-    app = web.Application()
+    app = web.Application(client_max_size=32 * 1024 * 1024)
     plugins = make_plugin_manager([failures], load_entrypoints=False)
     statefun_aiohttp.setup(app, make_functions(), plugins=plugins)
 
@@ -428,6 +428,16 @@ def test_a_client_gone_before_its_body_is_in_is_no_failure(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == [], caplog.text
     (access,) = records("aiohttp.access")
     assert '"POST /statefun HTTP/1.1" 400 ' in access.getMessage(), caplog.text
+
+
+def test_setup_warns_of_aiohttps_default_body_limit(caplog: pytest.LogCaptureFixture) -> None:
+    functions = make_functions()
+    with caplog.at_level(logging.WARNING, logger="statefun_core"):
+        statefun_aiohttp.setup(web.Application(client_max_size=32 * 1024 * 1024), functions)
+        assert caplog.records == []
+        statefun_aiohttp.setup(web.Application(), functions)
+    (warning,) = caplog.records
+    assert "client_max_size is aiohttp's default 1 MiB" in warning.getMessage()
 
 
 def test_setup_rejects_executor_with_a_ready_handler() -> None:

@@ -41,6 +41,7 @@ __all__ = [
 HANDLER_KEY = web.AppKey("statefun_handler", RequestReplyHandler)
 
 logger = logging.getLogger("statefun_core")  # where the core logs each request it fails
+_AIOHTTP_DEFAULT_MAX_SIZE = 1024**2
 
 
 async def handle_request(request: web.Request) -> web.Response:
@@ -198,6 +199,12 @@ def setup(
     is the application's own ``client_max_size``: set it on the application the server runs.
     """
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
+    if getattr(app, "_client_max_size", None) == _AIOHTTP_DEFAULT_MAX_SIZE:  # left as it is
+        logger.warning(
+            "statefun_aiohttp.setup: the application's client_max_size is aiohttp's default "
+            "1 MiB: a batch over it (the functions' state travels in it) is answered 413, "
+            "which the runtime sends again for ever; set web.Application(client_max_size=...)"
+        )
     app[HANDLER_KEY] = handler
     _route(app, path, handler)
     if endpoints:
