@@ -121,6 +121,13 @@ def test_a_flag_that_is_not_a_bool_is_e007(key: str, value: Any, says: str) -> N
     assert "statefun.E007" in report and says in report
 
 
+def test_djangos_default_upload_limit_is_w003() -> None:
+    assert "statefun.W003" not in check({"FUNCTIONS": "tests.functions.functions"})  # 64 KiB
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=2_621_440):
+        report = check({"FUNCTIONS": "tests.functions.functions"})
+    assert "statefun.W003" in report and "Django's default 2.5 MB" in report
+
+
 def test_checks_can_be_silenced() -> None:
     with override_settings(SILENCED_SYSTEM_CHECKS=["statefun.E003"]):
         assert "no issues" in check({"FUNCTIONS": "tests.functions.not_functions"})

@@ -13,6 +13,8 @@
   the errors above.
 - ``statefun.W002``: the endpoint is served at a URL ending in ``/`` but not without it,
   where module.yaml files point the runtime (which follows no redirect).
+- ``statefun.W003``: ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is left at Django's default (2.5 MB),
+  under the runtime's batches.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Sequence
 
 from django.apps import AppConfig
-from django.conf import settings
+from django.conf import global_settings, settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.urls import Resolver404, resolve
 
@@ -75,6 +77,17 @@ def check_settings(
         problem = handler_error()
         if problem is not None:
             messages.append(Error(problem, id="statefun.E006"))
+    if settings.DATA_UPLOAD_MAX_MEMORY_SIZE == global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        messages.append(
+            Warning(
+                "DATA_UPLOAD_MAX_MEMORY_SIZE is Django's default 2.5 MB: a batch over it (the "
+                "functions' state travels in it) is answered 413, which the runtime sends "
+                "again for ever",
+                hint="set DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024 (the runtime's "
+                "largest batch by default), or None to leave it to STATEFUN['LIMITS']",
+                id="statefun.W003",
+            )
+        )
     return messages
 
 
