@@ -434,7 +434,7 @@ E2E_PACKAGES = [
     "-e", ".", "-e", "integrations/aiohttp", "-e", "integrations/tornado",
     "-e", "integrations/flask", "-e", "integrations/django", "-e", "integrations/pydantic",
     "-e", "integrations/msgpack", "-e", "local[kinesis]", "gunicorn", "uvicorn", "confluent-kafka",
-    "fastapi", "-e", "integrations/opentelemetry", "opentelemetry-sdk",
+    "fastapi", "-e", "integrations/opentelemetry", "opentelemetry-sdk", "trustme",
 ]  # fmt: skip
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ def pki(tmp_path: Path) -> Path:
         serialization.BestAvailableEncryption(b"s3cret"),
     )
     (tmp_path / "client.key.p8").write_bytes(encrypted)
+    client.private_key_pem.write_to_path(str(tmp_path / "client.key"))
     (tmp_path / "password.txt").write_text("s3cret")
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server)
@@ -132,6 +134,24 @@ def test_tls_files_that_would_not_load_are_module_problems(
     with pytest.raises(ModuleError) as error:
         load_module(module_file(pki, "https://127.0.0.1/fn", tls.format(dir=pki)))
     assert problem.format(dir=pki) in str(error.value)
+
+
+def test_a_key_the_runtime_cannot_read_is_a_warning(pki: Path) -> None:
+    """StateFun 3.3's Netty reads PBES1 keys, not PBES2 ones (tests/e2e/test_tls.py)."""
+    tls = (
+        f"client_cert: {pki}/client.crt, client_key: {pki}/client.key.p8, "
+        f"client_key_password: {pki}/password.txt"
+    )
+    module = load_module(module_file(pki, "https://127.0.0.1/fn", tls))
+    (warning,) = module.warnings
+    assert "spec.transport.client_key: encrypted with PBES2" in warning
+    pbes1 = subprocess.run(
+        ["openssl", "pkcs8", "-topk8", "-v1", "PBE-SHA1-3DES", "-in", str(pki / "client.key"),
+         "-out", str(pki / "client.key.p8"), "-passout", f"file:{pki}/password.txt"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert pbes1.returncode == 0, pbes1.stderr
+    assert load_module(module_file(pki, "https://127.0.0.1/fn", tls)).warnings == []
 
 
 def test_tls_files_are_read_by_the_async_transport_only(pki: Path) -> None:

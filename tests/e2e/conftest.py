@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -39,15 +39,23 @@ def runtime_or_skip(name: str) -> kit.Runtime:
 
 
 def start_application(
-    kafka: kit.Kafka, runtime_name: str, framework: str, workdir: Path
+    kafka: kit.Kafka,
+    runtime_name: str,
+    framework: str,
+    workdir: Path,
+    tls: Optional[Path] = None,
 ) -> kit.Application:
     """The e2e application on ``runtime_name``; on statefun-local too, so that every scenario
-    is also the differential test: the same assertions hold on each runtime."""
+    is also the differential test: the same assertions hold on each runtime. With ``tls`` (see
+    kit.make_pki), the functions are served over mutual TLS."""
     prefix = f"{runtime_name}-{framework}-{uuid.uuid4().hex[:6]}-"
     if runtime_name == kit.LOCAL.name:
-        app: kit.Application = kit.LocalApplication(kafka, kit.LOCAL, framework, workdir, prefix)
+        app: kit.Application = kit.LocalApplication(
+            kafka, kit.LOCAL, framework, workdir, prefix, tls=tls
+        )
     else:
-        app = kit.Application(kafka, runtime_or_skip(runtime_name), framework, workdir, prefix)
+        runtime = runtime_or_skip(runtime_name)
+        app = kit.Application(kafka, runtime, framework, workdir, prefix, tls=tls)
     try:
         app.start()
     except BaseException:
@@ -63,9 +71,13 @@ def runtime_name(request: pytest.FixtureRequest) -> str:
 
 @contextmanager
 def running(
-    kafka: kit.Kafka, runtime_name: str, framework: str, workdir: Path
+    kafka: kit.Kafka,
+    runtime_name: str,
+    framework: str,
+    workdir: Path,
+    tls: Optional[Path] = None,
 ) -> Iterator[kit.Application]:
-    app = start_application(kafka, runtime_name, framework, workdir)
+    app = start_application(kafka, runtime_name, framework, workdir, tls)
     try:
         yield app
     finally:

@@ -510,6 +510,28 @@ def start_function_server(
     return process, port
 
 
+def make_pki(directory: Path) -> Path:
+    """A CA (``ca.pem``), a server certificate it signed for 127.0.0.1 (``server.pem``, with
+    its key) and a client certificate (``client.crt``) whose PKCS#8 key (``client.key.p8``)
+    is encrypted with the password in ``password.txt``, as the StateFun docs show them. The
+    key is encrypted with PBES1 (openssl's ``-v1 PBE-SHA1-3DES``): StateFun 3.3's Netty
+    cannot read PBES2, what openssl and Python's cryptography write by default."""
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.private_key_and_cert_chain_pem.write_to_path(str(directory / "server.pem"))
+    client = ca.issue_cert("statefun.example", common_name="statefun.example")
+    client.cert_chain_pems[0].write_to_path(str(directory / "client.crt"))
+    client.private_key_pem.write_to_path(str(directory / "client.key"))
+    (directory / "password.txt").write_text("e2e-password")  # no newline: it is all read
+    run_checked(["openssl", "pkcs8", "-topk8", "-v1", "PBE-SHA1-3DES",
+                 "-in", str(directory / "client.key"), "-out", str(directory / "client.key.p8"),
+                 "-passout", f"file:{directory / 'password.txt'}"], "encrypt the client key")  # fmt: skip
+    return directory
+
+
 def render_module(
     workdir: Path,
     functions_url: str,
@@ -517,7 +539,11 @@ def render_module(
     prefix: str,
     template: Path = HERE / "module.yaml",
     sasl_kafka: str = "",
+    tls: Optional[Path] = None,
 ) -> Path:
+    """module.yaml for this run; with ``tls`` (a directory of :func:`make_pki`), the transport
+    given its TLS files as the StateFun docs show them: a path, and a file with the key's
+    password."""
     login = "org.apache.kafka.common.security.plain.PlainLoginModule required"
     jaas = f'\'{login} username="{SASL_USER}" password="{SASL_PASSWORD}";\''
     text = Template(template.read_text()).substitute(
@@ -526,6 +552,10 @@ def render_module(
         prefix=prefix,
         sasl_kafka=sasl_kafka,
         sasl_jaas=jaas,
+        tls="" if tls is None else (
+            f"trust_cacerts: {tls}/ca.pem\n    client_cert: {tls}/client.crt\n"
+            f"    client_key: {tls}/client.key.p8\n    client_key_password: {tls}/password.txt"
+        ),
     )
     module = workdir / "module.yaml"
     module.write_text(text)
@@ -566,6 +596,8 @@ class Application:
     functions_port: int = 0
     job: Optional[Process] = None
     module: Optional[Path] = None
+    #: a directory of make_pki's files: the functions served over mutual TLS
+    tls: Optional[Path] = None
 
     def topic(self, name: str) -> str:
         return self.prefix + name
@@ -614,13 +646,16 @@ class Application:
     def start_functions(self, **settings: str) -> None:
         """Start (or redeploy, with ``settings`` in its environment) the function server, and
         point module.yaml at it."""
+        if self.tls is not None:
+            settings = {"SERVE_TLS": str(self.tls), **settings}
         with timed(f"{self.framework}: start the function server"):
             self.functions, self.functions_port = start_function_server(
                 self.framework, self.workdir, self.prefix, **settings
             )
-        url = f"http://127.0.0.1:{self.functions_port}{function_path(self.framework)}"
+        scheme = "http" if self.tls is None else "https"
+        url = f"{scheme}://127.0.0.1:{self.functions_port}{function_path(self.framework)}"
         self.module = render_module(self.workdir, url, self.kafka.bootstrap, self.prefix,
-                                    sasl_kafka=self.kafka.sasl_bootstrap)  # fmt: skip
+                                    sasl_kafka=self.kafka.sasl_bootstrap, tls=self.tls)  # fmt: skip
 
     def redeploy_functions(self, **settings: str) -> None:
         """Stop the function server and start it again at the same URL, with ``settings`` in

@@ -62,7 +62,22 @@ def serve_aiohttp(port: int) -> None:
 
     app = web.Application(client_max_size=BODY_LIMIT) if FRAMEWORK_LIMITS else web.Application()
     setup(app, HANDLER, path=PATH)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None,
+                ssl_context=mutual_tls())  # fmt: skip
+
+
+def mutual_tls() -> Any:
+    """With ``SERVE_TLS=<directory>``: HTTPS with ``server.pem`` (certificate and key),
+    requiring a client certificate signed by ``ca.pem``; else None (plain HTTP)."""
+    directory = os.environ.get("SERVE_TLS")
+    if directory is None:
+        return None
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=f"{directory}/ca.pem")
+    context.load_cert_chain(f"{directory}/server.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def serve_tornado(port: int) -> None:

@@ -6,6 +6,7 @@ accepts for the kinds it knows and reports every problem with its file, document
 
 from __future__ import annotations
 
+import base64
 import datetime
 import re
 import ssl
@@ -518,13 +519,13 @@ def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> 
     payload_max = doc.get(
         transport, path, "payload_max_bytes", _count("no reply would fit"), _DEFAULT_PAYLOAD_MAX
     )
-    tls = _tls(doc, transport, path)
+    tls = _tls(module, doc, transport, path)
     _add_endpoint(
         module, spec, doc, transport_type, call, connect, payload_max, pool_size, tls, pool_ttl
     )
 
 
-def _tls(doc: _Document, transport: dict[str, Any], path: str) -> Optional[Tls]:
+def _tls(module: Module, doc: _Document, transport: dict[str, Any], path: str) -> Optional[Tls]:
     """The TLS files, checked by loading them as the runtime does when it starts."""
     located = _file_location(doc.directory)
     files = {key: doc.get(transport, path, key, located) for key in _TLS_FILES}
@@ -543,7 +544,30 @@ def _tls(doc: _Document, transport: dict[str, Any], path: str) -> Optional[Tls]:
             hint = " (the password is the whole file, as the runtime reads it: its last line ends)"
         doc.problem(path, f"the TLS files do not load: {exc}{hint}")
         return None
+    if tls.client_key is not None and _pbes2(tls.client_key):
+        module.warnings.append(
+            f"{doc.where}: {path}.client_key: encrypted with PBES2 (openssl's and Python's "
+            "default), which StateFun 3.3's runtime cannot read (its Netty: \"PBES2 "
+            "SecretKeyFactory not available\"): encrypt it with PBES1 (openssl pkcs8 -topk8 -v1 "
+            "PBE-SHA1-3DES), or not at all"
+        )
     return tls
+
+
+#: the DER of PBES2's object identifier, 1.2.840.113549.1.5.13
+_PBES2_OID = bytes.fromhex("06092a864886f70d01050d")
+
+
+def _pbes2(key: str) -> bool:
+    """Whether the PEM file ``key`` holds a PKCS#8 key encrypted with PBES2."""
+    text = Path(key).read_text(encoding="ascii", errors="replace")
+    found = re.search(r"-----BEGIN ENCRYPTED PRIVATE KEY-----(.*?)-----END", text, re.DOTALL)
+    if found is None:
+        return False
+    try:
+        return _PBES2_OID in base64.b64decode("".join(found.group(1).split()))
+    except ValueError:
+        return False
 
 
 _TLS_FILES = ("trust_cacerts", "client_cert", "client_key", "client_key_password")
