@@ -526,9 +526,10 @@ def make_pki(directory: Path) -> Path:
     client.cert_chain_pems[0].write_to_path(str(directory / "client.crt"))
     client.private_key_pem.write_to_path(str(directory / "client.key"))
     (directory / "password.txt").write_text("e2e-password")  # no newline: it is all read
-    run_checked(["openssl", "pkcs8", "-topk8", "-v1", "PBE-SHA1-3DES",
-                 "-in", str(directory / "client.key"), "-out", str(directory / "client.key.p8"),
-                 "-passout", f"file:{directory / 'password.txt'}"], "encrypt the client key")  # fmt: skip
+    encrypt = ["openssl", "pkcs8", "-topk8", "-v1", "PBE-SHA1-3DES",
+               "-in", str(directory / "client.key"), "-out", str(directory / "client.key.p8"),
+               "-passout", f"file:{directory / 'password.txt'}"]  # fmt: skip
+    run_checked(encrypt, "encrypt the client key")
     return directory
 
 
