@@ -41,6 +41,10 @@ class MethodNotAllowedError(StatefunError):
 
     status = 405
 
+    def __init__(self, method: str) -> None:
+        super().__init__(f"{method} is not allowed")
+        self.method = method
+
 
 class FunctionNotFoundError(StatefunError, KeyError):
     """No function is bound to the request's target typename (HTTP 404).

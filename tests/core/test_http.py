@@ -80,7 +80,7 @@ REASONS = {
 @pytest.mark.parametrize(
     ("error", "status"),
     [(MalformedRequestError("not protobuf"), 400), (FunctionNotFoundError("ns/nobody"), 404),
-     (MethodNotAllowedError("GET is not allowed"), 405),
+     (MethodNotAllowedError("GET"), 405),
      (FunctionFailedError("ns/echo", "a"), 500)],
 )  # fmt: skip
 def test_each_status_answers_its_short_reason(error: Exception, status: int) -> None:
@@ -109,7 +109,7 @@ def test_server_errors_are_logged_with_their_traceback_and_the_runtimes_retries_
     caplog.set_level(logging.INFO, logger="statefun_core")
     bug = RuntimeError("a bug")
     error_response(bug)
-    error_response(MethodNotAllowedError("GET is not allowed"))
+    error_response(MethodNotAllowedError("GET"))
     error_response(FunctionNotFoundError("ns/nobody"))
     error_response(RequestTooLargeError(5000, 4096))
     error_response(MalformedRequestError("not a ToFunction"))

@@ -173,6 +173,7 @@ def test_a_request_the_handler_rejects_has_a_span(
     attributes = dict(span.attributes or {})
     assert attributes["error.type"] == f"statefun_core.errors.{error.__name__}"
     assert attributes["http.response.status_code"] == status
+    assert attributes["http.request.method"] == "POST"
     assert span.status.status_code is StatusCode.UNSET  # a 4xx is the client's error
     if status == 404:
         assert attributes["messaging.destination.name"] == "example/unknown"
@@ -220,6 +221,7 @@ def test_a_request_the_server_rejects_has_a_span(
     assert format(span.context.trace_id, "032x") == TRACE_ID
     assert (span.attributes or {})["error.type"] == f"statefun_core.errors.{error}"
     assert (span.attributes or {})["http.response.status_code"] == status
+    assert (span.attributes or {})["http.request.method"] == method
 
 
 def test_the_reply_of_a_served_batch_carries_traceresponse(

@@ -59,7 +59,7 @@ class _EndpointView(View):
         return self.http_method_not_allowed(request)
 
     def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        response = rejected(request, MethodNotAllowedError(f"{request.method} is not allowed"))
+        response = rejected(request, MethodNotAllowedError(request.method or ""))
         if self.view_is_async:
 
             async def respond() -> HttpResponse:

@@ -220,6 +220,8 @@ class OpenTelemetryPlugin:
         status: int = getattr(error, "status", 500)
         attributes: dict[str, Any] = {
             "error.type": _error_type(error),
+            # the endpoint answers POST only: another method is the 405
+            "http.request.method": getattr(error, "method", "POST"),
             "http.response.status_code": status,
             "statefun.outcome": "rejected",
         }
