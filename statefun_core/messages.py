@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Optional, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    ClassVar,
+    Iterable,
+    Mapping,
+    Optional,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from . import protocol
 from .errors import mark_unreadable
@@ -22,6 +33,8 @@ from .types import (
 
 if TYPE_CHECKING:
     from .registry import TypeRegistry
+
+_T = TypeVar("_T")
 
 __all__ = [
     "EgressMessage",
@@ -217,8 +230,14 @@ class Message(_Typed):
         """Whether the value's typename is that of ``tpe`` (a Type, or a class a plugin knows)."""
         return self.value_typename() == self._resolve(tpe).typename
 
+    @overload
+    def as_type(self, tpe: type[_T]) -> Optional[_T]: ...
+    @overload
+    def as_type(self, tpe: Type) -> Any: ...
+
     def as_type(self, tpe: Union[Type, type]) -> Any:
-        """The value decoded by ``tpe``'s serializer, or ``None`` when the message has no value."""
+        """The value decoded by ``tpe``'s serializer, or ``None`` when the message has no value;
+        given a class a plugin knows, typed as an instance of it."""
         data = self.raw_value()
         if data is None:
             return None
