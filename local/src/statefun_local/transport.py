@@ -216,17 +216,18 @@ class _Connector(aiohttp.TCPConnector):
 
     def __init__(self, ttl: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._ttl = ttl
-        self._born: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._pool_ttl = ttl
+        #: when each connection was first used, about when it was made (names aiohttp has not)
+        self._first_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
     async def connect(self, *args: Any, **kwargs: Any) -> Connection:
         while True:
             connection = await super().connect(*args, **kwargs)
             protocol = connection.protocol
             now = time.monotonic()
-            if not self._ttl or protocol is None:
+            if not self._pool_ttl or protocol is None:
                 return connection
-            if now - self._born.setdefault(protocol, now) < self._ttl:
+            if now - self._first_used.setdefault(protocol, now) < self._pool_ttl:
                 return connection
             connection.close()  # too old: closed, and another one taken
 
