@@ -82,6 +82,13 @@ def compat(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "integrations/compat/tests", *session.posargs)
 
 
+@nox.session(python="3.9", tags=["ci", "core"])
+def compat_oldest(session: nox.Session) -> None:
+    """The same on the protobuf the official SDK pins (3.20), which a migrating user has."""
+    install_core(session, "-e", "integrations/compat", "mypy", "protobuf==3.20.3")
+    session.run("python", "-m", "pytest", "integrations/compat/tests", *session.posargs)
+
+
 @nox.session(python=NEWEST, tags=["ci", "core"])
 def official(session: nox.Session) -> None:
     """Ours against the official SDK (apache-flink-statefun 3.3.0, in a virtualenv of its own

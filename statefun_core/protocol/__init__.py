@@ -43,8 +43,18 @@ def _message_class(full_name: str) -> Any:
     get_message_class = getattr(message_factory, "GetMessageClass", None)
     if get_message_class is not None:  # protobuf >= 4.21
         return get_message_class(descriptor)
-    factory: Any = message_factory.MessageFactory(pool)
-    return factory.GetPrototype(descriptor)  # pragma: no cover
+    return _with_nested(_factory.GetPrototype(descriptor), descriptor)  # pragma: no cover
+
+
+_factory: Any = message_factory.MessageFactory(pool)
+
+
+def _with_nested(cls: Any, descriptor: Any) -> Any:  # pragma: no cover (protobuf < 4.21)
+    """``cls`` with its nested message classes as attributes (``FromFunction.DelayedInvocation``),
+    as generated code has them and protobuf 4.21 and later give them; 3.20's factory does not."""
+    for nested in descriptor.nested_types:
+        setattr(cls, nested.name, _with_nested(_factory.GetPrototype(nested), nested))
+    return cls
 
 
 _REQREPLY = "io.statefun.sdk.reqreply."

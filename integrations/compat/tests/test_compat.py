@@ -122,3 +122,32 @@ def test_the_official_sdk_installed_beside_is_named(tmp_path: Path) -> None:
     assert beside.returncode == 0, beside.stderr
     assert "apache-flink-statefun is installed beside statefun-compat" in beside.stderr
     assert "pip install --force-reinstall statefun-compat" in beside.stderr
+
+
+def test_an_official_style_test_builds_and_reads_the_nested_messages() -> None:
+    """Official users' tests build requests from the nested classes of the generated modules
+    (on every protobuf, 3.20 included, whose message factory leaves them out)."""
+    from statefun.request_reply_pb2 import FromFunction, ToFunction, TypedValue
+
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/counter", specs=[ValueSpec("n", IntType)])
+    def count(context: statefun.Context, message: statefun.Message) -> None:
+        del context.storage.n
+
+    batch = ToFunction.InvocationBatchRequest()
+    batch.target.namespace, batch.target.type, batch.target.id = "ns", "counter", "a"
+    state = ToFunction.PersistedValue(state_name="n")
+    state.state_value.CopyFrom(TypedValue(typename="io.statefun.types/int"))
+    batch.state.append(state)
+    batch.invocations.append(ToFunction.Invocation(argument=TypedValue(typename="x/y")))
+    request = ToFunction(invocation=batch)
+
+    reply_bytes = RequestReplyHandler(functions).handle_sync(request.SerializeToString())
+    reply = FromFunction.FromString(reply_bytes)
+    (mutation,) = reply.invocation_result.state_mutations
+    assert isinstance(mutation, FromFunction.PersistedValueMutation)
+    delete = FromFunction.PersistedValueMutation.MutationType.Value("DELETE")
+    assert mutation.mutation_type == delete
+    assert FromFunction.ExpirationSpec.ExpireMode.Value("AFTER_INVOKE") == 2
+    assert FromFunction.DelayedInvocation().is_cancellation_request is False
