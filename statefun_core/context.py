@@ -140,6 +140,11 @@ class InvocationContext(Context):
         self.outbox.append(DelayedMessage(delay_ms, message, cancellation_token or ""))
 
     def cancel_delayed_message(self, cancellation_token: str) -> None:
+        if not isinstance(cancellation_token, (str, bytes)):  # as protobuf refuses it
+            raise TypeError(
+                "cancel_delayed_message() takes a str token, "
+                f"got {type(cancellation_token).__name__}"
+            )
         if not cancellation_token:
             raise ValueError("cancel_delayed_message() needs a non-empty cancellation token")
         if len(self.outbox) >= self._max_outgoing:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from typing import Optional
 
+from google.protobuf.message import DecodeError
+
 __all__ = [
     "AsyncFunctionInSyncContextError",
     "FinalFailure",
@@ -30,8 +32,11 @@ class StatefunError(Exception):
     status: int = 500
 
 
-class MalformedRequestError(StatefunError, ValueError):
-    """The request body is not a ``ToFunction`` with an invocation batch (HTTP 400)."""
+class MalformedRequestError(StatefunError, ValueError, DecodeError):
+    """The request body is not a ``ToFunction`` with an invocation batch (HTTP 400).
+
+    A protobuf ``DecodeError`` too, as the official SDK raises for a body it cannot parse.
+    """
 
     status = 400
 

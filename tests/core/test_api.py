@@ -378,6 +378,8 @@ def test_context_rejects_invalid_sends() -> None:
         ctx.send_after(timedelta(seconds=-1), message_builder("ns/f", "1", int_value=1))
     with pytest.raises(ValueError):
         ctx.cancel_delayed_message("")
+    with pytest.raises(TypeError, match="takes a str token, got NoneType"):
+        ctx.cancel_delayed_message(None)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         ctx.send_egress(message_builder("ns/f", "1", int_value=1))  # type: ignore[arg-type]
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, Callable
 
 import pytest
+from google.protobuf.message import DecodeError
 
 from statefun_core import (
     AsyncFunctionInSyncContextError,
@@ -478,6 +479,8 @@ def test_malformed_requests(serve: Serve, body: bytes) -> None:
     with pytest.raises(MalformedRequestError) as error:
         serve(greeter_functions())(body)
     assert error.value.status == 400
+    # what the official SDK raised, for code that catches it
+    assert isinstance(error.value, ValueError) and isinstance(error.value, DecodeError)
 
 
 def test_unknown_function(serve: Serve) -> None:
