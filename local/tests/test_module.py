@@ -43,6 +43,7 @@ spec:
     [endpoint] = module.endpoints
     assert endpoint.max_num_batch_requests == 1000
     assert endpoint.call_timeout == 120 and endpoint.connect_timeout == 20
+    assert endpoint.pool_ttl == 15  # the runtime's default
     assert endpoint.url_for("com.example/greeter") == "http://fns:8000/greeter"
 
 

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Optional
+from urllib.parse import quote
 
 import pytest
 import trustme
@@ -56,14 +59,17 @@ def module_file(directory: Path, url: str, tls: str) -> Path:
     return path
 
 
-async def call(directory: Path, tls: str) -> tuple[object, list[str]]:
-    """Call a function behind mutual TLS with the module's TLS files: (the reply or the
-    error, the client certificates' subjects the server saw)."""
+async def call(
+    directory: Path, tls: str, server: Optional[ssl.SSLContext] = None
+) -> tuple[object, list[str]]:
+    """Call a function behind mutual TLS (or behind ``server``) with the module's TLS files:
+    (the reply or the error, the client certificates' subjects the server saw)."""
     clients: list[str] = []
 
     async def handle(request: web.Request) -> web.Response:
         peer = request.transport.get_extra_info("peercert") if request.transport else None
-        clients.append(dict(entry[0] for entry in peer["subject"]).get("commonName", ""))
+        subject = peer["subject"] if peer else ()
+        clients.append(dict(entry[0] for entry in subject).get("commonName", ""))
         return web.Response(body=REPLY.SerializeToString(), content_type="application/octet-stream")
 
     app = web.Application()
@@ -71,7 +77,8 @@ async def call(directory: Path, tls: str) -> tuple[object, list[str]]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=pki.server).start()  # type: ignore[attr-defined]
+    context = server if server is not None else pki.server  # type: ignore[attr-defined]
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
     try:
         module = load_module(module_file(directory, f"https://127.0.0.1:{port}/fn", tls))
         async with HttpTransport() as transport:
@@ -119,13 +126,22 @@ def test_without_the_ca_the_server_is_not_trusted_and_without_a_client_cert_not_
         ),
         ("trust_cacerts: 'https://example.org/ca.pem'", "must be a file: a path, file: or"),
         ("trust_cacerts: '{dir}/password.txt'", "the TLS files do not load: "),
+        ("trust_cacerts: '{dir}'", "spec.transport.trust_cacerts: no file '{dir}'"),
         (
             "client_cert: '{dir}/client.crt', client_key: '{dir}/client.key.p8', "
             "client_key_password: '{dir}/newline.txt'",
             "as the runtime reads it: its last line ends)",
         ),
     ],
-    ids=["cert without key", "no file", "classpath", "a URL", "not a CA", "password's newline"],
+    ids=[
+        "cert without key",
+        "no file",
+        "classpath",
+        "a URL",
+        "not a CA",
+        "a directory",
+        "password's newline",
+    ],
 )
 def test_tls_files_that_would_not_load_are_module_problems(
     pki: Path, tls: str, problem: str
@@ -162,3 +178,112 @@ def test_tls_files_are_read_by_the_async_transport_only(pki: Path) -> None:
     module = load_module(okhttp)
     assert module.endpoints[0].tls is None
     assert any("trust_cacerts: not a key of this kind" in w for w in module.warnings)
+
+
+def _server(ca: trustme.CA, host: str) -> ssl.SSLContext:
+    """A server context with a certificate ``ca`` issued for ``host``, no client cert asked."""
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(host).configure_cert(server)
+    return server
+
+
+@pytest.mark.parametrize(
+    ("trusted", "host", "says"),
+    [
+        ("its CA", "127.0.0.1", None),
+        ("another CA", "127.0.0.1", "certificate verify failed"),
+        ("its CA", "localhost", "mismatch"),
+    ],
+    ids=["trusted", "another CA", "another host"],
+)
+def test_the_server_is_trusted_by_trust_cacerts_only_and_for_its_host_name(
+    pki: Path, trusted: str, host: str, says: Optional[str]
+) -> None:
+    """trust_cacerts replaces the system's CAs, not verification: a server certificate of
+    another CA, or for another host, is refused (the runtime verifies both)."""
+    ca, other = trustme.CA(), trustme.CA()
+    (ca if trusted == "its CA" else other).cert_pem.write_to_path(str(pki / "trusted.pem"))
+    reply, clients = asyncio.run(call(pki, f"trust_cacerts: {pki}/trusted.pem", _server(ca, host)))
+    if says is None:
+        assert reply == REPLY
+    else:
+        assert isinstance(reply, str) and says in reply, reply
+        assert clients == []
+
+
+def test_an_https_endpoint_without_tls_files_has_no_tls(pki: Path) -> None:
+    module = load_module(module_file(pki, "https://127.0.0.1/fn", "pool_size: 1"))
+    assert module.endpoints[0].tls is None
+
+
+def test_a_cert_without_its_key_is_one_problem(pki: Path) -> None:
+    with pytest.raises(ModuleError) as error:
+        load_module(module_file(pki, "https://127.0.0.1/fn", f"client_cert: '{pki}/client.crt'"))
+    [problem] = error.value.problems
+    assert "client_cert and client_key go together" in problem
+
+
+def test_a_password_file_that_cannot_be_read_is_a_module_problem(
+    pki: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_text = Path.read_text
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        if self.name == "password.txt":
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    monkeypatch.chdir(pki)
+    with pytest.raises(ModuleError, match=r"the TLS files do not load: .*Permission denied"):
+        load_module(module_file(pki, "https://127.0.0.1/fn", MUTUAL.format(dir=pki)))
+
+
+def test_a_password_file_not_in_utf8_is_a_module_problem(
+    pki: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(pki)
+    (pki / "password.txt").write_bytes(b"\xff\xfe")
+    with pytest.raises(ModuleError, match="the TLS files do not load"):
+        load_module(module_file(pki, "https://127.0.0.1/fn", MUTUAL.format(dir=pki)))
+
+
+def test_an_encrypted_key_without_its_password_is_a_module_problem_never_a_prompt(
+    pki: Path,
+) -> None:
+    """Without a password, OpenSSL would ask for it on the terminal and wait."""
+    tls = f"client_cert: {pki}/client.crt, client_key: {pki}/client.key.p8"
+    with pytest.raises(ModuleError) as error:
+        load_module(module_file(pki, "https://127.0.0.1/fn", tls))
+    [problem] = error.value.problems
+    assert "client_key is encrypted: give its password (client_key_password)" in problem
+    missing = f"{tls}, client_key_password: {pki}/nowhere.txt"
+    with pytest.raises(ModuleError) as error:
+        load_module(module_file(pki, "https://127.0.0.1/fn", missing))
+    [problem] = error.value.problems  # the missing file, not a prompt then a second problem
+    assert "client_key_password: no file" in problem
+
+
+@pytest.mark.parametrize(
+    ("location", "file"),
+    [
+        ("classpath:/ca.pem", "ca.pem"),  # the runtime's classpath:/ names the same resource
+        ("file://{quoted}/my%20certs/ca.pem", "my certs/ca.pem"),  # a URL's %20 is a space
+        ("~/ca.pem", "ca.pem"),
+        ("c:ca.pem", "c:ca.pem"),  # one letter before the colon: a path, not a scheme
+        ("classpath.pem", "classpath.pem"),  # a path that starts with "classpath"
+    ],
+)
+def test_a_tls_file_named_as_the_runtime_names_one(
+    pki: Path, monkeypatch: pytest.MonkeyPatch, location: str, file: str
+) -> None:
+    (pki / "my certs").mkdir()
+    for copy in ("my certs/ca.pem", "c:ca.pem", "classpath.pem"):
+        shutil.copy(pki / "ca.pem", pki / copy)
+    monkeypatch.chdir(pki)
+    monkeypatch.setenv("HOME", str(pki))
+    tls = f"trust_cacerts: '{location.format(quoted=quote(str(pki)))}'"
+    module = load_module(module_file(pki, "https://127.0.0.1/fn", tls))
+    found = module.endpoints[0].tls
+    assert found is not None and found.trust_cacerts is not None
+    assert Path(found.trust_cacerts).resolve() == (pki / file).resolve()

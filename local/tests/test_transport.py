@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Callable, Optional
@@ -466,3 +467,26 @@ def test_a_connection_older_than_pool_ttl_starts_no_other_call(
     asyncio.run(calls())
     numbered = {peer: n for n, peer in enumerate(dict.fromkeys(peers), 1)}
     assert [numbered[peer] for peer in peers] == connections
+
+
+def test_a_connection_past_pool_ttl_is_closed_not_left_to_the_garbage_collector() -> None:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return ok()
+
+    async def calls() -> None:
+        async with serving(handle) as url, HttpTransport() as transport:
+            module = parse_module(
+                "kind: io.statefun.endpoints.v2/http\n"
+                f"spec: {{functions: a/*, urlPathTemplate: {url}/fn, transport: "
+                "{pool_ttl: 100ms}}\n"
+            )
+            for pause in (0, 0.2, 0):
+                await asyncio.sleep(pause)
+                assert await transport.call(module.endpoints[0], "a/b", b"") == GOOD
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(calls())
+    unclosed = [w for w in caught if "Unclosed connection" in str(w.message)]
+    assert unclosed == []

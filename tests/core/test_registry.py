@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -69,3 +69,40 @@ def test_a_factory_answer_claims_its_typename_too() -> None:
     registry.register(RushOrder, taken)
     with pytest.raises(PluginError, match="claimed twice"):
         registry.for_class(Order)
+
+
+class _Outer:
+    class Inner:
+        pass
+
+
+class _Answering:
+    """A factory that is a callable object, without a ``__qualname__`` of its own."""
+
+    def __call__(self, cls: type) -> Optional[Type]:
+        return simple_type("shop/Order", serialize_fn=str, deserialize_fn=bytes.decode)
+
+    def __str__(self) -> str:
+        return "the answering factory"
+
+
+def _answers_order(cls: type) -> Optional[Type]:
+    return simple_type("shop/Order", serialize_fn=str, deserialize_fn=bytes.decode)
+
+
+@pytest.mark.parametrize(
+    ("factory", "named"),
+    [(_answers_order, "_answers_order"), (_Answering(), "the answering factory")],
+)
+def test_a_factory_answer_claimed_twice_names_the_factory_and_the_class(
+    factory: Any, named: str
+) -> None:
+    """Without a source, a factory is named by its ``__qualname__`` (or as a string), and the
+    class it answered for by its module and qualified name."""
+    registry = TypeRegistry()
+    order = simple_type("shop/Order", serialize_fn=repr, deserialize_fn=bytes.decode)
+    registry.register(Order, order)
+    registry.add_factory(factory)
+    claimed = rf"and by {named} \(for {__name__}\._Outer\.Inner\)$"
+    with pytest.raises(PluginError, match=claimed):
+        registry.for_class(_Outer.Inner)

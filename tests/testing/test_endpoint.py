@@ -125,26 +125,43 @@ def test_a_wrong_endpoint_fails_the_edge_check(reply: Reply, check: str) -> None
             endpoint.EDGE_CHECKS[check](port, "/statefun")
 
 
-def _chunked(request: BaseHTTPRequestHandler, status: int, kind: str, body: bytes) -> None:
+def _chunked(
+    request: BaseHTTPRequestHandler,
+    status: int,
+    kind: str,
+    body: bytes,
+    coding: str = "chunked",
+    extension: bytes = b"",
+    trailer: bytes = b"",
+) -> None:
     request.protocol_version = "HTTP/1.1"  # chunked replies are HTTP/1.1's
     request.send_response(status)
     request.send_header("Content-Type", kind)
     if status == 405:
         request.send_header("Allow", "POST")
-    request.send_header("Transfer-Encoding", "chunked")
+    request.send_header("Transfer-Encoding", coding)
     request.send_header("Connection", "close")
     request.end_headers()
     half = len(body) // 2
     for chunk in (body[:half], body[half:]):
         if chunk:
-            request.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-    request.wfile.write(b"0\r\n\r\n")
+            request.wfile.write(b"%x%s\r\n%s\r\n" % (len(chunk), extension, chunk))
+    request.wfile.write(b"0%s\r\n%s\r\n" % (extension, trailer))
 
 
-def test_an_endpoint_whose_replies_are_chunked_passes_them_all() -> None:
+def _chunked_otherwise(
+    request: BaseHTTPRequestHandler, status: int, kind: str, body: bytes
+) -> None:
+    """Chunked as HTTP also allows: the coding's name in capitals, chunk extensions and a
+    trailer field."""
+    _chunked(request, status, kind, body, "Chunked", b";name=value", b"X-Trailer: 1\r\n")
+
+
+@pytest.mark.parametrize("reply", [_chunked, _chunked_otherwise])
+def test_an_endpoint_whose_replies_are_chunked_passes_them_all(reply: Reply) -> None:
     """As a server sends a reply it did not give a length (Django's without CommonMiddleware
     under gunicorn): the checks read it as an HTTP client does."""
-    for port in _serve(_handler(), _chunked):
+    for port in _serve(_handler(), reply):
         endpoint.check_endpoint(port, request_limit=LIMIT)
         body = wire.to_function(endpoint.GREETER, "Ann", ["Ann"], {"seen_count": 1})
         expected = (200, CONTENT_TYPE, _handler().handle_sync(body))

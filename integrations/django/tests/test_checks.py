@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -56,6 +57,7 @@ def test_missing_functions_is_e001(statefun: Any) -> None:
 def test_a_check_says_what_is_wrong_in_its_own_words() -> None:
     report = check("tests.functions.functions")
     assert "?: (statefun.E001) STATEFUN must be a dict, not a str\n" in report
+    assert "statefun.W001" not in report  # a str's letters are not unknown keys
 
 
 @pytest.mark.parametrize("path", ["tests.nowhere.functions", "tests.functions.nothing", "nodots"])
@@ -76,6 +78,16 @@ def test_a_module_named_instead_of_its_functions_says_so(
         report = check({"FUNCTIONS": module})
         hint = f"name the StatefulFunctions in the module, such as '{module}.functions'"
         assert hint in report, report
+
+
+@pytest.mark.parametrize(
+    "path", ["tests.nowhere.functions", "tests.functions.nothing", "tests.functions.not_functions"]
+)
+def test_only_a_module_gets_the_module_hint(path: str) -> None:
+    """A path that imports nothing, or names a value that is not a module, is not told to
+    name the StatefulFunctions in a module."""
+    report = check({"FUNCTIONS": path})
+    assert "statefun.E00" in report and "name the StatefulFunctions" not in report, report
 
 
 def test_not_a_stateful_functions_is_e003() -> None:
@@ -100,6 +112,12 @@ def test_an_unknown_key_is_w001() -> None:
     report = check({"FUNCTIONS": "tests.functions.functions", "FUNCTION": "typo"})
     assert "statefun.W001" in report
     assert "'FUNCTION'" in report
+
+
+def test_an_unknown_key_is_w001_in_any_mapping() -> None:
+    statefun = MappingProxyType({"FUNCTIONS": "tests.functions.functions", "FUNCTION": "typo"})
+    report = check(statefun)
+    assert "statefun.W001" in report and "'FUNCTION'" in report
 
 
 def test_an_unknown_key_is_w001_also_beside_an_error() -> None:

@@ -112,15 +112,21 @@ class Tls:
     client_key_password: Optional[str] = None
 
     def context(self) -> ssl.SSLContext:
-        """A client context with these files loaded (``OSError``, ``ssl.SSLError`` if they
-        do not load). Host names are checked, as Python does by default."""
+        """A client context with these files loaded (``OSError``, ``ssl.SSLError`` or
+        ``ValueError`` if they do not load). Host names are checked, as Python does by
+        default."""
         context = ssl.create_default_context(cafile=self.trust_cacerts)
         if self.client_cert is not None:
-            password = None
-            if self.client_key_password is not None:  # the whole file, as the runtime reads it
-                password = Path(self.client_key_password).read_text(encoding="utf-8")
-            context.load_cert_chain(self.client_cert, self.client_key, password)
+            context.load_cert_chain(self.client_cert, self.client_key, self._password)
         return context
+
+    def _password(self) -> str:
+        """The key's password, asked for only if the key is encrypted: never OpenSSL's prompt
+        on the terminal."""
+        if self.client_key_password is None:
+            raise ValueError("client_key is encrypted: give its password (client_key_password)")
+        # the whole file, as the runtime reads it
+        return Path(self.client_key_password).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -528,16 +534,17 @@ def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> 
 def _tls(module: Module, doc: _Document, transport: dict[str, Any], path: str) -> Optional[Tls]:
     """The TLS files, checked by loading them as the runtime does when it starts."""
     located = _file_location(doc.directory)
+    reported = len(doc.problems)
     files = {key: doc.get(transport, path, key, located) for key in _TLS_FILES}
-    if not any(files.values()):
-        return None
+    if not any(files.values()) or len(doc.problems) > reported:
+        return None  # none given, or one already reported
     if (files["client_cert"] is None) != (files["client_key"] is None):
         doc.problem(path, "client_cert and client_key go together: mutual TLS needs both")
         return None
     tls = Tls(**files)
     try:
         tls.context()
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError, ValueError) as exc:  # UnicodeDecodeError: a ValueError
         hint = ""
         password = tls.client_key_password
         if password is not None and Path(password).read_bytes().endswith(b"\n"):
