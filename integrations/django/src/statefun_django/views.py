@@ -86,7 +86,6 @@ class StatefunView(_EndpointView):
             )
         except Exception as error:
             return statefun_error(error)
-        reply_headers["Content-Length"] = str(len(reply))  # else a server sends it chunked
         return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
 
@@ -108,7 +107,6 @@ class AsyncStatefunView(_EndpointView):
             )
         except Exception as error:
             return statefun_error(error)
-        reply_headers["Content-Length"] = str(len(reply))  # else a server sends it chunked
         return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
 
