@@ -430,14 +430,20 @@ def test_a_client_gone_before_its_body_is_in_is_no_failure(
     assert '"POST /statefun HTTP/1.1" 400 ' in access.getMessage(), caplog.text
 
 
-def test_setup_warns_of_aiohttps_default_body_limit(caplog: pytest.LogCaptureFixture) -> None:
-    functions = make_functions()
-    with caplog.at_level(logging.WARNING, logger="statefun_core"):
-        statefun_aiohttp.setup(web.Application(client_max_size=32 * 1024 * 1024), functions)
-        assert caplog.records == []
-        statefun_aiohttp.setup(web.Application(), functions)
-    (warning,) = caplog.records
-    assert "client_max_size is aiohttp's default 1 MiB" in warning.getMessage()
+def test_a_413_from_aiohttps_default_limit_says_where_to_raise_it() -> None:
+    """The README's trap: create_app mounted in an application left at aiohttp's 1 MiB."""
+    root = web.Application()
+    root.add_subapp("/statefun/", statefun_aiohttp.create_app(make_functions()))
+    body = wire.to_function(GREETER, "Ann", ["x" * (2 * 1024 * 1024)], NEW)
+
+    async def post() -> tuple[int, str]:
+        client = test_utils.TestClient(test_utils.TestServer(root))
+        async with client, client.post("/statefun", data=body) as response:
+            return response.status, await response.text()
+
+    status, text = asyncio.run(post())
+    assert status == 413
+    assert "(client_max_size, aiohttp's default: set it on the web.Application" in text
 
 
 def test_setup_rejects_executor_with_a_ready_handler() -> None:

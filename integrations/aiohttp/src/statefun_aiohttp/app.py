@@ -121,7 +121,10 @@ def _too_large(handler: RequestReplyHandler, request: web.Request) -> web.Respon
     # parent's when this one is mounted. No Content-Length for a chunked body: its size is
     # unknown.
     limit = request.client_max_size
-    too_large = RequestTooLargeError(request.content_length, limit, "client_max_size")
+    setting = "client_max_size"
+    if limit == _AIOHTTP_DEFAULT_MAX_SIZE:  # most likely never set: say where to
+        setting += ", aiohttp's default: set it on the web.Application the server runs"
+    too_large = RequestTooLargeError(request.content_length, limit, setting)
     return _rejected(handler, request, too_large)
 
 
@@ -199,12 +202,6 @@ def setup(
     is the application's own ``client_max_size``: set it on the application the server runs.
     """
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
-    if getattr(app, "_client_max_size", None) == _AIOHTTP_DEFAULT_MAX_SIZE:  # left as it is
-        logger.warning(
-            "statefun_aiohttp.setup: the application's client_max_size is aiohttp's default "
-            "1 MiB: a batch over it (the functions' state travels in it) is answered 413, "
-            "which the runtime sends again for ever; set web.Application(client_max_size=...)"
-        )
     app[HANDLER_KEY] = handler
     _route(app, path, handler)
     if endpoints:
