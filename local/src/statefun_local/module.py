@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import re
 import ssl
 from collections.abc import Iterator
@@ -111,11 +112,14 @@ class Tls:
     client_key: Optional[str] = None
     client_key_password: Optional[str] = None
 
+    @functools.cached_property
     def context(self) -> ssl.SSLContext:
-        """A client context with these files loaded (``OSError``, ``ssl.SSLError`` or
-        ``ValueError`` if they do not load). Host names are checked, as Python does by
-        default."""
+        """A client context with these files loaded, once (``OSError``, ``ssl.SSLError`` or
+        ``ValueError`` if they do not load). The server's certificate must chain to the CAs,
+        but its names are not checked against the URL's host: StateFun 3.3's Netty 4.1 client
+        does not check them either."""
         context = ssl.create_default_context(cafile=self.trust_cacerts)
+        context.check_hostname = False  # still CERT_REQUIRED
         if self.client_cert is not None:
             context.load_cert_chain(self.client_cert, self.client_key, self._password)
         return context
@@ -525,14 +529,25 @@ def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> 
     payload_max = doc.get(
         transport, path, "payload_max_bytes", _count("no reply would fit"), _DEFAULT_PAYLOAD_MAX
     )
-    tls = _tls(module, doc, transport, path)
+    tls = _tls(module, doc, spec, transport, path)
     _add_endpoint(
         module, spec, doc, transport_type, call, connect, payload_max, pool_size, tls, pool_ttl
     )
 
 
-def _tls(module: Module, doc: _Document, transport: dict[str, Any], path: str) -> Optional[Tls]:
-    """The TLS files, checked by loading them as the runtime does when it starts."""
+def _tls(
+    module: Module, doc: _Document, spec: dict[str, Any], transport: dict[str, Any], path: str
+) -> Optional[Tls]:
+    """The TLS files of an ``https`` endpoint, checked by loading them as the runtime does
+    when it starts; the runtime does not read them for another URL."""
+    given = [key for key in _TLS_FILES if doc.seen(transport, key) is not None]
+    url = spec.get("urlPathTemplate")
+    if given and not (isinstance(url, str) and url.lower().startswith("https://")):
+        module.warnings.append(
+            f"{doc.where}: {path}: {', '.join(given)} ignored, as by the runtime: "
+            "the URL is not https"
+        )
+        return None
     located = _file_location(doc.directory)
     reported = len(doc.problems)
     files = {key: doc.get(transport, path, key, located) for key in _TLS_FILES}
@@ -543,11 +558,10 @@ def _tls(module: Module, doc: _Document, transport: dict[str, Any], path: str) -
         return None
     tls = Tls(**files)
     try:
-        tls.context()
+        tls.context  # noqa: B018 (loads the files)
     except (OSError, ssl.SSLError, ValueError) as exc:  # UnicodeDecodeError: a ValueError
         hint = ""
-        password = tls.client_key_password
-        if password is not None and Path(password).read_bytes().endswith(b"\n"):
+        if _ends_a_line(tls.client_key_password):
             hint = " (the password is the whole file, as the runtime reads it: its last line ends)"
         doc.problem(path, f"the TLS files do not load: {exc}{hint}")
         return None
@@ -559,6 +573,13 @@ def _tls(module: Module, doc: _Document, transport: dict[str, Any], path: str) -
             "PBE-SHA1-3DES), or not at all"
         )
     return tls
+
+
+def _ends_a_line(password: Optional[str]) -> bool:
+    try:
+        return password is not None and Path(password).read_bytes().endswith(b"\n")
+    except OSError:
+        return False
 
 
 #: the DER of PBES2's object identifier, 1.2.840.113549.1.5.13
@@ -581,25 +602,41 @@ _TLS_FILES = ("trust_cacerts", "client_cert", "client_key", "client_key_password
 
 
 def _file_location(directory: Path) -> Callable[[Any], str]:
-    """A file as the runtime names one: a path, a ``file:`` URL, or ``classpath:`` (a job
-    resource), looked for beside the module file."""
+    """A file as the runtime names one (its ``ResourceLocator``): a URI, so no space and no
+    ``~`` expanded; a ``file:`` URL, ``classpath:`` (a job resource, looked for beside the
+    module file), or without a scheme a path."""
 
     def check(value: Any) -> str:
         location = _string(value)
-        if location.startswith("classpath:"):
-            where = directory / location[len("classpath:") :].lstrip("/")
+        invalid = _NOT_IN_A_URI.search(location)
+        if invalid is not None:
+            raise ValueError(
+                f"is not a URI, which the runtime reads it as: {invalid.group()!r} in "
+                f"{location!r} (a space is %20, in a file: URL)"
+            )
+        scheme = _SCHEME.match(location)
+        name, rest = (scheme.group(1).lower(), location[scheme.end() :]) if scheme else ("", "")
+        beside = ""
+        if name == "classpath":
+            where = directory / unquote(rest).lstrip("/")
             beside = " (classpath: is read beside the module file)"
-        elif location.startswith("file:"):
-            where, beside = Path(unquote(urlsplit(location).path)), ""
-        elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", location):
+        elif name == "file":
+            where = Path(unquote(urlsplit(location).path))
+        elif name:
             raise ValueError(f"must be a file: a path, file: or classpath:, got {location!r}")
         else:
-            where, beside = Path(location).expanduser(), ""
+            where = Path(unquote(location))
+            if location.startswith("~"):
+                beside = " (the runtime does not expand ~)"
         if not where.is_file():
             raise ValueError(f"no file {str(where)!r}{beside}")
         return str(where)
 
     return check
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_NOT_IN_A_URI = re.compile(r'[\s"<>\\^`{|}]|%(?![0-9A-Fa-f]{2})')
 
 
 def _parse_endpoint_v1(module: Module, spec: dict[str, Any], doc: _Document) -> None:

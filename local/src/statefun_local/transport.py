@@ -94,7 +94,7 @@ class HttpTransport:
             if unix_socket is not None:
                 connector = aiohttp.UnixConnector(path=unix_socket, limit=endpoint.pool_size)
             else:
-                tls = True if endpoint.tls is None else endpoint.tls.context()
+                tls = True if endpoint.tls is None else endpoint.tls.context
                 connector = _Connector(
                     endpoint.pool_ttl, limit=endpoint.pool_size, keepalive_timeout=15, ssl=tls
                 )
