@@ -46,8 +46,9 @@ class MethodNotAllowedError(StatefunError):
 
     status = 405
 
-    def __init__(self, method: str) -> None:
-        super().__init__(f"{method} is not allowed")
+    def __init__(self, message: str = "", *, method: Optional[str] = None) -> None:
+        super().__init__(message or f"{method or 'the method'} is not allowed")
+        #: the request's method, when the server says it
         self.method = method
 
 

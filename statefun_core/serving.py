@@ -81,7 +81,7 @@ class Endpoint:
         if path not in ("", "/"):
             return self._route(method, path, headers)
         if method != "POST":
-            return self.rejected(MethodNotAllowedError(method), headers)
+            return self.rejected(MethodNotAllowedError(method=method), headers)
         limit = self.limit
         if declared_length is not None and limit is not None and declared_length > limit:
             return self.rejected(RequestTooLargeError(declared_length, limit), headers)

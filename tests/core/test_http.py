@@ -80,7 +80,7 @@ REASONS = {
 @pytest.mark.parametrize(
     ("error", "status"),
     [(MalformedRequestError("not protobuf"), 400), (FunctionNotFoundError("ns/nobody"), 404),
-     (MethodNotAllowedError("GET"), 405),
+     (MethodNotAllowedError("GET is not allowed"), 405),
      (FunctionFailedError("ns/echo", "a"), 500)],
 )  # fmt: skip
 def test_each_status_answers_its_short_reason(error: Exception, status: int) -> None:
@@ -103,13 +103,20 @@ def test_a_limit_names_itself_even_when_it_failed_a_function() -> None:
     assert error_response(failed) == (500, f"{REASONS[500]}: {over}")
 
 
+def test_a_405_keeps_the_method_when_the_server_says_it() -> None:
+    assert str(MethodNotAllowedError(method="PUT")) == "PUT is not allowed"
+    assert MethodNotAllowedError(method="PUT").method == "PUT"
+    assert str(MethodNotAllowedError("no")) == "no" and MethodNotAllowedError("no").method is None
+    assert str(MethodNotAllowedError()) == "the method is not allowed"
+
+
 def test_server_errors_are_logged_with_their_traceback_and_the_runtimes_retries_as_warnings(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="statefun_core")
     bug = RuntimeError("a bug")
     error_response(bug)
-    error_response(MethodNotAllowedError("GET"))
+    error_response(MethodNotAllowedError(method="GET"))
     error_response(FunctionNotFoundError("ns/nobody"))
     error_response(RequestTooLargeError(5000, 4096))
     error_response(MalformedRequestError("not a ToFunction"))

@@ -57,7 +57,7 @@ def _serve(handler: RequestReplyHandler, reply: Reply = _reply) -> Iterator[int]
                 self._error(error)
 
         def do_GET(self) -> None:
-            self._error(MethodNotAllowedError("GET"))
+            self._error(MethodNotAllowedError(method="GET"))
 
         do_PUT = do_DELETE = do_TRACE = do_PROPFIND = do_GET
 

@@ -197,6 +197,7 @@ async def serving(handler: RequestReplyHandler) -> AsyncIterator[str]:
     ("method", "body", "status", "error"),
     [
         ("GET", b"", 405, "MethodNotAllowedError"),
+        ("PROPFIND", b"", 405, "MethodNotAllowedError"),  # no method the conventions name
         ("POST", b"\xff\xff", 400, "MalformedRequestError"),
         ("POST", wire.to_function(SYNC, "ann", ["x" * 600]), 413, "RequestTooLargeError"),
     ],
@@ -221,7 +222,13 @@ def test_a_request_the_server_rejects_has_a_span(
     assert format(span.context.trace_id, "032x") == TRACE_ID
     assert (span.attributes or {})["error.type"] == f"statefun_core.errors.{error}"
     assert (span.attributes or {})["http.response.status_code"] == status
-    assert (span.attributes or {})["http.request.method"] == method
+    attributes = dict(span.attributes or {})
+    if method == "PROPFIND":
+        assert attributes["http.request.method"] == "_OTHER"
+        assert attributes["http.request.method_original"] == "PROPFIND"
+    else:
+        assert attributes["http.request.method"] == method
+        assert "http.request.method_original" not in attributes
 
 
 def test_the_reply_of_a_served_batch_carries_traceresponse(

@@ -61,7 +61,7 @@ async def _respond(handler: RequestReplyHandler, request: web.Request) -> web.Re
     """``handle_request`` with its handler found: what ``setup`` routes, bound to the handler
     it sets, so that no request looks it up."""
     if request.method != "POST":
-        not_allowed = MethodNotAllowedError(request.method)
+        not_allowed = MethodNotAllowedError(method=request.method)
         response = _rejected(handler, request, not_allowed)
         response.headers["Allow"] = "POST"
         return response

@@ -59,7 +59,7 @@ class _EndpointView(View):
         return self.http_method_not_allowed(request)
 
     def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        response = rejected(request, MethodNotAllowedError(request.method or ""))
+        response = rejected(request, MethodNotAllowedError(method=request.method))
         if self.view_is_async:
 
             async def respond() -> HttpResponse:

@@ -122,7 +122,7 @@ def _method_not_allowed(error: MethodNotAllowed) -> ResponseReturnValue:
         matched = None  # not POST there either
     handler = app.extensions[_ENDPOINTS].get(app.view_functions.get(str(matched)))
     if handler is not None:
-        return rejected(handler, MethodNotAllowedError(request.method))
+        return rejected(handler, MethodNotAllowedError(method=request.method))
     allow = allowed_methods(app.extensions.get(_PLUGIN_ENDPOINTS, ()), request.path)
     if allow:  # a plugin's endpoint: answered as the function endpoint answers
         text = "Method Not Allowed"

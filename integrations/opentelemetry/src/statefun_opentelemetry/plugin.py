@@ -220,11 +220,15 @@ class OpenTelemetryPlugin:
         status: int = getattr(error, "status", 500)
         attributes: dict[str, Any] = {
             "error.type": _error_type(error),
-            # the endpoint answers POST only: another method is the 405
-            "http.request.method": getattr(error, "method", "POST"),
             "http.response.status_code": status,
             "statefun.outcome": "rejected",
         }
+        # the endpoint answers POST only: another method is the 405's, when the server says it
+        method = getattr(error, "method", None) if status == 405 else "POST"
+        if method is not None:
+            attributes["http.request.method"] = method if method in _METHODS else "_OTHER"
+            if method not in _METHODS:
+                attributes["http.request.method_original"] = method
         if isinstance(error, FunctionNotFoundError):
             attributes["messaging.destination.name"] = error.typename
         span = self._tracer.start_span(
@@ -235,6 +239,12 @@ class OpenTelemetryPlugin:
         if status >= 500 or kind is not SpanKind.SERVER:
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
         span.end()
+
+
+#: the methods the HTTP conventions name; any other is "_OTHER"
+_METHODS = frozenset(
+    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
+)
 
 
 def _end(span: Span, outcome: str, error: Optional[BaseException]) -> None:

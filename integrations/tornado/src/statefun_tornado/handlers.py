@@ -92,7 +92,7 @@ class StatefunHandler(RequestHandler):
     def _check_headers(self) -> Optional[StatefunError]:
         """Why the request is refused before its body is read, if it is."""
         if self.request.method != "POST":
-            return MethodNotAllowedError(self.request.method)
+            return MethodNotAllowedError(method=self.request.method)
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
             return RequestTooLargeError(int(declared), self.max_body_size, "max_body_size")
@@ -142,7 +142,7 @@ class StatefunHandler(RequestHandler):
             return
         # The refusal prepare would have answered: a wrong method, or no handler at all.
         self._reject(
-            self._refusal or MethodNotAllowedError(self.request.method)
+            self._refusal or MethodNotAllowedError(method=self.request.method)
         )
 
     def _reject(self, error: Exception) -> None:
