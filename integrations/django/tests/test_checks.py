@@ -125,11 +125,16 @@ def test_an_unknown_key_is_w001_also_beside_an_error() -> None:
     assert "statefun.E001" in report and "unknown key 'FUNCTION'" in report
 
 
+def test_a_flag_of_0_or_1_reads_as_a_bool() -> None:
+    report = check({"FUNCTIONS": "tests.functions.functions", "ASYNC": 0, "ENDPOINTS": 1})
+    assert "statefun.E007" not in report
+
+
 @pytest.mark.parametrize(
     ("key", "value", "says"),
     [
         ("ASYNC", "no", """STATEFUN["ASYNC"] must be True or False or None, not 'no'"""),
-        ("ASYNC", 0, "not 0"),
+        ("ASYNC", 2, "not 2"),
         ("ENDPOINTS", "false", """STATEFUN["ENDPOINTS"] must be True or False, not 'false'"""),
         ("ENDPOINTS", None, "not None"),
     ],

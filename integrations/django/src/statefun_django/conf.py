@@ -6,7 +6,7 @@ Both are read once and dropped when the setting changes (``override_settings`` w
 from __future__ import annotations
 
 import functools
-from importlib import import_module
+from importlib.util import find_spec
 from types import ModuleType
 from typing import Any, Mapping, Optional, Union
 
@@ -70,7 +70,8 @@ def get_settings() -> dict[str, Any]:
         )
     merged = {**DEFAULTS, **statefun}
     for key, allowed in (("ASYNC", (True, False, None)), ("ENDPOINTS", (True, False))):
-        if not any(merged[key] is value for value in allowed):
+        value = merged[key]  # a bool, or 0 or 1 as Python reads them
+        if not any(value is flag or (type(value) is int and value == flag) for flag in allowed):
             raise StatefunConfigError(
                 "statefun.E007",
                 f'STATEFUN["{key}"] must be {" or ".join(map(str, allowed))}, '
@@ -117,11 +118,11 @@ _MODULE_HINT = ": name the StatefulFunctions in the module, such as '{entry}.fun
 
 
 def _is_module(path: str) -> bool:
+    """Whether ``path`` names a module, found without running it."""
     try:
-        import_module(path)
-    except ImportError:
+        return find_spec(path) is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
 def merge_functions(collections: list[StatefulFunctions]) -> StatefulFunctions:
