@@ -440,12 +440,9 @@ def test_okhttp_transport_has_no_pool_limit() -> None:
     assert asyncio.run(scenario()) == 3
 
 
-@pytest.mark.parametrize(("pool_ttl", "connections"), [("1s", [1, 1, 2, 2]), ("0", [1, 1, 1, 1])])
-def test_a_connection_older_than_pool_ttl_starts_no_other_call(
-    pool_ttl: str, connections: list[int]
-) -> None:
-    """As the runtime's pool: a connection past its time to live starts no other call; 0
-    keeps connections for ever."""
+def call_after_pauses(pool_ttl: str, pauses: tuple[float, ...]) -> list[object]:
+    """Call a server after each pause through one transport whose endpoint has ``pool_ttl``:
+    the peer (the client's address and port: its connection) of each request."""
     peers: list[object] = []
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -460,33 +457,29 @@ def test_a_connection_older_than_pool_ttl_starts_no_other_call(
                 f"spec: {{functions: a/*, urlPathTemplate: {url}/fn, transport: "
                 f"{{pool_ttl: {pool_ttl}}}}}\n"
             )
-            for pause in (0, 0.1, 1.1, 0):
+            for pause in pauses:
                 await asyncio.sleep(pause)
                 assert await transport.call(module.endpoints[0], "a/b", b"") == GOOD
 
     asyncio.run(calls())
+    return peers
+
+
+@pytest.mark.parametrize(("pool_ttl", "connections"), [("1s", [1, 1, 2, 2]), ("0", [1, 1, 1, 1])])
+def test_a_connection_older_than_pool_ttl_starts_no_other_call(
+    pool_ttl: str, connections: list[int]
+) -> None:
+    """As the runtime's pool: a connection past its time to live starts no other call; 0
+    keeps connections for ever."""
+    peers = call_after_pauses(pool_ttl, (0, 0.1, 1.1, 0))
     numbered = {peer: n for n, peer in enumerate(dict.fromkeys(peers), 1)}
     assert [numbered[peer] for peer in peers] == connections
 
 
 def test_a_connection_past_pool_ttl_is_closed_not_left_to_the_garbage_collector() -> None:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        return ok()
-
-    async def calls() -> None:
-        async with serving(handle) as url, HttpTransport() as transport:
-            module = parse_module(
-                "kind: io.statefun.endpoints.v2/http\n"
-                f"spec: {{functions: a/*, urlPathTemplate: {url}/fn, transport: "
-                "{pool_ttl: 100ms}}\n"
-            )
-            for pause in (0, 0.2, 0):
-                await asyncio.sleep(pause)
-                assert await transport.call(module.endpoints[0], "a/b", b"") == GOOD
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        asyncio.run(calls())
+        peers = call_after_pauses("100ms", (0, 0.2, 0))
+    assert len(set(peers)) == 2
     unclosed = [w for w in caught if "Unclosed connection" in str(w.message)]
     assert unclosed == []
