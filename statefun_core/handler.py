@@ -465,7 +465,7 @@ class RequestReplyHandler:
                 raise MalformedRequestError("the request body must be bytes, not str")
             data = bytes(data)
         try:
-            request = protocol.ToFunction.FromString(data)
+            request = protocol.parse_request(data)
         except (DecodeError, RuntimeError, ValueError) as error:
             raise MalformedRequestError(f"the request body is not a ToFunction: {error}") from None
         # A request without an invocation batch reads as an empty one, whose target "/" no

@@ -13,6 +13,8 @@ from importlib import resources
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.internal import api_implementation
+from google.protobuf.message import DecodeError
 
 __all__ = [
     "Address",
@@ -27,6 +29,7 @@ __all__ = [
     "StringWrapper",
     "ToFunction",
     "TypedValue",
+    "parse_request",
     "pool",
 ]
 
@@ -75,3 +78,18 @@ StringWrapper: Any = _message_class(_TYPES + "StringWrapper")
 
 KafkaProducerRecord: Any = _message_class(_EGRESS + "KafkaProducerRecord")
 KinesisEgressRecord: Any = _message_class(_EGRESS + "KinesisEgressRecord")
+
+
+def _parse_whole(data: bytes) -> Any:  # pragma: no cover (the C++ backend: protobuf 3.x)
+    """The C++ backend's parse stops at an end-group tag and keeps what came before it, with
+    only a ``RuntimeWarning``: a body it did not read whole is refused, as every other backend
+    refuses it."""
+    request = ToFunction()
+    if request.MergeFromString(data) != len(data):
+        raise DecodeError("Unexpected end-group tag.")
+    return request
+
+
+#: ``ToFunction.FromString``, refusing what it did not read whole (``DecodeError``) on every
+#: backend
+parse_request: Any = _parse_whole if api_implementation.Type() == "cpp" else ToFunction.FromString

@@ -483,6 +483,20 @@ def test_malformed_requests(serve: Serve, body: bytes) -> None:
     assert isinstance(error.value, ValueError) and isinstance(error.value, DecodeError)
 
 
+def test_a_body_with_data_after_an_end_group_tag_is_malformed_on_every_backend(
+    serve: Serve,
+) -> None:
+    """protobuf 3.x's C++ parser stops at an end-group tag and keeps the valid prefix, with only
+    a warning: such a body is refused all the same, not served from its prefix."""
+    functions = greeter_functions()
+    greeting = to_function(GREETER, "Ann", [typed_value(StringType, "Ann")], {"seen_count": None})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the C++ parser's
+        for body in (b"\x0c" + b"garbage", greeting + b"\x0c" + b"garbage"):
+            with pytest.raises(MalformedRequestError):
+                serve(functions)(body)
+
+
 def test_unknown_function(serve: Serve) -> None:
     with pytest.raises(FunctionNotFoundError) as error:
         serve(greeter_functions())(
