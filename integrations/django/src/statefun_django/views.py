@@ -210,7 +210,6 @@ def check_declared_length(declared: Optional[int]) -> None:
         raise RequestTooLargeError(declared, limit, "Limits.request_bytes")
 
 
-
 def too_large(request: HttpRequest) -> RequestTooLargeError:
     """Django refused the body (``RequestDataTooBig``): by its declared length, or, for a
     chunked body under ASGI, while reading it (its length is then unknown)."""

@@ -197,7 +197,6 @@ def _maximum(current: Request, limit: Optional[int]) -> tuple[Optional[int], str
     return current.max_content_length, "MAX_CONTENT_LENGTH"
 
 
-
 class RequestHeaders(Mapping[str, str]):
     """The request's headers for the core's hooks: a case-insensitive mapping, read on demand
     (most requests have no plugin that reads them, so nothing is made or copied)."""

@@ -225,10 +225,11 @@ class OpenTelemetryPlugin:
         }
         # the endpoint answers POST only: another method is the 405's, when the server says it
         method = getattr(error, "method", None) if status == 405 else "POST"
-        if method is not None:
-            attributes["http.request.method"] = method if method in _METHODS else "_OTHER"
-            if method not in _METHODS:
-                attributes["http.request.method_original"] = method
+        if method in _METHODS:
+            attributes["http.request.method"] = method
+        elif method is not None:
+            attributes["http.request.method"] = "_OTHER"
+            attributes["http.request.method_original"] = method
         if isinstance(error, FunctionNotFoundError):
             attributes["messaging.destination.name"] = error.typename
         span = self._tracer.start_span(
