@@ -341,11 +341,12 @@ APP_FRAMEWORKS = ["fastapi", "starlette", "litestar", "quart", "falcon", "httpx"
 @nox.session(python=NEWEST, tags=["ci", "apps"])
 def apps(session: nox.Session) -> None:
     """statefun_core.asgi, .wsgi and .aws_lambda: the examples of docs/servers.md under uvicorn,
-    hypercorn, granian, gunicorn and waitress, and the Lambda handler on documented events;
+    hypercorn, granian, gunicorn and waitress (and through mypy --strict), and the Lambda
+    handler on documented events;
     with statefun-prometheus and the example plugin, whose endpoints and reply headers they
     serve."""
     install_core(session, "-e", "integrations/prometheus", "-e", "examples/plugin",
-                 *APP_SERVERS, *APP_FRAMEWORKS)  # fmt: skip
+                 *APP_SERVERS, *APP_FRAMEWORKS, "mypy")  # fmt: skip
     session.run("python", "-m", "pytest", "tests/apps", *session.posargs)
 
 

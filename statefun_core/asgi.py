@@ -18,19 +18,22 @@ or in front of any other ASGI application (Quart, Falcon's ``falcon.asgi.App``):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Coroutine, Iterator, Mapping, MutableMapping
 from typing import Any, Callable, Optional
 
 from .http import CONTENT_TYPE
 from .serving import Answer, Served, declared_length, error_answer
 
-__all__ = ["ASGIApp", "StatefunASGI", "mount"]
+__all__ = ["ASGIApp", "AnyASGIApp", "StatefunASGI", "mount"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 #: An ASGI 3 application.
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: What :func:`mount` returns: an ASGI 3 application as any framework declares one (Quart's and
+#: Falcon's take narrower scopes than :data:`ASGIApp`'s, which a type checker holds against them).
+AnyASGIApp = Callable[[Any, Any, Any], Coroutine[Any, Any, None]]
 
 _OCTETS = (b"content-type", CONTENT_TYPE.encode())
 
@@ -176,7 +179,11 @@ class ScopeHeaders(Mapping[str, str]):
         return True  # a request has headers; spares counting them (``headers or {}``)
 
 
-def mount(app: ASGIApp, path: str, statefun: ASGIApp) -> ASGIApp:
+def mount(
+    app: Callable[[Any, Any, Any], Awaitable[None]],
+    path: str,
+    statefun: Callable[[Any, Any, Any], Awaitable[None]],
+) -> AnyASGIApp:
     """An ASGI application that sends requests for ``path`` and below it to ``statefun`` and
     everything else (``lifespan`` too) to ``app``: for frameworks that cannot mount an ASGI
     application themselves. ``path`` itself (no trailing slash) reaches ``statefun``'s root."""
