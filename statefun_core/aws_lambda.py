@@ -32,7 +32,7 @@ class LambdaHandler(Served):
 
     Given :class:`~statefun_core.StatefulFunctions`, it builds a
     :class:`~statefun_core.RequestReplyHandler` with ``executor`` and ``plugins``; the one it
-    serves with is :attr:`handler`.
+    serves with is :attr:`handler`. An event of no HTTP gateway raises ``ValueError``.
     """
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -47,10 +47,7 @@ class LambdaHandler(Served):
 
     def _answer(self, event: Mapping[str, Any]) -> Answer:
         endpoint = self.endpoint
-        if event.get("version") == "2.0":  # HTTP API 2.0 and function URLs
-            method = event["requestContext"]["http"]["method"]
-        else:  # REST API, HTTP API 1.0
-            method = event["httpMethod"]
+        method = _method(event)
         headers = EventHeaders(event.get("headers") or {})
         early = endpoint.before_body(method, "", headers, None)
         if early is not None:
@@ -65,6 +62,22 @@ class LambdaHandler(Served):
         else:
             body = text.encode("utf-8")
         return endpoint.handle_sync(body, headers)
+
+
+def _method(event: Mapping[str, Any]) -> str:
+    """The request's method; a ``ValueError`` saying so for an event of no HTTP gateway (the
+    Lambda console's test event, a queue's records)."""
+    if event.get("version") == "2.0":  # HTTP API 2.0 and function URLs
+        method = (event.get("requestContext") or {}).get("http", {}).get("method")
+    else:  # REST API, HTTP API 1.0
+        method = event.get("httpMethod")
+    if not isinstance(method, str):
+        raise ValueError(
+            "LambdaHandler serves the events of API Gateway HTTP and REST APIs and function URLs, "
+            "with requestContext.http.method (payload 2.0) or httpMethod (1.0); this event has "
+            f"neither (its keys: {', '.join(sorted(map(str, event))) or 'none'})"
+        )
+    return method
 
 
 class EventHeaders(Mapping[str, str]):

@@ -212,3 +212,19 @@ def test_the_hooks_get_the_event_headers_as_a_mapping_named_in_lower_case() -> N
     assert count == len(headers) == len(documented("rest_api")["headers"]) + 1
     assert headers["x-request-id"] == "r-3"
     assert headers["user-agent"].startswith("Mozilla/5.0")  # "User-Agent" in the event
+
+
+@pytest.mark.parametrize(
+    "shaped",
+    [
+        {"key1": "value1", "key2": "value2", "key3": "value3"},  # the Lambda console's test event
+        {"Records": [{"eventSource": "aws:sqs", "body": "Ann"}]},
+        {"version": "2.0", "rawPath": "/"},
+    ],
+    ids=["console-test", "sqs", "no-request-context"],
+)
+def test_an_event_of_no_http_gateway_is_an_error_that_says_so(
+    statefun: LambdaHandler, shaped: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match=r"API Gateway.*function URLs.*httpMethod.*its keys: "):
+        statefun(shaped, None)
