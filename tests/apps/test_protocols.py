@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, Optional
 
@@ -31,6 +33,7 @@ from statefun_core.errors import (
 from statefun_core.plugins import Endpoint, EndpointResponse, hookimpl
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
+    BLOCKING,
     GREETER,
     INBOX,
     NEW,
@@ -459,3 +462,16 @@ def test_an_endpoint_made_alone_serves_the_plugins_endpoints() -> None:
     endpoint = serving.Endpoint(RequestReplyHandler(make_functions(), plugins=plugins))
     answer = endpoint.before_body("GET", "/ping", {}, None)
     assert answer is not None and (answer.status, answer.body) == (200, b"pong")
+
+
+def test_a_blocking_function_runs_in_the_executor_under_asgi_only() -> None:
+    """docs/servers.md: ``blocking=True`` under ``StatefunASGI`` is ``executor=``'s; under
+    ``StatefunWSGI`` every function runs on the thread serving the request."""
+    body = wire.to_function(BLOCKING, "b", ["b"])
+    with ThreadPoolExecutor(thread_name_prefix="statefun-pool") as executor:
+        app = StatefunASGI(make_functions(blocking=True), executor=executor)
+        ((_, _, thread),) = greetings(asgi(app, http(), *chunks(body, 1024)).body)[1]
+        assert thread is not None and thread.startswith("statefun-pool"), thread
+        served = StatefunWSGI(make_functions(blocking=True), executor=executor)
+        reply = wsgi(served, body=body, CONTENT_LENGTH=str(len(body)))[2]
+    assert greetings(reply)[1] == [(INBOX, "b", threading.current_thread().name)]
