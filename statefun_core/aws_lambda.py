@@ -23,9 +23,16 @@ from .serving import Answer, Served
 __all__ = ["LambdaHandler"]
 
 
+_AS_TEXT = (
+    "the gateway passed the request body as text, not base64 (isBase64Encoded is false), so "
+    "its bytes are lost: a REST API needs application/octet-stream among its binary media types"
+)
+
+
 class LambdaHandler(Served):
     """A Lambda handler, ``(event, context) -> response``: ``POST`` with a ``ToFunction``
-    body (base64 when the gateway says ``isBase64Encoded``) is answered with the reply,
+    body (base64, ``isBase64Encoded``, as the gateways pass a binary body; passed as text, it
+    is a 400 that names the REST API's binary media types) is answered with the reply,
     base64 encoded; everything else with the statuses of every integration (405 with
     ``Allow: POST`` for another method, 400, 404, 413 over ``Limits.request_bytes``, 500), a
     short line of text. Functions run with ``handle_sync``; ``async`` functions too.
@@ -53,14 +60,17 @@ class LambdaHandler(Served):
         if early is not None:
             return early
         text = event.get("body") or ""
-        if event.get("isBase64Encoded"):
-            try:
-                body = base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError):
-                malformed = MalformedRequestError("the request body is not valid base64")
-                return endpoint.rejected(malformed, headers)
-        else:
-            body = text.encode("utf-8")
+        if not event.get("isBase64Encoded"):
+            # A ToFunction is never text (its first byte is not UTF-8), and a gateway that
+            # passed it as text would not decode the base64 reply either.
+            if text:
+                return endpoint.rejected(MalformedRequestError(_AS_TEXT), headers)
+            return endpoint.handle_sync(b"", headers)
+        try:
+            body = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            malformed = MalformedRequestError("the request body is not valid base64")
+            return endpoint.rejected(malformed, headers)
         return endpoint.handle_sync(body, headers)
 
 

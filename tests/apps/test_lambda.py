@@ -175,6 +175,19 @@ def test_the_reply_carries_the_headers_plugins_add(name: str) -> None:
     assert response["headers"]["Server-Timing"] == "statefun"
 
 
+def test_a_body_as_text_is_400_naming_binary_media_types(
+    statefun: LambdaHandler, recorder: FailureRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A REST API without application/octet-stream among its binary media types passes the
+    body as UTF-8 text (its bytes that are not UTF-8 replaced), and would not decode the reply."""
+    greet = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    as_text = {**event("rest_api", greet), "isBase64Encoded": False}
+    as_text["body"] = greet.decode("utf-8", errors="replace")
+    assert_error(call(statefun, as_text), 400)
+    assert "binary media types" in caplog.text
+    assert recorder.failures == [(MalformedRequestError, 400, None)]
+
+
 def test_a_body_not_marked_base64_is_taken_as_text_not_decoded(statefun: LambdaHandler) -> None:
     greet = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
     as_text = {**event("rest_api", greet), "isBase64Encoded": False}  # its base64, as text
