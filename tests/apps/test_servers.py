@@ -270,3 +270,18 @@ def test_the_fastapi_example_serves_the_greeter() -> None:
         assert b"com.example.fns/greeter" in listed
         if find_spec("statefun_prometheus") and find_spec("statefun_slow_batches"):
             check_plugin_endpoints(port, "/statefun")  # beside the mount, as the example says
+
+
+def test_the_fastapi_example_behind_a_proxy_that_takes_a_prefix_off() -> None:
+    """docs/servers.md: the prefix the proxy took off goes to the server (``--root-path``)."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("statefun_prometheus")
+    port = free_port()
+    command = [*uvicorn(port)[:-1], "--root-path", "/api", APP]
+    with running(command, port, cwd=ROOT, env={**os.environ, "SERVED_APP": "fastapi"}):
+        body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1})
+        status, _, reply = request(port, "/statefun/", body)
+        assert status == 200
+        assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 2th time!")])
+        status, _, metrics = request(port, "/statefun/metrics", method="GET")
+        assert status == 200 and b"statefun_batches_total" in metrics
