@@ -241,3 +241,19 @@ def test_an_event_of_no_http_gateway_is_an_error_that_says_so(
 ) -> None:
     with pytest.raises(ValueError, match=r"API Gateway.*function URLs.*httpMethod.*its keys: "):
         statefun(shaped, None)
+
+
+@pytest.mark.parametrize("name", PAYLOADS)
+def test_the_plugins_endpoints_are_not_served(name: str) -> None:
+    """docs/servers.md: every path is the function endpoint, ``/metrics`` too."""
+    pytest.importorskip("statefun_prometheus")
+    statefun = LambdaHandler(make_functions())  # the installed plugins
+    assert statefun.handler.endpoint_for("GET", "/metrics") is not None
+    shaped = event(name, None, "GET")
+    if PAYLOADS[name]:
+        shaped["rawPath"] = shaped["requestContext"]["http"]["path"] = "/metrics"
+    else:
+        shaped["path"] = shaped["requestContext"]["path"] = "/metrics"
+    response = call(statefun, shaped)
+    assert_error(response, 405)
+    assert response["headers"]["Allow"] == "POST"
