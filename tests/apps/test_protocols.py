@@ -476,3 +476,25 @@ def test_a_blocking_function_runs_in_the_executor_under_asgi_only() -> None:
         served = StatefunWSGI(make_functions(blocking=True), executor=executor)
         reply = wsgi(served, body=body, CONTENT_LENGTH=str(len(body)))[2]
     assert greetings(reply)[1] == [(INBOX, "b", threading.current_thread().name)]
+
+
+class SizedPing:
+    """A plugin whose endpoint says its own ``Content-Length``, as a plugin author may."""
+
+    @hookimpl
+    def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
+        pong = EndpointResponse(200, {"Content-Type": "text/plain", "Content-Length": "4"}, b"pong")
+        return [Endpoint("GET", "/ping", lambda headers: pong)]
+
+
+def test_an_endpoint_s_own_content_length_is_not_sent_twice() -> None:
+    plugins = make_plugin_manager([SizedPing()], load_entrypoints=False)
+    served = RequestReplyHandler(make_functions(), plugins=plugins)
+    ping = asgi(StatefunASGI(served), http("GET", "/ping"), *chunks(b"", 1))
+    names = [name.lower() for name, _ in ping.sent[0]["headers"]]
+    assert (ping.body, names.count(b"content-length")) == (b"pong", 1)
+    started: list[tuple[str, str]] = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/ping", "wsgi.input": io.BytesIO()}
+    body = b"".join(StatefunWSGI(served)(environ, lambda status, headers: started.extend(headers)))
+    lengths = [value for name, value in started if name.lower() == "content-length"]
+    assert (body, lengths) == (b"pong", ["4"])
