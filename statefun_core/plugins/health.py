@@ -40,14 +40,17 @@ class HealthEndpoints:
 
     @hookimpl
     def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
-        ready: dict[str, Any] = {"status": "ready", "functions": len(handler.functions)}
-        if self.show_functions:
-            ready["typenames"] = sorted(function.typename for function in handler.functions)
+        functions = handler.functions
+        show_functions = self.show_functions
 
         def live(headers: Mapping[str, str]) -> EndpointResponse:
             return EndpointResponse(200, _JSON, b'{"status": "live"}')
 
         def readiness(headers: Mapping[str, str]) -> EndpointResponse:
+            # counted now: a function bound after the handler was made is served too
+            ready: dict[str, Any] = {"status": "ready", "functions": len(functions)}
+            if show_functions:
+                ready["typenames"] = sorted(function.typename for function in functions)
             return EndpointResponse(200, _JSON, json.dumps(ready).encode())
 
         return [

@@ -141,6 +141,20 @@ def test_health_endpoints_registered_by_hand_serve_at_health_without_the_names()
     assert json.loads(ready.respond({}).body) == {"status": "ready", "functions": 3}
 
 
+def test_health_counts_a_function_bound_after_the_handler_was_made() -> None:
+    """The handler serves it (resolved at the bind): readiness names it too."""
+    functions = make_functions()
+    plugins = make_plugin_manager([HealthEndpoints(show_functions=True)], load_entrypoints=False)
+    ready = RequestReplyHandler(functions, plugins=plugins).endpoint_for("GET", "/health/ready")
+    functions.register("test/later", lambda context, message: None)
+    assert ready is not None
+    assert json.loads(ready.respond({}).body) == {
+        "status": "ready",
+        "functions": 4,
+        "typenames": ["test/async", "test/blocking", "test/later", "test/sync"],
+    }
+
+
 def imported_modules(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
