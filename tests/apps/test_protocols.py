@@ -498,3 +498,17 @@ def test_an_endpoint_s_own_content_length_is_not_sent_twice() -> None:
     body = b"".join(StatefunWSGI(served)(environ, lambda status, headers: started.extend(headers)))
     lengths = [value for name, value in started if name.lower() == "content-length"]
     assert (body, lengths) == (b"pong", ["4"])
+
+
+def test_the_hooks_hear_of_the_function_endpoint_s_refusals_only() -> None:
+    """docs/servers.md: a 404 at another path, a 405 at a plugin's endpoint are not reported."""
+    recorder = FailureRecorder()
+    plugins = make_plugin_manager([PingPlugin(), recorder], load_entrypoints=False)
+    served = RequestReplyHandler(make_functions(), plugins=plugins)
+    app = StatefunASGI(served)
+    assert asgi(app, http("POST", "/elsewhere"), *chunks(GREET, 1024)).status == 404
+    assert asgi(app, http("POST", "/ping"), *chunks(b"", 1)).status == 405
+    assert wsgi(StatefunWSGI(served), "POST", "/elsewhere", GREET)[0].startswith("404")
+    assert recorder.failures == []
+    assert asgi(app, http("PUT"), *chunks(b"", 1)).status == 405
+    assert recorder.failures == [(MethodNotAllowedError, 405, None)]
