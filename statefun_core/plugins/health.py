@@ -40,14 +40,15 @@ class HealthEndpoints:
 
     @hookimpl
     def statefun_endpoints(self, handler: RequestReplyHandler) -> list[Endpoint]:
-        functions = handler.functions
         show_functions = self.show_functions
 
         def live(headers: Mapping[str, str]) -> EndpointResponse:
             return EndpointResponse(200, _JSON, b'{"status": "live"}')
 
         def readiness(headers: Mapping[str, str]) -> EndpointResponse:
-            # counted now: a function bound after the handler was made is served too
+            # counted now: a function bound after the handler was made is served too, and so
+            # are the functions of a handler given new ones
+            functions = handler.functions
             ready: dict[str, Any] = {"status": "ready", "functions": len(functions)}
             if show_functions:
                 ready["typenames"] = sorted(function.typename for function in functions)

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import pytest
 
-from statefun_core import RequestReplyHandler, make_plugin_manager
+from statefun_core import RequestReplyHandler, StatefulFunctions, make_plugin_manager
 from statefun_core.errors import PluginError
 from statefun_core.plugins import (
     Endpoint,
@@ -152,6 +152,22 @@ def test_health_counts_a_function_bound_after_the_handler_was_made() -> None:
         "status": "ready",
         "functions": 4,
         "typenames": ["test/async", "test/blocking", "test/later", "test/sync"],
+    }
+
+
+def test_health_counts_the_functions_a_handler_was_given_since() -> None:
+    functions = make_functions()
+    plugins = make_plugin_manager([HealthEndpoints(show_functions=True)], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, plugins=plugins)
+    ready = handler.endpoint_for("GET", "/health/ready")
+    others = StatefulFunctions()
+    others.register("test/other", lambda context, message: None)
+    handler.functions = others
+    assert ready is not None
+    assert json.loads(ready.respond({}).body) == {
+        "status": "ready",
+        "functions": 1,
+        "typenames": ["test/other"],
     }
 
 
