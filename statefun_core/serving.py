@@ -17,7 +17,7 @@ import pluggy
 
 from .errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from .handler import RequestReplyHandler
-from .http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
+from .http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response, logger
 from .plugins.endpoints import allowed_methods
 
 __all__ = ["Answer", "Endpoint", "Served"]
@@ -36,7 +36,13 @@ class Answer:
     body: bytes
 
 
-_NOT_FOUND = Answer(404, _TEXT_HEADERS, b"Not Found: nothing is served at this path")
+def _not_found(path: str) -> Answer:
+    """A 404 naming the path below the application's root that it saw: a request that
+    reaches the application at the wrong path (a framework route where a mount was meant, a
+    ``root_path`` given twice) shows where it landed."""
+    logger.info("statefun: nothing is served at %r below the application's root", path)
+    text = f"Not Found: nothing is served at {path!r} below this application's root"
+    return Answer(404, _TEXT_HEADERS, text.encode())
 
 
 def error_answer(error: BaseException) -> Answer:
@@ -89,12 +95,12 @@ class Endpoint:
 
     def _route(self, method: str, path: str, headers: Mapping[str, str]) -> Answer:
         if not self.endpoints:
-            return _NOT_FOUND
+            return _not_found(path)
         answer = self._endpoint_answer(method, path, headers)
         if answer is None and path.endswith("/"):
             # Litestar's mount hands the path on with a slash added: "/metrics/" for "/metrics"
             answer = self._endpoint_answer(method, path.rstrip("/"), headers)
-        return _NOT_FOUND if answer is None else answer
+        return _not_found(path) if answer is None else answer
 
     def _endpoint_answer(
         self, method: str, path: str, headers: Mapping[str, str]

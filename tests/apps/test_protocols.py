@@ -192,7 +192,9 @@ def test_the_plugins_endpoints_and_reply_headers_head_and_other_paths() -> None:
     assert asgi(app, http("GET", "/ping/"), *chunks(b"", 1)).body == b"pong"
     assert asgi(app, http("GET", "/slashed/"), *chunks(b"", 1)).body == b"slashed"
     assert asgi(app, http("POST", "/ping"), *chunks(b"", 1)).status == 405
-    assert asgi(app, http("POST", "/elsewhere"), *chunks(GREET, 1024)).status == 404
+    elsewhere = asgi(app, http("POST", "/elsewhere"), *chunks(GREET, 1024))
+    assert elsewhere.status == 404
+    assert b"nothing is served at '/elsewhere' below this application's root" in elsewhere.body
     assert asgi(app, http(), *chunks(GREET, 1024)).headers["x-ping"] == "pong"
     without = StatefunASGI(served, endpoints=False)
     assert asgi(without, http("GET", "/ping"), *chunks(b"", 1)).status == 404
