@@ -1,6 +1,6 @@
 """An AWS Lambda handler serving StateFun functions behind an HTTP gateway: API Gateway HTTP APIs
-(payload format 2.0 or 1.0), REST APIs (1.0) and Lambda function URLs (2.0). No AWS library
-is imported.
+(payload format 2.0 or 1.0), REST APIs (1.0), Lambda function URLs (2.0) and Application Load
+Balancers (with or without multi-value headers). No AWS library is imported.
 
 In the function's module, made once per execution environment::
 
@@ -44,18 +44,24 @@ class LambdaHandler(Served):
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         answer = self._answer(event)
-        headers = dict(answer.headers)
+        if _multi_valued(event):  # a load balancer reads only these when the event has them
+            headers: dict[str, Any] = {"multiValueHeaders": {k: [v] for k, v in answer.headers}}
+        else:
+            headers = {"headers": dict(answer.headers)}
         if answer.status == 200:
             body = base64.b64encode(answer.body).decode("ascii")
-            return {"statusCode": 200, "headers": headers, "body": body, "isBase64Encoded": True}
+            return {"statusCode": 200, **headers, "body": body, "isBase64Encoded": True}
         text = answer.body.decode("utf-8")
-        return {"statusCode": answer.status, "headers": headers, "body": text,
-                "isBase64Encoded": False}  # fmt: skip
+        return {"statusCode": answer.status, **headers, "body": text, "isBase64Encoded": False}
 
     def _answer(self, event: Mapping[str, Any]) -> Answer:
         endpoint = self.endpoint
         method = _method(event)
-        headers = EventHeaders(event.get("headers") or {})
+        if _multi_valued(event):
+            multi = event["multiValueHeaders"] or {}
+            headers = EventHeaders({name: ", ".join(values) for name, values in multi.items()})
+        else:
+            headers = EventHeaders(event.get("headers") or {})
         early = endpoint.before_body(method, "", headers, None)
         if early is not None:
             return early
@@ -74,6 +80,12 @@ class LambdaHandler(Served):
         return endpoint.handle_sync(body, headers)
 
 
+def _multi_valued(event: Mapping[str, Any]) -> bool:
+    """Whether the event is a load balancer's with multi-value headers on: it has no
+    ``headers`` then, only ``multiValueHeaders`` (a REST API's event has both)."""
+    return "headers" not in event and "multiValueHeaders" in event
+
+
 def _method(event: Mapping[str, Any]) -> str:
     """The request's method; a ``ValueError`` saying so for an event of no HTTP gateway (the
     Lambda console's test event, a queue's records)."""
@@ -83,7 +95,8 @@ def _method(event: Mapping[str, Any]) -> str:
         method = event.get("httpMethod")
     if not isinstance(method, str):
         raise ValueError(
-            "LambdaHandler serves the events of API Gateway HTTP and REST APIs and function URLs, "
+            "LambdaHandler serves the events of API Gateway HTTP and REST APIs, function URLs and "
+            "Application Load Balancers, "
             "with requestContext.http.method (payload 2.0) or httpMethod (1.0); this event has "
             f"neither (its keys: {', '.join(sorted(map(str, event))) or 'none'})"
         )

@@ -35,6 +35,8 @@ PAYLOADS = {
     "http_api_v1": False,
     "rest_api": False,
     "function_url": True,
+    "alb": False,
+    "alb_multi_value": False,
 }
 LIMIT = 4096
 
@@ -51,8 +53,12 @@ def event(name: str, body: Optional[bytes], method: str = "POST", **headers: str
         shaped["requestContext"]["http"]["method"] = method
     else:
         shaped["httpMethod"] = method
-        shaped["requestContext"]["httpMethod"] = method
-    shaped["headers"] = {**(shaped["headers"] or {}), **headers}
+        if "httpMethod" in shaped["requestContext"]:  # not in a load balancer's
+            shaped["requestContext"]["httpMethod"] = method
+    if "headers" in shaped:
+        shaped["headers"] = {**(shaped["headers"] or {}), **headers}
+    else:  # a load balancer's with multi-value headers on
+        shaped["multiValueHeaders"].update({name: [value] for name, value in headers.items()})
     shaped["body"] = None if body is None else base64.b64encode(body).decode()
     shaped["isBase64Encoded"] = body is not None
     return shaped
@@ -77,16 +83,27 @@ def call(statefun: LambdaHandler, event: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
+def headers_of(response: dict[str, Any]) -> dict[str, str]:
+    """The response's headers, from ``multiValueHeaders`` (one value each) where it has them."""
+    if "multiValueHeaders" in response:
+        assert "headers" not in response
+        multi = response["multiValueHeaders"]
+        assert all(len(values) == 1 for values in multi.values()), multi
+        return {name: values[0] for name, values in multi.items()}
+    headers: dict[str, str] = response["headers"]
+    return headers
+
+
 def reply_of(response: dict[str, Any]) -> bytes:
     assert response["statusCode"] == 200, response
-    assert response["headers"]["Content-Type"] == "application/octet-stream"
+    assert headers_of(response)["Content-Type"] == "application/octet-stream"
     assert response["isBase64Encoded"] is True
     return base64.b64decode(response["body"])
 
 
 def assert_error(response: dict[str, Any], status: int) -> str:
     assert response["statusCode"] == status, response
-    assert response["headers"]["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers_of(response)["Content-Type"] == "text/plain; charset=utf-8"
     assert response["isBase64Encoded"] is False
     text: str = response["body"]
     assert 0 < len(text) < 200 and "\n" not in text and "Traceback" not in text, text
@@ -130,7 +147,7 @@ def test_a_wrong_method_is_405_and_reaches_the_hooks(
 ) -> None:
     response = call(statefun, event(name, None, "GET", **{"x-request-id": "r-1"}))
     assert_error(response, 405)
-    assert response["headers"]["Allow"] == "POST"
+    assert headers_of(response)["Allow"] == "POST"
     assert recorder.failures == [(MethodNotAllowedError, 405, "r-1")]
 
 
@@ -172,7 +189,7 @@ def test_the_reply_carries_the_headers_plugins_add(name: str) -> None:
     statefun = LambdaHandler(RequestReplyHandler(make_functions(), plugins=plugins))
     response = call(statefun, event(name, wire.to_function(GREETER, "Ann", ["Ann"], NEW)))
     assert greetings(reply_of(response))[0] == 1
-    assert response["headers"]["Server-Timing"] == "statefun"
+    assert headers_of(response)["Server-Timing"] == "statefun"
 
 
 def test_a_body_as_text_is_400_naming_binary_media_types(
@@ -227,6 +244,28 @@ def test_the_hooks_get_the_event_headers_as_a_mapping_named_in_lower_case() -> N
     assert headers["user-agent"].startswith("Mozilla/5.0")  # "User-Agent" in the event
 
 
+def test_a_load_balancer_with_multi_value_headers_gets_its_reply_headers_so() -> None:
+    """With multi-value headers on, a load balancer reads only ``multiValueHeaders`` of the
+    reply (the runtime refuses a reply without its Content-Type); without, only ``headers``."""
+    seen = HeadersSeen()
+    plugins = make_plugin_manager([seen], load_entrypoints=False)
+    statefun = LambdaHandler(RequestReplyHandler(make_functions(), plugins=plugins))
+    greet = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    multi = event("alb_multi_value", greet, **{"X-Request-Id": "r-4"})
+    response = call(statefun, multi)
+    assert "headers" not in response
+    assert response["multiValueHeaders"] == {"Content-Type": ["application/octet-stream"]}
+    assert greetings(reply_of(response))[1] == [(INBOX, "Ann", "Hello Ann for the 1th time!")]
+    refused = call(statefun, event("alb_multi_value", greet, "PUT"))
+    assert refused["multiValueHeaders"]["Allow"] == ["POST"]
+    single = call(statefun, event("alb", greet))
+    assert "multiValueHeaders" not in single
+    assert single["headers"] == {"Content-Type": "application/octet-stream"}
+    ((_, headers),) = seen.seen[:1]
+    assert headers["x-request-id"] == "r-4"
+    assert headers["cookie"] == "name1=value1, name2=value2"  # joined as HTTP joins them
+
+
 @pytest.mark.parametrize(
     "shaped",
     [
@@ -256,4 +295,4 @@ def test_the_plugins_endpoints_are_not_served(name: str) -> None:
         shaped["path"] = shaped["requestContext"]["path"] = "/metrics"
     response = call(statefun, shaped)
     assert_error(response, 405)
-    assert response["headers"]["Allow"] == "POST"
+    assert headers_of(response)["Allow"] == "POST"
