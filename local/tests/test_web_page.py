@@ -99,7 +99,9 @@ def test_the_page_shows_state_browses_addresses_and_clears_a_recovered_failure(
                                             ".includes('seen_count\\t1')")
                         assert await page.text("#messages-summary") == (
                             "0 in flight · 0 queued · 0 delayed")
-                        assert "Hello Bob for the 1th time!" in await page.text("#egress")
+                        # the egress list is polled on its own: the record shows at its next poll
+                        await page.wait_for("document.getElementById('egress').innerText"
+                                            ".includes('Hello Bob for the 1th time!')")
                 finally:
                     await runner.cleanup()
 

@@ -197,6 +197,7 @@ class KafkaIngress(_KafkaConnector):
         super().__init__(runtime, ingress.id, ingress.address, ingress.properties)
         self.ingress = ingress
         self.topics = [topic for topic, _, _ in ingress.routes]
+        #: the next offset to read of each partition, as the database has it
         self.offsets: dict[tuple[str, int], int] = {}
         #: start positions resolved on the consumer's thread, not yet in the database
         self.resolved: dict[tuple[str, int], int] = {}
@@ -271,12 +272,13 @@ class KafkaIngress(_KafkaConnector):
             resolved = {}
             for partition in new:
                 where = (partition.topic, partition.partition)
-                if where not in self.offsets:
+                if where not in self.offsets and where not in self.resolved:
                     resolved[where] = self._start(consumer, partition, first)
+            # self.offsets are the database's: the resolved ones join them once written (_take)
             self.resolved.update(resolved)
-            self.offsets.update(resolved)
+            positions = {**self.offsets, **self.resolved}
             for partition in new:
-                partition.offset = self.offsets[partition.topic, partition.partition]
+                partition.offset = positions[partition.topic, partition.partition]
             self.assigned = [*self.assigned, *new]
             consumer.assign(self.assigned)
             self.connected()
