@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 from statefun_local import LocalRuntime, parse_module
@@ -815,6 +815,40 @@ def test_an_at_least_once_egress_produces_each_record_once_across_a_restart(
 
     run(first())
     run(second())
+
+
+@pytest.mark.parametrize(
+    ("semantic", "partitioner"),
+    [("exactly-once", None), ("at-least-once", None), ("at-least-once", "consistent")],
+)
+def test_a_keyed_record_goes_to_the_partition_the_java_client_picks(
+    kafka: Any, tmp_path: Path, semantic: str, partitioner: Optional[str]
+) -> None:
+    """As the runtime's Java producer places it: murmur2 of the key (librdkafka's own default,
+    ``consistent_random``, hashes with CRC32); a ``partitioner`` among the module's properties
+    wins (``consistent``: CRC32 of the key)."""
+    import zlib
+
+    kit = load_kit()
+    out = names() + "out"
+    kafka.create_topics([out], partitions=2)
+    extra = f"  properties: [{{partitioner: {partitioner}}}]" if partitioner else ""
+    timeout = ", transactionTimeout: 1min" if semantic == "exactly-once" else ""
+    documents = egress(kafka.bootstrap, semantic=f"{{type: {semantic}{timeout}}}", extra=extra)
+    ids = [f"k{n}" for n in range(16)]
+
+    def expected(key: bytes) -> int:
+        return zlib.crc32(key) % 2 if partitioner else int(kit.java_partition(key, 2))
+
+    async def scenario() -> None:
+        async with running(echo_functions([], out=out), tmp_path / "db.sqlite", documents
+                           ) as runtime:  # fmt: skip
+            await runtime.send_all([(Address(ECHO, id_), string(id_), None) for id_ in ids])
+            await runtime.wait_until_idle()
+            placed = {r.key: r.partition for r in await read(kafka, out, len(ids))}
+            assert placed == {id_: expected(id_.encode()) for id_ in ids}
+
+    run(scenario())
 
 
 def test_an_exactly_once_egress_goes_on_from_kafkas_position_when_the_database_is_behind(

@@ -331,6 +331,17 @@ def evolving(context: Context, message: Message) -> None:
     context.send_egress(emit("evolved", context.address.id, f"kept={kept} added={added}"))
 
 
+# --- where a keyed egress record goes ------------------------------------------------------
+
+
+@functions.bind("e2e.fns/placed")
+def placed(context: Context, message: Message) -> None:
+    """``{"keys": [...]}``: a record per key on ``placed``, keyed by it; the broker says which
+    partition the egress' producer put it in."""
+    for key in message.as_type(COMMAND)["keys"]:
+        context.send_egress(emit("placed", key, key))
+
+
 # --- Kinesis in, Kinesis out (statefun-local's Kinesis connectors) ---------------------------
 
 

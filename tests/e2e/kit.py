@@ -166,6 +166,26 @@ class Record:
         return self.value.decode()
 
 
+def java_partition(key: bytes, partitions: int) -> int:
+    """The partition the Java client's default partitioner gives a keyed record: the key's
+    murmur2 hash (seed 0x9747b28c), its sign bit cleared, modulo the partition count."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(key)) & mask
+    whole = len(key) - len(key) % 4
+    for start in range(0, whole, 4):
+        k = int.from_bytes(key[start : start + 4], "little") * m & mask
+        k = (k ^ k >> 24) * m & mask
+        h = (h * m & mask) ^ k
+    tail = key[whole:]
+    if tail:
+        for index in reversed(range(len(tail))):
+            h ^= tail[index] << (8 * index)
+        h = h * m & mask
+    h = (h ^ h >> 13) * m & mask
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
 #: The one user the broker's SASL listener (``Kafka.sasl_bootstrap``, PLAIN) knows.
 SASL_USER, SASL_PASSWORD = "alice", "alice-s3cret"
 
@@ -565,7 +585,8 @@ def render_module(
 
 #: The ingress topics of module.yaml, and the egress topics the functions write.
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
-                  "evolving", "poison", "unpositioned", "keys", "timer", "logins")  # fmt: skip
+                  "evolving", "poison", "unpositioned", "keys", "timer", "logins",
+                  "placing")  # fmt: skip
 EGRESS_TOPICS = (
     "timers",
     "keys-seen",
@@ -581,6 +602,7 @@ EGRESS_TOPICS = (
     "survivors",
     "dead-letters",
     "unpositioned-taken",
+    "placed",
 )
 
 

@@ -7,7 +7,7 @@ import json
 
 from statefun_core import StringType
 
-from .kit import Application
+from .kit import Application, java_partition
 
 
 def string(value: str) -> bytes:
@@ -237,3 +237,19 @@ def test_a_sasl_login_written_for_the_java_client_reads_the_topic(
         records = application.read("greetings", 1, timeout=10, settle=2)
         greeted = [record.text for record in records if record.key == "Sasl"]
     assert greeted == ["Hello Sasl for the 0th time!"]
+
+
+def test_a_keyed_egress_record_goes_to_the_partition_the_java_client_picks(
+    application: Application,
+) -> None:
+    """The runtime's Kafka egress leaves the partition to the Java client's default partitioner
+    (murmur2 of the key), so a key's records share a partition with what other Java producers
+    write for it. Two partitions, 24 keys: a partitioner of its own would agree by chance
+    once in 2**24."""
+    keys = [f"key-{n}" for n in range(20)] + ["é", "✓✓", "a b c d e", "0123456789abcdef"]
+    application.send("placing", [("P", command(keys=keys))])
+    records = application.read("placed", len(keys), settle=1)
+    assert sorted(record.key or "" for record in records) == sorted(keys)
+    assert {r.key: r.partition for r in records} == {
+        key: java_partition(key.encode(), 2) for key in keys
+    }

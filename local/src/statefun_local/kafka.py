@@ -440,6 +440,10 @@ class KafkaEgress(_KafkaConnector):
         name = self._name()
         self.cursor_topic = _topic_for(name)  # only this producer writes it
         settings: dict[str, Any] = {"enable.idempotence": True}
+        if "partitioner" not in dict(self.properties):
+            # the Java client's partition for a keyed record (murmur2 of the key), as the
+            # runtime's producer picks it; librdkafka's own default hashes with CRC32
+            settings["partitioner"] = "murmur2_random"
         if self.exactly_once:
             settings["transactional.id"] = name
             if self.egress.transaction_timeout_ms:
