@@ -7,6 +7,7 @@ topics, so a test sees only what a user of the real runtime sees. Commands are J
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from dataclasses import dataclass
@@ -340,6 +341,63 @@ def placed(context: Context, message: Message) -> None:
     partition the egress' producer put it in."""
     for key in message.as_type(COMMAND)["keys"]:
         context.send_egress(emit("placed", key, key))
+
+
+# --- one call at a time per address, the messages that wait sent as one batch ----------------
+
+#: Invocations of ``e2e.fns/batched`` under way, per id, and the ids released (see below).
+_under_way: dict[str, int] = {}
+_released: set[str] = set()
+
+
+@functions.bind("e2e.fns/batched")
+async def batched(context: Context, message: Message) -> None:
+    """``{"n": n}``: reports ``n@<place in its batch>`` (``!`` if another invocation for this
+    id was under way). ``"hold": id`` first waits until ``{"release": id}`` came, to another
+    id, then 1 s more (while the runtime buffers what comes for this id).
+
+    The place in the batch is how many records this batch sent before: one per invocation
+    (``outbox`` is the batch's, kept by the context)."""
+    command = message.as_type(COMMAND)
+    id = context.address.id
+    if "release" in command:
+        _released.add(command["release"])
+        context.send_egress(emit("batched", id, f"released {command['release']}"))
+        return
+    place = len(context.outbox)  # type: ignore[attr-defined]
+    _under_way[id] = _under_way.get(id, 0) + 1
+    try:
+        overlap = "!" if _under_way[id] > 1 else ""
+        held = ""
+        if "hold" in command:
+            for _ in range(300):  # 30 s at most: a runtime that serves one address at a time
+                if command["hold"] in _released:
+                    break
+                await asyncio.sleep(0.1)
+            held = " after release" if command["hold"] in _released else " never released"
+            await asyncio.sleep(1)
+        context.send_egress(emit("batched", id, f"{command['n']}@{place}{overlap}{held}"))
+    finally:
+        _under_way[id] -= 1
+
+
+# --- a function slower than its endpoint's call timeout ------------------------------------
+
+#: Attempts per payload in this server process (a timed-out attempt leaves no state).
+_slow_attempts: dict[str, int] = {}
+
+
+@functions.bind("e2e.fns/slow", specs=[ValueSpec("done", IntType)])
+async def slow(context: Context, message: Message) -> None:
+    """``{"payload": p, "slow": k}``: the first ``k`` attempts take 3 s, more than the 2 s call
+    timeout of this function's endpoint; then it reports the attempt and its ``done`` count."""
+    command = message.as_type(COMMAND)
+    payload = command["payload"]
+    attempt = _slow_attempts[payload] = _slow_attempts.get(payload, 0) + 1
+    if attempt <= command["slow"]:
+        await asyncio.sleep(3)
+    done = context.storage.done = (context.storage.done or 0) + 1
+    context.send_egress(emit("slowed", context.address.id, f"{payload}:{attempt} done={done}"))
 
 
 # --- Kinesis in, Kinesis out (statefun-local's Kinesis connectors) ---------------------------

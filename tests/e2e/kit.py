@@ -586,7 +586,7 @@ def render_module(
 #: The ingress topics of module.yaml, and the egress topics the functions write.
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
                   "evolving", "poison", "unpositioned", "keys", "timer", "logins",
-                  "placing")  # fmt: skip
+                  "placing", "batches", "slow")  # fmt: skip
 EGRESS_TOPICS = (
     "timers",
     "keys-seen",
@@ -603,6 +603,8 @@ EGRESS_TOPICS = (
     "dead-letters",
     "unpositioned-taken",
     "placed",
+    "batched",
+    "slowed",
 )
 
 

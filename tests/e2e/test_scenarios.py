@@ -253,3 +253,35 @@ def test_a_keyed_egress_record_goes_to_the_partition_the_java_client_picks(
     assert {r.key: r.partition for r in records} == {
         key: java_partition(key.encode(), 2) for key in keys
     }
+
+
+def test_one_call_at_a_time_per_address_and_what_waits_goes_as_one_batch(
+    application: Application,
+) -> None:
+    """While ``A``'s call is under way (held until ``B``'s message came: other addresses go on
+    meanwhile), the messages for ``A`` wait at the runtime, in order; when the call returns
+    they go as one batch, in arrival order, and never two calls to ``A`` at once."""
+    warm = [("A", command(n=-1)), ("B", command(n=-1))]  # the first call to a type blocks
+    application.send("batches", warm)  # Apache's operator until it returns
+    assert sorted(r.text for r in application.read("batched", 2)) == ["-1@0", "-1@0"]
+    burst = [("A", command(n=0, hold="A")), *[("A", command(n=n)) for n in range(1, 21)],
+             ("B", command(release="A"))]  # fmt: skip
+    application.kafka.produce(application.topic("batches"), burst, partition=0)
+    assert by_key(application.read("batched", 2 + 22, settle=1)) == {
+        "A": ["-1@0", "0@0 after release", *[f"{n}@{n - 1}" for n in range(1, 21)]],
+        "B": ["-1@0", "released A"],
+    }
+
+
+def test_a_call_slower_than_its_timeout_fails_and_its_batch_is_sent_again(
+    application: Application,
+) -> None:
+    """``e2e.fns/slow``'s endpoint gives a call 2 s (its ``timeouts: {call: 2s}`` wins over the
+    ``call: 2m`` beside it); its first attempt takes 3 s. That attempt fails the call (not
+    retried within it: the budget is spent) and the runtime sends the batch again (Apache: the
+    job restarts and replays it; statefun-local: after a pause). The late attempt's effects
+    are never seen; the second attempt's are, once, and the message after it waits its turn."""
+    application.send("slow", [("S", command(payload="s1", slow=1)),
+                              ("S", command(payload="s2", slow=0))])  # fmt: skip
+    seen = by_key(application.read("slowed", 2, settle=2))
+    assert seen == {"S": ["s1:2 done=1", "s2:1 done=2"]}
