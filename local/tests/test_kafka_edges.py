@@ -236,7 +236,8 @@ def committed(kafka: Any, group: str, topic: str) -> dict[int, int]:
         ),
         # latest is the end, whatever the reset position
         ("{{type: latest}}", "earliest", []),
-        # an offset at the start is the start; a partition not named is at the reset position
+        # an offset at the start is the start; a partition not named is where the group
+        # committed, here nowhere: at the reset position
         ("{{type: specific-offsets, offsets: [{topic}/0: 0]}}", "latest", ["old-0-0", "old-0-1"]),
         # a date before every record is the first record, whatever the reset position
         (
@@ -244,12 +245,9 @@ def committed(kafka: Any, group: str, topic: str) -> dict[int, int]:
             "latest",
             ["old-0-0", "old-0-1", "old-1-0", "old-1-1"],
         ),
-        # a date after every record: autoOffsetResetPosition's
-        (
-            "{{type: date, date: '2100-01-01 00:00:00.000 Z'}}",
-            "earliest",
-            ["old-0-0", "old-0-1", "old-1-0", "old-1-1"],
-        ),
+        # a date after every record: the end, whatever the reset position, as the runtime's
+        # consumer (FlinkKafkaConsumer) starts a partition with no record at or after the date
+        ("{{type: date, date: '2100-01-01 00:00:00.000 Z'}}", "earliest", []),
         ("{{type: date, date: '2100-01-01 00:00:00.000 Z'}}", "latest", []),
         # nothing committed by the group: autoOffsetResetPosition's
         ("{{type: group-offsets}}", "earliest", ["old-0-0", "old-0-1", "old-1-0", "old-1-1"]),
@@ -324,6 +322,36 @@ def test_a_group_offset_of_zero_is_where_the_group_committed(kafka: Any, tmp_pat
 
     run(scenario())
     assert sorted(text.split(":")[1] for text in seen) == ["old-0-0", "old-0-1"]
+
+
+def test_a_partition_the_specific_offsets_do_not_name_starts_where_the_group_committed(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """As the runtime's consumer (FlinkKafkaConsumer) starts it: at the group's offset, as
+    group-offsets would, not at the reset position."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    prefix = names()
+    topic, group = prefix + "in", prefix + "group"
+    kafka.create_topics([topic], partitions=2)
+    produce(kafka, topic, "old")
+    committer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group})
+    coordinated(lambda: committer.commit(offsets=[TopicPartition(topic, 1, 1)], asynchronous=False))
+    committer.close()
+    seen: list[str] = []
+    startup = f"{{type: specific-offsets, offsets: [{topic}/0: 1]}}"
+    documents = ingress(kafka.bootstrap, topic, group, startup,
+                        extra="  autoOffsetResetPosition: earliest")  # fmt: skip
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            end = {(topic, 0): 2, (topic, 1): 2}
+            await until(lambda: connector.offsets == end, "the ingress at the end")
+            await runtime.wait_until_idle()
+
+    run(scenario())
+    assert sorted(text.split(":")[1] for text in seen) == ["old-0-1", "old-1-1"]
 
 
 def test_an_ingress_that_read_nothing_goes_on_after_a_restart_from_where_it_started(

@@ -806,7 +806,7 @@ def test_the_repository_s_modules_hold_nothing_the_runtime_ignores() -> None:
     assert len(files) >= 3
     values = {"functions_url": "http://127.0.0.1:8000/statefun", "kafka": "k:9092",
               "prefix": "e2e-", "sasl_kafka": "k:9093", "sasl_jaas": "'PlainLoginModule'",
-              "tls": ""}
+              "tls": "", "dated": "2020-02-01 04:15:00.000 +0000"}
     warnings = {str(path): parse_module(Template(path.read_text()).substitute(values)).warnings
                 for path in files}  # fmt: skip
     assert warnings == {str(path): [] for path in files}

@@ -210,6 +210,12 @@ def unpositioned(context: Context, message: Message) -> None:
     context.send_egress(emit("unpositioned-taken", context.address.id, message.as_string()))
 
 
+@functions.bind("e2e.fns/positioned")
+def positioned(context: Context, message: Message) -> None:
+    """Reports each record the ``dated`` and ``specific`` ingresses took, by its key."""
+    context.send_egress(emit("positioned-taken", context.address.id, message.as_string()))
+
+
 # --- record keys: the empty key and one not UTF-8 (module.yaml's keys topic) ---------------
 
 

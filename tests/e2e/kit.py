@@ -567,7 +567,11 @@ def render_module(
     password."""
     login = "org.apache.kafka.common.security.plain.PlainLoginModule required"
     jaas = f'\'{login} username="{SASL_USER}" password="{SASL_PASSWORD}";\''
+    # e2e/dated's date: an hour ago, after the records before_the_runtime dates two hours ago
+    # (the runtime refuses a date still to come)
+    dated = time.strftime("%Y-%m-%d %H:%M:%S.000 +0000", time.gmtime(time.time() - 3600))
     text = Template(template.read_text()).substitute(
+        dated=dated,
         functions_url=functions_url,
         kafka=kafka,
         prefix=prefix,
@@ -586,7 +590,7 @@ def render_module(
 #: The ingress topics of module.yaml, and the egress topics the functions write.
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
                   "evolving", "poison", "unpositioned", "keys", "timer", "logins",
-                  "placing", "batches", "slow")  # fmt: skip
+                  "placing", "batches", "slow", "dated", "specific")  # fmt: skip
 EGRESS_TOPICS = (
     "timers",
     "keys-seen",
@@ -605,6 +609,7 @@ EGRESS_TOPICS = (
     "placed",
     "batched",
     "slowed",
+    "positioned-taken",
 )
 
 
@@ -634,18 +639,44 @@ class Application:
         self.start_runtime()
 
     def before_the_runtime(self) -> None:
-        """Before the runtime first starts, on ``unpositioned`` (module.yaml's ingress without
-        a ``startupPosition``): offset 0 committed for that ingress's consumer group, then the
-        record ``A-<partition>`` on each partition, which group-offsets (and earliest) would
-        take and latest would not."""
-        from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+        """Before the runtime first starts, records and committed offsets for the ingresses
+        of module.yaml that start at a position:
+
+        - ``unpositioned`` (no ``startupPosition``): offset 0 committed for its group, then
+          the record ``A-<partition>`` on each partition, which group-offsets (and earliest)
+          would take and latest would not;
+        - ``dated`` (a date after every record; reset position earliest): ``dated-A-<partition>``
+          on each partition, dated two hours ago, which the reset position would take and the
+          end would not;
+        - ``specific`` (offset 1 of partition 0 only; reset position earliest):
+          ``specific-A-<partition>-<n>`` for n of 0 and 1 on each partition, and offset 1
+          committed for its group on partition 1, where group-offsets would start.
+        """
+        from confluent_kafka import Producer
 
         from statefun_core import StringType
 
-        topic = self.topic("unpositioned")
-        committer = Consumer({"bootstrap.servers": self.kafka.bootstrap,
-                              "group.id": self.topic("unpositioned")})  # fmt: skip
-        offsets = [TopicPartition(topic, partition, 0) for partition in (0, 1)]
+        self._commit(self.topic("unpositioned"), {0: 0, 1: 0})
+        self._commit(self.topic("specific"), {1: 1})
+        producer = Producer({"bootstrap.servers": self.kafka.bootstrap})
+        value = StringType.serializer().serialize("A")
+        two_hours_ago = int((time.time() - 7200) * 1000)
+        for partition in (0, 1):
+            for topic, keys in (("unpositioned", [f"A-{partition}"]),
+                                ("dated", [f"dated-A-{partition}"]),
+                                ("specific", [f"specific-A-{partition}-{n}" for n in (0, 1)])):
+                for key in keys:
+                    producer.produce(self.topic(topic), key=key.encode(), partition=partition,
+                                     value=value, timestamp=two_hours_ago)  # fmt: skip
+        if producer.flush(30):
+            raise RuntimeError("records before the runtime not delivered within 30 s")
+
+    def _commit(self, topic: str, offsets: dict[int, int]) -> None:
+        """The ``offsets`` of ``topic``'s partitions committed for the group named as the topic
+        (the ingress' ``consumerGroupId``)."""
+        from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+        committer = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": topic})
         # the first group on a new broker waits for __consumer_offsets and its coordinator
         waiting = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
                    KafkaError.COORDINATOR_LOAD_IN_PROGRESS}  # fmt: skip
@@ -653,20 +684,16 @@ class Application:
         try:
             while True:
                 try:
-                    committer.commit(offsets=offsets, asynchronous=False)
-                    break
+                    committer.commit(offsets=[TopicPartition(topic, partition, offset)
+                                              for partition, offset in offsets.items()],
+                                     asynchronous=False)  # fmt: skip
+                    return
                 except KafkaException as error:
                     if error.args[0].code() not in waiting or time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
         finally:
             committer.close()
-        producer = Producer({"bootstrap.servers": self.kafka.bootstrap})
-        for partition in (0, 1):
-            producer.produce(topic, key=f"A-{partition}".encode(), partition=partition,
-                             value=StringType.serializer().serialize("A"))  # fmt: skip
-        if producer.flush(30):
-            raise RuntimeError(f"records to {topic} not delivered within 30 s")
 
     def start_functions(self, **settings: str) -> None:
         """Start (or redeploy, with ``settings`` in its environment) the function server, and

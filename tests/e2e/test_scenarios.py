@@ -222,6 +222,39 @@ def test_an_ingress_without_a_startup_position_starts_at_latest(application: App
     assert sorted(key for key in seen if not key.startswith("probe")) == ["B-0", "B-1"]
 
 
+def test_an_ingress_starts_where_the_runtimes_kafka_consumer_does(
+    application: Application,
+) -> None:
+    """Two ingresses of module.yaml whose topics had records before the runtime started
+    (``Application.before_the_runtime``), each with ``autoOffsetResetPosition: earliest``.
+    ``e2e/dated`` starts at a date after every record (an hour ago; they are two hours old):
+    no record is at or after it, and the runtime's consumer (FlinkKafkaConsumer) starts at the
+    end of each partition, not at the reset position. ``e2e/specific`` names offset 1 of
+    partition 0 only: partition 1 starts where the group committed (offset 1), as with
+    group-offsets."""
+    import time
+
+    deadline = time.monotonic() + 120
+    partitions = [(topic, partition) for topic in ("dated", "specific") for partition in (0, 1)]
+    probes: set[str] = set()
+    taken: set[str] = set()
+    # probes until each partition gave one: all four are read (a probe sent before a consumer
+    # took its position at the end is passed over)
+    while not all(any(f"{t}-probe-{p}-" in key for key in taken) for t, p in partitions):
+        assert time.monotonic() < deadline, f"only {sorted(taken)} taken in 120 s"
+        for topic, partition in partitions:
+            key = f"{topic}-probe-{partition}-{len(probes)}"
+            probes.add(key)
+            application.kafka.produce(application.topic(topic), [(key, string("probe"))],
+                                      partition=partition)  # fmt: skip
+        records = application.read("positioned-taken", len(probes) + 2, timeout=3)
+        taken = {record.key or "" for record in records}
+    records = application.read("positioned-taken", len(taken), settle=2)
+    assert sorted(r.key for r in records if r.key not in probes) == [
+        "specific-A-0-1", "specific-A-1-1",
+    ]  # fmt: skip
+
+
 def test_a_sasl_login_written_for_the_java_client_reads_the_topic(
     application: Application,
 ) -> None:

@@ -304,11 +304,15 @@ class KafkaIngress(_KafkaConnector):
             return int(high)
         if startup.position == "specific-offsets":
             given = {(t, p): o for t, p, o in startup.offsets}.get(where)
-            return int(given) if given is not None and low <= given <= high else int(reset)
-        if startup.position == "date":
+            if given is not None:
+                return int(given) if low <= given <= high else int(reset)
+            # a partition the offsets do not name: as group-offsets (the runtime's consumer,
+            # FlinkKafkaConsumer, falls back to the group's offset for it)
+        elif startup.position == "date":
             query = kafka.TopicPartition(partition.topic, partition.partition, startup.date_ms)
             (at,) = consumer.offsets_for_times([query], timeout=TIMEOUT)
-            return int(at.offset) if at.offset >= 0 else int(reset)
+            # no record at or after the date: the end, whatever autoOffsetResetPosition says
+            return int(at.offset) if at.offset >= 0 else int(high)
         # group-offsets: what the group committed, else autoOffsetResetPosition
         (committed,) = consumer.committed([kafka.TopicPartition(*where)], timeout=TIMEOUT)
         return int(committed.offset) if committed.offset >= 0 else int(reset)
