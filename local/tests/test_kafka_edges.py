@@ -185,12 +185,15 @@ async def read(kafka: Any, topic: str, count: int, settle: float = 1) -> list[An
     return await asyncio.to_thread(kafka.read, topic, count, 60, settle)  # type: ignore[no-any-return]
 
 
-def produce(kafka: Any, topic: str, label: str, partitions: tuple[int, ...] = (0, 1)) -> None:
-    """Two records on each partition, keyed and valued ``<label>-<partition>-<n>``."""
+def produce(kafka: Any, topic: str, label: str, partitions: tuple[int, ...] = (0, 1),
+            **options: Any) -> None:  # fmt: skip
+    """Two records on each partition, keyed and valued ``<label>-<partition>-<n>``
+    (``options``: ``timestamp=``)."""
     value = StringType.serializer().serialize
     for partition in partitions:
         keys = [f"{label}-{partition}-{n}" for n in range(2)]
-        kafka.produce(topic, [(name, value(name)) for name in keys], partition=partition)
+        kafka.produce(topic, [(name, value(name)) for name in keys], partition=partition,
+                      **options)  # fmt: skip
 
 
 def coordinated(call: Callable[[], Any]) -> Any:
@@ -245,10 +248,11 @@ def committed(kafka: Any, group: str, topic: str) -> dict[int, int]:
             "latest",
             ["old-0-0", "old-0-1", "old-1-0", "old-1-1"],
         ),
-        # a date after every record: the end, whatever the reset position, as the runtime's
-        # consumer (FlinkKafkaConsumer) starts a partition with no record at or after the date
-        ("{{type: date, date: '2100-01-01 00:00:00.000 Z'}}", "earliest", []),
-        ("{{type: date, date: '2100-01-01 00:00:00.000 Z'}}", "latest", []),
+        # a date after every record (they are two hours old): the end, whatever the reset
+        # position, as the runtime's consumer (FlinkKafkaConsumer) starts a partition with no
+        # record at or after the date
+        ("{{type: date, date: '{hour_ago}'}}", "earliest", []),
+        ("{{type: date, date: '{hour_ago}'}}", "latest", []),
         # nothing committed by the group: autoOffsetResetPosition's
         ("{{type: group-offsets}}", "earliest", ["old-0-0", "old-0-1", "old-1-0", "old-1-1"]),
         ("{{type: group-offsets}}", "latest", []),
@@ -272,9 +276,12 @@ def test_where_an_ingress_starts_without_an_offset_to_start_at(
     prefix = names()
     topic, group = prefix + "in", prefix + "group"
     kafka.create_topics([topic], partitions=2)
-    produce(kafka, topic, "old")
+    produce(kafka, topic, "old", timestamp=int((time.time() - 7200) * 1000))
     seen: list[str] = []
-    documents = ingress(kafka.bootstrap, topic, group, startup.format(topic=topic),
+    # a date must be past: the runtime refuses one still to come
+    hour_ago = time.strftime("%Y-%m-%d %H:%M:%S.000 Z", time.gmtime(time.time() - 3600))
+    documents = ingress(kafka.bootstrap, topic, group,
+                        startup.format(topic=topic, hour_ago=hour_ago),
                         extra=f"  autoOffsetResetPosition: {reset}")  # fmt: skip
 
     async def scenario() -> None:

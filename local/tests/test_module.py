@@ -406,9 +406,20 @@ spec:
   consumerGroupId: g
   startupPosition: {type: specific-offsets, offsets: [{t: 1}]}
   topics: [{topic: t, valueType: io.statefun.types/string, targets: [com.example/f]}]
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/in3
+  address: b:9092
+  consumerGroupId: g
+  startupPosition: {type: date, date: '2999-01-01 00:00:00.000 Z'}
+  topics: [{topic: t, valueType: io.statefun.types/string, targets: [com.example/f]}]
 """)
     assert any("spec.startupPosition.date: must be a date like" in p for p in found), found
     assert any("offsets[0]: must be 'topic/partition: offset'" in p for p in found), found
+    # FlinkKafkaConsumer refuses it ("Startup time ... must be before current time"): the
+    # runtime's job does not start
+    assert any("spec.startupPosition.date: is still to come" in p for p in found), found
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import datetime
 import functools
 import re
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -782,6 +783,9 @@ def _parse_kafka_ingress(module: Module, spec: dict[str, Any], doc: _Document) -
     if position == "date":
         date_ms = doc.get(startup, "spec.startupPosition", "date", _startup_date, default=0,
                           required=True)  # fmt: skip
+        if date_ms > time.time() * 1000:  # FlinkKafkaConsumer refuses it: the job fails
+            doc.problem("spec.startupPosition.date", "is still to come: the runtime's Kafka "
+                        "consumer starts only from a date before now")  # fmt: skip
     routes = _parse_routes(doc, spec, "topics", "topic")
     if ingress_id:
         kafka = StartupPosition(position, offsets, date_ms, reset)
