@@ -392,6 +392,47 @@ def test_an_ingress_that_read_nothing_goes_on_after_a_restart_from_where_it_star
     assert sorted(text.split(":")[1] for text in seen) == ["down-0-0", "down-0-1"]
 
 
+def test_an_offset_kafka_no_longer_has_goes_on_at_the_reset_position(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """Records deleted while the runtime was down, beyond its position: it goes on at
+    ``autoOffsetResetPosition`` (here earliest: the first record kept), which the runtime
+    gives its consumer as ``auto.offset.reset`` (librdkafka's own default is the end)."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    prefix = names()
+    topic = prefix + "in"
+    kafka.create_topics([topic], partitions=1)
+    produce(kafka, topic, "old", partitions=(0,))
+    seen: list[str] = []
+    documents = ingress(kafka.bootstrap, topic, prefix + "group",
+                        extra="  autoOffsetResetPosition: earliest")  # fmt: skip
+    db = tmp_path / "db.sqlite"
+
+    async def first() -> None:
+        async with running(echo_functions(seen), db, documents) as runtime:
+            await until(lambda: runtime.store.kafka_offsets("com.example/in") == {(topic, 0): 2},
+                        "the old records read")  # fmt: skip
+            await runtime.wait_until_idle()
+
+    async def second() -> None:
+        async with running(echo_functions(seen), db, documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.offsets == {(topic, 0): 5}, "the last record read")
+            await runtime.wait_until_idle()
+
+    run(first())
+    produce(kafka, topic, "down", partitions=(0,))  # offsets 2 and 3
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    (deleted,) = admin.delete_records([TopicPartition(topic, 0, 3)]).values()
+    deleted.result(timeout=30)  # the partition starts at offset 3 now: 2 is gone
+    kafka.produce(topic, [("last", StringType.serializer().serialize("last"))], partition=0)
+    seen.clear()
+    run(second())
+    assert sorted(text.split(":")[1] for text in seen) == ["down-0-1", "last"]
+
+
 def test_the_groups_offsets_in_kafka_are_the_databases_as_soon_as_the_ingress_stops(
     kafka: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:

@@ -214,9 +214,12 @@ class KafkaIngress(_KafkaConnector):
     async def _run(self) -> None:
         kafka = _client()
         self.offsets = self.runtime.store.kafka_offsets(self.id)
+        # an offset Kafka no longer has (deleted while the runtime was down) goes on at
+        # autoOffsetResetPosition, which the runtime gives its consumer as auto.offset.reset
         self.consumer = consumer = _new(kafka.Consumer, self.config(**{
             "group.id": self.ingress.group, "enable.auto.commit": False,
             "enable.partition.eof": False, "on_commit": self._on_commit,
+            "auto.offset.reset": self.ingress.startup.reset,
         }), self)  # fmt: skip
         first = not self.offsets
         # a commit a closed client left unanswered: its outcome will not come, so again
