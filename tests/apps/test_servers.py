@@ -176,24 +176,7 @@ def test_a_chunked_body_is_read_whole(server: Server) -> None:
 
 
 def test_a_chunked_body_over_the_limit_is_413(server: Server) -> None:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(
-            f"POST {server.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-            "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
-        )
-        chunk = b"%x\r\n%s\r\n" % (16 * 1024, b"\x00" * 16 * 1024)
-        try:
-            for _ in range(2 * LIMIT // (16 * 1024)):  # twice the limit
-                sock.sendall(chunk)
-            sock.sendall(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused mid-body
-        response = b""
-        try:
-            while data := sock.recv(65536):
-                response += data
-        except ConnectionResetError:
-            pass
+    response = chunked_post(server.port, server.path, b"\x00" * 2 * LIMIT)  # twice the limit
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.split()[1] == b"413", response[:300]
     assert b"text/plain; charset=utf-8" in head.lower(), head
