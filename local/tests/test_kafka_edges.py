@@ -308,27 +308,15 @@ def test_where_an_ingress_starts_without_an_offset_to_start_at(
 def test_a_group_offset_of_zero_is_where_the_group_committed(kafka: Any, tmp_path: Path) -> None:
     """group-offsets: an offset of 0 the group committed is one (the partition's first
     record); a partition the group committed nothing for is at the reset position (latest)."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     prefix = names()
     topic, group = prefix + "in", prefix + "group"
     kafka.create_topics([topic], partitions=2)
     produce(kafka, topic, "old")
-    committer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group})
-    coordinated(lambda: committer.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False))
-    committer.close()
-    seen: list[str] = []
+    commit(kafka, group, TopicPartition(topic, 0, 0))
     documents = ingress(kafka.bootstrap, topic, group, "{type: group-offsets}")
-
-    async def scenario() -> None:
-        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
-            connector = connection(runtime, "ingress")
-            end = {(topic, 0): 2, (topic, 1): 2}
-            await until(lambda: connector.offsets == end, "the ingress at the end")
-            await runtime.wait_until_idle()
-
-    run(scenario())
-    assert sorted(text.split(":")[1] for text in seen) == ["old-0-0", "old-0-1"]
+    assert read_to_the_end(topic, tmp_path, documents) == ["old-0-0", "old-0-1"]
 
 
 def test_a_partition_the_specific_offsets_do_not_name_starts_where_the_group_committed(
@@ -336,19 +324,32 @@ def test_a_partition_the_specific_offsets_do_not_name_starts_where_the_group_com
 ) -> None:
     """As the runtime's consumer (FlinkKafkaConsumer) starts it: at the group's offset, as
     group-offsets would, not at the reset position."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     prefix = names()
     topic, group = prefix + "in", prefix + "group"
     kafka.create_topics([topic], partitions=2)
     produce(kafka, topic, "old")
-    committer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group})
-    coordinated(lambda: committer.commit(offsets=[TopicPartition(topic, 1, 1)], asynchronous=False))
-    committer.close()
-    seen: list[str] = []
+    commit(kafka, group, TopicPartition(topic, 1, 1))
     startup = f"{{type: specific-offsets, offsets: [{topic}/0: 1]}}"
     documents = ingress(kafka.bootstrap, topic, group, startup,
                         extra="  autoOffsetResetPosition: earliest")  # fmt: skip
+    assert read_to_the_end(topic, tmp_path, documents) == ["old-0-1", "old-1-1"]
+
+
+def commit(kafka: Any, group: str, *offsets: Any) -> None:
+    """Commit ``offsets`` (``TopicPartition``s) for ``group``, as another consumer would."""
+    from confluent_kafka import Consumer
+
+    committer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group})
+    coordinated(lambda: committer.commit(offsets=list(offsets), asynchronous=False))
+    committer.close()
+
+
+def read_to_the_end(topic: str, tmp_path: Path, documents: str) -> list[str]:
+    """What an ingress of ``documents`` reads of the two partitions of ``topic`` (two records
+    each) until it is at their end, sorted."""
+    seen: list[str] = []
 
     async def scenario() -> None:
         async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
@@ -358,7 +359,7 @@ def test_a_partition_the_specific_offsets_do_not_name_starts_where_the_group_com
             await runtime.wait_until_idle()
 
     run(scenario())
-    assert sorted(text.split(":")[1] for text in seen) == ["old-0-1", "old-1-1"]
+    return sorted(text.split(":")[1] for text in seen)
 
 
 def test_an_ingress_that_read_nothing_goes_on_after_a_restart_from_where_it_started(
