@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import subprocess
 import sys
@@ -10,12 +11,13 @@ from typing import Optional
 
 import pytest
 import statefun_prometheus
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from statefun_prometheus import PrometheusPlugin, metrics_response
+from statefun_prometheus import PrometheusPlugin, metrics_endpoint, metrics_response
 
 from statefun_core import (
     Context,
+    DeadLetterEgress,
     IntType,
     Message,
     RequestReplyHandler,
@@ -150,6 +152,28 @@ def test_a_failing_function_counts_an_error(
     assert value(registry, "statefun_requests_rejected_total", status="500") == 0
 
 
+def test_a_dead_lettered_invocation_is_counted_as_a_dead_letter_and_an_error(
+    registry: CollectorRegistry,
+) -> None:
+    functions = StatefulFunctions()
+    poison = "example/poison"
+
+    @functions.bind(
+        poison, final_errors=(KeyError,), dead_letters=DeadLetterEgress("example/dead", "dead")
+    )
+    def fragile(context: Context, message: Message) -> None:
+        if message.as_string() == "bad":
+            raise KeyError("bad")
+
+    plugins = make_plugin_manager([PrometheusPlugin(registry)], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, plugins=plugins)
+    handler.handle_sync(wire.to_function(poison, "ann", ["ok", "bad", "ok"]))
+    assert value(registry, "statefun_dead_letters_total", function_type=poison) == 1
+    assert value(registry, "statefun_invocations_total", function_type=poison, outcome="error") == 1
+    assert value(registry, "statefun_invocations_total", function_type=poison, outcome="ok") == 2
+    assert value(registry, "statefun_batches_total", function_type=poison, outcome="ok") == 1
+
+
 def test_rejected_requests_are_counted_by_status_only(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:
@@ -191,6 +215,59 @@ def test_metrics_response_is_the_text_exposition(
 def test_metrics_response_defaults_to_the_default_registry() -> None:
     body, _ = metrics_response()
     assert b"python_info" in body  # a collector prometheus_client puts on REGISTRY
+
+
+def test_a_batch_of_one_is_in_the_first_bucket_of_the_documented_ones(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2))
+    buckets = {
+        s.labels["le"]: s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "statefun_batch_size_bucket"
+    }
+    bounds = ("1.0", "2.0", "5.0", "10.0", "20.0", "50.0", "100.0", "200.0", "500.0", "1000.0")
+    assert buckets == {**dict.fromkeys(bounds, 1.0), "+Inf": 1.0}
+    assert list(buckets) == [*bounds, "+Inf"]
+
+
+def test_the_metrics_endpoint_answers_the_text_format_by_default(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2))
+    response = metrics_endpoint({}, registry)
+    assert response.status == 200
+    assert list(response.headers) == ["Content-Type"]  # not gzipped
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    assert response.body == generate_latest(registry)
+
+
+def test_the_metrics_endpoint_answers_openmetrics_gzipped_when_asked_in_any_case(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2))
+    asked = {"accept": "application/openmetrics-text; version=1.0.0", "accept-encoding": "gzip"}
+    response = metrics_endpoint(asked, registry)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text;")
+    assert response.headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(response.body).decode()
+    assert text.endswith("# EOF\n")
+    assert 'statefun_invocations_total{function_type="example/greeter",outcome="ok"} 1.0' in text
+
+
+def test_the_plugin_serves_its_registry_at_metrics_path(registry: CollectorRegistry) -> None:
+    handler = RequestReplyHandler(make_functions())
+    (endpoint,) = PrometheusPlugin(registry).statefun_endpoints(handler)
+    assert (endpoint.method, endpoint.path) == ("GET", "/metrics")
+    assert endpoint.handle({}).body == generate_latest(registry)
+    other = CollectorRegistry()
+    (moved,) = PrometheusPlugin(other, metrics_path="/custom").statefun_endpoints(handler)
+    assert (moved.method, moved.path) == ("GET", "/custom")
+    assert moved.handle({}).body == generate_latest(other)
+    unserved = PrometheusPlugin(CollectorRegistry(), metrics_path=None)
+    assert unserved.statefun_endpoints(handler) == []
 
 
 def test_two_plugins_may_not_share_a_registry(registry: CollectorRegistry) -> None:
