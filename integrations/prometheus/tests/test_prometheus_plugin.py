@@ -296,8 +296,8 @@ sys.stdout.write(metrics_response()[0].decode())
 """
 
 
-def run(script: str, directory: Path) -> str:
-    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(directory))
+def run(script: str, directory: Path, variable: str = "PROMETHEUS_MULTIPROC_DIR") -> str:
+    env = {**os.environ, variable: str(directory)}
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
     )
@@ -322,6 +322,19 @@ def test_multiprocess_mode_merges_the_metrics_of_every_worker(tmp_path: Path) ->
     labels = {"function_type": GREETER, "outcome": "ok"}
     assert sample(body, "statefun_invocations_total", labels) == 10
     assert sample(body, "statefun_batch_size_count", {"function_type": GREETER}) == 5
+
+
+def test_multiprocess_mode_is_on_with_the_deprecated_lowercase_variable_too(
+    tmp_path: Path,
+) -> None:
+    """prometheus_client still takes ``prometheus_multiproc_dir``: its workers write their
+    files there, and a process that has counted nothing yet reads them merged as well."""
+    root = str(Path(__file__).parent.parent)
+    run(WORKER.format(root=root, requests=2), tmp_path, "prometheus_multiproc_dir")
+    assert list(tmp_path.glob("*.db")), "the worker wrote no multiprocess files"
+    body = run(READER, tmp_path, "prometheus_multiproc_dir")
+    labels = {"function_type": GREETER, "outcome": "ok"}
+    assert sample(body, "statefun_invocations_total", labels) == 4
 
 
 OWN_REGISTRY = """

@@ -19,13 +19,17 @@ from statefun_core.plugins import EndpointResponse, header
 
 __all__ = ["metrics_endpoint", "metrics_response"]
 
+#: The directory of prometheus_client's multiprocess mode, which also takes (deprecated) the
+#: lowercase name: its workers write there with either set.
+_MULTIPROC_DIR_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+
 
 def _registry(registry: Optional[CollectorRegistry]) -> CollectorRegistry:
     """``registry`` (the default one if None); or, when ``PROMETHEUS_MULTIPROC_DIR`` is set, the
     metrics of every process that wrote to that directory, merged (prometheus_client's
     multiprocess mode, in which every metric, whatever its registry, is written there: one
     registry alone would show this worker's counts only)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if any(os.environ.get(name) for name in _MULTIPROC_DIR_VARIABLES):
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         return merged
