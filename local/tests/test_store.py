@@ -11,7 +11,19 @@ from typing import Callable
 import pytest
 from statefun_local.store import SCHEMA_VERSION, SqliteStore, connect
 
-from statefun_core.engine import Address, EgressRecord, Envelope, Store, Timer, TypedValue
+from statefun_core.engine import (
+    Address,
+    EgressRecord,
+    Envelope,
+    ExpireMode,
+    StateEntry,
+    StateSpec,
+    StateTypeError,
+    Store,
+    Timer,
+    TraceContext,
+    TypedValue,
+)
 from statefun_core.engine.conformance import STORE_CHECKS
 
 
@@ -108,12 +120,95 @@ def test_a_nested_transaction_joins_the_enclosing_one(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_transaction_sqlite_rolled_back_by_itself_raises_its_own_error(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    interrupts = iter([1])  # a progress handler's non-zero return interrupts the statement
+
+    with pytest.raises(sqlite3.OperationalError, match="interrupted"), store.transaction():
+        store.meta_put("a", 1)
+        store.conn.set_progress_handler(lambda: next(interrupts, 0), 1)
+        store.meta_put("b", 2)  # interrupted in a transaction: SQLite rolls it all back
+    store.conn.set_progress_handler(None, 1)
+    assert not store.conn.in_transaction
+    assert (store.meta_get("a"), store.meta_get("b")) == (None, None)
+    store.close()
+
+
 def test_a_mailbox_count_takes_every_queued_message_by_default(tmp_path: Path) -> None:
     store = SqliteStore.open(tmp_path / "db.sqlite")
     with store.transaction():
         for address in (B, A, B):
             store.mailbox_append(Envelope(address, VALUE))
     assert store.mailbox_count(B) == 2  # seqs 1 and 3
+    store.close()
+
+
+def test_a_mailbox_count_after_a_seq_takes_the_messages_queued_after_it(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    with store.transaction():
+        for address in (B, A, A, A):
+            store.mailbox_append(Envelope(address, VALUE))
+    assert [store.mailbox_count(A, after) for after in (0, 1, 2, 3, 4, 5)] == [3, 3, 2, 1, 0, 0]
+    store.close()
+
+
+def test_queue_depths_count_each_addresses_queued_messages(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    assert store.queue_depths() == {}
+    with store.transaction():
+        for address in (B, A, B, C, B):
+            store.mailbox_append(Envelope(address, VALUE))
+    assert store.queue_depths() == {B: 3, A: 1, C: 1}
+    store.close()
+
+
+SPEC = StateSpec("seen", "example/int", ExpireMode.AFTER_WRITE, 5000)
+
+
+def test_forgotten_specs_stay_forgotten_and_their_values_stay(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    store = SqliteStore.open(db)
+    with store.transaction():
+        store.spec_add(A.typename, SPEC)
+        store.state_put(A, "seen", StateEntry("example/int", b"1", 10, 20))
+    assert store.all_specs() == {A.typename: {"seen": SPEC}}
+    with store.transaction():
+        store.specs_forget()
+    assert store.all_specs() == {} and store.specs_get(A.typename) == {}
+    store.close()
+    store = SqliteStore.open(db)
+    assert store.all_specs() == {}
+    assert store.state_get(A) == {"seen": StateEntry("example/int", b"1", 10, 20)}
+    store.close()
+
+
+def test_a_spec_may_not_change_the_type_of_values_stored_under_its_name(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    with store.transaction():
+        store.state_put(A, "seen", StateEntry("example/int", b"1", 10, 20))
+    with pytest.raises(StateTypeError, match="stored as example/int"):
+        store.spec_add(A.typename, StateSpec("seen", "example/string"))
+    assert store.all_specs() == {}
+    store.spec_add(A.typename, SPEC)  # the type of its values
+    store.spec_add(C.typename, StateSpec("seen", "example/string"))  # another function's
+    assert store.all_specs() == {
+        A.typename: {"seen": SPEC},
+        C.typename: {"seen": StateSpec("seen", "example/string")},
+    }
+    store.close()
+
+
+def test_a_trace_context_without_a_tracestate_reads_back_with_an_empty_one(tmp_path: Path) -> None:
+    bare = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    store = SqliteStore.open(tmp_path / "db.sqlite")
+    with store.transaction():
+        store.mailbox_append(Envelope(A, VALUE, trace=bare))
+        store.timer_add(Timer(100, A, VALUE, B, trace=bare))
+        store.egress_append(EgressRecord("example/out", VALUE, trace=bare))
+    assert [m.trace for m in store.mailbox_peek(A)] == [bare]
+    assert [t.trace for t in store.timers()] == [bare]
+    assert [r.trace for r in store.egress_list()] == [bare]
+    assert bare.tracestate == ""
     store.close()
 
 
