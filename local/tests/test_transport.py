@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable
@@ -146,6 +147,13 @@ def test_the_call_budget_ends_retries() -> None:
     assert "timed out" in reply and "call timeout exhausted" in reply
 
 
+def test_a_single_attempt_cut_short_by_the_budget_names_no_failure_before_it() -> None:
+    reply, requests = asyncio.run(call_with(lambda n: web.Response(status=599), ASYNC))
+    assert requests == 1
+    assert isinstance(reply, str)
+    assert reply.endswith("/fn failed after 1 attempt(s): timed out (call timeout exhausted)")
+
+
 def test_a_last_attempt_cut_short_by_the_budget_names_the_failure_before_it() -> None:
     def down_then_slow(n: int) -> web.Response:  # 599: slower than the budget (call_with)
         return web.Response(status=500, text="down for now") if n == 1 else web.Response(status=599)
@@ -275,6 +283,22 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("not within 3 s")
 
 
+def test_okhttp_retries_back_off_from_10_ms_doubling() -> None:
+    url = f"http://127.0.0.1:{free_port()}/fn"  # nobody listens: every attempt fails at once
+    endpoint = parse_module(OKHTTP.replace("URL", url)).endpoints[0]
+
+    async def scenario() -> CallFailedError:
+        async with HttpTransport() as transport:
+            with pytest.raises(CallFailedError) as failed:
+                await transport.call(endpoint, "a/b", b"")
+        return failed.value
+
+    error = asyncio.run(scenario())
+    # 10 + 20 + ... + 320 ms between the first 7 attempts; the 8th gets what is left of 1 s
+    # (fewer on a busy machine, where each attempt takes longer: never more)
+    assert 3 <= error.attempts <= 8
+
+
 @pytest.mark.parametrize("unix", [False, True], ids=["tcp", "unix socket"])
 def test_calls_share_a_connection_until_the_transport_closes_which_a_call_reopens(
     tmp_path: Path, unix: bool
@@ -300,6 +324,50 @@ def test_calls_share_a_connection_until_the_transport_closes_which_a_call_reopen
             await until(connections[2].is_closing)  # leaving the transport closes it
 
     asyncio.run(scenario())
+
+
+def test_a_call_sends_the_runtimes_request_headers() -> None:
+    """protocol §1: the headers of the runtime's default transport."""
+    seen: list[dict[str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(dict(request.headers))
+        return ok()
+
+    async def scenario() -> None:
+        async with serving(handle) as url, HttpTransport() as transport:
+            for yaml in (ASYNC, OKHTTP):
+                endpoint = parse_module(yaml.replace("URL", f"{url}/fn")).endpoints[0]
+                assert await transport.call(endpoint, "a/b", b"body") == GOOD
+
+    asyncio.run(scenario())
+    assert len(seen) == 2
+    for headers in seen:
+        assert headers["Content-Type"] == "application/octet-stream"
+        assert headers["Accept"] == "application/octet-stream"
+        assert headers["Accept-Encoding"] == "gzip,deflate"
+        assert headers["User-Agent"] == "statefun"
+        assert headers["Content-Length"] == "4"
+
+
+def test_okhttp_transport_shares_its_connections_between_function_types() -> None:
+    peers: list[object] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        return ok()
+
+    async def scenario() -> None:
+        async with serving(handle) as url, HttpTransport() as transport:
+            endpoint = parse_module(OKHTTP.replace("URL", f"{url}/fn")).endpoints[0]
+            for function_type in ("a/b", "a/c", "a/b"):
+                assert await transport.call(endpoint, function_type, b"") == GOOD
+
+    asyncio.run(scenario())
+    assert len(peers) == 3 and peers[0] is not None
+    assert peers[0] == peers[1] == peers[2]  # one kept-alive connection
 
 
 def test_a_reply_s_traceresponse_is_handed_back_when_asked_for_and_there_is_one() -> None:
@@ -346,6 +414,27 @@ def test_a_call_never_outlasts_its_budget() -> None:
 def test_the_async_transport_takes_octet_stream_in_any_case_as_the_runtime_does() -> None:
     """Netty's ``containsValue(CONTENT_TYPE, APPLICATION_OCTET_STREAM, ignoreCase=true)``."""
     assert asyncio.run(call_with(lambda n: shouting(), ASYNC)) == (GOOD, 1)
+
+
+def two_content_types(first: str, last: str) -> web.Response:
+    response = web.Response(body=GOOD_REPLY, headers={"Content-Type": first})
+    response.headers.add("Content-Type", last)
+    return response
+
+
+def test_the_async_transport_takes_octet_stream_among_comma_separated_values() -> None:
+    listed = web.Response(
+        body=GOOD_REPLY, headers={"Content-Type": "text/plain, application/octet-stream"}
+    )
+    assert asyncio.run(call_with(lambda n: listed, ASYNC)) == (GOOD, 1)
+
+
+def test_okhttp_transport_reads_the_last_content_type_header() -> None:
+    last = two_content_types("text/plain", "application/octet-stream")
+    assert asyncio.run(call_with(lambda n: last, OKHTTP)) == (GOOD, 1)
+    first = two_content_types("application/octet-stream", "text/plain")
+    reply, requests = asyncio.run(call_with(lambda n: first, OKHTTP))
+    assert isinstance(reply, str) and "Content-Type" in reply and requests == 1
 
 
 def shouting() -> web.Response:
@@ -406,6 +495,21 @@ def test_the_async_transport_holds_pool_size_connections_to_each_function_type()
     assert asyncio.run(overlapping(["a/b", "a/c"])) == (2, [])
 
 
+def test_closing_the_transport_closes_its_sessions() -> None:
+    async def scenario() -> None:
+        async with serving(lambda request: asyncio.sleep(0, ok())) as url:
+            endpoint = parse_module(ASYNC.replace("URL", f"{url}/fn")).endpoints[0]
+            transport = HttpTransport()
+            assert await transport.call(endpoint, "a/b", b"") == GOOD
+            await transport.close()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(scenario())
+        gc.collect()
+    assert not [w for w in caught if "Unclosed" in str(w.message)]
+
+
 def test_waiting_for_a_free_connection_counts_against_connect_and_is_retried() -> None:
     """A call that waits longer than ``connect`` for a connection of the pool fails that
     attempt (as the runtime's acquire timeout), and is retried within its ``call`` budget."""
@@ -438,6 +542,35 @@ def test_okhttp_transport_has_no_pool_limit() -> None:
         return most
 
     assert asyncio.run(scenario()) == 3
+
+
+def test_okhttp_transport_has_no_pool_limit_over_a_unix_socket_either(tmp_path: Path) -> None:
+    """More calls at once than aiohttp's default connection limit (100) all reach the server."""
+
+    async def scenario() -> int:
+        busy = most = 0
+        everyone = asyncio.Event()
+
+        async def handle(request: web.Request) -> web.Response:
+            nonlocal busy, most
+            busy += 1
+            most = max(most, busy)
+            if busy == 101:
+                everyone.set()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(everyone.wait(), 5)  # for ever when it is not a bug
+            busy -= 1
+            return ok()
+
+        socket = tmp_path / "fn.sock"
+        async with serving(handle, socket_path=socket) as url, HttpTransport() as transport:
+            yaml = OKHTTP.replace("URL", f"{url}/fn").replace("1s", "10s")
+            endpoint = parse_module(yaml).endpoints[0]
+            calls = (transport.call(endpoint, "a/b", b"") for _ in range(101))
+            assert await asyncio.gather(*calls) == [GOOD] * 101
+        return most
+
+    assert asyncio.run(scenario()) == 101
 
 
 def call_after_pauses(pool_ttl: str, pauses: tuple[float, ...]) -> list[object]:
