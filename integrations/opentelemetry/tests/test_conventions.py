@@ -25,6 +25,7 @@ from statefun_core.errors import (
     FunctionFailedError,
     FunctionNotFoundError,
     MalformedRequestError,
+    MethodNotAllowedError,
     RequestTooLargeError,
 )
 from statefun_core.plugins import make_plugin_manager
@@ -138,6 +139,17 @@ def test_each_invocation_links_to_its_messages_origin_and_the_reply_names_the_ba
     assert reply_headers == {TRACERESPONSE: f"00-{context.trace_id:032x}-{context.span_id:016x}-01"}
 
 
+def test_a_link_keeps_its_origins_sampled_flag(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    unsampled = f"00-{'c' * 32}-{'3' * 16}-00"
+    headers = {"traceparent": ORIGIN_A, ORIGINS: encode_origins([ORIGIN_A, unsampled])}
+    handler.handle_sync(wire.to_function(SYNC, "ann", ["1", "2"]), headers)
+    _, invocations = spans(exporter, SYNC)
+    links = [(s.links[0].context.span_id, s.links[0].context.trace_flags) for s in invocations]
+    assert links == [(int("1" * 16, 16), 1), (int("3" * 16, 16), 0)]
+
+
 def test_error_type_is_the_exceptions_qualified_name(
     handler: RequestReplyHandler, exporter: InMemorySpanExporter
 ) -> None:
@@ -177,6 +189,66 @@ def test_a_request_the_handler_rejects_has_a_span(
     assert span.status.status_code is StatusCode.UNSET  # a 4xx is the client's error
     if status == 404:
         assert attributes["messaging.destination.name"] == "example/unknown"
+
+
+def test_another_error_before_a_batch_is_a_500_span_with_status_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    # as an integration reports a request that failed before the handler parsed it
+    plugins.hook.statefun_request_failed(
+        error=ConnectionResetError("peer left"), batch=None, headers={"traceparent": TRACEPARENT}
+    )
+    (span,) = exporter.get_finished_spans()
+    assert (span.name, span.kind) == ("statefun", SpanKind.SERVER)
+    assert dict(span.attributes or {}) == {
+        "error.type": "ConnectionResetError",
+        "http.response.status_code": 500,
+        "http.request.method": "POST",
+        "statefun.outcome": "rejected",
+    }
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "ConnectionResetError: peer left"
+
+
+@pytest.mark.parametrize(
+    ("method", "attribute"),
+    [
+        *[(m, m) for m in ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "PUT", "TRACE")],
+        ("get", "_OTHER"),  # the conventions' methods are case-sensitive
+        ("QUERY", "_OTHER"),
+    ],
+)
+def test_a_405_span_names_the_method_by_the_http_conventions(
+    provider: TracerProvider, exporter: InMemorySpanExporter, method: str, attribute: str
+) -> None:
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    error = MethodNotAllowedError(method=method)
+    plugins.hook.statefun_request_failed(error=error, batch=None, headers={"x": "y"})
+    (span,) = exporter.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["http.response.status_code"] == 405
+    assert attributes["http.request.method"] == attribute
+    if attribute == "_OTHER":
+        assert attributes["http.request.method_original"] == method
+    else:
+        assert "http.request.method_original" not in attributes
+    assert span.status.status_code is StatusCode.UNSET  # a 4xx on a SERVER span
+
+
+def test_a_rejected_request_without_headers_is_a_consumer_span_with_status_error(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    with pytest.raises(MalformedRequestError):
+        handler.handle_sync(b"\xff\xff not protobuf")
+    (span,) = exporter.get_finished_spans()
+    assert (span.name, span.kind) == ("statefun", SpanKind.CONSUMER)
+    assert span.status.status_code is StatusCode.ERROR  # no HTTP request: no 4xx exemption
+    assert (span.attributes or {})["http.response.status_code"] == 400
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import baggage, trace
 from opentelemetry.propagators.textmap import TextMapPropagator, default_getter, default_setter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -15,6 +15,7 @@ from statefun_opentelemetry import SCRATCH_KEY, OpenTelemetryPlugin
 
 from statefun_core import (
     Context,
+    DeadLetterEgress,
     IntType,
     Message,
     RequestReplyHandler,
@@ -196,6 +197,93 @@ def test_an_injected_propagator_reads_the_headers(
     )
     batch, _ = batch_and_invocations(exporter, GREETER)
     assert format(batch.context.trace_id, "032x") == TRACE_ID
+
+
+def test_an_invocation_sent_by_a_function_names_its_caller(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    body = wire.to_function(GREETER, "ann", ["ann"], SEEN_2, caller=("example/sender", "bob"))
+    handler.handle_sync(body)
+    _, (invocation,) = batch_and_invocations(exporter, GREETER)
+    attributes = dict(invocation.attributes or {})
+    assert attributes["statefun.caller.type"] == "example/sender"
+    assert attributes["statefun.caller.id"] == "bob"
+
+
+def test_a_propagator_may_list_the_headers_whatever_their_mapping(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    seen: list[object] = []
+
+    class Prefixed(TextMapPropagator):
+        """Baggage from every ``x-ctx-<key>`` header: it needs the getter's ``keys``."""
+
+        def extract(self, carrier, context=None, getter=default_getter):  # type: ignore[no-untyped-def]
+            for key in getter.keys(carrier):
+                if key.lower().startswith("x-ctx-"):
+                    value = getter.get(carrier, key)[0]
+                    context = baggage.set_baggage(key.lower()[6:], value, context)
+            return context
+
+        def inject(self, carrier, context=None, setter=default_setter):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+        @property
+        def fields(self) -> set[str]:
+            return set()
+
+    functions = StatefulFunctions()
+
+    @functions.bind("example/reads")
+    def reads(context: Context, message: Message) -> None:
+        seen.append(baggage.get_baggage("tenant"))
+
+    plugin = OpenTelemetryPlugin(tracer_provider=provider, propagator=Prefixed())
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([plugin], load_entrypoints=False)
+    )
+    handler.handle_sync(wire.to_function("example/reads", "ann", ["x"]), {"X-Ctx-Tenant": "acme"})
+    assert seen == ["acme"]
+
+
+def test_a_dead_lettered_invocation_says_so_on_its_span_and_the_batch_counts_it(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    functions = StatefulFunctions()
+    poison = "example/poison"
+
+    @functions.bind(
+        poison, final_errors=(KeyError,), dead_letters=DeadLetterEgress("example/dead", "dead")
+    )
+    def fragile(context: Context, message: Message) -> None:
+        if message.as_string() == "bad":
+            raise KeyError("bad")
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    handler = RequestReplyHandler(functions, plugins=plugins)
+    handler.handle_sync(wire.to_function(poison, "ann", ["ok", "bad", "ok"]))
+
+    batch, (first, dead, last) = batch_and_invocations(exporter, poison)
+    assert (batch.attributes or {})["statefun.outcome"] == "ok"
+    assert (batch.attributes or {})["statefun.dead_letters"] == 1
+    assert batch.status.status_code is StatusCode.UNSET
+    for span in (first, last):
+        assert (span.attributes or {})["statefun.outcome"] == "ok"
+        assert "statefun.dead_lettered" not in (span.attributes or {})
+    attributes = dict(dead.attributes or {})
+    assert attributes["statefun.outcome"] == "dead_lettered"
+    assert attributes["statefun.dead_lettered"] is True
+    assert attributes["error.type"] == "KeyError"
+    assert dead.status.status_code is StatusCode.ERROR
+    letter, exception = dead.events
+    assert letter.name == "statefun.dead_letter"
+    assert dict(letter.attributes or {}) == {
+        "exception.type": "builtins.KeyError",
+        "exception.message": "'bad'",
+    }
+    assert exception.name == "exception"
 
 
 def test_a_raising_function_records_the_exception_and_status_error(
