@@ -351,6 +351,25 @@ def test_a_call_sends_the_runtimes_request_headers() -> None:
         assert headers["Content-Length"] == "4"
 
 
+def test_a_call_sends_the_headers_it_is_given_and_its_body() -> None:
+    seen: list[tuple[Optional[str], bytes]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("traceparent"), await request.read()))
+        return ok()
+
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def scenario() -> None:
+        async with serving(handle) as url, HttpTransport() as transport:
+            endpoint = parse_module(ASYNC.replace("URL", f"{url}/fn")).endpoints[0]
+            await transport.call(endpoint, "a/b", b"batch", {"traceparent": traceparent})
+            await transport.call(endpoint, "a/b", b"", {})
+
+    asyncio.run(scenario())
+    assert seen == [(traceparent, b"batch"), (None, b"")]
+
+
 def test_okhttp_transport_shares_its_connections_between_function_types() -> None:
     peers: list[object] = []
 
