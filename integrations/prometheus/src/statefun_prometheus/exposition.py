@@ -6,13 +6,7 @@ import gzip
 import os
 from typing import Mapping, Optional
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.exposition import choose_encoder
 
 from statefun_core.plugins import EndpointResponse, header
@@ -38,9 +32,10 @@ def _registry(registry: Optional[CollectorRegistry]) -> CollectorRegistry:
 
 def metrics_response(registry: Optional[CollectorRegistry] = None) -> tuple[bytes, str]:
     """``(body, content_type)`` of the Prometheus text exposition of ``registry`` (default: the
-    default registry), or of the multiprocess directory's metrics when it is set, as
-    :func:`metrics_endpoint` answers."""
-    return generate_latest(_registry(registry)), CONTENT_TYPE_LATEST
+    default registry), or of the multiprocess directory's metrics when it is set: what
+    :func:`metrics_endpoint` answers a request that asks for no format."""
+    response = metrics_endpoint({}, registry)
+    return response.body, response.headers["Content-Type"]
 
 
 def metrics_endpoint(
