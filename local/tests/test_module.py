@@ -414,12 +414,23 @@ spec:
   consumerGroupId: g
   startupPosition: {type: date, date: '2999-01-01 00:00:00.000 Z'}
   topics: [{topic: t, valueType: io.statefun.types/string, targets: [com.example/f]}]
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: com.example/in4
+  address: b:9092
+  consumerGroupId: g
+  startupPosition: {type: date, date: '1969-12-31 23:59:59.999 Z'}
+  topics: [{topic: t, valueType: io.statefun.types/string, targets: [com.example/f]}]
 """)
     assert any("spec.startupPosition.date: must be a date like" in p for p in found), found
     assert any("offsets[0]: must be 'topic/partition: offset'" in p for p in found), found
     # FlinkKafkaConsumer refuses it ("Startup time ... must be before current time"): the
     # runtime's job does not start
     assert any("spec.startupPosition.date: is still to come" in p for p in found), found
+    # and one before 1970 ("The provided value for the startup offsets timestamp is
+    # invalid"); Kafka would take its -1 ms for the end of each partition
+    assert any("spec.startupPosition.date: is before 1970" in p for p in found), found
 
 
 @pytest.mark.parametrize(

@@ -783,9 +783,14 @@ def _parse_kafka_ingress(module: Module, spec: dict[str, Any], doc: _Document) -
     if position == "date":
         date_ms = doc.get(startup, "spec.startupPosition", "date", _startup_date, default=0,
                           required=True)  # fmt: skip
-        if date_ms > time.time() * 1000:  # FlinkKafkaConsumer refuses it: the job fails
+        # FlinkKafkaConsumer refuses both: the job fails (and Kafka would read -1 ms, -2 ms
+        # as the end, the start of a partition)
+        if date_ms > time.time() * 1000:
             doc.problem("spec.startupPosition.date", "is still to come: the runtime's Kafka "
                         "consumer starts only from a date before now")  # fmt: skip
+        elif date_ms < 0:
+            doc.problem("spec.startupPosition.date", "is before 1970: the runtime's Kafka "
+                        "consumer starts only from 1970-01-01 00:00:00 Z on")  # fmt: skip
     routes = _parse_routes(doc, spec, "topics", "topic")
     if ingress_id:
         kafka = StartupPosition(position, offsets, date_ms, reset)
