@@ -86,19 +86,25 @@ def _multi_valued(event: Mapping[str, Any]) -> bool:
     return "headers" not in event and "multiValueHeaders" in event
 
 
-def _method(event: Mapping[str, Any]) -> str:
+def _method(event: Any) -> str:
     """The request's method; a ``ValueError`` saying so for an event of no HTTP gateway (the
-    Lambda console's test event, a queue's records)."""
-    if event.get("version") == "2.0":  # HTTP API 2.0 and function URLs
-        method = (event.get("requestContext") or {}).get("http", {}).get("method")
+    Lambda console's test event, a queue's records, any JSON value invoked directly)."""
+    if not isinstance(event, Mapping):
+        method = None
+    elif event.get("version") == "2.0":  # HTTP API 2.0 and function URLs
+        method = ((event.get("requestContext") or {}).get("http") or {}).get("method")
     else:  # REST API, HTTP API 1.0
         method = event.get("httpMethod")
     if not isinstance(method, str):
+        if isinstance(event, Mapping):
+            what = f"its keys: {', '.join(sorted(map(str, event))) or 'none'}"
+        else:
+            what = f"it is a {type(event).__name__}, not an object"
         raise ValueError(
             "LambdaHandler serves the events of API Gateway HTTP and REST APIs, function URLs and "
             "Application Load Balancers, "
             "with requestContext.http.method (payload 2.0) or httpMethod (1.0); this event has "
-            f"neither (its keys: {', '.join(sorted(map(str, event))) or 'none'})"
+            f"neither ({what})"
         )
     return method
 

@@ -272,13 +272,23 @@ def test_a_load_balancer_with_multi_value_headers_gets_its_reply_headers_so() ->
         {"key1": "value1", "key2": "value2", "key3": "value3"},  # the Lambda console's test event
         {"Records": [{"eventSource": "aws:sqs", "body": "Ann"}]},
         {"version": "2.0", "rawPath": "/"},
+        {"version": "2.0", "requestContext": {"http": None}},
     ],
-    ids=["console-test", "sqs", "no-request-context"],
+    ids=["console-test", "sqs", "no-request-context", "null-http"],
 )
 def test_an_event_of_no_http_gateway_is_an_error_that_says_so(
     statefun: LambdaHandler, shaped: dict[str, Any]
 ) -> None:
     with pytest.raises(ValueError, match=r"API Gateway.*function URLs.*httpMethod.*its keys: "):
+        statefun(shaped, None)
+
+
+@pytest.mark.parametrize("shaped", [[], "Ann", None], ids=["list", "string", "null"])
+def test_an_event_that_is_no_json_object_is_an_error_that_says_so(
+    statefun: LambdaHandler, shaped: Any
+) -> None:
+    """A direct invocation passes any JSON value (``aws lambda invoke --payload '[]'``)."""
+    with pytest.raises(ValueError, match=r"API Gateway.*httpMethod.*it is a \w+, not an object"):
         statefun(shaped, None)
 
 
