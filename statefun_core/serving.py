@@ -40,8 +40,9 @@ def _not_found(path: str) -> Answer:
     """A 404 naming the path below the application's root that it saw: a request that
     reaches the application at the wrong path (a framework route where a mount was meant, a
     ``root_path`` given twice) shows where it landed."""
-    logger.info("statefun: nothing is served at %r below the application's root", path)
-    text = f"Not Found: nothing is served at {path!r} below this application's root"
+    shown = repr(path if len(path) <= 100 else path[:100] + "…")
+    logger.info("statefun: nothing is served at %s below the application's root", shown)
+    text = f"Not Found: nothing is served at {shown} below this application's root"
     return Answer(404, _TEXT_HEADERS, text.encode())
 
 

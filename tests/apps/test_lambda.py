@@ -205,7 +205,7 @@ def test_a_body_as_text_is_400_naming_binary_media_types(
     assert recorder.failures == [(MalformedRequestError, 400, None)]
 
 
-def test_a_body_not_marked_base64_is_taken_as_text_not_decoded(statefun: LambdaHandler) -> None:
+def test_a_body_not_marked_base64_is_refused_not_taken_as_text(statefun: LambdaHandler) -> None:
     greet = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
     as_text = {**event("rest_api", greet), "isBase64Encoded": False}  # its base64, as text
     assert_error(call(statefun, as_text), 400)

@@ -195,6 +195,8 @@ def test_the_plugins_endpoints_and_reply_headers_head_and_other_paths() -> None:
     elsewhere = asgi(app, http("POST", "/elsewhere"), *chunks(GREET, 1024))
     assert elsewhere.status == 404
     assert b"nothing is served at '/elsewhere' below this application's root" in elsewhere.body
+    long = asgi(app, http("POST", "/" + "x" * 8000), *chunks(GREET, 1024)).body.decode()
+    assert long.endswith("xxx…' below this application's root") and len(long) < 200, long
     assert asgi(app, http(), *chunks(GREET, 1024)).headers["x-ping"] == "pong"
     without = StatefunASGI(served, endpoints=False)
     assert asgi(without, http("GET", "/ping"), *chunks(b"", 1)).status == 404

@@ -360,7 +360,8 @@ _released: set[str] = set()
 async def batched(context: Context, message: Message) -> None:
     """``{"n": n}``: reports ``n@<place in its batch>`` (``!`` if another invocation for this
     id was under way). ``"hold": id`` first waits until ``{"release": id}`` came, to another
-    id, then 1 s more (while the runtime buffers what comes for this id).
+    id, then 2 s more (while the runtime buffers what comes for this id: through its network
+    buffers, from another subtask, on a loaded machine).
 
     The place in the batch is how many records this batch sent before: one per invocation
     (``outbox`` is the batch's, kept by the context)."""
@@ -381,7 +382,7 @@ async def batched(context: Context, message: Message) -> None:
                     break
                 await asyncio.sleep(0.1)
             held = " after release" if command["hold"] in _released else " never released"
-            await asyncio.sleep(1)
+            await asyncio.sleep(2)
         context.send_egress(emit("batched", id, f"{command['n']}@{place}{overlap}{held}"))
     finally:
         _under_way[id] -= 1
