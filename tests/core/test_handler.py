@@ -506,6 +506,12 @@ def test_unknown_function(serve: Serve) -> None:
     assert "com.example.fns/nobody" in str(error.value)
 
 
+def test_a_handler_needs_functions() -> None:
+    """As the official SDK says it."""
+    with pytest.raises(ValueError, match=r"^functions must be provided\.$"):
+        RequestReplyHandler(None)  # type: ignore[arg-type]
+
+
 def test_request_size_limit() -> None:
     handler = RequestReplyHandler(
         greeter_functions(),
@@ -602,6 +608,23 @@ def test_handle_sync_runs_async_functions_that_really_suspend() -> None:
         )
     )
     assert IntType.serializer().deserialize(mutations(data)["n"].value) == 5
+
+
+def test_handle_sync_keeps_one_event_loop_per_thread_from_request_to_request() -> None:
+    """What a function keeps that is bound to its loop (a client's connections) still works
+    in the thread's next request."""
+    functions = StatefulFunctions()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    @functions.bind("ns/f")
+    async def f(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        loops.append(asyncio.get_running_loop())
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    for _ in range(2):
+        handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    assert loops[0] is loops[1] and not loops[0].is_closed()
 
 
 def test_the_event_loop_of_a_thread_is_closed_when_the_thread_ends() -> None:
@@ -717,6 +740,35 @@ def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
 
     assert asyncio.run(main())
     assert observer.failed == [(asyncio.CancelledError, asyncio.CancelledError)]
+
+
+def test_another_error_raised_while_the_request_is_cancelled_is_the_functions_failure() -> None:
+    """Only the ``CancelledError`` is the request's: a function whose clean-up raises
+    something else while its request is cancelled has failed."""
+    functions = StatefulFunctions()
+    started: list[asyncio.Event] = []
+
+    @functions.bind("ns/waits")
+    async def waits(context: Context, message: Message) -> None:
+        started[0].set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ValueError("clean-up failed") from None
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+
+    async def main() -> None:
+        started.append(asyncio.Event())
+        request = to_function("ns/waits", "1", [typed_value(IntType, 1)])
+        task = asyncio.ensure_future(handler.handle_async(request))
+        await started[0].wait()
+        task.cancel()
+        with pytest.raises(FunctionFailedError) as failure:
+            await task
+        assert isinstance(failure.value.__cause__, ValueError)
+
+    asyncio.run(main())
 
 
 class FailureObserver:
