@@ -372,16 +372,19 @@ def test_context_rejects_invalid_sends() -> None:
     from statefun_core.context import InvocationContext
 
     ctx = InvocationContext(None, None)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"send\(\) takes a Message, got str"):
         ctx.send("not a message")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match=r"send_after\(\) takes a Message, got str"):
+        ctx.send_after(timedelta(seconds=1), "not a message")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs a non-negative duration"):
         ctx.send_after(timedelta(seconds=-1), message_builder("ns/f", "1", int_value=1))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs a non-empty cancellation token"):
         ctx.cancel_delayed_message("")
     with pytest.raises(TypeError, match="takes a str token, got NoneType"):
         ctx.cancel_delayed_message(None)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"send_egress\(\) takes an EgressMessage, got Message"):
         ctx.send_egress(message_builder("ns/f", "1", int_value=1))  # type: ignore[arg-type]
+    assert ctx.outbox == []  # nothing refused was sent
 
 
 def test_a_context_made_directly_answers_for_its_target_with_an_empty_outbox() -> None:

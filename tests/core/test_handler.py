@@ -190,10 +190,16 @@ def test_caller_is_present_for_function_messages_and_absent_for_ingress(serve: S
     handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("/", "")))
     # protocol §4.1: only an all-empty caller is no caller
     handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("ns/g", "")))
+    handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("ns/", "")))
+    handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("/", "42")))
     assert callers[0].typename == "ns/g"
     assert (callers[0].namespace, callers[0].name, callers[0].id) == ("ns", "g", "42")
     assert callers[1:3] == [None, None]
-    assert (callers[3].typename, callers[3].id) == ("ns/g", "")
+    assert [(caller.typename, caller.id) for caller in callers[3:]] == [
+        ("ns/g", ""),
+        ("ns/", ""),
+        ("/", "42"),
+    ]
 
 
 def test_each_invocation_of_a_batch_sees_its_own_caller(serve: Serve) -> None:
@@ -875,16 +881,18 @@ def test_a_blocking_function_runs_in_a_copy_of_the_requests_context() -> None:
     assert seen == ["request a", "request b"]
 
 
-def test_an_interrupt_in_a_function_interrupts_the_server() -> None:
+def test_an_interrupt_in_a_function_interrupts_the_server(serve: Serve) -> None:
     functions = StatefulFunctions()
 
+    interrupt = KeyboardInterrupt()
+
     def interrupted(context: Context, message: Message) -> None:
-        raise KeyboardInterrupt
+        raise interrupt
 
     functions.register("ns/f", interrupted)
-    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
-    with pytest.raises(KeyboardInterrupt):
-        handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    with pytest.raises(KeyboardInterrupt) as raised:
+        serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    assert raised.value is interrupt and raised.value.__cause__ is None  # as it was raised
 
 
 CURRENT_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="none")
