@@ -242,6 +242,12 @@ def test_storage_attributes_name_the_function_when_unregistered() -> None:
             access()
 
 
+def test_a_storage_shows_its_function_and_state_names() -> None:
+    specs = {"a": (IntType, IntType.serializer()), "b": (StringType, StringType.serializer())}
+    assert repr(storage_class("ns/f", specs)()) == "<storage of ns/f: a, b>"
+    assert repr(storage_class("ns/g", {})()) == "<storage of ns/g: no state>"
+
+
 def test_setting_state_to_none_is_an_error() -> None:
     functions = StatefulFunctions()
 

@@ -261,6 +261,21 @@ def test_delayed_messages_and_cancellations_keep_their_order(serve: Serve) -> No
     assert not delayed[2].HasField("target")
 
 
+def test_a_delayed_message_with_a_none_token_has_no_token(serve: Serve) -> None:
+    """As the official SDK sends it: None is no token, the message cannot be cancelled."""
+    functions = StatefulFunctions()
+
+    def fn(ctx: Any, msg: Any) -> None:
+        later = message_builder("ns/timer", "t", str_value="ping")
+        ctx.send_after(timedelta(seconds=2), later, None)  # type: ignore[arg-type]
+
+    functions.register("ns/f", fn)
+    (delayed,) = invocation_result(
+        serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    ).delayed_invocations
+    assert (delayed.cancellation_token, delayed.delay_in_ms, delayed.target.id) == ("", 2000, "t")
+
+
 def test_egress_records(serve: Serve) -> None:
     functions = StatefulFunctions()
     doc = make_json_type("com.example/Doc")

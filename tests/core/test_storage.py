@@ -90,6 +90,8 @@ def test_a_read_returns_the_decoded_stored_value(
         (ValueSpec("n", LongType), -(2**63) - 1),
         (ValueSpec("n", IntType), "1"),
         (ValueSpec("s", StringType), 5),
+        (ValueSpec("x", DoubleType), "1.5"),
+        (ValueSpec("x", FloatType), "1.5"),
         (ValueSpec("doc", JSON), object()),
         (ValueSpec("address", ADDRESS), "not a message"),
     ],
