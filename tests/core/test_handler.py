@@ -191,6 +191,7 @@ def test_caller_is_present_for_function_messages_and_absent_for_ingress(serve: S
     # protocol §4.1: only an all-empty caller is no caller
     handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("ns/g", "")))
     handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("ns/", "")))
+    handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("/g", "")))
     handle(to_function("ns/f", "1", [typed_value(IntType, 1)], caller=("/", "42")))
     assert callers[0].typename == "ns/g"
     assert (callers[0].namespace, callers[0].name, callers[0].id) == ("ns", "g", "42")
@@ -198,6 +199,7 @@ def test_caller_is_present_for_function_messages_and_absent_for_ingress(serve: S
     assert [(caller.typename, caller.id) for caller in callers[3:]] == [
         ("ns/g", ""),
         ("ns/", ""),
+        ("/g", ""),
         ("/", "42"),
     ]
 
