@@ -299,12 +299,48 @@ def test_message_builder_rejects_bad_arguments() -> None:
         message_builder("ns/f", "id")
     with pytest.raises(TypeError):
         message_builder("ns/f", "id", int_value=1, str_value="x")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^value can not be missing$"):
         message_builder("ns/f", "id", int_value=None)
+    with pytest.raises(ValueError, match=r"^value can not be missing$"):
+        message_builder("ns/f", "id", value=None, value_type=IntType)
+    with pytest.raises(ValueError, match=r"^value can not be missing$"):
+        message_builder("ns/f", "id", value=None)
     with pytest.raises(ValueError, match=r"from string_value=: give one of int_value, "):
         message_builder("ns/f", "id", string_value="x")  # a keyword mistyped: named
     with pytest.raises(ValueError):
         message_builder("ns/f", "", int_value=1)
+
+
+def test_a_message_made_directly_needs_a_target_and_a_value() -> None:
+    """As the official SDK's ``Message`` says it."""
+    value = typed_value(IntType, 1)
+    for args, missing in [
+        (("", "1", value), "target_typename"),
+        (("ns/f", "", value), "target_id"),
+        (("ns/f", "1", None), "typed_value"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{missing} can not be missing$"):
+            Message(*args)
+
+
+def test_messages_show_their_target_and_value_type() -> None:
+    assert repr(message_builder("ns/f", "1", int_value=1)) == (
+        "Message(target=ns/f/1, type=io.statefun.types/int)"
+    )
+    made = Message("ns/f", "2", typed_value(StringType, "x"))
+    assert repr(made) == "Message(target=ns/f/2, type=io.statefun.types/string)"
+    # a value whose type the handler's plugins find when it is sent
+    assert repr(message_builder("ns/f", "3", value=object())) == "Message(target=ns/f/3, type=?)"
+    record = egress_message_builder("com.example/out", "x", StringType)
+    assert repr(record) == "EgressMessage(egress=com.example/out, type=io.statefun.types/string)"
+
+
+def test_a_built_message_cannot_tell_a_plain_class_from_a_type() -> None:
+    message = message_builder("ns/f", "1", int_value=1)
+    for read in (message.is_type, message.as_type):
+        with pytest.raises(TypeError, match="is not a StateFun Type, and this message has no"):
+            read(int)
+    assert message.is_type(IntType) and message.as_type(IntType) == 1
 
 
 def test_a_message_without_value() -> None:
@@ -321,7 +357,7 @@ def test_egress_builders() -> None:
     assert (record.typename, record.value_typename(), record.raw_value()) == (
         "com.example/out", "com.example/Doc", b'{"x": 1}',
     )  # fmt: skip
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^target typename is missing$"):
         egress_message_builder("", 1, IntType)
     with pytest.raises(ValueError):
         kafka_egress_message("e/k", "", "v")
@@ -329,7 +365,11 @@ def test_egress_builders() -> None:
         kafka_egress_message("e/k", "t", object())
     with pytest.raises(TypeError):
         kinesis_egress_message("e/k", "s", 1, "pk")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^Missing value$"):
+        kafka_egress_message("e/k", "t", None)
+    with pytest.raises(ValueError, match=r"^Missing value$"):
+        kinesis_egress_message("e/k", "s", None, "pk")
+    with pytest.raises(ValueError, match=r"^Missing partition key$"):
         kinesis_egress_message("e/k", "s", "v", None)  # type: ignore[arg-type]
 
 
