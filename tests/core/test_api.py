@@ -330,7 +330,10 @@ def test_messages_show_their_target_and_value_type() -> None:
     made = Message("ns/f", "2", typed_value(StringType, "x"))
     assert repr(made) == "Message(target=ns/f/2, type=io.statefun.types/string)"
     # a value whose type the handler's plugins find when it is sent
-    assert repr(message_builder("ns/f", "3", value=object())) == "Message(target=ns/f/3, type=?)"
+    deferred = message_builder("ns/f", "3", value=object())
+    assert repr(deferred) == "Message(target=ns/f/3, type=?)"
+    with pytest.raises(TypeError, match="found by the handler's plugins when sent"):
+        deferred.value_typename()
     record = egress_message_builder("com.example/out", "x", StringType)
     assert repr(record) == "EgressMessage(egress=com.example/out, type=io.statefun.types/string)"
 
@@ -348,6 +351,7 @@ def test_a_message_without_value() -> None:
 
     message = Message("ns/f", "1", protocol.TypedValue(typename="io.statefun.types/int"))
     assert message.raw_value() is None and message.as_int() is None
+    assert message.as_type(IntType) is None and message.is_int()
 
 
 def test_egress_builders() -> None:
