@@ -1004,6 +1004,18 @@ def test_a_limit_is_none_or_a_non_negative_int(value: Any) -> None:
     assert Limits(request_bytes=0, outgoing_per_batch=None).request_bytes == 0
 
 
+def test_a_handler_with_no_limits_serves_requests() -> None:
+    unlimited = Limits(
+        request_bytes=None, invocations_per_batch=None, state_value_bytes=None,
+        outgoing_per_batch=None,
+    )  # fmt: skip
+    handler = RequestReplyHandler(
+        greeter_functions(), plugins=make_plugin_manager(load_entrypoints=False), limits=unlimited
+    )
+    body = to_function(GREETER, "bob", [typed_value(StringType, "bob")], {"seen_count": None})
+    assert messages(handler.handle_sync(body))[0].target.id == "bob"
+
+
 def test_too_many_invocations_is_a_413_naming_the_limit() -> None:
     handler = limited(greeter_functions(), invocations_per_batch=3)
     body = to_function(GREETER, "a", [typed_value(StringType, "a")] * 4, {"seen_count": None})
