@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -80,11 +81,19 @@ def raw_request(
     port: int, head: bytes, body: bytes = b"", timeout: float = 30
 ) -> tuple[int, bytes]:
     """Send ``head`` (request line and headers, without the blank line) and ``body`` on a new
-    connection; return the final status and the raw response after the status line."""
+    connection; return the final status and the raw response after the status line.
+
+    The body is sent from another thread while the response is read, as an HTTP client does:
+    a server that answers early (413) and closes with the body unread resets the connection,
+    and a response still unread when the reset arrives is lost."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        # the server may answer (413) and close before it has read everything
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(head + b"\r\n\r\n" + body)
+
+        def send() -> None:
+            with contextlib.suppress(OSError):  # the server answered and closed: a broken pipe
+                sock.sendall(head + b"\r\n\r\n" + body)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
         chunks = []
         while True:
             try:
@@ -94,6 +103,7 @@ def raw_request(
             if not chunk:
                 break
             chunks.append(chunk)
+        sender.join(timeout)
     response = b"".join(chunks)
     while response.startswith(b"HTTP/1.1 100"):
         response = response.split(b"\r\n\r\n", 1)[1]
