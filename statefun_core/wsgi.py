@@ -36,6 +36,10 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _CHUNK = 1 << 16
+_UNTERMINATED = (
+    "the server passed a chunked body without marking its end (wsgi.input_terminated), so it "
+    "may not be read (PEP 3333): send its Content-Length, or serve under gunicorn or waitress"
+)
 
 
 class StatefunWSGI(Served):
@@ -84,6 +88,8 @@ class StatefunWSGI(Served):
                 body = read_terminated(stream, limit, "Limits.request_bytes")
             except StatefunError as error:  # unreadable (400) or over the limit (413)
                 return endpoint.rejected(error, headers)
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return endpoint.rejected(MalformedRequestError(_UNTERMINATED), headers)
         else:  # PEP 3333: without a length, the input may not be read
             body = b""
         return endpoint.handle_sync(body, headers)

@@ -339,6 +339,14 @@ def wsgi(
     return started[0], started[1], b"".join(result)
 
 
+def test_wsgi_refuses_a_chunked_body_the_server_does_not_mark_terminated(caplog: Any) -> None:
+    """PEP 3333 forbids reading it (hypercorn's WSGI passes it so): a 400 whose log line says
+    why, rather than the body taken as empty ('no invocation batch')."""
+    status, _, _ = wsgi(StatefunWSGI(handler()), body=GREET, HTTP_TRANSFER_ENCODING="chunked")
+    assert status.startswith("400")
+    assert "without marking its end (wsgi.input_terminated)" in caplog.text
+
+
 def test_wsgi_reads_a_terminated_body_without_a_length() -> None:
     status, headers, body = wsgi(
         StatefunWSGI(handler()), body=GREET, **{"wsgi.input_terminated": True}
