@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from string import Template
+from typing import Any
 
 import pytest
 import yaml
@@ -157,7 +159,7 @@ spec: {functions: a/b, urlPathTemplate: "http://x/"}
 kind: io.statefun.endpoints.v2/http
 spec: {functions: a/b, urlPathTemplate: "http://y/"}
 """))
-    assert any("3.0 'module:' format" in p for p in problems("module: {meta: {type: remote}}"))
+    assert any("3.0 format" in p for p in problems("module: {meta: {type: remote}}"))
     assert any("not valid YAML" in p for p in problems("kind: [unclosed"))
 
 
@@ -547,8 +549,8 @@ def test_more_values_the_runtime_refuses(text: str, field: str, says: str) -> No
         ("[kind, spec]", ["m.yaml: document 0: must be a mapping with 'kind' and 'spec'"]),
         ("spec: {}", ["m.yaml: document 0: kind: is required"]),
         ("module: {meta: {type: remote}}", [
-            "m.yaml: document 0: module: the StateFun 3.0 'module:' format is not supported; "
-            "use 'kind:'/'spec:' documents (StateFun 3.1+)"]),
+            'm.yaml: document 0: version: is required in the StateFun 3.0 format: version: "3.0"'
+        ]),
         ("kind: io.statefun.endpoints.v2/http\nspec: 5",
          ["m.yaml: document 0: spec: is required and must be a mapping"]),
         ("kind: io.statefun.kafka.v1/egress\nspec: {address: b:9092}",
@@ -832,3 +834,114 @@ def test_the_repository_s_modules_hold_nothing_the_runtime_ignores() -> None:
     warnings = {str(path): parse_module(Template(path.read_text()).substitute(values)).warnings
                 for path in files}  # fmt: skip
     assert warnings == {str(path): [] for path in files}
+
+
+#: The StateFun 3.0 docs' module, in their format (one document: version, module.meta,
+#: module.spec), and the same in kind/spec documents, as the runtime converts it
+#: (LegacyRemoteModuleV30).
+FORMAT_V30 = """
+version: "3.0"
+module:
+  meta:
+    type: remote
+  spec:
+    endpoints:
+      - endpoint:
+          meta:
+            kind: http
+          spec:
+            functions: example/*
+            urlPathTemplate: https://bar.foo.com/{function.name}
+    ingresses:
+      - ingress:
+          meta:
+            type: io.statefun.kafka/ingress
+            id: example/names
+          spec:
+            address: kafka-broker:9092
+            consumerGroupId: my-group-id
+            topics:
+              - topic: names
+                valueType: io.statefun.types/string
+                targets:
+                  - example/greeter
+    egresses:
+      - egress:
+          meta:
+            type: io.statefun.kafka/egress
+            id: example/greets
+          spec:
+            address: kafka-broker:9092
+            deliverySemantic:
+              type: exactly-once
+              transactionTimeoutMillis: 100000
+"""
+KIND_AND_SPEC = """
+kind: io.statefun.endpoints.v1/http
+spec:
+  functions: example/*
+  urlPathTemplate: https://bar.foo.com/{function.name}
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: example/names
+  address: kafka-broker:9092
+  consumerGroupId: my-group-id
+  topics:
+    - topic: names
+      valueType: io.statefun.types/string
+      targets:
+        - example/greeter
+---
+kind: io.statefun.kafka.v1/egress
+spec:
+  id: example/greets
+  address: kafka-broker:9092
+  deliverySemantic:
+    type: exactly-once
+    transactionTimeoutMillis: 100000
+"""
+
+
+def test_a_module_in_the_statefun_3_0_format_is_read_as_the_runtime_converts_it() -> None:
+    def placeless(module: Any) -> list[Any]:
+        """The module's parts without the places they were read at (which differ)."""
+        parts = [*module.endpoints, *module.ingresses.values(), *module.egresses.values()]
+        return [dataclasses.replace(part, **{
+            field.name: "" for field in dataclasses.fields(part)
+            if str(getattr(part, field.name)).startswith("m.yaml: ")}) for part in parts]
+
+    v30 = parse_module(FORMAT_V30, "m.yaml")
+    assert len(v30.endpoints) == len(v30.ingresses) == len(v30.egresses) == 1
+    assert v30.egresses["example/greets"].transaction_timeout_ms == 100000
+    assert placeless(v30) == placeless(parse_module(KIND_AND_SPEC, "m.yaml"))
+    assert v30.endpoints[0].source == (
+        "m.yaml: module.spec.endpoints[0].endpoint (io.statefun.endpoints.v1/http)")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('version: "3.0"', 'version: "3.1"'),
+         "m.yaml: version: '3.1' is no format version the runtime reads"),
+        (('version: "3.0"', 'version: "2.0"'),
+         "m.yaml: version: format 2.0 is no longer read; 3.0 is the oldest"),
+        (("type: remote", "type: embedded"),
+         "m.yaml: module.meta.type: must be remote, got 'embedded'"),
+        (("            id: example/greets\n", ""),
+         "m.yaml: module.spec.egresses[0].egress.meta.id: is required"),
+        (("            kind: http\n", ""),
+         "m.yaml: module.spec.endpoints[0].endpoint.meta.kind: is required"),
+        (("address: kafka-broker:9092\n            consumerGroupId", "consumerGroupId"),
+         "m.yaml: module.spec.ingresses[0].ingress (io.statefun.kafka.v1/ingress): "
+         "spec.address: is required"),
+    ],
+    ids=["version-3.1", "version-2.0", "not-remote", "no-egress-id", "no-kind", "in-a-spec"],
+)  # fmt: skip
+def test_each_problem_of_a_module_in_the_statefun_3_0_format_names_its_place(
+    change: tuple[str, str], expected: str
+) -> None:
+    old, new = change
+    assert old in FORMAT_V30
+    found = problems(FORMAT_V30.replace(old, new, 1))
+    assert any(problem.startswith(expected) for problem in found), found

@@ -472,16 +472,19 @@ def _parse_into(module: Module, text: str, filename: str, problems: list[str]) -
     except yaml.YAMLError as exc:
         problems.append(f"{filename}: not valid YAML: {exc}")
         return
-    for index, document in enumerate(documents):
+    located = [(f"{filename}: document {index}", document)
+               for index, document in enumerate(documents)]  # fmt: skip
+    if len(documents) == 1 and isinstance(documents[0], dict) and "version" in documents[0]:
+        located = _from_format_v30(documents[0], f"{filename}: ", problems)
+    for where, document in located:
         if document is None:
             continue  # an empty document, e.g. a leading or trailing '---'
-        doc = _Document(f"{filename}: document {index}", problems, Path(filename).parent)
+        doc = _Document(where, problems, Path(filename).parent)
         if not isinstance(document, dict):
             doc.problem("", "must be a mapping with 'kind' and 'spec'")
             continue
         if "module" in document and "kind" not in document:
-            doc.problem("module", "the StateFun 3.0 'module:' format is not supported; "
-                        "use 'kind:'/'spec:' documents (StateFun 3.1+)")
+            doc.problem("version", 'is required in the StateFun 3.0 format: version: "3.0"')
             continue
         kind = document.get("kind")
         spec = document.get("spec")
@@ -499,6 +502,73 @@ def _parse_into(module: Module, text: str, filename: str, problems: list[str]) -
         parser(module, spec, doc)
         module.warnings += [f"{doc.where}: {path}: not a key of this kind: ignored (a typo?)"
                             for path in doc.unread(spec, "spec")]  # fmt: skip
+
+
+#: The kinds of the StateFun 3.0 format, as the runtime converts them (any other is taken as is)
+_V30_KINDS = {
+    "http": ENDPOINTS_V1,
+    "io.statefun.kafka/ingress": KAFKA_INGRESS,
+    "io.statefun.kafka/egress": KAFKA_EGRESS,
+    "io.statefun.kinesis/ingress": KINESIS_INGRESS,
+    "io.statefun.kinesis/egress": KINESIS_EGRESS,
+}
+
+
+def _from_format_v30(
+    root: dict[str, Any], where: str, problems: list[str]
+) -> list[tuple[str, Any]]:
+    """The ``kind``/``spec`` documents of a module in the StateFun 3.0 format (one document
+    with ``version: "3.0"`` and ``module: {meta: {type: remote}, spec: ...}``), which the
+    runtime still reads (its ``LegacyRemoteModuleV30``) and converts so: each of
+    ``spec.endpoints``' ``endpoint``, ``spec.ingresses``' ``ingress`` and ``spec.egresses``'
+    ``egress`` is a document of its ``meta``'s kind (``type`` for the last two, whose
+    ``meta.id`` becomes the spec's ``id``) with its ``spec``."""
+    version = root["version"]
+    if version in ("1.0", "2.0"):
+        problems.append(f"{where}version: format {version} is no longer read; 3.0 is the oldest")
+        return []
+    if version != "3.0":
+        problems.append(f"{where}version: {version!r} is no format version the runtime reads "
+                        "(3.0, or 'kind'/'spec' documents without a version)")  # fmt: skip
+        return []
+    module = root.get("module")
+    module = module if isinstance(module, dict) else {}
+    meta = module.get("meta")
+    module_type = meta.get("type") if isinstance(meta, dict) else None
+    if not isinstance(module_type, str) or module_type.lower() != "remote":
+        problems.append(f"{where}module.meta.type: must be remote, got {module_type!r}")
+        return []
+    spec = module.get("spec")
+    if not isinstance(spec, dict):
+        problems.append(f"{where}module.spec: is required and must be a mapping")
+        return []
+    located: list[tuple[str, Any]] = []
+    for section, name, kind_key in (("endpoints", "endpoint", "kind"),
+                                    ("ingresses", "ingress", "type"),
+                                    ("egresses", "egress", "type")):  # fmt: skip
+        items = spec.get(section) or []
+        if not isinstance(items, list):
+            problems.append(f"{where}module.spec.{section}: must be a list")
+            continue
+        for index, item in enumerate(items):
+            path = f"module.spec.{section}[{index}].{name}"
+            component = item.get(name) if isinstance(item, dict) else None
+            meta = component.get("meta") if isinstance(component, dict) else None
+            kind = meta.get(kind_key) if isinstance(meta, dict) else None
+            if not isinstance(kind, str):
+                problems.append(f"{where}{path}.meta.{kind_key}: is required")
+                continue
+            assert isinstance(component, dict) and isinstance(meta, dict)
+            component_spec = component.get("spec")
+            if name != "endpoint":
+                if not isinstance(meta.get("id"), str):
+                    problems.append(f"{where}{path}.meta.id: is required")
+                    continue
+                if isinstance(component_spec, dict):
+                    component_spec = {**component_spec, "id": meta["id"]}
+            located.append((f"{where}{path}", {"kind": _V30_KINDS.get(kind, kind),
+                                               "spec": component_spec}))  # fmt: skip
+    return located
 
 
 def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> None:
@@ -911,8 +981,11 @@ def _parse_kafka_egress(module: Module, spec: dict[str, Any], doc: _Document) ->
     kind = doc.get(semantic, "spec.deliverySemantic", "type", semantics, default="at-least-once")
     timeout = 0.0
     if kind == "exactly-once":
-        # the producer's transaction.timeout.ms, a Kafka int the broker wants more than 0
-        timeout = doc.get(semantic, "spec.deliverySemantic", "transactionTimeout",
+        # the producer's transaction.timeout.ms, a Kafka int the broker wants more than 0; the
+        # runtime reads the deprecated transactionTimeoutMillis (a number of ms) first
+        deprecated = "transactionTimeoutMillis" in semantic
+        key = "transactionTimeoutMillis" if deprecated else "transactionTimeout"
+        timeout = doc.get(semantic, "spec.deliverySemantic", key,
                           _timeout("the runtime refuses it for exactly-once"), default=0.0,
                           required=True)  # fmt: skip
     if egress_id:
