@@ -44,18 +44,21 @@ def start_application(
     framework: str,
     workdir: Path,
     tls: Optional[Path] = None,
+    template: Path = kit.HERE / "module.yaml",
 ) -> kit.Application:
     """The e2e application on ``runtime_name``; on statefun-local too, so that every scenario
     is also the differential test: the same assertions hold on each runtime. With ``tls`` (see
-    kit.make_pki), the functions are served over mutual TLS."""
+    kit.make_pki), the functions are served over mutual TLS; ``template`` is its module.yaml."""
     prefix = f"{runtime_name}-{framework}-{uuid.uuid4().hex[:6]}-"
     if runtime_name == kit.LOCAL.name:
         app: kit.Application = kit.LocalApplication(
-            kafka, kit.LOCAL, framework, workdir, prefix, tls=tls
+            kafka, kit.LOCAL, framework, workdir, prefix, tls=tls, template=template
         )
     else:
         runtime = runtime_or_skip(runtime_name)
-        app = kit.Application(kafka, runtime, framework, workdir, prefix, tls=tls)
+        app = kit.Application(
+            kafka, runtime, framework, workdir, prefix, tls=tls, template=template
+        )
     try:
         app.start()
     except BaseException:
@@ -76,8 +79,9 @@ def running(
     framework: str,
     workdir: Path,
     tls: Optional[Path] = None,
+    template: Path = kit.HERE / "module.yaml",
 ) -> Iterator[kit.Application]:
-    app = start_application(kafka, runtime_name, framework, workdir, tls)
+    app = start_application(kafka, runtime_name, framework, workdir, tls, template)
     try:
         yield app
     finally:

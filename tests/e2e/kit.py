@@ -628,6 +628,8 @@ class Application:
     module: Optional[Path] = None
     #: a directory of make_pki's files: the functions served over mutual TLS
     tls: Optional[Path] = None
+    #: the module.yaml to fill in
+    template: Path = HERE / "module.yaml"
 
     def topic(self, name: str) -> str:
         return self.prefix + name
@@ -707,7 +709,8 @@ class Application:
         scheme = "http" if self.tls is None else "https"
         url = f"{scheme}://127.0.0.1:{self.functions_port}{function_path(self.framework)}"
         self.module = render_module(self.workdir, url, self.kafka.bootstrap, self.prefix,
-                                    sasl_kafka=self.kafka.sasl_bootstrap, tls=self.tls)  # fmt: skip
+                                    template=self.template, sasl_kafka=self.kafka.sasl_bootstrap,
+                                    tls=self.tls)  # fmt: skip
 
     def redeploy_functions(self, **settings: str) -> None:
         """Stop the function server and start it again at the same URL, with ``settings`` in
