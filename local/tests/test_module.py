@@ -924,6 +924,8 @@ def test_a_module_in_the_statefun_3_0_format_is_read_as_the_runtime_converts_it(
     [
         (('version: "3.0"', 'version: "3.1"'),
          "m.yaml: version: '3.1' is no format version the runtime reads"),
+        (('version: "3.0"', "version: 3.0"),
+         "m.yaml: version: must be a string, as in version: \"3.0\" (got 3.0)"),
         (('version: "3.0"', 'version: "2.0"'),
          "m.yaml: version: format 2.0 is no longer read; 3.0 is the oldest"),
         (("type: remote", "type: embedded"),
@@ -936,7 +938,8 @@ def test_a_module_in_the_statefun_3_0_format_is_read_as_the_runtime_converts_it(
          "m.yaml: module.spec.ingresses[0].ingress (io.statefun.kafka.v1/ingress): "
          "spec.address: is required"),
     ],
-    ids=["version-3.1", "version-2.0", "not-remote", "no-egress-id", "no-kind", "in-a-spec"],
+    ids=["version-3.1", "version-a-number", "version-2.0", "not-remote", "no-egress-id",
+         "no-kind", "in-a-spec"],
 )  # fmt: skip
 def test_each_problem_of_a_module_in_the_statefun_3_0_format_names_its_place(
     change: tuple[str, str], expected: str

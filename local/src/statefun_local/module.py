@@ -524,6 +524,9 @@ def _from_format_v30(
     ``egress`` is a document of its ``meta``'s kind (``type`` for the last two, whose
     ``meta.id`` becomes the spec's ``id``) with its ``spec``."""
     version = root["version"]
+    if not isinstance(version, str):
+        problems.append(f'{where}version: must be a string, as in version: "3.0" (got {version!r})')
+        return []
     if version in ("1.0", "2.0"):
         problems.append(f"{where}version: format {version} is no longer read; 3.0 is the oldest")
         return []
