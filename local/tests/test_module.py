@@ -919,6 +919,12 @@ def test_a_module_in_the_statefun_3_0_format_is_read_as_the_runtime_converts_it(
         "m.yaml: module.spec.endpoints[0].endpoint (io.statefun.endpoints.v1/http)")
 
 
+def test_a_module_in_the_statefun_3_0_format_is_read_only_alone_in_its_file() -> None:
+    found = problems(FORMAT_V30 + "---\n" + KIND_AND_SPEC.split("---")[0])
+    assert found == ["m.yaml: document 0: a module in the StateFun 3.0 format must be its file's "
+                     "only document"], found  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

@@ -484,7 +484,11 @@ def _parse_into(module: Module, text: str, filename: str, problems: list[str]) -
             doc.problem("", "must be a mapping with 'kind' and 'spec'")
             continue
         if "module" in document and "kind" not in document:
-            doc.problem("version", 'is required in the StateFun 3.0 format: version: "3.0"')
+            if "version" in document:  # read as the 3.0 format only when alone in its file
+                doc.problem("", "a module in the StateFun 3.0 format must be its file's only "
+                            "document")  # fmt: skip
+            else:
+                doc.problem("version", 'is required in the StateFun 3.0 format: version: "3.0"')
             continue
         kind = document.get("kind")
         spec = document.get("spec")
