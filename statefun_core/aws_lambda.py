@@ -44,15 +44,18 @@ class LambdaHandler(Served):
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         answer = self._answer(event)
+        response: dict[str, Any] = {"statusCode": answer.status}
         if _multi_valued(event):  # a load balancer reads only these when the event has them
-            headers: dict[str, Any] = {"multiValueHeaders": {k: [v] for k, v in answer.headers}}
+            response["multiValueHeaders"] = {name: [value] for name, value in answer.headers}
         else:
-            headers = {"headers": dict(answer.headers)}
+            response["headers"] = dict(answer.headers)
         if answer.status == 200:
-            body = base64.b64encode(answer.body).decode("ascii")
-            return {"statusCode": 200, **headers, "body": body, "isBase64Encoded": True}
-        text = answer.body.decode("utf-8")
-        return {"statusCode": answer.status, **headers, "body": text, "isBase64Encoded": False}
+            response["body"] = base64.b64encode(answer.body).decode("ascii")
+            response["isBase64Encoded"] = True
+        else:
+            response["body"] = answer.body.decode("utf-8")
+            response["isBase64Encoded"] = False
+        return response
 
     def _answer(self, event: Mapping[str, Any]) -> Answer:
         endpoint = self.endpoint
@@ -101,9 +104,9 @@ def _method(event: Any) -> str:
         else:
             what = f"it is a {type(event).__name__}, not an object"
         raise ValueError(
-            "LambdaHandler serves the events of API Gateway HTTP and REST APIs, function URLs and "
-            "Application Load Balancers, "
-            "with requestContext.http.method (payload 2.0) or httpMethod (1.0); this event has "
+            "LambdaHandler serves the events of API Gateway HTTP and REST APIs, function URLs "
+            "and Application Load Balancers, with requestContext.http.method (payload 2.0) or "
+            "httpMethod (1.0); this event has "
             f"neither ({what})"
         )
     return method

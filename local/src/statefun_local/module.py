@@ -538,10 +538,8 @@ def _from_format_v30(
         problems.append(f"{where}version: {version!r} is no format version the runtime reads "
                         "(3.0, or 'kind'/'spec' documents without a version)")  # fmt: skip
         return []
-    module = root.get("module")
-    module = module if isinstance(module, dict) else {}
-    meta = module.get("meta")
-    module_type = meta.get("type") if isinstance(meta, dict) else None
+    module = _mapping_or_empty(root.get("module"))
+    module_type = _mapping_or_empty(module.get("meta")).get("type")
     if not isinstance(module_type, str) or module_type.lower() != "remote":
         problems.append(f"{where}module.meta.type: must be remote, got {module_type!r}")
         return []
@@ -559,13 +557,12 @@ def _from_format_v30(
             continue
         for index, item in enumerate(items):
             path = f"module.spec.{section}[{index}].{name}"
-            component = item.get(name) if isinstance(item, dict) else None
-            meta = component.get("meta") if isinstance(component, dict) else None
-            kind = meta.get(kind_key) if isinstance(meta, dict) else None
+            component = _mapping_or_empty(_mapping_or_empty(item).get(name))
+            meta = _mapping_or_empty(component.get("meta"))
+            kind = meta.get(kind_key)
             if not isinstance(kind, str):
                 problems.append(f"{where}{path}.meta.{kind_key}: is required")
                 continue
-            assert isinstance(component, dict) and isinstance(meta, dict)
             component_spec = component.get("spec")
             if name != "endpoint":
                 if not isinstance(meta.get("id"), str):
@@ -576,6 +573,10 @@ def _from_format_v30(
             located.append((f"{where}{path}", {"kind": _V30_KINDS.get(kind, kind),
                                                "spec": component_spec}))  # fmt: skip
     return located
+
+
+def _mapping_or_empty(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _parse_endpoint_v2(module: Module, spec: dict[str, Any], doc: _Document) -> None:
