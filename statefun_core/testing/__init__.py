@@ -11,10 +11,11 @@ With pytest, the ``statefun_harness`` fixture makes one: ``statefun_harness(func
 To talk to an endpoint directly, :mod:`statefun_core.testing.wire` builds ``ToFunction``
 requests and reads ``FromFunction`` replies; to test an HTTP endpoint that serves functions,
 :mod:`statefun_core.testing.endpoint` runs its server and brings the standard test functions
-and recording plugins. See docs/testing.md.
+and recording plugins; :mod:`statefun_core.testing.aws_lambda` makes the events a Lambda
+function gets from each HTTP gateway. See docs/testing.md.
 """
 
-from . import endpoint, packaging, wire
+from . import aws_lambda, endpoint, packaging, wire
 from .harness import Harness, HarnessError
 from .records import (
     EgressOutput,
@@ -33,6 +34,7 @@ __all__ = [
     "KinesisRecord",
     "PendingMessage",
     "SentMessage",
+    "aws_lambda",
     "decode_egress",
     "endpoint",
     "packaging",

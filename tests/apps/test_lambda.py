@@ -1,12 +1,10 @@
 """The AWS Lambda handler against the events of each gateway, in the documented shapes
-(tests/apps/events): as written, and carrying real ``ToFunction`` bytes."""
+(statefun_core.testing.aws_lambda): as written, and carrying real ``ToFunction`` bytes."""
 
 from __future__ import annotations
 
 import base64
-import copy
 import json
-from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -16,6 +14,13 @@ from statefun_core.aws_lambda import LambdaHandler
 from statefun_core.errors import MalformedRequestError, MethodNotAllowedError, RequestTooLargeError
 from statefun_core.plugins import hookimpl
 from statefun_core.testing import wire
+from statefun_core.testing.aws_lambda import (
+    GATEWAYS,
+    LambdaResponse,
+    documented_event,
+    gateway_event,
+    invoke,
+)
 from statefun_core.testing.endpoint import (
     FAILING,
     GREETER,
@@ -28,40 +33,11 @@ from statefun_core.testing.endpoint import (
 
 from .served import load
 
-EVENTS = Path(__file__).parent / "events"
-#: Each documented event and whether it is payload format 2.0.
-PAYLOADS = {
-    "http_api_v2": True,
-    "http_api_v1": False,
-    "rest_api": False,
-    "function_url": True,
-    "alb": False,
-    "alb_multi_value": False,
-}
 LIMIT = 4096
 
 
-def documented(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
-    return event
-
-
 def event(name: str, body: Optional[bytes], method: str = "POST", **headers: str) -> dict[str, Any]:
-    """The documented event ``name`` with ``method``, ``body`` (base64) and ``headers`` put in."""
-    shaped = copy.deepcopy(documented(name))
-    if PAYLOADS[name]:
-        shaped["requestContext"]["http"]["method"] = method
-    else:
-        shaped["httpMethod"] = method
-        if "httpMethod" in shaped["requestContext"]:  # not in a load balancer's
-            shaped["requestContext"]["httpMethod"] = method
-    if "headers" in shaped:
-        shaped["headers"] = {**(shaped["headers"] or {}), **headers}
-    else:  # a load balancer's with multi-value headers on
-        shaped["multiValueHeaders"].update({name: [value] for name, value in headers.items()})
-    shaped["body"] = None if body is None else base64.b64encode(body).decode()
-    shaped["isBase64Encoded"] = body is not None
-    return shaped
+    return gateway_event(body, gateway=name, method=method, headers=headers)
 
 
 @pytest.fixture
@@ -110,7 +86,7 @@ def assert_error(response: dict[str, Any], status: int) -> str:
     return text
 
 
-@pytest.mark.parametrize("name", PAYLOADS)
+@pytest.mark.parametrize("name", GATEWAYS)
 def test_the_greeter_state_discovery_and_a_batch(statefun: LambdaHandler, name: str) -> None:
     greet = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 4})
     reply = reply_of(call(statefun, event(name, greet)))
@@ -129,7 +105,7 @@ def test_the_greeter_state_discovery_and_a_batch(statefun: LambdaHandler, name: 
     ]
 
 
-@pytest.mark.parametrize("name", PAYLOADS)
+@pytest.mark.parametrize("name", GATEWAYS)
 def test_every_error_status(statefun: LambdaHandler, name: str) -> None:
     unknown = wire.to_function("com.example.fns/nobody", "x", ["x"], NEW)
     assert_error(call(statefun, event(name, b"\xff\xff\xff")), 400)
@@ -141,7 +117,7 @@ def test_every_error_status(statefun: LambdaHandler, name: str) -> None:
     assert_error(call(statefun, not_base64), 400)
 
 
-@pytest.mark.parametrize("name", PAYLOADS)
+@pytest.mark.parametrize("name", GATEWAYS)
 def test_a_wrong_method_is_405_and_reaches_the_hooks(
     statefun: LambdaHandler, recorder: FailureRecorder, name: str
 ) -> None:
@@ -159,10 +135,10 @@ def test_the_hooks_see_refused_requests_with_their_headers(
     assert recorder.failures == [(RequestTooLargeError, 413, "r-2")]
 
 
-@pytest.mark.parametrize("name", PAYLOADS)
+@pytest.mark.parametrize("name", GATEWAYS)
 def test_each_documented_event_as_written(statefun: LambdaHandler, name: str) -> None:
     """The examples carry a text body (not a ToFunction: 400) or are a GET (405)."""
-    shaped = documented(name)
+    shaped = documented_event(name)
     expected = 405 if shaped.get("httpMethod") == "GET" else 400
     assert_error(call(statefun, shaped), expected)
 
@@ -183,7 +159,7 @@ class ServerTiming:
         batch.reply_headers["Server-Timing"] = "statefun"
 
 
-@pytest.mark.parametrize("name", PAYLOADS)
+@pytest.mark.parametrize("name", GATEWAYS)
 def test_the_reply_carries_the_headers_plugins_add(name: str) -> None:
     plugins = make_plugin_manager([ServerTiming()], load_entrypoints=False)
     statefun = LambdaHandler(RequestReplyHandler(make_functions(), plugins=plugins))
@@ -239,7 +215,7 @@ def test_the_hooks_get_the_event_headers_as_a_mapping_named_in_lower_case() -> N
     greet = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
     reply_of(call(statefun, event("rest_api", greet, **{"X-Request-Id": "r-3"})))
     ((count, headers),) = seen.seen
-    assert count == len(headers) == len(documented("rest_api")["headers"]) + 1
+    assert count == len(headers) == len(documented_event("rest_api")["headers"]) + 1
     assert headers["x-request-id"] == "r-3"
     assert headers["user-agent"].startswith("Mozilla/5.0")  # "User-Agent" in the event
 
@@ -292,17 +268,47 @@ def test_an_event_that_is_no_json_object_is_an_error_that_says_so(
         statefun(shaped, None)
 
 
-@pytest.mark.parametrize("name", PAYLOADS)
+@pytest.mark.parametrize("name", GATEWAYS)
 def test_the_plugins_endpoints_are_not_served(name: str) -> None:
     """docs/servers.md: every path is the function endpoint, ``/metrics`` too."""
     pytest.importorskip("statefun_prometheus")
     statefun = LambdaHandler(make_functions())  # the installed plugins
     assert statefun.handler.endpoint_for("GET", "/metrics") is not None
     shaped = event(name, None, "GET")
-    if PAYLOADS[name]:
+    if shaped.get("version") == "2.0":
         shaped["rawPath"] = shaped["requestContext"]["http"]["path"] = "/metrics"
     else:
         shaped["path"] = shaped["requestContext"]["path"] = "/metrics"
     response = call(statefun, shaped)
     assert_error(response, 405)
     assert headers_of(response)["Allow"] == "POST"
+
+
+@pytest.mark.parametrize("name", GATEWAYS)
+def test_invoke_reads_the_response_as_the_gateway_does(statefun: LambdaHandler, name: str) -> None:
+    greet = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 2})
+    response = invoke(statefun, event(name, greet))
+    assert isinstance(response, LambdaResponse)
+    assert response.status == 200
+    assert response.headers == {"Content-Type": "application/octet-stream"}
+    assert greetings(response.body) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
+
+    refused = invoke(statefun, event(name, b"", "PUT"))
+    assert (refused.status, refused.headers["Allow"]) == (405, "POST")
+    assert refused.body.startswith(b"Method Not Allowed")
+
+
+def test_a_gateway_event_carries_the_headers_where_its_gateway_puts_them() -> None:
+    """Payload 1.0 has each header in ``headers`` and ``multiValueHeaders``; 2.0 only the
+    first; a load balancer one or the other."""
+    for name in GATEWAYS:
+        shaped = gateway_event(b"\x01", gateway=name, headers={"X-Request-Id": "r-5"})
+        assert base64.b64decode(shaped["body"]) == b"\x01" and shaped["isBase64Encoded"]
+        if "headers" in shaped:
+            assert shaped["headers"]["X-Request-Id"] == "r-5"
+        if "multiValueHeaders" in shaped:
+            assert shaped["multiValueHeaders"]["X-Request-Id"] == ["r-5"]
+        assert "headers" in shaped or "multiValueHeaders" in shaped
+    assert "multiValueHeaders" in gateway_event(None, gateway="rest_api")
+    with pytest.raises(ValueError, match=r"'http_api'; there are: function_url, http_api_v2"):
+        gateway_event(None, gateway="http_api")
