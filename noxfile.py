@@ -335,7 +335,9 @@ def bench_flask_django(session: nox.Session) -> None:
 # --- plain ASGI and WSGI, the frameworks that mount them, AWS Lambda ------------------------
 
 APP_SERVERS = ["uvicorn", "hypercorn", "granian", "gunicorn", "waitress"]
-APP_FRAMEWORKS = ["fastapi", "starlette", "litestar", "quart", "falcon", "httpx"]
+APP_FRAMEWORKS = [
+    "fastapi", "starlette", "litestar", "quart", "falcon", "functions-framework", "httpx",
+]  # fmt: skip
 
 
 @nox.session(python=NEWEST, tags=["ci", "apps"])

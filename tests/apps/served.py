@@ -30,6 +30,7 @@ EXAMPLES = {
     "quart": "from quart import",
     "falcon": "import falcon\n",
     "lambda": "LambdaHandler(functions)",
+    "cloud_functions": "import functions_framework\n",
 }
 
 

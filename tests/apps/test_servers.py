@@ -67,10 +67,18 @@ def waitress(port: int) -> list[str]:
             APP]  # fmt: skip
 
 
+def functions_framework(port: int) -> list[str]:
+    """The Functions Framework's server (gunicorn, threads), as Cloud Run functions run it."""
+    return [sys.executable, "-m", "functions_framework", "--target", "statefun",
+            "--source", "tests/apps/cloud_function.py", "--host", "127.0.0.1",
+            "--port", str(port)]  # fmt: skip
+
+
 class Served(NamedTuple):
     app: str  # an example of docs/servers.md (tests/apps/served.py)
     server: Callable[[int], list[str]]
     path: str  # where the runtime posts
+    endpoints: bool = True  # the plugins' endpoints served beside it
 
     @property
     def prefix(self) -> str:
@@ -89,6 +97,7 @@ SERVED = {
     "falcon-gunicorn": Served("falcon", gunicorn, "/statefun"),
     "litestar-uvicorn": Served("litestar", uvicorn, "/statefun"),
     "quart-hypercorn": Served("quart", hypercorn, "/statefun"),
+    "cloud_functions": Served("cloud_functions", functions_framework, "/", endpoints=False),
 }
 
 
@@ -198,7 +207,7 @@ def test_a_chunked_body_over_the_limit_is_413(server: Server) -> None:
 def test_a_body_the_server_cannot_hand_over_whole_is_never_run(server: Server, broken: str) -> None:
     """Whatever the server makes of it (its own 400 or 500, no answer), never a 200; where
     the application reads the body itself (WSGI under gunicorn), its own 400."""
-    if server.name == "wsgi-gunicorn":
+    if server.name in ("wsgi-gunicorn", "cloud_functions"):
         check_broken_body_is_400(server.port, server.path, broken)
     else:
         status, _, text = post_raw(server.port, server.path, *BROKEN_BODIES[broken])
@@ -210,14 +219,21 @@ def test_the_plugins_reply_headers_are_sent(server: Server) -> None:
     check_reply_headers(server.port, server.path)
 
 
-def test_the_plugins_endpoints_are_served(server: Server) -> None:
+def test_the_plugins_endpoints_are_served_where_the_example_serves_them(server: Server) -> None:
     pytest.importorskip("statefun_slow_batches")
     pytest.importorskip("statefun_prometheus")
-    check_plugin_endpoints(server.port, server.prefix)
+    if SERVED[server.name].endpoints:
+        check_plugin_endpoints(server.port, server.prefix)
+    else:
+        for path in ("/metrics", "/slow-batches"):
+            status, _, text = request(server.port, f"{server.prefix}{path}", method="GET")
+            assert status == 404, text[:300]
 
 
 def test_the_plugins_endpoints_answer_head_and_405_any_other_method(server: Server) -> None:
     pytest.importorskip("statefun_slow_batches")
+    if not SERVED[server.name].endpoints:
+        pytest.skip(f"{server.name} serves no plugin endpoints")
     _, headers, _ = request(server.port, server.path, method="GET")  # the function endpoint's
     check_plugin_endpoints_answer_head(
         server.port, f"{server.prefix}/slow-batches", headers.get("Server", "")
