@@ -63,7 +63,8 @@ class StatefunWSGI(Served):
         answer = self._answer(environ)
         status = f"{answer.status} {HTTPStatus(answer.status).phrase}"
         start_response(status, [*answer.headers, ("Content-Length", str(len(answer.body)))])
-        return [] if environ["REQUEST_METHOD"] == "HEAD" else [answer.body]
+        # One item, empty for a HEAD: hypercorn starts the response with the first item.
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [answer.body]
 
     def _answer(self, environ: Environ) -> Answer:
         endpoint = self.endpoint

@@ -329,3 +329,16 @@ def test_waitress_reads_a_chunked_body_whole_unless_told_its_limit() -> None:
         within = wire.to_function(GREETER, "Bo", ["Bo"], {"seen_count": 1})
         status, _, reply = request(port, "/", within)
         assert status == 200 and greetings(reply)[0] == 2
+
+
+def test_hypercorn_answers_a_head_to_the_wsgi_app() -> None:
+    """hypercorn's WSGI support starts the response with the body's first item: a HEAD's
+    empty body is one empty item, not none (it answered 500)."""
+    pytest.importorskip("hypercorn")
+    port = free_port()
+    with running(hypercorn(port), port, cwd=ROOT, env={**os.environ, "SERVED_APP": "wsgi"}):
+        status, headers, body = request(port, "/", method="HEAD")
+        assert (status, headers["Allow"], body) == (405, "POST", b"")
+        if find_spec("statefun_prometheus"):
+            status, headers, body = request(port, "/metrics", method="HEAD")
+            assert (status, body) == (200, b"") and int(headers["Content-Length"]) > 0
