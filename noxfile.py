@@ -24,7 +24,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 # plain `nox`: every area's tests on every Python, protobuf and framework version it supports
 nox.options.sessions = [
-    "tests", "protobuf", "compat", "official", "deadletters", "lint", "typecheck",
+    "tests", "protobuf", "core_oldest", "compat", "compat_oldest", "official", "deadletters",
+    "lint", "typecheck",
     "plugin_prometheus", "plugin_opentelemetry", "plugin_pydantic", "plugin_msgpack",
     "aiohttp", "tornado", "flask", "django", "apps", "apps_oldest", "engine", "engine_oldest",
     "local", "local_oldest", "e2e", "hardening", "docs",
