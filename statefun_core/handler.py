@@ -330,14 +330,48 @@ class RequestReplyHandler:
         return find_endpoint(self.endpoints, method, path)
 
     def _endpoints(self) -> tuple[Endpoint, ...]:
+        """Each plugin's endpoints, asked one plugin at a time (in pluggy's order) so that a
+        broken answer, or a clash, names the plugins; mistakes fail here, not in a server."""
         endpoints: list[Endpoint] = []
-        for contributed in self.plugins.hook.statefun_endpoints(handler=self):
-            for endpoint in contributed or ():
-                if find_endpoint(endpoints, endpoint.method, endpoint.path) is not None:
+        owners: list[str] = []
+        for impl in reversed(self.plugins.hook.statefun_endpoints.get_hookimpls()):
+            plugin = plugin_label(impl)
+            try:
+                contributed = impl.function(*[{"handler": self}[name] for name in impl.argnames])
+            except Exception as error:
+                raise PluginError(
+                    f"statefun plugin {plugin!r} raised in statefun_endpoints: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            if contributed is None:
+                continue
+            wrong = (
+                [item for item in contributed if not isinstance(item, Endpoint)]
+                if isinstance(contributed, (list, tuple))
+                else [contributed]
+            )
+            if wrong:
+                raise PluginError(
+                    f"statefun plugin {plugin!r} returned {type(wrong[0]).__name__} from "
+                    "statefun_endpoints; expected a list of Endpoint(method, path, handle)"
+                )
+            for endpoint in contributed:
+                _check_endpoint(plugin, endpoint)
+                index = next(
+                    (
+                        i
+                        for i, known in enumerate(endpoints)
+                        if (known.method, known.path) == (endpoint.method, endpoint.path)
+                    ),
+                    None,
+                )
+                if index is not None:
                     raise PluginError(
-                        f"two plugins contribute the endpoint {endpoint.method} {endpoint.path}"
+                        f"two plugins contribute the endpoint {endpoint.method} {endpoint.path}:"
+                        f" by {owners[index]!r} and by {plugin!r}"
                     )
                 endpoints.append(endpoint)
+                owners.append(plugin)
         return tuple(endpoints)
 
     def _plan(self, function: StatefulFunction) -> _Plan:
@@ -789,6 +823,21 @@ class _ThreadLoop:
 
     def __del__(self) -> None:
         self.loop.close()
+
+
+def _check_endpoint(plugin: str, endpoint: Endpoint) -> None:
+    where = f"{endpoint.method} {endpoint.path}"
+    if not (
+        isinstance(endpoint.method, str) and endpoint.method.isalpha() and endpoint.method.isupper()
+    ):
+        raise PluginError(
+            f"statefun plugin {plugin!r} method {endpoint.method!r} of {where} is not an "
+            "upper-case HTTP method"
+        )
+    if not (isinstance(endpoint.path, str) and endpoint.path.startswith("/")):
+        raise PluginError(
+            f"statefun plugin {plugin!r} path {endpoint.path!r} of {where} does not start with '/'"
+        )
 
 
 def _interrupts(error: BaseException) -> bool:

@@ -116,7 +116,8 @@ def statefun_endpoints(handler: RequestReplyHandler) -> Sequence[Endpoint]:
     Return :class:`~statefun_core.plugins.Endpoint` objects: a method, a path from the root of
     the application and ``handle(headers) -> EndpointResponse(status, headers, body)``, with
     no web framework in sight. Every integration mounts ``handler.endpoints`` beside the
-    function endpoint. Two endpoints with one method and path are a ``PluginError``.
+    function endpoint. Two endpoints with one method and path are a ``PluginError``, and so
+    is a hook that raises or returns anything else (both name the plugin).
     """
     return ()
 

@@ -105,6 +105,46 @@ def test_two_plugins_with_one_endpoint_is_a_plugin_error() -> None:
         handler(Hello(), Hello())
 
 
+def test_two_plugins_with_one_endpoint_are_both_named() -> None:
+    class Other(Hello):
+        pass
+
+    with pytest.raises(PluginError, match="GET /hello: by 'Other' and by 'Hello'"):
+        handler(Hello(), Other())
+
+
+class Contributes:
+    def __init__(self, contributed: Any) -> None:
+        self.contributed = contributed
+
+    @hookimpl
+    def statefun_endpoints(self, handler: Any) -> Any:
+        if isinstance(self.contributed, Exception):
+            raise self.contributed
+        return self.contributed
+
+
+def ok(headers: Mapping[str, str]) -> EndpointResponse:
+    return EndpointResponse(200, {}, b"")
+
+
+@pytest.mark.parametrize(
+    ("contributed", "said"),
+    [
+        (RuntimeError("no config"), "raised in statefun_endpoints: RuntimeError: no config"),
+        (Endpoint("GET", "/x", ok), "returned Endpoint.*expected a list of Endpoint"),
+        ([("GET", "/x", ok)], "returned tuple.*expected a list of Endpoint"),
+        ([Endpoint("GET", "x", ok)], "path 'x' of GET x does not start with '/'"),
+        ([Endpoint("get", "/x", ok)], "method 'get' of get /x is not an upper-case HTTP method"),
+    ],
+)
+def test_a_broken_statefun_endpoints_fails_the_handler_build_naming_the_plugin(
+    contributed: Any, said: str
+) -> None:
+    with pytest.raises(PluginError, match=f"^statefun plugin 'Contributes' {said}"):
+        handler(Contributes(contributed))
+
+
 def test_health_is_off_by_default_and_on_with_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STATEFUN_HEALTH", raising=False)
     assert handler().endpoint_for("GET", "/health/live") is None
