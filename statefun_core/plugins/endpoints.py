@@ -43,13 +43,30 @@ class Endpoint:
     handle: Callable[[Mapping[str, str]], EndpointResponse]
 
     def respond(self, headers: Mapping[str, str]) -> EndpointResponse:
-        """``handle(headers)``; a 500 with a short text when it raises (logged, no traceback
-        to the caller)."""
+        """``handle(headers)``; a 500 with a short text when it raises or answers anything but
+        an ``EndpointResponse`` (logged, no traceback to the caller)."""
         try:
-            return self.handle(headers)
+            answer = self.handle(headers)
         except Exception:
             logger.exception("statefun endpoint %s %s failed", self.method, self.path)
             return _FAILED
+        if not _is_response(answer):
+            logger.error(
+                "statefun endpoint %s %s answered %r; expected EndpointResponse(status, "
+                "headers, body) with an int status and a bytes body",
+                self.method,
+                self.path,
+                answer if not isinstance(answer, tuple) else tuple(map(type, answer)),
+            )
+            return _FAILED
+        return EndpointResponse(*answer)
+
+
+def _is_response(answer: object) -> bool:
+    if not isinstance(answer, tuple) or len(answer) != 3:
+        return False
+    status, headers, body = answer
+    return isinstance(status, int) and isinstance(headers, Mapping) and isinstance(body, bytes)
 
 
 def header(headers: Mapping[str, str], name: str) -> Optional[str]:

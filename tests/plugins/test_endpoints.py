@@ -145,6 +145,22 @@ def test_a_broken_statefun_endpoints_fails_the_handler_build_naming_the_plugin(
         handler(Contributes(contributed))
 
 
+def test_an_endpoint_that_answers_no_response_is_a_logged_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for answer in (None, (200, {}, "text"), (200, b"body")):
+        endpoint = Endpoint("GET", "/x", lambda headers, answer=answer: answer)
+        caplog.clear()
+        assert endpoint.respond({}) == (
+            500,
+            {"Content-Type": "text/plain; charset=utf-8"},
+            b"endpoint failed",
+        )
+        assert "endpoint GET /x answered" in caplog.text
+    fine = Endpoint("GET", "/x", lambda headers: (200, {"A": "b"}, b"body"))
+    assert fine.respond({}) == (200, {"A": "b"}, b"body")
+
+
 def test_health_is_off_by_default_and_on_with_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STATEFUN_HEALTH", raising=False)
     assert handler().endpoint_for("GET", "/health/live") is None
