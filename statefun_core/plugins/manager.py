@@ -86,6 +86,7 @@ class StatefunPluginManager(pluggy.PluginManager):
         ignored) and its type hooks' errors raised as ``PluginError`` naming it. A hook
         implementation whose arguments the hook does not have is a ``PluginError`` too."""
         self.generation += 1
+        _check_marked(plugin, name)
         try:
             registered = super().register(plugin, name)
         except pluggy.PluginValidationError as error:
@@ -169,6 +170,23 @@ def _invalid(error: pluggy.PluginValidationError, name: Optional[str]) -> Plugin
     detail = str(error).replace(repr(str(id(plugin))), repr(label))
     detail = detail.replace(repr(plugin), repr(label))
     return PluginError(f"statefun plugin {label!r} is invalid: {detail}")
+
+
+_HOOK_NAMES = tuple(spec.__name__ for spec in hookspecs._all())
+
+
+def _check_marked(plugin: Any, name: Optional[str]) -> None:
+    """A function named after a hook but not marked ``@hookimpl`` would never be called (pluggy
+    skips it without a word): the plugin's author forgot the marker, or used another one."""
+    for hook in _HOOK_NAMES:
+        function = getattr(plugin, hook, None)
+        if callable(function) and getattr(function, f"{PROJECT}_impl", None) is None:
+            label = name if name and not name.isdigit() else _class_name(plugin)
+            raise PluginError(
+                f"statefun plugin {label!r} is invalid: {hook} is not marked "
+                "@hookimpl (from statefun_core.plugins import hookimpl), so it would never be "
+                "called"
+            )
 
 
 def _class_name(plugin: Any) -> str:

@@ -164,3 +164,27 @@ def test_a_plugin_with_a_hook_that_does_not_exist_is_named_by_its_class() -> Non
         "'Misspelt'"
     )
     assert " object at 0x" not in str(raised.value)
+
+
+def test_a_hook_function_not_marked_hookimpl_is_a_plugin_error() -> None:
+    import pluggy
+
+    class Unmarked:
+        def statefun_batch_finished(self, batch: object) -> None:
+            pass
+
+    class OtherMarker:
+        @pluggy.HookimplMarker("statefun_core")
+        def statefun_batch_finished(self, batch: object) -> None:
+            pass
+
+    for plugin in (Unmarked(), OtherMarker()):
+        with pytest.raises(
+            PluginError, match="statefun_batch_finished is not marked @hookimpl"
+        ) as raised:
+            make_plugin_manager([plugin], load_entrypoints=False)
+        assert type(plugin).__name__ in str(raised.value)
+    manager = make_plugin_manager(load_entrypoints=False)
+    with pytest.raises(PluginError, match="plugin 'late' is invalid"):
+        manager.register(Unmarked(), name="late")
+    assert manager.get_plugin("late") is None
