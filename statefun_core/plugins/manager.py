@@ -153,7 +153,8 @@ def make_plugin_manager(
             except Exception as error:
                 raise PluginError(
                     f"statefun plugin {entry_point.name!r} ({entry_point.value}) failed to "
-                    f"load: {error}"
+                    f"load: {type(error).__name__}: {error}; to start without it, set "
+                    f"{DISABLED_PLUGINS_ENV}={entry_point.name} or uninstall its package"
                 ) from error
     try:
         manager.check_pending()

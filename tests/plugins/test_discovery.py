@@ -155,8 +155,12 @@ def test_a_plugin_that_fails_to_import_is_named(site: Path) -> None:
     install_fake_distribution(
         site, "fake_broken", "broken = fake_broken", "raise ImportError('no such thing')\n"
     )
-    with pytest.raises(PluginError, match=r"'broken' \(fake_broken\) failed to load"):
+    with pytest.raises(PluginError, match=r"'broken' \(fake_broken\) failed to load") as raised:
         make_plugin_manager()
+    assert str(raised.value).endswith(
+        "failed to load: ImportError: no such thing; to start without it, set "
+        "STATEFUN_DISABLED_PLUGINS=broken or uninstall its package"
+    )
     assert make_plugin_manager(blocked=["broken"]).get_plugin("broken") is None
 
 
