@@ -26,16 +26,26 @@ class TypeRegistry:
         self._by_typename: dict[str, tuple[Type, str]] = {}
         self._factories: list[tuple[TypeFactory, str]] = []
 
-    def register(self, cls: type, tpe: Type, *, source: str = "user") -> None:
-        self._claim(tpe, source)
+    plugin: Optional[str] = None
+    """The plugin whose ``statefun_register_types`` is running, named in error messages (by
+    the name users block it by) beside the ``source`` it gives."""
+
+    def register(self, cls: type, tpe: Type, *, source: Optional[str] = None) -> None:
+        self._claim(tpe, self._source(source, "user"))
         self._by_class[cls] = tpe
 
     def add_factory(self, factory: TypeFactory, *, source: Optional[str] = None) -> None:
         """Ask ``factory`` for the classes nobody registered; ``source`` names it in error
         messages (its ``__qualname__`` if not given)."""
-        if source is None:
-            source = str(getattr(factory, "__qualname__", factory))
-        self._factories.append((factory, source))
+        fallback = str(getattr(factory, "__qualname__", factory))
+        self._factories.append((factory, self._source(source, fallback)))
+
+    def _source(self, source: Optional[str], fallback: str) -> str:
+        if self.plugin is None:
+            return fallback if source is None else source
+        if source is None or source == self.plugin:
+            return f"plugin {self.plugin!r}"
+        return f"{source} (plugin {self.plugin!r})"
 
     def _claim(self, tpe: Type, source: str) -> None:
         known = self._by_typename.get(tpe.typename)

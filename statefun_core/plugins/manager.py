@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Optional
 import pluggy
 
 from ..errors import PluginError
+from ..registry import TypeRegistry
 from . import hookspecs
 from .health import HEALTH_ENV, HEALTH_SHOW_FUNCTIONS_ENV, HealthEndpoints
 from .logcontext import LOG_CONTEXT_ENV, InvocationLogContext
@@ -222,8 +223,12 @@ def _guard(impl: Any, hook: str) -> None:
 
         impl.function = isolated
     elif hook in TYPE_HOOKS:
+        registry_at = impl.argnames.index("registry") if "registry" in impl.argnames else None
 
         def named(*args: Any) -> Any:
+            registry = None if registry_at is None else args[registry_at]
+            if isinstance(registry, TypeRegistry):
+                registry.plugin = plugin  # named in the registry's errors
             try:
                 return function(*args)
             except PluginError:
@@ -232,5 +237,8 @@ def _guard(impl: Any, hook: str) -> None:
                 raise PluginError(
                     f"statefun plugin {plugin!r} raised in {hook}: {type(error).__name__}: {error}"
                 ) from error
+            finally:
+                if isinstance(registry, TypeRegistry):
+                    registry.plugin = None
 
         impl.function = named

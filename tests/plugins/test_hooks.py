@@ -40,6 +40,7 @@ from statefun_core.errors import (
     UnknownTypeError,
 )
 from statefun_core.plugins import hookimpl, make_plugin_manager
+from statefun_core.registry import TypeRegistry
 from statefun_core.testing.wire import (
     from_function,
     invocation_result,
@@ -644,8 +645,35 @@ def test_a_typename_claimed_by_a_registered_type_and_a_class_hook_names_the_plug
     manager = make_plugin_manager([Registers(), Answers()], load_entrypoints=False)
     handler = RequestReplyHandler(StatefulFunctions(), plugins=manager)
     claimed = (
-        r"'test\.types/money' is claimed twice: by Registers and by statefun_type_for_class "
+        r"'test\.types/money' is claimed twice: by plugin 'Registers' and by "
+        r"statefun_type_for_class "
         rf"of Answers \(for {__name__}\.Money\)$"
     )
     with pytest.raises(PluginError, match=claimed):
         handler.types.for_class(Money)
+
+
+def test_a_typename_claimed_by_two_plugins_names_them_by_the_names_they_are_blocked_by() -> None:
+    class GivesSource:
+        @hookimpl
+        def statefun_register_types(self, registry: Any) -> None:
+            registry.register(Money, MONEY, source="statefun-money")
+
+    class GivesNone:
+        @hookimpl
+        def statefun_register_types(self, registry: Any) -> None:
+            registry.register(dict, make_json_type("test.types/money"))
+
+    manager = make_plugin_manager(load_entrypoints=False)
+    manager.register(GivesNone(), name="json-money")
+    manager.register(GivesSource(), name="money")
+    claimed = (
+        r"'test\.types/money' is claimed twice: by statefun-money \(plugin 'money'\) and by "
+        r"plugin 'json-money'$"
+    )
+    with pytest.raises(PluginError, match=claimed):
+        RequestReplyHandler(StatefulFunctions(), plugins=manager)
+    registry = TypeRegistry()
+    registry.register(Money, MONEY)
+    with pytest.raises(PluginError, match=r"by user and by user$"):  # not from a plugin
+        registry.register(dict, make_json_type("test.types/money"))
