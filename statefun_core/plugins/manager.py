@@ -124,8 +124,8 @@ def make_plugin_manager(
     """
     manager = StatefunPluginManager(PROJECT)
     manager.add_hookspecs(hookspecs)
-    names = set(blocked)
-    names.update(
+    names = [*blocked]
+    names.extend(
         n.strip() for n in os.environ.get(DISABLED_PLUGINS_ENV, "").split(",") if n.strip()
     )
     for name in names:

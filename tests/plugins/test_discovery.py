@@ -71,6 +71,13 @@ def test_statefun_disabled_plugins_blocks_by_name(monkeypatch: pytest.MonkeyPatc
     assert manager.is_blocked(EXAMPLE)
 
 
+def test_disabled_plugins_are_listed_in_the_order_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = ["h", "c", "a", "g", "b", "f", "e", "d"]  # a set's order would rarely be this one
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", ",".join([*names[4:], "h"]))
+    manager = make_plugin_manager(blocked=names[:4], load_entrypoints=False)
+    assert manager.disabled == names
+
+
 def test_a_state_of_a_disabled_type_plugin_fails_when_the_handler_is_built(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
