@@ -42,6 +42,8 @@ class LambdaHandler(Served):
     serves with is :attr:`handler`. An event of no HTTP gateway raises ``ValueError``.
     """
 
+    routes_paths = False
+
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         answer = self._answer(event)
         response: dict[str, Any] = {"statusCode": answer.status}

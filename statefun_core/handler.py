@@ -320,6 +320,7 @@ class RequestReplyHandler:
         self._hooked_generation = -1
         self._batch_events = False  # whether any hook needs a BatchEvent (see _hooks)
         self._loops = threading.local()
+        self._endpoint_plugins: list[str] = []  # the plugin of each endpoint, for messages
         self.endpoints = self._endpoints()
         """The HTTP endpoints the plugins contribute (``statefun_endpoints``), which every
         integration mounts beside the function endpoint."""
@@ -329,11 +330,24 @@ class RequestReplyHandler:
         what a server that routes by itself calls before answering 404."""
         return find_endpoint(self.endpoints, method, path)
 
+    def check_endpoints_clear_of(self, path: str) -> None:
+        """Raise ``PluginError`` naming the plugin if one of its endpoints is at ``path``, where
+        a server serves the functions (``/statefun``; ``/`` for an application that serves them
+        at its root): the function endpoint answers there, so the plugin's never would."""
+        for endpoint, plugin in zip(self.endpoints, self._endpoint_plugins):
+            if endpoint.path.rstrip("/") == path.rstrip("/"):
+                raise PluginError(
+                    f"statefun plugin {plugin!r} contributes the endpoint {endpoint.method} "
+                    f"{endpoint.path} where the functions are served ({path or '/'}), so it "
+                    "would never be answered: serve the functions, or the endpoint, at another "
+                    "path"
+                )
+
     def _endpoints(self) -> tuple[Endpoint, ...]:
         """Each plugin's endpoints, asked one plugin at a time (in pluggy's order) so that a
         broken answer, or a clash, names the plugins; mistakes fail here, not in a server."""
         endpoints: list[Endpoint] = []
-        owners: list[str] = []
+        owners = self._endpoint_plugins
         for impl in reversed(self.plugins.hook.statefun_endpoints.get_hookimpls()):
             plugin = plugin_label(impl)
             try:

@@ -165,6 +165,10 @@ class Served:
     """What the ASGI and WSGI applications and the Lambda handler are built from: the
     :class:`Endpoint` they answer with, and its :attr:`handler`."""
 
+    routes_paths = True
+    """Whether the paths below the root reach the plugins' endpoints (not for Lambda, where
+    every path is the function endpoint)."""
+
     def __init__(
         self,
         functions_or_handler: FunctionsOrHandler,
@@ -176,6 +180,8 @@ class Served:
         self.endpoint = Endpoint(
             functions_or_handler, executor=executor, plugins=plugins, endpoints=endpoints
         )
+        if endpoints and self.routes_paths:
+            self.handler.check_endpoints_clear_of("/")
 
     @property
     def handler(self) -> RequestReplyHandler:

@@ -161,6 +161,30 @@ def test_an_endpoint_that_answers_no_response_is_a_logged_500(
     assert fine.respond({}) == (200, {"A": "b"}, b"body")
 
 
+def test_an_endpoint_where_the_functions_are_served_is_a_plugin_error() -> None:
+    from statefun_core.asgi import StatefunASGI
+    from statefun_core.aws_lambda import LambdaHandler
+    from statefun_core.wsgi import StatefunWSGI
+
+    class AtRoot:
+        @hookimpl
+        def statefun_endpoints(self) -> list[Endpoint]:
+            return [Endpoint("GET", "/", ok)]
+
+    served = handler(AtRoot(), Hello())
+    served.check_endpoints_clear_of("/statefun")
+    for path in ("/", ""):
+        with pytest.raises(PluginError, match=r"^statefun plugin 'AtRoot' contributes .*GET /"):
+            served.check_endpoints_clear_of(path)
+    with pytest.raises(PluginError, match="'Hello' contributes the endpoint GET /hello where"):
+        served.check_endpoints_clear_of("/hello/")
+    for app in (StatefunASGI, StatefunWSGI):
+        with pytest.raises(PluginError, match="'AtRoot' contributes the endpoint GET / where"):
+            app(served)
+        app(served, endpoints=False)  # not served: no conflict
+    LambdaHandler(served)  # every path is the function endpoint: no endpoint is served
+
+
 def test_health_is_off_by_default_and_on_with_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STATEFUN_HEALTH", raising=False)
     assert handler().endpoint_for("GET", "/health/live") is None

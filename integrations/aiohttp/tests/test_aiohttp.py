@@ -18,6 +18,7 @@ from statefun_core.engine import StateSpec
 from statefun_core.errors import (
     MalformedRequestError,
     MethodNotAllowedError,
+    PluginError,
     RequestTooLargeError,
     UnknownTypeError,
 )
@@ -485,3 +486,12 @@ def test_a_state_of_a_disabled_type_plugin_fails_at_setup(monkeypatch: pytest.Mo
         statefun_aiohttp.setup(web.Application(), decimal_functions())
     with pytest.raises(UnknownTypeError, match=DISABLED_TYPE):
         statefun_aiohttp.create_app(decimal_functions())
+
+
+def test_a_plugin_endpoint_at_the_function_path_fails_setup() -> None:
+    plugins = make_plugin_manager([PingEndpoints()], load_entrypoints=False)
+    with pytest.raises(PluginError, match="'PingEndpoints' contributes the endpoint GET /ping"):
+        statefun_aiohttp.setup(web.Application(), make_functions(), path="/ping", plugins=plugins)
+    statefun_aiohttp.setup(
+        web.Application(), make_functions(), path="/ping", plugins=plugins, endpoints=False
+    )

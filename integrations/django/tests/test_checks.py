@@ -356,3 +356,32 @@ def test_with_endpoints_off_the_projects_own_route_at_a_plugins_path_is_served(
     statefun["ENDPOINTS"] = True  # the plugin's endpoint then
     done = fresh_process(tmp_path, statefun, "tests.project.urls_root", "-c", script, disabled="")
     assert done.stdout.startswith("200 {"), done.stderr
+
+
+def test_a_plugin_endpoint_at_the_endpoint_itself_is_e006(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the prefix, a plugin's ``/`` is the function endpoint's URL: never answered."""
+    from statefun_core.testing.packaging import install_distribution
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    install_distribution(
+        tmp_path,
+        "fake-root-page",
+        {"root-page": "fake_root_page"},
+        {
+            "fake_root_page": (
+                "from statefun_core.plugins import Endpoint, EndpointResponse, hookimpl\n"
+                "@hookimpl\n"
+                "def statefun_endpoints():\n"
+                "    return [Endpoint('GET', '/', lambda h: EndpointResponse(200, {}, b''))]\n"
+            )
+        },
+    )
+    try:
+        report = check({"FUNCTIONS": "tests.functions.functions"})
+        assert "statefun.E006" in report
+        assert "'root-page' contributes the endpoint GET / where" in report
+        assert "no issues" in check({"FUNCTIONS": "tests.functions.functions", "ENDPOINTS": False})
+    finally:
+        sys.modules.pop("fake_root_page", None)

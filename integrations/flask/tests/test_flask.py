@@ -22,7 +22,12 @@ from statefun_core import (
     make_plugin_manager,
 )
 from statefun_core.engine import StateSpec
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, UnknownTypeError
+from statefun_core.errors import (
+    MethodNotAllowedError,
+    PluginError,
+    RequestTooLargeError,
+    UnknownTypeError,
+)
 from statefun_core.http import error_response
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
@@ -497,3 +502,12 @@ def test_a_state_of_a_disabled_type_plugin_fails_at_setup(monkeypatch: pytest.Mo
         Statefun(Flask(__name__), decimal_functions())
     with pytest.raises(UnknownTypeError, match=DISABLED_TYPE):
         make_blueprint(decimal_functions())
+
+
+def test_a_plugin_endpoint_at_the_function_path_fails_init_app() -> None:
+    app = Flask(__name__)
+    app.config["STATEFUN_URL_PREFIX"] = "/ping"
+    plugins = make_plugin_manager([PingEndpoints()], load_entrypoints=False)
+    handler = RequestReplyHandler(make_functions(), plugins=plugins)
+    with pytest.raises(PluginError, match="'PingEndpoints' contributes the endpoint GET /ping"):
+        Statefun(app, handler)

@@ -22,7 +22,12 @@ from tornado.web import Application, HTTPError
 
 from statefun_core import RequestReplyHandler, StatefulFunctions, ValueSpec, make_plugin_manager
 from statefun_core.engine import StateSpec
-from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, UnknownTypeError
+from statefun_core.errors import (
+    MethodNotAllowedError,
+    PluginError,
+    RequestTooLargeError,
+    UnknownTypeError,
+)
 from statefun_core.plugins import Endpoint, EndpointResponse, HealthEndpoints
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.endpoint import (
@@ -817,3 +822,10 @@ def test_a_state_of_a_disabled_type_plugin_fails_at_setup(monkeypatch: pytest.Mo
         statefun_tornado.make_routes(decimal_functions())
     with pytest.raises(UnknownTypeError, match=DISABLED_TYPE):
         statefun_tornado.make_app(decimal_functions())
+
+
+def test_a_plugin_endpoint_at_the_function_path_fails_make_routes() -> None:
+    plugins = make_plugin_manager([PingEndpoints()], load_entrypoints=False)
+    with pytest.raises(PluginError, match="'PingEndpoints' contributes the endpoint GET /ping"):
+        statefun_tornado.make_routes(make_functions(), "ping/", plugins=plugins)
+    statefun_tornado.make_routes(make_functions(), "ping/", plugins=plugins, endpoints=False)

@@ -205,6 +205,7 @@ def setup(
     app[HANDLER_KEY] = handler
     _route(app, path, handler)
     if endpoints:
+        handler.check_endpoints_clear_of(path)
         for endpoint_path in dict.fromkeys(endpoint.path for endpoint in handler.endpoints):
             app.router.add_route("*", endpoint_path, _endpoints_view(handler, endpoint_path))
     return handler

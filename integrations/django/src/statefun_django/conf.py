@@ -211,7 +211,9 @@ def handler_error() -> Optional[str]:
     """Why the handler cannot be built (a state type no plugin resolves, a plugin that fails to
     load), or None; a misconfigured setting is left to its own check."""
     try:
-        get_handler()
+        handler = get_handler()
+        if get_settings()["ENDPOINTS"]:  # served under the prefix, as the function endpoint
+            handler.check_endpoints_clear_of("/")
     except StatefunConfigError:
         return None
     except (UnknownTypeError, PluginError) as error:

@@ -60,6 +60,8 @@ def _plugin_endpoints() -> dict[str, list[Endpoint]]:
     later: the views answer 404)."""
     try:
         endpoints = get_handler().endpoints if get_settings()["ENDPOINTS"] else ()
+        if endpoints:  # one at the prefix itself would never be answered
+            get_handler().check_endpoints_clear_of("/")
     except (StatefunConfigError, UnknownTypeError, PluginError):
         return {}  # the system checks report it (statefun.E001 to E006)
     by_path: dict[str, list[Endpoint]] = {}

@@ -66,6 +66,7 @@ class Statefun:
         app.extensions["statefun"] = StatefunState(handler=handler)
         app.register_blueprint(make_blueprint(handler, url_prefix=config["STATEFUN_URL_PREFIX"]))
         if config["STATEFUN_ENDPOINTS"]:
+            handler.check_endpoints_clear_of(config["STATEFUN_URL_PREFIX"] or "/")
             route_endpoints(app, handler.endpoints)
 
     @property

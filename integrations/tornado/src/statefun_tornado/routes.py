@@ -43,6 +43,7 @@ def make_routes(
     if other:
         rules.append(URLSpec(other, StatefunHandler, options))
     if endpoints:
+        handler.check_endpoints_clear_of(path)
         for endpoint_path in dict.fromkeys(endpoint.path for endpoint in handler.endpoints):
             at_path = [endpoint for endpoint in handler.endpoints if endpoint.path == endpoint_path]
             name = f"statefun-endpoint-{endpoint_path}"
