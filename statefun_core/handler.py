@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import itertools
 import threading
 import time
@@ -851,6 +852,11 @@ def _check_endpoint(plugin: str, endpoint: Endpoint) -> None:
     if not (isinstance(endpoint.path, str) and endpoint.path.startswith("/")):
         raise PluginError(
             f"statefun plugin {plugin!r} path {endpoint.path!r} of {where} does not start with '/'"
+        )
+    if inspect.iscoroutinefunction(endpoint.handle):
+        raise PluginError(
+            f"statefun plugin {plugin!r} handle of {where} is async: an endpoint's handle is a "
+            "plain function (no integration awaits it)"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -87,7 +88,7 @@ class StatefunPluginManager(pluggy.PluginManager):
         ignored) and its type hooks' errors raised as ``PluginError`` naming it. A hook
         implementation whose arguments the hook does not have is a ``PluginError`` too."""
         self.generation += 1
-        _check_marked(plugin, name)
+        _check_hook_functions(plugin, name)
         try:
             registered = super().register(plugin, name)
         except pluggy.PluginValidationError as error:
@@ -177,17 +178,26 @@ def _invalid(error: pluggy.PluginValidationError, name: Optional[str]) -> Plugin
 _HOOK_NAMES = tuple(spec.__name__ for spec in hookspecs._all())
 
 
-def _check_marked(plugin: Any, name: Optional[str]) -> None:
-    """A function named after a hook but not marked ``@hookimpl`` would never be called (pluggy
-    skips it without a word): the plugin's author forgot the marker, or used another one."""
+def _check_hook_functions(plugin: Any, name: Optional[str]) -> None:
+    """What pluggy would accept without a word but never run: a function named after a hook
+    but not marked ``@hookimpl`` (the marker forgotten, or another one), and an ``async def``
+    hook (pluggy calls it, gets a coroutine and drops it, so its body never runs)."""
     for hook in _HOOK_NAMES:
         function = getattr(plugin, hook, None)
-        if callable(function) and getattr(function, f"{PROJECT}_impl", None) is None:
-            label = name if name and not name.isdigit() else _class_name(plugin)
+        if not callable(function):
+            continue
+        label = name if name and not name.isdigit() else _class_name(plugin)
+        if getattr(function, f"{PROJECT}_impl", None) is None:
             raise PluginError(
                 f"statefun plugin {label!r} is invalid: {hook} is not marked "
                 "@hookimpl (from statefun_core.plugins import hookimpl), so it would never be "
                 "called"
+            )
+        if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+            raise PluginError(
+                f"statefun plugin {label!r} is invalid: {hook} is async, so it would never "
+                "run (pluggy cannot await): hooks are plain functions; record what you need "
+                "and leave the I/O to something else"
             )
 
 

@@ -128,6 +128,10 @@ def ok(headers: Mapping[str, str]) -> EndpointResponse:
     return EndpointResponse(200, {}, b"")
 
 
+async def answers_later(headers: Mapping[str, str]) -> EndpointResponse:
+    return EndpointResponse(200, {}, b"")
+
+
 @pytest.mark.parametrize(
     ("contributed", "said"),
     [
@@ -136,6 +140,7 @@ def ok(headers: Mapping[str, str]) -> EndpointResponse:
         ([("GET", "/x", ok)], "returned tuple.*expected a list of Endpoint"),
         ([Endpoint("GET", "x", ok)], "path 'x' of GET x does not start with '/'"),
         ([Endpoint("get", "/x", ok)], "method 'get' of get /x is not an upper-case HTTP method"),
+        ([Endpoint("GET", "/x", answers_later)], "handle of GET /x is async: an endpoint's"),
     ],
 )
 def test_a_broken_statefun_endpoints_fails_the_handler_build_naming_the_plugin(

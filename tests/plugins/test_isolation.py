@@ -188,3 +188,17 @@ def test_a_hook_function_not_marked_hookimpl_is_a_plugin_error() -> None:
     with pytest.raises(PluginError, match="plugin 'late' is invalid"):
         manager.register(Unmarked(), name="late")
     assert manager.get_plugin("late") is None
+
+
+def test_an_async_hook_is_a_plugin_error() -> None:
+    from statefun_core.plugins import hookimpl
+
+    class Awaits:
+        @hookimpl
+        async def statefun_batch_finished(self, batch: object) -> None:
+            pass
+
+    with pytest.raises(
+        PluginError, match="'Awaits' is invalid: statefun_batch_finished is async, so it would"
+    ):
+        make_plugin_manager([Awaits()], load_entrypoints=False)
