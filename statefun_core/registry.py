@@ -31,6 +31,13 @@ class TypeRegistry:
     the name users block it by) beside the ``source`` it gives."""
 
     def register(self, cls: type, tpe: Type, *, source: Optional[str] = None) -> None:
+        if not isinstance(cls, type):
+            raise TypeError(f"register(cls, tpe): cls must be a class, not {type(cls).__name__}")
+        if not isinstance(tpe, Type):
+            raise TypeError(
+                "register(cls, tpe): tpe must be a statefun Type (simple_type(...), "
+                f"make_json_type(...)), not {type(tpe).__name__}"
+            )
         self._claim(tpe, self._source(source, "user"))
         self._by_class[cls] = tpe
 
@@ -71,6 +78,11 @@ class TypeRegistry:
                 return found
         for factory, source in self._factories:
             found = factory(cls)
+            if found is not None and not isinstance(found, Type):
+                raise PluginError(
+                    f"{source} returned {type(found).__name__} for {cls.__module__}."
+                    f"{cls.__qualname__}; expected a statefun Type or None"
+                )
             if found is not None:
                 self._claim(found, f"{source} (for {cls.__module__}.{cls.__qualname__})")
                 self._answered[cls] = found

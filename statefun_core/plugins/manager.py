@@ -13,6 +13,7 @@ import pluggy
 
 from ..errors import PluginError
 from ..registry import TypeRegistry
+from ..types import Type
 from . import hookspecs
 from .health import HEALTH_ENV, HEALTH_SHOW_FUNCTIONS_ENV, HealthEndpoints
 from .logcontext import LOG_CONTEXT_ENV, InvocationLogContext
@@ -240,7 +241,7 @@ def _guard(impl: Any, hook: str) -> None:
             if isinstance(registry, TypeRegistry):
                 registry.plugin = plugin  # named in the registry's errors
             try:
-                return function(*args)
+                answer = function(*args)
             except PluginError:
                 raise
             except Exception as error:
@@ -250,5 +251,11 @@ def _guard(impl: Any, hook: str) -> None:
             finally:
                 if isinstance(registry, TypeRegistry):
                     registry.plugin = None
+            if answer is not None and not isinstance(answer, Type):
+                raise PluginError(
+                    f"statefun plugin {plugin!r} returned {type(answer).__name__} from {hook}; "
+                    "expected a statefun Type (simple_type(...), make_json_type(...)) or None"
+                )
+            return answer
 
         impl.function = named

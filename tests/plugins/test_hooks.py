@@ -677,3 +677,35 @@ def test_a_typename_claimed_by_two_plugins_names_them_by_the_names_they_are_bloc
     registry.register(Money, MONEY)
     with pytest.raises(PluginError, match=r"by user and by user$"):  # not from a plugin
         registry.register(dict, make_json_type("test.types/money"))
+
+
+def test_a_type_plugin_answering_something_else_than_a_type_names_the_plugin() -> None:
+    class AnswersTheClass:
+        @hookimpl
+        def statefun_type_for_class(self, cls: type) -> Any:
+            return cls
+
+    class RegistersAName:
+        @hookimpl
+        def statefun_register_types(self, registry: Any) -> None:
+            registry.register(Money, "test.types/money")
+
+    functions = StatefulFunctions()
+    functions.register("test/wallet", lambda context, message: None, [ValueSpec("m", Money)])
+    with pytest.raises(
+        PluginError,
+        match=r"^statefun plugin 'AnswersTheClass' returned type from statefun_type_for_class;",
+    ):
+        RequestReplyHandler(
+            functions, plugins=make_plugin_manager([AnswersTheClass()], load_entrypoints=False)
+        )
+    with pytest.raises(
+        PluginError, match=r"'RegistersAName' raised .* tpe must be a statefun Type"
+    ):
+        RequestReplyHandler(
+            functions, plugins=make_plugin_manager([RegistersAName()], load_entrypoints=False)
+        )
+    registry = TypeRegistry()
+    registry.add_factory(lambda cls: "test.types/money", source="by-name")
+    with pytest.raises(PluginError, match=r"^by-name returned str for .*Money; expected"):
+        registry.for_class(Money)
