@@ -182,17 +182,25 @@ _HOOK_NAMES = tuple(spec.__name__ for spec in hookspecs._all())
 def _check_hook_functions(plugin: Any, name: Optional[str]) -> None:
     """What pluggy would accept without a word but never run: a function named after a hook
     but not marked ``@hookimpl`` (the marker forgotten, or another one), and an ``async def``
-    hook (pluggy calls it, gets a coroutine and drops it, so its body never runs)."""
+    hook (pluggy calls it, gets a coroutine and drops it, so its body never runs); and a
+    wrapper of a request's hook, which could not be isolated as those hooks are."""
     for hook in _HOOK_NAMES:
         function = getattr(plugin, hook, None)
         if not callable(function):
             continue
         label = name if name and not name.isdigit() else _class_name(plugin)
-        if getattr(function, f"{PROJECT}_impl", None) is None:
+        options = getattr(function, f"{PROJECT}_impl", None)
+        if options is None:
             raise PluginError(
                 f"statefun plugin {label!r} is invalid: {hook} is not marked "
                 "@hookimpl (from statefun_core.plugins import hookimpl), so it would never be "
                 "called"
+            )
+        if hook in OBSERVER_HOOKS and (options.get("wrapper") or options.get("hookwrapper")):
+            # a wrapper's errors reach the handler: a raising one would fail the request
+            raise PluginError(
+                f"statefun plugin {label!r} is invalid: {hook} is a wrapper; the request's hooks "
+                "are events (a plain @hookimpl, paired with its _started/_finished hook)"
             )
         if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
             raise PluginError(

@@ -202,3 +202,26 @@ def test_an_async_hook_is_a_plugin_error() -> None:
         PluginError, match="'Awaits' is invalid: statefun_batch_finished is async, so it would"
     ):
         make_plugin_manager([Awaits()], load_entrypoints=False)
+
+
+def test_a_wrapper_of_a_request_hook_is_a_plugin_error() -> None:
+    from statefun_core.plugins import hookimpl
+
+    class Wraps:
+        @hookimpl(wrapper=True)
+        def statefun_batch_finished(self, batch: object) -> Iterator[None]:
+            raise RuntimeError("a wrapper's error would fail the request")
+            yield
+
+    class OldStyle:
+        @hookimpl(hookwrapper=True)
+        def statefun_batch_started(self, batch: object) -> Iterator[None]:
+            yield
+            raise RuntimeError("a wrapper's error would fail the request")
+
+    for plugin, hook in (
+        (Wraps(), "statefun_batch_finished"),
+        (OldStyle(), "statefun_batch_started"),
+    ):
+        with pytest.raises(PluginError, match=f"is invalid: {hook} is a wrapper;"):
+            make_plugin_manager([plugin], load_entrypoints=False)
