@@ -41,7 +41,7 @@ from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
 from .plugins.endpoints import Endpoint, find_endpoint
-from .plugins.events import BatchEvent, InvocationEvent
+from .plugins.events import BatchEvent, CheckedReplyHeaders, InvocationEvent
 from .plugins.manager import OBSERVER_HOOKS, make_plugin_manager, plugin_label
 from .protowire import ONE_BYTE as _ONE_BYTE
 from .protowire import element, field, key, text, typed_value_fields, varint
@@ -548,7 +548,7 @@ class RequestReplyHandler:
                 batch_size=len(invocations),
                 headers=_NO_HEADERS if headers is None else headers,
                 started=time.perf_counter(),
-                reply_headers={} if reply_headers is None else reply_headers,
+                reply_headers=CheckedReplyHeaders({} if reply_headers is None else reply_headers),
             )
             self.plugins.hook.statefun_batch_started(batch=event)
 

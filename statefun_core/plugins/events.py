@@ -2,12 +2,67 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, MutableMapping, Optional
+from typing import Any, Literal, Mapping, Optional
 
 from ..core import SdkAddress
 
 Outcome = Literal["ok", "missing_state", "error"]
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Headers that frame the reply (its length, encoding, type, the connection): the server's own.
+_FRAMING = frozenset(
+    {
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+class CheckedReplyHeaders(MutableMapping[str, str]):
+    """The headers plugins add to the reply, checked as they are set: a header the server
+    could not write (not a string, a line break in it) or one that frames the reply
+    (``Content-Length``, ``Content-Type``, ...) raises ``ValueError`` in the plugin's hook,
+    which is logged naming the plugin, instead of breaking a reply whose batch succeeded."""
+
+    def __init__(self, target: MutableMapping[str, str]) -> None:
+        self._target = target
+
+    def __setitem__(self, name: str, value: str) -> None:
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ValueError(f"reply header name {name!r} is not an HTTP token")
+        if name.lower() in _FRAMING:
+            raise ValueError(f"reply header {name!r} frames the reply: the server sets it")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ValueError(
+                f"reply header {name!r}: {value!r} is not a string on one line (str() it)"
+            )
+        self._target[name] = value
+
+    def __getitem__(self, name: str) -> str:
+        return self._target[name]
+
+    def __delitem__(self, name: str) -> None:
+        del self._target[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._target)
+
+    def __len__(self) -> int:
+        return len(self._target)
+
+    def __repr__(self) -> str:
+        return repr(self._target)
 
 
 @dataclass

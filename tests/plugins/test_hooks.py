@@ -440,6 +440,39 @@ def test_headers_plugins_set_for_the_reply_go_to_the_servers_reply_headers(
     assert reply_headers == {"content-type": "application/octet-stream", "x-outcome": outcome}
 
 
+class BadStamps:
+    """Reply headers no server can write, or that would reframe the reply."""
+
+    @hookimpl
+    def statefun_batch_started(self, batch: Any) -> None:
+        batch.reply_headers["x-count"] = 5
+
+    @hookimpl
+    def statefun_invocation_started(self, invocation: Any) -> None:
+        invocation.batch.reply_headers["x-split"] = "a\r\nInjected: yes"
+
+    @hookimpl
+    def statefun_batch_finished(self, batch: Any) -> None:
+        batch.reply_headers["Content-Length"] = "3"
+
+
+def test_a_reply_header_no_server_could_send_is_refused_in_the_plugins_hook(
+    driver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = to_function("test/sync", "a", names("x"), SEEN_3)
+    reply_headers: dict[str, str] = {}
+    handler = make_handler(BadStamps(), ReplyStamp())
+    if driver == "handle_sync":
+        reply = handler.handle_sync(body, None, reply_headers)
+    else:
+        reply = asyncio.run(handler.handle_async(body, None, reply_headers))
+    assert reply == make_handler().handle_sync(body)  # the batch's reply, untouched
+    assert reply_headers == {"x-outcome": "ok"}
+    logged = [r.getMessage() for r in caplog.records if r.name == "statefun_core.plugins"]
+    assert len(logged) == 3 and all("'BadStamps' raised" in message for message in logged)
+    assert "ValueError: reply header 'Content-Length' frames the reply" in caplog.text
+
+
 def test_hook_statefun_batch_failed(recorder: Recorder, driver: str, kind: str) -> None:
     with pytest.raises(FunctionFailedError) as raised:
         call(
