@@ -10,6 +10,7 @@ writes what it returns.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Callable, Mapping, NamedTuple, Optional, Sequence
 
@@ -53,20 +54,46 @@ class Endpoint:
         if not _is_response(answer):
             logger.error(
                 "statefun endpoint %s %s answered %r; expected EndpointResponse(status, "
-                "headers, body) with an int status and a bytes body",
+                "headers, body): a status from 100 to 599, headers of strings on one line, "
+                "a bytes body",
                 self.method,
                 self.path,
-                answer if not isinstance(answer, tuple) else tuple(map(type, answer)),
+                answer,
             )
             return _FAILED
-        return EndpointResponse(*answer)
+        status, answered, body = answer
+        # the server frames the body itself: a length the endpoint gives could cut it short
+        kept = {k: v for k, v in answered.items() if k.lower() not in _FRAMING}
+        return EndpointResponse(status, kept, body)
+
+
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 def _is_response(answer: object) -> bool:
     if not isinstance(answer, tuple) or len(answer) != 3:
         return False
     status, headers, body = answer
-    return isinstance(status, int) and isinstance(headers, Mapping) and isinstance(body, bytes)
+    return (
+        isinstance(status, int)
+        and 100 <= status <= 599
+        and isinstance(headers, Mapping)
+        and all(is_header(name, value) for name, value in headers.items())
+        and isinstance(body, bytes)
+    )
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def is_header(name: object, value: object) -> bool:
+    """Whether a server can write ``name: value``: a token and a string on one line."""
+    return (
+        isinstance(name, str)
+        and _TOKEN.fullmatch(name) is not None
+        and isinstance(value, str)
+        and not any(c in value for c in "\r\n\0")
+    )
 
 
 def header(headers: Mapping[str, str], name: str) -> Optional[str]:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Optional
 
 from ..core import SdkAddress
+from .endpoints import is_header
 
 Outcome = Literal["ok", "missing_state", "error"]
 
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: Headers that frame the reply (its length, encoding, type, the connection): the server's own.
 _FRAMING = frozenset(
     {
@@ -39,14 +38,13 @@ class CheckedReplyHeaders(MutableMapping[str, str]):
         self._target = target
 
     def __setitem__(self, name: str, value: str) -> None:
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            raise ValueError(f"reply header name {name!r} is not an HTTP token")
+        if not is_header(name, value):
+            raise ValueError(
+                f"reply header {name!r}: {value!r}: a header is a token and a string on one "
+                "line (str() the value)"
+            )
         if name.lower() in _FRAMING:
             raise ValueError(f"reply header {name!r} frames the reply: the server sets it")
-        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            raise ValueError(
-                f"reply header {name!r}: {value!r} is not a string on one line (str() it)"
-            )
         self._target[name] = value
 
     def __getitem__(self, name: str) -> str:

@@ -190,6 +190,25 @@ def test_an_endpoint_where_the_functions_are_served_is_a_plugin_error() -> None:
     LambdaHandler(served)  # every path is the function endpoint: no endpoint is served
 
 
+def test_an_endpoint_answer_no_server_could_write_is_a_logged_500_and_its_length_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    unwritable = [
+        (200, {"X-Count": 5}, b"body"),
+        (200, {"X-Split": "a\r\nInjected: yes"}, b"body"),
+        (200, {"Bad Name": "x"}, b"body"),
+        (999, {}, b"body"),
+    ]
+    for answer in unwritable:
+        endpoint = Endpoint("GET", "/x", lambda headers, answer=answer: answer)
+        caplog.clear()
+        assert endpoint.respond({}).status == 500
+        assert "endpoint GET /x answered" in caplog.text
+    framed = {"Content-Length": "2", "Transfer-Encoding": "chunked", "Content-Type": "text/plain"}
+    endpoint = Endpoint("GET", "/x", lambda headers: (200, framed, b"hello"))
+    assert endpoint.respond({}) == (200, {"Content-Type": "text/plain"}, b"hello")
+
+
 def test_health_is_off_by_default_and_on_with_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STATEFUN_HEALTH", raising=False)
     assert handler().endpoint_for("GET", "/health/live") is None

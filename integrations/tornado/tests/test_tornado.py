@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 from importlib import metadata
-from typing import Any
+from typing import Any, Mapping
 
 import pytest
 import statefun_tornado
@@ -470,6 +470,14 @@ class ForbiddingHandler(statefun_tornado.StatefunHandler):
         super().prepare()
 
 
+class UncheckedEndpoint(Endpoint):
+    """Answers what its handle returns, unchecked (``respond`` refuses a header Tornado cannot
+    write): a way to make Tornado itself fail."""
+
+    def respond(self, headers: Mapping[str, str]) -> EndpointResponse:
+        return self.handle(headers)
+
+
 class OwnErrorsTest(testing.AsyncHTTPTestCase):
     """An error other than a 405 is answered by Tornado's own ``write_error`` (here with the
     traceback ``serve_traceback`` asks for), and is no rejection the hooks hear of."""
@@ -479,7 +487,7 @@ class OwnErrorsTest(testing.AsyncHTTPTestCase):
         handler = RequestReplyHandler(
             make_functions(), plugins=make_plugin_manager([self.failures], load_entrypoints=False)
         )
-        broken = Endpoint(
+        broken = UncheckedEndpoint(
             "GET", "/broken", lambda headers: EndpointResponse(200, {"X-Bad": "a\r\nb"}, b"")
         )
         return Application(
