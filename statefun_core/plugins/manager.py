@@ -126,10 +126,8 @@ def make_plugin_manager(
     """
     manager = StatefunPluginManager(PROJECT)
     manager.add_hookspecs(hookspecs)
-    names = [*blocked]
-    names.extend(
-        n.strip() for n in os.environ.get(DISABLED_PLUGINS_ENV, "").split(",") if n.strip()
-    )
+    from_env = [n.strip() for n in os.environ.get(DISABLED_PLUGINS_ENV, "").split(",") if n.strip()]
+    names = [*blocked, *from_env]
     for name in names:
         manager.set_blocked(name)
     for plugin in plugins:
@@ -143,6 +141,7 @@ def make_plugin_manager(
         load_entrypoints = not is_true(os.environ.get(DISABLE_AUTOLOAD_ENV))
     manager.autoload = load_entrypoints
     if load_entrypoints:
+        _warn_unknown_disabled(from_env)
         for entry_point in _entry_points():
             if manager.is_blocked(entry_point.name) or manager.has_plugin(entry_point.name):
                 continue
@@ -164,6 +163,21 @@ def make_plugin_manager(
     except pluggy.PluginValidationError as error:
         raise _invalid(error, manager.get_name(error.plugin)) from error
     return manager
+
+
+def _warn_unknown_disabled(names: Iterable[str]) -> None:
+    """A name in ``STATEFUN_DISABLED_PLUGINS`` that no installed plugin has blocks nothing: most
+    likely a misspelling (``slow_batches`` for ``slow-batches``), and the plugin still runs."""
+    installed = {entry_point.name for entry_point in _entry_points()} | {"health", "log_context"}
+    unknown = [name for name in names if name not in installed]
+    if unknown:
+        logger.warning(
+            "%s names %s, which no installed plugin is called, so it blocks nothing; the "
+            "installed plugins are: %s",
+            DISABLED_PLUGINS_ENV,
+            ", ".join(map(repr, unknown)),
+            ", ".join(sorted(installed)),
+        )
 
 
 def _invalid(error: pluggy.PluginValidationError, name: Optional[str]) -> PluginError:

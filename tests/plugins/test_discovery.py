@@ -5,6 +5,7 @@ Needs the example plugin installed (``pip install -e examples/plugin``; the nox 
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from decimal import Decimal
@@ -69,6 +70,26 @@ def test_statefun_disabled_plugins_blocks_by_name(monkeypatch: pytest.MonkeyPatc
     manager = make_plugin_manager()
     assert manager.get_plugin(EXAMPLE) is None
     assert manager.is_blocked(EXAMPLE)
+
+
+def test_a_disabled_name_no_installed_plugin_has_is_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow_batches, health")
+    with caplog.at_level(logging.WARNING, logger="statefun_core.plugins"):
+        manager = make_plugin_manager()
+    assert manager.get_plugin(EXAMPLE) is not None  # the misspelt name blocked nothing
+    (warning,) = caplog.records
+    assert warning.getMessage().startswith(
+        "STATEFUN_DISABLED_PLUGINS names 'slow_batches', which no installed plugin is called, "
+        "so it blocks nothing; the installed plugins are: "
+    )
+    assert "slow-batches" in warning.getMessage()
+    caplog.clear()
+    monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", EXAMPLE)
+    make_plugin_manager()
+    make_plugin_manager(load_entrypoints=False, blocked=["not-installed"])
+    assert caplog.records == []
 
 
 def test_disabled_plugins_are_listed_in_the_order_given(monkeypatch: pytest.MonkeyPatch) -> None:
