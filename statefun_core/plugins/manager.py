@@ -196,8 +196,9 @@ _HOOK_NAMES = tuple(spec.__name__ for spec in hookspecs._all())
 def _check_hook_functions(plugin: Any, name: Optional[str]) -> None:
     """What pluggy would accept without a word but never run: a function named after a hook
     but not marked ``@hookimpl`` (the marker forgotten, or another one), and an ``async def``
-    hook (pluggy calls it, gets a coroutine and drops it, so its body never runs); and a
-    wrapper of a request's hook, which could not be isolated as those hooks are."""
+    hook (pluggy calls it, gets a coroutine and drops it, so its body never runs); a class given
+    for its instance (its methods would be called without ``self``); and a wrapper of a
+    request's hook, which could not be isolated as those hooks are."""
     for hook in _HOOK_NAMES:
         function = getattr(plugin, hook, None)
         if not callable(function):
@@ -215,6 +216,12 @@ def _check_hook_functions(plugin: Any, name: Optional[str]) -> None:
             raise PluginError(
                 f"statefun plugin {label!r} is invalid: {hook} is a wrapper; the request's hooks "
                 "are events (a plain @hookimpl, paired with its _started/_finished hook)"
+            )
+        if inspect.isclass(plugin) and inspect.isfunction(inspect.getattr_static(plugin, hook)):
+            raise PluginError(
+                f"statefun plugin {label!r} is a class, so pluggy would call {hook} without "
+                f"'self': register an instance ({label}()), or point the entry point at one "
+                "(my_package.plugin:plugin_instance)"
             )
         if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
             raise PluginError(

@@ -225,3 +225,30 @@ def test_a_wrapper_of_a_request_hook_is_a_plugin_error() -> None:
     ):
         with pytest.raises(PluginError, match=f"is invalid: {hook} is a wrapper;"):
             make_plugin_manager([plugin], load_entrypoints=False)
+
+
+def test_a_class_given_for_its_instance_is_a_plugin_error(site: Path) -> None:
+    module = (
+        "from statefun_core.plugins import hookimpl\n"
+        "class Counter:\n"
+        "    @hookimpl\n"
+        "    def statefun_batch_finished(self, batch):\n"
+        "        pass\n"
+    )
+    install_distribution(
+        site, "fake-counter", {"counter": "fake_counter:Counter"}, {"fake_counter": module}
+    )
+    with pytest.raises(
+        PluginError, match=r"^statefun plugin 'counter' is a class, so pluggy would call"
+    ):
+        make_plugin_manager()
+
+    from statefun_core.plugins import hookimpl
+
+    class Static:  # a class whose hooks need no instance is a plugin as it is
+        @staticmethod
+        @hookimpl
+        def statefun_batch_finished(batch: object) -> None:
+            pass
+
+    assert make_plugin_manager([Static], load_entrypoints=False).is_registered(Static)
