@@ -358,19 +358,7 @@ class RequestReplyHandler:
                     f"statefun plugin {plugin!r} raised in statefun_endpoints: "
                     f"{type(error).__name__}: {error}"
                 ) from error
-            if contributed is None:
-                continue
-            wrong = (
-                [item for item in contributed if not isinstance(item, Endpoint)]
-                if isinstance(contributed, (list, tuple))
-                else [contributed]
-            )
-            if wrong:
-                raise PluginError(
-                    f"statefun plugin {plugin!r} returned {type(wrong[0]).__name__} from "
-                    "statefun_endpoints; expected a list of Endpoint(method, path, handle)"
-                )
-            for endpoint in contributed:
+            for endpoint in _endpoint_list(plugin, contributed):
                 _check_endpoint(plugin, endpoint)
                 index = next(
                     (
@@ -838,6 +826,21 @@ class _ThreadLoop:
 
     def __del__(self) -> None:
         self.loop.close()
+
+
+def _endpoint_list(plugin: str, contributed: object) -> list[Endpoint]:
+    """What a plugin's ``statefun_endpoints`` returned, checked to be endpoints."""
+    if contributed is None:
+        return []
+    items: list[object] = list(contributed) if isinstance(contributed, (list, tuple)) else []
+    wrong = [item for item in items if not isinstance(item, Endpoint)]
+    if wrong or not isinstance(contributed, (list, tuple)):
+        shown = wrong[0] if wrong else contributed
+        raise PluginError(
+            f"statefun plugin {plugin!r} returned {type(shown).__name__} from "
+            "statefun_endpoints; expected a list of Endpoint(method, path, handle)"
+        )
+    return [item for item in items if isinstance(item, Endpoint)]
 
 
 def _check_endpoint(plugin: str, endpoint: Endpoint) -> None:
