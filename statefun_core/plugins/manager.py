@@ -142,8 +142,19 @@ def make_plugin_manager(
     manager.autoload = load_entrypoints
     if load_entrypoints:
         _warn_unknown_disabled(from_env)
+        loaded: dict[str, metadata.EntryPoint] = {}
         for entry_point in _entry_points():
-            if manager.is_blocked(entry_point.name) or manager.has_plugin(entry_point.name):
+            if manager.is_blocked(entry_point.name):
+                continue
+            first = loaded.setdefault(entry_point.name, entry_point)
+            if first.value != entry_point.value:
+                raise PluginError(
+                    f"two installed statefun plugins are named {entry_point.name!r}: "
+                    f"{_distribution(first)} ({first.value}) and {_distribution(entry_point)} "
+                    f"({entry_point.value}); only one would load: uninstall one, or ask its "
+                    "author to rename its entry point"
+                )
+            if manager.has_plugin(entry_point.name):
                 continue
             try:
                 plugin = entry_point.load()
@@ -163,6 +174,11 @@ def make_plugin_manager(
     except pluggy.PluginValidationError as error:
         raise _invalid(error, manager.get_name(error.plugin)) from error
     return manager
+
+
+def _distribution(entry_point: metadata.EntryPoint) -> str:
+    dist = getattr(entry_point, "dist", None)  # Python 3.10+
+    return str(dist.name) if dist is not None else "a distribution"
 
 
 def _warn_unknown_disabled(names: Iterable[str]) -> None:

@@ -202,3 +202,14 @@ def test_a_plugin_with_an_unknown_hook_is_named(site: Path) -> None:
     install_fake_distribution(site, "fake_typo", "typo = fake_typo", module)
     with pytest.raises(PluginError, match="statefun_no_such_hook"):
         make_plugin_manager()
+
+
+def test_two_installed_plugins_with_one_name_are_a_plugin_error(site: Path) -> None:
+    install_fake_distribution(site, "fake_one", "same = fake_one", "")
+    install_fake_distribution(site, "fake_two", "same = fake_two", "")
+    with pytest.raises(
+        PluginError, match="two installed statefun plugins are named 'same': "
+    ) as raised:
+        make_plugin_manager()
+    assert "(fake_one)" in str(raised.value) and "(fake_two)" in str(raised.value)
+    assert make_plugin_manager(blocked=["same"]).get_plugin("same") is None  # neither loads
