@@ -214,26 +214,35 @@ def _check_hook_functions(plugin: Any, name: Optional[str]) -> None:
     but not marked ``@hookimpl`` (the marker forgotten, or another one), and an ``async def``
     hook (pluggy calls it, gets a coroutine and drops it, so its body never runs); a class given
     for its instance (its methods would be called without ``self``); and a wrapper of a
-    request's hook, which could not be isolated as those hooks are."""
-    for hook in _HOOK_NAMES:
-        function = getattr(plugin, hook, None)
-        if not callable(function):
+    request's hook, which could not be isolated as those hooks are. Found as pluggy finds hook
+    implementations: every routine of ``dir(plugin)``, under its ``specname`` if it has one."""
+    label = name if name and not name.isdigit() else _class_name(plugin)
+    for attribute in dir(plugin):
+        try:
+            function = getattr(plugin, attribute)
+            options = getattr(function, f"{PROJECT}_impl", None)
+        except Exception:  # pluggy skips what it cannot read, too
             continue
-        label = name if name and not name.isdigit() else _class_name(plugin)
-        options = getattr(function, f"{PROJECT}_impl", None)
-        if options is None:
-            raise PluginError(
-                f"statefun plugin {label!r} is invalid: {hook} is not marked "
-                "@hookimpl (from statefun_core.plugins import hookimpl), so it would never be "
-                "called"
-            )
+        if not inspect.isroutine(function):
+            continue
+        if not isinstance(options, dict):
+            if attribute in _HOOK_NAMES:
+                raise PluginError(
+                    f"statefun plugin {label!r} is invalid: {attribute} is not marked "
+                    "@hookimpl (from statefun_core.plugins import hookimpl), so it would never "
+                    "be called"
+                )
+            continue
+        hook = options.get("specname") or attribute
         if hook in OBSERVER_HOOKS and (options.get("wrapper") or options.get("hookwrapper")):
             # a wrapper's errors reach the handler: a raising one would fail the request
             raise PluginError(
                 f"statefun plugin {label!r} is invalid: {hook} is a wrapper; the request's hooks "
                 "are events (a plain @hookimpl, paired with its _started/_finished hook)"
             )
-        if inspect.isclass(plugin) and inspect.isfunction(inspect.getattr_static(plugin, hook)):
+        if inspect.isclass(plugin) and inspect.isfunction(
+            inspect.getattr_static(plugin, attribute)
+        ):
             raise PluginError(
                 f"statefun plugin {label!r} is a class, so pluggy would call {hook} without "
                 f"'self': register an instance ({label}()), or point the entry point at one "

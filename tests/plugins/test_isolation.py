@@ -203,6 +203,14 @@ def test_an_async_hook_is_a_plugin_error() -> None:
     ):
         make_plugin_manager([Awaits()], load_entrypoints=False)
 
+    class AwaitsUnderAnotherName:
+        @hookimpl(specname="statefun_batch_started")
+        async def on_start(self, batch: object) -> None:
+            pass
+
+    with pytest.raises(PluginError, match="statefun_batch_started is async"):
+        make_plugin_manager([AwaitsUnderAnotherName()], load_entrypoints=False)
+
 
 def test_a_wrapper_of_a_request_hook_is_a_plugin_error() -> None:
     from statefun_core.plugins import hookimpl
