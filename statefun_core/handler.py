@@ -188,6 +188,12 @@ class _Plan:
                 raise UnknownTypeError(
                     f"function {function.typename!r}, state {spec.name!r}: {error}"
                 ) from None
+            if tpe.typename.count("/") != 1:  # the runtime's TypeName.parseFrom refuses it
+                where = f"function {function.typename!r}, state {spec.name!r}"
+                problem = f"type {tpe.typename!r} is not namespace/name, as a state's must be"
+                if isinstance(spec.type, Type):
+                    raise ValueError(f"{where}: {problem}")
+                raise PluginError(f"{where}: {problem}; it came from {types.source_of(tpe)}")
             self.specs.append((spec.name, tpe, tpe.serializer(), spec))
         self.names = tuple(name for name, *_ in self.specs)
         self.name_set = frozenset(self.names)

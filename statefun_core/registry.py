@@ -92,5 +92,10 @@ class TypeRegistry:
             "Type (ValueSpec(type=...), value_type=...), or install a type plugin for it"
         )
 
+    def source_of(self, tpe: Type) -> str:
+        """Who registered (or answered with) ``tpe``, as named in error messages."""
+        known = self._by_typename.get(tpe.typename)
+        return known[1] if known is not None and known[0] is tpe else "an unknown source"
+
     def for_value(self, value: Any) -> Type:
         return self.for_class(type(value))

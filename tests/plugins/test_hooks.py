@@ -742,3 +742,25 @@ def test_a_type_plugin_answering_something_else_than_a_type_names_the_plugin() -
     registry.add_factory(lambda cls: "test.types/money", source="by-name")
     with pytest.raises(PluginError, match=r"^by-name returned str for .*Money; expected"):
         registry.for_class(Money)
+
+
+def test_a_state_type_the_runtime_would_refuse_fails_the_handler_build_naming_its_plugin() -> None:
+    class Versioned:
+        @hookimpl
+        def statefun_register_types(self, registry: Any) -> None:
+            registry.register(Money, make_json_type("test.types/money/v2"), source="versioned")
+
+    functions = StatefulFunctions()
+    functions.register("test/wallet", lambda context, message: None, [ValueSpec("m", Money)])
+    with pytest.raises(
+        PluginError,
+        match=r"^function 'test/wallet', state 'm': type 'test\.types/money/v2' is not "
+        r"namespace/name, as a state's must be; it came from versioned \(plugin 'Versioned'\)$",
+    ):
+        RequestReplyHandler(
+            functions, plugins=make_plugin_manager([Versioned()], load_entrypoints=False)
+        )
+    given = StatefulFunctions()
+    given.register("test/wallet", lambda c, m: None, [ValueSpec("m", make_json_type("money"))])
+    with pytest.raises(ValueError, match="type 'money' is not namespace/name"):
+        RequestReplyHandler(given, plugins=make_plugin_manager(load_entrypoints=False))
