@@ -114,15 +114,8 @@ class Endpoint:
             if not allowed:
                 return None
             return Answer(405, (*_TEXT_HEADERS, ("Allow", allowed)), b"Method Not Allowed")
-        status, response_headers, body = endpoint.respond(headers)
-        # The apps write Content-Length themselves: the endpoint's own would be sent twice
-        # (WSGI servers send both, which a proxy such as nginx refuses).
-        kept = tuple(
-            (name, value)
-            for name, value in response_headers.items()
-            if name.lower() != "content-length"
-        )
-        return Answer(status, kept, body)
+        status, response_headers, body = endpoint.respond(headers)  # without framing headers
+        return Answer(status, tuple(response_headers.items()), body)
 
     def too_large(self) -> RequestTooLargeError:
         """The error for a body found larger than the limit while it was read, which stops
