@@ -352,6 +352,21 @@ def test_config_defaults_are_set_and_not_overridden() -> None:
     assert app.url_map.bind("localhost").match("/custom", method="POST")[0] == "statefun.endpoint"
 
 
+@pytest.mark.parametrize("prefix", ["/fns", "/fns/"])
+@pytest.mark.parametrize("path", ["/fns", "/fns/"])
+def test_the_endpoint_is_served_with_and_without_the_trailing_slash(prefix: str, path: str) -> None:
+    """module.yaml names the endpoint without the slash, and the runtime follows no redirect:
+    a prefix ending in "/" must not answer a POST to "/fns" with Werkzeug's 308."""
+    app = Flask(__name__)
+    app.config["STATEFUN_URL_PREFIX"] = prefix
+    Statefun(app, make_functions())
+    client = app.test_client()
+    response = post(client, wire.to_function(GREETER, "Ann", ["Ann"], NEW), path=path)
+    assert response.status_code == 200
+    assert greetings(response.data)[0] == 1
+    assert client.get(path).headers["Allow"] == "POST"  # the endpoint's own 405
+
+
 @pytest.mark.parametrize("path", ["tests.functions:functions", "tests.functions.functions"])
 def test_functions_by_dotted_path(path: str) -> None:
     app = Flask(__name__)

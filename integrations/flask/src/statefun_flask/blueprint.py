@@ -34,7 +34,8 @@ def make_blueprint(
     url_prefix: str = "/statefun",
     name: str = "statefun",
 ) -> Blueprint:
-    """A blueprint that serves ``POST <url_prefix>`` (endpoint ``<name>.endpoint``).
+    """A blueprint that serves ``POST <url_prefix>`` (endpoint ``<name>.endpoint``), with or
+    without a trailing slash.
 
     Requests are handled with ``handle_sync`` on the worker's thread: no event loop is made
     per request, and ``async`` functions still work (see ``handle_sync``). The
@@ -54,7 +55,7 @@ def make_blueprint(
     itself: the runtime's POST carries no CSRF token.
     """
     handler = as_handler(functions_or_handler)
-    blueprint = Blueprint(name, __name__, url_prefix=url_prefix or "/")
+    blueprint = Blueprint(name, __name__, url_prefix=url_prefix.rstrip("/") or "/")
 
     def endpoint() -> Response:
         current: Request = request._get_current_object()  # type: ignore[attr-defined]
@@ -71,8 +72,15 @@ def make_blueprint(
             return statefun_error(error)
         return Response(reply, content_type=CONTENT_TYPE, headers=reply_headers)
 
+    # Served with and without the trailing slash: module.yaml files name the endpoint without
+    # it, and the runtime follows no redirect (Werkzeug's 308 for "/statefun/").
     blueprint.add_url_rule(
-        "", "endpoint", endpoint, methods=["POST"], provide_automatic_options=False
+        "",
+        "endpoint",
+        endpoint,
+        methods=["POST"],
+        provide_automatic_options=False,
+        strict_slashes=False,
     )
 
     @blueprint.record
