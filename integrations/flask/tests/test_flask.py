@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from decimal import Decimal
 from importlib import metadata
 from typing import Any, Optional, Union
@@ -482,6 +483,32 @@ def test_endpoints_false_turns_the_plugins_endpoints_off() -> None:
     app.config["STATEFUN_ENDPOINTS"] = False
     Statefun(app, make_functions())
     assert app.test_client().get("/metrics").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        # read from the environment as a string ("false" would turn the endpoints on)
+        ("STATEFUN_ENDPOINTS", "false", "STATEFUN_ENDPOINTS must be True or False, not 'false'"),
+        ("STATEFUN_ENDPOINTS", None, "STATEFUN_ENDPOINTS must be True or False, not None"),
+        ("STATEFUN_URL_PREFIX", "statefun", "STATEFUN_URL_PREFIX must start with '/'"),
+        ("STATEFUN_URL_PREFIX", None, "STATEFUN_URL_PREFIX must start with '/', not None"),
+    ],
+)
+def test_a_misconfigured_key_is_named(key: str, value: object, message: str) -> None:
+    app = Flask(__name__)
+    app.config[key] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Statefun(app, make_functions())
+    assert "statefun" not in app.extensions
+
+
+@pytest.mark.parametrize("value", [0, 1])
+def test_endpoints_takes_0_and_1_as_flags(value: int) -> None:
+    app = Flask(__name__)
+    app.config["STATEFUN_ENDPOINTS"] = value
+    Statefun(app, make_functions())
+    assert app.test_client().get("/metrics").status_code == (200 if value else 404)
 
 
 def test_the_framework_is_imported_on_use_not_by_the_plugin_host() -> None:

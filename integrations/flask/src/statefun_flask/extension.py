@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 from flask import Flask, current_app
 from werkzeug.utils import import_string
@@ -53,6 +53,7 @@ class Statefun:
         config.setdefault("STATEFUN_URL_PREFIX", "/statefun")
         config.setdefault("STATEFUN_ENDPOINTS", True)
 
+        check_config(config)
         functions = config["STATEFUN_FUNCTIONS"]
         if functions is None:
             raise RuntimeError(
@@ -74,3 +75,19 @@ class Statefun:
         """The current app's handler (inside an application context)."""
         state: StatefunState = current_app.extensions["statefun"]
         return state.handler
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """``ValueError`` naming a key whose value the extension cannot take: a string read from
+    the environment would pass unnoticed (``"false"`` turns the endpoints on)."""
+    endpoints = config["STATEFUN_ENDPOINTS"]
+    if type(endpoints) not in (bool, int) or endpoints not in (0, 1):  # 0 and 1 count
+        raise ValueError(
+            f"statefun_flask: STATEFUN_ENDPOINTS must be True or False, not {endpoints!r}"
+        )
+    prefix = config["STATEFUN_URL_PREFIX"]
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        raise ValueError(
+            f"statefun_flask: STATEFUN_URL_PREFIX must start with '/', not {prefix!r} "
+            "(the path the runtime POSTs to, such as '/statefun')"
+        )
