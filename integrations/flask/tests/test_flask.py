@@ -505,6 +505,7 @@ def test_a_misconfigured_key_is_named(key: str, value: object, message: str) -> 
 
 @pytest.mark.parametrize("value", [0, 1])
 def test_endpoints_takes_0_and_1_as_flags(value: int) -> None:
+    pytest.importorskip("statefun_prometheus")
     app = Flask(__name__)
     app.config["STATEFUN_ENDPOINTS"] = value
     Statefun(app, make_functions())
