@@ -80,6 +80,14 @@ def test_a_module_named_instead_of_its_functions_says_so(
         assert hint in report, report
 
 
+def test_a_path_with_a_colon_is_told_to_use_a_dot() -> None:
+    """``module:attribute``, as gunicorn, Flask (statefun-flask's ``STATEFUN_FUNCTIONS``) and
+    entry points write it: Django's import_string alone says the module has no attribute."""
+    report = check({"FUNCTIONS": "tests.functions:functions"})
+    assert "statefun.E002" in report
+    assert "write it with dots: 'tests.functions.functions'" in report, report
+
+
 @pytest.mark.parametrize(
     "path", ["tests.nowhere.functions", "tests.functions.nothing", "tests.functions.not_functions"]
 )

@@ -100,7 +100,10 @@ def load_functions(entry: FunctionsSetting) -> StatefulFunctions:
         try:
             functions = import_string(entry)
         except ImportError as error:
-            hint = _MODULE_HINT.format(entry=entry) if _is_module(entry) else ""
+            if ":" in entry:  # "module:attribute", as gunicorn and Flask write it
+                hint = f": write it with dots: {entry.replace(':', '.')!r}"
+            else:
+                hint = _MODULE_HINT.format(entry=entry) if _is_module(entry) else ""
             raise StatefunConfigError(
                 "statefun.E002", f'STATEFUN["FUNCTIONS"]: cannot import {entry!r}: {error}{hint}'
             ) from error
