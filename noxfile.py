@@ -122,14 +122,17 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=NEWEST, tags=["ci"])
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the core package and on every integration's and plugin's package, and
-    on what users' code sees of the API (tests/typing)."""
+    """mypy --strict on the core package and on every integration's and plugin's package, on
+    what users' code sees of the API (tests/typing), and on the examples."""
     packages = sorted(Path("integrations").glob("*/pyproject.toml"))
     editable = [arg for package in packages for arg in ("-e", str(package.parent))]
     session.install("-e", ".", *editable, "mypy", "types-protobuf", "django-stubs")
     sources = [str(package.parent / "src") for package in packages]
     session.run("mypy", "--strict", "statefun_core", *sources)
     session.run("mypy", "--strict", "tests/typing")
+    # the examples users copy: their functions and the framework apps serving them
+    examples = ["examples/greeter_functions.py", "examples/greeter/functions.py"]
+    session.run("mypy", "--strict", *examples, "examples/flask", "examples/django")
 
 
 @nox.session(python="3.11")

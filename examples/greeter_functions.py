@@ -27,7 +27,7 @@ functions = StatefulFunctions()
     typename="com.example.fns/greeter", specs=[ValueSpec(name="seen_count", type=IntType)]
 )
 async def greeter(context: Context, message: Message) -> None:
-    name = message.as_string()
+    name = message.as_string() or ""  # None only for a message without a value
     storage = context.storage
     seen = storage.seen_count or 0
     storage.seen_count = seen + 1

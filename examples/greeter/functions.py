@@ -21,7 +21,7 @@ functions = StatefulFunctions()
     typename="com.example.fns/greeter", specs=[ValueSpec(name="seen_count", type=IntType)]
 )
 def greeter(context: Context, message: Message) -> None:
-    name = message.as_string()
+    name = message.as_string() or ""  # None only for a message without a value
     seen = context.storage.seen_count or 0
     context.storage.seen_count = seen + 1
     context.send(
