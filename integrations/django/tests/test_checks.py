@@ -11,12 +11,16 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.urls import path
 from statefun_django import conf
 from statefun_django.views import StatefunView
+
+from statefun_core.testing import wire
+from statefun_core.testing.endpoint import GREETER, NEW
 
 
 def check(statefun: Any) -> str:
@@ -207,6 +211,50 @@ def test_an_endpoint_at_the_root_passes_the_url_check() -> None:
     with override_settings(ROOT_URLCONF="tests.project.urls_root"):
         report = check({"FUNCTIONS": "tests.functions.functions"})
     assert "statefun.W002" not in report and "no issues" in report
+
+
+def deploy_check(**settings: Any) -> str:
+    """What ``manage.py check --deploy`` says of the statefun checks with these settings."""
+    out = io.StringIO()
+    with override_settings(ROOT_URLCONF="tests.project.urls_flat", **settings):
+        try:
+            call_command("check", "--deploy", "--tag", "statefun", stdout=out, stderr=out)
+        except SystemCheckError as error:
+            return str(error)
+    return out.getvalue()
+
+
+SECURE_MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", *django_settings.MIDDLEWARE]
+
+
+def test_ssl_redirect_of_the_endpoint_is_w004_on_deploy() -> None:
+    """``check --deploy`` asks for SECURE_SSL_REDIRECT, whose 301 the runtime does not follow
+    when it reaches the endpoint over plain http."""
+    report = deploy_check(SECURE_SSL_REDIRECT=True, MIDDLEWARE=SECURE_MIDDLEWARE)
+    assert "statefun.W004" in report
+    assert "SECURE_SSL_REDIRECT redirects the runtime's POST to /statefun" in report
+    assert 'SECURE_REDIRECT_EXEMPT = [r"^statefun/?$"]' in report, report
+    # off, or without the middleware that redirects, or the plain check: nothing to say
+    assert "statefun.W004" not in deploy_check(MIDDLEWARE=SECURE_MIDDLEWARE)
+    assert "statefun.W004" not in deploy_check(SECURE_SSL_REDIRECT=True)
+    with override_settings(SECURE_SSL_REDIRECT=True, MIDDLEWARE=SECURE_MIDDLEWARE):
+        assert "statefun.W004" not in check({"FUNCTIONS": "tests.functions.functions"})
+
+
+def test_the_endpoint_exempt_from_ssl_redirect_as_w004_says_passes_and_is_served() -> None:
+    exempt = {
+        "SECURE_SSL_REDIRECT": True,
+        "MIDDLEWARE": SECURE_MIDDLEWARE,
+        "SECURE_REDIRECT_EXEMPT": [r"^statefun/?$"],
+    }
+    assert "statefun.W004" not in deploy_check(**exempt)
+    body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    with override_settings(ROOT_URLCONF="tests.project.urls_flat", **exempt):
+        client = Client()
+        for url in ("/statefun", "/statefun/"):
+            response = client.post(url, body, content_type="application/octet-stream")
+            assert response.status_code == 200, url
+        assert client.get("/statefunny").status_code == 301  # the project's pages redirect
 
 
 class RoutedByHand:

@@ -16,11 +16,12 @@ class StatefunConfig(AppConfig):
     verbose_name = "StateFun"
 
     def ready(self) -> None:
-        from .checks import check_settings, check_urls
+        from .checks import check_settings, check_ssl_redirect, check_urls
         from .conf import handler_error
 
         checks.register(check_settings, "statefun")
         checks.register(check_urls, "statefun", checks.Tags.urls)
+        checks.register(check_ssl_redirect, "statefun", checks.Tags.security, deploy=True)
         # Built at start-up, so that a type no plugin resolves is reported now (and by
         # ``manage.py check``, statefun.E006), not by the first request.
         problem = handler_error()

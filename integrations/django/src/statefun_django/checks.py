@@ -15,10 +15,13 @@
   where module.yaml files point the runtime (which follows no redirect).
 - ``statefun.W003``: ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is left at Django's default (2.5 MB),
   under the runtime's batches.
+- ``statefun.W004`` (``check --deploy``): ``SECURE_SSL_REDIRECT`` answers the runtime's
+  plain-http POST to the endpoint with a 301, which the runtime does not follow.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Optional, Sequence
 
 from django.apps import AppConfig
@@ -38,7 +41,7 @@ from .conf import (
     merge_functions,
 )
 
-__all__ = ["check_settings", "check_urls"]
+__all__ = ["check_settings", "check_ssl_redirect", "check_urls"]
 
 
 def check_settings(
@@ -118,5 +121,36 @@ def check_urls(
             hint='route with urlpatterns = [*statefun_urls("statefun")] '
             "(from statefun_django.urls), which serves both",
             id="statefun.W002",
+        )
+    ]
+
+
+def check_ssl_redirect(
+    app_configs: Optional[Sequence[AppConfig]] = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """A deploy check: ``SECURE_SSL_REDIRECT`` (which Django's own deploy checks ask for)
+    redirects a plain-http POST to the endpoint to https, unless ``SECURE_REDIRECT_EXEMPT``
+    exempts its path, as ``SecurityMiddleware`` matches it (without the leading slash)."""
+    middleware = "django.middleware.security.SecurityMiddleware"
+    if not settings.SECURE_SSL_REDIRECT or middleware not in settings.MIDDLEWARE:
+        return []
+    try:
+        found = endpoint_url()
+    except StatefunConfigError:
+        return []  # raised by loading the URLconf: check_settings reports it
+    if found is None:
+        return []  # routed by hand
+    url = found[1].rstrip("/") or "/"  # as module.yaml names it
+    exempt = [re.compile(pattern) for pattern in settings.SECURE_REDIRECT_EXEMPT]
+    if any(pattern.search(url.lstrip("/")) for pattern in exempt):
+        return []
+    pattern = f"^{re.escape(url.strip('/'))}/?$"
+    return [
+        Warning(
+            f"SECURE_SSL_REDIRECT redirects the runtime's POST to {url} over http with a 301, "
+            "which the runtime does not follow",
+            hint="point module.yaml's urlPathTemplate at https://, or exempt the endpoint: "
+            f'SECURE_REDIRECT_EXEMPT = [r"{pattern}"]',
+            id="statefun.W004",
         )
     ]
