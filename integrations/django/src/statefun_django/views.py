@@ -90,15 +90,20 @@ class StatefunView(_EndpointView):
 
 
 class AsyncStatefunView(_EndpointView):
-    """Awaits ``handle_async`` on the event loop: the view for ASGI."""
+    """Awaits ``handle_async`` on the event loop: the view for ASGI (served by WSGI too, as
+    ``STATEFUN["ASYNC"]`` set for the other server makes it, it reads the body as the sync
+    view does: Django alone reads a chunked body as empty there)."""
 
     async def post(self, request: HttpRequest) -> HttpResponse:
         try:
-            check_declared_length(declared_length(request))
-            body = request.body
+            if "wsgi.input" in request.META:  # a WSGIRequest: see read_body
+                body = read_body(request)
+            else:
+                check_declared_length(declared_length(request))
+                body = request.body
         except RequestDataTooBig:
             return rejected(request, too_large(request))
-        except RequestTooLargeError as error:
+        except (RequestTooLargeError, MalformedRequestError) as error:
             return rejected(request, error)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
