@@ -377,6 +377,27 @@ def test_functions_by_dotted_path(path: str) -> None:
     assert greetings(response.data)[0] == 1
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "tests.functions",
+            "STATEFUN_FUNCTIONS: 'tests.functions' is a module: name the StatefulFunctions "
+            "in it, such as 'tests.functions:functions'",
+        ),
+        (
+            ["tests.functions:functions"],  # statefun-django takes a list; this one does not
+            "STATEFUN_FUNCTIONS: expected a StatefulFunctions or a RequestReplyHandler, got list",
+        ),
+    ],
+)
+def test_functions_that_are_not_served_name_the_key(value: object, message: str) -> None:
+    app = Flask(__name__)
+    app.config["STATEFUN_FUNCTIONS"] = value
+    with pytest.raises(TypeError, match=re.escape(message)):
+        Statefun(app)
+
+
 def test_no_functions_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="STATEFUN_FUNCTIONS"):
         Statefun(Flask(__name__))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Mapping, Optional, Union
 
 from flask import Flask, current_app
 from werkzeug.utils import import_string
 
-from statefun_core import RequestReplyHandler
+from statefun_core import RequestReplyHandler, StatefulFunctions
 from statefun_core.http import FunctionsOrHandler, as_handler
 
 from .blueprint import make_blueprint, route_endpoints
@@ -60,8 +61,19 @@ class Statefun:
                 "statefun_flask: no functions to serve; pass Statefun(app, functions) "
                 "or set app.config['STATEFUN_FUNCTIONS']"
             )
-        if isinstance(functions, str):
-            functions = import_string(functions)
+        path = functions if isinstance(functions, str) else None
+        if path is not None:
+            functions = import_string(path)
+        if path is not None and isinstance(functions, ModuleType):
+            raise TypeError(
+                f"statefun_flask: STATEFUN_FUNCTIONS: {path!r} is a module: name the "
+                f"StatefulFunctions in it, such as '{path}:functions'"
+            )
+        if not isinstance(functions, (StatefulFunctions, RequestReplyHandler)):
+            raise TypeError(
+                "statefun_flask: STATEFUN_FUNCTIONS: expected a StatefulFunctions or a "
+                f"RequestReplyHandler, got {type(functions).__name__}"
+            )
         handler = as_handler(functions)
 
         app.extensions["statefun"] = StatefunState(handler=handler)
