@@ -28,6 +28,7 @@ __all__ = [
     "mount",
     "read_terminated",
     "unreadable",
+    "unterminated",
 ]
 
 Environ = dict[str, Any]
@@ -36,10 +37,6 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _CHUNK = 1 << 16
-_UNTERMINATED = (
-    "the server passed a chunked body without marking its end (wsgi.input_terminated), so it "
-    "may not be read (PEP 3333): send its Content-Length, or serve under gunicorn or waitress"
-)
 
 
 class StatefunWSGI(Served):
@@ -90,7 +87,7 @@ class StatefunWSGI(Served):
             except StatefunError as error:  # unreadable (400) or over the limit (413)
                 return endpoint.rejected(error, headers)
         elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            return endpoint.rejected(MalformedRequestError(_UNTERMINATED), headers)
+            return endpoint.rejected(unterminated(), headers)
         else:  # PEP 3333: without a length, the input may not be read
             body = b""
         return endpoint.handle_sync(body, headers)
@@ -132,6 +129,17 @@ def unreadable(error: BaseException) -> MalformedRequestError:
     """The error (400) for a body the server could not read whole: one of
     :func:`input_errors`."""
     return MalformedRequestError(f"the request body could not be read: {error!r}")
+
+
+def unterminated() -> MalformedRequestError:
+    """The error (400) for a chunked body the server passed without marking its end
+    (``wsgi.input_terminated``): PEP 3333 forbids reading it, and a framework reads it as
+    empty (Django's and Werkzeug's development servers, the Flask test client)."""
+    return MalformedRequestError(
+        "the server passed a chunked body without marking its end (wsgi.input_terminated), so "
+        "it may not be read (PEP 3333): send its Content-Length, or serve under gunicorn or "
+        "waitress"
+    )
 
 
 def incomplete(size: int, declared: int) -> MalformedRequestError:

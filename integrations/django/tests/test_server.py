@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -176,6 +177,20 @@ def test_a_body_shorter_than_its_content_length_is_400_and_reaches_the_hooks() -
         plugins.unregister(failures)
     assert failures.failures == [(MalformedRequestError, 400, "raw")]
     assert failures.batches == [None]  # refused before a batch existed
+
+
+@pytest.mark.parametrize("path", ["/sync/", "/async/"])
+def test_a_chunked_body_the_server_does_not_end_is_400_saying_why(
+    caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """Django's development server (runserver, statefun_serve) passes a chunked body without
+    ``wsgi.input_terminated``: Django reads it as empty, which the handler refused as a
+    request with no invocation batch, not saying what to change."""
+    body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0})
+    with caplog.at_level(logging.WARNING, logger="statefun_core"), django_server() as port:
+        status, _, _ = request(port, path, body, chunked=True)
+    assert status == 400
+    assert "without marking its end (wsgi.input_terminated)" in caplog.text, caplog.text
 
 
 @pytest.fixture(scope="module")

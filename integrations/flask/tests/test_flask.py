@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 from decimal import Decimal
 from importlib import metadata
@@ -297,6 +298,26 @@ def test_a_chunked_bodys_content_length_is_ignored() -> None:
     body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
     response = post_chunked(limited_app(LIMIT), body, CONTENT_LENGTH="5")
     assert greetings(response.data)[0] == 1
+
+
+def test_a_chunked_body_the_server_does_not_end_is_400_saying_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The Flask test client (as wsgiref) passes a chunked body without
+    ``wsgi.input_terminated``: Werkzeug reads it as empty, which the handler refused as a
+    request with no invocation batch, not saying what to change."""
+    body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    client = limited_app(LIMIT).test_client()
+    with caplog.at_level(logging.WARNING, logger="statefun_core"):
+        response = client.post(
+            "/statefun",
+            input_stream=io.BytesIO(body),
+            content_type="application/octet-stream",
+            headers={"Transfer-Encoding": "chunked"},
+        )
+    assert response.status_code == 400
+    assert "without marking its end (wsgi.input_terminated)" in caplog.text, caplog.text
+    assert "send its Content-Length" in caplog.text
 
 
 def test_the_hooks_see_the_request_headers_as_a_mapping() -> None:

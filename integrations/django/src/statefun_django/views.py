@@ -26,7 +26,13 @@ from statefun_core.errors import (
 from statefun_core.http import CONTENT_TYPE, error_response
 from statefun_core.plugins import Endpoint, allowed_methods
 from statefun_core.serving import declared_length as parse_length
-from statefun_core.wsgi import incomplete, input_errors, read_terminated, unreadable
+from statefun_core.wsgi import (
+    incomplete,
+    input_errors,
+    read_terminated,
+    unreadable,
+    unterminated,
+)
 
 from .conf import StatefunConfigError, get_handler, get_settings
 
@@ -174,12 +180,20 @@ def read_body(request: HttpRequest) -> bytes:
     length over ``Limits.request_bytes`` is refused unread (:func:`check_declared_length`;
     under ASGI, Django has spooled the body to a file before the view runs).
 
-    A body the server cannot hand over whole is a ``MalformedRequestError`` (400): one shorter
-    than its ``Content-Length`` (gunicorn hands over what came before the client stopped), or
-    one whose reading raised (a malformed chunk, a client gone: ``input_errors``).
+    A chunked body the server does not end (Django's development server) is a
+    ``MalformedRequestError`` (400) that says so. So is a body the server cannot hand over
+    whole: one shorter than its ``Content-Length`` (gunicorn hands over what came before the
+    client stopped), or one whose reading raised (a malformed chunk, a client gone:
+    ``input_errors``).
     """
     meta = request.META
     if meta.get("CONTENT_LENGTH") or not meta.get("wsgi.input_terminated"):
+        if (
+            not meta.get("CONTENT_LENGTH")
+            and "wsgi.input" in meta  # under ASGI Django has read the body (spooled) already
+            and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
+        ):
+            raise unterminated()  # Django would read it as empty
         declared = declared_length(request)
         check_declared_length(declared)
         try:

@@ -24,7 +24,13 @@ from statefun_core.errors import (
 )
 from statefun_core.http import CONTENT_TYPE, FunctionsOrHandler, as_handler, error_response
 from statefun_core.plugins import Endpoint, allowed_methods
-from statefun_core.wsgi import incomplete, input_errors, read_terminated, unreadable
+from statefun_core.wsgi import (
+    incomplete,
+    input_errors,
+    read_terminated,
+    unreadable,
+    unterminated,
+)
 
 __all__ = ["endpoint_view", "make_blueprint", "route_endpoints"]
 
@@ -165,10 +171,11 @@ def read_body(current: Request, limit: Optional[int]) -> bytes:
     the limit: Werkzeug would cut it at ``MAX_CONTENT_LENGTH`` and pass it on, and joining the
     chunks of a body over the limit would hold it twice.
 
-    A body the server cannot hand over whole is a ``MalformedRequestError`` (400): one shorter
-    than its ``Content-Length`` (gunicorn hands over what came before the client stopped), or
-    one whose reading raised (a malformed chunk, a client gone: ``input_errors``, and
-    Werkzeug's ``ClientDisconnected``).
+    A chunked body the server does not end (the Flask test client, wsgiref) is a
+    ``MalformedRequestError`` (400) that says so. So is a body the server cannot hand over
+    whole: one shorter than its ``Content-Length`` (gunicorn hands over what came before the
+    client stopped), or one whose reading raised (a malformed chunk, a client gone:
+    ``input_errors``, and Werkzeug's ``ClientDisconnected``).
     """
     environ = current.environ
     length = environ.get("CONTENT_LENGTH", "")
@@ -177,6 +184,8 @@ def read_body(current: Request, limit: Optional[int]) -> bytes:
     else:
         declared = current.content_length  # ...Werkzeug reads them (and the rest)
     if declared is not None or not environ.get("wsgi.input_terminated"):
+        if declared is None and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            raise unterminated()  # Werkzeug would read it as empty
         if declared is not None and limit is not None and declared > limit:
             maximum, setting = _maximum(current, limit)
             if maximum is not None and declared > maximum:
