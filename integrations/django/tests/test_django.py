@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 from importlib import metadata
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+import django
 import pytest
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 from django.urls import resolve, reverse
@@ -114,6 +120,58 @@ def test_endpoint_needs_no_csrf_token() -> None:
         content_type="application/octet-stream",
     )
     assert response.status_code == 200
+
+
+LOGIN_REQUIRED_SETTINGS = """
+from tests.project.settings import *
+INSTALLED_APPS = [
+    "django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions",
+    "statefun_django",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "statefun_django.middleware.statefun_middleware",
+]
+"""
+
+LOGIN_REQUIRED_REQUESTS = """
+import django; django.setup()
+from django.test import Client
+from statefun_core.testing import wire
+from statefun_core.testing.endpoint import GREETER, NEW
+client = Client()
+for path in ("/statefun", "/sync/", "/async/"):
+    body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    response = client.post(path, body, content_type="application/octet-stream")
+    print(path, response.status_code, client.put(path).status_code)
+print("metrics", client.get("/statefun/metrics").status_code)
+"""
+
+
+def test_endpoint_needs_no_login_behind_login_required_middleware(tmp_path: Path) -> None:
+    """Django 5.1's LoginRequiredMiddleware sends every view not marked login_not_required to
+    the login page (302): the runtime's POST carries no session, and does not follow it. In a
+    fresh process: django.contrib.auth installed for a test would stay in the check registry."""
+    if django.VERSION < (5, 1):
+        pytest.skip("LoginRequiredMiddleware is Django 5.1's")
+    (tmp_path / "login_settings.py").write_text(LOGIN_REQUIRED_SETTINGS)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "login_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])]),
+    }
+    command = [sys.executable, "-c", LOGIN_REQUIRED_REQUESTS]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[:3] == [
+        "/statefun 200 405",
+        "/sync/ 200 405",
+        "/async/ 200 405",
+    ], done.stdout + done.stderr
+    if find_spec("statefun_prometheus") is not None:
+        # the plugins' endpoints are the project's to expose: they follow the middleware
+        assert done.stdout.splitlines()[3] == "metrics 302", done.stdout
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 """The endpoint views: a sync one for WSGI and an async one for ASGI, alike in all else.
 
-Both are CSRF-exempt (the runtime POSTs protobuf, no token) and answer every method but POST
-with 405. Statuses and error texts come from ``statefun_core.http.error_response``. What the
-views refuse before the handler sees the body (a wrong method, a body over
-``DATA_UPLOAD_MAX_MEMORY_SIZE``, one the server cannot hand over whole) reaches the
-``statefun_request_failed`` hook too.
+Both are CSRF-exempt (the runtime POSTs protobuf, no token), need no login (it has no
+session either) and answer every method but POST with 405. Statuses and error texts come from
+``statefun_core.http.error_response``. What the views refuse before the handler sees the body
+(a wrong method, a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, one the server cannot hand
+over whole) reaches the ``statefun_request_failed`` hook too.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ class _EndpointView(View):
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
         view = super().as_view(**initkwargs)
         view.csrf_exempt = True  # type: ignore[attr-defined]
+        # login_not_required (Django 5.1's LoginRequiredMiddleware): the runtime has no session,
+        # and would get a redirect to the login page, which it does not follow
+        view.login_required = False  # type: ignore[attr-defined]
         return view
 
     # View's setup and dispatch, for a view of one method: Django's look for a GET to answer
