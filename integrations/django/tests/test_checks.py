@@ -156,6 +156,13 @@ def test_a_flag_that_is_not_a_bool_is_e007(key: str, value: Any, says: str) -> N
     assert "statefun.E007" in report and says in report
 
 
+def test_both_flags_wrong_are_both_named() -> None:
+    """Not one per run of ``manage.py check``."""
+    report = check({"FUNCTIONS": "tests.functions.functions", "ASYNC": "yes", "ENDPOINTS": "no"})
+    assert """STATEFUN["ASYNC"] must be True or False or None, not 'yes'""" in report, report
+    assert """STATEFUN["ENDPOINTS"] must be True or False, not 'no'""" in report, report
+
+
 def test_djangos_default_upload_limit_is_w003() -> None:
     assert "statefun.W003" not in check({"FUNCTIONS": "tests.functions.functions"})  # 64 KiB
     with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=2_621_440):

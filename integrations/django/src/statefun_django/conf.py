@@ -69,14 +69,15 @@ def get_settings() -> dict[str, Any]:
             "statefun.E001", f"STATEFUN must be a dict, not a {type(statefun).__name__}"
         )
     merged = {**DEFAULTS, **statefun}
+    problems = []  # both flags named at once, not one per run of manage.py check
     for key, allowed in (("ASYNC", (True, False, None)), ("ENDPOINTS", (True, False))):
         value = merged[key]  # a bool, or 0 or 1 as Python reads them
         if not any(value is flag or (type(value) is int and value == flag) for flag in allowed):
-            raise StatefunConfigError(
-                "statefun.E007",
-                f'STATEFUN["{key}"] must be {" or ".join(map(str, allowed))}, '
-                f"not {merged[key]!r}",
+            problems.append(
+                f'STATEFUN["{key}"] must be {" or ".join(map(str, allowed))}, not {value!r}'
             )
+    if problems:
+        raise StatefunConfigError("statefun.E007", "; ".join(problems))
     return merged
 
 
