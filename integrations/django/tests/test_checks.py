@@ -170,6 +170,22 @@ def test_djangos_default_upload_limit_is_w003() -> None:
     assert "statefun.W003" in report and "Django's default 2.5 MB" in report
 
 
+@pytest.mark.parametrize("value", ["32MB", "33554432", 32.5, True])
+def test_an_upload_limit_that_is_not_a_number_of_bytes_is_e008(value: Any) -> None:
+    """Read from the environment as a string, Django compares it with each body's length: every
+    request with a body, the runtime's included, fails (500)."""
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=value):
+        report = check({"FUNCTIONS": "tests.functions.functions"})
+    says = f"DATA_UPLOAD_MAX_MEMORY_SIZE must be an int (bytes) or None, not {value!r}"
+    assert "statefun.E008" in report and says in report, report
+
+
+@pytest.mark.parametrize("value", [None, 0, 32 * 1024 * 1024])
+def test_an_upload_limit_of_bytes_or_none_passes(value: Any) -> None:
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=value):
+        assert "statefun.E008" not in check({"FUNCTIONS": "tests.functions.functions"})
+
+
 def test_checks_can_be_silenced() -> None:
     with override_settings(SILENCED_SYSTEM_CHECKS=["statefun.E003"]):
         assert "no issues" in check({"FUNCTIONS": "tests.functions.not_functions"})

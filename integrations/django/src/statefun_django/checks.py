@@ -9,6 +9,8 @@
   plugin not installed, or disabled), or a plugin that fails to load.
 - ``statefun.E007``: ``STATEFUN["ASYNC"]`` is not True, False or None, or
   ``STATEFUN["ENDPOINTS"]`` not True or False.
+- ``statefun.E008``: ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is neither an int nor None (a string
+  read from the environment), which fails every request with a body.
 - ``statefun.W001``: ``STATEFUN`` has a key this app does not know (a typo?), reported with
   the errors above.
 - ``statefun.W002``: the endpoint is served at a URL ending in ``/`` but not without it,
@@ -80,7 +82,19 @@ def check_settings(
         problem = handler_error()
         if problem is not None:
             messages.append(Error(problem, id="statefun.E006"))
-    if settings.DATA_UPLOAD_MAX_MEMORY_SIZE == global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+    upload_limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if upload_limit is not None and type(upload_limit) is not int:
+        messages.append(
+            Error(
+                f"DATA_UPLOAD_MAX_MEMORY_SIZE must be an int (bytes) or None, not "
+                f"{upload_limit!r}: Django compares it with each request's length, and every "
+                "request with a body fails, the runtime's too",
+                hint="DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024 (int(...) of a value "
+                "read from the environment)",
+                id="statefun.E008",
+            )
+        )
+    elif upload_limit == global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
         messages.append(
             Warning(
                 "DATA_UPLOAD_MAX_MEMORY_SIZE is Django's default 2.5 MB: a batch over it (the "
