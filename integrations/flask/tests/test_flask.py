@@ -535,6 +535,9 @@ def test_endpoints_false_turns_the_plugins_endpoints_off() -> None:
         ("STATEFUN_ENDPOINTS", None, "STATEFUN_ENDPOINTS must be True or False, not None"),
         ("STATEFUN_URL_PREFIX", "statefun", "STATEFUN_URL_PREFIX must start with '/'"),
         ("STATEFUN_URL_PREFIX", None, "STATEFUN_URL_PREFIX must start with '/', not None"),
+        # Flask's own, which bounds the body: compared with each request's length, a string
+        # failed every request (500)
+        ("MAX_CONTENT_LENGTH", "65536", "MAX_CONTENT_LENGTH must be an int or None, not '65536'"),
     ],
 )
 def test_a_misconfigured_key_is_named(key: str, value: object, message: str) -> None:

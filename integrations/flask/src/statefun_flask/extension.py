@@ -91,11 +91,18 @@ class Statefun:
 
 def check_config(config: Mapping[str, Any]) -> None:
     """``ValueError`` naming a key whose value the extension cannot take: a string read from
-    the environment would pass unnoticed (``"false"`` turns the endpoints on)."""
+    the environment would pass unnoticed (``"false"`` turns the endpoints on) or fail every
+    request (``MAX_CONTENT_LENGTH``)."""
     endpoints = config["STATEFUN_ENDPOINTS"]
     if type(endpoints) not in (bool, int) or endpoints not in (0, 1):  # 0 and 1 count
         raise ValueError(
             f"statefun_flask: STATEFUN_ENDPOINTS must be True or False, not {endpoints!r}"
+        )
+    maximum = config.get("MAX_CONTENT_LENGTH")
+    if maximum is not None and type(maximum) is not int:
+        raise ValueError(
+            f"statefun_flask: MAX_CONTENT_LENGTH must be an int or None, not {maximum!r} "
+            "(compared with each request's length, it would fail every request)"
         )
     prefix = config["STATEFUN_URL_PREFIX"]
     if not isinstance(prefix, str) or not prefix.startswith("/"):
