@@ -473,6 +473,14 @@ def test_csrf_protect_set_up_later_exempts_the_blueprint_as_documented() -> None
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("prefix", ["", None])
+def test_blueprint_without_a_prefix_serves_the_root(prefix: Optional[str]) -> None:
+    app = Flask(__name__)
+    app.register_blueprint(make_blueprint(make_functions(), url_prefix=prefix))  # type: ignore[arg-type]
+    response = post(app.test_client(), wire.to_function(GREETER, "Ann", ["Ann"], NEW), path="/")
+    assert response.status_code == 200
+
+
 def test_blueprint_rejects_what_it_cannot_serve() -> None:
     with pytest.raises(TypeError, match="StatefulFunctions"):
         make_blueprint(object())  # type: ignore[arg-type]

@@ -61,7 +61,8 @@ def make_blueprint(
     itself: the runtime's POST carries no CSRF token.
     """
     handler = as_handler(functions_or_handler)
-    blueprint = Blueprint(name, __name__, url_prefix=url_prefix.rstrip("/") or "/")
+    prefix = (url_prefix or "").rstrip("/") or "/"
+    blueprint = Blueprint(name, __name__, url_prefix=prefix)
 
     def endpoint() -> Response:
         current: Request = request._get_current_object()  # type: ignore[attr-defined]
