@@ -15,7 +15,7 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client, override_settings
-from django.urls import path
+from django.urls import include, path
 from statefun_django import conf
 from statefun_django.views import StatefunView
 
@@ -219,6 +219,17 @@ def test_an_endpoint_served_only_with_a_trailing_slash_is_w002() -> None:
     assert "statefun.W002" in report
     assert "served at /statefun/ but not at /statefun" in report
     assert 'urlpatterns = [*statefun_urls("statefun")]' in report
+
+
+class IncludedUnderAPrefix:
+    urlpatterns = [path("api/statefun/", include("statefun_django.urls"))]
+
+
+def test_w002_gives_the_routes_own_path() -> None:
+    with override_settings(ROOT_URLCONF=IncludedUnderAPrefix):
+        report = check({"FUNCTIONS": "tests.functions.functions"})
+    assert "served at /api/statefun/ but not at /api/statefun" in report
+    assert 'urlpatterns = [*statefun_urls("api/statefun")]' in report, report
 
 
 @pytest.mark.parametrize(

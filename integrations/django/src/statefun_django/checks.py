@@ -132,7 +132,7 @@ def check_urls(
             f"the StateFun endpoint is served at {url} but not at {bare}: a runtime whose "
             f"module.yaml names {bare} gets a 404, or from APPEND_SLASH a redirect it does not "
             "follow (a 500 with DEBUG)",
-            hint='route with urlpatterns = [*statefun_urls("statefun")] '
+            hint=f'route with urlpatterns = [*statefun_urls("{bare.lstrip("/")}")] '
             "(from statefun_django.urls), which serves both",
             id="statefun.W002",
         )
