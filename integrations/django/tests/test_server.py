@@ -87,6 +87,21 @@ def test_body_over_data_upload_max_memory_size_is_413_and_names_it(
     check_request_limit(port, "/statefun", LIMIT, "DATA_UPLOAD_MAX_MEMORY_SIZE", chunked=chunked)
 
 
+def test_under_uvicorn_the_view_is_async_when_a_sync_middleware_loads_the_urlconf() -> None:
+    """STATEFUN["ASYNC"] None picks the view as the URLconf loads: LocaleMiddleware loads it
+    in the thread sync_to_async runs it in, where no event loop runs, and the sync view was
+    served under ASGI (each request on a thread of its own)."""
+    port = free_port()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.project.settings_locale"}
+    command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+    with running([*command, "tests.project.asgi:application"], port, cwd=PACKAGE_ROOT, env=env):
+        status, _, name = request(port, "/endpoint-view-class/", method="GET")
+        body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 0})
+        served, _, reply = request(port, "/statefun", body)
+    assert (status, name.decode()) == (200, "AsyncStatefunView")
+    assert (served, greetings(reply)[0]) == (200, 1)
+
+
 @pytest.mark.parametrize("path", ["/sync/", "/async/"])
 def test_either_view_reads_a_chunked_body_under_either_server(
     server: str, port: int, path: str

@@ -10,8 +10,10 @@ over whole) reaches the ``statefun_request_failed`` hook too.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
@@ -129,19 +131,34 @@ def endpoint_view() -> Callable[..., Any]:
     patterns are made (as the URLconf is loaded), not per request.
 
     ``None`` (the default) picks the async view when the URLconf is loaded inside a running
-    event loop, which is how an ASGI server first loads it (unless something loaded it before).
+    event loop, which is how an ASGI server first loads it (unless something loaded it before),
+    or in a thread that ``sync_to_async`` runs a sync middleware in for one.
     """
     try:
         use_async = get_settings()["ASYNC"]
     except StatefunConfigError:
         use_async = None  # STATEFUN is not a dict: statefun.E001 reports it, and requests fail
     if use_async is None:
-        try:
-            asyncio.get_running_loop()
-            use_async = True
-        except RuntimeError:
-            use_async = False
+        use_async = _under_an_event_loop()
     return (AsyncStatefunView if use_async else StatefunView).as_view()
+
+
+def _under_an_event_loop() -> bool:
+    """Whether this thread runs an event loop, or is one ``sync_to_async`` runs sync code in
+    for a running loop: under ASGI, a sync middleware (``LocaleMiddleware``, which looks for
+    ``i18n_patterns``) loads the URLconf there."""
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        pass
+    # asgiref's own record of the loop a sync_to_async thread works for (its AsyncToSync
+    # reads it), with the process it was set in: a forked worker inherits none
+    threadlocal = SyncToAsync.threadlocal
+    loop = getattr(threadlocal, "main_event_loop", None)
+    if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return False
+    return isinstance(loop, asyncio.AbstractEventLoop) and loop.is_running()
 
 
 def statefun_headers(request: HttpRequest) -> Mapping[str, str]:
