@@ -10,7 +10,7 @@ from importlib import metadata
 from typing import Any, Optional, Union
 
 import pytest
-from flask import Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 from flask.testing import FlaskClient
 from statefun_flask import Statefun, StatefunState, make_blueprint, route_endpoints
 from statefun_flask.blueprint import RequestHeaders
@@ -417,6 +417,19 @@ def test_functions_that_are_not_served_name_the_key(value: object, message: str)
     app.config["STATEFUN_FUNCTIONS"] = value
     with pytest.raises(TypeError, match=re.escape(message)):
         Statefun(app)
+
+
+def test_a_second_statefun_on_one_app_says_what_to_do_instead() -> None:
+    """Flask's own error says "Use 'name=' to provide a unique name", which the extension
+    does not take."""
+    app = Flask(__name__)
+    statefun = Statefun(app, make_functions())
+    with pytest.raises(ValueError, match=r"make_blueprint\(functions, url_prefix=..., name=...\)"):
+        statefun.init_app(app)
+    other = Flask(__name__)
+    other.register_blueprint(Blueprint("statefun", __name__, url_prefix="/mine"))
+    with pytest.raises(ValueError, match="a blueprint named 'statefun' already"):
+        Statefun(other, make_functions())
 
 
 def test_no_functions_is_a_clear_error() -> None:

@@ -55,6 +55,12 @@ class Statefun:
         config.setdefault("STATEFUN_ENDPOINTS", True)
 
         check_config(config)
+        if "statefun" in app.blueprints:  # Flask would say "Use 'name='", which is not ours
+            raise ValueError(
+                "statefun_flask: the app has a blueprint named 'statefun' already (Statefun "
+                "set up on it before, or one of the app's own); for a second endpoint, "
+                "register make_blueprint(functions, url_prefix=..., name=...)"
+            )
         functions = config["STATEFUN_FUNCTIONS"]
         if functions is None:
             raise RuntimeError(
