@@ -753,6 +753,45 @@ class SettingsTest(testing.AsyncHTTPTestCase):
         assert self.fetch("/own", method="POST", body=body).code == 200
 
 
+class RoutesTakeTheSettingTest(testing.AsyncHTTPTestCase):
+    """make_routes and make_app given no max_body_size leave the limit to the application's
+    statefun_max_body_size setting; a max_body_size given wins over it."""
+
+    def get_app(self) -> Application:
+        plugins = make_plugin_manager(load_entrypoints=False)
+        return Application(
+            [
+                *statefun_tornado.make_routes(make_functions(), plugins=plugins),
+                *statefun_tornado.make_routes(
+                    make_functions(), "/own", max_body_size=2 * LIMIT, plugins=plugins
+                ),
+            ],
+            statefun_max_body_size=LIMIT,
+        )
+
+    def test_the_setting_is_the_limit(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
+        response = self.fetch("/statefun", method="POST", body=body)
+        assert response.code == 413
+        assert b"over the limit of 65536 bytes (max_body_size)" in response.body
+        assert self.fetch("/own", method="POST", body=body).code == 200
+
+
+class MakeAppSettingTest(testing.AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return statefun_tornado.make_app(
+            make_functions(),
+            plugins=make_plugin_manager(load_entrypoints=False),
+            statefun_max_body_size=LIMIT,
+        )
+
+    def test_the_setting_is_the_limit(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
+        assert self.fetch("/statefun", method="POST", body=body).code == 413
+        body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        assert self.fetch("/statefun", method="POST", body=body).code == 200
+
+
 class NoHandlerTest(testing.AsyncHTTPTestCase):
     """Neither the rule nor the settings give a handler: each request is a logged 500, not a
     connection dropped unanswered."""

@@ -9,7 +9,7 @@ import pluggy
 from tornado.routing import URLSpec
 from tornado.web import Application
 
-from statefun_core.http import DEFAULT_MAX_REQUEST_BYTES, FunctionsOrHandler, as_handler
+from statefun_core.http import FunctionsOrHandler, as_handler
 
 from .handlers import EndpointHandler, StatefunHandler
 
@@ -20,7 +20,7 @@ def make_routes(
     functions_or_handler: FunctionsOrHandler,
     path: str = "/statefun",
     *,
-    max_body_size: int = DEFAULT_MAX_REQUEST_BYTES,
+    max_body_size: Optional[int] = None,
     executor: Optional[Executor] = None,
     plugins: Optional[pluggy.PluginManager] = None,
     endpoints: bool = True,
@@ -31,13 +31,16 @@ def make_routes(
 
     Given :class:`StatefulFunctions`, builds one :class:`RequestReplyHandler` with ``plugins``
     and ``executor`` (the pool for functions bound with ``blocking=True``; default: the
-    loop's). The endpoints the plugins contribute (``/metrics`` of statefun-prometheus, health)
-    get a rule per path, at the root as the plugin names it (named
+    loop's). ``max_body_size`` left out, the application's ``statefun_max_body_size`` setting
+    is the limit, or 32 MiB without it. The endpoints the plugins contribute (``/metrics`` of
+    statefun-prometheus, health) get a rule per path, at the root as the plugin names it (named
     ``statefun-endpoint-<path>``; ``endpoints=False`` leaves them out).
     """
     path = "/" + path.lstrip("/")  # Tornado matches the path with its slash: "statefun" never
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
-    options = {"handler": handler, "max_body_size": max_body_size}
+    options: dict[str, Any] = {"handler": handler}
+    if max_body_size is not None:  # else the application's setting, or the default
+        options["max_body_size"] = max_body_size
     rules = [URLSpec(path, StatefunHandler, options, name="statefun")]
     other = path[:-1] if path.endswith("/") else f"{path}/"
     if other:
@@ -55,13 +58,14 @@ def make_app(
     functions_or_handler: FunctionsOrHandler,
     path: str = "/statefun",
     *,
-    max_body_size: int = DEFAULT_MAX_REQUEST_BYTES,
+    max_body_size: Optional[int] = None,
     executor: Optional[Executor] = None,
     plugins: Optional[pluggy.PluginManager] = None,
     endpoints: bool = True,
     **settings: Any,
 ) -> Application:
-    """An :class:`Application` with :func:`make_routes`; ``settings`` go to the Application."""
+    """An :class:`Application` with :func:`make_routes`; ``settings`` go to the Application
+    (``statefun_max_body_size`` among them is the limit when ``max_body_size`` is left out)."""
     routes = make_routes(
         functions_or_handler,
         path,
