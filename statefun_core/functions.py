@@ -114,7 +114,8 @@ class StatefulFunctions:
         """Register ``fun(context, message)`` under ``typename`` (``namespace/name``).
 
         ``blocking=True`` marks a sync function that blocks (I/O, heavy CPU):
-        ``handle_async`` then runs it in a thread pool instead of on the event loop.
+        ``handle_async`` then runs it in a thread pool instead of on the event loop. An
+        ``async def`` function cannot be marked so (``TypeError``): it runs on the loop.
 
         Failures that never succeed: besides a raised :class:`~statefun_core.FinalFailure`,
         the exceptions of ``final_errors`` are final, and with ``final_unreadable=True`` so is
@@ -138,6 +139,14 @@ class StatefulFunctions:
         for spec in specs or []:
             if not isinstance(spec, ValueSpec):
                 raise TypeError(f"specs of {typename} must be ValueSpecs, got {spec!r}")
+        if blocking and inspect.iscoroutinefunction(fun):
+            # handle_async awaits it on the event loop whatever the flag: it would not help
+            raise TypeError(
+                f"{typename}: blocking=True is for a plain def function, which then runs in the "
+                "executor; an async def function runs on the event loop: leave blocking out and "
+                "await its blocking calls in a thread (await asyncio.to_thread(...)), or make it "
+                "a plain def"
+            )
         function = StatefulFunction(
             typename,
             fun,

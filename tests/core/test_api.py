@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 import statefun_core
 from statefun_core import (
     BoolType,
+    Context,
     DoubleType,
     EgressMessage,
     FloatType,
@@ -127,6 +128,20 @@ def test_bind_validates_typename_and_signature() -> None:
         )
     functions.register("a.b/c/d", lambda c, m: None)  # split at the last slash
     assert functions.for_typename("a.b/c/d").namespace == "a.b/c"
+
+
+def test_blocking_is_refused_for_an_async_function() -> None:
+    """``blocking=True`` sends a sync function to the executor; an async one would still run
+    on the event loop, its blocking calls holding every request: refused when bound."""
+    functions = StatefulFunctions()
+
+    async def lookup(context: Context, message: Message) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"ns/lookup: blocking=True .* asyncio\.to_thread"):
+        functions.bind("ns/lookup", blocking=True)(lookup)
+    assert "ns/lookup" not in [function.typename for function in functions]
+    functions.bind("ns/lookup")(lookup)  # without it, as any async function
 
 
 def test_bind_returns_the_function_and_registers_it() -> None:
