@@ -266,15 +266,17 @@ def run_integration_tests(session: nox.Session, name: str, requirements: tuple[s
 @nox.session(tags=["aiohttp"])
 @nox.parametrize(("python", "aiohttp"), AIOHTTP_VERSIONS)
 def aiohttp(session: nox.Session, aiohttp: tuple[str, ...]) -> None:
-    """statefun-aiohttp against a real aiohttp server, oldest and newest aiohttp."""
-    run_integration_tests(session, "aiohttp", aiohttp)
+    """statefun-aiohttp against a real aiohttp server, oldest and newest aiohttp; mypy for the
+    README's snippets and the example (tests/test_example.py)."""
+    run_integration_tests(session, "aiohttp", (*aiohttp, "mypy"))
 
 
 @nox.session(tags=["tornado"])
 @nox.parametrize(("python", "tornado"), TORNADO_VERSIONS)
 def tornado(session: nox.Session, tornado: tuple[str, ...]) -> None:
-    """statefun-tornado against a real Tornado server, oldest and newest Tornado."""
-    run_integration_tests(session, "tornado", tornado)
+    """statefun-tornado against a real Tornado server, oldest and newest Tornado; mypy for the
+    README's snippets and the example (tests/test_example.py)."""
+    run_integration_tests(session, "tornado", (*tornado, "mypy"))
 
 
 @nox.session(python="3.11", tags=["bench"])

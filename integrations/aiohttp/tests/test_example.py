@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -11,7 +12,11 @@ import pytest
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import GREETER, INBOX, free_port, greetings, request, running
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "aiohttp" / "app.py"
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "examples" / "aiohttp" / "app.py"
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: the functions the snippets import (``from my_functions import functions``)
+MY_FUNCTIONS = "from statefun_core import StatefulFunctions\n\nfunctions = StatefulFunctions()\n"
 
 
 @pytest.mark.skipif(not EXAMPLE.exists(), reason="runs from a checkout of the repository")
@@ -22,3 +27,27 @@ def test_example_serves_the_greeter() -> None:
         status, _, reply = request(port, "/statefun", body)
     assert status == 200
     assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
+
+
+@pytest.mark.skipif(not EXAMPLE.exists(), reason="runs from a checkout of the repository")
+def test_the_example_and_the_snippets_type_check(tmp_path: Path) -> None:
+    """The example (with the greeter it serves), the README's snippets and docs/security.md's
+    aiohttp one pass ``mypy --strict`` as written: what a typed project runs them through."""
+    api = pytest.importorskip("mypy.api")
+    security = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    snippets = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    snippets += [
+        block
+        for block in re.findall(r"```python\n(.*?)```", security, re.S)
+        if block.startswith("# aiohttp")
+    ]
+    assert len(snippets) > 2
+    (tmp_path / "my_functions.py").write_text(MY_FUNCTIONS)
+    modules = [str(EXAMPLE), str(ROOT / "examples" / "greeter_functions.py")]
+    for number, snippet in enumerate(snippets):
+        module = tmp_path / f"snippet_{number}.py"
+        module.write_text(snippet)
+        modules.append(str(module))
+    cache = f"--cache-dir={tmp_path / '.mypy_cache'}"
+    out, err, status = api.run(["--strict", "--no-incremental", cache, *modules])
+    assert status == 0, out + err
