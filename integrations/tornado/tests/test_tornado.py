@@ -813,6 +813,35 @@ class NoHandlerTest(testing.AsyncHTTPTestCase):
             assert "'statefun_handler' setting" in logs.output[0]
 
 
+class FunctionsForAHandlerTest(testing.AsyncHTTPTestCase):
+    """The rule or the setting gives the StatefulFunctions where a RequestReplyHandler goes
+    (make_routes takes either): each request is a logged 500 that says what to give, not an
+    AttributeError (and, for a wrong method, Tornado's HTML page)."""
+
+    def get_app(self) -> Application:
+        return Application(
+            [
+                (r"/statefun", statefun_tornado.StatefunHandler, {"handler": make_functions()}),
+                (r"/settings", statefun_tornado.StatefunHandler),
+            ],
+            statefun_handler=make_functions(),
+        )
+
+    def test_each_request_is_a_logged_500_that_says_what_to_give(self) -> None:
+        greeting = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        for path in ("/statefun", "/settings"):
+            for method, body in (("POST", greeting), ("GET", None), ("PROPFIND", None)):
+                with self.assertLogs("statefun_core", logging.ERROR) as logs:
+                    response = self.fetch(
+                        path, method=method, body=body, allow_nonstandard_methods=True
+                    )
+                assert response.code == 500, (path, method)
+                assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+                assert response.body == b"Internal Server Error"
+                assert "not a RequestReplyHandler" in logs.output[0], logs.output
+                assert "RequestReplyHandler(functions)" in logs.output[0]
+
+
 class MetricsTest(testing.AsyncHTTPTestCase):
     def get_app(self) -> Application:
         pytest.importorskip("statefun_prometheus")

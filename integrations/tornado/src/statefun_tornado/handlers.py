@@ -27,6 +27,11 @@ _NO_HANDLER = (
     "{'handler': RequestReplyHandler(functions)}, or set the application's "
     "'statefun_handler' setting"
 )
+_NOT_A_HANDLER = (
+    "statefun_tornado: StatefunHandler's handler is a {}, not a RequestReplyHandler: give "
+    "{{'handler': RequestReplyHandler(functions)}} (or the 'statefun_handler' setting), made "
+    "once, or route make_routes(functions)"
+)
 
 
 @stream_request_body
@@ -57,6 +62,9 @@ class StatefunHandler(RequestHandler):
                 # Raised here, it would drop the connection unanswered: prepare answers 500.
                 self._refusal: Optional[Exception] = RuntimeError(_NO_HANDLER)
                 return
+        if not isinstance(handler, RequestReplyHandler):  # StatefulFunctions, most likely
+            self._refusal = TypeError(_NOT_A_HANDLER.format(type(handler).__name__))
+            return
         if max_body_size is None:
             max_body_size = self.settings.get("statefun_max_body_size", DEFAULT_MAX_REQUEST_BYTES)
         self.handler = handler
