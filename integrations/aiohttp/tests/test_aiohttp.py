@@ -275,6 +275,47 @@ class HandleRequestTest(test_utils.AioHTTPTestCase):
             assert response.headers["Server"] == "aiohttp"
 
 
+class HandleRequestWithoutAHandlerTest(test_utils.AioHTTPTestCase):
+    """``handle_request`` routed where ``HANDLER_KEY`` holds no handler (never set, or set to
+    the StatefulFunctions ``setup`` takes): each request is a short 500 logged with what to set,
+    not aiohttp's page for a KeyError or an AttributeError."""
+
+    async def get_application(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/unset", statefun_aiohttp.handle_request)
+        app.router.add_post(
+            "/unset-expect",
+            statefun_aiohttp.handle_request,
+            expect_handler=statefun_aiohttp.expect_continue,
+        )
+        functions = web.Application()
+        functions[statefun_aiohttp.HANDLER_KEY] = make_functions()  # type: ignore[misc]
+        functions.router.add_route("*", "/", statefun_aiohttp.handle_request)
+        app.add_subapp("/functions/", functions)
+        return app
+
+    async def test_each_request_is_a_logged_500_that_says_what_to_set(self) -> None:
+        greeting = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        requests = [
+            ("/unset", "POST", {}, "no handler"),
+            ("/unset", "GET", {}, "no handler"),
+            ("/functions/", "POST", {}, "a StatefulFunctions, not a RequestReplyHandler"),
+            ("/functions/", "GET", {}, "a StatefulFunctions, not a RequestReplyHandler"),
+            # last: answered unread, the body is left on the connection (aiohttp 3.9)
+            ("/unset-expect", "POST", {"Expect": "100-continue"}, "no handler"),
+        ]
+        for path, method, headers, found in requests:
+            with self.assertLogs("statefun_core", logging.ERROR) as logs:
+                async with self.client.request(
+                    method, path, data=greeting if method == "POST" else None, headers=headers
+                ) as response:
+                    assert response.status == 500, (path, method)
+                    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+                    assert await response.read() == b"Internal Server Error"
+            assert found in logs.output[0], logs.output
+            assert "app[statefun_aiohttp.HANDLER_KEY] = RequestReplyHandler(" in logs.output[0]
+
+
 class EndpointsTest(test_utils.AioHTTPTestCase):
     """The plugins' endpoints ``setup`` routes, two of them at one path."""
 

@@ -53,8 +53,12 @@ async def handle_request(request: web.Request) -> web.Response:
     does not hold to) 400; these and a wrong method reach the ``statefun_request_failed``
     hook. A client that goes away before its body is in is no
     failure: it is logged at debug level, as Tornado's endpoint does, and nothing runs.
+    Without a handler under ``HANDLER_KEY``, each request is a 500 logged with what to set.
     """
-    return await _respond(request.config_dict[HANDLER_KEY], request)
+    handler = request.config_dict.get(HANDLER_KEY)
+    if not isinstance(handler, RequestReplyHandler):
+        return _error_response(_no_handler(handler))
+    return await _respond(handler, request)
 
 
 async def _respond(handler: RequestReplyHandler, request: web.Request) -> web.Response:
@@ -100,7 +104,21 @@ async def expect_continue(request: web.Request) -> Optional[web.Response]:
 
         app.router.add_post("/fn", handle_request, expect_handler=expect_continue)
     """
-    return await _expect(request.config_dict[HANDLER_KEY], request)
+    handler = request.config_dict.get(HANDLER_KEY)
+    if not isinstance(handler, RequestReplyHandler):
+        return _error_response(_no_handler(handler))
+    return await _expect(handler, request)
+
+
+def _no_handler(found: object) -> RuntimeError:
+    """Why a route of :func:`handle_request` cannot serve: ``HANDLER_KEY`` was never set, or
+    set to something else (the ``StatefulFunctions`` that ``setup`` takes, most likely)."""
+    what = "no handler" if found is None else f"a {type(found).__name__}, not a RequestReplyHandler"
+    return RuntimeError(
+        f"statefun_aiohttp: handle_request found {what} under HANDLER_KEY: set "
+        "app[statefun_aiohttp.HANDLER_KEY] = RequestReplyHandler(functions), or serve with "
+        "statefun_aiohttp.setup(app, functions)"
+    )
 
 
 async def _expect(handler: RequestReplyHandler, request: web.Request) -> Optional[web.Response]:
