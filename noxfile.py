@@ -267,8 +267,8 @@ def run_integration_tests(session: nox.Session, name: str, requirements: tuple[s
 @nox.parametrize(("python", "aiohttp"), AIOHTTP_VERSIONS)
 def aiohttp(session: nox.Session, aiohttp: tuple[str, ...]) -> None:
     """statefun-aiohttp against a real aiohttp server, oldest and newest aiohttp; mypy for the
-    README's snippets and the example (tests/test_example.py)."""
-    run_integration_tests(session, "aiohttp", (*aiohttp, "mypy"))
+    README's snippets and the example, gunicorn for deployment.md's command (test_example.py)."""
+    run_integration_tests(session, "aiohttp", (*aiohttp, "mypy", "gunicorn"))
 
 
 @nox.session(tags=["tornado"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -51,3 +52,20 @@ def test_the_example_and_the_snippets_type_check(tmp_path: Path) -> None:
     cache = f"--cache-dir={tmp_path / '.mypy_cache'}"
     out, err, status = api.run(["--strict", "--no-incremental", cache, *modules])
     assert status == 0, out + err
+
+
+@pytest.mark.skipif(not EXAMPLE.exists(), reason="runs from a checkout of the repository")
+def test_the_greeter_under_gunicorn_as_deployment_md_runs_it() -> None:
+    """docs/deployment.md's gunicorn command for examples/greeter/app.py, as written but for
+    the address: aiohttp's worker takes an application or an async factory, not make_app."""
+    pytest.importorskip("gunicorn")
+    deployment = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    (command,) = re.findall(r"`(gunicorn [^`]*aiohttp\.GunicornWebWorker[^`]*)`", deployment)
+    port = free_port()
+    argv = [f"127.0.0.1:{port}" if arg == "0.0.0.0:8000" else arg for arg in shlex.split(command)]
+    argv[0] = str(Path(sys.executable).with_name("gunicorn"))
+    with running(argv, port, cwd=ROOT / "examples" / "greeter"):
+        body = wire.to_function("com.example.fns/greeter", "Ann", ["Ann"], {"seen_count": 1})
+        status, _, reply = request(port, "/statefun", body)
+    assert status == 200
+    assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 1th time!")])
