@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from importlib import metadata
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import pytest
 import statefun_aiohttp
 from aiohttp import test_utils, web
 
-from statefun_core import RequestReplyHandler, StatefulFunctions, ValueSpec, make_plugin_manager
+from statefun_core import (
+    Context,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    ValueSpec,
+    make_plugin_manager,
+    message_builder,
+)
 from statefun_core.engine import StateSpec
 from statefun_core.errors import (
     MalformedRequestError,
@@ -230,6 +240,75 @@ class SubAppTest(test_utils.AioHTTPTestCase):
     async def test_get_is_405(self) -> None:
         async with self.client.get("/statefun") as response:
             assert response.status == 405
+
+
+#: What the test middleware puts in the request's context for the functions (README).
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+
+
+def context_functions() -> StatefulFunctions:
+    """Functions that send back what they see of REQUEST_ID, and the thread they ran on."""
+    functions = StatefulFunctions()
+
+    async def seen(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        reply = f"{REQUEST_ID.get()} {threading.current_thread().name}"
+        context.send(message_builder(INBOX, context.address.id, str_value=reply))
+
+    def seen_sync(context: Context, message: Message) -> None:
+        reply = f"{REQUEST_ID.get()} {threading.current_thread().name}"
+        context.send(message_builder(INBOX, context.address.id, str_value=reply))
+
+    functions.register("ctx/async", seen)
+    functions.register("ctx/sync", seen_sync)
+    functions.register("ctx/blocking", seen_sync, blocking=True)
+    return functions
+
+
+@web.middleware
+async def request_id(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    REQUEST_ID.set(request.headers.get("X-Request-Id", "none"))
+    return await handler(request)
+
+
+class MiddlewareContextTest(test_utils.AioHTTPTestCase):
+    """README: functions run in the request's task, so a context variable a middleware sets is
+    seen by every function (a blocking one in the executor too), and by no other request."""
+
+    async def get_application(self) -> web.Application:
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="statefun-blocking")
+        app = web.Application(middlewares=[request_id])
+        statefun_aiohttp.setup(
+            app,
+            context_functions(),
+            executor=self.executor,
+            plugins=make_plugin_manager(load_entrypoints=False),
+        )
+        return app
+
+    async def asyncTearDown(self) -> None:
+        await super().asyncTearDown()
+        self.executor.shutdown()
+
+    async def seen(self, typename: str, request_id: str) -> str:
+        headers = {"X-Request-Id": request_id} if request_id else {}
+        body = wire.to_function(typename, "Ann", ["Ann"])
+        async with self.client.post("/statefun", data=body, headers=headers) as response:
+            assert response.status == 200
+            (sent,) = greetings(await response.read())[1]
+            return sent[2] or ""
+
+    async def test_functions_see_the_middlewares_context(self) -> None:
+        loop_thread = threading.current_thread().name
+        for typename, thread in (
+            ("ctx/async", loop_thread),
+            ("ctx/sync", loop_thread),
+            ("ctx/blocking", "statefun-blocking_0"),
+        ):
+            assert await self.seen(typename, "r-1") == f"r-1 {thread}"
+            assert await self.seen(typename, "") == f"none {thread}"
 
 
 class HandleRequestTest(test_utils.AioHTTPTestCase):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,7 +22,15 @@ from tornado.tcpclient import TCPClient
 from tornado.testing import gen_test
 from tornado.web import Application, HTTPError
 
-from statefun_core import RequestReplyHandler, StatefulFunctions, ValueSpec, make_plugin_manager
+from statefun_core import (
+    Context,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    ValueSpec,
+    make_plugin_manager,
+    message_builder,
+)
 from statefun_core.engine import StateSpec
 from statefun_core.errors import (
     MethodNotAllowedError,
@@ -790,6 +800,71 @@ class MakeAppSettingTest(testing.AsyncHTTPTestCase):
         assert self.fetch("/statefun", method="POST", body=body).code == 413
         body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
         assert self.fetch("/statefun", method="POST", body=body).code == 200
+
+
+#: What the test subclass's prepare puts in the request's context for the functions (README).
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+
+
+def context_functions() -> StatefulFunctions:
+    """Functions that send back what they see of REQUEST_ID, and the thread they ran on."""
+    functions = StatefulFunctions()
+
+    async def seen(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        reply = f"{REQUEST_ID.get()} {threading.current_thread().name}"
+        context.send(message_builder(INBOX, context.address.id, str_value=reply))
+
+    def seen_sync(context: Context, message: Message) -> None:
+        reply = f"{REQUEST_ID.get()} {threading.current_thread().name}"
+        context.send(message_builder(INBOX, context.address.id, str_value=reply))
+
+    functions.register("ctx/async", seen)
+    functions.register("ctx/sync", seen_sync)
+    functions.register("ctx/blocking", seen_sync, blocking=True)
+    return functions
+
+
+class RequestIdHandler(statefun_tornado.StatefunHandler):
+    def prepare(self) -> None:
+        super().prepare()
+        REQUEST_ID.set(self.request.headers.get("X-Request-Id", "none"))
+
+
+class PrepareContextTest(testing.AsyncHTTPTestCase):
+    """README: a context variable a subclass's prepare sets is seen by every function (a
+    blocking one in the executor too), and by no other request."""
+
+    def get_app(self) -> Application:
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="statefun-blocking")
+        handler = RequestReplyHandler(
+            context_functions(),
+            executor=self.executor,
+            plugins=make_plugin_manager(load_entrypoints=False),
+        )
+        return Application([(r"/statefun", RequestIdHandler, {"handler": handler})])
+
+    def tearDown(self) -> None:
+        super().tearDown()
+        self.executor.shutdown()
+
+    def seen(self, typename: str, request_id: str) -> str:
+        headers = {"X-Request-Id": request_id} if request_id else {}
+        body = wire.to_function(typename, "Ann", ["Ann"])
+        response = self.fetch("/statefun", method="POST", body=body, headers=headers)
+        assert response.code == 200
+        (sent,) = greetings(response.body)[1]
+        return sent[2] or ""
+
+    def test_functions_see_the_context_prepare_sets(self) -> None:
+        loop_thread = threading.current_thread().name
+        for typename, thread in (
+            ("ctx/async", loop_thread),
+            ("ctx/sync", loop_thread),
+            ("ctx/blocking", "statefun-blocking_0"),
+        ):
+            assert self.seen(typename, "r-1") == f"r-1 {thread}"
+            assert self.seen(typename, "") == f"none {thread}"
 
 
 class NoHandlerTest(testing.AsyncHTTPTestCase):
