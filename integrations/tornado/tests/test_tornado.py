@@ -701,6 +701,27 @@ class EndpointsAtOnePathTest(testing.AsyncHTTPTestCase):
         assert response.headers["Allow"] == "POST"
 
 
+class EndpointsUnderXsrfTest(testing.AsyncHTTPTestCase):
+    """With xsrf_cookies=True a method no endpoint answers still gets its 405 with Allow (not
+    Tornado's XSRF 403 page: there is nothing there to protect); an endpoint that answers an
+    unsafe method keeps Tornado's XSRF check."""
+
+    def get_app(self) -> Application:
+        plugins = make_plugin_manager([PingEndpoints()], load_entrypoints=False)
+        return statefun_tornado.make_app(make_functions(), plugins=plugins, xsrf_cookies=True)
+
+    def test_a_method_without_an_endpoint_is_405(self) -> None:
+        for method in ("PUT", "DELETE", "PATCH"):
+            refused = self.fetch("/ping", method=method, body=None if method == "DELETE" else b"")
+            assert refused.code == 405, method
+            assert refused.headers["Allow"] == "GET, HEAD, POST"
+            assert refused.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert self.fetch("/ping").code == 200
+
+    def test_an_unsafe_endpoint_keeps_the_xsrf_check(self) -> None:
+        assert self.fetch("/ping", method="POST", body=b"").code == 403
+
+
 class GroupsInThePatternTest(testing.AsyncHTTPTestCase):
     """A rule whose pattern has groups (one rule for several paths): the endpoint serves."""
 

@@ -188,6 +188,13 @@ class EndpointHandler(RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Server", _SERVER)
 
+    def check_xsrf_cookie(self) -> None:
+        """A method no endpoint here answers gets its 405 (with ``Allow``), not the XSRF 403:
+        there is nothing to protect. An endpoint that answers it keeps Tornado's check."""
+        method = self.request.method or ""
+        if find_endpoint(self.endpoints, method, self.endpoint_path) is not None:
+            super().check_xsrf_cookie()
+
     def prepare(self) -> None:
         endpoint = find_endpoint(self.endpoints, self.request.method or "", self.endpoint_path)
         if endpoint is None:
