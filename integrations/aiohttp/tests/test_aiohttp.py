@@ -81,8 +81,10 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
         await super().asyncTearDown()
         self.executor.shutdown()
 
-    async def post(self, body: bytes, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
-        async with self.client.post("/statefun", data=body, **kwargs) as response:
+    async def post(
+        self, body: bytes, path: str = "/statefun", **kwargs: Any
+    ) -> tuple[int, dict[str, str], bytes]:
+        async with self.client.post(path, data=body, **kwargs) as response:
             raw = {key.decode(): value.decode() for key, value in response.raw_headers}
             return response.status, raw, await response.read()
 
@@ -148,6 +150,15 @@ class StatefunAppTest(test_utils.AioHTTPTestCase):
             (RequestTooLargeError, 413, "r-2"),
         ]
         assert self.failures.batches == [None, None]  # rejected before a batch existed
+
+    async def test_served_with_and_without_trailing_slash(self) -> None:
+        """As every other integration: a ``urlPathTemplate`` may end in a slash or not."""
+        for n, path in enumerate(("/statefun", "/statefun/")):
+            status, _, body = await self.post(
+                wire.to_function(GREETER, "Sl", ["Sl"], {"seen_count": n}), path=path
+            )
+            assert status == 200, path
+            assert greetings(body)[0] == n + 1
 
     async def test_a_wrong_method_is_named_in_the_rejection(self) -> None:
         with self.assertLogs("statefun_core", logging.INFO) as logs:

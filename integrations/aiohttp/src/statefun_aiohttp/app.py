@@ -209,7 +209,8 @@ def setup(
     plugins: Optional[pluggy.PluginManager] = None,
     endpoints: bool = True,
 ) -> RequestReplyHandler:
-    """Serve the functions at ``POST path`` on ``app``; returns the handler it serves with.
+    """Serve the functions at ``POST path`` on ``app``, with or without a trailing slash;
+    returns the handler it serves with.
 
     Other methods are answered 405 with ``Allow: POST``.
 
@@ -221,7 +222,9 @@ def setup(
     """
     handler = as_handler(functions_or_handler, executor=executor, plugins=plugins)
     app[HANDLER_KEY] = handler
-    _route(app, path, handler)
+    # the runtime posts to the urlPathTemplate as written, and does not follow redirects
+    for served in dict.fromkeys((path.rstrip("/"), path.rstrip("/") + "/")):
+        _route(app, served, handler)
     if endpoints:
         handler.check_endpoints_clear_of(path)
         for endpoint_path in dict.fromkeys(endpoint.path for endpoint in handler.endpoints):
@@ -261,5 +264,4 @@ def create_app(
         plugins=plugins,
         endpoints=endpoints,
     )
-    _route(app, "/", app[HANDLER_KEY])
     return app
