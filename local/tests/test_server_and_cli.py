@@ -321,6 +321,39 @@ def test_cli_run_on_a_port_in_use_says_so(
     )
 
 
+def test_cli_run_refuses_a_database_another_runtime_runs_on_by_another_path(
+    tmp_path: Path,
+) -> None:
+    """A second ``run`` on the same database through a symbolic link (or another directory
+    name) is refused as the same path is: both would call every batch, and every reply would be
+    applied twice (each egress record written twice, each count off)."""
+    from .test_crash import kill, start_runtime
+
+    module = tmp_path / "module.yaml"
+    module.write_text("kind: io.statefun.endpoints.v2/http\n"
+                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    db = tmp_path / "data" / "runtime.db"
+    db.parent.mkdir()
+    (tmp_path / "link.db").symlink_to(db)
+    (tmp_path / "linked-dir").symlink_to(db.parent)
+
+    async def scenario() -> None:
+        process, _ = await start_runtime(module, db)
+        try:
+            for other in (tmp_path / "link.db", tmp_path / "linked-dir" / "runtime.db"):
+                second = subprocess.run(
+                    [sys.executable, "-m", "statefun_local", "run", str(module), "--db",
+                     str(other), "--port", "0", "--offline"],
+                    capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+                assert (second.returncode, second.stderr) == (
+                    2, f"statefun-local: another statefun-local is running on {other}\n")
+        finally:
+            await kill(process)
+
+    run(scenario())
+
+
 def test_cli_send_names_the_json_it_could_not_read(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["send", "a/b/c", "--json", "{bad", "--type", "a/T"]) == 2
     assert capsys.readouterr().err.startswith("statefun-local: --json is not JSON: Expecting ")

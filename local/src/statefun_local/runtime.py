@@ -774,12 +774,14 @@ def _url(endpoint: Optional[Endpoint], typename: str) -> tuple[Optional[str], Op
 
 def _lock_database(db: Path) -> Optional[IO[bytes]]:
     """Hold ``<db>.lock`` while running: two runtimes on one database would both send every
-    batch. The lock goes with the process, however it ends."""
+    batch. The lock goes with the process, however it ends. It is beside the file the path
+    resolves to, so that a symbolic link to the database (or to its directory) finds it."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no lock
         return None
-    lock = os.fdopen(os.open(f"{db}.lock", os.O_WRONLY | os.O_CREAT, 0o600), "wb")
+    lock = os.fdopen(os.open(f"{os.path.realpath(db)}.lock", os.O_WRONLY | os.O_CREAT, 0o600),
+                     "wb")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
