@@ -282,7 +282,42 @@ def test_cli_reports_module_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     module.write_text("kind: io.statefun.endpoints.v2/http\n"
                       "spec: {functions: a/b, urlPathTemplate: 'http://x/'}\n")
     assert main(["run", str(module), "--db", str(tmp_path / "no/such/dir/db")]) == 2
-    assert "No such file or directory" in capsys.readouterr().err
+    assert "no/such/dir does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ["random bytes", "text", "a directory"])
+def test_cli_names_the_database_file_it_can_not_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    """A file that is no SQLite database (a wrong --db, a damaged copy) is named with what is
+    wrong: an operator with several databases knows which one, whichever command read it."""
+    module = tmp_path / "module.yaml"
+    module.write_text("kind: io.statefun.endpoints.v2/http\n"
+                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    db = tmp_path / "runtime.db"
+    if content == "a directory":
+        db.mkdir()
+    else:
+        db.write_bytes(bytes(range(256)) * 64 if content == "random bytes" else b"hello\n" * 100)
+    commands = [["run", str(module), "--port", "0", "--offline"], ["state", "a/b/c"], ["egress"],
+                ["stuck"], ["audit"]]  # fmt: skip
+    for command in commands:
+        assert main([*command, "--db", str(db)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"statefun-local: the database {db}: "), (command, err)
+        assert err.count("\n") == 1, (command, err)
+
+
+def test_cli_run_names_the_database_whose_directory_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = tmp_path / "module.yaml"
+    module.write_text("kind: io.statefun.endpoints.v2/http\n"
+                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    db = tmp_path / "no" / "such" / "runtime.db"
+    assert main(["run", str(module), "--db", str(db), "--port", "0", "--offline"]) == 2
+    assert capsys.readouterr().err == (
+        f"statefun-local: the database {db}: its directory {db.parent} does not exist\n")
 
 
 @pytest.mark.parametrize("command", [["egress"], ["state", "com.example/echo/x"]])

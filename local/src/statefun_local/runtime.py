@@ -780,6 +780,8 @@ def _lock_database(db: Path) -> Optional[IO[bytes]]:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no lock
         return None
+    if not db.parent.is_dir():
+        raise FileNotFoundError(f"the database {db}: its directory {db.parent} does not exist")
     lock = os.fdopen(os.open(f"{os.path.realpath(db)}.lock", os.O_WRONLY | os.O_CREAT, 0o600),
                      "wb")
     try:

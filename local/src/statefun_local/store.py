@@ -113,35 +113,60 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
     """Open the runtime's database (creating it unless ``readonly``) in WAL mode.
 
     ``synchronous=NORMAL`` survives any crash of the process (``kill -9``); ``FULL`` also
-    survives a power loss, at an fsync per commit.
+    survives a power loss, at an fsync per commit. A file SQLite can not use (not a database,
+    a directory) is refused with its path.
     """
     if readonly:
         if not Path(path).exists():
             raise FileNotFoundError(f"no database at {path}")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 5000")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.DatabaseError as error:  # a directory
+            raise _with_path(path, error) from None
+        with _named(path, conn):
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")  # reads the file
         return conn
     _create_private(path)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.executescript(_SCHEMA)
-    for table, column, sql_type in _ADDED_COLUMNS:
-        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if column not in columns:  # nullable: older statefun-local versions still read the file
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
-    version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if version is None:
-        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-    elif version[0] != SCHEMA_VERSION:
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    except sqlite3.DatabaseError as error:
+        raise _with_path(path, error) from None
+    with _named(path, conn):
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.executescript(_SCHEMA)
+        for table, column, sql_type in _ADDED_COLUMNS:
+            columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:  # nullable: older statefun-local versions still read it
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version is None:
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+    if version is not None and version[0] != SCHEMA_VERSION:
         conn.close()
         raise RuntimeError(
             f"{path} has schema version {version[0]}; this statefun-local uses "
             f"{SCHEMA_VERSION}. Use another --db file."
         )
     return conn
+
+
+@contextmanager
+def _named(path: Union[str, Path], conn: sqlite3.Connection) -> Iterator[None]:
+    """SQLite's errors opening ``path`` ("file is not a database") say which file, and leave
+    no connection open."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        conn.close()
+        raise _with_path(path, error) from None
+
+
+def _with_path(path: Union[str, Path], error: sqlite3.DatabaseError) -> sqlite3.DatabaseError:
+    return type(error)(f"the database {path}: {error}")
 
 
 def _trace(traceparent: Optional[str], tracestate: Optional[str]) -> Optional[TraceContext]:
