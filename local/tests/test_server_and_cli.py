@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from statefun_local import make_app, make_value
 from statefun_local.cli import main
+from statefun_local.store import SqliteStore
 
 from statefun_core import Context, Message, StatefulFunctions, kafka_egress_message
 from statefun_core.engine import Address
@@ -285,7 +286,7 @@ def test_cli_reports_module_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "no/such/dir does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content", ["random bytes", "text", "a directory"])
+@pytest.mark.parametrize("content", ["random bytes", "text", "a directory", "a damaged page"])
 def test_cli_names_the_database_file_it_can_not_use(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
 ) -> None:
@@ -297,6 +298,18 @@ def test_cli_names_the_database_file_it_can_not_use(
     db = tmp_path / "runtime.db"
     if content == "a directory":
         db.mkdir()
+    elif content == "a damaged page":  # its header good, its mailbox's pages overwritten
+        store = SqliteStore.open(db)
+        store.conn.executemany(
+            "INSERT INTO mailbox (target_type, target_id, arg_typename, arg_has_value, "
+            "arg_value) VALUES ('a/b', ?, 't/t', 1, ?)",
+            [(str(n), b"x" * 100) for n in range(2000)],
+        )
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.close()
+        with db.open("r+b") as file:
+            file.seek(db.stat().st_size // 2)
+            file.write(bytes(range(256)) * 64)
     else:
         db.write_bytes(bytes(range(256)) * 64 if content == "random bytes" else b"hello\n" * 100)
     commands = [["run", str(module), "--port", "0", "--offline"], ["state", "a/b/c"], ["egress"],

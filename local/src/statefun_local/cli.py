@@ -40,7 +40,7 @@ from typing import Any, Optional, Union
 from .inspection import address_view, egress_view, parse_address
 from .module import ModuleError, load_module
 from .runtime import LocalRuntime, WallClock, describe_module
-from .store import SqliteStore, connect
+from .store import SqliteStore
 from .stuck import DeadLetterPolicy
 
 DEFAULT_DB = "statefun-local.db"
@@ -296,7 +296,7 @@ def _open_readonly(db: str) -> SqliteStore:
         raise FileNotFoundError(
             f"no database at {db} (give --db or set {DB_VARIABLE}, or run the runtime first)"
         )
-    return SqliteStore(connect(db, readonly=True))
+    return SqliteStore.open(db, readonly=True)
 
 
 def _state(args: argparse.Namespace) -> int:

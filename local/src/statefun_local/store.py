@@ -202,8 +202,10 @@ class SqliteStore:
 
     @classmethod
     def open(cls, path: Union[str, Path], synchronous: str = "NORMAL",
-             clock_ms: Any = None) -> SqliteStore:
-        return cls(connect(path, synchronous=synchronous), clock_ms)
+             clock_ms: Any = None, *, readonly: bool = False) -> SqliteStore:
+        conn = connect(path, readonly=readonly, synchronous=synchronous)
+        with _named(path, conn):  # a damaged page is found reading the tables
+            return cls(conn, clock_ms)
 
     def close(self) -> None:
         self.conn.close()
