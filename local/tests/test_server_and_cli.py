@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -331,6 +333,57 @@ def test_cli_run_names_the_database_whose_directory_is_missing(
     assert main(["run", str(module), "--db", str(db), "--port", "0", "--offline"]) == 2
     assert capsys.readouterr().err == (
         f"statefun-local: the database {db}: its directory {db.parent} does not exist\n")
+
+
+def without_privilege() -> list[str]:
+    """A command prefix under which file permissions hold: root's own are dropped (its
+    capability to override them), through util-linux' setpriv."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root overrides file permissions, and setpriv is not there to drop that")
+    capabilities = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={capabilities}", f"--inh-caps={capabilities}"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+@pytest.mark.parametrize("read_only", ["the directory", "the file"])
+def test_cli_run_says_the_database_it_may_not_write_is_read_only(
+    tmp_path: Path, read_only: str
+) -> None:
+    """``run`` on a database it may not write (the volume's files of another user, a read-only
+    directory) is refused at once, saying so with its path: not SQLite's bare "attempt to write
+    a readonly database", nor a lock file's path."""
+    module = tmp_path / "module.yaml"
+    module.write_text("kind: io.statefun.endpoints.v2/http\n"
+                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    db = folder / "runtime.db"
+    if read_only == "the file":
+        SqliteStore.open(db).close()
+        db.chmod(0o444)
+    else:
+        folder.chmod(0o555)
+    try:
+        refused = subprocess.run(
+            [*without_privilege(), sys.executable, "-m", "statefun_local", "run", str(module),
+             "--db", str(db), "--port", "0", "--offline"],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        folder.chmod(0o755)
+    assert refused.returncode == 2
+    if read_only == "the file":
+        assert refused.stderr == (
+            f"statefun-local: the database {db} is read-only to this user: the runtime writes "
+            "to it (state, egress, stuck and audit only read it)\n")
+    else:
+        assert refused.stderr == (
+            f"statefun-local: the database {db}: can not open its lock file {db}.lock: "
+            "Permission denied\n")
+    if read_only == "the file":  # the commands that only read it still do
+        assert main(["state", "a/b/c", "--db", str(db)]) == 0
 
 
 @pytest.mark.parametrize("command", [["egress"], ["state", "com.example/echo/x"]])

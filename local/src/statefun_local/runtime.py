@@ -782,8 +782,12 @@ def _lock_database(db: Path) -> Optional[IO[bytes]]:
         return None
     if not db.parent.is_dir():
         raise FileNotFoundError(f"the database {db}: its directory {db.parent} does not exist")
-    lock = os.fdopen(os.open(f"{os.path.realpath(db)}.lock", os.O_WRONLY | os.O_CREAT, 0o600),
-                     "wb")
+    path = f"{os.path.realpath(db)}.lock"
+    try:
+        lock = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb")
+    except OSError as error:  # a directory we may not write in
+        raise type(error)(f"the database {db}: can not open its lock file {path}: "
+                          f"{error.strerror}") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -128,6 +128,9 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")  # reads the file
         return conn
+    if Path(path).is_file() and not os.access(path, os.W_OK):  # SQLite would open it read-only
+        raise PermissionError(f"the database {path} is read-only to this user: the runtime "
+                              "writes to it (state, egress, stuck and audit only read it)")
     _create_private(path)
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
