@@ -6,10 +6,13 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from statefun_local.store import SqliteStore
 
 from statefun_core import Context, Message, StatefulFunctions, kafka_egress_message
 from statefun_core.engine import Address
+from statefun_core.testing.endpoint import free_port
 
 from .conftest import kafka_ingress, run, serving
 
@@ -453,6 +457,42 @@ def test_cli_run_refuses_a_database_another_runtime_runs_on_by_another_path(
             await kill(process)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("verbose", [True, False])
+def test_cli_run_verbose_logs_every_failed_attempt_of_a_call(tmp_path: Path, verbose: bool
+                                                             ) -> None:  # fmt: skip
+    """``run -v`` logs every failed attempt of a call to a function server that is down, as its
+    help says; without it, the 1st and every 10th."""
+    module = tmp_path / "module.yaml"
+    module.write_text("kind: io.statefun.endpoints.v2/http\n"
+                      f"spec: {{functions: a/*, urlPathTemplate: 'http://127.0.0.1:{free_port()}/',"
+                      " transport: {call: 2s}}\n")  # fmt: skip
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "statefun_local", "run", str(module), "--db", str(tmp_path / "db"),
+         "--port", str(port), "--offline", *(["-v"] if verbose else [])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        for _ in range(600):
+            if main(["send", "a/b/c", "--string", "x", "--url", f"http://127.0.0.1:{port}"]) == 0:
+                break
+            time.sleep(0.05)
+        logged = []
+        for line in process.stderr:  # until the call has failed for good
+            logged.append(line)
+            if "batch of 1 message(s) failed" in line:
+                break
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    attempts = int(re.search(r"failed after (\d+) attempt", logged[-1])[1])  # type: ignore[index]
+    reported = [int(found[1]) for line in logged
+                if (found := re.search(r"a/b/c: POST .*: attempt (\d+) failed", line))]
+    assert attempts > 10
+    assert reported == (list(range(1, attempts)) if verbose else [1, 10])
 
 
 def test_cli_send_names_the_json_it_could_not_read(capsys: pytest.CaptureFixture[str]) -> None:

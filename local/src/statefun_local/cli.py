@@ -91,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--egress-jsonl", metavar="FILE", help="also append egress records here")
     run.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
                      help="NORMAL survives a process crash; FULL also a power loss (slower)")
-    run.add_argument("-v", "--verbose", action="store_true", help="log every retry and resume")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="log every failed attempt of a call (by default the 1st and every "
+                          "10th)")  # fmt: skip
     run.add_argument("--offline", action="store_true",
                      help="connect to no Kafka broker or Kinesis endpoint: records come in "
                           "over HTTP only, and egress records are only stored")  # fmt: skip
@@ -177,8 +179,8 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
     )
-    if not args.verbose:
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if args.verbose:  # the failed attempts of a call between the 1st and every 10th
+        logging.getLogger("statefun_local").setLevel(logging.DEBUG)
     module = load_module(*args.module)
     runtime = LocalRuntime(
         module, args.db, synchronous=args.synchronous, egress_jsonl=args.egress_jsonl,

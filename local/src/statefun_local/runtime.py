@@ -27,6 +27,7 @@ import contextvars
 import dataclasses
 import datetime
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -597,9 +598,9 @@ class LocalRuntime:
         address = _calling.get()
         if address is not None:
             self._retrying[address] = (attempt, reason)
-        if attempt == 1 or attempt % 10 == 0:
-            log.warning("%s: POST %s: attempt %d failed (%s); retrying",
-                        address, url, attempt, reason)  # fmt: skip
+        level = logging.WARNING if attempt == 1 or attempt % 10 == 0 else logging.DEBUG
+        log.log(level, "%s: POST %s: attempt %d failed (%s); retrying",
+                address, url, attempt, reason)  # fmt: skip
 
     # --- timers -------------------------------------------------------------------------
 
