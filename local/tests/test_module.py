@@ -319,6 +319,33 @@ def test_load_module_reports_missing_files(tmp_path: Path) -> None:
     assert "nope.yaml: can not read" in caught.value.problems[0]
 
 
+@pytest.mark.parametrize("text", ["", "# the module\n", "---\n---\n", """
+kind: io.statefun.kafka.v1/egress
+spec: {id: com.example/out, address: "kafka:9092"}
+"""])
+def test_load_module_refuses_files_without_a_function_endpoint(tmp_path: Path, text: str
+                                                               ) -> None:  # fmt: skip
+    """An empty module file (a volume not mounted, the wrong file) ran a runtime that refused
+    every message; the runtime refuses a module without functions ("There are no function
+    providers defined")."""
+    (tmp_path / "module.yaml").write_text(text)
+    with pytest.raises(ModuleError) as caught:
+        load_module(tmp_path / "module.yaml")
+    assert caught.value.problems == [
+        f"{tmp_path / 'module.yaml'}: no function endpoint (io.statefun.endpoints.v2/http): the "
+        "runtime refuses a module without functions (is this the module file?)"]
+    (tmp_path / "functions.yaml").write_text(endpoint())  # beside another file that has them
+    assert len(load_module(tmp_path / "module.yaml", tmp_path / "functions.yaml").endpoints) == 1
+
+
+def test_load_module_names_a_file_that_is_not_utf_8(tmp_path: Path) -> None:
+    (tmp_path / "module.yaml").write_bytes(b"\xff\xfe" + endpoint().encode("utf-16-le"))
+    with pytest.raises(ModuleError) as caught:
+        load_module(tmp_path / "module.yaml")
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{tmp_path / 'module.yaml'}: can not read: not UTF-8 text (")
+
+
 def test_unix_socket_urls_need_the_okhttp_transport() -> None:
     assert any("need transport io.statefun.transports.v1/okhttp" in p for p in problems("""
 kind: io.statefun.endpoints.v2/http

@@ -254,8 +254,15 @@ class Module:
 # --- parsing ---------------------------------------------------------------------------------
 
 
+#: Module files without functions (an empty file, the wrong one): the runtime refuses them
+#: ("There are no function providers defined"); here every message would be refused.
+_NO_ENDPOINT = ("{}: no function endpoint (io.statefun.endpoints.v2/http): the runtime refuses "
+                "a module without functions (is this the module file?)")
+
+
 def load_module(*paths: Union[str, Path]) -> Module:
-    """Read and validate one or more module files into one :class:`Module`."""
+    """Read and validate one or more module files into one :class:`Module`, which must have
+    a function endpoint (:func:`parse_module` reads any part of a module)."""
     module = Module()
     problems: list[str] = []
     for path in paths:
@@ -264,7 +271,12 @@ def load_module(*paths: Union[str, Path]) -> Module:
         except OSError as exc:
             problems.append(f"{path}: can not read: {exc.strerror or exc}")
             continue
+        except UnicodeDecodeError as exc:
+            problems.append(f"{path}: can not read: not UTF-8 text ({exc})")
+            continue
         _parse_into(module, text, str(path), problems)
+    if not module.endpoints and not problems:
+        problems.append(_NO_ENDPOINT.format(", ".join(map(str, paths))))
     if problems:
         raise ModuleError(problems)
     _check_targets(module)
