@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from statefun_local import make_app, make_value
 from statefun_local.cli import main
 from statefun_local.store import SqliteStore
 
-from statefun_core import Context, Message, StatefulFunctions, kafka_egress_message
+from statefun_core import Context, IntType, Message, StatefulFunctions, kafka_egress_message
 from statefun_core.engine import Address
 from statefun_core.testing.endpoint import free_port
 
@@ -493,6 +494,62 @@ def test_cli_run_verbose_logs_every_failed_attempt_of_a_call(tmp_path: Path, ver
                 if (found := re.search(r"a/b/c: POST .*: attempt (\d+) failed", line))]
     assert attempts > 10
     assert reported == (list(range(1, attempts)) if verbose else [1, 10])
+
+
+def test_an_ingress_request_held_back_when_the_runtime_stops_is_told_it_was_not_queued(
+    tmp_path: Path,
+) -> None:
+    """An ingress request waiting while its target has ``maxNumBatchRequests`` messages
+    buffered, when the runtime gets SIGTERM, is answered 503 and its message is not queued: the
+    client knows to send it again. (Its connection was closed on it, without an answer: the
+    client could not tell whether the message was queued.)"""
+    release = asyncio.Event()
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/slow")
+    async def slow(context: Context, message: Message) -> None:
+        await release.wait()
+
+    async def scenario() -> None:
+        from .conftest import FunctionServer, module_yaml
+        from .test_crash import start_runtime
+
+        async with FunctionServer(functions) as server:
+            module = tmp_path / "module.yaml"
+            module.write_text(module_yaml(server.url, max_batch=1, call="60s"))
+            process, url = await start_runtime(module, tmp_path / "db.sqlite")
+            try:
+                async with aiohttp.ClientSession() as session:
+                    async def send(n: int) -> tuple[int, str]:
+                        async with session.post(f"{url}/ingress/com.example/slow/x",
+                                                json={"type": "int", "value": n}) as response:
+                            return response.status, await response.text()
+
+                    assert (await send(1))[0] == 202  # its call waits for release
+                    while server.requests == 0:
+                        await asyncio.sleep(0.01)
+                    assert (await send(2))[0] == 202  # buffered: the address is full
+                    held = asyncio.ensure_future(send(3))
+                    for _ in range(3):  # the runtime has read the request before these
+                        async with session.get(f"{url}/api/status") as response:
+                            assert response.status == 200
+                    assert not held.done()
+                    process.send_signal(signal.SIGTERM)
+                    assert await process.wait() == 0
+                    assert await held == (
+                        503, "the runtime is stopping: the message was not queued; send it "
+                        "again once the runtime runs\n")  # fmt: skip
+            finally:
+                release.set()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+        conn = sqlite3.connect(tmp_path / "db.sqlite")
+        queued = conn.execute("SELECT arg_value FROM mailbox ORDER BY seq").fetchall()
+        conn.close()
+        assert [IntType.serializer().deserialize(value) for (value,) in queued] == [1, 2]
+
+    run(scenario())
 
 
 def test_cli_send_names_the_json_it_could_not_read(capsys: pytest.CaptureFixture[str]) -> None:

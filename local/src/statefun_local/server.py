@@ -41,9 +41,9 @@ import asyncio
 import json
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from importlib import resources
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from aiohttp import web
 
@@ -56,6 +56,8 @@ from .stuck import NotStuckError
 from .values import InvalidValueError, make_value
 
 __all__ = ["RUNTIME_KEY", "make_app"]
+
+T = TypeVar("T")
 
 RUNTIME_KEY = web.AppKey("statefun_local_runtime", LocalRuntime)
 _STOPPING_KEY = web.AppKey("statefun_local_stopping", asyncio.Event)
@@ -132,12 +134,33 @@ async def ingress(request: web.Request) -> web.Response:
                     "?typename=namespace/name"
                 )
             value = make_value(typename, raw=await request.read())
-        seq = await runtime.send(target, value, _trace(request))
+        seq = await _unless_stopping(request, runtime.send(target, value, _trace(request)))
     except (InvalidValueError, UnknownFunctionError) as error:
         raise _bad_request(str(error)) from None
     return web.json_response(
         {"target": str(target), "type": value.typename, "seq": seq}, status=202
     )
+
+
+async def _unless_stopping(request: web.Request, sending: Awaitable[T]) -> T:
+    """``sending`` (a send that may wait while its target has ``maxNumBatchRequests``
+    buffered), unless the server stops first: then nothing was queued, and the client is told
+    so (503) rather than left with a connection closed on it, not knowing."""
+    task = asyncio.ensure_future(sending)
+    stopping = asyncio.ensure_future(request.app[_STOPPING_KEY].wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()  # only ever waiting: the messages are queued in one step, at its end
+    if not task.done():
+        await asyncio.wait({task})
+    if task.cancelled():
+        raise web.HTTPServiceUnavailable(
+            text="the runtime is stopping: the message was not queued; send it again once "
+                 "the runtime runs\n")  # fmt: skip
+    return task.result()
 
 
 async def no_address(request: web.Request) -> web.Response:
@@ -151,8 +174,8 @@ async def record(request: web.Request) -> web.Response:
     key = request.query.get("key", request.query.get("partition_key"))  # "" is an id, too
     _check_text(ingress_id, source, key or "")
     try:
-        seqs = await runtime.send_record(ingress_id, source, key, await request.read(),
-                                         _trace(request))
+        seqs = await _unless_stopping(request, runtime.send_record(
+            ingress_id, source, key, await request.read(), _trace(request)))
     except (UnknownIngressError, UnknownFunctionError) as error:
         raise _bad_request(str(error)) from None
     return web.json_response({"ingress": ingress_id, "messages": seqs}, status=202)
