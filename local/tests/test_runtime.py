@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from datetime import timedelta
@@ -724,6 +725,53 @@ def test_the_log_reports_the_first_failed_attempt_of_a_call_and_every_tenth(
     # each names the address: an endpoint of "com.example/*" has one URL for every function
     assert [(found[1], int(found[2])) for found in reported if found] == [
         ("com.example/fn/x", 1), ("com.example/fn/x", 10)]
+
+
+def test_while_a_function_s_calls_fail_one_address_s_attempts_are_logged_and_the_rest_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A function server down while many addresses wait (a restart, a deploy) logged the 1st
+    and every 10th failed attempt of every address: two warnings per address for one outage
+    (1,000 addresses, 3 s down: 2,000 lines). One address's attempts are logged, saying how
+    many others fail too, and when the server answers again, how many had failed."""
+    functions = StatefulFunctions()
+    received: list[str] = []
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        received.append(context.address.id)
+
+    ids = [f"id{n}" for n in range(5)]
+    failed: set[str] = set()
+
+    class DownUntilEveryAddressFailed(FunctionServer):
+        """Answers 500 until a call of each of ``ids`` has failed."""
+
+        async def _handle(self, request: web.Request) -> web.StreamResponse:
+            if len(failed) < len(ids):
+                target = protocol.ToFunction.FromString(await request.read()).invocation.target
+                failed.add(target.id)
+                return web.Response(status=500, text="down")
+            return await super()._handle(request)
+
+    async def scenario() -> str:
+        async with DownUntilEveryAddressFailed(functions) as server:
+            module = parse_module(module_yaml(server.url, call="60s"))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True) as runtime:
+                await runtime.send_all([(Address("com.example/fn", id_), string("x"), None)
+                                        for id_ in ids])  # fmt: skip
+                await runtime.wait_until_idle()
+                assert sorted(received) == ids
+                assert list(runtime.failures) == []  # retried within the call
+                return server.url
+
+    caplog.set_level(logging.INFO, logger="statefun_local")
+    url = run(scenario())
+    warned = [re.search(r"^com.example/fn/(id\d): POST .*: attempt \d+ failed \(HTTP 500: down\); "
+                        r"retrying", m) for m in caplog.messages]  # fmt: skip
+    assert len({found[1] for found in warned if found}) == 1
+    assert (f"com.example/fn: POST {url} answered again; the calls of 4 other address(es) had "
+            "failed meanwhile (retried, not logged one by one)") in caplog.messages
 
 
 def test_a_wait_until_idle_that_times_out_says_what_keeps_the_runtime_busy(

@@ -147,6 +147,10 @@ class LocalRuntime:
         self._calls: set[asyncio.Task[None]] = set()
         self._parked: dict[Address, int] = {}  # consecutive failures per address
         self._retrying: dict[Address, tuple[int, str]] = {}  # a call's failed attempts, reason
+        # (URL, function type) whose calls fail, none answered since: the address whose failed
+        # attempts are logged (None: the next to fail), and the others whose calls failed
+        # meanwhile, counted rather than logged (a function server down: every address fails)
+        self._failing: dict[tuple[str, str], tuple[Optional[Address], set[Address]]] = {}
         self._started_at = 0.0
         self._lock: Optional[IO[bytes]] = None
         self._counts: Optional[tuple[float, dict[str, int], dict[Address, int]]] = None
@@ -396,6 +400,9 @@ class LocalRuntime:
                 endpoint, address.typename, batch.request, batch.headers, reply_headers
             )
         except CallFailedError as error:
+            failing = self._failing.get((error.url, address.typename))
+            if failing is not None and failing[0] == address:  # the next to fail is logged
+                self._failing[(error.url, address.typename)] = (None, failing[1])
             await self._park(batch, str(error))
             return
         except Exception as error:  # a bug or a bad URL: still the address's visible failure
@@ -404,6 +411,7 @@ class LocalRuntime:
             return
         finally:
             self._retrying.pop(address, None)
+        self._answered(endpoint.url_for(address.typename), address.typename)
         trace = TraceContext.parse(reply_headers.get(TRACERESPONSE))
         try:
             check_reply(address, reply, self.module)
@@ -596,11 +604,31 @@ class LocalRuntime:
     def _on_retry(self, url: str, attempt: int, reason: str) -> None:
         """A failed attempt of the call the current task makes: shown until the call ends."""
         address = _calling.get()
+        others: set[Address] = set()
         if address is not None:
             self._retrying[address] = (attempt, reason)
+            reporter, others = self._failing.get((url, address.typename), (None, others))
+            if reporter is None:
+                reporter = address
+                others.discard(address)
+                self._failing[(url, address.typename)] = (address, others)
+            if reporter != address:
+                others.add(address)
+                log.debug("%s: POST %s: attempt %d failed (%s); retrying",
+                          address, url, attempt, reason)  # fmt: skip
+                return
         level = logging.WARNING if attempt == 1 or attempt % 10 == 0 else logging.DEBUG
-        log.log(level, "%s: POST %s: attempt %d failed (%s); retrying",
-                address, url, attempt, reason)  # fmt: skip
+        also = (f" (as the calls of {len(others)} other address(es) of {address.typename})"
+                if others and address is not None else "")  # fmt: skip
+        log.log(level, "%s: POST %s: attempt %d failed (%s); retrying%s",
+                address, url, attempt, reason, also)  # fmt: skip
+
+    def _answered(self, url: str, typename: str) -> None:
+        """A call of ``typename`` at ``url`` was answered: the failures counted are told."""
+        _, others = self._failing.pop((url, typename), (None, set()))
+        if others:
+            log.info("%s: POST %s answered again; the calls of %d other address(es) had failed "
+                     "meanwhile (retried, not logged one by one)", typename, url, len(others))
 
     # --- timers -------------------------------------------------------------------------
 
