@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -326,6 +327,26 @@ def test_cli_names_the_database_file_it_can_not_use(
         err = capsys.readouterr().err
         assert err.startswith(f"statefun-local: the database {db}: "), (command, err)
         assert err.count("\n") == 1, (command, err)
+
+
+def test_cli_run_leaves_another_application_s_database_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--db`` naming another application's SQLite file (a typo, the wrong volume) is
+    refused: statefun-local's tables were added to it, and the runtime ran on it."""
+    module = tmp_path / "module.yaml"
+    module.write_text("kind: io.statefun.endpoints.v2/http\n"
+                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    db = tmp_path / "app.sqlite"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.executescript("CREATE TABLE users (id INTEGER); CREATE TABLE orders (id INTEGER);")
+    assert main(["run", str(module), "--db", str(db), "--port", "0", "--offline"]) == 2
+    assert capsys.readouterr().err == (
+        f"statefun-local: the database {db} is not statefun-local's (it holds the tables "
+        "orders, users): give another --db\n")
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        tables = conn.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall()
+    assert tables == [("orders",), ("users",)]
 
 
 def test_cli_run_names_the_database_whose_directory_is_missing(

@@ -138,6 +138,13 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
         raise _with_path(path, error) from None
     with _named(path, conn):
         conn.execute("PRAGMA busy_timeout = 5000")
+        tables = [name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        if tables and "meta" not in tables:  # every statefun-local database has it
+            conn.close()
+            more = ", ..." if len(tables) > 5 else ""
+            raise RuntimeError(f"the database {path} is not statefun-local's (it holds the "
+                               f"tables {', '.join(tables[:5])}{more}): give another --db")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.executescript(_SCHEMA)
