@@ -774,6 +774,47 @@ def test_while_a_function_s_calls_fail_one_address_s_attempts_are_logged_and_the
             "failed meanwhile (retried, not logged one by one)") in caplog.messages
 
 
+def test_while_a_function_server_stays_down_the_calls_counted_are_parked_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Down longer than a call's budget, every address's batch failed and was parked: an
+    error per address and cycle (200 addresses, 10 s: 600 lines), and an info line for each
+    delivered again. The calls counted while another address's attempts are logged are
+    parked at debug level too, and delivered again at debug level."""
+    functions = StatefulFunctions()
+    received: list[str] = []
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        received.append(context.address.id)
+
+    ids = [f"id{n}" for n in range(8)]
+    down = True
+
+    def fault(_: int) -> Any:
+        return web.Response(status=500, text="down") if down else None
+
+    async def scenario() -> int:
+        nonlocal down
+        async with serving(functions, tmp_path / "db.sqlite", fault=fault, call="200ms",
+                           failure_pause=0.05) as (_, runtime):  # fmt: skip
+            await runtime.send_all([(Address("com.example/fn", id_), string("x"), None)
+                                    for id_ in ids])  # fmt: skip
+            while len({failure.address for failure in runtime.failures}) < len(ids):
+                await asyncio.sleep(0.05)
+            down = False
+            await runtime.wait_until_idle()
+            assert sorted(received) == ids
+            return len(runtime.failures)
+
+    caplog.set_level(logging.INFO, logger="statefun_local")
+    parked = run(scenario())
+    errors = [m for m in caplog.messages if re.match(r"com.example/fn/id\d: batch of", m)]
+    again = [m for m in caplog.messages if m.endswith("delivered again after failing")]
+    assert parked >= len(ids)
+    assert 1 <= len(errors) < len(ids) and len(again) < len(ids), (parked, errors, again)
+
+
 def test_a_wait_until_idle_that_times_out_says_what_keeps_the_runtime_busy(
     tmp_path: Path,
 ) -> None:

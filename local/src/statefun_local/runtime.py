@@ -151,6 +151,7 @@ class LocalRuntime:
         # attempts are logged (None: the next to fail), and the others whose calls failed
         # meanwhile, counted rather than logged (a function server down: every address fails)
         self._failing: dict[tuple[str, str], tuple[Optional[Address], set[Address]]] = {}
+        self._counted: set[Address] = set()  # parked among those counted: logged at debug
         self._started_at = 0.0
         self._lock: Optional[IO[bytes]] = None
         self._counts: Optional[tuple[float, dict[str, int], dict[Address, int]]] = None
@@ -403,7 +404,8 @@ class LocalRuntime:
             failing = self._failing.get((error.url, address.typename))
             if failing is not None and failing[0] == address:  # the next to fail is logged
                 self._failing[(error.url, address.typename)] = (None, failing[1])
-            await self._park(batch, str(error))
+            counted = failing is not None and address in failing[1]
+            await self._park(batch, str(error), quiet=counted)
             return
         except Exception as error:  # a bug or a bad URL: still the address's visible failure
             log.exception("%s: calling %s failed", address, endpoint.url_path_template)
@@ -438,7 +440,9 @@ class LocalRuntime:
     def _delivered(self, batch: Batch) -> None:
         address = batch.address
         if self._parked.pop(address, None) is not None:
-            log.info("%s: delivered again after failing", address)
+            level = logging.DEBUG if address in self._counted else logging.INFO
+            log.log(level, "%s: delivered again after failing", address)
+        self._counted.discard(address)
         if address in self._stuck:
             request = stuck.request_of(self.store.conn, address)
             with self.store.transaction():
@@ -462,8 +466,10 @@ class LocalRuntime:
         else:
             self._throughput.append([second, count])
 
-    async def _park(self, batch: Batch, error: str) -> None:
-        """Record a failed batch, keep it in flight for a while, then offer it again."""
+    async def _park(self, batch: Batch, error: str, *, quiet: bool = False) -> None:
+        """Record a failed batch, keep it in flight for a while, then offer it again;
+        ``quiet``: logged at debug level, as one of the calls counted while a function
+        server is down (:meth:`_on_retry`), not one by one."""
         address = batch.address
         failures = self._parked.get(address, 0) + 1
         self._parked[address] = failures
@@ -486,8 +492,11 @@ class LocalRuntime:
                        "asked for while a call was in progress, which failed")  # fmt: skip
         elif after is not None and attempts >= after:
             removal = ("dead-letter", "policy", f"after {attempts} attempts")
-        log.error("%s: batch of %d message(s) failed: %s%s", address, len(batch.messages), error,
-                  "" if removal else f" (retrying in {pause:.1f} s)")  # fmt: skip
+        if quiet:
+            self._counted.add(address)
+        log.log(logging.DEBUG if quiet else logging.ERROR,
+                "%s: batch of %d message(s) failed: %s%s", address, len(batch.messages), error,
+                "" if removal else f" (retrying in {pause:.1f} s)")  # fmt: skip
         if removal is not None:
             self._remove_head(batch, *removal)
             return
