@@ -517,6 +517,27 @@ def test_cli_run_verbose_logs_every_failed_attempt_of_a_call(tmp_path: Path, ver
     assert reported == (list(range(1, attempts)) if verbose else [1, 10])
 
 
+def test_cli_run_on_port_0_prints_the_port_it_listens_on(tmp_path: Path) -> None:
+    module = tmp_path / "module.yaml"
+    module.write_text("kind: io.statefun.endpoints.v2/http\n"
+                      "spec: {functions: a/*, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "statefun_local", "run", str(module), "--db", str(tmp_path / "db"),
+         "--port", "0", "--offline"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            if found := re.search(r"web page and ingress on (http://127.0.0.1:(\d+)/)", line):
+                break
+        assert found and found[2] != "0", line
+        assert main(["send", "a/b/c", "--string", "x", "--url", found[1]]) == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
 def test_an_ingress_request_held_back_when_the_runtime_stops_is_told_it_was_not_queued(
     tmp_path: Path,
 ) -> None:

@@ -214,6 +214,7 @@ async def _serve(runtime: LocalRuntime, host: str, port: int, modules: list[str]
         print(f"statefun-local: running {', '.join(modules)} (database {runtime.db})", flush=True)
         for line in describe_module(runtime.module, kafka=not runtime.offline):
             print(line)
+        port = runner.addresses[0][1]  # the one the system chose for --port 0
         print(f"  web page and ingress on http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
