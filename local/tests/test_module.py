@@ -981,3 +981,40 @@ def test_each_problem_of_a_module_in_the_statefun_3_0_format_names_its_place(
     assert old in FORMAT_V30
     found = problems(FORMAT_V30.replace(old, new, 1))
     assert any(problem.startswith(expected) for problem in found), found
+
+
+# --- found unchecked by mutation testing of module.py ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # the socket file is the first path segment ending in .sock, as the runtime's
+        # UnixDomainHttpEndpoint finds it: not the first ".sock" anywhere in the URL
+        ("http+unix:///var/run/my.socks/fn.sock/statefun",
+         ("/var/run/my.socks/fn.sock", "http://localhost/statefun")),
+        ("http+unix:///run/a.socket/fn.sock", ("/run/a.socket/fn.sock", "http://localhost/")),
+    ],
+)  # fmt: skip
+def test_the_socket_file_is_the_first_segment_ending_in_sock(
+    url: str, expected: tuple[str, str]
+) -> None:
+    assert split_unix_url(url) == expected
+    module = parse_module(f"""
+kind: io.statefun.endpoints.v1/http
+spec: {{functions: a/b, urlPathTemplate: "{url}"}}
+""")
+    assert module.endpoints[0].url_path_template == url
+
+
+@pytest.mark.parametrize(
+    "url", ["http+unix:///run/fn", "http+unix:///run/fn.socket/x", "https+unix:///run/f?x=.sock"]
+)
+def test_a_unix_socket_url_without_a_sock_file_is_refused(url: str) -> None:
+    """The runtime fails such an endpoint ("Unix Domain Socket path should contain a .sock
+    file"): no path segment ends in .sock."""
+    [found] = problems(f"""
+kind: io.statefun.endpoints.v1/http
+spec: {{functions: a/b, urlPathTemplate: "{url}"}}
+""")
+    assert ": spec.urlPathTemplate: " in found and "ending in .sock" in found, found

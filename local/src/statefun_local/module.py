@@ -465,15 +465,28 @@ def _url_template(value: Any) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in ("http", "https", "http+unix", "https+unix"):
         raise ValueError(f"must be an http://, https:// or http+unix:// URL, got {url!r}")
-    if scheme.endswith("+unix") and ".sock" not in url:
+    if scheme.endswith("+unix") and _socket_end(url.split("://", 1)[1]) < 0:
         raise ValueError(f"a {scheme} URL names a socket file ending in .sock, got {url!r}")
     return url
+
+
+def _socket_end(rest: str) -> int:
+    """Where the socket file ends in ``rest`` (a unix URL after ``://``): after the first path
+    segment ending in ``.sock``, as the runtime finds it; -1 if none does."""
+    path = re.split("[?#]", rest, maxsplit=1)[0]
+    end = 0
+    for segment in path.split("/"):
+        end += len(segment)
+        if segment.endswith(".sock"):
+            return end
+        end += 1
+    return -1
 
 
 def split_unix_url(url: str) -> tuple[str, str]:
     """``http+unix:///run/fn.sock/statefun`` -> (``/run/fn.sock``, ``http://localhost/statefun``)."""
     scheme, rest = url.split("://", 1)
-    socket_end = rest.index(".sock") + len(".sock")
+    socket_end = _socket_end(rest)
     path = rest[socket_end:] or "/"
     return rest[:socket_end], f"{scheme.split('+')[0]}://localhost{path}"
 
