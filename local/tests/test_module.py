@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -1018,3 +1019,91 @@ kind: io.statefun.endpoints.v1/http
 spec: {{functions: a/b, urlPathTemplate: "{url}"}}
 """)
     assert ": spec.urlPathTemplate: " in found and "ending in .sock" in found, found
+
+
+def test_a_negative_number_of_milliseconds_is_no_duration() -> None:
+    with pytest.raises(ValueError, match="can not be negative: -5"):
+        parse_duration(-5)
+    [found] = problems(endpoint("{connect: -5}"))
+    assert ": spec.transport.connect: a duration can not be negative" in found, found
+
+
+def test_a_module_error_says_every_problem_one_a_line() -> None:
+    with pytest.raises(ModuleError) as caught:
+        parse_module(kafka_out(id=None) + "---\n" + kafka_out(address=None), "m.yaml")
+    assert str(caught.value) == "invalid module:\n  " + "\n  ".join(caught.value.problems)
+    assert len(caught.value.problems) == 2
+
+
+def test_load_module_names_the_targets_no_endpoint_serves(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(kafka_in())
+    [warning] = load_module(tmp_path / "m.yaml").warnings
+    assert warning.endswith("ingress com.example/in, t: no endpoint in the module serves the "
+                            "target com.example/f: its records will fail")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (document("io.statefun.endpoints.v2/http", {"functions": 5, "urlPathTemplate": "http://x/"}),
+         "spec.functions"),
+        (kafka_out(id=12), "spec.id"),
+        (kafka_in(topics=[{**ROUTE, "valueType": ["a/b"]}]), "spec.topics[0].valueType"),
+        (kafka_in(topics=[{**ROUTE, "targets": [7]}]), "spec.topics[0].targets[0]"),
+    ],
+)  # fmt: skip
+def test_a_typename_that_is_no_string_is_a_problem_of_its_field(text: str, field: str) -> None:
+    [found] = problems(text)
+    assert f": {field}: must be a typename 'namespace/name', got " in found, found
+
+
+def test_url_for_refuses_dot_names() -> None:
+    spec = {"functions": "a/*", "urlPathTemplate": "http://x/fn/{function.name}"}
+    [endpoint] = parse_module(document("io.statefun.endpoints.v2/http", spec)).endpoints
+    assert endpoint.url_for("a/b c") == "http://x/fn/b%20c"
+    for name in (".", ".."):
+        with pytest.raises(ValueError, match=re.escape("'.' and '..' are not function names")):
+            endpoint.url_for(f"a/{name}")
+
+
+def test_a_module_in_the_statefun_3_0_format_needs_its_spec() -> None:
+    for spec in ("", "\n  spec: [endpoints]"):
+        text = f'version: "3.0"\nmodule:\n  meta: {{type: remote}}{spec}\n'
+        assert problems(text) == ["m.yaml: module.spec: is required and must be a mapping"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('version: "3.0"', "version: 3.0"),
+         'm.yaml: version: must be a string, as in version: "3.0" (got 3.0)'),
+        (('version: "3.0"', 'version: "2.0"'),
+         "m.yaml: version: format 2.0 is no longer read; 3.0 is the oldest"),
+        (('version: "3.0"', 'version: "3.1"'),
+         "m.yaml: version: '3.1' is no format version the runtime reads (3.0, or 'kind'/'spec' "
+         "documents without a version)"),
+        (("type: remote", "type: embedded"),
+         "m.yaml: module.meta.type: must be remote, got 'embedded'"),
+    ],
+    ids=["a-number", "2.0", "3.1", "not-remote"],
+)  # fmt: skip
+def test_a_module_in_a_format_the_runtime_does_not_read_is_that_one_problem(
+    change: tuple[str, str], expected: str
+) -> None:
+    """Nothing of it is read: its parts' own problems (here an ingress without an address)
+    are not reported on top."""
+    text = FORMAT_V30.replace("address: kafka-broker:9092\n            consumerGroupId",
+                              "consumerGroupId")  # fmt: skip
+    assert problems(text.replace(*change)) == [expected]
+
+
+def test_the_sections_of_a_module_in_the_statefun_3_0_format_are_lists() -> None:
+    text = 'version: "3.0"\nmodule:\n  meta: {type: remote}\n  spec: {endpoints: 5, egresses: x}\n'
+    assert problems(text) == ["m.yaml: module.spec.endpoints: must be a list",
+                              "m.yaml: module.spec.egresses: must be a list"]  # fmt: skip
+
+
+def test_a_zero_timeout_the_runtime_refuses_says_so() -> None:
+    [found] = problems(endpoint("{call: 0}", "v1"))
+    assert found.endswith(": spec.timeouts.call: must be more than 0, got 0: the runtime refuses "
+                          "a zero timeout"), found  # fmt: skip

@@ -306,3 +306,12 @@ def test_a_tls_file_named_as_the_runtime_names_one(
     found = module.endpoints[0].tls
     assert found is not None and found.trust_cacerts is not None
     assert Path(found.trust_cacerts).resolve() == (pki / file).resolve()
+
+
+def test_an_unencrypted_key_loads_without_a_password_or_a_warning(pki: Path) -> None:
+    """(found unchecked by mutation testing of module.py)"""
+    tls = f"client_cert: {pki}/client.crt, client_key: {pki}/client.key"
+    module = load_module(module_file(pki, "https://127.0.0.1/fn", tls))
+    assert module.warnings == []
+    assert module.endpoints[0].tls is not None
+    assert module.endpoints[0].tls.client_key == str(pki / "client.key")
