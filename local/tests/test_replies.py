@@ -334,3 +334,18 @@ def test_check_reply_refuses_a_delay_one_past_the_longest() -> None:
     too_long = message_to("com.example/fn", delayed=True, delay_in_ms=2**62 + 1)
     with pytest.raises(InvalidReplyError, match=f"sent a delay of {2**62 + 1} ms"):
         check_reply(TARGET, _reply(too_long), module)
+
+
+def test_a_refused_egress_record_is_named_whole_with_its_sender() -> None:
+    """The failure as it is reported and logged (found unchecked by mutation testing)."""
+    module = parse_module(module_yaml("http://127.0.0.1:1/statefun"))
+    string = _reply(lambda r: egress(r, "com.example/out", "io.statefun.types/string", STRING))
+    with pytest.raises(InvalidReplyError) as caught:
+        check_reply(TARGET, string, module)
+    assert str(caught.value) == (f"{TARGET} sent a 'io.statefun.types/string' to egress "
+                                 f"com.example/out, which takes {KAFKA_RECORD} only")  # fmt: skip
+    garbled = _reply(lambda r: egress(r, "com.example/out", KAFKA_RECORD, b"\xff\xff\xff"))
+    with pytest.raises(InvalidReplyError) as caught:
+        check_reply(TARGET, garbled, module)
+    assert str(caught.value).startswith(
+        f"{TARGET} sent egress com.example/out a {KAFKA_RECORD} that does not parse: ")

@@ -39,6 +39,8 @@ def test_custom_types_are_json_or_raw_bytes() -> None:
         ("string", 5),
         ("nonsense", 1),
         ("a/b/c", 1),
+        ("/b", 1),
+        ("a/", 1),
     ],
 )
 def test_invalid_values(type_: str, value: object) -> None:
@@ -125,3 +127,15 @@ def test_a_kinesis_record_without_a_hash_key_shows_none() -> None:
 def test_an_egress_value_that_is_not_utf8_is_shown_as_base64() -> None:
     kafka = protocol.KafkaProducerRecord(topic="t", value_bytes=b"\xff").SerializeToString()
     assert describe(KAFKA, kafka)["kafka"]["value"] == {"base64": "/w=="}
+
+
+def test_a_string_with_a_lone_surrogate_is_refused() -> None:
+    """(found unchecked by mutation testing: protobuf would write it as it likes)"""
+    with pytest.raises(InvalidValueError, match="lone surrogate"):
+        make_value("string", "a\ud800")
+
+
+def test_a_kafka_record_without_a_key_shows_none() -> None:
+    """(found unchecked by mutation testing) no key, not an empty one"""
+    record = protocol.KafkaProducerRecord(topic="t", value_bytes=b"v").SerializeToString()
+    assert describe(KAFKA, record) == {"kafka": {"topic": "t", "key": None, "value": "v"}}
