@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import re
 from pathlib import Path
 from string import Template
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from statefun_local import LocalRuntime, ModuleError, load_module, parse_module
-from statefun_local.module import OKHTTP_TRANSPORT, Aws, parse_duration, split_unix_url
+from statefun_local.module import OKHTTP_TRANSPORT, Aws, Tls, parse_duration, split_unix_url
 
 
 def problems(text: str) -> list[str]:
@@ -311,13 +312,15 @@ spec: {functions: a/g, urlPathTemplate: "http://x/", maxNumBatchRequests: -1}
     assert (d.call_timeout, d.connect_timeout) == (60, 10)
     assert (e.transport, e.payload_max_bytes, e.pool_size) == (OKHTTP_TRANSPORT, 33_554_432, 0)
     assert (f.call_timeout, f.connect_timeout, f.pool_size) == (2, 2, 0)
+    assert (e.pool_ttl, f.pool_ttl) == (0, 0)  # OkHttp's pool: no time to live of ours
     assert g.max_num_batch_requests == -1  # no back-pressure
 
 
 def test_load_module_reports_missing_files(tmp_path: Path) -> None:
     with pytest.raises(ModuleError) as caught:
         load_module(tmp_path / "nope.yaml")
-    assert "nope.yaml: can not read" in caught.value.problems[0]
+    assert caught.value.problems == [f"{tmp_path / 'nope.yaml'}: can not read: No such file or "
+                                     "directory"]  # fmt: skip
 
 
 @pytest.mark.parametrize("text", ["", "# the module\n", "---\n---\n", """
@@ -574,6 +577,8 @@ def test_more_values_the_runtime_refuses(text: str, field: str, says: str) -> No
     ("text", "expected"),
     [
         ("just text", ["m.yaml: document 0: must be a mapping with 'kind' and 'spec'"]),
+        # alone in its file, and holding 'version', but no mapping: not the 3.0 format
+        ("[version, module]", ["m.yaml: document 0: must be a mapping with 'kind' and 'spec'"]),
         ("[kind, spec]", ["m.yaml: document 0: must be a mapping with 'kind' and 'spec'"]),
         ("spec: {}", ["m.yaml: document 0: kind: is required"]),
         ("module: {meta: {type: remote}}", [
@@ -1107,3 +1112,80 @@ def test_a_zero_timeout_the_runtime_refuses_says_so() -> None:
     [found] = problems(endpoint("{call: 0}", "v1"))
     assert found.endswith(": spec.timeouts.call: must be more than 0, got 0: the runtime refuses "
                           "a zero timeout"), found  # fmt: skip
+
+
+def test_a_wildcard_stands_for_a_whole_function_name_only() -> None:
+    for functions in ("com.*/f", "*/f", "com.example/gr*"):
+        spec = {"functions": functions, "urlPathTemplate": "http://x/"}
+        [found] = problems(document("io.statefun.endpoints.v2/http", spec))
+        assert ": spec.functions: '*' may only stand for the whole function name" in found, found
+
+
+def test_an_integer_field_given_a_string_says_it_must_be_an_integer() -> None:
+    spec = {"functions": "a/b", "urlPathTemplate": "http://x/", "maxNumBatchRequests": "5"}
+    [found] = problems(document("io.statefun.endpoints.v2/http", spec))
+    assert found.endswith(": spec.maxNumBatchRequests: must be an integer, got '5'"), found
+
+
+def test_a_module_in_the_statefun_3_0_format_without_its_meta_type_is_not_remote() -> None:
+    assert problems('version: "3.0"\nmodule: {spec: {}}\n') == [
+        "m.yaml: module.meta.type: must be remote, got None"]
+
+
+def test_a_module_in_the_statefun_3_0_format_may_leave_out_sections() -> None:
+    """Only endpoints here: no ingresses, no egresses (the runtime reads an absent section as
+    an empty one)."""
+    text = FORMAT_V30.split("    ingresses:")[0]
+    module = parse_module(text, "m.yaml")
+    assert [e.functions for e in module.endpoints] == ["example/*"]
+    assert (module.ingresses, module.egresses) == ({}, {})
+
+
+def test_a_kind_document_that_also_holds_a_module_key_is_read_as_its_kind() -> None:
+    module = parse_module(endpoint() + "module: {meta: {type: remote}}\n")
+    assert [e.functions for e in module.endpoints] == ["a/b"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1000000ns", 0.001), ("1000 us", 0.001), ("1000µs", 0.001), ("7ms", 0.007), ("1 s", 1.0),
+     ("1 min", 60.0), ("1h", 3600.0), ("1 day", 86400.0)],
+)  # fmt: skip
+def test_each_time_unit_exactly(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_an_okhttp_call_timeout_of_10_s_alone_is_accepted() -> None:
+    """Connect, read and write not given are 10 s, which may equal call."""
+    [endpoint] = parse_module(document("io.statefun.endpoints.v1/http", {
+        "functions": "a/b", "urlPathTemplate": "http://x/", "timeouts": {"call": "10s"}})).endpoints
+    assert (endpoint.call_timeout, endpoint.connect_timeout) == (10, 10)
+
+
+def test_what_the_module_holds_can_not_be_changed() -> None:
+    module = parse_module(endpoint() + "---\n" + kafka_in() + "---\n" + kafka_out())
+    parts = [module.endpoints[0], module.ingresses["com.example/in"],
+             module.egresses["com.example/out"], Tls()]  # fmt: skip
+    for part in parts:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            part.source = "elsewhere"  # type: ignore[misc]
+
+
+def test_an_okhttp_endpoint_without_timeouts_has_the_runtime_s() -> None:
+    spec = {"functions": "a/b", "urlPathTemplate": "http://x/"}
+    okhttp = {**spec, "transport": {"type": OKHTTP_TRANSPORT}}
+    for kind, given in (("v1", spec), ("v2", okhttp)):
+        [found] = parse_module(document(f"io.statefun.endpoints.{kind}/http", given)).endpoints
+        assert (found.call_timeout, found.connect_timeout) == (60, 10), kind
+
+
+def test_a_startup_date_a_day_to_come_is_refused() -> None:
+    tomorrow = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    date = tomorrow.strftime("%Y-%m-%d %H:%M:%S.000 Z")
+    [found] = problems(kafka_in(startupPosition={"type": "date", "date": date}))
+    assert ": spec.startupPosition.date: is still to come" in found, found
+    an_hour_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+    date = an_hour_ago.strftime("%Y-%m-%d %H:%M:%S.000 Z")
+    module = parse_module(kafka_in(startupPosition={"type": "date", "date": date}))
+    assert module.ingresses["com.example/in"].startup.date_ms == int(
+        an_hour_ago.replace(microsecond=0).timestamp() * 1000)
