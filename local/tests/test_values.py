@@ -139,3 +139,60 @@ def test_a_kafka_record_without_a_key_shows_none() -> None:
     """(found unchecked by mutation testing) no key, not an empty one"""
     record = protocol.KafkaProducerRecord(topic="t", value_bytes=b"v").SerializeToString()
     assert describe(KAFKA, record) == {"kafka": {"topic": "t", "key": None, "value": "v"}}
+
+
+# --- found unchecked by mutation testing of values.py ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("type_", "text", "value"),
+    [("bool", "1", True), ("bool", "YES", True), ("bool", "False", False), ("bool", "0", False),
+     ("bool", "no", False), ("long", "5", 5), ("int", "-3", -3), ("double", "2.5", 2.5)],
+)  # fmt: skip
+def test_builtins_from_text(type_: str, text: str, value: object) -> None:
+    builtin = {"bool": BoolType, "long": LongType, "int": IntType, "double": DoubleType}[type_]
+    assert make_value(type_, text).value == builtin.serializer().serialize(value)
+
+
+def test_a_custom_value_is_utf8_json_and_an_empty_base64_no_bytes() -> None:
+    assert make_value("com.example/User", {"name": "Zoë"}).value == '{"name": "Zoë"}'.encode()
+    assert make_value("com.example/Raw", base64_data="").value == b""
+    assert describe("com.example/User", b"") == {"json": None}
+
+
+def nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("bool", "maybe"), "'maybe' is not a valid io.statefun.types/bool"),
+        (("bool", "2"), "'2' is not a valid io.statefun.types/bool"),
+        (("int", "abc"), "'abc' is not a valid io.statefun.types/int"),
+        (("string", 5), "5 is not a valid io.statefun.types/string"),
+        (("int", 2**31), "2147483648 does not fit io.statefun.types/int (32 bits); use long"),
+        (("long", -(2**63) - 1),
+         "-9223372036854775809 does not fit io.statefun.types/long (64 bits)"),
+        (("float", 1e39), "1e+39 does not fit io.statefun.types/float (32 bits); use double"),
+        (("double", 10**400), "the number is too large for io.statefun.types/double"),
+        (("float", 10**400), "the number is too large for io.statefun.types/float"),
+        (("string", "a\ud800"), "a lone surrogate in a string: not valid Unicode"),
+        (("com.example/Deep", nested(100_000)), "the value is nested too deeply"),
+        (("a/b/c", 1), "unknown type 'a/b/c': use one of string, int, long, bool, float, double "
+                       "or a typename 'namespace/name'"),
+    ],
+)  # fmt: skip
+def test_what_a_refused_value_says(args: tuple[str, object], message: str) -> None:
+    with pytest.raises(InvalidValueError) as caught:
+        make_value(*args)
+    assert str(caught.value) == message
+
+
+def test_bad_base64_says_so() -> None:
+    with pytest.raises(InvalidValueError) as caught:
+        make_value("com.example/Raw", base64_data="!!")
+    assert str(caught.value).startswith("not valid base64: ")
