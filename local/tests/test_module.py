@@ -985,8 +985,8 @@ def test_each_problem_of_a_module_in_the_statefun_3_0_format_names_its_place(
 ) -> None:
     old, new = change
     assert old in FORMAT_V30
-    found = problems(FORMAT_V30.replace(old, new, 1))
-    assert any(problem.startswith(expected) for problem in found), found
+    [found] = problems(FORMAT_V30.replace(old, new, 1))
+    assert found.startswith(expected), found
 
 
 # --- found unchecked by mutation testing of module.py ------------------------------------------
@@ -1189,3 +1189,91 @@ def test_a_startup_date_a_day_to_come_is_refused() -> None:
     module = parse_module(kafka_in(startupPosition={"type": "date", "date": date}))
     assert module.ingresses["com.example/in"].startup.date_ms == int(
         an_hour_ago.replace(microsecond=0).timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("unit", "ms"),
+    [*[(name, 1e-6) for name in ("ns", "nano", "nanos", "nanosecond", "nanoseconds")],
+     *[(name, 1e-3) for name in ("us", "µs", "micro", "micros", "microsecond", "microseconds")],
+     *[(name, 1.0) for name in ("ms", "milli", "millis", "millisecond", "milliseconds")],
+     *[(name, 1e3) for name in ("s", "sec", "secs", "second", "seconds")],
+     *[(name, 6e4) for name in ("m", "min", "mins", "minute", "minutes")],
+     *[(name, 3.6e6) for name in ("h", "hour", "hours")],
+     *[(name, 8.64e7) for name in ("d", "day", "days")]],
+)  # fmt: skip
+def test_every_spelling_of_a_time_unit(unit: str, ms: float) -> None:
+    assert parse_duration(f"3 {unit}") == pytest.approx(3 * ms / 1000, rel=1e-12)
+    if unit.isascii():  # µ's capital is Greek: no unit
+        assert parse_duration(f"3{unit.upper()}") == pytest.approx(3 * ms / 1000, rel=1e-12)
+
+
+def test_problems_of_a_text_without_a_file_name_the_module_yaml() -> None:
+    with pytest.raises(ModuleError) as caught:
+        parse_module("kind: [unclosed")
+    assert caught.value.problems[0].startswith("<module.yaml>: not valid YAML: ")
+
+
+@pytest.mark.parametrize("position", ["group-offsets", "earliest", "latest"])
+def test_the_kafka_startup_positions_without_more(position: str) -> None:
+    module = parse_module(kafka_in(startupPosition={"type": position}))
+    assert module.ingresses["com.example/in"].startup.position == position
+
+
+@pytest.mark.parametrize("semantic", ["at-least-once", "none"])
+def test_the_kafka_delivery_semantics_without_more(semantic: str) -> None:
+    module = parse_module(kafka_out(deliverySemantic={"type": semantic}))
+    assert module.egresses["com.example/out"].semantic == semantic
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (kafka_in(startupPosition="earliest"), "spec.startupPosition: must be a mapping"),
+        (kinesis_in(startupPosition="earliest"), "spec.startupPosition: must be a mapping"),
+        (kinesis_in(awsRegion="us-east-1"), "spec.awsRegion: must be a mapping"),
+        (kinesis_in(awsCredentials="default"), "spec.awsCredentials: must be a mapping"),
+        (kafka_out(deliverySemantic="none"), "spec.deliverySemantic: must be a mapping"),
+        (kafka_in(startupPosition={"type": "end"}),
+         "spec.startupPosition.type: must be one of group-offsets, earliest, latest, "
+         "specific-offsets, date; got 'end'"),
+        (kinesis_in(startupPosition={"type": "group-offsets"}),
+         "spec.startupPosition.type: must be one of earliest, latest, date; got 'group-offsets'"),
+        (kinesis_out(awsRegion={"type": "nearest"}),
+         "spec.awsRegion.type: must be one of default, specific, custom-endpoint; got 'nearest'"),
+        (kafka_out(deliverySemantic={"type": "once"}),
+         "spec.deliverySemantic.type: must be one of exactly-once, at-least-once, none; "
+         "got 'once'"),
+        (endpoint("{call: 0}"),
+         "spec.transport.call: must be more than 0, got 0: every request would time out"),
+        (endpoint("{pool_size: 0}"), "spec.transport.pool_size: must be at least 1, got 0: the "
+                                     "connection pool would hold no connection"),
+        (endpoint("{payload_max_bytes: 0}"),
+         "spec.transport.payload_max_bytes: must be at least 1, got 0: no reply would fit"),
+        (endpoint("{call: 500us}"), "spec.transport.call: must be at least 1 ms, got '500us' "
+                                    "(the runtime counts timeouts in whole milliseconds)"),
+    ],
+)  # fmt: skip
+def test_what_a_problem_of_a_field_says(text: str, message: str) -> None:
+    [found] = problems(text)
+    assert found.endswith(f"): {message}"), found
+
+
+def test_the_kinesis_kinds_of_the_statefun_3_0_format() -> None:
+    text = '''version: "3.0"
+module:
+  meta: {type: remote}
+  spec:
+    ingresses:
+      - ingress:
+          meta: {type: io.statefun.kinesis/ingress, id: com.example/in}
+          spec:
+            awsRegion: {type: default}
+            streams: [{stream: s, valueType: io.statefun.types/string, targets: [com.example/f]}]
+    egresses:
+      - egress:
+          meta: {type: io.statefun.kinesis/egress, id: com.example/out}
+          spec: {awsRegion: {type: default}}
+'''
+    module = parse_module(text)
+    assert module.ingresses["com.example/in"].kind == "io.statefun.kinesis.v1/ingress"
+    assert module.egresses["com.example/out"].kind == "io.statefun.kinesis.v1/egress"
