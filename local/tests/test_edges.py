@@ -556,3 +556,52 @@ def test_typename_problem(typename: str, problem: Optional[str]) -> None:
         assert found is None
     else:
         assert found is not None and problem in found
+
+
+# --- found unchecked by mutation testing of guard.py ------------------------------------------
+
+
+async def _guarded(send: Any) -> Any:
+    """``send(url)`` against a bare app behind the guard, answering GET and POST with ok."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[guard_middleware()])
+    app.router.add_route("*", "/", ok)
+    runner, url = await serve_runtime_app(app)
+    try:
+        return await send(url)
+    finally:
+        await runner.cleanup()
+
+
+def test_a_request_without_a_host_header_is_served() -> None:
+    """HTTP/1.0 needs no Host: a client outside a browser that sends none is let in (a page in
+    a browser always sends one)."""
+
+    async def send(url: str) -> bytes:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+        return answer
+
+    answer = run(_guarded(send))
+    assert answer.startswith(b"HTTP/1.0 200 ") and answer.endswith(b"\r\n\r\nok"), answer
+
+
+@pytest.mark.parametrize(
+    ("headers", "says"),
+    [({}, "Content-Type (none) refused"),
+     ({"Content-Type": "Text/Plain; charset=utf-8"}, "Content-Type text/plain refused")],
+)  # fmt: skip
+def test_a_refused_content_type_is_named(headers: dict[str, str], says: str) -> None:
+    async def send(url: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession(skip_auto_headers=["Content-Type"]) as session, \
+                session.post(f"{url}/", headers=headers) as response:  # fmt: skip
+            return response.status, await response.text()
+
+    assert run(_guarded(send)) == (
+        415, f"{says}: send application/json, or application/octet-stream for raw bytes\n")
