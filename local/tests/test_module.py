@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import re
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -1026,6 +1025,12 @@ spec: {{functions: a/b, urlPathTemplate: "{url}"}}
     assert ": spec.urlPathTemplate: " in found and "ending in .sock" in found, found
 
 
+def test_a_boolean_is_no_duration() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_duration(True)  # type: ignore[arg-type]
+    assert str(caught.value) == "not a duration: True"
+
+
 def test_a_negative_number_of_milliseconds_is_no_duration() -> None:
     with pytest.raises(ValueError, match="can not be negative: -5"):
         parse_duration(-5)
@@ -1067,8 +1072,9 @@ def test_url_for_refuses_dot_names() -> None:
     [endpoint] = parse_module(document("io.statefun.endpoints.v2/http", spec)).endpoints
     assert endpoint.url_for("a/b c") == "http://x/fn/b%20c"
     for name in (".", ".."):
-        with pytest.raises(ValueError, match=re.escape("'.' and '..' are not function names")):
+        with pytest.raises(ValueError) as caught:
             endpoint.url_for(f"a/{name}")
+        assert str(caught.value) == f"'a/{name}': '.' and '..' are not function names"
 
 
 def test_a_module_in_the_statefun_3_0_format_needs_its_spec() -> None:
@@ -1251,6 +1257,42 @@ def test_the_kafka_delivery_semantics_without_more(semantic: str) -> None:
          "spec.transport.payload_max_bytes: must be at least 1, got 0: no reply would fit"),
         (endpoint("{call: 500us}"), "spec.transport.call: must be at least 1 ms, got '500us' "
                                     "(the runtime counts timeouts in whole milliseconds)"),
+        (endpoint("{call: soon}"), "spec.transport.call: not a duration: 'soon' (expected e.g. "
+                                   "'10s', '2 min', '500ms')"),
+        (endpoint("{call: 10 fortnights}"),
+         "spec.transport.call: unknown time unit 'fortnights' in '10 fortnights'"),
+        (endpoint("{connect: 106751991167301 d}"),
+         "spec.transport.connect: '106751991167301 d' is too long a duration (numeric overflow)"),
+        (endpoint("{call: 1 s, connect: 2 s, read: 1 s, write: 1 s}", "v1"),
+         "spec.timeouts.connect: (2 s) may not exceed call (1 s)"),
+        (kafka_in(autoOffsetResetPosition="none"),
+         "spec.autoOffsetResetPosition: must be one of earliest, latest; got 'none'"),
+        (kafka_in(topics=[]), "spec.topics: is required and must be a non-empty list"),
+        (kafka_in(topics=[{**ROUTE, "targets": []}]),
+         "spec.topics[0].targets: is required and must be a non-empty list"),
+        (kafka_in(startupPosition={"type": "specific-offsets"}),
+         "spec.startupPosition.offsets: is required for specific-offsets"),
+        (kafka_in(properties=5), "spec.properties: must be a list of 'key: value' entries"),
+        (kafka_in(properties=[5]), "spec.properties[0]: must be a 'key: value' entry"),
+        (kinesis_out(maxOutstandingRecords=0), "spec.maxOutstandingRecords: must be at least 1, "
+                                               "got 0: the runtime refuses a queue limit under 1"),
+        (kafka_out(deliverySemantic={"type": "exactly-once", "transactionTimeout": "0 min"}),
+         "spec.deliverySemantic.transactionTimeout: must be more than 0, got '0 min': the "
+         "runtime refuses it for exactly-once"),
+        (kafka_out(id="a/b/c"), "spec.id: must be a typename 'namespace/name', got 'a/b/c'"),
+        (kafka_out(address=""), "spec.address: must be a non-empty string, got ''"),
+        (endpoint().replace("http://x/\"", "http://x/\", maxNumBatchRequests: 2147483648"),
+         "spec.maxNumBatchRequests: must fit in a 32-bit integer (at most 2147483647), "
+         "got 2147483648"),
+        (endpoint().replace("http://x/", "ftp://x/"),
+         "spec.urlPathTemplate: must be an http://, https:// or http+unix:// URL, got 'ftp://x/'"),
+        (endpoint().replace("http://x/", "http+unix:///run/fn"),
+         "spec.urlPathTemplate: a http+unix URL names a socket file ending in .sock, got "
+         "'http+unix:///run/fn'"),
+        (endpoint().replace("http://x/", "http+unix:///run/fn.sock"),
+         "spec.urlPathTemplate: unix socket URLs need transport io.statefun.transports.v1/okhttp"),
+        (endpoint() + "---" + endpoint(),
+         "spec.functions: 'a/b' is already bound by another endpoint"),
     ],
 )  # fmt: skip
 def test_what_a_problem_of_a_field_says(text: str, message: str) -> None:
@@ -1277,3 +1319,23 @@ module:
     module = parse_module(text)
     assert module.ingresses["com.example/in"].kind == "io.statefun.kinesis.v1/ingress"
     assert module.egresses["com.example/out"].kind == "io.statefun.kinesis.v1/egress"
+
+
+def test_an_unknown_kind_names_the_kinds_known() -> None:
+    assert problems("kind: io.statefun.kafka.v2/ingress\nspec: {}") == [
+        "m.yaml: document 0: kind: unknown kind 'io.statefun.kafka.v2/ingress' (known: "
+        "io.statefun.endpoints.v1/http, io.statefun.endpoints.v2/http, "
+        "io.statefun.kafka.v1/egress, io.statefun.kafka.v1/ingress, "
+        "io.statefun.kinesis.v1/egress, io.statefun.kinesis.v1/ingress)"]
+
+
+def test_formats_1_0_and_2_0_are_no_longer_read() -> None:
+    for version in ("1.0", "2.0"):
+        [found] = problems(FORMAT_V30.replace('version: "3.0"', f'version: "{version}"'))
+        assert found == f"m.yaml: version: format {version} is no longer read; 3.0 is the oldest"
+
+
+def test_an_https_unix_url_is_taken_with_okhttp() -> None:
+    spec = {"functions": "a/b", "urlPathTemplate": "https+unix:///run/fn.sock/statefun"}
+    [found] = parse_module(document("io.statefun.endpoints.v1/http", spec)).endpoints
+    assert found.url_path_template == "https+unix:///run/fn.sock/statefun"
