@@ -315,3 +315,53 @@ def test_an_unencrypted_key_loads_without_a_password_or_a_warning(pki: Path) -> 
     assert module.warnings == []
     assert module.endpoints[0].tls is not None
     assert module.endpoints[0].tls.client_key == str(pki / "client.key")
+
+
+def test_what_each_tls_problem_says(pki: Path) -> None:
+    """Word for word, at its field (found unchecked by mutation testing of module.py)."""
+    where = f"{pki / 'module.yaml'}: document 0 (io.statefun.endpoints.v2/http): spec.transport"
+    (pki / "wrong.txt").write_text("wrong")  # the last line does not end: no hint
+    (pki / "newline.txt").write_text("wrong\n")
+    try:
+        ssl.create_default_context().load_cert_chain(
+            pki / "client.crt", pki / "client.key.p8", "wrong")
+    except ssl.SSLError as error:
+        wrong_password = str(error)
+    key = f"client_cert: {pki}/client.crt, client_key: {pki}/client.key.p8"
+    cases = {
+        f"{key}, client_key_password: {pki}/wrong.txt":
+            f"{where}: the TLS files do not load: {wrong_password}",
+        f"{key}, client_key_password: {pki}/newline.txt":
+            f"{where}: the TLS files do not load: {wrong_password} (the password is the whole "
+            "file, as the runtime reads it: its last line ends)",
+        key: f"{where}: the TLS files do not load: client_key is encrypted: give its password "
+             "(client_key_password)",
+        f"client_cert: {pki}/client.crt":
+            f"{where}: client_cert and client_key go together: mutual TLS needs both",
+        f"trust_cacerts: {pki}/cas.pem": f"{where}.trust_cacerts: no file '{pki}/cas.pem'",
+        "trust_cacerts: https://example.org/ca.pem": f"{where}.trust_cacerts: must be a file: "
+            "a path, file: or classpath:, got 'https://example.org/ca.pem'",
+        f"trust_cacerts: '{pki}/my certs/ca.pem'": f"{where}.trust_cacerts: is not a URI, which "
+            f"the runtime reads it as: ' ' in '{pki}/my certs/ca.pem' (a space is %20, in a "
+            "file: URL)",
+    }  # fmt: skip
+    for tls, expected in cases.items():
+        with pytest.raises(ModuleError) as caught:
+            load_module(module_file(pki, "https://127.0.0.1/fn", tls))
+        assert caught.value.problems == [expected]
+    module = load_module(module_file(pki, "http://127.0.0.1/fn", f"trust_cacerts: {pki}/ca.pem"))
+    assert module.warnings == [
+        f"{where}: trust_cacerts ignored, as by the runtime: the URL is not https"]
+    pbes2 = f"{key}, client_key_password: {pki}/password.txt"
+    [warning] = load_module(module_file(pki, "https://127.0.0.1/fn", pbes2)).warnings
+    assert warning.startswith(f"{where}.client_key: encrypted with PBES2 (openssl's and ")
+
+
+def test_tls_files_without_a_url_are_the_missing_url_s_problem(pki: Path) -> None:
+    path = pki / "module.yaml"
+    spec = f"{{functions: a/*, transport: {{trust_cacerts: {pki}/ca.pem}}}}"
+    path.write_text(f"kind: io.statefun.endpoints.v2/http\nspec: {spec}\n")
+    with pytest.raises(ModuleError) as caught:
+        load_module(path)
+    [problem] = caught.value.problems
+    assert problem.endswith(": spec.urlPathTemplate: is required"), problem
