@@ -605,3 +605,23 @@ def test_a_refused_content_type_is_named(headers: dict[str, str], says: str) -> 
 
     assert run(_guarded(send)) == (
         415, f"{says}: send application/json, or application/octet-stream for raw bytes\n")
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+def test_head_and_options_change_nothing_and_are_answered(method: str) -> None:
+    """Like GET, they need no Content-Type and may come from anywhere (curl -I)."""
+
+    async def send(url: str) -> int:
+        async with aiohttp.ClientSession() as session, session.request(
+            method, f"{url}/", headers={"Origin": "http://elsewhere.test"}
+        ) as response:
+            return response.status
+
+    assert run(_guarded(send)) == 200
+
+
+def test_what_typename_problem_says() -> None:
+    assert typename_problem("noslash") == "'noslash' is not a typename 'namespace/name'"
+    assert typename_problem("a/..") == "'a/..': '.' and '..' are not names"
+    assert typename_problem("a/b\n") == (
+        "'a/b\\\\n': a typename holds no '?', '#' or control characters")
