@@ -635,3 +635,29 @@ def test_a_connection_past_pool_ttl_is_closed_not_left_to_the_garbage_collector(
     assert len(set(peers)) == 2
     unclosed = [w for w in caught if "Unclosed connection" in str(w.message)]
     assert unclosed == []
+
+
+def test_an_https_unix_url_speaks_plain_http_over_its_socket(tmp_path: Path) -> None:
+    """The runtime's OkHttp client calls http://.../path over the socket of an https+unix URL
+    as of an http+unix one (DefaultHttpRequestReplyClientFactory): no TLS on a local socket,
+    whatever split_unix_url's https:// says (aiohttp's UnixConnector does no TLS)."""
+
+    async def scenario() -> Message | str:
+        async def handle(request: web.Request) -> web.Response:
+            return ok()
+
+        socket = tmp_path / "fn.sock"
+        async with serving(handle, "/statefun/{name}", socket), HttpTransport() as transport:
+            module = parse_module(f"""
+kind: io.statefun.endpoints.v1/http
+spec:
+  functions: a/*
+  urlPathTemplate: "https+unix://{socket}/statefun/{{function.name}}"
+  timeouts: {{call: 2s, connect: 1s, read: 1s, write: 1s}}
+""")
+            try:
+                return await transport.call(module.endpoints[0], "a/greeter", b"")
+            except CallFailedError as error:
+                return str(error)
+
+    assert asyncio.run(scenario()) == GOOD
