@@ -625,3 +625,20 @@ def test_what_typename_problem_says() -> None:
     assert typename_problem("a/..") == "'a/..': '.' and '..' are not names"
     assert typename_problem("a/b\n") == (
         "'a/b\\\\n': a typename holds no '?', '#' or control characters")
+
+
+@pytest.mark.parametrize(
+    ("headers", "says"),
+    [({"Host": "evil.test"}, "Host 'evil.test' is not this runtime's: use its address, or "
+                             "localhost (statefun-local run --allow-host NAME allows a name)\n"),
+     ({"Origin": "http://evil.test"}, "cross-origin request from 'http://evil.test' refused\n"),
+     ({"Sec-Fetch-Site": "cross-site"}, "cross-site request refused (Sec-Fetch-Site)\n")],
+)  # fmt: skip
+def test_what_a_403_says(headers: dict[str, str], says: str) -> None:
+    async def send(url: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as session, session.post(
+            f"{url}/", json={}, headers=headers
+        ) as response:
+            return response.status, await response.text()
+
+    assert run(_guarded(send)) == (403, says)
