@@ -254,8 +254,10 @@ def test_a_password_file_that_cannot_be_read_is_a_module_problem(
 
     monkeypatch.setattr(Path, "open", refuse)
     monkeypatch.chdir(pki)
-    with pytest.raises(ModuleError, match=r"the TLS files do not load: .*Permission denied"):
+    with pytest.raises(ModuleError, match=r"the TLS files do not load: .*Permission denied") as e:
         load_module(module_file(pki, "https://127.0.0.1/fn", MUTUAL.format(dir=pki)))
+    # and no hint about a password's last line, which could not be read
+    assert e.value.problems[0].endswith("Permission denied: 'password.txt'"), e.value.problems
 
 
 def test_a_password_file_not_in_utf8_is_a_module_problem(
