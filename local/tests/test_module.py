@@ -1046,7 +1046,9 @@ def test_a_module_error_says_every_problem_one_a_line() -> None:
 
 
 def test_load_module_names_the_targets_no_endpoint_serves(tmp_path: Path) -> None:
-    (tmp_path / "m.yaml").write_text(kafka_in())
+    other = document("io.statefun.endpoints.v2/http",
+                     {"functions": "com.example/other", "urlPathTemplate": "http://x/"})
+    (tmp_path / "m.yaml").write_text(kafka_in() + "---\n" + other)
     [warning] = load_module(tmp_path / "m.yaml").warnings
     assert warning.endswith("ingress com.example/in, t: no endpoint in the module serves the "
                             "target com.example/f: its records will fail")  # fmt: skip
