@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import itertools
 import threading
 import time
@@ -40,7 +39,7 @@ from .errors import (
 from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
-from .plugins.endpoints import Endpoint, find_endpoint
+from .plugins.endpoints import Endpoint, checked_endpoints, find_endpoint
 from .plugins.events import BatchEvent, CheckedReplyHeaders, InvocationEvent
 from .plugins.manager import OBSERVER_HOOKS, make_plugin_manager, plugin_label
 from .protowire import ONE_BYTE as _ONE_BYTE
@@ -351,21 +350,14 @@ class RequestReplyHandler:
                 )
 
     def _endpoints(self) -> tuple[Endpoint, ...]:
-        """Each plugin's endpoints, asked one plugin at a time (in pluggy's order) so that a
-        broken answer, or a clash, names the plugins; mistakes fail here, not in a server."""
+        """The plugins' endpoints, each plugin's checked and named (by the manager's guard), so
+        that a broken answer, or a clash, names the plugins; mistakes fail here, not in a
+        server. Through pluggy, so that hook wrappers and tracing see the call."""
         endpoints: list[Endpoint] = []
         owners = self._endpoint_plugins
-        for impl in reversed(self.plugins.hook.statefun_endpoints.get_hookimpls()):
-            plugin = plugin_label(impl)
-            try:
-                contributed = impl.function(*[{"handler": self}[name] for name in impl.argnames])
-            except Exception as error:
-                raise PluginError(
-                    f"statefun plugin {plugin!r} raised in statefun_endpoints: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
-            for endpoint in _endpoint_list(plugin, contributed):
-                _check_endpoint(plugin, endpoint)
+        for contributed in self.plugins.hook.statefun_endpoints(handler=self):
+            plugin = getattr(contributed, "plugin", "a hook wrapper or unnamed plugin")
+            for endpoint in checked_endpoints(plugin, contributed):
                 index = next(
                     (
                         i
@@ -832,41 +824,6 @@ class _ThreadLoop:
 
     def __del__(self) -> None:
         self.loop.close()
-
-
-def _endpoint_list(plugin: str, contributed: object) -> list[Endpoint]:
-    """What a plugin's ``statefun_endpoints`` returned, checked to be endpoints."""
-    if contributed is None:
-        return []
-    items: list[object] = list(contributed) if isinstance(contributed, (list, tuple)) else []
-    wrong = [item for item in items if not isinstance(item, Endpoint)]
-    if wrong or not isinstance(contributed, (list, tuple)):
-        shown = wrong[0] if wrong else contributed
-        raise PluginError(
-            f"statefun plugin {plugin!r} returned {type(shown).__name__} from "
-            "statefun_endpoints; expected a list of Endpoint(method, path, handle)"
-        )
-    return [item for item in items if isinstance(item, Endpoint)]
-
-
-def _check_endpoint(plugin: str, endpoint: Endpoint) -> None:
-    where = f"{endpoint.method} {endpoint.path}"
-    if not (
-        isinstance(endpoint.method, str) and endpoint.method.isalpha() and endpoint.method.isupper()
-    ):
-        raise PluginError(
-            f"statefun plugin {plugin!r} method {endpoint.method!r} of {where} is not an "
-            "upper-case HTTP method"
-        )
-    if not (isinstance(endpoint.path, str) and endpoint.path.startswith("/")):
-        raise PluginError(
-            f"statefun plugin {plugin!r} path {endpoint.path!r} of {where} does not start with '/'"
-        )
-    if inspect.iscoroutinefunction(endpoint.handle):
-        raise PluginError(
-            f"statefun plugin {plugin!r} handle of {where} is async: an endpoint's handle is a "
-            "plain function (no integration awaits it)"
-        )
 
 
 def _interrupts(error: BaseException) -> bool:

@@ -9,10 +9,13 @@ writes what it returns.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Callable, Iterable, Mapping, NamedTuple, Optional, Sequence
+
+from ..errors import PluginError
 
 __all__ = ["Endpoint", "EndpointResponse", "allowed_methods", "find_endpoint", "header"]
 
@@ -65,6 +68,53 @@ class Endpoint:
         # the server frames the body itself: a length the endpoint gives could cut it short
         kept = {k: v for k, v in answered.items() if k.lower() not in _FRAMING}
         return EndpointResponse(status, kept, body)
+
+
+class PluginEndpoints(list[Endpoint]):
+    """The endpoints one plugin's ``statefun_endpoints`` returned, checked, with its name."""
+
+    def __init__(self, plugin: str, endpoints: Iterable[Endpoint] = ()) -> None:
+        super().__init__(endpoints)
+        self.plugin = plugin
+
+
+def checked_endpoints(plugin: str, contributed: object) -> PluginEndpoints:
+    """What ``plugin``'s ``statefun_endpoints`` returned, checked to be a list of endpoints
+    that a server can route: ``PluginError`` naming the plugin if not."""
+    if contributed is None:
+        return PluginEndpoints(plugin)
+    items: list[object] = list(contributed) if isinstance(contributed, (list, tuple)) else []
+    wrong = [item for item in items if not isinstance(item, Endpoint)]
+    if wrong or not isinstance(contributed, (list, tuple)):
+        shown = wrong[0] if wrong else contributed
+        raise PluginError(
+            f"statefun plugin {plugin!r} returned {type(shown).__name__} from "
+            "statefun_endpoints; expected a list of Endpoint(method, path, handle)"
+        )
+    endpoints = PluginEndpoints(plugin, (item for item in items if isinstance(item, Endpoint)))
+    for endpoint in endpoints:
+        _check_endpoint(plugin, endpoint)
+    return endpoints
+
+
+def _check_endpoint(plugin: str, endpoint: Endpoint) -> None:
+    where = f"{endpoint.method} {endpoint.path}"
+    if not (
+        isinstance(endpoint.method, str) and endpoint.method.isalpha() and endpoint.method.isupper()
+    ):
+        raise PluginError(
+            f"statefun plugin {plugin!r} method {endpoint.method!r} of {where} is not an "
+            "upper-case HTTP method"
+        )
+    if not (isinstance(endpoint.path, str) and endpoint.path.startswith("/")):
+        raise PluginError(
+            f"statefun plugin {plugin!r} path {endpoint.path!r} of {where} does not start with '/'"
+        )
+    if inspect.iscoroutinefunction(endpoint.handle):
+        raise PluginError(
+            f"statefun plugin {plugin!r} handle of {where} is async: an endpoint's handle is a "
+            "plain function (no integration awaits it)"
+        )
 
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})

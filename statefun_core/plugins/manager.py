@@ -15,6 +15,7 @@ from ..errors import PluginError
 from ..registry import TypeRegistry
 from ..types import Type
 from . import hookspecs
+from .endpoints import checked_endpoints
 from .health import HEALTH_ENV, HEALTH_SHOW_FUNCTIONS_ENV, HealthEndpoints
 from .logcontext import LOG_CONTEXT_ENV, InvocationLogContext
 from .markers import PROJECT, hookimpl, hookspec
@@ -313,3 +314,15 @@ def _guard(impl: Any, hook: str) -> None:
             return answer
 
         impl.function = named
+    elif hook == "statefun_endpoints":
+
+        def owned(*args: Any) -> Any:
+            try:
+                answer = function(*args)
+            except Exception as error:
+                raise PluginError(
+                    f"statefun plugin {plugin!r} raised in {hook}: {type(error).__name__}: {error}"
+                ) from error
+            return checked_endpoints(plugin, answer)
+
+        impl.function = owned

@@ -113,6 +113,34 @@ def test_two_plugins_with_one_endpoint_are_both_named() -> None:
         handler(Hello(), Other())
 
 
+class UnderInternal:
+    """A hook wrapper that moves the other plugins' endpoints under /internal."""
+
+    @hookimpl(wrapper=True)
+    def statefun_endpoints(self, handler: Any) -> Any:
+        contributed = yield
+        return [
+            [Endpoint(e.method, f"/internal{e.path}", e.handle) for e in c] for c in contributed
+        ]
+
+
+def test_a_wrapper_of_statefun_endpoints_sees_and_changes_what_the_plugins_return() -> None:
+    assert [(e.method, e.path) for e in handler(Hello(), UnderInternal()).endpoints] == [
+        ("GET", "/internal/hello"),
+        ("POST", "/internal/broken"),
+    ]
+
+
+def test_statefun_endpoints_is_called_through_pluggy_so_tracing_shows_it() -> None:
+    manager = make_plugin_manager([Hello()], load_entrypoints=False)
+    called: list[str] = []
+    manager.add_hookcall_monitoring(
+        lambda name, impls, kwargs: called.append(name), lambda *a: None
+    )
+    RequestReplyHandler(make_functions(), plugins=manager)
+    assert "statefun_endpoints" in called
+
+
 class Contributes:
     def __init__(self, contributed: Any) -> None:
         self.contributed = contributed
