@@ -142,9 +142,10 @@ def make_plugin_manager(
         load_entrypoints = not is_true(os.environ.get(DISABLE_AUTOLOAD_ENV))
     manager.autoload = load_entrypoints
     if load_entrypoints:
-        _warn_unknown_disabled(from_env)
+        entry_points = list(_entry_points())  # read once: it scans every installed package
+        _warn_unknown_disabled(from_env, entry_points)
         loaded: dict[str, metadata.EntryPoint] = {}
-        for entry_point in _entry_points():
+        for entry_point in entry_points:
             if manager.is_blocked(entry_point.name):
                 continue
             first = loaded.setdefault(entry_point.name, entry_point)
@@ -182,10 +183,12 @@ def _distribution(entry_point: metadata.EntryPoint) -> str:
     return str(dist.name) if dist is not None else "a distribution"
 
 
-def _warn_unknown_disabled(names: Iterable[str]) -> None:
+def _warn_unknown_disabled(
+    names: Iterable[str], entry_points: Iterable[metadata.EntryPoint]
+) -> None:
     """A name in ``STATEFUN_DISABLED_PLUGINS`` that no installed plugin has blocks nothing: most
     likely a misspelling (``slow_batches`` for ``slow-batches``), and the plugin still runs."""
-    installed = {entry_point.name for entry_point in _entry_points()} | {"health", "log_context"}
+    installed = {entry_point.name for entry_point in entry_points} | {"health", "log_context"}
     unknown = [name for name in names if name not in installed]
     if unknown:
         logger.warning(
