@@ -142,7 +142,9 @@ def is_header(name: object, value: object) -> bool:
         isinstance(name, str)
         and _TOKEN.fullmatch(name) is not None
         and isinstance(value, str)
-        and not any(c in value for c in "\r\n\0")
+        and "\r" not in value
+        and "\n" not in value
+        and "\0" not in value
     )
 
 
