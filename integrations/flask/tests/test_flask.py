@@ -494,6 +494,14 @@ def test_blueprint_without_a_prefix_serves_the_root(prefix: Optional[str]) -> No
     assert response.status_code == 200
 
 
+def test_an_empty_url_prefix_serves_the_root_as_it_did() -> None:
+    app = Flask(__name__)
+    app.config["STATEFUN_URL_PREFIX"] = ""  # as make_blueprint's url_prefix=""
+    Statefun(app, make_functions())
+    response = post(app.test_client(), wire.to_function(GREETER, "Ann", ["Ann"], NEW), path="/")
+    assert response.status_code == 200
+
+
 def test_blueprint_rejects_what_it_cannot_serve() -> None:
     with pytest.raises(TypeError, match="StatefulFunctions"):
         make_blueprint(object())  # type: ignore[arg-type]

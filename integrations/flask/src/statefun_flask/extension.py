@@ -111,7 +111,7 @@ def check_config(config: Mapping[str, Any]) -> None:
             "(compared with each request's length, it would fail every request)"
         )
     prefix = config["STATEFUN_URL_PREFIX"]
-    if not isinstance(prefix, str) or not prefix.startswith("/"):
+    if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):  # "": the root
         raise ValueError(
             f"statefun_flask: STATEFUN_URL_PREFIX must start with '/', not {prefix!r} "
             "(the path the runtime POSTs to, such as '/statefun')"
