@@ -244,9 +244,7 @@ def _check_hook_functions(plugin: Any, name: Optional[str]) -> None:
                 f"statefun plugin {label!r} is invalid: {hook} is a wrapper; the request's hooks "
                 "are events (a plain @hookimpl, paired with its _started/_finished hook)"
             )
-        if inspect.isclass(plugin) and inspect.isfunction(
-            inspect.getattr_static(plugin, attribute)
-        ):
+        if inspect.isclass(plugin) and _takes_self(inspect.getattr_static(plugin, attribute)):
             raise PluginError(
                 f"statefun plugin {label!r} is a class, so pluggy would call {hook} without "
                 f"'self': register an instance ({label}()), or point the entry point at one "
@@ -258,6 +256,14 @@ def _check_hook_functions(plugin: Any, name: Optional[str]) -> None:
                 "run (pluggy cannot await): hooks are plain functions; record what you need "
                 "and leave the I/O to something else"
             )
+
+
+def _takes_self(member: Any) -> bool:
+    """Whether a class's ``member`` is a method (a function whose first parameter is ``self``),
+    which pluggy would call from the class without an instance."""
+    if not inspect.isfunction(member):  # a staticmethod, a classmethod
+        return False
+    return next(iter(inspect.signature(member).parameters), None) == "self"
 
 
 def _class_name(plugin: Any) -> str:

@@ -260,3 +260,18 @@ def test_a_class_given_for_its_instance_is_a_plugin_error(site: Path) -> None:
             pass
 
     assert make_plugin_manager([Static], load_entrypoints=False).is_registered(Static)
+
+
+def test_a_class_whose_hooks_take_no_self_is_a_plugin_as_a_module_is() -> None:
+    from statefun_core.plugins import hookimpl
+
+    seen: list[object] = []
+
+    class Namespace:  # pluggy calls its functions with the hook's arguments only
+        @hookimpl
+        def statefun_batch_started(batch: object) -> None:  # type: ignore[misc]
+            seen.append(batch)
+
+    manager = make_plugin_manager([Namespace], load_entrypoints=False)
+    manager.hook.statefun_batch_started(batch="the batch")
+    assert seen == ["the batch"]
