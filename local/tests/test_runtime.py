@@ -745,13 +745,13 @@ def test_while_a_function_s_calls_fail_one_address_s_attempts_are_logged_and_the
     failed: set[str] = set()
 
     class DownUntilEveryAddressFailed(FunctionServer):
-        """Answers 500 until a call of each of ``ids`` has failed."""
+        """Answers 503 (a proxy's, for a server gone) until a call of each of ``ids`` failed."""
 
         async def _handle(self, request: web.Request) -> web.StreamResponse:
             if len(failed) < len(ids):
                 target = protocol.ToFunction.FromString(await request.read()).invocation.target
                 failed.add(target.id)
-                return web.Response(status=500, text="down")
+                return web.Response(status=503, text="down")
             return await super()._handle(request)
 
     async def scenario() -> str:
@@ -767,7 +767,7 @@ def test_while_a_function_s_calls_fail_one_address_s_attempts_are_logged_and_the
 
     caplog.set_level(logging.INFO, logger="statefun_local")
     url = run(scenario())
-    warned = [re.search(r"^com.example/fn/(id\d): POST .*: attempt \d+ failed \(HTTP 500: down\); "
+    warned = [re.search(r"^com.example/fn/(id\d): POST .*: attempt \d+ failed \(HTTP 503: down\); "
                         r"retrying", m) for m in caplog.messages]  # fmt: skip
     assert len({found[1] for found in warned if found}) == 1
     assert (f"com.example/fn: POST {url} answered again; the calls of 4 other address(es) had "
@@ -792,7 +792,7 @@ def test_while_a_function_server_stays_down_the_calls_counted_are_parked_quietly
     down = True
 
     def fault(_: int) -> Any:
-        return web.Response(status=500, text="down") if down else None
+        return web.Response(status=503, text="down") if down else None
 
     async def scenario() -> int:
         nonlocal down
@@ -813,6 +813,36 @@ def test_while_a_function_server_stays_down_the_calls_counted_are_parked_quietly
     again = [m for m in caplog.messages if m.endswith("delivered again after failing")]
     assert parked >= len(ids)
     assert 1 <= len(errors) < len(ids) and len(again) < len(ids), (parked, errors, again)
+
+
+def test_a_function_that_fails_for_each_address_is_logged_for_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A function's own failure (its 500: a message it cannot take) is each address's: not
+    counted under another address's attempts as a server that is down is."""
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/fn")
+    def fn(context: Context, message: Message) -> None:
+        raise ValueError("cannot take it")
+
+    ids = ["id0", "id1", "id2"]
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite", call="300ms",
+                           failure_pause=0.05) as (_, runtime):  # fmt: skip
+            await runtime.send_all([(Address("com.example/fn", id_), string("x"), None)
+                                    for id_ in ids])  # fmt: skip
+            while len({failure.address for failure in runtime.failures}) < len(ids):
+                await asyncio.sleep(0.05)
+
+    caplog.set_level(logging.INFO, logger="statefun_local")
+    run(scenario())
+    first = {found[1] for m in caplog.messages
+             if (found := re.match(r"com.example/fn/(id\d): POST .*: attempt 1 failed", m))}
+    parked = {found[1] for m in caplog.messages
+              if (found := re.match(r"com.example/fn/(id\d): batch of 1 message", m))}
+    assert first == parked == set(ids)
 
 
 def test_a_wait_until_idle_that_times_out_says_what_keeps_the_runtime_busy(

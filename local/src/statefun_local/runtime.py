@@ -404,7 +404,7 @@ class LocalRuntime:
             failing = self._failing.get((error.url, address.typename))
             if failing is not None and failing[0] == address:  # the next to fail is logged
                 self._failing[(error.url, address.typename)] = (None, failing[1])
-            counted = failing is not None and address in failing[1]
+            counted = failing is not None and address in failing[1] and _unreachable(error.reason)
             await self._park(batch, str(error), quiet=counted)
             return
         except Exception as error:  # a bug or a bad URL: still the address's visible failure
@@ -616,6 +616,7 @@ class LocalRuntime:
         others: set[Address] = set()
         if address is not None:
             self._retrying[address] = (attempt, reason)
+        if address is not None and _unreachable(reason):
             reporter, others = self._failing.get((url, address.typename), (None, others))
             if reporter is None:
                 reporter = address
@@ -859,3 +860,10 @@ def describe_module(module: Module, kafka: bool = False) -> Iterable[str]:
             yield f"  egress {egress.id} -> Kinesis {where} (at-least-once), stored"
         else:
             yield f"  egress {egress.id} (stored; follow with 'statefun-local egress --follow')"
+
+
+def _unreachable(reason: str) -> bool:
+    """Whether a failed attempt says the function server is not there (no answer, or a
+    proxy's 502, 503 or 504 for it), which every address of its functions meets alike; not a
+    failure of the function itself (its 500), which is each address's own."""
+    return not reason.startswith("HTTP ") or reason.startswith(("HTTP 502", "HTTP 503", "HTTP 504"))
