@@ -66,7 +66,7 @@ class Endpoint:
             return _FAILED
         status, answered, body = answer
         # the server frames the body itself: a length the endpoint gives could cut it short
-        kept = {k: v for k, v in answered.items() if k.lower() not in _FRAMING}
+        kept = {k: v for k, v in answered.items() if k.lower() not in _DROPPED_FROM_ENDPOINTS}
         return EndpointResponse(status, kept, body)
 
 
@@ -117,7 +117,7 @@ def _check_endpoint(plugin: str, endpoint: Endpoint) -> None:
         )
 
 
-_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+_DROPPED_FROM_ENDPOINTS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 def _is_response(answer: object) -> bool:

@@ -13,7 +13,7 @@ Outcome = Literal["ok", "missing_state", "error"]
 
 
 #: Headers that frame the reply (its length, encoding, type, the connection): the server's own.
-_FRAMING = frozenset(
+_SERVERS_OWN = frozenset(
     {
         "connection",
         "content-encoding",
@@ -43,7 +43,7 @@ class CheckedReplyHeaders(MutableMapping[str, str]):
                 f"reply header {name!r}: {value!r}: a header is a token and a string on one "
                 "line (str() the value)"
             )
-        if name.lower() in _FRAMING:
+        if name.lower() in _SERVERS_OWN:
             raise ValueError(f"reply header {name!r} frames the reply: the server sets it")
         self._target[name] = value
 
