@@ -39,6 +39,12 @@ def parse_typename(typename: str) -> tuple[str, str]:
     return namespace, name
 
 
+def is_state_typename(typename: str) -> bool:
+    """Whether the runtime takes ``typename`` as a state's type: its ``TypeName.parseFrom``
+    splits it at ``/`` (dropping a trailing empty part) and wants two parts."""
+    return typename.count("/") == 1 and not typename.endswith("/")
+
+
 #: Names ``context.storage`` has besides the states: the fields of every storage
 #: (``storage.StateValues``), which a state of the same name would hide.
 RESERVED_STATE_NAMES = frozenset({"_received", "_values", "_written"})

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 
 from . import protocol
 from .context import DelayedMessage, InvocationContext
-from .core import ValueSpec, parse_typename
+from .core import ValueSpec, is_state_typename, parse_typename
 from .deadletters import DeadLetterEgress, DeadLetterPolicy, DeadLetterRecord
 from .errors import (
     AsyncFunctionInSyncContextError,
@@ -187,7 +187,7 @@ class _Plan:
                 raise UnknownTypeError(
                     f"function {function.typename!r}, state {spec.name!r}: {error}"
                 ) from None
-            if tpe.typename.count("/") != 1:  # the runtime's TypeName.parseFrom refuses it
+            if not is_state_typename(tpe.typename):
                 where = f"function {function.typename!r}, state {spec.name!r}"
                 problem = f"type {tpe.typename!r} is not namespace/name, as a state's must be"
                 if isinstance(spec.type, Type):

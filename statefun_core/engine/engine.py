@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 from google.protobuf.message import DecodeError, Message
 
 from .. import protocol, tracecontext
+from ..core import is_state_typename
 from .clock import Clock
 from .errors import (
     CancellationTokenError,
@@ -457,7 +458,7 @@ class Engine:
 
 def _spec(function_typename: str, missing: Any) -> StateSpec:
     typename = missing.type_typename or UNSET_TYPENAME
-    if typename.count("/") != 1:
+    if not is_state_typename(typename):
         raise InvalidReplyError(
             f"state {missing.state_name!r} of {function_typename} has type {typename!r}; a "
             f"type is namespace/name"
