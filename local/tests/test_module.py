@@ -483,15 +483,21 @@ def test_durations_one_past_the_longest_overflow(text: str) -> None:
         parse_duration(text)
 
 
-def test_split_unix_url_names_the_socket_file_and_the_path() -> None:
+def test_split_unix_url_names_the_socket_file_and_the_runtimes_request() -> None:
+    """The request StateFun 3.3 sends (seen in the e2e kit): the path below the socket file as
+    one escaped segment, no query, host ``unused``, plain http for https+unix too."""
     assert split_unix_url("http+unix:///run/fn.sock/statefun") == (
         "/run/fn.sock",
-        "http://localhost/statefun",
+        "http://unused/%2Fstatefun",
     )
-    assert split_unix_url("https+unix:///tmp/a.sock") == ("/tmp/a.sock", "https://localhost/")
+    assert split_unix_url("https+unix:///tmp/a.sock") == ("/tmp/a.sock", "http://unused/%2F")
     assert split_unix_url("http+unix:///a.sock/cb?to=http://x") == (
         "/a.sock",
-        "http://localhost/cb?to=http://x",
+        "http://unused/%2Fcb",
+    )
+    assert split_unix_url("http+unix:///a.sock/caf%C3%A9/x%25y") == (
+        "/a.sock",
+        "http://unused/%2Fcaf%C3%A9%2Fx%25y",
     )
 
 
@@ -997,8 +1003,8 @@ def test_each_problem_of_a_module_in_the_statefun_3_0_format_names_its_place(
         # the socket file is the first path segment ending in .sock, as the runtime's
         # UnixDomainHttpEndpoint finds it: not the first ".sock" anywhere in the URL
         ("http+unix:///var/run/my.socks/fn.sock/statefun",
-         ("/var/run/my.socks/fn.sock", "http://localhost/statefun")),
-        ("http+unix:///run/a.socket/fn.sock", ("/run/a.socket/fn.sock", "http://localhost/")),
+         ("/var/run/my.socks/fn.sock", "http://unused/%2Fstatefun")),
+        ("http+unix:///run/a.socket/fn.sock", ("/run/a.socket/fn.sock", "http://unused/%2F")),
     ],
 )  # fmt: skip
 def test_the_socket_file_is_the_first_segment_ending_in_sock(

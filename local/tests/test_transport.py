@@ -35,9 +35,10 @@ async def serving(
     socket_path: Optional[Path] = None,
 ) -> AsyncIterator[str]:
     """A server answering POSTs to ``route`` with ``handle``: its base URL, on 127.0.0.1 or
-    (``http+unix://``) on ``socket_path``."""
+    (``http+unix://``) on ``socket_path``, where it answers POSTs to any path (the runtime's
+    request target there is one escaped segment, such as ``/%2Fstatefun``)."""
     app = web.Application()
-    app.router.add_post(route, handle)
+    app.router.add_post(route if socket_path is None else "/{any:.*}", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -164,27 +165,66 @@ def test_a_last_attempt_cut_short_by_the_budget_names_the_failure_before_it() ->
     assert "timed out, after HTTP 500: down for now (call timeout exhausted)" in reply
 
 
-def test_okhttp_transport_calls_a_unix_socket(tmp_path: Path) -> None:
-    async def scenario() -> tuple[Message, str]:
-        paths = []
+@pytest.mark.parametrize(
+    ("below_the_socket", "target"),
+    [
+        # what Apache Flink StateFun 3.3 sent in the e2e kit: its UnixDomainHttpEndpoint takes
+        # the path below the socket file as one segment, "/statefun", which OkHttp's
+        # addPathSegment escapes, slashes included
+        ("/statefun", "/%2Fstatefun"),
+        ("", "/%2F"),
+        ("/", "/%2F"),
+        ("/statefun/{function.name}", "/%2Fstatefun%2Fgreeter"),
+        ("/{function.name}", "/%2Fgreeter"),
+        ("/x//y/", "/%2Fx%2Fy"),
+        ("/a%20b/%7Bq%7D?x=1#f", "/%2Fa%20b%2F%7Bq%7D"),
+    ],
+)  # fmt: skip
+def test_okhttp_transport_calls_a_unix_socket_at_the_runtimes_request_target(
+    tmp_path: Path, below_the_socket: str, target: str
+) -> None:
+    async def scenario() -> tuple[Message, list[tuple[str, str]]]:
+        requests = []
 
         async def handle(request: web.Request) -> web.Response:
-            paths.append(request.path)
+            requests.append((request.raw_path, request.host))
             return ok()
 
         socket = tmp_path / "fn.sock"
-        async with serving(handle, "/statefun/{name}", socket) as url, HttpTransport() as transport:
+        async with serving(handle, socket_path=socket) as url, HttpTransport() as transport:
             module = parse_module(f"""
 kind: io.statefun.endpoints.v2/http
 spec:
   functions: a/*
-  urlPathTemplate: {url}/statefun/{{function.name}}
+  urlPathTemplate: "{url}{below_the_socket}"
   transport: {{type: io.statefun.transports.v1/okhttp}}
 """)
             reply = await transport.call(module.endpoints[0], "a/greeter", b"")
-        return reply, paths[0]
+        return reply, requests
 
-    assert asyncio.run(scenario()) == (GOOD, "/statefun/greeter")
+    assert asyncio.run(scenario()) == (GOOD, [(target, "unused")])
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_unix_socket_reply_that_says_the_url_is_wrong_names_the_runtimes_target(
+    tmp_path: Path, status: int
+) -> None:
+    async def scenario() -> str:
+        async def handle(request: web.Request) -> web.Response:
+            return web.Response(status=status, text="no")
+
+        async with serving(handle, socket_path=tmp_path / "fn.sock") as url, \
+                HttpTransport() as transport:  # fmt: skip
+            module = parse_module(OKHTTP.replace("URL", f"{url}/statefun"))
+            with pytest.raises(CallFailedError) as failed:
+                await transport.call(module.endpoints[0], "a/b", b"")
+            return str(failed.value)
+
+    assert asyncio.run(scenario()).endswith(
+        f"HTTP {status}: no (over a unix socket the runtime POSTs to /%2Fstatefun: the path "
+        "below the socket file as one segment, its slashes escaped; does the function server "
+        "take POSTs there?)"
+    )
 
 
 @pytest.mark.parametrize("status", [408, 409, 420, 429, 499, 500])
@@ -638,16 +678,16 @@ def test_a_connection_past_pool_ttl_is_closed_not_left_to_the_garbage_collector(
 
 
 def test_an_https_unix_url_speaks_plain_http_over_its_socket(tmp_path: Path) -> None:
-    """The runtime's OkHttp client calls http://.../path over the socket of an https+unix URL
-    as of an http+unix one (DefaultHttpRequestReplyClientFactory): no TLS on a local socket,
-    whatever split_unix_url's https:// says (aiohttp's UnixConnector does no TLS)."""
+    """The runtime's OkHttp client calls http://unused/... over the socket of an https+unix URL
+    as of an http+unix one (DefaultHttpRequestReplyClientFactory): no TLS on a local socket
+    (seen in the e2e kit: Apache StateFun 3.3 sent plain HTTP to an https+unix endpoint)."""
 
     async def scenario() -> Message | str:
         async def handle(request: web.Request) -> web.Response:
             return ok()
 
         socket = tmp_path / "fn.sock"
-        async with serving(handle, "/statefun/{name}", socket), HttpTransport() as transport:
+        async with serving(handle, socket_path=socket), HttpTransport() as transport:
             module = parse_module(f"""
 kind: io.statefun.endpoints.v1/http
 spec:

@@ -483,12 +483,31 @@ def _socket_end(rest: str) -> int:
     return -1
 
 
+#: What OkHttp's ``HttpUrl.Builder.addPathSegment`` escapes, besides control characters and
+#: anything beyond ASCII.
+_OKHTTP_SEGMENT_ESCAPED = frozenset(' "<>^`{}|/\\?#%')
+
+
+def _okhttp_path_segment(segment: str) -> str:
+    return "".join(
+        "".join(f"%{byte:02X}" for byte in char.encode())
+        if char in _OKHTTP_SEGMENT_ESCAPED or not " " <= char < "\x7f"
+        else char
+        for char in segment
+    )
+
+
 def split_unix_url(url: str) -> tuple[str, str]:
-    """``http+unix:///run/fn.sock/statefun`` -> (``/run/fn.sock``, ``http://localhost/statefun``)."""
-    scheme, rest = url.split("://", 1)
+    """``http+unix:///run/fn.sock/statefun`` -> (``/run/fn.sock``, ``http://unused/%2Fstatefun``):
+    the socket file and the request StateFun 3.3 sends on it. Its UnixDomainHttpEndpoint takes
+    the path below the socket file (decoded, empty segments dropped, query and fragment left
+    out) as the one path segment ``/statefun``, or ``/`` when there is none, and OkHttp escapes
+    it, slashes included; the host is ``unused`` and the scheme http, https+unix too."""
+    rest = url.split("://", 1)[1]
     socket_end = _socket_end(rest)
-    path = rest[socket_end:] or "/"
-    return rest[:socket_end], f"{scheme.split('+')[0]}://localhost{path}"
+    below = re.split("[?#]", rest[socket_end:], maxsplit=1)[0]
+    segment = "/" + "/".join(part for part in unquote(below).split("/") if part)
+    return rest[:socket_end], f"http://unused/{_okhttp_path_segment(segment)}"
 
 
 def _parse_into(module: Module, text: str, filename: str, problems: list[str]) -> None:

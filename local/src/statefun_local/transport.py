@@ -34,6 +34,17 @@ _HINTS = {
     "bound there?)",
     405: " (is the endpoint's urlPathTemplate the path the function server takes POSTs at?)",
 }
+
+
+def _unix_hint(url: str) -> str:
+    target = "/" + url.split("/", 3)[3]
+    return (
+        f" (over a unix socket the runtime POSTs to {target}: the path below the socket "
+        "file as one segment, its slashes escaped; does the function server take POSTs "
+        "there?)"
+    )
+
+
 _HEADERS = {
     "Content-Type": CONTENT_TYPE,
     "Accept": CONTENT_TYPE,
@@ -181,6 +192,8 @@ class HttpTransport:
                         response.status >= 500 or response.status in _OKHTTP_RETRIED_STATUSES
                     )
                     hint = _HINTS.get(response.status, "")
+                    if unix_socket is not None and hint:
+                        hint = _unix_hint(url)
                     raise _AttemptFailed(f"HTTP {response.status}: {text.strip()}{hint}", retry)
                 content_types = response.headers.getall("Content-Type", [])
                 if not _octet_stream(content_types, okhttp):
