@@ -501,6 +501,39 @@ def test_split_unix_url_names_the_socket_file_and_the_runtimes_request() -> None
     )
 
 
+@pytest.mark.parametrize(
+    ("urls", "warned"),
+    [
+        (["http+unix:///run/a.sock/statefun", "http+unix:///run/b.sock"], True),
+        (["http+unix:///run/{function.name}.sock/statefun"], True),
+        (["http+unix:///run/a.sock/statefun", "https+unix:///run/a.sock/x"], False),
+        (["http+unix:///run/a.sock/statefun", "http://127.0.0.1:8000/statefun"], False),
+    ],
+)  # fmt: skip
+def test_endpoints_on_more_than_one_unix_socket_are_warned_of(
+    urls: list[str], warned: bool
+) -> None:
+    """Apache StateFun 3.3 sent the calls of six endpoints on six unix sockets all down the
+    first socket's kept-alive connection (the e2e kit): one OkHttp pool, every socket host
+    ``unused``."""
+    module = parse_module("---\n".join(f"""
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: ns{index}/*
+  urlPathTemplate: "{url}"
+  transport: {{type: {OKHTTP_TRANSPORT}}}
+""" for index, url in enumerate(urls)), "m.yaml")  # fmt: skip
+    sockets = [w for w in module.warnings if "more than one unix socket" in w]
+    assert sockets == ([
+        "m.yaml: document 0 (io.statefun.endpoints.v2/http): endpoints on more than one unix "
+        f"socket ("
+        f"{', '.join(dict.fromkeys(split_unix_url(url)[0] for url in urls if '+unix' in url))}"
+        "): Apache StateFun 3.3 pools the connections to every unix socket as one, so its calls "
+        "can go to another endpoint's socket; serve them all on one socket (statefun-local calls "
+        "each endpoint on its own)"
+    ] if warned else [])  # fmt: skip
+
+
 def test_load_module_reads_every_file_into_one_module(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(endpoint())
     (tmp_path / "b.yaml").write_text("""

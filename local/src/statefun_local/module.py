@@ -280,6 +280,7 @@ def load_module(*paths: Union[str, Path]) -> Module:
     if problems:
         raise ModuleError(problems)
     _check_targets(module)
+    _check_unix_sockets(module)
     return module
 
 
@@ -291,6 +292,7 @@ def parse_module(text: str, filename: str = "<module.yaml>") -> Module:
     if problems:
         raise ModuleError(problems)
     _check_targets(module)
+    _check_unix_sockets(module)
     return module
 
 
@@ -303,6 +305,23 @@ def _check_targets(module: Module) -> None:
                         f"{ingress.source}: ingress {ingress.id}, {source}: no endpoint in the "
                         f"module serves the target {target}: its records will fail"
                     )
+
+
+def _check_unix_sockets(module: Module) -> None:
+    """StateFun 3.3 shares one OkHttp connection pool between its endpoints and calls every
+    unix socket at the host ``unused``; the pool tells connections apart by host, not by socket,
+    so a call reuses an idle connection to whichever socket it was opened on (seen in the e2e
+    kit: six endpoints on six sockets, every call on the first one)."""
+    unix = [e for e in module.endpoints if e.url_path_template.split("://", 1)[0].lower()
+            .endswith("+unix")]  # fmt: skip
+    sockets = dict.fromkeys(split_unix_url(e.url_path_template)[0] for e in unix)
+    if len(sockets) > 1 or any("{function.name}" in socket for socket in sockets):
+        module.warnings.append(
+            f"{unix[0].source}: endpoints on more than one unix socket ({', '.join(sockets)}): "
+            "Apache StateFun 3.3 pools the connections to every unix socket as one, so its "
+            "calls can go to another endpoint's socket; serve them all on one socket "
+            "(statefun-local calls each endpoint on its own)"
+        )
 
 
 class _Document:
