@@ -85,7 +85,9 @@ class Endpoint:
         """The answer to give without reading the body, or ``None`` when the body is for the
         handler: another endpoint, a path with none, a wrong method (405) or a declared
         length over ``Limits.request_bytes`` (413; that body is never read)."""
-        if path not in ("", "/"):
+        # "//" too: the runtime POSTs /%2F to a unix socket's endpoint (its OkHttp client
+        # sends the path as one segment, its slash escaped), which servers decode so
+        if path.strip("/"):
             return self._route(method, path, headers)
         if method != "POST":
             return self.rejected(MethodNotAllowedError(method=method), headers)
