@@ -545,16 +545,18 @@ def test_an_ingress_request_held_back_when_the_runtime_stops_is_told_it_was_not_
     buffered, when the runtime gets SIGTERM, is answered 503 and its message is not queued: the
     client knows to send it again. (Its connection was closed on it, without an answer: the
     client could not tell whether the message was queued.)"""
-    release = asyncio.Event()
+    release: list[asyncio.Event] = []  # made on the loop: Python 3.9's binds to the current one
     functions = StatefulFunctions()
 
     @functions.bind("com.example/slow")
     async def slow(context: Context, message: Message) -> None:
-        await release.wait()
+        await release[0].wait()
 
     async def scenario() -> None:
         from .conftest import FunctionServer, module_yaml
         from .test_crash import start_runtime
+
+        release.append(asyncio.Event())
 
         async with FunctionServer(functions) as server:
             module = tmp_path / "module.yaml"
@@ -582,7 +584,7 @@ def test_an_ingress_request_held_back_when_the_runtime_stops_is_told_it_was_not_
                         503, "the runtime is stopping: the message was not queued; send it "
                         "again once the runtime runs\n")  # fmt: skip
             finally:
-                release.set()
+                release[0].set()
                 if process.returncode is None:
                     process.kill()
                     await process.wait()
