@@ -204,7 +204,7 @@ def _invalid(error: pluggy.PluginValidationError, name: Optional[str]) -> Plugin
     """pluggy's refusal of a plugin, naming the plugin by its name, or its class (or module)
     when it has none, where pluggy names it by its ``id()`` or its ``repr``."""
     plugin = error.plugin
-    label = name if name and not name.isdigit() else _class_name(plugin)
+    label = _label(plugin, name)
     detail = str(error).replace(repr(str(id(plugin))), repr(label))
     detail = detail.replace(repr(plugin), repr(label))
     return PluginError(f"statefun plugin {label!r} is invalid: {detail}")
@@ -220,7 +220,7 @@ def _check_hook_functions(plugin: Any, name: Optional[str]) -> None:
     for its instance (its methods would be called without ``self``); and a wrapper of a
     request's hook, which could not be isolated as those hooks are. Found as pluggy finds hook
     implementations: every routine of ``dir(plugin)``, under its ``specname`` if it has one."""
-    label = name if name and not name.isdigit() else _class_name(plugin)
+    label = _label(plugin, name)
     for attribute in dir(plugin):
         try:
             function = getattr(plugin, attribute)
@@ -272,9 +272,13 @@ def _class_name(plugin: Any) -> str:
 
 def plugin_label(impl: Any) -> str:
     """The name of a hook implementation's plugin, for messages."""
-    if impl.plugin_name.isdigit():  # registered without a name: pluggy named it by id()
-        return _class_name(impl.plugin)
-    return impl.plugin_name  # type: ignore[no-any-return]
+    return _label(impl.plugin, impl.plugin_name)
+
+
+def _label(plugin: Any, name: Optional[str]) -> str:
+    """A plugin's name, or its class's (or module's) when it was registered without one
+    (pluggy then names it by its ``id()``)."""
+    return name if name and not name.isdigit() else _class_name(plugin)
 
 
 def _guard(impl: Any, hook: str) -> None:

@@ -108,15 +108,21 @@ def check_settings(
     return messages
 
 
+def _routed_endpoint() -> Optional[tuple[str, str]]:
+    """The endpoint's view name and URL as routed by ``statefun_urls``, or None: routed by
+    hand, or a URLconf that does not load (``check_settings`` reports that)."""
+    try:
+        return endpoint_url()
+    except StatefunConfigError:
+        return None
+
+
 def check_urls(
     app_configs: Optional[Sequence[AppConfig]] = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    try:
-        found = endpoint_url()
-    except StatefunConfigError:
-        return []  # raised by loading the URLconf: check_settings reports it
+    found = _routed_endpoint()
     if found is None:
-        return []  # routed by hand
+        return []
     name, url = found
     bare = url.rstrip("/")
     if not bare or bare == url:
@@ -148,12 +154,9 @@ def check_ssl_redirect(
     middleware = "django.middleware.security.SecurityMiddleware"
     if not settings.SECURE_SSL_REDIRECT or middleware not in settings.MIDDLEWARE:
         return []
-    try:
-        found = endpoint_url()
-    except StatefunConfigError:
-        return []  # raised by loading the URLconf: check_settings reports it
+    found = _routed_endpoint()
     if found is None:
-        return []  # routed by hand
+        return []
     url = found[1].rstrip("/") or "/"  # as module.yaml names it
     exempt = [re.compile(pattern) for pattern in settings.SECURE_REDIRECT_EXEMPT]
     if any(pattern.search(url.lstrip("/")) for pattern in exempt):
