@@ -14,6 +14,7 @@ import statefun_prometheus
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from statefun_prometheus import PrometheusPlugin, metrics_endpoint, metrics_response
+from statefun_prometheus.plugin import DURATION_BUCKETS
 
 from statefun_core import (
     Context,
@@ -235,6 +236,37 @@ def test_a_batch_of_one_is_in_the_first_bucket_of_the_documented_ones(
     assert list(buckets) == [*bounds, "+Inf"]
 
 
+def duration_bounds(registry: CollectorRegistry) -> list[str]:
+    return [
+        s.labels["le"]
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "statefun_batch_duration_seconds_bucket"
+    ]
+
+
+def test_batch_durations_are_bucketed_from_a_fraction_of_a_millisecond_to_the_call_timeout(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    # a batch of quick functions takes well under a millisecond: prometheus_client's default
+    # buckets (5 ms and up) would put every one in the first bucket; the runtime's call
+    # timeout is 1 minute
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2))
+    bounds = duration_bounds(registry)
+    assert bounds[:3] == ["0.00025", "0.0005", "0.001"]
+    assert bounds[-3:] == ["30.0", "60.0", "+Inf"]
+    assert [float(b) for b in bounds[:-1]] == list(DURATION_BUCKETS)
+
+
+def test_the_duration_buckets_can_be_chosen(registry: CollectorRegistry) -> None:
+    plugin = PrometheusPlugin(registry, duration_buckets=(0.1, 1.0))
+    plugins = make_plugin_manager([plugin], load_entrypoints=False)
+    RequestReplyHandler(make_functions(), plugins=plugins).handle_sync(
+        wire.to_function(GREETER, "ann", ["ann"], SEEN_2)
+    )
+    assert duration_bounds(registry) == ["0.1", "1.0", "+Inf"]
+
+
 def test_the_metrics_endpoint_answers_the_text_format_by_default(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:
@@ -346,6 +378,7 @@ from prometheus_client import CollectorRegistry
 from statefun_core import RequestReplyHandler, make_plugin_manager
 sys.path.insert(0, {root!r})
 from statefun_prometheus import PrometheusPlugin, metrics_endpoint, metrics_response
+from statefun_prometheus.plugin import DURATION_BUCKETS
 from tests.test_prometheus_plugin import make_functions, wire, SEEN_2
 
 registry = CollectorRegistry()

@@ -7,7 +7,7 @@ status only, since their typename comes from the (untrusted) request.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
@@ -20,9 +20,16 @@ from .exposition import metrics_endpoint
 if TYPE_CHECKING:
     from statefun_core import RequestReplyHandler
 
-__all__ = ["BATCH_SIZE_BUCKETS", "PrometheusPlugin"]
+__all__ = ["BATCH_SIZE_BUCKETS", "DURATION_BUCKETS", "PrometheusPlugin"]
 
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+#: Seconds: a batch of quick functions takes well under a millisecond (prometheus_client's
+#: default buckets start at 5 ms, where every such batch would fall in the first one), and the
+#: runtime gives up on a request after its call timeout, 1 minute by default.
+DURATION_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
 
 
 class PrometheusPlugin:
@@ -30,6 +37,7 @@ class PrometheusPlugin:
 
     Make one per registry: a second instance on the same registry is a duplicate-metric error.
     Every integration serves the registry at ``GET metrics_path`` (``None``: not served).
+    ``duration_buckets`` are the upper bounds of ``statefun_batch_duration_seconds``.
     """
 
     def __init__(
@@ -37,6 +45,7 @@ class PrometheusPlugin:
         registry: Optional[CollectorRegistry] = REGISTRY,
         *,
         metrics_path: Optional[str] = "/metrics",
+        duration_buckets: Sequence[float] = DURATION_BUCKETS,
     ) -> None:
         self.registry = registry
         self.metrics_path = metrics_path
@@ -89,6 +98,7 @@ class PrometheusPlugin:
             "statefun_batch_duration_seconds",
             "Seconds from parsing a batch to its reply or failure.",
             ("function_type",),
+            buckets=duration_buckets,
             registry=registry,
         )
         self._by_type: dict[str, _Series] = {}
