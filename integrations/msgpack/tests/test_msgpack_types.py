@@ -177,6 +177,14 @@ def test_undecodable_bytes_name_the_typename_and_class(handler: RequestReplyHand
     assert str(error) == "a 'geo/Point' value could not be read as Point: expected a map, got list"
 
 
+def test_bytes_that_are_not_msgpack_say_what_msgpack_found(handler: RequestReplyHandler) -> None:
+    with pytest.raises(FunctionFailedError) as failed:
+        handler.handle_sync(request(TRACKER, b"\xc1", state()))  # 0xc1: never used by msgpack
+    error = failed.value.__cause__
+    assert isinstance(error, MsgpackDecodeError)
+    assert str(error) == "a 'geo/Point' value could not be read as Point: FormatError"
+
+
 def test_msgpack_is_more_compact_than_json() -> None:
     import json
 

@@ -49,8 +49,10 @@ class _Serializer(TypeSerializer):
             return data if self.cls is None else _build(self.cls, data)
         except Exception as error:
             target = f" as {self.cls.__qualname__}" if self.cls is not None else ""
+            # msgpack's FormatError (a byte no msgpack value starts with) has no message
+            reason = str(error) or type(error).__name__
             raise MsgpackDecodeError(
-                f"a {self.typename!r} value could not be read{target}: {error}"
+                f"a {self.typename!r} value could not be read{target}: {reason}"
             ) from error
 
 
