@@ -103,6 +103,7 @@ def test_a_batch_span_with_a_child_per_invocation(
         "faas.trigger": "pubsub",
         "messaging.system": "statefun",
         "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
         "messaging.destination.name": GREETER,
         "messaging.batch.message_count": 2,
         "statefun.function.id": "ann",

@@ -107,6 +107,7 @@ class OpenTelemetryPlugin:
                 "faas.trigger": "pubsub",
                 "messaging.system": "statefun",
                 "messaging.operation.type": "process",
+                "messaging.operation.name": "process",
                 "messaging.destination.name": batch.function_type,
                 "messaging.batch.message_count": batch.batch_size,
                 "statefun.function.id": batch.function_id,
