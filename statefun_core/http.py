@@ -95,7 +95,7 @@ def error_response(error: BaseException) -> tuple[int, str]:
     """
     status = status_for(error)
     if status >= 500:
-        logger.error("statefun request failed: %s", error, exc_info=error)
+        logger.error("statefun request failed: %s", _with_cause(error), exc_info=error)
     else:
         level = logging.INFO if status == 405 else logging.WARNING
         logger.log(level, "statefun request rejected (%d): %s", status, error)
@@ -107,6 +107,16 @@ def error_response(error: BaseException) -> tuple[int, str]:
     if isinstance(limit, LimitExceededError):
         text = f"{text}: {limit}"
     return status, text
+
+
+def _with_cause(error: BaseException) -> str:
+    """A failed function's message followed by its exception's: the log line alone (what an
+    alert or a log search shows) says why, not only the traceback below it."""
+    cause = error.__cause__
+    if not isinstance(error, FunctionFailedError) or cause is None:
+        return str(error)
+    reason = str(cause)
+    return f"{error}: {type(cause).__name__}" + (f": {reason}" if reason else "")
 
 
 def integration_exports(

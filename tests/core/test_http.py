@@ -103,6 +103,23 @@ def test_a_limit_names_itself_even_when_it_failed_a_function() -> None:
     assert error_response(failed) == (500, f"{REASONS[500]}: {over}")
 
 
+def test_a_failed_functions_log_line_names_its_exception(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="statefun_core")
+    for cause in (ValueError("a 'shop/Order' value is not valid"), KeyError()):
+        failed = FunctionFailedError("shop/cashier", "o-1")
+        failed.__cause__ = cause
+        error_response(failed)
+    valued, bare = caplog.records
+    assert valued.getMessage() == (
+        "statefun request failed: function 'shop/cashier' failed for id 'o-1': "
+        "ValueError: a 'shop/Order' value is not valid"
+    )
+    assert bare.getMessage() == (
+        "statefun request failed: function 'shop/cashier' failed for id 'o-1': KeyError"
+    )
+    assert valued.exc_info is not None and valued.exc_info[1].__cause__ is not None
+
+
 def test_a_405_keeps_the_method_when_the_server_says_it() -> None:
     assert str(MethodNotAllowedError(method="PUT")) == "PUT is not allowed"
     assert MethodNotAllowedError(method="PUT").method == "PUT"
