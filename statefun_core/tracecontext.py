@@ -91,7 +91,10 @@ def decode_origins(value: str, invocations: int) -> list[Optional[str]]:
         if star:
             if not (count_text.isascii() and count_text.isdigit()):  # "²" is a digit too
                 break
-            count = int(count_text)
+            # a count longer than the batch's size is the rest of it: int() refuses a string of
+            # over 4300 digits (a ValueError, which would cost the batch its span)
+            digits = count_text.lstrip("0") or "0"
+            count = invocations if len(digits) > len(str(invocations)) else int(digits)
         count = min(count, invocations - len(origins))
         origins.extend([origin if is_traceparent(origin) else None] * count)
         if len(origins) >= invocations:

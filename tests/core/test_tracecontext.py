@@ -44,6 +44,13 @@ def test_malformed_entries_are_unknown_and_counts_are_bounded() -> None:
     assert decode_origins("", 1) == [None]
 
 
+def test_a_count_of_any_length_is_read() -> None:
+    # Python refuses to convert a string of over 4300 digits to an int
+    assert decode_origins(f"{'9' * 5000}*{A}", 2) == [A, A]
+    assert decode_origins(f"{'0' * 5000}1*{A},{B}", 2) == [A, B]
+    assert decode_origins(f"0*{A},{B}", 2) == [B, None]
+
+
 def test_is_traceparent() -> None:
     assert is_traceparent(A) and is_traceparent(B)
     assert not is_traceparent(f"00-{'0' * 32}-{'1' * 16}-01")  # an invalid trace id

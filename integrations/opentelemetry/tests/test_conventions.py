@@ -139,6 +139,18 @@ def test_each_invocation_links_to_its_messages_origin_and_the_reply_names_the_ba
     assert reply_headers == {TRACERESPONSE: f"00-{context.trace_id:032x}-{context.span_id:016x}-01"}
 
 
+def test_an_origins_header_with_an_endless_count_keeps_the_batch_span(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    headers = {"traceparent": TRACEPARENT, ORIGINS: f"{'1' * 5000}*{ORIGIN_A}"}
+    handler.handle_sync(wire.to_function(SYNC, "ann", ["1", "2"]), headers)
+    batch, invocations = spans(exporter, SYNC)
+    assert batch.parent is not None and format(batch.context.trace_id, "032x") == TRACE_ID
+    for invocation in invocations:
+        assert invocation.parent is not None and invocation.parent.span_id == batch.context.span_id
+        assert [link.context.trace_id for link in invocation.links] == [int("a" * 32, 16)]
+
+
 def test_a_link_keeps_its_origins_sampled_flag(
     handler: RequestReplyHandler, exporter: InMemorySpanExporter
 ) -> None:
