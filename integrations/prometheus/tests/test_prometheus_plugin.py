@@ -372,6 +372,43 @@ def test_multiprocess_mode_is_on_with_the_deprecated_lowercase_variable_too(
     assert sample(body, "statefun_invocations_total", labels) == 4
 
 
+IMPORTED_FIRST = """
+import logging, os, sys
+import prometheus_client  # as gunicorn.conf.py does, before gunicorn applies --env/raw_env
+os.environ[{variable!r}] = {directory!r}
+logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s")
+sys.path.insert(0, {root!r})
+from tests.test_prometheus_plugin import make_functions, wire, SEEN_2
+from statefun_core import RequestReplyHandler
+from statefun_core.plugins import make_plugin_manager
+
+handler = RequestReplyHandler(make_functions(), plugins=make_plugin_manager())
+handler.handle_sync(wire.to_function("example/greeter", "ann", ["ann"], SEEN_2))
+"""
+
+
+def test_a_multiprocess_dir_set_after_prometheus_client_was_imported_is_a_warning(
+    tmp_path: Path,
+) -> None:
+    root = str(Path(__file__).parent.parent)
+    variable, directory = "PROMETHEUS_MULTIPROC_DIR", str(tmp_path)
+    script = IMPORTED_FIRST.format(variable=variable, directory=directory, root=root)
+    unset = {k: v for k, v in os.environ.items() if k.upper() != variable}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=unset, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.glob("*.db"))  # what /metrics merges: nothing of this process
+    assert done.stdout.startswith(
+        "WARNING statefun_prometheus: PROMETHEUS_MULTIPROC_DIR is set, but prometheus_client "
+        "was imported before it was"
+    )
+    assert "Set it in the environment the server starts with." in done.stdout
+    # set before the import, as the README says: no warning, and the files are written
+    assert run(script, tmp_path) == ""
+    assert list(tmp_path.glob("*.db"))
+
+
 OWN_REGISTRY = """
 import sys
 from prometheus_client import CollectorRegistry

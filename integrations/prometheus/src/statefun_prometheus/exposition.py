@@ -18,12 +18,17 @@ __all__ = ["metrics_endpoint", "metrics_response"]
 _MULTIPROC_DIR_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
 
 
+def multiprocess_dir_set() -> bool:
+    """Whether ``PROMETHEUS_MULTIPROC_DIR`` (or its lowercase name) is set."""
+    return any(os.environ.get(name) for name in _MULTIPROC_DIR_VARIABLES)
+
+
 def _registry(registry: Optional[CollectorRegistry]) -> CollectorRegistry:
     """``registry`` (the default one if None); or, when ``PROMETHEUS_MULTIPROC_DIR`` is set, the
     metrics of every process that wrote to that directory, merged (prometheus_client's
     multiprocess mode, in which every metric, whatever its registry, is written there: one
     registry alone would show this worker's counts only)."""
-    if any(os.environ.get(name) for name in _MULTIPROC_DIR_VARIABLES):
+    if multiprocess_dir_set():
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         return merged

@@ -7,20 +7,23 @@ status only, since their typename comes from the (untrusted) request.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, values
 
 from statefun_core.deadletters import DeadLetterRecord
 from statefun_core.http import status_for
 from statefun_core.plugins import BatchEvent, Endpoint, EndpointResponse, InvocationEvent, hookimpl
 
-from .exposition import metrics_endpoint
+from .exposition import metrics_endpoint, multiprocess_dir_set
 
 if TYPE_CHECKING:
     from statefun_core import RequestReplyHandler
 
 __all__ = ["BATCH_SIZE_BUCKETS", "DURATION_BUCKETS", "PrometheusPlugin"]
+
+logger = logging.getLogger("statefun_prometheus")
 
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 #: Seconds: a batch of quick functions takes well under a millisecond (prometheus_client's
@@ -49,6 +52,14 @@ class PrometheusPlugin:
     ) -> None:
         self.registry = registry
         self.metrics_path = metrics_path
+        if multiprocess_dir_set() and values.ValueClass is values.MutexValue:
+            logger.warning(
+                "PROMETHEUS_MULTIPROC_DIR is set, but prometheus_client was imported before it "
+                "was (gunicorn's --env and raw_env are applied after gunicorn.conf.py is read): "
+                "this process keeps its metrics in memory, and /metrics, which merges the "
+                "directory's files, does not show them. Set it in the environment the server "
+                "starts with."
+            )
 
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
             return Counter(name, doc, labels, registry=registry)
