@@ -117,7 +117,7 @@ def test_a_failed_functions_log_line_names_its_exception(caplog: pytest.LogCaptu
     assert bare.getMessage() == (
         "statefun request failed: function 'shop/cashier' failed for id 'o-1': KeyError"
     )
-    assert valued.exc_info is not None and valued.exc_info[1].__cause__ is not None
+    assert valued.exc_info is not None  # with its traceback, as before
 
 
 def test_a_405_keeps_the_method_when_the_server_says_it() -> None:
