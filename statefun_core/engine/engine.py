@@ -123,6 +123,9 @@ class Engine:
         self.egress_ids = None if egress_ids is None else frozenset(egress_ids)
         self._outstanding: dict[Address, Batch] = {}
         self._discovery_rounds: dict[Address, int] = {}
+        # the span a discovery reply reported for a batch of no known origin: its retry goes
+        # on in that trace rather than starting another
+        self._discovery_traces: dict[Address, TraceContext] = {}
 
     # --- input --------------------------------------------------------------------------
 
@@ -210,7 +213,7 @@ class Engine:
             if message.caller is not None:
                 item.caller.CopyFrom(message.caller.to_proto())
             item.argument.CopyFrom(message.argument.to_proto())
-        trace, headers = _trace_headers(messages)
+        trace, headers = _trace_headers(messages, self._discovery_traces.get(address))
         return Batch(
             address,
             tuple(messages),
@@ -248,12 +251,15 @@ class Engine:
         with self.store.transaction():
             if response.HasField("incomplete_invocation_context"):
                 completion = self._discover(batch, response.incomplete_invocation_context)
+                if batch.trace is None and trace is not None:
+                    self._discovery_traces[batch.address] = trace
             else:
                 trace = _continued(trace, batch.trace)
                 completion = self._apply(batch, response.invocation_result, trace)
         del self._outstanding[batch.address]
         if not completion.incomplete:
             self._discovery_rounds.pop(batch.address, None)
+            self._discovery_traces.pop(batch.address, None)
         return completion
 
     def fail(self, batch: Batch) -> None:
@@ -492,13 +498,16 @@ def _continued(
 
 
 def _trace_headers(
-    messages: list[Envelope],
+    messages: list[Envelope], discovered: Optional[TraceContext]
 ) -> tuple[Optional[TraceContext], Mapping[str, str]]:
     """The batch's trace context (its first known origin) and the headers that carry it with
-    the origin of every message."""
+    the origin of every message; with no known origin, the span its discovery round reported
+    (``discovered``), if any."""
     first = next((message.trace for message in messages if message.trace is not None), None)
     if first is None:
-        return None, _NO_HEADERS
+        if discovered is None:
+            return None, _NO_HEADERS
+        return discovered, {tracecontext.TRACEPARENT: discovered.traceparent}
     headers = {tracecontext.TRACEPARENT: first.traceparent}
     if first.tracestate:
         headers[tracecontext.TRACESTATE] = first.tracestate

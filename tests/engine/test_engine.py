@@ -835,3 +835,29 @@ def test_a_batch_whose_first_origin_has_no_tracestate_sends_none(engine):
         "traceparent": OTHER_TRACE,
         "statefun-origins": OTHER_TRACE,
     }
+
+
+def test_the_retry_of_a_discovery_round_of_no_known_origin_goes_on_in_its_reported_span(engine):
+    engine.send(COUNTER, text("go"))
+    first = only_batch(engine)
+    engine.complete(first, missing(("seen", INT)), TraceContext(OTHER_TRACE))
+
+    retry = only_batch(engine)
+    assert (retry.trace, dict(retry.headers)) == (
+        TraceContext(OTHER_TRACE), {"traceparent": OTHER_TRACE}
+    )
+    engine.complete(retry, Reply().egress("example/out", text("out")).bytes())
+    (record,) = engine.egress_records()
+    assert record.trace == TraceContext(OTHER_TRACE)
+
+    engine.send(COUNTER, text("later"))
+    later = only_batch(engine)
+    assert (later.trace, dict(later.headers)) == (None, {})
+
+
+def test_a_discovery_round_of_a_known_origin_is_retried_with_its_own_headers(engine):
+    engine.send(COUNTER, text("go"), trace=SENT)
+    first = only_batch(engine)
+    engine.complete(first, missing(("seen", INT)), TraceContext(OTHER_TRACE))
+
+    assert only_batch(engine).headers == first.headers

@@ -12,7 +12,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from statefun_opentelemetry import OpenTelemetryPlugin
 
-from statefun_core import Context, Message, StatefulFunctions, kafka_egress_message, message_builder
+from statefun_core import (
+    Context,
+    IntType,
+    Message,
+    StatefulFunctions,
+    ValueSpec,
+    kafka_egress_message,
+    message_builder,
+)
 from statefun_core.plugins import make_plugin_manager
 from statefun_core.testing import Harness
 
@@ -190,4 +198,33 @@ def test_a_delayed_message_keeps_the_trace_of_the_batch_that_scheduled_it(
     scheduler, receiver = batch_span(exporter, FIRST), batch_span(exporter, SECOND)
     assert receiver.parent is not None and receiver.parent.span_id == scheduler.context.span_id
     assert format(receiver.context.trace_id, "032x") == TRACE_ID
+    provider.shutdown()
+
+
+def test_a_message_of_no_known_origin_to_a_function_with_state_is_one_trace(
+    exporter: InMemorySpanExporter,
+) -> None:
+    # its first batch finds the state missing (the runtime learns the specs), its retry runs
+    # the function: both batches, and what the retry sends on, are in one trace
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    functions = StatefulFunctions()
+
+    @functions.bind(FIRST, specs=[ValueSpec("seen", IntType)])
+    def first(context: Context, message: Message) -> None:
+        context.storage.seen = (context.storage.seen or 0) + 1
+        context.send(message_builder(SECOND, "all", str_value="on"))
+
+    @functions.bind(SECOND)
+    def second(context: Context, message: Message) -> None:
+        pass
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    Harness(functions, plugins=plugins).send(FIRST, "ann", str_value="x").run()
+
+    discovery, retry = batch_spans(exporter, FIRST)
+    assert retry.parent is not None and retry.parent.span_id == discovery.context.span_id
+    assert len({s.context.trace_id for s in exporter.get_finished_spans()}) == 1
     provider.shutdown()
