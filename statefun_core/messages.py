@@ -28,6 +28,7 @@ from .types import (
     LongType,
     StringType,
     Type,
+    TypeSerializer,
     to_bytes,
 )
 
@@ -52,6 +53,20 @@ KINESIS_EGRESS_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgres
 def encode(tpe: Type, value: Any) -> bytes:
     """``value`` serialized by ``tpe``, as bytes."""
     return to_bytes(tpe.serializer().serialize(value), tpe.typename)
+
+
+def _serializer(value_type: Type) -> TypeSerializer:
+    """``value_type``'s serializer; a ``TypeError`` that says what to pass when it is not a
+    Type (a model class, which a type plugin reads, is the usual mistake)."""
+    try:
+        make = value_type.serializer
+    except AttributeError:
+        raise TypeError(
+            f"value_type must be a StateFun Type, not {value_type!r}: for a class a type plugin "
+            "knows, pass its Type (statefun_pydantic.pydantic_type(Model), "
+            "statefun_msgpack.msgpack_type(typename, cls), or handler.types.for_class(cls))"
+        ) from None
+    return make()
 
 
 def typed_value(tpe: Type, value: Any) -> Any:
@@ -375,7 +390,7 @@ def _built_otherwise(target_typename: str, target_id: str, kwargs: dict[str, Any
             f"one of {', '.join(_PRIMITIVE_KEYWORDS)}, or value=<the value> with "
             "value_type=<the type>"
         )
-    data = value_type.serializer().serialize(value)
+    data = _serializer(value_type).serialize(value)
     if type(data) is not bytes:
         data = to_bytes(data, value_type.typename)
     _check_target(target_typename, target_id)
@@ -395,12 +410,13 @@ def egress_message_builder(target_typename: str, value: Any, value_type: Type) -
         raise ValueError("target typename is missing")
     if value is None:
         raise ValueError("value can not be missing")
-    return EgressMessage._built(target_typename, value_type.typename, encode(value_type, value))
+    data = to_bytes(_serializer(value_type).serialize(value), value_type.typename)
+    return EgressMessage._built(target_typename, value_type.typename, data)
 
 
 def _record_bytes(value: Any, value_type: Optional[Type], kafka: bool) -> bytes:
     if value_type:
-        return to_bytes(value_type.serializer().serialize(value), value_type.typename)
+        return to_bytes(_serializer(value_type).serialize(value), value_type.typename)
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, (bytes, bytearray)):

@@ -309,6 +309,26 @@ def test_message_builder_with_a_value_type() -> None:
     assert message.as_type(doc) == {"a": [1]}
 
 
+def test_a_class_given_as_value_type_is_a_type_error_that_says_to_pass_its_type() -> None:
+    class Order:
+        pass
+
+    builders = [
+        lambda: message_builder("ns/f", "id", value=Order(), value_type=Order),
+        lambda: egress_message_builder("ns/out", Order(), Order),
+        lambda: kafka_egress_message("ns/out", topic="t", value=Order(), value_type=Order),
+        lambda: kinesis_egress_message(
+            "ns/out", stream="s", partition_key="p", value=Order(), value_type=Order
+        ),
+    ]
+    for build in builders:
+        with pytest.raises(
+            TypeError,
+            match=r"value_type must be a StateFun Type, not <class .*Order'>: .* pass its Type",
+        ):
+            build()
+
+
 def test_message_builder_rejects_bad_arguments() -> None:
     with pytest.raises(TypeError):
         message_builder("ns/f", "id")
