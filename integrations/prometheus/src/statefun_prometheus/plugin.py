@@ -79,7 +79,7 @@ class PrometheusPlugin:
         self.rejected = counter(
             "statefun_requests_rejected",
             "Requests rejected before a batch existed, by status: malformed (400), unknown "
-            "function (404), wrong method (405), too large (413).",
+            "function (404), wrong method (405), too large (413), the server's own failure (500).",
             ("status",),
         )
         self.state_read = counter(
