@@ -231,6 +231,46 @@ def test_two_blueprints_each_answer_their_own_405_through_the_hook() -> None:
     assert recorders["b"].failures == [(MethodNotAllowedError, 405, "b")]
 
 
+def ping_handler() -> RequestReplyHandler:
+    plugins = make_plugin_manager([PingEndpoints()], load_entrypoints=False)
+    return RequestReplyHandler(make_functions(), plugins=plugins)
+
+
+CLASH = r"endpoint GET /ping is routed on this app already.*route_endpoints for one handler"
+
+
+def test_a_second_handlers_plugin_endpoints_are_refused_naming_the_clash() -> None:
+    """Flask's own error was an AssertionError about overwriting a view function."""
+    app = Flask(__name__)
+    handlers = {"a": ping_handler(), "b": ping_handler()}
+    for name, handler in handlers.items():
+        app.register_blueprint(make_blueprint(handler, url_prefix=f"/{name}", name=name))
+    route_endpoints(app, handlers["a"].endpoints)
+    route_endpoints(app, handlers["a"].endpoints)  # the same endpoints again: already there
+    with pytest.raises(ValueError, match=CLASH):
+        route_endpoints(app, handlers["b"].endpoints)
+    client = app.test_client()
+    assert client.get("/ping").data == b"got"
+    assert client.put("/ping").headers["Allow"] == "GET, HEAD, POST"
+    for name in handlers:
+        response = post(client, wire.to_function(GREETER, "Ann", ["Ann"], NEW), path=f"/{name}")
+        assert greetings(response.data)[0] == 1
+
+
+def test_the_extension_after_a_routed_handler_fails_before_changing_the_app() -> None:
+    app = Flask(__name__)
+    first = ping_handler()
+    app.register_blueprint(make_blueprint(first, url_prefix="/first", name="first"))
+    route_endpoints(app, first.endpoints)
+    with pytest.raises(ValueError, match=f"{CLASH}.*STATEFUN_ENDPOINTS = False"):
+        Statefun(app, ping_handler())
+    assert "statefun" not in app.blueprints and "statefun" not in app.extensions
+    app.config["STATEFUN_ENDPOINTS"] = False  # what the error says
+    Statefun(app, ping_handler())
+    response = post(app.test_client(), wire.to_function(GREETER, "Ann", ["Ann"], NEW))
+    assert greetings(response.data)[0] == 1
+
+
 def test_body_declared_over_the_handlers_limit_reaches_the_hooks() -> None:
     failures = FailureRecorder()
     plugins = make_plugin_manager([failures], load_entrypoints=False)

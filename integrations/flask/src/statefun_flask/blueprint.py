@@ -115,7 +115,12 @@ def route_endpoints(app: Flask, endpoints: Iterable[Endpoint]) -> None:
     """Route the endpoints plugins contribute at their paths, each method to its endpoint
     (``HEAD`` to the ``GET`` one); any other method is a plain 405 with ``Allow``, as at the
     function endpoint (no automatic ``OPTIONS``). Register a statefun blueprint first: its
-    405 handler answers them."""
+    405 handler answers them.
+
+    An application serves them once: routing another handler's endpoint at a method and path
+    routed already is a ``ValueError`` naming it (routing the same endpoints again does
+    nothing)."""
+    endpoints = [endpoint for endpoint in endpoints if not already_routed(app, endpoint)]
     for endpoint in endpoints:
         app.add_url_rule(
             endpoint.path,
@@ -125,6 +130,25 @@ def route_endpoints(app: Flask, endpoints: Iterable[Endpoint]) -> None:
             provide_automatic_options=False,
         )
         app.extensions.setdefault(_PLUGIN_ENDPOINTS, []).append(endpoint)
+
+
+def already_routed(app: Flask, endpoint: Endpoint) -> bool:
+    """Whether ``endpoint`` is routed on ``app`` already; ``ValueError`` if another endpoint
+    is at its method and path (Flask's own error, an ``AssertionError`` about overwriting a
+    view function, says neither what clashes nor what to do)."""
+    for known in app.extensions.get(_PLUGIN_ENDPOINTS, ()):
+        if known is endpoint:
+            return True
+        if (known.method, known.path) == (endpoint.method, endpoint.path):
+            raise ValueError(
+                f"statefun_flask: the plugins' endpoint {endpoint.method} {endpoint.path} is "
+                "routed on this app already, for another handler: an app serves them once, so "
+                "call route_endpoints for one handler only (an installed plugin, such as "
+                "statefun-prometheus, is one instance for every handler: its /metrics counts "
+                "them all), and set STATEFUN_ENDPOINTS = False for a Statefun extension set up "
+                "after it"
+            )
+    return False
 
 
 def _method_not_allowed(error: MethodNotAllowed) -> ResponseReturnValue:

@@ -12,7 +12,7 @@ from werkzeug.utils import import_string
 from statefun_core import RequestReplyHandler, StatefulFunctions
 from statefun_core.http import FunctionsOrHandler, as_handler
 
-from .blueprint import make_blueprint, route_endpoints
+from .blueprint import already_routed, make_blueprint, route_endpoints
 
 __all__ = ["Statefun", "StatefunState"]
 
@@ -82,10 +82,13 @@ class Statefun:
             )
         handler = as_handler(functions)
 
+        if config["STATEFUN_ENDPOINTS"]:
+            handler.check_endpoints_clear_of(config["STATEFUN_URL_PREFIX"] or "/")
+            for endpoint in handler.endpoints:  # a clash fails before the app is changed
+                already_routed(app, endpoint)
         app.extensions["statefun"] = StatefunState(handler=handler)
         app.register_blueprint(make_blueprint(handler, url_prefix=config["STATEFUN_URL_PREFIX"]))
         if config["STATEFUN_ENDPOINTS"]:
-            handler.check_endpoints_clear_of(config["STATEFUN_URL_PREFIX"] or "/")
             route_endpoints(app, handler.endpoints)
 
     @property
