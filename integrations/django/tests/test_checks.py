@@ -15,9 +15,9 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client, override_settings
-from django.urls import include, path
+from django.urls import include, path, re_path
 from statefun_django import conf
-from statefun_django.views import StatefunView
+from statefun_django.views import AsyncStatefunView, StatefunView
 
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import GREETER, NEW
@@ -292,14 +292,55 @@ def test_the_endpoint_exempt_from_ssl_redirect_as_w004_says_passes_and_is_served
 
 
 class RoutedByHand:
-    """A URLconf that routes the view under a name of the project's own."""
+    """A URLconf that routes the view under a name of the project's own, with the slash only."""
 
     urlpatterns = [path("fns/", StatefunView.as_view(), name="fns")]
 
 
-def test_an_endpoint_routed_by_hand_passes_the_url_check() -> None:
-    with override_settings(ROOT_URLCONF=RoutedByHand):
+class RoutedByHandInAnInclude:
+    urlpatterns = [path("api/", include([path("fns/", AsyncStatefunView.as_view())]))]
+
+
+@pytest.mark.parametrize(
+    ("urlconf", "url"), [(RoutedByHand, "/fns"), (RoutedByHandInAnInclude, "/api/fns")]
+)
+def test_an_endpoint_routed_by_hand_with_the_slash_only_is_w002(urlconf: Any, url: str) -> None:
+    """It was not checked: only the routes statefun_urls and the include name were."""
+    with override_settings(ROOT_URLCONF=urlconf):
+        report = check({"FUNCTIONS": "tests.functions.functions"})
+        # what the warning says: the runtime's POST to the path without the slash fails
+        response = Client().post(url, b"", content_type="application/octet-stream")
+    assert response.status_code == 301
+    assert "statefun.W002" in report
+    assert f"served at {url}/ but not at {url}" in report
+    assert f'path("{url[1:]}", view) beside path("{url[1:]}/", view)' in report
+
+
+class RoutedByHandAtBothPaths:
+    urlpatterns = [
+        path("fns", StatefunView.as_view()),
+        path("fns/", StatefunView.as_view(), name="fns"),
+        re_path(r"^other/?$", StatefunView.as_view()),
+    ]
+
+
+def test_an_endpoint_routed_by_hand_at_both_paths_passes_the_url_check() -> None:
+    with override_settings(ROOT_URLCONF=RoutedByHandAtBothPaths):
         assert "no issues" in check({"FUNCTIONS": "tests.functions.functions"})
+
+
+def test_an_endpoint_routed_by_hand_is_w004_when_redirected() -> None:
+    redirect = {"SECURE_SSL_REDIRECT": True, "MIDDLEWARE": SECURE_MIDDLEWARE}
+    with override_settings(ROOT_URLCONF=RoutedByHandAtBothPaths, **redirect):
+        out = io.StringIO()
+        with pytest.raises(SystemCheckError) as raised:
+            call_command(
+                "check", "--deploy", "--tag", "statefun", "--fail-level", "WARNING", stdout=out
+            )
+    report = str(raised.value)
+    assert "redirects the runtime's POST to /fns over http" in report
+    assert "redirects the runtime's POST to /other over http" in report
+    assert 'SECURE_REDIRECT_EXEMPT = [r"^fns/?$"]' in report
 
 
 class NamedAtBothPaths:

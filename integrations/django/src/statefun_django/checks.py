@@ -36,12 +36,13 @@ from .conf import (
     StatefunConfigError,
     configured_functions,
     configured_limits,
-    endpoint_url,
+    endpoint_paths,
     get_settings,
     handler_error,
     load_functions,
     merge_functions,
 )
+from .views import is_endpoint_view
 
 __all__ = ["check_settings", "check_ssl_redirect", "check_urls"]
 
@@ -108,41 +109,42 @@ def check_settings(
     return messages
 
 
-def _routed_endpoint() -> Optional[tuple[str, str]]:
-    """The endpoint's view name and URL as routed by ``statefun_urls``, or None: routed by
-    hand, or a URLconf that does not load (``check_settings`` reports that)."""
+def _endpoint_paths() -> list[str]:
+    """The paths the endpoint is routed at, however it is routed; none from a URLconf that
+    does not load on the setting (``check_settings`` reports that)."""
     try:
-        return endpoint_url()
+        return endpoint_paths()
     except StatefunConfigError:
-        return None
+        return []
+
+
+def _serves_endpoint(path: str) -> bool:
+    try:
+        return is_endpoint_view(resolve(path).func)
+    except Resolver404:
+        return False
 
 
 def check_urls(
     app_configs: Optional[Sequence[AppConfig]] = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    found = _routed_endpoint()
-    if found is None:
-        return []
-    name, url = found
-    bare = url.rstrip("/")
-    if not bare or bare == url:
-        return []
-    try:
-        served = resolve(bare).view_name == name
-    except Resolver404:
-        served = False
-    if served:
-        return []
-    return [
-        Warning(
-            f"the StateFun endpoint is served at {url} but not at {bare}: a runtime whose "
-            f"module.yaml names {bare} gets a 404, or from APPEND_SLASH a redirect it does not "
-            "follow (a 500 with DEBUG)",
-            hint=f'route with urlpatterns = [*statefun_urls("{bare.lstrip("/")}")] '
-            "(from statefun_django.urls), which serves both",
-            id="statefun.W002",
+    messages: list[CheckMessage] = []
+    for url in _endpoint_paths():
+        bare = url.rstrip("/")
+        if not bare or bare == url or _serves_endpoint(bare):
+            continue
+        messages.append(
+            Warning(
+                f"the StateFun endpoint is served at {url} but not at {bare}: a runtime whose "
+                f"module.yaml names {bare} gets a 404, or from APPEND_SLASH a redirect it does "
+                "not follow (a 500 with DEBUG)",
+                hint=f'route with urlpatterns = [*statefun_urls("{bare.lstrip("/")}")] '
+                "(from statefun_django.urls), which serves both, or route the view at both "
+                f'paths: path("{bare.lstrip("/")}", view) beside path("{url.lstrip("/")}", view)',
+                id="statefun.W002",
+            )
         )
-    ]
+    return messages
 
 
 def check_ssl_redirect(
@@ -154,20 +156,20 @@ def check_ssl_redirect(
     middleware = "django.middleware.security.SecurityMiddleware"
     if not settings.SECURE_SSL_REDIRECT or middleware not in settings.MIDDLEWARE:
         return []
-    found = _routed_endpoint()
-    if found is None:
-        return []
-    url = found[1].rstrip("/") or "/"  # as module.yaml names it
     exempt = [re.compile(pattern) for pattern in settings.SECURE_REDIRECT_EXEMPT]
-    if any(pattern.search(url.lstrip("/")) for pattern in exempt):
-        return []
-    pattern = f"^{re.escape(url.strip('/'))}/?$"
-    return [
-        Warning(
-            f"SECURE_SSL_REDIRECT redirects the runtime's POST to {url} over http with a 301, "
-            "which the runtime does not follow",
-            hint="point module.yaml's urlPathTemplate at https://, or exempt the endpoint: "
-            f'SECURE_REDIRECT_EXEMPT = [r"{pattern}"]',
-            id="statefun.W004",
+    messages: list[CheckMessage] = []
+    # as module.yaml names them, without the trailing slash
+    for url in dict.fromkeys(path.rstrip("/") or "/" for path in _endpoint_paths()):
+        if any(pattern.search(url.lstrip("/")) for pattern in exempt):
+            continue
+        pattern = f"^{re.escape(url.strip('/'))}/?$"
+        messages.append(
+            Warning(
+                f"SECURE_SSL_REDIRECT redirects the runtime's POST to {url} over http with a "
+                "301, which the runtime does not follow",
+                hint="point module.yaml's urlPathTemplate at https://, or exempt the endpoint: "
+                f'SECURE_REDIRECT_EXEMPT = [r"{pattern}"]',
+                id="statefun.W004",
+            )
         )
-    ]
+    return messages

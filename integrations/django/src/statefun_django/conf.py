@@ -8,13 +8,14 @@ from __future__ import annotations
 import functools
 from importlib.util import find_spec
 from types import ModuleType
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.urls import NoReverseMatch, reverse
+from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils.module_loading import import_string
+from django.utils.regex_helper import normalize
 
 from statefun_core import Limits, RequestReplyHandler, StatefulFunction, StatefulFunctions
 from statefun_core.errors import PluginError, UnknownTypeError
@@ -24,7 +25,8 @@ __all__ = [
     "DEFAULTS",
     "StatefunConfigError",
     "configured_limits",
-    "endpoint_url",
+    "endpoint_path",
+    "endpoint_paths",
     "get_handler",
     "get_settings",
     "handler_error",
@@ -235,13 +237,35 @@ def reload(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(reload, dispatch_uid="statefun_django.conf.reload")
 
 
-def endpoint_url() -> Optional[tuple[str, str]]:
-    """``(URL name, path)`` of the function endpoint in the project's URLconf: routed by
-    ``statefun_urls`` (``statefun-endpoint``) or by the include (``statefun:endpoint``); None
-    when it is routed by hand, under a name of the project's own."""
-    for name in ("statefun-endpoint", "statefun:endpoint"):
-        try:
-            return name, reverse(name)
-        except NoReverseMatch:
-            continue
-    return None
+def endpoint_paths() -> list[str]:
+    """The paths the function endpoint is served at in the project's URLconf, in its order:
+    routed by ``statefun_urls``, by the include, or by hand (a view of
+    ``statefun_django.views``); a route with parameters is left out."""
+    from .views import is_endpoint_view  # views imports this module
+
+    paths: list[str] = []
+
+    def walk(patterns: Sequence[Union[URLPattern, URLResolver]], prefix: str) -> None:
+        for entry in patterns:
+            # the paths Django's reverse() would make of the pattern ("^statefun/?" is
+            # "statefun")
+            for route, parameters in normalize(entry.pattern.regex.pattern):
+                if parameters:
+                    continue
+                if isinstance(entry, URLResolver):
+                    walk(entry.url_patterns, prefix + route)
+                elif is_endpoint_view(entry.callback):
+                    paths.append(f"/{prefix}{route}")
+
+    walk(get_resolver().url_patterns, "")
+    return list(dict.fromkeys(paths))
+
+
+def endpoint_path() -> Optional[str]:
+    """The path to name in ``module.yaml``: the first of ``endpoint_paths()`` without a
+    trailing slash, else the first; None when the endpoint is not routed."""
+    paths = endpoint_paths()
+    for path in paths:
+        if path == "/" or not path.endswith("/"):
+            return path
+    return paths[0] if paths else None

@@ -80,6 +80,12 @@ class _EndpointView(View):
         return response
 
 
+def is_endpoint_view(view: Callable[..., Any]) -> bool:
+    """Whether ``view`` (a URL pattern's callback) is one of the function endpoint's views."""
+    view_class = getattr(view, "view_class", None)
+    return isinstance(view_class, type) and issubclass(view_class, _EndpointView)
+
+
 class StatefunView(_EndpointView):
     """Runs ``handle_sync`` on the request's thread: the view for WSGI."""
 

@@ -10,8 +10,9 @@ def endpoint_view_class(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     re_path(r"^statefun/?", include("statefun_django.urls")),  # /statefun and /statefun/
-    # Each view on its own path, so that the tests reach both whatever the include picked.
-    path("sync/", StatefunView.as_view()),
-    path("async/", AsyncStatefunView.as_view()),
+    # Each view on its own path, so that the tests reach both whatever the include picked
+    # (with and without the slash, as the runtime needs: statefun.W002).
+    re_path(r"^sync/?$", StatefunView.as_view()),
+    re_path(r"^async/?$", AsyncStatefunView.as_view()),
     path("endpoint-view-class/", endpoint_view_class),
 ]

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.core.servers.basehttp import get_internal_wsgi_application, run
 
-from ...conf import endpoint_url, get_handler
+from ...conf import endpoint_path, get_handler
 
 
 class Command(BaseCommand):
@@ -19,8 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         handler = get_handler()
-        found = endpoint_url()
-        path = "/<route statefun_urls() in your URLconf>" if found is None else found[1]
+        path = endpoint_path() or "/<route statefun_urls() in your URLconf>"
         for function in handler.functions:
             self.stdout.write(f"{function.typename}  ->  http://{host}:{port}{path}")
         run(host, port, get_internal_wsgi_application(), threading=True)
