@@ -291,6 +291,33 @@ def test_the_endpoint_exempt_from_ssl_redirect_as_w004_says_passes_and_is_served
         assert client.get("/statefunny").status_code == 301  # the project's pages redirect
 
 
+PROXY = {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https")}
+
+
+def test_ssl_redirect_behind_a_tls_proxy_is_w004_saying_when_it_redirects() -> None:
+    """With SECURE_PROXY_SSL_HEADER, Django still redirects a POST without the proxy's header
+    (a runtime that reaches the app directly): the warning stays, and says when it applies."""
+    report = deploy_check(SECURE_SSL_REDIRECT=True, MIDDLEWARE=SECURE_MIDDLEWARE, **PROXY)
+    assert "statefun.W004" in report
+    assert "unless it comes through the proxy over https (X-Forwarded-Proto: https" in report
+    assert "a runtime that reaches the app directly" in report
+    assert 'SECURE_REDIRECT_EXEMPT = [r"^statefun/?$"]' in report
+    assert 'SILENCED_SYSTEM_CHECKS = ["statefun.W004"]' in report
+    body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    redirect = {"SECURE_SSL_REDIRECT": True, "MIDDLEWARE": SECURE_MIDDLEWARE, **PROXY}
+    with override_settings(ROOT_URLCONF="tests.project.urls_flat", **redirect):
+        client = Client()
+        direct = client.post("/statefun", body, content_type="application/octet-stream")
+        proxied = client.post(
+            "/statefun",
+            body,
+            content_type="application/octet-stream",
+            headers={"X-Forwarded-Proto": "https"},
+        )
+    assert direct.status_code == 301
+    assert proxied.status_code == 200
+
+
 class RoutedByHand:
     """A URLconf that routes the view under a name of the project's own, with the slash only."""
 

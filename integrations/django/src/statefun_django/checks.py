@@ -18,7 +18,8 @@
 - ``statefun.W003``: ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is left at Django's default (2.5 MB),
   under the runtime's batches.
 - ``statefun.W004`` (``check --deploy``): ``SECURE_SSL_REDIRECT`` answers the runtime's
-  plain-http POST to the endpoint with a 301, which the runtime does not follow.
+  plain-http POST to the endpoint with a 301, which the runtime does not follow (behind a
+  TLS-terminating proxy too, unless the POST comes through it).
 """
 
 from __future__ import annotations
@@ -152,24 +153,53 @@ def check_ssl_redirect(
 ) -> list[CheckMessage]:
     """A deploy check: ``SECURE_SSL_REDIRECT`` (which Django's own deploy checks ask for)
     redirects a plain-http POST to the endpoint to https, unless ``SECURE_REDIRECT_EXEMPT``
-    exempts its path, as ``SecurityMiddleware`` matches it (without the leading slash)."""
+    exempts its path, as ``SecurityMiddleware`` matches it (without the leading slash).
+
+    ``SECURE_PROXY_SSL_HEADER`` does not change that for a runtime that reaches the app
+    directly: Django takes a request without the proxy's header for what the server says,
+    plain http, and redirects it; only a POST through the proxy, over https, is let through.
+    """
     middleware = "django.middleware.security.SecurityMiddleware"
     if not settings.SECURE_SSL_REDIRECT or middleware not in settings.MIDDLEWARE:
         return []
     exempt = [re.compile(pattern) for pattern in settings.SECURE_REDIRECT_EXEMPT]
+    proxy = _proxy_header()
     messages: list[CheckMessage] = []
     # as module.yaml names them, without the trailing slash
     for url in dict.fromkeys(path.rstrip("/") or "/" for path in _endpoint_paths()):
         if any(pattern.search(url.lstrip("/")) for pattern in exempt):
             continue
         pattern = f"^{re.escape(url.strip('/'))}/?$"
-        messages.append(
-            Warning(
+        exemption = f'SECURE_REDIRECT_EXEMPT = [r"{pattern}"]'
+        if proxy is None:
+            problem = (
                 f"SECURE_SSL_REDIRECT redirects the runtime's POST to {url} over http with a "
-                "301, which the runtime does not follow",
-                hint="point module.yaml's urlPathTemplate at https://, or exempt the endpoint: "
-                f'SECURE_REDIRECT_EXEMPT = [r"{pattern}"]',
-                id="statefun.W004",
+                "301, which the runtime does not follow"
             )
-        )
+            hint = (
+                "point module.yaml's urlPathTemplate at https://, or exempt the endpoint: "
+                + exemption
+            )
+        else:
+            problem = (
+                f"SECURE_SSL_REDIRECT redirects the runtime's POST to {url} with a 301, which "
+                f"the runtime does not follow, unless it comes through the proxy over https "
+                f"({proxy}, SECURE_PROXY_SSL_HEADER): a runtime that reaches the app directly "
+                "(its address, not the proxy's, in urlPathTemplate) is redirected"
+            )
+            hint = (
+                f"exempt the endpoint: {exemption}; if module.yaml's urlPathTemplate is the "
+                'proxy\'s https:// URL, silence this: SILENCED_SYSTEM_CHECKS = ["statefun.W004"]'
+            )
+        messages.append(Warning(problem, hint=hint, id="statefun.W004"))
     return messages
+
+
+def _proxy_header() -> Optional[str]:
+    """``SECURE_PROXY_SSL_HEADER`` as the proxy sends it (``X-Forwarded-Proto: https``)."""
+    setting = settings.SECURE_PROXY_SSL_HEADER
+    if not isinstance(setting, (tuple, list)) or len(setting) != 2:
+        return None  # not set (or malformed: Django refuses it on every request)
+    key, value = setting
+    name = str(key).removeprefix("HTTP_").replace("_", "-").title()
+    return f"{name}: {value}"
