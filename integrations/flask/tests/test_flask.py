@@ -271,6 +271,32 @@ def test_the_extension_after_a_routed_handler_fails_before_changing_the_app() ->
     assert greetings(response.data)[0] == 1
 
 
+def test_a_plugin_endpoint_where_the_app_routes_its_own_view_is_refused() -> None:
+    """Werkzeug answers the rule added first: the plugin's endpoint was never answered."""
+    app = Flask(__name__)
+
+    @app.get("/ping")
+    def own_ping() -> str:
+        return "the app's own"
+
+    @app.get("/<path:page>")  # a rule with converters: the plugin's static rule comes first
+    def page(page: str) -> str:
+        return page
+
+    message = r"the app routes GET /ping to its own view 'own_ping'.*STATEFUN_ENDPOINTS = False"
+    with pytest.raises(ValueError, match=message):
+        Statefun(app, ping_handler())
+    assert "statefun" not in app.blueprints
+    app.config["STATEFUN_ENDPOINTS"] = False  # what the error says
+    handler = ping_handler()
+    Statefun(app, handler)
+    route_endpoints(app, [e for e in handler.endpoints if e.path != "/ping"])  # and the rest
+    client = app.test_client()
+    assert client.get("/ping").data == b"the app's own"
+    assert client.post("/pong").data == b"ponged"
+    assert client.get("/elsewhere").data == b"elsewhere"
+
+
 def test_body_declared_over_the_handlers_limit_reaches_the_hooks() -> None:
     failures = FailureRecorder()
     plugins = make_plugin_manager([failures], load_entrypoints=False)

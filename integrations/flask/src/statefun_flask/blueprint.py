@@ -14,6 +14,7 @@ from werkzeug.exceptions import (
     MethodNotAllowed,
     RequestEntityTooLarge,
 )
+from werkzeug.routing import Rule
 
 from statefun_core import RequestReplyHandler
 from statefun_core.errors import (
@@ -119,7 +120,8 @@ def route_endpoints(app: Flask, endpoints: Iterable[Endpoint]) -> None:
 
     An application serves them once: routing another handler's endpoint at a method and path
     routed already is a ``ValueError`` naming it (routing the same endpoints again does
-    nothing)."""
+    nothing), and so is one where the application routes a view of its own, which Werkzeug
+    would answer instead. A view the application routes there later is never answered."""
     endpoints = [endpoint for endpoint in endpoints if not already_routed(app, endpoint)]
     for endpoint in endpoints:
         app.add_url_rule(
@@ -148,7 +150,30 @@ def already_routed(app: Flask, endpoint: Endpoint) -> bool:
                 "them all), and set STATEFUN_ENDPOINTS = False for a Statefun extension set up "
                 "after it"
             )
+    own = _own_view(app, endpoint)
+    if own is not None:
+        raise ValueError(
+            f"statefun_flask: the app routes {endpoint.method} {endpoint.path} to its own view "
+            f"{own!r}, so the plugins' endpoint there would never be answered: keep the app's "
+            "with STATEFUN_ENDPOINTS = False (or route_endpoints of the other endpoints), or "
+            "route the app's view at another path"
+        )
     return False
+
+
+def _own_view(app: Flask, endpoint: Endpoint) -> Optional[str]:
+    """The name of the application's view that answers ``endpoint``'s method and path, which
+    Werkzeug would match before the plugin's (a rule without converters, added first), or
+    None."""
+    try:
+        rule, _ = app.url_map.bind("localhost").match(
+            endpoint.path, method=endpoint.method, return_rule=True
+        )
+    except HTTPException:  # none there (404, 405), or a redirect to the path with a slash
+        return None
+    if not isinstance(rule, Rule) or rule.arguments:
+        return None  # a rule with converters: Werkzeug tries the plugin's static one first
+    return str(rule.endpoint)
 
 
 def _method_not_allowed(error: MethodNotAllowed) -> ResponseReturnValue:
