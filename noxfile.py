@@ -213,8 +213,13 @@ def plugin_prometheus(session: nox.Session, requirements: list[str]) -> None:
 def plugin_opentelemetry(session: nox.Session, requirements: list[str]) -> None:
     """statefun-opentelemetry: spans from the real SDK's InMemorySpanExporter.
 
-    With statefun-aiohttp, for the spans of requests a real server rejects."""
-    run_plugin_tests(session, "opentelemetry", [*requirements, "-e", "integrations/aiohttp"])
+    With statefun-aiohttp and statefun-tornado, for the spans of requests a real server
+    rejects."""
+    run_plugin_tests(
+        session,
+        "opentelemetry",
+        [*requirements, "-e", "integrations/aiohttp", "-e", "integrations/tornado"],
+    )
 
 
 @nox.session(tags=["plugins"])

@@ -12,11 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 from importlib import metadata
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import pytest
 import statefun_tornado
 from tornado import testing
+from tornado.concurrent import Future
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.tcpclient import TCPClient
 from tornado.testing import gen_test
@@ -38,7 +39,7 @@ from statefun_core.errors import (
     RequestTooLargeError,
     UnknownTypeError,
 )
-from statefun_core.plugins import Endpoint, EndpointResponse, HealthEndpoints
+from statefun_core.plugins import Endpoint, EndpointResponse, HealthEndpoints, hookimpl
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.endpoint import (
     BLOCKING,
@@ -527,6 +528,88 @@ class OwnErrorsTest(testing.AsyncHTTPTestCase):
         assert "Allow" not in response.headers
 
 
+class RefusedByPrepareTest(testing.AsyncHTTPTestCase):
+    """A chunked body over the limit that a subclass's ``prepare`` refuses first (its own
+    HTTPError) leaves no connection behind: the server closes it once it has answered."""
+
+    def get_app(self) -> Application:
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        return Application(
+            [("/statefun", ForbiddingHandler, {"handler": handler})], statefun_max_body_size=1000
+        )
+
+    @gen_test(timeout=30)
+    async def test_the_connection_ends_with_the_answer(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["x" * 3000], NEW)
+        head = b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forbid: 1\r\n"
+        head += b"Transfer-Encoding: chunked\r\n\r\n"
+        stream = await TCPClient().connect("127.0.0.1", self.get_http_port())
+        try:
+            # in one piece: the body is over the limit before prepare has run
+            await stream.write(head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            reply = await stream.read_until_close()
+        finally:
+            stream.close()
+        assert reply.startswith(b"HTTP/1.1 403 "), reply[:100]
+        # each connection ends at once; one left waiting to read on would never end
+        closing = asyncio.ensure_future(self.http_server.close_all_connections())
+        await asyncio.wait([closing], timeout=20)
+        assert closing.done(), "a connection is left waiting for the handler"
+
+
+class AwaitingPrepareHandler(statefun_tornado.StatefunHandler):
+    """A subclass whose ``prepare`` awaits, once the checks have run, till the body is over
+    the limit (as a lookup of its own might take that long)."""
+
+    def initialize(  # type: ignore[override]
+        self, handler: RequestReplyHandler, prepared: asyncio.Event
+    ) -> None:
+        super().initialize(handler, max_body_size=1000)
+        self.prepared = prepared
+        self.received = 0
+        self.over = asyncio.Event()
+
+    async def prepare(self) -> None:
+        super().prepare()
+        self.prepared.set()
+        await self.over.wait()
+
+    def data_received(self, chunk: bytes) -> Optional[Future[None]]:
+        self.received += len(chunk)
+        if self.received > 1000:
+            self.over.set()
+        return super().data_received(chunk)
+
+
+class BodyOverTheLimitDuringPrepareTest(testing.AsyncHTTPTestCase):
+    """A chunked body that goes over the limit while a subclass's ``prepare`` awaits is
+    answered 413 once ``prepare`` is done."""
+
+    def get_app(self) -> Application:
+        self.prepared = asyncio.Event()
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        options = {"handler": handler, "prepared": self.prepared}
+        return Application([("/statefun", AwaitingPrepareHandler, options)])
+
+    @gen_test(timeout=30)
+    async def test_it_is_a_413(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["x" * 3000], NEW)
+        head = b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        stream = await TCPClient().connect("127.0.0.1", self.get_http_port())
+        try:
+            await stream.write(head)
+            await self.prepared.wait()  # the body comes once prepare awaits
+            await stream.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            reply = await stream.read_until(b"\r\n\r\n")
+        finally:
+            stream.close()
+        assert reply.startswith(b"HTTP/1.1 413 "), reply
+
+
 class SlowFunctionTest(testing.AsyncHTTPTestCase):
     """A client that goes away once its body is in, while its function runs, did not abandon
     the request before the body: the function runs to its end and nothing says otherwise."""
@@ -886,6 +969,81 @@ class PrepareContextTest(testing.AsyncHTTPTestCase):
         ):
             assert self.seen(typename, "r-1") == f"r-1 {thread}"
             assert self.seen(typename, "") == f"none {thread}"
+
+
+#: What the test subclass below sets in prepare and resets in on_finish, as an HTTP server
+#: instrumentation does with the request's span (opentelemetry-instrumentation-tornado).
+REQUEST_SCOPE: contextvars.ContextVar[str] = contextvars.ContextVar("request_scope", default="")
+
+
+class ScopedHandler(statefun_tornado.StatefunHandler):
+    """Sets REQUEST_SCOPE in ``prepare``, resets it with the token in ``on_finish``."""
+
+    def prepare(self) -> None:
+        self.scope_token = REQUEST_SCOPE.set(self.request.path)
+        super().prepare()
+
+    def on_finish(self) -> None:
+        REQUEST_SCOPE.reset(self.scope_token)  # ValueError in another context than prepare's
+        super().on_finish()
+
+
+class BodyCountingHandler(ScopedHandler):
+    """A subclass whose ``data_received`` returns nothing (as Tornado's own does)."""
+
+    def data_received(self, chunk: bytes) -> None:
+        super().data_received(chunk)
+
+
+class ScopeRecorder:
+    """A plugin: keeps the REQUEST_SCOPE each failed request's hook saw, with the error."""
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[type[BaseException], str]] = []
+
+    @hookimpl
+    def statefun_request_failed(self, error: BaseException) -> None:
+        self.failures.append((type(error), REQUEST_SCOPE.get()))
+
+
+class RequestScopeTest(testing.AsyncHTTPTestCase):
+    """A request is answered where ``prepare`` ran, a chunked body over the limit too: what
+    ``prepare`` sets in the context, the hooks see and ``on_finish`` can reset, and no later
+    request sees it."""
+
+    def get_app(self) -> Application:
+        self.recorder = ScopeRecorder()
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager([self.recorder], load_entrypoints=False)
+        )
+        options = {"handler": handler, "max_body_size": LIMIT}
+        return Application(
+            [("/statefun", ScopedHandler, options), ("/counted", BodyCountingHandler, options)]
+        )
+
+    @gen_test(timeout=30)
+    async def test_a_chunked_body_over_the_limit_is_answered_in_the_requests_context(
+        self,
+    ) -> None:
+        body = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
+        for path in ("/statefun", "/counted"):
+            with logged("tornado.application") as records:
+                status, headers, text = await asyncio.to_thread(
+                    endpoint.request, self.get_http_port(), path, body, chunked=True
+                )
+                assert status == 413, text
+                assert headers["Connection"] == "close"
+                response = await self.http_client.fetch(
+                    self.get_url(path),
+                    method="POST",
+                    body=wire.to_function(GREETER, "Bob", ["Bob"], NEW),
+                )
+            assert response.code == 200
+            errors = [record.getMessage() for record in records if record.levelno >= logging.ERROR]
+            assert not errors, (path, errors)
+            assert self.recorder.failures == [(RequestTooLargeError, path)]
+            assert REQUEST_SCOPE.get() == ""
+            self.recorder.failures.clear()
 
 
 class NoHandlerTest(testing.AsyncHTTPTestCase):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Coroutine
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
+from tornado.concurrent import Future, future_set_result_unless_cancelled
 from tornado.http1connection import HTTP1Connection
 from tornado.web import OutputTransform, RequestHandler, stream_request_body
 
@@ -34,6 +35,16 @@ _NOT_A_HANDLER = (
 )
 
 
+class _BodyFuture(Future[None]):
+    """A future whose result is set once: data_received sets it for a body over the limit,
+    and Tornado again if the body's end is read before the response is finished (a subclass's
+    ``data_received`` that does not return the future holding the connection's reading)."""
+
+    def set_result(self, result: None) -> None:
+        if not self.done():
+            super().set_result(result)
+
+
 @stream_request_body
 class StatefunHandler(RequestHandler):
     """POST a ``ToFunction``, get the ``FromFunction`` reply (``application/octet-stream``).
@@ -56,6 +67,10 @@ class StatefunHandler(RequestHandler):
     ) -> None:
         self._chunks: list[bytes] = []
         self._received = 0
+        self._rejected: Optional[Future[None]] = None  # a body over the limit: until answered
+        # what the request's task awaits before post(): set at the end of the body by Tornado,
+        # or by data_received once the body is over the limit
+        self.request._body_future = _BodyFuture()
         if handler is None:
             handler = self.settings.get("statefun_handler")
             if handler is None:
@@ -89,8 +104,6 @@ class StatefunHandler(RequestHandler):
         if self._refusal is None:
             # what Tornado's delegate awaits before it reads the body: None, nothing to await
             self._prepared_future = None
-            # set by the task too, but data_received may finish a 413 before the task starts
-            self._transforms = transforms
         return super()._execute(transforms, *args, **kwargs)
 
     def prepare(self) -> None:
@@ -110,14 +123,30 @@ class StatefunHandler(RequestHandler):
             self.request.connection.set_max_body_size(sys.maxsize)
         return None
 
-    def data_received(self, chunk: bytes) -> None:
+    def data_received(self, chunk: bytes) -> Optional[Future[None]]:
+        if self._rejected is not None:  # more of a refused body (a subclass dropped the future)
+            return self._rejected
         self._received += len(chunk)
         if self._received > self.max_body_size:
-            # Tornado passes on no more of the body once the response is finished, and
-            # closes the connection when it is sent.
-            self._reject(RequestTooLargeError(None, self.max_body_size, "max_body_size"))
-            return
+            # Answered by the request's task, where prepare and on_finish run (and an
+            # instrumentation attaches the request's span), not here in the connection's:
+            # the body is taken as in, and the connection reads no more of it until then.
+            self._refusal = RequestTooLargeError(None, self.max_body_size, "max_body_size")
+            self._rejected = Future()
+            future_set_result_unless_cancelled(self.request._body_future, None)
+            return self._rejected
         self._chunks.append(chunk)
+        return None
+
+    def finish(self, chunk: Union[str, bytes, dict[str, Any], None] = None) -> Future[None]:
+        """A body over the limit holds the connection's reading until the response is
+        finished, by whatever answers it (the 413, or a subclass's own error in ``prepare``):
+        Tornado then closes the connection."""
+        try:
+            return super().finish(chunk)
+        finally:
+            if self._rejected is not None:
+                future_set_result_unless_cancelled(self._rejected, None)
 
     def on_connection_close(self) -> None:
         """A client that goes away before its body is in is no failure: Tornado runs nothing
@@ -128,6 +157,9 @@ class StatefunHandler(RequestHandler):
 
     async def post(self, *path_args: str, **path_kwargs: str) -> None:
         """The path's groups, when the rule's pattern has any, are not the endpoint's concern."""
+        if self._refusal is not None:  # the body went over the limit (data_received)
+            self._reject(self._refusal)
+            return
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:

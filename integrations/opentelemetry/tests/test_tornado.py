@@ -1,0 +1,112 @@
+"""Behind statefun-tornado with a request span made current in ``prepare`` and ended in
+``on_finish`` (what opentelemetry-instrumentation-tornado does): a rejected request's span is
+its child, and the context is detached where it was attached."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("statefun_tornado")
+
+import statefun_tornado
+from opentelemetry import context, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+from opentelemetry.trace import SpanKind
+from statefun_opentelemetry import REJECTED_SPAN_NAME, OpenTelemetryPlugin
+from tornado.web import Application
+
+from statefun_core import RequestReplyHandler
+from statefun_core.plugins import make_plugin_manager
+from statefun_core.testing import endpoint, wire
+from statefun_core.testing.endpoint import GREETER, NEW
+
+LIMIT = 1000
+REQUEST_SPAN = "POST /statefun"
+
+
+class TracedHandler(statefun_tornado.StatefunHandler):
+    """Makes the request's SERVER span current in ``prepare``; ends and detaches it in
+    ``on_finish``."""
+
+    def initialize(  # type: ignore[override]
+        self, handler: RequestReplyHandler, tracer: trace.Tracer
+    ) -> None:
+        super().initialize(handler, max_body_size=LIMIT)
+        self.tracer = tracer
+
+    def prepare(self) -> None:
+        self.span = self.tracer.start_span(REQUEST_SPAN, kind=SpanKind.SERVER)
+        self.token = context.attach(trace.set_span_in_context(self.span))
+        super().prepare()
+
+    def on_finish(self) -> None:
+        self.span.set_attribute("http.response.status_code", self.get_status())
+        self.span.end()
+        context.detach(self.token)  # logs "Failed to detach context" in another context
+        super().on_finish()
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    yield exporter
+    exporter.shutdown()
+
+
+def test_a_chunked_body_over_the_limit_is_traced_under_the_request_span(
+    exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    handler = RequestReplyHandler(endpoint.make_functions(), plugins=plugins)
+    options = {"handler": handler, "tracer": provider.get_tracer("test")}
+    too_large = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
+    fits = wire.to_function(GREETER, "Bob", ["Bob"], NEW)
+
+    async def scenario() -> list[int]:
+        server = Application([("/statefun", TracedHandler, options)]).listen(0, address="127.0.0.1")
+        port = next(iter(server._sockets.values())).getsockname()[1]
+        try:
+            statuses = []
+            for body, chunked in ((too_large, True), (fits, False)):
+                status, _, _ = await asyncio.to_thread(
+                    endpoint.request, port, "/statefun", body, chunked=chunked
+                )
+                statuses.append(status)
+            return statuses
+        finally:
+            server.stop()
+
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(scenario()) == [413, 200]
+    assert not caplog.records, caplog.text
+    spans = exporter.get_finished_spans()
+    requests = [span for span in spans if span.name == REQUEST_SPAN]
+    assert [(span.attributes or {})["http.response.status_code"] for span in requests] == [
+        413,
+        200,
+    ]
+    (rejected,) = [span for span in spans if span.name == REJECTED_SPAN_NAME]
+    assert rejected.kind is SpanKind.INTERNAL
+    assert rejected.parent is not None and rejected.parent.span_id == requests[0].context.span_id
+    # the next request's batch is under its own request span, not the refused one's
+    (batch,) = [
+        span
+        for span in spans
+        if span.name == GREETER
+        and span.kind is SpanKind.INTERNAL
+        and "messaging.batch.message_count" in (span.attributes or {})
+    ]
+    assert batch.parent is not None and batch.parent.span_id == requests[1].context.span_id
+    provider.shutdown()
