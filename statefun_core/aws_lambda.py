@@ -14,13 +14,38 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Optional
 
-from .errors import MalformedRequestError
+from .errors import MalformedRequestError, StatefunError
+from .limits import MiB
 from .serving import Answer, Served
 
-__all__ = ["LambdaHandler"]
+__all__ = ["LambdaHandler", "ReplyTooLargeError"]
+
+# The largest response (as JSON) the gateway takes from the function. Lambda's, for a
+# synchronous invocation: "Invocation payload (request and response): 6 MB each" (Lambda
+# quotas, https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html; "For
+# synchronous invocations, the maximum payload size is 6 MB", API_Invoke.html). An Application
+# Load Balancer's: "The maximum size of the response JSON that the Lambda function can send is
+# 1 MB" (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/lambda-functions.html).
+# Read as MiB, the larger (Lambda's error for a request over it names 6,291,456 bytes): a reply
+# the gateway would carry must not be refused here.
+_LAMBDA_RESPONSE_BYTES = 6 * MiB
+_ALB_RESPONSE_BYTES = 1 * MiB
+# Room for the rest of the response (status, headers) beside the body: a body shorter than the
+# limit by more is not measured.
+_HEADROOM = 64 * 1024
+
+
+class ReplyTooLargeError(StatefunError):
+    """The reply is larger than the gateway takes back from the function (HTTP 500, logged).
+
+    Returned, it would fail the invocation: the gateway answers 502 and the function logs
+    nothing. The runtime retries a 500 as it would the 502, and each retry fails alike until
+    the batch is smaller (``maxNumBatchRequests``) or the state it writes is.
+    """
 
 
 _AS_TEXT = (
@@ -35,7 +60,10 @@ class LambdaHandler(Served):
     is a 400 that names the REST API's binary media types) is answered with the reply,
     base64 encoded; everything else with the statuses of every integration (405 with
     ``Allow: POST`` for another method, 400, 404, 413 over ``Limits.request_bytes``, 500), a
-    short line of text. Functions run with ``handle_sync``; ``async`` functions too.
+    short line of text. A reply larger than the gateway takes back (6 MB as JSON, 1 MB behind a
+    load balancer) is a 500 logged with :class:`ReplyTooLargeError` (the plugins hear of it as of
+    a request refused). Functions run with
+    ``handle_sync``; ``async`` functions too.
 
     Given :class:`~statefun_core.StatefulFunctions`, it builds a
     :class:`~statefun_core.RequestReplyHandler` with ``executor`` and ``plugins``; the one it
@@ -45,28 +73,18 @@ class LambdaHandler(Served):
     routes_paths = False
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-        answer = self._answer(event)
-        response: dict[str, Any] = {"statusCode": answer.status}
-        if _multi_valued(event):  # a load balancer reads only these when the event has them
-            response["multiValueHeaders"] = {name: [value] for name, value in answer.headers}
-        else:
-            response["headers"] = dict(answer.headers)
+        method = _method(event)
+        headers = _headers(event)
+        answer = self._answer(event, method, headers)
+        response = _response(event, answer)
         if answer.status == 200:
-            response["body"] = base64.b64encode(answer.body).decode("ascii")
-            response["isBase64Encoded"] = True
-        else:
-            response["body"] = answer.body.decode("utf-8")
-            response["isBase64Encoded"] = False
+            too_large = _too_large(event, response, len(answer.body))
+            if too_large is not None:
+                return _response(event, self.endpoint.rejected(too_large, headers))
         return response
 
-    def _answer(self, event: Mapping[str, Any]) -> Answer:
+    def _answer(self, event: Mapping[str, Any], method: str, headers: EventHeaders) -> Answer:
         endpoint = self.endpoint
-        method = _method(event)
-        if _multi_valued(event):
-            multi = event["multiValueHeaders"] or {}
-            headers = EventHeaders({name: ", ".join(values) for name, values in multi.items()})
-        else:
-            headers = EventHeaders(event.get("headers") or {})
         early = endpoint.before_body(method, "", headers, None)
         if early is not None:
             return early
@@ -83,6 +101,51 @@ class LambdaHandler(Served):
             malformed = MalformedRequestError("the request body is not valid base64")
             return endpoint.rejected(malformed, headers)
         return endpoint.handle_sync(body, headers)
+
+
+def _headers(event: Mapping[str, Any]) -> EventHeaders:
+    if _multi_valued(event):
+        multi = event["multiValueHeaders"] or {}
+        return EventHeaders({name: ", ".join(values) for name, values in multi.items()})
+    return EventHeaders(event.get("headers") or {})
+
+
+def _response(event: Mapping[str, Any], answer: Answer) -> dict[str, Any]:
+    """The answer as the gateway of ``event`` reads it: a reply base64 encoded, an error's
+    text as it is."""
+    response: dict[str, Any] = {"statusCode": answer.status}
+    if _multi_valued(event):  # a load balancer reads only these when the event has them
+        response["multiValueHeaders"] = {name: [value] for name, value in answer.headers}
+    else:
+        response["headers"] = dict(answer.headers)
+    if answer.status == 200:
+        response["body"] = base64.b64encode(answer.body).decode("ascii")
+        response["isBase64Encoded"] = True
+    else:
+        response["body"] = answer.body.decode("utf-8")
+        response["isBase64Encoded"] = False
+    return response
+
+
+def _too_large(
+    event: Mapping[str, Any], response: Mapping[str, Any], reply_bytes: int
+) -> Optional[ReplyTooLargeError]:
+    """Why the gateway would not take ``response`` back, if it would not."""
+    if "elb" in (event.get("requestContext") or {}):
+        limit, gateway = _ALB_RESPONSE_BYTES, "an Application Load Balancer"
+    else:
+        limit, gateway = _LAMBDA_RESPONSE_BYTES, "Lambda"
+    if len(response["body"]) + _HEADROOM <= limit:
+        return None
+    size = len(json.dumps(response))  # as the runtime sends it (ASCII: a character a byte)
+    if size <= limit:
+        return None
+    return ReplyTooLargeError(
+        f"the reply of {reply_bytes} bytes is {size} bytes as the Lambda response (its body "
+        f"base64 encoded), over the {limit} bytes {gateway} takes back from a function: it "
+        "would fail the invocation (a 502, logged nowhere); send smaller batches "
+        "(maxNumBatchRequests in module.yaml) or write smaller state"
+    )
 
 
 def _multi_valued(event: Mapping[str, Any]) -> bool:

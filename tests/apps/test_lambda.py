@@ -9,8 +9,16 @@ from typing import Any, Optional
 
 import pytest
 
-from statefun_core import Limits, RequestReplyHandler, make_plugin_manager
-from statefun_core.aws_lambda import LambdaHandler
+from statefun_core import (
+    Context,
+    Limits,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    make_plugin_manager,
+    message_builder,
+)
+from statefun_core.aws_lambda import LambdaHandler, ReplyTooLargeError
 from statefun_core.errors import MalformedRequestError, MethodNotAllowedError, RequestTooLargeError
 from statefun_core.plugins import hookimpl
 from statefun_core.testing import wire
@@ -312,3 +320,53 @@ def test_a_gateway_event_carries_the_headers_where_its_gateway_puts_them() -> No
     assert "multiValueHeaders" in gateway_event(None, gateway="rest_api")
     with pytest.raises(ValueError, match=r"'http_api'; there are: function_url, http_api_v2"):
         gateway_event(None, gateway="http_api")
+
+
+SIZED = "example/sized"
+
+
+def sized_functions() -> StatefulFunctions:
+    """``SIZED`` sends one message of as many bytes as its argument says."""
+    functions = StatefulFunctions()
+
+    @functions.bind(SIZED)
+    def sized(context: Context, message: Message) -> None:
+        size = int(message.as_string() or "0")
+        context.send(message_builder(INBOX, "out", str_value="x" * size))
+
+    return functions
+
+
+@pytest.mark.parametrize(
+    ("name", "fits", "too_large", "limit"),
+    [
+        ("function_url", 4_600_000, 4_800_000, 6 * 1024 * 1024),
+        ("rest_api", 4_600_000, 4_800_000, 6 * 1024 * 1024),
+        ("alb", 750_000, 800_000, 1024 * 1024),
+        ("alb_multi_value", 750_000, 800_000, 1024 * 1024),
+    ],
+)
+def test_a_reply_over_what_the_gateway_takes_back_is_a_logged_500(
+    name: str, fits: int, too_large: int, limit: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lambda takes a response of 6 MB back from a function (1 MB behind a load balancer),
+    its body base64 encoded: a larger one would fail the invocation, a 502 logged nowhere."""
+    recorder = FailureRecorder()
+    plugins = make_plugin_manager([recorder], load_entrypoints=False)
+    statefun = LambdaHandler(RequestReplyHandler(sized_functions(), plugins=plugins))
+    response = invoke(statefun, event(name, wire.to_function(SIZED, "x", [str(fits)])))
+    assert response.status == 200
+    (sent,) = wire.invocation_result(response.body).outgoing_messages
+    assert len(sent.argument.value) > fits
+    assert not caplog.records
+
+    request = wire.to_function(SIZED, "x", [str(too_large)])
+    response = invoke(statefun, event(name, request, **{"X-Request-Id": "r-6"}))
+    assert response.status == 500
+    assert response.body == b"Internal Server Error"
+    (record,) = caplog.records
+    assert record.levelname == "ERROR" and record.name == "statefun_core"
+    message = record.getMessage()
+    assert f"over the {limit} bytes" in message and "maxNumBatchRequests" in message, message
+    assert isinstance(record.exc_info and record.exc_info[1], ReplyTooLargeError)
+    assert recorder.failures == [(ReplyTooLargeError, 500, "r-6")]
