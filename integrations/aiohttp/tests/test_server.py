@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,36 @@ def test_body_over_client_max_size_is_413_and_names_it(port: int, chunked: bool)
 @pytest.mark.parametrize("path", ["/statefun", "/mounted/", "/own"])
 def test_a_body_over_client_max_size_is_refused_before_100_continue(port: int, path: str) -> None:
     check_expect_continue(port, path, LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status"),
+    [
+        ("/statefun", "POST", 413),
+        ("/mounted/", "POST", 413),
+        ("/own", "POST", 413),
+        ("/statefun", "PUT", 405),
+        ("/mounted/", "PUT", 405),
+    ],
+)
+def test_an_answer_before_100_continue_ends_the_connection(
+    port: int, path: str, method: str, status: int
+) -> None:
+    """The client sends no body after it: the response says the connection ends (RFC 9110,
+    10.1.1), or the client would send its next request on it, which aiohttp, waiting for that
+    body, would take for it and never answer."""
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {LIMIT + 1}\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        stream = sock.makefile("rb")
+        assert int(stream.readline().split()[1]) == status
+        headers = []
+        while line := stream.readline().strip():
+            headers.append(line.decode().lower())
+        assert "connection: close" in headers, headers
 
 
 def test_a_mounted_app_names_the_parents_client_max_size(port: int) -> None:

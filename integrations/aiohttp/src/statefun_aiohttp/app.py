@@ -106,7 +106,7 @@ async def expect_continue(request: web.Request) -> Optional[web.Response]:
     """
     handler = request.config_dict.get(HANDLER_KEY)
     if not isinstance(handler, RequestReplyHandler):
-        return _error_response(_no_handler(handler))
+        return _before_body(_error_response(_no_handler(handler)))
     return await _expect(handler, request)
 
 
@@ -127,11 +127,20 @@ async def _expect(handler: RequestReplyHandler, request: web.Request) -> Optiona
     it first; anything else gets aiohttp's own answer."""
     limit = request.client_max_size
     if request.method != "POST":
-        return await _respond(handler, request)
+        return _before_body(await _respond(handler, request))
     if limit and request.content_length is not None and request.content_length > limit:
-        return _too_large(handler, request)
+        return _before_body(_too_large(handler, request))
     await _default_expect_handler(request)
     return None
+
+
+def _before_body(response: web.Response) -> web.Response:
+    """An answer to ``Expect: 100-continue`` says the connection ends (``Connection: close``;
+    aiohttp closes it once the body is in or after its lingering time): the client sends no
+    body after it, and aiohttp, waiting for that body, would take the client's next request on
+    the connection for it."""
+    response.force_close()
+    return response
 
 
 def _too_large(handler: RequestReplyHandler, request: web.Request) -> web.Response:
