@@ -610,6 +610,37 @@ class BodyOverTheLimitDuringPrepareTest(testing.AsyncHTTPTestCase):
         assert reply.startswith(b"HTTP/1.1 413 "), reply
 
 
+class ServerLimitTest(testing.AsyncHTTPTestCase):
+    """An HTTPServer's own max_body_size lower than the endpoint's holds, and the 413 names it
+    (the endpoint counts a body itself, past the connection's limit)."""
+
+    def get_app(self) -> Application:
+        self.failures = FailureRecorder()
+        plugins = make_plugin_manager([self.failures], load_entrypoints=False)
+        return statefun_tornado.make_app(make_functions(), plugins=plugins)  # 32 MiB
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"max_body_size": LIMIT}
+
+    @gen_test(timeout=30)
+    async def test_the_servers_lower_limit_holds(self) -> None:
+        body = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
+        for chunked in (False, True):
+            status, _, text = await asyncio.to_thread(
+                endpoint.request, self.get_http_port(), "/statefun", body, chunked=chunked
+            )
+            assert status == 413, (chunked, status, text)
+            assert f"over the limit of {LIMIT} bytes (HTTPServer max_body_size)".encode() in text
+        assert [failure[:2] for failure in self.failures.failures] == [
+            (RequestTooLargeError, 413)
+        ] * 2
+        fits = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+        status, _, _ = await asyncio.to_thread(
+            endpoint.request, self.get_http_port(), "/statefun", fits
+        )
+        assert status == 200
+
+
 class SlowFunctionTest(testing.AsyncHTTPTestCase):
     """A client that goes away once its body is in, while its function runs, did not abandon
     the request before the body: the function runs to its end and nothing says otherwise."""

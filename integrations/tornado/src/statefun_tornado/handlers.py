@@ -84,6 +84,15 @@ class StatefunHandler(RequestHandler):
             max_body_size = self.settings.get("statefun_max_body_size", DEFAULT_MAX_REQUEST_BYTES)
         self.handler = handler
         self.max_body_size = max_body_size
+        self._limit_setting = "max_body_size"  # what the 413 names
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            # the endpoint counts the body past the connection's limit (_check_headers): the
+            # HTTPServer's own, when set lower, is the one in force
+            server_limit = connection.params.max_body_size
+            if server_limit is not None and server_limit < max_body_size:
+                self.max_body_size = server_limit
+                self._limit_setting = "HTTPServer max_body_size"
         # A streaming handler is made when the headers are in: checked here, before the body.
         self._refusal = self._check_headers()
 
@@ -116,7 +125,7 @@ class StatefunHandler(RequestHandler):
             return MethodNotAllowedError(method=self.request.method)
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
-            return RequestTooLargeError(int(declared), self.max_body_size, "max_body_size")
+            return RequestTooLargeError(int(declared), self.max_body_size, self._limit_setting)
         # A chunked body is counted as it comes (data_received). The connection's own limit
         # would answer a bare 400, at the chunk header that crosses it.
         if isinstance(self.request.connection, HTTP1Connection):
@@ -131,7 +140,7 @@ class StatefunHandler(RequestHandler):
             # Answered by the request's task, where prepare and on_finish run (and an
             # instrumentation attaches the request's span), not here in the connection's:
             # the body is taken as in, and the connection reads no more of it until then.
-            self._refusal = RequestTooLargeError(None, self.max_body_size, "max_body_size")
+            self._refusal = RequestTooLargeError(None, self.max_body_size, self._limit_setting)
             self._rejected = Future()
             future_set_result_unless_cancelled(self.request._body_future, None)
             return self._rejected
