@@ -68,7 +68,7 @@ class StatefunASGI(Served):
         path = _relative_path(scope) if scope.get("root_path") else scope["path"]
         early = endpoint.before_body(scope["method"], path, headers, declared)
         if early is not None:
-            await _send(send, early, head=scope["method"] == "HEAD")
+            await _send(send, early, head=scope["method"] == "HEAD", close=_unsent_body(scope))
             return
         limit = endpoint.limit
         message = await receive()
@@ -134,10 +134,23 @@ def _relative_path(scope: Scope) -> str:
     return path
 
 
-async def _send(send: Send, answer: Answer, head: bool = False) -> None:
+def _unsent_body(scope: Scope) -> bool:
+    """Whether an HTTP/1.1 client waits for ``100 Continue`` before it sends its body: an
+    answer before the body then says the connection ends (RFC 9110, 10.1.1), or the server,
+    waiting for that body, would take the client's next request on it for the body."""
+    if scope.get("http_version") != "1.1":
+        return False  # HTTP/2 has no Connection header; HTTP/1.0 closes anyway
+    return any(
+        name == b"expect" and value.lower() == b"100-continue" for name, value in scope["headers"]
+    )
+
+
+async def _send(send: Send, answer: Answer, head: bool = False, close: bool = False) -> None:
     # Names in lower case, as ASGI asks (and HTTP/2 requires).
     headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in answer.headers]
     headers.append((b"content-length", b"%d" % len(answer.body)))
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else answer.body})
 

@@ -434,12 +434,14 @@ def check_request_limit(
 
 def check_expect_continue(port: int, path: str, limit: int) -> None:
     """A client that asks ``Expect: 100-continue`` before a body over ``limit`` gets the 413
-    at once, not a ``100 Continue`` that tells it to upload the body; one within the limit
-    gets the ``100``, then its reply."""
+    at once, not a ``100 Continue`` that tells it to upload the body, with ``Connection:
+    close`` (RFC 9110, 10.1.1: the client sends no body after it, and a server waiting for
+    that body would take the client's next request on the connection for it); one within the
+    limit gets the ``100``, then its reply."""
     body = wire.to_function(GREETER, "Fay", ["Fay"], NEW)
     for length, body_sent, statuses in ((limit + 1, b"", [413]), (len(body), body, [100, 200])):
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n"
             "Expect: 100-continue\r\n\r\n"
         )
@@ -448,6 +450,11 @@ def check_expect_continue(port: int, path: str, limit: int) -> None:
             stream = sock.makefile("rb")
             status = int(stream.readline().split()[1])
             assert status == statuses[0], f"Content-Length {length}: {status} first"
+            if status == 413:
+                fields = []
+                while line := stream.readline().strip():
+                    fields.append(line.decode("latin-1").lower().replace(" ", ""))
+                assert "connection:close" in fields, fields
             if status == 100:
                 while stream.readline().strip():  # the 100's own (empty) header block
                     pass
