@@ -1380,3 +1380,34 @@ def test_an_https_unix_url_is_taken_with_okhttp() -> None:
     spec = {"functions": "a/b", "urlPathTemplate": "https+unix:///run/fn.sock/statefun"}
     [found] = parse_module(document("io.statefun.endpoints.v1/http", spec)).endpoints
     assert found.url_path_template == "https+unix:///run/fn.sock/statefun"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http+unix:///tmp/my%20fns/fn.sock/statefun", ("/tmp/my fns/fn.sock", "http://unused/%2Fstatefun")),
+        ("http+unix://localhost/run/fn.sock/x", ("/run/fn.sock", "http://unused/%2Fx")),
+        ("http+unix://run/fn.sock", ("/fn.sock", "http://unused/%2F")),
+        ("http+unix://user@h:99/tmp/a.sock/q?x#y", ("/tmp/a.sock", "http://unused/%2Fq")),
+        ("http+unix:///tmp/a%2Fb.sock/x", ("/tmp/a/b.sock", "http://unused/%2Fx")),
+        ("http+unix:///tmp/a.sock%2Fb/c", ("/tmp/a.sock", "http://unused/%2Fb%2Fc")),
+        ("http+unix:////tmp//a.sock//x//", ("/tmp/a.sock", "http://unused/%2Fx")),
+        ("HTTP+UNIX:///tmp/a.sock", ("/tmp/a.sock", "http://unused/%2F")),
+    ],
+)  # fmt: skip
+def test_the_socket_file_is_read_from_the_decoded_path_without_the_host(
+    url: str, expected: tuple[str, str]
+) -> None:
+    """As the runtime's UnixDomainHttpEndpoint reads URI.getPath() with Paths.get (each case
+    checked with java.net.URI, java.nio.file.Paths and OkHttp 3.14's addPathSegment)."""
+    assert split_unix_url(url) == expected
+
+
+def test_a_unix_socket_url_with_a_path_below_its_host_only_is_refused() -> None:
+    """``http+unix://fn.sock`` names the host ``fn.sock`` and an empty path: the runtime finds
+    no .sock file there."""
+    [found] = problems("""
+kind: io.statefun.endpoints.v1/http
+spec: {functions: a/b, urlPathTemplate: "http+unix://fn.sock"}
+""")
+    assert "spec.urlPathTemplate: a http+unix URL names a socket file ending in .sock" in found

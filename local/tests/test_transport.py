@@ -197,7 +197,9 @@ kind: io.statefun.endpoints.v2/http
 spec:
   functions: a/*
   urlPathTemplate: "{url}{below_the_socket}"
-  transport: {{type: io.statefun.transports.v1/okhttp}}
+  transport:
+    type: io.statefun.transports.v1/okhttp
+    timeouts: {{call: 2s, connect: 1s, read: 1s, write: 1s}}
 """)
             reply = await transport.call(module.endpoints[0], "a/greeter", b"")
         return reply, requests
@@ -701,3 +703,39 @@ spec:
                 return str(error)
 
     assert asyncio.run(scenario()) == GOOD
+
+
+@pytest.mark.parametrize("host", ["", "localhost", "fns.example"])
+def test_a_unix_socket_path_is_percent_decoded_and_its_host_ignored(
+    tmp_path: Path, host: str
+) -> None:
+    """The runtime's UnixDomainHttpEndpoint takes the socket file from the URI's getPath():
+    decoded, without the host. A socket in a folder with a space, written ``%20`` (a space as
+    it is fails the runtime's URI.create), with or without a host, is called on that file."""
+
+    async def scenario() -> tuple[Message | str, list[str]]:
+        targets: list[str] = []
+
+        async def handle(request: web.Request) -> web.Response:
+            targets.append(request.raw_path)
+            return ok()
+
+        socket = tmp_path / "my fns" / "fn.sock"
+        socket.parent.mkdir()
+        written = str(socket).replace(" ", "%20")
+        async with serving(handle, socket_path=socket), HttpTransport() as transport:
+            module = parse_module(f"""
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: a/*
+  urlPathTemplate: "HTTP+UNIX://{host}{written}/statefun"
+  transport:
+    type: io.statefun.transports.v1/okhttp
+    timeouts: {{call: 2s, connect: 1s, read: 1s, write: 1s}}
+""")
+            try:
+                return await transport.call(module.endpoints[0], "a/greeter", b""), targets
+            except CallFailedError as error:
+                return str(error), targets
+
+    assert asyncio.run(scenario()) == (GOOD, ["/%2Fstatefun"])

@@ -312,8 +312,7 @@ def _check_unix_sockets(module: Module) -> None:
     unix socket at the host ``unused``; the pool tells connections apart by host, not by socket,
     so a call reuses an idle connection to whichever socket it was opened on (seen in the e2e
     kit: six endpoints on six sockets, every call on the first one)."""
-    unix = [e for e in module.endpoints if e.url_path_template.split("://", 1)[0].lower()
-            .endswith("+unix")]  # fmt: skip
+    unix = [e for e in module.endpoints if is_unix_url(e.url_path_template)]
     sockets = dict.fromkeys(split_unix_url(e.url_path_template)[0] for e in unix)
     if len(sockets) > 1 or any("{function.name}" in socket for socket in sockets):
         module.warnings.append(
@@ -484,22 +483,24 @@ def _url_template(value: Any) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in ("http", "https", "http+unix", "https+unix"):
         raise ValueError(f"must be an http://, https:// or http+unix:// URL, got {url!r}")
-    if scheme.endswith("+unix") and _socket_end(url.split("://", 1)[1]) < 0:
+    if is_unix_url(url) and _socket_file_names(url) is None:
         raise ValueError(f"a {scheme} URL names a socket file ending in .sock, got {url!r}")
     return url
 
 
-def _socket_end(rest: str) -> int:
-    """Where the socket file ends in ``rest`` (a unix URL after ``://``): after the first path
-    segment ending in ``.sock``, as the runtime finds it; -1 if none does."""
-    path = re.split("[?#]", rest, maxsplit=1)[0]
-    end = 0
-    for segment in path.split("/"):
-        end += len(segment)
-        if segment.endswith(".sock"):
-            return end
-        end += 1
-    return -1
+def is_unix_url(url: str) -> bool:
+    """Whether ``url`` is an ``http+unix`` or ``https+unix`` one, its scheme in any case."""
+    return url.split("://", 1)[0].lower() in ("http+unix", "https+unix")
+
+
+def _socket_file_names(url: str) -> Optional[tuple[list[str], int]]:
+    """The names of a unix URL's path and the index of the socket file's, or None when no name
+    ends in ``.sock``. As the runtime's UnixDomainHttpEndpoint reads it: the URI's path
+    (``getPath()``: percent-decoded, the host and any user or port left out), split into names
+    as ``Paths.get`` does (empty ones dropped), the socket file the first ending in ``.sock``."""
+    names = [name for name in unquote(urlsplit(url).path).split("/") if name]
+    index = next((i for i, name in enumerate(names) if name.endswith(".sock")), None)
+    return None if index is None else (names, index)
 
 
 #: What OkHttp's ``HttpUrl.Builder.addPathSegment`` escapes, besides control characters and
@@ -518,15 +519,18 @@ def _okhttp_path_segment(segment: str) -> str:
 
 def split_unix_url(url: str) -> tuple[str, str]:
     """``http+unix:///run/fn.sock/statefun`` -> (``/run/fn.sock``, ``http://unused/%2Fstatefun``):
-    the socket file and the request StateFun 3.3 sends on it. Its UnixDomainHttpEndpoint takes
-    the path below the socket file (decoded, empty segments dropped, query and fragment left
-    out) as the one path segment ``/statefun``, or ``/`` when there is none, and OkHttp escapes
-    it, slashes included; the host is ``unused`` and the scheme http, https+unix too."""
-    rest = url.split("://", 1)[1]
-    socket_end = _socket_end(rest)
-    below = re.split("[?#]", rest[socket_end:], maxsplit=1)[0]
-    segment = "/" + "/".join(part for part in unquote(below).split("/") if part)
-    return rest[:socket_end], f"http://unused/{_okhttp_path_segment(segment)}"
+    the socket file and the request StateFun 3.3 sends on it. Its UnixDomainHttpEndpoint reads
+    the URI's decoded path (the host ignored: ``http+unix://localhost/run/fn.sock`` is
+    ``/run/fn.sock``, and ``/my%20fns/fn.sock`` is ``/my fns/fn.sock``), and takes the path
+    below the socket file (empty names dropped, query and fragment left out) as the one path
+    segment ``/statefun``, or ``/`` when there is none, which OkHttp escapes, slashes included;
+    the host is ``unused`` and the scheme http, https+unix too."""
+    found = _socket_file_names(url)
+    if found is None:
+        raise ValueError(f"{url!r} names no socket file ending in .sock")
+    names, index = found
+    segment = "/" + "/".join(names[index + 1 :])
+    return "/" + "/".join(names[: index + 1]), f"http://unused/{_okhttp_path_segment(segment)}"
 
 
 def _parse_into(module: Module, text: str, filename: str, problems: list[str]) -> None:
@@ -832,7 +836,7 @@ def _add_endpoint(
                 f"{doc.where}: spec.urlPathTemplate: {placeholder} is sent as it is: the "
                 "runtime replaces {function.name} only"
             )
-    if url.split("://", 1)[0].lower().endswith("+unix") and transport != OKHTTP_TRANSPORT:
+    if is_unix_url(url) and transport != OKHTTP_TRANSPORT:
         doc.problem("spec.urlPathTemplate",
                     "unix socket URLs need transport io.statefun.transports.v1/okhttp")
         return

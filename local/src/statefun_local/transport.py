@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from statefun_core import protocol
 from statefun_core.tracecontext import TRACERESPONSE
 
-from .module import OKHTTP_TRANSPORT, Endpoint, split_unix_url
+from .module import OKHTTP_TRANSPORT, Endpoint, is_unix_url, split_unix_url
 
 __all__ = ["CallFailedError", "HttpTransport"]
 
@@ -172,7 +172,7 @@ class HttpTransport:
             total=budget, connect=min(endpoint.connect_timeout, budget)
         )
         unix_socket = None
-        if url.split("://", 1)[0].endswith("+unix"):
+        if is_unix_url(url):
             unix_socket, url = split_unix_url(url)
         session = self._get_session(endpoint, function_type, unix_socket)
         try:
