@@ -470,7 +470,7 @@ def test_the_database_files_are_private(tmp_path: Path) -> None:
                 files = {path.name: stat.S_IMODE(path.stat().st_mode)
                          for path in tmp_path.iterdir()}
                 assert files == {"db.sqlite": 0o600, "db.sqlite-wal": 0o600,
-                                 "db.sqlite-shm": 0o600, "db.sqlite.lock": 0o600}
+                                 "db.sqlite-shm": 0o600}
 
         run(scenario())
     finally:

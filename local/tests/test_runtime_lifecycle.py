@@ -8,6 +8,9 @@ import asyncio
 import gc
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -699,7 +702,7 @@ def test_stop_lets_go_of_the_database_its_lock_and_its_own_transport_and_may_be_
                 assert transport is not None and transport._sessions
             assert transport._sessions == {}  # its connections closed
             # the database closed: its write-ahead log checkpointed and gone
-            assert sorted(p.name for p in tmp_path.iterdir()) == ["db.sqlite", "db.sqlite.lock"]
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["db.sqlite"]
             with pytest.raises(RuntimeError, match=r"^the runtime is not started$"):
                 runtime.store  # noqa: B018 - the property is what is tested
             with pytest.raises(RuntimeError, match=r"^the runtime is not started$"):
@@ -787,6 +790,36 @@ def test_a_runtime_refused_the_database_leaves_no_lock_file_open(tmp_path: Path)
                             await second.start()
                     gc.collect()
                 assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+    run(scenario())
+
+
+def test_a_runtime_refused_the_database_in_the_same_process_keeps_the_first_ones_locks(
+    tmp_path: Path,
+) -> None:
+    """The lock is the database file's own; a second runtime in the process, through a hard
+    link, is refused without opening the file: closing a descriptor of it would drop the
+    POSIX locks SQLite holds on it for the first runtime, and the next process to close a
+    connection to it would take the write-ahead log for its own and delete it."""
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            async with LocalRuntime(module, db, offline=True) as first:
+                os.link(db, tmp_path / "hard-link.sqlite")
+                second = LocalRuntime(module, tmp_path / "hard-link.sqlite", offline=True)
+                with pytest.raises(RuntimeError, match="another statefun-local is running"):
+                    await second.start()
+                await first.send(Address("com.example/greeter", "Ann"), string("Ann"))
+                await first.wait_until_idle()
+                subprocess.run(
+                    [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                     "c.execute('SELECT COUNT(*) FROM sqlite_master').fetchall(); c.close()",
+                     str(db)],
+                    check=True, timeout=30, stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+                assert (tmp_path / "db.sqlite-wal").exists()
 
     run(scenario())
 

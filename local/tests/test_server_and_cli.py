@@ -379,7 +379,7 @@ def test_cli_run_says_the_database_it_may_not_write_is_read_only(
 ) -> None:
     """``run`` on a database it may not write (the volume's files of another user, a read-only
     directory) is refused at once, saying so with its path: not SQLite's bare "attempt to write
-    a readonly database", nor a lock file's path."""
+    a readonly database"."""
     module = tmp_path / "module.yaml"
     module.write_text("kind: io.statefun.endpoints.v2/http\n"
                       "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
@@ -406,8 +406,7 @@ def test_cli_run_says_the_database_it_may_not_write_is_read_only(
             "to it (state, egress, stuck and audit only read it)\n")
     else:
         assert refused.stderr == (
-            f"statefun-local: the database {db}: can not open its lock file {db}.lock: "
-            "Permission denied\n")
+            f"statefun-local: the database {db}: can not open it: Permission denied\n")
     if read_only == "the file":  # the commands that only read it still do
         assert main(["state", "a/b/c", "--db", str(db)]) == 0
 
@@ -452,8 +451,8 @@ def test_cli_run_refuses_a_database_another_runtime_runs_on_by_another_path(
     tmp_path: Path,
 ) -> None:
     """A second ``run`` on the same database through a symbolic link (or another directory
-    name) is refused as the same path is: both would call every batch, and every reply would be
-    applied twice (each egress record written twice, each count off)."""
+    name) or a hard link is refused as the same path is: both would call every batch, and every
+    reply would be applied twice (each egress record written twice, each count off)."""
     from .test_crash import kill, start_runtime
 
     module = tmp_path / "module.yaml"
@@ -466,8 +465,10 @@ def test_cli_run_refuses_a_database_another_runtime_runs_on_by_another_path(
 
     async def scenario() -> None:
         process, _ = await start_runtime(module, db)
+        os.link(db, tmp_path / "hard-link.db")  # the database file, once the runtime made it
         try:
-            for other in (tmp_path / "link.db", tmp_path / "linked-dir" / "runtime.db"):
+            for other in (tmp_path / "link.db", tmp_path / "linked-dir" / "runtime.db",
+                          tmp_path / "hard-link.db"):  # fmt: skip
                 second = subprocess.run(
                     [sys.executable, "-m", "statefun_local", "run", str(module), "--db",
                      str(other), "--port", "0", "--offline"],

@@ -33,7 +33,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from statefun_core.engine import (
     Address,
@@ -153,7 +153,7 @@ class LocalRuntime:
         self._failing: dict[tuple[str, str], tuple[Optional[Address], set[Address]]] = {}
         self._counted: set[Address] = set()  # parked among those counted: logged at debug
         self._started_at = 0.0
-        self._lock: Optional[IO[bytes]] = None
+        self._lock: Optional[_DatabaseLock] = None
         self._counts: Optional[tuple[float, dict[str, int], dict[Address, int]]] = None
         #: without Kafka: records come over HTTP only, and egress records are only stored
         self.offline = offline
@@ -177,7 +177,13 @@ class LocalRuntime:
         if self.egress_jsonl is not None:
             self.egress_jsonl.open("a").close()  # a path we can not write fails here, not later
         self._lock = _lock_database(self.db)
-        self._store = SqliteStore.open(self.db, self.synchronous, self.clock.now_ms)
+        try:
+            self._store = SqliteStore.open(self.db, self.synchronous, self.clock.now_ms)
+        except BaseException:  # a database the store refuses: free for another try
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            raise
         with self._store.transaction():
             self._store.specs_forget()  # as the runtime does on restart (protocol §5)
         stuck.ensure_schema(self._store.conn)
@@ -217,8 +223,8 @@ class LocalRuntime:
         if self._store is not None:
             self._store.close()
             self._store = self._engine = None  # the engine would work on the closed store
-        if self._lock is not None:
-            self._lock.close()
+        if self._lock is not None:  # after the store: see _RUNNING_ON
+            self._lock.release()
             self._lock = None
 
     @property
@@ -811,28 +817,58 @@ def _url(endpoint: Optional[Endpoint], typename: str) -> tuple[Optional[str], Op
         return None, str(error)
 
 
-def _lock_database(db: Path) -> Optional[IO[bytes]]:
-    """Hold ``<db>.lock`` while running: two runtimes on one database would both send every
-    batch. The lock goes with the process, however it ends. It is beside the file the path
-    resolves to, so that a symbolic link to the database (or to its directory) finds it."""
+#: The databases this process's runtimes run on, by device and inode. A second runtime here
+#: on one of them is refused before it opens the file: closing a descriptor of it would drop
+#: the POSIX locks SQLite holds on it for the first (they are the process's, not the
+#: descriptor's).
+_RUNNING_ON: set[tuple[int, int]] = set()
+
+
+class _DatabaseLock:
+    """An open descriptor of the database file, locked with ``flock``."""
+
+    def __init__(self, fd: int, key: tuple[int, int]) -> None:
+        self._fd = fd
+        self._key = key
+
+    def release(self) -> None:
+        """Once the runtime's connection is closed (see ``_RUNNING_ON``)."""
+        os.close(self._fd)
+        _RUNNING_ON.discard(self._key)
+
+
+def _lock_database(db: Path) -> Optional[_DatabaseLock]:
+    """Hold an exclusive ``flock`` of the database file itself while running: two runtimes on
+    one database would both send every batch. Being the file's, it is met through any path to
+    it (a symbolic link, a hard link, another mount), and it goes with the process however it
+    ends. ``flock`` locks are apart from the POSIX (``fcntl``) locks SQLite takes on the file
+    (on local file systems; NFS makes one of the other, but SQLite's WAL mode needs a local
+    file system anyway)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no lock
         return None
     if not db.parent.is_dir():
         raise FileNotFoundError(f"the database {db}: its directory {db.parent} does not exist")
-    path = f"{os.path.realpath(db)}.lock"
     try:
-        lock = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb")
-    except OSError as error:  # a directory we may not write in
-        raise type(error)(f"the database {db}: can not open its lock file {path}: "
-                          f"{error.strerror}") from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        found = os.stat(db)
     except OSError:
-        lock.close()
+        found = None  # created below
+    if found is not None and (found.st_dev, found.st_ino) in _RUNNING_ON:
+        raise RuntimeError(f"another statefun-local is running on {db}")
+    try:  # read-only suffices to flock, and a read-only database is refused by the store
+        fd = os.open(db, os.O_RDONLY | os.O_CREAT, 0o600)
+    except OSError as error:  # a directory we may not write in
+        raise type(error)(f"the database {db}: can not open it: {error.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)  # this process has no connection to it (_RUNNING_ON)
         raise RuntimeError(f"another statefun-local is running on {db}") from None
-    return lock
+    opened = os.fstat(fd)
+    key = (opened.st_dev, opened.st_ino)
+    _RUNNING_ON.add(key)
+    return _DatabaseLock(fd, key)
 
 
 def describe_module(module: Module, kafka: bool = False) -> Iterable[str]:
