@@ -61,6 +61,8 @@ T = TypeVar("T")
 
 RUNTIME_KEY = web.AppKey("statefun_local_runtime", LocalRuntime)
 _STOPPING_KEY = web.AppKey("statefun_local_stopping", asyncio.Event)
+#: the tasks of the ingress requests in a send (see _unless_stopping)
+_SENDING_KEY = web.AppKey("statefun_local_sending", set["asyncio.Task[Any]"])
 #: The longest ``GET /api/egress`` waits for a record.
 MAX_WAIT = 60.0
 #: Sequence numbers are SQLite integers.
@@ -145,22 +147,25 @@ async def ingress(request: web.Request) -> web.Response:
 async def _unless_stopping(request: web.Request, sending: Awaitable[T]) -> T:
     """``sending`` (a send that may wait while its target has ``maxNumBatchRequests``
     buffered), unless the server stops first: then nothing was queued, and the client is told
-    so (503) rather than left with a connection closed on it, not knowing."""
-    task = asyncio.ensure_future(sending)
-    stopping = asyncio.ensure_future(request.app[_STOPPING_KEY].wait())
+    so (503) rather than left with a connection closed on it, not knowing. Stopping cancels
+    the request's task where the send waits (it queues its messages in one step, at its end);
+    a send that does not wait costs no task of its own."""
+    task = asyncio.current_task()
+    assert task is not None  # aiohttp runs each request in a task
+    waiting = request.app[_SENDING_KEY]
+    waiting.add(task)
     try:
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        if not task.done():
-            task.cancel()  # only ever waiting: the messages are queued in one step, at its end
-    if not task.done():
-        await asyncio.wait({task})
-    if task.cancelled():
+        return await sending
+    except asyncio.CancelledError:
+        if not request.app[_STOPPING_KEY].is_set():
+            raise
+        if sys.version_info >= (3, 11):
+            task.uncancel()  # answered: the cancellation is done with
         raise web.HTTPServiceUnavailable(
             text="the runtime is stopping: the message was not queued; send it again once "
-                 "the runtime runs\n")  # fmt: skip
-    return task.result()
+                 "the runtime runs\n") from None  # fmt: skip
+    finally:
+        waiting.discard(task)
 
 
 async def no_address(request: web.Request) -> web.Response:
@@ -280,10 +285,13 @@ async def stuck_action(request: web.Request) -> web.Response:
 
 async def _started(app: web.Application) -> None:
     app[_STOPPING_KEY] = asyncio.Event()
+    app[_SENDING_KEY] = set()
 
 
 async def _stopping(app: web.Application) -> None:
     app[_STOPPING_KEY].set()
+    for task in app[_SENDING_KEY]:  # each waiting in a send: answered 503
+        task.cancel()
 
 
 def make_app(runtime: LocalRuntime, *, allowed_hosts: Iterable[str] = ()) -> web.Application:
