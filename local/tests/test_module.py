@@ -837,14 +837,14 @@ spec:
 def test_what_the_runtime_would_run_but_likely_not_as_meant_is_named(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Keys the runtime ignores (a typo; a pool setting of OkHttp's, which reads none), a
-    placeholder other than ``{function.name}`` (sent as it is), an ingress target that no
-    endpoint serves: warnings, logged when a runtime starts, not errors (the runtime runs it)."""
+    """Keys the runtime ignores (a typo; a pool setting of OkHttp's, which reads none), an
+    ingress target that no endpoint serves: warnings, logged when a runtime starts, not errors
+    (the runtime runs it)."""
     module = parse_module("""
 kind: io.statefun.endpoints.v2/http
 spec:
   functions: com.example/*
-  urlPathTemplate: http://fn:8000/{function.namespace}/{function.name
+  urlPathTemplate: http://fn:8000/{function.name}
   transport: {type: io.statefun.transports.v1/async, conect: 2s}
 ---
 kind: io.statefun.endpoints.v2/http
@@ -873,10 +873,6 @@ spec:
     endpoint = "m.yaml: document 0 (io.statefun.endpoints.v2/http): spec"
     ingress = "m.yaml: document 2 (io.statefun.kafka.v1/ingress)"
     assert module.warnings == [
-        f"{endpoint}.urlPathTemplate: {{function.namespace}} is sent as it is: the runtime "
-        "replaces {function.name} only",
-        f"{endpoint}.urlPathTemplate: {{function.name is sent as it is: the runtime "
-        "replaces {function.name} only",
         f"{endpoint}.transport.conect: {ignored}",
         f"m.yaml: document 1 (io.statefun.endpoints.v2/http): spec.transport.pool_size: {ignored}",
         f"{ingress}: spec.startupPositon: {ignored}",
@@ -1411,3 +1407,47 @@ kind: io.statefun.endpoints.v1/http
 spec: {functions: a/b, urlPathTemplate: "http+unix://fn.sock"}
 """)
     assert "spec.urlPathTemplate: a http+unix URL names a socket file ending in .sock" in found
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://fn:8000/{function.namespace}/{function.name}",
+         "{function.namespace} is not replaced (the runtime replaces {function.name} only), "
+         "and its URI parser (java.net.URI) refuses a brace: every call would fail"),
+        ("http://fn:8000/{function.name",
+         "{function.name is not replaced (the runtime replaces {function.name} only), "
+         "and its URI parser (java.net.URI) refuses a brace: every call would fail"),
+        ("http://fn:8000/my fns/{function.name}",
+         "' ' in 'http://fn:8000/my fns/{function.name}' is refused by the runtime's URI "
+         "parser (java.net.URI): every call would fail; percent-encode it (a space is %20)"),
+        ("http+unix:///run/my fns/fn.sock",
+         "' ' in 'http+unix:///run/my fns/fn.sock' is refused by the runtime's URI parser "
+         "(java.net.URI): every call would fail; percent-encode it (a space is %20)"),
+        ("http://fn:8000/100%",
+         "'%' in 'http://fn:8000/100%' is refused by the runtime's URI parser (java.net.URI): "
+         "every call would fail; percent-encode it (a % is %25)"),
+        ("http://fn:8000/a|b", "'|' in 'http://fn:8000/a|b' is refused by the runtime's URI "
+         "parser (java.net.URI): every call would fail; percent-encode it (a space is %20)"),
+    ],
+)  # fmt: skip
+def test_a_url_the_runtime_can_not_parse_is_refused(url: str, problem: str) -> None:
+    """The runtime makes each function's URL with URI.create (UrlPathTemplate), which throws
+    "Illegal character" or "Malformed escape pair" for these (checked with java.net.URI): every
+    call of the endpoint would fail. (A placeholder other than {function.name} was a warning
+    that said it is sent as it is.)"""
+    assert problems(f"""
+kind: io.statefun.endpoints.v2/http
+spec: {{functions: a/*, urlPathTemplate: "{url}"}}
+""") == [f"m.yaml: document 0 (io.statefun.endpoints.v2/http): spec.urlPathTemplate: "
+         f"{problem}"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "url", ["http://fn:8000/{function.name}", "http://fn:8000/caf%C3%A9/é?q=a%20b#top"]
+)
+def test_a_url_the_runtime_parses_is_taken(url: str) -> None:
+    assert parse_module(f"""
+kind: io.statefun.endpoints.v2/http
+spec: {{functions: a/*, urlPathTemplate: "{url}"}}
+""").endpoints[0].url_path_template == url

@@ -485,7 +485,29 @@ def _url_template(value: Any) -> str:
         raise ValueError(f"must be an http://, https:// or http+unix:// URL, got {url!r}")
     if is_unix_url(url) and _socket_file_names(url) is None:
         raise ValueError(f"a {scheme} URL names a socket file ending in .sock, got {url!r}")
+    _check_uri_characters(url)
     return url
+
+
+def _check_uri_characters(template: str) -> None:
+    """The runtime makes each function's URL a ``java.net.URI`` (UrlPathTemplate), which
+    refuses a space, a brace and the like: each call of the endpoint would fail."""
+    url = template.replace("{function.name}", "x")
+    invalid = _NOT_IN_A_URI.search(url)
+    if invalid is None:
+        return
+    placeholder = _PLACEHOLDER.search(url)
+    if placeholder is not None:
+        raise ValueError(
+            f"{placeholder.group()} is not replaced (the runtime replaces {{function.name}} "
+            "only), and its URI parser (java.net.URI) refuses a brace: every call would fail"
+        )
+    what = invalid.group()
+    hint = "a % is %25" if what == "%" else "a space is %20"
+    raise ValueError(
+        f"{what!r} in {template!r} is refused by the runtime's URI parser (java.net.URI): every "
+        f"call would fail; percent-encode it ({hint})"
+    )
 
 
 def is_unix_url(url: str) -> bool:
@@ -830,12 +852,6 @@ def _add_endpoint(
     )
     if functions is None or url is None:
         return
-    for placeholder in _PLACEHOLDER.findall(url):
-        if placeholder != "{function.name}":
-            module.warnings.append(
-                f"{doc.where}: spec.urlPathTemplate: {placeholder} is sent as it is: the "
-                "runtime replaces {function.name} only"
-            )
     if is_unix_url(url) and transport != OKHTTP_TRANSPORT:
         doc.problem("spec.urlPathTemplate",
                     "unix socket URLs need transport io.statefun.transports.v1/okhttp")
