@@ -36,12 +36,13 @@ _HINTS = {
 }
 
 
-def _unix_hint(url: str) -> str:
+def _unix_hint(url: str, status: int) -> str:
     target = "/" + url.split("/", 3)[3]
+    bound = ", and is the function bound there" if status == 404 else ""  # or the SDK's 404
     return (
         f" (over a unix socket the runtime POSTs to {target}: the path below the socket "
         "file as one segment, its slashes escaped; does the function server take POSTs "
-        "there?)"
+        f"there{bound}?)"
     )
 
 
@@ -193,7 +194,7 @@ class HttpTransport:
                     )
                     hint = _HINTS.get(response.status, "")
                     if unix_socket is not None and hint:
-                        hint = _unix_hint(url)
+                        hint = _unix_hint(url, response.status)
                     raise _AttemptFailed(f"HTTP {response.status}: {text.strip()}{hint}", retry)
                 content_types = response.headers.getall("Content-Type", [])
                 if not _octet_stream(content_types, okhttp):
