@@ -727,3 +727,23 @@ def test_a_record_is_queued_for_all_its_targets_or_for_none(tmp_path: Path) -> N
         assert [value for name, value in received if name == "fast"] == ["r1", "r2", "r3"]
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("run", "run the functions of one or more module.yaml files"),
+        ("retry", "retry the head message of a stuck address now"),
+        ("dead-letter", "move the head message of a stuck address to the dead-letter egress"),
+    ],
+)
+def test_each_command_s_help_says_what_it_does(
+    command: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command's own --help said only its usage and options (what it does was in the list
+    of commands only, and dead-letter's there said 'move it ... (likewise)')."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert says in text
+    assert "likewise" not in text

@@ -80,10 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the functions of one or more module.yaml files")
+    run = _command(commands, "run", "run the functions of one or more module.yaml files")
     run.add_argument("module", nargs="+", help="module.yaml file(s)")
     _db_argument(run)
-    run.add_argument("--host", default="127.0.0.1", help="address of the web page and ingress")
+    run.add_argument("--host", default="127.0.0.1",
+                     help="address of the web page and ingress (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     run.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                      help="a name the page and ingress may be reached by besides localhost and "
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
                            "function type 'functions: {ns/name: N}'; flags win")  # fmt: skip
     run.set_defaults(command=_run)
 
-    send = commands.add_parser("send", help="send a message to namespace/type/id")
+    send = _command(commands, "send", "send a message to namespace/type/id")
     send.add_argument("address", help="namespace/type/id")
     value = send.add_mutually_exclusive_group(required=True)
     for name in ("string", "int", "long", "bool", "float", "double"):
@@ -123,34 +124,42 @@ def _parser() -> argparse.ArgumentParser:
     _url_argument(send)
     send.set_defaults(command=_send)
 
-    state = commands.add_parser("state", help="an address's state, mailbox and timers")
+    state = _command(commands, "state", "an address's state, mailbox and timers")
     state.add_argument("address", help="namespace/type/id")
     _db_argument(state)
     state.set_defaults(command=_state)
 
-    egress = commands.add_parser("egress", help="print egress records")
+    egress = _command(commands, "egress", "print egress records")
     _db_argument(egress)
     egress.add_argument("--follow", "-f", action="store_true", help="keep printing new ones")
     egress.add_argument("--after", type=int, default=0, help="only records after this number")
     egress.add_argument("--json", action="store_true", help="one JSON object per line")
     egress.set_defaults(command=_egress)
 
-    listed = commands.add_parser("stuck", help="addresses whose head message keeps failing")
+    listed = _command(commands, "stuck", "addresses whose head message keeps failing")
     _db_argument(listed)
     listed.add_argument("--json", action="store_true", help="one JSON object per line")
     listed.set_defaults(command=_stuck)
-    audit = commands.add_parser("audit", help="what was done to stuck addresses")
+    audit = _command(commands, "audit", "what was done to stuck addresses")
     _db_argument(audit)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(command=_audit)
     for action, text in (("retry", "retry the head message of a stuck address now"),
                          ("skip", "drop the head message of a stuck address (while it is "
                                   "being called: once that call has failed)"),
-                         ("dead-letter", "move it to the dead-letter egress (likewise)")):
-        act = commands.add_parser(action, help=text)
+                         ("dead-letter", "move the head message of a stuck address to the "
+                                         "dead-letter egress (while it is being called: once "
+                                         "that call has failed)")):
+        act = _command(commands, action, text)
         act.add_argument("address", help="namespace/type/id")
         _url_argument(act)
         act.set_defaults(command=_act, action=action)
+    return parser
+
+
+def _command(commands: Any, name: str, text: str) -> argparse.ArgumentParser:
+    """A command, saying what it does in the list of commands and in its own ``--help``."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=text, description=text)
     return parser
 
 
