@@ -824,6 +824,34 @@ def test_a_runtime_refused_the_database_in_the_same_process_keeps_the_first_ones
     run(scenario())
 
 
+def test_a_database_with_more_than_one_hard_link_is_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite names the write-ahead log after the path: after a kill -9, a run through another
+    link opens the database without the log that holds its last transactions (seen: a table
+    written through one name was not there through the other)."""
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            async with LocalRuntime(module, db, offline=True):
+                pass
+            os.link(db, tmp_path / "backup.sqlite")
+            async with LocalRuntime(module, db, offline=True):
+                pass
+
+    with caplog.at_level(logging.WARNING, logger="statefun_local"):
+        run(scenario())
+    linked = [message for message in caplog.messages if "hard links" in message]
+    assert linked == [
+        f"the database {db} has 2 hard links: SQLite names its write-ahead log after the path, "
+        "so a run through another link after a crash would not see the one this run leaves "
+        "(its last transactions lost, the file damaged when both are replayed); run on one "
+        "name only, and back it up with a copy, not a link"
+    ]
+
+
 def test_the_egress_records_come_100_at_a_time_unless_asked_for_more(tmp_path: Path) -> None:
     functions = StatefulFunctions()
 

@@ -866,6 +866,14 @@ def _lock_database(db: Path) -> Optional[_DatabaseLock]:
         os.close(fd)  # this process has no connection to it (_RUNNING_ON)
         raise RuntimeError(f"another statefun-local is running on {db}") from None
     opened = os.fstat(fd)
+    if opened.st_nlink > 1:
+        log.warning(
+            "the database %s has %d hard links: SQLite names its write-ahead log after the "
+            "path, so a run through another link after a crash would not see the one this "
+            "run leaves (its last transactions lost, the file damaged when both are replayed); "
+            "run on one name only, and back it up with a copy, not a link",
+            db, opened.st_nlink,
+        )  # fmt: skip
     key = (opened.st_dev, opened.st_ino)
     _RUNNING_ON.add(key)
     return _DatabaseLock(fd, key)
