@@ -894,6 +894,25 @@ def test_an_at_least_once_egress_produces_each_record_once_across_a_restart(
     run(second())
 
 
+def test_an_idle_at_least_once_egress_is_connected_once_its_broker_answers(
+    kafka: Any, tmp_path: Path, caplog: Any
+) -> None:
+    """Its producer has sent nothing, but the broker answered: connected, and said once."""
+
+    async def scenario() -> None:
+        async with running(echo_functions([]), tmp_path / "db.sqlite",
+                           egress(kafka.bootstrap)) as runtime:  # fmt: skip
+            connector = connection(runtime, "egress")
+            await until(lambda: connector.state == "connected", "connected")
+            assert connector.error is None
+
+    with caplog.at_level(logging.INFO, logger="statefun_local.connectors"):
+        run(scenario())
+    assert [m for m in caplog.messages if "connected" in m] == [
+        f"kafka egress com.example/out: connected to {kafka.bootstrap}"
+    ]
+
+
 @pytest.mark.parametrize(
     ("semantic", "partitioner"),
     [("exactly-once", None), ("at-least-once", None), ("at-least-once", "consistent")],
@@ -1499,7 +1518,8 @@ def test_a_broker_nobody_listens_on_is_shown_and_the_runtime_runs_on(
 ) -> None:
     """Each of librdkafka's words for it (the connection refused, a name that does not
     resolve) is "unreachable", and "every broker is down", which follows, says nothing more; an
-    idle egress shows it too (its producer is polled while nothing is new)."""
+    idle egress shows it too (its producer is polled while nothing is new), and is not said to
+    be connected first (it was, in the log, before its producer had tried the broker)."""
     seen: list[str] = []
     shown = f"kafka egress com.example/out: broker {address} unreachable: "
 
@@ -1521,6 +1541,8 @@ def test_a_broker_nobody_listens_on_is_shown_and_the_runtime_runs_on(
         assert seen == ["x:hi"]
         assert all(line.startswith(shown) for line in said()), said()
         assert not any("brokers are down" in line for line in said()), said()
+        # its producer had nothing to send: it was never connected, nor said to be
+        assert not any("connected" in r.getMessage() for r in caplog.records), caplog.messages
 
     with caplog.at_level(logging.INFO, logger="statefun_local.connectors"):
         run(scenario())

@@ -463,7 +463,9 @@ class KafkaEgress(_KafkaConnector):
                 # fences an earlier producer of ours and aborts what it left open
                 await self.blocking(producer.init_transactions, TIMEOUT)
                 self.cursor = max(self.cursor, await self.blocking(self._committed_cursor))
-            self.connected()
+                self.connected()
+            elif await self.blocking(_answers, producer):
+                self.connected()  # else error_cb says why, and a delivery that it connected
 
             async def deliver(records: list[tuple[bytes, Optional[TraceContext]]], last: int
                               ) -> None:  # fmt: skip
@@ -587,3 +589,14 @@ class KafkaEgress(_KafkaConnector):
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "semantic": self.egress.semantic, "position": self.cursor}
+
+
+def _answers(producer: Any) -> bool:
+    """Whether the broker answers a metadata request within a second: a producer connects
+    only when it has something to send, so an idle at-least-once egress is not said to be
+    connected to a broker that can not be reached (its error_cb says so once polled)."""
+    try:
+        producer.list_topics(timeout=1)
+    except _client().KafkaException:
+        return False
+    return True
