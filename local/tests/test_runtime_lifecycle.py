@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -849,6 +850,38 @@ def test_a_database_with_more_than_one_hard_link_is_warned_of(
         "so a run through another link after a crash would not see the one this run leaves "
         "(its last transactions lost, the file damaged when both are replayed); run on one "
         "name only, and back it up with a copy, not a link"
+    ]
+
+
+def test_messages_no_endpoint_serves_are_logged_once_not_at_each_retry_of_each_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Messages queued for a function type the module no longer serves (the module changed
+    between two runs) fail at every retry of every address: that was an error line each, a
+    thousand addresses a thousand lines at every round; now one line for the type, and the
+    addresses listed as stuck."""
+    gone = [Address("com.gone/fn", name) for name in ("a", "b", "c")]
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True,
+                                    failure_pause=0.01) as runtime:  # fmt: skip
+                await runtime.send_all([(address, string("hi"), None) for address in gone])
+                await until(lambda: len(runtime.stuck()) == 3
+                            and all(e["attempts"] >= 3 for e in runtime.stuck()))  # fmt: skip
+                return runtime.stuck()
+
+    with caplog.at_level(logging.INFO, logger="statefun_local"):
+        listed = run(scenario())
+    assert sorted(entry["address"] for entry in listed) == [str(a) for a in gone]
+    assert [entry["last_error"] for entry in listed] == [
+        "no endpoint in the module serves 'com.gone/fn'"] * 3
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO
+            and "com.gone/fn" in r.getMessage()]  # fmt: skip
+    assert said == [
+        "com.gone/fn: no endpoint in the module serves it: its messages are kept and retried, "
+        "its addresses listed as stuck, their failures not logged one by one"
     ]
 
 

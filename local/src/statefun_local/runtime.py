@@ -152,6 +152,8 @@ class LocalRuntime:
         # meanwhile, counted rather than logged (a function server down: every address fails)
         self._failing: dict[tuple[str, str], tuple[Optional[Address], set[Address]]] = {}
         self._counted: set[Address] = set()  # parked among those counted: logged at debug
+        #: function types of messages no endpoint serves: their failures logged once a run
+        self._unserved: set[str] = set()
         self._started_at = 0.0
         self._lock: Optional[_DatabaseLock] = None
         self._counts: Optional[tuple[float, dict[str, int], dict[Address, int]]] = None
@@ -396,8 +398,15 @@ class LocalRuntime:
     async def _call_and_apply(self, batch: Batch) -> None:
         address = batch.address
         endpoint = self.module.endpoint_for(address.typename)
-        if endpoint is None:
-            await self._park(batch, f"no endpoint in the module serves {address.typename!r}")
+        if endpoint is None:  # the module's for this run: logged once, not at each retry
+            told = address.typename in self._unserved
+            if not told:
+                self._unserved.add(address.typename)
+                log.error("%s: no endpoint in the module serves it: its messages are kept and "
+                          "retried, its addresses listed as stuck, their failures not logged "
+                          "one by one", address.typename)  # fmt: skip
+            await self._park(batch, f"no endpoint in the module serves {address.typename!r}",
+                             quiet=True)  # fmt: skip
             return
         assert self._transport is not None
         reply_headers: dict[str, str] = {}
