@@ -190,6 +190,7 @@ class LocalRuntime:
             self._store.specs_forget()  # as the runtime does on restart (protocol §5)
         stuck.ensure_schema(self._store.conn)
         self._stuck = stuck.addresses(self._store.conn)
+        self._unserved.clear()
         self._engine = Engine(self._store, self.clock, egress_ids=self.module.egresses.keys())
         if self._own_transport:
             self._transport = HttpTransport(on_retry=self._on_retry)
@@ -399,8 +400,7 @@ class LocalRuntime:
         address = batch.address
         endpoint = self.module.endpoint_for(address.typename)
         if endpoint is None:  # the module's for this run: logged once, not at each retry
-            told = address.typename in self._unserved
-            if not told:
+            if address.typename not in self._unserved:
                 self._unserved.add(address.typename)
                 log.error("%s: no endpoint in the module serves it: its messages are kept and "
                           "retried, its addresses listed as stuck, their failures not logged "
