@@ -516,6 +516,8 @@ def test_cli_run_verbose_logs_every_failed_attempt_of_a_call(tmp_path: Path, ver
                 if (found := re.search(r"a/b/c: POST .*: attempt (\d+) failed", line))]
     assert attempts > 10
     assert reported == (list(range(1, attempts)) if verbose else [1, 10])
+    # dated, for a runtime that runs for days
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING|ERROR|DEBUG) ", logged[-1])
 
 
 def test_cli_run_on_port_0_prints_the_port_it_listens_on(tmp_path: Path) -> None:

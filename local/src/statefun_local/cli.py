@@ -185,8 +185,10 @@ def _url_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    logging.basicConfig(  # dated: a runtime runs for days
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
     )
     if args.verbose:  # the failed attempts of a call between the 1st and every 10th
         logging.getLogger("statefun_local").setLevel(logging.DEBUG)
