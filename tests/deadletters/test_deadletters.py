@@ -381,6 +381,39 @@ def test_a_bad_write_fails_at_the_assignment_caught_or_dead_lettered(driver: str
     assert record.error_class == "builtins.TypeError"
 
 
+@pytest.mark.parametrize(
+    ("state_type", "received", "written"),
+    [(IntType, None, 99), (IntType, 7, 99), (StringType, "a", "b")],
+)
+def test_a_state_a_dead_lettered_invocation_wrote_first_reads_as_received_after_it(
+    state_type: Any, received: Any, written: Any
+) -> None:
+    # the invocation's write is undone for the reads of the invocations after it, not only
+    # left out of the reply, though the batch had not read that state before
+    functions = StatefulFunctions()
+
+    @functions.bind(
+        "test/first",
+        [ValueSpec("v", state_type)],
+        final_errors=(KeyError,),
+        dead_letters=DEAD_LETTERS,
+    )
+    def first(context: Context, message: Message) -> None:
+        storage: Any = context.storage
+        if message.as_int() == 1:
+            storage.v = written
+            raise KeyError("final")
+        context.send(message_builder(OUT, "v", str_value=repr(storage.v)))
+
+    reply = handler(functions).handle_sync(
+        wire.to_function("test/first", "f", [1, 2], {"v": received})
+    )
+    (report,) = wire.messages(reply)
+    assert StringType.serializer().deserialize(report.argument.value) == repr(received)
+    assert wire.mutations(reply) == {}
+    assert len(wire.egress(reply)) == 1
+
+
 @pytest.mark.parametrize("state_type", [StringType, make_json_type("test/note")])
 def test_a_state_over_the_limit_fails_at_the_assignment_caught_or_dead_lettered(
     state_type: Any,
