@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import gc
 import json
 import sys
@@ -1006,6 +1007,12 @@ def test_a_limit_is_none_or_a_non_negative_int(value: Any) -> None:
     with pytest.raises(ValueError, match="request_bytes"):
         Limits(request_bytes=value)
     assert Limits(request_bytes=0, outgoing_per_batch=None).request_bytes == 0
+
+
+def test_limits_cannot_be_changed_once_made() -> None:
+    # a handler reads its limits when it is built: changing them later would change nothing
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Limits().request_bytes = 1  # type: ignore[misc]
 
 
 def test_a_handler_with_no_limits_serves_requests() -> None:
