@@ -398,8 +398,12 @@ def test_egress_builders() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"^target typename is missing$"):
         egress_message_builder("", 1, IntType)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^value can not be missing$"):
+        egress_message_builder("com.example/out", None, doc)  # JSON would encode it as null
+    with pytest.raises(ValueError, match=r"^A destination Kafka topic is missing$"):
         kafka_egress_message("e/k", "", "v")
+    with pytest.raises(ValueError, match=r"^Missing destination Kinesis stream$"):
+        kinesis_egress_message("e/k", "", "v", "pk")
     with pytest.raises(TypeError):
         kafka_egress_message("e/k", "t", object())
     with pytest.raises(TypeError):
