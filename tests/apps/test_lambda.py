@@ -250,6 +250,22 @@ def test_a_load_balancer_with_multi_value_headers_gets_its_reply_headers_so() ->
     assert headers["cookie"] == "name1=value1, name2=value2"  # joined as HTTP joins them
 
 
+def test_an_event_with_headers_is_answered_in_headers_whatever_else_it_has(
+    statefun: LambdaHandler,
+) -> None:
+    """Only a load balancer's event with multi-value headers on lacks ``headers``: payload 1.0
+    has ``multiValueHeaders`` beside it, and an event may carry no header map at all."""
+    greet = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    both = event("rest_api", greet)
+    assert "headers" in both and "multiValueHeaders" in both
+    no_map = {name: value for name, value in both.items() if not name.endswith("eaders")}
+    for shaped in (both, no_map):
+        response = call(statefun, shaped)
+        assert "multiValueHeaders" not in response
+        assert response["headers"] == {"Content-Type": "application/octet-stream"}
+        assert greetings(reply_of(response))[0] == 1
+
+
 @pytest.mark.parametrize(
     "shaped",
     [
