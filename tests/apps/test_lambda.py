@@ -189,6 +189,15 @@ def test_a_body_as_text_is_400_naming_binary_media_types(
     assert recorder.failures == [(MalformedRequestError, 400, None)]
 
 
+@pytest.mark.parametrize("name", GATEWAYS)
+def test_a_post_without_a_body_is_an_empty_request_not_one_passed_as_text(
+    statefun: LambdaHandler, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert_error(call(statefun, event(name, None)), 400)
+    assert "no invocation batch" in caplog.text
+    assert "binary media types" not in caplog.text
+
+
 def test_a_body_not_marked_base64_is_refused_not_taken_as_text(statefun: LambdaHandler) -> None:
     greet = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
     as_text = {**event("rest_api", greet), "isBase64Encoded": False}  # its base64, as text
