@@ -21,7 +21,7 @@ from statefun_core import (
     make_plugin_manager,
     serving,
 )
-from statefun_core.asgi import StatefunASGI
+from statefun_core.asgi import ScopeHeaders, StatefunASGI
 from statefun_core.asgi import mount as mount_asgi
 from statefun_core.aws_lambda import LambdaHandler
 from statefun_core.errors import (
@@ -34,6 +34,7 @@ from statefun_core.plugins import Endpoint, EndpointResponse, hookimpl
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import (
     BLOCKING,
+    FAILING,
     GREETER,
     INBOX,
     NEW,
@@ -159,6 +160,37 @@ def test_a_wrong_method_is_405_with_allow_and_reaches_the_hooks() -> None:
 def test_a_client_gone_gets_no_answer() -> None:
     exchange = asgi(StatefunASGI(handler()), http(), {"type": "http.disconnect"})
     assert exchange.sent == []
+
+
+def test_a_client_gone_while_the_body_arrives_gets_no_answer() -> None:
+    first = {"type": "http.request", "body": GREET[:7], "more_body": True}
+    exchange = asgi(StatefunASGI(handler()), http(), first, {"type": "http.disconnect"})
+    assert exchange.sent == []
+
+
+def test_a_message_without_a_body_adds_nothing_to_the_body() -> None:
+    """ASGI: ``body`` is empty when absent, in the first message as in any other."""
+    start = {"type": "http.request", "more_body": True}
+    middle = {"type": "http.request", "body": GREET, "more_body": True}
+    end = {"type": "http.request"}
+    exchange = asgi(StatefunASGI(handler()), http(), start, middle, end)
+    assert exchange.status == 200
+    assert greetings(exchange.body) == (2, [(INBOX, "Ann", "Hello Ann for the 2th time!")])
+
+
+def test_what_the_handler_refuses_or_fails_is_answered_with_its_status() -> None:
+    unknown = wire.to_function("com.example.fns/nobody", "x", ["x"], NEW)
+    failing = wire.to_function(FAILING, "x", ["x"])
+    for body, status in ((b"\xff\xff\xff", 400), (unknown, 404), (failing, 500)):
+        exchange = asgi(StatefunASGI(handler()), http(), *chunks(body, 1024))
+        assert exchange.status == status
+        assert exchange.headers["content-length"] == str(len(exchange.body))
+        assert exchange.headers["content-type"].startswith("text/plain")
+
+
+def test_only_the_content_length_header_declares_a_length() -> None:
+    scope = http(x_count=str(10 * LIMIT), content_length=str(len(GREET)))
+    assert asgi(StatefunASGI(handler()), scope, *chunks(GREET, 1024)).status == 200
 
 
 class PingPlugin:
@@ -315,6 +347,14 @@ def test_the_hooks_get_the_scope_headers_as_a_mapping() -> None:
     assert asgi(app, scope, *chunks(GREET, 1024)).status == 200
     expected = {"x-request-id": "r-5", "content-type": "application/octet-stream"}
     assert seen.seen == [(True, 2, expected)]
+
+
+def test_the_scope_headers_hold_only_the_request_s_headers() -> None:
+    headers = ScopeHeaders([(b"x-request-id", b"r-6")])
+    assert "X-Request-Id" in headers and "traceparent" not in headers
+    assert headers.get("traceparent") is None
+    with pytest.raises(KeyError):
+        headers["traceparent"]
 
 
 # --- WSGI ---------------------------------------------------------------------------------
