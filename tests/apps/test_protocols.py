@@ -489,6 +489,18 @@ def test_wsgi_a_body_that_cannot_be_read_is_400_and_reaches_the_hooks() -> None:
     assert recorder.failures == [(MalformedRequestError, 400, None)] * 2
 
 
+def test_wsgi_a_body_shorter_than_its_content_length_is_400_and_never_run(caplog: Any) -> None:
+    """gunicorn hands over less than the Content-Length when the client stops sending: the
+    batch it holds may be whole, but is not run."""
+    recorder = FailureRecorder()
+    app = StatefunWSGI(handler(recorder))
+    status, _, _ = wsgi(app, body=GREET, CONTENT_LENGTH=str(len(GREET) + 10))
+    assert status.startswith("400 ")
+    assert recorder.failures == [(MalformedRequestError, 400, None)]
+    assert recorder.batches == [None]
+    assert f"incomplete: {len(GREET)} of its {len(GREET) + 10} bytes" in caplog.text
+
+
 def test_the_hooks_get_the_environ_headers_as_a_mapping() -> None:
     seen = HeadersSeen()
     plugins = make_plugin_manager([seen], load_entrypoints=False)
