@@ -394,6 +394,8 @@ def test_protobuf_type_is_named_after_the_message() -> None:
     data = tpe.serializer().serialize(address)
     assert tpe.serializer().deserialize(data) == address
     assert make_protobuf_type(protocol.Address, namespace="my.ns").typename.startswith("my.ns/")
+    with pytest.raises(ValueError, match=r"^The Protobuf generated class is missing\.$"):
+        make_protobuf_type(None)
 
 
 def test_custom_type_and_serializer_subclasses() -> None:
