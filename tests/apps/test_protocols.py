@@ -464,10 +464,11 @@ def test_each_app_serves_with_the_handler_it_was_given(app: Any) -> None:
     assert app(given).handler is given
 
 
-def test_wsgi_reads_no_body_without_a_length_or_past_a_length_of_zero() -> None:
+def test_wsgi_reads_no_body_without_a_length_or_past_a_length_of_zero(caplog: Any) -> None:
     """PEP 3333: without ``CONTENT_LENGTH`` the input is read only when marked terminated."""
     app = StatefunWSGI(handler())
     assert wsgi(app, body=GREET)[0].startswith("400 ")  # an empty body, not the greeting
+    assert "no invocation batch" in caplog.text and "chunked" not in caplog.text
     terminated = {"CONTENT_LENGTH": "0", "wsgi.input_terminated": True}
     assert wsgi(app, body=GREET, **terminated)[0].startswith("400 ")
 
