@@ -398,6 +398,12 @@ def test_protobuf_type_is_named_after_the_message() -> None:
         make_protobuf_type(None)
 
 
+def test_a_type_shows_its_typename() -> None:
+    # what error messages that name a type show of it
+    assert repr(make_json_type("com.example/Doc")) == "SimpleType('com.example/Doc')"
+    assert "'io.statefun.types/int'" in repr(IntType)
+
+
 def test_custom_type_and_serializer_subclasses() -> None:
     class Upper(TypeSerializer):
         def serialize(self, value: str) -> bytes:
