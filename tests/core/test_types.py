@@ -398,6 +398,17 @@ def test_protobuf_type_is_named_after_the_message() -> None:
         make_protobuf_type(None)
 
 
+def test_simple_type_needs_each_of_its_arguments() -> None:
+    """As the official SDK: each is required, though its signature gives them defaults."""
+    for missing, arguments in (
+        ("typename", {"serialize_fn": str, "deserialize_fn": bytes.decode}),
+        ("serialize_fn", {"typename": "com.example/t", "deserialize_fn": bytes.decode}),
+        ("deserialize_fn", {"typename": "com.example/t", "serialize_fn": str}),
+    ):
+        with pytest.raises(ValueError, match=f"^{missing} (can not be|is) missing$"):
+            simple_type(**arguments)  # type: ignore[arg-type]
+
+
 def test_a_type_shows_its_typename() -> None:
     # what error messages that name a type show of it
     assert repr(make_json_type("com.example/Doc")) == "SimpleType('com.example/Doc')"
