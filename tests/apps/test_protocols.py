@@ -409,6 +409,17 @@ def test_wsgi_stops_at_the_limit_and_the_hooks_hear_of_it() -> None:
     assert recorder.failures == [(RequestTooLargeError, 413, "r-3")]
 
 
+def test_wsgi_reads_one_byte_over_a_limit_larger_than_a_read() -> None:
+    limit = 200_000  # over the 64 KiB each read asks for
+    handler = RequestReplyHandler(make_functions(), limits=Limits(request_bytes=limit))
+    stream = io.BytesIO(b"\x00" * (3 * limit))
+    status, _, _ = wsgi(
+        StatefunWSGI(handler), **{"wsgi.input": stream, "wsgi.input_terminated": True}
+    )
+    assert status.startswith("413 ")
+    assert stream.tell() == limit + 1
+
+
 def test_wsgi_refuses_a_declared_length_over_the_limit_unread() -> None:
     stream = io.BytesIO(b"\x00" * (LIMIT + 1))
     status, _, _ = wsgi(
@@ -438,6 +449,8 @@ def test_wsgi_mount_shifts_the_path() -> None:
     assert wsgi(app, path="/statefun", body=GREET, **length)[0] == "200 OK"
     assert wsgi(app, path="/statefun/", body=GREET, **length)[0] == "200 OK"
     assert wsgi(app, path="/other", body=GREET, **length) == ("204 No Content", {}, b"/other")
+    beside = wsgi(app, path="/statefunds", body=GREET, **length)  # not below /statefun
+    assert beside == ("204 No Content", {}, b"/statefunds")
 
 
 @pytest.mark.parametrize("app", [StatefunASGI, StatefunWSGI, LambdaHandler])
