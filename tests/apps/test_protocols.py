@@ -515,6 +515,20 @@ def test_wsgi_a_body_shorter_than_its_content_length_is_400_and_never_run(caplog
     assert f"incomplete: {len(GREET)} of its {len(GREET) + 10} bytes" in caplog.text
 
 
+def test_wsgi_a_malformed_chunk_under_gunicorn_is_400_and_reaches_the_hooks() -> None:
+    """gunicorn's chunked body reader raises its own ParseException, no OSError nor
+    ValueError, at a chunk size that is not hex."""
+    gunicorn_body = pytest.importorskip("gunicorn.http.body")
+    from gunicorn.http.unreader import IterUnreader
+
+    chunked = b"7\r\n" + GREET[:7] + b"\r\nzz\r\n" + GREET[7:] + b"\r\n0\r\n\r\n"
+    reader = gunicorn_body.ChunkedReader(object(), IterUnreader([chunked]))
+    recorder = FailureRecorder()
+    environ = {"wsgi.input": gunicorn_body.Body(reader), "wsgi.input_terminated": True}
+    assert wsgi(StatefunWSGI(handler(recorder)), **environ)[0].startswith("400 ")
+    assert recorder.failures == [(MalformedRequestError, 400, None)]
+
+
 def test_the_hooks_get_the_environ_headers_as_a_mapping() -> None:
     seen = HeadersSeen()
     plugins = make_plugin_manager([seen], load_entrypoints=False)
