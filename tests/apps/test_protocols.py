@@ -186,11 +186,29 @@ def test_what_the_handler_refuses_or_fails_is_answered_with_its_status() -> None
         assert exchange.status == status
         assert exchange.headers["content-length"] == str(len(exchange.body))
         assert exchange.headers["content-type"].startswith("text/plain")
+        assert "allow" not in exchange.headers  # only a 405 says what is allowed
 
 
 def test_only_the_content_length_header_declares_a_length() -> None:
     scope = http(x_count=str(10 * LIMIT), content_length=str(len(GREET)))
     assert asgi(StatefunASGI(handler()), scope, *chunks(GREET, 1024)).status == 200
+
+
+def test_a_content_length_that_is_no_number_declares_nothing() -> None:
+    terminated = {"wsgi.input_terminated": True}  # the body read to its end instead
+    for length in ("many", "-1"):
+        scope = http(content_length=length)
+        assert asgi(StatefunASGI(handler()), scope, *chunks(GREET, 1024)).status == 200
+        app = StatefunWSGI(handler())
+        assert wsgi(app, body=GREET, CONTENT_LENGTH=length, **terminated)[0] == "200 OK"
+
+
+def test_a_404_shows_a_path_of_up_to_100_characters_whole() -> None:
+    app = StatefunASGI(handler())
+    for size, shown in ((100, "/" + "x" * 99 + "'"), (101, "/" + "x" * 99 + "…'")):
+        answer = asgi(app, http("POST", "/" + "x" * (size - 1)), *chunks(GREET, 1024))
+        assert answer.status == 404
+        assert f"nothing is served at '{shown} below" in answer.body.decode()
 
 
 class PingPlugin:
@@ -223,7 +241,9 @@ def test_the_plugins_endpoints_and_reply_headers_head_and_other_paths() -> None:
     # as Litestar's mount hands the path on
     assert asgi(app, http("GET", "/ping/"), *chunks(b"", 1)).body == b"pong"
     assert asgi(app, http("GET", "/slashed/"), *chunks(b"", 1)).body == b"slashed"
-    assert asgi(app, http("POST", "/ping"), *chunks(b"", 1)).status == 405
+    refused = asgi(app, http("POST", "/ping"), *chunks(b"", 1))
+    assert (refused.status, refused.body) == (405, b"Method Not Allowed")
+    assert refused.headers["allow"] == "GET, HEAD"
     elsewhere = asgi(app, http("POST", "/elsewhere"), *chunks(GREET, 1024))
     assert elsewhere.status == 404
     assert b"nothing is served at '/elsewhere' below this application's root" in elsewhere.body
