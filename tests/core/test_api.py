@@ -126,6 +126,13 @@ def test_bind_validates_typename_and_signature() -> None:
         functions.register(
             "ns/f", lambda c, m: None, [ValueSpec("a", IntType), ValueSpec("a", IntType)]
         )
+    with pytest.raises(ValueError, match=r"^function instance must be provided$"):
+        functions.register("ns/f", None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^function typename must be provided$"):
+        functions.register("", lambda ctx, msg: None)
+    with pytest.raises(TypeError, match=r"^specs of ns/f must be ValueSpecs, got \('a', "):
+        functions.register("ns/f", lambda c, m: None, [("a", IntType)])  # type: ignore[list-item]
+    assert "ns/f" not in functions
     functions.register("a.b/c/d", lambda c, m: None)  # split at the last slash
     assert functions.for_typename("a.b/c/d").namespace == "a.b/c"
 
