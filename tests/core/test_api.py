@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from datetime import timedelta
@@ -25,6 +26,7 @@ from statefun_core import (
     MalformedRequestError,
     Message,
     RequestReplyHandler,
+    SdkAddress,
     StatefulFunction,
     StatefulFunctions,
     StringType,
@@ -81,6 +83,25 @@ def test_value_spec_names_are_validated(name: str, error: type) -> None:
         ValueSpec(name, IntType)
 
 
+def test_value_spec_names_are_refused_with_the_official_sdks_message_when_missing() -> None:
+    with pytest.raises(ValueError, match=r"^name can not be missing\.$"):
+        ValueSpec("", IntType)
+    for allowed in ("_x", "__x", "x__", "x_1"):  # only a whole __dunder__ is Python's
+        assert ValueSpec(allowed, IntType).name == allowed
+
+
+def test_an_address_cannot_be_changed() -> None:
+    # the context builds it once per batch and hands the same one to every invocation
+    address = SdkAddress(namespace="ns", name="f", id="1", typename="ns/f")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        address.id = "2"  # type: ignore[misc]
+    assert {address: 1}[SdkAddress("ns", "f", "1", "ns/f")] == 1
+
+
+def test_a_value_spec_shows_its_name_and_type() -> None:
+    assert repr(ValueSpec("seen", IntType)) == "ValueSpec(name='seen', type=io.statefun.types/int)"
+
+
 def test_a_state_may_not_take_a_name_the_storage_uses_itself() -> None:
     """Such a state would hide the storage's own field (every request would fail) or a
     Python special name: it is refused where it is declared."""
@@ -133,6 +154,9 @@ def test_bind_validates_typename_and_signature() -> None:
     with pytest.raises(TypeError, match=r"^specs of ns/f must be ValueSpecs, got \('a', "):
         functions.register("ns/f", lambda c, m: None, [("a", IntType)])  # type: ignore[list-item]
     assert "ns/f" not in functions
+    for typename, problem in (("/f", "has an empty namespace"), ("f", "must be of the form")):
+        with pytest.raises(ValueError, match=f"^typename '{typename}' {problem}"):
+            functions.register(typename, lambda c, m: None)
     functions.register("a.b/c/d", lambda c, m: None)  # split at the last slash
     assert functions.for_typename("a.b/c/d").namespace == "a.b/c"
 
