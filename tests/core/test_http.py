@@ -17,11 +17,15 @@ from statefun_core import (
     message_builder,
 )
 from statefun_core.errors import (
+    AsyncFunctionInSyncContextError,
     FunctionFailedError,
     FunctionNotFoundError,
+    LimitExceededError,
     MalformedRequestError,
     MethodNotAllowedError,
+    PluginError,
     RequestTooLargeError,
+    UnknownTypeError,
 )
 from statefun_core.http import as_handler, error_response
 from statefun_core.testing.wire import messages, to_function
@@ -85,6 +89,37 @@ REASONS = {
 )  # fmt: skip
 def test_each_status_answers_its_short_reason(error: Exception, status: int) -> None:
     assert error_response(error) == (status, REASONS[status])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [PluginError("p"), UnknownTypeError("t"), AsyncFunctionInSyncContextError("a")],
+    ids=["plugin", "unknown type", "async in sync"],
+)
+def test_the_sdks_other_errors_are_server_errors(error: Exception) -> None:
+    assert error_response(error) == (500, "Internal Server Error")
+
+
+def test_each_error_says_what_failed() -> None:
+    not_found = FunctionNotFoundError("ns/nobody")
+    assert (str(not_found), not_found.typename) == (
+        "no function is bound to the typename 'ns/nobody'", "ns/nobody"
+    )  # fmt: skip
+    failed = FunctionFailedError("ns/echo", "a")
+    assert str(failed) == "function 'ns/echo' failed for id 'a'"
+    assert (failed.typename, failed.id) == ("ns/echo", "a")
+    limit = LimitExceededError("outgoing_per_batch", 3, 2)
+    assert str(limit) == "outgoing_per_batch is 3, over the limit of 2 (Limits.outgoing_per_batch)"
+    # read until one byte over the limit, its length never known
+    unknown = RequestTooLargeError(None, 4096)
+    assert str(unknown) == "the request body is over the limit of 4096 bytes (Limits.request_bytes)"
+    assert (unknown.value, unknown.maximum) == (4097, 4096)
+    known = RequestTooLargeError(5000, 4096, "client_max_size")
+    assert (str(known), known.value, known.setting) == (
+        "the request body is 5000 bytes, over the limit of 4096 bytes (client_max_size)",
+        5000,
+        "client_max_size",
+    )
 
 
 def test_a_failure_that_is_not_a_functions_blames_no_function() -> None:
