@@ -106,3 +106,14 @@ def test_a_factory_answer_claimed_twice_names_the_factory_and_the_class(
     claimed = rf"and by {named} \(for {__name__}\._Outer\.Inner\)$"
     with pytest.raises(PluginError, match=claimed):
         registry.for_class(_Outer.Inner)
+
+
+def test_register_takes_a_class_and_a_type_and_says_which_it_was_not_given() -> None:
+    registry = TypeRegistry()
+    order = simple_type("shop/Order", serialize_fn=repr, deserialize_fn=bytes.decode)
+    with pytest.raises(TypeError, match=r"^register\(cls, tpe\): cls must be a class, not Order$"):
+        registry.register(Order(), order)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"tpe must be a statefun Type .*, not str$"):
+        registry.register(Order, "shop/Order")  # type: ignore[arg-type]
+    with pytest.raises(UnknownTypeError):
+        registry.for_class(Order)  # neither was registered
