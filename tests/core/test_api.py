@@ -185,6 +185,8 @@ def test_bind_returns_the_function_and_registers_it() -> None:
     assert functions.for_typename("ns/f").fun is f
     assert functions.for_typename("ns/f").is_async
     assert "ns/f" in functions and len(functions) == 1
+    shown = "StatefulFunction('ns/f', test_bind_returns_the_function_and_registers_it.<locals>.f)"
+    assert repr(functions.for_typename("ns/f")) == shown
     with pytest.raises(KeyError):
         functions.for_typename("ns/g")
     with pytest.raises(FunctionNotFoundError):
