@@ -599,6 +599,14 @@ def test_functions_registered_after_the_handler_is_built_are_served() -> None:
 # --- the sync driver and async functions -----------------------------------------------------
 
 
+def test_functions_outlive_a_handler_that_served_them() -> None:
+    functions = greeter_functions()
+    RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    gc.collect()  # the handler is gone: binding a function must not call it
+    functions.register("ns/late", lambda context, message: None)
+    assert "ns/late" in functions
+
+
 def test_a_handler_given_other_functions_serves_them() -> None:
     handler = RequestReplyHandler(
         greeter_functions(), plugins=make_plugin_manager(load_entrypoints=False)
