@@ -332,6 +332,18 @@ def test_a_function_bound_to_functions_two_handlers_serve_is_checked_by_both() -
     assert strict.functions is lenient.functions is functions
 
 
+def test_with_the_opt_in_only_unreadable_input_is_final() -> None:
+    functions = StatefulFunctions()
+
+    @functions.bind("test/reads", dead_letters=DEAD_LETTERS, final_unreadable=True)
+    def reads(context: Context, message: Message) -> None:
+        raise RuntimeError("a bug, not unreadable input")
+
+    with pytest.raises(FunctionFailedError) as failed:
+        handler(functions).handle_sync(wire.to_function("test/reads", "x", [1]))
+    assert isinstance(failed.value.__cause__, RuntimeError)
+
+
 def test_unreadable_input_is_an_ordinary_failure_without_the_opt_in() -> None:
     functions = StatefulFunctions()
 
