@@ -35,14 +35,17 @@ _NOT_A_HANDLER = (
 )
 
 
-class _BodyFuture(Future[None]):
-    """A future whose result is set once: data_received sets it for a body over the limit,
-    and Tornado again if the body's end is read before the response is finished (a subclass's
-    ``data_received`` that does not return the future holding the connection's reading)."""
+class _BodyTakenAsIn(Future[None]):
+    """The request's body future once data_received has refused the body: done, and set
+    again by Tornado as a no-op, if the body's end is read before the response is finished (a
+    subclass's ``data_received`` that does not return the future holding the reading)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        super().set_result(None)
 
     def set_result(self, result: None) -> None:
-        if not self.done():
-            super().set_result(result)
+        pass
 
 
 @stream_request_body
@@ -62,15 +65,14 @@ class StatefunHandler(RequestHandler):
     once the body is in, as in a plain handler.
     """
 
+    _rejected: Optional[Future[None]] = None  # a body over the limit: until it is answered
+    _limit_setting = "max_body_size"  # what a 413 names
+
     def initialize(
         self, handler: Optional[RequestReplyHandler] = None, max_body_size: Optional[int] = None
     ) -> None:
         self._chunks: list[bytes] = []
         self._received = 0
-        self._rejected: Optional[Future[None]] = None  # a body over the limit: until answered
-        # what the request's task awaits before post(): set at the end of the body by Tornado,
-        # or by data_received once the body is over the limit
-        self.request._body_future = _BodyFuture()
         if handler is None:
             handler = self.settings.get("statefun_handler")
             if handler is None:
@@ -84,15 +86,6 @@ class StatefunHandler(RequestHandler):
             max_body_size = self.settings.get("statefun_max_body_size", DEFAULT_MAX_REQUEST_BYTES)
         self.handler = handler
         self.max_body_size = max_body_size
-        self._limit_setting = "max_body_size"  # what the 413 names
-        connection = self.request.connection
-        if isinstance(connection, HTTP1Connection):
-            # the endpoint counts the body past the connection's limit (_check_headers): the
-            # HTTPServer's own, when set lower, is the one in force
-            server_limit = connection.params.max_body_size
-            if server_limit is not None and server_limit < max_body_size:
-                self.max_body_size = server_limit
-                self._limit_setting = "HTTPServer max_body_size"
         # A streaming handler is made when the headers are in: checked here, before the body.
         self._refusal = self._check_headers()
 
@@ -123,13 +116,21 @@ class StatefunHandler(RequestHandler):
         """Why the request is refused before its body is read, if it is."""
         if self.request.method != "POST":
             return MethodNotAllowedError(method=self.request.method)
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            # the endpoint counts the body past the connection's limit (below): the
+            # HTTPServer's own, when set lower, is the one in force
+            server_limit = connection.params.max_body_size
+            if server_limit is not None and server_limit < self.max_body_size:
+                self.max_body_size = server_limit
+                self._limit_setting = "HTTPServer max_body_size"
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
             return RequestTooLargeError(int(declared), self.max_body_size, self._limit_setting)
         # A chunked body is counted as it comes (data_received). The connection's own limit
         # would answer a bare 400, at the chunk header that crosses it.
-        if isinstance(self.request.connection, HTTP1Connection):
-            self.request.connection.set_max_body_size(sys.maxsize)
+        if isinstance(connection, HTTP1Connection):
+            connection.set_max_body_size(sys.maxsize)
         return None
 
     def data_received(self, chunk: bytes) -> Optional[Future[None]]:
@@ -143,6 +144,7 @@ class StatefunHandler(RequestHandler):
             self._refusal = RequestTooLargeError(None, self.max_body_size, self._limit_setting)
             self._rejected = Future()
             future_set_result_unless_cancelled(self.request._body_future, None)
+            self.request._body_future = _BodyTakenAsIn()
             return self._rejected
         self._chunks.append(chunk)
         return None
