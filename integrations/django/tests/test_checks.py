@@ -356,6 +356,26 @@ def test_an_endpoint_routed_by_hand_at_both_paths_passes_the_url_check() -> None
         assert "no issues" in check({"FUNCTIONS": "tests.functions.functions"})
 
 
+class IncludedUnderAnAlternation:
+    """A prefix Django does not reverse (an alternation): normalize() makes nothing of it."""
+
+    urlpatterns = [
+        re_path(
+            r"^(?:v1|v2)/",
+            include([path("fns", StatefunView.as_view()), path("fns/", StatefunView.as_view())]),
+        )
+    ]
+
+
+def test_a_route_django_does_not_reverse_is_no_endpoint_path() -> None:
+    """Read as "fns/" without its prefix, it was a W002 for /fns, which nothing serves."""
+    with override_settings(ROOT_URLCONF=IncludedUnderAnAlternation):
+        response = Client().post("/v2/fns", b"", content_type="application/octet-stream")
+        assert response.status_code == 400  # served there: an empty body is no batch
+        assert conf.endpoint_paths() == []
+        assert "no issues" in check({"FUNCTIONS": "tests.functions.functions"})
+
+
 def test_an_endpoint_routed_by_hand_is_w004_when_redirected() -> None:
     redirect = {"SECURE_SSL_REDIRECT": True, "MIDDLEWARE": SECURE_MIDDLEWARE}
     with override_settings(ROOT_URLCONF=RoutedByHandAtBothPaths, **redirect):

@@ -248,9 +248,10 @@ def endpoint_paths() -> list[str]:
     def walk(patterns: Sequence[Union[URLPattern, URLResolver]], prefix: str) -> None:
         for entry in patterns:
             # the paths Django's reverse() would make of the pattern ("^statefun/?" is
-            # "statefun")
+            # "statefun"); normalize() makes "" of one it can not reverse (an alternation),
+            # which the pattern then does not match
             for route, parameters in normalize(entry.pattern.regex.pattern):
-                if parameters:
+                if parameters or not entry.pattern.regex.match(route):
                     continue
                 if isinstance(entry, URLResolver):
                     walk(entry.url_patterns, prefix + route)
