@@ -599,6 +599,49 @@ def test_an_ingress_request_held_back_when_the_runtime_stops_is_told_it_was_not_
     run(scenario())
 
 
+def test_an_ingress_request_that_comes_once_the_server_stops_is_told_it_was_not_queued(
+    tmp_path: Path,
+) -> None:
+    """A request whose send starts after the server began stopping (its body still coming at
+    SIGTERM), to a target with ``maxNumBatchRequests`` buffered, is answered 503 too: stopping
+    had cancelled the sends waiting then, and nothing cancelled this one, which waited."""
+    release: list[asyncio.Event] = []  # made on the loop: Python 3.9's binds to the current one
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/slow")
+    async def slow(context: Context, message: Message) -> None:
+        await release[0].wait()
+
+    async def scenario() -> None:
+        release.append(asyncio.Event())
+        async with serving(functions, tmp_path / "db.sqlite", max_batch=1) as (server, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    async def send(n: int) -> tuple[int, str]:
+                        async with session.post(f"{url}/ingress/com.example/slow/x",
+                                                json={"type": "int", "value": n}) as response:
+                            return response.status, await response.text()
+
+                    assert (await send(1))[0] == 202  # its call waits for release
+                    while server.requests == 0:
+                        await asyncio.sleep(0.01)
+                    assert (await send(2))[0] == 202  # buffered: the address is full
+                    assert runner.app is not None
+                    await runner.app.shutdown()  # what stopping runs first: the site still serves
+                    late = asyncio.ensure_future(send(3))
+                    await asyncio.wait({late}, timeout=10)  # only a guard against a hang
+                    assert late.done(), "the late request waits in its send"
+                    assert late.result() == (
+                        503, "the runtime is stopping: the message was not queued; send it "
+                        "again once the runtime runs\n")  # fmt: skip
+            finally:
+                release[0].set()
+                await runner.cleanup()
+
+    run(scenario())
+
+
 def test_cli_send_names_the_json_it_could_not_read(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["send", "a/b/c", "--json", "{bad", "--type", "a/T"]) == 2
     assert capsys.readouterr().err.startswith("statefun-local: --json is not JSON: Expecting ")

@@ -38,6 +38,7 @@ page can use these through the developer's browser.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import sys
@@ -144,12 +145,22 @@ async def ingress(request: web.Request) -> web.Response:
     )
 
 
+_NOT_QUEUED = (
+    "the runtime is stopping: the message was not queued; send it again once the runtime runs\n"
+)
+
+
 async def _unless_stopping(request: web.Request, sending: Awaitable[T]) -> T:
     """``sending`` (a send that may wait while its target has ``maxNumBatchRequests``
     buffered), unless the server stops first: then nothing was queued, and the client is told
     so (503) rather than left with a connection closed on it, not knowing. Stopping cancels
     the request's task where the send waits (it queues its messages in one step, at its end);
-    a send that does not wait costs no task of its own."""
+    a send that does not wait costs no task of its own. A send that would start once stopping
+    began (its request's body still coming then) is not started: 503 too."""
+    if request.app[_STOPPING_KEY].is_set():  # nothing would cancel a send that waits
+        if inspect.iscoroutine(sending):
+            sending.close()  # never started
+        raise web.HTTPServiceUnavailable(text=_NOT_QUEUED)
     task = asyncio.current_task()
     assert task is not None  # aiohttp runs each request in a task
     waiting = request.app[_SENDING_KEY]
@@ -161,9 +172,7 @@ async def _unless_stopping(request: web.Request, sending: Awaitable[T]) -> T:
             raise
         if sys.version_info >= (3, 11):
             task.uncancel()  # answered: the cancellation is done with
-        raise web.HTTPServiceUnavailable(
-            text="the runtime is stopping: the message was not queued; send it again once "
-                 "the runtime runs\n") from None  # fmt: skip
+        raise web.HTTPServiceUnavailable(text=_NOT_QUEUED) from None
     finally:
         waiting.discard(task)
 
