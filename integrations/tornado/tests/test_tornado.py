@@ -619,6 +619,8 @@ class ServerLimitTest(testing.AsyncHTTPTestCase):
         plugins = make_plugin_manager([self.failures], load_entrypoints=False)
         return statefun_tornado.make_app(make_functions(), plugins=plugins)  # 32 MiB
 
+    setting = "HTTPServer max_body_size"
+
     def get_httpserver_options(self) -> dict[str, Any]:
         return {"max_body_size": LIMIT}
 
@@ -630,7 +632,7 @@ class ServerLimitTest(testing.AsyncHTTPTestCase):
                 endpoint.request, self.get_http_port(), "/statefun", body, chunked=chunked
             )
             assert status == 413, (chunked, status, text)
-            assert f"over the limit of {LIMIT} bytes (HTTPServer max_body_size)".encode() in text
+            assert f"over the limit of {LIMIT} bytes ({self.setting})".encode() in text
         assert [failure[:2] for failure in self.failures.failures] == [
             (RequestTooLargeError, 413)
         ] * 2
@@ -639,6 +641,15 @@ class ServerLimitTest(testing.AsyncHTTPTestCase):
             endpoint.request, self.get_http_port(), "/statefun", fits
         )
         assert status == 200
+
+
+class ServerBufferLimitTest(ServerLimitTest):
+    """Without max_body_size, Tornado's limit is the HTTPServer's max_buffer_size."""
+
+    setting = "HTTPServer max_buffer_size"
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"max_buffer_size": LIMIT}
 
 
 class SlowFunctionTest(testing.AsyncHTTPTestCase):

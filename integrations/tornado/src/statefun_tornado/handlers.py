@@ -119,11 +119,14 @@ class StatefunHandler(RequestHandler):
         connection = self.request.connection
         if isinstance(connection, HTTP1Connection):
             # the endpoint counts the body past the connection's limit (below): the
-            # HTTPServer's own, when set lower, is the one in force
-            server_limit = connection.params.max_body_size
-            if server_limit is not None and server_limit < self.max_body_size:
+            # HTTPServer's own, when lower, is the one in force. Read as Tornado reads it (not
+            # public): max_body_size, else max_buffer_size; Tornado 6.1 takes a 0 for unset.
+            server_limit = connection._max_body_size
+            if server_limit < self.max_body_size:
                 self.max_body_size = server_limit
-                self._limit_setting = "HTTPServer max_body_size"
+                given = connection.params.max_body_size == server_limit
+                setting = "max_body_size" if given else "max_buffer_size"
+                self._limit_setting = f"HTTPServer {setting}"
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
             return RequestTooLargeError(int(declared), self.max_body_size, self._limit_setting)
