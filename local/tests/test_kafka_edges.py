@@ -841,6 +841,38 @@ def test_a_partition_added_while_the_ingress_runs_is_read_from_its_first_record(
     assert sorted(text.split(":")[1] for text in seen) == ["new-1-0", "new-1-1"]
 
 
+def test_a_partition_found_while_the_ingress_runs_leaves_the_others_where_they_are(
+    kafka: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The partitions read since the start go on from where they are when another one is
+    found (a topic created, a partition added): none is read again from where it started."""
+    from statefun_local import kafka as kafka_connectors
+
+    prefix = names()
+    topic, late = prefix + "in", prefix + "late"
+    kafka.create_topics([topic], partitions=1)
+    seen: list[str] = []
+    routes = f"    - {{topic: {late}, valueType: io.statefun.types/string, targets: [{ECHO}]}}"
+    documents = ingress(kafka.bootstrap, topic, prefix + "group", extra=routes)
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen), tmp_path / "db.sqlite", documents) as runtime:
+            connector = connection(runtime, "ingress")
+            await until(lambda: connector.state == "connected", "the first topic assigned")
+            await asyncio.to_thread(produce, kafka, topic, "before", (0,))
+            await until(lambda: len(seen) == 2, "the first records")
+            await asyncio.to_thread(kafka.create_topics, [late], 1)
+            monkeypatch.setattr(kafka_connectors, "PARTITIONS_EVERY", 0.0)  # time to look
+            await until(lambda: connector.status()["partitions"] == 2, "the topic found")
+            await asyncio.to_thread(produce, kafka, topic, "after", (0,))
+            await until(lambda: any("after-0-1" in text for text in seen), "the last record")
+
+    run(scenario())
+    # in the order of the partition: the records before would come again before the last
+    assert [text.split(":")[1] for text in seen] == ["before-0-0", "before-0-1", "after-0-0",
+                                                     "after-0-1"]  # fmt: skip
+
+
 # --- the egress --------------------------------------------------------------------------------
 
 

@@ -283,7 +283,9 @@ class KafkaIngress(_KafkaConnector):
             for partition in new:
                 partition.offset = positions[partition.topic, partition.partition]
             self.assigned = [*self.assigned, *new]
-            consumer.assign(self.assigned)
+            # only the new ones: assigning them all would take the others back to where each
+            # started, and their records since would be read again
+            consumer.incremental_assign(new)
             self.connected()
         missing = [topic for topic in self.topics if topic not in topics]
         if missing:  # read once created, found at a later listing
