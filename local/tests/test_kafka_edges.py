@@ -244,7 +244,7 @@ def committed(kafka: Any, group: str, topic: str) -> dict[int, int]:
         ("{{type: specific-offsets, offsets: [{topic}/0: 0]}}", "latest", ["old-0-0", "old-0-1"]),
         # a date before every record is the first record, whatever the reset position
         (
-            "{{type: date, date: '2001-01-01 00:00:00.000 Z'}}",
+            "{{type: date, date: '2001-01-01 00:00:00.000 +0000'}}",
             "latest",
             ["old-0-0", "old-0-1", "old-1-0", "old-1-1"],
         ),
@@ -279,7 +279,7 @@ def test_where_an_ingress_starts_without_an_offset_to_start_at(
     produce(kafka, topic, "old", timestamp=int((time.time() - 7200) * 1000))
     seen: list[str] = []
     # a date must be past: the runtime refuses one still to come
-    hour_ago = time.strftime("%Y-%m-%d %H:%M:%S.000 Z", time.gmtime(time.time() - 3600))
+    hour_ago = time.strftime("%Y-%m-%d %H:%M:%S.000 +0000", time.gmtime(time.time() - 3600))
     documents = ingress(kafka.bootstrap, topic, group,
                         startup.format(topic=topic, hour_ago=hour_ago),
                         extra=f"  autoOffsetResetPosition: {reset}")  # fmt: skip

@@ -229,7 +229,7 @@ def test_where_an_ingress_starts_on_each_shard(
             time.sleep(0.05)
         put(kinesis, stream, label_records("dated"))
         expected = seen_of("dated")
-        position = f"{{type: date, date: '{moment:%Y-%m-%d %H:%M:%S}.000 Z'}}"
+        position = f"{{type: date, date: '{moment:%Y-%m-%d %H:%M:%S}.000 +0000'}}"
     seen: list[str] = []
     documents = kinesis_in(kinesis, stream, position)
 

@@ -758,6 +758,34 @@ def test_startup_dates_with_their_zone_and_fraction(date: str, ms: int) -> None:
     assert (kinesis.startup.position, kinesis.startup.date_ms) == ("date", ms)
 
 
+@pytest.mark.parametrize("date", ["2020-02-01 04:15:00.00 Z", "2020-02-01 04:15:00.000 Z",
+                                  "2020-02-01 04:15:00.000 +01:00", "2020-02-01 04:15:00 +0000"])
+def test_a_startup_date_the_runtime_refuses_is_a_warning(date: str) -> None:
+    """Read here, but Java's ``yyyy-MM-dd HH:mm:ss.SSS Z`` takes none of them: the job fails."""
+    module = parse_module(
+        kafka_in(startupPosition={"type": "date", "date": date})
+        + "---\n"
+        + kinesis_in(startupPosition={"type": "date", "date": date})
+    )
+    dates = [w.split(": ", 2)[2] for w in module.warnings if "startupPosition" in w]
+    assert dates == 2 * [
+        f"spec.startupPosition.date: {date!r} is read here, but Apache StateFun refuses it "
+        "(the job fails): it reads only 'yyyy-MM-dd HH:mm:ss.SSS Z', three digits of fraction "
+        "and the zone as +HHMM, e.g. '2020-02-01 04:15:00.000 +0000'"
+    ]
+
+
+def test_a_startup_date_in_the_runtimes_form_is_no_warning() -> None:
+    date = "2020-02-01 04:15:00.000 -0530"
+    module = parse_module(
+        kafka_in(startupPosition={"type": "date", "date": date})
+        + "---\n"
+        + kinesis_in(startupPosition={"type": "date", "date": date})
+    )
+    assert not [w for w in module.warnings if "startupPosition" in w], module.warnings
+    assert module.ingresses["com.example/in"].startup.date_ms == 1580550300000
+
+
 def test_what_the_kinesis_connectors_are_given() -> None:
     module = parse_module(
         kinesis_in(

@@ -138,7 +138,7 @@ def test_date(local: Local) -> None:
         local.kafka.produce(local.inbox, [(f"after-{partition}", string("+1"))],
                             partition=partition, timestamp=now)  # fmt: skip
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now / 1000 - 60))
-    local.start(f"{{type: date, date: '{stamp}.000 Z'}}")
+    local.start(f"{{type: date, date: '{stamp}.000 +0000'}}")
     assert local.taken(2) == ["after-0", "after-1"]
 
 

@@ -952,6 +952,7 @@ def _parse_kafka_ingress(module: Module, spec: dict[str, Any], doc: _Document) -
         elif date_ms < 0:
             doc.problem("spec.startupPosition.date", "is before 1970: the runtime's Kafka "
                         "consumer starts only from 1970-01-01 00:00:00 Z on")  # fmt: skip
+        _check_java_date(module, doc, startup)
     routes = _parse_routes(doc, spec, "topics", "topic")
     if ingress_id:
         kafka = StartupPosition(position, offsets, date_ms, reset)
@@ -982,11 +983,30 @@ _DATE = re.compile(
 )
 
 
+#: the one form of a date the runtime parses (Java's ``yyyy-MM-dd HH:mm:ss.SSS Z``)
+_JAVA_DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d{4}")
+
+
+def _check_java_date(module: Module, doc: _Document, startup: dict[str, Any]) -> None:
+    """A warning for a date read here that the runtime refuses (its job fails on it): Java's
+    pattern wants three digits of fraction and the zone as +HHMM, not Z nor +HH:MM."""
+    date = startup.get("date")
+    if date is not None and not _JAVA_DATE.fullmatch(str(date).strip()):
+        module.warnings.append(
+            f"{doc.where}: spec.startupPosition.date: {str(date)!r} is read here, but Apache "
+            "StateFun refuses it (the job fails): it reads only 'yyyy-MM-dd HH:mm:ss.SSS Z', "
+            "three digits of fraction and the zone as +HHMM, e.g. '2020-02-01 04:15:00.000 "
+            "+0000'"
+        )
+
+
 def _startup_date(value: Any) -> int:
-    """StateFun's ``yyyy-MM-dd HH:mm:ss.SSS Z`` (e.g. ``2020-02-01 04:15:00.00 Z``), in ms."""
+    """StateFun's ``yyyy-MM-dd HH:mm:ss.SSS Z`` (``2020-02-01 04:15:00.000 +0000``), in ms;
+    also with a fraction of other than three digits or a zone as Z or +HH:MM, which the
+    runtime refuses (see :func:`_check_java_date`)."""
     found = _DATE.fullmatch(str(value).strip())
     if not found:
-        raise ValueError(f"must be a date like '2020-02-01 04:15:00.000 Z', got {value!r}")
+        raise ValueError(f"must be a date like '2020-02-01 04:15:00.000 +0000', got {value!r}")
     *fields, fraction, zone = found.groups()
     offset = datetime.timedelta(0)
     if zone != "Z":
@@ -1029,6 +1049,7 @@ def _parse_kinesis_ingress(module: Module, spec: dict[str, Any], doc: _Document)
     if position == "date":
         date_ms = doc.get(startup, "spec.startupPosition", "date", _startup_date, default=0,
                           required=True)  # fmt: skip
+        _check_java_date(module, doc, startup)
     aws = _parse_aws(doc, spec)
     routes = _parse_routes(doc, spec, "streams", "stream")
     if ingress_id:
