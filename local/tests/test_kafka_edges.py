@@ -1375,10 +1375,11 @@ def test_a_record_kafka_does_not_take_fails_the_egress_until_it_does(
             connector = connection(runtime, "egress")
             await runtime.send(Address(ECHO, "k"), string("v"))
             await until(lambda: connector.state == "failed", "the egress failed")
+            assert connector.error.startswith(f"MissingTopicError: no topic {out} on the broker")
             if semantic == "at-least-once":
-                assert connector.error.startswith(f"RuntimeError: records not produced: to {out}: ")
+                assert f"(RuntimeError: records not produced: to {out}: " in connector.error
             else:  # the transaction's commit fails (then it is aborted), saying why
-                assert connector.error.startswith("KafkaException: "), connector.error
+                assert "(KafkaException: " in connector.error, connector.error
                 assert "1 message(s) failed delivery" in connector.error
             assert connector.cursor == 0
             assert runtime.store.meta_get("kafka_egress_cursor:com.example/out") is None
@@ -1387,6 +1388,35 @@ def test_a_record_kafka_does_not_take_fails_the_egress_until_it_does(
             assert [(r.key, r.text) for r in records] == [("k", "v")]
             await until(lambda: connector.state == "connected", "the egress connected again")
             assert connector.cursor == runtime.store.egress_list()[-1].seq
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("semantic", ["at-least-once", "exactly-once, transactionTimeout: 1min"])
+def test_a_record_to_a_topic_the_broker_does_not_have_fails_the_egress_naming_the_topic(
+    kafka: Any, tmp_path: Path, semantic: str, monkeypatch: Any
+) -> None:
+    """librdkafka gives up on such a record only after its ``message.timeout.ms`` (5 minutes),
+    and says no more of it before than that it is not delivered: the failure names the topic
+    (as the Java client does, which the runtime's job fails with)."""
+    from statefun_local import kafka as kafka_connectors
+
+    monkeypatch.setattr(kafka_connectors, "TIMEOUT", 5)
+    out = names() + "out"
+    seen: list[str] = []
+    documents = egress(kafka.bootstrap, semantic=f"{{type: {semantic}}}")
+
+    async def scenario() -> None:
+        async with running(echo_functions(seen, out=out), tmp_path / "db.sqlite",
+                           documents) as runtime:  # fmt: skip
+            connector = connection(runtime, "egress")
+            await runtime.send(Address(ECHO, "k"), string("v"))
+            await until(lambda: connector.state == "failed", "the egress failed")
+            assert connector.error.startswith(
+                f"MissingTopicError: no topic {out} on the broker, which creates none: the "
+                "records wait until it is created ("
+            ), connector.error
+            assert connector.cursor == 0
 
     run(scenario())
 

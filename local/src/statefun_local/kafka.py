@@ -165,6 +165,16 @@ def _trace_headers(trace: Optional[TraceContext], headers: list[tuple[str, Optio
     return headers
 
 
+class MissingTopicError(RuntimeError):
+    """Records to topics the broker does not have: librdkafka only says they are not
+    delivered in time, once its ``message.timeout.ms`` (5 minutes) has passed at that."""
+
+    def __init__(self, topics: list[str], error: Exception) -> None:
+        super().__init__(f"no topic {', '.join(topics)} on the broker, which creates none: "
+                         f"the records wait until it is created ({type(error).__name__}: "
+                         f"{error})")  # fmt: skip
+
+
 class _KafkaConnector(Connector):
     system = "kafka"
 
@@ -471,10 +481,16 @@ class KafkaEgress(_KafkaConnector):
 
             async def deliver(records: list[tuple[bytes, Optional[TraceContext]]], last: int
                               ) -> None:  # fmt: skip
-                if self.exactly_once:
-                    await self.blocking(self._transaction, producer, records, last)
-                else:
-                    await self.blocking(self._deliver, producer, records)
+                try:
+                    if self.exactly_once:
+                        await self.blocking(self._transaction, producer, records, last)
+                    else:
+                        await self.blocking(self._deliver, producer, records)
+                except Exception as error:
+                    missing = await self.blocking(self._missing_topics, producer, records)
+                    if missing:
+                        raise MissingTopicError(missing, error) from error
+                    raise
 
             # poll serves error_cb: a broker gone shows while idle too
             await self.drain(self.cursor_key, KAFKA_RECORD, deliver, BATCH,
@@ -541,6 +557,16 @@ class KafkaEgress(_KafkaConnector):
             if position.offset >= end:
                 return found
         raise RuntimeError(f"could not read {self.cursor_topic} within {TIMEOUT} s")
+
+    def _missing_topics(self, producer: Any,
+                        records: list[tuple[bytes, Optional[TraceContext]]]) -> list[str]:
+        """The topics of ``records`` the broker does not have (none if it does not answer)."""
+        wanted = {protocol.KafkaProducerRecord.FromString(raw).topic for raw, _ in records}
+        try:
+            known = producer.list_topics(timeout=5).topics
+        except Exception:
+            return []
+        return sorted(topic for topic in wanted if topic not in known)
 
     def _produce(self, producer: Any, records: list[tuple[bytes, Optional[TraceContext]]],
                  failed: list[str]) -> None:  # fmt: skip
