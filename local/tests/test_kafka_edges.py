@@ -1570,6 +1570,40 @@ def test_before_its_first_attempt_each_connector_shows_what_it_is(tmp_path: Path
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("semantic", ["at-least-once", "exactly-once, transactionTimeout: 1min"])
+def test_a_broker_shown_unreachable_is_shown_connected_once_it_answers_though_all_is_idle(
+    kafka: Any, tmp_path: Path, semantic: str
+) -> None:
+    """librdkafka says when a connection fails, never when one works again, and it can say it
+    late: after the broker came back and the connector had started over (seen when the broker
+    restarts). With no record to read or produce, each connector asks the broker again, and
+    shows it connected when it answers."""
+    from confluent_kafka import KafkaError
+
+    prefix = names()
+    topic = prefix + "in"
+    kafka.create_topics([topic], partitions=1)
+    documents = (ingress(kafka.bootstrap, topic, prefix + "group")
+                 + egress(kafka.bootstrap, semantic=f"{{type: {semantic}}}"))  # fmt: skip
+    refused = KafkaError(KafkaError._TRANSPORT, f"{kafka.bootstrap}/bootstrap: Connect to "
+                         f"ipv4#{kafka.bootstrap} failed: Connection refused")  # fmt: skip
+
+    async def back(runtime: LocalRuntime, kind: str) -> None:
+        connector = connection(runtime, kind)
+        await until(lambda: connector.state == "connected", f"the {kind} connected")
+        connector._on_error(refused)  # as librdkafka calls it, a connection late
+        assert connector.state == "unreachable"
+        await until(lambda: connector.state == "connected", f"the {kind} back", 20)
+        assert connector.error is None
+
+    async def scenario() -> None:
+        async with running(echo_functions([]), tmp_path / "db.sqlite", documents) as runtime:
+            for kind in ("ingress", "egress"):
+                await back(runtime, kind)
+
+    run(scenario())
+
+
 @pytest.mark.parametrize(
     ("address", "says"),
     [(f"127.0.0.1:{free_port()}", "Connection refused"), ("broker.invalid:9092", "resolve")],

@@ -148,7 +148,7 @@ class Connector:
         typename: str,
         deliver: Callable[[list[tuple[bytes, Optional[TraceContext]]], int], Awaitable[None]],
         limit: int,
-        idle: Callable[[], None] = lambda: None,
+        idle: Optional[Callable[[], Awaitable[None]]] = None,
     ) -> None:
         """An egress' loop: the runtime's egress log after ``self.cursor``, this egress'
         records of ``typename`` handed to ``deliver`` (each value with the trace context of the
@@ -158,7 +158,8 @@ class Connector:
         while True:
             records = store.egress_list(self.cursor, limit=limit)
             if not records:
-                idle()
+                if idle is not None:
+                    await idle()
                 await self.runtime._wait_progress(1.0)
                 continue
             mine = [(r.argument.value, r.trace) for r in records

@@ -31,7 +31,8 @@ Kafka instrumentation writes them) are the trace context of the messages it beco
 that sent it in the same two headers, unless the function set either header itself.
 
 A broker that is down or unknown is reported (CLI log, web page, ``/api/status``) and retried
-with backoff; a connector never stops the runtime.
+with backoff; a connector never stops the runtime. While it is shown unreachable, an idle
+connector asks it again every ``UNREACHABLE_EVERY`` s, and shows it connected once it answers.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ BATCH = 1000
 POLL = 0.05
 #: seconds between looks for partitions added to the topics
 PARTITIONS_EVERY = 30.0
+#: seconds between those looks while the broker is shown unreachable: one that works shows it
+#: is back (librdkafka says when a connection fails, not when one works again)
+UNREACHABLE_EVERY = 2.0
 #: seconds a client call may block before the connector starts over with a new client
 TIMEOUT = 20
 #: seconds a stopping ingress waits for its last commit of the group's offsets
@@ -236,7 +240,8 @@ class KafkaIngress(_KafkaConnector):
         self.uncommitted, self.committing = {**self.committing, **self.uncommitted}, {}
         try:
             while True:
-                if time.monotonic() - self.listed > PARTITIONS_EVERY:
+                every = UNREACHABLE_EVERY if self.state == "unreachable" else PARTITIONS_EVERY
+                if time.monotonic() - self.listed > min(every, PARTITIONS_EVERY):
                     await self.blocking(self._assign_new, consumer, first)
                     first = False
                     if self.resolved:
@@ -296,7 +301,8 @@ class KafkaIngress(_KafkaConnector):
             # only the new ones: assigning them all would take the others back to where each
             # started, and their records since would be read again
             consumer.incremental_assign(new)
-            self.connected()
+        if new or (self.assigned and self.state == "unreachable"):
+            self.connected()  # the broker answered
         missing = [topic for topic in self.topics if topic not in topics]
         if missing:  # read once created, found at a later listing
             text = (f"no topic {', '.join(missing)} on the broker yet: looked for every "
@@ -492,9 +498,18 @@ class KafkaEgress(_KafkaConnector):
                         raise MissingTopicError(missing, error) from error
                     raise
 
-            # poll serves error_cb: a broker gone shows while idle too
-            await self.drain(self.cursor_key, KAFKA_RECORD, deliver, BATCH,
-                             idle=lambda: producer.poll(0))  # fmt: skip
+            probed = -math.inf
+
+            async def idle() -> None:
+                nonlocal probed
+                producer.poll(0)  # serves error_cb: a broker gone shows while idle too
+                if self.state == "unreachable" and time.monotonic() - probed > UNREACHABLE_EVERY:
+                    probed = time.monotonic()
+                    with contextlib.suppress(kafka.KafkaException):  # still unreachable
+                        await self.blocking(producer.list_topics, None, UNREACHABLE_EVERY)
+                        self.connected()  # the broker answered
+
+            await self.drain(self.cursor_key, KAFKA_RECORD, deliver, BATCH, idle)
         finally:
             if await self.settle():
                 await self.blocking(producer.flush, 5)
