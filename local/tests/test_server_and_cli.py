@@ -219,6 +219,35 @@ def test_cli_send_state_and_egress(tmp_path: Path, capsys: pytest.CaptureFixture
     assert first["record"]["kafka"]["value"] == "Hello Ann for the 1th time!"
 
 
+def test_cli_egress_shows_a_kafka_records_headers(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """As the function wrote them, in order, a name twice and a null one too; a binary one as
+    base64 (as ``--json`` shows them)."""
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/echo")
+    def echo(context: Context, message: Message) -> None:
+        headers = [("h", "v"), ("h", "w"), ("null", None), ("bin", b"\xff")]
+        context.send_egress(kafka_egress_message("com.example/out", "t", "text", key="k",
+                                                 headers=headers))  # fmt: skip
+        context.send_egress(kafka_egress_message("com.example/out", "t", "plain", key="k"))
+
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with serving(functions, db) as (_, runtime):
+            await runtime.send(Address("com.example/echo", "k"), make_value("string", "x"))
+            await runtime.wait_until_idle()
+
+    run(scenario())
+    assert main(["egress", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        '#1 com.example/out: topic=t key=k headers=[["h", "v"], ["h", "w"], ["null", null], '
+        '["bin", {"base64": "/w=="}]] value=text',
+        "#2 com.example/out: topic=t key=k value=plain",
+    ]
+
+
 def test_cli_sends_a_file_s_bytes_as_they_are_up_to_the_body_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

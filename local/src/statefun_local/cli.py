@@ -446,7 +446,11 @@ def _act(args: argparse.Namespace) -> int:
 def _show_record(record: Any) -> str:
     if isinstance(record, dict) and "kafka" in record:
         kafka = record["kafka"]
-        return f"topic={kafka['topic']} key={kafka['key']} value={_show(kafka['value'])}"
+        # the headers (a name may repeat, a value be null) before the value, which may hold
+        # anything: as JSON pairs
+        headers = kafka.get("headers")
+        shown = f" headers={_show(headers)}" if headers else ""
+        return f"topic={kafka['topic']} key={kafka['key']}{shown} value={_show(kafka['value'])}"
     if isinstance(record, dict) and "kinesis" in record:
         kinesis = record["kinesis"]
         return (f"stream={kinesis['stream']} partition_key={kinesis['partition_key']} "
