@@ -1604,6 +1604,31 @@ def test_a_broker_shown_unreachable_is_shown_connected_once_it_answers_though_al
     run(scenario())
 
 
+def test_an_egress_whose_broker_is_unreachable_stays_so_while_it_passes_others_records(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """Moving its position past another egress' records asks nothing of its broker: it goes on
+    showing it unreachable (it was shown, and logged, connected, until librdkafka said it
+    again: a log of "connected to" and "unreachable" for every record of another egress)."""
+    address = f"127.0.0.1:{free_port()}"
+    documents = egress(address) + egress(address, id_="com.example/audit")
+
+    async def scenario() -> None:
+        async with running(echo_functions([], out="out", audit="audit"), tmp_path / "db.sqlite",
+                           documents) as runtime:  # fmt: skip
+            out = next(c for c in runtime.connectors if c.id == "com.example/out")
+            await until(lambda: out.state == "unreachable", "the broker shown unreachable")
+            await runtime.send(Address(ECHO, "k"), string("audit-1"))
+            await until(lambda: out.cursor == 1, "the audit record passed")
+            assert out.state == "unreachable", out.state
+
+    with caplog.at_level(logging.INFO, logger="statefun_local"):
+        run(scenario())
+    said = [r.getMessage() for r in caplog.records if "egress com.example/out" in r.getMessage()]
+    first = next(n for n, line in enumerate(said) if "unreachable" in line)
+    assert not [line for line in said[first:] if "connected to" in line], said
+
+
 @pytest.mark.parametrize(
     ("address", "says"),
     [(f"127.0.0.1:{free_port()}", "Connection refused"), ("broker.invalid:9092", "resolve")],

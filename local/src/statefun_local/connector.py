@@ -171,7 +171,8 @@ class Connector:
                 store.meta_put(cursor_key, last)
             self.cursor = last
             self.records += len(mine)
-            self.connected()
+            if mine or self.state == "connecting":  # passing others' records proves nothing
+                self.connected()
 
     def status(self) -> dict[str, Any]:
         return {"system": self.system, "kind": self.kind, "id": self.id,
