@@ -240,8 +240,10 @@ class KafkaIngress(_KafkaConnector):
         self.uncommitted, self.committing = {**self.committing, **self.uncommitted}, {}
         try:
             while True:
-                every = UNREACHABLE_EVERY if self.state == "unreachable" else PARTITIONS_EVERY
-                if time.monotonic() - self.listed > min(every, PARTITIONS_EVERY):
+                every = PARTITIONS_EVERY
+                if self.state == "unreachable":
+                    every = min(every, UNREACHABLE_EVERY)
+                if time.monotonic() - self.listed > every:
                     await self.blocking(self._assign_new, consumer, first)
                     first = False
                     if self.resolved:
