@@ -291,6 +291,27 @@ def test_the_endpoint_exempt_from_ssl_redirect_as_w004_says_passes_and_is_served
         assert client.get("/statefunny").status_code == 301  # the project's pages redirect
 
 
+def test_prepend_www_is_w005_as_it_redirects_the_runtimes_post() -> None:
+    body = wire.to_function(GREETER, "Ann", ["Ann"], NEW)
+    with override_settings(PREPEND_WWW=True, ALLOWED_HOSTS=["testserver", "www.testserver"]):
+        report = check({"FUNCTIONS": "tests.functions.functions"})
+        assert "statefun.W005" in report and "PREPEND_WWW redirects the runtime's POST" in report
+        client = Client()
+        response = client.post("/statefun", body, content_type="application/octet-stream")
+        assert (response.status_code, response["Location"]) == (
+            301,
+            "http://www.testserver/statefun",
+        )
+        www = client.post(
+            "/statefun", body, content_type="application/octet-stream", HTTP_HOST="www.testserver"
+        )
+        assert www.status_code == 200
+    assert "statefun.W005" not in check({"FUNCTIONS": "tests.functions.functions"})
+    without_common = [m for m in django_settings.MIDDLEWARE if not m.endswith("CommonMiddleware")]
+    with override_settings(PREPEND_WWW=True, MIDDLEWARE=without_common):
+        assert "statefun.W005" not in check({"FUNCTIONS": "tests.functions.functions"})
+
+
 PROXY = {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https")}
 
 

@@ -17,6 +17,8 @@
   where module.yaml files point the runtime (which follows no redirect).
 - ``statefun.W003``: ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is left at Django's default (2.5 MB),
   under the runtime's batches.
+- ``statefun.W005``: ``PREPEND_WWW`` answers the runtime's POST to a host without ``www.``
+  with a 301, which the runtime does not follow.
 - ``statefun.W004`` (``check --deploy``): ``SECURE_SSL_REDIRECT`` answers the runtime's
   plain-http POST to the endpoint with a 301, which the runtime does not follow (behind a
   TLS-terminating proxy too, unless the POST comes through it).
@@ -143,6 +145,18 @@ def check_urls(
                 "(from statefun_django.urls), which serves both, or route the view at both "
                 f'paths: path("{bare.lstrip("/")}", view) beside path("{url.lstrip("/")}", view)',
                 id="statefun.W002",
+            )
+        )
+    common = "django.middleware.common.CommonMiddleware"
+    if settings.PREPEND_WWW and common in settings.MIDDLEWARE and _endpoint_paths():
+        messages.append(
+            Warning(
+                "PREPEND_WWW redirects the runtime's POST to the endpoint with a 301, which the "
+                "runtime does not follow, unless the host in module.yaml's urlPathTemplate "
+                "starts with www.",
+                hint="name the www. host in urlPathTemplate (and in ALLOWED_HOSTS), or, if it "
+                'does, silence this: SILENCED_SYSTEM_CHECKS = ["statefun.W005"]',
+                id="statefun.W005",
             )
         )
     return messages
