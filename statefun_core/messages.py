@@ -52,7 +52,7 @@ KINESIS_EGRESS_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgres
 
 def encode(tpe: Type, value: Any) -> bytes:
     """``value`` serialized by ``tpe``, as bytes."""
-    return to_bytes(tpe.serializer().serialize(value), tpe.typename)
+    return to_bytes(_serializer(tpe).serialize(value), tpe.typename)
 
 
 def _serializer(value_type: Type) -> TypeSerializer:
@@ -410,13 +410,13 @@ def egress_message_builder(target_typename: str, value: Any, value_type: Type) -
         raise ValueError("target typename is missing")
     if value is None:
         raise ValueError("value can not be missing")
-    data = to_bytes(_serializer(value_type).serialize(value), value_type.typename)
+    data = encode(value_type, value)  # first: it says what is wrong with a value_type
     return EgressMessage._built(target_typename, value_type.typename, data)
 
 
 def _record_bytes(value: Any, value_type: Optional[Type], kafka: bool) -> bytes:
     if value_type:
-        return to_bytes(_serializer(value_type).serialize(value), value_type.typename)
+        return encode(value_type, value)
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, (bytes, bytearray)):
