@@ -122,10 +122,10 @@ class Engine:
         self.max_discovery_rounds = max_discovery_rounds
         self.egress_ids = None if egress_ids is None else frozenset(egress_ids)
         self._outstanding: dict[Address, Batch] = {}
-        self._discovery_rounds: dict[Address, int] = {}
-        # the span a discovery reply reported for a batch of no known origin: its retry goes
-        # on in that trace rather than starting another
-        self._discovery_traces: dict[Address, TraceContext] = {}
+        # an address's discovery rounds so far, and the span a discovery reply reported for a
+        # batch of no known origin (its retry goes on in that trace rather than starting
+        # another); both belong to the batch's head message, and end with it
+        self._discovery: dict[Address, _Discovery] = {}
 
     # --- input --------------------------------------------------------------------------
 
@@ -213,15 +213,13 @@ class Engine:
             if message.caller is not None:
                 item.caller.CopyFrom(message.caller.to_proto())
             item.argument.CopyFrom(message.argument.to_proto())
-        trace, headers = _trace_headers(messages, self._discovery_traces.get(address))
-        return Batch(
-            address,
-            tuple(messages),
-            request.SerializeToString(),
-            self._discovery_rounds.get(address, 0),
-            trace,
-            headers,
-        )
+        rounds, discovered = 0, None
+        discovery = self._discovery.get(address)
+        # its head message dropped by the driver (skipped, dead-lettered), a batch starts anew
+        if discovery is not None and discovery.head_seq == messages[0].seq:
+            rounds, discovered = discovery.rounds, discovery.trace
+        trace, headers = _trace_headers(messages, discovered)
+        return Batch(address, tuple(messages), request.SerializeToString(), rounds, trace, headers)
 
     def complete(
         self, batch: Batch, reply: Union[bytes, Message], trace: Optional[TraceContext] = None
@@ -251,15 +249,17 @@ class Engine:
         with self.store.transaction():
             if response.HasField("incomplete_invocation_context"):
                 completion = self._discover(batch, response.incomplete_invocation_context)
-                if batch.trace is None and trace is not None:
-                    self._discovery_traces[batch.address] = trace
+                if batch.trace is not None or trace is None:
+                    trace = batch.trace  # its retry carries its own headers
+                self._discovery[batch.address] = _Discovery(
+                    batch.messages[0].seq, batch.discovery_round + 1, trace
+                )
             else:
                 trace = _continued(trace, batch.trace)
                 completion = self._apply(batch, response.invocation_result, trace)
         del self._outstanding[batch.address]
         if not completion.incomplete:
-            self._discovery_rounds.pop(batch.address, None)
-            self._discovery_traces.pop(batch.address, None)
+            self._discovery.pop(batch.address, None)
         return completion
 
     def fail(self, batch: Batch) -> None:
@@ -297,7 +297,6 @@ class Engine:
                     f"state {spec.name!r} of {batch.address.typename} is registered as "
                     f"{known.typename}; it can not become {spec.typename}"
                 )
-        self._discovery_rounds[batch.address] = rounds
         return Completion(batch, incomplete=True, registered=tuple(added))
 
     def _apply(self, batch: Batch, result: Any, trace: Optional[TraceContext]) -> Completion:
@@ -480,6 +479,16 @@ def _spec(function_typename: str, missing: Any) -> StateSpec:
 
 
 _NO_HEADERS: Mapping[str, str] = {}
+
+
+@dataclass(frozen=True)
+class _Discovery:
+    """Where the discovery of an address's batch is: the seq of the batch's head message,
+    the rounds it took, and the span to retry it in when its messages have no known origin."""
+
+    head_seq: int
+    rounds: int
+    trace: Optional[TraceContext]
 
 
 def _continued(

@@ -855,6 +855,25 @@ def test_the_retry_of_a_discovery_round_of_no_known_origin_goes_on_in_its_report
     assert (later.trace, dict(later.headers)) == (None, {})
 
 
+def test_a_message_dropped_mid_discovery_takes_its_rounds_and_span_with_it(engine):
+    """A driver that drops a batch's head message (statefun-local's skip or dead-letter of a
+    stuck message) after discovery rounds: the next message's batch starts at round 0 and in
+    no trace of the dropped message's."""
+    engine.send(COUNTER, text("poison"))
+    engine.send(COUNTER, text("next"))
+    for _ in range(3):
+        engine.complete(only_batch(engine), missing(("seen", INT)), TraceContext(OTHER_TRACE))
+    poison = only_batch(engine)
+    assert (poison.discovery_round, poison.trace) == (3, TraceContext(OTHER_TRACE))
+    engine.fail(poison)
+    engine.store.mailbox_remove(COUNTER, poison.last_seq)
+    engine.store.in_flight_clear(COUNTER)
+
+    following = only_batch(engine)
+    assert arguments(following) == [b"next"]
+    assert (following.discovery_round, following.trace, dict(following.headers)) == (0, None, {})
+
+
 def test_a_discovery_round_of_a_known_origin_is_retried_with_its_own_headers(engine):
     engine.send(COUNTER, text("go"), trace=SENT)
     first = only_batch(engine)
