@@ -318,6 +318,7 @@ class RequestReplyHandler:
         self._max_invocations = _no_limit(limits.invocations_per_batch)
         self._max_state_bytes = _no_limit(limits.state_value_bytes)
         self._max_outgoing = _no_limit(limits.outgoing_per_batch)
+        self._max_reply_bytes = _no_limit(limits.reply_bytes)
         self._plans: dict[str, _Plan] = {}
         for function in functions:
             self._plan(function)
@@ -653,6 +654,9 @@ class RequestReplyHandler:
         if parts:
             result = b"".join(parts)
             reply = _INVOCATION_RESULT + varint(len(result)) + result
+            if len(reply) > self._max_reply_bytes:
+                maximum = int(self._max_reply_bytes)
+                raise LimitExceededError("reply_bytes", len(reply), maximum, "the reply's size")
         if batch.event is not None:
             self._finished(batch)
         return reply

@@ -33,6 +33,11 @@ class Limits:
     outgoing_per_batch: Optional[int] = 10_000
     """Most messages, delayed messages, cancellations and egress records one batch may send."""
 
+    reply_bytes: Optional[int] = 32 * MiB
+    """Largest reply. The runtime's ``payload_max_bytes`` (32 MiB by default) refuses a larger
+    one and calls again, with the same batch; over this limit the batch fails (500) here, where
+    it is logged, and the plugins see the failure."""
+
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)

@@ -57,7 +57,7 @@ EGRESS = "fuzz/out"
 #: Small limits, so that inputs reach every limit within the fuzzer's input sizes.
 LIMITS = Limits(
     request_bytes=64 * 1024, invocations_per_batch=64, state_value_bytes=2048,
-    outgoing_per_batch=40,
+    outgoing_per_batch=40, reply_bytes=16 * 1024,
 )  # fmt: skip
 
 
@@ -368,6 +368,7 @@ def _parse_request(data: bytes) -> Optional[Any]:
 
 def _check_reply(request: Any, reply: bytes, limits: Limits) -> Outcome:
     assert isinstance(reply, bytes), type(reply)
+    assert len(reply) <= (limits.reply_bytes or len(reply))
     assert request is not None, "a reply to bytes that are not a ToFunction"
     batch = request.invocation
     typename = f"{batch.target.namespace}/{batch.target.type}"

@@ -68,12 +68,22 @@ def over_outgoing(limits: Limits) -> bytes:
     return counter_request("1", 0, limits.outgoing_per_batch + 1, value=5)  # an egress each
 
 
+def over_reply(limits: Limits) -> bytes:
+    """Documents each under ``state_value_bytes``, sent on as egress records: within every
+    other limit, together over ``reply_bytes``."""
+    assert limits.reply_bytes is not None and limits.state_value_bytes is not None
+    doc = {"big": "y" * (limits.state_value_bytes // 2)}
+    count = limits.reply_bytes // len(doc["big"]) + 1
+    return request(DOCS, "1", {"doc": None}, [(DOC, {**doc, "n": n}) for n in range(count)])
+
+
 # (limit, request builder, status through HTTP)
 CASES = [
     ("request_bytes", over_request_bytes, 413),
     ("invocations_per_batch", over_invocations, 413),
     ("state_value_bytes", over_state_value, 500),
     ("outgoing_per_batch", over_outgoing, 500),
+    ("reply_bytes", over_reply, 500),
 ]
 
 
@@ -83,6 +93,7 @@ def test_the_documented_defaults() -> None:
     assert DEFAULT_LIMITS.invocations_per_batch == 10_000
     assert DEFAULT_LIMITS.state_value_bytes == 32 * MiB
     assert DEFAULT_LIMITS.outgoing_per_batch == 10_000
+    assert DEFAULT_LIMITS.reply_bytes == 32 * MiB  # the runtime's payload_max_bytes
     assert make_handler(DEFAULT_LIMITS).limits == Limits()
 
 
