@@ -1,6 +1,6 @@
 """The test matrix. ``nox -t ci`` is what CI runs (see README); plain ``nox`` runs the whole
-matrix (``nox.options.sessions``); the benchmarks, fuzzing, soak runs, the demo and the long
-differential and crash runs run only when named (``nox -s bench``).
+matrix (``nox.options.sessions``); the benchmarks, fuzzing, soak runs, the demo, the long
+differential and crash runs and recompiling the protos run only when named (``nox -s bench``).
 
 Sessions install with uv when it is present. Each area keeps its sessions in its own section.
 """

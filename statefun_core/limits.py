@@ -2,7 +2,7 @@
 
 Exceeding a limit is a :class:`~statefun_core.errors.LimitExceededError` that names the limit;
 never an out-of-memory. Limits on the request (its size, its invocations) answer 413; limits on
-what a function produces (a state value, outgoing messages) fail the batch (500).
+what a function produces (a state value, outgoing messages, the reply) fail the batch (500).
 """
 
 from __future__ import annotations
