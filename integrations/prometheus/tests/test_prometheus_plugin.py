@@ -100,7 +100,8 @@ def test_a_batch_is_counted_with_its_size_state_and_outgoing_messages(
     assert value(registry, "statefun_batch_size_sum", function_type=GREETER) == 3
     assert value(registry, "statefun_batch_size_bucket", function_type=GREETER, le="2.0") == 0
     assert value(registry, "statefun_batch_size_bucket", function_type=GREETER, le="5.0") == 1
-    assert value(registry, "statefun_batch_duration_seconds_count", function_type=GREETER) == 1
+    duration_count = "statefun_batch_duration_seconds_count"
+    assert value(registry, duration_count, function_type=GREETER, outcome="ok") == 1
     assert value(registry, "statefun_state_read_bytes_total", function_type=GREETER) == 5
     assert value(registry, "statefun_state_written_bytes_total", function_type=GREETER) == 5
     for kind in ("message", "delayed", "egress"):
@@ -151,6 +152,19 @@ def test_a_failing_function_counts_an_error(
     assert value(registry, "statefun_batches_total", function_type=BROKEN, outcome="error") == 1
     assert value(registry, "statefun_batch_size_sum", function_type=BROKEN) == 2
     assert value(registry, "statefun_requests_rejected_total", status="500") == 0
+
+
+def test_the_duration_of_failed_batches_is_apart_from_that_of_replies(
+    handler: RequestReplyHandler, registry: CollectorRegistry
+) -> None:
+    handler.handle_sync(wire.to_function(GREETER, "ann", ["ann"], SEEN_2))
+    with pytest.raises(FunctionFailedError):
+        handler.handle_sync(wire.to_function(GREETER, "ann", ["ann", 7], SEEN_2))  # not a str
+    handler.handle_sync(wire.to_function(GREETER, "bob", ["bob"]))  # missing state
+
+    count = "statefun_batch_duration_seconds_count"
+    for outcome in ("ok", "error", "missing_state"):
+        assert value(registry, count, function_type=GREETER, outcome=outcome) == 1, outcome
 
 
 def test_a_dead_lettered_invocation_is_counted_as_a_dead_letter_and_an_error(
@@ -241,7 +255,7 @@ def duration_bounds(registry: CollectorRegistry) -> list[str]:
         s.labels["le"]
         for family in registry.collect()
         for s in family.samples
-        if s.name == "statefun_batch_duration_seconds_bucket"
+        if s.name == "statefun_batch_duration_seconds_bucket" and s.labels["outcome"] == "ok"
     ]
 
 

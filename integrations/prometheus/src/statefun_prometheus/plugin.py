@@ -107,8 +107,9 @@ class PrometheusPlugin:
         )
         self.batch_duration = Histogram(
             "statefun_batch_duration_seconds",
-            "Seconds from parsing a batch to its reply or failure.",
-            ("function_type",),
+            "Seconds from parsing a batch to its reply or failure, by outcome: ok, "
+            "missing_state or error.",
+            ("function_type", "outcome"),
             buckets=duration_buckets,
             registry=registry,
         )
@@ -171,9 +172,10 @@ class PrometheusPlugin:
 
     def _batch(self, batch: BatchEvent) -> _Series:
         series = self._series(batch.function_type)
-        series.batches[batch.outcome or "ok"].inc()
+        batches, duration = series.by_outcome[batch.outcome or "ok"]
+        batches.inc()
         series.batch_size.observe(batch.batch_size)
-        series.batch_duration.observe(batch.duration)
+        duration.observe(batch.duration)
         return series
 
 
@@ -184,12 +186,15 @@ class _Series:
     def __init__(self, plugin: PrometheusPlugin, function_type: str) -> None:
         self.invocations_ok = plugin.invocations.labels(function_type, "ok")
         self.invocations_error = plugin.invocations.labels(function_type, "error")
-        self.batches = {
-            outcome: plugin.batches.labels(function_type, outcome)
+        # a batch's count and duration: the latency of failures apart from that of replies
+        self.by_outcome = {
+            outcome: (
+                plugin.batches.labels(function_type, outcome),
+                plugin.batch_duration.labels(function_type, outcome),
+            )
             for outcome in ("ok", "missing_state", "error")
         }
         self.batch_size = plugin.batch_size.labels(function_type)
-        self.batch_duration = plugin.batch_duration.labels(function_type)
         self.state_read = plugin.state_read.labels(function_type)
         self.state_written = plugin.state_written.labels(function_type)
         self.messages = plugin.outgoing.labels(function_type, "message")
