@@ -286,17 +286,24 @@ def _guard(impl: Any, hook: str) -> None:
     function: Callable[..., Any] = impl.function
     plugin = plugin_label(impl)
     if hook in OBSERVER_HOOKS:
-        logged = False
+        raised = 0
+        log_at = 1  # then 10, 100, ...: a broken plugin fails every request, not every line
 
         def isolated(*args: Any) -> Any:
-            nonlocal logged
+            nonlocal raised, log_at
             try:
                 return function(*args)
             except Exception:
-                if not logged:  # once per plugin and hook: a broken plugin fails every request
-                    logged = True
+                raised += 1
+                if raised >= log_at:  # >=: a count two threads raced past
+                    log_at *= 10
                     logger.exception(
-                        "statefun plugin %r raised in %s; ignored (logged once)", plugin, hook
+                        "statefun plugin %r raised in %s; ignored (failure %d of this hook; "
+                        "logged again at failure %d)",
+                        plugin,
+                        hook,
+                        raised,
+                        log_at,
                     )
                 return None
 

@@ -90,6 +90,31 @@ def test_a_raising_observer_hook_changes_nothing_and_is_logged_once_with_its_plu
     assert recorder.names() == [*ok, *failed, "request_failed", "request_failed"] * 2
 
 
+def test_a_raising_observer_hook_is_logged_again_at_the_10th_and_100th_time_with_the_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from statefun_core.plugins import hookimpl
+
+    class Broken:
+        @hookimpl
+        def statefun_batch_finished(self, batch: object) -> None:
+            raise RuntimeError("broken")
+
+    plugins = make_plugin_manager([Broken()], load_entrypoints=False)
+    handler = RequestReplyHandler(make_functions(), plugins=plugins)
+    request = to_function("test/sync", "a", names("x"), SEEN_3)
+    with caplog.at_level(logging.ERROR, logger="statefun_core.plugins"):
+        for _ in range(100):
+            handler.handle_sync(request)
+
+    logged = [r.getMessage() for r in caplog.records if r.name == "statefun_core.plugins"]
+    assert logged == [
+        f"statefun plugin 'Broken' raised in statefun_batch_finished; ignored (failure {count} "
+        f"of this hook; logged again at failure {count * 10})"
+        for count in (1, 10, 100)
+    ]
+
+
 @pytest.mark.parametrize("hook", TYPE_HOOKS)
 def test_a_raising_type_hook_fails_the_handler_build_naming_plugin_and_hook(
     site: Path, hook: str
