@@ -174,7 +174,13 @@ PLUGIN_VERSIONS = {
     "prometheus": (["prometheus-client==0.16.0"], ["prometheus-client"]),
     "opentelemetry": (
         ["opentelemetry-api==1.20.0", "opentelemetry-sdk==1.20.0", "structlog"],
-        ["opentelemetry-api", "opentelemetry-sdk", "structlog"],
+        # the instrumentation: tests/test_tornado.py, skipped without it
+        [
+            "opentelemetry-api",
+            "opentelemetry-sdk",
+            "structlog",
+            "opentelemetry-instrumentation-tornado",
+        ],
     ),
     "pydantic": (["pydantic==2.5.2"], ["pydantic"]),
     "msgpack": (["msgpack==1.0.0"], ["msgpack"]),

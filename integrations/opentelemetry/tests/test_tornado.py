@@ -110,3 +110,46 @@ def test_a_chunked_body_over_the_limit_is_traced_under_the_request_span(
     ]
     assert batch.parent is not None and batch.parent.span_id == requests[1].context.span_id
     provider.shutdown()
+
+
+@pytest.mark.parametrize("method", ["PUT", "PROPFIND"])
+def test_a_wrong_method_is_one_trace_under_opentelemetry_instrumentation_tornado(
+    exporter: InMemorySpanExporter, method: str
+) -> None:
+    """A method Tornado does not route (PROPFIND) is refused like one it does (PUT): in
+    ``prepare``, where the instrumentation's request span is current, not after it ended."""
+    tornado_instrumentation = pytest.importorskip("opentelemetry.instrumentation.tornado")
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    handler = RequestReplyHandler(endpoint.make_functions(), plugins=plugins)
+    instrumentor = tornado_instrumentation.TornadoInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+
+    async def scenario() -> tuple[int, dict[str, str]]:
+        app = Application([("/statefun", statefun_tornado.StatefunHandler, {"handler": handler})])
+        server = app.listen(0, address="127.0.0.1")
+        port = next(iter(server._sockets.values())).getsockname()[1]
+        try:
+            status, headers, _ = await asyncio.to_thread(
+                endpoint.request, port, "/statefun", b"", method=method
+            )
+            return status, headers
+        finally:
+            server.stop()
+
+    try:
+        status, headers = asyncio.run(scenario())
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+    assert status == 405 and headers["Allow"] == "POST"
+    spans = exporter.get_finished_spans()
+    roots = [span for span in spans if span.parent is None]
+    assert [span.kind for span in roots] == [SpanKind.SERVER], [span.name for span in spans]
+    (rejected,) = [span for span in spans if span is not roots[0]]
+    assert rejected.kind is SpanKind.INTERNAL
+    assert rejected.parent is not None and rejected.parent.span_id == roots[0].context.span_id
+    assert (rejected.attributes or {})["http.response.status_code"] == 405

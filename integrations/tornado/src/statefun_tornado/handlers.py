@@ -106,6 +106,11 @@ class StatefunHandler(RequestHandler):
         if self._refusal is None:
             # what Tornado's delegate awaits before it reads the body: None, nothing to await
             self._prepared_future = None
+        elif (method := self.request.method or "") not in self.SUPPORTED_METHODS:
+            # A method Tornado does not route (PROPFIND) is refused in prepare() too, like any
+            # wrong method: Tornado's own 405 comes before it, so outside the request span an
+            # instrumentation starts there, and the refusal's span was a second trace.
+            self.SUPPORTED_METHODS = (*self.SUPPORTED_METHODS, method)
         return super()._execute(transforms, *args, **kwargs)
 
     def prepare(self) -> None:
@@ -187,17 +192,6 @@ class StatefunHandler(RequestHandler):
             self.set_header(name, value)
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(reply)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Tornado answers a method outside ``SUPPORTED_METHODS`` itself, before ``prepare``:
-        that 405 gets ``Allow: POST`` and reaches the hooks like any other wrong method."""
-        if status_code != 405:
-            super().write_error(status_code, **kwargs)
-            return
-        # The refusal prepare would have answered: a wrong method, or no handler at all.
-        self._reject(
-            self._refusal or MethodNotAllowedError(method=self.request.method)
-        )
 
     def _reject(self, error: Exception) -> None:
         """Answer a request refused before the handler saw its body (a wrong method, a body
