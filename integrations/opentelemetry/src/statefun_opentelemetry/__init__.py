@@ -18,6 +18,6 @@ except ImportError as error:  # pragma: no cover - opentelemetry-api is a depend
 
 __version__ = "0.1.0"  # before .plugin, which names its tracer with it
 
-from .plugin import REJECTED_SPAN_NAME, SCRATCH_KEY, OpenTelemetryPlugin
+from .plugin import SCRATCH_KEY, OpenTelemetryPlugin
 
-__all__ = ["REJECTED_SPAN_NAME", "SCRATCH_KEY", "OpenTelemetryPlugin"]
+__all__ = ["SCRATCH_KEY", "OpenTelemetryPlugin"]

@@ -28,14 +28,12 @@ from statefun_core.errors import FunctionNotFoundError
 from statefun_core.plugins import BatchEvent, InvocationEvent, header, hookimpl
 from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, decode_origins
 
-__all__ = ["REJECTED_SPAN_NAME", "SCRATCH_KEY", "OpenTelemetryPlugin"]
+__all__ = ["SCRATCH_KEY", "OpenTelemetryPlugin"]
 
 #: The key of the batch's span in ``BatchEvent.scratch``, and of the invocation's in
 #: ``InvocationEvent.scratch``. With two instances of the plugin: the span of the one called
 #: first (pluggy calls the last registered first), which the reply's ``traceresponse`` names.
 SCRATCH_KEY = "opentelemetry"
-#: The name of the span of a request rejected before it had a batch (its function unknown).
-REJECTED_SPAN_NAME = "statefun"
 #: The tokens of the contexts the instances attached for an invocation: pluggy calls them in the
 #: same order to start and to finish, so the first to finish detaches them all, last first.
 _TOKENS_KEY = "opentelemetry.tokens"
@@ -226,16 +224,17 @@ class OpenTelemetryPlugin:
         }
         # the endpoint answers POST only: another method is the 405's, when the server says it
         method = getattr(error, "method", None) if status == 405 else "POST"
+        # named as the HTTP conventions name a server span without a route: by its method,
+        # "HTTP" for one they do not name (the typename of a 404 is the caller's: unbounded)
+        name = "HTTP"
         if method in _METHODS:
-            attributes["http.request.method"] = method
+            attributes["http.request.method"] = name = method
         elif method is not None:
             attributes["http.request.method"] = "_OTHER"
             attributes["http.request.method_original"] = method
         if isinstance(error, FunctionNotFoundError):
             attributes["messaging.destination.name"] = error.typename
-        span = self._tracer.start_span(
-            REJECTED_SPAN_NAME, context=parent, kind=kind, attributes=attributes
-        )
+        span = self._tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
         # a 4xx answer is the client's error: by the HTTP conventions a SERVER span's status
         # stays unset, error.type tells what was wrong
         if status >= 500 or kind is not SpanKind.SERVER:
