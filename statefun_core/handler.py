@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import logging
 import threading
 import time
 from concurrent.futures import Executor
@@ -58,7 +59,8 @@ _NO_HEADERS: Headers = {}
 _EXPIRE_NONE, _EXPIRE_AFTER_WRITE, _EXPIRE_AFTER_INVOKE = 0, 1, 2
 # Any hook but request_failed needs a BatchEvent, not only statefun_batch_started.
 _BATCH_EVENTS = "batch events"
-
+# where statefun_core.http logs the other failures of a request
+logger = logging.getLogger("statefun_core")
 
 _INVOCATION_RESULT = key(100, 2)  # FromFunction.invocation_result
 _MODIFY = key(1, 0) + b"\x01"  # PersistedValueMutation.mutation_type MODIFY
@@ -249,7 +251,7 @@ class _Batch(InvocationContext):
     and ``_address``, built on first read.
     """
 
-    __slots__ = ("event", "fun", "id", "invocations", "plan", "typename")
+    __slots__ = ("event", "failure", "fun", "id", "invocations", "plan", "typename")
 
     plan: _Plan
     typename: str
@@ -257,6 +259,7 @@ class _Batch(InvocationContext):
     invocations: Any
     event: Optional[BatchEvent]
     fun: Callable[..., Any]
+    failure: FunctionFailedError  # set (and logged) where an invocation raised, if observed
 
     def message(self, invocation: Any, types: TypeRegistry) -> Message:
         """The message of one invocation, which becomes the one the context answers for."""
@@ -691,12 +694,19 @@ class RequestReplyHandler:
         self, batch: _Batch, error: BaseException, headers: Optional[Headers], ends_request: bool
     ) -> BaseException:
         """Report a batch that raised ``error`` to the plugins, and return what to raise: a
-        ``FunctionFailedError`` caused by it, or, when it ``ends_request`` (a cancelled
-        request, an interrupted process: not the function's failure), ``error`` itself."""
+        ``FunctionFailedError`` caused by it (logged), or, when it ``ends_request`` (a
+        cancelled request, an interrupted process: not the function's failure), ``error``
+        itself."""
         failure: BaseException = error
         if not ends_request:
-            failure = FunctionFailedError(batch.typename, batch.id)
-            failure.__cause__ = error
+            met: Optional[FunctionFailedError] = getattr(batch, "failure", None)
+            # logged where an invocation raised it; else (not observed, or another step of the
+            # batch failed: encoding the reply) here
+            failure = (
+                met
+                if met is not None and met.__cause__ is error
+                else _failed_function(batch, error)
+            )
         event = batch.event
         headers = _NO_HEADERS if headers is None else headers
         if event is not None:
@@ -791,6 +801,9 @@ class RequestReplyHandler:
             yield
         except BaseException as error:
             if policy is None or not policy.is_final(error):
+                if isinstance(error, Exception):  # not an interrupt: the function's failure
+                    # logged here, where the invocation's span and log context are current
+                    batch.failure = _failed_function(batch, error)
                 if invocation is not None:
                     hook.statefun_invocation_finished(invocation=invocation, error=error)
                 raise
@@ -815,6 +828,19 @@ class RequestReplyHandler:
             return
         if invocation is not None:
             hook.statefun_invocation_finished(invocation=invocation, error=None)
+
+
+def _failed_function(batch: _Batch, error: BaseException) -> FunctionFailedError:
+    """The ``FunctionFailedError`` of a batch whose function raised ``error``, logged with the
+    function's exception (the line alone, what an alert or a log search shows, says why) and
+    its traceback. Logged by the handler, once, where the error is met: with the invocation's
+    trace context and log context current when it comes from an invocation."""
+    failure = FunctionFailedError(batch.typename, batch.id)
+    failure.__cause__ = error
+    reason = str(error)
+    why = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+    logger.error("statefun request failed: %s: %s", failure, why, exc_info=failure)
+    return failure
 
 
 class _ThreadLoop:

@@ -91,11 +91,13 @@ def error_response(error: BaseException) -> tuple[int, str]:
     Logged here, so every integration logs alike: server errors (5xx) with their traceback; a
     request the runtime sent and will send again for ever (a malformed or too large body, an
     unknown function: the deployment is wrong) as a warning; a wrong method (a probe, a
-    browser) as info.
+    browser) as info. A function's failure (``FunctionFailedError``) is not: the handler
+    logged it where it failed, inside the invocation's trace and log context.
     """
     status = status_for(error)
     if status >= 500:
-        logger.error("statefun request failed: %s", _with_cause(error), exc_info=error)
+        if not isinstance(error, FunctionFailedError):  # logged by the handler
+            logger.error("statefun request failed: %s", error, exc_info=error)
     else:
         level = logging.INFO if status == 405 else logging.WARNING
         logger.log(level, "statefun request rejected (%d): %s", status, error)
@@ -107,16 +109,6 @@ def error_response(error: BaseException) -> tuple[int, str]:
     if isinstance(limit, LimitExceededError):
         text = f"{text}: {limit}"
     return status, text
-
-
-def _with_cause(error: BaseException) -> str:
-    """A failed function's message followed by its exception's: the log line alone (what an
-    alert or a log search shows) says why, not only the traceback below it."""
-    cause = error.__cause__
-    if not isinstance(error, FunctionFailedError) or cause is None:
-        return str(error)
-    reason = str(cause)
-    return f"{error}: {type(cause).__name__}" + (f": {reason}" if reason else "")
 
 
 def integration_exports(

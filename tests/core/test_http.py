@@ -138,21 +138,44 @@ def test_a_limit_names_itself_even_when_it_failed_a_function() -> None:
     assert error_response(failed) == (500, f"{REASONS[500]}: {over}")
 
 
-def test_a_failed_functions_log_line_names_its_exception(caplog: pytest.LogCaptureFixture) -> None:
+class Listening:
+    """A plugin that observes invocations, so the handler reports (and logs) each one."""
+
+    from statefun_core.plugins import hookimpl
+
+    @hookimpl
+    def statefun_invocation_finished(self, invocation: object, error: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("observed", [False, True])
+def test_a_failed_function_is_logged_once_by_the_handler_naming_its_exception(
+    caplog: pytest.LogCaptureFixture, observed: bool
+) -> None:
+    functions = StatefulFunctions()
+    causes = {"o-1": ValueError("a 'shop/Order' value is not valid"), "o-2": KeyError()}
+
+    @functions.bind("shop/cashier")
+    def cashier(context: Context, message: Message) -> None:
+        raise causes[context.address.id]
+
+    plugins = make_plugin_manager([Listening()] if observed else [], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, plugins=plugins)
     caplog.set_level(logging.ERROR, logger="statefun_core")
-    for cause in (ValueError("a 'shop/Order' value is not valid"), KeyError()):
-        failed = FunctionFailedError("shop/cashier", "o-1")
-        failed.__cause__ = cause
-        error_response(failed)
+    for id in causes:
+        with pytest.raises(FunctionFailedError) as raised:
+            handler.handle_sync(to_function("shop/cashier", id, ["x"]))
+        assert error_response(raised.value)[0] == 500  # which does not log it again
     valued, bare = caplog.records
     assert valued.getMessage() == (
         "statefun request failed: function 'shop/cashier' failed for id 'o-1': "
         "ValueError: a 'shop/Order' value is not valid"
     )
     assert bare.getMessage() == (
-        "statefun request failed: function 'shop/cashier' failed for id 'o-1': KeyError"
+        "statefun request failed: function 'shop/cashier' failed for id 'o-2': KeyError"
     )
     assert valued.exc_info is not None  # with its traceback, as before
+    assert valued.exc_info[1].__cause__ is causes["o-1"]
 
 
 def test_a_405_keeps_the_method_when_the_server_says_it() -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
 
 import pytest
 import structlog
+from aiohttp import web
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from statefun_aiohttp import create_app
 from statefun_opentelemetry import OpenTelemetryPlugin
 
 from statefun_core import Context, Message, RequestReplyHandler, StatefulFunctions
@@ -20,7 +24,7 @@ from statefun_core.plugins import (
     add_invocation_context,
     make_plugin_manager,
 )
-from statefun_core.testing import wire
+from statefun_core.testing import endpoint, wire
 
 GREETER = "example/greeter"
 std_log = logging.getLogger("test.otel.logging")
@@ -93,3 +97,60 @@ def test_records_carry_the_trace_id_of_the_invocations_span(
         "statefun_caller": "example/a/b",
         "trace_id": trace_id,
     }
+
+
+class CurrentSpan(logging.Filter):
+    """Keeps the span current when a record is made, as OpenTelemetry's logging
+    instrumentation reads it for ``otelTraceID``/``otelSpanID``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.span_context = trace.get_current_span().get_span_context()
+        return True
+
+
+def test_a_failed_functions_log_line_is_in_its_invocations_span_and_log_context(
+    exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a real server (statefun-aiohttp), the 500's log line is written while the span
+    that recorded the exception is current: the log leads to the trace."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    functions = StatefulFunctions()
+
+    @functions.bind("example/broken")
+    def broken(context: Context, message: Message) -> None:
+        raise RuntimeError("boom")
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider), InvocationLogContext()],
+        load_entrypoints=False,
+    )
+    app = create_app(RequestReplyHandler(functions, plugins=plugins))
+
+    async def scenario() -> int:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            body = wire.to_function("example/broken", "ann", ["x"])
+            status, _, _ = await asyncio.to_thread(endpoint.request, port, "/", body)
+            return status
+        finally:
+            await runner.cleanup()
+
+    caplog.handler.addFilter(CurrentSpan())
+    caplog.handler.addFilter(InvocationLogFilter())
+    with caplog.at_level(logging.ERROR, logger="statefun_core"):
+        assert asyncio.run(scenario()) == 500
+    provider.shutdown()
+
+    (record,) = [r for r in caplog.records if r.name == "statefun_core"]
+    assert record.getMessage().startswith("statefun request failed: function 'example/broken'")
+    span = invocation_span(exporter)
+    assert [event.name for event in span.events] == ["exception"]
+    assert record.span_context.trace_id == span.context.trace_id  # type: ignore[attr-defined]
+    assert record.span_context.span_id == span.context.span_id  # type: ignore[attr-defined]
+    assert record.trace_id == format(span.context.trace_id, "032x")  # type: ignore[attr-defined]
+    assert (record.statefun_function, record.statefun_id) == ("example/broken", "ann")  # type: ignore[attr-defined]
