@@ -420,7 +420,10 @@ class RequestReplyHandler:
         does not outlive its request in the server's thread. Sync functions, and async ones whose
         code never awaits, are called with no event loop at all (so also from inside a running
         loop); an async function that awaits runs as a task of this thread's event loop (kept per
-        thread), so ``asyncio.timeout``, task groups and HTTP clients work in it.
+        thread), so ``asyncio.timeout``, task groups and HTTP clients work in it. One that never
+        awaits but needs the running loop all the same (``asyncio.get_running_loop()``,
+        ``create_task``, in its code or in what it calls) finds none on its first batch: that
+        batch is run again from its start as a task, and so is every later one.
         """
         try:
             batch = self._resolve(request_bytes, headers, reply_headers)
@@ -434,7 +437,17 @@ class RequestReplyHandler:
             if function.awaits:
                 self._run_on_thread_loop(batch)
             elif function.is_async:  # each coroutine finishes on its first step
-                copy_context().run(self._step, batch)
+                try:
+                    copy_context().run(self._step, batch)
+                except RuntimeError as error:
+                    if not _wanted_a_loop(error):
+                        raise
+                    # Its code never awaits, but what it calls needs the running loop (a task
+                    # it starts, a library that asks for the loop), as under handle_async: it
+                    # runs as a task from now on, this batch again from its start.
+                    function.awaits = True
+                    self._restart(batch)
+                    self._run_on_thread_loop(batch)
             else:
                 copy_context().run(self._invoke, batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
@@ -606,6 +619,15 @@ class RequestReplyHandler:
                 task.cancel()
             if leftovers:
                 loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+
+    def _restart(self, batch: _Batch) -> None:
+        """Undo what a batch did before it failed (its state changes, what it sent), to run it
+        again from its first invocation."""
+        batch.storage._written.clear()
+        batch.storage._values.clear()
+        batch.outbox.clear()
+        if batch.fun is not batch.plan.function.fun:
+            batch.fun = self._observed(batch)  # counting invocations from the first again
 
     async def _invoke_async(self, batch: _Batch) -> None:
         """Await every invocation of an async function's batch, in order (``handle_async``
@@ -859,6 +881,12 @@ class _ThreadLoop:
 def _interrupts(error: BaseException) -> bool:
     """Whether ``error`` interrupts the process (Ctrl-C, ``sys.exit``): not a function's failure."""
     return isinstance(error, (KeyboardInterrupt, SystemExit))
+
+
+def _wanted_a_loop(error: RuntimeError) -> bool:
+    """Whether ``error`` is asyncio's for code that needs a running event loop where there is
+    none (``get_running_loop``, ``create_task``, ``ensure_future``, ``Future()``)."""
+    return "event loop" in str(error) and asyncio._get_running_loop() is None
 
 
 def _cancelled(error: BaseException) -> bool:

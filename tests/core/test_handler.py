@@ -1138,3 +1138,50 @@ def test_a_state_value_may_take_up_the_limit_and_not_one_byte_more(
         )
         assert set(mutations(reply)) == ({"n"} if limit == size else set())
     assert outcomes == ["stored", "state_value_bytes"]
+
+
+def loop_asking_functions(sent: list[str]) -> StatefulFunctions:
+    """An async function that never awaits, but calls what needs the running loop, after it
+    has written its state and sent a message: as a function that starts a task does."""
+    functions = StatefulFunctions()
+
+    def loop_time() -> float:  # a helper, as a library asking for the loop would be
+        return asyncio.get_running_loop().time()
+
+    @functions.bind("ns/asks", specs=[ValueSpec("n", IntType)])
+    async def asks(context: Context, message: Message) -> None:
+        context.storage.n = (context.storage.n or 0) + 1
+        context.send(message_builder("ns/g", "1", int_value=message.as_int()))
+        sent.append(str(message.as_int()))
+        loop_time()
+
+    return functions
+
+
+@pytest.mark.parametrize("observed", [False, True])
+def test_an_async_function_that_never_awaits_but_needs_the_loop_runs_under_handle_sync(
+    observed: bool,
+) -> None:
+    """It has a running loop under handle_async, as it had under the official SDK's
+    asyncio.run: under a WSGI server it was a 500 for ever (RuntimeError: no running event
+    loop). Its first batch is run again, with none of the effects of the first try."""
+    sent: list[str] = []
+    observer = [FailureObserver()] if observed else []
+    handler = RequestReplyHandler(
+        loop_asking_functions(sent),
+        plugins=make_plugin_manager(observer, load_entrypoints=False),
+    )
+    request = to_function(
+        "ns/asks", "1", [typed_value(IntType, 1), typed_value(IntType, 2)], {"n": None}
+    )
+    replies: list[bytes] = []
+    for _ in range(2):  # from a thread of a server: no event loop there
+        thread = threading.Thread(target=lambda: replies.append(handler.handle_sync(request)))
+        thread.start()
+        thread.join()
+    for reply in replies:
+        assert IntType.serializer().deserialize(mutations(reply)["n"].value) == 2
+        assert [m.message.as_int() for m in messages(reply)] == [1, 2]
+    assert sent == ["1", "1", "2", "1", "2"]  # the first try, then as a task each time
+    if observed:
+        assert observer[0].failed == []  # the plugins hear of two batches that succeeded
