@@ -886,7 +886,10 @@ def _interrupts(error: BaseException) -> bool:
 def _wanted_a_loop(error: RuntimeError) -> bool:
     """Whether ``error`` is asyncio's for code that needs a running event loop where there is
     none (``get_running_loop``, ``create_task``, ``ensure_future``, ``Future()``)."""
-    return "event loop" in str(error) and asyncio._get_running_loop() is None
+    reason = str(error)
+    return (
+        "no running event loop" in reason or "no current event loop" in reason
+    ) and asyncio._get_running_loop() is None
 
 
 def _cancelled(error: BaseException) -> bool:

@@ -1140,13 +1140,15 @@ def test_a_state_value_may_take_up_the_limit_and_not_one_byte_more(
     assert outcomes == ["stored", "state_value_bytes"]
 
 
-def loop_asking_functions(sent: list[str]) -> StatefulFunctions:
+def loop_asking_functions(
+    sent: list[str], ask: Callable[[], asyncio.AbstractEventLoop]
+) -> StatefulFunctions:
     """An async function that never awaits, but calls what needs the running loop, after it
     has written its state and sent a message: as a function that starts a task does."""
     functions = StatefulFunctions()
 
     def loop_time() -> float:  # a helper, as a library asking for the loop would be
-        return asyncio.get_running_loop().time()
+        return ask().time()
 
     @functions.bind("ns/asks", specs=[ValueSpec("n", IntType)])
     async def asks(context: Context, message: Message) -> None:
@@ -1159,8 +1161,12 @@ def loop_asking_functions(sent: list[str]) -> StatefulFunctions:
 
 
 @pytest.mark.parametrize("observed", [False, True])
+@pytest.mark.parametrize(
+    "ask",
+    [asyncio.get_running_loop, asyncio.get_event_loop],  # 'no running', 'no current' loop
+)
 def test_an_async_function_that_never_awaits_but_needs_the_loop_runs_under_handle_sync(
-    observed: bool,
+    observed: bool, ask: Callable[[], asyncio.AbstractEventLoop]
 ) -> None:
     """It has a running loop under handle_async, as it had under the official SDK's
     asyncio.run: under a WSGI server it was a 500 for ever (RuntimeError: no running event
@@ -1168,7 +1174,7 @@ def test_an_async_function_that_never_awaits_but_needs_the_loop_runs_under_handl
     sent: list[str] = []
     observer = [FailureObserver()] if observed else []
     handler = RequestReplyHandler(
-        loop_asking_functions(sent),
+        loop_asking_functions(sent, ask),
         plugins=make_plugin_manager(observer, load_entrypoints=False),
     )
     request = to_function(
