@@ -611,6 +611,11 @@ class RequestReplyHandler:
         if owner is None:
             owner = self._loops.owner = _ThreadLoop()
         loop = owner.loop
+        # The loop stood still since the thread's last batch: one turn takes in what came
+        # meanwhile (a kept-alive connection its server closed), before the batch's client
+        # would take that connection from its pool and fail on it.
+        loop.call_soon(loop.stop)
+        loop.run_forever()
         try:
             loop.run_until_complete(self._invoke_async(batch))
         finally:  # as asyncio.run: no task of the batch outlives it

@@ -7,6 +7,7 @@ import contextvars
 import dataclasses
 import gc
 import json
+import socket
 import sys
 import threading
 import warnings
@@ -1191,3 +1192,73 @@ def test_an_async_function_that_never_awaits_but_needs_the_loop_runs_under_handl
     assert sent == ["1", "1", "2", "1", "2"]  # the first try, then as a task each time
     if observed:
         assert observer[0].failed == []  # the plugins hear of two batches that succeeded
+
+
+class OneAnswerServer:
+    """A TCP server on 127.0.0.1 that answers each connection's first line with ``ok`` and
+    closes it when told (:meth:`close_connection`), as an HTTP server closes a kept-alive
+    connection left idle."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.close_now = threading.Semaphore(0)
+        self.closed = threading.Semaphore(0)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:  # stop() closed the listening socket
+                return
+            with connection, connection.makefile("rb") as lines:
+                lines.readline()
+                connection.sendall(b"ok\n")
+                self.close_now.acquire()
+            self.closed.release()
+
+    def close_connection(self) -> None:
+        """Close the connection answered last, and return once it is closed."""
+        self.close_now.release()
+        self.closed.acquire()
+
+    def stop(self) -> None:
+        self.socket.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close() alone does not)
+        self.socket.close()
+        self.thread.join()
+
+
+def test_handle_sync_lets_the_loop_see_a_kept_connection_closed_between_requests() -> None:
+    """Under a WSGI server the thread's loop stands still between requests: a kept-alive
+    connection its server closed meanwhile looked open to the next batch, whose client took
+    it from its pool and failed on it (aiohttp's 'Can not write request body', a 500 on every
+    request that came after the server's keep-alive timeout)."""
+    server = OneAnswerServer()
+    kept: dict[Any, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/client", specs=[ValueSpec("answers", IntType)])
+    async def client(context: Context, message: Message) -> None:
+        loop = asyncio.get_running_loop()
+        connection = kept.get(loop)
+        if connection is None or connection[0].at_eof():  # what a client's pool checks
+            connection = kept[loop] = await asyncio.open_connection("127.0.0.1", server.port)
+        reader, writer = connection
+        writer.write(b"ask\n")
+        answer = await reader.readline()
+        if answer != b"ok\n":
+            raise ConnectionError("the kept connection was closed by its server")
+        context.storage.answers = (context.storage.answers or 0) + 1
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    try:
+        for _ in range(2):
+            reply = handler.handle_sync(to_function("ns/client", "1", [1], {"answers": None}))
+            assert IntType.serializer().deserialize(mutations(reply)["answers"].value) == 1
+            server.close_connection()  # while the thread's loop stands still
+    finally:
+        server.stop()
+        for _, writer in kept.values():
+            writer.close()
