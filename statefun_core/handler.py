@@ -827,9 +827,11 @@ class RequestReplyHandler:
         try:
             yield
         except BaseException as error:
-            if policy is None or not policy.is_final(error):
-                if isinstance(error, Exception):  # not an interrupt: the function's failure
-                    # logged here, where the invocation's span and log context are current
+            retried = _no_loop_for(batch, error)  # handle_sync runs it again, as a task
+            if retried or policy is None or not policy.is_final(error):
+                if isinstance(error, Exception) and not retried:  # not an interrupt
+                    # the function's failure, logged here, where the invocation's span and
+                    # log context are current
                     batch.failure = _failed_function(batch, error)
                 if invocation is not None:
                     hook.statefun_invocation_finished(invocation=invocation, error=error)
@@ -895,6 +897,15 @@ def _wanted_a_loop(error: RuntimeError) -> bool:
     return (
         "no running event loop" in reason or "no current event loop" in reason
     ) and asyncio._get_running_loop() is None
+
+
+def _no_loop_for(batch: _Batch, error: BaseException) -> bool:
+    """Whether ``error`` is an async function's, run with no loop, asking for one: not its
+    failure (``handle_sync`` runs its batch again as a task), even if it declares
+    ``RuntimeError`` final."""
+    return (
+        batch.plan.function.is_async and isinstance(error, RuntimeError) and _wanted_a_loop(error)
+    )
 
 
 def _cancelled(error: BaseException) -> bool:

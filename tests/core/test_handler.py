@@ -22,6 +22,7 @@ from statefun_core import (
     AsyncFunctionInSyncContextError,
     BoolType,
     Context,
+    DeadLetterEgress,
     EgressMessage,
     FunctionFailedError,
     FunctionNotFoundError,
@@ -47,6 +48,7 @@ from statefun_core import (
     protocol,
 )
 from statefun_core.testing.wire import (
+    egress,
     from_function,
     invocation_result,
     messages,
@@ -1145,13 +1147,20 @@ def loop_asking_functions(
     sent: list[str], ask: Callable[[], asyncio.AbstractEventLoop]
 ) -> StatefulFunctions:
     """An async function that never awaits, but calls what needs the running loop, after it
-    has written its state and sent a message: as a function that starts a task does."""
+    has written its state and sent a message: as a function that starts a task does. It
+    declares RuntimeError final: asking for the loop is not its failure, nor dead-lettered."""
     functions = StatefulFunctions()
+    dead_letters = DeadLetterEgress("ns/dead-letters", topic="dead")
 
     def loop_time() -> float:  # a helper, as a library asking for the loop would be
         return ask().time()
 
-    @functions.bind("ns/asks", specs=[ValueSpec("n", IntType)])
+    @functions.bind(
+        "ns/asks",
+        specs=[ValueSpec("n", IntType)],
+        final_errors=[RuntimeError],
+        dead_letters=dead_letters,
+    )
     async def asks(context: Context, message: Message) -> None:
         context.storage.n = (context.storage.n or 0) + 1
         context.send(message_builder("ns/g", "1", int_value=message.as_int()))
@@ -1189,6 +1198,7 @@ def test_an_async_function_that_never_awaits_but_needs_the_loop_runs_under_handl
     for reply in replies:
         assert IntType.serializer().deserialize(mutations(reply)["n"].value) == 2
         assert [m.message.as_int() for m in messages(reply)] == [1, 2]
+        assert egress(reply) == []  # nothing dead-lettered
     assert sent == ["1", "1", "2", "1", "2"]  # the first try, then as a task each time
     if observed:
         assert observer[0].failed == []  # the plugins hear of two batches that succeeded
