@@ -28,7 +28,7 @@ nox.options.sessions = [
     "lint", "typecheck",
     "plugin_prometheus", "plugin_opentelemetry", "plugin_pydantic", "plugin_msgpack",
     "aiohttp", "tornado", "flask", "django", "apps", "apps_oldest", "engine", "engine_oldest",
-    "local", "local_oldest", "e2e", "hardening", "docs",
+    "local", "local_oldest", "e2e", "hardening", "docs", "packaging",
 ]  # fmt: skip
 
 PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
@@ -567,3 +567,26 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ".", *editable, "-e", "local", "gunicorn", "opentelemetry-sdk",
                     "structlog", *APP_FRAMEWORKS, *TEST_DEPS)  # fmt: skip
     session.run("python", "-m", "pytest", "tests/docs", *session.posargs)
+
+
+# --- packaging ----------------------------------------------------------------------------
+
+
+@nox.session(python=NEWEST, tags=["ci", "packaging"])
+def packaging(session: nox.Session) -> None:
+    """What users install: each distribution built as an sdist and, from that sdist alone, a
+    wheel; twine's checks; those wheels installed (not the checkout) and tests/packaging run on
+    the files and the installed packages."""
+    session.install("build", "hatchling>=1.18", "twine")
+    dist = Path(session.create_tmp()).resolve() / "dist"
+    for old in dist.glob("*"):
+        old.unlink()
+    folders = [".", *sorted(str(p.parent) for p in Path("integrations").glob("*/pyproject.toml"))]
+    for folder in [*folders, "local"]:
+        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(dist), folder)
+    files = sorted(str(path) for path in dist.iterdir())
+    session.run("twine", "check", "--strict", *files)
+    wheels = [file for file in files if file.endswith(".whl")]
+    session.install(*wheels, "mypy", *TEST_DEPS)
+    session.run("python", "-m", "pytest", "tests/packaging", *session.posargs,
+                env={"STATEFUN_DIST": str(dist)})  # fmt: skip

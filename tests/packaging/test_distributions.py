@@ -1,0 +1,214 @@
+"""The distributions as users get them. ``nox -s packaging`` builds each one (an sdist, then the
+wheel from that sdist) into ``$STATEFUN_DIST`` and installs those wheels, not the checkout;
+these tests read the files, and run the installed packages in a fresh interpreter that cannot
+see the checkout (``python -I``, from a temporary folder)."""
+
+from __future__ import annotations
+
+import email.parser
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DIST = Path(os.environ.get("STATEFUN_DIST", ""))
+pytestmark = pytest.mark.skipif(
+    "STATEFUN_DIST" not in os.environ, reason="the built distributions: run nox -s packaging"
+)
+
+PYPROJECTS = [ROOT / "pyproject.toml", *sorted(ROOT.glob("integrations/*/pyproject.toml"))]
+NAMES = [
+    re.search(r'^name = "(.+)"', pyproject.read_text(), re.M)[1]  # type: ignore[index]
+    for pyproject in [*PYPROJECTS, ROOT / "local" / "pyproject.toml"]
+]
+
+
+def _file_name(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def _wheel(name: str) -> zipfile.ZipFile:
+    (path,) = DIST.glob(f"{_file_name(name)}-*.whl")
+    return zipfile.ZipFile(path)
+
+
+def _wheel_metadata(name: str) -> email.message.Message:
+    wheel = _wheel(name)
+    (metadata,) = (n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    return email.parser.Parser().parsestr(wheel.read(metadata).decode())
+
+
+def _run(tmp_path: Path, *args: str) -> str:
+    """Run the session's Python isolated from the checkout: no cwd, no PYTHONPATH, no script
+    folder on ``sys.path``; only what is installed."""
+    done = subprocess.run(
+        [sys.executable, "-I", *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_each_project_is_built_as_an_sdist_and_a_wheel() -> None:
+    for name in NAMES:
+        assert len(list(DIST.glob(f"{_file_name(name)}-*.tar.gz"))) == 1, name
+        assert len(list(DIST.glob(f"{_file_name(name)}-*.whl"))) == 1, name
+
+
+def test_versions_move_in_lockstep() -> None:
+    """One version for all; each distribution requires ours at exactly that version, as a
+    mismatched pair is untested; every extra of statefun-core names one of them."""
+    version = _wheel_metadata("statefun-core")["Version"]
+    for name in NAMES:
+        metadata = _wheel_metadata(name)
+        assert metadata["Version"] == version, name
+        assert metadata["Requires-Python"] == ">=3.9", name
+        for requirement in metadata.get_all("Requires-Dist") or []:
+            ours = re.match(r"(statefun-[a-z]+)(.*?)(;|$)", requirement)
+            if ours and "extra ==" not in requirement:
+                assert ours[2].strip() == f"=={version}", (name, requirement)
+            elif ours:
+                assert ours[1] in NAMES, requirement
+        package_init = _package_init_source(name)
+        declared = re.search(r'^__version__ = "(.+)"', package_init, re.M)
+        assert declared is None or declared[1] == version, name
+
+
+def _package_init_source(name: str) -> str:
+    wheel = _wheel(name)
+    inits = [n for n in wheel.namelist() if n.count("/") == 1 and n.endswith("/__init__.py")]
+    return "".join(wheel.read(n).decode() for n in inits)
+
+
+def test_a_wheel_holds_its_packages_typed_and_nothing_else() -> None:
+    for name in NAMES:
+        files = _wheel(name).namelist()
+        packages = {f.split("/")[0] for f in files if not f.split("/")[0].endswith(".dist-info")}
+        assert packages, name
+        for package in packages:
+            assert f"{package}/py.typed" in files, (name, package)  # "Typing :: Typed"
+        dist_info = f"{_file_name(name)}-{_wheel_metadata(name)['Version']}.dist-info"
+        assert f"{dist_info}/licenses/LICENSE" in files, name
+        junk = [f for f in files if re.search(r"(^|/)(tests?|__pycache__|\.nox)/|\.pyc$", f)]
+        assert junk == [], (name, junk)
+
+
+def test_each_entry_point_names_a_module_of_its_wheel() -> None:
+    for name in NAMES:
+        wheel = _wheel(name)
+        files = set(wheel.namelist())
+        entry_points = [n for n in files if n.endswith(".dist-info/entry_points.txt")]
+        for line in wheel.read(entry_points[0]).decode().splitlines() if entry_points else []:
+            if "=" not in line:
+                continue
+            module = line.split("=", 1)[1].strip().split(":")[0].replace(".", "/")
+            assert {f"{module}.py", f"{module}/__init__.py"} & files, (name, line)
+
+
+def test_an_sdist_holds_what_builds_it_and_no_local_files() -> None:
+    for name in NAMES:
+        (path,) = DIST.glob(f"{_file_name(name)}-*.tar.gz")
+        with tarfile.open(path) as sdist:
+            files = {member.split("/", 1)[1] for member in sdist.getnames() if "/" in member}
+        assert {"PKG-INFO", "pyproject.toml", "README.md", "LICENSE"} <= files, name
+        local = r"(^|/)(\.nox|\.venv|__pycache__|build|dist)/|\.(pyc|db)$"
+        junk = [f for f in files if re.search(local, f)]
+        assert junk == [], (name, junk)
+
+
+def test_the_installed_distributions_are_the_built_wheels() -> None:
+    for name in NAMES:
+        installed = importlib.metadata.distribution(name)
+        assert installed.version == _wheel_metadata(name)["Version"], name
+        direct_url = installed.read_text("direct_url.json")
+        editable = direct_url and json.loads(direct_url).get("dir_info", {}).get("editable")
+        assert not editable, f"{name} is installed editable from the checkout"
+
+
+GREETER = """
+import statefun_core
+from statefun_core import *
+from statefun_core.testing import wire
+
+assert "site-packages" in statefun_core.__file__, statefun_core.__file__
+functions = StatefulFunctions()
+
+@functions.bind("com.example.fns/greeter", specs=[ValueSpec(name="seen_count", type=IntType)])
+async def greet(ctx: Context, message: Message):
+    name = message.as_string() or ""
+    ctx.storage.seen_count = (ctx.storage.seen_count or 0) + 1
+    ctx.send(message_builder(target_typename="com.example.fns/inbox", target_id=name,
+                             str_value=f"Hello {name}!"))
+
+request = wire.to_function("com.example.fns/greeter", "Jo", ["Jo"], {"seen_count": None})
+reply = RequestReplyHandler(functions).handle_sync(request)
+(sent,) = wire.messages(reply)
+print(sent.message.as_string())
+print(" ".join(sorted(name for name, _ in make_plugin_manager().list_name_plugin())))
+"""
+
+
+def test_the_installed_wheels_serve_a_function_and_find_the_plugins(tmp_path: Path) -> None:
+    greeting, plugins = _run(tmp_path, "-c", GREETER).splitlines()
+    assert greeting == "Hello Jo!"
+    expected = {
+        entry_point.name
+        for name in NAMES
+        for entry_point in importlib.metadata.distribution(name).entry_points
+        if entry_point.group == "statefun"
+    }
+    assert expected and set(plugins.split()) >= expected
+
+
+def test_the_pytest_plugin_and_the_console_script_are_installed(tmp_path: Path) -> None:
+    (tmp_path / "test_user.py").write_text(
+        "def test_fixture(statefun_harness):\n    assert statefun_harness is not None\n"
+    )
+    _run(tmp_path, "-m", "pytest", "-p", "no:cacheprovider", "test_user.py")
+    script = Path(sys.executable).parent / "statefun-local"
+    done = subprocess.run([script, "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and "usage: statefun-local" in done.stdout, done.stderr
+
+
+TYPED_USER_CODE = """
+from aiohttp import web
+from flask import Blueprint
+from typing_extensions import assert_type
+
+import statefun
+import statefun_aiohttp
+import statefun_django.urls
+import statefun_flask
+import statefun_local
+import statefun_msgpack
+import statefun_opentelemetry
+import statefun_prometheus
+import statefun_pydantic
+import statefun_tornado
+from statefun_core import StatefulFunctions, Type
+
+functions = statefun.StatefulFunctions()
+assert_type(functions, StatefulFunctions)
+assert_type(statefun_aiohttp.create_app(functions), web.Application)
+assert_type(statefun_flask.make_blueprint(functions), Blueprint)
+assert_type(statefun_msgpack.msgpack_type("game/Scores"), Type)
+assert_type(statefun_prometheus.metrics_response(), tuple[bytes, str])
+plugin = statefun_opentelemetry.OpenTelemetryPlugin()
+routes = statefun_tornado.make_routes(functions, "/statefun")
+urls = statefun_django.urls.statefun_urls("statefun")
+versions = [statefun_local.__version__, statefun_pydantic.__version__]
+"""
+
+
+def test_the_installed_packages_are_typed_for_mypy_strict(tmp_path: Path) -> None:
+    """Each package's ``py.typed`` is honoured: without it, importing the package is an error
+    under ``--strict``, and ``assert_type`` fails on what would then be ``Any``."""
+    (tmp_path / "user.py").write_text(TYPED_USER_CODE)
+    _run(tmp_path, "-m", "mypy", "--strict", "--no-incremental", "user.py")
