@@ -8,6 +8,7 @@ Sessions install with uv when it is present. Each area keeps its sessions in its
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nox
@@ -576,8 +577,11 @@ def docs(session: nox.Session) -> None:
 def packaging(session: nox.Session) -> None:
     """What users install: each distribution built as an sdist and, from that sdist alone, a
     wheel; twine's checks; those wheels installed (not the checkout) and tests/packaging run on
-    the files and the installed packages."""
-    session.install("build", "hatchling>=1.18", "twine")
+    the files and the installed packages. Built with the oldest hatchling the pyproject.toml
+    files accept (an isolated build gets the newest), so that twine judges what it makes."""
+    oldest = re.search(r'requires = \["hatchling>=([\d.]+)"\]', Path("pyproject.toml").read_text())
+    assert oldest, "pyproject.toml: build-system requires hatchling>=<version>"
+    session.install("build", f"hatchling=={oldest[1]}", "twine")
     dist = Path(session.create_tmp()).resolve() / "dist"
     for old in dist.glob("*"):
         old.unlink()

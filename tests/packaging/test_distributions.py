@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 PYPROJECTS = [ROOT / "pyproject.toml", *sorted(ROOT.glob("integrations/*/pyproject.toml"))]
+EXAMPLE_PLUGIN = ROOT / "examples/plugin/pyproject.toml"
 NAMES = [
     re.search(r'^name = "(.+)"', pyproject.read_text(), re.M)[1]  # type: ignore[index]
     for pyproject in [*PYPROJECTS, ROOT / "local" / "pyproject.toml"]
@@ -60,6 +61,16 @@ def test_each_project_is_built_as_an_sdist_and_a_wheel() -> None:
     for name in NAMES:
         assert len(list(DIST.glob(f"{_file_name(name)}-*.tar.gz"))) == 1, name
         assert len(list(DIST.glob(f"{_file_name(name)}-*.whl"))) == 1, name
+
+
+def test_every_project_builds_with_the_backend_the_session_checks() -> None:
+    """The session builds with the oldest hatchling the root pyproject.toml accepts; an older
+    one writes a license expression into metadata PyPI refuses. So each project (the example
+    plugin too, which users copy) requires what the root requires."""
+    backend = re.compile(r"^requires = (\[.*?\])", re.M)
+    (root,) = backend.findall((ROOT / "pyproject.toml").read_text())
+    for pyproject in [*PYPROJECTS[1:], ROOT / "local/pyproject.toml", EXAMPLE_PLUGIN]:
+        assert backend.findall(pyproject.read_text()) == [root], pyproject
 
 
 def test_versions_move_in_lockstep() -> None:
