@@ -1629,6 +1629,34 @@ def test_an_egress_whose_broker_is_unreachable_stays_so_while_it_passes_others_r
     assert not [line for line in said[first:] if "connected to" in line], said
 
 
+def test_a_problem_librdkafka_says_again_with_how_often_it_kept_quiet_is_logged_once(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """librdkafka says a problem again with when, and how many times it kept quiet: "(after
+    303ms in state AUTH_REQ, 1 identical error(s) suppressed)", as confluent-kafka 2.3 said of
+    a refused login. That is the same problem: shown without it, and not logged again."""
+    from confluent_kafka import KafkaError
+
+    address = f"127.0.0.1:{free_port()}"
+    refused = f"{address}/bootstrap: Connect to ipv4#{address} failed: Connection refused"
+    retries = ["after 1021ms in state CONNECT, 1 identical error(s) suppressed",
+               "after 3ms in state CONNECT, 7 identical error(s) suppressed"]  # fmt: skip
+
+    async def scenario() -> None:
+        async with running(echo_functions([]), tmp_path / "db.sqlite", egress(address)) as runtime:
+            out = connection(runtime, "egress")
+            await until(lambda: out.state == "unreachable", "the broker shown unreachable")
+            for retry in retries:
+                out._on_error(KafkaError(KafkaError._TRANSPORT, f"{refused} ({retry})"))
+                assert out.error == f"broker {address} unreachable: {refused}"
+
+    with caplog.at_level(logging.WARNING, logger="statefun_local"):
+        run(scenario())
+    said = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert said == [f"kafka egress com.example/out: broker {address} unreachable: {refused} "
+                    "(retrying)"]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("address", "says"),
     [(f"127.0.0.1:{free_port()}", "Connection refused"), ("broker.invalid:9092", "resolve")],

@@ -123,8 +123,9 @@ def _topic_for(name: str) -> str:
     return f"{readable[: _TOPIC_MAX - len(digest) - 1]}.{digest}"
 
 
-# what librdkafka's error texts say of each retry: "(after 301ms in state AUTH_REQ)"
-_RETRY_DETAIL = re.compile(r" \(after \d+ms in state \w+\)")
+# what librdkafka's error texts say of each retry: "(after 301ms in state AUTH_REQ)", and of
+# a problem it said again: "(after 303ms in state AUTH_REQ, 1 identical error(s) suppressed)"
+_RETRY_DETAIL = re.compile(r" \(after \d+ms in state \w+(, \d+ identical error\(s\) suppressed)?\)")
 _JAAS = "sasl.jaas.config"
 # The Java client's PLAIN and SCRAM login modules, and their options: what librdkafka takes as
 # sasl.username and sasl.password (it refuses a JAAS configuration itself).
