@@ -431,8 +431,10 @@ def local(session: nox.Session) -> None:
 
 @nox.session(python="3.9", tags=["ci", "local"])
 def local_oldest(session: nox.Session) -> None:
-    """statefun-local on the oldest Python, protobuf and aiohttp, without the crash test."""
-    install_local(session, "protobuf==3.20.3", "aiohttp==3.10.0", *LOCAL_TEST_DEPS)
+    """statefun-local on the oldest Python and the oldest protobuf, aiohttp, PyYAML and
+    confluent-kafka it accepts, without the crash test."""
+    oldest = ["protobuf==3.20.3", "aiohttp==3.10.0", "PyYAML==6.0", "confluent-kafka==2.3.0"]
+    install_local(session, *oldest, *LOCAL_TEST_DEPS)
     session.run(
         "python",
         "-m",

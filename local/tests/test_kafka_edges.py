@@ -423,9 +423,11 @@ def test_an_offset_kafka_no_longer_has_goes_on_at_the_reset_position(
             await until(lambda: connector.offsets == {(topic, 0): 5}, "the last record read")
             await runtime.wait_until_idle()
 
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    if not hasattr(admin, "delete_records"):  # local_oldest's confluent-kafka 2.3
+        pytest.skip("deleting records takes AdminClient.delete_records: confluent-kafka >= 2.4")
     run(first())
     produce(kafka, topic, "down", partitions=(0,))  # offsets 2 and 3
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
     (deleted,) = admin.delete_records([TopicPartition(topic, 0, 3)]).values()
     deleted.result(timeout=30)  # the partition starts at offset 3 now: 2 is gone
     kafka.produce(topic, [("last", StringType.serializer().serialize("last"))], partition=0)
