@@ -431,9 +431,10 @@ def local(session: nox.Session) -> None:
 
 @nox.session(python="3.9", tags=["ci", "local"])
 def local_oldest(session: nox.Session) -> None:
-    """statefun-local on the oldest Python and the oldest protobuf, aiohttp, PyYAML and
-    confluent-kafka it accepts, without the crash test."""
-    oldest = ["protobuf==3.20.3", "aiohttp==3.10.0", "PyYAML==6.0", "confluent-kafka==2.3.0"]
+    """statefun-local on the oldest Python and the oldest protobuf, aiohttp, PyYAML,
+    confluent-kafka and boto3 (the kinesis extra) it accepts, without the crash test."""
+    oldest = ["protobuf==3.20.3", "aiohttp==3.10.0", "PyYAML==6.0", "confluent-kafka==2.3.0",
+              "boto3==1.26.0"]  # fmt: skip
     install_local(session, *oldest, *LOCAL_TEST_DEPS)
     session.run(
         "python",
