@@ -76,11 +76,12 @@ def test_every_project_builds_with_the_backend_the_session_checks() -> None:
 def test_versions_move_in_lockstep() -> None:
     """One version for all; each distribution requires ours at exactly that version, as a
     mismatched pair is untested; every extra of statefun-core names one of them."""
-    version = _wheel_metadata("statefun-core")["Version"]
+    core = _wheel_metadata("statefun-core")
+    version = core["Version"]
     for name in NAMES:
         metadata = _wheel_metadata(name)
         assert metadata["Version"] == version, name
-        assert metadata["Requires-Python"] == ">=3.9", name
+        assert metadata["Requires-Python"] == core["Requires-Python"], name
         for requirement in metadata.get_all("Requires-Dist") or []:
             ours = re.match(r"(statefun-[a-z]+)(.*?)(;|$)", requirement)
             if ours and "extra ==" not in requirement:
