@@ -18,7 +18,9 @@ from statefun_core.testing.endpoint import free_port
 
 from .browser import CHROMIUM, chromium
 from .conftest import run, serving
+from .test_server_and_cli import serve_runtime
 from .test_stuck import FRAGILE, POISON, fragile_functions
+from .test_web_page import serve_runtime_app
 
 ROWS = """[...document.querySelectorAll('#stuck tr')].map(r =>
              [...r.cells].map(c => c.textContent))"""
@@ -95,6 +97,50 @@ def test_the_page_shows_stuck_addresses_and_acts_on_them(tmp_path: Path) -> None
                 record = DeadLetterRecord.from_json(json.dumps(dead["record"]["json"]).encode())
                 assert (record.function_type, record.function_id) == (FRAGILE, "x")
             finally:
+                await runner.cleanup()
+
+    run(scenario())
+
+
+FRAMING_PAGE = """<!doctype html><title>another site</title>
+<iframe src="{runtime}/" width="1200" height="800" onload="window.framed = true"></iframe>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (Debian's package)")
+def test_another_site_can_not_show_the_page_in_a_frame(tmp_path: Path) -> None:
+    """Framed (clickjacking), the page's Dead-letter button would be under a click the user
+    means for the other site's page: the browser shows an error in the frame instead."""
+    x = Address(FRAGILE, "x")
+
+    async def scenario() -> None:
+        async with serving(fragile_functions(), tmp_path / "db.sqlite", call="300ms",
+                           failure_pause=30) as (_, runtime):  # fmt: skip
+            runner, url = await serve_runtime(runtime)
+            attacker = web.Application()
+
+            async def framing(_: web.Request) -> web.Response:
+                return web.Response(text=FRAMING_PAGE.format(runtime=url),
+                                    content_type="text/html")
+
+            attacker.router.add_get("/", framing)
+            attacker_runner, attacker_url = await serve_runtime_app(attacker)
+            try:
+                await runtime.send(x, make_value("string", f"{POISON}-x"))
+                await until_waiting(runtime, x)
+                async with chromium(tmp_path / "profile") as page:
+                    await page.goto(f"{attacker_url}/")
+                    await page.wait_for("window.framed")
+                    tree = await page.command("Page.getFrameTree")
+                    [frame] = [child["frame"] for child in tree["frameTree"]["childFrames"]]
+                    world = await page.command("Page.createIsolatedWorld", frameId=frame["id"])
+                    shown = await page.command(
+                        "Runtime.evaluate", expression="document.title", returnByValue=True,
+                        contextId=world["executionContextId"])  # fmt: skip
+                    assert shown["result"]["value"] != "statefun-local"
+                    assert frame.get("unreachableUrl") == f"{url}/"
+                assert [entry["address"] for entry in runtime.stuck()] == [str(x)]
+            finally:
+                await attacker_runner.cleanup()
                 await runner.cleanup()
 
     run(scenario())

@@ -256,9 +256,14 @@ async def _client_gone(request: web.Request, every: float = 0.2) -> None:
         await asyncio.sleep(every)
 
 
+#: The page acts (its buttons skip and dead-letter messages): no other site may show it in a
+#: frame, where a click meant for that site's page would land on one of them.
+_NOT_FRAMED = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"}
+
+
 async def index(request: web.Request) -> web.Response:
     page = resources.files(__package__).joinpath("web/index.html").read_text("utf-8")
-    return web.Response(text=page, content_type="text/html")
+    return web.Response(text=page, content_type="text/html", headers=_NOT_FRAMED)
 
 
 # --- stuck addresses ---------------------------------------------------------------------
