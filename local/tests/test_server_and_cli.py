@@ -25,7 +25,15 @@ from statefun_local import make_app, make_value
 from statefun_local.cli import main
 from statefun_local.store import SqliteStore
 
-from statefun_core import Context, IntType, Message, StatefulFunctions, kafka_egress_message
+from statefun_core import (
+    Context,
+    IntType,
+    Message,
+    StatefulFunctions,
+    StringType,
+    ValueSpec,
+    kafka_egress_message,
+)
 from statefun_core.engine import Address
 from statefun_core.testing.endpoint import free_port
 
@@ -246,6 +254,54 @@ def test_cli_egress_shows_a_kafka_records_headers(tmp_path: Path,
         '["bin", {"base64": "/w=="}]] value=text',
         "#2 com.example/out: topic=t key=k value=plain",
     ]
+
+
+#: Text that a terminal would act on (clear the screen, set its title) and a forged line.
+HOSTILE = "\x1b[2J\x1b]0;owned\x07\r#9 com.example/out: forged\n"
+
+
+def test_cli_prints_what_a_record_an_id_or_an_error_holds_on_one_line_and_inert(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An id, a state value, an egress record and a function server's error body may hold
+    anything, controls included (a Kafka record, a reply from whatever answers the endpoint's
+    URL): ``state``, ``egress`` and ``stuck`` print them escaped, each entry on its lines."""
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/echo", specs=[ValueSpec("note", StringType)])
+    def echo(context: Context, message: Message) -> None:
+        context.storage.note = HOSTILE
+        context.send_egress(kafka_egress_message("com.example/out", HOSTILE, HOSTILE,
+                                                 key=HOSTILE))  # fmt: skip
+
+    def fault(_: int) -> web.Response | None:
+        return web.Response(status=400, text=HOSTILE)
+
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with serving(functions, db) as (_, runtime):
+            await runtime.send(Address("com.example/echo", HOSTILE), make_value("string", "x"))
+            await runtime.wait_until_idle()
+        async with serving(functions, db, fault=fault, call="100ms", failure_pause=30) as (
+            _, runtime
+        ):
+            await runtime.send(Address("com.example/echo", "y"), make_value("string", "x"))
+            while not runtime.stuck():
+                await asyncio.sleep(0.02)
+
+    run(scenario())
+    escaped = "\\x1b[2J\\x1b]0;owned\\x07\\r#9 com.example/out: forged"  # (an error text is stripped)
+    for command, lines in (
+        (["state", f"com.example/echo/{HOSTILE}"], 5),
+        (["egress"], 1),
+        (["stuck"], 2),
+    ):
+        assert main([*command, "--db", str(db)]) == 0
+        out = capsys.readouterr().out
+        assert escaped in out
+        assert "\x1b" not in out and "\r" not in out
+        assert len(out.splitlines()) == lines, out
 
 
 def test_cli_sends_a_file_s_bytes_as_they_are_up_to_the_body_limit(

@@ -37,6 +37,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .guard import one_line
 from .inspection import address_view, egress_view, parse_address
 from .module import ModuleError, load_module
 from .runtime import LocalRuntime, WallClock, describe_module
@@ -305,6 +306,13 @@ def _send(args: argparse.Namespace) -> int:
 # --- state and egress ------------------------------------------------------------------------
 
 
+def _print(line: str) -> None:
+    """A line of the human-readable output, its control characters escaped: an id, a value or
+    an error text may hold any (a terminal's escape sequences, a line break that forges a
+    line)."""
+    print(one_line(line))
+
+
 def _open_readonly(db: str) -> SqliteStore:
     if not Path(db).exists():
         raise FileNotFoundError(
@@ -317,25 +325,25 @@ def _state(args: argparse.Namespace) -> int:
     address = parse_address(args.address)
     store = _open_readonly(args.db)
     view = address_view(store, address, WallClock().now_ms())
-    print(view["address"])
+    _print(view["address"])
     if not view["state"]:
         print("  state: (none)")
     for name, entry in view["state"].items():
         notes = [note for note, flag in (("expired", entry["expired"]),
                                          ("no longer declared", not entry["declared"])) if flag]
         suffix = f"  ({', '.join(notes)})" if notes else ""
-        print(f"  state {name}: {_show(entry['value'])}  [{entry['type']}]{suffix}")
+        _print(f"  state {name}: {_show(entry['value'])}  [{entry['type']}]{suffix}")
     for label in ("in_flight", "queued"):
         messages = view[label]
         print(f"  {label.replace('_', ' ')}: {len(messages)} message(s)")
         for message in messages:
             caller = f" from {message['caller']}" if message["caller"] else ""
-            print(f"    #{message['seq']}{caller}: {_show(message['value'])}  [{message['type']}]")
+            _print(f"    #{message['seq']}{caller}: {_show(message['value'])}  [{message['type']}]")
     print(f"  timers: {len(view['timers'])}")
     for timer in view["timers"]:
         token = f", token {timer['cancellation_token']!r}" if timer["cancellation_token"] else ""
-        print(f"    due in {timer['due_in_ms']} ms from {timer['caller']}{token}: "
-              f"{_show(timer['value'])}  [{timer['type']}]")
+        _print(f"    due in {timer['due_in_ms']} ms from {timer['caller']}{token}: "
+               f"{_show(timer['value'])}  [{timer['type']}]")
     return 0
 
 
@@ -354,7 +362,7 @@ def _egress(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(view, ensure_ascii=False))
             else:
-                print(f"#{view['seq']} {view['egress']}: {_show_record(view['record'])}")
+                _print(f"#{view['seq']} {view['egress']}: {_show_record(view['record'])}")
         sys.stdout.flush()  # followed: each batch as it comes
         if not records and not args.follow:
             return 0
@@ -376,13 +384,13 @@ def _stuck(args: argparse.Namespace) -> int:
             print(json.dumps(entry, ensure_ascii=False))
             continue
         caller = f" from {entry['caller']}" if entry["caller"] else ""
-        print(f"{entry['address']}: message #{entry['message_seq']} [{entry['message_type']}]"
-              f"{caller}, {entry['attempts']} attempt(s), next retry {entry['next_retry']}")
-        print(f"  last error: {entry['last_error']}")
+        _print(f"{entry['address']}: message #{entry['message_seq']} [{entry['message_type']}]"
+               f"{caller}, {entry['attempts']} attempt(s), next retry {entry['next_retry']}")
+        _print(f"  last error: {entry['last_error']}")
         pending = entry.get("pending")
         if pending:
-            print(f"  pending: {pending['action']} by {pending['by']} at {pending['time']}, "
-                  "done if the call in progress fails")  # fmt: skip
+            _print(f"  pending: {pending['action']} by {pending['by']} at {pending['time']}, "
+                   "done if the call in progress fails")  # fmt: skip
     return 0
 
 
@@ -397,8 +405,8 @@ def _audit(args: argparse.Namespace) -> int:
             print(json.dumps(entry, ensure_ascii=False))
             continue
         detail = f" ({entry['detail']})" if entry["detail"] else ""
-        print(f"{entry['time']} {entry['action']} {entry['address']} message "
-              f"#{entry['message_seq']} by {entry['by']}{detail}")
+        _print(f"{entry['time']} {entry['action']} {entry['address']} message "
+               f"#{entry['message_seq']} by {entry['by']}{detail}")
     return 0
 
 
@@ -436,10 +444,10 @@ def _act(args: argparse.Namespace) -> int:
     if reply is None:
         return 1
     if reply["done"] == "pending":
-        print(f"{reply['address']}: {args.action} pending: {reply['detail']}")
+        _print(f"{reply['address']}: {args.action} pending: {reply['detail']}")
     else:
         detail = f" ({reply['detail']})" if reply.get("detail") else ""
-        print(f"{reply['address']}: {reply['done']}{detail}")
+        _print(f"{reply['address']}: {reply['done']}{detail}")
     return 0
 
 
