@@ -76,6 +76,14 @@ def _typename_head(typename: str) -> bytes:
     return field(1, namespace.encode()) + field(2, name.encode())
 
 
+#: Parsed, a repeated field's element costs some 30 times the two bytes an empty one takes in
+#: the body (32 MiB of them, about 1 GiB): a body over this many bytes has its fields counted
+#: first, and is refused unparsed if they are too many.
+_COUNTED_ABOVE = 256 * 1024
+#: Most fields besides invocations a counted body may hold: state values and the target.
+_MAX_OTHER_FIELDS = 10_000
+
+
 def _no_limit(maximum: Optional[int]) -> float:
     return float("inf") if maximum is None else maximum
 
@@ -322,6 +330,8 @@ class RequestReplyHandler:
         self._max_state_bytes = _no_limit(limits.state_value_bytes)
         self._max_outgoing = _no_limit(limits.outgoing_per_batch)
         self._max_reply_bytes = _no_limit(limits.reply_bytes)
+        # a larger body is counted before it is parsed (_check_large)
+        self._counted_above = min(_COUNTED_ABOVE, self._max_request_bytes)
         self._plans: dict[str, _Plan] = {}
         for function in functions:
             self._plan(function)
@@ -506,12 +516,35 @@ class RequestReplyHandler:
                 error=error, batch=None, headers=_NO_HEADERS if headers is None else headers
             )
 
+    def _check_large(self, data: RequestBytes) -> None:
+        """A large body, refused before it is parsed if it is over ``Limits.request_bytes`` or
+        holds more invocations than ``Limits.invocations_per_batch``, or more than
+        ``_MAX_OTHER_FIELDS`` other fields (see ``protocol.batch_field_counts``)."""
+        if len(data) > self._max_request_bytes:
+            raise RequestTooLargeError(len(data), int(self._max_request_bytes))
+        if isinstance(data, str) or self._max_invocations == float("inf"):
+            return  # str: refused below; no limit: not counted (a count would not end early)
+        maximum = self._max_invocations
+        invocations, others = protocol.batch_field_counts(data, maximum, _MAX_OTHER_FIELDS)
+        if invocations > maximum:
+            error = LimitExceededError("invocations_per_batch", invocations, int(maximum))
+            # counted up to the limit only: the batch holds at least that many
+            error.args = (
+                f"the batch holds more than {int(maximum)} invocations ({error.setting})",
+            )
+            raise error
+        if others > _MAX_OTHER_FIELDS:
+            raise MalformedRequestError(
+                f"the request holds more than {_MAX_OTHER_FIELDS} fields besides its "
+                "invocations (a runtime sends one state value per ValueSpec)"
+            )
+
     def _resolve(
         self, data: RequestBytes, headers: Optional[Headers], reply_headers: Optional[ReplyHeaders]
     ) -> Union[bytes, _Batch]:
         """Parse and resolve state: the missing-state reply as bytes, or a batch to run."""
-        if len(data) > self._max_request_bytes:
-            raise RequestTooLargeError(len(data), int(self._max_request_bytes))
+        if len(data) > self._counted_above:
+            self._check_large(data)
         if type(data) is not bytes:
             if isinstance(data, str):
                 raise MalformedRequestError("the request body must be bytes, not str")

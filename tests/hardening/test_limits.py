@@ -20,6 +20,7 @@ from statefun_core import (
     error_response,
 )
 from statefun_core.limits import DEFAULT_LIMITS
+from statefun_core.protowire import element, field, key, varint
 
 from .fuzz_target import DOC, DOCS, LIMITS, STATELESS, make_handler
 from .servers import FRAMEWORKS as SERVED
@@ -129,6 +130,22 @@ def test_at_the_limit_is_allowed() -> None:
     handler.handle_sync(counter_request("1", 0, LIMITS.outgoing_per_batch or 0, value=5))
     assert LIMITS.request_bytes is not None
     handler.handle_sync(sized_request(LIMITS.request_bytes))
+
+
+def test_a_large_body_s_invocations_are_counted_before_it_is_parsed() -> None:
+    """Over 256 KiB, a body's invocations are counted before it is parsed: at the limit it is
+    handled, over it refused as a parse would have it refused; two batches in one body, which a
+    parse merges, count together."""
+    handler = make_handler(Limits(**{**LIMITS.__dict__, "request_bytes": None}))
+
+    def large(invocations: int) -> bytes:
+        return request(STATELESS, "1", {}, [(StringType, "y" * 5000)] * invocations)
+
+    handler.handle_sync(large(64))
+    for data in (large(65), large(40) + large(40)):
+        assert len(data) > 256 * 1024
+        with pytest.raises(LimitExceededError, match=r"more than 64 invocations \(Limits\."):
+            handler.handle_sync(data)
 
 
 def test_the_state_name_is_in_the_message_not_in_the_limit() -> None:
@@ -264,3 +281,50 @@ def test_the_handler_limit_bounds_memory_without_a_framework_limit(
             assert response.split()[1] in (b"400", b"413"), response[:200]
         status, _ = post(server.port, counter_request("4", 1, 1))
         assert status == 200
+
+
+def tiny_elements(number: int, size: int) -> bytes:
+    """A request of about ``size`` bytes to the counter whose batch holds empty elements of its
+    repeated field ``number`` (2: state values, 3: invocations), two bytes each."""
+    target = element(1, field(1, b"fuzz") + field(2, b"counter") + field(3, b"tiny"))
+    batch = target + element(number, b"") * (size // 2)
+    return key(100, 2) + varint(len(batch)) + batch
+
+
+@pytest.mark.parametrize(
+    ("number", "status", "message"),
+    [
+        (3, 413, b"more than 10000 invocations (Limits.invocations_per_batch)"),
+        (2, 400, b"not a StateFun ToFunction message"),  # what a 400 says through HTTP
+    ],
+    ids=["invocations", "state values"],
+)
+def test_a_body_of_many_tiny_elements_is_refused_before_it_is_parsed(
+    number: int, status: int, message: bytes
+) -> None:
+    """Parsed, an empty element of a repeated field takes some 30 times its two bytes: a body
+    of 16 MiB of them would take about 500 MiB (a 32 MiB one 1 GiB) before
+    ``invocations_per_batch`` could be checked. Their count is checked before parsing."""
+    body = tiny_elements(number, 16 * MiB)
+    with running("aiohttp", default_limits=True) as server:
+        before = server.settled_rss()
+        peak = before
+        answered = threading.Event()
+
+        def sample() -> None:  # the peak, while the body is handled
+            nonlocal peak
+            while not answered.is_set():
+                peak = max(peak, server.rss())
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            answer, text = post(server.port, body)
+        finally:
+            answered.set()
+            sampler.join()
+        assert peak - before < 64 * MiB, f"grew by {(peak - before) // MiB} MiB"
+        assert (answer, message in text) == (status, True), text
+        answer, _ = post(server.port, counter_request("1", 1, 1))
+        assert answer == 200
