@@ -463,6 +463,10 @@ def check(handler: RequestReplyHandler, data: bytes) -> Outcome:
         _loop = asyncio.new_event_loop()
     loop = _loop
     request = _parse_request(data)
+    if request is not None:  # what a large body is refused by before it is parsed
+        invocations, others = protocol.batch_field_counts(data, float("inf"), len(data))
+        assert invocations == len(request.invocation.invocations), invocations
+        assert others >= len(request.invocation.state), others
     sync = _outcome(handler, request, lambda: handler.handle_sync(data))
     in_loop = _outcome(
         handler, request, lambda: loop.run_until_complete(handler.handle_async(data))
