@@ -33,6 +33,7 @@ __all__ = [
     "decode_origins",
     "encode_origins",
     "is_traceparent",
+    "is_tracestate",
 ]
 
 TRACEPARENT = "traceparent"
@@ -55,6 +56,16 @@ def is_traceparent(value: str) -> bool:
         and value[36:52] != "0" * 16
         and value[:2] != "ff"
     )
+
+
+#: W3C ``tracestate``: list members of printable ASCII, and the white space between them
+_TRACESTATE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def is_tracestate(value: str) -> bool:
+    """Whether ``value`` is text a W3C ``tracestate`` may hold: printable ASCII (a control
+    character could not even be sent as a header)."""
+    return _TRACESTATE.fullmatch(value) is not None
 
 
 def encode_origins(origins: Sequence[Optional[str]]) -> str:

@@ -1521,8 +1521,9 @@ def test_a_records_trace_context_is_the_first_well_formed_one_and_a_functions_ow
     kafka: Any, tmp_path: Path
 ) -> None:
     """The first ``traceparent`` and the first ``tracestate`` with a value are the trace
-    context; no ``tracestate`` header when it is empty; a function that sets either header
-    keeps its own, alone (the function server here adds no trace of its own)."""
+    context; no ``tracestate`` header when it is empty, or not printable ASCII; a function
+    that sets either header keeps its own, alone (the function server here adds no trace of
+    its own)."""
     prefix = names()
     topic, out = prefix + "in", prefix + "out"
     kafka.create_topics([topic, out], partitions=1)
@@ -1534,6 +1535,8 @@ def test_a_records_trace_context_is_the_first_well_formed_one_and_a_functions_ow
         "nostate": [("traceparent", TRACEPARENT)],
         "own": [("traceparent", TRACEPARENT), ("tracestate", b"a=1")],
         "malformed": [("traceparent", b"00-not-a-trace"), ("tracestate", b"a=1")],
+        # not a header a call could carry: sent on, every attempt of the call would fail
+        "control": [("traceparent", TRACEPARENT), ("tracestate", b"a=1\r\nx: y\x01")],
     }  # fmt: skip
     for key, headers in records.items():
         kafka.produce(topic, [(key, value(key))], headers=headers)
@@ -1542,13 +1545,14 @@ def test_a_records_trace_context_is_the_first_well_formed_one_and_a_functions_ow
 
     async def scenario() -> dict[str, Any]:
         async with running(echo_functions(seen, out=out), tmp_path / "db.sqlite", documents):
-            return {r.key: r.headers[2:] for r in await read(kafka, out, 4, settle=0)}
+            return {r.key: r.headers[2:] for r in await read(kafka, out, 5, settle=0)}
 
     assert run(scenario()) == {
         "first": [("traceparent", TRACEPARENT), ("tracestate", b"a=1")],
         "nostate": [("traceparent", TRACEPARENT)],
         "own": [("tracestate", b"mine")],
         "malformed": [],
+        "control": [("traceparent", TRACEPARENT)],
     }
 
 

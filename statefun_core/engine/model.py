@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .. import protocol
-from ..tracecontext import is_traceparent
+from ..tracecontext import is_traceparent, is_tracestate
 
 __all__ = [
     "UNSET_TYPENAME",
@@ -90,11 +90,16 @@ class TraceContext:
     @classmethod
     def parse(cls, traceparent: Optional[str], tracestate: str = "") -> Optional[TraceContext]:
         """The context of a ``traceparent`` (or ``traceresponse``) header value; None when
-        there is none or it is malformed."""
+        there is none or it is malformed. A ``tracestate`` that is not printable ASCII (a
+        Kafka record's header may hold any bytes) is left out: sent on, it would fail the call
+        for ever."""
         if traceparent is None:
             return None
         traceparent = traceparent.strip().lower()
-        return cls(traceparent, tracestate.strip()) if is_traceparent(traceparent) else None
+        if not is_traceparent(traceparent):
+            return None
+        tracestate = tracestate.strip()
+        return cls(traceparent, tracestate if is_tracestate(tracestate) else "")
 
 
 @dataclass(frozen=True)

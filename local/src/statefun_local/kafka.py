@@ -27,7 +27,8 @@ order and produces each ``KafkaProducerRecord`` (topic, key, value, headers).
 
 **Trace context.** A record's W3C ``traceparent`` and ``tracestate`` headers (as OpenTelemetry's
 Kafka instrumentation writes them) are the trace context of the messages it becomes, when the
-``traceparent`` is well-formed. A produced record carries the trace context of the invocation
+``traceparent`` is well-formed (a ``tracestate`` that is not printable ASCII is left out:
+no call could carry it). A produced record carries the trace context of the invocation
 that sent it in the same two headers, unless the function set either header itself.
 
 A broker that is down or unknown is reported (CLI log, web page, ``/api/status``) and retried
