@@ -230,3 +230,36 @@ async def serve_runtime_app(app: web.Application) -> tuple[web.AppRunner, str]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://127.0.0.1:{port}"
+
+
+def test_markup_that_got_into_the_page_runs_no_script(tmp_path: Path) -> None:
+    """The page sets text, never markup; and were markup to get in (a change that used
+    innerHTML), its policy lets no script run but the page's own."""
+
+    async def scenario() -> None:
+        async with FunctionServer(greeter_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True) as runtime:
+                runner, url = await serve_runtime(runtime)
+                try:
+                    async with chromium(tmp_path / "profile") as page:
+                        await page.goto(f"{url}/")
+                        await page.wait_for("document.getElementById('summary').innerText"
+                                            ".includes('delivered')")
+                        await page.evaluate(
+                            "document.body.insertAdjacentHTML('beforeend', '<img src=x "
+                            "onerror=\"window.ran = 1\"><svg onload=\"window.ran = 2\"></svg>"
+                            "<a id=js href=\"javascript:window.ran = 3\">x</a>');"
+                            "const s = document.createElement('script');"
+                            "s.textContent = 'window.ran = 4'; document.body.append(s);"
+                            "document.getElementById('js').click(); true")
+                        # the page's own script still runs: its next poll lands
+                        await page.evaluate("refresh().then(() => true)")
+                        assert await page.evaluate("window.ran ?? 'none'") == "none"
+                        # and its own style applies
+                        assert await page.evaluate(
+                            "getComputedStyle(document.body).fontSize") == "14px"
+                finally:
+                    await runner.cleanup()
+
+    run(scenario())
