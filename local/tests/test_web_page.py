@@ -3,12 +3,22 @@ SQLite file; and what a page on another site can make the browser do to the runt
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 from statefun_local import LocalRuntime, make_value, parse_module
 
+from statefun_core import (
+    Context,
+    Message,
+    StatefulFunctions,
+    StringType,
+    ValueSpec,
+    kafka_egress_message,
+)
 from statefun_core.engine import Address
 
 from .browser import CHROMIUM, chromium
@@ -259,6 +269,67 @@ def test_markup_that_got_into_the_page_runs_no_script(tmp_path: Path) -> None:
                         # and its own style applies
                         assert await page.evaluate(
                             "getComputedStyle(document.body).fontSize") == "14px"
+                finally:
+                    await runner.cleanup()
+
+    run(scenario())
+
+
+#: Markup, quotes, a javascript: URL and a right-to-left override (which would reorder the text
+#: after it on the page), as an id, a state value, an egress record and an error text.
+HOSTILE = ('<img src=x onerror="window.ran=1"></textarea></td><script>window.ran=2</script>'
+           "'\"` javascript:window.ran=3 \u202etxt")
+
+
+def hostile_functions() -> StatefulFunctions:
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/hostile", specs=[ValueSpec("note", StringType)])
+    def hostile(context: Context, message: Message) -> None:
+        if message.as_string() == "fail":
+            raise RuntimeError(HOSTILE)
+        context.storage.note = HOSTILE
+        context.send_egress(kafka_egress_message("com.example/out", HOSTILE, HOSTILE,
+                                                 key=HOSTILE, headers=[(HOSTILE, HOSTILE)]))
+
+    return functions
+
+
+def test_what_anyone_sending_a_message_controls_shows_as_text(tmp_path: Path) -> None:
+    """Ids, state values, egress records and error texts are shown literally, no script runs,
+    and a bidi control is shown as its escape: on the page, none reorders the text after it."""
+    shown = HOSTILE.replace("\u202e", "\\u202e")
+
+    async def scenario() -> None:
+        async with FunctionServer(hostile_functions()) as server:
+            module = parse_module(module_yaml(server.url, call="200ms"))
+            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True,
+                                    failure_pause=30) as runtime:  # fmt: skip
+                runner, url = await serve_runtime(runtime)
+                try:
+                    await runtime.send(Address("com.example/hostile", HOSTILE),
+                                       make_value("string", "ok"))
+                    await runtime.send(Address("com.example/hostile", "f" + HOSTILE),
+                                       make_value("string", "fail"))
+                    while not runtime.status()["failures"]:
+                        await asyncio.sleep(0.05)
+                    async with chromium(tmp_path / "profile") as page:
+                        await page.goto(f"{url}/")
+                        failure = await page.wait_for("document.getElementById('failures')"
+                                                      ".innerText")  # fmt: skip
+                        assert f"com.example/hostile/f{shown}: POST " in failure
+                        [stuck] = await page.rows("stuck")
+                        assert stuck[0] == f"com.example/hostile/f{shown}"
+                        [record] = await page.rows("egress")
+                        assert f"topic={shown} key={shown} value=" in record[2]
+                        await page.goto(f"{url}/#address=" + quote(
+                            f"com.example/hostile/{HOSTILE}", safe=""))
+                        await page.wait_for("document.getElementById('state').rows.length")
+                        assert await page.rows("state") == [
+                            ["note", shown, "io.statefun.types/string", ""]]
+                        assert await page.evaluate("window.ran ?? 'none'") == "none"
+                        assert not await page.evaluate(
+                            r"/[\u202a-\u202e\u2066-\u2069]/.test(document.body.innerText)")
                 finally:
                     await runner.cleanup()
 
