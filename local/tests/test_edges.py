@@ -78,6 +78,13 @@ BODY = b'{"type": "string", "value": "Ann"}'
         ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw",
          {"Content-Type": "multipart/form-data; boundary=x"}, 415),
         ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw", {}, 415),
+        # and what the browser sends for a page: <a ping>, a CSP report to the page's report-uri
+        ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw",
+         {"Content-Type": "text/ping", "Ping-From": "http://evil.test/"}, 415),
+        ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw",
+         {"Content-Type": "application/csp-report"}, 415),
+        ("POST", "/ingress/com.example/echo/x?typename=com.example/Raw",
+         {"Content-Type": "application/reports+json"}, 415),
         ("POST", "/records/com.example/names?topic=names&key=x", {"Content-Type": "text/plain"},
          415),
         ("POST", "/api/stuck/retry/com.example/echo/x", {"Content-Type": "text/plain"}, 415),

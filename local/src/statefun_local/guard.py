@@ -8,7 +8,8 @@ against a page open in the developer's browser.
   runtime's own page or from outside a browser: an ``Origin`` other than the runtime's own, or a
   ``Sec-Fetch-Site`` other than ``same-origin``/``none``, is refused; and unless the browser
   says it comes from the runtime's own page, it must carry a ``Content-Type`` a page on another
-  origin can not send without asking first (not ``text/plain``, a form's, or none).
+  origin can not send without asking first (not ``text/plain``, a form's, none, or a
+  browser's own ping or CSP report).
 
 Also here: log lines that keep to one line whatever a typename, id or reply holds.
 """
@@ -29,10 +30,13 @@ if TYPE_CHECKING:
 __all__ = ["guard_middleware", "one_line", "one_line_logger", "typename_problem"]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: What a page may send to any origin without a CORS preflight (Fetch standard).
+#: What a page may send to any origin without a CORS preflight (Fetch standard), and what a
+#: browser sends there itself when a page asks: a link's ping, CSP violation reports (which
+#: browsers before Fetch metadata sent with neither Origin nor Sec-Fetch-Site).
 _SIMPLE_CONTENT_TYPES = frozenset(
-    {"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"}
-)
+    {"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+     "text/ping", "application/csp-report", "application/reports+json"}
+)  # fmt: skip
 _SAME_SITE_OK = frozenset({"same-origin", "none"})
 
 
