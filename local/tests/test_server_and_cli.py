@@ -291,7 +291,8 @@ def test_cli_prints_what_a_record_an_id_or_an_error_holds_on_one_line_and_inert(
                 await asyncio.sleep(0.02)
 
     run(scenario())
-    escaped = "\\x1b[2J\\x1b]0;owned\\x07\\r#9 com.example/out: forged"  # (an error text is stripped)
+    # HOSTILE as the output shows it (without its \\n: an error text is stripped)
+    escaped = "\\x1b[2J\\x1b]0;owned\\x07\\r#9 com.example/out: forged"
     for command, lines in (
         (["state", f"com.example/echo/{HOSTILE}"], 5),
         (["egress"], 1),
