@@ -227,6 +227,52 @@ def test_cli_send_state_and_egress(tmp_path: Path, capsys: pytest.CaptureFixture
     assert first["record"]["kafka"]["value"] == "Hello Ann for the 1th time!"
 
 
+def test_after_a_restart_state_is_no_longer_declared_only_once_its_function_said_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The runtime forgets the specs when it starts: until the function is called again, its
+    stored values are not yet known to be declared, not "no longer declared"; once called, a
+    value it still declares has no note, one it stopped declaring is marked."""
+    from statefun_core import ValueSpec
+
+    from .test_runtime import greeter_functions
+
+    db = tmp_path / "db.sqlite"
+    ann = Address("com.example/greeter", "Ann")
+
+    def notes() -> list[str]:
+        assert main(["state", str(ann), "--db", str(db)]) == 0
+        return [line for line in capsys.readouterr().out.splitlines() if "state " in line]
+
+    async def scenario() -> None:
+        async with serving(greeter_functions(), db) as (_, runtime):
+            await runtime.send(ann, make_value("string", "Ann"))
+            await runtime.wait_until_idle()
+        async with serving(greeter_functions(), db) as (_, runtime):
+            assert runtime.inspect(ann)["state"]["seen_count"]["declared"] is None
+            assert await asyncio.to_thread(notes) == [
+                "  state seen_count: 1  [io.statefun.types/int]"
+                "  (not yet called since the runtime started)"]
+            await runtime.send(ann, make_value("string", "Ann"))
+            await runtime.wait_until_idle()
+            assert await asyncio.to_thread(notes) == [
+                "  state seen_count: 2  [io.statefun.types/int]"]
+        # the greeter redeployed with another state: seen_count is no longer declared
+        renamed = StatefulFunctions()
+
+        @renamed.bind("com.example/greeter", specs=[ValueSpec("visits", IntType)])
+        def greeter(context: Context, message: Message) -> None:
+            context.storage.visits = 1
+
+        async with serving(renamed, db) as (_, runtime):
+            await runtime.send(ann, make_value("string", "Ann"))
+            await runtime.wait_until_idle()
+            assert await asyncio.to_thread(notes) == [
+                "  state seen_count: 2  [io.statefun.types/int]  (no longer declared)",
+                "  state visits: 1  [io.statefun.types/int]"]
+
+    run(scenario())
+
+
 def test_cli_egress_shows_a_kafka_records_headers(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """As the function wrote them, in order, a name twice and a null one too; a binary one as

@@ -67,6 +67,7 @@ def test_address_view_shows_state_messages_in_flight_queued_and_timers(tmp_path:
         with store.transaction():
             store.spec_add("com.example/fn", StateSpec("kept", INT))
             store.spec_add("com.example/fn", StateSpec("brief", INT, ExpireMode.AFTER_WRITE, 100))
+            store.mark_called("com.example/fn")
             seven = make_value("int", 7).value
             store.state_put(fn, "kept", StateEntry(INT, seven, 1_000, 1_000))
             store.state_put(fn, "brief", StateEntry(INT, seven, 1_000, 1_000))

@@ -329,8 +329,11 @@ def _state(args: argparse.Namespace) -> int:
     if not view["state"]:
         print("  state: (none)")
     for name, entry in view["state"].items():
-        notes = [note for note, flag in (("expired", entry["expired"]),
-                                         ("no longer declared", not entry["declared"])) if flag]
+        notes = [note for note, flag in (
+            ("expired", entry["expired"]),
+            ("no longer declared", entry["declared"] is False),
+            ("not yet called since the runtime started", entry["declared"] is None),
+        ) if flag]
         suffix = f"  ({', '.join(notes)})" if notes else ""
         _print(f"  state {name}: {_show(entry['value'])}  [{entry['type']}]{suffix}")
     for label in ("in_flight", "queued"):

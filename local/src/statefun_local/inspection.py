@@ -44,8 +44,11 @@ def _timer_view(timer: Timer, now_ms: int) -> dict[str, Any]:
 
 def address_view(store: SqliteStore, address: Address, now_ms: int) -> dict[str, Any]:
     """An address's state (decoded by type, expired values marked), its queued messages, its
-    batch in flight and the delayed messages waiting for it."""
+    batch in flight and the delayed messages waiting for it. A value is ``declared`` when its
+    function registered its name since the runtime started, not when the function was called
+    since then without registering it, and ``None`` (not yet known) before that call."""
     specs = store.specs_get(address.typename)
+    known = store.specs_known(address.typename)
     state = {}
     for name, entry in sorted(store.state_get(address).items()):
         spec = specs.get(name)
@@ -53,7 +56,7 @@ def address_view(store: SqliteStore, address: Address, now_ms: int) -> dict[str,
             "type": entry.typename,
             "value": describe(entry.typename, entry.value),
             "expired": bool(spec and entry.expired(spec, now_ms)),
-            "declared": spec is not None,
+            "declared": True if spec is not None else False if known else None,
         }
     in_flight = store.in_flight_get(address)
     mailbox = store.mailbox_peek(address)

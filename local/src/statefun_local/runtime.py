@@ -472,6 +472,7 @@ class LocalRuntime:
                             "progress delivered it", address, request.action,
                             request.message_seq, request.actor)  # fmt: skip
             self._stuck.discard(address)
+        self.store.mark_called(address.typename)  # a write the first time only
         count = len(batch.messages)
         self.delivered += count
         self.delivered_by_type[address.typename] += count

@@ -13,7 +13,9 @@ Which addresses have queued messages, the in-flight markers and the specs are al
 memory (written through, reloaded after a rollback): the engine asks for them on every round.
 
 The specs are those registered since the runtime started: it forgets them when it starts, as
-the reference runtime does on a restart (protocol §5); the state values stay.
+the reference runtime does on a restart (protocol §5); the state values stay. Which function
+types were called since then (``called``) tells a value no longer declared from one whose
+function has not yet said.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS specs (
     expire_mode INTEGER NOT NULL, expire_after_ms INTEGER NOT NULL,
     PRIMARY KEY (function_type, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS called (function_type TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (
     target_type TEXT NOT NULL, target_id TEXT NOT NULL, name TEXT NOT NULL,
     typename TEXT NOT NULL, value BLOB NOT NULL,
@@ -243,6 +246,10 @@ class SqliteStore:
             self._specs.setdefault(function_type, {})[name] = StateSpec(
                 name, typename, ExpireMode(mode), after
             )
+        try:
+            self._called = {row[0] for row in self.conn.execute("SELECT function_type FROM called")}
+        except sqlite3.OperationalError:  # read-only, made by a version without the table
+            self._called = set()
 
     # --- transactions -------------------------------------------------------------------
 
@@ -403,9 +410,22 @@ class SqliteStore:
         self._specs.setdefault(function_typename, {})[spec.name] = spec
 
     def specs_forget(self) -> None:
-        """Forget every registered spec; the state values stay."""
+        """Forget every registered spec, and which function types were called; the state
+        values stay."""
         self._write("DELETE FROM specs", ())
+        self._write("DELETE FROM called", ())
         self._specs.clear()
+        self._called.clear()
+
+    def specs_known(self, function_typename: str) -> bool:
+        """Whether ``function_typename`` was called since the specs were forgotten: then every
+        state it declares is registered, and a value of another name is no longer declared."""
+        return function_typename in self._called
+
+    def mark_called(self, function_typename: str) -> None:
+        if function_typename not in self._called:
+            self._write("INSERT OR IGNORE INTO called VALUES (?)", (function_typename,))
+            self._called.add(function_typename)
 
     def all_specs(self) -> dict[str, dict[str, StateSpec]]:
         return {typename: dict(specs) for typename, specs in self._specs.items()}
