@@ -293,7 +293,7 @@ def test_a_failed_batch_is_retried_a_second_later_by_default(tmp_path: Path) -> 
                                     offline=True) as runtime:  # fmt: skip
                 await runtime.send(Address("com.example/fn", "x"), make_value("string", "a"))
                 for _ in range(500):  # ten seconds at most
-                    if runtime.stuck():
+                    if any(e["attempts"] for e in runtime.stuck()):
                         break
                     await asyncio.sleep(0.02)
                 (entry,) = runtime.stuck()
@@ -367,10 +367,10 @@ def test_the_status_shows_functions_addresses_egress_failures_and_the_module(
                 await runtime.send(Address("com.example/later", "x"), string("x"))
                 await runtime.wait_until_idle()
                 await runtime.send(fragile_f, string("f0"))
-                await until(lambda: len(runtime.stuck()) == 1)
+                await until(lambda: sum(1 for e in runtime.stuck() if e["attempts"]) == 1)
                 for text in ["g0", "g1", "g2"]:
                     await runtime.send(fragile_g, string(text))
-                await until(lambda: len(runtime.stuck()) == 2)
+                await until(lambda: sum(1 for e in runtime.stuck() if e["attempts"]) == 2)
                 status = runtime.status()
                 uptime = time.monotonic() - before
                 assert runtime.status(top=1, egress=1)["addresses"] == status["addresses"][:1]
@@ -502,7 +502,7 @@ def test_the_status_shows_the_latest_20_entries_of_the_audit_log_and_it_keeps_10
                                     failure_pause=60, offline=True) as runtime:  # fmt: skip
                 fragile = Address("com.example/fragile", "f")
                 await runtime.send(fragile, string("m0"))
-                await until(lambda: bool(runtime.stuck()))
+                await until(lambda: any(e["attempts"] for e in runtime.stuck()))
                 for n in range(101):
                     runtime.retry_now(fragile, f"user{n}")
                 audit = runtime.status()["audit"]
@@ -607,7 +607,7 @@ def test_an_address_stuck_before_a_restart_is_no_longer_stuck_once_delivered_aft
             module = parse_module(module_yaml(server.url, call="100ms"))
             async with LocalRuntime(module, db, failure_pause=60, offline=True) as runtime:
                 await runtime.send(target, string("first"))
-                await until(lambda: bool(runtime.stuck()))
+                await until(lambda: any(e["attempts"] for e in runtime.stuck()))
             assert "resuming" not in caplog.text  # nothing was in flight at the first start
             healthy = True
             async with LocalRuntime(module, db, failure_pause=60, offline=True) as runtime:
@@ -636,7 +636,7 @@ def test_a_skip_asked_for_right_after_a_restart_waits_for_the_call_in_progress(
             module = parse_module(module_yaml(server.url, call="100ms"))
             async with LocalRuntime(module, db, failure_pause=60, offline=True) as runtime:
                 await runtime.send(fragile, string("m0"))
-                await until(lambda: bool(runtime.stuck()))
+                await until(lambda: any(e["attempts"] for e in runtime.stuck()))
                 (entry,) = runtime.stuck()
             async with LocalRuntime(module, db, failure_pause=60, offline=True) as runtime:
                 outcome = runtime.skip(fragile, "ann")
@@ -756,7 +756,7 @@ def test_a_skip_asked_for_during_a_call_that_delivers_the_message_is_not_done_an
         async with serving(functions, tmp_path / "db.sqlite", fault=down_until_healthy,
                            call="100ms", failure_pause=60) as (_, runtime):  # fmt: skip
             await runtime.send(target, string("first"))
-            await until(lambda: bool(runtime.stuck()))
+            await until(lambda: any(e["attempts"] for e in runtime.stuck()))
             (entry,) = runtime.stuck()
             healthy = True
             assert runtime.retry_now(target, "bob").done == "retrying"
@@ -957,7 +957,7 @@ def test_a_failed_batch_of_several_messages_is_retried_with_its_head_alone(
             first = await runtime.send(target, string("poison 1"))
             await runtime.send(target, string("poison 2"))
             release.set()  # the two queued behind go as one batch, which fails
-            await until(lambda: bool(runtime.stuck()))
+            await until(lambda: any(e["attempts"] for e in runtime.stuck()))
             (entry,) = runtime.stuck()
             view = runtime.inspect(target)
         assert (entry["message_seq"], entry["attempts"]) == (first, 1)
@@ -979,7 +979,7 @@ def test_the_pause_before_a_retry_doubles_up_to_a_minute(tmp_path: Path) -> None
             async with LocalRuntime(module, tmp_path / "db.sqlite", clock=clock,
                                     failure_pause=25, offline=True) as runtime:  # fmt: skip
                 await runtime.send(fragile, string("m0"))
-                await until(lambda: bool(runtime.stuck()))
+                await until(lambda: any(e["attempts"] for e in runtime.stuck()))
                 assert runtime.stuck()[0]["next_retry_ms"] == 1_025_000
                 runtime.retry_now(fragile, "ann")
                 await until(lambda: runtime.stuck()[0]["attempts"] == 2)
@@ -1022,7 +1022,7 @@ def test_a_message_dead_lettered_by_hand_says_where_it_went(tmp_path: Path) -> N
         async with serving(status_functions(), tmp_path / "db.sqlite", call="100ms",
                            failure_pause=60) as (_, runtime):  # fmt: skip
             seq = await runtime.send(fragile, string("m0"))
-            await until(lambda: bool(runtime.stuck()))
+            await until(lambda: any(e["attempts"] for e in runtime.stuck()))
             assert runtime.dead_letter(fragile, "ann").done == "dead-lettered"
             (entry,) = runtime.audit_log()
         assert (entry["action"], entry["message_seq"], entry["by"], entry["detail"]) == (
@@ -1057,7 +1057,7 @@ def test_a_call_that_fails_on_this_side_is_the_address_s_failure_and_nothing_mor
         db = tmp_path / "db.sqlite"
         async with serving(functions, db, failure_pause=60) as (server, runtime):
             await runtime.send(Address("com.example/router", "r"), string("go"))
-            await until(lambda: bool(runtime.stuck()))
+            await until(lambda: any(e["attempts"] for e in runtime.stuck()))
             assert runtime.retry_now(dots, "ann").done == "retrying"
             await until(lambda: runtime.stuck()[0]["attempts"] >= 2)
             (entry,) = runtime.stuck()
@@ -1105,7 +1105,7 @@ def test_a_message_the_policy_dead_letters_ends_its_call_and_leaves_the_next_one
             async with runtime_() as runtime:
                 first = await runtime.send(fragile, string("m0"))
                 second = await runtime.send(fragile, string("m1"))
-                await until(lambda: bool(runtime.stuck()))
+                await until(lambda: any(e["attempts"] for e in runtime.stuck()))
                 runtime.retry_now(fragile, "ann")
                 await until(lambda: runtime.stuck()[0]["attempts"] == 2)
             async with runtime_() as runtime:
@@ -1224,7 +1224,7 @@ def test_a_reply_the_database_has_no_room_for_is_the_address_s_failure_until_the
             (pages,) = conn.execute("PRAGMA page_count").fetchone()
             conn.execute(f"PRAGMA max_page_count = {pages}")  # no room for the state
             held.set()
-            await until(lambda: bool(runtime.stuck()))
+            await until(lambda: any(e["attempts"] for e in runtime.stuck()))
             assert runtime.stuck()[0]["last_error"] == full
             assert [m["value"] for m in runtime.inspect(target)["in_flight"]] == ["go"]
             conn.execute("PRAGMA max_page_count = 1073741823")

@@ -256,6 +256,44 @@ def record_of(view: dict[str, Any]) -> DeadLetterRecord:
 # --- the CLI, across kill -9 ------------------------------------------------------------------
 
 
+def test_an_address_is_stuck_from_its_first_failed_attempt_while_its_call_is_retried(
+    tmp_path: Path,
+) -> None:
+    """Within a long call budget (60 s here, a minute by default), a head message that keeps
+    failing is listed as stuck at once, with the failed attempts of the call in progress and
+    the last error, not only once the budget is spent; its delivery ends it."""
+    a = f"{FRAGILE}/a"
+    db = tmp_path / "runtime.db"
+    healed = False
+
+    def broken(_: int) -> Optional[web.StreamResponse]:
+        return None if healed else web.Response(status=500, text="broken for now")
+
+    async def scenario() -> None:
+        nonlocal healed
+        server = FunctionServer(fragile_functions(), broken)
+        async with running(tmp_path, server=server, call="60s") as (_, runtime):
+            await send(runtime, a, "first")
+            for _ in range(600):
+                entry = (await stuck_by_cli(db)).get(a)
+                if entry is not None and entry["call_attempts"] >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"{a} was not listed as stuck:\n{runtime.output()}")
+            assert entry["attempts"] == 0  # no call has failed for good yet
+            assert "HTTP 500" in entry["last_error"] and "broken for now" in entry["last_error"]
+            code, out = await cli("stuck", "--db", str(db))
+            assert code == 0
+            assert (f"{a}: message #{entry['message_seq']} [{StringType.typename}], 0 attempt(s), "
+                    "being retried now (") in out  # fmt: skip
+            healed = True
+            await until_count(db, a, 1)
+            assert a not in await stuck_by_cli(db)
+
+    run(scenario())
+
+
 def test_a_stuck_address_from_the_cli_across_kill_9(tmp_path: Path) -> None:
     a, b = f"{FRAGILE}/a", f"{FRAGILE}/b"
     db = tmp_path / "runtime.db"
@@ -828,7 +866,7 @@ def test_a_database_from_before_pending_requests_lists_its_stuck_addresses(
     async def scenario() -> None:
         async with serving(fragile_functions(), db, call="100ms", failure_pause=30) as (_, runtime):
             await runtime.send(Address(FRAGILE, "t"), StringValue(POISON))
-            while not runtime.stuck():
+            while not any(entry["attempts"] for entry in runtime.stuck()):  # a failed call
                 await asyncio.sleep(0.02)
 
     run(scenario())
@@ -839,6 +877,34 @@ def test_a_database_from_before_pending_requests_lists_its_stuck_addresses(
     assert main(["stuck", "--db", str(db), "--json"]) == 0
     (entry,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert (entry["address"], entry["attempts"], entry["pending"]) == (f"{FRAGILE}/t", 1, None)
+
+
+def test_a_database_from_before_call_attempts_lists_its_stuck_addresses_and_gets_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI lists the stuck addresses of a database whose stuck table has no
+    ``call_attempts`` (none in progress); a runtime started on it adds the column."""
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with serving(fragile_functions(), db, call="100ms", failure_pause=30) as (_, runtime):
+            await runtime.send(Address(FRAGILE, "t"), StringValue(POISON))
+            while not any(entry["attempts"] for entry in runtime.stuck()):  # a failed call
+                await asyncio.sleep(0.02)
+
+    run(scenario())
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("ALTER TABLE stuck DROP COLUMN call_attempts")
+        conn.commit()
+    assert main(["stuck", "--db", str(db), "--json"]) == 0
+    (entry,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (entry["address"], entry["attempts"], entry["call_attempts"]) == (f"{FRAGILE}/t", 1, 0)
+
+    async def again() -> None:
+        async with serving(fragile_functions(), db, call="100ms", failure_pause=30) as (_, runtime):
+            await soon(lambda: any(entry["attempts"] >= 2 for entry in runtime.stuck()))
+
+    run(again())
 
 
 def test_a_policy_checks_its_attempts_and_the_egress_it_names() -> None:
@@ -923,7 +989,7 @@ def test_the_http_api_lists_and_acts(tmp_path: Path) -> None:
                 async with aiohttp.ClientSession() as session:
                     await runtime.send(target, StringValue(POISON))
                     await runtime.send(target, StringValue("fine"))
-                    while not runtime.stuck():
+                    while not any(entry["attempts"] for entry in runtime.stuck()):  # a failed call
                         await asyncio.sleep(0.02)
                     async with session.get(f"{url}/api/stuck") as response:
                         (entry,) = (await response.json())["stuck"]

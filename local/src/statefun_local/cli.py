@@ -387,8 +387,10 @@ def _stuck(args: argparse.Namespace) -> int:
             print(json.dumps(entry, ensure_ascii=False))
             continue
         caller = f" from {entry['caller']}" if entry["caller"] else ""
+        retry = (f"being retried now ({entry['call_attempts']} failed within this call)"
+                 if entry.get("call_attempts") else f"next retry {entry['next_retry']}")
         _print(f"{entry['address']}: message #{entry['message_seq']} [{entry['message_type']}]"
-               f"{caller}, {entry['attempts']} attempt(s), next retry {entry['next_retry']}")
+               f"{caller}, {entry['attempts']} attempt(s), {retry}")
         _print(f"  last error: {entry['last_error']}")
         pending = entry.get("pending")
         if pending:

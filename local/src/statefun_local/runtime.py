@@ -60,8 +60,8 @@ from .transport import CallFailedError, HttpTransport
 __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressError", "WallClock"]
 
 log = one_line_logger("statefun_local")
-#: the address whose batch the current task calls its function for (each call is a task)
-_calling: contextvars.ContextVar[Optional[Address]] = contextvars.ContextVar(
+#: the batch the current task calls its function with (each call is a task)
+_calling: contextvars.ContextVar[Optional[Batch]] = contextvars.ContextVar(
     "statefun_local_calling", default=None
 )
 
@@ -410,7 +410,7 @@ class LocalRuntime:
             return
         assert self._transport is not None
         reply_headers: dict[str, str] = {}
-        _calling.set(address)  # for _on_retry: this task calls for this address only
+        _calling.set(batch)  # for _on_retry: this task calls with this batch only
         try:
             reply = await self._transport.call(
                 endpoint, address.typename, batch.request, batch.headers, reply_headers
@@ -628,10 +628,19 @@ class LocalRuntime:
 
     def _on_retry(self, url: str, attempt: int, reason: str) -> None:
         """A failed attempt of the call the current task makes: shown until the call ends."""
-        address = _calling.get()
+        batch = _calling.get()
+        address = None if batch is None else batch.address
         others: set[Address] = set()
-        if address is not None:
-            self._retrying[address] = (attempt, reason)
+        if batch is not None:
+            self._retrying[batch.address] = (attempt, reason)
+            try:  # listed as stuck while the call is retried, with its attempts so far
+                with self.store.transaction():
+                    stuck.record_retry(self.store, batch.address, batch.messages[0].seq,
+                                       attempt, reason, self.clock.now_ms())  # fmt: skip
+                self._stuck.add(batch.address)
+            except sqlite3.OperationalError as error:  # shown at the next attempt; call on
+                log.debug("%s: the failed attempt could not be written: %s", batch.address,
+                          error)  # fmt: skip
         if address is not None and _unreachable(reason):
             reporter, others = self._failing.get((url, address.typename), (None, others))
             if reporter is None:

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS stuck (
     head_seq INTEGER NOT NULL, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,
     first_failed_ms INTEGER NOT NULL, last_failed_ms INTEGER NOT NULL,
     next_retry_ms INTEGER NOT NULL,
+    call_attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (target_type, target_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (
@@ -171,7 +172,15 @@ class DeadLetterPolicy:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
+    """The tables, and (the runtime starting) no call in progress."""
     conn.executescript(SCHEMA)
+    if not _has_call_attempts(conn):  # a database from before they were shown
+        conn.execute("ALTER TABLE stuck ADD COLUMN call_attempts INTEGER NOT NULL DEFAULT 0")
+    conn.execute("UPDATE stuck SET call_attempts = 0 WHERE call_attempts > 0")
+
+
+def _has_call_attempts(conn: sqlite3.Connection) -> bool:
+    return any(row[1] == "call_attempts" for row in conn.execute("PRAGMA table_info(stuck)"))
 
 
 def _iso(ms: int) -> str:
@@ -181,17 +190,36 @@ def _iso(ms: int) -> str:
 
 def record_failure(store: SqliteStore, address: Address, head_seq: int, error: str,
                    now_ms: int, next_retry_ms: int) -> int:
-    """Count one more failed attempt of the head message; return its attempts so far."""
+    """Count one more failed call of the head message (its call's retries are over); return
+    its attempts so far."""
     row = store.conn.execute(
         "SELECT head_seq, attempts, first_failed_ms FROM stuck"
         " WHERE target_type = ? AND target_id = ?", (address.typename, address.id),
     ).fetchone()
     attempts, first = (row[1] + 1, row[2]) if row and row[0] == head_seq else (1, now_ms)
     store._write(
-        "INSERT OR REPLACE INTO stuck VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO stuck VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
         (address.typename, address.id, head_seq, attempts, error, first, now_ms, next_retry_ms),
     )
     return int(attempts)
+
+
+def record_retry(store: SqliteStore, address: Address, head_seq: int, call_attempts: int,
+                 error: str, now_ms: int) -> None:
+    """The call in progress with the head message failed ``call_attempts`` times so far and is
+    retried within its budget: the address is listed as stuck from its first failed attempt,
+    not only once the call has failed for good (:func:`record_failure`)."""
+    updated = store._write(
+        "UPDATE stuck SET call_attempts = ?, last_error = ?, last_failed_ms = ?,"
+        " next_retry_ms = ? WHERE target_type = ? AND target_id = ? AND head_seq = ?",
+        (call_attempts, error, now_ms, now_ms, address.typename, address.id, head_seq),
+    )
+    if updated.rowcount == 0:
+        store._write(
+            "INSERT OR REPLACE INTO stuck VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            (address.typename, address.id, head_seq, error, now_ms, now_ms, now_ms,
+             call_attempts),
+        )
 
 
 def clear(store: SqliteStore, address: Address) -> None:
@@ -267,12 +295,17 @@ def addresses(conn: sqlite3.Connection) -> set[Address]:
 
 
 def listing(store: SqliteStore) -> list[dict[str, Any]]:
-    """Every stuck address whose head message is still queued, oldest failure first."""
+    """Every stuck address whose head message is still queued, oldest failure first:
+    ``attempts`` counts its calls that failed for good, ``call_attempts`` the failed attempts
+    of the call in progress, retried within its budget (0: none in progress)."""
     try:
+        # a database from before the column, read by the CLI: no call in progress shown
+        call_attempts = "s.call_attempts" if _has_call_attempts(store.conn) else "0"
         rows = store.conn.execute(
             "SELECT s.target_type, s.target_id, s.head_seq, s.attempts, s.last_error,"
             " s.first_failed_ms, s.last_failed_ms, s.next_retry_ms, m.arg_typename,"
-            " m.caller_type, m.caller_id FROM stuck s JOIN mailbox m ON m.seq = s.head_seq"
+            f" m.caller_type, m.caller_id, {call_attempts}"
+            " FROM stuck s JOIN mailbox m ON m.seq = s.head_seq"
             " ORDER BY s.first_failed_ms, s.target_type, s.target_id"
         ).fetchall()
     except sqlite3.OperationalError:
@@ -285,6 +318,7 @@ def listing(store: SqliteStore) -> list[dict[str, Any]]:
             "message_type": typename,
             "caller": None if ct is None else str(Address(ct, ci)),
             "attempts": attempts,
+            "call_attempts": calls,
             "last_error": error,
             "first_failed": _iso(first),
             "last_failed": _iso(last),
@@ -293,7 +327,7 @@ def listing(store: SqliteStore) -> list[dict[str, Any]]:
             # a skip or dead-letter waiting for the call in progress to end
             "pending": _pending(pending.get(Address(t, i)), seq),
         }
-        for t, i, seq, attempts, error, first, last, next_retry, typename, ct, ci in rows
+        for t, i, seq, attempts, error, first, last, next_retry, typename, ct, ci, calls in rows
     ]
 
 
