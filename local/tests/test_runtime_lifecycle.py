@@ -795,6 +795,48 @@ def test_a_runtime_refused_the_database_leaves_no_lock_file_open(tmp_path: Path)
     run(scenario())
 
 
+def test_a_database_on_a_file_system_without_flock_is_refused_saying_so_not_as_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An NFS mount without its lock service answers ``flock`` with ENOLCK ("No locks
+    available"); no such file system can be mounted here (Linux's local ones all have flock),
+    so ``fcntl.flock`` is made to fail as there, for the database file only. The runtime is
+    refused saying that the file system has no flock and what to do, not that another runtime
+    is running; it leaves no descriptor open, and runs once the lock can be had."""
+    import errno
+    import fcntl
+
+    db = tmp_path / "db.sqlite"
+    real_flock = fcntl.flock
+
+    def nfs_flock(fd: int, operation: int) -> None:
+        if os.path.samefile(f"/proc/self/fd/{fd}", db):
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+        real_flock(fd, operation)
+
+    async def scenario() -> None:
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            runtime = LocalRuntime(module, db, offline=True)
+            monkeypatch.setattr(fcntl, "flock", nfs_flock)
+            opened = len(os.listdir("/proc/self/fd"))
+            with pytest.raises(RuntimeError) as refused:
+                await runtime.start()
+            assert len(os.listdir("/proc/self/fd")) == opened
+            assert str(refused.value) == (
+                f"can not lock the database {db}: No locks available: its file system does "
+                "not support flock, which keeps a second runtime off the database (a network "
+                "or shared folder?); put the database on a local disk, which SQLite's WAL "
+                "mode needs too (--db)"
+            )
+            monkeypatch.setattr(fcntl, "flock", real_flock)
+            async with runtime:
+                await runtime.send(Address("com.example/greeter", "Ann"), string("Ann"))
+                await runtime.wait_until_idle()
+
+    run(scenario())
+
+
 def test_a_runtime_refused_the_database_in_the_same_process_keeps_the_first_ones_locks(
     tmp_path: Path,
 ) -> None:

@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import dataclasses
 import datetime
+import errno
 import json
 import logging
 import os
@@ -881,9 +882,17 @@ def _lock_database(db: Path) -> Optional[_DatabaseLock]:
         raise type(error)(f"the database {db}: can not open it: {error.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as error:
         os.close(fd)  # this process has no connection to it (_RUNNING_ON)
-        raise RuntimeError(f"another statefun-local is running on {db}") from None
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise RuntimeError(f"another statefun-local is running on {db}") from None
+        # e.g. ENOLCK on an NFS mount without its lock service: no lock to be had there
+        raise RuntimeError(
+            f"can not lock the database {db}: {error.strerror}: its file system does not "
+            "support flock, which keeps a second runtime off the database (a network or "
+            "shared folder?); put the database on a local disk, which SQLite's WAL mode needs "
+            "too (--db)"
+        ) from None
     opened = os.fstat(fd)
     if opened.st_nlink > 1:
         log.warning(
