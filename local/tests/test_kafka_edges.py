@@ -1663,6 +1663,54 @@ def test_a_problem_librdkafka_says_again_with_how_often_it_kept_quiet_is_logged_
                     "(retrying)"]  # fmt: skip
 
 
+def test_an_at_least_once_egress_whose_broker_is_down_at_start_is_not_shown_connected(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """Records of another egress waiting in the log when it starts: passing them asked nothing
+    of its broker, nobody listening there. It was shown, and logged, "connected to" it (before
+    librdkafka said it was unreachable), as a connector still connecting was."""
+    address = f"127.0.0.1:{free_port()}"
+    documents = egress(address) + egress(address, id_="com.example/audit")
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with FunctionServer(echo_functions([], out="out", audit="audit")) as server:
+            module = parse_module(endpoint(server.url) + documents)
+            async with LocalRuntime(module, db, offline=True) as runtime:  # only stored
+                await runtime.send(Address(ECHO, "k"), string("audit-1"))
+                await runtime.wait_until_idle()
+        async with running(echo_functions([]), db, documents) as runtime:
+            out = next(c for c in runtime.connectors if c.id == "com.example/out")
+            await until(lambda: out.cursor == 1, "the audit record passed")
+            await until(lambda: out.state == "unreachable", "the broker shown unreachable")
+
+    with caplog.at_level(logging.INFO, logger="statefun_local"):
+        run(scenario())
+    said = [r.getMessage() for r in caplog.records if "egress com.example/out" in r.getMessage()]
+    assert not [line for line in said if "connected to" in line], said
+
+
+def test_an_at_least_once_egress_whose_broker_answers_late_is_connected_once_it_answers(
+    kafka: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker did not answer the egress' first look within its second (``_answers``, made
+    to say so here: a broker that slow can not be had on demand), and librdkafka reports no
+    error: the egress, idle, asks again, and is connected once the broker answers. (It stayed
+    connecting until it had records to pass.)"""
+    from statefun_local import kafka as connectors_module
+
+    monkeypatch.setattr(connectors_module, "_answers", lambda producer: False)
+
+    async def scenario() -> None:
+        async with running(echo_functions([]), tmp_path / "db.sqlite",
+                           egress(kafka.bootstrap)) as runtime:  # fmt: skip
+            connector = connection(runtime, "egress")
+            await until(lambda: connector.state == "connected", "connected", timeout=20)
+            assert connector.error is None
+
+    run(scenario())
+
+
 @pytest.mark.parametrize(
     ("address", "says"),
     [(f"127.0.0.1:{free_port()}", "Connection refused"), ("broker.invalid:9092", "resolve")],

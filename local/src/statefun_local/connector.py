@@ -153,7 +153,10 @@ class Connector:
         """An egress' loop: the runtime's egress log after ``self.cursor``, this egress'
         records of ``typename`` handed to ``deliver`` (each value with the trace context of the
         invocation that sent it, and the log position after them), then that position saved
-        under ``cursor_key``. ``idle`` runs while nothing is new."""
+        under ``cursor_key``. ``idle`` runs while there is none of this egress' records: nothing
+        new, or only others' records passed (which asks nothing of its broker, so shows
+        nothing of it: the egress is connected once it delivered, or ``idle`` saw its broker
+        answer)."""
         store = self.runtime.store
         while True:
             records = store.egress_list(self.cursor, limit=limit)
@@ -171,8 +174,10 @@ class Connector:
                 store.meta_put(cursor_key, last)
             self.cursor = last
             self.records += len(mine)
-            if mine or self.state == "connecting":  # passing others' records proves nothing
+            if mine:
                 self.connected()
+            elif idle is not None:
+                await idle()
 
     def status(self) -> dict[str, Any]:
         return {"system": self.system, "kind": self.kind, "id": self.id,

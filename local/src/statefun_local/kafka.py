@@ -32,8 +32,9 @@ no call could carry it). A produced record carries the trace context of the invo
 that sent it in the same two headers, unless the function set either header itself.
 
 A broker that is down or unknown is reported (CLI log, web page, ``/api/status``) and retried
-with backoff; a connector never stops the runtime. While it is shown unreachable, an idle
-connector asks it again every ``UNREACHABLE_EVERY`` s, and shows it connected once it answers.
+with backoff; a connector never stops the runtime. While it is shown unreachable (or, an
+egress, not yet connected), an idle connector asks it again every ``UNREACHABLE_EVERY`` s, and
+shows it connected once it answers.
 """
 
 from __future__ import annotations
@@ -507,7 +508,8 @@ class KafkaEgress(_KafkaConnector):
             async def idle() -> None:
                 nonlocal probed
                 producer.poll(0)  # serves error_cb: a broker gone shows while idle too
-                if self.state == "unreachable" and time.monotonic() - probed > UNREACHABLE_EVERY:
+                # not yet connected (no answer within _answers' second) or unreachable
+                if self.state != "connected" and time.monotonic() - probed > UNREACHABLE_EVERY:
                     probed = time.monotonic()
                     with contextlib.suppress(kafka.KafkaException):  # still unreachable
                         await self.blocking(producer.list_topics, None, UNREACHABLE_EVERY)
