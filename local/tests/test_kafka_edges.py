@@ -1055,7 +1055,7 @@ def test_an_exactly_once_egress_goes_on_from_kafkas_position_when_the_database_i
 
 
 def test_a_transaction_timeout_the_broker_does_not_allow_fails_the_egress_and_says_why(
-    kafka: Any, tmp_path: Path
+    kafka: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """The module's transactionTimeout is the producer's: past the broker's
     transaction.max.timeout.ms (15 minutes unless set) its transactions can not start."""
@@ -1069,6 +1069,42 @@ def test_a_transaction_timeout_the_broker_does_not_allow_fails_the_egress_and_sa
 
     error = run(scenario())
     assert error.startswith("KafkaException: ") and "INVALID_TRANSACTION_TIMEOUT" in error
+    # librdkafka's own FATAL line, for the producer the egress dropped, no longer goes to
+    # stderr beside our log: its log is served by the client's poll, and that one is done
+    assert "FATAL" not in capfd.readouterr().err
+
+
+def test_an_exactly_once_producer_that_failed_is_fenced_by_the_next_and_the_log_says_so(
+    kafka: Any, tmp_path: Path, caplog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its transaction holds a record to a topic the broker does not have (yet): it fails,
+    and the producer made next fences it, as it should (librdkafka calls that fatal, for the
+    one fenced); our log says so in plain words, and the record is produced once the topic is
+    there."""
+    from statefun_local import kafka as connectors_module
+
+    monkeypatch.setattr(connectors_module, "TIMEOUT", 3)
+    out = names() + "out"
+    documents = egress(kafka.bootstrap, semantic="{type: exactly-once, transactionTimeout: 1min}")
+
+    async def scenario() -> None:
+        async with running(echo_functions([], out=out), tmp_path / "db.sqlite",
+                           documents) as runtime:  # fmt: skip
+            connector = connection(runtime, "egress")
+            await runtime.send(Address(ECHO, "k"), string("v"))
+            await until(lambda: connector.state == "failed", "the egress failed")
+            await until(lambda: any("fenced by this one" in m for m in caplog.messages),
+                        "the next producer initialized")  # fmt: skip
+            await asyncio.to_thread(kafka.create_topics, [out], 1)
+            await until(lambda: connector.records == 1, "the record produced")
+
+    with caplog.at_level(logging.INFO, logger="statefun_local"):
+        run(scenario())
+    assert [r.text for r in kafka.read(out, 1, settle=1)] == ["v"]
+    said = {m for m in caplog.messages if "fenced" in m}
+    assert said == {"kafka egress com.example/out: the producer before, which failed, is fenced "
+                    "by this one as it should be: what it left open is aborted, its records "
+                    "produced again"}
 
 
 @pytest.mark.parametrize("id_", ["com.example/out put", "com.example/" + "o" * 300])

@@ -62,6 +62,9 @@ if TYPE_CHECKING:
     from .runtime import LocalRuntime
 
 log = one_line_logger("statefun_local.kafka")
+#: librdkafka's own log (its fatal errors), served by a client's poll: a client dropped after a
+#: failure, no longer polled, says nothing more (see KafkaEgress._run)
+librdkafka_log = one_line_logger("statefun_local.kafka.librdkafka")
 
 #: how far back from its end the position topic is read first (two offsets a transaction)
 CURSOR_WINDOW = 1000
@@ -193,8 +196,9 @@ class _KafkaConnector(Connector):
     def config(self, **settings: Any) -> dict[str, Any]:
         # the module's properties first; what the module names (address, group) wins.
         # librdkafka's own log stops at critical: its errors come to error_cb, shown once.
-        return {"log_level": 2, **dict(self.properties), "bootstrap.servers": self.address,
-                "error_cb": self._on_error, **settings}  # fmt: skip
+        return {"log_level": 2, "logger": librdkafka_log, **dict(self.properties),
+                "bootstrap.servers": self.address, "error_cb": self._on_error,
+                **settings}  # fmt: skip
 
     def _on_error(self, error: Any) -> None:
         """librdkafka's errors (a broker down, unknown, refusing); it retries by itself."""
@@ -454,6 +458,7 @@ class KafkaEgress(_KafkaConnector):
         self.exactly_once = egress.semantic == "exactly-once"
         self.cursor_topic = ""
         self.cursor_key = f"kafka_egress_cursor:{egress.id}"
+        self._initialized = False  # a transactional producer of this connector was
 
     def _name(self) -> str:
         """This database's name for the egress: its transactional id and its cursor group."""
@@ -485,6 +490,11 @@ class KafkaEgress(_KafkaConnector):
                 await self.blocking(self._create_cursor_topic)
                 # fences an earlier producer of ours and aborts what it left open
                 await self.blocking(producer.init_transactions, TIMEOUT)
+                if self._initialized:  # librdkafka calls that fatal, for the one before
+                    log.info("%s: the producer before, which failed, is fenced by this one as "
+                             "it should be: what it left open is aborted, its records "
+                             "produced again", self)  # fmt: skip
+                self._initialized = True
                 self.cursor = max(self.cursor, await self.blocking(self._committed_cursor))
                 self.connected()
             elif await self.blocking(_answers, producer):
