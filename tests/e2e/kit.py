@@ -9,6 +9,7 @@ docs/deployment.md for the same recipe as commands.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -52,10 +53,17 @@ def timed(what: str) -> Any:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` ports free now, each a different one: the sockets are held until all are
+    picked (one closed before the next is bound may be handed out again)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def wait_for_port(port: int, process: Process, timeout: float) -> None:
@@ -204,7 +212,8 @@ class Kafka:
     def start(self) -> None:
         """Format a new log directory and start the broker."""
         classpath("kafka")  # resolved before the ports are picked, so they are still free
-        self.port, controller, sasl = free_port(), free_port(), free_port()
+        # three different ports: Kafka refuses two listeners on one ("requirement failed")
+        self.port, controller, sasl = free_ports(3)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.sasl_bootstrap = f"127.0.0.1:{sasl}"
         self.config = self.workdir / "server.properties"
