@@ -99,10 +99,11 @@ parse_request: Any = _parse_whole if api_implementation.Type() == "cpp" else ToF
 def batch_field_counts(
     data: Union[bytes, bytearray, memoryview], max_invocations: float, max_others: int
 ) -> tuple[int, int]:
-    """How many invocations, and how many other fields (state values, the target, unknown
-    fields), the request ``data`` holds, read from its keys and lengths alone: nothing is
-    allocated per field. Counting stops once the invocations pass ``max_invocations`` or the
-    others ``max_others``, and where the body is malformed (its parse says how).
+    """How many invocations, and how many other fields (state values, the target, the batch
+    itself, unknown fields), the request ``data`` holds, read from its keys and lengths alone:
+    nothing is allocated per field. Counting stops once the invocations pass
+    ``max_invocations`` or the others ``max_others``, and where the body is malformed (its
+    parse says how).
 
     Parsed, each element of a repeated field costs some 30 times the two bytes an empty one
     takes in the body: this tells a batch of many tiny elements before it is parsed."""
@@ -121,6 +122,9 @@ def batch_field_counts(
             if wire_type == 2:
                 length, position = _varint(data, position)
                 if batch_end < 0 and number == 100 and depth == 0:  # ToFunction.invocation
+                    # counted too: a parse merges its repeats, so millions of empty ones parse
+                    # fast, but would take this loop seconds
+                    others += 1
                     batch_end = position + length
                     if batch_end > end:
                         break

@@ -18,7 +18,9 @@ from statefun_core import (
     Limits,
     StringType,
     error_response,
+    protocol,
 )
+from statefun_core.errors import MalformedRequestError
 from statefun_core.limits import DEFAULT_LIMITS
 from statefun_core.protowire import element, field, key, varint
 
@@ -328,3 +330,14 @@ def test_a_body_of_many_tiny_elements_is_refused_before_it_is_parsed(
         assert (answer, message in text) == (status, True), text
         answer, _ = post(server.port, counter_request("1", 1, 1))
         assert answer == 200
+
+
+def test_a_large_body_of_repeated_batches_is_refused_after_a_bounded_count() -> None:
+    """A parse merges repeats of ``ToFunction.invocation`` into one batch, so 32 MiB of empty
+    ones parse in a tenth of a second; the count before the parse went through every one (some
+    5 s of CPU a request) without counting any. They count as fields besides the invocations,
+    and the count stops past their bound."""
+    body = (key(100, 2) + varint(0)) * (300 * 1024 // 3)
+    assert protocol.batch_field_counts(body, 10_000, 10_000) == (0, 10_001)
+    with pytest.raises(MalformedRequestError, match="more than 10000 fields besides"):
+        make_handler(DEFAULT_LIMITS).handle_sync(body)
