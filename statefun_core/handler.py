@@ -492,7 +492,10 @@ class RequestReplyHandler:
                     await fun(batch, batch.message(invocation, types))
             elif function.blocking:  # in the request's context there too, and its own copy
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self.executor, copy_context().run, self._invoke, batch)
+                run = copy_context().run
+                stopped = await loop.run_in_executor(self.executor, run, self._in_executor, batch)
+                if stopped is not None:
+                    raise stopped
             else:
                 self._invoke(batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
@@ -623,6 +626,15 @@ class RequestReplyHandler:
         fun, types = batch.fun, self.types
         for invocation in batch.invocations:
             fun(batch, batch.message(invocation, types))
+
+    def _in_executor(self, batch: _Batch) -> Optional[StopIteration]:
+        """``_invoke`` in the executor, returning a ``StopIteration`` the function raised: an
+        asyncio future can not hold one (it is dropped, and the request awaits for ever)."""
+        try:
+            self._invoke(batch)
+        except StopIteration as error:
+            return error
+        return None
 
     def _step(self, batch: _Batch) -> None:
         """Run every invocation of an async function whose code never awaits, in order, each

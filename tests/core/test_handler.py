@@ -1196,9 +1196,7 @@ def test_an_async_function_that_never_awaits_but_needs_the_loop_runs_under_handl
     replies: list[bytes] = []
     with caplog.at_level(logging.ERROR, logger="statefun_core"):
         for _ in range(2):  # from a thread of a server: no event loop there
-            thread = threading.Thread(
-                target=lambda: replies.append(handler.handle_sync(request))
-            )
+            thread = threading.Thread(target=lambda: replies.append(handler.handle_sync(request)))
             thread.start()
             thread.join()
     assert caplog.records == []  # not logged as a failure
@@ -1279,3 +1277,23 @@ def test_handle_sync_lets_the_loop_see_a_kept_connection_closed_between_requests
         server.stop()
         for _, writer in kept.values():
             writer.close()
+
+
+def test_a_blocking_function_that_raises_stop_iteration_fails_its_batch() -> None:
+    """An asyncio future can not hold a ``StopIteration``: raised in the executor, it was
+    dropped (logged by the loop) and the request awaited its answer for ever."""
+    functions = StatefulFunctions()
+
+    def blocking(context: Context, message: Message) -> None:
+        next(iter(()))
+
+    functions.register("ns/f", blocking, blocking=True)
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    request = handler.handle_async(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+
+    async def served() -> bytes:
+        return await asyncio.wait_for(request, timeout=60)  # no answer: a hang, not slowness
+
+    with pytest.raises(FunctionFailedError) as raised:
+        asyncio.run(served())
+    assert isinstance(raised.value.__cause__, StopIteration)
