@@ -676,6 +676,8 @@ class RequestReplyHandler:
         batch.storage._written.clear()
         batch.storage._values.clear()
         batch.outbox.clear()
+        if batch.event is not None:
+            batch.event.dead_letters = 0  # its dead-letter records went with the outbox
         if batch.fun is not batch.plan.function.fun:
             batch.fun = self._observed(batch)  # counting invocations from the first again
 

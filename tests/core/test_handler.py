@@ -1209,6 +1209,41 @@ def test_an_async_function_that_never_awaits_but_needs_the_loop_runs_under_handl
         assert observer[0].failed == []  # the plugins hear of two batches that succeeded
 
 
+class DeadLetterCounter:
+    """The dead letters each batch that succeeded reports."""
+
+    def __init__(self) -> None:
+        self.dead_letters: list[int] = []
+
+    @hookimpl
+    def statefun_batch_finished(self, batch: Any) -> None:
+        self.dead_letters.append(batch.dead_letters)
+
+
+def test_a_batch_run_again_as_a_task_reports_the_dead_letters_of_its_reply() -> None:
+    """An invocation dead-lettered before the one that asked for the loop is dead-lettered
+    again when the batch runs again: the batch reports the one record of its reply, not two."""
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f", final_errors=[KeyError], dead_letters=DeadLetterEgress("ns/dl"))
+    async def f(context: Context, message: Message) -> None:
+        if message.as_int() == 1:
+            raise KeyError("final")
+        asyncio.get_running_loop()
+
+    counter = DeadLetterCounter()
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([counter], load_entrypoints=False)
+    )
+    request = to_function("ns/f", "1", [typed_value(IntType, 1), typed_value(IntType, 2)])
+    replies: list[bytes] = []
+    thread = threading.Thread(target=lambda: replies.append(handler.handle_sync(request)))
+    thread.start()
+    thread.join()
+    assert len(egress(replies[0])) == 1
+    assert counter.dead_letters == [1]
+
+
 class OneAnswerServer:
     """A TCP server on 127.0.0.1 that answers each connection's first line with ``ok`` and
     closes it when told (:meth:`close_connection`), as an HTTP server closes a kept-alive
