@@ -303,7 +303,7 @@ def test_cli_egress_shows_a_kafka_records_headers(tmp_path: Path,
 
 
 #: Text that a terminal would act on (clear the screen, set its title) and a forged line.
-HOSTILE = "\x1b[2J\x1b]0;owned\x07\r#9 com.example/out: forged\n"
+HOSTILE = "\x1b[2J\x1b]0;owned\x07\r#9 com.example/out: \u202edegrof\n"
 
 
 def test_cli_prints_what_a_record_an_id_or_an_error_holds_on_one_line_and_inert(
@@ -311,7 +311,9 @@ def test_cli_prints_what_a_record_an_id_or_an_error_holds_on_one_line_and_inert(
 ) -> None:
     """An id, a state value, an egress record and a function server's error body may hold
     anything, controls included (a Kafka record, a reply from whatever answers the endpoint's
-    URL): ``state``, ``egress`` and ``stuck`` print them escaped, each entry on its lines."""
+    URL): ``state``, ``egress`` and ``stuck`` print them escaped, each entry on its lines,
+    and an explicit bidi control escaped as the page shows it (a terminal that reorders text
+    would draw what follows it backwards)."""
     functions = StatefulFunctions()
 
     @functions.bind("com.example/echo", specs=[ValueSpec("note", StringType)])
@@ -338,7 +340,7 @@ def test_cli_prints_what_a_record_an_id_or_an_error_holds_on_one_line_and_inert(
 
     run(scenario())
     # HOSTILE as the output shows it (without its \\n: an error text is stripped)
-    escaped = "\\x1b[2J\\x1b]0;owned\\x07\\r#9 com.example/out: forged"
+    escaped = "\\x1b[2J\\x1b]0;owned\\x07\\r#9 com.example/out: \\u202edegrof"
     for command, lines in (
         (["state", f"com.example/echo/{HOSTILE}"], 5),
         (["egress"], 1),
@@ -348,6 +350,7 @@ def test_cli_prints_what_a_record_an_id_or_an_error_holds_on_one_line_and_inert(
         out = capsys.readouterr().out
         assert escaped in out
         assert "\x1b" not in out and "\r" not in out
+        assert "\u202e" not in out  # a bidi override: what follows would read reversed
         assert len(out.splitlines()) == lines, out
 
 
