@@ -174,9 +174,11 @@ async def stuck_by_cli(db: Path) -> dict[str, dict[str, Any]]:
 
 
 async def until_stuck(db: Path, address: str, attempts: int = 1) -> dict[str, Any]:
+    """The address's entry once ``attempts`` of its calls failed, as the last of them left it:
+    not while its next call is retried, whose failed attempts write their own last error."""
     for _ in range(600):
         entry = (await stuck_by_cli(db)).get(address)
-        if entry is not None and entry["attempts"] >= attempts:
+        if entry is not None and entry["attempts"] >= attempts and not entry["call_attempts"]:
             return entry
         await asyncio.sleep(0.05)
     raise AssertionError(f"{address} did not fail {attempts} time(s)")
