@@ -862,10 +862,9 @@ def test_a_database_no_runtime_has_run_on_has_no_stuck_addresses_and_no_audit_lo
     ]
 
 
-def test_a_database_from_before_pending_requests_lists_its_stuck_addresses(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    db = tmp_path / "db.sqlite"
+def fail_a_poison_call(db: Path) -> None:
+    """Run a runtime on ``db`` until a call with a poison message has failed for good, then
+    stop it: ``FRAGILE/t`` is stuck in the database."""
 
     async def scenario() -> None:
         async with serving(fragile_functions(), db, call="100ms", failure_pause=30) as (_, runtime):
@@ -874,6 +873,13 @@ def test_a_database_from_before_pending_requests_lists_its_stuck_addresses(
                 await asyncio.sleep(0.02)
 
     run(scenario())
+
+
+def test_a_database_from_before_pending_requests_lists_its_stuck_addresses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "db.sqlite"
+    fail_a_poison_call(db)
     conn = sqlite3.connect(db)
     conn.execute("DROP TABLE stuck_requests")
     conn.commit()
@@ -889,14 +895,7 @@ def test_a_database_from_before_call_attempts_lists_its_stuck_addresses_and_gets
     """The CLI lists the stuck addresses of a database whose stuck table has no
     ``call_attempts`` (none in progress); a runtime started on it adds the column."""
     db = tmp_path / "db.sqlite"
-
-    async def scenario() -> None:
-        async with serving(fragile_functions(), db, call="100ms", failure_pause=30) as (_, runtime):
-            await runtime.send(Address(FRAGILE, "t"), StringValue(POISON))
-            while not any(entry["attempts"] for entry in runtime.stuck()):  # a failed call
-                await asyncio.sleep(0.02)
-
-    run(scenario())
+    fail_a_poison_call(db)
     with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.execute("ALTER TABLE stuck DROP COLUMN call_attempts")
         conn.commit()
