@@ -40,6 +40,7 @@ from statefun_core.engine import Address, EgressRecord, TypedValue
 from .conftest import FunctionServer, kafka_ingress, module_yaml, run, serving
 from .test_runtime import greeter_functions
 from .test_server_and_cli import echo_functions, serve_runtime
+from .test_web_page import serve_runtime_app
 
 JSON = {"Content-Type": "application/json"}
 BODY = b'{"type": "string", "value": "Ann"}'
@@ -359,15 +360,6 @@ def test_status_shows_a_function_type_no_url_can_name(tmp_path: Path) -> None:
     assert functions_shown["com.example/.."]["queued"] == 1
     assert functions_shown["com.example/router"]["endpoint"].endswith("/statefun")
     assert functions_shown["com.example/router"]["endpoint_problem"] is None
-
-
-async def serve_runtime_app(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
 
 
 # --- malformed ingress input -------------------------------------------------------------------

@@ -20,7 +20,7 @@ from .browser import CHROMIUM, chromium
 from .conftest import run, serving
 from .test_server_and_cli import serve_runtime
 from .test_stuck import FRAGILE, POISON, fragile_functions
-from .test_web_page import serve_runtime_app
+from .test_web_page import serve_page
 
 ROWS = """[...document.querySelectorAll('#stuck tr')].map(r =>
              [...r.cells].map(c => c.textContent))"""
@@ -116,14 +116,7 @@ def test_another_site_can_not_show_the_page_in_a_frame(tmp_path: Path) -> None:
         async with serving(fragile_functions(), tmp_path / "db.sqlite", call="300ms",
                            failure_pause=30) as (_, runtime):  # fmt: skip
             runner, url = await serve_runtime(runtime)
-            attacker = web.Application()
-
-            async def framing(_: web.Request) -> web.Response:
-                return web.Response(text=FRAMING_PAGE.format(runtime=url),
-                                    content_type="text/html")
-
-            attacker.router.add_get("/", framing)
-            attacker_runner, attacker_url = await serve_runtime_app(attacker)
+            attacker_runner, attacker_url = await serve_page(FRAMING_PAGE.format(runtime=url))
             try:
                 await runtime.send(x, make_value("string", f"{POISON}-x"))
                 await until_waiting(runtime, x)

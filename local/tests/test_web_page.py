@@ -192,14 +192,7 @@ def test_another_site_can_not_send_and_a_rebound_name_reads_nothing(tmp_path: Pa
             module = parse_module(module_yaml(server.url))
             async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True) as runtime:
                 runner, url = await serve_runtime(runtime)
-                attacker = web.Application()
-
-                async def page(_: web.Request) -> web.Response:
-                    return web.Response(text=ATTACKER_PAGE.format(runtime=url),
-                                        content_type="text/html")
-
-                attacker.router.add_get("/", page)
-                attacker_runner, attacker_url = await serve_runtime_app(attacker)
+                attacker_runner, attacker_url = await serve_page(ATTACKER_PAGE.format(runtime=url))
                 port = url.rsplit(":", 1)[1]
                 try:
                     rules = "--host-resolver-rules=MAP rebound.test 127.0.0.1"
@@ -240,6 +233,17 @@ async def serve_runtime_app(app: web.Application) -> tuple[web.AppRunner, str]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://127.0.0.1:{port}"
+
+
+async def serve_page(html: str) -> tuple[web.AppRunner, str]:
+    """Serve ``html`` at ``/`` of another origin: another site's page."""
+    app = web.Application()
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app.router.add_get("/", page)
+    return await serve_runtime_app(app)
 
 
 def test_markup_that_got_into_the_page_runs_no_script(tmp_path: Path) -> None:
