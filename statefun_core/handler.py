@@ -59,7 +59,7 @@ _NO_HEADERS: Headers = {}
 _EXPIRE_NONE, _EXPIRE_AFTER_WRITE, _EXPIRE_AFTER_INVOKE = 0, 1, 2
 # Any hook but request_failed needs a BatchEvent, not only statefun_batch_started.
 _BATCH_EVENTS = "batch events"
-# where statefun_core.http logs the other failures of a request
+# the logger of statefun_core.http too: a failed function here, every other failure there
 logger = logging.getLogger("statefun_core")
 
 _INVOCATION_RESULT = key(100, 2)  # FromFunction.invocation_result
