@@ -16,7 +16,7 @@ function gets from each HTTP gateway. See docs/testing.md.
 """
 
 from . import aws_lambda, endpoint, packaging, wire
-from .harness import Harness, HarnessError
+from .harness import Harness, HarnessError, HarnessFactory
 from .records import (
     EgressOutput,
     KafkaRecord,
@@ -30,6 +30,7 @@ __all__ = [
     "EgressOutput",
     "Harness",
     "HarnessError",
+    "HarnessFactory",
     "KafkaRecord",
     "KinesisRecord",
     "PendingMessage",

@@ -12,7 +12,7 @@ import collections
 import contextlib
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Protocol, Union
 
 import pluggy
 
@@ -35,9 +35,16 @@ from ..tracecontext import TRACERESPONSE
 from ..types import BUILTIN_TYPES, Type
 from .records import AnyEgress, PendingMessage, SentMessage, decode_egress
 
-__all__ = ["Harness", "HarnessError"]
+__all__ = ["Harness", "HarnessError", "HarnessFactory"]
 
 Duration = Union[int, timedelta]
+
+
+class HarnessFactory(Protocol):
+    """What the ``statefun_harness`` fixture is, for a typed test:
+    ``def test_greets(statefun_harness: HarnessFactory) -> None``."""
+
+    def __call__(self, functions: StatefulFunctions, **options: Any) -> Harness: ...
 
 
 class HarnessError(AssertionError):

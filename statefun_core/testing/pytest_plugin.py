@@ -11,17 +11,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 # pytest is not a dependency of the core: the type checker may run without it.
 import pytest  # type: ignore[import-not-found, unused-ignore]
 
 from ..functions import StatefulFunctions
-from .harness import Harness
+from .harness import Harness, HarnessFactory
 
 __all__ = ["statefun_harness"]
-
-HarnessFactory = Callable[..., Harness]
 
 
 @pytest.fixture  # type: ignore[untyped-decorator, misc, unused-ignore]
