@@ -39,6 +39,7 @@ from statefun_core.errors import (
     RequestTooLargeError,
     UnknownTypeError,
 )
+from statefun_core.http import DEFAULT_MAX_REQUEST_BYTES
 from statefun_core.plugins import Endpoint, EndpointResponse, HealthEndpoints, hookimpl
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.endpoint import (
@@ -907,6 +908,39 @@ class SettingsTest(testing.AsyncHTTPTestCase):
         body = wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW)
         assert self.fetch("/statefun", method="POST", body=body).code == 413
         assert self.fetch("/own", method="POST", body=body).code == 200
+
+
+class NoneSettingTest(testing.AsyncHTTPTestCase):
+    """statefun_max_body_size=None (a setting read from an unset option) is the default limit,
+    as max_body_size=None is for Tornado's HTTPServer: not a TypeError on every request."""
+
+    def get_app(self) -> Application:
+        handler = RequestReplyHandler(
+            make_functions(), plugins=make_plugin_manager(load_entrypoints=False)
+        )
+        return Application(
+            [(r"/statefun", statefun_tornado.StatefunHandler)],
+            statefun_handler=handler,
+            statefun_max_body_size=None,
+        )
+
+    @gen_test
+    async def test_the_default_limit(self) -> None:
+        response = await self.http_client.fetch(
+            self.get_url("/statefun"),
+            method="POST",
+            body=wire.to_function(GREETER, "Ann", ["Ann"], NEW),
+            raise_error=False,
+        )
+        assert response.code == 200
+        stream = await TCPClient().connect("127.0.0.1", self.get_http_port())
+        length = DEFAULT_MAX_REQUEST_BYTES + 1  # declared only: refused before the body
+        await stream.write(
+            b"POST /statefun HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % length
+        )
+        head = await stream.read_until(b"\r\n")
+        stream.close()
+        assert head.startswith(b"HTTP/1.1 413 "), head
 
 
 class RoutesTakeTheSettingTest(testing.AsyncHTTPTestCase):

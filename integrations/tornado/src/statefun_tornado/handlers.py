@@ -83,7 +83,9 @@ class StatefunHandler(RequestHandler):
             self._refusal = TypeError(_NOT_A_HANDLER.format(type(handler).__name__))
             return
         if max_body_size is None:
-            max_body_size = self.settings.get("statefun_max_body_size", DEFAULT_MAX_REQUEST_BYTES)
+            max_body_size = self.settings.get("statefun_max_body_size")
+        if max_body_size is None:  # as Tornado's HTTPServer takes max_body_size=None
+            max_body_size = DEFAULT_MAX_REQUEST_BYTES
         self.handler = handler
         self.max_body_size = max_body_size
         # A streaming handler is made when the headers are in: checked here, before the body.
