@@ -328,6 +328,27 @@ def _check_target(target_typename: str, target_id: str) -> None:
         raise ValueError("target_id can not be missing")
 
 
+# One signature per way to give the value, for type checkers: a wrong keyword or a value of the
+# wrong type (an Optional[str] as str_value=) is caught before it runs. The function itself
+# takes **kwargs, as the official SDK's does (and as cheaply).
+@overload
+def message_builder(target_typename: str, target_id: str, *, str_value: str) -> Message: ...
+@overload
+def message_builder(target_typename: str, target_id: str, *, int_value: int) -> Message: ...
+@overload
+def message_builder(target_typename: str, target_id: str, *, long_value: int) -> Message: ...
+@overload
+def message_builder(target_typename: str, target_id: str, *, bool_value: bool) -> Message: ...
+@overload
+def message_builder(target_typename: str, target_id: str, *, float_value: float) -> Message: ...
+@overload
+def message_builder(target_typename: str, target_id: str, *, double_value: float) -> Message: ...
+@overload
+def message_builder(
+    target_typename: str, target_id: str, *, value: Any, value_type: Type = ...
+) -> Message: ...
+
+
 def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Message:
     """Build a message for the function ``target_typename`` with id ``target_id``.
 

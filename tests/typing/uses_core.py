@@ -249,6 +249,11 @@ assert_type(built, Message)
 assert_type(message_builder("t/t", "i", int_value=1), Message)
 assert_type(message_builder("t/t", "i", value=User("a", "b")), Message)
 assert_type(message_builder("t/t", "i", value="a", value_type=StringType), Message)
+# what message_builder refuses at run time, refused before it runs (an unused ignore fails both)
+message_builder("t/t", "i", str_value=built.as_string())  # type: ignore[arg-type]
+message_builder("t/t", "i", int_value="1")  # type: ignore[call-overload]
+message_builder("t/t", "i", str_valeu="typo")  # type: ignore[call-overload]
+message_builder("t/t", "i", value_type=StringType)  # type: ignore[call-overload]
 egress: EgressMessage = egress_message_builder("com.example/out", "value", StringType)
 assert_type(kafka_egress_message(typename="a/b", topic="t", key="k", value=b"v"), EgressMessage)
 assert_type(kinesis_egress_message(typename="a/b", stream="s", partition_key="k", value=1),
