@@ -251,7 +251,7 @@ def test_after_a_restart_state_is_no_longer_declared_only_once_its_function_said
             assert runtime.inspect(ann)["state"]["seen_count"]["declared"] is None
             assert await asyncio.to_thread(notes) == [
                 "  state seen_count: 1  [io.statefun.types/int]"
-                "  (not yet called since the runtime started)"]
+                "  (its function has not answered since the runtime started)"]
             await runtime.send(ann, make_value("string", "Ann"))
             await runtime.wait_until_idle()
             assert await asyncio.to_thread(notes) == [
@@ -269,6 +269,64 @@ def test_after_a_restart_state_is_no_longer_declared_only_once_its_function_said
             assert await asyncio.to_thread(notes) == [
                 "  state seen_count: 2  [io.statefun.types/int]  (no longer declared)",
                 "  state visits: 1  [io.statefun.types/int]"]
+
+    run(scenario())
+
+
+def test_after_a_restart_a_function_whose_calls_fail_is_not_said_never_called(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Called since the start, every call failing: its values are not yet known to be
+    declared, and the note says its function has not answered, not that it was not called.
+    A discovery reply is an answer: it names every state the function declares, so a value it
+    stopped declaring is marked, though every call after it fails."""
+    from .test_runtime import greeter_functions
+
+    db = tmp_path / "db.sqlite"
+    ann = Address("com.example/greeter", "Ann")
+
+    def notes() -> list[str]:
+        assert main(["state", str(ann), "--db", str(db)]) == 0
+        return [line for line in capsys.readouterr().out.splitlines() if "state " in line]
+
+    async def until_a_call_failed(runtime: Any) -> None:
+        def attempts() -> int:
+            return sum(entry["attempts"] for entry in runtime.stuck())
+
+        before = attempts()  # the calls that failed in the run before
+        while attempts() == before:
+            await asyncio.sleep(0.02)
+
+    def broken(_: int) -> web.Response:
+        return web.Response(status=500, text="broken")
+
+    def broken_after_discovery(request: int) -> web.Response | None:
+        return None if request == 1 else broken(request)
+
+    renamed = StatefulFunctions()
+
+    @renamed.bind("com.example/greeter", specs=[ValueSpec("visits", IntType)])
+    def greeter(context: Context, message: Message) -> None:
+        context.storage.visits = 1
+
+    async def scenario() -> None:
+        async with serving(greeter_functions(), db) as (_, runtime):
+            await runtime.send(ann, make_value("string", "Ann"))
+            await runtime.wait_until_idle()
+        async with serving(greeter_functions(), db, fault=broken, call="200ms") as (
+                server, runtime):
+            await runtime.send(ann, make_value("string", "Ann"))
+            await until_a_call_failed(runtime)
+            assert server.requests > 0
+            assert runtime.inspect(ann)["state"]["seen_count"]["declared"] is None
+            assert await asyncio.to_thread(notes) == [
+                "  state seen_count: 1  [io.statefun.types/int]"
+                "  (its function has not answered since the runtime started)"]
+        async with serving(renamed, db, fault=broken_after_discovery, call="200ms") as (
+                server, runtime):
+            await until_a_call_failed(runtime)
+            assert runtime.inspect(ann)["state"]["seen_count"]["declared"] is False
+            assert await asyncio.to_thread(notes) == [
+                "  state seen_count: 1  [io.statefun.types/int]  (no longer declared)"]
 
     run(scenario())
 

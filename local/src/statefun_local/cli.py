@@ -332,7 +332,7 @@ def _state(args: argparse.Namespace) -> int:
         notes = [note for note, flag in (
             ("expired", entry["expired"]),
             ("no longer declared", entry["declared"] is False),
-            ("not yet called since the runtime started", entry["declared"] is None),
+            ("its function has not answered since the runtime started", entry["declared"] is None),
         ) if flag]
         suffix = f"  ({', '.join(notes)})" if notes else ""
         _print(f"  state {name}: {_show(entry['value'])}  [{entry['type']}]{suffix}")

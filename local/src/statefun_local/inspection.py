@@ -45,8 +45,9 @@ def _timer_view(timer: Timer, now_ms: int) -> dict[str, Any]:
 def address_view(store: SqliteStore, address: Address, now_ms: int) -> dict[str, Any]:
     """An address's state (decoded by type, expired values marked), its queued messages, its
     batch in flight and the delayed messages waiting for it. A value is ``declared`` when its
-    function registered its name since the runtime started, not when the function was called
-    since then without registering it, and ``None`` (not yet known) before that call."""
+    function registered its name since the runtime started, not when the function answered
+    since then without registering it, and ``None`` (not yet known) before its first answer
+    (calls that failed tell nothing)."""
     specs = store.specs_get(address.typename)
     known = store.specs_known(address.typename)
     state = {}

@@ -444,6 +444,9 @@ class LocalRuntime:
         self._completed(completion)
 
     def _completed(self, completion: Completion) -> None:
+        # answered, a discovery reply too (it names every state not sent): the function's
+        # states are all registered now (a write the first time only)
+        self.store.mark_called(completion.batch.address.typename)
         if completion.scheduled:
             self._timer_wake.set()
         self._wake.set()
@@ -473,7 +476,6 @@ class LocalRuntime:
                             "progress delivered it", address, request.action,
                             request.message_seq, request.actor)  # fmt: skip
             self._stuck.discard(address)
-        self.store.mark_called(address.typename)  # a write the first time only
         count = len(batch.messages)
         self.delivered += count
         self.delivered_by_type[address.typename] += count

@@ -14,7 +14,7 @@ memory (written through, reloaded after a rollback): the engine asks for them on
 
 The specs are those registered since the runtime started: it forgets them when it starts, as
 the reference runtime does on a restart (protocol §5); the state values stay. Which function
-types were called since then (``called``) tells a value no longer declared from one whose
+types answered a call since then (``called``) tells a value no longer declared from one whose
 function has not yet said.
 """
 
@@ -418,11 +418,13 @@ class SqliteStore:
         self._called.clear()
 
     def specs_known(self, function_typename: str) -> bool:
-        """Whether ``function_typename`` was called since the specs were forgotten: then every
-        state it declares is registered, and a value of another name is no longer declared."""
+        """Whether ``function_typename`` answered a call since the specs were forgotten: then
+        every state it declares is registered, and a value of another name is no longer
+        declared."""
         return function_typename in self._called
 
     def mark_called(self, function_typename: str) -> None:
+        """``function_typename`` answered a call (a discovery reply too)."""
         if function_typename not in self._called:
             self._write("INSERT OR IGNORE INTO called VALUES (?)", (function_typename,))
             self._called.add(function_typename)
