@@ -296,6 +296,39 @@ def test_an_address_is_stuck_from_its_first_failed_attempt_while_its_call_is_ret
     run(scenario())
 
 
+def test_a_call_the_runtime_stopped_during_is_not_shown_being_retried(tmp_path: Path) -> None:
+    """Stopped while a call was being retried, the runtime leaves the address stuck with its
+    last error, but no call in progress: the CLI does not say "being retried now" while no
+    runtime runs (the next start sends the batch again, in a new call)."""
+    a = f"{FRAGILE}/a"
+    db = tmp_path / "runtime.db"
+
+    def broken(_: int) -> web.StreamResponse:
+        return web.Response(status=500, text="broken for now")
+
+    async def scenario() -> None:
+        server = FunctionServer(fragile_functions(), broken)
+        async with running(tmp_path, server=server, call="60s") as (_, runtime):
+            await send(runtime, a, "first")
+            for _ in range(600):
+                entry = (await stuck_by_cli(db)).get(a)
+                if entry is not None and entry["call_attempts"] >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"{a} was not listed as stuck:\n{runtime.output()}")
+            await runtime.stop()
+            assert "Traceback" not in runtime.output()
+        entry = (await stuck_by_cli(db))[a]
+        assert (entry["attempts"], entry["call_attempts"]) == (0, 0)
+        assert "broken for now" in entry["last_error"]
+        code, out = await cli("stuck", "--db", str(db))
+        assert code == 0
+        assert "being retried now" not in out
+
+    run(scenario())
+
+
 def test_a_stuck_address_from_the_cli_across_kill_9(tmp_path: Path) -> None:
     a, b = f"{FRAGILE}/a", f"{FRAGILE}/b"
     db = tmp_path / "runtime.db"

@@ -225,6 +225,8 @@ class LocalRuntime:
             await self._transport.close()
             self._transport = None
         if self._store is not None:
+            with contextlib.suppress(sqlite3.Error):  # e.g. locked: the next start does it
+                stuck.calls_ended(self._store.conn)  # the calls cancelled above
             self._store.close()
             self._store = self._engine = None  # the engine would work on the closed store
         if self._lock is not None:  # after the store: see _RUNNING_ON

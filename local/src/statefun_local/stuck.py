@@ -176,6 +176,12 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
     if not _has_call_attempts(conn):  # a database from before they were shown
         conn.execute("ALTER TABLE stuck ADD COLUMN call_attempts INTEGER NOT NULL DEFAULT 0")
+    calls_ended(conn)  # a runtime killed during a call left its attempts
+
+
+def calls_ended(conn: sqlite3.Connection) -> None:
+    """No call is in progress (the runtime starts or stops): none is shown being retried. The
+    next start sends the batch again in a new call."""
     conn.execute("UPDATE stuck SET call_attempts = 0 WHERE call_attempts > 0")
 
 
