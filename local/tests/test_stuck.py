@@ -24,7 +24,7 @@ from typing import IO, Any, Optional
 import aiohttp
 import pytest
 from aiohttp import web
-from statefun_local import DeadLetterPolicy, LocalRuntime, make_app, parse_module
+from statefun_local import DeadLetterPolicy, LocalRuntime, make_app, make_value, parse_module
 from statefun_local.cli import main
 from statefun_local.store import SqliteStore
 from statefun_local.stuck import (
@@ -293,6 +293,59 @@ def test_an_address_is_stuck_from_its_first_failed_attempt_while_its_call_is_ret
             await until_count(db, a, 1)
             assert a not in await stuck_by_cli(db)
 
+    run(scenario())
+
+
+def test_a_calls_failed_attempts_are_all_shown_and_written_at_most_once_a_second(
+    tmp_path: Path,
+) -> None:
+    """While a function server is down, each address's call fails again and again, its first
+    attempts in a burst (the backoff starts at 2 ms). Each one is shown (the API, the page),
+    but the database is written at the call's first failed attempt (listed as stuck), then at
+    most once a second of the runtime's clock (held still here), and when the call fails for
+    good: a restart needs none of the attempts in between."""
+    a = Address(FRAGILE, "a")
+    db = tmp_path / "db.sqlite"
+    clock = ManualClock(1_000_000)
+    writes: list[str] = []
+
+    def unavailable(_: int) -> web.StreamResponse:
+        return web.Response(status=503, text="down for now")
+
+    def trace(sql: str) -> None:
+        if sql.startswith("UPDATE stuck SET call_attempts"):  # a failed attempt written
+            writes.append(sql)
+
+    def written() -> tuple[int, int]:
+        """(attempts, call_attempts) as the database has them."""
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT attempts, call_attempts FROM stuck").fetchone()
+
+    def shown(attempts: int, call_attempts: int) -> bool:
+        entries = runtime.stuck()
+        return bool(entries) and entries[0]["attempts"] >= attempts and (
+            entries[0]["call_attempts"] >= call_attempts)
+
+    async def scenario() -> None:
+        nonlocal runtime
+        async with serving(fragile_functions(), db, fault=unavailable, call="5s",
+                           failure_pause=600, clock=clock) as (server, runtime):  # fmt: skip
+            runtime.store.conn.set_trace_callback(trace)
+            await runtime.send(a, make_value("string", "x"))
+            while not shown(1, 0):  # the call failed for good (5 s)
+                await asyncio.sleep(0.05)
+            assert server.requests >= 3
+            assert len(writes) == 1, writes  # its first failed attempt only
+            assert written() == (1, 0)
+
+            runtime.retry_now(a, "test")  # the next call: its attempts shown as they fail
+            await soon(lambda: shown(1, 2))
+            assert "HTTP 503: down for now" in runtime.stuck()[0]["last_error"]
+            assert written() == (1, 1)  # the database: its first failed attempt only
+            clock.advance(1000)
+            await soon(lambda: written()[1] >= 2)
+
+    runtime: Any = None
     run(scenario())
 
 

@@ -61,6 +61,8 @@ from .transport import CallFailedError, HttpTransport
 __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressError", "WallClock"]
 
 log = one_line_logger("statefun_local")
+#: How often at most a call's failed attempts are written to the database (ms), after its first
+RETRY_WRITE_MS = 1000
 #: the batch the current task calls its function with (each call is a task)
 _calling: contextvars.ContextVar[Optional[Batch]] = contextvars.ContextVar(
     "statefun_local_calling", default=None
@@ -147,7 +149,8 @@ class LocalRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._calls: set[asyncio.Task[None]] = set()
         self._parked: dict[Address, int] = {}  # consecutive failures per address
-        self._retrying: dict[Address, tuple[int, str]] = {}  # a call's failed attempts, reason
+        # a call's failed attempts, the last one's reason, and when they were last written
+        self._retrying: dict[Address, tuple[int, str, int]] = {}
         # (URL, function type) whose calls fail, none answered since: the address whose failed
         # attempts are logged (None: the next to fail), and the others whose calls failed
         # meanwhile, counted rather than logged (a function server down: every address fails)
@@ -348,7 +351,7 @@ class LocalRuntime:
         in_flight = self.store.in_flight_addresses()
         for address in in_flight[:5]:
             if address in self._retrying:
-                attempts, reason = self._retrying[address]
+                attempts, reason, _ = self._retrying[address]
                 shown.append(f"{address} ({attempts} attempt(s) failed, the last: {reason})")
             elif address in self._parked and str(address) in failed:
                 shown.append(f"{address} (failed: {failed[str(address)]})")
@@ -535,8 +538,16 @@ class LocalRuntime:
     # --- stuck addresses ----------------------------------------------------------------
 
     def stuck(self) -> list[dict[str, Any]]:
-        """Every address whose head message keeps failing: attempts, last error, next retry."""
-        return stuck.listing(self.store)
+        """Every address whose head message keeps failing: attempts, last error, next retry;
+        a call in progress with all its failed attempts so far (the database may have fewer)."""
+        entries = stuck.listing(self.store)
+        if self._retrying:
+            retrying = {str(address): live for address, live in self._retrying.items()}
+            for entry in entries:
+                live = retrying.get(entry["address"])
+                if live is not None and entry["call_attempts"]:
+                    entry["call_attempts"], entry["last_error"], _ = live
+        return entries
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         """What was done to stuck addresses, newest first."""
@@ -637,15 +648,14 @@ class LocalRuntime:
         address = None if batch is None else batch.address
         others: set[Address] = set()
         if batch is not None:
-            self._retrying[batch.address] = (attempt, reason)
-            try:  # listed as stuck while the call is retried, with its attempts so far
-                with self.store.transaction():
-                    stuck.record_retry(self.store, batch.address, batch.messages[0].seq,
-                                       attempt, reason, self.clock.now_ms())  # fmt: skip
-                self._stuck.add(batch.address)
-            except sqlite3.OperationalError as error:  # shown at the next attempt; call on
-                log.debug("%s: the failed attempt could not be written: %s", batch.address,
-                          error)  # fmt: skip
+            now_ms = self.clock.now_ms()
+            written_ms = self._retrying.get(batch.address, (0, "", None))[2]
+            self._retrying[batch.address] = (attempt, reason, written_ms)
+            # Listed as stuck from the call's first failed attempt on. The attempts after it
+            # come in a burst (the backoff starts at 2 ms), and a restart needs none of them:
+            # they are written at most once a second (for the CLI), and stuck() shows them all.
+            if written_ms is None or not 0 <= now_ms - written_ms < RETRY_WRITE_MS:
+                self._write_retry(batch, attempt, reason, now_ms)
         if address is not None and _unreachable(reason):
             reporter, others = self._failing.get((url, address.typename), (None, others))
             if reporter is None:
@@ -662,6 +672,17 @@ class LocalRuntime:
                 if others and address is not None else "")  # fmt: skip
         log.log(level, "%s: POST %s: attempt %d failed (%s); retrying%s",
                 address, url, attempt, reason, also)  # fmt: skip
+
+    def _write_retry(self, batch: Batch, attempt: int, reason: str, now_ms: int) -> None:
+        try:
+            with self.store.transaction():
+                stuck.record_retry(self.store, batch.address, batch.messages[0].seq, attempt,
+                                   reason, now_ms)  # fmt: skip
+        except sqlite3.OperationalError as error:  # written at the next attempt; call on
+            log.debug("%s: the failed attempt could not be written: %s", batch.address, error)
+            return
+        self._retrying[batch.address] = (attempt, reason, now_ms)
+        self._stuck.add(batch.address)
 
     def _answered(self, url: str, typename: str) -> None:
         """A call of ``typename`` at ``url`` was answered: the failures counted are told."""
@@ -805,7 +826,7 @@ class LocalRuntime:
             "failures": [f.to_json() for f in reversed(self.failures) if f.address in failing],
             # calls under way whose attempts failed so far (retried within the call budget)
             "retrying": [{"address": str(address), "attempts": attempts, "error": reason}
-                         for address, (attempts, reason) in self._retrying.items()],
+                         for address, (attempts, reason, _) in self._retrying.items()],
             "stuck": self.stuck(),
             "audit": self.audit_log(20),
             "connections": [connector.status() for connector in self.connectors],
