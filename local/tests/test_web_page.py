@@ -158,6 +158,54 @@ def test_the_page_shows_a_call_being_retried_until_it_goes_through(tmp_path: Pat
     run(scenario())
 
 
+def test_the_page_shows_a_failing_function_after_a_restart_and_its_address_stuck(
+    tmp_path: Path,
+) -> None:
+    """After a restart, a function whose every call fails: its stored value is not yet known
+    to be declared, and the page says its function has not answered (not that it was never
+    called); its address is listed as stuck from the first failed attempt, being retried now,
+    with its attempts so far."""
+    db = tmp_path / "db.sqlite"
+    ann = Address("com.example/greeter", "Ann")
+
+    def broken(_: int) -> web.Response:
+        return web.Response(status=500, text="broken since the restart")
+
+    async def scenario() -> None:
+        async with FunctionServer(greeter_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            async with LocalRuntime(module, db, offline=True) as runtime:
+                await runtime.send(ann, make_value("string", "Ann"))
+                await runtime.wait_until_idle()
+        async with FunctionServer(greeter_functions(), broken) as server:
+            module = parse_module(module_yaml(server.url, call="60s"))
+            async with LocalRuntime(module, db, offline=True) as runtime:
+                runner, url = await serve_runtime(runtime)
+                try:
+                    await runtime.send(ann, make_value("string", "Ann"))
+                    async with chromium(tmp_path / "profile") as page:
+                        await page.goto(f"{url}/#address=" + quote(str(ann), safe=""))
+                        await page.wait_for("document.getElementById('state').rows.length")
+                        assert await page.rows("state") == [
+                            ["seen_count", "1", "io.statefun.types/int",
+                             "its function has not answered since the runtime started"]]
+                        await page.wait_for(
+                            "[...document.querySelectorAll('#stuck tr')].some(r => r.cells[4]"
+                            ".innerText.match(/being retried now \\((\\d+) failed/)?.[1] >= 2)")
+                        [row] = await page.rows("stuck")
+                        address, head, attempts, error, retry, _ = row
+                        assert (address, attempts) == (str(ann), "0")
+                        assert head.startswith("#") and "io.statefun.types/string" in head
+                        assert "HTTP 500: broken since the restart" in error
+                        assert retry.startswith("being retried now (")
+                        assert retry.endswith(" failed within this call)")
+                        assert server.requests >= 2
+                finally:
+                    await runner.cleanup()
+
+    run(scenario())
+
+
 ATTACKER_PAGE = """<!doctype html><title>another site</title><body>
 <iframe name="sink"></iframe>
 <form id="form" method="POST" target="sink" enctype="text/plain"
