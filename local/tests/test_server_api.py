@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -399,6 +400,39 @@ def test_addresses_pages_by_limit_and_names_the_function(tmp_path: Path) -> None
         (400, "limit must be an integer from 1 to 1000, not '1001'\n"),
         # exactly a page left: no next page
         (200, {"function": "com.example/greeter", "ids": ["Ann", "Bob", "Cy"], "next": None}),
+    ]
+
+
+def test_an_address_s_id_may_be_given_as_a_query(tmp_path: Path) -> None:
+    """``?id=`` names the id a path can not carry: '.' and '..', which a browser or URL library
+    removes from a path, and the empty id (a Kafka record's empty key); none is a 400."""
+    from .test_runtime import greeter_functions
+
+    async def scenario() -> list[tuple[int, str]]:
+        answers: list[tuple[int, str]] = []
+        async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            for id_ in [".", "..", ""]:
+                await runtime.send(Address("com.example/greeter", id_), make_value("string", "x"))
+            await runtime.wait_until_idle()
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    for query in ["?id=.", "?id=..", "?id=", ""]:
+                        async with session.get(
+                            f"{url}/api/state/com.example/greeter{query}"
+                        ) as response:
+                            body = await response.text()
+                            answers.append((response.status, body if response.status != 200
+                                            else json.loads(body)["address"]))  # fmt: skip
+            finally:
+                await runner.cleanup()
+        return answers
+
+    assert run(scenario()) == [
+        (200, "com.example/greeter/."),
+        (200, "com.example/greeter/.."),
+        (200, "com.example/greeter/"),
+        (400, "no id: give the address as <namespace>/<type>/<id>, or ?id=<id>\n"),
     ]
 
 

@@ -137,3 +137,52 @@ def test_another_site_can_not_show_the_page_in_a_frame(tmp_path: Path) -> None:
                 await runner.cleanup()
 
     run(scenario())
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (Debian's package)")
+def test_the_page_shows_and_acts_on_an_address_whose_id_is_dot_or_dot_dot(tmp_path: Path) -> None:
+    """A browser removes a path segment '.' or '..' (or '%2e'): the page asks for such an id's
+    state, and acts on it, with the id as ?id=, which the runtime takes too."""
+    dot, dot_dot = Address(FRAGILE, "."), Address(FRAGILE, "..")
+
+    def choose(id_: str) -> str:
+        return (f"[...document.querySelectorAll('#browse-ids a')]"
+                f".find(a => a.innerText === {json.dumps(id_)}).click() || true")
+
+    async def scenario() -> None:
+        async with serving(fragile_functions(), tmp_path / "db.sqlite", call="300ms",
+                           failure_pause=30) as (_, runtime):  # fmt: skip
+            runner, url = await serve_runtime(runtime)
+            try:
+                for target in (dot, dot_dot):
+                    await runtime.send(target, make_value("string", "fine"))
+                await runtime.wait_until_idle()
+                await runtime.send(dot_dot, make_value("string", f"{POISON}-dot-dot"))
+                await until_waiting(runtime, dot_dot)
+                async with chromium(tmp_path / "profile") as page:
+                    await page.goto(f"{url}/#function={FRAGILE}")
+                    await page.wait_for("document.getElementById('browse-ids').innerText")
+                    for target, in_flight in ((dot, 0), (dot_dot, 1)):
+                        await page.evaluate(choose(target.id))
+                        await page.wait_for("document.getElementById('browse-title').innerText"
+                                            f".startsWith({json.dumps(f'{target} · ')})")
+                        await page.wait_for("document.getElementById('state').rows.length")
+                        assert await page.rows("state") == [
+                            ["count", "1", "io.statefun.types/int", ""]]
+                        assert await page.text("#messages-summary") == (
+                            f"{in_flight} in flight · 0 queued · 0 delayed")
+                        await page.goto(f"{url}/#function={FRAGILE}")
+                        await page.wait_for("document.getElementById('browse-ids').innerText")
+
+                    await page.wait_for("document.querySelectorAll('#stuck tr').length === 1")
+                    await page.evaluate(click(str(dot_dot), "skip"))
+                    await page.wait_for("document.querySelectorAll('#audit tr').length === 1")
+                    [entry] = await page.evaluate(AUDIT)
+                    assert (entry[1], entry[2], entry[4]) == ("skip", str(dot_dot), "page")
+                    assert await page.text("#stuck-problem") == ""
+                assert runtime.stuck() == []
+                assert runtime.inspect(dot_dot)["in_flight"] == []
+            finally:
+                await runner.cleanup()
+
+    run(scenario())

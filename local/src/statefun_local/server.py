@@ -83,7 +83,12 @@ def _typename(request: web.Request) -> str:
 
 
 def _address(request: web.Request) -> Address:
-    address = Address(_typename(request), request.match_info["id"])
+    # the id in the path, or as ?id=: a browser removes an id '.' or '..' from a path (the page
+    # sends every id so), and an empty id has no path
+    id_ = request.match_info.get("id", request.query.get("id"))
+    if id_ is None:
+        raise _bad_request("no id: give the address as <namespace>/<type>/<id>, or ?id=<id>")
+    address = Address(_typename(request), id_)
     _check_text(address.id)
     return address
 
@@ -334,10 +339,12 @@ def make_app(runtime: LocalRuntime, *, allowed_hosts: Iterable[str] = ()) -> web
     app.router.add_post("/records/{namespace}/{name}", record)
     app.router.add_get("/api/status", status)
     app.router.add_get("/api/state/{namespace}/{type}/{id:.+}", state)
+    app.router.add_get("/api/state/{namespace}/{type}", state)  # ?id=
     app.router.add_get("/api/addresses/{namespace}/{type}", addresses)
     app.router.add_get("/api/egress", egress)
     app.router.add_get("/", index)
     app.router.add_get("/api/stuck", stuck_list)
     app.router.add_get("/api/audit", audit_list)
     app.router.add_post("/api/stuck/{action}/{namespace}/{type}/{id:.+}", stuck_action)
+    app.router.add_post("/api/stuck/{action}/{namespace}/{type}", stuck_action)  # ?id=
     return app
