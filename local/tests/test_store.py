@@ -44,18 +44,31 @@ C = Address("example/g", "a")
 VALUE = TypedValue("example/t", b"v")
 
 
-def test_a_new_database_records_schema_version_1(tmp_path: Path) -> None:
+def test_a_new_database_records_schema_version_2(tmp_path: Path) -> None:
     store = SqliteStore.open(tmp_path / "db.sqlite")
-    assert store.meta_get("schema_version") == SCHEMA_VERSION == 1
+    assert store.meta_get("schema_version") == SCHEMA_VERSION == 2
     store.close()
 
 
-def test_a_database_of_another_schema_version_is_refused_and_left_closed(tmp_path: Path) -> None:
+def test_a_database_of_version_1_is_upgraded_so_that_version_1_refuses_it(tmp_path: Path) -> None:
+    """Version 1's code inserts stuck rows without the call_attempts column a runtime of this
+    version adds ('table stuck has 9 columns but 8 values'): once opened here, the database
+    says version 2, which version 1 refuses when it opens it (its check: exactly 1)."""
     db = tmp_path / "db.sqlite"
     store = SqliteStore.open(db)
-    store.meta_put("schema_version", 2)
+    store.meta_put("schema_version", 1)
     store.close()
-    with pytest.raises(RuntimeError, match="schema version 2") as refused:
+    store = SqliteStore.open(db)
+    assert store.meta_get("schema_version") == 2
+    store.close()
+
+
+def test_a_database_of_a_newer_schema_version_is_refused_and_left_closed(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    store = SqliteStore.open(db)
+    store.meta_put("schema_version", SCHEMA_VERSION + 1)
+    store.close()
+    with pytest.raises(RuntimeError, match="schema version 3, written by a newer") as refused:
         SqliteStore.open(db)
     assert refused.value and not (tmp_path / "db.sqlite-wal").exists()  # no connection left
 
@@ -67,7 +80,7 @@ def test_a_read_only_connection_needs_the_file_and_can_not_write(tmp_path: Path)
     assert not db.exists()
     SqliteStore.open(db).close()
     with contextlib.closing(connect(db, readonly=True)) as conn:
-        assert conn.execute("SELECT value FROM meta").fetchall() == [(1,)]
+        assert conn.execute("SELECT value FROM meta").fetchall() == [(SCHEMA_VERSION,)]
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             conn.execute("DELETE FROM meta")
 
@@ -76,7 +89,7 @@ def test_connections_can_be_used_from_another_thread(tmp_path: Path) -> None:
     store = SqliteStore.open(tmp_path / "db.sqlite")
     readonly = contextlib.closing(connect(tmp_path / "db.sqlite", readonly=True))
     with readonly as conn, ThreadPoolExecutor(1) as thread:
-        assert thread.submit(store.meta_get, "schema_version").result() == 1
+        assert thread.submit(store.meta_get, "schema_version").result() == SCHEMA_VERSION
         assert thread.submit(conn.execute, "SELECT 1").result().fetchone() == (1,)
     store.close()
 

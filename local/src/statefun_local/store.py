@@ -44,7 +44,10 @@ from statefun_core.engine import (
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "connect"]
 
-SCHEMA_VERSION = 1
+#: Raised when a version writes what an older one can not (2: the stuck table's call_attempts,
+#: which version 1's code inserts rows without): the older refuses the database when it opens
+#: it. A database is upgraded when opened; it is never downgraded.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -155,14 +158,19 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
             columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column not in columns:  # nullable: older statefun-local versions still read it
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
-        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if version is None:
-            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-    if version is not None and version[0] != SCHEMA_VERSION:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = None if row is None else row[0]
+        if version is None or (isinstance(version, int) and version < SCHEMA_VERSION):
+            # new, or an older version's: what it lacks is added (here, and the stuck table's
+            # columns when the runtime starts); from now on that older version refuses it
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                         (SCHEMA_VERSION,))  # fmt: skip
+            version = SCHEMA_VERSION
+    if version != SCHEMA_VERSION:
         conn.close()
         raise RuntimeError(
-            f"{path} has schema version {version[0]}; this statefun-local uses "
-            f"{SCHEMA_VERSION}. Use another --db file."
+            f"{path} has schema version {version!r}, written by a newer statefun-local (this "
+            f"one uses {SCHEMA_VERSION}): run that version on it, or use another --db file"
         )
     return conn
 
