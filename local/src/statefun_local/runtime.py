@@ -150,7 +150,7 @@ class LocalRuntime:
         self._calls: set[asyncio.Task[None]] = set()
         self._parked: dict[Address, int] = {}  # consecutive failures per address
         # a call's failed attempts, the last one's reason, and when they were last written
-        self._retrying: dict[Address, tuple[int, str, int]] = {}
+        self._retrying: dict[Address, tuple[int, str, Optional[int]]] = {}
         # (URL, function type) whose calls fail, none answered since: the address whose failed
         # attempts are logged (None: the next to fail), and the others whose calls failed
         # meanwhile, counted rather than logged (a function server down: every address fails)
