@@ -1,0 +1,132 @@
+"""The web page for a keyboard and screen-reader user, in a real headless Chromium against a
+real runtime: landmarks, headers, contrast, names, focus, and keys pressed as a person would
+(``Input.dispatchKeyEvent``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from statefun_local import LocalRuntime, make_value
+
+from statefun_core import Context, IntType, Message, StatefulFunctions, ValueSpec
+from statefun_core.engine import Address
+
+from .browser import CHROMIUM, Page, chromium
+from .conftest import run, serving
+from .test_server_and_cli import serve_runtime
+from .test_stuck import FRAGILE, POISON
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
+
+STUCK = Address(FRAGILE, "x")
+
+
+def counting_functions() -> StatefulFunctions:
+    """``com.example/fragile`` counts its messages; one starting with ``poison`` fails."""
+    functions = StatefulFunctions()
+
+    @functions.bind(FRAGILE, specs=[ValueSpec("count", IntType)])
+    def fragile(context: Context, message: Message) -> None:
+        if (message.as_string() or "").startswith(POISON):
+            raise RuntimeError("cannot digest it")
+        context.storage.count = (context.storage.count or 0) + 1
+
+    return functions
+
+
+@contextlib.asynccontextmanager
+async def page_with_a_stuck_address(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Page, LocalRuntime, str]]:
+    """The page of a runtime where ``fragile/ok`` has state and ``fragile/x`` is stuck."""
+    async with serving(counting_functions(), tmp_path / "db.sqlite", call="300ms",
+                       failure_pause=30) as (_, runtime):  # fmt: skip
+        runner, url = await serve_runtime(runtime)
+        try:
+            await runtime.send(Address(FRAGILE, "ok"), make_value("string", "fine"))
+            await runtime.wait_until_idle()
+            await runtime.send(STUCK, make_value("string", POISON))
+            async with chromium(tmp_path / "profile") as page:
+                await page.goto(f"{url}/#address={FRAGILE}/ok")
+                await page.wait_for("document.querySelectorAll('#stuck tr').length === 1")
+                await page.wait_for("document.getElementById('state').innerText"
+                                    ".includes('count')")  # fmt: skip
+                yield page, runtime, url
+        finally:
+            await runner.cleanup()
+
+
+async def ax_nodes(page: Page, role: str) -> list[dict[str, Any]]:
+    """The accessibility tree's nodes of ``role`` (hidden elements are not in it)."""
+    tree = await page.command("Accessibility.getFullAXTree")
+    return [
+        node
+        for node in tree["nodes"]
+        if not node.get("ignored") and node.get("role", {}).get("value") == role
+    ]
+
+
+def name(node: dict[str, Any]) -> str:
+    return str(node.get("name", {}).get("value", ""))
+
+
+#: The contrast of each piece of text against the background it is drawn on (WCAG 2 relative
+#: luminance), for the text nodes shown: [ratio, the text, its colour, the background].
+CONTRASTS = """(() => {
+  const rgb = s => s.match(/[\\d.]+/g).map(Number);
+  const channel = c => (c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  function background(element) {
+    for (let e = element; e; e = e.parentElement) {
+      const colour = rgb(getComputedStyle(e).backgroundColor);
+      if (colour.length < 4 || colour[3] > 0) return colour.slice(0, 3);
+    }
+    return [255, 255, 255];
+  }
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const found = [];
+  for (let node; (node = walker.nextNode());) {
+    const element = node.parentElement;
+    if (!node.textContent.trim() || !element.checkVisibility() || element.closest("script"))
+      continue;
+    const fore = rgb(getComputedStyle(element).color).slice(0, 3), back = background(element);
+    const [light, dark] = [luminance(fore), luminance(back)].sort((a, b) => b - a);
+    found.push([(light + 0.05) / (dark + 0.05), node.textContent.trim().slice(0, 40),
+                fore.join(","), back.join(",")]);
+  }
+  return found;
+})()"""
+
+
+def test_every_text_is_readable_and_every_part_in_a_landmark_and_every_column_named(
+    tmp_path: Path,
+) -> None:
+    """axe-core's findings: grey text at 3.5:1 (small text needs 4.5:1), content outside any
+    landmark, and columns (actions, kinds) whose header said nothing to a screen reader."""
+
+    async def scenario() -> None:
+        async with page_with_a_stuck_address(tmp_path) as (page, _, _):
+            for scheme in ("light", "dark"):
+                await page.command("Emulation.setEmulatedMedia", features=[
+                    {"name": "prefers-color-scheme", "value": scheme}])  # fmt: skip
+                contrasts = await page.evaluate(CONTRASTS)
+                assert any(text.startswith("module") for _, text, _, _ in contrasts)
+                assert [c for c in contrasts if c[0] < 4.5] == []
+
+            outside = await page.evaluate(
+                "[...document.body.children].filter(e => !['HEADER', 'MAIN', 'SCRIPT']"
+                ".includes(e.tagName)).map(e => e.outerHTML.slice(0, 60))"
+            )
+            assert outside == []
+            assert [name(n) for n in await ax_nodes(page, "main")] == [""]
+            assert len(await ax_nodes(page, "banner")) == 1
+
+            headers = [name(n) for n in await ax_nodes(page, "columnheader")]
+            assert "actions" in headers and "notes" in headers  # stuck and state tables shown
+            assert "" not in headers
+
+    run(scenario())
