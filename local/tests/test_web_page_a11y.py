@@ -5,6 +5,7 @@ real runtime: landmarks, headers, contrast, names, focus, and keys pressed as a 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .browser import CHROMIUM, Page, chromium
 from .conftest import run, serving
 from .test_server_and_cli import serve_runtime
 from .test_stuck import FRAGILE, POISON
+from .test_stuck_page import until_waiting
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
 
@@ -128,5 +130,88 @@ def test_every_text_is_readable_and_every_part_in_a_landmark_and_every_column_na
             headers = [name(n) for n in await ax_nodes(page, "columnheader")]
             assert "actions" in headers and "notes" in headers  # stuck and state tables shown
             assert "" not in headers
+
+    run(scenario())
+
+
+KEYS = {"Tab": ("Tab", 9, ""), "Enter": ("Enter", 13, "\r"), " ": ("Space", 32, " ")}
+
+
+async def press(page: Page, key: str) -> None:
+    """``key`` pressed and released, as a keyboard would."""
+    code, key_code, text = KEYS[key]
+    keys = {"key": key, "code": code, "windowsVirtualKeyCode": key_code}
+    await page.command("Input.dispatchKeyEvent", type="keyDown", text=text, **keys)
+    await page.command("Input.dispatchKeyEvent", type="keyUp", **keys)
+
+
+async def tab_to(page: Page, focused: str) -> None:
+    """Tab until ``focused`` (JavaScript) is true."""
+    for _ in range(50):
+        await press(page, "Tab")
+        if await page.evaluate(focused):
+            return
+    raise AssertionError(f"never {focused} with Tab")
+
+
+def on_button(action: str, address: Address) -> str:
+    """Whether the focus is on the button for ``action`` in the stuck row of ``address``."""
+    return (
+        f"document.activeElement.matches('.stuck-{action}') && document.activeElement"
+        f".closest('tr').cells[0].textContent === {json.dumps(str(address))}"
+    )
+
+
+#: Counts the page's polls of /api/status, to wait for redraws without a timer.
+COUNT_POLLS = """window.polls = 0; const fetchOf = window.fetch;
+window.fetch = (path, ...rest) => {
+  if (String(path).startsWith("api/status")) window.polls++;
+  return fetchOf(path, ...rest);
+}; true"""
+
+
+async def redrawn(page: Page) -> None:
+    """Until the page has polled and redrawn at least once more."""
+    polls = await page.evaluate("window.polls")
+    await page.wait_for(f"window.polls > {polls + 1}")
+
+
+def test_a_button_keeps_the_keyboard_focus_while_the_page_redraws_and_does_its_action(
+    tmp_path: Path,
+) -> None:
+    """The page redraws its tables every second: a keyboard user's focus on a Skip button went
+    back to the page's start at the next redraw, and Enter did nothing."""
+
+    w, v = Address(FRAGILE, "w"), Address(FRAGILE, "v")
+
+    async def scenario() -> None:
+        async with page_with_a_stuck_address(tmp_path) as (page, runtime, _):
+            for address in (w, v):  # listed after x, in the order they got stuck
+                await runtime.send(address, make_value("string", POISON))
+                await page.wait_for(f"document.getElementById('stuck').innerText"
+                                    f".includes({json.dumps(str(address))})")  # fmt: skip
+            buttons = [name(node) for node in await ax_nodes(page, "button")]
+            assert f"Dead-letter {w}" in buttons and len(set(buttons)) == len(buttons)
+            await page.evaluate(COUNT_POLLS)
+            await tab_to(page, on_button("skip", v))
+            await redrawn(page)
+            assert await page.evaluate(on_button("skip", v))
+            # someone else skips x: the rows after it move up, the focus stays on v's button
+            await until_waiting(runtime, STUCK)
+            runtime.skip(STUCK, "cli")
+            await page.wait_for("document.querySelectorAll('#stuck tr').length === 2")
+            await redrawn(page)
+            assert await page.evaluate(on_button("skip", v))
+            assert await page.evaluate("getComputedStyle(document.activeElement).outlineStyle"
+                                       " !== 'none'")  # fmt: skip
+
+            await until_waiting(runtime, v)
+            await press(page, "Enter")
+            await page.wait_for("document.querySelectorAll('#stuck tr').length === 1")
+            assert [entry["address"] for entry in runtime.stuck()] == [str(w)]
+            assert [(e["action"], e["address"], e["by"]) for e in runtime.audit_log()] == [
+                ("skip", str(v), "page"),
+                ("skip", str(STUCK), "cli"),
+            ]
 
     run(scenario())
