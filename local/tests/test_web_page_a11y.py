@@ -215,3 +215,37 @@ def test_a_button_keeps_the_keyboard_focus_while_the_page_redraws_and_does_its_a
             ]
 
     run(scenario())
+
+
+def test_after_a_skip_or_dead_letter_by_keyboard_the_focus_is_on_what_came_of_it(
+    tmp_path: Path,
+) -> None:
+    """Skipped or dead-lettered, an address's row goes, and with it the button that had the
+    focus: the focus went to the page's start, and nothing told a screen-reader user what was
+    done. Now the outcome is shown in a status region, which gets the focus."""
+    w = Address(FRAGILE, "w")
+
+    async def scenario() -> None:
+        async with page_with_a_stuck_address(tmp_path) as (page, runtime, _):
+            await runtime.send(w, make_value("string", POISON))
+            await page.wait_for("document.querySelectorAll('#stuck tr').length === 2")
+            [status] = await ax_nodes(page, "status")
+            live = {p["name"]: p["value"]["value"] for p in status["properties"]}["live"]
+            assert live == "polite"  # read out as it changes
+
+            await until_waiting(runtime, STUCK, w)
+            await tab_to(page, on_button("dead-letter", STUCK))
+            await press(page, " ")
+            await page.wait_for("document.querySelectorAll('#stuck tr').length === 1")
+            assert await page.evaluate("document.activeElement.id") == "stuck-problem"
+            assert await page.text("#stuck-problem") == f"{STUCK}: dead-lettered"
+
+            await tab_to(page, on_button("skip", w))
+            await press(page, "Enter")
+            await page.wait_for("document.getElementById('stuck-box').hidden")
+            assert await page.evaluate("document.activeElement.id") == "stuck-problem"
+            assert await page.text("#stuck-problem") == f"{w}: skipped"
+            assert await page.evaluate("document.activeElement.checkVisibility()")
+            assert runtime.stuck() == []
+
+    run(scenario())
