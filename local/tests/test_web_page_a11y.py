@@ -149,7 +149,7 @@ async def tab_to(page: Page, focused: str) -> None:
     """Tab until ``focused`` (JavaScript) is true."""
     for _ in range(50):
         await press(page, "Tab")
-        if await page.evaluate(focused):
+        if await page.evaluate(f"!!({focused})"):
             return
     raise AssertionError(f"never {focused} with Tab")
 
@@ -247,5 +247,48 @@ def test_after_a_skip_or_dead_letter_by_keyboard_the_focus_is_on_what_came_of_it
             assert await page.text("#stuck-problem") == f"{w}: skipped"
             assert await page.evaluate("document.activeElement.checkVisibility()")
             assert runtime.stuck() == []
+
+    run(scenario())
+
+
+def test_by_keyboard_a_link_or_the_form_shows_its_view_with_the_focus_and_title_on_it(
+    tmp_path: Path,
+) -> None:
+    """A function type's or address's view opens above the link or form that asked for it: the
+    focus stayed on the link, far below what was shown (which a screen reader did not read),
+    and the browser's title (its tab, its history) named the page only."""
+    focused_title = "document.activeElement.id === 'browse-title'"
+
+    async def scenario() -> None:
+        async with page_with_a_stuck_address(tmp_path) as (page, _, url):
+            await page.goto(f"{url}/")
+            await page.wait_for("document.getElementById('functions').rows.length")
+            assert await page.evaluate("document.title") == "statefun-local"
+
+            await tab_to(page, "document.activeElement.closest('#functions')")
+            await press(page, "Enter")
+            await page.wait_for(focused_title)
+            assert await page.text("#browse-title") == f"Addresses of {FRAGILE}"
+            assert (
+                await page.evaluate("document.title") == f"Addresses of {FRAGILE} · statefun-local"
+            )
+
+            await tab_to(page, "document.activeElement.innerText === 'ok'")
+            await press(page, "Enter")
+            await page.wait_for(f"{focused_title} && document.getElementById('state').rows.length")
+            assert await page.evaluate("document.title") == f"{FRAGILE}/ok · statefun-local"
+            assert (await page.rows("state"))[0][:2] == ["count", "1"]
+
+            await tab_to(page, "document.activeElement.id === 'lookup-address'")
+            await page.command("Input.insertText", text=str(STUCK))
+            await press(page, "Enter")
+            await page.wait_for(f"{focused_title} && document.title === '{STUCK} · statefun-local'")
+            await page.wait_for("document.getElementById('messages').rows.length === 1")
+
+            await page.evaluate("history.back(), true")  # the browser's Back
+            await page.wait_for(f"document.title === '{FRAGILE}/ok · statefun-local'")
+            await page.evaluate("history.go(-2), true")
+            await page.wait_for("document.title === 'statefun-local'")
+            assert await page.evaluate("document.getElementById('browse-box').hidden")
 
     run(scenario())
