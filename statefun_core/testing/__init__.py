@@ -15,16 +15,23 @@ and recording plugins; :mod:`statefun_core.testing.aws_lambda` makes the events 
 function gets from each HTTP gateway. See docs/testing.md.
 """
 
-from . import aws_lambda, endpoint, packaging, wire
-from .harness import Harness, HarnessError, HarnessFactory
-from .records import (
-    EgressOutput,
-    KafkaRecord,
-    KinesisRecord,
-    PendingMessage,
-    SentMessage,
-    decode_egress,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from . import aws_lambda, endpoint, packaging, wire
+    from .harness import Harness, HarnessError, HarnessFactory
+    from .records import (
+        EgressOutput,
+        KafkaRecord,
+        KinesisRecord,
+        PendingMessage,
+        SentMessage,
+        decode_egress,
+    )
 
 __all__ = [
     "EgressOutput",
@@ -41,3 +48,22 @@ __all__ = [
     "packaging",
     "wire",
 ]
+
+# Imported on first use, as the names of statefun_core: the pytest plugin beside this module
+# is imported by every pytest run, in projects that never use the harness too.
+if not TYPE_CHECKING:  # the type checker reads the imports above, and no name it does not know
+    __getattr__, __dir__ = lazy_attributes(
+        globals(),
+        {
+            "harness": ("Harness", "HarnessError", "HarnessFactory"),
+            "records": (
+                "EgressOutput",
+                "KafkaRecord",
+                "KinesisRecord",
+                "PendingMessage",
+                "SentMessage",
+                "decode_egress",
+            ),
+        },
+        ("aws_lambda", "endpoint", "harness", "packaging", "records", "wire"),
+    )

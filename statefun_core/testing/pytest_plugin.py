@@ -7,17 +7,21 @@
         harness = statefun_harness(functions)
         harness.send("example/greeter", "ann", str_value="Ann").run()
         harness.assert_egress("example/greets", key="ann")
+
+pytest imports this module in every run where the package is installed, in projects that
+never use it too: the SDK is imported by the fixtures, when a test asks for one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # pytest is not a dependency of the core: the type checker may run without it.
 import pytest  # type: ignore[import-not-found, unused-ignore]
 
-from ..functions import StatefulFunctions
-from .harness import Harness, HarnessFactory
+if TYPE_CHECKING:
+    from ..functions import StatefulFunctions
+    from .harness import Harness, HarnessFactory
 
 __all__ = ["statefun_harness"]
 
@@ -25,6 +29,7 @@ __all__ = ["statefun_harness"]
 @pytest.fixture  # type: ignore[untyped-decorator, misc, unused-ignore]
 def statefun_harness() -> HarnessFactory:
     """Make a :class:`~statefun_core.testing.Harness` for a ``StatefulFunctions``."""
+    from .harness import Harness
 
     def make(functions: StatefulFunctions, **options: Any) -> Harness:
         return Harness(functions, **options)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import subprocess
+import sys
 import threading
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,6 +70,45 @@ def test_every_official_name_is_exported_by_star_import(name: str) -> None:
 def test_all_names_resolve() -> None:
     for name in statefun_core.__all__:
         assert getattr(statefun_core, name) is not None
+
+
+def test_a_name_the_package_does_not_have_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="module 'statefun_core' has no attribute 'Contxt'"):
+        statefun_core.Contxt  # noqa: B018
+
+
+def test_the_package_imports_a_name_when_it_is_first_used() -> None:
+    """Importing ``statefun_core`` alone (as the pytest plugin does) imports neither protobuf
+    nor the handler; each name, and each module the package imported before, is still there."""
+    code = """if True:
+        import json, sys
+        import statefun_core
+        before = sorted(sys.modules)
+        listed = dir(statefun_core)
+        star = {}
+        exec("from statefun_core import *", star)
+        modules = [module.__name__ for module in (statefun_core.handler, statefun_core.plugins,
+                   statefun_core.plugins.hookspecs, statefun_core.protocol)]
+        print(json.dumps({"before": before, "listed": listed, "star": sorted(star),
+                          "modules": modules}))
+    """
+    root = str(Path(statefun_core.__file__).parents[1])
+    found = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r})\n{code}"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    assert "statefun_core.handler" not in found["before"]
+    assert "google.protobuf" not in found["before"]
+    assert set(statefun_core.__all__) <= set(found["listed"])
+    assert set(statefun_core.__all__) <= set(found["star"])
+    assert found["modules"] == [
+        "statefun_core.handler",
+        "statefun_core.plugins",
+        "statefun_core.plugins.hookspecs",
+        "statefun_core.protocol",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
+
+import statefun_core
 
 pytest_plugins = ["pytester"]
 
@@ -16,6 +22,28 @@ def test_the_plugin_is_registered_as_a_pytest11_entry_point():
         else (entry_points().get("pytest11", []))
     )
     assert "statefun_core.testing.pytest_plugin" in [entry.value for entry in found]
+
+
+def test_importing_the_plugin_imports_neither_the_sdk_nor_protobuf():
+    """pytest imports the plugin in every run where statefun-core is installed, in projects
+    that never use it too: the SDK is imported by the fixture, not by the plugin's import."""
+    root = str(Path(statefun_core.__file__).parents[1])
+    code = (
+        f"import json, sys; sys.path.insert(0, {root!r}); "
+        "import statefun_core.testing.pytest_plugin; print(json.dumps(sorted(sys.modules)))"
+    )
+    imported = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert "statefun_core.testing.pytest_plugin" in imported
+    sdk = [name for name in imported if name.startswith(("statefun_core.", "google.protobuf"))]
+    assert sdk == [
+        "statefun_core._lazy",
+        "statefun_core.testing",
+        "statefun_core.testing.pytest_plugin",
+    ]
 
 
 def test_the_statefun_harness_fixture_makes_a_harness(pytester: pytest.Pytester):
