@@ -10,9 +10,9 @@ on every protobuf from 3.20 to 7.x and uses whichever backend (upb, cpp, python)
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.internal import api_implementation
 from google.protobuf.message import DecodeError
 
@@ -34,12 +34,37 @@ __all__ = [
     "pool",
 ]
 
+
+def _varint(data: Union[bytes, bytearray, memoryview], position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+        if shift > 63:
+            raise DecodeError("a varint of more than ten bytes")
+
+
+def _file_descriptors(descriptor_set: bytes) -> Iterator[bytes]:
+    """The files (``FileDescriptorProto``, serialized) of a ``FileDescriptorSet``, each its
+    field 1: read by hand, as parsing it would import ``descriptor_pb2``, the largest of
+    protobuf's modules (a third of the core's import)."""
+    position = 0
+    while position < len(descriptor_set):
+        tag, position = _varint(descriptor_set, position)
+        if tag != (1 << 3) | 2:
+            raise DecodeError(f"a FileDescriptorSet has only files (field 1), not tag {tag}")
+        length, position = _varint(descriptor_set, position)
+        yield descriptor_set[position : position + length]
+        position += length
+
+
 pool = descriptor_pool.DescriptorPool()
-_files = descriptor_pb2.FileDescriptorSet.FromString(
-    resources.files(__name__).joinpath("statefun.desc").read_bytes()
-)
-for _file in _files.file:
-    pool.Add(_file)
+for _file in _file_descriptors(resources.files(__name__).joinpath("statefun.desc").read_bytes()):
+    pool.AddSerializedFile(_file)
 
 
 def _message_class(full_name: str) -> Any:
@@ -147,16 +172,3 @@ def batch_field_counts(
     except (IndexError, DecodeError):
         pass
     return invocations, others
-
-
-def _varint(data: Union[bytes, bytearray, memoryview], position: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, position
-        shift += 7
-        if shift > 63:
-            raise DecodeError("a varint of more than ten bytes")
