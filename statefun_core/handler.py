@@ -9,7 +9,8 @@ calls sync ones inline, and sends ``blocking=True`` functions to a thread pool.
 
 from __future__ import annotations
 
-import asyncio
+# asyncio is imported where an event loop is used: a sync server (a Lambda function) whose
+# functions never await does not pay for its import, a fifth of a cold start's.
 import contextlib
 import functools
 import itertools
@@ -491,6 +492,8 @@ class RequestReplyHandler:
                 for invocation in batch.invocations:
                     await fun(batch, batch.message(invocation, types))
             elif function.blocking:  # in the request's context there too, and its own copy
+                import asyncio
+
                 loop = asyncio.get_running_loop()
                 run = copy_context().run
                 stopped = await loop.run_in_executor(self.executor, run, self._in_executor, batch)
@@ -647,6 +650,8 @@ class RequestReplyHandler:
     def _run_on_thread_loop(self, batch: _Batch) -> None:
         """Run every invocation of an async function that awaits, from sync code: the batch is
         one task of this thread's event loop, as under ``asyncio.run``."""
+        import asyncio
+
         if asyncio._get_running_loop() is not None:
             raise AsyncFunctionInSyncContextError(
                 "handle_sync() was called with an async function from inside a running event "
@@ -926,6 +931,8 @@ class _ThreadLoop:
     __slots__ = ("loop",)
 
     def __init__(self) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
 
     def __del__(self) -> None:
@@ -940,6 +947,8 @@ def _interrupts(error: BaseException) -> bool:
 def _wanted_a_loop(error: RuntimeError) -> bool:
     """Whether ``error`` is asyncio's for code that needs a running event loop where there is
     none (``get_running_loop``, ``create_task``, ``ensure_future``, ``Future()``)."""
+    import asyncio
+
     reason = str(error)
     return (
         "no running event loop" in reason or "no current event loop" in reason
@@ -960,6 +969,8 @@ def _cancelled(error: BaseException) -> bool:
     client went), not a ``CancelledError`` the function raised itself (awaiting a task it
     cancelled), which is its failure. Before Python 3.11 tasks do not tell the two apart:
     each is taken for the request's."""
+    import asyncio
+
     if not isinstance(error, asyncio.CancelledError):
         return False
     cancelling = getattr(asyncio.current_task(), "cancelling", None)

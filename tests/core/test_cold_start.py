@@ -1,0 +1,84 @@
+"""What a cold start imports: a Lambda function's module makes its handler and answers its
+first request in a fresh interpreter, without the modules it does not use."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import statefun_core
+from statefun_core import IntType
+from statefun_core.testing import wire
+
+FUNCTIONS = """
+from statefun_core import IntType, StatefulFunctions, ValueSpec
+
+functions = StatefulFunctions()
+
+@functions.bind("example/counter", specs=[ValueSpec("count", IntType)])
+async def counter(context, message):  # async, but its code never awaits: run with no loop
+    context.storage.count = (context.storage.count or 0) + message.as_int()
+
+@functions.bind("example/sleeper", specs=[ValueSpec("count", IntType)])
+async def sleeper(context, message):
+    import asyncio  # here: the module's own import would hide the handler's
+
+    await asyncio.sleep(0)
+    context.storage.count = (context.storage.count or 0) + message.as_int()
+"""
+
+CHILD = """if True:
+    import base64, json, sys
+    sys.path.insert(0, {root!r})
+    from statefun_core.aws_lambda import LambdaHandler
+    from statefun_core.testing.aws_lambda import gateway_event
+    namespace = {{}}
+    exec({functions!r}, namespace)
+    statefun = LambdaHandler(namespace["functions"])
+    first = statefun(gateway_event(base64.b64decode({counter!r})), None)
+    imported = sorted(sys.modules)
+    second = statefun(gateway_event(base64.b64decode({sleeper!r})), None)
+    print(json.dumps({{"imported": imported, "first": first, "second": second}}))
+"""
+
+
+def run_cold(code: str) -> dict[str, object]:
+    env = {**os.environ, "STATEFUN_DISABLE_PLUGIN_AUTOLOAD": "1"}  # the core's imports alone
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    found: dict[str, object] = json.loads(done.stdout)
+    return found
+
+
+def test_a_first_reply_imports_neither_asyncio_nor_protobufs_descriptor_module() -> None:
+    """An async function that never awaits is answered with no event loop, so asyncio is not
+    imported for it; the statefun messages are built without ``descriptor_pb2``. A function
+    that awaits then imports asyncio and is answered too."""
+
+    def request(typename: str) -> str:
+        body = wire.to_function(typename, "a", [2], {"count": None})
+        return base64.b64encode(body).decode()
+
+    code = CHILD.format(
+        root=str(Path(statefun_core.__file__).parents[1]),
+        functions=FUNCTIONS,
+        counter=request("example/counter"),
+        sleeper=request("example/sleeper"),
+    )
+    found = run_cold(code)
+    imported = found["imported"]
+    assert isinstance(imported, list)
+    assert "asyncio" not in imported
+    assert "google.protobuf.descriptor_pb2" not in imported
+    for reply in ("first", "second"):
+        response = found[reply]
+        assert isinstance(response, dict)
+        assert response["statusCode"] == 200, response
+        body = base64.b64decode(response["body"])
+        assert wire.mutations(body) == {"count": wire.typed_value(IntType, 2)}
