@@ -6,8 +6,7 @@ import inspect
 import logging
 import os
 import sys
-from importlib import metadata
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import pluggy
 
@@ -19,6 +18,9 @@ from .endpoints import checked_endpoints
 from .health import HEALTH_ENV, HEALTH_SHOW_FUNCTIONS_ENV, HealthEndpoints
 from .logcontext import LOG_CONTEXT_ENV, InvocationLogContext
 from .markers import PROJECT, hookimpl, hookspec
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 __all__ = [
     "DISABLED_PLUGINS_ENV",
@@ -62,6 +64,9 @@ def is_true(value: Optional[str]) -> bool:
 
 
 def _entry_points() -> Iterable[metadata.EntryPoint]:
+    # imported here: with autoload off, a cold start does not pay for it
+    from importlib import metadata
+
     if sys.version_info >= (3, 10):
         return metadata.entry_points(group=ENTRY_POINT_GROUP)
     return metadata.entry_points().get(ENTRY_POINT_GROUP, [])  # pragma: no cover

@@ -9,7 +9,7 @@ on every protobuf from 3.20 to 7.x and uses whichever backend (upb, cpp, python)
 
 from __future__ import annotations
 
-from importlib import resources
+import pkgutil
 from typing import Any, Iterator, Union
 
 from google.protobuf import descriptor_pool, message_factory
@@ -62,8 +62,13 @@ def _file_descriptors(descriptor_set: bytes) -> Iterator[bytes]:
         position += length
 
 
+# pkgutil, not importlib.resources: its import (pathlib, tempfile, zipfile) is a tenth of a
+# cold start's when the plugins' entry points are not read (importlib.metadata imports it).
+_descriptor_set = pkgutil.get_data(__name__, "statefun.desc")
+if _descriptor_set is None:  # pragma: no cover (a loader that reads no files)
+    raise ImportError(f"{__name__}: its loader cannot read statefun.desc beside it")
 pool = descriptor_pool.DescriptorPool()
-for _file in _file_descriptors(resources.files(__name__).joinpath("statefun.desc").read_bytes()):
+for _file in _file_descriptors(_descriptor_set):
     pool.AddSerializedFile(_file)
 
 
