@@ -10,7 +10,7 @@ calls sync ones inline, and sends ``blocking=True`` functions to a thread pool.
 from __future__ import annotations
 
 # asyncio is imported where an event loop is used: a sync server (a Lambda function) whose
-# functions never await does not pay for its import, a fifth of a cold start's.
+# functions never await does not pay for its import, a sixth of a cold start.
 import contextlib
 import functools
 import itertools
