@@ -42,7 +42,7 @@ from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
 from .plugins.endpoints import Endpoint, checked_endpoints, find_endpoint
-from .plugins.events import BatchEvent, CheckedReplyHeaders, InvocationEvent
+from .plugins.events import BatchEvent, CheckedReplyHeaders, InvocationEvent, InvocationRetried
 from .plugins.manager import OBSERVER_HOOKS, make_plugin_manager, plugin_label
 from .protowire import ONE_BYTE as _ONE_BYTE
 from .protowire import element, field, key, text, typed_value_fields, varint
@@ -886,7 +886,9 @@ class RequestReplyHandler:
                     # log context are current
                     batch.failure = _failed_function(batch, error)
                 if invocation is not None:
-                    hook.statefun_invocation_finished(invocation=invocation, error=error)
+                    hook.statefun_invocation_finished(
+                        invocation=invocation, error=_retried(error) if retried else error
+                    )
                 raise
             # a final failure: this invocation leaves no trace but its dead-letter record
             del batch.outbox[saved_outbox:]
@@ -962,6 +964,15 @@ def _no_loop_for(batch: _Batch, error: BaseException) -> bool:
     return (
         batch.plan.function.is_async and isinstance(error, RuntimeError) and _wanted_a_loop(error)
     )
+
+
+def _retried(error: BaseException) -> InvocationRetried:
+    """What the plugins are told of a try that asked for the loop: not a failure."""
+    retried = InvocationRetried(
+        "run with no event loop, it asked for one: its batch runs again as a task"
+    )
+    retried.__cause__ = error
+    return retried
 
 
 def _cancelled(error: BaseException) -> bool:

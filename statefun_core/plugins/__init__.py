@@ -6,7 +6,7 @@ specifications in :mod:`statefun_core.plugins.hookspecs`; publish it under the e
 """
 
 from .endpoints import Endpoint, EndpointResponse, allowed_methods, find_endpoint, header
-from .events import BatchEvent, InvocationEvent, Outcome
+from .events import BatchEvent, InvocationEvent, InvocationRetried, Outcome
 from .health import HealthEndpoints
 from .logcontext import (
     InvocationLogContext,
@@ -36,6 +36,7 @@ __all__ = [
     "InvocationEvent",
     "InvocationLogContext",
     "InvocationLogFilter",
+    "InvocationRetried",
     "Outcome",
     "add_invocation_context",
     "allowed_methods",

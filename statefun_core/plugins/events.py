@@ -97,6 +97,14 @@ class BatchEvent:
     scratch: dict[str, Any] = field(default_factory=dict)
 
 
+class InvocationRetried(Exception):
+    """The ``error`` given to ``statefun_invocation_finished`` for a try the handler discards:
+    ``handle_sync`` called an ``async`` function with no event loop, the function asked for
+    one, and its batch runs again from its start as a task of the thread's loop (the
+    function's ``RuntimeError`` is the ``__cause__``). Not the function's failure: the
+    in-tree plugins neither count nor trace it. Once per function per process."""
+
+
 @dataclass
 class InvocationEvent:
     """One invocation of the function inside a batch (``index`` counts from 0)."""

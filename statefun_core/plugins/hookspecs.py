@@ -65,7 +65,13 @@ def statefun_invocation_started(invocation: InvocationEvent) -> None:
 def statefun_invocation_finished(
     invocation: InvocationEvent, error: Optional[BaseException]
 ) -> None:
-    """One invocation returned (``error`` is None) or raised ``error``."""
+    """One invocation returned (``error`` is None) or raised ``error``.
+
+    ``error`` is an :class:`~statefun_core.plugins.InvocationRetried` for a try the handler
+    discards and runs again (``handle_sync``'s first batch of an ``async`` function that asks
+    for the running loop): not the function's failure, to be neither counted nor traced. Its
+    batch's invocations are then started again from the first.
+    """
 
 
 @hookspec

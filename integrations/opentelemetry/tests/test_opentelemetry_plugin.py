@@ -392,6 +392,37 @@ def test_an_async_function_that_suspends_under_handle_sync_leaks_no_current_span
     assert all(s.parent is not None and s.parent.span_id in invocation_ids for s in inner)
 
 
+def test_an_async_function_run_again_as_a_task_under_handle_sync_shows_no_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Under handle_sync (WSGI, Lambda) an async function that never awaits runs with no
+    loop; one that asks for the loop all the same fails that try, and its batch runs again
+    as a task. The try is not its failure: its span is dropped, and the batch has one
+    invocation span, current while it runs on the loop."""
+    tracer = provider.get_tracer("test")
+    functions = StatefulFunctions()
+
+    @functions.bind("example/asks")
+    async def asks(context: Context, message: Message) -> None:
+        asyncio.get_running_loop()
+        with tracer.start_as_current_span("inside"):
+            pass
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    handler = RequestReplyHandler(functions, plugins=plugins)
+    handler.handle_sync(wire.to_function("example/asks", "first", ["x"]))  # no loop here
+
+    assert not [s for s in exporter.get_finished_spans() if s.status.is_ok is False]
+    batch, (invocation,) = batch_and_invocations(exporter, "example/asks")
+    assert (invocation.attributes or {})["statefun.outcome"] == "ok"
+    assert invocation.parent is not None and invocation.parent.span_id == batch.context.span_id
+    (inside,) = by_name(exporter)["inside"]
+    assert inside.parent is not None and inside.parent.span_id == invocation.context.span_id
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
 def test_two_instances_each_trace_to_their_own_provider(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:

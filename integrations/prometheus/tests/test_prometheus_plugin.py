@@ -189,6 +189,66 @@ def test_a_dead_lettered_invocation_is_counted_as_a_dead_letter_and_an_error(
     assert value(registry, "statefun_batches_total", function_type=poison, outcome="ok") == 1
 
 
+def loop_asking_handler(registry: CollectorRegistry) -> RequestReplyHandler:
+    """``ASKS``: an async function that never awaits but asks for the running loop; "bad" is
+    its final failure."""
+    functions = StatefulFunctions()
+
+    @functions.bind(ASKS, final_errors=(KeyError,), dead_letters=DeadLetterEgress("example/dl"))
+    async def asking(context: Context, message: Message) -> None:
+        if message.as_string() == "bad":
+            raise KeyError("bad")
+        asyncio.get_running_loop()
+
+    plugins = make_plugin_manager([PrometheusPlugin(registry)], load_entrypoints=False)
+    return RequestReplyHandler(functions, plugins=plugins)
+
+
+ASKS = "example/asks"
+
+
+def test_an_async_function_run_again_as_a_task_counts_no_error(
+    registry: CollectorRegistry,
+) -> None:
+    """Under handle_sync (WSGI, Lambda) an async function that never awaits runs with no
+    loop; one that asks for the loop all the same fails that try, and its batch runs again
+    as a task: that try is not its failure, and no SRE should see an error for it."""
+    handler = loop_asking_handler(registry)
+    for _ in range(2):  # the first batch tried with no loop, the second a task from its start
+        handler.handle_sync(wire.to_function(ASKS, "ann", ["ok"]))  # no loop in this thread
+    assert value(registry, "statefun_invocations_total", function_type=ASKS, outcome="error") == 0
+    assert value(registry, "statefun_invocations_total", function_type=ASKS, outcome="ok") == 2
+    assert value(registry, "statefun_batches_total", function_type=ASKS, outcome="ok") == 2
+
+
+def test_a_record_dead_lettered_before_the_ask_for_the_loop_is_counted_once(
+    registry: CollectorRegistry,
+) -> None:
+    """The first try dead-letters "bad", then "ok" asks for the loop: the batch runs again and
+    its reply holds one record, which is counted once."""
+    handler = loop_asking_handler(registry)
+    reply = handler.handle_sync(wire.to_function(ASKS, "ann", ["bad", "ok"]))
+    assert len(wire.invocation_result(reply).outgoing_egresses) == 1
+    assert value(registry, "statefun_dead_letters_total", function_type=ASKS) == 1
+
+
+def test_the_dead_letters_of_a_failed_batch_are_not_counted(registry: CollectorRegistry) -> None:
+    """Its reply, and the records in it, are never sent: the runtime sends the batch again."""
+    functions = StatefulFunctions()
+    poison = "example/poison"
+
+    @functions.bind(poison, final_errors=(KeyError,), dead_letters=DeadLetterEgress("example/dl"))
+    def fragile(context: Context, message: Message) -> None:
+        raise (KeyError if message.as_string() == "bad" else RuntimeError)("boom")
+
+    plugins = make_plugin_manager([PrometheusPlugin(registry)], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, plugins=plugins)
+    with pytest.raises(FunctionFailedError):
+        handler.handle_sync(wire.to_function(poison, "ann", ["bad", "worse"]))
+    assert value(registry, "statefun_dead_letters_total", function_type=poison) == 0
+    assert value(registry, "statefun_batches_total", function_type=poison, outcome="error") == 1
+
+
 def test_rejected_requests_are_counted_by_status_only(
     handler: RequestReplyHandler, registry: CollectorRegistry
 ) -> None:

@@ -25,7 +25,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, Statu
 
 from statefun_core.deadletters import DeadLetterRecord
 from statefun_core.errors import FunctionNotFoundError
-from statefun_core.plugins import BatchEvent, InvocationEvent, header, hookimpl
+from statefun_core.plugins import BatchEvent, InvocationEvent, InvocationRetried, header, hookimpl
 from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, decode_origins
 
 __all__ = ["SCRATCH_KEY", "OpenTelemetryPlugin"]
@@ -175,7 +175,8 @@ class OpenTelemetryPlugin:
         for token in reversed(invocation.scratch.pop(_TOKENS_KEY, ())):
             context.detach(token)
         traced: Optional[_InvocationTrace] = invocation.scratch.pop(self._key, None)
-        if traced is not None:
+        if traced is not None and not isinstance(error, InvocationRetried):
+            # a try run again is left unended: never exported, it shows no false error
             if traced.dead_lettered:
                 outcome = "dead_lettered"
             else:

@@ -12,9 +12,15 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, values
 
-from statefun_core.deadletters import DeadLetterRecord
 from statefun_core.http import status_for
-from statefun_core.plugins import BatchEvent, Endpoint, EndpointResponse, InvocationEvent, hookimpl
+from statefun_core.plugins import (
+    BatchEvent,
+    Endpoint,
+    EndpointResponse,
+    InvocationEvent,
+    InvocationRetried,
+    hookimpl,
+)
 
 from .exposition import metrics_endpoint, multiprocess_dir_set
 
@@ -137,13 +143,10 @@ class PrometheusPlugin:
         self, invocation: InvocationEvent, error: Optional[BaseException]
     ) -> None:
         series = self._series(invocation.batch.function_type)
-        (series.invocations_ok if error is None else series.invocations_error).inc()
-
-    @hookimpl
-    def statefun_invocation_dead_lettered(
-        self, invocation: InvocationEvent, error: BaseException, record: DeadLetterRecord
-    ) -> None:
-        self._series(invocation.batch.function_type).dead_letters.inc()
+        if error is None:
+            series.invocations_ok.inc()
+        elif not isinstance(error, InvocationRetried):  # a try run again: not an invocation
+            series.invocations_error.inc()
 
     @hookimpl
     def statefun_batch_finished(self, batch: BatchEvent) -> None:
@@ -158,6 +161,8 @@ class PrometheusPlugin:
             series.delayed.inc(batch.delayed_messages)
         if batch.egress_records:
             series.egress.inc(batch.egress_records)
+        if batch.dead_letters:  # those of its reply: not a failed batch's, nor a discarded try's
+            series.dead_letters.inc(batch.dead_letters)
 
     @hookimpl
     def statefun_batch_failed(self, batch: BatchEvent, error: BaseException) -> None:
