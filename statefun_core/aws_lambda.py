@@ -18,8 +18,9 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
-from .errors import MalformedRequestError, StatefunError
+from .errors import LimitExceededError, MalformedRequestError
 from .limits import MiB
+from .serving import REPLY_HEADERS as _REPLY_HEADERS
 from .serving import Answer, Served
 
 __all__ = ["LambdaHandler", "ReplyTooLargeError"]
@@ -39,13 +40,25 @@ _ALB_RESPONSE_BYTES = 1 * MiB
 _HEADROOM = 64 * 1024
 
 
-class ReplyTooLargeError(StatefunError):
-    """The reply is larger than the gateway takes back from the function (HTTP 500, logged).
+class ReplyTooLargeError(LimitExceededError):
+    """The reply is larger than the gateway takes back from the function: it fails its batch
+    (HTTP 500, logged), as a reply over ``Limits.reply_bytes`` does.
 
     Returned, it would fail the invocation: the gateway answers 502 and the function logs
     nothing. The runtime retries a 500 as it would the 502, and each retry fails alike until
     the batch is smaller (``maxNumBatchRequests``) or the state it writes is.
     """
+
+    status = 500
+
+    def __init__(self, reply_bytes: int, size: int, limit: int, gateway: str) -> None:
+        super().__init__("reply_bytes", size, limit, setting=f"what {gateway} takes back")
+        self.args = (
+            f"the reply of {reply_bytes} bytes is {size} bytes as the Lambda response (its "
+            f"body base64 encoded), over the {limit} bytes {gateway} takes back from a "
+            "function: it would fail the invocation (a 502, logged nowhere); send smaller "
+            "batches (maxNumBatchRequests in module.yaml) or write smaller state",
+        )
 
 
 _AS_TEXT = (
@@ -61,9 +74,8 @@ class LambdaHandler(Served):
     base64 encoded; everything else with the statuses of every integration (405 with
     ``Allow: POST`` for another method, 400, 404, 413 over ``Limits.request_bytes``, 500), a
     short line of text. A reply larger than the gateway takes back (6 MB as JSON, 1 MB behind a
-    load balancer) is a 500 logged with :class:`ReplyTooLargeError` (the plugins hear of it as of
-    a request refused). Functions run with
-    ``handle_sync``; ``async`` functions too.
+    load balancer) fails its batch with :class:`ReplyTooLargeError`: a 500, logged, and a
+    failed batch for the plugins. Functions run with ``handle_sync``; ``async`` functions too.
 
     Given :class:`~statefun_core.StatefulFunctions`, it builds a
     :class:`~statefun_core.RequestReplyHandler` with ``executor`` and ``plugins``; the one it
@@ -76,12 +88,13 @@ class LambdaHandler(Served):
         method = _method(event)
         headers = _headers(event)
         answer = self._answer(event, method, headers)
-        response = _response(event, answer)
         if answer.status == 200:
-            too_large = _too_large(event, response, len(answer.body))
+            # the handler checked the reply (check_reply) before the batch finished: only a
+            # header a plugin added as it finished can have made it too large since
+            too_large = _too_large(event, len(answer.body), answer.headers)
             if too_large is not None:
                 return _response(event, self.endpoint.rejected(too_large, headers))
-        return response
+        return _response(event, answer)
 
     def _answer(self, event: Mapping[str, Any], method: str, headers: EventHeaders) -> Answer:
         endpoint = self.endpoint
@@ -94,13 +107,21 @@ class LambdaHandler(Served):
             # passed it as text would not decode the base64 reply either.
             if text:
                 return endpoint.rejected(MalformedRequestError(_AS_TEXT), headers)
-            return endpoint.handle_sync(b"", headers)
-        try:
-            body = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            malformed = MalformedRequestError("the request body is not valid base64")
-            return endpoint.rejected(malformed, headers)
-        return endpoint.handle_sync(body, headers)
+            body = b""
+        else:
+            try:
+                body = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                malformed = MalformedRequestError("the request body is not valid base64")
+                return endpoint.rejected(malformed, headers)
+
+        def check_reply(reply_bytes: int, reply_headers: Mapping[str, str]) -> None:
+            headers = (*_REPLY_HEADERS, *reply_headers.items())
+            too_large = _too_large(event, reply_bytes, headers)
+            if too_large is not None:
+                raise too_large
+
+        return endpoint.handle_sync(body, headers, check_reply)
 
 
 def _headers(event: Mapping[str, Any]) -> EventHeaders:
@@ -128,24 +149,22 @@ def _response(event: Mapping[str, Any], answer: Answer) -> dict[str, Any]:
 
 
 def _too_large(
-    event: Mapping[str, Any], response: Mapping[str, Any], reply_bytes: int
+    event: Mapping[str, Any], reply_bytes: int, headers: tuple[tuple[str, str], ...]
 ) -> Optional[ReplyTooLargeError]:
-    """Why the gateway would not take ``response`` back, if it would not."""
+    """Why the gateway would not take back a reply of ``reply_bytes`` sent with ``headers``,
+    if it would not."""
     if "elb" in (event.get("requestContext") or {}):
         limit, gateway = _ALB_RESPONSE_BYTES, "an Application Load Balancer"
     else:
         limit, gateway = _LAMBDA_RESPONSE_BYTES, "Lambda"
-    if len(response["body"]) + _HEADROOM <= limit:
+    body_size = 4 * ((reply_bytes + 2) // 3)  # base64
+    if body_size + _HEADROOM <= limit:
         return None
-    size = len(json.dumps(response))  # as the runtime sends it (ASCII: a character a byte)
+    # as the runtime sends it: JSON, ASCII (a character a byte); the body adds its own size
+    size = len(json.dumps(_response(event, Answer(200, headers, b"")))) + body_size
     if size <= limit:
         return None
-    return ReplyTooLargeError(
-        f"the reply of {reply_bytes} bytes is {size} bytes as the Lambda response (its body "
-        f"base64 encoded), over the {limit} bytes {gateway} takes back from a function: it "
-        "would fail the invocation (a 502, logged nowhere); send smaller batches "
-        "(maxNumBatchRequests in module.yaml) or write smaller state"
-    )
+    return ReplyTooLargeError(reply_bytes, size, limit, gateway)
 
 
 def _multi_valued(event: Mapping[str, Any]) -> bool:

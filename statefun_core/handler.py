@@ -419,12 +419,16 @@ class RequestReplyHandler:
         request_bytes: RequestBytes,
         headers: Optional[Headers] = None,
         reply_headers: Optional[ReplyHeaders] = None,
+        check_reply: Optional[Callable[[int], None]] = None,
     ) -> bytes:
         """Handle one request without an event loop; safe to call from any thread.
 
         ``headers`` are the request's HTTP headers, for the plugins (a trace context); the
         headers plugins set for the reply (``traceresponse``) are added to ``reply_headers``,
-        which a server sends with the reply.
+        which a server sends with the reply. ``check_reply`` is a server's own bound on the
+        reply (the Lambda handler's, for what its gateway takes back): called with the size
+        of a reply that has effects, before the plugins hear the batch succeed, and what it
+        raises fails the batch as a limit exceeded there would.
 
         A batch runs in a copy of the caller's context, as under the official SDK's
         ``asyncio.run``: what a function sets in a context variable (a logger's bound fields)
@@ -461,7 +465,8 @@ class RequestReplyHandler:
                     self._run_on_thread_loop(batch)
             else:
                 copy_context().run(self._invoke, batch)
-            return self._collect(batch)  # a value that cannot be encoded fails the batch too
+            # a value that cannot be encoded fails the batch too
+            return self._collect(batch, check_reply)
         except BaseException as error:
             # the batch's task is the handler's own: a CancelledError is the function's
             failure = self._failed(batch, error, headers, _interrupts(error))
@@ -693,7 +698,7 @@ class RequestReplyHandler:
         for invocation in batch.invocations:
             await fun(batch, batch.message(invocation, types))
 
-    def _collect(self, batch: _Batch) -> bytes:
+    def _collect(self, batch: _Batch, check_reply: Optional[Callable[[int], None]] = None) -> bytes:
         """The reply, written by hand (see protowire.py): a ``FromFunction`` whose
         ``InvocationResponse`` has the state mutations in declaration order, then the outbox
         by kind (messages, delayed messages, egress records), each kind in send order.
@@ -739,6 +744,8 @@ class RequestReplyHandler:
             if len(reply) > self._max_reply_bytes:
                 maximum = int(self._max_reply_bytes)
                 raise LimitExceededError("reply_bytes", len(reply), maximum, "the reply's size")
+            if check_reply is not None:
+                check_reply(len(reply))
         if batch.event is not None:
             self._finished(batch)
         return reply

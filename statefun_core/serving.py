@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import pluggy
 
@@ -24,7 +24,8 @@ __all__ = ["Answer", "Endpoint", "Served"]
 
 _TEXT = "text/plain; charset=utf-8"
 _TEXT_HEADERS = (("Content-Type", _TEXT),)
-_REPLY_HEADERS = (("Content-Type", CONTENT_TYPE),)
+#: The headers of a reply, before those the plugins add.
+REPLY_HEADERS = (("Content-Type", CONTENT_TYPE),)
 
 
 @dataclass(frozen=True)
@@ -131,17 +132,31 @@ class Endpoint:
         self.handler.reject(error, headers)
         return error_answer(error)
 
-    def handle_sync(self, body: bytes, headers: Mapping[str, str]) -> Answer:
+    def handle_sync(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        check_reply: Optional[Callable[[int, Mapping[str, str]], None]] = None,
+    ) -> Answer:
         """The handler's answer to ``body`` (``handle_sync``): its reply with the headers
-        plugins add to it, or the error's status and text."""
+        plugins add to it, or the error's status and text. ``check_reply`` (the Lambda
+        handler's) is the handler's ``check_reply``, given the reply's headers as well."""
         reply_headers: dict[str, str] = {}  # what plugins add (a traceresponse)
+        check = None
+        if check_reply is not None:
+
+            def check(size: int) -> None:
+                check_reply(size, reply_headers)
+
         try:
-            reply = self.handler.handle_sync(body, headers=headers, reply_headers=reply_headers)
+            reply = self.handler.handle_sync(
+                body, headers=headers, reply_headers=reply_headers, check_reply=check
+            )
         except Exception as error:
             return error_answer(error)
         if not reply_headers:
-            return Answer(200, _REPLY_HEADERS, reply)
-        return Answer(200, (*_REPLY_HEADERS, *reply_headers.items()), reply)
+            return Answer(200, REPLY_HEADERS, reply)
+        return Answer(200, (*REPLY_HEADERS, *reply_headers.items()), reply)
 
 
 def declared_length(value: Union[str, bytes, None]) -> Optional[int]:

@@ -19,7 +19,12 @@ from statefun_core import (
     message_builder,
 )
 from statefun_core.aws_lambda import LambdaHandler, ReplyTooLargeError
-from statefun_core.errors import MalformedRequestError, MethodNotAllowedError, RequestTooLargeError
+from statefun_core.errors import (
+    FunctionFailedError,
+    MalformedRequestError,
+    MethodNotAllowedError,
+    RequestTooLargeError,
+)
 from statefun_core.plugins import hookimpl
 from statefun_core.testing import wire
 from statefun_core.testing.aws_lambda import (
@@ -388,10 +393,67 @@ def test_a_reply_over_what_the_gateway_takes_back_is_a_logged_500(
     request = wire.to_function(SIZED, "x", [str(too_large)])
     response = invoke(statefun, event(name, request, **{"X-Request-Id": "r-6"}))
     assert response.status == 500
-    assert response.body == b"Internal Server Error"
+    assert response.body.startswith(b"Internal Server Error: the function failed: the reply of")
     (record,) = caplog.records
     assert record.levelname == "ERROR" and record.name == "statefun_core"
     message = record.getMessage()
     assert f"over the {limit} bytes" in message and "maxNumBatchRequests" in message, message
-    assert isinstance(record.exc_info and record.exc_info[1], ReplyTooLargeError)
-    assert recorder.failures == [(ReplyTooLargeError, 500, "r-6")]
+    failure = record.exc_info and record.exc_info[1]
+    assert isinstance(failure, FunctionFailedError)
+    assert isinstance(failure.__cause__, ReplyTooLargeError)
+    assert recorder.failures == [(FunctionFailedError, 500, "r-6")]
+
+
+class BatchOutcomes:
+    """A plugin: the outcome of each batch, as the hooks that end a batch report it."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    @hookimpl
+    def statefun_batch_finished(self, batch: Any) -> None:
+        self.outcomes.append(f"finished {batch.outcome}")
+
+    @hookimpl
+    def statefun_batch_failed(self, batch: Any, error: BaseException) -> None:
+        self.outcomes.append(f"failed {type(error).__name__}")
+
+    @hookimpl
+    def statefun_request_failed(self, error: BaseException, batch: Any, headers: Any) -> None:
+        self.outcomes.append(f"request failed {type(error).__name__} with batch {batch.outcome}")
+
+
+@pytest.mark.parametrize("name", ["function_url", "alb"])
+def test_a_reply_over_what_the_gateway_takes_back_is_one_failed_batch_for_the_plugins(
+    name: str,
+) -> None:
+    """Not a batch that succeeded and then a request refused besides (two requests on a
+    dashboard for one, one of them ok): its batch failed, as over Limits.reply_bytes."""
+    outcomes = BatchOutcomes()
+    plugins = make_plugin_manager([outcomes], load_entrypoints=False)
+    statefun = LambdaHandler(RequestReplyHandler(sized_functions(), plugins=plugins))
+    response = invoke(statefun, event(name, wire.to_function(SIZED, "x", [str(7_000_000)])))
+    assert response.status == 500
+    assert outcomes.outcomes == [
+        "failed ReplyTooLargeError",
+        "request failed FunctionFailedError with batch error",
+    ]
+
+
+class LateHeader:
+    """A plugin that adds a 30 kB header to the reply as its batch finishes."""
+
+    @hookimpl
+    def statefun_batch_finished(self, batch: Any) -> None:
+        batch.reply_headers["X-Late"] = "x" * 30_000
+
+
+def test_a_reply_made_too_large_by_a_header_added_as_its_batch_finished_is_a_500() -> None:
+    """The handler checks the reply before its batch finishes; a plugin may still add a
+    header then: the reply that fitted no longer does, and is refused after all."""
+    recorder = FailureRecorder()
+    plugins = make_plugin_manager([LateHeader(), recorder], load_entrypoints=False)
+    statefun = LambdaHandler(RequestReplyHandler(sized_functions(), plugins=plugins))
+    response = invoke(statefun, event("function_url", wire.to_function(SIZED, "x", ["4700000"])))
+    assert response.status == 500
+    assert recorder.failures == [(ReplyTooLargeError, 500, None)]

@@ -23,9 +23,11 @@ from statefun_core import (
     ValueSpec,
     message_builder,
 )
+from statefun_core.aws_lambda import LambdaHandler
 from statefun_core.errors import FunctionFailedError
 from statefun_core.plugins import hookimpl, make_plugin_manager
 from statefun_core.testing import wire
+from statefun_core.testing.aws_lambda import gateway_event, invoke
 
 GREETER = "example/greeter"
 BROKEN = "example/broken"
@@ -421,6 +423,29 @@ def test_an_async_function_run_again_as_a_task_under_handle_sync_shows_no_error(
     (inside,) = by_name(exporter)["inside"]
     assert inside.parent is not None and inside.parent.span_id == invocation.context.span_id
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_a_lambda_reply_over_what_the_gateway_takes_back_is_one_failed_batch_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Not an ok batch span and a rejected request's span besides."""
+    functions = StatefulFunctions()
+
+    @functions.bind(GREETER)
+    def large(context: Context, message: Message) -> None:
+        context.send(message_builder("example/inbox", "x", str_value="x" * 800_000))
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    statefun = LambdaHandler(RequestReplyHandler(functions, plugins=plugins))
+    event = gateway_event(wire.to_function(GREETER, "ann", ["x"]), gateway="alb")  # 1 MB
+    assert invoke(statefun, event).status == 500
+    assert set(by_name(exporter)) == {GREETER}
+    batch, (invocation,) = batch_and_invocations(exporter, GREETER)
+    assert batch.status.status_code is StatusCode.ERROR
+    assert (batch.attributes or {})["error.type"] == "statefun_core.aws_lambda.ReplyTooLargeError"
+    assert (invocation.attributes or {})["statefun.outcome"] == "ok"
 
 
 def test_two_instances_each_trace_to_their_own_provider(

@@ -27,9 +27,11 @@ from statefun_core import (
     kafka_egress_message,
     message_builder,
 )
+from statefun_core.aws_lambda import LambdaHandler
 from statefun_core.errors import FunctionFailedError, FunctionNotFoundError, MalformedRequestError
 from statefun_core.plugins import make_plugin_manager
 from statefun_core.testing import wire
+from statefun_core.testing.aws_lambda import gateway_event, invoke
 
 GREETER = "example/greeter"
 BROKEN = "example/broken"
@@ -247,6 +249,25 @@ def test_the_dead_letters_of_a_failed_batch_are_not_counted(registry: CollectorR
         handler.handle_sync(wire.to_function(poison, "ann", ["bad", "worse"]))
     assert value(registry, "statefun_dead_letters_total", function_type=poison) == 0
     assert value(registry, "statefun_batches_total", function_type=poison, outcome="error") == 1
+
+
+def test_a_lambda_reply_over_what_the_gateway_takes_back_is_one_failed_batch(
+    registry: CollectorRegistry,
+) -> None:
+    """Not an ok batch and a rejected request besides: one request, one batch, failed."""
+    functions = StatefulFunctions()
+
+    @functions.bind(GREETER)
+    def large(context: Context, message: Message) -> None:
+        context.send(message_builder("example/inbox", "x", str_value="x" * 800_000))
+
+    plugins = make_plugin_manager([PrometheusPlugin(registry)], load_entrypoints=False)
+    statefun = LambdaHandler(RequestReplyHandler(functions, plugins=plugins))
+    event = gateway_event(wire.to_function(GREETER, "ann", ["x"]), gateway="alb")  # 1 MB
+    assert invoke(statefun, event).status == 500
+    assert value(registry, "statefun_batches_total", function_type=GREETER, outcome="error") == 1
+    assert value(registry, "statefun_batches_total", function_type=GREETER, outcome="ok") == 0
+    assert value(registry, "statefun_requests_rejected_total", status="500") == 0
 
 
 def test_rejected_requests_are_counted_by_status_only(
