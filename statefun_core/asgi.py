@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Coroutine, Iterator, Mapping, MutableMapping
 from typing import Any, Callable, Optional
 
+from .errors import MalformedRequestError
 from .http import CONTENT_TYPE
 from .serving import Answer, Served, declared_length, error_answer
 
@@ -48,9 +49,10 @@ class StatefunASGI(Served):
     serves with is :attr:`handler`. Functions run with ``handle_async`` on the server's loop.
     The body is read as it arrives and refused (413) once it is over the handler's
     ``Limits.request_bytes``: a larger declared ``Content-Length`` is refused unread. Every
-    other method is answered 405 with ``Allow: POST``; both refusals reach the
-    ``statefun_request_failed`` hook. ``lifespan`` events are answered, so servers that send
-    them need no option.
+    other method is answered 405 with ``Allow: POST``. A client gone before its body ended is
+    never run: logged, with nobody to answer, as a 400 (as under WSGI, where the server hands
+    over a short body). Each of these refusals reaches the ``statefun_request_failed`` hook.
+    ``lifespan`` events are answered, so servers that send them need no option.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,12 +75,14 @@ class StatefunASGI(Served):
         limit = endpoint.limit
         message = await receive()
         if message["type"] == "http.disconnect":
-            return  # nobody to answer
+            endpoint.rejected(_client_gone(), headers)  # nobody to answer
+            return
         body = message.get("body", b"")
         if message.get("more_body", False):
             rest = await _rest_of_body(receive, body, limit)
             if rest is None:
-                return  # the client is gone: nobody to answer
+                endpoint.rejected(_client_gone(), headers)
+                return
             body = rest
         if limit is not None and len(body) > limit:
             await _send(send, endpoint.rejected(endpoint.too_large(), headers))
@@ -114,6 +118,13 @@ async def _rest_of_body(receive: Receive, first: bytes, limit: Optional[int]) ->
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _client_gone() -> MalformedRequestError:
+    """The error (400) of a request whose client went before its body ended: never run, and
+    logged and reported to the plugins as a WSGI server's short body is, though the answer
+    has nobody to go to."""
+    return MalformedRequestError("the client went before the request body ended")
 
 
 async def _not_http(scope: Scope, receive: Receive, send: Send) -> None:

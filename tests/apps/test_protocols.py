@@ -157,15 +157,23 @@ def test_a_wrong_method_is_405_with_allow_and_reaches_the_hooks() -> None:
     assert recorder.failures == [(MethodNotAllowedError, 405, "r-2")]
 
 
-def test_a_client_gone_gets_no_answer() -> None:
-    exchange = asgi(StatefunASGI(handler()), http(), {"type": "http.disconnect"})
+def test_a_client_gone_gets_no_answer_and_is_a_400_for_the_hooks() -> None:
+    """As under WSGI, where the server hands over a short body: one request refused, 400."""
+    recorder = FailureRecorder()
+    exchange = asgi(
+        StatefunASGI(handler(recorder)), http(X_Request_Id="r-3"), {"type": "http.disconnect"}
+    )
     assert exchange.sent == []
+    assert recorder.failures == [(MalformedRequestError, 400, "r-3")]
 
 
-def test_a_client_gone_while_the_body_arrives_gets_no_answer() -> None:
+def test_a_client_gone_while_the_body_arrives_gets_no_answer_and_is_a_400_for_the_hooks() -> None:
+    recorder = FailureRecorder()
     first = {"type": "http.request", "body": GREET[:7], "more_body": True}
-    exchange = asgi(StatefunASGI(handler()), http(), first, {"type": "http.disconnect"})
+    exchange = asgi(StatefunASGI(handler(recorder)), http(), first, {"type": "http.disconnect"})
     assert exchange.sent == []
+    assert recorder.failures == [(MalformedRequestError, 400, None)]
+    assert recorder.batches == [None]
 
 
 def test_a_message_without_a_body_adds_nothing_to_the_body() -> None:
