@@ -90,15 +90,16 @@ class StatefunView(_EndpointView):
     """Runs ``handle_sync`` on the request's thread: the view for WSGI."""
 
     def post(self, request: HttpRequest) -> HttpResponse:
+        handler = get_handler()
         try:
-            body = read_body(request)
+            body = read_body(request, handler.limits.request_bytes)
         except RequestDataTooBig:
             return rejected(request, too_large(request))
         except (RequestTooLargeError, MalformedRequestError) as error:
             return rejected(request, error)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = get_handler().handle_sync(
+            reply = handler.handle_sync(
                 body, headers=statefun_headers(request), reply_headers=reply_headers
             )
         except Exception as error:
@@ -112,11 +113,13 @@ class AsyncStatefunView(_EndpointView):
     view does: Django alone reads a chunked body as empty there)."""
 
     async def post(self, request: HttpRequest) -> HttpResponse:
+        handler = get_handler()
+        limit = handler.limits.request_bytes
         try:
             if "wsgi.input" in request.META:  # a WSGIRequest: see read_body
-                body = read_body(request)
+                body = read_body(request, limit)
             else:
-                check_declared_length(declared_length(request))
+                check_declared_length(declared_length(request), limit)
                 body = request.body
         except RequestDataTooBig:
             return rejected(request, too_large(request))
@@ -124,7 +127,7 @@ class AsyncStatefunView(_EndpointView):
             return rejected(request, error)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = await get_handler().handle_async(
+            reply = await handler.handle_async(
                 body, headers=statefun_headers(request), reply_headers=reply_headers
             )
         except Exception as error:
@@ -196,15 +199,15 @@ class RequestHeaders(Mapping[str, str]):
         return True  # a request has headers; spares building them (``headers or {}``)
 
 
-def read_body(request: HttpRequest) -> bytes:
-    """The request body under WSGI.
+def read_body(request: HttpRequest, limit: Optional[int]) -> bytes:
+    """The request body under WSGI; ``limit`` is the handler's ``Limits.request_bytes``.
 
     Django reads a body sent without a ``Content-Length`` (chunked) as empty. A server that
     ends the input stream with the body says so (``wsgi.input_terminated``, as gunicorn does);
     then it is read here, to one byte over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (or, without it,
-    over the handler's ``Limits.request_bytes``) at most. Without that setting, a declared
-    length over ``Limits.request_bytes`` is refused unread (:func:`check_declared_length`;
-    under ASGI, Django has spooled the body to a file before the view runs).
+    over ``limit``) at most. Without that setting, a declared length over ``limit`` is refused
+    unread (:func:`check_declared_length`; under ASGI, Django has spooled the body to a file
+    before the view runs).
 
     A chunked body the server does not end (Django's development server) is a
     ``MalformedRequestError`` (400) that says so. So is a body the server cannot hand over
@@ -213,15 +216,16 @@ def read_body(request: HttpRequest) -> bytes:
     ``input_errors``).
     """
     meta = request.META
-    if meta.get("CONTENT_LENGTH") or not meta.get("wsgi.input_terminated"):
+    length = meta.get("CONTENT_LENGTH")
+    if length or not meta.get("wsgi.input_terminated"):
         if (
-            not meta.get("CONTENT_LENGTH")
+            not length
             and "wsgi.input" in meta  # under ASGI Django has read the body (spooled) already
             and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
         ):
             raise unterminated()  # Django would read it as empty
-        declared = declared_length(request)
-        check_declared_length(declared)
+        declared = parse_length(length or None)
+        check_declared_length(declared, limit)
         try:
             body = request.body
         except input_errors() as error:  # Django's UnreadablePostError is an OSError
@@ -229,10 +233,11 @@ def read_body(request: HttpRequest) -> bytes:
         if declared is not None and len(body) != declared:
             raise incomplete(len(body), declared)
         return body
-    limit, setting = settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "DATA_UPLOAD_MAX_MEMORY_SIZE"
-    if limit is None:
-        limit, setting = get_handler().limits.request_bytes, "Limits.request_bytes"
-    return read_terminated(meta["wsgi.input"], limit, setting)
+    setting = "DATA_UPLOAD_MAX_MEMORY_SIZE"
+    maximum = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if maximum is None:
+        maximum, setting = limit, "Limits.request_bytes"
+    return read_terminated(meta["wsgi.input"], maximum, setting)
 
 
 def declared_length(request: HttpRequest) -> Optional[int]:
@@ -240,12 +245,11 @@ def declared_length(request: HttpRequest) -> Optional[int]:
     return parse_length(request.META.get("CONTENT_LENGTH") or None)
 
 
-def check_declared_length(declared: Optional[int]) -> None:
+def check_declared_length(declared: Optional[int], limit: Optional[int]) -> None:
     """Without ``DATA_UPLOAD_MAX_MEMORY_SIZE`` Django reads a body of any declared length:
-    one declared over the handler's ``Limits.request_bytes`` is refused here
+    one declared over the handler's ``Limits.request_bytes`` (``limit``) is refused here
     (``RequestTooLargeError``), unread, as Django refuses one over its setting (the setting
     read only then: through Django's lazy settings, a read costs a few calls)."""
-    limit = get_handler().limits.request_bytes
     if (
         declared is not None
         and limit is not None
