@@ -112,6 +112,34 @@ def test_only_post_is_allowed(post: Post, method: str) -> None:
     assert response["Allow"] == "POST"
 
 
+def test_a_subclass_overriding_dispatch_is_served_through_it() -> None:
+    """The views answer in the view function itself, unless a subclass overrides setup or
+    dispatch (a ``method_decorator``): then Django's view calls them."""
+    from django.urls import path
+
+    class Tagged(StatefunView):
+        def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            response = super().dispatch(request, *args, **kwargs)
+            response["X-Tagged"] = self.request.path
+            return response
+
+    class Urls:
+        urlpatterns = [path("tagged", Tagged.as_view())]
+
+    with override_settings(ROOT_URLCONF=Urls):
+        client = Client(enforce_csrf_checks=True)
+        body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 2})
+        served = client.post("/tagged", body, content_type="application/octet-stream")
+        assert (served.status_code, served["X-Tagged"]) == (200, "/tagged")
+        assert greetings(served.content) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
+        refused = client.get("/tagged")
+        assert (refused.status_code, refused["Allow"], refused["X-Tagged"]) == (
+            405,
+            "POST",
+            "/tagged",
+        )
+
+
 def test_endpoint_needs_no_csrf_token() -> None:
     client = Client(enforce_csrf_checks=True)
     response = client.post(

@@ -53,21 +53,35 @@ class _EndpointView(View):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
         view = super().as_view(**initkwargs)
+        if cls.setup is View.setup and cls.dispatch is View.dispatch:
+            view = cls._one_method_view(view, initkwargs)
         view.csrf_exempt = True  # type: ignore[attr-defined]
         # login_not_required (Django 5.1's LoginRequiredMiddleware): the runtime has no session,
         # and would get a redirect to the login page, which it does not follow
         view.login_required = False  # type: ignore[attr-defined]
         return view
 
-    # View's setup and dispatch, for a view of one method: Django's look for a GET to answer
-    # HEAD with and for a handler by the method's name cost more than the rest of the view.
-    def setup(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
-        self.request, self.args, self.kwargs = request, args, kwargs
+    @classmethod
+    def _one_method_view(
+        cls, django_view: Callable[..., Any], initkwargs: dict[str, Any]
+    ) -> Callable[..., Any]:
+        """Django's view (``django_view``) for a view of one method: what View's setup and
+        dispatch do, in the view itself. Their look for a GET to answer HEAD with and for a
+        handler by the method's name, and the calls to them, cost more than the rest of the
+        view; a subclass that overrides either gets Django's view."""
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        if request.method == "POST":
-            return self.post(request)  # type: ignore[attr-defined]
-        return self.http_method_not_allowed(request)
+        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            self = cls(**initkwargs)
+            self.request, self.args, self.kwargs = request, args, kwargs
+            if request.method == "POST":
+                return self.post(request)  # type: ignore[attr-defined]
+            return self.http_method_not_allowed(request)
+
+        # view_class, view_initkwargs, the mark of an async view, ...
+        view.__dict__.update(django_view.__dict__)
+        view.__doc__, view.__module__ = django_view.__doc__, django_view.__module__
+        view.__annotations__ = django_view.__annotations__
+        return view
 
     def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         response = rejected(request, MethodNotAllowedError(method=request.method))
