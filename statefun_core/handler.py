@@ -850,20 +850,24 @@ class RequestReplyHandler:
 
     def _observed(self, batch: _Batch) -> Callable[..., Any]:
         """The batch's function, reporting each invocation to the plugins and dead-lettering
-        its final failures (either or both)."""
+        its final failures (either or both).
+
+        It is called with the batch as its context, and holds no reference to it: kept in
+        ``batch.fun``, one would make a cycle, which keeps the batch (its request, state and
+        outbox) until the cyclic garbage collector runs, not only until its reply."""
         fun = batch.plan.function.fun
         index = itertools.count()
         observing = self._observing
         if batch.plan.function.is_async:
 
-            async def observed_async(context: Any, message: Message) -> None:
-                with observing(batch, next(index), message):
+            async def observed_async(context: _Batch, message: Message) -> None:
+                with observing(context, next(index), message):
                     await fun(context, message)
 
             return observed_async
 
-        def observed(context: Any, message: Message) -> None:
-            with observing(batch, next(index), message):
+        def observed(context: _Batch, message: Message) -> None:
+            with observing(context, next(index), message):
                 fun(context, message)
 
         return observed

@@ -1332,3 +1332,55 @@ def test_a_blocking_function_that_raises_stop_iteration_fails_its_batch() -> Non
     with pytest.raises(FunctionFailedError) as raised:
         asyncio.run(served())
     assert isinstance(raised.value.__cause__, StopIteration)
+
+
+class _Watcher:
+    @hookimpl
+    def statefun_invocation_finished(self, invocation: Any, error: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("driver", ["handle_sync", "handle_async"])
+@pytest.mark.parametrize("awaits", [False, True])
+@pytest.mark.parametrize("observer", ["plugin", "dead letters"])
+def test_a_batch_goes_with_its_reply_while_its_invocations_are_observed(
+    driver: str, awaits: bool, observer: str
+) -> None:
+    """An observed batch (a plugin that hears of its invocations, a dead-letter policy)
+    called a function that held the batch, kept in the batch: a reference cycle, in which its
+    request, state and outbox outlived the reply until the cyclic garbage collector ran, on
+    every request to a server with statefun-prometheus or statefun-opentelemetry installed.
+    With the collector off, no message of a served batch is left."""
+    functions = StatefulFunctions()
+    dead_letters = (
+        DeadLetterEgress("ns/dead-letters", topic="dead") if observer != "plugin" else None
+    )
+
+    async def sends_async(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        context.send(message_builder("ns/g", "1", str_value="x" * 1000))
+
+    def sends(context: Context, message: Message) -> None:
+        context.send(message_builder("ns/g", "1", str_value="x" * 1000))
+
+    functions.register("ns/f", sends_async if awaits else sends, dead_letters=dead_letters)
+    plugins = [_Watcher()] if observer == "plugin" else []
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager(plugins, load_entrypoints=False)
+    )
+    request = to_function("ns/f", "1", ["a", "b"])
+
+    def serve() -> bytes:
+        if driver == "handle_sync":
+            return handler.handle_sync(request)
+        return asyncio.run(handler.handle_async(request))
+
+    serve()  # what the first request makes once
+    gc.collect()
+    gc.disable()
+    try:
+        assert len(messages(serve())) == 2
+        left = [o for o in gc.get_objects() if isinstance(o, Message)]
+    finally:
+        gc.enable()
+    assert left == []
