@@ -472,7 +472,10 @@ class RequestReplyHandler:
             failure = self._failed(batch, error, headers, _interrupts(error))
             if failure is error:
                 raise
-            raise failure from error
+            try:
+                raise failure from error
+            finally:  # see _failed
+                del batch, failure
 
     async def handle_async(
         self,
@@ -511,7 +514,10 @@ class RequestReplyHandler:
             failure = self._failed(batch, error, headers, _interrupts(error) or _cancelled(error))
             if failure is error:
                 raise
-            raise failure from error
+            try:
+                raise failure from error
+            finally:  # see _failed
+                del batch, failure
 
     # --- the pipeline ---------------------------------------------------------------------
 
@@ -786,6 +792,11 @@ class RequestReplyHandler:
         failure: BaseException = error
         if not ends_request:
             met: Optional[FunctionFailedError] = getattr(batch, "failure", None)
+            if met is not None:
+                # The error's traceback holds the frames that hold the batch: neither the
+                # batch nor the frame that raises the error may hold it in turn, or the batch
+                # (request, state, outbox) waits for the cyclic garbage collector.
+                del batch.failure
             # logged where an invocation raised it; else (not observed, or another step of the
             # batch failed: encoding the reply) here
             failure = (

@@ -1384,3 +1384,65 @@ def test_a_batch_goes_with_its_reply_while_its_invocations_are_observed(
     finally:
         gc.enable()
     assert left == []
+
+
+# not an awaiting function under handle_sync: asyncio's run_until_complete, which raises the
+# error of the task it holds, keeps that batch in a cycle
+@pytest.mark.parametrize(
+    ("driver", "awaits"), [("handle_sync", False), ("handle_async", False), ("handle_async", True)]
+)
+@pytest.mark.parametrize("observed", [False, True])
+def test_a_failed_batch_goes_with_its_error(
+    driver: str, awaits: bool, observed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error of a failed batch holds, through its traceback, the frames that held the
+    batch; the frame that raised it and the batch held the error in turn: reference cycles,
+    in which the batch (request, state, outbox) outlived every failed request until the
+    cyclic garbage collector ran. With the collector off, no message of it is left once the
+    caller has let the error go."""
+    monkeypatch.setattr(logging.getLogger("statefun_core"), "disabled", True)  # keeps records
+    functions = StatefulFunctions()
+
+    async def fails_async(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        context.send(message_builder("ns/g", "1", str_value="x" * 1000))
+        raise ValueError("failed")
+
+    def fails(context: Context, message: Message) -> None:
+        context.send(message_builder("ns/g", "1", str_value="x" * 1000))
+        raise ValueError("failed")
+
+    functions.register("ns/f", fails_async if awaits else fails)
+    plugins = [_Watcher()] if observed else []
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager(plugins, load_entrypoints=False)
+    )
+    request = to_function("ns/f", "1", ["a"])
+
+    async def served_async() -> bool:  # caught in the task, as a server does
+        try:
+            await handler.handle_async(request)
+        except FunctionFailedError:
+            return True
+        return False
+
+    def served_sync() -> bool:
+        try:
+            handler.handle_sync(request)
+        except FunctionFailedError:
+            return True
+        return False
+
+    def serve() -> None:
+        failed = served_sync() if driver == "handle_sync" else asyncio.run(served_async())
+        assert failed
+
+    serve()  # what the first request makes once
+    gc.collect()
+    gc.disable()
+    try:
+        serve()
+        left = [o for o in gc.get_objects() if isinstance(o, Message)]
+    finally:
+        gc.enable()
+    assert left == []
