@@ -10,6 +10,15 @@ answer's status checked. Printed every tenth of the run: the RSS and file descri
 server's processes, its GC-tracked objects, the number of statefun_ samples GET /metrics
 serves (Prometheus series: they must not grow with addresses or typenames), and the rate.
 Memory is compared from the end of the first tenth (the warm-up) on.
+
+A run (2 shared cores, 100k requests each, 170 to 900 a second): RSS after the warm-up and
+at the end, in MiB: aiohttp 52.3/53.2, Tornado 45.2/45.8, StatefunASGI under uvicorn
+45.4/45.8, StatefunWSGI under waitress 43.4/43.8 and gunicorn (gthread) 68.7/70.0, Flask
+under gunicorn 74.7/75.3 and waitress 48.9/49.4, Django under gunicorn 80.0/80.7 and uvicorn
+57.8/58.5. The objects of the serving process stayed the same from 20k requests on, the
+Prometheus samples at 301, the file descriptors at rest where they started. Once batches no
+longer waited for the cyclic collector (the handler's fixes of this trial): aiohttp
+51.8/52.0 and Tornado 44.7/44.9 over 150k.
 """
 
 from __future__ import annotations
