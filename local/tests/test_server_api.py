@@ -34,11 +34,12 @@ def _string(text: str) -> Any:
     return TypedValue(STRING, b"\n" + bytes([len(text)]) + text.encode())
 
 
-def test_parse_address_wants_three_parts_none_empty() -> None:
+def test_parse_address_wants_three_parts_the_id_alone_may_be_empty() -> None:
     from statefun_local.inspection import parse_address
 
     assert parse_address("com.example/fn/a/b") == Address("com.example/fn", "a/b")
-    for text in ["com.example/fn", "com.example//x", "/fn/x", "com.example/fn/", "x"]:
+    assert parse_address("com.example/fn/") == Address("com.example/fn", "")
+    for text in ["com.example/fn", "com.example//x", "/fn/x", "x"]:
         with pytest.raises(ValueError) as caught:
             parse_address(text)
         assert str(caught.value) == f"expected an address 'namespace/type/id', got {text!r}"

@@ -1180,3 +1180,43 @@ def make_int(n: int) -> Any:
     from statefun_local import make_value
 
     return make_value("int", n)
+
+
+def test_the_cli_shows_and_acts_on_an_address_whose_id_is_empty(tmp_path: Path) -> None:
+    """A Kafka record's empty key is an address's empty id, listed by ``stuck`` as
+    ``namespace/type/``: ``state`` and ``skip`` take it as listed (the skip sends it as
+    ``?id=``: an empty id has no path)."""
+    from .test_server_and_cli import serve_runtime
+
+    target = Address(FRAGILE, "")
+    db = tmp_path / "db.sqlite"
+
+    Answer = tuple[int, str]
+
+    async def scenario() -> tuple[list[str], Answer, Answer, Answer, Optional[int]]:
+        async with serving(fragile_functions(), db, call="300ms",
+                           failure_pause=30) as (_, runtime):  # fmt: skip
+            runner, url = await serve_runtime(runtime)
+            try:
+                await runtime.send(target, StringValue(POISON))
+                await runtime.send(target, StringValue("fine"))
+                while target not in runtime._waiting:  # its call failed: the retry waits 30 s
+                    await asyncio.sleep(0.02)
+                listed = list(await stuck_by_cli(db))
+                state = await cli("state", listed[0], "--db", str(db))
+                skipped = await cli("skip", listed[0], "--url", url)
+                sent = await cli("send", listed[0], "--string", "x", "--url", url)
+                if skipped[0] == 0:  # the message behind the skipped one is delivered
+                    await runtime.wait_until_idle()
+                count = runtime.inspect(target)["state"].get("count", {}).get("value")
+            finally:
+                await runner.cleanup()
+        return listed, state, skipped, sent, count
+
+    listed, state, skipped, sent, count = run(scenario())
+    assert listed == [f"{FRAGILE}/"]
+    assert state[0] == 0 and state[1].startswith(f"{FRAGILE}/\n  state: (none)\n"), state
+    assert skipped == (0, f"{FRAGILE}/: skipped\n")
+    assert count == 1
+    assert sent == (2, f"statefun-local: '{FRAGILE}/' has an empty id: a message is sent to an "
+                       "id (only a Kafka record's empty key makes an empty one)\n")

@@ -280,6 +280,9 @@ def _dead_letter_policy(args: argparse.Namespace) -> DeadLetterPolicy:
 
 def _send(args: argparse.Namespace) -> int:
     body: Union[dict[str, Any], bytes]
+    if not parse_address(args.address).id:
+        raise ValueError(f"{args.address!r} has an empty id: a message is sent to an id "
+                         "(only a Kafka record's empty key makes an empty one)")
     path = f"ingress/{_address_path(args.address)}"
     for name in ("string", "int", "long", "bool", "float", "double"):
         if getattr(args, name) is not None:
@@ -445,7 +448,10 @@ def _address_path(text: str) -> str:
 
 
 def _act(args: argparse.Namespace) -> int:
-    reply = _post(args.url, f"api/stuck/{args.action}/{_address_path(args.address)}?by=cli", {})
+    address = parse_address(args.address)
+    query = urllib.parse.urlencode({"id": address.id, "by": "cli"})  # an empty id has no path
+    typename = "/".join(urllib.parse.quote(part, safe="") for part in address.typename.split("/"))
+    reply = _post(args.url, f"api/stuck/{args.action}/{typename}?{query}", {})
     if reply is None:
         return 1
     if reply["done"] == "pending":

@@ -13,9 +13,10 @@ __all__ = ["address_ids", "address_view", "egress_view", "parse_address"]
 
 
 def parse_address(text: str) -> Address:
-    """``namespace/type/id`` (the id may itself contain slashes)."""
+    """``namespace/type/id`` (the id may itself contain slashes, or be empty as a Kafka
+    record's empty key makes it: ``namespace/type/``)."""
     parts = text.split("/", 2)
-    if len(parts) != 3 or not all(parts):
+    if len(parts) != 3 or not (parts[0] and parts[1]):
         raise ValueError(f"expected an address 'namespace/type/id', got {text!r}")
     return Address(f"{parts[0]}/{parts[1]}", parts[2])
 
