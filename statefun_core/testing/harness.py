@@ -12,7 +12,7 @@ import collections
 import contextlib
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Any, Callable, Optional, Protocol, Union
+from typing import Any, Callable, Optional, Union
 
 import pluggy
 
@@ -38,13 +38,6 @@ from .records import AnyEgress, PendingMessage, SentMessage, decode_egress
 __all__ = ["Harness", "HarnessError", "HarnessFactory"]
 
 Duration = Union[int, timedelta]
-
-
-class HarnessFactory(Protocol):
-    """What the ``statefun_harness`` fixture is, for a typed test:
-    ``def test_greets(statefun_harness: HarnessFactory) -> None``."""
-
-    def __call__(self, functions: StatefulFunctions, **options: Any) -> Harness: ...
 
 
 class HarnessError(AssertionError):
@@ -459,3 +452,9 @@ def _described(message: SentMessage) -> str:
 
 def _listing(items: Iterable[Any], show: Callable[[Any], str] = repr) -> str:
     return "".join(f"\n  {show(item)}" for item in items) or "none"
+
+
+#: What the ``statefun_harness`` fixture is, for a typed test (``def test_greets(
+#: statefun_harness: HarnessFactory) -> None``): the class itself, so that the options given to
+#: the fixture are checked as ``Harness(...)``'s are.
+HarnessFactory = type[Harness]

@@ -14,24 +14,20 @@ never use it too: the SDK is imported by the fixtures, when a test asks for one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # pytest is not a dependency of the core: the type checker may run without it.
 import pytest  # type: ignore[import-not-found, unused-ignore]
 
 if TYPE_CHECKING:
-    from ..functions import StatefulFunctions
-    from .harness import Harness, HarnessFactory
+    from .harness import HarnessFactory
 
 __all__ = ["statefun_harness"]
 
 
 @pytest.fixture  # type: ignore[untyped-decorator, misc, unused-ignore]
 def statefun_harness() -> HarnessFactory:
-    """Make a :class:`~statefun_core.testing.Harness` for a ``StatefulFunctions``."""
+    """Make a :class:`~statefun_core.testing.Harness` for a ``StatefulFunctions``: the class."""
     from .harness import Harness
 
-    def make(functions: StatefulFunctions, **options: Any) -> Harness:
-        return Harness(functions, **options)
-
-    return make
+    return Harness

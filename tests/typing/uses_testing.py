@@ -70,6 +70,7 @@ def greeter(context: Context, message: Message) -> None:
 def test_greets_every_visit(statefun_harness: HarnessFactory) -> None:
     harness = statefun_harness(functions)
     assert_type(harness, Harness)
+    statefun_harness(functions, start_ms="1000")  # type: ignore[arg-type]
     assert_type(harness.send("com.example.fns/greeter", "ann", str_value="ann"), Harness)
     assert_type(harness.run(), int)
     harness.assert_state("com.example.fns/greeter", "ann", seen_count=1)
