@@ -1220,3 +1220,24 @@ def test_the_cli_shows_and_acts_on_an_address_whose_id_is_empty(tmp_path: Path) 
     assert count == 1
     assert sent == (2, f"statefun-local: '{FRAGILE}/' has an empty id: a message is sent to an "
                        "id (only a Kafka record's empty key makes an empty one)\n")
+
+
+def test_a_call_that_failed_for_good_is_not_listed_as_being_retried_while_its_retry_waits(
+    tmp_path: Path,
+) -> None:
+    """Its failed attempts are listed (``/api/status`` ``retrying``, the page's 'Calls being
+    retried') while the call lasts, not in the pause before the next call."""
+    target = Address(FRAGILE, "a")
+
+    async def scenario() -> tuple[list[str], list[dict[str, Any]]]:
+        async with serving(fragile_functions(), tmp_path / "db.sqlite", call="300ms",
+                           failure_pause=30) as (_, runtime):  # fmt: skip
+            await runtime.send(target, StringValue(POISON))
+            while target not in runtime._waiting:  # its call failed: the retry waits 30 s
+                await asyncio.sleep(0.02)
+            stuck = [entry["address"] for entry in runtime.stuck()]
+            return stuck, runtime.status()["retrying"]
+
+    stuck, retrying = run(scenario())
+    assert stuck == [str(target)]
+    assert retrying == []

@@ -36,6 +36,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+from google.protobuf.message import Message
+
 from statefun_core.engine import (
     Address,
     Batch,
@@ -414,13 +416,9 @@ class LocalRuntime:
             await self._park(batch, f"no endpoint in the module serves {address.typename!r}",
                              quiet=True)  # fmt: skip
             return
-        assert self._transport is not None
         reply_headers: dict[str, str] = {}
-        _calling.set(batch)  # for _on_retry: this task calls with this batch only
         try:
-            reply = await self._transport.call(
-                endpoint, address.typename, batch.request, batch.headers, reply_headers
-            )
+            reply = await self._post_batch(endpoint, batch, reply_headers)
         except CallFailedError as error:
             failing = self._failing.get((error.url, address.typename))
             if failing is not None and failing[0] == address:  # the next to fail is logged
@@ -432,8 +430,6 @@ class LocalRuntime:
             log.exception("%s: calling %s failed", address, endpoint.url_path_template)
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
-        finally:
-            self._retrying.pop(address, None)
         self._answered(endpoint.url_for(address.typename), address.typename)
         trace = TraceContext.parse(reply_headers.get(TRACERESPONSE))
         try:
@@ -447,6 +443,21 @@ class LocalRuntime:
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
         self._completed(completion)
+
+    async def _post_batch(
+        self, endpoint: Endpoint, batch: Batch, reply_headers: dict[str, str]
+    ) -> Message:
+        """Call the function with ``batch`` (its reply, a parsed ``FromFunction``): its failed
+        attempts are shown (:meth:`_on_retry`) while the call lasts, not in the pause before the
+        next one (:meth:`_park`)."""
+        assert self._transport is not None
+        _calling.set(batch)  # for _on_retry: this task calls with this batch only
+        try:
+            return await self._transport.call(
+                endpoint, batch.address.typename, batch.request, batch.headers, reply_headers
+            )
+        finally:
+            self._retrying.pop(batch.address, None)
 
     def _completed(self, completion: Completion) -> None:
         # answered, a discovery reply too (it names every state not sent): the function's
