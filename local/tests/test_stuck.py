@@ -184,6 +184,17 @@ async def until_stuck(db: Path, address: str, attempts: int = 1) -> dict[str, An
     raise AssertionError(f"{address} did not fail {attempts} time(s)")
 
 
+async def until_retried(db: Path, address: str, runtime: Runtime) -> dict[str, Any]:
+    """The address's entry once its call in progress has failed twice (listed as stuck from
+    its first failed attempt, written at most once a second after it)."""
+    for _ in range(600):
+        entry = (await stuck_by_cli(db)).get(address)
+        if entry is not None and entry["call_attempts"] >= 2:
+            return entry
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{address} was not listed as stuck:\n{runtime.output()}")
+
+
 async def soon(condition: Any) -> None:
     """Until ``condition()`` holds, ten seconds at most (a runtime in this process)."""
     for _ in range(500):
@@ -276,13 +287,7 @@ def test_an_address_is_stuck_from_its_first_failed_attempt_while_its_call_is_ret
         server = FunctionServer(fragile_functions(), broken)
         async with running(tmp_path, server=server, call="60s") as (_, runtime):
             await send(runtime, a, "first")
-            for _ in range(600):
-                entry = (await stuck_by_cli(db)).get(a)
-                if entry is not None and entry["call_attempts"] >= 2:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"{a} was not listed as stuck:\n{runtime.output()}")
+            entry = await until_retried(db, a, runtime)
             assert entry["attempts"] == 0  # no call has failed for good yet
             assert "HTTP 500" in entry["last_error"] and "broken for now" in entry["last_error"]
             code, out = await cli("stuck", "--db", str(db))
@@ -363,13 +368,7 @@ def test_a_call_the_runtime_stopped_during_is_not_shown_being_retried(tmp_path: 
         server = FunctionServer(fragile_functions(), broken)
         async with running(tmp_path, server=server, call="60s") as (_, runtime):
             await send(runtime, a, "first")
-            for _ in range(600):
-                entry = (await stuck_by_cli(db)).get(a)
-                if entry is not None and entry["call_attempts"] >= 2:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"{a} was not listed as stuck:\n{runtime.output()}")
+            entry = await until_retried(db, a, runtime)
             await runtime.stop()
             assert "Traceback" not in runtime.output()
         entry = (await stuck_by_cli(db))[a]
