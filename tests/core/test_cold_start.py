@@ -37,12 +37,14 @@ async def sleeper(context, message):
 CHILD = """if True:
     import json, sys
     sys.path.insert(0, {root!r})
+    import pluggy  # what a dependency imports (pluggy 1.2 imports importlib.metadata) is not ours
+    before = set(sys.modules)
     from statefun_core.aws_lambda import LambdaHandler
     namespace = {{}}
     exec({functions!r}, namespace)
     statefun = LambdaHandler(namespace["functions"])
     first = statefun(json.loads({counter!r}), None)
-    imported = sorted(sys.modules)
+    imported = sorted(set(sys.modules) - before)
     second = statefun(json.loads({sleeper!r}), None)
     print(json.dumps({{"imported": imported, "first": first, "second": second}}))
 """
