@@ -1389,11 +1389,17 @@ def test_a_batch_goes_with_its_reply_while_its_invocations_are_observed(
 # not an awaiting function under handle_sync: asyncio's run_until_complete, which raises the
 # error of the task it holds, keeps that batch in a cycle
 @pytest.mark.parametrize(
-    ("driver", "awaits"), [("handle_sync", False), ("handle_async", False), ("handle_async", True)]
+    ("driver", "kind"),
+    [
+        ("handle_sync", "sync"),
+        ("handle_async", "sync"),
+        ("handle_async", "awaits"),
+        ("handle_async", "blocking"),  # raised in the executor, re-raised on the loop
+    ],
 )
 @pytest.mark.parametrize("observed", [False, True])
 def test_a_failed_batch_goes_with_its_error(
-    driver: str, awaits: bool, observed: bool, monkeypatch: pytest.MonkeyPatch
+    driver: str, kind: str, observed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The error of a failed batch holds, through its traceback, the frames that held the
     batch; the frame that raised it and the batch held the error in turn: reference cycles,
@@ -1412,7 +1418,9 @@ def test_a_failed_batch_goes_with_its_error(
         context.send(message_builder("ns/g", "1", str_value="x" * 1000))
         raise ValueError("failed")
 
-    functions.register("ns/f", fails_async if awaits else fails)
+    functions.register(
+        "ns/f", fails_async if kind == "awaits" else fails, blocking=kind == "blocking"
+    )
     plugins = [_Watcher()] if observed else []
     handler = RequestReplyHandler(
         functions, plugins=make_plugin_manager(plugins, load_entrypoints=False)
