@@ -504,9 +504,10 @@ class RequestReplyHandler:
 
                 loop = asyncio.get_running_loop()
                 run = copy_context().run
-                stopped = await loop.run_in_executor(self.executor, run, self._in_executor, batch)
-                if stopped is not None:
-                    raise stopped
+                stopped: list[StopIteration] = []
+                await loop.run_in_executor(self.executor, run, self._in_executor, batch, stopped)
+                if stopped:
+                    raise stopped.pop()
             else:
                 self._invoke(batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
@@ -641,14 +642,15 @@ class RequestReplyHandler:
         for invocation in batch.invocations:
             fun(batch, batch.message(invocation, types))
 
-    def _in_executor(self, batch: _Batch) -> Optional[StopIteration]:
-        """``_invoke`` in the executor, returning a ``StopIteration`` the function raised: an
-        asyncio future can not hold one (it is dropped, and the request awaits for ever)."""
+    def _in_executor(self, batch: _Batch, stopped: list[StopIteration]) -> None:
+        """``_invoke`` in the executor, putting a ``StopIteration`` the function raised in
+        ``stopped``: an asyncio future can not hold one (it is dropped, and the request awaits
+        for ever). Not returned: the executor's frame that holds a result is in the error's
+        traceback, a cycle that would keep the batch until the cyclic garbage collector."""
         try:
             self._invoke(batch)
         except StopIteration as error:
-            return error
-        return None
+            stopped.append(error)
 
     def _step(self, batch: _Batch) -> None:
         """Run every invocation of an async function whose code never awaits, in order, each

@@ -1395,6 +1395,7 @@ def test_a_batch_goes_with_its_reply_while_its_invocations_are_observed(
         ("handle_async", "sync"),
         ("handle_async", "awaits"),
         ("handle_async", "blocking"),  # raised in the executor, re-raised on the loop
+        ("handle_async", "blocking StopIteration"),  # which a future can not hold
     ],
 )
 @pytest.mark.parametrize("observed", [False, True])
@@ -1416,11 +1417,12 @@ def test_a_failed_batch_goes_with_its_error(
 
     def fails(context: Context, message: Message) -> None:
         context.send(message_builder("ns/g", "1", str_value="x" * 1000))
+        if kind == "blocking StopIteration":
+            raise StopIteration
         raise ValueError("failed")
 
-    functions.register(
-        "ns/f", fails_async if kind == "awaits" else fails, blocking=kind == "blocking"
-    )
+    blocking = kind.startswith("blocking")
+    functions.register("ns/f", fails_async if kind == "awaits" else fails, blocking=blocking)
     plugins = [_Watcher()] if observed else []
     handler = RequestReplyHandler(
         functions, plugins=make_plugin_manager(plugins, load_entrypoints=False)
