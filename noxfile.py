@@ -543,9 +543,11 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session(python=NEWEST)
 def soak(session: nox.Session) -> None:
-    """The long runs: each integration for 2 minutes, then the local runtime under faults with
-    3,000 ingress messages and 10 kills (benchmarks/soak/run.py; ``-- http --seconds 600``)."""
-    session.install(*HARDENING_PACKAGES)
+    """The long runs: every way to serve for 2 minutes each, with the installed plugins, then the
+    local runtime under faults with 3,000 ingress messages and 10 kills (benchmarks/soak/run.py;
+    ``-- http --seconds 600``, ``-- edges``)."""
+    session.install(*HARDENING_PACKAGES, "waitress", "fastapi", "-e", "integrations/prometheus",
+                    "-e", "integrations/opentelemetry", "opentelemetry-sdk")  # fmt: skip
     if session.posargs:
         session.run("python", "benchmarks/soak/run.py", *session.posargs)
         return

@@ -6,25 +6,37 @@ limits come from ``HARDENING_LIMITS`` (JSON of ``Limits`` fields; unset: ``fuzz_
 ``request_bytes``. Flask and Django run under gunicorn (gthread workers), aiohttp and Tornado
 on their own servers, Django's async view (``django-asgi``) under uvicorn; ``fastapi`` is
 ``statefun_core.asgi.StatefunASGI`` mounted at ``/statefun`` in FastAPI, under uvicorn (its URL
-ends in a slash: ``/statefun/``).
+ends in a slash: ``/statefun/``). The rest of ``servers.SERVERS`` serve at the root:
+``asgi-uvicorn`` is ``StatefunASGI`` under uvicorn, ``wsgi-waitress`` and ``wsgi-gunicorn``
+``statefun_core.wsgi.StatefunWSGI`` under waitress and gunicorn, ``flask-waitress`` Flask under
+waitress; ``wsgi-gunicorn-sync`` and ``wsgi-waitress-timeout`` are StatefunWSGI under the
+settings docs/security.md names against slow clients.
 
 ``SERVE_FUNCTIONS=module:name`` serves those functions instead, through a handler with the
-installed plugins (the e2e suite's application).
+installed plugins (the e2e suite's application); ``HARDENING_PLUGINS=installed`` serves the
+fuzz functions so, with the OpenTelemetry SDK as the tracer provider (for the soak runs).
+On SIGUSR2 a serving process writes its count of GC-tracked objects and their commonest types
+to ``servers.objects_file(pid)``.
 """
 
 from __future__ import annotations
 
+import collections
+import gc
 import importlib
 import json
+import logging
 import os
+import signal
 import sys
-from typing import Any
+from types import FrameType
+from typing import Any, Optional
 
 from statefun_core import Limits, RequestReplyHandler
 from statefun_core.http import DEFAULT_MAX_REQUEST_BYTES
 
-from .fuzz_target import LIMITS, make_handler
-from .servers import FRAMEWORKS
+from .fuzz_target import FUNCTIONS, LIMITS, make_handler
+from .servers import SERVERS, objects_file
 
 PATH = "/statefun"
 
@@ -46,11 +58,39 @@ FRAMEWORK_LIMITS = os.environ.get("HARDENING_FRAMEWORK_LIMITS", "1") == "1"
 
 def handler() -> RequestReplyHandler:
     served = os.environ.get("SERVE_FUNCTIONS")
+    if os.environ.get("HARDENING_PLUGINS") == "installed":
+        trace_with_the_sdk()
+        # the soak's deliberate failures would log a traceback each
+        logging.getLogger("statefun_core").setLevel(logging.CRITICAL)
+        return RequestReplyHandler(FUNCTIONS, limits=LIMITS_IN_FORCE)
     if served is None:
         return make_handler(LIMITS_IN_FORCE)
     module, _, name = served.partition(":")
     functions = getattr(importlib.import_module(module), name)
     return RequestReplyHandler(functions, limits=LIMITS_IN_FORCE)
+
+
+def trace_with_the_sdk() -> None:
+    """The OpenTelemetry SDK as the tracer provider, its spans dropped at export: so
+    statefun-opentelemetry does its full work on every request."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    class Dropping(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Dropping()))
+    trace.set_tracer_provider(provider)
+
+
+def dump_objects(signum: int, frame: Optional[FrameType]) -> None:
+    gc.collect()
+    objects = gc.get_objects()
+    common = collections.Counter(type(o).__name__ for o in objects).most_common(12)
+    objects_file(os.getpid()).write_text(f"{len(objects)} {common}\n")
 
 
 HANDLER = handler()
@@ -138,7 +178,9 @@ def django_app(asgi: bool = False) -> Any:
     return get_wsgi_application()
 
 
-def serve_wsgi(app: Any, port: int) -> None:
+def serve_wsgi(app: Any, port: int, sync: bool = False) -> None:
+    """``app`` under gunicorn: one gthread worker, or with ``sync`` one sync worker whose
+    request must finish within 10 s."""
     from gunicorn.app.base import BaseApplication
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -147,28 +189,53 @@ def serve_wsgi(app: Any, port: int) -> None:
                 "bind": f"127.0.0.1:{port}", "workers": 1, "worker_class": "gthread",
                 "threads": 16, "loglevel": "warning", "accesslog": None, "graceful_timeout": 1,
             }  # fmt: skip
+            if sync:
+                options.update(worker_class="sync", timeout=10)
             for key, value in options.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
+            # in the worker, once gunicorn has reset its signals
+            signal.signal(signal.SIGUSR2, dump_objects)
             return app
 
     Server().run()
 
 
-def serve_fastapi(port: int) -> None:
+def serve_waitress(app: Any, port: int, **options: Any) -> None:
+    import waitress
+
+    if FRAMEWORK_LIMITS:
+        options["max_request_body_size"] = BODY_LIMIT
+    waitress.serve(app, host="127.0.0.1", port=port, threads=4, _quiet=True, **options)
+
+
+def wsgi_app() -> Any:
+    from statefun_core.wsgi import StatefunWSGI
+
+    return StatefunWSGI(HANDLER)
+
+
+def serve_asgi(app: Any, port: int) -> None:
     import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                lifespan="off")  # fmt: skip
+
+
+def fastapi_app() -> Any:
     from fastapi import FastAPI
 
     from statefun_core.asgi import StatefunASGI
 
     app = FastAPI()
     app.mount(PATH, StatefunASGI(HANDLER))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    return app
 
 
 def main() -> None:
     framework, port = sys.argv[1], int(sys.argv[2])
+    signal.signal(signal.SIGUSR2, dump_objects)
     if framework == "aiohttp":
         serve_aiohttp(port)
     elif framework == "tornado":
@@ -178,14 +245,25 @@ def main() -> None:
     elif framework == "django":
         serve_wsgi(django_app(), port)
     elif framework == "django-asgi":
-        import uvicorn
-
-        uvicorn.run(django_app(asgi=True), host="127.0.0.1", port=port, log_level="warning",
-                    access_log=False, lifespan="off")  # fmt: skip
+        serve_asgi(django_app(asgi=True), port)
     elif framework == "fastapi":
-        serve_fastapi(port)
+        serve_asgi(fastapi_app(), port)
+    elif framework == "asgi-uvicorn":
+        from statefun_core.asgi import StatefunASGI
+
+        serve_asgi(StatefunASGI(HANDLER), port)
+    elif framework == "wsgi-waitress":
+        serve_waitress(wsgi_app(), port)
+    elif framework == "wsgi-waitress-timeout":
+        serve_waitress(wsgi_app(), port, channel_timeout=10, cleanup_interval=5)
+    elif framework == "wsgi-gunicorn":
+        serve_wsgi(wsgi_app(), port)
+    elif framework == "wsgi-gunicorn-sync":
+        serve_wsgi(wsgi_app(), port, sync=True)
+    elif framework == "flask-waitress":
+        serve_waitress(flask_app(), port)
     else:
-        raise SystemExit(f"unknown framework {framework!r}; one of {(*FRAMEWORKS, 'fastapi')}")
+        raise SystemExit(f"unknown framework {framework!r}; one of {SERVERS}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
-"""Start ``tests.hardening.serve`` in a subprocess on 127.0.0.1 and talk raw HTTP to it."""
+"""Start ``tests.hardening.serve`` in a subprocess on 127.0.0.1 and talk raw HTTP to it; what a
+soak run reads from it: the RSS and file descriptors of its processes, and the GC-tracked
+objects of the one that serves."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -22,6 +27,26 @@ from .wire import counter_request
 ROOT = Path(__file__).resolve().parents[2]
 #: What tests.hardening.serve serves: each integration, Django both under WSGI and ASGI.
 FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "django-asgi")
+#: Every server tests.hardening.serve runs: the integrations (Flask and Django under gunicorn,
+#: Django's ASGI under uvicorn), then the core's ASGI and WSGI applications and Flask under
+#: other servers, then the settings docs/security.md names against slow clients.
+SERVERS = (
+    *FRAMEWORKS, "fastapi", "asgi-uvicorn", "wsgi-waitress", "wsgi-gunicorn", "flask-waitress",
+    "wsgi-gunicorn-sync", "wsgi-waitress-timeout",
+)  # fmt: skip
+
+
+def function_path(server: str) -> str:
+    """Where ``server`` answers: the core's applications at the root, a Starlette mount
+    (FastAPI) with a trailing slash."""
+    if server.startswith(("asgi-", "wsgi-")):
+        return "/"
+    return "/statefun/" if server == "fastapi" else "/statefun"
+
+
+def objects_file(pid: int) -> Path:
+    """Where serving process ``pid`` writes its GC-tracked objects on SIGUSR2."""
+    return Path(tempfile.gettempdir()) / f"statefun-soak-objects-{pid}.txt"
 
 
 class Server:
@@ -29,6 +54,7 @@ class Server:
         self.framework = framework
         self.process = process
         self.port = port
+        self.path = function_path(framework)
 
     def pids(self) -> list[int]:
         """The server's process and its children (gunicorn's worker)."""
@@ -36,6 +62,29 @@ class Server:
 
         parent = psutil.Process(self.process.pid)
         return [parent.pid, *(child.pid for child in parent.children(recursive=True))]
+
+    def fds(self) -> int:
+        return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in self.pids())
+
+    def objects(self) -> str:
+        """The GC-tracked objects of each serving process: the one without children (gunicorn's
+        worker, not its master, to which SIGUSR2 means "upgrade")."""
+        import psutil
+
+        counts = []
+        for pid in self.pids():
+            if psutil.Process(pid).children():
+                continue
+            path = objects_file(pid)
+            path.unlink(missing_ok=True)
+            os.kill(pid, signal.SIGUSR2)
+            for _ in range(100):
+                time.sleep(0.05)
+                written = path.read_text() if path.exists() else ""
+                if written.endswith("\n"):  # complete
+                    counts.append(written.split(" ", 1)[0])
+                    break
+        return "+".join(counts) or "?"
 
     def rss(self) -> int:
         import psutil
@@ -50,7 +99,7 @@ class Server:
         """``rss()`` once the server has answered a request. Gunicorn listens before it forks
         its worker: a baseline taken earlier misses the worker, whose birth then looks like
         growth (a fork starts with its parent's pages in its own RSS)."""
-        status, _ = post(self.port, counter_request("settle", 1, 1))
+        status, _ = post(self.port, counter_request("settle", 1, 1), self.path)
         assert status == 200, status
         return self.rss()
 
@@ -61,10 +110,14 @@ def running(
     limits: Optional[Limits] = None,
     default_limits: bool = False,
     framework_limits: bool = True,
+    installed_plugins: bool = False,
 ) -> Iterator[Server]:
-    """The framework's server for the fuzz functions; ``limits`` for its handler, and the
-    framework's own body limit set alike unless ``framework_limits`` is false."""
+    """The framework's server (one of ``SERVERS``) for the fuzz functions; ``limits`` for its
+    handler, and the framework's own body limit set alike unless ``framework_limits`` is false;
+    with ``installed_plugins``, the plugins installed (statefun-prometheus' metrics, the
+    OpenTelemetry SDK's spans for statefun-opentelemetry) rather than none."""
     env = dict(os.environ)
+    env["HARDENING_PLUGINS"] = "installed" if installed_plugins else ""
     env.pop("HARDENING_LIMITS", None)
     env["HARDENING_FRAMEWORK_LIMITS"] = "1" if framework_limits else "0"
     if default_limits:
