@@ -12,6 +12,7 @@ allowed outcome: a valid ``FromFunction`` or a documented ``StatefunError``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import struct
 from datetime import timedelta
 from typing import Any, Optional, Protocol, Union
@@ -66,7 +67,7 @@ class Deliberate(Exception):
 
 
 #: Exceptions that escaped a function's body during the current ``check`` (reset per driver).
-RAISED: list[BaseException] = []
+RAISED: collections.deque[BaseException] = collections.deque()
 
 
 def _tracked(fun: Any) -> Any:
