@@ -4,7 +4,7 @@ runtime under faults.
     python benchmarks/soak/run.py http [--seconds 120 | --requests 100000] [--server NAME ...]
         [--addresses 1000] [--connections 64]
     python benchmarks/soak/run.py edges [--slow-seconds 20] [--server NAME ...]
-    python benchmarks/soak/run.py edges --stalled 4 --hold 40 --server wsgi-gunicorn
+    python benchmarks/soak/run.py edges --stalled 16 --hold 40 --server wsgi-gunicorn
     python benchmarks/soak/run.py local [--seed 7] [--waves 10] [--per-wave 300]
 
 ``http`` serves the fuzz functions with each server of tests/hardening/servers.py (``SERVERS``
@@ -18,10 +18,11 @@ half a body and shut their side (half-open); then 200 slowloris clients sending 
 a second while a well-behaved client sends a request each second (is it answered?); then: is
 the server still answering, and are its file descriptors back where they started? With
 ``--stalled N``: N clients that send half a body and then nothing, keeping the connection, for
-``--hold`` seconds: is a well-behaved request answered meanwhile, and does the server close
-them? (what docs/security.md, "Slow clients", reports). ``local`` is tests/hardening/smoke.py
-at a larger size. ``http`` and ``local`` print their figures and exit non-zero on any wrong
-reply, lost or duplicated effect, or memory growth over the bound.
+``--hold`` seconds: is a well-behaved request answered meanwhile (16 hold every thread of
+serve.py's gunicorn worker), and does the server close them? (what docs/security.md, "Slow
+clients", reports). ``local`` is tests/hardening/smoke.py at a larger size. ``http`` and
+``local`` print their figures and exit non-zero on any wrong reply, lost or duplicated effect,
+or memory growth over the bound.
 
 A run of the former harness (2 shared cores, 100k requests each over one connection, all to
 new addresses, 170 to 900 a second): RSS after the warm-up and at the end, in MiB: aiohttp
