@@ -177,6 +177,7 @@ async def soak(
         result.seconds = time.monotonic() - started
         done = True
         await sampler
+        result.rss_samples.append(server.rss())  # at least two, however soon the run stopped
         if report:
             await print_sample(session)
     assert result.errors or counts == sent  # every address counted exactly what was sent to it
