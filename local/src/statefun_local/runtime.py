@@ -34,7 +34,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 from google.protobuf.message import Message
 
@@ -65,6 +65,16 @@ __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressErr
 log = one_line_logger("statefun_local")
 #: How often at most a call's failed attempts are written to the database (ms), after its first
 RETRY_WRITE_MS = 1000
+
+
+class _Retrying(NamedTuple):
+    """A call under way whose attempts failed so far."""
+
+    attempts: int
+    reason: str  # the last attempt's
+    written_ms: Optional[int]  # when they were last written to the database (None: not yet)
+
+
 #: the batch the current task calls its function with (each call is a task)
 _calling: contextvars.ContextVar[Optional[Batch]] = contextvars.ContextVar(
     "statefun_local_calling", default=None
@@ -151,8 +161,7 @@ class LocalRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._calls: set[asyncio.Task[None]] = set()
         self._parked: dict[Address, int] = {}  # consecutive failures per address
-        # a call's failed attempts, the last one's reason, and when they were last written
-        self._retrying: dict[Address, tuple[int, str, Optional[int]]] = {}
+        self._retrying: dict[Address, _Retrying] = {}  # the calls whose attempts failed
         # (URL, function type) whose calls fail, none answered since: the address whose failed
         # attempts are logged (None: the next to fail), and the others whose calls failed
         # meanwhile, counted rather than logged (a function server down: every address fails)
@@ -353,8 +362,9 @@ class LocalRuntime:
         in_flight = self.store.in_flight_addresses()
         for address in in_flight[:5]:
             if address in self._retrying:
-                attempts, reason, _ = self._retrying[address]
-                shown.append(f"{address} ({attempts} attempt(s) failed, the last: {reason})")
+                live = self._retrying[address]
+                shown.append(f"{address} ({live.attempts} attempt(s) failed, the last: "
+                             f"{live.reason})")  # fmt: skip
             elif address in self._parked and str(address) in failed:
                 shown.append(f"{address} (failed: {failed[str(address)]})")
             else:
@@ -557,7 +567,7 @@ class LocalRuntime:
             for entry in entries:
                 live = retrying.get(entry["address"])
                 if live is not None and entry["call_attempts"]:
-                    entry["call_attempts"], entry["last_error"], _ = live
+                    entry["call_attempts"], entry["last_error"] = live.attempts, live.reason
         return entries
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -660,8 +670,9 @@ class LocalRuntime:
         others: set[Address] = set()
         if batch is not None:
             now_ms = self.clock.now_ms()
-            written_ms = self._retrying.get(batch.address, (0, "", None))[2]
-            self._retrying[batch.address] = (attempt, reason, written_ms)
+            before = self._retrying.get(batch.address)
+            written_ms = None if before is None else before.written_ms
+            self._retrying[batch.address] = _Retrying(attempt, reason, written_ms)
             # Listed as stuck from the call's first failed attempt on. The attempts after it
             # come in a burst (the backoff starts at 2 ms), and a restart needs none of them:
             # they are written at most once a second (for the CLI), and stuck() shows them all.
@@ -692,7 +703,7 @@ class LocalRuntime:
         except sqlite3.OperationalError as error:  # written at the next attempt; call on
             log.debug("%s: the failed attempt could not be written: %s", batch.address, error)
             return
-        self._retrying[batch.address] = (attempt, reason, now_ms)
+        self._retrying[batch.address] = _Retrying(attempt, reason, now_ms)
         self._stuck.add(batch.address)
 
     def _answered(self, url: str, typename: str) -> None:
@@ -836,8 +847,8 @@ class LocalRuntime:
             # an address that recovered is no longer shown as failing
             "failures": [f.to_json() for f in reversed(self.failures) if f.address in failing],
             # calls under way whose attempts failed so far (retried within the call budget)
-            "retrying": [{"address": str(address), "attempts": attempts, "error": reason}
-                         for address, (attempts, reason, _) in self._retrying.items()],
+            "retrying": [{"address": str(address), "attempts": live.attempts, "error": live.reason}
+                         for address, live in self._retrying.items()],
             "stuck": self.stuck(),
             "audit": self.audit_log(20),
             "connections": [connector.status() for connector in self.connectors],
