@@ -49,6 +49,8 @@ class ReplyTooLargeError(LimitExceededError):
     the batch is smaller (``maxNumBatchRequests``) or the state it writes is.
     """
 
+    args: tuple[Any, ...]
+
     status = 500
 
     def __init__(self, reply_bytes: int, size: int, limit: int, gateway: str) -> None:

@@ -18,6 +18,10 @@ class DelayedMessage:
 
     __slots__ = ("cancellation_token", "delay_ms", "message")
 
+    delay_ms: int
+    message: Optional[Message]
+    cancellation_token: str
+
     def __init__(
         self, delay_ms: int, message: Optional[Message], cancellation_token: str = ""
     ) -> None:

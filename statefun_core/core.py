@@ -60,6 +60,11 @@ class ValueSpec:
 
     __slots__ = ("after_call", "after_write", "duration", "name", "type")
 
+    name: str
+    after_call: bool
+    after_write: bool
+    duration: int
+
     def __init__(
         self,
         name: str,

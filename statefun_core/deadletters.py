@@ -197,6 +197,9 @@ class DeadLetterPolicy:
 
     __slots__ = ("egress", "final", "unreadable")
 
+    egress: DeadLetterEgress
+    unreadable: bool
+
     def __init__(
         self,
         egress: DeadLetterEgress,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
+from typing import Any, Optional
 
 from google.protobuf.message import DecodeError
 
@@ -98,6 +98,8 @@ class RequestTooLargeError(LimitExceededError):
     sent without its length (chunked) and refused before its end; ``value`` is then the least
     it was, one byte over the limit.
     """
+
+    args: tuple[Any, ...]
 
     def __init__(self, size: Optional[int], maximum: int, setting: str = "") -> None:
         value = maximum + 1 if size is None else size

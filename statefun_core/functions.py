@@ -34,6 +34,17 @@ class StatefulFunction:
         "typename",
     )
 
+    namespace: str
+    typename: str
+    fun: Callable[..., Any]
+    specs: list[ValueSpec]
+    is_async: bool
+    awaits: bool
+    blocking: bool
+    final_errors: tuple[type[Exception], ...]
+    final_unreadable: bool
+    dead_letters: Optional[DeadLetterEgress]
+
     def __init__(
         self,
         typename: str,

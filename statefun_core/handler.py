@@ -61,7 +61,7 @@ _EXPIRE_NONE, _EXPIRE_AFTER_WRITE, _EXPIRE_AFTER_INVOKE = 0, 1, 2
 # Any hook but request_failed needs a BatchEvent, not only statefun_batch_started.
 _BATCH_EVENTS = "batch events"
 # the logger of statefun_core.http too: a failed function here, every other failure there
-logger = logging.getLogger("statefun_core")
+logger: logging.Logger = logging.getLogger("statefun_core")
 
 _INVOCATION_RESULT = key(100, 2)  # FromFunction.invocation_result
 _MODIFY = key(1, 0) + b"\x01"  # PersistedValueMutation.mutation_type MODIFY
@@ -297,6 +297,10 @@ class RequestReplyHandler:
     failures of functions that name no dead-letter egress of their own go (see
     :mod:`statefun_core.deadletters`).
     """
+
+    plugins: pluggy.PluginManager
+    types: TypeRegistry
+    endpoints: tuple[Endpoint, ...]
 
     def __init__(
         self,

@@ -54,7 +54,7 @@ _REASONS = {
     500: "Internal Server Error: the function failed",
 }
 
-logger = logging.getLogger("statefun_core")
+logger: logging.Logger = logging.getLogger("statefun_core")
 
 
 def as_handler(

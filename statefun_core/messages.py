@@ -162,6 +162,9 @@ class Message(_Typed):
 
     __slots__ = ("_types", "_value", "target_id", "target_typename")
 
+    target_typename: str
+    target_id: str
+
     def __init__(self, target_typename: str, target_id: str, typed_value: Any) -> None:
         if not target_typename:
             raise ValueError("target_typename can not be missing")
@@ -274,6 +277,8 @@ class EgressMessage(_Typed):
     """A record for an egress, identified by the egress's typename."""
 
     __slots__ = ("typename",)
+
+    typename: str
 
     def __init__(self, typename: str, typed_value: Any) -> None:
         if not typename:

@@ -175,6 +175,8 @@ class Served:
     """What the ASGI and WSGI applications and the Lambda handler are built from: the
     :class:`Endpoint` they answer with, and its :attr:`handler`."""
 
+    endpoint: Endpoint
+
     routes_paths = True
     """Whether the paths below the root reach the plugins' endpoints (not for Lambda, where
     every path is the function endpoint)."""

@@ -55,6 +55,8 @@ class Type(metaclass=abc.ABCMeta):
 
     __slots__ = ("typename",)
 
+    typename: str
+
     def __init__(self, typename: str) -> None:
         if not typename:
             raise ValueError("typename can not be missing")

@@ -107,6 +107,8 @@ class Engine:
     by a reply — is offered again by :meth:`next_batches`, with the same messages.
     """
 
+    egress_ids: Optional[frozenset[str]]
+
     def __init__(
         self,
         store: Store,

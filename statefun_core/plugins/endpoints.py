@@ -19,7 +19,7 @@ from ..errors import PluginError
 
 __all__ = ["Endpoint", "EndpointResponse", "allowed_methods", "find_endpoint", "header"]
 
-logger = logging.getLogger("statefun_core.plugins")
+logger: logging.Logger = logging.getLogger("statefun_core.plugins")
 
 
 class EndpointResponse(NamedTuple):

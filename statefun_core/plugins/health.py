@@ -34,6 +34,8 @@ _JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 class HealthEndpoints:
     """``GET <path>/live`` and ``GET <path>/ready``; function names only if ``show_functions``."""
 
+    path: str
+
     def __init__(self, path: str = "/health", *, show_functions: bool = False) -> None:
         self.path = path.rstrip("/")
         self.show_functions = show_functions

@@ -55,7 +55,7 @@ OBSERVER_HOOKS = frozenset(
 #: Hooks whose failure is the plugin's bug at start-up: raised as ``PluginError``.
 TYPE_HOOKS = frozenset({"statefun_register_types", "statefun_type_for_class"})
 
-logger = logging.getLogger("statefun_core.plugins")
+logger: logging.Logger = logging.getLogger("statefun_core.plugins")
 
 
 def is_true(value: Optional[str]) -> bool:
@@ -76,7 +76,7 @@ class StatefunPluginManager(pluggy.PluginManager):
     """A pluggy manager that counts (un)registrations, so a handler can cache which hooks
     have implementations and re-check only when plugins change."""
 
-    generation = 0
+    generation: int = 0
     autoload = True
     """Whether installed plugins were loaded (see ``STATEFUN_DISABLE_PLUGIN_AUTOLOAD``)."""
 

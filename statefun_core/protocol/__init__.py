@@ -67,7 +67,7 @@ def _file_descriptors(descriptor_set: bytes) -> Iterator[bytes]:
 _descriptor_set = pkgutil.get_data(__name__, "statefun.desc")
 if _descriptor_set is None:  # pragma: no cover (a loader that reads no files)
     raise ImportError(f"{__name__}: its loader cannot read statefun.desc beside it")
-pool = descriptor_pool.DescriptorPool()
+pool: descriptor_pool.DescriptorPool = descriptor_pool.DescriptorPool()
 for _file in _file_descriptors(_descriptor_set):
     pool.AddSerializedFile(_file)
 

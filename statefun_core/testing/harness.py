@@ -59,6 +59,12 @@ class Harness:
     ``max_batches`` bounds one ``run``; more means the functions never go quiet.
     """
 
+    functions: StatefulFunctions
+    handler: RequestReplyHandler
+    clock: ManualClock
+    store: MemoryStore
+    engine: Engine
+
     def __init__(
         self,
         functions: StatefulFunctions,
