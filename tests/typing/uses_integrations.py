@@ -57,6 +57,12 @@ handler = RequestReplyHandler(functions)
 plugins = make_plugin_manager()
 pool = ThreadPoolExecutor()
 
+# a misspelt name is an error, as it is at run time: the __getattr__ that imports a package's
+# names on first use is hidden from type checkers (an unused ignore fails both)
+misspelt: object = statefun_aiohttp.create_ap  # type: ignore[attr-defined]
+misspelt = statefun_flask.make_blueprnt  # type: ignore[attr-defined]
+misspelt = statefun_tornado.make_route  # type: ignore[attr-defined]
+
 # --- aiohttp: on an application, or as a sub-application --------------------------------------
 app = web.Application(client_max_size=32 * 1024 * 1024)
 assert_type(statefun_aiohttp.setup(app, functions), RequestReplyHandler)

@@ -37,11 +37,14 @@ __all__ = [
     "setup",
 ]
 
-__getattr__ = integration_exports(
-    __name__,
-    dict.fromkeys(__all__, ".app"),
-    framework="aiohttp",
-    install="statefun-aiohttp",
-)
+# hidden from type checkers, which read the imports above: a module __getattr__ would make
+# any name, a misspelt one too, type-check as Any
+if not TYPE_CHECKING:
+    __getattr__ = integration_exports(
+        __name__,
+        dict.fromkeys(__all__, ".app"),
+        framework="aiohttp",
+        install="statefun-aiohttp",
+    )
 
 __version__ = "0.1.0"

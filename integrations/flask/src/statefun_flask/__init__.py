@@ -20,18 +20,21 @@ if TYPE_CHECKING:
     from .blueprint import endpoint_view, make_blueprint, route_endpoints
     from .extension import Statefun, StatefunState
 
-__getattr__ = integration_exports(
-    __name__,
-    {
-        "endpoint_view": ".blueprint",
-        "make_blueprint": ".blueprint",
-        "route_endpoints": ".blueprint",
-        "Statefun": ".extension",
-        "StatefunState": ".extension",
-    },
-    framework="flask",
-    install="statefun-flask",
-)
+# hidden from type checkers, which read the imports above: a module __getattr__ would make
+# any name, a misspelt one too, type-check as Any
+if not TYPE_CHECKING:
+    __getattr__ = integration_exports(
+        __name__,
+        {
+            "endpoint_view": ".blueprint",
+            "make_blueprint": ".blueprint",
+            "route_endpoints": ".blueprint",
+            "Statefun": ".extension",
+            "StatefunState": ".extension",
+        },
+        framework="flask",
+        install="statefun-flask",
+    )
 
 __version__ = "0.1.0"
 

@@ -19,17 +19,20 @@ if TYPE_CHECKING:
     from .handlers import EndpointHandler, StatefunHandler
     from .routes import make_app, make_routes
 
-__getattr__ = integration_exports(
-    __name__,
-    {
-        "EndpointHandler": ".handlers",
-        "StatefunHandler": ".handlers",
-        "make_app": ".routes",
-        "make_routes": ".routes",
-    },
-    framework="tornado",
-    install="statefun-tornado",
-)
+# hidden from type checkers, which read the imports above: a module __getattr__ would make
+# any name, a misspelt one too, type-check as Any
+if not TYPE_CHECKING:
+    __getattr__ = integration_exports(
+        __name__,
+        {
+            "EndpointHandler": ".handlers",
+            "StatefunHandler": ".handlers",
+            "make_app": ".routes",
+            "make_routes": ".routes",
+        },
+        framework="tornado",
+        install="statefun-tornado",
+    )
 
 __version__ = "0.1.0"
 
