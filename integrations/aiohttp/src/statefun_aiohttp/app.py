@@ -40,7 +40,8 @@ __all__ = [
 #: Where ``setup`` keeps the handler: ``request.config_dict[HANDLER_KEY]`` (sub-apps inherit it).
 HANDLER_KEY = web.AppKey("statefun_handler", RequestReplyHandler)
 
-logger = logging.getLogger("statefun_core")  # where the core logs each request it fails
+# where the core logs each request it fails
+logger: logging.Logger = logging.getLogger("statefun_core")
 _AIOHTTP_DEFAULT_MAX_SIZE = 1024**2
 
 

@@ -20,9 +20,9 @@ from statefun_core.errors import IntegrationNotAvailableError
 
 try:
     import django  # noqa: F401
-except ImportError as error:  # pragma: no cover - django is a dependency
+except ImportError as _error:  # pragma: no cover - django is a dependency
     raise IntegrationNotAvailableError(
         "statefun_django needs Django: pip install statefun-django"
-    ) from error
+    ) from _error
 
 __version__ = "0.1.0"

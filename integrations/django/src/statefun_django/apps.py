@@ -7,13 +7,13 @@ import logging
 from django.apps import AppConfig
 from django.core import checks
 
-logger = logging.getLogger("statefun_django")
+logger: logging.Logger = logging.getLogger("statefun_django")
 
 
 class StatefunConfig(AppConfig):
     name = "statefun_django"
     label = "statefun"
-    verbose_name = "StateFun"
+    verbose_name: str = "StateFun"
 
     def ready(self) -> None:
         from .checks import check_settings, check_ssl_redirect, check_urls

@@ -48,7 +48,7 @@ __all__ = [
 
 
 class _EndpointView(View):
-    http_method_names = ["post"]  # any other method ends in http_method_not_allowed
+    http_method_names: list[str] = ["post"]  # any other method ends in http_method_not_allowed
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:

@@ -11,10 +11,10 @@ from statefun_core.errors import IntegrationNotAvailableError
 
 try:
     import msgpack  # type: ignore[import-untyped]  # noqa: F401
-except ImportError as error:  # pragma: no cover - msgpack is a dependency
+except ImportError as _error:  # pragma: no cover - msgpack is a dependency
     raise IntegrationNotAvailableError(
         "statefun_msgpack needs msgpack: pip install statefun-msgpack"
-    ) from error
+    ) from _error
 
 from .types import MARK, MsgpackDecodeError, msgpack_dataclass, msgpack_type
 

@@ -137,6 +137,8 @@ class MsgpackType(Type):
 
     __slots__ = ("_serializer", "cls")
 
+    cls: Optional[type]
+
     def __init__(self, typename: str, cls: Optional[type]) -> None:
         super().__init__(typename)
         self.cls = cls

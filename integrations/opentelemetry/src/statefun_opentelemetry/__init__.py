@@ -11,10 +11,10 @@ from statefun_core.errors import IntegrationNotAvailableError
 
 try:
     import opentelemetry.trace  # noqa: F401
-except ImportError as error:  # pragma: no cover - opentelemetry-api is a dependency
+except ImportError as _error:  # pragma: no cover - opentelemetry-api is a dependency
     raise IntegrationNotAvailableError(
         "statefun_opentelemetry needs opentelemetry-api: pip install statefun-opentelemetry"
-    ) from error
+    ) from _error
 
 __version__ = "0.1.0"  # before .plugin, which names its tracer with it
 

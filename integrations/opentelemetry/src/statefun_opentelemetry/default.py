@@ -3,4 +3,4 @@ propagator, looked up when spans start (so configuring OpenTelemetry later is fi
 
 from .plugin import OpenTelemetryPlugin
 
-plugin = OpenTelemetryPlugin()
+plugin: OpenTelemetryPlugin = OpenTelemetryPlugin()

@@ -12,10 +12,10 @@ from statefun_core.errors import IntegrationNotAvailableError
 
 try:
     import prometheus_client  # noqa: F401
-except ImportError as error:  # pragma: no cover - prometheus-client is a dependency
+except ImportError as _error:  # pragma: no cover - prometheus-client is a dependency
     raise IntegrationNotAvailableError(
         "statefun_prometheus needs prometheus_client: pip install statefun-prometheus"
-    ) from error
+    ) from _error
 
 from .exposition import metrics_endpoint, metrics_response
 from .plugin import PrometheusPlugin

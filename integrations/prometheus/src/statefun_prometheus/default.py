@@ -6,4 +6,4 @@ alone registers nothing.
 
 from .plugin import PrometheusPlugin
 
-plugin = PrometheusPlugin()
+plugin: PrometheusPlugin = PrometheusPlugin()

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BATCH_SIZE_BUCKETS", "DURATION_BUCKETS", "PrometheusPlugin"]
 
-logger = logging.getLogger("statefun_prometheus")
+logger: logging.Logger = logging.getLogger("statefun_prometheus")
 
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 #: Seconds: a batch of quick functions takes well under a millisecond (prometheus_client's
@@ -48,6 +48,16 @@ class PrometheusPlugin:
     Every integration serves the registry at ``GET metrics_path`` (``None``: not served).
     ``duration_buckets`` are the upper bounds of ``statefun_batch_duration_seconds``.
     """
+
+    invocations: Counter
+    batches: Counter
+    rejected: Counter
+    state_read: Counter
+    state_written: Counter
+    outgoing: Counter
+    dead_letters: Counter
+    batch_size: Histogram
+    batch_duration: Histogram
 
     def __init__(
         self,

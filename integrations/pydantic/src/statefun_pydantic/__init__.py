@@ -10,10 +10,10 @@ from statefun_core.errors import IntegrationNotAvailableError
 
 try:
     import pydantic
-except ImportError as error:  # pragma: no cover - pydantic is a dependency
+except ImportError as _error:  # pragma: no cover - pydantic is a dependency
     raise IntegrationNotAvailableError(
         "statefun_pydantic needs pydantic 2: pip install statefun-pydantic"
-    ) from error
+    ) from _error
 
 if not pydantic.VERSION.startswith("2."):  # pragma: no cover
     raise IntegrationNotAvailableError(

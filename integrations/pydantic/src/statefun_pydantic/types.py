@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
 from statefun_core.types import Type, TypeSerializer
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 __all__ = ["TYPENAME_ATTRIBUTE", "ModelValidationError", "default_typename", "pydantic_type"]
 
@@ -20,6 +23,10 @@ class ModelValidationError(ValueError):
 
     The pydantic ``ValidationError`` is chained as ``__cause__`` and kept as ``errors``.
     """
+
+    model: type[BaseModel]
+    typename: str
+    errors: list[ErrorDetails]
 
     def __init__(self, model: type[BaseModel], typename: str, error: ValidationError) -> None:
         super().__init__(
@@ -83,6 +90,8 @@ class PydanticType(Type):
     """The type of one pydantic model; make it with :func:`pydantic_type`."""
 
     __slots__ = ("_serializer", "model")
+
+    model: type[BaseModel]
 
     def __init__(self, model: type[BaseModel], typename: str) -> None:
         super().__init__(typename)

@@ -18,7 +18,8 @@ from statefun_core.plugins import Endpoint, allowed_methods, find_endpoint
 
 __all__ = ["EndpointHandler", "StatefunHandler"]
 
-logger = logging.getLogger("statefun_core")  # where the core logs each request it fails
+# where the core logs each request it fails
+logger: logging.Logger = logging.getLogger("statefun_core")
 
 # Not Tornado's default, which names its version.
 _SERVER = "TornadoServer"
@@ -67,6 +68,9 @@ class StatefunHandler(RequestHandler):
 
     _rejected: Optional[Future[None]] = None  # a body over the limit: until it is answered
     _limit_setting = "max_body_size"  # what a 413 names
+    SUPPORTED_METHODS: tuple[str, ...]
+    handler: RequestReplyHandler
+    max_body_size: int
 
     def initialize(
         self, handler: Optional[RequestReplyHandler] = None, max_body_size: Optional[int] = None
@@ -222,6 +226,9 @@ class EndpointHandler(RequestHandler):
     ``{"endpoints": [...]}``: a request is answered by the endpoint of its method (``HEAD`` by
     the ``GET`` one); other methods (any method, also one Tornado does not route) get 405 with
     ``Allow``, as the function endpoint does."""
+
+    endpoints: tuple[Endpoint, ...]
+    endpoint_path: str
 
     def initialize(self, endpoints: Sequence[Endpoint]) -> None:
         self.endpoints = tuple(endpoints)
