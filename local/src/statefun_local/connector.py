@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Sequence, Union
@@ -19,7 +20,7 @@ from .module import KAFKA_EGRESS, KAFKA_INGRESS, KINESIS_EGRESS, KINESIS_INGRESS
 if TYPE_CHECKING:
     from .runtime import LocalRuntime
 
-log = one_line_logger("statefun_local.connectors")
+log: logging.Logger = one_line_logger("statefun_local.connectors")
 
 MAX_BACKOFF = 30.0
 #: seconds a stopping connector that is not connected (its broker does not answer, say) waits
@@ -47,6 +48,10 @@ def connectors(runtime: LocalRuntime) -> list[Connector]:
 
 class Connector:
     """One ingress or egress connected to its system (``system``: kafka, kinesis)."""
+
+    state: str
+    records: int
+    cursor: int
 
     system = ""
     kind = ""  # ingress, egress

@@ -42,6 +42,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
+import logging
 import math
 import re
 import time
@@ -61,10 +62,10 @@ from .values import KAFKA_RECORD
 if TYPE_CHECKING:
     from .runtime import LocalRuntime
 
-log = one_line_logger("statefun_local.kafka")
+log: logging.Logger = one_line_logger("statefun_local.kafka")
 #: librdkafka's own log (its fatal errors), served by a client's poll: a client dropped after a
 #: failure, no longer polled, says nothing more (see KafkaEgress._run)
-librdkafka_log = one_line_logger("statefun_local.kafka.librdkafka")
+librdkafka_log: logging.Logger = one_line_logger("statefun_local.kafka.librdkafka")
 
 #: how far back from its end the position topic is read first (two offsets a transaction)
 CURSOR_WINDOW = 1000
@@ -213,6 +214,9 @@ class _KafkaConnector(Connector):
 
 class KafkaIngress(_KafkaConnector):
     kind = "ingress"
+    topics: list[str]
+    listed: float
+    records: int  # pyright --verifytypes wants Connector's declaration again where it is set
 
     def __init__(self, runtime: LocalRuntime, ingress: Ingress) -> None:
         super().__init__(runtime, ingress.id, ingress.address, ingress.properties)
@@ -451,6 +455,10 @@ class KafkaIngress(_KafkaConnector):
 
 class KafkaEgress(_KafkaConnector):
     kind = "egress"
+    exactly_once: bool
+    cursor_topic: str
+    cursor_key: str
+    cursor: int  # pyright --verifytypes wants Connector's declaration again where it is set
 
     def __init__(self, runtime: LocalRuntime, egress: Egress) -> None:
         super().__init__(runtime, egress.id, egress.address, egress.properties)

@@ -77,6 +77,8 @@ def _client(aws: Aws) -> Any:
 class KinesisIngress(Connector):
     system = "kinesis"
     kind = "ingress"
+    streams: list[str]
+    records: int  # pyright --verifytypes wants Connector's declaration again where it is set
 
     def __init__(self, runtime: LocalRuntime, ingress: Ingress) -> None:
         super().__init__(runtime, ingress.id, ingress.aws.endpoint or ingress.aws.region)
@@ -228,6 +230,8 @@ class KinesisIngress(Connector):
 class KinesisEgress(Connector):
     system = "kinesis"
     kind = "egress"
+    cursor_key: str
+    cursor: int  # pyright --verifytypes wants Connector's declaration again where it is set
 
     def __init__(self, runtime: LocalRuntime, egress: Egress) -> None:
         super().__init__(runtime, egress.id, egress.aws.endpoint or egress.aws.region)

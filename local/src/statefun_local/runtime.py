@@ -62,7 +62,7 @@ from .transport import CallFailedError, HttpTransport
 
 __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressError", "WallClock"]
 
-log = one_line_logger("statefun_local")
+log: logging.Logger = one_line_logger("statefun_local")
 #: How often at most a call's failed attempts are written to the database (ms), after its first
 RETRY_WRITE_MS = 1000
 
@@ -126,6 +126,11 @@ class LocalRuntime:
     Use as ``async with LocalRuntime(module, "app.db") as runtime: await runtime.send(...)``,
     or call :meth:`start` and :meth:`stop`.
     """
+
+    db: Path
+    egress_jsonl: Optional[Path]
+    delivered: int
+    dead_letters: DeadLetterPolicy
 
     def __init__(
         self,
