@@ -437,6 +437,57 @@ def test_an_address_s_id_may_be_given_as_a_query(tmp_path: Path) -> None:
     ]
 
 
+def test_a_query_parameter_given_twice_is_refused_and_nothing_is_done(tmp_path: Path) -> None:
+    """``?id=a&id=b`` named the address ``a`` (the first): a skip so meant for ``b`` dropped
+    ``a``'s message. Which one is meant is not known: every parameter given twice, or an id
+    given in the path and as ``?id=``, is a 400 saying so, and nothing is done."""
+    from .test_stuck import FRAGILE, POISON, fragile_functions
+    from .test_stuck_page import until_waiting
+
+    a, b = Address(FRAGILE, "a"), Address(FRAGILE, "b")
+
+    async def scenario() -> list[tuple[int, str]]:
+        answers: list[tuple[int, str]] = []
+        async with serving(fragile_functions(), tmp_path / "db.sqlite", call="300ms",
+                           failure_pause=30) as (_, runtime):  # fmt: skip
+            for target in (a, b):
+                await runtime.send(target, make_value("string", POISON))
+            await until_waiting(runtime, a, b)
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    for method, path in [
+                        ("POST", f"api/stuck/skip/{FRAGILE}?id=a&id=b"),
+                        ("POST", f"api/stuck/dead-letter/{FRAGILE}/a?id=b"),
+                        ("POST", f"api/stuck/retry/{FRAGILE}?id=a&by=me&by=you"),
+                        ("GET", f"api/state/{FRAGILE}?id=b&id=a"),
+                        ("GET", f"api/addresses/{FRAGILE}?limit=1&limit=2"),
+                        ("GET", "api/egress?after=0&after=1"),
+                        ("POST", f"ingress/{FRAGILE}/c?typename=a/b&typename=c/d"),
+                    ]:
+                        async with session.request(
+                            method, f"{url}/{path}", data=b"x",
+                            headers={"Content-Type": "application/octet-stream"},
+                        ) as response:  # fmt: skip
+                            answers.append((response.status, await response.text()))
+            finally:
+                await runner.cleanup()
+            assert sorted(e["address"] for e in runtime.stuck()) == [str(a), str(b)]
+            assert runtime.audit_log() == []
+            assert runtime.inspect(Address(FRAGILE, "c"))["queued"] == []
+        return answers
+
+    assert run(scenario()) == [
+        (400, "?id= is given 2 times: give it once\n"),
+        (400, "the id is given twice, in the path and as ?id=: give it once\n"),
+        (400, "?by= is given 2 times: give it once\n"),
+        (400, "?id= is given 2 times: give it once\n"),
+        (400, "?limit= is given 2 times: give it once\n"),
+        (400, "?after= is given 2 times: give it once\n"),
+        (400, "?typename= is given 2 times: give it once\n"),
+    ]
+
+
 def test_addresses_gives_100_ids_a_page_unless_told(tmp_path: Path) -> None:
     from statefun_core.engine import Envelope
 

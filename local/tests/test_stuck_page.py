@@ -175,6 +175,12 @@ def test_the_page_shows_and_acts_on_an_address_whose_id_is_dot_or_dot_dot(tmp_pa
                         await page.goto(f"{url}/#function={FRAGILE}")
                         await page.wait_for("document.getElementById('browse-ids').innerText")
 
+                    # which of two addresses is meant is not known: neither is shown
+                    await page.goto(f"{url}/#address={dot}&address={dot_dot}")
+                    await page.wait_for("document.getElementById('browse-title').innerText"
+                                        ".startsWith('address is given 2 times')")  # fmt: skip
+                    assert await page.evaluate("document.getElementById('browse-address').hidden")
+
                     await page.wait_for("document.querySelectorAll('#stuck tr').length === 1")
                     await page.evaluate(click(str(dot_dot), "skip"))
                     await page.wait_for("document.querySelectorAll('#audit tr').length === 1")

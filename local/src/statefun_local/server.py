@@ -82,12 +82,24 @@ def _typename(request: web.Request) -> str:
     return typename
 
 
+def _query(request: web.Request, name: str) -> Optional[str]:
+    """The query parameter ``name``, if given; given more than once, which one is meant is not
+    known: refused."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise _bad_request(f"?{name}= is given {len(values)} times: give it once")
+    return values[0] if values else None
+
+
 def _address(request: web.Request) -> Address:
     # the id in the path, or as ?id=: a browser removes an id '.' or '..' from a path (the page
     # sends every id so), and an empty id has no path
-    id_ = request.match_info.get("id", request.query.get("id"))
+    query_id = _query(request, "id")
+    id_ = request.match_info.get("id", query_id)
     if id_ is None:
         raise _bad_request("no id: give the address as <namespace>/<type>/<id>, or ?id=<id>")
+    if query_id is not None and "id" in request.match_info:
+        raise _bad_request("the id is given twice, in the path and as ?id=: give it once")
     address = Address(_typename(request), id_)
     _check_text(address.id)
     return address
@@ -138,7 +150,7 @@ async def ingress(request: web.Request) -> web.Response:
             _check_text(body["type"])
             value = make_value(body["type"], body.get("value"), base64_data=body.get("base64"))
         else:
-            typename = request.query.get("typename")
+            typename = _query(request, "typename")
             if not typename:
                 raise _bad_request(
                     "send JSON (Content-Type: application/json), or raw bytes with "
@@ -192,8 +204,11 @@ async def no_address(request: web.Request) -> web.Response:
 async def record(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     ingress_id = f"{request.match_info['namespace']}/{request.match_info['name']}"
-    source = request.query.get("topic") or request.query.get("stream") or ""
-    key = request.query.get("key", request.query.get("partition_key"))  # "" is an id, too
+    topic, stream = _query(request, "topic"), _query(request, "stream")
+    source = topic or stream or ""
+    key, partition_key = _query(request, "key"), _query(request, "partition_key")
+    if key is None:  # "" is an id, too
+        key = partition_key
     _check_text(ingress_id, source, key or "")
     try:
         seqs = await _unless_stopping(request, runtime.send_record(
@@ -214,7 +229,7 @@ async def state(request: web.Request) -> web.Response:
 async def addresses(request: web.Request) -> web.Response:
     """A page of a function type's ids; ``next`` is the ``after`` of the next page."""
     typename = _typename(request)
-    after = request.query.get("after", "")
+    after = _query(request, "after") or ""
     _check_text(after)
     limit = int(_number(request, "limit", 100, maximum=1000, minimum=1))
     ids = address_ids(request.app[RUNTIME_KEY].store, typename, after, limit + 1)
@@ -225,7 +240,7 @@ async def addresses(request: web.Request) -> web.Response:
 def _number(request: web.Request, name: str, default: float, maximum: float,
             integer: bool = True, minimum: int = 0) -> float:
     """The query parameter ``name``: a finite number from ``minimum`` to ``maximum``."""
-    text = request.query.get(name)
+    text = _query(request, name)
     if text is None:
         return default
     try:
@@ -305,7 +320,7 @@ async def stuck_action(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=f"no action {request.match_info['action']!r}; use "
                                     f"{', '.join(_ACTIONS)}\n")
     address = _address(request)
-    actor = request.query.get("by", "api")[:40] or "api"
+    actor = (_query(request, "by") or "api")[:40]
     try:
         outcome = action(request.app[RUNTIME_KEY], address, actor)
     except NotStuckError as error:
