@@ -526,17 +526,20 @@ def test_cli_run_leaves_another_application_s_database_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``--db`` naming another application's SQLite file (a typo, the wrong volume) is
-    refused: statefun-local's tables were added to it, and the runtime ran on it."""
+    refused: statefun-local's tables were added to it, and the runtime ran on it. The commands
+    that read the database say the same (they said 'no such table: meta')."""
     module = tmp_path / "module.yaml"
     module.write_text("kind: io.statefun.endpoints.v2/http\n"
                       "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
     db = tmp_path / "app.sqlite"
     with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.executescript("CREATE TABLE users (id INTEGER); CREATE TABLE orders (id INTEGER);")
-    assert main(["run", str(module), "--db", str(db), "--port", "0", "--offline"]) == 2
-    assert capsys.readouterr().err == (
-        f"statefun-local: the database {db} is not statefun-local's (it holds the tables "
-        "orders, users): give another --db\n")
+    for command in (["run", str(module), "--port", "0", "--offline"], ["state", "a/b/c"],
+                    ["egress"], ["stuck"], ["audit"]):  # fmt: skip
+        assert main([*command, "--db", str(db)]) == 2
+        assert capsys.readouterr().err == (
+            f"statefun-local: the database {db} is not statefun-local's (it holds the tables "
+            "orders, users): give another --db\n"), command
     with contextlib.closing(sqlite3.connect(db)) as conn:
         tables = conn.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall()
     assert tables == [("orders",), ("users",)]

@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 from statefun_local import DeadLetterPolicy, LocalRuntime, make_app, make_value, parse_module
 from statefun_local.cli import main
-from statefun_local.store import SqliteStore
+from statefun_local.store import SCHEMA_VERSION, SqliteStore
 from statefun_local.stuck import (
     DEFAULT_EGRESS,
     FAILED_CALL,
@@ -46,7 +46,7 @@ from statefun_core import (
     ValueSpec,
     message_builder,
 )
-from statefun_core.engine import Address, ManualClock
+from statefun_core.engine import Address, EgressRecord, ManualClock
 from statefun_core.testing.endpoint import free_port
 
 from .conftest import FunctionServer, module_yaml, run, serving
@@ -993,6 +993,53 @@ def test_a_database_from_before_call_attempts_lists_its_stuck_addresses_and_gets
             await soon(lambda: any(entry["attempts"] >= 2 for entry in runtime.stuck()))
 
     run(again())
+
+
+def test_the_cli_reads_an_older_database_as_it_is_and_refuses_a_newer_one(
+    tmp_path: Path,
+) -> None:
+    """``state``, ``egress``, ``stuck`` and ``audit`` open the database read-only: they can not
+    upgrade it as ``run`` does. A version-1 database made before the trace columns failed with
+    'no such column: traceparent'; one of a newer version was read as if it were this one's.
+    Now the older is read as it is (left as it is), and the newer refused, saying why."""
+    old, new = tmp_path / "old.sqlite", tmp_path / "new.sqlite"
+    fail_a_poison_call(old)
+    store = SqliteStore.open(old)
+    with store.transaction():
+        store.egress_append(EgressRecord("com.example/out", make_value("string", "sent")))
+    store.close()
+    with contextlib.closing(sqlite3.connect(old)) as conn:  # as version 1 first wrote it
+        for table in ("mailbox", "timers", "egress"):
+            for column in ("traceparent", "tracestate"):
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute("ALTER TABLE stuck DROP COLUMN call_attempts")
+        conn.execute("DROP TABLE stuck_requests")
+        conn.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'")
+        conn.commit()
+    store = SqliteStore.open(new)
+    store.meta_put("schema_version", SCHEMA_VERSION + 1)
+    store.close()
+    t = f"{FRAGILE}/t"
+
+    async def scenario() -> None:
+        code, out = await cli("state", t, "--db", str(old))
+        assert (code, out.splitlines()[:4]) == (0, [
+            t, "  state: (none)", "  in flight: 1 message(s)",
+            f"    #1: {POISON}  [{StringType.typename}]"])  # fmt: skip
+        assert await cli("egress", "--db", str(old)) == (0, "#1 com.example/out: sent\n")
+        assert list(await stuck_by_cli(old)) == [t]
+        assert await cli("audit", "--db", str(old)) == (
+            0, "the audit log is empty: nothing was done to a stuck address\n")
+        for command in (["state", t], ["egress"], ["stuck"], ["audit"]):
+            assert await cli(*command, "--db", str(new)) == (2, (
+                f"statefun-local: {new} has schema version {SCHEMA_VERSION + 1}, written by a "
+                f"newer statefun-local (this one reads up to {SCHEMA_VERSION}): read it with "
+                "that version\n"))
+
+    run(scenario())
+    with contextlib.closing(sqlite3.connect(old)) as conn:  # not upgraded
+        assert conn.execute("SELECT value FROM meta").fetchall() == [(1,)]
+        assert "traceparent" not in {row[1] for row in conn.execute("PRAGMA table_info(mailbox)")}
 
 
 def test_a_policy_checks_its_attempts_and_the_egress_it_names() -> None:

@@ -132,7 +132,7 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
             raise _with_path(path, error) from None
         with _named(path, conn):
             conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")  # reads the file
+            _read_as_this_version(path, conn)
         return conn
     if Path(path).is_file() and not os.access(path, os.W_OK):  # SQLite would open it read-only
         raise PermissionError(f"the database {path} is read-only to this user: the runtime "
@@ -148,9 +148,7 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
             "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         if tables and "meta" not in tables:  # every statefun-local database has it
             conn.close()
-            more = ", ..." if len(tables) > 5 else ""
-            raise RuntimeError(f"the database {path} is not statefun-local's (it holds the "
-                               f"tables {', '.join(tables[:5])}{more}): give another --db")
+            raise _not_ours(path, tables)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.executescript(_SCHEMA)
@@ -173,6 +171,41 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
             f"one uses {SCHEMA_VERSION}): run that version on it, or use another --db file"
         )
     return conn
+
+
+def _read_as_this_version(path: Union[str, Path], conn: sqlite3.Connection) -> None:
+    """Refuse (read-only: no upgrade) a database this version can not read: not
+    statefun-local's, or of a newer schema. An older one is read as it is: the columns added
+    since read as empty (NULL) through temporary views, which shadow its tables on this
+    connection only."""
+    tables = [name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]  # fmt: skip
+    row = None
+    if "meta" in tables:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        conn.close()
+        raise _not_ours(path, tables)
+    version = row[0]
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        conn.close()
+        raise RuntimeError(
+            f"{path} has schema version {version!r}, written by a newer statefun-local (this "
+            f"one reads up to {SCHEMA_VERSION}): read it with that version"
+        )
+    for table in sorted({table for table, _, _ in _ADDED_COLUMNS} & set(tables)):
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        missing = [c for t, c, _ in _ADDED_COLUMNS if t == table and c not in columns]
+        if missing:
+            nulls = "".join(f", NULL AS {column}" for column in missing)
+            conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *{nulls} FROM main.{table}")
+
+
+def _not_ours(path: Union[str, Path], tables: list[str]) -> RuntimeError:
+    more = ", ..." if len(tables) > 5 else ""
+    held = f"the tables {', '.join(tables[:5])}{more}" if tables else "no tables"
+    return RuntimeError(f"the database {path} is not statefun-local's (it holds {held}): give "
+                        "another --db")  # fmt: skip
 
 
 @contextmanager
