@@ -381,6 +381,49 @@ def test_a_call_the_runtime_stopped_during_is_not_shown_being_retried(tmp_path: 
     run(scenario())
 
 
+def test_after_a_kill_9_during_a_retried_call_the_cli_says_no_runtime_runs(
+    tmp_path: Path,
+) -> None:
+    """Killed with -9 while a call was being retried, the runtime can not write that the call
+    ended: the CLI, reading the database, said "being retried now" while nothing retried it.
+    Now it sees that no runtime holds the database's lock, and says so: the call was being
+    retried when the runtime stopped, nothing is retried until one starts."""
+    a = f"{FRAGILE}/a"
+    db = tmp_path / "runtime.db"
+
+    def broken(_: int) -> web.StreamResponse:
+        return web.Response(status=500, text="broken for now")
+
+    async def scenario() -> None:
+        server = FunctionServer(fragile_functions(), broken)
+        async with running(tmp_path, server=server, call="60s") as (_, runtime):
+            await send(runtime, a, "first")
+            await until_retried(db, a, runtime)
+            code, out = await cli("stuck", "--db", str(db))
+            assert code == 0 and "being retried now (" in out
+            assert "no runtime is running" not in out
+
+            await runtime.kill_9()
+            code, out = await cli("stuck", "--db", str(db))
+            assert code == 0
+            assert "being retried now" not in out
+            assert out.startswith(f"no runtime is running on {db}: nothing is retried until "
+                                  "one starts\n")  # fmt: skip
+            entry = (await stuck_by_cli(db))[a]
+            assert entry["call_attempts"] == 0  # no call in progress
+            assert (f"{a}: message #{entry['message_seq']} [{StringType.typename}], 0 attempt(s), "
+                    "its call was being retried when the runtime stopped (") in out  # fmt: skip
+            assert f"the last at {entry['last_failed']})" in out
+
+            await runtime.start()  # the batch is sent again, in a new call
+            await until_retried(db, a, runtime)
+            code, out = await cli("stuck", "--db", str(db))
+            assert code == 0 and "being retried now (" in out
+            assert "no runtime is running" not in out
+
+    run(scenario())
+
+
 def test_a_stuck_address_from_the_cli_across_kill_9(tmp_path: Path) -> None:
     a, b = f"{FRAGILE}/a", f"{FRAGILE}/b"
     db = tmp_path / "runtime.db"

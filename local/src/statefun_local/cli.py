@@ -40,7 +40,7 @@ from typing import Any, Optional, Union
 from .guard import one_line
 from .inspection import address_view, egress_view, parse_address
 from .module import ModuleError, load_module
-from .runtime import LocalRuntime, WallClock, describe_module
+from .runtime import LocalRuntime, WallClock, describe_module, runtime_runs_on
 from .store import SqliteStore
 from .stuck import DeadLetterPolicy
 
@@ -382,16 +382,28 @@ def _egress(args: argparse.Namespace) -> int:
 def _stuck(args: argparse.Namespace) -> int:
     from . import stuck
 
+    running = runtime_runs_on(args.db)  # before the connection: see runtime_runs_on
     entries = stuck.listing(_open_readonly(args.db))
     if not args.json and not entries:
         print("no stuck addresses")
+    elif not args.json and not running:
+        _print(f"no runtime is running on {args.db}: nothing is retried until one starts")
     for entry in entries:
+        # a runtime killed (-9) during a call left its failed attempts: no call is in progress
+        stopped_call = 0 if running else entry["call_attempts"]
+        if not running:
+            entry["call_attempts"] = 0
         if args.json:
             print(json.dumps(entry, ensure_ascii=False))
             continue
         caller = f" from {entry['caller']}" if entry["caller"] else ""
-        retry = (f"being retried now ({entry['call_attempts']} failed within this call)"
-                 if entry.get("call_attempts") else f"next retry {entry['next_retry']}")
+        if entry["call_attempts"]:
+            retry = f"being retried now ({entry['call_attempts']} failed within this call)"
+        elif stopped_call:
+            retry = (f"its call was being retried when the runtime stopped ({stopped_call} "
+                     f"failed within it, the last at {entry['last_failed']})")
+        else:
+            retry = f"next retry {entry['next_retry']}"
         _print(f"{entry['address']}: message #{entry['message_seq']} [{entry['message_type']}]"
                f"{caller}, {entry['attempts']} attempt(s), {retry}")
         _print(f"  last error: {entry['last_error']}")

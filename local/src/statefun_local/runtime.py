@@ -909,6 +909,32 @@ class _DatabaseLock:
         _RUNNING_ON.discard(self._key)
 
 
+def runtime_runs_on(db: Union[str, Path]) -> bool:
+    """Whether a runtime runs on the database ``db`` (in this process or another: it holds the
+    file's lock; held here for an instant, in which a runtime starting would be refused). To be
+    asked before this process opens a connection to it: closing the descriptor used here would
+    drop that connection's SQLite locks (see ``_RUNNING_ON``)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock to tell by
+        return True
+    try:
+        found = os.stat(db)
+        if (found.st_dev, found.st_ino) in _RUNNING_ON:  # then not to be opened and closed here
+            return True
+        fd = os.open(db, os.O_RDONLY)
+    except OSError:  # no such file (or not ours to read): no runtime is on it
+        return False
+    try:
+        try:  # released at once, by the close below
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as error:  # not EWOULDBLOCK: no flock here, on which no runtime runs
+            return error.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def _lock_database(db: Path) -> Optional[_DatabaseLock]:
     """Hold an exclusive ``flock`` of the database file itself while running: two runtimes on
     one database would both send every batch. Being the file's, it is met through any path to
