@@ -1186,7 +1186,18 @@ def test_the_http_api_lists_and_acts(tmp_path: Path) -> None:
                         async with session.post(path, headers=refused, data=b"{}") as response:
                             assert response.status == status, await response.text()
                     assert runtime.stuck() and runtime.audit_log() == []
-                    async with session.post(path, json={}) as response:
+                    # asked for another message than the head (delivered, skipped meanwhile):
+                    # nothing is done
+                    head = entry["message_seq"]
+                    async with session.post(f"{path}?message={head + 1}", json={}) as response:
+                        assert response.status == 409
+                        assert await response.text() == (
+                            f"{target}: its failing head message is #{head} now, not "
+                            f"#{head + 1}: nothing done (look at it again)\n")
+                    async with session.post(f"{path}?message=x", json={}) as response:
+                        assert response.status == 400
+                    assert runtime.stuck() and runtime.audit_log() == []
+                    async with session.post(f"{path}?message={head}", json={}) as response:
                         assert response.status == 200, await response.text()
                         assert await response.json() == {"address": str(target),
                                                          "done": "skipped"}  # fmt: skip

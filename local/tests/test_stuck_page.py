@@ -29,9 +29,12 @@ AUDIT = """[...document.querySelectorAll('#audit tr')].map(r =>
 
 
 def click(address: str, action: str) -> str:
+    """Click the button for ``action`` of ``address``; a skip's or dead-letter's, then the
+    confirming button of the dialog it opens."""
+    confirm = "" if action == "retry" else "document.getElementById('confirm-yes').click();"
     return f"""[...document.querySelectorAll('#stuck tr')]
         .find(r => r.cells[0].textContent === {json.dumps(address)})
-        .querySelector('.stuck-{action}').click() || true"""
+        .querySelector('.stuck-{action}').click(); {confirm} true"""
 
 
 async def until_waiting(runtime: LocalRuntime, *targets: Address) -> None:

@@ -4,6 +4,7 @@ real runtime: landmarks, headers, contrast, names, focus, and keys pressed as a 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -134,7 +135,8 @@ def test_every_text_is_readable_and_every_part_in_a_landmark_and_every_column_na
     run(scenario())
 
 
-KEYS = {"Tab": ("Tab", 9, ""), "Enter": ("Enter", 13, "\r"), " ": ("Space", 32, " ")}
+KEYS = {"Tab": ("Tab", 9, ""), "Enter": ("Enter", 13, "\r"), " ": ("Space", 32, " "),
+        "Escape": ("Escape", 27, "")}
 
 
 async def press(page: Page, key: str) -> None:
@@ -152,6 +154,19 @@ async def tab_to(page: Page, focused: str) -> None:
         if await page.evaluate(f"!!({focused})"):
             return
     raise AssertionError(f"never {focused} with Tab")
+
+
+#: The confirmation dialog of a skip or dead-letter is open.
+ASKING = "document.getElementById('confirm').open"
+
+
+async def confirm_by_keyboard(page: Page, key: str = "Enter") -> None:
+    """In the dialog a skip or dead-letter opens, with the focus on Cancel: Tab to the
+    confirming button and press ``key``."""
+    await page.wait_for(f"{ASKING} && document.activeElement.id === 'confirm-cancel'")
+    await press(page, "Tab")
+    assert await page.evaluate("document.activeElement.id") == "confirm-yes"
+    await press(page, key)
 
 
 def on_button(action: str, address: Address) -> str:
@@ -207,6 +222,7 @@ def test_a_button_keeps_the_keyboard_focus_while_the_page_redraws_and_does_its_a
 
             await until_waiting(runtime, v)
             await press(page, "Enter")
+            await confirm_by_keyboard(page)
             await page.wait_for("document.querySelectorAll('#stuck tr').length === 1")
             assert [entry["address"] for entry in runtime.stuck()] == [str(w)]
             assert [(e["action"], e["address"], e["by"]) for e in runtime.audit_log()] == [
@@ -236,17 +252,100 @@ def test_after_a_skip_or_dead_letter_by_keyboard_the_focus_is_on_what_came_of_it
             await until_waiting(runtime, STUCK, w)
             await tab_to(page, on_button("dead-letter", STUCK))
             await press(page, " ")
+            await confirm_by_keyboard(page, " ")
             await page.wait_for("document.querySelectorAll('#stuck tr').length === 1")
             assert await page.evaluate("document.activeElement.id") == "stuck-problem"
             assert await page.text("#stuck-problem") == f"{STUCK}: dead-lettered"
 
             await tab_to(page, on_button("skip", w))
             await press(page, "Enter")
+            await confirm_by_keyboard(page)
             await page.wait_for("document.getElementById('stuck-box').hidden")
             assert await page.evaluate("document.activeElement.id") == "stuck-problem"
             assert await page.text("#stuck-problem") == f"{w}: skipped"
             assert await page.evaluate("document.activeElement.checkVisibility()")
             assert runtime.stuck() == []
+
+    run(scenario())
+
+
+def test_a_skip_or_dead_letter_asks_first_naming_the_message_and_is_cancelled_by_default(
+    tmp_path: Path,
+) -> None:
+    """Skip and Dead-letter dropped or moved a message for good at one click (or a key pressed
+    on the wrong row). Now each opens a modal dialog that a screen reader announces with the
+    message it would drop, the focus on Cancel: Escape or Enter cancels, the focus back on the
+    button; only the dialog's own button does it, to the message named, which gets the focus
+    on what came of it."""
+
+    async def scenario() -> None:
+        async with page_with_a_stuck_address(tmp_path) as (page, runtime, _):
+            await until_waiting(runtime, STUCK)
+            [entry] = runtime.stuck()
+            head = f"#{entry['message_seq']} [io.statefun.types/string]"
+            assert not await page.evaluate(ASKING)
+            await tab_to(page, on_button("skip", STUCK))
+            [button] = [n for n in await ax_nodes(page, "button") if name(n) == f"Skip {STUCK}"]
+            popup = {p["name"]: p["value"].get("value") for p in button["properties"]}["hasPopup"]
+            assert popup == "dialog"
+
+            await page.evaluate(COUNT_POLLS)
+            for cancel in ("Escape", "Enter"):
+                await press(page, "Enter")
+                await page.wait_for(f"{ASKING} && document.activeElement.id === 'confirm-cancel'")
+                [dialog] = await ax_nodes(page, "dialog")
+                assert name(dialog) == f"Skip message {head} of {STUCK}?"
+                assert dialog["description"]["value"] == (
+                    f"The head message {head} is dropped for good; the messages after it go on.")
+                modal = {p["name"]: p["value"].get("value") for p in dialog["properties"]}["modal"]
+                assert modal is True  # the page behind it out of reach meanwhile
+                contrasts = await page.evaluate(CONTRASTS)
+                assert any(text.startswith("Skip message") for _, text, _, _ in contrasts)
+                assert [c for c in contrasts if c[0] < 4.5] == []
+                await redrawn(page)  # behind the open dialog
+                await press(page, cancel)
+                await page.wait_for(f"!{ASKING}")
+                assert await page.evaluate(on_button("skip", STUCK)), cancel
+                assert [e["address"] for e in runtime.stuck()] == [str(STUCK)]
+                assert runtime.audit_log() == []
+
+            # while the dialog asks, someone else skips the message: the next one fails in
+            # its place, and the dialog's button does nothing to it
+            await runtime.send(STUCK, make_value("string", f"{POISON} again"))
+            await tab_to(page, on_button("dead-letter", STUCK))
+            await press(page, "Enter")
+            await page.wait_for(ASKING)
+            [dialog] = await ax_nodes(page, "dialog")
+            assert name(dialog) == f"Dead-letter message {head} of {STUCK}?"
+            assert "moved to the dead-letter egress" in dialog["description"]["value"]
+            runtime.skip(STUCK, "cli")
+            while not any(e["message_seq"] > entry["message_seq"] for e in runtime.stuck()):
+                await asyncio.sleep(0.02)
+            await until_waiting(runtime, STUCK)
+            [now] = runtime.stuck()
+            await confirm_by_keyboard(page)
+            await page.wait_for("document.getElementById('stuck-problem').innerText")
+            assert await page.text("#stuck-problem") == (
+                f"dead-letter {STUCK}: {STUCK}: its failing head message is "
+                f"#{now['message_seq']} now, not #{entry['message_seq']}: nothing done (look at "
+                "it again)")  # fmt: skip
+            assert [(e["action"], e["by"]) for e in runtime.audit_log()] == [("skip", "cli")]
+
+            assert await page.evaluate(on_button("dead-letter", STUCK))
+            await press(page, "Enter")
+            await page.wait_for(ASKING)
+            [dialog] = await ax_nodes(page, "dialog")
+            assert name(dialog) == (
+                f"Dead-letter message #{now['message_seq']} [io.statefun.types/string] of "
+                f"{STUCK}?")  # fmt: skip
+            await confirm_by_keyboard(page)
+            await page.wait_for("document.getElementById('stuck-box').hidden")
+            assert await page.evaluate("document.activeElement.id") == "stuck-problem"
+            assert await page.text("#stuck-problem") == f"{STUCK}: dead-lettered"
+            assert [(e["action"], e["message_seq"], e["by"]) for e in runtime.audit_log()] == [
+                ("dead-letter", now["message_seq"], "page"),
+                ("skip", entry["message_seq"], "cli"),
+            ]
 
     run(scenario())
 

@@ -57,7 +57,7 @@ from .inspection import address_view, egress_view
 from .module import KAFKA_INGRESS, Endpoint, Module
 from .replies import check_reply
 from .store import SqliteStore
-from .stuck import DeadLetterPolicy, NotStuckError, Outcome
+from .stuck import DeadLetterPolicy, HeadChangedError, NotStuckError, Outcome
 from .transport import CallFailedError, HttpTransport
 
 __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressError", "WallClock"]
@@ -579,9 +579,11 @@ class LocalRuntime:
         """What was done to stuck addresses, newest first."""
         return stuck.audit_listing(self.store.conn, limit)
 
-    def retry_now(self, address: Address, actor: str) -> Outcome:
-        """Retry the head message of a stuck address now, not at its next retry."""
-        entry = self._stuck_entry(address)
+    def retry_now(self, address: Address, actor: str, message_seq: Optional[int] = None
+                  ) -> Outcome:
+        """Retry the head message of a stuck address now, not at its next retry (only if it
+        is ``message_seq``, when given: see :meth:`dead_letter`)."""
+        entry = self._stuck_entry(address, message_seq)
         waiting = self._waiting.get(address)
         detail = "" if waiting else "a call was in progress already"
         with self.store.transaction():
@@ -592,28 +594,37 @@ class LocalRuntime:
             waiting[1].set()
         return Outcome("retrying", detail)
 
-    def skip(self, address: Address, actor: str) -> Outcome:
+    def skip(self, address: Address, actor: str, message_seq: Optional[int] = None) -> Outcome:
         """Drop the head message of a stuck address; the messages after it go on. While a call
         to the address is in progress, it is done once that call has failed (see
         :meth:`dead_letter`)."""
-        return self._act(address, "skip", actor)
+        return self._act(address, "skip", actor, message_seq)
 
-    def dead_letter(self, address: Address, actor: str) -> Outcome:
-        """Move the head message of a stuck address to the dead-letter egress.
+    def dead_letter(self, address: Address, actor: str, message_seq: Optional[int] = None
+                    ) -> Outcome:
+        """Move the head message of a stuck address to the dead-letter egress. Given
+        ``message_seq`` (the message the person asking saw), only if the head message is still
+        that one: else :class:`~statefun_local.stuck.HeadChangedError`, and nothing is done.
 
         While a call to the address is in progress (its retry), the request is stored and the
         outcome is ``pending``: it is done as soon as that call fails, and is moot if the call
         succeeds (the head message was delivered). The audit log says which."""
-        return self._act(address, "dead-letter", actor)
+        return self._act(address, "dead-letter", actor, message_seq)
 
-    def _stuck_entry(self, address: Address) -> dict[str, Any]:
+    def _stuck_entry(self, address: Address, message_seq: Optional[int]) -> dict[str, Any]:
         entry = stuck.get(self.store, address) if address in self._stuck else None
         if entry is None:
             raise NotStuckError(f"{address} is not stuck: no failing message to act on")
+        if message_seq is not None and entry["message_seq"] != message_seq:
+            raise HeadChangedError(
+                f"{address}: its failing head message is #{entry['message_seq']} now, not "
+                f"#{message_seq}: nothing done (look at it again)"
+            )
         return entry
 
-    def _act(self, address: Address, action: str, actor: str) -> Outcome:
-        entry = self._stuck_entry(address)
+    def _act(self, address: Address, action: str, actor: str, message_seq: Optional[int]
+             ) -> Outcome:
+        entry = self._stuck_entry(address, message_seq)
         waiting = self._waiting.get(address)
         if waiting is not None:
             batch, wake = waiting

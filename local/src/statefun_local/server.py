@@ -21,7 +21,9 @@
 ``GET /api/audit``                     what was done to them, newest first
 ``POST /api/stuck/{action}/{address}`` ``retry``, ``skip`` or ``dead-letter`` the head
                                        message of ``ns/type/id``; ``?by=`` names who did it
-                                       in the audit log (default ``api``). While a call to
+                                       in the audit log (default ``api``); ``?message=N``:
+                                       only if the head message is still ``N`` (else 409,
+                                       nothing done). While a call to
                                        the address is in progress, a skip or dead-letter is
                                        answered 202 ``"done": "pending"``: it is done if
                                        that call fails, moot if it succeeds (the audit log
@@ -56,7 +58,7 @@ from statefun_core.engine import Address, TraceContext
 from .guard import guard_middleware, typename_problem
 from .inspection import address_ids
 from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
-from .stuck import NotStuckError
+from .stuck import HeadChangedError, NotStuckError
 from .values import InvalidValueError, make_value
 
 __all__ = ["RUNTIME_KEY", "make_app"]
@@ -321,10 +323,14 @@ async def stuck_action(request: web.Request) -> web.Response:
                                     f"{', '.join(_ACTIONS)}\n")
     address = _address(request)
     actor = (_query(request, "by") or "api")[:40]
+    message = None if _query(request, "message") is None else int(
+        _number(request, "message", 0, maximum=_MAX_SEQ, minimum=1))  # fmt: skip
     try:
-        outcome = action(request.app[RUNTIME_KEY], address, actor)
+        outcome = action(request.app[RUNTIME_KEY], address, actor, message)
     except NotStuckError as error:
         raise web.HTTPNotFound(text=f"{error}\n") from None
+    except HeadChangedError as error:
+        raise web.HTTPConflict(text=f"{error}\n") from None
     reply = {"address": str(address), "done": outcome.done}
     if outcome.detail:
         reply["detail"] = outcome.detail

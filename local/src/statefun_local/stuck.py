@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_EGRESS",
     "FAILED_CALL",
     "DeadLetterPolicy",
+    "HeadChangedError",
     "NotStuckError",
     "Outcome",
     "PolicyError",
@@ -76,6 +77,11 @@ class PolicyError(ValueError):
 
 class NotStuckError(ValueError):
     """The address has no failing head message."""
+
+
+class HeadChangedError(ValueError):
+    """The address's failing head message is not the one the action was asked for (delivered,
+    skipped or dead-lettered meanwhile): nothing is done."""
 
 
 @dataclass(frozen=True)
