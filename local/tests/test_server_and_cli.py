@@ -402,7 +402,7 @@ def test_cli_prints_what_a_record_an_id_or_an_error_holds_on_one_line_and_inert(
     for command, lines in (
         (["state", f"com.example/echo/{HOSTILE}"], 5),
         (["egress"], 1),
-        (["stuck"], 2),
+        (["stuck"], 3),  # "no runtime is running on ...", then the entry's two lines
     ):
         assert main([*command, "--db", str(db)]) == 0
         out = capsys.readouterr().out
