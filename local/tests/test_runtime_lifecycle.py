@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -791,6 +792,30 @@ def test_a_runtime_refused_the_database_leaves_no_lock_file_open(tmp_path: Path)
                             await second.start()
                     gc.collect()
                 assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+    run(scenario())
+
+
+def test_a_runtime_starting_while_the_cli_asks_whether_one_runs_waits_out_its_probe(
+    tmp_path: Path,
+) -> None:
+    """``runtime_runs_on`` (the CLI's reading commands) holds a shared lock of the database for
+    an instant: a runtime starting in that instant waits it out instead of being refused as if
+    another runtime were running."""
+    import fcntl
+
+    db = tmp_path / "db.sqlite"
+    db.touch()
+
+    async def scenario() -> None:
+        async with FunctionServer(status_functions()) as server:
+            module = parse_module(module_yaml(server.url))
+            probe = os.open(db, os.O_RDONLY)
+            fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # as runtime_runs_on, held longer
+            threading.Timer(0.05, os.close, (probe,)).start()
+            async with LocalRuntime(module, db, offline=True) as runtime:
+                await runtime.send(Address("com.example/greeter", "Ann"), string("Ann"))
+                await runtime.wait_until_idle()
 
     run(scenario())
 

@@ -922,7 +922,7 @@ class _DatabaseLock:
 
 def runtime_runs_on(db: Union[str, Path]) -> bool:
     """Whether a runtime runs on the database ``db`` (in this process or another: it holds the
-    file's lock; held here for an instant, in which a runtime starting would be refused). To be
+    file's lock; held here for an instant, which a runtime starting waits out). To be
     asked before this process opens a connection to it: closing the descriptor used here would
     drop that connection's SQLite locks (see ``_RUNNING_ON``)."""
     try:
@@ -944,6 +944,11 @@ def runtime_runs_on(db: Union[str, Path]) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+#: a reader's probe (``runtime_runs_on``) holds the lock for microseconds, a runtime for as long
+#: as it runs: 20 tries 10 ms apart tell the one from the other
+_LOCK_TRIES = 20
 
 
 def _lock_database(db: Path) -> Optional[_DatabaseLock]:
@@ -970,7 +975,14 @@ def _lock_database(db: Path) -> Optional[_DatabaseLock]:
     except OSError as error:  # a directory we may not write in
         raise type(error)(f"the database {db}: can not open it: {error.strerror}") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for tries_left in reversed(range(_LOCK_TRIES)):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not tries_left:
+                    raise
+                time.sleep(0.01)
     except OSError as error:
         os.close(fd)  # this process has no connection to it (_RUNNING_ON)
         if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
