@@ -598,10 +598,11 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=NEWEST, tags=["ci", "packaging"])
 def packaging(session: nox.Session) -> None:
-    """What users install: each distribution built as an sdist and, from that sdist alone, a
-    wheel; twine's checks; those wheels installed (not the checkout) and tests/packaging run on
-    the files and the installed packages. Built with the oldest hatchling the pyproject.toml
-    files accept (an isolated build gets the newest), so that twine judges what it makes."""
+    """What users install: each distribution (and the example plugin) built as an sdist and,
+    from that sdist alone, a wheel; twine's checks; those wheels installed (not the checkout)
+    and tests/packaging run on the files and the installed packages, the long descriptions as
+    PyPI renders them. Built with the oldest hatchling the pyproject.toml files accept (an
+    isolated build gets the newest), so that twine judges what it makes."""
     oldest = re.search(r'requires = \["hatchling>=([\d.]+)"\]', Path("pyproject.toml").read_text())
     assert oldest, "pyproject.toml: build-system requires hatchling>=<version>"
     session.install("build", f"hatchling=={oldest[1]}", "twine")
@@ -609,11 +610,12 @@ def packaging(session: nox.Session) -> None:
     for old in dist.glob("*"):
         old.unlink()
     folders = [".", *sorted(str(p.parent) for p in Path("integrations").glob("*/pyproject.toml"))]
-    for folder in [*folders, "local"]:
+    for folder in [*folders, "local", "examples/plugin"]:
         session.run("python", "-m", "build", "--no-isolation", "--outdir", str(dist), folder)
     files = sorted(str(path) for path in dist.iterdir())
     session.run("twine", "check", "--strict", *files)
     wheels = [file for file in files if file.endswith(".whl")]
-    session.install(*wheels, "mypy", *TEST_DEPS)
+    # readme_renderer[md]: Markdown rendered as PyPI does (twine check skips it without)
+    session.install(*wheels, "mypy", "readme_renderer[md]", *TEST_DEPS)
     session.run("python", "-m", "pytest", "tests/packaging", *session.posargs,
                 env={"STATEFUN_DIST": str(dist)})  # fmt: skip

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,13 @@ pytestmark = pytest.mark.skipif(
 
 PYPROJECTS = [ROOT / "pyproject.toml", *sorted(ROOT.glob("integrations/*/pyproject.toml"))]
 EXAMPLE_PLUGIN = ROOT / "examples/plugin/pyproject.toml"
-NAMES = [
-    re.search(r'^name = "(.+)"', pyproject.read_text(), re.M)[1]  # type: ignore[index]
-    for pyproject in [*PYPROJECTS, ROOT / "local" / "pyproject.toml"]
-]
+FOLDERS = {
+    re.search(r'^name = "(.+)"', pyproject.read_text(), re.M)[1]: pyproject.parent  # type: ignore[index]
+    for pyproject in [*PYPROJECTS, ROOT / "local" / "pyproject.toml", EXAMPLE_PLUGIN]
+}
+#: what we publish; the session builds the example plugin too (users copy it)
+NAMES = [name for name, folder in FOLDERS.items() if folder != EXAMPLE_PLUGIN.parent]
+BUILT = list(FOLDERS)
 
 
 def _file_name(name: str) -> str:
@@ -47,6 +51,10 @@ def _wheel_metadata(name: str) -> email.message.Message:
     return email.parser.Parser().parsestr(wheel.read(metadata).decode())
 
 
+def _dist_info(name: str) -> str:
+    return f"{_file_name(name)}-{_wheel_metadata(name)['Version']}.dist-info"
+
+
 def _run(tmp_path: Path, *args: str) -> str:
     """Run the session's Python isolated from the checkout: no cwd, no PYTHONPATH, no script
     folder on ``sys.path``; only what is installed."""
@@ -58,7 +66,7 @@ def _run(tmp_path: Path, *args: str) -> str:
 
 
 def test_each_project_is_built_as_an_sdist_and_a_wheel() -> None:
-    for name in NAMES:
+    for name in BUILT:
         assert len(list(DIST.glob(f"{_file_name(name)}-*.tar.gz"))) == 1, name
         assert len(list(DIST.glob(f"{_file_name(name)}-*.whl"))) == 1, name
 
@@ -100,20 +108,19 @@ def _package_init_source(name: str) -> str:
 
 
 def test_a_wheel_holds_its_packages_typed_and_nothing_else() -> None:
-    for name in NAMES:
+    for name in BUILT:
         files = _wheel(name).namelist()
         packages = {f.split("/")[0] for f in files if not f.split("/")[0].endswith(".dist-info")}
         assert packages, name
         for package in packages:
             assert f"{package}/py.typed" in files, (name, package)  # "Typing :: Typed"
-        dist_info = f"{_file_name(name)}-{_wheel_metadata(name)['Version']}.dist-info"
-        assert f"{dist_info}/licenses/LICENSE" in files, name
+        assert f"{_dist_info(name)}/licenses/LICENSE" in files, name
         junk = [f for f in files if re.search(r"(^|/)(tests?|__pycache__|\.nox)/|\.pyc$", f)]
         assert junk == [], (name, junk)
 
 
 def test_each_entry_point_names_a_module_of_its_wheel() -> None:
-    for name in NAMES:
+    for name in BUILT:
         wheel = _wheel(name)
         files = set(wheel.namelist())
         entry_points = [n for n in files if n.endswith(".dist-info/entry_points.txt")]
@@ -125,18 +132,50 @@ def test_each_entry_point_names_a_module_of_its_wheel() -> None:
 
 
 def test_an_sdist_holds_what_builds_it_and_no_local_files() -> None:
-    for name in NAMES:
-        (path,) = DIST.glob(f"{_file_name(name)}-*.tar.gz")
-        with tarfile.open(path) as sdist:
-            files = {member.split("/", 1)[1] for member in sdist.getnames() if "/" in member}
+    for name in BUILT:
+        files = _sdist_files(name)
         assert {"PKG-INFO", "pyproject.toml", "README.md", "LICENSE"} <= files, name
         local = r"(^|/)(\.nox|\.venv|__pycache__|build|dist)/|\.(pyc|db)$"
         junk = [f for f in files if re.search(local, f)]
         assert junk == [], (name, junk)
 
 
+def _sdist_files(name: str) -> set[str]:
+    (path,) = DIST.glob(f"{_file_name(name)}-*.tar.gz")
+    with tarfile.open(path) as sdist:
+        return {member.split("/", 1)[1] for member in sdist.getnames() if "/" in member}
+
+
+class _Links(HTMLParser):
+    """Where a page's links and images point."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        wanted = {"a": "href", "img": "src"}.get(tag)
+        self.targets += [value or "" for attribute, value in attrs if attribute == wanted]
+
+
+def test_a_long_description_links_only_to_what_pypi_readers_can_reach() -> None:
+    """PyPI shows the README away from the repository: a link relative to its folder (``docs/``,
+    another README) leads nowhere there. Rendered by readme_renderer, as PyPI renders it."""
+    import readme_renderer.markdown
+
+    for name in BUILT:
+        metadata = _wheel_metadata(name)
+        assert metadata["Description-Content-Type"] == "text/markdown", name
+        html = readme_renderer.markdown.render(metadata.get_payload(), variant="GFM")
+        assert html, f"{name}: its long description did not render"
+        links = _Links()
+        links.feed(html)
+        unreachable = [t for t in links.targets if not re.match(r"https://|http://|mailto:|#", t)]
+        assert unreachable == [], (name, unreachable)
+
+
 def test_the_installed_distributions_are_the_built_wheels() -> None:
-    for name in NAMES:
+    for name in BUILT:
         installed = importlib.metadata.distribution(name)
         assert installed.version == _wheel_metadata(name)["Version"], name
         direct_url = installed.read_text("direct_url.json")
