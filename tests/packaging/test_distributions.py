@@ -5,6 +5,7 @@ see the checkout (``python -I``, from a temporary folder)."""
 
 from __future__ import annotations
 
+import ast
 import email.parser
 import importlib.metadata
 import json
@@ -172,6 +173,55 @@ def test_a_long_description_links_only_to_what_pypi_readers_can_reach() -> None:
         links.feed(html)
         unreachable = [t for t in links.targets if not re.match(r"https://|http://|mailto:|#", t)]
         assert unreachable == [], (name, unreachable)
+
+
+def _tested_pythons() -> list[str]:
+    """``PYTHONS`` of noxfile.py: the versions the test matrix runs."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "PYTHONS":
+            return list(ast.literal_eval(node.value))
+    raise AssertionError("noxfile.py sets no PYTHONS")
+
+
+#: a dependency on the framework: its trove classifier
+FRAMEWORKS = {
+    "aiohttp": "Framework :: aiohttp",
+    "django": "Framework :: Django",
+    "flask": "Framework :: Flask",
+    "opentelemetry-api": "Framework :: OpenTelemetry",
+    "pydantic": "Framework :: Pydantic",
+}
+
+
+def test_each_distribution_says_what_pypi_users_look_for() -> None:
+    """One license (the LICENSE file's), the Pythons the matrix tests, the frameworks it
+    plugs into, typed, keywords to find it by; only classifiers PyPI accepts."""
+    from trove_classifiers import classifiers as known
+
+    pythons = _tested_pythons()
+    for name in BUILT:
+        metadata = _wheel_metadata(name)
+        classifiers = metadata.get_all("Classifier") or []
+        assert [c for c in classifiers if c not in known] == [], name
+        assert metadata["License-Expression"] == "Apache-2.0", name
+        assert not [c for c in classifiers if c.startswith("License ::")], name  # PEP 639
+        license_text = _wheel(name).read(f"{_dist_info(name)}/licenses/LICENSE").decode()
+        assert "Apache License" in license_text and "Version 2.0" in license_text, name
+        assert metadata["Requires-Python"] == f">={pythons[0]}", name
+        versions = [c.rsplit(" ", 1)[1] for c in classifiers if re.search(r":: 3\.\d+$", c)]
+        assert versions == pythons, name
+        assert "Programming Language :: Python :: 3 :: Only" in classifiers, name
+        assert "Typing :: Typed" in classifiers, name
+        assert "statefun" in (metadata["Keywords"] or "").split(","), name
+        requirements = metadata.get_all("Requires-Dist") or []
+        needed = {re.split(r"[ <>=!~;\[]", r, maxsplit=1)[0].lower() for r in requirements
+                  if "extra ==" not in r}  # fmt: skip
+        frameworks = {FRAMEWORKS[n] for n in needed if n in FRAMEWORKS}
+        entry_points = importlib.metadata.distribution(name).entry_points
+        if any(entry_point.group == "pytest11" for entry_point in entry_points):
+            frameworks.add("Framework :: Pytest")
+        assert frameworks - set(classifiers) == set(), name
 
 
 def test_the_installed_distributions_are_the_built_wheels() -> None:
