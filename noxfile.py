@@ -599,10 +599,11 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=NEWEST, tags=["ci", "packaging"])
 def packaging(session: nox.Session) -> None:
     """What users install: each distribution (and the example plugin) built as an sdist and,
-    from that sdist alone, a wheel; twine's checks; those wheels installed (not the checkout)
-    and tests/packaging run on the files and the installed packages, the long descriptions as
-    PyPI renders them, the metadata. Built with the oldest hatchling the pyproject.toml files
-    accept (an isolated build gets the newest), so that twine judges what it makes."""
+    from that sdist alone, a wheel; twine's checks; those wheels installed with their ``test``
+    extras (not the checkout) and tests/packaging run on the files and the installed packages:
+    the long descriptions as PyPI renders them, the metadata, each sdist's tests collected from
+    the unpacked sdist. Built with the oldest hatchling the pyproject.toml files accept (an
+    isolated build gets the newest), so that twine judges what it makes."""
     oldest = re.search(r'requires = \["hatchling>=([\d.]+)"\]', Path("pyproject.toml").read_text())
     assert oldest, "pyproject.toml: build-system requires hatchling>=<version>"
     session.install("build", f"hatchling=={oldest[1]}", "twine")
@@ -616,6 +617,7 @@ def packaging(session: nox.Session) -> None:
     session.run("twine", "check", "--strict", *files)
     wheels = [file for file in files if file.endswith(".whl")]
     # readme_renderer[md]: Markdown rendered as PyPI does (twine check skips it without)
-    session.install(*wheels, "mypy", "readme_renderer[md]", "trove-classifiers", *TEST_DEPS)
+    session.install(*(f"{wheel}[test]" for wheel in wheels), "mypy", "readme_renderer[md]",
+                    "trove-classifiers", *TEST_DEPS)  # fmt: skip
     session.run("python", "-m", "pytest", "tests/packaging", *session.posargs,
                 env={"STATEFUN_DIST": str(dist)})  # fmt: skip

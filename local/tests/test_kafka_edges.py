@@ -44,7 +44,7 @@ OTHER_TRACEPARENT = b"00-11111111111111111111111111111111-2222222222222222-01"
 def load_kit() -> Any:
     """tests/e2e/kit.py (the repository's: not a package of statefun-local's tests)."""
     if not KIT.exists():
-        pytest.skip(f"{KIT} is not there: the e2e kit starts the broker")
+        pytest.skip("runs from a checkout of the repository (tests/e2e/kit.py starts the broker)")
     spec = importlib.util.spec_from_file_location("statefun_e2e_kit", KIT)
     assert spec is not None and spec.loader is not None
     kit = importlib.util.module_from_spec(spec)

@@ -563,6 +563,25 @@ def check_endpoint(
         check_request_limit(port, path, request_limit)
 
 
+#: The plugins :func:`check_reply_headers` and :func:`check_plugin_endpoints` need installed, by
+#: module: the example plugin (``examples/plugin`` of the repository, not published) and
+#: statefun-prometheus.
+PLUGINS_CHECKED = {
+    "statefun_slow_batches": "the example plugin (pip install ./examples/plugin from a checkout)",
+    "statefun_prometheus": "statefun-prometheus",
+}
+
+
+def missing_plugins() -> str:
+    """Which of ``PLUGINS_CHECKED`` are not installed, for a skip's reason ("" when none is):
+    a distribution's tests run from its sdist may not have them."""
+    import importlib.util
+
+    missing = [name for module, name in PLUGINS_CHECKED.items()
+               if importlib.util.find_spec(module) is None]  # fmt: skip
+    return f"not installed: {', '.join(missing)}" if missing else ""
+
+
 def check_reply_headers(port: int, path: str) -> None:
     """Check that a reply carries the headers installed plugins add to it (``reply_headers``):
     the example plugin's (``examples/plugin``) ``Server-Timing``."""

@@ -35,6 +35,10 @@ FOLDERS = {
 #: what we publish; the session builds the example plugin too (users copy it)
 NAMES = [name for name, folder in FOLDERS.items() if folder != EXAMPLE_PLUGIN.parent]
 BUILT = list(FOLDERS)
+#: the core's tests its sdist carries: what ``nox -s core engine`` runs, needing no checkout
+CORE_TESTS = [
+    "tests/__init__.py", "tests/conftest.py", "tests/core", "tests/engine", "tests/testing",
+]  # fmt: skip
 
 
 def _file_name(name: str) -> str:
@@ -196,7 +200,8 @@ FRAMEWORKS = {
 
 def test_each_distribution_says_what_pypi_users_look_for() -> None:
     """One license (the LICENSE file's), the Pythons the matrix tests, the frameworks it
-    plugs into, typed, keywords to find it by; only classifiers PyPI accepts."""
+    plugs into, typed, keywords to find it by and a ``test`` extra for the sdist's tests; only
+    classifiers PyPI accepts."""
     from trove_classifiers import classifiers as known
 
     pythons = _tested_pythons()
@@ -214,6 +219,7 @@ def test_each_distribution_says_what_pypi_users_look_for() -> None:
         assert "Programming Language :: Python :: 3 :: Only" in classifiers, name
         assert "Typing :: Typed" in classifiers, name
         assert "statefun" in (metadata["Keywords"] or "").split(","), name
+        assert "test" in (metadata.get_all("Provides-Extra") or []), name
         requirements = metadata.get_all("Requires-Dist") or []
         needed = {re.split(r"[ <>=!~;\[]", r, maxsplit=1)[0].lower() for r in requirements
                   if "extra ==" not in r}  # fmt: skip
@@ -222,6 +228,36 @@ def test_each_distribution_says_what_pypi_users_look_for() -> None:
         if any(entry_point.group == "pytest11" for entry_point in entry_points):
             frameworks.add("Framework :: Pytest")
         assert frameworks - set(classifiers) == set(), name
+
+
+def test_an_sdist_holds_its_tests_and_its_packages_marked_typed() -> None:
+    """A distribution packager runs the tests from the sdist: each of the project's test files
+    is in it (the core's own tests, ``CORE_TESTS``; each other project's ``tests/``)."""
+    for name, folder in FOLDERS.items():
+        tests = CORE_TESTS if folder == ROOT else ["tests"]
+        listed = subprocess.run(["git", "ls-files", "--", *tests], cwd=folder,
+                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+        expected = set(listed.split())
+        files = _sdist_files(name)
+        assert expected and expected - files == set(), (name, sorted(expected - files))
+        for typed in (f for f in _wheel(name).namelist() if f.endswith("/py.typed")):
+            assert typed in files or f"src/{typed}" in files, (name, typed)
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_an_sdist_s_tests_are_collected_from_the_unpacked_sdist(name: str, tmp_path: Path) -> None:
+    """As a packager runs them: in the unpacked sdist, against the installed wheels and their
+    ``test`` extra. Every module the tests import is there: none from the checkout."""
+    (path,) = DIST.glob(f"{_file_name(name)}-*.tar.gz")
+    with tarfile.open(path) as sdist:
+        sdist.extractall(tmp_path, filter="data")
+    (unpacked,) = tmp_path.iterdir()
+    collect = ["-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"]
+    done = subprocess.run(
+        [sys.executable, "-I", *collect], cwd=unpacked, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr
+    assert re.search(r"^[1-9]\d* tests? collected", done.stdout, re.M), done.stdout[-4000:]
 
 
 def test_the_installed_distributions_are_the_built_wheels() -> None:

@@ -444,6 +444,8 @@ def test_a_urlconf_failing_on_the_setting_leaves_it_to_the_settings_check() -> N
 
 
 def test_a_state_of_a_disabled_type_plugin_is_e006(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example plugin's Decimal type: resolved when it is on, E006 when it is off."""
+    pytest.importorskip("statefun_slow_batches")
     assert "no issues" in check({"FUNCTIONS": "tests.functions.decimal_functions"})
     monkeypatch.setenv("STATEFUN_DISABLED_PLUGINS", "slow-batches")
     report = check({"FUNCTIONS": "tests.functions.decimal_functions"})
@@ -543,6 +545,7 @@ def test_the_projects_other_urls_answer_while_the_setting_is_bad(
 def test_with_endpoints_off_the_projects_own_route_at_a_plugins_path_is_served(
     tmp_path: Path,
 ) -> None:
+    pytest.importorskip("statefun_slow_batches")  # the example plugin, whose path it is
     script = (
         "import django; django.setup()\n"
         "from django.test import Client\n"
