@@ -76,6 +76,8 @@ class ValueSpec:
 
         if not name:
             raise ValueError("name can not be missing.")
+        if not isinstance(name, str):
+            raise TypeError(f"a spec name is a str, got {name!r}")
         if not name.isidentifier():
             raise ValueError(
                 f"invalid name {name!r}: a spec name may contain only letters, digits and "
@@ -104,9 +106,29 @@ class ValueSpec:
         self.type: Union[Type, builtins.type] = type
         self.after_call = bool(expire_after_call)
         self.after_write = bool(expire_after_write)
-        expiration = expire_after_call or expire_after_write
-        self.duration = int(expiration.total_seconds() * 1000.0) if expiration else 0
+        self.duration = _expiration_ms("expire_after_call", expire_after_call) or _expiration_ms(
+            "expire_after_write", expire_after_write
+        )
 
     def __repr__(self) -> str:
         typename = getattr(self.type, "typename", getattr(self.type, "__name__", self.type))
         return f"ValueSpec(name={self.name!r}, type={typename})"
+
+
+def _expiration_ms(keyword: str, duration: Optional[timedelta]) -> int:
+    """``duration`` in whole milliseconds; 0 for none (None or a zero ``timedelta``, as in the
+    official SDK). The runtime refuses an expiration under 1 ms (Flink's state TTL must be
+    positive) by failing the job, so it is refused here, where the spec is written."""
+    if not duration:
+        return 0
+    if not isinstance(duration, timedelta):
+        raise TypeError(
+            f"{keyword} takes a datetime.timedelta, got {duration!r}: e.g. timedelta(minutes=30)"
+        )
+    milliseconds = int(duration.total_seconds() * 1000.0)
+    if milliseconds <= 0:
+        raise ValueError(
+            f"{keyword} must be at least 1 millisecond, got {duration!r}: the runtime refuses "
+            f"an expiration of {milliseconds} ms"
+        )
+    return milliseconds

@@ -178,6 +178,26 @@ def test_value_spec_durations_are_whole_milliseconds() -> None:
     assert ValueSpec("a", IntType).duration == 0
 
 
+def test_an_expiration_the_runtime_refuses_is_refused_where_the_spec_is_written() -> None:
+    """Flink's state TTL must be at least 1 ms: the runtime fails the job on a spec with less
+    (and the engine refuses the reply), so a negative or sub-millisecond expiration fails at
+    ``ValueSpec``, naming the keyword. A zero ``timedelta`` means none, as in the official SDK."""
+    for keyword in ("expire_after_call", "expire_after_write"):
+        for duration in (timedelta(seconds=-5), timedelta(microseconds=500)):
+            with pytest.raises(ValueError, match=f"^{keyword} must be at least 1 millisecond"):
+                ValueSpec("a", IntType, **{keyword: duration})
+        with pytest.raises(TypeError, match=f"^{keyword} takes a datetime.timedelta, got 30"):
+            ValueSpec("a", IntType, **{keyword: 30})
+    spec = ValueSpec("a", IntType, expire_after_call=timedelta(0))
+    assert (spec.duration, spec.after_call, spec.after_write) == (0, False, False)
+    assert ValueSpec("a", IntType, expire_after_write=timedelta(milliseconds=1)).duration == 1
+
+
+def test_a_spec_name_that_is_not_a_string_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"^a spec name is a str, got 5$"):
+        ValueSpec(5, IntType)  # type: ignore[arg-type]
+
+
 def test_bind_validates_typename_and_signature() -> None:
     functions = StatefulFunctions()
     with pytest.raises(ValueError):
