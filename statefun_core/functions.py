@@ -65,8 +65,11 @@ class StatefulFunction:
         names = [spec.name for spec in specs]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"duplicate registered value name: {', '.join(duplicates)}")
-        self.is_async = inspect.iscoroutinefunction(fun)
+            raise ValueError(
+                f"duplicate registered value name: {', '.join(duplicates)} (in the specs of "
+                f"{typename})"
+            )
+        self.is_async = is_async(fun)
         self.awaits = self.is_async and _can_suspend(fun)
         self.blocking = blocking
         self.final_errors = tuple(final_errors)
@@ -78,6 +81,38 @@ class StatefulFunction:
 
     def __repr__(self) -> str:
         return f"StatefulFunction({self.typename!r}, {getattr(self.fun, '__qualname__', self.fun)})"
+
+
+def is_async(fun: Callable[..., Any]) -> bool:
+    """Whether calling ``fun`` returns a coroutine: an ``async def`` function (or a method or
+    partial of one), or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fun):
+        return True
+    return not inspect.isroutine(fun) and inspect.iscoroutinefunction(type(fun).__call__)
+
+
+def _check_signature(typename: str, fun: Callable[..., Any]) -> None:
+    """``fun`` must take a context and a message, given by position: a function, a method, a
+    callable object or a partial whose other parameters have defaults."""
+    if not callable(fun):
+        raise TypeError(f"{typename} is bound to {fun!r}, which is not a function")
+    try:
+        signature = inspect.signature(fun)
+    except (TypeError, ValueError):  # a builtin without a signature: left to its first call
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise ValueError(
+            f"The registered function {typename} does not expect a context and a message "
+            f"but rather {signature}: it is called as fun(context, message)."
+        ) from None
+
+
+def _name(fun: Callable[..., Any]) -> str:
+    """A function by where it is defined: the same definition run again (a module reloaded, a
+    notebook cell run again) has the same name, and binds again as the official SDK did."""
+    return f"{getattr(fun, '__module__', None)}.{getattr(fun, '__qualname__', fun)}"
 
 
 def _can_suspend(fun: Callable[..., Any]) -> bool:
@@ -124,6 +159,10 @@ class StatefulFunctions:
     ) -> None:
         """Register ``fun(context, message)`` under ``typename`` (``namespace/name``).
 
+        ``fun`` is anything called so: a function, a callable object, a partial. A typename is
+        bound to one function: binding another one to it raises ``ValueError`` (the same
+        definition bound again, as when its module is reloaded, replaces it).
+
         ``blocking=True`` marks a sync function that blocks (I/O, heavy CPU):
         ``handle_async`` then runs it in a thread pool instead of on the event loop. An
         ``async def`` function cannot be marked so (``TypeError``): it runs on the loop.
@@ -138,19 +177,22 @@ class StatefulFunctions:
             raise ValueError("function instance must be provided")
         if not typename:
             raise ValueError("function typename must be provided")
+        if not isinstance(typename, str):
+            raise TypeError(f"a function typename is a str 'namespace/name', got {typename!r}")
         parse_typename(typename)
-        parameters = inspect.getfullargspec(fun).args
-        if inspect.ismethod(fun):
-            parameters = parameters[1:]
-        if len(parameters) != 2:
-            raise ValueError(
-                f"The registered function {typename} does not expect a context and a message "
-                f"but rather {parameters}."
-            )
+        _check_signature(typename, fun)
+        if isinstance(specs, ValueSpec):
+            raise TypeError(f"specs of {typename} must be a list of ValueSpecs: specs=[{specs!r}]")
         for spec in specs or []:
             if not isinstance(spec, ValueSpec):
                 raise TypeError(f"specs of {typename} must be ValueSpecs, got {spec!r}")
-        if blocking and inspect.iscoroutinefunction(fun):
+        bound = self._functions.get(typename)
+        if bound is not None and _name(bound.fun) != _name(fun):
+            raise ValueError(
+                f"{typename} is already bound to {_name(bound.fun)}; each function needs a "
+                f"typename of its own (binding {_name(fun)})"
+            )
+        if blocking and is_async(fun):
             # handle_async awaits it on the event loop whatever the flag: it would not help
             raise TypeError(
                 f"{typename}: blocking=True is for a plain def function, which then runs in the "

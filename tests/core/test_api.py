@@ -224,6 +224,91 @@ def test_bind_validates_typename_and_signature() -> None:
     assert functions.for_typename("a.b/c/d").namespace == "a.b/c"
 
 
+def test_bind_takes_any_callable_of_a_context_and_a_message() -> None:
+    """A callable object, a partial and a function with defaulted extras are called as
+    ``fun(context, message)`` like a function; the official SDK's argument count refused a
+    callable object (it counted ``self``). One whose ``__call__`` is ``async def`` is awaited."""
+
+    class Counter:
+        def __init__(self, step: int) -> None:
+            self.step = step
+
+        def __call__(self, context: Context, message: Message) -> None:
+            context.storage.seen = (context.storage.seen or 0) + self.step
+
+    class AsyncCounter(Counter):
+        async def __call__(self, context: Context, message: Message) -> None:  # type: ignore[override]
+            await asyncio.sleep(0)
+            context.storage.seen = (context.storage.seen or 0) + self.step
+
+    def count(step: int, context: Context, message: Message, unused: int = 0) -> None:
+        context.storage.seen = (context.storage.seen or 0) + step
+
+    import functools
+
+    functions = StatefulFunctions()
+    bound = {
+        "ns/object": Counter(2),
+        "ns/async": AsyncCounter(3),
+        "ns/partial": functools.partial(count, 4),
+        "ns/defaults": lambda context, message, extra=None: count(5, context, message),
+    }
+    for typename, fun in bound.items():
+        functions.register(typename, fun, [ValueSpec("seen", IntType)])
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    for typename, expected in (
+        ("ns/object", 2),
+        ("ns/async", 3),
+        ("ns/partial", 4),
+        ("ns/defaults", 5),
+    ):
+        request = to_function(typename, "1", [typed_value(IntType, 1)], {"seen": None})
+        assert mutations(handler.handle_sync(request)) == {"seen": typed_value(IntType, expected)}
+        reply = asyncio.run(handler.handle_async(request))
+        assert mutations(reply) == {"seen": typed_value(IntType, expected)}
+    with pytest.raises(TypeError, match=r"ns/lookup: blocking=True"):
+        functions.register("ns/lookup", AsyncCounter(1), blocking=True)
+
+
+def test_bind_refuses_what_it_cannot_call_naming_the_typename_and_the_fix() -> None:
+    functions = StatefulFunctions()
+    with pytest.raises(TypeError, match=r"^ns/f is bound to 42, which is not a function$"):
+        functions.register("ns/f", 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^a function typename is a str 'namespace/name', got 5"):
+        functions.register(5, lambda c, m: None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^specs of ns/f must be a list of ValueSpecs: specs=\["):
+        functions.register("ns/f", lambda c, m: None, ValueSpec("a", IntType))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"but rather \(context, \*, message\)"):
+        functions.register("ns/f", lambda context, *, message: None)
+    assert len(functions) == 0
+
+
+def greet(context: Context, message: Message) -> None:
+    pass
+
+
+def welcome(context: Context, message: Message) -> None:
+    pass
+
+
+def test_a_typename_bound_to_another_function_is_refused() -> None:
+    """The second function silently replaced the first (as in the official SDK), which then
+    never ran. The same definition bound again (a module reloaded, a notebook cell run again)
+    replaces it, as before."""
+    functions = StatefulFunctions()
+    functions.register("ns/greeter", greet)
+    with pytest.raises(ValueError, match=r"^ns/greeter is already bound to .*\.greet; each"):
+        functions.register("ns/greeter", welcome)
+    assert functions.for_typename("ns/greeter").fun is greet
+    for _ in range(2):
+
+        def again(context: Context, message: Message) -> None:
+            pass
+
+        functions.register("ns/again", again)
+    assert functions.for_typename("ns/again").fun is again
+
+
 def test_blocking_is_refused_for_an_async_function() -> None:
     """``blocking=True`` sends a sync function to the executor; an async one would still run
     on the event loop, its blocking calls holding every request: refused when bound."""
