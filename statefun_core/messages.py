@@ -112,22 +112,47 @@ class _Typed:
         return self._data
 
 
+def _wrong_type(message: _Typed, typename: str, reader: str) -> TypeError:
+    """A message read as a type it is not of. Such a read decodes to the type's zero value
+    (the built-in types are one-field messages, each field of its own wire type) or fails in
+    the decoder: either way the reader is the mistake, so the error says so."""
+    actual = message.value_typename()
+    error = TypeError(
+        f"the message is of type {actual}, not {typename}: {reader} cannot read it (ask "
+        "message.is_type(...), or is_int(), is_string() and so on, before reading)"
+    )
+    mark_unreadable(error)
+    return error
+
+
 def _reader(tpe: Type) -> Callable[[Any], Any]:
     """``Message.as_<type>`` for a built-in type: the value decoded, or None without a value."""
     deserialize = tpe.serializer().deserialize
+    typename = tpe.typename
+    name = f"as_{typename.rsplit('/', 1)[1]}"
 
     def read(self: Message) -> Any:
         tv = self._typed_value
         try:
             if tv is not None:  # a received message
-                return deserialize(tv.value) if tv.has_value else None
-            data = self._data
-            return None if data is None else deserialize(data)
+                if not tv.has_value:
+                    return None
+                value = deserialize(tv.value)
+            else:
+                data = self._data
+                if data is None:
+                    return None
+                value = deserialize(data)
         except Exception as error:
+            if self.value_typename() != typename:
+                raise _wrong_type(self, typename, f"{name}()") from error
             mark_unreadable(error)
             raise
+        if not value and self.value_typename() != typename:  # only a zero value is checked
+            raise _wrong_type(self, typename, f"{name}()")
+        return value
 
-    read.__name__ = f"as_{tpe.typename.rsplit('/', 1)[1]}"
+    read.__name__ = name
     return read
 
 
@@ -259,12 +284,17 @@ class Message(_Typed):
         data = self.raw_value()
         if data is None:
             return None
-        deserialize = self._resolve(tpe).serializer().deserialize
+        tpe = self._resolve(tpe)
         try:
-            return deserialize(data)
+            value = tpe.serializer().deserialize(data)
         except Exception as error:
+            if self.value_typename() != tpe.typename:
+                raise _wrong_type(self, tpe.typename, "as_type()") from error
             mark_unreadable(error)
             raise
+        if not value and self.value_typename() != tpe.typename:  # as the built-in readers
+            raise _wrong_type(self, tpe.typename, "as_type()")
+        return value
 
     def __repr__(self) -> str:
         typename = (

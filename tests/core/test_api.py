@@ -794,6 +794,42 @@ def test_an_argument_its_type_cannot_read_raises_as_unreadable(
 
 
 @pytest.mark.parametrize(
+    ("value", "read", "reader"),
+    [
+        ({"str_value": "Ann"}, Message.as_int, "as_int"),
+        ({"str_value": "Ann"}, Message.as_bool, "as_bool"),
+        ({"int_value": 7}, Message.as_string, "as_string"),  # a short string's way
+        ({"long_value": 7}, Message.as_int, "as_int"),
+        ({"int_value": 7}, lambda message: message.as_type(JSON_DOC), "as_type"),
+        ({"str_value": "Ann"}, lambda message: message.as_type(IntType), "as_type"),
+    ],
+    ids=["int of a string", "bool of a string", "string of an int", "int of a long",
+         "json of an int", "as_type"],
+)  # fmt: skip
+def test_a_message_read_as_a_type_it_is_not_of_is_a_type_error(
+    value: dict[str, Any], read: Any, reader: str
+) -> None:
+    """A built-in reader decoded another type's bytes to its zero value (0, "", False) and the
+    function went on with it; another type's decoder raised its own error (JSONDecodeError).
+    Both say now what the message is and how to ask, and count as unreadable."""
+    built = message_builder("ns/f", "1", **value)
+    typename = built.value_typename()
+    for message in (built, Message("ns/f", "1", built.typed_value)):  # built, and received
+        with pytest.raises(TypeError, match=rf"^the message is of type {typename}, not ") as error:
+            read(message)
+        assert f": {reader}() cannot read it" in str(error.value)
+        assert is_unreadable(error.value)
+
+
+def test_a_zero_value_of_the_messages_own_type_reads_as_before() -> None:
+    built = message_builder("ns/f", "1", str_value="")
+    assert built.as_string() == ""  # a zero value of the message's own type reads as before
+    with pytest.raises(TypeError, match="as_long"):
+        built.as_long()
+    assert message_builder("ns/f", "1", int_value=0).as_int() == 0
+
+
+@pytest.mark.parametrize(
     ("keyword", "value"),
     [("int_value", "1"), ("long_value", "1"), ("double_value", "1.5"), ("str_value", 1)],
 )
