@@ -136,7 +136,13 @@ class InvocationContext(Context):
     ) -> None:
         if not isinstance(message, Message):
             raise TypeError(f"send_after() takes a Message, got {type(message).__name__}")
-        delay_ms = int(duration.total_seconds() * 1000.0)
+        try:
+            delay_ms = int(duration.total_seconds() * 1000.0)
+        except AttributeError:
+            raise TypeError(
+                f"send_after() takes a datetime.timedelta as its duration, got {duration!r}: "
+                "e.g. timedelta(seconds=30)"
+            ) from None
         if delay_ms < 0:
             raise ValueError(f"send_after() needs a non-negative duration, got {duration}")
         if len(self.outbox) >= self._max_outgoing:

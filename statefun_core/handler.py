@@ -73,7 +73,13 @@ _CANCELLATION = key(10, 0) + b"\x01"  # DelayedInvocation.is_cancellation_reques
 def _typename_head(typename: str) -> bytes:
     """An ``Address``'s namespace (1) and type (2) from ``typename``, where its id (3) follows;
     an ``EgressMessage`` starts with the same two fields."""
-    namespace, name = parse_typename(typename)
+    try:
+        namespace, name = parse_typename(typename)
+    except ValueError as error:  # a message_builder or egress typename: told which it is
+        raise ValueError(
+            f"a message or egress record was sent to {typename!r}, which is not a function's "
+            f"or an egress's typename: {error} (as in module.yaml, e.g. com.example/inbox)"
+        ) from None
     return field(1, namespace.encode()) + field(2, name.encode())
 
 
@@ -92,7 +98,16 @@ def _no_limit(maximum: Optional[int]) -> float:
 def _target(message: Message) -> bytes:
     """The ``Address`` a message is sent to."""
     target_id = message.target_id
-    ident = target_id.encode() if type(target_id) is str else text(target_id)
+    if type(target_id) is str:
+        ident = target_id.encode()
+    else:
+        try:
+            ident = text(target_id)
+        except TypeError:
+            raise TypeError(
+                f"a message to {message.target_typename} has the target_id {target_id!r}: an "
+                f"id is a str (target_id=str(...))"
+            ) from None
     return _typename_head(message.target_typename) + field(3, ident)
 
 

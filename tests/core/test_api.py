@@ -648,6 +648,8 @@ def test_context_rejects_invalid_sends() -> None:
         ctx.send_after(timedelta(seconds=1), "not a message")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs a non-negative duration"):
         ctx.send_after(timedelta(seconds=-1), message_builder("ns/f", "1", int_value=1))
+    with pytest.raises(TypeError, match=r"send_after\(\) takes a datetime.timedelta .* got 30"):
+        ctx.send_after(30, message_builder("ns/f", "1", int_value=1))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs a non-empty cancellation token"):
         ctx.cancel_delayed_message("")
     with pytest.raises(TypeError, match="takes a str token, got NoneType"):
@@ -655,6 +657,34 @@ def test_context_rejects_invalid_sends() -> None:
     with pytest.raises(TypeError, match=r"send_egress\(\) takes an EgressMessage, got Message"):
         ctx.send_egress(message_builder("ns/f", "1", int_value=1))  # type: ignore[arg-type]
     assert ctx.outbox == []  # nothing refused was sent
+
+
+@pytest.mark.parametrize(
+    ("send", "error", "says"),
+    [
+        (lambda c: c.send(message_builder("inbox", "1", str_value="x")), ValueError,
+         "a message or egress record was sent to 'inbox', which is not a function's or an "
+         "egress's typename: typename 'inbox' must be of the form namespace/name"),
+        (lambda c: c.send_egress(kafka_egress_message("kafka", "t", "v")), ValueError,
+         "a message or egress record was sent to 'kafka'"),
+        (lambda c: c.send(message_builder("ns/g", 5, str_value="x")), TypeError,  # type: ignore[call-overload]
+         "a message to ns/g has the target_id 5: an id is a str"),
+    ],
+    ids=["message without a namespace", "egress without a namespace", "int id"],
+)  # fmt: skip
+def test_a_message_the_reply_cannot_address_names_its_target(
+    send: Any, error: type, says: str
+) -> None:
+    """Found when the reply is built (checking each message where it is built would cost
+    every message): the error names the target and what it must be, not a bare protobuf or
+    typename error from the handler's insides."""
+    functions = StatefulFunctions()
+    functions.register("ns/f", lambda context, message: send(context))
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    with pytest.raises(FunctionFailedError) as failed:
+        handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+    assert type(failed.value.__cause__) is error
+    assert says in str(failed.value.__cause__)
 
 
 def test_a_context_made_directly_answers_for_its_target_with_an_empty_outbox() -> None:
