@@ -100,6 +100,15 @@ def _none_error() -> ValueError:
     return ValueError("provided value must not be None. To delete a value, please use del.")
 
 
+def _naming_state(error: Exception, name: str, typename: str) -> Exception:
+    """A plain ``TypeError`` or ``ValueError`` of a serializer (protobuf's, json's), which says
+    only what is wrong with the value, again naming the state and its type; any other error
+    (a subclass such as ``UnicodeEncodeError``, with fields of its own) as it is."""
+    if type(error) not in (TypeError, ValueError):
+        return error
+    return type(error)(f"state {name!r} is of type {typename}: {error}")
+
+
 def _too_large(name: str, size: int, maximum: float) -> LimitExceededError:
     """Over ``Limits.state_value_bytes``: raised at the assignment, so that the function can
     catch it, or name it a final failure."""
@@ -164,10 +173,8 @@ def _builtin_property(name: str, tpe: Type, serializer: Any, maximum: float) -> 
             raise _none_error()
         try:
             data = serialize(value)
-        except TypeError as error:  # protobuf's says only what the value is not
-            if type(error) is not TypeError:
-                raise
-            raise TypeError(f"state {name!r} is of type {typename}: {error}") from None
+        except (TypeError, ValueError) as error:
+            raise _naming_state(error, name, typename) from None
         if len(data) > maximum:
             raise _too_large(name, len(data), maximum)
         return data, deserialize(data)
@@ -221,7 +228,10 @@ def _decoding_property(name: str, tpe: Type, serializer: Any, maximum: float) ->
     def fset(self: Any, value: Any) -> None:
         if value is None:
             raise _none_error()
-        data = serialize(value)
+        try:
+            data = serialize(value)
+        except (TypeError, ValueError) as error:
+            raise _naming_state(error, name, tpe.typename) from None
         if len(data) > maximum:
             raise _too_large(name, len(data), maximum)
         self._written[name] = data
