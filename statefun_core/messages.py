@@ -481,7 +481,12 @@ def _record_bytes(value: Any, value_type: Optional[Type], kafka: bool) -> bytes:
         return struct.pack(">i", value)  # Kafka's IntegerSerializer
     if kafka and isinstance(value, float):
         return struct.pack(">d", value)  # Kafka's DoubleSerializer
-    raise TypeError(f"Unable to convert a value of type {type(value).__name__} to bytes.")
+    builder, kinds = ("kafka", "str, bytes, int or float") if kafka else ("kinesis", "str or bytes")
+    raise TypeError(
+        f"Unable to convert a value of type {type(value).__name__} to bytes: "
+        f"{builder}_egress_message() takes a {kinds} value, or value_type=<a StateFun Type> "
+        "(make_json_type(...) for a dict or a list)"
+    )
 
 
 #: A Kafka header's value: text (UTF-8), bytes, or None for a null value.
@@ -508,10 +513,12 @@ def kafka_egress_message(
         raise ValueError("A destination Kafka topic is missing")
     if value is None:
         raise ValueError("Missing value")
+    try:
+        key_field = field(1, text(key) if key else b"")
+    except TypeError:
+        raise TypeError(f"a Kafka record's key is a str, got {key!r}: key=str(...)") from None
     record = (
-        field(1, text(key) if key else b"")
-        + field(2, _record_bytes(value, value_type, kafka=True))
-        + field(3, text(topic))
+        key_field + field(2, _record_bytes(value, value_type, kafka=True)) + field(3, text(topic))
     )
     if headers:
         pairs = headers.items() if isinstance(headers, Mapping) else headers
@@ -542,8 +549,14 @@ def kinesis_egress_message(
         raise ValueError("Missing value")
     if partition_key is None:
         raise ValueError("Missing partition key")
+    try:
+        key_field = field(1, text(partition_key))
+    except TypeError:
+        raise TypeError(
+            f"a Kinesis record's partition_key is a str, got {partition_key!r}"
+        ) from None
     record = (
-        field(1, text(partition_key))
+        key_field
         + field(2, _record_bytes(value, value_type, kafka=False))
         + field(3, text(stream))
         + field(4, text(explicit_hash_key) if explicit_hash_key else b"")

@@ -710,6 +710,19 @@ def test_error_response_maps_statuses_without_internals(caplog: Any) -> None:
     assert statefun_core.CONTENT_TYPE == "application/octet-stream"
 
 
+def test_an_egress_record_of_a_value_or_key_it_cannot_write_says_what_it_takes() -> None:
+    # the official SDK: "Unable to convert a value of type dict to bytes." and protobuf's
+    # "TypeError: ... has type int, but expected one of: bytes, unicode" for the key
+    with pytest.raises(TypeError, match=r"dict to bytes: kafka_egress_message\(\) takes a str, "):
+        kafka_egress_message("ns/out", "topic", {"a": 1}, key="k")
+    with pytest.raises(TypeError, match=r"dict to bytes: kinesis_egress_message\(\) takes a str "):
+        kinesis_egress_message("ns/out", "stream", {"a": 1}, partition_key="k")
+    with pytest.raises(TypeError, match=r"^a Kafka record's key is a str, got 5: key=str"):
+        kafka_egress_message("ns/out", "topic", "v", key=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^a Kinesis record's partition_key is a str, got 5$"):
+        kinesis_egress_message("ns/out", "stream", "v", partition_key=5)  # type: ignore[arg-type]
+
+
 def test_kafka_headers_are_written_as_protobuf_writes_them() -> None:
     from statefun_core import protocol
 
