@@ -471,6 +471,32 @@ def test_the_app_reports_it_at_start_up(tmp_path: Any) -> None:
     assert "statefun: the handler cannot be built: function 'bank/account'" in done.stderr
 
 
+@pytest.mark.parametrize("installed", [True, False])
+def test_the_endpoint_served_without_the_app_warns_that_nothing_is_checked(
+    tmp_path: Any, installed: bool
+) -> None:
+    """Without "statefun_django" in INSTALLED_APPS the endpoint works, but no check runs and
+    the handler is built by the first request: a STATEFUN mistake passed ``manage.py check``
+    and failed every request. Said (a fresh process) when the URLconf is loaded."""
+    (tmp_path / "no_app_settings.py").write_text(
+        "from tests.project.settings import *\n"
+        f"INSTALLED_APPS = {['statefun_django'] if installed else []!r}\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "no_app_settings",
+        "PYTHONPATH": os.pathsep.join(
+            [str(tmp_path), str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    script = "import django; django.setup(); from django.urls import resolve; resolve('/statefun/')"
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    warned = 'statefun_django is not in INSTALLED_APPS: the endpoint is served, but "manage.py'
+    assert (warned in done.stderr) is not installed, done.stdout + done.stderr
+
+
 # --- a fresh process: the URLconf first loaded under a bad setting ---------------------------
 
 PACKAGE_ROOT = Path(__file__).parents[1]

@@ -10,10 +10,12 @@ over whole) reaches the ``statefun_request_failed`` hook too.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from asgiref.sync import SyncToAsync
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
@@ -157,6 +159,12 @@ def endpoint_view() -> Callable[..., Any]:
     event loop, which is how an ASGI server first loads it (unless something loaded it before),
     or in a thread that ``sync_to_async`` runs a sync middleware in for one.
     """
+    if apps.ready and not apps.is_installed("statefun_django"):
+        logging.getLogger("statefun_django").warning(
+            'statefun_django is not in INSTALLED_APPS: the endpoint is served, but "manage.py '
+            'check" does not check STATEFUN, and a mistake in it fails the first request '
+            'rather than the start-up; add "statefun_django" to INSTALLED_APPS'
+        )
     try:
         use_async = get_settings()["ASYNC"]
     except StatefunConfigError:
