@@ -963,10 +963,33 @@ def _failed_function(batch: _Batch, error: BaseException) -> FunctionFailedError
     trace context and log context current when it comes from an invocation."""
     failure = FunctionFailedError(batch.typename, batch.id)
     failure.__cause__ = error
+    if type(error) is AttributeError:
+        _name_the_states(batch, error)
     reason = str(error)
     why = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
     logger.error("statefun request failed: %s: %s", failure, why, exc_info=failure)
     return failure
+
+
+def _name_the_states(batch: _Batch, error: AttributeError) -> None:
+    """Python's words for a state name not declared (``'<typename> storage' object has no
+    attribute 'sesion'``, the storage class has no ``__getattr__`` to say more: it would slow
+    every read), followed by the states there are and the nearest one."""
+    import difflib  # here: a failure's cost, not every start-up's
+
+    unknown = f"'{batch.typename} storage' object has no attribute "
+    reason = str(error)
+    if not reason.startswith(unknown):
+        return
+    name = reason[len(unknown) :].strip("'")
+    names = batch.plan.names
+    nearest = difflib.get_close_matches(name, names, n=1)
+    error.args = (
+        f"{reason}: {batch.typename} has no state {name!r}"
+        + (f" (did you mean {nearest[0]!r}?)" if nearest else "")
+        + f"; its states are {', '.join(names) or 'none'}: declare each in "
+        "bind(specs=[ValueSpec(...)])",
+    )
 
 
 class _ThreadLoop:

@@ -438,6 +438,36 @@ def test_storage_attributes_name_the_function_when_unregistered() -> None:
             access()
 
 
+@pytest.mark.parametrize(
+    "access",
+    [
+        lambda storage: storage.sesion,
+        lambda storage: setattr(storage, "sesion", 1),
+        lambda storage: delattr(storage, "sesion"),
+    ],
+    ids=["read", "write", "delete"],
+)
+def test_an_undeclared_state_that_fails_the_batch_names_the_states_there_are(
+    access: Any, caplog: Any
+) -> None:
+    """Python's words alone do not say which states there are, nor how to declare one; they are
+    added when the error fails the batch (the log line, and the cause of the failure)."""
+    functions = StatefulFunctions()
+    specs = [ValueSpec("session", IntType), ValueSpec("seen", IntType)]
+    functions.register("ns/f", lambda context, message: access(context.storage), specs)
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    request = to_function("ns/f", "1", [typed_value(IntType, 1)], {"session": None, "seen": None})
+    with pytest.raises(FunctionFailedError) as failed, caplog.at_level(logging.ERROR):
+        handler.handle_sync(request)
+    says = (
+        "'ns/f storage' object has no attribute 'sesion': ns/f has no state 'sesion' (did you "
+        "mean 'session'?); its states are session, seen: declare each in bind(specs=["
+    )
+    assert type(failed.value.__cause__) is AttributeError
+    assert str(failed.value.__cause__).startswith(says)
+    assert says in caplog.text
+
+
 def test_a_storage_shows_its_function_and_state_names() -> None:
     specs = {"a": (IntType, IntType.serializer()), "b": (StringType, StringType.serializer())}
     assert repr(storage_class("ns/f", specs)()) == "<storage of ns/f: a, b>"
