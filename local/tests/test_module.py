@@ -28,6 +28,26 @@ def problems(text: str) -> list[str]:
     return caught.value.problems
 
 
+def test_a_missing_key_is_reported_with_the_key_spelled_nearly_so_beside_it() -> None:
+    """A key spelled wrong is both missing and unknown; a module with a problem is not loaded,
+    so the unknown-key warning is not shown, and the error named only the missing key."""
+    assert problems("""
+kind: io.statefun.endpoints.v2/http
+spec:
+  function: com.example.fns/*
+  urlPathTemplat: http://127.0.0.1:8000/statefun
+  transport: {type: io.statefun.transports.v1/async}
+""") == [
+        "m.yaml: document 0 (io.statefun.endpoints.v2/http): spec.functions: is required "
+        "(given as 'function'?)",
+        "m.yaml: document 0 (io.statefun.endpoints.v2/http): spec.urlPathTemplate: is required "
+        "(given as 'urlPathTemplat'?)",
+    ]
+    assert problems("kind: io.statefun.endpoints.v2/http\nspec: {functions: a/b}\n") == [
+        "m.yaml: document 0 (io.statefun.endpoints.v2/http): spec.urlPathTemplate: is required"
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("10", 0.01), (10, 0.01), ("500ms", 0.5), ("2 min", 120), ("2m", 120), ("1 minute", 60),

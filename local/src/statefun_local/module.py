@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import difflib
 import functools
 import re
 import ssl
@@ -376,7 +377,7 @@ class _Document:
         self.read.add((id(node), key))
         if key not in node or node[key] is None:
             if required:
-                self.problem(full, "is required")
+                self.problem(full, "is required" + _given_as(node, key))
             return default
         try:
             return convert(node[key])
@@ -392,6 +393,15 @@ class _Document:
             self.problem(f"{path}.{key}" if path else key, "must be a mapping")
             return {}
         return value
+
+
+def _given_as(node: dict[str, Any], key: str) -> str:
+    """For a required key that is missing: the key beside it spelled nearly so, if any (a
+    typo, which the unknown-key warning would name, but a module with a problem is not
+    loaded, and its warnings are not shown)."""
+    others = [other for other in node if isinstance(other, str) and other != key]
+    nearest = difflib.get_close_matches(key, others, n=1, cutoff=0.75)
+    return f" (given as {nearest[0]!r}?)" if nearest else ""
 
 
 def _typename(value: Any) -> str:
