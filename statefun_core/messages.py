@@ -431,6 +431,11 @@ def _built_otherwise(target_typename: str, target_id: str, kwargs: dict[str, Any
             _check_target(target_typename, target_id)
             return Message._deferred(target_typename, target_id, value)
         value_type = _PRIMITIVE_KEYWORDS.get(keyword)
+        if value is None and value_type is not None:  # str_value=message.as_string(), say
+            raise ValueError(
+                f"value can not be missing: {keyword}=None (a reader such as "
+                "message.as_string() is None for a message without a value)"
+            )
     elif len(kwargs) == 2 and kwargs.keys() == {"value", "value_type"}:
         value, value_type = kwargs["value"], kwargs["value_type"]
     else:

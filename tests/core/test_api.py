@@ -545,8 +545,10 @@ def test_message_builder_rejects_bad_arguments() -> None:
         message_builder("ns/f", "id")
     with pytest.raises(TypeError):
         message_builder("ns/f", "id", int_value=1, str_value="x")
-    with pytest.raises(ValueError, match=r"^value can not be missing$"):
+    with pytest.raises(ValueError, match=r"^value can not be missing: int_value=None \(a "):
         message_builder("ns/f", "id", int_value=None)
+    with pytest.raises(ValueError, match=r"^value can not be missing: str_value=None \(a "):
+        message_builder("ns/f", "id", str_value=None)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match=r"^value can not be missing$"):
         message_builder("ns/f", "id", value=None, value_type=IntType)
     with pytest.raises(ValueError, match=r"^value can not be missing$"):
