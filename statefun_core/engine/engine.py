@@ -378,7 +378,10 @@ class Engine:
         for message in egresses:
             egress_id = f"{message.egress_namespace}/{message.egress_type}"
             if self.egress_ids is not None and egress_id not in self.egress_ids:
-                raise UnknownEgressError(f"{address} sent to unknown egress {egress_id}")
+                known = ", ".join(sorted(self.egress_ids)) or "none"
+                raise UnknownEgressError(
+                    f"{address} sent to unknown egress {egress_id} (known egresses: {known})"
+                )
             record = EgressRecord(egress_id, TypedValue.from_proto(message.argument), trace=trace)
             egress.append(replace(record, seq=self.store.egress_append(record)))
         return egress

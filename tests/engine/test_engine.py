@@ -619,9 +619,11 @@ def test_egress_records_are_logged_in_order_with_their_egress_id(engine):
 
 
 def test_an_egress_the_engine_does_not_know_is_an_error(store, clock):
-    engine = Engine(store, clock, egress_ids={"example/out"})
+    engine = Engine(store, clock, egress_ids={"example/out", "example/log"})
     engine.send(COUNTER, text("go"))
-    with pytest.raises(UnknownEgressError, match="example/nope"):
+    # a typo in an egress id: the ids there are, to compare it with
+    says = r"unknown egress example/nope \(known egresses: example/log, example/out\)"
+    with pytest.raises(UnknownEgressError, match=says):
         engine.complete(only_batch(engine), Reply().egress("example/nope", text("x")).bytes())
 
 
