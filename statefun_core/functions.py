@@ -85,10 +85,14 @@ class StatefulFunction:
 
 def is_async(fun: Callable[..., Any]) -> bool:
     """Whether calling ``fun`` returns a coroutine: an ``async def`` function (or a method or
-    partial of one), or an object whose ``__call__`` is one."""
+    partial of one), a plain ``def`` decorator's wrapper of one (``functools.wraps``: called as
+    a sync function, it would return the coroutine unawaited and the function never run), or
+    an object whose ``__call__`` is one."""
     if inspect.iscoroutinefunction(fun):
         return True
-    return not inspect.isroutine(fun) and inspect.iscoroutinefunction(type(fun).__call__)
+    if inspect.isroutine(fun):
+        return inspect.iscoroutinefunction(inspect.unwrap(fun))
+    return inspect.iscoroutinefunction(type(fun).__call__)
 
 
 def _check_signature(typename: str, fun: Callable[..., Any]) -> None:

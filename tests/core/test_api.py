@@ -270,6 +270,35 @@ def test_bind_takes_any_callable_of_a_context_and_a_message() -> None:
         functions.register("ns/lookup", AsyncCounter(1), blocking=True)
 
 
+def test_an_async_function_under_a_plain_decorator_is_awaited() -> None:
+    """A ``def`` wrapper (``functools.wraps``) of an ``async def`` function returns its
+    coroutine: called as a sync function, the coroutine was dropped (a RuntimeWarning) and the
+    function never ran, under either handler."""
+    import functools
+
+    def logged(fun: Any) -> Any:
+        @functools.wraps(fun)
+        def wrapper(context: Context, message: Message) -> Any:
+            return fun(context, message)
+
+        return wrapper
+
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f", specs=[ValueSpec("seen", IntType)])
+    @logged
+    async def count(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        context.storage.seen = 1
+
+    assert functions.for_typename("ns/f").is_async
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    request = to_function("ns/f", "1", [typed_value(IntType, 1)], {"seen": None})
+    assert mutations(handler.handle_sync(request)) == {"seen": typed_value(IntType, 1)}
+    reply = asyncio.run(handler.handle_async(request))
+    assert mutations(reply) == {"seen": typed_value(IntType, 1)}
+
+
 def test_bind_refuses_what_it_cannot_call_naming_the_typename_and_the_fix() -> None:
     functions = StatefulFunctions()
     with pytest.raises(TypeError, match=r"^ns/f is bound to 42, which is not a function$"):
