@@ -349,7 +349,7 @@ def test_a_target_fails_before_the_value_of_the_same_message() -> None:
     with pytest.raises(FunctionFailedError) as failed:
         reply_to(send, typed_value(StringType, "x"))
     cause = failed.value.__cause__
-    assert type(cause) is TypeError and "string field" in str(cause), cause  # not UnknownTypeError
+    assert type(cause) is TypeError and "target_id 5" in str(cause), cause  # not UnknownTypeError
 
 
 def test_an_int64_out_of_range_is_refused() -> None:
