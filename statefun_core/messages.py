@@ -29,6 +29,7 @@ from .types import (
     StringType,
     Type,
     TypeSerializer,
+    _BuiltinType,
     to_bytes,
 )
 
@@ -113,9 +114,14 @@ class _Typed:
 
 
 def _wrong_type(message: _Typed, typename: str, reader: str) -> TypeError:
-    """A message read as a type it is not of. Such a read decodes to the type's zero value
-    (the built-in types are one-field messages, each field of its own wire type) or fails in
-    the decoder: either way the reader is the mistake, so the error says so."""
+    """A message read as a type it is not of.
+
+    A built-in type is a one-field message, each field of its own wire type: another type's
+    bytes decode to its zero value (the field left unread), which is refused, so bytes that
+    hold something read as zero only as the reader's own type. Empty bytes are every built-in
+    type's zero, and a JSON or user type's zero value is a value: both are read as the
+    official SDK reads them. A decoder that fails keeps its own error (the official SDK's, as
+    a function may catch it), caused by this one."""
     actual = message.value_typename()
     error = TypeError(
         f"the message is of type {actual}, not {typename}: {reader} cannot read it (ask "
@@ -133,22 +139,22 @@ def _reader(tpe: Type) -> Callable[[Any], Any]:
 
     def read(self: Message) -> Any:
         tv = self._typed_value
+        if tv is not None:  # a received message
+            if not tv.has_value:
+                return None
+            data = tv.value
+        else:
+            data = self._data
+            if data is None:
+                return None
         try:
-            if tv is not None:  # a received message
-                if not tv.has_value:
-                    return None
-                value = deserialize(tv.value)
-            else:
-                data = self._data
-                if data is None:
-                    return None
-                value = deserialize(data)
+            value = deserialize(data)
         except Exception as error:
-            if self.value_typename() != typename:
-                raise _wrong_type(self, typename, f"{name}()") from error
             mark_unreadable(error)
+            if self.value_typename() != typename:
+                raise error from _wrong_type(self, typename, f"{name}()")
             raise
-        if not value and self.value_typename() != typename:  # only a zero value is checked
+        if not value and data and self.value_typename() != typename:  # see _wrong_type
             raise _wrong_type(self, typename, f"{name}()")
         return value
 
@@ -288,11 +294,16 @@ class Message(_Typed):
         try:
             value = tpe.serializer().deserialize(data)
         except Exception as error:
-            if self.value_typename() != tpe.typename:
-                raise _wrong_type(self, tpe.typename, "as_type()") from error
             mark_unreadable(error)
+            if self.value_typename() != tpe.typename:
+                raise error from _wrong_type(self, tpe.typename, "as_type()")
             raise
-        if not value and self.value_typename() != tpe.typename:  # as the built-in readers
+        if (
+            not value
+            and data
+            and isinstance(tpe, _BuiltinType)
+            and self.value_typename() != tpe.typename
+        ):  # see _wrong_type
             raise _wrong_type(self, tpe.typename, "as_type()")
         return value
 
