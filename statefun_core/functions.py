@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dis
+import functools
 import inspect
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
@@ -60,6 +61,8 @@ class StatefulFunction:
             raise ValueError("function code is missing.")
         self.namespace, _ = parse_typename(typename)
         self.typename = typename
+        if not blocking and _wraps_async(fun):
+            fun = _awaiting(fun)
         self.fun = fun
         self.specs = specs
         names = [spec.name for spec in specs]
@@ -85,14 +88,36 @@ class StatefulFunction:
 
 def is_async(fun: Callable[..., Any]) -> bool:
     """Whether calling ``fun`` returns a coroutine: an ``async def`` function (or a method or
-    partial of one), a plain ``def`` decorator's wrapper of one (``functools.wraps``: called as
-    a sync function, it would return the coroutine unawaited and the function never run), or
-    an object whose ``__call__`` is one."""
+    partial of one), or an object whose ``__call__`` is one."""
     if inspect.iscoroutinefunction(fun):
         return True
-    if inspect.isroutine(fun):
-        return inspect.iscoroutinefunction(inspect.unwrap(fun))
-    return inspect.iscoroutinefunction(type(fun).__call__)
+    return not inspect.isroutine(fun) and inspect.iscoroutinefunction(type(fun).__call__)
+
+
+def _wraps_async(fun: Callable[..., Any]) -> bool:
+    """Whether ``fun`` is a plain ``def`` decorator's wrapper (``functools.wraps``) of an
+    ``async def`` function: called as a sync function, the coroutine it returns would be
+    dropped unawaited, and the function never run (as in the official SDK)."""
+    return (
+        inspect.isroutine(fun)
+        and not inspect.iscoroutinefunction(fun)
+        and inspect.iscoroutinefunction(inspect.unwrap(fun))
+    )
+
+
+def _awaiting(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """``wrapper`` as an ``async def`` function that awaits what it returns when that is
+    awaitable, and takes it as it is when not: a wrapper may also run the coroutine itself
+    (in another thread, on another loop) or return early without calling it."""
+
+    @functools.wraps(wrapper)
+    async def awaiting(context: Any, message: Any) -> Any:
+        result = wrapper(context, message)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    return awaiting
 
 
 def _check_signature(typename: str, fun: Callable[..., Any]) -> None:
@@ -169,7 +194,9 @@ class StatefulFunctions:
 
         ``blocking=True`` marks a sync function that blocks (I/O, heavy CPU):
         ``handle_async`` then runs it in a thread pool instead of on the event loop. An
-        ``async def`` function cannot be marked so (``TypeError``): it runs on the loop.
+        ``async def`` function cannot be marked so (``TypeError``): it runs on the loop. A
+        plain ``def`` decorator's wrapper of one (``functools.wraps``) is awaited when what it
+        returns is awaitable, unless marked so: then it is the sync function it is.
 
         Failures that never succeed: besides a raised :class:`~statefun_core.FinalFailure`,
         the exceptions of ``final_errors`` are final, and with ``final_unreadable=True`` so is

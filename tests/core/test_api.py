@@ -299,6 +299,64 @@ def test_an_async_function_under_a_plain_decorator_is_awaited() -> None:
     assert mutations(reply) == {"seen": typed_value(IntType, 1)}
 
 
+def test_a_plain_decorator_of_an_async_function_may_return_what_is_not_awaitable() -> None:
+    """A ``def`` wrapper of an ``async def`` function that returns early, or runs the coroutine
+    itself in another thread, is a sync function that works in the official SDK: what it
+    returns is awaited only when it is awaitable (awaiting its None failed the batch)."""
+    import functools
+    from concurrent.futures import ThreadPoolExecutor
+
+    def only_for_ann(fun: Any) -> Any:
+        @functools.wraps(fun)
+        def wrapper(context: Context, message: Message) -> Any:
+            if context.address.id != "ann":
+                return None
+            return fun(context, message)
+
+        return wrapper
+
+    def in_a_thread(fun: Any) -> Any:
+        @functools.wraps(fun)
+        def wrapper(context: Context, message: Message) -> Any:
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, fun(context, message)).result()
+
+        return wrapper
+
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/ann", specs=[ValueSpec("seen", IntType)])
+    @only_for_ann
+    async def count(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        context.storage.seen = 1
+
+    @functions.bind("ns/thread", specs=[ValueSpec("seen", IntType)])
+    @in_a_thread
+    async def count_in_a_thread(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        context.storage.seen = 2
+
+    functions.register(
+        "ns/blocking",
+        in_a_thread(count_in_a_thread.__wrapped__),
+        [ValueSpec("seen", IntType)],
+        blocking=True,  # a sync function that blocks, which it is
+    )
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    for typename, id, seen in [
+        ("ns/ann", "ann", 1),
+        ("ns/ann", "bob", None),
+        ("ns/thread", "1", 2),
+        ("ns/blocking", "1", 2),
+    ]:
+        request = to_function(typename, id, [typed_value(IntType, 1)], {"seen": None})
+        expected = {} if seen is None else {"seen": typed_value(IntType, seen)}
+        assert mutations(handler.handle_sync(request)) == expected
+        assert mutations(asyncio.run(handler.handle_async(request))) == expected
+
+
 def test_bind_refuses_what_it_cannot_call_naming_the_typename_and_the_fix() -> None:
     functions = StatefulFunctions()
     with pytest.raises(TypeError, match=r"^ns/f is bound to 42, which is not a function$"):
