@@ -491,9 +491,10 @@ def test_served_together_a_function_bound_later_is_served() -> None:
         assert response.status_code == 200
         assert greetings(response.content) == (3, [(INBOX, "Ann", "Hello Ann for the 3th time!")])
 
-        # the same definition bound again in its own collection (its module reloaded): replaced
-        again = make_functions().for_typename(GREETER).fun
-        later.register(GREETER, again)
+        def again(context: Any, message: Any) -> None:
+            pass
+
+        later.register(GREETER, again)  # bound again in its own collection: replaced
         assert conf.get_handler().functions.for_typename(GREETER).fun is again
         with pytest.raises(conf.StatefunConfigError, match="more than one") as raised:
             first.register(GREETER, again)  # bound in another collection: E004, not served
