@@ -143,8 +143,14 @@ def _check_signature(typename: str, fun: Callable[..., Any]) -> None:
 
 def _name(fun: Callable[..., Any]) -> str:
     """A function by where it is defined: the same definition run again (a module reloaded, a
-    notebook cell run again) has the same name, and binds again as the official SDK did."""
-    return f"{getattr(fun, '__module__', None)}.{getattr(fun, '__qualname__', fun)}"
+    notebook cell run again) has the same name, and binds again as the official SDK did. A
+    partial is named by its function, a callable object by its class (their reprs hold an
+    address, new each time)."""
+    while isinstance(fun, functools.partial):
+        fun = fun.func
+    if not hasattr(fun, "__qualname__"):
+        fun = type(fun)
+    return f"{fun.__module__}.{fun.__qualname__}"
 
 
 def _can_suspend(fun: Callable[..., Any]) -> bool:

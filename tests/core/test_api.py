@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import subprocess
@@ -403,8 +404,15 @@ def test_a_typename_bound_to_another_function_is_replaced_with_a_warning(
                 pass
 
             functions.register("ns/again", again)
+            functions.register("ns/partial", functools.partial(again))
+            functions.register("ns/object", Greeter())
     assert functions.for_typename("ns/again").fun is again
     assert caplog.records == []
+
+
+class Greeter:
+    def __call__(self, context: Context, message: Message) -> None:
+        pass
 
 
 def test_blocking_is_refused_for_an_async_function() -> None:
