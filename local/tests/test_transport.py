@@ -37,7 +37,7 @@ async def serving(
     """A server answering POSTs to ``route`` with ``handle``: its base URL, on 127.0.0.1 or
     (``http+unix://``) on ``socket_path``, where it answers POSTs to any path (the runtime's
     request target there is one escaped segment, such as ``/%2Fstatefun``)."""
-    app = web.Application()
+    app = web.Application(client_max_size=4 * 2**20)  # aiohttp's 1 MiB is less than a batch
     app.router.add_post(route if socket_path is None else "/{any:.*}", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -214,6 +214,7 @@ def test_a_unix_socket_reply_that_says_the_url_is_wrong_names_the_runtimes_targe
     """A 404 may be the SDK's own, for a function not bound (such as an address of a type the
     endpoint's ``ns/*`` takes but the server does not serve): the hint asks about that too, as
     over TCP, not about the path only."""
+
     async def scenario() -> str:
         async def handle(request: web.Request) -> web.Response:
             return web.Response(status=status, text="no")
@@ -414,6 +415,31 @@ def test_a_call_sends_the_headers_it_is_given_and_its_body() -> None:
 
     asyncio.run(scenario())
     assert seen == [(traceparent, b"batch"), (None, b"")]
+
+
+def test_a_batch_over_a_mebibyte_is_sent_whole_and_warns_of_nothing() -> None:
+    """aiohttp warns (a ResourceWarning) of a body over 1 MiB given as bytes: a batch with a
+    large state did, which failed the tests of a user who runs them with warnings as errors."""
+    seen: list[tuple[Optional[str], Optional[str], bytes]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        headers = request.headers
+        seen.append(
+            (headers.get("Content-Type"), headers.get("Content-Length"), await request.read())
+        )
+        return ok()
+
+    batch = bytes(range(256)) * 8192  # 2 MiB
+
+    async def scenario() -> None:
+        async with serving(handle) as url, HttpTransport() as transport:
+            endpoint = parse_module(ASYNC.replace("URL", f"{url}/fn")).endpoints[0]
+            assert await transport.call(endpoint, "a/b", batch) == GOOD
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        asyncio.run(scenario())
+    assert seen == [("application/octet-stream", str(len(batch)), batch)]
 
 
 def test_okhttp_transport_shares_its_connections_between_function_types() -> None:

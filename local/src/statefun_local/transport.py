@@ -9,6 +9,7 @@ within the endpoint's ``call`` budget. OkHttp transport: only I/O errors and 408
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import weakref
 from collections.abc import Mapping, MutableMapping
@@ -29,6 +30,9 @@ CONTENT_TYPE = "application/octet-stream"
 #: No attempt is started with less of the call budget left than this.
 _MIN_ATTEMPT = 0.010
 _OKHTTP_RETRIED_STATUSES = frozenset({408, 409, 420, 429, 499})
+#: aiohttp warns (a ResourceWarning) of a body over 1 MiB given as bytes (TOO_LARGE_BYTES_BODY):
+#: a larger batch goes as a BytesIO, which it writes in chunks.
+_LARGEST_BYTES_BODY = 2**20
 _HINTS = {
     404: " (is the endpoint's urlPathTemplate the function server's path, and the function "
     "bound there?)",
@@ -169,16 +173,15 @@ class HttpTransport:
         headers: Optional[Mapping[str, str]],
         reply_headers: Optional[MutableMapping[str, str]],
     ) -> Message:
-        timeout = aiohttp.ClientTimeout(
-            total=budget, connect=min(endpoint.connect_timeout, budget)
-        )
+        timeout = aiohttp.ClientTimeout(total=budget, connect=min(endpoint.connect_timeout, budget))
         unix_socket = None
         if is_unix_url(url):
             unix_socket, url = split_unix_url(url)
         session = self._get_session(endpoint, function_type, unix_socket)
+        payload = body if len(body) <= _LARGEST_BYTES_BODY else io.BytesIO(body)
         try:
             async with session.post(  # the runtime follows no redirect of a POST
-                url, data=body, timeout=timeout, headers=headers or None, allow_redirects=False
+                url, data=payload, timeout=timeout, headers=headers or None, allow_redirects=False
             ) as response:
                 location = response.headers.get("Location")
                 if 300 <= response.status < 400 and location:
