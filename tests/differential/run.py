@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import base64
 import collections
+import contextlib
 import json
 import random
 import subprocess
@@ -75,7 +76,11 @@ class Official:
             stderr=self.log,
             text=True,
         )
-        self.versions = self._read()["ready"]
+        try:
+            self.versions = self._read()["ready"]
+        except BaseException:
+            self.stop()
+            raise
 
     def _read(self) -> Any:
         line = self.process.stdout.readline() if self.process.stdout else ""
@@ -98,14 +103,17 @@ class Official:
         return outcomes
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
+        """End the worker (the end of its input, then a kill if it lingers) and close its pipes
+        and log, which would otherwise be left to the garbage collector (a ResourceWarning)."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        with contextlib.suppress(BrokenPipeError):  # a worker that died reads no more
             self.process.stdin.close()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
         self.log.close()
 
 
