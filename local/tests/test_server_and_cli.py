@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -471,6 +473,22 @@ def test_cli_audit_says_when_the_audit_log_is_empty(
     )
     assert main(["audit", "--db", str(db), "--json"]) == 0  # JSON lines: none
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    "command", [["state", "com.example/echo/x"], ["egress"], ["stuck"], ["audit"]]
+)
+def test_cli_commands_that_read_the_database_close_it(tmp_path: Path, command: list[str]) -> None:
+    """They left their read-only connection to the garbage collector, for which Python 3.13's
+    sqlite3 warns ("unclosed database", a ResourceWarning): an error to a caller of main() who
+    runs with warnings as errors. (Older Pythons close it without a word: this fails on 3.13.)"""
+    db = tmp_path / "db.sqlite"
+    echoed_once(db)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*command, "--db", str(db)]) == 0
+        gc.collect()
+    assert [str(w.message) for w in caught if "unclosed database" in str(w.message)] == []
 
 
 def test_cli_reports_module_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -326,8 +326,8 @@ def _open_readonly(db: str) -> SqliteStore:
 
 def _state(args: argparse.Namespace) -> int:
     address = parse_address(args.address)
-    store = _open_readonly(args.db)
-    view = address_view(store, address, WallClock().now_ms())
+    with contextlib.closing(_open_readonly(args.db)) as store:
+        view = address_view(store, address, WallClock().now_ms())
     _print(view["address"])
     if not view["state"]:
         print("  state: (none)")
@@ -358,22 +358,22 @@ def _show(value: Any) -> str:
 
 
 def _egress(args: argparse.Namespace) -> int:
-    store = _open_readonly(args.db)
     after = args.after
-    while True:
-        records = store.egress_list(after, limit=1000)
-        for record in records:
-            view = egress_view(record)
-            after = record.seq
-            if args.json:
-                print(json.dumps(view, ensure_ascii=False))
-            else:
-                _print(f"#{view['seq']} {view['egress']}: {_show_record(view['record'])}")
-        sys.stdout.flush()  # followed: each batch as it comes
-        if not records and not args.follow:
-            return 0
-        if not records:
-            time.sleep(0.2)
+    with contextlib.closing(_open_readonly(args.db)) as store:
+        while True:
+            records = store.egress_list(after, limit=1000)
+            for record in records:
+                view = egress_view(record)
+                after = record.seq
+                if args.json:
+                    print(json.dumps(view, ensure_ascii=False))
+                else:
+                    _print(f"#{view['seq']} {view['egress']}: {_show_record(view['record'])}")
+            sys.stdout.flush()  # followed: each batch as it comes
+            if not records and not args.follow:
+                return 0
+            if not records:
+                time.sleep(0.2)
 
 
 # --- stuck addresses -------------------------------------------------------------------------
@@ -383,7 +383,8 @@ def _stuck(args: argparse.Namespace) -> int:
     from . import stuck
 
     running = runtime_runs_on(args.db)  # before the connection: see runtime_runs_on
-    entries = stuck.listing(_open_readonly(args.db))
+    with contextlib.closing(_open_readonly(args.db)) as store:
+        entries = stuck.listing(store)
     if not args.json and not entries:
         print("no stuck addresses")
     elif not args.json and not running:
@@ -417,7 +418,8 @@ def _stuck(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from . import stuck
 
-    entries = stuck.audit_listing(_open_readonly(args.db).conn, limit=10_000)
+    with contextlib.closing(_open_readonly(args.db)) as store:
+        entries = stuck.audit_listing(store.conn, limit=10_000)
     if not args.json and not entries:
         print("the audit log is empty: nothing was done to a stuck address")
     for entry in reversed(entries):
