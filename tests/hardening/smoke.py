@@ -14,6 +14,7 @@ counter equals what the generator expects, and every egress record appears exact
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -341,15 +342,15 @@ def read_results(db: Path) -> tuple[dict[str, int], list[str]]:
 
     from statefun_core.engine import Address
 
-    store = SqliteStore(connect(db, readonly=True))
     counts = {}
-    for id in range(1000):
-        entry = store.state_get(Address(FUNCTION, str(id))).get("count")
-        if entry is not None:
-            counts[str(id)] = IntType.serializer().deserialize(entry.value)
     egress = []
-    for record in store.egress_list(0):
-        assert record.egress == EGRESS, record
-        kafka = protocol.KafkaProducerRecord.FromString(record.argument.value)
-        egress.append(kafka.value_bytes.decode())
+    with contextlib.closing(SqliteStore(connect(db, readonly=True))) as store:
+        for id in range(1000):
+            entry = store.state_get(Address(FUNCTION, str(id))).get("count")
+            if entry is not None:
+                counts[str(id)] = IntType.serializer().deserialize(entry.value)
+        for record in store.egress_list(0):
+            assert record.egress == EGRESS, record
+            kafka = protocol.KafkaProducerRecord.FromString(record.argument.value)
+            egress.append(kafka.value_bytes.decode())
     return counts, egress
