@@ -11,6 +11,7 @@ message lost, no batch applied twice, every due timer fired.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -146,13 +147,13 @@ def test_kill_9_loses_nothing_and_applies_nothing_twice(tmp_path: Path) -> None:
 
     run(scenario())
 
-    store = SqliteStore(connect(db, readonly=True))
-    counts = {
-        str(i): IntType.serializer().deserialize(entry.value)
-        for i in range(ADDRESSES)
-        for name, entry in store.state_get(Address(COUNTER, str(i))).items()
-        if name == "count"
-    }
+    with contextlib.closing(SqliteStore(connect(db, readonly=True))) as store:
+        counts = {
+            str(i): IntType.serializer().deserialize(entry.value)
+            for i in range(ADDRESSES)
+            for name, entry in store.state_get(Address(COUNTER, str(i))).items()
+            if name == "count"
+        }
     expected = expected_counts(starts)
     assert sum(expected.values()) == CHAINS * HOPS
     assert counts == dict(expected)
