@@ -981,7 +981,10 @@ def _name_the_states(batch: _Batch, error: AttributeError) -> None:
     reason = str(error)
     if not reason.startswith(unknown):
         return
-    name = reason[len(unknown) :].strip("'")
+    rest = reason[len(unknown) :]  # 'sesion' (and since Python 3.13, for a write, more words)
+    if not rest.startswith("'"):
+        return
+    name = rest[1 : rest.find("'", 1)]
     names = batch.plan.names
     nearest = difflib.get_close_matches(name, names, n=1)
     error.args = (

@@ -303,6 +303,11 @@ def test_health_counts_the_functions_a_handler_was_given_since() -> None:
     }
 
 
+def _names_an_import(func: ast.expr) -> bool:
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name in ("import_module", "__import__")
+
+
 def imported_modules(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -310,8 +315,10 @@ def imported_modules(path: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Constant) and node.value in PLUGIN_PACKAGES:
-            names.add(node.value)  # importlib.import_module("statefun_prometheus") and the like
+        elif isinstance(node, ast.Call) and _names_an_import(node.func) and node.args:
+            first = node.args[0]  # importlib.import_module("statefun_prometheus") and the like
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value.split(".")[0])
     return names
 
 
