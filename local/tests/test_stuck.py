@@ -207,14 +207,14 @@ async def soon(condition: Any) -> None:
 DONE = {"retry": "retrying", "skip": "skipped", "dead-letter": "dead-lettered"}
 
 
-async def act_by_cli(runtime: Runtime, action: str, address: str) -> str:
+async def act_by_cli(runtime: Runtime, action: str, address: str, *options: str) -> str:
     """``statefun-local ACTION ADDRESS``, and what it did: ``retrying``, ``skipped`` or
     ``dead-lettered``. A skip or dead-letter asked for while a call to the address is in
     progress is pending until that call ends: then what the audit log says (``not done`` if
     that call succeeded)."""
     assert runtime.db is not None
     logged = len(await audit_by_cli(runtime.db))
-    code, out = await cli(action, address, "--url", runtime.url)
+    code, out = await cli(action, address, "--url", runtime.url, *options)
     assert code == 0, out
     if not out.startswith(f"{address}: {action} pending: "):
         assert out.startswith(f"{address}: {DONE[action]}"), out
@@ -454,8 +454,15 @@ def test_a_stuck_address_from_the_cli_across_kill_9(tmp_path: Path) -> None:
             again = await until_stuck(db, a, seen + 1)  # the count goes on
             assert again["message_seq"] == entry["message_seq"]
 
+            # skip: asked for another head message than the one listed, nothing is done
+            seq = again["message_seq"]
+            code, out = await cli("skip", a, "--url", runtime.url, "--message", str(seq + 1))
+            assert code == 1
+            assert f"its failing head message is #{seq} now, not #{seq + 1}: nothing done" in out
+            assert (await stuck_by_cli(db))[a]["message_seq"] == seq
+
             # skip: the message after the poison is delivered
-            assert "skipped" in await act_by_cli(runtime, "skip", a)
+            assert "skipped" in await act_by_cli(runtime, "skip", a, "--message", str(seq))
             await until_count(db, a, 1)
             assert a not in await stuck_by_cli(db)
 

@@ -153,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
                                          "that call has failed)")):
         act = _command(commands, action, text)
         act.add_argument("address", help="namespace/type/id")
+        act.add_argument("--message", type=int, metavar="N",
+                         help="only if the head message is still #N, as 'stuck' listed it "
+                              "(else nothing is done)")  # fmt: skip
         _url_argument(act)
         act.set_defaults(command=_act, action=action)
     return parser
@@ -463,7 +466,10 @@ def _address_path(text: str) -> str:
 
 def _act(args: argparse.Namespace) -> int:
     address = parse_address(args.address)
-    query = urllib.parse.urlencode({"id": address.id, "by": "cli"})  # an empty id has no path
+    params = {"id": address.id, "by": "cli"}  # the id in the query: an empty id has no path
+    if args.message is not None:
+        params["message"] = str(args.message)
+    query = urllib.parse.urlencode(params)
     typename = "/".join(urllib.parse.quote(part, safe="") for part in address.typename.split("/"))
     reply = _post(args.url, f"api/stuck/{args.action}/{typename}?{query}", {})
     if reply is None:
