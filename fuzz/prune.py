@@ -55,7 +55,7 @@ def main() -> None:
     small = [p for p in kept if p.stat().st_size <= args.max_bytes]
     large = [p for p in kept if p.stat().st_size > args.max_bytes][:2]
     args.target.mkdir(parents=True, exist_ok=True)
-    for path in (small[: args.max - len(large)] + large):
+    for path in small[: args.max - len(large)] + large:
         shutil.copy(path, args.target / path.name)
     print(f"{len(best)} shapes; kept {min(len(small), args.max - len(large)) + len(large)}")
 

@@ -177,8 +177,11 @@ def main() -> None:
                     unavailable.add(runtime)
                     continue
                 measured.setdefault((runtime, sdk), []).append(result)
-                print(f"{runtime:16} {sdk:14} {result.per_second:8.0f} msg/s  p50 "
-                      f"{result.p50_ms:.0f} ms  p99 {result.p99_ms:.0f} ms", file=sys.stderr)
+                print(
+                    f"{runtime:16} {sdk:14} {result.per_second:8.0f} msg/s  p50 "
+                    f"{result.p50_ms:.0f} ms  p99 {result.p99_ms:.0f} ms",
+                    file=sys.stderr,
+                )
         finally:
             kafka.stop()
     results = {
@@ -190,9 +193,11 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, results: dict[tuple[str, str], Result]) -> None:
-    print(f"\n{args.messages} messages over {args.ids} ids (after {args.warmup} to warm up); "
-          f"latency: {args.paced} messages at {args.rate:.0f}/s; median of {args.repeat} "
-          "interleaved runs\n")
+    print(
+        f"\n{args.messages} messages over {args.ids} ids (after {args.warmup} to warm up); "
+        f"latency: {args.paced} messages at {args.rate:.0f}/s; median of {args.repeat} "
+        "interleaved runs\n"
+    )
     print("| runtime | SDK | msg/s | ours / official | p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|")
     for name in args.runtimes:
@@ -202,11 +207,15 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], Result]) -> 
             print(f"| {name} | | not available here | | | |")
             continue
         if theirs is not None:
-            print(f"| {name} | official 3.3.0 | {theirs.per_second:.0f} | | "
-                  f"{theirs.p50_ms:.0f} | {theirs.p99_ms:.0f} |")
+            print(
+                f"| {name} | official 3.3.0 | {theirs.per_second:.0f} | | "
+                f"{theirs.p50_ms:.0f} | {theirs.p99_ms:.0f} |"
+            )
         ratio = f"{ours.per_second / theirs.per_second:.2f}" if theirs else ""
-        print(f"| {name} | statefun-core | {ours.per_second:.0f} | {ratio} | "
-              f"{ours.p50_ms:.0f} | {ours.p99_ms:.0f} |")
+        print(
+            f"| {name} | statefun-core | {ours.per_second:.0f} | {ratio} | "
+            f"{ours.p50_ms:.0f} | {ours.p99_ms:.0f} |"
+        )
     local = results.get((kit.LOCAL.name, "statefun_core"))
     others = [(name, result) for (name, sdk), result in results.items()
               if sdk == "statefun_core" and name != kit.LOCAL.name]  # fmt: skip

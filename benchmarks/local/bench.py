@@ -87,8 +87,7 @@ class CpuMeter:
         self.start = (time.process_time(), cpu_seconds(server_pid))
 
     def read(self) -> tuple[float, float]:
-        return (time.process_time() - self.start[0],
-                cpu_seconds(self.server_pid) - self.start[1])
+        return (time.process_time() - self.start[0], cpu_seconds(self.server_pid) - self.start[1])
 
 
 class CommitTimer:
@@ -110,8 +109,9 @@ class CommitTimer:
         engine.complete = timed  # type: ignore[method-assign]
 
 
-async def warm_up(port: int, db: Path, addresses: int, transport: HttpTransport,
-                  timeout: float) -> None:
+async def warm_up(
+    port: int, db: Path, addresses: int, transport: HttpTransport, timeout: float
+) -> None:
     """One greeting per address: state discovery done, keep-alive connections open."""
     module = parse_module(module_text(port))
     async with LocalRuntime(module, db, transport=transport, offline=True) as runtime:
@@ -142,12 +142,25 @@ async def finish(
     deliveries = runtime.delivered
     if deliveries != 2 * greetings:  # each greeting: greeter, then inbox
         raise RuntimeError(f"{deliveries} deliveries for {greetings} greetings, not twice as many")
-    return {"deliveries": deliveries, "seconds": elapsed, "rate": deliveries / elapsed,
-            "ingress_rate": greetings / elapsed, "timer": timer, "cpu": used}
+    return {
+        "deliveries": deliveries,
+        "seconds": elapsed,
+        "rate": deliveries / elapsed,
+        "ingress_rate": greetings / elapsed,
+        "timer": timer,
+        "cpu": used,
+    }
 
 
-async def batching(port: int, tmp: Path, addresses: int, per_address: int, server_pid: int,
-                   transport: HttpTransport, timeout: float) -> dict[str, Any]:
+async def batching(
+    port: int,
+    tmp: Path,
+    addresses: int,
+    per_address: int,
+    server_pid: int,
+    transport: HttpTransport,
+    timeout: float,
+) -> dict[str, Any]:
     db = tmp / "batching.db"
     await warm_up(port, db, addresses, transport, timeout)
     preload(db, addresses, per_address)
@@ -160,11 +173,19 @@ async def batching(port: int, tmp: Path, addresses: int, per_address: int, serve
     return await finish(runtime, start, cpu, timer, greetings=addresses * per_address)
 
 
-async def no_batching(port: int, tmp: Path, addresses: int, rounds: int, server_pid: int,
-                      transport: HttpTransport, timeout: float) -> dict[str, Any]:
+async def no_batching(
+    port: int,
+    tmp: Path,
+    addresses: int,
+    rounds: int,
+    server_pid: int,
+    transport: HttpTransport,
+    timeout: float,
+) -> dict[str, Any]:
     await warm_up(port, tmp / "rounds.db", addresses, transport, timeout)
-    runtime = LocalRuntime(parse_module(module_text(port)), tmp / "rounds.db", transport=transport,
-                           offline=True)
+    runtime = LocalRuntime(
+        parse_module(module_text(port)), tmp / "rounds.db", transport=transport, offline=True
+    )
     await runtime.start()
     timer = CommitTimer(runtime)
     cpu = CpuMeter(server_pid)
@@ -203,17 +224,23 @@ def pct(values: list[float], q: float) -> float:
 
 def show_run(label: str, result: dict[str, Any]) -> None:
     timer: CommitTimer = result["timer"]
-    print(f"{label}: {result['deliveries']} deliveries in {result['seconds']:.2f} s = "
-          f"{result['rate']:,.0f} durable messages/s "
-          f"({result['ingress_rate']:,.0f} greetings/s in)")
-    print(f"  batches: {len(timer.batch_sizes)}, mean size "
-          f"{statistics.mean(timer.batch_sizes):.1f}; apply+commit per batch: p50 "
-          f"{pct(timer.samples, 0.5) * 1e3:.3f} ms, p99 {pct(timer.samples, 0.99) * 1e3:.3f} ms,"
-          f" mean {statistics.mean(timer.samples) * 1e3:.3f} ms")
+    print(
+        f"{label}: {result['deliveries']} deliveries in {result['seconds']:.2f} s = "
+        f"{result['rate']:,.0f} durable messages/s "
+        f"({result['ingress_rate']:,.0f} greetings/s in)"
+    )
+    print(
+        f"  batches: {len(timer.batch_sizes)}, mean size "
+        f"{statistics.mean(timer.batch_sizes):.1f}; apply+commit per batch: p50 "
+        f"{pct(timer.samples, 0.5) * 1e3:.3f} ms, p99 {pct(timer.samples, 0.99) * 1e3:.3f} ms,"
+        f" mean {statistics.mean(timer.samples) * 1e3:.3f} ms"
+    )
     runtime_cpu, server_cpu = result["cpu"]
     if runtime_cpu:
-        print(f"  CPU: runtime {runtime_cpu:.2f} s ({result['deliveries'] / runtime_cpu:,.0f} "
-              f"messages per runtime CPU-second), function server {server_cpu:.2f} s")
+        print(
+            f"  CPU: runtime {runtime_cpu:.2f} s ({result['deliveries'] / runtime_cpu:,.0f} "
+            f"messages per runtime CPU-second), function server {server_cpu:.2f} s"
+        )
 
 
 async def main() -> None:
@@ -222,34 +249,46 @@ async def main() -> None:
     parser.add_argument("--per-address", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--latency-samples", type=int, default=300)
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds a phase may take before the run fails")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds a phase may take before the run fails"
+    )
     args = parser.parse_args()
 
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "examples/greeter/app.py"), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         await wait_for_server(port)
-        print(f"statefun-local bench: Python {platform.python_version()}, "
-              f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
-              f"{args.addresses} addresses; function server in its own process")
+        print(
+            f"statefun-local bench: Python {platform.python_version()}, "
+            f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
+            f"{args.addresses} addresses; function server in its own process"
+        )
         with tempfile.TemporaryDirectory(prefix="statefun-bench-") as tmp_name:
             tmp = Path(tmp_name)
             transport = HttpTransport()
-            show_run(f"batching ({args.per_address} messages/address queued)",
-                     await batching(port, tmp, args.addresses, args.per_address, server.pid,
-                                    transport, args.timeout))
-            show_run(f"no batching ({args.rounds} rounds of 1 message/address)",
-                     await no_batching(port, tmp, args.addresses, args.rounds, server.pid,
-                                       transport, args.timeout))
+            show_run(
+                f"batching ({args.per_address} messages/address queued)",
+                await batching(
+                    port, tmp, args.addresses, args.per_address, server.pid, transport, args.timeout
+                ),
+            )
+            show_run(
+                f"no batching ({args.rounds} rounds of 1 message/address)",
+                await no_batching(
+                    port, tmp, args.addresses, args.rounds, server.pid, transport, args.timeout
+                ),
+            )
             await transport.close()
             samples = await latency(port, tmp, args.addresses, args.latency_samples)
-            print(f"latency ingress -> egress (greeter -> inbox -> egress, one at a time): "
-                  f"p50 {pct(samples, 0.5) * 1e3:.2f} ms, p99 {pct(samples, 0.99) * 1e3:.2f} ms "
-                  f"over {len(samples)} messages")
+            print(
+                f"latency ingress -> egress (greeter -> inbox -> egress, one at a time): "
+                f"p50 {pct(samples, 0.5) * 1e3:.2f} ms, p99 {pct(samples, 0.99) * 1e3:.2f} ms "
+                f"over {len(samples)} messages"
+            )
     finally:
         server.terminate()
         server.wait()

@@ -24,8 +24,20 @@ def main() -> int:
         print(f"creating {VENV} and installing the packages (once)...", flush=True)
         venv.create(VENV, with_pip=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "-e", str(ROOT), "-e", str(ROOT / "local"), "-e", str(ROOT / "integrations/aiohttp")],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-e",
+                str(ROOT),
+                "-e",
+                str(ROOT / "local"),
+                "-e",
+                str(ROOT / "integrations/aiohttp"),
+            ],
             check=True,
         )
     return subprocess.call([str(python), str(ROOT / "examples/greeter/demo.py"), *sys.argv[1:]])

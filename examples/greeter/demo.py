@@ -71,8 +71,9 @@ async def demo(db: Path) -> None:
             print(f"  topic={kafka['topic']}  key={kafka['key']:<4} {kafka['value']}")
         ann = runtime.inspect(parse_address("com.example.fns/greeter/Ann"))
         seen = ann["state"]["seen_count"]
-        print(f"\nstate of com.example.fns/greeter/Ann: seen_count = {seen['value']} "
-              f"({seen['type']})")
+        print(
+            f"\nstate of com.example.fns/greeter/Ann: seen_count = {seen['value']} ({seen['type']})"
+        )
         if runtime.failures:
             raise SystemExit(f"failures: {[f.error for f in runtime.failures]}")
         if len(records) != len(NAMES):

@@ -44,8 +44,9 @@ class Page:
 
     async def evaluate(self, expression: str) -> Any:
         """The value of ``expression`` (awaited if it is a promise), as JSON."""
-        result = await self.command("Runtime.evaluate", expression=expression,
-                                    returnByValue=True, awaitPromise=True)
+        result = await self.command(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -63,14 +64,18 @@ class Page:
         raise AssertionError(f"still {value!r} after {timeout} s: {expression}")
 
     async def text(self, selector: str) -> str:
-        return str(await self.evaluate(
-            f"document.querySelector({json.dumps(selector)})?.innerText ?? ''"))
+        return str(
+            await self.evaluate(f"document.querySelector({json.dumps(selector)})?.innerText ?? ''")
+        )
 
     async def rows(self, tbody: str) -> list[list[str]]:
         """The cells' text of each row of the table body with the id ``tbody``."""
-        return list(await self.evaluate(
-            f"[...document.getElementById({json.dumps(tbody)}).rows]"
-            ".map(r => [...r.cells].map(c => c.innerText))"))
+        return list(
+            await self.evaluate(
+                f"[...document.getElementById({json.dumps(tbody)}).rows]"
+                ".map(r => [...r.cells].map(c => c.innerText))"
+            )
+        )
 
 
 @contextlib.asynccontextmanager
@@ -118,5 +123,6 @@ async def _devtools_port(path: Path, process: subprocess.Popen[bytes]) -> int:
             if "\n" in text:
                 return int(text.split("\n", 1)[0])
         await asyncio.sleep(0.1)
-    raise AssertionError(f"Chromium did not start its DevTools server ({text!r}, "
-                         f"exit code {process.poll()})")
+    raise AssertionError(
+        f"Chromium did not start its DevTools server ({text!r}, exit code {process.poll()})"
+    )

@@ -75,9 +75,18 @@ def expected_counts(starts: list[int]) -> Counter[str]:
 async def start_runtime(module: Path, db: Path) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "statefun_local", "run", str(module), "--db", str(db),
-        "--port", str(port), "--offline",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "statefun_local",
+        "run",
+        str(module),
+        "--db",
+        str(db),
+        "--port",
+        str(port),
+        "--offline",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:

@@ -120,14 +120,20 @@ def test_requests_another_site_could_make_are_refused(
                 site = web.TCPSite(runner, "127.0.0.1", 0)
                 await site.start()
                 port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                sent = {key: value.format(host=f"127.0.0.1:{port}")
-                        for key, value in headers.items()}
+                sent = {
+                    key: value.format(host=f"127.0.0.1:{port}") for key, value in headers.items()
+                }
                 try:
-                    async with aiohttp.ClientSession() as session, session.request(
-                        method, f"http://127.0.0.1:{port}{path}", headers=sent,
-                        data=BODY if method == "POST" else None,
-                        skip_auto_headers=["Content-Type"],
-                    ) as response:
+                    async with (
+                        aiohttp.ClientSession() as session,
+                        session.request(
+                            method,
+                            f"http://127.0.0.1:{port}{path}",
+                            headers=sent,
+                            data=BODY if method == "POST" else None,
+                            skip_auto_headers=["Content-Type"],
+                        ) as response,
+                    ):
                         text = await response.text()
                         assert response.status == status, text
                     queued = sum(runtime.store.queue_depths().values()) + runtime.delivered
@@ -151,9 +157,12 @@ def test_egress_numbers_are_finite_and_bounded(tmp_path: Path, query: str) -> No
         async with serving(echo_functions(), tmp_path / "db.sqlite") as (_, runtime):
             runner, url = await serve_runtime(runtime)
             try:
-                async with aiohttp.ClientSession() as session, session.get(
-                    f"{url}/api/egress?{query}", timeout=aiohttp.ClientTimeout(total=30)
-                ) as response:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(
+                        f"{url}/api/egress?{query}", timeout=aiohttp.ClientTimeout(total=30)
+                    ) as response,
+                ):
                     assert response.status == 400
                     assert "must be" in await response.text()
                     async with session.get(f"{url}/api/egress?after={2**63 - 1}&wait=0") as ok:
@@ -166,8 +175,9 @@ def test_egress_numbers_are_finite_and_bounded(tmp_path: Path, query: str) -> No
 
 def _handlers_running() -> int:
     """aiohttp's request handlers (one task per connection) still running in this loop."""
-    return sum(1 for task in asyncio.all_tasks()
-               if task.get_coro().__qualname__ == "RequestHandler.start")  # type: ignore[union-attr]
+    return sum(
+        1 for task in asyncio.all_tasks() if task.get_coro().__qualname__ == "RequestHandler.start"
+    )  # type: ignore[union-attr]
 
 
 def test_a_long_poll_ends_when_its_client_leaves(tmp_path: Path) -> None:
@@ -254,8 +264,9 @@ def test_sigterm_stops_the_runtime_while_a_client_waits(tmp_path: Path) -> None:
 
 
 def test_a_function_name_goes_into_the_url_percent_encoded() -> None:
-    endpoint = Endpoint(functions="com.example/*",
-                        url_path_template="http://fns:8000/statefun/{function.name}")
+    endpoint = Endpoint(
+        functions="com.example/*", url_path_template="http://fns:8000/statefun/{function.name}"
+    )
     assert endpoint.url_for("com.example/greeter") == "http://fns:8000/statefun/greeter"
     assert endpoint.url_for("com.example/a?b#c d%") == "http://fns:8000/statefun/a%3Fb%23c%20d%25"
     assert endpoint.url_for("com.example/../admin") == "http://fns:8000/statefun/..%2Fadmin"
@@ -294,23 +305,28 @@ def test_typenames_and_ids_do_not_steer_the_call_or_the_log(
         module = parse_module(module_yaml(f"{functions_url}/fns/{{function.name}}", call="100ms"))
         refused = []
         try:
-            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True,
-                                    failure_pause=0.05) as runtime:
+            async with LocalRuntime(
+                module, tmp_path / "db.sqlite", offline=True, failure_pause=0.05
+            ) as runtime:
                 runner, url = await serve_runtime(runtime)
                 try:
                     async with aiohttp.ClientSession() as session:
                         for typename in ["..%2F..%2Fadmin", "%2E%2E", "a%3Fb", "a%23b", "a%0Ab"]:
-                            async with session.post(f"{url}/ingress/com.example/{typename}/x",
-                                                    json={"type": "string", "value": "x"}) as r:
+                            async with session.post(
+                                f"{url}/ingress/com.example/{typename}/x",
+                                json={"type": "string", "value": "x"},
+                            ) as r:
                                 refused.append(f"{r.status} {await r.text()}")
                         for target in ["com.example/..", "com.example/a?b#c", "com.example/a\nb"]:
-                            async with session.post(f"{url}/ingress/com.example/router/r",
-                                                    json={"type": "string", "value": target}
-                                                    ) as response:
+                            async with session.post(
+                                f"{url}/ingress/com.example/router/r",
+                                json={"type": "string", "value": target},
+                            ) as response:
                                 assert response.status == 202
                     await _until(lambda: {"/fns/a%3Fb%23c", "/fns/a%0Ab"} <= set(paths))
-                    await _until(lambda: any("not function names" in f.error
-                                             for f in runtime.failures))
+                    await _until(
+                        lambda: any("not function names" in f.error for f in runtime.failures)
+                    )
                 finally:
                     await runner.cleanup()
         finally:
@@ -340,13 +356,15 @@ def test_status_shows_a_function_type_no_url_can_name(tmp_path: Path) -> None:
         async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
             runner, url = await serve_runtime(runtime)
             try:
-                await runtime.send(Address("com.example/router", "r"),
-                                   TypedValue("io.statefun.types/string", b"\n\x02go"))
-                await _until(lambda: any("not function names" in f.error
-                                         for f in runtime.failures))
-                async with aiohttp.ClientSession() as session, session.get(
-                    f"{url}/api/status"
-                ) as response:
+                await runtime.send(
+                    Address("com.example/router", "r"),
+                    TypedValue("io.statefun.types/string", b"\n\x02go"),
+                )
+                await _until(lambda: any("not function names" in f.error for f in runtime.failures))
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"{url}/api/status") as response,
+                ):
                     assert response.status == 200, await response.text()
                     status = await response.json()
             finally:
@@ -356,7 +374,8 @@ def test_status_shows_a_function_type_no_url_can_name(tmp_path: Path) -> None:
     functions_shown = run(scenario())
     assert functions_shown["com.example/.."]["endpoint"] is None
     assert functions_shown["com.example/.."]["endpoint_problem"] == (
-        "'com.example/..': '.' and '..' are not function names")
+        "'com.example/..': '.' and '..' are not function names"
+    )
     assert functions_shown["com.example/.."]["queued"] == 1
     assert functions_shown["com.example/router"]["endpoint"].endswith("/statefun")
     assert functions_shown["com.example/router"]["endpoint_problem"] is None
@@ -388,14 +407,16 @@ def test_bad_ingress_input_answers_400(tmp_path: Path, path: str, body: bytes) -
             runner, url = await serve_runtime(runtime)
             try:
                 async with aiohttp.ClientSession() as session:
-                    async with session.post(f"{url}/ingress/{path}", data=body,
-                                            headers=JSON) as response:
+                    async with session.post(
+                        f"{url}/ingress/{path}", data=body, headers=JSON
+                    ) as response:
                         assert response.status == 400, await response.text()
                     async with session.get(f"{url}/api/state/{path}") as response:
                         assert response.status in (200, 400)
                     # and the runtime serves on
-                    async with session.post(f"{url}/ingress/com.example/echo/y", data=BODY,
-                                            headers=JSON) as response:
+                    async with session.post(
+                        f"{url}/ingress/com.example/echo/y", data=BODY, headers=JSON
+                    ) as response:
                         assert response.status == 202
             finally:
                 await runner.cleanup()
@@ -430,8 +451,11 @@ def _egress_database(path: Path, count: int) -> None:
     store = SqliteStore.open(path)
     with store.transaction():
         for n in range(count):
-            store.egress_append(EgressRecord(
-                "com.example/out", TypedValue("io.statefun.types/string", b"\n\x01" + b"x")))
+            store.egress_append(
+                EgressRecord(
+                    "com.example/out", TypedValue("io.statefun.types/string", b"\n\x01" + b"x")
+                )
+            )
             del n
     store.close()
 
@@ -447,8 +471,11 @@ def test_egress_prints_every_record_and_stops_quietly_when_its_reader_does(
     assert lines[-1] == "#2500 com.example/out: x"
 
     # ``statefun-local egress | head -1``
-    process = subprocess.Popen([sys.executable, "-m", "statefun_local", "egress", "--db", str(db)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "statefun_local", "egress", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert process.stdout is not None and process.stderr is not None
     assert process.stdout.readline() == b"#1 com.example/out: x\n"
     process.stdout.close()
@@ -462,15 +489,18 @@ def test_the_database_files_are_private(tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite"
     previous = os.umask(0o022)
     try:
+
         async def scenario() -> None:
             async with serving(greeter_functions(), db) as (_, runtime):
-                await runtime.send(Address("com.example/greeter", "Ann"),
-                                   TypedValue("io.statefun.types/string", b"\n\x03Ann"))
+                await runtime.send(
+                    Address("com.example/greeter", "Ann"),
+                    TypedValue("io.statefun.types/string", b"\n\x03Ann"),
+                )
                 await runtime.wait_until_idle()
-                files = {path.name: stat.S_IMODE(path.stat().st_mode)
-                         for path in tmp_path.iterdir()}
-                assert files == {"db.sqlite": 0o600, "db.sqlite-wal": 0o600,
-                                 "db.sqlite-shm": 0o600}
+                files = {
+                    path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()
+                }
+                assert files == {"db.sqlite": 0o600, "db.sqlite-wal": 0o600, "db.sqlite-shm": 0o600}
 
         run(scenario())
     finally:
@@ -483,8 +513,10 @@ def test_allow_host_admits_a_name_and_the_page_browses_addresses_a_page_at_a_tim
     async def scenario() -> None:
         async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
             for name in ["Cy", "Ann", "Bob"]:
-                await runtime.send(Address("com.example/greeter", name),
-                                   TypedValue("io.statefun.types/string", b"\n\x02Jo"))
+                await runtime.send(
+                    Address("com.example/greeter", name),
+                    TypedValue("io.statefun.types/string", b"\n\x02Jo"),
+                )
             await runtime.wait_until_idle()
             runner = web.AppRunner(make_app(runtime, allowed_hosts=["fns.internal"]))
             await runner.setup()
@@ -497,8 +529,11 @@ def test_allow_host_admits_a_name_and_the_page_browses_addresses_a_page_at_a_tim
                     pages = []
                     after = ""
                     while after is not None:
-                        async with session.get(url, params={"limit": "2", "after": after},
-                                               headers={"Host": f"fns.internal:{port}"}) as r:
+                        async with session.get(
+                            url,
+                            params={"limit": "2", "after": after},
+                            headers={"Host": f"fns.internal:{port}"},
+                        ) as r:
                             assert r.status == 200, await r.text()
                             page = await r.json()
                         pages.append(page["ids"])
@@ -525,9 +560,10 @@ def test_host_is_a_name_and_a_numeric_port(host: str, status: int) -> None:
         app.router.add_get("/", ok)
         runner, url = await serve_runtime_app(app)
         try:
-            async with aiohttp.ClientSession() as session, session.get(
-                f"{url}/", headers={"Host": host}
-            ) as response:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{url}/", headers={"Host": host}) as response,
+            ):
                 return response.status
         finally:
             await runner.cleanup()
@@ -604,7 +640,9 @@ def test_a_refused_content_type_is_named(headers: dict[str, str], says: str) -> 
             return response.status, await response.text()
 
     assert run(_guarded(send)) == (
-        415, f"{says}: send application/json, or application/octet-stream for raw bytes\n")
+        415,
+        f"{says}: send application/json, or application/octet-stream for raw bytes\n",
+    )
 
 
 @pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
@@ -612,9 +650,12 @@ def test_head_and_options_change_nothing_and_are_answered(method: str) -> None:
     """Like GET, they need no Content-Type and may come from anywhere (curl -I)."""
 
     async def send(url: str) -> int:
-        async with aiohttp.ClientSession() as session, session.request(
-            method, f"{url}/", headers={"Origin": "http://elsewhere.test"}
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method, f"{url}/", headers={"Origin": "http://elsewhere.test"}
+            ) as response,
+        ):
             return response.status
 
     assert run(_guarded(send)) == 200
@@ -624,7 +665,8 @@ def test_what_typename_problem_says() -> None:
     assert typename_problem("noslash") == "'noslash' is not a typename 'namespace/name'"
     assert typename_problem("a/..") == "'a/..': '.' and '..' are not names"
     assert typename_problem("a/b\n") == (
-        "'a/b\\\\n': a typename holds no '?', '#' or control characters")
+        "'a/b\\\\n': a typename holds no '?', '#' or control characters"
+    )
 
 
 @pytest.mark.parametrize(
@@ -636,9 +678,10 @@ def test_what_typename_problem_says() -> None:
 )  # fmt: skip
 def test_what_a_403_says(headers: dict[str, str], says: str) -> None:
     async def send(url: str) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.post(
-            f"{url}/", json={}, headers=headers
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{url}/", json={}, headers=headers) as response,
+        ):
             return response.status, await response.text()
 
     assert run(_guarded(send)) == (403, says)

@@ -1102,9 +1102,11 @@ def test_an_exactly_once_producer_that_failed_is_fenced_by_the_next_and_the_log_
         run(scenario())
     assert [r.text for r in kafka.read(out, 1, settle=1)] == ["v"]
     said = {m for m in caplog.messages if "fenced" in m}
-    assert said == {"kafka egress com.example/out: the producer before, which failed, is fenced "
-                    "by this one as it should be: what it left open is aborted, its records "
-                    "produced again"}
+    assert said == {
+        "kafka egress com.example/out: the producer before, which failed, is fenced "
+        "by this one as it should be: what it left open is aborted, its records "
+        "produced again"
+    }
 
 
 @pytest.mark.parametrize("id_", ["com.example/out put", "com.example/" + "o" * 300])

@@ -50,8 +50,20 @@ spec:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("10", 0.01), (10, 0.01), ("500ms", 0.5), ("2 min", 120), ("2m", 120), ("1 minute", 60),
-     ("3s", 3), ("3 sec", 3), ("1h", 3600), ("2 hours", 7200), ("1d", 86400), ("2 days", 172800)],
+    [
+        ("10", 0.01),
+        (10, 0.01),
+        ("500ms", 0.5),
+        ("2 min", 120),
+        ("2m", 120),
+        ("1 minute", 60),
+        ("3s", 3),
+        ("3 sec", 3),
+        ("1h", 3600),
+        ("2 hours", 7200),
+        ("1d", 86400),
+        ("2 days", 172800),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)  # type: ignore[arg-type]
@@ -86,7 +98,9 @@ kind: io.statefun.endpoints.v2/http
 spec: {functions: com.example/special, urlPathTemplate: "http://special/"}
 """)
     assert module.endpoint_for("com.example/special").url_path_template == "http://special/"
-    assert module.endpoint_for("com.example/other").url_for("com.example/other") == "http://all/other"
+    assert (
+        module.endpoint_for("com.example/other").url_for("com.example/other") == "http://all/other"
+    )
     assert module.endpoint_for("org.other/fn") is None
 
 
@@ -128,7 +142,9 @@ spec:
 
 @in_a_checkout
 def test_kafka_and_kinesis_io() -> None:
-    module = parse_module(GREETER_MODULE.read_text() + """
+    module = parse_module(
+        GREETER_MODULE.read_text()
+        + """
 ---
 kind: io.statefun.kinesis.v1/egress
 spec:
@@ -140,7 +156,8 @@ spec:
   id: com.example/in
   streams:
     - {stream: s, valueType: com.example/User, targets: [com.example.fns/greeter]}
-""")
+"""
+    )
     assert sorted(module.egresses) == ["com.example/greets", "com.example/stream"]
     assert module.egresses["com.example/greets"].is_kafka
     assert module.ingresses["com.example/names"].routes == (
@@ -174,28 +191,33 @@ spec: {}
     assert any("document 1" in p and "spec.transport.call" in p and "soon" in p for p in found)
     assert any("document 2" in p and "spec.id: is required" in p for p in found)
     assert any("document 2" in p and "transactionTimeout: is required" in p for p in found)
-    assert any("document 3" in p and "unknown kind 'io.statefun.unknown/kind'" in p
-               for p in found)
+    assert any("document 3" in p and "unknown kind 'io.statefun.unknown/kind'" in p for p in found)
     assert len(found) == 6
 
 
 def test_duplicates_and_legacy_format() -> None:
-    assert any("already bound" in p for p in problems("""
+    assert any(
+        "already bound" in p
+        for p in problems("""
 kind: io.statefun.endpoints.v2/http
 spec: {functions: a/b, urlPathTemplate: "http://x/"}
 ---
 kind: io.statefun.endpoints.v2/http
 spec: {functions: a/b, urlPathTemplate: "http://y/"}
-"""))
+""")
+    )
     assert any("3.0 format" in p for p in problems("module: {meta: {type: remote}}"))
     assert any("not valid YAML" in p for p in problems("kind: [unclosed"))
 
 
 def test_okhttp_timeouts_may_not_exceed_call() -> None:
-    assert any("spec.timeouts.read" in p and "may not exceed" in p for p in problems("""
+    assert any(
+        "spec.timeouts.read" in p and "may not exceed" in p
+        for p in problems("""
 kind: io.statefun.endpoints.v1/http
 spec: {functions: a/b, urlPathTemplate: "http://x/", timeouts: {call: 1s, read: 5s}}
-"""))
+""")
+    )
 
 
 def endpoint(transport: str = "", kind: str = "v2") -> str:
@@ -349,10 +371,18 @@ def test_load_module_reports_missing_files(tmp_path: Path) -> None:
                                      "directory"]  # fmt: skip
 
 
-@pytest.mark.parametrize("text", ["", "# the module\n", "---\n---\n", """
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "# the module\n",
+        "---\n---\n",
+        """
 kind: io.statefun.kafka.v1/egress
 spec: {id: com.example/out, address: "kafka:9092"}
-"""])
+""",
+    ],
+)
 def test_load_module_refuses_files_without_a_function_endpoint(tmp_path: Path, text: str
                                                                ) -> None:  # fmt: skip
     """An empty module file (a volume not mounted, the wrong file) ran a runtime that refused
@@ -363,7 +393,8 @@ def test_load_module_refuses_files_without_a_function_endpoint(tmp_path: Path, t
         load_module(tmp_path / "module.yaml")
     assert caught.value.problems == [
         f"{tmp_path / 'module.yaml'}: no function endpoint (io.statefun.endpoints.v2/http): the "
-        "runtime refuses a module without functions (is this the module file?)"]
+        "runtime refuses a module without functions (is this the module file?)"
+    ]
     (tmp_path / "functions.yaml").write_text(endpoint())  # beside another file that has them
     assert len(load_module(tmp_path / "module.yaml", tmp_path / "functions.yaml").endpoints) == 1
 
@@ -377,10 +408,13 @@ def test_load_module_names_a_file_that_is_not_utf_8(tmp_path: Path) -> None:
 
 
 def test_unix_socket_urls_need_the_okhttp_transport() -> None:
-    assert any("need transport io.statefun.transports.v1/okhttp" in p for p in problems("""
+    assert any(
+        "need transport io.statefun.transports.v1/okhttp" in p
+        for p in problems("""
 kind: io.statefun.endpoints.v2/http
 spec: {functions: a/b, urlPathTemplate: "http+unix:///run/fn.sock/statefun"}
-"""))
+""")
+    )
     module = parse_module("""
 kind: io.statefun.endpoints.v1/http
 spec: {functions: a/b, urlPathTemplate: "http+unix:///run/fn.sock/statefun"}
@@ -785,8 +819,15 @@ def test_startup_dates_with_their_zone_and_fraction(date: str, ms: int) -> None:
     assert (kinesis.startup.position, kinesis.startup.date_ms) == ("date", ms)
 
 
-@pytest.mark.parametrize("date", ["2020-02-01 04:15:00.00 Z", "2020-02-01 04:15:00.000 Z",
-                                  "2020-02-01 04:15:00.000 +01:00", "2020-02-01 04:15:00 +0000"])
+@pytest.mark.parametrize(
+    "date",
+    [
+        "2020-02-01 04:15:00.00 Z",
+        "2020-02-01 04:15:00.000 Z",
+        "2020-02-01 04:15:00.000 +01:00",
+        "2020-02-01 04:15:00 +0000",
+    ],
+)
 def test_a_startup_date_the_runtime_refuses_is_a_warning(date: str) -> None:
     """Read here, but Java's ``yyyy-MM-dd HH:mm:ss.SSS Z`` takes none of them: the job fails."""
     module = parse_module(
@@ -895,7 +936,8 @@ def test_what_the_runtime_would_run_but_likely_not_as_meant_is_named(
     """Keys the runtime ignores (a typo; a pool setting of OkHttp's, which reads none), an
     ingress target that no endpoint serves: warnings, logged when a runtime starts, not errors
     (the runtime runs it)."""
-    module = parse_module("""
+    module = parse_module(
+        """
 kind: io.statefun.endpoints.v2/http
 spec:
   functions: com.example/*
@@ -923,7 +965,9 @@ spec:
       targets: [com.example/f, com.shp/cart]
       valuetype: x
   properties: [{any.thing: 1}]
-""", "m.yaml")
+""",
+        "m.yaml",
+    )
     ignored = "not a key of this kind: ignored (a typo?)"
     endpoint = "m.yaml: document 0 (io.statefun.endpoints.v2/http): spec"
     ingress = "m.yaml: document 2 (io.statefun.kafka.v1/ingress)"
@@ -950,9 +994,15 @@ def test_the_repository_s_modules_hold_nothing_the_runtime_ignores() -> None:
     files = [path for folder in ("examples", "tests/e2e", "benchmarks") for path in
              (REPOSITORY / folder).rglob("module*.yaml")]  # fmt: skip
     assert len(files) >= 3
-    values = {"functions_url": "http://127.0.0.1:8000/statefun", "kafka": "k:9092",
-              "prefix": "e2e-", "sasl_kafka": "k:9093", "sasl_jaas": "'PlainLoginModule'",
-              "tls": "", "dated": "2020-02-01 04:15:00.000 +0000"}
+    values = {
+        "functions_url": "http://127.0.0.1:8000/statefun",
+        "kafka": "k:9092",
+        "prefix": "e2e-",
+        "sasl_kafka": "k:9093",
+        "sasl_jaas": "'PlainLoginModule'",
+        "tls": "",
+        "dated": "2020-02-01 04:15:00.000 +0000",
+    }
     warnings = {str(path): parse_module(Template(path.read_text()).substitute(values)).warnings
                 for path in files}  # fmt: skip
     assert warnings == {str(path): [] for path in files}
@@ -1029,16 +1079,25 @@ def test_a_module_in_the_statefun_3_0_format_is_read_as_the_runtime_converts_it(
     def placeless(module: Any) -> list[Any]:
         """The module's parts without the places they were read at (which differ)."""
         parts = [*module.endpoints, *module.ingresses.values(), *module.egresses.values()]
-        return [dataclasses.replace(part, **{
-            field.name: "" for field in dataclasses.fields(part)
-            if str(getattr(part, field.name)).startswith("m.yaml: ")}) for part in parts]
+        return [
+            dataclasses.replace(
+                part,
+                **{
+                    field.name: ""
+                    for field in dataclasses.fields(part)
+                    if str(getattr(part, field.name)).startswith("m.yaml: ")
+                },
+            )
+            for part in parts
+        ]
 
     v30 = parse_module(FORMAT_V30, "m.yaml")
     assert len(v30.endpoints) == len(v30.ingresses) == len(v30.egresses) == 1
     assert v30.egresses["example/greets"].transaction_timeout_ms == 100000
     assert placeless(v30) == placeless(parse_module(KIND_AND_SPEC, "m.yaml"))
     assert v30.endpoints[0].source == (
-        "m.yaml: module.spec.endpoints[0].endpoint (io.statefun.endpoints.v1/http)")
+        "m.yaml: module.spec.endpoints[0].endpoint (io.statefun.endpoints.v1/http)"
+    )
 
 
 def test_a_module_in_the_statefun_3_0_format_is_read_only_alone_in_its_file() -> None:
@@ -1136,8 +1195,10 @@ def test_a_module_error_says_every_problem_one_a_line() -> None:
 
 
 def test_load_module_names_the_targets_no_endpoint_serves(tmp_path: Path) -> None:
-    other = document("io.statefun.endpoints.v2/http",
-                     {"functions": "com.example/other", "urlPathTemplate": "http://x/"})
+    other = document(
+        "io.statefun.endpoints.v2/http",
+        {"functions": "com.example/other", "urlPathTemplate": "http://x/"},
+    )
     (tmp_path / "m.yaml").write_text(kafka_in() + "---\n" + other)
     [warning] = load_module(tmp_path / "m.yaml").warnings
     assert warning.endswith("ingress com.example/in, t: no endpoint in the module serves the "
@@ -1227,7 +1288,8 @@ def test_an_integer_field_given_a_string_says_it_must_be_an_integer() -> None:
 
 def test_a_module_in_the_statefun_3_0_format_without_its_meta_type_is_not_remote() -> None:
     assert problems('version: "3.0"\nmodule: {spec: {}}\n') == [
-        "m.yaml: module.meta.type: must be remote, got None"]
+        "m.yaml: module.meta.type: must be remote, got None"
+    ]
 
 
 def test_a_module_in_the_statefun_3_0_format_may_leave_out_sections() -> None:
@@ -1255,8 +1317,12 @@ def test_each_time_unit_exactly(text: str, seconds: float) -> None:
 
 def test_an_okhttp_call_timeout_of_10_s_alone_is_accepted() -> None:
     """Connect, read and write not given are 10 s, which may equal call."""
-    [endpoint] = parse_module(document("io.statefun.endpoints.v1/http", {
-        "functions": "a/b", "urlPathTemplate": "http://x/", "timeouts": {"call": "10s"}})).endpoints
+    [endpoint] = parse_module(
+        document(
+            "io.statefun.endpoints.v1/http",
+            {"functions": "a/b", "urlPathTemplate": "http://x/", "timeouts": {"call": "10s"}},
+        )
+    ).endpoints
     assert (endpoint.call_timeout, endpoint.connect_timeout) == (10, 10)
 
 
@@ -1286,7 +1352,8 @@ def test_a_startup_date_a_day_to_come_is_refused() -> None:
     date = an_hour_ago.strftime("%Y-%m-%d %H:%M:%S.000 Z")
     module = parse_module(kafka_in(startupPosition={"type": "date", "date": date}))
     assert module.ingresses["com.example/in"].startup.date_ms == int(
-        an_hour_ago.replace(microsecond=0).timestamp() * 1000)
+        an_hour_ago.replace(microsecond=0).timestamp() * 1000
+    )
 
 
 @pytest.mark.parametrize(
@@ -1393,7 +1460,7 @@ def test_what_a_problem_of_a_field_says(text: str, message: str) -> None:
 
 
 def test_the_kinesis_kinds_of_the_statefun_3_0_format() -> None:
-    text = '''version: "3.0"
+    text = """version: "3.0"
 module:
   meta: {type: remote}
   spec:
@@ -1407,7 +1474,7 @@ module:
       - egress:
           meta: {type: io.statefun.kinesis/egress, id: com.example/out}
           spec: {awsRegion: {type: default}}
-'''
+"""
     module = parse_module(text)
     assert module.ingresses["com.example/in"].kind == "io.statefun.kinesis.v1/ingress"
     assert module.egresses["com.example/out"].kind == "io.statefun.kinesis.v1/egress"
@@ -1418,7 +1485,8 @@ def test_an_unknown_kind_names_the_kinds_known() -> None:
         "m.yaml: document 0: kind: unknown kind 'io.statefun.kafka.v2/ingress' (known: "
         "io.statefun.endpoints.v1/http, io.statefun.endpoints.v2/http, "
         "io.statefun.kafka.v1/egress, io.statefun.kafka.v1/ingress, "
-        "io.statefun.kinesis.v1/egress, io.statefun.kinesis.v1/ingress)"]
+        "io.statefun.kinesis.v1/egress, io.statefun.kinesis.v1/ingress)"
+    ]
 
 
 def test_formats_1_0_and_2_0_are_no_longer_read() -> None:
@@ -1502,7 +1570,12 @@ spec: {{functions: a/*, urlPathTemplate: "{url}"}}
     "url", ["http://fn:8000/{function.name}", "http://fn:8000/caf%C3%A9/é?q=a%20b#top"]
 )
 def test_a_url_the_runtime_parses_is_taken(url: str) -> None:
-    assert parse_module(f"""
+    assert (
+        parse_module(f"""
 kind: io.statefun.endpoints.v2/http
 spec: {{functions: a/*, urlPathTemplate: "{url}"}}
-""").endpoints[0].url_path_template == url
+""")
+        .endpoints[0]
+        .url_path_template
+        == url
+    )

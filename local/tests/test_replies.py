@@ -53,7 +53,8 @@ async def until(condition: Callable[[], Any], timeout: float = 10.0) -> None:
 def egress(response: Any, egress_id: str, typename: str, value: bytes) -> None:
     namespace, name = egress_id.split("/")
     message = response.invocation_result.outgoing_egresses.add(
-        egress_namespace=namespace, egress_type=name)
+        egress_namespace=namespace, egress_type=name
+    )
     message.argument.CopyFrom(protocol.TypedValue(typename=typename, has_value=True, value=value))
 
 
@@ -64,8 +65,11 @@ def kafka_record(**fields: Any) -> bytes:
 def message_to(typename: str, delayed: bool = False, delay_in_ms: int = 0) -> Any:
     def add(response: Any) -> None:
         result = response.invocation_result
-        sent = result.delayed_invocations.add(delay_in_ms=delay_in_ms) if delayed else (
-            result.outgoing_messages.add())
+        sent = (
+            result.delayed_invocations.add(delay_in_ms=delay_in_ms)
+            if delayed
+            else (result.outgoing_messages.add())
+        )
         namespace, name = typename.split("/")
         sent.target.CopyFrom(protocol.Address(namespace=namespace, type=name, id="1"))
         sent.argument.CopyFrom(make_value("string", "hi").to_proto())
@@ -76,7 +80,8 @@ def message_to(typename: str, delayed: bool = False, delay_in_ms: int = 0) -> An
 def missing_state_with_mode(mode: int) -> Any:
     def add(response: Any) -> None:
         spec = response.incomplete_invocation_context.missing_values.add(
-            state_name="seen", type_typename="io.statefun.types/int")
+            state_name="seen", type_typename="io.statefun.types/int"
+        )
         spec.expiration_spec.mode = mode
         spec.expiration_spec.expire_after_millis = 1000
 
@@ -244,14 +249,15 @@ def test_a_database_locked_by_another_process_delays_a_reply_and_a_timer_but_los
             await runtime.wait_until_idle(timeout=10, timers=True)
             failure = next(f for f in runtime.failures if "locked" in f.error)
             assert (failure.address, failure.error) == (
-                str(x), "OperationalError: database is locked")
+                str(x),
+                "OperationalError: database is locked",
+            )
             assert runtime.inspect(x)["state"]["count"]["value"] == 1
             assert runtime.inspect(y)["state"]["count"]["value"] == 2  # schedule, then tick
             assert runtime.inspect(z)["state"]["count"]["value"] == 1
             assert runtime.stuck() == []
 
     run(scenario())
-
 
 
 def test_a_database_locked_while_taking_batches_sends_no_batch_a_second_time(
@@ -300,7 +306,8 @@ def _reply(*parts: Callable[[Any], None]) -> Any:
 def cancel(token: str) -> Callable[[Any], None]:
     def add(response: Any) -> None:
         response.invocation_result.delayed_invocations.add(
-            is_cancellation_request=True, cancellation_token=token)
+            is_cancellation_request=True, cancellation_token=token
+        )
 
     return add
 
@@ -348,4 +355,5 @@ def test_a_refused_egress_record_is_named_whole_with_its_sender() -> None:
     with pytest.raises(InvalidReplyError) as caught:
         check_reply(TARGET, garbled, module)
     assert str(caught.value).startswith(
-        f"{TARGET} sent egress com.example/out a {KAFKA_RECORD} that does not parse: ")
+        f"{TARGET} sent egress com.example/out a {KAFKA_RECORD} that does not parse: "
+    )

@@ -39,14 +39,22 @@ def greeter_functions() -> StatefulFunctions:
         name = message.as_string()
         seen = (context.storage.seen_count or 0) + 1
         context.storage.seen_count = seen
-        context.send(message_builder("com.example/inbox", name,
-                                     str_value=f"Hello {name} for the {seen}th time!"))
+        context.send(
+            message_builder(
+                "com.example/inbox", name, str_value=f"Hello {name} for the {seen}th time!"
+            )
+        )
 
     @functions.bind("com.example/inbox")
     def inbox(context: Context, message: Message) -> None:
-        context.send_egress(kafka_egress_message(
-            "com.example/out", topic="greetings", key=context.address.id,
-            value=message.as_string()))
+        context.send_egress(
+            kafka_egress_message(
+                "com.example/out",
+                topic="greetings",
+                key=context.address.id,
+                value=message.as_string(),
+            )
+        )
 
     return functions
 
@@ -140,8 +148,10 @@ def test_state_expires_after_write(tmp_path: Path) -> None:
     functions = StatefulFunctions()
     counts: list[int] = []
 
-    @functions.bind("com.example/fn", specs=[
-        ValueSpec("count", IntType, expire_after_write=timedelta(milliseconds=300))])
+    @functions.bind(
+        "com.example/fn",
+        specs=[ValueSpec("count", IntType, expire_after_write=timedelta(milliseconds=300))],
+    )
     def fn(context: Context, message: Message) -> None:
         count = (context.storage.count or 0) + 1
         context.storage.count = count
@@ -176,9 +186,11 @@ def test_delayed_message_delivered_and_cancelled_one_not(tmp_path: Path) -> None
         text = message.as_string()
         if text == "start":
             for word, token in (("kept", "t-kept"), ("cancelled", "t-cancelled")):
-                context.send_after(timedelta(seconds=1),
-                                   message_builder("com.example/fn", "x", str_value=word),
-                                   cancellation_token=token)
+                context.send_after(
+                    timedelta(seconds=1),
+                    message_builder("com.example/fn", "x", str_value=word),
+                    cancellation_token=token,
+                )
         elif text == "cancel":
             context.cancel_delayed_message("t-cancelled")
         else:
@@ -208,8 +220,10 @@ def test_delayed_messages_due_together_reach_an_idle_address_one_at_a_time(
 
     @functions.bind("com.example/sender")
     def sender(context: Context, message: Message) -> None:
-        context.send_after(timedelta(milliseconds=100), message_builder(
-            "com.example/counter", "c", str_value=context.address.id))
+        context.send_after(
+            timedelta(milliseconds=100),
+            message_builder("com.example/counter", "c", str_value=context.address.id),
+        )
 
     @functions.bind("com.example/counter", specs=[ValueSpec("n", IntType)])
     def counter(context: Context, message: Message) -> None:
@@ -219,8 +233,9 @@ def test_delayed_messages_due_together_reach_an_idle_address_one_at_a_time(
 
     async def scenario() -> None:
         clock = ManualClock(1_000_000)
-        async with serving(functions, tmp_path / "db.sqlite", clock=clock, call="100ms",
-                           failure_pause=30) as (_, runtime):
+        async with serving(
+            functions, tmp_path / "db.sqlite", clock=clock, call="100ms", failure_pause=30
+        ) as (_, runtime):
             target = Address("com.example/counter", "c")
             await runtime.send(target, string("warm-up"))  # the state discovered
             for sender_id in ("a", "bad"):  # one after the other: a's timer is the older
@@ -252,7 +267,8 @@ def test_retries_after_two_500s_without_losing_or_reordering(tmp_path: Path) -> 
 
     async def scenario() -> None:
         async with serving(functions, tmp_path / "db.sqlite", fault=fail_twice) as (
-            server, runtime
+            server,
+            runtime,
         ):
             target = Address("com.example/fn", "x")
             for i in range(5):
@@ -277,8 +293,9 @@ def test_a_call_that_finally_fails_is_a_visible_failure(tmp_path: Path) -> None:
         return web.Response(status=503, text="down for maintenance")
 
     async def scenario() -> None:
-        async with serving(functions, tmp_path / "db.sqlite", fault=always_500, call="100ms",
-                           failure_pause=30) as (_, runtime):
+        async with serving(
+            functions, tmp_path / "db.sqlite", fault=always_500, call="100ms", failure_pause=30
+        ) as (_, runtime):
             target = Address("com.example/fn", "x")
             await runtime.send(target, string("lost?"))
             while not runtime.failures:
@@ -309,6 +326,7 @@ def test_per_address_order_under_concurrency(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+
             async def producer(address_id: str) -> None:
                 for i in range(40):
                     await runtime.send(Address("com.example/fn", address_id), string(str(i)))
@@ -382,7 +400,8 @@ def test_a_restart_forgets_the_state_specs_and_keeps_the_values(tmp_path: Path) 
             await runtime.wait_until_idle()
         # the function's new version keeps the count for good
         async with serving(counter(ValueSpec("count", IntType)), db, clock=clock) as (
-            server, runtime
+            server,
+            runtime,
         ):
             assert runtime.store.all_specs() == {}
             await runtime.send(target, string("2"))
@@ -448,7 +467,8 @@ def test_egress_jsonl_sink_resumes_without_repeating(tmp_path: Path) -> None:
 
     async def greet(name: str, expected_lines: int) -> None:
         async with serving(greeter_functions(), tmp_path / "db.sqlite", egress_jsonl=sink) as (
-            _, runtime
+            _,
+            runtime,
         ):
             await runtime.send(Address("com.example/greeter", name), string(name))
             await runtime.wait_until_idle()
@@ -461,7 +481,9 @@ def test_egress_jsonl_sink_resumes_without_repeating(tmp_path: Path) -> None:
     run(greet("Bob", 2))
     lines = [json.loads(line) for line in sink.read_text().splitlines()]
     assert [line["record"]["kafka"]["value"] for line in lines] == [
-        "Hello Ann for the 1th time!", "Hello Bob for the 1th time!"]
+        "Hello Ann for the 1th time!",
+        "Hello Bob for the 1th time!",
+    ]
     assert [line["seq"] for line in lines] == sorted({line["seq"] for line in lines})
 
 
@@ -489,8 +511,13 @@ def test_a_failed_batch_is_delivered_once_the_function_is_back(tmp_path: Path) -
 
     async def scenario() -> None:
         nonlocal healthy
-        async with serving(functions, tmp_path / "db.sqlite", fault=down_until_healthy,
-                           call="100ms", failure_pause=0.05) as (_, runtime):
+        async with serving(
+            functions,
+            tmp_path / "db.sqlite",
+            fault=down_until_healthy,
+            call="100ms",
+            failure_pause=0.05,
+        ) as (_, runtime):
             target = Address("com.example/fn", "x")
             await runtime.send(target, string("first"))
             await runtime.send(target, string("second"))
@@ -724,7 +751,9 @@ def test_the_log_reports_the_first_failed_attempt_of_a_call_and_every_tenth(
     reported = [re.search(r"^(.*): POST .*: attempt (\d+) failed \(", m) for m in caplog.messages]
     # each names the address: an endpoint of "com.example/*" has one URL for every function
     assert [(found[1], int(found[2])) for found in reported if found] == [
-        ("com.example/fn/x", 1), ("com.example/fn/x", 10)]
+        ("com.example/fn/x", 1),
+        ("com.example/fn/x", 10),
+    ]
 
 
 def test_while_a_function_s_calls_fail_one_address_s_attempts_are_logged_and_the_rest_counted(
@@ -770,8 +799,10 @@ def test_while_a_function_s_calls_fail_one_address_s_attempts_are_logged_and_the
     warned = [re.search(r"^com.example/fn/(id\d): POST .*: attempt \d+ failed \(HTTP 503: down\); "
                         r"retrying", m) for m in caplog.messages]  # fmt: skip
     assert len({found[1] for found in warned if found}) == 1
-    assert (f"com.example/fn: POST {url} answered again; the calls of 4 other address(es) had "
-            "failed meanwhile (retried, not logged one by one)") in caplog.messages
+    assert (
+        f"com.example/fn: POST {url} answered again; the calls of 4 other address(es) had "
+        "failed meanwhile (retried, not logged one by one)"
+    ) in caplog.messages
 
 
 def test_while_a_function_server_stays_down_the_calls_counted_are_parked_quietly(
@@ -838,10 +869,16 @@ def test_a_function_that_fails_for_each_address_is_logged_for_each(
 
     caplog.set_level(logging.INFO, logger="statefun_local")
     run(scenario())
-    first = {found[1] for m in caplog.messages
-             if (found := re.match(r"com.example/fn/(id\d): POST .*: attempt 1 failed", m))}
-    parked = {found[1] for m in caplog.messages
-              if (found := re.match(r"com.example/fn/(id\d): batch of 1 message", m))}
+    first = {
+        found[1]
+        for m in caplog.messages
+        if (found := re.match(r"com.example/fn/(id\d): POST .*: attempt 1 failed", m))
+    }
+    parked = {
+        found[1]
+        for m in caplog.messages
+        if (found := re.match(r"com.example/fn/(id\d): batch of 1 message", m))
+    }
     assert first == parked == set(ids)
 
 
@@ -850,6 +887,7 @@ def test_a_wait_until_idle_that_times_out_says_what_keeps_the_runtime_busy(
 ) -> None:
     """Here a greeting sent to a function the server does not bind: its address, and why its
     call has not gone through."""
+
     async def scenario() -> None:
         functions = StatefulFunctions()
 
@@ -866,8 +904,7 @@ def test_a_wait_until_idle_that_times_out_says_what_keeps_the_runtime_busy(
             "(com.example/inbox/Ann ("
         )
         assert "attempt(s) failed, the last: HTTP 404: " in str(waited.value)
-        assert str(waited.value).endswith(
-            "1 message(s) queued (in flight included), 0 delayed")
+        assert str(waited.value).endswith("1 message(s) queued (in flight included), 0 delayed")
 
     run(scenario())
 

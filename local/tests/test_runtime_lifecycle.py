@@ -943,7 +943,8 @@ def test_messages_no_endpoint_serves_are_logged_once_not_at_each_retry_of_each_a
         listed = run(scenario())
     assert sorted(entry["address"] for entry in listed) == [str(a) for a in gone]
     assert [entry["last_error"] for entry in listed] == [
-        "no endpoint in the module serves 'com.gone/fn'"] * 3
+        "no endpoint in the module serves 'com.gone/fn'"
+    ] * 3
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO
             and "com.gone/fn" in r.getMessage()]  # fmt: skip
     assert said == [

@@ -49,9 +49,14 @@ def echo_functions() -> StatefulFunctions:
     @functions.bind("com.example/echo")
     def echo(context: Context, message: Message) -> None:
         typed = message.typed_value
-        context.send_egress(kafka_egress_message(
-            "com.example/out", topic=typed.typename, key=context.address.id,
-            value=bytes(typed.value)))
+        context.send_egress(
+            kafka_egress_message(
+                "com.example/out",
+                topic=typed.typename,
+                key=context.address.id,
+                value=bytes(typed.value),
+            )
+        )
 
     return functions
 
@@ -79,12 +84,14 @@ def test_ingress_accepts_typed_values_and_egress_shows_them(tmp_path: Path) -> N
                         {"type": "com.example/Raw", "base64": base64.b64encode(b"\0\1").decode()},
                     ]
                     for body in bodies:
-                        async with session.post(f"{url}/ingress/com.example/echo/x",
-                                                json=body) as response:
+                        async with session.post(
+                            f"{url}/ingress/com.example/echo/x", json=body
+                        ) as response:
                             assert response.status == 202, await response.text()
                     async with session.post(
                         f"{url}/ingress/com.example/echo/x?typename=com.example/Bytes",
-                        data=b"raw", headers={"Content-Type": "application/octet-stream"},
+                        data=b"raw",
+                        headers={"Content-Type": "application/octet-stream"},
                     ) as response:
                         assert response.status == 202
                     async with session.get(f"{url}/api/egress?after=0&wait=5") as response:
@@ -98,9 +105,12 @@ def test_ingress_accepts_typed_values_and_egress_shows_them(tmp_path: Path) -> N
                 await runner.cleanup()
         kafka = [r["record"]["kafka"] for r in records]
         assert [(k["topic"], k["key"]) for k in kafka] == [
-            ("io.statefun.types/string", "x"), ("io.statefun.types/int", "x"),
-            ("io.statefun.types/long", "x"), ("com.example/User", "x"),
-            ("com.example/Raw", "x"), ("com.example/Bytes", "x"),
+            ("io.statefun.types/string", "x"),
+            ("io.statefun.types/int", "x"),
+            ("io.statefun.types/long", "x"),
+            ("com.example/User", "x"),
+            ("com.example/Raw", "x"),
+            ("com.example/Bytes", "x"),
         ]
         assert kafka[3]["value"] == '{"name": "Ann"}'
         assert kafka[4]["value"] == {"base64": "AAE="}
@@ -124,9 +134,10 @@ def test_ingress_rejects_bad_input(tmp_path: Path, path: str, body: Any, error: 
         async with serving(echo_functions(), tmp_path / "db.sqlite") as (_, runtime):
             runner, url = await serve_runtime(runtime)
             try:
-                async with aiohttp.ClientSession() as session, session.post(
-                    f"{url}/ingress/{path}", json=body
-                ) as response:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.post(f"{url}/ingress/{path}", json=body) as response,
+                ):
                     assert response.status == 400
                     assert error in await response.text()
             finally:
@@ -141,12 +152,16 @@ def test_an_ingress_path_without_an_id_says_what_an_address_is(tmp_path: Path, p
         async with serving(echo_functions(), tmp_path / "db.sqlite") as (_, runtime):
             runner, url = await serve_runtime(runtime)
             try:
-                async with aiohttp.ClientSession() as session, session.post(
-                    f"{url}/ingress/{path}", json={"type": "string", "value": "a"}
-                ) as response:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.post(
+                        f"{url}/ingress/{path}", json={"type": "string", "value": "a"}
+                    ) as response,
+                ):
                     assert response.status == 404
                     assert await response.text() == (
-                        f"/ingress/{path}: an address is /ingress/<namespace>/<type>/<id>\n")
+                        f"/ingress/{path}: an address is /ingress/<namespace>/<type>/<id>\n"
+                    )
             finally:
                 await runner.cleanup()
 
@@ -159,8 +174,10 @@ def test_status_state_and_web_page(tmp_path: Path) -> None:
             runner, url = await serve_runtime(runtime)
             try:
                 async with aiohttp.ClientSession() as session:
-                    async with session.post(f"{url}/ingress/com.example/echo/a/b",
-                                            json={"type": "string", "value": "hi"}) as response:
+                    async with session.post(
+                        f"{url}/ingress/com.example/echo/a/b",
+                        json={"type": "string", "value": "hi"},
+                    ) as response:
                         assert response.status == 202
                     await runtime.wait_until_idle()
                     async with session.get(f"{url}/api/status") as response:
@@ -230,7 +247,8 @@ def test_cli_send_state_and_egress(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_after_a_restart_state_is_no_longer_declared_only_once_its_function_said_so(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The runtime forgets the specs when it starts: until the function is called again, its
     stored values are not yet known to be declared, not "no longer declared"; once called, a
     value it still declares has no note, one it stopped declaring is marked."""
@@ -253,11 +271,13 @@ def test_after_a_restart_state_is_no_longer_declared_only_once_its_function_said
             assert runtime.inspect(ann)["state"]["seen_count"]["declared"] is None
             assert await asyncio.to_thread(notes) == [
                 "  state seen_count: 1  [io.statefun.types/int]"
-                "  (its function has not answered since the runtime started)"]
+                "  (its function has not answered since the runtime started)"
+            ]
             await runtime.send(ann, make_value("string", "Ann"))
             await runtime.wait_until_idle()
             assert await asyncio.to_thread(notes) == [
-                "  state seen_count: 2  [io.statefun.types/int]"]
+                "  state seen_count: 2  [io.statefun.types/int]"
+            ]
         # the greeter redeployed with another state: seen_count is no longer declared
         renamed = StatefulFunctions()
 
@@ -270,13 +290,15 @@ def test_after_a_restart_state_is_no_longer_declared_only_once_its_function_said
             await runtime.wait_until_idle()
             assert await asyncio.to_thread(notes) == [
                 "  state seen_count: 2  [io.statefun.types/int]  (no longer declared)",
-                "  state visits: 1  [io.statefun.types/int]"]
+                "  state visits: 1  [io.statefun.types/int]",
+            ]
 
     run(scenario())
 
 
 def test_after_a_restart_a_function_whose_calls_fail_is_not_said_never_called(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Called since the start, every call failing: its values are not yet known to be
     declared, and the note says its function has not answered, not that it was not called.
     A discovery reply is an answer: it names every state the function declares, so a value it
@@ -315,26 +337,33 @@ def test_after_a_restart_a_function_whose_calls_fail_is_not_said_never_called(
             await runtime.send(ann, make_value("string", "Ann"))
             await runtime.wait_until_idle()
         async with serving(greeter_functions(), db, fault=broken, call="200ms") as (
-                server, runtime):
+            server,
+            runtime,
+        ):
             await runtime.send(ann, make_value("string", "Ann"))
             await until_a_call_failed(runtime)
             assert server.requests > 0
             assert runtime.inspect(ann)["state"]["seen_count"]["declared"] is None
             assert await asyncio.to_thread(notes) == [
                 "  state seen_count: 1  [io.statefun.types/int]"
-                "  (its function has not answered since the runtime started)"]
+                "  (its function has not answered since the runtime started)"
+            ]
         async with serving(renamed, db, fault=broken_after_discovery, call="200ms") as (
-                server, runtime):
+            server,
+            runtime,
+        ):
             await until_a_call_failed(runtime)
             assert runtime.inspect(ann)["state"]["seen_count"]["declared"] is False
             assert await asyncio.to_thread(notes) == [
-                "  state seen_count: 1  [io.statefun.types/int]  (no longer declared)"]
+                "  state seen_count: 1  [io.statefun.types/int]  (no longer declared)"
+            ]
 
     run(scenario())
 
 
-def test_cli_egress_shows_a_kafka_records_headers(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_egress_shows_a_kafka_records_headers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """As the function wrote them, in order, a name twice and a null one too; a binary one as
     base64 (as ``--json`` shows them)."""
     functions = StatefulFunctions()
@@ -392,7 +421,8 @@ def test_cli_prints_what_a_record_an_id_or_an_error_holds_on_one_line_and_inert(
             await runtime.send(Address("com.example/echo", HOSTILE), make_value("string", "x"))
             await runtime.wait_until_idle()
         async with serving(functions, db, fault=fault, call="100ms", failure_pause=30) as (
-            _, runtime
+            _,
+            runtime,
         ):
             await runtime.send(Address("com.example/echo", "y"), make_value("string", "x"))
             while not runtime.stuck():
@@ -499,8 +529,10 @@ def test_cli_reports_module_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "document 0" in err and "spec.urlPathTemplate: is required" in err
     assert main(["state", "a/b/c", "--db", str(tmp_path / "missing.db")]) == 2
     assert "no database" in capsys.readouterr().err
-    module.write_text("kind: io.statefun.endpoints.v2/http\n"
-                      "spec: {functions: a/b, urlPathTemplate: 'http://x/'}\n")
+    module.write_text(
+        "kind: io.statefun.endpoints.v2/http\n"
+        "spec: {functions: a/b, urlPathTemplate: 'http://x/'}\n"
+    )
     assert main(["run", str(module), "--db", str(tmp_path / "no/such/dir/db")]) == 2
     assert "no/such/dir does not exist" in capsys.readouterr().err
 
@@ -512,8 +544,10 @@ def test_cli_names_the_database_file_it_can_not_use(
     """A file that is no SQLite database (a wrong --db, a damaged copy) is named with what is
     wrong: an operator with several databases knows which one, whichever command read it."""
     module = tmp_path / "module.yaml"
-    module.write_text("kind: io.statefun.endpoints.v2/http\n"
-                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    module.write_text(
+        "kind: io.statefun.endpoints.v2/http\n"
+        "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n"
+    )
     db = tmp_path / "runtime.db"
     if content == "a directory":
         db.mkdir()
@@ -547,8 +581,10 @@ def test_cli_run_leaves_another_application_s_database_alone(
     refused: statefun-local's tables were added to it, and the runtime ran on it. The commands
     that read the database say the same (they said 'no such table: meta')."""
     module = tmp_path / "module.yaml"
-    module.write_text("kind: io.statefun.endpoints.v2/http\n"
-                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    module.write_text(
+        "kind: io.statefun.endpoints.v2/http\n"
+        "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n"
+    )
     db = tmp_path / "app.sqlite"
     with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.executescript("CREATE TABLE users (id INTEGER); CREATE TABLE orders (id INTEGER);")
@@ -557,7 +593,8 @@ def test_cli_run_leaves_another_application_s_database_alone(
         assert main([*command, "--db", str(db)]) == 2
         assert capsys.readouterr().err == (
             f"statefun-local: the database {db} is not statefun-local's (it holds the tables "
-            "orders, users): give another --db\n"), command
+            "orders, users): give another --db\n"
+        ), command
     with contextlib.closing(sqlite3.connect(db)) as conn:
         tables = conn.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall()
     assert tables == [("orders",), ("users",)]
@@ -567,12 +604,15 @@ def test_cli_run_names_the_database_whose_directory_is_missing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     module = tmp_path / "module.yaml"
-    module.write_text("kind: io.statefun.endpoints.v2/http\n"
-                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    module.write_text(
+        "kind: io.statefun.endpoints.v2/http\n"
+        "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n"
+    )
     db = tmp_path / "no" / "such" / "runtime.db"
     assert main(["run", str(module), "--db", str(db), "--port", "0", "--offline"]) == 2
     assert capsys.readouterr().err == (
-        f"statefun-local: the database {db}: its directory {db.parent} does not exist\n")
+        f"statefun-local: the database {db}: its directory {db.parent} does not exist\n"
+    )
 
 
 def without_privilege() -> list[str]:
@@ -595,8 +635,10 @@ def test_cli_run_says_the_database_it_may_not_write_is_read_only(
     directory) is refused at once, saying so with its path: not SQLite's bare "attempt to write
     a readonly database"."""
     module = tmp_path / "module.yaml"
-    module.write_text("kind: io.statefun.endpoints.v2/http\n"
-                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    module.write_text(
+        "kind: io.statefun.endpoints.v2/http\n"
+        "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n"
+    )
     folder = tmp_path / "data"
     folder.mkdir()
     db = folder / "runtime.db"
@@ -617,10 +659,12 @@ def test_cli_run_says_the_database_it_may_not_write_is_read_only(
     if read_only == "the file":
         assert refused.stderr == (
             f"statefun-local: the database {db} is read-only to this user: the runtime writes "
-            "to it (state, egress, stuck and audit only read it)\n")
+            "to it (state, egress, stuck and audit only read it)\n"
+        )
     else:
         assert refused.stderr == (
-            f"statefun-local: the database {db}: can not open it: Permission denied\n")
+            f"statefun-local: the database {db}: can not open it: Permission denied\n"
+        )
     if read_only == "the file":  # the commands that only read it still do
         assert main(["state", "a/b/c", "--db", str(db)]) == 0
 
@@ -646,8 +690,10 @@ def test_cli_run_on_a_port_in_use_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     module = tmp_path / "module.yaml"
-    module.write_text("kind: io.statefun.endpoints.v2/http\n"
-                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    module.write_text(
+        "kind: io.statefun.endpoints.v2/http\n"
+        "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n"
+    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -670,8 +716,10 @@ def test_cli_run_refuses_a_database_another_runtime_runs_on_by_another_path(
     from .test_crash import kill, start_runtime
 
     module = tmp_path / "module.yaml"
-    module.write_text("kind: io.statefun.endpoints.v2/http\n"
-                      "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    module.write_text(
+        "kind: io.statefun.endpoints.v2/http\n"
+        "spec: {functions: a/b, urlPathTemplate: 'http://127.0.0.1:1/'}\n"
+    )
     db = tmp_path / "data" / "runtime.db"
     db.parent.mkdir()
     (tmp_path / "link.db").symlink_to(db)
@@ -689,7 +737,9 @@ def test_cli_run_refuses_a_database_another_runtime_runs_on_by_another_path(
                     capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
                 )  # fmt: skip
                 assert (second.returncode, second.stderr) == (
-                    2, f"statefun-local: another statefun-local is running on {other}\n")
+                    2,
+                    f"statefun-local: another statefun-local is running on {other}\n",
+                )
         finally:
             await kill(process)
 
@@ -726,8 +776,11 @@ def test_cli_run_verbose_logs_every_failed_attempt_of_a_call(tmp_path: Path, ver
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
     attempts = int(re.search(r"failed after (\d+) attempt", logged[-1])[1])  # type: ignore[index]
-    reported = [int(found[1]) for line in logged
-                if (found := re.search(r"a/b/c: POST .*: attempt (\d+) failed", line))]
+    reported = [
+        int(found[1])
+        for line in logged
+        if (found := re.search(r"a/b/c: POST .*: attempt (\d+) failed", line))
+    ]
     assert attempts > 10
     assert reported == (list(range(1, attempts)) if verbose else [1, 10])
     # dated, for a runtime that runs for days
@@ -736,8 +789,10 @@ def test_cli_run_verbose_logs_every_failed_attempt_of_a_call(tmp_path: Path, ver
 
 def test_cli_run_on_port_0_prints_the_port_it_listens_on(tmp_path: Path) -> None:
     module = tmp_path / "module.yaml"
-    module.write_text("kind: io.statefun.endpoints.v2/http\n"
-                      "spec: {functions: a/*, urlPathTemplate: 'http://127.0.0.1:1/'}\n")
+    module.write_text(
+        "kind: io.statefun.endpoints.v2/http\n"
+        "spec: {functions: a/*, urlPathTemplate: 'http://127.0.0.1:1/'}\n"
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "statefun_local", "run", str(module), "--db", str(tmp_path / "db"),
          "--port", "0", "--offline"],
@@ -781,9 +836,11 @@ def test_an_ingress_request_held_back_when_the_runtime_stops_is_told_it_was_not_
             process, url = await start_runtime(module, tmp_path / "db.sqlite")
             try:
                 async with aiohttp.ClientSession() as session:
+
                     async def send(n: int) -> tuple[int, str]:
-                        async with session.post(f"{url}/ingress/com.example/slow/x",
-                                                json={"type": "int", "value": n}) as response:
+                        async with session.post(
+                            f"{url}/ingress/com.example/slow/x", json={"type": "int", "value": n}
+                        ) as response:
                             return response.status, await response.text()
 
                     assert (await send(1))[0] == 202  # its call waits for release
@@ -832,9 +889,11 @@ def test_an_ingress_request_that_comes_once_the_server_stops_is_told_it_was_not_
             runner, url = await serve_runtime(runtime)
             try:
                 async with aiohttp.ClientSession() as session:
+
                     async def send(n: int) -> tuple[int, str]:
-                        async with session.post(f"{url}/ingress/com.example/slow/x",
-                                                json={"type": "int", "value": n}) as response:
+                        async with session.post(
+                            f"{url}/ingress/com.example/slow/x", json={"type": "int", "value": n}
+                        ) as response:
                             return response.status, await response.text()
 
                     assert (await send(1))[0] == 202  # its call waits for release
@@ -923,10 +982,14 @@ def test_a_record_is_queued_for_all_its_targets_or_for_none(tmp_path: Path) -> N
     db = tmp_path / "db.sqlite"
 
     async def post(runtime: Runtime, record: bytes, timeout: float = 30) -> None:
-        async with aiohttp.ClientSession() as session, session.post(
-            f"{runtime.url}/records/com.example/names?topic=names&key=k", data=record,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{runtime.url}/records/com.example/names?topic=names&key=k",
+                data=record,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response,
+        ):
             assert response.status == 202, await response.text()
 
     async def until_received(*expected: tuple[str, str]) -> None:
@@ -951,8 +1014,14 @@ def test_a_record_is_queued_for_all_its_targets_or_for_none(tmp_path: Path) -> N
         async with FunctionServer(functions) as server:
             module = tmp_path / "module.yaml"
             targets = "com.example/fast, com.example/slow"
-            module.write_text(module_yaml(server.url, call="60s", max_batch=1,
-                                          extra=kafka_ingress("com.example/Raw", targets)))
+            module.write_text(
+                module_yaml(
+                    server.url,
+                    call="60s",
+                    max_batch=1,
+                    extra=kafka_ingress("com.example/Raw", targets),
+                )
+            )
             runtime = Runtime(module, db)
             try:
                 await runtime.start()

@@ -328,8 +328,11 @@ def test_a_calls_failed_attempts_are_all_shown_and_written_at_most_once_a_second
 
     def shown(attempts: int, call_attempts: int) -> bool:
         entries = runtime.stuck()
-        return bool(entries) and entries[0]["attempts"] >= attempts and (
-            entries[0]["call_attempts"] >= call_attempts)
+        return (
+            bool(entries)
+            and entries[0]["attempts"] >= attempts
+            and (entries[0]["call_attempts"] >= call_attempts)
+        )
 
     async def scenario() -> None:
         nonlocal runtime
@@ -1079,12 +1082,18 @@ def test_the_cli_reads_an_older_database_as_it_is_and_refuses_a_newer_one(
         assert await cli("egress", "--db", str(old)) == (0, "#1 com.example/out: sent\n")
         assert list(await stuck_by_cli(old)) == [t]
         assert await cli("audit", "--db", str(old)) == (
-            0, "the audit log is empty: nothing was done to a stuck address\n")
+            0,
+            "the audit log is empty: nothing was done to a stuck address\n",
+        )
         for command in (["state", t], ["egress"], ["stuck"], ["audit"]):
-            assert await cli(*command, "--db", str(new)) == (2, (
-                f"statefun-local: {new} has schema version {SCHEMA_VERSION + 1}, written by a "
-                f"newer statefun-local (this one reads up to {SCHEMA_VERSION}): read it with "
-                "that version\n"))
+            assert await cli(*command, "--db", str(new)) == (
+                2,
+                (
+                    f"statefun-local: {new} has schema version {SCHEMA_VERSION + 1}, written by a "
+                    f"newer statefun-local (this one reads up to {SCHEMA_VERSION}): read it with "
+                    "that version\n"
+                ),
+            )
 
     run(scenario())
     with contextlib.closing(sqlite3.connect(old)) as conn:  # not upgraded
@@ -1200,7 +1209,8 @@ def test_the_http_api_lists_and_acts(tmp_path: Path) -> None:
                         assert response.status == 409
                         assert await response.text() == (
                             f"{target}: its failing head message is #{head} now, not "
-                            f"#{head + 1}: nothing done (look at it again)\n")
+                            f"#{head + 1}: nothing done (look at it again)\n"
+                        )
                     async with session.post(f"{path}?message=x", json={}) as response:
                         assert response.status == 400
                     assert runtime.stuck() and runtime.audit_log() == []
@@ -1325,8 +1335,11 @@ def test_the_cli_shows_and_acts_on_an_address_whose_id_is_empty(tmp_path: Path) 
     assert state[0] == 0 and state[1].startswith(f"{FRAGILE}/\n  state: (none)\n"), state
     assert skipped == (0, f"{FRAGILE}/: skipped\n")
     assert count == 1
-    assert sent == (2, f"statefun-local: '{FRAGILE}/' has an empty id: a message is sent to an "
-                       "id (only a Kafka record's empty key makes an empty one)\n")
+    assert sent == (
+        2,
+        f"statefun-local: '{FRAGILE}/' has an empty id: a message is sent to an "
+        "id (only a Kafka record's empty key makes an empty one)\n",
+    )
 
 
 def test_a_call_that_failed_for_good_is_not_listed_as_being_retried_while_its_retry_waits(

@@ -150,8 +150,10 @@ def test_the_page_shows_and_acts_on_an_address_whose_id_is_dot_or_dot_dot(tmp_pa
     dot, dot_dot = Address(FRAGILE, "."), Address(FRAGILE, "..")
 
     def choose(id_: str) -> str:
-        return (f"[...document.querySelectorAll('#browse-ids a')]"
-                f".find(a => a.innerText === {json.dumps(id_)}).click() || true")
+        return (
+            f"[...document.querySelectorAll('#browse-ids a')]"
+            f".find(a => a.innerText === {json.dumps(id_)}).click() || true"
+        )
 
     async def scenario() -> None:
         async with serving(fragile_functions(), tmp_path / "db.sqlite", call="300ms",
@@ -168,13 +170,17 @@ def test_the_page_shows_and_acts_on_an_address_whose_id_is_dot_or_dot_dot(tmp_pa
                     await page.wait_for("document.getElementById('browse-ids').innerText")
                     for target, in_flight in ((dot, 0), (dot_dot, 1)):
                         await page.evaluate(choose(target.id))
-                        await page.wait_for("document.getElementById('browse-title').innerText"
-                                            f".startsWith({json.dumps(f'{target} · ')})")
+                        await page.wait_for(
+                            "document.getElementById('browse-title').innerText"
+                            f".startsWith({json.dumps(f'{target} · ')})"
+                        )
                         await page.wait_for("document.getElementById('state').rows.length")
                         assert await page.rows("state") == [
-                            ["count", "1", "io.statefun.types/int", ""]]
+                            ["count", "1", "io.statefun.types/int", ""]
+                        ]
                         assert await page.text("#messages-summary") == (
-                            f"{in_flight} in flight · 0 queued · 0 delayed")
+                            f"{in_flight} in flight · 0 queued · 0 delayed"
+                        )
                         await page.goto(f"{url}/#function={FRAGILE}")
                         await page.wait_for("document.getElementById('browse-ids').innerText")
 

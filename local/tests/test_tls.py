@@ -326,7 +326,8 @@ def test_what_each_tls_problem_says(pki: Path) -> None:
     (pki / "newline.txt").write_text("wrong\n")
     try:
         ssl.create_default_context().load_cert_chain(
-            pki / "client.crt", pki / "client.key.p8", "wrong")
+            pki / "client.crt", pki / "client.key.p8", "wrong"
+        )
     except ssl.SSLError as error:
         wrong_password = str(error)
     key = f"client_cert: {pki}/client.crt, client_key: {pki}/client.key.p8"
@@ -353,7 +354,8 @@ def test_what_each_tls_problem_says(pki: Path) -> None:
         assert caught.value.problems == [expected]
     module = load_module(module_file(pki, "http://127.0.0.1/fn", f"trust_cacerts: {pki}/ca.pem"))
     assert module.warnings == [
-        f"{where}: trust_cacerts ignored, as by the runtime: the URL is not https"]
+        f"{where}: trust_cacerts ignored, as by the runtime: the URL is not https"
+    ]
     pbes2 = f"{key}, client_key_password: {pki}/password.txt"
     [warning] = load_module(module_file(pki, "https://127.0.0.1/fn", pbes2)).warnings
     assert warning.startswith(f"{where}.client_key: encrypted with PBES2 (openssl's and ")

@@ -43,75 +43,103 @@ def test_the_page_shows_state_browses_addresses_and_clears_a_recovered_failure(
         nonlocal broken
         async with FunctionServer(greeter_functions(), fault) as server:
             module = parse_module(module_yaml(server.url, call="200ms", extra=INGRESS))
-            async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True,
-                                    failure_pause=0.05) as runtime:
+            async with LocalRuntime(
+                module, tmp_path / "db.sqlite", offline=True, failure_pause=0.05
+            ) as runtime:
                 runner, url = await serve_runtime(runtime)
                 try:
                     for name in ["Ann", "Ann", "Zoë / 1"]:
-                        await runtime.send(Address("com.example/greeter", name),
-                                           make_value("string", name))
+                        await runtime.send(
+                            Address("com.example/greeter", name), make_value("string", name)
+                        )
                     await runtime.wait_until_idle()
                     broken = True
-                    await runtime.send(Address("com.example/greeter", "Bob"),
-                                       make_value("string", "Bob"))
+                    await runtime.send(
+                        Address("com.example/greeter", "Bob"), make_value("string", "Bob")
+                    )
                     async with chromium(tmp_path / "profile") as page:
                         await page.goto(f"{url}/")
                         failure = await page.wait_for(
                             "!document.getElementById('failures-box').hidden && "
-                            "document.getElementById('failures').innerText")
+                            "document.getElementById('failures').innerText"
+                        )
                         assert "com.example/greeter/Bob: POST" in failure
                         assert "HTTP 500: down for now" in failure
 
                         functions = await page.rows("functions")
-                        assert [row[0] for row in functions] == ["com.example/greeter",
-                                                                 "com.example/inbox"]
+                        assert [row[0] for row in functions] == [
+                            "com.example/greeter",
+                            "com.example/inbox",
+                        ]
                         assert await page.rows("io") == [
-                            ["kafka ingress", "com.example/names", "kafka:9092",
-                             "names (io.statefun.types/string) → com.example/greeter"],
+                            [
+                                "kafka ingress",
+                                "com.example/names",
+                                "kafka:9092",
+                                "names (io.statefun.types/string) → com.example/greeter",
+                            ],
                             ["kafka egress", "com.example/out", "kafka:9092", "at-least-once"],
                         ]
 
                         # browse: the function type's addresses, then one address's state
-                        await page.evaluate("[...document.querySelectorAll('#functions a')]"
-                                            ".find(a => a.innerText === 'com.example/greeter')"
-                                            ".click()")
-                        ids = await page.wait_for(
-                            "document.getElementById('browse-ids').innerText")
+                        await page.evaluate(
+                            "[...document.querySelectorAll('#functions a')]"
+                            ".find(a => a.innerText === 'com.example/greeter')"
+                            ".click()"
+                        )
+                        ids = await page.wait_for("document.getElementById('browse-ids').innerText")
                         assert ids.split("\n") == ["Ann", "Bob", "Zoë / 1"]
-                        await page.evaluate("[...document.querySelectorAll('#browse-ids a')]"
-                                            ".find(a => a.innerText === 'Zoë / 1').click()")
-                        await page.wait_for("document.getElementById('browse-title').innerText"
-                                            ".startsWith('com.example/greeter/Zoë / 1')")
+                        await page.evaluate(
+                            "[...document.querySelectorAll('#browse-ids a')]"
+                            ".find(a => a.innerText === 'Zoë / 1').click()"
+                        )
+                        await page.wait_for(
+                            "document.getElementById('browse-title').innerText"
+                            ".startsWith('com.example/greeter/Zoë / 1')"
+                        )
                         assert await page.rows("state") == [
-                            ["seen_count", "1", "io.statefun.types/int", ""]]
+                            ["seen_count", "1", "io.statefun.types/int", ""]
+                        ]
 
                         # typed into the form: Ann's state, and Bob's message in flight
                         await page.evaluate(
                             "document.getElementById('lookup-address').value = "
                             "'com.example/greeter/Ann';"
-                            "document.querySelector('#lookup button').click()")
-                        await page.wait_for("document.getElementById('browse-title').innerText"
-                                            ".startsWith('com.example/greeter/Ann')")
-                        await page.wait_for("document.getElementById('state').innerText"
-                                            ".includes('seen_count\\t2')")
+                            "document.querySelector('#lookup button').click()"
+                        )
+                        await page.wait_for(
+                            "document.getElementById('browse-title').innerText"
+                            ".startsWith('com.example/greeter/Ann')"
+                        )
+                        await page.wait_for(
+                            "document.getElementById('state').innerText.includes('seen_count\\t2')"
+                        )
                         await page.goto(f"{url}/#address=com.example%2Fgreeter%2FBob")
-                        await page.wait_for("document.getElementById('browse-title').innerText"
-                                            ".startsWith('com.example/greeter/Bob')")
-                        await page.wait_for("document.getElementById('messages-summary')"
-                                            ".innerText === '1 in flight · 0 queued · 0 delayed'")
+                        await page.wait_for(
+                            "document.getElementById('browse-title').innerText"
+                            ".startsWith('com.example/greeter/Bob')"
+                        )
+                        await page.wait_for(
+                            "document.getElementById('messages-summary')"
+                            ".innerText === '1 in flight · 0 queued · 0 delayed'"
+                        )
                         assert (await page.rows("messages"))[0][3] == "Bob"
 
                         # the function server recovers: the page stops showing the failure
                         broken = False
                         await runtime.wait_until_idle()
                         await page.wait_for("document.getElementById('failures-box').hidden")
-                        await page.wait_for("document.getElementById('state').innerText"
-                                            ".includes('seen_count\\t1')")
+                        await page.wait_for(
+                            "document.getElementById('state').innerText.includes('seen_count\\t1')"
+                        )
                         assert await page.text("#messages-summary") == (
-                            "0 in flight · 0 queued · 0 delayed")
+                            "0 in flight · 0 queued · 0 delayed"
+                        )
                         # the egress list is polled on its own: the record shows at its next poll
-                        await page.wait_for("document.getElementById('egress').innerText"
-                                            ".includes('Hello Bob for the 1th time!')")
+                        await page.wait_for(
+                            "document.getElementById('egress').innerText"
+                            ".includes('Hello Bob for the 1th time!')"
+                        )
                 finally:
                     await runner.cleanup()
 
@@ -133,17 +161,18 @@ def test_the_page_shows_a_call_being_retried_until_it_goes_through(tmp_path: Pat
             async with LocalRuntime(module, tmp_path / "db.sqlite", offline=True) as runtime:
                 runner, url = await serve_runtime(runtime)
                 try:
-                    await runtime.send(Address("com.example/greeter", "Bob"),
-                                       make_value("string", "Bob"))
+                    await runtime.send(
+                        Address("com.example/greeter", "Bob"), make_value("string", "Bob")
+                    )
                     async with chromium(tmp_path / "profile") as page:
                         await page.goto(f"{url}/")
                         retrying = await page.wait_for(
                             "!document.getElementById('retrying-box').hidden && "
-                            "document.getElementById('retrying').innerText")
+                            "document.getElementById('retrying').innerText"
+                        )
                         assert retrying.startswith("com.example/greeter/Bob: ")
                         assert "HTTP 503: starting up" in retrying
-                        assert await page.evaluate(
-                            "document.getElementById('failures-box').hidden")
+                        assert await page.evaluate("document.getElementById('failures-box').hidden")
                         [shown] = runtime.status()["retrying"]
                         assert shown["address"] == "com.example/greeter/Bob"
                         assert shown["attempts"] >= 1
@@ -187,11 +216,17 @@ def test_the_page_shows_a_failing_function_after_a_restart_and_its_address_stuck
                         await page.goto(f"{url}/#address=" + quote(str(ann), safe=""))
                         await page.wait_for("document.getElementById('state').rows.length")
                         assert await page.rows("state") == [
-                            ["seen_count", "1", "io.statefun.types/int",
-                             "its function has not answered since the runtime started"]]
+                            [
+                                "seen_count",
+                                "1",
+                                "io.statefun.types/int",
+                                "its function has not answered since the runtime started",
+                            ]
+                        ]
                         await page.wait_for(
                             "[...document.querySelectorAll('#stuck tr')].some(r => r.cells[4]"
-                            ".innerText.match(/being retried now \\((\\d+) failed/)?.[1] >= 2)")
+                            ".innerText.match(/being retried now \\((\\d+) failed/)?.[1] >= 2)"
+                        )
                         [row] = await page.rows("stuck")
                         address, head, attempts, error, retry, _ = row
                         assert (address, attempts) == (str(ann), "0")
@@ -255,7 +290,8 @@ def test_another_site_can_not_send_and_a_rebound_name_reads_nothing(tmp_path: Pa
                         status = await tab.evaluate(
                             "fetch('ingress/com.example/greeter/own', {method: 'POST', "
                             "headers: {'Content-Type': 'application/json'}, body: JSON.stringify("
-                            "{type: 'string', value: 'own'})}).then(r => r.status)")
+                            "{type: 'string', value: 'own'})}).then(r => r.status)"
+                        )
                         assert status == 202
                         # DNS rebinding: a name of the attacker's, resolving to 127.0.0.1
                         await tab.goto(f"http://rebound.test:{port}/api/status")
@@ -264,7 +300,8 @@ def test_another_site_can_not_send_and_a_rebound_name_reads_nothing(tmp_path: Pa
                         assert "functions" not in body
                     await runtime.wait_until_idle()
                     assert [r["record"]["kafka"]["key"] for r in runtime.egress_records()] == [
-                        "own"]
+                        "own"
+                    ]
                     assert runtime.store.mailbox_addresses() == []
                     assert runtime.status()["totals"]["delivered"] == 2
                 finally:
@@ -306,21 +343,25 @@ def test_markup_that_got_into_the_page_runs_no_script(tmp_path: Path) -> None:
                 try:
                     async with chromium(tmp_path / "profile") as page:
                         await page.goto(f"{url}/")
-                        await page.wait_for("document.getElementById('summary').innerText"
-                                            ".includes('delivered')")
+                        await page.wait_for(
+                            "document.getElementById('summary').innerText.includes('delivered')"
+                        )
                         await page.evaluate(
                             "document.body.insertAdjacentHTML('beforeend', '<img src=x "
-                            "onerror=\"window.ran = 1\"><svg onload=\"window.ran = 2\"></svg>"
-                            "<a id=js href=\"javascript:window.ran = 3\">x</a>');"
+                            'onerror="window.ran = 1"><svg onload="window.ran = 2"></svg>'
+                            '<a id=js href="javascript:window.ran = 3">x</a>\');'
                             "const s = document.createElement('script');"
                             "s.textContent = 'window.ran = 4'; document.body.append(s);"
-                            "document.getElementById('js').click(); true")
+                            "document.getElementById('js').click(); true"
+                        )
                         # the page's own script still runs: its next poll lands
                         await page.evaluate("refresh().then(() => true)")
                         assert await page.evaluate("window.ran ?? 'none'") == "none"
                         # and its own style applies
-                        assert await page.evaluate(
-                            "getComputedStyle(document.body).fontSize") == "14px"
+                        assert (
+                            await page.evaluate("getComputedStyle(document.body).fontSize")
+                            == "14px"
+                        )
                 finally:
                     await runner.cleanup()
 
@@ -329,8 +370,10 @@ def test_markup_that_got_into_the_page_runs_no_script(tmp_path: Path) -> None:
 
 #: Markup, quotes, a javascript: URL and a right-to-left override (which would reorder the text
 #: after it on the page), as an id, a state value, an egress record and an error text.
-HOSTILE = ('<img src=x onerror="window.ran=1"></textarea></td><script>window.ran=2</script>'
-           "'\"` javascript:window.ran=3 \u202etxt")
+HOSTILE = (
+    '<img src=x onerror="window.ran=1"></textarea></td><script>window.ran=2</script>'
+    "'\"` javascript:window.ran=3 \u202etxt"
+)
 
 
 def hostile_functions() -> StatefulFunctions:
@@ -341,8 +384,11 @@ def hostile_functions() -> StatefulFunctions:
         if message.as_string() == "fail":
             raise RuntimeError(HOSTILE)
         context.storage.note = HOSTILE
-        context.send_egress(kafka_egress_message("com.example/out", HOSTILE, HOSTILE,
-                                                 key=HOSTILE, headers=[(HOSTILE, HOSTILE)]))
+        context.send_egress(
+            kafka_egress_message(
+                "com.example/out", HOSTILE, HOSTILE, key=HOSTILE, headers=[(HOSTILE, HOSTILE)]
+            )
+        )
 
     return functions
 
@@ -359,10 +405,12 @@ def test_what_anyone_sending_a_message_controls_shows_as_text(tmp_path: Path) ->
                                     failure_pause=30) as runtime:  # fmt: skip
                 runner, url = await serve_runtime(runtime)
                 try:
-                    await runtime.send(Address("com.example/hostile", HOSTILE),
-                                       make_value("string", "ok"))
-                    await runtime.send(Address("com.example/hostile", "f" + HOSTILE),
-                                       make_value("string", "fail"))
+                    await runtime.send(
+                        Address("com.example/hostile", HOSTILE), make_value("string", "ok")
+                    )
+                    await runtime.send(
+                        Address("com.example/hostile", "f" + HOSTILE), make_value("string", "fail")
+                    )
                     while not runtime.status()["failures"]:
                         await asyncio.sleep(0.05)
                     async with chromium(tmp_path / "profile") as page:
@@ -374,14 +422,17 @@ def test_what_anyone_sending_a_message_controls_shows_as_text(tmp_path: Path) ->
                         assert stuck[0] == f"com.example/hostile/f{shown}"
                         [record] = await page.rows("egress")
                         assert f"topic={shown} key={shown} value=" in record[2]
-                        await page.goto(f"{url}/#address=" + quote(
-                            f"com.example/hostile/{HOSTILE}", safe=""))
+                        await page.goto(
+                            f"{url}/#address=" + quote(f"com.example/hostile/{HOSTILE}", safe="")
+                        )
                         await page.wait_for("document.getElementById('state').rows.length")
                         assert await page.rows("state") == [
-                            ["note", shown, "io.statefun.types/string", ""]]
+                            ["note", shown, "io.statefun.types/string", ""]
+                        ]
                         assert await page.evaluate("window.ran ?? 'none'") == "none"
                         assert not await page.evaluate(
-                            r"/[\u202a-\u202e\u2066-\u2069]/.test(document.body.innerText)")
+                            r"/[\u202a-\u202e\u2066-\u2069]/.test(document.body.innerText)"
+                        )
                 finally:
                     await runner.cleanup()
 

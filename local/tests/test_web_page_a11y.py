@@ -135,8 +135,12 @@ def test_every_text_is_readable_and_every_part_in_a_landmark_and_every_column_na
     run(scenario())
 
 
-KEYS = {"Tab": ("Tab", 9, ""), "Enter": ("Enter", 13, "\r"), " ": ("Space", 32, " "),
-        "Escape": ("Escape", 27, "")}
+KEYS = {
+    "Tab": ("Tab", 9, ""),
+    "Enter": ("Enter", 13, "\r"),
+    " ": ("Space", 32, " "),
+    "Escape": ("Escape", 27, ""),
+}
 
 
 async def press(page: Page, key: str) -> None:
@@ -296,7 +300,8 @@ def test_a_skip_or_dead_letter_asks_first_naming_the_message_and_is_cancelled_by
                 [dialog] = await ax_nodes(page, "dialog")
                 assert name(dialog) == f"Skip message {head} of {STUCK}?"
                 assert dialog["description"]["value"] == (
-                    f"The head message {head} is dropped for good; the messages after it go on.")
+                    f"The head message {head} is dropped for good; the messages after it go on."
+                )
                 modal = {p["name"]: p["value"].get("value") for p in dialog["properties"]}["modal"]
                 assert modal is True  # the page behind it out of reach meanwhile
                 contrasts = await page.evaluate(CONTRASTS)

@@ -586,7 +586,9 @@ def render_module(
         prefix=prefix,
         sasl_kafka=sasl_kafka,
         sasl_jaas=jaas,
-        tls="" if tls is None else (
+        tls=""
+        if tls is None
+        else (
             f"trust_cacerts: {tls}/ca.pem\n    client_cert: {tls}/client.crt\n"
             f"    client_key: {tls}/client.key.p8\n    client_key_password: {tls}/password.txt"
         ),
@@ -673,9 +675,11 @@ class Application:
         value = StringType.serializer().serialize("A")
         two_hours_ago = int((time.time() - 7200) * 1000)
         for partition in (0, 1):
-            for topic, keys in (("unpositioned", [f"A-{partition}"]),
-                                ("dated", [f"dated-A-{partition}"]),
-                                ("specific", [f"specific-A-{partition}-{n}" for n in (0, 1)])):
+            for topic, keys in (
+                ("unpositioned", [f"A-{partition}"]),
+                ("dated", [f"dated-A-{partition}"]),
+                ("specific", [f"specific-A-{partition}-{n}" for n in (0, 1)]),
+            ):
                 for key in keys:
                     producer.produce(self.topic(topic), key=key.encode(), partition=partition,
                                      value=value, timestamp=two_hours_ago)  # fmt: skip

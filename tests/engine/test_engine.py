@@ -846,7 +846,8 @@ def test_the_retry_of_a_discovery_round_of_no_known_origin_goes_on_in_its_report
 
     retry = only_batch(engine)
     assert (retry.trace, dict(retry.headers)) == (
-        TraceContext(OTHER_TRACE), {"traceparent": OTHER_TRACE}
+        TraceContext(OTHER_TRACE),
+        {"traceparent": OTHER_TRACE},
     )
     engine.complete(retry, Reply().egress("example/out", text("out")).bytes())
     (record,) = engine.egress_records()

@@ -84,15 +84,27 @@ def _parser() -> argparse.ArgumentParser:
     run = _command(commands, "run", "run the functions of one or more module.yaml files")
     run.add_argument("module", nargs="+", help="module.yaml file(s)")
     _db_argument(run)
-    run.add_argument("--host", default="127.0.0.1",
-                     help="address of the web page and ingress (default 127.0.0.1)")
+    run.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address of the web page and ingress (default 127.0.0.1)",
+    )
     run.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    run.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                     help="a name the page and ingress may be reached by besides localhost and "
-                          "IP addresses (e.g. a container's service name); repeatable")
+    run.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the page and ingress may be reached by besides localhost and "
+        "IP addresses (e.g. a container's service name); repeatable",
+    )
     run.add_argument("--egress-jsonl", metavar="FILE", help="also append egress records here")
-    run.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
-                     help="NORMAL survives a process crash; FULL also a power loss (slower)")
+    run.add_argument(
+        "--synchronous",
+        choices=["NORMAL", "FULL"],
+        default="NORMAL",
+        help="NORMAL survives a process crash; FULL also a power loss (slower)",
+    )
     run.add_argument("-v", "--verbose", action="store_true",
                      help="log every failed attempt of a call (by default the 1st and every "
                           "10th)")  # fmt: skip
@@ -120,8 +132,9 @@ def _parser() -> argparse.ArgumentParser:
         value.add_argument(f"--{name}", metavar="VALUE", help=f"an io.statefun.types/{name}")
     value.add_argument("--json", metavar="JSON", help="a JSON value (with --type ns/name)")
     value.add_argument("--bytes-file", metavar="FILE", help="raw bytes (with --type ns/name)")
-    send.add_argument("--type", dest="typename", metavar="NS/NAME",
-                      help="the typename for --json or --bytes-file")
+    send.add_argument(
+        "--type", dest="typename", metavar="NS/NAME", help="the typename for --json or --bytes-file"
+    )
     _url_argument(send)
     send.set_defaults(command=_send)
 
@@ -145,12 +158,20 @@ def _parser() -> argparse.ArgumentParser:
     _db_argument(audit)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(command=_audit)
-    for action, text in (("retry", "retry the head message of a stuck address now"),
-                         ("skip", "drop the head message of a stuck address (while it is "
-                                  "being called: once that call has failed)"),
-                         ("dead-letter", "move the head message of a stuck address to the "
-                                         "dead-letter egress (while it is being called: once "
-                                         "that call has failed)")):
+    for action, text in (
+        ("retry", "retry the head message of a stuck address now"),
+        (
+            "skip",
+            "drop the head message of a stuck address (while it is "
+            "being called: once that call has failed)",
+        ),
+        (
+            "dead-letter",
+            "move the head message of a stuck address to the "
+            "dead-letter egress (while it is being called: once "
+            "that call has failed)",
+        ),
+    ):
         act = _command(commands, action, text)
         act.add_argument("address", help="namespace/type/id")
         act.add_argument("--message", type=int, metavar="N",
@@ -198,24 +219,30 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("statefun_local").setLevel(logging.DEBUG)
     module = load_module(*args.module)
     runtime = LocalRuntime(
-        module, args.db, synchronous=args.synchronous, egress_jsonl=args.egress_jsonl,
-        module_name=", ".join(args.module), offline=args.offline,
+        module,
+        args.db,
+        synchronous=args.synchronous,
+        egress_jsonl=args.egress_jsonl,
+        module_name=", ".join(args.module),
+        offline=args.offline,
         dead_letters=_dead_letter_policy(args),
     )
     asyncio.run(_serve(runtime, args.host, args.port, args.module, args.allow_host))
     return 0
 
 
-async def _serve(runtime: LocalRuntime, host: str, port: int, modules: list[str],
-                 allowed_hosts: list[str]) -> None:
+async def _serve(
+    runtime: LocalRuntime, host: str, port: int, modules: list[str], allowed_hosts: list[str]
+) -> None:
     from aiohttp import web
 
     from .server import make_app
 
     await runtime.start()
     # on stop, requests still running get half a second (a long poll ends at once)
-    runner = web.AppRunner(make_app(runtime, allowed_hosts=allowed_hosts), access_log=None,
-                           shutdown_timeout=0.5)
+    runner = web.AppRunner(
+        make_app(runtime, allowed_hosts=allowed_hosts), access_log=None, shutdown_timeout=0.5
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -255,13 +282,26 @@ async def _report_progress(runtime: LocalRuntime, every: float = 10.0) -> None:
             continue
         status = runtime.status(top=0, egress=0)
         totals = status["totals"]
-        log.info("%d messages delivered (%.0f/s); %d queued, %d in flight, %d timers, "
-                 "%d egress records", totals["delivered"], runtime.messages_per_second(),
-                 totals["queued"], totals["in_flight"], totals["timers"], totals["egress"])
+        log.info(
+            "%d messages delivered (%.0f/s); %d queued, %d in flight, %d timers, %d egress records",
+            totals["delivered"],
+            runtime.messages_per_second(),
+            totals["queued"],
+            totals["in_flight"],
+            totals["timers"],
+            totals["egress"],
+        )
         for c in status["connections"]:
             done = f"lag {c['lag']}" if c["kind"] == "ingress" else f"at {c['position']}"
-            log.info("kafka %s %s (%s): %s, %d records, %s", c["kind"], c["id"], c["broker"],
-                     c["state"], c["records"], done)
+            log.info(
+                "kafka %s %s (%s): %s, %d records, %s",
+                c["kind"],
+                c["id"],
+                c["broker"],
+                c["state"],
+                c["records"],
+                done,
+            )
         reported = runtime.delivered
 
 
@@ -272,8 +312,11 @@ def _dead_letter_policy(args: argparse.Namespace) -> DeadLetterPolicy:
     if args.dead_letter_egress or args.dead_letter_topic or args.dead_letter_stream:
         from statefun_core import DeadLetterEgress
 
-        egress = DeadLetterEgress(args.dead_letter_egress or egress.typename,
-                                  args.dead_letter_topic, args.dead_letter_stream)
+        egress = DeadLetterEgress(
+            args.dead_letter_egress or egress.typename,
+            args.dead_letter_topic,
+            args.dead_letter_stream,
+        )
     after = policy.after if args.dead_letter_after is None else args.dead_letter_after
     return DeadLetterPolicy(egress, after, policy.by_type)
 
@@ -284,8 +327,10 @@ def _dead_letter_policy(args: argparse.Namespace) -> DeadLetterPolicy:
 def _send(args: argparse.Namespace) -> int:
     body: Union[dict[str, Any], bytes]
     if not parse_address(args.address).id:
-        raise ValueError(f"{args.address!r} has an empty id: a message is sent to an id "
-                         "(only a Kafka record's empty key makes an empty one)")
+        raise ValueError(
+            f"{args.address!r} has an empty id: a message is sent to an id "
+            "(only a Kafka record's empty key makes an empty one)"
+        )
     path = f"ingress/{_address_path(args.address)}"
     for name in ("string", "int", "long", "bool", "float", "double"):
         if getattr(args, name) is not None:
@@ -335,11 +380,18 @@ def _state(args: argparse.Namespace) -> int:
     if not view["state"]:
         print("  state: (none)")
     for name, entry in view["state"].items():
-        notes = [note for note, flag in (
-            ("expired", entry["expired"]),
-            ("no longer declared", entry["declared"] is False),
-            ("its function has not answered since the runtime started", entry["declared"] is None),
-        ) if flag]
+        notes = [
+            note
+            for note, flag in (
+                ("expired", entry["expired"]),
+                ("no longer declared", entry["declared"] is False),
+                (
+                    "its function has not answered since the runtime started",
+                    entry["declared"] is None,
+                ),
+            )
+            if flag
+        ]
         suffix = f"  ({', '.join(notes)})" if notes else ""
         _print(f"  state {name}: {_show(entry['value'])}  [{entry['type']}]{suffix}")
     for label in ("in_flight", "queued"):
@@ -351,8 +403,10 @@ def _state(args: argparse.Namespace) -> int:
     print(f"  timers: {len(view['timers'])}")
     for timer in view["timers"]:
         token = f", token {timer['cancellation_token']!r}" if timer["cancellation_token"] else ""
-        _print(f"    due in {timer['due_in_ms']} ms from {timer['caller']}{token}: "
-               f"{_show(timer['value'])}  [{timer['type']}]")
+        _print(
+            f"    due in {timer['due_in_ms']} ms from {timer['caller']}{token}: "
+            f"{_show(timer['value'])}  [{timer['type']}]"
+        )
     return 0
 
 
@@ -404,12 +458,16 @@ def _stuck(args: argparse.Namespace) -> int:
         if entry["call_attempts"]:
             retry = f"being retried now ({entry['call_attempts']} failed within this call)"
         elif stopped_call:
-            retry = (f"its call was being retried when the runtime stopped ({stopped_call} "
-                     f"failed within it, the last at {entry['last_failed']})")
+            retry = (
+                f"its call was being retried when the runtime stopped ({stopped_call} "
+                f"failed within it, the last at {entry['last_failed']})"
+            )
         else:
             retry = f"next retry {entry['next_retry']}"
-        _print(f"{entry['address']}: message #{entry['message_seq']} [{entry['message_type']}]"
-               f"{caller}, {entry['attempts']} attempt(s), {retry}")
+        _print(
+            f"{entry['address']}: message #{entry['message_seq']} [{entry['message_type']}]"
+            f"{caller}, {entry['attempts']} attempt(s), {retry}"
+        )
         _print(f"  last error: {entry['last_error']}")
         pending = entry.get("pending")
         if pending:
@@ -430,8 +488,10 @@ def _audit(args: argparse.Namespace) -> int:
             print(json.dumps(entry, ensure_ascii=False))
             continue
         detail = f" ({entry['detail']})" if entry["detail"] else ""
-        _print(f"{entry['time']} {entry['action']} {entry['address']} message "
-               f"#{entry['message_seq']} by {entry['by']}{detail}")
+        _print(
+            f"{entry['time']} {entry['action']} {entry['address']} message "
+            f"#{entry['message_seq']} by {entry['by']}{detail}"
+        )
     return 0
 
 
@@ -451,8 +511,11 @@ def _post(url: str, path: str, body: Any) -> Optional[Any]:
     except urllib.error.HTTPError as error:
         print(f"statefun-local: {error.read().decode(errors='replace').strip()}", file=sys.stderr)
     except urllib.error.URLError as error:
-        print(f"statefun-local: can not reach the runtime at {url}: {error.reason} (is it "
-              f"running? give --url or set {URL_VARIABLE} for another port)", file=sys.stderr)
+        print(
+            f"statefun-local: can not reach the runtime at {url}: {error.reason} (is it "
+            f"running? give --url or set {URL_VARIABLE} for another port)",
+            file=sys.stderr,
+        )
     return None
 
 
@@ -492,8 +555,10 @@ def _show_record(record: Any) -> str:
         return f"topic={kafka['topic']} key={kafka['key']}{shown} value={_show(kafka['value'])}"
     if isinstance(record, dict) and "kinesis" in record:
         kinesis = record["kinesis"]
-        return (f"stream={kinesis['stream']} partition_key={kinesis['partition_key']} "
-                f"value={_show(kinesis['value'])}")
+        return (
+            f"stream={kinesis['stream']} partition_key={kinesis['partition_key']} "
+            f"value={_show(kinesis['value'])}"
+        )
     return _show(record)
 
 

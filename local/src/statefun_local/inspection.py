@@ -83,8 +83,7 @@ def egress_view(record: EgressRecord) -> dict[str, Any]:
     }
 
 
-def address_ids(store: SqliteStore, typename: str, after: str = "", limit: int = 100
-                ) -> list[str]:
+def address_ids(store: SqliteStore, typename: str, after: str = "", limit: int = 100) -> list[str]:
     """The ids of ``typename`` that have state, queued messages or delayed messages, in order,
     after the id ``after``: a page of at most ``limit``."""
     rows = store.conn.execute(

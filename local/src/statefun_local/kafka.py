@@ -109,8 +109,9 @@ def _new(factory: Any, config: dict[str, Any], connector: Connector) -> Any:
             unknown = re.search(r'No such configuration property: "([^"]+)"', str(error))
             if not unknown or unknown.group(1) not in config:
                 raise
-            connector.warn_once(f"property {unknown.group(1)!r} is not one librdkafka knows: "
-                                "left out")
+            connector.warn_once(
+                f"property {unknown.group(1)!r} is not one librdkafka knows: left out"
+            )
             config = {k: v for k, v in config.items() if k != unknown.group(1)}
 
 
@@ -147,8 +148,10 @@ def _from_jaas(config: dict[str, Any], connector: Connector) -> dict[str, Any]:
     jaas = str(config.pop(_JAAS))
     options = dict(_JAAS_OPTION.findall(jaas)) if _JAAS_LOGIN.match(jaas) else {}
     if "username" not in options or "password" not in options:
-        connector.warn_once("sasl.jaas.config is not a PLAIN or SCRAM login with a username "
-                            "and password, which is all librdkafka takes of it: left out")
+        connector.warn_once(
+            "sasl.jaas.config is not a PLAIN or SCRAM login with a username "
+            "and password, which is all librdkafka takes of it: left out"
+        )
         return config
     config.setdefault("sasl.username", re.sub(r"\\(.)", r"\1", options["username"]))
     config.setdefault("sasl.password", re.sub(r"\\(.)", r"\1", options["password"]))
@@ -554,8 +557,10 @@ class KafkaEgress(_KafkaConnector):
                 return
             except concurrent.futures.TimeoutError:
                 if time.monotonic() >= deadline:
-                    raise TimeoutError(f"the broker did not create the topic "
-                                       f"{self.cursor_topic} within {TIMEOUT} s") from None
+                    raise TimeoutError(
+                        f"the broker did not create the topic "
+                        f"{self.cursor_topic} within {TIMEOUT} s"
+                    ) from None
             except kafka.KafkaException as error:
                 if error.args[0].code() != kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
@@ -597,8 +602,9 @@ class KafkaEgress(_KafkaConnector):
                 return found
         raise RuntimeError(f"could not read {self.cursor_topic} within {TIMEOUT} s")
 
-    def _missing_topics(self, producer: Any,
-                        records: list[tuple[bytes, Optional[TraceContext]]]) -> list[str]:
+    def _missing_topics(
+        self, producer: Any, records: list[tuple[bytes, Optional[TraceContext]]]
+    ) -> list[str]:
         """The topics of ``records`` the broker does not have (none if it does not answer)."""
         wanted = {protocol.KafkaProducerRecord.FromString(raw).topic for raw, _ in records}
         try:

@@ -275,8 +275,10 @@ class KinesisEgress(Connector):
                     break
                 refused = [(entry, result) for entry, result in zip(entries, reply["Records"])
                            if "ErrorCode" in result]  # fmt: skip
-                self.problem(f"{len(refused)} records to {stream} refused: "
-                             f"{refused[0][1]['ErrorCode']}: {refused[0][1].get('ErrorMessage')}")
+                self.problem(
+                    f"{len(refused)} records to {stream} refused: "
+                    f"{refused[0][1]['ErrorCode']}: {refused[0][1].get('ErrorMessage')}"
+                )
                 entries = [entry for entry, _ in refused]
                 time.sleep(0.2 * 2**attempt)
             else:

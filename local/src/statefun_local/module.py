@@ -257,8 +257,10 @@ class Module:
 
 #: Module files without functions (an empty file, the wrong one): the runtime refuses them
 #: ("There are no function providers defined"); here every message would be refused.
-_NO_ENDPOINT = ("{}: no function endpoint (io.statefun.endpoints.v2/http): the runtime refuses "
-                "a module without functions (is this the module file?)")
+_NO_ENDPOINT = (
+    "{}: no function endpoint (io.statefun.endpoints.v2/http): the runtime refuses "
+    "a module without functions (is this the module file?)"
+)
 
 
 def load_module(*paths: Union[str, Path]) -> Module:
@@ -747,7 +749,7 @@ def _tls(
         module.warnings.append(
             f"{doc.where}: {path}.client_key: encrypted with PBES2 (openssl's and Python's "
             "default), which StateFun 3.3's runtime cannot read (its Netty: \"PBES2 "
-            "SecretKeyFactory not available\"): encrypt it with PBES1 (openssl pkcs8 -topk8 -v1 "
+            'SecretKeyFactory not available"): encrypt it with PBES1 (openssl pkcs8 -topk8 -v1 '
             "PBE-SHA1-3DES), or not at all"
         )
     return tls
@@ -863,8 +865,10 @@ def _add_endpoint(
     if functions is None or url is None:
         return
     if is_unix_url(url) and transport != OKHTTP_TRANSPORT:
-        doc.problem("spec.urlPathTemplate",
-                    "unix socket URLs need transport io.statefun.transports.v1/okhttp")
+        doc.problem(
+            "spec.urlPathTemplate",
+            "unix socket URLs need transport io.statefun.transports.v1/okhttp",
+        )
         return
     if any(existing.functions == functions for existing in module.endpoints):
         doc.problem("spec.functions", f"{functions!r} is already bound by another endpoint")
@@ -1072,8 +1076,9 @@ def _parse_kinesis_ingress(module: Module, spec: dict[str, Any], doc: _Document)
 
 def _parse_aws(doc: _Document, spec: dict[str, Any]) -> Aws:
     region = doc.mapping(spec, "spec", "awsRegion")
-    kind = doc.get(region, "spec.awsRegion", "type",
-                   _one_of("default", "specific", "custom-endpoint"))
+    kind = doc.get(
+        region, "spec.awsRegion", "type", _one_of("default", "specific", "custom-endpoint")
+    )
     region_id = endpoint = ""
     if kind in ("specific", "custom-endpoint"):
         region_id = doc.get(region, "spec.awsRegion", "id", _string, default="", required=True)
@@ -1081,8 +1086,9 @@ def _parse_aws(doc: _Document, spec: dict[str, Any]) -> Aws:
         endpoint = doc.get(region, "spec.awsRegion", "endpoint", _string, default="",
                            required=True)  # fmt: skip
     credentials = doc.mapping(spec, "spec", "awsCredentials")
-    kind = doc.get(credentials, "spec.awsCredentials", "type",
-                   _one_of("default", "basic", "profile"))
+    kind = doc.get(
+        credentials, "spec.awsCredentials", "type", _one_of("default", "basic", "profile")
+    )
     key = secret = profile = ""
     if kind == "basic":
         key = doc.get(credentials, "spec.awsCredentials", "accessKeyId", _string, default="",

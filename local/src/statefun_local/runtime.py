@@ -276,8 +276,14 @@ class LocalRuntime:
         (seq,) = await self.send_all([(target, value, trace)])
         return seq
 
-    async def send_record(self, ingress_id: str, source: str, key: Optional[str], value: bytes,
-                          trace: Optional[TraceContext] = None) -> list[int]:
+    async def send_record(
+        self,
+        ingress_id: str,
+        source: str,
+        key: Optional[str],
+        value: bytes,
+        trace: Optional[TraceContext] = None,
+    ) -> list[int]:
         """Deliver a record as the Kafka or Kinesis ingress ``ingress_id`` would (protocol §9):
         one message per target of the topic (stream) ``source``, to the id ``key``, typed as
         the topic's ``valueType``, the bytes unwrapped; all of them or none."""
@@ -310,8 +316,9 @@ class LocalRuntime:
             target, endpoint.max_num_batch_requests
         )
 
-    def route_record(self, ingress_id: str, source: str, key: Optional[str], value: bytes
-                     ) -> list[tuple[Address, TypedValue]]:
+    def route_record(
+        self, ingress_id: str, source: str, key: Optional[str], value: bytes
+    ) -> list[tuple[Address, TypedValue]]:
         """The messages a record of ``source`` becomes: one per target, to the id ``key`` (the
         empty key too, as the runtime does). Raises :class:`UnknownIngressError` for a record
         no route takes, and for one without a key (the runtime fails the job on it)."""
@@ -322,8 +329,9 @@ class LocalRuntime:
         routes = [route for route in ingress.routes if route[0] == source]
         if not routes:
             names = ", ".join(route[0] for route in ingress.routes)
-            raise UnknownIngressError(f"ingress {ingress_id!r} does not read {source!r} "
-                                      f"(it reads {names})")
+            raise UnknownIngressError(
+                f"ingress {ingress_id!r} does not read {source!r} (it reads {names})"
+            )
         if key is None:
             raise UnknownIngressError("a record without a key can not be routed to an id")
         _, value_type, targets = routes[0]
@@ -529,8 +537,9 @@ class LocalRuntime:
         head = batch.messages[0]
         now_ms = self.clock.now_ms()
         with self.store.transaction():
-            attempts = stuck.record_failure(self.store, address, head.seq, error, now_ms,
-                                            now_ms + int(pause * 1000))
+            attempts = stuck.record_failure(
+                self.store, address, head.seq, error, now_ms, now_ms + int(pause * 1000)
+            )
             if len(batch.messages) > 1:  # the retry sends the head alone: is it the one?
                 self.store.in_flight_set(address, head.seq)
         self._stuck.add(address)
@@ -579,8 +588,7 @@ class LocalRuntime:
         """What was done to stuck addresses, newest first."""
         return stuck.audit_listing(self.store.conn, limit)
 
-    def retry_now(self, address: Address, actor: str, message_seq: Optional[int] = None
-                  ) -> Outcome:
+    def retry_now(self, address: Address, actor: str, message_seq: Optional[int] = None) -> Outcome:
         """Retry the head message of a stuck address now, not at its next retry (only if it
         is ``message_seq``, when given: see :meth:`dead_letter`)."""
         entry = self._stuck_entry(address, message_seq)
@@ -588,8 +596,15 @@ class LocalRuntime:
         detail = "" if waiting else "a call was in progress already"
         with self.store.transaction():
             stuck.set_next_retry(self.store, address, self.clock.now_ms())
-            stuck.audit(self.store, self.clock.now_ms(), address, "retry",
-                        entry["message_seq"], actor, detail)
+            stuck.audit(
+                self.store,
+                self.clock.now_ms(),
+                address,
+                "retry",
+                entry["message_seq"],
+                actor,
+                detail,
+            )
         if waiting is not None:
             waiting[1].set()
         return Outcome("retrying", detail)
@@ -600,8 +615,9 @@ class LocalRuntime:
         :meth:`dead_letter`)."""
         return self._act(address, "skip", actor, message_seq)
 
-    def dead_letter(self, address: Address, actor: str, message_seq: Optional[int] = None
-                    ) -> Outcome:
+    def dead_letter(
+        self, address: Address, actor: str, message_seq: Optional[int] = None
+    ) -> Outcome:
         """Move the head message of a stuck address to the dead-letter egress. Given
         ``message_seq`` (the message the person asking saw), only if the head message is still
         that one: else :class:`~statefun_local.stuck.HeadChangedError`, and nothing is done.
@@ -622,8 +638,9 @@ class LocalRuntime:
             )
         return entry
 
-    def _act(self, address: Address, action: str, actor: str, message_seq: Optional[int]
-             ) -> Outcome:
+    def _act(
+        self, address: Address, action: str, actor: str, message_seq: Optional[int]
+    ) -> Outcome:
         entry = self._stuck_entry(address, message_seq)
         waiting = self._waiting.get(address)
         if waiting is not None:
@@ -670,12 +687,17 @@ class LocalRuntime:
             if record is not None:
                 self.store.egress_append(record)
             stuck.clear(self.store, address)
-            stuck.audit(self.store, self.clock.now_ms(), address, action, head.seq, actor,
-                        detail)
+            stuck.audit(self.store, self.clock.now_ms(), address, action, head.seq, actor, detail)
         self._stuck.discard(address)
         self._parked.pop(address, None)
-        log.warning("%s: message #%d %s by %s (%s)", address, head.seq,
-                    "skipped" if action == "skip" else "dead-lettered", actor, detail or error)
+        log.warning(
+            "%s: message #%d %s by %s (%s)",
+            address,
+            head.seq,
+            "skipped" if action == "skip" else "dead-lettered",
+            actor,
+            detail or error,
+        )
         self._wake.set()
         self._notify_progress()
 
@@ -726,8 +748,13 @@ class LocalRuntime:
         """A call of ``typename`` at ``url`` was answered: the failures counted are told."""
         _, others = self._failing.pop((url, typename), (None, set()))
         if others:
-            log.info("%s: POST %s answered again; the calls of %d other address(es) had failed "
-                     "meanwhile (retried, not logged one by one)", typename, url, len(others))
+            log.info(
+                "%s: POST %s answered again; the calls of %d other address(es) had failed "
+                "meanwhile (retried, not logged one by one)",
+                typename,
+                url,
+                len(others),
+            )
 
     # --- timers -------------------------------------------------------------------------
 
@@ -801,12 +828,16 @@ class LocalRuntime:
         now = time.monotonic()
         if self._counts is None or now - self._counts[0] > max_age:
             conn = self.store.conn
-            by_type = dict(conn.execute(
-                "SELECT target_type, COUNT(DISTINCT target_id) FROM state GROUP BY 1"
-            ).fetchall())
+            by_type = dict(
+                conn.execute(
+                    "SELECT target_type, COUNT(DISTINCT target_id) FROM state GROUP BY 1"
+                ).fetchall()
+            )
             timers = {
-                Address(t, i): n for t, i, n in conn.execute(
-                    "SELECT target_type, target_id, COUNT(*) FROM timers GROUP BY 1, 2")
+                Address(t, i): n
+                for t, i, n in conn.execute(
+                    "SELECT target_type, target_id, COUNT(*) FROM timers GROUP BY 1, 2"
+                )
             }
             self._counts = (now, by_type, timers)
         return self._counts[1], self._counts[2]
@@ -821,23 +852,27 @@ class LocalRuntime:
         specs = store.all_specs()
         typenames = sorted(
             {e.functions for e in self.module.endpoints if not e.is_wildcard}
-            | set(specs) | {a.typename for a in depths} | set(addresses_by_type)
+            | set(specs)
+            | {a.typename for a in depths}
+            | set(addresses_by_type)
             | set(self.delivered_by_type)
         )
         functions = []
         for typename in typenames:
             endpoint = self.module.endpoint_for(typename)
             url, problem = _url(endpoint, typename)
-            functions.append({
-                "typename": typename,
-                "endpoint": url,
-                "endpoint_problem": problem,
-                "states": sorted(specs.get(typename, {})),
-                "delivered": self.delivered_by_type.get(typename, 0),
-                "addresses": addresses_by_type.get(typename, 0),
-                "queued": sum(n for a, n in depths.items() if a.typename == typename),
-                "in_flight": sum(1 for a in in_flight if a.typename == typename),
-            })
+            functions.append(
+                {
+                    "typename": typename,
+                    "endpoint": url,
+                    "endpoint_problem": problem,
+                    "states": sorted(specs.get(typename, {})),
+                    "delivered": self.delivered_by_type.get(typename, 0),
+                    "addresses": addresses_by_type.get(typename, 0),
+                    "queued": sum(n for a, n in depths.items() if a.typename == typename),
+                    "in_flight": sum(1 for a in in_flight if a.typename == typename),
+                }
+            )
         busiest = sorted(depths.items(), key=lambda item: -item[1])[:top]
         failing = {str(address) for address in self._parked}
         last_seq = store.conn.execute("SELECT MAX(seq) FROM egress").fetchone()[0] or 0
@@ -855,16 +890,22 @@ class LocalRuntime:
             },
             "functions": functions,
             "addresses": [
-                {"address": str(a), "queued": n, "in_flight": a in in_flight,
-                 "timers": timers_by_address.get(a, 0)}
+                {
+                    "address": str(a),
+                    "queued": n,
+                    "in_flight": a in in_flight,
+                    "timers": timers_by_address.get(a, 0),
+                }
                 for a, n in busiest
             ],
             "egress": list(reversed(self.egress_records(max(0, last_seq - egress), egress))),
             # an address that recovered is no longer shown as failing
             "failures": [f.to_json() for f in reversed(self.failures) if f.address in failing],
             # calls under way whose attempts failed so far (retried within the call budget)
-            "retrying": [{"address": str(address), "attempts": live.attempts, "error": live.reason}
-                         for address, live in self._retrying.items()],
+            "retrying": [
+                {"address": str(address), "attempts": live.attempts, "error": live.reason}
+                for address, live in self._retrying.items()
+            ],
             "stuck": self.stuck(),
             "audit": self.audit_log(20),
             "connections": [connector.status() for connector in self.connectors],
@@ -874,16 +915,24 @@ class LocalRuntime:
     def module_view(self) -> dict[str, Any]:
         """The module's ingresses (with their topics or streams and targets) and egresses."""
         ingresses = [
-            {"id": ingress.id, "kind": "kafka" if ingress.kind == KAFKA_INGRESS else "kinesis",
-             "address": ingress.address or ingress.aws.endpoint or ingress.aws.region,
-             "routes": [{"source": source, "type": value_type, "targets": list(targets)}
-                        for source, value_type, targets in ingress.routes]}
+            {
+                "id": ingress.id,
+                "kind": "kafka" if ingress.kind == KAFKA_INGRESS else "kinesis",
+                "address": ingress.address or ingress.aws.endpoint or ingress.aws.region,
+                "routes": [
+                    {"source": source, "type": value_type, "targets": list(targets)}
+                    for source, value_type, targets in ingress.routes
+                ],
+            }
             for ingress in self.module.ingresses.values()
         ]
         egresses = [
-            {"id": egress.id, "kind": "kafka" if egress.is_kafka else "kinesis",
-             "address": egress.address or egress.aws.endpoint or egress.aws.region,
-             "semantic": egress.semantic}
+            {
+                "id": egress.id,
+                "kind": "kafka" if egress.is_kafka else "kinesis",
+                "address": egress.address or egress.aws.endpoint or egress.aws.region,
+                "semantic": egress.semantic,
+            }
             for egress in self.module.egresses.values()
         ]
         return {"ingresses": ingresses, "egresses": egresses}
@@ -1014,17 +1063,24 @@ def describe_module(module: Module, kafka: bool = False) -> Iterable[str]:
     for endpoint in module.endpoints:
         yield f"  functions {endpoint.functions} -> {endpoint.url_path_template}"
     for ingress in module.ingresses.values():
-        source, key = ("topic", "key") if ingress.kind == KAFKA_INGRESS else ("stream",
-                                                                              "partition_key")
+        source, key = (
+            ("topic", "key") if ingress.kind == KAFKA_INGRESS else ("stream", "partition_key")
+        )
         for name, _, targets in ingress.routes:
-            yield (f"  ingress {ingress.id} {source} {name} -> {', '.join(targets)} "
-                   f"(POST /records/{ingress.id}?{source}={name}&{key}=<id>)")
+            yield (
+                f"  ingress {ingress.id} {source} {name} -> {', '.join(targets)} "
+                f"(POST /records/{ingress.id}?{source}={name}&{key}=<id>)"
+            )
         if kafka and ingress.kind == KAFKA_INGRESS:
-            yield (f"    reads Kafka {ingress.address}, group {ingress.group}, "
-                   f"from {ingress.startup.position}")
+            yield (
+                f"    reads Kafka {ingress.address}, group {ingress.group}, "
+                f"from {ingress.startup.position}"
+            )
         elif kafka:
-            yield (f"    reads Kinesis {ingress.aws.endpoint or ingress.aws.region or '(default)'}"
-                   f", from {ingress.startup.position}")
+            yield (
+                f"    reads Kinesis {ingress.aws.endpoint or ingress.aws.region or '(default)'}"
+                f", from {ingress.startup.position}"
+            )
     for egress in module.egresses.values():
         if kafka and egress.is_kafka:
             yield f"  egress {egress.id} -> Kafka {egress.address} ({egress.semantic}), stored"

@@ -109,8 +109,9 @@ def _address(request: web.Request) -> Address:
 
 def _trace(request: web.Request) -> Optional[TraceContext]:
     """The W3C trace context the ingress request carries, if any: where its message starts."""
-    return TraceContext.parse(request.headers.get("traceparent"),
-                              request.headers.get("tracestate", ""))
+    return TraceContext.parse(
+        request.headers.get("traceparent"), request.headers.get("tracestate", "")
+    )
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
@@ -142,8 +143,10 @@ async def ingress(request: web.Request) -> web.Response:
     try:
         if request.content_type == "application/json":
             body = await _json_body(request)
-            if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not (
-                body.get("base64") is None or isinstance(body["base64"], str)
+            if (
+                not isinstance(body, dict)
+                or not isinstance(body.get("type"), str)
+                or not (body.get("base64") is None or isinstance(body["base64"], str))
             ):
                 raise _bad_request(
                     'expected {"type": "string", "value": ...} or {"type": "ns/name", '
@@ -213,8 +216,10 @@ async def record(request: web.Request) -> web.Response:
         key = partition_key
     _check_text(ingress_id, source, key or "")
     try:
-        seqs = await _unless_stopping(request, runtime.send_record(
-            ingress_id, source, key, await request.read(), _trace(request)))
+        seqs = await _unless_stopping(
+            request,
+            runtime.send_record(ingress_id, source, key, await request.read(), _trace(request)),
+        )
     except (UnknownIngressError, UnknownFunctionError) as error:
         raise _bad_request(str(error)) from None
     return web.json_response({"ingress": ingress_id, "messages": seqs}, status=202)
@@ -235,12 +240,23 @@ async def addresses(request: web.Request) -> web.Response:
     _check_text(after)
     limit = int(_number(request, "limit", 100, maximum=1000, minimum=1))
     ids = address_ids(request.app[RUNTIME_KEY].store, typename, after, limit + 1)
-    return web.json_response({"function": typename, "ids": ids[:limit],
-                              "next": ids[limit - 1] if len(ids) > limit else None})
+    return web.json_response(
+        {
+            "function": typename,
+            "ids": ids[:limit],
+            "next": ids[limit - 1] if len(ids) > limit else None,
+        }
+    )
 
 
-def _number(request: web.Request, name: str, default: float, maximum: float,
-            integer: bool = True, minimum: int = 0) -> float:
+def _number(
+    request: web.Request,
+    name: str,
+    default: float,
+    maximum: float,
+    integer: bool = True,
+    minimum: int = 0,
+) -> float:
     """The query parameter ``name``: a finite number from ``minimum`` to ``maximum``."""
     text = _query(request, name)
     if text is None:
@@ -250,8 +266,11 @@ def _number(request: web.Request, name: str, default: float, maximum: float,
     except ValueError:
         number = math.nan
     if not (math.isfinite(number) and minimum <= number <= maximum):
-        kind = (f"an integer from {minimum} to {int(maximum)}" if integer
-                else f"a finite number, {minimum} or more")
+        kind = (
+            f"an integer from {minimum} to {int(maximum)}"
+            if integer
+            else f"a finite number, {minimum} or more"
+        )
         raise _bad_request(f"{name} must be {kind}, not {text!r}")
     return number
 
@@ -292,8 +311,10 @@ def _page_headers(page: str) -> dict[str, str]:
     for kind, text in _INLINE.findall(page):
         digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
         allowed[kind] += f" 'sha256-{digest}'"
-    policy = (f"default-src 'none'; script-src{allowed['script']}; style-src{allowed['style']}; "
-              "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    policy = (
+        f"default-src 'none'; script-src{allowed['script']}; style-src{allowed['style']}; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
     return {"Content-Security-Policy": policy, "X-Frame-Options": "DENY"}
 
 
@@ -319,8 +340,9 @@ async def audit_list(request: web.Request) -> web.Response:
 async def stuck_action(request: web.Request) -> web.Response:
     action = _ACTIONS.get(request.match_info["action"])
     if action is None:
-        raise web.HTTPNotFound(text=f"no action {request.match_info['action']!r}; use "
-                                    f"{', '.join(_ACTIONS)}\n")
+        raise web.HTTPNotFound(
+            text=f"no action {request.match_info['action']!r}; use {', '.join(_ACTIONS)}\n"
+        )
     address = _address(request)
     actor = (_query(request, "by") or "api")[:40]
     message = None if _query(request, "message") is None else int(

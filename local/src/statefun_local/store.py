@@ -114,8 +114,9 @@ _ADDED_COLUMNS = [
 ]
 
 
-def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str = "NORMAL"
-            ) -> sqlite3.Connection:
+def connect(
+    path: Union[str, Path], *, readonly: bool = False, synchronous: str = "NORMAL"
+) -> sqlite3.Connection:
     """Open the runtime's database (creating it unless ``readonly``) in WAL mode.
 
     ``synchronous=NORMAL`` survives any crash of the process (``kill -9``); ``FULL`` also
@@ -126,8 +127,9 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
         if not Path(path).exists():
             raise FileNotFoundError(f"no database at {path}")
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.DatabaseError as error:  # a directory
             raise _with_path(path, error) from None
         with _named(path, conn):
@@ -135,8 +137,10 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
             _read_as_this_version(path, conn)
         return conn
     if Path(path).is_file() and not os.access(path, os.W_OK):  # SQLite would open it read-only
-        raise PermissionError(f"the database {path} is read-only to this user: the runtime "
-                              "writes to it (state, egress, stuck and audit only read it)")
+        raise PermissionError(
+            f"the database {path} is read-only to this user: the runtime "
+            "writes to it (state, egress, stuck and audit only read it)"
+        )
     _create_private(path)
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -144,8 +148,12 @@ def connect(path: Union[str, Path], *, readonly: bool = False, synchronous: str 
         raise _with_path(path, error) from None
     with _named(path, conn):
         conn.execute("PRAGMA busy_timeout = 5000")
-        tables = [name for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
         if tables and "meta" not in tables:  # every statefun-local database has it
             conn.close()
             raise _not_ours(path, tables)
@@ -255,8 +263,14 @@ class SqliteStore:
         self._load_caches()
 
     @classmethod
-    def open(cls, path: Union[str, Path], synchronous: str = "NORMAL",
-             clock_ms: Any = None, *, readonly: bool = False) -> SqliteStore:
+    def open(
+        cls,
+        path: Union[str, Path],
+        synchronous: str = "NORMAL",
+        clock_ms: Any = None,
+        *,
+        readonly: bool = False,
+    ) -> SqliteStore:
         conn = connect(path, readonly=readonly, synchronous=synchronous)
         with _named(path, conn):  # a damaged page is found reading the tables
             return cls(conn, clock_ms)
@@ -337,9 +351,14 @@ class SqliteStore:
             " arg_has_value, arg_value, created_ms, traceparent, tracestate)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                envelope.target.typename, envelope.target.id,
-                caller.typename if caller else None, caller.id if caller else None,
-                argument.typename, argument.has_value, argument.value, self._clock_ms(),
+                envelope.target.typename,
+                envelope.target.id,
+                caller.typename if caller else None,
+                caller.id if caller else None,
+                argument.typename,
+                argument.has_value,
+                argument.value,
+                self._clock_ms(),
                 *_trace_columns(envelope.trace),
             ),
         )
@@ -354,16 +373,21 @@ class SqliteStore:
     def mailbox_peek(self, address: Address, limit: Optional[int] = None) -> list[Envelope]:
         if address not in self._queued:
             return []
+        rows = self.conn.execute(
+            "SELECT seq, caller_type, caller_id, arg_typename, arg_has_value, arg_value,"
+            " traceparent, tracestate"
+            " FROM mailbox WHERE target_type = ? AND target_id = ? ORDER BY seq LIMIT ?",
+            (address.typename, address.id, -1 if limit is None else limit),  # -1: no limit
+        )
         return [
-            Envelope(address, TypedValue(typename, bytes(value), bool(has_value)),
-                     _address(caller_type, caller_id), seq, _trace(traceparent, tracestate))
-            for seq, caller_type, caller_id, typename, has_value, value, traceparent, tracestate
-            in self.conn.execute(
-                "SELECT seq, caller_type, caller_id, arg_typename, arg_has_value, arg_value,"
-                " traceparent, tracestate"
-                " FROM mailbox WHERE target_type = ? AND target_id = ? ORDER BY seq LIMIT ?",
-                (address.typename, address.id, -1 if limit is None else limit),  # -1: no limit
+            Envelope(
+                address,
+                TypedValue(typename, bytes(value), bool(has_value)),
+                _address(caller_type, caller_id),
+                seq,
+                _trace(parent, state),
             )
+            for seq, caller_type, caller_id, typename, has_value, value, parent, state in rows
         ]
 
     def mailbox_count(self, address: Address, after_seq: int = 0) -> int:
@@ -445,8 +469,13 @@ class SqliteStore:
             )
         self._write(
             "INSERT OR REPLACE INTO specs VALUES (?, ?, ?, ?, ?)",
-            (function_typename, spec.name, spec.typename, int(spec.expire_mode),
-             spec.expire_after_ms),
+            (
+                function_typename,
+                spec.name,
+                spec.typename,
+                int(spec.expire_mode),
+                spec.expire_after_ms,
+            ),
         )
         self._specs.setdefault(function_typename, {})[spec.name] = spec
 
@@ -488,8 +517,15 @@ class SqliteStore:
     def state_put(self, address: Address, name: str, entry: StateEntry) -> None:
         self._write(
             "INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (address.typename, address.id, name, entry.typename, entry.value,
-             entry.written_ms, entry.accessed_ms),
+            (
+                address.typename,
+                address.id,
+                name,
+                entry.typename,
+                entry.value,
+                entry.written_ms,
+                entry.accessed_ms,
+            ),
         )
 
     def state_delete(self, address: Address, name: str) -> None:
@@ -507,20 +543,50 @@ class SqliteStore:
 
     @staticmethod
     def _timer(row: tuple[Any, ...]) -> Timer:
-        (seq, due, t_type, t_id, c_type, c_id, typename, has_value, value, token, scope,
-         traceparent, tracestate) = row
-        return Timer(due, Address(t_type, t_id), TypedValue(typename, bytes(value),
-                     bool(has_value)), Address(c_type, c_id), token, scope, seq,
-                     _trace(traceparent, tracestate))
+        (
+            seq,
+            due,
+            t_type,
+            t_id,
+            c_type,
+            c_id,
+            typename,
+            has_value,
+            value,
+            token,
+            scope,
+            traceparent,
+            tracestate,
+        ) = row
+        return Timer(
+            due,
+            Address(t_type, t_id),
+            TypedValue(typename, bytes(value), bool(has_value)),
+            Address(c_type, c_id),
+            token,
+            scope,
+            seq,
+            _trace(traceparent, tracestate),
+        )
 
     def timer_add(self, timer: Timer) -> int:
         cursor = self._write(
             "INSERT INTO timers (due_ms, target_type, target_id, caller_type, caller_id,"
             " arg_typename, arg_has_value, arg_value, token, scope, traceparent, tracestate)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (timer.due_ms, timer.target.typename, timer.target.id, timer.caller.typename,
-             timer.caller.id, timer.argument.typename, timer.argument.has_value,
-             timer.argument.value, timer.token, timer.scope, *_trace_columns(timer.trace)),
+            (
+                timer.due_ms,
+                timer.target.typename,
+                timer.target.id,
+                timer.caller.typename,
+                timer.caller.id,
+                timer.argument.typename,
+                timer.argument.has_value,
+                timer.argument.value,
+                timer.token,
+                timer.scope,
+                *_trace_columns(timer.trace),
+            ),
         )
         return int(cursor.lastrowid or 0)
 
@@ -531,9 +597,7 @@ class SqliteStore:
         return row is not None
 
     def timer_cancel(self, scope: str, token: str) -> bool:
-        cursor = self._write(
-            "DELETE FROM timers WHERE scope = ? AND token = ?", (scope, token)
-        )
+        cursor = self._write("DELETE FROM timers WHERE scope = ? AND token = ?", (scope, token))
         return cursor.rowcount > 0
 
     def timers_pop_due(self, now_ms: int) -> list[Timer]:
@@ -563,21 +627,31 @@ class SqliteStore:
         cursor = self._write(
             "INSERT INTO egress (egress, arg_typename, arg_has_value, arg_value, created_ms,"
             " traceparent, tracestate) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (record.egress, record.argument.typename, record.argument.has_value,
-             record.argument.value, self._clock_ms(), *_trace_columns(record.trace)),
+            (
+                record.egress,
+                record.argument.typename,
+                record.argument.has_value,
+                record.argument.value,
+                self._clock_ms(),
+                *_trace_columns(record.trace),
+            ),
         )
         return int(cursor.lastrowid or 0)
 
     def egress_list(self, after_seq: int = 0, limit: Optional[int] = None) -> list[EgressRecord]:
+        rows = self.conn.execute(
+            "SELECT seq, egress, arg_typename, arg_has_value, arg_value, traceparent,"
+            " tracestate FROM egress WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, -1 if limit is None else limit),
+        )
         return [
-            EgressRecord(egress, TypedValue(typename, bytes(value), bool(has_value)), seq,
-                         _trace(traceparent, tracestate))
-            for seq, egress, typename, has_value, value, traceparent, tracestate
-            in self.conn.execute(
-                "SELECT seq, egress, arg_typename, arg_has_value, arg_value, traceparent,"
-                " tracestate FROM egress WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, -1 if limit is None else limit),
+            EgressRecord(
+                egress,
+                TypedValue(typename, bytes(value), bool(has_value)),
+                seq,
+                _trace(traceparent, tracestate),
             )
+            for seq, egress, typename, has_value, value, traceparent, tracestate in rows
         ]
 
     # --- Kafka ingress offsets ------------------------------------------------------------

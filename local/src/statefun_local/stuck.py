@@ -138,8 +138,9 @@ class DeadLetterPolicy:
         egress = module.egresses.get(self.egress.typename)
         if egress is None:
             known = ", ".join(sorted(module.egresses)) or "none"
-            raise PolicyError(f"dead letters: no egress {self.egress.typename!r} in the module "
-                              f"(known: {known})")
+            raise PolicyError(
+                f"dead letters: no egress {self.egress.typename!r} in the module (known: {known})"
+            )
         if egress.is_kafka and self.egress.topic is None:
             raise PolicyError(f"dead letters: {egress.id} is a Kafka egress; name its topic")
         if not egress.is_kafka and self.egress.stream is None:
@@ -149,11 +150,11 @@ class DeadLetterPolicy:
     def load(cls, path: Union[str, Path]) -> DeadLetterPolicy:
         """Read a policy file (YAML)::
 
-            egress: com.example/dead-letters   # an egress of the module (default: stored only)
-            topic: dead-letters                # for a Kafka egress (stream: for Kinesis)
-            after: 5                           # attempts, for every function type
-            functions:                         # per function type (0: only by hand)
-              com.example/greeter: 3
+        egress: com.example/dead-letters   # an egress of the module (default: stored only)
+        topic: dead-letters                # for a Kafka egress (stream: for Kinesis)
+        after: 5                           # attempts, for every function type
+        functions:                         # per function type (0: only by hand)
+          com.example/greeter: 3
         """
         import yaml
 
@@ -200,13 +201,15 @@ def _iso(ms: int) -> str:
     return stamp.isoformat(timespec="seconds")
 
 
-def record_failure(store: SqliteStore, address: Address, head_seq: int, error: str,
-                   now_ms: int, next_retry_ms: int) -> int:
+def record_failure(
+    store: SqliteStore, address: Address, head_seq: int, error: str, now_ms: int, next_retry_ms: int
+) -> int:
     """Count one more failed call of the head message (its call's retries are over); return
     its attempts so far."""
     row = store.conn.execute(
         "SELECT head_seq, attempts, first_failed_ms FROM stuck"
-        " WHERE target_type = ? AND target_id = ?", (address.typename, address.id),
+        " WHERE target_type = ? AND target_id = ?",
+        (address.typename, address.id),
     ).fetchone()
     attempts, first = (row[1] + 1, row[2]) if row and row[0] == head_seq else (1, now_ms)
     store._write(
@@ -216,8 +219,9 @@ def record_failure(store: SqliteStore, address: Address, head_seq: int, error: s
     return int(attempts)
 
 
-def record_retry(store: SqliteStore, address: Address, head_seq: int, call_attempts: int,
-                 error: str, now_ms: int) -> None:
+def record_retry(
+    store: SqliteStore, address: Address, head_seq: int, call_attempts: int, error: str, now_ms: int
+) -> None:
     """The call in progress with the head message failed ``call_attempts`` times so far and is
     retried within its budget: the address is listed as stuck from its first failed attempt,
     not only once the call has failed for good (:func:`record_failure`)."""
@@ -229,8 +233,7 @@ def record_retry(store: SqliteStore, address: Address, head_seq: int, call_attem
     if updated.rowcount == 0:
         store._write(
             "INSERT OR REPLACE INTO stuck VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?)",
-            (address.typename, address.id, head_seq, error, now_ms, now_ms, now_ms,
-             call_attempts),
+            (address.typename, address.id, head_seq, error, now_ms, now_ms, now_ms, call_attempts),
         )
 
 
@@ -279,15 +282,25 @@ def pending_requests(
 
 
 def set_next_retry(store: SqliteStore, address: Address, next_retry_ms: int) -> None:
-    store._write("UPDATE stuck SET next_retry_ms = ? WHERE target_type = ? AND target_id = ?",
-                 (next_retry_ms, address.typename, address.id))
+    store._write(
+        "UPDATE stuck SET next_retry_ms = ? WHERE target_type = ? AND target_id = ?",
+        (next_retry_ms, address.typename, address.id),
+    )
 
 
-def audit(store: SqliteStore, now_ms: int, address: Address, action: str,
-          message_seq: Optional[int], actor: str, detail: str) -> None:
+def audit(
+    store: SqliteStore,
+    now_ms: int,
+    address: Address,
+    action: str,
+    message_seq: Optional[int],
+    actor: str,
+    detail: str,
+) -> None:
     store._write(
         "INSERT INTO audit (time_ms, address, action, message_seq, actor, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?)", (now_ms, str(address), action, message_seq, actor, detail),
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (now_ms, str(address), action, message_seq, actor, detail),
     )
 
 
@@ -352,19 +365,28 @@ def audit_listing(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, 
     try:
         rows = conn.execute(
             "SELECT seq, time_ms, address, action, message_seq, actor, detail FROM audit"
-            " ORDER BY seq DESC LIMIT ?", (limit,),
+            " ORDER BY seq DESC LIMIT ?",
+            (limit,),
         ).fetchall()
     except sqlite3.OperationalError:
         return []
     return [
-        {"seq": seq, "time": _iso(time_ms), "address": address, "action": action,
-         "message_seq": message_seq, "by": actor, "detail": detail}
+        {
+            "seq": seq,
+            "time": _iso(time_ms),
+            "address": address,
+            "action": action,
+            "message_seq": message_seq,
+            "by": actor,
+            "detail": detail,
+        }
         for seq, time_ms, address, action, message_seq, actor, detail in rows
     ]
 
 
-def dead_letter_record(egress: DeadLetterEgress, head: Envelope, error: str,
-                       attempts: int) -> EgressRecord:
+def dead_letter_record(
+    egress: DeadLetterEgress, head: Envelope, error: str, attempts: int
+) -> EgressRecord:
     """The SDK's dead-letter record of ``head``, as an egress record for ``egress``."""
     caller = head.caller
     record = DeadLetterRecord(
@@ -380,8 +402,9 @@ def dead_letter_record(egress: DeadLetterEgress, head: Envelope, error: str,
         attempts=attempts,
     )
     message = record.to_egress(egress)
-    return EgressRecord(egress.typename, TypedValue.from_proto(message.typed_value),
-                        trace=head.trace)  # the record goes on in the message's trace
+    return EgressRecord(
+        egress.typename, TypedValue.from_proto(message.typed_value), trace=head.trace
+    )  # the record goes on in the message's trace
 
 
 def _now_ms() -> datetime.datetime:

@@ -50,8 +50,9 @@ def make_value(
         raise InvalidValueError("the value is nested too deeply") from None
 
 
-def _make_value(type_: str, value: Any, base64_data: Optional[str], raw: Optional[bytes]
-                ) -> TypedValue:
+def _make_value(
+    type_: str, value: Any, base64_data: Optional[str], raw: Optional[bytes]
+) -> TypedValue:
     type_.encode("utf-8")  # a typename that is not valid Unicode can not be stored
     builtin = BUILTIN_TYPES.get(type_) or _BUILTIN_BY_TYPENAME.get(type_)
     if builtin is not None:
@@ -164,8 +165,11 @@ def _describe_egress(typename: str, data: bytes) -> dict[str, Any]:
         return {"kafka": kafka}
     if typename == KINESIS_RECORD:
         record = protocol.KinesisEgressRecord.FromString(data)
-        out = {"stream": record.stream, "partition_key": record.partition_key,
-               "value": _text_or_b64(bytes(record.value_bytes))}
+        out = {
+            "stream": record.stream,
+            "partition_key": record.partition_key,
+            "value": _text_or_b64(bytes(record.value_bytes)),
+        }
         if record.explicit_hash_key:
             out["explicit_hash_key"] = record.explicit_hash_key
         return {"kinesis": out}
