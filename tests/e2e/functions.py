@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel
 from statefun_msgpack import msgpack_dataclass
 
@@ -32,6 +33,7 @@ from statefun_core import (
     kafka_egress_message,
     kinesis_egress_message,
     make_json_type,
+    make_protobuf_type,
     message_builder,
 )
 
@@ -285,6 +287,52 @@ def echo(context: Context, message: Message) -> None:
     value = message.as_type(type_)
     shown = value.model_dump_json() if isinstance(value, BaseModel) else repr(value)
     context.send_egress(emit("typed", context.address.id, f"{message.value_typename()} {shown}"))
+
+
+# --- a Java function of the official Java SDK (java/MixedFunction.java) --------------------
+
+#: The custom types both sides declare: a JSON document, and a protobuf message both have.
+JAVA_PROFILE = make_json_type("e2e/profile")
+TIMESTAMP = make_protobuf_type(Timestamp)
+#: kind: (type, value, zero), each sent to e2e.java/mixed, which answers with a value of the
+#: same type computed from it.
+TO_JAVA: dict[str, tuple[Any, Any, Any]] = {
+    "int": (IntType, -2_147_483_648, 0),
+    "long": (LongType, 9_007_199_254_740_993, 0),
+    "float": (FloatType, 1.5, 0.0),
+    "double": (DoubleType, -0.1, 0.0),
+    "bool": (BoolType, True, False),
+    "string": (StringType, "héllo ✓ 𝄞", ""),
+    "json": (JAVA_PROFILE, {"name": "Ånn", "tags": ["a", "b", "c"]}, {"name": "", "tags": []}),
+    "protobuf": (TIMESTAMP, Timestamp(seconds=1_700_000_000, nanos=5), Timestamp()),
+}
+
+
+@functions.bind("e2e.fns/mixed")
+def mixed(context: Context, message: Message) -> None:
+    """A command (``"zeros": true``: each type's zero) sends e2e.java/mixed a value of each type
+    of TO_JAVA; each answer goes to the egress, keyed ``<id>.<kind>``."""
+    if message.is_type(COMMAND):
+        zeros = message.as_type(COMMAND).get("zeros", False)
+        for type_, value, zero in TO_JAVA.values():
+            sent = zero if zeros else value
+            context.send(
+                message_builder("e2e.java/mixed", context.address.id, value=sent, value_type=type_)
+            )
+        return
+    kind, type_ = next((kind, type_) for kind, (type_, _, _) in TO_JAVA.items()
+                       if message.is_type(type_))  # fmt: skip
+    value = message.as_type(type_)
+    if kind == "json":
+        shown = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    elif kind == "protobuf":
+        shown = f"seconds={value.seconds} nanos={value.nanos}"
+    else:
+        shown = repr(value)
+    caller = context.caller
+    assert caller is not None
+    answer = f"{message.value_typename()} {shown} from {caller.typename}/{caller.id}"
+    context.send_egress(emit("from-java", f"{context.address.id}.{kind}", answer))
 
 
 # --- egress records with keys and headers ---------------------------------------------------

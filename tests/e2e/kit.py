@@ -539,6 +539,23 @@ def start_function_server(
     return process, port
 
 
+def start_java_function(workdir: Path, prefix: str) -> tuple[Process, int]:
+    """java/MixedFunction.java, compiled with ``javac`` against the official Java SDK (the
+    ``java-sdk`` profile of runtimes/pom.xml) and served by the JDK's HTTP server, writing its
+    egress records to topics named with ``prefix``."""
+    classes = workdir / "java-classes"
+    source = HERE / "java" / "MixedFunction.java"
+    cp = classpath("java-sdk")
+    with timed("javac: compile java/MixedFunction.java"):
+        run_checked(["javac", "-d", str(classes), "-cp", cp, str(source)], f"compiling {source}")
+    port = free_port()
+    command = ["java", "-Xmx128m", "-cp", f"{classes}{os.pathsep}{cp}", "MixedFunction", str(port)]
+    process = Process("functions (Java SDK)", command, workdir / "java-functions.log",
+                      env={**os.environ, "E2E_TOPIC_PREFIX": prefix})  # fmt: skip
+    wait_for_port(port, process, 60)
+    return process, port
+
+
 def make_pki(directory: Path) -> Path:
     """A CA (``ca.pem``), a server certificate it signed for 127.0.0.1 (``server.pem``, with
     its key) and a client certificate (``client.crt``) whose PKCS#8 key (``client.key.p8``)
