@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -543,6 +544,8 @@ def start_java_function(workdir: Path, prefix: str) -> tuple[Process, int]:
     """java/MixedFunction.java, compiled with ``javac`` against the official Java SDK (the
     ``java-sdk`` profile of runtimes/pom.xml) and served by the JDK's HTTP server, writing its
     egress records to topics named with ``prefix``."""
+    if shutil.which("javac") is None:
+        raise Unavailable("no javac on the PATH (a JDK, not only a JRE, is needed)")
     classes = workdir / "java-classes"
     source = HERE / "java" / "MixedFunction.java"
     cp = classpath("java-sdk")
