@@ -540,19 +540,25 @@ def start_function_server(
     return process, port
 
 
+_java_classes: list[Path] = []
+
+
 def start_java_function(workdir: Path, prefix: str) -> tuple[Process, int]:
     """java/MixedFunction.java, compiled with ``javac`` against the official Java SDK (the
-    ``java-sdk`` profile of runtimes/pom.xml) and served by the JDK's HTTP server, writing its
-    egress records to topics named with ``prefix``."""
+    ``java-sdk`` profile of runtimes/pom.xml; once a session) and served by the JDK's HTTP
+    server, writing its egress records to topics named with ``prefix``."""
     if shutil.which("javac") is None:
         raise Unavailable("no javac on the PATH (a JDK, not only a JRE, is needed)")
-    classes = workdir / "java-classes"
-    source = HERE / "java" / "MixedFunction.java"
     cp = classpath("java-sdk")
-    with timed("javac: compile java/MixedFunction.java"):
-        run_checked(["javac", "-d", str(classes), "-cp", cp, str(source)], f"compiling {source}")
+    if not _java_classes:
+        classes, source = workdir / "java-classes", HERE / "java" / "MixedFunction.java"
+        with timed("javac: compile java/MixedFunction.java"):
+            run_checked(["javac", "-d", str(classes), "-cp", cp, str(source)],
+                        f"compiling {source}")  # fmt: skip
+        _java_classes.append(classes)
     port = free_port()
-    command = ["java", "-Xmx128m", "-cp", f"{classes}{os.pathsep}{cp}", "MixedFunction", str(port)]
+    command = ["java", "-Xmx128m", "-cp", f"{_java_classes[0]}{os.pathsep}{cp}",
+               "MixedFunction", str(port)]  # fmt: skip
     process = Process("functions (Java SDK)", command, workdir / "java-functions.log",
                       env={**os.environ, "E2E_TOPIC_PREFIX": prefix})  # fmt: skip
     wait_for_port(port, process, 60)
