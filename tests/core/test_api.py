@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
 import functools
+import importlib
 import json
 import logging
 import subprocess
@@ -12,12 +14,14 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from google.protobuf.message import DecodeError
 
 import statefun_core
+import statefun_core.testing
 from statefun_core import (
     BoolType,
     Context,
@@ -71,6 +75,29 @@ def test_every_official_name_is_exported_by_star_import(name: str) -> None:
 def test_all_names_resolve() -> None:
     for name in statefun_core.__all__:
         assert getattr(statefun_core, name) is not None
+
+
+@pytest.mark.parametrize(
+    "package", [statefun_core, statefun_core.testing], ids=lambda p: p.__name__
+)
+def test_the_type_checker_sees_the_names_a_run_exports(package: ModuleType) -> None:
+    """The package lists its names three times: the ``if TYPE_CHECKING`` imports (what a type
+    checker reads), ``__all__``, and the table a run imports them by. The same names, each
+    the object the run imports."""
+    source = ast.parse(Path(str(package.__file__)).read_text())
+    blocks = [node for node in source.body if isinstance(node, ast.If)]
+    (block,) = [node for node in blocks if ast.unparse(node.test) == "TYPE_CHECKING"]
+    imports = [(node, alias) for node in block.body if isinstance(node, ast.ImportFrom)
+               for alias in node.names]  # fmt: skip
+    assert imports and all(isinstance(node, ast.ImportFrom) for node in block.body)
+    assert sorted(alias.name for _, alias in imports) == sorted(package.__all__)
+    for node, alias in imports:
+        if node.module is None:  # from . import wire
+            expected = importlib.import_module(f"{package.__name__}.{alias.name}")
+        else:
+            module = importlib.import_module(f"{package.__name__}.{node.module}")
+            expected = getattr(module, alias.name)
+        assert getattr(package, alias.name) is expected
 
 
 def test_a_name_the_package_does_not_have_is_an_attribute_error() -> None:

@@ -17,6 +17,8 @@ from typing import Any, Optional
 from google.protobuf.wrappers_pb2 import StringValue
 from typing_extensions import assert_type
 
+import statefun_core
+import statefun_core.testing
 from statefun_core import (
     CONTENT_TYPE,
     AsyncFunctionInSyncContextError,
@@ -308,6 +310,8 @@ except StatefunError as error:
 
 content_type: str = CONTENT_TYPE
 version: str = __version__
+# each package's __all__ a literal, which a type checker reads as it reads the names
+exported: list[str] = [*statefun_core.__all__, *statefun_core.testing.__all__]
 
 
 class Plugin:
