@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .blueprint import endpoint_view, make_blueprint, route_endpoints
     from .extension import Statefun, StatefunState
 
+__all__ = ["Statefun", "StatefunState", "endpoint_view", "make_blueprint", "route_endpoints"]
+
 # hidden from type checkers, which read the imports above: a module __getattr__ would make
 # any name, a misspelt one too, type-check as Any
 if not TYPE_CHECKING:
@@ -37,5 +39,3 @@ if not TYPE_CHECKING:
     )
 
 __version__ = "0.1.0"
-
-__all__ = ["Statefun", "StatefunState", "endpoint_view", "make_blueprint", "route_endpoints"]

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from .handlers import EndpointHandler, StatefunHandler
     from .routes import make_app, make_routes
 
+__all__ = ["EndpointHandler", "StatefunHandler", "make_app", "make_routes"]
+
 # hidden from type checkers, which read the imports above: a module __getattr__ would make
 # any name, a misspelt one too, type-check as Any
 if not TYPE_CHECKING:
@@ -35,5 +37,3 @@ if not TYPE_CHECKING:
     )
 
 __version__ = "0.1.0"
-
-__all__ = ["EndpointHandler", "StatefunHandler", "make_app", "make_routes"]
