@@ -280,11 +280,7 @@ def load_module(*paths: Union[str, Path]) -> Module:
         _parse_into(module, text, str(path), problems)
     if not module.endpoints and not problems:
         problems.append(_NO_ENDPOINT.format(", ".join(map(str, paths))))
-    if problems:
-        raise ModuleError(problems)
-    _check_targets(module)
-    _check_unix_sockets(module)
-    return module
+    return _checked(module, problems)
 
 
 def parse_module(text: str, filename: str = "<module.yaml>") -> Module:
@@ -292,6 +288,12 @@ def parse_module(text: str, filename: str = "<module.yaml>") -> Module:
     module = Module()
     problems: list[str] = []
     _parse_into(module, text, filename, problems)
+    return _checked(module, problems)
+
+
+def _checked(module: Module, problems: list[str]) -> Module:
+    """The module read, once whole: a ``ModuleError`` if any part had problems, else with
+    the warnings only the whole module can tell."""
     if problems:
         raise ModuleError(problems)
     _check_targets(module)
