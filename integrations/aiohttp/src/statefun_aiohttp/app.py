@@ -52,8 +52,8 @@ async def handle_request(request: web.Request) -> web.Response:
     hooks through ``handle_async(..., headers=...)``. A body over the application's
     ``client_max_size`` is answered 413, one aiohttp cannot decode (a ``Content-Encoding`` it
     does not hold to) 400; these and a wrong method reach the ``statefun_request_failed``
-    hook. A client that goes away before its body is in is no
-    failure: it is logged at debug level, as Tornado's endpoint does, and nothing runs.
+    hook. A client that goes away before its body is in is no failure: it is logged at debug
+    level, as Tornado's endpoint does, and nothing runs.
     Without a handler under ``HANDLER_KEY``, each request is a 500 logged with what to set.
     """
     handler = request.config_dict.get(HANDLER_KEY)

@@ -45,11 +45,11 @@ def make_blueprint(
     without a trailing slash.
 
     Requests are handled with ``handle_sync`` on the worker's thread: no event loop is made
-    per request, and ``async`` functions still work (see ``handle_sync``). The
-    request body is limited by Flask's ``MAX_CONTENT_LENGTH``. A body over it (413), one the
-    server cannot hand over whole (400: shorter than its ``Content-Length``, a malformed chunk)
-    and a wrong method (405) reach the ``statefun_request_failed`` hook, as the handler's own
-    rejections do.
+    per request, and ``async`` functions still work (see ``handle_sync``). The request body
+    is limited by Flask's ``MAX_CONTENT_LENGTH``, or without it by the handler's
+    ``Limits.request_bytes``. A body over it (413), one the server cannot hand over whole
+    (400: shorter than its ``Content-Length``, a malformed chunk) and a wrong method (405)
+    reach the ``statefun_request_failed`` hook, as the handler's own rejections do.
 
     Any method but POST is answered 405 with ``Allow: POST``, also one Flask does not know
     (``TRACE``, ``PROPFIND``): the blueprint registers an application-wide 405 handler that

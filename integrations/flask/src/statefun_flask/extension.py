@@ -36,7 +36,8 @@ class Statefun:
     - ``STATEFUN_ENDPOINTS`` = ``True``: serve the endpoints the plugins contribute
       (``/metrics`` of statefun-prometheus, health) at their paths; ``False`` leaves them out.
 
-    The request body limit is Flask's ``MAX_CONTENT_LENGTH`` (answered with 413).
+    The request body limit is Flask's ``MAX_CONTENT_LENGTH``, or without it the handler's
+    ``Limits.request_bytes`` (a larger body is answered with 413).
     """
 
     def __init__(
