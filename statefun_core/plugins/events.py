@@ -102,7 +102,8 @@ class InvocationRetried(Exception):
     ``handle_sync`` called an ``async`` function with no event loop, the function asked for
     one, and its batch runs again from its start as a task of the thread's loop (the
     function's ``RuntimeError`` is the ``__cause__``). Not the function's failure: the
-    in-tree plugins neither count nor trace it. Once per function per process (or per thread,
+    in-tree plugins neither count it nor mark it an error (statefun-opentelemetry ends its
+    span with the outcome ``retried``). Once per function per process (or per thread,
     for batches that reach it on several threads at once)."""
 
 

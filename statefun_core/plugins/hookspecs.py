@@ -69,8 +69,8 @@ def statefun_invocation_finished(
 
     ``error`` is an :class:`~statefun_core.plugins.InvocationRetried` for a try the handler
     discards and runs again (``handle_sync``'s first batch of an ``async`` function that asks
-    for the running loop): not the function's failure, to be neither counted nor traced. Its
-    batch's invocations are then started again from the first.
+    for the running loop): not the function's failure, to be neither counted nor traced as
+    one. Its batch's invocations are then started again from the first.
     """
 
 

@@ -399,8 +399,8 @@ def test_an_async_function_run_again_as_a_task_under_handle_sync_shows_no_error(
 ) -> None:
     """Under handle_sync (WSGI, Lambda) an async function that never awaits runs with no
     loop; one that asks for the loop all the same fails that try, and its batch runs again
-    as a task. The try is not its failure: its span is dropped, and the batch has one
-    invocation span, current while it runs on the loop."""
+    as a task. The try is not its failure: its span ends with the outcome "retried" and no
+    error, and the batch's invocation span that replies is current while it runs on the loop."""
     tracer = provider.get_tracer("test")
     functions = StatefulFunctions()
 
@@ -417,7 +417,9 @@ def test_an_async_function_run_again_as_a_task_under_handle_sync_shows_no_error(
     handler.handle_sync(wire.to_function("example/asks", "first", ["x"]))  # no loop here
 
     assert not [s for s in exporter.get_finished_spans() if s.status.is_ok is False]
-    batch, (invocation,) = batch_and_invocations(exporter, "example/asks")
+    batch, (retried, invocation) = batch_and_invocations(exporter, "example/asks")
+    assert (retried.attributes or {})["statefun.outcome"] == "retried"
+    assert retried.parent is not None and retried.parent.span_id == batch.context.span_id
     assert (invocation.attributes or {})["statefun.outcome"] == "ok"
     assert invocation.parent is not None and invocation.parent.span_id == batch.context.span_id
     (inside,) = by_name(exporter)["inside"]

@@ -175,13 +175,15 @@ class OpenTelemetryPlugin:
         for token in reversed(invocation.scratch.pop(_TOKENS_KEY, ())):
             context.detach(token)
         traced: Optional[_InvocationTrace] = invocation.scratch.pop(self._key, None)
-        if traced is not None and not isinstance(error, InvocationRetried):
-            # a try run again is left unended: never exported, it shows no false error
-            if traced.dead_lettered:
-                outcome = "dead_lettered"
-            else:
-                outcome = "ok" if error is None else "error"
-            _end(traced.span, outcome, error)
+        if traced is None:
+            return
+        if isinstance(error, InvocationRetried):
+            # a try run again is not the function's failure: ended (every started span is,
+            # and the spans the function started in it keep their parent) with no error
+            _end(traced.span, "retried", None)
+            return
+        outcome = "dead_lettered" if traced.dead_lettered else "ok" if error is None else "error"
+        _end(traced.span, outcome, error)
 
     @hookimpl
     def statefun_batch_finished(self, batch: BatchEvent) -> None:
