@@ -30,6 +30,10 @@ class StatefunError(Exception):
     """
 
     status: int = 500
+    #: The refused request's W3C ``traceparent``, when it had a well-formed one: set by
+    #: :meth:`~statefun_core.RequestReplyHandler.reject`, so that the refusal's log line
+    #: carries the request's trace id.
+    traceparent: Optional[str] = None
 
 
 class MalformedRequestError(StatefunError, ValueError, DecodeError):

@@ -41,13 +41,14 @@ from .errors import (
 from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
-from .plugins.endpoints import Endpoint, checked_endpoints, find_endpoint
+from .plugins.endpoints import Endpoint, checked_endpoints, find_endpoint, header
 from .plugins.events import BatchEvent, CheckedReplyHeaders, InvocationEvent, InvocationRetried
 from .plugins.manager import OBSERVER_HOOKS, make_plugin_manager, plugin_label
 from .protowire import ONE_BYTE as _ONE_BYTE
 from .protowire import element, field, key, text, typed_value_fields, varint
 from .registry import TypeRegistry
 from .storage import checkpoint, kept_encoder, rollback, storage_class
+from .tracecontext import TRACEPARENT, is_traceparent
 from .types import Type, TypeSerializer
 
 __all__ = ["RequestReplyHandler"]
@@ -548,6 +549,10 @@ class RequestReplyHandler:
         large); a server calls it for what the framework answers before the handler sees the
         body (a wrong method, a body over the framework's own size limit).
         """
+        if headers:  # for the refusal's log line (statefun_core.http.error_response)
+            traceparent = header(headers, TRACEPARENT)
+            if isinstance(traceparent, str) and is_traceparent(traceparent):
+                error.traceparent = traceparent
         if self._hooks("statefun_request_failed"):
             self.plugins.hook.statefun_request_failed(
                 error=error, batch=None, headers=_NO_HEADERS if headers is None else headers

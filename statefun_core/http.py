@@ -26,6 +26,7 @@ from .errors import (
 from .functions import StatefulFunctions
 from .handler import RequestReplyHandler
 from .limits import DEFAULT_LIMITS
+from .plugins.logcontext import trace_id
 
 __all__ = [
     "CONTENT_TYPE",
@@ -92,15 +93,21 @@ def error_response(error: BaseException) -> tuple[int, str]:
     request the runtime sent and will send again for ever (a malformed or too large body, an
     unknown function: the deployment is wrong) as a warning; a wrong method (a probe, a
     browser) as info. A function's failure (``FunctionFailedError``) is not: the handler
-    logged it where it failed, inside the invocation's trace and log context.
+    logged it where it failed, inside the invocation's trace and log context. The record of a
+    request the handler refused (:meth:`RequestReplyHandler.reject`) has the attribute
+    ``trace_id``: the current OpenTelemetry span's, else the request's ``traceparent``'s.
     """
     status = status_for(error)
     if status >= 500:
         if not isinstance(error, FunctionFailedError):  # logged by the handler
-            logger.error("statefun request failed: %s", error, exc_info=error)
+            logger.error(
+                "statefun request failed: %s", error, exc_info=error, extra=_trace_of(error)
+            )
     else:
         level = logging.INFO if status == 405 else logging.WARNING
-        logger.log(level, "statefun request rejected (%d): %s", status, error)
+        logger.log(
+            level, "statefun request rejected (%d): %s", status, error, extra=_trace_of(error)
+        )
     text = _REASONS.get(status, "Error")
     if status == 500 and not isinstance(error, FunctionFailedError):
         text = "Internal Server Error"  # the server's own failure (a misconfiguration, a bug)
@@ -109,6 +116,11 @@ def error_response(error: BaseException) -> tuple[int, str]:
     if isinstance(limit, LimitExceededError):
         text = f"{text}: {limit}"
     return status, text
+
+
+def _trace_of(error: BaseException) -> dict[str, Optional[str]]:
+    """The ``extra`` of a failed request's record: its trace id (see ``error_response``)."""
+    return {"trace_id": trace_id(getattr(error, "traceparent", None))}
 
 
 def integration_exports(

@@ -55,12 +55,18 @@ class Invocation:
     def trace_id(self) -> Optional[str]:
         """The current OpenTelemetry span's trace id, else the ``traceparent``'s (32 hex
         digits), else None."""
-        otel = sys.modules.get("opentelemetry.trace")  # never imported here: used if in use
-        if otel is not None:
-            span_context = otel.get_current_span().get_span_context()
-            if span_context.is_valid:
-                return format(span_context.trace_id, "032x")
-        return None if self.traceparent is None else self.traceparent[3:35]
+        return trace_id(self.traceparent)
+
+
+def trace_id(traceparent: Optional[str]) -> Optional[str]:
+    """The current OpenTelemetry span's trace id, else that of ``traceparent`` (a well-formed
+    one), as 32 hex digits; None when neither is known."""
+    otel = sys.modules.get("opentelemetry.trace")  # never imported here: used if in use
+    if otel is not None:
+        span_context = otel.get_current_span().get_span_context()
+        if span_context.is_valid:
+            return format(span_context.trace_id, "032x")
+    return None if traceparent is None else traceparent[3:35]
 
 
 current_invocation: ContextVar[Optional[Invocation]] = ContextVar(
@@ -100,13 +106,15 @@ class InvocationLogFilter(logging.Filter):
     """Adds ``statefun_function``, ``statefun_id``, ``statefun_caller`` and ``trace_id`` to
     every record (None outside an invocation, or when unknown), for a format such as
     ``"%(statefun_function)s/%(statefun_id)s trace=%(trace_id)s %(message)s"``. Lets every
-    record through."""
+    record through. Outside an invocation a record keeps a ``trace_id`` it was given: the
+    line of a refused request (400, 404, 405, 413) carries that request's."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         invocation = current_invocation.get()
         if invocation is None:
             record.statefun_function = record.statefun_id = None
-            record.statefun_caller = record.trace_id = None
+            record.statefun_caller = None
+            record.trace_id = record.__dict__.get("trace_id")
         else:
             record.statefun_function = invocation.function
             record.statefun_id = invocation.id

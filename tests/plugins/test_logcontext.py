@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterator
+from typing import Optional
 
 import pytest
 
@@ -17,6 +19,7 @@ from statefun_core.plugins import (
     make_plugin_manager,
 )
 from statefun_core.testing import wire
+from statefun_core.testing.endpoint import request
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -169,3 +172,61 @@ def test_no_invocation_is_current_once_handle_async_returns() -> None:
         return [after_sync, current_invocation.get()]
 
     assert asyncio.run(run()) == [None, None]
+
+
+@pytest.fixture
+def served() -> Iterator[int]:
+    """StatefunWSGI under the standard library's WSGI server on 127.0.0.1, in a thread."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from statefun_core import Limits
+    from statefun_core.wsgi import StatefunWSGI
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # its access line on stderr
+
+    plugins = make_plugin_manager(load_entrypoints=False)
+    handler = RequestReplyHandler(functions(), plugins=plugins, limits=Limits(request_bytes=1000))
+    app = StatefunWSGI(handler)
+    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+REFUSED = {
+    "malformed (400)": ("POST", b"\xff\xff", 400),
+    "unknown function (404)": ("POST", wire.to_function("example/none", "ann", ["x"]), 404),
+    "wrong method (405)": ("GET", None, 405),
+    "too large (413)": ("POST", wire.to_function(GREETER, "ann", ["x" * 2000]), 413),
+}
+
+
+@pytest.mark.parametrize("refused", REFUSED.values(), ids=list(REFUSED))
+def test_a_refused_requests_log_line_carries_its_trace_id(
+    served: int, refused: tuple[str, Optional[bytes], int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Searching the logs by a request's trace id finds its refusal, as it finds a failed
+    function's line; with no traceparent, or a malformed one, the line has none."""
+    method, body, status = refused
+    caplog.handler.addFilter(InvocationLogFilter())
+    with caplog.at_level(logging.INFO, logger="statefun_core"):
+        for headers in ({"traceparent": TRACEPARENT}, {}, {"traceparent": "00-nonsense"}):
+            assert request(served, "/", body, method, headers)[0] == status
+    lines = [r for r in caplog.records if r.name == "statefun_core"]
+    assert [r.getMessage().startswith(f"statefun request rejected ({status})") for r in lines] == [
+        True,
+        True,
+        True,
+    ], caplog.text
+    assert [context_of(r) for r in lines] == [
+        (None, None, None, TRACE_ID),
+        (None, None, None, None),
+        (None, None, None, None),
+    ]

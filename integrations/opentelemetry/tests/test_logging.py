@@ -154,3 +154,46 @@ def test_a_failed_functions_log_line_is_in_its_invocations_span_and_log_context(
     assert record.span_context.span_id == span.context.span_id  # type: ignore[attr-defined]
     assert record.trace_id == format(span.context.trace_id, "032x")  # type: ignore[attr-defined]
     assert (record.statefun_function, record.statefun_id) == ("example/broken", "ann")  # type: ignore[attr-defined]
+
+
+def test_a_refused_requests_log_line_is_in_the_trace_of_its_span(
+    exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a real server (statefun-aiohttp), the warning of a 404 carries the trace id of
+    the request's traceparent, which the plugin's span of the refusal continues: a search of
+    the logs by that trace finds the line."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider), InvocationLogContext()],
+        load_entrypoints=False,
+    )
+    app = create_app(RequestReplyHandler(StatefulFunctions(), plugins=plugins))
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def scenario() -> int:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            body = wire.to_function("example/none", "ann", ["x"])
+            headers = {"traceparent": traceparent}
+            status, _, _ = await asyncio.to_thread(
+                endpoint.request, port, "/", body, "POST", headers
+            )
+            return status
+        finally:
+            await runner.cleanup()
+
+    caplog.handler.addFilter(InvocationLogFilter())
+    with caplog.at_level(logging.WARNING, logger="statefun_core"):
+        assert asyncio.run(scenario()) == 404
+    provider.shutdown()
+
+    (record,) = [r for r in caplog.records if r.name == "statefun_core"]
+    assert record.getMessage().startswith("statefun request rejected (404)")
+    (span,) = exporter.get_finished_spans()
+    assert (span.attributes or {})["statefun.outcome"] == "rejected"
+    assert record.trace_id == format(span.context.trace_id, "032x") == traceparent[3:35]  # type: ignore[attr-defined]
