@@ -283,3 +283,69 @@ def test_every_span_is_ended_once_when_a_blocking_batch_is_cancelled() -> None:
 
     asyncio.run(cancel())  # waits for the executor's thread
     ledger.check()
+
+
+@pytest.mark.parametrize("cancelling", [False, True], ids=["aiohttp's default", "cancelling"])
+def test_every_span_is_ended_once_when_the_client_goes_behind_aiohttp(cancelling: bool) -> None:
+    """The runtime gives up on a request (its call timed out) and closes the connection while
+    the function awaits. By aiohttp's default the function runs on to its end, and its spans
+    end then; with ``handler_cancellation=True`` it is cancelled at its ``await``, and they end
+    with the cancellation. Either way each ends once."""
+    from aiohttp import web
+    from statefun_aiohttp import create_app
+
+    async def scenario() -> tuple[Ledger, list[str]]:
+        started, release = asyncio.Event(), asyncio.Event()
+        seen: list[str] = []
+
+        def bind(functions: StatefulFunctions, tracer: trace.Tracer) -> None:
+            @functions.bind(FUNCTION)
+            async def fn(context: Context, message: Message) -> None:
+                started.set()
+                try:
+                    await release.wait()
+                    seen.append("ran to its end")
+                except asyncio.CancelledError:
+                    seen.append("cancelled")
+                    raise
+
+        handler, ledger = traced_handler(bind)
+        runner = web.AppRunner(create_app(handler), handler_cancellation=cancelling)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            body = wire.to_function(FUNCTION, "ann", ["x"])
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + f"traceparent: {TRACEPARENT}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+            await started.wait()
+            writer.close()  # the runtime gives up
+            await writer.wait_closed()
+            if not cancelling:
+                for _ in range(100):  # aiohttp takes in the closed connection
+                    await asyncio.sleep(0)
+                release.set()
+            for _ in range(10_000):  # until the batch's span ended (no time is asserted)
+                if len(ledger.ended) == len(ledger.started) == 2:
+                    break
+                await asyncio.sleep(0.001)
+        finally:
+            await runner.cleanup()
+        return ledger, seen
+
+    ledger, seen = asyncio.run(scenario())
+    ledger.check()
+    assert seen == (["cancelled"] if cancelling else ["ran to its end"])
+    batch = next(
+        s for s in ledger.finished if "messaging.batch.message_count" in (s.attributes or {})
+    )
+    outcome = (batch.attributes or {})["statefun.outcome"]
+    assert outcome == ("error" if cancelling else "ok")
+    if cancelling:
+        assert (batch.attributes or {})["error.type"] == "asyncio.exceptions.CancelledError"
