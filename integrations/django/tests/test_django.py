@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -107,6 +108,27 @@ def test_error_statuses(post: Post, body: bytes, status: int) -> None:
     assert "\n" not in text
     assert "Traceback" not in text
     assert "on purpose" not in text
+
+
+@pytest.mark.parametrize(
+    ("body", "method", "level"),
+    [
+        (b"\xff\xff\xff", "post", logging.WARNING),
+        (wire.to_function("com.example.fns/nobody", "x", ["x"], NEW), "post", logging.WARNING),
+        (wire.to_function(GREETER, "Ann", ["x" * LIMIT], NEW), "post", logging.WARNING),
+        (wire.to_function(FAILING, "x", ["x"]), "post", logging.ERROR),
+        (b"", "get", logging.INFO),
+    ],
+    ids=["malformed", "unknown-function", "too-large", "function-fails", "wrong-method"],
+)
+def test_a_failed_request_is_logged_once(
+    post: Post, body: bytes, method: str, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """By the core, with the function's trace and log context; not again by django.request
+    (an alert on error lines would fire twice per failed batch, mail_admins mail each retry)."""
+    with caplog.at_level(logging.INFO):
+        post(body, method=method)
+    assert [(r.name, r.levelno) for r in caplog.records] == [("statefun_core", level)], caplog.text
 
 
 @pytest.mark.parametrize("method", ["get", "put", "delete", "options", "head"])

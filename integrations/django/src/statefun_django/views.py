@@ -296,10 +296,15 @@ def rejected(request: HttpRequest, error: StatefunError) -> HttpResponse:
 
 
 def statefun_error(error: BaseException) -> HttpResponse:
-    """The response for a failed request: the core's status and short text, no traceback."""
+    """The response for a failed request: the core's status and short text, no traceback.
+
+    Logged once, by the core (with the function's trace and log context): marked so, as
+    Django marks a response it logged itself, so that ``django.request`` does not log it
+    again without them."""
     status, text = error_response(error)
     response = HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
     response["Content-Length"] = str(len(response.content))
+    response._has_been_logged = True  # type: ignore[attr-defined]
     if status == 405:
         response["Allow"] = "POST"
     return response
