@@ -230,8 +230,14 @@ def run_plugin_tests(session: nox.Session, name: str, requirements: list[str]) -
 @nox.session(tags=["plugins"])
 @nox.parametrize(("python", "requirements"), plugin_versions("prometheus"))
 def plugin_prometheus(session: nox.Session, requirements: list[str]) -> None:
-    """statefun-prometheus: metrics read from a real CollectorRegistry, multiprocess mode."""
-    run_plugin_tests(session, "prometheus", requirements)
+    """statefun-prometheus: metrics read from a real CollectorRegistry, multiprocess mode.
+
+    With statefun-opentelemetry, whose batch span is the duration's exemplar."""
+    run_plugin_tests(
+        session,
+        "prometheus",
+        [*requirements, "-e", "integrations/opentelemetry", "opentelemetry-sdk"],
+    )
 
 
 @nox.session(tags=["plugins"])

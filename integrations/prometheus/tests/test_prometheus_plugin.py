@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import os
 import subprocess
@@ -29,7 +30,7 @@ from statefun_core import (
 )
 from statefun_core.aws_lambda import LambdaHandler
 from statefun_core.errors import FunctionFailedError, FunctionNotFoundError, MalformedRequestError
-from statefun_core.plugins import make_plugin_manager
+from statefun_core.plugins import BatchEvent, hookimpl, make_plugin_manager
 from statefun_core.testing import wire
 from statefun_core.testing.aws_lambda import gateway_event, invoke
 
@@ -385,6 +386,92 @@ def test_the_metrics_endpoint_answers_openmetrics_gzipped_when_asked_in_any_case
     text = gzip.decompress(response.body).decode()
     assert text.endswith("# EOF\n")
     assert 'statefun_invocations_total{function_type="example/greeter",outcome="ok"} 1.0' in text
+
+
+class Traces:
+    """A tracer as the hooks see one: it names the batch's span in the reply's
+    ``traceresponse`` (as statefun-opentelemetry does), sampled or not."""
+
+    def __init__(self, flags: str) -> None:
+        self.flags = flags
+
+    @hookimpl
+    def statefun_batch_started(self, batch: BatchEvent) -> None:
+        batch.reply_headers["traceresponse"] = f"00-{TRACE_ID}-{SPAN_ID}-{self.flags}"
+
+
+TRACE_ID, SPAN_ID = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+
+
+def openmetrics(registry: CollectorRegistry) -> str:
+    asked = {"accept": "application/openmetrics-text; version=1.0.0"}
+    return metrics_endpoint(asked, registry).body.decode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [wire.to_function(GREETER, "ann", ["ann"], SEEN_2), wire.to_function(BROKEN, "ann", ["ann"])],
+    ids=["ok", "error"],
+)
+def test_a_traced_batchs_duration_has_its_span_as_exemplar(
+    registry: CollectorRegistry, body: bytes
+) -> None:
+    """OpenMetrics shows the trace and span id of a sampled batch's span on the duration's
+    bucket it fell in: a latency panel leads to the trace of a slow batch."""
+    plugins = make_plugin_manager(
+        [PrometheusPlugin(registry), Traces("01")], load_entrypoints=False
+    )
+    with contextlib.suppress(FunctionFailedError):
+        RequestReplyHandler(make_functions(), plugins=plugins).handle_sync(body)
+    (line,) = [
+        line
+        for line in openmetrics(registry).splitlines()
+        if line.startswith("statefun_batch_duration_seconds_bucket") and " # " in line
+    ]
+    assert f'# {{span_id="{SPAN_ID}",trace_id="{TRACE_ID}"}}' in line
+
+
+def test_an_unsampled_or_untraced_batch_has_no_exemplar(registry: CollectorRegistry) -> None:
+    plugins = make_plugin_manager(
+        [PrometheusPlugin(registry), Traces("00")], load_entrypoints=False
+    )
+    RequestReplyHandler(make_functions(), plugins=plugins).handle_sync(
+        wire.to_function(GREETER, "ann", ["ann"], SEEN_2)
+    )
+    other = CollectorRegistry()
+    plugins = make_plugin_manager([PrometheusPlugin(other)], load_entrypoints=False)
+    RequestReplyHandler(make_functions(), plugins=plugins).handle_sync(
+        wire.to_function(GREETER, "ann", ["ann"], SEEN_2)
+    )
+    for text in (openmetrics(registry), openmetrics(other)):
+        assert "statefun_batch_duration_seconds_count" in text
+        assert "trace_id" not in text
+
+
+def test_the_exemplar_is_the_opentelemetry_batch_span(registry: CollectorRegistry) -> None:
+    """With statefun-opentelemetry and the real SDK."""
+    pytest.importorskip("opentelemetry.sdk")
+    statefun_opentelemetry = pytest.importorskip("statefun_opentelemetry")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = statefun_opentelemetry.OpenTelemetryPlugin(tracer_provider=provider)
+    plugins = make_plugin_manager([PrometheusPlugin(registry), tracing], load_entrypoints=False)
+    RequestReplyHandler(make_functions(), plugins=plugins).handle_sync(
+        wire.to_function(GREETER, "ann", ["ann"], SEEN_2)
+    )
+    provider.shutdown()
+    (batch,) = [
+        s
+        for s in exporter.get_finished_spans()
+        if "messaging.batch.message_count" in (s.attributes or {})
+    ]
+    ids = f'span_id="{batch.context.span_id:016x}",trace_id="{batch.context.trace_id:032x}"'
+    assert f"# {{{ids}}}" in openmetrics(registry)
 
 
 def test_the_plugin_serves_its_registry_at_metrics_path(registry: CollectorRegistry) -> None:

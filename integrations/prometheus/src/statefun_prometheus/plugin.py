@@ -21,6 +21,7 @@ from statefun_core.plugins import (
     InvocationRetried,
     hookimpl,
 )
+from statefun_core.tracecontext import TRACERESPONSE, is_traceparent
 
 from .exposition import metrics_endpoint, multiprocess_dir_set
 
@@ -190,8 +191,22 @@ class PrometheusPlugin:
         batches, duration = series.by_outcome[batch.outcome or "ok"]
         batches.inc()
         series.batch_size.observe(batch.batch_size)
-        duration.observe(batch.duration)
+        # a plugin that traces the batch (statefun-opentelemetry) names its span in the reply
+        exemplar = (
+            _exemplar(batch.reply_headers.get(TRACERESPONSE)) if batch.reply_headers else None
+        )
+        duration.observe(batch.duration, exemplar)
         return series
+
+
+def _exemplar(traceresponse: Optional[str]) -> Optional[dict[str, str]]:
+    """The exemplar of a batch whose span a ``traceresponse`` names, when its trace is sampled
+    (an exemplar leads to a trace that was recorded): OpenMetrics shows it on the bucket."""
+    if traceresponse is None or not is_traceparent(traceresponse):
+        return None
+    if not int(traceresponse[53:55], 16) & 1:  # the sampled flag (0x02 is Level 2's random)
+        return None
+    return {"trace_id": traceresponse[3:35], "span_id": traceresponse[36:52]}
 
 
 class _Series:
