@@ -1016,8 +1016,9 @@ class _ThreadLoop:
 
 
 def _interrupts(error: BaseException) -> bool:
-    """Whether ``error`` interrupts the process (Ctrl-C, ``sys.exit``): not a function's failure."""
-    return isinstance(error, (KeyboardInterrupt, SystemExit))
+    """Whether ``error`` interrupts the process (Ctrl-C, ``sys.exit``) or the request (its
+    coroutine closed unfinished: a task destroyed at shutdown): not a function's failure."""
+    return isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
 def _wanted_a_loop(error: RuntimeError) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Optional
@@ -349,3 +350,30 @@ def test_every_span_is_ended_once_when_the_client_goes_behind_aiohttp(cancelling
     assert outcome == ("error" if cancelling else "ok")
     if cancelling:
         assert (batch.attributes or {})["error.type"] == "asyncio.exceptions.CancelledError"
+
+
+def test_a_request_whose_coroutine_is_closed_unfinished_is_no_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that stops with a request in flight and never cancels its task (the task is
+    destroyed, its coroutine closed): the function gets GeneratorExit at its await. Not the
+    function's failure: no error line, and closing raises nothing (Python would report an
+    exception in a coroutine's close as ignored); the spans end all the same."""
+
+    async def close() -> Ledger:
+        started = asyncio.Event()
+        handler, ledger = traced_handler(waits_until_cancelled(started))
+        coroutine = handler.handle_async(REQUEST, {"traceparent": TRACEPARENT})
+        coroutine.send(None)  # up to the function's first await
+        assert started.is_set()
+        coroutine.close()
+        return ledger
+
+    with caplog.at_level(logging.INFO, logger="statefun_core"):
+        ledger = asyncio.run(close())
+    ledger.check()
+    assert [r for r in caplog.records if r.name == "statefun_core"] == []
+    batch = next(
+        s for s in ledger.finished if "messaging.batch.message_count" in (s.attributes or {})
+    )
+    assert (batch.attributes or {})["error.type"] == "GeneratorExit"
