@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from .core import parse_typename
-from .errors import FinalFailure, is_unreadable, mark_unreadable
+from .errors import FinalFailure, error_text, is_unreadable, mark_unreadable
 from .messages import (
     EgressMessage,
     egress_message_builder,
@@ -118,7 +118,7 @@ class DeadLetterRecord:
             message_typename=argument.typename,
             message_value=bytes(argument.value) if argument.has_value else None,
             error_class=f"{kind.__module__}.{kind.__qualname__}",
-            error_message=str(error),
+            error_message=error_text(error),
             time=_now_ms(),
         )
 

@@ -174,3 +174,13 @@ def mark_unreadable(error: BaseException) -> None:
 def is_unreadable(error: BaseException) -> bool:
     """Whether ``error`` was raised reading a state or an argument (``final_unreadable``)."""
     return getattr(error, _UNREADABLE, False) is True
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or, for an exception whose ``__str__`` raises, words that say so (as
+    the traceback module's): a function's exception is described in a log line and a dead
+    letter, which must not fail for it."""
+    try:
+        return str(error)
+    except Exception:
+        return f"<{type(error).__name__} object: str() failed>"

@@ -37,6 +37,7 @@ from .errors import (
     RequestTooLargeError,
     StatefunError,
     UnknownTypeError,
+    error_text,
 )
 from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
@@ -970,7 +971,7 @@ def _failed_function(batch: _Batch, error: BaseException) -> FunctionFailedError
     failure.__cause__ = error
     if type(error) is AttributeError:
         _name_the_states(batch, error)
-    reason = str(error)
+    reason = error_text(error)
     why = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
     logger.error("statefun request failed: %s: %s", failure, why, exc_info=failure)
     return failure
@@ -1026,7 +1027,7 @@ def _wanted_a_loop(error: RuntimeError) -> bool:
     none (``get_running_loop``, ``create_task``, ``ensure_future``, ``Future()``)."""
     import asyncio
 
-    reason = str(error)
+    reason = error_text(error)
     return (
         "no running event loop" in reason or "no current event loop" in reason
     ) and asyncio._get_running_loop() is None

@@ -469,3 +469,36 @@ def test_handle_async_in_process_for_every_kind_of_function() -> None:
     for reply in asyncio.run(run()):
         assert IntType.serializer().deserialize(wire.mutations(reply)["total"].value) == 3
         assert ints([m.argument for m in wire.messages(reply)]) == [1, 2]
+
+
+class Unprintable(FinalFailure):
+    """An exception whose ``__str__`` raises (an attribute it reads was never set)."""
+
+    def __str__(self) -> str:
+        raise AttributeError("detail")
+
+
+def test_a_final_failure_whose_str_raises_is_still_dead_lettered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its record says its message could not be had, instead of failing the batch (retried
+    for ever); and a function that raises one without a dead-letter egress is logged so."""
+    functions = StatefulFunctions()
+
+    @functions.bind("test/fails", dead_letters=DeadLetterEgress("test/dlq", topic="dead"))
+    def fails(context: Context, message: Message) -> None:
+        raise Unprintable()
+
+    @functions.bind("test/fails-plain")
+    def fails_plain(context: Context, message: Message) -> None:
+        raise Unprintable()
+
+    served = handler(functions)
+    (record,) = wire.egress(served.handle_sync(wire.to_function("test/fails", "x", [1])))
+    error = json.loads(record.value)["error"]
+    assert error["message"] == "<Unprintable object: str() failed>"
+    assert error["class"].endswith(".Unprintable")
+    with pytest.raises(FunctionFailedError):
+        served.handle_sync(wire.to_function("test/fails-plain", "x", [1]))
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "statefun_core"]
+    assert line.endswith("Unprintable: <Unprintable object: str() failed>")

@@ -160,6 +160,25 @@ def dead_letters(functions: StatefulFunctions, tracer: trace.Tracer) -> None:
         raise ValueError("never")
 
 
+class Unprintable(ValueError):
+    """An exception whose ``__str__`` raises (an attribute it reads was never set)."""
+
+    def __str__(self) -> str:
+        raise AttributeError("detail")
+
+
+def raises_unprintable(functions: StatefulFunctions, tracer: trace.Tracer) -> None:
+    @functions.bind(FUNCTION)
+    def fn(context: Context, message: Message) -> None:
+        raise Unprintable()
+
+
+def dead_letters_unprintable(functions: StatefulFunctions, tracer: trace.Tracer) -> None:
+    @functions.bind(FUNCTION, final_errors=[ValueError], dead_letters=DeadLetterEgress("ex/dead"))
+    def fn(context: Context, message: Message) -> None:
+        raise Unprintable()
+
+
 SYNC_CASES: dict[str, tuple[Bind, bytes, Optional[Limits]]] = {
     "reply": (replies, REQUEST, None),
     "missing state": (needs_state, REQUEST, None),
@@ -172,6 +191,8 @@ SYNC_CASES: dict[str, tuple[Bind, bytes, Optional[Limits]]] = {
     "over the outgoing limit": (sends_too_much, REQUEST, Limits(outgoing_per_batch=2)),
     "reply over its limit": (sends_too_much, REQUEST, Limits(reply_bytes=20)),
     "dead-lettered": (dead_letters, REQUEST, None),
+    "raises an exception whose str() raises": (raises_unprintable, REQUEST, None),
+    "dead-letters an exception whose str() raises": (dead_letters_unprintable, REQUEST, None),
     "interrupted": (interrupts, REQUEST, None),
     "asks for the loop": (asks_for_the_loop, REQUEST, None),
     "asks for the loop at the second invocation": (asks_for_the_loop_second, REQUEST, None),

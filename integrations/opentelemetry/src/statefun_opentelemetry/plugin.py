@@ -14,6 +14,7 @@ back to the runtime in the reply's ``traceresponse`` header.
 
 from __future__ import annotations
 
+import contextlib
 from contextvars import Token
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
@@ -241,7 +242,7 @@ class OpenTelemetryPlugin:
         # a 4xx answer is the client's error: by the HTTP conventions a SERVER span's status
         # stays unset, error.type tells what was wrong
         if status >= 500 or kind is not SpanKind.SERVER:
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_status(Status(StatusCode.ERROR, _description(error)))
         span.end()
 
 
@@ -255,9 +256,18 @@ def _end(span: Span, outcome: str, error: Optional[BaseException]) -> None:
     span.set_attribute("statefun.outcome", outcome)
     if error is not None:
         span.set_attribute("error.type", _error_type(error))
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.set_status(Status(StatusCode.ERROR, _description(error)))
+        with contextlib.suppress(Exception):  # it calls str(error), which the error may fail
+            span.record_exception(error)
     span.end()
+
+
+def _description(error: BaseException) -> str:
+    """``Type: message``, for an exception whose ``__str__`` raises too."""
+    try:
+        return f"{type(error).__name__}: {error}"
+    except Exception:
+        return f"{type(error).__name__} (str() failed)"
 
 
 def _error_type(error: BaseException) -> str:
