@@ -93,11 +93,11 @@ def handler(
         )
 
 
-def spans(exporter: InMemorySpanExporter, name: str) -> tuple[ReadableSpan, list[ReadableSpan]]:
-    """The batch span named ``name`` and its invocation spans, by index."""
-    named = [s for s in exporter.get_finished_spans() if s.name == name]
-    (batch,) = [s for s in named if "messaging.batch.message_count" in (s.attributes or {})]
-    invocations = [s for s in named if s is not batch]
+def spans(exporter: InMemorySpanExporter, typename: str) -> tuple[ReadableSpan, list[ReadableSpan]]:
+    """The batch span of the function ``typename`` and its invocation spans, by index."""
+    finished = exporter.get_finished_spans()
+    (batch,) = [s for s in finished if s.name == f"process {typename}"]
+    invocations = [s for s in finished if s.name == typename]
     return batch, sorted(
         invocations, key=lambda s: (s.attributes or {})["statefun.invocation.index"]
     )
@@ -160,6 +160,41 @@ def test_a_link_keeps_its_origins_sampled_flag(
     _, invocations = spans(exporter, SYNC)
     links = [(s.links[0].context.span_id, s.links[0].context.trace_flags) for s in invocations]
     assert links == [(int("1" * 16, 16), 1), (int("3" * 16, 16), 0)]
+
+
+def test_the_batch_and_invocation_spans_are_named_apart_and_the_batch_is_the_requests_span(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    """Name-based dashboards and span metrics tell the two levels apart: the batch is
+    ``process {typename}`` (the messaging conventions' name), the invocation the typename. The
+    batch span of an HTTP request is its SERVER span, with the reply's status; the count of
+    messages only on a batch of more than one."""
+    headers = {"traceparent": TRACEPARENT}
+    handler.handle_sync(wire.to_function(SYNC, "ann", ["1"]), headers)
+    with pytest.raises(FunctionFailedError):
+        handler.handle_sync(wire.to_function(BROKEN, "ann", ["x", "y"]), headers)
+
+    for typename, status, count in ((SYNC, 200, None), (BROKEN, 500, 2)):
+        batch, invocations = spans(exporter, typename)
+        attributes = batch.attributes or {}
+        assert (batch.name, batch.kind) == (f"process {typename}", SpanKind.SERVER)
+        assert attributes["messaging.destination.name"] == typename
+        assert attributes["http.request.method"] == "POST"
+        assert attributes["http.response.status_code"] == status
+        assert attributes.get("messaging.batch.message_count") == count
+        for invocation in invocations:
+            assert (invocation.name, invocation.kind) == (typename, SpanKind.INTERNAL)
+            assert (invocation.attributes or {})["messaging.destination.name"] == typename
+
+
+def test_a_batch_without_an_http_request_is_a_consumer_span_with_no_http_attributes(
+    handler: RequestReplyHandler, exporter: InMemorySpanExporter
+) -> None:
+    with pytest.raises(FunctionFailedError):
+        handler.handle_sync(wire.to_function(BROKEN, "ann", ["x"]))
+    batch, _ = spans(exporter, BROKEN)
+    assert batch.kind is SpanKind.CONSUMER
+    assert not [key for key in batch.attributes or {} if key.startswith("http.")]
 
 
 def test_error_type_is_the_exceptions_qualified_name(

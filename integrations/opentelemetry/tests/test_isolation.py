@@ -72,7 +72,8 @@ def test_later_requests_traces_are_clean_after_a_raising_plugin(
         assert wire.invocation_result(reply).state_mutations
         assert not trace.get_current_span().get_span_context().is_valid
 
-    batches = [s for s in exporter.get_finished_spans() if s.name == GREETER and s.parent is None]
+    finished = exporter.get_finished_spans()
+    batches = [s for s in finished if s.name == f"process {GREETER}" and s.parent is None]
     assert len(batches) == 3
     assert len({span.context.trace_id for span in batches}) == 3  # three traces, none nested
     assert "plugin 'broken' raised in statefun_invocation_started" in caplog.text

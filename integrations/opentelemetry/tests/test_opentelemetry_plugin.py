@@ -82,13 +82,13 @@ def by_name(exporter: InMemorySpanExporter) -> dict[str, list[ReadableSpan]]:
 
 
 def batch_and_invocations(
-    exporter: InMemorySpanExporter, name: str
+    exporter: InMemorySpanExporter, typename: str
 ) -> tuple[ReadableSpan, list[ReadableSpan]]:
-    spans = by_name(exporter)[name]
-    (batch,) = [s for s in spans if "messaging.batch.message_count" in (s.attributes or {})]
-    invocations = [s for s in spans if s is not batch]
+    """The batch span of the function ``typename`` and its invocation spans, by index."""
+    spans = by_name(exporter)
+    (batch,) = spans[f"process {typename}"]
     return batch, sorted(
-        invocations, key=lambda s: (s.attributes or {})["statefun.invocation.index"]
+        spans[typename], key=lambda s: (s.attributes or {})["statefun.invocation.index"]
     )
 
 
@@ -166,7 +166,8 @@ def test_a_current_span_is_the_parent_rather_than_the_header(
             wire.to_function(GREETER, "ann", ["ann"], SEEN_2), {"traceparent": TRACEPARENT}
         )
     batch, _ = batch_and_invocations(exporter, GREETER)
-    assert batch.kind is SpanKind.INTERNAL  # one SERVER span per request: the server's
+    assert batch.kind is SpanKind.CONSUMER  # one SERVER span per request: the server's
+    assert "http.response.status_code" not in (batch.attributes or {})  # the server's tells
     assert batch.parent is not None
     assert batch.parent.span_id == server.get_span_context().span_id
 
@@ -379,8 +380,7 @@ def test_an_async_function_that_suspends_under_handle_sync_leaks_no_current_span
         (batch,) = [
             s
             for s in exporter.get_finished_spans()
-            if s.name == "example/waits"
-            and "messaging.batch.message_count" in (s.attributes or {})
+            if s.name == "process example/waits"
             and (s.attributes or {})["statefun.function.id"] == id
         ]
         assert batch.parent is None  # not a child of the previous request's spans
@@ -443,9 +443,13 @@ def test_a_lambda_reply_over_what_the_gateway_takes_back_is_one_failed_batch_spa
     statefun = LambdaHandler(RequestReplyHandler(functions, plugins=plugins))
     event = gateway_event(wire.to_function(GREETER, "ann", ["x"]), gateway="alb")  # 1 MB
     assert invoke(statefun, event).status == 500
-    assert set(by_name(exporter)) == {GREETER}
+    assert set(by_name(exporter)) == {f"process {GREETER}", GREETER}
     batch, (invocation,) = batch_and_invocations(exporter, GREETER)
     assert batch.status.status_code is StatusCode.ERROR
+    assert (batch.kind, (batch.attributes or {})["http.response.status_code"]) == (
+        SpanKind.SERVER,
+        500,
+    )
     assert (batch.attributes or {})["error.type"] == "statefun_core.aws_lambda.ReplyTooLargeError"
     assert (invocation.attributes or {})["statefun.outcome"] == "ok"
 

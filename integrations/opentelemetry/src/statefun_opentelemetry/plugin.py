@@ -2,14 +2,17 @@
 request, named and attributed by OpenTelemetry's semantic conventions (FaaS, messaging, HTTP,
 ``error.type``); ``statefun.*`` attributes only for what no convention covers.
 
-The batch span is a SERVER span when the handler was given the request's headers (an HTTP
-request carries the batch) and a CONSUMER span when it was not; it is INTERNAL when a span is
-already current (an HTTP server instrumentation made the request's SERVER span). Its parent is
-that current span, else the trace context the propagator reads from the headers (W3C
-``traceparent``, ``tracestate`` and ``baggage`` by default). The invocation span is current
-while the function runs, with the baggage of the request, and links to its message's origin
-(``statefun-origins``, see :mod:`statefun_core.tracecontext`). The batch span is reported
-back to the runtime in the reply's ``traceresponse`` header.
+The batch span is named as the messaging conventions name a process span, ``process
+{typename}``. It is the HTTP request's SERVER span (with ``http.request.method`` and
+``http.response.status_code``) when the handler was given the request's headers and no span is
+current, else a CONSUMER span: processing pushed messages, under the SERVER span an HTTP server
+instrumentation made, or with no HTTP request at all. Its parent is the current span, else the
+trace context the propagator reads from the headers (W3C ``traceparent``, ``tracestate`` and
+``baggage`` by default). The invocation span, named by the function's typename as the FaaS
+conventions name an invocation, is current while the function runs, with the baggage of the
+request, and links to its message's origin (``statefun-origins``, see
+:mod:`statefun_core.tracecontext`). The batch span is reported back to the runtime in the
+reply's ``traceresponse`` header.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, Statu
 
 from statefun_core.deadletters import DeadLetterRecord
 from statefun_core.errors import FunctionNotFoundError
+from statefun_core.http import status_for
 from statefun_core.plugins import BatchEvent, InvocationEvent, InvocationRetried, header, hookimpl
 from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, decode_origins
 
@@ -45,6 +49,7 @@ class _BatchTrace:
     span: Span
     context: Context  # the batch span's: the invocations' parent
     origins: Optional[list[Optional[str]]]  # each message's origin (statefun-origins)
+    is_request: bool  # the span is the HTTP request's (SERVER): it gets the reply's status
 
 
 @dataclass
@@ -98,19 +103,26 @@ class OpenTelemetryPlugin:
     @hookimpl
     def statefun_batch_started(self, batch: BatchEvent) -> None:
         parent, kind = self._parent(batch.headers)
+        is_request = kind is SpanKind.SERVER  # the span is the HTTP request's own
+        attributes: dict[str, Any] = {
+            "faas.trigger": "pubsub",
+            "messaging.system": "statefun",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": batch.function_type,
+            "statefun.function.id": batch.function_id,
+        }
+        if batch.batch_size > 1:  # the conventions leave it off an operation on one message
+            attributes["messaging.batch.message_count"] = batch.batch_size
+        if is_request:
+            attributes["http.request.method"] = "POST"
+        # named as the messaging conventions name an operation: "{operation} {destination}"
         span = self._tracer.start_span(
-            batch.function_type,
+            f"process {batch.function_type}",
             context=parent,
-            kind=kind,
-            attributes={
-                "faas.trigger": "pubsub",
-                "messaging.system": "statefun",
-                "messaging.operation.type": "process",
-                "messaging.operation.name": "process",
-                "messaging.destination.name": batch.function_type,
-                "messaging.batch.message_count": batch.batch_size,
-                "statefun.function.id": batch.function_id,
-            },
+            # processing pushed messages is CONSUMER by the messaging conventions
+            kind=kind if is_request else SpanKind.CONSUMER,
+            attributes=attributes,
         )
         batch.scratch.setdefault(SCRATCH_KEY, span)
         origins = _GETTER.get(batch.headers, ORIGINS) if batch.headers else None
@@ -118,6 +130,7 @@ class OpenTelemetryPlugin:
             span,
             trace.set_span_in_context(span, parent),
             decode_origins(origins[0], batch.batch_size) if origins else None,
+            is_request,
         )
         span_context = span.get_span_context()
         if span_context.is_valid:
@@ -191,27 +204,33 @@ class OpenTelemetryPlugin:
         traced: Optional[_BatchTrace] = batch.scratch.pop(self._key, None)
         if traced is None:
             return
-        span = traced.span
-        span.set_attributes(
-            {
-                "statefun.state.read_bytes": batch.state_bytes_read,
-                "statefun.state.written_bytes": batch.state_bytes_written,
-                "statefun.outgoing.messages": batch.messages,
-                "statefun.outgoing.delayed": batch.delayed_messages,
-                "statefun.outgoing.egress": batch.egress_records,
-            }
-        )
+        attributes: dict[str, Any] = {
+            "statefun.state.read_bytes": batch.state_bytes_read,
+            "statefun.state.written_bytes": batch.state_bytes_written,
+            "statefun.outgoing.messages": batch.messages,
+            "statefun.outgoing.delayed": batch.delayed_messages,
+            "statefun.outgoing.egress": batch.egress_records,
+            "statefun.outcome": batch.outcome or "ok",
+        }
         if batch.dead_letters:
-            span.set_attribute("statefun.dead_letters", batch.dead_letters)
+            attributes["statefun.dead_letters"] = batch.dead_letters
         if batch.missing_states:
-            span.set_attribute("statefun.state.missing", list(batch.missing_states))
-        _end(span, batch.outcome or "ok", None)
+            attributes["statefun.state.missing"] = list(batch.missing_states)
+        if traced.is_request:
+            attributes["http.response.status_code"] = 200
+        span = traced.span
+        span.set_attributes(attributes)  # one call: each takes the span's lock
+        span.end()
 
     @hookimpl
     def statefun_batch_failed(self, batch: BatchEvent, error: BaseException) -> None:
         traced: Optional[_BatchTrace] = batch.scratch.pop(self._key, None)
-        if traced is not None:
-            _end(traced.span, "error", error)
+        if traced is None:
+            return
+        # an interrupted or cancelled request (not an Exception) gets no reply
+        if traced.is_request and isinstance(error, Exception):
+            traced.span.set_attribute("http.response.status_code", status_for(error))
+        _end(traced.span, "error", error)
 
     @hookimpl
     def statefun_request_failed(
