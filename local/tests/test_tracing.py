@@ -4,12 +4,15 @@ context kept in real SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -194,3 +197,28 @@ def test_a_message_the_policy_dead_letters_keeps_its_trace(tmp_path: Path) -> No
 
     (record,) = run(scenario())
     assert record["traceparent"] == INGRESS
+
+
+def test_the_line_of_a_failed_call_carries_the_trace_id_of_its_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user who finds a failed batch span searches the runtime's log by its trace id: the
+    line of the call that failed carries it as the record's ``trace_id`` (as the SDK's lines
+    do, for ``InvocationLogFilter`` and structlog's ``ExtraAdder``)."""
+    from .test_stuck import FRAGILE, POISON, fragile_functions
+
+    async def scenario() -> None:
+        async with serving(fragile_functions(), tmp_path / "db.sqlite", call="300ms") as (
+            _,
+            runtime,
+        ):
+            value = TypedValue("io.statefun.types/string", b"\n\x06" + POISON.encode())
+            await runtime.send(Address(FRAGILE, "x"), value, TraceContext.parse(INGRESS))
+            while not runtime.failures:
+                await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.ERROR, logger="statefun_local"):
+        run(scenario())
+    failed = [r for r in caplog.records if r.name == "statefun_local"]
+    assert failed, caplog.text
+    assert {getattr(r, "trace_id", None) for r in failed} == {TRACE_ID}, caplog.text

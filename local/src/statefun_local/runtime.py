@@ -417,7 +417,7 @@ class LocalRuntime:
             await self._call_and_apply(batch)
         except Exception:
             log.exception("%s: handling the batch failed; looking again in %.1f s",
-                          batch.address, self.failure_pause)  # fmt: skip
+                          batch.address, self.failure_pause, extra=_trace_of(batch))  # fmt: skip
             await asyncio.sleep(self.failure_pause)
             try:
                 self.engine.fail(batch)
@@ -450,7 +450,8 @@ class LocalRuntime:
             await self._park(batch, str(error), quiet=counted)
             return
         except Exception as error:  # a bug or a bad URL: still the address's visible failure
-            log.exception("%s: calling %s failed", address, endpoint.url_path_template)
+            log.exception("%s: calling %s failed", address, endpoint.url_path_template,
+                          extra=_trace_of(batch))  # fmt: skip
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
         self._answered(endpoint.url_for(address.typename), address.typename)
@@ -462,7 +463,7 @@ class LocalRuntime:
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
         except Exception as error:  # e.g. the database locked by another process: rolled back
-            log.exception("%s: applying the reply failed", address)
+            log.exception("%s: applying the reply failed", address, extra=_trace_of(batch))
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
         self._completed(completion)
@@ -555,7 +556,8 @@ class LocalRuntime:
             self._counted.add(address)
         log.log(logging.DEBUG if quiet else logging.ERROR,
                 "%s: batch of %d message(s) failed: %s%s", address, len(batch.messages), error,
-                "" if removal else f" (retrying in {pause:.1f} s)")  # fmt: skip
+                "" if removal else f" (retrying in {pause:.1f} s)",
+                extra=_trace_of(batch))  # fmt: skip
         if removal is not None:
             self._remove_head(batch, *removal)
             return
@@ -1089,6 +1091,13 @@ def describe_module(module: Module, kafka: bool = False) -> Iterable[str]:
             yield f"  egress {egress.id} -> Kinesis {where} (at-least-once), stored"
         else:
             yield f"  egress {egress.id} (stored; follow with 'statefun-local egress --follow')"
+
+
+def _trace_of(batch: Batch) -> dict[str, Optional[str]]:
+    """The ``extra`` of a log line about ``batch``: its ``trace_id``, the trace it is sent in
+    (None without one), as the record of a line of the SDK's carries it."""
+    trace = batch.trace
+    return {"trace_id": None if trace is None else trace.traceparent[3:35]}
 
 
 def _unreachable(reason: str) -> bool:
