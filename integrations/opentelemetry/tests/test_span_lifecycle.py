@@ -15,6 +15,7 @@ from typing import Any, Optional
 import pytest
 from opentelemetry import context, trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.trace import SpanKind
 from statefun_opentelemetry import OpenTelemetryPlugin
 
 from statefun_core import (
@@ -367,6 +368,9 @@ def test_every_span_is_ended_once_when_the_client_goes_behind_aiohttp(cancelling
     (batch,) = [s for s in ledger.finished if s.name == f"process {FUNCTION}"]
     outcome = (batch.attributes or {})["statefun.outcome"]
     assert outcome == ("error" if cancelling else "ok")
+    # the request's SERVER span: a cancelled request got no reply, so no status
+    status = (batch.attributes or {}).get("http.response.status_code")
+    assert (batch.kind, status) == (SpanKind.SERVER, None if cancelling else 200)
     if cancelling:
         assert (batch.attributes or {})["error.type"] == "asyncio.exceptions.CancelledError"
 
