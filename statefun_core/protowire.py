@@ -37,9 +37,10 @@ HAS_VALUE = b"\x10\x01"  # TypedValue.has_value (2), true
 
 def varint(value: int) -> bytes:
     """``value`` as a base-128 varint (a negative one as its 64-bit two's complement)."""
-    if 0 <= value < 0x80:
-        return ONE_BYTE[value]
-    if 0 <= value < 0x4000:  # two bytes: a length up to 16 KiB
+    if value < 0x80:
+        if value >= 0:
+            return ONE_BYTE[value]
+    elif value < 0x4000:  # two bytes: a length up to 16 KiB
         return _TWO_BYTES.pack(value & 0x7F | 0x80 | (value >> 7) << 8)
     if not -(2**63) <= value < 2**64:
         raise ValueError(f"Value out of range: {value}")  # as protobuf says of an int64
