@@ -89,9 +89,7 @@ class StatefunASGI(Served):
             return
         reply_headers: dict[str, str] = {}  # what plugins add (a traceresponse)
         try:
-            reply = await endpoint.handler.handle_async(
-                body, headers=headers, reply_headers=reply_headers
-            )
+            reply = await endpoint.handler.handle_async(body, headers, reply_headers)
         except Exception as error:
             await _send(send, error_answer(error))
             return

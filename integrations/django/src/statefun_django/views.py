@@ -115,9 +115,7 @@ class StatefunView(_EndpointView):
             return rejected(request, error)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = handler.handle_sync(
-                body, headers=statefun_headers(request), reply_headers=reply_headers
-            )
+            reply = handler.handle_sync(body, statefun_headers(request), reply_headers)
         except Exception as error:
             return statefun_error(error)
         return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
@@ -143,9 +141,7 @@ class AsyncStatefunView(_EndpointView):
             return rejected(request, error)
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
-            reply = await handler.handle_async(
-                body, headers=statefun_headers(request), reply_headers=reply_headers
-            )
+            reply = await handler.handle_async(body, statefun_headers(request), reply_headers)
         except Exception as error:
             return statefun_error(error)
         return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
