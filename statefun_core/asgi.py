@@ -61,7 +61,8 @@ class StatefunASGI(Served):
             return
         endpoint = self.endpoint
         raw = scope["headers"]
-        headers = ScopeHeaders(raw)
+        headers = _new_headers(ScopeHeaders)  # ScopeHeaders(raw) without a call to __init__:
+        headers._raw = raw  # a class call with one costs several times more
         declared = None
         for name, value in raw:
             if name == b"content-length":  # ASGI servers give the names in lower case
@@ -199,6 +200,9 @@ class ScopeHeaders(Mapping[str, str]):
 
     def __bool__(self) -> bool:
         return True  # a request has headers; spares counting them (``headers or {}``)
+
+
+_new_headers = ScopeHeaders.__new__
 
 
 def mount(

@@ -192,7 +192,11 @@ def statefun_headers(request: HttpRequest) -> Mapping[str, str]:
     """The headers the core's hooks see: those the middleware prepared, or the request's."""
     # vars(): a getattr with a default raises and catches AttributeError on most requests
     prepared: Optional[Mapping[str, str]] = vars(request).get("statefun_headers")
-    return RequestHeaders(request) if prepared is None else prepared
+    if prepared is None:  # RequestHeaders(request) without a call to __init__: a class call
+        headers = _new_headers(RequestHeaders)  # with one costs several times more
+        headers._request = request
+        return headers
+    return prepared
 
 
 class RequestHeaders(Mapping[str, str]):
@@ -215,6 +219,9 @@ class RequestHeaders(Mapping[str, str]):
 
     def __bool__(self) -> bool:
         return True  # a request has headers; spares building them (``headers or {}``)
+
+
+_new_headers = RequestHeaders.__new__
 
 
 def read_body(request: HttpRequest, limit: Optional[int]) -> bytes:
