@@ -10,6 +10,7 @@ over whole) reaches the ``statefun_request_failed`` hook too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
@@ -72,8 +73,12 @@ class _EndpointView(View):
         handler by the method's name, and the calls to them, cost more than the rest of the
         view; a subclass that overrides either gets Django's view."""
 
+        new_view: Callable[[], _EndpointView] = functools.partial(cls, **initkwargs)
+        if not initkwargs and cls.__init__ is View.__init__:  # which only sets initkwargs:
+            new_view = functools.partial(cls.__new__, cls)  # a class call with it costs more
+
         def view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            self = cls(**initkwargs)
+            self = new_view()
             self.request, self.args, self.kwargs = request, args, kwargs
             if request.method == "POST":
                 return self.post(request)  # type: ignore[attr-defined]
