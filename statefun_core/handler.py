@@ -85,6 +85,10 @@ def _typename_head(typename: str) -> bytes:
     return field(1, namespace.encode()) + field(2, name.encode())
 
 
+#: Most missing-state replies a function keeps for reuse: one per set of missing states, of
+#: which a runtime sends a few (none registered yet, or those added by a deploy) but a caller
+#: could send any of 2**states, each kept for ever if all were kept.
+_INCOMPLETE_REPLIES_KEPT = 16
 #: Parsed, a repeated field's element costs some 30 times the two bytes an empty one takes in
 #: the body (32 MiB of them, about 1 GiB): a body over this many bytes has its fields counted
 #: first, and is refused unparsed if they are too many.
@@ -263,7 +267,9 @@ class _Plan:
                     missing.expiration_spec.expire_after_millis = spec.duration
                 else:
                     missing.expiration_spec.mode = _EXPIRE_NONE
-            reply = self.incomplete_replies[names] = out.SerializeToString()
+            reply = out.SerializeToString()
+            if len(self.incomplete_replies) < _INCOMPLETE_REPLIES_KEPT:
+                self.incomplete_replies[names] = reply
         return reply
 
 
