@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -26,7 +27,7 @@ from statefun_core import (
     message_builder,
     protocol,
 )
-from statefun_core.engine import Address, ExpireMode, ManualClock
+from statefun_core.engine import Address, Batch, ExpireMode, ManualClock
 
 from .conftest import FunctionServer, module_yaml, run, serving
 
@@ -920,5 +921,29 @@ def test_wait_egress_waits_its_whole_timeout_for_a_record(tmp_path: Path) -> Non
             await runtime.send(Address("com.example/greeter", "Ann"), string("Ann"))
             (record,) = await asyncio.wait_for(waiting, 30)
             assert record["record"]["kafka"]["value"] == "Hello Ann for the 1th time!"
+
+    run(scenario())
+
+
+def test_an_idle_runtime_keeps_no_batch_it_called_with(tmp_path: Path) -> None:
+    """A call's connection, kept in the pool for the next call, holds the context of the task
+    that opened it: the batch that task called with (its request, state included) must not be
+    in it, or each pooled connection keeps a request alive while the runtime is idle."""
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/echo")
+    def echo(context: Context, message: Message) -> None:
+        pass
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+            # sent together: called at once, over as many connections
+            for number in range(60):
+                await runtime.send(Address("com.example/echo", f"id{number}"), string("x"))
+            await runtime.wait_until_idle()
+            gc.collect()
+            kept = [o for o in gc.get_objects() if type(o) is Batch]
+            # (60 before: each held in the context of the connection its call opened)
+            assert not kept, f"{len(kept)} batches kept by an idle runtime"
 
     run(scenario())

@@ -75,8 +75,10 @@ class _Retrying(NamedTuple):
     written_ms: Optional[int]  # when they were last written to the database (None: not yet)
 
 
-#: the batch the current task calls its function with (each call is a task)
-_calling: contextvars.ContextVar[Optional[Batch]] = contextvars.ContextVar(
+#: the batch the current task calls its function with (each call is a task), in a list emptied
+#: when the call ends: a connection the call opens keeps a copy of the task's context while it
+#: is pooled, which must not keep the batch (its request) alive
+_calling: contextvars.ContextVar[Optional[list[Batch]]] = contextvars.ContextVar(
     "statefun_local_calling", default=None
 )
 
@@ -395,15 +397,18 @@ class LocalRuntime:
             await self._wake.wait()
             self._wake.clear()
             try:
-                batches = self.engine.next_batches()
+                self._start_calls()
             except sqlite3.OperationalError as error:  # e.g. another process holds the lock
                 await self._database_pause("taking batches", error)
                 self._wake.set()
-                continue
-            for batch in batches:
-                task = asyncio.create_task(self._call(batch))
-                self._calls.add(task)
-                task.add_done_callback(self._calls.discard)
+
+    def _start_calls(self) -> None:
+        """A call for each batch ready; in its own frame, so that the dispatcher, waiting, holds
+        none of them (nor their requests)."""
+        for batch in self.engine.next_batches():
+            task = asyncio.create_task(self._call(batch))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
 
     async def _database_pause(self, doing: str, error: sqlite3.Error) -> None:
         log.error("%s failed: %s; trying again in %.1f s", doing, error, self.failure_pause)
@@ -475,12 +480,14 @@ class LocalRuntime:
         attempts are shown (:meth:`_on_retry`) while the call lasts, not in the pause before the
         next one (:meth:`_park`)."""
         assert self._transport is not None
-        _calling.set(batch)  # for _on_retry: this task calls with this batch only
+        calling = [batch]  # for _on_retry: this task calls with this batch only
+        _calling.set(calling)
         try:
             return await self._transport.call(
                 endpoint, batch.address.typename, batch.request, batch.headers, reply_headers
             )
         finally:
+            calling.clear()
             self._retrying.pop(batch.address, None)
 
     def _completed(self, completion: Completion) -> None:
@@ -705,7 +712,8 @@ class LocalRuntime:
 
     def _on_retry(self, url: str, attempt: int, reason: str) -> None:
         """A failed attempt of the call the current task makes: shown until the call ends."""
-        batch = _calling.get()
+        calling = _calling.get()
+        batch = calling[0] if calling else None
         address = None if batch is None else batch.address
         others: set[Address] = set()
         if batch is not None:
