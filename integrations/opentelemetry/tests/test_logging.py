@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Iterator
+from typing import Optional
 
 import pytest
 import structlog
@@ -28,6 +29,26 @@ from statefun_core.testing import endpoint, wire
 
 GREETER = "example/greeter"
 std_log = logging.getLogger("test.otel.logging")
+
+
+def post(app: web.Application, body: bytes, headers: Optional[dict[str, str]] = None) -> int:
+    """The status of ``body`` posted to ``app`` served by a real aiohttp server."""
+
+    async def scenario() -> int:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            status, _, _ = await asyncio.to_thread(
+                endpoint.request, port, "/", body, "POST", headers or {}
+            )
+            return status
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(scenario())
 
 
 @pytest.fixture
@@ -127,23 +148,10 @@ def test_a_failed_functions_log_line_is_in_its_invocations_span_and_log_context(
     )
     app = create_app(RequestReplyHandler(functions, plugins=plugins))
 
-    async def scenario() -> int:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            body = wire.to_function("example/broken", "ann", ["x"])
-            status, _, _ = await asyncio.to_thread(endpoint.request, port, "/", body)
-            return status
-        finally:
-            await runner.cleanup()
-
     caplog.handler.addFilter(CurrentSpan())
     caplog.handler.addFilter(InvocationLogFilter())
     with caplog.at_level(logging.ERROR, logger="statefun_core"):
-        assert asyncio.run(scenario()) == 500
+        assert post(app, wire.to_function("example/broken", "ann", ["x"])) == 500
     provider.shutdown()
 
     (record,) = [r for r in caplog.records if r.name == "statefun_core"]
@@ -171,25 +179,10 @@ def test_a_refused_requests_log_line_is_in_the_trace_of_its_span(
     app = create_app(RequestReplyHandler(StatefulFunctions(), plugins=plugins))
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
-    async def scenario() -> int:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            body = wire.to_function("example/none", "ann", ["x"])
-            headers = {"traceparent": traceparent}
-            status, _, _ = await asyncio.to_thread(
-                endpoint.request, port, "/", body, "POST", headers
-            )
-            return status
-        finally:
-            await runner.cleanup()
-
     caplog.handler.addFilter(InvocationLogFilter())
     with caplog.at_level(logging.WARNING, logger="statefun_core"):
-        assert asyncio.run(scenario()) == 404
+        body = wire.to_function("example/none", "ann", ["x"])
+        assert post(app, body, {"traceparent": traceparent}) == 404
     provider.shutdown()
 
     (record,) = [r for r in caplog.records if r.name == "statefun_core"]
