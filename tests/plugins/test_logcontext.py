@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Optional
 
@@ -19,7 +18,7 @@ from statefun_core.plugins import (
     make_plugin_manager,
 )
 from statefun_core.testing import wire
-from statefun_core.testing.endpoint import request
+from statefun_core.testing.endpoint import request, serving_in_a_thread
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -189,15 +188,8 @@ def served() -> Iterator[int]:
     plugins = make_plugin_manager(load_entrypoints=False)
     handler = RequestReplyHandler(functions(), plugins=plugins, limits=Limits(request_bytes=1000))
     app = StatefunWSGI(handler)
-    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
+    with serving_in_a_thread(make_server("127.0.0.1", 0, app, handler_class=Quiet)) as port:
+        yield port
 
 
 REFUSED = {
