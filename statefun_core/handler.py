@@ -69,6 +69,8 @@ _INVOCATION_RESULT = key(100, 2)  # FromFunction.invocation_result
 _MODIFY = key(1, 0) + b"\x01"  # PersistedValueMutation.mutation_type MODIFY
 _DELAY = key(1, 0)  # DelayedInvocation.delay_in_ms, a varint follows
 _CANCELLATION = key(10, 0) + b"\x01"  # DelayedInvocation.is_cancellation_request, true
+# what the task of a blocking batch tells its thread when the request is cancelled (_in_executor)
+_REQUEST_CANCELLED = StopIteration("the request was cancelled")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -511,7 +513,12 @@ class RequestReplyHandler:
         reply_headers: Optional[ReplyHeaders] = None,
     ) -> bytes:
         """Handle one request on the running event loop (``headers`` and ``reply_headers`` as
-        for :meth:`handle_sync`)."""
+        for :meth:`handle_sync`).
+
+        Cancelled (a server whose client went), it raises ``CancelledError``: an async
+        function gets it at its ``await``; a ``blocking=True`` one, in its thread, cannot be
+        stopped: the invocation running there runs to its end, and the next ones never start.
+        """
         try:
             batch = self._resolve(request_bytes, headers, reply_headers)
         except StatefunError as error:
@@ -532,7 +539,14 @@ class RequestReplyHandler:
                 loop = asyncio.get_running_loop()
                 run = copy_context().run
                 stopped: list[StopIteration] = []
-                await loop.run_in_executor(self.executor, run, self._in_executor, batch, stopped)
+                try:
+                    await loop.run_in_executor(
+                        self.executor, run, self._in_executor, batch, stopped
+                    )
+                except asyncio.CancelledError:
+                    # The invocation in the thread cannot be stopped; the next ones never start.
+                    stopped.append(_REQUEST_CANCELLED)
+                    raise
                 if stopped:
                     raise stopped.pop()
             else:
@@ -677,9 +691,15 @@ class RequestReplyHandler:
         """``_invoke`` in the executor, putting a ``StopIteration`` the function raised in
         ``stopped``: an asyncio future can not hold one (it is dropped, and the request awaits
         for ever). Not returned: the executor's frame that holds a result is in the error's
-        traceback, a cycle that would keep the batch until the cyclic garbage collector."""
+        traceback, a cycle that would keep the batch until the cyclic garbage collector.
+        Once the request is cancelled (``_REQUEST_CANCELLED`` in ``stopped``), no further
+        invocation starts: nobody waits for its reply."""
+        fun, types = batch.fun, self.types
         try:
-            self._invoke(batch)
+            for invocation in batch.invocations:
+                if stopped:
+                    return
+                fun(batch, batch.message(invocation, types))
         except StopIteration as error:
             stopped.append(error)
 

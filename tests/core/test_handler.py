@@ -811,6 +811,41 @@ def test_another_error_raised_while_the_request_is_cancelled_is_the_functions_fa
     asyncio.run(main())
 
 
+def test_a_cancelled_blocking_batch_starts_no_further_invocation() -> None:
+    """A server that cancels the request (its client went) cannot stop the invocation running
+    in the executor's thread, but the batch's next invocations never start: nobody waits for
+    their reply, and they would only repeat, with the batch sent again, their calls out."""
+    functions = StatefulFunctions()
+    entered, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    @functions.bind("ns/blocking", blocking=True)
+    def blocking(context: Context, message: Message) -> None:
+        ran.append(message.as_int())
+        entered.set()
+        release.wait()
+
+    executor = ThreadPoolExecutor(max_workers=1)
+    handler = RequestReplyHandler(
+        functions, executor=executor, plugins=make_plugin_manager(load_entrypoints=False)
+    )
+    request = to_function("ns/blocking", "1", [typed_value(IntType, i) for i in (1, 2, 3)])
+
+    async def main() -> None:
+        task = asyncio.ensure_future(handler.handle_async(request))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+        executor.shutdown(wait=True)  # the thread ran what it was going to run
+    assert ran == [1]
+
+
 class FailureObserver:
     """What ``statefun_batch_failed`` and ``statefun_request_failed`` hear: a pair of error
     classes per request."""

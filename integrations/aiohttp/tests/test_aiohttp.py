@@ -564,6 +564,59 @@ def test_a_client_gone_before_its_body_is_in_is_no_failure(
     assert '"POST /statefun HTTP/1.1" 400 ' in access.getMessage(), caplog.text
 
 
+def test_a_blocking_batch_cancelled_with_its_client_starts_no_further_invocation() -> None:
+    """With ``handler_cancellation=True`` aiohttp cancels the handler of a request whose client
+    went (the runtime's ``call`` timeout): the invocation running in the executor's thread runs
+    to its end, the batch's next ones never start."""
+    functions = StatefulFunctions()
+    entered, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    @functions.bind("example/slow", blocking=True)
+    def slow(context: Context, message: Message) -> None:
+        ran.append(message.as_string())
+        entered.set()
+        release.wait()
+
+    failures = FailureRecorder()
+    executor = ThreadPoolExecutor(1)
+    app = statefun_aiohttp.create_app(
+        functions,
+        executor=executor,
+        plugins=make_plugin_manager([failures], load_entrypoints=False),
+    )
+
+    async def client_goes() -> None:
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        try:
+            body = wire.to_function("example/slow", "ann", ["first", "second", "third"])
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            head = f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+            await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+            writer.close()  # the runtime gives up
+            await writer.wait_closed()
+            for _ in range(10_000):  # until the handler heard of the cancellation
+                if failures.failures:
+                    break
+                await asyncio.sleep(0.001)
+        finally:
+            release.set()
+            await runner.cleanup()
+
+    try:
+        asyncio.run(client_goes())
+    finally:
+        release.set()
+        executor.shutdown(wait=True)  # the thread ran what it was going to run
+    assert failures.failures == [(asyncio.CancelledError, None, None)]
+    assert ran == ["first"]
+
+
 def test_a_413_from_aiohttps_default_limit_says_where_to_raise_it() -> None:
     """The README's trap: create_app mounted in an application left at aiohttp's 1 MiB."""
     root = web.Application()
