@@ -44,6 +44,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
 from .plugins.endpoints import Endpoint, checked_endpoints, find_endpoint, header
 from .plugins.events import BatchEvent, CheckedReplyHeaders, InvocationEvent, InvocationRetried
+from .plugins.logcontext import trace_id
 from .plugins.manager import OBSERVER_HOOKS, make_plugin_manager, plugin_label
 from .protowire import ONE_BYTE as _ONE_BYTE
 from .protowire import element, field, key, text, typed_value_fields, varint
@@ -553,7 +554,10 @@ class RequestReplyHandler:
                 self._invoke(batch)
             return self._collect(batch)  # a value that cannot be encoded fails the batch too
         except BaseException as error:
-            failure = self._failed(batch, error, headers, _interrupts(error) or _cancelled(error))
+            cancelled = _cancelled(error)
+            if cancelled:
+                _log_cancelled(batch, headers)
+            failure = self._failed(batch, error, headers, cancelled or _interrupts(error))
             if failure is error:
                 raise
             try:
@@ -1001,6 +1005,27 @@ def _failed_function(batch: _Batch, error: BaseException) -> FunctionFailedError
     why = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
     logger.error("statefun request failed: %s: %s", failure, why, exc_info=failure)
     return failure
+
+
+def _log_cancelled(batch: _Batch, headers: Optional[Headers]) -> None:
+    """Log a batch whose request was cancelled: not the function's failure, but what an
+    operator looks for when a runtime retries (its call timed out and it closed the
+    connection). A warning, as a refused request's; with the function, id and trace id as
+    record attributes, as the log context puts them on a failed function's line."""
+    traceparent = header(headers, TRACEPARENT) if headers else None
+    if not (isinstance(traceparent, str) and is_traceparent(traceparent)):
+        traceparent = None
+    logger.warning(
+        "statefun request cancelled: function %r for id %r gets no reply (its client went, "
+        "as a runtime does when its call times out, or the server is stopping)",
+        batch.typename,
+        batch.id,
+        extra={
+            "statefun_function": batch.typename,
+            "statefun_id": batch.id,
+            "trace_id": trace_id(traceparent),
+        },
+    )
 
 
 def _name_the_states(batch: _Batch, error: AttributeError) -> None:

@@ -106,15 +106,18 @@ class InvocationLogFilter(logging.Filter):
     """Adds ``statefun_function``, ``statefun_id``, ``statefun_caller`` and ``trace_id`` to
     every record (None outside an invocation, or when unknown), for a format such as
     ``"%(statefun_function)s/%(statefun_id)s trace=%(trace_id)s %(message)s"``. Lets every
-    record through. Outside an invocation a record keeps a ``trace_id`` it was given: the
-    line of a refused request (400, 404, 405, 413) carries that request's."""
+    record through. Outside an invocation a record keeps the ones it was given: the line of
+    a refused request (400, 404, 405, 413) carries that request's ``trace_id``, the line of
+    a cancelled request its function, id and trace id."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         invocation = current_invocation.get()
         if invocation is None:
-            record.statefun_function = record.statefun_id = None
+            given = record.__dict__
+            record.statefun_function = given.get("statefun_function")
+            record.statefun_id = given.get("statefun_id")
             record.statefun_caller = None
-            record.trace_id = record.__dict__.get("trace_id")
+            record.trace_id = given.get("trace_id")
         else:
             record.statefun_function = invocation.function
             record.statefun_id = invocation.id

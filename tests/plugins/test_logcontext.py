@@ -222,3 +222,47 @@ def test_a_refused_requests_log_line_carries_its_trace_id(
         (None, None, None, None),
         (None, None, None, None),
     ]
+
+
+def test_a_cancelled_requests_log_line_names_its_function_id_and_trace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server cancels the request whose client went (a runtime whose call timed out): one
+    warning, not an error (the function did not fail), which a search by the request's trace
+    id finds, as it finds a failed function's line."""
+    started: list[asyncio.Event] = []
+    functions = StatefulFunctions()
+
+    @functions.bind(WAITER)
+    async def waiter(context: Context, message: Message) -> None:
+        started[0].set()
+        await asyncio.Event().wait()
+
+    plugins = make_plugin_manager([InvocationLogContext()], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, plugins=plugins)
+
+    async def cancel(headers: dict[str, str]) -> None:
+        started[:] = [asyncio.Event()]
+        task = asyncio.ensure_future(
+            handler.handle_async(wire.to_function(WAITER, "zoe", ["x", "y"]), headers)
+        )
+        await started[0].wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    caplog.handler.addFilter(InvocationLogFilter())
+    with caplog.at_level(logging.INFO, logger="statefun_core"):
+        asyncio.run(cancel({"traceparent": TRACEPARENT}))
+        asyncio.run(cancel({}))
+    lines = [r for r in caplog.records if r.name == "statefun_core"]
+    assert [(r.levelno, r.exc_info) for r in lines] == [(logging.WARNING, None)] * 2, caplog.text
+    assert (
+        lines[0]
+        .getMessage()
+        .startswith(f"statefun request cancelled: function '{WAITER}' for id 'zoe' gets no reply")
+    )
+    assert [context_of(r) for r in lines] == [
+        (WAITER, "zoe", None, TRACE_ID),
+        (WAITER, "zoe", None, None),
+    ]

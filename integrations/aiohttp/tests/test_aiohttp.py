@@ -49,6 +49,7 @@ from statefun_core.testing.endpoint import (
 from statefun_core.testing.packaging import check_framework_imported_on_use, check_import_guard
 
 LIMIT = 64 * 1024
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
 # What setup raises for a state whose type only a disabled plugin resolves.
 DISABLED_TYPE = (
@@ -564,10 +565,13 @@ def test_a_client_gone_before_its_body_is_in_is_no_failure(
     assert '"POST /statefun HTTP/1.1" 400 ' in access.getMessage(), caplog.text
 
 
-def test_a_blocking_batch_cancelled_with_its_client_starts_no_further_invocation() -> None:
+def test_a_blocking_batch_cancelled_with_its_client_starts_no_further_invocation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """With ``handler_cancellation=True`` aiohttp cancels the handler of a request whose client
     went (the runtime's ``call`` timeout): the invocation running in the executor's thread runs
-    to its end, the batch's next ones never start."""
+    to its end, the batch's next ones never start, and one warning with the request's trace id
+    says so."""
     functions = StatefulFunctions()
     entered, release = threading.Event(), threading.Event()
     ran: list[str] = []
@@ -594,7 +598,11 @@ def test_a_blocking_batch_cancelled_with_its_client_starts_no_further_invocation
         try:
             body = wire.to_function("example/slow", "ann", ["first", "second", "third"])
             _, writer = await asyncio.open_connection("127.0.0.1", port)
-            head = f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+            head = (
+                "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"traceparent: 00-{TRACE_ID}-b7ad6b7169203331-01\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
             writer.write(head.encode() + body)
             await writer.drain()
             await asyncio.get_running_loop().run_in_executor(None, entered.wait)
@@ -609,12 +617,19 @@ def test_a_blocking_batch_cancelled_with_its_client_starts_no_further_invocation
             await runner.cleanup()
 
     try:
-        asyncio.run(client_goes())
+        with caplog.at_level(logging.INFO, logger="statefun_core"):
+            asyncio.run(client_goes())
     finally:
         release.set()
         executor.shutdown(wait=True)  # the thread ran what it was going to run
     assert failures.failures == [(asyncio.CancelledError, None, None)]
     assert ran == ["first"]
+    (line,) = [r for r in caplog.records if r.name == "statefun_core"]
+    assert line.levelno == logging.WARNING, caplog.text
+    assert line.getMessage().startswith(
+        "statefun request cancelled: function 'example/slow' for id 'ann' gets no reply"
+    )
+    assert line.__dict__["trace_id"] == TRACE_ID
 
 
 def test_a_413_from_aiohttps_default_limit_says_where_to_raise_it() -> None:
