@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
@@ -20,7 +21,14 @@ from opentelemetry.trace import SpanKind, StatusCode
 from statefun_aiohttp import create_app
 from statefun_opentelemetry import OpenTelemetryPlugin
 
-from statefun_core import Context, Limits, Message, RequestReplyHandler, StatefulFunctions
+from statefun_core import (
+    Context,
+    Limits,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    message_builder,
+)
 from statefun_core.errors import (
     FunctionFailedError,
     FunctionNotFoundError,
@@ -28,6 +36,7 @@ from statefun_core.errors import (
     MethodNotAllowedError,
     RequestTooLargeError,
 )
+from statefun_core.http import status_for
 from statefun_core.plugins import make_plugin_manager
 from statefun_core.testing import wire
 from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, encode_origins
@@ -366,3 +375,65 @@ def test_the_reply_of_a_served_batch_carries_traceresponse(
     traceresponse = asyncio.run(scenario())
     batch, _ = spans(exporter, SYNC)
     assert traceresponse == f"00-{TRACE_ID}-{batch.context.span_id:016x}-01"
+
+
+def cancels_its_own_task(functions: StatefulFunctions) -> None:
+    @functions.bind(BROKEN)
+    async def cancels(context: Context, message: Message) -> None:
+        task = asyncio.ensure_future(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        task.cancel()
+        await task  # raises CancelledError: the function's own failure, a 500
+
+
+def sends_too_much(functions: StatefulFunctions) -> None:
+    @functions.bind(BROKEN)
+    def sends(context: Context, message: Message) -> None:
+        for _ in range(3):
+            context.send(message_builder("example/other", "x", str_value="hi"))
+
+
+@pytest.mark.parametrize(
+    ("bind", "driver", "error_type"),
+    [
+        (cancels_its_own_task, "handle_sync", "asyncio.exceptions.CancelledError"),
+        pytest.param(
+            cancels_its_own_task,
+            "handle_async",
+            "asyncio.exceptions.CancelledError",
+            marks=pytest.mark.skipif(
+                sys.version_info < (3, 11), reason="asyncio tells the two apart since 3.11"
+            ),
+        ),
+        (sends_too_much, "handle_sync", "statefun_core.errors.LimitExceededError"),
+    ],
+    ids=["own CancelledError, sync", "own CancelledError, async", "a limit"],
+)
+def test_a_failed_batchs_span_has_the_status_the_server_answers(
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    bind: Callable[[StatefulFunctions], None],
+    driver: str,
+    error_type: str,
+) -> None:
+    """Whatever the function raised, a failed batch is answered 500: a ``CancelledError`` of
+    its own (not its request's cancellation, which gets no reply) or a limit of the batch
+    (whose own status, 413, is for a request refused before it runs)."""
+    functions = StatefulFunctions()
+    bind(functions)
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    handler = RequestReplyHandler(functions, plugins=plugins, limits=Limits(outgoing_per_batch=2))
+    body, headers = wire.to_function(BROKEN, "ann", ["x"]), {"traceparent": TRACEPARENT}
+    with pytest.raises(FunctionFailedError) as failure:
+        if driver == "handle_sync":
+            handler.handle_sync(body, headers)
+        else:
+            asyncio.run(handler.handle_async(body, headers))
+    assert status_for(failure.value) == 500
+    batch, _ = spans(exporter, BROKEN)
+    attributes = batch.attributes or {}
+    assert (batch.kind, attributes["http.response.status_code"]) == (SpanKind.SERVER, 500)
+    assert (attributes["error.type"], attributes["statefun.outcome"]) == (error_type, "error")
+    assert batch.status.status_code is StatusCode.ERROR

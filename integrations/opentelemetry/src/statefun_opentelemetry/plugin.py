@@ -224,20 +224,24 @@ class OpenTelemetryPlugin:
 
     @hookimpl
     def statefun_batch_failed(self, batch: BatchEvent, error: BaseException) -> None:
-        traced: Optional[_BatchTrace] = batch.scratch.pop(self._key, None)
-        if traced is None:
-            return
-        # an interrupted or cancelled request (not an Exception) gets no reply
-        if traced.is_request and isinstance(error, Exception):
-            traced.span.set_attribute("http.response.status_code", status_for(error))
-        _end(traced.span, "error", error)
+        traced: Optional[_BatchTrace] = batch.scratch.get(self._key)
+        if traced is not None:  # ended by statefun_request_failed, which follows
+            _record(traced.span, "error", error)
 
     @hookimpl
     def statefun_request_failed(
         self, error: BaseException, batch: Optional[BatchEvent], headers: Mapping[str, str]
     ) -> None:
         if batch is not None:
-            return  # the batch's span tells it
+            traced: Optional[_BatchTrace] = batch.scratch.pop(self._key, None)
+            if traced is not None:
+                # What the server answers: a FunctionFailedError is a 500, whatever the
+                # function raised (a limit, a CancelledError of its own); a request cancelled
+                # or interrupted (not an Exception: the handler's own decision) gets no reply.
+                if traced.is_request and isinstance(error, Exception):
+                    traced.span.set_attribute("http.response.status_code", status_for(error))
+                traced.span.end()
+            return
         parent, kind = self._parent(headers)
         status: int = getattr(error, "status", 500)
         attributes: dict[str, Any] = {
@@ -272,13 +276,17 @@ _METHODS = frozenset(
 
 
 def _end(span: Span, outcome: str, error: Optional[BaseException]) -> None:
+    _record(span, outcome, error)
+    span.end()
+
+
+def _record(span: Span, outcome: str, error: Optional[BaseException]) -> None:
     span.set_attribute("statefun.outcome", outcome)
     if error is not None:
         span.set_attribute("error.type", _error_type(error))
         span.set_status(Status(StatusCode.ERROR, _description(error)))
         with contextlib.suppress(Exception):  # it calls str(error), which the error may fail
             span.record_exception(error)
-    span.end()
 
 
 def _description(error: BaseException) -> str:
