@@ -24,9 +24,9 @@ from statefun_opentelemetry import OpenTelemetryPlugin
 from tornado.web import Application
 
 from statefun_core import RequestReplyHandler
-from statefun_core.plugins import make_plugin_manager
+from statefun_core.plugins import InvocationLogContext, InvocationLogFilter, make_plugin_manager
 from statefun_core.testing import endpoint, wire
-from statefun_core.testing.endpoint import GREETER, NEW
+from statefun_core.testing.endpoint import FAILING, GREETER, NEW
 
 LIMIT = 1000
 REQUEST_SPAN = "POST /statefun"
@@ -149,3 +149,39 @@ def test_a_wrong_method_is_one_trace_under_opentelemetry_instrumentation_tornado
     assert rejected.parent is not None and rejected.parent.span_id == roots[0].context.span_id
     assert (rejected.attributes or {})["http.response.status_code"] == 405
     assert rejected.name == ("HTTP" if method == "PROPFIND" else method)
+
+
+def test_the_access_line_of_a_failure_names_the_trace_of_its_batch_span(
+    exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request without a traceparent: its batch span starts the trace, which Tornado's
+    access line of the 500 names, as the core's line of the failure does (log context)."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider), InvocationLogContext()],
+        load_entrypoints=False,
+    )
+    handler = RequestReplyHandler(endpoint.make_functions(), plugins=plugins)
+
+    async def scenario() -> int:
+        app = Application(statefun_tornado.make_routes(handler, endpoints=False))
+        server = app.listen(0, address="127.0.0.1")
+        port = next(iter(server._sockets.values())).getsockname()[1]
+        try:
+            body = wire.to_function(FAILING, "x", ["x"])
+            status, _, _ = await asyncio.to_thread(endpoint.request, port, "/statefun", body)
+            return status
+        finally:
+            server.stop()
+
+    caplog.handler.addFilter(InvocationLogFilter())
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(scenario()) == 500
+    provider.shutdown()
+    (batch,) = [s for s in exporter.get_finished_spans() if s.name == f"process {FAILING}"]
+    trace_id = format(batch.context.trace_id, "032x")
+    (failure,) = [r for r in caplog.records if r.name == "statefun_core"]
+    assert failure.__dict__["trace_id"] == trace_id
+    (access,) = [r for r in caplog.records if r.name == "tornado.access"]
+    assert f" trace={trace_id} " in access.getMessage(), caplog.text

@@ -309,6 +309,25 @@ class StatefunHandlerTest(testing.AsyncHTTPTestCase):
         assert response.code == 200
 
     @gen_test
+    async def test_the_access_line_of_a_failure_names_its_trace(self) -> None:
+        """Tornado logs a 5xx's access line as an error: it carries the request's trace id,
+        as the core's line of the failure does; the line of a success is Tornado's own."""
+        trace = "0af7651916cd43dd8448eb211c80319c"
+        traceparent = {"traceparent": f"00-{trace}-b7ad6b7169203331-01"}
+        with logged("tornado.access") as access, logged():
+            failed = await self.post(wire.to_function(FAILING, "x", ["x"]), headers=traceparent)
+            untraced = await self.post(wire.to_function(FAILING, "x", ["x"]))
+            ok = await self.post(wire.to_function(GREETER, "Di", ["Di"], NEW), headers=traceparent)
+        assert (failed.code, untraced.code, ok.code) == (500, 500, 200)
+        lines = [(r.levelno, r.getMessage()) for r in access]
+        assert [level for level, _ in lines] == [logging.ERROR, logging.ERROR, logging.INFO]
+        assert re.fullmatch(
+            rf"500 POST /statefun \(127\.0\.0\.1\) trace={trace} \S+ms", lines[0][1]
+        )
+        assert re.fullmatch(r"500 POST /statefun \(127\.0\.0\.1\) \S+ms", lines[1][1])
+        assert re.fullmatch(r"200 POST /statefun \(127\.0\.0\.1\) \S+ms", lines[2][1])
+
+    @gen_test
     async def test_headers_reach_the_hooks(self) -> None:
         await self.post(
             wire.to_function(GREETER, "Ed", ["Ed"], NEW),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Coroutine
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from tornado.concurrent import Future, future_set_result_unless_cancelled
 from tornado.http1connection import HTTP1Connection
@@ -15,6 +15,8 @@ from statefun_core import RequestReplyHandler
 from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, StatefunError
 from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_response
 from statefun_core.plugins import Endpoint, allowed_methods, find_endpoint
+from statefun_core.plugins.logcontext import trace_id
+from statefun_core.tracecontext import TRACEPARENT, TRACERESPONSE, is_traceparent
 
 __all__ = ["EndpointHandler", "StatefunHandler"]
 
@@ -192,7 +194,7 @@ class StatefunHandler(RequestHandler):
                 body, headers=self.request.headers, reply_headers=reply_headers
             )
         except Exception as error:
-            self._finish_with_error(error)
+            self._finish_with_error(error, reply_headers)
             return
         for name, value in reply_headers.items():
             self.set_header(name, value)
@@ -214,11 +216,32 @@ class StatefunHandler(RequestHandler):
         self.set_header("Connection", "close")
         self._finish_with_error(error)
 
-    def _finish_with_error(self, error: Exception) -> None:
+    def _finish_with_error(
+        self, error: Exception, reply_headers: Optional[Mapping[str, str]] = None
+    ) -> None:
         status, text = error_response(error)
+        trace = _trace_of(self.request.headers, reply_headers)
+        if trace is not None:
+            # Tornado's access line (an error for a 5xx) names the trace, as the core's line
+            # of the failure does. On this instance: a request that succeeds pays nothing.
+            summary = f"{self._request_summary()} trace={trace}"
+            self._request_summary = lambda: summary  # type: ignore[method-assign]
         self.set_status(status)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(text)
+
+
+def _trace_of(
+    headers: Mapping[str, str], reply_headers: Optional[Mapping[str, str]]
+) -> Optional[str]:
+    """The trace id of a request answered with an error: its batch span's (in the
+    ``traceresponse`` a tracing plugin set), else the current span's or the request's
+    ``traceparent``'s, as the core's log line of the failure names it."""
+    traceresponse = reply_headers.get(TRACERESPONSE) if reply_headers else None
+    if traceresponse is not None and is_traceparent(traceresponse):
+        return traceresponse[3:35]
+    traceparent = headers.get(TRACEPARENT)
+    return trace_id(traceparent if traceparent and is_traceparent(traceparent) else None)
 
 
 class EndpointHandler(RequestHandler):
