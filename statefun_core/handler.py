@@ -50,7 +50,7 @@ from .protowire import ONE_BYTE as _ONE_BYTE
 from .protowire import element, field, key, text, typed_value_fields, varint
 from .registry import TypeRegistry
 from .storage import checkpoint, kept_encoder, rollback, storage_class
-from .tracecontext import TRACEPARENT, is_traceparent
+from .tracecontext import TRACEPARENT, TRACERESPONSE, is_traceparent
 from .types import Type, TypeSerializer
 
 __all__ = ["RequestReplyHandler"]
@@ -1011,8 +1011,13 @@ def _log_cancelled(batch: _Batch, headers: Optional[Headers]) -> None:
     """Log a batch whose request was cancelled: not the function's failure, but what an
     operator looks for when a runtime retries (its call timed out and it closed the
     connection). A warning, as a refused request's; with the function, id and trace id as
-    record attributes, as the log context puts them on a failed function's line."""
-    traceparent = header(headers, TRACEPARENT) if headers else None
+    record attributes, as the log context puts them on a failed function's line. The trace
+    is the batch span's when a tracing plugin made one (named in the reply's
+    ``traceresponse``: its invocations' spans, which the failure line names, are in it),
+    else the request's ``traceparent``'s."""
+    traceparent = None if batch.event is None else batch.event.reply_headers.get(TRACERESPONSE)
+    if traceparent is None and headers:
+        traceparent = header(headers, TRACEPARENT)
     if not (isinstance(traceparent, str) and is_traceparent(traceparent)):
         traceparent = None
     logger.warning(

@@ -190,3 +190,61 @@ def test_a_refused_requests_log_line_is_in_the_trace_of_its_span(
     (span,) = exporter.get_finished_spans()
     assert (span.attributes or {})["statefun.outcome"] == "rejected"
     assert record.trace_id == format(span.context.trace_id, "032x") == traceparent[3:35]  # type: ignore[attr-defined]
+
+
+def test_a_cancelled_requests_warning_is_in_the_trace_of_its_batch_span(
+    exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a real aiohttp server that cancels the handler of a request whose client went
+    (``handler_cancellation=True``): the request had no traceparent, its batch span started
+    the trace, and the warning names that trace, as a failed function's line would."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    functions = StatefulFunctions()
+    started: list[asyncio.Event] = []
+
+    @functions.bind("example/slow")
+    async def slow(context: Context, message: Message) -> None:
+        started[0].set()
+        await asyncio.Event().wait()
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider), InvocationLogContext()],
+        load_entrypoints=False,
+    )
+    app = create_app(RequestReplyHandler(functions, plugins=plugins))
+
+    async def client_goes() -> None:
+        started.append(asyncio.Event())
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        try:
+            body = wire.to_function("example/slow", "ann", ["x"])
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            head = f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+            await started[0].wait()
+            writer.close()  # the runtime gives up
+            await writer.wait_closed()
+            for _ in range(10_000):  # until the batch's span ended
+                if exporter.get_finished_spans():
+                    break
+                await asyncio.sleep(0.001)
+        finally:
+            await runner.cleanup()
+
+    caplog.handler.addFilter(InvocationLogFilter())
+    with caplog.at_level(logging.WARNING, logger="statefun_core"):
+        asyncio.run(client_goes())
+    provider.shutdown()
+
+    (record,) = [r for r in caplog.records if r.name == "statefun_core"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("statefun request cancelled: function 'example/slow'")
+    (batch,) = [s for s in exporter.get_finished_spans() if s.name == "process example/slow"]
+    assert batch.parent is None  # no traceparent: the batch span started the trace
+    assert record.trace_id == format(batch.context.trace_id, "032x")  # type: ignore[attr-defined]
+    assert (record.statefun_function, record.statefun_id) == ("example/slow", "ann")  # type: ignore[attr-defined]
