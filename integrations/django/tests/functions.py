@@ -1,8 +1,10 @@
 """For configuration by dotted path (``STATEFUN = {"FUNCTIONS": "tests.functions.functions"}``)."""
 
+import os
+import time
 from decimal import Decimal
 
-from statefun_core import StatefulFunctions, ValueSpec
+from statefun_core import Message, StatefulFunctions, ValueSpec
 from statefun_core.testing.endpoint import PingEndpoints, make_functions
 
 functions = make_functions()
@@ -27,3 +29,18 @@ decimal_functions.register("bank/account", _account, [ValueSpec("balance", type=
 #: A plugin with endpoints of two methods at one path (``GET``/``POST /ping``), for an entry
 #: point a test installs.
 ping = PingEndpoints()
+
+
+def _slow(context: object, message: Message) -> None:
+    """Adds its argument to the file ``STATEFUN_TEST_RAN`` names, then waits until the file
+    ``STATEFUN_TEST_RELEASE`` names exists: a test in another process sees it run and lets
+    it end."""
+    with open(os.environ["STATEFUN_TEST_RAN"], "a") as ran:
+        ran.write(f"{message.as_string()}\n")
+    while not os.path.exists(os.environ["STATEFUN_TEST_RELEASE"]):
+        time.sleep(0.01)
+
+
+#: ``example/slow``, blocking (run in a thread), for a request cancelled while it runs.
+slow = StatefulFunctions()
+slow.register("example/slow", _slow, blocking=True)

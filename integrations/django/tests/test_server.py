@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable, ContextManager
@@ -246,3 +249,43 @@ def test_without_data_upload_max_memory_size_a_body_over_the_limit_is_413_and_na
     unlimited_port: int, chunked: bool
 ) -> None:
     check_request_limit(unlimited_port, "/statefun", LIMIT, "Limits.request_bytes", chunked=chunked)
+
+
+def test_under_uvicorn_a_cancelled_blocking_batch_is_logged_and_starts_no_further_invocation(
+    tmp_path: Path,
+) -> None:
+    """Django cancels the async view of a request whose client went (a runtime whose call
+    timed out): the invocation running in its thread runs to its end, the batch's next ones
+    never start, and ``statefun_core`` logs one warning."""
+    ran, release, log = tmp_path / "ran", tmp_path / "release", tmp_path / "log"
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.project.settings_slow",
+        "STATEFUN_TEST_RAN": str(ran),
+        "STATEFUN_TEST_RELEASE": str(release),
+        "STATEFUN_TEST_LOG": str(log),
+    }
+    body = wire.to_function("example/slow", "ann", ["first", "second", "third"])
+    head = f"POST /statefun/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+    app = "tests.project.asgi:application"
+    with running([*command, app], port, cwd=PACKAGE_ROOT, env=env) as server:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(head.encode() + body)
+            for _ in range(10_000):  # until the first invocation runs
+                if ran.exists() and ran.read_text():
+                    break
+                time.sleep(0.001)
+        # the runtime gave up: the connection is closed
+        for _ in range(10_000):  # until the handler heard of the cancellation
+            if log.exists() and "cancelled" in log.read_text():
+                break
+            time.sleep(0.001)
+        release.touch()
+        server.terminate()  # uvicorn stops once the executor's thread ran what it runs
+        # (and then ends itself with the signal it handled)
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert ran.read_text().split() == ["first"]
+    (line,) = log.read_text().splitlines()
+    assert line.startswith("statefun request cancelled: function 'example/slow' for id 'ann'")
