@@ -1015,11 +1015,12 @@ def _log_cancelled(batch: _Batch, headers: Optional[Headers]) -> None:
     is the batch span's when a tracing plugin made one (named in the reply's
     ``traceresponse``: its invocations' spans, which the failure line names, are in it),
     else the request's ``traceparent``'s."""
-    traceparent = None if batch.event is None else batch.event.reply_headers.get(TRACERESPONSE)
-    if traceparent is None and headers:
-        traceparent = header(headers, TRACEPARENT)
-    if not (isinstance(traceparent, str) and is_traceparent(traceparent)):
-        traceparent = None
+    # a traceresponse has a traceparent's form
+    traced = None if batch.event is None else batch.event.reply_headers.get(TRACERESPONSE)
+    if traced is None and headers:
+        traced = header(headers, TRACEPARENT)
+    if not (isinstance(traced, str) and is_traceparent(traced)):
+        traced = None
     logger.warning(
         "statefun request cancelled: function %r for id %r gets no reply (its client went, "
         "as a runtime does when its call times out, or the server is stopping)",
@@ -1028,7 +1029,7 @@ def _log_cancelled(batch: _Batch, headers: Optional[Headers]) -> None:
         extra={
             "statefun_function": batch.typename,
             "statefun_id": batch.id,
-            "trace_id": trace_id(traceparent),
+            "trace_id": trace_id(traced),
         },
     )
 
