@@ -1486,7 +1486,8 @@ def test_an_unknown_kind_names_the_kinds_known() -> None:
         "m.yaml: document 0: kind: unknown kind 'io.statefun.kafka.v2/ingress' (known: "
         "io.statefun.endpoints.v1/http, io.statefun.endpoints.v2/http, "
         "io.statefun.kafka.v1/egress, io.statefun.kafka.v1/ingress, "
-        "io.statefun.kinesis.v1/egress, io.statefun.kinesis.v1/ingress)"
+        "io.statefun.kinesis.v1/egress, io.statefun.kinesis.v1/ingress, "
+        "io.statefun.playground.v1/egress, io.statefun.playground.v1/ingress)"
     ]
 
 

@@ -236,27 +236,36 @@ async def _serve(
 ) -> None:
     from aiohttp import web
 
-    from .server import make_app
+    from .module import PLAYGROUND_EGRESS_ID, PLAYGROUND_INGRESS_ID
+    from .server import make_apps
 
     await runtime.start()
     # on stop, requests still running get half a second (a long poll ends at once)
-    runner = web.AppRunner(
-        make_app(runtime, allowed_hosts=allowed_hosts), access_log=None, shutdown_timeout=0.5
-    )
-    await runner.setup()
+    runners = [
+        (app_port, web.AppRunner(app, access_log=None, shutdown_timeout=0.5))
+        for app_port, app in make_apps(runtime, port, allowed_hosts=allowed_hosts).items()
+    ]
     try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as error:
-            if error.errno != errno.EADDRINUSE:
-                raise
-            raise OSError(f"port {port} of {host} is in use (another statefun-local? give "
-                          "--port)") from None  # fmt: skip
+        for app_port, runner in runners:
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, host, app_port).start()
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                who = _port_user(app_port, port)
+                raise OSError(f"port {app_port} of {host} is in use ({who})") from None
         print(f"statefun-local: running {', '.join(modules)} (database {runtime.db})", flush=True)
         for line in describe_module(runtime.module, kafka=not runtime.offline):
             print(line)
-        port = runner.addresses[0][1]  # the one the system chose for --port 0
+        port = runners[0][1].addresses[0][1]  # the one the system chose for --port 0
+        ingress = runtime.module.ingresses.get(PLAYGROUND_INGRESS_ID)
+        if ingress is not None:
+            print(f"  playground ingress: PUT http://{host}:{ingress.port}/<namespace>/<type>/<id>")
+        egress = runtime.module.egresses.get(PLAYGROUND_EGRESS_ID)
+        if egress is not None:
+            for topic in egress.topics:
+                print(f"  playground egress: GET http://{host}:{egress.port}/{topic}")
         print(f"  web page and ingress on http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -268,8 +277,16 @@ async def _serve(
         progress.cancel()
         print("statefun-local: stopping (batches in flight are sent again on the next run)")
     finally:
-        await runner.cleanup()
+        for _, runner in runners:
+            await runner.cleanup()
         await runtime.stop()
+
+
+def _port_user(port: int, own_port: int) -> str:
+    """Who wants ``port``, for the error when it is in use."""
+    if port == own_port:
+        return "another statefun-local? give --port"
+    return "the module's playground ingress or egress wants it; is another runtime running?"
 
 
 async def _report_progress(runtime: LocalRuntime, every: float = 10.0) -> None:

@@ -24,6 +24,8 @@ import yaml
 __all__ = [
     "ASYNC_TRANSPORT",
     "OKHTTP_TRANSPORT",
+    "PLAYGROUND_EGRESS",
+    "PLAYGROUND_INGRESS",
     "Egress",
     "Endpoint",
     "Ingress",
@@ -41,6 +43,11 @@ KAFKA_INGRESS = "io.statefun.kafka.v1/ingress"
 KAFKA_EGRESS = "io.statefun.kafka.v1/egress"
 KINESIS_INGRESS = "io.statefun.kinesis.v1/ingress"
 KINESIS_EGRESS = "io.statefun.kinesis.v1/egress"
+#: the HTTP ingress and egress of Apache's StateFun playground image (its Python greeter uses them)
+PLAYGROUND_INGRESS = "io.statefun.playground.v1/ingress"
+PLAYGROUND_EGRESS = "io.statefun.playground.v1/egress"
+PLAYGROUND_INGRESS_ID = "io.statefun.playground/ingress"
+PLAYGROUND_EGRESS_ID = "io.statefun.playground/egress"
 ASYNC_TRANSPORT = "io.statefun.transports.v1/async"
 OKHTTP_TRANSPORT = "io.statefun.transports.v1/okhttp"
 
@@ -197,7 +204,8 @@ class Aws:
 
 @dataclass(frozen=True)
 class Ingress:
-    """A Kafka or Kinesis ingress: its records come from the broker (Kafka) or over HTTP."""
+    """A Kafka or Kinesis ingress: its records come from the broker (Kafka) or over HTTP; or
+    the playground's, messages over HTTP on its ``port``."""
 
     id: str
     kind: str
@@ -210,11 +218,13 @@ class Ingress:
     #: the client ``properties`` (Kinesis: ``clientConfigProperties``) of the module, in order
     properties: tuple[tuple[str, str], ...] = ()
     aws: Aws = Aws()
+    port: int = 0
 
 
 @dataclass(frozen=True)
 class Egress:
-    """A Kafka or Kinesis egress: its records are stored, and produced to Kafka."""
+    """A Kafka or Kinesis egress: its records are stored, and produced to Kafka; or the
+    playground's, its records stored and read one at a time from its ``port``."""
 
     id: str
     kind: str
@@ -225,6 +235,9 @@ class Egress:
     transaction_timeout_ms: int = 0
     properties: tuple[tuple[str, str], ...] = ()
     aws: Aws = Aws()
+    port: int = 0
+    #: the playground egress' topics
+    topics: tuple[str, ...] = ()
 
     @property
     def is_kafka(self) -> bool:
@@ -1136,6 +1149,35 @@ def _parse_kinesis_egress(module: Module, spec: dict[str, Any], doc: _Document) 
         _register_io(module.egresses, egress, doc, "egress")
 
 
+def _port(value: Any) -> int:
+    number = _integer(value)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"must be a TCP port from 1 to 65535, got {number}")
+    return number
+
+
+def _topics(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise TypeError(f"must be a list of topic names, got {value!r}")
+    return tuple(_string(topic) for topic in value)
+
+
+def _parse_playground_ingress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
+    port = doc.get(spec, "spec", "port", _port, required=True)
+    if port:
+        ingress = Ingress(PLAYGROUND_INGRESS_ID, PLAYGROUND_INGRESS, source=doc.where, port=port)
+        _register_io(module.ingresses, ingress, doc, "ingress")
+
+
+def _parse_playground_egress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
+    port = doc.get(spec, "spec", "port", _port, required=True)
+    topics = doc.get(spec, "spec", "topics", _topics, required=True)
+    if port and topics:
+        egress = Egress(PLAYGROUND_EGRESS_ID, PLAYGROUND_EGRESS, doc.where, port=port,
+                        topics=topics)  # fmt: skip
+        _register_io(module.egresses, egress, doc, "egress")
+
+
 _PARSERS: dict[str, Callable[[Module, dict[str, Any], _Document], None]] = {
     ENDPOINTS_V1: _parse_endpoint_v1,
     ENDPOINTS_V2: _parse_endpoint_v2,
@@ -1143,4 +1185,6 @@ _PARSERS: dict[str, Callable[[Module, dict[str, Any], _Document], None]] = {
     KAFKA_EGRESS: _parse_kafka_egress,
     KINESIS_INGRESS: _parse_kinesis_ingress,
     KINESIS_EGRESS: _parse_kinesis_egress,
+    PLAYGROUND_INGRESS: _parse_playground_ingress,
+    PLAYGROUND_EGRESS: _parse_playground_egress,
 }

@@ -6,7 +6,8 @@ a value that would fail inside the engine's transaction with an error other than
 
 - a message or delayed message to a function type no endpoint of the module serves;
 - an egress record that is not its egress' record type, does not parse, or names no topic
-  (Kafka) or no stream or partition key (Kinesis): its egress could never produce it;
+  (Kafka) or no stream or partition key (Kinesis), or is no JSON topic and payload, or names a
+  topic the egress does not have (playground): its egress could never produce it;
 - a delay whose due time would not fit in a 64-bit integer;
 - a discovery reply with an expiration mode that does not exist.
 
@@ -23,8 +24,8 @@ from google.protobuf.message import DecodeError, Message
 from statefun_core import protocol
 from statefun_core.engine import Address, ExpireMode, InvalidReplyError
 
-from .module import KAFKA_EGRESS, KINESIS_EGRESS, Module
-from .values import KAFKA_RECORD, KINESIS_RECORD
+from .module import KAFKA_EGRESS, KINESIS_EGRESS, PLAYGROUND_EGRESS, Egress, Module
+from .values import KAFKA_RECORD, KINESIS_RECORD, PLAYGROUND_RECORD, playground_record
 
 __all__ = ["MAX_DELAY_MS", "check_reply"]
 
@@ -79,6 +80,9 @@ def _check_egress_record(address: Address, message: Any, module: Module) -> None
     egress = module.egresses.get(f"{message.egress_namespace}/{message.egress_type}")
     if egress is None:  # the engine refuses an unknown egress
         return
+    if egress.kind == PLAYGROUND_EGRESS:
+        _check_playground_record(address, message, egress)
+        return
     typename, record_type, required = _RECORDS[egress.kind]
     argument = message.argument
     if argument.typename != typename:
@@ -95,3 +99,23 @@ def _check_egress_record(address: Address, message: Any, module: Module) -> None
     for field in required:
         if not getattr(record, field):
             raise InvalidReplyError(f"{address} sent egress {egress.id} a record without {field}")
+
+
+def _check_playground_record(address: Address, message: Any, egress: Egress) -> None:
+    """As the playground image's egress, which fails the job on anything else."""
+    argument = message.argument
+    if argument.typename != PLAYGROUND_RECORD:
+        raise InvalidReplyError(
+            f"{address} sent a {argument.typename!r} to egress {egress.id}, which takes "
+            f"{PLAYGROUND_RECORD} only"
+        )
+    try:
+        topic, _ = playground_record(argument.value)
+    except ValueError as error:
+        problem = f"{address} sent egress {egress.id} a record that {error}"
+        raise InvalidReplyError(problem) from None
+    if topic not in egress.topics:
+        raise InvalidReplyError(
+            f"{address} sent egress {egress.id} a record to topic {topic!r}, which is not one of "
+            f"its topics ({', '.join(egress.topics)})"
+        )

@@ -54,11 +54,22 @@ from statefun_core.tracecontext import TRACERESPONSE
 from . import stuck
 from .guard import one_line_logger, typename_problem
 from .inspection import address_view, egress_view
-from .module import KAFKA_INGRESS, Endpoint, Module
+from .module import (
+    KAFKA_EGRESS,
+    KAFKA_INGRESS,
+    PLAYGROUND_EGRESS,
+    PLAYGROUND_EGRESS_ID,
+    PLAYGROUND_INGRESS,
+    Egress,
+    Endpoint,
+    Ingress,
+    Module,
+)
 from .replies import check_reply
 from .store import SqliteStore
 from .stuck import DeadLetterPolicy, HeadChangedError, NotStuckError, Outcome
 from .transport import CallFailedError, HttpTransport
+from .values import playground_record
 
 __all__ = ["Failure", "LocalRuntime", "UnknownFunctionError", "UnknownIngressError", "WallClock"]
 
@@ -821,6 +832,30 @@ class LocalRuntime:
                 return records
             await self._wait_progress(remaining)
 
+    def take_playground_record(self, topic: str) -> Optional[bytes]:
+        """The payload of the playground egress' next record to ``topic`` not taken yet, or
+        None; taken for good (the position is kept in the database, unlike the playground
+        image's queue, which a restart empties)."""
+        key = f"playground_cursor:{topic}"
+        start = cursor = int(self.store.meta_get(key) or 0)
+        found = None
+        while found is None:
+            records = self.store.egress_list(cursor, limit=1000)
+            if not records:
+                break
+            for record in records:
+                cursor = record.seq
+                if record.egress == PLAYGROUND_EGRESS_ID:
+                    with contextlib.suppress(ValueError):  # checked when the reply came
+                        record_topic, payload = playground_record(record.argument.value)
+                        if record_topic == topic:
+                            found = payload.encode("utf-8")
+                            break
+        if cursor != start:
+            with self.store.transaction():
+                self.store.meta_put(key, cursor)
+        return found
+
     # --- inspection ---------------------------------------------------------------------
 
     def inspect(self, address: Address) -> dict[str, Any]:
@@ -927,8 +962,8 @@ class LocalRuntime:
         ingresses = [
             {
                 "id": ingress.id,
-                "kind": "kafka" if ingress.kind == KAFKA_INGRESS else "kinesis",
-                "address": ingress.address or ingress.aws.endpoint or ingress.aws.region,
+                "kind": _SYSTEMS.get(ingress.kind, "kinesis"),
+                "address": _where(ingress),
                 "routes": [
                     {"source": source, "type": value_type, "targets": list(targets)}
                     for source, value_type, targets in ingress.routes
@@ -939,13 +974,26 @@ class LocalRuntime:
         egresses = [
             {
                 "id": egress.id,
-                "kind": "kafka" if egress.is_kafka else "kinesis",
-                "address": egress.address or egress.aws.endpoint or egress.aws.region,
-                "semantic": egress.semantic,
+                "kind": _SYSTEMS.get(egress.kind, "kinesis"),
+                "address": _where(egress),
+                # the playground's: its topics, which the page shows there
+                "semantic": ", ".join(egress.topics) or egress.semantic,
             }
             for egress in self.module.egresses.values()
         ]
         return {"ingresses": ingresses, "egresses": egresses}
+
+
+#: what the web page calls an ingress or egress of each kind (the others: kinesis)
+_SYSTEMS = {KAFKA_INGRESS: "kafka", KAFKA_EGRESS: "kafka", PLAYGROUND_INGRESS: "playground",
+            PLAYGROUND_EGRESS: "playground"}  # fmt: skip
+
+
+def _where(io: Union[Ingress, Egress]) -> str:
+    """Where an ingress or egress connects to, or listens (the playground's)."""
+    if io.port:
+        return f"port {io.port}"
+    return io.address or io.aws.endpoint or io.aws.region
 
 
 def _url(endpoint: Optional[Endpoint], typename: str) -> tuple[Optional[str], Optional[str]]:
@@ -1073,6 +1121,8 @@ def describe_module(module: Module, kafka: bool = False) -> Iterable[str]:
     for endpoint in module.endpoints:
         yield f"  functions {endpoint.functions} -> {endpoint.url_path_template}"
     for ingress in module.ingresses.values():
+        if ingress.kind == PLAYGROUND_INGRESS:
+            continue  # the CLI says where it listens
         source, key = (
             ("topic", "key") if ingress.kind == KAFKA_INGRESS else ("stream", "partition_key")
         )
@@ -1092,6 +1142,8 @@ def describe_module(module: Module, kafka: bool = False) -> Iterable[str]:
                 f", from {ingress.startup.position}"
             )
     for egress in module.egresses.values():
+        if egress.kind == PLAYGROUND_EGRESS:
+            continue
         if kafka and egress.is_kafka:
             yield f"  egress {egress.id} -> Kafka {egress.address} ({egress.semantic}), stored"
         elif kafka:

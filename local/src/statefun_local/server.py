@@ -30,6 +30,13 @@
                                        says which)
 =====================================  ===================================================
 
+A module's playground ingress (``io.statefun.playground.v1/ingress``) takes ``PUT`` or ``POST
+/{ns}/{type}/{id}`` on its port, the body the message's bytes, typed by a ``Content-Type:
+application/vnd.<typename>`` (else ``io.statefun.types/string``), as the playground image
+does. Its egress answers ``GET /{topic}`` on its port with the payload of the topic's next
+record not taken yet (404: none yet; 405: not one of its topics). On the runtime's own port
+they are served beside the routes above (:func:`make_apps`).
+
 An ingress request's W3C ``traceparent`` (and ``tracestate``) header is kept with its
 messages: the trace continues through every function they reach.
 
@@ -57,11 +64,12 @@ from statefun_core.engine import Address, TraceContext
 
 from .guard import guard_middleware, typename_problem
 from .inspection import address_ids
+from .module import PLAYGROUND_EGRESS_ID, PLAYGROUND_INGRESS_ID
 from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
 from .stuck import HeadChangedError, NotStuckError
 from .values import InvalidValueError, make_value
 
-__all__ = ["RUNTIME_KEY", "make_app"]
+__all__ = ["RUNTIME_KEY", "make_app", "make_apps"]
 
 T = TypeVar("T")
 
@@ -225,6 +233,49 @@ async def record(request: web.Request) -> web.Response:
     return web.json_response({"ingress": ingress_id, "messages": seqs}, status=202)
 
 
+#: the playground image reads a message's typename from a Content-Type with this prefix
+_TYPED_CONTENT = "application/vnd."
+_PLAYGROUND_DEFAULT_TYPE = "io.statefun.types/string"
+
+
+async def playground_ingress(request: web.Request) -> web.Response:
+    """A message as the playground image's ingress takes it: the body as the value's bytes,
+    typed by ``Content-Type: application/vnd.<typename>``."""
+    runtime = request.app[RUNTIME_KEY]
+    target = _address(request)
+    content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip()
+    typename = _PLAYGROUND_DEFAULT_TYPE
+    if content_type.lower().startswith(_TYPED_CONTENT):
+        typename = content_type[len(_TYPED_CONTENT) :]
+    try:
+        value = make_value(typename, raw=await request.read())
+        seq = await _unless_stopping(request, runtime.send(target, value, _trace(request)))
+    except (InvalidValueError, UnknownFunctionError) as error:
+        raise _bad_request(str(error)) from None
+    return web.json_response({"target": str(target), "type": value.typename, "seq": seq})
+
+
+async def playground_no_address(request: web.Request) -> web.Response:
+    raise _bad_request(f"{request.path}: the playground ingress takes /<namespace>/<type>/<id>")
+
+
+async def playground_egress(request: web.Request) -> web.Response:
+    """The payload of the topic's next record not taken yet, as the playground image's egress
+    answers it: 404 when there is none yet, 405 for a topic the egress does not have."""
+    runtime = request.app[RUNTIME_KEY]
+    topic = request.match_info["topic"]
+    topics = runtime.module.egresses[PLAYGROUND_EGRESS_ID].topics
+    if topic not in topics:
+        raise web.HTTPMethodNotAllowed(
+            request.method, ["GET"],
+            text=f"no topic {topic!r} in the playground egress (its topics: {', '.join(topics)})\n",
+        )  # fmt: skip
+    payload = runtime.take_playground_record(topic)
+    if payload is None:
+        raise web.HTTPNotFound(text=f"no record in {topic!r} yet\n")
+    return web.Response(body=payload)
+
+
 async def status(request: web.Request) -> web.Response:
     return web.json_response(request.app[RUNTIME_KEY].status())
 
@@ -370,13 +421,45 @@ async def _stopping(app: web.Application) -> None:
         task.cancel()
 
 
-def make_app(runtime: LocalRuntime, *, allowed_hosts: Iterable[str] = ()) -> web.Application:
-    """The runtime's web application (start and stop the runtime yourself). ``allowed_hosts``:
-    names besides ``localhost`` and IP addresses that requests may give in ``Host``."""
+def _app(runtime: LocalRuntime, allowed_hosts: Iterable[str]) -> web.Application:
     app = web.Application(middlewares=[guard_middleware(allowed_hosts)])
     app[RUNTIME_KEY] = runtime
     app.on_startup.append(_started)
     app.on_shutdown.append(_stopping)
+    return app
+
+
+def make_apps(
+    runtime: LocalRuntime, port: int, *, allowed_hosts: Iterable[str] = ()
+) -> dict[int, web.Application]:
+    """The web applications to serve on each port: the runtime's (:func:`make_app`) on
+    ``port``, and the module's playground ingress and egress on theirs, beside the runtime's
+    routes when on the same port (the playground's greeter listens on 8090, the runtime's
+    default port)."""
+    apps = {port: make_app(runtime, allowed_hosts=allowed_hosts)}
+
+    def app_on(port: int) -> web.Application:
+        if port not in apps:
+            apps[port] = _app(runtime, allowed_hosts)
+        return apps[port]
+
+    ingress = runtime.module.ingresses.get(PLAYGROUND_INGRESS_ID)
+    if ingress is not None:
+        app = app_on(ingress.port)
+        for method in ("PUT", "POST"):
+            app.router.add_route(method, "/{namespace}/{type}/{id}", playground_ingress)
+            if ingress.port != port:
+                app.router.add_route(method, "/{partial:.*}", playground_no_address)
+    egress = runtime.module.egresses.get(PLAYGROUND_EGRESS_ID)
+    if egress is not None:
+        app_on(egress.port).router.add_get("/{topic}", playground_egress)
+    return apps
+
+
+def make_app(runtime: LocalRuntime, *, allowed_hosts: Iterable[str] = ()) -> web.Application:
+    """The runtime's web application (start and stop the runtime yourself). ``allowed_hosts``:
+    names besides ``localhost`` and IP addresses that requests may give in ``Host``."""
+    app = _app(runtime, allowed_hosts)
     app.router.add_post("/ingress/{namespace}/{type}/{id:.+}", ingress)
     app.router.add_post("/ingress/{partial:.*}", no_address)
     app.router.add_post("/records/{namespace}/{name}", record)

@@ -29,7 +29,7 @@ from typing import Any, Optional, Union
 from statefun_core import DeadLetterEgress, DeadLetterRecord
 from statefun_core.engine import Address, EgressRecord, Envelope, TypedValue
 
-from .module import Module
+from .module import PLAYGROUND_EGRESS, Module
 from .store import SqliteStore
 
 __all__ = [
@@ -140,6 +140,11 @@ class DeadLetterPolicy:
             known = ", ".join(sorted(module.egresses)) or "none"
             raise PolicyError(
                 f"dead letters: no egress {self.egress.typename!r} in the module (known: {known})"
+            )
+        if egress.kind == PLAYGROUND_EGRESS:
+            raise PolicyError(
+                f"dead letters: {egress.id} takes the playground's records only; name a Kafka "
+                "or Kinesis egress, or none (stored only)"
             )
         if egress.is_kafka and self.egress.topic is None:
             raise PolicyError(f"dead letters: {egress.id} is a Kafka egress; name its topic")

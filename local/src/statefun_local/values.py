@@ -12,7 +12,7 @@ from statefun_core.engine.model import TypedValue
 from statefun_core.messages import KAFKA_PRODUCER_RECORD, KINESIS_EGRESS_RECORD
 from statefun_core.types import BoolType, DoubleType, FloatType, IntType, LongType, StringType
 
-__all__ = ["BUILTIN_TYPES", "InvalidValueError", "describe", "make_value"]
+__all__ = ["BUILTIN_TYPES", "InvalidValueError", "describe", "make_value", "playground_record"]
 
 #: Short names for the built-in types, as accepted by ingress and the CLI.
 BUILTIN_TYPES = {
@@ -27,6 +27,8 @@ _BUILTIN_BY_TYPENAME = {tpe.typename: tpe for tpe in BUILTIN_TYPES.values()}
 
 KAFKA_RECORD = KAFKA_PRODUCER_RECORD
 KINESIS_RECORD = KINESIS_EGRESS_RECORD
+#: what the playground egress takes: JSON ``{"topic": ..., "payload": "..."}``
+PLAYGROUND_RECORD = "io.statefun.playground/EgressRecord"
 
 
 class InvalidValueError(ValueError):
@@ -70,6 +72,21 @@ def _make_value(
     if base64_data is not None:
         return TypedValue(type_, _b64(base64_data))
     return TypedValue(type_, json.dumps(value, ensure_ascii=False).encode("utf-8"))
+
+
+def playground_record(data: bytes) -> tuple[str, str]:
+    """The topic and payload of a playground egress record; ``ValueError`` says what is
+    wrong with one that has none."""
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, RecursionError, ValueError):
+        raise ValueError('is not JSON {"topic": ..., "payload": ...}') from None
+    if not isinstance(record, dict):
+        raise ValueError(f'is not a JSON object {{"topic": ..., "payload": ...}}: {record!r}')
+    topic, payload = record.get("topic"), record.get("payload")
+    if not isinstance(topic, str) or not isinstance(payload, str):
+        raise ValueError(f"needs a string topic and a string payload, got {record!r}")
+    return topic, payload
 
 
 def _b64(data: Optional[str]) -> bytes:

@@ -1,0 +1,298 @@
+"""The playground image's HTTP ingress and egress (``io.statefun.playground.v1/ingress`` and
+``/egress``), which Apache's own Python greeter uses: its ``module.yaml`` runs as it is. Real
+function servers, a real ``statefun-local run`` process, real HTTP and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from statefun_local import LocalRuntime, ModuleError, parse_module
+from statefun_local.server import make_apps
+
+from statefun_core import (
+    Context,
+    IntType,
+    Message,
+    StatefulFunctions,
+    ValueSpec,
+    egress_message_builder,
+    make_json_type,
+    message_builder,
+)
+
+from .conftest import FunctionServer, run
+from .test_kafka_edges import free_port
+
+GREET_REQUEST = make_json_type("example/GreetRequest")
+EGRESS_RECORD = make_json_type("io.statefun.playground/EgressRecord")
+PLAYGROUND_EGRESS = "io.statefun.playground/egress"
+
+
+def greeter_functions(topic: str = "greetings") -> StatefulFunctions:
+    """Our own greeter in the playground's shape: ``person`` counts the visits and forwards the
+    request, ``greeter`` writes a greeting to the playground egress."""
+    functions = StatefulFunctions()
+
+    @functions.bind("example/person", specs=[ValueSpec("visits", IntType)])
+    def person(context: Context, message: Message) -> None:
+        visits = (context.storage.visits or 0) + 1
+        context.storage.visits = visits
+        request = {**message.as_type(GREET_REQUEST), "visits": visits}
+        context.send(message_builder(target_typename="example/greeter", target_id=request["name"],
+                                     value=request, value_type=GREET_REQUEST))  # fmt: skip
+
+    @functions.bind("example/greeter")
+    def greeter(context: Context, message: Message) -> None:
+        request = message.as_type(GREET_REQUEST)
+        payload = f"{request['name']} visit {request['visits']}"
+        context.send_egress(egress_message_builder(target_typename=PLAYGROUND_EGRESS,
+                                                   value={"topic": topic, "payload": payload},
+                                                   value_type=EGRESS_RECORD))  # fmt: skip
+
+    return functions
+
+
+def playground_module(url: str, ingress_port: int, egress_port: int) -> str:
+    return f"""
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: example/*
+  urlPathTemplate: {url}
+  transport:
+    type: io.statefun.transports.v1/async
+---
+kind: io.statefun.playground.v1/ingress
+spec:
+  port: {ingress_port}
+---
+kind: io.statefun.playground.v1/egress
+spec:
+  port: {egress_port}
+  topics:
+    - greetings
+    - other
+"""
+
+
+def greet(name: str) -> dict[str, Any]:
+    """A ``PUT`` to the playground ingress, as the greeter's README sends it."""
+    return {"data": json.dumps({"name": name}),
+            "headers": {"Content-Type": "application/vnd.example/GreetRequest"}}  # fmt: skip
+
+
+async def put(url: str, name: str) -> None:
+    async with aiohttp.ClientSession() as session, session.put(url, **greet(name)) as response:
+        assert response.status == 200, await response.text()
+
+
+async def take_all(session: aiohttp.ClientSession, url: str, count: int) -> list[str]:
+    """The next ``count`` payloads of the egress topic at ``url``, polled as a user does."""
+    taken: list[str] = []
+    while len(taken) < count:
+        async with session.get(url) as response:
+            if response.status == 404:
+                await asyncio.sleep(0.05)
+                continue
+            assert response.status == 200, await response.text()
+            taken.append(await response.text())
+    return taken
+
+
+def test_the_greeter_s_module_runs_as_it_is_with_its_ingress_on_the_runtime_s_port(
+    tmp_path: Path,
+) -> None:
+    """``statefun-local run --offline`` on the playground greeter's module: the messages PUT to
+    its ingress (on the runtime's own port, as 8090 is both) reach the functions, each greeting
+    is taken once from its egress topic, and the runtime's own API still answers there."""
+    port, egress_port = free_port(), free_port()
+
+    async def scenario() -> tuple[list[str], list[tuple[str, int, str]], str]:
+        async with FunctionServer(greeter_functions()) as server:
+            module = tmp_path / "module.yaml"
+            module.write_text(playground_module(server.url, port, egress_port))
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "statefun_local", "run", "--offline", str(module),
+                "--db", str(tmp_path / "db"), "--port", str(port),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            assert process.stdout is not None
+            banner = ""
+            try:
+                while "web page and ingress on" not in banner:
+                    line = (await process.stdout.readline()).decode()
+                    assert line, banner  # the process ended: its output says why
+                    banner += line
+                base, egress = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{egress_port}"
+                async with aiohttp.ClientSession() as session:
+                    for name in ("Bob", "Joe", "Bob"):
+                        async with session.put(f"{base}/example/person/{name}", **greet(name)) as r:
+                            assert r.status == 200, await r.text()
+                    greetings = await take_all(session, f"{egress}/greetings", 3)
+                    answers = []
+                    for url in (f"{egress}/greetings", f"{egress}/nope", f"{base}/api/status"):
+                        async with session.get(url) as response:
+                            answers.append((url, response.status, await response.text()))
+            finally:
+                process.send_signal(signal.SIGTERM)
+                output, _ = await process.communicate()
+            assert process.returncode == 0, banner + output.decode()
+            return greetings, answers, banner
+
+    greetings, answers, banner = run(scenario())
+    assert sorted(greetings) == ["Bob visit 1", "Bob visit 2", "Joe visit 1"]
+    assert greetings.index("Bob visit 1") < greetings.index("Bob visit 2")
+    (_, empty, _), (_, unknown, why), (_, status, body) = answers
+    assert (empty, unknown) == (404, 405)
+    assert why == "no topic 'nope' in the playground egress (its topics: greetings, other)\n"
+    assert status == 200 and json.loads(body)["totals"]["delivered"] == 6
+    shown = json.loads(body)
+    assert [
+        (io["kind"], io["id"], io["address"]) for io in shown["ingresses"] + shown["egresses"]
+    ] == [
+        ("playground", "io.statefun.playground/ingress", f"port {port}"),
+        ("playground", PLAYGROUND_EGRESS, f"port {egress_port}"),
+    ]
+    assert shown["egresses"][0]["semantic"] == "greetings, other"
+    assert f"playground ingress: PUT http://127.0.0.1:{port}/<namespace>/<type>/<id>" in banner
+    assert f"playground egress: GET http://127.0.0.1:{egress_port}/greetings" in banner
+
+
+@asynccontextmanager
+async def playground(
+    tmp_path: Path, functions: StatefulFunctions
+) -> AsyncIterator[tuple[LocalRuntime, str, str]]:
+    """A runtime on the playground module, its ingress and egress each on a port of its own:
+    the runtime and the ingress' and egress' base URLs."""
+    ingress_port, egress_port = free_port(), free_port()
+    async with FunctionServer(functions) as server:
+        module = parse_module(playground_module(server.url, ingress_port, egress_port))
+        async with LocalRuntime(module, tmp_path / "db", offline=True,
+                                failure_pause=0.05) as runtime:  # fmt: skip
+            runners = []
+            for port, app in make_apps(runtime, free_port()).items():
+                runner = web.AppRunner(app, access_log=None)
+                await runner.setup()
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+                runners.append(runner)
+            try:
+                yield (runtime, f"http://127.0.0.1:{ingress_port}",
+                       f"http://127.0.0.1:{egress_port}")  # fmt: skip
+            finally:
+                for runner in runners:
+                    await runner.cleanup()
+
+
+def test_the_ingress_types_the_body_by_its_content_type_and_refuses_what_it_can_not_route(
+    tmp_path: Path,
+) -> None:
+    """A body is the message's bytes, its typename from ``application/vnd.<typename>``, else
+    ``io.statefun.types/string`` (as the playground image); a path that is no address, or an
+    address no endpoint serves, is refused and says why."""
+
+    received: list[tuple[str, str, bytes]] = []
+    functions = StatefulFunctions()
+
+    @functions.bind("example/raw")
+    def raw(context: Context, message: Message) -> None:
+        received.append((context.address.id, message.value_typename(), message.raw_value()))
+
+    async def scenario() -> list[tuple[int, str]]:
+        async with playground(tmp_path, functions) as (runtime, ingress, _):
+            answers = []
+            async with aiohttp.ClientSession() as session:
+                for path, content_type in [
+                    ("example/raw/a", "application/vnd.example/Raw; charset=utf-8"),
+                    ("example/raw/b", "application/octet-stream"),
+                    ("example/raw", "application/vnd.example/Raw"),
+                    ("other/fn/c", "application/vnd.example/Raw"),
+                ]:
+                    headers = {"Content-Type": content_type}
+                    async with session.post(
+                        f"{ingress}/{path}", data=b"\x01", headers=headers
+                    ) as r:
+                        answers.append((r.status, await r.text()))
+            await runtime.wait_until_idle()
+            return answers
+
+    answers = run(scenario())
+    assert [status for status, _ in answers] == [200, 200, 400, 400]
+    assert json.loads(answers[0][1]) == {"target": "example/raw/a", "type": "example/Raw", "seq": 1}
+    assert answers[2][1] == "/example/raw: the playground ingress takes /<namespace>/<type>/<id>\n"
+    assert "other/fn" in answers[3][1]
+    assert sorted(received) == [
+        ("a", "example/Raw", b"\x01"),
+        ("b", "io.statefun.types/string", b"\x01"),
+    ]
+
+
+def test_a_greeting_taken_from_the_egress_stays_taken_after_a_restart(tmp_path: Path) -> None:
+    """Each record is taken once, the position kept in the database: after a restart the
+    next ``GET`` gives the record not taken yet, not the first again."""
+
+    async def scenario() -> list[str]:
+        taken = []
+        for name in ("Ann", "Bea"):
+            async with playground(tmp_path, greeter_functions()) as (runtime, ingress, egress):
+                await put(f"{ingress}/example/person/{name}", name)
+                await runtime.wait_until_idle()
+                async with aiohttp.ClientSession() as session:
+                    taken += await take_all(session, f"{egress}/greetings", 1)
+        return taken
+
+    assert run(scenario()) == ["Ann visit 1", "Bea visit 1"]
+
+
+def test_a_record_for_a_topic_the_egress_lacks_fails_the_call_and_says_so(tmp_path: Path) -> None:
+    """The playground image fails the job on it; here the reply is refused, nothing applied."""
+
+    async def scenario() -> tuple[list[str], Any]:
+        functions = greeter_functions(topic="typo")
+        async with playground(tmp_path, functions) as (runtime, ingress, _):
+            await put(f"{ingress}/example/person/Ann", "Ann")
+            while not runtime.failures:
+                await asyncio.sleep(0.05)
+            return [failure.error for failure in runtime.failures], runtime.egress_records()
+
+    errors, records = run(scenario())
+    assert records == []
+    assert re.search(
+        r"example/greeter/Ann sent egress io.statefun.playground/egress a record to topic "
+        r"'typo', which is not one of its topics \(greetings, other\)",
+        errors[0],
+    ), errors
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ("kind: io.statefun.playground.v1/ingress\nspec: {}", "spec.port: is required"),
+        ("kind: io.statefun.playground.v1/ingress\nspec: {port: 70000}",
+         "spec.port: must be a TCP port from 1 to 65535, got 70000"),
+        ("kind: io.statefun.playground.v1/egress\nspec: {port: 8091}", "spec.topics: is required"),
+        ("kind: io.statefun.playground.v1/egress\nspec: {port: 8091, topics: greetings}",
+         "spec.topics: must be a list of topic names, got 'greetings'"),
+    ],
+)  # fmt: skip
+def test_a_playground_document_without_what_it_needs_is_refused(
+    document: str, problem: str
+) -> None:
+    endpoint = (
+        "kind: io.statefun.endpoints.v2/http\nspec: {functions: a/*, urlPathTemplate: 'http://h/'}"
+    )
+    with pytest.raises(ModuleError) as refused:
+        parse_module(f"{endpoint}\n---\n{document}")
+    assert refused.value.problems == [
+        f"<module.yaml>: document 1 ({document.splitlines()[0][6:]}): {problem}"
+    ]
