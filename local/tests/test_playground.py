@@ -296,3 +296,18 @@ def test_a_playground_document_without_what_it_needs_is_refused(
     assert refused.value.problems == [
         f"<module.yaml>: document 1 ({document.splitlines()[0][6:]}): {problem}"
     ]
+
+
+def test_a_second_playground_ingress_is_refused_at_its_kind() -> None:
+    """Its one identifier is taken (the document has no ``id`` to blame)."""
+    text = (
+        playground_module("http://h/", 8090, 8091)
+        + "---\n"
+        + "kind: io.statefun.playground.v1/ingress\nspec: {port: 9000}\n"
+    )
+    with pytest.raises(ModuleError) as refused:
+        parse_module(text)
+    assert refused.value.problems == [
+        "<module.yaml>: document 3 (io.statefun.playground.v1/ingress): kind: ingress "
+        "'io.statefun.playground/ingress' is defined twice"
+    ]

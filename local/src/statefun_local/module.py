@@ -944,10 +944,14 @@ def _parse_routes(
 
 
 def _register_io(
-    registry: dict[str, Any], item: Union[Ingress, Egress], doc: _Document, what: str
+    registry: dict[str, Any],
+    item: Union[Ingress, Egress],
+    doc: _Document,
+    what: str,
+    path: str = "spec.id",
 ) -> None:
     if item.id in registry:
-        doc.problem("spec.id", f"{what} {item.id!r} is defined twice")
+        doc.problem(path, f"{what} {item.id!r} is defined twice")
     else:
         registry[item.id] = item
 
@@ -1166,7 +1170,7 @@ def _parse_playground_ingress(module: Module, spec: dict[str, Any], doc: _Docume
     port = doc.get(spec, "spec", "port", _port, required=True)
     if port:
         ingress = Ingress(PLAYGROUND_INGRESS_ID, PLAYGROUND_INGRESS, source=doc.where, port=port)
-        _register_io(module.ingresses, ingress, doc, "ingress")
+        _register_io(module.ingresses, ingress, doc, "ingress", path="kind")
 
 
 def _parse_playground_egress(module: Module, spec: dict[str, Any], doc: _Document) -> None:
@@ -1175,7 +1179,7 @@ def _parse_playground_egress(module: Module, spec: dict[str, Any], doc: _Documen
     if port and topics:
         egress = Egress(PLAYGROUND_EGRESS_ID, PLAYGROUND_EGRESS, doc.where, port=port,
                         topics=topics)  # fmt: skip
-        _register_io(module.egresses, egress, doc, "egress")
+        _register_io(module.egresses, egress, doc, "egress", path="kind")
 
 
 _PARSERS: dict[str, Callable[[Module, dict[str, Any], _Document], None]] = {
