@@ -1,8 +1,10 @@
 """Server CPU per request of the ASGI benchmark's applications through uvicorn's own HTTP/1.1
-protocol (``H11Protocol``), in one process, with no sockets.
+protocol (``H11Protocol``, or ``HttpToolsProtocol`` with ``--http httptools``), in one
+process, with no sockets.
 
     python benchmarks/http/asgi_protocol.py
     python benchmarks/http/asgi_protocol.py --requests 5000 --repeats 9
+    python benchmarks/http/asgi_protocol.py --http httptools     # uvicorn[standard]'s parser
 
 What wrk measures over loopback, less the network and the other processes of a busy machine:
 keep-alive requests (the greeter bodies of asgi_wrk.py) are fed to one connection's protocol
@@ -25,7 +27,6 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 from wrk import TARGET_RATIO as TARGET
 from wrk import greeter_reply, greeter_requests
@@ -59,27 +60,30 @@ class Transport(asyncio.Transport):
         pass
 
 
-def h11_connection(app: Any) -> Callable[[bytes], Awaitable[None]]:
-    """One keep-alive connection of uvicorn's H11Protocol to ``app``, in this event loop: the
-    returned coroutine function feeds it one request and waits for the whole response."""
-    config = Config(app, http="h11", lifespan="off", log_level="warning", access_log=False)
-    config.load()
-    protocol = H11Protocol(config, ServerState(), {})
+def connection(app: Any, http: str = "h11") -> Callable[[bytes], Awaitable[None]]:
+    """One keep-alive connection of uvicorn's ``http`` protocol to ``app`` (``h11``: its
+    ``H11Protocol``; ``httptools``, what uvicorn[standard] runs: ``HttpToolsProtocol``), in
+    this event loop: the returned coroutine function feeds it one request and waits for the
+    whole response (the request's cycle complete: h11 writes it in three pieces, head, body
+    and end of message, httptools in two)."""
+    config = Config(app, http=http, lifespan="off", log_level="warning", access_log=False)
+    config.load()  # imports the protocol's class
+    protocol = config.http_protocol_class(config, ServerState(), {})  # type: ignore[call-arg]
     transport = Transport()
     protocol.connection_made(transport)
 
     async def request(data: bytes) -> None:
         before = len(transport.written)
-        protocol.data_received(data)
-        while len(transport.written) < before + 3:  # head, body, end of message
+        protocol.data_received(data)  # parses it and starts the application's task
+        while not protocol.cycle.response_complete:
             await asyncio.sleep(0)
         assert b" 200 " in transport.written[before], transport.written[before]
 
     return request
 
 
-async def microseconds_per_request(app: Any, requests: list[bytes], count: int) -> float:
-    one = h11_connection(app)
+async def microseconds_per_request(app: Any, requests: list[bytes], count: int, http: str) -> float:
+    one = connection(app, http)
     for i in range(200):  # warm up
         await one(requests[i % len(requests)])
     started = time.process_time()
@@ -93,6 +97,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="per run")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--addresses", type=int, default=100)
+    parser.add_argument("--http", choices=["h11", "httptools"], default="h11")
     args = parser.parse_args()
 
     bodies = greeter_requests(args.addresses)
@@ -110,11 +115,13 @@ def main() -> None:
     for _ in range(args.repeats):
         for kind in KINDS:
             runs[kind].append(
-                asyncio.run(microseconds_per_request(apps[kind], requests, args.requests))
+                asyncio.run(
+                    microseconds_per_request(apps[kind], requests, args.requests, args.http)
+                )
             )
     print(
-        f"\nuvicorn's H11Protocol in one process, {args.requests} requests x {args.repeats} "
-        f"runs, Python {sys.version.split()[0]}"
+        f"\nuvicorn's {args.http} protocol in one process, {args.requests} requests "
+        f"x {args.repeats} runs, Python {sys.version.split()[0]}"
     )
     print(f"{'endpoint':<10}{'fastest us':>11}{'median us':>11}")
     for kind in KINDS:

@@ -13,7 +13,8 @@ difference over 500 is one request's count, startup and warm-up cancelling out.
   WSGI applications with the environ gunicorn builds, with no server around them.
 - ``asgi`` (the apps of ``asgi_app.py``: ``StatefunASGI`` for ``statefun``, a hand-written
   ASGI endpoint around ``handle_async`` or the floor for the others) is served by uvicorn's
-  HTTP/1.1 protocol (``H11Protocol``, as ``asgi_protocol.py`` drives it), with no sockets.
+  HTTP/1.1 protocol (``H11Protocol``, as ``asgi_protocol.py`` drives it), with no sockets;
+  ``asgi-httptools`` the same apps under uvicorn[standard]'s ``HttpToolsProtocol``.
 - ``aiohttp`` and ``tornado`` (``aiohttp_server.py``, ``tornado_server.py``) serve on
   127.0.0.1 in the process that also runs the client, one keep-alive connection posting in
   turn: the client's share is the same for every endpoint kind, so the differences between
@@ -38,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "asgi")
+FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "asgi", "asgi-httptools")
 KINDS = ("floor", "handler", "statefun")
 WARM_UP = 200
 
@@ -56,11 +57,16 @@ def main() -> None:
     for fw in args.frameworks:
         for kind in args.kinds:
             counts[fw, kind] = (totals[fw, kind, 700] - totals[fw, kind, 200]) // 500
-    print(f"\n{'framework':<10}" + "".join(f"{kind + ' kI':>13}" for kind in args.kinds), end="")
+    width = max(len(fw) for fw in (*args.frameworks, "framework")) + 2
+    print(
+        f"\n{'framework':<{width}}" + "".join(f"{kind + ' kI':>13}" for kind in args.kinds), end=""
+    )
     both = {"handler", "statefun"} <= set(args.kinds)
     print(f"{'integration kI':>16}" if both else "")
     for fw in args.frameworks:
-        print(f"{fw:<10}" + "".join(f"{counts[fw, k] / 1000:>13.1f}" for k in args.kinds), end="")
+        print(
+            f"{fw:<{width}}" + "".join(f"{counts[fw, k] / 1000:>13.1f}" for k in args.kinds), end=""
+        )
         integration = counts[fw, "statefun"] - counts[fw, "handler"] if both else None
         print(f"{integration / 1000:>+16.1f}" if integration is not None else "")
 
@@ -96,7 +102,9 @@ def serve(framework: str, kind: str, requests: int) -> None:
     if framework in ("flask", "django"):
         wsgi(framework, kind, bodies, WARM_UP + requests)
     elif framework == "asgi":
-        asyncio.run(asgi(kind, bodies, WARM_UP + requests))
+        asyncio.run(asgi(kind, bodies, WARM_UP + requests, "h11"))
+    elif framework == "asgi-httptools":
+        asyncio.run(asgi(kind, bodies, WARM_UP + requests, "httptools"))
     else:
         asyncio.run(served(framework, kind, fixed_reply, bodies, WARM_UP + requests))
 
@@ -131,12 +139,12 @@ def wsgi(framework: str, kind: str, bodies: list[bytes], requests: int) -> None:
         getattr(result, "close", lambda: None)()
 
 
-async def asgi(kind: str, bodies: list[bytes], requests: int) -> None:
+async def asgi(kind: str, bodies: list[bytes], requests: int, http: str) -> None:
     os.environ["BENCH_KIND"] = kind
     from asgi_app import app
-    from asgi_protocol import h11_connection
+    from asgi_protocol import connection
 
-    one = h11_connection(app)
+    one = connection(app, http)
     posts = [
         b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: application/octet-stream"
         b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
