@@ -4,7 +4,9 @@
 ``handler`` is the floor for it: a hand-written ASGI endpoint that reads the body and awaits
 ``handle_async``, nothing else (no routing, no limit, no hooks for refused requests); ``bare``
 reads the body and answers fixed bytes (``BENCH_FIXED_REPLY``, hex); ``floor`` answers with the
-core benchmark's hand-written protobuf greeter, no SDK at all.
+core benchmark's hand-written protobuf greeter, no SDK at all. ``both`` does the floor's work,
+drops its reply and answers with ``handle_async``'s: ``both - floor`` prices the SDK's work and
+``both - handler`` the floor's, each in the same server (asgi_protocol.py ``--kinds``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,14 @@ def make_app(kind: str) -> Any:
         return hand_written(
             Floor(ROOT / "statefun_core" / "protocol" / "statefun.desc").handle_async
         )
+    if kind == "both":
+        floor = Floor(ROOT / "statefun_core" / "protocol" / "statefun.desc")
+
+        async def both(body: bytes) -> bytes:
+            floor.handle_sync(body)
+            return await handler.handle_async(body)
+
+        return hand_written(both)
     fixed_reply = bytes.fromhex(os.environ["BENCH_FIXED_REPLY"])
 
     async def fixed(body: bytes) -> bytes:
