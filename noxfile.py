@@ -408,12 +408,13 @@ def apps_oldest(session: nox.Session) -> None:
 @nox.session(python="3.11", tags=["bench"])
 def bench_asgi(session: nox.Session) -> None:
     """StatefunASGI under uvicorn against a hand-written ASGI endpoint: wrk over loopback with
-    uvicorn's h11 and httptools servers, then uvicorn's h11 protocol in one process (steadier
-    on a busy machine); benchmarks/http."""
+    uvicorn's h11 and httptools servers, then each protocol in one process (steadier on a busy
+    machine); benchmarks/http."""
     session.install("-e", ".", "uvicorn", "httptools")
     session.run("python", "benchmarks/http/asgi_wrk.py", *session.posargs)
     session.run("python", "benchmarks/http/asgi_wrk.py", "--http", "httptools", *session.posargs)
     session.run("python", "benchmarks/http/asgi_protocol.py")
+    session.run("python", "benchmarks/http/asgi_protocol.py", "--http", "httptools")
 
 
 # --- engine, testing harness --------------------------------------------------------------
