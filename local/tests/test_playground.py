@@ -311,3 +311,21 @@ def test_a_second_playground_ingress_is_refused_at_its_kind() -> None:
         "<module.yaml>: document 3 (io.statefun.playground.v1/ingress): kind: ingress "
         "'io.statefun.playground/ingress' is defined twice"
     ]
+
+
+def test_a_head_request_on_the_egress_takes_no_record(tmp_path: Path) -> None:
+    """A ``HEAD`` (a link checker's, ``curl -I``) gets no body: it must not take the record the
+    next ``GET`` is to answer."""
+
+    async def scenario() -> list[tuple[int, str]]:
+        async with playground(tmp_path, greeter_functions()) as (runtime, ingress, egress):
+            await put(f"{ingress}/example/person/Ann", "Ann")
+            await runtime.wait_until_idle()  # the greeting is stored
+            answers = []
+            async with aiohttp.ClientSession() as session:
+                for method in ("HEAD", "GET"):
+                    async with session.request(method, f"{egress}/greetings") as response:
+                        answers.append((response.status, await response.text()))
+            return answers
+
+    assert run(scenario()) == [(405, ""), (200, "Ann visit 1")]

@@ -452,7 +452,8 @@ def make_apps(
                 app.router.add_route(method, "/{partial:.*}", playground_no_address)
     egress = runtime.module.egresses.get(PLAYGROUND_EGRESS_ID)
     if egress is not None:
-        app_on(egress.port).router.add_get("/{topic}", playground_egress)
+        # no HEAD: a GET takes the record, and a HEAD's answer has no body to give it in
+        app_on(egress.port).router.add_get("/{topic}", playground_egress, allow_head=False)
     return apps
 
 
