@@ -329,3 +329,30 @@ def test_a_head_request_on_the_egress_takes_no_record(tmp_path: Path) -> None:
             return answers
 
     assert run(scenario()) == [(405, ""), (200, "Ann visit 1")]
+
+
+def test_another_site_s_page_can_not_take_a_record_from_the_egress(tmp_path: Path) -> None:
+    """A ``GET`` of the egress takes a record: one a browser sends for another site's page
+    (an ``<img>``, a ``fetch`` in ``no-cors`` mode) is refused, as the runtime refuses such a
+    page's ``POST``, and the record stays for the developer's own ``GET``."""
+
+    async def scenario() -> list[tuple[int, str]]:
+        async with playground(tmp_path, greeter_functions()) as (runtime, ingress, egress):
+            await put(f"{ingress}/example/person/Ann", "Ann")
+            await runtime.wait_until_idle()  # the greeting is stored
+            answers = []
+            async with aiohttp.ClientSession() as session:
+                for headers in (
+                    {"Sec-Fetch-Site": "cross-site"},
+                    {"Origin": "https://elsewhere.example"},
+                    {"Sec-Fetch-Site": "none"},  # typed in the address bar
+                ):
+                    async with session.get(f"{egress}/greetings", headers=headers) as response:
+                        answers.append((response.status, await response.text()))
+            return answers
+
+    assert run(scenario()) == [
+        (403, "cross-site request refused (Sec-Fetch-Site)\n"),
+        (403, "cross-origin request from 'https://elsewhere.example' refused\n"),
+        (200, "Ann visit 1"),
+    ]

@@ -10,6 +10,8 @@ against a page open in the developer's browser.
   says it comes from the runtime's own page, it must carry a ``Content-Type`` a page on another
   origin can not send without asking first (not ``text/plain``, a form's, none, or a
   browser's own ping or CSP report).
+- The playground egress' ``GET``, which takes a record, is refused on the same ``Origin`` and
+  ``Sec-Fetch-Site`` (:func:`cross_site_refusal`).
 
 Also here: log lines that keep to one line whatever a typename, id or reply holds.
 """
@@ -27,7 +29,13 @@ from aiohttp import web
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler, Middleware
 
-__all__ = ["guard_middleware", "one_line", "one_line_logger", "typename_problem"]
+__all__ = [
+    "cross_site_refusal",
+    "guard_middleware",
+    "one_line",
+    "one_line_logger",
+    "typename_problem",
+]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: What a page may send to any origin without a CORS preflight (Fetch standard), and what a
@@ -56,6 +64,20 @@ def _is_ip(name: str) -> bool:
     return True
 
 
+def cross_site_refusal(request: web.Request) -> Optional[web.Response]:
+    """The refusal of a request another origin's page made the browser send (its ``Origin``
+    or ``Sec-Fetch-Site`` says so), else None: for a request that changes something."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        own = f"{request.scheme}://{request.headers.get('Host')}"
+        if origin.lower() != own.lower():
+            return web.Response(status=403, text=f"cross-origin request from {origin!r} refused\n")
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site.lower() not in _SAME_SITE_OK:
+        return web.Response(status=403, text=f"{site} request refused (Sec-Fetch-Site)\n")
+    return None
+
+
 def guard_middleware(allowed_hosts: Iterable[str] = ()) -> Middleware:
     """The middleware refusing what a page on another origin could make a browser send."""
     names = {"localhost", *(host.lower() for host in allowed_hosts)}
@@ -68,15 +90,13 @@ def guard_middleware(allowed_hosts: Iterable[str] = ()) -> Middleware:
                 "(statefun-local run --allow-host NAME allows a name)\n"))  # fmt: skip
         if request.method in _SAFE_METHODS:
             return None
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.lower() != f"{request.scheme}://{host}".lower():
-            return web.Response(status=403, text=f"cross-origin request from {origin!r} refused\n")
-        site = request.headers.get("Sec-Fetch-Site")
-        if site is not None and site.lower() not in _SAME_SITE_OK:
-            return web.Response(status=403, text=f"{site} request refused (Sec-Fetch-Site)\n")
+        refused = cross_site_refusal(request)
+        if refused is not None:
+            return refused
         # the page's own form posts say where they come from; anything else must use a type
         # that no other site's page can send without a preflight (which is never allowed)
-        own_page = origin is not None or (site or "").lower() == "same-origin"
+        site = request.headers.get("Sec-Fetch-Site", "")
+        own_page = "Origin" in request.headers or site.lower() == "same-origin"
         content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if content_type in _SIMPLE_CONTENT_TYPES and not own_page:
             return web.Response(status=415, text=(

@@ -62,7 +62,7 @@ from aiohttp import web
 
 from statefun_core.engine import Address, TraceContext
 
-from .guard import guard_middleware, typename_problem
+from .guard import cross_site_refusal, guard_middleware, typename_problem
 from .inspection import address_ids
 from .module import PLAYGROUND_EGRESS_ID, PLAYGROUND_INGRESS_ID
 from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
@@ -262,6 +262,10 @@ async def playground_no_address(request: web.Request) -> web.Response:
 async def playground_egress(request: web.Request) -> web.Response:
     """The payload of the topic's next record not taken yet, as the playground image's egress
     answers it: 404 when there is none yet, 405 for a topic the egress does not have."""
+    # a GET that takes the record: another site's page (an <img> of it) must not take it
+    refused = cross_site_refusal(request)
+    if refused is not None:
+        return refused
     runtime = request.app[RUNTIME_KEY]
     topic = request.match_info["topic"]
     topics = runtime.module.egresses[PLAYGROUND_EGRESS_ID].topics
