@@ -442,17 +442,17 @@ def make_apps(
     default port)."""
     apps = {port: make_app(runtime, allowed_hosts=allowed_hosts)}
 
-    def app_on(port: int) -> web.Application:
-        if port not in apps:
-            apps[port] = _app(runtime, allowed_hosts)
-        return apps[port]
+    def app_on(playground_port: int) -> web.Application:
+        if playground_port not in apps:
+            apps[playground_port] = _app(runtime, allowed_hosts)
+        return apps[playground_port]
 
     ingress = runtime.module.ingresses.get(PLAYGROUND_INGRESS_ID)
     if ingress is not None:
         app = app_on(ingress.port)
         for method in ("PUT", "POST"):
             app.router.add_route(method, "/{namespace}/{type}/{id}", playground_ingress)
-            if ingress.port != port:
+            if ingress.port != port:  # there, a mistyped runtime route would get this answer
                 app.router.add_route(method, "/{partial:.*}", playground_no_address)
     egress = runtime.module.egresses.get(PLAYGROUND_EGRESS_ID)
     if egress is not None:
