@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from statefun_local import LocalRuntime, ModuleError, parse_module
-from statefun_local.server import make_apps
+from statefun_local.server import make_app, make_apps
 
 from statefun_core import (
     Context,
@@ -356,3 +356,37 @@ def test_another_site_s_page_can_not_take_a_record_from_the_egress(tmp_path: Pat
         (403, "cross-origin request from 'https://elsewhere.example' refused\n"),
         (200, "Ann visit 1"),
     ]
+
+
+def test_a_record_posted_for_the_playground_ingress_says_where_it_takes_messages(
+    tmp_path: Path,
+) -> None:
+    """``POST /records/io.statefun.playground/ingress`` (the runtime's way to feed a Kafka or
+    Kinesis ingress): refused with where the playground ingress listens, not with the routes
+    it does not have."""
+
+    async def scenario() -> tuple[int, str]:
+        async with FunctionServer(greeter_functions()) as server:
+            module = parse_module(playground_module(server.url, 8090, 8091))
+            async with LocalRuntime(module, tmp_path / "db", offline=True) as runtime:
+                runner = web.AppRunner(make_app(runtime))
+                await runner.setup()
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                await site.start()
+                try:
+                    url = f"{site.name}/records/io.statefun.playground/ingress?topic=t&key=k"
+                    async with (
+                        aiohttp.ClientSession() as session,
+                        session.post(
+                            url, data=b"{}", headers={"Content-Type": "application/json"}
+                        ) as response,
+                    ):
+                        return response.status, await response.text()
+                finally:
+                    await runner.cleanup()
+
+    assert run(scenario()) == (
+        400,
+        "ingress 'io.statefun.playground/ingress' takes no records: it takes messages on its "
+        "own port, PUT /<namespace>/<type>/<id> on port 8090\n",
+    )

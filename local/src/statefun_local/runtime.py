@@ -339,6 +339,11 @@ class LocalRuntime:
         if ingress is None:
             known = ", ".join(sorted(self.module.ingresses)) or "none"
             raise UnknownIngressError(f"no ingress {ingress_id!r} in the module (known: {known})")
+        if ingress.kind == PLAYGROUND_INGRESS:
+            raise UnknownIngressError(
+                f"ingress {ingress_id!r} takes no records: it takes messages on its own port, "
+                f"PUT /<namespace>/<type>/<id> on port {ingress.port}"
+            )
         routes = [route for route in ingress.routes if route[0] == source]
         if not routes:
             names = ", ".join(route[0] for route in ingress.routes)
