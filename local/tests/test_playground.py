@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from statefun_local import LocalRuntime, ModuleError, parse_module
+from statefun_local.cli import main
 from statefun_local.server import make_app, make_apps
 
 from statefun_core import (
@@ -389,4 +391,28 @@ def test_a_record_posted_for_the_playground_ingress_says_where_it_takes_messages
         400,
         "ingress 'io.statefun.playground/ingress' takes no records: it takes messages on its "
         "own port, PUT /<namespace>/<type>/<id> on port 8090\n",
+    )
+
+
+@pytest.mark.parametrize("taken_by", ["ingress", "egress"])
+def test_run_with_a_playground_port_in_use_says_which_port_and_stops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], taken_by: str
+) -> None:
+    """The runtime's own port is free (``--port 0``): the run ends with code 2 and an error
+    that names the playground's port, not with a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ingress_port, egress_port = (
+            (port, free_port()) if taken_by == "ingress" else (free_port(), port)
+        )
+        module = tmp_path / "module.yaml"
+        module.write_text(playground_module("http://127.0.0.1:1/", ingress_port, egress_port))
+        code = main(["run", str(module), "--db", str(tmp_path / "db"), "--port", "0",
+                     "--offline"])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.endswith(
+        f"statefun-local: port {port} of 127.0.0.1 is in use (the module's playground ingress "
+        "or egress wants it; is another runtime running?)\n"
     )
