@@ -7,7 +7,7 @@ are the core's engine (:mod:`statefun_core.engine`); this package drives it.
 
 from .module import Egress, Endpoint, Ingress, Module, ModuleError, load_module, parse_module
 from .runtime import Failure, LocalRuntime, UnknownFunctionError, UnknownIngressError
-from .server import make_app
+from .server import make_app, make_apps
 from .stuck import DeadLetterPolicy
 from .values import make_value
 
@@ -26,6 +26,7 @@ __all__ = [
     "UnknownIngressError",
     "load_module",
     "make_app",
+    "make_apps",
     "make_value",
     "parse_module",
 ]

@@ -463,7 +463,9 @@ def make_apps(
 
 def make_app(runtime: LocalRuntime, *, allowed_hosts: Iterable[str] = ()) -> web.Application:
     """The runtime's web application (start and stop the runtime yourself). ``allowed_hosts``:
-    names besides ``localhost`` and IP addresses that requests may give in ``Host``."""
+    names besides ``localhost`` and IP addresses that requests may give in ``Host``. Without
+    the module's playground ingress and egress, which listen on ports of their own:
+    :func:`make_apps` gives every port's application."""
     app = _app(runtime, allowed_hosts)
     app.router.add_post("/ingress/{namespace}/{type}/{id:.+}", ingress)
     app.router.add_post("/ingress/{partial:.*}", no_address)
