@@ -31,6 +31,7 @@ from statefun_core import (
     egress_message_builder,
     make_json_type,
     message_builder,
+    simple_type,
 )
 
 from .conftest import FunctionServer, run
@@ -416,3 +417,35 @@ def test_run_with_a_playground_port_in_use_says_which_port_and_stops(
         f"statefun-local: port {port} of 127.0.0.1 is in use (the module's playground ingress "
         "or egress wants it; is another runtime running?)\n"
     )
+
+
+def test_a_payload_with_a_lone_surrogate_is_given_not_dropped(tmp_path: Path) -> None:
+    """JSON may escape half of a surrogate pair (``"\\ud83d"``: Python's ``json.dumps``, as
+    the official SDK's JSON types use it, writes one from a str that holds it): the record is
+    given with it replaced (``?``, as the image's Java encodes it), not skipped for good."""
+    ascii_json = simple_type(
+        "io.statefun.playground/EgressRecord",
+        serialize_fn=lambda value: json.dumps(value).encode(),  # ensure_ascii: escapes it
+        deserialize_fn=json.loads,
+    )
+    functions = StatefulFunctions()
+
+    @functions.bind("example/person")
+    def person(context: Context, message: Message) -> None:
+        for payload in ("half \ud83d of a smile", "next"):
+            context.send_egress(egress_message_builder(target_typename=PLAYGROUND_EGRESS,
+                                value={"topic": "greetings", "payload": payload},
+                                value_type=ascii_json))  # fmt: skip
+
+    async def scenario() -> list[tuple[int, str]]:
+        async with playground(tmp_path, functions) as (runtime, ingress, egress):
+            await put(f"{ingress}/example/person/Ann", "Ann")
+            await runtime.wait_until_idle()  # both records are stored
+            answers = []
+            async with aiohttp.ClientSession() as session:
+                for _ in range(2):
+                    async with session.get(f"{egress}/greetings") as response:
+                        answers.append((response.status, await response.text()))
+            return answers
+
+    assert run(scenario()) == [(200, "half ? of a smile"), (200, "next")]

@@ -850,12 +850,16 @@ class LocalRuntime:
                 break
             for record in records:
                 cursor = record.seq
-                if record.egress == PLAYGROUND_EGRESS_ID:
-                    with contextlib.suppress(ValueError):  # checked when the reply came
-                        record_topic, payload = playground_record(record.argument.value)
-                        if record_topic == topic:
-                            found = payload.encode("utf-8")
-                            break
+                if record.egress != PLAYGROUND_EGRESS_ID:
+                    continue
+                try:
+                    record_topic, payload = playground_record(record.argument.value)
+                except ValueError:  # a reply with such a record is refused: none is stored
+                    continue
+                if record_topic == topic:
+                    # JSON may escape half a surrogate pair: '?', as the image's Java writes it
+                    found = payload.encode("utf-8", "replace")
+                    break
         if cursor != start:
             with self.store.transaction():
                 self.store.meta_put(key, cursor)
