@@ -1106,6 +1106,9 @@ def test_a_policy_checks_its_attempts_and_the_egress_it_names() -> None:
 ---
 kind: io.statefun.kinesis.v1/egress
 spec: {id: com.example/stream, awsRegion: {type: default}}
+---
+kind: io.statefun.playground.v1/egress
+spec: {port: 8091, topics: [greetings]}
 """))  # fmt: skip
     for fine in [
         DeadLetterPolicy(after=0, by_type={FRAGILE: 0}),  # 0: only by hand
@@ -1119,12 +1122,17 @@ spec: {id: com.example/stream, awsRegion: {type: default}}
         (
             DeadLetterPolicy(DeadLetterEgress("com.example/nope")),
             "no egress 'com.example/nope' in the module (known: com.example/out, "
-            "com.example/stream)",
+            "com.example/stream, io.statefun.playground/egress)",
         ),
         (DeadLetterPolicy(DeadLetterEgress("com.example/out")), "a Kafka egress; name its topic"),
         (
             DeadLetterPolicy(DeadLetterEgress("com.example/stream")),
             "a Kinesis egress; name its stream",
+        ),
+        (  # given a stream, it would be taken for a Kinesis egress
+            DeadLetterPolicy(DeadLetterEgress("io.statefun.playground/egress", stream="dead")),
+            "io.statefun.playground/egress takes the playground's records only; name a Kafka "
+            "or Kinesis egress, or none (stored only)",
         ),
     ]:
         with pytest.raises(PolicyError) as refused:
