@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from statefun_local import make_value, parse_module
 from statefun_local.replies import MAX_DELAY_MS, check_reply
-from statefun_local.values import KAFKA_RECORD, KINESIS_RECORD
+from statefun_local.values import KAFKA_RECORD, KINESIS_RECORD, PLAYGROUND_RECORD
 
 from statefun_core import (
     CONTENT_TYPE,
@@ -357,3 +357,39 @@ def test_a_refused_egress_record_is_named_whole_with_its_sender() -> None:
     assert str(caught.value).startswith(
         f"{TARGET} sent egress com.example/out a {KAFKA_RECORD} that does not parse: "
     )
+
+
+PLAYGROUND = """
+---
+kind: io.statefun.playground.v1/egress
+spec: {port: 8091, topics: [greetings]}
+"""
+PLAYGROUND_EGRESS = "io.statefun.playground/egress"
+
+
+@pytest.mark.parametrize(
+    ("typename", "value", "problem"),
+    [
+        ("io.statefun.types/string", STRING,
+         "a 'io.statefun.types/string' to egress io.statefun.playground/egress, which takes "
+         "io.statefun.playground/EgressRecord only"),
+        (PLAYGROUND_RECORD, b"\xff", 'a record that is not JSON {"topic": ..., "payload": ...}'),
+        (PLAYGROUND_RECORD, b'["greetings", "hi"]',
+         "a record that is not a JSON object {\"topic\": ..., \"payload\": ...}: "
+         "['greetings', 'hi']"),
+        (PLAYGROUND_RECORD, b'{"topic": "greetings", "payload": 1}',
+         "a record that needs a string topic and a string payload, got "
+         "{'topic': 'greetings', 'payload': 1}"),
+    ],
+)  # fmt: skip
+def test_check_reply_refuses_what_the_playground_egress_can_not_give(
+    typename: str, value: bytes, problem: str
+) -> None:
+    """The image fails its job on each; here the reply is refused, and says why."""
+    module = parse_module(module_yaml("http://127.0.0.1:1/statefun", extra=PLAYGROUND))
+    good = b'{"topic": "greetings", "payload": "hi"}'
+    check_reply(TARGET, _reply(lambda r: egress(r, PLAYGROUND_EGRESS, PLAYGROUND_RECORD, good)),
+                module)  # fmt: skip
+    with pytest.raises(InvalidReplyError) as refused:
+        check_reply(TARGET, _reply(lambda r: egress(r, PLAYGROUND_EGRESS, typename, value)), module)
+    assert str(refused.value).endswith(problem), refused.value
