@@ -217,6 +217,7 @@ def test_the_ingress_types_the_body_by_its_content_type_and_refuses_what_it_can_
             async with aiohttp.ClientSession() as session:
                 for path, content_type in [
                     ("example/raw/a", "application/vnd.example/Raw; charset=utf-8"),
+                    ("example/raw/{a}", "application/vnd.example/Raw"),
                     ("example/raw/b", "application/octet-stream"),
                     ("example/raw", "application/vnd.example/Raw"),
                     ("other/fn/c", "application/vnd.example/Raw"),
@@ -230,13 +231,14 @@ def test_the_ingress_types_the_body_by_its_content_type_and_refuses_what_it_can_
             return answers
 
     answers = run(scenario())
-    assert [status for status, _ in answers] == [200, 200, 400, 400]
+    assert [status for status, _ in answers] == [200, 200, 200, 400, 400]
     assert json.loads(answers[0][1]) == {"target": "example/raw/a", "type": "example/Raw", "seq": 1}
-    assert answers[2][1] == "/example/raw: the playground ingress takes /<namespace>/<type>/<id>\n"
-    assert "other/fn" in answers[3][1]
+    assert answers[3][1] == "/example/raw: the playground ingress takes /<namespace>/<type>/<id>\n"
+    assert "other/fn" in answers[4][1]
     assert sorted(received) == [
         ("a", "example/Raw", b"\x01"),
         ("b", "io.statefun.types/string", b"\x01"),
+        ("{a}", "example/Raw", b"\x01"),
     ]
 
 

@@ -451,7 +451,8 @@ def make_apps(
     if ingress is not None:
         app = app_on(ingress.port)
         for method in ("PUT", "POST"):
-            app.router.add_route(method, "/{namespace}/{type}/{id}", playground_ingress)
+            # an id is anything but '/' (aiohttp's default pattern also leaves out '{' and '}')
+            app.router.add_route(method, "/{namespace}/{type}/{id:[^/]+}", playground_ingress)
             if ingress.port != port:  # there, a mistyped runtime route would get this answer
                 app.router.add_route(method, "/{partial:.*}", playground_no_address)
     egress = runtime.module.egresses.get(PLAYGROUND_EGRESS_ID)
