@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from statefun_local import LocalRuntime, ModuleError, parse_module
+from statefun_local import LocalRuntime, ModuleError, make_value, parse_module
 from statefun_local.cli import main
 from statefun_local.server import make_app, make_apps
 
@@ -33,6 +33,7 @@ from statefun_core import (
     message_builder,
     simple_type,
 )
+from statefun_core.engine import Address
 
 from .conftest import FunctionServer, run
 from .test_kafka_edges import free_port
@@ -451,3 +452,41 @@ def test_a_payload_with_a_lone_surrogate_is_given_not_dropped(tmp_path: Path) ->
             return answers
 
     assert run(scenario()) == [(200, "half ? of a smile"), (200, "next")]
+
+
+def test_a_topic_with_a_slash_or_a_brace_is_served_at_its_name(tmp_path: Path) -> None:
+    """The image answers ``GET /<topic>`` for any topic of its ``topics``, a ``/`` in it too."""
+    functions = StatefulFunctions()
+
+    @functions.bind("example/person")
+    def person(context: Context, message: Message) -> None:
+        for topic in ("team/a", "{b}"):
+            context.send_egress(egress_message_builder(target_typename=PLAYGROUND_EGRESS,
+                                value={"topic": topic, "payload": f"to {topic}"},
+                                value_type=EGRESS_RECORD))  # fmt: skip
+
+    async def scenario() -> list[tuple[int, str]]:
+        ingress_port, egress_port = free_port(), free_port()
+        async with FunctionServer(functions) as server:
+            text = playground_module(server.url, ingress_port, egress_port)
+            module = parse_module(text.replace("- other", "- team/a\n    - '{b}'"))
+            async with LocalRuntime(module, tmp_path / "db", offline=True) as runtime:
+                runner = web.AppRunner(make_apps(runtime, free_port())[egress_port])
+                await runner.setup()
+                await web.TCPSite(runner, "127.0.0.1", egress_port).start()
+                try:
+                    await runtime.send(Address("example/person", "Ann"), make_value("int", 1))
+                    await runtime.wait_until_idle()  # both records are stored
+                    answers = []
+                    async with aiohttp.ClientSession() as session:
+                        for path in ("team/a", "{b}", "team/c"):
+                            url = f"http://127.0.0.1:{egress_port}/{path}"
+                            async with session.get(url) as response:
+                                answers.append((response.status, await response.text()))
+                    return answers
+                finally:
+                    await runner.cleanup()
+
+    answers = run(scenario())
+    assert answers[:2] == [(200, "to team/a"), (200, "to {b}")]
+    assert answers[2][0] == 405, answers

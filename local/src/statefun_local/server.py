@@ -457,8 +457,9 @@ def make_apps(
                 app.router.add_route(method, "/{partial:.*}", playground_no_address)
     egress = runtime.module.egresses.get(PLAYGROUND_EGRESS_ID)
     if egress is not None:
-        # no HEAD: a GET takes the record, and a HEAD's answer has no body to give it in
-        app_on(egress.port).router.add_get("/{topic}", playground_egress, allow_head=False)
+        # no HEAD: a GET takes the record, and a HEAD's answer has no body to give it in;
+        # a topic is any text, '/' and braces too, as the image's
+        app_on(egress.port).router.add_get("/{topic:.+}", playground_egress, allow_head=False)
     return apps
 
 
