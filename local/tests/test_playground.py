@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import aiohttp
 import pytest
@@ -319,45 +319,48 @@ def test_a_second_playground_ingress_is_refused_at_its_kind() -> None:
     ]
 
 
-def test_a_head_request_on_the_egress_takes_no_record(tmp_path: Path) -> None:
-    """A ``HEAD`` (a link checker's, ``curl -I``) gets no body: it must not take the record the
-    next ``GET`` is to answer."""
+def egress_answers(
+    tmp_path: Path,
+    requests: list[tuple[str, dict[str, str]]],
+    functions: Optional[StatefulFunctions] = None,
+) -> list[tuple[int, str]]:
+    """The status and text of each request (method, headers) to the egress' ``greetings``,
+    sent in order once what Ann's visit makes the functions (the greeter's) write is stored."""
 
     async def scenario() -> list[tuple[int, str]]:
-        async with playground(tmp_path, greeter_functions()) as (runtime, ingress, egress):
+        async with playground(tmp_path, functions or greeter_functions()) as (
+            runtime, ingress, egress,
+        ):  # fmt: skip
             await put(f"{ingress}/example/person/Ann", "Ann")
-            await runtime.wait_until_idle()  # the greeting is stored
+            await runtime.wait_until_idle()  # all it writes is stored
             answers = []
             async with aiohttp.ClientSession() as session:
-                for method in ("HEAD", "GET"):
-                    async with session.request(method, f"{egress}/greetings") as response:
+                for method, headers in requests:
+                    url = f"{egress}/greetings"
+                    async with session.request(method, url, headers=headers) as response:
                         answers.append((response.status, await response.text()))
             return answers
 
-    assert run(scenario()) == [(405, ""), (200, "Ann visit 1")]
+    return run(scenario())
+
+
+def test_a_head_request_on_the_egress_takes_no_record(tmp_path: Path) -> None:
+    """A ``HEAD`` (a link checker's, ``curl -I``) gets no body: it must not take the record the
+    next ``GET`` is to answer."""
+    answers = egress_answers(tmp_path, [("HEAD", {}), ("GET", {})])
+    assert answers == [(405, ""), (200, "Ann visit 1")]
 
 
 def test_another_site_s_page_can_not_take_a_record_from_the_egress(tmp_path: Path) -> None:
     """A ``GET`` of the egress takes a record: one a browser sends for another site's page
     (an ``<img>``, a ``fetch`` in ``no-cors`` mode) is refused, as the runtime refuses such a
     page's ``POST``, and the record stays for the developer's own ``GET``."""
-
-    async def scenario() -> list[tuple[int, str]]:
-        async with playground(tmp_path, greeter_functions()) as (runtime, ingress, egress):
-            await put(f"{ingress}/example/person/Ann", "Ann")
-            await runtime.wait_until_idle()  # the greeting is stored
-            answers = []
-            async with aiohttp.ClientSession() as session:
-                for headers in (
-                    {"Sec-Fetch-Site": "cross-site"},
-                    {"Origin": "https://elsewhere.example"},
-                    {"Sec-Fetch-Site": "none"},  # typed in the address bar
-                ):
-                    async with session.get(f"{egress}/greetings", headers=headers) as response:
-                        answers.append((response.status, await response.text()))
-            return answers
-
-    assert run(scenario()) == [
+    answers = egress_answers(tmp_path, [
+        ("GET", {"Sec-Fetch-Site": "cross-site"}),
+        ("GET", {"Origin": "https://elsewhere.example"}),
+        ("GET", {"Sec-Fetch-Site": "none"}),  # typed in the address bar
+    ])  # fmt: skip
+    assert answers == [
         (403, "cross-site request refused (Sec-Fetch-Site)\n"),
         (403, "cross-origin request from 'https://elsewhere.example' refused\n"),
         (200, "Ann visit 1"),
@@ -440,18 +443,8 @@ def test_a_payload_with_a_lone_surrogate_is_given_not_dropped(tmp_path: Path) ->
                                 value={"topic": "greetings", "payload": payload},
                                 value_type=ascii_json))  # fmt: skip
 
-    async def scenario() -> list[tuple[int, str]]:
-        async with playground(tmp_path, functions) as (runtime, ingress, egress):
-            await put(f"{ingress}/example/person/Ann", "Ann")
-            await runtime.wait_until_idle()  # both records are stored
-            answers = []
-            async with aiohttp.ClientSession() as session:
-                for _ in range(2):
-                    async with session.get(f"{egress}/greetings") as response:
-                        answers.append((response.status, await response.text()))
-            return answers
-
-    assert run(scenario()) == [(200, "half ? of a smile"), (200, "next")]
+    answers = egress_answers(tmp_path, [("GET", {}), ("GET", {})], functions)
+    assert answers == [(200, "half ? of a smile"), (200, "next")]
 
 
 def test_a_topic_with_a_slash_or_a_brace_is_served_at_its_name(tmp_path: Path) -> None:
