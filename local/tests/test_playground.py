@@ -243,6 +243,29 @@ def test_the_ingress_types_the_body_by_its_content_type_and_refuses_what_it_can_
     ]
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Content-Type": "application/x-www-form-urlencoded"}, {"Content-Type": "text/plain"}],
+)
+def test_a_body_of_a_type_any_page_can_send_is_refused_with_the_way_to_type_it(
+    tmp_path: Path, headers: dict[str, str]
+) -> None:
+    """What the guard refuses on every port (a type another site's page could send, such as
+    ``curl -d``'s form) is answered, on the playground ingress, with the Content-Type that
+    names the message's type, not the runtime's own ingress' application/json."""
+
+    async def scenario() -> tuple[int, str]:
+        async with playground(tmp_path, greeter_functions()) as (_, ingress, _), \
+                aiohttp.ClientSession(skip_auto_headers=["Content-Type"]) as session, \
+                session.put(f"{ingress}/example/person/Ann", data=b"Ann",
+                            headers=headers) as response:  # fmt: skip
+            return response.status, await response.text()
+
+    status, text = run(scenario())
+    assert status == 415
+    assert "send application/vnd.<namespace>/<type> (the message's typename)" in text
+
+
 def test_a_greeting_taken_from_the_egress_stays_taken_after_a_restart(tmp_path: Path) -> None:
     """Each record is taken once, the position kept in the database: after a restart the
     next ``GET`` gives the record not taken yet, not the first again."""

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from aiohttp.typedefs import Handler, Middleware
 
 __all__ = [
+    "TYPED_BY_CONTENT_TYPE",
     "cross_site_refusal",
     "guard_middleware",
     "one_line",
@@ -46,6 +47,9 @@ _SIMPLE_CONTENT_TYPES = frozenset(
      "text/ping", "application/csp-report", "application/reports+json"}
 )  # fmt: skip
 _SAME_SITE_OK = frozenset({"same-origin", "none"})
+#: the name of a route whose body's type its Content-Type names (the playground ingress'):
+#: a refused simple type is answered with that way to type it
+TYPED_BY_CONTENT_TYPE = "typed-by-content-type"
 
 
 def _hostname(host: str) -> str:
@@ -99,8 +103,12 @@ def guard_middleware(allowed_hosts: Iterable[str] = ()) -> Middleware:
         own_page = "Origin" in request.headers or site.lower() == "same-origin"
         content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if content_type in _SIMPLE_CONTENT_TYPES and not own_page:
+            if (request.match_info.route.name or "").startswith(TYPED_BY_CONTENT_TYPE):
+                wanted = "application/vnd.<namespace>/<type> (the message's typename)"
+            else:
+                wanted = "application/json"
             return web.Response(status=415, text=(
-                f"Content-Type {content_type or '(none)'} refused: send application/json, or "
+                f"Content-Type {content_type or '(none)'} refused: send {wanted}, or "
                 "application/octet-stream for raw bytes\n"))  # fmt: skip
         return None
 

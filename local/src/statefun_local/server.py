@@ -62,7 +62,7 @@ from aiohttp import web
 
 from statefun_core.engine import Address, TraceContext
 
-from .guard import cross_site_refusal, guard_middleware, typename_problem
+from .guard import TYPED_BY_CONTENT_TYPE, cross_site_refusal, guard_middleware, typename_problem
 from .inspection import address_ids
 from .module import PLAYGROUND_EGRESS_ID, PLAYGROUND_INGRESS_ID
 from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
@@ -452,7 +452,12 @@ def make_apps(
         app = app_on(ingress.port)
         for method in ("PUT", "POST"):
             # an id is anything but '/' (aiohttp's default pattern also leaves out '{' and '}')
-            app.router.add_route(method, "/{namespace}/{type}/{id:[^/]+}", playground_ingress)
+            app.router.add_route(
+                method,
+                "/{namespace}/{type}/{id:[^/]+}",
+                playground_ingress,
+                name=f"{TYPED_BY_CONTENT_TYPE}-{method.lower()}",  # a router's names are unique
+            )
             if ingress.port != port:  # there, a mistyped runtime route would get this answer
                 app.router.add_route(method, "/{partial:.*}", playground_no_address)
     egress = runtime.module.egresses.get(PLAYGROUND_EGRESS_ID)
