@@ -67,7 +67,7 @@ def address_view(store: SqliteStore, address: Address, now_ms: int) -> dict[str,
         "state": state,
         "in_flight": [_message_view(m) for m in mailbox if in_flight and m.seq <= in_flight],
         "queued": [_message_view(m) for m in mailbox if not in_flight or m.seq > in_flight],
-        "timers": [_timer_view(t, now_ms) for t in store.timers() if t.target == address],
+        "timers": [_timer_view(t, now_ms) for t in store.timers_of(address)],
     }
 
 

@@ -88,6 +88,7 @@ CREATE TABLE IF NOT EXISTS timers (
 );
 CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due_ms, seq);
 CREATE INDEX IF NOT EXISTS timers_by_token ON timers (scope, token) WHERE token IS NOT NULL;
+CREATE INDEX IF NOT EXISTS timers_by_target ON timers (target_type, target_id, due_ms, seq);
 CREATE TABLE IF NOT EXISTS kafka_offsets (
     ingress TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
     next_offset INTEGER NOT NULL,
@@ -620,6 +621,23 @@ class SqliteStore:
                 f"SELECT {self._TIMER_COLUMNS} FROM timers ORDER BY due_ms, seq"
             )
         ]
+
+    def timers_of(self, address: Address, limit: Optional[int] = None) -> list[Timer]:
+        """The delayed messages waiting for ``address``, the soonest due first (at most
+        ``limit``)."""
+        rows = self.conn.execute(
+            f"SELECT {self._TIMER_COLUMNS} FROM timers WHERE target_type = ? AND target_id = ?"
+            " ORDER BY due_ms, seq LIMIT ?",
+            (address.typename, address.id, -1 if limit is None else limit),
+        )
+        return [self._timer(row) for row in rows]
+
+    def timer_count(self, address: Address) -> int:
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM timers WHERE target_type = ? AND target_id = ?",
+            (address.typename, address.id),
+        ).fetchone()
+        return int(row[0])
 
     # --- egress -------------------------------------------------------------------------
 
