@@ -105,6 +105,7 @@ def test_address_view_shows_state_messages_in_flight_queued_and_timers(tmp_path:
         "queued": [
             {"seq": second, "caller": None, "type": STRING, "value": "two", "traceparent": None}
         ],
+        "totals": {"in_flight": 1, "queued": 1, "timers": 2},
     }
     assert [list(timer) for timer in timers] == [
         ["seq", "target", "due_in_ms", "caller", "cancellation_token", "type", "value"]

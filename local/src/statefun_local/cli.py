@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .guard import one_line
-from .inspection import address_view, egress_view, parse_address
+from .inspection import SHOWN, address_view, egress_view, parse_address
 from .module import ModuleError, load_module
 from .runtime import LocalRuntime, WallClock, describe_module, runtime_runs_on
 from .store import SqliteStore
@@ -141,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     state = _command(commands, "state", "an address's state, mailbox and timers")
     state.add_argument("address", help="namespace/type/id")
     _db_argument(state)
+    state.add_argument("--limit", type=_positive, default=SHOWN, metavar="N",
+                       help=f"show the first N messages and delayed messages (default {SHOWN}; "
+                            "all are counted)")  # fmt: skip
     state.set_defaults(command=_state)
 
     egress = _command(commands, "egress", "print egress records")
@@ -392,7 +395,7 @@ def _open_readonly(db: str) -> SqliteStore:
 def _state(args: argparse.Namespace) -> int:
     address = parse_address(args.address)
     with contextlib.closing(_open_readonly(args.db)) as store:
-        view = address_view(store, address, WallClock().now_ms())
+        view = address_view(store, address, WallClock().now_ms(), args.limit)
     _print(view["address"])
     if not view["state"]:
         print("  state: (none)")
@@ -411,20 +414,35 @@ def _state(args: argparse.Namespace) -> int:
         ]
         suffix = f"  ({', '.join(notes)})" if notes else ""
         _print(f"  state {name}: {_show(entry['value'])}  [{entry['type']}]{suffix}")
+    totals = view["totals"]
     for label in ("in_flight", "queued"):
         messages = view[label]
-        print(f"  {label.replace('_', ' ')}: {len(messages)} message(s)")
+        print(f"  {label.replace('_', ' ')}: {totals[label]} message(s)")
         for message in messages:
             caller = f" from {message['caller']}" if message["caller"] else ""
             _print(f"    #{message['seq']}{caller}: {_show(message['value'])}  [{message['type']}]")
-    print(f"  timers: {len(view['timers'])}")
+        _more(totals[label] - len(messages))
+    print(f"  timers: {totals['timers']}")
     for timer in view["timers"]:
         token = f", token {timer['cancellation_token']!r}" if timer["cancellation_token"] else ""
         _print(
             f"    due in {timer['due_in_ms']} ms from {timer['caller']}{token}: "
             f"{_show(timer['value'])}  [{timer['type']}]"
         )
+    _more(totals["timers"] - len(view["timers"]))
     return 0
+
+
+def _more(hidden: int) -> None:
+    if hidden:
+        print(f"    ... and {hidden} more (--limit N shows more)")
+
+
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
+    return number
 
 
 def _show(value: Any) -> str:

@@ -9,7 +9,7 @@ from statefun_core.engine import Address, EgressRecord, Envelope, Timer
 from .store import SqliteStore
 from .values import describe
 
-__all__ = ["address_ids", "address_view", "egress_view", "parse_address"]
+__all__ = ["SHOWN", "address_ids", "address_view", "egress_view", "parse_address"]
 
 
 def parse_address(text: str) -> Address:
@@ -43,12 +43,19 @@ def _timer_view(timer: Timer, now_ms: int) -> dict[str, Any]:
     }
 
 
-def address_view(store: SqliteStore, address: Address, now_ms: int) -> dict[str, Any]:
+#: How many of an address's messages, and of its delayed messages, a look at it shows.
+SHOWN = 100
+
+
+def address_view(
+    store: SqliteStore, address: Address, now_ms: int, limit: int = SHOWN
+) -> dict[str, Any]:
     """An address's state (decoded by type, expired values marked), its queued messages, its
-    batch in flight and the delayed messages waiting for it. A value is ``declared`` when its
-    function registered its name since the runtime started, not when the function answered
-    since then without registering it, and ``None`` (not yet known) before its first answer
-    (calls that failed tell nothing)."""
+    batch in flight and the delayed messages waiting for it: the first ``limit`` messages of
+    its mailbox and the ``limit`` delayed messages due soonest, ``totals`` counting them all.
+    A value is ``declared`` when its function registered its name since the runtime started,
+    not when the function answered since then without registering it, and ``None`` (not yet
+    known) before its first answer (calls that failed tell nothing)."""
     specs = store.specs_get(address.typename)
     known = store.specs_known(address.typename)
     state = {}
@@ -61,13 +68,19 @@ def address_view(store: SqliteStore, address: Address, now_ms: int) -> dict[str,
             "declared": True if spec is not None else False if known else None,
         }
     in_flight = store.in_flight_get(address)
-    mailbox = store.mailbox_peek(address)
+    mailbox = store.mailbox_peek(address, limit)
+    queued = store.mailbox_count(address, after_seq=in_flight or 0)
     return {
         "address": str(address),
         "state": state,
         "in_flight": [_message_view(m) for m in mailbox if in_flight and m.seq <= in_flight],
         "queued": [_message_view(m) for m in mailbox if not in_flight or m.seq > in_flight],
-        "timers": [_timer_view(t, now_ms) for t in store.timers_of(address)],
+        "timers": [_timer_view(t, now_ms) for t in store.timers_of(address, limit)],
+        "totals": {
+            "in_flight": store.mailbox_count(address) - queued,
+            "queued": queued,
+            "timers": store.timer_count(address),
+        },
     }
 
 

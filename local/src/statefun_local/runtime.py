@@ -53,7 +53,7 @@ from statefun_core.tracecontext import TRACERESPONSE
 
 from . import stuck
 from .guard import one_line_logger, typename_problem
-from .inspection import address_view, egress_view
+from .inspection import SHOWN, address_view, egress_view
 from .module import (
     KAFKA_EGRESS,
     KAFKA_INGRESS,
@@ -867,8 +867,8 @@ class LocalRuntime:
 
     # --- inspection ---------------------------------------------------------------------
 
-    def inspect(self, address: Address) -> dict[str, Any]:
-        return address_view(self.store, address, self.clock.now_ms())
+    def inspect(self, address: Address, limit: int = SHOWN) -> dict[str, Any]:
+        return address_view(self.store, address, self.clock.now_ms(), limit)
 
     def messages_per_second(self, window: int = 5) -> float:
         """Deliveries per second over the last ``window`` whole seconds."""

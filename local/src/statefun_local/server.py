@@ -11,7 +11,9 @@
                                        the raw value as the body, ``?topic=...&key=...``
                                        (Kinesis: ``?stream=...&partition_key=...``)
 ``GET /api/status``                    functions, queues, throughput, egress, failures
-``GET /api/state/{ns}/{type}/{id}``    an address's state, mailbox and timers
+``GET /api/state/{ns}/{type}/{id}``    an address's state, mailbox and timers: the first
+                                       ``?limit=`` (100) messages and timers, ``totals``
+                                       counting them all
 ``GET /api/addresses/{ns}/{type}``     the ids of a function type with state, messages or
                                        timers, ``?after=ID`` for the next page
 ``GET /api/egress?after=N&wait=S``     egress records after ``N``, waiting up to ``S`` s
@@ -63,7 +65,7 @@ from aiohttp import web
 from statefun_core.engine import Address, TraceContext
 
 from .guard import TYPED_BY_CONTENT_TYPE, cross_site_refusal, guard_middleware, typename_problem
-from .inspection import address_ids
+from .inspection import SHOWN, address_ids
 from .module import PLAYGROUND_EGRESS_ID, PLAYGROUND_INGRESS_ID
 from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
 from .stuck import HeadChangedError, NotStuckError
@@ -285,7 +287,10 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def state(request: web.Request) -> web.Response:
-    return web.json_response(request.app[RUNTIME_KEY].inspect(_address(request)))
+    """An address; ``limit``: how many of its messages and delayed messages (``totals`` counts
+    them all)."""
+    limit = int(_number(request, "limit", SHOWN, maximum=1000, minimum=1))
+    return web.json_response(request.app[RUNTIME_KEY].inspect(_address(request), limit))
 
 
 async def addresses(request: web.Request) -> web.Response:
