@@ -150,3 +150,45 @@ def test_a_look_at_an_address_shows_a_page_of_its_messages_and_counts_them_all(
     assert "  timers: 250" in lines
     assert main(["state", "com.example/fn/big", "--db", str(db), "--limit", "300"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1 + 1 + 3 + 1 + 249 + 250
+
+
+def test_the_status_the_page_polls_shows_a_page_of_stuck_addresses_and_counts_them_all(
+    tmp_path: Path,
+) -> None:
+    def fault(_: int) -> web.Response:
+        return web.Response(status=500, text="down")
+
+    async def scenario() -> None:
+        async with serving(
+            spammer_functions(), tmp_path / "db.sqlite", fault=fault, call="60s"
+        ) as (
+            _,
+            runtime,
+        ):
+            for i in range(120):
+                await runtime.send(Address("com.example/fn", f"{i:03d}"), make_value("string", ""))
+            await until(lambda: runtime.status()["totals"]["stuck"] == 120)
+            await until(lambda: runtime.status()["totals"]["retrying"] == 120)
+            status = runtime.status()
+            assert (len(status["stuck"]), len(status["retrying"])) == (100, 100)
+            assert len(runtime.stuck()) == 120  # GET /api/stuck: all of them
+            if CHROMIUM is None:
+                return
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with chromium(tmp_path / "profile") as page:
+                    await page.goto(f"{url}/")
+                    await page.wait_for("!document.getElementById('stuck-box').hidden")
+                    rows = await page.rows("stuck")
+                    assert len(rows) == 101
+                    assert rows[-1] == [
+                        "… and 20 more (statefun-local stuck or GET /api/stuck lists them all)"
+                    ]
+                    retrying = await page.evaluate(
+                        "[...document.querySelectorAll('#retrying li')].map(li => li.innerText)"
+                    )
+                    assert len(retrying) == 101 and retrying[-1] == "… and 20 more"
+            finally:
+                await runner.cleanup()
+
+    run(scenario())

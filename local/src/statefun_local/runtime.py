@@ -27,6 +27,7 @@ import contextvars
 import dataclasses
 import datetime
 import errno
+import itertools
 import json
 import logging
 import os
@@ -597,10 +598,11 @@ class LocalRuntime:
 
     # --- stuck addresses ----------------------------------------------------------------
 
-    def stuck(self) -> list[dict[str, Any]]:
-        """Every address whose head message keeps failing: attempts, last error, next retry;
-        a call in progress with all its failed attempts so far (the database may have fewer)."""
-        entries = stuck.listing(self.store)
+    def stuck(self, limit: Optional[int] = None) -> list[dict[str, Any]]:
+        """Every address whose head message keeps failing (the first ``limit``): attempts,
+        last error, next retry; a call in progress with all its failed attempts so far (the
+        database may have fewer)."""
+        entries = stuck.listing(self.store, limit)
         if self._retrying:
             retrying = {str(address): live for address, live in self._retrying.items()}
             for entry in entries:
@@ -941,6 +943,8 @@ class LocalRuntime:
                 "in_flight": len(in_flight),
                 "timers": store.conn.execute("SELECT COUNT(*) FROM timers").fetchone()[0],
                 "egress": last_seq,
+                "retrying": len(self._retrying),
+                "stuck": stuck.count(store),
             },
             "functions": functions,
             "addresses": [
@@ -958,9 +962,10 @@ class LocalRuntime:
             # calls under way whose attempts failed so far (retried within the call budget)
             "retrying": [
                 {"address": str(address), "attempts": live.attempts, "error": live.reason}
-                for address, live in self._retrying.items()
+                for address, live in itertools.islice(self._retrying.items(), SHOWN)
             ],
-            "stuck": self.stuck(),
+            # the page polls this: the first of many, all of them counted in "totals"
+            "stuck": self.stuck(SHOWN),
             "audit": self.audit_log(20),
             "connections": [connector.status() for connector in self.connectors],
             **self.module_view(),

@@ -10,7 +10,9 @@
 ``POST /records/{ns}/{name}``          a Kafka or Kinesis record for the ingress ``ns/name``:
                                        the raw value as the body, ``?topic=...&key=...``
                                        (Kinesis: ``?stream=...&partition_key=...``)
-``GET /api/status``                    functions, queues, throughput, egress, failures
+``GET /api/status``                    functions, queues, throughput, egress, failures;
+                                       the first 100 stuck addresses and calls being
+                                       retried, ``totals`` counting them all
 ``GET /api/state/{ns}/{type}/{id}``    an address's state, mailbox and timers: the first
                                        ``?limit=`` (100) messages and timers, ``totals``
                                        counting them all

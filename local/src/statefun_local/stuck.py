@@ -324,10 +324,10 @@ def addresses(conn: sqlite3.Connection) -> set[Address]:
     return {Address(t, i) for t, i in rows}
 
 
-def listing(store: SqliteStore) -> list[dict[str, Any]]:
-    """Every stuck address whose head message is still queued, oldest failure first:
-    ``attempts`` counts its calls that failed for good, ``call_attempts`` the failed attempts
-    of the call in progress, retried within its budget (0: none in progress)."""
+def listing(store: SqliteStore, limit: Optional[int] = None) -> list[dict[str, Any]]:
+    """Every stuck address whose head message is still queued (the first ``limit``), oldest
+    failure first: ``attempts`` counts its calls that failed for good, ``call_attempts`` the
+    failed attempts of the call in progress, retried within its budget (0: none in progress)."""
     try:
         # a database from before the column, read by the CLI: no call in progress shown
         call_attempts = "s.call_attempts" if _has_call_attempts(store.conn) else "0"
@@ -336,7 +336,8 @@ def listing(store: SqliteStore) -> list[dict[str, Any]]:
             " s.first_failed_ms, s.last_failed_ms, s.next_retry_ms, m.arg_typename,"
             f" m.caller_type, m.caller_id, {call_attempts}"
             " FROM stuck s JOIN mailbox m ON m.seq = s.head_seq"
-            " ORDER BY s.first_failed_ms, s.target_type, s.target_id"
+            " ORDER BY s.first_failed_ms, s.target_type, s.target_id LIMIT ?",
+            (-1 if limit is None else limit,),
         ).fetchall()
     except sqlite3.OperationalError:
         return []
@@ -359,6 +360,17 @@ def listing(store: SqliteStore) -> list[dict[str, Any]]:
         }
         for t, i, seq, attempts, error, first, last, next_retry, typename, ct, ci, calls in rows
     ]
+
+
+def count(store: SqliteStore) -> int:
+    """How many addresses :func:`listing` lists."""
+    try:
+        row = store.conn.execute(
+            "SELECT COUNT(*) FROM stuck s JOIN mailbox m ON m.seq = s.head_seq"
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0])
 
 
 def _pending(request: Optional[Request], head_seq: int) -> Optional[dict[str, Any]]:
