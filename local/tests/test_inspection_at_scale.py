@@ -13,13 +13,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from statefun_local import LocalRuntime, make_value
+from statefun_local import LocalRuntime, make_value, stuck
 from statefun_local.cli import main
 from statefun_local.inspection import address_ids, address_view
 from statefun_local.store import SqliteStore
 
 from statefun_core import Context, Message, StatefulFunctions, message_builder
-from statefun_core.engine import Address, Timer, TypedValue
+from statefun_core.engine import Address, Envelope, Timer, TypedValue
 
 from .browser import CHROMIUM, chromium
 from .conftest import run, serving
@@ -192,3 +192,20 @@ def test_the_status_the_page_polls_shows_a_page_of_stuck_addresses_and_counts_th
                 await runner.cleanup()
 
     run(scenario())
+
+
+def test_an_action_on_a_stuck_address_reads_its_row_not_every_stuck_address(
+    tmp_path: Path,
+) -> None:
+    with contextlib.closing(SqliteStore.open(tmp_path / "db.sqlite")) as store:
+        stuck.ensure_schema(store.conn)
+        addresses = [Address("com.example/fn", f"{i:03d}") for i in range(50)]
+        with store.transaction():
+            for address in addresses:
+                seq = store.mailbox_append(Envelope(address, VALUE))
+                stuck.record_failure(store, address, seq, "down", 0, 1)
+        plans = query_plans(store, lambda: stuck.get(store, addresses[7]))
+        assert plans and not [plan for plan in plans if plan.startswith("SCAN")], plans
+        entry = stuck.get(store, addresses[7])
+        assert entry is not None and entry["address"] == "com.example/fn/007"
+        assert stuck.get(store, Address("com.example/fn", "none")) is None

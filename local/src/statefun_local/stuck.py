@@ -310,10 +310,8 @@ def audit(
 
 
 def get(store: SqliteStore, address: Address) -> Optional[dict[str, Any]]:
-    for entry in listing(store):
-        if entry["address"] == str(address):
-            return entry
-    return None
+    entries = listing(store, of=address)
+    return entries[0] if entries else None
 
 
 def addresses(conn: sqlite3.Connection) -> set[Address]:
@@ -324,10 +322,16 @@ def addresses(conn: sqlite3.Connection) -> set[Address]:
     return {Address(t, i) for t, i in rows}
 
 
-def listing(store: SqliteStore, limit: Optional[int] = None) -> list[dict[str, Any]]:
-    """Every stuck address whose head message is still queued (the first ``limit``), oldest
-    failure first: ``attempts`` counts its calls that failed for good, ``call_attempts`` the
-    failed attempts of the call in progress, retried within its budget (0: none in progress)."""
+def listing(
+    store: SqliteStore, limit: Optional[int] = None, *, of: Optional[Address] = None
+) -> list[dict[str, Any]]:
+    """Every stuck address whose head message is still queued (the first ``limit``; ``of``
+    only that address), oldest failure first: ``attempts`` counts its calls that failed for
+    good, ``call_attempts`` the failed attempts of the call in progress, retried within its
+    budget (0: none in progress)."""
+    where, parameters = "", ()
+    if of is not None:
+        where, parameters = " WHERE s.target_type = ? AND s.target_id = ?", (of.typename, of.id)
     try:
         # a database from before the column, read by the CLI: no call in progress shown
         call_attempts = "s.call_attempts" if _has_call_attempts(store.conn) else "0"
@@ -335,13 +339,13 @@ def listing(store: SqliteStore, limit: Optional[int] = None) -> list[dict[str, A
             "SELECT s.target_type, s.target_id, s.head_seq, s.attempts, s.last_error,"
             " s.first_failed_ms, s.last_failed_ms, s.next_retry_ms, m.arg_typename,"
             f" m.caller_type, m.caller_id, {call_attempts}"
-            " FROM stuck s JOIN mailbox m ON m.seq = s.head_seq"
+            f" FROM stuck s JOIN mailbox m ON m.seq = s.head_seq{where}"
             " ORDER BY s.first_failed_ms, s.target_type, s.target_id LIMIT ?",
-            (-1 if limit is None else limit,),
+            (*parameters, -1 if limit is None else limit),
         ).fetchall()
     except sqlite3.OperationalError:
         return []
-    pending = pending_requests(store.conn)
+    pending = pending_requests(store.conn, of)
     return [
         {
             "address": str(Address(t, i)),
