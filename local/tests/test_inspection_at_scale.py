@@ -209,3 +209,58 @@ def test_an_action_on_a_stuck_address_reads_its_row_not_every_stuck_address(
         entry = stuck.get(store, addresses[7])
         assert entry is not None and entry["address"] == "com.example/fn/007"
         assert stuck.get(store, Address("com.example/fn", "none")) is None
+
+
+def test_the_audit_log_comes_in_pages_and_says_how_many_entries_are_not_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fault(_: int) -> web.Response:
+        return web.Response(status=500, text="down")
+
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with serving(
+            spammer_functions(),
+            db,
+            fault=fault,
+            call="100ms",
+            dead_letters=stuck.DeadLetterPolicy(after=1),
+        ) as (_, runtime):
+            for i in range(130):  # each dead-lettered after its first failed call: audited
+                await runtime.send(Address("com.example/fn", f"{i:03d}"), make_value("string", ""))
+            await until(lambda: runtime.status()["totals"]["audit"] == 130, timeout=120)
+            assert len(runtime.status()["audit"]) == 20
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(f"{url}/api/audit") as response:
+                        first = await response.json()
+                    async with session.get(f"{url}/api/audit?before={first['next']}") as response:
+                        second = await response.json()
+                assert (len(first["audit"]), len(second["audit"]), second["next"]) == (
+                    100,
+                    30,
+                    None,
+                )
+                seqs = [e["seq"] for e in first["audit"] + second["audit"]]
+                assert seqs == list(range(130, 0, -1))
+                if CHROMIUM is not None:
+                    async with chromium(tmp_path / "profile") as page:
+                        await page.goto(f"{url}/")
+                        await page.wait_for("!document.getElementById('audit-box').hidden")
+                        rows = await page.rows("audit")
+                        assert len(rows) == 21
+                        assert rows[-1] == [
+                            "… and 110 more (statefun-local audit or GET /api/audit lists them)"
+                        ]
+            finally:
+                await runner.cleanup()
+
+    run(scenario())
+    assert main(["audit", "--db", str(db), "--limit", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 51
+    assert lines[0] == "... 80 older entries before these (--limit N shows more)"
+    assert main(["audit", "--db", str(db)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 130

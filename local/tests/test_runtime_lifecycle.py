@@ -382,7 +382,8 @@ def test_the_status_shows_functions_addresses_egress_failures_and_the_module(
         assert status["db"] == str(db)
         assert 0 <= status["uptime_s"] <= uptime
         assert status["totals"] == {"delivered": 12, "queued": 4, "in_flight": 2, "timers": 1,
-                                    "egress": 11, "retrying": 0, "stuck": 2}  # fmt: skip
+                                    "egress": 11, "retrying": 0, "stuck": 2,
+                                    "audit": 0}  # fmt: skip
         assert status["functions"] == [
             {"typename": "com.example/fragile", "endpoint": url, "endpoint_problem": None,
              "states": [], "delivered": 0, "addresses": 0, "queued": 4, "in_flight": 2},
@@ -483,7 +484,7 @@ def test_the_status_shows_a_queued_type_the_restarted_module_has_no_endpoint_for
             }
         ]
         assert status["totals"] == {"delivered": 0, "queued": 1, "in_flight": 1, "timers": 0,
-                                    "egress": 0, "retrying": 0, "stuck": 1}  # fmt: skip
+                                    "egress": 0, "retrying": 0, "stuck": 1, "audit": 0}  # fmt: skip
         assert status["egress"] == []
         assert [(f["address"], f["error"]) for f in status["failures"]] == [
             ("com.example/fn/x", "no endpoint in the module serves 'com.example/fn'")

@@ -160,6 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     audit = _command(commands, "audit", "what was done to stuck addresses")
     _db_argument(audit)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.add_argument("--limit", type=_positive, default=10_000, metavar="N",
+                       help="show the latest N entries (default 10000)")  # fmt: skip
     audit.set_defaults(command=_audit)
     for action, text in (
         ("retry", "retry the head message of a stuck address now"),
@@ -515,9 +517,12 @@ def _audit(args: argparse.Namespace) -> int:
     from . import stuck
 
     with contextlib.closing(_open_readonly(args.db)) as store:
-        entries = stuck.audit_listing(store.conn, limit=10_000)
+        entries = stuck.audit_listing(store.conn, limit=args.limit)
+        older = stuck.audit_size(store.conn) - len(entries)
     if not args.json and not entries:
         print("the audit log is empty: nothing was done to a stuck address")
+    if not args.json and older:
+        print(f"... {older} older entries before these (--limit N shows more)")
     for entry in reversed(entries):
         if args.json:
             print(json.dumps(entry, ensure_ascii=False))

@@ -611,9 +611,9 @@ class LocalRuntime:
                     entry["call_attempts"], entry["last_error"] = live.attempts, live.reason
         return entries
 
-    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
-        """What was done to stuck addresses, newest first."""
-        return stuck.audit_listing(self.store.conn, limit)
+    def audit_log(self, limit: int = 100, before: Optional[int] = None) -> list[dict[str, Any]]:
+        """What was done to stuck addresses, newest first (before the entry ``before``)."""
+        return stuck.audit_listing(self.store.conn, limit, before)
 
     def retry_now(self, address: Address, actor: str, message_seq: Optional[int] = None) -> Outcome:
         """Retry the head message of a stuck address now, not at its next retry (only if it
@@ -945,6 +945,7 @@ class LocalRuntime:
                 "egress": last_seq,
                 "retrying": len(self._retrying),
                 "stuck": stuck.count(store),
+                "audit": stuck.audit_size(store.conn),
             },
             "functions": functions,
             "addresses": [

@@ -22,7 +22,8 @@
                                        (at most 60)
 ``GET /``                              the web page (polls ``/api/status``)
 ``GET /api/stuck``                     addresses whose head message keeps failing
-``GET /api/audit``                     what was done to them, newest first
+``GET /api/audit``                     what was done to them, newest first: 100 (or
+                                       ``?limit=``), ``?before=N`` for the next page
 ``POST /api/stuck/{action}/{address}`` ``retry``, ``skip`` or ``dead-letter`` the head
                                        message of ``ns/type/id``; ``?by=`` names who did it
                                        in the audit log (default ``api``); ``?message=N``:
@@ -396,7 +397,17 @@ async def stuck_list(request: web.Request) -> web.Response:
 
 
 async def audit_list(request: web.Request) -> web.Response:
-    return web.json_response({"audit": request.app[RUNTIME_KEY].audit_log()})
+    """A page of the audit log, newest first; ``next`` is the ``before`` of the next page."""
+    before = None if _query(request, "before") is None else int(
+        _number(request, "before", 0, maximum=_MAX_SEQ, minimum=1))  # fmt: skip
+    limit = int(_number(request, "limit", 100, maximum=1000, minimum=1))
+    entries = request.app[RUNTIME_KEY].audit_log(limit + 1, before)
+    return web.json_response(
+        {
+            "audit": entries[:limit],
+            "next": entries[limit - 1]["seq"] if len(entries) > limit else None,
+        }
+    )
 
 
 async def stuck_action(request: web.Request) -> web.Response:

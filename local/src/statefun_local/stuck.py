@@ -48,6 +48,9 @@ DEFAULT_EGRESS = "statefun-local/dead-letters"
 #: The error class of a record written by statefun-local: the function's call failed.
 FAILED_CALL = "statefun_local.FailedCall"
 
+#: Sequence numbers are SQLite integers.
+_MAX_SEQ = 2**63 - 1
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stuck (
     target_type TEXT NOT NULL, target_id TEXT NOT NULL,
@@ -381,13 +384,16 @@ def _pending(request: Optional[Request], head_seq: int) -> Optional[dict[str, An
     return request.to_json() if request is not None and request.message_seq == head_seq else None
 
 
-def audit_listing(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
-    """The latest entries of the audit log, newest first."""
+def audit_listing(
+    conn: sqlite3.Connection, limit: int = 100, before: Optional[int] = None
+) -> list[dict[str, Any]]:
+    """The latest entries of the audit log (those before the entry ``before``), newest
+    first."""
     try:
         rows = conn.execute(
             "SELECT seq, time_ms, address, action, message_seq, actor, detail FROM audit"
-            " ORDER BY seq DESC LIMIT ?",
-            (limit,),
+            " WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+            (_MAX_SEQ if before is None else before, limit),
         ).fetchall()
     except sqlite3.OperationalError:
         return []
@@ -403,6 +409,15 @@ def audit_listing(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, 
         }
         for seq, time_ms, address, action, message_seq, actor, detail in rows
     ]
+
+
+def audit_size(conn: sqlite3.Connection) -> int:
+    """How many entries the audit log has: its last entry's number (none is ever deleted)."""
+    try:
+        row = conn.execute("SELECT MAX(seq) FROM audit").fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0] or 0)
 
 
 def dead_letter_record(
