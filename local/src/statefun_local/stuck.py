@@ -332,9 +332,11 @@ def listing(
     only that address), oldest failure first: ``attempts`` counts its calls that failed for
     good, ``call_attempts`` the failed attempts of the call in progress, retried within its
     budget (0: none in progress)."""
-    where, parameters = "", ()
+    where = ""
+    parameters: tuple[str, ...] = ()
     if of is not None:
-        where, parameters = " WHERE s.target_type = ? AND s.target_id = ?", (of.typename, of.id)
+        where = " WHERE s.target_type = ? AND s.target_id = ?"
+        parameters = (of.typename, of.id)
     try:
         # a database from before the column, read by the CLI: no call in progress shown
         call_attempts = "s.call_attempts" if _has_call_attempts(store.conn) else "0"
