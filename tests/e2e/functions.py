@@ -289,14 +289,14 @@ def echo(context: Context, message: Message) -> None:
     context.send_egress(emit("typed", context.address.id, f"{message.value_typename()} {shown}"))
 
 
-# --- a Java function of the official Java SDK (java/MixedFunction.java) --------------------
+# --- functions of the official Java and JavaScript SDKs (java/, js/) -----------------------
 
-#: The custom types both sides declare: a JSON document, and a protobuf message both have.
+#: The custom types every side declares: a JSON document, and a protobuf message all have.
 JAVA_PROFILE = make_json_type("e2e/profile")
 TIMESTAMP = make_protobuf_type(Timestamp)
-#: kind: (type, value, zero), each sent to e2e.java/mixed, which answers with a value of the
-#: same type computed from it.
-TO_JAVA: dict[str, tuple[Any, Any, Any]] = {
+#: kind: (type, value, zero), each sent to e2e.java/mixed or e2e.js/mixed, which answers with a
+#: value of the same type computed from it.
+TO_OTHER_SDK: dict[str, tuple[Any, Any, Any]] = {
     "int": (IntType, -2_147_483_648, 0),
     "long": (LongType, 9_007_199_254_740_993, 0),
     "float": (FloatType, 1.5, 0.0),
@@ -310,17 +310,18 @@ TO_JAVA: dict[str, tuple[Any, Any, Any]] = {
 
 @functions.bind("e2e.fns/mixed")
 def mixed(context: Context, message: Message) -> None:
-    """A command (``"zeros": true``: each type's zero) sends e2e.java/mixed a value of each type
-    of TO_JAVA; each answer goes to the egress, keyed ``<id>.<kind>``."""
+    """A command (``"to"``: ``java`` or ``js``; ``"zeros": true``: each type's zero) sends
+    e2e.<to>/mixed a value of each type of TO_OTHER_SDK; each answer goes to the egress topic
+    ``from-<to>``, keyed ``<id>.<kind>``."""
     if message.is_type(COMMAND):
-        zeros = message.as_type(COMMAND).get("zeros", False)
-        for type_, value, zero in TO_JAVA.values():
+        command = message.as_type(COMMAND)
+        zeros = command.get("zeros", False)
+        for type_, value, zero in TO_OTHER_SDK.values():
             sent = zero if zeros else value
-            context.send(
-                message_builder("e2e.java/mixed", context.address.id, value=sent, value_type=type_)
-            )
+            target = f"e2e.{command['to']}/mixed"
+            context.send(message_builder(target, context.address.id, value=sent, value_type=type_))
         return
-    kind, type_ = next((kind, type_) for kind, (type_, _, _) in TO_JAVA.items()
+    kind, type_ = next((kind, type_) for kind, (type_, _, _) in TO_OTHER_SDK.items()
                        if message.is_type(type_))  # fmt: skip
     value = message.as_type(type_)
     if kind == "json":
@@ -332,7 +333,8 @@ def mixed(context: Context, message: Message) -> None:
     caller = context.caller
     assert caller is not None
     answer = f"{message.value_typename()} {shown} from {caller.typename}/{caller.id}"
-    context.send_egress(emit("from-java", f"{context.address.id}.{kind}", answer))
+    topic = f"from-{caller.namespace.removeprefix('e2e.')}"
+    context.send_egress(emit(topic, f"{context.address.id}.{kind}", answer))
 
 
 # --- egress records with keys and headers ---------------------------------------------------

@@ -565,6 +565,32 @@ def start_java_function(workdir: Path, prefix: str) -> tuple[Process, int]:
     return process, port
 
 
+_js_installs: list[Path] = []
+
+
+def start_js_function(workdir: Path, prefix: str) -> tuple[Process, int]:
+    """js/mixed_function.js, its dependencies installed by ``npm ci`` from js/package-lock.json
+    into a directory of its own (once a session), served by node's own HTTP server, writing
+    its egress records to topics named with ``prefix``."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise Unavailable("no node or npm on the PATH")
+    if not _js_installs:
+        installed = workdir / "js"
+        installed.mkdir()
+        for name in ("package.json", "package-lock.json", "mixed_function.js"):
+            shutil.copy(HERE / "js" / name, installed / name)
+        with timed("npm: ci js/package-lock.json"):
+            run_checked(["npm", "ci", "--no-audit", "--no-fund"], "installing the JavaScript "
+                        "SDK from js/package-lock.json", cwd=installed)  # fmt: skip
+        _js_installs.append(installed)
+    port = free_port()
+    command = ["node", str(_js_installs[0] / "mixed_function.js"), str(port)]
+    process = Process("functions (JavaScript SDK)", command, workdir / "js-functions.log",
+                      env={**os.environ, "E2E_TOPIC_PREFIX": prefix})  # fmt: skip
+    wait_for_port(port, process, 60)
+    return process, port
+
+
 def make_pki(directory: Path) -> Path:
     """A CA (``ca.pem``), a server certificate it signed for 127.0.0.1 (``server.pem``, with
     its key) and a client certificate (``client.crt``) whose PKCS#8 key (``client.key.p8``)
