@@ -315,10 +315,9 @@ def mixed(context: Context, message: Message) -> None:
     ``from-<to>``, keyed ``<id>.<kind>``."""
     if message.is_type(COMMAND):
         command = message.as_type(COMMAND)
-        zeros = command.get("zeros", False)
+        zeros, target = command.get("zeros", False), f"e2e.{command['to']}/mixed"
         for type_, value, zero in TO_OTHER_SDK.values():
             sent = zero if zeros else value
-            target = f"e2e.{command['to']}/mixed"
             context.send(message_builder(target, context.address.id, value=sent, value_type=type_))
         return
     kind, type_ = next((kind, type_) for kind, (type_, _, _) in TO_OTHER_SDK.items()
