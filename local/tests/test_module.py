@@ -997,6 +997,7 @@ def test_the_repository_s_modules_hold_nothing_the_runtime_ignores() -> None:
     values = {
         "functions_url": "http://127.0.0.1:8000/statefun",
         "java_url": "http://127.0.0.1:8001/statefun",
+        "js_url": "http://127.0.0.1:8002/statefun",
         "kafka": "k:9092",
         "prefix": "e2e-",
         "sasl_kafka": "k:9093",
