@@ -859,7 +859,7 @@ class RequestReplyHandler:
             failure = (
                 met
                 if met is not None and met.__cause__ is error
-                else _failed_function(batch, error)
+                else _failed_function(batch, error, headers)
             )
         event = batch.event
         headers = _NO_HEADERS if headers is None else headers
@@ -992,18 +992,27 @@ class RequestReplyHandler:
             hook.statefun_invocation_finished(invocation=invocation, error=None)
 
 
-def _failed_function(batch: _Batch, error: BaseException) -> FunctionFailedError:
+def _failed_function(
+    batch: _Batch, error: BaseException, headers: Optional[Headers] = None
+) -> FunctionFailedError:
     """The ``FunctionFailedError`` of a batch whose function raised ``error``, logged with the
     function's exception (the line alone, what an alert or a log search shows, says why) and
     its traceback. Logged by the handler, once, where the error is met: with the invocation's
-    trace context and log context current when it comes from an invocation."""
+    trace context and log context current when it comes from an invocation; else with the
+    function, id and trace id as record attributes (``_line_fields``)."""
     failure = FunctionFailedError(batch.typename, batch.id)
     failure.__cause__ = error
     if type(error) is AttributeError:
         _name_the_states(batch, error)
     reason = error_text(error)
     why = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
-    logger.error("statefun request failed: %s: %s", failure, why, exc_info=failure)
+    logger.error(
+        "statefun request failed: %s: %s",
+        failure,
+        why,
+        exc_info=failure,
+        extra=_line_fields(batch, headers),
+    )
     return failure
 
 
@@ -1011,27 +1020,33 @@ def _log_cancelled(batch: _Batch, headers: Optional[Headers]) -> None:
     """Log a batch whose request was cancelled: not the function's failure, but what an
     operator looks for when a runtime retries (its call timed out and it closed the
     connection). A warning, as a refused request's; with the function, id and trace id as
-    record attributes, as the log context puts them on a failed function's line. The trace
-    is the batch span's when a tracing plugin made one (named in the reply's
-    ``traceresponse``: its invocations' spans, which the failure line names, are in it),
-    else the request's ``traceparent``'s."""
-    # a traceresponse has a traceparent's form
-    traced = None if batch.event is None else batch.event.reply_headers.get(TRACERESPONSE)
-    if traced is None and headers:
-        traced = header(headers, TRACEPARENT)
-    if not (isinstance(traced, str) and is_traceparent(traced)):
-        traced = None
+    record attributes, as the log context puts them on a failed function's line."""
     logger.warning(
         "statefun request cancelled: function %r for id %r gets no reply (its client went, "
         "as a runtime does when its call times out, or the server is stopping)",
         batch.typename,
         batch.id,
-        extra={
-            "statefun_function": batch.typename,
-            "statefun_id": batch.id,
-            "trace_id": trace_id(traced),
-        },
+        extra=_line_fields(batch, headers),
     )
+
+
+def _line_fields(batch: _Batch, headers: Optional[Headers]) -> dict[str, Optional[str]]:
+    """The record attributes of a batch's failure or cancellation line, as the log context
+    names them inside an invocation: its function, id and trace id (by ``trace_id``'s rule:
+    the batch span's, named in the reply's ``traceresponse``, when a tracing plugin made one).
+    ``headers`` are the request's; the batch's plugin event has them too."""
+    event = batch.event
+    if headers is None and event is not None:
+        headers = event.headers
+    traceparent = header(headers, TRACEPARENT) if headers else None
+    if not isinstance(traceparent, str):  # a server's headers are not always checked
+        traceparent = None
+    traceresponse = None if event is None else event.reply_headers.get(TRACERESPONSE)
+    return {
+        "statefun_function": batch.typename,
+        "statefun_id": batch.id,
+        "trace_id": trace_id(traceparent, traceresponse),
+    }
 
 
 def _name_the_states(batch: _Batch, error: AttributeError) -> None:

@@ -8,7 +8,9 @@ the handler does nothing per invocation and the filter finds no invocation.
 
 The trace id is that of the current OpenTelemetry span when OpenTelemetry is in use and a
 span is current (statefun-opentelemetry makes the invocation's span current), else the one of
-the request's ``traceparent`` header.
+the request's ``traceparent`` header. Lines written outside an invocation (a failure, a
+cancellation, a refusal) name theirs by the same rule (:func:`trace_id`), the batch span's
+first.
 """
 
 from __future__ import annotations
@@ -58,15 +60,23 @@ class Invocation:
         return trace_id(self.traceparent)
 
 
-def trace_id(traceparent: Optional[str]) -> Optional[str]:
-    """The current OpenTelemetry span's trace id, else that of ``traceparent`` (a well-formed
-    one), as 32 hex digits; None when neither is known."""
+def trace_id(traceparent: Optional[str], traceresponse: Optional[str] = None) -> Optional[str]:
+    """The trace id (32 hex digits) a log line of a request names, by one rule wherever the
+    line is written (the handler, ``statefun_core.http``, a server's access line): the
+    batch span's, when a tracing plugin made one (named in the reply's ``traceresponse``);
+    else the current OpenTelemetry span's (inside an invocation, its span: in the batch span's
+    trace); else the request's ``traceparent``'s. None when none is known; a value not of a
+    ``traceparent``'s form is not known."""
+    if traceresponse is not None and is_traceparent(traceresponse):
+        return traceresponse[3:35]
     otel = sys.modules.get("opentelemetry.trace")  # never imported here: used if in use
     if otel is not None:
         span_context = otel.get_current_span().get_span_context()
         if span_context.is_valid:
             return format(span_context.trace_id, "032x")
-    return None if traceparent is None else traceparent[3:35]
+    if traceparent is None or not is_traceparent(traceparent):
+        return None
+    return traceparent[3:35]
 
 
 current_invocation: ContextVar[Optional[Invocation]] = ContextVar(

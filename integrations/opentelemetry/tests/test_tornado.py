@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 from statefun_opentelemetry import OpenTelemetryPlugin
 from tornado.web import Application
 
-from statefun_core import RequestReplyHandler
+from statefun_core import Limits, RequestReplyHandler
 from statefun_core.plugins import InvocationLogContext, InvocationLogFilter, make_plugin_manager
 from statefun_core.testing import endpoint, wire
 from statefun_core.testing.endpoint import FAILING, GREETER, NEW
@@ -183,5 +183,49 @@ def test_the_access_line_of_a_failure_names_the_trace_of_its_batch_span(
     trace_id = format(batch.context.trace_id, "032x")
     (failure,) = [r for r in caplog.records if r.name == "statefun_core"]
     assert failure.__dict__["trace_id"] == trace_id
+    (access,) = [r for r in caplog.records if r.name == "tornado.access"]
+    assert f" trace={trace_id} " in access.getMessage(), caplog.text
+
+
+def test_a_failure_after_the_invocations_is_logged_in_the_trace_of_its_batch_span(
+    exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch whose reply goes over ``Limits.reply_bytes`` fails after its invocations ended,
+    where no span is current: the core's line of the failure names the trace of the batch
+    span, as Tornado's access line of the 500 does (one rule for both)."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider), InvocationLogContext()],
+        load_entrypoints=False,
+    )
+    handler = RequestReplyHandler(
+        endpoint.make_functions(), plugins=plugins, limits=Limits(reply_bytes=1)
+    )
+
+    async def scenario() -> int:
+        app = Application(statefun_tornado.make_routes(handler, endpoints=False))
+        server = app.listen(0, address="127.0.0.1")
+        port = next(iter(server._sockets.values())).getsockname()[1]
+        try:
+            body = wire.to_function(GREETER, "ann", ["x"], {"seen_count": None})
+            status, _, _ = await asyncio.to_thread(endpoint.request, port, "/statefun", body)
+            return status
+        finally:
+            server.stop()
+
+    caplog.handler.addFilter(InvocationLogFilter())
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(scenario()) == 500
+    provider.shutdown()
+    (batch,) = [s for s in exporter.get_finished_spans() if s.name == f"process {GREETER}"]
+    trace_id = format(batch.context.trace_id, "032x")
+    (failure,) = [r for r in caplog.records if r.name == "statefun_core"]
+    assert "reply_bytes" in failure.getMessage()
+    assert failure.__dict__["trace_id"] == trace_id
+    assert (failure.__dict__["statefun_function"], failure.__dict__["statefun_id"]) == (
+        GREETER,
+        "ann",
+    )
     (access,) = [r for r in caplog.records if r.name == "tornado.access"]
     assert f" trace={trace_id} " in access.getMessage(), caplog.text

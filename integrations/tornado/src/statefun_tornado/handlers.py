@@ -16,7 +16,7 @@ from statefun_core.errors import MethodNotAllowedError, RequestTooLargeError, St
 from statefun_core.http import CONTENT_TYPE, DEFAULT_MAX_REQUEST_BYTES, error_response
 from statefun_core.plugins import Endpoint, allowed_methods, find_endpoint
 from statefun_core.plugins.logcontext import trace_id
-from statefun_core.tracecontext import TRACEPARENT, TRACERESPONSE, is_traceparent
+from statefun_core.tracecontext import TRACEPARENT, TRACERESPONSE
 
 __all__ = ["EndpointHandler", "StatefunHandler"]
 
@@ -220,7 +220,10 @@ class StatefunHandler(RequestHandler):
         self, error: Exception, reply_headers: Optional[Mapping[str, str]] = None
     ) -> None:
         status, text = error_response(error)
-        trace = _trace_of(self.request.headers, reply_headers)
+        trace = trace_id(
+            self.request.headers.get(TRACEPARENT),
+            reply_headers.get(TRACERESPONSE) if reply_headers else None,
+        )
         if trace is not None:
             # Tornado's access line (an error for a 5xx) names the trace, as the core's line
             # of the failure does. On this instance: a request that succeeds pays nothing.
@@ -229,19 +232,6 @@ class StatefunHandler(RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(text)
-
-
-def _trace_of(
-    headers: Mapping[str, str], reply_headers: Optional[Mapping[str, str]]
-) -> Optional[str]:
-    """The trace id of a request answered with an error: its batch span's (in the
-    ``traceresponse`` a tracing plugin set), else the current span's or the request's
-    ``traceparent``'s, as the core's log line of the failure names it."""
-    traceresponse = reply_headers.get(TRACERESPONSE) if reply_headers else None
-    if traceresponse is not None and is_traceparent(traceresponse):
-        return traceresponse[3:35]
-    traceparent = headers.get(TRACEPARENT)
-    return trace_id(traceparent if traceparent and is_traceparent(traceparent) else None)
 
 
 class EndpointHandler(RequestHandler):
