@@ -371,6 +371,8 @@ class RequestReplyHandler:
         self._hooked_generation = -1
         self._batch_events = False  # whether any hook needs a BatchEvent (see _hooks)
         self._loops = threading.local()
+        # between a blocking batch's thread that failed and its request's task, cancelled
+        self._stopping = threading.Lock()
         self._endpoint_plugins: list[str] = []  # the plugin of each endpoint, for messages
         self.endpoints = self._endpoints()
         """The HTTP endpoints the plugins contribute (``statefun_endpoints``), which every
@@ -518,7 +520,8 @@ class RequestReplyHandler:
 
         Cancelled (a server whose client went), it raises ``CancelledError``: an async
         function gets it at its ``await``; a ``blocking=True`` one, in its thread, cannot be
-        stopped: the invocation running there runs to its end, and the next ones never start.
+        stopped: the invocation running there runs to its end (what it raises is logged as a
+        failed function's error), and the next ones never start.
         """
         try:
             batch = self._resolve(request_bytes, headers, reply_headers)
@@ -539,14 +542,19 @@ class RequestReplyHandler:
 
                 loop = asyncio.get_running_loop()
                 run = copy_context().run
-                stopped: list[StopIteration] = []
+                stopped: list[Exception] = []
                 try:
                     await loop.run_in_executor(
-                        self.executor, run, self._in_executor, batch, stopped
+                        self.executor, run, self._in_executor, batch, stopped, headers
                     )
                 except asyncio.CancelledError:
                     # The invocation in the thread cannot be stopped; the next ones never start.
-                    stopped.append(_REQUEST_CANCELLED)
+                    with self._stopping:
+                        raised = stopped.pop() if stopped else None
+                        stopped.append(_REQUEST_CANCELLED)
+                    if raised is not None:  # it failed as the request was cancelled
+                        _failed_unawaited(batch, raised, headers)
+                        del raised
                     raise
                 if stopped:
                     raise stopped.pop()
@@ -691,21 +699,29 @@ class RequestReplyHandler:
         for invocation in batch.invocations:
             fun(batch, batch.message(invocation, types))
 
-    def _in_executor(self, batch: _Batch, stopped: list[StopIteration]) -> None:
-        """``_invoke`` in the executor, putting a ``StopIteration`` the function raised in
-        ``stopped``: an asyncio future can not hold one (it is dropped, and the request awaits
-        for ever). Not returned: the executor's frame that holds a result is in the error's
-        traceback, a cycle that would keep the batch until the cyclic garbage collector.
-        Once the request is cancelled (``_REQUEST_CANCELLED`` in ``stopped``), no further
-        invocation starts: nobody waits for its reply."""
+    def _in_executor(
+        self, batch: _Batch, stopped: list[Exception], headers: Optional[Headers]
+    ) -> None:
+        """``_invoke`` in the executor, putting what the function raised in ``stopped``, for
+        the request's task to raise: an asyncio future can not hold a ``StopIteration`` (it
+        is dropped, and the request awaits for ever). Not returned: the executor's frame that
+        holds a result is in the error's traceback, a cycle that would keep the batch until
+        the cyclic garbage collector. Once the request is cancelled (``_REQUEST_CANCELLED``
+        in ``stopped``), no further invocation starts: nobody waits for its reply; and what
+        the running one raises is logged here, as the task would have (nobody raises it)."""
         fun, types = batch.fun, self.types
         try:
             for invocation in batch.invocations:
                 if stopped:
                     return
                 fun(batch, batch.message(invocation, types))
-        except StopIteration as error:
-            stopped.append(error)
+        except Exception as error:
+            with self._stopping:  # the task takes it, or has been cancelled: not both
+                cancelled = bool(stopped)
+                if not cancelled:
+                    stopped.append(error)
+            if cancelled:
+                _failed_unawaited(batch, error, headers)
 
     def _step(self, batch: _Batch) -> None:
         """Run every invocation of an async function whose code never awaits, in order, each
@@ -1014,6 +1030,18 @@ def _failed_function(
         extra=_line_fields(batch, headers),
     )
     return failure
+
+
+def _failed_unawaited(batch: _Batch, error: Exception, headers: Optional[Headers]) -> None:
+    """Log what a ``blocking=True`` invocation raised in its thread after its request was
+    cancelled: nobody raises it, but its operator wants to know the function failed. The
+    line a failure met by the request writes, once: an observed invocation wrote it where it
+    raised."""
+    met: Optional[FunctionFailedError] = getattr(batch, "failure", None)
+    if met is not None:
+        del batch.failure  # see _failed
+    if met is None or met.__cause__ is not error:
+        _failed_function(batch, error, headers)
 
 
 def _log_cancelled(batch: _Batch, headers: Optional[Headers]) -> None:

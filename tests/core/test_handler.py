@@ -846,6 +846,69 @@ def test_a_cancelled_blocking_batch_starts_no_further_invocation() -> None:
     assert ran == [1]
 
 
+TRACEPARENT_HEADER = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
+
+@pytest.mark.parametrize("observed", [False, True], ids=["unobserved", "observed"])
+@pytest.mark.parametrize("raises", ["after_the_cancel", "before_the_task_hears"])
+def test_a_cancelled_blocking_invocation_that_raises_is_logged_once(
+    caplog: pytest.LogCaptureFixture, observed: bool, raises: str
+) -> None:
+    """Its request cancelled, a ``blocking=True`` invocation still running in its thread
+    that raises has failed all the same: the handler writes the line of a function that
+    failed (with its function, id and trace id), once, whether it raised after the task
+    was cancelled or before the task heard of it, and whether plugins observe the batch
+    (they log it where it raised) or not."""
+    functions = StatefulFunctions()
+    entered, release = threading.Event(), threading.Event()
+
+    @functions.bind("ns/blocking", blocking=True)
+    def blocking(context: Context, message: Message) -> None:
+        entered.set()
+        release.wait()
+        raise RuntimeError("the call out failed")
+
+    executor = ThreadPoolExecutor(max_workers=1)
+    plugins = make_plugin_manager([FailureObserver()] if observed else [], load_entrypoints=False)
+    handler = RequestReplyHandler(functions, executor=executor, plugins=plugins)
+    request = to_function("ns/blocking", "1", [typed_value(IntType, 1)])
+
+    async def main() -> None:
+        task = asyncio.ensure_future(handler.handle_async(request, TRACEPARENT_HEADER))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        if raises == "before_the_task_hears":
+            release.set()
+            # the loop held: the thread's error waits for a turn of it the task never gets
+            executor.submit(lambda: None).result()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="statefun_core"):
+            asyncio.run(main())
+            release.set()
+            executor.shutdown(wait=True)  # the thread ran what it was going to run
+    finally:
+        release.set()
+        executor.shutdown(wait=True)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, caplog.text
+    (failure,) = errors
+    assert failure.getMessage() == (
+        "statefun request failed: function 'ns/blocking' failed for id '1': "
+        "RuntimeError: the call out failed"
+    )
+    assert (failure.__dict__["statefun_function"], failure.__dict__["statefun_id"]) == (
+        "ns/blocking",
+        "1",
+    )
+    assert failure.__dict__["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert [r.getMessage().split(":")[0] for r in caplog.records].count(
+        "statefun request cancelled"
+    ) == 1
+
+
 class FailureObserver:
     """What ``statefun_batch_failed`` and ``statefun_request_failed`` hear: a pair of error
     classes per request."""
