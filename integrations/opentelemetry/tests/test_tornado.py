@@ -164,20 +164,9 @@ def test_the_access_line_of_a_failure_names_the_trace_of_its_batch_span(
     )
     handler = RequestReplyHandler(endpoint.make_functions(), plugins=plugins)
 
-    async def scenario() -> int:
-        app = Application(statefun_tornado.make_routes(handler, endpoints=False))
-        server = app.listen(0, address="127.0.0.1")
-        port = next(iter(server._sockets.values())).getsockname()[1]
-        try:
-            body = wire.to_function(FAILING, "x", ["x"])
-            status, _, _ = await asyncio.to_thread(endpoint.request, port, "/statefun", body)
-            return status
-        finally:
-            server.stop()
-
     caplog.handler.addFilter(InvocationLogFilter())
     with caplog.at_level(logging.INFO):
-        assert asyncio.run(scenario()) == 500
+        assert post(handler, wire.to_function(FAILING, "x", ["x"])) == 500
     provider.shutdown()
     (batch,) = [s for s in exporter.get_finished_spans() if s.name == f"process {FAILING}"]
     trace_id = format(batch.context.trace_id, "032x")
@@ -203,20 +192,10 @@ def test_a_failure_after_the_invocations_is_logged_in_the_trace_of_its_batch_spa
         endpoint.make_functions(), plugins=plugins, limits=Limits(reply_bytes=1)
     )
 
-    async def scenario() -> int:
-        app = Application(statefun_tornado.make_routes(handler, endpoints=False))
-        server = app.listen(0, address="127.0.0.1")
-        port = next(iter(server._sockets.values())).getsockname()[1]
-        try:
-            body = wire.to_function(GREETER, "ann", ["x"], {"seen_count": None})
-            status, _, _ = await asyncio.to_thread(endpoint.request, port, "/statefun", body)
-            return status
-        finally:
-            server.stop()
-
     caplog.handler.addFilter(InvocationLogFilter())
+    body = wire.to_function(GREETER, "ann", ["x"], {"seen_count": None})
     with caplog.at_level(logging.INFO):
-        assert asyncio.run(scenario()) == 500
+        assert post(handler, body) == 500
     provider.shutdown()
     (batch,) = [s for s in exporter.get_finished_spans() if s.name == f"process {GREETER}"]
     trace_id = format(batch.context.trace_id, "032x")
@@ -229,3 +208,19 @@ def test_a_failure_after_the_invocations_is_logged_in_the_trace_of_its_batch_spa
     )
     (access,) = [r for r in caplog.records if r.name == "tornado.access"]
     assert f" trace={trace_id} " in access.getMessage(), caplog.text
+
+
+def post(handler: RequestReplyHandler, body: bytes) -> int:
+    """The status of ``body`` posted to a real Tornado server of ``make_routes(handler)``."""
+
+    async def scenario() -> int:
+        app = Application(statefun_tornado.make_routes(handler, endpoints=False))
+        server = app.listen(0, address="127.0.0.1")
+        port = next(iter(server._sockets.values())).getsockname()[1]
+        try:
+            status, _, _ = await asyncio.to_thread(endpoint.request, port, "/statefun", body)
+            return status
+        finally:
+            server.stop()
+
+    return asyncio.run(scenario())
