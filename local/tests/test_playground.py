@@ -406,7 +406,8 @@ def test_a_record_posted_for_the_playground_ingress_says_where_it_takes_messages
                 site = web.TCPSite(runner, "127.0.0.1", 0)
                 await site.start()
                 try:
-                    url = f"{site.name}/records/io.statefun.playground/ingress?topic=t&key=k"
+                    port = runner.addresses[0][1]  # site.name says port 0 before aiohttp 3.11
+                    url = f"http://127.0.0.1:{port}/records/io.statefun.playground/ingress?topic=t&key=k"
                     async with (
                         aiohttp.ClientSession() as session,
                         session.post(
