@@ -976,9 +976,10 @@ class RequestReplyHandler:
         except BaseException as error:
             retried = _no_loop_for(batch, error)  # handle_sync runs it again, as a task
             if retried or policy is None or not policy.is_final(error):
-                if isinstance(error, Exception) and not retried:  # not an interrupt
-                    # the function's failure, logged here, where the invocation's span and
-                    # log context are current
+                if isinstance(error, Exception) and not retried and invocation is not None:
+                    # the function's failure, logged here, where the plugins' span and log
+                    # context of the invocation are current (with no plugin, by _failed,
+                    # which has the request's headers for the line's trace id)
                     batch.failure = _failed_function(batch, error)
                 if invocation is not None:
                     hook.statefun_invocation_finished(

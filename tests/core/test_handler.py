@@ -909,6 +909,29 @@ def test_a_cancelled_blocking_invocation_that_raises_is_logged_once(
     ) == 1
 
 
+@pytest.mark.parametrize("dead_letters", [None, DeadLetterEgress("ns/dl")], ids=["none", "ns/dl"])
+def test_a_failed_function_s_line_names_the_request_s_trace(
+    caplog: pytest.LogCaptureFixture, dead_letters: Any
+) -> None:
+    """With no plugin the failure line's trace id is the request's ``traceparent``'s, whether
+    the function has a dead-letter egress (its invocations are watched for final failures,
+    this one is not final) or not."""
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f", dead_letters=dead_letters)
+    def fails(context: Context, message: Message) -> None:
+        raise RuntimeError("boom")
+
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([], load_entrypoints=False)
+    )
+    request = to_function("ns/f", "1", [typed_value(IntType, 1)])
+    with caplog.at_level(logging.ERROR, logger="statefun_core"), pytest.raises(FunctionFailedError):
+        handler.handle_sync(request, TRACEPARENT_HEADER)
+    (failure,) = caplog.records
+    assert failure.__dict__["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+
+
 class FailureObserver:
     """What ``statefun_batch_failed`` and ``statefun_request_failed`` hear: a pair of error
     classes per request."""
