@@ -138,6 +138,11 @@ def test_a_look_at_an_address_shows_a_page_of_its_messages_and_counts_them_all(
                         assert len(rows) == 1 + 99 + 1 + 100 + 1
                         assert rows[100] == ["… and 150 more queued"]
                         assert rows[-1] == ["… and 150 more delayed"]
+                        spans = await page.evaluate(
+                            "[...document.querySelectorAll('#messages tr')]"
+                            ".filter(tr => tr.cells.length === 1).map(tr => tr.cells[0].colSpan)"
+                        )
+                        assert spans == [5, 5]  # the notes span the table's 5 columns
             finally:
                 await runner.cleanup()
 
