@@ -1075,3 +1075,16 @@ def test_each_command_s_help_says_what_it_does(
     text = " ".join(capsys.readouterr().out.split())
     assert says in text
     assert "likewise" not in text
+
+
+@pytest.mark.parametrize("command", [["state", "a/b/c"], ["audit"]])
+@pytest.mark.parametrize("limit", ["abc", "0"])
+def test_a_limit_that_is_not_a_count_is_refused_in_the_user_s_words(
+    command: list[str], limit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--limit abc`` was refused as "invalid _positive value": the name of the CLI's own
+    parsing function, not what the option wants."""
+    with pytest.raises(SystemExit):
+        main([*command, "--limit", limit])
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.endswith(f"argument --limit: must be a whole number, 1 or more, not {limit!r}")

@@ -441,9 +441,12 @@ def _more(hidden: int) -> None:
 
 
 def _positive(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:  # argparse's own words for a ValueError would name this function
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, not {text!r}")
     return number
 
 
