@@ -328,7 +328,8 @@ def _number(
         number = int(text) if integer else float(text)
     except ValueError:
         number = math.nan
-    if not (math.isfinite(number) and minimum <= number <= maximum):
+    # the bounds first: math.isfinite of an integer too large for a float raises
+    if not (minimum <= number <= maximum and math.isfinite(number)):
         kind = (
             f"an integer from {minimum} to {int(maximum)}"
             if integer
