@@ -294,7 +294,7 @@ class _Batch(InvocationContext):
     invocations: Any
     event: Optional[BatchEvent]
     fun: Callable[..., Any]
-    failure: FunctionFailedError  # set (and logged) where an invocation raised, if observed
+    failure: FunctionFailedError  # set (and logged) where an invocation raised, if plugins watch
 
     def message(self, invocation: Any, types: TypeRegistry) -> Message:
         """The message of one invocation, which becomes the one the context answers for."""
