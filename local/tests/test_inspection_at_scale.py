@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -176,7 +177,7 @@ def test_the_status_the_page_polls_shows_a_page_of_stuck_addresses_and_counts_th
             await until(lambda: runtime.status()["totals"]["retrying"] == 120)
             status = runtime.status()
             assert (len(status["stuck"]), len(status["retrying"])) == (100, 100)
-            assert len(runtime.stuck()) == 120  # GET /api/stuck: all of them
+            assert len(runtime.stuck()) == 120
             if CHROMIUM is None:
                 return
             runner, url = await serve_runtime(runtime)
@@ -187,7 +188,7 @@ def test_the_status_the_page_polls_shows_a_page_of_stuck_addresses_and_counts_th
                     rows = await page.rows("stuck")
                     assert len(rows) == 101
                     assert rows[-1] == [
-                        "… and 20 more (statefun-local stuck or GET /api/stuck lists them all)"
+                        "… and 20 more (statefun-local stuck or GET /api/stuck lists them)"
                     ]
                     retrying = await page.evaluate(
                         "[...document.querySelectorAll('#retrying li')].map(li => li.innerText)"
@@ -269,3 +270,136 @@ def test_the_audit_log_comes_in_pages_and_says_how_many_entries_are_not_shown(
     assert lines[0] == "... 80 older entries before these (--limit N shows more)"
     assert main(["audit", "--db", str(db)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 130
+
+
+def stuck_rows(store: SqliteStore, first_failed_ms: int, ids: list[str]) -> None:
+    """Addresses ``com.example/fn/<id>`` stuck since ``first_failed_ms``, their head queued."""
+    with store.transaction():
+        for id_ in ids:
+            address = Address("com.example/fn", id_)
+            seq = store.mailbox_append(Envelope(address, VALUE))
+            stuck.record_failure(store, address, seq, "down", first_failed_ms, first_failed_ms + 1)
+
+
+def walk(store: SqliteStore, limit: int, between: Callable[[], None]) -> list[str]:
+    """Every stuck address, a page of ``limit`` at a time as ``GET /api/stuck`` reads them,
+    ``between()`` run after each page."""
+    seen: list[str] = []
+    after = None
+    while True:
+        page = stuck.listing(store, limit + 1, after=after)
+        seen += [entry["address"] for entry in page[:limit]]
+        between()
+        if len(page) <= limit:
+            return seen
+        after = page[limit - 1]["position"]
+
+
+def test_a_page_of_stuck_addresses_is_read_in_order_through_an_index_and_paging_is_stable(
+    tmp_path: Path,
+) -> None:
+    with contextlib.closing(SqliteStore.open(tmp_path / "db.sqlite")) as store:
+        stuck.ensure_schema(store.conn)
+        # 300 addresses failed in the same millisecond, 200 in a later one: pages end inside
+        # a millisecond, where the address orders them
+        stuck_rows(store, 1_000, [f"a{i:03d}" for i in range(300)])
+        stuck_rows(store, 2_000, [f"b{i:03d}" for i in range(200)])
+        everyone = [e["address"] for e in stuck.listing(store)]
+        assert len(everyone) == 500 and everyone[0] == "com.example/fn/a000"
+        assert everyone[299:301] == ["com.example/fn/a299", "com.example/fn/b000"]
+
+        page = stuck.listing(store, 101)
+        assert page[99]["position"] == "1000/com.example/fn//a099"
+        plans = query_plans(store, lambda: stuck.listing(store, 101, after=page[99]["position"]))
+        plans += query_plans(store, lambda: stuck.listing(store, 101))
+        # each page walks the index from its start or its position, stopping at the limit:
+        # no stuck row is sorted, none before the page read
+        assert not [plan for plan in plans if "TEMP B-TREE" in plan], plans
+        assert [plan for plan in plans if plan.endswith(" s") or " s USING" in plan] == [
+            "SEARCH s USING INDEX stuck_by_first_failure "
+            "((first_failed_ms,target_type,target_id)>(?,?,?))",
+            "SCAN s USING INDEX stuck_by_first_failure",
+        ], plans
+
+        # while it is walked, addresses shown already recover and others get stuck: every
+        # address stuck all along is listed once, in order; those stuck meanwhile at the end
+        pages = iter(range(10))
+
+        def meanwhile() -> None:
+            n = next(pages)
+            with store.transaction():
+                stuck.clear(store, Address("com.example/fn", f"a{n:03d}"))
+            stuck_rows(store, 3_000 + n, [f"c{n}"])
+
+        walked = walk(store, 100, meanwhile)
+        assert walked == everyone + [f"com.example/fn/c{n}" for n in range(5)]
+
+
+def test_the_stuck_addresses_come_in_pages_and_the_cli_says_how_many_it_leaves_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fault(_: int) -> web.Response:
+        return web.Response(status=500, text="down")
+
+    db = tmp_path / "db.sqlite"
+
+    async def scenario() -> None:
+        async with serving(spammer_functions(), db, fault=fault, call="60s") as (_, runtime):
+            for i in range(250):
+                await runtime.send(Address("com.example/fn", f"{i:03d}"), make_value("string", ""))
+            await until(lambda: runtime.status()["totals"]["stuck"] == 250)
+            everyone = [entry["address"] for entry in runtime.stuck()]
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    pages, sizes, after = [], [], None
+                    while True:
+                        query = {} if after is None else {"after": after}
+                        async with session.get(f"{url}/api/stuck", params=query) as response:
+                            assert response.status == 200
+                            body = await response.read()
+                        page = json.loads(body)
+                        pages.append(page)
+                        sizes.append(len(body))
+                        after = page["next"]
+                        if after is None:
+                            break
+                    assert [len(page["stuck"]) for page in pages] == [100, 100, 50]
+                    assert [page["next"] for page in pages] == [
+                        pages[0]["stuck"][-1]["position"],
+                        pages[1]["stuck"][-1]["position"],
+                        None,
+                    ]
+                    walked = [entry["address"] for page in pages for entry in page["stuck"]]
+                    assert walked == everyone and len(set(walked)) == 250
+                    async with session.get(f"{url}/api/stuck?limit=1000") as response:
+                        body = await response.read()
+                    assert len(json.loads(body)["stuck"]) == 250 and sizes[0] < len(body) / 2
+                    async with session.get(f"{url}/api/stuck?limit=250") as response:
+                        assert (await response.json())["next"] is None
+                    async with session.get(f"{url}/api/stuck?limit=249") as response:
+                        page = await response.json()
+                    assert page["next"] == page["stuck"][-1]["position"]
+                    for refused in [
+                        "limit=0",
+                        "limit=1001",
+                        "after=017",
+                        "after=1/x//y&after=2/x//y",
+                    ]:
+                        async with session.get(f"{url}/api/stuck?{refused}") as response:
+                            assert response.status == 400, refused
+                            assert "Traceback" not in await response.text()
+            finally:
+                await runner.cleanup()
+
+    run(scenario())
+    assert main(["stuck", "--db", str(db), "--limit", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # that no runtime runs, then 2 lines an address (the address, its last error), then the rest
+    assert len(lines) == 1 + 2 * 50 + 1
+    assert lines[-1] == "... and 200 more after these (--limit N shows more)"
+    assert lines[1].startswith("com.example/fn/000: ")
+    assert main(["stuck", "--db", str(db)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 + 2 * 250
+    assert main(["stuck", "--db", str(db), "--json", "--limit", "10"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 10

@@ -156,6 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     listed = _command(commands, "stuck", "addresses whose head message keeps failing")
     _db_argument(listed)
     listed.add_argument("--json", action="store_true", help="one JSON object per line")
+    listed.add_argument("--limit", type=_positive, default=10_000, metavar="N",
+                        help="show the N oldest failures (default 10000)")  # fmt: skip
     listed.set_defaults(command=_stuck)
     audit = _command(commands, "audit", "what was done to stuck addresses")
     _db_argument(audit)
@@ -481,7 +483,8 @@ def _stuck(args: argparse.Namespace) -> int:
 
     running = runtime_runs_on(args.db)  # before the connection: see runtime_runs_on
     with contextlib.closing(_open_readonly(args.db)) as store:
-        entries = stuck.listing(store)
+        entries = stuck.listing(store, args.limit)
+        newer = stuck.count(store) - len(entries)
     if not args.json and not entries:
         print("no stuck addresses")
     elif not args.json and not running:
@@ -513,6 +516,8 @@ def _stuck(args: argparse.Namespace) -> int:
         if pending:
             _print(f"  pending: {pending['action']} by {pending['by']} at {pending['time']}, "
                    "done if the call in progress fails")  # fmt: skip
+    if not args.json and newer > 0:
+        print(f"... and {newer} more after these (--limit N shows more)")
     return 0
 
 

@@ -598,11 +598,13 @@ class LocalRuntime:
 
     # --- stuck addresses ----------------------------------------------------------------
 
-    def stuck(self, limit: Optional[int] = None) -> list[dict[str, Any]]:
-        """Every address whose head message keeps failing (the first ``limit``): attempts,
-        last error, next retry; a call in progress with all its failed attempts so far (the
-        database may have fewer)."""
-        entries = stuck.listing(self.store, limit)
+    def stuck(
+        self, limit: Optional[int] = None, after: Optional[str] = None
+    ) -> list[dict[str, Any]]:
+        """The addresses whose head message keeps failing, oldest failure first (the first
+        ``limit``, after the ``position`` ``after``): attempts, last error, next retry; a call
+        in progress with all its failed attempts so far (the database may have fewer)."""
+        entries = stuck.listing(self.store, limit, after=after)
         if self._retrying:
             retrying = {str(address): live for address, live in self._retrying.items()}
             for entry in entries:

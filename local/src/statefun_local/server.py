@@ -21,7 +21,9 @@
 ``GET /api/egress?after=N&wait=S``     egress records after ``N``, waiting up to ``S`` s
                                        (at most 60)
 ``GET /``                              the web page (polls ``/api/status``)
-``GET /api/stuck``                     addresses whose head message keeps failing
+``GET /api/stuck``                     addresses whose head message keeps failing, oldest
+                                       failure first: 100 (or ``?limit=``), ``?after=P``
+                                       (``next``, a ``position``) for the next page
 ``GET /api/audit``                     what was done to them, newest first: 100 (or
                                        ``?limit=``), ``?before=N`` for the next page
 ``POST /api/stuck/{action}/{address}`` ``retry``, ``skip`` or ``dead-letter`` the head
@@ -394,7 +396,22 @@ _ACTIONS = {"retry": LocalRuntime.retry_now, "skip": LocalRuntime.skip,
 
 
 async def stuck_list(request: web.Request) -> web.Response:
-    return web.json_response({"stuck": request.app[RUNTIME_KEY].stuck()})
+    """A page of the stuck addresses, oldest failure first; ``next`` is the ``after`` of the
+    next page (the ``position`` of the last address shown)."""
+    after = _query(request, "after")
+    if after is not None:
+        _check_text(after)
+    limit = int(_number(request, "limit", 100, maximum=1000, minimum=1))
+    try:
+        entries = request.app[RUNTIME_KEY].stuck(limit + 1, after)
+    except ValueError as error:
+        raise _bad_request(f"after: {error}") from None
+    return web.json_response(
+        {
+            "stuck": entries[:limit],
+            "next": entries[limit - 1]["position"] if len(entries) > limit else None,
+        }
+    )
 
 
 async def audit_list(request: web.Request) -> web.Response:

@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS stuck (
     call_attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (target_type, target_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS stuck_by_first_failure
+    ON stuck (first_failed_ms, target_type, target_id);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time_ms INTEGER NOT NULL, address TEXT NOT NULL, action TEXT NOT NULL,
@@ -326,17 +328,24 @@ def addresses(conn: sqlite3.Connection) -> set[Address]:
 
 
 def listing(
-    store: SqliteStore, limit: Optional[int] = None, *, of: Optional[Address] = None
+    store: SqliteStore,
+    limit: Optional[int] = None,
+    *,
+    of: Optional[Address] = None,
+    after: Optional[str] = None,
 ) -> list[dict[str, Any]]:
-    """Every stuck address whose head message is still queued (the first ``limit``; ``of``
-    only that address), oldest failure first: ``attempts`` counts its calls that failed for
-    good, ``call_attempts`` the failed attempts of the call in progress, retried within its
-    budget (0: none in progress)."""
+    """The stuck addresses whose head message is still queued (the first ``limit``; those
+    after the :func:`position` ``after``; ``of`` only that address), oldest failure first:
+    ``attempts`` counts its calls that failed for good, ``call_attempts`` the failed attempts
+    of the call in progress, retried within its budget (0: none in progress)."""
     where = ""
-    parameters: tuple[str, ...] = ()
+    parameters: tuple[Union[str, int], ...] = ()
     if of is not None:
         where = " WHERE s.target_type = ? AND s.target_id = ?"
         parameters = (of.typename, of.id)
+    elif after is not None:
+        where = " WHERE (s.first_failed_ms, s.target_type, s.target_id) > (?, ?, ?)"
+        parameters = _parse_position(after)
     try:
         # a database from before the column, read by the CLI: no call in progress shown
         call_attempts = "s.call_attempts" if _has_call_attempts(store.conn) else "0"
@@ -366,9 +375,22 @@ def listing(
             "next_retry_ms": next_retry,
             # a skip or dead-letter waiting for the call in progress to end
             "pending": _pending(pending.get(Address(t, i)), seq),
+            "position": f"{first}/{t}//{i}",
         }
         for t, i, seq, attempts, error, first, last, next_retry, typename, ct, ci, calls in rows
     ]
+
+
+def _parse_position(position: str) -> tuple[int, str, str]:
+    """``first_failed_ms/typename//id`` (a typename has no empty part, so no ``//``): where a
+    stuck address is in :func:`listing`'s order."""
+    first, _, rest = position.partition("/")
+    typename, separator, id_ = rest.partition("//")
+    if not (first.isascii() and first.isdigit() and int(first) <= _MAX_SEQ) or not (
+        typename and separator
+    ):
+        raise ValueError(f"{position!r} is not the position of a stuck address, as 'next' gives it")
+    return int(first), typename, id_
 
 
 def count(store: SqliteStore) -> int:
