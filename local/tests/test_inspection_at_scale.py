@@ -320,6 +320,10 @@ def test_a_page_of_stuck_addresses_is_read_in_order_through_an_index_and_paging_
             "((first_failed_ms,target_type,target_id)>(?,?,?))",
             "SCAN s USING INDEX stuck_by_first_failure",
         ], plans
+        # and of the other tables only the rows of the page's addresses
+        assert [plan for plan in plans if plan.startswith("SCAN")] == [
+            "SCAN s USING INDEX stuck_by_first_failure"
+        ], plans
 
         # while it is walked, addresses shown already recover and others get stuck: every
         # address stuck all along is listed once, in order; those stuck meanwhile at the end

@@ -206,6 +206,10 @@ def _has_call_attempts(conn: sqlite3.Connection) -> bool:
     return any(row[1] == "call_attempts" for row in conn.execute("PRAGMA table_info(stuck)"))
 
 
+def _has_requests(conn: sqlite3.Connection) -> bool:
+    return conn.execute("PRAGMA table_info(stuck_requests)").fetchone() is not None
+
+
 def _iso(ms: int) -> str:
     stamp = datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
     return stamp.isoformat(timespec="seconds")
@@ -269,26 +273,15 @@ def keep_request(
 
 def request_of(conn: sqlite3.Connection, address: Address) -> Optional[Request]:
     """The action asked for on ``address`` while a call to it was in progress, if any."""
-    return pending_requests(conn, address).get(address)
-
-
-def pending_requests(
-    conn: sqlite3.Connection, address: Optional[Address] = None
-) -> dict[Address, Request]:
-    """The requests waiting for their call to end (of ``address`` only, if given)."""
-    sql = "SELECT target_type, target_id, action, message_seq, actor, time_ms FROM stuck_requests"
-    parameters: tuple[str, ...] = ()
-    if address is not None:
-        sql += " WHERE target_type = ? AND target_id = ?"
-        parameters = (address.typename, address.id)
     try:
-        rows = conn.execute(sql, parameters).fetchall()
+        row = conn.execute(
+            "SELECT action, message_seq, actor, time_ms FROM stuck_requests"
+            " WHERE target_type = ? AND target_id = ?",
+            (address.typename, address.id),
+        ).fetchone()
     except sqlite3.OperationalError:  # a database from before these requests: none
-        return {}
-    return {
-        Address(t, i): Request(action, seq, actor, time_ms)
-        for t, i, action, seq, actor, time_ms in rows
-    }
+        return None
+    return None if row is None else Request(*row)
 
 
 def set_next_retry(store: SqliteStore, address: Address, next_retry_ms: int) -> None:
@@ -335,7 +328,8 @@ def listing(
     after: Optional[str] = None,
 ) -> list[dict[str, Any]]:
     """The stuck addresses whose head message is still queued (the first ``limit``; those
-    after the :func:`position` ``after``; ``of`` only that address), oldest failure first:
+    after the entry whose ``position`` is ``after``; ``of`` only that address), oldest
+    failure first:
     ``attempts`` counts its calls that failed for good, ``call_attempts`` the failed attempts
     of the call in progress, retried within its budget (0: none in progress)."""
     where = ""
@@ -346,39 +340,51 @@ def listing(
     elif after is not None:
         where = " WHERE (s.first_failed_ms, s.target_type, s.target_id) > (?, ?, ?)"
         parameters = _parse_position(after)
+    # a database from before these, read by the CLI: no call in progress, no request shown
+    call_attempts = "s.call_attempts" if _has_call_attempts(store.conn) else "0"
+    request, requests = "NULL, NULL, NULL, NULL", ""
+    if _has_requests(store.conn):
+        # a skip or dead-letter of the head message, waiting for the call in progress to end
+        request = "r.action, r.message_seq, r.actor, r.time_ms"
+        requests = (
+            " LEFT JOIN stuck_requests r ON r.target_type = s.target_type"
+            " AND r.target_id = s.target_id AND r.message_seq = s.head_seq"
+        )
     try:
-        # a database from before the column, read by the CLI: no call in progress shown
-        call_attempts = "s.call_attempts" if _has_call_attempts(store.conn) else "0"
         rows = store.conn.execute(
             "SELECT s.target_type, s.target_id, s.head_seq, s.attempts, s.last_error,"
             " s.first_failed_ms, s.last_failed_ms, s.next_retry_ms, m.arg_typename,"
-            f" m.caller_type, m.caller_id, {call_attempts}"
-            f" FROM stuck s JOIN mailbox m ON m.seq = s.head_seq{where}"
+            f" m.caller_type, m.caller_id, {call_attempts}, {request}"
+            f" FROM stuck s JOIN mailbox m ON m.seq = s.head_seq{requests}{where}"
             " ORDER BY s.first_failed_ms, s.target_type, s.target_id LIMIT ?",
             (*parameters, -1 if limit is None else limit),
         ).fetchall()
     except sqlite3.OperationalError:
         return []
-    pending = pending_requests(store.conn, of)
-    return [
-        {
-            "address": str(Address(t, i)),
-            "message_seq": seq,
-            "message_type": typename,
-            "caller": None if ct is None else str(Address(ct, ci)),
-            "attempts": attempts,
-            "call_attempts": calls,
-            "last_error": error,
-            "first_failed": _iso(first),
-            "last_failed": _iso(last),
-            "next_retry": _iso(next_retry),
-            "next_retry_ms": next_retry,
-            # a skip or dead-letter waiting for the call in progress to end
-            "pending": _pending(pending.get(Address(t, i)), seq),
-            "position": f"{first}/{t}//{i}",
-        }
-        for t, i, seq, attempts, error, first, last, next_retry, typename, ct, ci, calls in rows
-    ]
+    return [_entry(*row) for row in rows]
+
+
+def _entry(
+    t: str, i: str, seq: int, attempts: int, error: str, first: int, last: int,
+    next_retry: int, typename: str, ct: Optional[str], ci: Optional[str], calls: int,
+    *request: Any,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "address": str(Address(t, i)),
+        "message_seq": seq,
+        "message_type": typename,
+        "caller": None if ct is None else str(Address(ct, ci or "")),
+        "attempts": attempts,
+        "call_attempts": calls,
+        "last_error": error,
+        "first_failed": _iso(first),
+        "last_failed": _iso(last),
+        "next_retry": _iso(next_retry),
+        "next_retry_ms": next_retry,
+        # a skip or dead-letter of the head message waiting for the call in progress to end
+        "pending": None if request[0] is None else Request(*request).to_json(),
+        "position": f"{first}/{t}//{i}",
+    }
 
 
 def _parse_position(position: str) -> tuple[int, str, str]:
@@ -402,10 +408,6 @@ def count(store: SqliteStore) -> int:
     except sqlite3.OperationalError:
         return 0
     return int(row[0])
-
-
-def _pending(request: Optional[Request], head_seq: int) -> Optional[dict[str, Any]]:
-    return request.to_json() if request is not None and request.message_seq == head_seq else None
 
 
 def audit_listing(
