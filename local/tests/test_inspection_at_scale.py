@@ -161,13 +161,8 @@ def test_a_look_at_an_address_shows_a_page_of_its_messages_and_counts_them_all(
 def test_the_status_the_page_polls_shows_a_page_of_stuck_addresses_and_counts_them_all(
     tmp_path: Path,
 ) -> None:
-    def fault(_: int) -> web.Response:
-        return web.Response(status=500, text="down")
-
     async def scenario() -> None:
-        async with serving(
-            spammer_functions(), tmp_path / "db.sqlite", fault=fault, call="60s"
-        ) as (
+        async with serving(spammer_functions(), tmp_path / "db.sqlite", fault=down, call="60s") as (
             _,
             runtime,
         ):
@@ -220,16 +215,13 @@ def test_an_action_on_a_stuck_address_reads_its_row_not_every_stuck_address(
 def test_the_audit_log_comes_in_pages_and_says_how_many_entries_are_not_shown(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def fault(_: int) -> web.Response:
-        return web.Response(status=500, text="down")
-
     db = tmp_path / "db.sqlite"
 
     async def scenario() -> None:
         async with serving(
             spammer_functions(),
             db,
-            fault=fault,
+            fault=down,
             call="100ms",
             dead_letters=stuck.DeadLetterPolicy(after=1),
         ) as (_, runtime):
@@ -342,13 +334,10 @@ def test_a_page_of_stuck_addresses_is_read_in_order_through_an_index_and_paging_
 def test_the_stuck_addresses_come_in_pages_and_the_cli_says_how_many_it_leaves_out(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def fault(_: int) -> web.Response:
-        return web.Response(status=500, text="down")
-
     db = tmp_path / "db.sqlite"
 
     async def scenario() -> None:
-        async with serving(spammer_functions(), db, fault=fault, call="60s") as (_, runtime):
+        async with serving(spammer_functions(), db, fault=down, call="60s") as (_, runtime):
             for i in range(250):
                 await runtime.send(Address("com.example/fn", f"{i:03d}"), make_value("string", ""))
             await until(lambda: runtime.status()["totals"]["stuck"] == 250)
@@ -407,3 +396,8 @@ def test_the_stuck_addresses_come_in_pages_and_the_cli_says_how_many_it_leaves_o
     assert len(capsys.readouterr().out.splitlines()) == 1 + 2 * 250
     assert main(["stuck", "--db", str(db), "--json", "--limit", "10"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 10
+
+
+def down(_: int) -> web.Response:
+    """A function server's answer to every call: a 500, so each address gets stuck."""
+    return web.Response(status=500, text="down")
