@@ -44,7 +44,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
 from .plugins.endpoints import Endpoint, checked_endpoints, find_endpoint, header
 from .plugins.events import BatchEvent, CheckedReplyHeaders, InvocationEvent, InvocationRetried
-from .plugins.logcontext import trace_id
+from .plugins.logcontext import log_line, trace_id
 from .plugins.manager import OBSERVER_HOOKS, make_plugin_manager, plugin_label
 from .protowire import ONE_BYTE as _ONE_BYTE
 from .protowire import element, field, key, text, typed_value_fields, varint
@@ -1023,12 +1023,14 @@ def _failed_function(
         _name_the_states(batch, error)
     reason = error_text(error)
     why = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
-    logger.error(
+    log_line(
+        logger,
+        logging.ERROR,
         "statefun request failed: %s: %s",
         failure,
         why,
+        fields=_line_fields(batch, headers),
         exc_info=failure,
-        extra=_line_fields(batch, headers),
     )
     return failure
 
@@ -1050,12 +1052,14 @@ def _log_cancelled(batch: _Batch, headers: Optional[Headers]) -> None:
     operator looks for when a runtime retries (its call timed out and it closed the
     connection). A warning, as a refused request's; with the function, id and trace id as
     record attributes, as the log context puts them on a failed function's line."""
-    logger.warning(
+    log_line(
+        logger,
+        logging.WARNING,
         "statefun request cancelled: function %r for id %r gets no reply (its client went, "
         "as a runtime does when its call times out, or the server is stopping)",
         batch.typename,
         batch.id,
-        extra=_line_fields(batch, headers),
+        fields=_line_fields(batch, headers),
     )
 
 

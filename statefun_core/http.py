@@ -26,7 +26,7 @@ from .errors import (
 from .functions import StatefulFunctions
 from .handler import RequestReplyHandler
 from .limits import DEFAULT_LIMITS
-from .plugins.logcontext import trace_id
+from .plugins.logcontext import log_line, trace_id
 
 __all__ = [
     "CONTENT_TYPE",
@@ -100,14 +100,18 @@ def error_response(error: BaseException) -> tuple[int, str]:
     status = status_for(error)
     if status >= 500:
         if not isinstance(error, FunctionFailedError):  # logged by the handler
-            logger.error(
-                "statefun request failed: %s", error, exc_info=error, extra=_trace_of(error)
+            log_line(
+                logger,
+                logging.ERROR,
+                "statefun request failed: %s",
+                error,
+                fields=_trace_of(error),
+                exc_info=error,
             )
     else:
         level = logging.INFO if status == 405 else logging.WARNING
-        logger.log(
-            level, "statefun request rejected (%d): %s", status, error, extra=_trace_of(error)
-        )
+        message = "statefun request rejected (%d): %s"
+        log_line(logger, level, message, status, error, fields=_trace_of(error))
     text = _REASONS.get(status, "Error")
     if status == 500 and not isinstance(error, FunctionFailedError):
         text = "Internal Server Error"  # the server's own failure (a misconfiguration, a bug)

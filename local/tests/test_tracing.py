@@ -10,6 +10,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, Optional
 
 import aiohttp
 import pytest
@@ -199,12 +200,15 @@ def test_a_message_the_policy_dead_letters_keeps_its_trace(tmp_path: Path) -> No
     assert record["traceparent"] == INGRESS
 
 
+@pytest.mark.parametrize("factory_trace_id", [None, "from-the-factory"])
 def test_the_line_of_a_failed_call_carries_the_trace_id_of_its_batch(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, factory_trace_id: Optional[str]
 ) -> None:
     """A user who finds a failed batch span searches the runtime's log by its trace id: the
     line of the call that failed carries it as the record's ``trace_id`` (as the SDK's lines
-    do, for ``InvocationLogFilter`` and structlog's ``ExtraAdder``)."""
+    do, for ``InvocationLogFilter`` and structlog's ``ExtraAdder``). An application whose
+    record factory sets ``trace_id`` itself still gets the line, with the factory's value
+    (``logging`` raises ``KeyError`` for an ``extra`` that would overwrite it)."""
     from .test_stuck import FRAGILE, POISON, fragile_functions
 
     async def scenario() -> None:
@@ -217,8 +221,21 @@ def test_the_line_of_a_failed_call_carries_the_trace_id_of_its_batch(
             while not runtime.failures:
                 await asyncio.sleep(0.01)
 
-    with caplog.at_level(logging.ERROR, logger="statefun_local"):
-        run(scenario())
+    standard = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = standard(*args, **kwargs)
+        record.trace_id = factory_trace_id
+        return record
+
+    if factory_trace_id is not None:
+        logging.setLogRecordFactory(factory)
+    try:
+        with caplog.at_level(logging.ERROR, logger="statefun_local"):
+            run(scenario())
+    finally:
+        logging.setLogRecordFactory(standard)
     failed = [r for r in caplog.records if r.name == "statefun_local"]
     assert failed, caplog.text
-    assert {getattr(r, "trace_id", None) for r in failed} == {TRACE_ID}, caplog.text
+    expected = factory_trace_id or TRACE_ID
+    assert {getattr(r, "trace_id", None) for r in failed} == {expected}, caplog.text

@@ -19,7 +19,7 @@ import logging
 import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, MutableMapping, Optional
+from typing import Any, Mapping, MutableMapping, Optional, Union
 
 from ..tracecontext import TRACEPARENT, is_traceparent
 from .endpoints import header
@@ -33,6 +33,7 @@ __all__ = [
     "InvocationLogFilter",
     "add_invocation_context",
     "current_invocation",
+    "log_line",
 ]
 
 #: Set to 1 (or true, yes, on) to register :class:`InvocationLogContext` as ``log_context``.
@@ -77,6 +78,27 @@ def trace_id(traceparent: Optional[str], traceresponse: Optional[str] = None) ->
     if traceparent is None or not is_traceparent(traceparent):
         return None
     return traceparent[3:35]
+
+
+def log_line(
+    logger: logging.Logger,
+    level: int,
+    msg: str,
+    *args: object,
+    fields: Mapping[str, Optional[str]],
+    exc_info: Union[bool, BaseException, None] = None,
+) -> None:
+    """``logger.log(level, msg, *args, exc_info=exc_info, extra=fields)``, written even when
+    the application's record factory sets one of ``fields`` on every record itself (a common
+    recipe sets ``trace_id``): ``logging`` refuses to overwrite it with ``KeyError``, which
+    would lose the line and replace the error it reports. The factory's value stands."""
+    try:
+        logger.log(level, msg, *args, exc_info=exc_info, extra=fields, stacklevel=2)
+    except KeyError:
+        factory = logging.getLogRecordFactory()
+        taken = factory(logger.name, level, "", 0, "", (), None).__dict__
+        extra = {name: value for name, value in fields.items() if name not in taken}
+        logger.log(level, msg, *args, exc_info=exc_info, extra=extra, stacklevel=2)
 
 
 current_invocation: ContextVar[Optional[Invocation]] = ContextVar(

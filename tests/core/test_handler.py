@@ -932,6 +932,33 @@ def test_a_failed_function_s_line_names_the_request_s_trace(
     assert failure.__dict__["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
 
 
+def test_a_record_factory_setting_trace_id_neither_loses_the_line_nor_the_error(
+    caplog: pytest.LogCaptureFixture, factory_trace_id: str
+) -> None:
+    """``logging`` refuses an ``extra`` that overwrites an attribute the record factory set
+    (``KeyError``): the failure line is still written, the factory's trace id standing, and
+    the caller still gets the function's failure, not a ``KeyError``."""
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f")
+    def fails(context: Context, message: Message) -> None:
+        raise RuntimeError("boom")
+
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([], load_entrypoints=False)
+    )
+    request = to_function("ns/f", "1", [typed_value(IntType, 1)])
+    with caplog.at_level(logging.ERROR, logger="statefun_core"), pytest.raises(FunctionFailedError):
+        handler.handle_sync(request, TRACEPARENT_HEADER)
+    (failure,) = caplog.records
+    assert failure.getMessage().endswith("RuntimeError: boom")
+    assert failure.funcName == "_failed_function"
+    assert (failure.__dict__["trace_id"], failure.__dict__["statefun_function"]) == (
+        factory_trace_id,
+        "ns/f",
+    )
+
+
 class FailureObserver:
     """What ``statefun_batch_failed`` and ``statefun_request_failed`` hear: a pair of error
     classes per request."""

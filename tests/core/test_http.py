@@ -202,3 +202,19 @@ def test_server_errors_are_logged_with_their_traceback_and_the_runtimes_retries_
     assert wrong_method.getMessage() == "statefun request rejected (405): GET is not allowed"
     assert [record.levelname for record in (unknown, too_large, malformed)] == ["WARNING"] * 3
     assert unknown.getMessage().startswith("statefun request rejected (404): ")
+
+
+def test_a_record_factory_setting_trace_id_does_not_turn_a_refusal_into_an_error(
+    caplog: pytest.LogCaptureFixture, factory_trace_id: str
+) -> None:
+    """Every integration answers with ``error_response``: with a record factory that sets
+    ``trace_id`` (a common recipe), it still answers and logs, the factory's trace id
+    standing, where ``logging`` would have raised ``KeyError`` for the ``extra``."""
+    caplog.set_level(logging.INFO, logger="statefun_core")
+    assert error_response(MalformedRequestError("not a ToFunction"))[0] == 400
+    assert error_response(RuntimeError("a bug"))[0] == 500
+    rejected, failed = caplog.records
+    assert rejected.getMessage() == "statefun request rejected (400): not a ToFunction"
+    assert failed.getMessage() == "statefun request failed: a bug"
+    assert {rejected.__dict__["trace_id"], failed.__dict__["trace_id"]} == {factory_trace_id}
+    assert {rejected.funcName, failed.funcName} == {"error_response"}

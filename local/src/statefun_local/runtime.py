@@ -50,6 +50,7 @@ from statefun_core.engine import (
     TraceContext,
     TypedValue,
 )
+from statefun_core.plugins.logcontext import log_line
 from statefun_core.tracecontext import TRACERESPONSE
 
 from . import stuck
@@ -438,8 +439,9 @@ class LocalRuntime:
         try:
             await self._call_and_apply(batch)
         except Exception:
-            log.exception("%s: handling the batch failed; looking again in %.1f s",
-                          batch.address, self.failure_pause, extra=_trace_of(batch))  # fmt: skip
+            log_line(log, logging.ERROR, "%s: handling the batch failed; looking again in %.1f s",
+                     batch.address, self.failure_pause, fields=_trace_of(batch),
+                     exc_info=True)  # fmt: skip
             await asyncio.sleep(self.failure_pause)
             try:
                 self.engine.fail(batch)
@@ -472,8 +474,9 @@ class LocalRuntime:
             await self._park(batch, str(error), quiet=counted)
             return
         except Exception as error:  # a bug or a bad URL: still the address's visible failure
-            log.exception("%s: calling %s failed", address, endpoint.url_path_template,
-                          extra=_trace_of(batch))  # fmt: skip
+            log_line(log, logging.ERROR, "%s: calling %s failed", address,
+                     endpoint.url_path_template, fields=_trace_of(batch),
+                     exc_info=True)  # fmt: skip
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
         self._answered(endpoint.url_for(address.typename), address.typename)
@@ -485,7 +488,8 @@ class LocalRuntime:
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
         except Exception as error:  # e.g. the database locked by another process: rolled back
-            log.exception("%s: applying the reply failed", address, extra=_trace_of(batch))
+            log_line(log, logging.ERROR, "%s: applying the reply failed", address,
+                     fields=_trace_of(batch), exc_info=True)  # fmt: skip
             await self._park(batch, f"{type(error).__name__}: {error}")
             return
         self._completed(completion)
@@ -578,10 +582,10 @@ class LocalRuntime:
             removal = ("dead-letter", "policy", f"after {attempts} attempts")
         if quiet:
             self._counted.add(address)
-        log.log(logging.DEBUG if quiet else logging.ERROR,
-                "%s: batch of %d message(s) failed: %s%s", address, len(batch.messages), error,
-                "" if removal else f" (retrying in {pause:.1f} s)",
-                extra=_trace_of(batch))  # fmt: skip
+        log_line(log, logging.DEBUG if quiet else logging.ERROR,
+                 "%s: batch of %d message(s) failed: %s%s", address, len(batch.messages), error,
+                 "" if removal else f" (retrying in {pause:.1f} s)",
+                 fields=_trace_of(batch))  # fmt: skip
         if removal is not None:
             self._remove_head(batch, *removal)
             return
