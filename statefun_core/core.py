@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Optional, Union
 if TYPE_CHECKING:
     from .types import Type
 
-__all__ = ["SdkAddress", "ValueSpec", "parse_typename"]
+__all__ = ["SdkAddress", "StorageSpec", "ValueSpec", "parse_typename"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,15 @@ class ValueSpec:
     def __repr__(self) -> str:
         typename = getattr(self.type, "typename", getattr(self.type, "__name__", self.type))
         return f"ValueSpec(name={self.name!r}, type={typename})"
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """A function's states as the official SDK's ``StatefulFunction.storage_spec`` gives
+    them, for code written for it: their names, and their specs in declaration order."""
+
+    names: frozenset[str]
+    specs: list[ValueSpec]
 
 
 def _expiration_ms(keyword: str, duration: Optional[timedelta]) -> int:

@@ -9,7 +9,7 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
-from .core import ValueSpec, parse_typename
+from .core import StorageSpec, ValueSpec, parse_typename
 from .errors import FunctionNotFoundError
 
 if TYPE_CHECKING:
@@ -84,6 +84,11 @@ class StatefulFunction:
                 raise TypeError(f"final_errors of {typename} must be Exception classes: {error!r}")
         self.final_unreadable = final_unreadable
         self.dead_letters = dead_letters
+
+    @property
+    def storage_spec(self) -> StorageSpec:
+        """The official SDK's name for ``specs``: the same specs, with their names."""
+        return StorageSpec(frozenset(spec.name for spec in self.specs), self.specs)
 
     def __repr__(self) -> str:
         return f"StatefulFunction({self.typename!r}, {getattr(self.fun, '__qualname__', self.fun)})"

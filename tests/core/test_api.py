@@ -474,6 +474,21 @@ def test_bind_returns_the_function_and_registers_it() -> None:
         functions.for_typename("ns/g")
 
 
+def test_a_bound_function_gives_its_specs_under_the_official_sdks_name_too() -> None:
+    """Code written for the official SDK reads ``for_typename(...).storage_spec.specs``."""
+    functions = StatefulFunctions()
+    seen, name = ValueSpec("seen", IntType), ValueSpec("name", StringType)
+    functions.bind("ns/f", specs=[seen, name])(lambda context, message: None)
+    functions.bind("ns/stateless")(lambda context, message: None)
+
+    storage_spec = functions.for_typename("ns/f").storage_spec
+    assert storage_spec.specs == [seen, name]
+    assert storage_spec.names == frozenset({"seen", "name"})
+    assert functions.for_typename("ns/stateless").storage_spec.specs == []
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        storage_spec.names = frozenset()  # type: ignore[misc]
+
+
 def test_async_functions_that_can_suspend_are_told_apart() -> None:
     async def returns(context: Any, message: Any) -> None:
         context.storage.seen = [x for x in range(3)]
