@@ -1,0 +1,83 @@
+"""The official SDK's ``statefun.wrapper_types``: the six built-in types and their messages.
+
+The built-in types are statefun_core's (the same typenames and bytes), not instances of
+:class:`ProtobufWrappingType`, which is here for types of one's own made the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from statefun_core.protocol import (
+    BooleanWrapper,
+    DoubleWrapper,
+    FloatWrapper,
+    IntWrapper,
+    LongWrapper,
+    StringWrapper,
+)
+from statefun_core.types import (
+    BoolType,
+    DoubleType,
+    FloatType,
+    IntType,
+    LongType,
+    StringType,
+    Type,
+    TypeSerializer,
+)
+
+__all__ = [
+    "PY_TYPE_TO_WRAPPER_TYPE",
+    "WRAPPER_TYPE_TO_PY_TYPE",
+    "BoolType",
+    "BooleanWrapper",
+    "DoubleType",
+    "DoubleWrapper",
+    "FloatType",
+    "FloatWrapper",
+    "IntType",
+    "IntWrapper",
+    "LongType",
+    "LongWrapper",
+    "ProtobufWrappingType",
+    "ProtobufWrappingTypeSerializer",
+    "StringType",
+    "StringWrapper",
+    "Type",
+    "TypeSerializer",
+]
+
+
+class ProtobufWrappingTypeSerializer(TypeSerializer):
+    """Values as the ``value`` field of a one-field protobuf message class."""
+
+    __slots__ = ("wrapper",)
+
+    def __init__(self, wrapper: Any) -> None:
+        self.wrapper = wrapper
+
+    def serialize(self, value: Any) -> bytes:
+        message = self.wrapper()
+        message.value = value
+        return bytes(message.SerializeToString())
+
+    def deserialize(self, byte: bytes) -> Any:
+        return self.wrapper.FromString(byte).value
+
+
+class ProtobufWrappingType(Type):
+    """A type whose values are the ``value`` field of ``wrapper_message_type``."""
+
+    __slots__ = ("wrapper",)
+
+    def __init__(self, typename: str, wrapper_message_type: Any) -> None:
+        super().__init__(typename)
+        self.wrapper = wrapper_message_type
+
+    def serializer(self) -> TypeSerializer:
+        return ProtobufWrappingTypeSerializer(self.wrapper)
+
+
+PY_TYPE_TO_WRAPPER_TYPE = {int: IntType, bool: BoolType, float: FloatType, str: StringType}
+WRAPPER_TYPE_TO_PY_TYPE = {IntType: int, BoolType: bool, FloatType: float, StringType: str}
