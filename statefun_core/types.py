@@ -86,6 +86,9 @@ def to_bytes(data: Any, typename: str) -> bytes:
 class _FunctionSerializer(TypeSerializer):
     __slots__ = ("deserialize_fn", "serialize_fn")
 
+    serialize_fn: Callable[[Any], Any]
+    deserialize_fn: Callable[[bytes], Any]
+
     def __init__(
         self, serialize_fn: Callable[[Any], Any], deserialize_fn: Callable[[bytes], Any]
     ) -> None:

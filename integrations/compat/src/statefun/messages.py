@@ -1,5 +1,7 @@
 """The official SDK's ``statefun.messages``: messages to functions and egresses."""
 
+from __future__ import annotations
+
 from statefun_core.messages import EgressMessage, Message, egress_message_builder, message_builder
 from statefun_core.protocol import TypedValue
 from statefun_core.types import Type
@@ -20,7 +22,7 @@ __all__ = [
 ]
 
 #: ``message_builder``'s value keywords, and the type each gives the value
-PRIMITIVE_GETTERS = {
+PRIMITIVE_GETTERS: dict[str, Type] = {
     "int_value": wrapper_types.IntType,
     "float_value": wrapper_types.FloatType,
     "long_value": wrapper_types.LongType,

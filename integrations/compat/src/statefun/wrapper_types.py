@@ -54,6 +54,8 @@ class ProtobufWrappingTypeSerializer(TypeSerializer):
 
     __slots__ = ("wrapper",)
 
+    wrapper: Any  # a protobuf message class with one field, ``value``
+
     def __init__(self, wrapper: Any) -> None:
         self.wrapper = wrapper
 
@@ -71,6 +73,8 @@ class ProtobufWrappingType(Type):
 
     __slots__ = ("wrapper",)
 
+    wrapper: Any  # a protobuf message class with one field, ``value``
+
     def __init__(self, typename: str, wrapper_message_type: Any) -> None:
         super().__init__(typename)
         self.wrapper = wrapper_message_type
@@ -79,5 +83,15 @@ class ProtobufWrappingType(Type):
         return ProtobufWrappingTypeSerializer(self.wrapper)
 
 
-PY_TYPE_TO_WRAPPER_TYPE = {int: IntType, bool: BoolType, float: FloatType, str: StringType}
-WRAPPER_TYPE_TO_PY_TYPE = {IntType: int, BoolType: bool, FloatType: float, StringType: str}
+PY_TYPE_TO_WRAPPER_TYPE: dict[type, Type] = {
+    int: IntType,
+    bool: BoolType,
+    float: FloatType,
+    str: StringType,
+}
+WRAPPER_TYPE_TO_PY_TYPE: dict[Type, type] = {
+    IntType: int,
+    BoolType: bool,
+    FloatType: float,
+    StringType: str,
+}
