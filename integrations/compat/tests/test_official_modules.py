@@ -242,3 +242,42 @@ def test_parse_typename_is_the_official_modules() -> None:
     for wrong in ("", "/", "a/", "/b", "ab"):
         with pytest.raises(ValueError):
             parse_typename(wrong)
+
+
+def test_a_function_called_with_a_context_of_ones_own_and_a_resolved_storage() -> None:
+    """How a unit test calls a function without a handler: a ``Context`` subclass that keeps
+    what is sent, and a storage from ``resolve``."""
+    from statefun.request_reply_v3 import SdkAddress
+    from statefun.storage import make_address_storage_spec, resolve
+    from statefun.utils import to_typed_value
+
+    seen = ValueSpec("seen", IntType)
+    storage = resolve(make_address_storage_spec([seen]), "ns/f", [persisted("seen", IntType, 2)])
+
+    class Recording(statefun.Context):
+        def __init__(self) -> None:
+            self.sent: list[statefun.Message] = []
+
+        @property
+        def address(self) -> SdkAddress:
+            return SdkAddress("ns", "f", "a", "ns/f")
+
+        @property
+        def storage(self) -> Any:
+            return storage.storage
+
+        @property
+        def caller(self) -> None:
+            return None
+
+        def send(self, message: statefun.Message) -> None:
+            self.sent.append(message)
+
+    def greet(context: statefun.Context, message: statefun.Message) -> None:
+        context.storage.seen += 1
+        context.send(message_builder("ns/inbox", context.address.id, int_value=message.as_int()))
+
+    context = Recording()
+    greet(context, statefun.Message("ns/f", "a", to_typed_value(IntType, 5)))
+    assert context.storage.seen == 3
+    assert [(sent.target_id, sent.as_int()) for sent in context.sent] == [("a", 5)]
