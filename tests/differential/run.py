@@ -48,7 +48,7 @@ from google.protobuf import text_format
 import statefun_core
 from statefun_core import RequestReplyHandler, make_plugin_manager, protocol
 
-from ..official.sdk import official_python
+from ..official.sdk import official_env, official_python
 from .generator import DEVIATIONS, Case, Generator, Invocation, add_raises
 from .program import PROGRAM_TYPENAME, TRACE_TYPENAME, build
 
@@ -75,6 +75,7 @@ class Official:
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
+            env=official_env(),
         )
         try:
             self.versions = self._read()["ready"]

@@ -34,3 +34,10 @@ def official_python() -> str:
         subprocess.run([str(python), "-m", "pip", "install", "-q", OFFICIAL], check=True)
     marker.write_text(OFFICIAL)
     return str(python)
+
+
+def official_env() -> dict[str, str]:
+    """The environment to run the official SDK's interpreter in: ours without ``PYTHONPATH``.
+    A run from a checkout puts statefun-compat's ``src`` there, and the official interpreter's
+    ``import statefun`` would then find statefun-compat, not the official SDK."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}

@@ -22,7 +22,7 @@ from statefun_core.errors import UnknownTypeError
 from statefun_core.testing import wire
 
 from . import scenarios
-from .sdk import official_python
+from .sdk import official_env, official_python
 
 OFFICIAL_PYTHON = official_python()
 HERE = Path(__file__).parent
@@ -57,6 +57,7 @@ def official() -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=120,
+        env=official_env(),
     )
     assert done.returncode == 0, done.stderr
     outcomes: dict[str, Any] = json.loads(done.stdout)
@@ -174,14 +175,21 @@ def test_a_state_of_a_class_no_plugin_resolves_fails_before_any_request(official
 
 
 def test_the_official_sdk_is_the_one_compared_with():
-    version = subprocess.run(
+    """Its version, and its ``import statefun`` finds its files (statefun-compat installs the
+    same package name, and a ``PYTHONPATH`` could put it first)."""
+    found = subprocess.run(
         [
             str(OFFICIAL_PYTHON),
             "-c",
-            "import importlib.metadata as m; print(m.version('apache-flink-statefun'))",
+            "import importlib.metadata as m, pathlib, statefun\n"
+            "official = m.distribution('apache-flink-statefun')\n"
+            "print(official.version)\n"
+            "here = pathlib.Path(statefun.__file__)\n"
+            "print(here == official.locate_file('statefun/__init__.py'))",
         ],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.strip()
-    assert version == "3.3.0"
+        env=official_env(),
+    ).stdout.split()
+    assert found == ["3.3.0", "True"]
