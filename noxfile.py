@@ -2,7 +2,13 @@
 matrix (``nox.options.sessions``); the benchmarks, fuzzing, soak runs, the demo, the long
 differential and crash runs and recompiling the protos run only when named (``nox -s bench``).
 
-Sessions install with uv when it is present. Each area keeps its sessions in its own section.
+Sessions install with uv when it is present. Each area keeps its sessions in its own section,
+tagged with the area's name: ``nox -t flask`` runs both Flask versions (a tag selects the
+area's long runs too: ``-t core`` includes ``differential``, ``-t e2e`` ``e2e_crash``). ``-R``
+reuses a session's virtualenv without installing. Arguments after ``--`` go to pytest after
+the session's own test folder: they narrow it (``-k``, ``-x``), but a path adds to the folder
+instead of replacing it; for one file, run the session's virtualenv,
+``.nox/<session>/bin/python -m pytest <path>``.
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ def protobuf(session: nox.Session, protobuf: str) -> None:
 
 @nox.session(python=NEWEST, tags=["ci", "core"])
 def core(session: nox.Session) -> None:
-    """CI's core run: the newest Python and protobuf, plus the oldest protobuf on 3.9."""
+    """CI's core run: the newest Python and protobuf (``core_oldest`` is the other end)."""
     install_core(session)
     session.run("python", "-m", "pytest", "tests/core", *session.posargs)
 

@@ -1,5 +1,6 @@
 """The README's table of nox commands: plain ``nox`` runs the full matrix and everything
-``nox -t ci`` runs. Read from noxfile.py's source, so nox need not be installed."""
+``nox -t ci`` runs; and ``nox -l`` describes every session. Read from noxfile.py's source, so
+nox need not be installed."""
 
 from __future__ import annotations
 
@@ -40,3 +41,16 @@ def test_plain_nox_runs_every_ci_session() -> None:
     assert ci, "no session is tagged ci"
     default = _default_sessions(tree)
     assert {name for name in ci if COVERED_BY.get(name, name) not in default} == set()
+
+
+def test_every_session_says_what_it_runs() -> None:
+    """``nox -l`` lists each session with its docstring's first line: the contributor's map."""
+    tree = ast.parse(NOXFILE.read_text(encoding="utf-8"))
+    sessions = [
+        node for node in tree.body
+        if isinstance(node, ast.FunctionDef) and any(
+            "nox.session" in ast.unparse(decorator) for decorator in node.decorator_list
+        )
+    ]  # fmt: skip
+    assert len(sessions) > 20, [node.name for node in sessions]
+    assert [node.name for node in sessions if not ast.get_docstring(node)] == []
