@@ -25,7 +25,12 @@ from statefun_core.plugins import (
 from .test_hooks import make_functions
 
 ROOT = Path(__file__).resolve().parents[2]
-INTEGRATIONS = ("aiohttp", "tornado", "flask", "django")
+# the framework integrations: each one's entry-point module names its FRAMEWORK
+INTEGRATIONS = sorted(
+    path.parents[2].name
+    for path in ROOT.glob("integrations/*/src/*/plugin.py")
+    if "\nFRAMEWORK = " in path.read_text(encoding="utf-8")
+)
 PLUGIN_PACKAGES = {
     "statefun_prometheus",
     "statefun_opentelemetry",
@@ -320,6 +325,10 @@ def imported_modules(path: Path) -> set[str]:
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 names.add(first.value.split(".")[0])
     return names
+
+
+def test_the_integrations_are_found() -> None:
+    assert {"aiohttp", "tornado", "flask", "django"} <= set(INTEGRATIONS), INTEGRATIONS
 
 
 @pytest.mark.parametrize("integration", INTEGRATIONS)
