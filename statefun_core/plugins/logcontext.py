@@ -16,6 +16,7 @@ first.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -34,12 +35,24 @@ __all__ = [
     "add_invocation_context",
     "current_invocation",
     "log_line",
+    "one_line",
 ]
 
 #: Set to 1 (or true, yes, on) to register :class:`InvocationLogContext` as ``log_context``.
 LOG_CONTEXT_ENV = "STATEFUN_LOG_CONTEXT"
 
 _TOKEN_KEY = "log_context.token"
+
+# control characters (newlines, ANSI escapes) and the explicit bidi controls, which a terminal
+# or log viewer that reorders text would apply to the rest of the line
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters (newlines included) and explicit bidi controls
+    escaped as in Python (``\\n``, ``\\x1b``, ``\\u202e``): what a log line may hold of a
+    value from a request, which must not start a line of its own."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
 
 
 @dataclass(frozen=True)
@@ -140,21 +153,24 @@ class InvocationLogFilter(logging.Filter):
     ``"%(statefun_function)s/%(statefun_id)s trace=%(trace_id)s %(message)s"``. Lets every
     record through. Outside an invocation a record keeps the ones it was given: the line of
     a refused request (400, 404, 405, 413) carries that request's ``trace_id``, the line of
-    a cancelled request its function, id and trace id."""
+    a cancelled request its function, id and trace id. The function, id and caller have
+    their control characters escaped (:func:`one_line`): an id such as ``"ann\\nERROR ..."``
+    stays on its line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         invocation = current_invocation.get()
         if invocation is None:
             given = record.__dict__
-            record.statefun_function = given.get("statefun_function")
-            record.statefun_id = given.get("statefun_id")
-            record.statefun_caller = None
-            record.trace_id = given.get("trace_id")
+            function, id_ = given.get("statefun_function"), given.get("statefun_id")
+            caller, record.trace_id = None, given.get("trace_id")
         else:
-            record.statefun_function = invocation.function
-            record.statefun_id = invocation.id
-            record.statefun_caller = invocation.caller
+            function, id_, caller = invocation.function, invocation.id, invocation.caller
             record.trace_id = invocation.trace_id
+        # an id (and a caller's typename) is whatever the request says: formatted with %s, a
+        # newline in it would start a forged line
+        record.statefun_function = None if function is None else one_line(function)
+        record.statefun_id = None if id_ is None else one_line(id_)
+        record.statefun_caller = None if caller is None else one_line(caller)
         return True
 
 

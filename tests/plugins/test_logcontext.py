@@ -9,7 +9,14 @@ from typing import Optional
 
 import pytest
 
-from statefun_core import Context, Message, RequestReplyHandler, StatefulFunctions, message_builder
+from statefun_core import (
+    Context,
+    FunctionFailedError,
+    Message,
+    RequestReplyHandler,
+    StatefulFunctions,
+    message_builder,
+)
 from statefun_core.plugins import (
     InvocationLogContext,
     InvocationLogFilter,
@@ -98,6 +105,46 @@ def test_a_format_string_can_name_the_fields(records: Records) -> None:
     )
     assert records.format(records.records[0]) == (
         f"example/greeter/ann trace={TRACE_ID} greeting ann"
+    )
+
+
+def test_an_id_or_caller_from_the_request_can_not_forge_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The id and the caller are whatever the request says (a user name from an ingress): with
+    the documented format, a newline or an ANSI escape in them is escaped, on the lines of a
+    function and on the handler's line of its failure, so each record stays one line."""
+    functions = StatefulFunctions()
+
+    @functions.bind(GREETER)
+    def greeter(context: Context, message: Message) -> None:
+        log.info("greeting")
+        raise ValueError("no")
+
+    caplog.handler.addFilter(InvocationLogFilter())
+    caplog.handler.setFormatter(
+        logging.Formatter(
+            "%(levelname)s %(statefun_function)s/%(statefun_id)s caller=%(statefun_caller)s "
+            "%(message)s"
+        )
+    )
+    forged = "ann\nERROR example/greeter/root caller=None granted\x1b[2K\u202e"
+    plugins = make_plugin_manager([InvocationLogContext()], load_entrypoints=False)
+    body = wire.to_function(GREETER, forged, ["x"], caller=("example/sender", forged))
+    with caplog.at_level(logging.INFO), pytest.raises(FunctionFailedError):
+        RequestReplyHandler(functions, plugins=plugins).handle_sync(body)
+    escaped = "ann\\nERROR example/greeter/root caller=None granted\\x1b[2K\\u202e"
+    lines = [caplog.handler.format(r).split("\n", 1)[0] for r in caplog.records]
+    assert lines == [
+        f"INFO example/greeter/{escaped} caller=example/sender/{escaped} greeting",
+        f"ERROR example/greeter/{escaped} caller=example/sender/{escaped} statefun request "
+        f"failed: function 'example/greeter' failed for id '{escaped}': ValueError: no",
+    ]
+    # outside an invocation, the fields a line was given (the failure of a batch after its
+    # invocations, a cancellation) are escaped the same way
+    log.warning("given", extra={"statefun_function": GREETER, "statefun_id": forged})
+    assert caplog.handler.format(caplog.records[-1]) == (
+        f"WARNING example/greeter/{escaped} caller=None given"
     )
 
 

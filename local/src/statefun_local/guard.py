@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Optional
 
 from aiohttp import web
 
+from statefun_core.plugins.logcontext import one_line
+
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler, Middleware
 
@@ -123,15 +125,6 @@ def guard_middleware(allowed_hosts: Iterable[str] = ()) -> Middleware:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# and the explicit bidi controls (as the page shows them): in a terminal or a log viewer that
-# reorders text, one would draw what follows it, to the end of the line, otherwise
-_SHOWN_ESCAPED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def one_line(text: str) -> str:
-    """``text`` with its control characters (newlines included) and explicit bidi controls
-    escaped as in Python."""
-    return _SHOWN_ESCAPED.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
 
 
 class _OneLine(logging.Filter):
