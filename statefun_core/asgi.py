@@ -102,21 +102,22 @@ class StatefunASGI(Served):
         await send({"type": "http.response.body", "body": reply})
 
 
-async def _rest_of_body(receive: Receive, first: bytes, limit: Optional[int]) -> Optional[bytes]:
+async def _rest_of_body(
+    receive: Receive, first: bytes, limit: Optional[int]
+) -> Optional[bytearray]:
     """The body sent in more than one message, read until it ends or until it is over
     ``limit`` (then what was read, which the caller refuses); ``None`` on a disconnect."""
-    chunks = [first]
-    size = len(first)
-    while limit is None or size <= limit:
+    # one buffer, not a list of the chunks: a server may pass each chunk of a chunked body
+    # as it came (hypercorn does), and a list of a million 2-byte chunks is some 60 MB
+    body = bytearray(first)
+    while limit is None or len(body) <= limit:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
+        body += message.get("body", b"")
         if not message.get("more_body", False):
             break
-    return b"".join(chunks)
+    return body
 
 
 def _client_gone() -> MalformedRequestError:

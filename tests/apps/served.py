@@ -18,6 +18,8 @@ from statefun_core.testing.endpoint import make_functions
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "servers.md"
 LIMIT = 64 * 1024
+#: the request limit of the application served, when not LIMIT
+SERVED_LIMIT = int(os.environ.get("SERVED_LIMIT", LIMIT))
 IMPORT = "from myproject.functions import functions\n"
 
 #: Each example by name: the module it is recognised by in docs/servers.md.
@@ -45,7 +47,7 @@ def example(name: str) -> str:
 
 def handler() -> RequestReplyHandler:
     functions = make_functions(interleave=True)
-    return RequestReplyHandler(functions, limits=Limits(request_bytes=LIMIT))
+    return RequestReplyHandler(functions, limits=Limits(request_bytes=SERVED_LIMIT))
 
 
 def load(name: str, functions: Any = None) -> ModuleType:
