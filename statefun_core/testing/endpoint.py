@@ -65,6 +65,7 @@ __all__ = [
     "check_plugin_endpoints_answer_head",
     "check_reply_headers",
     "check_request_limit",
+    "check_tiny_chunks",
     "free_port",
     "greetings",
     "make_functions",
@@ -501,6 +502,45 @@ def check_chunked_body(port: int, path: str) -> None:
     status, _, reply = request(port, path, body, chunked=True)
     assert status == 200, (status, reply[:200])
     assert greetings(reply) == (2, [(INBOX, name, f"Hello {name} for the 2th time!")])
+
+
+def check_tiny_chunks(port: int, path: str, pid: int, size: int = 1024 * 1024) -> None:
+    """A body of about ``size`` bytes sent in 2-byte chunks (the server's limit must allow it)
+    is read whole, and the server's process ``pid`` holds it about once: its peak resident
+    memory (Linux's ``/proc``) grows by less than 32 times ``size``. A server may hand each
+    chunk over as it came; kept as a list of them, such a body took some 65 times its size."""
+    status, _, _ = request(port, path, wire.to_function(GREETER, "Tiny", ["Tiny"], NEW))
+    assert status == 200, status  # what a first request takes is in the peak before
+    before = _peak_memory(pid)
+    name = "Tiny" + " " * size  # the greeter greets it: the reply is as long
+    body = wire.to_function(GREETER, "Tiny", [name], NEW)
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .encode()
+        )  # fmt: skip
+        for start in range(0, len(body), 65536):
+            block = body[start : start + 65536]
+            sock.sendall(b"".join(b"%x\r\n%s\r\n" % (len(block[i : i + 2]), block[i : i + 2])
+                                  for i in range(0, len(block), 2)))  # fmt: skip
+        sock.sendall(b"0\r\n\r\n")
+        response = b""
+        while data := sock.recv(65536):
+            response += data
+    assert response.split()[1] == b"200", response[:300]
+    growth = _peak_memory(pid) - before
+    # the body, its parse and the reply take some 14 times its size
+    assert growth < 32 * size, f"a body of {size // 1024} KiB took {growth // 1024} KiB more"
+
+
+def _peak_memory(pid: int) -> int:
+    """The most memory the process ``pid`` has held (its peak resident set), in bytes."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
 
 
 def check_every_other_method(port: int, path: str) -> None:

@@ -18,6 +18,7 @@ from statefun_core.testing.endpoint import (
     check_plugin_endpoints_answer_head,
     check_reply_headers,
     check_request_limit,
+    check_tiny_chunks,
     free_port,
     missing_plugins,
     request,
@@ -56,6 +57,19 @@ def test_edges(port: int, check: Callable[[int, str], None]) -> None:
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_body_over_max_body_size_is_413_and_names_it(port: int, chunked: bool) -> None:
     check_request_limit(port, "/statefun", LIMIT, "max_body_size", chunked=chunked)
+
+
+def test_a_body_in_tiny_chunks_is_held_once() -> None:
+    """An older Tornado (6.1) hands the handler each chunk of a chunked body as it came: kept
+    in a list, a bytes object each, a body of 2-byte chunks took some 65 times its size (one
+    of 32 MiB, the default limit, over 2 GiB)."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("the peak memory of a process is read from Linux's /proc")
+    port = free_port()
+    with running(
+        [*command(port), str(2 * 1024 * 1024)], port, cwd=Path(__file__).parents[1]
+    ) as process:
+        check_tiny_chunks(port, "/statefun", process.pid)
 
 
 def test_a_body_over_max_body_size_is_refused_before_100_continue(port: int) -> None:

@@ -77,7 +77,7 @@ class StatefunHandler(RequestHandler):
     def initialize(
         self, handler: Optional[RequestReplyHandler] = None, max_body_size: Optional[int] = None
     ) -> None:
-        self._chunks: list[bytes] = []
+        self._body: Union[bytes, bytearray] = b""
         self._received = 0
         if handler is None:
             handler = self.settings.get("statefun_handler")
@@ -162,7 +162,14 @@ class StatefunHandler(RequestHandler):
             future_set_result_unless_cancelled(self.request._body_future, None)
             self.request._body_future = _BodyTakenAsIn()
             return self._rejected
-        self._chunks.append(chunk)
+        if not self._body:
+            self._body = chunk  # most bodies come in one chunk: passed on as it came
+        else:
+            # the rest in one buffer: an older Tornado (6.1) hands over each chunk of a chunked
+            # body as it came, and a list of a million 2-byte chunks takes some 60 MB
+            if type(self._body) is bytes:
+                self._body = bytearray(self._body)
+            self._body += chunk
         return None
 
     def finish(self, chunk: Union[str, bytes, dict[str, Any], None] = None) -> Future[None]:
@@ -187,7 +194,7 @@ class StatefunHandler(RequestHandler):
         if self._refusal is not None:  # the body went over the limit (data_received)
             self._reject(self._refusal)
             return
-        body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        body = self._body
         reply_headers: dict[str, str] = {}  # what the plugins answer with (a traceresponse)
         try:
             reply = await self.handler.handle_async(
