@@ -707,6 +707,42 @@ def test_refused_ingress_input_is_told_why(
     assert run(scenario()) == (400, message, 0)
 
 
+def test_a_json_body_is_read_as_utf8_whatever_charset_it_names(tmp_path: Path) -> None:
+    """JSON is UTF-8 (RFC 8259; application/json defines no charset): a charset that names no
+    text encoding (``nope``, ``base64``) was a 500 with a traceback in the log, and one that
+    names another (UTF-7, Latin-1) had the body read otherwise. Each is read as without one."""
+    body = '{"type": "com.example/Note", "value": "+AEE- \u00e9"}'.encode()
+    charsets = ["", "; charset=nope", "; charset=base64", "; charset=utf-7", "; charset=latin-1"]
+
+    async def scenario() -> tuple[list[int], list[Any]]:
+        statuses = []
+        async with serving(echo_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    for charset in charsets:
+                        async with session.post(
+                            f"{url}/ingress/com.example/echo/x",
+                            data=body,
+                            headers={"Content-Type": f"application/json{charset}"},
+                        ) as response:
+                            statuses.append(response.status)
+                    records: list[Any] = []
+                    while len(records) < statuses.count(202):
+                        after = records[-1]["seq"] if records else 0
+                        async with session.get(
+                            f"{url}/api/egress?after={after}&wait=5"
+                        ) as response:
+                            records += (await response.json())["records"]
+            finally:
+                await runner.cleanup()
+        return statuses, [r["record"]["kafka"]["value"] for r in records]
+
+    statuses, values = run(scenario())
+    assert statuses == [202] * len(charsets)
+    assert values == [values[0]] * len(charsets)
+
+
 def test_a_typename_no_url_can_name_is_refused_by_every_route(tmp_path: Path) -> None:
     """Not only ingress: the state, address and stuck routes refuse such a typename too,
     saying why, rather than answer for a function type no endpoint can serve."""
