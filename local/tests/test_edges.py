@@ -486,12 +486,15 @@ def test_egress_prints_every_record_and_stops_quietly_when_its_reader_does(
 
 
 def test_the_database_files_are_private(tmp_path: Path) -> None:
+    """And so is the file of --egress-jsonl, which holds the same egress records: it was
+    created readable by everyone (the umask's 0644)."""
     db = tmp_path / "db.sqlite"
     previous = os.umask(0o022)
     try:
 
         async def scenario() -> None:
-            async with serving(greeter_functions(), db) as (_, runtime):
+            jsonl = tmp_path / "egress.jsonl"
+            async with serving(greeter_functions(), db, egress_jsonl=jsonl) as (_, runtime):
                 await runtime.send(
                     Address("com.example/greeter", "Ann"),
                     TypedValue("io.statefun.types/string", b"\n\x03Ann"),
@@ -500,7 +503,12 @@ def test_the_database_files_are_private(tmp_path: Path) -> None:
                 files = {
                     path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()
                 }
-                assert files == {"db.sqlite": 0o600, "db.sqlite-wal": 0o600, "db.sqlite-shm": 0o600}
+                assert files == {
+                    "db.sqlite": 0o600,
+                    "db.sqlite-wal": 0o600,
+                    "db.sqlite-shm": 0o600,
+                    "egress.jsonl": 0o600,
+                }
 
         run(scenario())
     finally:

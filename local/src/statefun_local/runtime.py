@@ -35,7 +35,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, TextIO, Union
 
 from google.protobuf.message import Message
 
@@ -212,7 +212,7 @@ class LocalRuntime:
 
     async def start(self) -> None:
         if self.egress_jsonl is not None:
-            self.egress_jsonl.open("a").close()  # a path we can not write fails here, not later
+            _append_private(self.egress_jsonl).close()  # a path we can not write fails here
         self._lock = _lock_database(self.db)
         try:
             self._store = SqliteStore.open(self.db, self.synchronous, self.clock.now_ms)
@@ -819,7 +819,7 @@ class LocalRuntime:
         the cursor repeats a few lines)."""
         key = f"jsonl_cursor:{path.resolve()}"
         cursor = int(self.store.meta_get(key) or 0)
-        with path.open("a", encoding="utf-8") as sink:
+        with _append_private(path) as sink:
             while True:
                 records = self.store.egress_list(cursor, limit=1000)
                 if not records:
@@ -1077,6 +1077,12 @@ def runtime_runs_on(db: Union[str, Path]) -> bool:
 #: a reader's probe (``runtime_runs_on``) holds the lock for microseconds, a runtime for as long
 #: as it runs: 20 tries 10 ms apart tell the one from the other
 _LOCK_TRIES = 20
+
+
+def _append_private(path: Path) -> TextIO:
+    """``path`` opened to append text to, created readable by its owner only, as the database
+    is: it holds the same egress records."""
+    return open(path, "a", encoding="utf-8", opener=lambda name, flags: os.open(name, flags, 0o600))
 
 
 def _lock_database(db: Path) -> Optional[_DatabaseLock]:
