@@ -107,11 +107,14 @@ def log_line(
     would lose the line and replace the error it reports. The factory's value stands."""
     try:
         logger.log(level, msg, *args, exc_info=exc_info, extra=fields, stacklevel=2)
+        return
     except KeyError:
-        factory = logging.getLogRecordFactory()
-        taken = factory(logger.name, level, "", 0, "", (), None).__dict__
-        extra = {name: value for name, value in fields.items() if name not in taken}
-        logger.log(level, msg, *args, exc_info=exc_info, extra=extra, stacklevel=2)
+        pass
+    # Out of the ``except``: there, ``exc_info=True`` would log logging's KeyError.
+    factory = logging.getLogRecordFactory()
+    taken = factory(logger.name, level, "", 0, "", (), None).__dict__
+    extra = {name: value for name, value in fields.items() if name not in taken}
+    logger.log(level, msg, *args, exc_info=exc_info, extra=extra, stacklevel=2)
 
 
 current_invocation: ContextVar[Optional[Invocation]] = ContextVar(

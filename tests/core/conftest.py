@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -33,21 +31,3 @@ def serve(request: Any) -> Callable[[StatefulFunctions], Callable[[bytes], bytes
         return driver(handler)
 
     return make
-
-
-@pytest.fixture
-def factory_trace_id() -> Iterator[str]:
-    """A record factory that sets ``trace_id`` on every record, as a common recipe for trace
-    ids in logs does; the value it sets. The standard one is back after the test."""
-    standard = logging.getLogRecordFactory()
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = standard(*args, **kwargs)
-        record.trace_id = "from-the-factory"
-        return record
-
-    logging.setLogRecordFactory(factory)
-    try:
-        yield "from-the-factory"
-    finally:
-        logging.setLogRecordFactory(standard)

@@ -24,6 +24,7 @@ from statefun_core.plugins import (
     current_invocation,
     make_plugin_manager,
 )
+from statefun_core.plugins.logcontext import log_line
 from statefun_core.testing import wire
 from statefun_core.testing.endpoint import request, serving_in_a_thread
 
@@ -313,3 +314,19 @@ def test_a_cancelled_requests_log_line_names_its_function_id_and_trace(
         (WAITER, "zoe", None, TRACE_ID),
         (WAITER, "zoe", None, None),
     ]
+
+
+def test_a_line_written_past_a_factorys_trace_id_keeps_the_error_it_reports(
+    records: Records, factory_trace_id: str
+) -> None:
+    """``log_line(..., exc_info=True)`` in an ``except`` (as statefun-local's runtime logs a
+    failed call) shows the error being handled, even when the record factory sets
+    ``trace_id`` and ``logging`` refused the first attempt with its own ``KeyError``."""
+    try:
+        raise RuntimeError("the call failed")
+    except RuntimeError as error:
+        handled = error
+        log_line(log, logging.ERROR, "failed", fields={"trace_id": TRACE_ID}, exc_info=True)
+    (line,) = records.records
+    assert line.exc_info is not None and line.exc_info[1] is handled
+    assert line.__dict__["trace_id"] == factory_trace_id
