@@ -909,13 +909,11 @@ def test_a_cancelled_blocking_invocation_that_raises_is_logged_once(
     ) == 1
 
 
-@pytest.mark.parametrize("dead_letters", [None, DeadLetterEgress("ns/dl")], ids=["none", "ns/dl"])
-def test_a_failed_function_s_line_names_the_request_s_trace(
-    caplog: pytest.LogCaptureFixture, dead_letters: Any
-) -> None:
-    """With no plugin the failure line's trace id is the request's ``traceparent``'s, whether
-    the function has a dead-letter egress (its invocations are watched for final failures,
-    this one is not final) or not."""
+def failed_function_line(
+    caplog: pytest.LogCaptureFixture, dead_letters: Any = None
+) -> logging.LogRecord:
+    """The line logged for a function that raises ``RuntimeError("boom")``, called with
+    ``TRACEPARENT_HEADER`` by a handler with no plugin."""
     functions = StatefulFunctions()
 
     @functions.bind("ns/f", dead_letters=dead_letters)
@@ -929,6 +927,17 @@ def test_a_failed_function_s_line_names_the_request_s_trace(
     with caplog.at_level(logging.ERROR, logger="statefun_core"), pytest.raises(FunctionFailedError):
         handler.handle_sync(request, TRACEPARENT_HEADER)
     (failure,) = caplog.records
+    return failure
+
+
+@pytest.mark.parametrize("dead_letters", [None, DeadLetterEgress("ns/dl")], ids=["none", "ns/dl"])
+def test_a_failed_function_s_line_names_the_request_s_trace(
+    caplog: pytest.LogCaptureFixture, dead_letters: Any
+) -> None:
+    """With no plugin the failure line's trace id is the request's ``traceparent``'s, whether
+    the function has a dead-letter egress (its invocations are watched for final failures,
+    this one is not final) or not."""
+    failure = failed_function_line(caplog, dead_letters)
     assert failure.__dict__["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
 
 
@@ -938,19 +947,7 @@ def test_a_record_factory_setting_trace_id_neither_loses_the_line_nor_the_error(
     """``logging`` refuses an ``extra`` that overwrites an attribute the record factory set
     (``KeyError``): the failure line is still written, the factory's trace id standing, and
     the caller still gets the function's failure, not a ``KeyError``."""
-    functions = StatefulFunctions()
-
-    @functions.bind("ns/f")
-    def fails(context: Context, message: Message) -> None:
-        raise RuntimeError("boom")
-
-    handler = RequestReplyHandler(
-        functions, plugins=make_plugin_manager([], load_entrypoints=False)
-    )
-    request = to_function("ns/f", "1", [typed_value(IntType, 1)])
-    with caplog.at_level(logging.ERROR, logger="statefun_core"), pytest.raises(FunctionFailedError):
-        handler.handle_sync(request, TRACEPARENT_HEADER)
-    (failure,) = caplog.records
+    failure = failed_function_line(caplog)
     assert failure.getMessage().endswith("RuntimeError: boom")
     assert failure.funcName == "_failed_function"
     assert (failure.__dict__["trace_id"], failure.__dict__["statefun_function"]) == (
