@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-from statefun_core.messages import encode
+from statefun_core.messages import encode, typed_value
 from statefun_core.protocol import TypedValue
 from statefun_core.types import Type, make_json_type, make_protobuf_type, simple_type
 
@@ -24,7 +24,7 @@ def to_typed_value(type: Type, value: Any) -> Any:
     """``value`` as a ``TypedValue`` of ``type``; None gives one without a value."""
     if value is None:
         return TypedValue(typename=type.typename, has_value=False)
-    return TypedValue(typename=type.typename, has_value=True, value=encode(type, value))
+    return typed_value(type, value)
 
 
 def from_typed_value(tpe: Type, typed_value: Optional[Any]) -> Any:
