@@ -1,4 +1,4 @@
-"""Settings shared by the core's test folders."""
+"""Settings and fixtures shared by the test folders under tests/."""
 
 import logging
 from collections.abc import Iterator
