@@ -140,6 +140,8 @@ def ensure_venv(impl: Impl, python: str, recreate: bool) -> None:
 
 def start(impl: Impl) -> None:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    if impl.worker == "official":  # a PYTHONPATH with statefun-compat's src would be measured
+        env.pop("PYTHONPATH", None)
     if impl.pythonpath:
         env["PYTHONPATH"] = impl.pythonpath
     impl.process = subprocess.Popen(

@@ -53,7 +53,8 @@ def make_handler(impl: str, descriptors: str) -> tuple[Any, dict[str, str]]:
 
         import statefun as sdk
 
-        info["sdk"] = f"apache-flink-statefun {version('apache-flink-statefun')}"
+        official = version("apache-flink-statefun")
+        info["sdk"] = f"apache-flink-statefun {official} ({Path(sdk.__file__).parent})"
         return sdk.RequestReplyHandler(bind(sdk)), info
     if impl == "ours":
         import statefun_core as sdk
