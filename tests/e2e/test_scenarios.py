@@ -171,19 +171,32 @@ def test_state_expires_after_write_and_after_call(application: Application) -> N
 
 def test_a_record_key_becomes_the_id_as_java_decodes_it(application: Application) -> None:
     """The empty key is the id "", and a key that is not UTF-8 is decoded as Java decodes it
-    (``new String(key, UTF_8)``: U+FFFD for what is not UTF-8). A record with no key or no
-    value fails the job on the runtime (statefun-local passes it over): not sent here."""
+    (``new String(key, UTF_8)``: U+FFFD for what is not UTF-8, an encoded surrogate, as CESU-8
+    writes half of an emoji, one U+FFFD where Python's "replace" puts one per byte). A record
+    with no key or no value fails the job on the runtime (statefun-local passes it over): not
+    sent here."""
     application.send("keys", [
         (b"", string("empty")), (b"\xff", string("bad")), (b"a\xc3", string("cut")),
-        ("K\u00e9", string("plain")),
+        ("K\u00e9", string("plain")), (b"\xed\xa0\xbd\xed\xb8\x80", string("cesu")),
+        *[(key, string("odd")) for key in ODD_KEYS],
     ])  # fmt: skip
-    seen = {record.text: record.key for record in application.read("keys-seen", 4, settle=2)}
+    records = application.read("keys-seen", 5 + len(ODD_KEYS), settle=2)
+    seen = {record.text: record.key for record in records if not record.text.endswith(" odd")}
     assert seen == {
         '"" empty': None,  # an egress record's empty key is no key at all
         '"\\ufffd" bad': "\ufffd",
         '"a\\ufffd" cut': "a\ufffd",
         '"K\\u00e9" plain': "K\u00e9",
+        '"\\ufffd\\ufffd" cesu': "\ufffd\ufffd",
     }
+    # ids that are not ASCII-simple are kept as they are, in the egress record's key too
+    odd = sorted((record.key, record.text) for record in records if record.text.endswith(" odd"))
+    assert odd == sorted((key, f"{json.dumps(key)} odd") for key in ODD_KEYS)
+
+
+#: record keys (so ids) that are valid UTF-8 but not ASCII-simple: NUL, right-to-left, a
+#: combining mark, an emoji, slashes and spaces, 10 kB
+ODD_KEYS = ["a\x00b", "\u05e9\u05dc\u05d5\u05dd", "e\u0301", "\U0001f642", "a/b c/", "x" * 10_000]
 
 
 def test_an_ingress_without_a_startup_position_starts_at_latest(application: Application) -> None:

@@ -55,6 +55,7 @@ from statefun_core.tracecontext import TRACEPARENT, TRACESTATE
 
 from .connector import Connector
 from .guard import one_line_logger
+from .javatext import java_utf8
 from .module import Egress, Ingress
 from .runtime import UnknownIngressError
 from .values import KAFKA_RECORD
@@ -368,8 +369,8 @@ class KafkaIngress(_KafkaConnector):
             if value is None:  # the runtime wraps the value unchecked: its NPE fails the job
                 self._skip(record, "a record without a value (a tombstone) can not be a message")
                 continue
-            if key is not None:  # as Java decodes it (new String(key, UTF_8)): U+FFFD for bad
-                key = key.decode("utf-8", "replace")
+            if key is not None:
+                key = java_utf8(key)
             try:
                 routed = self.runtime.route_record(self.id, record.topic(), key, value)
             except UnknownIngressError as error:
