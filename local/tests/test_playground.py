@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp import web
 from statefun_local import LocalRuntime, ModuleError, make_value, parse_module
 from statefun_local.cli import main
@@ -118,8 +119,11 @@ def test_the_greeter_s_module_runs_as_it_is_with_its_ingress_on_the_runtime_s_po
 ) -> None:
     """``statefun-local run --offline`` on the playground greeter's module: the messages PUT to
     its ingress (on the runtime's own port, as 8090 is both) reach the functions, each greeting
-    is taken once from its egress topic, and the runtime's own API still answers there."""
+    is taken once from its egress topic, and the runtime's own API still answers there. An id
+    of 100 kB in the path is taken, as the image's HTTP server takes a request head of up to
+    1 MiB (aiohttp's own limit is 8190 bytes)."""
     port, egress_port = free_port(), free_port()
+    long_name = "L" * 100_000
 
     async def scenario() -> tuple[list[str], list[tuple[str, int, str]], str]:
         async with FunctionServer(greeter_functions()) as server:
@@ -140,10 +144,10 @@ def test_the_greeter_s_module_runs_as_it_is_with_its_ingress_on_the_runtime_s_po
                     banner += line
                 base, egress = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{egress_port}"
                 async with aiohttp.ClientSession() as session:
-                    for name in ("Bob", "Joe", "Bob"):
+                    for name in ("Bob", "Joe", "Bob", long_name):
                         async with session.put(f"{base}/example/person/{name}", **greet(name)) as r:
                             assert r.status == 200, await r.text()
-                    greetings = await take_all(session, f"{egress}/greetings", 3)
+                    greetings = await take_all(session, f"{egress}/greetings", 4)
                     answers = []
                     for url in (f"{egress}/greetings", f"{egress}/nope", f"{base}/api/status"):
                         async with session.get(url) as response:
@@ -155,12 +159,17 @@ def test_the_greeter_s_module_runs_as_it_is_with_its_ingress_on_the_runtime_s_po
             return greetings, answers, banner
 
     greetings, answers, banner = run(scenario())
-    assert sorted(greetings) == ["Bob visit 1", "Bob visit 2", "Joe visit 1"]
+    assert sorted(greetings) == [
+        "Bob visit 1",
+        "Bob visit 2",
+        "Joe visit 1",
+        f"{long_name} visit 1",
+    ]
     assert greetings.index("Bob visit 1") < greetings.index("Bob visit 2")
     (_, empty, _), (_, unknown, why), (_, status, body) = answers
     assert (empty, unknown) == (404, 405)
     assert why == "no topic 'nope' in the playground egress (its topics: greetings, other)\n"
-    assert status == 200 and json.loads(body)["totals"]["delivered"] == 6
+    assert status == 200 and json.loads(body)["totals"]["delivered"] == 8
     shown = json.loads(body)
     assert [
         (io["kind"], io["id"], io["address"]) for io in shown["ingresses"] + shown["egresses"]
@@ -240,6 +249,74 @@ def test_the_ingress_types_the_body_by_its_content_type_and_refuses_what_it_can_
         ("a", "example/Raw", b"\x01"),
         ("b", "io.statefun.types/string", b"\x01"),
         ("{a}", "example/Raw", b"\x01"),
+    ]
+
+
+def test_the_id_in_the_path_is_read_as_the_playground_image_reads_it(tmp_path: Path) -> None:
+    """The id each path gives is the one the image's HTTP server (Undertow 2.2.16, run on these
+    very paths) gives its ingress: escapes decoded, but ``%2F`` and ``%5C`` kept as they are;
+    bytes that are not UTF-8 as Java reads them; a path parameter (``;b=c``) left out; empty
+    parts at the end dropped. A ``%`` without two hex digits is refused (Undertow: 400), and so
+    is a path of more than three parts (the image: 500)."""
+    received: list[str] = []
+    functions = StatefulFunctions()
+
+    @functions.bind("example/raw")
+    def raw(context: Context, message: Message) -> None:
+        received.append(context.address.id)
+
+    ids = {
+        "%F0%9F%99%82": "\U0001f642",
+        "%D7%A9%D7%9C%D7%95%D7%9D": "\u05e9\u05dc\u05d5\u05dd",
+        "e%CC%81": "e\u0301",
+        "a%00b": "a\x00b",
+        "line%0Abreak%0D": "line\nbreak\r",
+        "a%20b+c": "a b+c",
+        "a%2Fb": "a%2Fb",
+        "a%2fb": "a%2fb",
+        "a%5Cb": "a%5Cb",
+        "a%25b": "a%b",
+        "%2E%2E": "..",
+        "a%3Bb": "a;b",
+        "p;b=c": "p",
+        "%FF": "\ufffd",
+        "%ED%A0%80": "\ufffd",  # an encoded surrogate: one U+FFFD, as Java reads it
+        "a%C3%28": "a\ufffd(",
+        "q/": "q",
+        "r//": "r",
+        "s?id=other": "s",  # the query is not read
+    }
+    refused = ["a%", "a%zz", "a/b"]
+
+    async def scenario() -> list[tuple[int, str]]:
+        async with playground(tmp_path, functions) as (runtime, ingress, _):
+            answers = []
+            async with aiohttp.ClientSession() as session:
+                for path in [*ids, *refused]:
+                    url = yarl.URL(f"{ingress}/example/raw/{path}", encoded=True)
+                    async with session.put(url, data=b"", headers={"Content-Type": "text/x"}) as r:
+                        answers.append((r.status, await r.text()))
+                # the request target in absolute form, as a client sends it through a proxy
+                url = yarl.URL(f"{ingress}/example/raw/via%2Fproxy", encoded=True)
+                async with session.put(url, data=b"", headers={"Content-Type": "text/x"},
+                                       proxy=ingress) as r:  # fmt: skip
+                    answers.append((r.status, await r.text()))
+            await runtime.wait_until_idle()
+            return answers
+
+    answers = run(scenario())
+    *answers, via_proxy = answers
+    assert via_proxy[0] == 200 and json.loads(via_proxy[1])["target"] == "example/raw/via%2Fproxy"
+    assert [status for status, _ in answers] == [200] * len(ids) + [400] * len(refused)
+    assert [json.loads(text)["target"] for _, text in answers[: len(ids)]] == [
+        f"example/raw/{id}" for id in ids.values()
+    ]
+    assert sorted(received) == sorted([*ids.values(), "via%2Fproxy"])
+    assert [text for _, text in answers[len(ids) :]] == [
+        "/example/raw/a%: a '%' is not followed by two hex digits (a '%' is sent as %25)\n",
+        "/example/raw/a%zz: a '%' is not followed by two hex digits (a '%' is sent as %25)\n",
+        "/example/raw/a/b: the playground ingress takes /<namespace>/<type>/<id> (a '/' in an id "
+        "can not be sent: the playground image keeps %2F as it is)\n",
     ]
 
 

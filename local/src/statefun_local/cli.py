@@ -244,12 +244,17 @@ async def _serve(
     from aiohttp import web
 
     from .module import PLAYGROUND_EGRESS_ID, PLAYGROUND_INGRESS_ID
-    from .server import make_apps
+    from .server import MAX_REQUEST_LINE, make_apps
 
     await runtime.start()
     # on stop, requests still running get half a second (a long poll ends at once)
     runners = [
-        (app_port, web.AppRunner(app, access_log=None, shutdown_timeout=0.5))
+        (
+            app_port,
+            web.AppRunner(
+                app, access_log=None, shutdown_timeout=0.5, max_line_size=MAX_REQUEST_LINE
+            ),
+        )
         for app_port, app in make_apps(runtime, port, allowed_hosts=allowed_hosts).items()
     ]
     try:

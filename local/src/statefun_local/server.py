@@ -71,12 +71,18 @@ from statefun_core.engine import Address, TraceContext
 
 from .guard import TYPED_BY_CONTENT_TYPE, cross_site_refusal, guard_middleware, typename_problem
 from .inspection import SHOWN, address_ids
+from .javatext import java_utf8
 from .module import PLAYGROUND_EGRESS_ID, PLAYGROUND_INGRESS_ID
 from .runtime import LocalRuntime, UnknownFunctionError, UnknownIngressError
 from .stuck import HeadChangedError, NotStuckError
 from .values import InvalidValueError, make_value
 
-__all__ = ["RUNTIME_KEY", "make_app", "make_apps"]
+__all__ = ["MAX_REQUEST_LINE", "RUNTIME_KEY", "make_app", "make_apps"]
+
+#: The longest request line served (an ``AppRunner``'s ``max_line_size``): an address in a
+#: playground ingress path as long as the image's HTTP server takes (Undertow: a request head
+#: of up to 1 MiB), not aiohttp's 8190 bytes.
+MAX_REQUEST_LINE = 1 << 20
 
 T = TypeVar("T")
 
@@ -91,7 +97,10 @@ _MAX_SEQ = 2**63 - 1
 
 
 def _typename(request: web.Request) -> str:
-    typename = f"{request.match_info['namespace']}/{request.match_info['type']}"
+    return _typename_of(f"{request.match_info['namespace']}/{request.match_info['type']}")
+
+
+def _typename_of(typename: str) -> str:
     _check_text(typename)
     problem = typename_problem(typename)
     if problem is not None:
@@ -251,7 +260,7 @@ async def playground_ingress(request: web.Request) -> web.Response:
     """A message as the playground image's ingress takes it: the body as the value's bytes,
     typed by ``Content-Type: application/vnd.<typename>``."""
     runtime = request.app[RUNTIME_KEY]
-    target = _address(request)
+    target = _playground_address(request.raw_path)
     content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip()
     typename = _PLAYGROUND_DEFAULT_TYPE
     if content_type.lower().startswith(_TYPED_CONTENT):
@@ -262,6 +271,43 @@ async def playground_ingress(request: web.Request) -> web.Response:
     except (InvalidValueError, UnknownFunctionError) as error:
         raise _bad_request(str(error)) from None
     return web.json_response({"target": str(target), "type": value.typename, "seq": seq})
+
+
+#: a path parameter (``;name=value``, up to the next ``/``), or an escape (``%`` and what follows)
+_PATH_PARAMETER = re.compile(r";[^/]*")
+#: the scheme and host of a request target in absolute form (``PUT http://host/ns/type/id``)
+_ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*")
+_ESCAPE = re.compile(rb"%(..)?", re.DOTALL)
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+#: escapes the image's HTTP server (Undertow, ALLOW_ENCODED_SLASH off) leaves as they are
+_KEPT_ESCAPES = frozenset({b"2F", b"5C"})
+
+
+def _playground_address(raw_path: str) -> Address:
+    """The address in a playground ingress request's path, as the image's HTTP server gives it
+    to the ingress: path parameters (``;...``) left out, escapes decoded but for ``%2F`` and
+    ``%5C``, the bytes read as Java reads UTF-8, split at ``/`` with empty parts at the end
+    dropped (so ``/ns/type/id/`` is ``id``); the query is not read."""
+    path = _PATH_PARAMETER.sub("", _ABSOLUTE_FORM.sub("", raw_path.split("?", 1)[0]))
+
+    def unescaped(escape: re.Match[bytes]) -> bytes:
+        code = escape.group(1)
+        if code is None or not set(code) <= _HEX_DIGITS:
+            raise _bad_request(
+                f"{raw_path}: a '%' is not followed by two hex digits (a '%' is sent as %25)"
+            )
+        return escape.group(0) if code.upper() in _KEPT_ESCAPES else bytes((int(code, 16),))
+
+    raw = path.encode("utf-8", "surrogateescape")
+    parts = java_utf8(_ESCAPE.sub(unescaped, raw))[1:].split("/")
+    while parts and not parts[-1]:
+        parts.pop()
+    if len(parts) != 3:
+        raise _bad_request(
+            f"{raw_path}: the playground ingress takes /<namespace>/<type>/<id> (a '/' in an id "
+            "can not be sent: the playground image keeps %2F as it is)"
+        )
+    return Address(_typename_of(f"{parts[0]}/{parts[1]}"), parts[2])
 
 
 async def playground_no_address(request: web.Request) -> web.Response:
@@ -489,10 +535,11 @@ def make_apps(
     if ingress is not None:
         app = app_on(ingress.port)
         for method in ("PUT", "POST"):
-            # an id is anything but '/' (aiohttp's default pattern also leaves out '{' and '}')
+            # the address is read from the raw path, as the image reads it (_playground_address);
+            # [\s\S]: an id may hold a line break (%0A), which '.' would not match
             app.router.add_route(
                 method,
-                "/{namespace}/{type}/{id:[^/]+}",
+                r"/{namespace}/{type}/{id:[\s\S]+}",
                 playground_ingress,
                 name=f"{TYPED_BY_CONTENT_TYPE}-{method.lower()}",  # a router's names are unique
             )
