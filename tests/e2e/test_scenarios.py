@@ -4,6 +4,7 @@ Kafka out (read_committed), nothing but what a user of the runtime sees."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from statefun_core import StringType
 
@@ -75,6 +76,32 @@ def test_cancellation_tokens_in_order_reused_and_shared_by_the_id(
     application.send("timer", [("X", command(steps=[["send", "reused", 300, "t2"]]))])
     delivered = [record.text for record in application.read("timers", 3, settle=4)]
     assert delivered[2:] == ["reused from e2e.fns/timer/X"]
+
+
+def test_delays_and_tokens_that_are_not_round_or_simple(application: Application) -> None:
+    """A delay under a millisecond is none (the SDK sends whole milliseconds); the longest
+    ``timedelta`` (2.7 million years) waits, and is cancelled by its token: one with an emoji,
+    right-to-left text, a combining mark and a NUL, free again once cancelled; a token of
+    10 kB is a token like any other."""
+    odd = "\U0001f642\u05e9\u0301\x00x"
+    longest_ms = timedelta.max // timedelta(milliseconds=1)
+    application.send("timer", [("Y", command(steps=[
+        ["send", "longest", longest_ms, odd], ["send", "longest-kept", longest_ms, "kept"],
+        ["cancel", odd], ["send", "sub-millisecond", 0.4, None],
+        ["send", "long-token", 300, "T" * 10_000], ["send", "token-again", 600, odd],
+    ]))])  # fmt: skip
+    import time
+
+    deadline = time.monotonic() + 120
+    mine: list[str] = []
+    while len(mine) < 3 and time.monotonic() < deadline:  # after other scenarios' timers
+        records = application.read("timers", 1000, timeout=5)
+        mine = [record.text for record in records if record.text.endswith("/Y")]
+    records = application.read("timers", len(records), settle=2)  # and any that comes later
+    assert [record.text for record in records if record.text.endswith("/Y")] == [
+        f"{label} from e2e.fns/timer/Y"
+        for label in ("sub-millisecond", "long-token", "token-again")
+    ]
 
 
 def test_failed_attempts_are_retried_to_exactly_one_effect(application: Application) -> None:
