@@ -463,6 +463,15 @@ class LocalRuntime:
             await self._park(batch, f"no endpoint in the module serves {address.typename!r}",
                              quiet=True)  # fmt: skip
             return
+        try:
+            endpoint.url_for(address.typename)
+        except ValueError as error:  # a name no URL holds ('..'): as above, logged once
+            if address.typename not in self._unserved:
+                self._unserved.add(address.typename)
+                log.error("%s: its messages are kept and retried, its addresses listed as "
+                          "stuck, their failures not logged one by one", error)  # fmt: skip
+            await self._park(batch, str(error), quiet=True)
+            return
         reply_headers: dict[str, str] = {}
         try:
             reply = await self._post_batch(endpoint, batch, reply_headers)
