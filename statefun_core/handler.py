@@ -1087,6 +1087,7 @@ def _name_the_states(batch: _Batch, error: AttributeError) -> None:
     attribute 'sesion'``, the storage class has no ``__getattr__`` to say more: it would slow
     every read), followed by the states there are and the nearest one."""
     import difflib  # here: a failure's cost, not every start-up's
+    import unicodedata
 
     unknown = f"'{batch.typename} storage' object has no attribute "
     reason = str(error)
@@ -1097,6 +1098,16 @@ def _name_the_states(batch: _Batch, error: AttributeError) -> None:
         return
     name = rest[1 : rest.find("'", 1)]
     names = batch.plan.names
+    # an attribute name in source is read in its NFKC form: 'e\u0301' as 'é', 'ﬁ' as 'fi'
+    unreachable = [n for n in names if n != name and unicodedata.normalize("NFKC", n) == name]
+    if unreachable:
+        error.args = (
+            f"{reason}: {batch.typename} has no state {name!a}, but a state {unreachable[0]!a}, "
+            f"which looks the same: Python reads the attribute name in its NFKC form, "
+            f"{name!a}; name the ValueSpec so, or reach the state with "
+            f"getattr(context.storage, {unreachable[0]!a})",
+        )
+        return
     nearest = difflib.get_close_matches(name, names, n=1)
     error.args = (
         f"{reason}: {batch.typename} has no state {name!r}"

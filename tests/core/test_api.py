@@ -618,6 +618,30 @@ def test_an_undeclared_state_that_fails_the_batch_names_the_states_there_are(
     assert says in caplog.text
 
 
+def test_a_state_name_source_can_not_spell_is_named_with_the_way_to_reach_it() -> None:
+    """A spec named ``e\u0301te`` (a combining accent) or ``\ufb01le`` (a ligature) is a valid
+    identifier, but ``context.storage.éte`` in source is read in its NFKC form, another name:
+    the error says so, with both names escaped (they look the same), and how to reach it."""
+    functions = StatefulFunctions()
+    specs = [ValueSpec("e\u0301te", IntType), ValueSpec("\ufb01le", IntType)]
+
+    @functions.bind("ns/f", specs=specs)
+    def f(context: Context, message: Message) -> None:
+        context.storage.éte = getattr(context.storage, "e\u0301te") or 1  # noqa: B009
+
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    request = to_function(
+        "ns/f", "1", [typed_value(IntType, 1)], {"e\u0301te": None, "\ufb01le": None}
+    )
+    with pytest.raises(FunctionFailedError) as failed:
+        handler.handle_sync(request)
+    assert str(failed.value.__cause__).endswith(
+        ": ns/f has no state '\\xe9te', but a state 'e\\u0301te', which looks the same: Python "
+        "reads the attribute name in its NFKC form, '\\xe9te'; name the ValueSpec so, or reach "
+        "the state with getattr(context.storage, 'e\\u0301te')"
+    )
+
+
 def test_a_storage_shows_its_function_and_state_names() -> None:
     specs = {"a": (IntType, IntType.serializer()), "b": (StringType, StringType.serializer())}
     assert repr(storage_class("ns/f", specs)()) == "<storage of ns/f: a, b>"
