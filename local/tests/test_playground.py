@@ -21,6 +21,7 @@ import yarl
 from aiohttp import web
 from statefun_local import LocalRuntime, ModuleError, make_value, parse_module
 from statefun_local.cli import main
+from statefun_local.guard import one_line
 from statefun_local.server import make_app, make_apps
 
 from statefun_core import (
@@ -546,6 +547,58 @@ def test_a_payload_with_a_lone_surrogate_is_given_not_dropped(tmp_path: Path) ->
 
     answers = egress_answers(tmp_path, [("GET", {}), ("GET", {})], functions)
     assert answers == [(200, "half ? of a smile"), (200, "next")]
+
+
+def test_a_lone_surrogate_in_json_is_written_to_the_jsonl_sink_and_shown_by_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JSON value's ``"\\ud83d"`` (half of an emoji, as the official SDK's JSON types write
+    a str that holds it) reads as a lone surrogate, which no UTF-8 output can write: the
+    ``--egress-jsonl`` sink keeps the escape and goes on with the records after it, and the
+    CLI's ``egress`` and ``state`` show it escaped instead of stopping with an encoding error."""
+    ascii_json = simple_type(
+        "io.statefun.playground/EgressRecord",
+        serialize_fn=lambda value: json.dumps(value).encode(),  # ensure_ascii: escapes it
+        deserialize_fn=json.loads,
+    )
+    functions = StatefulFunctions()
+
+    @functions.bind("example/person", specs=[ValueSpec("last", ascii_json)])
+    def person(context: Context, message: Message) -> None:
+        context.storage.last = {"half": "\ud83d"}
+        for payload in ("half \ud83d of a smile", "next"):
+            context.send_egress(egress_message_builder(target_typename=PLAYGROUND_EGRESS,
+                                value={"topic": "greetings", "payload": payload},
+                                value_type=ascii_json))  # fmt: skip
+
+    db, sink = tmp_path / "db", tmp_path / "egress.jsonl"
+
+    async def scenario() -> None:
+        async with FunctionServer(functions) as server:
+            module = parse_module(playground_module(server.url, free_port(), free_port()))
+            async with LocalRuntime(module, db, offline=True, egress_jsonl=sink) as runtime:
+                await runtime.send(Address("example/person", "Ann"), make_value("string", "x"))
+                await runtime.wait_until_idle()
+                for _ in range(500):  # ten seconds at most, while the runtime runs
+                    if len(sink.read_text(encoding="utf-8").splitlines()) >= 2:
+                        break
+                    await asyncio.sleep(0.02)
+
+    run(scenario())
+    lines = sink.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["record"]["json"]["payload"] for line in lines] == [
+        "half \ud83d of a smile",
+        "next",
+    ]
+    assert "half \\ud83d of a smile" in lines[0]
+    assert main(["egress", "--db", str(db)]) == 0
+    shown = capsys.readouterr().out
+    assert "half \\ud83d of a smile" in shown and '"next"' in shown
+    assert main(["egress", "--json", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+    assert main(["state", "--db", str(db), "example/person/Ann"]) == 0
+    assert 'state last: {"json": {"half": "\\ud83d"}}' in capsys.readouterr().out
+    assert one_line("a log line's \ud83d") == "a log line's \\ud83d"  # and the logs say so
 
 
 def test_a_topic_with_a_slash_or_a_brace_is_served_at_its_name(tmp_path: Path) -> None:

@@ -44,14 +44,15 @@ LOG_CONTEXT_ENV = "STATEFUN_LOG_CONTEXT"
 _TOKEN_KEY = "log_context.token"
 
 # control characters (newlines, ANSI escapes) and the explicit bidi controls, which a terminal
-# or log viewer that reorders text would apply to the rest of the line
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# or log viewer that reorders text would apply to the rest of the line; and lone surrogates (a
+# JSON value's "\ud800"), which no UTF-8 output can write
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def one_line(text: str) -> str:
-    """``text`` with its control characters (newlines included) and explicit bidi controls
-    escaped as in Python (``\\n``, ``\\x1b``, ``\\u202e``): what a log line may hold of a
-    value from a request, which must not start a line of its own."""
+    """``text`` with its control characters (newlines included), explicit bidi controls and
+    lone surrogates escaped as in Python (``\\n``, ``\\x1b``, ``\\u202e``, ``\\ud800``): what a
+    log line may hold of a value from a request, which must not start a line of its own."""
     return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
 
 

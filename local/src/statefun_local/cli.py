@@ -37,7 +37,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .guard import one_line
+from .guard import json_line, one_line
 from .inspection import SHOWN, address_view, egress_view, parse_address
 from .module import ModuleError, load_module
 from .runtime import LocalRuntime, WallClock, describe_module, runtime_runs_on
@@ -458,7 +458,7 @@ def _positive(text: str) -> int:
 
 
 def _show(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, str) else json_line(value)
 
 
 def _egress(args: argparse.Namespace) -> int:
@@ -470,7 +470,7 @@ def _egress(args: argparse.Namespace) -> int:
                 view = egress_view(record)
                 after = record.seq
                 if args.json:
-                    print(json.dumps(view, ensure_ascii=False))
+                    print(json_line(view))
                 else:
                     _print(f"#{view['seq']} {view['egress']}: {_show_record(view['record'])}")
             sys.stdout.flush()  # followed: each batch as it comes
@@ -500,7 +500,7 @@ def _stuck(args: argparse.Namespace) -> int:
         if not running:
             entry["call_attempts"] = 0
         if args.json:
-            print(json.dumps(entry, ensure_ascii=False))
+            print(json_line(entry))
             continue
         caller = f" from {entry['caller']}" if entry["caller"] else ""
         if entry["call_attempts"]:
@@ -538,7 +538,7 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"... {older} older entries before these (--limit N shows more)")
     for entry in reversed(entries):
         if args.json:
-            print(json.dumps(entry, ensure_ascii=False))
+            print(json_line(entry))
             continue
         detail = f" ({entry['detail']})" if entry["detail"] else ""
         _print(

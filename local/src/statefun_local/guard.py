@@ -19,10 +19,11 @@ Also here: log lines that keep to one line whatever a typename, id or reply hold
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from aiohttp import web
 
@@ -125,6 +126,15 @@ def guard_middleware(allowed_hosts: Iterable[str] = ()) -> Middleware:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_line(value: Any) -> str:
+    """``value`` as one line of JSON, its text as it is, but for a lone surrogate (a JSON
+    value's ``"\ud800"``: Python's ``json`` reads it so), escaped as JSON writes it: a line
+    any UTF-8 output takes."""
+    text = json.dumps(value, ensure_ascii=False)
+    return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 class _OneLine(logging.Filter):

@@ -28,7 +28,6 @@ import dataclasses
 import datetime
 import errno
 import itertools
-import json
 import logging
 import os
 import sqlite3
@@ -54,7 +53,7 @@ from statefun_core.plugins.logcontext import log_line
 from statefun_core.tracecontext import TRACERESPONSE
 
 from . import stuck
-from .guard import one_line_logger, typename_problem
+from .guard import json_line, one_line_logger, typename_problem
 from .inspection import SHOWN, address_view, egress_view
 from .module import (
     KAFKA_EGRESS,
@@ -835,7 +834,7 @@ class LocalRuntime:
                     await self._wait_progress(1.0)
                     continue
                 for record in records:
-                    sink.write(json.dumps(egress_view(record), ensure_ascii=False) + "\n")
+                    sink.write(json_line(egress_view(record)) + "\n")
                 sink.flush()
                 cursor = records[-1].seq
                 with self.store.transaction():
