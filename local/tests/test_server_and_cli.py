@@ -246,6 +246,40 @@ def test_cli_send_state_and_egress(tmp_path: Path, capsys: pytest.CaptureFixture
     assert first["record"]["kafka"]["value"] == "Hello Ann for the 1th time!"
 
 
+def test_an_address_copied_with_the_escapes_it_is_shown_with_is_told_what_they_stand_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An id with a control character (an escape sequence, ESC) is shown escaped, ``\\x1b``,
+    so that it can not steer the terminal; given back so, it names another address, which has
+    nothing: the CLI says what the escapes stand for. Given as it is, its state is shown."""
+    from .test_runtime import greeter_functions
+
+    db = tmp_path / "db.sqlite"
+    ann = Address("com.example/greeter", "Ann\x1b[31m")
+
+    async def scenario() -> None:
+        async with serving(greeter_functions(), db) as (_, runtime):
+            await runtime.send(ann, make_value("string", "Ann"))
+            await runtime.wait_until_idle()
+
+    run(scenario())
+    assert main(["state", str(ann), "--db", str(db)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[:2] == [
+        "com.example/greeter/Ann\\x1b[31m",
+        "  state seen_count: 1  [io.statefun.types/int]",
+    ]
+    assert err == ""
+    assert main(["state", "com.example/greeter/Ann\\x1b[31m", "--db", str(db)]) == 0
+    out, err = capsys.readouterr()
+    assert "  state: (none)" in out
+    assert err.startswith(
+        "statefun-local: com.example/greeter/Ann\\x1b[31m holds escapes as an address is shown "
+        "(\\x1b, \\u202e), which stand for characters that can not be shown: give those "
+        "characters (in bash, $'ns/type/a\\x1bb')"
+    )
+
+
 def test_after_a_restart_state_is_no_longer_declared_only_once_its_function_said_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,6 +27,7 @@ import errno
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -401,10 +402,29 @@ def _open_readonly(db: str) -> SqliteStore:
     return SqliteStore.open(db, readonly=True)
 
 
+#: what one_line writes for a character it escapes (a control or bidi character of an id)
+_SHOWN_AS_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4})")
+
+
+def _hint_if_escaped(text: str) -> None:
+    """An address as ``stuck`` or ``state`` showed it, copied with its escapes (``\\x1b``):
+    say that they stand for characters, which must be given as they are."""
+    if _SHOWN_AS_ESCAPE.search(text):
+        print(
+            f"statefun-local: {one_line(text)} holds escapes as an address is shown "
+            "(\\x1b, \\u202e), which stand for characters that can not be shown: give those "
+            "characters (in bash, $'ns/type/a\\x1bb'); an id with a NUL only through the HTTP "
+            "API, percent-encoded (/api/state/<ns>/<type>?id=a%00b)",
+            file=sys.stderr,
+        )
+
+
 def _state(args: argparse.Namespace) -> int:
     address = parse_address(args.address)
     with contextlib.closing(_open_readonly(args.db)) as store:
         view = address_view(store, address, WallClock().now_ms(), args.limit)
+    if not view["state"] and not any(view["totals"].values()):
+        _hint_if_escaped(args.address)
     _print(view["address"])
     if not view["state"]:
         print("  state: (none)")
@@ -589,6 +609,7 @@ def _act(args: argparse.Namespace) -> int:
     typename = "/".join(urllib.parse.quote(part, safe="") for part in address.typename.split("/"))
     reply = _post(args.url, f"api/stuck/{args.action}/{typename}?{query}", {})
     if reply is None:
+        _hint_if_escaped(args.address)
         return 1
     if reply["done"] == "pending":
         _print(f"{reply['address']}: {args.action} pending: {reply['detail']}")
