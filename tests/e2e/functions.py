@@ -226,7 +226,22 @@ def keys(context: Context, message: Message) -> None:
     """Reports the id each record reached, as JSON (ASCII), keyed by the id (an empty key is
     no key: the egress writes a record without one)."""
     id = context.address.id
+    if message.as_string() == "beyond-ascii":  # on to a type named so, at the same id
+        context.send(message_builder(BEYOND_ASCII, id, str_value="hi"))
+        return
     context.send_egress(emit("keys-seen", id, f"{json.dumps(id)} {message.as_string()}"))
+
+
+#: a function type, and its state, named beyond ASCII (a space, right-to-left text, an emoji)
+BEYOND_ASCII = "e2e.fns/ünï \u05e9\U0001f600"
+
+
+@functions.bind(BEYOND_ASCII, specs=[ValueSpec("größe", IntType)])
+def beyond_ascii(context: Context, message: Message) -> None:
+    """Counts its messages in its state; each count goes to the egress with its typename."""
+    context.storage.größe = (context.storage.größe or 0) + 1
+    seen = f"{context.address.typename} größe={context.storage.größe}"
+    context.send_egress(emit("beyond-ascii", context.address.id, seen))
 
 
 # --- every type through state and messages -------------------------------------------------

@@ -673,6 +673,7 @@ EGRESS_TOPICS = (
     "batched",
     "slowed",
     "positioned-taken",
+    "beyond-ascii",
 )
 
 

@@ -226,6 +226,15 @@ def test_a_record_key_becomes_the_id_as_java_decodes_it(application: Application
 ODD_KEYS = ["a\x00b", "\u05e9\u05dc\u05d5\u05dd", "e\u0301", "\U0001f642", "a/b c/", "x" * 10_000]
 
 
+def test_a_function_type_and_its_state_named_beyond_ascii(application: Application) -> None:
+    """``e2e.fns/ünï ש😀`` (a space, right-to-left text, an emoji) with a state ``größe``:
+    messages reach it by that name, and its state counts them."""
+    application.send("keys", [("U", string("beyond-ascii")), ("U", string("beyond-ascii"))])
+    seen = [(record.key, record.text) for record in application.read("beyond-ascii", 2, settle=2)]
+    typename = "e2e.fns/ünï \u05e9\U0001f600"
+    assert seen == [("U", f"{typename} größe=1"), ("U", f"{typename} größe=2")]
+
+
 def test_an_ingress_without_a_startup_position_starts_at_latest(application: Application) -> None:
     """module.yaml's ``e2e/unpositioned`` has no ``startupPosition``. Before the runtime started,
     its group had committed offset 0 and ``A-0``, ``A-1`` went on the topic (``Application.
