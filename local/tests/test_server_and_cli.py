@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp import web
 from statefun_local import make_app, make_value
 from statefun_local.cli import main
@@ -244,6 +245,52 @@ def test_cli_send_state_and_egress(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["egress", "--db", str(db), "--json"]) == 0
     first = json.loads(capsys.readouterr().out.splitlines()[0])
     assert first["record"]["kafka"]["value"] == "Hello Ann for the 1th time!"
+
+
+def test_an_id_with_a_line_break_is_taken_in_the_path_by_every_route(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An id may hold a line break (a Kafka key may): ``send`` puts it in the path, and
+    ``/ingress``, ``/api/state`` and ``/api/stuck`` take it there (``%0A``), not a 404."""
+    from .test_runtime import greeter_functions
+
+    ann = Address("com.example/greeter", "Ann\nBo")
+
+    async def scenario() -> list[tuple[int, str]]:
+        async with serving(greeter_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                argv = ["send", str(ann), "--string", "Ann", "--url", url]
+                assert await asyncio.to_thread(main, argv) == 0
+                await runtime.wait_until_idle()
+                answers = []
+                async with aiohttp.ClientSession() as session:
+                    path = "com.example/greeter/Ann%0ABo"
+                    for method, route in [("POST", "ingress"), ("GET", "api/state"),
+                                          ("POST", "api/stuck/skip")]:  # fmt: skip
+                        async with session.request(
+                            method, yarl.URL(f"{url}/{route}/{path}", encoded=True),
+                            json={"type": "string", "value": "Ann"},
+                        ) as response:  # fmt: skip
+                            answers.append((response.status, await response.text()))
+                await runtime.wait_until_idle()
+                assert runtime.inspect(ann)["state"]["seen_count"]["value"] == 2
+                argv = ["skip", str(ann), "--url", url]
+                assert await asyncio.to_thread(main, argv) == 1
+            finally:
+                await runner.cleanup()
+        return answers
+
+    (sent, shown, skipped) = run(scenario())
+    out, err = capsys.readouterr()
+    assert "sent io.statefun.types/string to com.example/greeter/Ann\\nBo" in out
+    # the runtime's answer names the id: shown on one line
+    assert err == (
+        "statefun-local: com.example/greeter/Ann\\nBo is not stuck: no failing message to act on\n"
+    )
+    assert sent[0] == 202 and json.loads(sent[1])["target"] == str(ann)
+    assert shown[0] == 200 and json.loads(shown[1])["address"] == str(ann)
+    assert skipped[0] == 404 and skipped[1].startswith(f"{ann} is not stuck")
 
 
 def test_an_address_copied_with_the_escapes_it_is_shown_with_is_told_what_they_stand_for(

@@ -380,7 +380,7 @@ def _send(args: argparse.Namespace) -> int:
     reply = _post(args.url, path, body)
     if reply is None:
         return 1
-    print(f"sent {reply['type']} to {reply['target']} (message #{reply['seq']})")
+    _print(f"sent {reply['type']} to {reply['target']} (message #{reply['seq']})")
     return 0
 
 
@@ -582,7 +582,10 @@ def _post(url: str, path: str, body: Any) -> Optional[Any]:
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as error:
-        print(f"statefun-local: {error.read().decode(errors='replace').strip()}", file=sys.stderr)
+        print(
+            f"statefun-local: {one_line(error.read().decode(errors='replace').strip())}",
+            file=sys.stderr,
+        )
     except urllib.error.URLError as error:
         print(
             f"statefun-local: can not reach the runtime at {url}: {error.reason} (is it "

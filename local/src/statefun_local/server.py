@@ -544,7 +544,7 @@ def make_apps(
                 name=f"{TYPED_BY_CONTENT_TYPE}-{method.lower()}",  # a router's names are unique
             )
             if ingress.port != port:  # there, a mistyped runtime route would get this answer
-                app.router.add_route(method, "/{partial:.*}", playground_no_address)
+                app.router.add_route(method, r"/{partial:[\s\S]*}", playground_no_address)
     egress = runtime.module.egresses.get(PLAYGROUND_EGRESS_ID)
     if egress is not None:
         # no HEAD: a GET takes the record, and a HEAD's answer has no body to give it in;
@@ -559,17 +559,18 @@ def make_app(runtime: LocalRuntime, *, allowed_hosts: Iterable[str] = ()) -> web
     the module's playground ingress and egress, which listen on ports of their own:
     :func:`make_apps` gives every port's application."""
     app = _app(runtime, allowed_hosts)
-    app.router.add_post("/ingress/{namespace}/{type}/{id:.+}", ingress)
-    app.router.add_post("/ingress/{partial:.*}", no_address)
+    # an id is anything, a line break (%0A) too, which '.' would not match: [\s\S]
+    app.router.add_post(r"/ingress/{namespace}/{type}/{id:[\s\S]+}", ingress)
+    app.router.add_post(r"/ingress/{partial:[\s\S]*}", no_address)
     app.router.add_post("/records/{namespace}/{name}", record)
     app.router.add_get("/api/status", status)
-    app.router.add_get("/api/state/{namespace}/{type}/{id:.+}", state)
+    app.router.add_get(r"/api/state/{namespace}/{type}/{id:[\s\S]+}", state)
     app.router.add_get("/api/state/{namespace}/{type}", state)  # ?id=
     app.router.add_get("/api/addresses/{namespace}/{type}", addresses)
     app.router.add_get("/api/egress", egress)
     app.router.add_get("/", index)
     app.router.add_get("/api/stuck", stuck_list)
     app.router.add_get("/api/audit", audit_list)
-    app.router.add_post("/api/stuck/{action}/{namespace}/{type}/{id:.+}", stuck_action)
+    app.router.add_post(r"/api/stuck/{action}/{namespace}/{type}/{id:[\s\S]+}", stuck_action)
     app.router.add_post("/api/stuck/{action}/{namespace}/{type}", stuck_action)  # ?id=
     return app
