@@ -48,6 +48,15 @@ def test_invalid_values(type_: str, value: object) -> None:
         make_value(type_, value)
 
 
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_a_json_value_with_a_number_json_has_not_is_refused(number: float) -> None:
+    """Python's ``json`` reads ``NaN`` and ``1e400`` (an infinity) in a request, and would write
+    them back as ``NaN`` and ``Infinity``: not JSON, which Jackson and ``JSON.parse`` refuse."""
+    with pytest.raises(InvalidValueError, match="NaN and infinities are not JSON"):
+        make_value("com.example/Reading", {"celsius": number})
+    assert make_value("double", number).typename == "io.statefun.types/double"  # a double's
+
+
 def test_describe_decodes_builtins_json_and_egress_records() -> None:
     assert describe("io.statefun.types/int", IntType.serializer().serialize(-7)) == -7
     assert describe("com.example/User", b'{"a": [1]}') == {"json": {"a": [1]}}

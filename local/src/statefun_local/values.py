@@ -71,7 +71,14 @@ def _make_value(
         return TypedValue(type_, raw)
     if base64_data is not None:
         return TypedValue(type_, _b64(base64_data))
-    return TypedValue(type_, json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # Python's json would write NaN or Infinity, which JSON has not
+        raise InvalidValueError(
+            "NaN and infinities are not JSON: a function reading the value with Jackson (Java) "
+            "or JSON.parse (JavaScript) would fail on it; send them as strings"
+        ) from None
+    return TypedValue(type_, text.encode("utf-8"))
 
 
 def playground_record(data: bytes) -> tuple[str, str]:
