@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Optional
 
 from .errors import PluginError, UnknownTypeError
@@ -25,6 +26,9 @@ class TypeRegistry:
         self._answered: dict[type, Type] = {}  # what a factory answered, for that class only
         self._by_typename: dict[str, tuple[Type, str]] = {}
         self._factories: list[tuple[TypeFactory, str]] = []
+        # held while a class nobody registered is looked up: a factory may answer with a new
+        # Type on each call, and two threads asking at once would claim its typename twice
+        self._finding = threading.RLock()
 
     plugin: Optional[str] = None
     """The plugin whose ``statefun_register_types`` is running, named in error messages (by
@@ -69,6 +73,15 @@ class TypeRegistry:
         found = self._by_class.get(cls)
         if found is None:
             found = self._answered.get(cls)
+        if found is not None:
+            return found
+        with self._finding:
+            return self._find(cls)
+
+    def _find(self, cls: type) -> Type:
+        """The type of a class found in neither map: asked again, now that this thread is the
+        only one looking (another may have found it meanwhile)."""
+        found = self._answered.get(cls)
         if found is not None:
             return found
         for base in cls.__mro__[1:]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import pytest
@@ -117,3 +120,27 @@ def test_register_takes_a_class_and_a_type_and_says_which_it_was_not_given() -> 
         registry.register(Order, "shop/Order")  # type: ignore[arg-type]
     with pytest.raises(UnknownTypeError):
         registry.for_class(Order)  # neither was registered
+
+
+def ask_at(start: threading.Barrier, registry: TypeRegistry, cls: type) -> Type:
+    start.wait()
+    return registry.for_class(cls)
+
+
+def test_threads_asking_for_a_new_class_at_once_all_get_the_one_type_it_claims() -> None:
+    """A factory may answer with a new Type on each call (``marked_types`` does): threads that
+    ask about a class nobody asked about before get the one type it claimed, not a "claimed
+    twice" error for the copies they made meanwhile."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch between almost any two bytecodes
+    try:
+        for _ in range(100):
+            registry = TypeRegistry()
+            registry.add_factory(marked_types)
+            start = threading.Barrier(8)
+            with ThreadPoolExecutor(8) as pool:
+                answers = [pool.submit(ask_at, start, registry, RushOrder) for _ in range(8)]
+                found = {id(answer.result()) for answer in answers}
+            assert found == {id(registry.for_class(RushOrder))}
+    finally:
+        sys.setswitchinterval(interval)
