@@ -3,9 +3,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from statefun_pydantic import ModelValidationError, default_typename, pydantic_type
 
 from statefun_core import (
@@ -253,3 +256,24 @@ def test_generic_aliases_are_not_models() -> None:
 
     assert statefun_type_for_class(list[int]) is None  # type: ignore[arg-type]
     assert statefun_type_for_class(Order) is pydantic_type(Order)
+
+
+def made_at(start: threading.Barrier, model: type[BaseModel]) -> object:
+    start.wait()
+    return pydantic_type(model)
+
+
+def test_threads_asking_for_a_new_models_type_at_once_get_the_same_object() -> None:
+    """``pydantic_type`` gives one object per model, also to threads that ask at once for
+    the first time (a thread switch between almost any two bytecodes makes them meet)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for round in range(100):
+            model = create_model(f"Model{round}", x=(int, 0))
+            start = threading.Barrier(8)
+            with ThreadPoolExecutor(8) as pool:
+                answers = [pool.submit(made_at, start, model) for _ in range(8)]
+                assert {id(answer.result()) for answer in answers} == {id(pydantic_type(model))}
+    finally:
+        sys.setswitchinterval(interval)

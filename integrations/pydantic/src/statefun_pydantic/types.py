@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import BaseModel, ValidationError
@@ -107,9 +106,11 @@ def pydantic_type(model: type[BaseModel], typename: Optional[str] = None) -> Typ
     :func:`default_typename`. The same arguments give the same ``Type`` object."""
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise TypeError(f"{model!r} is not a pydantic BaseModel subclass")
-    return _cached(model, typename or default_typename(model))
+    key = (model, typename or default_typename(model))
+    found = _types.get(key)
+    if found is None:  # setdefault: threads asking at once all get the first one kept
+        found = _types.setdefault(key, PydanticType(*key))
+    return found
 
 
-@functools.cache
-def _cached(model: type[BaseModel], typename: str) -> Type:
-    return PydanticType(model, typename)
+_types: dict[tuple[type[BaseModel], str], Type] = {}
