@@ -94,22 +94,28 @@ class StatefunPluginManager(pluggy.PluginManager):
         """Register ``plugin``, with its observer hooks isolated (a raising one is logged and
         ignored) and its type hooks' errors raised as ``PluginError`` naming it. A hook
         implementation whose arguments the hook does not have is a ``PluginError`` too."""
-        self.generation += 1
         _check_hook_functions(plugin, name)
         try:
             registered = super().register(plugin, name)
+            if registered is not None:
+                for caller in self.get_hookcallers(plugin) or ():
+                    for impl in caller.get_hookimpls():
+                        if impl.plugin is plugin and not (impl.hookwrapper or impl.wrapper):
+                            _guard(impl, caller.name)
+            return registered
         except pluggy.PluginValidationError as error:
             raise _invalid(error, name) from error
-        if registered is not None:
-            for caller in self.get_hookcallers(plugin) or ():
-                for impl in caller.get_hookimpls():
-                    if impl.plugin is plugin and not (impl.hookwrapper or impl.wrapper):
-                        _guard(impl, caller.name)
-        return registered
+        finally:
+            # counted once the hooks are in place and guarded: a handler looks at the hooks
+            # again when the count changes, and one serving on another thread that saw the
+            # new count before would keep for good what it found then
+            self.generation += 1
 
     def unregister(self, plugin: Any = None, name: Optional[str] = None) -> Any:
-        self.generation += 1
-        return super().unregister(plugin, name)
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self.generation += 1  # once the hooks are gone: see register
 
 
 def make_plugin_manager(

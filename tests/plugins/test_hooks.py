@@ -9,6 +9,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import sys
+import threading
 import time
 from datetime import timedelta
 from typing import Any, Callable, Mapping, Optional
@@ -577,6 +579,34 @@ def test_plugins_registered_after_the_handler_was_built_are_called() -> None:
     handler.plugins.unregister(recorder)
     handler.handle_sync(to_function("test/sync", "a", names("x"), SEEN_3))
     assert len(recorder.fields("batch_started")) == 1
+
+
+def serving_until(handler: RequestReplyHandler, stop: threading.Event) -> None:
+    while not stop.is_set():
+        handler.handle_sync(to_function("test/sync", "a", names("x"), SEEN_3))
+
+
+def test_a_plugin_registered_while_other_threads_serve_is_called_from_then_on() -> None:
+    """A handler looks at the hooks again when the plugins change: one that looked from
+    another thread while a plugin was being registered does not keep the hooks it saw."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch between almost any two bytecodes
+    try:
+        for _ in range(100):
+            handler = make_handler()
+            stop = threading.Event()
+            with concurrent.futures.ThreadPoolExecutor(3) as pool:
+                serving = [pool.submit(serving_until, handler, stop) for _ in range(3)]
+                recorder = Recorder()
+                handler.plugins.register(recorder)
+                stop.set()
+            for served in serving:
+                served.result()
+            called = len(recorder.fields("batch_finished"))
+            handler.handle_sync(to_function("test/sync", "a", names("x"), SEEN_3))
+            assert len(recorder.fields("batch_finished")) == called + 1
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def test_a_blocking_function_in_an_executor_reports_from_its_thread(recorder: Recorder) -> None:
