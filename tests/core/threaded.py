@@ -101,6 +101,12 @@ def threaded_functions() -> StatefulFunctions:
             )
             context.send_after(timedelta(seconds=1), later)
 
+    @functions.bind("t/asks-loop", specs=[ValueSpec("n", IntType)])
+    async def asks_loop(context: Context, message: Message) -> None:  # run again as a task
+        asyncio.get_running_loop()
+        context.storage.n = (context.storage.n or 0) + message.as_type(Point).x
+        send_kinds(context, 4)
+
     @functions.bind("t/blocking", specs=[ValueSpec("last", Point)], blocking=True)
     def blocking(context: Context, message: Message) -> None:  # the executor, when async
         context.storage.last = message.as_type(Point)
@@ -138,6 +144,7 @@ STATES: dict[str, dict[str, Any]] = {
     "t/sync": {"n": 5},
     "t/step": {"seen": None},
     "t/await": {"text": "x"},
+    "t/asks-loop": {"n": 1},
     "t/blocking": {"last": None},
     "t/logged": {},
     "t/dead": {"n": None},
