@@ -1,0 +1,86 @@
+"""What the docs point at exists: a relative link's file and its ``#anchor`` (a heading, as
+GitHub makes its anchor), and each statefun-local option the docs name."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+from statefun_local import cli
+
+from .test_docs import ROOT, markdown_files
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+FENCED = re.compile(r"^```.*?^```", re.S | re.M)
+#: the docs that describe statefun-local's command line
+LOCAL_DOCS = ["local/README.md", "docs/deployment.md", "docs/dead-letters.md"]
+#: options in those docs that are other programs': java's, the differential run's; and
+#: "the other ``--dead-letter-...`` options"
+OTHER_OPTIONS = {"--add-opens", "--dead-letters", "--dead-letter"}
+OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*[a-z0-9])")
+COMMAND_LINE = re.compile(r"statefun-local (\w[\w-]*)([^`\n]*)")
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: its text lower-cased, without punctuation but ``-`` and
+    ``_``, spaces made ``-``."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).replace("`", "")
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    found: set[str] = set()
+    for line in FENCED.sub("", path.read_text(encoding="utf-8")).split("\n"):
+        heading = re.match(r"#{1,6} (.+?)\s*$", line)
+        if heading:
+            anchor = _anchor(heading[1])
+            repeated = sum(a == anchor or re.fullmatch(rf"{re.escape(anchor)}-\d+", a) is not None
+                           for a in found)  # fmt: skip
+            found.add(f"{anchor}-{repeated}" if repeated else anchor)
+    return found
+
+
+def test_anchors_are_made_as_github_makes_them() -> None:
+    assert _anchor("6. AWS Lambda") == "6-aws-lambda"
+    assert _anchor("Testing a Lambda function (`statefun_core.testing.aws_lambda`)") == (
+        "testing-a-lambda-function-statefun_coretestingaws_lambda"
+    )
+    assert _anchor("In statefun-local: stuck addresses") == "in-statefun-local-stuck-addresses"
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_lead_to_a_file_and_heading(path: Path) -> None:
+    broken = []
+    for target in LINK.findall(FENCED.sub("", path.read_text(encoding="utf-8"))):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
+            continue
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file) if file else path
+        if not linked.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+            broken.append(f"{target}: no heading with that anchor")
+    assert broken == [], path.relative_to(ROOT)
+
+
+def _options() -> dict[str, set[str]]:
+    """Each statefun-local command's options."""
+    (commands,) = (a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {
+        name: {option for action in parser._actions for option in action.option_strings}
+        for name, parser in commands.choices.items()
+    }
+
+
+@pytest.mark.parametrize("name", LOCAL_DOCS)
+def test_the_statefun_local_options_the_docs_name_exist(name: str) -> None:
+    options = _options()
+    every = set().union(*options.values())
+    text = (ROOT / name).read_text(encoding="utf-8")
+    unknown = set(OPTION.findall(text)) - every - OTHER_OPTIONS
+    assert unknown == set(), f"{name} names options statefun-local has not"
+    for command, arguments in COMMAND_LINE.findall(text):
+        if command in options:
+            assert set(OPTION.findall(arguments)) <= options[command], (name, command, arguments)
