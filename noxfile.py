@@ -620,7 +620,8 @@ def deadletters(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Every python block of every README and doc runs as written (tests/docs/test_docs.py
     says how a block is marked to continue another, be a file, a test or a server); with
-    structlog and the frameworks docs/servers.md mounts in."""
+    structlog and the frameworks docs/servers.md mounts in. Relative links lead to a file and
+    heading, and the statefun-local options the docs name exist."""
     packages = sorted(Path("integrations").glob("*/pyproject.toml"))
     editable = [arg for package in packages for arg in ("-e", str(package.parent))]
     session.install("-e", ".", *editable, "-e", "local", "gunicorn", "opentelemetry-sdk",
