@@ -1,5 +1,6 @@
 """What the docs point at exists: a relative link's file and its ``#anchor`` (a heading, as
-GitHub makes its anchor), and each statefun-local option the docs name."""
+GitHub makes its anchor), a path of the repository named as a code span, and each
+statefun-local option the docs name."""
 
 from __future__ import annotations
 
@@ -84,3 +85,31 @@ def test_the_statefun_local_options_the_docs_name_exist(name: str) -> None:
     for command, arguments in COMMAND_LINE.findall(text):
         if command in options:
             assert set(OPTION.findall(arguments)) <= options[command], (name, command, arguments)
+
+
+#: the repository's top-level folders and files a doc names a path of as `folder/...`
+TOP_LEVEL = ("statefun_core/", "integrations/", "local/", "examples/", "tests/", "docs/",
+             "benchmarks/", "fuzz/", ".ci/", "noxfile.py", "pyproject.toml")  # fmt: skip
+#: what the tools make, git-ignored: named in the docs, absent from a checkout
+MADE_BY_TOOLS = ("benchmarks/.venvs/", "benchmarks/results/", "fuzz/work/")
+CODE_SPAN = re.compile(r"`([^`\s]+)`")
+#: a placeholder or a glob, not a path: integrations/<name>/, protocol/*.proto
+PATTERN = re.compile(r"[<>*{}$]")
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_repository_paths_named_exist(path: Path) -> None:
+    """The READMEs are PyPI pages, so they name a file of the repository as a code span
+    (``examples/greeter/module.yaml``) rather than link it: each such path exists, from the
+    repository's root or from the doc's folder."""
+    missing = []
+    for span in CODE_SPAN.findall(path.read_text(encoding="utf-8")):
+        named = re.split(r"::|#|:\d", span.rstrip(",.;:"))[0]
+        is_path = named.endswith("/") or re.search(r"\.[a-z]{1,5}$", named)
+        if not is_path or not named.startswith(TOP_LEVEL) or named.startswith(MADE_BY_TOOLS):
+            continue
+        if PATTERN.search(named):
+            continue
+        if not (ROOT / named).exists() and not (path.parent / named).exists():
+            missing.append(named)
+    assert missing == [], path.relative_to(ROOT)
