@@ -5,6 +5,7 @@ nox need not be installed."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 NOXFILE = Path(__file__).resolve().parents[2] / "noxfile.py"
@@ -54,3 +55,26 @@ def test_every_session_says_what_it_runs() -> None:
     ]  # fmt: skip
     assert len(sessions) > 20, [node.name for node in sessions]
     assert [node.name for node in sessions if not ast.get_docstring(node)] == []
+
+
+def test_the_sessions_the_docs_name_exist() -> None:
+    """Each ``nox -s NAME ...`` of a README or doc names a session of noxfile.py (a
+    parametrized one by its name before the parenthesis: ``"flask(flask-3.1)"``)."""
+    from .test_docs import ROOT, markdown_files
+
+    tree = ast.parse(NOXFILE.read_text(encoding="utf-8"))
+    sessions = {
+        node.name for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any("nox.session" in ast.unparse(decorator) for decorator in node.decorator_list)
+    }  # fmt: skip
+    unknown = []
+    for path in markdown_files():
+        for names in re.findall(r"\bnox(?: -[rR])? -s ([^`\n]+)", path.read_text("utf-8")):
+            for name in names.split():
+                session = re.fullmatch(r'"?(\w+)(\([^)]*\))?"?[),.;:]*', name)
+                if session is None:  # "--" and pytest's arguments, a comment, ...
+                    break
+                if session[1] not in sessions:
+                    unknown.append(f"{path.relative_to(ROOT)}: nox -s {session[1]}")
+    assert unknown == []
