@@ -1,6 +1,6 @@
 """What the docs point at exists: a relative link's file and its ``#anchor`` (a heading, as
-GitHub makes its anchor), a path of the repository named as a code span, and each
-statefun-local option the docs name."""
+GitHub makes its anchor), a path of the repository named as a code span, each
+statefun-local option and each ``STATEFUN_...`` variable the docs name."""
 
 from __future__ import annotations
 
@@ -113,3 +113,25 @@ def test_the_repository_paths_named_exist(path: Path) -> None:
         if not (ROOT / named).exists() and not (path.parent / named).exists():
             missing.append(named)
     assert missing == [], path.relative_to(ROOT)
+
+
+#: kzmlabs/flink-statefun's, which finds its module by it (docs/deployment.md, 4.)
+OTHER_VARIABLES = {"STATEFUN_MODULE_PATH"}
+SOURCES = ["statefun_core", "integrations", "local/src", "examples"]
+
+
+def test_the_statefun_variables_the_docs_name_are_read() -> None:
+    """Each ``STATEFUN_...`` environment variable or setting the docs name is in the code."""
+    code = "\n".join(
+        source.read_text(encoding="utf-8")
+        for folder in SOURCES
+        for source in (ROOT / folder).rglob("*.py")
+        if "tests" not in source.relative_to(ROOT).parts
+    )
+    named = {
+        name
+        for path in markdown_files()
+        for name in re.findall(r"\bSTATEFUN_[A-Z][A-Z0-9_]*", path.read_text(encoding="utf-8"))
+    }
+    assert named, "no STATEFUN_ variable found in the docs"
+    assert {name for name in named - OTHER_VARIABLES if f'"{name}"' not in code} == set()
