@@ -1,10 +1,11 @@
 """What the docs point at exists: a relative link's file and its ``#anchor`` (a heading, as
 GitHub makes its anchor), a path of the repository named as a code span, each
-statefun-local option and each ``STATEFUN_...`` variable the docs name."""
+statefun-local option, ``STATEFUN_...`` variable and ``statefun_core.…`` name the docs name."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 from pathlib import Path
 
@@ -135,3 +136,30 @@ def test_the_statefun_variables_the_docs_name_are_read() -> None:
     }
     assert named, "no STATEFUN_ variable found in the docs"
     assert {name for name in named - OTHER_VARIABLES if f'"{name}"' not in code} == set()
+
+
+def _resolves(dotted: str) -> bool:
+    """``statefun_core.http.error_response``: a module, then attributes."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False
+
+
+def test_the_statefun_core_names_the_docs_name_exist() -> None:
+    named = {
+        name
+        for path in markdown_files()
+        for span in re.findall(r"`([^`\n]+)`", path.read_text(encoding="utf-8"))
+        for name in re.findall(r"\bstatefun_core(?:\.\w+)+", span)
+    }
+    assert len(named) > 20, named
+    assert {name for name in named if not _resolves(name)} == set()
