@@ -131,7 +131,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 def json_line(value: Any) -> str:
     """``value`` as one line of JSON, its text as it is, but for a lone surrogate (a JSON
-    value's ``"\ud800"``: Python's ``json`` reads it so), escaped as JSON writes it: a line
+    value's ``"\\ud800"``: Python's ``json`` reads it so), escaped as JSON writes it: a line
     any UTF-8 output takes."""
     text = json.dumps(value, ensure_ascii=False)
     return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
