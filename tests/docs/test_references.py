@@ -45,7 +45,7 @@ def _anchors(path: Path) -> set[str]:
 
 
 def test_anchors_are_made_as_github_makes_them() -> None:
-    assert _anchor("6. AWS Lambda") == "6-aws-lambda"
+    assert _anchor("5. AWS Lambda") == "5-aws-lambda"
     assert _anchor("Testing a Lambda function (`statefun_core.testing.aws_lambda`)") == (
         "testing-a-lambda-function-statefun_coretestingaws_lambda"
     )
