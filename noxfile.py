@@ -26,6 +26,14 @@ if _pyenv_root.is_dir():
     _bins = [str(p / "bin") for p in sorted(_pyenv_root.iterdir()) if (p / "bin").is_dir()]
     os.environ["PATH"] = os.pathsep.join([*_bins, os.environ.get("PATH", "")])
 
+# The benchmarks' interpreter: a version or a path (STATEFUN_BENCH_PYTHON=/usr/bin/python3.11
+# for Debian's, built with PGO and LTO, as deployments' Pythons are; pyenv builds without them,
+# and bytecode runs slower there: benchmarks/README.md, "The interpreter's build").
+BENCH_PYTHON = os.environ.get("STATEFUN_BENCH_PYTHON", "3.11")
+# A reused virtualenv is made again when its interpreter is not the one asked for (without
+# this, nox would reuse a bench session's venv made with another STATEFUN_BENCH_PYTHON).
+os.environ.setdefault("NOX_ENABLE_STALENESS_CHECK", "1")
+
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
@@ -192,7 +200,7 @@ def protos(session: nox.Session) -> None:
         )
 
 
-@nox.session(python="3.11", tags=["bench"])
+@nox.session(python=BENCH_PYTHON, tags=["bench"])
 def bench(session: nox.Session) -> None:
     """Ours vs the official SDK vs a no-SDK floor: see benchmarks/README.md.
 
@@ -200,7 +208,7 @@ def bench(session: nox.Session) -> None:
     benchmarks/.venvs/. ``nox -s bench -- --quick`` for a short run. Then
     ``benchmarks/sync_awaits.py``: handle_sync by how an async function awaits.
     """
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/run.py", "--python", BENCH_PYTHON, *session.posargs)
     session.install("-e", ".")
     session.run("python", "benchmarks/sync_awaits.py")
 
@@ -287,7 +295,7 @@ def plugin_msgpack(session: nox.Session, requirements: list[str]) -> None:
     run_plugin_tests(session, "msgpack", requirements)
 
 
-@nox.session(python="3.11", tags=["bench"])
+@nox.session(python=BENCH_PYTHON, tags=["bench"])
 def bench_plugins(session: nox.Session) -> None:
     """The plugin host's cost with no listening plugin (budget: b/a <= 1.05)."""
     session.install("-e", ".")
@@ -336,7 +344,7 @@ def tornado(session: nox.Session, tornado: tuple[str, ...]) -> None:
     run_integration_tests(session, "tornado", (*tornado, "mypy"))
 
 
-@nox.session(python="3.11", tags=["bench"])
+@nox.session(python=BENCH_PYTHON, tags=["bench"])
 def bench_aiohttp_tornado(session: nox.Session) -> None:
     """aiohttp and Tornado: our endpoint against a bare one under wrk (benchmarks/http)."""
     session.install("-e", ".", "-e", "integrations/aiohttp", "-e", "integrations/tornado")
@@ -384,7 +392,7 @@ def django(session: nox.Session, django: tuple[str, ...]) -> None:
         session.run("python", "-m", "pytest", "tests", *session.posargs)
 
 
-@nox.session(python="3.11", tags=["bench"])
+@nox.session(python=BENCH_PYTHON, tags=["bench"])
 def bench_flask_django(session: nox.Session) -> None:
     """Flask and Django: our endpoint against plain views, gunicorn sync workers (and Django
     under uvicorn), wrk."""
@@ -424,7 +432,7 @@ def apps_oldest(session: nox.Session) -> None:
                 "tests/apps/test_lambda.py", *session.posargs)  # fmt: skip
 
 
-@nox.session(python="3.11", tags=["bench"])
+@nox.session(python=BENCH_PYTHON, tags=["bench"])
 def bench_asgi(session: nox.Session) -> None:
     """StatefunASGI under uvicorn against a hand-written ASGI endpoint: wrk over loopback with
     uvicorn's h11 and httptools servers, then each protocol in one process (steadier on a busy
@@ -505,7 +513,7 @@ def demo(session: nox.Session) -> None:
     session.run("python", "examples/greeter/demo.py", *session.posargs)
 
 
-@nox.session(python="3.11", tags=["bench"])
+@nox.session(python=BENCH_PYTHON, tags=["bench"])
 def bench_local(session: nox.Session) -> None:
     """statefun-local throughput, latency and SQLite commit cost (benchmarks/local/), then
     Kafka in to Kafka out on a real broker (benchmarks/e2e/bench.py)."""
@@ -542,7 +550,7 @@ def e2e_crash(session: nox.Session) -> None:
                 env={"E2E_CRASH_SEEDS": "1,2,3,4,5"})  # fmt: skip
 
 
-@nox.session(python="3.11", tags=["bench"])
+@nox.session(python=BENCH_PYTHON, tags=["bench"])
 def bench_e2e(session: nox.Session) -> None:
     """Messages per second Kafka in to Kafka out through each real runtime, our SDK against
     the official SDK 3.3.0, and statefun-local against them (benchmarks/e2e/bench.py)."""

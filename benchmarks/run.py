@@ -20,6 +20,7 @@ import base64
 import glob
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -60,7 +61,9 @@ class Impl:
 
     @property
     def venv(self) -> Path:
-        return VENVS / f"{self.venv_name or self.name}-py{self.python}"
+        # "3.11", or an interpreter's path ("/usr/bin/python3.11": "usr-bin-python3.11")
+        python = re.sub(r"[^\w.]+", "-", self.python).strip("-")
+        return VENVS / f"{self.venv_name or self.name}-py{python}"
 
     def ask(self, op: str, **arguments: Any) -> dict[str, Any]:
         self.process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
@@ -342,7 +345,11 @@ def main() -> int:
     parser.add_argument("--payloads", default=",".join(PAYLOADS), help="comma-separated")
     parser.add_argument("--handlers", default=",".join(HANDLERS), help="comma-separated")
     parser.add_argument("--impls", default="abcd", help="which implementations, e.g. cd")
-    parser.add_argument("--python", default="3.11", help="Python of every venv (default 3.11)")
+    parser.add_argument(
+        "--python",
+        default="3.11",
+        help="Python of every venv: a version (default 3.11) or an interpreter's path",
+    )
     parser.add_argument(
         "--official-upb-protobuf", default="protobuf", help="protobuf requirement for (b)"
     )
