@@ -128,7 +128,7 @@ def test_the_statefun_variables_the_docs_name_are_read() -> None:
         for folder in SOURCES
         for source in (ROOT / folder).rglob("*.py")
         if "tests" not in source.relative_to(ROOT).parts
-    )
+    ) + (ROOT / "noxfile.py").read_text(encoding="utf-8")  # the benches' STATEFUN_BENCH_PYTHON
     named = {
         name
         for path in markdown_files()
