@@ -273,7 +273,7 @@ async def playground_ingress(request: web.Request) -> web.Response:
     return web.json_response({"target": str(target), "type": value.typename, "seq": seq})
 
 
-#: a path parameter (``;name=value``, up to the next ``/``), or an escape (``%`` and what follows)
+#: a path parameter (``;name=value``, up to the next ``/``)
 _PATH_PARAMETER = re.compile(r";[^/]*")
 #: the scheme and host of a request target in absolute form (``PUT http://host/ns/type/id``)
 _ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*")
