@@ -16,14 +16,17 @@ from typing import Any, Callable, Optional, Union
 
 import pluggy
 
+from ..core import ValueSpec
 from ..deadletters import DeadLetterEgress, DeadLetterRecord
 from ..engine import (
     Address,
     Batch,
     Engine,
+    ExpireMode,
     ManualClock,
     MemoryStore,
     StaleBatchError,
+    StateSpec,
     TraceContext,
     TypedValue,
 )
@@ -208,20 +211,26 @@ class Harness:
         """The live state of ``typename``/``id``, each value decoded by its declared type;
         a state that was never written, was deleted or expired is absent. A value stored as
         another type (a redeploy changed the state's type) raises ``TypeError``, as the
-        function's read of it does."""
-        function = self.functions.for_typename(typename)
-        types = {spec.name: self._resolve(spec.type) for spec in function.specs}
+        function's read of it does.
+
+        A state whose spec the runtime has forgotten (after :meth:`restart`) is shown as the
+        next request will see it: expired or not by the spec the deployed function declares."""
+        address = Address(typename, id)
+        registered = self.engine.registered_specs(typename)
+        now_ms = self.clock.now_ms()
+        with self.store.transaction():
+            entries = self.store.state_get(address)
         state = {}
-        for name, value in self.engine.state(Address(typename, id)).items():
-            tpe = types.get(name)
-            if tpe is None:
+        for name, (tpe, declared) in self._declared_specs(typename).items():
+            entry = entries.get(name)
+            if entry is None or entry.expired(registered.get(name, declared), now_ms):
                 continue
-            if value.typename != tpe.typename:
+            if entry.typename != tpe.typename:
                 raise TypeError(
-                    f"state {name!r} of {typename}/{id} is stored as {value.typename}, but "
+                    f"state {name!r} of {typename}/{id} is stored as {entry.typename}, but "
                     f"the deployed function declares it as {tpe.typename}"
                 )
-            state[name] = tpe.serializer().deserialize(value.value)
+            state[name] = tpe.serializer().deserialize(entry.value)
         return state
 
     @property
@@ -395,6 +404,15 @@ class Harness:
             value = {"value": value["value"], "value_type": self._resolve(type(value["value"]))}
         return TypedValue.from_proto(message_builder(typename, id, **value).typed_value)
 
+    def _declared_specs(self, typename: str) -> dict[str, tuple[Type, StateSpec]]:
+        """The states the deployed function declares: each one's type, and the spec its
+        state discovery would register."""
+        declared = {}
+        for spec in self.functions.for_typename(typename).specs:
+            tpe = self._resolve(spec.type)
+            declared[spec.name] = (tpe, _state_spec(spec, tpe))
+        return declared
+
     def _resolve(self, tpe: Union[Type, type]) -> Type:
         return tpe if isinstance(tpe, Type) else self.handler.types.for_class(tpe)
 
@@ -414,6 +432,14 @@ class Harness:
 
 
 _MISSING = object()
+
+
+def _state_spec(spec: ValueSpec, tpe: Type) -> StateSpec:
+    if spec.after_call:
+        return StateSpec(spec.name, tpe.typename, ExpireMode.AFTER_INVOKE, spec.duration)
+    if spec.after_write:
+        return StateSpec(spec.name, tpe.typename, ExpireMode.AFTER_WRITE, spec.duration)
+    return StateSpec(spec.name, tpe.typename)
 
 
 def _dead_letter_egresses(

@@ -52,6 +52,21 @@ def test_the_first_request_after_a_restart_discovers_the_state_again(
     assert [batch.discovery_round for batch in harness.batches] == [0, 1, 0, 1]
 
 
+def test_state_after_a_restart_is_the_state_the_next_request_carries(
+    statefun_harness: MakeHarness,
+) -> None:
+    """A restart forgets the registered specs, not the values: the state is still shown, its
+    expiration judged by the spec the next request registers again."""
+    harness = statefun_harness(session(1_000))
+    harness.send("ex/session", "s", str_value="ann").run()
+    harness.restart()
+    harness.assert_state("ex/session", "s", user="ann")
+    harness.advance(999)
+    harness.assert_state("ex/session", "s", user="ann")
+    harness.advance(1)
+    harness.assert_state("ex/session", "s", user=None)
+
+
 def test_a_changed_expiration_takes_effect_after_a_restart(statefun_harness: MakeHarness) -> None:
     harness = statefun_harness(session(1_000))
     harness.send("ex/session", "s", str_value="ann").run()
