@@ -26,6 +26,7 @@ from ..engine import (
     ManualClock,
     MemoryStore,
     StaleBatchError,
+    StateEntry,
     StateSpec,
     TraceContext,
     TypedValue,
@@ -34,6 +35,7 @@ from ..functions import StatefulFunctions
 from ..handler import RequestReplyHandler
 from ..http import CONTENT_TYPE
 from ..messages import message_builder
+from ..storage import state_serializer
 from ..tracecontext import TRACERESPONSE
 from ..types import BUILTIN_TYPES, Type
 from .records import AnyEgress, PendingMessage, SentMessage, decode_egress
@@ -213,8 +215,9 @@ class Harness:
         another type (a redeploy changed the state's type) raises ``TypeError``, as the
         function's read of it does.
 
-        A state whose spec the runtime has forgotten (after :meth:`restart`) is shown as the
-        next request will see it: expired or not by the spec the deployed function declares."""
+        A state whose spec the runtime has forgotten (after :meth:`restart`) or not learnt yet
+        (set by :meth:`set_state` before any request) is shown as the next request will see
+        it: expired or not by the spec the deployed function declares."""
         address = Address(typename, id)
         registered = self.engine.registered_specs(typename)
         now_ms = self.clock.now_ms()
@@ -232,6 +235,45 @@ class Harness:
                 )
             state[name] = tpe.serializer().deserialize(entry.value)
         return state
+
+    def set_state(self, typename: str, id: str, **values: Any) -> Harness:
+        """Store state of ``typename``/``id`` as if its function had just written it, to start
+        a test from a given state: each value encoded by the type its ``ValueSpec`` declares
+        (``None`` deletes it), written now on the harness clock (an expiration counts from
+        here). The address's next request carries it. A name the function does not declare,
+        or a value its type cannot encode, is an error and nothing is stored."""
+        declared = self._declared_specs(typename)
+        undeclared = _undeclared(typename, values, declared)
+        if undeclared is not None:
+            raise ValueError(undeclared)
+        registered = self.engine.registered_specs(typename)
+        encoded: dict[str, Optional[bytes]] = {}
+        for name, value in values.items():
+            tpe, spec = declared[name]
+            known = registered.get(name)
+            if known is not None and known.typename != spec.typename:
+                raise TypeError(
+                    f"state {name!r} of {typename} is registered as {known.typename}; the "
+                    f"deployed function declares it as {spec.typename} (restart() forgets it)"
+                )
+            if value is None:
+                encoded[name] = None
+                continue
+            try:
+                encoded[name] = state_serializer(tpe, tpe.serializer())(value)
+            except (TypeError, ValueError) as error:
+                raise type(error)(
+                    f"state {name!r} of {typename}/{id} is of type {tpe.typename}: {error}"
+                ) from error
+        address, now_ms = Address(typename, id), self.clock.now_ms()
+        with self.store.transaction():
+            for name, data in encoded.items():
+                if data is None:
+                    self.store.state_delete(address, name)
+                else:
+                    entry = StateEntry(declared[name][1].typename, data, now_ms, now_ms)
+                    self.store.state_put(address, name, entry)
+        return self
 
     @property
     def pending(self) -> list[PendingMessage]:
@@ -288,13 +330,9 @@ class Harness:
         """Assert the given states of ``typename``/``id`` (``None`` for absent); a name the
         function does not declare is an error, not an absent state (a typo would pass)."""
         __tracebackhide__ = True  # pytest: a failure points at the test's line
-        declared = {spec.name for spec in self.functions.for_typename(typename).specs}
-        unknown = sorted(expected.keys() - declared)
-        if unknown:
-            raise AssertionError(
-                f"{typename} declares no state {', '.join(map(repr, unknown))}; its states: "
-                f"{', '.join(sorted(declared)) or 'none'}"
-            )
+        undeclared = _undeclared(typename, expected, self._declared_specs(typename))
+        if undeclared is not None:
+            raise AssertionError(undeclared)
         state = self.state(typename, id)
         actual = {name: state.get(name) for name in expected}
         if actual != expected:
@@ -440,6 +478,18 @@ def _state_spec(spec: ValueSpec, tpe: Type) -> StateSpec:
     if spec.after_write:
         return StateSpec(spec.name, tpe.typename, ExpireMode.AFTER_WRITE, spec.duration)
     return StateSpec(spec.name, tpe.typename)
+
+
+def _undeclared(typename: str, names: Iterable[str], declared: Iterable[str]) -> Optional[str]:
+    """What is wrong with ``names`` that the function does not declare, if any: such a name
+    is an error, not an absent state (a typo in an "is absent" check would pass)."""
+    unknown = sorted(set(names) - set(declared))
+    if not unknown:
+        return None
+    return (
+        f"{typename} declares no state {', '.join(map(repr, unknown))}; its states: "
+        f"{', '.join(sorted(declared)) or 'none'}"
+    )
 
 
 def _dead_letter_egresses(
