@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .errors import StateTypeError
 from .model import (
     Address,
     EgressRecord,
@@ -98,6 +99,30 @@ def check_specs(store: Store) -> None:
         assert store.specs_get("example/f") == {"seen": spec, "session": ttl}
         assert store.specs_get("example/g") == {"seen": spec}
         assert store.specs_get("example/f")["session"].expire_mode == ExpireMode.AFTER_INVOKE
+
+
+def check_specs_keep_stored_types(store: Store) -> None:
+    """A restart forgets the specs, not the values: registering a name again with another
+    type than a value of it is stored as raises ``StateTypeError`` and registers nothing."""
+    stored = StateEntry("io.statefun.types/int", b"\x08\x07", written_ms=1, accessed_ms=1)
+    with store.transaction():
+        store.spec_add("example/f", StateSpec("seen", "io.statefun.types/int"))
+        store.state_put(B, "seen", stored)
+        store.state_put(C, "other", stored)
+        store.specs_forget()
+    with store.transaction():
+        try:
+            store.spec_add("example/f", StateSpec("seen", "io.statefun.types/string"))
+        except StateTypeError as error:
+            assert "'seen' of example/f" in str(error), error
+        else:
+            raise AssertionError("a spec of another type than its stored values was accepted")
+        assert store.specs_get("example/f") == {}
+        # the same type again, another name, or another function type's values: accepted
+        store.spec_add("example/f", StateSpec("seen", "io.statefun.types/int"))
+        store.spec_add("example/f", StateSpec("other", "io.statefun.types/string"))
+        store.spec_add("example/g", StateSpec("seen", "io.statefun.types/string"))
+        assert set(store.specs_get("example/f")) == {"seen", "other"}
 
 
 def check_state(store: Store) -> None:
@@ -208,6 +233,7 @@ STORE_CHECKS: dict[str, Callable[[Store], None]] = {
     "mailbox": check_mailbox,
     "in_flight": check_in_flight,
     "specs": check_specs,
+    "specs_keep_stored_types": check_specs_keep_stored_types,
     "state": check_state,
     "timers": check_timers,
     "egress": check_egress,

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable, ContextManager, Optional, Protocol
 
+from .errors import StateTypeError
 from .model import Address, EgressRecord, Envelope, StateEntry, StateSpec, Timer
 
 __all__ = ["MemoryStore", "Store"]
@@ -82,7 +83,12 @@ class Store(Protocol):
 
     def specs_get(self, function_typename: str) -> dict[str, StateSpec]: ...
 
-    def spec_add(self, function_typename: str, spec: StateSpec) -> None: ...
+    def spec_add(self, function_typename: str, spec: StateSpec) -> None:
+        """Register ``spec``; :class:`StateTypeError` if an address of the type has a value
+        of that name stored as another type. Values outlive their spec (a restart forgets the
+        spec), and they would be sent labelled with the new type: the runtime fails instead,
+        as restoring a snapshot does (protocol §6)."""
+        ...
 
     def specs_forget(self) -> None:
         """Forget every registered spec, keeping the state values: what a runtime's restart
@@ -255,6 +261,13 @@ class MemoryStore:
         return dict(self._specs.get(function_typename, {}))
 
     def spec_add(self, function_typename: str, spec: StateSpec) -> None:
+        for address, values in self._state.items():
+            entry = values.get(spec.name)
+            if address.typename == function_typename and entry and entry.typename != spec.typename:
+                raise StateTypeError(
+                    f"state {spec.name!r} of {function_typename} has values stored as "
+                    f"{entry.typename}; it can not become {spec.typename}"
+                )
         self._put(self._specs.setdefault(function_typename, {}), spec.name, spec)
 
     def specs_forget(self) -> None:

@@ -23,6 +23,7 @@ from statefun_core import (
     make_plugin_manager,
     message_builder,
 )
+from statefun_core.engine import StateTypeError
 
 from .test_harness import Point, PointTypes
 
@@ -297,3 +298,25 @@ def test_state_refuses_a_value_stored_as_another_type_as_the_function_does(
     with pytest.raises(FunctionFailedError) as failed:
         harness.send("ex/session", "s", str_value="bob").run()
     assert "Type mismatch: the runtime sent state 'user'" in str(failed.value.__cause__)
+
+
+def test_a_restart_does_not_let_a_state_change_its_type(statefun_harness: MakeHarness) -> None:
+    """The restart forgets the spec, not the value: the function would read the value stored
+    as a string labelled as an int. The runtime fails instead (protocol.md §6), as
+    statefun-local does; the harness too, and applies nothing."""
+    harness = statefun_harness(session(60_000))
+    harness.send("ex/session", "s", str_value="ann").run()
+    retyped = StatefulFunctions()
+    read = []
+
+    @retyped.bind("ex/session", specs=[ValueSpec("user", IntType)])
+    def handle(context: Context, message: Message) -> None:
+        read.append(context.storage.user)
+
+    harness.redeploy(retyped).restart()
+    with pytest.raises(
+        StateTypeError, match=r"'user' of ex/session has values stored as .+/string"
+    ):
+        harness.send("ex/session", "s", str_value="bob").run()
+    assert read == []
+    assert harness.engine.registered_specs("ex/session") == {}
