@@ -54,8 +54,9 @@ class Harness:
 
     ``send`` queues a message, ``run`` (or ``await run_async()``) delivers until nothing is
     left to do, ``advance`` moves the clock, firing delayed messages and expiring state.
-    Messages to function types that ``functions`` does not hold are captured in
-    :attr:`captured` instead of delivered. A function that raises fails its batch: the error
+    Messages to function types that ``functions`` does not hold, or that ``capture`` names
+    (to test a function without the ones it messages), are captured in :attr:`captured`
+    instead of delivered. A function that raises fails its batch: the error
     propagates and the batch's messages stay queued, as in the runtime, which retries them.
 
     ``plugins`` and ``dead_letters`` are passed to the handler (default: the installed
@@ -65,6 +66,7 @@ class Harness:
     """
 
     functions: StatefulFunctions
+    capture: frozenset[str]
     handler: RequestReplyHandler
     clock: ManualClock
     store: MemoryStore
@@ -79,7 +81,15 @@ class Harness:
         max_batches: int = 10_000,
         max_discovery_rounds: int = 10,
         dead_letters: Optional[DeadLetterEgress] = None,
+        capture: Iterable[str] = (),
     ) -> None:
+        self.capture = frozenset((capture,) if isinstance(capture, str) else capture)
+        not_run = sorted(typename for typename in self.capture if typename not in functions)
+        if not_run:
+            raise ValueError(
+                f"capture names function types the functions run; not {', '.join(not_run)} "
+                f"(messages to a type they do not run are captured anyway)"
+            )
         self.functions = functions
         self.handler = RequestReplyHandler(functions, plugins=plugins, dead_letters=dead_letters)
         self.clock = ManualClock(start_ms)
@@ -88,7 +98,7 @@ class Harness:
         self.max_batches = max_batches
         #: Every message a function sent, in the order the runtime applied them.
         self.sent: list[SentMessage] = []
-        #: Messages delivered to function types the harness does not run.
+        #: Messages delivered to function types the harness does not run (or captures).
         self.captured: list[SentMessage] = []
         self._dead_letter_egresses: set[DeadLetterEgress] = set()  # of functions redeployed
         #: Every request sent to a function, state-discovery rounds included, in order.
@@ -347,12 +357,13 @@ class Harness:
         return self._find(self.sent, "sent", typename, id, value)
 
     def assert_captured(self, typename: str, id: str, **value: Any) -> SentMessage:
-        """Assert this message reached ``typename``/``id``, a type the harness does not run."""
+        """Assert this message reached ``typename``/``id``, a type the harness does not run
+        (or captures)."""
         __tracebackhide__ = True  # pytest: a failure points at the test's line
         try:
             return self._find(self.captured, "captured", typename, id, value)
         except AssertionError as error:
-            if typename not in self.functions:
+            if typename not in self.functions or typename in self.capture:
                 raise
             hint = f"{typename} is a function the harness runs: its messages are delivered, "
             raise AssertionError(f"{error}\n{hint}not captured (assert_sent finds them)") from None
@@ -388,7 +399,8 @@ class Harness:
         return batches
 
     def _is_served(self, batch: Batch) -> bool:
-        if batch.address.typename not in self.functions:
+        typename = batch.address.typename
+        if typename not in self.functions or typename in self.capture:
             return False
         self.batches.append(batch)
         return True

@@ -454,6 +454,29 @@ def test_assert_captured_on_a_type_the_harness_runs_points_at_assert_sent():
     assert "is a function the harness runs" not in str(elsewhere.value)
 
 
+def test_capture_tests_a_function_without_the_ones_it_messages():
+    harness = Harness(greeter_functions, capture=["com.example.fns/inbox"])
+    harness.send("com.example.fns/greeter", "ann", str_value="ann").run()
+
+    sent = harness.assert_captured(
+        "com.example.fns/inbox", "ann", str_value="Hello ann for the 1th time!"
+    )
+    assert sent == harness.sent[0]
+    assert harness.egress == []  # the inbox did not run
+    assert {batch.address.typename for batch in harness.batches} == {"com.example.fns/greeter"}
+    harness.assert_state("com.example.fns/greeter", "ann", seen_count=1)
+    with pytest.raises(AssertionError) as missing:
+        harness.assert_captured("com.example.fns/inbox", "bob")
+    assert "is a function the harness runs" not in str(missing.value)
+
+
+def test_capture_takes_one_typename_and_refuses_a_type_the_functions_do_not_run():
+    harness = Harness(greeter_functions, capture="com.example.fns/inbox")
+    assert harness.capture == {"com.example.fns/inbox"}
+    with pytest.raises(ValueError, match=r"run; not com.example.fns/inbx \(messages to a type"):
+        Harness(greeter_functions, capture=["com.example.fns/inbox", "com.example.fns/inbx"])
+
+
 # --- failures -------------------------------------------------------------------------------
 
 

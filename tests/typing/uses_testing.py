@@ -94,6 +94,7 @@ def test_greets_every_visit(statefun_harness: HarnessFactory) -> None:
     assert_type(harness.advance(1000), int)
     assert_type(harness.now_ms, int)
     assert_type(harness.restart(), Harness)
+    assert_type(harness.set_state("com.example.fns/greeter", "ann", seen_count=41), Harness)
     assert_type(harness.dead_letters, list[DeadLetterRecord])
     assert pending == [] and captured == []
     with pytest.raises(HarnessError):
@@ -108,7 +109,9 @@ def test_options() -> None:
         max_batches=10,
         max_discovery_rounds=2,
         dead_letters=DeadLetterEgress("com.example/dead"),
+        capture=["com.example.fns/inbox"],
     )
+    assert_type(harness.capture, frozenset[str])
     harness.redeploy(functions)
 
 
