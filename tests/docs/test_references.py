@@ -18,9 +18,9 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 FENCED = re.compile(r"^```.*?^```", re.S | re.M)
 #: the docs that describe statefun-local's command line
 LOCAL_DOCS = ["local/README.md", "docs/deployment.md", "docs/dead-letters.md"]
-#: options in those docs that are other programs': java's, the differential run's; and
-#: "the other ``--dead-letter-...`` options"
-OTHER_OPTIONS = {"--add-opens", "--dead-letters", "--dead-letter"}
+#: options in those docs that are other programs': java's, the differential run's, the
+#: reloading servers'; and "the other ``--dead-letter-...`` options"
+OTHER_OPTIONS = {"--add-opens", "--dead-letters", "--dead-letter", "--reload", "--app", "--debug"}
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*[a-z0-9])")
 COMMAND_LINE = re.compile(r"statefun-local (\w[\w-]*)([^`\n]*)")
 
