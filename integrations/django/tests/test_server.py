@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable, ContextManager
 
+import django
 import pytest
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
@@ -254,9 +255,11 @@ def test_without_data_upload_max_memory_size_a_body_over_the_limit_is_413_and_na
 def test_under_uvicorn_a_cancelled_blocking_batch_is_logged_and_starts_no_further_invocation(
     tmp_path: Path,
 ) -> None:
-    """Django cancels the async view of a request whose client went (a runtime whose call
-    timed out): the invocation running in its thread runs to its end, the batch's next ones
-    never start, and ``statefun_core`` logs one warning."""
+    """Django (from 5.0) cancels the async view of a request whose client went (a runtime
+    whose call timed out): the invocation running in its thread runs to its end, the batch's
+    next ones never start, and ``statefun_core`` logs one warning. Django 4.2 does not: the
+    whole batch runs, its reply reaching nobody, and nothing is logged."""
+    cancels = django.VERSION >= (5, 0)
     ran, release, log = tmp_path / "ran", tmp_path / "release", tmp_path / "log"
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
@@ -278,7 +281,7 @@ def test_under_uvicorn_a_cancelled_blocking_batch_is_logged_and_starts_no_furthe
                     break
                 time.sleep(0.001)
         # the runtime gave up: the connection is closed
-        for _ in range(10_000):  # until the handler heard of the cancellation
+        for _ in range(10_000 if cancels else 0):  # until the handler heard of the cancellation
             if log.exists() and "cancelled" in log.read_text():
                 break
             time.sleep(0.001)
@@ -286,6 +289,10 @@ def test_under_uvicorn_a_cancelled_blocking_batch_is_logged_and_starts_no_furthe
         server.terminate()  # uvicorn stops once the executor's thread ran what it runs
         # (and then ends itself with the signal it handled)
         assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+    if not cancels:
+        assert ran.read_text().split() == ["first", "second", "third"]
+        assert not log.exists() or not log.read_text(), log.read_text()
+        return
     assert ran.read_text().split() == ["first"]
     (line,) = log.read_text().splitlines()
     assert line.startswith("statefun request cancelled: function 'example/slow' for id 'ann'")
