@@ -215,8 +215,32 @@ def _assigned(wrapper: Any, value: Any) -> bytes:
     """The wrapper's encoding with ``value`` assigned to its field, which checks it as the
     official SDK does (a keyword argument would take None for no value)."""
     message = wrapper()
-    message.value = value
+    try:
+        message.value = value
+    except (TypeError, ValueError) as error:
+        if type(error) not in (TypeError, ValueError):
+            raise  # a subclass (a UnicodeError) says what is wrong itself
+        # protobuf's own words depend on its backend ("bad argument type for built-in
+        # operation" under upb): say which type refused the value and what it takes
+        name, takes = _TAKES[wrapper]
+        if type(error) is TypeError:
+            text = f"{value!r:.200} has type {type(value).__name__}; {name} takes {takes}"
+        else:
+            text = f"{name} takes {takes}: {error}"
+        raise type(error)(text) from error
     return bytes(message.SerializeToString())
+
+
+_TAKES = {
+    protocol.IntWrapper: (
+        "IntType",
+        "an int from -2**31 to 2**31 - 1 (32 bits; LongType holds 64)",
+    ),
+    protocol.LongWrapper: ("LongType", "an int from -2**63 to 2**63 - 1"),
+    protocol.FloatWrapper: ("FloatType", "a float"),
+    protocol.DoubleWrapper: ("DoubleType", "a float"),
+    protocol.StringWrapper: ("StringType", "a str"),
+}
 
 
 _FLOAT32_MAX = float.fromhex("0x1.fffffep+127")

@@ -441,3 +441,28 @@ def test_a_message_for_a_bool_is_refused_without_reaching_protobuf() -> None:
         BoolType.serializer().serialize(protocol.Address(namespace="a", type="b", id="c"))
     with pytest.raises(TypeError):
         BoolType.serializer().serialize(1.5)
+
+
+@pytest.mark.parametrize(
+    ("tpe", "value", "words"),
+    [
+        (StringType, 5, "5 has type int; StringType takes a str"),
+        (IntType, "1", "'1' has type str; IntType takes an int"),
+        (
+            IntType,
+            2**31,
+            "IntType takes an int from -2**31 to 2**31 - 1 (32 bits; LongType holds 64)",
+        ),
+        (LongType, 2**63, "LongType takes an int from -2**63 to 2**63 - 1"),
+        (DoubleType, "1.5", "'1.5' has type str; DoubleType takes a float"),
+    ],
+)
+def test_a_refused_value_names_the_type_and_what_it_takes(
+    tpe: Type, value: object, words: str
+) -> None:
+    # protobuf's own words depend on its backend (upb: "bad argument type for built-in
+    # operation"); the class stays the one the official SDK raises
+    with pytest.raises((TypeError, ValueError)) as refused:
+        tpe.serializer().serialize(value)
+    assert type(refused.value) in (TypeError, ValueError)
+    assert words in str(refused.value)
