@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Optional
+import difflib
+from typing import Any, Iterable, Optional
 
 from google.protobuf.message import DecodeError
 
@@ -21,6 +22,9 @@ __all__ = [
     "StatefunError",
     "UnknownTypeError",
 ]
+
+
+_LISTED = 20  # the bound typenames a FunctionNotFoundError names, at most
 
 
 class StatefunError(Exception):
@@ -64,8 +68,17 @@ class FunctionNotFoundError(StatefunError, KeyError):
 
     status = 404
 
-    def __init__(self, typename: str) -> None:
-        super().__init__(f"no function is bound to the typename {typename!r}")
+    def __init__(self, typename: str, bound: Optional[Iterable[str]] = None) -> None:
+        message = f"no function is bound to the typename {typename!r}"
+        if bound is not None:  # the typenames that are: a typo in module.yaml, or in bind()
+            names = sorted(bound)
+            nearest = difflib.get_close_matches(typename, names, n=1)
+            if nearest:
+                message += f" (did you mean {nearest[0]!r}?)"
+            listed = ", ".join(names[:_LISTED]) or "none"
+            more = len(names) - _LISTED
+            message += f"; bound here: {listed}" + (f" and {more} more" if more > 0 else "")
+        super().__init__(message)
         self.typename = typename
 
     def __str__(self) -> str:

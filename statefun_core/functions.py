@@ -299,7 +299,7 @@ class StatefulFunctions:
         try:
             return self._functions[typename]
         except KeyError:
-            raise FunctionNotFoundError(typename) from None
+            raise FunctionNotFoundError(typename, self._functions) from None
 
     def __contains__(self, typename: object) -> bool:
         return typename in self._functions

@@ -48,6 +48,7 @@ from statefun_core import (
     message_builder,
     protocol,
 )
+from statefun_core.http import error_response
 from statefun_core.testing.wire import (
     egress,
     from_function,
@@ -536,6 +537,31 @@ def test_unknown_function(serve: Serve) -> None:
         )
     assert error.value.status == 404
     assert "com.example.fns/nobody" in str(error.value)
+
+
+def test_an_unknown_function_names_the_nearest_and_the_bound_typenames(
+    serve: Serve, caplog: Any
+) -> None:
+    """A typename that module.yaml spells otherwise than bind() does: the runtime retries
+    the 404 for ever, and the log line is all the operator has to go on."""
+    functions = greeter_functions()
+    with pytest.raises(FunctionNotFoundError) as error:
+        serve(functions)(to_function("com.example/greeter", "1", [typed_value(IntType, 1)]))
+    assert str(error.value) == (
+        "no function is bound to the typename 'com.example/greeter' "
+        f"(did you mean {GREETER!r}?); bound here: {GREETER}"
+    )
+    with caplog.at_level(logging.WARNING, logger="statefun_core"):
+        status, body = error_response(error.value)
+    assert f"did you mean {GREETER!r}" in caplog.text
+    assert status == 404 and GREETER not in body  # the caller is told nothing it did not send
+
+    for number in range(25):
+        functions.register(f"other.ns/fn{number:02}", lambda context, message: None)
+    with pytest.raises(FunctionNotFoundError) as error:
+        serve(functions)(to_function("elsewhere/x", "1", [typed_value(IntType, 1)]))
+    assert "did you mean" not in str(error.value)
+    assert str(error.value).endswith("other.ns/fn18 and 6 more")
 
 
 def test_a_handler_needs_functions() -> None:
