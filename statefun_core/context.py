@@ -125,7 +125,7 @@ class InvocationContext(Context):
 
     def send(self, message: Message) -> None:
         if not isinstance(message, Message):
-            raise TypeError(f"send() takes a Message, got {type(message).__name__}")
+            raise TypeError(f"send() takes a Message, got {_named(message)}")
         outbox = self.outbox
         if len(outbox) >= self._max_outgoing:
             raise self._over_outgoing_limit()
@@ -135,7 +135,7 @@ class InvocationContext(Context):
         self, duration: timedelta, message: Message, cancellation_token: str = ""
     ) -> None:
         if not isinstance(message, Message):
-            raise TypeError(f"send_after() takes a Message, got {type(message).__name__}")
+            raise TypeError(f"send_after() takes a Message, got {_named(message)}")
         try:
             delay_ms = int(duration.total_seconds() * 1000.0)
         except AttributeError:
@@ -163,7 +163,16 @@ class InvocationContext(Context):
 
     def send_egress(self, message: EgressMessage) -> None:
         if not isinstance(message, EgressMessage):
-            raise TypeError(f"send_egress() takes an EgressMessage, got {type(message).__name__}")
+            raise TypeError(f"send_egress() takes an EgressMessage, got {_named(message)}")
         if len(self.outbox) >= self._max_outgoing:
             raise self._over_outgoing_limit()
         self.outbox.append(message)
+
+
+def _named(refused: object) -> str:
+    """The class of what a send refused, and the send that takes it if it is the other kind."""
+    if isinstance(refused, EgressMessage):
+        return "EgressMessage: an egress record goes out with context.send_egress()"
+    if isinstance(refused, Message):
+        return "Message: a message to a function goes with context.send() or send_after()"
+    return type(refused).__name__

@@ -862,6 +862,14 @@ def test_context_rejects_invalid_sends() -> None:
         ctx.cancel_delayed_message(None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"send_egress\(\) takes an EgressMessage, got Message"):
         ctx.send_egress(message_builder("ns/f", "1", int_value=1))  # type: ignore[arg-type]
+    # the other kind of message: the error names the send that takes it
+    with pytest.raises(TypeError, match=r"got Message: a message to a function goes with conte"):
+        ctx.send_egress(message_builder("ns/f", "1", int_value=1))  # type: ignore[arg-type]
+    record = kafka_egress_message("ns/out", "topic", "value")
+    with pytest.raises(TypeError, match=r"got EgressMessage: an egress record goes out with con"):
+        ctx.send(record)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"got EgressMessage: .* with context.send_egress\(\)$"):
+        ctx.send_after(timedelta(seconds=1), record)  # type: ignore[arg-type]
     assert ctx.outbox == []  # nothing refused was sent
 
 
