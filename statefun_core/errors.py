@@ -25,6 +25,7 @@ __all__ = [
 
 
 _LISTED = 20  # the bound typenames a FunctionNotFoundError names, at most
+_NEAREST_LENGTH = 256  # the longest typename a FunctionNotFoundError finds a nearest for
 
 
 class StatefunError(Exception):
@@ -72,7 +73,10 @@ class FunctionNotFoundError(StatefunError, KeyError):
         message = f"no function is bound to the typename {typename!r}"
         if bound is not None:  # the typenames that are: a typo in module.yaml, or in bind()
             names = sorted(bound)
-            nearest = difflib.get_close_matches(typename, names, n=1)
+            # difflib indexes each character of the typename: not for one of any length a
+            # request can carry (a typename is a namespace and a name, not a document)
+            short = len(typename) <= _NEAREST_LENGTH
+            nearest = difflib.get_close_matches(typename, names, n=1) if short else []
             if nearest:
                 message += f" (did you mean {nearest[0]!r}?)"
             listed = ", ".join(names[:_LISTED]) or "none"

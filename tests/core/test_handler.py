@@ -563,6 +563,17 @@ def test_an_unknown_function_names_the_nearest_and_the_bound_typenames(
     assert "did you mean" not in str(error.value)
     assert str(error.value).endswith("other.ns/fn18 and 6 more")
 
+    # a nearest is looked for up to a length a module's typename could have, not past it (a
+    # request's body can make a typename megabytes long, and difflib indexes every character)
+    long_bound = "com.example." + "a" * 200 + "/greeter"
+    functions.register(long_bound, lambda context, message: None)
+    with pytest.raises(FunctionNotFoundError) as error:
+        serve(functions)(to_function(long_bound[:-1], "1", [typed_value(IntType, 1)]))
+    assert f"(did you mean {long_bound!r}?)" in str(error.value)
+    with pytest.raises(FunctionNotFoundError) as error:
+        serve(functions)(to_function(long_bound + "s" * 40, "1", [typed_value(IntType, 1)]))
+    assert "did you mean" not in str(error.value) and "bound here: " in str(error.value)
+
 
 def test_a_handler_needs_functions() -> None:
     """As the official SDK says it."""
