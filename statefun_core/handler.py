@@ -38,6 +38,7 @@ from .errors import (
     StatefunError,
     UnknownTypeError,
     error_text,
+    is_unreadable,
 )
 from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
@@ -1023,6 +1024,11 @@ def _failed_function(
         _name_the_states(batch, error)
     reason = error_text(error)
     why = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+    cause = error.__cause__
+    if type(cause) is TypeError and is_unreadable(cause):
+        # a decoder's own error on another type's bytes ('Expecting value: line 2 column 1'):
+        # the line names the types, which only the traceback's chained cause did
+        why += f" (raised reading a value of another type: {error_text(cause)})"
     log_line(
         logger,
         logging.ERROR,

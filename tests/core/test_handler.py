@@ -1642,3 +1642,35 @@ def test_a_failed_batch_goes_with_its_error(
     finally:
         gc.enable()
     assert left == []
+
+
+def test_the_log_line_of_a_decoder_failing_on_another_types_bytes_names_the_types(
+    serve: Serve, caplog: Any
+) -> None:
+    """A JSON function sent a plain string (a Kafka ingress' valueType left at
+    io.statefun.types/string): json's own words ('Expecting value: line 2 column 1') are
+    about the string's protobuf bytes; the line alone, what a log search shows, names the
+    two types, which only the traceback's chained cause did."""
+    user = make_json_type("com.example/User")
+    functions = StatefulFunctions()
+
+    @functions.bind("com.example/users")
+    def users(context: Context, message: Message) -> None:
+        message.as_type(user)
+
+    request = to_function("com.example/users", "ann", [typed_value(StringType, "ann")])
+    with (
+        caplog.at_level(logging.ERROR, logger="statefun_core"),
+        pytest.raises(FunctionFailedError) as failed,
+    ):
+        serve(functions)(request)
+    assert isinstance(failed.value.__cause__, json.JSONDecodeError)
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert line.startswith(
+        "statefun request failed: function 'com.example/users' failed for id 'ann': "
+        "JSONDecodeError: Expecting value: "
+    )
+    assert (
+        " (raised reading a value of another type: the message is of type "
+        "io.statefun.types/string, not com.example/User: as_type() cannot read it"
+    ) in line
