@@ -364,6 +364,8 @@ class RequestReplyHandler:
         self._max_reply_bytes = _no_limit(limits.reply_bytes)
         # a larger body is counted before it is parsed (_check_large)
         self._counted_above = min(_COUNTED_ABOVE, self._max_request_bytes)
+        # a larger reply is checked against the limits (_check_large_reply)
+        self._large_reply = min(_COUNTED_ABOVE, self._max_reply_bytes)
         self._plans: dict[str, _Plan] = {}
         for function in functions:
             self._plan(function)
@@ -821,14 +823,43 @@ class RequestReplyHandler:
         if parts:
             result = b"".join(parts)
             reply = _INVOCATION_RESULT + varint(len(result)) + result
-            if len(reply) > self._max_reply_bytes:
-                maximum = int(self._max_reply_bytes)
-                raise LimitExceededError("reply_bytes", len(reply), maximum, "the reply's size")
+            if len(reply) > self._large_reply:
+                self._check_large_reply(batch, len(reply))
             if check_reply is not None:
                 check_reply(len(reply))
         if batch.event is not None:
             self._finished(batch)
         return reply
+
+    def _check_large_reply(self, batch: _Batch, size: int) -> None:
+        """A large reply fails its batch if it is over ``Limits.reply_bytes``, or if the state it
+        writes would make the address's states, together, over ``Limits.request_bytes``: every
+        request carries them all, so each would be refused (413) and the address never called
+        again. Looked at only for a large reply, which writing a large state makes."""
+        if size > self._max_reply_bytes:
+            maximum = int(self._max_reply_bytes)
+            raise LimitExceededError("reply_bytes", size, maximum, "the reply's size")
+        written = batch.storage._written
+        if not written or self._max_request_bytes == float("inf"):
+            return
+        received = batch.storage._received
+        total = 0
+        for mutation in batch.plan.mutations:
+            if mutation.name not in written:
+                total += len(received[mutation.name].state_value.value)
+            elif (data := written[mutation.name]) is not None:
+                if type(data) is not bytes:  # an int or bool kept as it is
+                    data = mutation.encode_kept(data) if data else b""
+                total += len(data)
+        if total > self._max_request_bytes:
+            maximum = int(self._max_request_bytes)
+            error = LimitExceededError("request_bytes", total, maximum)
+            error.args = (
+                f"the address's states would be {total} bytes together, over the limit of "
+                f"{maximum} bytes (Limits.request_bytes) on the requests that carry them: "
+                "every later request to it would be refused",
+            )
+            raise error
 
     def _finished(self, batch: _Batch) -> None:
         """Report a batch that succeeded to ``statefun_batch_finished``."""

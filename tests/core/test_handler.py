@@ -1674,3 +1674,32 @@ def test_the_log_line_of_a_decoder_failing_on_another_types_bytes_names_the_type
         " (raised reading a value of another type: the message is of type "
         "io.statefun.types/string, not com.example/User: as_type() cannot read it"
     ) in line
+
+
+def test_a_state_write_that_would_make_the_address_too_large_to_call_fails_its_batch() -> None:
+    """Every request carries all of an address's states: a write that would make them,
+    together, over ``Limits.request_bytes`` fails its batch (naming the limit) instead of
+    leaving an address every later request to which is refused (413)."""
+    kib = 1024
+    functions = StatefulFunctions()
+
+    def grow(ctx: Any, msg: Any) -> None:
+        ctx.storage.a = "x" * (400 * kib)
+
+    functions.register("ns/grow", grow, [ValueSpec("a", StringType), ValueSpec("b", StringType)])
+    handler = limited(functions, request_bytes=600 * kib)
+
+    def request(b: str) -> bytes:
+        states = {"a": None, "b": typed_value(StringType, b)}
+        return to_function("ns/grow", "1", [typed_value(IntType, 1)], states)
+
+    with pytest.raises(FunctionFailedError) as failure:
+        handler.handle_sync(request("y" * (300 * kib)))
+    error = failure.value.__cause__
+    assert isinstance(error, LimitExceededError)
+    assert error.limit == "request_bytes" and error.maximum == 600 * kib
+    assert 700 * kib < error.value < 701 * kib, error.value
+    assert "every later request to it would be refused" in str(error)
+    # within the limit together, the same write is the reply
+    reply = invocation_result(handler.handle_sync(request("y" * (100 * kib))))
+    assert [mutation.state_name for mutation in reply.state_mutations] == ["a"]
