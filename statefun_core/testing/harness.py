@@ -8,6 +8,7 @@ Each batch carries the trace headers statefun-local sends (:mod:`statefun_core.t
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 from collections.abc import Iterable, Iterator
@@ -31,6 +32,7 @@ from ..engine import (
     TraceContext,
     TypedValue,
 )
+from ..errors import AsyncFunctionInSyncContextError
 from ..functions import StatefulFunctions
 from ..handler import RequestReplyHandler
 from ..http import CONTENT_TYPE
@@ -141,6 +143,7 @@ class Harness:
             with self._released_on_error([batch, *ready]):
                 reply_headers: dict[str, str] = {}
                 if self._is_served(batch):
+                    self._check_runs_without_loop(batch)
                     headers = _request_headers(batch)
                     reply = self.handler.handle_sync(batch.request, headers, reply_headers)
                 else:
@@ -404,6 +407,19 @@ class Harness:
             return False
         self.batches.append(batch)
         return True
+
+    def _check_runs_without_loop(self, batch: Batch) -> None:
+        """``run`` called where an event loop runs (a notebook cell, an async test) can not run
+        an async function that awaits: say so, naming the harness' way, before the handler
+        fails the batch saying to await ``handle_async``."""
+        if asyncio._get_running_loop() is None:
+            return
+        if self.functions.for_typename(batch.address.typename).awaits:
+            raise AsyncFunctionInSyncContextError(
+                f"{batch.address.typename} is an async function that awaits, and run() was "
+                "called inside a running event loop (a notebook cell, an async test): "
+                "await harness.run_async() there (or advance_async(...))"
+            )
 
     def _capture(self, batch: Batch) -> bytes:
         types = self.handler.types

@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from statefun_core import IntType, StatefulFunctions, ValueSpec, message_builder
+import pytest
+
+from statefun_core import (
+    AsyncFunctionInSyncContextError,
+    IntType,
+    StatefulFunctions,
+    ValueSpec,
+    message_builder,
+)
 from statefun_core.engine import Address
 from statefun_core.testing import Harness
 
@@ -65,3 +73,33 @@ def test_run_async_captures_messages_to_types_it_does_not_run():
     captured = harness.assert_captured("example/elsewhere", "x", int_value=1)
     assert captured.caller == Address("example/sync", "s")
     assert harness.batches == []
+
+
+def test_run_inside_a_running_loop_names_run_async_and_keeps_the_message():
+    """As in a notebook cell, where the kernel's loop runs: run() can not await the function,
+    and says what to call instead; the message stays queued for it."""
+
+    async def scenario() -> Harness:
+        harness = Harness(functions)
+        harness.send("example/async", "a", int_value=5)
+        with pytest.raises(AsyncFunctionInSyncContextError, match=r"await harness\.run_async\(\)"):
+            harness.run()
+        assert await harness.run_async() == 2  # discovery, 5
+        return harness
+
+    harness = asyncio.run(scenario())
+    harness.assert_state("example/async", "a", count=5)
+
+
+def test_run_inside_a_running_loop_runs_sync_functions():
+    sync_only = StatefulFunctions()
+    sync_only.register("example/sync", forward)
+
+    async def scenario() -> Harness:
+        harness = Harness(sync_only)
+        harness.send("example/sync", "s", int_value=1)
+        assert harness.run() == 2  # forward, and the message it sends captured
+        return harness
+
+    harness = asyncio.run(scenario())
+    harness.assert_captured("example/async", "a", int_value=1)
