@@ -97,6 +97,11 @@ class InvocationContext(Context):
         self.outbox: list[Union[Message, DelayedMessage, EgressMessage]] = []
         self._max_outgoing: float = float("inf")  # Limits.outgoing_per_batch
 
+    def __repr__(self) -> str:
+        address, caller = self.address, self.caller
+        came_from = "" if caller is None else f", caller={caller.typename}/{caller.id}"
+        return f"Context(address={address.typename}/{address.id}{came_from})"
+
     def _over_outgoing_limit(self) -> LimitExceededError:
         sent = len(self.outbox)
         return LimitExceededError("outgoing_per_batch", sent + 1, sent)

@@ -309,3 +309,6 @@ class StatefulFunctions:
 
     def __len__(self) -> int:
         return len(self._functions)
+
+    def __repr__(self) -> str:
+        return f"StatefulFunctions({list(self._functions)!r})"

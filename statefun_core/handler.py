@@ -381,6 +381,9 @@ class RequestReplyHandler:
         """The HTTP endpoints the plugins contribute (``statefun_endpoints``), which every
         integration mounts beside the function endpoint."""
 
+    def __repr__(self) -> str:
+        return f"RequestReplyHandler({self.functions!r})"
+
     def endpoint_for(self, method: str, path: str) -> Optional[Endpoint]:
         """The plugins' endpoint for ``method`` and ``path`` (``HEAD`` finds ``GET``), or None:
         what a server that routes by itself calls before answering 404."""

@@ -255,6 +255,21 @@ def test_the_store_and_the_engine_are_there_only_once_started(tmp_path: Path) ->
     run(scenario())
 
 
+def test_a_runtime_shows_its_database_and_whether_it_runs(tmp_path: Path) -> None:
+    """What a notebook cell that ends with the runtime shows."""
+    db = tmp_path / "db.sqlite"
+    runtime = LocalRuntime(parse_module(ALL_IO), db, offline=True)
+    assert repr(runtime) == f"LocalRuntime({str(db)!r}, stopped, offline)"
+
+    async def scenario() -> None:
+        async with runtime:
+            assert repr(runtime) == f"LocalRuntime({str(db)!r}, running, offline)"
+
+    run(scenario())
+    assert repr(runtime) == f"LocalRuntime({str(db)!r}, stopped, offline)"
+    assert repr(LocalRuntime(parse_module(ALL_IO), "app.db")) == "LocalRuntime('app.db', stopped)"
+
+
 def string(text: str) -> TypedValue:
     return make_value("string", text)
 

@@ -106,6 +106,12 @@ class Harness:
         #: Every request sent to a function, state-discovery rounds included, in order.
         self.batches: list[Batch] = []
 
+    def __repr__(self) -> str:
+        return (
+            f"Harness({self.functions!r}, now_ms={self.now_ms}, batches={len(self.batches)}, "
+            f"sent={len(self.sent)})"
+        )
+
     # --- driving ------------------------------------------------------------------------
 
     def send(

@@ -456,6 +456,24 @@ def test_blocking_is_refused_for_an_async_function() -> None:
     functions.bind("ns/lookup")(lookup)  # without it, as any async function
 
 
+def test_the_registry_the_handler_and_a_context_show_their_functions_and_addresses() -> None:
+    """What a notebook cell shows for them, and a function's print(context)."""
+    functions = StatefulFunctions()
+    shown: list[str] = []
+
+    @functions.bind("ns/f")
+    def f(context: Context, message: Message) -> None:
+        shown.append(repr(context))
+
+    functions.register("ns/g", f)
+    assert repr(functions) == "StatefulFunctions(['ns/f', 'ns/g'])"
+    handler = RequestReplyHandler(functions)
+    assert repr(handler) == "RequestReplyHandler(StatefulFunctions(['ns/f', 'ns/g']))"
+    handler.handle_sync(to_function("ns/f", "a/b", ["x"]))
+    handler.handle_sync(to_function("ns/g", "a", ["x"], caller=("ns/f", "c")))
+    assert shown == ["Context(address=ns/f/a/b)", "Context(address=ns/g/a, caller=ns/f/c)"]
+
+
 def test_bind_returns_the_function_and_registers_it() -> None:
     functions = StatefulFunctions()
 

@@ -100,6 +100,18 @@ def test_the_greeter_counts_visits_and_greets_through_kafka():
     harness.assert_egress("com.example/greets", key="ann", value="Hello ann for the 2th time!")
 
 
+def test_the_harness_shows_its_functions_clock_and_counts():
+    """What a notebook cell ending in ``harness.send(...)`` shows."""
+    harness = Harness(greeter_functions, start_ms=5)
+    shown = (
+        "Harness(StatefulFunctions(['com.example.fns/greeter', 'com.example.fns/inbox']), now_ms=5"
+    )
+    harness.send("com.example.fns/greeter", "ann", str_value="ann")
+    assert repr(harness) == f"{shown}, batches=0, sent=0)"
+    harness.run()  # the greeter's discovery round and call, then the inbox (no state)
+    assert repr(harness) == f"{shown}, batches=3, sent=1)"
+
+
 def test_a_recorded_message_equals_one_built_by_hand_and_its_repr_leaves_the_types_out():
     harness = Harness(greeter_functions)
     harness.send("com.example.fns/greeter", "ann", str_value="ann").run()

@@ -200,6 +200,10 @@ class LocalRuntime:
         # the parked batch of each stuck address waiting for its retry, and what wakes it
         self._waiting: dict[Address, tuple[Batch, asyncio.Event]] = {}
 
+    def __repr__(self) -> str:
+        running = "stopped" if self._store is None else "running"
+        return f"LocalRuntime({str(self.db)!r}, {running}{', offline' if self.offline else ''})"
+
     # --- lifecycle ----------------------------------------------------------------------
 
     async def __aenter__(self) -> LocalRuntime:
