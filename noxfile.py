@@ -55,6 +55,9 @@ TEST_DEPS = ["pytest>=7", "hypothesis>=6"]
 PLUGGY_OLDEST = "pluggy==1.2.0"
 # statefun-local's tests: also a CA and certificates for the transport's TLS files (test_tls.py)
 LOCAL_TEST_DEPS = [*TEST_DEPS, "trustme"]
+# a real Jupyter kernel, for the tests of what a notebook user sees (test_notebook.py, which
+# skip without them): installed on the newest Python's sessions only
+NOTEBOOK_DEPS = ["ipykernel", "nbclient"]
 
 
 def install_core(session: nox.Session, *extra: str) -> None:
@@ -483,8 +486,9 @@ def install_local(session: nox.Session, *extra: str) -> None:
 
 @nox.session(python=NEWEST, tags=["ci", "local"])
 def local(session: nox.Session) -> None:
-    """statefun-local end to end: real function servers, real SQLite files, kill -9 crashes."""
-    install_local(session, *LOCAL_TEST_DEPS)
+    """statefun-local end to end: real function servers, real SQLite files, kill -9 crashes;
+    the README's notebook cells in a real kernel."""
+    install_local(session, *LOCAL_TEST_DEPS, *NOTEBOOK_DEPS)
     session.run("python", "-m", "pytest", "local/tests", *session.posargs)
 
 

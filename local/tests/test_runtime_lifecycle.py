@@ -895,6 +895,11 @@ def test_a_runtime_refused_the_database_in_the_same_process_keeps_the_first_ones
                 second = LocalRuntime(module, tmp_path / "hard-link.sqlite", offline=True)
                 with pytest.raises(RuntimeError, match="another statefun-local is running"):
                     await second.start()
+                # as when a notebook cell that started the first is run again
+                again = LocalRuntime(module, db, offline=True)
+                stop_it = r"running on .*db\.sqlite, in this process: stop it first \(await runtime"
+                with pytest.raises(RuntimeError, match=stop_it):
+                    await again.start()
                 await first.send(Address("com.example/greeter", "Ann"), string("Ann"))
                 await first.wait_until_idle()
                 subprocess.run(

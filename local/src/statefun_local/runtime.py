@@ -1115,7 +1115,11 @@ def _lock_database(db: Path) -> Optional[_DatabaseLock]:
     except OSError:
         found = None  # created below
     if found is not None and (found.st_dev, found.st_ino) in _RUNNING_ON:
-        raise RuntimeError(f"another statefun-local is running on {db}")
+        raise RuntimeError(
+            f"another statefun-local is running on {db}, in this process: stop it first "
+            "(await runtime.stop()); a notebook cell that starts a runtime again can stop the "
+            'one it started before (statefun-local\'s README, "In a notebook")'
+        )
     try:  # read-only suffices to flock, and a read-only database is refused by the store
         fd = os.open(db, os.O_RDONLY | os.O_CREAT, 0o600)
     except OSError as error:  # a directory we may not write in
