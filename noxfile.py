@@ -452,8 +452,9 @@ def bench_asgi(session: nox.Session) -> None:
 
 @nox.session(python=NEWEST, tags=["ci", "engine"])
 def engine(session: nox.Session) -> None:
-    """The runtime engine's rules and the test harness (with its pytest plugin)."""
-    install_core(session)
+    """The runtime engine's rules and the test harness (with its pytest plugin), also in a
+    real Jupyter kernel."""
+    install_core(session, *NOTEBOOK_DEPS)
     session.run("python", "-m", "pytest", "tests/engine", "tests/testing", *session.posargs)
 
 
