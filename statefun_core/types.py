@@ -353,6 +353,11 @@ class _BuiltinType(Type):
     def serializer(self) -> TypeSerializer:
         return self._serializer
 
+    def __reduce__(self) -> str:
+        # pickled, copied and deep-copied as the module's own object, which the handler tells
+        # by identity (their serializers hold struct.Struct objects, which do not pickle)
+        return _BUILTIN_NAMES[self.typename]
+
 
 BoolType: Type = _BuiltinType("io.statefun.types/bool", _BoolSerializer())
 IntType: Type = _BuiltinType(
@@ -371,3 +376,9 @@ StringType: Type = _BuiltinType("io.statefun.types/string", _StringSerializer())
 
 #: The six built-in types; their serializers return ``bytes``.
 BUILTIN_TYPES = (BoolType, IntType, FloatType, LongType, DoubleType, StringType)
+_BUILTIN_NAMES = {
+    tpe.typename: name
+    for tpe, name in zip(
+        BUILTIN_TYPES, ["BoolType", "IntType", "FloatType", "LongType", "DoubleType", "StringType"]
+    )
+}

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import copy
 import json
 import math
+import pickle
 import struct
+from datetime import timedelta
 from typing import Any, Callable
 
 import pytest
@@ -19,6 +22,7 @@ from statefun_core import (
     StringType,
     Type,
     TypeSerializer,
+    ValueSpec,
     make_json_type,
     make_protobuf_type,
     protocol,
@@ -44,6 +48,16 @@ VALUES = {
     DoubleType: st.floats(allow_nan=False),
     StringType: st.text(),
 }
+
+
+@pytest.mark.parametrize("tpe", WRAPPERS, ids=lambda tpe: tpe.typename)
+def test_a_builtin_type_pickles_and_copies_as_itself(tpe: Type) -> None:
+    """And so does a spec of it (multiprocessing, a deep-copied list of specs): the handler
+    tells the built-in types by identity, to store their values as they are."""
+    assert pickle.loads(pickle.dumps(tpe)) is tpe
+    assert copy.copy(tpe) is tpe and copy.deepcopy(tpe) is tpe
+    spec = pickle.loads(pickle.dumps(ValueSpec("seen", tpe, expire_after_write=timedelta(1))))
+    assert (spec.name, spec.type, spec.after_write, spec.duration) == ("seen", tpe, True, 86400000)
 
 
 def test_builtin_typenames() -> None:
