@@ -24,7 +24,8 @@ class TypeRegistry:
     def __init__(self) -> None:
         self._by_class: dict[type, Type] = {}  # registered, for a class and its subclasses
         self._answered: dict[type, Type] = {}  # what a factory answered, for that class only
-        self._by_typename: dict[str, tuple[Type, str]] = {}
+        # each typename's type, who claimed it, and the class a factory answered it for
+        self._by_typename: dict[str, tuple[Type, str, Optional[str]]] = {}
         self._factories: list[tuple[TypeFactory, str]] = []
         # held while a class nobody registered is looked up: a factory may answer with a new
         # Type on each call, and two threads asking at once would claim its typename twice
@@ -58,13 +59,18 @@ class TypeRegistry:
             return f"plugin {self.plugin!r}"
         return f"{source} (plugin {self.plugin!r})"
 
-    def _claim(self, tpe: Type, source: str) -> None:
+    def _claim(self, tpe: Type, source: str, answered_for: Optional[str] = None) -> None:
+        """``answered_for``: the class a factory answered ``tpe`` for, by module and qualified
+        name. The same class defined again (a notebook cell run again, a module reloaded) is
+        a new class, answered with a new type: that one takes over the typename."""
         known = self._by_typename.get(tpe.typename)
         if known is not None and known[0] is not tpe:
-            raise PluginError(
-                f"typename {tpe.typename!r} is claimed twice: by {known[1]} and by {source}"
-            )
-        self._by_typename[tpe.typename] = (tpe, source)
+            defined_again = answered_for is not None and known[2] == answered_for
+            if not defined_again:
+                raise PluginError(
+                    f"typename {tpe.typename!r} is claimed twice: by {known[1]} and by {source}"
+                )
+        self._by_typename[tpe.typename] = (tpe, source, answered_for)
 
     def for_class(self, cls: type) -> Type:
         """The type for ``cls``: registered for it or its nearest registered base class, or
@@ -97,7 +103,8 @@ class TypeRegistry:
                     f"{cls.__qualname__}; expected a statefun Type or None"
                 )
             if found is not None:
-                self._claim(found, f"{source} (for {cls.__module__}.{cls.__qualname__})")
+                defined_as = f"{cls.__module__}.{cls.__qualname__}"
+                self._claim(found, f"{source} (for {defined_as})", defined_as)
                 self._answered[cls] = found
                 return found
         raise UnknownTypeError(

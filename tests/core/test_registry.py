@@ -74,6 +74,28 @@ def test_a_factory_answer_claims_its_typename_too() -> None:
         registry.for_class(Order)
 
 
+def _define_order() -> type:
+    class Order:
+        typename = "shop/Order"
+
+    return Order
+
+
+def test_a_class_defined_again_takes_over_its_typename_another_class_may_not() -> None:
+    """A notebook cell that defines a model class run again, or its module reloaded: the new
+    class is answered with a type of its own, for the same typename; the old class keeps its."""
+    registry = TypeRegistry()
+    registry.add_factory(marked_types)
+    first, again = _define_order(), _define_order()
+    assert first is not again and first.__qualname__ == again.__qualname__
+    old = registry.for_class(first)
+    new = registry.for_class(again)
+    assert new is not old and new.typename == old.typename == "shop/Order"
+    assert registry.for_class(first) is old
+    with pytest.raises(PluginError, match="claimed twice"):
+        registry.for_class(Order)  # another class of the same typename: refused
+
+
 class _Outer:
     class Inner:
         pass

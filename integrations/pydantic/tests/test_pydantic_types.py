@@ -6,6 +6,7 @@ import math
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
 
 import pytest
 from pydantic import BaseModel, create_model
@@ -277,3 +278,30 @@ def test_threads_asking_for_a_new_models_type_at_once_get_the_same_object() -> N
                 assert {id(answer.result()) for answer in answers} == {id(pydantic_type(model))}
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_a_model_defined_again_binds_and_serves_as_the_first_did() -> None:
+    """A notebook cell defining a model and a function of it, run again while a harness of
+    the first still serves: the new class takes over the model's typename; the state written
+    as the first class reads back as the new one."""
+    from statefun_core.testing import Harness
+
+    functions = StatefulFunctions()
+
+    def cell() -> type[BaseModel]:
+        class Tally(BaseModel):
+            __statefun_typename__: ClassVar[str] = "shop/Tally"
+            count: int
+
+        @functions.bind("shop/tally", specs=[ValueSpec("last", type=Tally)])
+        def tally(context: Context, message: Message) -> None:
+            context.storage.last = message.as_type(Tally)
+
+        return Tally
+
+    first = cell()
+    harness = Harness(functions)
+    harness.send("shop/tally", "a", value=first(count=1)).run()
+    again = cell()
+    harness.send("shop/tally", "a", value=again(count=2)).run()
+    assert harness.state("shop/tally", "a") == {"last": again(count=2)}
