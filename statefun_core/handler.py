@@ -476,7 +476,8 @@ class RequestReplyHandler:
         thread), so ``asyncio.timeout``, task groups and HTTP clients work in it. One that never
         awaits but needs the running loop all the same (``asyncio.get_running_loop()``,
         ``create_task``, in its code or in what it calls) finds none on its first batch: that
-        batch is run again from its start as a task, and so is every later one.
+        batch is run again from its start as a task, and so is every later one; as is one whose
+        code awaits since it was bound (IPython's autoreload puts new code in the function).
         """
         try:
             batch = self._resolve(request_bytes, headers, reply_headers)
@@ -492,12 +493,13 @@ class RequestReplyHandler:
             elif function.is_async:  # each coroutine finishes on its first step
                 try:
                     copy_context().run(self._step, batch)
-                except RuntimeError as error:
-                    if not _wanted_a_loop(error):
+                except (RuntimeError, _Suspended) as error:
+                    if not isinstance(error, _Suspended) and not _wanted_a_loop(error):
                         raise
                     # Its code never awaits, but what it calls needs the running loop (a task
-                    # it starts, a library that asks for the loop), as under handle_async: it
-                    # runs as a task from now on, this batch again from its start.
+                    # it starts, a library that asks for the loop), as under handle_async; or
+                    # its code awaits now (changed since it was bound, by IPython's autoreload):
+                    # it runs as a task from now on, this batch again from its start.
                     function.awaits = True
                     self._restart(batch)
                     self._run_on_thread_loop(batch)
@@ -735,7 +737,8 @@ class RequestReplyHandler:
         fun, types = batch.fun, self.types
         for invocation in batch.invocations:
             for _ in fun(batch, batch.message(invocation, types)).__await__():
-                raise AssertionError(f"{batch.typename} suspended but never awaits")
+                # closed as this frame unwinds: GeneratorExit where it awaits (_no_loop_for)
+                raise _Suspended
 
     def _run_on_thread_loop(self, batch: _Batch) -> None:
         """Run every invocation of an async function that awaits, from sync code: the batch is
@@ -1189,13 +1192,19 @@ def _wanted_a_loop(error: RuntimeError) -> bool:
     ) and asyncio._get_running_loop() is None
 
 
+class _Suspended(Exception):
+    """An async function run with no loop suspended: its code awaits after all."""
+
+
 def _no_loop_for(batch: _Batch, error: BaseException) -> bool:
-    """Whether ``error`` is an async function's, run with no loop, asking for one: not its
-    failure (``handle_sync`` runs its batch again as a task), even if it declares
-    ``RuntimeError`` final."""
-    return (
-        batch.plan.function.is_async and isinstance(error, RuntimeError) and _wanted_a_loop(error)
-    )
+    """Whether ``error`` is an async function's, run with no loop, asking for one, or closed
+    where it suspended (``GeneratorExit``, see ``_step``): not its failure (``handle_sync``
+    runs its batch again as a task), even if it declares ``RuntimeError`` final."""
+    if not batch.plan.function.is_async:
+        return False
+    if isinstance(error, GeneratorExit):
+        return True
+    return isinstance(error, RuntimeError) and _wanted_a_loop(error)
 
 
 def _retried(error: BaseException) -> InvocationRetried:

@@ -1391,6 +1391,64 @@ def test_an_async_function_that_never_awaits_but_needs_the_loop_runs_under_handl
         assert observer[0].failed == []  # the plugins hear of two batches that succeeded
 
 
+class InvocationObserver:
+    """How each invocation ended, as ``statefun_invocation_finished`` hears it."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    @hookimpl
+    def statefun_invocation_finished(self, invocation: Any, error: Any) -> None:
+        self.log.append(f"finished: {type(error).__name__}")
+
+
+@pytest.mark.parametrize("observed", [False, True])
+def test_an_async_function_whose_code_awaits_since_it_was_bound_runs_as_a_task(
+    observed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """IPython's autoreload puts a function's new code in the function bound before: one that
+    never awaited, edited to await, suspends under handle_sync, which took it for one that
+    needs no loop. Its batch is run again as a task, and so is every later one; the first
+    try is closed at once, undone, and not a failure (it was a 500 for ever)."""
+    log: list[str] = []
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f", specs=[ValueSpec("n", IntType)])
+    async def f(context: Context, message: Message) -> None:
+        context.storage.n = 1
+        log.append("the first code")  # as the edited code, it reads log from the test
+
+    async def edited(context: Context, message: Message) -> None:
+        context.storage.n = (context.storage.n or 0) + message.as_int()
+        context.send(message_builder("ns/g", "1", int_value=message.as_int()))
+        try:
+            await asyncio.sleep(0)
+        finally:
+            log.append(f"ran {message.as_int()}")
+
+    observer = [InvocationObserver(log)] if observed else []
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager(observer, load_entrypoints=False)
+    )
+    request = to_function(
+        "ns/f", "1", [typed_value(IntType, 1), typed_value(IntType, 2)], {"n": None}
+    )
+    assert IntType.serializer().deserialize(mutations(handler.handle_sync(request))["n"].value) == 1
+    log.clear()
+    f.__code__ = edited.__code__  # as autoreload does
+    with caplog.at_level(logging.ERROR, logger="statefun_core"):
+        replies = [handler.handle_sync(request) for _ in range(2)]
+    assert caplog.records == []  # not logged as a failure
+    for reply in replies:
+        assert IntType.serializer().deserialize(mutations(reply)["n"].value) == 3
+        assert [m.message.as_int() for m in messages(reply)] == [1, 2]
+    first_try = ["ran 1", "finished: InvocationRetried"] if observed else ["ran 1"]
+    each_batch = ["ran 1", "finished: NoneType", "ran 2", "finished: NoneType"]
+    if not observed:
+        each_batch = ["ran 1", "ran 2"]
+    assert log == [*first_try, *each_batch, *each_batch]
+
+
 class DeadLetterCounter:
     """The dead letters each batch that succeeded reports."""
 
