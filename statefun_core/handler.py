@@ -1200,10 +1200,12 @@ def _no_loop_for(batch: _Batch, error: BaseException) -> bool:
     """Whether ``error`` is an async function's, run with no loop, asking for one, or closed
     where it suspended (``GeneratorExit``, see ``_step``): not its failure (``handle_sync``
     runs its batch again as a task), even if it declares ``RuntimeError`` final."""
+    import asyncio
+
     if not batch.plan.function.is_async:
         return False
     if isinstance(error, GeneratorExit):
-        return True
+        return asyncio._get_running_loop() is None
     return isinstance(error, RuntimeError) and _wanted_a_loop(error)
 
 

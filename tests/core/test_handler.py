@@ -1449,6 +1449,29 @@ def test_an_async_function_whose_code_awaits_since_it_was_bound_runs_as_a_task(
     assert log == [*first_try, *each_batch, *each_batch]
 
 
+def test_a_coroutine_closed_unfinished_under_handle_async_finishes_with_generator_exit() -> None:
+    """Closed while its loop runs (a server's task destroyed), not handle_sync's first try of a
+    function that awaits after all: the plugins hear GeneratorExit, not InvocationRetried."""
+    log: list[str] = []
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f")
+    async def f(context: Context, message: Message) -> None:
+        await asyncio.sleep(10)
+
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([InvocationObserver(log)], load_entrypoints=False)
+    )
+
+    async def close() -> None:
+        coroutine = handler.handle_async(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+        coroutine.send(None)  # up to the function's first await
+        coroutine.close()
+
+    asyncio.run(close())
+    assert log == ["finished: GeneratorExit"]
+
+
 class DeadLetterCounter:
     """The dead letters each batch that succeeded reports."""
 
