@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Optional
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel
@@ -36,6 +36,8 @@ from statefun_core import (
     make_protobuf_type,
     message_builder,
 )
+
+from . import programs
 
 #: The ``topic`` of every egress record is ``TOPIC_PREFIX`` + a scenario's topic name, so that
 #: each run of the application writes topics of its own.
@@ -482,3 +484,73 @@ def kinesis_counter(context: Context, message: Message) -> None:
         "e2e/kinesis-out", TOPIC_PREFIX + "kinesis-counts", str(count),
         partition_key=context.address.id,
     ))  # fmt: skip
+
+
+# --- random programs, interpreted (programs.py; the randomized differential scenario) -------
+
+#: Attempts per ``fail`` step in this server process (a failed batch leaves no state).
+_program_attempts: dict[str, int] = {}
+
+
+class _ProgramState:
+    """programs.State over a function's storage."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+
+    def get(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    def set(self, name: str, value: Any) -> None:
+        setattr(self.storage, name, value)
+
+    def delete(self, name: str) -> None:
+        delattr(self.storage, name)
+
+
+class _ProgramOutbox:
+    """programs.Outbox over a function's context."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    def send(self, typename: str, id: str, steps: list[Any]) -> None:
+        self.context.send(message_builder(typename, id, value=steps, value_type=COMMAND))
+
+    def send_after(
+        self, typename: str, id: str, delay_ms: int, token: Optional[str], steps: list[Any]
+    ) -> None:
+        later = message_builder(typename, id, value=steps, value_type=COMMAND)
+        self.context.send_after(timedelta(milliseconds=delay_ms), later,
+                                cancellation_token=token or "")  # fmt: skip
+
+    def cancel(self, token: str) -> None:
+        self.context.cancel_delayed_message(token)
+
+    def emit(self, key: str, value: str) -> None:
+        self.context.send_egress(emit(programs.EGRESS_TOPIC, key, value))
+
+
+def _fail(tag: str, times: int) -> None:
+    attempt = _program_attempts[tag] = _program_attempts.get(tag, 0) + 1
+    if attempt <= times:
+        raise RuntimeError(f"attempt {attempt} of step {tag} fails on purpose")
+
+
+PROGRAM_SPECS = [ValueSpec("log", make_json_type("e2e/log")), ValueSpec("count", LongType),
+                 ValueSpec("emitted", IntType)]  # fmt: skip
+
+
+@functions.bind(programs.INTERP, specs=PROGRAM_SPECS)
+@functions.bind(programs.INTERP_B, specs=PROGRAM_SPECS)
+def interpret(context: Context, message: Message) -> None:
+    """Runs the program the message carries (programs.py)."""
+    address, caller = context.address, context.caller
+    programs.run(
+        message.as_type(COMMAND),
+        f"{address.typename}/{address.id}",
+        None if caller is None else f"{caller.typename}/{caller.id}",
+        _ProgramState(context.storage),
+        _ProgramOutbox(context),
+        _fail,
+    )

@@ -653,7 +653,8 @@ def render_module(
 #: The ingress topics of module.yaml, and the egress topics the functions write.
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
                   "evolving", "poison", "unpositioned", "keys", "timer", "logins",
-                  "placing", "batches", "slow", "dated", "specific")  # fmt: skip
+                  "placing", "batches", "slow", "dated", "specific", "programs",
+                  "programs-b")  # fmt: skip
 EGRESS_TOPICS = (
     "timers",
     "keys-seen",
@@ -674,6 +675,7 @@ EGRESS_TOPICS = (
     "slowed",
     "positioned-taken",
     "beyond-ascii",
+    "interpreted",
 )
 
 

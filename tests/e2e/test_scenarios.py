@@ -4,10 +4,14 @@ Kafka out (read_committed), nothing but what a user of the runtime sees."""
 from __future__ import annotations
 
 import json
+import os
+import random
+from collections import Counter
 from datetime import timedelta
 
 from statefun_core import StringType
 
+from . import programs
 from .kit import Application, java_partition
 
 
@@ -367,3 +371,45 @@ def test_a_call_slower_than_its_timeout_fails_and_its_batch_is_sent_again(
                               ("S", command(payload="s2", slow=0))])  # fmt: skip
     seen = by_key(application.read("slowed", 2, settle=2))
     assert seen == {"S": ["s1:2 done=1", "s2:1 done=2"]}
+
+
+#: The seed of the session's random programs (the same on every runtime): random unless
+#: E2E_PROGRAMS_SEED gives it; a failure names it, to run them again.
+PROGRAMS_SEED = int(os.environ.get("E2E_PROGRAMS_SEED") or random.SystemRandom().randrange(10**9))
+PROGRAMS_COUNT = int(os.environ.get("E2E_PROGRAMS", "60"))
+
+
+def test_random_programs_end_as_the_runtimes_guarantees_say(application: Application) -> None:
+    """The randomized differential scenario: ``PROGRAMS_COUNT`` random programs
+    (programs.py), each sent at an id of its own, all at once, and run by the interpreter
+    functions: state written and deleted, messages to new addresses, to the same ones again,
+    to itself and to the other function type at the same id, delayed messages and their
+    tokens, failed attempts, egress records keyed in every way. The generator writes only
+    programs whose records the runtime's guarantees fix, so every runtime emits exactly the
+    records ``programs.expected_records`` computes: each one's value names its address, its
+    caller, its states and its place among its address' records, and an address' records
+    in one partition come in that order."""
+    replay = f"E2E_PROGRAMS_SEED={PROGRAMS_SEED} E2E_PROGRAMS={PROGRAMS_COUNT}"
+    print(f"random programs: {replay}")
+    roots = programs.generate(PROGRAMS_SEED, PROGRAMS_COUNT)
+    expected = Counter((key or None, value) for key, value in programs.expected_records(roots))
+    for typename, topic in programs.INGRESS_TOPIC.items():
+        application.send(topic, [(id, json.dumps(steps).encode())
+                                 for target, id, steps in roots if target == typename])  # fmt: skip
+    records = application.read(programs.EGRESS_TOPIC, sum(expected.values()), settle=2)
+    seen = Counter((record.key, record.text) for record in records)
+    missing = sorted((expected - seen).elements(), key=str)
+    extra = sorted((seen - expected).elements(), key=str)
+    assert not missing and not extra, (
+        f"{replay}: {len(missing)} records missing, {len(extra)} unexpected (key, value);\n"
+        "missing:\n"
+        + "\n".join(map(repr, missing[:20]))
+        + "\nunexpected:\n"
+        + "\n".join(map(repr, extra[:20]))
+    )
+    places: dict[tuple[str, int], list[int]] = {}
+    for record in records:
+        value = json.loads(record.value)
+        places.setdefault((value["at"], record.partition), []).append(value["n"])
+    disordered = {where: n for where, n in places.items() if n != sorted(n)}
+    assert not disordered, f"{replay}: records of an address out of order: {disordered}"
