@@ -518,7 +518,7 @@ class _ProgramOutbox:
         self.context.send(message_builder(typename, id, value=steps, value_type=COMMAND))
 
     def send_after(
-        self, typename: str, id: str, delay_ms: int, token: Optional[str], steps: list[Any]
+        self, typename: str, id: str, delay_ms: float, token: Optional[str], steps: list[Any]
     ) -> None:
         later = message_builder(typename, id, value=steps, value_type=COMMAND)
         self.context.send_after(timedelta(milliseconds=delay_ms), later,
@@ -547,9 +547,9 @@ def interpret(context: Context, message: Message) -> None:
     """Runs the program the message carries (programs.py)."""
     address, caller = context.address, context.caller
     programs.run(
-        message.as_type(COMMAND),
-        f"{address.typename}/{address.id}",
-        None if caller is None else f"{caller.typename}/{caller.id}",
+        programs.steps_of(message.as_type(COMMAND), address.typename),
+        (address.typename, address.id),
+        None if caller is None else (caller.typename, caller.id),
         _ProgramState(context.storage),
         _ProgramOutbox(context),
         _fail,

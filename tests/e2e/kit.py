@@ -654,7 +654,7 @@ def render_module(
 INGRESS_TOPICS = ("names", "ttl", "counter", "fanout", "delay", "flaky", "types", "egress",
                   "evolving", "poison", "unpositioned", "keys", "timer", "logins",
                   "placing", "batches", "slow", "dated", "specific", "programs",
-                  "programs-b")  # fmt: skip
+                  "programs-b", "programs-both")  # fmt: skip
 EGRESS_TOPICS = (
     "timers",
     "keys-seen",

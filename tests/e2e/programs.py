@@ -3,7 +3,8 @@
 of test_scenarios.py.
 
 A program is the JSON value of a message: a list of steps, each a list, run in order by the
-invocation that receives it:
+invocation that receives it (a record of the ingress topic ``programs-both``, which targets
+both types, holds an object: each type's program by its typename):
 
 - ``["append", value]``: the state ``log`` (a JSON list) gets ``value`` at its end;
 - ``["incr"]``, ``["zero"]``: the state ``count`` (a long) plus one, or 0 (present: no bytes);
@@ -13,6 +14,7 @@ invocation that receives it:
   and ``n``, the count of records this address emitted (the state ``emitted``), so that a
   record's value says where it stands among its address' records;
 - ``["send", typename, id, steps]``: a message to a function, ``steps`` its program;
+- ``["reply", steps]``: a message to the caller;
 - ``["later", typename, id, delay_ms, token, steps]``: the same after ``delay_ms``,
   cancellable when ``token`` is not null;
 - ``["cancel", token]``: the delayed message of ``token`` cancelled (scope: the id);
@@ -22,16 +24,19 @@ The generator only writes programs whose outcome the runtime's guarantees fix
 (/work/shared/docs/protocol.md, §4.3 and §7), so that every correct runtime emits exactly the
 records :func:`expected_records` computes:
 
-- every address hears from one sender only: its parent (the ingress, a function or a timer),
-  in the order it sends; or from its parent once and then from itself (a "single" address);
-  never from two senders, whose messages may interleave in any order, nor a delayed and an
-  immediate message, which have no order between them;
-- a delayed message goes to an address of its own; a token is scheduled once, and again only
-  after the step that cancelled it. A token is cancelled in the invocation that scheduled it
-  (in list order: before the schedule, a no-op; after it, the message never comes), or, when
-  scheduled with a delay longer than the test (:data:`NEVER_MS`), by an address of the same id
-  the scheduler sent a message to afterwards, possibly of the other function type: that
-  address may schedule the token again, which a runtime that kept it pending would refuse.
+- every address hears from one sender only, in the order it sends: its parent (the ingress,
+  a function, or the delayed messages of one reply), or its parent once and then one other:
+  itself, or a child that replies (a "single" address); never from two senders at a time,
+  whose messages may interleave in any order, nor a delayed and an immediate message, which
+  have no order between them;
+- the delayed messages of one reply to one address have delays that never decrease: they
+  come in the order they were scheduled (those due at the same time too);
+- a token is scheduled once, and again only after the step that cancelled it. A token is
+  cancelled in the reply that scheduled it (in list order: before the schedule, a no-op;
+  after it, the message never comes), or, when scheduled with a delay longer than the test
+  (:data:`NEVER_MS`), by an address of the same id the scheduler sent a message to
+  afterwards, possibly of the other function type: that address may schedule the token
+  again, which a runtime that kept it pending would refuse.
 """
 
 from __future__ import annotations
@@ -44,17 +49,17 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 INTERP, INTERP_B = "e2e.fns/interp", "e2e.fns/interp-b"
-#: the ingress topic of each function type (module.yaml), and the egress topic
-INGRESS_TOPIC = {INTERP: "programs", INTERP_B: "programs-b"}
+#: the ingress topics of module.yaml, and the function types each targets
+INGRESS_TOPICS = {"programs": [INTERP], "programs-b": [INTERP_B],
+                  "programs-both": [INTERP, INTERP_B]}  # fmt: skip
 EGRESS_TOPIC = "interpreted"
 #: a delay no test waits for: its message is only ever cancelled
 NEVER_MS = 3_600_000
 
-
 Step = list[Any]
 Address = tuple[str, str]
-#: (typename, id, program) of one ingress record, in the order they are produced
-Root = tuple[str, str, list[Step]]
+#: (topic, key, value) of one ingress record, in the order they are produced
+Root = tuple[str, str, Any]
 
 
 class State(Protocol):
@@ -66,15 +71,20 @@ class State(Protocol):
 class Outbox(Protocol):
     def send(self, typename: str, id: str, steps: list[Step]) -> None: ...
     def send_after(
-        self, typename: str, id: str, delay_ms: int, token: Optional[str], steps: list[Step]
+        self, typename: str, id: str, delay_ms: float, token: Optional[str], steps: list[Step]
     ) -> None: ...
     def cancel(self, token: str) -> None: ...
     def emit(self, key: str, value: str) -> None: ...
 
 
-def record_value(at: str, n: int, tag: str, caller: Optional[str], state: State) -> str:
+def steps_of(value: Any, typename: str) -> list[Step]:
+    """The program of a message's value for the function type ``typename``."""
+    return value[typename] if isinstance(value, dict) else value  # type: ignore[no-any-return]
+
+
+def record_value(at: Address, n: int, tag: str, caller: Optional[Address], state: State) -> str:
     return json.dumps(
-        {"at": at, "n": n, "tag": tag, "caller": caller,
+        {"at": "/".join(at), "n": n, "tag": tag, "caller": caller and "/".join(caller),
          "log": state.get("log"), "count": state.get("count")},
         ensure_ascii=False, sort_keys=True,
     )  # fmt: skip
@@ -82,14 +92,14 @@ def record_value(at: str, n: int, tag: str, caller: Optional[str], state: State)
 
 def run(
     steps: Sequence[Step],
-    at: str,
-    caller: Optional[str],
+    at: Address,
+    caller: Optional[Address],
     state: State,
     out: Outbox,
     fail: Callable[[str, int], None],
 ) -> None:
-    """One invocation of ``steps`` at the address ``at`` (``typename/id``): the function's and
-    the model's, which differ in their ``state``, ``out`` and ``fail``."""
+    """One invocation of ``steps`` at the address ``at``: the function's and the model's,
+    which differ in their ``state``, ``out`` and ``fail``."""
     for kind, *args in steps:
         if kind == "append":
             state.set("log", [*(state.get("log") or []), args[0]])
@@ -106,6 +116,9 @@ def run(
             out.emit(key, record_value(at, n, tag, caller, state))
         elif kind == "send":
             out.send(*args)
+        elif kind == "reply":
+            assert caller is not None, f"{at} replies to no caller"
+            out.send(*caller, *args)
         elif kind == "later":
             out.send_after(*args)
         elif kind == "cancel":
@@ -137,7 +150,7 @@ class _Recorded:
         self.sends.append((typename, id, steps))
 
     def send_after(
-        self, typename: str, id: str, delay_ms: int, token: Optional[str], steps: list[Step]
+        self, typename: str, id: str, delay_ms: float, token: Optional[str], steps: list[Step]
     ) -> None:
         self.delayed.append(("later", typename, id, delay_ms, token, steps))
 
@@ -153,47 +166,54 @@ def expected_records(roots: Sequence[Root]) -> list[tuple[str, str]]:
     emit them in. Raises if the programs break a rule a correct runtime would fail on (a
     token scheduled while pending), which would be the generator's fault."""
     states: dict[Address, _DictState] = defaultdict(_DictState)
-    queue = deque((typename, id, None, steps) for typename, id, steps in roots)
-    pending: dict[tuple[str, str], tuple[Any, ...]] = {}  # (id, token): the message
+    queue = deque(
+        (typename, id, None, steps_of(value, typename))
+        for topic, id, value in roots
+        for typename in INGRESS_TOPICS[topic]
+    )
+    pending: dict[tuple[str, str], tuple[Any, ...]] = {}  # (id, token): (delay, seq, message)
     records: list[tuple[str, str]] = []
     while queue:
         typename, id, caller, steps = queue.popleft()
-        at = f"{typename}/{id}"
+        at = (typename, id)
         out = _Recorded()
-        run(steps, at, caller, states[typename, id], out, fail=lambda tag, times: None)
+        run(steps, at, caller, states[at], out, fail=lambda tag, times: None)
         records += out.records
         queue.extend((t, i, at, s) for t, i, s in out.sends)
         scheduled = []
-        for kind, *args in out.delayed:
+        for seq, (kind, *args) in enumerate(out.delayed):
             if kind == "cancel":
                 pending.pop((id, args[0]), None)
                 continue
             target_type, target_id, delay_ms, token, target_steps = args
-            message = (target_type, target_id, at, target_steps)
+            timer = (delay_ms, seq, (target_type, target_id, at, target_steps))
             if token is None:
-                scheduled.append((delay_ms, message))
+                scheduled.append(timer)
                 continue
             if (id, token) in pending:
                 raise AssertionError(f"{at} schedules {token!r} while it is pending")
-            pending[id, token] = (delay_ms, message)
+            pending[id, token] = timer
         # a message due in the test is delivered now: its address hears from nobody else, and
         # its token is never scheduled again, so when it comes changes nothing
-        for key, (delay_ms, _) in list(pending.items()):
+        for key, (delay_ms, _, _) in list(pending.items()):
             if delay_ms < NEVER_MS:
                 scheduled.append(pending.pop(key))
-        queue.extend(message for _, message in scheduled)
+        queue.extend(message for _, _, message in sorted(scheduled, key=lambda t: t[:2]))
     return records
 
 
 # --- the generator -----------------------------------------------------------------------
 
 #: egress record keys besides the address' id: none, shared by all, beyond ASCII
-KEYS = ["", "shared", "é ✓", "a/b", "\U0001f642"]
+KEYS = ["", "shared", "é ✓", "a/b", "\U0001f642", "a\x00b"]
 VALUES: list[Any] = [0, 1, -1, 2**53 + 1, 0.5, "", "x", "héllo ✓", "\u05e9\u05dc\u05d5\u05dd",
                      "\U0001f642", None, True, [1, "a"], {"k": "v"}]  # fmt: skip
-DELAYS_MS = [0, 1, 30, 200, 700]
+#: 0.4: under a millisecond, which the SDK sends as 0
+DELAYS_MS = [0, 0.4, 1, 30, 200, 700]
 #: odd endings of ids: a space, slash, right-to-left text, an emoji, a combining mark
 ID_SUFFIXES = ["", "", "", " x", "/y", "\u05e9", "\U0001f600", "e\u0301"]
+#: no messages from a program this deep
+LEAF = 4
 
 
 class Generator:
@@ -204,9 +224,11 @@ class Generator:
         self.prefix = f"p{index}"
         self.uids = 0
         self.messages_left = max_messages
-        #: every address so far: "single" (its sender sends it one message, then it may send
-        #: to itself) or "multi" (its sender sends it any number)
+        #: every address so far: "single" (its parent sends it one message, then one other
+        #: sender may), "multi" (its parent sends it any number)
         self.kinds: dict[Address, str] = {}
+        #: the sender of a "single" address after its parent: itself or a child that replies
+        self.second_sender: dict[Address, Address] = {}
         #: the "multi" addresses each address created, which it may send to again
         self.children: dict[Address, list[Address]] = defaultdict(list)
 
@@ -216,10 +238,16 @@ class Generator:
 
     def roots(self) -> list[Root]:
         rng = self.rng
-        root = (rng.choice([INTERP, INTERP_B]), self.prefix + rng.choice(ID_SUFFIXES))
+        topic = rng.choice([*INGRESS_TOPICS, "programs"])
+        id = self.prefix + rng.choice(ID_SUFFIXES)
         records = 1 if rng.random() < 0.6 else rng.randint(2, 3)
-        self.kinds[root] = "single" if records == 1 else "multi"
-        return [(*root, self.program(root, 0, [])) for _ in range(records)]
+        for typename in INGRESS_TOPICS[topic]:
+            self.new_address(typename, id, "single" if records == 1 else "multi")
+        roots: list[Root] = []
+        for _ in range(records):
+            values = {t: self.program((t, id), 0, []) for t in INGRESS_TOPICS[topic]}
+            roots.append((topic, id, values if len(values) > 1 else values.popitem()[1]))
+        return roots
 
     def new_address(self, typename: str, id: str, kind: str) -> Address:
         address = (typename, id)
@@ -227,21 +255,30 @@ class Generator:
         self.kinds[address] = kind
         return address
 
-    def program(self, at: Address, depth: int, cancellable: list[str]) -> list[Step]:
+    def takes_from(self, at: Address, sender: Address) -> bool:
+        """Whether ``sender`` may be the one sender of ``at`` after its parent (and takes that
+        place if it is free)."""
+        if self.kinds[at] != "single":
+            return False
+        return self.second_sender.setdefault(at, sender) == sender
+
+    def program(
+        self, at: Address, depth: int, cancellable: list[str], caller: Optional[Address] = None
+    ) -> list[Step]:
         """The steps of one message to ``at``. ``cancellable``: tokens of messages scheduled
         with NEVER_MS in ``at``'s id before this message was sent, that no one has yet
-        been given to cancel."""
+        been given to cancel; ``caller``: the sender, when ``at`` may reply to it."""
         rng = self.rng
         steps: list[Step] = []
-        #: tokens this invocation schedules that later steps may cancel
+        #: tokens this invocation schedules for never, that later steps may cancel
         never: list[str] = []
         while cancellable and rng.random() < 0.5:
             token = cancellable.pop(rng.randrange(len(cancellable)))
             steps.append(["cancel", token])
             if rng.random() < 0.5:  # the token is free again
-                steps.append(self.later(at, depth, token, short=True))
+                steps.append(self.later(depth, token, self.delay()))
         for _ in range(rng.randint(0, 5)):
-            steps += self.step(at, depth, never)
+            steps += self.step(at, depth, never, caller)
         if rng.random() < 0.8:
             steps.append(self.emit(at))
         return steps
@@ -249,14 +286,21 @@ class Generator:
     def emit(self, at: Address) -> Step:
         return ["emit", self.rng.choice([at[1], *KEYS]), self.uid("e")]
 
-    def step(self, at: Address, depth: int, never: list[str]) -> list[Step]:
+    def delay(self) -> float:
+        return self.rng.choice(DELAYS_MS)
+
+    def step(
+        self, at: Address, depth: int, never: list[str], caller: Optional[Address]
+    ) -> list[Step]:
         rng = self.rng
-        can_send = depth < 4 and self.messages_left > 0
         kinds = ["append", "incr", "zero", "delete", "emit", "cancel", "fail"]
         weights = [3, 2, 0.5, 1, 2, 0.3, 0.3]
-        if can_send:
-            kinds += ["send", "later"]
-            weights += [3, 1.5]
+        if depth < LEAF and self.messages_left > 0:
+            kinds += ["send", "later", "burst"]
+            weights += [3, 1.5, 0.3]
+            if caller is not None:
+                kinds.append("reply")
+                weights.append(5)
         kind = rng.choices(kinds, weights)[0]
         if kind == "append":
             value = rng.choice(VALUES) if rng.random() < 0.98 else "z" * 10_000
@@ -276,64 +320,94 @@ class Generator:
         self.messages_left -= 1
         if kind == "send":
             return [self.send(at, depth, never)]
+        if kind == "reply":
+            assert caller is not None
+            cancellable = never if caller[1] == at[1] else []
+            return [["reply", self.program(caller, depth + 1, cancellable)]]
+        if kind == "burst":  # many messages at once to one address: batches
+            target = self.child(at, "multi")
+            return [["send", *target, self.program(target, LEAF, [])]
+                    for _ in range(rng.randint(3, 12))]  # fmt: skip
         return self.delayed(at, depth, never)
+
+    def child(self, at: Address, kind: str, same_id: bool = False) -> Address:
+        """A new address ``at`` sends to: at its id of the other function type, or a new id."""
+        if same_id:
+            other = INTERP_B if at[0] == INTERP else INTERP
+            target = self.new_address(other, at[1], kind)
+        else:
+            target_id = self.uid(".") + self.rng.choice(ID_SUFFIXES)
+            target = self.new_address(self.rng.choice([INTERP, INTERP_B]), target_id, kind)
+        if kind == "multi":
+            self.children[at].append(target)
+        return target
 
     def send(self, at: Address, depth: int, never: list[str]) -> Step:
         rng = self.rng
         typename, id = at
         other = INTERP_B if typename == INTERP else INTERP
         choices = ["new", "new"]
-        if self.kinds[at] == "single":
+        if self.kinds[at] == "single" and self.second_sender.get(at, at) == at:
             choices.append("itself")
         if self.children[at]:
             choices += ["again", "again"]
         if (other, id) not in self.kinds:
             choices.append("same-id")
         choice = rng.choice(choices)
+        replies_to = None
         if choice == "itself":
+            self.takes_from(at, at)
             target = at
         elif choice == "again":
             target = rng.choice(self.children[at])
         else:
-            kind = rng.choice(["single", "multi"])
-            if choice == "same-id":
-                target = self.new_address(other, id, kind)
-            else:
-                target_id = self.uid(".") + rng.choice(ID_SUFFIXES)
-                target = self.new_address(rng.choice([INTERP, INTERP_B]), target_id, kind)
-            if kind == "multi":
-                self.children[at].append(target)
+            target = self.child(at, rng.choice(["single", "multi"]), choice == "same-id")
+            if (
+                self.kinds[target] == "single"
+                and rng.random() < 0.6
+                and self.takes_from(at, target)
+            ):
+                replies_to = at
         # an address of the same id may cancel what this invocation scheduled for never
         cancellable = never if target[1] == id else []
-        return ["send", *target, self.program(target, depth + 1, cancellable)]
+        return ["send", *target, self.program(target, depth + 1, cancellable, replies_to)]
 
-    def later(self, at: Address, depth: int, token: Optional[str], short: bool) -> Step:
-        """A delayed message to an address of its own."""
-        rng = self.rng
-        target = self.new_address(rng.choice([INTERP, INTERP_B]), self.uid("~"), "single")
-        delay = rng.choice(DELAYS_MS) if short else NEVER_MS
+    def later(self, depth: int, token: Optional[str], delay: float) -> Step:
+        """A delayed message to a new address."""
+        target = self.new_address(self.rng.choice([INTERP, INTERP_B]), self.uid("~"), "single")
         return ["later", *target, delay, token, self.program(target, depth + 1, [])]
 
     def delayed(self, at: Address, depth: int, never: list[str]) -> list[Step]:
-        """A delayed message: without a token; or with one, the token's rules in one
-        invocation; or for never, left to later steps or an address of this id to cancel."""
+        """Delayed messages: without a token; or with one, the token's rules in one
+        invocation; or several to one address; or for never, left to later steps or an
+        address of this id to cancel."""
         rng = self.rng
         pattern = rng.choice(["plain", "token", "cancelled", "cancel-first", "rescheduled",
-                              "never"])  # fmt: skip
+                              "never", "several"])  # fmt: skip
         if pattern == "plain":
-            return [self.later(at, depth, None, short=True)]
+            return [self.later(depth, None, self.delay())]
+        if pattern == "several":  # in the order scheduled: their delays never decrease
+            target = self.new_address(rng.choice([INTERP, INTERP_B]), self.uid("~"), "multi")
+            delays = sorted(self.delay() for _ in range(rng.randint(2, 4)))
+            steps: list[Step] = []
+            for delay in delays:
+                token = self.uid("t") if rng.random() < 0.5 else None
+                steps.append(["later", *target, delay, token, self.program(target, LEAF, [])])
+                if token is not None and rng.random() < 0.3:
+                    steps.append(["cancel", token])
+            return steps
         token = self.uid("t") + rng.choice(["", "\x00", " \u05e9\U0001f642"])
         if pattern == "token":
-            return [self.later(at, depth, token, short=True)]
+            return [self.later(depth, token, self.delay())]
         if pattern == "cancelled":
-            return [self.later(at, depth, token, short=True), ["cancel", token]]
+            return [self.later(depth, token, self.delay()), ["cancel", token]]
         if pattern == "cancel-first":
-            return [["cancel", token], self.later(at, depth, token, short=True)]
+            return [["cancel", token], self.later(depth, token, self.delay())]
         if pattern == "rescheduled":
-            return [self.later(at, depth, token, short=True), ["cancel", token],
-                    self.later(at, depth, token, short=True)]  # fmt: skip
+            return [self.later(depth, token, self.delay()), ["cancel", token],
+                    self.later(depth, token, self.delay())]  # fmt: skip
         never.append(token)
-        return [self.later(at, depth, token, short=False)]
+        return [self.later(depth, token, NEVER_MS)]
 
 
 def generate(seed: int, count: int) -> list[Root]:

@@ -393,9 +393,9 @@ def test_random_programs_end_as_the_runtimes_guarantees_say(application: Applica
     print(f"random programs: {replay}")
     roots = programs.generate(PROGRAMS_SEED, PROGRAMS_COUNT)
     expected = Counter((key or None, value) for key, value in programs.expected_records(roots))
-    for typename, topic in programs.INGRESS_TOPIC.items():
-        application.send(topic, [(id, json.dumps(steps).encode())
-                                 for target, id, steps in roots if target == typename])  # fmt: skip
+    for topic in programs.INGRESS_TOPICS:
+        application.send(topic, [(key, json.dumps(value).encode())
+                                 for to, key, value in roots if to == topic])  # fmt: skip
     records = application.read(programs.EGRESS_TOPIC, sum(expected.values()), settle=2)
     seen = Counter((record.key, record.text) for record in records)
     missing = sorted((expected - seen).elements(), key=str)
