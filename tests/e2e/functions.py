@@ -541,8 +541,11 @@ PROGRAM_SPECS = [ValueSpec("log", make_json_type("e2e/log")), ValueSpec("count",
                  ValueSpec("emitted", IntType)]  # fmt: skip
 
 
-@functions.bind(programs.INTERP, specs=PROGRAM_SPECS)
-@functions.bind(programs.INTERP_B, specs=PROGRAM_SPECS)
+PROGRAM_DEAD_LETTERS = DeadLetterEgress(EGRESS, topic=TOPIC_PREFIX + programs.DEAD_LETTER_TOPIC)
+
+
+@functions.bind(programs.INTERP, specs=PROGRAM_SPECS, final_errors=(ValueError,),
+                dead_letters=PROGRAM_DEAD_LETTERS)  # fmt: skip
 def interpret(context: Context, message: Message) -> None:
     """Runs the program the message carries (programs.py)."""
     address, caller = context.address, context.caller
@@ -554,3 +557,11 @@ def interpret(context: Context, message: Message) -> None:
         _ProgramOutbox(context),
         _fail,
     )
+
+
+@functions.bind(programs.INTERP_B, specs=PROGRAM_SPECS, final_errors=(ValueError,),
+                dead_letters=PROGRAM_DEAD_LETTERS)  # fmt: skip
+async def interpret_async(context: Context, message: Message) -> None:
+    """The same, as a coroutine that lets the server's other calls run first."""
+    await asyncio.sleep(0)
+    interpret(context, message)

@@ -676,6 +676,7 @@ EGRESS_TOPICS = (
     "positioned-taken",
     "beyond-ascii",
     "interpreted",
+    "interpreted-dead",
 )
 
 

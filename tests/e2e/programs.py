@@ -18,7 +18,10 @@ both types, holds an object: each type's program by its typename):
 - ``["later", typename, id, delay_ms, token, steps]``: the same after ``delay_ms``,
   cancellable when ``token`` is not null;
 - ``["cancel", token]``: the delayed message of ``token`` cancelled (scope: the id);
-- ``["fail", tag, times]``: the invocation fails (raises) on its first ``times`` attempts.
+- ``["fail", tag, times]``: the invocation fails (raises) on its first ``times`` attempts;
+- ``["poison", tag]``: the invocation fails for good (a ``ValueError``, a final error of both
+  types): the SDK drops its effects, keeps the rest of its batch's, and writes a record to
+  the dead-letter topic ``interpreted-dead`` instead.
 
 The generator only writes programs whose outcome the runtime's guarantees fix
 (/work/shared/docs/protocol.md, §4.3 and §7), so that every correct runtime emits exactly the
@@ -53,6 +56,7 @@ INTERP, INTERP_B = "e2e.fns/interp", "e2e.fns/interp-b"
 INGRESS_TOPICS = {"programs": [INTERP], "programs-b": [INTERP_B],
                   "programs-both": [INTERP, INTERP_B]}  # fmt: skip
 EGRESS_TOPIC = "interpreted"
+DEAD_LETTER_TOPIC = "interpreted-dead"
 #: a delay no test waits for: its message is only ever cancelled
 NEVER_MS = 3_600_000
 
@@ -125,6 +129,8 @@ def run(
             out.cancel(args[0])
         elif kind == "fail":
             fail(*args)
+        elif kind == "poison":
+            raise ValueError(f"{args[0]} is poison")
         else:
             raise ValueError(f"no such step: {kind}")
 
@@ -161,24 +167,46 @@ class _Recorded:
         self.records.append((key, value))
 
 
-def expected_records(roots: Sequence[Root]) -> list[tuple[str, str]]:
-    """Every record a correct runtime emits for ``roots``, (key, value), in one order it may
-    emit them in. Raises if the programs break a rule a correct runtime would fail on (a
-    token scheduled while pending), which would be the generator's fault."""
+def dead_letter(at: Address, caller: Optional[Address], value: Any, error: str) -> str:
+    """What the test compares of a dead-letter record: the address, the caller, the message's
+    value (as JSON) and the error's message."""
+    return json.dumps([at, caller, value, error], ensure_ascii=False, sort_keys=True)
+
+
+@dataclass
+class Outcome:
+    #: (key, value) of each record on EGRESS_TOPIC
+    records: list[tuple[str, str]] = field(default_factory=list)
+    #: :func:`dead_letter` of each record on DEAD_LETTER_TOPIC
+    dead_letters: list[str] = field(default_factory=list)
+
+
+def expected(roots: Sequence[Root]) -> Outcome:
+    """Every record a correct runtime emits for ``roots``, in one order it may emit them in.
+    Raises if the programs break a rule a correct runtime would fail on (a token scheduled
+    while pending), which would be the generator's fault."""
     states: dict[Address, _DictState] = defaultdict(_DictState)
     queue = deque(
-        (typename, id, None, steps_of(value, typename))
+        (typename, id, None, value)
         for topic, id, value in roots
         for typename in INGRESS_TOPICS[topic]
     )
     pending: dict[tuple[str, str], tuple[Any, ...]] = {}  # (id, token): (delay, seq, message)
-    records: list[tuple[str, str]] = []
+    outcome = Outcome()
     while queue:
-        typename, id, caller, steps = queue.popleft()
+        typename, id, caller, value = queue.popleft()
         at = (typename, id)
         out = _Recorded()
-        run(steps, at, caller, states[at], out, fail=lambda tag, times: None)
-        records += out.records
+        state = states[at]
+        before = dict(state)
+        try:
+            run(steps_of(value, typename), at, caller, state, out, fail=lambda tag, times: None)
+        except ValueError as error:  # final: no effects but the dead letter
+            state.clear()
+            state.update(before)
+            outcome.dead_letters.append(dead_letter(at, caller, value, str(error)))
+            continue
+        outcome.records += out.records
         queue.extend((t, i, at, s) for t, i, s in out.sends)
         scheduled = []
         for seq, (kind, *args) in enumerate(out.delayed):
@@ -199,7 +227,7 @@ def expected_records(roots: Sequence[Root]) -> list[tuple[str, str]]:
             if delay_ms < NEVER_MS:
                 scheduled.append(pending.pop(key))
         queue.extend(message for _, _, message in sorted(scheduled, key=lambda t: t[:2]))
-    return records
+    return outcome
 
 
 # --- the generator -----------------------------------------------------------------------
@@ -293,8 +321,8 @@ class Generator:
         self, at: Address, depth: int, never: list[str], caller: Optional[Address]
     ) -> list[Step]:
         rng = self.rng
-        kinds = ["append", "incr", "zero", "delete", "emit", "cancel", "fail"]
-        weights = [3, 2, 0.5, 1, 2, 0.3, 0.3]
+        kinds = ["append", "incr", "zero", "delete", "emit", "cancel", "fail", "poison"]
+        weights = [3, 2, 0.5, 1, 2, 0.3, 0.3, 0.15]
         if depth < LEAF and self.messages_left > 0:
             kinds += ["send", "later", "burst"]
             weights += [3, 1.5, 0.3]
@@ -317,6 +345,8 @@ class Generator:
             return [["cancel", self.uid("unknown")]]
         if kind == "fail":
             return [["fail", self.uid("f"), rng.choice([1, 1, 2])]]
+        if kind == "poison":
+            return [["poison", self.uid("x")]]
         self.messages_left -= 1
         if kind == "send":
             return [self.send(at, depth, never)]

@@ -9,7 +9,7 @@ import random
 from collections import Counter
 from datetime import timedelta
 
-from statefun_core import StringType
+from statefun_core import DeadLetterRecord, StringType
 
 from . import programs
 from .kit import Application, java_partition
@@ -119,8 +119,6 @@ def test_failed_attempts_are_retried_to_exactly_one_effect(application: Applicat
 def test_a_final_failure_goes_to_the_dead_letter_topic_and_the_job_runs_on(
     application: Application,
 ) -> None:
-    from statefun_core import DeadLetterRecord
-
     poisoned = command(payload="p2", poison=True)
     application.send("poison", [("P", command(payload="p1")), ("P", poisoned),
                                 ("P", command(payload="p3"))])  # fmt: skip
@@ -392,7 +390,8 @@ def test_random_programs_end_as_the_runtimes_guarantees_say(application: Applica
     replay = f"E2E_PROGRAMS_SEED={PROGRAMS_SEED} E2E_PROGRAMS={PROGRAMS_COUNT}"
     print(f"random programs: {replay}")
     roots = programs.generate(PROGRAMS_SEED, PROGRAMS_COUNT)
-    expected = Counter((key or None, value) for key, value in programs.expected_records(roots))
+    outcome = programs.expected(roots)
+    expected = Counter((key or None, value) for key, value in outcome.records)
     for topic in programs.INGRESS_TOPICS:
         application.send(topic, [(key, json.dumps(value).encode())
                                  for to, key, value in roots if to == topic])  # fmt: skip
@@ -413,3 +412,12 @@ def test_random_programs_end_as_the_runtimes_guarantees_say(application: Applica
         places.setdefault((value["at"], record.partition), []).append(value["n"])
     disordered = {where: n for where, n in places.items() if n != sorted(n)}
     assert not disordered, f"{replay}: records of an address out of order: {disordered}"
+    dead = []
+    for record in application.read(programs.DEAD_LETTER_TOPIC, len(outcome.dead_letters), settle=1):
+        letter = DeadLetterRecord.from_json(record.value)
+        at = (letter.function_type, letter.function_id)
+        assert record.key == "/".join(at)
+        caller = None if letter.caller_type is None else (letter.caller_type, letter.caller_id)
+        value = json.loads(letter.message_value or b"null")
+        dead.append(programs.dead_letter(at, caller, value, letter.error_message))
+    assert Counter(dead) == Counter(outcome.dead_letters), f"{replay}: dead letters differ"
