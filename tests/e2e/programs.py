@@ -238,8 +238,10 @@ VALUES: list[Any] = [0, 1, -1, 2**53 + 1, 0.5, "", "x", "héllo ✓", "\u05e9\u0
                      "\U0001f642", None, True, [1, "a"], {"k": "v"}]  # fmt: skip
 #: 0.4: under a millisecond, which the SDK sends as 0
 DELAYS_MS = [0, 0.4, 1, 30, 200, 700]
-#: odd endings of ids: a space, slash, right-to-left text, an emoji, a combining mark
-ID_SUFFIXES = ["", "", "", " x", "/y", "\u05e9", "\U0001f600", "e\u0301"]
+#: odd endings of ids: a space, slash, right-to-left text, an emoji, a combining mark, a NUL,
+#: 5 kB
+ID_SUFFIXES = ["", "", "", "", "", " x", "/y", "\u05e9", "\U0001f600", "e\u0301", "\x00z",
+               "L" * 5000]  # fmt: skip
 #: no messages from a program this deep
 LEAF = 4
 
@@ -426,7 +428,7 @@ class Generator:
                 if token is not None and rng.random() < 0.3:
                     steps.append(["cancel", token])
             return steps
-        token = self.uid("t") + rng.choice(["", "\x00", " \u05e9\U0001f642"])
+        token = self.uid("t") + rng.choice(["", "", "\x00", " \u05e9\U0001f642", "T" * 5000])
         if pattern == "token":
             return [self.later(depth, token, self.delay())]
         if pattern == "cancelled":
