@@ -549,7 +549,8 @@ def e2e(session: nox.Session) -> None:
 
 @nox.session(python=NEWEST, tags=["e2e"])
 def e2e_crash(session: nox.Session) -> None:
-    """The kill -9 scenario on seeds 1 to 5, on each runtime."""
+    """The kill -9 scenarios on seeds 1 to 5, on each runtime: the counters, and the random
+    programs across two kills (tests/e2e/test_crash.py)."""
     session.install(*E2E_PACKAGES, *TEST_DEPS)
     session.run("python", "-m", "pytest", "tests/e2e/test_crash.py", "-rs", *session.posargs,
                 env={"E2E_CRASH_SEEDS": "1,2,3,4,5"})  # fmt: skip

@@ -381,21 +381,33 @@ def test_random_programs_end_as_the_runtimes_guarantees_say(application: Applica
     """The randomized differential scenario: ``PROGRAMS_COUNT`` random programs
     (programs.py), each sent at an id of its own, all at once, and run by the interpreter
     functions: state written and deleted, messages to new addresses, to the same ones again,
-    to itself and to the other function type at the same id, delayed messages and their
-    tokens, failed attempts, egress records keyed in every way. The generator writes only
-    programs whose records the runtime's guarantees fix, so every runtime emits exactly the
-    records ``programs.expected_records`` computes: each one's value names its address, its
-    caller, its states and its place among its address' records, and an address' records
-    in one partition come in that order."""
+    to itself, to the other function type at the same id and back to the caller, bursts,
+    delayed messages and their tokens, failed attempts, final failures, egress records keyed
+    in every way. The generator writes only programs whose records the runtime's guarantees
+    fix, so every runtime emits exactly the records ``programs.expected`` computes."""
     replay = f"E2E_PROGRAMS_SEED={PROGRAMS_SEED} E2E_PROGRAMS={PROGRAMS_COUNT}"
     print(f"random programs: {replay}")
     roots = programs.generate(PROGRAMS_SEED, PROGRAMS_COUNT)
-    outcome = programs.expected(roots)
-    expected = Counter((key or None, value) for key, value in outcome.records)
+    send_programs(application, roots)
+    check_programs(application, programs.expected(roots), replay)
+
+
+def send_programs(application: Application, roots: list[programs.Root]) -> None:
     for topic in programs.INGRESS_TOPICS:
         application.send(topic, [(key, json.dumps(value).encode())
                                  for to, key, value in roots if to == topic])  # fmt: skip
-    records = application.read(programs.EGRESS_TOPIC, sum(expected.values()), settle=2)
+
+
+def check_programs(
+    application: Application, outcome: programs.Outcome, replay: str, timeout: float = 90
+) -> None:
+    """The records of ``outcome`` on the egress topic (each one's value names its address, its
+    caller, its states and its place among its address' records) and no other, an address'
+    records in one partition in that order; and its dead letters."""
+    expected = Counter((key or None, value) for key, value in outcome.records)
+    records = application.read(
+        programs.EGRESS_TOPIC, sum(expected.values()), timeout=timeout, settle=2
+    )
     seen = Counter((record.key, record.text) for record in records)
     missing = sorted((expected - seen).elements(), key=str)
     extra = sorted((seen - expected).elements(), key=str)
