@@ -414,9 +414,9 @@ def check_programs(
     assert not missing and not extra, (
         f"{replay}: {len(missing)} records missing, {len(extra)} unexpected (key, value);\n"
         "missing:\n"
-        + "\n".join(map(repr, missing[:20]))
+        + "\n".join(repr(record)[:300] for record in missing[:20])
         + "\nunexpected:\n"
-        + "\n".join(map(repr, extra[:20]))
+        + "\n".join(repr(record)[:300] for record in extra[:20])
     )
     places: dict[tuple[str, int], list[int]] = {}
     for record in records:
