@@ -537,8 +537,8 @@ def _fail(tag: str, times: int) -> None:
         raise RuntimeError(f"attempt {attempt} of step {tag} fails on purpose")
 
 
-#: a time to live of an hour on two of them: never reached in a test, but the runtime keeps
-#: them as states that expire
+#: The interpreters' states, two with a time to live of an hour: never reached in a test, but
+#: the runtime keeps them as states that expire.
 PROGRAM_SPECS = [
     ValueSpec("log", make_json_type("e2e/log"), expire_after_write=timedelta(hours=1)),
     ValueSpec("count", LongType, expire_after_call=timedelta(hours=1)),
