@@ -24,7 +24,7 @@ both types, holds an object: each type's program by its typename):
   the dead-letter topic ``interpreted-dead`` instead.
 
 The generator only writes programs whose outcome the runtime's guarantees fix
-(/work/shared/docs/protocol.md, §4.3 and §7), so that every correct runtime emits exactly the
+(protocol.md §4.3 and §7), so that every correct runtime emits exactly the
 records :func:`expected_records` computes:
 
 - every address hears from one sender only, in the order it sends: its parent (the ingress,
