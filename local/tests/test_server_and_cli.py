@@ -580,7 +580,7 @@ def test_cli_audit_says_when_the_audit_log_is_empty(
     echoed_once(db)
     assert main(["audit", "--db", str(db)]) == 0
     assert capsys.readouterr().out == (
-        "the audit log is empty: nothing was done to a stuck address\n"
+        "the audit log is empty: nothing was done to a stuck address or its state\n"
     )
     assert main(["audit", "--db", str(db), "--json"]) == 0  # JSON lines: none
     assert capsys.readouterr().out == ""

@@ -996,7 +996,7 @@ def test_a_database_no_runtime_has_run_on_has_no_stuck_addresses_and_no_audit_lo
     assert main(["audit", "--db", str(tmp_path / "db.sqlite")]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "no stuck addresses",
-        "the audit log is empty: nothing was done to a stuck address",
+        "the audit log is empty: nothing was done to a stuck address or its state",
     ]
 
 
@@ -1083,7 +1083,7 @@ def test_the_cli_reads_an_older_database_as_it_is_and_refuses_a_newer_one(
         assert list(await stuck_by_cli(old)) == [t]
         assert await cli("audit", "--db", str(old)) == (
             0,
-            "the audit log is empty: nothing was done to a stuck address\n",
+            "the audit log is empty: nothing was done to a stuck address or its state\n",
         )
         for command in (["state", t], ["egress"], ["stuck"], ["audit"]):
             assert await cli(*command, "--db", str(new)) == (

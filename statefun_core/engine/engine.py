@@ -270,6 +270,12 @@ class Engine:
         self._check_outstanding(batch)
         del self._outstanding[batch.address]
 
+    def is_handed_out(self, address: Address) -> bool:
+        """Whether a batch of ``address`` is handed out: taken by :meth:`next_batches`, its
+        reply not applied and :meth:`fail` not called. Its request holds the state as it was
+        taken."""
+        return address in self._outstanding
+
     def _check_outstanding(self, batch: Batch) -> None:
         if self._outstanding.get(batch.address) is not batch:
             raise StaleBatchError(f"that batch for {batch.address} is not in flight")

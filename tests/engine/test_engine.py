@@ -95,6 +95,17 @@ def test_a_batch_carries_the_target_the_arguments_as_sent_and_no_caller_for_ingr
     assert len(request.state) == 0
 
 
+def test_a_batch_is_handed_out_from_its_taking_until_its_reply_or_failure(engine):
+    engine.send(COUNTER, text("a"))
+    assert not engine.is_handed_out(COUNTER)  # queued only
+    batch = only_batch(engine)
+    assert engine.is_handed_out(COUNTER) and not engine.is_handed_out(OTHER)
+    engine.fail(batch)
+    assert not engine.is_handed_out(COUNTER)  # in flight still, to be taken again
+    engine.complete(only_batch(engine), b"")
+    assert not engine.is_handed_out(COUNTER)
+
+
 def test_a_typename_splits_at_its_last_slash_as_the_runtime_splits_it(engine):
     nested = Address("a.b/c/d", "x")
     engine.send(COUNTER, text("go"))

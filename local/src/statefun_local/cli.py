@@ -3,6 +3,7 @@
     statefun-local run module.yaml [--db statefun-local.db] [--port 8090]
     statefun-local send com.example.fns/greeter/Ann --string Ann
     statefun-local state com.example.fns/greeter/Ann
+    statefun-local state com.example.fns/greeter/Ann --set seen_count=99 --delete last_seen
     statefun-local egress --follow
     statefun-local stuck                      # addresses whose head message keeps failing
     statefun-local skip com.example.fns/greeter/Ann     # or retry, dead-letter (pending while
@@ -11,7 +12,8 @@
 
 ``state``, ``egress``, ``stuck`` and ``audit`` read the database file directly, so they work
 whether or not the runtime is running; ``retry``, ``skip`` and ``dead-letter`` ask the running
-runtime. Every command with ``--db`` takes the environment variable ``STATEFUN_LOCAL_DB`` as its
+runtime; ``state --set`` and ``--delete`` ask the runtime running on the database, else write
+it themselves. Every command with ``--db`` takes the environment variable ``STATEFUN_LOCAL_DB`` as its
 default (``--db`` wins), so that ``export STATEFUN_LOCAL_DB=other.db`` points ``run`` and the
 commands that read the database at the same file; likewise ``STATEFUN_LOCAL_URL`` is the
 ``--url`` of the commands that ask the runtime (``send``, ``retry``, ``skip``, ``dead-letter``),
@@ -38,10 +40,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from statefun_core.engine import Address
+
 from .guard import json_line, one_line
 from .inspection import SHOWN, address_view, egress_view, parse_address
 from .module import ModuleError, load_module
-from .runtime import LocalRuntime, WallClock, describe_module, runtime_runs_on
+from .runtime import (
+    LocalRuntime,
+    WallClock,
+    describe_module,
+    runtime_runs_on,
+    unless_runtime_runs,
+)
 from .store import SqliteStore
 from .stuck import DeadLetterPolicy
 
@@ -145,6 +155,18 @@ def _parser() -> argparse.ArgumentParser:
     state.add_argument("--limit", type=_positive, default=SHOWN, metavar="N",
                        help=f"show the first N messages and delayed messages (default {SHOWN}; "
                             "all are counted)")  # fmt: skip
+    edit = state.add_argument_group(
+        "editing (beyond the Flink runtime)",
+        "each value as JSON, encoded by the type its function declared for the state: 99 for "
+        'an int, \'"Ann"\' for a string, \'{"json": ...}\' or \'{"base64": "..."}\' for '
+        "another type, as shown; written with an entry in the audit log, by the runtime "
+        "running on --db (at --url), else into --db directly",
+    )
+    edit.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
+                      help="set the state NAME; repeatable")  # fmt: skip
+    edit.add_argument("--delete", action="append", default=[], metavar="NAME",
+                      help="delete the state NAME; repeatable")  # fmt: skip
+    _url_argument(state)
     state.set_defaults(command=_state)
 
     egress = _command(commands, "egress", "print egress records")
@@ -160,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     listed.add_argument("--limit", type=_positive, default=10_000, metavar="N",
                         help="show the N oldest failures (default 10000)")  # fmt: skip
     listed.set_defaults(command=_stuck)
-    audit = _command(commands, "audit", "what was done to stuck addresses")
+    audit = _command(commands, "audit", "what was done to stuck addresses and their state by hand")
     _db_argument(audit)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.add_argument("--limit", type=_positive, default=10_000, metavar="N",
@@ -421,6 +443,8 @@ def _hint_if_escaped(text: str) -> None:
 
 def _state(args: argparse.Namespace) -> int:
     address = parse_address(args.address)
+    if (args.set or args.delete) and not _edit_state(args, address):
+        return 1
     with contextlib.closing(_open_readonly(args.db)) as store:
         view = address_view(store, address, WallClock().now_ms(), args.limit)
     if not view["state"] and not any(view["totals"].values()):
@@ -460,6 +484,49 @@ def _state(args: argparse.Namespace) -> int:
         )
     _more(totals["timers"] - len(view["timers"]))
     return 0
+
+
+def _edit_state(args: argparse.Namespace, address: Address) -> bool:
+    """Set and delete states as ``--set`` and ``--delete`` say: by the runtime running on the
+    database, else in the database itself, none starting meanwhile. False (the reason
+    printed) when not done."""
+    from . import editing, stuck
+
+    values = {}
+    for pair in args.set:
+        name, equals, text = pair.partition("=")
+        if not equals or not name:
+            raise ValueError(f"--set {pair!r}: give NAME=JSON, as count=99")
+        try:
+            values[name] = json.loads(text)
+        except ValueError as error:
+            raise ValueError(
+                f"--set {name}: {text!r} is not JSON ({error}); a string is quoted: "
+                f"{name}='\"text\"'"
+            ) from None
+    if not Path(args.db).exists():
+        _open_readonly(args.db)  # says so
+    with unless_runtime_runs(args.db) as free:
+        if free:
+            with contextlib.closing(SqliteStore.open(args.db)) as store:
+                stuck.ensure_schema(store.conn)  # the audit log of a database no runtime made
+                try:
+                    edit = editing.encode(store, address, values, args.delete)
+                except editing.StateEditError as error:  # as the runtime's refusal is said
+                    print(f"statefun-local: {one_line(str(error))}", file=sys.stderr)
+                    return False
+                detail = editing.apply(store, edit, "cli", WallClock().now_ms())
+            _print(f"{address}: edited ({detail})")
+            return True
+    params = {"id": address.id, "by": "cli", "db": os.path.abspath(args.db)}
+    typename = "/".join(urllib.parse.quote(part, safe="") for part in address.typename.split("/"))
+    body = {"set": values, "delete": args.delete}
+    reply = _post(args.url, f"api/state/{typename}?{urllib.parse.urlencode(params)}", body)
+    if reply is None:
+        _hint_if_escaped(args.address)
+        return False
+    _print(f"{reply['address']}: edited by the runtime ({reply['detail']})")
+    return True
 
 
 def _more(hidden: int) -> None:
@@ -553,7 +620,7 @@ def _audit(args: argparse.Namespace) -> int:
         entries = stuck.audit_listing(store.conn, limit=args.limit)
         older = stuck.audit_size(store.conn) - len(entries)
     if not args.json and not entries:
-        print("the audit log is empty: nothing was done to a stuck address")
+        print("the audit log is empty: nothing was done to a stuck address or its state")
     if not args.json and older:
         print(f"... {older} older entries before these (--limit N shows more)")
     for entry in reversed(entries):
@@ -561,9 +628,10 @@ def _audit(args: argparse.Namespace) -> int:
             print(json_line(entry))
             continue
         detail = f" ({entry['detail']})" if entry["detail"] else ""
+        seq = entry["message_seq"]  # none for a state edit
+        message = "" if seq is None else f" message #{seq}"
         _print(
-            f"{entry['time']} {entry['action']} {entry['address']} message "
-            f"#{entry['message_seq']} by {entry['by']}{detail}"
+            f"{entry['time']} {entry['action']} {entry['address']}{message} by {entry['by']}{detail}"
         )
     return 0
 

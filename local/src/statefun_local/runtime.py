@@ -32,7 +32,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional, TextIO, Union
 
@@ -52,7 +52,7 @@ from statefun_core.engine import (
 from statefun_core.plugins.logcontext import log_line
 from statefun_core.tracecontext import TRACERESPONSE
 
-from . import stuck
+from . import editing, stuck
 from .guard import json_line, one_line_logger, typename_problem
 from .inspection import SHOWN, address_view, egress_view
 from .module import (
@@ -672,6 +672,28 @@ class LocalRuntime:
         succeeds (the head message was delivered). The audit log says which."""
         return self._act(address, "dead-letter", actor, message_seq)
 
+    # --- editing state -------------------------------------------------------------------
+
+    def edit_state(
+        self, address: Address, values: Mapping[str, Any], deleted: Sequence[str], actor: str
+    ) -> str:
+        """Set states of ``address`` (values as JSON, encoded by their registered types) and
+        delete others, with an audit entry, in one transaction; return the entry's detail.
+        :class:`~statefun_local.editing.StateEditError` for an edit that can not be done,
+        :class:`~statefun_local.editing.AddressBusyError` while a batch of the address is
+        being called (its reply could write over the edit); either way nothing is changed. A
+        stuck address waiting for its retry is not being called: the retry carries the
+        edit."""
+        edit = editing.encode(self.store, address, values, deleted)
+        if self.engine.is_handed_out(address) and address not in self._waiting:
+            raise editing.AddressBusyError(
+                f"{address}: a batch of it is being called, with its state as it was: nothing "
+                "changed; edit once the call has ended (try again)"
+            )
+        detail = editing.apply(self.store, edit, actor, self.clock.now_ms())
+        log.info("%s: state edited by %s: %s", address, actor, detail)
+        return detail
+
     def _stuck_entry(self, address: Address, message_seq: Optional[int]) -> dict[str, Any]:
         entry = stuck.get(self.store, address) if address in self._stuck else None
         if entry is None:
@@ -1082,6 +1104,33 @@ def runtime_runs_on(db: Union[str, Path]) -> bool:
         except OSError as error:  # not EWOULDBLOCK: no flock here, on which no runtime runs
             return error.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
         return False
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def unless_runtime_runs(db: Union[str, Path]) -> Iterator[bool]:
+    """Whether no runtime runs on the database ``db`` (which must exist); while the body
+    runs, none starts on it: the lock taken here is held, and a runtime starting waits it
+    out, as it waits out :func:`runtime_runs_on`'s. The body closes every connection it opens
+    to ``db`` before it ends (see ``_RUNNING_ON``)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock to tell by
+        yield False
+        return
+    found = os.stat(db)
+    if (found.st_dev, found.st_ino) in _RUNNING_ON:
+        yield False
+        return
+    fd = os.open(db, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            free = True
+        except OSError as error:  # not EWOULDBLOCK: no flock here, on which no runtime runs
+            free = error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN)
+        yield free
     finally:
         os.close(fd)
 

@@ -16,6 +16,11 @@
 ``GET /api/state/{ns}/{type}/{id}``    an address's state, mailbox and timers: the first
                                        ``?limit=`` (100) messages and timers, ``totals``
                                        counting them all
+``POST /api/state/{ns}/{type}/{id}``   set and delete states: ``{"set": {"count": 99},
+                                       "delete": ["seen"]}``, each value encoded by its
+                                       state's registered type; 409 while a batch of the
+                                       address is being called (nothing changed); ``?by=``
+                                       as below
 ``GET /api/addresses/{ns}/{type}``     the ids of a function type with state, messages or
                                        timers, ``?after=ID`` for the next page
 ``GET /api/egress?after=N&wait=S``     egress records after ``N``, waiting up to ``S`` s
@@ -59,16 +64,19 @@ import hashlib
 import inspect
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Awaitable, Iterable
 from importlib import resources
+from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 from aiohttp import web
 
 from statefun_core.engine import Address, TraceContext
 
+from . import editing
 from .guard import TYPED_BY_CONTENT_TYPE, cross_site_refusal, guard_middleware, typename_problem
 from .inspection import SHOWN, address_ids
 from .javatext import java_utf8
@@ -346,6 +354,38 @@ async def state(request: web.Request) -> web.Response:
     return web.json_response(request.app[RUNTIME_KEY].inspect(_address(request), limit))
 
 
+async def edit_state(request: web.Request) -> web.Response:
+    """Set and delete states of an address: ``{"set": {"count": 99}, "delete": ["seen"]}``,
+    each value encoded by its state's registered type; ``?by=`` names who did it in the audit
+    log (default ``api``); ``?db=PATH``: only if the runtime runs on that database (else 409),
+    as the CLI asks."""
+    runtime = request.app[RUNTIME_KEY]
+    address = _address(request)
+    actor = (_query(request, "by") or "api")[:40]
+    expected_db = _query(request, "db")
+    if expected_db is not None and not _same_file(expected_db, runtime.db):
+        raise web.HTTPConflict(
+            text=f"this runtime runs on {runtime.db}, not on {expected_db}: nothing changed "
+            "(give the --url of the runtime on that database)\n"
+        )
+    try:
+        values, deleted = editing.parse(await _json_body(request))
+        _check_text(*values, *deleted)
+        detail = runtime.edit_state(address, values, deleted, actor)
+    except editing.StateEditError as error:
+        raise _bad_request(str(error)) from None
+    except editing.AddressBusyError as error:
+        raise web.HTTPConflict(text=f"{error}\n") from None
+    return web.json_response({"address": str(address), "done": "edited", "detail": detail})
+
+
+def _same_file(path: str, db: Path) -> bool:
+    try:
+        return os.path.samefile(path, db)
+    except (OSError, ValueError):  # not there; a NUL in the path
+        return False
+
+
 async def addresses(request: web.Request) -> web.Response:
     """A page of a function type's ids; ``next`` is the ``after`` of the next page."""
     typename = _typename(request)
@@ -566,6 +606,8 @@ def make_app(runtime: LocalRuntime, *, allowed_hosts: Iterable[str] = ()) -> web
     app.router.add_get("/api/status", status)
     app.router.add_get(r"/api/state/{namespace}/{type}/{id:[\s\S]+}", state)
     app.router.add_get("/api/state/{namespace}/{type}", state)  # ?id=
+    app.router.add_post(r"/api/state/{namespace}/{type}/{id:[\s\S]+}", edit_state)
+    app.router.add_post("/api/state/{namespace}/{type}", edit_state)  # ?id=
     app.router.add_get("/api/addresses/{namespace}/{type}", addresses)
     app.router.add_get("/api/egress", egress)
     app.router.add_get("/", index)
