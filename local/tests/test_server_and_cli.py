@@ -740,7 +740,7 @@ def test_cli_run_says_the_database_it_may_not_write_is_read_only(
     if read_only == "the file":
         assert refused.stderr == (
             f"statefun-local: the database {db} is read-only to this user: the runtime writes "
-            "to it (state, egress, stuck and audit only read it)\n"
+            "to it, as state --set does (state, egress, stuck and audit only read it)\n"
         )
     else:
         assert refused.stderr == (

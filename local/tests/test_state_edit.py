@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import aiohttp
+import pytest
 from statefun_local import LocalRuntime, parse_module
 from statefun_local.cli import main
+from statefun_local.runtime import unless_runtime_runs
 
 from statefun_core import (
     Context,
@@ -125,6 +127,7 @@ def test_the_cli_edits_state_through_the_runtime_and_without_one(tmp_path: Path)
                  "state 'profile' is a com.example/Profile, whose encoding this runtime does "
                  'not know: give {"json": <value>} if its values are JSON text'),
                 (["--set", "count=abc"], 2, "--set count: 'abc' is not JSON"),
+                (["--set", "count=1", "--set", "count=2"], 2, "--set count is given twice"),
                 (["--set", "count=5", "--delete", "count"], 1, "'count' is both set and deleted"),
                 (["--delete", "nope"], 1, f"{a} has no state 'nope' to delete"),
             ]:  # fmt: skip
@@ -330,3 +333,23 @@ def test_the_cli_refuses_an_edit_of_a_database_that_is_not_there(
     assert main(["state", f"{COUNTER}/a", "--db", str(db), "--set", "count=1"]) == 2
     assert f"no database at {db}" in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_no_runtime_starts_on_the_database_while_the_cli_writes_it(tmp_path: Path) -> None:
+    """The CLI's edit without a runtime holds the lock a runtime takes to start: none can start
+    in its middle and call the address with the state as it was."""
+    db = tmp_path / "runtime.db"
+
+    async def scenario() -> None:
+        async with serving(counter_functions(), db) as (_, runtime):
+            with unless_runtime_runs(db) as free:
+                assert not free  # it runs
+        with unless_runtime_runs(db) as free:
+            assert free
+            with pytest.raises(RuntimeError, match="another statefun-local is running on"):
+                async with serving(counter_functions(), db):
+                    pass
+        async with serving(counter_functions(), db) as (_, runtime):  # once it has ended
+            assert runtime.store is not None
+
+    run(scenario())

@@ -13,11 +13,11 @@
 ``state``, ``egress``, ``stuck`` and ``audit`` read the database file directly, so they work
 whether or not the runtime is running; ``retry``, ``skip`` and ``dead-letter`` ask the running
 runtime; ``state --set`` and ``--delete`` ask the runtime running on the database, else write
-it themselves. Every command with ``--db`` takes the environment variable ``STATEFUN_LOCAL_DB`` as its
-default (``--db`` wins), so that ``export STATEFUN_LOCAL_DB=other.db`` points ``run`` and the
-commands that read the database at the same file; likewise ``STATEFUN_LOCAL_URL`` is the
-``--url`` of the commands that ask the runtime (``send``, ``retry``, ``skip``, ``dead-letter``),
-for a runtime ``run`` elsewhere than on ``--port 8090``.
+it themselves. Every command with ``--db`` takes the environment variable ``STATEFUN_LOCAL_DB``
+as its default (``--db`` wins), so that ``export STATEFUN_LOCAL_DB=other.db`` points ``run`` and
+the commands that read the database at the same file; likewise ``STATEFUN_LOCAL_URL`` is the
+``--url`` of the commands that ask the runtime (``send``, ``retry``, ``skip``, ``dead-letter``,
+``state --set``), for a runtime ``run`` elsewhere than on ``--port 8090``.
 """
 
 from __future__ import annotations
@@ -417,11 +417,15 @@ def _print(line: str) -> None:
 
 
 def _open_readonly(db: str) -> SqliteStore:
+    _check_exists(db)
+    return SqliteStore.open(db, readonly=True)
+
+
+def _check_exists(db: str) -> None:
     if not Path(db).exists():
         raise FileNotFoundError(
             f"no database at {db} (give --db or set {DB_VARIABLE}, or run the runtime first)"
         )
-    return SqliteStore.open(db, readonly=True)
 
 
 #: what one_line writes for a character it escapes (a control or bidi character of an id)
@@ -497,6 +501,8 @@ def _edit_state(args: argparse.Namespace, address: Address) -> bool:
         name, equals, text = pair.partition("=")
         if not equals or not name:
             raise ValueError(f"--set {pair!r}: give NAME=JSON, as count=99")
+        if name in values:
+            raise ValueError(f"--set {name} is given twice: which value is meant?")
         try:
             values[name] = json.loads(text)
         except ValueError as error:
@@ -504,8 +510,7 @@ def _edit_state(args: argparse.Namespace, address: Address) -> bool:
                 f"--set {name}: {text!r} is not JSON ({error}); a string is quoted: "
                 f"{name}='\"text\"'"
             ) from None
-    if not Path(args.db).exists():
-        _open_readonly(args.db)  # says so
+    _check_exists(args.db)
     with unless_runtime_runs(args.db) as free:
         if free:
             with contextlib.closing(SqliteStore.open(args.db)) as store:
@@ -630,9 +635,8 @@ def _audit(args: argparse.Namespace) -> int:
         detail = f" ({entry['detail']})" if entry["detail"] else ""
         seq = entry["message_seq"]  # none for a state edit
         message = "" if seq is None else f" message #{seq}"
-        _print(
-            f"{entry['time']} {entry['action']} {entry['address']}{message} by {entry['by']}{detail}"
-        )
+        where = f"{entry['address']}{message}"
+        _print(f"{entry['time']} {entry['action']} {where} by {entry['by']}{detail}")
     return 0
 
 

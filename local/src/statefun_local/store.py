@@ -140,7 +140,7 @@ def connect(
     if Path(path).is_file() and not os.access(path, os.W_OK):  # SQLite would open it read-only
         raise PermissionError(
             f"the database {path} is read-only to this user: the runtime "
-            "writes to it (state, egress, stuck and audit only read it)"
+            "writes to it, as state --set does (state, egress, stuck and audit only read it)"
         )
     _create_private(path)
     try:
