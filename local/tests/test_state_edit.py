@@ -286,6 +286,11 @@ def test_the_http_api_edits_state_and_refuses_what_it_can_not_do(tmp_path: Path)
 
                         status, _ = await edit({"delete": ["count"]}, db=str(db))
                         assert status == 200 and count() is None
+                        async with session.post(  # the id in the path, as GET takes it
+                            f"{url}/api/state/{COUNTER}/a/b", json={"set": {"count": 3}}
+                        ) as response:
+                            assert response.status == 200, await response.text()
+                        assert count() == 3
                 finally:
                     await runner.cleanup()
 
