@@ -37,7 +37,7 @@ from ..functions import StatefulFunctions
 from ..handler import RequestReplyHandler
 from ..http import CONTENT_TYPE
 from ..messages import message_builder
-from ..storage import state_serializer
+from ..storage import _naming_state, state_serializer
 from ..tracecontext import TRACERESPONSE
 from ..types import BUILTIN_TYPES, Type
 from .records import AnyEgress, PendingMessage, SentMessage, decode_egress
@@ -281,9 +281,7 @@ class Harness:
             try:
                 encoded[name] = state_serializer(tpe, tpe.serializer())(value)
             except (TypeError, ValueError) as error:
-                raise type(error)(
-                    f"state {name!r} of {typename}/{id} is of type {tpe.typename}: {error}"
-                ) from error
+                raise _naming_state(error, name, tpe.typename) from None
         address, now_ms = Address(typename, id), self.clock.now_ms()
         with self.store.transaction():
             for name, data in encoded.items():

@@ -99,9 +99,13 @@ def test_a_value_its_type_cannot_encode_is_refused_and_nothing_is_stored(
     statefun_harness: HarnessFactory,
 ) -> None:
     harness = statefun_harness(counters())
-    refused = r"^state 'n' of ex/counter/a is of type .+/int: 'many' has type str; IntType takes"
+    refused = r"^state 'n' is of type .+/int: 'many' has type str; IntType takes"
     with pytest.raises(TypeError, match=refused):
         harness.set_state("ex/counter", "a", name="ann", n="many")
+    assert harness.state("ex/counter", "a") == {}
+    # an error with fields of its own, raised as it is (as the function's assignment does)
+    with pytest.raises(UnicodeEncodeError, match="surrogates not allowed"):
+        harness.set_state("ex/counter", "a", n=1, name="\ud800")
     assert harness.state("ex/counter", "a") == {}
 
 
