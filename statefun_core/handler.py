@@ -364,8 +364,9 @@ class RequestReplyHandler:
         self._max_reply_bytes = _no_limit(limits.reply_bytes)
         # a larger body is counted before it is parsed (_check_large)
         self._counted_above = min(_COUNTED_ABOVE, self._max_request_bytes)
-        # a larger reply is checked against the limits (_check_large_reply)
-        self._large_reply = min(_COUNTED_ABOVE, self._max_reply_bytes)
+        # a larger reply is checked against the limits (_check_large_reply): one over
+        # request_bytes writes states that no request could carry
+        self._large_reply = min(_COUNTED_ABOVE, self._max_reply_bytes, self._max_request_bytes)
         self._plans: dict[str, _Plan] = {}
         for function in functions:
             self._plan(function)
@@ -841,7 +842,8 @@ class RequestReplyHandler:
         """A large reply fails its batch if it is over ``Limits.reply_bytes``, or if the state it
         writes would make the address's states, together, over ``Limits.request_bytes``: every
         request carries them all, so each would be refused (413) and the address never called
-        again. Looked at only for a large reply, which writing a large state makes."""
+        again. Looked at only for a reply over 256 KiB or ``Limits.request_bytes``, which
+        writing a large state makes."""
         if size > self._max_reply_bytes:
             maximum = int(self._max_reply_bytes)
             raise LimitExceededError("reply_bytes", size, maximum, "the reply's size")

@@ -1784,3 +1784,21 @@ def test_a_state_write_that_would_make_the_address_too_large_to_call_fails_its_b
     # within the limit together, the same write is the reply
     reply = invocation_result(handler.handle_sync(request("y" * (100 * kib))))
     assert [mutation.state_name for mutation in reply.state_mutations] == ["a"]
+
+
+def test_a_state_write_over_a_request_limit_below_256_kib_fails_its_batch() -> None:
+    """A reply under 256 KiB is not looked at for the states it writes, but one over a lower
+    ``Limits.request_bytes`` writes a state that no later request could carry."""
+    kib = 1024
+    functions = StatefulFunctions()
+
+    def grow(ctx: Any, msg: Any) -> None:
+        ctx.storage.a = "x" * (150 * kib)
+
+    functions.register("ns/grow", grow, [ValueSpec("a", StringType)])
+    handler = limited(functions, request_bytes=100 * kib)
+    with pytest.raises(FunctionFailedError) as failure:
+        handler.handle_sync(to_function("ns/grow", "1", [typed_value(IntType, 1)], {"a": None}))
+    error = failure.value.__cause__
+    assert isinstance(error, LimitExceededError)
+    assert error.limit == "request_bytes" and error.maximum == 100 * kib
