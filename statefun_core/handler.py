@@ -1212,9 +1212,9 @@ def _no_loop_for(batch: _Batch, error: BaseException) -> bool:
 
 
 def _retried(error: BaseException) -> InvocationRetried:
-    """What the plugins are told of a try that asked for the loop: not a failure."""
+    """What the plugins are told of a try that asked for the loop, or awaited: not a failure."""
     retried = InvocationRetried(
-        "run with no event loop, it asked for one: its batch runs again as a task"
+        "run with no event loop, it needed one: its batch runs again as a task"
     )
     retried.__cause__ = error
     return retried
