@@ -282,12 +282,13 @@ class _Batch(InvocationContext):
 
     Besides the context it keeps the plan, the invocations to run and the function to call
     (the user's, or one that reports each invocation to the plugins). Made field by field in
-    ``_resolve`` (a class call with ``__init__`` costs several times more), which leaves two
+    ``_resolve`` (a class call with ``__init__`` costs several times more), which leaves
     slots unset on purpose: ``_invocation``, set by :meth:`message` before each invocation,
-    and ``_address``, built on first read.
+    ``_address``, built on first read, and ``failure`` and ``suspended``, set where a try
+    fails.
     """
 
-    __slots__ = ("event", "failure", "fun", "id", "invocations", "plan", "typename")
+    __slots__ = ("event", "failure", "fun", "id", "invocations", "plan", "suspended", "typename")
 
     plan: _Plan
     typename: str
@@ -296,6 +297,7 @@ class _Batch(InvocationContext):
     event: Optional[BatchEvent]
     fun: Callable[..., Any]
     failure: FunctionFailedError  # set (and logged) where an invocation raised, if plugins watch
+    suspended: bool  # set where handle_sync's first try of an async function awaited (_step)
 
     def message(self, invocation: Any, types: TypeRegistry) -> Message:
         """The message of one invocation, which becomes the one the context answers for."""
@@ -739,6 +741,7 @@ class RequestReplyHandler:
         for invocation in batch.invocations:
             for _ in fun(batch, batch.message(invocation, types)).__await__():
                 # closed as this frame unwinds: GeneratorExit where it awaits (_no_loop_for)
+                batch.suspended = True
                 raise _Suspended
 
     def _run_on_thread_loop(self, batch: _Batch) -> None:
@@ -775,6 +778,7 @@ class RequestReplyHandler:
         batch.storage._written.clear()
         batch.storage._values.clear()
         batch.outbox.clear()
+        batch.suspended = False
         if batch.event is not None:
             batch.event.dead_letters = 0  # its dead-letter records went with the outbox
         if batch.fun is not batch.plan.function.fun:
@@ -1202,12 +1206,10 @@ def _no_loop_for(batch: _Batch, error: BaseException) -> bool:
     """Whether ``error`` is an async function's, run with no loop, asking for one, or closed
     where it suspended (``GeneratorExit``, see ``_step``): not its failure (``handle_sync``
     runs its batch again as a task), even if it declares ``RuntimeError`` final."""
-    import asyncio
-
     if not batch.plan.function.is_async:
         return False
-    if isinstance(error, GeneratorExit):
-        return asyncio._get_running_loop() is None
+    if isinstance(error, GeneratorExit):  # else a coroutine closed unfinished (a task destroyed)
+        return getattr(batch, "suspended", False)
     return isinstance(error, RuntimeError) and _wanted_a_loop(error)
 
 

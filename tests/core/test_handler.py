@@ -1472,6 +1472,33 @@ def test_a_coroutine_closed_unfinished_under_handle_async_finishes_with_generato
     assert log == ["finished: GeneratorExit"]
 
 
+def test_a_coroutine_closed_after_its_loop_stopped_finishes_with_generator_exit() -> None:
+    """Its task destroyed once the loop stopped (a server shut down with requests in flight):
+    no loop runs, as in handle_sync's first try, but nothing runs it again."""
+    log: list[str] = []
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f")
+    async def f(context: Context, message: Message) -> None:
+        await asyncio.sleep(10)
+
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([InvocationObserver(log)], load_entrypoints=False)
+    )
+    coroutine = handler.handle_async(to_function("ns/f", "1", [typed_value(IntType, 1)]))
+
+    async def start() -> None:
+        coroutine.send(None)  # up to the function's first await
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(start())
+    finally:
+        loop.close()
+    coroutine.close()
+    assert log == ["finished: GeneratorExit"]
+
+
 class DeadLetterCounter:
     """The dead letters each batch that succeeded reports."""
 
