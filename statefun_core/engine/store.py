@@ -263,7 +263,11 @@ class MemoryStore:
     def spec_add(self, function_typename: str, spec: StateSpec) -> None:
         for address, values in self._state.items():
             entry = values.get(spec.name)
-            if address.typename == function_typename and entry and entry.typename != spec.typename:
+            if (
+                address.typename == function_typename
+                and entry is not None
+                and entry.typename != spec.typename
+            ):
                 raise StateTypeError(
                     f"state {spec.name!r} of {function_typename} has values stored as "
                     f"{entry.typename}; it can not become {spec.typename}"
