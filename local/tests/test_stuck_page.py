@@ -176,7 +176,7 @@ def test_the_page_shows_and_acts_on_an_address_whose_id_is_dot_or_dot_dot(tmp_pa
                         )
                         await page.wait_for("document.getElementById('state').rows.length")
                         assert await page.rows("state") == [
-                            ["count", "1", "io.statefun.types/int", ""]
+                            ["count", "1", "io.statefun.types/int", "", "EditDelete"]
                         ]
                         assert await page.text("#messages-summary") == (
                             f"{in_flight} in flight · 0 queued · 0 delayed"

@@ -98,7 +98,7 @@ def test_the_page_shows_state_browses_addresses_and_clears_a_recovered_failure(
                             ".startsWith('com.example/greeter/Zoë / 1')"
                         )
                         assert await page.rows("state") == [
-                            ["seen_count", "1", "io.statefun.types/int", ""]
+                            ["seen_count", "1", "io.statefun.types/int", "", "EditDelete"]
                         ]
 
                         # typed into the form: Ann's state, and Bob's message in flight
@@ -221,6 +221,7 @@ def test_the_page_shows_a_failing_function_after_a_restart_and_its_address_stuck
                                 "1",
                                 "io.statefun.types/int",
                                 "its function has not answered since the runtime started",
+                                "EditDelete",
                             ]
                         ]
                         await page.wait_for(
@@ -427,7 +428,7 @@ def test_what_anyone_sending_a_message_controls_shows_as_text(tmp_path: Path) ->
                         )
                         await page.wait_for("document.getElementById('state').rows.length")
                         assert await page.rows("state") == [
-                            ["note", shown, "io.statefun.types/string", ""]
+                            ["note", shown, "io.statefun.types/string", "", "EditDelete"]
                         ]
                         assert await page.evaluate("window.ran ?? 'none'") == "none"
                         assert not await page.evaluate(

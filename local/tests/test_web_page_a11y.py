@@ -77,6 +77,11 @@ def name(node: dict[str, Any]) -> str:
     return str(node.get("name", {}).get("value", ""))
 
 
+def live(node: dict[str, Any]) -> str:
+    """How a screen reader reads out a change of ``node`` (``polite``: when it is idle)."""
+    return str({p["name"]: p["value"]["value"] for p in node["properties"]}["live"])
+
+
 #: The contrast of each piece of text against the background it is drawn on (WCAG 2 relative
 #: luminance), for the text nodes shown: [ratio, the text, its colour, the background].
 CONTRASTS = """(() => {
@@ -249,9 +254,9 @@ def test_after_a_skip_or_dead_letter_by_keyboard_the_focus_is_on_what_came_of_it
         async with page_with_a_stuck_address(tmp_path) as (page, runtime, _):
             await runtime.send(w, make_value("string", POISON))
             await page.wait_for("document.querySelectorAll('#stuck tr').length === 2")
-            [status] = await ax_nodes(page, "status")
-            live = {p["name"]: p["value"]["value"] for p in status["properties"]}["live"]
-            assert live == "polite"  # read out as it changes
+            # the stuck addresses' and the shown address's state's: read out as they change
+            statuses = await ax_nodes(page, "status")
+            assert [live(status) for status in statuses] == ["polite", "polite"]
 
             await until_waiting(runtime, STUCK, w)
             await tab_to(page, on_button("dead-letter", STUCK))

@@ -1,0 +1,219 @@
+"""Editing an address's state from the web page, in a real headless Chromium driven over the
+DevTools protocol, against a real runtime: a value set through the page is the one the function
+reads, a refused one changes nothing and says why, and a delete asks first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from statefun_local import LocalRuntime, parse_module
+
+from statefun_core.engine import Address
+
+from .browser import CHROMIUM, Page, chromium
+from .conftest import module_yaml, run
+from .test_server_and_cli import serve_runtime
+from .test_state_edit import COUNTER, counter_functions, string
+from .test_stuck import HeldServer
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
+
+TARGET = Address(COUNTER, "a")
+#: The edit form is shown.
+EDITING = "!document.getElementById('edit').hidden"
+
+
+def click(name: str, label: str) -> str:
+    """Click the button ``label`` (``edit``, ``delete``) in the row of the state ``name``."""
+    return f"""[...document.getElementById('state').rows]
+        .find(r => r.cells[0].textContent === {json.dumps(name)})
+        .querySelector('.{label}-state').click(); true"""
+
+
+async def set_value(page: Page, name: str, text: str) -> None:
+    """Edit the state ``name``: its value typed as ``text``, then Save clicked."""
+    await page.evaluate(click(name, "edit"))
+    await page.wait_for(EDITING)
+    await page.evaluate(
+        f"document.getElementById('state-problem').textContent = '';"
+        f"document.getElementById('edit-value').value = {json.dumps(text)};"
+        "document.getElementById('edit-save').click(); true"
+    )
+    await page.wait_for("document.getElementById('state-problem').textContent")
+
+
+def values(runtime: LocalRuntime) -> dict[str, Any]:
+    return {name: e["value"] for name, e in runtime.inspect(TARGET)["state"].items()}
+
+
+def test_the_page_edits_a_state_the_function_reads_and_refuses_what_can_not_be_set(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with HeldServer(counter_functions()) as server:
+            module = parse_module(module_yaml(server.url, call="60s"))
+            async with LocalRuntime(
+                module, tmp_path / "db.sqlite", failure_pause=0.05, offline=True
+            ) as runtime:
+                runner, url = await serve_runtime(runtime)
+                try:
+                    await runtime.send(TARGET, string("1"))
+                    await runtime.wait_until_idle()
+                    runtime.edit_state(TARGET, {"profile": {"json": {"name": "Bo"}}}, [], "me")
+                    async with chromium(tmp_path / "profile") as page:
+                        await page.goto(f"{url}/#address={TARGET}")
+                        await page.wait_for("document.getElementById('state').rows.length === 3")
+                        assert not await page.evaluate(EDITING)
+
+                        await page.evaluate(click("count", "edit"))
+                        await page.wait_for(EDITING)
+                        assert await page.text("#edit-label") == (
+                            "New value of count (io.statefun.types/int), as JSON:"
+                        )
+                        assert await page.evaluate("document.activeElement.id") == "edit-value"
+                        assert await page.evaluate("document.activeElement.value") == "1"
+                        await page.evaluate("document.getElementById('edit-cancel').click()")
+                        assert not await page.evaluate(EDITING)
+                        assert await page.evaluate("document.activeElement.className") == (
+                            "edit-state"
+                        )
+
+                        await set_value(page, "count", "99")
+                        assert await page.text("#state-problem") == (
+                            f"{TARGET}: set count = 99 (was 1)"
+                        )
+                        assert await page.evaluate("document.getElementById('state-problem')"
+                                                   ".className") == ""  # fmt: skip
+                        assert values(runtime)["count"] == 99
+                        assert not await page.evaluate(EDITING)
+                        # the state view shows it at once (the page polls only every second)
+                        assert ["count", "99"] in [r[:2] for r in await page.rows("state")]
+                        await runtime.send(TARGET, string("2"))
+                        await runtime.wait_until_idle()
+                        assert values(runtime)["seen"] == 99  # the function read it
+
+                        # a type whose values are JSON text: edited as shown, without {"json"}
+                        await page.evaluate(click("profile", "edit"))
+                        await page.wait_for(EDITING)
+                        assert (
+                            await page.evaluate("document.getElementById('edit-value').value")
+                            == '{"name":"Bo"}'
+                        )
+                        await set_value(page, "profile", '{"name": "Cy"}')
+                        assert values(runtime)["profile"] == {"json": {"name": "Cy"}}
+                        await runtime.send(TARGET, string("3"))
+                        await runtime.wait_until_idle()
+                        assert values(runtime)["greeting"] == "hi Cy"
+                        assert len(runtime.audit_log()) == 3
+
+                        # refused: the reason shown, the form kept to fix it, nothing changed
+                        for text, reason in [
+                            ("1.5", f"set count of {TARGET}: state 'count' "
+                                    "(io.statefun.types/int): 1.5 is not a valid "
+                                    "io.statefun.types/int"),
+                            ('"x"', "is not a valid io.statefun.types/int"),
+                            ("abc", 'give the value as JSON (a string in "quotes")'),
+                        ]:  # fmt: skip
+                            await set_value(page, "count", text)
+                            assert reason in await page.text("#state-problem"), text
+                            assert await page.evaluate("document.getElementById('state-problem')"
+                                                       ".className") == "error"  # fmt: skip
+                            assert await page.evaluate(EDITING)
+                            assert (
+                                await page.evaluate("document.getElementById('edit-value').value")
+                                == text
+                            )
+                            assert await page.evaluate("document.getElementById('edit-value')"
+                                                       ".ariaInvalid") == "true"  # fmt: skip
+                        # while a call to the address is in progress: refused (409)
+                        await runtime.send(TARGET, string("4"))
+                        await server.hold_next()
+                        await set_value(page, "count", "5")
+                        assert "a batch of it is being called" in await page.text("#state-problem")
+                        server.release_all()
+                        await runtime.wait_until_idle()
+                        assert (values(runtime)["count"], values(runtime)["seen"]) == (102, 101)
+                        assert len(runtime.audit_log()) == 3
+
+                        # a bidi control is shown as its JSON escape, which stands for it
+                        runtime.edit_state(TARGET, {"greeting": "<b>\u202ehi"}, [], "me")
+                        await page.wait_for("document.getElementById('state').innerText"
+                                            ".includes('<b>\\\\u202ehi')")  # fmt: skip
+                        await page.evaluate(click("greeting", "edit"))
+                        await page.wait_for(EDITING)
+                        shown = await page.evaluate("document.getElementById('edit-value').value")
+                        assert shown == '"<b>\\u202ehi"'
+                        await page.evaluate("document.getElementById('edit-save').click()")
+                        await page.wait_for(f"!({EDITING})")
+                        assert values(runtime)["greeting"] == "<b>\u202ehi"
+                        assert await page.evaluate("window.ran ?? 'none'") == "none"
+
+                        audit = runtime.audit_log()  # the latest first
+                        assert [(e["by"], e["detail"]) for e in audit] == [
+                            ("page", 'set greeting = "<b>\u202ehi" (was "<b>\u202ehi")'),
+                            ("me", 'set greeting = "<b>\u202ehi" (was "hi Cy")'),
+                            ("page", 'set profile = {"json": {"name": "Cy"}} '
+                                     '(was {"json": {"name": "Bo"}})'),
+                            ("page", "set count = 99 (was 1)"),
+                            ("me", 'set profile = {"json": {"name": "Bo"}} (it had no value)'),
+                        ]  # fmt: skip
+                finally:
+                    await runner.cleanup()
+
+    run(scenario())
+
+
+def test_the_page_deletes_a_state_once_asked_naming_its_value(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with HeldServer(counter_functions()) as server:
+            module = parse_module(module_yaml(server.url, call="60s"))
+            async with LocalRuntime(
+                module, tmp_path / "db.sqlite", failure_pause=0.05, offline=True
+            ) as runtime:
+                runner, url = await serve_runtime(runtime)
+                try:
+                    for message in ("1", "2"):
+                        await runtime.send(TARGET, string(message))
+                    await runtime.wait_until_idle()
+                    async with chromium(tmp_path / "profile") as page:
+                        await page.goto(f"{url}/#address={TARGET}")
+                        await page.wait_for("document.getElementById('state').rows.length === 2")
+                        asking = "document.getElementById('confirm').open"
+                        for answer in ("confirm-cancel", "confirm-yes"):
+                            await page.evaluate(click("seen", "delete"))
+                            await page.wait_for(asking)
+                            assert await page.text("#confirm-title") == (
+                                f"Delete state seen of {TARGET}?"
+                            )
+                            assert await page.text("#confirm-text") == (
+                                "Its value 1 [io.statefun.types/int] is deleted for good: its "
+                                "function finds no value at its next call."
+                            )
+                            assert await page.text("#confirm-yes") == "Delete seen"
+                            assert await page.evaluate("document.activeElement.id") == (
+                                "confirm-cancel"
+                            )
+                            assert values(runtime) == {"count": 2, "seen": 1}, answer
+                            await page.evaluate(f"document.getElementById('{answer}').click()")
+                            await page.wait_for(f"!{asking}")
+
+                        await page.wait_for("document.getElementById('state').rows.length === 1")
+                        assert values(runtime) == {"count": 2}, runtime.audit_log()
+                        assert len(runtime.audit_log()) == 1, runtime.audit_log()
+                        assert await page.text("#state-problem") == (
+                            f"{TARGET}: deleted seen (was 1)"
+                        )
+                        # the row and its button gone, the focus is on what came of it
+                        assert await page.evaluate("document.activeElement.id") == "state-problem"
+                        [entry] = runtime.audit_log()
+                        assert (entry["action"], entry["by"]) == ("edit-state", "page")
+                        await page.wait_for("document.getElementById('audit').innerText"
+                                            ".includes('deleted seen (was 1)')")  # fmt: skip
+
+                finally:
+                    await runner.cleanup()
+
+    run(scenario())
