@@ -145,6 +145,7 @@ KEYS = {
     "Enter": ("Enter", 13, "\r"),
     " ": ("Space", 32, " "),
     "Escape": ("Escape", 27, ""),
+    "Backspace": ("Backspace", 8, ""),
 }
 
 
@@ -399,5 +400,82 @@ def test_by_keyboard_a_link_or_the_form_shows_its_view_with_the_focus_and_title_
             await page.evaluate("history.go(-2), true")
             await page.wait_for("document.title === 'statefun-local'")
             assert await page.evaluate("document.getElementById('browse-box').hidden")
+
+    run(scenario())
+
+
+def test_by_keyboard_a_state_is_edited_and_deleted_with_every_part_named_and_readable(
+    tmp_path: Path,
+) -> None:
+    """A state's Edit and Delete buttons, the field Edit opens and the reason a value is
+    refused, with the keyboard only: each named for a screen reader, the focus where the user
+    goes on, the text readable in both themes."""
+    ok = Address(FRAGILE, "ok")
+    on_edit = "document.activeElement.getAttribute('aria-label') === 'Edit count'"
+    in_field = "document.activeElement.id === 'edit-value'"
+    editing = "!document.getElementById('edit').hidden"
+    field_name = "New value of count (io.statefun.types/int), as JSON:"
+
+    async def scenario() -> None:
+        async with page_with_a_stuck_address(tmp_path) as (page, runtime, _):
+            buttons = [name(node) for node in await ax_nodes(page, "button")]
+            assert "Edit count" in buttons and "Delete count" in buttons
+            await page.evaluate(COUNT_POLLS)
+            await tab_to(page, on_edit)
+            await redrawn(page)  # the state table too: the focus stays
+            assert await page.evaluate(on_edit)
+
+            # Escape cancels, the focus back on Edit
+            await press(page, "Enter")
+            await page.wait_for(f"{editing} && {in_field}")
+            await press(page, "Escape")
+            await page.wait_for(f"!({editing})")
+            assert await page.evaluate(on_edit)
+
+            await press(page, "Enter")
+            await page.wait_for(f"{editing} && {in_field}")
+            assert field_name in [name(n) for n in await ax_nodes(page, "textbox")]
+            await page.command("Input.insertText", text="1.5")  # the value was selected: replaced
+            await tab_to(page, "document.activeElement.id === 'edit-save'")
+            await press(page, "Enter")
+            await page.wait_for("document.getElementById('state-problem').className === 'error'")
+            # refused: back in the field, the reason its description
+            assert await page.evaluate(in_field)
+            [field] = [n for n in await ax_nodes(page, "textbox") if name(n) == field_name]
+            assert "1.5 is not a valid io.statefun.types/int" in field["description"]["value"]
+            invalid = {p["name"]: p["value"].get("value") for p in field["properties"]}["invalid"]
+            assert invalid == "true"
+            for scheme in ("light", "dark"):
+                await page.command("Emulation.setEmulatedMedia", features=[
+                    {"name": "prefers-color-scheme", "value": scheme}])  # fmt: skip
+                contrasts = await page.evaluate(CONTRASTS)
+                assert any(text.startswith("New value of") for _, text, _, _ in contrasts)
+                assert any(text.startswith("set count of") for _, text, _, _ in contrasts)
+                assert [c for c in contrasts if c[0] < 4.5] == []
+            assert runtime.inspect(ok)["state"]["count"]["value"] == 1
+
+            for _ in "1.5":
+                await press(page, "Backspace")
+            await page.command("Input.insertText", text="42")
+            await tab_to(page, "document.activeElement.id === 'edit-save'")
+            await press(page, " ")
+            await page.wait_for(f"!({editing})")
+            assert await page.evaluate(on_edit)  # the focus back where it was
+            assert await page.text("#state-problem") == f"{ok}: set count = 42 (was 1)"
+            assert runtime.inspect(ok)["state"]["count"]["value"] == 42
+
+            await press(page, "Tab")
+            assert await page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+                "Delete count"
+            )
+            await press(page, "Enter")
+            await confirm_by_keyboard(page)
+            await page.wait_for("document.getElementById('state').innerText === '(no state)'")
+            assert await page.evaluate("document.activeElement.id") == "state-problem"
+            assert await page.text("#state-problem") == f"{ok}: deleted count (was 42)"
+            assert "count" not in runtime.inspect(ok)["state"]
+            assert [(e["action"], e["by"]) for e in runtime.audit_log()] == [
+                ("edit-state", "page")
+            ] * 2
 
     run(scenario())
