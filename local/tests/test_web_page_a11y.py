@@ -471,7 +471,7 @@ def test_by_keyboard_a_state_is_edited_and_deleted_with_every_part_named_and_rea
             await press(page, "Enter")
             await confirm_by_keyboard(page)
             await page.wait_for("document.getElementById('state').innerText === '(no state)'")
-            assert await page.evaluate("document.activeElement.id") == "state-problem"
+            await page.wait_for("document.activeElement.id === 'state-problem'")
             assert await page.text("#state-problem") == f"{ok}: deleted count (was 42)"
             assert "count" not in runtime.inspect(ok)["state"]
             assert [(e["action"], e["by"]) for e in runtime.audit_log()] == [
