@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from statefun_local import LocalRuntime, parse_module
 
+from statefun_core import Context, LongType, Message, StatefulFunctions, ValueSpec
 from statefun_core.engine import Address
 
 from .browser import CHROMIUM, Page, chromium
-from .conftest import module_yaml, run
+from .conftest import module_yaml, run, serving
 from .test_server_and_cli import serve_runtime
 from .test_state_edit import COUNTER, counter_functions, string
 from .test_stuck import HeldServer
@@ -219,5 +220,50 @@ def test_the_page_deletes_a_state_once_asked_naming_its_value(tmp_path: Path) ->
 
                 finally:
                     await runner.cleanup()
+
+    run(scenario())
+
+
+def test_a_long_beyond_what_a_javascript_number_holds_is_shown_and_edited_as_it_is(
+    tmp_path: Path,
+) -> None:
+    """JavaScript's numbers round a whole number beyond 2^53: a long state was shown rounded,
+    and saved unchanged from the page, it would have been set to the rounded value."""
+    functions = StatefulFunctions()
+    seen: list[int] = []
+
+    @functions.bind("com.example/big", specs=[ValueSpec("id", LongType)])
+    def big(context: Context, message: Message) -> None:
+        seen.append(context.storage.id)
+
+    target = Address("com.example/big", "a")
+    exact = 2**62 + 1  # 4611686018427387905; as a JavaScript number 4611686018427387904
+
+    async def scenario() -> None:
+        async with serving(functions, tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                await runtime.send(target, string("declare"))
+                await runtime.wait_until_idle()
+                runtime.edit_state(target, {"id": exact}, [], "me")
+                async with chromium(tmp_path / "profile") as page:
+                    await page.goto(f"{url}/#address={target}")
+                    await page.wait_for("document.getElementById('state').rows.length")
+                    assert (await page.rows("state"))[0][:2] == ["id", str(exact)]
+                    await page.evaluate(click("id", "edit"))
+                    await page.wait_for(EDITING)
+                    assert await page.evaluate("document.activeElement.value") == str(exact)
+                    await page.evaluate("document.getElementById('edit-save').click()")
+                    await page.wait_for(f"!({EDITING})")
+                    assert runtime.inspect(target)["state"]["id"]["value"] == exact
+                    await set_value(page, "id", str(2**63 - 1))
+                    assert await page.text("#state-problem") == (
+                        f"{target}: set id = {2**63 - 1} (was {exact})"
+                    )
+                await runtime.send(target, string("read"))
+                await runtime.wait_until_idle()
+                assert seen == [None, 2**63 - 1]
+            finally:
+                await runner.cleanup()
 
     run(scenario())
