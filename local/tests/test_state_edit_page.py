@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from statefun_local import LocalRuntime, parse_module
 
-from statefun_core import Context, LongType, Message, StatefulFunctions, ValueSpec
+from statefun_core import Context, IntType, LongType, Message, StatefulFunctions, ValueSpec
 from statefun_core.engine import Address
 
 from .browser import CHROMIUM, Page, chromium
@@ -263,6 +263,49 @@ def test_a_long_beyond_what_a_javascript_number_holds_is_shown_and_edited_as_it_
                 await runtime.send(target, string("read"))
                 await runtime.wait_until_idle()
                 assert seen == [None, 2**63 - 1]
+            finally:
+                await runner.cleanup()
+
+    run(scenario())
+
+
+def test_a_state_no_longer_declared_can_be_deleted_from_the_page_not_set(tmp_path: Path) -> None:
+    """Its function redeployed without it, a stored state can not be set (its type is not
+    declared): its row has no Edit button, only Delete, which removes it."""
+    db = tmp_path / "db.sqlite"
+    target = Address("com.example/fn", "a")
+
+    def declaring(name: str) -> StatefulFunctions:
+        functions = StatefulFunctions()
+
+        @functions.bind("com.example/fn", specs=[ValueSpec(name, IntType)])
+        def fn(context: Context, message: Message) -> None:
+            setattr(context.storage, name, 1)
+
+        return functions
+
+    async def scenario() -> None:
+        async with serving(declaring("old"), db) as (_, runtime):
+            await runtime.send(target, string("1"))
+            await runtime.wait_until_idle()
+        async with serving(declaring("new"), db) as (_, runtime):
+            await runtime.send(target, string("1"))
+            await runtime.wait_until_idle()
+            runner, url = await serve_runtime(runtime)
+            try:
+                async with chromium(tmp_path / "profile") as page:
+                    await page.goto(f"{url}/#address={target}")
+                    await page.wait_for("document.getElementById('state').rows.length === 2")
+                    assert await page.rows("state") == [
+                        ["new", "1", "io.statefun.types/int", "", "EditDelete"],
+                        ["old", "1", "io.statefun.types/int", "no longer declared", "Delete"],
+                    ]
+                    await page.evaluate(click("old", "delete"))
+                    await page.wait_for("document.getElementById('confirm').open")
+                    await page.evaluate("document.getElementById('confirm-yes').click()")
+                    await page.wait_for("document.activeElement.id === 'state-problem'")
+                    assert await page.text("#state-problem") == f"{target}: deleted old (was 1)"
+                assert list(runtime.inspect(target)["state"]) == ["new"]
             finally:
                 await runner.cleanup()
 
