@@ -352,6 +352,12 @@ def test_a_skip_or_dead_letter_asks_first_naming_the_message_and_is_cancelled_by
                 "it again)")  # fmt: skip
             assert [(e["action"], e["by"]) for e in runtime.audit_log()] == [("skip", "cli")]
 
+            # the refusal is shown before the rows are redrawn: until the row's button is the
+            # new head message's (the dialog names the message of the row its button is in)
+            await page.wait_for(
+                "document.querySelector('#stuck tr').cells[1].textContent"
+                f".startsWith('#{now['message_seq']} ')"
+            )
             assert await page.evaluate(on_button("dead-letter", STUCK))
             await press(page, "Enter")
             await page.wait_for(ASKING)
