@@ -523,10 +523,8 @@ def _edit_state(args: argparse.Namespace, address: Address) -> bool:
                 detail = editing.apply(store, edit, "cli", WallClock().now_ms())
             _print(f"{address}: edited ({detail})")
             return True
-    params = {"id": address.id, "by": "cli", "db": os.path.abspath(args.db)}
-    typename = "/".join(urllib.parse.quote(part, safe="") for part in address.typename.split("/"))
     body = {"set": values, "delete": args.delete}
-    reply = _post(args.url, f"api/state/{typename}?{urllib.parse.urlencode(params)}", body)
+    reply = _post_for(args.url, "api/state", address, {"db": os.path.abspath(args.db)}, body)
     if reply is None:
         _hint_if_escaped(args.address)
         return False
@@ -667,6 +665,16 @@ def _post(url: str, path: str, body: Any) -> Optional[Any]:
     return None
 
 
+def _post_for(
+    url: str, route: str, address: Address, params: dict[str, str], body: Any
+) -> Optional[Any]:
+    """``_post`` to ``route`` for ``address``, by the CLI: its typename in the path, each part
+    percent-encoded, and its id in the query (an empty id has no path)."""
+    typename = "/".join(urllib.parse.quote(part, safe="") for part in address.typename.split("/"))
+    query = urllib.parse.urlencode({"id": address.id, "by": "cli", **params})
+    return _post(url, f"{route}/{typename}?{query}", body)
+
+
 def _address_path(text: str) -> str:
     """``ns/type/id`` as a URL path, each part percent-encoded (an id may hold anything)."""
     address = parse_address(text)
@@ -677,12 +685,8 @@ def _address_path(text: str) -> str:
 
 def _act(args: argparse.Namespace) -> int:
     address = parse_address(args.address)
-    params = {"id": address.id, "by": "cli"}  # the id in the query: an empty id has no path
-    if args.message is not None:
-        params["message"] = str(args.message)
-    query = urllib.parse.urlencode(params)
-    typename = "/".join(urllib.parse.quote(part, safe="") for part in address.typename.split("/"))
-    reply = _post(args.url, f"api/stuck/{args.action}/{typename}?{query}", {})
+    params = {} if args.message is None else {"message": str(args.message)}
+    reply = _post_for(args.url, f"api/stuck/{args.action}", address, params, {})
     if reply is None:
         _hint_if_escaped(args.address)
         return 1
