@@ -310,3 +310,68 @@ def test_a_state_no_longer_declared_can_be_deleted_from_the_page_not_set(tmp_pat
                 await runner.cleanup()
 
     run(scenario())
+
+
+#: Holds the page's answers to GET api/state while ``window.holding``, each with the number of
+#: the redraw (``browse()``) that asked; ``window.views``: the states drawn, in order (names);
+#: ``window.browsed``: the numbers of the redraws that have ended.
+HOLD_ANSWERS = """
+window.holding = false; window.held = []; window.views = []; window.browsed = [];
+let asking = 0, started = 0;
+const realBrowse = browse, realFetch = window.fetch;
+window.browse = () => {
+  const n = asking = ++started;
+  return realBrowse().finally(() => window.browsed.push(n));
+};
+window.fetch = async (url, init) => {
+  const n = asking, hold = window.holding && String(url).startsWith("api/state") && !init;
+  const response = await realFetch(url, init);
+  if (hold) await new Promise(release => window.held.push({n, release}));
+  return response;
+};
+new MutationObserver(() => window.views.push(
+  [...document.getElementById("state").rows].map(r => r.cells[0].textContent).join(",")))
+  .observe(document.getElementById("state"), {childList: true, subtree: true});
+true
+"""
+
+
+def test_a_view_asked_for_before_a_delete_and_answered_after_a_newer_one_is_not_drawn(
+    tmp_path: Path,
+) -> None:
+    """The page asks for the address every second: an answer that comes after a later one
+    (slow, or held here) drew the deleted state back, over the newer view, until the next."""
+
+    async def scenario() -> None:
+        async with HeldServer(counter_functions()) as server:
+            module = parse_module(module_yaml(server.url, call="60s"))
+            async with LocalRuntime(
+                module, tmp_path / "db.sqlite", failure_pause=0.05, offline=True
+            ) as runtime:
+                runner, url = await serve_runtime(runtime)
+                try:
+                    for message in ("1", "2"):
+                        await runtime.send(TARGET, string(message))
+                    await runtime.wait_until_idle()
+                    async with chromium(tmp_path / "profile") as page:
+                        await page.goto(f"{url}/#address={TARGET}")
+                        await page.wait_for("document.getElementById('state').rows.length === 2")
+                        await page.evaluate(HOLD_ANSWERS)
+                        await page.evaluate("window.holding = true")
+                        [held] = await page.wait_for(
+                            "window.held.length === 1 && window.held.map(h => h.n)"
+                        )
+                        await page.evaluate("window.holding = false")
+                        runtime.edit_state(TARGET, {}, ["seen"], "me")
+                        await page.wait_for("window.views.includes('count')")
+                        await page.evaluate("window.held[0].release(); true")
+                        await page.wait_for(f"window.browsed.includes({held})")
+                        views = await page.evaluate("window.views")
+                        assert "count,seen" not in views[views.index("count") :], views
+                        assert await page.rows("state") == [
+                            ["count", "2", "io.statefun.types/int", "", "EditDelete"]
+                        ]
+                finally:
+                    await runner.cleanup()
+
+    run(scenario())
