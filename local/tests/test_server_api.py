@@ -47,8 +47,9 @@ def test_parse_address_wants_three_parts_the_id_alone_may_be_empty() -> None:
 
 def test_address_view_shows_state_messages_in_flight_queued_and_timers(tmp_path: Path) -> None:
     """Every field of an address' view, read from a real database file: state decoded, expired
-    and undeclared values marked; the batch in flight apart from the messages queued behind
-    it; the delayed messages for this address only, overdue ones due in 0 ms."""
+    and undeclared values marked, declared states without a value listed; the batch in flight
+    apart from the messages queued behind it; the delayed messages for this address only,
+    overdue ones due in 0 ms."""
     from statefun_local.inspection import address_view
     from statefun_local.store import SqliteStore
 
@@ -69,6 +70,7 @@ def test_address_view_shows_state_messages_in_flight_queued_and_timers(tmp_path:
         with store.transaction():
             store.spec_add("com.example/fn", StateSpec("kept", INT))
             store.spec_add("com.example/fn", StateSpec("brief", INT, ExpireMode.AFTER_WRITE, 100))
+            store.spec_add("com.example/fn", StateSpec("unset", STRING))
             store.mark_called("com.example/fn")
             seven = make_value("int", 7).value
             store.state_put(fn, "kept", StateEntry(INT, seven, 1_000, 1_000))
@@ -93,6 +95,7 @@ def test_address_view_shows_state_messages_in_flight_queued_and_timers(tmp_path:
             "gone": {"type": STRING, "value": "old", "expired": False, "declared": False},
             "kept": {"type": INT, "value": 7, "expired": False, "declared": True},
         },
+        "without_value": {"unset": {"type": STRING}},
         "in_flight": [
             {
                 "seq": first,

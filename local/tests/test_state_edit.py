@@ -297,6 +297,64 @@ def test_the_http_api_edits_state_and_refuses_what_it_can_not_do(tmp_path: Path)
     run(scenario())
 
 
+def test_the_http_api_names_the_declared_states_an_address_has_no_value_of(
+    tmp_path: Path,
+) -> None:
+    """``without_value``: the states an edit can set at an address that holds no value of them
+    (the page's Set buttons), each with its type; not known (``null``) before the function has
+    answered since the runtime started, as an edit is refused then."""
+    db = tmp_path / "runtime.db"
+    target = Address(COUNTER, "new")
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+
+            async def view(url: str) -> Any:
+                async with session.get(
+                    f"{url}/api/state/{COUNTER}", params={"id": target.id}
+                ) as response:
+                    assert response.status == 200, await response.text()
+                    return await response.json()
+
+            async with serving(counter_functions(), db) as (_, runtime):
+                runner, url = await serve_runtime(runtime)
+                try:
+                    assert (await view(url))["without_value"] is None
+                    await runtime.send(Address(COUNTER, "other"), string("1"))
+                    await runtime.wait_until_idle()
+                    fresh = await view(url)
+                    assert fresh["state"] == {}
+                    assert fresh["without_value"] == {
+                        "count": {"type": IntType.typename},
+                        "greeting": {"type": StringType.typename},
+                        "profile": {"type": Profile.typename},
+                        "seen": {"type": IntType.typename},
+                    }
+                    async with session.post(
+                        f"{url}/api/state/{COUNTER}/{target.id}",
+                        json={"set": {"profile": {"json": {"name": "Bo"}}, "count": 7}},
+                    ) as response:
+                        assert response.status == 200, await response.text()
+                    edited = await view(url)
+                    assert list(edited["state"]) == ["count", "profile"]
+                    assert list(edited["without_value"]) == ["greeting", "seen"]
+                    runtime.edit_state(target, {}, ["count"], "me")
+                    assert list((await view(url))["without_value"]) == ["count", "greeting", "seen"]
+                finally:
+                    await runner.cleanup()
+            # restarted, the runtime has forgotten the specs until the function answers again
+            async with serving(counter_functions(), db) as (_, runtime):
+                runner, url = await serve_runtime(runtime)
+                try:
+                    restarted = await view(url)
+                    assert list(restarted["state"]) == ["profile"]
+                    assert restarted["without_value"] is None
+                finally:
+                    await runner.cleanup()
+
+    run(scenario())
+
+
 def test_a_value_set_lives_as_long_as_one_its_function_writes(tmp_path: Path) -> None:
     """``expire_after_write``: the edit is a write, as the function's own: its time to live
     starts at the edit."""

@@ -28,16 +28,22 @@ EDITING = "!document.getElementById('edit').hidden"
 
 
 def click(name: str, label: str) -> str:
-    """Click the button ``label`` (``edit``, ``delete``) in the row of the state ``name``."""
+    """Click the button ``label`` (``edit``, ``delete``, ``set``) in the row of the state
+    ``name``."""
     return f"""[...document.getElementById('state').rows]
         .find(r => r.cells[0].textContent === {json.dumps(name)})
         .querySelector('.{label}-state').click(); true"""
 
 
-async def set_value(page: Page, name: str, text: str) -> None:
-    """Edit the state ``name``: its value typed as ``text``, then Save clicked; until it is
-    done or refused."""
-    await page.evaluate(click(name, "edit"))
+def on_state_button(label: str, name: str) -> str:
+    """Whether the focus is on the button ``label`` (Edit, Set, Delete) of the state ``name``."""
+    return f"document.activeElement.getAttribute('aria-label') === {json.dumps(f'{label} {name}')}"
+
+
+async def set_value(page: Page, name: str, text: str, button: str = "edit") -> None:
+    """Edit the state ``name`` (by its ``button``, ``edit`` or ``set``): its value typed as
+    ``text``, then Save clicked; until it is done or refused."""
+    await page.evaluate(click(name, button))
     await page.wait_for(EDITING)
     await page.evaluate(
         f"document.getElementById('edit-value').value = {json.dumps(text)};"
@@ -49,8 +55,8 @@ async def set_value(page: Page, name: str, text: str) -> None:
     )
 
 
-def values(runtime: LocalRuntime) -> dict[str, Any]:
-    return {name: e["value"] for name, e in runtime.inspect(TARGET)["state"].items()}
+def values(runtime: LocalRuntime, target: Address = TARGET) -> dict[str, Any]:
+    return {name: e["value"] for name, e in runtime.inspect(target)["state"].items()}
 
 
 def test_the_page_edits_a_state_the_function_reads_and_refuses_what_can_not_be_set(
@@ -69,7 +75,8 @@ def test_the_page_edits_a_state_the_function_reads_and_refuses_what_can_not_be_s
                     runtime.edit_state(TARGET, {"profile": {"json": {"name": "Bo"}}}, [], "me")
                     async with chromium(tmp_path / "profile") as page:
                         await page.goto(f"{url}/#address={TARGET}")
-                        await page.wait_for("document.getElementById('state').rows.length === 3")
+                        # count, seen and profile, and greeting without a value
+                        await page.wait_for("document.getElementById('state').rows.length === 4")
                         assert not await page.evaluate(EDITING)
 
                         await page.evaluate(click("count", "edit"))
@@ -184,7 +191,7 @@ def test_the_page_deletes_a_state_once_asked_naming_its_value(tmp_path: Path) ->
                     await runtime.wait_until_idle()
                     async with chromium(tmp_path / "profile") as page:
                         await page.goto(f"{url}/#address={TARGET}")
-                        await page.wait_for("document.getElementById('state').rows.length === 2")
+                        await page.wait_for("document.getElementById('state').rows.length === 4")
                         asking = "document.getElementById('confirm').open"
                         for answer in ("confirm-cancel", "confirm-yes"):
                             await page.evaluate(click("seen", "delete"))
@@ -204,11 +211,10 @@ def test_the_page_deletes_a_state_once_asked_naming_its_value(tmp_path: Path) ->
                             await page.evaluate(f"document.getElementById('{answer}').click()")
                             await page.wait_for(f"!{asking}")
 
-                        # the row and its button gone, the focus is on what came of it
-                        await page.wait_for("document.activeElement.id === 'state-problem'")
-                        assert (
-                            await page.evaluate("document.getElementById('state').rows.length") == 1
-                        )
+                        # declared, the state stays in the table, without a value: the focus
+                        # on its Set button
+                        await page.wait_for(on_state_button("Set", "seen"))
+                        assert ["seen", "(no value)"] in [r[:2] for r in await page.rows("state")]
                         assert values(runtime) == {"count": 2}
                         assert await page.text("#state-problem") == (
                             f"{TARGET}: deleted seen (was 1)"
@@ -220,6 +226,110 @@ def test_the_page_deletes_a_state_once_asked_naming_its_value(tmp_path: Path) ->
 
                 finally:
                     await runner.cleanup()
+
+    run(scenario())
+
+
+def test_the_page_sets_a_state_the_function_declares_that_the_address_has_no_value_of(
+    tmp_path: Path,
+) -> None:
+    """The state table showed only the values an address holds: a state its function declares
+    could be set before the address's first message, or after a delete, by the CLI and the API
+    only. Each is a row without a value now, whose Set opens the edit form."""
+    target = Address(COUNTER, "new")
+
+    async def scenario() -> None:
+        async with serving(counter_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                await runtime.send(Address(COUNTER, "other"), string("1"))  # declares its states
+                await runtime.wait_until_idle()
+                async with chromium(tmp_path / "profile") as page:
+                    await page.goto(f"{url}/#address={target}")
+                    await page.wait_for("document.getElementById('state').rows.length === 4")
+                    assert await page.rows("state") == [
+                        [name, "(no value)", typename, "", "Set"]
+                        for name, typename in [
+                            ("count", "io.statefun.types/int"),
+                            ("greeting", "io.statefun.types/string"),
+                            ("profile", "com.example/Profile"),
+                            ("seen", "io.statefun.types/int"),
+                        ]
+                    ]
+
+                    await page.evaluate(click("count", "set"))
+                    await page.wait_for(EDITING)
+                    assert await page.text("#edit-label") == (
+                        "Value of count (io.statefun.types/int), as JSON:"
+                    )
+                    assert await page.evaluate("document.activeElement.id") == "edit-value"
+                    assert await page.evaluate("document.activeElement.value") == ""
+                    await page.evaluate("document.getElementById('edit-cancel').click()")
+                    assert not await page.evaluate(EDITING)
+                    assert await page.evaluate(on_state_button("Set", "count"))
+
+                    # refused as an edit is: the reason shown, the form kept, nothing set
+                    for text, reason in [
+                        ("", 'give the value as JSON (a string in "quotes")'),
+                        ("1.5", f"set count of {target}: state 'count' (io.statefun.types/int): "
+                                "1.5 is not a valid io.statefun.types/int"),
+                    ]:  # fmt: skip
+                        await set_value(page, "count", text, "set")
+                        assert reason in await page.text("#state-problem"), text
+                        assert await page.evaluate("document.getElementById('state-problem')"
+                                                   ".className") == "error"  # fmt: skip
+                        assert await page.evaluate(EDITING)
+                        assert await page.evaluate("document.getElementById('edit-value')"
+                                                   ".ariaInvalid") == "true"  # fmt: skip
+                    assert runtime.inspect(target)["state"] == {}
+
+                    await set_value(page, "count", "41", "set")
+                    assert await page.text("#state-problem") == (
+                        f"{target}: set count = 41 (it had no value)"
+                    )
+                    # the value shown at once, the focus on the state's Edit button
+                    assert ["count", "41", "io.statefun.types/int", "", "EditDelete"] in (
+                        await page.rows("state")
+                    )
+                    assert await page.evaluate(on_state_button("Edit", "count"))
+
+                    # a type not built in: given as the API takes it, {"json": ...}
+                    await page.evaluate(click("profile", "set"))
+                    await page.wait_for(EDITING)
+                    assert await page.text("#edit-label") == (
+                        'Value of profile (com.example/Profile), as JSON: {"json": VALUE} if '
+                        'its values are JSON text, else {"base64": "its bytes"}:'
+                    )
+                    await set_value(page, "profile", '{"name": "Bo"}', "set")
+                    assert "whose encoding this runtime does not know" in (
+                        await page.text("#state-problem")
+                    )
+                    await set_value(page, "profile", '{"json": {"name": "Bo"}}', "set")
+                    assert ["profile", '{"name":"Bo"}'] in [r[:2] for r in await page.rows("state")]
+                    await runtime.send(target, string("1"))
+                    await runtime.wait_until_idle()
+                    assert values(runtime, target) == {
+                        "count": 42, "seen": 41, "profile": {"json": {"name": "Bo"}},
+                        "greeting": "hi Bo"}  # fmt: skip
+
+                    # deleted, a declared state is back without a value, the focus on its Set
+                    await page.wait_for("document.getElementById('state').innerText"
+                                        ".includes('hi Bo')")  # fmt: skip
+                    await page.evaluate(click("seen", "delete"))
+                    await page.wait_for("document.getElementById('confirm').open")
+                    await page.evaluate("document.getElementById('confirm-yes').click()")
+                    await page.wait_for(on_state_button("Set", "seen"))
+                    assert ["seen", "(no value)", "io.statefun.types/int", "", "Set"] in (
+                        await page.rows("state")
+                    )
+                    assert await page.text("#state-problem") == f"{target}: deleted seen (was 41)"
+                    assert [(e["by"], e["detail"]) for e in runtime.audit_log()] == [
+                        ("page", "deleted seen (was 41)"),
+                        ("page", 'set profile = {"json": {"name": "Bo"}} (it had no value)'),
+                        ("page", "set count = 41 (it had no value)"),
+                    ]
+            finally:
+                await runner.cleanup()
 
     run(scenario())
 
@@ -313,7 +423,8 @@ def test_a_state_no_longer_declared_can_be_deleted_from_the_page_not_set(tmp_pat
 
 
 #: Holds the page's answers to GET api/state while ``window.holding``, each with the number of
-#: the redraw (``browse()``) that asked; ``window.views``: the states drawn, in order (names);
+#: the redraw (``browse()``) that asked; ``window.views``: the states drawn, in order (each
+#: ``name=value``);
 #: ``window.browsed``: the numbers of the redraws that have ended.
 HOLD_ANSWERS = """
 window.holding = false; window.held = []; window.views = []; window.browsed = [];
@@ -330,7 +441,8 @@ window.fetch = async (url, init) => {
   return response;
 };
 new MutationObserver(() => window.views.push(
-  [...document.getElementById("state").rows].map(r => r.cells[0].textContent).join(",")))
+  [...document.getElementById("state").rows]
+    .map(r => `${r.cells[0].textContent}=${r.cells[1].textContent}`).join(",")))
   .observe(document.getElementById("state"), {childList: true, subtree: true});
 true
 """
@@ -355,7 +467,7 @@ def test_a_view_asked_for_before_a_delete_and_answered_after_a_newer_one_is_not_
                     await runtime.wait_until_idle()
                     async with chromium(tmp_path / "profile") as page:
                         await page.goto(f"{url}/#address={TARGET}")
-                        await page.wait_for("document.getElementById('state').rows.length === 2")
+                        await page.wait_for("document.getElementById('state').rows.length === 4")
                         await page.evaluate(HOLD_ANSWERS)
                         await page.evaluate("window.holding = true")
                         [held] = await page.wait_for(
@@ -363,14 +475,16 @@ def test_a_view_asked_for_before_a_delete_and_answered_after_a_newer_one_is_not_
                         )
                         await page.evaluate("window.holding = false")
                         runtime.edit_state(TARGET, {}, ["seen"], "me")
-                        await page.wait_for("window.views.includes('count')")
+                        before = "count=2,greeting=(no value),profile=(no value),seen=1"
+                        after = before.replace("seen=1", "seen=(no value)")
+                        await page.wait_for(f"window.views.includes({json.dumps(after)})")
                         await page.evaluate("window.held[0].release(); true")
                         await page.wait_for(f"window.browsed.includes({held})")
                         views = await page.evaluate("window.views")
-                        assert "count,seen" not in views[views.index("count") :], views
-                        assert await page.rows("state") == [
-                            ["count", "2", "io.statefun.types/int", "", "EditDelete"]
-                        ]
+                        assert before not in views[views.index(after) :], views
+                        assert ["seen", "(no value)", "io.statefun.types/int", "", "Set"] in (
+                            await page.rows("state")
+                        )
                 finally:
                     await runner.cleanup()
 

@@ -486,12 +486,81 @@ def test_by_keyboard_a_state_is_edited_and_deleted_with_every_part_named_and_rea
             )
             await press(page, "Enter")
             await confirm_by_keyboard(page)
-            await page.wait_for("document.getElementById('state').innerText === '(no state)'")
-            await page.wait_for("document.activeElement.id === 'state-problem'")
+            # declared, the state stays in its row, without a value: the focus on its Set
+            await page.wait_for("document.activeElement.getAttribute('aria-label') === "
+                                "'Set count'")  # fmt: skip
+            assert (await page.rows("state"))[0][:2] == ["count", "(no value)"]
             assert await page.text("#state-problem") == f"{ok}: deleted count (was 42)"
             assert "count" not in runtime.inspect(ok)["state"]
             assert [(e["action"], e["by"]) for e in runtime.audit_log()] == [
                 ("edit-state", "page")
             ] * 2
+
+    run(scenario())
+
+
+def test_by_keyboard_a_state_without_a_value_is_set_as_one_is_edited(tmp_path: Path) -> None:
+    """A state its function declares, which the address has no value of, is a row saying so
+    with a Set button: the same form as Edit, by keyboard, each part named for a screen reader,
+    readable in both themes; the value set, the focus is on the state's Edit button."""
+    fresh = Address(FRAGILE, "fresh")
+    on_set = "document.activeElement.getAttribute('aria-label') === 'Set count'"
+    in_field = "document.activeElement.id === 'edit-value'"
+    editing = "!document.getElementById('edit').hidden"
+    field_name = "Value of count (io.statefun.types/int), as JSON:"
+
+    async def scenario() -> None:
+        async with page_with_a_stuck_address(tmp_path) as (page, runtime, url):
+            await page.goto(f"{url}/#address={fresh}")
+            await page.wait_for(f"document.title === '{fresh} · statefun-local'")
+            assert await page.rows("state") == [
+                ["count", "(no value)", "io.statefun.types/int", "", "Set"]
+            ]
+            assert "Set count" in [name(node) for node in await ax_nodes(page, "button")]
+            await page.evaluate(COUNT_POLLS)
+            await tab_to(page, on_set)
+            await redrawn(page)  # the focus stays on it
+            assert await page.evaluate(on_set)
+
+            # Escape cancels, the focus back on Set
+            await press(page, "Enter")
+            await page.wait_for(f"{editing} && {in_field}")
+            assert await page.evaluate("document.activeElement.value") == ""
+            await press(page, "Escape")
+            await page.wait_for(f"!({editing})")
+            assert await page.evaluate(on_set)
+
+            # refused: back in the field, the reason its description, readable
+            await press(page, "Enter")
+            await page.wait_for(f"{editing} && {in_field}")
+            assert field_name in [name(n) for n in await ax_nodes(page, "textbox")]
+            await page.command("Input.insertText", text="1.5")
+            await tab_to(page, "document.activeElement.id === 'edit-save'")
+            await press(page, "Enter")
+            await page.wait_for("document.getElementById('state-problem').className === 'error'")
+            assert await page.evaluate(in_field)
+            [field] = [n for n in await ax_nodes(page, "textbox") if name(n) == field_name]
+            assert "1.5 is not a valid io.statefun.types/int" in field["description"]["value"]
+            for scheme in ("light", "dark"):
+                await page.command("Emulation.setEmulatedMedia", features=[
+                    {"name": "prefers-color-scheme", "value": scheme}])  # fmt: skip
+                contrasts = await page.evaluate(CONTRASTS)
+                assert any(text == "(no value)" for _, text, _, _ in contrasts)
+                assert any(text.startswith("Value of count") for _, text, _, _ in contrasts)
+                assert [c for c in contrasts if c[0] < 4.5] == []
+            assert runtime.inspect(fresh)["state"] == {}
+
+            for _ in "1.5":
+                await press(page, "Backspace")
+            await page.command("Input.insertText", text="7")
+            await tab_to(page, "document.activeElement.id === 'edit-save'")
+            await press(page, " ")
+            await page.wait_for(f"!({editing})")
+            assert await page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+                "Edit count"
+            )
+            assert await page.text("#state-problem") == f"{fresh}: set count = 7 (it had no value)"
+            assert (await page.rows("state"))[0][:2] == ["count", "7"]
+            assert runtime.inspect(fresh)["state"]["count"]["value"] == 7
 
     run(scenario())

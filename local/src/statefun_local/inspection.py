@@ -55,11 +55,14 @@ def address_view(
     its mailbox and the ``limit`` delayed messages due soonest, ``totals`` counting them all.
     A value is ``declared`` when its function registered its name since the runtime started,
     not when the function answered since then without registering it, and ``None`` (not yet
-    known) before its first answer (calls that failed tell nothing)."""
+    known) before its first answer (calls that failed tell nothing). ``without_value``: the
+    states its function declares that have no value at the address (which an edit can set),
+    ``None`` while what it declares is not known."""
     specs = store.specs_get(address.typename)
     known = store.specs_known(address.typename)
+    stored = store.state_get(address)
     state = {}
-    for name, entry in sorted(store.state_get(address).items()):
+    for name, entry in sorted(stored.items()):
         spec = specs.get(name)
         state[name] = {
             "type": entry.typename,
@@ -73,6 +76,13 @@ def address_view(
     return {
         "address": str(address),
         "state": state,
+        "without_value": {
+            name: {"type": spec.typename}
+            for name, spec in sorted(specs.items())
+            if name not in stored
+        }
+        if known or specs
+        else None,
         "in_flight": [_message_view(m) for m in mailbox if in_flight and m.seq <= in_flight],
         "queued": [_message_view(m) for m in mailbox if not in_flight or m.seq > in_flight],
         "timers": [_timer_view(t, now_ms) for t in store.timers_of(address, limit)],

@@ -15,7 +15,10 @@
                                        retried, ``totals`` counting them all
 ``GET /api/state/{ns}/{type}/{id}``    an address's state, mailbox and timers: the first
                                        ``?limit=`` (100) messages and timers, ``totals``
-                                       counting them all
+                                       counting them all; ``without_value``: the states its
+                                       function declares that have no value there, each
+                                       with its ``type`` (``null`` before the function has
+                                       answered since the runtime started)
 ``POST /api/state/{ns}/{type}/{id}``   set and delete states: ``{"set": {"count": 99},
                                        "delete": ["seen"]}``, each value encoded by its
                                        state's registered type; 409 while a batch of the
