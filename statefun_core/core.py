@@ -6,7 +6,7 @@ import builtins
 from dataclasses import dataclass
 from datetime import timedelta
 from keyword import iskeyword
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 if TYPE_CHECKING:
     from .types import Type
@@ -68,7 +68,7 @@ class ValueSpec:
     def __init__(
         self,
         name: str,
-        type: Union[Type, builtins.type],
+        type: Union[Type[Any], builtins.type],
         expire_after_call: Optional[timedelta] = None,
         expire_after_write: Optional[timedelta] = None,
     ) -> None:
@@ -103,7 +103,7 @@ class ValueSpec:
                 "Either expire_after_call or expire_after_write can be set, but not both."
             )
         self.name = name
-        self.type: Union[Type, builtins.type] = type
+        self.type: Union[Type[Any], builtins.type] = type
         self.after_call = bool(expire_after_call)
         self.after_write = bool(expire_after_write)
         self.duration = _expiration_ms("expire_after_call", expire_after_call) or _expiration_ms(

@@ -215,7 +215,7 @@ class _Plan:
             if egress is None
             else DeadLetterPolicy(egress, function.final_errors, function.final_unreadable)
         )
-        self.specs: list[tuple[str, Type, TypeSerializer, ValueSpec]] = []
+        self.specs: list[tuple[str, Type[Any], TypeSerializer[Any], ValueSpec]] = []
         for spec in function.specs:
             try:
                 tpe = spec.type if isinstance(spec.type, Type) else types.for_class(spec.type)
@@ -349,7 +349,7 @@ class RequestReplyHandler:
         self.plugins.hook.statefun_register_types(registry=self.types)
         hook = self.plugins.hook
 
-        def from_plugins(cls: type) -> Optional[Type]:
+        def from_plugins(cls: type) -> Optional[Type[Any]]:
             return hook.statefun_type_for_class(cls=cls)  # type: ignore[no-any-return]
 
         answering = [plugin_label(impl) for impl in hook.statefun_type_for_class.get_hookimpls()]

@@ -51,12 +51,12 @@ KAFKA_PRODUCER_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KafkaProduce
 KINESIS_EGRESS_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgressRecord"
 
 
-def encode(tpe: Type, value: Any) -> bytes:
+def encode(tpe: Type[Any], value: Any) -> bytes:
     """``value`` serialized by ``tpe``, as bytes."""
     return to_bytes(_serializer(tpe).serialize(value), tpe.typename)
 
 
-def _serializer(value_type: Type) -> TypeSerializer:
+def _serializer(value_type: Type[Any]) -> TypeSerializer[Any]:
     """``value_type``'s serializer; a ``TypeError`` that says what to pass when it is not a
     Type (a model class, which a type plugin reads, is the usual mistake)."""
     try:
@@ -70,7 +70,7 @@ def _serializer(value_type: Type) -> TypeSerializer:
     return make()
 
 
-def typed_value(tpe: Type, value: Any) -> Any:
+def typed_value(tpe: Type[Any], value: Any) -> Any:
     """The wire ``TypedValue`` for ``value`` of type ``tpe``."""
     return protocol.TypedValue(typename=tpe.typename, has_value=True, value=encode(tpe, value))
 
@@ -131,7 +131,7 @@ def _wrong_type(message: _Typed, typename: str, reader: str) -> TypeError:
     return error
 
 
-def _reader(tpe: Type) -> Callable[[Any], Any]:
+def _reader(tpe: Type[Any]) -> Callable[[Any], Any]:
     """``Message.as_<type>`` for a built-in type: the value decoded, or None without a value."""
     deserialize = tpe.serializer().deserialize
     typename = tpe.typename
@@ -262,7 +262,7 @@ class Message(_Typed):
 
     as_double: ClassVar[Callable[[Message], Optional[float]]] = _reader(DoubleType)
 
-    def _resolve(self, tpe: Union[Type, type]) -> Type:
+    def _resolve(self, tpe: Union[Type[Any], type]) -> Type[Any]:
         if isinstance(tpe, Type):
             return tpe
         types: Optional[TypeRegistry] = getattr(self, "_types", None)
@@ -275,24 +275,20 @@ class Message(_Typed):
             )
         return types.for_class(tpe)
 
-    def is_type(self, tpe: Union[Type, type]) -> bool:
+    def is_type(self, tpe: Union[Type[Any], type]) -> bool:
         """Whether the value's typename is that of ``tpe`` (a Type, or a class a plugin knows)."""
         return self.value_typename() == self._resolve(tpe).typename
 
-    @overload
-    def as_type(self, tpe: type[_T]) -> Optional[_T]: ...
-    @overload
-    def as_type(self, tpe: Type) -> Any: ...
-
-    def as_type(self, tpe: Union[Type, type]) -> Any:
-        """The value decoded by ``tpe``'s serializer, or ``None`` when the message has no value;
-        given a class a plugin knows, typed as an instance of it."""
+    def as_type(self, tpe: Union[Type[_T], type[_T]]) -> Optional[_T]:
+        """The value decoded by ``tpe``'s serializer, or ``None`` when the message has no value
+        (as in the official SDK); typed as a value of ``tpe`` (``Optional[int]`` for
+        ``IntType``), or as an instance of a class a plugin knows."""
         data = self.raw_value()
         if data is None:
             return None
         tpe = self._resolve(tpe)
         try:
-            value = tpe.serializer().deserialize(data)
+            value: _T = tpe.serializer().deserialize(data)
         except Exception as error:
             mark_unreadable(error)
             if self.value_typename() != tpe.typename:
@@ -348,7 +344,7 @@ class EgressMessage(_Typed):
 
 _new_message = Message.__new__
 
-_PRIMITIVE_KEYWORDS = {
+_PRIMITIVE_KEYWORDS: dict[str, Type[Any]] = {
     "int_value": IntType,
     "float_value": FloatType,
     "long_value": LongType,
@@ -390,8 +386,10 @@ def message_builder(target_typename: str, target_id: str, *, float_value: float)
 @overload
 def message_builder(target_typename: str, target_id: str, *, double_value: float) -> Message: ...
 @overload
+def message_builder(target_typename: str, target_id: str, *, value: Any) -> Message: ...
+@overload
 def message_builder(
-    target_typename: str, target_id: str, *, value: Any, value_type: Type = ...
+    target_typename: str, target_id: str, *, value: _T, value_type: Type[_T]
 ) -> Message: ...
 
 
@@ -475,7 +473,7 @@ def _built_otherwise(target_typename: str, target_id: str, kwargs: dict[str, Any
     return message
 
 
-def egress_message_builder(target_typename: str, value: Any, value_type: Type) -> EgressMessage:
+def egress_message_builder(target_typename: str, value: _T, value_type: Type[_T]) -> EgressMessage:
     """A generic egress record; see :func:`kafka_egress_message` and
     :func:`kinesis_egress_message` for those egresses."""
     if not target_typename:
@@ -486,7 +484,7 @@ def egress_message_builder(target_typename: str, value: Any, value_type: Type) -
     return EgressMessage._built(target_typename, value_type.typename, data)
 
 
-def _record_bytes(value: Any, value_type: Optional[Type], kafka: bool) -> bytes:
+def _record_bytes(value: Any, value_type: Optional[Type[Any]], kafka: bool) -> bytes:
     if value_type:
         return encode(value_type, value)
     if isinstance(value, str):
@@ -507,15 +505,37 @@ def _record_bytes(value: Any, value_type: Optional[Type], kafka: bool) -> bytes:
 
 #: A Kafka header's value: text (UTF-8), bytes, or None for a null value.
 HeaderValue = Union[str, bytes, None]
+_Headers = Union[Mapping[str, HeaderValue], Iterable[tuple[str, HeaderValue]], None]
+
+
+# For type checkers: a value of value_type's type, or one of the values encoded without one
+@overload
+def kafka_egress_message(
+    typename: str,
+    topic: str,
+    value: _T,
+    value_type: Type[_T],
+    key: Optional[str] = None,
+    headers: _Headers = None,
+) -> EgressMessage: ...
+@overload
+def kafka_egress_message(
+    typename: str,
+    topic: str,
+    value: Union[str, bytes, bytearray, int, float],
+    value_type: None = None,
+    key: Optional[str] = None,
+    headers: _Headers = None,
+) -> EgressMessage: ...
 
 
 def kafka_egress_message(
     typename: str,
     topic: str,
-    value: Union[str, bytes, bytearray, int, float, Any],
-    value_type: Optional[Type] = None,
+    value: Any,
+    value_type: Optional[Type[Any]] = None,
     key: Optional[str] = None,
-    headers: Union[Mapping[str, HeaderValue], Iterable[tuple[str, HeaderValue]], None] = None,
+    headers: _Headers = None,
 ) -> EgressMessage:
     """A record for a Kafka egress (``typename`` is the egress id in ``module.yaml``).
 
@@ -550,12 +570,32 @@ def _header(name: str, value: HeaderValue) -> bytes:
     return field(1, text(name)) + field(2, data) + b"\x18\x01"
 
 
+@overload
 def kinesis_egress_message(
     typename: str,
     stream: str,
-    value: Union[str, bytes, bytearray, Any],
+    value: _T,
     partition_key: str,
-    value_type: Optional[Type] = None,
+    value_type: Type[_T],
+    explicit_hash_key: Optional[str] = None,
+) -> EgressMessage: ...
+@overload
+def kinesis_egress_message(
+    typename: str,
+    stream: str,
+    value: Union[str, bytes, bytearray],
+    partition_key: str,
+    value_type: None = None,
+    explicit_hash_key: Optional[str] = None,
+) -> EgressMessage: ...
+
+
+def kinesis_egress_message(
+    typename: str,
+    stream: str,
+    value: Any,
+    partition_key: str,
+    value_type: Optional[Type[Any]] = None,
     explicit_hash_key: Optional[str] = None,
 ) -> EgressMessage:
     """A record for a Kinesis egress (``typename`` is the egress id in ``module.yaml``)."""

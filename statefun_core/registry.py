@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from .errors import PluginError, UnknownTypeError
 from .types import Type
 
 __all__ = ["TypeRegistry"]
 
-TypeFactory = Callable[[type], Optional[Type]]
+TypeFactory = Callable[[type], Optional[Type[Any]]]
+
+_T = TypeVar("_T")
 
 
 class TypeRegistry:
@@ -22,10 +24,10 @@ class TypeRegistry:
     """
 
     def __init__(self) -> None:
-        self._by_class: dict[type, Type] = {}  # registered, for a class and its subclasses
-        self._answered: dict[type, Type] = {}  # what a factory answered, for that class only
+        self._by_class: dict[type, Type[Any]] = {}  # registered, for a class and its subclasses
+        self._answered: dict[type, Type[Any]] = {}  # what a factory answered, for that class only
         # each typename's type, who claimed it, and the class a factory answered it for
-        self._by_typename: dict[str, tuple[Type, str, Optional[str]]] = {}
+        self._by_typename: dict[str, tuple[Type[Any], str, Optional[str]]] = {}
         self._factories: list[tuple[TypeFactory, str]] = []
         # held while a class nobody registered is looked up: a factory may answer with a new
         # Type on each call, and two threads asking at once would claim its typename twice
@@ -35,7 +37,7 @@ class TypeRegistry:
     """The plugin whose ``statefun_register_types`` is running, named in error messages (by
     the name users block it by) beside the ``source`` it gives."""
 
-    def register(self, cls: type, tpe: Type, *, source: Optional[str] = None) -> None:
+    def register(self, cls: type[_T], tpe: Type[_T], *, source: Optional[str] = None) -> None:
         if not isinstance(cls, type):
             raise TypeError(f"register(cls, tpe): cls must be a class, not {type(cls).__name__}")
         if not isinstance(tpe, Type):
@@ -59,7 +61,7 @@ class TypeRegistry:
             return f"plugin {self.plugin!r}"
         return f"{source} (plugin {self.plugin!r})"
 
-    def _claim(self, tpe: Type, source: str, answered_for: Optional[str] = None) -> None:
+    def _claim(self, tpe: Type[Any], source: str, answered_for: Optional[str] = None) -> None:
         """``answered_for``: the class a factory answered ``tpe`` for, by module and qualified
         name. The same class defined again (a notebook cell run again, a module reloaded) is
         a new class, answered with a new type: that one takes over the typename."""
@@ -72,7 +74,7 @@ class TypeRegistry:
                 )
         self._by_typename[tpe.typename] = (tpe, source, answered_for)
 
-    def for_class(self, cls: type) -> Type:
+    def for_class(self, cls: type[_T]) -> Type[_T]:
         """The type for ``cls``: registered for it or its nearest registered base class, or
         else what a factory answers for ``cls`` itself (a subclass is asked about on its own:
         it may have a type of its own, or none)."""
@@ -84,7 +86,7 @@ class TypeRegistry:
         with self._finding:
             return self._find(cls)
 
-    def _find(self, cls: type) -> Type:
+    def _find(self, cls: type) -> Type[Any]:
         """The type of a class found in neither map: asked again, now that this thread is the
         only one looking (another may have found it meanwhile)."""
         found = self._answered.get(cls)
@@ -112,10 +114,10 @@ class TypeRegistry:
             "Type (ValueSpec(type=...), value_type=...), or install a type plugin for it"
         )
 
-    def source_of(self, tpe: Type) -> str:
+    def source_of(self, tpe: Type[Any]) -> str:
         """Who registered (or answered with) ``tpe``, as named in error messages."""
         known = self._by_typename.get(tpe.typename)
         return known[1] if known is not None and known[0] is tpe else "an unknown source"
 
-    def for_value(self, value: Any) -> Type:
+    def for_value(self, value: Any) -> Type[Any]:
         return self.for_class(type(value))

@@ -40,13 +40,13 @@ __all__ = [
 ]
 
 #: ``name -> (Type, serializer)`` of a function's states, in declaration order.
-Specs = dict[str, tuple[Type, Any]]
+Specs = dict[str, tuple[Type[Any], Any]]
 
 #: The built-in types whose values are stored as they are (by identity: a Type may define
 #: ``__eq__``): the class and range of such a value, and how the reply encodes one that is not
 #: zero or False (proto3 leaves those out): the field's tag and the value packed by one C call,
 #: the bytes the type's serializer writes in Python.
-_KEPT_AS_IS: tuple[tuple[Type, tuple[Any, int, int], struct.Struct, int], ...] = (
+_KEPT_AS_IS: tuple[tuple[Type[Any], tuple[Any, int, int], struct.Struct, int], ...] = (
     (IntType, (int, -(2**31), 2**31 - 1), struct.Struct("<Bi"), 0x0D),
     (LongType, (int, -(2**63), 2**63 - 1), struct.Struct("<Bq"), 0x09),
     (BoolType, (bool, False, True), struct.Struct("<B?"), 0x08),
@@ -70,7 +70,7 @@ class StateValues:
     _written: dict[str, Any]
 
 
-def state_serializer(tpe: Type, serializer: Any) -> Callable[[Any], bytes]:
+def state_serializer(tpe: Type[Any], serializer: Any) -> Callable[[Any], bytes]:
     """``serializer.serialize``, made to return bytes (the built-in types' already do)."""
     serialize: Callable[[Any], bytes] = serializer.serialize
     if _is_builtin(tpe):
@@ -79,7 +79,7 @@ def state_serializer(tpe: Type, serializer: Any) -> Callable[[Any], bytes]:
     return lambda value: to_bytes(serialize(value), typename)
 
 
-def kept_encoder(tpe: Type) -> Callable[[Any], bytes]:
+def kept_encoder(tpe: Type[Any]) -> Callable[[Any], bytes]:
     """How the reply encodes an int or bool of ``tpe`` kept as it is, when it is not zero or
     False (those encode to no bytes)."""
     for builtin, _, packer, tag in _KEPT_AS_IS:
@@ -92,7 +92,7 @@ def _never_kept(value: Any) -> bytes:
     raise AssertionError(f"a value of this type is stored encoded, not as it is: {value!r:.100}")
 
 
-def _is_builtin(tpe: Type) -> bool:
+def _is_builtin(tpe: Type[Any]) -> bool:
     return any(tpe is builtin for builtin in BUILTIN_TYPES)
 
 
@@ -139,7 +139,7 @@ def _received_reader(name: str, typename: str, deserialize: Any) -> Callable[[An
     return read_received
 
 
-def _builtin_property(name: str, tpe: Type, serializer: Any, maximum: float) -> property:
+def _builtin_property(name: str, tpe: Type[Any], serializer: Any, maximum: float) -> property:
     """A state of a built-in type: its decoded value is kept, and every read returns it."""
     serialize = serializer.serialize
     deserialize = serializer.deserialize
@@ -212,7 +212,7 @@ def _builtin_property(name: str, tpe: Type, serializer: Any, maximum: float) -> 
     return property(fget, fset, fdel)
 
 
-def _decoding_property(name: str, tpe: Type, serializer: Any, maximum: float) -> property:
+def _decoding_property(name: str, tpe: Type[Any], serializer: Any, maximum: float) -> property:
     """A state of any other type: each read decodes the bytes received or written."""
     serialize = state_serializer(tpe, serializer)
     deserialize = serializer.deserialize

@@ -12,9 +12,10 @@ import abc
 import json
 import math
 import struct
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
 from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as _ProtobufMessage
 from google.protobuf.wrappers_pb2 import BytesValue
 
 from . import protocol
@@ -35,23 +36,34 @@ __all__ = [
     "to_bytes",
 ]
 
+_T = TypeVar("_T")
+_M = TypeVar("_M", bound=_ProtobufMessage)
 
-class TypeSerializer(metaclass=abc.ABCMeta):
-    """Serializes values of one type to bytes and back."""
+#: What a serializer may return: bytes, or text, which is encoded as UTF-8 (see to_bytes).
+_Serialized = Union[bytes, bytearray, memoryview, str]
+
+
+class TypeSerializer(Generic[_T], metaclass=abc.ABCMeta):
+    """Serializes values of one type, ``_T``, to bytes and back."""
 
     __slots__ = ()
 
     @abc.abstractmethod
-    def serialize(self, value: Any) -> bytes:
+    def serialize(self, value: _T) -> bytes:
         """Serialize ``value`` to bytes."""
 
     @abc.abstractmethod
-    def deserialize(self, byte: bytes) -> Any:
+    def deserialize(self, byte: bytes) -> _T:
         """Deserialize a value from its byte representation."""
 
 
-class Type(metaclass=abc.ABCMeta):
-    """A StateFun value type: a typename (``namespace/name``) and a serializer."""
+class Type(Generic[_T], metaclass=abc.ABCMeta):
+    """A StateFun value type: a typename (``namespace/name``) and a serializer of its values.
+
+    Generic in the Python class of its values for type checkers: ``IntType`` is a
+    ``Type[int]``, ``message.as_type(IntType)`` an ``Optional[int]``. (``Generic`` costs
+    nothing per call: it adds no ``__new__`` or ``__init__``.)
+    """
 
     __slots__ = ("typename",)
 
@@ -63,7 +75,7 @@ class Type(metaclass=abc.ABCMeta):
         self.typename = typename
 
     @abc.abstractmethod
-    def serializer(self) -> TypeSerializer:
+    def serializer(self) -> TypeSerializer[_T]:
         """The serializer of this type."""
 
     def __repr__(self) -> str:
@@ -83,26 +95,27 @@ def to_bytes(data: Any, typename: str) -> bytes:
     )
 
 
-class _FunctionSerializer(TypeSerializer):
+class _FunctionSerializer(TypeSerializer[_T]):
     __slots__ = ("deserialize_fn", "serialize_fn")
 
-    serialize_fn: Callable[[Any], Any]
-    deserialize_fn: Callable[[bytes], Any]
+    serialize_fn: Callable[[_T], _Serialized]
+    deserialize_fn: Callable[[bytes], _T]
 
     def __init__(
-        self, serialize_fn: Callable[[Any], Any], deserialize_fn: Callable[[bytes], Any]
+        self, serialize_fn: Callable[[_T], _Serialized], deserialize_fn: Callable[[bytes], _T]
     ) -> None:
         self.serialize_fn = serialize_fn
         self.deserialize_fn = deserialize_fn
 
-    def serialize(self, value: Any) -> Any:
+    # what the function returned: the callers pass it through to_bytes
+    def serialize(self, value: _T) -> Any:
         return self.serialize_fn(value)
 
-    def deserialize(self, byte: bytes) -> Any:
+    def deserialize(self, byte: bytes) -> _T:
         return self.deserialize_fn(byte)
 
 
-class SimpleType(Type):
+class SimpleType(Type[_T]):
     """A type made of two functions; see :func:`simple_type`."""
 
     __slots__ = ("_serializer",)
@@ -110,8 +123,8 @@ class SimpleType(Type):
     def __init__(
         self,
         typename: Optional[str],
-        serialize_fn: Optional[Callable[[Any], Any]],
-        deserialize_fn: Optional[Callable[[bytes], Any]],
+        serialize_fn: Optional[Callable[[_T], _Serialized]],
+        deserialize_fn: Optional[Callable[[bytes], _T]],
     ) -> None:
         super().__init__(typename or "")  # refused there: "typename can not be missing"
         if not serialize_fn:
@@ -120,17 +133,18 @@ class SimpleType(Type):
             raise ValueError("deserialize_fn is missing")
         self._serializer = _FunctionSerializer(serialize_fn, deserialize_fn)
 
-    def serializer(self) -> TypeSerializer:
+    def serializer(self) -> TypeSerializer[_T]:
         return self._serializer
 
 
 def simple_type(
     typename: Optional[str] = None,
-    serialize_fn: Optional[Callable[[Any], Any]] = None,
-    deserialize_fn: Optional[Callable[[bytes], Any]] = None,
-) -> Type:
+    serialize_fn: Optional[Callable[[_T], _Serialized]] = None,
+    deserialize_fn: Optional[Callable[[bytes], _T]] = None,
+) -> Type[_T]:
     """A type from a pair of functions. ``serialize_fn`` may return ``bytes`` or ``str``
-    (encoded as UTF-8).
+    (encoded as UTF-8). Its values are what ``deserialize_fn`` returns: type checkers infer
+    ``Type[User]`` from a ``deserialize_fn`` that returns a ``User``.
 
     Each argument is required; one left out raises ``ValueError``, as in the official SDK,
     whose signature this keeps.
@@ -142,29 +156,32 @@ def _json_dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
-def make_json_type(typename: str) -> Type:
+def make_json_type(typename: str) -> Type[Any]:
     """A type whose values are JSON documents (UTF-8) handled by :mod:`json`."""
     return simple_type(typename, _json_dumps, json.loads)
 
 
-def make_protobuf_type(cls: Any, namespace: Optional[str] = None) -> Type:
-    """A type for a protobuf message class, named ``type.googleapis.com/<full.Name>``."""
+def make_protobuf_type(cls: type[_M], namespace: Optional[str] = None) -> Type[_M]:
+    """A type for a protobuf message class, named ``type.googleapis.com/<full.Name>``; its
+    values are instances of ``cls``."""
     if not cls:
         raise ValueError("The Protobuf generated class is missing.")
     name = cls.DESCRIPTOR.full_name
     if not name:
         raise TypeError("Unable to deduce the Protobuf Message full name.")
     return simple_type(
-        f"{namespace or 'type.googleapis.com'}/{name}",
-        lambda message: message.SerializeToString(),
-        cls.FromString,
+        f"{namespace or 'type.googleapis.com'}/{name}", _serialize_message, cls.FromString
     )
+
+
+def _serialize_message(message: _ProtobufMessage) -> bytes:
+    return message.SerializeToString()
 
 
 # --- built-in types -------------------------------------------------------------------------
 
 
-class _WrapperSerializer(TypeSerializer):
+class _WrapperSerializer(TypeSerializer[Any]):
     """Canonical proto3 encoding of a one-field wrapper message, protobuf as the fallback."""
 
     __slots__ = (
@@ -278,7 +295,7 @@ class _FloatingSerializer(_WrapperSerializer):
         return 0.0 if value == value else math.nan
 
 
-class _BoolSerializer(TypeSerializer):
+class _BoolSerializer(TypeSerializer[bool]):
     __slots__ = ()
 
     def serialize(self, value: Any) -> bytes:
@@ -300,7 +317,7 @@ class _BoolSerializer(TypeSerializer):
         return bool(protocol.BooleanWrapper.FromString(byte).value)
 
 
-class _StringSerializer(TypeSerializer):
+class _StringSerializer(TypeSerializer[str]):
     __slots__ = ()
 
     def serialize(self, value: Any) -> bytes:
@@ -343,14 +360,14 @@ _pack_three_bytes = struct.Struct("3B").pack  # no tuple made, as bytes((a, b, c
 _SHORT_STRING_HEADERS = tuple(bytes((0x0A, size)) for size in range(0x80))
 
 
-class _BuiltinType(Type):
+class _BuiltinType(Type[_T]):
     __slots__ = ("_serializer",)
 
-    def __init__(self, typename: str, serializer: TypeSerializer) -> None:
+    def __init__(self, typename: str, serializer: TypeSerializer[_T]) -> None:
         super().__init__(typename)
         self._serializer = serializer
 
-    def serializer(self) -> TypeSerializer:
+    def serializer(self) -> TypeSerializer[_T]:
         return self._serializer
 
     def __reduce__(self) -> str:
@@ -359,23 +376,30 @@ class _BuiltinType(Type):
         return _BUILTIN_NAMES[self.typename]
 
 
-BoolType: Type = _BuiltinType("io.statefun.types/bool", _BoolSerializer())
-IntType: Type = _BuiltinType(
+BoolType: Type[bool] = _BuiltinType("io.statefun.types/bool", _BoolSerializer())
+IntType: Type[int] = _BuiltinType(
     "io.statefun.types/int", _WrapperSerializer(protocol.IntWrapper, 0x0D, "<i", 0)
 )
-FloatType: Type = _BuiltinType(
+FloatType: Type[float] = _BuiltinType(
     "io.statefun.types/float", _FloatingSerializer(protocol.FloatWrapper, "<f", _FLOAT32_MAX)
 )
-LongType: Type = _BuiltinType(
+LongType: Type[int] = _BuiltinType(
     "io.statefun.types/long", _WrapperSerializer(protocol.LongWrapper, 0x09, "<q", 0)
 )
-DoubleType: Type = _BuiltinType(
+DoubleType: Type[float] = _BuiltinType(
     "io.statefun.types/double", _FloatingSerializer(protocol.DoubleWrapper, "<d", math.inf)
 )
-StringType: Type = _BuiltinType("io.statefun.types/string", _StringSerializer())
+StringType: Type[str] = _BuiltinType("io.statefun.types/string", _StringSerializer())
 
 #: The six built-in types; their serializers return ``bytes``.
-BUILTIN_TYPES = (BoolType, IntType, FloatType, LongType, DoubleType, StringType)
+BUILTIN_TYPES: tuple[Type[Any], ...] = (
+    BoolType,
+    IntType,
+    FloatType,
+    LongType,
+    DoubleType,
+    StringType,
+)
 _BUILTIN_NAMES = {
     tpe.typename: name
     for tpe, name in zip(

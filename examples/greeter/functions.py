@@ -40,6 +40,6 @@ def inbox(context: Context, message: Message) -> None:
             typename="com.example/greets",
             topic="greetings",
             key=context.address.id,
-            value=message.as_string(),
+            value=message.as_string() or "",  # None only for a message without a value
         )
     )

@@ -39,7 +39,7 @@ def statefun_register_types(registry: TypeRegistry) -> None:
 
 
 @hookspec(firstresult=True)
-def statefun_type_for_class(cls: type) -> Optional[Type]:
+def statefun_type_for_class(cls: type) -> Optional[Type[Any]]:
     """Return the StateFun ``Type`` for ``cls``, or ``None`` to let other plugins answer.
 
     Asked once per class that ``statefun_register_types`` did not cover; the first answer wins

@@ -474,7 +474,7 @@ class Harness:
             value = {"value": value["value"], "value_type": self._resolve(type(value["value"]))}
         return TypedValue.from_proto(message_builder(typename, id, **value).typed_value)
 
-    def _declared_specs(self, typename: str) -> dict[str, tuple[Type, StateSpec]]:
+    def _declared_specs(self, typename: str) -> dict[str, tuple[Type[Any], StateSpec]]:
         """The states the deployed function declares: each one's type, and the spec its
         state discovery would register."""
         declared = {}
@@ -483,7 +483,7 @@ class Harness:
             declared[spec.name] = (tpe, _state_spec(spec, tpe))
         return declared
 
-    def _resolve(self, tpe: Union[Type, type]) -> Type:
+    def _resolve(self, tpe: Union[Type[Any], type]) -> Type[Any]:
         return tpe if isinstance(tpe, Type) else self.handler.types.for_class(tpe)
 
     def _find(
@@ -504,7 +504,7 @@ class Harness:
 _MISSING = object()
 
 
-def _state_spec(spec: ValueSpec, tpe: Type) -> StateSpec:
+def _state_spec(spec: ValueSpec, tpe: Type[Any]) -> StateSpec:
     if spec.after_call:
         return StateSpec(spec.name, tpe.typename, ExpireMode.AFTER_INVOKE, spec.duration)
     if spec.after_write:

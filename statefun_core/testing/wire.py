@@ -20,7 +20,7 @@ StateFun's string, int and boolean types.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from .. import protocol
 from ..engine import Address, EgressRecord, ExpireMode, StateSpec, TypedValue
@@ -44,10 +44,12 @@ __all__ = [
 #: A value for a request: a ``protocol.TypedValue``, or a ``str``, ``int`` or ``bool``.
 Value = Any
 
+_T = TypeVar("_T")
+
 _MODIFY = 1
 
 
-def typed_value(tpe: Type, value: Any) -> Any:
+def typed_value(tpe: Type[_T], value: _T) -> Any:
     """``value`` serialized by ``tpe``, as a ``protocol.TypedValue``."""
     data = to_bytes(tpe.serializer().serialize(value), tpe.typename)  # as the handler takes it
     return protocol.TypedValue(typename=tpe.typename, has_value=True, value=data)

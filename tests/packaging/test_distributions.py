@@ -317,6 +317,8 @@ def test_the_pytest_plugin_and_the_console_script_are_installed(tmp_path: Path) 
 TYPED_USER_CODE = """
 from aiohttp import web
 from flask import Blueprint
+from typing import Any
+
 from typing_extensions import assert_type
 
 import statefun
@@ -335,7 +337,7 @@ functions = statefun.StatefulFunctions()
 assert_type(functions, StatefulFunctions)
 assert_type(statefun_aiohttp.create_app(functions), web.Application)
 assert_type(statefun_flask.make_blueprint(functions), Blueprint)
-assert_type(statefun_msgpack.msgpack_type("game/Scores"), Type)
+assert_type(statefun_msgpack.msgpack_type("game/Scores"), Type[Any])
 assert_type(statefun_prometheus.metrics_response(), tuple[bytes, str])
 plugin = statefun_opentelemetry.OpenTelemetryPlugin()
 routes = statefun_tornado.make_routes(functions, "/statefun")

@@ -4,7 +4,7 @@ the ``typecheck`` session (see ``uses_core.py``), not run by pytest."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from typing_extensions import assert_type
 
@@ -18,7 +18,7 @@ class Money:
 
 def handle(context: Context, message: Message) -> None:
     assert_type(message.as_type(Money), Optional[Money])  # a class a type plugin knows
-    assert_type(message.as_type(StringType), Any)
+    assert_type(message.as_type(StringType), Optional[str])
     assert_type(message.as_string(), Optional[str])
     assert_type(message.as_int(), Optional[int])
     name = message.as_string() or ""

@@ -6,7 +6,9 @@ strict fails on whatever the library leaves partially unknown.
 This file: every name of ``statefun_core.__all__``, and the examples of the official SDK guide
 with ``from statefun import *`` replaced by the names they use. Where the guide's code itself
 does not type-check (it passes ``message.as_string()``, an ``Optional[str]``, as a target id,
-and reads ``ctx.caller`` after printing that it is None), this is the corrected code."""
+reads ``ctx.caller`` after printing that it is None, and ``user.name`` of
+``message.as_type(UserType)``, which is None for a message without a value), this is the
+corrected code."""
 
 from __future__ import annotations
 
@@ -100,7 +102,7 @@ UserType = simple_type(
     serialize_fn=lambda user: json.dumps(user.__dict__),
     deserialize_fn=lambda serialized: User(**json.loads(serialized)),
 )
-assert_type(UserType, Type)
+assert_type(UserType, Type[User])
 
 # --- the guide: State -------------------------------------------------------------------------
 ValueSpec(name="seen_count", type=IntType)
@@ -143,7 +145,9 @@ async def delayed(ctx: Context, message: Message) -> None:
 async def to_kafka(context: Context, message: Message) -> None:
     if not message.is_type(UserType):
         raise ValueError("Unknown type")
-    user: User = message.as_type(UserType)
+    user = message.as_type(UserType)
+    if user is None:
+        raise ValueError("No user")
     name = user.name
     storage = context.storage
     seen = storage.seen_count or 0
@@ -202,7 +206,7 @@ def sync_function(context: Context, message: Message) -> None:
     assert_type(message.value_typename(), str)
     assert_type(message.raw_value(), Optional[bytes])
     assert_type(message.as_type(User), Optional[User])
-    assert_type(message.as_type(UserType), Any)
+    assert_type(message.as_type(UserType), Optional[User])
     raise FinalFailure("give up")
 
 
@@ -220,15 +224,15 @@ assert_type(len(functions), int)
 for each in functions:
     assert_type(each, StatefulFunction)
 
-types: list[Type] = [BoolType, IntType, LongType, FloatType, DoubleType, StringType]
+types: list[Type[Any]] = [BoolType, IntType, LongType, FloatType, DoubleType, StringType]
 assert_type(StringType.typename, str)
 json_type = make_json_type("com.example/Json")
 protobuf_type = make_protobuf_type(StringValue, namespace="com.example")
-assert_type(json_type, Type)
-assert_type(protobuf_type, Type)
+assert_type(json_type, Type[Any])
+assert_type(protobuf_type, Type[StringValue])
 
 
-class UpperSerializer(TypeSerializer):
+class UpperSerializer(TypeSerializer[Any]):
     def serialize(self, value: Any) -> bytes:
         return str(value).upper().encode()
 
@@ -236,11 +240,11 @@ class UpperSerializer(TypeSerializer):
         return byte.decode()
 
 
-class UpperType(Type):
+class UpperType(Type[Any]):
     def __init__(self) -> None:
         super().__init__("com.example/Upper")
 
-    def serializer(self) -> TypeSerializer:
+    def serializer(self) -> TypeSerializer[Any]:
         return UpperSerializer()
 
 
@@ -258,7 +262,7 @@ message_builder("t/t", "i", str_valeu="typo")  # type: ignore[call-overload]
 message_builder("t/t", "i", value_type=StringType)  # type: ignore[call-overload]
 egress: EgressMessage = egress_message_builder("com.example/out", "value", StringType)
 assert_type(kafka_egress_message(typename="a/b", topic="t", key="k", value=b"v"), EgressMessage)
-assert_type(kinesis_egress_message(typename="a/b", stream="s", partition_key="k", value=1),
+assert_type(kinesis_egress_message(typename="a/b", stream="s", partition_key="k", value="1"),
             EgressMessage)  # fmt: skip
 
 limits = Limits(request_bytes=1024, reply_bytes=None)

@@ -201,13 +201,13 @@ class Order(pydantic.BaseModel):
 
 
 order_type = statefun_pydantic.pydantic_type(Order, "com.example/Order")
-assert_type(order_type, Type)
+assert_type(order_type, Type[Order])
 assert_type(statefun_pydantic.default_typename(Order), str)
 typename_attribute: str = statefun_pydantic.TYPENAME_ATTRIBUTE
 invalid: type[ValueError] = statefun_pydantic.ModelValidationError
 
 scores = statefun_msgpack.msgpack_type("game/Scores")
-assert_type(scores, Type)
+assert_type(scores, Type[Any])
 
 
 @statefun_msgpack.msgpack_dataclass("game/Point")
@@ -219,6 +219,7 @@ class Point:
 
 assert_type(Point(1, 2), Point)  # the decorator keeps the class
 point_type = statefun_msgpack.msgpack_type("game/Point", Point)
+assert_type(point_type, Type[Point])
 mark: str = statefun_msgpack.MARK
 decode_error: type[ValueError] = statefun_msgpack.MsgpackDecodeError
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Optional
+from typing import Any, Optional
 
 from typing_extensions import assert_type
 
@@ -49,7 +49,7 @@ class Timing:
         registry.add_factory(lambda cls: DECIMAL if cls is Decimal else None, source="timing")
 
     @hookimpl
-    def statefun_type_for_class(self, cls: type) -> Optional[Type]:
+    def statefun_type_for_class(self, cls: type) -> Optional[Type[Any]]:
         return DECIMAL if issubclass(cls, Decimal) else None
 
     @hookimpl

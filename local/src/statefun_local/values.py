@@ -10,12 +10,20 @@ from typing import Any, Optional, cast
 from statefun_core import protocol
 from statefun_core.engine.model import TypedValue
 from statefun_core.messages import KAFKA_PRODUCER_RECORD, KINESIS_EGRESS_RECORD
-from statefun_core.types import BoolType, DoubleType, FloatType, IntType, LongType, StringType
+from statefun_core.types import (
+    BoolType,
+    DoubleType,
+    FloatType,
+    IntType,
+    LongType,
+    StringType,
+    Type,
+)
 
 __all__ = ["BUILTIN_TYPES", "InvalidValueError", "describe", "make_value", "playground_record"]
 
 #: Short names for the built-in types, as accepted by ingress and the CLI.
-BUILTIN_TYPES = {
+BUILTIN_TYPES: dict[str, Type[Any]] = {
     "string": StringType,
     "int": IntType,
     "long": LongType,

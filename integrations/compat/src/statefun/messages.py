@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from statefun_core.messages import EgressMessage, Message, egress_message_builder, message_builder
 from statefun_core.protocol import TypedValue
 from statefun_core.types import Type
@@ -22,7 +24,7 @@ __all__ = [
 ]
 
 #: ``message_builder``'s value keywords, and the type each gives the value
-PRIMITIVE_GETTERS: dict[str, Type] = {
+PRIMITIVE_GETTERS: dict[str, Type[Any]] = {
     "int_value": wrapper_types.IntType,
     "float_value": wrapper_types.FloatType,
     "long_value": wrapper_types.LongType,

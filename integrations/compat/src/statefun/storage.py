@@ -56,7 +56,7 @@ def resolve(storage: StorageSpec, typename: str, values: Iterable[Any]) -> Resol
     missing = [spec for spec in storage.specs if spec.name not in received]
     if missing:
         return Resolution(missing_specs=missing, storage=None)
-    types: dict[str, tuple[Type, Any]] = {}
+    types: dict[str, tuple[Type[Any], Any]] = {}
     for spec in storage.specs:
         if not isinstance(spec.type, Type):
             raise TypeError(

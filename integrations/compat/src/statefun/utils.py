@@ -20,14 +20,14 @@ __all__ = [
 ]
 
 
-def to_typed_value(type: Type, value: Any) -> Any:
+def to_typed_value(type: Type[Any], value: Any) -> Any:
     """``value`` as a ``TypedValue`` of ``type``; None gives one without a value."""
     if value is None:
         return TypedValue(typename=type.typename, has_value=False)
     return typed_value(type, value)
 
 
-def from_typed_value(tpe: Type, typed_value: Optional[Any]) -> Any:
+def from_typed_value(tpe: Type[Any], typed_value: Optional[Any]) -> Any:
     """The value ``typed_value`` holds, read by ``tpe`` (None when it has none); a
     ``TypeError`` when it is of another type."""
     if not typed_value or not typed_value.has_value:
@@ -41,7 +41,7 @@ def from_typed_value(tpe: Type, typed_value: Optional[Any]) -> Any:
 
 
 def to_typed_value_deduce(
-    value: Union[str, bytes, bytearray], value_type: Optional[Type] = None
+    value: Union[str, bytes, bytearray], value_type: Optional[Type[Any]] = None
 ) -> bytes:
     """``value``'s bytes: serialized by ``value_type`` when given, else UTF-8 for a ``str``
     and as they are for bytes."""

@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 
-class ProtobufWrappingTypeSerializer(TypeSerializer):
+class ProtobufWrappingTypeSerializer(TypeSerializer[Any]):
     """Values as the ``value`` field of a one-field protobuf message class."""
 
     __slots__ = ("wrapper",)
@@ -68,7 +68,7 @@ class ProtobufWrappingTypeSerializer(TypeSerializer):
         return self.wrapper.FromString(byte).value
 
 
-class ProtobufWrappingType(Type):
+class ProtobufWrappingType(Type[Any]):
     """A type whose values are the ``value`` field of ``wrapper_message_type``."""
 
     __slots__ = ("wrapper",)
@@ -79,17 +79,17 @@ class ProtobufWrappingType(Type):
         super().__init__(typename)
         self.wrapper = wrapper_message_type
 
-    def serializer(self) -> TypeSerializer:
+    def serializer(self) -> TypeSerializer[Any]:
         return ProtobufWrappingTypeSerializer(self.wrapper)
 
 
-PY_TYPE_TO_WRAPPER_TYPE: dict[type, Type] = {
+PY_TYPE_TO_WRAPPER_TYPE: dict[type, Type[Any]] = {
     int: IntType,
     bool: BoolType,
     float: FloatType,
     str: StringType,
 }
-WRAPPER_TYPE_TO_PY_TYPE: dict[Type, type] = {
+WRAPPER_TYPE_TO_PY_TYPE: dict[Type[Any], type] = {
     IntType: int,
     BoolType: bool,
     FloatType: float,

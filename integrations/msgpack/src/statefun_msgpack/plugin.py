@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from statefun_core.plugins import hookimpl
 from statefun_core.types import Type
@@ -12,6 +12,6 @@ from .types import MARK
 
 
 @hookimpl
-def statefun_type_for_class(cls: type) -> Optional[Type]:
+def statefun_type_for_class(cls: type) -> Optional[Type[Any]]:
     found = cls.__dict__.get(MARK)
     return found if isinstance(found, Type) else None

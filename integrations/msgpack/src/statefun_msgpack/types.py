@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import sys
 import typing
-from typing import Any, Callable, Optional, TypeVar, cast
+from typing import Any, Callable, Optional, TypeVar, cast, overload
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -18,13 +18,14 @@ __all__ = ["MARK", "MsgpackDecodeError", "msgpack_dataclass", "msgpack_type"]
 MARK = "__statefun_msgpack_type__"
 
 C = TypeVar("C", bound=type)
+_T = TypeVar("_T")
 
 
 class MsgpackDecodeError(ValueError):
     """Bytes received under a msgpack typename could not be read back (the cause is chained)."""
 
 
-class _Serializer(TypeSerializer):
+class _Serializer(TypeSerializer[Any]):
     __slots__ = ("cls", "typename")
 
     def __init__(self, typename: str, cls: Optional[type]) -> None:
@@ -132,7 +133,7 @@ def _optional_of(hint: Any) -> Any:
     return others[0] if len(others) == 1 and len(args) == 2 else hint
 
 
-class MsgpackType(Type):
+class MsgpackType(Type[Any]):
     """A msgpack type; make it with :func:`msgpack_type`."""
 
     __slots__ = ("_serializer", "cls")
@@ -144,11 +145,18 @@ class MsgpackType(Type):
         self.cls = cls
         self._serializer = _Serializer(typename, cls)
 
-    def serializer(self) -> TypeSerializer:
+    def serializer(self) -> TypeSerializer[Any]:
         return self._serializer
 
 
-def msgpack_type(typename: str, cls: Optional[type] = None) -> Type:
+# for type checkers: a Type of plain data without cls, of cls's instances with it
+@overload
+def msgpack_type(typename: str, cls: None = None) -> Type[Any]: ...
+@overload
+def msgpack_type(typename: str, cls: type[_T]) -> Type[_T]: ...
+
+
+def msgpack_type(typename: str, cls: Optional[type] = None) -> Type[Any]:
     """A msgpack type named ``typename``.
 
     Without ``cls``: plain data (``dict``, ``list``, ``str``, ``int``, ``float``, ``bool``,

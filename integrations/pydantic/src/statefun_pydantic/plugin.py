@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel
 
@@ -13,7 +13,7 @@ from .types import pydantic_type
 
 
 @hookimpl
-def statefun_type_for_class(cls: type) -> Optional[Type]:
+def statefun_type_for_class(cls: type) -> Optional[Type[Any]]:
     try:
         is_model = issubclass(cls, BaseModel)
     except TypeError:  # not a class: list[int] passes for a type on Python < 3.11

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
 __all__ = ["TYPENAME_ATTRIBUTE", "ModelValidationError", "default_typename", "pydantic_type"]
+
+_M = TypeVar("_M", bound=BaseModel)
 
 #: A model's own class attribute that names its typename: ``__statefun_typename__ = "a/B"``.
 TYPENAME_ATTRIBUTE = "__statefun_typename__"
@@ -54,10 +56,10 @@ def default_typename(model: type[BaseModel]) -> str:
     return f"{model.__module__}/{model.__qualname__}"
 
 
-class _ModelSerializer(TypeSerializer):
+class _ModelSerializer(TypeSerializer[_M]):
     __slots__ = ("model", "typename")
 
-    def __init__(self, model: type[BaseModel], typename: str) -> None:
+    def __init__(self, model: type[_M], typename: str) -> None:
         self.model = model
         self.typename = typename
 
@@ -78,30 +80,30 @@ class _ModelSerializer(TypeSerializer):
             ) from error
         return text.encode("utf-8")
 
-    def deserialize(self, byte: bytes) -> BaseModel:
+    def deserialize(self, byte: bytes) -> _M:
         try:
             return self.model.model_validate_json(byte)
         except ValidationError as error:
             raise ModelValidationError(self.model, self.typename, error) from error
 
 
-class PydanticType(Type):
+class PydanticType(Type[_M]):
     """The type of one pydantic model; make it with :func:`pydantic_type`."""
 
     __slots__ = ("_serializer", "model")
 
-    model: type[BaseModel]
+    model: type[_M]
 
-    def __init__(self, model: type[BaseModel], typename: str) -> None:
+    def __init__(self, model: type[_M], typename: str) -> None:
         super().__init__(typename)
         self.model = model
         self._serializer = _ModelSerializer(model, typename)
 
-    def serializer(self) -> TypeSerializer:
+    def serializer(self) -> TypeSerializer[_M]:
         return self._serializer
 
 
-def pydantic_type(model: type[BaseModel], typename: Optional[str] = None) -> Type:
+def pydantic_type(model: type[_M], typename: Optional[str] = None) -> Type[_M]:
     """The StateFun type of ``model``: its JSON (by alias) under ``typename``, by default
     :func:`default_typename`. The same arguments give the same ``Type`` object."""
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
@@ -110,7 +112,7 @@ def pydantic_type(model: type[BaseModel], typename: Optional[str] = None) -> Typ
     found = _types.get(key)
     if found is None:  # setdefault: threads asking at once all get the first one kept
         found = _types.setdefault(key, PydanticType(*key))
-    return found
+    return found  # the Type of model: _types holds each model's own
 
 
-_types: dict[tuple[type[BaseModel], str], Type] = {}
+_types: dict[tuple[type[BaseModel], str], Type[Any]] = {}
