@@ -19,6 +19,7 @@ from statefun_core import (
     BoolType,
     Context,
     DoubleType,
+    EgressMessage,
     FloatType,
     IntType,
     LongType,
@@ -110,6 +111,13 @@ def handle(context: Context, message: Message) -> None:
     kinesis_egress_message("a/kinesis", "stream", value="v", partition_key="key")
     kinesis_egress_message("a/kinesis", "stream", 1, "key")  # type: ignore[call-overload]
     kinesis_egress_message("a/kinesis", "stream", 1, "key", value_type=UserType)  # type: ignore[misc]
+
+
+def forward(value: Any, value_type: Optional[Type[Any]] = None) -> EgressMessage:
+    """A Type or None passed on: each checker tries each overload with each (mypy's union
+    math, pyright's argument expansion)."""
+    kinesis_egress_message("a/kinesis", "stream", value, "key", value_type)
+    return kafka_egress_message("a/kafka", "topic", value, value_type, key="k")
 
 
 def registered(types: TypeRegistry) -> None:
