@@ -44,7 +44,14 @@ from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import EgressMessage, Message, encode
 from .plugins.endpoints import Endpoint, checked_endpoints, find_endpoint, header
-from .plugins.events import BatchEvent, CheckedReplyHeaders, InvocationEvent, InvocationRetried
+from .plugins.events import (
+    BatchEvent,
+    CheckedReplyHeaders,
+    InvocationCancelled,
+    InvocationEvent,
+    InvocationRetried,
+    Outcome,
+)
 from .plugins.logcontext import log_line, trace_id
 from .plugins.manager import OBSERVER_HOOKS, make_plugin_manager, plugin_label
 from .protowire import ONE_BYTE as _ONE_BYTE
@@ -576,7 +583,9 @@ class RequestReplyHandler:
             cancelled = _cancelled(error)
             if cancelled:
                 _log_cancelled(batch, headers)
-            failure = self._failed(batch, error, headers, cancelled or _interrupts(error))
+            failure = self._failed(
+                batch, error, headers, cancelled or _interrupts(error), cancelled
+            )
             if failure is error:
                 raise
             try:
@@ -900,12 +909,18 @@ class RequestReplyHandler:
         self.plugins.hook.statefun_batch_finished(batch=event)
 
     def _failed(
-        self, batch: _Batch, error: BaseException, headers: Optional[Headers], ends_request: bool
+        self,
+        batch: _Batch,
+        error: BaseException,
+        headers: Optional[Headers],
+        ends_request: bool,
+        cancelled: bool = False,
     ) -> BaseException:
         """Report a batch that raised ``error`` to the plugins, and return what to raise: a
         ``FunctionFailedError`` caused by it (logged), or, when it ``ends_request`` (a
         cancelled request, an interrupted process: not the function's failure), ``error``
-        itself."""
+        itself. The batch's outcome is ``cancelled`` for a ``cancelled`` request, else
+        ``error`` (an interrupted process's too: it stopped, nobody hung up)."""
         failure: BaseException = error
         if not ends_request:
             met: Optional[FunctionFailedError] = getattr(batch, "failure", None)
@@ -923,8 +938,9 @@ class RequestReplyHandler:
             )
         event = batch.event
         headers = _NO_HEADERS if headers is None else headers
+        outcome: Outcome = "cancelled" if cancelled else "error"
         if event is not None:
-            event.outcome = "error"
+            event.outcome = outcome
             event.duration = time.perf_counter() - event.started
             self.plugins.hook.statefun_batch_failed(batch=event, error=error)
         if self._hooks("statefun_request_failed"):
@@ -935,7 +951,7 @@ class RequestReplyHandler:
                     batch_size=len(batch.invocations),
                     headers=headers,
                     started=time.perf_counter(),
-                    outcome="error",
+                    outcome=outcome,
                 )
             self.plugins.hook.statefun_request_failed(error=failure, batch=event, headers=headers)
         return failure
@@ -1000,6 +1016,27 @@ class RequestReplyHandler:
 
         return observed
 
+    def _told(self, batch: _Batch, error: BaseException, retried: bool) -> BaseException:
+        """What ``statefun_invocation_finished`` is told an invocation raised: an
+        ``InvocationRetried`` for a try run again, an ``InvocationCancelled`` for one its
+        request's cancellation cut short, else ``error`` itself.
+
+        Cut short as ``handle_async`` tells it for the batch (``_cancelled``), and only an
+        ``async`` function awaits in the request's task; never under ``handle_sync``, whose
+        task is the handler's own, on this thread's loop (a ``CancelledError`` there is the
+        function's, or the process's as it stops)."""
+        if retried:
+            return _retried(error)
+        if not batch.plan.function.is_async:
+            return error
+        import asyncio
+
+        loop = asyncio._get_running_loop()
+        owner: Optional[_ThreadLoop] = getattr(self._loops, "owner", None)
+        if loop is None or (owner is not None and loop is owner.loop) or not _cancelled(error):
+            return error
+        return _cancellation(error)
+
     @contextlib.contextmanager
     def _observing(self, batch: _Batch, index: int, message: Message) -> Iterator[None]:
         policy = batch.plan.policy
@@ -1027,7 +1064,7 @@ class RequestReplyHandler:
                     batch.failure = _failed_function(batch, error)
                 if invocation is not None:
                     hook.statefun_invocation_finished(
-                        invocation=invocation, error=_retried(error) if retried else error
+                        invocation=invocation, error=self._told(batch, error, retried)
                     )
                 raise
             # a final failure: this invocation leaves no trace but its dead-letter record
@@ -1220,6 +1257,13 @@ def _retried(error: BaseException) -> InvocationRetried:
     )
     retried.__cause__ = error
     return retried
+
+
+def _cancellation(error: BaseException) -> InvocationCancelled:
+    """What the plugins are told of an invocation its request's cancellation cut short."""
+    cancelled = InvocationCancelled("its request was cancelled: the function was stopped")
+    cancelled.__cause__ = error
+    return cancelled
 
 
 def _cancelled(error: BaseException) -> bool:

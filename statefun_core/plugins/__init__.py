@@ -6,7 +6,7 @@ specifications in :mod:`statefun_core.plugins.hookspecs`; publish it under the e
 """
 
 from .endpoints import Endpoint, EndpointResponse, allowed_methods, find_endpoint, header
-from .events import BatchEvent, InvocationEvent, InvocationRetried, Outcome
+from .events import BatchEvent, InvocationCancelled, InvocationEvent, InvocationRetried, Outcome
 from .health import HealthEndpoints
 from .logcontext import (
     InvocationLogContext,
@@ -33,6 +33,7 @@ __all__ = [
     "Endpoint",
     "EndpointResponse",
     "HealthEndpoints",
+    "InvocationCancelled",
     "InvocationEvent",
     "InvocationLogContext",
     "InvocationLogFilter",

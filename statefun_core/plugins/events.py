@@ -9,7 +9,7 @@ from typing import Any, Literal, Mapping, Optional
 from ..core import SdkAddress
 from .endpoints import is_header
 
-Outcome = Literal["ok", "missing_state", "error"]
+Outcome = Literal["ok", "missing_state", "error", "cancelled"]
 
 
 #: Headers that frame the reply (its length, encoding, type, the connection): the server's own.
@@ -84,6 +84,8 @@ class BatchEvent:
     """Headers to send with the reply (statefun-opentelemetry's ``traceresponse``); a server
     sends them when it passed ``reply_headers`` to the handler."""
     outcome: Optional[Outcome] = None
+    """Set when the batch ends: ``ok`` or ``missing_state`` (``statefun_batch_finished``),
+    ``error`` or ``cancelled`` (``statefun_batch_failed``)."""
     duration: float = 0.0
     """Seconds from start to finish or failure."""
     state_bytes_read: int = 0
@@ -105,6 +107,16 @@ class InvocationRetried(Exception):
     in-tree plugins neither count it nor mark it an error (statefun-opentelemetry ends its
     span with the outcome ``retried``). Once per function per process (or per thread,
     for batches that reach it on several threads at once)."""
+
+
+class InvocationCancelled(BaseException):
+    """The ``error`` given to ``statefun_invocation_finished`` for an invocation its request's
+    cancellation cut short (a server cancels the request of a client that went, as a runtime
+    whose call timed out does): not the function's failure (the ``CancelledError`` raised at
+    its ``await`` is the ``__cause__``), and its batch's outcome is ``cancelled``. The in-tree
+    plugins count and trace it as ``cancelled``, not as an error. A ``BaseException``, as
+    ``asyncio.CancelledError`` is: a plugin that lets what is not an ``Exception`` pass lets it
+    pass too."""
 
 
 @dataclass

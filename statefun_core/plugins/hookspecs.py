@@ -8,8 +8,17 @@ Order for one request: ``statefun_batch_started`` → for each invocation
 ``statefun_invocation_started`` → (``statefun_invocation_dead_lettered`` for a final failure)
 → ``statefun_invocation_finished`` → then exactly one of
 ``statefun_batch_finished`` (outcome ``ok`` or ``missing_state``) or ``statefun_batch_failed``
-(outcome ``error``). ``statefun_request_failed`` is called for every request that ends in an
-error, including those rejected before a batch exists (malformed body, unknown function).
+(outcome ``error``, or ``cancelled`` when the server cancelled the request: its client went,
+or the server is stopping).
+``statefun_request_failed`` is called for every request that ends in an error or is
+cancelled, including those rejected before a batch exists (malformed body, unknown function).
+
+A cancelled request is not the function's failure (a runtime whose call timed out hung up,
+or the server is stopping for a redeploy), yet it ends through the same hooks as one, with outcome ``cancelled``:
+a plugin that ends in ``statefun_batch_failed`` what it started in ``statefun_batch_started``
+(a span, a timer) ends it for a cancelled batch too, and one that counts every failed batch
+keeps counting it. Tell the two apart by ``batch.outcome``, and an invocation the
+cancellation cut short by its ``error``, an :class:`~statefun_core.plugins.InvocationCancelled`.
 """
 
 from __future__ import annotations
@@ -71,6 +80,12 @@ def statefun_invocation_finished(
     discards and runs again (``handle_sync``'s first batch of an ``async`` function that asks
     for the running loop): not the function's failure, to be neither counted nor traced as
     one. Its batch's invocations are then started again from the first.
+
+    ``error`` is an :class:`~statefun_core.plugins.InvocationCancelled` for an ``async``
+    function stopped at its ``await`` because the server cancelled the request (the
+    ``CancelledError`` is its ``__cause__``): not the function's failure either; its batch
+    fails with outcome ``cancelled``. A ``blocking=True`` invocation, which its thread runs
+    to its end, is told how it ended: ``None``, or what it raised.
     """
 
 
@@ -96,9 +111,14 @@ def statefun_batch_finished(batch: BatchEvent) -> None:
 
 @hookspec
 def statefun_batch_failed(batch: BatchEvent, error: BaseException) -> None:
-    """A function raised: the batch produced no reply (outcome ``error``).
+    """The batch produced no reply: a function raised (outcome ``error``), or the server
+    cancelled the request (outcome ``cancelled``).
 
-    ``error`` is the function's own exception.
+    ``error`` is the function's own exception, or for a cancelled request the
+    ``asyncio.CancelledError`` (not the function's failure: its client went, as a runtime
+    whose call timed out does, or the server is stopping). A request interrupted otherwise
+    (``KeyboardInterrupt``, ``SystemExit``, its coroutine closed unfinished: ``GeneratorExit``)
+    is an ``error`` batch with that exception.
     """
 
 
@@ -106,10 +126,12 @@ def statefun_batch_failed(batch: BatchEvent, error: BaseException) -> None:
 def statefun_request_failed(
     error: BaseException, batch: Optional[BatchEvent], headers: Mapping[str, str]
 ) -> None:
-    """A request ended in an error (any status but 200); ``batch`` is None when the request was
-    rejected before a batch existed (malformed body → 400, unknown function → 404). When no
-    plugin implements another lifecycle hook, the batch was not observed: its ``batch`` names
-    the function, the id and the batch size, with no duration or counters."""
+    """A request ended in an error (any status but 200), or with no reply; ``batch`` is None
+    when the request was rejected before a batch existed (malformed body → 400, unknown
+    function → 404). When no plugin implements another lifecycle hook, the batch was not
+    observed: its ``batch`` names the function, the id and the batch size, and its outcome,
+    with no duration or counters. A cancelled request's ``error`` is the
+    ``asyncio.CancelledError`` and its ``batch.outcome`` is ``cancelled``."""
 
 
 # --- endpoints --------------------------------------------------------------------------------

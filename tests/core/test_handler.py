@@ -49,6 +49,7 @@ from statefun_core import (
     protocol,
 )
 from statefun_core.http import error_response
+from statefun_core.plugins import InvocationCancelled
 from statefun_core.testing.wire import (
     egress,
     from_function,
@@ -791,7 +792,8 @@ def test_handle_sync_runs_an_awaiting_function_as_a_task() -> None:
 
 def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
     """A server cancels the request's task when its client goes: the cancellation goes on
-    up (the task ends cancelled), and observers still hear the batch end."""
+    up (the task ends cancelled), and observers still hear the batch end, with the outcome
+    ``cancelled``; the invocation it stopped is told ``InvocationCancelled``."""
     functions = StatefulFunctions()
     started: list[asyncio.Event] = []  # made in the loop (Python 3.9 binds one to a loop)
 
@@ -817,6 +819,10 @@ def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
 
     assert asyncio.run(main())
     assert observer.failed == [(asyncio.CancelledError, asyncio.CancelledError)]
+    assert observer.outcomes == ["cancelled"]
+    (told,) = observer.invocations
+    assert type(told) is InvocationCancelled
+    assert type(told.__cause__) is asyncio.CancelledError
 
 
 def test_another_error_raised_while_the_request_is_cancelled_is_the_functions_failure() -> None:
@@ -995,15 +1001,24 @@ def test_a_record_factory_setting_trace_id_neither_loses_the_line_nor_the_error(
 
 class FailureObserver:
     """What ``statefun_batch_failed`` and ``statefun_request_failed`` hear: a pair of error
-    classes per request."""
+    classes per request; and the outcome of each failed batch, and what each invocation that
+    raised was told."""
 
     def __init__(self) -> None:
         self.failed: list[tuple[type, type]] = []
+        self.outcomes: list[str] = []
+        self.invocations: list[BaseException] = []
         self._batch_error: type = type(None)
+
+    @hookimpl
+    def statefun_invocation_finished(self, invocation: Any, error: Any) -> None:
+        if error is not None:
+            self.invocations.append(error)
 
     @hookimpl
     def statefun_batch_failed(self, batch: Any, error: BaseException) -> None:
         self._batch_error = type(error)
+        self.outcomes.append(batch.outcome)
 
     @hookimpl
     def statefun_request_failed(self, error: BaseException, batch: Any, headers: Any) -> None:
@@ -1033,18 +1048,24 @@ def test_a_cancelled_error_a_function_raises_itself_is_its_failure_under_handle_
         handler.handle_sync(to_function("ns/f", "1", [typed_value(IntType, 1)]))
     assert isinstance(failure.value.__cause__, asyncio.CancelledError)
     assert observer.failed == [(asyncio.CancelledError, FunctionFailedError)]
+    assert observer.outcomes == ["error"]
+    assert [type(error) for error in observer.invocations] == [asyncio.CancelledError]
 
 
 def test_a_cancelled_error_a_function_raises_itself_under_handle_async() -> None:
-    """Its failure (500) where the task can tell (Python 3.11+: ``Task.cancelling``); before,
-    a cancellation either way, which goes on up."""
+    """Its failure (500, outcome ``error``) where the task can tell (Python 3.11+:
+    ``Task.cancelling``); before, a cancellation either way, which goes on up."""
+    observer = FailureObserver()
     handler = RequestReplyHandler(
-        cancels_its_own_task(), plugins=make_plugin_manager(load_entrypoints=False)
+        cancels_its_own_task(), plugins=make_plugin_manager([observer], load_entrypoints=False)
     )
     request = to_function("ns/f", "1", [typed_value(IntType, 1)])
-    expected = FunctionFailedError if sys.version_info >= (3, 11) else asyncio.CancelledError
-    with pytest.raises(expected):
+    its_failure = sys.version_info >= (3, 11)
+    with pytest.raises(FunctionFailedError if its_failure else asyncio.CancelledError):
         asyncio.run(handler.handle_async(request))
+    assert observer.outcomes == ["error" if its_failure else "cancelled"]
+    (told,) = observer.invocations
+    assert type(told) is (asyncio.CancelledError if its_failure else InvocationCancelled)
 
 
 def test_no_task_a_batch_starts_outlives_it_under_handle_sync() -> None:
@@ -1109,6 +1130,26 @@ def test_an_interrupt_in_a_function_interrupts_the_server(serve: Serve) -> None:
     with pytest.raises(KeyboardInterrupt) as raised:
         serve(functions)(to_function("ns/f", "1", [typed_value(IntType, 1)]))
     assert raised.value is interrupt and raised.value.__cause__ is None  # as it was raised
+
+
+def test_an_interrupted_batch_is_an_error_not_a_cancellation() -> None:
+    """Nobody hung up: the process is stopping. Observers hear an ``error`` batch, and the
+    invocation's ``KeyboardInterrupt``, as before outcomes told the two apart."""
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f")
+    async def interrupted(context: Context, message: Message) -> None:
+        await asyncio.sleep(0)
+        raise KeyboardInterrupt
+
+    observer = FailureObserver()
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([observer], load_entrypoints=False)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(handler.handle_async(to_function("ns/f", "1", [typed_value(IntType, 1)])))
+    assert observer.outcomes == ["error"]
+    assert [type(error) for error in observer.invocations] == [KeyboardInterrupt]
 
 
 CURRENT_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="none")

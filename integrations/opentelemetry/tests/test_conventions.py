@@ -437,3 +437,67 @@ def test_a_failed_batchs_span_has_the_status_the_server_answers(
     assert (batch.kind, attributes["http.response.status_code"]) == (SpanKind.SERVER, 500)
     assert (attributes["error.type"], attributes["statefun.outcome"]) == (error_type, "error")
     assert batch.status.status_code is StatusCode.ERROR
+
+
+def test_a_request_whose_client_went_is_traced_as_cancelled_not_as_an_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Behind a real aiohttp server that cancels the handler of a request whose client went
+    (``handler_cancellation=True``), a client that closes its connection mid-batch, as a
+    runtime whose call timed out does. Not the function's failure: as the conventions treat
+    a call its caller cancelled (gRPC's CANCELLED on a server span, an HTTP request its
+    client aborted), the batch span and the span of the invocation the cancellation stopped
+    keep status UNSET, with no ``error.type`` and no exception event; ``statefun.outcome`` is
+    ``cancelled``. No reply was sent: no ``http.response.status_code``."""
+    slow = "example/slow"
+    functions = StatefulFunctions()
+    second: list[asyncio.Event] = []  # made in the loop (Python 3.9 binds one to a loop)
+
+    @functions.bind(slow)
+    async def waits_on_its_second(context: Context, message: Message) -> None:
+        if message.as_string() == "second":
+            second[0].set()
+            await asyncio.Event().wait()  # until cancelled
+
+    plugins = make_plugin_manager(
+        [OpenTelemetryPlugin(tracer_provider=provider)], load_entrypoints=False
+    )
+    app = create_app(RequestReplyHandler(functions, plugins=plugins))
+
+    async def client_goes() -> None:
+        second.append(asyncio.Event())
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        try:
+            body = wire.to_function(slow, "ann", ["first", "second", "third"])
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + f"traceparent: {TRACEPARENT}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+            await second[0].wait()
+            writer.close()  # the runtime gives up
+            await writer.wait_closed()
+            for _ in range(10_000):  # until the batch's span ended (no time is asserted)
+                if any(s.name == f"process {slow}" for s in exporter.get_finished_spans()):
+                    break
+                await asyncio.sleep(0.001)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(client_goes())
+    batch, invocations = spans(exporter, slow)
+    outcomes = [(span.attributes or {})["statefun.outcome"] for span in invocations]
+    assert outcomes == ["ok", "cancelled"]  # the third never started
+    for span in (batch, *invocations):
+        attributes = span.attributes or {}
+        assert span.status.is_unset, span.name
+        assert "error.type" not in attributes, span.name
+        assert [event.name for event in span.events] == [], span.name
+    attributes = batch.attributes or {}
+    assert (batch.kind, attributes["statefun.outcome"]) == (SpanKind.SERVER, "cancelled")
+    assert "http.response.status_code" not in attributes

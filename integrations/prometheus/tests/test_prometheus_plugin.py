@@ -127,6 +127,10 @@ def test_every_series_of_a_function_type_reads_0_before_it_counts(
     kind = {**labels, "kind": "egress"}
     assert registry.get_sample_value("statefun_outgoing_messages_total", kind) == 0
     assert registry.get_sample_value("statefun_batches_total", {**labels, "outcome": "ok"}) == 0
+    cancelled = {**labels, "outcome": "cancelled"}
+    assert registry.get_sample_value("statefun_batches_total", cancelled) == 0
+    assert registry.get_sample_value("statefun_invocations_total", cancelled) == 0
+    assert registry.get_sample_value("statefun_batch_duration_seconds_count", cancelled) == 0
 
 
 def test_handle_async_is_counted_alike(
@@ -155,6 +159,65 @@ def test_a_failing_function_counts_an_error(
     assert value(registry, "statefun_batches_total", function_type=BROKEN, outcome="error") == 1
     assert value(registry, "statefun_batch_size_sum", function_type=BROKEN) == 2
     assert value(registry, "statefun_requests_rejected_total", status="500") == 0
+
+
+def test_a_request_whose_client_went_counts_as_cancelled_not_as_an_error(
+    registry: CollectorRegistry,
+) -> None:
+    """Behind a real aiohttp server that cancels the handler of a request whose client went
+    (``handler_cancellation=True``), a client that closes its connection mid-batch, as a
+    runtime whose call timed out does: the batch, its duration and the invocation the
+    cancellation stopped are counted ``cancelled``; nothing is counted ``error``, which
+    alerts on the functions' failures."""
+    web = pytest.importorskip("aiohttp.web")
+    statefun_aiohttp = pytest.importorskip("statefun_aiohttp")
+    slow = "example/slow"
+    functions = StatefulFunctions()
+    second: list[asyncio.Event] = []  # made in the loop (Python 3.9 binds one to a loop)
+
+    @functions.bind(slow)
+    async def waits_on_its_second(context: Context, message: Message) -> None:
+        if message.as_string() == "second":
+            second[0].set()
+            await asyncio.Event().wait()  # until cancelled
+
+    plugins = make_plugin_manager([PrometheusPlugin(registry)], load_entrypoints=False)
+    app = statefun_aiohttp.create_app(RequestReplyHandler(functions, plugins=plugins))
+
+    async def client_goes() -> None:
+        second.append(asyncio.Event())
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        try:
+            body = wire.to_function(slow, "ann", ["first", "second", "third"])
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            head = f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+            await second[0].wait()
+            writer.close()  # the runtime gives up
+            await writer.wait_closed()
+            for _ in range(10_000):  # until the batch was counted (no time is asserted)
+                if value(registry, "statefun_batch_size_count", function_type=slow):
+                    break
+                await asyncio.sleep(0.001)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(client_goes())
+    labels = {"function_type": slow}
+    assert value(registry, "statefun_batches_total", outcome="cancelled", **labels) == 1
+    assert value(registry, "statefun_batches_total", outcome="error", **labels) == 0
+    count = "statefun_batch_duration_seconds_count"
+    assert value(registry, count, outcome="cancelled", **labels) == 1
+    assert value(registry, count, outcome="error", **labels) == 0
+    invocations = "statefun_invocations_total"
+    assert value(registry, invocations, outcome="ok", **labels) == 1  # the first
+    assert value(registry, invocations, outcome="cancelled", **labels) == 1  # the second
+    assert value(registry, invocations, outcome="error", **labels) == 0  # the third never ran
+    assert value(registry, "statefun_batch_size_sum", **labels) == 3
 
 
 def test_the_duration_of_failed_batches_is_apart_from_that_of_replies(

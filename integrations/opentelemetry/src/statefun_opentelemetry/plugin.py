@@ -30,7 +30,14 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, Statu
 from statefun_core.deadletters import DeadLetterRecord
 from statefun_core.errors import FunctionNotFoundError
 from statefun_core.http import status_for
-from statefun_core.plugins import BatchEvent, InvocationEvent, InvocationRetried, header, hookimpl
+from statefun_core.plugins import (
+    BatchEvent,
+    InvocationCancelled,
+    InvocationEvent,
+    InvocationRetried,
+    header,
+    hookimpl,
+)
 from statefun_core.tracecontext import ORIGINS, TRACERESPONSE, decode_origins
 
 __all__ = ["SCRATCH_KEY", "OpenTelemetryPlugin"]
@@ -196,6 +203,9 @@ class OpenTelemetryPlugin:
             # and the spans the function started in it keep their parent) with no error
             _end(traced.span, "retried", None)
             return
+        if isinstance(error, InvocationCancelled):  # stopped: its client went (see below)
+            _end(traced.span, "cancelled", None)
+            return
         outcome = "dead_lettered" if traced.dead_lettered else "ok" if error is None else "error"
         _end(traced.span, outcome, error)
 
@@ -225,7 +235,16 @@ class OpenTelemetryPlugin:
     @hookimpl
     def statefun_batch_failed(self, batch: BatchEvent, error: BaseException) -> None:
         traced: Optional[_BatchTrace] = batch.scratch.get(self._key)
-        if traced is not None:  # ended by statefun_request_failed, which follows
+        if traced is None:
+            return
+        # ended by statefun_request_failed, which follows
+        if batch.outcome == "cancelled":
+            # The client hung up (a runtime whose call timed out, a server stopping): not the
+            # function's failure. As the conventions treat a cancellation by the caller (gRPC's
+            # CANCELLED on a server span, an HTTP request aborted by its caller), the status
+            # stays unset and no error.type is set; statefun.outcome tells it.
+            _record(traced.span, "cancelled", None)
+        else:
             _record(traced.span, "error", error)
 
     @hookimpl

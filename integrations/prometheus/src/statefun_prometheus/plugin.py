@@ -17,6 +17,7 @@ from statefun_core.plugins import (
     BatchEvent,
     Endpoint,
     EndpointResponse,
+    InvocationCancelled,
     InvocationEvent,
     InvocationRetried,
     hookimpl,
@@ -83,14 +84,17 @@ class PrometheusPlugin:
 
         self.invocations = counter(
             "statefun_invocations",
-            "Function invocations by how the function returned: ok, or error (it raised). The "
+            "Function invocations by how the function returned: ok, error (it raised), or "
+            "cancelled (stopped at an await: its request was cancelled, not its failure). The "
             "effects of a failed batch's ok invocations are discarded and the batch is sent "
             "again: see statefun_batches.",
             ("function_type", "outcome"),
         )
         self.batches = counter(
             "statefun_batches",
-            "Invocation batches (requests) by outcome: ok, missing_state or error.",
+            "Invocation batches (requests) by outcome: ok, missing_state, error (a function "
+            "raised), or cancelled (the server cancelled the request: its client went, as a "
+            "runtime whose call timed out does; not the function's failure).",
             ("function_type", "outcome"),
         )
         self.rejected = counter(
@@ -124,8 +128,8 @@ class PrometheusPlugin:
         )
         self.batch_duration = Histogram(
             "statefun_batch_duration_seconds",
-            "Seconds from parsing a batch to its reply or failure, by outcome: ok, "
-            "missing_state or error.",
+            "Seconds from parsing a batch to its reply, failure or cancellation, by outcome: "
+            "ok, missing_state, error or cancelled.",
             ("function_type", "outcome"),
             buckets=duration_buckets,
             registry=registry,
@@ -156,6 +160,8 @@ class PrometheusPlugin:
         series = self._series(invocation.batch.function_type)
         if error is None:
             series.invocations_ok.inc()
+        elif isinstance(error, InvocationCancelled):
+            series.invocations_cancelled.inc()
         elif not isinstance(error, InvocationRetried):  # a try run again: not an invocation
             series.invocations_error.inc()
 
@@ -216,13 +222,14 @@ class _Series:
     def __init__(self, plugin: PrometheusPlugin, function_type: str) -> None:
         self.invocations_ok = plugin.invocations.labels(function_type, "ok")
         self.invocations_error = plugin.invocations.labels(function_type, "error")
+        self.invocations_cancelled = plugin.invocations.labels(function_type, "cancelled")
         # a batch's count and duration: the latency of failures apart from that of replies
         self.by_outcome = {
             outcome: (
                 plugin.batches.labels(function_type, outcome),
                 plugin.batch_duration.labels(function_type, outcome),
             )
-            for outcome in ("ok", "missing_state", "error")
+            for outcome in ("ok", "missing_state", "error", "cancelled")
         }
         self.batch_size = plugin.batch_size.labels(function_type)
         self.state_read = plugin.state_read.labels(function_type)
