@@ -14,11 +14,12 @@ or the server is stopping).
 cancelled, including those rejected before a batch exists (malformed body, unknown function).
 
 A cancelled request is not the function's failure (a runtime whose call timed out hung up,
-or the server is stopping for a redeploy), yet it ends through the same hooks as one, with outcome ``cancelled``:
-a plugin that ends in ``statefun_batch_failed`` what it started in ``statefun_batch_started``
-(a span, a timer) ends it for a cancelled batch too, and one that counts every failed batch
-keeps counting it. Tell the two apart by ``batch.outcome``, and an invocation the
-cancellation cut short by its ``error``, an :class:`~statefun_core.plugins.InvocationCancelled`.
+or the server is stopping for a redeploy), yet it ends through the same hooks as one, with
+outcome ``cancelled``: a plugin that ends in ``statefun_batch_failed`` what it started in
+``statefun_batch_started`` (a span, a timer) ends it for a cancelled batch too, and one that
+counts every failed batch keeps counting it. Tell the two apart by ``batch.outcome``, and an
+invocation the cancellation cut short by its ``error``, an
+:class:`~statefun_core.plugins.InvocationCancelled`.
 """
 
 from __future__ import annotations
