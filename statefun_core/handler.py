@@ -536,8 +536,9 @@ class RequestReplyHandler:
         """Handle one request on the running event loop (``headers`` and ``reply_headers`` as
         for :meth:`handle_sync`).
 
-        Cancelled (a server whose client went), it raises ``CancelledError``: an async
-        function gets it at its ``await``; a ``blocking=True`` one, in its thread, cannot be
+        Cancelled (a server whose client went), it raises ``CancelledError``, and the plugins
+        hear the batch fail with the outcome ``cancelled``: an async function gets it at its
+        ``await``; a ``blocking=True`` one, in its thread, cannot be
         stopped: the invocation running there runs to its end (what it raises is logged as a
         failed function's error), and the next ones never start.
         """
