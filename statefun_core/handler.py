@@ -538,9 +538,9 @@ class RequestReplyHandler:
 
         Cancelled (a server whose client went), it raises ``CancelledError``, and the plugins
         hear the batch fail with the outcome ``cancelled``: an async function gets it at its
-        ``await``; a ``blocking=True`` one, in its thread, cannot be
-        stopped: the invocation running there runs to its end (what it raises is logged as a
-        failed function's error), and the next ones never start.
+        ``await``; a ``blocking=True`` one, in its thread, cannot be stopped: the invocation
+        running there runs to its end (what it raises is logged as a failed function's
+        error), and the next ones never start.
         """
         try:
             batch = self._resolve(request_bytes, headers, reply_headers)

@@ -50,6 +50,7 @@ from statefun_core import (
 )
 from statefun_core.http import error_response
 from statefun_core.plugins import InvocationCancelled
+from statefun_core.testing.endpoint import FailureRecorder
 from statefun_core.testing.wire import (
     egress,
     from_function,
@@ -823,6 +824,38 @@ def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
     (told,) = observer.invocations
     assert type(told) is InvocationCancelled
     assert type(told.__cause__) is asyncio.CancelledError
+
+
+def test_a_cancelled_request_is_named_cancelled_when_only_request_failed_is_implemented() -> None:
+    """With no other lifecycle hook the batch is not observed: the event given to
+    ``statefun_request_failed`` only names it, and says it was cancelled."""
+    functions = StatefulFunctions()
+    started: list[asyncio.Event] = []
+
+    @functions.bind("ns/waits")
+    async def waits(context: Context, message: Message) -> None:
+        started[0].set()
+        await asyncio.Event().wait()
+
+    recorder = FailureRecorder()
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager([recorder], load_entrypoints=False)
+    )
+
+    async def main() -> None:
+        started.append(asyncio.Event())
+        request = to_function("ns/waits", "1", [typed_value(IntType, 1)])
+        task = asyncio.ensure_future(handler.handle_async(request))
+        await started[0].wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert [failure[0] for failure in recorder.failures] == [asyncio.CancelledError]
+    (batch,) = recorder.batches
+    assert batch is not None
+    assert (batch.function_type, batch.function_id, batch.outcome) == ("ns/waits", "1", "cancelled")
 
 
 def test_another_error_raised_while_the_request_is_cancelled_is_the_functions_failure() -> None:
