@@ -37,7 +37,9 @@ class TypeRegistry:
     """The plugin whose ``statefun_register_types`` is running, named in error messages (by
     the name users block it by) beside the ``source`` it gives."""
 
-    def register(self, cls: type[_T], tpe: Type[_T], *, source: Optional[str] = None) -> None:
+    # cls is not a type[_T]: mypy refuses an abstract class there (type-abstract), and a base
+    # class registered for its subclasses often is one
+    def register(self, cls: type, tpe: Type[Any], *, source: Optional[str] = None) -> None:
         if not isinstance(cls, type):
             raise TypeError(f"register(cls, tpe): cls must be a class, not {type(cls).__name__}")
         if not isinstance(tpe, Type):

@@ -3,6 +3,7 @@ and in a class, registered with make_plugin_manager; a type plugin."""
 
 from __future__ import annotations
 
+import abc
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -42,10 +43,24 @@ from statefun_core.registry import TypeRegistry
 DECIMAL = simple_type("example.types/decimal", str, lambda data: Decimal(data.decode("ascii")))
 
 
+class Money(abc.ABC):  # registered by this abstract base class, for each of its subclasses
+    @abc.abstractmethod
+    def cents(self) -> int: ...
+
+
+class Euros(Money):
+    def cents(self) -> int:
+        return 100
+
+
+MONEY: Type[Money] = simple_type("example.types/money", lambda m: str(m.cents()), lambda _: Euros())
+
+
 class Timing:
     @hookimpl
     def statefun_register_types(self, registry: TypeRegistry) -> None:
         registry.register(Decimal, DECIMAL, source="timing")
+        registry.register(Money, MONEY, source="timing")
         registry.add_factory(lambda cls: DECIMAL if cls is Decimal else None, source="timing")
 
     @hookimpl
