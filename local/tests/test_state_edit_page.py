@@ -425,14 +425,19 @@ def test_a_state_no_longer_declared_can_be_deleted_from_the_page_not_set(tmp_pat
 #: Holds the page's answers to GET api/state while ``window.holding``, each with the number of
 #: the redraw (``browse()``) that asked; ``window.views``: the states drawn, in order (each
 #: ``name=value``);
-#: ``window.browsed``: the numbers of the redraws that have ended.
+#: ``window.browsed``: the numbers of the redraws that have ended; ``window.titles``: the
+#: browser's title as each ended.
 HOLD_ANSWERS = """
 window.holding = false; window.held = []; window.views = []; window.browsed = [];
+window.titles = {};
 let asking = 0, started = 0;
 const realBrowse = browse, realFetch = window.fetch;
 window.browse = () => {
   const n = asking = ++started;
-  return realBrowse().finally(() => window.browsed.push(n));
+  return realBrowse().finally(() => {
+    window.titles[n] = document.title;
+    window.browsed.push(n);
+  });
 };
 window.fetch = async (url, init) => {
   const n = asking, hold = window.holding && String(url).startsWith("api/state") && !init;
@@ -487,5 +492,38 @@ def test_a_view_asked_for_before_a_delete_and_answered_after_a_newer_one_is_not_
                         )
                 finally:
                     await runner.cleanup()
+
+    run(scenario())
+
+
+def test_an_answer_asked_for_before_the_page_left_the_address_is_not_drawn(
+    tmp_path: Path,
+) -> None:
+    """Back to the page's start (nothing in its address to show) while an answer about the
+    address was on its way: drawn when it came, it named the address left in the browser's
+    title (and filled its hidden view), until the next redraw."""
+
+    async def scenario() -> None:
+        async with serving(counter_functions(), tmp_path / "db.sqlite") as (_, runtime):
+            runner, url = await serve_runtime(runtime)
+            try:
+                await runtime.send(TARGET, string("1"))
+                await runtime.wait_until_idle()
+                async with chromium(tmp_path / "profile") as page:
+                    await page.goto(f"{url}/#address={TARGET}")
+                    await page.wait_for(f"document.title === '{TARGET} · statefun-local'")
+                    await page.evaluate(HOLD_ANSWERS)
+                    await page.evaluate("window.holding = true")
+                    [held] = await page.wait_for(
+                        "window.held.length === 1 && window.held.map(h => h.n)"
+                    )
+                    await page.evaluate("window.holding = false; location.hash = ''; true")
+                    await page.wait_for("document.getElementById('browse-box').hidden && "
+                                        "document.title === 'statefun-local'")  # fmt: skip
+                    await page.evaluate("window.held[0].release(); true")
+                    await page.wait_for(f"window.browsed.includes({held})")
+                    assert await page.evaluate(f"window.titles[{held}]") == "statefun-local"
+            finally:
+                await runner.cleanup()
 
     run(scenario())
