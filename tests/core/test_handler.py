@@ -791,10 +791,9 @@ def test_handle_sync_runs_an_awaiting_function_as_a_task() -> None:
     assert len(tasks) == 2 and tasks[0] is not None and tasks[0] is tasks[1]  # one per batch
 
 
-def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
-    """A server cancels the request's task when its client goes: the cancellation goes on
-    up (the task ends cancelled), and observers still hear the batch end, with the outcome
-    ``cancelled``; the invocation it stopped is told ``InvocationCancelled``."""
+def cancelled_while_it_waits(plugin: object) -> bool:
+    """Cancel, as a server whose client went does, the request of an ``async`` function that
+    awaits for ever, with ``plugin`` observing; whether the task ended cancelled."""
     functions = StatefulFunctions()
     started: list[asyncio.Event] = []  # made in the loop (Python 3.9 binds one to a loop)
 
@@ -803,9 +802,8 @@ def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
         started[0].set()
         await asyncio.Event().wait()
 
-    observer = FailureObserver()
     handler = RequestReplyHandler(
-        functions, plugins=make_plugin_manager([observer], load_entrypoints=False)
+        functions, plugins=make_plugin_manager([plugin], load_entrypoints=False)
     )
 
     async def main() -> bool:
@@ -818,7 +816,15 @@ def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
             await task
         return task.cancelled()
 
-    assert asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
+    """A server cancels the request's task when its client goes: the cancellation goes on
+    up (the task ends cancelled), and observers still hear the batch end, with the outcome
+    ``cancelled``; the invocation it stopped is told ``InvocationCancelled``."""
+    observer = FailureObserver()
+    assert cancelled_while_it_waits(observer)
     assert observer.failed == [(asyncio.CancelledError, asyncio.CancelledError)]
     assert observer.outcomes == ["cancelled"]
     (told,) = observer.invocations
@@ -829,29 +835,8 @@ def test_a_cancelled_request_is_cancelled_not_a_failed_function() -> None:
 def test_a_cancelled_request_is_named_cancelled_when_only_request_failed_is_implemented() -> None:
     """With no other lifecycle hook the batch is not observed: the event given to
     ``statefun_request_failed`` only names it, and says it was cancelled."""
-    functions = StatefulFunctions()
-    started: list[asyncio.Event] = []
-
-    @functions.bind("ns/waits")
-    async def waits(context: Context, message: Message) -> None:
-        started[0].set()
-        await asyncio.Event().wait()
-
     recorder = FailureRecorder()
-    handler = RequestReplyHandler(
-        functions, plugins=make_plugin_manager([recorder], load_entrypoints=False)
-    )
-
-    async def main() -> None:
-        started.append(asyncio.Event())
-        request = to_function("ns/waits", "1", [typed_value(IntType, 1)])
-        task = asyncio.ensure_future(handler.handle_async(request))
-        await started[0].wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
+    assert cancelled_while_it_waits(recorder)
     assert [failure[0] for failure in recorder.failures] == [asyncio.CancelledError]
     (batch,) = recorder.batches
     assert batch is not None
