@@ -319,7 +319,7 @@ def test_an_address_copied_with_the_escapes_it_is_shown_with_is_told_what_they_s
     assert err == ""
     assert main(["state", "com.example/greeter/Ann\\x1b[31m", "--db", str(db)]) == 0
     out, err = capsys.readouterr()
-    assert "  state: (none)" in out
+    assert "  state seen_count: (no value)  [io.statefun.types/int]" in out  # another id's
     assert err.startswith(
         "statefun-local: com.example/greeter/Ann\\x1b[31m holds escapes as an address is shown "
         "(\\x1b, \\u202e), which stand for characters that can not be shown: give those "
@@ -436,7 +436,8 @@ def test_after_a_restart_a_function_whose_calls_fail_is_not_said_never_called(
             await until_a_call_failed(runtime)
             assert runtime.inspect(ann)["state"]["seen_count"]["declared"] is False
             assert await asyncio.to_thread(notes) == [
-                "  state seen_count: 1  [io.statefun.types/int]  (no longer declared)"
+                "  state seen_count: 1  [io.statefun.types/int]  (no longer declared)",
+                "  state visits: (no value)  [io.statefun.types/int]",  # declared, none yet
             ]
 
     run(scenario())

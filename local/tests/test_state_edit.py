@@ -75,7 +75,8 @@ def string(text: str) -> TypedValue:
 
 
 async def state_by_cli(db: Path, address: str) -> dict[str, Any]:
-    """The address's state values, as ``state`` shows them."""
+    """The address's state values, as ``state`` shows them (not the declared states it shows
+    with no value)."""
     code, out = await cli("state", address, "--db", str(db))
     assert code == 0, out
     values = {}
@@ -83,6 +84,8 @@ async def state_by_cli(db: Path, address: str) -> dict[str, Any]:
         if line.startswith("  state ") and ":" in line:
             name, shown = line[len("  state ") :].split(": ", 1)
             shown = shown.rsplit("  [", 1)[0]
+            if shown == "(no value)":
+                continue
             try:
                 values[name] = json.loads(shown)
             except ValueError:  # a string is shown as it is
@@ -156,6 +159,13 @@ def test_the_cli_edits_state_through_the_runtime_and_without_one(tmp_path: Path)
                 f"{a}: edited (set count = 5 (was 101); deleted seen (was 100); deleted "
                 'greeting (was "hi Bo"))\n'
             ), out
+            # still declared, shown without a value, among the others by name
+            assert out.splitlines()[2:6] == [
+                "  state count: 5  [io.statefun.types/int]",
+                "  state greeting: (no value)  [io.statefun.types/string]",
+                '  state profile: {"json": {"name": "Cy"}}  [com.example/Profile]',
+                "  state seen: (no value)  [io.statefun.types/int]",
+            ], out
             assert await state_by_cli(db, a) == {"count": 5, "profile": {"json": {"name": "Cy"}}}
             code, out = await edit("--set", "nope=1")
             assert code == 1 and f"{COUNTER} declares no state 'nope'" in out

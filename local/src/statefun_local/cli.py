@@ -454,8 +454,10 @@ def _state(args: argparse.Namespace) -> int:
     if not view["state"] and not any(view["totals"].values()):
         _hint_if_escaped(args.address)
     _print(view["address"])
-    if not view["state"]:
+    without_value = view["without_value"] or {}
+    if not view["state"] and not without_value:
         print("  state: (none)")
+    lines = {}
     for name, entry in view["state"].items():
         notes = [
             note
@@ -470,7 +472,12 @@ def _state(args: argparse.Namespace) -> int:
             if flag
         ]
         suffix = f"  ({', '.join(notes)})" if notes else ""
-        _print(f"  state {name}: {_show(entry['value'])}  [{entry['type']}]{suffix}")
+        lines[name] = f"  state {name}: {_show(entry['value'])}  [{entry['type']}]{suffix}"
+    # a state its function declares with no value here (--set sets one), among them by name
+    for name, spec in without_value.items():
+        lines[name] = f"  state {name}: (no value)  [{spec['type']}]"
+    for name in sorted(lines):
+        _print(lines[name])
     totals = view["totals"]
     for label in ("in_flight", "queued"):
         messages = view[label]
