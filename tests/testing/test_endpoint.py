@@ -267,3 +267,34 @@ def test_a_request_refused_before_its_body_is_sent_gets_its_answer() -> None:
             status, _, text = endpoint.request(port, "/", b"x" * 16_000_000, "PUT", chunked=chunked)
             assert (status, text) == (405, b"no")
         refusing.join(10)
+
+
+def test_the_concurrency_check_names_every_failed_request_and_how() -> None:
+    """A server that fails a few of the 100 requests, each its own way: the failure says how
+    many, which, and what each got (a status with its text, a dropped connection, another
+    request's reply), not only the first status."""
+    handler = _handler()
+
+    def some_fail(request: BaseHTTPRequestHandler, status: int, kind: str, body: bytes) -> None:
+        name = wire.messages(body)[0].target.id  # the reply greets its request's name
+        if name == "user-7":
+            _reply(request, 503, "text/plain; charset=utf-8", b"too busy")
+        elif name == "user-8":
+            request.close_connection = True  # no response at all
+        elif name == "user-9":
+            _reply(request, status, kind, handler.handle_sync(_greeting_of("user-1", 1)))
+        else:
+            _reply(request, status, kind, body)
+
+    for port in _serve(handler, some_fail):
+        with pytest.raises(AssertionError) as failure:
+            endpoint.check_concurrent_requests(port, "/statefun")
+    message = str(failure.value)
+    assert message.startswith("3 of 100 concurrent requests failed:\n"), message
+    assert "request 7: status 503: b'too busy'" in message, message
+    assert "request 8: RemoteDisconnected" in message, message
+    assert "request 9: not its own reply: (2, [('com.example.fns/inbox', 'user-1'," in message
+
+
+def _greeting_of(name: str, seen: int) -> bytes:
+    return wire.to_function(endpoint.GREETER, name, [name], {"seen_count": seen})
