@@ -11,6 +11,7 @@ from typing import (
     Iterable,
     Mapping,
     Optional,
+    Protocol,
     TypeVar,
     Union,
     overload,
@@ -37,6 +38,23 @@ if TYPE_CHECKING:
     from .registry import TypeRegistry
 
 _T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class _Deserializer(Protocol[_T_co]):
+    def deserialize(self, byte: bytes) -> _T_co: ...
+
+
+class _Readable(Protocol[_T_co]):
+    """What ``as_type`` needs of a Type: it only reads, so a ``Type[str]`` reads an ``object``
+    too (``Type`` itself is invariant: it writes its values as well). Without it, a result
+    annotated wider (``doc: object = message.as_type(StringType)``) would not type-check."""
+
+    @property
+    def typename(self) -> str: ...
+
+    def serializer(self) -> _Deserializer[_T_co]: ...
+
 
 __all__ = [
     "EgressMessage",
@@ -279,14 +297,14 @@ class Message(_Typed):
         """Whether the value's typename is that of ``tpe`` (a Type, or a class a plugin knows)."""
         return self.value_typename() == self._resolve(tpe).typename
 
-    def as_type(self, tpe: Union[Type[_T], type[_T]]) -> Optional[_T]:
+    def as_type(self, tpe: Union[_Readable[_T], type[_T]]) -> Optional[_T]:
         """The value decoded by ``tpe``'s serializer, or ``None`` when the message has no value
         (as in the official SDK); typed as a value of ``tpe`` (``Optional[int]`` for
         ``IntType``), or as an instance of a class a plugin knows."""
         data = self.raw_value()
         if data is None:
             return None
-        tpe = self._resolve(tpe)
+        tpe = self._resolve(tpe)  # type: ignore[arg-type]  # a _Readable is a Type at run time
         try:
             value: _T = tpe.serializer().deserialize(data)
         except Exception as error:

@@ -81,6 +81,8 @@ def handle(context: Context, message: Message) -> None:
     assert_type(message.as_type(BoolType), Optional[bool])
     assert_type(message.as_type(DoubleType), Optional[float])
     assert_type(message.as_type(StringType), Optional[str])
+    wider: object = message.as_type(StringType)  # read into a wider annotation: fine
+    print(wider)
     assert_type(message.as_type(UserType), Optional[User])
     assert_type(message.as_type(User), Optional[User])  # a class a type plugin knows
     assert_type(message.as_type(make_json_type("com.example/Json")), Optional[Any])
