@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Generator
 from typing import Any, Callable, Optional, TypeVar
 
 import pytest
@@ -28,6 +28,20 @@ def pytest_configure(config: pytest.Config) -> None:
             r"ignore:unclosed transport <asyncio\.sslproto\._SSLProtocolTransport"
             ":ResourceWarning:asyncio.sslproto",
         )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, None]:
+    """A test that fails while the e2e kit's broker or Kinesis stand-in runs (test_kafka_edges.py,
+    test_kinesis_edges.py: one per module) shows its log."""
+    outcome = yield
+    report = outcome.get_result()
+    kit = sys.modules.get("statefun_e2e_kit")
+    if report.failed and kit is not None:
+        for process in kit.STARTED:
+            if process.alive():
+                title = f"log of {process.name}, pid {process.pid}"
+                report.sections.append((title, process.tail()))
 
 
 #: Decides what to do with request number n (1-based): None to answer normally, or a

@@ -191,6 +191,34 @@ def free_port() -> int:
         return port
 
 
+class _Server:
+    """A server :func:`running` has started and not yet stopped: its command, process and
+    output so far (stdout and stderr, in a file: a chatty server never blocks on a full pipe)."""
+
+    def __init__(self, command: Sequence[str], process: subprocess.Popen[bytes], output: IO[bytes]):
+        self.command = list(command)
+        self.process = process
+        self._output = output
+
+    def title(self) -> str:
+        code = self.process.poll()
+        state = "running" if code is None else f"exited with {code}"
+        return f"output of the server, pid {self.process.pid} ({state}): {' '.join(self.command)}"
+
+    def output(self, lines: Optional[int] = None) -> str:
+        """What the server has written: all of it, or its last ``lines`` lines."""
+        # pread, not seek and read: the server writes at this file's offset, which it shares
+        fd = self._output.fileno()
+        text = os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+        return text if lines is None else "\n".join(text.splitlines()[-lines:])
+
+
+#: The servers :func:`running` serves now, oldest first. The pytest plugin adds each one's
+#: output to the report of a test that fails while it runs: a module's server outlives the
+#: failing test, so its block does not see the failure.
+_serving: list[_Server] = []
+
+
 @contextmanager
 def running(
     command: Sequence[str],
@@ -203,22 +231,25 @@ def running(
     """Run ``command`` in a subprocess until 127.0.0.1:``port`` accepts connections; yields the
     process and terminates it on exit. Raises ``RuntimeError`` with the server's output
     if it exits first, or if it does not listen within ``timeout`` seconds; when the block
-    fails, the server's output is printed to stderr (pytest shows it with the failure)."""
-    # The output goes to a file, not a pipe: a chatty server never blocks on a full pipe.
+    fails, the server's output is printed to stderr (pytest shows it with the failure). Under
+    pytest, a test that fails while the server runs (one shared by a module's tests) shows
+    its output too, in a section of the report."""
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(
             list(command), cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
         )
+        server = _Server(command, process, output)
         try:
-            _wait_until_listening(process, port, timeout, output)
+            _wait_until_listening(server, port, timeout)
+            _serving.append(server)
             try:
                 yield process
             except BaseException:
-                output.seek(0)
-                log = output.read().decode(errors="replace")
-                print(f"--- the server's output ({' '.join(command)})\n{log}", file=sys.stderr)
+                print(f"--- {server.title()}\n{server.output()}", file=sys.stderr)
                 raise
         finally:
+            if server in _serving:
+                _serving.remove(server)
             process.terminate()
             try:
                 process.wait(timeout=10)
@@ -241,9 +272,8 @@ def serving_in_a_thread(server: Any) -> Iterator[int]:
         thread.join()
 
 
-def _wait_until_listening(
-    process: subprocess.Popen[bytes], port: int, timeout: float, output: IO[bytes]
-) -> None:
+def _wait_until_listening(server: _Server, port: int, timeout: float) -> None:
+    process = server.process
     deadline = time.monotonic() + timeout
     while process.poll() is None:
         try:
@@ -256,8 +286,7 @@ def _wait_until_listening(
             time.sleep(0.05)
     else:
         problem = f"exited with {process.returncode}"
-    output.seek(0)
-    raise RuntimeError(f"the server {problem}:\n{output.read().decode(errors='replace')}")
+    raise RuntimeError(f"the server {problem}:\n{server.output()}")
 
 
 def request(

@@ -1,4 +1,6 @@
-"""The pytest plugin (entry point ``pytest11: statefun``): harness fixtures.
+"""The pytest plugin (entry point ``pytest11: statefun``): harness fixtures, and the output of
+the servers :func:`statefun_core.testing.endpoint.running` serves, in the report of a test that
+fails while they run.
 
 ``statefun_harness`` is a factory: ``statefun_harness(functions, **options)`` returns a
 :class:`~statefun_core.testing.Harness` (options as its constructor's)::
@@ -14,7 +16,9 @@ never use it too: the SDK is imported by the fixtures, when a test asks for one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 # pytest is not a dependency of the core: the type checker may run without it.
 import pytest  # type: ignore[import-not-found, unused-ignore]
@@ -31,3 +35,14 @@ def statefun_harness() -> HarnessFactory:
     from .harness import Harness
 
     return Harness
+
+
+@pytest.hookimpl(hookwrapper=True)  # type: ignore[untyped-decorator, misc, unused-ignore]
+def pytest_runtest_makereport(item: Any, call: Any) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    # Only where a test has started a server: this module must not import the SDK.
+    endpoint = sys.modules.get("statefun_core.testing.endpoint")
+    if report.failed and endpoint is not None:
+        for server in endpoint._serving:
+            report.sections.append((server.title(), server.output(lines=200)))

@@ -243,7 +243,7 @@ def test_running_shows_the_servers_output_when_the_block_fails(
         raise AssertionError("a check failed")
     assert process.poll() is not None  # stopped
     shown = capsys.readouterr().err
-    assert "--- the server's output" in shown and '"GET / HTTP/1.1" 200' in shown
+    assert "--- output of the server, pid" in shown and '"GET / HTTP/1.1" 200' in shown
 
 
 def test_a_request_refused_before_its_body_is_sent_gets_its_answer() -> None:

@@ -76,3 +76,60 @@ def test_the_statefun_harness_fixture_makes_a_harness(pytester: pytest.Pytester)
     # the failure points at the test's line, not inside the harness
     result.stdout.fnmatch_lines(['>*harness.assert_state("example/counter", "a", count=3)'])
     assert "statefun_core/testing/harness.py" not in result.stdout.str()
+
+
+def test_a_test_that_fails_shows_the_output_of_the_servers_running_then(pytester: pytest.Pytester):
+    """A module's server outlives its tests: the report of the one that fails shows what the
+    server wrote (here http.server's log of the test's own request), and whether it runs."""
+    pytester.makepyfile(
+        """
+        import sys
+
+        import pytest
+        from statefun_core.testing.endpoint import free_port, request, running
+
+        @pytest.fixture(scope="module")
+        def port():
+            port = free_port()
+            command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+            with running(command, port):
+                yield port
+
+        def test_passes(port):
+            request(port, "/asked-by-the-passing-test", method="GET")
+
+        def test_fails(port):
+            request(port, "/asked-by-the-failing-test", method="GET")
+            assert False, "on purpose"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*output of the server, pid * (running): * -m http.server *",
+            '*"GET /asked-by-the-passing-test HTTP/1.1" 404*',
+            '*"GET /asked-by-the-failing-test HTTP/1.1" 404*',
+        ]
+    )
+
+
+def test_a_server_stopped_is_no_longer_shown(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import sys
+
+        from statefun_core.testing.endpoint import free_port, running
+
+        def test_fails_after_its_server_stopped():
+            port = free_port()
+            with running([sys.executable, "-m", "http.server", str(port)], port):
+                pass
+            assert False, "on purpose"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+    result.assert_outcomes(failed=1)
+    assert "output of the server" not in result.stdout.str()
