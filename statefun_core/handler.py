@@ -718,7 +718,8 @@ class RequestReplyHandler:
         """Run every invocation of a sync function's batch, in order."""
         fun, types = batch.fun, self.types
         for invocation in batch.invocations:
-            fun(batch, batch.message(invocation, types))
+            if (result := fun(batch, batch.message(invocation, types))) is not None:
+                _returned(batch, result)
 
     def _in_executor(
         self, batch: _Batch, stopped: list[Exception], headers: Optional[Headers]
@@ -735,7 +736,8 @@ class RequestReplyHandler:
             for invocation in batch.invocations:
                 if stopped:
                     return
-                fun(batch, batch.message(invocation, types))
+                if (result := fun(batch, batch.message(invocation, types))) is not None:
+                    _returned(batch, result)
         except Exception as error:
             with self._stopping:  # the task takes it, or has been cancelled: not both
                 cancelled = bool(stopped)
@@ -1013,7 +1015,8 @@ class RequestReplyHandler:
 
         def observed(context: _Batch, message: Message) -> None:
             with observing(context, next(index), message):
-                fun(context, message)
+                if (result := fun(context, message)) is not None:
+                    _returned(context, result)
 
         return observed
 
@@ -1120,6 +1123,31 @@ def _failed_function(
         exc_info=failure,
     )
     return failure
+
+
+def _returned(batch: _Batch, result: object) -> None:
+    """What a sync function returned, which is dropped as in the official SDK, unless it is
+    something to await (a coroutine): then the function has not run, and never would.
+
+    Bound as a plain ``def`` and made ``async def`` since (IPython's autoreload swaps a
+    function's code in place), or a plain wrapper of an ``async def`` without
+    ``functools.wraps``, so ``bind`` could not tell: the batch fails, naming the function,
+    rather than succeeding with nothing done."""
+    import inspect
+
+    if not inspect.isawaitable(result):
+        return
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()  # no "never awaited" warning: the error says it
+    fun = batch.plan.function.fun
+    name = getattr(fun, "__qualname__", repr(fun))
+    raise TypeError(
+        f"{batch.plan.function.typename}: {name} returned a {type(result).__name__}, "
+        "which nothing awaits: the function is bound as a plain def, so it did not run. Bind "
+        "the async def function itself (a wrapper of it with functools.wraps); after a reload "
+        "that made it async def, bind it again"
+    )
 
 
 def _failed_unawaited(batch: _Batch, error: Exception, headers: Optional[Headers]) -> None:

@@ -327,6 +327,54 @@ def test_an_async_function_under_a_plain_decorator_is_awaited() -> None:
     assert mutations(reply) == {"seen": typed_value(IntType, 1)}
 
 
+@pytest.mark.parametrize("observed", [False, True], ids=["plain", "observed by a plugin"])
+@pytest.mark.parametrize("blocking", [False, True], ids=["sync", "blocking"])
+def test_a_plain_function_that_returns_a_coroutine_fails_its_batch_naming_it(
+    observed: bool, blocking: bool, recwarn: pytest.WarningsRecorder
+) -> None:
+    """A function bound as a plain ``def`` whose code became an ``async def``'s since
+    (IPython's autoreload swaps ``__code__`` in place), or a wrapper of one without
+    ``functools.wraps``: its coroutine was dropped with a RuntimeWarning and the batch
+    succeeded with nothing done. What a plain function returns otherwise is still dropped."""
+    from statefun_core.testing.endpoint import FailureRecorder
+
+    functions = StatefulFunctions()
+    specs = [ValueSpec("seen", IntType)]
+
+    @functions.bind("ns/reloaded", specs=specs, blocking=blocking)
+    def reloaded(context: Context, message: Message) -> None:
+        context.storage.seen = 1
+
+    async def edited(context: Context, message: Message) -> None:
+        context.storage.seen = 2
+
+    reloaded.__code__ = edited.__code__
+
+    async def count(context: Context, message: Message) -> None:
+        context.storage.seen = 3
+
+    functions.register("ns/lambda", lambda c, m: count(c, m), specs, blocking=blocking)
+    functions.register("ns/answers", lambda c, m: 42, specs, blocking=blocking)
+
+    plugins = [FailureRecorder()] if observed else []
+    handler = RequestReplyHandler(
+        functions, plugins=make_plugin_manager(plugins, load_entrypoints=False)
+    )
+    for typename, name in [("ns/reloaded", "reloaded"), ("ns/lambda", "<lambda>")]:
+        request = to_function(typename, "1", [typed_value(IntType, 1)], {"seen": None})
+        for handle in (handler.handle_sync, lambda r: asyncio.run(handler.handle_async(r))):
+            with pytest.raises(FunctionFailedError) as failed:
+                handle(request)
+            assert isinstance(failed.value.__cause__, TypeError)
+            assert str(failed.value.__cause__).startswith(
+                f"{typename}: test_a_plain_function_that_returns_a_coroutine_fails_its_batch_"
+                f"naming_it.<locals>.{name} returned a coroutine, which nothing awaits"
+            )
+    request = to_function("ns/answers", "1", [typed_value(IntType, 1)], {"seen": None})
+    assert mutations(handler.handle_sync(request)) == {}
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_a_plain_decorator_of_an_async_function_may_return_what_is_not_awaitable() -> None:
     """A ``def`` wrapper of an ``async def`` function that returns early, or runs the coroutine
     itself in another thread, is a sync function that works in the official SDK: what it
