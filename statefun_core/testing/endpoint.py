@@ -25,6 +25,7 @@ import contextlib
 import http.client
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -218,26 +219,32 @@ class _Server:
 #: failing test, so its block does not see the failure.
 _serving: list[_Server] = []
 
+#: POSIX: a server runs in a process group of its own, stopped whole (gunicorn's workers too).
+_GROUPS = hasattr(os, "killpg")
+
 
 @contextmanager
 def running(
     command: Sequence[str],
-    port: int,
+    port: Union[int, str, os.PathLike[str]],
     *,
     cwd: Union[str, os.PathLike[str], None] = None,
     env: Optional[Mapping[str, str]] = None,
     timeout: float = 30,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` in a subprocess until 127.0.0.1:``port`` accepts connections; yields the
-    process and terminates it on exit. Raises ``RuntimeError`` with the server's output
-    if it exits first, or if it does not listen within ``timeout`` seconds; when the block
-    fails, the server's output is printed to stderr (pytest shows it with the failure). Under
-    pytest, a test that fails while the server runs (one shared by a module's tests) shows
-    its output too, in a section of the report."""
+    """Run ``command`` in a subprocess until 127.0.0.1:``port`` accepts connections (or, for a
+    path, the unix socket there does); yields the process. On exit, the process and those it
+    started (its process group, on POSIX: gunicorn's or hypercorn's workers) are terminated,
+    and killed if it has not exited 10 seconds later. Raises ``RuntimeError`` with the
+    server's output if it exits first, or if it does not listen within ``timeout`` seconds;
+    when the block fails, the server's output is printed to stderr (pytest shows it with the
+    failure). Under pytest, a test that fails while the server runs (one shared by a module's
+    tests) shows its output too, in a section of the report."""
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(
-            list(command), cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
+            list(command), cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=_GROUPS,
+        )  # fmt: skip
         server = _Server(command, process, output)
         try:
             _wait_until_listening(server, port, timeout)
@@ -250,12 +257,26 @@ def running(
         finally:
             if server in _serving:
                 _serving.remove(server)
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                process.kill()
-                process.wait()
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's process group, SIGKILL after 10 seconds. Only while the server
+    is not reaped: until then, its process group's id cannot be another's."""
+    if process.poll() is None:
+        _signal(process, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            _signal(process, signal.SIGKILL)
+            process.wait()
+
+
+def _signal(process: subprocess.Popen[bytes], number: int) -> None:
+    if _GROUPS:
+        os.killpg(process.pid, number)
+    else:  # pragma: no cover - not POSIX
+        process.send_signal(number)
 
 
 @contextmanager
@@ -272,21 +293,37 @@ def serving_in_a_thread(server: Any) -> Iterator[int]:
         thread.join()
 
 
-def _wait_until_listening(server: _Server, port: int, timeout: float) -> None:
+def _wait_until_listening(
+    server: _Server, port: Union[int, str, os.PathLike[str]], timeout: float
+) -> None:
     process = server.process
+    where = f"port {port}" if isinstance(port, int) else f"the unix socket {port}"
     deadline = time.monotonic() + timeout
     while process.poll() is None:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            _connect(port).close()
             return
         except OSError:
             if time.monotonic() > deadline:
-                problem = f"did not listen on port {port} within {timeout} seconds"
+                problem = f"did not listen on {where} within {timeout} seconds"
                 break
             time.sleep(0.05)
     else:
         problem = f"exited with {process.returncode}"
     raise RuntimeError(f"the server {problem}:\n{server.output()}")
+
+
+def _connect(port: Union[int, str, os.PathLike[str]]) -> socket.socket:
+    if isinstance(port, int):
+        return socket.create_connection(("127.0.0.1", port), timeout=0.2)
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.settimeout(0.2)
+        sock.connect(os.fspath(port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def request(

@@ -7,10 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
@@ -374,27 +372,19 @@ def test_on_a_unix_socket_the_runtimes_request_target_reaches_the_root(name: str
     bind = ["--uds", str(sock)] if served.server is uvicorn else ["-b", f"unix:{sock}"]
     command = [*served.server(0)[:3], *bind, APP]  # python -m SERVER
     env = {**os.environ, "SERVED_APP": served.app}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
     try:
-        for _ in range(300):
-            if sock.exists() or process.poll() is not None:
-                break
-            time.sleep(0.05)
-        body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1})
-        with socket.socket(socket.AF_UNIX) as client:
-            client.settimeout(30)
-            client.connect(str(sock))
-            client.sendall(b"POST /%%2F HTTP/1.1\r\nHost: unused\r\nConnection: close\r\n"
-                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
-            response = b""
-            while data := client.recv(65536):
-                response += data
-        assert response.split()[1] == b"200", response[:300]
-        reply = body_of(response.partition(b"\r\n")[2])
-        assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 2th time!")])
+        with running(command, sock, cwd=ROOT, env=env):
+            body = wire.to_function(GREETER, "Ann", ["Ann"], {"seen_count": 1})
+            with socket.socket(socket.AF_UNIX) as client:
+                client.settimeout(30)
+                client.connect(str(sock))
+                client.sendall(b"POST /%%2F HTTP/1.1\r\nHost: unused\r\nConnection: close\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+                response = b""
+                while data := client.recv(65536):
+                    response += data
+            assert response.split()[1] == b"200", response[:300]
+            reply = body_of(response.partition(b"\r\n")[2])
+            assert greetings(reply) == (2, [(INBOX, "Ann", "Hello Ann for the 2th time!")])
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-        print(output.decode(errors="replace"))  # shown when the test fails
         shutil.rmtree(folder, ignore_errors=True)

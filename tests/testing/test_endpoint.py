@@ -5,9 +5,15 @@ A server that speaks the protocol passes every check; one that gets any part wro
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
@@ -244,6 +250,52 @@ def test_running_shows_the_servers_output_when_the_block_fails(
     assert process.poll() is not None  # stopped
     shown = capsys.readouterr().err
     assert "--- output of the server, pid" in shown and '"GET / HTTP/1.1" 200' in shown
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX's")
+def test_running_stops_the_processes_the_server_started(tmp_path: Path) -> None:
+    """gunicorn and hypercorn serve from workers they start: here a worker that listens, and
+    would outlive its parent, stopped on its own."""
+    port = endpoint.free_port()
+    pid_file = tmp_path / "worker.pid"
+    parent = (
+        "import pathlib, subprocess, sys\n"
+        "worker = subprocess.Popen([sys.executable, '-m', 'http.server', sys.argv[1],"
+        " '--bind', '127.0.0.1'])\n"
+        "pathlib.Path(sys.argv[2]).write_text(str(worker.pid))\n"
+        "worker.wait()\n"
+    )
+    try:
+        with endpoint.running([sys.executable, "-c", parent, str(port), str(pid_file)], port):
+            pass
+        for _ in range(200):  # a signal is delivered, not waited for: until the worker is gone
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except ConnectionRefusedError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the server's worker still listens")
+    finally:
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_running_waits_for_a_unix_socket_given_its_path(tmp_path: Path) -> None:
+    sock = tmp_path / "server.sock"
+    server = (
+        "import socketserver, sys\n"
+        "class Hello(socketserver.StreamRequestHandler):\n"
+        "    def handle(self):\n"
+        "        self.wfile.write(b'hello')\n"
+        "socketserver.UnixStreamServer(sys.argv[1], Hello).serve_forever()\n"
+    )
+    command = [sys.executable, "-c", server, str(sock)]
+    with endpoint.running(command, sock) as process, socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(30)
+        client.connect(str(sock))
+        assert client.recv(5) == b"hello"
+    assert process.poll() is not None
 
 
 def test_a_request_refused_before_its_body_is_sent_gets_its_answer() -> None:
