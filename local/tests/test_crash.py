@@ -13,10 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
-import signal
-import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -27,9 +24,9 @@ from statefun_local.store import SqliteStore, connect
 
 from statefun_core import Context, IntType, Message, StatefulFunctions, ValueSpec, message_builder
 from statefun_core.engine import Address
-from statefun_core.testing.endpoint import free_port
 
 from .conftest import FunctionServer, module_yaml, run
+from .test_stuck import Runtime
 
 ADDRESSES = 100
 CHAINS = 500
@@ -72,47 +69,11 @@ def expected_counts(starts: list[int]) -> Counter[str]:
     return counts
 
 
-async def start_runtime(module: Path, db: Path) -> tuple[asyncio.subprocess.Process, str]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "statefun_local",
-        "run",
-        str(module),
-        "--db",
-        str(db),
-        "--port",
-        str(port),
-        "--offline",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(f"{url}/api/status") as response:
-                    if response.status == 200:
-                        return process, url
-            except aiohttp.ClientError:
-                pass
-            if process.returncode is not None:
-                raise RuntimeError(f"the runtime exited with {process.returncode}")
-            await asyncio.sleep(0.05)
-    raise RuntimeError("the runtime did not start")
-
-
 async def send(session: aiohttp.ClientSession, url: str, start: int) -> None:
     async with session.post(
         f"{url}/ingress/com.example/counter/{start}", json={"type": "int", "value": HOPS - 1}
     ) as response:
         assert response.status == 202, await response.text()
-
-
-async def kill(process: asyncio.subprocess.Process) -> None:
-    os.kill(process.pid, signal.SIGKILL)
-    await process.wait()
 
 
 def test_kill_9_loses_nothing_and_applies_nothing_twice(tmp_path: Path) -> None:
@@ -132,27 +93,23 @@ def test_kill_9_loses_nothing_and_applies_nothing_twice(tmp_path: Path) -> None:
             module = tmp_path / "module.yaml"
             module.write_text(module_yaml(server.url))
             waves = [starts[i::KILLS] for i in range(KILLS)]
-            async with aiohttp.ClientSession() as session:
+            async with aiohttp.ClientSession() as session, Runtime(module, db) as runtime:
                 for wave in waves:
-                    process, url = await start_runtime(module, db)
-                    await asyncio.gather(*(send(session, url, start) for start in wave))
+                    await runtime.start()
+                    await asyncio.gather(*(send(session, runtime.url, start) for start in wave))
                     await asyncio.sleep(rng.uniform(0.02, 0.15))
-                    await kill(process)
+                    await runtime.kill_9()
                     if pending(db):
                         killed_mid_flow += 1
-                process, url = await start_runtime(module, db)
-                try:
-                    for _ in range(1200):
-                        async with session.get(f"{url}/api/status") as response:
-                            totals = json.loads(await response.text())["totals"]
-                        if totals["queued"] == totals["in_flight"] == totals["timers"] == 0:
-                            break
-                        await asyncio.sleep(0.05)
-                    else:
-                        raise AssertionError(f"the runtime never finished: {totals}")
-                finally:
-                    process.send_signal(signal.SIGTERM)
-                    await process.wait()
+                await runtime.start()
+                for _ in range(1200):
+                    async with session.get(f"{runtime.url}/api/status") as response:
+                        totals = json.loads(await response.text())["totals"]
+                    if totals["queued"] == totals["in_flight"] == totals["timers"] == 0:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError(f"the runtime never finished: {totals}")
 
     run(scenario())
 

@@ -487,11 +487,15 @@ def test_egress_prints_every_record_and_stops_quietly_when_its_reader_does(
         stderr=subprocess.PIPE,
     )
     assert process.stdout is not None and process.stderr is not None
-    assert process.stdout.readline() == b"#1 com.example/out: x\n"
-    process.stdout.close()
-    with process.stderr:
-        errors = process.stderr.read().decode()
-    assert process.wait(timeout=60) == 0, errors
+    try:
+        assert process.stdout.readline() == b"#1 com.example/out: x\n"
+        process.stdout.close()
+        with process.stderr:
+            errors = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 0, errors
+    finally:
+        process.kill()
+        process.wait()
     assert errors == ""
 
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -39,6 +37,7 @@ from statefun_core.engine import Address
 
 from .conftest import FunctionServer, run
 from .test_kafka_edges import free_port
+from .test_stuck import Runtime
 
 GREET_REQUEST = make_json_type("example/GreetRequest")
 EGRESS_RECORD = make_json_type("io.statefun.playground/EgressRecord")
@@ -130,19 +129,8 @@ def test_the_greeter_s_module_runs_as_it_is_with_its_ingress_on_the_runtime_s_po
         async with FunctionServer(greeter_functions()) as server:
             module = tmp_path / "module.yaml"
             module.write_text(playground_module(server.url, port, egress_port))
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "statefun_local", "run", "--offline", str(module),
-                "--db", str(tmp_path / "db"), "--port", str(port),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            assert process.stdout is not None
-            banner = ""
-            try:
-                while "web page and ingress on" not in banner:
-                    line = (await process.stdout.readline()).decode()
-                    assert line, banner  # the process ended: its output says why
-                    banner += line
+            async with Runtime(module, tmp_path / "db", port=port) as runtime:
+                await runtime.start()
                 base, egress = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{egress_port}"
                 async with aiohttp.ClientSession() as session:
                     for name in ("Bob", "Joe", "Bob", long_name):
@@ -153,11 +141,8 @@ def test_the_greeter_s_module_runs_as_it_is_with_its_ingress_on_the_runtime_s_po
                     for url in (f"{egress}/greetings", f"{egress}/nope", f"{base}/api/status"):
                         async with session.get(url) as response:
                             answers.append((url, response.status, await response.text()))
-            finally:
-                process.send_signal(signal.SIGTERM)
-                output, _ = await process.communicate()
-            assert process.returncode == 0, banner + output.decode()
-            return greetings, answers, banner
+                assert await runtime.stop() == 0
+                return greetings, answers, runtime.output()
 
     greetings, answers, banner = run(scenario())
     assert sorted(greetings) == [

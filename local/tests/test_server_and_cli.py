@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -765,6 +764,7 @@ def test_cli_output_to_a_reader_gone_away_ends_quietly(tmp_path: Path, command: 
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()
+        process.wait()
     assert (process.returncode, err.decode()) == (0, "")
 
 
@@ -795,7 +795,7 @@ def test_cli_run_refuses_a_database_another_runtime_runs_on_by_another_path(
     """A second ``run`` on the same database through a symbolic link (or another directory
     name) or a hard link is refused as the same path is: both would call every batch, and every
     reply would be applied twice (each egress record written twice, each count off)."""
-    from .test_crash import kill, start_runtime
+    from .test_stuck import Runtime
 
     module = tmp_path / "module.yaml"
     module.write_text(
@@ -808,9 +808,9 @@ def test_cli_run_refuses_a_database_another_runtime_runs_on_by_another_path(
     (tmp_path / "linked-dir").symlink_to(db.parent)
 
     async def scenario() -> None:
-        process, _ = await start_runtime(module, db)
-        os.link(db, tmp_path / "hard-link.db")  # the database file, once the runtime made it
-        try:
+        async with Runtime(module, db) as runtime:
+            await runtime.start()
+            os.link(db, tmp_path / "hard-link.db")  # the database file, once the runtime made it
             for other in (tmp_path / "link.db", tmp_path / "linked-dir" / "runtime.db",
                           tmp_path / "hard-link.db"):  # fmt: skip
                 second = subprocess.run(
@@ -822,8 +822,6 @@ def test_cli_run_refuses_a_database_another_runtime_runs_on_by_another_path(
                     2,
                     f"statefun-local: another statefun-local is running on {other}\n",
                 )
-        finally:
-            await kill(process)
 
     run(scenario())
 
@@ -833,40 +831,44 @@ def test_cli_run_verbose_logs_every_failed_attempt_of_a_call(tmp_path: Path, ver
                                                              ) -> None:  # fmt: skip
     """``run -v`` logs every failed attempt of a call to a function server that is down, as its
     help says; without it, the 1st and every 10th."""
+    from .test_stuck import Runtime
+
     module = tmp_path / "module.yaml"
     module.write_text("kind: io.statefun.endpoints.v2/http\n"
                       f"spec: {{functions: a/*, urlPathTemplate: 'http://127.0.0.1:{free_port()}/',"
                       " transport: {call: 2s}}\n")  # fmt: skip
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "statefun_local", "run", str(module), "--db", str(tmp_path / "db"),
-         "--port", str(port), "--offline", *(["-v"] if verbose else [])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert process.stderr is not None
-    try:
-        for _ in range(600):
-            if main(["send", "a/b/c", "--string", "x", "--url", f"http://127.0.0.1:{port}"]) == 0:
-                break
-            time.sleep(0.05)
-        logged = []
-        for line in process.stderr:  # until the call has failed for good
-            logged.append(line)
-            if "batch of 1 message(s) failed" in line:
-                break
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
-    attempts = int(re.search(r"failed after (\d+) attempt", logged[-1])[1])  # type: ignore[index]
-    reported = [
-        int(found[1])
-        for line in logged
-        if (found := re.search(r"a/b/c: POST .*: attempt (\d+) failed", line))
-    ]
-    assert attempts > 10
-    assert reported == (list(range(1, attempts)) if verbose else [1, 10])
-    # dated, for a runtime that runs for days
-    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING|ERROR|DEBUG) ", logged[-1])
+
+    async def until_failed(runtime: Runtime) -> list[str]:
+        """The runtime's log until the call has failed for good."""
+        for _ in range(1200):
+            logged = []
+            for line in runtime.output().splitlines(keepends=True):
+                logged.append(line)
+                if "batch of 1 message(s) failed" in line and line.endswith("\n"):
+                    return logged
+            await asyncio.sleep(0.05)
+        raise AssertionError("the call did not fail for good within a minute")
+
+    async def scenario() -> None:
+        async with Runtime(module, tmp_path / "db", *(["-v"] if verbose else [])) as runtime:
+            await runtime.start()
+            assert main(["send", "a/b/c", "--string", "x", "--url", runtime.url]) == 0
+            logged = await until_failed(runtime)
+            failed = re.search(r"failed after (\d+) attempt", logged[-1])
+            assert failed, logged[-1]
+            attempts = int(failed[1])
+            reported = [
+                int(found[1])
+                for line in logged
+                if (found := re.search(r"a/b/c: POST .*: attempt (\d+) failed", line))
+            ]
+            assert attempts > 10
+            assert reported == (list(range(1, attempts)) if verbose else [1, 10])
+            # dated, for a runtime that runs for days
+            dated = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING|ERROR|DEBUG) "
+            assert re.match(dated, logged[-1])
+
+    run(scenario())
 
 
 def test_cli_run_on_port_0_prints_the_port_it_listens_on(tmp_path: Path) -> None:
@@ -875,21 +877,31 @@ def test_cli_run_on_port_0_prints_the_port_it_listens_on(tmp_path: Path) -> None
         "kind: io.statefun.endpoints.v2/http\n"
         "spec: {functions: a/*, urlPathTemplate: 'http://127.0.0.1:1/'}\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "statefun_local", "run", str(module), "--db", str(tmp_path / "db"),
-         "--port", "0", "--offline"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert process.stdout is not None
+    log = tmp_path / "runtime.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "statefun_local", "run", str(module), "--db",
+             str(tmp_path / "db"), "--port", "0", "--offline"],
+            stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
     try:
-        for line in process.stdout:
-            if found := re.search(r"web page and ingress on (http://127.0.0.1:(\d+)/)", line):
-                break
-        assert found and found[2] != "0", line
+        banner = r"web page and ingress on (http://127.0.0.1:(\d+)/)"
+        deadline = time.monotonic() + 60
+        while not (found := re.search(banner, log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, "did not start"
+            time.sleep(0.05)
+        assert found[2] != "0"
         assert main(["send", "a/b/c", "--string", "x", "--url", found[1]]) == 0
+    except BaseException:
+        print(f"--- the runtime's log\n{log.read_text()}", file=sys.stderr)
+        raise
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def test_an_ingress_request_held_back_when_the_runtime_stops_is_told_it_was_not_queued(
@@ -908,42 +920,41 @@ def test_an_ingress_request_held_back_when_the_runtime_stops_is_told_it_was_not_
 
     async def scenario() -> None:
         from .conftest import FunctionServer, module_yaml
-        from .test_crash import start_runtime
+        from .test_stuck import Runtime
 
         release.append(asyncio.Event())
 
         async with FunctionServer(functions) as server:
             module = tmp_path / "module.yaml"
             module.write_text(module_yaml(server.url, max_batch=1, call="60s"))
-            process, url = await start_runtime(module, tmp_path / "db.sqlite")
-            try:
-                async with aiohttp.ClientSession() as session:
+            async with Runtime(module, tmp_path / "db.sqlite") as runtime:
+                try:
+                    await runtime.start()
+                    url = runtime.url
+                    async with aiohttp.ClientSession() as session:
 
-                    async def send(n: int) -> tuple[int, str]:
-                        async with session.post(
-                            f"{url}/ingress/com.example/slow/x", json={"type": "int", "value": n}
-                        ) as response:
-                            return response.status, await response.text()
+                        async def send(n: int) -> tuple[int, str]:
+                            async with session.post(
+                                f"{url}/ingress/com.example/slow/x",
+                                json={"type": "int", "value": n},
+                            ) as response:
+                                return response.status, await response.text()
 
-                    assert (await send(1))[0] == 202  # its call waits for release
-                    while server.requests == 0:
-                        await asyncio.sleep(0.01)
-                    assert (await send(2))[0] == 202  # buffered: the address is full
-                    held = asyncio.ensure_future(send(3))
-                    for _ in range(3):  # the runtime has read the request before these
-                        async with session.get(f"{url}/api/status") as response:
-                            assert response.status == 200
-                    assert not held.done()
-                    process.send_signal(signal.SIGTERM)
-                    assert await process.wait() == 0
-                    assert await held == (
-                        503, "the runtime is stopping: the message was not queued; send it "
-                        "again once the runtime runs\n")  # fmt: skip
-            finally:
-                release[0].set()
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+                        assert (await send(1))[0] == 202  # its call waits for release
+                        while server.requests == 0:
+                            await asyncio.sleep(0.01)
+                        assert (await send(2))[0] == 202  # buffered: the address is full
+                        held = asyncio.ensure_future(send(3))
+                        for _ in range(3):  # the runtime has read the request before these
+                            async with session.get(f"{url}/api/status") as response:
+                                assert response.status == 200
+                        assert not held.done()
+                        assert await runtime.stop() == 0  # SIGTERM
+                        assert await held == (
+                            503, "the runtime is stopping: the message was not queued; send it "
+                            "again once the runtime runs\n")  # fmt: skip
+                finally:
+                    release[0].set()
         conn = sqlite3.connect(tmp_path / "db.sqlite")
         queued = conn.execute("SELECT arg_value FROM mailbox ORDER BY seq").fetchall()
         conn.close()

@@ -70,9 +70,13 @@ def fragile_functions() -> StatefulFunctions:
 
 
 class Runtime:
-    """``python -m statefun_local run`` on one database, restartable, its log kept in a file.
-    Without ``db``, no ``--db`` is given (``env``: the process' environment variables, besides
-    ours; ``cwd``: its directory)."""
+    """``python -m statefun_local run`` on one database, restartable, its log kept in a file;
+    stopped by its PID (by ``stop``, and by ``start`` when it does not start). Without ``db``,
+    no ``--db`` is given (``env``: the process' environment variables, besides ours; ``cwd``:
+    its directory; ``port``: its port, a free one by default).
+
+    ``async with Runtime(...) as runtime:`` stops it at the end of the block and prints its
+    log (for pytest to show) if the block fails."""
 
     def __init__(
         self,
@@ -81,21 +85,31 @@ class Runtime:
         *options: str,
         env: Optional[dict[str, str]] = None,
         cwd: Optional[Path] = None,
+        port: Optional[int] = None,
     ) -> None:
         self.module, self.db, self.options = module, db, options
-        self.env, self.cwd = env, cwd
+        self.env, self.cwd, self.port = env, cwd, port
         self.process: Optional[asyncio.subprocess.Process] = None
-        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed at the end
         self.url = ""
 
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, kind: Optional[type[BaseException]], *_: object) -> None:
+        if kind is not None:
+            print(f"--- the runtime's log ---\n{self.output()}")
+        await self.stop()
+        self.log.close()
+
     async def start(self) -> None:
-        port = free_port()
+        port = self.port or free_port()
         db = [] if self.db is None else ["--db", str(self.db)]
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "statefun_local", "run", str(self.module), *db,
             "--port", str(port), "--offline", *self.options,
             stdout=self.log, stderr=self.log, env={**os.environ, **(self.env or {})},
-            cwd=self.cwd,
+            cwd=self.cwd, stdin=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         self.url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
@@ -107,6 +121,7 @@ class Runtime:
                 if self.process.returncode is not None:
                     break
                 await asyncio.sleep(0.05)
+        await self.stop()
         raise RuntimeError(f"the runtime did not start:\n{self.output()}")
 
     async def kill_9(self) -> None:
@@ -115,15 +130,23 @@ class Runtime:
         await self.process.wait()
         self.process = None
 
-    async def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            await self.process.wait()
-            self.process = None
+    async def stop(self) -> Optional[int]:
+        """Terminate the runtime (SIGKILL if it lingers 30 s): its exit code, if it ran."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except asyncio.TimeoutError:
+                process.kill()
+        return await process.wait()
 
     def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+        # pread, not seek and read: the runtime writes at this file's offset, which it shares
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
 
 @contextlib.asynccontextmanager
@@ -134,16 +157,9 @@ async def running(
     async with server or FunctionServer(fragile_functions()) as server:
         module = tmp_path / "module.yaml"
         module.write_text(module_yaml(server.url, call=call))
-        runtime = Runtime(module, tmp_path / "runtime.db", *options)
-        await runtime.start()
-        try:
+        async with Runtime(module, tmp_path / "runtime.db", *options) as runtime:
+            await runtime.start()
             yield server, runtime
-        except BaseException:
-            print(f"--- the runtime's log ---\n{runtime.output()}")
-            raise
-        finally:
-            await runtime.stop()
-            runtime.log.close()
 
 
 async def cli(
@@ -820,17 +836,14 @@ def test_the_environment_names_the_database_and_the_runtime_of_every_command(
         # run: its database is STATEFUN_LOCAL_DB's too
         other = tmp_path / "other.db"
         module = tmp_path / "module.yaml"
-        runtime = Runtime(module, None, env={"STATEFUN_LOCAL_DB": str(other)}, cwd=elsewhere)
-        await runtime.start()
-        try:
+        variables = {"STATEFUN_LOCAL_DB": str(other)}
+        async with Runtime(module, None, env=variables, cwd=elsewhere) as runtime:
+            await runtime.start()
             async with (
                 aiohttp.ClientSession() as session,
                 session.get(f"{runtime.url}/api/status") as response,
             ):
                 assert (await response.json())["db"] == str(other)
-        finally:
-            await runtime.stop()
-            runtime.log.close()
         assert other.exists()
         assert list(elsewhere.iterdir()) == []
 
