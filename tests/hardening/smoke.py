@@ -20,12 +20,13 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Optional
 
 import aiohttp
 from aiohttp import web
@@ -206,10 +207,15 @@ spec:
 
 
 class RuntimeProcess:
+    """``python -m statefun_local run``, restartable, its log kept in a file; stopped by its PID
+    (by ``stop``, and by ``start`` when it does not start). ``async with`` it to stop it at the
+    end of the block, its log printed (for pytest to show) if the block fails."""
+
     def __init__(self, module: Path, db: Path) -> None:
         self.module = module
         self.db = db
         self.process: Optional[asyncio.subprocess.Process] = None
+        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed at the end
         self.url = ""
         self.starts = 0
 
@@ -218,7 +224,7 @@ class RuntimeProcess:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "statefun_local", "run", str(self.module),
             "--db", str(self.db), "--port", str(port), "--offline",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            stdout=self.log, stderr=self.log, stdin=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         self.url = f"http://127.0.0.1:{port}"
         self.starts += 1
@@ -230,9 +236,12 @@ class RuntimeProcess:
             except aiohttp.ClientError:
                 pass
             if self.process.returncode is not None:
-                raise RuntimeError(f"the runtime exited with {self.process.returncode}")
+                break
             await asyncio.sleep(0.05)
-        raise RuntimeError("the runtime did not start")
+        code = self.process.returncode
+        problem = "did not start" if code is None else f"exited with {code}"
+        await self.stop()
+        raise RuntimeError(f"the runtime {problem}:\n{self.output()}")
 
     async def kill(self) -> None:
         assert self.process is not None
@@ -240,10 +249,28 @@ class RuntimeProcess:
         await self.process.wait()
 
     async def stop(self) -> None:
-        assert self.process is not None
-        if self.process.returncode is None:
+        """SIGTERM, and SIGKILL if it lingers 30 s."""
+        if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
-            await self.process.wait()
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+    def output(self) -> str:
+        # pread, not seek and read: the runtime writes at this file's offset, which it shares
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+    async def __aenter__(self) -> RuntimeProcess:
+        return self
+
+    async def __aexit__(self, kind: Optional[type[BaseException]], *_: object) -> None:
+        if kind is not None:
+            print(f"--- the runtime's log ---\n{self.output()}")
+        await self.stop()
+        self.log.close()
 
     async def send(self, session: aiohttp.ClientSession, id: str, commands: list[Any]) -> None:
         body = {"type": COMMANDS.typename, "value": commands}
@@ -299,7 +326,7 @@ async def run_smoke(
     async with FaultyFunctionServer(random.Random(seed + 2), failure_rate) as server:
         module.write_text(module_yaml(server.url))
         runtime = RuntimeProcess(module, db)
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession() as session, runtime:
             for _ in range(waves):
                 await runtime.start(session)
                 wave = [generator.ingress() for _ in range(per_wave)]
@@ -309,10 +336,7 @@ async def run_smoke(
                 kills += 1
                 killed_mid_flow += pending(db)
             await runtime.start(session)
-            try:
-                await runtime.wait_until_idle(session, timeout=300)
-            finally:
-                await runtime.stop()
+            await runtime.wait_until_idle(session, timeout=300)
     counts, egress = read_results(db)
     return SmokeResult(
         ingress=waves * per_wave, commands=generator.commands_made, kills=kills,

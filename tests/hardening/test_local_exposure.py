@@ -18,17 +18,14 @@ def test_the_runtime_listens_on_loopback_only_by_default(tmp_path: Path) -> None
             module = tmp_path / "module.yaml"
             module.write_text(module_yaml(server.url))
             runtime = RuntimeProcess(module, tmp_path / "runtime.db")  # no --host given
-            async with aiohttp.ClientSession() as session:
+            async with aiohttp.ClientSession() as session, runtime:
                 await runtime.start(session)
-                try:
-                    assert runtime.process is not None
-                    listening = [
-                        connection.laddr.ip
-                        for connection in psutil.Process(runtime.process.pid).net_connections()
-                        if connection.status == psutil.CONN_LISTEN
-                    ]
-                finally:
-                    await runtime.stop()
+                assert runtime.process is not None
+                listening = [
+                    connection.laddr.ip
+                    for connection in psutil.Process(runtime.process.pid).net_connections()
+                    if connection.status == psutil.CONN_LISTEN
+                ]
         return listening
 
     listening = asyncio.run(scenario())
