@@ -57,12 +57,11 @@ def load_kit() -> Any:
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     kit = load_kit()
     broker = kit.Kafka(tmp_path_factory.mktemp("kafka"))
-    try:
-        broker.start()
-    except kit.Unavailable as error:
-        broker.stop()
-        pytest.skip(f"no Kafka broker on this machine: {error}")
-    try:
+    try:  # stopped also when it does not start
+        try:
+            broker.start()
+        except kit.Unavailable as error:
+            pytest.skip(f"no Kafka broker on this machine: {error}")
         # The group coordinator loaded before the tests: statefun-local's commits, for Kafka's
         # tools, are asynchronous, and two retried while it loads can land out of order.
         broker.create_topics(["warm-up"])
@@ -77,6 +76,22 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def test_a_kit_process_that_does_not_start_says_why(tmp_path: Path) -> None:
+    """The broker (or kinesalite) exits before it listens: the fixture's error, the one report
+    of every test of the module, has the end of its log (this conftest shows only the logs of
+    the kit's processes that still run)."""
+    kit = load_kit()
+    command = [sys.executable, "-c", "print('port in use'); raise SystemExit(3)"]
+    process = kit.Process("failing", command, tmp_path / "failing.log")
+    try:
+        with pytest.raises(
+            RuntimeError, match="failing exited with 3; the end of its log:\nport in use"
+        ):
+            kit.wait_for_port(free_port(), process, 30)
+    finally:
+        process.stop()
 
 
 def names() -> str:

@@ -51,12 +51,11 @@ def kinesis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             pytest.skip(f"no {program} on PATH: kinesalite (the Kinesis API) runs on Node")
     kit = load_kit()
     server = kit.Kinesis(tmp_path_factory.mktemp("kinesis"))
-    try:
-        server.start()
-    except kit.Unavailable as error:
-        server.stop()
-        pytest.skip(f"no kinesalite on this machine: {error}")
-    try:
+    try:  # stopped also when it does not start
+        try:
+            server.start()
+        except kit.Unavailable as error:
+            pytest.skip(f"no kinesalite on this machine: {error}")
         yield server
     finally:
         server.stop()

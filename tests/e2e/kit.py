@@ -71,13 +71,16 @@ def wait_for_port(port: int, process: Process, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
-            raise RuntimeError(f"{process.name} exited with {process.popen.returncode}")
+            problem = f"exited with {process.popen.returncode}"
+            break
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"{process.name} did not listen on port {port} within {timeout} s")
+    else:
+        problem = f"did not listen on port {port} within {timeout} s"
+    raise RuntimeError(f"{process.name} {problem}; the end of its log:\n{process.tail()}")
 
 
 class Process:
