@@ -49,7 +49,8 @@ def java_decoded(tmp_path: Path, cases: list[bytes]) -> list[str]:
     source.write_text(DECODER)
     lines = "".join(case.hex() + "\n" for case in cases)
     done = subprocess.run(["java", str(source)], input=lines, capture_output=True, text=True,
-                          timeout=120, check=True)  # fmt: skip
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
     return [bytes.fromhex(line).decode() for line in done.stdout.split("\n")[: len(cases)]]
 
 

@@ -121,12 +121,12 @@ def test_the_package_imports_a_name_when_it_is_first_used() -> None:
                           "modules": modules}))
     """
     root = str(Path(statefun_core.__file__).parents[1])
-    found = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r})\n{code}"],
-            capture_output=True, text=True, check=True,
-        ).stdout
+    done = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r})\n{code}"],
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
     assert "statefun_core.handler" not in found["before"]
     assert "google.protobuf" not in found["before"]
     assert set(statefun_core.__all__) <= set(found["listed"])

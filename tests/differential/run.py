@@ -232,7 +232,11 @@ class Differential:
     def __init__(self, dead_letters: bool = False) -> None:
         self.dead_letters = dead_letters
         self.official = Official()
-        self.ours = Ours(dead_letters)
+        try:
+            self.ours = Ours(dead_letters)
+        except BaseException:
+            self.official.stop()
+            raise
         self.requests = 0
         self.dead_lettered = 0  # invocations that raised, their records checked
         self.failed_batches = 0

@@ -323,7 +323,9 @@ def chromium(url: str, profile: Path, *options: str) -> str:
                "--no-first-run", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=4000",
                *options, url]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def test_the_web_page_shows_the_connections_in_a_browser(local: Local, tmp_path: Path) -> None:

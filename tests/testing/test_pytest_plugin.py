@@ -32,11 +32,9 @@ def test_importing_the_plugin_imports_neither_the_sdk_nor_protobuf():
         f"import json, sys; sys.path.insert(0, {root!r}); "
         "import statefun_core.testing.pytest_plugin; print(json.dumps(sorted(sys.modules)))"
     )
-    imported = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout
-    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    imported = json.loads(done.stdout)
     assert "statefun_core.testing.pytest_plugin" in imported
     sdk = [name for name in imported if name.startswith(("statefun_core.", "google.protobuf"))]
     assert sdk == [
