@@ -57,7 +57,7 @@ from .plugins.manager import OBSERVER_HOOKS, make_plugin_manager, plugin_label
 from .protowire import ONE_BYTE as _ONE_BYTE
 from .protowire import element, field, key, text, typed_value_fields, varint
 from .registry import TypeRegistry
-from .storage import checkpoint, kept_encoder, rollback, storage_class
+from .storage import checkpoint, kept_encoder, kept_size, rollback, storage_class
 from .tracecontext import TRACEPARENT, TRACERESPONSE, is_traceparent
 from .types import Type, TypeSerializer
 
@@ -136,6 +136,9 @@ class _Mutation(NamedTuple):
     modified: bytes  # a MODIFY mutation up to its value
     value_head: bytes  # the value's TypedValue up to its bytes
     encode_kept: Callable[[Any], bytes]  # for an int or bool kept as it is
+    # A kept int or bool that is not zero is always encoded in as many bytes (kept_size): its
+    # MODIFY mutation is kept_head, the same for every value, and then those bytes
+    kept_head: bytes
     # What a value of n bytes adds up to while every length is under 0x80: its TypedValue is
     # value_overhead + n bytes long (value_head, the value's key and length, the value), the
     # whole MODIFY mutation mutation_overhead + n (modified and the TypedValue's key and length
@@ -244,6 +247,8 @@ class _Plan:
             state_name = field(2, name.encode())
             modified = _MODIFY + state_name
             value_head = typed_value_fields(tpe.typename)
+            size = kept_size(tpe)
+            kept = element(1, modified + element(3, value_head + field(3, bytes(size))))
             self.mutations.append(
                 _Mutation(
                     name,
@@ -251,6 +256,7 @@ class _Plan:
                     modified,
                     value_head,
                     kept_encoder(tpe),
+                    kept[:-size] if size else b"",
                     len(value_head) + 2,
                     len(modified) + len(value_head) + 4,
                 )
@@ -823,7 +829,10 @@ class RequestReplyHandler:
                     parts.append(mutation.deleted)
                     continue
                 if type(data) is not bytes:  # an int or bool kept as it is: not yet encoded
-                    data = mutation.encode_kept(data) if data else b""  # proto3 leaves 0 out
+                    if data:
+                        parts.append(mutation.kept_head + mutation.encode_kept(data))
+                        continue
+                    data = b""  # proto3 leaves 0 and False out
                 parts.append(_modify(mutation, data))
         if batch.outbox:
             delayed: list[bytes] = []  # field 3, after the messages (2)

@@ -34,6 +34,7 @@ __all__ = [
     "StateValues",
     "checkpoint",
     "kept_encoder",
+    "kept_size",
     "rollback",
     "state_serializer",
     "storage_class",
@@ -86,6 +87,15 @@ def kept_encoder(tpe: Type[Any]) -> Callable[[Any], bytes]:
         if tpe is builtin:
             return functools.partial(packer.pack, tag)
     return _never_kept
+
+
+def kept_size(tpe: Type[Any]) -> int:
+    """How many bytes :func:`kept_encoder` writes for every value of ``tpe`` that is not zero
+    or False; 0 for a type whose values are stored encoded."""
+    for builtin, _, packer, _ in _KEPT_AS_IS:
+        if tpe is builtin:
+            return packer.size
+    return 0
 
 
 def _never_kept(value: Any) -> bytes:
