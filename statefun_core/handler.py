@@ -163,33 +163,47 @@ def _modify(mutation: _Mutation, data: bytes) -> bytes:
     return element(1, mutation.modified + element(3, mutation.value_head + field(3, data)))
 
 
+@functools.lru_cache(maxsize=4096)
+def _message_heads(target_typename: str, typename: str) -> tuple[bytes, int, bytes, int]:
+    """What a message to ``target_typename`` with a value of ``typename`` starts its two fields
+    with, and what each adds to the length of what follows it (the id's or the value's key and
+    length besides): the ``Address`` up to its id (3) and the ``TypedValue`` up to its value."""
+    head = _typename_head(target_typename)
+    value_head = typed_value_fields(typename)
+    return head, len(head) + 2, value_head, len(value_head) + 2
+
+
+# An outgoing message whose every length is under 0x80, each written by %c as its one byte:
+# the element (2) holds the Address (1: the head, then the id as field 3) and the TypedValue
+# (2: the head, then the value as field 3).
+_SHORT_MESSAGE = b"\x12%c\x0a%c%b\x1a%c%b\x12%c%b\x1a%c%b"
+
+
 def _message(message: Message) -> Optional[bytes]:
     """An ``outgoing_messages`` element (``InvocationResponse`` field 2) for a built message
     whose every length fits in one byte (a short text to a short id: most messages), written
-    in one join with its lengths added up here; None for any other, which ``_collect`` writes
+    in one piece with its lengths added up here; None for any other, which ``_collect`` writes
     field by field (a value whose type the plugins find, a received one sent on, an id given as
     bytes, an empty id or value, a longer one)."""
-    if message._typename is None:  # received (no _data), or typed by the plugins when sent
+    typename = message._typename
+    if typename is None:  # received (no _data), or typed by the plugins when sent
         return None
     target_id = message.target_id
     data = message._data
     if type(target_id) is not str or not data:
         return None
     ident = target_id.encode()  # before the typename is parsed, as _target does
-    head = _typename_head(message.target_typename)  # the Address up to its id (3)
-    value_head = typed_value_fields(message._typename)
+    head, head_size, value_head, value_head_size = _message_heads(message.target_typename, typename)
     ident_size = len(ident)
     data_size = len(data)
-    address_size = len(head) + 2 + ident_size
-    value_size = len(value_head) + 2 + data_size
+    address_size = head_size + ident_size
+    value_size = value_head_size + data_size
     size = address_size + value_size + 4
     if size >= 0x80 or not ident_size:
         return None
-    return b"".join((
-        b"\x12", _ONE_BYTE[size],
-        b"\x0a", _ONE_BYTE[address_size], head, b"\x1a", _ONE_BYTE[ident_size], ident,
-        b"\x12", _ONE_BYTE[value_size], value_head, b"\x1a", _ONE_BYTE[data_size], data,
-    ))  # fmt: skip
+    return _SHORT_MESSAGE % (
+        size, address_size, head, ident_size, ident, value_size, value_head, data_size, data
+    )  # fmt: skip
 
 
 class _Plan:
