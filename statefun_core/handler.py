@@ -96,6 +96,13 @@ def _typename_head(typename: str) -> bytes:
     return field(1, namespace.encode()) + field(2, name.encode())
 
 
+@functools.lru_cache(maxsize=1024)
+def _reply_head(size: int) -> bytes:
+    """A reply up to its ``InvocationResponse`` of ``size`` bytes (its key and length). Cached:
+    a function's replies come in a few sizes, and a hit is one C call, not ``varint``'s frame."""
+    return _INVOCATION_RESULT + varint(size)
+
+
 #: Most missing-state replies a function keeps for reuse: one per set of missing states, of
 #: which a runtime sends a few (none registered yet, or those added by a deploy) but a caller
 #: could send any of 2**states, each kept for ever if all were kept.
@@ -868,7 +875,7 @@ class RequestReplyHandler:
         reply = b""  # no effects: an empty FromFunction
         if parts:
             result = b"".join(parts)
-            reply = _INVOCATION_RESULT + varint(len(result)) + result
+            reply = _reply_head(len(result)) + result
             if len(reply) > self._large_reply:
                 self._check_large_reply(batch, len(reply))
             if check_reply is not None:
