@@ -53,6 +53,7 @@ _KEPT_AS_IS: tuple[tuple[Type[Any], tuple[Any, int, int], struct.Struct, int], .
     (BoolType, (bool, False, True), struct.Struct("<B?"), 0x08),
 )
 _LONGEST_KEPT = max(packer.size for _, _, packer, _ in _KEPT_AS_IS)
+_NO_PACKER = struct.Struct("")
 
 
 class StateValues:
@@ -155,9 +156,14 @@ def _builtin_property(name: str, tpe: Type[Any], serializer: Any, maximum: float
     deserialize = serializer.deserialize
     typename = tpe.typename
     read_received = _received_reader(name, typename, deserialize)
-    kept: Optional[tuple[Any, int, int]] = next(
-        (bounds for builtin, bounds, _, _ in _KEPT_AS_IS if tpe is builtin), None
-    )
+    kept: Optional[tuple[Any, int, int]] = None
+    # An int or bool received as kept_encoder writes one (its tag, then the value packed: the
+    # canonical encoding) is unpacked here, one C call instead of deserialize's frame. A type
+    # not kept as it is has packed_size -1: never unpacked here.
+    packed_size, tag, unpack = -1, 0, _NO_PACKER.unpack
+    for builtin, bounds, packer, kept_tag in _KEPT_AS_IS:
+        if tpe is builtin:
+            kept, packed_size, tag, unpack = bounds, packer.size, kept_tag, packer.unpack
     if maximum < _LONGEST_KEPT:
         kept = None  # a limit so low that an int or bool must be measured too
 
@@ -167,11 +173,15 @@ def _builtin_property(name: str, tpe: Type[Any], serializer: Any, maximum: float
             return values[name]
         received = self._received[name].state_value
         if received.has_value and received.typename == typename:  # read_received, one call less
-            try:
-                value = deserialize(received.value)
-            except Exception as error:
-                mark_unreadable(error)
-                raise
+            data = received.value
+            if len(data) == packed_size and data[0] == tag:
+                value = unpack(data)[1]
+            else:
+                try:
+                    value = deserialize(data)
+                except Exception as error:
+                    mark_unreadable(error)
+                    raise
         else:
             value = read_received(self)  # None, or the type mismatch
         values[name] = value
