@@ -680,8 +680,11 @@ class RequestReplyHandler:
         # function can be bound to: it is told apart only when no plan is found.
         pb_batch = request.invocation
         # A batch may be empty, and its target id too (a Kafka record with an empty key): it is
-        # answered as the official SDK answers it, with the missing state or a reply.
-        invocations = pb_batch.invocations
+        # answered as the official SDK answers it, with the missing state or a reply. Its
+        # repeated fields are looped over as lists ([:]): upb's containers have no iterator of
+        # their own, and Python's for them ends each loop in an IndexError made with a
+        # formatted message (some 2.5 kI a loop).
+        invocations = pb_batch.invocations[:]
         if len(invocations) > self._max_invocations:
             maximum = int(self._max_invocations)
             raise LimitExceededError("invocations_per_batch", len(invocations), maximum)
@@ -694,7 +697,7 @@ class RequestReplyHandler:
             plan = self._plan(self.functions.for_typename(typename))
         id = target.id
         received = {}
-        for state in pb_batch.state:
+        for state in pb_batch.state[:]:
             received[state.state_name] = state
 
         event: Optional[BatchEvent] = None
