@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import Executor
 from contextvars import copy_context
-from typing import Any, Callable, Iterator, Mapping, MutableMapping, NamedTuple, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, MutableMapping, Optional, Union
 
 import pluggy
 from google.protobuf.message import DecodeError
@@ -135,23 +135,42 @@ def _target(message: Message) -> bytes:
     return _typename_head(message.target_typename) + field(3, ident)
 
 
-class _Mutation(NamedTuple):
-    """How :meth:`RequestReplyHandler._collect` writes a state's mutation."""
+class _Mutation:
+    """How :meth:`RequestReplyHandler._collect` writes a state's mutation, made once per state.
 
-    name: str
-    deleted: bytes  # the whole DELETE mutation
-    modified: bytes  # a MODIFY mutation up to its value
-    value_head: bytes  # the value's TypedValue up to its bytes
-    encode_kept: Callable[[Any], bytes]  # for an int or bool kept as it is
-    # A kept int or bool that is not zero is always encoded in as many bytes (kept_size): its
-    # MODIFY mutation is kept_head, the same for every value, and then those bytes
-    kept_head: bytes
-    # What a value of n bytes adds up to while every length is under 0x80: its TypedValue is
-    # value_overhead + n bytes long (value_head, the value's key and length, the value), the
-    # whole MODIFY mutation mutation_overhead + n (modified and the TypedValue's key and length
-    # besides)
-    value_overhead: int
-    mutation_overhead: int
+    A class with slots, not a NamedTuple: ``_collect`` reads these on every request, and a
+    slot is read by an instruction the interpreter specialises, a NamedTuple's field through
+    its descriptor's call."""
+
+    __slots__ = (
+        "deleted",
+        "encode_kept",
+        "kept_head",
+        "modified",
+        "mutation_overhead",
+        "name",
+        "value_head",
+        "value_overhead",
+    )
+
+    def __init__(self, name: str, tpe: Type[Any]) -> None:
+        self.name = name
+        state_name = field(2, name.encode())
+        self.deleted = element(1, state_name)  # the whole DELETE (mutation_type 0: left out)
+        self.modified = _MODIFY + state_name  # a MODIFY mutation up to its value
+        self.value_head = typed_value_fields(tpe.typename)  # its TypedValue up to its bytes
+        self.encode_kept = kept_encoder(tpe)  # for an int or bool kept as it is
+        # A kept int or bool that is not zero is always encoded in as many bytes (kept_size):
+        # its MODIFY mutation is kept_head, the same for every value, and then those bytes.
+        size = kept_size(tpe)
+        kept = element(1, self.modified + element(3, self.value_head + field(3, bytes(size))))
+        self.kept_head = kept[:-size] if size else b""
+        # What a value of n bytes adds up to while every length is under 0x80: its TypedValue
+        # is value_overhead + n bytes long (value_head, the value's key and length, the value),
+        # the whole MODIFY mutation mutation_overhead + n (modified and the TypedValue's key
+        # and length besides).
+        self.value_overhead = len(self.value_head) + 2
+        self.mutation_overhead = len(self.modified) + len(self.value_head) + 4
 
 
 def _modify(mutation: _Mutation, data: bytes) -> bytes:
@@ -263,25 +282,7 @@ class _Plan:
             self.specs.append((spec.name, tpe, tpe.serializer(), spec))
         self.names = tuple(name for name, *_ in self.specs)
         self.name_set = frozenset(self.names)
-        self.mutations: list[_Mutation] = []
-        for name, tpe, _, _ in self.specs:
-            state_name = field(2, name.encode())
-            modified = _MODIFY + state_name
-            value_head = typed_value_fields(tpe.typename)
-            size = kept_size(tpe)
-            kept = element(1, modified + element(3, value_head + field(3, bytes(size))))
-            self.mutations.append(
-                _Mutation(
-                    name,
-                    element(1, state_name),  # DELETE is mutation_type 0: left out
-                    modified,
-                    value_head,
-                    kept_encoder(tpe),
-                    kept[:-size] if size else b"",
-                    len(value_head) + 2,
-                    len(modified) + len(value_head) + 4,
-                )
-            )
+        self.mutations = [_Mutation(name, tpe) for name, tpe, _, _ in self.specs]
         self.storage_class = storage_class(
             function.typename,
             {name: (tpe, serializer) for name, tpe, serializer, _ in self.specs},
