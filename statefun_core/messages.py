@@ -426,9 +426,10 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
     value = kwargs[keyword]
     if type(value) is str and keyword == "str_value":  # text, the usual message
         typename = _STRING
-        data = value.encode()  # a string of up to 127 bytes encoded as StringType does
+        data = value.encode()  # a string of 1 to 127 bytes encoded as StringType does
         size = len(data)
-        data = _SHORT_STRING_HEADERS[size] + data if 0 < size < 0x80 else _encode_string(value)
+        # (not 0 < size < 0x80: a chained comparison runs twice the bytecodes of this one)
+        data = _SHORT_STRING_HEADERS[size] + data if size < 0x80 and size else _encode_string(value)
     else:
         encoder = _PRIMITIVE_ENCODERS.get(keyword)
         if encoder is None or value is None:
