@@ -356,3 +356,23 @@ def test_an_int64_out_of_range_is_refused() -> None:
     for value in (2**64, -(2**63) - 1):
         with pytest.raises(ValueError, match="out of range"):
             varint(value)
+
+
+@pytest.mark.parametrize("size", range(90, 140, 7))
+@pytest.mark.parametrize(("tpe", "value"), [(IntType, -5), (LongType, 2**40), (BoolType, True)])
+def test_a_kept_states_mutation_is_protobufs_whatever_the_length_of_its_name(
+    tpe: Any, value: Any, size: int
+) -> None:
+    """An int or bool state's mutation is written as a head made once per state and the
+    value's packed bytes: the head's lengths take one byte or two with the name's."""
+    name = "n" * size
+    functions = StatefulFunctions()
+    functions.register(
+        FUNCTION, lambda ctx, msg: setattr(ctx.storage, name, value), [ValueSpec(name, tpe)]
+    )
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    reply = handler.handle_sync(to_function(FUNCTION, "id", [1], state={name: None}))
+    out = protocol.FromFunction()
+    mutation = out.invocation_result.state_mutations.add(state_name=name, mutation_type=1)
+    mutation.state_value.CopyFrom(typed_value(tpe, value))
+    assert reply == out.SerializeToString()

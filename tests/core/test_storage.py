@@ -220,3 +220,33 @@ def test_a_string_read_after_its_assignment_is_the_plain_string_assigned(serve: 
     assert seen == ["old", "new", "named"]
     assert type(seen[-1]) is str
     assert StringType.serializer().deserialize(mutations(data)["s"].value) == "named"
+
+
+@pytest.mark.parametrize(
+    ("tpe", "wrapper", "raw"),
+    [
+        (IntType, protocol.IntWrapper, protocol.IntWrapper(value=-7).SerializeToString()),
+        (IntType, protocol.IntWrapper, protocol.IntWrapper(value=2**31 - 1).SerializeToString()),
+        (LongType, protocol.LongWrapper, protocol.LongWrapper(value=-(2**63)).SerializeToString()),
+        (BoolType, protocol.BooleanWrapper, b"\x08\x01"),
+        # not as the reply writes them: the serializer reads them, as protobuf does
+        (BoolType, protocol.BooleanWrapper, b"\x08\x02"),
+        (IntType, protocol.IntWrapper, b"\x0d\x05\x00\x00\x00\x0d\x06\x00\x00\x00"),  # last wins
+        (IntType, protocol.IntWrapper, b"\x0d\x05\x00\x00\x00\x18\x01"),  # an unknown field
+        (LongType, protocol.LongWrapper, b"\x09" + struct.pack("<q", 5) + b"\x18\x01"),
+        (IntType, protocol.IntWrapper, b"\x1a\x03abc"),  # five bytes, but not the value's
+        (IntType, protocol.IntWrapper, b""),
+    ],
+)
+def test_a_received_int_long_or_bool_reads_as_protobuf_reads_it(
+    serve: Serve, tpe: Any, wrapper: Any, raw: bytes
+) -> None:
+    """An int or bool state received as the reply writes it (its tag, then the value packed)
+    is unpacked by the storage itself; any other encoding by the type's serializer."""
+    seen = []
+    functions = StatefulFunctions()
+    functions.register("ns/f", lambda ctx, msg: seen.append(ctx.storage.n), [ValueSpec("n", tpe)])
+    value = protocol.TypedValue(typename=tpe.typename, has_value=True, value=raw)
+    serve(functions)(to_function("ns/f", "1", [1], state={"n": value}))
+    expected = wrapper.FromString(raw).value
+    assert seen == [expected] and type(seen[0]) is type(expected)
