@@ -428,7 +428,7 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
         typename = _STRING
         data = value.encode()  # a string of 1 to 127 bytes encoded as StringType does
         size = len(data)
-        # (not 0 < size < 0x80: a chained comparison runs twice the bytecodes of this one)
+        # (not 0 < size < 0x80: the chained comparison runs 10 bytecodes where these run 6)
         data = _SHORT_STRING_HEADERS[size] + data if size < 0x80 and size else _encode_string(value)
     else:
         encoder = _PRIMITIVE_ENCODERS.get(keyword)
