@@ -17,6 +17,7 @@ import itertools
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import Executor
 from contextvars import copy_context
 from typing import Any, Callable, Iterator, Mapping, MutableMapping, Optional, Union
@@ -1268,17 +1269,21 @@ def _name_the_states(batch: _Batch, error: AttributeError) -> None:
 
 class _ThreadLoop:
     """The event loop ``handle_sync`` keeps for one thread, closed when the thread's locals go
-    (at thread exit, or with the handler), so no loop is left unclosed."""
+    (at thread exit, or with the handler), so no loop is left unclosed.
 
-    __slots__ = ("loop",)
+    Closed by a weakref finalizer, not ``__del__``: a handler in a reference cycle takes its
+    threads' owners into the cyclic garbage, where ``__del__`` methods run in no set order (the
+    loop's sockets could be finalized, unclosed, before it), but weakref callbacks run before
+    any of them; and the finalizer holds the loop, so the loop is never garbage before it."""
+
+    __slots__ = ("__weakref__", "loop")
 
     def __init__(self) -> None:
         import asyncio
 
         self.loop = asyncio.new_event_loop()
-
-    def __del__(self) -> None:
-        self.loop.close()
+        # not at exit: a daemon thread's loop may be running then, and its close would fail
+        weakref.finalize(self, self.loop.close).atexit = False
 
 
 def _interrupts(error: BaseException) -> bool:
