@@ -39,7 +39,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 # plain `nox`: every area's tests on every Python, protobuf and framework version it supports
 nox.options.sessions = [
-    "tests", "protobuf", "core_oldest", "compat", "compat_oldest", "official", "deadletters",
+    "tests", "protobuf", "core_oldest", "compiled", "compat", "compat_oldest", "official",
+    "deadletters",
     "lint", "typecheck",
     "plugin_prometheus", "plugin_opentelemetry", "plugin_pydantic", "plugin_msgpack",
     "aiohttp", "tornado", "flask", "django", "apps", "apps_oldest", "engine", "engine_oldest",
@@ -107,6 +108,53 @@ def core_oldest(session: nox.Session) -> None:
     """The oldest supported Python with the oldest supported protobuf and pluggy."""
     install_core(session, "protobuf==3.20.3", PLUGGY_OLDEST)
     session.run("python", "-m", "pytest", "tests/core", *session.posargs)
+
+
+# The compiled core (pyproject.toml's mypyc hook): on the Pythons its pinned mypy runs on.
+COMPILED_PYTHONS = [python for python in PYTHONS if python != "3.9"]
+
+
+def build_compiled_core(session: nox.Session) -> str:
+    """The core's wheel with its request path compiled by mypyc, as a compiled release is
+    built; its path."""
+    session.install("build[uv]")
+    wheels = Path(session.create_tmp()).resolve() / "compiled"
+    for old in wheels.glob("*.whl"):
+        old.unlink()
+    session.run("python", "-m", "build", "--installer", "uv", "--wheel", "--outdir", str(wheels),
+                ".", env={"HATCH_BUILD_HOOK_ENABLE_MYPYC": "1"}, silent=True)  # fmt: skip
+    (wheel,) = wheels.glob("*.whl")
+    return str(wheel)
+
+
+def install_core_build(session: nox.Session, build: str, *extra: str) -> None:
+    """The core as ``build`` says: ``python`` (the checkout, editable) or ``compiled`` (the
+    wheel the mypyc hook builds, installed). The compiled modules win over the checkout's
+    sources only where the checkout is not first on ``sys.path``: run Python with ``-P``."""
+    if build == "python":
+        session.install("-e", ".", *extra)
+        return
+    session.install(build_compiled_core(session), *extra)
+    session.run("python", "-P", "-c", COMPILED_CHECK)
+
+
+# The HTTP benchmarks run on each build of the core: `nox -s "bench_asgi(core='compiled')"`.
+CORE_BUILDS = ["python", "compiled"]
+# fails unless the core imported is the compiled one
+COMPILED_CHECK = (
+    "import statefun_core.handler as m; "
+    "assert not m.__file__.endswith('.py'), 'not compiled: ' + m.__file__"
+)
+
+
+@nox.session(python=COMPILED_PYTHONS, tags=["core"])
+def compiled(session: nox.Session) -> None:
+    """The core's tests on the core compiled with mypyc, installed from its wheel: the same
+    tests as the Python build passes, run with the checkout last on ``sys.path``
+    (``--import-mode=append``) so that they import the compiled modules."""
+    install_core_build(session, "compiled", *TEST_DEPS)
+    session.run("python", "-P", "-m", "pytest", "--import-mode=append", "tests/core",
+                "tests/testing", "tests/engine", *session.posargs)  # fmt: skip
 
 
 @nox.session(python=NEWEST, tags=["ci", "core"])
@@ -348,9 +396,10 @@ def tornado(session: nox.Session, tornado: tuple[str, ...]) -> None:
 
 
 @nox.session(python=BENCH_PYTHON, tags=["bench"])
-def bench_aiohttp_tornado(session: nox.Session) -> None:
+@nox.parametrize("core", CORE_BUILDS)
+def bench_aiohttp_tornado(session: nox.Session, core: str) -> None:
     """aiohttp and Tornado: our endpoint against a bare one under wrk (benchmarks/http)."""
-    session.install("-e", ".", "-e", "integrations/aiohttp", "-e", "integrations/tornado")
+    install_core_build(session, core, "-e", "integrations/aiohttp", "-e", "integrations/tornado")
     session.run("python", "benchmarks/http/aiohttp_tornado_wrk.py", *session.posargs)
 
 
@@ -396,11 +445,12 @@ def django(session: nox.Session, django: tuple[str, ...]) -> None:
 
 
 @nox.session(python=BENCH_PYTHON, tags=["bench"])
-def bench_flask_django(session: nox.Session) -> None:
+@nox.parametrize("core", CORE_BUILDS)
+def bench_flask_django(session: nox.Session, core: str) -> None:
     """Flask and Django: our endpoint against plain views, gunicorn sync workers (and Django
     under uvicorn), wrk."""
-    session.install(
-        "-e", ".", "-e", "integrations/flask", "-e", "integrations/django",
+    install_core_build(
+        session, core, "-e", "integrations/flask", "-e", "integrations/django",
         "gunicorn", "uvicorn", "httptools",
     )  # fmt: skip
     session.run("python", "benchmarks/http/flask_django_wrk.py", *session.posargs)
@@ -436,11 +486,12 @@ def apps_oldest(session: nox.Session) -> None:
 
 
 @nox.session(python=BENCH_PYTHON, tags=["bench"])
-def bench_asgi(session: nox.Session) -> None:
+@nox.parametrize("core", CORE_BUILDS)
+def bench_asgi(session: nox.Session, core: str) -> None:
     """StatefunASGI under uvicorn against a hand-written ASGI endpoint: wrk over loopback with
     uvicorn's h11 and httptools servers, then each protocol in one process (steadier on a busy
     machine); benchmarks/http."""
-    session.install("-e", ".", "uvicorn", "httptools")
+    install_core_build(session, core, "uvicorn", "httptools")
     session.run("python", "benchmarks/http/asgi_wrk.py", *session.posargs)
     session.run("python", "benchmarks/http/asgi_wrk.py", "--http", "httptools", *session.posargs)
     session.run("python", "benchmarks/http/asgi_protocol.py")

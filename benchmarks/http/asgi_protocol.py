@@ -29,7 +29,7 @@ from typing import Any, Awaitable, Callable
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 from wrk import TARGET_RATIO as TARGET
-from wrk import greeter_reply, greeter_requests
+from wrk import core_build, greeter_reply, greeter_requests
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("bare", "floor", "handler", "statefun")  # and "both" (asgi_app.py), on request
@@ -123,7 +123,7 @@ def main() -> None:
             )
     print(
         f"\nuvicorn's {args.http} protocol in one process, {args.requests} requests "
-        f"x {args.repeats} runs, Python {sys.version.split()[0]}"
+        f"x {args.repeats} runs, Python {sys.version.split()[0]}, the core {core_build()}"
     )
     print(f"{'endpoint':<10}{'fastest us':>11}{'median us':>11}")
     for kind in kinds:

@@ -51,7 +51,9 @@ def start(kind: str, fixed_reply: bytes, http: str, cpus: Cpus) -> Server:
         "asgi_app:app",
     ]  # fmt: skip
     env = {**os.environ, "BENCH_KIND": kind, "BENCH_FIXED_REPLY": fixed_reply.hex()}
-    process = subprocess.Popen(cpus.command(cpus.server, command), env=env)
+    # not from the checkout: `python -m` puts the working directory first on sys.path, where
+    # the checkout's sources would shadow an installed compiled core
+    process = subprocess.Popen(cpus.command(cpus.server, command), env=env, cwd=HERE)
     return Server(f"uvicorn {kind}", f"http://127.0.0.1:{port}/", process)
 
 

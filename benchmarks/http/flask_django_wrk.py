@@ -83,7 +83,9 @@ def start(framework: str, kind: str, fixed_reply: bytes, workers: int, cpus: Cpu
         "BENCH_FIXED_REPLY": fixed_reply.hex(),
         "STATEFUN_DISABLE_PLUGIN_AUTOLOAD": "1",
     }
-    process = subprocess.Popen(cpus.command(cpus.server, command), env=env)
+    # not from the checkout: `python -m` puts the working directory first on sys.path, where
+    # the checkout's sources would shadow an installed compiled core
+    process = subprocess.Popen(cpus.command(cpus.server, command), env=env, cwd=HERE)
     return Server(f"{framework} {kind}", f"http://127.0.0.1:{port}{PATHS[framework]}", process)
 
 

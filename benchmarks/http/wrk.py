@@ -48,6 +48,13 @@ end
 """
 
 
+def core_build() -> str:
+    """Which build of the core the servers import: compiled by mypyc or Python."""
+    from statefun_core import handler
+
+    return "Python" if handler.__file__.endswith(".py") else "compiled (mypyc)"
+
+
 def greeter_requests(addresses: int) -> list[bytes]:
     """``ToFunction`` bodies for the greeter at ``user-0``...: each carries ``seen_count``, so
     no discovery round happens."""
@@ -251,7 +258,7 @@ def report(header: str, results: dict[str, dict[str, list[Result]]]) -> None:
     when all of it is under, "undecided" when it straddles the target (more rounds narrow it;
     fewer than ``MIN_ROUNDS`` cannot tell).
     """
-    print(f"\n{header}")
+    print(f"\n{header}; the core {core_build()}")
     print(
         f"{'framework':<16}{'endpoint':<10}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'CPU us/req':>11}"
     )
