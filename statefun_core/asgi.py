@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Coroutine, Iterator, Mapping, MutableMapping
 from typing import Any, Callable, Optional
 
+from ._mypyc import compiled
 from .errors import MalformedRequestError
 from .http import CONTENT_TYPE
 from .serving import Answer, Served, declared_length, error_answer
@@ -203,7 +204,14 @@ class ScopeHeaders(Mapping[str, str]):
         return True  # a request has headers; spares counting them (``headers or {}``)
 
 
-_new_headers = ScopeHeaders.__new__
+def _placeholder_headers(cls: type[ScopeHeaders]) -> ScopeHeaders:
+    return ScopeHeaders([])
+
+
+# ScopeHeaders without a call to __init__, except compiled (see messages._new_message)
+_new_headers: Callable[[type[ScopeHeaders]], ScopeHeaders] = (
+    _placeholder_headers if compiled(_placeholder_headers) else ScopeHeaders.__new__
+)
 
 
 def mount(

@@ -6,6 +6,9 @@ import abc
 from datetime import timedelta
 from typing import Any, Optional, Union
 
+from mypy_extensions import mypyc_attr
+
+from ._mypyc import caused
 from .core import SdkAddress
 from .errors import LimitExceededError
 from .messages import EgressMessage, Message
@@ -30,6 +33,7 @@ class DelayedMessage:
         self.cancellation_token = cancellation_token
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Context(abc.ABC):
     """What a function can see and do while it handles a message.
 
@@ -144,10 +148,13 @@ class InvocationContext(Context):
         try:
             delay_ms = int(duration.total_seconds() * 1000.0)
         except AttributeError:
-            raise TypeError(
-                f"send_after() takes a datetime.timedelta as its duration, got {duration!r}: "
-                "e.g. timedelta(seconds=30)"
-            ) from None
+            raise caused(
+                TypeError(
+                    f"send_after() takes a datetime.timedelta as its duration, got {duration!r}: "
+                    "e.g. timedelta(seconds=30)"
+                ),
+                None,
+            )
         if delay_ms < 0:
             raise ValueError(f"send_after() needs a non-negative duration, got {duration}")
         if len(self.outbox) >= self._max_outgoing:

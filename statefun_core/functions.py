@@ -7,8 +7,12 @@ import functools
 import inspect
 import logging
 import weakref
+from types import MethodType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
+from mypy_extensions import mypyc_attr
+
+from ._mypyc import caused
 from .core import StorageSpec, ValueSpec, parse_typename
 from .errors import FunctionNotFoundError
 
@@ -140,10 +144,13 @@ def _check_signature(typename: str, fun: Callable[..., Any]) -> None:
     try:
         signature.bind(None, None)
     except TypeError:
-        raise ValueError(
-            f"The registered function {typename} does not expect a context and a message "
-            f"but rather {signature}: it is called as fun(context, message)."
-        ) from None
+        raise caused(
+            ValueError(
+                f"The registered function {typename} does not expect a context and a message "
+                f"but rather {signature}: it is called as fun(context, message)."
+            ),
+            None,
+        )
 
 
 def _name(fun: Callable[..., Any]) -> str:
@@ -174,6 +181,7 @@ def _can_suspend(fun: Callable[..., Any]) -> bool:
 _YIELDS = frozenset({"YIELD_VALUE", "YIELD_FROM"})  # YIELD_FROM up to Python 3.10
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class StatefulFunctions:
     """The functions an endpoint serves, by typename."""
 
@@ -181,13 +189,18 @@ class StatefulFunctions:
 
     def __init__(self) -> None:
         self._functions: dict[str, StatefulFunction] = {}
-        self._servers: list[weakref.WeakMethod[Callable[[StatefulFunction], Any]]] = []
+        # each server's object, held weakly, and its method's function
+        self._servers: list[tuple[weakref.ref[Any], Callable[[Any, StatefulFunction], Any]]] = []
 
     def _served_by(self, prepare: Callable[[StatefulFunction], Any]) -> None:
-        """``prepare`` (a handler's bound method) is called with each function bound from now
-        on, before it is added: what it raises (a state type nobody resolves) fails the bind."""
-        self._servers = [ref for ref in self._servers if ref() is not None]
-        self._servers.append(weakref.WeakMethod(prepare))
+        """``prepare`` (a bound method: a handler's planner's) is called with each function bound
+        from now on, while its object lives, before the function is added: what it raises (a
+        state type nobody resolves) fails the bind. Not a ``WeakMethod``: compiled by mypyc, a
+        method's function takes no weak reference (it lives as long as its module anyway)."""
+        if not isinstance(prepare, MethodType):
+            raise TypeError(f"a server of functions is told through a bound method, not {prepare}")
+        self._servers = [server for server in self._servers if server[0]() is not None]
+        self._servers.append((weakref.ref(prepare.__self__), prepare.__func__))
 
     def register(
         self,
@@ -258,10 +271,10 @@ class StatefulFunctions:
             final_unreadable=final_unreadable,
             dead_letters=dead_letters,
         )
-        for server in self._servers:
-            prepare = server()
-            if prepare is not None:
-                prepare(function)
+        for owner, method in self._servers:
+            server = owner()
+            if server is not None:
+                method(server, function)
         self._functions[typename] = function
 
     def bind(
@@ -299,7 +312,7 @@ class StatefulFunctions:
         try:
             return self._functions[typename]
         except KeyError:
-            raise FunctionNotFoundError(typename, self._functions) from None
+            raise caused(FunctionNotFoundError(typename, self._functions), None)
 
     def __contains__(self, typename: object) -> bool:
         return typename in self._functions

@@ -24,8 +24,10 @@ from typing import Any, Callable, Iterator, Mapping, MutableMapping, Optional, U
 
 import pluggy
 from google.protobuf.message import DecodeError
+from mypy_extensions import mypyc_attr
 
 from . import protocol
+from ._mypyc import caused, compiled
 from .context import DelayedMessage, InvocationContext
 from .core import ValueSpec, is_state_typename, parse_typename
 from .deadletters import DeadLetterEgress, DeadLetterPolicy, DeadLetterRecord
@@ -43,7 +45,7 @@ from .errors import (
 )
 from .functions import StatefulFunction, StatefulFunctions
 from .limits import DEFAULT_LIMITS, Limits
-from .messages import EgressMessage, Message, encode
+from .messages import EgressMessage, Message, _new_message, encode
 from .plugins.endpoints import Endpoint, checked_endpoints, find_endpoint, header
 from .plugins.events import (
     BatchEvent,
@@ -90,10 +92,13 @@ def _typename_head(typename: str) -> bytes:
     try:
         namespace, name = parse_typename(typename)
     except ValueError as error:  # a message_builder or egress typename: told which it is
-        raise ValueError(
-            f"a message or egress record was sent to {typename!r}, which is not a function's "
-            f"or an egress's typename: {error} (as in module.yaml, e.g. com.example/inbox)"
-        ) from None
+        raise caused(
+            ValueError(
+                f"a message or egress record was sent to {typename!r}, which is not a function's "
+                f"or an egress's typename: {error} (as in module.yaml, e.g. com.example/inbox)"
+            ),
+            None,
+        )
     return field(1, namespace.encode()) + field(2, name.encode())
 
 
@@ -129,10 +134,13 @@ def _target(message: Message) -> bytes:
         try:
             ident = text(target_id)
         except TypeError:
-            raise TypeError(
-                f"a message to {message.target_typename} has the target_id {target_id!r}: an "
-                f"id is a str (target_id=str(...))"
-            ) from None
+            raise caused(
+                TypeError(
+                    f"a message to {message.target_typename} has the target_id {target_id!r}: an "
+                    f"id is a str (target_id=str(...))"
+                ),
+                None,
+            )
     return _typename_head(message.target_typename) + field(3, ident)
 
 
@@ -271,9 +279,12 @@ class _Plan:
             try:
                 tpe = spec.type if isinstance(spec.type, Type) else types.for_class(spec.type)
             except UnknownTypeError as error:
-                raise UnknownTypeError(
-                    f"function {function.typename!r}, state {spec.name!r}: {error}"
-                ) from None
+                raise caused(
+                    UnknownTypeError(
+                        f"function {function.typename!r}, state {spec.name!r}: {error}"
+                    ),
+                    None,
+                )
             if not is_state_typename(tpe.typename):
                 where = f"function {function.typename!r}, state {spec.name!r}"
                 problem = f"type {tpe.typename!r} is not namespace/name, as a state's must be"
@@ -325,6 +336,7 @@ class _Batch(InvocationContext):
     """
 
     __slots__ = ("event", "failure", "fun", "id", "invocations", "plan", "suspended", "typename")
+    __deletable__ = ("failure",)  # compiled by mypyc, only these may be deleted
 
     plan: _Plan
     typename: str
@@ -347,8 +359,62 @@ class _Batch(InvocationContext):
         return message
 
 
-_new_batch = _Batch.__new__
-_new_message = Message.__new__
+def _placeholder_batch(cls: type[_Batch]) -> _Batch:
+    return _Batch(None, None)
+
+
+# Made field by field, as Message is (see messages._new_message): a compiled class's __new__
+# runs its __init__.
+_new_batch: Callable[[type[_Batch]], _Batch] = (
+    _placeholder_batch if compiled(_placeholder_batch) else _Batch.__new__
+)
+
+
+@mypyc_attr(native_class=False)
+class _Planner:
+    """A handler's plans, one per function, made as each function is bound.
+
+    The handler's functions call :meth:`plan` as they bind one, through a weak reference: to
+    this object, which only its handler holds, so a dropped handler is not kept by them.
+    Not the handler itself: compiled by mypyc, it takes no weak reference; this class stays a
+    Python class there (``native_class=False``), which does."""
+
+    __slots__ = ("__weakref__", "dead_letters", "max_state_bytes", "plans", "plugins", "types")
+
+    def __init__(
+        self,
+        types: TypeRegistry,
+        plugins: pluggy.PluginManager,
+        dead_letters: Optional[DeadLetterEgress],
+        max_state_bytes: float,
+    ) -> None:
+        self.types = types
+        self.plugins = plugins
+        self.dead_letters = dead_letters
+        self.max_state_bytes = max_state_bytes
+        self.plans: dict[str, _Plan] = {}
+
+    def plan(self, function: StatefulFunction) -> _Plan:
+        """Resolve the types of ``function``'s state now: a spec no plugin resolves fails here,
+        when the handler is built or the function bound, never on a request."""
+        try:
+            plan = _Plan(function, self.types, self.dead_letters, self.max_state_bytes)
+        except UnknownTypeError as error:
+            raise caused(UnknownTypeError(f"{error}; {self._plugins_hint()}"), None)
+        self.plans[function.typename] = plan
+        return plan
+
+    def _plugins_hint(self) -> str:
+        """What the plugin manager left out, for an error about a type nobody resolves."""
+        disabled: list[str] = getattr(self.plugins, "disabled", [])
+        if disabled:
+            return f"disabled plugins: {', '.join(disabled)} (STATEFUN_DISABLED_PLUGINS)"
+        if not getattr(self.plugins, "autoload", True):
+            return (
+                "installed plugins were not loaded "
+                "(STATEFUN_DISABLE_PLUGIN_AUTOLOAD or load_entrypoints=False)"
+            )
+        return "no plugin is disabled"
 
 
 class RequestReplyHandler:
@@ -405,10 +471,11 @@ class RequestReplyHandler:
         # a larger reply is checked against the limits (_check_large_reply): one over
         # request_bytes writes states that no request could carry
         self._large_reply = min(_COUNTED_ABOVE, self._max_reply_bytes, self._max_request_bytes)
-        self._plans: dict[str, _Plan] = {}
+        self._planner = _Planner(self.types, self.plugins, dead_letters, self._max_state_bytes)
+        self._plans = self._planner.plans
         for function in functions:
-            self._plan(function)
-        functions._served_by(self._plan)
+            self._planner.plan(function)
+        functions._served_by(self._planner.plan)  # held weakly: not the handler itself
         self._hooked: frozenset[str] = frozenset()
         self._hooked_generation = -1
         self._batch_events = False  # whether any hook needs a BatchEvent (see _hooks)
@@ -466,28 +533,6 @@ class RequestReplyHandler:
                 endpoints.append(endpoint)
                 owners.append(plugin)
         return tuple(endpoints)
-
-    def _plan(self, function: StatefulFunction) -> _Plan:
-        """Resolve the types of ``function``'s state now: a spec no plugin resolves fails here,
-        when the handler is built or the function bound, never on a request."""
-        try:
-            plan = _Plan(function, self.types, self.dead_letters, self._max_state_bytes)
-        except UnknownTypeError as error:
-            raise UnknownTypeError(f"{error}; {self._plugins_hint()}") from None
-        self._plans[function.typename] = plan
-        return plan
-
-    def _plugins_hint(self) -> str:
-        """What the plugin manager left out, for an error about a type nobody resolves."""
-        disabled: list[str] = getattr(self.plugins, "disabled", [])
-        if disabled:
-            return f"disabled plugins: {', '.join(disabled)} (STATEFUN_DISABLED_PLUGINS)"
-        if not getattr(self.plugins, "autoload", True):
-            return (
-                "installed plugins were not loaded "
-                "(STATEFUN_DISABLE_PLUGIN_AUTOLOAD or load_entrypoints=False)"
-            )
-        return "no plugin is disabled"
 
     # --- the two drivers ------------------------------------------------------------------
 
@@ -552,7 +597,7 @@ class RequestReplyHandler:
             if failure is error:
                 raise
             try:
-                raise failure from error
+                raise caused(failure, error)
             finally:  # see _failed
                 del batch, failure
 
@@ -619,7 +664,7 @@ class RequestReplyHandler:
             if failure is error:
                 raise
             try:
-                raise failure from error
+                raise caused(failure, error)
             finally:  # see _failed
                 del batch, failure
 
@@ -677,7 +722,9 @@ class RequestReplyHandler:
         try:
             request = protocol.parse_request(data)
         except (DecodeError, RuntimeError, ValueError) as error:
-            raise MalformedRequestError(f"the request body is not a ToFunction: {error}") from None
+            raise caused(
+                MalformedRequestError(f"the request body is not a ToFunction: {error}"), None
+            )
         # A request without an invocation batch reads as an empty one, whose target "/" no
         # function can be bound to: it is told apart only when no plan is found.
         pb_batch = request.invocation
@@ -696,7 +743,7 @@ class RequestReplyHandler:
         if plan is None or plan.function is not self.functions._functions.get(typename):
             if not request.HasField("invocation"):
                 raise MalformedRequestError("the ToFunction request has no invocation batch")
-            plan = self._plan(self.functions.for_typename(typename))
+            plan = self._planner.plan(self.functions.for_typename(typename))
         id = target.id
         received = {}
         for state in pb_batch.state[:]:
@@ -1267,6 +1314,7 @@ def _name_the_states(batch: _Batch, error: AttributeError) -> None:
     )
 
 
+@mypyc_attr(native_class=False)  # compiled, a native class takes no weak reference
 class _ThreadLoop:
     """The event loop ``handle_sync`` keeps for one thread, closed when the thread's locals go
     (at thread exit, or with the handler), so no loop is left unclosed.

@@ -7,7 +7,6 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
-    ClassVar,
     Iterable,
     Mapping,
     Optional,
@@ -17,7 +16,10 @@ from typing import (
     overload,
 )
 
+from mypy_extensions import mypyc_attr
+
 from . import protocol
+from ._mypyc import caused, compiled
 from .errors import mark_unreadable
 from .protowire import element, field, text
 from .types import (
@@ -80,11 +82,14 @@ def _serializer(value_type: Type[Any]) -> TypeSerializer[Any]:
     try:
         make = value_type.serializer
     except AttributeError:
-        raise TypeError(
-            f"value_type must be a StateFun Type, not {value_type!r}: for a class a type plugin "
-            "knows, pass its Type (statefun_pydantic.pydantic_type(Model), "
-            "statefun_msgpack.msgpack_type(typename, cls), or handler.types.for_class(cls))"
-        ) from None
+        raise caused(
+            TypeError(
+                f"value_type must be a StateFun Type, not {value_type!r}: for a class a type "
+                "plugin knows, pass its Type (statefun_pydantic.pydantic_type(Model), "
+                "statefun_msgpack.msgpack_type(typename, cls), or handler.types.for_class(cls))"
+            ),
+            None,
+        )
     return make()
 
 
@@ -93,6 +98,7 @@ def typed_value(tpe: Type[Any], value: Any) -> Any:
     return protocol.TypedValue(typename=tpe.typename, has_value=True, value=encode(tpe, value))
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class _Typed:
     """A typed value kept as ``(typename, bytes)``; the protobuf form is built on demand.
 
@@ -170,7 +176,7 @@ def _reader(tpe: Type[Any]) -> Callable[[Any], Any]:
         except Exception as error:
             mark_unreadable(error)
             if self.value_typename() != typename:
-                raise error from _wrong_type(self, typename, f"{name}()")
+                raise caused(error, _wrong_type(self, typename, f"{name}()"))
             raise
         if not value and data and self.value_typename() != typename:  # see _wrong_type
             raise _wrong_type(self, typename, f"{name}()")
@@ -181,27 +187,18 @@ def _reader(tpe: Type[Any]) -> Callable[[Any], Any]:
 
 
 _read_any_string = _reader(StringType)
+_read_int = _reader(IntType)
+_read_bool = _reader(BoolType)
+_read_long = _reader(LongType)
+_read_float = _reader(FloatType)
+_read_double = _reader(DoubleType)
 
 
 # a StringWrapper's first two bytes -> the size of the string they start, when under 0x80
 _SHORT_STRING_SIZES = {header: size for size, header in enumerate(_SHORT_STRING_HEADERS)}
 
 
-def _read_string(self: Message) -> Optional[str]:
-    """``Message.as_string``: a string of up to 127 bytes, the usual argument, is decoded here
-    as ``_StringSerializer.deserialize`` decodes it, which saves a call per message."""
-    tv = self._typed_value
-    if tv is not None and tv.has_value:
-        data = tv.value
-        if _SHORT_STRING_SIZES.get(data[:2]) == len(data) - 2:
-            try:
-                return data[2:].decode()  # type: ignore[no-any-return]
-            except UnicodeDecodeError as error:
-                mark_unreadable(error)
-                raise
-    return _read_any_string(self)  # type: ignore[no-any-return]
-
-
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Message(_Typed):
     """A message to a function: its target and a typed value.
 
@@ -229,11 +226,11 @@ class Message(_Typed):
         self._value: Any = None
         self._types: Optional[TypeRegistry] = None
 
-    @classmethod
+    @staticmethod
     def _built(
-        cls, target_typename: str, target_id: str, typename: Optional[str], data: Optional[bytes]
+        target_typename: str, target_id: str, typename: Optional[str], data: Optional[bytes]
     ) -> Message:
-        message = cls.__new__(cls)
+        message = _new_message(Message)
         message.target_typename = target_typename
         message.target_id = target_id
         message._typed_value = None
@@ -243,42 +240,59 @@ class Message(_Typed):
         message._types = None
         return message
 
-    @classmethod
-    def _deferred(cls, target_typename: str, target_id: str, value: Any) -> Message:
+    @staticmethod
+    def _deferred(target_typename: str, target_id: str, value: Any) -> Message:
         """A message whose type is found from the value's class by the handler's plugins."""
-        message = cls._built(target_typename, target_id, None, None)
+        message = Message._built(target_typename, target_id, None, None)
         message._value = value
         return message
 
     def is_int(self) -> bool:
         return self.is_type(IntType)
 
-    as_int: ClassVar[Callable[[Message], Optional[int]]] = _reader(IntType)
+    def as_int(self) -> Optional[int]:
+        return _read_int(self)  # type: ignore[no-any-return]
 
     def is_bool(self) -> bool:
         return self.is_type(BoolType)
 
-    as_bool: ClassVar[Callable[[Message], Optional[bool]]] = _reader(BoolType)
+    def as_bool(self) -> Optional[bool]:
+        return _read_bool(self)  # type: ignore[no-any-return]
 
     def is_long(self) -> bool:
         return self.is_type(LongType)
 
-    as_long: ClassVar[Callable[[Message], Optional[int]]] = _reader(LongType)
+    def as_long(self) -> Optional[int]:
+        return _read_long(self)  # type: ignore[no-any-return]
 
     def is_string(self) -> bool:
         return self.is_type(StringType)
 
-    as_string: ClassVar[Callable[[Message], Optional[str]]] = _read_string
+    def as_string(self) -> Optional[str]:
+        # a string of up to 127 bytes, the usual argument, is decoded here as
+        # _StringSerializer.deserialize decodes it, which saves a call per message
+        tv = self._typed_value
+        if tv is not None and tv.has_value:
+            data = tv.value
+            if _SHORT_STRING_SIZES.get(data[:2]) == len(data) - 2:
+                try:
+                    return data[2:].decode()  # type: ignore[no-any-return]
+                except UnicodeDecodeError as error:
+                    mark_unreadable(error)
+                    raise
+        return _read_any_string(self)  # type: ignore[no-any-return]
 
     def is_float(self) -> bool:
         return self.is_type(FloatType)
 
-    as_float: ClassVar[Callable[[Message], Optional[float]]] = _reader(FloatType)
+    def as_float(self) -> Optional[float]:
+        return _read_float(self)  # type: ignore[no-any-return]
 
     def is_double(self) -> bool:
         return self.is_type(DoubleType)
 
-    as_double: ClassVar[Callable[[Message], Optional[float]]] = _reader(DoubleType)
+    def as_double(self) -> Optional[float]:
+        return _read_double(self)  # type: ignore[no-any-return]
 
     def _resolve(self, tpe: Union[Type[Any], type]) -> Type[Any]:
         if isinstance(tpe, Type):
@@ -310,7 +324,7 @@ class Message(_Typed):
         except Exception as error:
             mark_unreadable(error)
             if self.value_typename() != tpe.typename:
-                raise error from _wrong_type(self, tpe.typename, "as_type()")
+                raise caused(error, _wrong_type(self, tpe.typename, "as_type()"))
             raise
         if (
             not value
@@ -345,11 +359,11 @@ class EgressMessage(_Typed):
         self._typename = None
         self._data = None
 
-    @classmethod
-    def _built(cls, typename: str, value_typename: str, data: bytes) -> EgressMessage:
+    @staticmethod
+    def _built(typename: str, value_typename: str, data: bytes) -> EgressMessage:
         if not typename:
             raise ValueError("typename is missing")
-        message = cls.__new__(cls)
+        message = _new_egress_message(EgressMessage)
         message.typename = typename
         message._typed_value = None
         message._typename = value_typename
@@ -360,7 +374,23 @@ class EgressMessage(_Typed):
         return f"EgressMessage(egress={self.typename}, type={self.value_typename()})"
 
 
-_new_message = Message.__new__
+def _placeholder_message(cls: type[Message]) -> Message:
+    return Message("-", "-", "-")
+
+
+def _placeholder_egress_message(cls: type[EgressMessage]) -> EgressMessage:
+    return EgressMessage("-", "-")
+
+
+# A message whose fields the caller sets. In Python, without a call to __init__: a class call
+# with one costs several times more. Compiled by mypyc, a class's __new__ runs __init__ anyway,
+# so the class is called with placeholders that the caller overwrites (a C call).
+_new_message: Callable[[type[Message]], Message] = (
+    _placeholder_message if compiled(_placeholder_message) else Message.__new__
+)
+_new_egress_message: Callable[[type[EgressMessage]], EgressMessage] = (
+    _placeholder_egress_message if compiled(_placeholder_egress_message) else EgressMessage.__new__
+)
 
 _PRIMITIVE_KEYWORDS: dict[str, Type[Any]] = {
     "int_value": IntType,
@@ -571,7 +601,7 @@ def kafka_egress_message(
     try:
         key_field = field(1, text(key) if key else b"")
     except TypeError:
-        raise TypeError(f"a Kafka record's key is a str, got {key!r}: key=str(...)") from None
+        raise caused(TypeError(f"a Kafka record's key is a str, got {key!r}: key=str(...)"), None)
     record = (
         key_field + field(2, _record_bytes(value, value_type, kafka=True)) + field(3, text(topic))
     )
@@ -627,9 +657,9 @@ def kinesis_egress_message(
     try:
         key_field = field(1, text(partition_key))
     except TypeError:
-        raise TypeError(
-            f"a Kinesis record's partition_key is a str, got {partition_key!r}"
-        ) from None
+        raise caused(
+            TypeError(f"a Kinesis record's partition_key is a str, got {partition_key!r}"), None
+        )
     record = (
         key_field
         + field(2, _record_bytes(value, value_type, kafka=False))

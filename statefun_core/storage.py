@@ -27,6 +27,9 @@ import functools
 import struct
 from typing import Any, Callable, Optional
 
+from mypy_extensions import mypyc_attr
+
+from ._mypyc import caused
 from .errors import LimitExceededError, mark_unreadable
 from .types import BUILTIN_TYPES, BoolType, IntType, LongType, StringType, Type, to_bytes
 
@@ -56,6 +59,7 @@ _LONGEST_KEPT = max(packer.size for _, _, packer, _ in _KEPT_AS_IS)
 _NO_PACKER = struct.Struct("")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class StateValues:
     """The slots every storage class has (the state itself is behind the properties).
 
@@ -194,7 +198,7 @@ def _builtin_property(name: str, tpe: Type[Any], serializer: Any, maximum: float
         try:
             data = serialize(value)
         except (TypeError, ValueError) as error:
-            raise _naming_state(error, name, typename) from None
+            raise caused(_naming_state(error, name, typename), None)
         if len(data) > maximum:
             raise _too_large(name, len(data), maximum)
         return data, deserialize(data)
@@ -251,7 +255,7 @@ def _decoding_property(name: str, tpe: Type[Any], serializer: Any, maximum: floa
         try:
             data = serialize(value)
         except (TypeError, ValueError) as error:
-            raise _naming_state(error, name, tpe.typename) from None
+            raise caused(_naming_state(error, name, tpe.typename), None)
         if len(data) > maximum:
             raise _too_large(name, len(data), maximum)
         self._written[name] = data

@@ -17,8 +17,10 @@ from typing import Any, Callable, Generic, Optional, TypeVar, Union
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as _ProtobufMessage
 from google.protobuf.wrappers_pb2 import BytesValue
+from mypy_extensions import mypyc_attr
 
 from . import protocol
+from ._mypyc import caused
 from .protowire import varint
 
 __all__ = [
@@ -43,6 +45,7 @@ _M = TypeVar("_M", bound=_ProtobufMessage)
 _Serialized = Union[bytes, bytearray, memoryview, str]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class TypeSerializer(Generic[_T], metaclass=abc.ABCMeta):
     """Serializes values of one type, ``_T``, to bytes and back."""
 
@@ -57,6 +60,7 @@ class TypeSerializer(Generic[_T], metaclass=abc.ABCMeta):
         """Deserialize a value from its byte representation."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Type(Generic[_T], metaclass=abc.ABCMeta):
     """A StateFun value type: a typename (``namespace/name``) and a serializer of its values.
 
@@ -244,7 +248,7 @@ def _assigned(wrapper: Any, value: Any) -> bytes:
             text = f"{value!r:.200} has type {type(value).__name__}; {name} takes {takes}"
         else:
             text = f"{name} takes {takes}: {error}"
-        raise type(error)(text) from error
+        raise caused(type(error)(text), error)
     return bytes(message.SerializeToString())
 
 
@@ -350,9 +354,12 @@ class _StringSerializer(TypeSerializer[str]):
         try:
             return str(BytesValue.FromString(byte).value.decode())
         except DecodeError:  # which would name BytesValue
-            raise DecodeError(
-                "not an io.statefun.types/string value (an io.statefun.sdk.types.StringWrapper)"
-            ) from None
+            raise caused(
+                DecodeError(
+                    "not an io.statefun.types/string value (an io.statefun.sdk.types.StringWrapper)"
+                ),
+                None,
+            )
 
 
 _pack_three_bytes = struct.Struct("3B").pack  # no tuple made, as bytes((a, b, c)) makes
