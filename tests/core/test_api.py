@@ -14,7 +14,7 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
+from types import GetSetDescriptorType, MemberDescriptorType, ModuleType
 from typing import Any
 
 import pytest
@@ -176,8 +176,14 @@ def test_a_value_spec_shows_its_name_and_type() -> None:
 def test_a_state_may_not_take_a_name_the_storage_uses_itself() -> None:
     """Such a state would hide the storage's own field (every request would fail) or a
     Python special name: it is refused where it is declared."""
-    assert set(StateValues.__slots__) <= RESERVED_STATE_NAMES
-    for name in (*StateValues.__slots__, "__init__", "__slots__", "__class__"):
+    # its fields: slots in Python, attributes (no __slots__) when compiled by mypyc
+    fields = {
+        name
+        for name, attribute in vars(StateValues).items()
+        if isinstance(attribute, (MemberDescriptorType, GetSetDescriptorType))
+    }
+    assert fields and fields <= RESERVED_STATE_NAMES
+    for name in (*sorted(fields), "__init__", "__slots__", "__class__"):
         with pytest.raises(ValueError, match=r"context\.storage uses it itself"):
             ValueSpec(name, IntType)
     functions = StatefulFunctions()

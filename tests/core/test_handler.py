@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, Callable
@@ -60,6 +61,8 @@ from statefun_core.testing.wire import (
     to_function,
     typed_value,
 )
+
+from ..compiled import skip_if_compiled
 
 Serve = Callable[[StatefulFunctions], Callable[[bytes], bytes]]
 GREETER = "com.example.fns/greeter"
@@ -650,6 +653,20 @@ def test_functions_outlive_a_handler_that_served_them() -> None:
     assert "ns/late" in functions
 
 
+def test_a_dropped_handler_is_freed_while_its_functions_live_on() -> None:
+    """The functions tell their handlers of each later bind, holding them weakly: a handler
+    made for a while (a test's, a reloaded app's) does not live as long as its functions."""
+    functions = greeter_functions()
+    handler = RequestReplyHandler(functions, plugins=make_plugin_manager(load_entrypoints=False))
+    # the handler's own types: compiled by mypyc, the handler itself takes no weak reference
+    types = weakref.ref(handler.types)
+    del handler
+    gc.collect()
+    assert types() is None
+    functions.register("ns/late", lambda context, message: None)
+    assert "ns/late" in functions
+
+
 def test_a_handler_given_other_functions_serves_them() -> None:
     handler = RequestReplyHandler(
         greeter_functions(), plugins=make_plugin_manager(load_entrypoints=False)
@@ -1010,11 +1027,19 @@ def test_a_record_factory_setting_trace_id_neither_loses_the_line_nor_the_error(
     the caller still gets the function's failure, not a ``KeyError``."""
     failure = failed_function_line(caplog)
     assert failure.getMessage().endswith("RuntimeError: boom")
-    assert failure.funcName == "_failed_function"
     assert (failure.__dict__["trace_id"], failure.__dict__["statefun_function"]) == (
         factory_trace_id,
         "ns/f",
     )
+
+
+@skip_if_compiled("its functions have no Python frames for a log record to name")
+def test_a_record_factory_setting_trace_id_leaves_the_failure_line_its_origin(
+    caplog: pytest.LogCaptureFixture, factory_trace_id: str
+) -> None:
+    """Logged again without the refused fields, the line still names the handler's function
+    that logs it (``stacklevel=2`` past ``log_line``), as the first try would."""
+    assert failed_function_line(caplog).funcName == "_failed_function"
 
 
 class FailureObserver:
