@@ -830,9 +830,12 @@ class RequestReplyHandler:
         coroutine to its end in one step: no event loop needed."""
         fun, types = batch.fun, self.types
         for invocation in batch.invocations:
-            for _ in fun(batch, batch.message(invocation, types)).__await__():
-                # closed as this frame unwinds: GeneratorExit where it awaits (_no_loop_for)
+            awaiting = fun(batch, batch.message(invocation, types)).__await__()
+            for _ in awaiting:
                 batch.suspended = True
+                # GeneratorExit where it awaits (_no_loop_for), here: compiled by mypyc, the
+                # observing coroutine would not be closed as this frame unwinds
+                awaiting.close()
                 raise _Suspended
 
     def _run_on_thread_loop(self, batch: _Batch) -> None:
