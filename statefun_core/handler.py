@@ -1155,6 +1155,12 @@ class RequestReplyHandler:
                     hook.statefun_invocation_finished(
                         invocation=invocation, error=self._told(batch, error, retried)
                     )
+                if isinstance(error, StopIteration):
+                    # What Python raises for it out of a generator (PEP 479), which contextlib
+                    # takes back off the function's error. Compiled by mypyc, the generator lets
+                    # it out as it is: it kept contextlib's frame in its traceback, a cycle that
+                    # held the batch until the cyclic garbage collector ran.
+                    raise caused(RuntimeError("generator raised StopIteration"), error)
                 raise
             # a final failure: this invocation leaves no trace but its dead-letter record
             del batch.outbox[saved_outbox:]
