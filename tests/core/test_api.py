@@ -12,6 +12,7 @@ import logging
 import subprocess
 import sys
 import threading
+import traceback
 from datetime import timedelta
 from pathlib import Path
 from types import GetSetDescriptorType, MemberDescriptorType, ModuleType
@@ -544,6 +545,18 @@ def test_bind_returns_the_function_and_registers_it() -> None:
         functions.for_typename("ns/g")
     with pytest.raises(FunctionNotFoundError):
         functions.for_typename("ns/g")
+
+
+def test_an_error_raised_in_place_of_another_hides_it_from_the_traceback() -> None:
+    """``raise ... from None``: a missing function's traceback shows the SDK's error alone,
+    not the ``KeyError`` it was raised for ("During handling of the above exception...")."""
+    with pytest.raises(FunctionNotFoundError) as missing:
+        StatefulFunctions().for_typename("ns/g")
+    assert missing.value.__suppress_context__
+    assert missing.value.__cause__ is None
+    error = missing.value
+    shown = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    assert "During handling" not in shown
 
 
 def test_a_bound_function_gives_its_specs_under_the_official_sdks_name_too() -> None:
