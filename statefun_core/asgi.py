@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Coroutine, Iterator, Mapping, MutableMapping
 from typing import Any, Callable, Optional
 
+from mypy_extensions import mypyc_attr
+
 from ._mypyc import compiled
 from .errors import MalformedRequestError
 from .http import CONTENT_TYPE
@@ -40,6 +42,7 @@ AnyASGIApp = Callable[[Any, Any, Any], Coroutine[Any, Any, None]]
 _OCTETS = (b"content-type", CONTENT_TYPE.encode())
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class StatefunASGI(Served):
     """An ASGI 3 application: ``POST`` at its root is the function endpoint; beside it, the
     endpoints installed plugins contribute (``GET /metrics`` of statefun-prometheus, health;

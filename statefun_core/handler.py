@@ -417,6 +417,7 @@ class _Planner:
         return "no plugin is disabled"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RequestReplyHandler:
     """Serves a :class:`StatefulFunctions` over the StateFun request-reply protocol.
 

@@ -586,6 +586,28 @@ def test_a_handler_needs_functions() -> None:
         RequestReplyHandler(None)  # type: ignore[arg-type]
 
 
+def test_a_handler_and_its_asgi_app_may_be_subclassed() -> None:
+    """As any class: the compiled core's classes allow it too."""
+    from statefun_core.asgi import StatefunASGI
+
+    class Counting(RequestReplyHandler):
+        handled = 0
+
+        def handle_sync(self, *args: Any, **kwargs: Any) -> bytes:
+            self.handled += 1
+            return super().handle_sync(*args, **kwargs)
+
+    class App(StatefunASGI):
+        pass
+
+    plugins = make_plugin_manager(load_entrypoints=False)
+    handler = Counting(greeter_functions(), plugins=plugins)
+    request = to_function(GREETER, "bob", ["bob"], state={"seen_count": None})
+    assert len(messages(handler.handle_sync(request))) == 1
+    assert handler.handled == 1
+    assert isinstance(App(greeter_functions(), plugins=plugins).handler, RequestReplyHandler)
+
+
 def test_request_size_limit() -> None:
     handler = RequestReplyHandler(
         greeter_functions(),
