@@ -7,6 +7,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    ClassVar,
     Iterable,
     Mapping,
     Optional,
@@ -187,11 +188,6 @@ def _reader(tpe: Type[Any]) -> Callable[[Any], Any]:
 
 
 _read_any_string = _reader(StringType)
-_read_int = _reader(IntType)
-_read_bool = _reader(BoolType)
-_read_long = _reader(LongType)
-_read_float = _reader(FloatType)
-_read_double = _reader(DoubleType)
 
 
 # a StringWrapper's first two bytes -> the size of the string they start, when under 0x80
@@ -250,27 +246,26 @@ class Message(_Typed):
     def is_int(self) -> bool:
         return self.is_type(IntType)
 
-    def as_int(self) -> Optional[int]:
-        return _read_int(self)  # type: ignore[no-any-return]
+    as_int: ClassVar[Callable[[Message], Optional[int]]] = _reader(IntType)
 
     def is_bool(self) -> bool:
         return self.is_type(BoolType)
 
-    def as_bool(self) -> Optional[bool]:
-        return _read_bool(self)  # type: ignore[no-any-return]
+    as_bool: ClassVar[Callable[[Message], Optional[bool]]] = _reader(BoolType)
 
     def is_long(self) -> bool:
         return self.is_type(LongType)
 
-    def as_long(self) -> Optional[int]:
-        return _read_long(self)  # type: ignore[no-any-return]
+    as_long: ClassVar[Callable[[Message], Optional[int]]] = _reader(LongType)
 
     def is_string(self) -> bool:
         return self.is_type(StringType)
 
     def as_string(self) -> Optional[str]:
-        # a string of up to 127 bytes, the usual argument, is decoded here as
-        # _StringSerializer.deserialize decodes it, which saves a call per message
+        # A string of up to 127 bytes, the usual argument, is decoded here as
+        # _StringSerializer.deserialize decodes it, which saves a call per message. A method,
+        # not a module function stored in the class: compiled by mypyc, that would not bind
+        # (_reader's closures, the other as_<type>, do).
         tv = self._typed_value
         if tv is not None and tv.has_value:
             data = tv.value
@@ -285,14 +280,12 @@ class Message(_Typed):
     def is_float(self) -> bool:
         return self.is_type(FloatType)
 
-    def as_float(self) -> Optional[float]:
-        return _read_float(self)  # type: ignore[no-any-return]
+    as_float: ClassVar[Callable[[Message], Optional[float]]] = _reader(FloatType)
 
     def is_double(self) -> bool:
         return self.is_type(DoubleType)
 
-    def as_double(self) -> Optional[float]:
-        return _read_double(self)  # type: ignore[no-any-return]
+    as_double: ClassVar[Callable[[Message], Optional[float]]] = _reader(DoubleType)
 
     def _resolve(self, tpe: Union[Type[Any], type]) -> Type[Any]:
         if isinstance(tpe, Type):
