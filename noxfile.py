@@ -39,8 +39,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 # plain `nox`: every area's tests on every Python, protobuf and framework version it supports
 nox.options.sessions = [
-    "tests", "protobuf", "core_oldest", "compiled", "compat", "compat_oldest", "official",
-    "deadletters",
+    "tests", "protobuf", "core_oldest", "compiled", "compiled_integrations", "compat",
+    "compat_oldest", "official", "deadletters",
     "lint", "typecheck",
     "plugin_prometheus", "plugin_opentelemetry", "plugin_pydantic", "plugin_msgpack",
     "aiohttp", "tornado", "flask", "django", "apps", "apps_oldest", "engine", "engine_oldest",
@@ -155,6 +155,23 @@ def compiled(session: nox.Session) -> None:
     install_core_build(session, "compiled", *TEST_DEPS)
     session.run("python", "-P", "-m", "pytest", "--import-mode=append", "tests/core",
                 "tests/testing", "tests/engine", *session.posargs)  # fmt: skip
+
+
+@nox.session(python=NEWEST, tags=["ci", "core"])
+def compiled_integrations(session: nox.Session) -> None:
+    """Each framework integration's tests (and statefun-prometheus's, statefun-opentelemetry's)
+    on the compiled core: they subclass its classes, wrap its handler and read its errors."""
+    names = ["aiohttp", "tornado", "flask", "django", "prometheus", "opentelemetry"]
+    folders = [arg for name in names for arg in ("-e", f"integrations/{name}")]
+    install_core_build(
+        session, "compiled", *folders, "-e", "examples/plugin", "aiohttp", "tornado", "flask",
+        "flask-wtf", "django", "gunicorn", "uvicorn", "prometheus-client", "opentelemetry-sdk",
+        "structlog", "mypy", *TEST_DEPS,
+    )  # fmt: skip
+    for name in names:
+        with session.chdir(f"integrations/{name}"):
+            session.run("python", "-P", "-m", "pytest", "--import-mode=append", "tests",
+                        *session.posargs)  # fmt: skip
 
 
 @nox.session(python=NEWEST, tags=["ci", "core"])

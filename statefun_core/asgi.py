@@ -21,9 +21,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Coroutine, Iterator, Mapping, MutableMapping
 from typing import Any, Callable, Optional
 
-from mypy_extensions import mypyc_attr
-
-from ._mypyc import compiled
 from .errors import MalformedRequestError
 from .http import CONTENT_TYPE
 from .serving import Answer, Served, declared_length, error_answer
@@ -42,7 +39,6 @@ AnyASGIApp = Callable[[Any, Any, Any], Coroutine[Any, Any, None]]
 _OCTETS = (b"content-type", CONTENT_TYPE.encode())
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class StatefunASGI(Served):
     """An ASGI 3 application: ``POST`` at its root is the function endpoint; beside it, the
     endpoints installed plugins contribute (``GET /metrics`` of statefun-prometheus, health;
@@ -207,14 +203,7 @@ class ScopeHeaders(Mapping[str, str]):
         return True  # a request has headers; spares counting them (``headers or {}``)
 
 
-def _placeholder_headers(cls: type[ScopeHeaders]) -> ScopeHeaders:
-    return ScopeHeaders([])
-
-
-# ScopeHeaders without a call to __init__, except compiled (see messages._new_message)
-_new_headers: Callable[[type[ScopeHeaders]], ScopeHeaders] = (
-    _placeholder_headers if compiled(_placeholder_headers) else ScopeHeaders.__new__
-)
+_new_headers = ScopeHeaders.__new__
 
 
 def mount(

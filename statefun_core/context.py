@@ -6,9 +6,7 @@ import abc
 from datetime import timedelta
 from typing import Any, Optional, Union
 
-from mypy_extensions import mypyc_attr
-
-from ._mypyc import caused
+from ._mypyc import caused, mypyc_attr
 from .core import SdkAddress
 from .errors import LimitExceededError
 from .messages import EgressMessage, Message

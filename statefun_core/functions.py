@@ -10,9 +10,7 @@ import weakref
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
-from mypy_extensions import mypyc_attr
-
-from ._mypyc import caused
+from ._mypyc import awaiter, caused, compiled, mypyc_attr
 from .core import StorageSpec, ValueSpec, parse_typename
 from .errors import FunctionNotFoundError
 
@@ -126,10 +124,13 @@ def _awaiting(wrapper: Callable[..., Any]) -> Callable[..., Any]:
     async def awaiting(context: Any, message: Any) -> Any:
         result = wrapper(context, message)
         if inspect.isawaitable(result):
-            return await result
+            return await _awaited(result)
         return result
 
     return awaiting
+
+
+_awaited = awaiter(compiled(_awaiting))  # see _mypyc.awaiter
 
 
 def _check_signature(typename: str, fun: Callable[..., Any]) -> None:

@@ -24,10 +24,9 @@ from typing import Any, Callable, Iterator, Mapping, MutableMapping, Optional, U
 
 import pluggy
 from google.protobuf.message import DecodeError
-from mypy_extensions import mypyc_attr
 
 from . import protocol
-from ._mypyc import caused, compiled
+from ._mypyc import awaiter, caused, compiled, mypyc_attr
 from .context import DelayedMessage, InvocationContext
 from .core import ValueSpec, is_state_typename, parse_typename
 from .deadletters import DeadLetterEgress, DeadLetterPolicy, DeadLetterRecord
@@ -368,6 +367,8 @@ def _placeholder_batch(cls: type[_Batch]) -> _Batch:
 _new_batch: Callable[[type[_Batch]], _Batch] = (
     _placeholder_batch if compiled(_placeholder_batch) else _Batch.__new__
 )
+# what the handler awaits of functions and threads goes through it (see _mypyc.awaiter)
+_awaited = awaiter(compiled(_placeholder_batch))
 
 
 @mypyc_attr(native_class=False)
@@ -630,7 +631,7 @@ class RequestReplyHandler:
                 fun = batch.fun
                 types = self.types
                 for invocation in batch.invocations:
-                    await fun(batch, batch.message(invocation, types))
+                    await _awaited(fun(batch, batch.message(invocation, types)))
             elif function.blocking:  # in the request's context there too, and its own copy
                 import asyncio
 
@@ -638,8 +639,10 @@ class RequestReplyHandler:
                 run = copy_context().run
                 stopped: list[Exception] = []
                 try:
-                    await loop.run_in_executor(
-                        self.executor, run, self._in_executor, batch, stopped, headers
+                    await _awaited(
+                        loop.run_in_executor(
+                            self.executor, run, self._in_executor, batch, stopped, headers
+                        )
                     )
                 except asyncio.CancelledError:
                     # The invocation in the thread cannot be stopped; the next ones never start.
@@ -884,7 +887,7 @@ class RequestReplyHandler:
         runs the same loop inline: a coroutine less per request)."""
         fun, types = batch.fun, self.types
         for invocation in batch.invocations:
-            await fun(batch, batch.message(invocation, types))
+            await _awaited(fun(batch, batch.message(invocation, types)))
 
     def _collect(self, batch: _Batch, check_reply: Optional[Callable[[int], None]] = None) -> bytes:
         """The reply, written by hand (see protowire.py): a ``FromFunction`` whose
@@ -1095,7 +1098,7 @@ class RequestReplyHandler:
 
             async def observed_async(context: _Batch, message: Message) -> None:
                 with observing(context, next(index), message):
-                    await fun(context, message)
+                    await _awaited(fun(context, message))
 
             return observed_async
 

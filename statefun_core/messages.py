@@ -17,10 +17,8 @@ from typing import (
     overload,
 )
 
-from mypy_extensions import mypyc_attr
-
 from . import protocol
-from ._mypyc import caused, compiled
+from ._mypyc import caused, compiled, mypyc_attr
 from .errors import mark_unreadable
 from .protowire import element, field, text
 from .types import (

@@ -27,9 +27,7 @@ import functools
 import struct
 from typing import Any, Callable, Optional
 
-from mypy_extensions import mypyc_attr
-
-from ._mypyc import caused
+from ._mypyc import caused, mypyc_attr
 from .errors import LimitExceededError, mark_unreadable
 from .types import BUILTIN_TYPES, BoolType, IntType, LongType, StringType, Type, to_bytes
 

@@ -17,10 +17,9 @@ from typing import Any, Callable, Generic, Optional, TypeVar, Union
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as _ProtobufMessage
 from google.protobuf.wrappers_pb2 import BytesValue
-from mypy_extensions import mypyc_attr
 
 from . import protocol
-from ._mypyc import caused
+from ._mypyc import caused, mypyc_attr
 from .protowire import varint
 
 __all__ = [
