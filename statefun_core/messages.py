@@ -57,6 +57,18 @@ class _Readable(Protocol[_T_co]):
     def serializer(self) -> _Deserializer[_T_co]: ...
 
 
+class _Writable(Protocol[_T]):
+    """What ``egress_message_builder`` needs of a value type: a Type, for type checkers. A
+    protocol rather than ``Type`` because a compiled build checks a class annotation where it
+    is met, and would refuse a class given instead (the usual mistake) with its own message,
+    not ``_serializer``'s, which says what to pass; a protocol it does not check."""
+
+    @property
+    def typename(self) -> str: ...
+
+    def serializer(self) -> TypeSerializer[_T]: ...
+
+
 __all__ = [
     "EgressMessage",
     "Message",
@@ -70,12 +82,14 @@ KAFKA_PRODUCER_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KafkaProduce
 KINESIS_EGRESS_RECORD = "type.googleapis.com/io.statefun.sdk.egress.KinesisEgressRecord"
 
 
-def encode(tpe: Type[Any], value: Any) -> bytes:
-    """``value`` serialized by ``tpe``, as bytes."""
+def encode(tpe: Any, value: Any) -> bytes:
+    """``value`` serialized by ``tpe``, as bytes. (``tpe`` is any object here, and what the
+    serializer returns is not taken for bytes: a compiled build checks each annotation where it
+    is met, and ``_serializer`` and ``to_bytes`` say what is wrong in the SDK's own words.)"""
     return to_bytes(_serializer(tpe).serialize(value), tpe.typename)
 
 
-def _serializer(value_type: Type[Any]) -> TypeSerializer[Any]:
+def _serializer(value_type: Any) -> Any:
     """``value_type``'s serializer; a ``TypeError`` that says what to pass when it is not a
     Type (a model class, which a type plugin reads, is the usual mistake)."""
     try:
@@ -202,8 +216,12 @@ class Message(_Typed):
 
     __slots__ = ("_types", "_value", "target_id", "target_typename")
 
-    target_typename: str
-    target_id: str
+    # Each a str, or what message_builder was given instead: an id as UTF-8 bytes, which
+    # protobuf takes, or a wrong value, which the reply refuses with a message naming the
+    # target. Not plain Any: read, it still checks as a str; not plain str: a compiled build
+    # would refuse the others where they are set, with its own message.
+    target_typename: Union[str, Any]
+    target_id: Union[str, Any]
 
     def __init__(self, target_typename: str, target_id: str, typed_value: Any) -> None:
         if not target_typename:
@@ -222,7 +240,7 @@ class Message(_Typed):
 
     @staticmethod
     def _built(
-        target_typename: str, target_id: str, typename: Optional[str], data: Optional[bytes]
+        target_typename: Any, target_id: Any, typename: Optional[str], data: Optional[bytes]
     ) -> Message:
         message = _new_message(Message)
         message.target_typename = target_typename
@@ -235,7 +253,7 @@ class Message(_Typed):
         return message
 
     @staticmethod
-    def _deferred(target_typename: str, target_id: str, value: Any) -> Message:
+    def _deferred(target_typename: Any, target_id: Any, value: Any) -> Message:
         """A message whose type is found from the value's class by the handler's plugins."""
         message = Message._built(target_typename, target_id, None, None)
         message._value = value
@@ -338,7 +356,7 @@ class EgressMessage(_Typed):
 
     __slots__ = ("typename",)
 
-    typename: str
+    typename: Union[str, Any]  # a str, or what its builder was given (see Message.target_id)
 
     def __init__(self, typename: str, typed_value: Any) -> None:
         if not typename:
@@ -351,7 +369,7 @@ class EgressMessage(_Typed):
         self._data = None
 
     @staticmethod
-    def _built(typename: str, value_typename: str, data: bytes) -> EgressMessage:
+    def _built(typename: Any, value_typename: str, data: bytes) -> EgressMessage:
         if not typename:
             raise ValueError("typename is missing")
         message = _new_egress_message(EgressMessage)
@@ -402,7 +420,7 @@ _STRING = StringType.typename
 _encode_string = StringType.serializer().serialize
 
 
-def _check_target(target_typename: str, target_id: str) -> None:
+def _check_target(target_typename: Any, target_id: Any) -> None:
     if not target_typename:
         raise ValueError("target_typename can not be missing")
     if not target_id:
@@ -432,13 +450,16 @@ def message_builder(
 ) -> Message: ...
 
 
-def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Message:
+def message_builder(target_typename: Any, target_id: Any, **kwargs: Any) -> Message:
     """Build a message for the function ``target_typename`` with id ``target_id``.
 
     Give the value as exactly one of ``int_value=``, ``float_value=``, ``long_value=``,
     ``str_value=``, ``double_value=``, ``bool_value=``, or as ``value=`` with
     ``value_type=<Type>``. ``value=`` alone works for classes a type plugin knows.
     """
+    # Any, here and in the other builders: the signatures above are the ones type checkers
+    # see. A compiled build checks this one's annotations where it is called, and would refuse
+    # what the official SDK takes (an id as UTF-8 bytes) or name no target in its error.
     # the value is encoded before the target is checked, as the official SDK does: a bad
     # value and a missing target raise what the value raises
     if len(kwargs) != 1:
@@ -468,7 +489,7 @@ def message_builder(target_typename: str, target_id: str, **kwargs: Any) -> Mess
     return message
 
 
-def _built_otherwise(target_typename: str, target_id: str, kwargs: dict[str, Any]) -> Message:
+def _built_otherwise(target_typename: Any, target_id: Any, kwargs: dict[str, Any]) -> Message:
     """``message_builder`` for every call but one primitive keyword with a value (which it
     encodes itself): ``value=`` with or without ``value_type=``, a value of None, and wrong
     keywords."""
@@ -479,7 +500,7 @@ def _built_otherwise(target_typename: str, target_id: str, kwargs: dict[str, Any
                 raise ValueError("value can not be missing")
             _check_target(target_typename, target_id)
             return Message._deferred(target_typename, target_id, value)
-        value_type = _PRIMITIVE_KEYWORDS.get(keyword)
+        value_type: Any = _PRIMITIVE_KEYWORDS.get(keyword)  # Any: value_type= may be anything
         if value is None and value_type is not None:  # str_value=message.as_string(), say
             raise ValueError(
                 f"value can not be missing: {keyword}=None (a reader such as "
@@ -513,9 +534,13 @@ def _built_otherwise(target_typename: str, target_id: str, kwargs: dict[str, Any
     return message
 
 
-def egress_message_builder(target_typename: str, value: _T, value_type: Type[_T]) -> EgressMessage:
+def egress_message_builder(
+    target_typename: Union[str, Any], value: _T, value_type: _Writable[_T]
+) -> EgressMessage:
     """A generic egress record; see :func:`kafka_egress_message` and
     :func:`kinesis_egress_message` for those egresses."""
+    # Any in the union: None is refused below with the official SDK's ValueError, which a
+    # compiled build would not reach if the annotation refused it first
     if not target_typename:
         raise ValueError("target typename is missing")
     if value is None:
@@ -524,7 +549,7 @@ def egress_message_builder(target_typename: str, value: _T, value_type: Type[_T]
     return EgressMessage._built(target_typename, value_type.typename, data)
 
 
-def _record_bytes(value: Any, value_type: Optional[Type[Any]], kafka: bool) -> bytes:
+def _record_bytes(value: Any, value_type: Any, kafka: bool) -> bytes:
     if value_type:
         return encode(value_type, value)
     if isinstance(value, str):
@@ -570,12 +595,12 @@ def kafka_egress_message(
 
 
 def kafka_egress_message(
-    typename: str,
-    topic: str,
+    typename: Any,
+    topic: Any,
     value: Any,
-    value_type: Optional[Type[Any]] = None,
-    key: Optional[str] = None,
-    headers: _Headers = None,
+    value_type: Any = None,
+    key: Any = None,
+    headers: Any = None,
 ) -> EgressMessage:
     """A record for a Kafka egress (``typename`` is the egress id in ``module.yaml``).
 
@@ -585,6 +610,7 @@ def kafka_egress_message(
     bytes, or None for a null header. StateFun Actors writes them to the record; Apache
     StateFun 3.3 does not know them and produces the record without headers.
     """
+    # Any: see message_builder (its strings may be UTF-8 bytes, as protobuf's are)
     if not topic:
         raise ValueError("A destination Kafka topic is missing")
     if value is None:
@@ -602,7 +628,7 @@ def kafka_egress_message(
     return EgressMessage._built(typename, KAFKA_PRODUCER_RECORD, record)
 
 
-def _header(name: str, value: HeaderValue) -> bytes:
+def _header(name: Any, value: Any) -> bytes:
     """One ``KafkaProducerRecord.Header``, as protobuf writes it (``has_value`` is field 3)."""
     if value is None:
         return field(1, text(name))
@@ -631,14 +657,15 @@ def kinesis_egress_message(
 
 
 def kinesis_egress_message(
-    typename: str,
-    stream: str,
+    typename: Any,
+    stream: Any,
     value: Any,
-    partition_key: str,
-    value_type: Optional[Type[Any]] = None,
-    explicit_hash_key: Optional[str] = None,
+    partition_key: Any,
+    value_type: Any = None,
+    explicit_hash_key: Any = None,
 ) -> EgressMessage:
     """A record for a Kinesis egress (``typename`` is the egress id in ``module.yaml``)."""
+    # Any: see kafka_egress_message
     if not stream:
         raise ValueError("Missing destination Kinesis stream")
     if value is None:

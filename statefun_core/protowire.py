@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import struct
-from typing import Union
 
 __all__ = [
     "HAS_VALUE",
@@ -58,9 +57,10 @@ def key(number: int, wire_type: int) -> bytes:
     return varint((number << 3) | wire_type)
 
 
-def text(value: Union[str, bytes, bytearray]) -> bytes:
+def text(value: object) -> bytes:
     """A string field's bytes: ``value`` in UTF-8, or ``bytes`` that are UTF-8 already (which
-    protobuf's classes take for a string field too)."""
+    protobuf's classes take for a string field too). Typed ``object``: it refuses anything
+    else itself, with a message its callers catch and name the field in."""
     if type(value) is str:
         return value.encode()
     if isinstance(value, (bytes, bytearray)):

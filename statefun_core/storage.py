@@ -76,7 +76,9 @@ class StateValues:
 
 def state_serializer(tpe: Type[Any], serializer: Any) -> Callable[[Any], bytes]:
     """``serializer.serialize``, made to return bytes (the built-in types' already do)."""
-    serialize: Callable[[Any], bytes] = serializer.serialize
+    # what it returns is not taken for bytes until to_bytes says so: a user's serializer may
+    # return str or a bytes-like, which a compiled build would refuse as not bytes
+    serialize: Callable[[Any], Any] = serializer.serialize
     if _is_builtin(tpe):
         return serialize
     typename = tpe.typename

@@ -894,6 +894,7 @@ def test_an_egress_record_without_an_egress_is_refused_where_it_is_built() -> No
         lambda: kafka_egress_message("", "t", "v"),
         lambda: kafka_egress_message(None, "t", "v"),  # type: ignore[arg-type]
         lambda: kinesis_egress_message("", "s", "v", "pk"),
+        lambda: egress_message_builder(None, "v", StringType),
     ):
         with pytest.raises(ValueError, match="typename is missing"):
             build()
