@@ -8,7 +8,7 @@ import inspect
 import logging
 import weakref
 from types import MethodType
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 from ._mypyc import awaiter, caused, compiled, mypyc_attr
 from .core import StorageSpec, ValueSpec, parse_typename
@@ -205,9 +205,9 @@ class StatefulFunctions:
 
     def register(
         self,
-        typename: str,
+        typename: object,
         fun: Callable[..., Any],
-        specs: Optional[list[ValueSpec]] = None,
+        specs: Optional[Sequence[ValueSpec]] = None,
         *,
         blocking: bool = False,
         final_errors: Iterable[type[Exception]] = (),
@@ -232,6 +232,8 @@ class StatefulFunctions:
         ``dead_letters`` (or to the handler's ``dead_letters``) instead of failing the batch;
         see :mod:`statefun_core.deadletters`.
         """
+        # typename is an object and specs a Sequence (which a compiled build does not check):
+        # they are checked here, with messages that say what to pass
         if fun is None:
             raise ValueError("function instance must be provided")
         if not typename:
@@ -280,8 +282,8 @@ class StatefulFunctions:
 
     def bind(
         self,
-        typename: str,
-        specs: Optional[list[ValueSpec]] = None,
+        typename: object,
+        specs: Optional[Sequence[ValueSpec]] = None,
         *,
         blocking: bool = False,
         final_errors: Iterable[type[Exception]] = (),

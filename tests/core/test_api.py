@@ -445,7 +445,9 @@ def test_bind_refuses_what_it_cannot_call_naming_the_typename_and_the_fix() -> N
     with pytest.raises(TypeError, match=r"^ns/f is bound to 42, which is not a function$"):
         functions.register("ns/f", 42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^a function typename is a str 'namespace/name', got 5"):
-        functions.register(5, lambda c, m: None)  # type: ignore[arg-type]
+        functions.register(5, lambda c, m: None)
+    with pytest.raises(TypeError, match=r"^a function typename is a str 'namespace/name', got 5"):
+        functions.bind(5)(greet)
     with pytest.raises(TypeError, match=r"^specs of ns/f must be a list of ValueSpecs: specs=\["):
         functions.register("ns/f", lambda c, m: None, ValueSpec("a", IntType))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"but rather \(context, \*, message\)"):
@@ -455,6 +457,12 @@ def test_bind_refuses_what_it_cannot_call_naming_the_typename_and_the_fix() -> N
 
 def greet(context: Context, message: Message) -> None:
     pass
+
+
+def test_specs_may_be_a_tuple() -> None:
+    functions = StatefulFunctions()
+    functions.register("ns/f", greet, (ValueSpec("a", IntType), ValueSpec("b", StringType)))
+    assert [spec.name for spec in functions.for_typename("ns/f").specs] == ["a", "b"]
 
 
 def welcome(context: Context, message: Message) -> None:
