@@ -21,10 +21,10 @@ class DelayedMessage:
 
     delay_ms: int
     message: Optional[Message]
-    cancellation_token: str
+    cancellation_token: Union[str, Any]  # a str, or what was given (see Message.target_id)
 
     def __init__(
-        self, delay_ms: int, message: Optional[Message], cancellation_token: str = ""
+        self, delay_ms: int, message: Optional[Message], cancellation_token: Any = ""
     ) -> None:
         self.delay_ms = delay_ms
         self.message = message
@@ -75,6 +75,9 @@ class InvocationContext(Context):
     """The context of one batch; ``caller`` changes with each invocation.
 
     ``storage`` is a plain attribute, not a property: functions read it on every invocation.
+    The sends take ``Any``: their documented types are :class:`Context`'s, and they check
+    what they are given themselves, with messages that say what to pass (a compiled build
+    would check the annotations first, with its own).
     The address and the caller are built when read, from the request's protobuf: most
     functions never read them, and looking for a caller costs every invocation otherwise.
     """
@@ -130,7 +133,7 @@ class InvocationContext(Context):
             return None
         return SdkAddress(namespace, type, id, f"{namespace}/{type}")
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Any) -> None:
         if not isinstance(message, Message):
             raise TypeError(f"send() takes a Message, got {_named(message)}")
         outbox = self.outbox
@@ -138,9 +141,7 @@ class InvocationContext(Context):
             raise self._over_outgoing_limit()
         outbox.append(message)
 
-    def send_after(
-        self, duration: timedelta, message: Message, cancellation_token: str = ""
-    ) -> None:
+    def send_after(self, duration: Any, message: Any, cancellation_token: Any = "") -> None:
         if not isinstance(message, Message):
             raise TypeError(f"send_after() takes a Message, got {_named(message)}")
         try:
@@ -159,7 +160,7 @@ class InvocationContext(Context):
             raise self._over_outgoing_limit()
         self.outbox.append(DelayedMessage(delay_ms, message, cancellation_token or ""))
 
-    def cancel_delayed_message(self, cancellation_token: str) -> None:
+    def cancel_delayed_message(self, cancellation_token: Any) -> None:
         if not isinstance(cancellation_token, (str, bytes)):  # as protobuf refuses it
             raise TypeError(
                 "cancel_delayed_message() takes a str token, "
@@ -171,7 +172,7 @@ class InvocationContext(Context):
             raise self._over_outgoing_limit()
         self.outbox.append(DelayedMessage(0, None, cancellation_token))
 
-    def send_egress(self, message: EgressMessage) -> None:
+    def send_egress(self, message: Any) -> None:
         if not isinstance(message, EgressMessage):
             raise TypeError(f"send_egress() takes an EgressMessage, got {_named(message)}")
         if len(self.outbox) >= self._max_outgoing:

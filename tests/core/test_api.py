@@ -941,7 +941,8 @@ def test_kafka_values_use_kafkas_serializers(value: Any, encoded: bytes) -> None
 def test_context_rejects_invalid_sends() -> None:
     from statefun_core.context import InvocationContext
 
-    ctx = InvocationContext(None, None)  # type: ignore[arg-type]
+    context = InvocationContext(None, None)
+    ctx: Context = context  # typed as users see it: each send below is refused by type checkers
     with pytest.raises(TypeError, match=r"send\(\) takes a Message, got str"):
         ctx.send("not a message")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"send_after\(\) takes a Message, got str"):
@@ -964,7 +965,7 @@ def test_context_rejects_invalid_sends() -> None:
         ctx.send(record)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"got EgressMessage: .* with context.send_egress\(\)$"):
         ctx.send_after(timedelta(seconds=1), record)  # type: ignore[arg-type]
-    assert ctx.outbox == []  # nothing refused was sent
+    assert context.outbox == []  # nothing refused was sent
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from google.protobuf.wrappers_pb2 import StringValue
 from typing_extensions import assert_type
@@ -215,6 +215,22 @@ def registered(context: Context, message: Message) -> None:
 
 
 functions.register("com.example.fns/registered", registered, [ValueSpec("x", StringType)])
+functions.register("com.example.fns/registered", registered, (ValueSpec("x", StringType),))
+# what register refuses at run time, refused before it runs (an unused ignore fails both)
+functions.register("com.example.fns/registered", registered, ValueSpec("x", StringType))  # type: ignore[arg-type]
+
+
+# The sends check what they are given at run time (their implementation takes Any, which a
+# compiled build does not check): Context's own signatures still refuse it before it runs.
+def refused(context: Context, message: Message) -> None:
+    context.send(kafka_egress_message("com.example/out", "topic", "v"))  # type: ignore[arg-type]
+    context.send_egress(message)  # type: ignore[arg-type]
+    context.send_after(30, message)  # type: ignore[arg-type]
+    context.send_after(timedelta(seconds=1), message, None)  # type: ignore[arg-type]
+    context.cancel_delayed_message(None)  # type: ignore[arg-type]
+    # a str, or what its builder was given; not Any, which a strict checker would not return
+    assert_type(message.target_id, Union[str, Any])
+
 
 # --- the other names ----------------------------------------------------------------------
 function: StatefulFunction = functions.for_typename("com.example.fns/greeter")
