@@ -437,7 +437,9 @@ class RequestReplyHandler:
 
     def __init__(
         self,
-        functions: StatefulFunctions,
+        # Optional: None is refused below with the official SDK's ValueError, which a compiled
+        # build would not reach if the annotation refused it first (with a TypeError)
+        functions: Optional[StatefulFunctions],
         *,
         plugins: Optional[pluggy.PluginManager] = None,
         executor: Optional[Executor] = None,

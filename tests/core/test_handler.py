@@ -583,7 +583,7 @@ def test_an_unknown_function_names_the_nearest_and_the_bound_typenames(
 def test_a_handler_needs_functions() -> None:
     """As the official SDK says it."""
     with pytest.raises(ValueError, match=r"^functions must be provided\.$"):
-        RequestReplyHandler(None)  # type: ignore[arg-type]
+        RequestReplyHandler(None)
 
 
 def test_a_handler_and_its_asgi_app_may_be_subclassed() -> None:
