@@ -130,12 +130,14 @@ def build_compiled_core(session: nox.Session) -> str:
 def install_core_build(session: nox.Session, build: str, *extra: str) -> None:
     """The core as ``build`` says: ``python`` (the checkout, editable) or ``compiled`` (the
     wheel the mypyc hook builds, installed). The compiled modules win over the checkout's
-    sources only where the checkout is not first on ``sys.path``: run Python with ``-P``."""
+    sources only where the checkout is not first on ``sys.path``: not ``python -m`` or ``-c``
+    in the checkout (``pytest``, its script, and ``--import-mode=append``)."""
     if build == "python":
         session.install("-e", ".", *extra)
         return
     session.install(build_compiled_core(session), *extra)
-    session.run("python", "-P", "-c", COMPILED_CHECK)
+    with session.chdir(session.create_tmp()):
+        session.run("python", "-c", COMPILED_CHECK)
 
 
 # The HTTP benchmarks run on each build of the core: `nox -s "bench_asgi(core='compiled')"`.
@@ -147,14 +149,14 @@ COMPILED_CHECK = (
 )
 
 
-@nox.session(python=COMPILED_PYTHONS, tags=["core"])
+@nox.session(python=COMPILED_PYTHONS, tags=["ci", "core"])
 def compiled(session: nox.Session) -> None:
     """The core's tests on the core compiled with mypyc, installed from its wheel: the same
     tests as the Python build passes, run with the checkout last on ``sys.path``
     (``--import-mode=append``) so that they import the compiled modules."""
     install_core_build(session, "compiled", *TEST_DEPS)
-    session.run("python", "-P", "-m", "pytest", "--import-mode=append", "tests/core",
-                "tests/testing", "tests/engine", *session.posargs)  # fmt: skip
+    session.run("pytest", "--import-mode=append", "tests/core", "tests/testing", "tests/engine",
+                *session.posargs)  # fmt: skip
 
 
 @nox.session(python=NEWEST, tags=["ci", "core"])
@@ -170,8 +172,7 @@ def compiled_integrations(session: nox.Session) -> None:
     )  # fmt: skip
     for name in names:
         with session.chdir(f"integrations/{name}"):
-            session.run("python", "-P", "-m", "pytest", "--import-mode=append", "tests",
-                        *session.posargs)  # fmt: skip
+            session.run("pytest", "--import-mode=append", "tests", *session.posargs)
 
 
 @nox.session(python=NEWEST, tags=["ci", "core"])

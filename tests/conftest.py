@@ -14,6 +14,12 @@ settings.register_profile(
 settings.load_profile("statefun")
 
 
+def pytest_report_header() -> str:
+    from .compiled import COMPILED
+
+    return f"statefun_core: {'compiled by mypyc' if COMPILED else 'Python'}"
+
+
 @pytest.fixture
 def factory_trace_id() -> Iterator[str]:
     """A record factory that sets ``trace_id`` on every record, as a common recipe for trace
