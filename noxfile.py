@@ -39,8 +39,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 # plain `nox`: every area's tests on every Python, protobuf and framework version it supports
 nox.options.sessions = [
-    "tests", "protobuf", "core_oldest", "compiled", "compiled_integrations", "compat",
-    "compat_oldest", "official", "deadletters",
+    "tests", "protobuf", "protobuf_python", "core_oldest", "compiled", "compiled_integrations",
+    "compat", "compat_oldest", "official", "deadletters",
     "lint", "typecheck",
     "plugin_prometheus", "plugin_opentelemetry", "plugin_pydantic", "plugin_msgpack",
     "aiohttp", "tornado", "flask", "django", "apps", "apps_oldest", "engine", "engine_oldest",
@@ -97,6 +97,16 @@ def protobuf(session: nox.Session, protobuf: str) -> None:
 
 
 @nox.session(python=NEWEST, tags=["ci", "core"])
+def protobuf_python(session: nox.Session) -> None:
+    """The core's tests on protobuf's pure-Python backend, the newest protobuf (what PyPy and a
+    platform without an upb wheel run; ``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python``)."""
+    install_core(session)
+    backend = {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    session.run("python", "-m", "pytest", "tests/core", "tests/testing", "tests/engine",
+                *session.posargs, env=backend)  # fmt: skip
+
+
+@nox.session(python=NEWEST, tags=["ci", "core"])
 def core(session: nox.Session) -> None:
     """CI's core run: the newest Python and protobuf (``core_oldest`` is the other end)."""
     install_core(session)
@@ -115,15 +125,16 @@ COMPILED_PYTHONS = [python for python in PYTHONS if python != "3.9"]
 
 
 def build_compiled_core(session: nox.Session) -> str:
-    """The core's wheel with its request path compiled by mypyc, as a compiled release is
-    built; its path."""
+    """The core's wheel with its request path compiled by mypyc, built from its sdist as a
+    release is (and away from the checkout, where the build leaves the compiled modules beside
+    their sources); its path."""
     session.install("build[uv]")
-    wheels = Path(session.create_tmp()).resolve() / "compiled"
-    for old in wheels.glob("*.whl"):
+    dist = Path(session.create_tmp()).resolve() / "compiled"
+    for old in dist.glob("*"):
         old.unlink()
-    session.run("python", "-m", "build", "--installer", "uv", "--wheel", "--outdir", str(wheels),
-                ".", env={"HATCH_BUILD_HOOK_ENABLE_MYPYC": "1"}, silent=True)  # fmt: skip
-    (wheel,) = wheels.glob("*.whl")
+    session.run("python", "-m", "build", "--installer", "uv", "--outdir", str(dist), ".",
+                env={"HATCH_BUILD_HOOK_ENABLE_MYPYC": "1"}, silent=True)  # fmt: skip
+    (wheel,) = dist.glob("*.whl")
     return str(wheel)
 
 

@@ -1780,7 +1780,7 @@ def test_a_batch_goes_with_its_reply_while_its_invocations_are_observed(
     gc.disable()
     try:
         assert len(messages(serve())) == 2
-        left = [o for o in gc.get_objects() if isinstance(o, Message)]
+        left = [o for o in gc.get_objects() if type(o) is Message]
     finally:
         gc.enable()
     assert left == []
@@ -1852,7 +1852,7 @@ def test_a_failed_batch_goes_with_its_error(
     gc.disable()
     try:
         serve()
-        left = [o for o in gc.get_objects() if isinstance(o, Message)]
+        left = [o for o in gc.get_objects() if type(o) is Message]
     finally:
         gc.enable()
     assert left == []
