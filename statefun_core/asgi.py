@@ -71,7 +71,7 @@ class StatefunASGI(Served):
         path = _relative_path(scope) if scope.get("root_path") else scope["path"]
         early = endpoint.before_body(scope["method"], path, headers, declared)
         if early is not None:
-            await _send(send, early, head=scope["method"] == "HEAD", close=_unsent_body(scope))
+            await _send(send, early, head=scope["method"] == "HEAD", close=_unread_body(scope))
             return
         limit = endpoint.limit
         message = await receive()
@@ -145,15 +145,20 @@ def _relative_path(scope: Scope) -> str:
     return path
 
 
-def _unsent_body(scope: Scope) -> bool:
-    """Whether an HTTP/1.1 client waits for ``100 Continue`` before it sends its body: an
-    answer before the body then says the connection ends (RFC 9110, 10.1.1), or the server,
-    waiting for that body, would take the client's next request on it for the body."""
+def _unread_body(scope: Scope) -> bool:
+    """Whether an answer given before the body is read leaves a body on an HTTP/1.1
+    connection: one the client waits for ``100 Continue`` to send (RFC 9110, 10.1.1), or any
+    the request declares. The answer then says the connection ends (RFC 9112, 9.6), so that the
+    client's next request goes on a new one: the server would take it for that body, or, as
+    granian sometimes does, close the connection without saying so."""
     if scope.get("http_version") != "1.1":
         return False  # HTTP/2 has no Connection header; HTTP/1.0 closes anyway
-    return any(
-        name == b"expect" and value.lower() == b"100-continue" for name, value in scope["headers"]
-    )
+    for name, value in scope["headers"]:
+        if name == b"expect" and value.lower() == b"100-continue":
+            return True
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 async def _send(send: Send, answer: Answer, head: bool = False, close: bool = False) -> None:

@@ -157,6 +157,28 @@ def test_a_wrong_method_is_405_with_allow_and_reaches_the_hooks() -> None:
     assert recorder.failures == [(MethodNotAllowedError, 405, "r-2")]
 
 
+@pytest.mark.parametrize(
+    ("headers", "closes"),
+    [
+        ({"Content-Length": "3"}, True),
+        ({"Transfer-Encoding": "chunked"}, True),
+        ({"Content-Length": "3", "Expect": "100-continue"}, True),
+        ({"Content-Length": "0"}, False),
+        ({}, False),
+    ],
+)
+def test_a_refusal_before_the_body_ends_the_connection_the_body_is_on(
+    headers: dict[str, str], closes: bool
+) -> None:
+    """HTTP/1.1: a 405 answered without reading the body the request declares says the
+    connection ends, so that the client's next request does not follow that body on it."""
+    scope = {**http("PUT"), "http_version": "1.1"}
+    scope["headers"] = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    exchange = asgi(StatefunASGI(handler()), scope, *chunks(b"abc", 3))
+    assert exchange.status == 405
+    assert (exchange.headers.get("connection") == "close") is closes
+
+
 def test_a_client_gone_gets_no_answer_and_is_a_400_for_the_hooks() -> None:
     """As under WSGI, where the server hands over a short body: one request refused, 400."""
     recorder = FailureRecorder()
