@@ -12,7 +12,7 @@ import types
 from collections.abc import Awaitable, Generator
 from typing import Any, Callable, Optional, TypeVar
 
-__all__ = ["awaiter", "caused", "compiled", "mypyc_attr"]
+__all__ = ["awaiter", "awaiting", "caused", "compiled", "fieldwise", "mypyc_attr"]
 
 _E = TypeVar("_E", bound=BaseException)
 _T = TypeVar("_T")
@@ -57,6 +57,30 @@ def awaiter(module_compiled: bool) -> Callable[[Awaitable[_T]], Awaitable[_T]]:
 
 def _itself(awaitable: Awaitable[_T]) -> Awaitable[_T]:
     return awaitable
+
+
+def awaiting(
+    awaited: Callable[[Awaitable[Any]], Awaitable[Any]], fun: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    """``fun`` (an async function) with what it returns passed through ``awaited`` (an
+    :func:`awaiter`): wrapped once, where a module calls ``fun`` on its request path; ``fun``
+    itself when ``awaited`` passes awaitables on as they are."""
+    if awaited is _itself:
+        return fun
+
+    def calling(*args: Any) -> Awaitable[Any]:
+        return awaited(fun(*args))
+
+    return calling
+
+
+def fieldwise(cls: type[_T], placeholder: Callable[[type[_T]], _T]) -> Callable[[type[_T]], _T]:
+    """How a module makes an instance of ``cls`` whose fields it then sets one by one, called
+    with ``cls``: ``cls.__new__`` in Python, which skips ``__init__`` (a class call with one
+    costs several times more). Compiled by mypyc, a class's ``__new__`` runs ``__init__``
+    anyway: there ``placeholder`` (the module's own function, compiled with it, which calls
+    ``cls`` with placeholders that the caller overwrites; a C call)."""
+    return placeholder if compiled(placeholder) else cls.__new__
 
 
 class _ThrowingOneArgument(Generator[Any, Any, _T]):

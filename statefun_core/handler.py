@@ -26,7 +26,7 @@ import pluggy
 from google.protobuf.message import DecodeError
 
 from . import protocol
-from ._mypyc import awaiter, caused, compiled, mypyc_attr
+from ._mypyc import awaiter, awaiting, caused, compiled, fieldwise, mypyc_attr
 from .context import DelayedMessage, InvocationContext
 from .core import ValueSpec, is_state_typename, parse_typename
 from .deadletters import DeadLetterEgress, DeadLetterPolicy, DeadLetterRecord
@@ -244,6 +244,7 @@ class _Plan:
     """What the handler precomputes for one function: resolved specs and replies to reuse."""
 
     __slots__ = (
+        "fun",
         "function",
         "incomplete_replies",
         "mutations",
@@ -262,6 +263,8 @@ class _Plan:
         max_state_bytes: float = float("inf"),
     ) -> None:
         self.function = function
+        # what a batch calls: an async function's results go through _awaited
+        self.fun = awaiting(_awaited, function.fun) if function.is_async else function.fun
         egress = function.dead_letters or dead_letters
         if egress is None and (function.final_errors or function.final_unreadable):
             raise ValueError(
@@ -362,11 +365,7 @@ def _placeholder_batch(cls: type[_Batch]) -> _Batch:
     return _Batch(None, None)
 
 
-# Made field by field, as Message is (see messages._new_message): a compiled class's __new__
-# runs its __init__.
-_new_batch: Callable[[type[_Batch]], _Batch] = (
-    _placeholder_batch if compiled(_placeholder_batch) else _Batch.__new__
-)
+_new_batch = fieldwise(_Batch, _placeholder_batch)
 # what the handler awaits of functions and threads goes through it (see _mypyc.awaiter)
 _awaited = awaiter(compiled(_placeholder_batch))
 
@@ -633,7 +632,7 @@ class RequestReplyHandler:
                 fun = batch.fun
                 types = self.types
                 for invocation in batch.invocations:
-                    await _awaited(fun(batch, batch.message(invocation, types)))
+                    await fun(batch, batch.message(invocation, types))
             elif function.blocking:  # in the request's context there too, and its own copy
                 import asyncio
 
@@ -794,7 +793,7 @@ class RequestReplyHandler:
         batch.invocations = invocations
         batch.event = event
         if event is None and plan.policy is None:
-            batch.fun = plan.function.fun
+            batch.fun = plan.fun
         else:
             batch.fun = self._observed(batch)
         return batch
@@ -881,7 +880,7 @@ class RequestReplyHandler:
         batch.suspended = False
         if batch.event is not None:
             batch.event.dead_letters = 0  # its dead-letter records went with the outbox
-        if batch.fun is not batch.plan.function.fun:
+        if batch.fun is not batch.plan.fun:
             batch.fun = self._observed(batch)  # counting invocations from the first again
 
     async def _invoke_async(self, batch: _Batch) -> None:
@@ -889,7 +888,7 @@ class RequestReplyHandler:
         runs the same loop inline: a coroutine less per request)."""
         fun, types = batch.fun, self.types
         for invocation in batch.invocations:
-            await _awaited(fun(batch, batch.message(invocation, types)))
+            await fun(batch, batch.message(invocation, types))
 
     def _collect(self, batch: _Batch, check_reply: Optional[Callable[[int], None]] = None) -> bytes:
         """The reply, written by hand (see protowire.py): a ``FromFunction`` whose
@@ -1093,16 +1092,16 @@ class RequestReplyHandler:
         It is called with the batch as its context, and holds no reference to it: kept in
         ``batch.fun``, one would make a cycle, which keeps the batch (its request, state and
         outbox) until the cyclic garbage collector runs, not only until its reply."""
-        fun = batch.plan.function.fun
+        fun = batch.plan.fun
         index = itertools.count()
         observing = self._observing
         if batch.plan.function.is_async:
 
             async def observed_async(context: _Batch, message: Message) -> None:
                 with observing(context, next(index), message):
-                    await _awaited(fun(context, message))
+                    await fun(context, message)
 
-            return observed_async
+            return awaiting(_awaited, observed_async)
 
         def observed(context: _Batch, message: Message) -> None:
             with observing(context, next(index), message):

@@ -18,7 +18,7 @@ from typing import (
 )
 
 from . import protocol
-from ._mypyc import caused, compiled, mypyc_attr
+from ._mypyc import caused, fieldwise, mypyc_attr
 from .errors import mark_unreadable
 from .protowire import element, field, text
 from .types import (
@@ -391,15 +391,8 @@ def _placeholder_egress_message(cls: type[EgressMessage]) -> EgressMessage:
     return EgressMessage("-", "-")
 
 
-# A message whose fields the caller sets. In Python, without a call to __init__: a class call
-# with one costs several times more. Compiled by mypyc, a class's __new__ runs __init__ anyway,
-# so the class is called with placeholders that the caller overwrites (a C call).
-_new_message: Callable[[type[Message]], Message] = (
-    _placeholder_message if compiled(_placeholder_message) else Message.__new__
-)
-_new_egress_message: Callable[[type[EgressMessage]], EgressMessage] = (
-    _placeholder_egress_message if compiled(_placeholder_egress_message) else EgressMessage.__new__
-)
+_new_message = fieldwise(Message, _placeholder_message)
+_new_egress_message = fieldwise(EgressMessage, _placeholder_egress_message)
 
 _PRIMITIVE_KEYWORDS: dict[str, Type[Any]] = {
     "int_value": IntType,

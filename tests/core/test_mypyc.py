@@ -4,12 +4,13 @@ compiled build's own run is ``nox -s compiled``."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
-from statefun_core._mypyc import _ThrowingOneArgument, caused
+from statefun_core._mypyc import _ThrowingOneArgument, awaiter, awaiting, caused, fieldwise
 
 
 class _Suspends:
@@ -70,3 +71,37 @@ def test_caused_sets_the_cause_and_hides_the_context_as_raise_from_does() -> Non
         except KeyError as error:
             raise caused(ValueError("v"), error)
     assert raised.value.__cause__ is cause
+
+
+def test_awaiting_wraps_a_function_only_where_its_results_need_the_wrapper() -> None:
+    """In Python (and compiled before 3.12) the function itself: no call more per invocation
+    on the request path. Otherwise each result goes through the wrapper, and still runs."""
+
+    async def answers(x: int) -> int:
+        return x + 1
+
+    assert awaiting(awaiter(False), answers) is answers
+    wrapped = awaiting(_ThrowingOneArgument, answers)
+    awaitable = wrapped(41)
+    assert isinstance(awaitable, _ThrowingOneArgument)
+    assert asyncio.run(_awaiting_it(awaitable)) == 42
+
+
+async def _awaiting_it(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class _Fields:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.made_by_init = True
+
+
+def test_fieldwise_skips_init_in_python_and_calls_the_placeholder_when_compiled() -> None:
+    def placeholder(cls: type[_Fields]) -> _Fields:
+        return _Fields("-")
+
+    blank = fieldwise(_Fields, placeholder)(_Fields)  # placeholder is a Python function
+    assert type(blank) is _Fields and not hasattr(blank, "made_by_init")
+    compiled_placeholder: Any = functools.partial(placeholder)  # as a compiled one: no function
+    assert fieldwise(_Fields, compiled_placeholder)(_Fields).name == "-"
