@@ -165,8 +165,8 @@ def _chunked_otherwise(
 
 @pytest.mark.parametrize("reply", [_chunked, _chunked_otherwise])
 def test_an_endpoint_whose_replies_are_chunked_passes_them_all(reply: Reply) -> None:
-    """As a server sends a reply it did not give a length (Django's without CommonMiddleware
-    under gunicorn): the checks read it as an HTTP client does."""
+    """As a server sends a reply it was not given a length for (a plain Django view without
+    CommonMiddleware, under gunicorn): the checks read it as an HTTP client does."""
     for port in _serve(_handler(), reply):
         endpoint.check_endpoint(port, request_limit=LIMIT)
         body = wire.to_function(endpoint.GREETER, "Ann", ["Ann"], {"seen_count": 1})

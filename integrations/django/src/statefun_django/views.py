@@ -123,7 +123,7 @@ class StatefunView(_EndpointView):
             reply = handler.handle_sync(body, statefun_headers(request), reply_headers)
         except Exception as error:
             return statefun_error(error)
-        return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
+        return reply_response(reply, reply_headers)
 
 
 class AsyncStatefunView(_EndpointView):
@@ -149,7 +149,15 @@ class AsyncStatefunView(_EndpointView):
             reply = await handler.handle_async(body, statefun_headers(request), reply_headers)
         except Exception as error:
             return statefun_error(error)
-        return HttpResponse(reply, content_type=CONTENT_TYPE, headers=reply_headers)
+        return reply_response(reply, reply_headers)
+
+
+def reply_response(reply: bytes, headers: dict[str, str]) -> HttpResponse:
+    """The function's reply, with the plugins' ``headers`` and its ``Content-Length``: a
+    Django response has none without ``CommonMiddleware``, and the server then sends the
+    reply chunked (gunicorn, uvicorn), which costs it one more write."""
+    headers["Content-Length"] = str(len(reply))
+    return HttpResponse(reply, content_type=CONTENT_TYPE, headers=headers)
 
 
 def endpoint_view() -> Callable[..., Any]:
