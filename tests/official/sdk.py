@@ -36,6 +36,25 @@ def official_python() -> str:
     return str(python)
 
 
+def run_official(arguments: list[str], stdin: str = "") -> str:
+    """Run the official SDK's interpreter with ``arguments`` (in :func:`official_env`), two
+    minutes at most; its stdout. When it fails or times out, the test fails with what it
+    wrote to stderr."""
+    command = [official_python(), *arguments]
+    try:
+        done = subprocess.run(
+            command, input=stdin, capture_output=True, text=True, timeout=120, env=official_env()
+        )
+    except subprocess.TimeoutExpired as error:
+        stderr = error.stderr or b""  # what it wrote so far: bytes, even with text=True
+        if isinstance(stderr, bytes):
+            stderr = stderr.decode(errors="replace")
+        raise AssertionError(f"{command} timed out after 120 s; its stderr:\n{stderr}") from None
+    if done.returncode != 0:
+        raise AssertionError(f"{command} exited {done.returncode}; its stderr:\n{done.stderr}")
+    return done.stdout
+
+
 def official_env() -> dict[str, str]:
     """The environment to run the official SDK's interpreter in: ours without ``PYTHONPATH``.
     A run from a checkout puts statefun-compat's ``src`` there, and the official interpreter's

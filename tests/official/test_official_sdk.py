@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,8 @@ from statefun_core.errors import UnknownTypeError
 from statefun_core.testing import wire
 
 from . import scenarios
-from .sdk import official_env, official_python
+from .sdk import run_official
 
-OFFICIAL_PYTHON = official_python()
 HERE = Path(__file__).parent
 
 COMPLETE = {"seen": 3}
@@ -51,16 +49,9 @@ REQUESTS = {
 def official() -> dict[str, Any]:
     """The official SDK's answers, from its own virtualenv."""
     request = json.dumps({"requests": {name: body.hex() for name, body in REQUESTS.items()}})
-    done = subprocess.run(
-        [OFFICIAL_PYTHON, str(HERE / "official_driver.py")],
-        input=request,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=official_env(),
+    outcomes: dict[str, Any] = json.loads(
+        run_official([str(HERE / "official_driver.py")], stdin=request)
     )
-    assert done.returncode == 0, done.stderr
-    outcomes: dict[str, Any] = json.loads(done.stdout)
     return outcomes
 
 
@@ -177,20 +168,14 @@ def test_a_state_of_a_class_no_plugin_resolves_fails_before_any_request(official
 def test_the_official_sdk_is_the_one_compared_with():
     """Its version, and its ``import statefun`` finds its files (statefun-compat installs the
     same package name, and a ``PYTHONPATH`` could put it first)."""
-    done = subprocess.run(
+    stdout = run_official(
         [
-            str(OFFICIAL_PYTHON),
             "-c",
             "import importlib.metadata as m, pathlib, statefun\n"
             "official = m.distribution('apache-flink-statefun')\n"
             "print(official.version)\n"
             "here = pathlib.Path(statefun.__file__)\n"
             "print(here == official.locate_file('statefun/__init__.py'))",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=official_env(),
+        ]
     )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["3.3.0", "True"]
+    assert stdout.split() == ["3.3.0", "True"]
