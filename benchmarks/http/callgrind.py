@@ -15,6 +15,10 @@ difference over 500 is one request's count, startup and warm-up cancelling out.
   ASGI endpoint around ``handle_async`` or the floor for the others) is served by uvicorn's
   HTTP/1.1 protocol (``H11Protocol``, as ``asgi_protocol.py`` drives it), with no sockets;
   ``asgi-httptools`` the same apps under uvicorn[standard]'s ``HttpToolsProtocol``.
+- ``gunicorn-flask`` and ``gunicorn-django`` are the same apps served by gunicorn: one sync
+  worker under callgrind, this process posting to it on a new connection per request, as
+  wrk's are (a sync worker closes each); the worker's count, so gunicorn's own share (HTTP
+  parsing, the environ, the sockets' Python side) is in it, the same for every endpoint kind.
 - ``aiohttp`` and ``tornado`` (``aiohttp_server.py``, ``tornado_server.py``) serve on
   127.0.0.1 in the process that also runs the client, one keep-alive connection posting in
   turn: the client's share is the same for every endpoint kind, so the differences between
@@ -33,13 +37,20 @@ import asyncio
 import io
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FRAMEWORKS = ("aiohttp", "tornado", "flask", "django", "asgi", "asgi-httptools")
+FRAMEWORKS = (
+    "aiohttp", "tornado", "flask", "django", "gunicorn-flask", "gunicorn-django", "asgi",
+    "asgi-httptools",
+)  # fmt: skip
 KINDS = ("floor", "handler", "statefun")
 WARM_UP = 200
 
@@ -72,6 +83,8 @@ def main() -> None:
 
 
 def callgrind(framework: str, kind: str, requests: int) -> int:
+    if framework.startswith("gunicorn-"):
+        return callgrind_gunicorn(framework.removeprefix("gunicorn-"), kind, requests)
     command = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, __file__, "--serve", framework, kind, str(requests),
@@ -84,6 +97,76 @@ def callgrind(framework: str, kind: str, requests: int) -> int:
     if match is None:
         raise SystemExit(f"no count from callgrind for {framework} {kind}:\n{output}")
     return int(match.group(1))
+
+
+def callgrind_gunicorn(framework: str, kind: str, requests: int) -> int:
+    """The count of gunicorn's sync worker serving ``framework``'s ``kind`` endpoint for the
+    warm-up and ``requests`` requests, posted from here."""
+    from flask_django_wrk import APPS, PATHS
+    from wrk import greeter_reply, greeter_requests
+
+    from statefun_core.testing.endpoint import free_port
+
+    bodies = greeter_requests(100)
+    posts = [
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream"
+        b"\r\nContent-Length: %d\r\n\r\n%s" % (PATHS[framework].encode(), len(body), body)
+        for body in bodies
+    ]
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "0",  # see callgrind()
+        "BENCH_KIND": kind,
+        "BENCH_FIXED_REPLY": greeter_reply(bodies[0]).hex(),
+        "STATEFUN_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    with tempfile.TemporaryDirectory() as out, tempfile.TemporaryFile() as log:
+        command = [
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/%p",
+            sys.executable, "-m", "gunicorn", "-k", "sync", "-w", "1", "--timeout", "600",
+            "-b", f"127.0.0.1:{port}", "--log-level", "warning", APPS[framework].format(kind=kind),
+        ]  # fmt: skip
+        server = subprocess.Popen(
+            command, env=env, cwd=HERE, stdout=log, stderr=log, start_new_session=True
+        )
+        try:
+            for n in range(WARM_UP + requests):
+                answer = _post_on_a_new_connection(port, posts[n % len(posts)], server)
+                assert answer.startswith(b"HTTP/1.1 200"), answer
+        except BaseException:
+            os.killpg(server.pid, signal.SIGKILL)  # the arbiter and its worker
+            server.wait()
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        server.terminate()  # the arbiter stops its worker; callgrind writes each one's file
+        server.wait()
+        counts = [
+            int(match.group(1))
+            for file in Path(out).iterdir()
+            if (match := re.search(r"^(?:summary|totals): (\d+)", file.read_text(), re.M))
+        ]
+    return max(counts)  # the worker's: the arbiter only waits
+
+
+def _post_on_a_new_connection(port: int, post: bytes, server: subprocess.Popen[bytes]) -> bytes:
+    """The whole answer to ``post``; a server still starting under valgrind is waited for."""
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    with sock:
+        sock.sendall(post)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
 
 
 # --- the worker: one framework's endpoint kind, answering ``requests`` requests ---------------
