@@ -306,8 +306,9 @@ def test_without_the_middleware_the_runtimes_headers_pass(recorder: HeaderRecord
 @pytest.mark.parametrize("path", ["/sync/", "/async/"])
 def test_every_reply_has_its_length_without_common_middleware(path: str) -> None:
     """A Django response without Content-Length is sent chunked by the server (gunicorn,
-    uvicorn): one more write per request, some 12 us of a gunicorn worker's CPU (benchmarks/
-    README.md). The function's replies, its errors and the plugins' endpoints set it."""
+    uvicorn): under gunicorn one more write per request, some 12 us of a worker's CPU
+    (benchmarks/README.md). The function's replies, its errors and the plugins' endpoints set
+    it."""
     send = sync_post if path == "/sync/" else async_post
     with override_settings(MIDDLEWARE=[]):
         replies = [

@@ -155,7 +155,7 @@ class AsyncStatefunView(_EndpointView):
 def reply_response(reply: bytes, headers: dict[str, str]) -> HttpResponse:
     """The function's reply, with the plugins' ``headers`` and its ``Content-Length``: a
     Django response has none without ``CommonMiddleware``, and the server then sends the
-    reply chunked (gunicorn, uvicorn), which costs it one more write."""
+    reply chunked (gunicorn, uvicorn): gunicorn with one more write."""
     response = HttpResponse(reply, content_type=CONTENT_TYPE, headers=headers)
     response["Content-Length"] = str(len(reply))  # not in headers: a third less to set it
     return response
