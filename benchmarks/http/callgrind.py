@@ -37,12 +37,9 @@ import asyncio
 import io
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -105,14 +102,9 @@ def callgrind_gunicorn(framework: str, kind: str, requests: int) -> int:
     from flask_django_wrk import APPS, PATHS
     from wrk import greeter_reply, greeter_requests
 
-    from statefun_core.testing.endpoint import free_port
+    from statefun_core.testing.endpoint import free_port, request, running
 
     bodies = greeter_requests(100)
-    posts = [
-        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream"
-        b"\r\nContent-Length: %d\r\n\r\n%s" % (PATHS[framework].encode(), len(body), body)
-        for body in bodies
-    ]
     port = free_port()
     env = {
         **os.environ,
@@ -121,52 +113,23 @@ def callgrind_gunicorn(framework: str, kind: str, requests: int) -> int:
         "BENCH_FIXED_REPLY": greeter_reply(bodies[0]).hex(),
         "STATEFUN_DISABLE_PLUGIN_AUTOLOAD": "1",
     }
-    with tempfile.TemporaryDirectory() as out, tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryDirectory() as out:
         command = [
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/%p",
             sys.executable, "-m", "gunicorn", "-k", "sync", "-w", "1", "--timeout", "600",
             "-b", f"127.0.0.1:{port}", "--log-level", "warning", APPS[framework].format(kind=kind),
         ]  # fmt: skip
-        server = subprocess.Popen(
-            command, env=env, cwd=HERE, stdout=log, stderr=log, start_new_session=True
-        )
-        try:
+        # stopped with SIGTERM as the block ends: gunicorn exits, callgrind writes each file
+        with running(command, port, cwd=HERE, env=env, timeout=600):
             for n in range(WARM_UP + requests):
-                answer = _post_on_a_new_connection(port, posts[n % len(posts)], server)
-                assert answer.startswith(b"HTTP/1.1 200"), answer
-        except BaseException:
-            os.killpg(server.pid, signal.SIGKILL)  # the arbiter and its worker
-            server.wait()
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace"))
-            raise
-        server.terminate()  # the arbiter stops its worker; callgrind writes each one's file
-        server.wait()
+                status, _, _ = request(port, PATHS[framework], bodies[n % len(bodies)])
+                assert status == 200, status
         counts = [
             int(match.group(1))
             for file in Path(out).iterdir()
             if (match := re.search(r"^(?:summary|totals): (\d+)", file.read_text(), re.M))
         ]
     return max(counts)  # the worker's: the arbiter only waits
-
-
-def _post_on_a_new_connection(port: int, post: bytes, server: subprocess.Popen[bytes]) -> bytes:
-    """The whole answer to ``post``; a server still starting under valgrind is waited for."""
-    deadline = time.monotonic() + 600
-    while True:
-        try:
-            sock = socket.create_connection(("127.0.0.1", port))
-            break
-        except ConnectionRefusedError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    with sock:
-        sock.sendall(post)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
 
 
 # --- the worker: one framework's endpoint kind, answering ``requests`` requests ---------------
